@@ -1,0 +1,3 @@
+from bounce_analyzer.cli import main
+
+main()

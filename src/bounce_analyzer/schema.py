@@ -1,0 +1,78 @@
+"""The event table (schema version 1): one row per recipient per delivery attempt or ESP event.
+
+Defined once here, as a polars schema and the matching Arrow schema. docs/SCHEMA.md explains
+each column and why the schema is shaped as it is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+#: The values of the `event` column.
+EVENTS = ("delivered", "deferred", "bounced", "expired", "dropped", "rejected", "complained")
+
+#: The values of the `source` column.
+SOURCE_NAMES = ("postfix", "exim", "sendgrid", "mailgun")
+
+#: Columns a source fills in (facts read from the input).
+FACT_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "source": pl.String(),
+    "host": pl.String(),
+    "event": pl.String(),
+    "message_ref": pl.String(),
+    "message_id": pl.String(),
+    "sender": pl.String(),
+    "sender_domain": pl.String(),
+    "recipient": pl.String(),
+    "recipient_domain": pl.String(),
+    "original_recipient": pl.String(),
+    "relay_host": pl.String(),
+    "relay_ip": pl.String(),
+    "smtp_code": pl.Int16(),
+    "enhanced_code": pl.String(),
+    "diagnostic": pl.String(),
+    "attempt": pl.Int32(),
+    "delay_s": pl.Float64(),
+    "esp_classification": pl.String(),
+    "origin": pl.String(),
+}
+
+#: Columns the classification engine adds.
+CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
+    "provider": pl.String(),
+    "category": pl.String(),
+    "category_group": pl.String(),
+    "bounce_type": pl.String(),
+    "permanent": pl.Boolean(),
+    "rule_id": pl.String(),
+}
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {**FACT_SCHEMA, **CLASSIFICATION_SCHEMA}
+
+
+def empty_facts() -> pl.DataFrame:
+    """An empty frame with the fact columns."""
+    return pl.DataFrame(schema=FACT_SCHEMA)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType] = FACT_SCHEMA) -> pl.DataFrame:
+    """Return `frame` with exactly the columns of `schema`, in order: missing ones null, cast."""
+    exprs = [
+        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in schema.items()
+    ]
+    return frame.select(exprs)
+
+
+def arrow_schema() -> pa.Schema:
+    """The event table as an Arrow schema (for Parquet writers and readers)."""
+    return pl.DataFrame(schema=EVENT_SCHEMA).to_arrow().schema
