@@ -59,6 +59,23 @@ CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
 EVENT_SCHEMA: dict[str, pl.DataType] = {**FACT_SCHEMA, **CLASSIFICATION_SCHEMA}
 
 
+def event_id(source: str, record: pl.Expr) -> pl.Expr:
+    """The deterministic event id: xxh3-128 of the source name and the raw record, as 32 hex digits.
+
+    `record` is the raw line (log sources) or the ESP's own event id where it has one, with
+    whatever else makes it unique (a recipient index for multi-recipient records). The same
+    input always gets the same id, whatever the polars version, so that re-reading a file
+    duplicates nothing.
+    """
+    import polars_hash as plh  # lazy: a plugin, loaded only where ids are made
+
+    keyed = pl.concat_str([pl.lit(source + "\x1f"), record])
+    digest = plh.NonCryptographicHashingNameSpace(keyed).xxh3_128(
+        return_binary=True, byte_order="big"
+    )
+    return digest.bin.encode("hex").alias("event_id")
+
+
 def empty_facts() -> pl.DataFrame:
     """An empty frame with the fact columns."""
     return pl.DataFrame(schema=FACT_SCHEMA)
