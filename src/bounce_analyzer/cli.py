@@ -7,7 +7,6 @@ locals, which hold e-mail addresses).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -62,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
