@@ -22,15 +22,15 @@ SOURCES: dict[str, str] = {
 }
 
 
-def get_source(name: str) -> Source:
-    """A fresh instance of the source called `name`."""
+def get_source(name: str, *, tz: str | None = None) -> Source:
+    """A fresh instance of the source called `name` (`tz`: zone of offset-less timestamps)."""
     target = SOURCES.get(name)
     if target is None:
         known = ", ".join(SOURCES)
         raise UnknownSourceError(f"unknown source {name!r}: choose one of {known}")
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    instance: Source = cls()
+    instance: Source = cls(tz=tz)
     return instance
 
 

@@ -63,6 +63,10 @@ class Source(Protocol):
 
     name: ClassVar[str]
 
+    def __init__(self, *, tz: str | None = None) -> None:
+        """`tz`: the IANA zone of timestamps without an offset (None: the machine's zone)."""
+        ...
+
     def sniff(self, head: bytes) -> bool:
         """Whether `head` (the first few KB of an input, decompressed) is this format."""
         ...
