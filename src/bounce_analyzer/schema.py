@@ -83,11 +83,10 @@ def empty_facts() -> pl.DataFrame:
 
 def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType] = FACT_SCHEMA) -> pl.DataFrame:
     """Return `frame` with exactly the columns of `schema`, in order: missing ones null, cast."""
-    exprs = [
-        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
-        for name, dtype in schema.items()
-    ]
-    return frame.select(exprs)
+    missing = [pl.lit(None, dtype).alias(n) for n, dtype in schema.items() if n not in frame]
+    return frame.with_columns(missing).select(
+        pl.col(name).cast(dtype) for name, dtype in schema.items()
+    )
 
 
 def arrow_schema() -> pa.Schema:

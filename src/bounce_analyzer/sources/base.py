@@ -27,7 +27,9 @@ class Batch:
 
     `data` ends at a line boundary (the last line of a file may lack its newline). `first_line`
     is the 1-based number of the first line in `data`; `offset` the byte offset of `data` in the
-    decompressed stream. `final` is true for the last batch of an input.
+    decompressed stream. `final` is true for the last batch of an input. `mtime` is the
+    input's modification time (None for stdin): sources whose timestamps lack a year infer it
+    from this.
     """
 
     data: bytes
@@ -35,6 +37,7 @@ class Batch:
     first_line: int = 1
     offset: int = 0
     final: bool = True
+    mtime: float | None = None
 
 
 @dataclass

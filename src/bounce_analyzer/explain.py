@@ -1,0 +1,249 @@
+"""The library behind `bounce-analyzer explain`: classify free text and bare codes, with reasons.
+
+An input is a diagnostic as a server wrote it (``550-5.1.1 The email account ...``) or a bare
+code (``5.7.26``, ``421``, ``0x800CCC0F``), optionally with the reply code, enhanced code,
+recipient, relay host or provider given apart. The answer is the engine's decision plus what
+the deciding rule says: a code table row's meaning and solution, else the category's
+description and advice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from itertools import islice
+from typing import TextIO
+
+import polars as pl
+
+from bounce_analyzer.classify import _classify, _collected
+from bounce_analyzer.errors import UsageError
+from bounce_analyzer.rules import Rules
+
+#: The columns of `explain_frame`'s answer, in order.
+EXPLAIN_COLUMNS = (
+    "input",
+    "smtp_code",
+    "enhanced_code",
+    "hex_code",
+    "category",
+    "category_group",
+    "bounce_type",
+    "permanent",
+    "provider",
+    "rule_id",
+    "meaning",
+    "solution",
+    "description",
+    "advice",
+)
+
+#: The keys a JSON input line may have (others are ignored).
+JSON_FIELDS: dict[str, pl.DataType] = {
+    "diagnostic": pl.String(),
+    "smtp_code": pl.String(),
+    "enhanced_code": pl.String(),
+    "recipient": pl.String(),
+    "relay_host": pl.String(),
+    "provider": pl.String(),
+}
+
+_OPTIONAL = ("smtp_code", "enhanced_code", "recipient", "relay_host", "provider")
+
+
+def explain_frame(inputs: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Classify each row of `inputs` and say why (columns `EXPLAIN_COLUMNS`, in input order).
+
+    `inputs` has an `input` column (the text) and optionally `smtp_code`, `enhanced_code`,
+    `recipient` (an address or a bare domain), `relay_host` and `provider`; a given provider
+    wins over the one found from the recipient and relay host.
+    """
+    names = inputs.columns
+    column = {
+        name: (pl.col(name) if name in names else pl.lit(None)).cast(pl.String)
+        for name in _OPTIONAL
+    }
+    recipient = column["recipient"].str.strip_chars(" <>")
+    facts = inputs.lazy().select(
+        pl.col("input").cast(pl.String),
+        pl.col("input").cast(pl.String).alias("diagnostic"),
+        column["smtp_code"].str.strip_chars().cast(pl.Int16, strict=False).alias("smtp_code"),
+        column["enhanced_code"].str.strip_chars().replace("", None).alias("enhanced_code"),
+        pl.when(recipient.str.contains("@"))
+        .then(recipient.str.extract(r"@([^@]+)$", 1))
+        .otherwise(recipient)
+        .alias("recipient_domain"),
+        column["relay_host"].alias("relay_host"),
+        column["provider"].str.strip_chars().replace("", None).alias("provider"),
+    )
+    classified = _classify(facts, rules, keep_hex=True, stage=_collected)
+    row_text = rules.codes.lazy().select(
+        "rule_id", pl.coalesce("meaning", "message").alias("meaning"), "solution"
+    )
+    hex_text = (
+        rules.codes.lazy()
+        .filter(pl.col("hex_code").is_not_null())
+        .unique(subset=["hex_code"], keep="first", maintain_order=True)
+        .select(
+            "hex_code",
+            pl.col("meaning").alias("hex_meaning"),
+            pl.col("solution").alias("hex_solution"),
+        )
+    )
+    categories = rules.categories.lazy().select("category", "description", "advice")
+    return (
+        classified.with_row_index("_row")
+        .join(row_text, on="rule_id", how="left")
+        .join(hex_text, on="hex_code", how="left")
+        .join(categories, on="category", how="left")
+        .sort("_row")
+        .with_columns(
+            pl.coalesce("meaning", "hex_meaning", "description").alias("meaning"),
+            pl.coalesce("solution", "hex_solution", "advice").alias("solution"),
+        )
+        .select(EXPLAIN_COLUMNS)
+        .collect()
+    )
+
+
+def read_explain_lines(
+    lines: list[str], *, name: str = "<stdin>", first_line: int = 1
+) -> pl.DataFrame:
+    """Turn input lines into `explain_frame`'s input; blank lines are skipped.
+
+    A line is either plain diagnostic text, or (when it starts with ``{``) a JSON object with
+    `diagnostic` and any of `JSON_FIELDS`. A line that starts with ``{`` but is not a JSON
+    object raises `UsageError`: ``<stdin>:3: not a JSON object: {"diagnostic": ...``.
+    """
+    frame = (
+        pl.DataFrame({"line": lines}, schema={"line": pl.String})
+        .with_row_index("line_number", offset=first_line)
+        .filter(pl.col("line").str.strip_chars().str.len_chars() > 0)
+    )
+    is_json = pl.col("line").str.strip_chars_start().str.starts_with("{")
+    objects = frame.filter(is_json)
+    try:
+        decoded = objects.select(
+            "line_number",
+            pl.col("line").str.json_decode(pl.Struct(JSON_FIELDS)).alias("fields"),
+        ).unnest("fields")
+    except pl.exceptions.PolarsError:
+        _raise_first_bad_line(objects, name)
+        raise  # pragma: no cover - polars refused a line that Python's json accepts
+    texts = frame.filter(~is_json).select(
+        "line_number", pl.col("line").str.strip_chars_end("\r\n").alias("diagnostic")
+    )
+    merged = pl.concat([texts, decoded], how="diagonal_relaxed").sort("line_number")
+    return merged.select(
+        pl.col("diagnostic").fill_null("").alias("input"),
+        *[
+            pl.col(field) if field in merged.columns else pl.lit(None, pl.String).alias(field)
+            for field in _OPTIONAL
+        ],
+    )
+
+
+def _raise_first_bad_line(objects: pl.DataFrame, name: str) -> None:
+    """Raise UsageError naming the first line that is not a JSON object (error path only)."""
+    for number, line in objects.iter_rows():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            shown = line.strip()
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise UsageError(f"{name}:{number}: not a JSON object: {shown}")
+
+
+def _rules(rules_dir: str | None) -> Rules:
+    from pathlib import Path
+
+    from bounce_analyzer.rules import load_rules, user_rules_dir
+
+    return load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
+
+
+def explain_one(
+    text: str,
+    *,
+    smtp_code: int | None = None,
+    enhanced_code: str | None = None,
+    provider: str | None = None,
+    recipient: str | None = None,
+    relay_host: str | None = None,
+    rules_dir: str | None = None,
+) -> dict[str, object]:
+    """Explain one message (or bare code), with any context given apart, as a dict."""
+    inputs = pl.DataFrame(
+        {
+            "input": [text],
+            "smtp_code": [None if smtp_code is None else str(smtp_code)],
+            "enhanced_code": [enhanced_code],
+            "recipient": [recipient],
+            "relay_host": [relay_host],
+            "provider": [provider],
+        },
+        schema=dict.fromkeys(("input", *_OPTIONAL), pl.String),
+    )
+    return explain_frame(inputs, _rules(rules_dir)).row(0, named=True)
+
+
+def explain_stream(
+    stream: TextIO, *, rules_dir: str | None = None, lines_per_chunk: int = 50_000
+) -> Iterator[str]:
+    """Explain a stream of input lines in chunks; yield JSON lines, in input order."""
+    rules = _rules(rules_dir)
+    offset = 0
+    while True:
+        lines = list(islice(stream, lines_per_chunk))
+        if not lines:
+            return
+        try:
+            inputs = read_explain_lines(lines, name="<stdin>", first_line=offset + 1)
+        finally:
+            offset += len(lines)
+        if inputs.height:
+            yield explain_frame(inputs, rules).write_ndjson()
+
+
+_LABELS = (
+    ("category", "category"),
+    ("category_group", "group"),
+    ("bounce", "bounce type"),
+    ("provider", "provider"),
+    ("codes", "codes"),
+    ("rule_id", "rule"),
+    ("meaning", "meaning"),
+    ("solution", "solution"),
+    ("advice", "advice"),
+)
+
+
+def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
+    """An explanation for a person: one labelled line each, long text wrapped."""
+    import textwrap
+
+    permanent = result.get("permanent")
+    retry = {True: "permanent", False: "temporary (retried)"}.get(permanent)  # type: ignore[call-overload]
+    bounce = ", ".join(str(part) for part in (result.get("bounce_type"), retry) if part)
+    codes = " ".join(
+        str(result[key]) for key in ("smtp_code", "enhanced_code", "hex_code") if result.get(key)
+    )
+    values = {**result, "bounce": bounce or "-", "codes": codes or "-"}
+    if values.get("advice") == values.get("solution"):
+        values["advice"] = None
+    out = []
+    for key, label in _LABELS:
+        value = values.get(key)
+        if value in (None, ""):
+            continue
+        out.append(
+            textwrap.fill(
+                str(value),
+                width=width,
+                initial_indent=f"{label + ':':<14}",
+                subsequent_indent=" " * 14,
+            )
+        )
+    return "\n".join(out) + "\n"

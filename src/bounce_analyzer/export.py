@@ -1,0 +1,143 @@
+"""Exports for BI tools: the full event table, daily aggregates, and suppression lists.
+
+Parquet files carry proper types (UTC timestamps, dictionary-encoded strings), statistics and
+row groups of about 128k rows, so that DuckDB, Spark, Trino, pandas and Power BI read them as
+they are. CSV output neutralizes spreadsheet formulas (remote servers' words are
+attacker-controlled).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import polars as pl
+
+from bounce_analyzer.errors import UsageError
+from bounce_analyzer.report import FAILURES
+from bounce_analyzer.writers import neutralize_formulas
+
+ROW_GROUP_SIZE = 128 * 1024
+
+
+class ExportKind(StrEnum):
+    """What `export` writes."""
+
+    events = "events"
+    daily = "daily"
+    suppressions = "suppressions"
+
+
+class ExportFormat(StrEnum):
+    """The file format of an export."""
+
+    parquet = "parquet"
+    csv = "csv"
+
+
+def daily_aggregates(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Counts per date, source, provider and category, for dashboards."""
+    return (
+        events.with_columns(pl.col("timestamp").dt.date().alias("date"))
+        .group_by("date", "source", "provider", "category", "category_group")
+        .agg(
+            pl.len().alias("events"),
+            (pl.col("event") == "delivered").sum().alias("delivered"),
+            (pl.col("event") == "deferred").sum().alias("deferred"),
+            (pl.col("event") == "bounced").sum().alias("bounced"),
+            (pl.col("event") == "expired").sum().alias("expired"),
+            (pl.col("event") == "rejected").sum().alias("rejected"),
+            (pl.col("event") == "dropped").sum().alias("dropped"),
+            (pl.col("event") == "complained").sum().alias("complained"),
+            (pl.col("event").is_in(FAILURES) & (pl.col("bounce_type") == "hard"))
+            .sum()
+            .alias("hard"),
+            (pl.col("event").is_in(FAILURES) & (pl.col("bounce_type") == "soft"))
+            .sum()
+            .alias("soft"),
+        )
+        .sort("date", "source", "provider", "category", nulls_last=True)
+    )
+
+
+def suppressions(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Recipients that hard-bounced, with the last reason and date: feed these back into the
+    sender's suppression list. A recipient delivered to after its last hard bounce is left out
+    (the address works again)."""
+    recipients = events.filter(pl.col("recipient").is_not_null())
+    last_hard = (
+        recipients.filter(pl.col("event").is_in(FAILURES) & (pl.col("bounce_type") == "hard"))
+        .sort("timestamp", "event_id")
+        .group_by("recipient")
+        .agg(
+            pl.len().alias("hard_bounces"),
+            pl.col("timestamp").last().alias("last_bounce"),
+            pl.col("category").last(),
+            pl.col("smtp_code").last(),
+            pl.col("enhanced_code").last(),
+            pl.col("diagnostic").last().alias("last_reason"),
+            pl.col("provider").last(),
+            pl.col("source").last(),
+        )
+    )
+    last_delivered = (
+        recipients.filter(pl.col("event") == "delivered")
+        .group_by("recipient")
+        .agg(pl.col("timestamp").max().alias("_delivered"))
+    )
+    return (
+        last_hard.join(last_delivered, on="recipient", how="left")
+        .filter(pl.col("_delivered").is_null() | (pl.col("_delivered") < pl.col("last_bounce")))
+        .drop("_delivered")
+        .sort("recipient")
+    )
+
+
+def with_rule_text(events: pl.LazyFrame, explanations: pl.DataFrame) -> pl.LazyFrame:
+    """Join each event's rule meaning and solution (`explanations`: rule_id, meaning, solution)."""
+    return events.join(explanations.lazy(), on="rule_id", how="left")
+
+
+def write_export(
+    frame: pl.LazyFrame,
+    output: Path,
+    *,
+    fmt: ExportFormat = ExportFormat.parquet,
+    partition_by_date: bool = False,
+) -> int:
+    """Write `frame` to `output` (a file, or a directory of date partitions); return rows."""
+    data = frame.collect()
+    if partition_by_date:
+        if fmt is not ExportFormat.parquet:
+            raise UsageError("--partition-by date needs --format parquet")
+        import pyarrow.dataset as ds
+
+        if "date" not in data.columns:
+            data = data.with_columns(pl.col("timestamp").dt.date().alias("date"))
+        output.mkdir(parents=True, exist_ok=True)
+        ds.write_dataset(
+            data.to_arrow(),
+            output,
+            format="parquet",
+            partitioning=["date"],
+            partitioning_flavor="hive",
+            existing_data_behavior="delete_matching",
+            max_rows_per_group=ROW_GROUP_SIZE,
+            file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+        )
+        return data.height
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt is ExportFormat.csv:
+        neutralize_formulas(data).write_csv(output)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(
+            data.to_arrow(),
+            output,
+            compression="zstd",
+            use_dictionary=True,
+            write_statistics=True,
+            row_group_size=ROW_GROUP_SIZE,
+        )
+    return data.height

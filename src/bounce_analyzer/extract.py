@@ -1,0 +1,130 @@
+"""Find the SMTP reply code, the enhanced status code and Outlook hex codes in free text.
+
+Everything here is a polars expression over a whole column: no Python runs per message.
+
+What counts as a code (docs/RULES.md, "Codes in text"):
+
+- a reply code is ``2xx``, ``4xx`` or ``5xx`` with a second digit 0-5, followed by a space, a
+  dash or the end, and standing at the start of the text, after ``said:``, after a colon and
+  a space, or after a quote or opening bracket::
+
+      550 5.1.1 <a@b.example>: Recipient address rejected
+      host mx.b.example[192.0.2.1] said: 550-5.1.1 The email account ... (in reply to RCPT TO)
+      SMTP error from remote mail server after RCPT TO:<a@b.example>: 550 5.1.1 Unknown user
+      Remote server returned '554 5.7.1 Access denied'
+
+- an enhanced status code is ``class.subject.detail`` with class 2, 4 or 5, subject 0-7 and
+  a detail of 1-3 digits (RFC 3463), after the start, a space or one of ``#([=-"':<;,``, and
+  not followed by a digit or by a dot and a digit: ``#5.1.1``, ``(5.1.1)``, ``dsn=5.1.1``.
+  So the tails of IP addresses (``192.168.5.1.1``, ``10.4.4.5``), dates, times and queue ids
+  give no code; version numbers written ``v2.4.1`` or ``version 2.4.1`` are removed first.
+- an Outlook hex code is ``0x`` and 4 to 8 hex digits (``0x800CCC0F``), returned upper-cased.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import polars as pl
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+_VERSION = r"(?i)\b(?:version|release|ver\.?|v)\s*\d+(?:\.\d+)+"
+_REPLY = r"(?:^\s*|said:\s*|:\s+|[\"'(\[]\s*)([245][0-5][0-9])(?:[\s\-]|$)"
+_ENHANCED_CANDIDATE = (
+    r"(?:^|[\s#(\[=\-\"':<;,])[245]\.[0-7]\.[0-9]{1,3}(?:$|[^0-9.]|\.(?:$|[^0-9]))"
+)
+_ENHANCED = r"([245]\.[0-7]\.[0-9]{1,3})"
+_HEX = r"(?:^|[^0-9A-Za-z])0[xX]([0-9A-Fa-f]{4,8})(?:$|[^0-9A-Za-z])"
+
+
+def _without_versions(text: pl.Expr) -> pl.Expr:
+    return text.str.replace_all(_VERSION, " ")
+
+
+def extract_smtp_code(text: pl.Expr) -> pl.Expr:
+    """The first reply code in `text` (Int16), or null."""
+    return _without_versions(text).str.extract(_REPLY, 1).cast(pl.Int16)
+
+
+def _enhanced_candidates(text: pl.Expr) -> pl.Expr:
+    return (
+        _without_versions(text)
+        .str.extract_all(_ENHANCED_CANDIDATE)
+        .list.eval(pl.element().str.extract(_ENHANCED, 1))
+    )
+
+
+def _first_of_class(candidates: pl.Expr, reply_class: pl.Expr) -> pl.Expr:
+    """The first candidate whose class digit is `reply_class`; the first of all if that is null."""
+    chosen: pl.Expr = pl.lit(None, pl.String)
+    for digit in ("2", "4", "5"):
+        matching = candidates.list.eval(pl.element().filter(pl.element().str.starts_with(digit)))
+        chosen = pl.when(reply_class == int(digit)).then(matching.list.first()).otherwise(chosen)
+    return pl.when(reply_class.is_null()).then(candidates.list.first()).otherwise(chosen)
+
+
+def extract_enhanced_code(text: pl.Expr, *, reply_code: pl.Expr | None = None) -> pl.Expr:
+    """The first enhanced status code in `text`, or null.
+
+    With `reply_code`, the first one of the same class (``550`` -> ``5.x.x``), or null.
+    """
+    candidates = _enhanced_candidates(text)
+    if reply_code is None:
+        return candidates.list.first()
+    return _first_of_class(candidates, reply_code.cast(pl.Int16) // 100)
+
+
+def extract_codes(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(reply code as Int16, enhanced status code as String) found in `text`.
+
+    The enhanced code agrees in class with the reply code when both are found: one of
+    another class is dropped.
+    """
+    smtp = extract_smtp_code(text)
+    return smtp, extract_enhanced_code(text, reply_code=smtp)
+
+
+def extract_hex_code(text: pl.Expr) -> pl.Expr:
+    """The first Outlook hex error code in `text` (``0x800CCC0F``), or null."""
+    return pl.lit("0x") + text.str.extract(_HEX, 1).str.to_uppercase()
+
+
+def code_class(smtp_code: pl.Expr, enhanced_code: pl.Expr) -> pl.Expr:
+    """The reply class (2, 4 or 5, Int8) of the reply code, else of the enhanced code, or null."""
+    return pl.coalesce(
+        (smtp_code.cast(pl.Int16) // 100).cast(pl.Int8),
+        enhanced_code.str.slice(0, 1).cast(pl.Int8, strict=False),
+    )
+
+
+def with_codes(frame: FrameT, *, text: str = "diagnostic") -> FrameT:
+    """Fill null `smtp_code` / `enhanced_code` (and add `hex_code`) from the `text` column.
+
+    Explicit values are kept. An extracted value whose class disagrees with an explicit one is
+    dropped; when both are extracted, the enhanced code follows the reply code's class.
+    """
+    columns = frame.collect_schema().names()
+    body = pl.col(text).cast(pl.String)
+    given_smtp = (
+        pl.col("smtp_code").cast(pl.Int16) if "smtp_code" in columns else pl.lit(None, pl.Int16)
+    )
+    given_enhanced = (
+        pl.col("enhanced_code").cast(pl.String).str.strip_chars()
+        if "enhanced_code" in columns
+        else pl.lit(None, pl.String)
+    )
+    found_smtp = extract_smtp_code(body)
+    given_class = given_enhanced.str.slice(0, 1).cast(pl.Int16, strict=False)
+    smtp = pl.coalesce(
+        given_smtp,
+        pl.when(given_class.is_null() | (found_smtp // 100 == given_class)).then(found_smtp),
+    )
+    frame = frame.with_columns(smtp.alias("smtp_code"))
+    enhanced = pl.coalesce(
+        given_enhanced.replace("", None),
+        extract_enhanced_code(body, reply_code=pl.col("smtp_code")),
+    )
+    return frame.with_columns(
+        enhanced.alias("enhanced_code"), extract_hex_code(body).alias("hex_code")
+    )

@@ -1,0 +1,185 @@
+"""From input paths to classified event frames: read, detect, parse, classify.
+
+The pipeline owns the per-run state: one instance of each source for the whole run, so that
+state spanning files (a Postfix queue id whose sender sits in yesterday's rotated log) carries
+over, and the per-file accounting the `parse` summary and `ingest` report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import polars as pl
+
+from bounce_analyzer import reading, schema
+from bounce_analyzer.errors import InputError, ParseError
+from bounce_analyzer.sources import Source, get_source
+from bounce_analyzer.sources import detect as detect_source
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where to pick an input up again: bytes and lines already read (a line boundary)."""
+
+    offset: int
+    line: int
+
+
+#: Given an input and the first bytes of its decompressed content, where to start reading
+#: (None: from the beginning). The store uses it to read only what is new.
+ResumeFn = Callable[["reading.InputFile", bytes], Resume | None]
+
+
+@dataclass
+class FileSummary:
+    """What one input gave: the counts the run summary prints."""
+
+    path: str
+    source: str | None
+    read: int = 0
+    events: int = 0
+    skipped: int = 0
+    malformed: int = 0
+    bytes_read: int = 0
+    damage: str | None = None  # a truncated or corrupt compressed stream, where it broke
+    head: bytes = b""  # the first bytes of the decompressed content (the file's identity)
+    start_offset: int = 0  # where reading started (bytes of decompressed content)
+    end_offset: int = 0  # the end of the last whole line read
+    end_line: int = 0  # the number of that line
+
+    @property
+    def partial(self) -> bool:
+        return self.damage is not None
+
+
+@dataclass
+class Chunk:
+    """Classified events and set-aside records from one stretch of one input."""
+
+    path: str
+    events: pl.DataFrame
+    malformed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MALFORMED_SCHEMA))
+
+
+class ParseRun:
+    """Iterate over it for `Chunk`s; `summaries` fills in as the inputs are read."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        source: str | None = None,
+        tz: str | None = None,
+        strict: bool = False,
+        rules_dir: str | None = None,
+        batch_bytes: int = 32 * 2**20,
+        progress: Callable[[int], None] | None = None,
+        resume: ResumeFn | None = None,
+        hold_partial: bool = False,
+    ) -> None:
+        if source is not None:
+            get_source(source)  # fails fast on an unknown name
+        self._inputs = reading.expand_inputs(paths)
+        self._source = source
+        self._tz = tz
+        self._strict = strict
+        self._rules_dir = rules_dir
+        self._batch_bytes = batch_bytes
+        self._instances: dict[str, Source] = {}
+        self._resume = resume
+        self._hold_partial = hold_partial
+        self.summaries: list[FileSummary] = []
+        #: Called with the number of bytes of each batch read (a progress bar's update).
+        self.progress = progress
+
+    @property
+    def inputs(self) -> list[reading.InputFile]:
+        return self._inputs
+
+    def total_bytes(self) -> int | None:
+        """The size on disk of all inputs, or None when one of them is stdin."""
+        sizes = [item.size for item in self._inputs]
+        return None if any(size is None for size in sizes) else sum(s or 0 for s in sizes)
+
+    def _instance(self, name: str) -> Source:
+        if name not in self._instances:
+            self._instances[name] = get_source(name, tz=self._tz)
+        return self._instances[name]
+
+    def __iter__(self) -> Iterator[Chunk]:
+        from bounce_analyzer.classify import classify
+        from bounce_analyzer.rules import load_rules, user_rules_dir
+
+        rules = load_rules(user_rules_dir(Path(self._rules_dir) if self._rules_dir else None))
+        for item in self._inputs:
+            head = reading.head(item)
+            name = self._source or detect_source(head)
+            summary = FileSummary(path=item.display, source=name, head=head)
+            self.summaries.append(summary)
+            if name is None:
+                continue  # the summary says the format was not recognised
+            start = self._resume(item, head) if self._resume is not None else None
+            yield from self._parse_file(
+                item, self._instance(name), summary, rules, classify, start or Resume(0, 0)
+            )
+
+    def _batches(
+        self, item: reading.InputFile, summary: FileSummary, start: Resume
+    ) -> Iterator[Batch]:
+        """The input's batches from `start` on; a final line without its newline is held
+        back when `hold_partial` (a live log being written: it is read next time)."""
+        summary.start_offset = summary.end_offset = start.offset
+        summary.end_line = start.line
+        for batch in reading.read_batches(item, batch_bytes=self._batch_bytes):
+            end = batch.offset + len(batch.data)
+            if self.progress is not None:
+                self.progress(len(batch.data))
+            if end <= start.offset:
+                continue
+            if batch.offset < start.offset:
+                batch = replace(
+                    batch,
+                    data=batch.data[start.offset - batch.offset :],
+                    offset=start.offset,
+                    first_line=start.line + 1,
+                )
+            data = batch.data
+            if batch.final and self._hold_partial and data and not data.endswith(b"\n"):
+                data = data[: data.rfind(b"\n") + 1]
+                batch = replace(batch, data=data)
+            summary.bytes_read += len(data)
+            summary.end_offset = batch.offset + len(data)
+            summary.end_line = batch.first_line - 1 + data.count(b"\n")
+            if data.endswith(b"\n") is False and data:
+                summary.end_line += 1
+            yield batch
+
+    def _parse_file(
+        self,
+        item: reading.InputFile,
+        source: Source,
+        summary: FileSummary,
+        rules: object,
+        classify: Callable[..., pl.DataFrame],
+        start: Resume,
+    ) -> Iterator[Chunk]:
+        try:
+            for output in source.parse(self._batches(item, summary, start)):
+                summary.read += output.read
+                summary.skipped += output.skipped
+                summary.malformed += output.malformed_count
+                if self._strict and output.malformed_count:
+                    first = output.malformed.row(0, named=True)
+                    raise ParseError(f"{first['origin']}: {first['reason']}")
+                events = schema.conform(output.events)
+                summary.events += events.height
+                if events.height:
+                    events = classify(events, rules)
+                yield Chunk(path=item.display, events=events, malformed=output.malformed)
+        except reading.TruncatedInputError as error:
+            summary.damage = str(error)
+        except InputError:
+            raise

@@ -1,0 +1,449 @@
+"""The input layer: find the inputs, undo their compression, cut them into batches of lines.
+
+`expand_inputs` turns the paths a user gives (files, globs, directories, `-` for stdin) into
+`InputFile`s, rotated logs oldest first. `head` returns the decompressed start of an input (for
+source detection); `read_batches` cuts the decompressed stream into `Batch`es of whole lines.
+Compression is recognised by content (magic bytes), never by name: gzip (several members
+too), bzip2, xz, zstd, or none.
+
+Damaged compressed data: `read_batches` first yields every line decoded before the damage
+(the last, possibly cut, line included, in a batch marked `final`), then raises
+`TruncatedInputError`, which names the file and the compressed byte offset. A caller that
+wants to go on with the next input catches it; the CLI reports it as one `Error:` line.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import io
+import lzma
+import os
+import re
+import stat
+import sys
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO, Protocol
+
+import polars as pl
+
+from bounce_analyzer.errors import InputError
+from bounce_analyzer.sources.base import Batch
+
+__all__ = [
+    "InputFile",
+    "TruncatedInputError",
+    "batch_lines",
+    "detect_compression",
+    "expand_inputs",
+    "head",
+    "read_batches",
+]
+
+#: How many bytes are read at a time.
+_CHUNK = 1 << 16
+#: How many compressed bytes are decompressed at a time: bounds what one step can produce,
+#: and is the precision of the offset reported for corrupt data (the start of that block).
+_FEED = 1 << 13
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+#: `mail.log.2.gz` -> base `mail.log`, number 2; `mail.log-20261128.gz` -> date 20261128.
+_ROTATED = re.compile(
+    r"^(?P<base>.+?)(?:\.(?P<number>\d{1,6})|-(?P<date>\d{8}(?:\d{2,6})?))?"
+    r"(?:\.(?:gz|bz2|xz|zst|zstd))?$"
+)
+
+
+class TruncatedInputError(InputError):
+    """A compressed input ends early or is corrupt (the lines before the damage were read)."""
+
+    def __init__(self, path: str, offset: int, detail: str = "truncated or corrupt") -> None:
+        self.path = path
+        self.offset = offset
+        super().__init__(f"{path}: compressed data {detail} at byte {offset}")
+
+
+@dataclass
+class InputFile:
+    """One input: a regular file, or standard input (`path == "-"`)."""
+
+    path: str
+    mtime: float | None = None
+    #: Raw (still compressed) bytes already taken from stdin by `head`; read again first.
+    _peeked: bytearray = field(default_factory=bytearray, repr=False, compare=False)
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path == "-"
+
+    @property
+    def display(self) -> str:
+        """The name to show a person: the path, or `<stdin>`."""
+        return "<stdin>" if self.is_stdin else self.path
+
+    @property
+    def size(self) -> int | None:
+        """The size on disk (compressed), or None for stdin."""
+        if self.is_stdin:
+            return None
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return None
+
+
+def detect_compression(start: bytes) -> str:
+    """The compression of a stream from its first bytes: gzip, bzip2, xz, zstd or plain."""
+    for magic, name in _MAGIC:
+        if start.startswith(magic):
+            return name
+    return "plain"
+
+
+# --- finding the inputs -----------------------------------------------------------------------
+
+
+def _rotation_key(path: str) -> tuple[str, int, int, str]:
+    """Sort key: by base name; rotated files first, the highest number (oldest) first."""
+    directory, name = os.path.split(path)
+    match = _ROTATED.match(name)
+    if match is None:  # pragma: no cover - the pattern matches every non-empty name
+        return (path, 1, 0, "")
+    base = os.path.join(directory, match["base"])
+    if match["number"] is not None:
+        return (base, 0, -int(match["number"]), "")
+    if match["date"] is not None:
+        return (base, 0, 0, match["date"])
+    return (base, 1, 0, "")
+
+
+def _ordered(paths: list[str]) -> list[str]:
+    return sorted(paths, key=lambda p: (_rotation_key(p), p))
+
+
+def _os_error(path: str, error: OSError) -> InputError:
+    reason = (error.strerror or str(error)).lower()
+    return InputError(f"{path}: {reason}")
+
+
+def _check_readable(path: str) -> InputFile:
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):  # pragma: no cover - directories are expanded earlier
+            raise InputError(f"{path}: is a directory")
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise _os_error(path, error) from None
+    return InputFile(path=path, mtime=info.st_mtime)
+
+
+def _directory_files(path: str) -> list[str]:
+    try:
+        names = os.listdir(path)
+    except OSError as error:
+        raise _os_error(path, error) from None
+    found = []
+    for name in names:
+        if name.startswith("."):
+            continue
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            found.append(full)
+    return _ordered(found)
+
+
+def expand_inputs(paths: Sequence[str]) -> list[InputFile]:
+    """The inputs named by `paths`: files, globs, directories (their files) and `-` (stdin).
+
+    Rotated sets (`mail.log.2.gz`, `mail.log.1`, `mail.log`) come oldest first. A path that
+    does not exist or cannot be read raises `InputError("<path>: <reason>")`.
+    """
+    inputs: list[InputFile] = []
+    seen: set[str] = set()
+
+    def add(candidate: InputFile) -> None:
+        key = candidate.path if candidate.is_stdin else os.path.realpath(candidate.path)
+        if key not in seen:
+            seen.add(key)
+            inputs.append(candidate)
+
+    for path in paths:
+        if path == "-":
+            add(InputFile(path="-"))
+            continue
+        if _GLOB_CHARS.search(path) and not os.path.exists(path):
+            matches = [p for p in glob.glob(path) if os.path.isfile(p)]
+            if not matches:
+                raise InputError(f"{path}: no such file or directory")
+            for match in _ordered(matches):
+                add(_check_readable(match))
+            continue
+        if os.path.isdir(path):
+            for file_path in _directory_files(path):
+                add(_check_readable(file_path))
+            continue
+        add(_check_readable(path))
+    return inputs
+
+
+# --- decompression ----------------------------------------------------------------------------
+
+
+class _Decompressor(Protocol):
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+def _zstd() -> _Decompressor:
+    import zstandard  # lazy: only zstd inputs need it
+
+    decompressor: _Decompressor = zstandard.ZstdDecompressor().decompressobj()
+    return decompressor
+
+
+_FACTORIES: dict[str, Callable[[], _Decompressor]] = {
+    "gzip": lambda: zlib.decompressobj(wbits=16 + zlib.MAX_WBITS),
+    "bzip2": bz2.BZ2Decompressor,
+    "xz": lzma.LZMADecompressor,
+    "zstd": _zstd,
+}
+
+
+def _decompressor_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [zlib.error, OSError, lzma.LZMAError, EOFError]
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:  # pragma: no cover - zstandard is a dependency
+        pass
+    return tuple(errors)
+
+
+def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
+    """The decompressed content of `raw`, chunk by chunk; the compression read from its start."""
+    first = raw.read(_CHUNK)
+    kind = detect_compression(first)
+    if kind == "plain":
+        chunk = first
+        while chunk:
+            yield chunk
+            chunk = raw.read(_CHUNK)
+        return
+    factory = _FACTORIES[kind]
+    errors = _decompressor_errors()
+    decompressor = factory()
+    started = False  # the current member/stream/frame has been fed data
+    consumed = 0  # compressed bytes fully used so far
+    pending = first
+    while True:
+        if not pending:
+            pending = raw.read(_FEED)
+        chunk, pending = pending[:_FEED], pending[_FEED:]
+        if not chunk:
+            if started and not decompressor.eof:
+                raise TruncatedInputError(path, consumed, "ends early (truncated)")
+            return
+        if not started and kind == "gzip" and not chunk.strip(b"\x00"):
+            consumed += len(chunk)  # NUL padding after the last gzip member (gzip skips it too)
+            continue
+        started = True
+        try:
+            out = decompressor.decompress(chunk)
+        except errors:
+            raise TruncatedInputError(path, consumed, "is corrupt") from None
+        if out:
+            yield out
+        if decompressor.eof:
+            rest = decompressor.unused_data
+            consumed += len(chunk) - len(rest)
+            decompressor = factory()  # another member (gzip), stream (bzip2, xz) or frame
+            started = False
+            pending = rest + pending
+        else:
+            consumed += len(chunk)
+
+
+class _Prefixed(io.RawIOBase):
+    """A raw stream that first returns `prefix`, then the rest of `stream`."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix = memoryview(prefix)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _stdin() -> BinaryIO:
+    stream: BinaryIO = sys.stdin.buffer
+    return stream
+
+
+def _open_raw(source: InputFile) -> BinaryIO:
+    if source.is_stdin:
+        return io.BufferedReader(_Prefixed(bytes(source._peeked), _stdin()), _CHUNK)
+    try:
+        return open(source.path, "rb")
+    except OSError as error:
+        raise _os_error(source.path, error) from None
+
+
+def head(source: InputFile, size: int = 65536) -> bytes:
+    """The first `size` decompressed bytes of `source` (fewer if it is shorter).
+
+    For stdin the bytes taken are kept on `source` and returned again by `read_batches`.
+    """
+    if source.is_stdin:
+        stdin = _stdin()
+        while True:
+            peeked = bytes(source._peeked)
+            decoded = _decoded_prefix(peeked, size)
+            if len(decoded) >= size:
+                return decoded[:size]
+            more = stdin.read(_CHUNK)
+            if not more:
+                return decoded
+            source._peeked.extend(more)
+    with _open_raw(source) as raw:
+        return _decoded_prefix_stream(raw, source.path, size)
+
+
+def _decoded_prefix(raw_bytes: bytes, size: int) -> bytes:
+    return _decoded_prefix_stream(io.BytesIO(raw_bytes), "-", size)
+
+
+def _decoded_prefix_stream(raw: BinaryIO, path: str, size: int) -> bytes:
+    out = bytearray()
+    try:
+        for chunk in _decompressed(raw, path):
+            out.extend(chunk)
+            if len(out) >= size:
+                break
+    except TruncatedInputError:
+        pass  # detection only needs what could be decoded; read_batches reports the damage
+    return bytes(out[:size])
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+def read_batches(source: InputFile, *, batch_bytes: int = 32 * 2**20) -> Iterator[Batch]:
+    """Cut the decompressed content of `source` into batches of whole lines.
+
+    Each batch holds about `batch_bytes` bytes (more when one line is longer), ends at a line
+    end (the last one may lack it), and says where it starts (`first_line`, 1-based, and
+    `offset` in the decompressed stream). The last batch is `final`. Batches are `Batch`es
+    carrying the file's `mtime` (None for stdin). An empty input yields no batch.
+
+    Raises `TruncatedInputError` after the last good batch when compressed data is damaged.
+    """
+    if batch_bytes < 1:
+        raise ValueError("`batch_bytes` must be positive")
+    mtime = source.mtime
+    if mtime is None and not source.is_stdin:
+        try:
+            mtime = os.stat(source.path).st_mtime
+        except OSError as error:
+            raise _os_error(source.path, error) from None
+    previous: Batch | None = None
+    with _open_raw(source) as raw:
+        try:
+            for batch in _cut(_decompressed(raw, source.path), source.path, mtime, batch_bytes):
+                if previous is not None:
+                    yield previous
+                previous = batch
+        except TruncatedInputError:
+            if previous is not None:
+                yield replace(previous, final=True)
+            raise
+        except OSError as error:
+            raise _os_error(source.path, error) from None
+    if previous is not None:
+        yield replace(previous, final=True)
+
+
+def _cut(
+    chunks: Iterator[bytes], path: str, mtime: float | None, batch_bytes: int
+) -> Iterator[Batch]:
+    """Batches (all marked not final) from decompressed chunks; a cut line waits for its end."""
+    buffer = bytearray()
+    line = 1
+    offset = 0
+    search_from = 0  # where to look for the end of a line longer than a batch
+    damage: TruncatedInputError | None = None
+    try:
+        for chunk in chunks:
+            buffer.extend(chunk)
+            while len(buffer) >= batch_bytes:
+                end = buffer.rfind(b"\n", 0, batch_bytes)
+                if end < 0:  # one line longer than a batch: it makes a batch of its own
+                    end = buffer.find(b"\n", max(search_from, batch_bytes))
+                    if end < 0:
+                        search_from = len(buffer)
+                        break  # wait for its end
+                data = bytes(buffer[: end + 1])
+                del buffer[: end + 1]
+                search_from = 0
+                yield Batch(
+                    data=data, path=path, first_line=line, offset=offset, final=False, mtime=mtime
+                )
+                line += data.count(b"\n")
+                offset += len(data)
+    except TruncatedInputError as error:
+        damage = error
+    if buffer:
+        # The rest: the last line without its newline, or what was decoded before damage.
+        yield Batch(
+            data=bytes(buffer), path=path, first_line=line, offset=offset, final=False, mtime=mtime
+        )
+    if damage is not None:
+        raise damage
+
+
+def batch_lines(batch: Batch) -> pl.DataFrame:
+    """The lines of `batch` as a frame: `line_no` (1-based, Int64) and `line` (String).
+
+    Decodes UTF-8 with replacement characters (never raises), drops NUL bytes (a crashed
+    syslog daemon leaves runs of them), strips the `\\r` of CRLF line ends, and does not count
+    the empty string after the final newline as a line.
+    """
+    data = batch.data
+    if not data:
+        return pl.DataFrame(schema={"line_no": pl.Int64(), "line": pl.String()})
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    text = data.replace(b"\x00", b"").decode("utf-8", "replace")
+    lines = pl.Series("line", [text], dtype=pl.String()).str.split("\n").explode()
+    frame = pl.DataFrame({"line": lines}).with_columns(
+        pl.col("line").str.strip_suffix("\r"),
+    )
+    return frame.select(
+        (pl.int_range(pl.len(), dtype=pl.Int64()) + batch.first_line).alias("line_no"), "line"
+    )

@@ -1,0 +1,233 @@
+"""Report frames -> text: an aligned table for people, Markdown, CSV and JSON for scripts.
+
+No I/O here: every function returns a string. The JSON and CSV layouts are documented in
+docs/REPORTS.md and kept stable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+import polars as pl
+
+from bounce_analyzer.report import Report
+from bounce_analyzer.writers import neutralize_formulas
+
+REPORT_FORMAT_VERSION = 1
+
+
+class ReportFormat(StrEnum):
+    """Output formats of `report`."""
+
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+_RATE_COLUMNS = ("failure_rate", "share")
+_HEADINGS = {
+    "failure_rate": "fail %",
+    "share": "share",
+    "recipient_domain": "recipient domain",
+    "sender_domain": "sender domain",
+    "category_group": "group",
+}
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return "-" if column in _RATE_COLUMNS else ""
+    if column in _RATE_COLUMNS:
+        return f"{100 * value:.1f}%"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
+    """Align a frame's cells; numbers right, text left; the last text column is cut to fit."""
+    columns = frame.columns
+    numeric = [frame.schema[c].is_numeric() for c in columns]
+    heads = [_HEADINGS.get(c, c.replace("_", " ")) for c in columns]
+    rows = [[_cell(v, c) for v, c in zip(row, columns, strict=True)] for row in frame.rows()]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
+    room = width - len(indent) - sum(widths) - 2 * (len(widths) - 1)
+    if room < 0:
+        text_columns = [i for i, is_number in enumerate(numeric) if not is_number]
+        if text_columns:
+            last = text_columns[-1]
+            widths[last] = max(len(heads[last]), widths[last] + room, 12)
+
+    def fmt(cells: list[str]) -> str:
+        parts = []
+        for i, cell in enumerate(cells):
+            if len(cell) > widths[i]:
+                cell = cell[: widths[i] - 1] + "…"
+            parts.append(cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]))
+        return (indent + "  ".join(parts)).rstrip()
+
+    return [fmt(heads), *(fmt(r) for r in rows)]
+
+
+def _window(report: Report) -> str:
+    def stamp(value: datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M UTC") if value else "the beginning"
+
+    end = report.until.strftime("%Y-%m-%d %H:%M UTC") if report.until else "now"
+    return f"{stamp(report.since)} to {end}"
+
+
+def _sections(report: Report) -> list[tuple[str, pl.DataFrame]]:
+    by = ", ".join(report.by)
+    return [
+        ("Totals (attempts: every try; final outcomes: one per message and recipient)",
+         report.totals.select(
+             "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
+             "hard", "soft", "complained", "failure_rate",
+         )),
+        (f"By {by} (final outcomes; attempts and deferrals count every try)",
+         report.groups.select(
+             *report.by, "messages", "delivered", "failed", "hard", "soft", "failure_rate",
+             "attempts", "deferrals",
+         )),
+        ("Failure categories (attempts: bounces and deferrals)",
+         report.categories.select(
+             "category", "category_group", "count", "share", "failed", "deferred", "hard", "soft"
+         )),
+        ("Daily trend (attempts)", report.daily),
+        ("Top recipient domains (final outcomes)",
+         report.recipient_domains.select(
+             "recipient_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
+         )),
+        ("Top sender domains (final outcomes)",
+         report.sender_domains.select(
+             "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
+         )),
+    ]  # fmt: skip
+
+
+def render_table(report: Report, *, width: int = 100) -> str:
+    """The report for a person at a terminal: aligned, plain, within `width` columns."""
+    out = [f"bounce-analyzer report: {_window(report)}", ""]
+    for title, frame in _sections(report):
+        out.append(title)
+        if frame.height == 0:
+            out.extend(["  (none)", ""])
+            continue
+        out.extend(_text_table(frame, width=width))
+        out.append("")
+        if title.startswith("Failure categories"):
+            out.extend(_category_details(report, width=width))
+    out.append(f"Malformed records set aside: {report.malformed:,}")
+    out.extend(report.notes)
+    return "\n".join(out) + "\n"
+
+
+def _category_details(report: Report, *, width: int) -> list[str]:
+    out = ["Top messages by category (masked: addresses, ids and numbers as placeholders)"]
+    advice = dict(
+        zip(
+            report.categories.get_column("category").to_list(),
+            report.categories.get_column("advice").to_list()
+            if "advice" in report.categories.columns
+            else [None] * report.categories.height,
+            strict=True,
+        )
+    )
+    for category, group in report.messages.group_by("category", maintain_order=True):
+        name = str(category[0])
+        out.append(f"  {name}")
+        if advice.get(name):
+            out.append(_wrap(f"advice: {advice[name]}", width=width, indent="    "))
+        for count, message in group.select("count", "message").rows():
+            text = f"    {count:>7,}  {message}"
+            out.append(text if len(text) <= width else text[: width - 1] + "…")
+    out.append("")
+    return out
+
+
+def _wrap(text: str, *, width: int, indent: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown tables (for tickets, wikis and chat)."""
+    out = [f"# bounce-analyzer report: {_window(report)}", ""]
+    for title, frame in _sections(report):
+        out.extend([f"## {title}", ""])
+        if frame.height == 0:
+            out.extend(["(none)", ""])
+            continue
+        heads = [_HEADINGS.get(c, c.replace("_", " ")) for c in frame.columns]
+        out.append("| " + " | ".join(heads) + " |")
+        numeric = [frame.schema[c].is_numeric() for c in frame.columns]
+        out.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+        for row in frame.rows():
+            cells = [
+                _cell(v, c).replace("|", "\\|") for v, c in zip(row, frame.columns, strict=True)
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    out.extend(["## Top messages by category", ""])
+    for category, count, message in report.messages.select("category", "count", "message").rows():
+        quoted = message.replace("`", "'")
+        out.append(f"- **{category}** ({count:,}): `{quoted}`")
+    out.extend(["", f"Malformed records set aside: {report.malformed:,}"])
+    return "\n".join(out) + "\n"
+
+
+def render_csv(report: Report) -> str:
+    """The `--by` table (final outcomes with attempt counts), one row per group."""
+    buffer = io.StringIO()
+    neutralize_formulas(report.groups).write_csv(buffer)
+    return buffer.getvalue()
+
+
+def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {k: (v.isoformat() if isinstance(v, datetime | date) else v) for k, v in row.items()}
+        for row in frame.to_dicts()
+    ]
+
+
+def render_json(report: Report) -> str:
+    """The whole report as one JSON document (layout: docs/REPORTS.md)."""
+    messages = report.messages.group_by("category", maintain_order=True).agg(
+        pl.struct("message", "count", "example").alias("top_messages")
+    )
+    categories = report.categories.join(messages, on="category", how="left")
+    document = {
+        "format": "bounce-analyzer-report",
+        "version": REPORT_FORMAT_VERSION,
+        "since": report.since.isoformat() if report.since else None,
+        "until": report.until.isoformat() if report.until else None,
+        "by": report.by,
+        "totals": _records(report.totals),
+        "groups": _records(report.groups),
+        "categories": _records(categories),
+        "daily": _records(report.daily),
+        "recipient_domains": _records(report.recipient_domains),
+        "sender_domains": _records(report.sender_domains),
+        "malformed": report.malformed,
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def render_report(report: Report, fmt: ReportFormat, *, width: int = 100) -> str:
+    """Render in one of the four formats."""
+    if fmt is ReportFormat.table:
+        return render_table(report, width=width)
+    if fmt is ReportFormat.markdown:
+        return render_markdown(report)
+    if fmt is ReportFormat.csv:
+        return render_csv(report)
+    return render_json(report)

@@ -1,0 +1,551 @@
+"""Load and check the rules: the built-in `rules/` folder with an optional user folder over it.
+
+docs/RULES.md describes the format. Every problem found at load time raises `RulesError` with
+one line naming the file, the entry and what is wrong; a loaded `Rules` is therefore safe for
+the classification engine to use without further checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bounce_analyzer.errors import RulesError
+from bounce_analyzer.schema import SOURCE_NAMES
+
+#: The environment variable naming a user rules folder (the `--rules` option wins over it).
+RULES_ENV = "BOUNCE_ANALYZER_RULES"
+
+#: The values of a category's `hard` key.
+HARD_VALUES = ("always", "if_permanent", "never")
+
+#: Categories the engine itself assigns, so categories.toml must define them.
+ENGINE_CATEGORIES = ("delivered", "feedback", "undefined", "on_hold")
+
+#: The columns of the normalized code-table frame (`Rules.codes`), in order.
+CODE_COLUMNS: dict[str, pl.DataType] = {
+    "table": pl.String(),
+    "id": pl.String(),
+    "rule_id": pl.String(),
+    "kind": pl.String(),
+    "provider": pl.String(),
+    "source": pl.String(),
+    "smtp_code": pl.Int16(),
+    "enhanced_code": pl.String(),
+    "hex_code": pl.String(),
+    "http_status": pl.Int16(),
+    "name": pl.String(),
+    "message": pl.String(),
+    "meaning": pl.String(),
+    "solution": pl.String(),
+    "category": pl.String(),
+    "user": pl.Boolean(),
+    "order": pl.Int32(),
+}
+
+_TABLE_KINDS = ("provider", "enhanced", "reply", "reference")
+_CATEGORY_KEYS = {"description", "advice", "group", "hard"}
+_PROVIDER_KEYS = {"label", "domains", "hosts"}
+_PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note"}
+_TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
+_ENHANCED = re.compile(r"^[245X]\.\d{1,3}\.\d{1,3}$")
+_HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Everything the engine knows, as polars frames (see docs/RULES.md for each file).
+
+    - ``categories``: category, description, advice, group, hard
+    - ``groups``: group, description
+    - ``providers``: provider, label (in lookup order)
+    - ``provider_domains``: domain, provider (one row per domain, first provider wins)
+    - ``provider_hosts``: provider, regex (in lookup order)
+    - ``patterns``: id, regex, category, provider, classes (list of reply classes), example
+      (in matching order: user patterns first)
+    - ``tables``: table, file, title, provider, source, kind
+    - ``codes``: every code-table row, columns `CODE_COLUMNS`
+    """
+
+    categories: pl.DataFrame
+    groups: pl.DataFrame
+    providers: pl.DataFrame
+    provider_domains: pl.DataFrame
+    provider_hosts: pl.DataFrame
+    patterns: pl.DataFrame
+    tables: pl.DataFrame
+    codes: pl.DataFrame
+
+    @property
+    def replies(self) -> pl.DataFrame:
+        """The reply-code-alone rows (step 4)."""
+        return self.codes.filter(pl.col("kind") == "reply")
+
+    def category_names(self) -> set[str]:
+        """The closed vocabulary of categories."""
+        return set(self.categories["category"].to_list())
+
+
+def builtin_rules_dir() -> Path:
+    """The built-in rules: packaged in the wheel (`bounce_analyzer/rules`), else the checkout's."""
+    packaged = importlib.resources.files("bounce_analyzer").joinpath("rules")
+    if packaged.is_dir() and isinstance(packaged, os.PathLike):
+        return Path(packaged)
+    checkout = Path(__file__).resolve().parents[2] / "rules"
+    if checkout.is_dir():
+        return checkout
+    raise RulesError("built-in rules folder not found (broken installation)")
+
+
+def user_rules_dir(option: Path | None) -> Path | None:
+    """The user rules folder: the `--rules` option, else $BOUNCE_ANALYZER_RULES, else None."""
+    chosen = option if option is not None else (os.environ.get(RULES_ENV) or None)
+    if chosen is None:
+        return None
+    path = Path(chosen)
+    if not path.is_dir():
+        raise RulesError(f"{path}: rules folder does not exist")
+    return path
+
+
+_CACHE: dict[tuple[object, ...], Rules] = {}
+
+
+def load_rules(user_dir: Path | None = None, *, builtin_dir: Path | None = None) -> Rules:
+    """Load the built-in rules with `user_dir` layered over them (cached until a file changes).
+
+    `builtin_dir` replaces the built-in folder (tests and tools; users pass `user_dir`).
+    """
+    builtin = builtin_rules_dir() if builtin_dir is None else Path(builtin_dir)
+    dirs = [builtin] if user_dir is None else [builtin, Path(user_dir)]
+    if user_dir is not None and not Path(user_dir).is_dir():
+        raise RulesError(f"{user_dir}: rules folder does not exist")
+    key = tuple((str(d), _signature(d)) for d in dirs)
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = _load(builtin, None if user_dir is None else Path(user_dir))
+        if len(_CACHE) >= 8:
+            _CACHE.clear()
+        _CACHE[key] = cached
+    return cached
+
+
+def _signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".toml", ".csv") and p.is_file())
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise RulesError(f"{path}: invalid TOML: {error}") from None
+    except OSError as error:
+        raise RulesError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def _optional_toml(folder: Path | None, name: str) -> tuple[Path | None, dict[str, Any]]:
+    if folder is None or not (folder / name).is_file():
+        return None, {}
+    return folder / name, _read_toml(folder / name)
+
+
+def _required_toml(folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+    path = folder / name
+    if not path.is_file():
+        raise RulesError(f"{path}: file not found")
+    return path, _read_toml(path)
+
+
+def _section(path: Path | None, data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise RulesError(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _check_keys(path: Path | None, entry: str, item: object, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise RulesError(f"{path}: {entry}: must be a table")
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise RulesError(f"{path}: {entry}: unknown key '{unknown[0]}'")
+    return item
+
+
+def _text(path: Path | None, entry: str, item: dict[str, Any], key: str, *, required: bool) -> Any:
+    value = item.get(key)
+    if value is None:
+        if required:
+            raise RulesError(f"{path}: {entry}: missing '{key}'")
+        return None
+    if not isinstance(value, str):
+        raise RulesError(f"{path}: {entry}: '{key}' must be a string")
+    return value
+
+
+def _regex_problem(regex: str) -> str | None:
+    """None if polars (Rust regex) accepts `regex`, else the one-line reason."""
+    try:
+        pl.Series([""]).str.contains(regex)
+    except pl.exceptions.PolarsError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if line.startswith("error:")), lines[0])
+        return reason.removeprefix("error:").strip()
+    return None
+
+
+# --- categories ------------------------------------------------------------------------------
+
+
+def _load_categories(builtin: Path, user: Path | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    layers = [_required_toml(builtin, "categories.toml"), _optional_toml(user, "categories.toml")]
+    groups: dict[str, tuple[Path | None, dict[str, Any]]] = {}
+    categories: dict[str, tuple[Path | None, dict[str, Any]]] = {}
+    for path, data in layers:
+        for name, item in _section(path, data, "groups").items():
+            groups[name] = (path, _check_keys(path, f"group '{name}'", item, {"description"}))
+        for name, item in _section(path, data, "categories").items():
+            categories[name] = (path, _check_keys(path, f"category '{name}'", item, _CATEGORY_KEYS))
+    rows = []
+    for name, (path, item) in categories.items():
+        entry = f"category '{name}'"
+        group = _text(path, entry, item, "group", required=True)
+        if group not in groups:
+            raise RulesError(f"{path}: {entry}: unknown group '{group}'")
+        hard = item.get("hard")
+        if hard not in HARD_VALUES:
+            raise RulesError(
+                f"{path}: {entry}: bad hard value {hard!r} (expected always, if_permanent or never)"
+            )
+        rows.append(
+            {
+                "category": name,
+                "description": _text(path, entry, item, "description", required=True),
+                "advice": _text(path, entry, item, "advice", required=False) or "",
+                "group": group,
+                "hard": hard,
+            }
+        )
+    for name in ENGINE_CATEGORIES:
+        if name not in categories:
+            raise RulesError(f"{builtin / 'categories.toml'}: category '{name}' is missing")
+    category_frame = pl.DataFrame(
+        rows,
+        schema={
+            "category": pl.String,
+            "description": pl.String,
+            "advice": pl.String,
+            "group": pl.String,
+            "hard": pl.String,
+        },
+    )
+    group_frame = pl.DataFrame(
+        [
+            {"group": n, "description": item.get("description") or ""}
+            for n, (_, item) in groups.items()
+        ],
+        schema={"group": pl.String, "description": pl.String},
+    )
+    return category_frame, group_frame
+
+
+# --- providers -------------------------------------------------------------------------------
+
+
+def _load_providers(
+    builtin: Path, user: Path | None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    layers = [_required_toml(builtin, "providers.toml"), _optional_toml(user, "providers.toml")]
+    user_entries: dict[str, tuple[Path | None, dict[str, Any]]] = {}
+    builtin_entries: dict[str, tuple[Path | None, dict[str, Any]]] = {}
+    for (path, data), target in zip(layers, (builtin_entries, user_entries), strict=True):
+        for name, item in _section(path, data, "providers").items():
+            target[name] = (path, _check_keys(path, f"provider '{name}'", item, _PROVIDER_KEYS))
+    # user providers (new or replacing) are consulted first
+    ordered = {
+        **user_entries,
+        **{k: v for k, v in builtin_entries.items() if k not in user_entries},
+    }
+    providers, domains, hosts = [], [], []
+    seen_domains: set[str] = set()
+    for name, (path, item) in ordered.items():
+        entry = f"provider '{name}'"
+        label = _text(path, entry, item, "label", required=False) or name
+        providers.append({"provider": name, "label": label})
+        for key in ("domains", "hosts"):
+            values = item.get(key, [])
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise RulesError(f"{path}: {entry}: '{key}' must be a list of strings")
+        for domain in item.get("domains", []):
+            domain = domain.lower().strip(".")
+            if domain not in seen_domains:
+                seen_domains.add(domain)
+                domains.append({"domain": domain, "provider": name})
+        for regex in item.get("hosts", []):
+            problem = _regex_problem(regex)
+            if problem is not None:
+                raise RulesError(f"{path}: {entry}: invalid regex {regex!r}: {problem}")
+            hosts.append({"provider": name, "regex": regex})
+    return (
+        pl.DataFrame(providers, schema={"provider": pl.String, "label": pl.String}),
+        pl.DataFrame(domains, schema={"domain": pl.String, "provider": pl.String}),
+        pl.DataFrame(hosts, schema={"provider": pl.String, "regex": pl.String}),
+    )
+
+
+# --- patterns --------------------------------------------------------------------------------
+
+
+def _read_patterns(path: Path | None, data: dict[str, Any]) -> list[dict[str, Any]]:
+    items = data.get("patterns", [])
+    if not isinstance(items, list):
+        raise RulesError(f"{path}: 'patterns' must be an array of tables ([[patterns]])")
+    rows = []
+    for index, item in enumerate(items, start=1):
+        pattern_id = item.get("id") if isinstance(item, dict) else None
+        entry = f"pattern '{pattern_id}'" if isinstance(pattern_id, str) else f"pattern #{index}"
+        item = _check_keys(path, entry, item, _PATTERN_KEYS)
+        classes = item.get("classes")
+        if classes is not None and (
+            not isinstance(classes, list) or not classes or any(c not in (2, 4, 5) for c in classes)
+        ):
+            raise RulesError(f"{path}: {entry}: 'classes' must be a list of 2, 4 and 5")
+        rows.append(
+            {
+                "id": _text(path, entry, item, "id", required=True),
+                "regex": _text(path, entry, item, "regex", required=True),
+                "category": _text(path, entry, item, "category", required=True),
+                "provider": _text(path, entry, item, "provider", required=False),
+                "classes": classes,
+                "example": _text(path, entry, item, "example", required=False),
+                "_path": path,
+                "_entry": entry,
+            }
+        )
+    seen: set[str] = set()
+    for row in rows:
+        if row["id"] in seen:
+            raise RulesError(f"{path}: {row['_entry']}: duplicate id")
+        seen.add(row["id"])
+    return rows
+
+
+def _load_patterns(
+    builtin: Path, user: Path | None, categories: set[str], providers: set[str]
+) -> pl.DataFrame:
+    base_path, base = _required_toml(builtin, "patterns.toml")
+    user_path, extra = _optional_toml(user, "patterns.toml")
+    builtin_rows = _read_patterns(base_path, base)
+    user_rows = _read_patterns(user_path, extra)
+    replacing = {row["id"]: row for row in user_rows}
+    known = {row["id"] for row in builtin_rows}
+    # new user patterns first, then the built-in order with user replacements in place
+    rows = [row for row in user_rows if row["id"] not in known]
+    rows += [replacing.get(row["id"], row) for row in builtin_rows]
+    for row in rows:
+        path, entry = row.pop("_path"), row.pop("_entry")
+        if row["category"] not in categories:
+            raise RulesError(f"{path}: {entry}: unknown category '{row['category']}'")
+        if row["provider"] is not None and row["provider"] not in providers:
+            raise RulesError(f"{path}: {entry}: unknown provider '{row['provider']}'")
+        problem = _regex_problem(row["regex"])
+        if problem is not None:
+            raise RulesError(f"{path}: {entry}: invalid regex {row['regex']!r}: {problem}")
+    return pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.String,
+            "regex": pl.String,
+            "category": pl.String,
+            "provider": pl.String,
+            "classes": pl.List(pl.Int8),
+            "example": pl.String,
+        },
+    )
+
+
+# --- code tables -----------------------------------------------------------------------------
+
+
+def _load_tables(
+    builtin: Path, user: Path | None, providers: set[str]
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    layers = [
+        _required_toml(builtin / "codes", "tables.toml"),
+        _optional_toml(None if user is None else user / "codes", "tables.toml"),
+    ]
+    tables: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path, data in layers:
+        if path is None:
+            continue
+        for name, item in _section(path, data, "tables").items():
+            entry = f"table '{name}'"
+            item = _check_keys(path, entry, item, _TABLE_KEYS)
+            _text(path, entry, item, "file", required=True)
+            kind = item.get("kind", "provider" if item.get("provider") else "reference")
+            if item.get("source") and "kind" not in item:
+                kind = "provider"
+            if kind not in _TABLE_KINDS:
+                raise RulesError(f"{path}: {entry}: unknown kind '{kind}'")
+            if item.get("provider") is not None and item["provider"] not in providers:
+                raise RulesError(f"{path}: {entry}: unknown provider '{item['provider']}'")
+            if item.get("source") is not None and item["source"] not in SOURCE_NAMES:
+                raise RulesError(f"{path}: {entry}: unknown source '{item['source']}'")
+            tables[name] = (path, {**item, "kind": kind})
+    return tables
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise RulesError(f"{path}: cannot read: {error}") from None
+    for column in ("id", "category"):
+        if column not in columns:
+            raise RulesError(f"{path}: missing column '{column}'")
+    for number, row in enumerate(rows, start=2):
+        if None in row or any(value is None for value in row.values()):
+            raise RulesError(f"{path}:{number}: wrong number of fields")
+    return rows
+
+
+def _int_or_none(path: Path, number: int, column: str, value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 100 <= int(value) <= 599:
+        raise RulesError(f"{path}:{number}: bad {column} {value!r}")
+    return int(value)
+
+
+def _code_rows(
+    name: str, table: dict[str, Any], path: Path, *, user: bool, categories: set[str]
+) -> list[dict[str, Any]]:
+    rows = []
+    seen: set[str] = set()
+    for number, raw in enumerate(_read_csv(path), start=2):
+        row = {key: (value or "").strip() for key, value in raw.items()}
+        row_id = row["id"]
+        if not row_id:
+            raise RulesError(f"{path}:{number}: empty id")
+        if row_id in seen:
+            raise RulesError(f"{path}:{number}: duplicate id '{row_id}'")
+        seen.add(row_id)
+        category = row.get("category") or None
+        if category is not None and category not in categories:
+            raise RulesError(f"{path}:{number}: row '{row_id}': unknown category '{category}'")
+        enhanced = row.get("enhanced_code") or None
+        if enhanced is not None:
+            enhanced = enhanced.upper() if enhanced[:1] in "xX" else enhanced
+            if not _ENHANCED.match(enhanced):
+                raise RulesError(f"{path}:{number}: row '{row_id}': bad enhanced_code {enhanced!r}")
+        hex_code = row.get("hex_code") or None
+        if hex_code is not None:
+            if not _HEX.match(hex_code):
+                raise RulesError(f"{path}:{number}: row '{row_id}': bad hex_code {hex_code!r}")
+            hex_code = "0x" + hex_code[2:].upper()
+        rows.append(
+            {
+                "table": name,
+                "id": row_id,
+                "rule_id": f"{name}:{row_id}",
+                "kind": table["kind"],
+                "provider": table.get("provider"),
+                "source": table.get("source"),
+                "smtp_code": _int_or_none(path, number, "smtp_code", row.get("smtp_code", "")),
+                "enhanced_code": enhanced,
+                "hex_code": hex_code,
+                "http_status": _int_or_none(
+                    path, number, "http_status", row.get("http_status", "")
+                ),
+                "name": row.get("name") or None,
+                "message": row.get("message") or None,
+                "meaning": row.get("meaning") or None,
+                "solution": row.get("solution") or None,
+                "category": category,
+                "user": user,
+            }
+        )
+    return rows
+
+
+def _load_codes(
+    builtin: Path, user: Path | None, categories: set[str], providers: set[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    tables = _load_tables(builtin, user, providers)
+    all_rows: list[dict[str, Any]] = []
+    for name, (_, table) in tables.items():
+        user_rows: list[dict[str, Any]] = []
+        if user is not None and (user / "codes" / table["file"]).is_file():
+            user_rows = _code_rows(
+                name, table, user / "codes" / table["file"], user=True, categories=categories
+            )
+        builtin_rows: list[dict[str, Any]] = []
+        if (builtin / "codes" / table["file"]).is_file():
+            builtin_rows = _code_rows(
+                name, table, builtin / "codes" / table["file"], user=False, categories=categories
+            )
+        elif not user_rows:
+            raise RulesError(f"{builtin / 'codes' / table['file']}: file not found")
+        replaced = {row["id"] for row in user_rows}
+        all_rows += user_rows + [row for row in builtin_rows if row["id"] not in replaced]
+    for order, row in enumerate(all_rows):
+        row["order"] = order
+    codes = pl.DataFrame(all_rows, schema=CODE_COLUMNS)
+    table_frame = pl.DataFrame(
+        [
+            {
+                "table": name,
+                "file": table["file"],
+                "title": table.get("title") or name,
+                "provider": table.get("provider"),
+                "source": table.get("source"),
+                "kind": table["kind"],
+            }
+            for name, (_, table) in tables.items()
+        ],
+        schema={
+            "table": pl.String,
+            "file": pl.String,
+            "title": pl.String,
+            "provider": pl.String,
+            "source": pl.String,
+            "kind": pl.String,
+        },
+    )
+    return codes, table_frame
+
+
+def _load(builtin: Path, user: Path | None) -> Rules:
+    categories, groups = _load_categories(builtin, user)
+    providers, domains, hosts = _load_providers(builtin, user)
+    category_names = set(categories["category"].to_list())
+    provider_names = set(providers["provider"].to_list())
+    patterns = _load_patterns(builtin, user, category_names, provider_names)
+    codes, tables = _load_codes(builtin, user, category_names, provider_names)
+    return Rules(
+        categories=categories,
+        groups=groups,
+        providers=providers,
+        provider_domains=domains,
+        provider_hosts=hosts,
+        patterns=patterns,
+        tables=tables,
+        codes=codes,
+    )

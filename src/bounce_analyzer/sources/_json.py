@@ -1,0 +1,455 @@
+"""What the JSON event sources (SendGrid, Mailgun) share: framing, decoding, timestamps.
+
+Framing (`DocumentFramer`) cuts batches of lines into JSON documents without parsing them:
+per line it counts the brackets outside strings (vectorized: a JSON string cannot span lines),
+and a running depth says where each document starts and ends. NDJSON (one document per line)
+and pretty-printed documents (an array POSTed by a webhook, spread over many lines and batches)
+come out alike. A document still open at the end of a batch is carried into the next one; it is
+bounded by `MAX_DOCUMENT_BYTES` (webhook bodies are a few MB), past which it is set aside as
+malformed, so memory stays bounded. A line written from the first column that is a balanced
+object or array by itself always starts a new document, so that a truncated NDJSON line spoils
+only itself; the price is that an array whose compact elements are written unindented on their
+own lines (`[` / `{...},` / `{...}` / `]`) is cut apart and partly reported as malformed.
+
+Decoding (`decode_documents`) turns the documents into one row per top-level element with
+`str.json_decode` and an explicit schema, one call per batch. Only documents that call rejects
+(invalid JSON, concatenated documents such as `[...][...]`, a field of an unexpected JSON type)
+are looked at with Python's `json`, once per such document: concatenated documents are split
+there, and the message of what is wrong is written there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from polars._typing import PolarsDataType
+
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
+
+#: A document (a JSON value, possibly spread over lines) longer than this is set aside.
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+
+#: Bytes of JSON text decoded at once.
+DECODE_CHUNK_BYTES = 4 * 1024 * 1024
+
+#: Characters of a malformed record kept in `raw`.
+RAW_LIMIT = 4096
+
+#: Columns of the frame of documents the framer cuts.
+DOCUMENT_SCHEMA: dict[str, pl.DataType] = {
+    "doc": pl.Int64(),  # running document number within the run
+    "line": pl.Int64(),  # 1-based line where the document starts
+    "text": pl.String(),  # the document, stripped
+}
+
+# A JSON string (the lines are searched for brackets outside strings).
+_STRING = r'"(?:[^"\\]|\\.)*"'
+# How a line of a JSON document may start; other lines (form bodies, stray text) hold no
+# bracket that counts.
+_JSONISH_START = r"^(?:[\[\]{}\",:0-9-]|true\b|false\b|null\b)"
+# Larger than any depth a bounded document can reach (see DocumentFramer.feed).
+_RESET = 1 << 32
+# An SMTP reply code (RFC 5321: first digit 2-5, second digit 0-5).
+SMTP_CODE = r"[2-5][0-5][0-9]"
+# An enhanced status code (RFC 3463).
+ENHANCED_CODE = r"[245]\.[0-9]{1,3}\.[0-9]{1,3}"
+
+
+@dataclass
+class _Pending:
+    """A document still open at the end of a batch."""
+
+    path: str = ""
+    line: int = 0
+    depth: int = 0
+    parts: list[str] = field(default_factory=list)
+    size: int = 0
+
+
+class DocumentFramer:
+    """Cuts batches of lines into JSON documents; keeps an open document across batches."""
+
+    def __init__(self, *, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
+        self._max = max_document_bytes
+        self._pending = _Pending()
+        self._next_doc = 0
+
+    def feed(self, batch: Batch) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The documents complete in `batch` (DOCUMENT_SCHEMA) and overlong ones (malformed)."""
+        malformed: list[dict[str, str]] = []
+        carry = self._pending
+        if carry.depth and carry.path != batch.path:
+            # A document left open at the end of another input.
+            malformed.append(_malformed_row(carry.path, carry.line, "unterminated JSON", carry))
+            carry = self._pending = _Pending()
+        text = batch.data.decode("utf-8", "replace")
+        if text.endswith("\n"):
+            text = text[:-1]
+        lines = (
+            pl.DataFrame({"raw": text.split("\n")}, schema={"raw": pl.String()})
+            .with_row_index("n")
+            .select(
+                (pl.col("n").cast(pl.Int64) + batch.first_line).alias("line"),
+                pl.col("raw").str.strip_chars().alias("text"),
+                pl.col("raw").str.contains(r"^[\[{]").alias("flush"),
+            )
+        )
+        # Bracket balance of each line. A line written from the first column that opens with
+        # "{" or "[", closes with "}" or "]" and balances ('{"event":"bounce",...}') is a whole
+        # document: it starts a new document even inside an open one, so that a line cut short
+        # (a truncated NDJSON record) swallows no more than itself. Counting brackets inside
+        # strings too is enough to tell such a line (a wrong guess makes a document that fails
+        # to decode, reported as malformed); the other lines are counted outside strings.
+        raw_delta = _count(pl.col("text"), "[{") - _count(pl.col("text"), "]}")
+        lines = lines.with_columns(
+            whole=pl.col("flush") & pl.col("text").str.contains(r"[\]}]$") & (raw_delta == 0)
+        )
+        others = lines.filter(~pl.col("whole"))
+        if others.height:
+            clean = pl.col("text").str.replace_all(_STRING, "")
+            delta = (
+                pl.when(pl.col("text").str.contains(_JSONISH_START))
+                .then(_count(clean, "[{") - _count(clean, "]}"))
+                .otherwise(0)
+            )
+            lines = pl.concat(
+                [
+                    lines.filter("whole").with_columns(delta=pl.lit(-_RESET, pl.Int64)),
+                    others.with_columns(delta=delta),
+                ]
+            ).sort("line")
+        else:
+            lines = lines.with_columns(delta=pl.lit(-_RESET, pl.Int64))
+        # The depth after each line: a running sum held at zero from below (a stray closing
+        # bracket at depth 0 starts no document and leaves the depth at 0). A whole line's
+        # delta is large and negative, so that the depth is 0 after it.
+        running = pl.col("delta").cum_sum() + carry.depth
+        lines = lines.with_columns(
+            after=running - pl.min_horizontal(pl.lit(0, pl.Int64), running.cum_min())
+        )
+        lines = lines.with_columns(before=pl.col("after").shift(1, fill_value=carry.depth))
+        lines = lines.filter((pl.col("before") > 0) | (pl.col("text") != "")).with_columns(
+            start=(pl.col("before") == 0) | pl.col("whole")
+        )
+        lines = lines.with_columns(doc=pl.col("start").cum_sum().cast(pl.Int64))
+        # doc 0: the rest of the document carried from the previous batch (if any).
+        if lines.height == 0:
+            return self._finish(batch, carry, pl.DataFrame(schema=DOCUMENT_SCHEMA), malformed)
+        last_after = int(lines["after"][-1])
+        open_doc = int(lines["doc"][-1]) if last_after > 0 and not batch.final else None
+        if open_doc is not None:
+            tail = lines.filter(pl.col("doc") == open_doc)
+            lines = lines.filter(pl.col("doc") != open_doc)
+        single = lines.filter(pl.col("start") & (pl.col("after") == 0))
+        multi = (
+            lines.filter(~(pl.col("start") & (pl.col("after") == 0)))
+            .group_by("doc", maintain_order=True)
+            .agg(pl.col("line").first(), pl.col("text").str.join("\n"))
+        )
+        if carry.depth and multi.height and int(multi["doc"][0]) == 0:
+            head = multi.head(1).with_columns(
+                line=pl.lit(carry.line, pl.Int64),
+                text=pl.lit("\n".join(carry.parts)) + "\n" + pl.col("text"),
+            )
+            multi = pl.concat([head, multi.slice(1)])
+            carry = self._pending = _Pending()
+        docs = (
+            pl.concat([single.select("doc", "line", "text"), multi.select("doc", "line", "text")])
+            .sort("doc")
+            .with_columns(pl.col("doc") + self._next_doc)
+        )
+        new_pending = _Pending()
+        if open_doc is not None:
+            if open_doc == 0 and carry.depth:
+                new_pending = carry
+            else:
+                new_pending = _Pending(path=batch.path, line=int(tail["line"][0]))
+            new_pending.depth = last_after
+            new_pending.parts.extend(tail["text"].to_list())
+            new_pending.size += int(tail["text"].str.len_bytes().sum()) + tail.height
+            if new_pending.size > self._max:
+                reason = f"JSON document longer than {self._max} bytes (unbalanced brackets?)"
+                malformed.append(
+                    _malformed_row(new_pending.path, new_pending.line, reason, new_pending)
+                )
+                new_pending = _Pending()
+        self._pending = new_pending
+        return self._finish(batch, new_pending, docs, malformed)
+
+    def _finish(
+        self,
+        batch: Batch,
+        pending: _Pending,
+        docs: pl.DataFrame,
+        malformed: list[dict[str, str]],
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if docs.height:
+            self._next_doc = int(docs["doc"].max()) + 1  # type: ignore[arg-type]
+        if batch.final and pending.depth:
+            malformed.append(
+                _malformed_row(pending.path, pending.line, "unterminated JSON", pending)
+            )
+            self._pending = _Pending()
+        return docs, pl.DataFrame(malformed, schema=MALFORMED_SCHEMA)
+
+
+def _count(text: pl.Expr, characters: str) -> pl.Expr:
+    """How many of `characters` `text` holds."""
+    counts = [text.str.count_matches(c, literal=True).cast(pl.Int64) for c in characters]
+    return pl.sum_horizontal(counts)
+
+
+def _malformed_row(path: str, line: int, reason: str, pending: _Pending) -> dict[str, str]:
+    raw = "\n".join(pending.parts)[:RAW_LIMIT]
+    return {"origin": f"{path}:{line}", "reason": reason, "raw": raw}
+
+
+def _split_values(text: str) -> list[Any]:
+    """The JSON values in `text`, one after another (`[...][...]`); ValueError if invalid."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    position = 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position += 1
+        if position == len(text):
+            return values
+        value, position = decoder.raw_decode(text, position)
+        values.append(value)
+
+
+def _type_problem(value: Any, dtype: PolarsDataType, where: str = "") -> str | None:
+    """What in `value` does not fit `dtype` (as `str.json_decode` reads it), or None."""
+    if value is None:
+        return None
+    if isinstance(dtype, pl.Struct):
+        if not isinstance(value, dict):
+            return f"{where or 'the event'} is not a JSON object"
+        for fld in dtype.fields:
+            problem = _type_problem(value.get(fld.name), fld.dtype, f'"{fld.name}"')
+            if problem:
+                return problem
+        return None
+    if isinstance(dtype, pl.List):
+        if not isinstance(value, list):
+            return f"{where} is not a JSON array"
+        for item in value:
+            problem = _type_problem(item, dtype.inner, where)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict | list):
+        return f"{where} is an object or array where a plain value is expected"
+    return None
+
+
+def _decode(texts: pl.DataFrame, dtype: pl.DataType) -> Iterator[tuple[pl.DataFrame, bool]]:
+    """`texts` decoded by halves: (frame with an `element` column, True) or (rows, False)."""
+    try:
+        decoded = texts.with_columns(element=pl.col("text").str.json_decode(dtype)).drop("text")
+    except pl.exceptions.PolarsError:
+        if texts.height == 1:
+            yield texts, False
+            return
+        half = texts.height // 2
+        yield from _decode(texts.slice(0, half), dtype)
+        yield from _decode(texts.slice(half), dtype)
+        return
+    yield decoded, True
+
+
+def _decode_chunks(texts: pl.DataFrame, dtype: pl.DataType) -> Iterator[tuple[pl.DataFrame, bool]]:
+    """`_decode` over slices of about `DECODE_CHUNK_BYTES` (json_decode's working memory is
+    several times its input)."""
+    size = int(texts["text"].str.len_bytes().sum() or 0)
+    rows = max(1, texts.height * DECODE_CHUNK_BYTES // max(size, 1))
+    for start in range(0, texts.height, rows):
+        yield from _decode(texts.slice(start, rows), dtype)
+
+
+def decode_documents(
+    docs: pl.DataFrame, element: pl.Struct, path: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Decode `docs` into one row per top-level JSON object, and the malformed documents.
+
+    The elements frame has `doc`, `line`, `multi` (the document holds an array or several
+    values, so origins carry an index), `pos` (0-based index of the element in its document)
+    and `element` (a struct of `element`'s fields; fields not named there are ignored).
+    """
+    as_list = pl.List(element)
+    good: list[pl.DataFrame] = []
+    bad: list[pl.DataFrame] = []
+    # '{"event": ...}' -> one element; '[{"event": ...}, ...]' -> one element per item.
+    is_array = pl.col("text").str.starts_with("[")
+    for frame, ok in _decode_chunks(docs.filter(~is_array), element):
+        (good if ok else bad).append(frame)
+    elements = [
+        frame.select(
+            "doc", "line", pl.lit(False).alias("multi"), pl.lit(0, pl.Int64).alias("pos"), "element"
+        )
+        for frame in good
+    ]
+    good = []
+    for frame, ok in _decode_chunks(docs.filter(is_array), as_list):
+        (good if ok else bad).append(frame)
+    elements += [
+        frame.filter(pl.col("element").list.len() > 0)
+        .with_columns(pos=pl.int_ranges(0, pl.col("element").list.len(), dtype=pl.Int64))
+        .explode("element", "pos")
+        .select("doc", "line", pl.lit(True).alias("multi"), "pos", "element")
+        for frame in good
+    ]
+    malformed: list[dict[str, str]] = []
+    retry: list[dict[str, Any]] = []
+    for frame in bad:
+        # Python json, once per rejected document (not in the hot path).
+        for doc, line, text in frame.select("doc", "line", "text").iter_rows():
+            try:
+                values = _split_values(text)
+            except ValueError as error:
+                reason = f"invalid JSON: {error}"
+                malformed.append({"origin": f"{path}:{line}", "reason": reason, "raw": text})
+                continue
+            items: list[Any] = []
+            for value in values:
+                items.extend(value if isinstance(value, list) else [value])
+            multi = len(values) > 1 or text.startswith("[")
+            for pos, item in enumerate(items):
+                origin = f"{path}:{line}#{pos}" if multi else f"{path}:{line}"
+                problem = _type_problem(item, element)
+                if problem:
+                    raw = json.dumps(item, ensure_ascii=False)
+                    malformed.append({"origin": origin, "reason": problem, "raw": raw})
+                    continue
+                retry.append(
+                    {
+                        "doc": doc,
+                        "line": line,
+                        "multi": multi,
+                        "pos": pos,
+                        "text": json.dumps(item),
+                    }
+                )
+    if retry:
+        frame = pl.DataFrame(
+            retry,
+            schema={
+                "doc": pl.Int64(),
+                "line": pl.Int64(),
+                "multi": pl.Boolean(),
+                "pos": pl.Int64(),
+                "text": pl.String(),
+            },
+        )
+        for part, ok in _decode(frame, element):
+            if ok:
+                elements.append(part.select("doc", "line", "multi", "pos", "element"))
+            else:  # pragma: no cover - _type_problem found nothing, json_decode still refused
+                for line, multi, pos, text in part.select(
+                    "line", "multi", "pos", "text"
+                ).iter_rows():
+                    origin = f"{path}:{line}#{pos}" if multi else f"{path}:{line}"
+                    malformed.append({"origin": origin, "reason": "undecodable", "raw": text})
+    schema = {
+        "doc": pl.Int64(),
+        "line": pl.Int64(),
+        "multi": pl.Boolean(),
+        "pos": pl.Int64(),
+        "element": element,
+    }
+    parts = [frame for frame in elements if frame.height]
+    if not parts:
+        out = pl.DataFrame(schema=schema)
+    elif len(parts) == 1:
+        out = parts[0]
+    else:
+        out = pl.concat(parts).sort("doc", "pos")
+    bad_frame = pl.DataFrame(malformed, schema=MALFORMED_SCHEMA).with_columns(
+        pl.col("raw").str.slice(0, RAW_LIMIT)
+    )
+    return out, bad_frame
+
+
+def origin(path: str) -> pl.Expr:
+    """`path:line`, or `path:line#pos` for an element of an array or of several documents."""
+    base = pl.concat_str(pl.lit(path + ":"), pl.col("line").cast(pl.String))
+    return (
+        pl.when(pl.col("multi"))
+        .then(pl.concat_str(base, pl.lit("#"), pl.col("pos").cast(pl.String)))
+        .otherwise(base)
+        .alias("origin")
+    )
+
+
+def json_text(frame: pl.DataFrame, key: pl.Expr, column: str) -> pl.Expr:
+    """`column` (a struct) re-encoded as JSON where `key` is null; skipped if it never is."""
+    if frame.select(key.is_not_null().all()).item():
+        return pl.lit(None, pl.String)
+    return pl.col(column).struct.json_encode()
+
+
+def blank_to_null(expr: pl.Expr) -> pl.Expr:
+    """`expr` stripped, with empty strings as null."""
+    stripped = expr.str.strip_chars()
+    return pl.when(stripped == "").then(None).otherwise(stripped)
+
+
+def epoch_seconds(expr: pl.Expr) -> pl.Expr:
+    """Unix seconds (text of an int or float, as decoded) -> Datetime("us", "UTC"); else null.
+
+    Plain decimals are converted exactly (no float rounding of the microseconds); other
+    numeric forms (`1.5e9`) through Float64. Values outside 0..1e11 s are null.
+    """
+    text = expr.str.strip_chars()
+    whole = text.str.extract(r"^([0-9]{1,11})(?:\.[0-9]*)?$", 1).cast(pl.Int64, strict=False)
+    fraction = text.str.extract(r"^[0-9]{1,11}\.([0-9]{1,6})", 1).str.pad_end(6, "0").cast(pl.Int64)
+    exact = whole * 1_000_000 + fraction.fill_null(0)
+    number = text.cast(pl.Float64, strict=False)
+    approximate = (
+        pl.when((number >= 0) & (number < 1e11))
+        .then((number * 1e6).round(0))
+        .otherwise(None)
+        .cast(pl.Int64, strict=False)
+    )
+    micros = pl.coalesce(exact, approximate)
+    return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
+
+def rfc2822(expr: pl.Expr) -> pl.Expr:
+    """An RFC 2822 date ("Tue, 05 Mar 2024 10:00:00 +0000", zone names GMT/UT/UTC/Z) -> UTC."""
+    text = (
+        expr.str.strip_chars()
+        .str.replace(r"^[A-Za-z]{3},\s*", "")
+        .str.replace(r"\s+(?:GMT|UTC|UT|Z)$", " +0000")
+    )
+    return text.str.strptime(pl.Datetime("us", "UTC"), "%d %b %Y %H:%M:%S %z", strict=False)
+
+
+def smtp_code(expr: pl.Expr) -> pl.Expr:
+    """The reply code at the start of a text ("550 5.1.1 ..."), as Int16; else null."""
+    return expr.str.extract(rf"^\s*({SMTP_CODE})(?:[\s-]|$)", 1).cast(pl.Int16)
+
+
+def enhanced_code(expr: pl.Expr) -> pl.Expr:
+    """The enhanced status code at the start of a text ("550 5.1.1 ...", "4.2.2 ...")."""
+    return expr.str.extract(rf"^\s*(?:{SMTP_CODE}[\s-]+)?({ENHANCED_CODE})\b", 1)
+
+
+def valid_enhanced(expr: pl.Expr) -> pl.Expr:
+    """`expr` if it is an enhanced status code ("5.1.1"), else null."""
+    return expr.str.extract(rf"^\s*({ENHANCED_CODE})\s*$", 1)
+
+
+def domain_of(expr: pl.Expr) -> pl.Expr:
+    """The lower-cased domain of an address (after its last @)."""
+    return expr.str.extract(r"@([^@\s>]+)\s*>?\s*$", 1).str.to_lowercase()
+
+
+def looks_like_json(head: bytes) -> str | None:
+    """`head` as text when it starts like a JSON document, else None."""
+    text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    return text if text[:1] in ("[", "{") else None

@@ -1,0 +1,690 @@
+"""Postfix: delivery outcomes from the mail log (syslog files, `journalctl -o json` or `-o export`).
+
+One event per record that states an outcome:
+
+- a delivery agent's recipient line (smtp, lmtp, local, virtual, pipe, error, retry...):
+  `status=sent` -> delivered, `deferred` -> deferred, `bounced` -> bounced, `expired` ->
+  expired. A `status=deferred` line stays deferred even when its text says the message timed
+  out; only qmgr's `status=expired, returned to sender` line is an `expired` event (for the
+  whole message: recipient null). `status=deliverable/undeliverable` come from address
+  verification probes, not from mail: skipped.
+- smtpd/cleanup `reject:` and `milter-reject:` lines, before (`NOQUEUE`) or after a queue id
+  was given (header/body checks) -> rejected. `reject_warning`, `filter`, `hold`, `discard`:
+  skipped.
+
+qmgr `from=<...>` and cleanup `message-id=<...>` lines give the sender and Message-ID of a
+queue id; they are remembered across batches and files (on the instance, until qmgr logs
+`removed`; at most `max_open_ids` ids, the oldest dropped first) and joined onto the events.
+Everything else a Postfix log holds (connects, TLS, `host ... said` lines that precede the
+status line, bounce notifications...) is skipped; lines that are not syslog lines at all, or
+status lines that cannot be read, are malformed.
+
+Sender: `""` is the null reverse-path `<>` (bounces), null means unknown. Times: classic
+syslog stamps have no year and no zone: the year comes from the file's mtime (a stamp more
+than a day after it belongs to the year before), the zone from `tz`. RFC 3339 stamps carry
+their offset, journald records their epoch time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+from bounce_analyzer import schema
+from bounce_analyzer.errors import UsageError
+from bounce_analyzer.reading import batch_lines
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+
+__all__ = ["Postfix"]
+
+# --- patterns -----------------------------------------------------------------------------
+
+#: A syslog line: optional <PRI>, a classic, RFC 3339 or year-first stamp, host, program[pid].
+_SYSLOG = (
+    r"^(?P<prefix>(?:<\d{1,3}>)?"
+    r"(?:(?P<classic>[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?)"
+    r"|(?P<rfc>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
+    r"|(?P<yearful>\d{4} [A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?))"
+    r" +(?P<host>\S+) +(?P<program>[^\s\[\]:]+)(?:\[\d+\])?:? +)"
+)
+# (The message is what follows the prefix: capturing `.*` would make the regex 4x slower.)
+
+#: Postfix programs: postfix/smtp, postfix-out/smtp, postfix/submission/smtpd, or a custom
+#: syslog_name followed by a Postfix service name.
+_PROGRAM = (
+    r"^(?:postfix[^/\s]*(?:/\S+)?|\S+/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard"
+    r"|bounce|defer|trace|qmgr|nqmgr|cleanup|smtpd|postscreen|pickup|verify|anvil|tlsproxy))$"
+)
+
+#: `<queue id>: `: short hex ids, long ids (enable_long_queue_ids) or NOQUEUE.
+_QUEUED = r"^(NOQUEUE|[0-9A-F]{5,}|[0-9A-Za-z]*[0-9][0-9A-Za-z]*): "
+
+#: The shape of a recipient status line. The fields are then taken one regex each: one
+#: regex with all the groups, or a `(.*)` group, costs 3x as much.
+_RECIPIENT = (
+    r"^to=<[^>]*>,(?: orig_to=<[^>]*>,)? relay=[^,\s]+,(?: conn_use=\d+,)? delay=[0-9.]+,"
+    r"(?: delays=[0-9./]+,)?(?: dsn=\d\.\d{1,3}\.\d{1,3},)? status=[a-z]+"
+)
+_REMOTE = r"(?:host|connect to) (?P<remote_host>[^\s\[\]]+)\[(?P<remote_ip>[^\]]+)\]"
+_SAID = (
+    r"(?:said|refused to talk to me): "
+    r"(?P<code>[2-5]\d\d)(?:[ -](?P<enhanced>[2-5]\.\d{1,3}\.\d{1,3}))?"
+)
+_LEADING_CODES = r"^(?P<code>[2-5]\d\d)?[ -]?(?P<enhanced>[2-5]\.\d{1,3}\.\d{1,3})?(?:\s|$)"
+_STAGE_REJECT = (
+    r"^(?:milter-)?reject: [A-Z-]+ from [^\s\[\]]*\[[^\]]*\](?::\d+)?: "
+    r"(?P<diagnostic>.*?)(?:; (?:from=<|proto=).*)?$"
+)
+_CONTENT_REJECT = (
+    r"^(?:milter-)?reject: (?:header|body) .*; from=<[^>]*> to=<[^>]*>"
+    r"(?: proto=\S+)?(?: helo=<[^>]*>)?: (?P<diagnostic>.*)$"
+)
+_CLIENT = r" from (?P<client_host>[^\s\[\]]*)\[(?P<client_ip>[^\]]+)\]"
+_ENVELOPE = r"; from=<(?P<sender>[^>]*)>(?: to=<(?P<recipient>[^>]*)>)?"
+
+#: A JSON string value (validated, so that decoding it cannot fail).
+_JSON_STRING = r'"((?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*)"'
+
+_STATUS_EVENTS = {
+    "sent": "delivered",
+    "deferred": "deferred",
+    "bounced": "bounced",
+    "expired": "expired",
+}
+_PROBE_STATUSES = ("deliverable", "undeliverable")
+
+_SNIFF = re.compile(
+    r"^(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+"
+    r"|\d{4} [A-Z][a-z]{2} +\d{1,2} \S+) +\S+ postfix[^\s\[:]*/[\w/.-]+\[\d+\]:? "
+    r'|"SYSLOG_IDENTIFIER"\s*:\s*"postfix[^"/]*/'
+    r"|^SYSLOG_IDENTIFIER=postfix[^/\s]*/",
+    re.MULTILINE,
+)
+
+_RECORD = {
+    "line_no": pl.Int64(),
+    "raw": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "host": pl.String(),
+    "program": pl.String(),
+    "message": pl.String(),
+    "bad": pl.String(),
+}
+#: Any leap year: classic stamps are parsed in it first.
+_LEAP_YEAR = 2000
+
+_OPEN = {
+    "message_ref": pl.String(),
+    "sender": pl.String(),
+    "message_id": pl.String(),
+    "seq": pl.Int64(),
+}
+
+
+def _local_zone() -> str:
+    """The IANA name of the machine's zone (TZ, /etc/localtime, /etc/timezone), else UTC±h."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    link = os.path.realpath("/etc/localtime")
+    if "zoneinfo/" in link:
+        candidates.append(link.split("zoneinfo/", 1)[1])
+    try:
+        with open("/etc/timezone", encoding="utf-8") as handle:
+            candidates.append(handle.read().strip())
+    except OSError:
+        pass
+    for name in candidates:
+        if name and _known_zone(name):
+            return name
+    hours, rest = divmod(time.localtime().tm_gmtoff, 3600)
+    return f"Etc/GMT{-hours:+d}" if rest == 0 and hours else "UTC"
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _json_field(key: str) -> pl.Expr:
+    """The string value of `key` in a one-line JSON object, decoded; null when absent."""
+    found = pl.col("line").str.extract(f'"{re.escape(key)}"\\s*:\\s*{_JSON_STRING}', 1)
+    return pl.format('"{}"', found).str.json_decode(pl.String()).alias(key)
+
+
+def _domain(column: str) -> pl.Expr:
+    return pl.col(column).str.extract(r"@([^@]+)$", 1).str.to_lowercase()
+
+
+def _empty_to_null(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr == "").then(None).otherwise(expr)
+
+
+class Postfix:
+    """Postfix mail logs: syslog files, `journalctl -o json` and `journalctl -o export`."""
+
+    name: ClassVar[str] = "postfix"
+
+    def __init__(self, *, tz: str | None = None, max_open_ids: int = 1_000_000) -> None:
+        """`tz`: zone of classic syslog stamps (None: the machine's); `max_open_ids`: map bound."""
+        if tz is not None and not _known_zone(tz):
+            raise UsageError(f"unknown time zone {tz!r}: use an IANA name like Europe/Paris")
+        self.tz = tz if tz is not None else _local_zone()
+        self.max_open_ids = max_open_ids
+        self._open = pl.DataFrame(schema=_OPEN)
+        self._batches = 0
+        self._format: tuple[str, str] = ("", "syslog")  # (path, format) of the current input
+        self._carry: pl.DataFrame | None = None  # an unfinished journal export record
+        self._carry_path = ""
+
+    # --- the Source interface ---------------------------------------------------------------
+
+    def sniff(self, head: bytes) -> bool:
+        """Whether `head` holds Postfix syslog lines or journal records from Postfix."""
+        text = head[:65536].decode("utf-8", "replace")
+        return _SNIFF.search(text) is not None
+
+    def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
+        """One `SourceOutput` per batch (an export record cut by a batch end waits for the next)."""
+        for batch in batches:
+            if self._carry is not None and self._carry_path != batch.path:
+                yield self._flush_carry()
+            lines = batch_lines(batch)
+            kind = self._input_format(batch, lines)
+            if kind == "json":
+                records = _json_records(lines)
+            elif kind == "export":
+                records = self._export_records(batch, lines)
+            else:
+                records = _syslog_records(lines, self.tz, self._reference(batch))
+            yield self._outcomes(records, batch.path)
+        if self._carry is not None:
+            yield self._flush_carry()
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def _input_format(self, batch: Batch, lines: pl.DataFrame) -> str:
+        path, kind = self._format
+        if path == batch.path and batch.first_line > 1:
+            return kind
+        first = lines.filter(pl.col("line") != "").head(1)["line"].to_list()
+        start = first[0] if first else ""
+        if start.startswith("{"):
+            # {"__CURSOR":"s=...","MESSAGE":"...","SYSLOG_IDENTIFIER":"postfix/smtp",...}
+            kind = "json"
+        elif re.match(r"^[A-Z_][A-Z0-9_]*=", start):
+            # __CURSOR=s=...   (journalctl -o export: KEY=value lines, records split by "")
+            kind = "export"
+        else:
+            kind = "syslog"
+        self._format = (batch.path, kind)
+        return kind
+
+    def _reference(self, batch: Batch) -> datetime:
+        """The file's modification time (else now) as a naive time in the log's zone."""
+        mtime = batch.mtime
+        zone = ZoneInfo(self.tz)
+        moment = datetime.fromtimestamp(mtime, zone) if mtime is not None else datetime.now(zone)
+        return moment.replace(tzinfo=None)
+
+    def _export_records(self, batch: Batch, lines: pl.DataFrame) -> pl.DataFrame:
+        if self._carry is not None:
+            lines = pl.concat([self._carry, lines])
+            self._carry = None
+        lines = lines.with_columns(record=(pl.col("line") == "").cum_sum())
+        if not batch.final and lines.height and lines["line"][-1] != "":
+            last = lines["record"][-1]
+            self._carry = lines.filter(pl.col("record") == last).select("line_no", "line")
+            self._carry_path = batch.path
+            lines = lines.filter(pl.col("record") != last)
+        return _export_frame(lines)
+
+    def _flush_carry(self) -> SourceOutput:
+        assert self._carry is not None
+        carry, path = self._carry, self._carry_path
+        self._carry = None
+        records = _export_frame(carry.with_columns(record=pl.lit(0, pl.UInt32())))
+        return self._outcomes(records, path)
+
+    # --- records -> outcomes ------------------------------------------------------------------
+
+    def _outcomes(self, records: pl.DataFrame, path: str) -> SourceOutput:
+        self._batches += 1
+        seq_base = self._batches << 32
+        frame = records.with_columns(
+            qid=pl.col("message").str.extract(_QUEUED, 1),
+            postfix=pl.col("program").str.contains(_PROGRAM),
+        ).with_columns(body=pl.col("message").str.slice(pl.col("qid").str.len_chars() + 2))
+        body = pl.col("body")
+        frame = frame.with_columns(
+            seq=pl.col("line_no") + seq_base,
+            kind=pl.when(pl.col("bad").is_not_null())
+            .then(pl.lit("bad"))
+            .when(~pl.col("postfix").fill_null(False) | pl.col("qid").is_null())
+            # Nov 28 10:00:00 mx postfix/smtpd[123]: connect from client.example[192.0.2.1]
+            .then(pl.lit("skip"))
+            # ...: 3F2A1B2C3D: to=<a@example.com>, relay=..., dsn=5.1.1, status=bounced (...)
+            .when(body.str.starts_with("to=<"))
+            .then(pl.lit("recipient"))
+            # ...qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, status=expired, returned to sender
+            .when(body.str.contains(r"^from=<[^>]*>, status=expired"))
+            .then(pl.lit("expired"))
+            # ...qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, size=4303, nrcpt=1 (queue active)
+            .when(body.str.contains(r"^from=<[^>]*>, size="))
+            .then(pl.lit("from"))
+            # ...cleanup[8]: 3F2A1B2C3D: message-id=<20261128.abc@example.org>
+            .when(body.str.starts_with("message-id="))
+            .then(pl.lit("message_id"))
+            # ...qmgr[9]: 3F2A1B2C3D: removed
+            .when(body == "removed")
+            .then(pl.lit("removed"))
+            # ...smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 ...
+            # ...cleanup[8]: 3F2A1B2C3D: milter-reject: END-OF-MESSAGE from c[192.0.2.1]: ...
+            .when(body.str.starts_with("reject: ") | body.str.starts_with("milter-reject: "))
+            .then(pl.lit("reject"))
+            # ...smtp[5]: 3F2A1B2C3D: tox=<a@example.com>, relay=..., status=sent  (damaged)
+            .when(body.str.contains(r"^\S+=<[^>]*>.*, status=[a-z]+"))
+            .then(pl.lit("bad_status"))
+            .otherwise(pl.lit("skip")),
+        )
+        recipients, recipient_skips, recipient_bad = _recipient_events(
+            frame.filter(pl.col("kind") == "recipient")
+        )
+        events = pl.concat(
+            [
+                recipients,
+                _expired_events(frame.filter(pl.col("kind") == "expired")),
+                _reject_events(frame.filter(pl.col("kind") == "reject")),
+            ],
+            how="diagonal_relaxed",
+        )
+        events = self._join_open_ids(frame, events)
+        events = events.with_columns(
+            source=pl.lit(self.name),
+            origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
+            recipient=_empty_to_null(pl.col("recipient").str.to_lowercase()),
+            original_recipient=_empty_to_null(pl.col("original_recipient")),
+        ).with_columns(
+            schema.event_id(self.name, pl.col("raw")),
+            recipient_domain=_domain("recipient"),
+            sender_domain=_domain("sender"),
+        )
+        malformed = pl.concat(
+            [
+                frame.filter(pl.col("kind") == "bad").select("line_no", "raw", reason="bad"),
+                frame.filter(pl.col("kind") == "bad_status").select(
+                    "line_no", "raw", reason=pl.lit("status line without to=<...> or relay=")
+                ),
+                recipient_bad,
+            ],
+            how="diagonal_relaxed",
+        ).sort("line_no")
+        skipped = frame.filter(
+            pl.col("kind").is_in(["skip", "from", "message_id", "removed"])
+        ).height
+        return SourceOutput(
+            events=schema.conform(events.sort("line_no")),
+            malformed=malformed.select(
+                origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
+                reason=pl.col("reason"),
+                raw=pl.col("raw").str.slice(0, 4096),
+            ).cast(MALFORMED_SCHEMA),  # type: ignore[arg-type]
+            read=records.height,
+            skipped=skipped + recipient_skips,
+        )
+
+    def _join_open_ids(self, frame: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+        """Join sender and Message-ID by queue id; update the map of open queue ids."""
+        body = pl.col("body")
+        known = pl.concat(
+            [
+                self._open,
+                frame.filter(pl.col("kind") == "from").select(
+                    message_ref="qid",
+                    sender=body.str.extract(r"^from=<([^>]*)>", 1),
+                    message_id=pl.lit(None, pl.String()),
+                    seq="seq",
+                ),
+                frame.filter(pl.col("kind") == "message_id").select(
+                    message_ref="qid",
+                    sender=pl.lit(None, pl.String()),
+                    message_id=_empty_to_null(
+                        body.str.extract(r"^message-id=<?([^<>\s]*)>?", 1),
+                    ),
+                    seq="seq",
+                ),
+            ]
+        )
+        known = known.group_by("message_ref", maintain_order=True).agg(
+            pl.col("sender").drop_nulls().last(),
+            pl.col("message_id").drop_nulls().last(),
+            pl.col("seq").max(),
+        )
+        removed = (
+            frame.filter(pl.col("kind") == "removed")
+            .group_by("qid")
+            .agg(removed_seq=pl.col("seq").max())
+            .rename({"qid": "message_ref"})
+        )
+        known = known.join(removed, on="message_ref", how="left")
+        # A line after qmgr's "removed" (and no newer from=/message-id=) gets nothing.
+        current = (
+            pl.col("removed_seq").is_null()
+            | (pl.col("seq") < pl.col("removed_seq"))
+            | (pl.col("known_seq") > pl.col("removed_seq"))
+        )
+        events = events.join(
+            known.select(
+                "message_ref",
+                "removed_seq",
+                open_sender="sender",
+                open_message_id="message_id",
+                known_seq="seq",
+            ),
+            on="message_ref",
+            how="left",
+            nulls_equal=False,
+        ).with_columns(
+            sender=pl.coalesce("sender", pl.when(current).then(pl.col("open_sender"))),
+            message_id=pl.when(current).then(pl.col("open_message_id")),
+        )
+        still_open = known.filter(
+            pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq"))
+        )
+        if still_open.height > self.max_open_ids:
+            still_open = still_open.sort("seq").tail(self.max_open_ids)
+        self._open = still_open.select(list(_OPEN)).cast(_OPEN)  # type: ignore[arg-type]
+        return events.drop("open_sender", "open_message_id", "known_seq", "removed_seq")
+
+
+# --- input formats -> records ---------------------------------------------------------------
+
+
+def _syslog_records(lines: pl.DataFrame, tz: str, reference: datetime) -> pl.DataFrame:
+    """Syslog lines -> records: the stamp in UTC, host, program and message."""
+    parts = (
+        lines.select("line_no", raw="line", parsed=pl.col("line").str.extract_groups(_SYSLOG))
+        .unnest("parsed")
+        .with_columns(message=pl.col("raw").str.slice(pl.col("prefix").str.len_chars()))
+    )
+    limit = reference + timedelta(days=1)
+    fmt = "%Y %b %d %H:%M:%S%.f"
+    # Classic stamps are parsed once in a leap year (so that Feb 29 exists), then moved to the
+    # mtime's year, or to the year before when that would put them more than a day after it
+    # (Dec 31 in a file written on Jan 1).
+    parts = parts.with_columns(
+        in_leap_year=pl.concat_str([pl.lit(f"{_LEAP_YEAR} "), pl.col("classic")]).str.strptime(
+            pl.Datetime("us"), fmt, strict=False
+        )
+    )
+    this_year = pl.col("in_leap_year").dt.offset_by(f"{reference.year - _LEAP_YEAR}y")
+    year_before = pl.col("in_leap_year").dt.offset_by(f"{reference.year - 1 - _LEAP_YEAR}y")
+    classic_time = pl.when(this_year > pl.lit(limit)).then(year_before).otherwise(this_year)
+    yearful = pl.col("yearful").str.strptime(pl.Datetime("us"), fmt, strict=False)
+    local = pl.coalesce(classic_time, yearful, _rfc_local())
+    local_utc = local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    stamped = pl.coalesce(local_utc.dt.convert_time_zone("UTC"), _rfc_utc())
+    parts = parts.with_columns(stamped=stamped)
+    stamped = pl.col("stamped")
+    return parts.select(
+        "line_no",
+        "raw",
+        timestamp=stamped,
+        host="host",
+        program="program",
+        message="message",
+        bad=pl.when(pl.col("raw").str.strip_chars() == "")
+        .then(None)  # a blank line: skipped
+        .when(pl.col("message").is_null())
+        .then(pl.lit("not a syslog line (timestamp host program: message)"))
+        .when(stamped.is_null())
+        .then(pl.lit("invalid timestamp")),
+    ).with_columns(
+        # A blank line is read and skipped: give it no program.
+        program=pl.when(pl.col("raw").str.strip_chars() == "")
+        .then(None)
+        .otherwise(pl.col("program")),
+    )
+
+
+def _rfc_utc() -> pl.Expr:
+    # 2026-11-28T10:00:00.123456+01:00 mx postfix/smtp[123]: ...
+    return (
+        pl.col("rfc")
+        .str.replace(r"Z$", "+00:00")
+        .str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%z", strict=False)
+    )
+
+
+def _rfc_local() -> pl.Expr:
+    # 2026-11-28T10:00:00.123456 mx postfix/smtp[123]: ...   (no offset: the log's zone)
+    return pl.col("rfc").str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False)
+
+
+def _journal_time(column: str) -> pl.Expr:
+    micros = pl.col(column).cast(pl.Int64(), strict=False)
+    return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC")
+
+
+def _json_records(lines: pl.DataFrame) -> pl.DataFrame:
+    """`journalctl -o json` lines -> records."""
+    # {"__REALTIME_TIMESTAMP":"1795860000123456","_HOSTNAME":"mx","SYSLOG_IDENTIFIER":
+    #  "postfix/smtp","_PID":"123","MESSAGE":"3F2A1B2C3D: to=<a@example.com>, ..."}
+    fields = lines.select(
+        "line_no",
+        raw="line",
+        json=pl.col("line").str.contains(r"^\s*\{.*\}\s*$"),
+        time=_json_field("__REALTIME_TIMESTAMP"),
+        host=_json_field("_HOSTNAME"),
+        program=_json_field("SYSLOG_IDENTIFIER"),
+        message=_json_field("MESSAGE"),
+    )
+    timestamp = _journal_time("time")
+    return fields.select(
+        "line_no",
+        "raw",
+        timestamp=timestamp,
+        host="host",
+        program=pl.when(pl.col("raw").str.strip_chars() == "")
+        .then(None)
+        .otherwise(pl.col("program")),
+        message="message",
+        bad=pl.when(pl.col("raw").str.strip_chars() == "")
+        .then(None)
+        .when(~pl.col("json"))
+        .then(pl.lit("not a journal JSON record"))
+        .when(~pl.col("program").str.contains(_PROGRAM).fill_null(False))
+        .then(None)  # another program's record: skipped
+        .when(pl.col("message").is_null())
+        .then(pl.lit("journal record without a text MESSAGE"))
+        .when(timestamp.is_null())
+        .then(pl.lit("journal record without __REALTIME_TIMESTAMP")),
+    )
+
+
+def _export_frame(lines: pl.DataFrame) -> pl.DataFrame:
+    """`journalctl -o export` lines (with their record number) -> one record per record."""
+    # __REALTIME_TIMESTAMP=1795860000123456
+    # _HOSTNAME=mx
+    # SYSLOG_IDENTIFIER=postfix/smtp
+    # MESSAGE=3F2A1B2C3D: to=<a@example.com>, relay=..., status=bounced (...)
+    # (blank line)
+    content = lines.filter(pl.col("line") != "").with_columns(
+        pl.col("line").str.extract_groups(r"^(?P<key>[A-Za-z0-9_]+)=(?P<value>.*)$").struct.unnest()
+    )
+
+    def value(key: str) -> pl.Expr:
+        return pl.col("value").filter(pl.col("key") == key).first().alias(key)
+
+    records = content.group_by("record", maintain_order=True).agg(
+        pl.col("line_no").first(),
+        raw=pl.col("line").str.join("\n"),
+        binary=pl.col("key").is_null().any(),
+        time=value("__REALTIME_TIMESTAMP"),
+        host=value("_HOSTNAME"),
+        program=value("SYSLOG_IDENTIFIER"),
+        message=value("MESSAGE"),
+    )
+    timestamp = _journal_time("time")
+    return records.select(
+        "line_no",
+        "raw",
+        timestamp=timestamp,
+        host="host",
+        program="program",
+        message="message",
+        bad=pl.when(pl.col("binary"))
+        .then(pl.lit("journal export record with a binary field or a line without KEY="))
+        .when(~pl.col("program").str.contains(_PROGRAM).fill_null(False))
+        .then(None)
+        .when(pl.col("message").is_null())
+        .then(pl.lit("journal record without MESSAGE"))
+        .when(timestamp.is_null())
+        .then(pl.lit("journal record without __REALTIME_TIMESTAMP")),
+    ).cast(_RECORD)  # type: ignore[arg-type]
+
+
+# --- records -> events ----------------------------------------------------------------------
+
+
+def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
+    """Recipient status lines -> (events, number skipped, malformed)."""
+    # ...smtp[5]: 3F2A1B2C3D: to=<a@example.com>, orig_to=<b@example.com>,
+    #   relay=mx.example.com[192.0.2.7]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1,
+    #   status=bounced (host mx.example.com[192.0.2.7] said: 550 5.1.1 <a@example.com>:
+    #   Recipient address rejected: User unknown (in reply to RCPT TO command))
+    body = pl.col("body")
+    tail = body.str.slice(body.str.find(" (", literal=True) + 2)  # after "status=bounced ("
+    parsed = frame.with_columns(
+        status=pl.when(body.str.contains(_RECIPIENT)).then(
+            body.str.extract(r", status=([a-z]+)", 1)
+        ),
+    ).with_columns(
+        event=pl.col("status").replace_strict(
+            _STATUS_EVENTS, default=None, return_dtype=pl.String()
+        ),
+    )
+    bad = parsed.filter(
+        pl.col("status").is_null()
+        | (pl.col("event").is_null() & ~pl.col("status").is_in(_PROBE_STATUSES))
+    ).select(
+        "line_no",
+        "raw",
+        reason=pl.when(pl.col("status").is_null())
+        .then(pl.lit("unreadable recipient status line"))
+        .otherwise(pl.format("unknown status={}", pl.col("status"))),
+    )
+    # ...smtp[5]: 3F2A1B2C3D: to=<a@example.com>, ..., status=undeliverable (...)  (a probe)
+    skips = parsed.filter(pl.col("status").is_in(_PROBE_STATUSES)).height
+    good = parsed.filter(pl.col("event").is_not_null()).with_columns(
+        recipient=body.str.extract(r"^to=<([^>]*)>", 1),
+        original_recipient=body.str.extract(r"^to=<[^>]*>, orig_to=<([^>]*)>", 1),
+        relay=body.str.extract(r", relay=([^,\s]+)", 1),
+        delay=body.str.extract(r", delay=([0-9.]+)", 1),
+        dsn=body.str.extract(r", dsn=(\d\.\d{1,3}\.\d{1,3})", 1),
+        # The whole text in the outer parentheses (which nest), whatever follows them.
+        diagnostic=pl.when(~body.str.contains(r", status=[a-z]+ \("))
+        .then(None)
+        .when(tail.str.ends_with(")"))
+        .then(tail.str.head(-1))
+        .otherwise(tail.str.replace(r"\)[^)]*$", "")),
+    )
+    diagnostic = pl.col("diagnostic")
+    good = good.with_columns(
+        relay_host=pl.col("relay").str.extract(r"^([^\[\]:]+)", 1),
+        relay_ip=pl.col("relay").str.extract(r"\[([0-9A-Fa-f:.]+)\]", 1),
+        said=diagnostic.str.extract_groups(_SAID),
+        leading=diagnostic.str.extract_groups(_LEADING_CODES),
+        remote=diagnostic.str.extract_groups(_REMOTE),
+    )
+    # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
+    no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")
+    events = good.select(
+        "line_no",
+        "seq",
+        "raw",
+        "timestamp",
+        "host",
+        "event",
+        "recipient",
+        "original_recipient",
+        "diagnostic",
+        message_ref="qid",
+        relay_host=pl.when(no_relay)
+        .then(pl.col("remote").struct.field("remote_host"))
+        .otherwise(pl.col("relay_host")),
+        relay_ip=pl.when(no_relay)
+        .then(pl.col("remote").struct.field("remote_ip"))
+        .otherwise(pl.col("relay_ip")),
+        smtp_code=pl.coalesce(
+            pl.col("said").struct.field("code"), pl.col("leading").struct.field("code")
+        ).cast(pl.Int16()),
+        enhanced_code=pl.coalesce(
+            pl.col("said").struct.field("enhanced"),
+            pl.col("leading").struct.field("enhanced"),
+            pl.col("dsn"),
+        ),
+        delay_s=pl.col("delay").cast(pl.Float64(), strict=False),
+        sender=pl.lit(None, pl.String()),
+    )
+    return events, skips, bad
+
+
+def _expired_events(frame: pl.DataFrame) -> pl.DataFrame:
+    # ...qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, status=expired, returned to sender
+    return frame.select(
+        "line_no",
+        "seq",
+        "raw",
+        "timestamp",
+        "host",
+        event=pl.lit("expired"),
+        message_ref="qid",
+        sender=pl.col("body").str.extract(r"^from=<([^>]*)>", 1),
+        diagnostic=pl.col("body").str.extract(r", status=expired, (.*)$", 1),
+        recipient=pl.lit(None, pl.String()),
+    )
+
+
+def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
+    body = pl.col("body")
+    # ...smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 <a@example.com>:
+    #   Relay access denied; from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>
+    # ...cleanup[8]: 3F2A1B2C3D: reject: header Subject: win from c[192.0.2.1];
+    #   from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>: 5.7.1 Spam rejected
+    # ...cleanup[8]: 3F2A1B2C3D: milter-reject: END-OF-MESSAGE from c[192.0.2.1]: 4.7.1
+    #   Greylisting in action; from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>
+    diagnostic = pl.coalesce(
+        body.str.extract(_STAGE_REJECT, 1),
+        body.str.extract(_CONTENT_REJECT, 1),
+        body.str.extract(r"^(?:milter-)?reject: (.*)$", 1),
+    )
+    parsed = frame.with_columns(
+        diagnostic=diagnostic,
+        client=body.str.extract_groups(_CLIENT),
+        envelope=body.str.extract_groups(_ENVELOPE),
+    ).with_columns(codes=pl.col("diagnostic").str.extract_groups(_LEADING_CODES))
+    return parsed.select(
+        "line_no",
+        "seq",
+        "raw",
+        "timestamp",
+        "host",
+        "diagnostic",
+        event=pl.lit("rejected"),
+        message_ref=pl.when(pl.col("qid") == "NOQUEUE").then(None).otherwise(pl.col("qid")),
+        relay_host=pl.col("client").struct.field("client_host"),
+        relay_ip=pl.col("client").struct.field("client_ip"),
+        sender=pl.col("envelope").struct.field("sender"),
+        recipient=pl.col("envelope").struct.field("recipient"),
+        smtp_code=pl.col("codes").struct.field("code").cast(pl.Int16()),
+        enhanced_code=pl.col("codes").struct.field("enhanced"),
+    )

@@ -1,0 +1,539 @@
+"""The Exim source: expectation tables over tests/data/exim, state across batches, accounting."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bounce_analyzer import schema
+from bounce_analyzer.errors import UsageError
+from bounce_analyzer.sources import Source, get_source
+from bounce_analyzer.sources import exim as exim_module
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.sources.exim import Exim
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "exim"
+GPB01 = "ctorecords-gpbtest__t_01-parse_lines.t.log"
+GPB02 = "ctorecords-gpbtest__t_02-parse_chunks.t.log"
+LOGSTASH = "logstash-plugins-logstash-patterns-core__spec_patterns_exim_spec.rb.log"
+
+
+def parse(data: bytes | str, *, tz: str = "UTC", path: str = "mainlog") -> SourceOutput:
+    """Parse one batch with a fresh source."""
+    raw = data.encode() if isinstance(data, str) else data
+    (out,) = Exim(tz=tz).parse([Batch(data=raw, path=path)])
+    return out
+
+
+def parse_file(name: str, *, tz: str = "UTC") -> SourceOutput:
+    return parse((DATA / name).read_bytes(), tz=tz, path=name)
+
+
+def event_at(out: SourceOutput, origin: str) -> dict[str, Any]:
+    rows = out.events.filter(pl.col("origin") == origin).to_dicts()
+    assert len(rows) == 1, f"{origin}: {len(rows)} events"
+    return rows[0]
+
+
+def assert_adds_up(out: SourceOutput) -> None:
+    assert out.read == out.events.height + out.skipped + out.malformed_count
+    assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
+    assert out.malformed.schema == pl.Schema(MALFORMED_SCHEMA)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
+
+
+T99 = utc(1999, 3, 2, 9, 44, 33)
+GMAIL_550 = (
+    "SMTP error from remote mail server after RCPT TO:<Jane.Doe@Gmail.com>: 550-5.1.1 The email"
+    " account that you tried to reach does not exist. Please try\\n550-5.1.1 double-checking the"
+    " recipient's email address for typos or\\n550-5.1.1 unnecessary spaces. For more"
+    " information, go to\\n550 5.1.1  https://support.google.com/mail/?p=NoSuchUser"
+    " a640c23a62f3a-aa5b1a2b3c4si1234566b.123 - gsmtp"
+)
+OUTLOOK_541 = (
+    "SMTP error from remote mail server after RCPT TO:<john.roe@outlook.com>: 550 5.4.1 Recipient"
+    " address rejected: Access denied. For more information see https://aka.ms/EXOSmtpErrors"
+    " [AM4PEPF00027A5F.eurprd04.prod.outlook.com 2026-11-28T09:00:03.123Z 08DD0F1A2B3C4D5E]"
+)
+YAHOO_421 = (
+    "SMTP error from remote mail server after pipelined MAIL FROM:<news@shop.example>"
+    " SIZE=18234: 421 4.7.0 [TSS04] Messages from 198.51.100.1 temporarily deferred due to"
+    " unexpected volume or user complaints - 4.16.55.1; see"
+    " https://postmaster.yahooinc.com/error-codes"
+)
+GREYLIST_451 = (
+    "SMTP error from remote mail server after RCPT TO:<bob@greylist.example>: 451 4.7.1"
+    " Greylisted, see https://postgrey.example/help/greylist.example.html"
+)
+GMX_450 = (
+    "SMTP error from remote mail server after RCPT TO:<udbbwscdnbegrmloghuf@london.com>: host"
+    " mx0.gmx.com [74.208.5.90]: 450 4.3.2 Too many mails (mail bomb), try again in 1 hour(s)"
+    " 25 minute(s) and see ( http://portal.gmx.net/serverrules ) {mx-us011}"
+)
+NEWS_ID = "1tE3xY-000000001Ab-Cdef"
+NEWS_MSGID = "20261128100000.ABC123@shop.example"
+BILL_ID = "1tE3yA-0002Bc-De"
+
+# realistic.log is read with tz="Europe/Berlin" (UTC+1 in November).
+# line, timestamp, event, message_ref, message_id, sender, recipient, original_recipient,
+#   relay_host, relay_ip, smtp_code, enhanced_code, diagnostic, delay_s
+REALISTIC = [
+    (2, utc(2026, 11, 28, 9, 0, 2), "bounced", NEWS_ID, NEWS_MSGID, "news@shop.example",
+     "jane.doe@gmail.com", None, "gmail-smtp-in.l.google.com", "142.250.27.26", 550, "5.1.1",
+     GMAIL_550, None),
+    (3, utc(2026, 11, 28, 9, 0, 3), "bounced", NEWS_ID, NEWS_MSGID, "news@shop.example",
+     "john.roe@outlook.com", "sales@shop.example", "outlook-com.olc.protection.outlook.com",
+     "52.101.68.16", 550, "5.4.1", OUTLOOK_541, None),
+    (4, utc(2026, 11, 28, 9, 0, 4), "deferred", NEWS_ID, NEWS_MSGID, "news@shop.example",
+     "pat.smith@yahoo.com", None, "mta7.am0.yahoodns.net", "67.195.228.106", 421, "4.7.0",
+     YAHOO_421, None),
+    (5, utc(2026, 11, 28, 9, 0, 5), "deferred", NEWS_ID, NEWS_MSGID, "news@shop.example",
+     "bob@greylist.example", None, "mx.greylist.example", "203.0.113.7", 451, "4.7.1",
+     GREYLIST_451, None),
+    (6, utc(2026, 11, 28, 9, 0, 6), "delivered", NEWS_ID, NEWS_MSGID, "news@shop.example",
+     "alice@corp.example", "all@shop.example", "mx1.corp.example", "192.0.2.25", 250, "2.0.0",
+     "250 2.0.0 OK 1732788006 d9443c01a7336-21-v6si1234 - gsmtp", 6.0),
+    (7, utc(2026, 11, 28, 9, 0, 6), "delivered", NEWS_ID, NEWS_MSGID, "news@shop.example",
+     "carol@corp.example", None, "mx1.corp.example", "192.0.2.25", 250, "2.0.0",
+     "250 2.0.0 OK 1732788006 d9443c01a7336-21-v6si1235 - gsmtp", 6.0),
+    (13, datetime(2026, 11, 28, 10, 0, 9, 250000, tzinfo=UTC), "bounced", BILL_ID,
+     "inv-77@shop.example", "billing@shop.example", "gone@nosuch.example", None, None, None,
+     None, None, "Unrouteable address", None),
+    (14, utc(2026, 11, 28, 10, 0, 10), "bounced", BILL_ID, "inv-77@shop.example",
+     "billing@shop.example", "erin@dead.example", None, None, None, None, None,
+     "retry time not reached for any host after a long failure period", None),
+    (15, datetime(2026, 11, 28, 9, 0, 11, 500000, tzinfo=UTC), "bounced", BILL_ID,
+     "inv-77@shop.example", "billing@shop.example", "frank@down.example", None, None, None, None,
+     None, "all hosts for 'down.example' have been failing for a long time (and retry time not"
+     " reached)", None),
+    (16, utc(2026, 11, 28, 9, 0, 12), "rejected", None, None, "promo@bulk.example",
+     "nobody@shop.example", None, "mail.bulk.example", "203.0.113.66", None, None,
+     "rejected RCPT <nobody@shop.example>: Unknown user", None),
+    (17, utc(2026, 11, 28, 9, 0, 13), "rejected", None, None, "", "info@shop.example", None, None,
+     "203.0.113.67", None, None,
+     "temporarily rejected RCPT <info@shop.example>: greylisted, try again later", None),
+]  # fmt: skip
+REALISTIC_FIELDS = (
+    "timestamp", "event", "message_ref", "message_id", "sender", "recipient",
+    "original_recipient", "relay_host", "relay_ip", "smtp_code", "enhanced_code", "diagnostic",
+    "delay_s",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"), [(r[0], r[1:]) for r in REALISTIC], ids=[str(r[0]) for r in REALISTIC]
+)
+def test_realistic(line: int, expected: tuple[Any, ...]) -> None:
+    out = parse_file("realistic.log", tz="Europe/Berlin")
+    row = event_at(out, f"realistic.log:{line}")
+    assert {f: row[f] for f in REALISTIC_FIELDS} == dict(
+        zip(REALISTIC_FIELDS, expected, strict=True)
+    )
+    assert (row["source"], row["host"], row["attempt"], row["esp_classification"]) == (
+        "exim",
+        None,
+        None,
+        None,
+    )
+    domain = row["recipient"].rpartition("@")[2]
+    assert row["recipient_domain"] == domain
+    assert row["sender_domain"] == (row["sender"].rpartition("@")[2] or None)
+
+
+# file, line, timestamp, event, message_ref, sender, recipient, original_recipient, relay_host,
+#   relay_ip, smtp_code, enhanced_code, diagnostic
+CORPUS = [
+    ("Exim-exim__test_log_0023.log", 44, T99, "rejected", None, "userx@test.ex",
+     "cond-rhubarb@test.ex", None, None, "56.56.57.57", None, None,
+     'temporarily rejected RCPT <cond-rhubarb@test.ex>: invalid "condition" value "rhubarb"'),
+    ("Exim-exim__test_log_0023.log", 51, T99, "rejected", None, "rcpttest@test.ex",
+     "bad1@test.ex", None, None, "56.56.58.58", None, None, "rejected RCPT <bad1@test.ex>"),
+    ("Exim-exim__test_log_0023.log", 55, T99, "delivered", "10HmbN-0005vi-00", "rcpttest@test.ex",
+     "ok1", "ok1@test.ex", None, None, None, None, None),
+    ("Exim-exim__test_log_0023.log", 56, T99, "delivered", "10HmbN-0005vi-00", "rcpttest@test.ex",
+     "ok2", "ok2@test.ex", None, None, None, None, None),
+    ("Exim-exim__test_log_0036.log", 3, T99, "delivered", "10HmaX-0005vi-00",
+     "CALLER@myhost.test.ex", "abcd@eximtesthost.test.ex", "abcd@eximtesthost",
+     "eximtesthost.test.ex", "ip4.ip4.ip4.ip4", 250, None, "250 OK id=10HmaY-0005vi-00"),
+    ("Exim-exim__test_log_0036.log", 4, T99, "delivered", "10HmaX-0005vi-00",
+     "CALLER@myhost.test.ex", "userx@alias-eximtesthost.test.ex", None, "eximtesthost.test.ex",
+     "ip4.ip4.ip4.ip4", 250, None, "250 OK id=10HmaY-0005vi-00"),
+    ("Exim-exim__test_log_0099.log", 3, T99, "deferred", "10HmaX-0005vi-00", "CALLER@test.ex",
+     "userx@simple", None, None, None, None, None, "Connection refused"),
+    ("Exim-exim__test_log_0099.log", 22, T99, "deferred", "10HmbC-0005vi-00", "CALLER@test.ex",
+     "userx@nonexist", None, None, None, None, None,
+     'lookup of host "nonexist.test.ex" failed in all router'),
+    ("Exim-exim__test_log_0106.log", 3, T99, "deferred", "10HmaX-000000005vi-0000",
+     "CALLER@myhost.test.ex", "userx@domain1.com", None, "127.0.0.1", "127.0.0.1", None, None,
+     "Connection timed out H=127.0.0.1 [127.0.0.1]: SMTP timeout after EHLO myhost.test.ex"),
+    ("Exim-exim__test_log_0135.log", 3, T99, "deferred", "10HmaX-0005vi-00", "CALLER@test.ex",
+     "c@test.ex", None, None, None, None, None,
+     "mailbox is full (MTA-imposed quota exceeded while writing to TESTSUITE/test-mail/c)"),
+    ("Exim-exim__test_log_0135.log", 9, T99, "bounced", "10HmaX-0005vi-00", "CALLER@test.ex",
+     "b@known.ex", None, None, None, None, None, "retry timeout exceeded"),
+    ("Exim-exim__test_log_0135.log", 12, T99, "delivered", "10HmaY-0005vi-00", "",
+     ":blackhole:", "CALLER@test.ex", None, None, None, None, None),
+    ("Exim-exim__test_log_0135.log", 25, T99, "deferred", "10HmbA-0005vi-00", "", "b@known.ex",
+     None, None, None, None, None, "Network Error"),
+    ("Exim-exim__test_log_0160.log", 3, T99, "deferred", "10HmaX-000000005vi-0000",
+     "CALLER@myhost.test.ex", "userx@domain.com", None, "127.0.0.1", "127.0.0.1", 452, None,
+     "SMTP error from remote mail server after RCPT TO:<userx@domain.com>: 452 Temporary error"),
+    ("Exim-exim__test_log_0160.log", 11, T99, "bounced", "10HmaY-000000005vi-0000", "",
+     "caller@myhost.test.ex", None, None, None, None, None, "Unrouteable address"),
+    ("Exim-exim__test_log_0227.log", 9, T99, "rejected", None, "uncheckable@localhost1",
+     "z@remote.domain", None, None, "V4NET.0.0.3", 550, None,
+     'rejected RCPT <z@remote.domain>: response to "RCPT TO:<z@remote.domain>" from 127.0.0.1'
+     " [127.0.0.1] was: 550 Recipient not liked"),
+    (GPB01, 1, utc(2012, 2, 13, 14, 39, 22), "deferred", "1RookS-000Pg8-VO", None,
+     "udbbwscdnbegrmloghuf@london.com", None, "mx0.gmx.com", "74.208.5.90", 450, "4.3.2",
+     GMX_450),
+    (GPB01, 5, utc(2012, 2, 13, 14, 46, 10), "deferred", "1RwtQA-000Mti-P5", None,
+     "ijcxzetfsijoedyg@hsrail.ru", None, None, None, None, None,
+     "domain matches queue_smtp_domains, or -odqs set"),
+    (GPB02, 7, utc(2012, 2, 13, 14, 46, 14), "delivered", "1RwtQA-000Mti-P5",
+     "ysxeuila@rushost.ru", "ijcxzetfsijoedyg@hsrail.ru", None, "mx.hsrail.ru", "213.33.220.238",
+     250, "2.6.0",
+     "250 2.6.0  <tiraramrjynnyexlzbjmsiobtgwwsitbvgnatrbtid@rushost.ru> Queued mail for"
+     " delivery"),
+    (LOGSTASH, 6, utc(2020, 2, 11, 17, 9, 47), "bounced", "1j1Z2g-00Faoy-Uh",
+     "example@strawberry.active-ns.com", "admin@example.net", None, None, None, None, None,
+     "No such person at this address."),
+]  # fmt: skip
+CORPUS_FIELDS = (
+    "timestamp", "event", "message_ref", "sender", "recipient", "original_recipient",
+    "relay_host", "relay_ip", "smtp_code", "enhanced_code", "diagnostic",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "expected"),
+    [(r[0], r[1], r[2:]) for r in CORPUS],
+    ids=[f"{r[0][:22]}:{r[1]}" for r in CORPUS],
+)
+def test_corpus(name: str, line: int, expected: tuple[Any, ...]) -> None:
+    row = event_at(parse_file(name), f"{name}:{line}")
+    assert {f: row[f] for f in CORPUS_FIELDS} == dict(zip(CORPUS_FIELDS, expected, strict=True))
+
+
+# file, lines read, events, skipped, malformed
+COUNTS = [
+    ("Exim-exim__test_log_0022.log", 19, 0, 19, 0),
+    ("Exim-exim__test_log_0023.log", 61, 26, 35, 0),
+    ("Exim-exim__test_log_0036.log", 11, 4, 7, 0),
+    ("Exim-exim__test_log_0099.log", 26, 7, 19, 0),
+    ("Exim-exim__test_log_0106.log", 6, 2, 4, 0),
+    ("Exim-exim__test_log_0135.log", 28, 12, 16, 0),
+    ("Exim-exim__test_log_0160.log", 14, 3, 11, 0),
+    ("Exim-exim__test_log_0227.log", 20, 11, 9, 0),
+    (GPB01, 5, 3, 2, 0),
+    (GPB02, 8, 4, 4, 0),
+    (LOGSTASH, 6, 1, 5, 0),
+    ("realistic.log", 18, 11, 7, 0),
+]
+
+
+@pytest.mark.parametrize(("name", "read", "events", "skipped", "malformed"), COUNTS)
+def test_counts(name: str, read: int, events: int, skipped: int, malformed: int) -> None:
+    out = parse_file(name)
+    assert (out.read, out.events.height, out.skipped, out.malformed_count) == (
+        read,
+        events,
+        skipped,
+        malformed,
+    )
+    assert_adds_up(out)
+
+
+# Lines read and deliberately not turned into events.
+SKIPPED = [
+    ("Exim-exim__test_log_0022.log", 5),  # *> accept <accept@y> R=accept T=appendfile
+    ("Exim-exim__test_log_0099.log", 5),  # == ... defer (-54): retry time not reached for any..
+    ("Exim-exim__test_log_0135.log", 15),  # == ... defer (-53): Retry time not yet reached
+    ("Exim-exim__test_log_0135.log", 27),  # b@known.ex: error ignored
+    ("Exim-exim__test_log_0227.log", 1),  # H=... sender verify fail for <bad@localhost>: ...
+    ("Exim-exim__test_log_0227.log", 12),  # 10HmaX-0005vi-00 H=... rejected after DATA: ...
+    ("Exim-exim__test_log_0036.log", 2),  # Start queue run: pid=pppp -qf
+    (GPB01, 3),  # <= <> R=1RookS-000Pg8-VO U=mailnull P=local S=3958
+    (GPB01, 4),  # Completed
+    ("realistic.log", 8),  # == dave@dead.example ... defer (-53): retry time not reached
+    ("realistic.log", 10),  # *> news@shop.example R=dnslookup T=remote_smtp
+]
+
+
+@pytest.mark.parametrize(("name", "line"), SKIPPED)
+def test_skipped(name: str, line: int) -> None:
+    out = parse_file(name)
+    assert out.events.filter(pl.col("origin") == f"{name}:{line}").height == 0
+    assert out.malformed.filter(pl.col("origin") == f"{name}:{line}").height == 0
+
+
+def test_ctorecords_expectations_agree() -> None:
+    """The fields ctorecords/gpbtest asserts (datetime, int_id, flag, email) for its lines."""
+    expected = [  # from corpus/logs/expected/ctorecords-gpbtest_exim.jsonl (flag, email)
+        ("2012-02-13 14:39:22", "1RookS-000Pg8-VO", "==", "udbbwscdnbegrmloghuf@london.com"),
+        ("2012-02-13 14:39:22", "1RookS-000Pg8-VO", "**", "fwxvparobkymnbyemevz@london.com"),
+        ("2012-02-13 14:39:22", "1RwtJa-000AFJ-3B", "<=", None),
+        ("2012-02-13 14:39:22", "1RookS-000Pg8-VO", None, None),
+        ("2012-02-13 14:46:10", "1RwtQA-000Mti-P5", "==", "ijcxzetfsijoedyg@hsrail.ru"),
+    ]
+    out = parse_file(GPB01)
+    by_origin = {row["origin"]: row for row in out.events.to_dicts()}
+    for line, (stamp, int_id, flag, email) in enumerate(expected, start=1):
+        row = by_origin.get(f"{GPB01}:{line}")
+        if email is None:
+            assert row is None
+            continue
+        assert row is not None
+        when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        event = {"==": "deferred", "**": "bounced"}[flag]
+        assert (row["timestamp"], row["message_ref"], row["event"], row["recipient"]) == (
+            when,
+            int_id,
+            event,
+            email,
+        )
+
+
+def test_logstash_arrivals_join_onto_deliveries() -> None:
+    """Sender and Message-ID of logstash's `<=` lines (as it asserts them) reach a later `=>`."""
+    lines = (DATA / LOGSTASH).read_text().splitlines()[:5]
+    deliveries = [
+        "2013-03-20 12:44:03 1UIIN7-0004t9-8R => a@example.net R=dnslookup T=remote_smtp",
+        "2014-08-10 11:18:36 [28107] 1gsu1C-003dCu-Hb => aaron+forward@domain.com R=local",
+        "1995-10-31 08:57:54 0tACW1-0005MB-00 => b@example.net R=dnslookup T=remote_smtp",
+    ]
+    out = parse("\n".join(lines + deliveries) + "\n")
+    got = out.events.select("message_ref", "sender", "message_id").rows()
+    assert got == [
+        ("1UIIN7-0004t9-8R", "root@example.com",
+         "201303201244.r2KCi11V018784@hostname.example.com"),
+        ("1gsu1C-003dCu-Hb", "aaron@domain.com", "d2b648f00f1a1b0813c483d552778dc6@domain.com"),
+        ("0tACW1-0005MB-00", "kryten@dwarf.fict.example",
+         "f828ca60127d8646a0fa75cbf8db9ba3@dwarf.fict.example"),
+    ]  # fmt: skip
+
+
+ARRIVAL = "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd <= s@shop.example U=app P=local S=9 id=m1@shop"
+BOUNCE = "2026-11-28 10:00:05 1tE3xY-0001Ab-Cd ** r@example.com: Unrouteable address"
+DONE = "2026-11-28 10:00:06 1tE3xY-0001Ab-Cd Completed"
+
+
+def sender_of_bounce(*batches: Batch) -> list[tuple[str | None, str | None]]:
+    outputs = list(Exim(tz="UTC").parse(batches))
+    for out in outputs:
+        assert_adds_up(out)
+    events = pl.concat([out.events for out in outputs])
+    return events.select("sender", "message_id").rows()
+
+
+def test_arrival_joins_across_batches() -> None:
+    first = Batch(data=f"{ARRIVAL}\n".encode(), path="mainlog", first_line=1, final=False)
+    second = Batch(data=f"{BOUNCE}\n".encode(), path="mainlog", first_line=2)
+    assert sender_of_bounce(first, second) == [("s@shop.example", "m1@shop")]
+
+
+def test_arrival_joins_across_files() -> None:
+    first = Batch(data=f"{ARRIVAL}\n".encode(), path="mainlog.1")
+    second = Batch(data=f"{BOUNCE}\n{DONE}\n".encode(), path="mainlog")
+    assert sender_of_bounce(first, second) == [("s@shop.example", "m1@shop")]
+
+
+def test_completed_forgets_the_message() -> None:
+    first = Batch(data=f"{ARRIVAL}\n{DONE}\n".encode(), path="mainlog")
+    second = Batch(data=f"{BOUNCE}\n".encode(), path="mainlog", first_line=3)
+    source = Exim(tz="UTC")
+    outputs = list(source.parse([first, second]))
+    assert outputs[1].events.select("sender", "message_id").rows() == [(None, None)]
+    assert source._open.height == 0
+
+
+def test_unseen_arrival_leaves_sender_null() -> None:
+    assert sender_of_bounce(Batch(data=BOUNCE.encode(), path="mainlog")) == [(None, None)]
+
+
+def test_open_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exim_module, "MAX_OPEN_MESSAGES", 2)
+    arrivals = "".join(ARRIVAL.replace("0001Ab", f"000{n}Ab") + "\n" for n in range(3))
+    bounces = "".join(BOUNCE.replace("0001Ab", f"000{n}Ab") + "\n" for n in range(3))
+    source = Exim(tz="UTC")
+    outputs = list(
+        source.parse(
+            [Batch(data=arrivals.encode(), path="a"), Batch(data=bounces.encode(), path="b")]
+        )
+    )
+    assert outputs[1].events["sender"].to_list() == [None, "s@shop.example", "s@shop.example"]
+    assert source._open.height == 2
+
+
+# timestamp text, tz, expected UTC (None: the line is malformed)
+TIMES = [
+    ("2026-11-28 10:00:00", "UTC", utc(2026, 11, 28, 10, 0, 0)),
+    ("2026-11-28 10:00:00", "Europe/Berlin", utc(2026, 11, 28, 9, 0, 0)),
+    ("2026-07-01 10:00:00", "Europe/Berlin", utc(2026, 7, 1, 8, 0, 0)),
+    ("2026-11-28 10:00:00", "America/New_York", utc(2026, 11, 28, 15, 0, 0)),
+    ("2026-11-28 10:00:00.123", "UTC", datetime(2026, 11, 28, 10, 0, 0, 123000, tzinfo=UTC)),
+    ("2026-11-28 10:00:00 +0100", "America/New_York", utc(2026, 11, 28, 9, 0, 0)),
+    ("2026-11-28 10:00:00.5 -0530", "UTC", datetime(2026, 11, 28, 15, 30, 0, 500000, tzinfo=UTC)),
+    ("2026-11-28 10:00:00 [31337]", "UTC", utc(2026, 11, 28, 10, 0, 0)),
+    ("2026-11-28 10:00:00 +0000 [31337]", "Asia/Tokyo", utc(2026, 11, 28, 10, 0, 0)),
+    # DST fall-back: 02:30 happens twice in Berlin; the earlier (summer time) is taken
+    ("2026-10-25 02:30:00", "Europe/Berlin", utc(2026, 10, 25, 0, 30, 0)),
+    # DST spring-forward: 02:30 does not exist in Berlin
+    ("2026-03-29 02:30:00", "Europe/Berlin", None),
+    ("2026-02-30 10:00:00", "UTC", None),
+]
+
+
+@pytest.mark.parametrize(("stamp", "tz", "expected"), TIMES)
+def test_timestamps(stamp: str, tz: str, expected: datetime | None) -> None:
+    out = parse(f"{stamp} 1tE3xY-0001Ab-Cd ** r@example.com: Unrouteable address\n", tz=tz)
+    assert_adds_up(out)
+    if expected is None:
+        assert out.events.height == 0
+        assert out.malformed.rows() == [
+            ("mainlog:1", "invalid timestamp", f"{stamp} 1tE3xY-0001Ab-Cd ** r@example.com: "
+             "Unrouteable address"),
+        ]  # fmt: skip
+    else:
+        assert out.events["timestamp"].to_list() == [expected]
+
+
+def test_machine_zone_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    (out,) = Exim().parse([Batch(data=BOUNCE.encode(), path="mainlog")])
+    assert out.events["timestamp"].to_list() == [utc(2026, 11, 28, 1, 0, 5)]
+
+
+def test_brief_style_new_message_id() -> None:
+    """A 6-10-4 id, as the Exim 4.97 id is sometimes written, is still a message id."""
+    line = "2026-11-28 10:00:00 1tE3xY-00000001Ab-Cdef == a@b.example R=r T=t defer (-1): x"
+    assert parse(line).events["message_ref"].to_list() == ["1tE3xY-00000001Ab-Cdef"]
+
+
+MALFORMED = [
+    ("this is not an exim line", "not an Exim log line (no timestamp)"),
+    ("2026-11-28 10:00:00 1tE3xY-0001Ab-Cd ** ", "no address"),
+    ("2026-11-28 10:00:00 H=[192.0.2.1] F=<a@b> rejected RCPT <unterminated", "no address"),
+    ("2026-11-28 99:00:00 1tE3xY-0001Ab-Cd Completed", "invalid timestamp"),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), MALFORMED)
+def test_malformed(line: str, reason: str) -> None:
+    out = parse(f"{BOUNCE}\n{line}\n")
+    assert_adds_up(out)
+    assert out.events["origin"].to_list() == ["mainlog:1"]
+    assert out.malformed.rows() == [("mainlog:2", reason, line)]
+
+
+def test_malformed_raw_is_cut() -> None:
+    out = parse("x" * 5000)
+    assert out.malformed["raw"].str.len_chars().to_list() == [4096]
+
+
+def test_blank_lines_crlf_and_line_numbers() -> None:
+    data = f"\r\n{BOUNCE}\r\n\n{DONE}\r\n".encode()
+    (out,) = Exim(tz="UTC").parse([Batch(data=data, path="mainlog", first_line=101)])
+    assert (out.read, out.events.height, out.skipped, out.malformed_count) == (4, 1, 3, 0)
+    assert out.events.select("origin", "diagnostic").rows() == [
+        ("mainlog:102", "Unrouteable address")
+    ]
+
+
+def test_empty_batch() -> None:
+    out = parse(b"")
+    assert (out.read, out.events.height, out.skipped, out.malformed_count) == (0, 0, 0, 0)
+    assert_adds_up(out)
+
+
+def test_event_ids_are_deterministic_and_distinct() -> None:
+    first = parse_file("realistic.log")
+    second = parse_file("realistic.log")
+    ids = first.events["event_id"]
+    assert ids.to_list() == second.events["event_id"].to_list()
+    assert ids.n_unique() == ids.len()
+    assert ids.str.contains(r"^[0-9a-f]{32}$").all()
+
+
+SNIFF = [
+    (DATA / "Exim-exim__test_log_0022.log", True),
+    (DATA / "Exim-exim__test_log_0227.log", True),  # reject lines only
+    (DATA / GPB01, True),
+    (DATA / "realistic.log", True),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), SNIFF, ids=lambda v: getattr(v, "name", str(v)))
+def test_sniff_files(path: Path, expected: bool) -> None:
+    assert Exim().sniff(path.read_bytes()[:4096]) is expected
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"Nov 28 10:00:00 mx postfix/smtp[123]: 4F1A2B3C4D: to=<a@b.example>, status=bounced\n",
+        b"2026-11-28T10:00:00+01:00 mx postfix/qmgr[9]: 4F1A2B3C4D: removed\n",
+        json.dumps([{"event": "bounce", "email": "a@b.example"}]).encode(),
+        b"2026-11-28 10:00:00 Start queue run: pid=123\n",
+        b"\xff\xfe\x00garbage",
+    ],
+)
+def test_sniff_rejects_other_formats(head: bytes) -> None:
+    assert Exim().sniff(head) is False
+
+
+def test_registry_and_protocol() -> None:
+    source = get_source("exim", tz="UTC")
+    assert isinstance(source, Exim)
+    assert isinstance(source, Source)
+    assert Exim.name == "exim"
+
+
+FRAGMENTS = [line + "\n" for line in (DATA / "realistic.log").read_text().splitlines()] + [
+    "2026-11-28 10:00:00 ",
+    "1tE3xY-0001Ab-Cd ",
+    "** ",
+    "== ",
+    "=> ",
+    "H=",
+    "[192.0.2.1]",
+    " rejected RCPT <",
+    ">: ",
+    "\n",
+    "\r\n",
+    ": ",
+    'C="250 ',
+    "QT=1h2m3s",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    (out,) = Exim(tz="UTC").parse([Batch(data=data, path="fuzz")])
+    assert_adds_up(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=20), max_size=30))
+def test_exim_like_text_never_raises(pieces: list[str]) -> None:
+    data = "".join(pieces).encode("utf-8", "surrogatepass")
+    (out,) = Exim(tz="Europe/Berlin").parse([Batch(data=data, path="fuzz")])
+    assert_adds_up(out)
+    assert out.events["event"].is_in(list(schema.EVENTS)).all()
+
+
+def test_unknown_zone_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="^unknown time zone 'Mars/Olympus': use an IANA name"):
+        Exim(tz="Mars/Olympus")

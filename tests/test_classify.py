@@ -1,0 +1,502 @@
+"""The engine: each step of the decision order on small rules, then the real rules and corpus."""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bounce_analyzer.classify import classify, classify_lazy, normalize_message, provider_of
+from bounce_analyzer.rules import Rules, builtin_rules_dir, load_rules
+from bounce_analyzer.schema import CLASSIFICATION_SCHEMA, FACT_SCHEMA, conform
+
+FIXTURE = {
+    "categories.toml": """
+[groups.invalid_address]
+description = "Bad address."
+[groups.temporary]
+description = "Temporary."
+[groups.policy]
+description = "Policy."
+[groups.other]
+description = "Other."
+[categories.user_unknown]
+description = "No such mailbox."
+group = "invalid_address"
+hard = "always"
+[categories.mailbox_full]
+description = "Full."
+group = "temporary"
+hard = "never"
+[categories.blocked]
+description = "Blocked."
+group = "policy"
+hard = "if_permanent"
+[categories.auth_failure]
+description = "Authentication failed."
+group = "policy"
+hard = "if_permanent"
+[categories.delivered]
+description = "Delivered."
+group = "other"
+hard = "never"
+[categories.feedback]
+description = "Complaint."
+group = "other"
+hard = "never"
+[categories.undefined]
+description = "Nothing."
+group = "other"
+hard = "if_permanent"
+[categories.on_hold]
+description = "Unknown."
+group = "other"
+hard = "if_permanent"
+""",
+    "providers.toml": """
+[providers.google]
+domains = ["gmail.com"]
+hosts = ['\\.google\\.com$']
+[providers.microsoft]
+domains = ["outlook.com", "hotmail.co.uk"]
+hosts = ['\\.protection\\.outlook\\.com$']
+""",
+    "patterns.toml": """
+[[patterns]]
+id = "generic.full"
+regex = 'mailbox (is )?full|over quota'
+category = "mailbox_full"
+example = "452 4.2.2 Mailbox full"
+[[patterns]]
+id = "microsoft.access_denied"
+regex = 'recipient address rejected: access denied'
+category = "user_unknown"
+provider = "microsoft"
+classes = [5]
+example = "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)"
+""",
+    "codes/tables.toml": """
+[tables.gmail]
+file = "gmail.csv"
+provider = "google"
+[tables.sendgrid]
+file = "sendgrid.csv"
+source = "sendgrid"
+[tables.outlook]
+file = "outlook.csv"
+[tables.enhanced]
+file = "enhanced.csv"
+kind = "enhanced"
+[tables.reply]
+file = "replies.csv"
+kind = "reply"
+""",
+    "codes/gmail.csv": "\n".join(
+        [
+            "id,smtp_code,enhanced_code,message,solution,glossary,category,from_seed,note",
+            "gmail-001,550,5.1.1,The email account that you tried to reach does not exist.,"
+            "Check.,,user_unknown,true,",
+            "gmail-002,550,5.7.1,Our system has detected that this message is likely "
+            "unsolicited mail.,,,blocked,true,",
+            "gmail-003,550,5.7.1,The IP you're using to send mail is not authorized to send "
+            "email directly to our servers.,,,auth_failure,true,",
+            "gmail-004,421,4.7.0,Generic thing.,,,undefined,true,",
+            "",
+        ]
+    ),
+    "codes/sendgrid.csv": """id,smtp_code,message,meaning,solution,glossary,category,from_seed,note
+sendgrid-001,552,Mailbox full,The mailbox is full,,,mailbox_full,true,
+""",
+    "codes/outlook.csv": """id,group,name,hex_code,meaning,solution,glossary,category,from_seed,note
+outlook-001,General,,0x800CCC0F,The connection was interrupted.,,,blocked,true,
+""",
+    "codes/enhanced.csv": """id,enhanced_code,name,meaning,solution,category,from_seed,note
+X.1.1,X.1.1,Bad mailbox,,,user_unknown,true,
+X.2.2,X.2.2,Mailbox full,,,mailbox_full,true,
+5.7.26,5.7.26,Authentication failed,,,auth_failure,false,
+X.0.0,X.0.0,Other,,,undefined,true,
+""",
+    "codes/replies.csv": """id,smtp_code,meaning,solution,category,from_seed,note
+550,550,Mailbox unavailable,,user_unknown,false,
+421,421,Service not available,,blocked,false,
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def small_rules(tmp_path_factory: pytest.TempPathFactory) -> Rules:
+    root = tmp_path_factory.mktemp("rules")
+    for name, text in FIXTURE.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return load_rules(builtin_dir=root)
+
+
+def _one(rules: Rules, **facts: object) -> tuple[object, ...]:
+    frame = pl.DataFrame({k: [v] for k, v in facts.items()})
+    result = classify(conform(frame), rules)
+    return result.select("provider", "category", "bounce_type", "permanent", "rule_id").row(0)
+
+
+GMAIL_UNKNOWN = (
+    "host gmail-smtp-in.l.google.com[142.250.1.27] said: 550-5.1.1 The email account that you "
+    "tried to reach does not exist. Please try 550-5.1.1 double-checking (in reply to RCPT TO)"
+)
+
+# event, diagnostic, recipient_domain, source -> provider, category, bounce_type, permanent, rule
+STEPS = [
+    # 1. the provider's table: codes, then the best text among rows sharing them
+    (
+        "bounced",
+        GMAIL_UNKNOWN,
+        "gmail.com",
+        "postfix",
+        ("google", "user_unknown", "hard", True, "gmail:gmail-001"),
+    ),
+    (
+        "bounced",
+        "550 5.7.1 [192.0.2.9] Our system has detected that this message is likely "
+        "unsolicited mail. To reduce",
+        "sub.gmail.com",
+        "postfix",
+        ("google", "blocked", "hard", True, "gmail:gmail-002"),
+    ),
+    (
+        "bounced",
+        "550-5.7.1 The IP you're using to send mail is not authorized to send email "
+        "directly to our servers.",
+        "gmail.com",
+        "exim",
+        ("google", "auth_failure", "hard", True, "gmail:gmail-003"),
+    ),
+    # the source's table (SendGrid)
+    (
+        "bounced",
+        "552 Mailbox full",
+        "example.org",
+        "sendgrid",
+        ("other", "mailbox_full", "soft", True, "sendgrid:sendgrid-001"),
+    ),
+    # a table row whose category is undefined explains but does not decide: the reply code does
+    (
+        "deferred",
+        "421 4.7.0 Generic thing.",
+        "gmail.com",
+        "postfix",
+        ("google", "blocked", "soft", False, "reply:421"),
+    ),
+    # codes shared but text unrelated and several rows: fall through to later steps
+    (
+        "bounced",
+        "550 5.7.1 Something else entirely",
+        "gmail.com",
+        "postfix",
+        ("google", "user_unknown", "hard", True, "reply:550"),
+    ),
+    # an Outlook hex code, any provider
+    (
+        "bounced",
+        "Error 0x800CCC0F",
+        "example.org",
+        "postfix",
+        ("other", "blocked", "hard", True, "outlook:outlook-001"),
+    ),
+    # 2. patterns, in order, with provider and class filters
+    (
+        "deferred",
+        "452 4.2.2 The recipient mailbox is full",
+        "example.org",
+        "postfix",
+        ("other", "mailbox_full", "soft", False, "pattern:generic.full"),
+    ),
+    (
+        "bounced",
+        "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)",
+        "outlook.com",
+        "postfix",
+        ("microsoft", "user_unknown", "hard", True, "pattern:microsoft.access_denied"),
+    ),
+    (
+        "deferred",
+        "450 4.4.1 Recipient address rejected: Access denied",
+        "outlook.com",
+        "postfix",
+        ("microsoft", "on_hold", "soft", False, "default:on_hold"),
+    ),
+    (
+        "bounced",
+        "550 5.4.1 Recipient address rejected: Access denied",
+        "example.org",
+        "postfix",
+        ("other", "user_unknown", "hard", True, "reply:550"),
+    ),
+    # 3. the enhanced status code table: exact, then X.Y.Z
+    (
+        "bounced",
+        "5.2.2 quota",
+        "example.org",
+        "postfix",
+        ("other", "mailbox_full", "soft", True, "enhanced:X.2.2"),
+    ),
+    (
+        "bounced",
+        "550 5.7.26 unauthenticated",
+        "example.org",
+        "postfix",
+        ("other", "auth_failure", "hard", True, "enhanced:5.7.26"),
+    ),
+    (
+        "deferred",
+        "4.1.1 later",
+        "example.org",
+        "postfix",
+        ("other", "user_unknown", "hard", False, "enhanced:X.1.1"),
+    ),
+    # X.0.0 is undefined in the table: the reply code decides
+    (
+        "bounced",
+        "550 5.0.0 nope",
+        "example.org",
+        "postfix",
+        ("other", "user_unknown", "hard", True, "reply:550"),
+    ),
+    # 4. the reply code alone
+    (
+        "bounced",
+        "550 what",
+        "example.org",
+        "postfix",
+        ("other", "user_unknown", "hard", True, "reply:550"),
+    ),
+    # 5. nothing matched
+    (
+        "bounced",
+        "something odd",
+        "example.org",
+        "postfix",
+        ("other", "on_hold", "hard", True, "default:on_hold"),
+    ),
+    (
+        "bounced",
+        None,
+        "example.org",
+        "postfix",
+        ("other", "undefined", "hard", True, "default:undefined"),
+    ),
+    (
+        "expired",
+        None,
+        "example.org",
+        "postfix",
+        ("other", "undefined", "soft", False, "default:undefined"),
+    ),
+    (
+        "deferred",
+        "  ",
+        "example.org",
+        "postfix",
+        ("other", "undefined", "soft", False, "default:undefined"),
+    ),
+    # events that are not failures
+    (
+        "delivered",
+        "250 2.0.0 OK",
+        "gmail.com",
+        "postfix",
+        ("google", "delivered", None, None, "event:delivered"),
+    ),
+    (
+        "complained",
+        None,
+        "hotmail.co.uk",
+        "sendgrid",
+        ("microsoft", "feedback", None, None, "event:complained"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "diagnostic", "domain", "source", "expected"), STEPS)
+def test_decision_order(
+    small_rules: Rules,
+    event: str,
+    diagnostic: str | None,
+    domain: str,
+    source: str,
+    expected: tuple[object, ...],
+) -> None:
+    facts = {"event": event, "diagnostic": diagnostic, "recipient_domain": domain, "source": source}
+    assert _one(small_rules, **facts) == expected
+
+
+def test_explicit_codes_win(small_rules: Rules) -> None:
+    result = _one(
+        small_rules,
+        event="bounced",
+        diagnostic="mailbox unavailable",
+        smtp_code=550,
+        enhanced_code="5.1.1",
+        recipient_domain="example.org",
+    )
+    assert result == ("other", "user_unknown", "hard", True, "enhanced:X.1.1")
+
+
+@pytest.mark.parametrize(
+    ("domain", "relay", "provider"),
+    [
+        ("gmail.com", None, "google"),
+        ("GMAIL.COM.", None, "google"),
+        ("a.b.c.d.e.gmail.com", None, "google"),
+        ("notgmail.com", None, "other"),
+        ("company.example", "company-example.mail.protection.outlook.com", "microsoft"),
+        ("company.example", "aspmx.l.google.com", "google"),
+        ("hotmail.co.uk", "aspmx.l.google.com", "microsoft"),
+        (None, None, "other"),
+        ("x.example", "mx.x.example", "other"),
+    ],
+)
+def test_provider(small_rules: Rules, domain: str | None, relay: str | None, provider: str) -> None:
+    frame = pl.LazyFrame(
+        {"recipient_domain": [domain], "relay_host": [relay]},
+        schema={"recipient_domain": pl.String, "relay_host": pl.String},
+    )
+    assert provider_of(frame, small_rules).collect()["provider"].to_list() == [provider]
+
+
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [
+        (
+            "550 5.1.1 <John.Doe@Example.com>: Recipient address rejected",
+            "550 5.1.1 <<address>>: recipient address rejected",
+        ),
+        (
+            "host mx.b.example[192.0.2.1] said: 421 4.7.0 [TSS04] try later  at 10:45:12",
+            "host mx.b.example[<ip>] said: 421 4.7.0 [tss04] try later at <ip>",
+        ),
+        (
+            "See https://support.google.com/mail/?p=NotAuthorizedError d9443c01a7336-1f3a1ed8b6esi",
+            "see https://support.google.com/mail/? <id>",
+        ),
+        ("Queue 4F3A21B5C AS(201806281) on 2026-11-28", "queue <id> as(<id>) on <date>"),
+    ],
+)
+def test_normalize_message(text: str, normalized: str) -> None:
+    frame = pl.DataFrame({"t": [text]}).select(normalize_message(pl.col("t")))
+    assert frame.item() == normalized
+
+
+def test_classify_keeps_rows_columns_and_order(small_rules: Rules) -> None:
+    events = conform(
+        pl.DataFrame(
+            {
+                "event_id": ["a", "b", "c", "d"],
+                "event": ["bounced", "delivered", "bounced", "deferred"],
+                "diagnostic": [GMAIL_UNKNOWN, None, GMAIL_UNKNOWN, "452 mailbox full"],
+                "recipient_domain": ["gmail.com", "gmail.com", "gmail.com", "example.org"],
+            }
+        )
+    )
+    result = classify(events, small_rules)
+    assert result.columns == list(FACT_SCHEMA) + list(CLASSIFICATION_SCHEMA)
+    assert result.schema == pl.Schema({**FACT_SCHEMA, **CLASSIFICATION_SCHEMA})
+    assert result["event_id"].to_list() == ["a", "b", "c", "d"]
+    assert result["category"].to_list() == [
+        "user_unknown",
+        "delivered",
+        "user_unknown",
+        "mailbox_full",
+    ]
+    assert result["smtp_code"].to_list() == [550, None, 550, 452]
+    lazy = classify_lazy(events.lazy(), small_rules).collect()
+    assert lazy.equals(result)
+
+
+def test_empty_frame(small_rules: Rules) -> None:
+    result = classify(pl.DataFrame(schema=FACT_SCHEMA), small_rules)
+    assert result.height == 0
+    assert set(CLASSIFICATION_SCHEMA) <= set(result.columns)
+
+
+# --- the real rules ----------------------------------------------------------------------------
+
+MESSAGES = Path(__file__).resolve().parent / "data" / "diagnostics" / "messages.tsv"
+REAL = ["categories.toml", "providers.toml", "patterns.toml", "codes/tables.toml"]
+needs_real = pytest.mark.skipif(
+    not all((builtin_rules_dir() / name).is_file() for name in REAL),
+    reason="built-in rules not all written yet",
+)
+
+
+def _labelled() -> list[dict[str, str]]:
+    if not MESSAGES.is_file():
+        return []
+    with MESSAGES.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@needs_real
+def test_every_category_named_exists() -> None:
+    rules = load_rules()
+    names = rules.category_names()
+    assert set(rules.patterns["category"]) <= names
+    assert set(rules.codes["category"].drop_nulls()) <= names
+
+
+@needs_real
+def test_every_pattern_matches_its_example() -> None:
+    rules = load_rules()
+    missing = rules.patterns.filter(pl.col("example").is_null())["id"].to_list()
+    assert missing == []
+    checked = rules.patterns.select(
+        "id", pl.col("example").str.contains("(?i)" + pl.col("regex")).alias("ok")
+    )
+    assert checked.filter(~pl.col("ok"))["id"].to_list() == []
+
+
+@needs_real
+def test_tables_toml_names_known_files() -> None:
+    with (builtin_rules_dir() / "codes" / "tables.toml").open("rb") as handle:
+        tables = tomllib.load(handle)["tables"]
+    for table in tables.values():
+        assert (builtin_rules_dir() / "codes" / table["file"]).is_file()
+
+
+@needs_real
+@pytest.mark.skipif(not MESSAGES.is_file(), reason="messages.tsv not written yet")
+def test_labelled_messages() -> None:
+    rows = _labelled()
+    frame = pl.DataFrame(rows).with_columns(
+        pl.col("smtp_code").replace("", None).cast(pl.Int16),
+        pl.col("enhanced_code").replace("", None),
+        pl.col("relay_host").replace("", None),
+        pl.col("recipient").str.extract(r"@(.+)$", 1).alias("recipient_domain"),
+    )
+    events = frame.with_columns(
+        pl.when(pl.col("expected_permanent").str.to_lowercase() == "false")
+        .then(pl.lit("deferred"))
+        .otherwise(pl.lit("bounced"))
+        .alias("event")
+    )
+    result = classify(conform(events), load_rules())
+    got = result.select(
+        "diagnostic",
+        "category",
+        pl.col("bounce_type").fill_null(""),
+        pl.col("permanent").cast(pl.String).str.to_lowercase().fill_null(""),
+        "provider",
+        "rule_id",
+    )
+    wrong = []
+    for expected, actual in zip(frame.iter_rows(named=True), got.iter_rows(), strict=True):
+        want = (
+            expected["expected_category"],
+            expected["expected_bounce_type"],
+            expected["expected_permanent"].lower(),
+            expected["expected_provider"],
+        )
+        if want != actual[1:5]:
+            wrong.append((expected["diagnostic"][:70], want, actual[1:]))
+    assert wrong == []
