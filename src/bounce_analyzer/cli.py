@@ -109,8 +109,11 @@ def explain(
 
     words = text or []
     if words == ["-"]:
-        for chunk in _run(lambda: explaining.explain_stream(sys.stdin, rules_dir=rules)):
-            sys.stdout.write(chunk)
+        try:
+            for chunk in explaining.explain_stream(sys.stdin, rules_dir=rules):
+                sys.stdout.write(chunk)
+        except BounceAnalyzerError as error:
+            raise _fail(error) from None
         return
     if not words and code is None and enhanced is None:
         raise _fail(UsageError("give a message or a code to explain, or `-` for stdin"))

@@ -1,0 +1,851 @@
+"""The event store: a folder of Parquet files, partitioned by day, and what was read into it.
+
+Layout (docs/STORE.md gives the reasons)::
+
+    <store>/store.json                        {"format": "bounce-analyzer-store", "version": 1, ...}
+    <store>/events/date=YYYY-MM-DD/part-<run-id>-<n>.parquet      the event table, by UTC day
+    <store>/quarantine/date=YYYY-MM-DD/part-<run-id>-<n>.parquet  malformed records, by day read
+    <store>/catalogue.json                    each input read: its identity and how far
+    <store>/lock                              flock'ed by the run that writes
+    <store>/tmp/<run-id>/                     a run's files before they are moved into place
+
+`Store.ingest` reads only what is new (the catalogue says where each input was left), stages
+the events to Parquet files under `tmp/`, drops events whose `event_id` is already stored,
+then moves the files into place and writes the new catalogue, each step with `os.replace`. A
+run killed at any point leaves either the old state or whole files whose events the next run
+de-duplicates. `scan_events` reads the partitions a time window needs, lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bounce_analyzer import schema
+from bounce_analyzer.errors import StoreError
+from bounce_analyzer.pipeline import Chunk, FileSummary, ParseRun, Resume, ResumeFn
+
+__all__ = [
+    "CATALOGUE_VERSION",
+    "QUARANTINE_SCHEMA",
+    "STORE_FORMAT",
+    "STORE_VERSION",
+    "CatalogueEntry",
+    "IngestResult",
+    "Store",
+    "find_resume",
+    "open_store",
+    "partition_files",
+    "scan_events",
+    "scan_quarantine",
+    "store_path",
+]
+
+STORE_FORMAT = "bounce-analyzer-store"
+STORE_VERSION = 1
+CATALOGUE_VERSION = 1
+
+#: Environment variable naming the store when --store is not given.
+STORE_ENV = "BOUNCE_ANALYZER_STORE"
+
+#: Test hook: seconds to sleep between the stages of an ingest (makes a kill reachable).
+PAUSE_ENV = "BOUNCE_ANALYZER_TEST_PAUSE"
+
+#: Rows per Parquet row group (a unit of reading and of statistics).
+ROW_GROUP_ROWS = 128 * 1024
+
+#: How many leading (decompressed) bytes identify an input in the catalogue.
+PREFIX_BYTES = 4096
+
+#: The partition of events without a timestamp.
+UNKNOWN_DATE = "unknown"
+
+#: Columns of the quarantine table: a source's malformed records, and when they were set aside.
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "origin": pl.String(),
+    "reason": pl.String(),
+    "raw": pl.String(),
+    "run_id": pl.String(),
+    "read_at": pl.Datetime("us", "UTC"),
+}
+
+#: Columns whose values hardly repeat: dictionary encoding would only cost.
+_UNIQUE_COLUMNS = frozenset({"event_id", "origin", "raw"})
+
+#: Buffered rows (all days together) before the biggest buffer is written out early.
+_MAX_BUFFERED_ROWS = 4 * ROW_GROUP_ROWS
+
+#: Parquet files a run keeps open at once (one per day being written).
+_MAX_OPEN_WRITERS = 32
+
+Table = Literal["events", "quarantine"]
+
+
+# --- where the store is ---------------------------------------------------------------------
+
+
+def store_path(option: str | None) -> Path:
+    """The store's folder: `--store`, else $BOUNCE_ANALYZER_STORE, else the user data dir."""
+    if option:
+        return Path(option).expanduser()
+    from_env = os.environ.get(STORE_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    import platformdirs  # lazy: only the default location needs it
+
+    return Path(platformdirs.user_data_path("bounce-analyzer")) / "store"
+
+
+def _marker() -> dict[str, Any]:
+    return {
+        "format": STORE_FORMAT,
+        "version": STORE_VERSION,
+        "schema_version": schema.SCHEMA_VERSION,
+    }
+
+
+def _write_json_atomically(path: Path, data: object) -> None:
+    """Write `data` to a temporary file beside `path`, sync it, and rename it over `path`."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def _not_a_store(root: Path, why: str) -> StoreError:
+    return StoreError(
+        f"{root} is not a bounce-analyzer store ({why}); "
+        "give --store a new folder or the folder of an existing store"
+    )
+
+
+def _check_marker(root: Path) -> None:
+    marker = root / "store.json"
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise _not_a_store(root, "unreadable store.json") from None
+    if not isinstance(data, dict) or data.get("format") != STORE_FORMAT:
+        raise _not_a_store(root, f"store.json is not of format {STORE_FORMAT}")
+    if data.get("version") != STORE_VERSION:
+        raise _not_a_store(
+            root, f"store.json says version {data.get('version')!r}, this program reads 1"
+        )
+
+
+def open_store(path: str | Path, *, create: bool) -> Store:
+    """The store in the folder `path`; with `create`, a new store there if there is none.
+
+    Raises `StoreError` when `path` exists but is not a store (a folder with other files and no
+    store.json, or a store.json of another format or version), or when there is no store and
+    `create` is false.
+    """
+    root = Path(path)
+    marker = root / "store.json"
+    if root.exists() and not root.is_dir():
+        raise _not_a_store(root, "not a folder")
+    if root.is_dir() and marker.exists():
+        _check_marker(root)
+        return Store(root)
+    empty = not root.exists() or not any(root.iterdir())
+    if not empty:
+        raise _not_a_store(root, "no store.json")
+    if not create:
+        raise StoreError(f"no store at {root}: run `bounce-analyzer ingest` first")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(marker, _marker())
+    except OSError as error:
+        raise StoreError(f"cannot create a store at {root}: {_reason(error)}") from None
+    return Store(root)
+
+
+def _reason(error: OSError) -> str:
+    """An OSError in a few words, on one line."""
+    text = error.strerror or str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+# --- the catalogue: what was read ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One input read into the store: its identity (leading bytes) and how far it was read."""
+
+    prefix_len: int  # min(len(head), 4096): how many leading decompressed bytes are hashed
+    prefix_hash: str  # sha256 (hex) of those bytes
+    offset: int  # decompressed bytes read (the end of the last whole line)
+    line: int  # lines read
+    path: str  # where it was read from (for people; identity is the prefix)
+    source: str | None
+    read_at: str  # ISO 8601, UTC
+
+    def matches(self, head: bytes) -> bool:
+        """Whether an input starting with `head` is this input (or a grown or rotated copy)."""
+        return (
+            self.prefix_len <= len(head)
+            and hashlib.sha256(head[: self.prefix_len]).hexdigest() == self.prefix_hash
+        )
+
+
+def find_resume(entries: Sequence[CatalogueEntry], head: bytes) -> Resume | None:
+    """Where to go on reading an input that starts with `head`: the furthest matching entry."""
+    if not head:
+        return None
+    hashes: dict[int, str] = {}
+    best: CatalogueEntry | None = None
+    for entry in entries:
+        if entry.prefix_len > len(head) or entry.prefix_len == 0:
+            continue
+        if entry.prefix_len not in hashes:
+            hashes[entry.prefix_len] = hashlib.sha256(head[: entry.prefix_len]).hexdigest()
+        if hashes[entry.prefix_len] == entry.prefix_hash and (
+            best is None or entry.offset > best.offset
+        ):
+            best = entry
+    return None if best is None else Resume(best.offset, best.line)
+
+
+def _updated_catalogue(
+    entries: list[CatalogueEntry], summaries: Iterable[FileSummary], read_at: datetime
+) -> list[CatalogueEntry]:
+    """The catalogue after a run: one entry per input read, replacing the entries it grew from."""
+    result = list(entries)
+    for summary in summaries:
+        if summary.source is None or not summary.head or summary.end_offset <= 0:
+            continue  # not recognised, or nothing read: nothing to remember
+        head = summary.head
+        prefix_len = min(len(head), PREFIX_BYTES)
+        entry = CatalogueEntry(
+            prefix_len=prefix_len,
+            prefix_hash=hashlib.sha256(head[:prefix_len]).hexdigest(),
+            offset=summary.end_offset,
+            line=summary.end_line,
+            path=summary.path,
+            source=summary.source,
+            read_at=read_at.isoformat(),
+        )
+        # The entries this input was resumed from (same leading bytes, read less far) are
+        # superseded by the new one.
+        result = [old for old in result if not (old.matches(head) and old.offset <= entry.offset)]
+        result.append(entry)
+    return result
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    """What an ingest run did."""
+
+    run_id: str
+    files: list[FileSummary]  # per input, as the pipeline counted (read, events, skipped...)
+    events_by_type: dict[str, int] = field(default_factory=dict)  # written, by `event`
+    malformed: int = 0  # records set aside in the quarantine
+    duplicates: int = 0  # events dropped because the store (or this run) already had them
+
+    @property
+    def events(self) -> int:
+        """Events written."""
+        return sum(self.events_by_type.values())
+
+
+class RunLike(Protocol):
+    """What `Store.ingest_with` drives: `pipeline.ParseRun` or a stand-in with the same face."""
+
+    summaries: list[FileSummary]
+
+    def __iter__(self) -> Iterator[Chunk]: ...
+
+
+# --- staging ----------------------------------------------------------------------------------
+
+
+def _arrow_schema(table: Table) -> pa.Schema:
+    columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
+    arrow: pa.Schema = pl.DataFrame(schema=columns).to_arrow().schema
+    return arrow.with_metadata(
+        {
+            b"bounce_analyzer.table": table.encode(),
+            b"bounce_analyzer.schema_version": str(schema.SCHEMA_VERSION).encode(),
+        }
+    )
+
+
+def _parquet_writer(path: Path, arrow_schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer with the store's settings: zstd, statistics, dictionary strings."""
+    dictionary = [
+        f.name
+        for f in arrow_schema
+        if f.name not in _UNIQUE_COLUMNS
+        and (pa.types.is_large_string(f.type) or pa.types.is_string(f.type))
+    ]
+    return pq.ParquetWriter(
+        str(path),
+        arrow_schema,
+        compression="zstd",
+        use_dictionary=dictionary,
+        write_statistics=True,
+    )
+
+
+@dataclass
+class _DayFile:
+    """The staged file a run is currently writing for one day, and rows waiting for it."""
+
+    path: Path
+    writer: pq.ParquetWriter | None = None
+    pending: list[pa.Table] = field(default_factory=list)
+    pending_rows: int = 0
+
+
+class _Stager:
+    """Writes frames to Parquet files under `directory/date=<day>/`, a day at a time.
+
+    Rows wait in memory until a whole row group (128k rows) is there, or until too many rows
+    wait in all; then the biggest buffer is written. At most `_MAX_OPEN_WRITERS` files are
+    open: when a run spans more days at once, the least recently used file is finished and a
+    new one started for that day when it comes back.
+    """
+
+    def __init__(self, directory: Path, run_id: str, table: Table, counter: list[int]) -> None:
+        self._directory = directory
+        self._run_id = run_id
+        self._schema = _arrow_schema(table)
+        self._counter = counter  # shared between stagers: part numbers are unique in a run
+        self._open: dict[str, _DayFile] = {}  # insertion order = least recently used first
+        self.files: dict[str, list[Path]] = {}
+
+    def add(self, frame: pl.DataFrame, day: pl.Expr) -> None:
+        """Stage the rows of `frame` (already in the table's columns), split by `day`."""
+        if frame.height == 0:
+            return
+        keyed = frame.with_columns(day.fill_null(UNKNOWN_DATE).alias("__day"))
+        for key, part in keyed.partition_by("__day", as_dict=True, include_key=False).items():
+            self._add_day(str(key[0]), part.to_arrow().cast(self._schema))
+
+    def _add_day(self, day: str, rows: pa.Table) -> None:
+        current = self._open.pop(day, None)
+        if current is None:
+            current = self._new_file(day)
+        self._open[day] = current  # now the most recently used
+        current.pending.append(rows)
+        current.pending_rows += rows.num_rows
+        if current.pending_rows >= ROW_GROUP_ROWS:
+            self._flush(current, whole_groups_only=True)
+        if sum(f.pending_rows for f in self._open.values()) > _MAX_BUFFERED_ROWS:
+            self._flush(max(self._open.values(), key=lambda f: f.pending_rows))
+
+    def _new_file(self, day: str) -> _DayFile:
+        if len(self._open) >= _MAX_OPEN_WRITERS:
+            oldest = next(iter(self._open))
+            self._close(self._open.pop(oldest))
+        folder = self._directory / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        number = self._counter[0]
+        self._counter[0] += 1
+        path = folder / f"part-{self._run_id}-{number}.parquet"
+        self.files.setdefault(day, []).append(path)
+        return _DayFile(path=path)
+
+    def _flush(self, day_file: _DayFile, *, whole_groups_only: bool = False) -> None:
+        if not day_file.pending_rows:
+            return
+        rows = pa.concat_tables(day_file.pending)
+        cut = rows.num_rows
+        if whole_groups_only:
+            cut -= rows.num_rows % ROW_GROUP_ROWS
+        if day_file.writer is None:
+            day_file.writer = _parquet_writer(day_file.path, self._schema)
+        day_file.writer.write_table(rows.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        rest = rows.slice(cut)
+        day_file.pending = [rest] if rest.num_rows else []
+        day_file.pending_rows = rest.num_rows
+
+    def _close(self, day_file: _DayFile) -> None:
+        self._flush(day_file)
+        if day_file.writer is not None:
+            day_file.writer.close()
+            day_file.writer = None
+
+    def finish(self) -> dict[str, list[Path]]:
+        """Write what waits, close every file; the staged files by day, in writing order."""
+        while self._open:
+            self._close(self._open.pop(next(iter(self._open))))
+        return {day: [p for p in paths if p.exists()] for day, paths in self.files.items()}
+
+    def abort(self) -> None:
+        """Close the open files without writing what waits (the caller removes them)."""
+        for day_file in self._open.values():
+            if day_file.writer is not None:
+                with contextlib.suppress(Exception):
+                    day_file.writer.close()
+        self._open.clear()
+
+
+# --- de-duplication ---------------------------------------------------------------------------
+
+
+def _rewrite_keeping(path: Path, keep: pl.Series, arrow_schema: pa.Schema) -> None:
+    """Rewrite the staged file `path` with only the rows where `keep` is true (row group by
+    row group, so memory stays at one group)."""
+    rewritten = path.with_name(path.name + ".dedup")
+    source = pq.ParquetFile(str(path))
+    writer = _parquet_writer(rewritten, arrow_schema)
+    try:
+        start = 0
+        for index in range(source.num_row_groups):
+            group = source.read_row_group(index)
+            mask = keep.slice(start, group.num_rows).to_arrow()
+            start += group.num_rows
+            writer.write_table(group.filter(mask), row_group_size=ROW_GROUP_ROWS)
+    finally:
+        writer.close()
+        source.close()
+    os.replace(rewritten, path)
+
+
+def _dedup_day(
+    staged: list[Path],
+    existing: list[Path],
+    key: pl.Expr,
+    columns: list[str],
+    arrow_schema: pa.Schema,
+    counts: dict[str, int] | None,
+) -> tuple[list[Path], int]:
+    """Drop staged rows whose key is in `existing` files or earlier in `staged`.
+
+    Reads only the key columns. Returns the staged files left (a file with no row left is
+    removed) and the number of rows dropped; `counts` gets the kept rows by `event`.
+    """
+    if existing:
+        seen = (
+            pl.scan_parquet(existing, hive_partitioning=False, glob=False)
+            .select(key.alias("key"))
+            .collect()["key"]
+        )
+    else:
+        seen = pl.Series("key", [], dtype=pl.String())
+    kept_files: list[Path] = []
+    dropped = 0
+    for path in staged:
+        frame = pl.read_parquet(path, columns=columns, hive_partitioning=False).select(
+            key.alias("key"), *([pl.col("event")] if counts is not None else [])
+        )
+        ids = frame["key"]
+        # A row without a key cannot be matched: it is kept.
+        keep = (
+            (~ids.is_in(seen.implode(), nulls_equal=False)).fill_null(True)
+            & (ids.is_first_distinct() | ids.is_null())
+        ).rename("keep")
+        kept = int(keep.sum())
+        dropped += frame.height - kept
+        if counts is not None:
+            for event, number in frame.filter(keep).group_by("event").len().iter_rows():
+                counts[str(event)] = counts.get(str(event), 0) + int(number)
+        if kept == 0:
+            path.unlink()
+            continue
+        if kept < frame.height:
+            _rewrite_keeping(path, keep, arrow_schema)
+        seen = pl.concat([seen, ids.filter(keep).drop_nulls()])
+        kept_files.append(path)
+    return kept_files, dropped
+
+
+# --- reading the store ------------------------------------------------------------------------
+
+
+def _utc(moment: datetime | None, name: str) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"`{name}` must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _partition_dirs(root: Path, table: Table) -> list[tuple[str, Path]]:
+    """The `date=...` folders of `table`, sorted: (day text, folder)."""
+    folder = root / table
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        if child.name.startswith("date=") and child.is_dir():
+            found.append((child.name[len("date=") :], child))
+    return sorted(found)
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def partition_files(
+    store: str | Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    table: Table = "events",
+) -> list[Path]:
+    """The Parquet files of the day partitions that a window `since <= t < until` touches.
+
+    Days are UTC days. The `date=unknown` partition (rows without a timestamp) is listed only
+    when there is no window at all.
+    """
+    start = _utc(since, "since")
+    end = _utc(until, "until")
+    last = None if end is None else (end - timedelta(microseconds=1)).date()
+    files: list[Path] = []
+    for text, folder in _partition_dirs(Path(store), table):
+        day = _day(text)
+        if day is None:
+            if text != UNKNOWN_DATE or start is not None or end is not None:
+                continue
+        elif (start is not None and day < start.date()) or (last is not None and day > last):
+            continue
+        files.extend(sorted(folder.glob("part-*.parquet")))
+    return files
+
+
+def _scan(
+    store: str | Path,
+    table: Table,
+    column: str,
+    since: datetime | None,
+    until: datetime | None,
+) -> pl.LazyFrame:
+    open_store(store, create=False)  # a clear error for a missing folder or a non-store
+    columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
+    files = partition_files(store, since=since, until=until, table=table)
+    if not files:
+        return pl.LazyFrame(schema=columns)
+    frame = pl.scan_parquet(
+        files,
+        hive_partitioning=False,
+        glob=False,
+        schema=columns,
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+    start = _utc(since, "since")
+    end = _utc(until, "until")
+    if start is not None:
+        frame = frame.filter(pl.col(column) >= start)
+    if end is not None:
+        frame = frame.filter(pl.col(column) < end)
+    return frame
+
+
+def scan_events(
+    store: str | Path, *, since: datetime | None = None, until: datetime | None = None
+) -> pl.LazyFrame:
+    """The stored events with `since <= timestamp < until`, lazily (only those days are read).
+
+    An empty store gives an empty frame with the event table's columns. Raises `StoreError`
+    when there is no store at `store`.
+    """
+    return _scan(store, "events", "timestamp", since, until)
+
+
+def scan_quarantine(
+    store: str | Path, *, since: datetime | None = None, until: datetime | None = None
+) -> pl.LazyFrame:
+    """The malformed records set aside, read between `since` and `until` (by `read_at`)."""
+    return _scan(store, "quarantine", "read_at", since, until)
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+def _pause() -> None:
+    """Sleep between stages when the test hook asks (BOUNCE_ANALYZER_TEST_PAUSE=seconds)."""
+    value = os.environ.get(PAUSE_ENV)
+    if value:
+        with contextlib.suppress(ValueError):
+            time.sleep(float(value))
+
+
+class Store:
+    """A bounce-analyzer store (open it with `open_store`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- locking and housekeeping
+
+    @contextlib.contextmanager
+    def _locked(self, *, wait: bool) -> Iterator[None]:
+        """Hold the store's lock (flock on `<store>/lock`) for one writing run."""
+        try:
+            handle = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreError(f"cannot lock the store {self.path}: {_reason(error)}") from None
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except OSError as error:
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise StoreError(
+                        f"another bounce-analyzer run holds the store lock: {self.path}"
+                    ) from None
+                raise StoreError(f"cannot lock the store {self.path}: {_reason(error)}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            os.close(handle)
+
+    def _clear_tmp(self) -> None:
+        """Remove what killed runs left in `tmp/` (only called while holding the lock)."""
+        tmp = self.path / "tmp"
+        if tmp.is_dir():
+            for child in tmp.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        child.unlink()
+        for leftover in self.path.glob(".catalogue.json.*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    # -- the catalogue
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        """The inputs read so far, and how far."""
+        path = self.path / "catalogue.json"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StoreError(f"cannot read {path}: {_reason(error)}") from None
+        try:
+            data = json.loads(text)
+            return [CatalogueEntry(**item) for item in data["inputs"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            detail = " ".join(str(error).split())
+            raise StoreError(f"{path} is damaged ({detail}); remove it to re-read") from None
+
+    def _write_catalogue(self, entries: list[CatalogueEntry]) -> None:
+        data = {
+            "format": "bounce-analyzer-catalogue",
+            "version": CATALOGUE_VERSION,
+            "inputs": [asdict(entry) for entry in entries],
+        }
+        _write_json_atomically(self.path / "catalogue.json", data)
+
+    # -- ingesting
+
+    def ingest(
+        self,
+        paths: Sequence[str],
+        *,
+        source: str | None = None,
+        tz: str | None = None,
+        strict: bool = False,
+        rules_dir: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        wait: bool = False,
+        now: datetime | None = None,
+    ) -> IngestResult:
+        """Read `paths` into the store: only what is new, each event once.
+
+        Parameters
+        ----------
+        paths
+            Files, globs, directories or `-`, as for `parse`.
+        source, tz, strict, rules_dir, progress
+            As for `pipeline.ParseRun`.
+        wait
+            Wait for another run's lock instead of failing with `StoreError`.
+        now
+            When the run happens (`read_at` in the catalogue and the quarantine); default:
+            the clock.
+        """
+
+        def make_run(resume: ResumeFn) -> RunLike:
+            run = ParseRun(
+                paths,
+                source=source,
+                tz=tz,
+                strict=strict,
+                rules_dir=rules_dir,
+                progress=progress,
+                resume=resume,
+                hold_partial=True,
+            )
+            return run
+
+        return self.ingest_with(make_run, wait=wait, now=now)
+
+    def ingest_with(
+        self,
+        make_run: Callable[[ResumeFn], RunLike],
+        *,
+        wait: bool = False,
+        now: datetime | None = None,
+    ) -> IngestResult:
+        """Ingest the chunks of the run `make_run(resume)` returns (`ingest` builds a ParseRun).
+
+        `resume` is the catalogue lookup the run must call for each input.
+        """
+        read_at = _utc(now, "now") or datetime.now(UTC)
+        run_id = f"{read_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(4)}"
+        with self._locked(wait=wait):
+            self._clear_tmp()
+            entries = self.catalogue()
+
+            def resume(_item: object, head: bytes) -> Resume | None:
+                return find_resume(entries, head)
+
+            run = make_run(resume)
+            staging = self.path / "tmp" / run_id
+            try:
+                result = self._stage_and_commit(run, run_id, staging, read_at)
+                self._write_catalogue(_updated_catalogue(entries, run.summaries, read_at))
+            except OSError as error:
+                raise StoreError(
+                    f"cannot write to the store {self.path}: {_reason(error)}"
+                ) from None
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            return result
+
+    def _stage_and_commit(
+        self, run: RunLike, run_id: str, staging: Path, read_at: datetime
+    ) -> IngestResult:
+        counter = [0]
+        events = _Stager(staging / "events", run_id, "events", counter)
+        quarantine = _Stager(staging / "quarantine", run_id, "quarantine", counter)
+        read_day = read_at.strftime("%Y-%m-%d")
+        try:
+            staging.mkdir(parents=True)
+            for chunk in run:
+                if chunk.events.height:
+                    events.add(
+                        schema.conform(chunk.events, schema.EVENT_SCHEMA),
+                        pl.col("timestamp").dt.strftime("%Y-%m-%d"),
+                    )
+                if chunk.malformed.height:
+                    set_aside = chunk.malformed.with_columns(
+                        pl.lit(run_id).alias("run_id"),
+                        pl.lit(read_at, pl.Datetime("us", "UTC")).alias("read_at"),
+                    )
+                    quarantine.add(schema.conform(set_aside, QUARANTINE_SCHEMA), pl.lit(read_day))
+            staged_events = events.finish()
+            staged_quarantine = quarantine.finish()
+        except BaseException:
+            events.abort()
+            quarantine.abort()
+            raise
+        _pause()
+
+        # The safety net: drop what the store (or this run) already has.
+        result = IngestResult(run_id=run_id, files=run.summaries)
+        final: list[tuple[Table, str, list[Path]]] = []
+        for day, files in staged_events.items():
+            existing = _day_files(self.path, "events", day)
+            kept, dropped = _dedup_day(
+                files,
+                existing,
+                pl.col("event_id"),
+                ["event_id", "event"],
+                _arrow_schema("events"),
+                result.events_by_type,
+            )
+            result.duplicates += dropped
+            final.append(("events", day, kept))
+        if staged_quarantine:
+            every_quarantined = partition_files(self.path, table="quarantine")
+            for day, files in staged_quarantine.items():
+                kept, _ = _dedup_day(
+                    files,
+                    every_quarantined,
+                    pl.concat_str([pl.col("origin"), pl.col("raw")], separator="\x1f"),
+                    ["origin", "raw"],
+                    _arrow_schema("quarantine"),
+                    None,
+                )
+                result.malformed += sum(pq.ParquetFile(str(p)).metadata.num_rows for p in kept)
+                final.append(("quarantine", day, kept))
+        _pause()
+
+        # Commit: whole files into place, one rename each.
+        for table, day, files in final:
+            folder = self.path / table / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in files:
+                os.replace(path, folder / path.name)
+                _pause()
+        return result
+
+    # -- pruning
+
+    def prune(self, older_than: timedelta, *, now: datetime, wait: bool = False) -> int:
+        """Remove the day partitions (events and quarantine) wholly older than `now - older_than`.
+
+        A day is removed when it ends at or before the cut-off, so no event newer than the
+        cut-off goes. Returns the number of events removed. The catalogue is kept: inputs read
+        before are not read again.
+        """
+        cutoff = (_utc(now, "now") or now) - older_than
+        removed = 0
+        with self._locked(wait=wait):
+            self._clear_tmp()
+            trash = self.path / "tmp" / f"prune-{secrets.token_hex(4)}"
+            try:
+                for table in ("events", "quarantine"):
+                    for text, folder in _partition_dirs(self.path, table):
+                        day = _day(text)
+                        if day is None or day >= cutoff.date():
+                            continue
+                        if table == "events":
+                            removed += sum(
+                                pq.ParquetFile(str(p)).metadata.num_rows
+                                for p in folder.glob("part-*.parquet")
+                            )
+                        trash.mkdir(parents=True, exist_ok=True)
+                        os.replace(folder, trash / f"{table}-{folder.name}")
+            except OSError as error:
+                raise StoreError(f"cannot prune the store {self.path}: {_reason(error)}") from None
+            finally:
+                shutil.rmtree(trash, ignore_errors=True)
+        return removed
+
+
+def _day_files(store: Path, table: Table, day: str) -> list[Path]:
+    """The committed files of one day partition."""
+    return sorted((store / table / f"date={day}").glob("part-*.parquet"))
