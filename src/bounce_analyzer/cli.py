@@ -10,17 +10,23 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import polars as pl
 import typer
 
 from bounce_analyzer import __version__
 from bounce_analyzer.errors import BounceAnalyzerError, UsageError
+from bounce_analyzer.export import ExportFormat, ExportKind
 from bounce_analyzer.pipeline import FileSummary, ParseRun
+from bounce_analyzer.render import ReportFormat, render_report
 from bounce_analyzer.schema import EVENT_SCHEMA
 from bounce_analyzer.writers import EventFormat, EventWriter
+
+if TYPE_CHECKING:
+    from bounce_analyzer.store import IngestResult
 
 app = typer.Typer(
     name="bounce-analyzer",
@@ -237,6 +243,217 @@ def parse(
         typer.echo(_summary_line(summary), err=True)
     if any(s.partial or s.source is None for s in run.summaries):
         raise typer.Exit(1)
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="The store folder (default: $BOUNCE_ANALYZER_STORE, else the user data directory).",
+        show_default=False,
+    ),
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ingest_line(result: IngestResult) -> str:
+    order = ("delivered", "deferred", "bounced", "expired", "rejected", "dropped", "complained")
+    kinds = ", ".join(
+        f"{result.events_by_type[name]:,} {name}"
+        for name in order
+        if result.events_by_type.get(name)
+    )
+    files = len(result.files)
+    return (
+        f"ingested {files} file{'s' if files != 1 else ''}: {result.events:,} new events"
+        f"{f' ({kinds})' if kinds else ''}, {result.malformed:,} malformed set aside, "
+        f"{result.duplicates:,} duplicates dropped"
+    )
+
+
+@app.command()
+def ingest(
+    paths: PathsArgument,
+    *,
+    source: SourceOption = None,
+    store: StoreOption = None,
+    tz: TzOption = None,
+    strict: StrictOption = False,
+    rules: RulesOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for another run's lock instead of stopping.")
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Parse, classify and add new events to the store; each event is stored once.
+
+    Example (nightly, from cron): bounce-analyzer ingest --quiet /var/log/mail.log*
+    """
+    from bounce_analyzer.store import open_store, store_path
+
+    opened = _run(lambda: open_store(store_path(store), create=True))
+    run_progress, bar = _progress(None, quiet=quiet)
+    try:
+        result = _run(
+            lambda: opened.ingest(
+                paths,
+                source=source,
+                tz=tz,
+                strict=strict,
+                rules_dir=rules,
+                progress=run_progress,
+                wait=wait,
+                now=_now(),
+            )
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    problems = [s for s in result.files if s.partial or s.source is None]
+    for summary in problems:
+        typer.echo(_summary_line(summary), err=True)
+    typer.echo(_ingest_line(result), err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Report on these inputs directly, without a store.", show_default=False
+        ),
+    ] = None,
+    *,
+    since: Annotated[
+        str, typer.Option("--since", help="Start of the window: 7d, 24h, 2w or 2026-11-01.")
+    ] = "7d",
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of the window (default: now).")
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Group by any of provider, category, category_group, source, "
+            "recipient_domain, sender_domain, smtp_code, enhanced_code, date (comma-separated).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", help="table, markdown, csv or json.")
+    ] = ReportFormat.table,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in each top list.")] = 10,
+    store: StoreOption = None,
+    source: SourceOption = None,
+    tz: TzOption = None,
+    rules: RulesOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Summarise bounces by provider and category: counts, rates, top messages, advice.
+
+    Example: bounce-analyzer report --since 7d
+    """
+    from bounce_analyzer.report import parse_by, report_paths, report_store
+    from bounce_analyzer.store import store_path
+    from bounce_analyzer.timewindow import parse_since, parse_until
+
+    now = _now()
+    start = _run(lambda: parse_since(since, now=now))
+    end = _run(lambda: parse_until(until, now=now)) if until else None
+    groups = _run(lambda: parse_by(by))
+    if paths:
+        update, bar = _progress(None, quiet=quiet)
+        try:
+            summary, files = _run(
+                lambda: report_paths(
+                    paths, since=start, until=end, by=groups, top=top, source=source,
+                    tz=tz, rules_dir=rules, progress=update,
+                )
+            )  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
+        for item in files:
+            if item.partial or item.source is None:
+                typer.echo(_summary_line(item), err=True)
+    else:
+        summary = _run(
+            lambda: report_store(
+                str(store_path(store)), since=start, until=end, by=groups, top=top,
+                rules_dir=rules,
+            )
+        )  # fmt: skip
+    typer.echo(render_report(summary, fmt), nl=False)
+
+
+@app.command()
+def export(
+    *,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="The file (or folder, with --partition-by).")
+    ],
+    since: Annotated[str, typer.Option("--since", help="Start: 7d, 24h, 2026-11-01.")] = "7d",
+    until: Annotated[str | None, typer.Option("--until", help="End (default: now).")] = None,
+    what: Annotated[
+        ExportKind,
+        typer.Option("--what", help="events (with meaning and solution), daily or suppressions."),
+    ] = ExportKind.events,
+    fmt: Annotated[
+        ExportFormat | None,
+        typer.Option("--format", help="parquet or csv (default: from the -o suffix)."),
+    ] = None,
+    partition_by: Annotated[
+        str | None, typer.Option("--partition-by", help="date: a hive-style folder per day.")
+    ] = None,
+    store: StoreOption = None,
+    rules: RulesOption = None,
+) -> None:
+    """Export stored events, daily aggregates or a suppression list for BI tools.
+
+    Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
+    """
+    from bounce_analyzer.export import export_store
+    from bounce_analyzer.store import store_path
+    from bounce_analyzer.timewindow import parse_since, parse_until
+
+    now = _now()
+    start = _run(lambda: parse_since(since, now=now))
+    end = _run(lambda: parse_until(until, now=now)) if until else None
+    if partition_by not in (None, "date"):
+        raise _fail(UsageError(f"cannot partition by {partition_by!r}: only by date"))
+    chosen = fmt or (ExportFormat.csv if output.lower().endswith(".csv") else ExportFormat.parquet)
+    rows = _run(
+        lambda: export_store(
+            str(store_path(store)), Path(output), since=start, until=end, what=what,
+            fmt=chosen, partition_by_date=partition_by == "date", rules_dir=rules,
+        )
+    )  # fmt: skip
+    typer.echo(f"exported {rows:,} rows to {output}", err=True)
+
+
+@app.command()
+def prune(
+    *,
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Remove days older than this: 90d, 12w.")
+    ],
+    store: StoreOption = None,
+) -> None:
+    """Remove whole days of events (and set-aside records) older than a duration.
+
+    Example: bounce-analyzer prune --older-than 90d
+    """
+    from bounce_analyzer.store import open_store, store_path
+    from bounce_analyzer.timewindow import parse_duration
+
+    age = _run(lambda: parse_duration(older_than))
+    opened = _run(lambda: open_store(store_path(store), create=False))
+    removed = _run(lambda: opened.prune(age, now=_now()))
+    typer.echo(f"removed {removed:,} events older than {older_than}", err=True)
 
 
 def main() -> None:

@@ -8,14 +8,19 @@ attacker-controlled).
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.report import FAILURES
 from bounce_analyzer.writers import neutralize_formulas
+
+if TYPE_CHECKING:
+    from bounce_analyzer.rules import Rules
 
 ROW_GROUP_SIZE = 128 * 1024
 
@@ -141,3 +146,55 @@ def write_export(
             row_group_size=ROW_GROUP_SIZE,
         )
     return data.height
+
+
+def export_store(
+    store: str,
+    output: Path,
+    *,
+    since: datetime | None,
+    until: datetime | None = None,
+    what: ExportKind = ExportKind.events,
+    fmt: ExportFormat = ExportFormat.parquet,
+    partition_by_date: bool = False,
+    rules_dir: str | None = None,
+) -> int:
+    """Export a store's events in [since, until) as `what`; return the number of rows."""
+    from bounce_analyzer.rules import load_rules, user_rules_dir
+    from bounce_analyzer.store import open_store, scan_events
+
+    events = scan_events(open_store(store, create=False).path, since=since, until=until)
+    if what is ExportKind.daily:
+        frame = daily_aggregates(events)
+    elif what is ExportKind.suppressions:
+        if partition_by_date:
+            raise UsageError("--partition-by date is for events and daily aggregates")
+        frame = suppressions(events)
+    else:
+        rules = load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
+        frame = with_rule_text(events, rule_text(rules))
+    return write_export(frame, output, fmt=fmt, partition_by_date=partition_by_date)
+
+
+def rule_text(rules: Rules) -> pl.DataFrame:
+    """rule_id -> meaning and solution: a table row's own text, else its category's."""
+    rows = rules.codes.select(
+        "rule_id",
+        "category",
+        pl.coalesce("meaning", "message").alias("meaning"),
+        pl.col("solution"),
+    )
+    patterns = rules.patterns.select(
+        pl.concat_str(pl.lit("pattern:"), pl.col("id")).alias("rule_id"), "category"
+    )
+    text = rules.categories.select("category", "description", "advice")
+    return (
+        pl.concat([rows, patterns], how="diagonal_relaxed")
+        .join(text, on="category", how="left")
+        .select(
+            "rule_id",
+            pl.coalesce("meaning", "description").alias("meaning"),
+            pl.coalesce("solution", "advice").alias("solution"),
+        )
+        .unique("rule_id", keep="first", maintain_order=True)
+    )

@@ -73,7 +73,9 @@ class _Rng:
         """`n` random UInt64 values (an expression of length n)."""
         self._stream += 1
         base = _splitmix_int(self._key ^ (self._stream * 0xD1B54A32D192ED03 & _MASK))
-        return _splitmix(pl.int_range(0, n, dtype=pl.UInt64) + pl.lit(base, pl.UInt64))
+        values = pl.select(_splitmix(pl.int_range(0, n, dtype=pl.UInt64) + pl.lit(base, pl.UInt64)))
+        # Computed once, here: expressions that use the values many times stay small.
+        return pl.lit(values.to_series().alias("u64"))
 
     def floats(self, n: int) -> pl.Expr:
         """Uniform floats in [0, 1)."""
@@ -1643,14 +1645,14 @@ def _queue_ids(rng: _Rng, n: int, segment: int, t0: pl.Expr, long_ids: bool) -> 
     inode = (pl.int_range(0, n, dtype=pl.Int64) * 387_413 + 91_111) % (1 << 19) + (1 << 19)
     inode = inode + segment * (1 << 20)
     if long_ids:
-        b52 = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxy"  # no vowels, no 'z'
+        b51 = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxy"  # no vowels, no 'z'
         seconds = (t0 // _US).cast(pl.UInt64)
         micros = (t0 % _US).cast(pl.UInt64)
         return pl.concat_str(
-            _encode(seconds, b52 + "A", 6),
-            _encode(micros, b52 + "A", 4),
+            _encode(seconds, b51 + "z", 6),
+            _encode(micros, b51 + "z", 4),
             pl.lit("z"),
-            _encode(inode.cast(pl.UInt64), b52, 4),
+            _encode(inode.cast(pl.UInt64), b51, 4),
         )
     micros = (t0 % _US).cast(pl.UInt64)
     six = inode >= (1 << 20)
@@ -2289,10 +2291,19 @@ def _timed_plan(
     return msgs, att
 
 
-def _attempt_events(att: pl.DataFrame) -> pl.DataFrame:
-    """Truth rows (event, domain, smtp_code, enhanced_code, template) for attempt rows."""
+#: The enhanced code as it shows in the text (Exim, SendGrid responses): none for the MTA's own
+#: failures and for replies without one (Postfix's dsn=5.0.0 for "554 delivery error" is its own).
+_TEXT_DSN = tuple(r.dsn if r.enhanced_in_text and not r.local else None for r in _REPLIES)
+
+
+def _attempt_events(att: pl.DataFrame, enhanced: Sequence[str | None] = ()) -> pl.DataFrame:
+    """Truth rows (event, domain, smtp_code, enhanced_code, template) for attempt rows.
+
+    `enhanced`: per reply, the enhanced code the record shows (default: Postfix's dsn=).
+    """
     reply_code = pl.lit(pl.Series([r.code for r in _REPLIES], dtype=pl.Int64))
-    reply_dsn = pl.lit(pl.Series([r.dsn for r in _REPLIES], dtype=pl.String))
+    dsn = enhanced or tuple(r.dsn for r in _REPLIES)
+    reply_dsn = pl.lit(pl.Series(list(dsn), dtype=pl.String))
     reply_id = pl.lit(pl.Series([r.id for r in _REPLIES], dtype=pl.String))
     event_of = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
     return att.select(
@@ -2509,7 +2520,7 @@ def _exim_segment(
     )
     events = pl.concat(
         [
-            _attempt_events(att),
+            _attempt_events(att, _TEXT_DSN),
             exp.select(
                 pl.lit("expired").alias("event"),
                 "domain",
@@ -2626,7 +2637,10 @@ def generate_sendgrid(
     ndjson: bool = True,
     cover: bool = False,
 ) -> Truth:
-    """Write exactly `events` SendGrid Event Webhook events (NDJSON, or one JSON array)."""
+    """Write exactly `events` SendGrid Event Webhook events.
+
+    `ndjson`: one event per line; else one POST body, a compact JSON array on one line.
+    """
     return _write_esp(
         "sendgrid", out, events, seed, start, days, ndjson=ndjson, webhooks=True, cover=cover
     )
@@ -2673,7 +2687,7 @@ def _write_esp(
         total_us = int(days * 86_400 * _US)
         sizes = _segments(events, _SEGMENT)
         if not ndjson:
-            fh.write(b"[\n")
+            fh.write(b"[")
         offset = 0
         for segment, size in enumerate(sizes):
             seg_start = begin + total_us * offset // max(events, 1)
@@ -2689,16 +2703,12 @@ def _write_esp(
                 truth,
             )
             lines = frame.sort("ts", "msg", "step").select("json")
-            if not ndjson:
-                is_last = segment == len(sizes) - 1
-                row = pl.int_range(0, pl.len())
-                comma = (
-                    pl.when(row == pl.len() - 1)
-                    .then(pl.lit("" if is_last else ","))
-                    .otherwise(pl.lit(","))
-                )
-                lines = lines.select(pl.concat_str(pl.col("json"), comma).alias("json"))
-            _write_lines(fh, lines)
+            if ndjson:
+                _write_lines(fh, lines)
+            elif lines.height:
+                # The POST body as SendGrid sends it: one compact array on one line.
+                joined = lines.select(pl.col("json").str.join(",")).item()
+                fh.write((b"," if offset else b"") + str(joined).encode("utf-8"))
             offset += size
         if not ndjson:
             fh.write(b"]\n")
@@ -2876,8 +2886,8 @@ def _sendgrid_segment(
     # Events: per-frame truth rows.
     att_k = att.filter(pl.col("msg") < k)
     event_rows = [
-        _attempt_events(att_k.filter(pl.col("status") != "sent")),
-        _attempt_events(att_k.filter(pl.col("status") == "sent")),
+        _attempt_events(att_k.filter(pl.col("status") == "bounced")),  # "status" field
+        _attempt_events(att_k.filter(pl.col("status") != "bounced"), _TEXT_DSN),
         dropped.filter(pl.col("msg") < k).select(
             pl.lit("dropped").alias("event"),
             "domain",
@@ -3178,7 +3188,11 @@ def _mailgun_segment(
     none_i, none_s = pl.lit(None, pl.Int64), pl.lit(None, pl.String)
     reply_id = pl.lit(pl.Series([r.id for r in _REPLIES], dtype=pl.String)).gather(pl.col("tpl"))
     event_rows = [
-        _attempt_events(att.filter(kept & ((pl.col("status") != "deferred") | ~expire_last))),
+        _attempt_events(att.filter(kept & (pl.col("status") == "bounced"))),
+        _attempt_events(att.filter(kept & (pl.col("status") == "deferred") & ~expire_last)),
+        _attempt_events(
+            att.filter(kept & (pl.col("status") == "sent")), tuple(None for _ in _REPLIES)
+        ),
         att.filter(kept & (pl.col("status") == "deferred") & expire_last).select(
             pl.lit("expired").alias("event"),
             "domain",
@@ -3189,7 +3203,7 @@ def _mailgun_segment(
         dropped.filter(kept).select(
             pl.lit("dropped").alias("event"),
             "domain",
-            pl.lit(605, pl.Int64).alias("smtp_code"),
+            none_i.alias("smtp_code"),  # 605 is Mailgun's, not an SMTP reply
             none_s.alias("enhanced_code"),
             none_s.alias("template"),
         ),

@@ -8,12 +8,17 @@ Two views of the same events, both labelled in every rendering:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
+
+if TYPE_CHECKING:
+    from bounce_analyzer.pipeline import FileSummary
 
 #: Columns `--by` may group by.
 GROUPABLE = (
@@ -63,6 +68,48 @@ def parse_by(text: str | None) -> list[str]:
         bad = ", ".join(unknown) or repr(text)
         raise UsageError(f"cannot group by {bad}: choose from {', '.join(GROUPABLE)}")
     return names
+
+
+#: What MTAs wrap around the remote server's words; reports group by the words alone.
+_WRAPPERS = (
+    # host mx.example.com[192.0.2.1] said: 550 ...   (Postfix)
+    r"^host \S+\[[^\]]*\] (?:said|refused to talk to me): ",
+    # ... (in reply to RCPT TO command)   (Postfix)
+    r"\s*\(in reply to [a-z /]+ command\)$",
+    # SMTP error from remote mail server after RCPT TO:<a@b>: 550 ...   (Exim)
+    r"^smtp error from remote mail server after [a-z ]+:(?:<[^>]*>)?(?: size=\S+)?: ",
+)
+
+
+_TIMESTAMP = r"\b\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})?"
+
+
+def message_key(text: pl.Expr) -> pl.Expr:
+    """The remote server's words without the MTA's wrapping, normalized (see classify).
+
+    Multi-line replies that the MTA joined (``550-5.1.1 The email ... 550-5.1.1 double-checking
+    ... 550 5.1.1 https://...``) keep their first code only, so that one reason is one line.
+    """
+    from bounce_analyzer.classify import normalize_message
+
+    unwrapped = text.str.replace_all("\\n", " ", literal=True)
+    text = normalize_message(unwrapped.str.replace_all(_TIMESTAMP, "<time>")).str.replace_all(
+        "<<address>>", "<address>", literal=True
+    )
+    for wrapper in _WRAPPERS:
+        text = text.str.replace(wrapper, "")
+    code = r"[245]\d\d(?:[ -][245]\.\d{1,3}\.\d{1,3})?"
+    first = text.str.extract(f"^({code})\\s", 1).str.replace("-", " ", literal=True)
+    body = (
+        text.str.replace(f"^{code}\\s+", "")
+        .str.replace_all(r"\s[245]\d\d-(?:[245]\.\d{1,3}\.\d{1,3}\s)?", " ")
+        .str.replace_all(r"\s[245]\d\d\s[245]\.\d{1,3}\.\d{1,3}\s", " ")
+        # Google's per-message id before its " - gsmtp" signature
+        .str.replace(r"\S*\d\S* - gsmtp", "<id> - gsmtp")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+    return pl.when(first.is_not_null()).then(first + " " + body).otherwise(body)
 
 
 def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -208,3 +255,91 @@ def summarize(
         sender_domains=top_domains("sender_domain"),
         malformed=malformed,
     )
+
+
+def _category_text(rules_dir: str | None) -> pl.DataFrame:
+    from pathlib import Path
+
+    from bounce_analyzer.rules import load_rules, user_rules_dir
+
+    rules = load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
+    return rules.categories.select("category", "description", "advice")
+
+
+def _finish(report: Report, rules_dir: str | None) -> Report:
+    """Join each category's description and advice (from the rules) onto the report."""
+    text = _category_text(rules_dir)
+    report.categories = report.categories.join(text, on="category", how="left")
+    return report
+
+
+def report_store(
+    store: str,
+    *,
+    since: datetime | None,
+    until: datetime | None = None,
+    by: list[str] | None = None,
+    top: int = 10,
+    rules_dir: str | None = None,
+) -> Report:
+    """The report over a store's events in [since, until); only those days are read."""
+    from bounce_analyzer.store import open_store, scan_events, scan_quarantine
+
+    opened = open_store(store, create=False)
+    events = scan_events(opened.path, since=since, until=until)
+    malformed = scan_quarantine(opened.path, since=since, until=until).select(pl.len()).collect()
+    report = summarize(
+        events,
+        since=since,
+        until=until,
+        by=by,
+        top=top,
+        malformed=int(malformed.item()),
+        normalize=message_key(pl.col("diagnostic")),
+    )
+    return _finish(report, rules_dir)
+
+
+def report_paths(
+    paths: list[str],
+    *,
+    since: datetime | None,
+    until: datetime | None = None,
+    by: list[str] | None = None,
+    top: int = 10,
+    source: str | None = None,
+    tz: str | None = None,
+    rules_dir: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Report, list[FileSummary]]:
+    """The report straight from log or event files, without a store.
+
+    Events are staged in a temporary Parquet file, so memory stays bounded however large the
+    inputs are.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from bounce_analyzer.pipeline import ParseRun
+    from bounce_analyzer.schema import EVENT_SCHEMA
+    from bounce_analyzer.writers import EventFormat, EventWriter
+
+    run = ParseRun(paths, source=source, tz=tz, rules_dir=rules_dir, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="bounce-analyzer-") as folder:
+        staged = Path(folder) / "events.parquet"
+        with staged.open("wb") as stream:
+            writer = EventWriter(stream, EventFormat.parquet)
+            for chunk in run:
+                writer.write(chunk.events)
+            writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
+        malformed = sum(summary.malformed for summary in run.summaries)
+        report = summarize(
+            pl.scan_parquet(staged),
+            since=since,
+            until=until,
+            by=by,
+            top=top,
+            malformed=malformed,
+            normalize=message_key(pl.col("diagnostic")),
+        )
+    return _finish(report, rules_dir), run.summaries

@@ -89,7 +89,7 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 _UNIQUE_COLUMNS = frozenset({"event_id", "origin", "raw"})
 
 #: Buffered rows (all days together) before the biggest buffer is written out early.
-_MAX_BUFFERED_ROWS = 4 * ROW_GROUP_ROWS
+_MAX_BUFFERED_ROWS = 2 * ROW_GROUP_ROWS
 
 #: Parquet files a run keeps open at once (one per day being written).
 _MAX_OPEN_WRITERS = 32

@@ -12,8 +12,8 @@ notes, queue runs, daemon starts) is read and skipped. Decisions:
 
 - `== a@b ... defer (-53|-54): retry time not (yet) reached ...` is skipped: Exim made no
   attempt, it only notes that the previous deferral still stands.
-- `** a@b: retry timeout exceeded` is `bounced`, as every `**` line (the source only states
-  facts; the diagnostic says why).
+- `** a@b: retry timeout exceeded` (and the other "gave up after retrying" texts) is
+  `expired`, like Postfix's `status=expired`; every other `**` line is `bounced`.
 - `rejected after DATA` and `sender verify` lines are skipped (no recipient).
 - `<= <>` (null envelope sender) gives sender "" on later lines; an unseen `<=` gives null.
 - original_recipient is the `<top-level address>` where logged, else the `(parent)`.
@@ -101,6 +101,14 @@ _SNIFF = re.compile(
     re.MULTILINE,
 )
 
+#: `**` lines where Exim gave up because the retry time ran out, not because the remote refused:
+#: ** a@b: retry timeout exceeded
+#: ** a@b: retry time not reached for any host after a long failure period
+#: ** a@b R=r T=t: all hosts for 'b' have been failing for a long time (and retry time not reached)
+_GAVE_UP = (
+    r"(?i)^(?:retry timeout exceeded|retry time not reached for any host after a long failure"
+    r" period|all hosts for \S+ have been failing for a long time)"
+)
 _EVENT_OF_FLAG = {"=>": "delivered", "->": "delivered", "**": "bounced", "==": "deferred"}
 
 _OPEN_SCHEMA: dict[str, pl.DataType] = {
@@ -275,6 +283,12 @@ def _deliveries(frame: pl.DataFrame, known: pl.DataFrame) -> tuple[pl.DataFrame,
             pl.coalesce(pl.col("orig"), pl.col("parent")).alias("original_recipient"),
             pl.when(is_delivered).then(confirmation).otherwise(error_text).alias("diagnostic"),
             tail.str.extract_groups(_QUEUE_TIME).alias("qt"),
+        )
+        .with_columns(
+            pl.when((pl.col("flag") == "**") & pl.col("diagnostic").str.contains(_GAVE_UP))
+            .then(pl.lit("expired"))
+            .otherwise(pl.col("event"))
+            .alias("event")
         )
         .filter(
             ~(

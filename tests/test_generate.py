@@ -1,0 +1,444 @@
+"""The log generator: determinism, exact sizes, shapes, and truth that plain counting confirms."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bounce_analyzer import generate
+from bounce_analyzer.generate import (
+    Truth,
+    generate_exim,
+    generate_mailgun,
+    generate_postfix,
+    generate_sendgrid,
+)
+from bounce_analyzer.schema import EVENTS
+
+START = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def _postfix(n: int, seed: int, **kw: object) -> tuple[bytes, Truth]:
+    buf = io.BytesIO()
+    truth = generate_postfix(buf, lines=n, seed=seed, start=START, **kw)
+    return buf.getvalue(), truth
+
+
+def _exim(n: int, seed: int, **kw: object) -> tuple[bytes, Truth]:
+    buf = io.BytesIO()
+    truth = generate_exim(buf, lines=n, seed=seed, start=START, **kw)
+    return buf.getvalue(), truth
+
+
+def _sendgrid(n: int, seed: int, **kw: object) -> tuple[bytes, Truth]:
+    buf = io.BytesIO()
+    truth = generate_sendgrid(buf, events=n, seed=seed, start=START, **kw)
+    return buf.getvalue(), truth
+
+
+def _mailgun(n: int, seed: int, **kw: object) -> tuple[bytes, Truth]:
+    buf = io.BytesIO()
+    truth = generate_mailgun(buf, events=n, seed=seed, start=START, **kw)
+    return buf.getvalue(), truth
+
+
+WRITERS: dict[str, Callable[..., tuple[bytes, Truth]]] = {
+    "postfix": _postfix,
+    "exim": _exim,
+    "sendgrid": _sendgrid,
+    "mailgun": _mailgun,
+}
+
+
+def _records(data: bytes) -> list[str]:
+    text = data.decode("utf-8")
+    assert text == "" or text.endswith("\n")
+    return text.splitlines()
+
+
+# ---------------------------------------------------------------------------------------------
+# Determinism and sizes
+
+
+@pytest.mark.parametrize("source", sorted(WRITERS))
+def test_same_seed_same_bytes(source: str) -> None:
+    first, _ = WRITERS[source](1500, 7)
+    again, _ = WRITERS[source](1500, 7)
+    other, _ = WRITERS[source](1500, 8)
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.parametrize("source", sorted(WRITERS))
+@pytest.mark.parametrize("size", [0, 1, 9, 1_234])
+def test_record_count_is_exact(source: str, size: int) -> None:
+    data, truth = WRITERS[source](size, 3)
+    assert len(_records(data)) == size
+    assert truth.records == size
+    assert truth.event_records + truth.skipped == size
+    assert sum(truth.events.values()) == truth.event_records
+    assert set(truth.events) == set(EVENTS)
+
+
+def test_segments_join_without_repeating_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large outputs are built in segments; ids stay unique and time keeps increasing."""
+    monkeypatch.setattr(generate, "_SEGMENT", 3_000)
+    data, truth = _postfix(10_000, 5)
+    lines = _records(data)
+    assert len(lines) == 10_000
+    qids_per_sender: dict[str, set[str]] = {}
+    for line in lines:
+        m = re.search(r"qmgr\[\d+\]: ([0-9A-F]+): from=<([^>]*)>, size", line)
+        if m:
+            qids_per_sender.setdefault(m.group(1), set()).add(m.group(2))
+    assert all(len(senders) == 1 for senders in qids_per_sender.values())
+    assert len(qids_per_sender) == truth.messages
+    _assert_monotonic_classic(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Postfix
+
+
+POSTFIX_LINE = re.compile(
+    r"^(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) mx1 postfix/"
+    r"(?P<prog>smtpd|smtp|qmgr|cleanup|pickup|bounce|postscreen|anvil)\[\d+\]: (?P<msg>.+)$"
+)
+POSTFIX_QUEUED = re.compile(r"^(?P<qid>[0-9A-F]{10,11}): ")
+POSTFIX_STATUS = re.compile(
+    r"^[0-9A-F]{10,11}: to=<(?P<rcpt>[^>]+)>, relay=(?P<relay>none|[a-z0-9.-]+\[[0-9.]+\]:25), "
+    r"delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), "
+    r"status=(?P<status>sent|deferred|bounced) \((?P<text>.+)\)$"
+)
+
+
+def _assert_monotonic_classic(lines: list[str]) -> None:
+    stamps = [datetime.strptime("2026 " + line[:15], "%Y %b %d %H:%M:%S") for line in lines]
+    assert stamps == sorted(stamps)
+
+
+def test_postfix_lines_have_the_syslog_shape() -> None:
+    data, _ = _postfix(3_000, 11)
+    for line in _records(data):
+        m = POSTFIX_LINE.match(line)
+        assert m, line
+        msg = m.group("msg")
+        if ": to=<" in msg:
+            assert POSTFIX_STATUS.match(msg), line
+        elif m.group("prog") in ("qmgr", "cleanup", "bounce", "pickup"):
+            assert POSTFIX_QUEUED.match(msg), line
+
+
+def test_postfix_timestamps_are_monotonic_and_in_the_window() -> None:
+    data, _ = _postfix(3_000, 12)
+    lines = _records(data)
+    _assert_monotonic_classic(lines)
+    assert lines[0].startswith("Nov 27 ") and lines[-1].startswith("Nov 27 ")
+
+
+def test_postfix_rfc3339_timestamps_in_a_zone() -> None:
+    data, _ = _postfix(500, 13, classic_timestamps=False, tz="Europe/Berlin")
+    stamps = [datetime.fromisoformat(line.split(" ", 1)[0]) for line in _records(data)]
+    assert stamps == sorted(stamps)
+    assert all(s.utcoffset() is not None and s.utcoffset().total_seconds() == 3600 for s in stamps)  # type: ignore[union-attr]
+
+
+def test_postfix_long_queue_ids() -> None:
+    data, truth = _postfix(800, 14, long_queue_ids=True)
+    qids = set(re.findall(r"qmgr\[\d+\]: ([0-9A-Za-z]+): removed", data.decode()))
+    assert len(qids) == truth.messages
+    assert all(
+        re.fullmatch(
+            r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{4}", q
+        )
+        for q in qids
+    )
+
+
+_Codes = Counter[tuple[str, int | None, str | None]]
+
+
+def _postfix_counts(lines: list[str]) -> tuple[Counter[str], Counter[tuple[str, str]], _Codes]:
+    events: Counter[str] = Counter()
+    by_domain: Counter[tuple[str, str]] = Counter()
+    by_code: Counter[tuple[str, int | None, str | None]] = Counter()
+    names = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
+    last_domain: dict[str, str] = {}
+    for line in lines:
+        msg = line.split(": ", 1)[1]
+        if m := POSTFIX_STATUS.match(msg):
+            event = names[m.group("status")]
+            domain = m.group("rcpt").rsplit("@", 1)[1]
+            last_domain[msg[:11].rstrip(":")] = domain
+            code_m = re.match(
+                r"(?:host \S+ (?:said|refused to talk to me): )?(\d{3})[ -]", m.group("text")
+            )
+            code = int(code_m.group(1)) if code_m else None
+            events[event] += 1
+            by_domain[(domain, event)] += 1
+            by_code[(event, code, m.group("dsn"))] += 1
+        elif "status=expired" in msg:
+            domain = last_domain[msg[:11].rstrip(":")]
+            events["expired"] += 1
+            by_domain[(domain, "expired")] += 1
+            by_code[("expired", None, None)] += 1
+        elif "NOQUEUE: reject:" in msg:
+            m2 = re.search(r": (\d{3}) (\d\.\d\.\d{1,3}) .*; from=<[^>]*> to=<[^@]+@([^>]+)>", msg)
+            assert m2, line
+            events["rejected"] += 1
+            by_domain[(m2.group(3), "rejected")] += 1
+            by_code[("rejected", int(m2.group(1)), m2.group(2))] += 1
+    return events, by_domain, by_code
+
+
+def test_postfix_truth_matches_plain_counting() -> None:
+    data, truth = _postfix(6_000, 21)
+    events, by_domain, by_code = _postfix_counts(_records(data))
+    assert {e: n for e, n in truth.events.items() if n} == dict(events)
+    flat = {(d, e): n for d, per in truth.by_domain.items() for e, n in per.items() if n}
+    assert flat == dict(by_domain)
+    assert truth.by_code == dict(by_code)
+    assert truth.event_records == sum(events.values())
+    assert truth.messages == len(set(re.findall(r": ([0-9A-F]{10,11}): removed", data.decode())))
+
+
+def test_postfix_templates_know_their_category() -> None:
+    _, truth = _postfix(6_000, 22)
+    facts = truth.templates["google.user_unknown"]
+    assert facts["category"] == "user_unknown"
+    assert (facts["event"], facts["smtp_code"], facts["enhanced_code"]) == ("bounced", 550, "5.1.1")
+    assert sum(int(str(t["count"])) for t in truth.templates.values()) == (
+        truth.event_records - truth.events["expired"]
+    )
+    body = json.loads(truth.to_json())
+    assert body["events"] == truth.events and body["skipped"] == truth.skipped
+
+
+def test_postfix_cover_shows_every_failure_text() -> None:
+    _, truth = _postfix(2_000, 1, cover=True)
+    failures = {r.id for r in generate._REPLIES if r.status != "sent"}
+    assert failures <= set(truth.templates)
+
+
+# The replies as each source writes them: exact texts.
+REPLY_TEXTS = [
+    (
+        "google.user_unknown",
+        "postfix",
+        "550-5.1.1 The email account that you tried to reach does not exist. Please try "
+        "550-5.1.1 double-checking the recipient's email address for typos or 550-5.1.1 "
+        "unnecessary spaces. For more information, go to 550 5.1.1  "
+        "https://support.google.com/mail/?p=NoSuchUser {gid} - gsmtp",
+    ),
+    (
+        "google.over_quota",
+        "exim",
+        "452-4.2.2 The recipient's inbox is out of storage space. Please direct the\\n"
+        "452-4.2.2 recipient to\\n452 4.2.2  https://support.google.com/mail/?p=OverQuotaTemp "
+        "{gid} - gsmtp",
+    ),
+    (
+        "google.over_quota",
+        "mailgun",
+        "4.2.2 The recipient's inbox is out of storage space. Please direct the\n4.2.2 recipient "
+        "to\n4.2.2  https://support.google.com/mail/?p=OverQuotaTemp {gid} - gsmtp",
+    ),
+    (
+        "google.over_quota",
+        "sendgrid",
+        "452 4.2.2 The recipient's inbox is out of storage space. Please direct the recipient to "
+        "https://support.google.com/mail/?p=OverQuotaTemp {gid} - gsmtp",
+    ),
+    (
+        "yahoo.no_account",
+        "postfix",
+        "554 delivery error: dd This user doesn't have a {domain} account ({rcpt}) [0] - "
+        "mta{yid}.mail.{ycl}.yahoo.com",
+    ),
+    (
+        "microsoft365.access_denied",
+        "postfix",
+        "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) "
+        "[{eop}.eop-EUR03.prod.protection.outlook.com]",
+    ),
+    ("local.timeout", "postfix", "connect to {mx}[{mxip}]:25: Connection timed out"),
+    ("local.timeout", "exim", "Connection timed out"),
+    ("local.null_mx", "postfix", "Domain {domain} does not accept mail (nullMX)"),
+]
+
+
+@pytest.mark.parametrize(("reply_id", "style", "expected"), REPLY_TEXTS)
+def test_reply_text(reply_id: str, style: str, expected: str) -> None:
+    reply = generate._REPLIES[generate._REPLY_INDEX[reply_id]]
+    assert generate._format_reply(reply, style) == expected
+
+
+# A whole line, exactly: the first smtp line of a fixed seed (pins the format and the bytes).
+def test_postfix_first_delivery_line_exactly() -> None:
+    data, _ = _postfix(40, 1)
+    line = next(x for x in _records(data) if "status=" in x)
+    assert line == (
+        "Nov 27 01:04:12 mx1 postfix/smtp[32110]: 9C737963E7: to=<l.silva@mail.ru>, "
+        "relay=mxs.mail.ru[94.100.68.154]:25, delay=2.0, delays=0.4/0.2/1.1/0.25, dsn=2.0.0, "
+        "status=sent (250 OK id=x5KzZG-Bo0YZ4-hC)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Exim
+
+EXIM_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?:(?P<id>[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}) "
+    r"(?P<rest>.+)|(?:SMTP connection|no host name|Start queue|End queue|H=\().+)$"
+)
+EXIM_REST = re.compile(
+    r"^(?:<= \S+ (?:H=|U=).+ S=\d+ id=\S+|(?:=>|->) \S+ R=dnslookup T=remote_smtp H=\S+ \[[0-9.]+\]"
+    r' .+ C=".+"|== \S+ R=dnslookup T=remote_smtp defer \(-?\d+\).*: .+|\*\* \S+(?: R=dnslookup'
+    r" T=remote_smtp H=\S+ \[[0-9.]+\] .+)?: .+|H=\S+ \[[0-9.]+\] .+|Completed)$"
+)
+
+
+def test_exim_lines_have_the_mainlog_shape() -> None:
+    data, _ = _exim(3_000, 31)
+    lines = _records(data)
+    for line in lines:
+        m = EXIM_LINE.match(line)
+        assert m, line
+        if m.group("id"):
+            assert EXIM_REST.match(m.group("rest")), line
+    stamps = [line[:19] for line in lines]
+    assert stamps == sorted(stamps)
+
+
+def test_exim_new_ids() -> None:
+    data, truth = _exim(600, 32, new_ids=True)
+    ids = set(
+        re.findall(r" ([0-9A-Za-z]{6}-[0-9A-Za-z]{11}-[0-9A-Za-z]{4}) Completed", data.decode())
+    )
+    assert len(ids) == truth.messages
+
+
+def test_exim_truth_matches_plain_counting() -> None:
+    data, truth = _exim(6_000, 33)
+    events: Counter[str] = Counter()
+    domains: Counter[tuple[str, str]] = Counter()
+    for line in _records(data):
+        rest = line[20:]
+        m = re.match(r"\S+ (=>|->|==|\*\*) ([^ :]+)", rest)
+        if m:
+            event = {"=>": "delivered", "->": "delivered", "==": "deferred"}.get(m.group(1))
+            if event is None:
+                event = "expired" if rest.endswith("retry timeout exceeded") else "bounced"
+            events[event] += 1
+            domains[(m.group(2).rsplit("@", 1)[1], event)] += 1
+        elif " rejected RCPT " in rest:
+            events["rejected"] += 1
+    assert {e: n for e, n in truth.events.items() if n} == dict(events)
+    flat = {(d, e): n for d, per in truth.by_domain.items() for e, n in per.items() if n}
+    assert {k: v for k, v in flat.items() if k[1] != "rejected"} == dict(domains)
+
+
+# ---------------------------------------------------------------------------------------------
+# SendGrid and Mailgun
+
+SENDGRID_EVENTS = {
+    "delivered": "delivered",
+    "deferred": "deferred",
+    "bounce": "bounced",
+    "dropped": "dropped",
+    "spamreport": "complained",
+}
+
+
+def test_sendgrid_truth_matches_plain_counting() -> None:
+    data, truth = _sendgrid(5_000, 41)
+    events: Counter[str] = Counter()
+    last = 0
+    for line in _records(data):
+        event = json.loads(line)
+        assert {"email", "timestamp", "event", "sg_event_id", "sg_message_id", "smtp-id"} <= set(
+            event
+        )
+        assert isinstance(event["category"] if "category" in event else "", str | list)
+        assert event["timestamp"] >= last
+        last = event["timestamp"]
+        if event["event"] == "deferred":
+            assert isinstance(event["attempt"], str)
+        if event["event"] == "bounce":
+            assert event["type"] in ("bounce", "blocked") and event["bounce_classification"]
+        if event["event"] in SENDGRID_EVENTS:
+            events[SENDGRID_EVENTS[event["event"]]] += 1
+    assert {e: n for e, n in truth.events.items() if n} == dict(events)
+
+
+def test_sendgrid_array_is_one_json_document() -> None:
+    data, truth = _sendgrid(700, 42, ndjson=False)
+    assert data.count(b"\n") == 1 and data.startswith(b"[{") and data.endswith(b"}]\n")
+    body = json.loads(data)
+    assert isinstance(body, list) and len(body) == 700 == truth.records
+
+
+def test_mailgun_truth_matches_plain_counting() -> None:
+    data, truth = _mailgun(5_000, 51)
+    events: Counter[str] = Counter()
+    for line in _records(data):
+        body = json.loads(line)
+        assert set(body) == {"signature", "event-data"}
+        event = body["event-data"]
+        kind = event["event"]
+        if kind == "failed":
+            reason = event["reason"]
+            if event["severity"] == "temporary":
+                events["deferred"] += 1
+            elif reason == "bounce":
+                events["bounced"] += 1
+            elif reason == "old":
+                events["expired"] += 1
+            else:
+                assert reason == "suppress-bounce"
+                events["dropped"] += 1
+        elif kind in ("delivered", "complained", "rejected"):
+            events[kind] += 1
+    assert {e: n for e, n in truth.events.items() if n} == dict(events)
+
+
+def test_mailgun_events_api_items() -> None:
+    data, _ = _mailgun(300, 52, webhooks=False)
+    items = [json.loads(line) for line in _records(data)]
+    assert all("signature" not in item and "event" in item for item in items)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties and the command line
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    source=st.sampled_from(sorted(WRITERS)),
+    size=st.integers(min_value=0, max_value=400),
+    seed=st.integers(min_value=0, max_value=2**40),
+)
+def test_any_size_and_seed_adds_up(source: str, size: int, seed: int) -> None:
+    data, truth = WRITERS[source](size, seed)
+    assert len(_records(data)) == size
+    assert truth.event_records + truth.skipped == size
+    assert sum(truth.events.values()) == truth.event_records
+
+
+def test_main_writes_output_and_truth(tmp_path: pytest.TempPathFactory) -> None:
+    out = tmp_path / "x.log"  # type: ignore[operator]
+    truth_path = tmp_path / "x.truth.json"  # type: ignore[operator]
+    code = generate.main(
+        ["postfix", "--lines", "1000", "--seed", "1", "-o", str(out), "--truth", str(truth_path)]
+    )
+    assert code == 0
+    assert out.read_bytes().count(b"\n") == 1000
+    assert json.loads(truth_path.read_text())["records"] == 1000
