@@ -291,7 +291,8 @@ STEPS = [
         None,
         "example.org",
         "postfix",
-        ("other", "undefined", "soft", False, "default:undefined"),
+        # no rule decided: the event itself says the message expired
+        ("other", "expired", "soft", False, "event:expired"),
     ),
     (
         "deferred",

@@ -397,6 +397,7 @@ def _classify(
 
     # 4. per event
     event = pl.col("event")
+    undecided = pl.col("category").is_in(UNDECIDED_CATEGORIES)
     categories = rules.categories.lazy().select(
         "category", pl.col("group").alias("category_group"), pl.col("hard").alias("_hard")
     )
@@ -406,9 +407,17 @@ def _classify(
             .then(pl.lit("delivered"))
             .when(event == "complained")
             .then(pl.lit("feedback"))
+            # the event itself is the best evidence left when no rule decided
+            .when(undecided & (event == "expired"))
+            .then(pl.lit("expired"))
+            .when(undecided & (event == "dropped"))
+            .then(pl.lit("suppressed"))
             .otherwise(pl.col("category"))
             .alias("category"),
-            pl.when(event.is_in(["delivered", "complained"]))
+            pl.when(
+                event.is_in(["delivered", "complained"])
+                | (undecided & event.is_in(["expired", "dropped"]))
+            )
             .then(pl.lit("event:") + event)
             .otherwise(pl.col("rule_id"))
             .alias("rule_id"),

@@ -188,6 +188,8 @@ def _format_for(output: str | None, fmt: str | None) -> EventFormat:
 
 def _summary_line(summary: FileSummary) -> str:
     if summary.source is None:
+        if summary.in_directory:
+            return f"{summary.path}: not a log or event file we read; passed over"
         return f"{summary.path}: format not recognised (name it with --source); nothing read"
     text = (
         f"{summary.path}: {summary.source}, {summary.read:,} read, {summary.events:,} events, "
@@ -241,7 +243,7 @@ def parse(
             stream.close()
     for summary in run.summaries:
         typer.echo(_summary_line(summary), err=True)
-    if any(s.partial or s.source is None for s in run.summaries):
+    if any(s.failed for s in run.summaries):
         raise typer.Exit(1)
 
 
@@ -312,11 +314,11 @@ def ingest(
     finally:
         if bar is not None:
             bar.close()
-    problems = [s for s in result.files if s.partial or s.source is None]
-    for summary in problems:
-        typer.echo(_summary_line(summary), err=True)
+    for summary in result.files:
+        if summary.partial or summary.source is None:
+            typer.echo(_summary_line(summary), err=True)
     typer.echo(_ingest_line(result), err=True)
-    if problems:
+    if any(summary.failed for summary in result.files):
         raise typer.Exit(1)
 
 

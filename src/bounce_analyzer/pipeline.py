@@ -46,6 +46,7 @@ class FileSummary:
     bytes_read: int = 0
     damage: str | None = None  # a truncated or corrupt compressed stream, where it broke
     head: bytes = b""  # the first bytes of the decompressed content (the file's identity)
+    in_directory: bool = False  # found by walking a directory rather than named
     start_offset: int = 0  # where reading started (bytes of decompressed content)
     end_offset: int = 0  # the end of the last whole line read
     end_line: int = 0  # the number of that line
@@ -53,6 +54,11 @@ class FileSummary:
     @property
     def partial(self) -> bool:
         return self.damage is not None
+
+    @property
+    def failed(self) -> bool:
+        """Damaged, or named by the user and of no format we read (exit code 1)."""
+        return self.partial or (self.source is None and not self.in_directory)
 
 
 @dataclass
@@ -117,7 +123,9 @@ class ParseRun:
         for item in self._inputs:
             head = reading.head(item)
             name = self._source or detect_source(head)
-            summary = FileSummary(path=item.display, source=name, head=head)
+            summary = FileSummary(
+                path=item.display, source=name, head=head, in_directory=item.in_directory
+            )
             self.summaries.append(summary)
             if name is None:
                 continue  # the summary says the format was not recognised

@@ -79,6 +79,9 @@ class InputFile:
 
     path: str
     mtime: float | None = None
+    #: Found by walking a directory (not named by the user): a file of no known format there
+    #: is reported and passed over rather than an error.
+    in_directory: bool = False
     #: Raw (still compressed) bytes already taken from stdin by `head`; read again first.
     _peeked: bytearray = field(default_factory=bytearray, repr=False, compare=False)
 
@@ -149,17 +152,18 @@ def _check_readable(path: str) -> InputFile:
 
 
 def _directory_files(path: str) -> list[str]:
+    """The regular files below `path`, recursively (hidden ones left out), rotation-ordered."""
+    found = []
     try:
-        names = os.listdir(path)
+        os.listdir(path)
     except OSError as error:
         raise _os_error(path, error) from None
-    found = []
-    for name in names:
-        if name.startswith("."):
-            continue
-        full = os.path.join(path, name)
-        if os.path.isfile(full):
-            found.append(full)
+    for folder, subfolders, names in os.walk(path):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            full = os.path.join(folder, name)
+            if not name.startswith(".") and os.path.isfile(full):
+                found.append(full)
     return _ordered(found)
 
 
@@ -191,7 +195,9 @@ def expand_inputs(paths: Sequence[str]) -> list[InputFile]:
             continue
         if os.path.isdir(path):
             for file_path in _directory_files(path):
-                add(_check_readable(file_path))
+                found = _check_readable(file_path)
+                found.in_directory = True
+                add(found)
             continue
         add(_check_readable(path))
     return inputs

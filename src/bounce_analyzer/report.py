@@ -77,7 +77,7 @@ _WRAPPERS = (
     # ... (in reply to RCPT TO command)   (Postfix)
     r"\s*\(in reply to [a-z /]+ command\)$",
     # SMTP error from remote mail server after RCPT TO:<a@b>: 550 ...   (Exim)
-    r"^smtp error from remote mail server after [a-z ]+:(?:<[^>]*>)?(?: size=\S+)?: ",
+    r"^smtp error from remote mail server after [a-z ]+(?::<[^>]*>)?(?: size=\S+)?: ",
 )
 
 
@@ -85,10 +85,11 @@ _TIMESTAMP = r"\b\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:[Zz]|[+-]
 
 
 def message_key(text: pl.Expr) -> pl.Expr:
-    """The remote server's words without the MTA's wrapping, normalized (see classify).
+    """The remote server's words without the MTA's wrapping and without reply codes, normalized.
 
-    Multi-line replies that the MTA joined (``550-5.1.1 The email ... 550-5.1.1 double-checking
-    ... 550 5.1.1 https://...``) keep their first code only, so that one reason is one line.
+    Multi-line replies that the MTA or ESP joined (``550-5.1.1 The email ... 550-5.1.1
+    double-checking ... 550 5.1.1 https://...``) lose their repeated codes, so that one reason
+    is one line whichever source logged it; reports put the event's own codes in front.
     """
     from bounce_analyzer.classify import normalize_message
 
@@ -98,18 +99,36 @@ def message_key(text: pl.Expr) -> pl.Expr:
     )
     for wrapper in _WRAPPERS:
         text = text.str.replace(wrapper, "")
-    code = r"[245]\d\d(?:[ -][245]\.\d{1,3}\.\d{1,3})?"
-    first = text.str.extract(f"^({code})\\s", 1).str.replace("-", " ", literal=True)
-    body = (
-        text.str.replace(f"^{code}\\s+", "")
-        .str.replace_all(r"\s[245]\d\d-(?:[245]\.\d{1,3}\.\d{1,3}\s)?", " ")
-        .str.replace_all(r"\s[245]\d\d\s[245]\.\d{1,3}\.\d{1,3}\s", " ")
+    enhanced = r"[245]\.\d{1,3}\.\d{1,3}"
+    return (
+        # leading "550-5.1.1 ", "550 5.1.1 ", "550 ", "5.1.1 "
+        text.str.replace(rf"^(?:[245]\d\d[ -]?)?(?:{enhanced})?\s+", "")
+        # continuation lines joined into one: " 550-5.1.1 ", " 550 5.1.1 ", " 550-", " 5.1.1 "
+        .str.replace_all(rf"\s[245]\d\d[ -]{enhanced}\s", " ")
+        .str.replace_all(r"\s[245]\d\d-", " ")
+        .str.replace_all(rf"\s{enhanced}\s", " ")
+        # numbered server names (mta1198.mail.bf1.yahoo.com -> mta#.mail.bf1.yahoo.com)
+        .str.replace_all(r"\b([a-z]+)\d{3,}\b", "$1#")
         # Google's per-message id before its " - gsmtp" signature
         .str.replace(r"\S*\d\S* - gsmtp", "<id> - gsmtp")
         .str.replace_all(r"\s+", " ")
         .str.strip_chars()
     )
-    return pl.when(first.is_not_null()).then(first + " " + body).otherwise(body)
+
+
+def message_with_codes() -> pl.Expr:
+    """`[550 5.1.1] words...`: the event's own codes, then `message_key` of its diagnostic."""
+    codes = pl.concat_str(
+        [pl.col("smtp_code").cast(pl.String), pl.col("enhanced_code")],
+        separator=" ",
+        ignore_nulls=True,
+    )
+    words = message_key(pl.col("diagnostic")).fill_null("(no text)")
+    return (
+        pl.when(codes.str.len_chars() > 0)
+        .then(pl.concat_str([pl.lit("["), codes, pl.lit("] "), words]))
+        .otherwise(words)
+    )
 
 
 def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -210,7 +229,7 @@ def summarize(
         .sort(["count", "category"], descending=[True, False])
         .collect()
     )
-    message_expr = normalize if normalize is not None else pl.col("diagnostic")
+    message_expr = normalize if normalize is not None else message_with_codes()
     messages = (
         failures.with_columns(message_expr.fill_null("(no text)").alias("message"))
         .group_by("category", "message")
@@ -295,7 +314,6 @@ def report_store(
         by=by,
         top=top,
         malformed=int(malformed.item()),
-        normalize=message_key(pl.col("diagnostic")),
     )
     return _finish(report, rules_dir)
 
@@ -340,6 +358,5 @@ def report_paths(
             by=by,
             top=top,
             malformed=malformed,
-            normalize=message_key(pl.col("diagnostic")),
         )
     return _finish(report, rules_dir), run.summaries
