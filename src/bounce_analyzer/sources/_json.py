@@ -21,14 +21,15 @@ there, and the message of what is wrong is written there.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from polars._typing import PolarsDataType
 
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
+from bounce_analyzer import schema
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
 
 #: A document (a JSON value, possibly spread over lines) longer than this is set aside.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
@@ -453,3 +454,43 @@ def looks_like_json(head: bytes) -> str | None:
     """`head` as text when it starts like a JSON document, else None."""
     text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
     return text if text[:1] in ("[", "{") else None
+
+
+def not_json_rows(docs: pl.DataFrame, path: str, reason: str) -> pl.DataFrame:
+    """Malformed rows (origin, reason, raw) for documents that are not JSON."""
+    return docs.select(
+        pl.concat_str(pl.lit(path + ":"), pl.col("line").cast(pl.String)).alias("origin"),
+        pl.lit(reason).alias("reason"),
+        pl.col("text").str.slice(0, RAW_LIMIT).alias("raw"),
+    )
+
+
+def split_outcomes(
+    frame: pl.DataFrame,
+    *,
+    raw: str,
+    facts: Callable[[pl.DataFrame], pl.DataFrame],
+    set_aside: Sequence[pl.DataFrame],
+) -> SourceOutput:
+    """Decoded events -> SourceOutput.
+
+    `frame` has `origin`, `problem` (why the event cannot be read, else null), `outcome` (the
+    event kind, null for events that are not delivery outcomes) and the struct column `raw`;
+    `set_aside` are malformed rows found before decoding. Every event is counted once: as an
+    event, skipped, or malformed.
+    """
+    invalid = frame.filter(pl.col("problem").is_not_null()).select(
+        "origin",
+        pl.col("problem").alias("reason"),
+        pl.col(raw).struct.json_encode().str.slice(0, RAW_LIMIT).alias("raw"),
+    )
+    readable = frame.filter(pl.col("problem").is_null())
+    skipped = readable.filter(pl.col("outcome").is_null()).height
+    events = schema.conform(facts(readable.filter(pl.col("outcome").is_not_null())))
+    malformed = pl.concat([*set_aside, invalid]).select(list(MALFORMED_SCHEMA))
+    return SourceOutput(
+        events=events,
+        malformed=malformed,
+        read=events.height + skipped + malformed.height,
+        skipped=skipped,
+    )

@@ -71,7 +71,7 @@ import polars as pl
 
 from bounce_analyzer import schema
 from bounce_analyzer.sources import _json
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.sources.base import Batch, SourceOutput
 
 S = pl.String()
 _EVENT_FIELDS: dict[str, pl.DataType] = {
@@ -155,10 +155,8 @@ class Mailgun:
             texts = [json.dumps(dict(parse_qsl(text))) for text in forms["text"]]
             forms = forms.with_columns(text=pl.Series(texts, dtype=pl.String))
         # Lines neither JSON nor a form body: 'Apr  1 10:00:00 host text' -> malformed.
-        junk = docs.filter(~is_json & ~is_form).select(
-            pl.concat_str(pl.lit(path + ":"), pl.col("line").cast(pl.String)).alias("origin"),
-            pl.lit("neither JSON nor a form-encoded webhook body").alias("reason"),
-            pl.col("text").str.slice(0, _json.RAW_LIMIT).alias("raw"),
+        junk = _json.not_json_rows(
+            docs.filter(~is_json & ~is_form), path, "neither JSON nor a form-encoded webhook body"
         )
         elements, bad = _json.decode_documents(
             pl.concat([docs.filter(is_json), forms]), ELEMENT, path
@@ -169,22 +167,7 @@ class Mailgun:
             pl.col("ev").struct.unnest(),
         )
         frame = _outcomes(frame)
-        invalid = frame.filter(pl.col("problem").is_not_null()).select(
-            "origin",
-            pl.col("problem").alias("reason"),
-            pl.col("ev").struct.json_encode().str.slice(0, _json.RAW_LIMIT).alias("raw"),
-        )
-        skipped = frame.filter(pl.col("problem").is_null() & pl.col("outcome").is_null()).height
-        events = schema.conform(
-            _facts(frame.filter(pl.col("problem").is_null() & pl.col("outcome").is_not_null()))
-        )
-        malformed = pl.concat([overlong, junk, bad, invalid]).select(list(MALFORMED_SCHEMA))
-        return SourceOutput(
-            events=events,
-            malformed=malformed,
-            read=events.height + skipped + malformed.height,
-            skipped=skipped,
-        )
+        return _json.split_outcomes(frame, raw="ev", facts=_facts, set_aside=[overlong, junk, bad])
 
 
 def _events(elements: pl.DataFrame) -> pl.DataFrame:

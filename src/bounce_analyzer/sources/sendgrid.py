@@ -50,7 +50,7 @@ import polars as pl
 
 from bounce_analyzer import schema
 from bounce_analyzer.sources import _json
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.sources.base import Batch, SourceOutput
 
 #: SendGrid event name -> the `event` column; other names are skipped.
 EVENT_MAP: dict[str, str] = {
@@ -112,11 +112,7 @@ class SendGrid:
     ) -> SourceOutput:
         # Lines that are not JSON at all: 'Apr  1 10:00:00 host text' -> malformed.
         not_json = docs.filter(~pl.col("text").str.contains(r"^[\[{]"))
-        junk = not_json.select(
-            pl.concat_str(pl.lit(path + ":"), pl.col("line").cast(pl.String)).alias("origin"),
-            pl.lit("not JSON").alias("reason"),
-            pl.col("text").str.slice(0, _json.RAW_LIMIT).alias("raw"),
-        )
+        junk = _json.not_json_rows(not_json, path, "not JSON")
         elements, bad = _json.decode_documents(
             docs.filter(pl.col("text").str.contains(r"^[\[{]")), ELEMENT, path
         )
@@ -142,21 +138,8 @@ class SendGrid:
             .then(pl.concat_str(pl.col("name"), pl.lit(' event without a valid "timestamp"')))
         )
         frame = frame.with_columns(mapped.alias("outcome"), problem.alias("problem"))
-        invalid = frame.filter(pl.col("problem").is_not_null()).select(
-            "origin",
-            pl.col("problem").alias("reason"),
-            pl.col("element").struct.json_encode().str.slice(0, _json.RAW_LIMIT).alias("raw"),
-        )
-        skipped = frame.filter(pl.col("problem").is_null() & pl.col("outcome").is_null()).height
-        events = schema.conform(
-            _facts(frame.filter(pl.col("problem").is_null() & pl.col("outcome").is_not_null()))
-        )
-        malformed = pl.concat([overlong, junk, bad, invalid]).select(list(MALFORMED_SCHEMA))
-        return SourceOutput(
-            events=events,
-            malformed=malformed,
-            read=events.height + skipped + malformed.height,
-            skipped=skipped,
+        return _json.split_outcomes(
+            frame, raw="element", facts=_facts, set_aside=[overlong, junk, bad]
         )
 
 
