@@ -154,3 +154,77 @@ def test_parse_csv_neutralizes_formulas(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "'=HYPERLINK" in result.stdout
     assert ",=HYPERLINK" not in result.stdout and ',"=HYPERLINK' not in result.stdout
+
+
+BOUNCED = (
+    "Nov 27 10:00:01 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<a@example.com>, "
+    "relay=mx.example.com[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, "
+    "status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 User unknown "
+    "(in reply to RCPT TO command))"
+)
+BROKEN = "Nov 27 10:00:02 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<, status=bounced"
+
+
+def test_parse_strict_stops_at_the_first_malformed_line(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(f"{BOUNCED}\n{BROKEN}\n")
+    result = runner.invoke(app, ["parse", str(log), "--strict", "--tz", "UTC"])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {log}:2: unreadable recipient status line\n"
+
+
+def test_parse_sets_malformed_lines_aside_with_their_origin(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(f"{BOUNCED}\n{BROKEN}\n")
+    aside = tmp_path / "malformed.jsonl"
+    result = runner.invoke(app, ["parse", str(log), "--tz", "UTC", "--malformed", str(aside)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr == f"{log}: postfix, 2 read, 1 events, 0 skipped, 1 malformed\n"
+    (record,) = [json.loads(line) for line in aside.read_text().splitlines()]
+    assert record == {
+        "origin": f"{log}:2",
+        "reason": "unreadable recipient status line",
+        "raw": BROKEN,
+    }
+
+
+def test_parse_truncated_gzip_keeps_what_came_before_and_says_partial(
+    tmp_path: Path, sample_logs_path: Path
+) -> None:
+    import gzip
+
+    whole = gzip.compress((sample_logs_path / "postfix" / "mail.log").read_bytes())
+    broken = tmp_path / "mail.log.2.gz"
+    broken.write_bytes(whole[: len(whole) // 2])
+    result = runner.invoke(app, ["parse", str(broken), "--tz", "UTC"])
+    assert result.exit_code == 1
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) > 10
+    assert all(e["origin"].startswith(f"{broken}:") for e in events)
+    summary = result.stderr.strip()
+    assert summary.startswith(f"{broken}: postfix, ")
+    assert summary.endswith(
+        f"PARTIAL: {broken}: compressed data ends early (truncated) at byte {len(whole) // 2}"
+    )
+
+
+def test_parse_a_file_of_no_known_format(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\neggs\n")
+    result = runner.invoke(app, ["parse", str(notes)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{notes}: format not recognised (name it with --source); nothing read\n"
+    )
+
+
+def test_every_command_has_help_and_is_in_the_readme(repo_path: Path) -> None:
+    readme = (repo_path / "README.md").read_text()
+    names = [command.name or command.callback.__name__ for command in app.registered_commands]
+    assert sorted(names) == ["explain", "export", "ingest", "parse", "prune", "report"]
+    for name in names:
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Example:" in result.output
+        assert f"bounce-analyzer {name}" in readme

@@ -217,6 +217,13 @@ def parse(
     ] = None,
     tz: TzOption = None,
     strict: StrictOption = False,
+    malformed: Annotated[
+        str | None,
+        typer.Option(
+            "--malformed",
+            help="Write the records set aside as malformed here (JSON lines: origin, reason, raw).",
+        ),
+    ] = None,
     rules: RulesOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -229,10 +236,13 @@ def parse(
     update, bar = _progress(run.total_bytes(), quiet=quiet)
     run.progress = update
     stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    set_aside = open(malformed, "wb") if malformed else None  # noqa: SIM115
     writer = EventWriter(stream, event_format)
     try:
         for chunk in _run(lambda: iter(run)):
             writer.write(chunk.events)
+            if set_aside is not None and chunk.malformed.height:
+                chunk.malformed.write_ndjson(set_aside)
         writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
     except BounceAnalyzerError as error:
         raise _fail(error) from None
@@ -241,6 +251,8 @@ def parse(
             bar.close()
         if output:
             stream.close()
+        if set_aside is not None:
+            set_aside.close()
     for summary in run.summaries:
         typer.echo(_summary_line(summary), err=True)
     if any(s.failed for s in run.summaries):
@@ -292,7 +304,7 @@ def ingest(
 ) -> None:
     """Parse, classify and add new events to the store; each event is stored once.
 
-    Example (nightly, from cron): bounce-analyzer ingest --quiet /var/log/mail.log*
+    Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
     from bounce_analyzer.store import open_store, store_path
 
