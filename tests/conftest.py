@@ -29,3 +29,18 @@ def data_path() -> Path:
 def now() -> datetime:
     """The fixed clock of every report test."""
     return datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="Rewrite tests/golden/* from the current output (then review the diff).",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """Whether golden-file tests rewrite their expected files instead of comparing."""
+    return bool(request.config.getoption("--update-golden"))

@@ -280,9 +280,11 @@ def _ingest_line(result: IngestResult) -> str:
         for name in order
         if result.events_by_type.get(name)
     )
-    files = len(result.files)
+    files = sum(1 for summary in result.files if summary.source is not None)
+    passed_over = len(result.files) - files
+    also = f" ({passed_over} passed over)" if passed_over else ""
     return (
-        f"ingested {files} file{'s' if files != 1 else ''}: {result.events:,} new events"
+        f"ingested {files} file{'s' if files != 1 else ''}{also}: {result.events:,} new events"
         f"{f' ({kinds})' if kinds else ''}, {result.malformed:,} malformed set aside, "
         f"{result.duplicates:,} duplicates dropped"
     )

@@ -98,9 +98,28 @@ def suppressions(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def with_rule_text(events: pl.LazyFrame, explanations: pl.DataFrame) -> pl.LazyFrame:
-    """Join each event's rule meaning and solution (`explanations`: rule_id, meaning, solution)."""
-    return events.join(explanations.lazy(), on="rule_id", how="left")
+def with_rule_text(
+    events: pl.LazyFrame, explanations: pl.DataFrame, categories: pl.DataFrame | None = None
+) -> pl.LazyFrame:
+    """Join each event's rule meaning and solution (`explanations`: rule_id, meaning, solution).
+
+    Decisions that no table row or pattern made (`event:delivered`, `event:expired` ...) take
+    their category's description and advice from `categories` (category, description, advice).
+    """
+    joined = events.join(explanations.lazy(), on="rule_id", how="left", maintain_order="left")
+    if categories is None:
+        return joined
+    text = categories.lazy().select(
+        "category", pl.col("description").alias("_meaning"), pl.col("advice").alias("_solution")
+    )
+    return (
+        joined.join(text, on="category", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("meaning", "_meaning").alias("meaning"),
+            pl.coalesce("solution", "_solution").alias("solution"),
+        )
+        .drop("_meaning", "_solution")
+    )
 
 
 def write_export(
@@ -172,7 +191,7 @@ def export_store(
         frame = suppressions(events)
     else:
         rules = load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
-        frame = with_rule_text(events, rule_text(rules))
+        frame = with_rule_text(events, rule_text(rules), rules.categories)
     return write_export(frame, output, fmt=fmt, partition_by_date=partition_by_date)
 
 

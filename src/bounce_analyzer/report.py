@@ -104,13 +104,18 @@ def message_key(text: pl.Expr) -> pl.Expr:
         # leading "550-5.1.1 ", "550 5.1.1 ", "550 ", "5.1.1 "
         text.str.replace(rf"^(?:[245]\d\d[ -]?)?(?:{enhanced})?\s+", "")
         # continuation lines joined into one: " 550-5.1.1 ", " 550 5.1.1 ", " 550-", " 5.1.1 "
-        .str.replace_all(rf"\s[245]\d\d[ -]{enhanced}\s", " ")
+        # (repeated, for the empty lines of a reply: " 5.7.26 5.7.26  Authentication results")
+        .str.replace_all(rf"(?:\s[245]\d\d[ -]{enhanced})+\s", " ")
         .str.replace_all(r"\s[245]\d\d-", " ")
-        .str.replace_all(rf"\s{enhanced}\s", " ")
+        .str.replace_all(rf"(?:\s{enhanced})+\s", " ")
         # numbered server names (mta1198.mail.bf1.yahoo.com -> mta#.mail.bf1.yahoo.com)
         .str.replace_all(r"\b([a-z]+)\d{3,}\b", "$1#")
         # Google's per-message id before its " - gsmtp" signature
         .str.replace(r"\S*\d\S* - gsmtp", "<id> - gsmtp")
+        # the answering server's name as a signature (" - mta#.mail.bf2.yahoo.com")
+        .str.replace(r" - [a-z0-9#-]+(?:\.[a-z0-9#-]+)+$", " - <host>")
+        # other numbers left in the words (retry delays, counters): "try again in # minute(s)"
+        .str.replace_all(r"\b\d+\b", "#")
         .str.replace_all(r"\s+", " ")
         .str.strip_chars()
     )
@@ -135,17 +140,49 @@ def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.with_columns(pl.col("timestamp").dt.date().alias("date"))
 
 
+#: Columns that belong to the recipient: a whole-message event does not replace them.
+_RECIPIENT_COLUMNS = ("recipient", "recipient_domain", "original_recipient", "provider")
+
+
 def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per message and recipient: its last delivery event (complaints aside)."""
-    key = pl.coalesce(pl.col("message_ref"), pl.col("event_id"))
-    return (
+    """One row per message and recipient: its last delivery event (complaints aside).
+
+    A deferral and the final event logged in the same second (Exim writes the last `==` and
+    the `** retry timeout exceeded` together) are ordered deferral first, so the outcome is
+    the final event. An event of a whole message, without a recipient (Postfix's qmgr
+    `status=expired, returned to sender`), ends each recipient of that message still deferred
+    before it: the recipient keeps its address, domain and provider and takes the event.
+    """
+    keys = ["source", "host", "_message"]
+    columns = events.collect_schema().names()
+    last = (
         events.filter(pl.col("event") != "complained")
-        .with_columns(key.alias("_message"))
-        .sort("timestamp", "event_id")
-        .group_by("source", "host", "_message", "recipient", maintain_order=True)
+        .with_columns(
+            pl.coalesce(pl.col("message_ref"), pl.col("event_id")).alias("_message"),
+            (pl.col("event") != "deferred").alias("_final"),
+        )
+        .sort("timestamp", "_final", "event_id")
+        .group_by(*keys, "recipient", maintain_order=True)
         .last()
-        .drop("_message")
+        .drop("_final")
     )
+    whole = pl.col("recipient").is_null() & pl.col("message_ref").is_not_null()
+    ends = last.filter(whole)
+    taken = [c for c in columns if c not in (*keys, *_RECIPIENT_COLUMNS)]
+    joined = last.filter(~whole).join(
+        ends.select(*keys, *(pl.col(c).alias(f"{c}_end") for c in taken)),
+        on=keys,
+        how="left",
+        nulls_equal=True,
+    )
+    ended = (pl.col("event") == "deferred") & (pl.col("timestamp_end") >= pl.col("timestamp"))
+    joined = joined.with_columns(
+        *(pl.when(ended).then(pl.col(f"{c}_end")).otherwise(pl.col(c)).alias(c) for c in taken),
+        ended.fill_null(False).alias("_ended"),
+    )
+    used = joined.filter(pl.col("_ended")).select(keys).unique()
+    unused = ends.join(used, on=keys, how="anti", nulls_equal=True)
+    return pl.concat([joined.select(columns), unused.select(columns)])
 
 
 def _counts(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:

@@ -1,0 +1,99 @@
+"""Golden files: the report over the bundled sample logs, with a fixed clock, in every format.
+
+After an intended change of output, rewrite them with `pytest tests/test_render.py
+--update-golden` and review the diff of tests/golden/ before committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bounce_analyzer.render import ReportFormat, render_report
+from bounce_analyzer.report import Report, report_paths, summarize
+from bounce_analyzer.schema import EVENT_SCHEMA
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SINCE = datetime(2026, 11, 20, tzinfo=UTC)
+
+FILES = {
+    ReportFormat.table: "report.txt",
+    ReportFormat.markdown: "report.md",
+    ReportFormat.csv: "report.csv",
+    ReportFormat.json: "report.json",
+}
+
+
+@pytest.fixture(scope="module")
+def sample_report(tmp_path_factory: pytest.TempPathFactory, sample_logs_path: Path) -> Report:
+    """The report on a copy of sample_logs/ whose files are dated the fixed `now`."""
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    folder = tmp_path_factory.mktemp("samples") / "sample_logs"
+    shutil.copytree(sample_logs_path, folder)
+    for path in folder.rglob("*"):
+        # classic syslog stamps take their year from the file's date
+        os.utime(path, (now.timestamp(), now.timestamp()))
+    report, files = report_paths([str(folder)], since=SINCE, until=now, tz="UTC")
+    assert sum(f.malformed for f in files) == 0
+    assert sorted(f.source for f in files if f.source) == [
+        "exim", "mailgun", "mailgun", "postfix", "postfix", "postfix", "sendgrid", "sendgrid",
+    ]  # fmt: skip
+    return report
+
+
+@pytest.fixture(scope="module")
+def sample_logs_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "sample_logs"
+
+
+@pytest.mark.parametrize("fmt", list(FILES))
+def test_report_matches_its_golden_file(
+    fmt: ReportFormat, sample_report: Report, update_golden: bool
+) -> None:
+    text = render_report(sample_report, fmt)
+    golden = GOLDEN / FILES[fmt]
+    if update_golden:
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+
+
+def test_table_fits_in_100_columns(sample_report: Report) -> None:
+    lines = render_report(sample_report, ReportFormat.table).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert lines[0] == "bounce-analyzer report: 2026-11-20 00:00 UTC to 2026-11-28 12:00 UTC"
+
+
+def test_json_and_csv_agree(sample_report: Report) -> None:
+    document = json.loads(render_report(sample_report, ReportFormat.json))
+    csv = pl.read_csv(render_report(sample_report, ReportFormat.csv).encode())
+    assert csv.to_dicts() == document["groups"]
+    attempts, final = document["totals"]
+    assert (attempts["view"], final["view"]) == ("attempts", "final outcomes")
+    assert sum(g["messages"] for g in document["groups"]) == final["total"]
+    assert sum(g["attempts"] for g in document["groups"]) == attempts["total"]
+    assert sum(c["count"] for c in document["categories"]) == (
+        attempts["failed"] + attempts["deferred"]
+    )
+
+
+def test_an_empty_report_renders_in_every_format() -> None:
+    report = summarize(pl.LazyFrame(schema=EVENT_SCHEMA), since=SINCE)
+    table = render_report(report, ReportFormat.table)
+    assert "By provider (final outcomes; attempts and deferrals count every try)\n  (none)\n" in (
+        table
+    )
+    assert table.endswith("Malformed records set aside: 0\n")
+    assert render_report(report, ReportFormat.csv) == (
+        "provider,messages,delivered,deferred,failed,hard,soft,complained,attempts,deferrals,"
+        "failure_rate\n"
+    )
+    document = json.loads(render_report(report, ReportFormat.json))
+    assert (document["groups"], document["categories"], document["daily"]) == ([], [], [])
+    assert document["since"] == "2026-11-20T00:00:00+00:00"

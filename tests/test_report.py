@@ -1,0 +1,321 @@
+"""Report behaviour on small, hand-made event tables: views, groupings, windows, masking."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from bounce_analyzer.errors import UsageError
+from bounce_analyzer.report import (
+    GROUPABLE,
+    final_outcomes,
+    message_key,
+    parse_by,
+    report_store,
+    summarize,
+)
+from bounce_analyzer.schema import EVENT_SCHEMA, conform
+from bounce_analyzer.store import Store, open_store, partition_files
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+_DEFAULTS: dict[str, Any] = {
+    "source": "postfix",
+    "host": "mx1",
+    "sender": "news@shop.example.com",
+    "sender_domain": "shop.example.com",
+    "provider": "google",
+    "smtp_code": None,
+    "enhanced_code": None,
+    "diagnostic": None,
+    "category": None,
+    "category_group": None,
+    "bounce_type": None,
+}
+
+
+def _events(*rows: dict[str, Any]) -> pl.DataFrame:
+    """Events with sensible defaults: ids e0, e1, ...; recipient domain from the recipient."""
+    full = []
+    for i, row in enumerate(rows):
+        item = {**_DEFAULTS, "event_id": f"e{i:03d}", **row}
+        if item.get("recipient") and "recipient_domain" not in row:
+            item["recipient_domain"] = item["recipient"].rsplit("@", 1)[1]
+        full.append(item)
+    frame = pl.DataFrame(full, schema_overrides={"timestamp": pl.Datetime("us", "UTC")})
+    return conform(frame, EVENT_SCHEMA)
+
+
+_QUOTA = {"smtp_code": 452, "enhanced_code": "4.2.2", "category": "mailbox_full",
+          "category_group": "mailbox_unavailable", "bounce_type": "soft"}  # fmt: skip
+_UNKNOWN = {"smtp_code": 550, "enhanced_code": "5.1.1", "category": "user_unknown",
+            "category_group": "invalid_address", "bounce_type": "hard"}  # fmt: skip
+
+
+def _deferred_three_times_then_delivered() -> pl.DataFrame:
+    return _events(
+        *[
+            {"timestamp": T0 + timedelta(minutes=10 * i), "event": "deferred",
+             "message_ref": "Q1", "recipient": "ann@gmail.com", **_QUOTA,
+             "diagnostic": "452 4.2.2 The recipient's inbox is out of storage space."}
+            for i in range(3)
+        ],
+        {"timestamp": T0 + timedelta(minutes=30), "event": "delivered", "message_ref": "Q1",
+         "recipient": "ann@gmail.com", "smtp_code": 250, "category": "delivered"},
+        {"timestamp": T0 + timedelta(minutes=1), "event": "bounced", "message_ref": "Q2",
+         "recipient": "bob@gmail.com", **_UNKNOWN,
+         "diagnostic": "550 5.1.1 The email account that you tried to reach does not exist."},
+        {"timestamp": T0 + timedelta(hours=2), "event": "complained", "message_ref": "Q1",
+         "recipient": "ann@gmail.com", "source": "postfix", "category": "feedback"},
+    )  # fmt: skip
+
+
+def _totals(report: Any) -> dict[str, dict[str, Any]]:
+    return {row["view"]: row for row in report.totals.to_dicts()}
+
+
+def test_attempts_count_every_try_final_outcomes_one_per_recipient() -> None:
+    report = summarize(_deferred_three_times_then_delivered().lazy())
+    totals = _totals(report)
+    assert totals["attempts"] == {
+        "view": "attempts", "total": 6, "delivered": 1, "deferred": 3, "failed": 1, "hard": 1,
+        "soft": 0, "complained": 1, "failure_rate": 0.1667,
+    }  # fmt: skip
+    assert totals["final outcomes"] == {
+        "view": "final outcomes", "total": 2, "delivered": 1, "deferred": 0, "failed": 1,
+        "hard": 1, "soft": 0, "complained": 0, "failure_rate": 0.5,
+    }  # fmt: skip
+    assert report.groups.to_dicts() == [
+        {"provider": "google", "messages": 2, "delivered": 1, "deferred": 0, "failed": 1,
+         "hard": 1, "soft": 0, "complained": 0, "attempts": 6, "deferrals": 3,
+         "failure_rate": 0.5},
+    ]  # fmt: skip
+
+
+def test_a_final_event_in_the_same_second_as_a_deferral_is_the_outcome() -> None:
+    """Exim logs its last `==` and `** retry timeout exceeded` in the same second."""
+    same = T0 + timedelta(minutes=5)
+    events = _events(
+        {"timestamp": T0, "event": "deferred", "message_ref": "1xA", "recipient": "c@web.de",
+         **_QUOTA},
+        {"timestamp": same, "event": "deferred", "message_ref": "1xA", "recipient": "c@web.de",
+         "event_id": "zzz", **_QUOTA},
+        {"timestamp": same, "event": "expired", "message_ref": "1xA", "recipient": "c@web.de",
+         "event_id": "aaa", "category": "expired", "bounce_type": "soft"},
+    )  # fmt: skip
+    final = final_outcomes(events.lazy()).collect()
+    assert final.select("event", "event_id").rows() == [("expired", "aaa")]
+
+
+def test_a_message_wide_expiry_ends_each_recipient_still_deferred() -> None:
+    """Postfix: `Q3: from=<...>, status=expired, returned to sender` names no recipient."""
+    events = _events(
+        {"timestamp": T0, "event": "deferred", "message_ref": "Q3", "recipient": "d@gmail.com",
+         **_QUOTA},
+        {"timestamp": T0, "event": "deferred", "message_ref": "Q3", "recipient": "e@yahoo.com",
+         "provider": "yahoo", **_QUOTA},
+        {"timestamp": T0 + timedelta(minutes=1), "event": "delivered", "message_ref": "Q3",
+         "recipient": "f@gmail.com"},
+        {"timestamp": T0 + timedelta(days=5), "event": "expired", "message_ref": "Q3",
+         "provider": "other", "category": "expired", "bounce_type": "soft",
+         "diagnostic": "returned to sender"},
+        # an expiry of a message whose recipients are unknown stays as it is
+        {"timestamp": T0 + timedelta(days=5), "event": "expired", "message_ref": "Q4",
+         "provider": "other", "category": "expired", "bounce_type": "soft"},
+    )  # fmt: skip
+    final = final_outcomes(events.lazy()).collect().sort("message_ref", "recipient")
+    assert final.select(
+        "message_ref", "recipient", "recipient_domain", "provider", "event", "diagnostic",
+        "timestamp",
+    ).rows() == [
+        ("Q3", "d@gmail.com", "gmail.com", "google", "expired", "returned to sender",
+         T0 + timedelta(days=5)),
+        ("Q3", "e@yahoo.com", "yahoo.com", "yahoo", "expired", "returned to sender",
+         T0 + timedelta(days=5)),
+        ("Q3", "f@gmail.com", "gmail.com", "google", "delivered", None,
+         T0 + timedelta(minutes=1)),
+        ("Q4", None, None, "other", "expired", None, T0 + timedelta(days=5)),
+    ]  # fmt: skip
+    assert final.columns == list(EVENT_SCHEMA)
+
+
+@pytest.mark.parametrize("column", GROUPABLE)
+def test_every_by_column_groups(column: str) -> None:
+    events = _deferred_three_times_then_delivered()
+    report = summarize(events.lazy(), by=[column])
+    assert report.by == [column]
+    assert report.groups.columns[0] == column
+    assert int(report.groups["attempts"].sum()) == 6
+    assert int(report.groups["messages"].sum()) == 2
+
+
+def test_by_two_columns() -> None:
+    report = summarize(
+        _deferred_three_times_then_delivered().lazy(), by=["category", "recipient_domain"]
+    )
+    rows = report.groups.select("category", "recipient_domain", "messages", "attempts").rows()
+    assert rows == [
+        ("user_unknown", "gmail.com", 1, 1),
+        ("mailbox_full", "gmail.com", 0, 3),
+        ("delivered", "gmail.com", 1, 1),
+        ("feedback", "gmail.com", 0, 1),
+    ]
+
+
+def test_parse_by() -> None:
+    assert parse_by(None) == ["provider"]
+    assert parse_by(" provider, smtp_code ,date") == ["provider", "smtp_code", "date"]
+    with pytest.raises(UsageError) as raised:
+        parse_by("provider,colour")
+    assert str(raised.value) == (
+        "cannot group by colour: choose from provider, category, category_group, source, "
+        "recipient_domain, sender_domain, smtp_code, enhanced_code, date, event, bounce_type, host"
+    )
+    with pytest.raises(UsageError, match=r"^cannot group by ',': choose from provider, "):
+        parse_by(",")
+
+
+def test_since_and_until_make_a_half_open_window() -> None:
+    events = _events(
+        *[
+            {"timestamp": T0 + timedelta(days=d), "event": "delivered", "message_ref": f"Q{d}",
+             "recipient": "g@gmail.com"}
+            for d in range(5)
+        ]
+    )  # fmt: skip
+    report = summarize(events.lazy(), since=T0 + timedelta(days=1), until=T0 + timedelta(days=3))
+    assert _totals(report)["attempts"]["delivered"] == 2
+    assert report.daily["date"].cast(pl.String).to_list() == ["2026-11-28", "2026-11-29"]
+    assert report.since == T0 + timedelta(days=1)
+    assert report.until == T0 + timedelta(days=3)
+    everything = summarize(events.lazy())
+    assert _totals(everything)["attempts"]["delivered"] == 5
+
+
+GMAIL = (
+    "host gmail-smtp-in.l.google.com[142.250.102.27] said: 550-5.1.1 The email account that "
+    "you tried to reach does not exist. Please try 550-5.1.1 double-checking the recipient's "
+    "email address for typos or 550-5.1.1 unnecessary spaces. For more information, go to "
+    "550 5.1.1  https://support.google.com/mail/?p=NoSuchUser {id} - gsmtp (in reply to RCPT "
+    "TO command)"
+)
+GMX = (
+    "450 4.3.2 Too many mails (mail bomb), try again in 1 hour(s) {minutes} minute(s) and see "
+    "( http://portal.gmx.net/serverrules ) {{mx-eu{n}}}"
+)
+YAHOO = (
+    "554 delivery error: dd Sorry your message to {address} cannot be delivered. This mailbox "
+    "is disabled (554.30). - mta{n}.mail.{cluster}.yahoo.com"
+)
+MAILGUN_GMAIL = (
+    "5.7.26 This mail has been blocked because the sender is unauthenticated.\n5.7.26 Gmail "
+    "requires all senders to authenticate with either SPF or DKIM.\n5.7.26 \n5.7.26  "
+    "Authentication results:\n5.7.26  DKIM = did not pass\n5.7.26 \n5.7.26  For instructions, "
+    "go to\n5.7.26  https://support.google.com/mail/answer/81126 {id} - gsmtp"
+)
+
+
+def _keys(texts: list[str]) -> list[str]:
+    return pl.select(message_key(pl.Series(texts))).to_series().unique().to_list()
+
+
+def test_message_key_masks_per_message_tokens() -> None:
+    gmail = [GMAIL.format(id=i) for i in ("a1b2c3d4e5-9si1234567abc.12", "5e8f0c1d2a-1si7.3")]
+    assert _keys(gmail) == [
+        "the email account that you tried to reach does not exist. please try double-checking "
+        "the recipient's email address for typos or unnecessary spaces. for more information, "
+        "go to https://support.google.com/mail/? <id> - gsmtp"
+    ]
+    gmx = [GMX.format(minutes=m, n=n) for m, n in ((38, 101), (2, 114), (17, 205))]
+    assert _keys(gmx) == [
+        "too many mails (mail bomb), try again in # hour(s) # minute(s) and see "
+        "( http://portal.gmx.net/serverrules ) {mx-eu#}"
+    ]
+    yahoo = [
+        YAHOO.format(address="h@yahoo.com", n=1198, cluster="bf1"),
+        YAHOO.format(address="i.j@yahoo.com", n=2011, cluster="gq1"),
+    ]
+    assert _keys(yahoo) == [
+        "delivery error: dd sorry your message to <address> cannot be delivered. this mailbox "
+        "is disabled (#.#). - <host>"
+    ]
+    mailgun = [MAILGUN_GMAIL.format(id=i) for i in ("a1b2c3-4si5.6", "9z8y7x-6si5.4")]
+    assert _keys(mailgun) == [
+        "this mail has been blocked because the sender is unauthenticated. gmail requires all "
+        "senders to authenticate with either spf or dkim. authentication results: dkim = did "
+        "not pass for instructions, go to https://support.google.com/mail/answer/<id> <id> - "
+        "gsmtp"
+    ]
+
+
+def test_distinct_texts_of_one_reason_are_one_line_with_its_count() -> None:
+    ids = [f"{n:08x}-{n % 7}si{n * 31}.{n % 13}" for n in range(40)]
+    events = _events(
+        *[
+            {"timestamp": T0 + timedelta(seconds=i), "event": "bounced", "message_ref": f"Q{i}",
+             "recipient": f"user{i}@gmail.com", **_UNKNOWN, "diagnostic": GMAIL.format(id=gid)}
+            for i, gid in enumerate(ids)
+        ]
+    )  # fmt: skip
+    report = summarize(events.lazy())
+    assert report.messages.select("category", "count").rows() == [("user_unknown", 40)]
+    assert (
+        report.messages["message"]
+        .item()
+        .startswith("[550 5.1.1] the email account that you tried to reach does not exist.")
+    )
+    assert report.messages["example"].item() == GMAIL.format(id=ids[0])
+
+
+# --- on a store ----------------------------------------------------------------------------------
+
+
+def _store_with_days(tmp_path: Path) -> Store:
+    """A store with one delivery on each of 25-29 November 2026."""
+    store = open_store(tmp_path / "store", create=True)
+    for day in range(25, 30):
+        folder = store.path / "events" / f"date=2026-11-{day}"
+        folder.mkdir(parents=True)
+        events = _events(
+            {"timestamp": datetime(2026, 11, day, 12, tzinfo=UTC), "event": "delivered",
+             "message_ref": f"Q{day}", "recipient": "k@gmail.com", "event_id": f"d{day}"}
+        )  # fmt: skip
+        events.write_parquet(folder / "part-test-0.parquet")
+    return store
+
+
+def test_report_on_a_store_reads_only_the_partitions_of_its_window(tmp_path: Path) -> None:
+    store = _store_with_days(tmp_path)
+    # a damaged day outside the window: reading it would fail
+    (store.path / "events" / "date=2026-11-25" / "part-test-0.parquet").write_bytes(b"not parquet")
+    since, until = datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 29, tzinfo=UTC)
+    assert [p.parent.name for p in partition_files(store.path, since=since, until=until)] == [
+        "date=2026-11-27",
+        "date=2026-11-28",
+    ]
+    report = report_store(str(store.path), since=since, until=until)
+    assert _totals(report)["attempts"]["delivered"] == 2
+    assert report.daily["date"].cast(pl.String).to_list() == ["2026-11-27", "2026-11-28"]
+    with pytest.raises(pl.exceptions.ComputeError):
+        report_store(str(store.path), since=None)
+
+
+def test_report_on_a_store_joins_the_category_advice(tmp_path: Path) -> None:
+    store = _store_with_days(tmp_path)
+    folder = store.path / "events" / "date=2026-11-28"
+    _events(
+        {"timestamp": datetime(2026, 11, 28, 13, tzinfo=UTC), "event": "bounced",
+         "message_ref": "Q99", "recipient": "l@gmail.com", **_UNKNOWN, "event_id": "b1",
+         "diagnostic": GMAIL.format(id="x1y2z3-4si5.6")},
+    ).write_parquet(folder / "part-test-1.parquet")  # fmt: skip
+    report = report_store(str(store.path), since=datetime(2026, 11, 28, tzinfo=UTC))
+    row = report.categories.row(0, named=True)
+    assert (row["category"], row["count"], row["hard"], row["share"]) == (
+        "user_unknown", 1, 1, 1.0,
+    )  # fmt: skip
+    assert row["advice"].startswith("Remove the address from your list now")
+    assert report.malformed == 0
