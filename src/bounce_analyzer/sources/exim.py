@@ -32,6 +32,8 @@ from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
@@ -55,6 +57,29 @@ _LINE = (
     rf"(?:(?P<ref>{_ID}) )?)"
 )
 
+# 2026-11-28 10:00:00   (a plain stamp, as _PLAIN starts)
+_PLAIN_STAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
+
+# 2026-11-28 10:00:00 1tE3xY-0001Ab-Cd => ...   2026-11-28 10:00:00 H=... rejected RCPT <a>
+# (the plain prefix of most logs: no fraction, zone or pid; _LINE takes the other lines. The
+# match ends after the id and its space, or on the first character after the stamp where there
+# is none, which is never a `+`, `-` or `[`, so that no zone or pid is taken for text)
+_PLAIN = rf"{_PLAIN_STAMP} (?:{_ID} |[ -*,.-Z\\-~])"
+
+#: A _PLAIN match at most this long has no message id (20 characters and one more).
+_NO_REF_LENGTH = 30
+
+
+#: Message ids (_ID) by length: 6-6-2, 6-10-4 and 6-11-4 characters.
+_ID_OF_LENGTH = {
+    16: r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}",
+    22: r"[0-9A-Za-z]{6}-[0-9A-Za-z]{10}-[0-9A-Za-z]{4}",
+    23: r"[0-9A-Za-z]{6}-[0-9A-Za-z]{11}-[0-9A-Za-z]{4}",
+}
+
+#: The first lines of a batch that show its usual layout.
+_SAMPLE_LINES = 1000
+
 # => rcpt@example.com <orig@example.com> R=dnslookup T=remote_smtp H=mx.example.com [192.0.2.1]
 # ** rcpt@example.com: Unrouteable address
 # == rcpt@example.com (parent@example.net) <orig@example.net> R=r T=t defer (-44) H=...: ...
@@ -64,6 +89,20 @@ _DELIVERY = (
     r"^(?P<delivery_prefix>(?P<flag>=>|->|\*\*|==) (?P<address>:blackhole:|\S+?)"
     r"(?: \((?P<parent>[^)]*)\))?(?: <(?P<orig>[^>]*)>)?(?P<separator>: | |$))"
 )
+
+# => rcpt@example.com R=dnslookup T=remote_smtp H=mx.example.com [192.0.2.1] C="250 OK"
+# ** rcpt@example.com: Unrouteable address
+# (the usual shape: an address with no colon but a last one, not followed by a (parent) or an
+# <original>, and no white space but spaces; for these _DELIVERY comes down to literal splits)
+_SIMPLE_DELIVERY = r"^(?:=>|->|\*\*|==) [!-9;-~]+(?:: | [ -')-;=-~]| ?$)"
+
+# H=mx.example.com [192.0.2.1]   (as _HOST, in printable ASCII, with a name and no HELO)
+_SIMPLE_HOST = r"^(?P<name>[!-'\)-Z\\-~][!-~]*) \[(?P<ip>[^\]]+)\]"
+
+#: Any white space but a space, and (`_ODD_ANY`) any character beyond ASCII: lines that have
+#: one take the regular expressions, which know `\s` and `\S`.
+_ODD_ASCII = r"[\t\x0b\x0c\r]"
+_ODD_ANY = r"[^\x00-\x08\x0e-\x7f]"
 
 # H=mail.example.net (helo.example.net) [192.0.2.9]:4711 I=[198.51.100.1]:25
 #   F=<sender@example.net> temporarily rejected RCPT <rcpt@example.com>: greylisted
@@ -84,6 +123,11 @@ _CODES = (
     r"(?:^|: )(?P<smtp_code>[245]\d\d)(?:[ -](?P<enhanced_code>[245]\.\d{1,3}\.\d{1,3}))?(?:[ -]|$)"
 )
 
+# 250 2.0.0 OK 1732790000 ...   (a confirmation that starts with its reply, as most do)
+_CODES_AT_START = (
+    r"^(?P<smtp_code>[245]\d\d)(?:[ -](?P<enhanced_code>[245]\.\d{1,3}\.\d{1,3}))?(?:[ -]|$)"
+)
+
 # C="250 2.0.0 OK id=1tE3xY-0001Ab-Cd"
 _CONFIRMATION = r'(?:^|\s)C="(?P<confirmation>(?:[^"\\]|\\.)*)"'
 
@@ -91,6 +135,9 @@ _CONFIRMATION = r'(?:^|\s)C="(?P<confirmation>(?:[^"\\]|\\.)*)"'
 _QUEUE_TIME = (
     r"(?:^|\s)QT=(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?"
 )
+
+# 1h2m3s   (what follows the first QT=)
+_QT_VALUE = r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?"
 
 # defer (-53): Retry time not yet reached / defer (-54): retry time not reached for any host
 _NO_ATTEMPT = r"(?i)^retry time not (?:yet )?reached"
@@ -144,53 +191,49 @@ class Exim:
             yield self._parse_batch(batch)
 
     def _parse_batch(self, batch: Batch) -> SourceOutput:
-        lines = batch.data.decode("utf-8", "replace").split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        frame = (
-            pl.DataFrame({"line": lines}, schema={"line": pl.String()})
-            .with_row_index("index")
-            .lazy()
-            .with_columns(
-                pl.col("line").str.strip_suffix("\r"),
-                pl.concat_str(
-                    [
-                        pl.lit(f"{batch.path}:"),
-                        (pl.col("index") + batch.first_line).cast(pl.String()),
-                    ]
-                ).alias("origin"),
-            )
-            .with_columns(pl.col("line").str.extract_groups(_LINE).alias("head"))
-            .unnest("head")
-            .with_columns(_after(pl.col("line"), pl.col("line_prefix")).alias("body"))
-            .with_columns(_timestamp(self._tz))
+        frame = pl.DataFrame({"line": _lines(batch.data)}).with_row_index("index")
+        heads = _heads(frame, self._tz)
+        parts = (
+            heads.with_columns(pl.col("body").str.head(3).alias("flag"))
             .with_columns(_kind())
-            .collect()
+            .drop("flag")
+            .partition_by("kind", as_dict=True, include_key=False)
         )
+        empty = heads.clear()
+
+        def part(kind: str) -> pl.DataFrame:
+            return parts.get((kind,), empty)
+
         # Lines with no Exim timestamp, or a timestamp that is not a time, are not skipped.
-        bad_time = frame.filter(pl.col("date").is_not_null() & pl.col("timestamp").is_null())
-        no_stamp = frame.filter((pl.col("kind") == "other") & (pl.col("line") != ""))
-        arrivals = _arrivals(frame.filter(pl.col("kind") == "arrival"))
-        known = pl.concat([self._open, arrivals]).unique(
+        bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
+        no_stamp = part("other").filter(pl.col("line") != "")
+        odd = _ODD_ASCII if batch.data.isascii() else _ODD_ANY
+        known = pl.concat([self._open, _arrivals(part("arrival"), odd)]).unique(
             "message_ref", keep="last", maintain_order=True
         )
-        delivered, bad_delivery = _deliveries(frame.filter(pl.col("kind") == "delivery"), known)
-        rejected, bad_reject = _rejects(frame.filter(pl.col("kind") == "reject"))
+        delivered, bad_delivery = _deliveries(part("delivery"), known, odd)
+        rejected, bad_reject = _rejects(part("reject"))
         events = pl.concat([delivered, rejected], how="diagonal_relaxed")
-        ok_time = events["timestamp"].is_not_null()
-        events = events.filter(ok_time).sort("index")
+        events = events.filter(events["timestamp"].is_not_null()).sort("index")
+        origin = _origin(batch)
         malformed = pl.concat(
             [
-                _malformed(no_stamp, "not an Exim log line (no timestamp)"),
-                _malformed(bad_time, "invalid timestamp"),
-                _malformed(bad_delivery.filter(pl.col("timestamp").is_not_null()), "no address"),
-                _malformed(bad_reject.filter(pl.col("timestamp").is_not_null()), "no address"),
+                _malformed(no_stamp, origin, "not an Exim log line (no timestamp)"),
+                _malformed(bad_time, origin, "invalid timestamp"),
+                _malformed(
+                    bad_delivery.filter(pl.col("timestamp").is_not_null()), origin, "no address"
+                ),
+                _malformed(
+                    bad_reject.filter(pl.col("timestamp").is_not_null()), origin, "no address"
+                ),
             ]
         )
-        self._remember(known, frame.filter(pl.col("kind") == "completed")["ref"])
+        self._remember(known, part("completed")["ref"])
         skipped = frame.height - events.height - malformed.height
         return SourceOutput(
-            events=schema.conform(events.with_columns(schema.event_id(self.name, pl.col("line")))),
+            events=schema.conform(
+                events.with_columns(origin, schema.event_id(self.name, pl.col("line")))
+            ),
             malformed=malformed,
             read=frame.height,
             skipped=skipped,
@@ -202,26 +245,126 @@ class Exim:
         self._open = still_open.tail(MAX_OPEN_MESSAGES)
 
 
+def _lines(data: bytes) -> pl.Series:
+    """The batch's lines without their line ends, split by Arrow (no Python object per line).
+
+    Bytes that are not UTF-8 become U+FFFD, as `bytes.decode(errors="replace")` makes them.
+    """
+    if not data:
+        return pl.Series("line", [], dtype=pl.String())
+    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    offsets = pa.array([0, end], pa.int64()).buffers()[1]
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        text = whole.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return _lines(data.decode("utf-8", "replace").encode("utf-8"))
+    lines = pl.Series("line", pc.split_pattern(text, "\n").flatten(), dtype=pl.String())
+    if b"\r" in data:
+        lines = lines.str.strip_suffix("\r")
+    return lines
+
+
+def _heads(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
+    """index, line, ref, body, dated (has an Exim timestamp) and timestamp (UTC) of the lines.
+
+    Lines with the batch's usual layout (a plain stamp and a message id of the length its
+    first lines have) are cut at fixed positions; other lines with a plain prefix (`_PLAIN`) at
+    the prefix's end, and the rest (fractions, zones, pids; lines without a stamp) by `_LINE`.
+    The rows are in no particular order. Plain stamps are parsed once per run of equal stamps.
+    """
+    line = pl.col("line")
+    pieces = []
+    sample = frame["line"].head(_SAMPLE_LINES).str.extract(_PLAIN, 0).str.len_bytes()
+    id_lengths = sample.filter(sample > _NO_REF_LENGTH) - 21
+    if id_lengths.len() and id_lengths[0] in _ID_OF_LENGTH:
+        id_length = int(id_lengths[0])
+        layout = f"{_PLAIN_STAMP} {_ID_OF_LENGTH[id_length]} "
+        usual = frame.select(line.str.contains(layout)).to_series()
+        pieces.append(
+            frame.filter(usual).select(
+                "index",
+                "line",
+                line.str.slice(20, id_length).alias("ref"),
+                line.str.slice(21 + id_length).alias("body"),
+            )
+        )
+        frame = frame.filter(~usual)
+    frame = frame.with_columns(
+        line.str.extract(_PLAIN, 0).str.len_bytes().cast(pl.Int64()).alias("plain_length")
+    )
+    # (the plain match ends one character after the stamp when there is no message id)
+    has_ref = pl.col("plain_length") > _NO_REF_LENGTH
+    pieces.append(
+        frame.filter(pl.col("plain_length").is_not_null()).select(
+            "index",
+            "line",
+            pl.when(has_ref).then(line.str.slice(20, pl.col("plain_length") - 21)).alias("ref"),
+            line.str.slice(pl.when(has_ref).then(pl.col("plain_length")).otherwise(20)).alias(
+                "body"
+            ),
+        )
+    )
+    heads = [
+        piece.with_columns(
+            pl.lit(True).alias("dated"),
+            _run_timestamps(piece["line"].str.head(19), tz).alias("timestamp"),
+        )
+        for piece in pieces
+    ]
+    other = frame.filter(pl.col("plain_length").is_null())
+    if other.height:
+        heads.append(
+            other.lazy()
+            .with_columns(line.str.extract_groups(_LINE).alias("head"))
+            .unnest("head")
+            .with_columns(_after(line, pl.col("line_prefix")).alias("body"))
+            .with_columns(_timestamp(tz))
+            .select(
+                "index",
+                "line",
+                "ref",
+                "body",
+                pl.col("date").is_not_null().alias("dated"),
+                "timestamp",
+            )
+            .collect()
+        )
+    return pl.concat(heads)
+
+
+def _run_timestamps(stamp: pl.Series, tz: str) -> pl.Series:
+    """`2026-11-28 10:00:00` stamps local to `tz`, as UTC; each run of equal stamps parsed once."""
+    runs = stamp.rle().struct.field("value")
+    parsed = (
+        runs.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False)
+        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
+    return parsed.gather(stamp.rle_id())
+
+
 def _kind() -> pl.Expr:
     """What each line is: other (no timestamp), arrival, completed, delivery, reject or skip."""
     ref = pl.col("ref").is_not_null()
     body = pl.col("body")
+    flag = pl.col("flag")
     return (
         # (blank line, or no `2026-11-28 10:00:00 ` at the start)
-        pl.when(pl.col("date").is_null() | body.is_null())
+        pl.when(~pl.col("dated") | body.is_null())
         .then(pl.lit("other"))
         # 2026-11-28 10:00:00 1tE3xY-0001Ab-Cd <= sender@example.org H=... S=1234 id=m@x
-        .when(ref & body.str.starts_with("<= "))
+        .when(ref & (flag == "<= "))
         .then(pl.lit("arrival"))
         # 2026-11-28 10:00:09 1tE3xY-0001Ab-Cd Completed
         .when(ref & (body == "Completed"))
         .then(pl.lit("completed"))
         # 2026-11-28 10:00:02 1tE3xY-0001Ab-Cd ** rcpt@example.com R=... : SMTP error ...
         # (also =>, -> and ==; `*>` deliveries suppressed by -N are skipped)
-        .when(ref & body.str.contains(r"^(?:=>|->|\*\*|==) "))
+        .when(ref & flag.is_in(["=> ", "-> ", "** ", "== "]))
         .then(pl.lit("delivery"))
         # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
-        .when(body.str.contains(r"^H=.* rejected RCPT <"))
+        .when(body.str.starts_with("H=") & body.str.contains(" rejected RCPT <", literal=True))
         .then(pl.lit("reject"))
         # Start queue run, H=... Connection refused, frozen, error ignored, rejected after DATA
         .otherwise(pl.lit("skip"))
@@ -243,68 +386,236 @@ def _timestamp(tz: str) -> pl.Expr:
     return pl.when(pl.col("offset").is_null()).then(local).otherwise(zoned).alias("timestamp")
 
 
-def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
-    """Sender and Message-ID of `<= sender@example.org ... id=<message-id>` lines."""
-    sender = pl.col("body").str.extract(r"^<= (\S+)")
-    return frame.select(
+def _arrivals(frame: pl.DataFrame, odd: str) -> pl.DataFrame:
+    """message_ref, sender and Message-ID of `<= sender@example.org ... id=<message-id>` lines.
+
+    Lines of printable ASCII (no `odd` character) are cut with literal searches; the others
+    take the regular expressions.
+    """
+    body = pl.col("body")
+    # (columns, not repeated expressions: an eager frame computes each expression it is given)
+    cut = (
+        frame.with_columns(
+            body.str.slice(3).alias("rest"),
+            body.str.slice(body.str.find(" id=", literal=True) + 4).alias("after_id"),
+        )
+        .with_columns(
+            pl.col("rest").str.slice(0, pl.col("rest").str.find(" ", literal=True)).alias("sender"),
+            # id=<20261128100000.ABC123@shop.example>   (up to a space or `>`)
+            pl.col("after_id").str.strip_prefix("<").alias("unquoted"),
+        )
+        .with_columns(
+            pl.col("unquoted")
+            .str.slice(0, pl.col("unquoted").str.find(r"[ >]"))
+            .alias("message_id")
+        )
+        .with_columns(
+            # (`id=<>` and the like: \sid= looks further)
+            (
+                ~body.str.contains(odd)
+                & (pl.col("after_id").is_null() | (pl.col("message_id") != ""))
+            ).alias("exact")
+        )
+    )
+    fast = cut.filter(pl.col("exact")).select(
+        pl.col("index"),
         pl.col("ref").alias("message_ref"),
         # <= <> R=1tE3xY-0001Ab-Cd U=mailnull P=local S=3958   (a bounce message: null sender)
+        pl.when(pl.col("sender") == "<>")
+        .then(pl.lit(""))
+        .when(pl.col("sender") != "")
+        .then(pl.col("sender"))
+        .alias("sender"),
+        pl.col("message_id"),
+    )
+    others = cut.filter(~pl.col("exact"))
+    if others.height == 0:
+        return fast.drop("index")
+    sender = body.str.extract(r"^<= (\S+)")
+    slow = others.select(
+        pl.col("index"),
+        pl.col("ref").alias("message_ref"),
         pl.when(sender == "<>").then(pl.lit("")).otherwise(sender).alias("sender"),
-        pl.col("body").str.extract(r"\sid=<?([^\s>]+)>?").alias("message_id"),
+        body.str.extract(r"\sid=<?([^\s>]+)>?").alias("message_id"),
+    )
+    return pl.concat([fast, slow]).sort("index").drop("index")
+
+
+def _deliveries(
+    frame: pl.DataFrame, known: pl.DataFrame, odd: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events of `=>`, `->`, `**` and `==` lines, and the lines without an address.
+
+    Lines of the usual shape (`_SIMPLE_DELIVERY`, printable ASCII, `H=name [ip]`) are cut with
+    literal searches and short anchored patterns; the others take `_regex_deliveries`.
+    """
+    body = pl.col("body")
+    rest = pl.col("rest")
+    cut = frame.with_columns(
+        body.str.head(2).alias("flag"),
+        body.str.slice(3).alias("rest"),
+        (body.str.contains(_SIMPLE_DELIVERY) & ~body.str.contains(odd)).alias("simple"),
+    ).with_columns(
+        # ** rcpt@example.com: Unrouteable address   (the address, with the colon it may have)
+        rest.str.slice(0, rest.str.find(" ", literal=True)).str.strip_suffix(":").alias("address"),
+        # H=mx.example.com [192.0.2.1]   (the first H=, where _HOST finds it)
+        rest.str.slice(rest.str.find(" H=", literal=True) + 3)
+        .str.extract_groups(_SIMPLE_HOST)
+        .alias("host"),
+        rest.str.contains(" H=", literal=True).alias("has_host"),
+    )
+    if cut["rest"].str.contains("QT=", literal=True).any():
+        cut = cut.with_columns(
+            _queue_seconds(
+                rest.str.slice(rest.str.find(" QT=", literal=True) + 4).str.extract_groups(
+                    _QT_VALUE
+                )
+            )
+        )
+    else:
+        cut = cut.with_columns(pl.lit(None, pl.Float64()).alias("delay_s"))
+    is_delivered = pl.col("flag").is_in(["=>", "->"])
+    fine = pl.col("simple") & (
+        ~pl.col("has_host") | pl.col("host").struct.field("ip").is_not_null()
+    )
+    delivered = _delivered(cut.filter(is_delivered & fine))
+    failed = _failed(cut.filter(~is_delivered & fine))
+    fast = pl.concat([delivered.filter(pl.col("exact")), failed], how="diagonal_relaxed")
+    others = pl.concat(
+        [
+            cut.filter(~fine).select(frame.columns),
+            delivered.filter(~pl.col("exact")).select(frame.columns),
+        ]
+    )
+    host = pl.col("host").struct
+    in_text = pl.col("in_text").struct
+    events = fast.select(
+        "index",
+        "line",
+        "timestamp",
+        "event",
+        pl.col("ref").alias("message_ref"),
+        pl.col("address").str.to_lowercase().alias("recipient"),
+        pl.lit(None, pl.String()).alias("original_recipient"),
+        "diagnostic",
+        pl.when(host.field("ip").is_not_null())
+        .then(host.field("name"))
+        .otherwise(in_text.field("relay_host"))
+        .alias("relay_host"),
+        pl.coalesce(host.field("ip"), in_text.field("relay_ip")).alias("relay_ip"),
+        "codes",
+        "delay_s",
+    ).unnest("codes")
+    if others.height:
+        slow, bad = _regex_deliveries(others)
+        events = pl.concat([events, slow.select(events.columns)])
+    else:
+        bad = others
+    events = events.join(known, on="message_ref", how="left")
+    return _with_domains(events), bad
+
+
+def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
+    """`=>` and `->` lines cut by `_deliveries`: the diagnostic is the C="..." confirmation."""
+    rest = pl.col("rest")
+    quoted = pl.col("quoted")
+    return (
+        frame.with_columns(rest.str.slice(rest.str.find(' C="', literal=True) + 4).alias("quoted"))
+        .with_columns(quoted.str.head(quoted.str.find('"', literal=True)).alias("diagnostic"))
+        .with_columns(
+            pl.col("flag").replace_strict(_EVENT_OF_FLAG, return_dtype=pl.String()).alias("event"),
+            # C="..." with an escaped quote, or no closing quote: _CONFIRMATION decides
+            (
+                quoted.is_null()
+                | (
+                    pl.col("diagnostic").is_not_null()
+                    & ~pl.col("diagnostic").str.contains("\\", literal=True)
+                )
+            ).alias("exact"),
+        )
+        .with_columns(_codes(pl.col("diagnostic"), _CODES_AT_START))
+        .with_columns(
+            # C="OK: 250 queued" (a reply code after a colon): _CODES decides
+            pl.col("exact")
+            & (
+                pl.col("codes").struct.field("smtp_code").is_not_null()
+                | ~pl.col("diagnostic").str.contains(": ", literal=True).fill_null(False)
+            ),
+            _host_in_text(pl.col("diagnostic")),
+        )
     )
 
 
-def _deliveries(frame: pl.DataFrame, known: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Events of `=>`, `->`, `**` and `==` lines, and the lines without an address."""
+def _failed(frame: pl.DataFrame) -> pl.DataFrame:
+    """`**` and `==` lines cut by `_deliveries`: the diagnostic follows the first `: `."""
+    rest = pl.col("rest")
+    return (
+        frame.with_columns(
+            rest.str.slice(rest.str.find(": ", literal=True) + 2).alias("diagnostic")
+        )
+        .with_columns(
+            _event_of_failure(),
+            _codes(pl.col("diagnostic"), _CODES),
+            _host_in_text(pl.col("diagnostic")),
+        )
+        .filter(_attempted())
+    )
+
+
+def _event_of_failure() -> pl.Expr:
+    """bounced, deferred, or expired for `** a@b: retry timeout exceeded` and the like."""
+    return (
+        pl.when((pl.col("flag") == "**") & pl.col("diagnostic").str.contains(_GAVE_UP))
+        .then(pl.lit("expired"))
+        .otherwise(pl.col("flag").replace_strict(_EVENT_OF_FLAG, return_dtype=pl.String()))
+        .alias("event")
+    )
+
+
+def _attempted() -> pl.Expr:
+    """False for `== a@b ... defer (-53): retry time not yet reached` (no attempt was made)."""
+    return ~(
+        (pl.col("flag") == "==") & pl.col("diagnostic").str.contains(_NO_ATTEMPT).fill_null(False)
+    )
+
+
+def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`_deliveries` for lines of another shape: events (not yet joined) and bad lines."""
     parsed = (
         frame.with_columns(pl.col("body").str.extract_groups(_DELIVERY).alias("d"))
         .unnest("d")
         .with_columns(_after(pl.col("body"), pl.col("delivery_prefix")).alias("tail"))
     )
-    bad = parsed.filter(pl.col("flag").is_null())
+    bad = parsed.filter(pl.col("flag").is_null()).select(frame.columns)
     tail = pl.col("tail")
     # ** rcpt@example.com: Unrouteable address
     # ** rcpt@example.com R=r T=t H=mx [192.0.2.1] X=TLS1.3:...:256 CV=yes: SMTP error from ...
-    colon = tail.str.find(": ", literal=True)
     error_text = (
         pl.when(pl.col("separator") == ": ")
         .then(tail)
-        .when(colon.is_not_null())
-        .then(tail.str.slice(colon + 2))
+        .otherwise(tail.str.splitn(": ", 2).struct.field("field_1"))
     )
     confirmation = tail.str.extract_groups(_CONFIRMATION).struct.field("confirmation")
     is_delivered = pl.col("flag").is_in(["=>", "->"])
     events = (
         parsed.filter(pl.col("flag").is_not_null())
         .with_columns(
-            pl.col("flag").replace_strict(_EVENT_OF_FLAG, return_dtype=pl.String()).alias("event"),
             pl.col("ref").alias("message_ref"),
             pl.col("address").str.to_lowercase().alias("recipient"),
             pl.coalesce(pl.col("orig"), pl.col("parent")).alias("original_recipient"),
             pl.when(is_delivered).then(confirmation).otherwise(error_text).alias("diagnostic"),
             tail.str.extract_groups(_QUEUE_TIME).alias("qt"),
         )
-        .with_columns(
-            pl.when((pl.col("flag") == "**") & pl.col("diagnostic").str.contains(_GAVE_UP))
-            .then(pl.lit("expired"))
-            .otherwise(pl.col("event"))
-            .alias("event")
-        )
-        .filter(
-            ~(
-                (pl.col("flag") == "==")
-                & pl.col("diagnostic").str.contains(_NO_ATTEMPT).fill_null(False)
-            )
-        )
+        .with_columns(_event_of_failure())
+        .filter(_attempted())
         .with_columns(
             _relay(tail, pl.col("diagnostic")),
-            _codes(pl.col("diagnostic")),
+            _codes(pl.col("diagnostic"), _CODES),
             _queue_seconds(pl.col("qt")),
         )
         .unnest("relay", "codes")
-        .join(known, on="message_ref", how="left")
     )
-    return _with_domains(events), bad
+    return events, bad
 
 
 def _rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -322,7 +633,7 @@ def _rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.concat_str([pl.lit("H="), pl.col("client")])
             .str.extract_groups(_HOST)
             .alias("relay"),
-            _codes(pl.col("diagnostic")),
+            _codes(pl.col("diagnostic"), _CODES),
         )
         .unnest("relay", "codes")
     )
@@ -349,9 +660,14 @@ def _relay(tail: pl.Expr, diagnostic: pl.Expr) -> pl.Expr:
     ).alias("relay")
 
 
-def _codes(text: pl.Expr) -> pl.Expr:
-    """The first `550 5.1.1` / `451-4.7.1` / `452` reply after a colon in `text`."""
-    found = text.str.extract_groups(_CODES)
+def _host_in_text(diagnostic: pl.Expr) -> pl.Expr:
+    """`host name [ip]:` in an error text (Exim < 4.8x names the host there, not in H=)."""
+    return diagnostic.fill_null("").str.extract_groups(_HOST_IN_TEXT).alias("in_text")
+
+
+def _codes(text: pl.Expr, pattern: str) -> pl.Expr:
+    """The `550 5.1.1` / `451-4.7.1` / `452` reply that `pattern` finds in `text`."""
+    found = text.str.extract_groups(pattern)
     return pl.struct(
         found.struct.field("smtp_code").cast(pl.Int16()).alias("smtp_code"),
         found.struct.field("enhanced_code"),
@@ -377,12 +693,18 @@ def _with_domains(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _malformed(frame: pl.DataFrame, reason: str) -> pl.DataFrame:
+def _origin(batch: Batch) -> pl.Expr:
+    """`path:line` of each row, from its index in the batch."""
+    return pl.concat_str(
+        [pl.lit(f"{batch.path}:"), (pl.col("index") + batch.first_line).cast(pl.String())]
+    ).alias("origin")
+
+
+def _malformed(frame: pl.DataFrame, origin: pl.Expr, reason: str) -> pl.DataFrame:
     """Lines set aside, as MALFORMED_SCHEMA rows."""
     return (
-        frame.select(
-            pl.col("origin"), pl.lit(reason).alias("reason"), pl.col("line").str.slice(0, 4096)
-        )
+        frame.sort("index")
+        .select(origin, pl.lit(reason).alias("reason"), pl.col("line").str.slice(0, 4096))
         .rename({"line": "raw"})
         .cast(pl.Schema(MALFORMED_SCHEMA))
     )
