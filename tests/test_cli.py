@@ -228,3 +228,15 @@ def test_every_command_has_help_and_is_in_the_readme(repo_path: Path) -> None:
         assert result.exit_code == 0, result.output
         assert "Example:" in result.output
         assert f"bounce-analyzer {name}" in readme
+
+
+def test_parse_reads_compressed_stdin(sample_logs_path: Path) -> None:
+    import lzma
+
+    data = lzma.compress((sample_logs_path / "exim" / "mainlog").read_bytes())
+    result = runner.invoke(app, ["parse", "-", "--tz", "UTC"], input=data)
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {e["source"] for e in events} == {"exim"}
+    assert events[0]["origin"].startswith("<stdin>:")
+    assert result.stderr == "<stdin>: exim, 600 read, 245 events, 355 skipped, 0 malformed\n"

@@ -114,7 +114,7 @@ def test_stdin_head_does_not_lose_bytes(monkeypatch: pytest.MonkeyPatch, kind: s
     assert head(source, 100) == LINES[:100]
     batches = list(read_batches(source, batch_bytes=1000))
     assert b"".join(b.data for b in batches) == LINES
-    assert batches[0].path == "-"
+    assert batches[0].path == "<stdin>"  # origins read <stdin>:N
     assert all(isinstance(b, Batch) and b.mtime is None for b in batches)
 
 

@@ -338,7 +338,7 @@ def head(source: InputFile, size: int = 65536) -> bytes:
                 return decoded
             source._peeked.extend(more)
     with _open_raw(source) as raw:
-        return _decoded_prefix_stream(raw, source.path, size)
+        return _decoded_prefix_stream(raw, source.display, size)
 
 
 def _decoded_prefix(raw_bytes: bytes, size: int) -> bytes:
@@ -381,7 +381,9 @@ def read_batches(source: InputFile, *, batch_bytes: int = 32 * 2**20) -> Iterato
     previous: Batch | None = None
     with _open_raw(source) as raw:
         try:
-            for batch in _cut(_decompressed(raw, source.path), source.path, mtime, batch_bytes):
+            for batch in _cut(
+                _decompressed(raw, source.display), source.display, mtime, batch_bytes
+            ):
                 if previous is not None:
                     yield previous
                 previous = batch
