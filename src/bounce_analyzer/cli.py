@@ -187,6 +187,8 @@ def _format_for(output: str | None, fmt: str | None) -> EventFormat:
 
 
 def _summary_line(summary: FileSummary) -> str:
+    if summary.source is None and summary.damage:
+        return f"{summary.path}: nothing readable; PARTIAL: {summary.damage}"
     if summary.source is None:
         if summary.in_directory:
             return f"{summary.path}: not a log or event file we read; passed over"

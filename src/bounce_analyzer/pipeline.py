@@ -19,6 +19,8 @@ from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
 
+_HEAD_BYTES = 65536  # what reading.head reads to detect the format
+
 
 @dataclass(frozen=True)
 class Resume:
@@ -128,7 +130,9 @@ class ParseRun:
             )
             self.summaries.append(summary)
             if name is None:
-                continue  # the summary says the format was not recognised
+                # A compressed file cut before its first line is damage, not a strange format.
+                summary.damage = reading.damage(item) if len(head) < _HEAD_BYTES else None
+                continue  # else the summary says the format was not recognised
             start = self._resume(item, head) if self._resume is not None else None
             yield from self._parse_file(
                 item, self._instance(name), summary, rules, classify, start or Resume(0, 0)

@@ -435,6 +435,16 @@ def _cut(
         raise damage
 
 
+def damage(source: InputFile) -> str | None:
+    """Read a (short) input to the end: the damage report of a truncated or corrupt stream."""
+    try:
+        for _ in read_batches(source):
+            pass
+    except TruncatedInputError as error:
+        return str(error)
+    return None
+
+
 def batch_lines(batch: Batch) -> pl.DataFrame:
     """The lines of `batch` as a frame: `line_no` (1-based, Int64) and `line` (String).
 

@@ -493,3 +493,33 @@ def test_json_values_never_raise(values: list[Any], pretty: bool) -> None:
     text = "\n".join(json.dumps(v, indent=1 if pretty else None) for v in values)
     out = parse_bytes(text.encode())
     assert out.read == out.events.height + out.skipped + out.malformed_count
+
+
+def test_a_record_cut_at_a_batch_end_is_set_aside_not_lost() -> None:
+    """Found by tools/fuzz.py: an open document followed by a whole one in the next batch."""
+    first = Batch(
+        data=b'{"email":"a@example.com","timestamp":1795651448,"event":"bou\n',
+        path="cut.ndjson",
+        first_line=1,
+        final=False,
+    )
+    second = Batch(
+        data=b'{"email":"b@example.com","timestamp":1795651448,"event":"bounce",'
+        b'"reason":"550 5.1.1 no such user","sg_event_id":"e2"}\n',
+        path="cut.ndjson",
+        first_line=2,
+        final=True,
+    )
+    outputs = list(SendGrid().parse([first, second]))
+    assert sum(o.read for o in outputs) == 2
+    assert sum(o.events.height for o in outputs) == 1
+    malformed = pl.concat([o.malformed for o in outputs])
+    assert malformed.select("origin", "reason").rows() == [("cut.ndjson:1", "unterminated JSON")]
+
+
+def test_json_nested_too_deeply_is_malformed_not_a_crash() -> None:
+    """Found by tools/fuzz.py: 1000 nested arrays made Python's json raise RecursionError."""
+    batch = Batch(data=b"[" * 1000 + b"]" * 1000 + b"\n", path="deep.json")
+    (output,) = SendGrid().parse([batch])
+    assert (output.read, output.events.height, output.malformed_count) == (1, 0, 1)
+    assert output.malformed["reason"].to_list() == ["invalid JSON: nested too deeply"]

@@ -158,6 +158,11 @@ class DocumentFramer:
             )
             multi = pl.concat([head, multi.slice(1)])
             carry = self._pending = _Pending()
+        elif carry.depth and open_doc != 0:
+            # The document carried from the previous batch was cut short: the batch starts
+            # with a new document ('{"event":"bou' then '{"event":"bounce",...}').
+            malformed.append(_malformed_row(carry.path, carry.line, "unterminated JSON", carry))
+            carry = self._pending = _Pending()
         docs = (
             pl.concat([single.select("doc", "line", "text"), multi.select("doc", "line", "text")])
             .sort("doc")
@@ -311,6 +316,10 @@ def decode_documents(
         for doc, line, text in frame.select("doc", "line", "text").iter_rows():
             try:
                 values = _split_values(text)
+            except RecursionError:
+                reason = "invalid JSON: nested too deeply"
+                malformed.append({"origin": f"{path}:{line}", "reason": reason, "raw": text})
+                continue
             except ValueError as error:
                 reason = f"invalid JSON: {error}"
                 malformed.append({"origin": f"{path}:{line}", "reason": reason, "raw": text})

@@ -1,0 +1,126 @@
+"""The mutation fuzzer (tools/fuzz.py) in the suite: its checks catch what they should, and a
+short run over every source finds no crash and no broken promise (docs/RELIABILITY.md).
+
+The long run (`python tools/fuzz.py --seconds 600 --seed 1`) is described in the note.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from bounce_analyzer.sources.base import Batch, SourceOutput
+from bounce_analyzer.sources.exim import Exim
+from bounce_analyzer.sources.postfix import Postfix
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_fuzz() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fuzz", REPO / "tools" / "fuzz.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz = _load_fuzz()
+
+BOUNCED = (
+    b"Nov 27 10:00:01 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<a@example.com>, "
+    b"relay=mx.example.com[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, "
+    b"status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 User unknown "
+    b"(in reply to RCPT TO command))"
+)
+
+
+def test_split_batches_cuts_at_line_ends_with_their_numbers() -> None:
+    batches = fuzz.split_batches(b"aa\nb\ncccc\nd", 3)
+    assert [(b.data, b.first_line, b.offset, b.final) for b in batches] == [
+        (b"aa\n", 1, 0, False),
+        (b"b\n", 2, 3, False),
+        (b"cccc\n", 3, 5, False),
+        (b"d", 4, 10, True),
+    ]
+
+
+def test_line_count_is_the_reading_layers() -> None:
+    assert [fuzz._line_count(d) for d in (b"", b"a", b"a\n", b"a\n\nb")] == [0, 1, 1, 3]
+
+
+def test_a_clean_log_gives_no_finding() -> None:
+    data = BOUNCED + b"\n" + BOUNCED.replace(b"a@example", b"b@example") + b"\n"
+    for name in fuzz.SOURCE_NAMES:
+        assert fuzz.check_source(name, data, random.Random(1)) == []
+
+
+def test_a_source_that_crashes_is_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Postfix, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
+        raise KeyError("line_no")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(Postfix, "parse", broken)
+    (finding,) = fuzz.check_source("postfix", BOUNCED + b"\n", random.Random(1))
+    assert (finding.kind, finding.where, finding.check) == ("crash", "source:postfix", "KeyError")
+
+
+def test_a_line_not_accounted_for_is_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Exim.parse
+
+    def forgetful(self: Exim, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
+        for out in real(self, batches):
+            if out.skipped:  # one skipped line is neither counted read nor skipped
+                out.read -= 1
+                out.skipped -= 1
+            yield out
+
+    monkeypatch.setattr(Exim, "parse", forgetful)
+    findings = fuzz.check_source("exim", b"hello\n\n\n", random.Random(1))
+    assert {(f.kind, f.check) for f in findings} == {("violation", "accounting")}
+    assert findings[0].detail == "batch size 9: read 2 lines of 3"  # the one-batch run
+
+
+def test_a_record_lost_only_when_split_is_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Exim.parse
+
+    def loses_the_second_batch(self: Exim, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
+        yield from real(self, [b for b in batches if b.first_line == 1])
+
+    monkeypatch.setattr(Exim, "parse", loses_the_second_batch)
+    monkeypatch.setattr(fuzz, "BATCH_SIZES", (1,))
+    findings = fuzz.check_source("exim", b"x\ny\n", random.Random(1))
+    assert [(f.kind, f.check) for f in findings] == [
+        ("violation", "accounting"),
+        ("violation", "batching changes the result"),
+    ]
+
+
+def test_a_cut_gzip_file_is_checked_through_the_reading_layer(tmp_path: Path) -> None:
+    content = b"".join(BOUNCED.replace(b"a@", b"%d@" % i) + b"\n" for i in range(300))
+    raw = fuzz.wrap(random.Random(3), content, "gzip-cut")
+    path = tmp_path / "cut.log.gz"
+    path.write_bytes(raw)
+    prefix = fuzz.decodable_prefix(raw)
+    assert prefix is not None and content.startswith(prefix)
+    assert fuzz.check_reading(path, raw, prefix, content, random.Random(1)) == []
+    # A wrong expectation is caught: the check does look at the bytes read.
+    (finding,) = fuzz.check_reading(path, raw, prefix + b"x", content, random.Random(1))
+    assert finding.check == "damage"
+
+
+def test_a_short_fuzz_run_finds_no_crash_and_no_violation(tmp_path: Path) -> None:
+    seeds = fuzz.load_seeds(generated=False, max_bytes=2048)
+    assert {seed.source for seed in seeds} == set(fuzz.SOURCE_NAMES)
+    summary = fuzz.run(seed=20261128, iterations=40, seeds=seeds, max_batches=3, long_lines=False)
+    assert summary.iterations == 40
+    assert summary.inputs_per_source == dict.fromkeys(fuzz.SOURCE_NAMES, 40)
+    assert sum(summary.pipeline_runs.values()) == 40
+    assert summary.crashes == 0, summary.figures()
+    assert summary.violations == 0, summary.figures()
