@@ -422,3 +422,12 @@ def test_a_gzip_cut_before_its_first_line_is_damage_not_an_unknown_format(tmp_pa
         f"{cut}: nothing readable; PARTIAL: {cut}: compressed data ends early (truncated) "
         "at byte 30\n"
     )
+
+
+def test_ingest_of_a_missing_file_creates_no_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    missing = tmp_path / "missing.log"
+    result = CliRunner().invoke(app, ["ingest", "--store", str(store), str(missing)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {missing}: no such file or directory\n"
+    assert not store.exists()

@@ -310,8 +310,10 @@ def ingest(
 
     Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
+    from bounce_analyzer.reading import expand_inputs
     from bounce_analyzer.store import open_store, store_path
 
+    _run(lambda: expand_inputs(paths))  # a missing input fails before a store is created
     opened = _run(lambda: open_store(store_path(store), create=True))
     run_progress, bar = _progress(None, quiet=quiet)
     try:
