@@ -144,6 +144,26 @@ def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
 _RECIPIENT_COLUMNS = ("recipient", "recipient_domain", "original_recipient", "provider")
 
 
+#: The columns the counts need (the diagnostic text is read apart, for failures only).
+_BASE_COLUMNS = (
+    "event_id",
+    "timestamp",
+    "source",
+    "host",
+    "event",
+    "message_ref",
+    "recipient",
+    "recipient_domain",
+    "sender_domain",
+    "provider",
+    "category",
+    "category_group",
+    "bounce_type",
+    "smtp_code",
+    "enhanced_code",
+)
+
+
 def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
     """One row per message and recipient: its last delivery event (complaints aside).
 
@@ -224,7 +244,11 @@ def summarize(
         lf = lf.filter(pl.col("timestamp") >= since)
     if until is not None:
         lf = lf.filter(pl.col("timestamp") < until)
-    lf = _with_date(lf).cache()
+    # Everything but the remote servers' words, once, in memory: the words (the bulk of the
+    # bytes) are read again, for failures only, when messages are grouped below.
+    needed = dict.fromkeys([*_BASE_COLUMNS, *(k for k in keys if k != "date")])
+    text = lf
+    lf = _with_date(lf.select(list(needed))).collect().lazy()
     final = final_outcomes(lf)
     attempts_totals, final_totals, attempts_groups, final_groups = pl.collect_all(
         [
@@ -268,7 +292,9 @@ def summarize(
     )
     message_expr = normalize if normalize is not None else message_with_codes()
     messages = (
-        failures.with_columns(message_expr.fill_null("(no text)").alias("message"))
+        text.filter(pl.col("event").is_in((*FAILURES, "deferred")))
+        .select("category", "smtp_code", "enhanced_code", "diagnostic")
+        .with_columns(message_expr.fill_null("(no text)").alias("message"))
         .group_by("category", "message")
         .agg(pl.len().alias("count"), pl.col("diagnostic").first().alias("example"))
         .sort(["category", "count", "message"], descending=[False, True, False])
