@@ -190,3 +190,13 @@ def test_corrupt_gzip_names_file_and_offset(tmp_path: Path) -> None:
     # Deflate notices damage where it decodes nonsense: at or after it, to 8 KiB blocks.
     assert 24576 <= caught.value.offset <= len(packed) and caught.value.offset % 8192 == 0
     assert str(caught.value).startswith(f"{source.path}: compressed data is corrupt at byte ")
+
+
+@pytest.mark.parametrize("start", [b"\x1f\x8b", b"(\xb5/\xfd", b"x\x9c"])
+def test_batch_lines_of_bytes_that_look_compressed(start: bytes) -> None:
+    """Found by hypothesis: polars' CSV reader inflated batches starting with these bytes."""
+    batch = Batch(data=start + b"garbage\r\nNov 27 10:00:00 mx1 x\n", path="x", first_line=7)
+    lines = batch_lines(batch)
+    assert lines["line_no"].to_list() == [7, 8]
+    assert lines["line"].to_list()[1] == "Nov 27 10:00:00 mx1 x"
+    assert lines["line"].to_list()[0].endswith("garbage")

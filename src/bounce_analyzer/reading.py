@@ -445,6 +445,11 @@ def damage(source: InputFile) -> str | None:
     return None
 
 
+#: What polars' CSV reader takes for compressed input (gzip, zstd) and zlib's second byte.
+_READER_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
+_ZLIB_SECOND = (b"\x01", b"\x5e", b"\x9c", b"\xda")
+
+
 def batch_lines(batch: Batch) -> pl.DataFrame:
     """The lines of `batch` as a frame: `line_no` (1-based, Int64) and `line` (String).
 
@@ -465,6 +470,17 @@ def batch_lines(batch: Batch) -> pl.DataFrame:
     if data.startswith(b"\xef\xbb\xbf"):
         # The CSV reader would drop a byte order mark: keep it, as part of the first line.
         data = b"\xef\xbb\xbf" + data
+    if data.startswith(_READER_MAGIC) or (data[:1] == b"x" and data[1:2] in _ZLIB_SECOND):
+        # The CSV reader would take these bytes for a compressed stream and try to inflate
+        # them: cut this (rare, already decompressed) batch in Python instead.
+        text = data.decode("utf-8", "replace").split("\n")[:-1]
+        return pl.DataFrame(
+            {
+                "line_no": pl.int_range(len(text), dtype=pl.Int64(), eager=True) + batch.first_line,
+                "line": [line[:-1] if line.endswith("\r") else line for line in text],
+            },
+            schema={"line_no": pl.Int64(), "line": pl.String()},
+        )
     # The CSV reader cuts lines, drops the "\r" of CRLF and replaces invalid UTF-8 several
     # times faster than decode + split. A blank line comes out null; a separator that no line
     # holds (NUL bytes are gone) and no quoting keep each line whole.
