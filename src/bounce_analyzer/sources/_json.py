@@ -21,7 +21,7 @@ there, and the message of what is wrong is written there.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -503,3 +503,27 @@ def split_outcomes(
         read=events.height + skipped + malformed.height,
         skipped=skipped,
     )
+
+
+class JsonSource:
+    """What the JSON sources share: batches cut into documents, parsed one batch at a time.
+
+    A subclass names itself and says how the documents complete in a batch become events
+    (`_parse_documents`). Timestamps in ESP events are Unix seconds or carry their zone, so
+    `tz` is accepted for the common interface and not used.
+    """
+
+    def __init__(self, *, tz: str | None = None) -> None:
+        self.tz = tz
+        self._framer = DocumentFramer()
+
+    def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
+        """One output per batch: the events of the documents complete in it."""
+        for batch in batches:
+            docs, overlong = self._framer.feed(batch)
+            yield self._parse_documents(docs, overlong, batch.path)
+
+    def _parse_documents(
+        self, docs: pl.DataFrame, overlong: pl.DataFrame, path: str
+    ) -> SourceOutput:
+        raise NotImplementedError

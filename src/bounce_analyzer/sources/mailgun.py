@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
@@ -71,7 +70,7 @@ import polars as pl
 
 from bounce_analyzer import schema
 from bounce_analyzer.sources import _json
-from bounce_analyzer.sources.base import Batch, SourceOutput
+from bounce_analyzer.sources.base import SourceOutput
 
 S = pl.String()
 _EVENT_FIELDS: dict[str, pl.DataType] = {
@@ -118,15 +117,10 @@ _SNIFF_JSON = [
 _SNIFF_FORM = re.compile(r"^(?=[^\n]*(?:^|&)event=)(?=[^\n]*(?:^|&)recipient=)[^\n]*=")
 
 
-class Mailgun:
+class Mailgun(_json.JsonSource):
     """Mailgun webhooks (current and legacy), Events API pages and single events."""
 
     name: ClassVar[str] = "mailgun"
-
-    def __init__(self, *, tz: str | None = None) -> None:
-        # Timestamps are Unix seconds or RFC 2822 dates with a zone: `tz` is not needed.
-        self.tz = tz
-        self._framer = _json.DocumentFramer()
 
     def sniff(self, head: bytes) -> bool:
         """A webhook body, an Events API page, a Mailgun event, or a legacy form body."""
@@ -137,12 +131,6 @@ class Mailgun:
         if '"sg_event_id"' in text or '"sg_message_id"' in text:
             return False
         return any(pattern.search(text) for pattern in _SNIFF_JSON)
-
-    def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
-        """One output per batch: the events of the documents complete in it."""
-        for batch in batches:
-            docs, overlong = self._framer.feed(batch)
-            yield self._parse_documents(docs, overlong, batch.path)
 
     def _parse_documents(
         self, docs: pl.DataFrame, overlong: pl.DataFrame, path: str

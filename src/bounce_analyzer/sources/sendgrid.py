@@ -43,14 +43,13 @@ without a recipient or a valid timestamp.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
 import polars as pl
 
 from bounce_analyzer import schema
 from bounce_analyzer.sources import _json
-from bounce_analyzer.sources.base import Batch, SourceOutput
+from bounce_analyzer.sources.base import SourceOutput
 
 #: SendGrid event name -> the `event` column; other names are skipped.
 EVENT_MAP: dict[str, str] = {
@@ -84,15 +83,10 @@ _SNIFF_MAILGUN = re.compile(r'"(?:event-data|recipient)"\s*:')
 _SNIFF_KEYS = [re.compile(rf'"{key}"\s*:') for key in ("event", "email", "timestamp")]
 
 
-class SendGrid:
+class SendGrid(_json.JsonSource):
     """The SendGrid Event Webhook (JSON arrays, NDJSON, concatenated bodies)."""
 
     name: ClassVar[str] = "sendgrid"
-
-    def __init__(self, *, tz: str | None = None) -> None:
-        # Timestamps are Unix seconds (UTC): `tz` is not needed.
-        self.tz = tz
-        self._framer = _json.DocumentFramer()
 
     def sniff(self, head: bytes) -> bool:
         """JSON whose events carry `sg_event_id`/`sg_message_id`, or `event`+`email`+`timestamp`."""
@@ -100,12 +94,6 @@ class SendGrid:
         if text is None or _SNIFF_MAILGUN.search(text):
             return False
         return bool(_SNIFF_ID.search(text)) or all(key.search(text) for key in _SNIFF_KEYS)
-
-    def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
-        """One output per batch: the events of the documents complete in it."""
-        for batch in batches:
-            docs, overlong = self._framer.feed(batch)
-            yield self._parse_documents(docs, overlong, batch.path)
 
     def _parse_documents(
         self, docs: pl.DataFrame, overlong: pl.DataFrame, path: str
