@@ -175,21 +175,26 @@ def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
     """
     keys = ["source", "host", "_message"]
     columns = events.collect_schema().names()
-    last = (
-        events.filter(pl.col("event") != "complained")
-        .with_columns(
-            pl.coalesce(pl.col("message_ref"), pl.col("event_id")).alias("_message"),
-            (pl.col("event") != "deferred").alias("_final"),
-        )
-        .sort("timestamp", "_final", "event_id")
-        .group_by(*keys, "recipient", maintain_order=True)
-        .last()
-        .drop("_final")
+    numbered = events.with_row_index("_row").with_columns(
+        pl.coalesce(pl.col("message_ref"), pl.col("event_id")).alias("_message")
     )
+    # The last row of each message and recipient, found on a few narrow columns (sorting the
+    # whole frame would copy every column of every event).
+    chosen = (
+        numbered.filter(pl.col("event") != "complained")
+        .select(*keys, "recipient", "_row", "timestamp", "event", "event_id")
+        .group_by(*keys, "recipient")
+        .agg(pl.col("_row").sort_by("timestamp", pl.col("event") != "deferred", "event_id").last())
+        .select("_row")
+    )
+    last = numbered.join(chosen, on="_row", how="semi").drop("_row")
     whole = pl.col("recipient").is_null() & pl.col("message_ref").is_not_null()
     ends = last.filter(whole)
     taken = [c for c in columns if c not in (*keys, *_RECIPIENT_COLUMNS)]
-    joined = last.filter(~whole).join(
+    rest = last.filter(~whole)
+    # Only the (few) messages with a whole-message event need the join.
+    untouched = rest.join(ends.select(keys), on=keys, how="anti", nulls_equal=True)
+    joined = rest.join(ends.select(keys), on=keys, how="semi", nulls_equal=True).join(
         ends.select(*keys, *(pl.col(c).alias(f"{c}_end") for c in taken)),
         on=keys,
         how="left",
@@ -202,7 +207,7 @@ def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
     )
     used = joined.filter(pl.col("_ended")).select(keys).unique()
     unused = ends.join(used, on=keys, how="anti", nulls_equal=True)
-    return pl.concat([joined.select(columns), unused.select(columns)])
+    return pl.concat([untouched.select(columns), joined.select(columns), unused.select(columns)])
 
 
 def _counts(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
@@ -249,7 +254,7 @@ def summarize(
     needed = dict.fromkeys([*_BASE_COLUMNS, *(k for k in keys if k != "date")])
     text = lf
     lf = _with_date(lf.select(list(needed))).collect().lazy()
-    final = final_outcomes(lf)
+    final = final_outcomes(lf).collect().lazy()  # used by several queries below
     attempts_totals, final_totals, attempts_groups, final_groups = pl.collect_all(
         [
             _counts(lf.with_columns(pl.lit("attempts").alias("view")), ["view"]),
