@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import polars as pl
 import typer
@@ -168,14 +169,16 @@ StrictOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def _progress(total: int | None, *, quiet: bool) -> tuple[Callable[[int], None] | None, Any]:
-    """A tqdm byte counter on stderr when it is a terminal, else nothing."""
+@contextmanager
+def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A tqdm byte counter on stderr when it is a terminal (its `update`), else None."""
     if quiet or not sys.stderr.isatty():
-        return None, None
+        yield None
+        return
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, leave=False)
-    return bar.update, bar
+    with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, leave=False) as bar:
+        yield bar.update
 
 
 def _format_for(output: str | None, fmt: str | None) -> EventFormat:
@@ -184,6 +187,13 @@ def _format_for(output: str | None, fmt: str | None) -> EventFormat:
     suffix = Path(output).suffix.lower() if output else ""
     by_suffix = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
     return EventFormat(by_suffix.get(suffix, "jsonl"))
+
+
+def _echo_problems(summaries: list[FileSummary]) -> None:
+    """On stderr, the summary line of each input that was damaged or not read."""
+    for summary in summaries:
+        if summary.partial or summary.source is None:
+            typer.echo(_summary_line(summary), err=True)
 
 
 def _summary_line(summary: FileSummary) -> str:
@@ -235,22 +245,20 @@ def parse(
     """
     event_format = _run(lambda: _format_for(output, fmt))
     run = _run(lambda: ParseRun(paths, source=source, tz=tz, strict=strict, rules_dir=rules))
-    update, bar = _progress(run.total_bytes(), quiet=quiet)
-    run.progress = update
     stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
     set_aside = open(malformed, "wb") if malformed else None  # noqa: SIM115
     writer = EventWriter(stream, event_format)
     try:
-        for chunk in _run(lambda: iter(run)):
-            writer.write(chunk.events)
-            if set_aside is not None and chunk.malformed.height:
-                chunk.malformed.write_ndjson(set_aside)
+        with _progress(run.total_bytes(), quiet=quiet) as update:
+            run.progress = update
+            for chunk in _run(lambda: iter(run)):
+                writer.write(chunk.events)
+                if set_aside is not None and chunk.malformed.height:
+                    chunk.malformed.write_ndjson(set_aside)
         writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
     except BounceAnalyzerError as error:
         raise _fail(error) from None
     finally:
-        if bar is not None:
-            bar.close()
         if output:
             stream.close()
         if set_aside is not None:
@@ -315,8 +323,7 @@ def ingest(
 
     _run(lambda: expand_inputs(paths))  # a missing input fails before a store is created
     opened = _run(lambda: open_store(store_path(store), create=True))
-    run_progress, bar = _progress(None, quiet=quiet)
-    try:
+    with _progress(None, quiet=quiet) as update:
         result = _run(
             lambda: opened.ingest(
                 paths,
@@ -324,17 +331,12 @@ def ingest(
                 tz=tz,
                 strict=strict,
                 rules_dir=rules,
-                progress=run_progress,
+                progress=update,
                 wait=wait,
                 now=_now(),
             )
         )
-    finally:
-        if bar is not None:
-            bar.close()
-    for summary in result.files:
-        if summary.partial or summary.source is None:
-            typer.echo(_summary_line(summary), err=True)
+    _echo_problems(result.files)
     typer.echo(_ingest_line(result), err=True)
     if any(summary.failed for summary in result.files):
         raise typer.Exit(1)
@@ -386,20 +388,14 @@ def report(
     end = _run(lambda: parse_until(until, now=now)) if until else None
     groups = _run(lambda: parse_by(by))
     if paths:
-        update, bar = _progress(None, quiet=quiet)
-        try:
+        with _progress(None, quiet=quiet) as update:
             summary, files = _run(
                 lambda: report_paths(
                     paths, since=start, until=end, by=groups, top=top, source=source,
                     tz=tz, rules_dir=rules, progress=update,
                 )
             )  # fmt: skip
-        finally:
-            if bar is not None:
-                bar.close()
-        for item in files:
-            if item.partial or item.source is None:
-                typer.echo(_summary_line(item), err=True)
+        _echo_problems(files)
     else:
         summary = _run(
             lambda: report_store(

@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer import reading, schema
-from bounce_analyzer.errors import InputError, ParseError
+from bounce_analyzer.errors import ParseError
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
+
+if TYPE_CHECKING:
+    from bounce_analyzer.rules import Rules
 
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format
 
@@ -103,10 +107,6 @@ class ParseRun:
         #: Called with the number of bytes of each batch read (a progress bar's update).
         self.progress = progress
 
-    @property
-    def inputs(self) -> list[reading.InputFile]:
-        return self._inputs
-
     def total_bytes(self) -> int | None:
         """The size on disk of all inputs, or None when one of them is stdin."""
         sizes = [item.size for item in self._inputs]
@@ -118,7 +118,6 @@ class ParseRun:
         return self._instances[name]
 
     def __iter__(self) -> Iterator[Chunk]:
-        from bounce_analyzer.classify import classify
         from bounce_analyzer.rules import load_rules, user_rules_dir
 
         rules = load_rules(user_rules_dir(Path(self._rules_dir) if self._rules_dir else None))
@@ -135,7 +134,7 @@ class ParseRun:
                 continue  # else the summary says the format was not recognised
             start = self._resume(item, head) if self._resume is not None else None
             yield from self._parse_file(
-                item, self._instance(name), summary, rules, classify, start or Resume(0, 0)
+                item, self._instance(name), summary, rules, start or Resume(0, 0)
             )
 
     def _batches(
@@ -165,7 +164,7 @@ class ParseRun:
             summary.bytes_read += len(data)
             summary.end_offset = batch.offset + len(data)
             summary.end_line = batch.first_line - 1 + data.count(b"\n")
-            if data.endswith(b"\n") is False and data:
+            if data and not data.endswith(b"\n"):
                 summary.end_line += 1
             yield batch
 
@@ -174,10 +173,11 @@ class ParseRun:
         item: reading.InputFile,
         source: Source,
         summary: FileSummary,
-        rules: object,
-        classify: Callable[..., pl.DataFrame],
+        rules: Rules,
         start: Resume,
     ) -> Iterator[Chunk]:
+        from bounce_analyzer.classify import classify  # lazy: start-up stays light
+
         try:
             for output in source.parse(self._batches(item, summary, start)):
                 summary.read += output.read
@@ -193,5 +193,3 @@ class ParseRun:
                 yield Chunk(path=item.display, events=events, malformed=output.malformed)
         except reading.TruncatedInputError as error:
             summary.damage = str(error)
-        except InputError:
-            raise
