@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bounce_analyzer.errors import InputError
 from bounce_analyzer.reading import (
     InputFile,
     TruncatedInputError,
+    _cut,
     batch_lines,
     detect_compression,
     expand_inputs,
@@ -200,3 +203,36 @@ def test_batch_lines_of_bytes_that_look_compressed(start: bytes) -> None:
     assert lines["line_no"].to_list() == [7, 8]
     assert lines["line"].to_list()[1] == "Nov 27 10:00:00 mx1 x"
     assert lines["line"].to_list()[0].endswith("garbage")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.tuples(st.integers(0, 60), st.booleans()), min_size=0, max_size=40),
+    chunk_sizes=st.lists(st.integers(1, 50), min_size=1, max_size=8),
+    batch_bytes=st.integers(1, 120),
+)
+def test_cut_batches_are_whole_lines_whatever_the_chunks(
+    lines: list[tuple[int, bool]], chunk_sizes: list[int], batch_bytes: int
+) -> None:
+    # Lines of any length (longer than a batch too), the last one maybe without its newline,
+    # arriving in chunks of any size: the batches give back every byte, end at line ends,
+    # hold at most a batch's worth unless one line is longer, and number lines exactly.
+    data = b"".join(b"x" * length + (b"\n" if ended else b"") for length, ended in lines)
+    chunks, at, turn = [], 0, 0
+    while at < len(data):
+        size = chunk_sizes[turn % len(chunk_sizes)]
+        chunks.append(data[at : at + size])
+        at, turn = at + size, turn + 1
+    batches = list(_cut(iter(chunks), "p", None, batch_bytes))
+    assert b"".join(b.data for b in batches) == data
+    line, offset = 1, 0
+    for number, batch in enumerate(batches):
+        assert batch.data
+        assert (batch.first_line, batch.offset) == (line, offset)
+        assert batch.newlines == batch.data.count(b"\n") == batch.line_ends()
+        if number < len(batches) - 1:
+            assert batch.data.endswith(b"\n")
+            if len(batch.data) > batch_bytes:  # only a single line may overflow a batch
+                assert batch.data.count(b"\n") == 1
+        line += batch.data.count(b"\n")
+        offset += len(batch.data)

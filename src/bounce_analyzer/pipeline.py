@@ -7,10 +7,12 @@ over, and the per-file accounting the `parse` summary and `ingest` report.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
@@ -24,6 +26,59 @@ if TYPE_CHECKING:
     from bounce_analyzer.rules import Rules
 
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format
+
+_T = TypeVar("_T")
+
+
+def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
+    """`items`, produced by a thread of their own up to `depth` items ahead of the consumer.
+
+    Reading, parsing and classifying then overlap: polars releases the interpreter lock while
+    it works, so the stages run on separate cores. Items and the exception that ends `items`
+    arrive in order; closing the returned iterator stops and closes `items`. At most `depth`
+    items wait, so memory stays bounded.
+    """
+    handoff: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    break
+            else:
+                put(("done", None))
+        except BaseException as error:  # handed over: the consumer raises it
+            put(("error", error))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="bounce-analyzer-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "item":
+                yield value  # type: ignore[misc]
+            elif kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join()
 
 
 @dataclass(frozen=True)
@@ -91,6 +146,7 @@ class ParseRun:
         progress: Callable[[int], None] | None = None,
         resume: ResumeFn | None = None,
         hold_partial: bool = False,
+        classify_rows: int = 50_000,
     ) -> None:
         if source is not None:
             get_source(source)  # fails fast on an unknown name
@@ -103,6 +159,7 @@ class ParseRun:
         self._instances: dict[str, Source] = {}
         self._resume = resume
         self._hold_partial = hold_partial
+        self._classify_rows = classify_rows
         self.summaries: list[FileSummary] = []
         #: Called with the number of bytes of each batch read (a progress bar's update).
         self.progress = progress
@@ -156,14 +213,15 @@ class ParseRun:
                     data=batch.data[start.offset - batch.offset :],
                     offset=start.offset,
                     first_line=start.line + 1,
+                    newlines=None,
                 )
             data = batch.data
             if batch.final and self._hold_partial and data and not data.endswith(b"\n"):
                 data = data[: data.rfind(b"\n") + 1]
-                batch = replace(batch, data=data)
+                batch = replace(batch, data=data, newlines=None)
             summary.bytes_read += len(data)
             summary.end_offset = batch.offset + len(data)
-            summary.end_line = batch.first_line - 1 + data.count(b"\n")
+            summary.end_line = batch.first_line - 1 + batch.line_ends()
             if data and not data.endswith(b"\n"):
                 summary.end_line += 1
             yield batch
@@ -178,18 +236,40 @@ class ParseRun:
     ) -> Iterator[Chunk]:
         from bounce_analyzer.classify import classify  # lazy: start-up stays light
 
+        events: list[pl.DataFrame] = []
+        malformed: list[pl.DataFrame] = []
+        held = 0  # events waiting in `events`
+
+        def chunk() -> Chunk:
+            nonlocal held
+            joined = pl.concat(events) if len(events) > 1 else events[0]
+            if joined.height:
+                joined = classify(joined, rules)
+            set_aside = pl.concat(malformed) if len(malformed) > 1 else malformed[0]
+            events.clear()
+            malformed.clear()
+            held = 0
+            return Chunk(path=item.display, events=joined, malformed=set_aside)
+
         try:
-            for output in source.parse(self._batches(item, summary, start)):
+            batches = ahead(self._batches(item, summary, start))
+            for output in ahead(source.parse(batches)):
                 summary.read += output.read
                 summary.skipped += output.skipped
                 summary.malformed += output.malformed_count
                 if self._strict and output.malformed_count:
                     first = output.malformed.row(0, named=True)
                     raise ParseError(f"{first['origin']}: {first['reason']}")
-                events = schema.conform(output.events)
-                summary.events += events.height
-                if events.height:
-                    events = classify(events, rules)
-                yield Chunk(path=item.display, events=events, malformed=output.malformed)
+                conformed = schema.conform(output.events)
+                summary.events += conformed.height
+                events.append(conformed)
+                malformed.append(output.malformed)
+                held += conformed.height
+                # Classification has a fixed cost per call and works per distinct text and
+                # key: the events of several batches are classified at once.
+                if held >= self._classify_rows:
+                    yield chunk()
         except reading.TruncatedInputError as error:
             summary.damage = str(error)
+        if events:
+            yield chunk()

@@ -44,6 +44,8 @@ __all__ = [
 
 #: How many bytes are read at a time.
 _CHUNK = 1 << 16
+#: How many bytes of an uncompressed input are read at a time.
+_PLAIN_CHUNK = 1 << 20
 #: How many compressed bytes are decompressed at a time: bounds what one step can produce,
 #: and is the precision of the offset reported for corrupt data (the start of that block).
 _FEED = 1 << 13
@@ -250,7 +252,7 @@ def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
         chunk = first
         while chunk:
             yield chunk
-            chunk = raw.read(_CHUNK)
+            chunk = raw.read(_PLAIN_CHUNK)
         return
     factory = _FACTORIES[kind]
     errors = _decompressor_errors()
@@ -397,40 +399,84 @@ def read_batches(source: InputFile, *, batch_bytes: int = 32 * 2**20) -> Iterato
         yield replace(previous, final=True)
 
 
+def _line_cut(parts: list[bytes], limit: int) -> tuple[int, int] | None:
+    """Where to end a batch in `parts`: (part, index) of the last newline before byte `limit`
+    of their concatenation, else of the first one after it (a line longer than a batch);
+    None when there is none."""
+    start = 0
+    found: tuple[int, int] | None = None
+    for number, part in enumerate(parts):  # a batch holds a few dozen parts at most
+        if start >= limit:
+            break
+        end = part.rfind(b"\n", 0, limit - start)
+        if end >= 0:
+            found = (number, end)
+        start += len(part)
+    if found is not None:
+        return found
+    start = 0
+    for number, part in enumerate(parts):
+        end = part.find(b"\n", max(0, limit - start))
+        if end >= 0:
+            return (number, end)
+        start += len(part)
+    return None
+
+
 def _cut(
     chunks: Iterator[bytes], path: str, mtime: float | None, batch_bytes: int
 ) -> Iterator[Batch]:
-    """Batches (all marked not final) from decompressed chunks; a cut line waits for its end."""
-    buffer = bytearray()
+    """Batches (all marked not final) from decompressed chunks; a cut line waits for its end.
+
+    Chunks are gathered until a batch's worth is there, then joined once, up to the last line
+    end that fits: each byte is copied once, and its newlines are counted once.
+    """
+    parts: list[bytes] = []
+    size = 0
     line = 1
     offset = 0
-    search_from = 0  # where to look for the end of a line longer than a batch
     damage: TruncatedInputError | None = None
+    waiting = False  # for the end of a line longer than a batch
+
+    def batch(data: bytes) -> Batch:
+        nonlocal line, offset
+        newlines = data.count(b"\n")
+        made = Batch(
+            data=data,
+            path=path,
+            first_line=line,
+            offset=offset,
+            final=False,
+            mtime=mtime,
+            newlines=newlines,
+        )
+        line += newlines
+        offset += len(data)
+        return made
+
     try:
         for chunk in chunks:
-            buffer.extend(chunk)
-            while len(buffer) >= batch_bytes:
-                end = buffer.rfind(b"\n", 0, batch_bytes)
-                if end < 0:  # one line longer than a batch: it makes a batch of its own
-                    end = buffer.find(b"\n", max(search_from, batch_bytes))
-                    if end < 0:
-                        search_from = len(buffer)
-                        break  # wait for its end
-                data = bytes(buffer[: end + 1])
-                del buffer[: end + 1]
-                search_from = 0
-                yield Batch(
-                    data=data, path=path, first_line=line, offset=offset, final=False, mtime=mtime
-                )
-                line += data.count(b"\n")
-                offset += len(data)
+            parts.append(chunk)
+            size += len(chunk)
+            if waiting and b"\n" not in chunk:
+                continue
+            while size >= batch_bytes:
+                cut = _line_cut(parts, batch_bytes)
+                waiting = cut is None
+                if cut is None:
+                    break
+                number, end = cut
+                last = parts[number]
+                data = b"".join([*parts[:number], memoryview(last)[: end + 1]])
+                rest = last[end + 1 :]
+                parts = ([rest] if rest else []) + parts[number + 1 :]
+                size -= len(data)
+                yield batch(data)
     except TruncatedInputError as error:
         damage = error
-    if buffer:
+    if size:
         # The rest: the last line without its newline, or what was decoded before damage.
-        yield Batch(
-            data=bytes(buffer), path=path, first_line=line, offset=offset, final=False, mtime=mtime
-        )
+        yield batch(b"".join(parts))
     if damage is not None:
         raise damage
 

@@ -29,7 +29,8 @@ class Batch:
     is the 1-based number of the first line in `data`; `offset` the byte offset of `data` in the
     decompressed stream. `final` is true for the last batch of an input. `mtime` is the
     input's modification time (None for stdin): sources whose timestamps lack a year infer it
-    from this.
+    from this. `newlines` is the number of line ends in `data` when the reader counted them
+    (None: not counted; `line_ends` counts then).
     """
 
     data: bytes
@@ -38,6 +39,11 @@ class Batch:
     offset: int = 0
     final: bool = True
     mtime: float | None = None
+    newlines: int | None = None
+
+    def line_ends(self) -> int:
+        """The number of newline bytes in `data`."""
+        return self.newlines if self.newlines is not None else self.data.count(b"\n")
 
 
 @dataclass

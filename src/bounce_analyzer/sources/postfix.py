@@ -199,7 +199,18 @@ class Postfix:
         return _SNIFF.search(text) is not None
 
     def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
-        """One `SourceOutput` per batch (an export record cut by a batch end waits for the next)."""
+        """One `SourceOutput` per batch (an export record cut by a batch end waits for the next).
+
+        Two stages in two threads: lines to the lines that matter (`_kinds_of`), then those
+        to events with the sender and Message-ID joined (`_outcomes`, which holds the state).
+        """
+        from bounce_analyzer.pipeline import ahead
+
+        for frame, path, read, skipped in ahead(self._kinds_of(batches)):
+            yield self._outcomes(frame, path, read=read, skipped=skipped)
+
+    def _kinds_of(self, batches: Iterable[Batch]) -> Iterator[tuple[pl.DataFrame, str, int, int]]:
+        """Per batch: (the records that matter, path, records read, records skipped)."""
         for batch in batches:
             if self._carry is not None and self._carry_path != batch.path:
                 yield self._flush_carry()
@@ -208,14 +219,14 @@ class Postfix:
             seq_base = self._next_seq_base()
             if kind == "syslog":
                 frame, skipped = _syslog_kinds(lines, self.tz, self._reference(batch), seq_base)
-                yield self._outcomes(frame, batch.path, read=lines.height, skipped=skipped)
+                yield frame, batch.path, lines.height, skipped
                 continue
             if kind == "json":
                 records = _json_records(lines)
             else:
                 records = self._export_records(batch, lines)
             frame, skipped = _kinds(records, seq_base)
-            yield self._outcomes(frame, batch.path, read=records.height, skipped=skipped)
+            yield frame, batch.path, records.height, skipped
         if self._carry is not None:
             yield self._flush_carry()
 
@@ -262,13 +273,13 @@ class Postfix:
             lines = lines.filter(pl.col("record") != last)
         return _export_frame(lines)
 
-    def _flush_carry(self) -> SourceOutput:
+    def _flush_carry(self) -> tuple[pl.DataFrame, str, int, int]:
         assert self._carry is not None
         carry, path = self._carry, self._carry_path
         self._carry = None
         records = _export_frame(carry.with_columns(record=pl.lit(0, pl.UInt32())))
         frame, skipped = _kinds(records, self._next_seq_base())
-        return self._outcomes(frame, path, read=records.height, skipped=skipped)
+        return frame, path, records.height, skipped
 
     # --- records -> outcomes ------------------------------------------------------------------
 
