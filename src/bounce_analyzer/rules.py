@@ -196,6 +196,18 @@ def _text(path: Path | None, entry: str, item: dict[str, Any], key: str, *, requ
     return value
 
 
+def _all_valid(regexes: list[str]) -> bool:
+    """Whether polars accepts every one of `regexes`, checked in one call (start-up stays
+    light); `_regex_problem` then says what is wrong with which."""
+    if not regexes:
+        return True
+    try:
+        pl.DataFrame({"regex": regexes}).select(pl.lit("").str.contains(pl.col("regex")))
+    except pl.exceptions.PolarsError:
+        return False
+    return True
+
+
 def _regex_problem(regex: str) -> str | None:
     """None if polars (Rust regex) accepts `regex`, else the one-line reason."""
     try:
@@ -295,10 +307,16 @@ def _load_providers(
                 seen_domains.add(domain)
                 domains.append({"domain": domain, "provider": name})
         for regex in item.get("hosts", []):
-            problem = _regex_problem(regex)
+            hosts.append({"provider": name, "regex": regex, "_path": path, "_entry": entry})
+    if not _all_valid([host["regex"] for host in hosts]):
+        for host in hosts:
+            problem = _regex_problem(host["regex"])
             if problem is not None:
-                raise RulesError(f"{path}: {entry}: invalid regex {regex!r}: {problem}")
-            hosts.append({"provider": name, "regex": regex})
+                raise RulesError(
+                    f"{host['_path']}: {host['_entry']}: invalid regex {host['regex']!r}: {problem}"
+                )
+    for host in hosts:
+        del host["_path"], host["_entry"]
     return (
         pl.DataFrame(providers, schema={"provider": pl.String, "label": pl.String}),
         pl.DataFrame(domains, schema={"domain": pl.String, "provider": pl.String}),
@@ -355,13 +373,14 @@ def _load_patterns(
     # new user patterns first, then the built-in order with user replacements in place
     rows = [row for row in user_rows if row["id"] not in known]
     rows += [replacing.get(row["id"], row) for row in builtin_rows]
+    all_valid = _all_valid([row["regex"] for row in rows])
     for row in rows:
         path, entry = row.pop("_path"), row.pop("_entry")
         if row["category"] not in categories:
             raise RulesError(f"{path}: {entry}: unknown category '{row['category']}'")
         if row["provider"] is not None and row["provider"] not in providers:
             raise RulesError(f"{path}: {entry}: unknown provider '{row['provider']}'")
-        problem = _regex_problem(row["regex"])
+        problem = None if all_valid else _regex_problem(row["regex"])
         if problem is not None:
             raise RulesError(f"{path}: {entry}: invalid regex {row['regex']!r}: {problem}")
     return pl.DataFrame(

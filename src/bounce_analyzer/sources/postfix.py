@@ -545,7 +545,7 @@ def _syslog_kinds(
         "line_no",
         "queued",
         raw="line",
-        body=line.str.slice(queued.str.len_chars()),
+        body=line.str.strip_prefix(queued),
     )
     fast_height = fast.height
     fast = _with_body_kind(fast).filter(pl.col("kind") != "skip")
