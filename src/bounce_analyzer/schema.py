@@ -58,6 +58,22 @@ CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {**FACT_SCHEMA, **CLASSIFICATION_SCHEMA}
 
+#: Columns (of events and set-aside records) whose values are all different: Parquet writers
+#: do not try dictionary encoding on them (it costs time and never pays).
+UNIQUE_COLUMNS = frozenset({"event_id", "origin", "raw"})
+
+
+def dictionary_columns(arrow_schema: pa.Schema) -> list[str]:
+    """The string columns of `arrow_schema` worth dictionary encoding in Parquet."""
+    import pyarrow as pa  # lazy: parsing to JSON lines never loads it
+
+    return [
+        f.name
+        for f in arrow_schema
+        if f.name not in UNIQUE_COLUMNS
+        and (pa.types.is_large_string(f.type) or pa.types.is_string(f.type))
+    ]
+
 
 def event_id(source: str, record: pl.Expr) -> pl.Expr:
     """The deterministic event id: xxh3-128 of the source name and the raw record, as 32 hex digits.

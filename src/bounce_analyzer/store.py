@@ -86,8 +86,6 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 #: Columns whose values hardly repeat: dictionary encoding would only cost.
-_UNIQUE_COLUMNS = frozenset({"event_id", "origin", "raw"})
-
 #: Buffered rows (all days together) before the biggest buffer is written out early.
 _MAX_BUFFERED_ROWS = 2 * ROW_GROUP_ROWS
 
@@ -299,17 +297,11 @@ def _arrow_schema(table: Table) -> pa.Schema:
 
 def _parquet_writer(path: Path, arrow_schema: pa.Schema) -> pq.ParquetWriter:
     """A Parquet writer with the store's settings: zstd, statistics, dictionary strings."""
-    dictionary = [
-        f.name
-        for f in arrow_schema
-        if f.name not in _UNIQUE_COLUMNS
-        and (pa.types.is_large_string(f.type) or pa.types.is_string(f.type))
-    ]
     return pq.ParquetWriter(
         str(path),
         arrow_schema,
         compression="zstd",
-        use_dictionary=dictionary,
+        use_dictionary=schema.dictionary_columns(arrow_schema),
         write_statistics=True,
     )
 

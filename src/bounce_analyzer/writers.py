@@ -9,6 +9,7 @@ from typing import IO, TYPE_CHECKING
 
 import polars as pl
 
+from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 
 if TYPE_CHECKING:
@@ -97,7 +98,12 @@ class EventWriter:
 
             table = frame.to_arrow()
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self._stream, table.schema, compression="zstd")
+                self._parquet = pq.ParquetWriter(
+                    self._stream,
+                    table.schema,
+                    compression="zstd",
+                    use_dictionary=schema.dictionary_columns(table.schema),
+                )
             self._parquet.write_table(table)
         elif self._fmt is EventFormat.table:
             if frame.height:
