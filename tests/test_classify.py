@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import csv
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from bounce_analyzer.classify import classify, classify_lazy, normalize_message, provider_of
+from bounce_analyzer.classify import (
+    _prepared,
+    classify,
+    classify_lazy,
+    normalize_message,
+    provider_of,
+)
 from bounce_analyzer.rules import Rules, builtin_rules_dir, load_rules
 from bounce_analyzer.schema import CLASSIFICATION_SCHEMA, FACT_SCHEMA, conform
 
@@ -63,6 +70,9 @@ hosts = ['\\.google\\.com$']
 [providers.microsoft]
 domains = ["outlook.com", "hotmail.co.uk"]
 hosts = ['\\.protection\\.outlook\\.com$']
+[providers.yahoo]
+domains = ["yahoo.com"]
+hosts = ['^mx[0-9]+\\.y[a-z]+\\.', 'yahoodns\\.net$', 'Mail\\.Yahoo\\.com$']
 """,
     "patterns.toml": """
 [[patterns]]
@@ -127,12 +137,17 @@ X.0.0,X.0.0,Other,,,undefined,true,
 
 
 @pytest.fixture(scope="module")
-def small_rules(tmp_path_factory: pytest.TempPathFactory) -> Rules:
+def small_rules_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rules")
     for name, text in FIXTURE.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
-    return load_rules(builtin_dir=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_rules(small_rules_path: Path) -> Rules:
+    return load_rules(builtin_dir=small_rules_path)
 
 
 def _one(rules: Rules, **facts: object) -> tuple[object, ...]:
@@ -356,14 +371,25 @@ def test_explicit_codes_win(small_rules: Rules) -> None:
         ("hotmail.co.uk", "aspmx.l.google.com", "microsoft"),
         (None, None, "other"),
         ("x.example", "mx.x.example", "other"),
+        # a host pattern without a literal to look for, one with, one that never matches
+        ("corp.example", "MX7.Yahoox.org.", "yahoo"),
+        ("corp.example", "mta5.am0.yahoodns.net", "yahoo"),
+        ("corp.example", "smtp.mail.yahoo.com", "other"),
+        ("corp.example", "mx.exämple.google.com", "google"),
+        (None, "mx1.yahoox.example", "yahoo"),
     ],
 )
 def test_provider(small_rules: Rules, domain: str | None, relay: str | None, provider: str) -> None:
-    frame = pl.LazyFrame(
+    frame = pl.DataFrame(
         {"recipient_domain": [domain], "relay_host": [relay]},
         schema={"recipient_domain": pl.String, "relay_host": pl.String},
     )
-    assert provider_of(frame, small_rules).collect()["provider"].to_list() == [provider]
+    assert provider_of(frame.lazy(), small_rules).collect()["provider"].to_list() == [provider]
+    # the engine finds it its own way (host patterns only tried where they can match), and
+    # remembers it
+    events = conform(frame.with_columns(event=pl.lit("bounced")))
+    for _ in range(2):
+        assert classify(events, small_rules)["provider"].to_list() == [provider]
 
 
 @pytest.mark.parametrize(
@@ -419,6 +445,77 @@ def test_empty_frame(small_rules: Rules) -> None:
     result = classify(pl.DataFrame(schema=FACT_SCHEMA), small_rules)
     assert result.height == 0
     assert set(CLASSIFICATION_SCHEMA) <= set(result.columns)
+
+
+def _steps_frame() -> pl.DataFrame:
+    """One event per row of STEPS, as the engine gets them."""
+    return conform(
+        pl.DataFrame(
+            [
+                {"event": e, "diagnostic": d, "recipient_domain": r, "source": s}
+                for e, d, r, s, _ in STEPS
+            ],
+            schema={
+                "event": pl.String,
+                "diagnostic": pl.String,
+                "recipient_domain": pl.String,
+                "source": pl.String,
+            },
+        )
+    )
+
+
+def test_remembered_answers_are_the_same(small_rules: Rules) -> None:
+    # the engine remembers the providers it found with a Rules object: calls that meet the
+    # same hosts again, alone, mixed with new ones or in another order, get the same answers
+    rules = replace(small_rules)  # a Rules object of its own: nothing remembered yet
+    events = _steps_frame()
+    first = classify(events, rules)
+    assert _prepared(rules).memory.hosts.height > 0
+    assert classify(events, rules).equals(first)
+    reversed_rows = pl.Series(range(events.height - 1, -1, -1))
+    assert classify(events[reversed_rows], rules).equals(first[reversed_rows])
+    new = conform(
+        pl.DataFrame(
+            {
+                "event": ["bounced", "bounced"],
+                "diagnostic": ["550 5.1.1 no such user here", "452 mailbox full"],
+                "recipient_domain": ["example.net", "corp.example"],
+                "relay_host": [None, "alt1.aspmx.l.google.com"],
+            }
+        )
+    )
+    mixed = pl.concat([events.head(5), new, events.tail(5)])
+    assert classify(mixed, rules).equals(classify(mixed, replace(small_rules)))
+
+
+def test_other_rules_do_not_see_remembered_answers(
+    small_rules: Rules, small_rules_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # user rules that give the same domain another provider: each Rules object keeps its own
+    user = tmp_path_factory.mktemp("user_rules")
+    (user / "providers.toml").write_text(
+        '[providers.acme]\ndomains = ["example.org"]\n', encoding="utf-8"
+    )
+    layered = load_rules(user, builtin_dir=small_rules_path)
+    events = conform(pl.DataFrame({"event": ["bounced"], "recipient_domain": ["example.org"]}))
+    for _ in range(2):
+        assert classify(events, small_rules)["provider"].to_list() == ["other"]
+        assert classify(events, layered)["provider"].to_list() == ["acme"]
+
+
+def test_each_call_reads_the_text_of_its_own_events(small_rules: Rules) -> None:
+    # two texts that normalize alike but that a pattern tells apart (it reads the text, and
+    # ``mailbox (is )?full`` wants spaces): a call decides by the text of its own events,
+    # whatever an earlier call saw
+    spaced = "452 4.2.2 The recipient mailbox is full"
+    tabbed = "452 4.2.2 The recipient mailbox\tis  full"
+    frames = [
+        conform(pl.DataFrame({"event": ["deferred"], "diagnostic": [text]}))
+        for text in (spaced, tabbed)
+    ]
+    rule = [classify(frame, small_rules)["rule_id"].item() for frame in frames * 2]
+    assert rule == ["pattern:generic.full", "enhanced:X.2.2"] * 2
 
 
 # --- the real rules ----------------------------------------------------------------------------

@@ -114,6 +114,23 @@ def test_with_codes_keeps_explicit_values() -> None:
     ]
 
 
+def test_with_codes_keeps_rows_and_other_columns() -> None:
+    # with_codes works in a column of its own: a frame that has one by that name keeps it
+    frame = pl.DataFrame(
+        {
+            "_versionless": ["mine", "mine too"],
+            "text": ["software v2.4.1 said: 550 5.1.1 unknown", "0x800CCC0F"],
+        }
+    )
+    result = with_codes(frame, text="text")
+    assert result.columns == ["_versionless", "text", "smtp_code", "enhanced_code", "hex_code"]
+    assert result.rows() == [
+        ("mine", "software v2.4.1 said: 550 5.1.1 unknown", 550, "5.1.1", None),
+        ("mine too", "0x800CCC0F", None, None, "0x800CCC0F"),
+    ]
+    assert with_codes(frame.lazy(), text="text").collect().equals(result)
+
+
 def test_code_class() -> None:
     frame = pl.DataFrame(
         {"smtp": [550, None, 421, None], "enhanced": ["4.1.1", "4.2.2", None, None]},

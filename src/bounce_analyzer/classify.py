@@ -11,7 +11,11 @@ millions of times, so the engine works on distinct values and joins the answers 
 
 Events whose category the event itself decides (delivered, complained) skip the text work of
 steps 1 and 3. Every step is a polars expression over a whole frame; the only Python loops are
-over rules, and what depends only on the rules is prepared once per `Rules` object.
+over rules, and what depends only on the rules is prepared once per `Rules` object. The
+providers of step 2 are also remembered with the `Rules` object (`_Memory`): the pipeline
+classifies a file in many calls, and later calls look up the pairs it has seen. Categories are
+not: a key's category may depend on the text of its first event in the call (patterns read the
+text itself, not the normalized one), so each call decides its own keys.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import polars as pl
 
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.rules import Rules, load_rules
+
+# The engine's plans are many small steps over a few thousand distinct values: the in-memory
+# engine runs them with less CPU than the streaming one (the default of polars 2).
+_ENGINE: Final = "in-memory"
 
 #: Categories that are not failures: they get no bounce_type and no permanence.
 NON_FAILURE_CATEGORIES = ("delivered", "feedback", "vacation")
@@ -43,12 +52,19 @@ INPUT_COLUMNS: dict[str, pl.DataType] = {
     "esp_classification": pl.String(),
 }
 
-_KEY = ["smtp_code", "enhanced_code", "hex_code", "_norm", "provider", "source", "class"]
+_KEY = ["smtp_code", "enhanced_code", "hex_code", "normalized", "provider", "source", "class"]
 _TEXT = ["diagnostic", "smtp_code", "enhanced_code"]
 _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
 #: Events whose category the event decides: their text is not classified.
 _EVENT_DECIDED = ("delivered", "complained")
+#: The category an event gives when it decides (always, or when no rule did).
+_EVENT_CATEGORY = {
+    "delivered": "delivered",
+    "complained": "feedback",
+    "expired": "expired",
+    "dropped": "suppressed",
+}
 _ADDED = ["provider", "category", "category_group", "bounce_type", "permanent", "rule_id"]
 _STOPWORDS = ["that", "this", "with", "from", "have", "been", "your", "their", "please", "more"]
 # a word of eight characters or more that starts with a letter and holds a digit (short ones such
@@ -58,8 +74,11 @@ _LONG_MIXED_WORD = (
     + "|".join(f"[a-z_]{{{k}}}\\d[a-z0-9_]{{{7 - k},}}" for k in range(1, 7))
     + r"|[a-z_]{7,}\d[a-z0-9_]*)"
 )
-# (regex, replacement, literal every match holds or None): the engine only runs a mask over
-# the texts holding its literal (few messages hold an address or a URL with a query)
+#: What every timestamp and date mask match holds.
+_DATED = r"\d{4}-\d{2}-\d{2}"
+# (regex, replacement, needs): `needs` is None or a regex that every text the mask changes
+# matches before any mask runs (no replacement makes one: they hold none of its characters).
+# A call only runs the masks some text of it needs: most batches hold no IPv6 address.
 _MASKS = (
     # a@b.example, <a@b.example>
     (r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+", "<address>", "@"),
@@ -69,13 +88,13 @@ _MASKS = (
     (
         r"\b\d{4}-\d{2}-\d{2}[t ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:z|[+-]\d{2}:?\d{2})?",
         "<time>",
-        None,
+        _DATED,
     ),
     # 192.0.2.1 ; 2001:db8::1 ; 10:45:12
     (r"\b\d{1,3}(?:\.\d{1,3}){3}\b", "<ip>", None),
-    (r"\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{1,4}\b", "<ip>", None),
+    (r"\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{1,4}\b", "<ip>", r":[0-9a-f]{0,4}:"),
     # 2026-11-28
-    (r"\b\d{4}-\d{2}-\d{2}\b", "<date>", None),
+    (r"\b\d{4}-\d{2}-\d{2}\b", "<date>", _DATED),
     # queue ids and numbers: 4F3A21B5C, 201806281, d9443c01a7336-1f3a1ed8b6esi ; ids with letters
     (_LONG_MIXED_WORD + r"(?:-[a-z0-9_]+)*\b", "<id>", None),
     (r"\b\d[a-z0-9_]{4,}(?:-[a-z0-9_]+)*\b", "<id>", None),
@@ -101,22 +120,18 @@ def normalize_message(text: pl.Expr) -> pl.Expr:
 
 
 def _normalized(texts: pl.DataFrame) -> pl.DataFrame:
-    """`texts` with `normalized`: `normalize_message` of `diagnostic`, each mask only run over
-    the texts that hold its literal (the rows come back in another order)."""
-    frame = texts.with_columns(pl.col("diagnostic").str.to_lowercase().alias("normalized"))
+    """`texts` with `normalized`: `normalize_message` of `diagnostic`, without the masks that no
+    text needs (see `_MASKS`)."""
+    lowered = texts.with_columns(pl.col("diagnostic").str.to_lowercase().alias("normalized"))
+    needs = sorted({need for _, _, need in _MASKS if need is not None})
+    present = lowered.select(
+        pl.col("normalized").str.contains(need).any().alias(need) for need in needs
+    ).row(0, named=True)
     text = pl.col("normalized")
-    for pattern, replacement, literal in _MASKS:
-        if literal is None:
-            frame = frame.with_columns(text.str.replace_all(pattern, replacement))
-            continue
-        holds = text.str.contains(literal, literal=True).fill_null(False)
-        frame = pl.concat(
-            [
-                frame.filter(holds).with_columns(text.str.replace_all(pattern, replacement)),
-                frame.filter(~holds),
-            ]
-        )
-    return frame.with_columns(text.str.strip_chars())
+    for pattern, replacement, need in _MASKS:
+        if need is None or present[need]:
+            text = text.str.replace_all(pattern, replacement)
+    return lowered.with_columns(text.str.strip_chars())
 
 
 def _words(text: pl.Expr) -> pl.Expr:
@@ -135,6 +150,21 @@ def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     The recipient domain or its nearest parent in a provider's `domains`, else the first
     provider whose `hosts` pattern matches the relay host, else ``other``.
     """
+    prepared = _prepared(rules)
+    by_host: pl.Expr = pl.lit(None, pl.String)
+    for regex, provider in reversed(prepared.hosts.select("host_regex", "host_provider").rows()):
+        by_host = pl.when(_HOST_NAME.str.contains(regex)).then(pl.lit(provider)).otherwise(by_host)
+    return frame.with_columns(
+        pl.coalesce(prepared.by_domain, by_host, pl.lit("other")).alias("provider")
+    )
+
+
+#: The relay host as the `hosts` patterns see it.
+_HOST_NAME = pl.col("relay_host").str.to_lowercase().str.strip_chars(". ")
+
+
+def _by_domain(rules: Rules) -> pl.Expr:
+    """The provider of the recipient domain or its nearest parent in `domains`, or null."""
     domain = pl.col("recipient_domain").str.to_lowercase().str.strip_chars(". ")
     mapping = rules.provider_domains
     old, new = mapping["domain"].to_list(), mapping["provider"].to_list()
@@ -142,19 +172,13 @@ def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     def lookup(name: pl.Expr) -> pl.Expr:
         return name.replace_strict(old, new, default=None, return_dtype=pl.String)
 
-    by_domain = [lookup(domain)] + [
-        lookup(domain.str.extract(rf"((?:[^.]+\.){{{labels - 1}}}[^.]+)$", 1))
-        for labels in range(7, 1, -1)
-    ]
-    host = pl.col("relay_host").str.to_lowercase().str.strip_chars(". ")
-    by_host: pl.Expr = pl.lit(None, pl.String)
-    for row in reversed(rules.provider_hosts.rows(named=True)):
-        by_host = (
-            pl.when(host.str.contains(row["regex"]))
-            .then(pl.lit(row["provider"]))
-            .otherwise(by_host)
-        )
-    return frame.with_columns(pl.coalesce(*by_domain, by_host, pl.lit("other")).alias("provider"))
+    return pl.coalesce(
+        lookup(domain),
+        *(
+            lookup(domain.str.extract(rf"((?:[^.]+\.){{{labels - 1}}}[^.]+)$", 1))
+            for labels in range(7, 1, -1)
+        ),
+    )
 
 
 # --- pattern prefilter: literals every match must contain ------------------------------------
@@ -303,11 +327,28 @@ def _quantifier(regex: str, at: int) -> tuple[int | None, int]:
 # --- what depends only on the rules, prepared once per Rules object --------------------------
 
 
+#: How many (recipient domain, relay host) pairs a `Rules` object remembers: oldest go first.
+_REMEMBERED = 50_000
+
+
+@dataclass
+class _Memory:
+    """Answers already found with one `Rules` object, so that later calls look them up.
+
+    The pipeline classifies a file in many calls, and the same (recipient domain, relay host)
+    pairs come back in each. An update replaces the whole frame, so a call running in another
+    thread at the same time sees the old frame or the new one (at worst it works a pair out
+    again).
+    """
+
+    hosts: pl.DataFrame  # recipient_domain, relay_host, provider
+
+
 @dataclass(frozen=True)
 class _Prepared:
     table_rows: pl.DataFrame  # deciding code-table rows, with normalized message and its words
-    by_reply: pl.DataFrame  # provider and source rows with a reply code
-    by_enhanced: pl.DataFrame  # provider and source rows with an enhanced code only
+    # (rows, key columns, row columns, found by hex code): the joins that find a key's rows
+    table_joins: list[tuple[pl.DataFrame, list[str], list[str], bool]]
     patterns: pl.DataFrame  # pattern_index, pattern_id, regex, pattern_provider, classes, ...
     literals: pl.DataFrame  # literal, pattern_index: the pattern is tried where its literal is
     literal_list: list[str]
@@ -316,13 +357,23 @@ class _Prepared:
     x_codes: pl.DataFrame  # x_code, x_rule, x_category
     replies: pl.DataFrame  # smtp_code, reply_rule, reply_category
     categories: pl.DataFrame  # category, category_group, _hard
+    by_domain: pl.Expr  # see provider_of
+    hosts: pl.DataFrame  # host_index, host_regex, host_provider: the `hosts` patterns in order
+    host_literals: pl.DataFrame  # literal, host_index: the pattern is tried where its literal is
+    host_literal_list: list[str]
+    host_unfiltered: pl.DataFrame  # host_index of the patterns tried on every host
+    memory: _Memory
 
 
 _PREPARED: dict[int, tuple[Rules, _Prepared]] = {}
 
 
 def _prepared(rules: Rules) -> _Prepared:
-    """What the engine derives from `rules` alone, cached (keyed by the object, kept alive)."""
+    """What the engine derives from `rules` alone, cached (keyed by the object, kept alive).
+
+    The cache entry also holds the answers remembered with `rules` (`_Memory`), so another
+    `Rules` object (other user rules) never sees them.
+    """
     entry = _PREPARED.get(id(rules))
     if entry is None or entry[0] is not rules:
         if len(_PREPARED) >= 8:
@@ -347,6 +398,59 @@ def _first_rows(rules: Rules, kind: str, by: str) -> pl.DataFrame:
     )
 
 
+def _table_joins(
+    table_rows: pl.DataFrame,
+) -> list[tuple[pl.DataFrame, list[str], list[str], bool]]:
+    """The joins of step 1, less those that cannot find a row.
+
+    A provider's or source's row with a reply code is found by that code and, if the row has
+    one, the enhanced code; a row with an enhanced code only, by that code; any row with a hex
+    code, by that code.
+    """
+    scoped = table_rows.filter(pl.col("kind") == "provider")
+    with_reply = pl.col("row_smtp").is_not_null()
+    with_enhanced = pl.col("row_enhanced").is_not_null()
+    joins = []
+    for by in ("provider", "source"):
+        mine = scoped.filter(pl.col(f"row_{by}").is_not_null())
+        row_by = f"row_{by}"
+        joins += [
+            (
+                mine.filter(with_reply & ~with_enhanced),
+                [by, "smtp_code"],
+                [row_by, "row_smtp"],
+                False,
+            ),
+            (
+                mine.filter(with_reply & with_enhanced),
+                [by, "smtp_code", "enhanced_code"],
+                [row_by, "row_smtp", "row_enhanced"],
+                False,
+            ),
+            (
+                mine.filter(~with_reply & with_enhanced),
+                [by, "enhanced_code"],
+                [row_by, "row_enhanced"],
+                False,
+            ),
+        ]
+    hexed = table_rows.filter(pl.col("row_hex").is_not_null())
+    joins.append((hexed, ["hex_code"], ["row_hex"], True))
+    return [join for join in joins if join[0].height]
+
+
+def _literal_frame(regexes: list[str], index: str) -> pl.DataFrame:
+    """(`literal`, `index`): the required literals of each of `regexes`, by its position."""
+    return pl.DataFrame(
+        [
+            {"literal": literal, index: position}
+            for position, regex in enumerate(regexes)
+            for literal in sorted(required_literals(regex) or ())
+        ],
+        schema={"literal": pl.String, index: pl.UInt32},
+    ).unique()
+
+
 def _prepare(rules: Rules) -> _Prepared:
     table_rows = (
         rules.codes.filter(
@@ -367,13 +471,7 @@ def _prepare(rules: Rules) -> _Prepared:
         )
         .with_columns(_tokens(pl.col("row_message")).alias("row_tokens"))
     )
-    scoped = table_rows.filter(pl.col("kind") == "provider")
     regexes = rules.patterns["regex"].to_list()
-    literal_rows = [
-        {"literal": literal, "pattern_index": index}
-        for index, regex in enumerate(regexes)
-        for literal in sorted(required_literals(regex) or ())
-    ]
     plain = [
         index
         for index, regex in enumerate(regexes)
@@ -381,9 +479,7 @@ def _prepare(rules: Rules) -> _Prepared:
         and _PLAIN_ALTERNATION.fullmatch(regex)
         and required_literals(regex) is not None
     ]
-    literals = pl.DataFrame(
-        literal_rows, schema={"literal": pl.String, "pattern_index": pl.UInt32}
-    ).unique()
+    literals = _literal_frame(regexes, "pattern_index")
     patterns = rules.patterns.with_row_index("pattern_index").select(
         "pattern_index",
         pl.col("id").alias("pattern_id"),
@@ -394,13 +490,14 @@ def _prepare(rules: Rules) -> _Prepared:
         pl.col("pattern_index").is_in(pl.Series(plain, dtype=pl.UInt32).implode()).alias("plain"),
     )
     filtered = set(literals["pattern_index"].to_list())
+    hosts = rules.provider_hosts.with_row_index("host_index").select(
+        "host_index", pl.col("regex").alias("host_regex"), pl.col("provider").alias("host_provider")
+    )
+    host_literals = _literal_frame(hosts["host_regex"].to_list(), "host_index")
     enhanced = _first_rows(rules, "enhanced", "enhanced_code")
     return _Prepared(
         table_rows=table_rows,
-        by_reply=scoped.filter(pl.col("row_smtp").is_not_null()),
-        by_enhanced=scoped.filter(
-            pl.col("row_smtp").is_null() & pl.col("row_enhanced").is_not_null()
-        ),
+        table_joins=_table_joins(table_rows),
         patterns=patterns,
         literals=literals,
         literal_list=sorted(set(literals["literal"].to_list())),
@@ -417,52 +514,48 @@ def _prepare(rules: Rules) -> _Prepared:
         categories=rules.categories.select(
             "category", pl.col("group").alias("category_group"), pl.col("hard").alias("_hard")
         ),
+        by_domain=_by_domain(rules),
+        hosts=hosts,
+        host_literals=host_literals,
+        host_literal_list=sorted(set(host_literals["literal"].to_list())),
+        host_unfiltered=hosts.filter(
+            ~pl.col("host_index").is_in(host_literals["host_index"].implode())
+        ).select("host_index"),
+        memory=_Memory(
+            hosts=pl.DataFrame(
+                schema={
+                    "recipient_domain": pl.String,
+                    "relay_host": pl.String,
+                    "provider": pl.String,
+                }
+            ),
+        ),
     )
 
 
 # --- the decision order, over distinct keys ---------------------------------------------------
 
 
-def _step_tables(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
     """Step 1: the provider's or source's own table (and any table's Outlook hex codes).
 
     `keys` has `_key`, the codes, `provider`, `source` and `normalized`; the answer has
     `_key`, `table_rule` and `table_category` for the keys a row decides.
     """
+    if not prepared.table_joins:
+        return pl.LazyFrame(
+            schema={"_key": pl.UInt64, "table_rule": pl.String, "table_category": pl.String}
+        )
     probe = keys.select("_key", "smtp_code", "enhanced_code", "hex_code", "provider", "source")
-    enhanced_agrees = pl.col("row_enhanced").is_null() | (
-        pl.col("row_enhanced") == pl.col("enhanced_code")
-    )
     candidates = pl.concat(
         [
-            probe.join(
-                prepared.by_reply,
-                left_on=[by, "smtp_code"],
-                right_on=[f"row_{by}", "row_smtp"],
-                coalesce=False,
-            ).filter(enhanced_agrees)
-            for by in ("provider", "source")
-        ]
-        + [
-            probe.join(
-                prepared.by_enhanced,
-                left_on=[by, "enhanced_code"],
-                right_on=[f"row_{by}", "row_enhanced"],
-                coalesce=False,
+            probe.join(table.lazy(), left_on=left, right_on=right, coalesce=False).with_columns(
+                pl.lit(via_hex).alias("via_hex")
             )
-            for by in ("provider", "source")
-        ]
-        + [
-            probe.join(prepared.table_rows, left_on="hex_code", right_on="row_hex").with_columns(
-                pl.lit(True).alias("via_hex")
-            )
+            for table, left, right, via_hex in prepared.table_joins
         ],
         how="diagonal_relaxed",
     )
-    if candidates.height == 0:
-        return pl.DataFrame(
-            schema={"_key": pl.UInt64, "table_rule": pl.String, "table_category": pl.String}
-        )
     # a row's tokens hold no stop word and set_intersection counts distinct words, so the key's
     # plain words give the same overlap as its tokens
     words = keys.join(candidates.select("_key").unique(), on="_key", how="semi").select(
@@ -483,12 +576,9 @@ def _step_tables(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         .otherwise(overlap)
         .alias("score"),
     ).with_columns(
-        (
-            contained
-            | (pl.col("score") >= 0.75)
-            | (both_codes & sole)
-            | pl.col("via_hex").fill_null(False)
-        ).alias("accepted")
+        (contained | (pl.col("score") >= 0.75) | (both_codes & sole) | pl.col("via_hex")).alias(
+            "accepted"
+        )
     )
     return (
         scored.filter(pl.col("accepted"))
@@ -502,16 +592,17 @@ def _step_tables(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
 
 
-def _step_patterns(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
-    """Step 2: the first pattern matching each key's text (`_key`, `pattern_index`).
+def _pattern_candidates(
+    keys: pl.LazyFrame, prepared: _Prepared
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Step 2, without the regexes: (`_key`, `pattern_index`) of the first plain pattern found
+    in each key's text, and the (`_key`, `pattern_index`, `text`, `regex`) pairs left to try.
 
     A pattern is only tried on the texts that hold one of its required literals (found for
     all patterns at once, Aho-Corasick), on texts that are not plain ASCII, and, for patterns
     without such literals, on every text; so each regex runs over a few texts, not all.
     """
     texts = keys.filter(pl.col("text").is_not_null()).select("_key", "text", "provider", "class")
-    if texts.height == 0 or prepared.patterns.height == 0:
-        return pl.DataFrame(schema={"_key": pl.UInt64, "pattern_index": pl.UInt32})
     ascii_only = pl.col("text").str.len_bytes() == pl.col("text").str.len_chars()
     pairs = [
         texts.filter(ascii_only)
@@ -524,12 +615,12 @@ def _step_patterns(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         )
         .explode("literal")
         .unique()
-        .join(prepared.literals, on="literal")
+        .join(prepared.literals.lazy(), on="literal")
         .select("_key", "pattern_index"),
-        texts.filter(ascii_only).select("_key").join(prepared.unfiltered, how="cross"),
+        texts.filter(ascii_only).select("_key").join(prepared.unfiltered.lazy(), how="cross"),
         texts.filter(~ascii_only)
         .select("_key")
-        .join(prepared.patterns.select("pattern_index"), how="cross"),
+        .join(prepared.patterns.lazy().select("pattern_index"), how="cross"),
     ]
     eligible = (
         pl.col("pattern_provider").is_null() | (pl.col("pattern_provider") == pl.col("provider"))
@@ -538,8 +629,9 @@ def _step_patterns(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         pl.concat(pairs)
         .unique()
         .join(texts.with_columns(ascii_only.alias("ascii")), on="_key")
-        .join(prepared.patterns, on="pattern_index")
+        .join(prepared.patterns.lazy(), on="pattern_index")
         .filter(eligible)
+        .collect(engine=_ENGINE)
     )
     # a plain pattern found by its literal in an ASCII text matches: no regex to run; a regex
     # only runs where no earlier pattern is already known to match
@@ -549,28 +641,44 @@ def _step_patterns(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         candidates.filter(~sure)
         .join(known.rename({"pattern_index": "known"}), on="_key", how="left")
         .filter(pl.col("known").is_null() | (pl.col("pattern_index") < pl.col("known")))
-        .sort("pattern_index")
-        .filter(pl.col("text").str.contains(pl.col("regex")))
-        .select("_key", "pattern_index")
+        .select("_key", "pattern_index", "text", "regex")
     )
-    return pl.concat([known, tried]).group_by("_key").agg(pl.col("pattern_index").min())
+    return known, tried
 
 
 def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     """Category and rule_id for each distinct key (steps 1 to 5)."""
-    tables = _step_tables(keys, prepared)
-    undecided = keys.join(tables, on="_key", how="anti")
-    patterns = _step_patterns(undecided, prepared).join(
-        prepared.patterns.select("pattern_index", "pattern_id", "pattern_category"),
-        on="pattern_index",
+    lazy = keys.lazy()
+    found = _step_tables(lazy, prepared).collect(engine=_ENGINE)
+    if prepared.patterns.height:
+        undecided = keys.join(found, on="_key", how="anti").lazy()
+        plain, tried = _pattern_candidates(undecided, prepared)
+    else:
+        plain = pl.DataFrame(schema={"_key": pl.UInt64, "pattern_index": pl.UInt32})
+        tried = plain.with_columns(text=pl.lit(None, pl.String), regex=pl.lit(None, pl.String))
+    # eager, in pattern order: each regex is compiled once, not once per text (a lazy plan
+    # would move the filter before the sort)
+    matched = (
+        tried.sort("pattern_index")
+        .filter(pl.col("text").str.contains(pl.col("regex")))
+        .select("_key", "pattern_index")
+    )
+    patterns = (
+        pl.concat([plain.lazy(), matched.lazy()])
+        .group_by("_key")
+        .agg(pl.col("pattern_index").min())
+        .join(
+            prepared.patterns.lazy().select("pattern_index", "pattern_id", "pattern_category"),
+            on="pattern_index",
+        )
     )
     x_form = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
     decided = (
-        keys.join(tables, on="_key", how="left")
+        lazy.join(found.lazy(), on="_key", how="left")
         .join(patterns, on="_key", how="left")
-        .join(prepared.enhanced, on="enhanced_code", how="left")
-        .join(prepared.x_codes, left_on=x_form, right_on="x_code", how="left")
-        .join(prepared.replies, on="smtp_code", how="left")
+        .join(prepared.enhanced.lazy(), on="enhanced_code", how="left")
+        .join(prepared.x_codes.lazy(), left_on=x_form, right_on="x_code", how="left")
+        .join(prepared.replies.lazy(), on="smtp_code", how="left")
     )
     has_text = pl.col("text").str.strip_chars().str.len_chars().fill_null(0) > 0
     default = pl.when(has_text).then(pl.lit("on_hold")).otherwise(pl.lit("undefined"))
@@ -592,53 +700,115 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
             "reply_rule",
             pl.lit("default:") + default,
         ).alias("key_rule"),
-    )
+    ).collect(engine=_ENGINE)
 
 
 # --- distinct values --------------------------------------------------------------------------
 
 
-def _with_ids(frame: pl.DataFrame, columns: list[str], name: str) -> pl.DataFrame:
-    """`frame` with `name`: a UInt64 that is the same exactly when `columns` are the same.
+def _remember(known: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """`known` pairs with the `new` ones appended, keeping the newest `_REMEMBERED` rows."""
+    # another thread may have remembered some of them meanwhile: a pair must be there once
+    new = new.join(known, on=_HOST, how="anti", nulls_equal=True)
+    both = pl.concat([known, new])
+    if both.height > _REMEMBERED:
+        both = both.tail(_REMEMBERED)
+    # concat appends chunks: a lookup into many small chunks is slower than into one
+    return both.rechunk() if both.n_chunks() > 16 else both
 
-    The id is a hash; every row is checked against its id's first row, and in the (vanishingly
-    rare) case of a collision the ids are numbered exactly instead.
+
+def _providers(hosts: pl.DataFrame, prepared: _Prepared) -> pl.Series:
+    """`provider` for each row of `hosts` (`recipient_domain`, `relay_host`), in order.
+
+    Pairs seen in an earlier call are looked up; for new ones, see `_new_providers`.
     """
-    hashed = frame.with_columns(pl.struct(columns).hash().alias(name))
-    firsts = hashed.select(name, *columns).unique(subset=[name], keep="any")
-    checked = hashed.select(name, *columns).join(
-        firsts, on=name, how="left", suffix="_first", maintain_order="left"
-    )
-    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_first")) for c in columns)
-    if checked.height == 0 or checked.select(same.all()).item():
-        return hashed
-    numbered = (
-        frame.select(columns)
+    memory = prepared.memory
+    found = hosts.join(memory.hosts, on=_HOST, how="left", nulls_equal=True, maintain_order="left")
+    new = found.filter(pl.col("provider").is_null()).select(_HOST).unique()
+    if new.height == 0:
+        return found["provider"]
+    memory.hosts = _remember(memory.hosts, _new_providers(new, prepared))
+    return hosts.join(memory.hosts, on=_HOST, how="left", nulls_equal=True, maintain_order="left")[
+        "provider"
+    ]
+
+
+def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """`pairs` (distinct `recipient_domain`, `relay_host`) with `provider`, as `provider_of`.
+
+    The host patterns only run for the relay hosts the domain leaves open, and each only on
+    the hosts holding one of its required literals (found for all patterns at once), on hosts
+    that are not plain ASCII, and, for patterns without such literals, on every host.
+    """
+    named = pairs.with_columns(prepared.by_domain.alias("_by_domain"), _HOST_NAME.alias("_host"))
+    asked = named.filter(pl.col("_by_domain").is_null() & pl.col("_host").is_not_null())
+    hosts = asked.select("_host").unique().lazy()
+    ascii_only = pl.col("_host").str.len_bytes() == pl.col("_host").str.len_chars()
+    tried = [
+        hosts.filter(ascii_only).join(prepared.host_unfiltered.lazy(), how="cross"),
+        hosts.filter(~ascii_only).join(prepared.hosts.lazy().select("host_index"), how="cross"),
+    ]
+    if prepared.host_literal_list:
+        tried.append(
+            hosts.filter(ascii_only)
+            .select(
+                "_host",
+                pl.col("_host")
+                .str.extract_many(prepared.host_literal_list, overlapping=True)
+                .alias("literal"),
+            )
+            .explode("literal")
+            .join(prepared.host_literals.lazy(), on="literal")
+            .select("_host", "host_index")
+        )
+    candidates = (
+        pl.concat(tried)
         .unique()
-        .with_row_index(name)
-        .with_columns(pl.col(name).cast(pl.UInt64))
+        .join(prepared.hosts.lazy(), on="host_index")
+        .collect(engine=_ENGINE)
     )
-    return frame.join(numbered, on=columns, how="left", nulls_equal=True, maintain_order="left")
+    # eager, in pattern order: each regex is compiled once, not once per host
+    by_host = (
+        candidates.sort("host_index")
+        .filter(pl.col("_host").str.contains(pl.col("host_regex")))
+        .group_by("_host")
+        .agg(pl.col("host_provider").sort_by("host_index").first())
+    )
+    return named.join(by_host, on="_host", how="left").select(
+        *_HOST, pl.coalesce("_by_domain", "host_provider", pl.lit("other")).alias("provider")
+    )
 
 
 def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
-    """Per distinct text: the codes found in it (given ones kept) and its Outlook hex code.
+    """Per distinct text: its codes (given ones kept), Outlook hex code, class and normalized text.
 
-    Only texts missing a code go through the extraction, and only texts holding ``0x`` are
-    searched for a hex code.
+    Only texts missing a code go through the extraction, only texts holding ``0x`` are
+    searched for a hex code, and only texts an event is classified by are normalized.
     """
     missing = pl.col("smtp_code").is_null() | pl.col("enhanced_code").is_null()
-    complete = texts.filter(~missing)
+    lazy = texts.lazy()
+    complete = lazy.filter(~missing)
     hexish = (
         pl.col("diagnostic").str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False)
     )
+    coded = (
+        pl.concat(
+            [
+                with_codes(lazy.filter(missing)),
+                complete.filter(hexish).with_columns(
+                    extract_hex_code(pl.col("diagnostic")).alias("hex_code")
+                ),
+                complete.filter(~hexish).with_columns(pl.lit(None, pl.String).alias("hex_code")),
+            ]
+        )
+        .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
+        .collect(engine=_ENGINE)
+    )
+    textual = pl.col("_textual")
     return pl.concat(
         [
-            with_codes(texts.filter(missing)),
-            complete.filter(hexish).with_columns(
-                extract_hex_code(pl.col("diagnostic")).alias("hex_code")
-            ),
-            complete.filter(~hexish).with_columns(pl.lit(None, pl.String).alias("hex_code")),
+            _normalized(coded.filter(textual)),
+            coded.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
         ]
     )
 
@@ -691,6 +861,73 @@ def _bounce_type() -> pl.Expr:
     )
 
 
+def _spread(part: pl.DataFrame, names: list[str], height: int) -> list[pl.Series]:
+    """The `names` columns of `part` at each of `height` rows: `part` holds some of the rows
+    (their `_row`, in any order); the others get nulls."""
+    at = pl.repeat(None, height, dtype=pl.UInt32, eager=True).scatter(
+        part["_row"], pl.int_range(part.height, dtype=pl.UInt32, eager=True)
+    )
+    return [part[name].gather(at) for name in names]
+
+
+def _per_event(
+    rows: pl.DataFrame, facts: pl.DataFrame, decided: pl.DataFrame, prepared: _Prepared
+) -> pl.DataFrame:
+    """The answer columns of each of `rows`, in order, from the `facts` of its text (if it has
+    some) and the category `decided` for its key (if it has one)."""
+    smtp, enhanced, hex_code, worked = _spread(
+        facts.with_columns(pl.lit(True).alias("_in_work")),
+        ["smtp_code", "enhanced_code", "hex_code", "_in_work"],
+        rows.height,
+    )
+    event = pl.col("event")
+    in_work = pl.col("_in_work").fill_null(False)
+    undecided = pl.col("key_category").is_in(UNDECIDED_CATEGORIES)
+    # the event itself decides some events, and is the best evidence left when no rule decided
+    by_event = {
+        "delivered": event == "delivered",
+        "complained": event == "complained",
+        "expired": undecided & (event == "expired"),
+        "dropped": undecided & (event == "dropped"),
+    }
+    category: pl.Expr = pl.col("key_category")
+    rule: pl.Expr = pl.col("key_rule")
+    for name, decides in reversed(by_event.items()):
+        category = pl.when(decides).then(pl.lit(_EVENT_CATEGORY[name])).otherwise(category)
+        rule = pl.when(decides).then(pl.lit(f"event:{name}")).otherwise(rule)
+    return (
+        rows.select("event", "smtp_code", "enhanced_code")
+        .with_columns(
+            smtp.alias("_smtp"),
+            enhanced.alias("_enhanced"),
+            hex_code,
+            worked,
+            *_spread(decided, ["key_category", "key_rule"], rows.height),
+        )
+        .lazy()
+        .with_columns(
+            pl.when(in_work)
+            .then(pl.col("_smtp"))
+            .otherwise(pl.col("smtp_code"))
+            .alias("smtp_code"),
+            pl.when(in_work)
+            .then(pl.col("_enhanced"))
+            .otherwise(pl.col("enhanced_code"))
+            .alias("enhanced_code"),
+        )
+        .with_columns(
+            code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"),
+            category.alias("category"),
+            rule.alias("rule_id"),
+        )
+        .join(prepared.categories.lazy(), on="category", how="left", maintain_order="left")
+        .with_columns(_permanent().alias("permanent"))
+        .with_columns(_bounce_type().alias("bounce_type"))
+        .select("smtp_code", "enhanced_code", "hex_code", *[c for c in _ADDED if c != "provider"])
+        .collect(engine=_ENGINE)
+    )
+
+
 def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.DataFrame:
     """The engine over one eager frame (see `classify`)."""
     prepared = _prepared(rules)
@@ -707,19 +944,15 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         "recipient_domain",
         "relay_host",
         (~event.is_in(_EVENT_DECIDED)).fill_null(True).alias("_textual"),
-    ).with_row_index("_row")
+    )
 
     # 2. per distinct domain and relay: the provider
-    hosted = _with_ids(rows.select("recipient_domain", "relay_host"), _HOST, "_host")
-    hosts = provider_of(hosted.unique(subset=["_host"], keep="any").lazy(), rules)
-    found = hosted.join(
-        hosts.select("_host", "provider").collect(), on="_host", how="left", maintain_order="left"
-    )["provider"]
+    found = _providers(rows.select(_HOST), prepared)
     if "provider" in original:
         found = frame.select(pl.coalesce(pl.col("provider").cast(pl.String), found)).to_series()
-    rows = rows.with_columns(found.alias("provider"))
+    rows = rows.with_columns(found.alias("provider")).with_row_index("_row")
 
-    # 1. per distinct text and given codes: found codes and normalized text
+    # 1. per distinct text and given codes: found codes and normalized text (`_row`: its events)
     textual = pl.col("_textual")
     work = rows.filter(
         pl.lit(keep_hex)
@@ -727,105 +960,38 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         | pl.col("smtp_code").is_null()
         | pl.col("enhanced_code").is_null()
     )
-    work = _with_ids(work, _TEXT, "_text")
-    texts = _text_facts(work.group_by("_text").agg(pl.col(*_TEXT).first(), textual.any()))
-    texts = pl.concat(
-        [
-            _normalized(texts.filter(textual)),
-            texts.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
-        ]
-    )
-    texts = _with_ids(texts, ["normalized"], "_norm")
-    work = (
-        work.drop("smtp_code", "enhanced_code")
-        .join(
-            texts.select("_text", "smtp_code", "enhanced_code", "hex_code", "_norm"),
-            on="_text",
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
-    )
+    texts = _text_facts(work.group_by(_TEXT).agg("_row", textual.any()))
+    facts = texts.select(
+        "_row", "smtp_code", "enhanced_code", "hex_code", "normalized", "class"
+    ).explode("_row")
 
-    # 3. per distinct key: category and rule
-    decided = work.filter(textual)
-    decided = _with_ids(decided, _KEY, "_key")
+    # 3. per distinct key: category and rule, decided on the text of the key's first event
+    at = facts["_row"]
+    keyed = facts.with_columns(
+        rows["provider"].gather(at), rows["source"].gather(at), rows["_textual"].gather(at)
+    ).filter(textual)
     keys = (
-        decided.unique(subset=["_key"], keep="first", maintain_order=True)
-        .select("_key", *_KEY, pl.col("diagnostic").alias("text"))
-        .join(texts.select("_norm", "normalized").unique("_norm"), on="_norm", how="left")
+        keyed.group_by(_KEY)
+        .agg("_row")
+        .with_row_index("_key")
+        .with_columns(pl.col("_key").cast(pl.UInt64))
     )
-    work = work.join(
-        decided.select("_row", "_key").join(_decide(keys, prepared), on="_key", how="left"),
-        on="_row",
-        how="left",
+    keys = keys.with_columns(rows["diagnostic"].gather(keys["_row"].list.min()).alias("text"))
+    decided = (
+        keys.select("_key", "_row")
+        .join(_decide(keys.drop("_row"), prepared), on="_key")
+        .explode("_row")
+        .select("_row", "key_category", "key_rule")
     )
 
     # 4. per event
-    per_event = rows.select("_row", "event", "smtp_code", "enhanced_code").join(
-        work.select(
-            "_row",
-            pl.col("smtp_code").alias("_smtp"),
-            pl.col("enhanced_code").alias("_enhanced"),
-            "hex_code",
-            "key_category",
-            "key_rule",
-            pl.lit(True).alias("_in_work"),
-        ),
-        on="_row",
-        how="left",
-        maintain_order="left",
-    )
-    in_work = pl.col("_in_work").fill_null(False)
-    undecided = pl.col("key_category").is_in(UNDECIDED_CATEGORIES)
-    per_event = (
-        per_event.with_columns(
-            pl.when(in_work)
-            .then(pl.col("_smtp"))
-            .otherwise(pl.col("smtp_code"))
-            .alias("smtp_code"),
-            pl.when(in_work)
-            .then(pl.col("_enhanced"))
-            .otherwise(pl.col("enhanced_code"))
-            .alias("enhanced_code"),
-        )
-        .with_columns(
-            code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"),
-            pl.when(event == "delivered")
-            .then(pl.lit("delivered"))
-            .when(event == "complained")
-            .then(pl.lit("feedback"))
-            # the event itself is the best evidence left when no rule decided
-            .when(undecided & (event == "expired"))
-            .then(pl.lit("expired"))
-            .when(undecided & (event == "dropped"))
-            .then(pl.lit("suppressed"))
-            .otherwise(pl.col("key_category"))
-            .alias("category"),
-            pl.when(
-                event.is_in(["delivered", "complained"])
-                | (undecided & event.is_in(["expired", "dropped"]))
-            )
-            .then(pl.lit("event:") + event)
-            .otherwise(pl.col("key_rule"))
-            .alias("rule_id"),
-        )
-        .join(prepared.categories, on="category", how="left", maintain_order="left")
-        .with_columns(_permanent().alias("permanent"))
-        .with_columns(_bounce_type().alias("bounce_type"))
-    )
+    answers = _per_event(rows, facts, decided, prepared)
     keep = [c for c in original if c not in _ADDED]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
-    answers = per_event.select(
-        "smtp_code", "enhanced_code", "hex_code", *[c for c in _ADDED if c != "provider"]
-    )
-    return (
-        frame.with_columns(answers.get_columns())
-        .with_columns(rows["provider"])
-        .select(*keep, *extra, *_ADDED)
-    )
+    columns = {c.name: c for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"])}
+    return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED)])
 
 
 def _lazy(frame: pl.LazyFrame) -> pl.LazyFrame:

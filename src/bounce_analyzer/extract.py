@@ -44,14 +44,16 @@ def _without_versions(text: pl.Expr) -> pl.Expr:
 
 def extract_smtp_code(text: pl.Expr) -> pl.Expr:
     """The first reply code in `text` (Int16), or null."""
-    return _without_versions(text).str.extract(_REPLY, 1).cast(pl.Int16)
+    return _reply_code(_without_versions(text))
 
 
-def _enhanced_candidates(text: pl.Expr) -> pl.Expr:
-    return (
-        _without_versions(text)
-        .str.extract_all(_ENHANCED_CANDIDATE)
-        .list.eval(pl.element().str.extract(_ENHANCED, 1))
+def _reply_code(versionless: pl.Expr) -> pl.Expr:
+    return versionless.str.extract(_REPLY, 1).cast(pl.Int16)
+
+
+def _enhanced_candidates(versionless: pl.Expr) -> pl.Expr:
+    return versionless.str.extract_all(_ENHANCED_CANDIDATE).list.eval(
+        pl.element().str.extract(_ENHANCED, 1)
     )
 
 
@@ -69,7 +71,7 @@ def extract_enhanced_code(text: pl.Expr, *, reply_code: pl.Expr | None = None) -
 
     With `reply_code`, the first one of the same class (``550`` -> ``5.x.x``), or null.
     """
-    candidates = _enhanced_candidates(text)
+    candidates = _enhanced_candidates(_without_versions(text))
     if reply_code is None:
         return candidates.list.first()
     return _first_of_class(candidates, reply_code.cast(pl.Int16) // 100)
@@ -114,17 +116,26 @@ def with_codes(frame: FrameT, *, text: str = "diagnostic") -> FrameT:
         if "enhanced_code" in columns
         else pl.lit(None, pl.String)
     )
-    found_smtp = extract_smtp_code(body)
+    # the text without versions, in a working column: found once for both codes
+    working = "_versionless"
+    while working in columns:
+        working += "_"
+    versionless = pl.col(working)
+    found_smtp = _reply_code(versionless)
     given_class = given_enhanced.str.slice(0, 1).cast(pl.Int16, strict=False)
     smtp = pl.coalesce(
         given_smtp,
         pl.when(given_class.is_null() | (found_smtp // 100 == given_class)).then(found_smtp),
     )
-    frame = frame.with_columns(smtp.alias("smtp_code"))
     enhanced = pl.coalesce(
         given_enhanced.replace("", None),
-        extract_enhanced_code(body, reply_code=pl.col("smtp_code")),
+        _first_of_class(
+            _enhanced_candidates(versionless), pl.col("smtp_code").cast(pl.Int16) // 100
+        ),
     )
-    return frame.with_columns(
-        enhanced.alias("enhanced_code"), extract_hex_code(body).alias("hex_code")
+    return (
+        frame.with_columns(_without_versions(body).alias(working))
+        .with_columns(smtp.alias("smtp_code"))
+        .with_columns(enhanced.alias("enhanced_code"), extract_hex_code(body).alias("hex_code"))
+        .drop(working)
     )
