@@ -8,10 +8,13 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from bounce_analyzer import report as report_module
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.report import (
     GROUPABLE,
+    Report,
     final_outcomes,
     message_key,
     parse_by,
@@ -269,6 +272,112 @@ def test_distinct_texts_of_one_reason_are_one_line_with_its_count() -> None:
         .startswith("[550 5.1.1] the email account that you tried to reach does not exist.")
     )
     assert report.messages["example"].item() == GMAIL.format(id=ids[0])
+
+
+def _mixed() -> pl.DataFrame:
+    """Retries, message-wide expiries, complaints, ties and repeated texts in one table."""
+    gmx = {"smtp_code": 450, "enhanced_code": "4.3.2", "category": "rate_limited",
+           "category_group": "frequency_or_volume", "bounce_type": "soft"}  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for m in range(12):
+        ref, at = f"Q{m}", T0 + timedelta(minutes=7 * m)
+        for r, domain in enumerate(("gmail.com", "gmx.de", "web.de")[: 1 + m % 3]):
+            recipient = f"u{m}.{r}@{domain}"
+            for i in range(m % 4):
+                rows.append(
+                    {"timestamp": at + timedelta(minutes=i), "event": "deferred",
+                     "message_ref": ref, "recipient": recipient, **gmx,
+                     "diagnostic": GMX.format(minutes=(m * 7 + i) % 60, n=100 + m + r)}
+                )  # fmt: skip
+            outcome = ("delivered", "bounced", None)[(m + r) % 3]
+            if outcome == "delivered":
+                rows.append({"timestamp": at + timedelta(hours=1), "event": "delivered",
+                             "message_ref": ref, "recipient": recipient, "smtp_code": 250,
+                             "category": "delivered"})  # fmt: skip
+            elif outcome == "bounced":
+                rows.append({"timestamp": at + timedelta(hours=1), "event": "bounced",
+                             "message_ref": ref, "recipient": recipient, **_UNKNOWN,
+                             "diagnostic": GMAIL.format(id=f"{m}x{r}si{m * r}.{m}")})  # fmt: skip
+        if m % 4 == 3:  # Postfix's qmgr gives up on the whole message
+            rows.append({"timestamp": at + timedelta(days=1), "event": "expired",
+                         "message_ref": ref, "provider": "other", "category": "expired",
+                         "bounce_type": "soft", "diagnostic": "returned to sender"})  # fmt: skip
+    rows.append({"timestamp": T0 + timedelta(days=2), "event": "complained", "message_ref": "Q1",
+                 "recipient": "u1.0@gmail.com", "category": "feedback"})  # fmt: skip
+    # the last deferral and the expiry in the same second; then two events tied on time
+    rows.append({"timestamp": T0, "event": "deferred", "message_ref": "1xA",
+                 "recipient": "c@web.de", **gmx, "event_id": "zzz"})  # fmt: skip
+    rows.append({"timestamp": T0, "event": "expired", "message_ref": "1xA",
+                 "recipient": "c@web.de", "event_id": "aaa", "category": "expired",
+                 "bounce_type": "soft"})  # fmt: skip
+    rows.append({"timestamp": T0, "event": "bounced", "message_ref": "1xB",
+                 "recipient": "d@web.de", **_UNKNOWN, "event_id": "b2"})  # fmt: skip
+    rows.append({"timestamp": T0, "event": "delivered", "message_ref": "1xB",
+                 "recipient": "d@web.de", "category": "delivered", "event_id": "b1"})  # fmt: skip
+    # events without a message id: each is a message of its own
+    rows.extend({"timestamp": T0 + timedelta(hours=h), "event": "rejected",
+                 "recipient": "e@gmx.de", **_UNKNOWN, "diagnostic": "550 5.1.1 unknown user"}
+                for h in range(3))  # fmt: skip
+    return _events(*rows)
+
+
+def _assert_same_report(left: Report, right: Report) -> None:
+    for name in ("totals", "groups", "categories", "messages", "daily", "recipient_domains",
+                 "sender_domains"):  # fmt: skip
+        assert_frame_equal(getattr(left, name), getattr(right, name))
+
+
+@pytest.mark.parametrize("by", [["provider"], ["recipient_domain", "event"], ["date", "category"]])
+def test_final_outcome_counts_are_the_rows_of_final_outcomes(by: list[str]) -> None:
+    """The report counts final outcomes without building them, but counts the same rows."""
+    events = _mixed().lazy()
+    report = summarize(events, by=by)
+    dated = events.with_columns(pl.col("timestamp").dt.date().alias("date"))
+    expected = final_outcomes(dated).group_by(by).agg(pl.len().alias("messages")).collect()
+    counted = report.groups.filter(pl.col("messages") > 0).select(*by, "messages")
+    assert_frame_equal(counted, expected, check_row_order=False, check_dtypes=False)
+    assert _totals(report)["final outcomes"]["total"] == expected["messages"].sum()
+
+
+def test_a_report_in_several_passes_is_the_same_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above `_PASS_EVENTS` events the report reads the input once per group of messages."""
+    events = _mixed().lazy()
+    whole = summarize(events, by=["provider", "event"], top=3)
+    monkeypatch.setattr(report_module, "_PASS_EVENTS", 7)
+    _assert_same_report(summarize(events, by=["provider", "event"], top=3), whole)
+
+
+def test_the_example_of_a_message_is_its_first_text() -> None:
+    later = GMAIL.format(id="0a1-sorts-first-but-read-last")
+    events = _events(
+        {"timestamp": T0, "event": "bounced", "message_ref": "Q1", "recipient": "a@gmail.com",
+         **_UNKNOWN, "diagnostic": GMAIL.format(id="z9-read-first")},
+        {"timestamp": T0, "event": "deferred", "message_ref": "Q2", "recipient": "b@gmx.de",
+         **_QUOTA, "diagnostic": "452 4.2.2 mailbox full"},
+        {"timestamp": T0 - timedelta(days=1), "event": "bounced", "message_ref": "Q3",
+         "recipient": "c@gmail.com", **_UNKNOWN, "diagnostic": later},
+    )  # fmt: skip
+    report = summarize(events.lazy())
+    rows = report.messages.select("category", "count", "example").rows()
+    assert rows == [
+        ("mailbox_full", 1, "452 4.2.2 mailbox full"),
+        ("user_unknown", 2, GMAIL.format(id="z9-read-first")),
+    ]
+
+
+def test_message_keys_are_worked_out_once_per_text() -> None:
+    texts = [
+        *(GMAIL.format(id=i) for i in ("a1b2c3d4e5-9si1234567abc.12", "5e8f0c1d2a-1si7.3")),
+        *(GMX.format(minutes=m, n=n) for m, n in ((38, 101), (2, 114))),
+        YAHOO.format(address="h@yahoo.com", n=1198, cluster="bf1"),
+        MAILGUN_GMAIL.format(id="a1b2c3-4si5.6"),
+        "SMTP error from remote mail server after RCPT TO:<x@y.example>: 550 5.1.1 No such user",
+        None,
+    ]
+    frame = pl.DataFrame({"diagnostic": texts * 2}, schema={"diagnostic": pl.String})
+    keyed = report_module._message_keys(frame)
+    expected = frame.with_columns(message_key(pl.col("diagnostic")).alias("_key"))
+    assert_frame_equal(keyed, expected, check_row_order=False)
 
 
 # --- on a store ----------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Two views of the same events, both labelled in every rendering:
 - attempts: every row counts (a message deferred three times counts three deferrals);
 - final outcomes: one per message and recipient, its last event (deferred three times, then
   delivered, counts once, as delivered).
+
+Neither view is built row by row: the events are streamed (polars' streaming engine) into
+counts by the few columns the tables show, and the failure texts into counts per distinct text,
+so a report holds little more than those counts and one group-by over messages in memory.
 """
 
 from __future__ import annotations
@@ -91,12 +95,26 @@ def message_key(text: pl.Expr) -> pl.Expr:
     double-checking ... 550 5.1.1 https://...``) lose their repeated codes, so that one reason
     is one line whichever source logged it; reports put the event's own codes in front.
     """
+    return _unwrapped(_masked(text))
+
+
+def _masked(text: pl.Expr) -> pl.Expr:
+    """The first half of `message_key`: lower-cased, per-message tokens masked.
+
+    Most of the cost of `message_key` is here, and most distinct texts become one here (they
+    differ by an address or an id), so `_message_keys` runs the second half on distinct results.
+    """
     from bounce_analyzer.classify import normalize_message
 
-    unwrapped = text.str.replace_all("\\n", " ", literal=True)
-    text = normalize_message(unwrapped.str.replace_all(_TIMESTAMP, "<time>")).str.replace_all(
-        "<<address>>", "<address>", literal=True
-    )
+    # the two characters `\n` of newlines escaped in the log (as a pattern: twice as fast as
+    # the literal replacement in polars)
+    unwrapped = text.str.replace_all(r"\\n", " ")
+    return normalize_message(unwrapped.str.replace_all(_TIMESTAMP, "<time>"))
+
+
+def _unwrapped(masked: pl.Expr) -> pl.Expr:
+    """The second half of `message_key`: the MTA's wrapping, codes and numbers taken out."""
+    text = masked.str.replace_all("<<address>>", "<address>", literal=True)
     for wrapper in _WRAPPERS:
         text = text.str.replace(wrapper, "")
     enhanced = r"[245]\.\d{1,3}\.\d{1,3}"
@@ -123,16 +141,45 @@ def message_key(text: pl.Expr) -> pl.Expr:
 
 def message_with_codes() -> pl.Expr:
     """`[550 5.1.1] words...`: the event's own codes, then `message_key` of its diagnostic."""
+    return _with_codes(message_key(pl.col("diagnostic")))
+
+
+def _with_codes(words: pl.Expr) -> pl.Expr:
+    """`[550 5.1.1] words...`: the event's own codes in front of `words` (a message key)."""
     codes = pl.concat_str(
         [pl.col("smtp_code").cast(pl.String), pl.col("enhanced_code")],
         separator=" ",
         ignore_nulls=True,
     )
-    words = message_key(pl.col("diagnostic")).fill_null("(no text)")
+    words = words.fill_null("(no text)")
     return (
         pl.when(codes.str.len_chars() > 0)
         .then(pl.concat_str([pl.lit("["), codes, pl.lit("] "), words]))
         .otherwise(words)
+    )
+
+
+def _message_keys(texts: pl.DataFrame) -> pl.DataFrame:
+    """`texts` with `_key`, the `message_key` of its `diagnostic`, worked out once per text.
+
+    The masking (`_masked`) runs once per distinct diagnostic, the rest once per distinct
+    masked text: a million failures hold a few hundred thousand distinct texts (addresses, ids,
+    times) but only a few thousand masked ones.
+    """
+    # (streaming: the engine spreads the regular expressions over the cores)
+    masked = (
+        texts.select("diagnostic")
+        .unique()
+        .lazy()
+        .with_columns(_masked(pl.col("diagnostic")).alias("_masked"))
+        .collect(engine="streaming")
+    )
+    unwrapped = (
+        masked.select("_masked").unique().with_columns(_unwrapped(pl.col("_masked")).alias("_key"))
+    )
+    keys = masked.join(unwrapped, on="_masked", how="left", nulls_equal=True)
+    return texts.join(
+        keys.select("diagnostic", "_key"), on="diagnostic", how="left", nulls_equal=True
     )
 
 
@@ -143,25 +190,53 @@ def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
 #: Columns that belong to the recipient: a whole-message event does not replace them.
 _RECIPIENT_COLUMNS = ("recipient", "recipient_domain", "original_recipient", "provider")
 
-
-#: The columns the counts need (the diagnostic text is read apart, for failures only).
-_BASE_COLUMNS = (
-    "event_id",
-    "timestamp",
-    "source",
-    "host",
+#: The columns the counts are kept by, besides the `--by` columns (every table sums them).
+_COUNTED = (
+    "date",
     "event",
-    "message_ref",
-    "recipient",
-    "recipient_domain",
-    "sender_domain",
-    "provider",
+    "bounce_type",
     "category",
     "category_group",
-    "bounce_type",
-    "smtp_code",
-    "enhanced_code",
+    "recipient_domain",
+    "sender_domain",
 )
+
+#: Of those, the ones the final-outcome tables need.
+_FINAL_COUNTED = ("event", "bounce_type", "recipient_domain", "sender_domain")
+
+#: The columns that find each message and recipient's last event.
+_OUTCOME_COLUMNS = ("source", "host", "message_ref", "event_id", "recipient", "timestamp", "event")
+
+#: The columns the top messages are grouped by.
+_TEXT_COLUMNS = ("category", "smtp_code", "enhanced_code", "diagnostic")
+
+#: Events whose text `categories` and `messages` count: failures and deferrals.
+_FAILED_OR_DEFERRED = (*FAILURES, "deferred")
+
+#: At most this many events are summarized in one pass; more are split into passes by message
+#: (a hash of its key), so that memory does not grow with the input (each pass reads it again).
+#: The group-by over messages and recipients takes about 300 bytes a recipient: under 1 GB.
+_PASS_EVENTS = 3_000_000
+
+
+def _message() -> pl.Expr:
+    """The message an event belongs to: its queue or message id, else the event itself."""
+    return pl.coalesce(pl.col("message_ref"), pl.col("event_id")).alias("_message")
+
+
+def _last_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
+    """`_row` of each message and recipient's last event (complaints aside).
+
+    Grouped on a few narrow columns: sorting the events would copy every column of every
+    event. Polars runs the sort within each group as a streaming `max_by`.
+    """
+    return (
+        numbered.filter(pl.col("event") != "complained")
+        .select("_row", "source", "host", _message(), "recipient", "timestamp", "event", "event_id")
+        .group_by("source", "host", "_message", "recipient")
+        .agg(pl.col("_row").sort_by("timestamp", pl.col("event") != "deferred", "event_id").last())
+        .select("_row")
+    )
 
 
 def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -172,22 +247,16 @@ def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
     the final event. An event of a whole message, without a recipient (Postfix's qmgr
     `status=expired, returned to sender`), ends each recipient of that message still deferred
     before it: the recipient keeps its address, domain and provider and takes the event.
+    `events` is read twice and must give its rows in the same order each time.
     """
     keys = ["source", "host", "_message"]
     columns = events.collect_schema().names()
-    numbered = events.with_row_index("_row").with_columns(
-        pl.coalesce(pl.col("message_ref"), pl.col("event_id")).alias("_message")
+    numbered = events.with_row_index("_row")
+    last = (
+        numbered.join(_last_rows(numbered), on="_row", how="semi")
+        .drop("_row")
+        .with_columns(_message())
     )
-    # The last row of each message and recipient, found on a few narrow columns (sorting the
-    # whole frame would copy every column of every event).
-    chosen = (
-        numbered.filter(pl.col("event") != "complained")
-        .select(*keys, "recipient", "_row", "timestamp", "event", "event_id")
-        .group_by(*keys, "recipient")
-        .agg(pl.col("_row").sort_by("timestamp", pl.col("event") != "deferred", "event_id").last())
-        .select("_row")
-    )
-    last = numbered.join(chosen, on="_row", how="semi").drop("_row")
     whole = pl.col("recipient").is_null() & pl.col("message_ref").is_not_null()
     ends = last.filter(whole)
     taken = [c for c in columns if c not in (*keys, *_RECIPIENT_COLUMNS)]
@@ -210,16 +279,96 @@ def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([untouched.select(columns), joined.select(columns), unused.select(columns)])
 
 
-def _counts(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    failed = pl.col("event").is_in(FAILURES)
-    return lf.group_by(keys).agg(
-        pl.len().alias("total"),
-        (pl.col("event") == "delivered").sum().alias("delivered"),
-        (pl.col("event") == "deferred").sum().alias("deferred"),
-        failed.sum().alias("failed"),
-        (failed & (pl.col("bounce_type") == "hard")).sum().alias("hard"),
-        (failed & (pl.col("bounce_type") == "soft")).sum().alias("soft"),
-        (pl.col("event") == "complained").sum().alias("complained"),
+def _count_pass(
+    numbered: pl.LazyFrame, counted: list[str], final_counted: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` columns.
+
+    A first read finds each message and recipient's last row, and the messages with a
+    whole-message event; a second counts every row as an attempt and the last rows as final
+    outcomes. The rows of the messages with a whole-message event (few: Postfix's expiries)
+    are counted through `final_outcomes` instead, which gives that event to the recipients it
+    ends.
+    """
+    last = _last_rows(numbered).collect(engine="streaming").get_column("_row")
+    wholes = (
+        numbered.filter(
+            pl.col("recipient").is_null()
+            & pl.col("message_ref").is_not_null()
+            & (pl.col("event") != "complained")
+        )
+        .select("source", "host", pl.col("message_ref").alias("_message"))
+        .unique()
+        .collect(engine="streaming")
+    )
+    marked = numbered.with_columns(pl.col("_row").is_in(last.implode()).alias("_last"))
+    is_final = pl.col("_last")
+    queries = []
+    if not wholes.is_empty():
+        marked = marked.with_columns(_message()).join(
+            wholes.lazy().with_columns(pl.lit(True).alias("_whole")),
+            on=["source", "host", "_message"],
+            how="left",
+            nulls_equal=True,
+        )
+        is_final = is_final & pl.col("_whole").is_null()
+        outcome_columns = list(dict.fromkeys([*_OUTCOME_COLUMNS, *final_counted]))
+        queries.append(marked.filter(pl.col("_whole")).select(outcome_columns))
+    counted_rows = marked.group_by(counted).agg(
+        pl.len().alias("_events"), is_final.sum().alias("_final")
+    )
+    counts, *special = pl.collect_all([counted_rows, *queries], engine="streaming")
+    attempts = counts.drop("_final")
+    final = counts.filter(pl.col("_final") > 0).select(
+        *final_counted, pl.col("_final").alias("_events")
+    )
+    # collected first: `final_outcomes` reads its input twice, in the same order each time
+    ended = [
+        final_outcomes(rows.lazy()).group_by(final_counted).agg(pl.len().alias("_events")).collect()
+        for rows in special
+    ]
+    return attempts, pl.concat([final, *ended])
+
+
+def _text_pass(numbered: pl.LazyFrame, normalize: pl.Expr | None) -> pl.DataFrame:
+    """The failures and deferrals of `numbered` by (category, message): count, first row, text.
+
+    Grouped first by distinct text and codes, so that the masking runs once per text.
+    """
+    texts = (
+        numbered.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED))
+        .select("_row", *_TEXT_COLUMNS)
+        .group_by(_TEXT_COLUMNS)
+        .agg(pl.len().alias("count"), pl.col("_row").min())
+        .collect(engine="streaming")
+    )
+    if normalize is None:
+        texts = _message_keys(texts)
+        normalize = _with_codes(pl.col("_key"))
+    return (
+        texts.with_columns(normalize.fill_null("(no text)").alias("message"))
+        .group_by("category", "message")
+        .agg(
+            pl.col("count").sum(),
+            pl.col("diagnostic").sort_by("_row").first().alias("example"),
+            pl.col("_row").min(),
+        )
+    )
+
+
+def _counts(counted: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The event counts of each group of `keys`; `counted` holds `_events` events per row."""
+    rows = pl.col("_events")
+    event = pl.col("event")
+    failed = event.is_in(FAILURES)
+    return counted.group_by(keys).agg(
+        rows.sum().alias("total"),
+        rows.filter(event == "delivered").sum().alias("delivered"),
+        rows.filter(event == "deferred").sum().alias("deferred"),
+        rows.filter(failed).sum().alias("failed"),
+        rows.filter(failed & (pl.col("bounce_type") == "hard")).sum().alias("hard"),
+        rows.filter(failed & (pl.col("bounce_type") == "soft")).sum().alias("soft"),
+        rows.filter(event == "complained").sum().alias("complained"),
     )
 
 
@@ -242,34 +391,50 @@ def summarize(
     malformed: int = 0,
     normalize: pl.Expr | None = None,
 ) -> Report:
-    """Summarize classified events (a LazyFrame of the event table) within [since, until)."""
+    """Summarize classified events (a LazyFrame of the event table) within [since, until).
+
+    `events` is read a few times and must give its rows in the same order each time (a scan
+    of files or a frame does). Above `_PASS_EVENTS` events it is read in several passes, each
+    over a share of the messages, so that memory does not grow with the input. `normalize`
+    replaces `message_with_codes` as the message of a failure; it is evaluated once per
+    distinct (category, smtp_code, enhanced_code, diagnostic).
+    """
     keys = by or ["provider"]
     lf = events
     if since is not None:
         lf = lf.filter(pl.col("timestamp") >= since)
     if until is not None:
         lf = lf.filter(pl.col("timestamp") < until)
-    # Everything but the remote servers' words, once, in memory: the words (the bulk of the
-    # bytes) are read again, for failures only, when messages are grouped below.
-    needed = dict.fromkeys([*_BASE_COLUMNS, *(k for k in keys if k != "date")])
-    text = lf
-    lf = _with_date(lf.select(list(needed))).collect().lazy()
-    final = final_outcomes(lf).collect().lazy()  # used by several queries below
-    attempts_totals, final_totals, attempts_groups, final_groups = pl.collect_all(
+    numbered = _with_date(lf).with_row_index("_row")
+    counted = list(dict.fromkeys([*keys, *_COUNTED]))
+    final_counted = list(dict.fromkeys([*keys, *_FINAL_COUNTED]))
+    passes = max(1, -(-int(lf.select(pl.len()).collect().item()) // _PASS_EVENTS))
+    attempt_parts, final_parts, text_parts = [], [], []
+    for part in range(passes):
+        # a pass counts the events of a share of the messages (all the events of a message
+        # together, as its final outcome needs) and the failure texts of a share of the texts
+        messages, failures = numbered, numbered
+        if passes > 1:
+            messages = numbered.filter(
+                pl.struct("source", "host", _message()).hash() % passes == part
+            )
+            failures = numbered.filter(pl.col("diagnostic").hash() % passes == part)
+        attempted, ended = _count_pass(messages, counted, final_counted)
+        attempt_parts.append(attempted)
+        final_parts.append(ended)
+        text_parts.append(_text_pass(failures, normalize))
+    attempts, final = pl.concat(attempt_parts), pl.concat(final_parts)
+    totals = pl.concat(
         [
-            _counts(lf.with_columns(pl.lit("attempts").alias("view")), ["view"]),
+            _counts(attempts.with_columns(pl.lit("attempts").alias("view")), ["view"]),
             _counts(final.with_columns(pl.lit("final outcomes").alias("view")), ["view"]),
-            _counts(lf, keys),
-            _counts(final, keys),
         ]
-    )
-    totals = pl.concat([attempts_totals, final_totals]).with_columns(
-        _rate("failed", "total").alias("failure_rate")
-    )
+    ).with_columns(_rate("failed", "total").alias("failure_rate"))
     groups = (
-        final_groups.rename({"total": "messages"})
+        _counts(final, keys)
+        .rename({"total": "messages"})
         .join(
-            attempts_groups.select(
+            _counts(attempts, keys).select(
                 *keys, pl.col("total").alias("attempts"), pl.col("deferred").alias("deferrals")
             ),
             on=keys,
@@ -281,42 +446,38 @@ def summarize(
         .with_columns(_rate("failed", "messages").alias("failure_rate"))
         .sort(["failed", "attempts", *keys], descending=[True, True, *([False] * len(keys))])
     )
-    failures = lf.filter(pl.col("event").is_in((*FAILURES, "deferred")))
+    rows = pl.col("_events")
+    event = pl.col("event")
     categories = (
-        failures.group_by("category", "category_group")
+        attempts.filter(event.is_in(_FAILED_OR_DEFERRED))
+        .group_by("category", "category_group")
         .agg(
-            pl.len().alias("count"),
-            pl.col("event").is_in(FAILURES).sum().alias("failed"),
-            (pl.col("event") == "deferred").sum().alias("deferred"),
-            (pl.col("bounce_type") == "hard").sum().alias("hard"),
-            (pl.col("bounce_type") == "soft").sum().alias("soft"),
+            rows.sum().alias("count"),
+            rows.filter(event.is_in(FAILURES)).sum().alias("failed"),
+            rows.filter(event == "deferred").sum().alias("deferred"),
+            rows.filter(pl.col("bounce_type") == "hard").sum().alias("hard"),
+            rows.filter(pl.col("bounce_type") == "soft").sum().alias("soft"),
         )
         .with_columns((pl.col("count") / pl.col("count").sum()).round(4).alias("share"))
         .sort(["count", "category"], descending=[True, False])
-        .collect()
     )
-    message_expr = normalize if normalize is not None else message_with_codes()
-    messages = (
-        text.filter(pl.col("event").is_in((*FAILURES, "deferred")))
-        .select("category", "smtp_code", "enhanced_code", "diagnostic")
-        .with_columns(message_expr.fill_null("(no text)").alias("message"))
+    top_messages = (
+        pl.concat(text_parts)
         .group_by("category", "message")
-        .agg(pl.len().alias("count"), pl.col("diagnostic").first().alias("example"))
+        .agg(pl.col("count").sum(), pl.col("example").sort_by("_row").first())
         .sort(["category", "count", "message"], descending=[False, True, False])
         .group_by("category", maintain_order=True)
         .head(top)
-        .collect()
     )
     daily = (
-        lf.group_by("date")
+        attempts.group_by("date")
         .agg(
-            (pl.col("event") == "delivered").sum().alias("delivered"),
-            (pl.col("event") == "deferred").sum().alias("deferred"),
-            pl.col("event").is_in(FAILURES).sum().alias("failed"),
-            (pl.col("event") == "complained").sum().alias("complained"),
+            rows.filter(event == "delivered").sum().alias("delivered"),
+            rows.filter(event == "deferred").sum().alias("deferred"),
+            rows.filter(event.is_in(FAILURES)).sum().alias("failed"),
+            rows.filter(event == "complained").sum().alias("complained"),
         )
         .sort("date")
-        .collect()
     )
 
     def top_domains(column: str) -> pl.DataFrame:
@@ -326,7 +487,6 @@ def summarize(
             .with_columns(_rate("failed", "messages").alias("failure_rate"))
             .sort(["failed", "messages", column], descending=[True, True, False])
             .head(top)
-            .collect()
         )
 
     return Report(
@@ -336,7 +496,7 @@ def summarize(
         by=keys,
         groups=groups,
         categories=categories,
-        messages=messages,
+        messages=top_messages,
         daily=daily,
         recipient_domains=top_domains("recipient_domain"),
         sender_domains=top_domains("sender_domain"),
