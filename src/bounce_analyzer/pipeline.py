@@ -142,11 +142,11 @@ class ParseRun:
         tz: str | None = None,
         strict: bool = False,
         rules_dir: str | None = None,
-        batch_bytes: int = 32 * 2**20,
+        batch_bytes: int = 16 * 2**20,
         progress: Callable[[int], None] | None = None,
         resume: ResumeFn | None = None,
         hold_partial: bool = False,
-        classify_rows: int = 50_000,
+        classify_rows: int = 25_000,
     ) -> None:
         if source is not None:
             get_source(source)  # fails fast on an unknown name
