@@ -21,6 +21,10 @@ notes, queue runs, daemon starts) is read and skipped. Decisions:
 The sender and Message-ID of each `<=` line are kept on the instance, keyed by Exim message id,
 until the message's `Completed` line, so that they join onto delivery lines in later batches and
 files. The table is capped at `MAX_OPEN_MESSAGES` (oldest dropped first).
+
+`parse` runs in two stages, in two threads: `_cut` reads a batch as far as it goes alone (lines,
+kinds, arrivals, events without their sender), then `Exim._outcomes` joins the senders known
+so far onto the events. Only the second stage touches the instance.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import re
 import zoneinfo
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
@@ -37,6 +42,7 @@ import pyarrow.compute as pc
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
+from bounce_analyzer.reading import batch_lines
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
 
 __all__ = ["MAX_OPEN_MESSAGES", "Exim"]
@@ -96,8 +102,9 @@ _DELIVERY = (
 # <original>, and no white space but spaces; for these _DELIVERY comes down to literal splits)
 _SIMPLE_DELIVERY = r"^(?:=>|->|\*\*|==) [!-9;-~]+(?:: | [ -')-;=-~]| ?$)"
 
-# H=mx.example.com [192.0.2.1]   (as _HOST, in printable ASCII, with a name and no HELO)
-_SIMPLE_HOST = r"^(?P<name>[!-'\)-Z\\-~][!-~]*) \[(?P<ip>[^\]]+)\]"
+# H=mx.example.com [192.0.2.1]   (as _HOST, in printable ASCII, with a name and no HELO; the
+# whole match is taken, not groups, which cost a slower engine: the name ends at its space)
+_SIMPLE_HOST = r"^[!-'\)-Z\\-~][!-~]* \[[^\]]+\]"
 
 #: Any white space but a space, and (`_ODD_ANY`) any character beyond ASCII: lines that have
 #: one take the regular expressions, which know `\s` and `\S`.
@@ -122,6 +129,9 @@ _HOST_IN_TEXT = r": host (?P<relay_host>\S+) \[(?P<relay_ip>[^\]]+)\]:"
 _CODES = (
     r"(?:^|: )(?P<smtp_code>[245]\d\d)(?:[ -](?P<enhanced_code>[245]\.\d{1,3}\.\d{1,3}))?(?:[ -]|$)"
 )
+
+# : 550-5.1.1   (the whole match of _CODES, found without groups: see `_with_codes`)
+_REPLY = r"(?:^|: )[245]\d\d(?:[ -][245]\.\d{1,3}\.\d{1,3})?(?:[ -]|$)"
 
 # 250 2.0.0 OK 1732790000 ...   (a confirmation that starts with its reply, as most do)
 _CODES_AT_START = (
@@ -156,13 +166,50 @@ _GAVE_UP = (
     r"(?i)^(?:retry timeout exceeded|retry time not reached for any host after a long failure"
     r" period|all hosts for \S+ have been failing for a long time)"
 )
-_EVENT_OF_FLAG = {"=>": "delivered", "->": "delivered", "**": "bounced", "==": "deferred"}
+#: Events by `flag`, the first three characters of a delivery line's text.
+_EVENT_OF_FLAG = {"=> ": "delivered", "-> ": "delivered", "** ": "bounced", "== ": "deferred"}
 
+#: What a `<=` line tells about its message (`arrived` is the Exim message id).
 _OPEN_SCHEMA: dict[str, pl.DataType] = {
-    "message_ref": pl.String(),
+    "arrived": pl.String(),
     "sender": pl.String(),
     "message_id": pl.String(),
+    "sender_domain": pl.String(),
 }
+
+#: The columns of the events `_cut` makes (the sender's only for rejects: see `_outcomes`).
+_EVENT_COLUMNS = [
+    "index",
+    "line",
+    "timestamp",
+    "event",
+    "message_ref",
+    "arrived",
+    "sender",
+    "sender_domain",
+    "message_id",
+    "recipient",
+    "recipient_domain",
+    "original_recipient",
+    "relay_host",
+    "relay_ip",
+    "smtp_code",
+    "enhanced_code",
+    "diagnostic",
+    "delay_s",
+]
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """One batch read as far as it goes without the messages of earlier batches (`_cut`)."""
+
+    events: pl.DataFrame  # in line order; deliveries still lack their sender (`arrived` set)
+    arrivals: pl.DataFrame  # _OPEN_SCHEMA rows, in line order
+    completed: pl.Series  # the message ids of `Completed` lines
+    malformed: pl.DataFrame
+    read: int
+    skipped: int
 
 
 class Exim:
@@ -186,70 +233,105 @@ class Exim:
         return _SNIFF.search(head.decode("utf-8", "replace")) is not None
 
     def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
-        """One `SourceOutput` per batch; arrivals join onto later batches' deliveries."""
-        for batch in batches:
-            yield self._parse_batch(batch)
+        """One `SourceOutput` per batch; arrivals join onto later batches' deliveries.
 
-    def _parse_batch(self, batch: Batch) -> SourceOutput:
-        frame = pl.DataFrame({"line": _lines(batch.data)}).with_row_index("index")
-        heads = _heads(frame, self._tz)
-        parts = (
-            heads.with_columns(pl.col("body").str.head(3).alias("flag"))
-            .with_columns(_kind())
-            .drop("flag")
-            .partition_by("kind", as_dict=True, include_key=False)
-        )
-        empty = heads.clear()
+        `_cut` runs a batch ahead, in a thread of its own: it holds no state, so that only
+        `_outcomes` (in the consumer's thread) reads and changes the open messages.
+        """
+        from bounce_analyzer.pipeline import ahead  # (the pipeline imports the sources)
 
-        def part(kind: str) -> pl.DataFrame:
-            return parts.get((kind,), empty)
+        tz = self._tz
+        for cut in ahead(_cut(batch, tz) for batch in batches):
+            yield self._outcomes(cut)
 
-        # Lines with no Exim timestamp, or a timestamp that is not a time, are not skipped.
-        bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
-        no_stamp = part("other").filter(pl.col("line") != "")
-        odd = _ODD_ASCII if batch.data.isascii() else _ODD_ANY
-        known = pl.concat([self._open, _arrivals(part("arrival"), odd)]).unique(
-            "message_ref", keep="last", maintain_order=True
+    def _outcomes(self, cut: _Cut) -> SourceOutput:
+        """The batch's events with the sender and Message-ID of their messages joined on."""
+        known = pl.concat([self._open, cut.arrivals]).unique(
+            "arrived", keep="last", maintain_order=True
         )
-        delivered, bad_delivery = _deliveries(part("delivery"), known, odd)
-        rejected, bad_reject = _rejects(part("reject"))
-        events = pl.concat([delivered, rejected], how="diagonal_relaxed")
-        events = events.filter(events["timestamp"].is_not_null()).sort("index")
-        origin = _origin(batch)
-        malformed = pl.concat(
-            [
-                _malformed(no_stamp, origin, "not an Exim log line (no timestamp)"),
-                _malformed(bad_time, origin, "invalid timestamp"),
-                _malformed(
-                    bad_delivery.filter(pl.col("timestamp").is_not_null()), origin, "no address"
-                ),
-                _malformed(
-                    bad_reject.filter(pl.col("timestamp").is_not_null()), origin, "no address"
-                ),
-            ]
+        # (the key alone is joined: a join copies the columns of both sides)
+        found = cut.events.select("arrived").join(
+            known, on="arrived", how="left", maintain_order="left"
         )
-        self._remember(known, part("completed")["ref"])
-        skipped = frame.height - events.height - malformed.height
+        events = cut.events.with_columns(
+            # (a reject has its own sender and no `arrived`, a delivery only the joined one)
+            pl.coalesce(pl.col(name), found[name]).alias(name)
+            for name in ("sender", "message_id", "sender_domain")
+        )
+        self._remember(known, cut.completed)
         return SourceOutput(
-            events=schema.conform(
-                events.with_columns(origin, schema.event_id(self.name, pl.col("line")))
-            ),
-            malformed=malformed,
-            read=frame.height,
-            skipped=skipped,
+            events=schema.conform(events),
+            malformed=cut.malformed,
+            read=cut.read,
+            skipped=cut.skipped,
         )
 
     def _remember(self, known: pl.DataFrame, completed: pl.Series) -> None:
         """Keep the open messages' senders for later batches; forget completed messages."""
-        still_open = known.filter(~pl.col("message_ref").is_in(completed.implode()))
+        still_open = known.filter(~pl.col("arrived").is_in(completed.implode()))
         self._open = still_open.tail(MAX_OPEN_MESSAGES)
 
 
-def _lines(data: bytes) -> pl.Series:
-    """The batch's lines without their line ends, split by Arrow (no Python object per line).
+def _cut(batch: Batch, tz: str) -> _Cut:
+    """The events, arrivals, completed messages and malformed lines of one batch."""
+    frame = _lines(batch).to_frame().with_row_index("index")
+    heads = _heads(frame, tz)
+    # Lines with no Exim timestamp, or a timestamp that is not a time, are not skipped.
+    bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
+    parts = _kinds(heads)
+    no_stamp = parts["other"].filter(pl.col("line") != "")
+    ascii = batch.data.isascii()
+    odd = _ODD_ASCII if ascii else _ODD_ANY
+    arrivals = _arrivals(parts["arrival"], odd)
+    deliveries = parts["delivery"]
+    if bad_time.height:
+        deliveries = deliveries.filter(pl.col("timestamp").is_not_null())
+    delivered, bad_delivery = _deliveries(deliveries, odd)
+    rejects = parts["skip"].filter(
+        # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
+        pl.col("body").str.starts_with("H=")
+        & pl.col("body").str.contains(" rejected RCPT <", literal=True)
+    )
+    if bad_time.height:
+        rejects = rejects.filter(pl.col("timestamp").is_not_null())
+    rejected, bad_reject = _rejects(rejects, ascii=ascii)
+    joined = pl.concat([delivered, rejected]).sort("index")
+    origin = _origin(batch)
+    malformed = pl.concat(
+        [
+            _malformed(no_stamp, origin, "not an Exim log line (no timestamp)"),
+            _malformed(bad_time, origin, "invalid timestamp"),
+            _malformed(bad_delivery, origin, "no address"),
+            _malformed(bad_reject, origin, "no address"),
+        ]
+    )
+    completed = parts["completed"].filter(pl.col("body") == "Completed")["ref"]
+    return _Cut(
+        events=joined.with_columns(
+            origin, schema.event_id(Exim.name, pl.col("line")), pl.lit(Exim.name).alias("source")
+        ),
+        arrivals=arrivals,
+        completed=completed,
+        malformed=malformed,
+        read=frame.height,
+        skipped=frame.height - joined.height - malformed.height,
+    )
+
+
+def _lines(batch: Batch) -> pl.Series:
+    """The batch's lines without their line ends (and without the `\\r` of a CRLF end).
 
     Bytes that are not UTF-8 become U+FFFD, as `bytes.decode(errors="replace")` makes them.
+    `reading.batch_lines` (polars' CSV reader, on several threads) cuts them; it drops NUL
+    bytes, which a line keeps here, so a batch that has one is split by Arrow instead.
     """
+    if b"\x00" in batch.data:
+        return _split_lines(batch.data)
+    return batch_lines(batch)["line"]
+
+
+def _split_lines(data: bytes) -> pl.Series:
+    """`_lines`, split by Arrow (no Python object per line)."""
     if not data:
         return pl.Series("line", [], dtype=pl.String())
     end = len(data) - 1 if data.endswith(b"\n") else len(data)
@@ -258,7 +340,7 @@ def _lines(data: bytes) -> pl.Series:
     try:
         text = whole.cast(pa.large_string())
     except pa.ArrowInvalid:
-        return _lines(data.decode("utf-8", "replace").encode("utf-8"))
+        return _split_lines(data.decode("utf-8", "replace").encode("utf-8"))
     lines = pl.Series("line", pc.split_pattern(text, "\n").flatten(), dtype=pl.String())
     if b"\r" in data:
         lines = lines.str.strip_suffix("\r")
@@ -275,21 +357,30 @@ def _heads(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
     """
     line = pl.col("line")
     pieces = []
+    # (every line's first 19 characters, parsed once per run in line order: the runs are longer
+    # than in the pieces, and the lines whose stamp is not plain get theirs from _LINE)
+    frame = frame.with_columns(
+        _run_timestamps(frame["line"].str.head(19), tz).alias("timestamp"),
+        pl.lit(True).alias("dated"),
+    )
     sample = frame["line"].head(_SAMPLE_LINES).str.extract(_PLAIN, 0).str.len_bytes()
     id_lengths = sample.filter(sample > _NO_REF_LENGTH) - 21
     if id_lengths.len() and id_lengths[0] in _ID_OF_LENGTH:
         id_length = int(id_lengths[0])
         layout = f"{_PLAIN_STAMP} {_ID_OF_LENGTH[id_length]} "
         usual = frame.select(line.str.contains(layout)).to_series()
+        every = usual.all()
         pieces.append(
-            frame.filter(usual).select(
+            (frame if every else frame.filter(usual)).select(
                 "index",
                 "line",
                 line.str.slice(20, id_length).alias("ref"),
                 line.str.slice(21 + id_length).alias("body"),
+                "dated",
+                "timestamp",
             )
         )
-        frame = frame.filter(~usual)
+        frame = frame.clear() if every else frame.filter(~usual)
     frame = frame.with_columns(
         line.str.extract(_PLAIN, 0).str.len_bytes().cast(pl.Int64()).alias("plain_length")
     )
@@ -303,15 +394,11 @@ def _heads(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
             line.str.slice(pl.when(has_ref).then(pl.col("plain_length")).otherwise(20)).alias(
                 "body"
             ),
+            "dated",
+            "timestamp",
         )
     )
-    heads = [
-        piece.with_columns(
-            pl.lit(True).alias("dated"),
-            _run_timestamps(piece["line"].str.head(19), tz).alias("timestamp"),
-        )
-        for piece in pieces
-    ]
+    heads = pieces
     other = frame.filter(pl.col("plain_length").is_null())
     if other.height:
         heads.append(
@@ -335,41 +422,61 @@ def _heads(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
 
 def _run_timestamps(stamp: pl.Series, tz: str) -> pl.Series:
     """`2026-11-28 10:00:00` stamps local to `tz`, as UTC; each run of equal stamps parsed once."""
-    runs = stamp.rle().struct.field("value")
+    runs = stamp.rle()
+    lengths = runs.struct.field("len")
     parsed = (
-        runs.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False)
+        # (no `%.f`: the stamps have no fraction, and this format takes polars' fast path)
+        runs.struct.field("value")
+        .str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
         .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
         .dt.convert_time_zone("UTC")
     )
-    return parsed.gather(stamp.rle_id())
+    # each line's run: a 1 where a run starts, summed (cheaper than `rle_id` on the stamps)
+    starts = pl.zeros(stamp.len(), pl.UInt32(), eager=True).scatter(lengths.cum_sum().head(-1), 1)
+    return parsed.gather(starts.cum_sum())
 
 
-def _kind() -> pl.Expr:
-    """What each line is: other (no timestamp), arrival, completed, delivery, reject or skip."""
-    ref = pl.col("ref").is_not_null()
-    body = pl.col("body")
+def _kinds(heads: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The lines by kind: other (no timestamp), arrival, completed, delivery and skip.
+
+    `completed` holds every line whose text starts with `Com` and `skip` the rejects: callers
+    take the `Completed` and `H=... rejected RCPT` lines out of them (a test on those rows
+    only). Each frame has the columns its kind needs, of index, line, ref, body, timestamp
+    and (deliveries) `flag`, the first three characters of the text.
+    """
     flag = pl.col("flag")
-    return (
+    # (comparisons of short strings, and filters: several times cheaper than a partition)
+    kinds = heads.with_columns(pl.col("body").str.head(3).alias("flag")).with_columns(
         # (blank line, or no `2026-11-28 10:00:00 ` at the start)
-        pl.when(~pl.col("dated") | body.is_null())
+        pl.when(~pl.col("dated"))
         .then(pl.lit("other"))
+        # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
+        # (and Start queue run, SMTP connection from ...: the lines without a message id)
+        .when(pl.col("ref").is_null())
+        .then(pl.lit("skip"))
         # 2026-11-28 10:00:00 1tE3xY-0001Ab-Cd <= sender@example.org H=... S=1234 id=m@x
-        .when(ref & (flag == "<= "))
+        .when(flag == "<= ")
         .then(pl.lit("arrival"))
         # 2026-11-28 10:00:09 1tE3xY-0001Ab-Cd Completed
-        .when(ref & (body == "Completed"))
+        .when(flag == "Com")
         .then(pl.lit("completed"))
         # 2026-11-28 10:00:02 1tE3xY-0001Ab-Cd ** rcpt@example.com R=... : SMTP error ...
         # (also =>, -> and ==; `*>` deliveries suppressed by -N are skipped)
-        .when(ref & flag.is_in(["=> ", "-> ", "** ", "== "]))
+        .when((flag == "=> ") | (flag == "-> ") | (flag == "** ") | (flag == "== "))
         .then(pl.lit("delivery"))
-        # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
-        .when(body.str.starts_with("H=") & body.str.contains(" rejected RCPT <", literal=True))
-        .then(pl.lit("reject"))
-        # Start queue run, H=... Connection refused, frozen, error ignored, rejected after DATA
+        # frozen, error ignored, rejected after DATA, ...
         .otherwise(pl.lit("skip"))
         .alias("kind")
     )
+    kind = kinds["kind"]
+    columns = {
+        "other": ["index", "line"],
+        "arrival": ["index", "ref", "body"],
+        "completed": ["ref", "body"],
+        "delivery": ["index", "line", "ref", "body", "timestamp", "flag"],
+        "skip": ["index", "line", "ref", "body", "timestamp"],
+    }
+    return {name: kinds.select(names).filter(kind == name) for name, names in columns.items()}
 
 
 def _timestamp(tz: str) -> pl.Expr:
@@ -387,7 +494,7 @@ def _timestamp(tz: str) -> pl.Expr:
 
 
 def _arrivals(frame: pl.DataFrame, odd: str) -> pl.DataFrame:
-    """message_ref, sender and Message-ID of `<= sender@example.org ... id=<message-id>` lines.
+    """`_OPEN_SCHEMA` rows of `<= sender@example.org ... id=<message-id>` lines, in line order.
 
     Lines of printable ASCII (no `odd` character) are cut with literal searches; the others
     take the regular expressions.
@@ -419,7 +526,7 @@ def _arrivals(frame: pl.DataFrame, odd: str) -> pl.DataFrame:
     )
     fast = cut.filter(pl.col("exact")).select(
         pl.col("index"),
-        pl.col("ref").alias("message_ref"),
+        pl.col("ref").alias("arrived"),
         # <= <> R=1tE3xY-0001Ab-Cd U=mailnull P=local S=3958   (a bounce message: null sender)
         pl.when(pl.col("sender") == "<>")
         .then(pl.lit(""))
@@ -430,39 +537,46 @@ def _arrivals(frame: pl.DataFrame, odd: str) -> pl.DataFrame:
     )
     others = cut.filter(~pl.col("exact"))
     if others.height == 0:
-        return fast.drop("index")
+        return _with_sender_domain(fast.drop("index"))
     sender = body.str.extract(r"^<= (\S+)")
     slow = others.select(
         pl.col("index"),
-        pl.col("ref").alias("message_ref"),
+        pl.col("ref").alias("arrived"),
         pl.when(sender == "<>").then(pl.lit("")).otherwise(sender).alias("sender"),
         body.str.extract(r"\sid=<?([^\s>]+)>?").alias("message_id"),
     )
-    return pl.concat([fast, slow]).sort("index").drop("index")
+    return _with_sender_domain(pl.concat([fast, slow]).sort("index").drop("index"))
 
 
-def _deliveries(
-    frame: pl.DataFrame, known: pl.DataFrame, odd: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _deliveries(frame: pl.DataFrame, odd: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Events of `=>`, `->`, `**` and `==` lines, and the lines without an address.
 
     Lines of the usual shape (`_SIMPLE_DELIVERY`, printable ASCII, `H=name [ip]`) are cut with
-    literal searches and short anchored patterns; the others take `_regex_deliveries`.
+    literal searches and short anchored patterns; the others take `_regex_deliveries`. The
+    events are in no particular order; their sender and Message-ID are still to be joined on
+    (by `arrived`, the message id).
     """
     body = pl.col("body")
     rest = pl.col("rest")
     cut = frame.with_columns(
-        body.str.head(2).alias("flag"),
         body.str.slice(3).alias("rest"),
         (body.str.contains(_SIMPLE_DELIVERY) & ~body.str.contains(odd)).alias("simple"),
     ).with_columns(
         # ** rcpt@example.com: Unrouteable address   (the address, with the colon it may have)
         rest.str.slice(0, rest.str.find(" ", literal=True)).str.strip_suffix(":").alias("address"),
-        # H=mx.example.com [192.0.2.1]   (the first H=, where _HOST finds it)
-        rest.str.slice(rest.str.find(" H=", literal=True) + 3)
-        .str.extract_groups(_SIMPLE_HOST)
-        .alias("host"),
-        rest.str.contains(" H=", literal=True).alias("has_host"),
+        rest.str.find(" H=", literal=True).alias("host_at"),
+    )
+    host = pl.col("host")
+    cut = (
+        cut.with_columns(
+            # H=mx.example.com [192.0.2.1]   (the first H=, where _HOST finds it)
+            rest.str.slice(pl.col("host_at") + 3).str.extract(_SIMPLE_HOST, 0).alias("host")
+        )
+        .with_columns(host.str.find(" ", literal=True).alias("space"))
+        .with_columns(
+            host.str.head(pl.col("space")).alias("host_name"),
+            host.str.slice(pl.col("space") + 2).str.head(-1).alias("host_ip"),
+        )
     )
     if cut["rest"].str.contains("QT=", literal=True).any():
         cut = cut.with_columns(
@@ -474,21 +588,35 @@ def _deliveries(
         )
     else:
         cut = cut.with_columns(pl.lit(None, pl.Float64()).alias("delay_s"))
-    is_delivered = pl.col("flag").is_in(["=>", "->"])
-    fine = pl.col("simple") & (
-        ~pl.col("has_host") | pl.col("host").struct.field("ip").is_not_null()
-    )
+    is_delivered = (pl.col("flag") == "=> ") | (pl.col("flag") == "-> ")
+    fine = pl.col("simple") & (pl.col("host_at").is_null() | host.is_not_null())
     delivered = _delivered(cut.filter(is_delivered & fine))
     failed = _failed(cut.filter(~is_delivered & fine))
     fast = pl.concat([delivered.filter(pl.col("exact")), failed], how="diagonal_relaxed")
+    columns = [name for name in frame.columns if name != "flag"]
     others = pl.concat(
-        [
-            cut.filter(~fine).select(frame.columns),
-            delivered.filter(~pl.col("exact")).select(frame.columns),
-        ]
+        [cut.filter(~fine).select(columns), delivered.filter(~pl.col("exact")).select(columns)]
     )
-    host = pl.col("host").struct
+    # Exim < 4.8x names the host in the error text, not in H=: `host name [ip]:` (rare)
     in_text = pl.col("in_text").struct
+    if (
+        fast.select(
+            pl.col("diagnostic").filter(pl.col("host_at").is_null()).str.contains(": host ")
+        )
+        .to_series()
+        .any()
+    ):
+        fast = fast.with_columns(_host_in_text(pl.col("diagnostic")))
+        relay = [
+            pl.when(host.is_not_null())
+            .then(pl.col("host_name"))
+            .otherwise(in_text.field("relay_host"))
+            .alias("relay_host"),
+            pl.coalesce(pl.col("host_ip"), in_text.field("relay_ip")).alias("relay_ip"),
+        ]
+    else:
+        # (without an H= the host's fields are null, as they would be without a match)
+        relay = [pl.col("host_name").alias("relay_host"), pl.col("host_ip").alias("relay_ip")]
     events = fast.select(
         "index",
         "line",
@@ -498,11 +626,7 @@ def _deliveries(
         pl.col("address").str.to_lowercase().alias("recipient"),
         pl.lit(None, pl.String()).alias("original_recipient"),
         "diagnostic",
-        pl.when(host.field("ip").is_not_null())
-        .then(host.field("name"))
-        .otherwise(in_text.field("relay_host"))
-        .alias("relay_host"),
-        pl.coalesce(host.field("ip"), in_text.field("relay_ip")).alias("relay_ip"),
+        *relay,
         "codes",
         "delay_s",
     ).unnest("codes")
@@ -511,8 +635,12 @@ def _deliveries(
         events = pl.concat([events, slow.select(events.columns)])
     else:
         bad = others
-    events = events.join(known, on="message_ref", how="left")
-    return _with_domains(events), bad
+    return _with_recipient_domain(events).with_columns(
+        pl.col("message_ref").alias("arrived"),
+        pl.lit(None, pl.String()).alias("sender"),
+        pl.lit(None, pl.String()).alias("message_id"),
+        pl.lit(None, pl.String()).alias("sender_domain"),
+    ).select(_EVENT_COLUMNS), bad
 
 
 def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
@@ -523,7 +651,7 @@ def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
         frame.with_columns(rest.str.slice(rest.str.find(' C="', literal=True) + 4).alias("quoted"))
         .with_columns(quoted.str.head(quoted.str.find('"', literal=True)).alias("diagnostic"))
         .with_columns(
-            pl.col("flag").replace_strict(_EVENT_OF_FLAG, return_dtype=pl.String()).alias("event"),
+            pl.lit("delivered").alias("event"),
             # C="..." with an escaped quote, or no closing quote: _CONFIRMATION decides
             (
                 quoted.is_null()
@@ -533,15 +661,17 @@ def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
                 )
             ).alias("exact"),
         )
-        .with_columns(_codes(pl.col("diagnostic"), _CODES_AT_START))
+        # (_CODES_AT_START looks at 14 characters at most, and confirmations start alike: the
+        # reply is read once per distinct start)
+        .with_columns(pl.col("diagnostic").str.head(14).alias("start"))
+        .pipe(_per_distinct, "start", _codes(pl.col("start"), _CODES_AT_START))
         .with_columns(
             # C="OK: 250 queued" (a reply code after a colon): _CODES decides
             pl.col("exact")
             & (
                 pl.col("codes").struct.field("smtp_code").is_not_null()
                 | ~pl.col("diagnostic").str.contains(": ", literal=True).fill_null(False)
-            ),
-            _host_in_text(pl.col("diagnostic")),
+            )
         )
     )
 
@@ -553,11 +683,8 @@ def _failed(frame: pl.DataFrame) -> pl.DataFrame:
         frame.with_columns(
             rest.str.slice(rest.str.find(": ", literal=True) + 2).alias("diagnostic")
         )
-        .with_columns(
-            _event_of_failure(),
-            _codes(pl.col("diagnostic"), _CODES),
-            _host_in_text(pl.col("diagnostic")),
-        )
+        .with_columns(_event_of_failure())
+        .pipe(_with_codes)
         .filter(_attempted())
     )
 
@@ -565,7 +692,7 @@ def _failed(frame: pl.DataFrame) -> pl.DataFrame:
 def _event_of_failure() -> pl.Expr:
     """bounced, deferred, or expired for `** a@b: retry timeout exceeded` and the like."""
     return (
-        pl.when((pl.col("flag") == "**") & pl.col("diagnostic").str.contains(_GAVE_UP))
+        pl.when((pl.col("flag") == "** ") & pl.col("diagnostic").str.contains(_GAVE_UP))
         .then(pl.lit("expired"))
         .otherwise(pl.col("flag").replace_strict(_EVENT_OF_FLAG, return_dtype=pl.String()))
         .alias("event")
@@ -575,7 +702,7 @@ def _event_of_failure() -> pl.Expr:
 def _attempted() -> pl.Expr:
     """False for `== a@b ... defer (-53): retry time not yet reached` (no attempt was made)."""
     return ~(
-        (pl.col("flag") == "==") & pl.col("diagnostic").str.contains(_NO_ATTEMPT).fill_null(False)
+        (pl.col("flag") == "== ") & pl.col("diagnostic").str.contains(_NO_ATTEMPT).fill_null(False)
     )
 
 
@@ -587,6 +714,7 @@ def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .with_columns(_after(pl.col("body"), pl.col("delivery_prefix")).alias("tail"))
     )
     bad = parsed.filter(pl.col("flag").is_null()).select(frame.columns)
+    parsed = parsed.with_columns(pl.col("flag") + " ")  # (as `_EVENT_OF_FLAG` has it)
     tail = pl.col("tail")
     # ** rcpt@example.com: Unrouteable address
     # ** rcpt@example.com R=r T=t H=mx [192.0.2.1] X=TLS1.3:...:256 CV=yes: SMTP error from ...
@@ -596,7 +724,7 @@ def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .otherwise(tail.str.splitn(": ", 2).struct.field("field_1"))
     )
     confirmation = tail.str.extract_groups(_CONFIRMATION).struct.field("confirmation")
-    is_delivered = pl.col("flag").is_in(["=>", "->"])
+    is_delivered = (pl.col("flag") == "=> ") | (pl.col("flag") == "-> ")
     events = (
         parsed.filter(pl.col("flag").is_not_null())
         .with_columns(
@@ -618,9 +746,63 @@ def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return events, bad
 
 
-def _rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Events of `H=... F=<s> [temporarily ]rejected RCPT <a>: reason` lines, and bad lines."""
-    parsed = frame.with_columns(pl.col("body").str.extract_groups(_REJECT).alias("r")).unnest("r")
+def _rejects(frame: pl.DataFrame, *, ascii: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events of `H=... F=<s> [temporarily ]rejected RCPT <a>: reason` lines, and bad lines.
+
+    Lines of the usual shape are cut with literal searches; the others take `_REJECT`, whose
+    lazy client makes it slow (tens of microseconds a line). `ascii`: the batch is ASCII (else
+    the literal cuts take only the ASCII lines: `str.find` counts bytes, `str.slice` characters).
+    """
+    body = pl.col("body")
+    after = pl.col("after")
+    text = pl.col("text")
+    rcpt = pl.col("rcpt")
+    # H=(helo.example.net) [192.0.2.9]:4711 F=<s@example.net> rejected RCPT <a@example.com>: ..
+    # ("H=client F=<sender> text": where the client has no `=` and no `rejected RCPT <`,
+    # _REJECT can only split the line there, as no shorter client leaves a match behind it)
+    cut = (
+        frame.with_columns(body.str.find(" F=<", literal=True).alias("at"))
+        .with_columns(
+            body.str.head(pl.col("at")).alias("client"),
+            body.str.slice(pl.col("at") + 4).alias("after"),
+        )
+        .with_columns(after.str.find(">", literal=True).alias("gt"))
+        .with_columns(
+            after.str.head(pl.col("gt")).alias("sender"),
+            after.str.slice(pl.col("gt") + 1).alias("text"),
+        )
+        .with_columns(text.str.slice(text.str.find("<", literal=True) + 1).alias("rcpt"))
+        .with_columns(
+            text.str.slice(1).alias("diagnostic"),
+            rcpt.str.head(rcpt.str.find(">", literal=True)).alias("address"),
+            (
+                (pl.col("client").str.count_matches("=", literal=True) == 1)
+                & ~pl.col("client").str.contains("rejected RCPT <", literal=True)
+                & (
+                    text.str.starts_with(" rejected RCPT <")
+                    | text.str.starts_with(" temporarily rejected RCPT <")
+                )
+            ).alias("usual"),
+        )
+    )
+    usual = cut.select(
+        pl.col("usual")
+        & pl.col("address").is_not_null()
+        & (pl.lit(ascii) | (body.str.len_bytes() == body.str.len_chars()))
+    ).to_series()
+    parsed = cut.filter(usual).select(
+        *frame.columns, pl.col("client").str.slice(2), "sender", "diagnostic", "address"
+    )
+    others = frame.filter(~usual)
+    if others.height:
+        parsed = pl.concat(
+            [
+                parsed,
+                others.with_columns(pl.col("body").str.extract_groups(_REJECT).alias("r"))
+                .unnest("r")
+                .select(parsed.columns),
+            ]
+        )
     bad = parsed.filter(pl.col("address").is_null())
     events = (
         parsed.filter(pl.col("address").is_not_null())
@@ -629,15 +811,18 @@ def _rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.col("ref").alias("message_ref"),
             pl.col("address").str.to_lowercase().alias("recipient"),
             pl.lit(None, pl.String()).alias("message_id"),
+            pl.lit(None, pl.String()).alias("arrived"),
+            pl.lit(None, pl.String()).alias("original_recipient"),
+            pl.lit(None, pl.Float64()).alias("delay_s"),
             # H=(helo.example.net) [192.0.2.9] names the SMTP client, which is the peer here
             pl.concat_str([pl.lit("H="), pl.col("client")])
             .str.extract_groups(_HOST)
             .alias("relay"),
-            _codes(pl.col("diagnostic"), _CODES),
         )
+        .pipe(_with_codes)
         .unnest("relay", "codes")
     )
-    return _with_domains(events), bad
+    return _with_sender_domain(_with_recipient_domain(events)).select(_EVENT_COLUMNS), bad
 
 
 def _after(text: pl.Expr, prefix: pl.Expr) -> pl.Expr:
@@ -674,6 +859,18 @@ def _codes(text: pl.Expr, pattern: str) -> pl.Expr:
     ).alias("codes")
 
 
+def _with_codes(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the `codes` (`_codes`) of the reply `_CODES` finds in the `diagnostic`.
+
+    The reply is found whole (`_REPLY`: an engine without groups is several times faster)
+    and read once per distinct reply; `_CODES` reads its groups in that match as it would in
+    the whole diagnostic, since the match holds every character it looks at.
+    """
+    return frame.with_columns(pl.col("diagnostic").str.extract(_REPLY, 0).alias("reply")).pipe(
+        _per_distinct, "reply", _codes(pl.col("reply"), _CODES)
+    )
+
+
 def _queue_seconds(qt: pl.Expr) -> pl.Expr:
     """`QT=1h2m3.5s` (time on queue) in seconds, null where the line has no QT=."""
     parts = [qt.struct.field(unit).cast(pl.Float64()) for unit in ("d", "h", "m", "s")]
@@ -684,13 +881,34 @@ def _queue_seconds(qt: pl.Expr) -> pl.Expr:
     return pl.when(any_part).then(seconds).alias("delay_s")
 
 
-def _with_domains(events: pl.DataFrame) -> pl.DataFrame:
-    """Add the lower-case recipient and sender domains."""
-    return events.with_columns(
-        pl.col("recipient").str.extract(r"@([^@\s]+)$").alias("recipient_domain"),
-        pl.col("sender").str.extract(r"@([^@\s]+)$").str.to_lowercase().alias("sender_domain"),
-        pl.lit("exim").alias("source"),
+def _with_recipient_domain(events: pl.DataFrame) -> pl.DataFrame:
+    """Add the (lower-case) recipient's domain."""
+    return events.with_columns(_domain(pl.col("recipient")).alias("recipient_domain"))
+
+
+def _with_sender_domain(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the lower-case sender domain (a log has few senders: worked out once per sender)."""
+    return _per_distinct(
+        frame,
+        "sender",
+        _domain(pl.col("sender")).str.to_lowercase().alias("sender_domain"),
     )
+
+
+def _domain(address: pl.Expr) -> pl.Expr:
+    """What follows the last `@` (null where that is empty or holds white space)."""
+    # (the whole match of `@...$` less its `@`: a group would cost a slower engine)
+    return address.str.extract(r"@[^@\s]+$", 0).str.slice(1)
+
+
+def _per_distinct(frame: pl.DataFrame, key: str, *columns: pl.Expr) -> pl.DataFrame:
+    """`frame` with `columns` (expressions of column `key` alone) added, each computed once
+    per distinct value of `key` and looked up for the rows: cheaper where values repeat."""
+    distinct = frame.select(pl.col(key).unique()).with_columns(*columns)
+    found = frame.select(key).join(
+        distinct, on=key, how="left", maintain_order="left", nulls_equal=True
+    )
+    return frame.with_columns(found.drop(key))
 
 
 def _origin(batch: Batch) -> pl.Expr:
