@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,11 +11,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
+from bounce_analyzer.generate import generate_exim
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import exim as exim_module
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
@@ -538,3 +542,235 @@ def test_exim_like_text_never_raises(pieces: list[str]) -> None:
 def test_unknown_zone_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="^unknown time zone 'Mars/Olympus': use an IANA name"):
         Exim(tz="Mars/Olympus")
+
+
+# --- two stages, fast paths ------------------------------------------------------------------
+# `parse` reads each batch alone (`_cut`, in a thread of its own) and joins the senders known
+# so far afterwards (`_outcomes`); the usual line shapes are cut with literal searches that
+# must read each line as the regular expressions (the slow paths) do.
+
+
+def generated_log(lines: int, *, new_ids: bool = False) -> bytes:
+    out = io.BytesIO()
+    generate_exim(
+        out, lines=lines, seed=7, start=datetime(2026, 11, 27, tzinfo=UTC), new_ids=new_ids
+    )
+    return out.getvalue()
+
+
+def batches_of(data: bytes, cuts: list[int]) -> list[Batch]:
+    """`data` cut after the lines numbered in `cuts` (0-based line ends), as the reader does."""
+    ends = [i + 1 for i, byte in enumerate(data) if byte == 0x0A]
+    bounds = [0, *(ends[cut] for cut in cuts), len(data)]
+    batches = []
+    for start, end in itertools.pairwise(bounds):
+        batches.append(
+            Batch(
+                data=data[start:end],
+                path="mainlog",
+                first_line=data[:start].count(b"\n") + 1,
+                offset=start,
+                final=end == len(data),
+            )
+        )
+    return batches
+
+
+def parse_batches(batches: list[Batch], *, tz: str = "UTC") -> SourceOutput:
+    outputs = list(Exim(tz=tz).parse(batches))
+    for out in outputs:
+        assert_adds_up(out)
+    return SourceOutput(
+        events=pl.concat([out.events for out in outputs]),
+        malformed=pl.concat([out.malformed for out in outputs]),
+        read=sum(out.read for out in outputs),
+        skipped=sum(out.skipped for out in outputs),
+    )
+
+
+@pytest.mark.parametrize("new_ids", [False, True])
+def test_batches_give_the_events_of_one_batch(new_ids: bool) -> None:
+    """Cut anywhere, a log gives the events it gives whole: senders join across the cuts."""
+    data = generated_log(3000, new_ids=new_ids)
+    whole = parse_batches([Batch(data=data, path="mainlog")], tz="Europe/Berlin")
+    assert whole.events.height > 500
+    assert whole.events["sender"].null_count() < whole.events.height // 4
+    for cuts in ([1500], [0, 1, 2, 700, 701, 2998], list(range(99, 2999, 100))):
+        split = parse_batches(batches_of(data, cuts), tz="Europe/Berlin")
+        assert_frame_equal(split.events, whole.events)
+        assert_frame_equal(split.malformed, whole.malformed)
+        assert (split.read, split.skipped) == (whole.read, whole.skipped)
+
+
+def test_batches_with_odd_lines_give_the_events_of_one_batch() -> None:
+    """As above, with every test log (odd layouts, malformed lines) in one stream.
+
+    (These logs reuse message ids, and a batch's arrivals join onto all its deliveries, even
+    earlier ones: the senders may differ, nothing else may.)
+    """
+    data = b"".join((DATA / name).read_bytes() for name, *_ in COUNTS)
+    whole = parse_batches([Batch(data=data, path="mainlog")])
+    lines = data.count(b"\n")
+    alone = pl.exclude("sender", "sender_domain", "message_id")
+    for step in (1, 2, 7):
+        split = parse_batches(batches_of(data, list(range(step - 1, lines - 1, step))))
+        assert_frame_equal(split.events.select(alone), whole.events.select(alone))
+        assert_frame_equal(split.malformed, whole.malformed)
+        assert (split.read, split.skipped) == (whole.read, whole.skipped)
+
+
+def python_lines(data: bytes) -> list[str]:
+    """The lines as Python splits them: the reference `_lines` (CSV reader or Arrow) meets."""
+    if not data:
+        return []
+    text = data.decode("utf-8", "replace")
+    text = text[:-1] if text.endswith("\n") else text
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+LINE_BYTES = st.lists(
+    st.sampled_from(
+        [b"a", b" ", b"\n", b"\r", b"\r\n", b"\x00", b"\xff", b"\xe2\x82", b"\xe2\x82\xac",
+         b"\xef\xbb\xbf", b'"', b",", b"#", b"\x1f\x8b", b"x\x9c", b"\xed\xa0\x80", b"\t"]
+    ),
+    max_size=40,
+).map(b"".join)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(LINE_BYTES | st.binary(max_size=200))
+def test_lines_are_split_as_python_splits_them(data: bytes) -> None:
+    """Invalid UTF-8, CR, NUL, a byte order mark, a last line without newline: as Python."""
+    assert exim_module._lines(Batch(data=data, path="p")).to_list() == python_lines(data)
+
+
+REJECT_PIECES = [
+    "H=", "(helo)", "(a b)", "[192.0.2.1]", "[192.0.2.1]:25", "mx.example", " ", " ", "  ",
+    "U=root", "I=[198.51.100.1]:25", "F=<s@x>", "F=<>", "F=<a b>", "F=<s>x>", "temporarily",
+    "rejected", "RCPT", "<a@b>", "<A@B.example>", "<a@b", ">", "<", "=", ":", ": reason",
+    "rejected RCPT <r@x>", " F=<", "é", "\t", "x=y", "F=", "<>", "rejected RCPT <", ": 550 5.1.1",
+]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(REJECT_PIECES), min_size=1, max_size=12).map("".join),
+        min_size=1,
+        max_size=8,
+    )
+)
+@example(
+    [
+        "(helo) [192.0.2.1]:25 F=<s@x>",  # the usual shape: cut literally
+        "a rejected RCPT <x@y> F=<s@x>",  # the first `rejected RCPT <` is the diagnostic
+        "(helo) [192.0.2.1]:25 U=root F=<s@x>",  # U=root may start no client
+        "mx (helo) [192.0.2.1] F=<a b> x F=<t@x>",
+        "[192.0.2.1] F=<s>x>",
+        "(héllo) [192.0.2.1] F=<s@x>",
+    ]
+)
+def test_rejects_are_read_as_the_pattern_reads_them(texts: list[str]) -> None:
+    """The literal cut of `H=... F=<s> rejected RCPT <a>` lines agrees with `_REJECT`."""
+    lines = [f"2026-11-28 10:00:00 H={text} rejected RCPT <r@x>: no" for text in texts]
+    lines += [f"2026-11-28 10:00:01 H={text}" for text in texts]
+    out = parse("".join(line + "\n" for line in lines))
+    assert_adds_up(out)
+    body = pl.col("line").str.slice(20)
+    expected = (
+        pl.DataFrame({"line": lines})
+        .with_row_index("row", offset=1)
+        .filter(body.str.contains(" rejected RCPT <", literal=True))
+        .with_columns(body.str.extract_groups(exim_module._REJECT).alias("r"))
+        .unnest("r")
+        .filter(pl.col("address").is_not_null())
+        .select(
+            pl.format("mainlog:{}", "row").alias("origin"),
+            "sender",
+            pl.col("address").str.to_lowercase().alias("recipient"),
+            "diagnostic",
+            pl.concat_str(pl.lit("H="), "client")
+            .str.extract_groups(exim_module._HOST)
+            .struct.field("relay_host", "relay_ip"),
+        )
+    )
+    columns = ["origin", "sender", "recipient", "diagnostic", "relay_host", "relay_ip"]
+    assert_frame_equal(out.events.select(columns), expected.select(columns))
+
+
+REPLY_PIECES = [
+    "550", "250", "451", "4.7.1", "5.1.1", "5.1.1234", "5.12.345", "2.0.0", "1", "12", ".", "-",
+    " ", ": ", ":", "x", "OK", "5", "2", "é",
+]  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(REPLY_PIECES), max_size=10).map("".join), max_size=50))
+def test_replies_are_read_as_the_patterns_read_them(texts: list[str]) -> None:
+    """`_with_codes` and `_with_codes_at_start` (once per distinct reply) agree with `_codes`."""
+    frame = pl.DataFrame({"diagnostic": [*texts, None]}, schema={"diagnostic": pl.String()})
+    for helper, pattern in [
+        (exim_module._with_codes, exim_module._CODES),
+        (exim_module._with_codes_at_start, exim_module._CODES_AT_START),
+    ]:
+        expected = frame.with_columns(exim_module._codes(pl.col("diagnostic"), pattern))
+        assert_frame_equal(helper(frame).select(expected.columns), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet="ab@. \t\u00a0é", max_size=8), max_size=50))
+def test_domains_are_read_as_the_pattern_reads_them(addresses: list[str]) -> None:
+    frame = pl.DataFrame({"address": addresses}, schema={"address": pl.String()})
+    assert_frame_equal(
+        frame.select(exim_module._domain(pl.col("address"))),
+        frame.select(pl.col("address").str.extract(r"@([^@\s]+)$")),
+    )
+
+
+# text after the message id (a line of its own, after ARRIVAL) -> relay_host, relay_ip, diagnostic
+RELAYS = [
+    ("=> a@b.example R=r T=t H=mx.b.example [192.0.2.1] C=\"250 OK\"", "mx.b.example",
+     "192.0.2.1", "250 OK"),
+    ("=> a@b.example R=r T=t H=mx.b.example [192.0.2.1]:25 C=\"250 OK\"", "mx.b.example",
+     "192.0.2.1", "250 OK"),
+    ("=> a@b.example R=r T=t H=[192.0.2.1] C=\"250 OK\"", None, "192.0.2.1", "250 OK"),
+    ("=> a@b.example R=r T=t H=(helo) [192.0.2.1] C=\"250 OK\"", None, "192.0.2.1", "250 OK"),
+    ("=> a@b.example R=r T=t H=mx (helo) [192.0.2.1] C=\"250 OK\"", "mx", "192.0.2.1", "250 OK"),
+    ("=> a@b.example R=r T=t H=mx.b.example [2001:db8::1] C=\"250 OK\"", "mx.b.example",
+     "2001:db8::1", "250 OK"),
+    ("=> a@b.example R=r T=t H=mx.b.example [192.0.2.1 C=\"250 OK\"", None, None, "250 OK"),
+    ("** a@b.example R=r T=t H=mx.é.example [192.0.2.1]: 550 5.1.1 Benutzer unbekannt: Müller",
+     "mx.é.example", "192.0.2.1", "550 5.1.1 Benutzer unbekannt: Müller"),
+    ("== a@b.example R=r T=t defer (-44): SMTP error from remote mail server after RCPT TO:<a@b>:"
+     " host mx.b.example [192.0.2.7]: 450 4.2.0 try later", "mx.b.example", "192.0.2.7",
+     "SMTP error from remote mail server after RCPT TO:<a@b>: host mx.b.example [192.0.2.7]:"
+     " 450 4.2.0 try later"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "host", "ip", "diagnostic"), RELAYS)
+def test_relays(text: str, host: str | None, ip: str | None, diagnostic: str) -> None:
+    out = parse(f"{ARRIVAL}\n2026-11-28 10:00:01 1tE3xY-0001Ab-Cd {text}\n")
+    assert out.events.select("relay_host", "relay_ip", "diagnostic", "sender").rows() == [
+        (host, ip, diagnostic, "s@shop.example")
+    ]
+
+
+def test_lines_beyond_ascii_take_the_patterns() -> None:
+    """A character beyond ASCII or a NUL byte in a batch changes nothing in its other lines."""
+    lines = [
+        ARRIVAL.replace("s@shop", "sé@shop"),
+        "2026-11-28 10:00:01 1tE3xY-0001Ab-Cd ** r@example.com: Empfänger unbekannt",
+        "2026-11-28 10:00:02 H=(héllo) [192.0.2.1]:25 F=<s@x> rejected RCPT <Ré@x>: no",
+        BOUNCE,
+    ]
+    expected = [
+        ("sé@shop.example", "r@example.com", "Empfänger unbekannt", None),
+        ("s@x", "ré@x", "rejected RCPT <Ré@x>: no", "192.0.2.1"),
+        ("sé@shop.example", "r@example.com", "Unrouteable address", None),
+    ]
+    for data in ("\n".join(lines) + "\n", "\n".join(lines) + "\n\x00 not exim\n"):
+        out = parse(data)
+        assert_adds_up(out)
+        got = out.events.select("sender", "recipient", "diagnostic", "relay_ip").rows()
+        assert got == expected

@@ -106,10 +106,9 @@ _SIMPLE_DELIVERY = r"^(?:=>|->|\*\*|==) [!-9;-~]+(?:: | [ -')-;=-~]| ?$)"
 # whole match is taken, not groups, which cost a slower engine: the name ends at its space)
 _SIMPLE_HOST = r"^[!-'\)-Z\\-~][!-~]* \[[^\]]+\]"
 
-#: Any white space but a space, and (`_ODD_ANY`) any character beyond ASCII: lines that have
-#: one take the regular expressions, which know `\s` and `\S`.
+#: Any white space but a space: lines that have one, or a character beyond ASCII (`_odd`),
+#: take the regular expressions, which know `\s` and `\S`.
 _ODD_ASCII = r"[\t\x0b\x0c\r]"
-_ODD_ANY = r"[^\x00-\x08\x0e-\x7f]"
 
 # H=mail.example.net (helo.example.net) [192.0.2.9]:4711 I=[198.51.100.1]:25
 #   F=<sender@example.net> temporarily rejected RCPT <rcpt@example.com>: greylisted
@@ -280,13 +279,11 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
     parts = _kinds(heads)
     no_stamp = parts["other"].filter(pl.col("line") != "")
-    ascii = batch.data.isascii()
-    odd = _ODD_ASCII if ascii else _ODD_ANY
-    arrivals = _arrivals(parts["arrival"], odd)
+    arrivals = _arrivals(parts["arrival"])
     deliveries = parts["delivery"]
     if bad_time.height:
         deliveries = deliveries.filter(pl.col("timestamp").is_not_null())
-    delivered, bad_delivery = _deliveries(deliveries, odd)
+    delivered, bad_delivery = _deliveries(deliveries)
     rejects = parts["skip"].filter(
         # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
         pl.col("body").str.starts_with("H=")
@@ -294,7 +291,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     )
     if bad_time.height:
         rejects = rejects.filter(pl.col("timestamp").is_not_null())
-    rejected, bad_reject = _rejects(rejects, ascii=ascii)
+    rejected, bad_reject = _rejects(rejects)
     joined = pl.concat([delivered, rejected]).sort("index")
     origin = _origin(batch)
     malformed = pl.concat(
@@ -398,10 +395,9 @@ def _heads(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
             "timestamp",
         )
     )
-    heads = pieces
     other = frame.filter(pl.col("plain_length").is_null())
     if other.height:
-        heads.append(
+        pieces.append(
             other.lazy()
             .with_columns(line.str.extract_groups(_LINE).alias("head"))
             .unnest("head")
@@ -417,7 +413,7 @@ def _heads(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
             )
             .collect()
         )
-    return pl.concat(heads)
+    return pl.concat(pieces)
 
 
 def _run_timestamps(stamp: pl.Series, tz: str) -> pl.Series:
@@ -493,10 +489,10 @@ def _timestamp(tz: str) -> pl.Expr:
     return pl.when(pl.col("offset").is_null()).then(local).otherwise(zoned).alias("timestamp")
 
 
-def _arrivals(frame: pl.DataFrame, odd: str) -> pl.DataFrame:
+def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
     """`_OPEN_SCHEMA` rows of `<= sender@example.org ... id=<message-id>` lines, in line order.
 
-    Lines of printable ASCII (no `odd` character) are cut with literal searches; the others
+    Lines of printable ASCII (not `_odd`) are cut with literal searches; the others
     take the regular expressions.
     """
     body = pl.col("body")
@@ -518,10 +514,9 @@ def _arrivals(frame: pl.DataFrame, odd: str) -> pl.DataFrame:
         )
         .with_columns(
             # (`id=<>` and the like: \sid= looks further)
-            (
-                ~body.str.contains(odd)
-                & (pl.col("after_id").is_null() | (pl.col("message_id") != ""))
-            ).alias("exact")
+            (~_odd(body) & (pl.col("after_id").is_null() | (pl.col("message_id") != ""))).alias(
+                "exact"
+            )
         )
     )
     fast = cut.filter(pl.col("exact")).select(
@@ -548,7 +543,7 @@ def _arrivals(frame: pl.DataFrame, odd: str) -> pl.DataFrame:
     return _with_sender_domain(pl.concat([fast, slow]).sort("index").drop("index"))
 
 
-def _deliveries(frame: pl.DataFrame, odd: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Events of `=>`, `->`, `**` and `==` lines, and the lines without an address.
 
     Lines of the usual shape (`_SIMPLE_DELIVERY`, printable ASCII, `H=name [ip]`) are cut with
@@ -560,7 +555,7 @@ def _deliveries(frame: pl.DataFrame, odd: str) -> tuple[pl.DataFrame, pl.DataFra
     rest = pl.col("rest")
     cut = frame.with_columns(
         body.str.slice(3).alias("rest"),
-        (body.str.contains(_SIMPLE_DELIVERY) & ~body.str.contains(odd)).alias("simple"),
+        (body.str.contains(_SIMPLE_DELIVERY) & ~_odd(body)).alias("simple"),
     ).with_columns(
         # ** rcpt@example.com: Unrouteable address   (the address, with the colon it may have)
         rest.str.slice(0, rest.str.find(" ", literal=True)).str.strip_suffix(":").alias("address"),
@@ -661,10 +656,7 @@ def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
                 )
             ).alias("exact"),
         )
-        # (_CODES_AT_START looks at 14 characters at most, and confirmations start alike: the
-        # reply is read once per distinct start)
-        .with_columns(pl.col("diagnostic").str.head(14).alias("start"))
-        .pipe(_per_distinct, "start", _codes(pl.col("start"), _CODES_AT_START))
+        .pipe(_with_codes_at_start)
         .with_columns(
             # C="OK: 250 queued" (a reply code after a colon): _CODES decides
             pl.col("exact")
@@ -746,12 +738,12 @@ def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return events, bad
 
 
-def _rejects(frame: pl.DataFrame, *, ascii: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Events of `H=... F=<s> [temporarily ]rejected RCPT <a>: reason` lines, and bad lines.
 
     Lines of the usual shape are cut with literal searches; the others take `_REJECT`, whose
-    lazy client makes it slow (tens of microseconds a line). `ascii`: the batch is ASCII (else
-    the literal cuts take only the ASCII lines: `str.find` counts bytes, `str.slice` characters).
+    lazy client makes it slow (tens of microseconds a line). The literal cuts take only ASCII
+    lines: `str.find` counts bytes, `str.slice` characters.
     """
     body = pl.col("body")
     after = pl.col("after")
@@ -788,7 +780,7 @@ def _rejects(frame: pl.DataFrame, *, ascii: bool) -> tuple[pl.DataFrame, pl.Data
     usual = cut.select(
         pl.col("usual")
         & pl.col("address").is_not_null()
-        & (pl.lit(ascii) | (body.str.len_bytes() == body.str.len_chars()))
+        & (body.str.len_bytes() == body.str.len_chars())
     ).to_series()
     parsed = cut.filter(usual).select(
         *frame.columns, pl.col("client").str.slice(2), "sender", "diagnostic", "address"
@@ -823,6 +815,15 @@ def _rejects(frame: pl.DataFrame, *, ascii: bool) -> tuple[pl.DataFrame, pl.Data
         .unnest("relay", "codes")
     )
     return _with_sender_domain(_with_recipient_domain(events)).select(_EVENT_COLUMNS), bad
+
+
+def _odd(text: pl.Expr) -> pl.Expr:
+    """Whether `text` has white space but a space (`_ODD_ASCII`) or a character beyond ASCII.
+
+    (A line's lengths in bytes and in characters differ where it has such a character: cheaper
+    than a pattern of every character beyond ASCII, or than testing the whole batch.)
+    """
+    return text.str.contains(_ODD_ASCII) | (text.str.len_bytes() != text.str.len_chars())
 
 
 def _after(text: pl.Expr, prefix: pl.Expr) -> pl.Expr:
@@ -868,6 +869,17 @@ def _with_codes(frame: pl.DataFrame) -> pl.DataFrame:
     """
     return frame.with_columns(pl.col("diagnostic").str.extract(_REPLY, 0).alias("reply")).pipe(
         _per_distinct, "reply", _codes(pl.col("reply"), _CODES)
+    )
+
+
+def _with_codes_at_start(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the `codes` (`_codes`) of the reply `_CODES_AT_START` finds in the `diagnostic`.
+
+    The pattern looks at 14 characters at most (and at whether the text ends before them),
+    and confirmations start alike: it reads each distinct 14-character start once.
+    """
+    return frame.with_columns(pl.col("diagnostic").str.head(14).alias("start")).pipe(
+        _per_distinct, "start", _codes(pl.col("start"), _CODES_AT_START)
     )
 
 
