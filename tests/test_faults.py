@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import zstandard
 from typer.testing import CliRunner, Result
 
 from bounce_analyzer import store as store_module
 from bounce_analyzer.cli import app
+from bounce_analyzer.pipeline import ParseRun
 from bounce_analyzer.store import scan_events, scan_quarantine
 
 runner = CliRunner()
@@ -431,3 +433,41 @@ def test_ingest_of_a_missing_file_creates_no_store(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == f"Error: {missing}: no such file or directory\n"
     assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "lines"),
+    [
+        (
+            "postfix",
+            [
+                "Nov 27 10:00:01 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, "
+                "relay=mx.example.com[192.0.2.7]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, "
+                "status=bounced (host mx.example.com[192.0.2.7] said: 55\u0665 5.1.1 no such user "
+                "(in reply to RCPT TO command))",
+                "Nov 27 10:00:02 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c.example"
+                "[192.0.2.1]: 55\u0665 5.7.1 <a@example.com>: Relay access denied; "
+                "from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>",
+            ],
+        ),
+        (
+            "exim",
+            [
+                "2026-11-27 10:00:01 1tE3xY-0001Ab-Cd ** a@example.com R=dnslookup T=remote_smtp "
+                "H=mx.example.com [192.0.2.7]: SMTP error from remote mail server after RCPT "
+                "TO:<a@example.com>: 55\u0665 5.1.1 no such user",
+            ],
+        ),
+    ],
+)
+def test_a_reply_code_with_a_non_ascii_digit_is_no_code(
+    tmp_path: Path, source: str, lines: list[str]
+) -> None:
+    # `\d` matches any Unicode digit ("٥", U+0665): such a "code" once reached an Int16 cast
+    # and raised. Reply codes are ASCII digits; the event keeps its text, without a code.
+    log = tmp_path / "odd-digit.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    events = pl.concat(chunk.events for chunk in ParseRun([str(log)], source=source, tz="UTC"))
+    assert events.height == len(lines)
+    assert events["smtp_code"].null_count() == len(lines)
+    assert all("55\u0665" in text for text in events["diagnostic"].to_list())

@@ -126,15 +126,17 @@ _HOST_IN_TEXT = r": host (?P<relay_host>\S+) \[(?P<relay_ip>[^\]]+)\]:"
 # ...RCPT TO:<a@example.com>: 550-5.1.1 The email account ...   (first code after ": ")
 # C="250 2.0.0 OK 1732790000 ..."                                 (delivery confirmation)
 _CODES = (
-    r"(?:^|: )(?P<smtp_code>[245]\d\d)(?:[ -](?P<enhanced_code>[245]\.\d{1,3}\.\d{1,3}))?(?:[ -]|$)"
+    r"(?:^|: )(?P<smtp_code>[245][0-9][0-9])"
+    r"(?:[ -](?P<enhanced_code>[245]\.[0-9]{1,3}\.[0-9]{1,3}))?(?:[ -]|$)"
 )
 
 # : 550-5.1.1   (the whole match of _CODES, found without groups: see `_with_codes`)
-_REPLY = r"(?:^|: )[245]\d\d(?:[ -][245]\.\d{1,3}\.\d{1,3})?(?:[ -]|$)"
+_REPLY = r"(?:^|: )[245][0-9][0-9](?:[ -][245]\.[0-9]{1,3}\.[0-9]{1,3})?(?:[ -]|$)"
 
 # 250 2.0.0 OK 1732790000 ...   (a confirmation that starts with its reply, as most do)
 _CODES_AT_START = (
-    r"^(?P<smtp_code>[245]\d\d)(?:[ -](?P<enhanced_code>[245]\.\d{1,3}\.\d{1,3}))?(?:[ -]|$)"
+    r"^(?P<smtp_code>[245][0-9][0-9])"
+    r"(?:[ -](?P<enhanced_code>[245]\.[0-9]{1,3}\.[0-9]{1,3}))?(?:[ -]|$)"
 )
 
 # C="250 2.0.0 OK id=1tE3xY-0001Ab-Cd"

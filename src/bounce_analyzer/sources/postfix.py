@@ -80,12 +80,14 @@ _RECIPIENT = (
 _REMOTE = r"(?:host|connect to) (?P<remote_host>[^\s\[\]]+)\[(?P<remote_ip>[^\]]+)\]"
 _SAID = (
     r"(?:said|refused to talk to me): "
-    r"(?P<code>[2-5]\d\d)(?:[ -](?P<enhanced>[2-5]\.\d{1,3}\.\d{1,3}))?"
+    r"(?P<code>[2-5][0-9][0-9])(?:[ -](?P<enhanced>[2-5]\.[0-9]{1,3}\.[0-9]{1,3}))?"
 )
-_LEADING_CODES = r"^(?P<code>[2-5]\d\d)?[ -]?(?P<enhanced>[2-5]\.\d{1,3}\.\d{1,3})?(?:\s|$)"
+_LEADING_CODES = (
+    r"^(?P<code>[2-5][0-9][0-9])?[ -]?(?P<enhanced>[2-5]\.[0-9]{1,3}\.[0-9]{1,3})?(?:\s|$)"
+)
 #: The same, without groups: in its match, a code is the first three characters if they are
 #: digits, and an enhanced code is the only `d.d.d` (see `_recipient_events`).
-_LEADING_CODES_SHAPE = r"^(?:[2-5]\d\d)?[ -]?(?:[2-5]\.\d{1,3}\.\d{1,3})?(?:\s|$)"
+_LEADING_CODES_SHAPE = r"^(?:[2-5][0-9][0-9])?[ -]?(?:[2-5]\.[0-9]{1,3}\.[0-9]{1,3})?(?:\s|$)"
 #: A stage reject up to its text (which ends at the first "; from=<" or "; proto=").
 _STAGE_REJECT = r"^(?:milter-)?reject: [A-Z-]+ from [^\s\[\]]*\[[^\]]*\](?::\d+)?: "
 _CONTENT_REJECT = (
@@ -823,8 +825,8 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         relay_host=pl.col("relay").str.extract(r"^[^\[\]:]+", 0),
         relay_ip=pl.col("relay").str.extract(r"\[[0-9A-Fa-f:.]+\]", 0).str.slice(1).str.head(-1),
         said=diagnostic.str.extract_groups(_SAID),
-        leading_code=leading.str.extract(r"^[2-5]\d\d", 0),
-        leading_enhanced=leading.str.extract(r"[2-5]\.\d{1,3}\.\d{1,3}", 0),
+        leading_code=leading.str.extract(r"^[2-5][0-9][0-9]", 0),
+        leading_enhanced=leading.str.extract(r"[2-5]\.[0-9]{1,3}\.[0-9]{1,3}", 0),
     )
     # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
     no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")
