@@ -471,3 +471,16 @@ def test_a_reply_code_with_a_non_ascii_digit_is_no_code(
     assert events.height == len(lines)
     assert events["smtp_code"].null_count() == len(lines)
     assert all("55\u0665" in text for text in events["diagnostic"].to_list())
+
+
+def test_an_exim_queue_time_with_a_non_ascii_digit_is_no_delay(tmp_path: Path) -> None:
+    # QT=1٥s once reached a numeric cast through `\d` and raised; the delivery is still read.
+    log = tmp_path / "qt.log"
+    log.write_text(
+        "2026-11-27 10:00:01 1tE3xY-0001Ab-Cd => a@example.com R=dnslookup T=remote_smtp "
+        'H=mx.example.com [192.0.2.7] C="250 ok" QT=1\u0665s DT=1s\n',
+        encoding="utf-8",
+    )
+    events = pl.concat(chunk.events for chunk in ParseRun([str(log)], source="exim", tz="UTC"))
+    assert events["event"].to_list() == ["delivered"]
+    assert events["smtp_code"].to_list() == [250]

@@ -144,11 +144,14 @@ _CONFIRMATION = r'(?:^|\s)C="(?P<confirmation>(?:[^"\\]|\\.)*)"'
 
 # QT=1h2m3s  QT=0.123s  QT=2d3h
 _QUEUE_TIME = (
-    r"(?:^|\s)QT=(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?"
+    r"(?:^|\s)QT=(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?"
+    r"(?:(?P<s>[0-9]+(?:\.[0-9]+)?)s)?"
 )
 
 # 1h2m3s   (what follows the first QT=)
-_QT_VALUE = r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?"
+_QT_VALUE = (
+    r"^(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+(?:\.[0-9]+)?)s)?"
+)
 
 # defer (-53): Retry time not yet reached / defer (-54): retry time not reached for any host
 _NO_ATTEMPT = r"(?i)^retry time not (?:yet )?reached"
