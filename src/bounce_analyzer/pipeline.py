@@ -236,20 +236,17 @@ class ParseRun:
     ) -> Iterator[Chunk]:
         from bounce_analyzer.classify import classify  # lazy: start-up stays light
 
-        events: list[pl.DataFrame] = []
+        events: list[pl.DataFrame] = []  # conformed, waiting to be classified
         malformed: list[pl.DataFrame] = []
-        held = 0  # events waiting in `events`
 
         def chunk() -> Chunk:
-            nonlocal held
-            joined = pl.concat(events) if len(events) > 1 else events[0]
+            joined = pl.concat(events)
             if joined.height:
                 joined = classify(joined, rules)
-            set_aside = pl.concat(malformed) if len(malformed) > 1 else malformed[0]
+            made = Chunk(path=item.display, events=joined, malformed=pl.concat(malformed))
             events.clear()
             malformed.clear()
-            held = 0
-            return Chunk(path=item.display, events=joined, malformed=set_aside)
+            return made
 
         try:
             batches = ahead(self._batches(item, summary, start))
@@ -264,10 +261,9 @@ class ParseRun:
                 summary.events += conformed.height
                 events.append(conformed)
                 malformed.append(output.malformed)
-                held += conformed.height
                 # Classification has a fixed cost per call and works per distinct text and
                 # key: the events of several batches are classified at once.
-                if held >= self._classify_rows:
+                if sum(frame.height for frame in events) >= self._classify_rows:
                     yield chunk()
         except reading.TruncatedInputError as error:
             summary.damage = str(error)
