@@ -7,12 +7,10 @@ over, and the per-file accounting the `parse` summary and `ingest` report.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -21,65 +19,12 @@ from bounce_analyzer.errors import ParseError
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
+from bounce_analyzer.stages import ahead
 
 if TYPE_CHECKING:
     from bounce_analyzer.rules import Rules
 
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format
-
-_T = TypeVar("_T")
-
-
-def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
-    """`items`, produced by a thread of their own up to `depth` items ahead of the consumer.
-
-    Reading, parsing and classifying then overlap: polars releases the interpreter lock while
-    it works, so the stages run on separate cores. Items and the exception that ends `items`
-    arrive in order; closing the returned iterator stops and closes `items`. At most `depth`
-    items wait, so memory stays bounded.
-    """
-    handoff: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(message: tuple[str, object]) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(message, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    break
-            else:
-                put(("done", None))
-        except BaseException as error:  # handed over: the consumer raises it
-            put(("error", error))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="bounce-analyzer-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = handoff.get()
-            if kind == "item":
-                yield value  # type: ignore[misc]
-            elif kind == "error":
-                assert isinstance(value, BaseException)
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
-        worker.join()
-
 
 @dataclass(frozen=True)
 class Resume:

@@ -44,6 +44,7 @@ from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import batch_lines
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.stages import ahead
 
 __all__ = ["MAX_OPEN_MESSAGES", "Exim"]
 
@@ -242,8 +243,6 @@ class Exim:
         `_cut` runs a batch ahead, in a thread of its own: it holds no state, so that only
         `_outcomes` (in the consumer's thread) reads and changes the open messages.
         """
-        from bounce_analyzer.pipeline import ahead  # (the pipeline imports the sources)
-
         tz = self._tz
         for cut in ahead(_cut(batch, tz) for batch in batches):
             yield self._outcomes(cut)

@@ -42,6 +42,7 @@ from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import batch_lines
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.stages import ahead
 
 __all__ = ["Postfix"]
 
@@ -206,8 +207,6 @@ class Postfix:
         Two stages in two threads: lines to the lines that matter (`_kinds_of`), then those
         to events with the sender and Message-ID joined (`_outcomes`, which holds the state).
         """
-        from bounce_analyzer.pipeline import ahead
-
         for frame, path, read, skipped in ahead(self._kinds_of(batches)):
             yield self._outcomes(frame, path, read=read, skipped=skipped)
 

@@ -1,4 +1,4 @@
-"""The pipeline's stages run ahead in threads: order, errors and early stops are kept."""
+"""`stages.ahead`: a stage run ahead in a thread keeps order, errors and early stops."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bounce_analyzer.pipeline import ahead
+from bounce_analyzer.stages import ahead
 
 
 def _ahead_threads() -> list[threading.Thread]:
