@@ -1839,32 +1839,8 @@ def _postfix_segment(
     # Times: retries back off 300 s doubling to 4000 s (Postfix's defaults), squeezed into a
     # short window; each message fits inside this segment so the log stays in time order.
     n = msgs.height
-    rounds = (
-        msgs.select("msg", "rounds")
-        .with_columns(pl.int_ranges(0, "rounds").alias("r"))
-        .explode("r")
-    )
-    nr = rounds.height
-    rounds = rounds.with_columns(
-        pl.when(pl.col("r") == 0)
-        .then(0.0)
-        .otherwise(
-            (pl.lit(300.0) * pl.lit(2.0).pow(pl.col("r") - 1)).clip(upper_bound=4000.0)
-            * (1 + rng.floats(nr) * 0.5)
-        )
-        .alias("backoff")
-    ).with_columns(pl.col("backoff").cum_sum().over("msg").alias("offset_s"))
-    span_s = rounds.group_by("msg").agg(pl.col("offset_s").max().alias("span_s"))
-    scale = min(1.0, span_us / _US * 0.5 / max(1.0, _max_float(span_s, "span_s") + 30))
-    msgs = msgs.join(span_s, on="msg", maintain_order="left").sort("msg")
+    msgs, rounds = _message_times(rng, msgs, start_us, span_us)
     msgs = msgs.with_columns(
-        (
-            pl.lit(start_us, pl.Int64)
-            + (
-                rng.floats(n)
-                * (span_us - (pl.col("span_s") * scale + 30) * _US).clip(lower_bound=0)
-            ).cast(pl.Int64)
-        ).alias("t0"),
         rng.ints(n, 1000, 65000).alias("smtpd_pid"),
         rng.ints(n, 0, 6).alias("cleanup_i"),
         rng.token(n, 8, _hex).alias("mid_a"),
@@ -1877,9 +1853,6 @@ def _postfix_segment(
         (pl.col("t0").cast(pl.Datetime("us", "UTC")).dt.strftime("%Y%m%d%H%M%S")).alias("mid_t"),
     )
     msgs = msgs.with_columns(_render("{mid_t}.{mid_a}@{sender_domain}").alias("mid"))
-    rounds = rounds.join(msgs.select("msg", "t0"), on="msg", maintain_order="left").with_columns(
-        (pl.col("t0") + 400_000 + (pl.col("offset_s") * scale * _US).cast(pl.Int64)).alias("rt")
-    )
     qmgr_pid = 1200 + segment
     cleanup_pids = [2201, 2277, 2310, 2345, 2402, 2468]
 
@@ -2235,10 +2208,12 @@ def generate_exim(
     return truth
 
 
-def _timed_plan(
-    rng: _Rng, msgs: pl.DataFrame, att: pl.DataFrame, start_us: int, span_us: int
+def _message_times(
+    rng: _Rng, msgs: pl.DataFrame, start_us: int, span_us: int
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Give messages a start time and attempts a time (retries back off, inside the span)."""
+    """Messages (in `msg` order) with a start time `t0`, and their delivery rounds `r` with a
+    time `rt`: retries back off 300 s doubling to 4000 s, squeezed so that every message fits
+    in the span (the log stays in time order)."""
     n = msgs.height
     rounds = (
         msgs.select("msg", "rounds")
@@ -2266,6 +2241,14 @@ def _timed_plan(
     rounds = rounds.join(msgs.select("msg", "t0"), on="msg", maintain_order="left").with_columns(
         (pl.col("t0") + 400_000 + (pl.col("offset_s") * scale * _US).cast(pl.Int64)).alias("rt")
     )
+    return msgs, rounds.drop("t0")
+
+
+def _timed_plan(
+    rng: _Rng, msgs: pl.DataFrame, att: pl.DataFrame, start_us: int, span_us: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Give messages a start time and attempts a time (retries back off, inside the span)."""
+    msgs, rounds = _message_times(rng, msgs, start_us, span_us)
     na = att.height
     att = (
         att.join(
