@@ -3042,65 +3042,34 @@ def _mailgun_segment(
     #  "enhanced-code":"4.2.2","message":"4.2.2 The recipient's inbox is out of storage ...",...}}
     expire_last = (pl.col("outcome") == _EXPIRE) & (pl.col("a") == pl.col("k") - 1)
     temp = att_env.filter((pl.col("status") == "deferred") & ~expire_last)
-    emit(
-        temp,
-        [
+
+    def failed(frame: pl.DataFrame, level: str, severity: str, reason: str, *more: pl.Expr) -> None:
+        """A `failed` event of `frame`'s attempts: their code and text, and `more` status."""
+        status_fields = [pl.col("dsn").alias("enhanced-code"), pl.col("text").alias("message")]
+        fields = [
             pl.lit("failed").alias("event"),
-            pl.lit("warn").alias("log-level"),
-            pl.lit("temporary").alias("severity"),
-            pl.lit("generic").alias("reason"),
+            pl.lit(level).alias("log-level"),
+            pl.lit(severity).alias("severity"),
+            pl.lit(reason).alias("reason"),
             envelope,
-            status(
-                [
-                    pl.col("dsn").alias("enhanced-code"),
-                    pl.col("text").alias("message"),
-                    pl.lit("").alias("description"),
-                    pl.lit(600).alias("retry-seconds"),
-                ]
-            ),
-        ],
-        step,
+            status([*status_fields, *more]),
+        ]
+        emit(frame, fields, step)
+
+    failed(
+        temp,
+        "warn",
+        "temporary",
+        "generic",
+        pl.lit("").alias("description"),
+        pl.lit(600).alias("retry-seconds"),
     )
     # {"event":"failed","severity":"permanent","reason":"old",...} after the last retry
     old = att_env.filter((pl.col("status") == "deferred") & expire_last)
-    emit(
-        old,
-        [
-            pl.lit("failed").alias("event"),
-            pl.lit("error").alias("log-level"),
-            pl.lit("permanent").alias("severity"),
-            pl.lit("old").alias("reason"),
-            envelope,
-            status(
-                [
-                    pl.col("dsn").alias("enhanced-code"),
-                    pl.col("text").alias("message"),
-                    pl.lit("Too old").alias("description"),
-                ]
-            ),
-        ],
-        step,
-    )
+    failed(old, "error", "permanent", "old", pl.lit("Too old").alias("description"))
     # {"event":"failed","severity":"permanent","reason":"bounce","delivery-status":{"code":550,...}}
     bounced = att_env.filter(pl.col("status") == "bounced")
-    emit(
-        bounced,
-        [
-            pl.lit("failed").alias("event"),
-            pl.lit("error").alias("log-level"),
-            pl.lit("permanent").alias("severity"),
-            pl.lit("bounce").alias("reason"),
-            envelope,
-            status(
-                [
-                    pl.col("dsn").alias("enhanced-code"),
-                    pl.col("text").alias("message"),
-                    pl.lit("").alias("description"),
-                ]
-            ),
-        ],
-        step,
-    )
+    failed(bounced, "error", "permanent", "bounce", pl.lit("").alias("description"))
     # {"event":"failed","severity":"permanent","reason":"suppress-bounce","delivery-status":
     #  {"code":605,"description":"Not delivering to previously bounced address",...}}
     dropped = rc.filter(pl.col("dropped")).with_columns(pl.col("t0").alias("ts"))
