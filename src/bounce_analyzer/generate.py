@@ -2070,29 +2070,7 @@ def _postfix_segment(
             pl.lit(None, pl.String).alias("template"),
         )
     )
-    rejects = noise.with_columns(
-        pl.lit(pl.Series([t[3] for t in _NOISE_POSTFIX], dtype=pl.String))
-        .gather(pl.col("tpl"))
-        .alias("template")
-    ).filter(pl.col("template").is_not_null())
-    rejects = rejects.select(
-        pl.lit("rejected").alias("event"),
-        pl.when(pl.col("template") == "postfix.reject.relay")
-        .then(pl.col("helo"))
-        .otherwise(pl.lit("example.com"))
-        .alias("domain"),
-        pl.col("template")
-        .replace_strict(
-            {k: v["smtp_code"] for k, v in _EXTRA_TEMPLATES.items()}, return_dtype=pl.Int64
-        )
-        .alias("smtp_code"),
-        pl.col("template")
-        .replace_strict(
-            {k: v["enhanced_code"] for k, v in _EXTRA_TEMPLATES.items()}, return_dtype=pl.String
-        )
-        .alias("enhanced_code"),
-        pl.col("template"),
-    )
+    rejects = _noise_events(noise, _NOISE_POSTFIX, 3)
     all_events = pl.concat([events, exp, rejects], how="vertical")
     truth._add(all_events)
     truth.event_records += all_events.height
