@@ -71,7 +71,11 @@ def dictionary_columns(arrow_schema: pa.Schema) -> list[str]:
         f.name
         for f in arrow_schema
         if f.name not in UNIQUE_COLUMNS
-        and (pa.types.is_large_string(f.type) or pa.types.is_string(f.type))
+        and (
+            pa.types.is_large_string(f.type)
+            or pa.types.is_string(f.type)
+            or pa.types.is_string_view(f.type)
+        )
     ]
 
 

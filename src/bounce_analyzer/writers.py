@@ -96,13 +96,18 @@ class EventWriter:
         elif self._fmt is EventFormat.parquet:
             import pyarrow.parquet as pq
 
-            table = frame.to_arrow()
+            # polars' own string layout (Arrow string views) is handed over without a copy;
+            # the copy into classic Arrow strings cost a quarter of the writer's time. The file
+            # does not record that layout (no stored Arrow schema): readers see plain UTF-8
+            # strings and a UTC timestamp, as Parquet types them.
+            table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(
                     self._stream,
                     table.schema,
                     compression="zstd",
                     use_dictionary=schema.dictionary_columns(table.schema),
+                    store_schema=False,
                 )
             self._parquet.write_table(table)
         elif self._fmt is EventFormat.table:
