@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from _samples import BOUNCED, BROKEN
 from bounce_analyzer import __version__
 from bounce_analyzer.cli import app
 
@@ -154,15 +155,6 @@ def test_parse_csv_neutralizes_formulas(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "'=HYPERLINK" in result.stdout
     assert ",=HYPERLINK" not in result.stdout and ',"=HYPERLINK' not in result.stdout
-
-
-BOUNCED = (
-    "Nov 27 10:00:01 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<a@example.com>, "
-    "relay=mx.example.com[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, "
-    "status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 User unknown "
-    "(in reply to RCPT TO command))"
-)
-BROKEN = "Nov 27 10:00:02 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<, status=bounced"
 
 
 def test_parse_strict_stops_at_the_first_malformed_line(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import pytest
 import zstandard
 from typer.testing import CliRunner, Result
 
+from _samples import BOUNCED, BROKEN, EXIM_BOUNCED
 from bounce_analyzer import store as store_module
 from bounce_analyzer.cli import app
 from bounce_analyzer.pipeline import ParseRun
@@ -29,14 +30,6 @@ runner = CliRunner()
 
 #: The modification time of every log written here: the year of "Nov 27" is 2026.
 MTIME = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
-
-BOUNCED = (
-    "Nov 27 10:00:01 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<a@example.com>, "
-    "relay=mx.example.com[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, "
-    "status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 User unknown "
-    "(in reply to RCPT TO command))"
-)
-BROKEN = "Nov 27 10:00:02 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<, status=bounced"
 
 
 def invoke(*args: str) -> Result:
@@ -435,29 +428,35 @@ def test_ingest_of_a_missing_file_creates_no_store(tmp_path: Path) -> None:
     assert not store.exists()
 
 
+# --- digits of other scripts: `\d` takes them, casts and strptime do not ---------------------
+
+#: ٥ (Arabic-Indic), ۵ (Persian), ५ (Devanagari), ５ (fullwidth): the digit 5 of four scripts.
+FIVES = ["\u0665", "\u06f5", "\u096b", "\uff15"]
+
+
+def parse_lines(tmp_path: Path, source: str, lines: list[str]) -> tuple[pl.DataFrame, ...]:
+    """(events, malformed records) of a log of `lines` read as `source`, origin: line number."""
+    log = write_log(tmp_path / "odd-digits.log", ("\n".join(lines) + "\n").encode())
+    chunks = list(ParseRun([str(log)], source=source, tz="UTC"))
+    line_number = pl.col("origin").str.strip_prefix(f"{log}:")
+    events = pl.concat(chunk.events for chunk in chunks).with_columns(line_number)
+    malformed = pl.concat(chunk.malformed for chunk in chunks).with_columns(line_number)
+    return events, malformed
+
+
 @pytest.mark.parametrize(
     ("source", "lines"),
     [
         (
             "postfix",
             [
-                "Nov 27 10:00:01 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, "
-                "relay=mx.example.com[192.0.2.7]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, "
-                "status=bounced (host mx.example.com[192.0.2.7] said: 55\u0665 5.1.1 no such user "
-                "(in reply to RCPT TO command))",
+                BOUNCED.replace("said: 550 5.1.1", "said: 55\u0665 5.1.1"),
                 "Nov 27 10:00:02 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c.example"
                 "[192.0.2.1]: 55\u0665 5.7.1 <a@example.com>: Relay access denied; "
                 "from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>",
             ],
         ),
-        (
-            "exim",
-            [
-                "2026-11-27 10:00:01 1tE3xY-0001Ab-Cd ** a@example.com R=dnslookup T=remote_smtp "
-                "H=mx.example.com [192.0.2.7]: SMTP error from remote mail server after RCPT "
-                "TO:<a@example.com>: 55\u0665 5.1.1 no such user",
-            ],
-        ),
+        ("exim", [EXIM_BOUNCED.replace(": 550 5.1.1", ": 55\u0665 5.1.1")]),
     ],
 )
 def test_a_reply_code_with_a_non_ascii_digit_is_no_code(
@@ -465,9 +464,7 @@ def test_a_reply_code_with_a_non_ascii_digit_is_no_code(
 ) -> None:
     # `\d` matches any Unicode digit ("٥", U+0665): such a "code" once reached an Int16 cast
     # and raised. Reply codes are ASCII digits; the event keeps its text, without a code.
-    log = tmp_path / "odd-digit.log"
-    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    events = pl.concat(chunk.events for chunk in ParseRun([str(log)], source=source, tz="UTC"))
+    events, _ = parse_lines(tmp_path, source, lines)
     assert events.height == len(lines)
     assert events["smtp_code"].null_count() == len(lines)
     assert all("55\u0665" in text for text in events["diagnostic"].to_list())
@@ -475,12 +472,69 @@ def test_a_reply_code_with_a_non_ascii_digit_is_no_code(
 
 def test_an_exim_queue_time_with_a_non_ascii_digit_is_no_delay(tmp_path: Path) -> None:
     # QT=1٥s once reached a numeric cast through `\d` and raised; the delivery is still read.
-    log = tmp_path / "qt.log"
-    log.write_text(
+    line = (
         "2026-11-27 10:00:01 1tE3xY-0001Ab-Cd => a@example.com R=dnslookup T=remote_smtp "
-        'H=mx.example.com [192.0.2.7] C="250 ok" QT=1\u0665s DT=1s\n',
-        encoding="utf-8",
+        'H=mx.example.com [192.0.2.7] C="250 ok" QT=1\u0665s DT=1s'
     )
-    events = pl.concat(chunk.events for chunk in ParseRun([str(log)], source="exim", tz="UTC"))
+    events, _ = parse_lines(tmp_path, "exim", [line])
     assert events["event"].to_list() == ["delivered"]
     assert events["smtp_code"].to_list() == [250]
+    assert events["delay_s"].to_list() == [None]
+
+
+@pytest.mark.parametrize("five", FIVES)
+@pytest.mark.parametrize(
+    "odd",
+    [
+        # ...dsn=5.1.٥, status=bounced (host ... said: 550 User unknown ...)
+        BOUNCED.replace("dsn=5.1.1", "dsn=5.1.{d}").replace("550 5.1.1", "550"),
+        # ...delay=1, dsn=٥.1.1, status=bounced (...)   (dsn= without delays=)
+        BOUNCED.replace("delays=0/0/0/1, dsn=5.1.1", "dsn={d}.1.1"),
+    ],
+    ids=["dsn", "dsn-alone"],
+)
+def test_a_postfix_dsn_with_a_non_ascii_digit_is_malformed(
+    tmp_path: Path, odd: str, five: str
+) -> None:
+    # `dsn=\d\.\d{1,3}\.\d{1,3}` once stored "5.1.٥" as the enhanced code, which no rule
+    # matches and no report groups with 5.1.5. Like `dsn=5.1.x`, the line is unreadable.
+    events, malformed = parse_lines(tmp_path, "postfix", [BOUNCED, odd.format(d=five)])
+    assert events.select("origin", "enhanced_code").rows() == [("1", "5.1.1")]
+    assert malformed.select("origin", "reason").rows() == [
+        ("2", "unreadable recipient status line")
+    ]
+
+
+@pytest.mark.parametrize("five", FIVES)
+@pytest.mark.parametrize(
+    ("source", "good", "odd"),
+    [
+        ("postfix", BOUNCED, BOUNCED.replace("Nov 27 10:00:01", "Nov 2{d} 10:00:01")),
+        ("postfix", BOUNCED, BOUNCED.replace("Nov 27 10:00:01", "Nov 27 10:00:01.1{d}")),
+        ("postfix", BOUNCED, BOUNCED.replace("Nov 27 10:00:01", "2026-11-27T1{d}:00:01Z")),
+        ("postfix", BOUNCED, BOUNCED.replace("Nov 27 10:00:01", "2026-11-27T10:00:01+0{d}:00")),
+        ("postfix", BOUNCED, BOUNCED.replace("Nov 27 10:00:01", "202{d} Nov 27 10:00:01")),
+        ("exim", EXIM_BOUNCED, EXIM_BOUNCED.replace("2026-11-27", "202{d}-11-27")),
+        ("exim", EXIM_BOUNCED, EXIM_BOUNCED.replace("10:00:01", "10:00:01.{d}")),
+        ("exim", EXIM_BOUNCED, EXIM_BOUNCED.replace("10:00:01", "10:00:01 +01{d}0")),
+    ],
+    ids=[
+        "postfix-classic",
+        "postfix-fraction",
+        "postfix-rfc3339",
+        "postfix-offset",
+        "postfix-yearful",
+        "exim-date",
+        "exim-fraction",
+        "exim-offset",
+    ],
+)
+def test_a_stamp_with_a_non_ascii_digit_is_an_invalid_timestamp(
+    tmp_path: Path, source: str, good: str, odd: str, five: str
+) -> None:
+    # The stamp patterns take `\d`, and strptime reads ASCII digits only: the line is set
+    # aside as an invalid timestamp (with `[0-9]` a zone like +01٥0 would not be seen, and an
+    # Exim line would lose its message id and be skipped), the lines around it are read.
+    events, malformed = parse_lines(tmp_path, source, [good, odd.format(d=five), good])
+    assert events["origin"].to_list() == ["1", "3"]
+    assert malformed.select("origin", "reason").rows() == [("2", "invalid timestamp")]

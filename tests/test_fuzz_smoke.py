@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
+import polars as pl
 import pytest
 
+import _samples as samples
 from bounce_analyzer.sources.base import Batch, SourceOutput
 from bounce_analyzer.sources.exim import Exim
 from bounce_analyzer.sources.postfix import Postfix
@@ -33,12 +36,7 @@ def _load_fuzz() -> ModuleType:
 
 fuzz = _load_fuzz()
 
-BOUNCED = (
-    b"Nov 27 10:00:01 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<a@example.com>, "
-    b"relay=mx.example.com[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, "
-    b"status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 User unknown "
-    b"(in reply to RCPT TO command))"
-)
+BOUNCED = samples.BOUNCED.encode()
 
 
 def test_split_batches_cuts_at_line_ends_with_their_numbers() -> None:
@@ -124,3 +122,41 @@ def test_a_short_fuzz_run_finds_no_crash_and_no_violation(tmp_path: Path) -> Non
     assert sum(summary.pipeline_runs.values()) == 40
     assert summary.crashes == 0, summary.figures()
     assert summary.violations == 0, summary.figures()
+
+
+def _in_ascii(text: str) -> str:
+    """`text` with every decimal digit, of whatever script, written as an ASCII digit."""
+    return "".join(str(unicodedata.digit(c)) if c.isdecimal() else c for c in text)
+
+
+def test_hostile_digits_writes_the_same_digits_in_other_scripts() -> None:
+    outputs = [fuzz.hostile_digits(random.Random(n), BOUNCED, []).decode() for n in range(40)]
+    assert all(text != samples.BOUNCED for text in outputs)
+    assert all(_in_ascii(text) == samples.BOUNCED for text in outputs)
+    zeros = {ord(c) - unicodedata.digit(c) for text in outputs for c in text if c > "\x7f"}
+    assert zeros == set(fuzz.DIGIT_ZEROS)
+
+
+@pytest.mark.parametrize("zero", [0x0660, 0xFF10, 0x1D7CE])
+def test_a_log_in_other_digits_gives_no_finding(zero: int) -> None:
+    """Every digit of a Postfix and an Exim line in another script: lines set aside, none lost."""
+    digits = str.maketrans({str(n): chr(zero + n) for n in range(10)})
+    data = f"{samples.BOUNCED}\n{samples.EXIM_BOUNCED}\n".translate(digits).encode()
+    for name in ("postfix", "exim"):
+        assert fuzz.check_source(name, data, random.Random(1), max_batches=2) == []
+
+
+def test_an_enhanced_code_in_other_digits_is_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Postfix.parse
+
+    def odd_digit(self: Postfix, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
+        for out in real(self, batches):
+            out.events = out.events.with_columns(
+                pl.col("enhanced_code").str.replace("1$", "\u0661")
+            )
+            yield out
+
+    monkeypatch.setattr(Postfix, "parse", odd_digit)
+    findings = fuzz.check_source("postfix", BOUNCED + b"\n", random.Random(1))
+    assert [(f.kind, f.check) for f in findings] == [("violation", "enhanced code not ASCII")] * 2
+    assert findings[0].detail.endswith("[\"fuzz.log:1: '5.1.\u0661'\"]")

@@ -4,8 +4,9 @@ Seeds are the repository's own inputs (tests/data/<source>/**, sample_logs/**) a
 small logs from the seeded generator. Each iteration takes a seed, applies one to three
 mutations (byte flips, truncation, duplicated or reordered lines, swapped or duplicated
 fields, invalid UTF-8, NUL bytes, 1 MB lines, lines of another source spliced in, broken
-timestamps, JSON cut off, nested wrongly, of the wrong type, with huge arrays), optionally
-wraps the result in gzip or zstd (whole or cut short), and then:
+timestamps, digits of other scripts (Arabic-Indic, fullwidth...) in place of ASCII ones,
+JSON cut off, nested wrongly, of the wrong type, with huge arrays), optionally wraps the
+result in gzip or zstd (whole or cut short), and then:
 
 - runs every source's `parse` over it, once as one batch and once in random small batches;
 - runs `pipeline.ParseRun` over it as a file (format detected, or `--source` forced to a
@@ -15,8 +16,9 @@ wraps the result in gzip or zstd (whole or cut short), and then:
 Checks: no exception other than a `BounceAnalyzerError` (a crash); for every SourceOutput and
 per file `read == events + skipped + malformed`; line-based formats read exactly the lines of
 the input; every event and malformed record has an origin naming the file and an existing
-line; cutting the input into other batches changes no count and loses no record; damaged
-compressed data is reported with its offset after exactly the lines before the damage.
+line; every enhanced status code an event carries is ASCII (`5.1.1`, not `5.1.٥`); cutting the
+input into other batches changes no count and loses no record; damaged compressed data is
+reported with its offset after exactly the lines before the damage.
 
     python tools/fuzz.py --seconds 600 --seed 1 --summary fuzz-summary.json
     python tools/fuzz.py --iterations 2000 --seed 7 --crash-dir fuzz-crashes
@@ -66,7 +68,7 @@ MAX_BATCHES = 12
 MAX_SEED_BYTES = 16 * 1024
 #: `journalctl -o export` records span lines: Postfix then counts records, not lines.
 _EXPORT_START = re.compile(r"^[A-Z_][A-Z0-9_]*=")
-_ORIGIN_TAIL = re.compile(r"^(\d+)(?:#(\d+))?$")
+_ORIGIN_TAIL = re.compile(r"^([0-9]+)(?:#([0-9]+))?$")  # (`\d` and int() take "١" too)
 
 
 # --- seeds --------------------------------------------------------------------------------------
@@ -277,6 +279,35 @@ def break_timestamps(rng: random.Random, data: bytes, _seeds: list[Seed]) -> byt
     return out
 
 
+#: The zero of other scripts' decimal digits (Unicode category Nd). Regex `\d` matches them
+#: all, and a "code" or "stamp" written with them once reached an Int16 cast and raised.
+#: Arabic-Indic, Extended Arabic-Indic (Persian), Devanagari, Bengali, Thai, fullwidth and
+#: mathematical bold (four bytes in UTF-8, beyond the Basic Multilingual Plane).
+DIGIT_ZEROS = (0x0660, 0x06F0, 0x0966, 0x09E6, 0x0E50, 0xFF10, 0x1D7CE)
+_DIGIT_RUN = re.compile(rb"[0-9]+")
+
+
+def _foreign_digits(rng: random.Random, run: bytes) -> bytes:
+    """`run` (ASCII digits) with one of its digits, or all, in another script (one zero)."""
+    zero = rng.choice(DIGIT_ZEROS)
+    chosen = range(len(run)) if rng.random() < 0.5 else [rng.randrange(len(run))]
+    text = run.decode("ascii")
+    digits = [chr(zero + int(c)) if i in chosen else c for i, c in enumerate(text)]
+    return "".join(digits).encode("utf-8")
+
+
+def hostile_digits(rng: random.Random, data: bytes, _seeds: list[Seed]) -> bytes:
+    """Write a few runs of ASCII digits (stamps, codes, delays, pids...) in other scripts."""
+    runs = list(_DIGIT_RUN.finditer(data))
+    if not runs:
+        return data
+    out = data
+    chosen = rng.sample(runs, min(len(runs), rng.randint(1, 6)))
+    for match in sorted(chosen, key=lambda m: m.start(), reverse=True):
+        out = out[: match.start()] + _foreign_digits(rng, match.group()) + out[match.end() :]
+    return out
+
+
 _HOSTILE_VALUES: tuple[Callable[[random.Random], Any], ...] = (
     lambda rng: [1, 2, 3],  # an attempt as a list
     lambda rng: "yesterday at noon",  # a timestamp as text
@@ -406,6 +437,7 @@ MUTATORS: dict[str, Mutator] = {
     "long_line": long_line,
     "splice_other_source": splice_other_source,
     "break_timestamps": break_timestamps,
+    "hostile_digits": hostile_digits,
     "mutate_json": mutate_json,
     "cut_json": cut_json,
 }
@@ -532,12 +564,26 @@ class _Totals:
     malformed: int = 0
     event_origins: list[str] = field(default_factory=list)
     malformed_origins: list[str] = field(default_factory=list)
+    odd_codes: list[str] = field(default_factory=list)
 
     def key(self) -> tuple[Any, ...]:
         return (
             self.read, self.events, self.skipped, self.malformed,
             sorted(self.event_origins), sorted(self.malformed_origins),
         )  # fmt: skip
+
+
+#: An enhanced status code as a source may give it (Postfix's dsn= takes any class digit).
+_ENHANCED_CODE = r"^[0-9]\.[0-9]{1,3}\.[0-9]{1,3}$"
+
+
+def _odd_codes(events: pl.DataFrame) -> list[str]:
+    """`origin: code` of the events whose enhanced code is not ASCII `d.ddd.ddd`.
+
+    (`\\d` in a pattern takes any script's digits: `5.1.٥` is no code a rule can match.)
+    """
+    odd = events.filter(~pl.col("enhanced_code").str.contains(_ENHANCED_CODE))
+    return [f"{origin}: {code!r}" for origin, code in odd.select("origin", "enhanced_code").rows()]
 
 
 def _run_source(name: str, batches: list[Batch], problems: list[str]) -> _Totals:
@@ -555,6 +601,7 @@ def _run_source(name: str, batches: list[Batch], problems: list[str]) -> _Totals
         totals.malformed += out.malformed_count
         totals.event_origins.extend(out.events["origin"].cast(pl.String).to_list())
         totals.malformed_origins.extend(out.malformed["origin"].cast(pl.String).to_list())
+        totals.odd_codes.extend(_odd_codes(out.events))
     return totals
 
 
@@ -583,6 +630,9 @@ def check_source(
         problems += _origin_problems(totals.malformed_origins, path, lines, "malformed")[:3]
         findings += [Finding("violation", where, "accounting", f"batch size {size}: {p}")
                      for p in problems]  # fmt: skip
+        if totals.odd_codes:
+            detail = f"batch size {size}: {totals.odd_codes[:3]}"
+            findings.append(Finding("violation", where, "enhanced code not ASCII", detail))
         results.append(totals)
     whole, split = results
     if whole.key() != split.key():
@@ -675,11 +725,13 @@ def check_pipeline(
     size = _batch_size(rng, length, max_batches)
     chunks_events: list[str] = []
     chunks_malformed: list[str] = []
+    odd_codes: list[str] = []
     run = ParseRun([str(path)], source=forced, tz="UTC", batch_bytes=size)
     try:
         for chunk in run:
             chunks_events.extend(chunk.events["origin"].cast(pl.String).to_list())
             chunks_malformed.extend(chunk.malformed["origin"].cast(pl.String).to_list())
+            odd_codes.extend(_odd_codes(chunk.events))
     except BounceAnalyzerError as error:
         detail = f"batch size {size}: {error}"
         return [Finding("violation", where, f"unexpected {type(error).__name__}", detail)]
@@ -703,8 +755,12 @@ def check_pipeline(
             problems.append(f"read {summary.read} lines of {lines}")
         problems += _origin_problems(chunks_events, str(path), lines, "event")[:3]
         problems += _origin_problems(chunks_malformed, str(path), lines, "malformed")[:3]
-    return [Finding("violation", where, "accounting", f"batch size {size}: {p}")
-            for p in problems]  # fmt: skip
+    findings = [Finding("violation", where, "accounting", f"batch size {size}: {p}")
+                for p in problems]  # fmt: skip
+    if odd_codes:
+        detail = f"batch size {size}: {odd_codes[:3]}"
+        findings.append(Finding("violation", where, "enhanced code not ASCII", detail))
+    return findings
 
 
 # --- the loop ----------------------------------------------------------------------------------
