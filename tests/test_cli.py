@@ -108,6 +108,17 @@ def test_parse_missing_file_is_one_line() -> None:
     assert result.output == "Error: /nonexistent/mail.log: no such file or directory\n"
 
 
+def test_parse_unknown_format_is_one_line(tmp_path: Path) -> None:
+    # `report` has a json format; `parse` writes JSON lines: "json" once raised a traceback.
+    log = tmp_path / "mail.log"
+    log.write_text(BOUNCED)
+    result = runner.invoke(app, ["parse", str(log), "--format", "json"])
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: unknown format 'json': choose one of jsonl, csv, parquet, table\n"
+    )
+
+
 def test_parse_unknown_source() -> None:
     result = runner.invoke(app, ["parse", "--source", "sendmail", "x.log"])
     assert result.exit_code == 2

@@ -183,6 +183,9 @@ def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], Non
 
 def _format_for(output: str | None, fmt: str | None) -> EventFormat:
     if fmt is not None:
+        if fmt not in EventFormat.__members__:
+            choices = ", ".join(EventFormat.__members__)
+            raise UsageError(f"unknown format {fmt!r}: choose one of {choices}")
         return EventFormat(fmt)
     suffix = Path(output).suffix.lower() if output else ""
     by_suffix = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
