@@ -214,8 +214,9 @@ _TEXT_COLUMNS = ("category", "smtp_code", "enhanced_code", "diagnostic")
 _FAILED_OR_DEFERRED = (*FAILURES, "deferred")
 
 #: At most this many events are summarized in one pass; more are split into passes by message
-#: (a hash of its key), so that memory does not grow with the input (each pass reads it again).
-#: The group-by over messages and recipients takes about 300 bytes a recipient: under 1 GB.
+#: (a hash of its key), each reading the window again. The group-by over messages and
+#: recipients takes about 300 bytes a key, so a pass stays under 1 GB; below this size, more
+#: passes would cost a read each and save little (docs/REPORTS.md).
 _PASS_EVENTS = 3_000_000
 
 
