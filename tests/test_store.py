@@ -416,6 +416,30 @@ def test_duplicates_within_one_run_are_dropped(new_store: Store) -> None:
     assert_frame_equal(stored.sort("event_id"), frame.sort("event_id"))
 
 
+def test_hash_collisions_drop_no_new_event(
+    new_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # De-duplication compares 64-bit hashes before keys. With a hash under which every id
+    # collides, only the full-key comparison decides: nothing new may be dropped. One open
+    # file at a time makes several staged files per day, so repeats cross files.
+    monkeypatch.setattr(pl.Expr, "hash", lambda self, *_a, **_k: self.str.len_bytes())
+    monkeypatch.setattr(store, "_MAX_OPEN_WRITERS", 1)
+    frame = numbered_events(40, start=utc(2026, 11, 27, 20), step=timedelta(minutes=15))
+    ingest_fake(new_store, [("old.log", content_of(20), frame.head(20))])
+    (new_store.path / "catalogue.json").unlink()
+    unkeyed = events([{"event": "bounced", "timestamp": utc(2026, 11, 27, 23)}] * 2)
+    inputs = [
+        ("a.log", content_of(41, "a"), pl.concat([frame, unkeyed.head(1)])),
+        ("b.log", content_of(16, "b"), pl.concat([frame.slice(25, 15), unkeyed.tail(1)])),
+    ]
+    result, _ = ingest_fake(new_store, inputs)
+    assert (result.events, result.duplicates) == (22, 35)
+    assert result.events_by_type == {"bounced": 15, "deferred": 7}
+    stored = scan_events(new_store.path).collect()
+    assert stored["event_id"].null_count() == 2  # events without an id are always kept
+    assert sorted(stored["event_id"].drop_nulls().to_list()) == sorted(frame["event_id"])
+
+
 def test_find_resume_takes_the_furthest_matching_entry() -> None:
     head = b"Nov 27 10:00:01 first line\nsecond line\n"
 

@@ -67,8 +67,11 @@ STORE_ENV = "BOUNCE_ANALYZER_STORE"
 #: Test hook: seconds to sleep between the stages of an ingest (makes a kill reachable).
 PAUSE_ENV = "BOUNCE_ANALYZER_TEST_PAUSE"
 
-#: Rows per Parquet row group (a unit of reading and of statistics).
-ROW_GROUP_ROWS = 128 * 1024
+#: Rows per Parquet row group (a unit of reading and of statistics). pyarrow writes a row
+#: group from rows held whole in memory, so this also bounds what `ingest` buffers per day:
+#: 32k rows of events are about 19 MB in Arrow (128k rows made the peak memory of a long run
+#: grow by 70 MB). Files are about 2% bigger than with 128k rows, and as fast to read.
+ROW_GROUP_ROWS = 32 * 1024
 
 #: How many leading (decompressed) bytes identify an input in the catalogue.
 PREFIX_BYTES = 4096
@@ -319,7 +322,7 @@ class _DayFile:
 class _Stager:
     """Writes frames to Parquet files under `directory/date=<day>/`, a day at a time.
 
-    Rows wait in memory until a whole row group (128k rows) is there, or until too many rows
+    Rows wait in memory until a whole row group (32k rows) is there, or until too many rows
     wait in all; then the biggest buffer is written. At most `_MAX_OPEN_WRITERS` files are
     open: when a run spans more days at once, the least recently used file is finished and a
     new one started for that day when it comes back.
@@ -337,7 +340,12 @@ class _Stager:
         """Stage the rows of `frame` (already in the table's columns), split by `day`."""
         if frame.height == 0:
             return
-        keyed = frame.with_columns(day.fill_null(UNKNOWN_DATE).alias("__day"))
+        days = frame.select(day.fill_null(UNKNOWN_DATE).alias("__day")).to_series()
+        if days.n_unique() == 1:
+            # The usual case, a chunk within one day: partitioning would copy every row.
+            self._add_day(str(days[0]), frame.to_arrow().cast(self._schema))
+            return
+        keyed = frame.with_columns(days)
         for key, part in keyed.partition_by("__day", as_dict=True, include_key=False).items():
             self._add_day(str(key[0]), part.to_arrow().cast(self._schema))
 
@@ -426,7 +434,6 @@ def _dedup_day(
     staged: list[Path],
     existing: list[Path],
     key: pl.Expr,
-    columns: list[str],
     arrow_schema: pa.Schema,
     counts: dict[str, int] | None,
 ) -> tuple[list[Path], int]:
@@ -434,40 +441,100 @@ def _dedup_day(
 
     Reads only the key columns. Returns the staged files left (a file with no row left is
     removed) and the number of rows dropped; `counts` gets the kept rows by `event`.
+
+    A day can hold millions of events, so the keys are compared as 64-bit hashes first (8
+    bytes a row instead of the key text); only rows whose hash is already in the store or
+    repeats within the run are compared by their text, so a hash collision drops nothing.
     """
-    if existing:
-        seen = (
-            pl.scan_parquet(existing, hive_partitioning=False, glob=False)
-            .select(key.alias("key"))
-            .collect()["key"]
-        )
+    # A row without a key cannot be matched: it is kept (its hash stays null).
+    hashed = pl.when(key.is_not_null()).then(key.hash()).alias("hash")
+    stored = (
+        _collect(pl.scan_parquet(existing, hive_partitioning=False, glob=False).select(hashed))
+        if existing
+        else pl.DataFrame(schema={"hash": pl.UInt64()})
+    )["hash"]
+    run = (
+        _collect(pl.scan_parquet(staged, hive_partitioning=False, glob=False).select(hashed))
+        if staged
+        else stored.clear().to_frame()
+    )["hash"]
+    suspects = (
+        run.filter((run.is_duplicated() | run.is_in(stored.implode())) & run.is_not_null())
+        .unique()
+        .implode()
+    )
+    del run, stored
+    if suspects.list.len().item():
+        drop = _rows_to_drop(staged, existing, key, suspects)
     else:
-        seen = pl.Series("key", [], dtype=pl.String())
+        drop = [pl.Series("row", [], dtype=pl.UInt32()) for _ in staged]
     kept_files: list[Path] = []
     dropped = 0
-    for path in staged:
-        frame = pl.read_parquet(path, columns=columns, hive_partitioning=False).select(
-            key.alias("key"), *([pl.col("event")] if counts is not None else [])
-        )
-        ids = frame["key"]
-        # A row without a key cannot be matched: it is kept.
-        keep = (
-            (~ids.is_in(seen.implode(), nulls_equal=False)).fill_null(True)
-            & (ids.is_first_distinct() | ids.is_null())
-        ).rename("keep")
-        kept = int(keep.sum())
-        dropped += frame.height - kept
-        if counts is not None:
-            for event, number in frame.filter(keep).group_by("event").len().iter_rows():
+    for path, rows in zip(staged, drop, strict=True):
+        height = pq.ParquetFile(str(path)).metadata.num_rows
+        dropped += rows.len()
+        if counts is not None and rows.len() < height:
+            by_event = (
+                pl.scan_parquet(path, hive_partitioning=False)
+                .select("event")
+                .with_row_index("row")
+                .filter(~pl.col("row").is_in(rows.implode()))
+                .group_by("event")
+                .len()
+            )
+            for event, number in _collect(by_event).iter_rows():
                 counts[str(event)] = counts.get(str(event), 0) + int(number)
-        if kept == 0:
+        if rows.len() == height:
             path.unlink()
             continue
-        if kept < frame.height:
+        if rows.len():
+            keep = ~pl.int_range(height, dtype=pl.UInt32, eager=True).is_in(rows.implode())
             _rewrite_keeping(path, keep, arrow_schema)
-        seen = pl.concat([seen, ids.filter(keep).drop_nulls()])
         kept_files.append(path)
     return kept_files, dropped
+
+
+def _rows_to_drop(
+    staged: list[Path],
+    existing: list[Path],
+    key: pl.Expr,
+    suspects: pl.Series,
+) -> list[pl.Series]:
+    """For each staged file, the rows (indices) whose key is stored or came earlier in the run.
+
+    Only rows whose key hash is in `suspects` (a one-row list column) can be dropped; their
+    keys are read and compared as text.
+    """
+    suspect = pl.col("key").is_not_null() & pl.col("key").hash().is_in(suspects)
+    candidates = (
+        pl.scan_parquet(staged, hive_partitioning=False, glob=False)
+        .select(key.alias("key"))
+        .with_row_index("row")
+        .filter(suspect)
+    )
+    if existing:
+        stored = (
+            pl.scan_parquet(existing, hive_partitioning=False, glob=False)
+            .select(pl.lit(None, pl.UInt32).alias("row"), key.alias("key"))
+            .filter(suspect)
+        )
+        candidates = pl.concat([stored, candidates])
+    # Stored keys come first, then the run's in file and row order: a row goes when its key
+    # was seen before it.
+    seen_before = ~pl.col("key").is_first_distinct() & pl.col("row").is_not_null()
+    dropped = _collect(candidates.filter(seen_before).select("row"))["row"]
+    result = []
+    start = 0
+    for path in staged:
+        end = start + pq.ParquetFile(str(path)).metadata.num_rows
+        result.append(dropped.filter(dropped.is_between(start, end, closed="left")) - start)
+        start = end
+    return result
+
+
+def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
+    """`frame` collected by the streaming engine: files are read a piece at a time."""
+    return frame.collect(engine="streaming")
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -774,7 +841,6 @@ class Store:
                 files,
                 existing,
                 pl.col("event_id"),
-                ["event_id", "event"],
                 _arrow_schema("events"),
                 result.events_by_type,
             )
@@ -787,7 +853,6 @@ class Store:
                     files,
                     every_quarantined,
                     pl.concat_str([pl.col("origin"), pl.col("raw")], separator="\x1f"),
-                    ["origin", "raw"],
                     _arrow_schema("quarantine"),
                     None,
                 )
