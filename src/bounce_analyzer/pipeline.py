@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format
 
+
 @dataclass(frozen=True)
 class Resume:
     """Where to pick an input up again: bytes and lines already read (a line boundary)."""
@@ -120,6 +121,11 @@ class ParseRun:
         return self._instances[name]
 
     def __iter__(self) -> Iterator[Chunk]:
+        """The chunks, classified a chunk ahead of the caller in a thread of their own: what
+        the caller does with one (writing it) overlaps the classification of the next."""
+        return ahead(self._chunks())
+
+    def _chunks(self) -> Iterator[Chunk]:
         from bounce_analyzer.rules import load_rules, user_rules_dir
 
         rules = load_rules(user_rules_dir(Path(self._rules_dir) if self._rules_dir else None))
