@@ -747,6 +747,22 @@ def test_journald_json(tmp_path: Path) -> None:
     assert (out.read, out.skipped) == (5, 2)  # qmgr from=, sshd
 
 
+@pytest.mark.parametrize("batch_bytes", [1, 2, 100, 10_000])
+def test_journald_json_after_blank_lines_in_any_batches(tmp_path: Path, batch_bytes: int) -> None:
+    # A first batch of blank lines once fixed the format as syslog: the journal records after
+    # it were malformed with small batches and read with one batch (found by tools/fuzz.py).
+    path = tmp_path / "journal.json"
+    path.write_bytes(b"\n\n" + (SYNTHETIC / "journal.json").read_bytes())
+    out = parse_file(path, batch_bytes=batch_bytes)
+    assert out.events.select("message_ref", "event").rows() == [("D1E2F3A4B5", "bounced")]
+    assert out.events["origin"][0].endswith("journal.json:4")
+    assert out.malformed.select("reason").rows() == [
+        ("journal record without a text MESSAGE",),
+        ("not a journal JSON record",),
+    ]
+    assert (out.read, out.skipped) == (7, 4)  # two blank lines, qmgr from=, sshd
+
+
 @pytest.mark.parametrize("batch_bytes", [1, 100, 10_000])
 def test_journald_export(tmp_path: Path, batch_bytes: int) -> None:
     out = parse_file(copy_to(tmp_path, SYNTHETIC / "journal.export"), batch_bytes=batch_bytes)

@@ -245,7 +245,11 @@ class Postfix:
         if path == batch.path and batch.first_line > 1:
             return kind
         first = lines.filter(pl.col("line") != "").head(1)["line"].to_list()
-        start = first[0] if first else ""
+        if not first:
+            # Only blank lines so far (a batch can end there): the next batch decides, or a
+            # journal after blank lines would be read as syslog once the batches are small.
+            return "syslog"
+        start = first[0]
         if start.startswith("{"):
             # {"__CURSOR":"s=...","MESSAGE":"...","SYSLOG_IDENTIFIER":"postfix/smtp",...}
             kind = "json"
