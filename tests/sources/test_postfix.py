@@ -763,6 +763,17 @@ def test_journald_json_after_blank_lines_in_any_batches(tmp_path: Path, batch_by
     assert (out.read, out.skipped) == (7, 4)  # two blank lines, qmgr from=, sshd
 
 
+@pytest.mark.parametrize("batch_bytes", [1, 2, 100, 10_000])
+def test_journald_export_after_blank_lines_in_any_batches(tmp_path: Path, batch_bytes: int) -> None:
+    # Blank lines separate export records and are not counted, even when a batch ends after
+    # them, before any line said the format.
+    path = tmp_path / "journal.export"
+    path.write_bytes(b"\n\n\n" + (SYNTHETIC / "journal.export").read_bytes())
+    out = parse_file(path, batch_bytes=batch_bytes)
+    assert out.events.select("message_ref", "event").rows() == [("E1F2A3B4C5", "deferred")]
+    assert (out.read, out.skipped, out.malformed_count) == (3, 2, 0)
+
+
 @pytest.mark.parametrize("batch_bytes", [1, 100, 10_000])
 def test_journald_export(tmp_path: Path, batch_bytes: int) -> None:
     out = parse_file(copy_to(tmp_path, SYNTHETIC / "journal.export"), batch_bytes=batch_bytes)

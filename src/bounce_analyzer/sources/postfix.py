@@ -195,6 +195,8 @@ class Postfix:
         self._format: tuple[str, str] = ("", "syslog")  # (path, format) of the current input
         self._carry: pl.DataFrame | None = None  # an unfinished journal export record
         self._carry_path = ""
+        # The blank lines that start an input, held until a line says its format.
+        self._blank: tuple[Batch, pl.DataFrame] | None = None
 
     # --- the Source interface ---------------------------------------------------------------
 
@@ -213,25 +215,49 @@ class Postfix:
             yield self._outcomes(frame, path, read=read, skipped=skipped)
 
     def _kinds_of(self, batches: Iterable[Batch]) -> Iterator[tuple[pl.DataFrame, str, int, int]]:
-        """Per batch: (the records that matter, path, records read, records skipped)."""
+        """Per batch: (the records that matter, path, records read, records skipped).
+
+        Blank lines that start an input wait for the next batch, so that they are counted as
+        the format that follows them says (a journal export does not count them), whatever
+        the batch ends.
+        """
         for batch in batches:
             if self._carry is not None and self._carry_path != batch.path:
                 yield self._flush_carry()
             lines = batch_lines(batch)
+            if self._blank is not None:
+                held, blank = self._blank
+                self._blank = None
+                if held.path == batch.path:
+                    lines = pl.concat([blank, lines])
+                else:
+                    yield self._syslog(held, blank)
             kind = self._input_format(batch, lines)
-            seq_base = self._next_seq_base()
+            if kind is None:
+                if not batch.final and lines.height < _MAX_HELD_BLANK:
+                    self._blank = (batch, lines)
+                    continue
+                kind = "syslog"
             if kind == "syslog":
-                frame, skipped = _syslog_kinds(lines, self.tz, self._reference(batch), seq_base)
-                yield frame, batch.path, lines.height, skipped
+                yield self._syslog(batch, lines)
                 continue
+            seq_base = self._next_seq_base()
             if kind == "json":
                 records = _json_records(lines)
             else:
                 records = self._export_records(batch, lines)
             frame, skipped = _kinds(records, seq_base)
             yield frame, batch.path, records.height, skipped
+        if self._blank is not None:
+            yield self._syslog(*self._blank)
+            self._blank = None
         if self._carry is not None:
             yield self._flush_carry()
+
+    def _syslog(self, batch: Batch, lines: pl.DataFrame) -> tuple[pl.DataFrame, str, int, int]:
+        seq_base = self._next_seq_base()
+        frame, skipped = _syslog_kinds(lines, self.tz, self._reference(batch), seq_base)
+        return frame, batch.path, lines.height, skipped
 
     def _next_seq_base(self) -> int:
         """A base for `seq` (line order across batches): batch number << 32, plus line_no."""
@@ -240,15 +266,15 @@ class Postfix:
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def _input_format(self, batch: Batch, lines: pl.DataFrame) -> str:
+    def _input_format(self, batch: Batch, lines: pl.DataFrame) -> str | None:
+        """syslog, json or export, as the first line that is not blank says; None when no line
+        of this input has said yet (the lines so far are blank)."""
         path, kind = self._format
         if path == batch.path and batch.first_line > 1:
             return kind
         first = lines.filter(pl.col("line") != "").head(1)["line"].to_list()
         if not first:
-            # Only blank lines so far (a batch can end there): the next batch decides, or a
-            # journal after blank lines would be read as syslog once the batches are small.
-            return "syslog"
+            return None
         start = first[0]
         if start.startswith("{"):
             # {"__CURSOR":"s=...","MESSAGE":"...","SYSLOG_IDENTIFIER":"postfix/smtp",...}
@@ -399,6 +425,10 @@ class Postfix:
 
 
 # --- records -> the lines that matter -------------------------------------------------------
+
+#: At most this many blank lines that start an input wait for a line that says its format
+#: (beyond, they are counted as syslog lines are: read and skipped).
+_MAX_HELD_BLANK = 1 << 20
 
 #: What a line can be about; `skip`: nothing of interest.
 _KIND = pl.Enum(
