@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bounce_analyzer.errors import InputError
+from bounce_analyzer.pipeline import ParseRun
 from bounce_analyzer.reading import (
     InputFile,
     TruncatedInputError,
@@ -56,6 +57,25 @@ def test_each_compression_is_read_by_content(tmp_path: Path, kind: str) -> None:
     assert b"".join(b.data for b in batches) == LINES
     assert head(source, 40) == LINES[:40]
     assert [b.final for b in batches] == [False] * (len(batches) - 1) + [True]
+
+
+@pytest.mark.parametrize("kind", list(COMPRESSORS))
+def test_progress_counts_bytes_as_stored(tmp_path: Path, kind: str) -> None:
+    # A progress bar's total is the size on disk: a compressed file must not count its
+    # decompressed bytes against it (the bar went past 100%).
+    packed = COMPRESSORS[kind](LINES * 8)
+    source = _write(tmp_path / "mail.log", packed)
+    ends = [b.raw_end for b in read_batches(source, batch_bytes=4000)]
+    assert len(ends) > 1
+    assert all(end is not None for end in ends)
+    assert ends == sorted(ends)
+    assert ends[-1] == len(packed)
+    updates: list[int] = []
+    run = ParseRun([str(source.path)], source="postfix", tz="UTC", batch_bytes=4000)
+    run.progress = updates.append
+    events = sum(chunk.events.height for chunk in run)
+    assert (run.summaries[0].read, events) == (4000, 0)
+    assert sum(updates) == run.total_bytes() == len(packed)
 
 
 @pytest.mark.parametrize("kind", ["gzip", "bzip2", "xz", "zstd"])

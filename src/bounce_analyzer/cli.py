@@ -321,12 +321,12 @@ def ingest(
 
     Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
-    from bounce_analyzer.reading import expand_inputs
+    from bounce_analyzer.reading import expand_inputs, total_size
     from bounce_analyzer.store import open_store, store_path
 
-    _run(lambda: expand_inputs(paths))  # a missing input fails before a store is created
+    inputs = _run(lambda: expand_inputs(paths))  # a missing input fails before a store is made
     opened = _run(lambda: open_store(store_path(store), create=True))
-    with _progress(None, quiet=quiet) as update:
+    with _progress(total_size(inputs), quiet=quiet) as update:
         result = _run(
             lambda: opened.ingest(
                 paths,

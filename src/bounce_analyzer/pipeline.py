@@ -107,13 +107,13 @@ class ParseRun:
         self._hold_partial = hold_partial
         self._classify_rows = classify_rows
         self.summaries: list[FileSummary] = []
-        #: Called with the number of bytes of each batch read (a progress bar's update).
+        #: Called with the bytes read for each batch, counted as stored on disk (compressed
+        #: or not; decompressed for stdin): a progress bar's update against `total_bytes`.
         self.progress = progress
 
     def total_bytes(self) -> int | None:
         """The size on disk of all inputs, or None when one of them is stdin."""
-        sizes = [item.size for item in self._inputs]
-        return None if any(size is None for size in sizes) else sum(s or 0 for s in sizes)
+        return reading.total_size(self._inputs)
 
     def _instance(self, name: str) -> Source:
         if name not in self._instances:
@@ -152,10 +152,16 @@ class ParseRun:
         back when `hold_partial` (a live log being written: it is read next time)."""
         summary.start_offset = summary.end_offset = start.offset
         summary.end_line = start.line
+        raw_read = 0
         for batch in reading.read_batches(item, batch_bytes=self._batch_bytes):
             end = batch.offset + len(batch.data)
             if self.progress is not None:
-                self.progress(len(batch.data))
+                # Bytes as stored, to match `total_bytes` (sizes on disk) for compressed files.
+                if batch.raw_end is None:
+                    self.progress(len(batch.data))
+                else:
+                    self.progress(batch.raw_end - raw_read)
+                    raw_read = batch.raw_end
             if end <= start.offset:
                 continue
             if batch.offset < start.offset:

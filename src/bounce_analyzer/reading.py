@@ -107,6 +107,12 @@ class InputFile:
             return None
 
 
+def total_size(inputs: Sequence[InputFile]) -> int | None:
+    """The size on disk of all `inputs`, or None when one of them is stdin."""
+    sizes = [item.size for item in inputs]
+    return None if any(size is None for size in sizes) else sum(s or 0 for s in sizes)
+
+
 def detect_compression(start: bytes) -> str:
     """The compression of a stream from its first bytes: gzip, bzip2, xz, zstd or plain."""
     for magic, name in _MAGIC:
@@ -382,21 +388,26 @@ def read_batches(source: InputFile, *, batch_bytes: int = 32 * 2**20) -> Iterato
             raise _os_error(source.path, error) from None
     previous: Batch | None = None
     with _open_raw(source) as raw:
+
+        def position() -> int | None:
+            return None if source.is_stdin else raw.tell()
+
         try:
             for batch in _cut(
                 _decompressed(raw, source.display), source.display, mtime, batch_bytes
             ):
                 if previous is not None:
                     yield previous
-                previous = batch
+                previous = replace(batch, raw_end=position())
         except TruncatedInputError:
             if previous is not None:
-                yield replace(previous, final=True)
+                yield replace(previous, final=True, raw_end=position())
             raise
         except OSError as error:
             raise _os_error(source.path, error) from None
+        end = position()
     if previous is not None:
-        yield replace(previous, final=True)
+        yield replace(previous, final=True, raw_end=end)
 
 
 def _line_cut(parts: list[bytes], limit: int) -> tuple[int, int] | None:

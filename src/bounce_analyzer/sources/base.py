@@ -30,7 +30,9 @@ class Batch:
     decompressed stream. `final` is true for the last batch of an input. `mtime` is the
     input's modification time (None for stdin): sources whose timestamps lack a year infer it
     from this. `newlines` is the number of line ends in `data` when the reader counted them
-    (None: not counted; `line_ends` counts then).
+    (None: not counted; `line_ends` counts then). `raw_end` is how many bytes of the input as
+    stored (compressed or not) had been read when the batch was cut (None for stdin): what a
+    progress bar measured against the size on disk counts.
     """
 
     data: bytes
@@ -40,6 +42,7 @@ class Batch:
     final: bool = True
     mtime: float | None = None
     newlines: int | None = None
+    raw_end: int | None = None
 
     def line_ends(self) -> int:
         """The number of newline bytes in `data`."""
