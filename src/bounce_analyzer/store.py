@@ -464,14 +464,14 @@ def _dedup_day(
         .implode()
     )
     del run, stored
+    heights = [pq.ParquetFile(str(path)).metadata.num_rows for path in staged]
     if suspects.list.len().item():
-        drop = _rows_to_drop(staged, existing, key, suspects)
+        drop = _rows_to_drop(staged, heights, existing, key, suspects)
     else:
         drop = [pl.Series("row", [], dtype=pl.UInt32()) for _ in staged]
     kept_files: list[Path] = []
     dropped = 0
-    for path, rows in zip(staged, drop, strict=True):
-        height = pq.ParquetFile(str(path)).metadata.num_rows
+    for path, height, rows in zip(staged, heights, drop, strict=True):
         dropped += rows.len()
         if counts is not None and rows.len() < height:
             by_event = (
@@ -496,11 +496,13 @@ def _dedup_day(
 
 def _rows_to_drop(
     staged: list[Path],
+    heights: list[int],
     existing: list[Path],
     key: pl.Expr,
     suspects: pl.Series,
 ) -> list[pl.Series]:
-    """For each staged file, the rows (indices) whose key is stored or came earlier in the run.
+    """For each staged file (of `heights` rows), the rows (indices) whose key is stored or came
+    earlier in the run.
 
     Only rows whose key hash is in `suspects` (a one-row list column) can be dropped; their
     keys are read and compared as text.
@@ -525,8 +527,8 @@ def _rows_to_drop(
     dropped = _collect(candidates.filter(seen_before).select("row"))["row"]
     result = []
     start = 0
-    for path in staged:
-        end = start + pq.ParquetFile(str(path)).metadata.num_rows
+    for height in heights:
+        end = start + height
         result.append(dropped.filter(dropped.is_between(start, end, closed="left")) - start)
         start = end
     return result
