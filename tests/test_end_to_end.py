@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from _stores import export_store, report_store
 from bounce_analyzer.cli import app
-from bounce_analyzer.export import ExportKind, export_store
+from bounce_analyzer.export import ExportKind
 from bounce_analyzer.generate import (
     Truth,
     generate_exim,
@@ -33,11 +34,11 @@ from bounce_analyzer.generate import (
     generate_postfix,
     generate_sendgrid,
 )
+from bounce_analyzer.ingest import IngestResult, ingest_paths
 from bounce_analyzer.render import ReportFormat, render_report
-from bounce_analyzer.report import FAILURES, report_store
 from bounce_analyzer.rules import load_rules, user_rules_dir
-from bounce_analyzer.schema import EVENTS
-from bounce_analyzer.store import IngestResult, open_store
+from bounce_analyzer.schema import EVENTS, FAILURES
+from bounce_analyzer.store import open_store
 
 START = datetime(2026, 11, 3, tzinfo=UTC)
 NOW = datetime(2026, 11, 10, 6, 0, tzinfo=UTC)
@@ -82,7 +83,7 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> Nightly:
     folder = tmp_path_factory.mktemp("nightly")
     inputs, truths = _generate(folder)
     store = open_store(folder / "store", create=True)
-    ingested = store.ingest([str(p) for p in inputs.values()], tz="UTC", now=NOW)
+    ingested = ingest_paths(store, [str(p) for p in inputs.values()], tz="UTC", now=NOW)
     return Nightly(folder, store.path, inputs, truths, ingested)
 
 

@@ -3,8 +3,8 @@
 Each case starts a real `python` subprocess that ingests into a store, kills it at some point
 (after a random short delay, while it stages, while it moves files into place, before it
 writes the catalogue), then runs a clean ingest and compares the stored event ids with those
-of one uninterrupted run. BOUNCE_ANALYZER_TEST_PAUSE makes the ingest sleep between its
-stages, so that each window is wide enough to hit.
+of one uninterrupted run. `PAUSE` makes the ingest sleep between the steps of its commit (a
+hook the store calls, `store.between_steps`), so that each window is wide enough to hit.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 import polars as pl
 from bounce_analyzer import schema
+from bounce_analyzer.ingest import ingest_run
 from bounce_analyzer.pipeline import Chunk, FileSummary
 from bounce_analyzer.store import open_store
 
@@ -61,15 +62,23 @@ class Run:
 
 
 for store in sys.argv[1:]:
-    open_store(store, create=True).ingest_with(Run)
+    ingest_run(open_store(store, create=True), Run)
 """
 
 REAL_INGEST = """
 import sys
+from bounce_analyzer.ingest import ingest_paths
 from bounce_analyzer.store import open_store
 
 for store in sys.argv[2:]:
-    open_store(store, create=True).ingest([sys.argv[1]], tz="UTC")
+    ingest_paths(open_store(store, create=True), [sys.argv[1]], tz="UTC")
+"""
+
+#: Put before a script: a pause of {seconds} after each step of a commit.
+PAUSE = """
+import time
+from bounce_analyzer import store
+store.between_steps = lambda: time.sleep({seconds})
 """
 
 
@@ -93,13 +102,10 @@ def postfix_log(path: Path) -> Path:
 
 
 def start(script: str, *args: Path | str, pause: float = 0.0) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.pop("BOUNCE_ANALYZER_TEST_PAUSE", None)
     if pause:
-        env["BOUNCE_ANALYZER_TEST_PAUSE"] = str(pause)
+        script = PAUSE.format(seconds=pause) + script
     return subprocess.Popen(
         [sys.executable, "-c", script, *map(str, args)],
-        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

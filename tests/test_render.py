@@ -15,8 +15,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from bounce_analyzer.ingest import summarize_paths
 from bounce_analyzer.render import ReportFormat, render_report
-from bounce_analyzer.report import Report, report_paths, summarize
+from bounce_analyzer.report import Report, summarize
 from bounce_analyzer.schema import EVENT_SCHEMA
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -39,7 +40,7 @@ def sample_report(tmp_path_factory: pytest.TempPathFactory, sample_logs_path: Pa
     for path in folder.rglob("*"):
         # classic syslog stamps take their year from the file's date
         os.utime(path, (now.timestamp(), now.timestamp()))
-    report, files = report_paths([str(folder)], since=SINCE, until=now, tz="UTC")
+    report, files = summarize_paths([str(folder)], since=SINCE, until=now, tz="UTC")
     assert sum(f.malformed for f in files) == 0
     assert sorted(f.source for f in files if f.source) == [
         "exim", "mailgun", "mailgun", "postfix", "postfix", "postfix", "sendgrid", "sendgrid",

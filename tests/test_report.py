@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from _stores import report_store
 from bounce_analyzer import report as report_module
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.report import (
@@ -18,7 +19,6 @@ from bounce_analyzer.report import (
     final_outcomes,
     message_key,
     parse_by,
-    report_store,
     summarize,
 )
 from bounce_analyzer.schema import EVENT_SCHEMA, conform

@@ -1,8 +1,8 @@
 """The Parquet event store: layout, round trips, idempotent ingest, windows, locks, prune.
 
-Most tests drive the store with `FakeRun`, a stand-in for `pipeline.ParseRun` that yields
-frames built here; the end-to-end tests at the bottom run the real pipeline over real Postfix
-lines written to `tmp_path`.
+Most tests drive the store through `ingest.ingest_run` with `FakeRun`, a stand-in for
+`pipeline.ParseRun` that yields frames built here; the end-to-end tests at the bottom run the
+real pipeline (`ingest.ingest_paths`) over real Postfix lines written to `tmp_path`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from polars.testing import assert_frame_equal
 
 from bounce_analyzer import schema, store
 from bounce_analyzer.errors import StoreError
-from bounce_analyzer.pipeline import Chunk, FileSummary, Resume, ResumeFn
+from bounce_analyzer.ingest import IngestResult, ingest_paths, ingest_run
+from bounce_analyzer.pipeline import Chunk, FileSummary
+from bounce_analyzer.reading import Resume, ResumeFn
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA
 from bounce_analyzer.store import (
     QUARANTINE_SCHEMA,
@@ -127,14 +129,14 @@ def ingest_fake(
     *,
     malformed: pl.DataFrame | None = None,
     now: datetime = READ_AT,
-) -> tuple[store.IngestResult, FakeRun]:
+) -> tuple[IngestResult, FakeRun]:
     runs: list[FakeRun] = []
 
     def make(resume: ResumeFn) -> FakeRun:
         runs.append(FakeRun(resume, inputs, malformed))
         return runs[-1]
 
-    result = target.ingest_with(make, now=now)
+    result = ingest_run(target, make, now=now)
     return result, runs[0]
 
 
@@ -637,7 +639,7 @@ def test_a_second_concurrent_ingest_is_refused(new_store: Store) -> None:
             new_store.prune(timedelta(days=1), now=READ_AT)
         return FakeRun(resume, [("a.log", content_of(5), frame)])
 
-    assert new_store.ingest_with(make, now=READ_AT).events == 5
+    assert ingest_run(new_store, make, now=READ_AT).events == 5
     assert errors == [f"another bounce-analyzer run holds the store lock: {new_store.path}"]
 
 
@@ -652,13 +654,13 @@ def test_wait_waits_for_the_lock(new_store: Store) -> None:
         release.wait(5)
         return FakeRun(resume, [("a.log", content_of(5), frame)])
 
-    first = threading.Thread(target=lambda: results.append(new_store.ingest_with(slow).events))
+    first = threading.Thread(target=lambda: results.append(ingest_run(new_store, slow).events))
     first.start()
     holding.wait(5)
 
     def waiting() -> None:
-        second = new_store.ingest_with(
-            lambda resume: FakeRun(resume, [("a.log", content_of(5), frame)]), wait=True
+        second = ingest_run(
+            new_store, lambda resume: FakeRun(resume, [("a.log", content_of(5), frame)]), wait=True
         )
         results.append(second.events)
 
@@ -703,7 +705,7 @@ def test_a_failing_run_leaves_the_store_as_it_was(week_store: Store) -> None:
 
     frame = numbered_events(9, start=utc(2026, 11, 27), step=timedelta(hours=1), prefix="n")
     with pytest.raises(StoreError, match="stop"):
-        week_store.ingest_with(lambda r: Broken(r, [("o.log", content_of(9, "o"), frame)]))
+        ingest_run(week_store, lambda r: Broken(r, [("o.log", content_of(9, "o"), frame)]))
     assert stored_ids(week_store.path) == before
     assert list((week_store.path / "tmp").iterdir()) == []
 
@@ -864,7 +866,7 @@ def test_real_postfix_line_is_stored_with_its_facts(
     new_store: Store, tmp_path: Path, line: str, expected: dict[str, Any]
 ) -> None:
     log = write_log(tmp_path / "mail.log", [line])
-    result = new_store.ingest([str(log)], tz="UTC", now=READ_AT)
+    result = ingest_paths(new_store, [str(log)], tz="UTC", now=READ_AT)
     assert result.events_by_type == {expected["event"]: 1}
     (row,) = scan_events(new_store.path).collect().to_dicts()
     assert {key: row[key] for key in expected} == expected
@@ -874,11 +876,11 @@ def test_real_postfix_line_is_stored_with_its_facts(
 def test_real_ingest_twice_grown_and_rotated(new_store: Store, tmp_path: Path) -> None:
     lines = [BOUNCED] + [postfix_line(n) for n in range(1, 40)]
     log = write_log(tmp_path / "mail.log", lines[:25])
-    first = new_store.ingest([str(log)], tz="UTC", now=READ_AT)
+    first = ingest_paths(new_store, [str(log)], tz="UTC", now=READ_AT)
     assert first.events == 25
 
     # The same file again: nothing.
-    again = new_store.ingest([str(log)], tz="UTC", now=READ_AT)
+    again = ingest_paths(new_store, [str(log)], tz="UTC", now=READ_AT)
     assert (again.events, again.duplicates) == (0, 0)
 
     # The live log grew, its last line still being written (no newline yet): only the whole
@@ -887,7 +889,7 @@ def test_real_ingest_twice_grown_and_rotated(new_store: Store, tmp_path: Path) -
     with open(log, "ab") as handle:
         handle.write(lines[35][:50].encode())
     os.utime(log, (MTIME, MTIME))
-    grown = new_store.ingest([str(log)], tz="UTC", now=READ_AT)
+    grown = ingest_paths(new_store, [str(log)], tz="UTC", now=READ_AT)
     assert (grown.events, grown.duplicates) == (10, 0)
 
     # Rotation: mail.log -> mail.log.1 (now complete), then compressed as mail.log.2.gz;
@@ -895,11 +897,11 @@ def test_real_ingest_twice_grown_and_rotated(new_store: Store, tmp_path: Path) -
     rotated = write_log(tmp_path / "mail.log.1", lines[:37])
     log.unlink()
     fresh = write_log(tmp_path / "mail.log", lines[37:])
-    result = new_store.ingest([str(rotated), str(fresh)], tz="UTC", now=READ_AT)
+    result = ingest_paths(new_store, [str(rotated), str(fresh)], tz="UTC", now=READ_AT)
     assert (result.events, result.duplicates) == (5, 0)
     rotated.unlink()
     compressed = write_log(tmp_path / "mail.log.2.gz", lines[:37], compress=True)
-    result = new_store.ingest([str(compressed), str(fresh)], tz="UTC", now=READ_AT)
+    result = ingest_paths(new_store, [str(compressed), str(fresh)], tz="UTC", now=READ_AT)
     assert (result.events, result.duplicates) == (0, 0)
 
     stored = scan_events(new_store.path).collect()

@@ -1,8 +1,12 @@
 """The command line: options -> one library call -> render -> echo.
 
 Errors the library raises on purpose (`BounceAnalyzerError`) become one `Error: ...` line on
-stderr and a non-zero exit code; anything else is a bug and keeps its traceback (without
-locals, which hold e-mail addresses).
+stderr and the error's exit code, in one place (`_Commands`); anything else is a bug and keeps
+its traceback (without locals, which hold e-mail addresses).
+
+The store and ingest modules load pyarrow, and the explain module the classification engine:
+the commands that need them import them when they run, so that `--help`, `--version` and
+`explain` start without pyarrow.
 """
 
 from __future__ import annotations
@@ -13,44 +17,54 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
+from typer.core import TyperGroup
 
 from bounce_analyzer import __version__
 from bounce_analyzer.errors import BounceAnalyzerError, UsageError
-from bounce_analyzer.export import ExportFormat, ExportKind
+from bounce_analyzer.export import (
+    ExportFormat,
+    ExportKind,
+    export_events,
+    export_format_for,
+    parse_partition_by,
+)
 from bounce_analyzer.pipeline import FileSummary, ParseRun
+from bounce_analyzer.reading import expand_inputs, total_size
 from bounce_analyzer.render import ReportFormat, render_report
+from bounce_analyzer.report import parse_by, summarize
+from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA
-from bounce_analyzer.writers import EventFormat, EventWriter
+from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until
+from bounce_analyzer.writers import EventWriter, event_format_for
 
 if TYPE_CHECKING:
-    from bounce_analyzer.store import IngestResult
+    from bounce_analyzer.ingest import IngestResult
+
+
+class _Commands(TyperGroup):
+    """The commands, run so that a `BounceAnalyzerError` becomes `Error: ...` on stderr and the
+    error's exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BounceAnalyzerError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
 
 app = typer.Typer(
     name="bounce-analyzer",
     help="Why does your mail bounce? Classify Postfix, Exim, SendGrid and Mailgun failures.",
+    cls=_Commands,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-
-T = TypeVar("T")
-
-
-def _fail(error: BounceAnalyzerError) -> typer.Exit:
-    typer.echo(f"Error: {error}", err=True)
-    return typer.Exit(error.exit_code)
-
-
-def _run(call: Callable[[], T]) -> T:
-    """Run a library call; turn its errors into `Error: ...` and an exit code."""
-    try:
-        return call()
-    except BounceAnalyzerError as error:
-        raise _fail(error) from None
 
 
 def _version(value: bool) -> None:
@@ -78,6 +92,11 @@ RulesOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _rules(option: str | None) -> Rules:
+    """The built-in rules with the `--rules` folder (else $BOUNCE_ANALYZER_RULES) laid over."""
+    return load_rules(user_rules_dir(Path(option) if option else None))
 
 
 @app.command()
@@ -112,28 +131,23 @@ def explain(
     Example: bounce-analyzer explain "550-5.1.1 The email account that you tried to reach
     does not exist"
     """
-    from bounce_analyzer import explain as explaining
+    from bounce_analyzer import explain as explaining  # lazy: the engine, for this command only
 
     words = text or []
     if words == ["-"]:
-        try:
-            for chunk in explaining.explain_stream(sys.stdin, rules_dir=rules):
-                sys.stdout.write(chunk)
-        except BounceAnalyzerError as error:
-            raise _fail(error) from None
+        for chunk in explaining.explain_stream(sys.stdin, rules_dir=rules):
+            sys.stdout.write(chunk)
         return
     if not words and code is None and enhanced is None:
-        raise _fail(UsageError("give a message or a code to explain, or `-` for stdin"))
-    result = _run(
-        lambda: explaining.explain_one(
-            " ".join(words),
-            smtp_code=code,
-            enhanced_code=enhanced,
-            provider=provider,
-            recipient=recipient,
-            relay_host=relay_host,
-            rules_dir=rules,
-        )
+        raise UsageError("give a message or a code to explain, or `-` for stdin")
+    result = explaining.explain_one(
+        " ".join(words),
+        smtp_code=code,
+        enhanced_code=enhanced,
+        provider=provider,
+        recipient=recipient,
+        relay_host=relay_host,
+        rules_dir=rules,
     )
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
@@ -175,21 +189,10 @@ def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], Non
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only a terminal shows a bar
 
     with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, leave=False) as bar:
         yield bar.update
-
-
-def _format_for(output: str | None, fmt: str | None) -> EventFormat:
-    if fmt is not None:
-        if fmt not in EventFormat.__members__:
-            choices = ", ".join(EventFormat.__members__)
-            raise UsageError(f"unknown format {fmt!r}: choose one of {choices}")
-        return EventFormat(fmt)
-    suffix = Path(output).suffix.lower() if output else ""
-    by_suffix = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-    return EventFormat(by_suffix.get(suffix, "jsonl"))
 
 
 def _echo_problems(summaries: list[FileSummary]) -> None:
@@ -246,21 +249,19 @@ def parse(
 
     Example: bounce-analyzer parse /var/log/mail.log --format csv -o bounces.csv
     """
-    event_format = _run(lambda: _format_for(output, fmt))
-    run = _run(lambda: ParseRun(paths, source=source, tz=tz, strict=strict, rules_dir=rules))
+    event_format = event_format_for(output, fmt)
+    run = ParseRun(paths, source=source, tz=tz, strict=strict, rules=_rules(rules))
     stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
     set_aside = open(malformed, "wb") if malformed else None  # noqa: SIM115
     writer = EventWriter(stream, event_format)
     try:
         with _progress(run.total_bytes(), quiet=quiet) as update:
             run.progress = update
-            for chunk in _run(lambda: iter(run)):
+            for chunk in run:
                 writer.write(chunk.events)
                 if set_aside is not None and chunk.malformed.height:
                     chunk.malformed.write_ndjson(set_aside)
         writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
-    except BounceAnalyzerError as error:
-        raise _fail(error) from None
     finally:
         if output:
             stream.close()
@@ -321,23 +322,22 @@ def ingest(
 
     Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
-    from bounce_analyzer.reading import expand_inputs, total_size
-    from bounce_analyzer.store import open_store, store_path
+    from bounce_analyzer.ingest import ingest_paths  # lazy: pyarrow
+    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
-    inputs = _run(lambda: expand_inputs(paths))  # a missing input fails before a store is made
-    opened = _run(lambda: open_store(store_path(store), create=True))
+    inputs = expand_inputs(paths)  # a missing input fails before a store is made
+    opened = open_store(store_path(store), create=True)
     with _progress(total_size(inputs), quiet=quiet) as update:
-        result = _run(
-            lambda: opened.ingest(
-                paths,
-                source=source,
-                tz=tz,
-                strict=strict,
-                rules_dir=rules,
-                progress=update,
-                wait=wait,
-                now=_now(),
-            )
+        result = ingest_paths(
+            opened,
+            paths,
+            source=source,
+            tz=tz,
+            strict=strict,
+            rules=_rules(rules),
+            progress=update,
+            wait=wait,
+            now=_now(),
         )
     _echo_problems(result.files)
     typer.echo(_ingest_line(result), err=True)
@@ -382,29 +382,34 @@ def report(
 
     Example: bounce-analyzer report --since 7d
     """
-    from bounce_analyzer.report import parse_by, report_paths, report_store
-    from bounce_analyzer.store import store_path
-    from bounce_analyzer.timewindow import parse_since, parse_until
-
     now = _now()
-    start = _run(lambda: parse_since(since, now=now))
-    end = _run(lambda: parse_until(until, now=now)) if until else None
-    groups = _run(lambda: parse_by(by))
+    start = parse_since(since, now=now)
+    end = parse_until(until, now=now) if until else None
+    groups = parse_by(by)
     if paths:
+        from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
+
+        loaded = _rules(rules)
         with _progress(None, quiet=quiet) as update:
-            summary, files = _run(
-                lambda: report_paths(
-                    paths, since=start, until=end, by=groups, top=top, source=source,
-                    tz=tz, rules_dir=rules, progress=update,
-                )
+            summary, files = summarize_paths(
+                paths, since=start, until=end, by=groups, top=top, source=source, tz=tz,
+                rules=loaded, progress=update,
             )  # fmt: skip
         _echo_problems(files)
     else:
-        summary = _run(
-            lambda: report_store(
-                str(store_path(store)), since=start, until=end, by=groups, top=top,
-                rules_dir=rules,
-            )
+        from bounce_analyzer.store import (  # lazy: pyarrow
+            count_quarantined,
+            open_store,
+            scan_events,
+            store_path,
+        )
+
+        opened = open_store(store_path(store), create=False)
+        summary = summarize(
+            scan_events(opened.path, since=start, until=end),
+            since=start, until=end, by=groups, top=top,
+            malformed=count_quarantined(opened.path, since=start, until=end),
+            categories=_rules(rules).categories,
         )  # fmt: skip
     typer.echo(render_report(summary, fmt), nl=False)
 
@@ -435,21 +440,17 @@ def export(
 
     Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
     """
-    from bounce_analyzer.export import export_store
-    from bounce_analyzer.store import store_path
-    from bounce_analyzer.timewindow import parse_since, parse_until
+    from bounce_analyzer.store import open_store, scan_events, store_path  # lazy: pyarrow
 
     now = _now()
-    start = _run(lambda: parse_since(since, now=now))
-    end = _run(lambda: parse_until(until, now=now)) if until else None
-    if partition_by not in (None, "date"):
-        raise _fail(UsageError(f"cannot partition by {partition_by!r}: only by date"))
-    chosen = fmt or (ExportFormat.csv if output.lower().endswith(".csv") else ExportFormat.parquet)
-    rows = _run(
-        lambda: export_store(
-            str(store_path(store)), Path(output), since=start, until=end, what=what,
-            fmt=chosen, partition_by_date=partition_by == "date", rules_dir=rules,
-        )
+    start = parse_since(since, now=now)
+    end = parse_until(until, now=now) if until else None
+    by_date = parse_partition_by(partition_by)
+    opened = open_store(store_path(store), create=False)
+    rows = export_events(
+        scan_events(opened.path, since=start, until=end), Path(output), what=what,
+        fmt=export_format_for(output, fmt), partition_by_date=by_date,
+        rules=_rules(rules) if what is ExportKind.events else None,  # only events carry its text
     )  # fmt: skip
     typer.echo(f"exported {rows:,} rows to {output}", err=True)
 
@@ -466,12 +467,11 @@ def prune(
 
     Example: bounce-analyzer prune --older-than 90d
     """
-    from bounce_analyzer.store import open_store, store_path
-    from bounce_analyzer.timewindow import parse_duration
+    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
-    age = _run(lambda: parse_duration(older_than))
-    opened = _run(lambda: open_store(store_path(store), create=False))
-    removed = _run(lambda: opened.prune(age, now=_now()))
+    age = parse_duration(older_than)
+    opened = open_store(store_path(store), create=False)
+    removed = opened.prune(age, now=_now())
     typer.echo(f"removed {removed:,} events older than {older_than}", err=True)
 
 

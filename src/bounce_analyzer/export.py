@@ -3,12 +3,12 @@
 Parquet files carry proper types (UTC timestamps, dictionary-encoded strings), statistics and
 row groups of about 128k rows, so that DuckDB, Spark, Trino, pandas and Power BI read them as
 they are. CSV output neutralizes spreadsheet formulas (remote servers' words are
-attacker-controlled).
+attacker-controlled). Every function here works on the events it is given (a LazyFrame, such
+as `store.scan_events` returns); none reads the store.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.report import FAILURES
+from bounce_analyzer.schema import FAILURES
 from bounce_analyzer.writers import neutralize_formulas
 
 if TYPE_CHECKING:
@@ -38,6 +38,21 @@ class ExportFormat(StrEnum):
 
     parquet = "parquet"
     csv = "csv"
+
+
+def export_format_for(output: str, fmt: ExportFormat | None = None) -> ExportFormat:
+    """The format of an export to `output`: `fmt` when given, else CSV for a `.csv` name and
+    Parquet for any other."""
+    if fmt is not None:
+        return fmt
+    return ExportFormat.csv if output.lower().endswith(".csv") else ExportFormat.parquet
+
+
+def parse_partition_by(text: str | None) -> bool:
+    """`--partition-by date` -> True (a folder per day); no option -> False."""
+    if text not in (None, "date"):
+        raise UsageError(f"cannot partition by {text!r}: only by date")
+    return text == "date"
 
 
 def daily_aggregates(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -134,7 +149,7 @@ def write_export(
     if partition_by_date:
         if fmt is not ExportFormat.parquet:
             raise UsageError("--partition-by date needs --format parquet")
-        import pyarrow.dataset as ds
+        import pyarrow.dataset as ds  # lazy: pyarrow is heavy, and only writing Parquet needs it
 
         if "date" not in data.columns:
             data = data.with_columns(pl.col("timestamp").dt.date().alias("date"))
@@ -154,7 +169,7 @@ def write_export(
     if fmt is ExportFormat.csv:
         neutralize_formulas(data).write_csv(output)
     else:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: pyarrow is heavy, and only writing Parquet needs it
 
         pq.write_table(
             data.to_arrow(),
@@ -167,30 +182,28 @@ def write_export(
     return data.height
 
 
-def export_store(
-    store: str,
+def export_events(
+    events: pl.LazyFrame,
     output: Path,
     *,
-    since: datetime | None,
-    until: datetime | None = None,
     what: ExportKind = ExportKind.events,
     fmt: ExportFormat = ExportFormat.parquet,
     partition_by_date: bool = False,
-    rules_dir: str | None = None,
+    rules: Rules | None = None,
 ) -> int:
-    """Export a store's events in [since, until) as `what`; return the number of rows."""
-    from bounce_analyzer.rules import load_rules, user_rules_dir
-    from bounce_analyzer.store import open_store, scan_events
+    """Export `events` as `what` to `output`; return the number of rows.
 
-    events = scan_events(open_store(store, create=False).path, since=since, until=until)
+    `rules` gives the events their meaning and solution, and is needed for `what=events`.
+    """
     if what is ExportKind.daily:
         frame = daily_aggregates(events)
     elif what is ExportKind.suppressions:
         if partition_by_date:
             raise UsageError("--partition-by date is for events and daily aggregates")
         frame = suppressions(events)
+    elif rules is None:
+        raise ValueError("`rules` is needed to export events with their meaning and solution")
     else:
-        rules = load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
         frame = with_rule_text(events, rule_text(rules), rules.categories)
     return write_export(frame, output, fmt=fmt, partition_by_date=partition_by_date)
 

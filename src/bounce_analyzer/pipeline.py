@@ -9,35 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer import reading, schema
 from bounce_analyzer.errors import ParseError
+from bounce_analyzer.reading import Resume, ResumeFn
+from bounce_analyzer.rules import Rules, load_rules
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
 from bounce_analyzer.stages import ahead
 
-if TYPE_CHECKING:
-    from bounce_analyzer.rules import Rules
-
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Where to pick an input up again: bytes and lines already read (a line boundary)."""
-
-    offset: int
-    line: int
-
-
-#: Given an input and the first bytes of its decompressed content, where to start reading
-#: (None: from the beginning). The store uses it to read only what is new.
-ResumeFn = Callable[["reading.InputFile", bytes], Resume | None]
 
 
 @dataclass
@@ -78,7 +62,27 @@ class Chunk:
 
 
 class ParseRun:
-    """Iterate over it for `Chunk`s; `summaries` fills in as the inputs are read."""
+    """Iterate over it for `Chunk`s; `summaries` fills in as the inputs are read.
+
+    Parameters
+    ----------
+    paths
+        Files, globs, directories or `-` for stdin (`reading.expand_inputs`).
+    source
+        The source of every input (default: detected per input).
+    tz
+        The zone of log stamps without an offset (default: this machine's).
+    strict
+        Raise `ParseError` at the first malformed record instead of setting it aside.
+    rules
+        The loaded rules that classify the events (default: the built-in ones).
+    progress
+        Called with the bytes read for each batch (also settable later, see `progress`).
+    resume
+        Where to start each input (an ingest asks its store's catalogue).
+    hold_partial
+        Hold back a final line without its newline (a live log being written).
+    """
 
     def __init__(
         self,
@@ -87,7 +91,7 @@ class ParseRun:
         source: str | None = None,
         tz: str | None = None,
         strict: bool = False,
-        rules_dir: str | None = None,
+        rules: Rules | None = None,
         batch_bytes: int = 16 * 2**20,
         progress: Callable[[int], None] | None = None,
         resume: ResumeFn | None = None,
@@ -100,7 +104,8 @@ class ParseRun:
         self._source = source
         self._tz = tz
         self._strict = strict
-        self._rules_dir = rules_dir
+        #: The rules the events are classified with.
+        self.rules = load_rules() if rules is None else rules
         self._batch_bytes = batch_bytes
         self._instances: dict[str, Source] = {}
         self._resume = resume
@@ -126,9 +131,6 @@ class ParseRun:
         return ahead(self._chunks())
 
     def _chunks(self) -> Iterator[Chunk]:
-        from bounce_analyzer.rules import load_rules, user_rules_dir
-
-        rules = load_rules(user_rules_dir(Path(self._rules_dir) if self._rules_dir else None))
         for item in self._inputs:
             head = reading.head(item)
             name = self._source or detect_source(head)
@@ -141,9 +143,7 @@ class ParseRun:
                 summary.damage = reading.damage(item) if len(head) < _HEAD_BYTES else None
                 continue  # else the summary says the format was not recognised
             start = self._resume(item, head) if self._resume is not None else None
-            yield from self._parse_file(
-                item, self._instance(name), summary, rules, start or Resume(0, 0)
-            )
+            yield from self._parse_file(item, self._instance(name), summary, start or Resume(0, 0))
 
     def _batches(
         self, item: reading.InputFile, summary: FileSummary, start: Resume
@@ -188,10 +188,11 @@ class ParseRun:
         item: reading.InputFile,
         source: Source,
         summary: FileSummary,
-        rules: Rules,
         start: Resume,
     ) -> Iterator[Chunk]:
-        from bounce_analyzer.classify import classify  # lazy: start-up stays light
+        # lazy: the engine (and its regular expressions) loads when a run starts, not when the
+        # command line starts
+        from bounce_analyzer.classify import classify
 
         events: list[pl.DataFrame] = []  # conformed, waiting to be classified
         malformed: list[pl.DataFrame] = []
@@ -199,7 +200,7 @@ class ParseRun:
         def chunk() -> Chunk:
             joined = pl.concat(events)
             if joined.height:
-                joined = classify(joined, rules)
+                joined = classify(joined, self.rules)
             made = Chunk(path=item.display, events=joined, malformed=pl.concat(malformed))
             events.clear()
             malformed.clear()

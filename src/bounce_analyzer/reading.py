@@ -556,3 +556,21 @@ def batch_lines(batch: Batch) -> pl.DataFrame:
         (pl.int_range(pl.len(), dtype=pl.Int64()) + batch.first_line).alias("line_no"),
         pl.col("line").fill_null(""),
     ).rechunk()
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where to pick an input up again: bytes and lines already read (a line boundary)."""
+
+    offset: int
+    line: int
+
+
+#: Given an input and the first bytes of its decompressed content, where to start reading
+#: (None: from the beginning). An ingest asks its store's catalogue, to read only what is new.
+ResumeFn = Callable[[InputFile, bytes], Resume | None]
+
+__all__ += ["Resume", "ResumeFn"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -154,8 +155,6 @@ def _category_details(report: Report, *, width: int) -> list[str]:
 
 
 def _wrap(text: str, *, width: int, indent: str) -> str:
-    import textwrap
-
     return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ")
 
 

@@ -12,17 +12,13 @@ so a report holds little more than those counts and one group-by over messages i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
-
-if TYPE_CHECKING:
-    from bounce_analyzer.pipeline import FileSummary
+from bounce_analyzer.schema import FAILURES
 
 #: Columns `--by` may group by.
 GROUPABLE = (
@@ -39,9 +35,6 @@ GROUPABLE = (
     "bounce_type",
     "host",
 )
-
-#: Events that are a final failure of delivery.
-FAILURES = ("bounced", "expired", "rejected", "dropped")
 
 
 @dataclass
@@ -391,6 +384,7 @@ def summarize(
     top: int = 10,
     malformed: int = 0,
     normalize: pl.Expr | None = None,
+    categories: pl.DataFrame | None = None,
 ) -> Report:
     """Summarize classified events (a LazyFrame of the event table) within [since, until).
 
@@ -398,7 +392,9 @@ def summarize(
     of files or a frame does). Above `_PASS_EVENTS` events it is read in several passes, each
     over a share of the messages, so that memory does not grow with the input. `normalize`
     replaces `message_with_codes` as the message of a failure; it is evaluated once per
-    distinct (category, smtp_code, enhanced_code, diagnostic).
+    distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
+    description, advice: `Rules.categories`) gives the category table its description and
+    advice columns. `malformed` is the number of records set aside, for the report to show.
     """
     keys = by or ["provider"]
     lf = events
@@ -449,7 +445,7 @@ def summarize(
     )
     rows = pl.col("_events")
     event = pl.col("event")
-    categories = (
+    by_category = (
         attempts.filter(event.is_in(_FAILED_OR_DEFERRED))
         .group_by("category", "category_group")
         .agg(
@@ -462,6 +458,9 @@ def summarize(
         .with_columns((pl.col("count") / pl.col("count").sum()).round(4).alias("share"))
         .sort(["count", "category"], descending=[True, False])
     )
+    if categories is not None:
+        text = categories.select("category", "description", "advice")
+        by_category = by_category.join(text, on="category", how="left")
     top_messages = (
         pl.concat(text_parts)
         .group_by("category", "message")
@@ -496,96 +495,10 @@ def summarize(
         totals=totals,
         by=keys,
         groups=groups,
-        categories=categories,
+        categories=by_category,
         messages=top_messages,
         daily=daily,
         recipient_domains=top_domains("recipient_domain"),
         sender_domains=top_domains("sender_domain"),
         malformed=malformed,
     )
-
-
-def _category_text(rules_dir: str | None) -> pl.DataFrame:
-    from pathlib import Path
-
-    from bounce_analyzer.rules import load_rules, user_rules_dir
-
-    rules = load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
-    return rules.categories.select("category", "description", "advice")
-
-
-def _finish(report: Report, rules_dir: str | None) -> Report:
-    """Join each category's description and advice (from the rules) onto the report."""
-    text = _category_text(rules_dir)
-    report.categories = report.categories.join(text, on="category", how="left")
-    return report
-
-
-def report_store(
-    store: str,
-    *,
-    since: datetime | None,
-    until: datetime | None = None,
-    by: list[str] | None = None,
-    top: int = 10,
-    rules_dir: str | None = None,
-) -> Report:
-    """The report over a store's events in [since, until); only those days are read."""
-    from bounce_analyzer.store import open_store, scan_events, scan_quarantine
-
-    opened = open_store(store, create=False)
-    events = scan_events(opened.path, since=since, until=until)
-    malformed = scan_quarantine(opened.path, since=since, until=until).select(pl.len()).collect()
-    report = summarize(
-        events,
-        since=since,
-        until=until,
-        by=by,
-        top=top,
-        malformed=int(malformed.item()),
-    )
-    return _finish(report, rules_dir)
-
-
-def report_paths(
-    paths: list[str],
-    *,
-    since: datetime | None,
-    until: datetime | None = None,
-    by: list[str] | None = None,
-    top: int = 10,
-    source: str | None = None,
-    tz: str | None = None,
-    rules_dir: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[Report, list[FileSummary]]:
-    """The report straight from log or event files, without a store.
-
-    Events are staged in a temporary Parquet file, so memory stays bounded however large the
-    inputs are.
-    """
-    import tempfile
-    from pathlib import Path
-
-    from bounce_analyzer.pipeline import ParseRun
-    from bounce_analyzer.schema import EVENT_SCHEMA
-    from bounce_analyzer.writers import EventFormat, EventWriter
-
-    run = ParseRun(paths, source=source, tz=tz, rules_dir=rules_dir, progress=progress)
-    with tempfile.TemporaryDirectory(prefix="bounce-analyzer-") as folder:
-        staged = Path(folder) / "events.parquet"
-        with staged.open("wb") as stream:
-            writer = EventWriter(stream, EventFormat.parquet)
-            for chunk in run:
-                writer.write(chunk.events)
-            writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
-        malformed = sum(summary.malformed for summary in run.summaries)
-        report = summarize(
-            pl.scan_parquet(staged),
-            since=since,
-            until=until,
-            by=by,
-            top=top,
-            malformed=malformed,
-        )
-    return _finish(report, rules_dir), run.summaries

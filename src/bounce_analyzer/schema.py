@@ -18,6 +18,9 @@ SCHEMA_VERSION = 1
 #: The values of the `event` column.
 EVENTS = ("delivered", "deferred", "bounced", "expired", "dropped", "rejected", "complained")
 
+#: The events that are a final failure of delivery (reports count them as failed).
+FAILURES = ("bounced", "expired", "rejected", "dropped")
+
 #: The values of the `source` column.
 SOURCE_NAMES = ("postfix", "exim", "sendgrid", "mailgun")
 

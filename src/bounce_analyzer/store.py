@@ -9,11 +9,12 @@ Layout (docs/STORE.md gives the reasons)::
     <store>/lock                              flock'ed by the run that writes
     <store>/tmp/<run-id>/                     a run's files before they are moved into place
 
-`Store.ingest` reads only what is new (the catalogue says where each input was left), stages
-the events to Parquet files under `tmp/`, drops events whose `event_id` is already stored,
-then moves the files into place and writes the new catalogue, each step with `os.replace`. A
-run killed at any point leaves either the old state or whole files whose events the next run
-de-duplicates. `scan_events` reads the partitions a time window needs, lazily.
+The store only stores: `ingest.py` drives a run into it. Under the lock (`Store.staging`), a
+run stages its events to Parquet files under `tmp/`; `Staging.commit` drops events whose
+`event_id` is already stored, then moves the files into place and writes the new catalogue,
+each step with `os.replace`. A run killed at any point leaves either the old state or whole
+files whose events the next run de-duplicates. `scan_events` reads the partitions a time
+window needs, lazily.
 """
 
 from __future__ import annotations
@@ -26,20 +27,20 @@ import json
 import os
 import secrets
 import shutil
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+import platformdirs
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import StoreError
-from bounce_analyzer.pipeline import Chunk, FileSummary, ParseRun, Resume, ResumeFn
+from bounce_analyzer.reading import Resume
 
 __all__ = [
     "CATALOGUE_VERSION",
@@ -47,14 +48,18 @@ __all__ = [
     "STORE_FORMAT",
     "STORE_VERSION",
     "CatalogueEntry",
-    "IngestResult",
+    "Committed",
+    "Staging",
     "Store",
+    "between_steps",
+    "count_quarantined",
     "find_resume",
     "open_store",
     "partition_files",
     "scan_events",
     "scan_quarantine",
     "store_path",
+    "with_input",
 ]
 
 STORE_FORMAT = "bounce-analyzer-store"
@@ -64,11 +69,8 @@ CATALOGUE_VERSION = 1
 #: Environment variable naming the store when --store is not given.
 STORE_ENV = "BOUNCE_ANALYZER_STORE"
 
-#: Test hook: seconds to sleep between the stages of an ingest (makes a kill reachable).
-PAUSE_ENV = "BOUNCE_ANALYZER_TEST_PAUSE"
-
 #: Rows per Parquet row group (a unit of reading and of statistics). pyarrow writes a row
-#: group from rows held whole in memory, so this also bounds what `ingest` buffers per day:
+#: group from rows held whole in memory, so this also bounds what a run buffers per day:
 #: 32k rows of events are about 19 MB in Arrow (128k rows made the peak memory of a long run
 #: grow by 70 MB). Files are about 2% bigger than with 128k rows, and as fast to read.
 ROW_GROUP_ROWS = 32 * 1024
@@ -88,7 +90,6 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "read_at": pl.Datetime("us", "UTC"),
 }
 
-#: Columns whose values hardly repeat: dictionary encoding would only cost.
 #: Buffered rows (all days together) before the biggest buffer is written out early.
 _MAX_BUFFERED_ROWS = 2 * ROW_GROUP_ROWS
 
@@ -108,8 +109,6 @@ def store_path(option: str | None) -> Path:
     from_env = os.environ.get(STORE_ENV)
     if from_env:
         return Path(from_env).expanduser()
-    import platformdirs  # lazy: only the default location needs it
-
     return Path(platformdirs.user_data_path("bounce-analyzer")) / "store"
 
 
@@ -213,6 +212,15 @@ class CatalogueEntry:
         )
 
 
+def _write_catalogue(root: Path, entries: list[CatalogueEntry]) -> None:
+    data = {
+        "format": "bounce-analyzer-catalogue",
+        "version": CATALOGUE_VERSION,
+        "inputs": [asdict(entry) for entry in entries],
+    }
+    _write_json_atomically(root / "catalogue.json", data)
+
+
 def find_resume(entries: Sequence[CatalogueEntry], head: bytes) -> Resume | None:
     """Where to go on reading an input that starts with `head`: the furthest matching entry."""
     if not head:
@@ -231,41 +239,41 @@ def find_resume(entries: Sequence[CatalogueEntry], head: bytes) -> Resume | None
     return None if best is None else Resume(best.offset, best.line)
 
 
-def _updated_catalogue(
-    entries: list[CatalogueEntry], summaries: Iterable[FileSummary], read_at: datetime
+def with_input(
+    entries: list[CatalogueEntry],
+    head: bytes,
+    *,
+    offset: int,
+    line: int,
+    path: str,
+    source: str | None,
+    read_at: datetime,
 ) -> list[CatalogueEntry]:
-    """The catalogue after a run: one entry per input read, replacing the entries it grew from."""
-    result = list(entries)
-    for summary in summaries:
-        if summary.source is None or not summary.head or summary.end_offset <= 0:
-            continue  # not recognised, or nothing read: nothing to remember
-        head = summary.head
-        prefix_len = min(len(head), PREFIX_BYTES)
-        entry = CatalogueEntry(
-            prefix_len=prefix_len,
-            prefix_hash=hashlib.sha256(head[:prefix_len]).hexdigest(),
-            offset=summary.end_offset,
-            line=summary.end_line,
-            path=summary.path,
-            source=summary.source,
-            read_at=read_at.isoformat(),
-        )
-        # The entries this input was resumed from (same leading bytes, read less far) are
-        # superseded by the new one.
-        result = [old for old in result if not (old.matches(head) and old.offset <= entry.offset)]
-        result.append(entry)
-    return result
+    """`entries` with one more input: the one that starts with `head`, read up to `offset` (the
+    end of its line `line`). The entries it was resumed from (the same leading bytes, read less
+    far) are superseded by the new one."""
+    prefix_len = min(len(head), PREFIX_BYTES)
+    entry = CatalogueEntry(
+        prefix_len=prefix_len,
+        prefix_hash=hashlib.sha256(head[:prefix_len]).hexdigest(),
+        offset=offset,
+        line=line,
+        path=path,
+        source=source,
+        read_at=read_at.isoformat(),
+    )
+    kept = [old for old in entries if not (old.matches(head) and old.offset <= entry.offset)]
+    return [*kept, entry]
 
 
 # --- results ----------------------------------------------------------------------------------
 
 
 @dataclass
-class IngestResult:
-    """What an ingest run did."""
+class Committed:
+    """What a commit added to the store."""
 
     run_id: str
-    files: list[FileSummary]  # per input, as the pipeline counted (read, events, skipped...)
     events_by_type: dict[str, int] = field(default_factory=dict)  # written, by `event`
     malformed: int = 0  # records set aside in the quarantine
     duplicates: int = 0  # events dropped because the store (or this run) already had them
@@ -274,14 +282,6 @@ class IngestResult:
     def events(self) -> int:
         """Events written."""
         return sum(self.events_by_type.values())
-
-
-class RunLike(Protocol):
-    """What `Store.ingest_with` drives: `pipeline.ParseRun` or a stand-in with the same face."""
-
-    summaries: list[FileSummary]
-
-    def __iter__(self) -> Iterator[Chunk]: ...
 
 
 # --- staging ----------------------------------------------------------------------------------
@@ -643,15 +643,14 @@ def scan_quarantine(
     return _scan(store, "quarantine", "read_at", since, until)
 
 
+def count_quarantined(
+    store: str | Path, *, since: datetime | None = None, until: datetime | None = None
+) -> int:
+    """How many malformed records were set aside between `since` and `until` (by `read_at`)."""
+    return int(scan_quarantine(store, since=since, until=until).select(pl.len()).collect().item())
+
+
 # --- the store --------------------------------------------------------------------------------
-
-
-def _pause() -> None:
-    """Sleep between stages when the test hook asks (BOUNCE_ANALYZER_TEST_PAUSE=seconds)."""
-    value = os.environ.get(PAUSE_ENV)
-    if value:
-        with contextlib.suppress(ValueError):
-            time.sleep(float(value))
 
 
 class Store:
@@ -720,156 +719,42 @@ class Store:
             detail = " ".join(str(error).split())
             raise StoreError(f"{path} is damaged ({detail}); remove it to re-read") from None
 
-    def _write_catalogue(self, entries: list[CatalogueEntry]) -> None:
-        data = {
-            "format": "bounce-analyzer-catalogue",
-            "version": CATALOGUE_VERSION,
-            "inputs": [asdict(entry) for entry in entries],
-        }
-        _write_json_atomically(self.path / "catalogue.json", data)
+    # -- writing
 
-    # -- ingesting
+    @contextlib.contextmanager
+    def staging(self, *, wait: bool = False, now: datetime | None = None) -> Iterator[Staging]:
+        """Hold the lock for one writing run, and give it a staging folder under `tmp/`.
 
-    def ingest(
-        self,
-        paths: Sequence[str],
-        *,
-        source: str | None = None,
-        tz: str | None = None,
-        strict: bool = False,
-        rules_dir: str | None = None,
-        progress: Callable[[int], None] | None = None,
-        wait: bool = False,
-        now: datetime | None = None,
-    ) -> IngestResult:
-        """Read `paths` into the store: only what is new, each event once.
+        What the run stages goes into the store only through `Staging.commit`; however the run
+        ends, its staging folder is removed. An OSError on the way becomes a `StoreError`.
 
         Parameters
         ----------
-        paths
-            Files, globs, directories or `-`, as for `parse`.
-        source, tz, strict, rules_dir, progress
-            As for `pipeline.ParseRun`.
         wait
             Wait for another run's lock instead of failing with `StoreError`.
         now
             When the run happens (`read_at` in the catalogue and the quarantine); default:
             the clock.
         """
-
-        def make_run(resume: ResumeFn) -> RunLike:
-            run = ParseRun(
-                paths,
-                source=source,
-                tz=tz,
-                strict=strict,
-                rules_dir=rules_dir,
-                progress=progress,
-                resume=resume,
-                hold_partial=True,
-            )
-            return run
-
-        return self.ingest_with(make_run, wait=wait, now=now)
-
-    def ingest_with(
-        self,
-        make_run: Callable[[ResumeFn], RunLike],
-        *,
-        wait: bool = False,
-        now: datetime | None = None,
-    ) -> IngestResult:
-        """Ingest the chunks of the run `make_run(resume)` returns (`ingest` builds a ParseRun).
-
-        `resume` is the catalogue lookup the run must call for each input.
-        """
         read_at = _utc(now, "now") or datetime.now(UTC)
         run_id = f"{read_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(4)}"
         with self._locked(wait=wait):
             self._clear_tmp()
-            entries = self.catalogue()
-
-            def resume(_item: object, head: bytes) -> Resume | None:
-                return find_resume(entries, head)
-
-            run = make_run(resume)
-            staging = self.path / "tmp" / run_id
+            catalogue = self.catalogue()
+            folder = self.path / "tmp" / run_id
             try:
-                result = self._stage_and_commit(run, run_id, staging, read_at)
-                self._write_catalogue(_updated_catalogue(entries, run.summaries, read_at))
+                staging = Staging(self, folder, run_id, read_at, catalogue)
+                try:
+                    yield staging
+                except BaseException:
+                    staging.abort()
+                    raise
             except OSError as error:
                 raise StoreError(
                     f"cannot write to the store {self.path}: {_reason(error)}"
                 ) from None
             finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            return result
-
-    def _stage_and_commit(
-        self, run: RunLike, run_id: str, staging: Path, read_at: datetime
-    ) -> IngestResult:
-        counter = [0]
-        events = _Stager(staging / "events", run_id, "events", counter)
-        quarantine = _Stager(staging / "quarantine", run_id, "quarantine", counter)
-        read_day = read_at.strftime("%Y-%m-%d")
-        try:
-            staging.mkdir(parents=True)
-            for chunk in run:
-                if chunk.events.height:
-                    events.add(
-                        schema.conform(chunk.events, schema.EVENT_SCHEMA),
-                        pl.col("timestamp").dt.strftime("%Y-%m-%d"),
-                    )
-                if chunk.malformed.height:
-                    set_aside = chunk.malformed.with_columns(
-                        pl.lit(run_id).alias("run_id"),
-                        pl.lit(read_at, pl.Datetime("us", "UTC")).alias("read_at"),
-                    )
-                    quarantine.add(schema.conform(set_aside, QUARANTINE_SCHEMA), pl.lit(read_day))
-            staged_events = events.finish()
-            staged_quarantine = quarantine.finish()
-        except BaseException:
-            events.abort()
-            quarantine.abort()
-            raise
-        _pause()
-
-        # The safety net: drop what the store (or this run) already has.
-        result = IngestResult(run_id=run_id, files=run.summaries)
-        final: list[tuple[Table, str, list[Path]]] = []
-        for day, files in staged_events.items():
-            existing = _day_files(self.path, "events", day)
-            kept, dropped = _dedup_day(
-                files,
-                existing,
-                pl.col("event_id"),
-                _arrow_schema("events"),
-                result.events_by_type,
-            )
-            result.duplicates += dropped
-            final.append(("events", day, kept))
-        if staged_quarantine:
-            every_quarantined = partition_files(self.path, table="quarantine")
-            for day, files in staged_quarantine.items():
-                kept, _ = _dedup_day(
-                    files,
-                    every_quarantined,
-                    pl.concat_str([pl.col("origin"), pl.col("raw")], separator="\x1f"),
-                    _arrow_schema("quarantine"),
-                    None,
-                )
-                result.malformed += sum(pq.ParquetFile(str(p)).metadata.num_rows for p in kept)
-                final.append(("quarantine", day, kept))
-        _pause()
-
-        # Commit: whole files into place, one rename each.
-        for table, day, files in final:
-            folder = self.path / table / f"date={day}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for path in files:
-                os.replace(path, folder / path.name)
-                _pause()
-        return result
+                shutil.rmtree(folder, ignore_errors=True)
 
     # -- pruning
 
@@ -903,6 +788,109 @@ class Store:
             finally:
                 shutil.rmtree(trash, ignore_errors=True)
         return removed
+
+
+def between_steps() -> None:
+    """Called between the steps of a commit: after staging, after de-duplication and after each
+    file moved into place. It does nothing; the crash tests (tests/test_ingest_kill.py) put a
+    pause here, so that a kill can land in each window."""
+
+
+class Staging:
+    """One writing run's files under `tmp/<run-id>/`, until `commit` moves them into place.
+
+    `Store.staging` makes it and holds the store's lock while it is open. `catalogue` is the
+    catalogue as it was when the lock was taken: where each input read before was left.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        folder: Path,
+        run_id: str,
+        read_at: datetime,
+        catalogue: list[CatalogueEntry],
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.read_at = read_at
+        self.catalogue = catalogue
+        counter = [0]  # part numbers are unique in a run, across both tables
+        self._events = _Stager(folder / "events", run_id, "events", counter)
+        self._quarantine = _Stager(folder / "quarantine", run_id, "quarantine", counter)
+        folder.mkdir(parents=True)
+
+    def add(self, events: pl.DataFrame, malformed: pl.DataFrame) -> None:
+        """Stage events (by the UTC day of their timestamp) and malformed records (by the day
+        they are read)."""
+        if events.height:
+            self._events.add(
+                schema.conform(events, schema.EVENT_SCHEMA),
+                pl.col("timestamp").dt.strftime("%Y-%m-%d"),
+            )
+        if malformed.height:
+            set_aside = malformed.with_columns(
+                pl.lit(self.run_id).alias("run_id"),
+                pl.lit(self.read_at, pl.Datetime("us", "UTC")).alias("read_at"),
+            )
+            self._quarantine.add(
+                schema.conform(set_aside, QUARANTINE_SCHEMA),
+                pl.lit(self.read_at.strftime("%Y-%m-%d")),
+            )
+
+    def abort(self) -> None:
+        """Close the staged files without writing what waits (`Store.staging` removes them)."""
+        self._events.abort()
+        self._quarantine.abort()
+
+    def commit(self, catalogue: list[CatalogueEntry]) -> Committed:
+        """Put what was staged into the store, each event once, then write `catalogue`.
+
+        Staged rows whose key the store (or this run) already has are dropped; the files left
+        are moved into place whole, one rename each; the catalogue is written last.
+        """
+        root = self.store.path
+        staged_events = self._events.finish()
+        staged_quarantine = self._quarantine.finish()
+        between_steps()
+
+        # The safety net: drop what the store (or this run) already has.
+        result = Committed(run_id=self.run_id)
+        final: list[tuple[Table, str, list[Path]]] = []
+        for day, files in staged_events.items():
+            existing = _day_files(root, "events", day)
+            kept, dropped = _dedup_day(
+                files,
+                existing,
+                pl.col("event_id"),
+                _arrow_schema("events"),
+                result.events_by_type,
+            )
+            result.duplicates += dropped
+            final.append(("events", day, kept))
+        if staged_quarantine:
+            every_quarantined = partition_files(root, table="quarantine")
+            for day, files in staged_quarantine.items():
+                kept, _ = _dedup_day(
+                    files,
+                    every_quarantined,
+                    pl.concat_str([pl.col("origin"), pl.col("raw")], separator="\x1f"),
+                    _arrow_schema("quarantine"),
+                    None,
+                )
+                result.malformed += sum(pq.ParquetFile(str(p)).metadata.num_rows for p in kept)
+                final.append(("quarantine", day, kept))
+        between_steps()
+
+        # Commit: whole files into place, one rename each.
+        for table, day, files in final:
+            folder = root / table / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in files:
+                os.replace(path, folder / path.name)
+                between_steps()
+        _write_catalogue(root, catalogue)
+        return result
 
 
 def _day_files(store: Path, table: Table, day: str) -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from enum import StrEnum
+from pathlib import PurePath
 from typing import IO, TYPE_CHECKING
 
 import polars as pl
@@ -27,6 +28,27 @@ class EventFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
     table = "table"
+
+
+#: The format an output file's name suffix says, where no format is given.
+_SUFFIXES = {
+    ".parquet": EventFormat.parquet,
+    ".csv": EventFormat.csv,
+    ".jsonl": EventFormat.jsonl,
+    ".ndjson": EventFormat.jsonl,
+}
+
+
+def event_format_for(output: str | None, fmt: str | None = None) -> EventFormat:
+    """The format of events written to `output` (None: stdout): `fmt` when given (checked),
+    else what the file's suffix says, else JSON lines."""
+    if fmt is not None:
+        if fmt not in EventFormat.__members__:
+            choices = ", ".join(EventFormat.__members__)
+            raise UsageError(f"unknown format {fmt!r}: choose one of {choices}")
+        return EventFormat(fmt)
+    suffix = PurePath(output).suffix.lower() if output else ""
+    return _SUFFIXES.get(suffix, EventFormat.jsonl)
 
 
 def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
@@ -94,7 +116,7 @@ class EventWriter:
             self._header_done = True
             self._stream.write(buffer.getvalue())
         elif self._fmt is EventFormat.parquet:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # lazy: pyarrow is heavy; JSON lines and CSV never load it
 
             # polars' own string layout (Arrow string views) is handed over without a copy;
             # the copy into classic Arrow strings cost a quarter of the writer's time. The file

@@ -1,0 +1,168 @@
+"""Drive the pipeline's runs: into the store, or through a temporary file into a report.
+
+`ingest_paths` reads only what is new into a store. Under the store's lock it builds one
+`ParseRun` with the options of the run (`source, tz, strict, rules, progress`) and the store's
+catalogue lookup as its resume function, stages each chunk, and commits: the store drops what
+it already has, moves the files into place and writes the new catalogue, in which each input
+read is remembered by its leading bytes and how far it was read.
+
+`summarize_paths` is the report straight from inputs, without a store: the events are staged
+in a temporary Parquet file, so memory stays bounded however large the inputs are.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+
+from bounce_analyzer.pipeline import Chunk, FileSummary, ParseRun
+from bounce_analyzer.reading import ResumeFn
+from bounce_analyzer.report import Report, summarize
+from bounce_analyzer.rules import Rules
+from bounce_analyzer.schema import EVENT_SCHEMA
+from bounce_analyzer.store import CatalogueEntry, Committed, Store, find_resume, with_input
+from bounce_analyzer.writers import EventFormat, EventWriter
+
+__all__ = ["IngestResult", "RunLike", "ingest_paths", "ingest_run", "summarize_paths"]
+
+
+@dataclass
+class IngestResult(Committed):
+    """What an ingest run did: what the store committed, and what each input gave."""
+
+    files: list[FileSummary] = field(default_factory=list)  # as the pipeline counted them
+
+
+class RunLike(Protocol):
+    """What `ingest_run` drives: a `ParseRun`, or a stand-in with the same face."""
+
+    summaries: list[FileSummary]
+
+    def __iter__(self) -> Iterator[Chunk]: ...
+
+
+def ingest_paths(
+    store: Store,
+    paths: Sequence[str],
+    *,
+    source: str | None = None,
+    tz: str | None = None,
+    strict: bool = False,
+    rules: Rules | None = None,
+    progress: Callable[[int], None] | None = None,
+    wait: bool = False,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Read `paths` into `store`: only what is new, each event once.
+
+    Parameters
+    ----------
+    paths
+        Files, globs, directories or `-`, as for `ParseRun`.
+    source, tz, strict, rules, progress
+        As for `ParseRun`.
+    wait, now
+        As for `Store.staging`: wait for another run's lock; when the run happens.
+    """
+
+    def make_run(resume: ResumeFn) -> ParseRun:
+        return ParseRun(
+            paths,
+            source=source,
+            tz=tz,
+            strict=strict,
+            rules=rules,
+            progress=progress,
+            resume=resume,
+            hold_partial=True,
+        )
+
+    return ingest_run(store, make_run, wait=wait, now=now)
+
+
+def ingest_run(
+    store: Store,
+    make_run: Callable[[ResumeFn], RunLike],
+    *,
+    wait: bool = False,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Ingest the chunks of the run `make_run(resume)` returns (`ingest_paths` makes a ParseRun).
+
+    `resume` is the store's catalogue lookup: the run calls it for each input, to start where
+    the last run that read that input stopped.
+    """
+    with store.staging(wait=wait, now=now) as staging:
+        run = make_run(lambda _input, head: find_resume(staging.catalogue, head))
+        for chunk in run:
+            staging.add(chunk.events, chunk.malformed)
+        committed = staging.commit(_catalogue(staging.catalogue, run.summaries, staging.read_at))
+    return IngestResult(
+        run_id=committed.run_id,
+        events_by_type=committed.events_by_type,
+        malformed=committed.malformed,
+        duplicates=committed.duplicates,
+        files=run.summaries,
+    )
+
+
+def _catalogue(
+    entries: list[CatalogueEntry], summaries: Sequence[FileSummary], read_at: datetime
+) -> list[CatalogueEntry]:
+    """The catalogue after a run: one entry per input read, replacing the entries it grew from."""
+    for summary in summaries:
+        if summary.source is None or not summary.head or summary.end_offset <= 0:
+            continue  # not recognised, or nothing read: nothing to remember
+        entries = with_input(
+            entries,
+            summary.head,
+            offset=summary.end_offset,
+            line=summary.end_line,
+            path=summary.path,
+            source=summary.source,
+            read_at=read_at,
+        )
+    return entries
+
+
+def summarize_paths(
+    paths: Sequence[str],
+    *,
+    since: datetime | None,
+    until: datetime | None = None,
+    by: list[str] | None = None,
+    top: int = 10,
+    source: str | None = None,
+    tz: str | None = None,
+    rules: Rules | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Report, list[FileSummary]]:
+    """The report straight from log or event files, without a store; and what each input gave.
+
+    `source, tz, rules, progress` are as for `ParseRun`; the other options as for `summarize`,
+    with each category's description and advice from `rules`.
+    """
+    run = ParseRun(paths, source=source, tz=tz, rules=rules, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="bounce-analyzer-") as folder:
+        staged = Path(folder) / "events.parquet"
+        with staged.open("wb") as stream:
+            writer = EventWriter(stream, EventFormat.parquet)
+            for chunk in run:
+                writer.write(chunk.events)
+            writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
+        report = summarize(
+            pl.scan_parquet(staged),
+            since=since,
+            until=until,
+            by=by,
+            top=top,
+            malformed=sum(summary.malformed for summary in run.summaries),
+            categories=run.rules.categories,
+        )
+    return report, run.summaries
