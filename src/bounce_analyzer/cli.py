@@ -450,7 +450,7 @@ def export(
     rows = export_events(
         scan_events(opened.path, since=start, until=end), Path(output), what=what,
         fmt=export_format_for(output, fmt), partition_by_date=by_date,
-        rules=_rules(rules) if what is ExportKind.events else None,  # only events carry its text
+        rules=_rules(rules) if what is ExportKind.events else None,  # rule text: events only
     )  # fmt: skip
     typer.echo(f"exported {rows:,} rows to {output}", err=True)
 

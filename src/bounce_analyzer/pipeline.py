@@ -190,9 +190,7 @@ class ParseRun:
         summary: FileSummary,
         start: Resume,
     ) -> Iterator[Chunk]:
-        # lazy: the engine (and its regular expressions) loads when a run starts, not when the
-        # command line starts
-        from bounce_analyzer.classify import classify
+        from bounce_analyzer.classify import classify  # lazy: `--help` starts without the engine
 
         events: list[pl.DataFrame] = []  # conformed, waiting to be classified
         malformed: list[pl.DataFrame] = []
