@@ -62,6 +62,18 @@ hard = "if_permanent"
 description = "Unknown."
 group = "other"
 hard = "if_permanent"
+[categories.expired]
+description = "Gave up."
+group = "other"
+hard = "if_permanent"
+[categories.suppressed]
+description = "Not sent."
+group = "other"
+hard = "if_permanent"
+[categories.vacation]
+description = "Away."
+group = "other"
+hard = "never"
 """,
     "providers.toml": """
 [providers.google]
