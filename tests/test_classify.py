@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import gc
 import tomllib
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from bounce_analyzer import classify as classify_module
 from bounce_analyzer.classify import (
     _prepared,
     classify,
@@ -18,7 +22,7 @@ from bounce_analyzer.classify import (
     provider_of,
 )
 from bounce_analyzer.rules import Rules, builtin_rules_dir, load_rules
-from bounce_analyzer.schema import CLASSIFICATION_SCHEMA, FACT_SCHEMA, conform
+from bounce_analyzer.schema import CLASSIFICATION_SCHEMA, EVENTS, FACT_SCHEMA, conform
 
 FIXTURE = {
     "categories.toml": """
@@ -62,6 +66,18 @@ hard = "if_permanent"
 description = "Unknown."
 group = "other"
 hard = "if_permanent"
+[categories.expired]
+description = "Gave up."
+group = "other"
+hard = "if_permanent"
+[categories.suppressed]
+description = "Not sent."
+group = "other"
+hard = "if_permanent"
+[categories.vacation]
+description = "Away."
+group = "other"
+hard = "never"
 """,
     "providers.toml": """
 [providers.google]
@@ -489,6 +505,18 @@ def test_remembered_answers_are_the_same(small_rules: Rules) -> None:
     assert classify(mixed, rules).equals(classify(mixed, replace(small_rules)))
 
 
+def test_prepared_tables_go_with_their_rules(small_rules: Rules) -> None:
+    # what the engine derives from a Rules object does not keep it alive, and a new object
+    # (which may get the old one's id) starts with nothing remembered
+    rules = replace(small_rules)
+    classify(_steps_frame(), rules)
+    gone = weakref.ref(rules)
+    del rules
+    gc.collect()
+    assert gone() is None
+    assert _prepared(replace(small_rules)).memory.hosts.height == 0
+
+
 def test_other_rules_do_not_see_remembered_answers(
     small_rules: Rules, small_rules_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -541,6 +569,19 @@ def test_every_category_named_exists() -> None:
     names = rules.category_names()
     assert set(rules.patterns["category"]) <= names
     assert set(rules.codes["category"].drop_nulls()) <= names
+
+
+@needs_real
+def test_the_engine_names_no_category_itself() -> None:
+    # the categories it gives by itself come from rules.py, whose loader checks them against
+    # categories.toml: a category written in classify.py would escape that check
+    tree = ast.parse(Path(classify_module.__file__).read_text(encoding="utf-8"))
+    strings = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert strings & (load_rules().category_names() - set(EVENTS)) == set()
 
 
 @needs_real

@@ -476,8 +476,7 @@ def test_suppressions_are_the_hard_bounced_recipients_not_delivered_to_since(
 
 
 def _ingest_line(truths: dict[str, Truth]) -> str:
-    order = ("delivered", "deferred", "bounced", "expired", "rejected", "dropped", "complained")
-    kinds = ", ".join(f"{_total(truths, e):,} {e}" for e in order if _total(truths, e))
+    kinds = ", ".join(f"{_total(truths, e):,} {e}" for e in EVENTS if _total(truths, e))
     events = sum(t.event_records for t in truths.values())
     return (
         f"ingested 4 files: {events:,} new events ({kinds}), 0 malformed set aside, "

@@ -13,11 +13,11 @@ from polars.testing import assert_frame_equal
 from _stores import report_store
 from bounce_analyzer import report as report_module
 from bounce_analyzer.errors import UsageError
+from bounce_analyzer.normalize import message_key, message_keys
 from bounce_analyzer.report import (
     GROUPABLE,
     Report,
     final_outcomes,
-    message_key,
     parse_by,
     summarize,
 )
@@ -375,7 +375,7 @@ def test_message_keys_are_worked_out_once_per_text() -> None:
         None,
     ]
     frame = pl.DataFrame({"diagnostic": texts * 2}, schema={"diagnostic": pl.String})
-    keyed = report_module._message_keys(frame)
+    keyed = message_keys(frame)
     expected = frame.with_columns(message_key(pl.col("diagnostic")).alias("_key"))
     assert_frame_equal(keyed, expected, check_row_order=False)
 

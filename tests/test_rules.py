@@ -11,6 +11,7 @@ import pytest
 from bounce_analyzer.errors import RulesError
 from bounce_analyzer.rules import (
     CODE_COLUMNS,
+    ENGINE_CATEGORIES,
     RULES_ENV,
     builtin_rules_dir,
     load_rules,
@@ -46,6 +47,18 @@ group = "other"
 hard = "never"
 [categories.on_hold]
 description = "Unknown."
+group = "other"
+hard = "never"
+[categories.expired]
+description = "Gave up."
+group = "other"
+hard = "never"
+[categories.suppressed]
+description = "Not sent."
+group = "other"
+hard = "never"
+[categories.vacation]
+description = "Away."
 group = "other"
 hard = "never"
 """
@@ -112,6 +125,9 @@ def test_load_small_folder(tmp_path: Path) -> None:
         "feedback",
         "undefined",
         "on_hold",
+        "expired",
+        "suppressed",
+        "vacation",
     }
     assert rules.provider_domains.rows() == [("gmail.com", "google")]
     assert rules.provider_hosts.rows() == [("google", r"\.google\.com$")]
@@ -225,6 +241,17 @@ def test_validation_errors(tmp_path: Path, name: str, text: str, message: str) -
     with pytest.raises(RulesError) as caught:
         load_rules(builtin_dir=folder)
     assert str(caught.value) == f"{folder}/{message}"
+
+
+@pytest.mark.parametrize("name", ENGINE_CATEGORIES)
+def test_every_category_the_engine_gives_must_be_declared(tmp_path: Path, name: str) -> None:
+    # the small folder declares them all: take one away
+    header = f"[categories.{name}]"
+    assert header in CATEGORIES
+    folder = write_rules(tmp_path, categories_toml=CATEGORIES.replace(header, "[categories.x]"))
+    with pytest.raises(RulesError) as caught:
+        load_rules(builtin_dir=folder)
+    assert str(caught.value) == f"{folder}/categories.toml: category '{name}' is missing"
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -16,29 +16,38 @@ providers of step 2 are also remembered with the `Rules` object (`_Memory`): the
 classifies a file in many calls, and later calls look up the pairs it has seen. Categories are
 not: a key's category may depend on the text of its first event in the call (patterns read the
 text itself, not the normalized one), so each call decides its own keys.
+
+This module holds the decision order. What it builds on lives apart: the normalized text in
+normalize.py (reports build their message keys on the same masks), the literals that spare
+most regex runs in prefilter.py, and the categories the engine gives by itself in rules.py,
+whose loader checks that categories.toml declares each of them.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
 
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
-from bounce_analyzer.rules import Rules, load_rules
+from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
+from bounce_analyzer.prefilter import is_plain, required_literals
+from bounce_analyzer.rules import (
+    EVENT_CATEGORIES,
+    NON_FAILURE_CATEGORIES,
+    ON_HOLD,
+    UNDECIDED_CATEGORIES,
+    UNDEFINED,
+    Rules,
+    load_rules,
+)
 
 # The engine's plans are many small steps over a few thousand distinct values: the in-memory
 # engine runs them with less CPU than the streaming one (the default of polars 2).
 _ENGINE: Final = "in-memory"
-
-#: Categories that are not failures: they get no bounce_type and no permanence.
-NON_FAILURE_CATEGORIES = ("delivered", "feedback", "vacation")
-
-#: Categories a table row may name that do not decide: the row explains, later steps decide.
-UNDECIDED_CATEGORIES = ("undefined", "on_hold")
 
 #: The fact columns the engine reads (others pass through untouched).
 INPUT_COLUMNS: dict[str, pl.DataType] = {
@@ -58,90 +67,7 @@ _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
 #: Events whose category the event decides: their text is not classified.
 _EVENT_DECIDED = ("delivered", "complained")
-#: The category an event gives when it decides (always, or when no rule did).
-_EVENT_CATEGORY = {
-    "delivered": "delivered",
-    "complained": "feedback",
-    "expired": "expired",
-    "dropped": "suppressed",
-}
 _ADDED = ["provider", "category", "category_group", "bounce_type", "permanent", "rule_id"]
-_STOPWORDS = ["that", "this", "with", "from", "have", "been", "your", "their", "please", "more"]
-# a word of eight characters or more that starts with a letter and holds a digit (short ones such
-# as TSS04, I1340 or SC-001 are codes that patterns tell apart, so they are kept)
-_LONG_MIXED_WORD = (
-    r"\b(?:"
-    + "|".join(f"[a-z_]{{{k}}}\\d[a-z0-9_]{{{7 - k},}}" for k in range(1, 7))
-    + r"|[a-z_]{7,}\d[a-z0-9_]*)"
-)
-#: What every timestamp and date mask match holds.
-_DATED = r"\d{4}-\d{2}-\d{2}"
-# (regex, replacement, needs): `needs` is None or a regex that every text the mask changes
-# matches before any mask runs (no replacement makes one: they hold none of its characters).
-# A call only runs the masks some text of it needs: most batches hold no IPv6 address.
-_MASKS = (
-    # a@b.example, <a@b.example>
-    (r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+", "<address>", "@"),
-    # https://support.google.com/mail/?p=NotAuthorizedError -> https://support.google.com/mail/?
-    (r"(https?://[^\s?#]*)[?#][^\s)\]>\"']*", "$1?", "://"),
-    # 2026-11-28t10:45:12.311z ; 2026-11-28 10:45:12+01:00 (Outlook puts one in every reply)
-    (
-        r"\b\d{4}-\d{2}-\d{2}[t ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:z|[+-]\d{2}:?\d{2})?",
-        "<time>",
-        _DATED,
-    ),
-    # 192.0.2.1 ; 2001:db8::1 ; 10:45:12
-    (r"\b\d{1,3}(?:\.\d{1,3}){3}\b", "<ip>", None),
-    (r"\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{1,4}\b", "<ip>", r":[0-9a-f]{0,4}:"),
-    # 2026-11-28
-    (r"\b\d{4}-\d{2}-\d{2}\b", "<date>", _DATED),
-    # queue ids and numbers: 4F3A21B5C, 201806281, d9443c01a7336-1f3a1ed8b6esi ; ids with letters
-    (_LONG_MIXED_WORD + r"(?:-[a-z0-9_]+)*\b", "<id>", None),
-    (r"\b\d[a-z0-9_]{4,}(?:-[a-z0-9_]+)*\b", "<id>", None),
-    # white space runs to one space: only runs of two or more, and single tabs or newlines, are
-    # rewritten (the same result as replacing every \s+, five times faster: most gaps are " ")
-    (r"\s{2,}|[^\S ]", " ", None),
-)
-
-
-def normalize_message(text: pl.Expr) -> pl.Expr:
-    """`text` lower-cased, with per-message tokens masked and white space collapsed.
-
-    Addresses become ``<address>``, timestamps ``<time>``, IP addresses and times ``<ip>``,
-    dates ``<date>``, numbers
-    of five or more characters and words of eight or more mixing letters and digits ``<id>``;
-    a URL keeps its path but loses its query string. Codes (``550``, ``5.1.1``) are kept.
-    Messages that differ only in those tokens normalize to the same text, which reports group by.
-    """
-    normalized = text.str.to_lowercase()
-    for pattern, replacement, _ in _MASKS:
-        normalized = normalized.str.replace_all(pattern, replacement)
-    return normalized.str.strip_chars()
-
-
-def _normalized(texts: pl.DataFrame) -> pl.DataFrame:
-    """`texts` with `normalized`: `normalize_message` of `diagnostic`, without the masks that no
-    text needs (see `_MASKS`)."""
-    lowered = texts.with_columns(pl.col("diagnostic").str.to_lowercase().alias("normalized"))
-    needs = sorted({need for _, _, need in _MASKS if need is not None})
-    present = lowered.select(
-        pl.col("normalized").str.contains(need).any().alias(need) for need in needs
-    ).row(0, named=True)
-    text = pl.col("normalized")
-    for pattern, replacement, need in _MASKS:
-        if need is None or present[need]:
-            text = text.str.replace_all(pattern, replacement)
-    return lowered.with_columns(text.str.strip_chars())
-
-
-def _words(text: pl.Expr) -> pl.Expr:
-    """The words of four letters or more."""
-    return text.str.extract_all(r"[a-z]{4,}")
-
-
-def _tokens(text: pl.Expr) -> pl.Expr:
-    """The distinct words of four letters or more, less a few that carry no meaning."""
-    return _words(text).list.unique().list.set_difference(_STOPWORDS)
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -179,149 +105,6 @@ def _by_domain(rules: Rules) -> pl.Expr:
             for labels in range(7, 1, -1)
         ),
     )
-
-
-# --- pattern prefilter: literals every match must contain ------------------------------------
-
-#: Shorter literals select too many messages to be worth looking for.
-_MIN_LITERAL = 3
-_PLAIN = r"(?:[^\\|()\[\]{}.*+?^$]|\\[^A-Za-z0-9<>])+"
-#: A regex that is only literal text and `|`: it matches exactly where one of its literals is.
-_PLAIN_ALTERNATION = re.compile(rf"{_PLAIN}(?:\|{_PLAIN})*")
-
-
-class _Unsupported(Exception):
-    """Regex syntax the literal analysis does not follow (the pattern is then always tried)."""
-
-
-def required_literals(regex: str) -> frozenset[str] | None:
-    """Lower-cased literals one of which every match of `regex` contains, or None if unknown.
-
-    ``account (is )?disabled|mailbox disabled`` gives ``{"account ", "mailbox disabled"}``.
-    Only plain characters count; a construct the analysis does not follow (escapes such as
-    ``\\x41`` or ``\\pL``, nested classes, verbose mode) gives None, which is always safe: the
-    pattern is then tried on every message.
-    """
-    try:
-        literals, end = _alternation(regex, 0)
-    except _Unsupported:
-        return None
-    return literals if end == len(regex) else None
-
-
-def _alternation(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
-    branches = []
-    literals, at = _concatenation(regex, at)
-    branches.append(literals)
-    while at < len(regex) and regex[at] == "|":
-        literals, at = _concatenation(regex, at + 1)
-        branches.append(literals)
-    if any(branch is None for branch in branches):
-        return None, at
-    return frozenset().union(*(branch for branch in branches if branch is not None)), at
-
-
-def _concatenation(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
-    found: list[frozenset[str]] = []
-    run: list[str] = []
-
-    def close_run() -> None:
-        if len(run) >= _MIN_LITERAL:
-            found.append(frozenset(["".join(run)]))
-        run.clear()
-
-    while at < len(regex) and regex[at] not in "|)":
-        char = regex[at]
-        literal: str | None = None
-        inner: frozenset[str] | None = None
-        if char == "(":
-            inner, at = _group(regex, at)
-        elif char == "[":
-            at = _skip_class(regex, at)
-        elif char == "\\":
-            literal, at = _escape(regex, at)
-        elif char in "*+?{":
-            raise _Unsupported(regex)
-        else:
-            literal = None if char in ".^$" else char
-            at += 1
-        least, at = _quantifier(regex, at)
-        if least is None and literal is not None and literal.isascii():
-            run.append(literal.lower())
-            continue
-        close_run()
-        if inner is not None and (least is None or least >= 1):
-            found.append(inner)
-    close_run()
-    usable = [option for option in found if option and min(map(len, option)) >= _MIN_LITERAL]
-    if not usable:
-        return None, at
-    return max(usable, key=lambda option: (min(map(len, option)), -len(option))), at
-
-
-def _group(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
-    inside = at + 1
-    if regex.startswith("(?", at):
-        named = re.match(r"\(\?P?<[A-Za-z_][A-Za-z0-9_]*>", regex[at:])
-        flags = re.match(r"\(\?([imsuUxR-]*)([:)])", regex[at:])
-        if named is not None:
-            inside = at + named.end()
-        elif flags is not None and "x" not in flags.group(1):
-            if flags.group(2) == ")":
-                return None, at + flags.end()
-            inside = at + flags.end()
-        else:
-            raise _Unsupported(regex)
-    literals, end = _alternation(regex, inside)
-    if end >= len(regex) or regex[end] != ")":
-        raise _Unsupported(regex)
-    return literals, end + 1
-
-
-def _skip_class(regex: str, at: int) -> int:
-    at += 1
-    if regex.startswith("^", at):
-        at += 1
-    if regex.startswith("]", at):
-        at += 1
-    while at < len(regex):
-        if regex[at] == "\\":
-            at += 2
-        elif regex[at] == "[":
-            raise _Unsupported(regex)
-        elif regex[at] == "]":
-            return at + 1
-        else:
-            at += 1
-    raise _Unsupported(regex)
-
-
-def _escape(regex: str, at: int) -> tuple[str | None, int]:
-    if at + 1 >= len(regex):
-        raise _Unsupported(regex)
-    char = regex[at + 1]
-    if char in "bB" and regex.startswith("{", at + 2):
-        raise _Unsupported(regex)
-    if char in "dDsSwWbBAz<>ntrfv":
-        return None, at + 2
-    if char.isascii() and not char.isalnum():
-        return char, at + 2
-    raise _Unsupported(regex)
-
-
-def _quantifier(regex: str, at: int) -> tuple[int | None, int]:
-    if at >= len(regex) or regex[at] not in "*+?{":
-        return None, at
-    if regex[at] == "{":
-        counted = re.match(r"\{(\d+)(?:,\d*)?\}", regex[at:])
-        if counted is None:
-            raise _Unsupported(regex)
-        least, at = int(counted.group(1)), at + counted.end()
-    else:
-        least, at = (1 if regex[at] == "+" else 0), at + 1
-    if regex.startswith("?", at):
-        at += 1
-    return least, at
 
 
 # --- what depends only on the rules, prepared once per Rules object --------------------------
@@ -365,22 +148,25 @@ class _Prepared:
     memory: _Memory
 
 
-_PREPARED: dict[int, tuple[Rules, _Prepared]] = {}
+#: What the engine derived from each `Rules` object in use: an entry goes with its object.
+_PREPARED: weakref.WeakKeyDictionary[Rules, _Prepared] = weakref.WeakKeyDictionary()
+_PREPARING = threading.Lock()
 
 
 def _prepared(rules: Rules) -> _Prepared:
-    """What the engine derives from `rules` alone, cached (keyed by the object, kept alive).
+    """What the engine derives from `rules` alone, worked out once per `Rules` object.
 
-    The cache entry also holds the answers remembered with `rules` (`_Memory`), so another
-    `Rules` object (other user rules) never sees them.
+    It also holds the answers remembered with `rules` (`_Memory`), so another `Rules` object
+    (other user rules) never sees them.
     """
-    entry = _PREPARED.get(id(rules))
-    if entry is None or entry[0] is not rules:
-        if len(_PREPARED) >= 8:
-            _PREPARED.clear()
-        entry = (rules, _prepare(rules))
-        _PREPARED[id(rules)] = entry
-    return entry[1]
+    prepared = _PREPARED.get(rules)
+    if prepared is None:
+        # the pipeline classifies in a thread of its own: one preparation, one memory
+        with _PREPARING:
+            prepared = _PREPARED.get(rules)
+            if prepared is None:
+                prepared = _PREPARED[rules] = _prepare(rules)
+    return prepared
 
 
 def _first_rows(rules: Rules, kind: str, by: str) -> pl.DataFrame:
@@ -469,16 +255,10 @@ def _prepare(rules: Rules) -> _Prepared:
             pl.col("category").alias("row_category"),
             normalize_message(pl.col("message")).alias("row_message"),
         )
-        .with_columns(_tokens(pl.col("row_message")).alias("row_tokens"))
+        .with_columns(tokens(pl.col("row_message")).alias("row_tokens"))
     )
     regexes = rules.patterns["regex"].to_list()
-    plain = [
-        index
-        for index, regex in enumerate(regexes)
-        if regex.isascii()
-        and _PLAIN_ALTERNATION.fullmatch(regex)
-        and required_literals(regex) is not None
-    ]
+    plain = [index for index, regex in enumerate(regexes) if is_plain(regex)]
     literals = _literal_frame(regexes, "pattern_index")
     patterns = rules.patterns.with_row_index("pattern_index").select(
         "pattern_index",
@@ -558,10 +338,10 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
     )
     # a row's tokens hold no stop word and set_intersection counts distinct words, so the key's
     # plain words give the same overlap as its tokens
-    words = keys.join(candidates.select("_key").unique(), on="_key", how="semi").select(
-        "_key", "normalized", _words(pl.col("normalized")).alias("tokens")
+    key_words = keys.join(candidates.select("_key").unique(), on="_key", how="semi").select(
+        "_key", "normalized", words(pl.col("normalized")).alias("tokens")
     )
-    candidates = candidates.join(words, on="_key", how="left")
+    candidates = candidates.join(key_words, on="_key", how="left")
     contained = pl.col("row_message").is_not_null() & pl.col("normalized").str.contains(
         pl.col("row_message"), literal=True
     )
@@ -681,7 +461,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         .join(prepared.replies.lazy(), on="smtp_code", how="left")
     )
     has_text = pl.col("text").str.strip_chars().str.len_chars().fill_null(0) > 0
-    default = pl.when(has_text).then(pl.lit("on_hold")).otherwise(pl.lit("undefined"))
+    default = pl.when(has_text).then(pl.lit(ON_HOLD)).otherwise(pl.lit(UNDEFINED))
     return decided.select(
         "_key",
         pl.coalesce(
@@ -807,7 +587,7 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     textual = pl.col("_textual")
     return pl.concat(
         [
-            _normalized(coded.filter(textual)),
+            with_normalized(coded.filter(textual)),
             coded.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
         ]
     )
@@ -893,7 +673,7 @@ def _per_event(
     category: pl.Expr = pl.col("key_category")
     rule: pl.Expr = pl.col("key_rule")
     for name, decides in reversed(by_event.items()):
-        category = pl.when(decides).then(pl.lit(_EVENT_CATEGORY[name])).otherwise(category)
+        category = pl.when(decides).then(pl.lit(EVENT_CATEGORIES[name])).otherwise(category)
         rule = pl.when(decides).then(pl.lit(f"event:{name}")).otherwise(rule)
     return (
         rows.select("event", "smtp_code", "enhanced_code")
@@ -994,35 +774,15 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED)])
 
 
-def _lazy(frame: pl.LazyFrame) -> pl.LazyFrame:
-    return frame
-
-
-def _collected(frame: pl.LazyFrame) -> pl.LazyFrame:
-    return frame.collect().lazy()
-
-
 def classify_lazy(
     lf: pl.LazyFrame, rules: Rules | None = None, *, keep_hex: bool = False
 ) -> pl.LazyFrame:
-    """The lazy form of `classify`. With `keep_hex`, also keep the found `hex_code` column."""
-    return _classify(lf, load_rules() if rules is None else rules, keep_hex=keep_hex, stage=_lazy)
+    """The lazy form of `classify`, run when the plan is collected.
 
-
-def _classify(
-    lf: pl.LazyFrame,
-    rules: Rules,
-    *,
-    keep_hex: bool,
-    stage: Callable[[pl.LazyFrame], pl.LazyFrame],
-) -> pl.LazyFrame:
-    """The engine as a plan step: `stage` `_collected` runs it now, `_lazy` when collected.
-
-    The engine works on the whole frame at once (distinct values, joined back), so the lazy
-    form runs it as one batch function over the collected input.
+    The engine works on the whole frame at once (distinct values, joined back), so the plan
+    runs it as one batch function over the collected input.
     """
-    if stage is _collected:
-        return _classify_frame(lf.collect(), rules, keep_hex=keep_hex).lazy()
+    rules = load_rules() if rules is None else rules
     schema = _classify_frame(
         pl.DataFrame(schema=lf.collect_schema()), rules, keep_hex=keep_hex
     ).schema
@@ -1033,13 +793,16 @@ def _classify(
     )
 
 
-def classify(frame: pl.DataFrame, rules: Rules | None = None) -> pl.DataFrame:
+def classify(
+    frame: pl.DataFrame, rules: Rules | None = None, *, keep_hex: bool = False
+) -> pl.DataFrame:
     """Return `frame` with the classification columns (schema.CLASSIFICATION_SCHEMA) filled.
 
     `frame` needs (at least) the fact columns the engine reads (`INPUT_COLUMNS`; missing ones
     count as null). Null reply and enhanced codes are filled from the diagnostic. A non-null
     `provider` column, if present, is kept; otherwise the provider comes from the recipient
-    domain and relay host. Rows keep their order.
+    domain and relay host. Rows keep their order. With `keep_hex`, the Outlook hex code found
+    in the diagnostic is kept too (`hex_code`, before the classification columns).
     """
     rules = load_rules() if rules is None else rules
-    return _classify_frame(frame, rules, keep_hex=False)
+    return _classify_frame(frame, rules, keep_hex=keep_hex)

@@ -37,7 +37,7 @@ from bounce_analyzer.reading import expand_inputs, total_size
 from bounce_analyzer.render import ReportFormat, render_report
 from bounce_analyzer.report import parse_by, summarize
 from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
-from bounce_analyzer.schema import EVENT_SCHEMA
+from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
 from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until
 from bounce_analyzer.writers import EventWriter, event_format_for
 
@@ -288,10 +288,9 @@ def _now() -> datetime:
 
 
 def _ingest_line(result: IngestResult) -> str:
-    order = ("delivered", "deferred", "bounced", "expired", "rejected", "dropped", "complained")
     kinds = ", ".join(
         f"{result.events_by_type[name]:,} {name}"
-        for name in order
+        for name in EVENTS
         if result.events_by_type.get(name)
     )
     files = sum(1 for summary in result.files if summary.source is not None)

@@ -10,15 +10,18 @@ description and advice.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterator
 from itertools import islice
+from pathlib import Path
 from typing import TextIO
 
 import polars as pl
 
-from bounce_analyzer.classify import _classify, _collected
+from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.rules import Rules
+from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
+from bounce_analyzer.smtp import domain_of
 
 #: The columns of `explain_frame`'s answer, in order.
 EXPLAIN_COLUMNS = (
@@ -70,13 +73,13 @@ def explain_frame(inputs: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         column["smtp_code"].str.strip_chars().cast(pl.Int16, strict=False).alias("smtp_code"),
         column["enhanced_code"].str.strip_chars().replace("", None).alias("enhanced_code"),
         pl.when(recipient.str.contains("@"))
-        .then(recipient.str.extract(r"@([^@]+)$", 1))
+        .then(domain_of(recipient))
         .otherwise(recipient)
         .alias("recipient_domain"),
         column["relay_host"].alias("relay_host"),
         column["provider"].str.strip_chars().replace("", None).alias("provider"),
     )
-    classified = _classify(facts, rules, keep_hex=True, stage=_collected)
+    classified = classify(facts.collect(), rules, keep_hex=True).lazy()
     row_text = rules.codes.lazy().select(
         "rule_id", pl.coalesce("meaning", "message").alias("meaning"), "solution"
     )
@@ -157,10 +160,6 @@ def _raise_first_bad_line(objects: pl.DataFrame, name: str) -> None:
 
 
 def _rules(rules_dir: str | None) -> Rules:
-    from pathlib import Path
-
-    from bounce_analyzer.rules import load_rules, user_rules_dir
-
     return load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
 
 
@@ -222,8 +221,6 @@ _LABELS = (
 
 def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
     """An explanation for a person: one labelled line each, long text wrapped."""
-    import textwrap
-
     permanent = result.get("permanent")
     retry = {True: "permanent", False: "temporary (retried)"}.get(permanent)  # type: ignore[call-overload]
     bounce = ", ".join(str(part) for part in (result.get("bounce_type"), retry) if part)

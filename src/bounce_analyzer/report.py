@@ -18,6 +18,7 @@ from datetime import datetime
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
+from bounce_analyzer.normalize import message_keys, with_event_codes
 from bounce_analyzer.schema import FAILURES
 
 #: Columns `--by` may group by.
@@ -65,115 +66,6 @@ def parse_by(text: str | None) -> list[str]:
         bad = ", ".join(unknown) or repr(text)
         raise UsageError(f"cannot group by {bad}: choose from {', '.join(GROUPABLE)}")
     return names
-
-
-#: What MTAs wrap around the remote server's words; reports group by the words alone.
-_WRAPPERS = (
-    # host mx.example.com[192.0.2.1] said: 550 ...   (Postfix)
-    r"^host \S+\[[^\]]*\] (?:said|refused to talk to me): ",
-    # ... (in reply to RCPT TO command)   (Postfix)
-    r"\s*\(in reply to [a-z /]+ command\)$",
-    # SMTP error from remote mail server after RCPT TO:<a@b>: 550 ...   (Exim)
-    r"^smtp error from remote mail server after [a-z ]+(?::<[^>]*>)?(?: size=\S+)?: ",
-)
-
-
-_TIMESTAMP = r"\b\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})?"
-
-
-def message_key(text: pl.Expr) -> pl.Expr:
-    """The remote server's words without the MTA's wrapping and without reply codes, normalized.
-
-    Multi-line replies that the MTA or ESP joined (``550-5.1.1 The email ... 550-5.1.1
-    double-checking ... 550 5.1.1 https://...``) lose their repeated codes, so that one reason
-    is one line whichever source logged it; reports put the event's own codes in front.
-    """
-    return _unwrapped(_masked(text))
-
-
-def _masked(text: pl.Expr) -> pl.Expr:
-    """The first half of `message_key`: lower-cased, per-message tokens masked.
-
-    Most of the cost of `message_key` is here, and most distinct texts become one here (they
-    differ by an address or an id), so `_message_keys` runs the second half on distinct results.
-    """
-    from bounce_analyzer.classify import normalize_message
-
-    # the two characters `\n` of newlines escaped in the log (as a pattern: twice as fast as
-    # the literal replacement in polars)
-    unwrapped = text.str.replace_all(r"\\n", " ")
-    return normalize_message(unwrapped.str.replace_all(_TIMESTAMP, "<time>"))
-
-
-def _unwrapped(masked: pl.Expr) -> pl.Expr:
-    """The second half of `message_key`: the MTA's wrapping, codes and numbers taken out."""
-    text = masked.str.replace_all("<<address>>", "<address>", literal=True)
-    for wrapper in _WRAPPERS:
-        text = text.str.replace(wrapper, "")
-    enhanced = r"[245]\.\d{1,3}\.\d{1,3}"
-    return (
-        # leading "550-5.1.1 ", "550 5.1.1 ", "550 ", "5.1.1 "
-        text.str.replace(rf"^(?:[245]\d\d[ -]?)?(?:{enhanced})?\s+", "")
-        # continuation lines joined into one: " 550-5.1.1 ", " 550 5.1.1 ", " 550-", " 5.1.1 "
-        # (repeated, for the empty lines of a reply: " 5.7.26 5.7.26  Authentication results")
-        .str.replace_all(rf"(?:\s[245]\d\d[ -]{enhanced})+\s", " ")
-        .str.replace_all(r"\s[245]\d\d-", " ")
-        .str.replace_all(rf"(?:\s{enhanced})+\s", " ")
-        # numbered server names (mta1198.mail.bf1.yahoo.com -> mta#.mail.bf1.yahoo.com)
-        .str.replace_all(r"\b([a-z]+)\d{3,}\b", "$1#")
-        # Google's per-message id before its " - gsmtp" signature
-        .str.replace(r"\S*\d\S* - gsmtp", "<id> - gsmtp")
-        # the answering server's name as a signature (" - mta#.mail.bf2.yahoo.com")
-        .str.replace(r" - [a-z0-9#-]+(?:\.[a-z0-9#-]+)+$", " - <host>")
-        # other numbers left in the words (retry delays, counters): "try again in # minute(s)"
-        .str.replace_all(r"\b\d+\b", "#")
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
-    )
-
-
-def message_with_codes() -> pl.Expr:
-    """`[550 5.1.1] words...`: the event's own codes, then `message_key` of its diagnostic."""
-    return _with_codes(message_key(pl.col("diagnostic")))
-
-
-def _with_codes(words: pl.Expr) -> pl.Expr:
-    """`[550 5.1.1] words...`: the event's own codes in front of `words` (a message key)."""
-    codes = pl.concat_str(
-        [pl.col("smtp_code").cast(pl.String), pl.col("enhanced_code")],
-        separator=" ",
-        ignore_nulls=True,
-    )
-    words = words.fill_null("(no text)")
-    return (
-        pl.when(codes.str.len_chars() > 0)
-        .then(pl.concat_str([pl.lit("["), codes, pl.lit("] "), words]))
-        .otherwise(words)
-    )
-
-
-def _message_keys(texts: pl.DataFrame) -> pl.DataFrame:
-    """`texts` with `_key`, the `message_key` of its `diagnostic`, worked out once per text.
-
-    The masking (`_masked`) runs once per distinct diagnostic, the rest once per distinct
-    masked text: a million failures hold a few hundred thousand distinct texts (addresses, ids,
-    times) but only a few thousand masked ones.
-    """
-    # (streaming: the engine spreads the regular expressions over the cores)
-    masked = (
-        texts.select("diagnostic")
-        .unique()
-        .lazy()
-        .with_columns(_masked(pl.col("diagnostic")).alias("_masked"))
-        .collect(engine="streaming")
-    )
-    unwrapped = (
-        masked.select("_masked").unique().with_columns(_unwrapped(pl.col("_masked")).alias("_key"))
-    )
-    keys = masked.join(unwrapped, on="_masked", how="left", nulls_equal=True)
-    return texts.join(
-        keys.select("diagnostic", "_key"), on="diagnostic", how="left", nulls_equal=True
-    )
 
 
 def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -337,8 +229,8 @@ def _text_pass(numbered: pl.LazyFrame, normalize: pl.Expr | None) -> pl.DataFram
         .collect(engine="streaming")
     )
     if normalize is None:
-        texts = _message_keys(texts)
-        normalize = _with_codes(pl.col("_key"))
+        texts = message_keys(texts)
+        normalize = with_event_codes(pl.col("_key"))
     return (
         texts.with_columns(normalize.fill_null("(no text)").alias("message"))
         .group_by("category", "message")
@@ -391,7 +283,7 @@ def summarize(
     `events` is read a few times and must give its rows in the same order each time (a scan
     of files or a frame does). Above `_PASS_EVENTS` events it is read in several passes, each
     over a share of the messages, so that memory does not grow with the input. `normalize`
-    replaces `message_with_codes` as the message of a failure; it is evaluated once per
+    replaces `normalize.message_with_codes` as the message of a failure; it is evaluated once per
     distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
     description, advice: `Rules.categories`) gives the category table its description and
     advice columns. `malformed` is the number of records set aside, for the report to show.

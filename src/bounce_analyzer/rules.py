@@ -2,7 +2,9 @@
 
 docs/RULES.md describes the format. Every problem found at load time raises `RulesError` with
 one line naming the file, the entry and what is wrong; a loaded `Rules` is therefore safe for
-the classification engine to use without further checks.
+the classification engine to use without further checks. That includes the categories the
+engine gives by itself (`ENGINE_CATEGORIES`, named here once): categories.toml must declare
+each of them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import polars as pl
 
 from bounce_analyzer.errors import RulesError
 from bounce_analyzer.schema import SOURCE_NAMES
+from bounce_analyzer.smtp import ENHANCED_CODE
 
 #: The environment variable naming a user rules folder (the `--rules` option wins over it).
 RULES_ENV = "BOUNCE_ANALYZER_RULES"
@@ -27,8 +30,29 @@ RULES_ENV = "BOUNCE_ANALYZER_RULES"
 #: The values of a category's `hard` key.
 HARD_VALUES = ("always", "if_permanent", "never")
 
-#: Categories the engine itself assigns, so categories.toml must define them.
-ENGINE_CATEGORIES = ("delivered", "feedback", "undefined", "on_hold")
+# The categories the engine names itself, each defined here once: categories.toml must declare
+# every one (checked at load), and classify.py takes them from here.
+
+#: The category an event gives by itself: a delivered or complained event always, an expired or
+#: dropped one when no rule decided.
+EVENT_CATEGORIES = {
+    "delivered": "delivered",
+    "complained": "feedback",
+    "expired": "expired",
+    "dropped": "suppressed",
+}
+#: The category of a failure no rule decided, with some text (nothing matched it) ...
+ON_HOLD = "on_hold"
+#: ... and without any.
+UNDEFINED = "undefined"
+#: Categories a table row may name that do not decide: the row explains, later steps decide.
+UNDECIDED_CATEGORIES = (UNDEFINED, ON_HOLD)
+#: Categories that are not failures: they get no bounce_type and no permanence.
+NON_FAILURE_CATEGORIES = ("delivered", "feedback", "vacation")
+#: Every category the engine names itself.
+ENGINE_CATEGORIES = tuple(
+    dict.fromkeys([*EVENT_CATEGORIES.values(), *UNDECIDED_CATEGORIES, *NON_FAILURE_CATEGORIES])
+)
 
 #: The columns of the normalized code-table frame (`Rules.codes`), in order.
 CODE_COLUMNS: dict[str, pl.DataType] = {
@@ -56,11 +80,10 @@ _CATEGORY_KEYS = {"description", "advice", "group", "hard"}
 _PROVIDER_KEYS = {"label", "domains", "hosts"}
 _PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note"}
 _TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
-_ENHANCED = re.compile(r"^[245X]\.\d{1,3}\.\d{1,3}$")
 _HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rules:
     """Everything the engine knows, as polars frames (see docs/RULES.md for each file).
 
@@ -73,6 +96,9 @@ class Rules:
       (in matching order: user patterns first)
     - ``tables``: table, file, title, provider, source, kind
     - ``codes``: every code-table row, columns `CODE_COLUMNS`
+
+    A `Rules` object is equal only to itself and hashes by identity, so that the engine can
+    keep what it derives from one beside it (classify.py) for as long as the object lives.
     """
 
     categories: pl.DataFrame
@@ -472,7 +498,9 @@ def _code_rows(
         enhanced = row.get("enhanced_code") or None
         if enhanced is not None:
             enhanced = enhanced.upper() if enhanced[:1] in "xX" else enhanced
-            if not _ENHANCED.match(enhanced):
+            # X.1.1 stands for that code in any class: it has the shape of 5.1.1
+            shape = "5" + enhanced[1:] if enhanced.startswith("X") else enhanced
+            if not re.fullmatch(ENHANCED_CODE, shape):
                 raise RulesError(f"{path}:{number}: row '{row_id}': bad enhanced_code {enhanced!r}")
         hex_code = row.get("hex_code") or None
         if hex_code is not None:

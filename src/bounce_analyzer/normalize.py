@@ -1,0 +1,198 @@
+"""Message normalization: what differs from one message to the next, masked, in one place.
+
+Two rooms use it. The classification engine groups events by `normalize_message` of their
+diagnostic and matches code-table rows against it (`with_normalized`, `words`, `tokens`).
+Reports group failures by `message_key`: the same masking, then the MTA's wrapping and the
+repeated reply codes taken out, so that one reason is one line whichever source logged it.
+Everything is a polars expression over a whole column, or a frame of distinct texts: nothing
+runs per message in Python.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from bounce_analyzer.smtp import ENHANCED_CODE
+
+_STOPWORDS = ["that", "this", "with", "from", "have", "been", "your", "their", "please", "more"]
+# a word of eight characters or more that starts with a letter and holds a digit (short ones such
+# as TSS04, I1340 or SC-001 are codes that patterns tell apart, so they are kept)
+_LONG_MIXED_WORD = (
+    r"\b(?:"
+    + "|".join(f"[a-z_]{{{k}}}\\d[a-z0-9_]{{{7 - k},}}" for k in range(1, 7))
+    + r"|[a-z_]{7,}\d[a-z0-9_]*)"
+)
+#: What every timestamp and date mask match holds.
+_DATED = r"\d{4}-\d{2}-\d{2}"
+# 2026-11-28T10:45:12.311Z ; 2026-11-28 10:45:12+01:00 (Outlook puts one in every reply); either
+# case, as reports mask it before lower-casing
+_TIMESTAMP = r"\b\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})?"
+# (regex, replacement, needs): `needs` is None or a regex that every text the mask changes
+# matches before any mask runs (no replacement makes one: they hold none of its characters).
+# A call only runs the masks some text of it needs: most batches hold no IPv6 address.
+_MASKS = (
+    # a@b.example, <a@b.example>
+    (r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+", "<address>", "@"),
+    # https://support.google.com/mail/?p=NotAuthorizedError -> https://support.google.com/mail/?
+    (r"(https?://[^\s?#]*)[?#][^\s)\]>\"']*", "$1?", "://"),
+    (_TIMESTAMP, "<time>", _DATED),
+    # 192.0.2.1 ; 2001:db8::1 ; 10:45:12
+    (r"\b\d{1,3}(?:\.\d{1,3}){3}\b", "<ip>", None),
+    (r"\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{1,4}\b", "<ip>", r":[0-9a-f]{0,4}:"),
+    # 2026-11-28
+    (r"\b\d{4}-\d{2}-\d{2}\b", "<date>", _DATED),
+    # queue ids and numbers: 4F3A21B5C, 201806281, d9443c01a7336-1f3a1ed8b6esi ; ids with letters
+    (_LONG_MIXED_WORD + r"(?:-[a-z0-9_]+)*\b", "<id>", None),
+    (r"\b\d[a-z0-9_]{4,}(?:-[a-z0-9_]+)*\b", "<id>", None),
+    # white space runs to one space: only runs of two or more, and single tabs or newlines, are
+    # rewritten (the same result as replacing every \s+, five times faster: most gaps are " ")
+    (r"\s{2,}|[^\S ]", " ", None),
+)
+
+
+def normalize_message(text: pl.Expr) -> pl.Expr:
+    """`text` lower-cased, with per-message tokens masked and white space collapsed.
+
+    Addresses become ``<address>``, timestamps ``<time>``, IP addresses and times ``<ip>``,
+    dates ``<date>``, numbers of five or more characters and words of eight or more mixing
+    letters and digits ``<id>``; a URL keeps its path but loses its query string. Codes
+    (``550``, ``5.1.1``) are kept. Messages that differ only in those tokens normalize to the
+    same text: the engine classifies it once, and reports build their `message_key` on it.
+    """
+    normalized = text.str.to_lowercase()
+    for pattern, replacement, _ in _MASKS:
+        normalized = normalized.str.replace_all(pattern, replacement)
+    return normalized.str.strip_chars()
+
+
+def with_normalized(texts: pl.DataFrame) -> pl.DataFrame:
+    """`texts` with `normalized`: `normalize_message` of `diagnostic`, without the masks that no
+    text needs (see `_MASKS`)."""
+    lowered = texts.with_columns(pl.col("diagnostic").str.to_lowercase().alias("normalized"))
+    needs = sorted({need for _, _, need in _MASKS if need is not None})
+    present = lowered.select(
+        pl.col("normalized").str.contains(need).any().alias(need) for need in needs
+    ).row(0, named=True)
+    text = pl.col("normalized")
+    for pattern, replacement, need in _MASKS:
+        if need is None or present[need]:
+            text = text.str.replace_all(pattern, replacement)
+    return lowered.with_columns(text.str.strip_chars())
+
+
+def words(text: pl.Expr) -> pl.Expr:
+    """The words of four letters or more of a normalized text."""
+    return text.str.extract_all(r"[a-z]{4,}")
+
+
+def tokens(text: pl.Expr) -> pl.Expr:
+    """The distinct `words`, less a few that carry no meaning."""
+    return words(text).list.unique().list.set_difference(_STOPWORDS)
+
+
+# --- message keys: what reports group failures by ---------------------------------------------
+
+#: What MTAs wrap around the remote server's words; reports group by the words alone.
+_WRAPPERS = (
+    # host mx.example.com[192.0.2.1] said: 550 ...   (Postfix)
+    r"^host \S+\[[^\]]*\] (?:said|refused to talk to me): ",
+    # ... (in reply to RCPT TO command)   (Postfix)
+    r"\s*\(in reply to [a-z /]+ command\)$",
+    # SMTP error from remote mail server after RCPT TO:<a@b>: 550 ...   (Exim)
+    r"^smtp error from remote mail server after [a-z ]+(?::<[^>]*>)?(?: size=\S+)?: ",
+)
+# a reply code as the keys take it out: class 2, 4 or 5 and any two digits (wider than
+# smtp.REPLY_CODE in the second digit, and without 3xx: kept so that every key stays as it was)
+_REPLY = r"[245]\d\d"
+
+
+def message_key(text: pl.Expr) -> pl.Expr:
+    """The remote server's words without the MTA's wrapping and without reply codes, normalized.
+
+    Multi-line replies that the MTA or ESP joined (``550-5.1.1 The email ... 550-5.1.1
+    double-checking ... 550 5.1.1 https://...``) lose their repeated codes, so that one reason
+    is one line whichever source logged it; reports put the event's own codes in front.
+    """
+    return _unwrapped(_masked(text))
+
+
+def _masked(text: pl.Expr) -> pl.Expr:
+    """The first half of `message_key`: lower-cased, per-message tokens masked.
+
+    Most of the cost of `message_key` is here, and most distinct texts become one here (they
+    differ by an address or an id), so `message_keys` runs the second half on distinct results.
+    """
+    # the two characters `\n` of newlines escaped in the log (as a pattern: twice as fast as
+    # the literal replacement in polars)
+    unwrapped = text.str.replace_all(r"\\n", " ")
+    return normalize_message(unwrapped.str.replace_all(_TIMESTAMP, "<time>"))
+
+
+def _unwrapped(masked: pl.Expr) -> pl.Expr:
+    """The second half of `message_key`: the MTA's wrapping, codes and numbers taken out."""
+    text = masked.str.replace_all("<<address>>", "<address>", literal=True)
+    for wrapper in _WRAPPERS:
+        text = text.str.replace(wrapper, "")
+    return (
+        # leading "550-5.1.1 ", "550 5.1.1 ", "550 ", "5.1.1 "
+        text.str.replace(rf"^(?:{_REPLY}[ -]?)?(?:{ENHANCED_CODE})?\s+", "")
+        # continuation lines joined into one: " 550-5.1.1 ", " 550 5.1.1 ", " 550-", " 5.1.1 "
+        # (repeated, for the empty lines of a reply: " 5.7.26 5.7.26  Authentication results")
+        .str.replace_all(rf"(?:\s{_REPLY}[ -]{ENHANCED_CODE})+\s", " ")
+        .str.replace_all(rf"\s{_REPLY}-", " ")
+        .str.replace_all(rf"(?:\s{ENHANCED_CODE})+\s", " ")
+        # numbered server names (mta1198.mail.bf1.yahoo.com -> mta#.mail.bf1.yahoo.com)
+        .str.replace_all(r"\b([a-z]+)\d{3,}\b", "$1#")
+        # Google's per-message id before its " - gsmtp" signature
+        .str.replace(r"\S*\d\S* - gsmtp", "<id> - gsmtp")
+        # the answering server's name as a signature (" - mta#.mail.bf2.yahoo.com")
+        .str.replace(r" - [a-z0-9#-]+(?:\.[a-z0-9#-]+)+$", " - <host>")
+        # other numbers left in the words (retry delays, counters): "try again in # minute(s)"
+        .str.replace_all(r"\b\d+\b", "#")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def message_with_codes() -> pl.Expr:
+    """`[550 5.1.1] words...`: the event's own codes, then `message_key` of its diagnostic."""
+    return with_event_codes(message_key(pl.col("diagnostic")))
+
+
+def with_event_codes(key: pl.Expr) -> pl.Expr:
+    """`[550 5.1.1] words...`: the event's own codes in front of `key` (a message key)."""
+    codes = pl.concat_str(
+        [pl.col("smtp_code").cast(pl.String), pl.col("enhanced_code")],
+        separator=" ",
+        ignore_nulls=True,
+    )
+    key = key.fill_null("(no text)")
+    return (
+        pl.when(codes.str.len_chars() > 0)
+        .then(pl.concat_str([pl.lit("["), codes, pl.lit("] "), key]))
+        .otherwise(key)
+    )
+
+
+def message_keys(texts: pl.DataFrame) -> pl.DataFrame:
+    """`texts` with `_key`, the `message_key` of its `diagnostic`, worked out once per text.
+
+    The masking (`_masked`) runs once per distinct diagnostic, the rest once per distinct
+    masked text: a million failures hold a few hundred thousand distinct texts (addresses, ids,
+    times) but only a few thousand masked ones.
+    """
+    # (streaming: the engine spreads the regular expressions over the cores)
+    masked = (
+        texts.select("diagnostic")
+        .unique()
+        .lazy()
+        .with_columns(_masked(pl.col("diagnostic")).alias("_masked"))
+        .collect(engine="streaming")
+    )
+    unwrapped = (
+        masked.select("_masked").unique().with_columns(_unwrapped(pl.col("_masked")).alias("_key"))
+    )
+    keys = masked.join(unwrapped, on="_masked", how="left", nulls_equal=True)
+    return texts.join(
+        keys.select("diagnostic", "_key"), on="diagnostic", how="left", nulls_equal=True
+    )

@@ -1,0 +1,163 @@
+"""The pattern prefilter: the literal text every match of a regex must contain.
+
+The classification engine has every pattern of the rules (and every relay-host pattern of the
+providers) to try on thousands of distinct texts. It looks for the required literals of all of
+them at once (Aho-Corasick, polars' `extract_many`) and tries each regex only on the texts that
+hold one of its literals; a regex whose literals this module cannot tell is tried on every text.
+The analysis reads the regex text itself; syntax it does not follow makes it answer "unknown"
+(None), never a wrong set.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Shorter literals select too many messages to be worth looking for.
+_MIN_LITERAL = 3
+_PLAIN = r"(?:[^\\|()\[\]{}.*+?^$]|\\[^A-Za-z0-9<>])+"
+_PLAIN_ALTERNATION = re.compile(rf"{_PLAIN}(?:\|{_PLAIN})*")
+
+
+class _Unsupported(Exception):
+    """Regex syntax the literal analysis does not follow (the pattern is then always tried)."""
+
+
+def required_literals(regex: str) -> frozenset[str] | None:
+    """Lower-cased literals one of which every match of `regex` contains, or None if unknown.
+
+    ``account (is )?disabled|mailbox disabled`` gives ``{"account ", "mailbox disabled"}``.
+    Only plain characters count; a construct the analysis does not follow (escapes such as
+    ``\\x41`` or ``\\pL``, nested classes, verbose mode) gives None, which is always safe: the
+    pattern is then tried on every message.
+    """
+    try:
+        literals, end = _alternation(regex, 0)
+    except _Unsupported:
+        return None
+    return literals if end == len(regex) else None
+
+
+def is_plain(regex: str) -> bool:
+    """Whether finding one of the `required_literals` of `regex` in a text is finding a match:
+    ASCII literal text and `|` only, each branch long enough to be looked for
+    (``over quota|quota exceeded``)."""
+    return (
+        regex.isascii()
+        and _PLAIN_ALTERNATION.fullmatch(regex) is not None
+        and required_literals(regex) is not None
+    )
+
+
+def _alternation(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
+    branches = []
+    literals, at = _concatenation(regex, at)
+    branches.append(literals)
+    while at < len(regex) and regex[at] == "|":
+        literals, at = _concatenation(regex, at + 1)
+        branches.append(literals)
+    if any(branch is None for branch in branches):
+        return None, at
+    return frozenset().union(*(branch for branch in branches if branch is not None)), at
+
+
+def _concatenation(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
+    found: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def close_run() -> None:
+        if len(run) >= _MIN_LITERAL:
+            found.append(frozenset(["".join(run)]))
+        run.clear()
+
+    while at < len(regex) and regex[at] not in "|)":
+        char = regex[at]
+        literal: str | None = None
+        inner: frozenset[str] | None = None
+        if char == "(":
+            inner, at = _group(regex, at)
+        elif char == "[":
+            at = _skip_class(regex, at)
+        elif char == "\\":
+            literal, at = _escape(regex, at)
+        elif char in "*+?{":
+            raise _Unsupported(regex)
+        else:
+            literal = None if char in ".^$" else char
+            at += 1
+        least, at = _quantifier(regex, at)
+        if least is None and literal is not None and literal.isascii():
+            run.append(literal.lower())
+            continue
+        close_run()
+        if inner is not None and (least is None or least >= 1):
+            found.append(inner)
+    close_run()
+    usable = [option for option in found if option and min(map(len, option)) >= _MIN_LITERAL]
+    if not usable:
+        return None, at
+    return max(usable, key=lambda option: (min(map(len, option)), -len(option))), at
+
+
+def _group(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
+    inside = at + 1
+    if regex.startswith("(?", at):
+        named = re.match(r"\(\?P?<[A-Za-z_][A-Za-z0-9_]*>", regex[at:])
+        flags = re.match(r"\(\?([imsuUxR-]*)([:)])", regex[at:])
+        if named is not None:
+            inside = at + named.end()
+        elif flags is not None and "x" not in flags.group(1):
+            if flags.group(2) == ")":
+                return None, at + flags.end()
+            inside = at + flags.end()
+        else:
+            raise _Unsupported(regex)
+    literals, end = _alternation(regex, inside)
+    if end >= len(regex) or regex[end] != ")":
+        raise _Unsupported(regex)
+    return literals, end + 1
+
+
+def _skip_class(regex: str, at: int) -> int:
+    at += 1
+    if regex.startswith("^", at):
+        at += 1
+    if regex.startswith("]", at):
+        at += 1
+    while at < len(regex):
+        if regex[at] == "\\":
+            at += 2
+        elif regex[at] == "[":
+            raise _Unsupported(regex)
+        elif regex[at] == "]":
+            return at + 1
+        else:
+            at += 1
+    raise _Unsupported(regex)
+
+
+def _escape(regex: str, at: int) -> tuple[str | None, int]:
+    if at + 1 >= len(regex):
+        raise _Unsupported(regex)
+    char = regex[at + 1]
+    if char in "bB" and regex.startswith("{", at + 2):
+        raise _Unsupported(regex)
+    if char in "dDsSwWbBAz<>ntrfv":
+        return None, at + 2
+    if char.isascii() and not char.isalnum():
+        return char, at + 2
+    raise _Unsupported(regex)
+
+
+def _quantifier(regex: str, at: int) -> tuple[int | None, int]:
+    if at >= len(regex) or regex[at] not in "*+?{":
+        return None, at
+    if regex[at] == "{":
+        counted = re.match(r"\{(\d+)(?:,\d*)?\}", regex[at:])
+        if counted is None:
+            raise _Unsupported(regex)
+        least, at = int(counted.group(1)), at + counted.end()
+    else:
+        least, at = (1 if regex[at] == "+" else 0), at + 1
+    if regex.startswith("?", at):
+        at += 1
+    return least, at
