@@ -22,6 +22,8 @@ from bounce_analyzer.generate import (
     generate_mailgun,
     generate_postfix,
     generate_sendgrid,
+    output,
+    world,
 )
 from bounce_analyzer.schema import EVENTS
 
@@ -92,7 +94,7 @@ def test_record_count_is_exact(source: str, size: int) -> None:
 
 def test_segments_join_without_repeating_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large outputs are built in segments; ids stay unique and time keeps increasing."""
-    monkeypatch.setattr(generate, "_SEGMENT", 3_000)
+    monkeypatch.setattr(output, "SEGMENT", 3_000)
     data, truth = _postfix(10_000, 5)
     lines = _records(data)
     assert len(lines) == 10_000
@@ -226,7 +228,7 @@ def test_postfix_templates_know_their_category() -> None:
 
 def test_postfix_cover_shows_every_failure_text() -> None:
     _, truth = _postfix(2_000, 1, cover=True)
-    failures = {r.id for r in generate._REPLIES if r.status != "sent"}
+    failures = {r.id for r in world.REPLIES if r.status != "sent"}
     assert failures <= set(truth.templates)
 
 
@@ -279,8 +281,8 @@ REPLY_TEXTS = [
 
 @pytest.mark.parametrize(("reply_id", "style", "expected"), REPLY_TEXTS)
 def test_reply_text(reply_id: str, style: str, expected: str) -> None:
-    reply = generate._REPLIES[generate._REPLY_INDEX[reply_id]]
-    assert generate._format_reply(reply, style) == expected
+    reply = world.REPLIES[world.REPLY_INDEX[reply_id]]
+    assert world.format_reply(reply, style) == expected
 
 
 # A whole line, exactly: the first smtp line of a fixed seed (pins the format and the bytes).
@@ -453,6 +455,12 @@ def test_main_writes_output_and_truth(tmp_path: pytest.TempPathFactory) -> None:
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "generate.json"
 NOV_26 = datetime(2026, 11, 26, tzinfo=UTC)
+RFC3339_BERLIN: dict[str, object] = {"classic_timestamps": False, "tz": "Europe/Berlin"}
+COVER_LONG_RFC3339: dict[str, object] = {
+    "cover": True,
+    "long_queue_ids": True,
+    "classic_timestamps": False,
+}
 
 #: name -> (source, size, seed, options, rows per segment or None for the default)
 GOLDEN_CASES: dict[str, tuple[str, int, int, dict[str, object], int | None]] = {
@@ -462,26 +470,14 @@ GOLDEN_CASES: dict[str, tuple[str, int, int, dict[str, object], int | None]] = {
     "postfix-1234": ("postfix", 1_234, 7, {}, None),
     "postfix-6000": ("postfix", 6_000, 21, {}, None),
     "postfix-big-seed": ("postfix", 2_000, 2**40 + 17, {}, None),
-    "postfix-rfc3339-berlin": (
-        "postfix",
-        1_500,
-        13,
-        {"classic_timestamps": False, "tz": "Europe/Berlin"},
-        None,
-    ),
+    "postfix-rfc3339-berlin": ("postfix", 1_500, 13, RFC3339_BERLIN, None),
     "postfix-classic-new-york": ("postfix", 1_500, 4, {"tz": "America/New_York"}, None),
     "postfix-long-ids": ("postfix", 2_500, 14, {"long_queue_ids": True}, None),
     "postfix-cover": ("postfix", 900, 1, {"cover": True}, None),
     "postfix-host-days": ("postfix", 3_000, 5, {"host": "mail", "days": 2.5}, None),
     "postfix-quarter-day": ("postfix", 60, 5, {"days": 0.25, "start": NOV_26}, None),
     "postfix-segments": ("postfix", 10_000, 5, {}, 3_000),
-    "postfix-segments-cover-long": (
-        "postfix",
-        7_000,
-        6,
-        {"cover": True, "long_queue_ids": True, "classic_timestamps": False},
-        2_500,
-    ),
+    "postfix-segments-cover-long": ("postfix", 7_000, 6, COVER_LONG_RFC3339, 2_500),
     "exim-0": ("exim", 0, 1, {}, None),
     "exim-1": ("exim", 1, 1, {}, None),
     "exim-9": ("exim", 9, 3, {}, None),
@@ -542,7 +538,7 @@ def _sha(data: bytes) -> str:
 def _golden_case(name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     source, size, seed, options, segment = GOLDEN_CASES[name]
     if segment is not None:
-        monkeypatch.setattr(generate, "_SEGMENT", segment)
+        monkeypatch.setattr(output, "SEGMENT", segment)
     kw = {"start": START, **options}
     buf = io.BytesIO()
     if source in ("postfix", "exim"):
