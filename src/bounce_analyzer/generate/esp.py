@@ -12,13 +12,7 @@ from bounce_analyzer.generate.output import Format, Window
 from bounce_analyzer.generate.plan import SENT, US, fit, plan, timed_plan
 from bounce_analyzer.generate.rng import BASE64URL, HEX_LOWER, Rng
 from bounce_analyzer.generate.text import pick
-from bounce_analyzer.generate.tokens import (
-    message_id,
-    message_stamp,
-    reply_times,
-    with_details,
-    with_senders,
-)
+from bounce_analyzer.generate.tokens import reply_times, with_details, with_sender
 from bounce_analyzer.generate.world import FIRST_NAMES, LAST_NAMES
 
 #: Why SendGrid drops a message before sending it.
@@ -59,14 +53,12 @@ def esp_frames(rng: Rng, window: Window) -> tuple[pl.DataFrame, pl.DataFrame, pl
     msgs, att = plan(rng, n_msgs, allow_local=False, cover=window.cover)
     msgs, att = timed_plan(rng, msgs, att, window.start_us, window.span_us)
     n = msgs.height
-    msgs = message_id(
-        with_senders(msgs).with_columns(
-            rng.token(n, 22, BASE64URL).alias("mkey"),
-            rng.floats(n).alias("u_cat"),
-            message_stamp(),
-            rng.token(n, 8, HEX_LOWER).alias("mid_a"),
-            rng.ints(n, 1, 60).alias("n1"),
-        )
+    msgs = with_sender(
+        msgs,
+        rng.token(n, 22, BASE64URL).alias("mkey"),
+        rng.floats(n).alias("u_cat"),
+        rng.token(n, 8, HEX_LOWER).alias("mid_a"),
+        rng.ints(n, 1, 60).alias("n1"),
     )
     rc = att.filter(pl.col("a") == 0).select("msg", "j", "rcpt", "domain", "outcome", "t0")
     nr = rc.height

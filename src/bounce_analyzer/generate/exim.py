@@ -12,17 +12,10 @@ from bounce_analyzer.generate.mta import Lines, add_noise, fitted_plan, noise
 from bounce_analyzer.generate.output import Format, Options, Output, Segment, Window, write
 from bounce_analyzer.generate.plan import US, timed_plan
 from bounce_analyzer.generate.rng import BASE62, HEX_LOWER, Rng, encode
-from bounce_analyzer.generate.text import pick, render_by_template
-from bounce_analyzer.generate.tokens import (
-    message_id,
-    message_stamp,
-    reply_times,
-    with_details,
-    with_senders,
-)
+from bounce_analyzer.generate.text import render_by_template
+from bounce_analyzer.generate.tokens import client_columns, reply_times, with_details, with_sender
 from bounce_analyzer.generate.truth import Truth, attempt_events, event_rows
 from bounce_analyzer.generate.world import (
-    CLIENTS,
     LOCAL_CLIENT,
     NOISE,
     REPLIES,
@@ -76,14 +69,7 @@ class Exim(Format):
         msgs = msgs.sort("t0").with_columns(
             _ids(n, window.index, pl.col("t0"), self.new_ids).alias("eid")
         )
-        msgs = message_id(
-            with_senders(msgs).with_columns(
-                pick([c[0] for c in CLIENTS], pl.col("client_i")).alias("client"),
-                pick([c[1] for c in CLIENTS], pl.col("client_i")).alias("cip"),
-                message_stamp(),
-                rng.token(n, 8, HEX_LOWER).alias("mid_a"),
-            )
-        )
+        msgs = with_sender(msgs, *client_columns(), rng.token(n, 8, HEX_LOWER).alias("mid_a"))
         att = with_details(rng, att, msgs, "eid").with_columns(reply_times())
         # "->" for further recipients of one delivery (same message, round and domain, all sent).
         att = att.with_columns(

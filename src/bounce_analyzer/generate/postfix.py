@@ -19,16 +19,9 @@ from bounce_analyzer.generate.plan import (
 )
 from bounce_analyzer.generate.rng import HEX, HEX_LOWER, Rng, encode
 from bounce_analyzer.generate.text import pick, render, render_by_template, seconds_text
-from bounce_analyzer.generate.tokens import (
-    message_id,
-    message_stamp,
-    reply_times,
-    with_details,
-    with_senders,
-)
+from bounce_analyzer.generate.tokens import client_columns, reply_times, with_details, with_sender
 from bounce_analyzer.generate.truth import Truth, attempt_events, event_rows
 from bounce_analyzer.generate.world import (
-    CLIENTS,
     HOST,
     LOCAL_CLIENT,
     NOISE,
@@ -93,12 +86,7 @@ class Postfix(Format):
         )
         msgs = msgs.sort("t0").with_columns(pl.int_range(0, n, dtype=pl.Int64).alias("order"))
         msgs = msgs.with_columns(_queue_ids(n, index, pl.col("t0"), self.long_ids).alias("qid"))
-        msgs = with_senders(msgs).with_columns(
-            pick([c[0] for c in CLIENTS], pl.col("client_i")).alias("client"),
-            pick([c[1] for c in CLIENTS], pl.col("client_i")).alias("cip"),
-            message_stamp(),
-        )
-        msgs = message_id(msgs)
+        msgs = with_sender(msgs, *client_columns())
         lines = Lines()
         _submission(lines, msgs, index)
         qmgr_pid = 1200 + index

@@ -1,5 +1,6 @@
 """What varies from line to line inside a reply or a record: Gmail's trailing id, Outlook's
-server names, Yahoo's mta host, the MX host and address an attempt went to, the sender."""
+server names, Yahoo's mta host, the MX host and address an attempt went to, the client, the
+sender and the Message-ID of a message."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import polars as pl
 from bounce_analyzer.generate.plan import US
 from bounce_analyzer.generate.rng import ALNUM, BASE62, HEX, HEX_LOWER, Rng
 from bounce_analyzer.generate.text import pick, render
-from bounce_analyzer.generate.world import DOMAINS, OUR_IP, SENDERS
+from bounce_analyzer.generate.world import CLIENTS, DOMAINS, OUR_IP, SENDERS
 
 
 def reply_columns(rng: Rng, n: int) -> list[pl.Expr]:
@@ -87,25 +88,31 @@ def relay_columns(rng: Rng, n: int) -> list[pl.Expr]:
     return [pick(names, which).alias("mx"), ip.alias("mxip")]
 
 
-def with_senders(msgs: pl.DataFrame) -> pl.DataFrame:
-    """Messages with their sender (s_local, sender_domain, sender, sender_domain_upper)."""
-    return msgs.with_columns(
-        pick([s[0] for s in SENDERS], pl.col("sender_i")).alias("s_local"),
-        pick([s[1] for s in SENDERS], pl.col("sender_i")).alias("sender_domain"),
-    ).with_columns(
-        render("{s_local}@{sender_domain}").alias("sender"),
-        pl.col("sender_domain").str.to_uppercase().alias("sender_domain_upper"),
+def client_columns() -> list[pl.Expr]:
+    """The client that handed each message to us: its name (client) and address (cip)."""
+    return [
+        pick([c[0] for c in CLIENTS], pl.col("client_i")).alias("client"),
+        pick([c[1] for c in CLIENTS], pl.col("client_i")).alias("cip"),
+    ]
+
+
+def with_sender(msgs: pl.DataFrame, *columns: pl.Expr) -> pl.DataFrame:
+    """Messages with their sender (s_local, sender_domain, sender, sender_domain_upper), the
+    `columns` given, and their Message-ID (mid): their time, a token (mid_a, among `columns`
+    unless the messages have it already) and the sender's domain."""
+    return (
+        msgs.with_columns(
+            pick([s[0] for s in SENDERS], pl.col("sender_i")).alias("s_local"),
+            pick([s[1] for s in SENDERS], pl.col("sender_i")).alias("sender_domain"),
+        )
+        .with_columns(
+            render("{s_local}@{sender_domain}").alias("sender"),
+            pl.col("sender_domain").str.to_uppercase().alias("sender_domain_upper"),
+            *columns,
+            pl.col("t0").cast(pl.Datetime("us", "UTC")).dt.strftime("%Y%m%d%H%M%S").alias("mid_t"),
+        )
+        .with_columns(render("{mid_t}.{mid_a}@{sender_domain}").alias("mid"))
     )
-
-
-def message_id(msgs: pl.DataFrame) -> pl.DataFrame:
-    """Messages with their Message-ID (mid): their time, a token (mid_a), the sender's domain."""
-    return msgs.with_columns(render("{mid_t}.{mid_a}@{sender_domain}").alias("mid"))
-
-
-def message_stamp() -> pl.Expr:
-    """The message's time (t0) as its Message-ID writes it (mid_t)."""
-    return pl.col("t0").cast(pl.Datetime("us", "UTC")).dt.strftime("%Y%m%d%H%M%S").alias("mid_t")
 
 
 def with_details(rng: Rng, att: pl.DataFrame, msgs: pl.DataFrame, *ids: str) -> pl.DataFrame:
