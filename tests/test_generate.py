@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +22,8 @@ from bounce_analyzer.generate import (
     generate_mailgun,
     generate_postfix,
     generate_sendgrid,
+    output,
+    world,
 )
 from bounce_analyzer.schema import EVENTS
 
@@ -90,7 +94,7 @@ def test_record_count_is_exact(source: str, size: int) -> None:
 
 def test_segments_join_without_repeating_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large outputs are built in segments; ids stay unique and time keeps increasing."""
-    monkeypatch.setattr(generate, "_SEGMENT", 3_000)
+    monkeypatch.setattr(output, "SEGMENT", 3_000)
     data, truth = _postfix(10_000, 5)
     lines = _records(data)
     assert len(lines) == 10_000
@@ -224,7 +228,7 @@ def test_postfix_templates_know_their_category() -> None:
 
 def test_postfix_cover_shows_every_failure_text() -> None:
     _, truth = _postfix(2_000, 1, cover=True)
-    failures = {r.id for r in generate._REPLIES if r.status != "sent"}
+    failures = {r.id for r in world.REPLIES if r.status != "sent"}
     assert failures <= set(truth.templates)
 
 
@@ -277,8 +281,8 @@ REPLY_TEXTS = [
 
 @pytest.mark.parametrize(("reply_id", "style", "expected"), REPLY_TEXTS)
 def test_reply_text(reply_id: str, style: str, expected: str) -> None:
-    reply = generate._REPLIES[generate._REPLY_INDEX[reply_id]]
-    assert generate._format_reply(reply, style) == expected
+    reply = world.REPLIES[world.REPLY_INDEX[reply_id]]
+    assert world.format_reply(reply, style) == expected
 
 
 # A whole line, exactly: the first smtp line of a fixed seed (pins the format and the bytes).
@@ -442,3 +446,133 @@ def test_main_writes_output_and_truth(tmp_path: pytest.TempPathFactory) -> None:
     assert code == 0
     assert out.read_bytes().count(b"\n") == 1000
     assert json.loads(truth_path.read_text())["records"] == 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# The same bytes as ever: sha256 of the output and of the truth, per source and option.
+# After an intended change of output, rewrite the table with `pytest tests/test_generate.py
+# --update-golden` and say why in the commit.
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "generate.json"
+NOV_26 = datetime(2026, 11, 26, tzinfo=UTC)
+RFC3339_BERLIN: dict[str, object] = {"classic_timestamps": False, "tz": "Europe/Berlin"}
+COVER_LONG_RFC3339: dict[str, object] = {
+    "cover": True,
+    "long_queue_ids": True,
+    "classic_timestamps": False,
+}
+
+#: name -> (source, size, seed, options, rows per segment or None for the default)
+GOLDEN_CASES: dict[str, tuple[str, int, int, dict[str, object], int | None]] = {
+    "postfix-0": ("postfix", 0, 1, {}, None),
+    "postfix-1": ("postfix", 1, 1, {}, None),
+    "postfix-9": ("postfix", 9, 3, {}, None),
+    "postfix-1234": ("postfix", 1_234, 7, {}, None),
+    "postfix-6000": ("postfix", 6_000, 21, {}, None),
+    "postfix-big-seed": ("postfix", 2_000, 2**40 + 17, {}, None),
+    "postfix-rfc3339-berlin": ("postfix", 1_500, 13, RFC3339_BERLIN, None),
+    "postfix-classic-new-york": ("postfix", 1_500, 4, {"tz": "America/New_York"}, None),
+    "postfix-long-ids": ("postfix", 2_500, 14, {"long_queue_ids": True}, None),
+    "postfix-cover": ("postfix", 900, 1, {"cover": True}, None),
+    "postfix-host-days": ("postfix", 3_000, 5, {"host": "mail", "days": 2.5}, None),
+    "postfix-quarter-day": ("postfix", 60, 5, {"days": 0.25, "start": NOV_26}, None),
+    "postfix-segments": ("postfix", 10_000, 5, {}, 3_000),
+    "postfix-segments-cover-long": ("postfix", 7_000, 6, COVER_LONG_RFC3339, 2_500),
+    "exim-0": ("exim", 0, 1, {}, None),
+    "exim-1": ("exim", 1, 1, {}, None),
+    "exim-9": ("exim", 9, 3, {}, None),
+    "exim-1234": ("exim", 1_234, 7, {}, None),
+    "exim-6000": ("exim", 6_000, 33, {}, None),
+    "exim-new-ids": ("exim", 2_000, 32, {"new_ids": True}, None),
+    "exim-tz-days": ("exim", 2_000, 8, {"tz": "Asia/Kolkata", "days": 3.0}, None),
+    "exim-cover": ("exim", 600, 1, {"cover": True}, None),
+    "exim-segments": ("exim", 9_000, 9, {"new_ids": True, "cover": True}, 2_000),
+    "sendgrid-0": ("sendgrid", 0, 1, {}, None),
+    "sendgrid-1": ("sendgrid", 1, 1, {}, None),
+    "sendgrid-9": ("sendgrid", 9, 3, {}, None),
+    "sendgrid-1234": ("sendgrid", 1_234, 7, {}, None),
+    "sendgrid-5000": ("sendgrid", 5_000, 41, {}, None),
+    "sendgrid-cover": ("sendgrid", 500, 8, {"cover": True, "start": NOV_26}, None),
+    "sendgrid-array": ("sendgrid", 700, 42, {"ndjson": False}, None),
+    "sendgrid-array-0": ("sendgrid", 0, 42, {"ndjson": False}, None),
+    "sendgrid-array-segments": ("sendgrid", 5_000, 43, {"ndjson": False, "days": 2.0}, 1_500),
+    "sendgrid-segments-cover": ("sendgrid", 4_000, 44, {"cover": True}, 1_000),
+    "mailgun-0": ("mailgun", 0, 1, {}, None),
+    "mailgun-1": ("mailgun", 1, 1, {}, None),
+    "mailgun-9": ("mailgun", 9, 3, {}, None),
+    "mailgun-1234": ("mailgun", 1_234, 7, {}, None),
+    "mailgun-5000": ("mailgun", 5_000, 51, {}, None),
+    "mailgun-cover": ("mailgun", 500, 10, {"cover": True, "start": NOV_26}, None),
+    "mailgun-events-api": ("mailgun", 300, 52, {"webhooks": False, "days": 0.1}, None),
+    "mailgun-segments": ("mailgun", 4_000, 53, {"cover": True, "webhooks": False}, 1_000),
+}
+
+#: name -> the command line of `python -m bounce_analyzer.generate` (output and truth added).
+GOLDEN_COMMANDS: dict[str, list[str]] = {
+    "main-postfix": [
+        "postfix",
+        "--lines",
+        "1500",
+        "--seed",
+        "2",
+        "--rfc3339",
+        "--tz",
+        "Europe/Berlin",
+        "--long-queue-ids",
+        "--days",
+        "0.5",
+        "--start",
+        "2026-11-26T06:00:00+01:00",
+    ],
+    "main-exim": ["exim", "--lines", "1500", "--seed", "2", "--new-ids", "--cover"],
+    "main-sendgrid": ["sendgrid", "--lines", "800", "--seed", "2", "--array"],
+    "main-mailgun": ["mailgun", "--lines", "800", "--seed", "2", "--events-api"],
+    "main-defaults": ["postfix"],
+}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _golden_case(name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    source, size, seed, options, segment = GOLDEN_CASES[name]
+    if segment is not None:
+        monkeypatch.setattr(output, "SEGMENT", segment)
+    kw = {"start": START, **options}
+    buf = io.BytesIO()
+    if source in ("postfix", "exim"):
+        writer = generate_postfix if source == "postfix" else generate_exim
+        truth = writer(buf, lines=size, seed=seed, **kw)
+    else:
+        esp = generate_sendgrid if source == "sendgrid" else generate_mailgun
+        truth = esp(buf, events=size, seed=seed, **kw)
+    return {"output": _sha(buf.getvalue()), "truth": _sha(truth.to_json().encode())}
+
+
+def _golden_command(name: str, folder: Path) -> dict[str, str]:
+    out, truth = folder / f"{name}.out", folder / f"{name}.truth.json"
+    assert generate.main([*GOLDEN_COMMANDS[name], "-o", str(out), "--truth", str(truth)]) == 0
+    return {"output": _sha(out.read_bytes()), "truth": _sha(truth.read_bytes())}
+
+
+def _check_golden(name: str, found: dict[str, str], update: bool) -> None:
+    table = json.loads(GOLDEN.read_text(encoding="utf-8")) if GOLDEN.exists() else {}
+    if update:
+        table[name] = found
+        GOLDEN.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    assert found == table[name]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_same_seed_same_bytes_as_recorded(
+    name: str, monkeypatch: pytest.MonkeyPatch, update_golden: bool
+) -> None:
+    _check_golden(name, _golden_case(name, monkeypatch), update_golden)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_COMMANDS))
+def test_command_line_writes_the_recorded_bytes(
+    name: str, tmp_path: Path, update_golden: bool
+) -> None:
+    _check_golden(name, _golden_command(name, tmp_path), update_golden)

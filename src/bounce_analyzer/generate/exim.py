@@ -1,0 +1,208 @@
+"""The Exim main log: the plan written as arrivals (<=), deliveries (=>, ->), deferrals (==),
+failures (**) and completions, with connections and rejects between messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Unpack
+
+import polars as pl
+
+from bounce_analyzer.generate.mta import Lines, add_noise, fitted_plan, noise
+from bounce_analyzer.generate.output import Format, Options, Output, Segment, Window, write
+from bounce_analyzer.generate.plan import US, timed_plan
+from bounce_analyzer.generate.rng import BASE62, HEX_LOWER, Rng, encode
+from bounce_analyzer.generate.text import render_by_template
+from bounce_analyzer.generate.tokens import client_columns, reply_times, with_details, with_sender
+from bounce_analyzer.generate.truth import Truth, attempt_events, event_rows
+from bounce_analyzer.generate.world import (
+    LOCAL_CLIENT,
+    NOISE,
+    REPLIES,
+    TEXT_DSN,
+    Reply,
+    format_reply,
+    per_reply,
+)
+
+#: The command a reply answers, as Exim writes it, and the errno of its deferral.
+_STAGE = {
+    "RCPT TO": ("RCPT TO:<{rcpt}>", "-44"),
+    "MAIL FROM": ("MAIL FROM:<{sender}> SIZE={size}", "-45"),
+    "end of DATA": ("end of data", "-46"),
+    "greeting": ("initial connection", "-18"),
+}
+_ERRNO = {"local.timeout": "110", "local.refused": "111", "local.tls_required": "-1"}
+_TLS = "X=TLS1.3:TLS_AES_256_GCM_SHA384:256"
+_ROUTE = "R=dnslookup T=remote_smtp"
+#: Replies that are the MTA's own failure to connect: Exim writes a connection line first.
+_CONNECT_FAILURE = [r.local and not r.remote_relay and r.status == "deferred" for r in REPLIES]
+
+
+def generate_exim(
+    out: Output, *, lines: int, tz: str = "UTC", new_ids: bool = False, **options: Unpack[Options]
+) -> Truth:
+    """Write exactly `lines` lines of an Exim main log and return the true counts.
+
+    `tz` is the zone of the timestamps; `new_ids`: Exim 4.97's message ids. `options`: seed,
+    start, days, cover (see `Options`).
+    """
+    return write(Exim(tz=tz, new_ids=new_ids), out, lines, options)
+
+
+@dataclass(frozen=True)
+class Exim(Format):
+    """Exim's main log: stamps in `tz`; `new_ids`: Exim 4.97's longer message ids."""
+
+    source = "exim"
+    tz: str
+    new_ids: bool
+
+    def record(self) -> pl.Expr:
+        when = pl.col("ts").cast(pl.Datetime("us", "UTC")).dt.convert_time_zone(self.tz)
+        return pl.concat_str(when.dt.strftime("%Y-%m-%d %H:%M:%S"), pl.lit(" "), "text")
+
+    def segment(self, rng: Rng, window: Window) -> Segment:
+        msgs, att, n_noise = fitted_plan(rng, window, window.size // 4 + 4, _lines_per_message)
+        msgs, att = timed_plan(rng, msgs, att, window.start_us, window.span_us)
+        n = msgs.height
+        msgs = msgs.sort("t0").with_columns(
+            _ids(n, window.index, pl.col("t0"), self.new_ids).alias("eid")
+        )
+        msgs = with_sender(msgs, *client_columns(), rng.token(n, 8, HEX_LOWER).alias("mid_a"))
+        att = with_details(rng, att, msgs, "eid").with_columns(reply_times())
+        # "->" for further recipients of one delivery (same message, round and domain, all sent).
+        att = att.with_columns(
+            (
+                (pl.col("status") == "sent")
+                & (pl.col("status").shift(1) == "sent")
+                & (pl.col("msg").shift(1) == pl.col("msg"))
+                & (pl.col("a").shift(1) == pl.col("a"))
+                & (pl.col("domain").shift(1) == pl.col("domain"))
+            )
+            .fill_null(False)
+            .alias("more")
+        )
+        att = att.with_columns(
+            pl.when(pl.col("more")).then(pl.lit("->")).otherwise(pl.lit("=>")).alias("arrow")
+        )
+        att = render_by_template(att, {i: _text(r) for i, r in enumerate(REPLIES)}, "text")
+
+        lines = Lines()
+        # ... 1tGxYz-00AbCd-Ef <= news@example.com H=app01.example.com [10.0.4.21] P=esmtpsa
+        #     X=... CV=no A=dovecot_plain:news@example.com S=18734 id=20261127062501.9c1e4f0a@...
+        lines.add(
+            msgs.filter(pl.col("client_i") != LOCAL_CLIENT),
+            pl.col("t0"),
+            0,
+            f"{{eid}} <= {{sender}} H={{client}} [{{cip}}] P=esmtpsa {_TLS} CV=no"
+            " A=dovecot_plain:{sender} S={size} id={mid}",
+        )
+        # ... 1tGxYz-00AbCd-Ef <= noreply@shop.example.com U=www-data P=local S=4211 id=...
+        lines.add(
+            msgs.filter(pl.col("client_i") == LOCAL_CLIENT),
+            pl.col("t0"),
+            0,
+            "{eid} <= {sender} U=www-data P=local S={size} id={mid}",
+        )
+        # ... 1tGxYz-00AbCd-Ef H=mail.umbrella.example [198.51.100.20] Connection timed out
+        conn = att.filter(per_reply(_CONNECT_FAILURE, pl.Boolean)).with_columns(
+            per_reply([r.exim or "" for r in REPLIES], pl.String).alias("why")
+        )
+        lines.add(
+            conn,
+            pl.col("ts") - 1,
+            1 + pl.col("a") * 100 + pl.col("j") * 2,
+            "{eid} H={mx} [{mxip}] {why}",
+        )
+        lines.add(att, pl.col("ts"), 2 + pl.col("a") * 100 + pl.col("j") * 2, None)
+        last = att.group_by("msg").agg(
+            pl.col("ts").max().alias("last_ts"), pl.col("rcpt").first().alias("rcpt")
+        )
+        ends = msgs.join(last, on="msg", maintain_order="left")
+        # ... 1tGxYz-00AbCd-Ef ** x@umbrella.example: retry timeout exceeded
+        lines.add(
+            ends.filter(pl.col("expired")),
+            pl.col("last_ts") + 1,
+            90_000,
+            "{eid} ** {rcpt}: retry timeout exceeded",
+        )
+        # ... 1tGxYz-00AbCd-Ef Completed
+        lines.add(ends, pl.col("last_ts") + 2, 90_001, "{eid} Completed")
+
+        table = NOISE["exim"]
+        extra = noise(rng, n_noise, window, table).with_columns(rng.ints(n_noise, 1, 4).alias("n"))
+        rejects = add_noise(lines, extra, table, {i: line.text for i, line in enumerate(table)})
+
+        exp = att.filter(pl.col("a") == 0).join(
+            msgs.filter(pl.col("expired")).select("msg"), on="msg", maintain_order="left"
+        )
+        events = pl.concat([attempt_events(att, TEXT_DSN), event_rows(exp, "expired"), rejects])
+        return Segment(lines.frame(), events, n)
+
+
+def _lines_per_message(msgs: pl.DataFrame, att: pl.DataFrame) -> pl.Series:
+    """How many lines each message writes: arrival, one per attempt (two where the connection
+    failed), expiry, completion."""
+    per_msg = (
+        att.with_columns(per_reply(_CONNECT_FAILURE, pl.Boolean).alias("extra"))
+        .group_by("msg")
+        .agg((pl.len() + pl.col("extra").sum()).alias("att_lines"))
+    )
+    return (
+        msgs.join(per_msg, on="msg", maintain_order="left")
+        .sort("msg")
+        .select(2 + pl.col("att_lines") + pl.col("expired").cast(pl.Int64))
+        .to_series()
+    )
+
+
+def _ids(n: int, segment: int, t0: pl.Expr, new_ids: bool) -> pl.Expr:
+    """Message ids: base-62 time, a unique "pid", base-62 fraction of the second.
+
+    Old format 1tGxYz-00AbCd-Ef (6-6-2); Exim 4.97's new format 1tGxYz-0000000AbCd-EfGh (6-11-4).
+    """
+    seconds = (t0 // US).cast(pl.UInt64)
+    unique = (pl.int_range(0, n, dtype=pl.Int64) * 387_413 + 91_111) % (1 << 19) + 3_000
+    unique = (unique + segment * (1 << 19)).cast(pl.UInt64)
+    micros = (t0 % US).cast(pl.UInt64)
+    if new_ids:
+        return pl.concat_str(
+            encode(seconds, BASE62, 6),
+            pl.lit("-"),
+            encode(unique, BASE62, 11),
+            pl.lit("-"),
+            encode(micros, BASE62, 4),
+        )
+    return pl.concat_str(
+        encode(seconds, BASE62, 6),
+        pl.lit("-"),
+        encode(unique, BASE62, 6),
+        pl.lit("-"),
+        encode(micros * 3844 // US, BASE62, 2),
+    )
+
+
+def _text(reply: Reply) -> str:
+    """The line (after the stamp) of an attempt that gets `reply`."""
+    body = format_reply(reply, "exim")
+    if reply.local and reply.status == "deferred":
+        errno = _ERRNO.get(reply.id, "-1")
+        # 2026-11-27 06:25:01 1tGxYz-00AbCd-Ef == x@umbrella.example R=dnslookup
+        #     T=remote_smtp defer (110): Connection timed out
+        return f"{{eid}} == {{rcpt}} {_ROUTE} defer ({errno}): {body}"
+    if reply.local:
+        # ... 1tGxYz-00AbCd-Ef ** x@gmial.com: Unrouteable address
+        return f"{{eid}} ** {{rcpt}}: {body}"
+    if reply.status == "sent":
+        # ... => x@gmail.com R=dnslookup T=remote_smtp H=gmail-smtp-in.l.google.com
+        #     [142.250.27.26] X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=yes C="250 2.0.0 OK ..."
+        return f'{{eid}} {{arrow}} {{rcpt}} {_ROUTE} H={{mx}} [{{mxip}}] {_TLS} CV=yes C="{body}"'
+    stage, errno = _STAGE[reply.stage]
+    said = f"SMTP error from remote mail server after {stage}: {body}"
+    if reply.status == "deferred":
+        # ... == x@gmail.com R=dnslookup T=remote_smtp defer (-44) H=gmail-smtp-in...
+        #     [142.250.27.26]: SMTP error from remote mail server after RCPT TO:<x>: 452-...
+        return f"{{eid}} == {{rcpt}} {_ROUTE} defer ({errno}) H={{mx}} [{{mxip}}]: {said}"
+    # ... ** x@gmail.com R=dnslookup T=remote_smtp H=... [...] X=...: SMTP error ...
+    return f"{{eid}} ** {{rcpt}} {_ROUTE} H={{mx}} [{{mxip}}] {_TLS} CV=yes: {said}"
