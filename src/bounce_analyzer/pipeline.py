@@ -16,9 +16,10 @@ import polars as pl
 
 from bounce_analyzer import reading, schema
 from bounce_analyzer.errors import ParseError
+from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import detect as detect_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA
 from bounce_analyzer.stages import ahead
 
 if TYPE_CHECKING:

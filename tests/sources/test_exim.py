@@ -18,9 +18,10 @@ from polars.testing import assert_frame_equal
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.generate import generate_exim
+from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import exim as exim_module
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.sources.exim import Exim
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exim"

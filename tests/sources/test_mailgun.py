@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bounce_analyzer import schema
+from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import detect, get_source
-from bounce_analyzer.sources.base import Batch, SourceOutput
+from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.mailgun import Mailgun
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "mailgun"

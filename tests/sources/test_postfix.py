@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.reading import expand_inputs, read_batches
+from bounce_analyzer.reading import Batch, expand_inputs, read_batches
 from bounce_analyzer.sources import detect, get_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, Source, SourceOutput
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Source, SourceOutput
 from bounce_analyzer.sources.postfix import Postfix
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "postfix"

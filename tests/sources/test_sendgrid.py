@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bounce_analyzer import schema
+from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import detect, get_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.sources.sendgrid import SendGrid
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sendgrid"

@@ -29,7 +29,8 @@ import polars as pl
 from polars._typing import PolarsDataType
 
 from bounce_analyzer import schema
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.reading import Batch
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 
 #: A document (a JSON value, possibly spread over lines) longer than this is set aside.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024

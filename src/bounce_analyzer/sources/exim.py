@@ -42,8 +42,8 @@ import pyarrow.compute as pc
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.reading import batch_lines
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.reading import Batch, batch_lines
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
 __all__ = ["MAX_OPEN_MESSAGES", "Exim"]
