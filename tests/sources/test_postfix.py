@@ -425,6 +425,47 @@ def test_exact_fields(file: str, line: int, expected: dict[str, Any]) -> None:
     assert len(event["event_id"]) == 32
 
 
+# --- the SMTP vocabulary (bounce_analyzer.smtp) ------------------------------------------------
+
+STATUS = (
+    "Nov 28 10:00:00 mx postfix/smtp[5]: 3F2A1B2C3D: to=<{to}>, relay=mx.b.example[192.0.2.7]:25,"
+    " delay=1.2, delays=0.1/0/0.5/0.6, dsn={dsn}, status=bounced (host mx.b.example[192.0.2.7]"
+    " said: {reply} unknown user (in reply to RCPT TO command))\n"
+)
+
+
+# recipient, dsn, the reply in the text -> recipient_domain, smtp_code, enhanced_code
+VOCABULARY = [
+    ("a@B.example", "5.1.1", "550 5.1.1", "b.example", 550, "5.1.1"),
+    # a second digit 6 makes no reply code (560 was one before); the dsn gives the code
+    ("a@b.example", "5.1.1", "560 5.1.1", "b.example", None, "5.1.1"),
+    # class 3 makes no enhanced code (3.1.1 was one before); the dsn gives the code
+    ("a@b.example", "5.1.1", "550 3.1.1", "b.example", 550, "5.1.1"),
+    # white space at the end of the address is no part of the domain (it was before)
+    ("a@b.example ", "5.1.1", "550 5.1.1", "b.example", 550, "5.1.1"),
+]
+
+
+@pytest.mark.parametrize(("to", "dsn", "reply", "domain", "code", "enhanced"), VOCABULARY)
+def test_codes_and_domains_are_the_smtp_vocabulary(
+    to: str, dsn: str, reply: str, domain: str, code: int | None, enhanced: str
+) -> None:
+    out = parse_bytes(STATUS.format(to=to, dsn=dsn, reply=reply).encode())
+    row = event_at(out, ":1")
+    assert (row["recipient_domain"], row["smtp_code"], row["enhanced_code"]) == (
+        domain,
+        code,
+        enhanced,
+    )
+
+
+def test_a_dsn_that_is_no_enhanced_code_is_malformed() -> None:
+    """`dsn=3.0.0` is no status Postfix writes: the line is unreadable (it was an event before)."""
+    out = parse_bytes(STATUS.format(to="a@b.example", dsn="3.0.0", reply="550 5.1.1").encode())
+    assert out.events.height == 0
+    assert out.malformed["reason"].to_list() == ["unreadable recipient status line"]
+
+
 # --- what other parsers assert about the same lines ---------------------------------------------
 
 
