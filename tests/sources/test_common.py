@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bounce_analyzer import smtp
 from bounce_analyzer.sources import SOURCES, detect
 from bounce_analyzer.sources.exim import Exim
+from bounce_analyzer.sources.mailgun import Mailgun
 from bounce_analyzer.sources.postfix import Postfix
+from bounce_analyzer.sources.sendgrid import SendGrid
+
+from ._helpers import assert_adds_up, consecutive_batches
 
 
 def test_a_source_module_that_fails_to_import_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,6 +27,18 @@ def test_a_source_module_that_fails_to_import_raises(monkeypatch: pytest.MonkeyP
 
 def test_a_head_of_no_known_format_is_none() -> None:
     assert detect(b"no known format\n") is None
+
+
+@pytest.mark.parametrize("source", [SendGrid, Mailgun])
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400), st.integers(min_value=0, max_value=400))
+def test_json_sources_never_raise_and_counts_add_up(
+    source: type[SendGrid | Mailgun], data: bytes, cut: int
+) -> None:
+    """Any bytes, cut into two batches at any line end."""
+    cut = data.rfind(b"\n", 0, cut) + 1
+    for out in source().parse(consecutive_batches(data[:cut], data[cut:], path="events.json")):
+        assert_adds_up(out)
 
 
 @pytest.mark.parametrize("tz", ["Asia/Tokyo", ":Europe/Paris", "Not/AZone", None])

@@ -21,8 +21,10 @@ from bounce_analyzer.generate import generate_exim
 from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import exim as exim_module
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
+from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.exim import Exim
+
+from ._helpers import assert_adds_up, event_at, merge, utc
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exim"
 GPB01 = "ctorecords-gpbtest__t_01-parse_lines.t.log"
@@ -39,22 +41,6 @@ def parse(data: bytes | str, *, tz: str = "UTC", path: str = "mainlog") -> Sourc
 
 def parse_file(name: str, *, tz: str = "UTC") -> SourceOutput:
     return parse((DATA / name).read_bytes(), tz=tz, path=name)
-
-
-def event_at(out: SourceOutput, origin: str) -> dict[str, Any]:
-    rows = out.events.filter(pl.col("origin") == origin).to_dicts()
-    assert len(rows) == 1, f"{origin}: {len(rows)} events"
-    return rows[0]
-
-
-def assert_adds_up(out: SourceOutput) -> None:
-    assert out.read == out.events.height + out.skipped + out.malformed_count
-    assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
-    assert out.malformed.schema == pl.Schema(MALFORMED_SCHEMA)
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
 
 
 T99 = utc(1999, 3, 2, 9, 44, 33)
@@ -578,15 +564,7 @@ def batches_of(data: bytes, cuts: list[int]) -> list[Batch]:
 
 
 def parse_batches(batches: list[Batch], *, tz: str = "UTC") -> SourceOutput:
-    outputs = list(Exim(tz=tz).parse(batches))
-    for out in outputs:
-        assert_adds_up(out)
-    return SourceOutput(
-        events=pl.concat([out.events for out in outputs]),
-        malformed=pl.concat([out.malformed for out in outputs]),
-        read=sum(out.read for out in outputs),
-        skipped=sum(out.skipped for out in outputs),
-    )
+    return merge(list(Exim(tz=tz).parse(batches)))
 
 
 @pytest.mark.parametrize("new_ids", [False, True])

@@ -13,38 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, expand_inputs, read_batches
 from bounce_analyzer.sources import detect, get_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Source, SourceOutput
+from bounce_analyzer.sources.base import Source, SourceOutput
 from bounce_analyzer.sources.postfix import Postfix
+
+from ._helpers import event_at, merge, utc
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "postfix"
 CORPUS = DATA / "corpus"
 SYNTHETIC = DATA / "synthetic"
 #: The modification time given to every test input: 2026-11-28 12:00 UTC.
 MTIME = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
-
-
-def merge(outputs: list[SourceOutput]) -> SourceOutput:
-    """All outputs of a run as one (counts added up, each output checked on the way)."""
-    for out in outputs:
-        assert out.read == out.events.height + out.skipped + out.malformed_count
-        assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
-        assert out.malformed.schema == pl.Schema(MALFORMED_SCHEMA)
-    return SourceOutput(
-        events=pl.concat([o.events for o in outputs]) if outputs else schema.empty_facts(),
-        malformed=pl.concat([o.malformed for o in outputs])
-        if outputs
-        else pl.DataFrame(schema=MALFORMED_SCHEMA),
-        read=sum(o.read for o in outputs),
-        skipped=sum(o.skipped for o in outputs),
-    )
 
 
 def parse_bytes(
@@ -64,12 +45,6 @@ def copy_to(tmp_path: Path, source: Path) -> Path:
     target = tmp_path / source.name
     target.write_bytes(source.read_bytes())
     return target
-
-
-def event_at(out: SourceOutput, origin_suffix: str) -> dict[str, Any]:
-    rows = out.events.filter(pl.col("origin").str.ends_with(origin_suffix)).to_dicts()
-    assert len(rows) == 1, f"{origin_suffix}: {len(rows)} events"
-    return rows[0]
 
 
 # --- the contract -----------------------------------------------------------------------------
