@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from bounce_analyzer import smtp
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +33,25 @@ def data_path() -> Path:
 def now() -> datetime:
     """The fixed clock of every report test."""
     return datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _unreadable(*_: object, **__: object) -> None:
+    raise OSError("no such file")
+
+
+@pytest.fixture
+def unnamed_zone(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """A machine whose zone nothing names (no TZ, no /etc/localtime link into a zoneinfo
+    folder, no /etc/timezone): call it with the machine's offset from UTC in seconds."""
+
+    def offset(seconds: int) -> None:
+        monkeypatch.setenv("TZ", "Not/AZone")
+        monkeypatch.setattr(smtp.os.path, "realpath", lambda path: path)
+        monkeypatch.setattr(smtp, "open", _unreadable, raising=False)
+        moment = time.struct_time((*time.localtime()[:9], "X", seconds))
+        monkeypatch.setattr(smtp.time, "localtime", lambda *_: moment)
+
+    return offset
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,7 +18,8 @@ import polars as pl
 import pytest
 
 import _samples as samples
-from bounce_analyzer.sources.base import Batch, SourceOutput
+from bounce_analyzer.reading import Batch
+from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.exim import Exim
 from bounce_analyzer.sources.postfix import Postfix
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import bz2
 import gzip
 import io
@@ -16,9 +17,11 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bounce_analyzer import reading
 from bounce_analyzer.errors import InputError
 from bounce_analyzer.pipeline import ParseRun
 from bounce_analyzer.reading import (
+    Batch,
     InputFile,
     TruncatedInputError,
     _cut,
@@ -28,7 +31,6 @@ from bounce_analyzer.reading import (
     head,
     read_batches,
 )
-from bounce_analyzer.sources.base import Batch
 
 LINES = b"".join(
     b"Nov 28 10:00:%02d mx postfix/smtp[1]: line %d\n" % (i % 60, i) for i in range(500)
@@ -46,6 +48,19 @@ COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
 def _write(path: Path, data: bytes) -> InputFile:
     path.write_bytes(data)
     return expand_inputs([str(path)])[0]
+
+
+def test_reading_imports_no_source() -> None:
+    """The input layer is below the sources: they take its `Batch`, it takes nothing of theirs."""
+    tree = ast.parse(Path(reading.__file__).read_text(encoding="utf-8"))
+    modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    modules += [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
+    assert [name for name in modules if name.startswith("bounce_analyzer.sources")] == []
 
 
 @pytest.mark.parametrize("kind", list(COMPRESSORS))

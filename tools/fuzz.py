@@ -53,8 +53,9 @@ import polars as pl
 from bounce_analyzer import generate, reading
 from bounce_analyzer.errors import BounceAnalyzerError
 from bounce_analyzer.pipeline import ParseRun
+from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import SOURCES, get_source
-from bounce_analyzer.sources.base import Batch, SourceOutput
+from bounce_analyzer.sources.base import SourceOutput
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)

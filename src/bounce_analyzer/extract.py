@@ -27,14 +27,14 @@ from typing import TypeVar
 
 import polars as pl
 
+from bounce_analyzer.smtp import COMPLETION_REPLY_CODE, ENHANCED_CODE_KNOWN
+
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 _VERSION = r"(?i)\b(?:version|release|ver\.?|v)\s*\d+(?:\.\d+)+"
-_REPLY = r"(?:^\s*|said:\s*|:\s+|[\"'(\[]\s*)([245][0-5][0-9])(?:[\s\-]|$)"
-_ENHANCED_CANDIDATE = (
-    r"(?:^|[\s#(\[=\-\"':<;,])[245]\.[0-7]\.[0-9]{1,3}(?:$|[^0-9.]|\.(?:$|[^0-9]))"
-)
-_ENHANCED = r"([245]\.[0-7]\.[0-9]{1,3})"
+_REPLY = rf"(?:^\s*|said:\s*|:\s+|[\"'(\[]\s*)({COMPLETION_REPLY_CODE})(?:[\s\-]|$)"
+_ENHANCED_CANDIDATE = rf"(?:^|[\s#(\[=\-\"':<;,]){ENHANCED_CODE_KNOWN}(?:$|[^0-9.]|\.(?:$|[^0-9]))"
+_ENHANCED = f"({ENHANCED_CODE_KNOWN})"
 _HEX = r"(?:^|[^0-9A-Za-z])0[xX]([0-9A-Fa-f]{4,8})(?:$|[^0-9A-Za-z])"
 
 

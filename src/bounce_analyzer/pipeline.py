@@ -14,11 +14,11 @@ import polars as pl
 
 from bounce_analyzer import reading, schema
 from bounce_analyzer.errors import ParseError
-from bounce_analyzer.reading import Resume, ResumeFn
+from bounce_analyzer.reading import Batch, Resume, ResumeFn
 from bounce_analyzer.rules import Rules, load_rules
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import detect as detect_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA
 from bounce_analyzer.stages import ahead
 
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format

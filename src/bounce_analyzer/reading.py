@@ -30,9 +30,9 @@ from typing import BinaryIO, Protocol
 import polars as pl
 
 from bounce_analyzer.errors import InputError
-from bounce_analyzer.sources.base import Batch
 
 __all__ = [
+    "Batch",
     "InputFile",
     "TruncatedInputError",
     "batch_lines",
@@ -105,6 +105,34 @@ class InputFile:
             return os.path.getsize(self.path)
         except OSError:
             return None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A run of whole lines from one input.
+
+    `data` ends at a line boundary (the last line of a file may lack its newline). `first_line`
+    is the 1-based number of the first line in `data`; `offset` the byte offset of `data` in the
+    decompressed stream. `final` is true for the last batch of an input. `mtime` is the
+    input's modification time (None for stdin): sources whose timestamps lack a year infer it
+    from this. `newlines` is the number of line ends in `data` when the reader counted them
+    (None: not counted; `line_ends` counts then). `raw_end` is how many bytes of the input as
+    stored (compressed or not) had been read when the batch was cut (None for stdin): what a
+    progress bar measured against the size on disk counts.
+    """
+
+    data: bytes
+    path: str
+    first_line: int = 1
+    offset: int = 0
+    final: bool = True
+    mtime: float | None = None
+    newlines: int | None = None
+    raw_end: int | None = None
+
+    def line_ends(self) -> int:
+        """The number of newline bytes in `data`."""
+        return self.newlines if self.newlines is not None else self.data.count(b"\n")
 
 
 def total_size(inputs: Sequence[InputFile]) -> int | None:
@@ -225,7 +253,8 @@ class _Decompressor(Protocol):
 
 
 def _zstd() -> _Decompressor:
-    import zstandard  # lazy: only zstd inputs need it
+    # A lazy import: zstandard takes about 35 ms to import, and only zstd inputs need it.
+    import zstandard
 
     decompressor: _Decompressor = zstandard.ZstdDecompressor().decompressobj()
     return decompressor
@@ -238,16 +267,18 @@ _FACTORIES: dict[str, Callable[[], _Decompressor]] = {
     "zstd": _zstd,
 }
 
+#: What the standard library's decompressors raise on damaged data.
+_DAMAGE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, OSError, lzma.LZMAError, EOFError)
 
-def _decompressor_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [zlib.error, OSError, lzma.LZMAError, EOFError]
-    try:
-        import zstandard
 
-        errors.append(zstandard.ZstdError)
-    except ImportError:  # pragma: no cover - zstandard is a dependency
-        pass
-    return tuple(errors)
+def _decompressor_errors(kind: str) -> tuple[type[BaseException], ...]:
+    """What a decompressor of `kind` raises on damaged data."""
+    if kind != "zstd":
+        return _DAMAGE_ERRORS
+    # A lazy import, as in `_zstd`: only zstd inputs need zstandard.
+    import zstandard
+
+    return (*_DAMAGE_ERRORS, zstandard.ZstdError)
 
 
 def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
@@ -261,7 +292,7 @@ def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
             chunk = raw.read(_PLAIN_CHUNK)
         return
     factory = _FACTORIES[kind]
-    errors = _decompressor_errors()
+    errors = _decompressor_errors(kind)
     decompressor = factory()
     started = False  # the current member/stream/frame has been fed data
     consumed = 0  # compressed bytes fully used so far

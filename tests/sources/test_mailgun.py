@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bounce_analyzer import schema
 from bounce_analyzer.sources import detect, get_source
-from bounce_analyzer.sources.base import Batch, SourceOutput
+from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.mailgun import Mailgun
+
+from ._helpers import assert_adds_up, consecutive_batches, event_id, json_values, merge
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "mailgun"
 
@@ -27,25 +27,12 @@ OVER_QUOTA = (
 
 def run(*chunks: bytes, path: str = "events.json") -> list[SourceOutput]:
     """Parse `chunks` as consecutive batches of one input (each a run of whole lines)."""
-    batches = []
-    line = 1
-    for number, data in enumerate(chunks):
-        final = number == len(chunks) - 1
-        batches.append(Batch(data=data, path=path, first_line=line, final=final))
-        line += data.count(b"\n")
-    return list(Mailgun().parse(batches))
+    return list(Mailgun().parse(consecutive_batches(*chunks, path=path)))
 
 
 def parse_bytes(data: bytes, path: str = "events.json") -> SourceOutput:
-    outputs = run(data, path=path)
-    out = SourceOutput(
-        events=pl.concat([o.events for o in outputs]),
-        malformed=pl.concat([o.malformed for o in outputs]),
-        read=sum(o.read for o in outputs),
-        skipped=sum(o.skipped for o in outputs),
-    )
-    assert out.read == out.events.height + out.skipped + out.malformed_count
-    assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
+    out = merge(run(data, path=path))
+    assert_adds_up(out)
     return out
 
 
@@ -53,9 +40,8 @@ def parse_file(name: str) -> SourceOutput:
     return parse_bytes((DATA / name).read_bytes(), path=name)
 
 
-def mg_id(name: str, event_id: str) -> str:
-    frame = pl.DataFrame({"r": [f"{name}\x1f{event_id}"]})
-    return str(frame.select(schema.event_id("mailgun", pl.col("r"))).item())
+def mg_id(name: str, mailgun_id: str) -> str:
+    return event_id("mailgun", f"{name}\x1f{mailgun_id}")
 
 
 # -- every corpus payload: (file, read, skipped, malformed) ----------------------------------
@@ -443,27 +429,9 @@ def test_registry() -> None:
     assert detect((DATA / "symfony__delivered_messages.json").read_bytes()) == "mailgun"
 
 
-# -- properties ------------------------------------------------------------------------------
-@settings(max_examples=60, deadline=None)
-@given(st.binary(max_size=400), st.integers(min_value=0, max_value=400))
-def test_parse_never_raises_and_counts_add_up(data: bytes, cut: int) -> None:
-    cut = data.rfind(b"\n", 0, cut) + 1
-    for out in run(data[:cut], data[cut:]):
-        assert out.read == out.events.height + out.skipped + out.malformed_count
-        assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
-
-
-JSON_ATOMS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)
-)
+# -- properties (and tests/sources/test_common.py) ----------------------------------------------
 KEYS = ["event", "event-data", "items", "recipient", "timestamp", "severity", "delivery-status"]
-JSONISH = st.recursive(
-    JSON_ATOMS,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
-    ),
-    max_leaves=8,
-)
+JSONISH = json_values(KEYS)
 
 
 @settings(max_examples=60, deadline=None)

@@ -13,38 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.reading import expand_inputs, read_batches
+from bounce_analyzer.reading import Batch, expand_inputs, read_batches
 from bounce_analyzer.sources import detect, get_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, Source, SourceOutput
+from bounce_analyzer.sources.base import Source, SourceOutput
 from bounce_analyzer.sources.postfix import Postfix
+
+from ._helpers import event_at, merge, utc
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "postfix"
 CORPUS = DATA / "corpus"
 SYNTHETIC = DATA / "synthetic"
 #: The modification time given to every test input: 2026-11-28 12:00 UTC.
 MTIME = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
-
-
-def merge(outputs: list[SourceOutput]) -> SourceOutput:
-    """All outputs of a run as one (counts added up, each output checked on the way)."""
-    for out in outputs:
-        assert out.read == out.events.height + out.skipped + out.malformed_count
-        assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
-        assert out.malformed.schema == pl.Schema(MALFORMED_SCHEMA)
-    return SourceOutput(
-        events=pl.concat([o.events for o in outputs]) if outputs else schema.empty_facts(),
-        malformed=pl.concat([o.malformed for o in outputs])
-        if outputs
-        else pl.DataFrame(schema=MALFORMED_SCHEMA),
-        read=sum(o.read for o in outputs),
-        skipped=sum(o.skipped for o in outputs),
-    )
 
 
 def parse_bytes(
@@ -64,12 +45,6 @@ def copy_to(tmp_path: Path, source: Path) -> Path:
     target = tmp_path / source.name
     target.write_bytes(source.read_bytes())
     return target
-
-
-def event_at(out: SourceOutput, origin_suffix: str) -> dict[str, Any]:
-    rows = out.events.filter(pl.col("origin").str.ends_with(origin_suffix)).to_dicts()
-    assert len(rows) == 1, f"{origin_suffix}: {len(rows)} events"
-    return rows[0]
 
 
 # --- the contract -----------------------------------------------------------------------------
@@ -423,6 +398,47 @@ def test_exact_fields(file: str, line: int, expected: dict[str, Any]) -> None:
     assert {key: event[key] for key in expected} == expected
     assert event["source"] == "postfix"
     assert len(event["event_id"]) == 32
+
+
+# --- the SMTP vocabulary (bounce_analyzer.smtp) ------------------------------------------------
+
+STATUS = (
+    "Nov 28 10:00:00 mx postfix/smtp[5]: 3F2A1B2C3D: to=<{to}>, relay=mx.b.example[192.0.2.7]:25,"
+    " delay=1.2, delays=0.1/0/0.5/0.6, dsn={dsn}, status=bounced (host mx.b.example[192.0.2.7]"
+    " said: {reply} unknown user (in reply to RCPT TO command))\n"
+)
+
+
+# recipient, dsn, the reply in the text -> recipient_domain, smtp_code, enhanced_code
+VOCABULARY = [
+    ("a@B.example", "5.1.1", "550 5.1.1", "b.example", 550, "5.1.1"),
+    # a second digit 6 makes no reply code (560 was one before); the dsn gives the code
+    ("a@b.example", "5.1.1", "560 5.1.1", "b.example", None, "5.1.1"),
+    # class 3 makes no enhanced code (3.1.1 was one before); the dsn gives the code
+    ("a@b.example", "5.1.1", "550 3.1.1", "b.example", 550, "5.1.1"),
+    # white space at the end of the address is no part of the domain (it was before)
+    ("a@b.example ", "5.1.1", "550 5.1.1", "b.example", 550, "5.1.1"),
+]
+
+
+@pytest.mark.parametrize(("to", "dsn", "reply", "domain", "code", "enhanced"), VOCABULARY)
+def test_codes_and_domains_are_the_smtp_vocabulary(
+    to: str, dsn: str, reply: str, domain: str, code: int | None, enhanced: str
+) -> None:
+    out = parse_bytes(STATUS.format(to=to, dsn=dsn, reply=reply).encode())
+    row = event_at(out, ":1")
+    assert (row["recipient_domain"], row["smtp_code"], row["enhanced_code"]) == (
+        domain,
+        code,
+        enhanced,
+    )
+
+
+def test_a_dsn_that_is_no_enhanced_code_is_malformed() -> None:
+    """`dsn=3.0.0` is no status Postfix writes: the line is unreadable (it was an event before)."""
+    out = parse_bytes(STATUS.format(to="a@b.example", dsn="3.0.0", reply="550 5.1.1").encode())
+    assert out.events.height == 0
+    assert out.malformed["reason"].to_list() == ["unreadable recipient status line"]
 
 
 # --- what other parsers assert about the same lines ---------------------------------------------

@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bounce_analyzer import schema
+from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import detect, get_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.sources.sendgrid import SendGrid
+
+from ._helpers import assert_adds_up, consecutive_batches, event_id, json_values, merge
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sendgrid"
 
@@ -32,28 +34,12 @@ GMAIL_OVER_QUOTA = (
 
 def run(*chunks: bytes, path: str = "events.json") -> list[SourceOutput]:
     """Parse `chunks` as consecutive batches of one input (each a run of whole lines)."""
-    batches = []
-    line = 1
-    for number, data in enumerate(chunks):
-        final = number == len(chunks) - 1
-        batches.append(Batch(data=data, path=path, first_line=line, final=final))
-        line += data.count(b"\n")
-    return list(SendGrid().parse(batches))
-
-
-def merged(outputs: list[SourceOutput]) -> SourceOutput:
-    return SourceOutput(
-        events=pl.concat([o.events for o in outputs]),
-        malformed=pl.concat([o.malformed for o in outputs]),
-        read=sum(o.read for o in outputs),
-        skipped=sum(o.skipped for o in outputs),
-    )
+    return list(SendGrid().parse(consecutive_batches(*chunks, path=path)))
 
 
 def parse_bytes(data: bytes, path: str = "events.json") -> SourceOutput:
-    out = merged(run(data, path=path))
-    assert out.read == out.events.height + out.skipped + out.malformed_count
-    assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
+    out = merge(run(data, path=path))
+    assert_adds_up(out)
     return out
 
 
@@ -62,8 +48,7 @@ def parse_file(name: str) -> SourceOutput:
 
 
 def sg_id(name: str, sg_event_id: str) -> str:
-    frame = pl.DataFrame({"r": [f"{name}\x1f{sg_event_id}"]})
-    return str(frame.select(schema.event_id("sendgrid", pl.col("r"))).item())
+    return event_id("sendgrid", f"{name}\x1f{sg_event_id}")
 
 
 # -- every corpus payload: (file, read, skipped, malformed) ----------------------------------
@@ -328,7 +313,7 @@ def test_pretty_array_across_batches_matches_one_batch() -> None:
     body = json.dumps([BOUNCE, OPEN, DEFERRED], indent=2).encode() + b"\n"
     lines = body.splitlines(keepends=True)
     cut = len(lines) // 2
-    split = merged(run(b"".join(lines[:cut]), b"".join(lines[cut:])))
+    split = merge(run(b"".join(lines[:cut]), b"".join(lines[cut:])))
     whole = parse_bytes(body)
     assert split.read == whole.read == 3
     assert split.events.equals(whole.events)
@@ -421,7 +406,7 @@ def test_bad_element_spares_the_rest_of_its_array() -> None:
 
 
 def test_unterminated_document_at_end_of_input() -> None:
-    out = merged(run(b"[\n" + json.dumps(BOUNCE).encode() + b",\n", b"\n"))
+    out = merge(run(b"[\n" + json.dumps(BOUNCE).encode() + b",\n", b"\n"))
     assert out.read == out.malformed_count == 1
     assert out.malformed["origin"].to_list() == ["events.json:1"]
     assert out.malformed["reason"][0].startswith("invalid JSON")
@@ -460,31 +445,8 @@ def test_registry() -> None:
     assert detect((DATA / "symfony__deferred.json").read_bytes()) == "sendgrid"
 
 
-# -- properties ------------------------------------------------------------------------------
-@settings(max_examples=60, deadline=None)
-@given(st.binary(max_size=400), st.integers(min_value=0, max_value=400))
-def test_parse_never_raises_and_counts_add_up(data: bytes, cut: int) -> None:
-    cut = data.rfind(b"\n", 0, cut) + 1
-    for out in run(data[:cut], data[cut:]):
-        assert out.read == out.events.height + out.skipped + out.malformed_count
-        assert out.events.schema == pl.Schema(schema.FACT_SCHEMA)
-
-
-JSON_ATOMS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)
-)
-JSONISH = st.recursive(
-    JSON_ATOMS,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["event", "email", "timestamp", "reason", "attempt", "x"]),
-            inner,
-            max_size=4,
-        )
-    ),
-    max_leaves=8,
-)
+# -- properties (and tests/sources/test_common.py) ----------------------------------------------
+JSONISH = json_values(["event", "email", "timestamp", "reason", "attempt", "x"])
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 
 from bounce_analyzer.errors import UnknownSourceError
-from bounce_analyzer.sources.base import Batch, Source, SourceOutput
+from bounce_analyzer.sources.base import Source, SourceOutput
 
-__all__ = ["SOURCES", "Batch", "Source", "SourceOutput", "detect", "get_source"]
+__all__ = ["SOURCES", "Source", "SourceOutput", "detect", "get_source"]
 
 #: Source name -> "module:Class". Detection tries them in this order.
 SOURCES: dict[str, str] = {
@@ -35,12 +35,12 @@ def get_source(name: str, *, tz: str | None = None) -> Source:
 
 
 def detect(head: bytes) -> str | None:
-    """The name of the first source whose `sniff` accepts `head`, or None."""
+    """The name of the first source whose `sniff` accepts `head`, or None.
+
+    A source module that fails to import raises its ImportError: a broken module is a bug to
+    see, not a format that was not recognised.
+    """
     for name in SOURCES:
-        try:
-            source = get_source(name)
-        except ImportError:
-            continue
-        if source.sniff(head):
+        if get_source(name).sniff(head):
             return name
     return None

@@ -29,7 +29,9 @@ import polars as pl
 from polars._typing import PolarsDataType
 
 from bounce_analyzer import schema
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.reading import Batch
+from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 
 #: A document (a JSON value, possibly spread over lines) longer than this is set aside.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
@@ -54,10 +56,6 @@ _STRING = r'"(?:[^"\\]|\\.)*"'
 _JSONISH_START = r"^(?:[\[\]{}\",:0-9-]|true\b|false\b|null\b)"
 # Larger than any depth a bounded document can reach (see DocumentFramer.feed).
 _RESET = 1 << 32
-# An SMTP reply code (RFC 5321: first digit 2-5, second digit 0-5).
-SMTP_CODE = r"[2-5][0-5][0-9]"
-# An enhanced status code (RFC 3463).
-ENHANCED_CODE = r"[245]\.[0-9]{1,3}\.[0-9]{1,3}"
 
 
 @dataclass
@@ -441,22 +439,17 @@ def rfc2822(expr: pl.Expr) -> pl.Expr:
 
 def smtp_code(expr: pl.Expr) -> pl.Expr:
     """The reply code at the start of a text ("550 5.1.1 ..."), as Int16; else null."""
-    return expr.str.extract(rf"^\s*({SMTP_CODE})(?:[\s-]|$)", 1).cast(pl.Int16)
+    return expr.str.extract(rf"^\s*({REPLY_CODE})(?:[\s-]|$)", 1).cast(pl.Int16)
 
 
 def enhanced_code(expr: pl.Expr) -> pl.Expr:
     """The enhanced status code at the start of a text ("550 5.1.1 ...", "4.2.2 ...")."""
-    return expr.str.extract(rf"^\s*(?:{SMTP_CODE}[\s-]+)?({ENHANCED_CODE})\b", 1)
+    return expr.str.extract(rf"^\s*(?:{REPLY_CODE}[\s-]+)?({ENHANCED_CODE})\b", 1)
 
 
 def valid_enhanced(expr: pl.Expr) -> pl.Expr:
     """`expr` if it is an enhanced status code ("5.1.1"), else null."""
     return expr.str.extract(rf"^\s*({ENHANCED_CODE})\s*$", 1)
-
-
-def domain_of(expr: pl.Expr) -> pl.Expr:
-    """The lower-cased domain of an address (after its last @)."""
-    return expr.str.extract(r"@([^@\s>]+)\s*>?\s*$", 1).str.to_lowercase()
 
 
 def looks_like_json(head: bytes) -> str | None:

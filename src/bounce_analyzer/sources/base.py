@@ -13,40 +13,14 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import polars as pl
 
+from bounce_analyzer.reading import Batch
+
 #: Columns of the frame of malformed records a source sets aside.
 MALFORMED_SCHEMA: dict[str, pl.DataType] = {
     "origin": pl.String(),  # "path:line" or "path#index"
     "reason": pl.String(),  # what is wrong, for a person
     "raw": pl.String(),  # the record as read (cut to 4096 characters)
 }
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A run of whole lines from one input.
-
-    `data` ends at a line boundary (the last line of a file may lack its newline). `first_line`
-    is the 1-based number of the first line in `data`; `offset` the byte offset of `data` in the
-    decompressed stream. `final` is true for the last batch of an input. `mtime` is the
-    input's modification time (None for stdin): sources whose timestamps lack a year infer it
-    from this. `newlines` is the number of line ends in `data` when the reader counted them
-    (None: not counted; `line_ends` counts then). `raw_end` is how many bytes of the input as
-    stored (compressed or not) had been read when the batch was cut (None for stdin): what a
-    progress bar measured against the size on disk counts.
-    """
-
-    data: bytes
-    path: str
-    first_line: int = 1
-    offset: int = 0
-    final: bool = True
-    mtime: float | None = None
-    newlines: int | None = None
-    raw_end: int | None = None
-
-    def line_ends(self) -> int:
-        """The number of newline bytes in `data`."""
-        return self.newlines if self.newlines is not None else self.data.count(b"\n")
 
 
 @dataclass

@@ -29,9 +29,7 @@ so far onto the events. Only the second stage touches the instance.
 
 from __future__ import annotations
 
-import os
 import re
-import zoneinfo
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -42,8 +40,15 @@ import pyarrow.compute as pc
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.reading import batch_lines
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.reading import Batch, batch_lines
+from bounce_analyzer.smtp import (
+    COMPLETION_REPLY_CODE,
+    ENHANCED_CODE,
+    domain_of,
+    known_zone,
+    local_zone,
+)
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
 __all__ = ["MAX_OPEN_MESSAGES", "Exim"]
@@ -126,18 +131,19 @@ _HOST_IN_TEXT = r": host (?P<relay_host>\S+) \[(?P<relay_ip>[^\]]+)\]:"
 
 # ...RCPT TO:<a@example.com>: 550-5.1.1 The email account ...   (first code after ": ")
 # C="250 2.0.0 OK 1732790000 ..."                                 (delivery confirmation)
+# (a reply searched for in text: a completion reply, as `bounce_analyzer.extract` finds them)
 _CODES = (
-    r"(?:^|: )(?P<smtp_code>[245][0-9][0-9])"
-    r"(?:[ -](?P<enhanced_code>[245]\.[0-9]{1,3}\.[0-9]{1,3}))?(?:[ -]|$)"
+    rf"(?:^|: )(?P<smtp_code>{COMPLETION_REPLY_CODE})"
+    rf"(?:[ -](?P<enhanced_code>{ENHANCED_CODE}))?(?:[ -]|$)"
 )
 
 # : 550-5.1.1   (the whole match of _CODES, found without groups: see `_with_codes`)
-_REPLY = r"(?:^|: )[245][0-9][0-9](?:[ -][245]\.[0-9]{1,3}\.[0-9]{1,3})?(?:[ -]|$)"
+_REPLY = rf"(?:^|: ){COMPLETION_REPLY_CODE}(?:[ -]{ENHANCED_CODE})?(?:[ -]|$)"
 
 # 250 2.0.0 OK 1732790000 ...   (a confirmation that starts with its reply, as most do)
 _CODES_AT_START = (
-    r"^(?P<smtp_code>[245][0-9][0-9])"
-    r"(?:[ -](?P<enhanced_code>[245]\.[0-9]{1,3}\.[0-9]{1,3}))?(?:[ -]|$)"
+    rf"^(?P<smtp_code>{COMPLETION_REPLY_CODE})"
+    rf"(?:[ -](?P<enhanced_code>{ENHANCED_CODE}))?(?:[ -]|$)"
 )
 
 # C="250 2.0.0 OK id=1tE3xY-0001Ab-Cd"
@@ -223,14 +229,9 @@ class Exim:
     name: ClassVar[str] = "exim"
 
     def __init__(self, *, tz: str | None = None) -> None:
-        if tz is not None:
-            try:
-                zoneinfo.ZoneInfo(tz)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise UsageError(
-                    f"unknown time zone {tz!r}: use an IANA name such as Europe/Berlin"
-                ) from None
-        self._tz = tz if tz is not None else _local_zone()
+        if tz is not None and not known_zone(tz):
+            raise UsageError(f"unknown time zone {tz!r}: use an IANA name such as Europe/Berlin")
+        self._tz = tz if tz is not None else local_zone()
         self._open = pl.DataFrame(schema=_OPEN_SCHEMA)
 
     def sniff(self, head: bytes) -> bool:
@@ -899,22 +900,12 @@ def _queue_seconds(qt: pl.Expr) -> pl.Expr:
 
 def _with_recipient_domain(events: pl.DataFrame) -> pl.DataFrame:
     """Add the (lower-case) recipient's domain."""
-    return events.with_columns(_domain(pl.col("recipient")).alias("recipient_domain"))
+    return events.with_columns(domain_of(pl.col("recipient")).alias("recipient_domain"))
 
 
 def _with_sender_domain(frame: pl.DataFrame) -> pl.DataFrame:
     """Add the lower-case sender domain (a log has few senders: worked out once per sender)."""
-    return _per_distinct(
-        frame,
-        "sender",
-        _domain(pl.col("sender")).str.to_lowercase().alias("sender_domain"),
-    )
-
-
-def _domain(address: pl.Expr) -> pl.Expr:
-    """What follows the last `@` (null where that is empty or holds white space)."""
-    # (the whole match of `@...$` less its `@`: a group would cost a slower engine)
-    return address.str.extract(r"@[^@\s]+$", 0).str.slice(1)
+    return _per_distinct(frame, "sender", domain_of(pl.col("sender")).alias("sender_domain"))
 
 
 def _per_distinct(frame: pl.DataFrame, key: str, *columns: pl.Expr) -> pl.DataFrame:
@@ -942,20 +933,3 @@ def _malformed(frame: pl.DataFrame, origin: pl.Expr, reason: str) -> pl.DataFram
         .rename({"line": "raw"})
         .cast(pl.Schema(MALFORMED_SCHEMA))
     )
-
-
-def _local_zone() -> str:
-    """The machine's IANA zone name (TZ, then /etc/localtime), or UTC when unknown."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    target = os.path.realpath("/etc/localtime")
-    if "zoneinfo/" in target:
-        candidates.append(target.split("zoneinfo/", 1)[1])
-    for name in candidates:
-        if not name:
-            continue
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            continue
-        return name
-    return "UTC"

@@ -69,6 +69,7 @@ from urllib.parse import parse_qsl
 import polars as pl
 
 from bounce_analyzer import schema
+from bounce_analyzer.smtp import REPLY_CODE, domain_of
 from bounce_analyzer.sources import _json
 from bounce_analyzer.sources.base import SourceOutput
 
@@ -346,16 +347,16 @@ def _facts(frame: pl.DataFrame) -> pl.DataFrame:
         message_id.alias("message_id"),
         pl.col("sender_").alias("sender"),
         pl.coalesce(
-            _json.domain_of(pl.col("sender_")),
+            domain_of(pl.col("sender_")),
             _json.blank_to_null(pl.col("domain")).str.to_lowercase(),
         ).alias("sender_domain"),
         pl.col("recipient_").alias("recipient"),
         pl.coalesce(
             _json.blank_to_null(pl.col("recipient-domain")).str.to_lowercase(),
-            _json.domain_of(pl.col("recipient_")),
+            domain_of(pl.col("recipient_")),
         ).alias("recipient_domain"),
         _json.blank_to_null(status.struct.field("mx-host")).alias("relay_host"),
-        code.str.extract(rf"^({_json.SMTP_CODE})$", 1).cast(pl.Int16).alias("smtp_code"),
+        code.str.extract(rf"^({REPLY_CODE})$", 1).cast(pl.Int16).alias("smtp_code"),
         pl.coalesce(
             _json.valid_enhanced(status.struct.field("enhanced-code")),
             _json.enhanced_code(pl.col("diagnostic")),

@@ -28,20 +28,19 @@ their offset, journald records their epoch time.
 from __future__ import annotations
 
 import functools
-import os
 import re
-import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.reading import batch_lines
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch, SourceOutput
+from bounce_analyzer.reading import Batch, batch_lines
+from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
 __all__ = ["Postfix"]
@@ -71,26 +70,24 @@ _QUEUED = r"^(NOQUEUE|[0-9A-F]{5,}|[0-9A-Za-z]*[0-9][0-9A-Za-z]*): "
 #: A recipient status line, to its status. One regex with the fields as groups, written so
 #: that the next character always tells which way to go (`dsn=` is `dsn` or `dsn_alone`):
 #: the engine then takes the groups in one pass, 2.3x cheaper than the same groups written
-#: loosely, and cheaper than one whole-match regex per field. The dsn is `[0-9]`, not `\d`
-#: (which takes any Unicode digit): `dsn=5.1.٥` would be stored as an enhanced code; like
-#: any other character that is not a digit there, it leaves the line unreadable (malformed).
+#: loosely, and cheaper than one whole-match regex per field. The dsn is an enhanced code
+#: written with `[0-9]`, not `\d` (which takes any Unicode digit): `dsn=5.1.٥` would be
+#: stored as an enhanced code; like any other dsn Postfix does not write (`dsn=3.0.0`), it
+#: leaves the line unreadable (malformed).
 _RECIPIENT = (
     r"^(?P<head>to=<(?P<recipient>[^>]*)>, (?:orig_to=<(?P<original_recipient>[^>]*)>, )?"
     r"relay=(?P<relay>[^,\s]+), (?:conn_use=\d+, )?delay=(?P<delay>[0-9.]+), "
-    r"(?:d(?:elays=[0-9./]+, (?:dsn=(?P<dsn>[0-9]\.[0-9]{1,3}\.[0-9]{1,3}), )?"
-    r"|sn=(?P<dsn_alone>[0-9]\.[0-9]{1,3}\.[0-9]{1,3}), ))?status=(?P<status>[a-z]+))"
+    rf"(?:d(?:elays=[0-9./]+, (?:dsn=(?P<dsn>{ENHANCED_CODE}), )?"
+    rf"|sn=(?P<dsn_alone>{ENHANCED_CODE}), ))?status=(?P<status>[a-z]+))"
 )
 _REMOTE = r"(?:host|connect to) (?P<remote_host>[^\s\[\]]+)\[(?P<remote_ip>[^\]]+)\]"
 _SAID = (
-    r"(?:said|refused to talk to me): "
-    r"(?P<code>[2-5][0-9][0-9])(?:[ -](?P<enhanced>[2-5]\.[0-9]{1,3}\.[0-9]{1,3}))?"
+    rf"(?:said|refused to talk to me): (?P<code>{REPLY_CODE})(?:[ -](?P<enhanced>{ENHANCED_CODE}))?"
 )
-_LEADING_CODES = (
-    r"^(?P<code>[2-5][0-9][0-9])?[ -]?(?P<enhanced>[2-5]\.[0-9]{1,3}\.[0-9]{1,3})?(?:\s|$)"
-)
+_LEADING_CODES = rf"^(?P<code>{REPLY_CODE})?[ -]?(?P<enhanced>{ENHANCED_CODE})?(?:\s|$)"
 #: The same, without groups: in its match, a code is the first three characters if they are
 #: digits, and an enhanced code is the only `d.d.d` (see `_recipient_events`).
-_LEADING_CODES_SHAPE = r"^(?:[2-5][0-9][0-9])?[ -]?(?:[2-5]\.[0-9]{1,3}\.[0-9]{1,3})?(?:\s|$)"
+_LEADING_CODES_SHAPE = rf"^(?:{REPLY_CODE})?[ -]?(?:{ENHANCED_CODE})?(?:\s|$)"
 #: A stage reject up to its text (which ends at the first "; from=<" or "; proto=").
 _STAGE_REJECT = r"^(?:milter-)?reject: [A-Z-]+ from [^\s\[\]]*\[[^\]]*\](?::\d+)?: "
 _CONTENT_REJECT = (
@@ -139,40 +136,10 @@ _OPEN = {
 }
 
 
-def _local_zone() -> str:
-    """The IANA name of the machine's zone (TZ, /etc/localtime, /etc/timezone), else UTC±h."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    link = os.path.realpath("/etc/localtime")
-    if "zoneinfo/" in link:
-        candidates.append(link.split("zoneinfo/", 1)[1])
-    try:
-        with open("/etc/timezone", encoding="utf-8") as handle:
-            candidates.append(handle.read().strip())
-    except OSError:
-        pass
-    for name in candidates:
-        if name and _known_zone(name):
-            return name
-    hours, rest = divmod(time.localtime().tm_gmtoff, 3600)
-    return f"Etc/GMT{-hours:+d}" if rest == 0 and hours else "UTC"
-
-
-def _known_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
 def _json_field(key: str) -> pl.Expr:
     """The string value of `key` in a one-line JSON object, decoded; null when absent."""
     found = pl.col("line").str.extract(f'"{re.escape(key)}"\\s*:\\s*{_JSON_STRING}', 1)
     return pl.format('"{}"', found).str.json_decode(pl.String()).alias(key)
-
-
-def _domain(column: str) -> pl.Expr:
-    return pl.col(column).str.extract(r"@[^@]+$", 0).str.slice(1).str.to_lowercase()
 
 
 def _empty_to_null(expr: pl.Expr) -> pl.Expr:
@@ -186,9 +153,9 @@ class Postfix:
 
     def __init__(self, *, tz: str | None = None, max_open_ids: int = 1_000_000) -> None:
         """`tz`: zone of classic syslog stamps (None: the machine's); `max_open_ids`: map bound."""
-        if tz is not None and not _known_zone(tz):
+        if tz is not None and not known_zone(tz):
             raise UsageError(f"unknown time zone {tz!r}: use an IANA name like Europe/Paris")
-        self.tz = tz if tz is not None else _local_zone()
+        self.tz = tz if tz is not None else local_zone()
         self.max_open_ids = max_open_ids
         self._open = pl.DataFrame(schema=_OPEN)
         self._batches = 0
@@ -337,8 +304,8 @@ class Postfix:
             original_recipient=_empty_to_null(pl.col("original_recipient")),
         ).with_columns(
             schema.event_id(self.name, pl.col("raw")),
-            recipient_domain=_domain("recipient"),
-            sender_domain=_domain("sender"),
+            recipient_domain=domain_of(pl.col("recipient")),
+            sender_domain=domain_of(pl.col("sender")),
         )
         malformed = pl.concat(
             [
@@ -860,8 +827,8 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         relay_host=pl.col("relay").str.extract(r"^[^\[\]:]+", 0),
         relay_ip=pl.col("relay").str.extract(r"\[[0-9A-Fa-f:.]+\]", 0).str.slice(1).str.head(-1),
         said=diagnostic.str.extract_groups(_SAID),
-        leading_code=leading.str.extract(r"^[2-5][0-9][0-9]", 0),
-        leading_enhanced=leading.str.extract(r"[2-5]\.[0-9]{1,3}\.[0-9]{1,3}", 0),
+        leading_code=leading.str.extract(f"^{REPLY_CODE}", 0),
+        leading_enhanced=leading.str.extract(ENHANCED_CODE, 0),
     )
     # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
     no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")

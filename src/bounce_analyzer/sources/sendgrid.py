@@ -48,6 +48,7 @@ from typing import ClassVar
 import polars as pl
 
 from bounce_analyzer import schema
+from bounce_analyzer.smtp import domain_of
 from bounce_analyzer.sources import _json
 from bounce_analyzer.sources.base import SourceOutput
 
@@ -170,7 +171,7 @@ def _facts(frame: pl.DataFrame) -> pl.DataFrame:
             "message_id"
         ),
         "recipient",
-        _json.domain_of(pl.col("recipient")).alias("recipient_domain"),
+        domain_of(pl.col("recipient")).alias("recipient_domain"),
         _json.smtp_code(pl.col("diagnostic")).alias("smtp_code"),
         pl.coalesce(
             _json.valid_enhanced(pl.col("status")), _json.enhanced_code(pl.col("diagnostic"))
