@@ -27,7 +27,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-def test_wheel_contains_the_rules(wheel: Path) -> None:
+def test_wheel_contains_the_rules_and_the_generator_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in (
         "bounce_analyzer/rules/categories.toml",
@@ -36,6 +36,9 @@ def test_wheel_contains_the_rules(wheel: Path) -> None:
         "bounce_analyzer/rules/codes/gmail.csv",
         "bounce_analyzer/rules/codes/enhanced.csv",
         "bounce_analyzer/rules/codes/tables.toml",
+        "bounce_analyzer/generate/replies.toml",
+        "bounce_analyzer/generate/world.toml",
+        "bounce_analyzer/generate/noise.toml",
     ):
         assert name in names
 
