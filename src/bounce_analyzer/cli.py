@@ -135,7 +135,7 @@ def explain(
 
     words = text or []
     if words == ["-"]:
-        for chunk in explaining.explain_stream(sys.stdin, rules_dir=rules):
+        for chunk in explaining.explain_stream(sys.stdin, rules=_rules(rules)):
             sys.stdout.write(chunk)
         return
     if not words and code is None and enhanced is None:
@@ -147,7 +147,7 @@ def explain(
         provider=provider,
         recipient=recipient,
         relay_host=relay_host,
-        rules_dir=rules,
+        rules=_rules(rules),
     )
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -13,14 +13,13 @@ import json
 import textwrap
 from collections.abc import Iterator
 from itertools import islice
-from pathlib import Path
 from typing import TextIO
 
 import polars as pl
 
 from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
+from bounce_analyzer.rules import Rules, load_rules
 from bounce_analyzer.smtp import domain_of
 
 #: The columns of `explain_frame`'s answer, in order.
@@ -159,10 +158,6 @@ def _raise_first_bad_line(objects: pl.DataFrame, name: str) -> None:
             raise UsageError(f"{name}:{number}: not a JSON object: {shown}")
 
 
-def _rules(rules_dir: str | None) -> Rules:
-    return load_rules(user_rules_dir(Path(rules_dir) if rules_dir else None))
-
-
 def explain_one(
     text: str,
     *,
@@ -171,9 +166,10 @@ def explain_one(
     provider: str | None = None,
     recipient: str | None = None,
     relay_host: str | None = None,
-    rules_dir: str | None = None,
+    rules: Rules | None = None,
 ) -> dict[str, object]:
-    """Explain one message (or bare code), with any context given apart, as a dict."""
+    """Explain one message (or bare code), with any context given apart, as a dict, by
+    `rules` (default: the built-in rules)."""
     inputs = pl.DataFrame(
         {
             "input": [text],
@@ -185,14 +181,14 @@ def explain_one(
         },
         schema=dict.fromkeys(("input", *_OPTIONAL), pl.String),
     )
-    return explain_frame(inputs, _rules(rules_dir)).row(0, named=True)
+    return explain_frame(inputs, load_rules() if rules is None else rules).row(0, named=True)
 
 
 def explain_stream(
-    stream: TextIO, *, rules_dir: str | None = None, lines_per_chunk: int = 50_000
+    stream: TextIO, *, rules: Rules | None = None, lines_per_chunk: int = 50_000
 ) -> Iterator[str]:
     """Explain a stream of input lines in chunks; yield JSON lines, in input order."""
-    rules = _rules(rules_dir)
+    rules = load_rules() if rules is None else rules
     offset = 0
     while True:
         lines = list(islice(stream, lines_per_chunk))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from bounce_analyzer.smtp import ENHANCED_CODE
+from bounce_analyzer.smtp import COMPLETION_REPLY_CODE, ENHANCED_CODE
 
 _STOPWORDS = ["that", "this", "with", "from", "have", "been", "your", "their", "please", "more"]
 # a word of eight characters or more that starts with a letter and holds a digit (short ones such
@@ -101,9 +101,6 @@ _WRAPPERS = (
     # SMTP error from remote mail server after RCPT TO:<a@b>: 550 ...   (Exim)
     r"^smtp error from remote mail server after [a-z ]+(?::<[^>]*>)?(?: size=\S+)?: ",
 )
-# a reply code as the keys take it out: class 2, 4 or 5 and any two digits (wider than
-# smtp.REPLY_CODE in the second digit, and without 3xx: kept so that every key stays as it was)
-_REPLY = r"[245]\d\d"
 
 
 def message_key(text: pl.Expr) -> pl.Expr:
@@ -135,11 +132,11 @@ def _unwrapped(masked: pl.Expr) -> pl.Expr:
         text = text.str.replace(wrapper, "")
     return (
         # leading "550-5.1.1 ", "550 5.1.1 ", "550 ", "5.1.1 "
-        text.str.replace(rf"^(?:{_REPLY}[ -]?)?(?:{ENHANCED_CODE})?\s+", "")
+        text.str.replace(rf"^(?:{COMPLETION_REPLY_CODE}[ -]?)?(?:{ENHANCED_CODE})?\s+", "")
         # continuation lines joined into one: " 550-5.1.1 ", " 550 5.1.1 ", " 550-", " 5.1.1 "
         # (repeated, for the empty lines of a reply: " 5.7.26 5.7.26  Authentication results")
-        .str.replace_all(rf"(?:\s{_REPLY}[ -]{ENHANCED_CODE})+\s", " ")
-        .str.replace_all(rf"\s{_REPLY}-", " ")
+        .str.replace_all(rf"(?:\s{COMPLETION_REPLY_CODE}[ -]{ENHANCED_CODE})+\s", " ")
+        .str.replace_all(rf"\s{COMPLETION_REPLY_CODE}-", " ")
         .str.replace_all(rf"(?:\s{ENHANCED_CODE})+\s", " ")
         # numbered server names (mta1198.mail.bf1.yahoo.com -> mta#.mail.bf1.yahoo.com)
         .str.replace_all(r"\b([a-z]+)\d{3,}\b", "$1#")
