@@ -180,7 +180,10 @@ TzOption = Annotated[
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Stop at the first malformed record, naming it.")
 ]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bar and no summary: only problems, on stderr."),
+]
 
 
 @contextmanager
@@ -195,14 +198,18 @@ def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], Non
         yield bar.update
 
 
-def _echo_problems(summaries: list[FileSummary]) -> None:
-    """On stderr, the summary line of each input that was damaged or not read."""
+def _echo_summaries(summaries: list[FileSummary], *, all_of_them: bool) -> None:
+    """On stderr, the summary line of each input (`all_of_them`), or only of each input that
+    was damaged or not read: quiet means silent unless something is wrong."""
     for summary in summaries:
-        if summary.partial or summary.source is None:
+        problem = summary.partial or (summary.source is None and not summary.empty)
+        if all_of_them or problem:
             typer.echo(_summary_line(summary), err=True)
 
 
 def _summary_line(summary: FileSummary) -> str:
+    if summary.empty:
+        return f"{summary.path}: empty, 0 read, 0 events, 0 skipped, 0 malformed"
     if summary.source is None and summary.damage:
         return f"{summary.path}: nothing readable; PARTIAL: {summary.damage}"
     if summary.source is None:
@@ -267,8 +274,7 @@ def parse(
             stream.close()
         if set_aside is not None:
             set_aside.close()
-    for summary in run.summaries:
-        typer.echo(_summary_line(summary), err=True)
+    _echo_summaries(run.summaries, all_of_them=not quiet)
     if any(s.failed for s in run.summaries):
         raise typer.Exit(1)
 
@@ -293,7 +299,7 @@ def _ingest_line(result: IngestResult) -> str:
         for name in EVENTS
         if result.events_by_type.get(name)
     )
-    files = sum(1 for summary in result.files if summary.source is not None)
+    files = sum(1 for summary in result.files if summary.source is not None or summary.empty)
     passed_over = len(result.files) - files
     also = f" ({passed_over} passed over)" if passed_over else ""
     return (
@@ -338,9 +344,11 @@ def ingest(
             wait=wait,
             now=_now(),
         )
-    _echo_problems(result.files)
-    typer.echo(_ingest_line(result), err=True)
-    if any(summary.failed for summary in result.files):
+    _echo_summaries(result.files, all_of_them=False)
+    failed = any(summary.failed for summary in result.files)
+    if failed or not quiet:
+        typer.echo(_ingest_line(result), err=True)
+    if failed:
         raise typer.Exit(1)
 
 
@@ -394,7 +402,7 @@ def report(
                 paths, since=start, until=end, by=groups, top=top, source=source, tz=tz,
                 rules=loaded, progress=update,
             )  # fmt: skip
-        _echo_problems(files)
+        _echo_summaries(files, all_of_them=False)
     else:
         from bounce_analyzer.store import (  # lazy: pyarrow
             count_quarantined,

@@ -106,10 +106,16 @@ class EventWriter:
         self.rows = 0
 
     def write(self, frame: pl.DataFrame) -> None:
+        """Write the rows of `frame`. A frame without rows writes nothing: its columns may
+        not be the event table's (a stretch of input with no event is not classified), and
+        `close` writes the header or schema when no row came."""
+        if frame.height:
+            self._write(frame)
+
+    def _write(self, frame: pl.DataFrame) -> None:
         self.rows += frame.height
         if self._fmt is EventFormat.jsonl:
-            if frame.height:
-                frame.write_ndjson(self._stream)
+            frame.write_ndjson(self._stream)
         elif self._fmt is EventFormat.csv:
             buffer = io.BytesIO()
             neutralize_formulas(frame).write_csv(buffer, include_header=not self._header_done)
@@ -133,12 +139,11 @@ class EventWriter:
                 )
             self._parquet.write_table(table)
         elif self._fmt is EventFormat.table:
-            if frame.height:
-                text = render_event_table(frame)
-                if self._header_done:
-                    text = text.split("\n", 1)[1]
-                self._header_done = True
-                self._stream.write(text.encode("utf-8"))
+            text = render_event_table(frame)
+            if self._header_done:
+                text = text.split("\n", 1)[1]
+            self._header_done = True
+            self._stream.write(text.encode("utf-8"))
         else:  # pragma: no cover - the enum is closed
             raise UsageError(f"unknown format {self._fmt}")
 
@@ -146,9 +151,9 @@ class EventWriter:
         """Finish the stream; `empty` gives the columns when nothing was written."""
         if self._fmt is EventFormat.parquet:
             if self._parquet is None:
-                self.write(empty)
+                self._write(empty)
             assert self._parquet is not None
             self._parquet.close()
         elif self._fmt is EventFormat.csv and not self._header_done:
-            self.write(empty)
+            self._write(empty)
         self._stream.flush()
