@@ -178,3 +178,221 @@ def test_parse_quiet_says_only_what_is_wrong(tmp_path: Path) -> None:
     assert wrong.stderr == (
         f"{notes}: format not recognised (name it with --source); nothing read\n"
     )
+
+
+# --- 2. output paths ---------------------------------------------------------------------------
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Files an interrupted output would leave (`.<name>.<random>.part`)."""
+    return sorted(p.name for p in folder.rglob("*.part"))
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return write_log(tmp_path / "mail.log", lines(BOUNCED))
+
+
+@pytest.fixture
+def store_with_an_event(tmp_path: Path, log: Path) -> Path:
+    store = tmp_path / "store"
+    assert (
+        invoke("ingest", "--quiet", "--tz", "UTC", "--store", str(store), str(log)).exit_code == 0
+    )
+    return store
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "where", "reason"),
+    [
+        ("parse", "-o", "missing/x.jsonl", "no such file or directory"),
+        ("parse", "-o", "mail.log/x.jsonl", "not a directory"),  # refused even to root
+        ("parse", "-o", "folder", "is a directory"),
+        ("parse", "--malformed", "missing/x.jsonl", "no such file or directory"),
+        ("parse", "--malformed", "mail.log/x.jsonl", "not a directory"),
+        ("parse", "--malformed", "folder", "is a directory"),
+        ("export", "-o", "folder", "is a directory"),
+        ("export", "-o", "mail.log/x.csv", "not a directory"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_one_line(
+    command: str, option: str, where: str, reason: str, tmp_path: Path, log: Path
+) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "kept.txt").write_text("kept\n")
+    if command == "export":
+        store = tmp_path / "store"
+        assert invoke("ingest", "-q", "--tz", "UTC", "--store", str(store), str(log)).exit_code == 0
+        args = ["export", "--store", str(store), "--since", "2026-11-01"]
+    else:
+        args = ["parse", "--tz", "UTC", str(log)]
+    target = tmp_path / where
+    result = invoke(*args, option, str(target))
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot write {target}: {reason}\n"
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["kept.txt"]
+    assert log.read_text() == lines(BOUNCED)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_full_disk_is_one_line(log: Path) -> None:
+    result = invoke("parse", "--tz", "UTC", str(log), "-o", "/dev/full")
+    assert result.exit_code == 1
+    assert result.output == "Error: cannot write /dev/full: no space left on device\n"
+
+
+def test_an_output_is_written_whole_or_not_at_all(
+    tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails (a full disk, --strict) leaves no partial file, and an older output as
+    it was; /dev/null is written as it is (not replaced)."""
+    import errno
+
+    from bounce_analyzer import writers
+
+    out = tmp_path / "events.jsonl"
+    out.write_text("yesterday's events\n")
+    os.chmod(out, 0o640)
+    broken = write_log(
+        tmp_path / "broken.log",
+        lines(BOUNCED, "Nov 27 10:00:02 mx1 postfix/smtp[2]: 3F2A1B2C3D: to=<, status=bounced"),
+    )
+    strict = invoke("parse", "--strict", "--tz", "UTC", str(broken), "-o", str(out))
+    assert strict.exit_code == 1
+    assert strict.output == f"Error: {broken}:2: unreadable recipient status line\n"
+
+    def full(self: writers.EventWriter, frame: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers.EventWriter, "write", full)
+    result = invoke("parse", "--tz", "UTC", str(log), "-o", str(out))
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot write {out}: no space left on device\n"
+    assert out.read_text() == "yesterday's events\n"
+    assert leftovers(tmp_path) == []
+    monkeypatch.undo()
+
+    done = invoke("parse", "--tz", "UTC", str(log), "-o", str(out))
+    assert done.exit_code == 0, done.output
+    assert [json.loads(line)["event"] for line in out.read_text().splitlines()] == ["bounced"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o640)  # the older file's mode is kept
+    assert leftovers(tmp_path) == []
+    devnull = invoke("parse", "--tz", "UTC", str(log), "-o", os.devnull, "--format", "csv")
+    assert devnull.exit_code == 0, devnull.output
+    assert Path(os.devnull).is_char_device()
+
+
+@pytest.mark.parametrize(
+    ("command", "output"),
+    [
+        (["parse", "--tz", "UTC", "LOG"], "x.xlsx"),
+        (["parse", "--tz", "UTC", "LOG"], "events.json"),
+        (["export", "--store", "STORE", "--since", "2026-11-01"], "x.xlsx"),
+        (["export", "--store", "STORE", "--since", "2026-11-01"], "x.csv.gz"),
+    ],
+)
+def test_an_output_suffix_of_no_format_is_a_usage_error(
+    command: list[str], output: str, tmp_path: Path, log: Path, store_with_an_event: Path
+) -> None:
+    """`-o x.xlsx` once wrote JSON lines (parse) or Parquet (export) under that name."""
+    args = [
+        str(log) if a == "LOG" else str(store_with_an_event) if a == "STORE" else a for a in command
+    ]
+    target = tmp_path / output
+    result = invoke(*args, "-o", str(target))
+    assert result.exit_code == 2
+    if command[0] == "parse":
+        assert result.output == (
+            f"Error: cannot tell the format of {target} from its suffix: name it .parquet, "
+            ".csv, .jsonl or .ndjson, or give --format (jsonl, csv, parquet or table)\n"
+        )
+    else:
+        assert result.output == (
+            f"Error: cannot tell the format of {target} from its suffix: name it .parquet or "
+            ".csv, or give --format (parquet or csv)\n"
+        )
+    assert not target.exists()
+    # Named with --format, any name will do.
+    fmt = "jsonl" if command[0] == "parse" else "csv"
+    assert invoke(*args, "-o", str(target), "--format", fmt).exit_code == 0
+    assert target.exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "option", "target"),
+    [
+        ("mail.log", "-o", "mail.log"),
+        ("mail.log", "--malformed", "mail.log"),
+        ("*.log", "-o", "mail.log"),  # through a glob
+        ("logs-dir", "-o", "logs-dir/mail.log"),  # through a directory
+        ("mail.log", "-o", "link.log"),  # another name of the same file
+        ("mail.log", "--malformed", "hard.log"),
+    ],
+)
+def test_an_output_that_is_an_input_is_refused_before_anything_is_written(
+    given: str, option: str, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`parse X -o X` once emptied X before reading it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "logs-dir").mkdir()
+    write_log(tmp_path / "mail.log", lines(BOUNCED))
+    write_log(tmp_path / "logs-dir" / "mail.log", lines(BOUNCED))
+    (tmp_path / "link.log").symlink_to(tmp_path / "mail.log")
+    os.link(tmp_path / "mail.log", tmp_path / "hard.log")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = invoke("parse", "--format", "jsonl", given, option, target)
+    assert result.exit_code == 2
+    name = {"-o": "--output"}.get(option, option)
+    assert result.output == f"Error: {name} {target} is an input: give {name} another file\n"
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert leftovers(tmp_path) == []
+
+
+def test_the_events_and_the_malformed_records_into_one_file_is_refused(
+    tmp_path: Path, log: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    result = invoke(
+        "parse", str(log), "-o", str(out), "--malformed", str(tmp_path / "." / "out.jsonl")
+    )
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: --malformed {tmp_path / '.' / 'out.jsonl'} is also --output: "
+        "give --malformed another file\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "unbuffered"),
+    [("jsonl", ""), ("csv", ""), ("table", ""), ("parquet", ""), ("jsonl", "1"), ("csv", "1")],
+)
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+    fmt: str, unbuffered: str, tmp_path: Path
+) -> None:
+    """`parse big.log | head -1` once ended in a BrokenPipeError traceback (and, under
+    PYTHONUNBUFFERED, in exit 0 after a part of a write). A real pipe, closed early."""
+    import subprocess
+    import sys
+
+    # different recipients and texts, so that even Parquet outgrows a pipe's buffer
+    bounces = [
+        BOUNCED.replace("a@", f"a{n}@").replace("unknown", f"unknown {n}") for n in range(20_000)
+    ]
+    log = write_log(tmp_path / "mail.log", lines(*bounces))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    command = ["parse", "--tz", "UTC", "--format", fmt, str(log)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "bounce_analyzer", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert len(process.stdout.read(100)) == 100
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert (process.wait(timeout=60), errors) == (141, b"")

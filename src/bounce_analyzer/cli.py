@@ -11,13 +11,15 @@ the commands that need them import them when they run, so that `--help`, `--vers
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
@@ -39,7 +41,13 @@ from bounce_analyzer.report import parse_by, summarize
 from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
 from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until
-from bounce_analyzer.writers import EventWriter, event_format_for
+from bounce_analyzer.writers import (
+    EventWriter,
+    event_format_for,
+    is_broken_pipe,
+    output_file,
+    refuse_inputs,
+)
 
 if TYPE_CHECKING:
     from bounce_analyzer.ingest import IngestResult
@@ -55,6 +63,28 @@ class _Commands(TyperGroup):
         except BounceAnalyzerError as error:
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except OSError as error:
+            if not is_broken_pipe(error):
+                raise
+            # The reader of our output went away (`parse big.log | head -1`): stop quietly,
+            # with the exit code a shell gives a command that a closed pipe stopped.
+            _silence_output()
+            raise typer.Exit(_BROKEN_PIPE) from None
+
+
+#: 128 + SIGPIPE: what a shell reports for a command stopped by a closed pipe (`yes | head`).
+_BROKEN_PIPE = 141
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null, so that nothing more (a flush at exit) fails."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # not a real file (a test runner's capture)
+    os.close(devnull)
 
 
 app = typer.Typer(
@@ -225,6 +255,22 @@ def _summary_line(summary: FileSummary) -> str:
     return text
 
 
+def _stdout() -> IO[bytes]:
+    """Standard output for bytes. Under PYTHONUNBUFFERED it is a raw file, whose `write` may
+    write only a part (to a pipe closed meanwhile, silently): then a buffered writer of the
+    same descriptor, which writes all or raises."""
+    stream: IO[bytes] = sys.stdout.buffer
+    if isinstance(stream, io.RawIOBase):
+        return open(stream.fileno(), "wb", closefd=False)
+    return stream
+
+
+def _open_output(outputs: ExitStack, path: str) -> IO[bytes]:
+    """`path` opened for writing, whole or not at all (`writers.output_file`), until
+    `outputs` closes."""
+    return outputs.enter_context(open(outputs.enter_context(output_file(path)), "wb"))
+
+
 @app.command()
 def parse(
     paths: PathsArgument,
@@ -258,10 +304,12 @@ def parse(
     """
     event_format = event_format_for(output, fmt)
     run = ParseRun(paths, source=source, tz=tz, strict=strict, rules=_rules(rules))
-    stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
-    set_aside = open(malformed, "wb") if malformed else None  # noqa: SIM115
-    writer = EventWriter(stream, event_format)
-    try:
+    inputs = [item.path for item in expand_inputs(paths)]
+    refuse_inputs({"--output": output, "--malformed": malformed}, inputs)
+    with ExitStack() as outputs:
+        stream = _open_output(outputs, output) if output else _stdout()
+        set_aside = _open_output(outputs, malformed) if malformed else None
+        writer = EventWriter(stream, event_format)
         with _progress(run.total_bytes(), quiet=quiet) as update:
             run.progress = update
             for chunk in run:
@@ -269,11 +317,6 @@ def parse(
                 if set_aside is not None and chunk.malformed.height:
                     chunk.malformed.write_ndjson(set_aside)
         writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
-    finally:
-        if output:
-            stream.close()
-        if set_aside is not None:
-            set_aside.close()
     _echo_summaries(run.summaries, all_of_them=not quiet)
     if any(s.failed for s in run.summaries):
         raise typer.Exit(1)

@@ -1,17 +1,27 @@
-"""Write event frames as they stream by: JSON lines, CSV, Parquet, or a table for people."""
+"""Write event frames as they stream by: JSON lines, CSV, Parquet, or a table for people.
+
+Output files are written whole or not at all (`output_file`): beside the target, then moved
+into place, so that a failed run leaves no partial file and keeps an older one.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
-from collections.abc import Iterable
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer import schema
-from bounce_analyzer.errors import UsageError
+from bounce_analyzer.errors import OutputError, UsageError
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -41,14 +51,141 @@ _SUFFIXES = {
 
 def event_format_for(output: str | None, fmt: str | None = None) -> EventFormat:
     """The format of events written to `output` (None: stdout): `fmt` when given (checked),
-    else what the file's suffix says, else JSON lines."""
+    else what the file's suffix says, else (no suffix) JSON lines. A suffix of no format we
+    write (`x.xlsx`) is a usage error rather than JSON lines under that name."""
     if fmt is not None:
         if fmt not in EventFormat.__members__:
             choices = ", ".join(EventFormat.__members__)
             raise UsageError(f"unknown format {fmt!r}: choose one of {choices}")
         return EventFormat(fmt)
     suffix = PurePath(output).suffix.lower() if output else ""
+    if suffix and suffix not in _SUFFIXES:
+        raise UsageError(
+            f"cannot tell the format of {output} from its suffix: name it "
+            f"{_either(list(_SUFFIXES))}, or give --format ({_either(list(EventFormat))})"
+        )
     return _SUFFIXES.get(suffix, EventFormat.jsonl)
+
+
+def _either(names: list[str]) -> str:
+    """`a, b, c or d`."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+# --- output files -----------------------------------------------------------------------------
+
+#: polars words an OS error as `Broken pipe (os error 32)`, without `errno`.
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)$")
+
+
+def os_error_number(error: OSError) -> int | None:
+    """The errno of an OS error, also of one polars raised (its number is in its text)."""
+    if error.errno is not None:
+        return error.errno
+    found = _OS_ERROR_NUMBER.search(str(error))
+    return int(found[1]) if found else None
+
+
+def _reason(error: OSError) -> str:
+    number = os_error_number(error)
+    text = os.strerror(number) if number is not None else (error.strerror or str(error))
+    return text.lower()
+
+
+def is_broken_pipe(error: BaseException) -> bool:
+    """Whether `error` says the reader of our output went away (`parse ... | head -1`)."""
+    return isinstance(error, OSError) and os_error_number(error) == errno.EPIPE
+
+
+def refuse_inputs(outputs: dict[str, str | None], inputs: Sequence[str]) -> None:
+    """Raise `UsageError` when an output (option name -> path) is one of `inputs` (the same
+    file, by device and inode: through another name, a link, a glob or a directory) or the
+    same file as another output. Checked before anything is opened for writing, so that
+    `parse X -o X` cannot empty X."""
+    seen: dict[tuple[int, int] | str, str | None] = {}
+    for name in inputs:
+        if name != "-":
+            with _ignoring_os_errors():
+                info = os.stat(name)
+                seen[(info.st_dev, info.st_ino)] = None
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        key: tuple[int, int] | str
+        try:
+            info = os.stat(path)
+            key = (info.st_dev, info.st_ino)
+        except OSError:
+            key = os.path.realpath(path)  # not there yet: not an input, maybe another output
+        else:
+            if not stat.S_ISREG(info.st_mode):
+                continue  # /dev/null, a pipe: nothing to lose
+        if key in seen:
+            other = seen[key]
+            what = "an input" if other is None else f"also {other}"
+            raise UsageError(f"{option} {path} is {what}: give {option} another file")
+        seen[key] = option
+
+
+@contextmanager
+def _ignoring_os_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass
+
+
+@contextmanager
+def output_file(path: str | Path) -> Iterator[Path]:
+    """The path to write `path`'s content to: a new file beside it, moved over `path` when
+    the block ends, removed when it raises. So a failed run leaves no partial file (and an
+    older `path` as it was). A target that is not a regular file (/dev/null, a pipe) is
+    written directly. The file is made before the block runs, so that a folder that does
+    not exist or refuses fails first, as `OutputError("cannot write <path>: <reason>")`; an
+    OS error while the block writes is reported the same way (a full disk).
+    """
+    target = Path(path)
+    try:
+        info: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"cannot write {path}: {os.strerror(errno.EISDIR).lower()}")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        with _writing(path):
+            yield target
+        return
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        if info is not None:
+            with open(target, "ab"):  # an existing file we may not write is refused now
+                pass
+        descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        os.close(descriptor)
+        if info is not None:
+            os.chmod(temporary, stat.S_IMODE(info.st_mode))
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+    try:
+        with _writing(path):
+            yield temporary
+            os.replace(temporary, target)
+    finally:
+        with _ignoring_os_errors():
+            temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(path: str | Path) -> Iterator[None]:
+    """An OS error raised while writing `path` (not a broken pipe) -> `OutputError`."""
+    try:
+        yield
+    except OSError as error:
+        if is_broken_pipe(error):
+            raise
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
 
 
 def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
