@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from _samples import BOUNCED
+from _samples import BOUNCED, EXIM_BOUNCED
 from bounce_analyzer.cli import app
 
 #: The modification time of every log written here: the year of "Nov 27" is 2026.
@@ -396,3 +396,155 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(
         process.stdout.close()
         errors = process.stderr.read()
         assert (process.wait(timeout=60), errors) == (141, b"")
+
+
+# --- 3. options and text ----------------------------------------------------------------------
+
+
+def test_grouping_by_a_column_twice_is_a_usage_error(store_with_an_event: Path) -> None:
+    """`--by provider,provider` once raised polars' DuplicateError."""
+    result = invoke(
+        "report", "--store", str(store_with_an_event), "--by", "provider,category,provider"
+    )
+    assert result.exit_code == 2
+    assert result.output == "Error: --by names provider more than once\n"
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "shown"),
+    [
+        ("2026-11-15", "2026-11-01", "--until 2026-11-01"),
+        ("2026-11-15", "2026-11-15", "--until 2026-11-15"),
+        ("2099-01-01", None, "now"),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "report FILES", "export"])
+def test_a_window_that_ends_before_it_starts_is_a_usage_error(
+    command: str,
+    since: str,
+    until: str | None,
+    shown: str,
+    tmp_path: Path,
+    log: Path,
+    store_with_an_event: Path,
+) -> None:
+    args = {
+        "report": ["report", "--store", str(store_with_an_event)],
+        "report FILES": ["report", str(log)],
+        "export": ["export", "--store", str(store_with_an_event), "-o", str(tmp_path / "x.csv")],
+    }[command]
+    window = ["--since", since, *(["--until", until] if until else [])]
+    result = invoke(*args, *window)
+    assert result.exit_code == 2
+    assert result.output == f"Error: empty window: --since {since} is not before {shown}\n"
+    assert not (tmp_path / "x.csv").exists()
+
+
+#: Postfix lines that Exim's reader claims and cannot read (they are not Exim's).
+POSTFIX_LOG = lines(BOUNCED, BOUNCED.replace("a@", "b@"), REJECTED, CONNECT)
+EXIM_LOG = lines(EXIM_BOUNCED)
+
+
+@pytest.mark.parametrize("command", ["parse", "ingest", "report"])
+def test_the_wrong_source_is_said_and_fails_when_nothing_is_read(
+    command: str, tmp_path: Path
+) -> None:
+    """`--source exim` on a Postfix log once read as 900 malformed records, exit 0."""
+    postfix = write_log(tmp_path / "mail.log", POSTFIX_LOG)
+
+    def args(store: str) -> list[str]:
+        return {
+            "parse": ["parse"],
+            "ingest": ["ingest", "--store", str(tmp_path / store)],
+            "report": ["report", "--since", "2026-11-01", "--format", "json"],
+        }[command]
+
+    result = invoke(*args("store"), "--tz", "UTC", "--source", "exim", str(postfix))
+    assert result.exit_code == 1
+    summary = f"{postfix}: exim, 4 read, 0 events, 0 skipped, 4 malformed\n"
+    warning = (
+        f"warning: {postfix}: 4 of 4 records malformed as exim and none an event: it looks "
+        "like postfix (leave out --source, or name the right one)\n"
+    )
+    ingested = "ingested 1 file: 0 new events, 4 malformed set aside, 0 duplicates dropped\n"
+    assert result.stderr == summary + warning + (ingested if command == "ingest" else "")
+
+    # Beside a log that gives events, it is said, and the run succeeds.
+    exim = write_log(tmp_path / "mainlog", EXIM_LOG)
+    both = invoke(*args("other"), "--tz", "UTC", "--source", "exim", str(postfix), str(exim))
+    assert both.exit_code == 0, both.output
+    assert warning in both.stderr
+
+
+def test_a_misread_file_whose_format_is_not_known_is_said(tmp_path: Path) -> None:
+    notes = write_log(tmp_path / "notes.json", '{"a": 1}\n[1, 2\n')
+    result = invoke("parse", "--source", "sendgrid", str(notes))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"warning: {notes}: 2 of 2 records malformed as sendgrid and none an event: its "
+        "format was not recognised"
+    )
+
+
+@pytest.mark.parametrize("command", ["parse", "ingest", "report"])
+@pytest.mark.parametrize(
+    ("inputs", "code"),
+    [
+        (["good"], 0),
+        (["good", "empty"], 0),
+        (["good", "cut gzip"], 1),
+        (["good", "unrecognised"], 1),
+        (["good", "folder with an unrecognised file"], 0),
+    ],
+)
+def test_one_rule_decides_the_exit_code_of_every_command(
+    command: str, inputs: list[str], code: int, tmp_path: Path
+) -> None:
+    """`report FILES` once exited 0 on a cut gzip or an unrecognised file, where `parse`
+    exited 1."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_log(folder / "notes.txt", "shopping list\n")
+    made = {
+        "good": write_log(tmp_path / "mail.log", lines(BOUNCED)),
+        "empty": write_log(tmp_path / "empty.log", b""),
+        "cut gzip": write_log(
+            tmp_path / "mail.log.1.gz", gzip.compress(lines(*[BOUNCED] * 50).encode())[:40]
+        ),
+        "unrecognised": write_log(tmp_path / "notes.txt", "shopping list\n"),
+        "folder with an unrecognised file": folder,
+    }
+    args = {
+        "parse": ["parse"],
+        "ingest": ["ingest", "--store", str(tmp_path / "store")],
+        "report": ["report", "--since", "2026-11-01", "--format", "json"],
+    }[command]
+    result = invoke(*args, "--tz", "UTC", *(str(made[name]) for name in inputs))
+    assert result.exit_code == code, result.output
+
+
+def test_explain_reads_bytes_that_are_not_utf8_as_replacement_characters() -> None:
+    """`printf 'a\\xe9b 550 5.1.1\\n' | bounce-analyzer explain -` once ended in a
+    UnicodeEncodeError that stopped the stream."""
+    stream = invoke("explain", "-", input=b"a\xe9b 550 5.1.1\n452 4.2.2 over quota\n")
+    assert stream.exit_code == 0, stream.output
+    answers = [json.loads(line) for line in stream.stdout.splitlines()]
+    assert [a["input"] for a in answers] == ["a\ufffdb 550 5.1.1", "452 4.2.2 over quota"]
+    assert [a["category"] for a in answers] == ["user_unknown", "mailbox_full"]
+    # An argument with such bytes (Python keeps them as lone surrogates).
+    one = invoke("explain", "--json", "a\udce9b 550 5.1.1", "--recipient", "x\udce9@gmail.com")
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["input"] == "a\ufffdb 550 5.1.1"
+    text = invoke("explain", "a\udce9b 550 5.1.1")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith("category:     user_unknown\n")
+
+
+def test_a_rules_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    toml = rules / "categories.toml"
+    toml.write_bytes(b'# mine\n[categories.x]\ndescription = "caf\xe9"\n')
+    result = invoke("explain", "421", "--rules", str(rules))
+    assert result.exit_code == 1
+    assert result.output == f"Error: {toml}:3: not UTF-8 (byte 0xe9): TOML files are UTF-8\n"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any, overload
 
 import polars as pl
 import typer
@@ -34,12 +34,13 @@ from bounce_analyzer.export import (
     export_format_for,
     parse_partition_by,
 )
-from bounce_analyzer.pipeline import FileSummary, ParseRun
+from bounce_analyzer.pipeline import FileSummary, ParseRun, run_failed
 from bounce_analyzer.reading import expand_inputs, total_size
 from bounce_analyzer.render import ReportFormat, render_report
 from bounce_analyzer.report import parse_by, summarize
 from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
+from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until
 from bounce_analyzer.writers import (
     EventWriter,
@@ -129,6 +130,18 @@ def _rules(option: str | None) -> Rules:
     return load_rules(user_rules_dir(Path(option) if option else None))
 
 
+@overload
+def _utf8(argument: str) -> str: ...
+@overload
+def _utf8(argument: None) -> None: ...
+def _utf8(argument: str | None) -> str | None:
+    """An argument as given, with the bytes that were not UTF-8 (kept by Python as lone
+    surrogates, which cannot be written) read as U+FFFD."""
+    if argument is None:
+        return None
+    return argument.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @app.command()
 def explain(
     text: Annotated[
@@ -165,18 +178,22 @@ def explain(
 
     words = text or []
     if words == ["-"]:
-        for chunk in explaining.explain_stream(sys.stdin, rules_dir=rules):
-            sys.stdout.write(chunk)
+        # Bytes that are not UTF-8 are read as U+FFFD, and the answers written as UTF-8.
+        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        out = _stdout()
+        for chunk in explaining.explain_stream(lines, rules_dir=rules):
+            out.write(chunk.encode("utf-8"))
+        out.flush()
         return
     if not words and code is None and enhanced is None:
         raise UsageError("give a message or a code to explain, or `-` for stdin")
     result = explaining.explain_one(
-        " ".join(words),
+        _utf8(" ".join(words)),
         smtp_code=code,
-        enhanced_code=enhanced,
-        provider=provider,
-        recipient=recipient,
-        relay_host=relay_host,
+        enhanced_code=_utf8(enhanced),
+        provider=_utf8(provider),
+        recipient=_utf8(recipient),
+        relay_host=_utf8(relay_host),
         rules_dir=rules,
     )
     if as_json:
@@ -230,11 +247,29 @@ def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], Non
 
 def _echo_summaries(summaries: list[FileSummary], *, all_of_them: bool) -> None:
     """On stderr, the summary line of each input (`all_of_them`), or only of each input that
-    was damaged or not read: quiet means silent unless something is wrong."""
+    was damaged, not read or misread: quiet means silent unless something is wrong. A
+    misread input is followed by a warning that names the format it looks like."""
     for summary in summaries:
-        problem = summary.partial or (summary.source is None and not summary.empty)
+        problem = (
+            summary.partial or summary.misread or (summary.source is None and not summary.empty)
+        )
         if all_of_them or problem:
             typer.echo(_summary_line(summary), err=True)
+        if summary.misread:
+            typer.echo(_misread_warning(summary), err=True)
+
+
+def _misread_warning(summary: FileSummary) -> str:
+    looks_like = detect_source(summary.head)
+    text = (
+        f"warning: {summary.path}: {summary.malformed:,} of {summary.read:,} records malformed "
+        f"as {summary.source} and none an event"
+    )
+    if looks_like is not None and looks_like != summary.source:
+        return f"{text}: it looks like {looks_like} (leave out --source, or name the right one)"
+    if looks_like is None:
+        return f"{text}: its format was not recognised"
+    return f"{text}: is it a {summary.source} log?"
 
 
 def _summary_line(summary: FileSummary) -> str:
@@ -318,7 +353,7 @@ def parse(
                     chunk.malformed.write_ndjson(set_aside)
         writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
     _echo_summaries(run.summaries, all_of_them=not quiet)
-    if any(s.failed for s in run.summaries):
+    if run_failed(run.summaries):
         raise typer.Exit(1)
 
 
@@ -334,6 +369,18 @@ StoreOption = Annotated[
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _window(since: str, until: str | None) -> tuple[datetime, datetime | None]:
+    """`--since` and `--until` as instants (until: None, now); a window that ends before it
+    starts (or where it starts) is a usage error rather than an empty report."""
+    now = _now()
+    start = parse_since(since, now=now)
+    end = parse_until(until, now=now) if until else None
+    if start >= (now if end is None else end):
+        shown = f"--until {until}" if until else "now"
+        raise UsageError(f"empty window: --since {since} is not before {shown}")
+    return start, end
 
 
 def _ingest_line(result: IngestResult) -> str:
@@ -388,7 +435,7 @@ def ingest(
             now=_now(),
         )
     _echo_summaries(result.files, all_of_them=False)
-    failed = any(summary.failed for summary in result.files)
+    failed = run_failed(result.files)
     if failed or not quiet:
         typer.echo(_ingest_line(result), err=True)
     if failed:
@@ -432,10 +479,9 @@ def report(
 
     Example: bounce-analyzer report --since 7d
     """
-    now = _now()
-    start = parse_since(since, now=now)
-    end = parse_until(until, now=now) if until else None
+    start, end = _window(since, until)
     groups = parse_by(by)
+    failed = False
     if paths:
         from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
 
@@ -446,6 +492,7 @@ def report(
                 rules=loaded, progress=update,
             )  # fmt: skip
         _echo_summaries(files, all_of_them=False)
+        failed = run_failed(files)
     else:
         from bounce_analyzer.store import (  # lazy: pyarrow
             count_quarantined,
@@ -462,6 +509,8 @@ def report(
             categories=_rules(rules).categories,
         )  # fmt: skip
     typer.echo(render_report(summary, fmt), nl=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -492,9 +541,7 @@ def export(
     """
     from bounce_analyzer.store import open_store, scan_events, store_path  # lazy: pyarrow
 
-    now = _now()
-    start = parse_since(since, now=now)
-    end = parse_until(until, now=now) if until else None
+    start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
     opened = open_store(store_path(store), create=False)
     rows = export_events(

@@ -53,6 +53,22 @@ class FileSummary:
         input is not a failure: it is 0 records read."""
         return self.partial or (self.source is None and not self.in_directory and not self.empty)
 
+    @property
+    def misread(self) -> bool:
+        """Read as a source whose records these are not, it seems: more than half of the
+        records malformed and none an event (`--source exim` on a Postfix log)."""
+        return self.events == 0 and self.malformed > 0 and 2 * self.malformed > self.read
+
+
+def run_failed(summaries: Sequence[FileSummary]) -> bool:
+    """Whether a run over these inputs failed (exit code 1), by one rule for every command
+    (parse, ingest, report): an input failed, or not one record was read as an event while
+    an input was misread (its records mostly malformed: the wrong `--source`)."""
+    if any(summary.failed for summary in summaries):
+        return True
+    events = any(summary.events for summary in summaries)
+    return not events and any(summary.misread for summary in summaries)
+
 
 @dataclass
 class Chunk:
