@@ -548,3 +548,99 @@ def test_a_rules_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     result = invoke("explain", "421", "--rules", str(rules))
     assert result.exit_code == 1
     assert result.output == f"Error: {toml}:3: not UTF-8 (byte 0xe9): TOML files are UTF-8\n"
+
+
+# --- 4. hostile text reaching a terminal -------------------------------------------------------
+
+#: A remote server's words as a webhook carries them: an OSC sequence (window title), an SGR
+#: colour, a right-to-left override and a newline that would start a forged row.
+HOSTILE = "550 5.1.1 \x1b]0;pwned\x07\x1b[31mno such user\u202e\nforged | 1 | row"
+HOSTILE_DOMAIN = "ex\x1b[31mample\u202e.com"
+#: What the terminal is allowed to see of them.
+SHOWN_DOMAIN = "ex\\x1b[31mample\\u202e.com"
+#: Characters that must never reach a terminal from data.
+RAW = ("\x1b", "\x07", "\u202e", "\x9b")
+
+
+@pytest.fixture
+def hostile_hook(tmp_path: Path) -> Path:
+    """A SendGrid webhook file with one bounce carrying `HOSTILE`, whose own name carries an
+    OSC sequence and a newline."""
+    stamp = int(datetime(2026, 11, 27, 10, 0, tzinfo=UTC).timestamp())
+    event = {
+        "email": f"a@{HOSTILE_DOMAIN}",
+        "timestamp": stamp,
+        "event": "bounce",
+        "type": "bounce",
+        "reason": HOSTILE,
+        "status": "5.1.1",
+        "sg_event_id": "ev-1",
+        "sg_message_id": "m-1.filter",
+    }
+    return write_log(tmp_path / "hook\x1b]0;t\x07\n.json", json.dumps(event) + "\n")
+
+
+def shown(path: Path) -> str:
+    return str(path).replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\n", "\\n")
+
+
+def test_parse_table_and_summary_lines_escape_control_and_format_characters(
+    hostile_hook: Path,
+) -> None:
+    result = invoke("parse", "--format", "table", str(hostile_hook))
+    assert result.exit_code == 0, result.output
+    assert not any(char in result.output for char in RAW)
+    header, row = result.stdout.splitlines()  # no forged row
+    assert f"a@{SHOWN_DOMAIN}" in row
+    assert row.endswith("550 5.1.1 \\x1b]0;pwn")  # the diagnostic, cut to the width
+    assert result.stderr == (
+        f"{shown(hostile_hook)}: sendgrid, 1 read, 1 events, 0 skipped, 0 malformed\n"
+    )
+    # JSON lines keep the data exact.
+    data = invoke("parse", str(hostile_hook))
+    assert json.loads(data.stdout)["diagnostic"] == HOSTILE
+    assert json.loads(data.stdout)["recipient_domain"] == HOSTILE_DOMAIN
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_report_for_people_escapes_control_and_format_characters(
+    fmt: str, hostile_hook: Path
+) -> None:
+    result = invoke(
+        "report", "--since", "2026-11-01", "--by", "recipient_domain", "--format", fmt,
+        str(hostile_hook),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not any(char in result.output for char in RAW)
+    assert not any(line.lstrip("|- ").startswith("forged") for line in result.stdout.splitlines())
+    assert SHOWN_DOMAIN in result.stdout
+    assert "\\x1b]#;pwned\\x07\\x1b[<id> such user\\u202e" in result.stdout  # the masked text
+    # The data formats keep the text exact (CSV still formula-safe).
+    document = json.loads(invoke("report", "--since", "2026-11-01", "--format", "json",
+                                 str(hostile_hook)).stdout)  # fmt: skip
+    assert document["recipient_domains"][0]["recipient_domain"] == HOSTILE_DOMAIN
+    assert document["categories"][0]["top_messages"][0]["example"] == HOSTILE
+
+
+def test_report_from_the_store_escapes_them_too(hostile_hook: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    ingested = invoke("ingest", "--store", store, str(hostile_hook))
+    assert ingested.exit_code == 0, ingested.output
+    assert not any(char in ingested.output for char in RAW)
+    result = invoke("report", "--store", store, "--since", "2026-11-01")
+    assert result.exit_code == 0, result.output
+    assert not any(char in result.output for char in RAW)
+    assert SHOWN_DOMAIN in result.stdout
+
+
+def test_error_lines_and_explain_escape_them(tmp_path: Path) -> None:
+    missing = tmp_path / "no\x1b[2J\nsuch.log"
+    result = invoke("parse", str(missing))
+    assert result.exit_code == 1
+    assert result.output == f"Error: {shown(missing)}: no such file or directory\n"
+    explained = invoke(
+        "explain", "550 5.1.1 unknown", "--provider", "evil\x1b]8;;http://x\x07\u2066"
+    )
+    assert explained.exit_code == 0, explained.output
+    assert "provider:     evil\\x1b]8;;http://x\\x07\\u2066\n" in explained.stdout
+    assert not any(char in explained.output for char in RAW)

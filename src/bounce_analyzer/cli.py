@@ -47,6 +47,7 @@ from bounce_analyzer.writers import (
     event_format_for,
     is_broken_pipe,
     output_file,
+    printable,
     refuse_inputs,
 )
 
@@ -62,7 +63,7 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except BounceAnalyzerError as error:
-            typer.echo(f"Error: {error}", err=True)
+            typer.echo(f"Error: {printable(str(error))}", err=True)
             raise typer.Exit(error.exit_code) from None
         except OSError as error:
             if not is_broken_pipe(error):
@@ -254,9 +255,9 @@ def _echo_summaries(summaries: list[FileSummary], *, all_of_them: bool) -> None:
             summary.partial or summary.misread or (summary.source is None and not summary.empty)
         )
         if all_of_them or problem:
-            typer.echo(_summary_line(summary), err=True)
+            typer.echo(printable(_summary_line(summary)), err=True)
         if summary.misread:
-            typer.echo(_misread_warning(summary), err=True)
+            typer.echo(printable(_misread_warning(summary)), err=True)
 
 
 def _misread_warning(summary: FileSummary) -> str:

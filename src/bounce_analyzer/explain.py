@@ -22,6 +22,7 @@ from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
 from bounce_analyzer.smtp import domain_of
+from bounce_analyzer.writers import printable
 
 #: The columns of `explain_frame`'s answer, in order.
 EXPLAIN_COLUMNS = (
@@ -237,7 +238,7 @@ def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
             continue
         out.append(
             textwrap.fill(
-                str(value),
+                printable(str(value)),
                 width=width,
                 initial_indent=f"{label + ':':<14}",
                 subsequent_indent=" " * 14,

@@ -200,6 +200,53 @@ def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# --- text for a terminal -----------------------------------------------------------------------
+
+#: What a terminal acts on, or what changes how text reads: controls (C0, DEL and C1; ESC
+#: starts the SGR, CSI and OSC sequences that colour text, move the cursor, set the window
+#: title or make links), format characters (bidi overrides and isolates, zero-width ones) and
+#: the line and paragraph separators. Remote servers' words, webhook JSON and file names carry
+#: them; every text renderer shows them escaped, as visible text.
+UNPRINTABLE = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    """One character as Python writes it in a string literal: `\n`, `\x1b`, `\u202e`."""
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with each `UNPRINTABLE` character of its text columns escaped (`\x1b`,
+    `\u202e`, `\n`), for a terminal. Vectorized: the distinct such characters are found by
+    the character class, then all replaced in one pass. Data outputs (JSON, CSV, Parquet)
+    keep the text exact and do not use this."""
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    found: set[str] = set()
+    for name in text:
+        column = frame.get_column(name).str.extract_all(UNPRINTABLE).explode().drop_nulls()
+        found.update(column.unique().to_list())
+    if not found:
+        return frame
+    chars = sorted(found)
+    escaped = [_escape(char) for char in chars]
+    return frame.with_columns(pl.col(text).str.replace_many(chars, escaped))
+
+
+def printable(text: str) -> str:
+    """`text` with each `UNPRINTABLE` character escaped, as `printable_frame` does; bytes that
+    were not UTF-8 (a file name's, kept by Python as lone surrogates) as `\xe9`."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    frame = printable_frame(pl.DataFrame({"text": [text]}, schema={"text": pl.String}))
+    return str(frame.item())
+
+
 _TABLE_COLUMNS = ("timestamp", "event", "recipient", "smtp_code", "enhanced_code", "category")
 
 
@@ -214,7 +261,7 @@ def render_event_table(frame: pl.DataFrame, *, width: int = 100) -> str:
         pl.col("category").fill_null(""),
         pl.col("diagnostic").fill_null(""),
     )
-    rows = view.rows()
+    rows = printable_frame(view).rows()
     widths = [len(name) for name in _TABLE_COLUMNS]
     for row in rows:
         for index in range(len(_TABLE_COLUMNS)):
