@@ -235,6 +235,20 @@ def test_an_output_that_cannot_be_written_is_one_line(
     assert log.read_text() == lines(BOUNCED)
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder")
+def test_an_unwritable_folder_is_one_line(tmp_path: Path, log: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = invoke("parse", "--tz", "UTC", str(log), "-o", str(locked / "x.jsonl"))
+    finally:
+        locked.chmod(0o700)
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot write {locked / 'x.jsonl'}: permission denied\n"
+    assert list(locked.iterdir()) == []
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
 def test_a_full_disk_is_one_line(log: Path) -> None:
     result = invoke("parse", "--tz", "UTC", str(log), "-o", "/dev/full")
@@ -278,6 +292,11 @@ def test_an_output_is_written_whole_or_not_at_all(
     assert [json.loads(line)["event"] for line in out.read_text().splitlines()] == ["bounced"]
     assert oct(out.stat().st_mode & 0o777) == oct(0o640)  # the older file's mode is kept
     assert leftovers(tmp_path) == []
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(out)
+    through = invoke("parse", "--tz", "UTC", str(log), "-o", str(link))
+    assert through.exit_code == 0, through.output
+    assert link.is_symlink() and out.read_text() == link.read_text()
     devnull = invoke("parse", "--tz", "UTC", str(log), "-o", os.devnull, "--format", "csv")
     assert devnull.exit_code == 0, devnull.output
     assert Path(os.devnull).is_char_device()

@@ -144,7 +144,7 @@ def output_file(path: str | Path) -> Iterator[Path]:
     not exist or refuses fails first, as `OutputError("cannot write <path>: <reason>")`; an
     OS error while the block writes is reported the same way (a full disk).
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))  # through a link, its file is written
     try:
         info: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
