@@ -492,17 +492,20 @@ def test_cli_nightly_job(nightly: Nightly, tmp_path: Path) -> None:
     store = tmp_path / "store"
     paths = [str(inputs / p.name) for p in nightly.inputs.values()]
 
-    first = runner.invoke(app, ["ingest", "--quiet", "--tz", "UTC", "--store", str(store), *paths])
+    first = runner.invoke(app, ["ingest", "--tz", "UTC", "--store", str(store), *paths])
     assert first.exit_code == 0, first.output
     assert first.stdout == ""
     assert first.stderr == _ingest_line(nightly.truths)
     assert first.stderr.startswith("ingested 4 files: 4,967 new events (")
 
-    again = runner.invoke(app, ["ingest", "--quiet", "--tz", "UTC", "--store", str(store), *paths])
+    again = runner.invoke(app, ["ingest", "--tz", "UTC", "--store", str(store), *paths])
     assert again.exit_code == 0, again.output
     assert again.stderr == (
         "ingested 4 files: 0 new events, 0 malformed set aside, 0 duplicates dropped\n"
     )
+    # As cron runs it: quiet, so silent when nothing is wrong (issue 12).
+    quiet = runner.invoke(app, ["ingest", "--quiet", "--tz", "UTC", "--store", str(store), *paths])
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
 
     report = runner.invoke(
         app,

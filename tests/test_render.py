@@ -98,3 +98,22 @@ def test_an_empty_report_renders_in_every_format() -> None:
     document = json.loads(render_report(report, ReportFormat.json))
     assert (document["groups"], document["categories"], document["daily"]) == ([], [], [])
     assert document["since"] == "2026-11-20T00:00:00+00:00"
+
+
+def test_printable_escapes_every_control_and_format_character() -> None:
+    """C0, DEL, C1, format characters (bidi, zero-width, tags) and line separators become
+    visible escapes; other text, wide or accented, stays as it is."""
+    from bounce_analyzer.writers import printable, printable_frame
+
+    assert printable("a\x00\t\r\n\x1b[31m\x7f\x85\x9b") == "a\\x00\\t\\r\\n\\x1b[31m\\x7f\\x85\\x9b"
+    assert printable("\u202a\u202e\u2066\u2069\u200b\u00ad\ufeff\U000e0041") == (
+        "\\u202a\\u202e\\u2066\\u2069\\u200b\\xad\\ufeff\\U000e0041"
+    )
+    assert printable("\u2028\u2029") == "\\u2028\\u2029"
+    assert printable("caf\u00e9 \u65e5\u672c | `x`") == "caf\u00e9 \u65e5\u672c | `x`"
+    assert printable("bad\udce9byte") == "bad\\xe9byte"  # a file name that is not UTF-8
+    frame = pl.DataFrame({"text": ["ok", None, "x\ny"], "number": [1, 2, 3]})
+    assert printable_frame(frame).to_dict(as_series=False) == {
+        "text": ["ok", None, "x\\ny"],
+        "number": [1, 2, 3],
+    }

@@ -11,13 +11,15 @@ the commands that need them import them when they run, so that `--help`, `--vers
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any, overload
 
 import polars as pl
 import typer
@@ -32,14 +34,22 @@ from bounce_analyzer.export import (
     export_format_for,
     parse_partition_by,
 )
-from bounce_analyzer.pipeline import FileSummary, ParseRun
+from bounce_analyzer.pipeline import FileSummary, ParseRun, run_failed
 from bounce_analyzer.reading import expand_inputs, total_size
 from bounce_analyzer.render import ReportFormat, render_report
 from bounce_analyzer.report import parse_by, summarize
 from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
+from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until
-from bounce_analyzer.writers import EventWriter, event_format_for
+from bounce_analyzer.writers import (
+    EventWriter,
+    event_format_for,
+    is_broken_pipe,
+    output_file,
+    printable,
+    refuse_inputs,
+)
 
 if TYPE_CHECKING:
     from bounce_analyzer.ingest import IngestResult
@@ -53,8 +63,30 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except BounceAnalyzerError as error:
-            typer.echo(f"Error: {error}", err=True)
+            typer.echo(f"Error: {printable(str(error))}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except OSError as error:
+            if not is_broken_pipe(error):
+                raise
+            # The reader of our output went away (`parse big.log | head -1`): stop quietly,
+            # with the exit code a shell gives a command that a closed pipe stopped.
+            _silence_output()
+            raise typer.Exit(_BROKEN_PIPE) from None
+
+
+#: 128 + SIGPIPE: what a shell reports for a command stopped by a closed pipe (`yes | head`).
+_BROKEN_PIPE = 141
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null, so that nothing more (a flush at exit) fails."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # not a real file (a test runner's capture)
+    os.close(devnull)
 
 
 app = typer.Typer(
@@ -99,6 +131,18 @@ def _rules(option: str | None) -> Rules:
     return load_rules(user_rules_dir(Path(option) if option else None))
 
 
+@overload
+def _utf8(argument: str) -> str: ...
+@overload
+def _utf8(argument: None) -> None: ...
+def _utf8(argument: str | None) -> str | None:
+    """An argument as given, with the bytes that were not UTF-8 (kept by Python as lone
+    surrogates, which cannot be written) read as U+FFFD."""
+    if argument is None:
+        return None
+    return argument.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @app.command()
 def explain(
     text: Annotated[
@@ -135,18 +179,22 @@ def explain(
 
     words = text or []
     if words == ["-"]:
-        for chunk in explaining.explain_stream(sys.stdin, rules=_rules(rules)):
-            sys.stdout.write(chunk)
+        # Bytes that are not UTF-8 are read as U+FFFD, and the answers written as UTF-8.
+        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        out = _stdout()
+        for chunk in explaining.explain_stream(lines, rules=_rules(rules)):
+            out.write(chunk.encode("utf-8"))
+        out.flush()
         return
     if not words and code is None and enhanced is None:
         raise UsageError("give a message or a code to explain, or `-` for stdin")
     result = explaining.explain_one(
-        " ".join(words),
+        _utf8(" ".join(words)),
         smtp_code=code,
-        enhanced_code=enhanced,
-        provider=provider,
-        recipient=recipient,
-        relay_host=relay_host,
+        enhanced_code=_utf8(enhanced),
+        provider=_utf8(provider),
+        recipient=_utf8(recipient),
+        relay_host=_utf8(relay_host),
         rules=_rules(rules),
     )
     if as_json:
@@ -180,7 +228,10 @@ TzOption = Annotated[
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Stop at the first malformed record, naming it.")
 ]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bar and no summary: only problems, on stderr."),
+]
 
 
 @contextmanager
@@ -195,14 +246,36 @@ def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], Non
         yield bar.update
 
 
-def _echo_problems(summaries: list[FileSummary]) -> None:
-    """On stderr, the summary line of each input that was damaged or not read."""
+def _echo_summaries(summaries: list[FileSummary], *, all_of_them: bool) -> None:
+    """On stderr, the summary line of each input (`all_of_them`), or only of each input that
+    was damaged, not read or misread: quiet means silent unless something is wrong. A
+    misread input is followed by a warning that names the format it looks like."""
     for summary in summaries:
-        if summary.partial or summary.source is None:
-            typer.echo(_summary_line(summary), err=True)
+        problem = (
+            summary.partial or summary.misread or (summary.source is None and not summary.empty)
+        )
+        if all_of_them or problem:
+            typer.echo(printable(_summary_line(summary)), err=True)
+        if summary.misread:
+            typer.echo(printable(_misread_warning(summary)), err=True)
+
+
+def _misread_warning(summary: FileSummary) -> str:
+    looks_like = detect_source(summary.head)
+    text = (
+        f"warning: {summary.path}: {summary.malformed:,} of {summary.read:,} records malformed "
+        f"as {summary.source} and none an event"
+    )
+    if looks_like is not None and looks_like != summary.source:
+        return f"{text}: it looks like {looks_like} (leave out --source, or name the right one)"
+    if looks_like is None:
+        return f"{text}: its format was not recognised"
+    return f"{text}: is it a {summary.source} log?"
 
 
 def _summary_line(summary: FileSummary) -> str:
+    if summary.empty:
+        return f"{summary.path}: empty, 0 read, 0 events, 0 skipped, 0 malformed"
     if summary.source is None and summary.damage:
         return f"{summary.path}: nothing readable; PARTIAL: {summary.damage}"
     if summary.source is None:
@@ -216,6 +289,22 @@ def _summary_line(summary: FileSummary) -> str:
     if summary.damage:
         text += f"; PARTIAL: {summary.damage}"
     return text
+
+
+def _stdout() -> IO[bytes]:
+    """Standard output for bytes. Under PYTHONUNBUFFERED it is a raw file, whose `write` may
+    write only a part (to a pipe closed meanwhile, silently): then a buffered writer of the
+    same descriptor, which writes all or raises."""
+    stream: IO[bytes] = sys.stdout.buffer
+    if isinstance(stream, io.RawIOBase):
+        return open(stream.fileno(), "wb", closefd=False)
+    return stream
+
+
+def _open_output(outputs: ExitStack, path: str) -> IO[bytes]:
+    """`path` opened for writing, whole or not at all (`writers.output_file`), until
+    `outputs` closes."""
+    return outputs.enter_context(open(outputs.enter_context(output_file(path)), "wb"))
 
 
 @app.command()
@@ -251,10 +340,12 @@ def parse(
     """
     event_format = event_format_for(output, fmt)
     run = ParseRun(paths, source=source, tz=tz, strict=strict, rules=_rules(rules))
-    stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
-    set_aside = open(malformed, "wb") if malformed else None  # noqa: SIM115
-    writer = EventWriter(stream, event_format)
-    try:
+    inputs = [item.path for item in expand_inputs(paths)]
+    refuse_inputs({"--output": output, "--malformed": malformed}, inputs)
+    with ExitStack() as outputs:
+        stream = _open_output(outputs, output) if output else _stdout()
+        set_aside = _open_output(outputs, malformed) if malformed else None
+        writer = EventWriter(stream, event_format)
         with _progress(run.total_bytes(), quiet=quiet) as update:
             run.progress = update
             for chunk in run:
@@ -262,14 +353,8 @@ def parse(
                 if set_aside is not None and chunk.malformed.height:
                     chunk.malformed.write_ndjson(set_aside)
         writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
-    finally:
-        if output:
-            stream.close()
-        if set_aside is not None:
-            set_aside.close()
-    for summary in run.summaries:
-        typer.echo(_summary_line(summary), err=True)
-    if any(s.failed for s in run.summaries):
+    _echo_summaries(run.summaries, all_of_them=not quiet)
+    if run_failed(run.summaries):
         raise typer.Exit(1)
 
 
@@ -287,13 +372,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _window(since: str, until: str | None) -> tuple[datetime, datetime | None]:
+    """`--since` and `--until` as instants (until: None, now); a window that ends before it
+    starts (or where it starts) is a usage error rather than an empty report."""
+    now = _now()
+    start = parse_since(since, now=now)
+    end = parse_until(until, now=now) if until else None
+    if start >= (now if end is None else end):
+        shown = f"--until {until}" if until else "now"
+        raise UsageError(f"empty window: --since {since} is not before {shown}")
+    return start, end
+
+
 def _ingest_line(result: IngestResult) -> str:
     kinds = ", ".join(
         f"{result.events_by_type[name]:,} {name}"
         for name in EVENTS
         if result.events_by_type.get(name)
     )
-    files = sum(1 for summary in result.files if summary.source is not None)
+    files = sum(1 for summary in result.files if summary.source is not None or summary.empty)
     passed_over = len(result.files) - files
     also = f" ({passed_over} passed over)" if passed_over else ""
     return (
@@ -338,9 +435,11 @@ def ingest(
             wait=wait,
             now=_now(),
         )
-    _echo_problems(result.files)
-    typer.echo(_ingest_line(result), err=True)
-    if any(summary.failed for summary in result.files):
+    _echo_summaries(result.files, all_of_them=False)
+    failed = run_failed(result.files)
+    if failed or not quiet:
+        typer.echo(_ingest_line(result), err=True)
+    if failed:
         raise typer.Exit(1)
 
 
@@ -381,10 +480,9 @@ def report(
 
     Example: bounce-analyzer report --since 7d
     """
-    now = _now()
-    start = parse_since(since, now=now)
-    end = parse_until(until, now=now) if until else None
+    start, end = _window(since, until)
     groups = parse_by(by)
+    failed = False
     if paths:
         from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
 
@@ -394,7 +492,8 @@ def report(
                 paths, since=start, until=end, by=groups, top=top, source=source, tz=tz,
                 rules=loaded, progress=update,
             )  # fmt: skip
-        _echo_problems(files)
+        _echo_summaries(files, all_of_them=False)
+        failed = run_failed(files)
     else:
         from bounce_analyzer.store import (  # lazy: pyarrow
             count_quarantined,
@@ -411,6 +510,8 @@ def report(
             categories=_rules(rules).categories,
         )  # fmt: skip
     typer.echo(render_report(summary, fmt), nl=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -441,9 +542,7 @@ def export(
     """
     from bounce_analyzer.store import open_store, scan_events, store_path  # lazy: pyarrow
 
-    now = _now()
-    start = parse_since(since, now=now)
-    end = parse_until(until, now=now) if until else None
+    start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
     opened = open_store(store_path(store), create=False)
     rows = export_events(

@@ -27,6 +27,10 @@ class InputError(BounceAnalyzerError):
     """An input file cannot be opened or read."""
 
 
+class OutputError(BounceAnalyzerError):
+    """An output file cannot be created or written."""
+
+
 class ParseError(BounceAnalyzerError):
     """A record a source claims cannot be parsed (raised only under --strict)."""
 

@@ -21,6 +21,7 @@ from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.rules import Rules, load_rules
 from bounce_analyzer.smtp import domain_of
+from bounce_analyzer.writers import printable
 
 #: The columns of `explain_frame`'s answer, in order.
 EXPLAIN_COLUMNS = (
@@ -233,7 +234,7 @@ def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
             continue
         out.append(
             textwrap.fill(
-                str(value),
+                printable(str(value)),
                 width=width,
                 initial_indent=f"{label + ':':<14}",
                 subsequent_indent=" " * 14,

@@ -17,7 +17,7 @@ import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.schema import FAILURES
-from bounce_analyzer.writers import neutralize_formulas
+from bounce_analyzer.writers import neutralize_formulas, output_file
 
 if TYPE_CHECKING:
     from bounce_analyzer.rules import Rules
@@ -40,12 +40,23 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
+#: The format an export's name suffix says, where no format is given (no suffix: Parquet).
+_SUFFIXES = {".parquet": ExportFormat.parquet, ".csv": ExportFormat.csv}
+
+
 def export_format_for(output: str, fmt: ExportFormat | None = None) -> ExportFormat:
-    """The format of an export to `output`: `fmt` when given, else CSV for a `.csv` name and
-    Parquet for any other."""
+    """The format of an export to `output`: `fmt` when given, else what its suffix says
+    (`.csv`, `.parquet`; none: Parquet, as for a folder of partitions). Another suffix
+    (`x.xlsx`) is a usage error rather than Parquet under that name."""
     if fmt is not None:
         return fmt
-    return ExportFormat.csv if output.lower().endswith(".csv") else ExportFormat.parquet
+    suffix = Path(output).suffix.lower()
+    if suffix and suffix not in _SUFFIXES:
+        raise UsageError(
+            f"cannot tell the format of {output} from its suffix: name it .parquet or .csv, "
+            "or give --format (parquet or csv)"
+        )
+    return _SUFFIXES.get(suffix, ExportFormat.parquet)
 
 
 def parse_partition_by(text: str | None) -> bool:
@@ -165,7 +176,16 @@ def write_export(
             file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
         )
         return data.height
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # `output_file` names the path and the reason
+    with output_file(output) as written:
+        _write_file(data, written, fmt)
+    return data.height
+
+
+def _write_file(data: pl.DataFrame, output: Path, fmt: ExportFormat) -> None:
     if fmt is ExportFormat.csv:
         neutralize_formulas(data).write_csv(output)
     else:
@@ -179,7 +199,6 @@ def write_export(
             write_statistics=True,
             row_group_size=ROW_GROUP_SIZE,
         )
-    return data.height
 
 
 def export_events(

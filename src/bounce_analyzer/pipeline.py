@@ -38,6 +38,7 @@ class FileSummary:
     damage: str | None = None  # a truncated or corrupt compressed stream, where it broke
     head: bytes = b""  # the first bytes of the decompressed content (the file's identity)
     in_directory: bool = False  # found by walking a directory rather than named
+    empty: bool = False  # no content at all (logrotate leaves one): 0 read, nothing to detect
     start_offset: int = 0  # where reading started (bytes of decompressed content)
     end_offset: int = 0  # the end of the last whole line read
     end_line: int = 0  # the number of that line
@@ -48,8 +49,25 @@ class FileSummary:
 
     @property
     def failed(self) -> bool:
-        """Damaged, or named by the user and of no format we read (exit code 1)."""
-        return self.partial or (self.source is None and not self.in_directory)
+        """Damaged, or named by the user and of no format we read (exit code 1). An empty
+        input is not a failure: it is 0 records read."""
+        return self.partial or (self.source is None and not self.in_directory and not self.empty)
+
+    @property
+    def misread(self) -> bool:
+        """Read as a source whose records these are not, it seems: more than half of the
+        records malformed and none an event (`--source exim` on a Postfix log)."""
+        return self.events == 0 and self.malformed > 0 and 2 * self.malformed > self.read
+
+
+def run_failed(summaries: Sequence[FileSummary]) -> bool:
+    """Whether a run over these inputs failed (exit code 1), by one rule for every command
+    (parse, ingest, report): an input failed, or not one record was read as an event while
+    an input was misread (its records mostly malformed: the wrong `--source`)."""
+    if any(summary.failed for summary in summaries):
+        return True
+    events = any(summary.events for summary in summaries)
+    return not events and any(summary.misread for summary in summaries)
 
 
 @dataclass
@@ -141,7 +159,8 @@ class ParseRun:
             if name is None:
                 # A compressed file cut before its first line is damage, not a strange format.
                 summary.damage = reading.damage(item) if len(head) < _HEAD_BYTES else None
-                continue  # else the summary says the format was not recognised
+                summary.empty = not head and summary.damage is None
+                continue  # else the summary says the format was not recognised (or empty)
             start = self._resume(item, head) if self._resume is not None else None
             yield from self._parse_file(item, self._instance(name), summary, start or Resume(0, 0))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+from dataclasses import replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from bounce_analyzer.report import Report
-from bounce_analyzer.writers import neutralize_formulas
+from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
 REPORT_FORMAT_VERSION = 1
 
@@ -114,8 +115,26 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame]]:
     ]  # fmt: skip
 
 
+def _printable(report: Report) -> Report:
+    """The report with every control and format character of its text escaped (`\x1b`,
+    `\u202e`, `\n`): the renderings for people show text from remote servers, webhooks and
+    logs, which must not reach a terminal as escape sequences or forge lines."""
+    return replace(
+        report,
+        totals=printable_frame(report.totals),
+        groups=printable_frame(report.groups),
+        categories=printable_frame(report.categories),
+        messages=printable_frame(report.messages),
+        daily=printable_frame(report.daily),
+        recipient_domains=printable_frame(report.recipient_domains),
+        sender_domains=printable_frame(report.sender_domains),
+        notes=[printable(note) for note in report.notes],
+    )
+
+
 def render_table(report: Report, *, width: int = 100) -> str:
     """The report for a person at a terminal: aligned, plain, within `width` columns."""
+    report = _printable(report)
     out = [f"bounce-analyzer report: {_window(report)}", ""]
     for title, frame in _sections(report):
         out.append(title)
@@ -160,6 +179,7 @@ def _wrap(text: str, *, width: int, indent: str) -> str:
 
 def render_markdown(report: Report) -> str:
     """The report as Markdown tables (for tickets, wikis and chat)."""
+    report = _printable(report)
     out = [f"# bounce-analyzer report: {_window(report)}", ""]
     for title, frame in _sections(report):
         out.extend([f"## {title}", ""])

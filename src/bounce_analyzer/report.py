@@ -65,6 +65,9 @@ def parse_by(text: str | None) -> list[str]:
     if unknown or not names:
         bad = ", ".join(unknown) or repr(text)
         raise UsageError(f"cannot group by {bad}: choose from {', '.join(GROUPABLE)}")
+    twice = [name for name in dict.fromkeys(names) if names.count(name) > 1]
+    if twice:
+        raise UsageError(f"--by names {', '.join(twice)} more than once")
     return names
 
 

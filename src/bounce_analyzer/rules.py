@@ -174,12 +174,18 @@ def _signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise RulesError(f"{path}: invalid TOML: {error}") from None
+        data = path.read_bytes()
     except OSError as error:
         raise RulesError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise RulesError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[error.start]:02x}): TOML files are UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise RulesError(f"{path}: invalid TOML: {error}") from None
 
 
 def _optional_toml(folder: Path | None, name: str) -> tuple[Path | None, dict[str, Any]]:

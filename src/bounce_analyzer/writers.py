@@ -1,17 +1,27 @@
-"""Write event frames as they stream by: JSON lines, CSV, Parquet, or a table for people."""
+"""Write event frames as they stream by: JSON lines, CSV, Parquet, or a table for people.
+
+Output files are written whole or not at all (`output_file`): beside the target, then moved
+into place, so that a failed run leaves no partial file and keeps an older one.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
-from collections.abc import Iterable
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer import schema
-from bounce_analyzer.errors import UsageError
+from bounce_analyzer.errors import OutputError, UsageError
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -41,14 +51,141 @@ _SUFFIXES = {
 
 def event_format_for(output: str | None, fmt: str | None = None) -> EventFormat:
     """The format of events written to `output` (None: stdout): `fmt` when given (checked),
-    else what the file's suffix says, else JSON lines."""
+    else what the file's suffix says, else (no suffix) JSON lines. A suffix of no format we
+    write (`x.xlsx`) is a usage error rather than JSON lines under that name."""
     if fmt is not None:
         if fmt not in EventFormat.__members__:
             choices = ", ".join(EventFormat.__members__)
             raise UsageError(f"unknown format {fmt!r}: choose one of {choices}")
         return EventFormat(fmt)
     suffix = PurePath(output).suffix.lower() if output else ""
+    if suffix and suffix not in _SUFFIXES:
+        raise UsageError(
+            f"cannot tell the format of {output} from its suffix: name it "
+            f"{_either(list(_SUFFIXES))}, or give --format ({_either(list(EventFormat))})"
+        )
     return _SUFFIXES.get(suffix, EventFormat.jsonl)
+
+
+def _either(names: list[str]) -> str:
+    """`a, b, c or d`."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+# --- output files -----------------------------------------------------------------------------
+
+#: polars words an OS error as `Broken pipe (os error 32)`, without `errno`.
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)$")
+
+
+def os_error_number(error: OSError) -> int | None:
+    """The errno of an OS error, also of one polars raised (its number is in its text)."""
+    if error.errno is not None:
+        return error.errno
+    found = _OS_ERROR_NUMBER.search(str(error))
+    return int(found[1]) if found else None
+
+
+def _reason(error: OSError) -> str:
+    number = os_error_number(error)
+    text = os.strerror(number) if number is not None else (error.strerror or str(error))
+    return text.lower()
+
+
+def is_broken_pipe(error: BaseException) -> bool:
+    """Whether `error` says the reader of our output went away (`parse ... | head -1`)."""
+    return isinstance(error, OSError) and os_error_number(error) == errno.EPIPE
+
+
+def refuse_inputs(outputs: dict[str, str | None], inputs: Sequence[str]) -> None:
+    """Raise `UsageError` when an output (option name -> path) is one of `inputs` (the same
+    file, by device and inode: through another name, a link, a glob or a directory) or the
+    same file as another output. Checked before anything is opened for writing, so that
+    `parse X -o X` cannot empty X."""
+    seen: dict[tuple[int, int] | str, str | None] = {}
+    for name in inputs:
+        if name != "-":
+            with _ignoring_os_errors():
+                info = os.stat(name)
+                seen[(info.st_dev, info.st_ino)] = None
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        key: tuple[int, int] | str
+        try:
+            info = os.stat(path)
+            key = (info.st_dev, info.st_ino)
+        except OSError:
+            key = os.path.realpath(path)  # not there yet: not an input, maybe another output
+        else:
+            if not stat.S_ISREG(info.st_mode):
+                continue  # /dev/null, a pipe: nothing to lose
+        if key in seen:
+            other = seen[key]
+            what = "an input" if other is None else f"also {other}"
+            raise UsageError(f"{option} {path} is {what}: give {option} another file")
+        seen[key] = option
+
+
+@contextmanager
+def _ignoring_os_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass
+
+
+@contextmanager
+def output_file(path: str | Path) -> Iterator[Path]:
+    """The path to write `path`'s content to: a new file beside it, moved over `path` when
+    the block ends, removed when it raises. So a failed run leaves no partial file (and an
+    older `path` as it was). A target that is not a regular file (/dev/null, a pipe) is
+    written directly. The file is made before the block runs, so that a folder that does
+    not exist or refuses fails first, as `OutputError("cannot write <path>: <reason>")`; an
+    OS error while the block writes is reported the same way (a full disk).
+    """
+    target = Path(os.path.realpath(path))  # through a link, its file is written
+    try:
+        info: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"cannot write {path}: {os.strerror(errno.EISDIR).lower()}")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        with _writing(path):
+            yield target
+        return
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        if info is not None:
+            with open(target, "ab"):  # an existing file we may not write is refused now
+                pass
+        descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        os.close(descriptor)
+        if info is not None:
+            os.chmod(temporary, stat.S_IMODE(info.st_mode))
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+    try:
+        with _writing(path):
+            yield temporary
+            os.replace(temporary, target)
+    finally:
+        with _ignoring_os_errors():
+            temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(path: str | Path) -> Iterator[None]:
+    """An OS error raised while writing `path` (not a broken pipe) -> `OutputError`."""
+    try:
+        yield
+    except OSError as error:
+        if is_broken_pipe(error):
+            raise
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
 
 
 def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
@@ -61,6 +198,53 @@ def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
         .alias(name)
         for name in text_columns
     )
+
+
+# --- text for a terminal -----------------------------------------------------------------------
+
+#: What a terminal acts on, or what changes how text reads: controls (C0, DEL and C1; ESC
+#: starts the SGR, CSI and OSC sequences that colour text, move the cursor, set the window
+#: title or make links), format characters (bidi overrides and isolates, zero-width ones) and
+#: the line and paragraph separators. Remote servers' words, webhook JSON and file names carry
+#: them; every text renderer shows them escaped, as visible text.
+UNPRINTABLE = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    """One character as Python writes it in a string literal: `\n`, `\x1b`, `\u202e`."""
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with each `UNPRINTABLE` character of its text columns escaped (`\x1b`,
+    `\u202e`, `\n`), for a terminal. Vectorized: the distinct such characters are found by
+    the character class, then all replaced in one pass. Data outputs (JSON, CSV, Parquet)
+    keep the text exact and do not use this."""
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    found: set[str] = set()
+    for name in text:
+        column = frame.get_column(name).str.extract_all(UNPRINTABLE).explode().drop_nulls()
+        found.update(column.unique().to_list())
+    if not found:
+        return frame
+    chars = sorted(found)
+    escaped = [_escape(char) for char in chars]
+    return frame.with_columns(pl.col(text).str.replace_many(chars, escaped))
+
+
+def printable(text: str) -> str:
+    """`text` with each `UNPRINTABLE` character escaped, as `printable_frame` does; bytes that
+    were not UTF-8 (a file name's, kept by Python as lone surrogates) as `\xe9`."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    frame = printable_frame(pl.DataFrame({"text": [text]}, schema={"text": pl.String}))
+    return str(frame.item())
 
 
 _TABLE_COLUMNS = ("timestamp", "event", "recipient", "smtp_code", "enhanced_code", "category")
@@ -77,7 +261,7 @@ def render_event_table(frame: pl.DataFrame, *, width: int = 100) -> str:
         pl.col("category").fill_null(""),
         pl.col("diagnostic").fill_null(""),
     )
-    rows = view.rows()
+    rows = printable_frame(view).rows()
     widths = [len(name) for name in _TABLE_COLUMNS]
     for row in rows:
         for index in range(len(_TABLE_COLUMNS)):
@@ -106,10 +290,16 @@ class EventWriter:
         self.rows = 0
 
     def write(self, frame: pl.DataFrame) -> None:
+        """Write the rows of `frame`. A frame without rows writes nothing: its columns may
+        not be the event table's (a stretch of input with no event is not classified), and
+        `close` writes the header or schema when no row came."""
+        if frame.height:
+            self._write(frame)
+
+    def _write(self, frame: pl.DataFrame) -> None:
         self.rows += frame.height
         if self._fmt is EventFormat.jsonl:
-            if frame.height:
-                frame.write_ndjson(self._stream)
+            frame.write_ndjson(self._stream)
         elif self._fmt is EventFormat.csv:
             buffer = io.BytesIO()
             neutralize_formulas(frame).write_csv(buffer, include_header=not self._header_done)
@@ -133,12 +323,11 @@ class EventWriter:
                 )
             self._parquet.write_table(table)
         elif self._fmt is EventFormat.table:
-            if frame.height:
-                text = render_event_table(frame)
-                if self._header_done:
-                    text = text.split("\n", 1)[1]
-                self._header_done = True
-                self._stream.write(text.encode("utf-8"))
+            text = render_event_table(frame)
+            if self._header_done:
+                text = text.split("\n", 1)[1]
+            self._header_done = True
+            self._stream.write(text.encode("utf-8"))
         else:  # pragma: no cover - the enum is closed
             raise UsageError(f"unknown format {self._fmt}")
 
@@ -146,9 +335,9 @@ class EventWriter:
         """Finish the stream; `empty` gives the columns when nothing was written."""
         if self._fmt is EventFormat.parquet:
             if self._parquet is None:
-                self.write(empty)
+                self._write(empty)
             assert self._parquet is not None
             self._parquet.close()
         elif self._fmt is EventFormat.csv and not self._header_done:
-            self.write(empty)
+            self._write(empty)
         self._stream.flush()
