@@ -339,6 +339,8 @@ def ingest(
             now=_now(),
         )
     _echo_problems(result.files)
+    for held in (summary for summary in result.files if summary.held_back):
+        typer.echo(f"{held.path}: held back 1 partial line until it is complete", err=True)
     typer.echo(_ingest_line(result), err=True)
     if any(summary.failed for summary in result.files):
         raise typer.Exit(1)
