@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 import zstandard
 from typer.testing import CliRunner, Result
 
 from _samples import BOUNCED, EXIM_BOUNCED
 from bounce_analyzer.cli import app
-from bounce_analyzer.reading import LONG_LINE_HEAD, MAX_LINE_BYTES
+from bounce_analyzer.reading import LONG_LINE_HEAD, MAX_LINE_BYTES, Batch
+from bounce_analyzer.sources._json import DocumentFramer
+from bounce_analyzer.sources.sendgrid import SendGrid
 from bounce_analyzer.store import scan_events, scan_quarantine
+from sources._helpers import consecutive_batches
 
 runner = CliRunner()
 
@@ -290,3 +295,84 @@ def test_a_named_pipe_is_read_as_a_stream(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stderr == f"{fifo}: sendgrid, 3 read, 3 events, 0 skipped, 0 malformed\n"
     assert len(result.stdout.splitlines()) == 3
+
+
+# --- 2. a JSON array of any size is read element by element ---------------------------------
+
+
+def pretty_array(events: list[dict[str, object]]) -> str:
+    """A pretty-printed array (indent 2), as `json.dump(events, indent=2)` writes it."""
+    return json.dumps(events, indent=2)
+
+
+def test_a_pretty_array_larger_than_a_batch_is_read_element_by_element(tmp_path: Path) -> None:
+    # About 24 MB: more than a batch (16 MiB), a document bound (16 MiB) and many lines' worth.
+    # Every event is read, each with its position in the array; nothing is set aside.
+    count = 60_000
+    events = sendgrid_events(count)
+    for event in events:
+        event["category"] = ["newsletter", "x" * 200]
+    array = tmp_path / "sendgrid.json"
+    array.write_text(pretty_array(events))
+    os.utime(array, (MTIME, MTIME))
+    assert array.stat().st_size > 20 * 2**20
+    aside = tmp_path / "malformed.jsonl"
+    out = tmp_path / "events.parquet"
+    result = invoke("parse", "--malformed", str(aside), "-o", str(out), str(array))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"{array}: sendgrid, {count:,} read, {count:,} events, 0 skipped, 0 malformed\n"
+    )
+    assert aside.read_text() == ""
+    origins = pl.read_parquet(out, columns=["origin"])["origin"].to_list()
+    assert origins == [f"{array}:1#{n}" for n in range(count)]
+
+
+def split_batches(data: bytes, size: int) -> list[Batch]:
+    """`data` as batches of whole lines of about `size` bytes (a longer line makes its own)."""
+    chunks, start = [], 0
+    while start < len(data):
+        end = data.find(b"\n", start + size - 1)
+        end = len(data) if end < 0 else end + 1
+        chunks.append(data[start:end])
+        start = end
+    return consecutive_batches(*chunks, path="events.json")
+
+
+def test_an_array_streamed_in_pieces_reads_as_one_document() -> None:
+    # Pieces passed on at any size give the events, origins and malformed records of the
+    # array read whole: bad elements keep their positions, and documents after it follow.
+    events: list[object] = list(sendgrid_events(60))
+    events[10] = "not an event"
+    events[50] = {"event": "bounce", "email": ["a list"]}
+    data = (pretty_array(events) + "\n" + json.dumps(sendgrid_events(3)) + "\n").encode()
+
+    def read(flush_bytes: int, batch_bytes: int) -> tuple[object, ...]:
+        source = SendGrid(framer=DocumentFramer(flush_bytes=flush_bytes))
+        outputs = list(source.parse(split_batches(data, batch_bytes)))
+        found = pl.concat([out.events.select("origin", "event_id") for out in outputs])
+        aside = pl.concat([out.malformed for out in outputs])
+        return sum(out.read for out in outputs), found.to_dicts(), aside.sort("origin").to_dicts()
+
+    whole = read(1 << 30, len(data) + 1)
+    assert whole[0] == 63 and len(whole[2]) == 2  # type: ignore[arg-type]
+    for flush_bytes, batch_bytes in [(1, 300), (100, 700), (2000, 3000), (8000, 5000)]:
+        assert read(flush_bytes, batch_bytes) == whole
+
+
+def test_an_event_longer_than_the_limit_is_set_aside(tmp_path: Path) -> None:
+    # Two fields of 700 KB on lines of their own: no line is too long, the event is.
+    events = sendgrid_events(3)
+    events[1]["reason"] = "550 " + "r" * 700_000
+    events[1]["response"] = "550 " + "s" * 700_000
+    array = tmp_path / "sendgrid.json"
+    array.write_text(pretty_array(events))
+    os.utime(array, (MTIME, MTIME))
+    aside = tmp_path / "malformed.jsonl"
+    result = invoke("parse", "--malformed", str(aside), str(array))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"{array}: sendgrid, 3 read, 2 events, 0 skipped, 1 malformed\n"
+    (row,) = [json.loads(line) for line in aside.read_text().splitlines()]
+    assert row["origin"] == f"{array}:1#1"
+    assert re.fullmatch(r"record too long \(\d+ bytes; the limit is 1,048,576\)", row["reason"])
+    assert len(row["raw"]) == 4096
