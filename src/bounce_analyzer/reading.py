@@ -678,26 +678,16 @@ def _cut(
 
     try:
         for chunk in _pieces(chunks, max_line):
-            if skipping is not None:
-                end = chunk.find(b"\n")
-                if end < 0:
-                    skipping.length += len(chunk)
-                    continue
-                pass_over(end)
-                chunk = chunk[end + 1 :]
-                if not chunk:
-                    continue
             first = chunk.find(b"\n")
-            if tail + (first if first >= 0 else len(chunk)) > max_line:
+            if skipping is None and tail + (first if first >= 0 else len(chunk)) > max_line:
                 # The unfinished line grows too long: the whole lines before it are a batch.
                 whole = b"".join(parts)
                 if size > tail:
                     yield batch(whole[: size - tail])
-                start = (whole[size - tail :] + (chunk if first < 0 else chunk[:first]))[
-                    :LONG_LINE_HEAD
-                ]
-                skipping = _Skipping(line, offset, tail, start)
+                start = whole[size - tail :] + (chunk if first < 0 else chunk[:first])
+                skipping = _Skipping(line, offset, tail, start[:LONG_LINE_HEAD])
                 parts, size, tail, waiting = [], 0, 0, False
+            if skipping is not None:
                 if first < 0:
                     skipping.length += len(chunk)
                     continue

@@ -631,10 +631,20 @@ class JsonSource:
             self._counts.clear()
             yield output
 
-    @staticmethod
-    def _long(docs: pl.DataFrame) -> bool:
-        """Whether a document of `docs` is longer than an event may be."""
-        return bool(docs.height) and (docs["text"].str.len_bytes().max() or 0) > MAX_RECORD_BYTES  # type: ignore[operator]
+    def _outcomes(
+        self,
+        frame: pl.DataFrame,
+        docs: pl.DataFrame,
+        *,
+        raw: str,
+        facts: Callable[[pl.DataFrame], pl.DataFrame],
+        set_aside: Sequence[pl.DataFrame],
+    ) -> SourceOutput:
+        """`split_outcomes`, sizing the events when a document of `docs` is longer than an
+        event may be."""
+        longest = docs["text"].str.len_bytes().max() if docs.height else 0
+        long = isinstance(longest, int) and longest > MAX_RECORD_BYTES
+        return split_outcomes(frame, raw=raw, facts=facts, set_aside=set_aside, check_size=long)
 
     def _parse_documents(
         self, docs: pl.DataFrame, overlong: pl.DataFrame, path: str

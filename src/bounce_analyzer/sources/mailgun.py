@@ -159,13 +159,8 @@ class Mailgun(_json.JsonSource):
             pl.col("ev").struct.unnest(),
         )
         frame = _outcomes(frame)
-        return _json.split_outcomes(
-            frame,
-            raw="ev",
-            facts=_facts,
-            set_aside=[overlong, junk, bad],
-            check_size=self._long(docs),
-        )
+        set_aside = [overlong, junk, bad]
+        return self._outcomes(frame, docs, raw="ev", facts=_facts, set_aside=set_aside)
 
 
 def _events(elements: pl.DataFrame) -> pl.DataFrame:

@@ -127,13 +127,8 @@ class SendGrid(_json.JsonSource):
             .then(pl.concat_str(pl.col("name"), pl.lit(' event without a valid "timestamp"')))
         )
         frame = frame.with_columns(mapped.alias("outcome"), problem.alias("problem"))
-        return _json.split_outcomes(
-            frame,
-            raw="element",
-            facts=_facts,
-            set_aside=[overlong, junk, bad],
-            check_size=self._long(docs),
-        )
+        set_aside = [overlong, junk, bad]
+        return self._outcomes(frame, docs, raw="element", facts=_facts, set_aside=set_aside)
 
 
 def _facts(frame: pl.DataFrame) -> pl.DataFrame:
