@@ -296,7 +296,13 @@ def _ingest_line(result: IngestResult) -> str:
     files = sum(1 for summary in result.files if summary.source is not None)
     passed_over = len(result.files) - files
     also = f" ({passed_over} passed over)" if passed_over else ""
-    return (
+    # A live log's last line without newline, read next time (pipeline.FileSummary.held_back).
+    held = "".join(
+        f"{summary.path}: held back 1 partial line until it is complete\n"
+        for summary in result.files
+        if summary.held_back
+    )
+    return held + (
         f"ingested {files} file{'s' if files != 1 else ''}{also}: {result.events:,} new events"
         f"{f' ({kinds})' if kinds else ''}, {result.malformed:,} malformed set aside, "
         f"{result.duplicates:,} duplicates dropped"
@@ -339,8 +345,6 @@ def ingest(
             now=_now(),
         )
     _echo_problems(result.files)
-    for held in (summary for summary in result.files if summary.held_back):
-        typer.echo(f"{held.path}: held back 1 partial line until it is complete", err=True)
     typer.echo(_ingest_line(result), err=True)
     if any(summary.failed for summary in result.files):
         raise typer.Exit(1)
