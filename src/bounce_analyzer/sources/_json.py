@@ -246,13 +246,13 @@ class DocumentFramer:
             pending.doc = self._next_doc
             self._next_doc += 1
         # The last line after which only the array is open (depth 1): "  }," or "  {...},".
-        end = max((n for n, depth in enumerate(pending.depths) if depth == 1), default=-1)
-        if end < 0:
+        if 1 not in pending.depths:
             return None
+        end = len(pending.depths) - 1 - pending.depths[::-1].index(1)
         lines = pending.parts[: end + 1]
         del pending.parts[: end + 1]
         del pending.depths[: end + 1]
-        pending.size = sum(len(part.encode()) + 1 for part in pending.parts)
+        pending.size = len("\n".join(pending.parts).encode()) + 1 if pending.parts else 0
         text = "\n".join(lines)
         if pending.base == 0 and text.startswith("["):
             text = text[1:]
