@@ -687,20 +687,25 @@ def check_reading(
     except Exception as error:
         detail = traceback.format_exception_only(error)[-1].strip()
         return [Finding("crash", "reading", type(error).__name__, detail)]
-    decoded = b"".join(b.data for b in batches)
     line, offset = 1, 0
     for number, batch in enumerate(batches):
         last = number == len(batches) - 1
+        for long in batch.long_lines:  # lines passed over as too long, just before the batch
+            if (long.line, long.offset) != (line, offset) or long.length <= reading.MAX_LINE_BYTES:
+                violation(f"long line {long.line}/{long.offset}, want {line}/{offset}")
+            if not full.startswith(long.head, offset) or b"\n" in full[offset : long.end - 1]:
+                violation(f"long line {long.line} is not the content at {offset}")
+            line, offset = line + 1, long.end
         if (batch.first_line, batch.offset, batch.final) != (line, offset, last):
             violation(f"batch {number} at line {batch.first_line}/{batch.offset}, want {line}")
         if not last and not batch.data.endswith(b"\n"):
             violation(f"batch {number} does not end at a line end")
+        if not full.startswith(batch.data, offset):
+            violation(f"batch {number}: the bytes read are not the content at {offset}")
         line += batch.data.count(b"\n")
         offset += len(batch.data)
-    if not full.startswith(decoded):
-        violation("the bytes read are not the start of the content")
-    if content is not None and decoded != content:
-        violation(f"{len(decoded)} bytes read, {len(content)} decodable")
+    if content is not None and offset != len(content):
+        violation(f"{offset} bytes read, {len(content)} decodable")
     if damage is not None:
         match = re.search(r" at byte (\d+)$", damage)
         if not damage.startswith(f"{path}: ") or match is None or int(match[1]) > len(raw):

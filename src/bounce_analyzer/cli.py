@@ -393,7 +393,13 @@ def _ingest_line(result: IngestResult) -> str:
     files = sum(1 for summary in result.files if summary.source is not None or summary.empty)
     passed_over = len(result.files) - files
     also = f" ({passed_over} passed over)" if passed_over else ""
-    return (
+    # A live log's last line without newline, read next time (pipeline.FileSummary.held_back).
+    held = "".join(
+        f"{summary.path}: held back 1 partial line until it is complete\n"
+        for summary in result.files
+        if summary.held_back
+    )
+    return held + (
         f"ingested {files} file{'s' if files != 1 else ''}{also}: {result.events:,} new events"
         f"{f' ({kinds})' if kinds else ''}, {result.malformed:,} malformed set aside, "
         f"{result.duplicates:,} duplicates dropped"

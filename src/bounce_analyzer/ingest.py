@@ -81,6 +81,7 @@ def ingest_paths(
             progress=progress,
             resume=resume,
             hold_partial=True,
+            now=now,
         )
 
     return ingest_run(store, make_run, wait=wait, now=now)

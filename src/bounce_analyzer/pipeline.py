@@ -7,8 +7,10 @@ over, and the per-file accounting the `parse` summary and `ingest` report.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -42,6 +44,7 @@ class FileSummary:
     start_offset: int = 0  # where reading started (bytes of decompressed content)
     end_offset: int = 0  # the end of the last whole line read
     end_line: int = 0  # the number of that line
+    held_back: int = 0  # bytes of a final line without newline left for the next run
 
     @property
     def partial(self) -> bool:
@@ -99,7 +102,9 @@ class ParseRun:
     resume
         Where to start each input (an ingest asks its store's catalogue).
     hold_partial
-        Hold back a final line without its newline (a live log being written).
+        Hold back a final line without its newline when the input may still be written
+        (`reading.may_grow` at `now`, default: the clock) and the line does not end a JSON
+        document: it is read next time.
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class ParseRun:
         resume: ResumeFn | None = None,
         hold_partial: bool = False,
         classify_rows: int = 25_000,
+        now: datetime | None = None,
     ) -> None:
         if source is not None:
             get_source(source)  # fails fast on an unknown name
@@ -126,8 +132,11 @@ class ParseRun:
         self.rules = load_rules() if rules is None else rules
         self._batch_bytes = batch_bytes
         self._instances: dict[str, Source] = {}
+        #: Malformed rows of the lines the reader passed over, from the thread reading ahead.
+        self._long_lines: deque[pl.DataFrame] = deque()
         self._resume = resume
         self._hold_partial = hold_partial
+        self._now = now
         self._classify_rows = classify_rows
         self.summaries: list[FileSummary] = []
         #: Called with the bytes read for each batch, counted as stored on disk (compressed
@@ -172,6 +181,7 @@ class ParseRun:
         summary.start_offset = summary.end_offset = start.offset
         summary.end_line = start.line
         raw_read = 0
+        hold = self._hold_partial and reading.may_grow(item, now=self._now or datetime.now(UTC))
         for batch in reading.read_batches(item, batch_bytes=self._batch_bytes):
             end = batch.offset + len(batch.data)
             if self.progress is not None:
@@ -183,6 +193,12 @@ class ParseRun:
                     raw_read = batch.raw_end
             if end <= start.offset:
                 continue
+            if batch.long_lines:
+                kept = tuple(long for long in batch.long_lines if long.offset >= start.offset)
+                if hold and batch.final and not batch.data and kept and not kept[-1].ended:
+                    summary.held_back = kept[-1].length  # a long line still being written
+                    kept = kept[:-1]
+                batch = replace(batch, long_lines=kept)
             if batch.offset < start.offset:
                 batch = replace(
                     batch,
@@ -192,14 +208,23 @@ class ParseRun:
                     newlines=None,
                 )
             data = batch.data
-            if batch.final and self._hold_partial and data and not data.endswith(b"\n"):
-                data = data[: data.rfind(b"\n") + 1]
-                batch = replace(batch, data=data, newlines=None)
+            if batch.final and hold and data and not data.endswith(b"\n"):
+                kept_end = data.rfind(b"\n") + 1
+                if not reading.ends_a_json_document(data[kept_end:]):
+                    summary.held_back = len(data) - kept_end
+                    data = data[:kept_end]
+                    batch = replace(batch, data=data, newlines=None)
             summary.bytes_read += len(data)
-            summary.end_offset = batch.offset + len(data)
-            summary.end_line = batch.first_line - 1 + batch.line_ends()
+            if batch.long_lines and not data:
+                summary.end_offset = batch.long_lines[-1].end
+                summary.end_line = batch.long_lines[-1].line
+            else:
+                summary.end_offset = batch.offset + len(data)
+                summary.end_line = batch.first_line - 1 + batch.line_ends()
             if data and not data.endswith(b"\n"):
                 summary.end_line += 1
+            if batch.long_lines:
+                self._long_lines.append(reading.long_line_rows(batch))
             yield batch
 
     def _parse_file(
@@ -214,8 +239,19 @@ class ParseRun:
         events: list[pl.DataFrame] = []  # conformed, waiting to be classified
         malformed: list[pl.DataFrame] = []
 
+        def set_aside_long_lines() -> None:
+            """The lines the reader passed over as too long (counted read and malformed)."""
+            while self._long_lines:
+                rows = self._long_lines.popleft()
+                summary.read += rows.height
+                summary.malformed += rows.height
+                if self._strict:
+                    first = rows.row(0, named=True)
+                    raise ParseError(f"{first['origin']}: {first['reason']}")
+                malformed.append(rows)
+
         def chunk() -> Chunk:
-            joined = pl.concat(events)
+            joined = pl.concat(events) if events else schema.empty_facts()
             if joined.height:
                 joined = classify(joined, self.rules)
             made = Chunk(path=item.display, events=joined, malformed=pl.concat(malformed))
@@ -226,6 +262,7 @@ class ParseRun:
         try:
             batches = ahead(self._batches(item, summary, start))
             for output in ahead(source.parse(batches)):
+                set_aside_long_lines()
                 summary.read += output.read
                 summary.skipped += output.skipped
                 summary.malformed += output.malformed_count
@@ -242,5 +279,6 @@ class ParseRun:
                     yield chunk()
         except reading.TruncatedInputError as error:
             summary.damage = str(error)
-        if events:
+        set_aside_long_lines()
+        if events or malformed:
             yield chunk()

@@ -10,6 +10,17 @@ Damaged compressed data: `read_batches` first yields every line decoded before t
 (the last, possibly cut, line included, in a batch marked `final`), then raises
 `TruncatedInputError`, which names the file and the compressed byte offset. A caller that
 wants to go on with the next input catches it; the CLI reports it as one `Error:` line.
+
+Memory is bounded whatever the input: a line longer than `MAX_LINE_BYTES` is never held whole.
+Its first `LONG_LINE_HEAD` bytes are kept as a `LongLine` on the next batch (which starts after
+it), the rest is passed over up to the next newline, and the caller sets it aside as malformed.
+One decompression step yields at most about `_OUT` bytes (a zstd frame of NULs that inflates
+30000-fold streams through like any other input).
+
+Streams: stdin, a named pipe, `<(command)` (a `/dev/fd/N` pipe), a character device or a
+socket is read once, front to back, never seeked: the bytes `head` takes are kept and given
+back first. Such an input, and a compressed file, is complete as read; a plain regular file
+modified within `QUIET_SECONDS` may still be written (`may_grow`).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import bz2
 import glob
 import io
+import json
 import lzma
 import os
 import re
@@ -25,6 +37,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 import polars as pl
@@ -32,15 +45,29 @@ import polars as pl
 from bounce_analyzer.errors import InputError
 
 __all__ = [
+    "LONG_LINE_HEAD",
+    "MAX_LINE_BYTES",
+    "QUIET_SECONDS",
     "Batch",
     "InputFile",
+    "LongLine",
     "TruncatedInputError",
     "batch_lines",
     "detect_compression",
+    "ends_a_json_document",
     "expand_inputs",
     "head",
+    "may_grow",
     "read_batches",
 ]
+
+#: A line (NUL bytes included, line end not) longer than this is set aside, never held whole.
+MAX_LINE_BYTES = 1 << 20
+#: How many bytes of a line set aside as too long are kept (to show where it came from).
+LONG_LINE_HEAD = 4096
+#: A plain file modified less than this many seconds before a run may still be written: its
+#: final line without a newline waits for the next run (when the run holds partial lines).
+QUIET_SECONDS = 60.0
 
 #: How many bytes are read at a time.
 _CHUNK = 1 << 16
@@ -49,6 +76,13 @@ _PLAIN_CHUNK = 1 << 20
 #: How many compressed bytes are decompressed at a time: bounds what one step can produce,
 #: and is the precision of the offset reported for corrupt data (the start of that block).
 _FEED = 1 << 13
+#: At most about this many decompressed bytes come out of one step (gzip, bzip2 and xz stop
+#: there and go on from where they stopped; zstd, which cannot, is fed in smaller pieces).
+_OUT = 1 << 20
+#: zstd is fed at most this many compressed bytes at a time while its output stays small, and
+#: down to `_ZSTD_MIN_FEED` once it grows: its blocks of one repeated byte inflate 32768-fold.
+_ZSTD_FEED = 1 << 10
+_ZSTD_MIN_FEED = 32
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
@@ -77,15 +111,23 @@ class TruncatedInputError(InputError):
 
 @dataclass
 class InputFile:
-    """One input: a regular file, or standard input (`path == "-"`)."""
+    """One input: a regular file, a stream (a pipe, a device), or stdin (`path == "-"`)."""
 
     path: str
     mtime: float | None = None
     #: Found by walking a directory (not named by the user): a file of no known format there
     #: is reported and passed over rather than an error.
     in_directory: bool = False
-    #: Raw (still compressed) bytes already taken from stdin by `head`; read again first.
+    #: Read front to back only (stdin, a pipe, a character device, a socket): never seeked.
+    stream: bool = False
+    #: Raw (still compressed) bytes already taken from a stream by `head`; read again first.
     _peeked: bytearray = field(default_factory=bytearray, repr=False, compare=False)
+    #: The open stream of a named pipe or device (opened once: what was read is gone).
+    _handle: BinaryIO | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.is_stdin:
+            self.stream = True
 
     @property
     def is_stdin(self) -> bool:
@@ -98,13 +140,29 @@ class InputFile:
 
     @property
     def size(self) -> int | None:
-        """The size on disk (compressed), or None for stdin."""
-        if self.is_stdin:
+        """The size on disk (compressed), or None for stdin and other streams."""
+        if self.stream:
             return None
         try:
             return os.path.getsize(self.path)
         except OSError:
             return None
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than `MAX_LINE_BYTES`, passed over: where it was and how it started."""
+
+    line: int  # its 1-based number
+    offset: int  # its first byte in the decompressed stream
+    length: int  # its bytes, without the line end
+    head: bytes  # its first `LONG_LINE_HEAD` bytes
+    ended: bool = True  # a newline ended it (False: the input ended, or broke, inside it)
+
+    @property
+    def end(self) -> int:
+        """The offset after it (and after its newline)."""
+        return self.offset + self.length + (1 if self.ended else 0)
 
 
 @dataclass(frozen=True)
@@ -118,7 +176,9 @@ class Batch:
     from this. `newlines` is the number of line ends in `data` when the reader counted them
     (None: not counted; `line_ends` counts then). `raw_end` is how many bytes of the input as
     stored (compressed or not) had been read when the batch was cut (None for stdin): what a
-    progress bar measured against the size on disk counts.
+    progress bar measured against the size on disk counts. `long_lines` are the lines longer
+    than `MAX_LINE_BYTES` passed over just before `data` (which starts after them, and may then
+    be empty): the caller sets them aside.
     """
 
     data: bytes
@@ -129,6 +189,7 @@ class Batch:
     mtime: float | None = None
     newlines: int | None = None
     raw_end: int | None = None
+    long_lines: tuple[LongLine, ...] = ()
 
     def line_ends(self) -> int:
         """The number of newline bytes in `data`."""
@@ -180,6 +241,12 @@ def _check_readable(path: str) -> InputFile:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):  # pragma: no cover - directories are expanded earlier
             raise InputError(f"{path}: is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            # A pipe, `<(command)`, a device, a socket: opened once, when it is read (opening
+            # a named pipe waits for its writer; what is read from it is gone).
+            if not os.access(path, os.R_OK):
+                raise PermissionError(13, "permission denied")
+            return InputFile(path=path, stream=True)
         with open(path, "rb"):
             pass
     except OSError as error:
@@ -282,7 +349,10 @@ def _decompressor_errors(kind: str) -> tuple[type[BaseException], ...]:
 
 
 def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
-    """The decompressed content of `raw`, chunk by chunk; the compression read from its start."""
+    """The decompressed content of `raw`, chunk by chunk; the compression read from its start.
+
+    No chunk is much larger than `_OUT`, whatever the compression ratio.
+    """
     first = raw.read(_CHUNK)
     kind = detect_compression(first)
     if kind == "plain":
@@ -296,11 +366,12 @@ def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
     decompressor = factory()
     started = False  # the current member/stream/frame has been fed data
     consumed = 0  # compressed bytes fully used so far
+    feed = _ZSTD_FEED if kind == "zstd" else _FEED
     pending = first
     while True:
         if not pending:
             pending = raw.read(_FEED)
-        chunk, pending = pending[:_FEED], pending[_FEED:]
+        chunk, pending = pending[:feed], pending[feed:]
         if not chunk:
             if started and not decompressor.eof:
                 raise TruncatedInputError(path, consumed, "ends early (truncated)")
@@ -309,12 +380,20 @@ def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
             consumed += len(chunk)  # NUL padding after the last gzip member (gzip skips it too)
             continue
         started = True
+        produced = 0
         try:
-            out = decompressor.decompress(chunk)
+            for out in _inflate(decompressor, chunk):
+                produced += len(out)
+                yield out
         except errors:
             raise TruncatedInputError(path, consumed, "is corrupt") from None
-        if out:
-            yield out
+        if kind == "zstd":
+            # Smaller pieces while one inflates to more than `_OUT`, larger again after.
+            feed = (
+                max(_ZSTD_MIN_FEED, feed // 4)
+                if produced > _OUT // 4
+                else min(_ZSTD_FEED, feed * 2)
+            )
         if decompressor.eof:
             rest = decompressor.unused_data
             consumed += len(chunk) - len(rest)
@@ -323,6 +402,34 @@ def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
             pending = rest + pending
         else:
             consumed += len(chunk)
+
+
+def _inflate(decompressor: _Decompressor, chunk: bytes) -> Iterator[bytes]:
+    """What `decompressor` makes of `chunk`, in pieces of at most `_OUT` bytes where it can
+    stop (zlib: `unconsumed_tail`; bzip2, xz: `needs_input`); zstd in one piece."""
+    if isinstance(decompressor, _ZLIB_TYPE):
+        out = decompressor.decompress(chunk, _OUT)
+        while True:
+            if out:
+                yield out
+            tail = decompressor.unconsumed_tail
+            if decompressor.eof or not tail:
+                return
+            out = decompressor.decompress(tail, _OUT)
+    if isinstance(decompressor, bz2.BZ2Decompressor | lzma.LZMADecompressor):
+        out = decompressor.decompress(chunk, _OUT)
+        while True:
+            if out:
+                yield out
+            if decompressor.eof or decompressor.needs_input:
+                return
+            out = decompressor.decompress(b"", _OUT)
+    out = decompressor.decompress(chunk)
+    if out:
+        yield out
+
+
+_ZLIB_TYPE = type(zlib.decompressobj())
 
 
 class _Prefixed(io.RawIOBase):
@@ -351,9 +458,21 @@ def _stdin() -> BinaryIO:
     return stream
 
 
-def _open_raw(source: InputFile) -> BinaryIO:
+def _stream(source: InputFile) -> BinaryIO:
+    """The open stream of a stream input (stdin, or its path opened once and kept)."""
     if source.is_stdin:
-        return io.BufferedReader(_Prefixed(bytes(source._peeked), _stdin()), _CHUNK)
+        return _stdin()
+    if source._handle is None:
+        try:
+            source._handle = open(source.path, "rb", buffering=0)  # noqa: SIM115
+        except OSError as error:
+            raise _os_error(source.path, error) from None
+    return source._handle
+
+
+def _open_raw(source: InputFile) -> BinaryIO:
+    if source.stream:
+        return io.BufferedReader(_Prefixed(bytes(source._peeked), _stream(source)), _CHUNK)
     try:
         return open(source.path, "rb")
     except OSError as error:
@@ -363,21 +482,28 @@ def _open_raw(source: InputFile) -> BinaryIO:
 def head(source: InputFile, size: int = 65536) -> bytes:
     """The first `size` decompressed bytes of `source` (fewer if it is shorter).
 
-    For stdin the bytes taken are kept on `source` and returned again by `read_batches`.
+    For a stream the bytes taken are kept on `source` and returned again by `read_batches`.
     """
-    if source.is_stdin:
-        stdin = _stdin()
+    if source.stream:
+        stream = _stream(source)
         while True:
             peeked = bytes(source._peeked)
             decoded = _decoded_prefix(peeked, size)
-            if len(decoded) >= size:
+            if len(decoded) >= size or len(peeked) >= _MAX_PEEK:
                 return decoded[:size]
-            more = stdin.read(_CHUNK)
+            try:
+                more = stream.read(_CHUNK)
+            except OSError as error:
+                raise _os_error(source.display, error) from None
             if not more:
                 return decoded
             source._peeked.extend(more)
     with _open_raw(source) as raw:
         return _decoded_prefix_stream(raw, source.display, size)
+
+
+#: Raw bytes `head` takes from a stream at most (compressed data that decodes to little).
+_MAX_PEEK = 1 << 20
 
 
 def _decoded_prefix(raw_bytes: bytes, size: int) -> bytes:
@@ -388,55 +514,62 @@ def _decoded_prefix_stream(raw: BinaryIO, path: str, size: int) -> bytes:
     out = bytearray()
     try:
         for chunk in _decompressed(raw, path):
-            out.extend(chunk)
+            out.extend(chunk[: size - len(out)])
             if len(out) >= size:
                 break
     except TruncatedInputError:
         pass  # detection only needs what could be decoded; read_batches reports the damage
-    return bytes(out[:size])
+    return bytes(out)
 
 
 # --- batches ----------------------------------------------------------------------------------
 
 
-def read_batches(source: InputFile, *, batch_bytes: int = 32 * 2**20) -> Iterator[Batch]:
+def read_batches(
+    source: InputFile, *, batch_bytes: int = 32 * 2**20, max_line: int = MAX_LINE_BYTES
+) -> Iterator[Batch]:
     """Cut the decompressed content of `source` into batches of whole lines.
 
     Each batch holds about `batch_bytes` bytes (more when one line is longer), ends at a line
     end (the last one may lack it), and says where it starts (`first_line`, 1-based, and
     `offset` in the decompressed stream). The last batch is `final`. Batches are `Batch`es
-    carrying the file's `mtime` (None for stdin). An empty input yields no batch.
+    carrying the file's `mtime` (None for streams). An empty input yields no batch. A line
+    longer than `max_line` bytes is passed over (see `LongLine`): the batch after it says so.
 
     Raises `TruncatedInputError` after the last good batch when compressed data is damaged.
     """
-    if batch_bytes < 1:
-        raise ValueError("`batch_bytes` must be positive")
+    if batch_bytes < 1 or max_line < 1:
+        raise ValueError("`batch_bytes` and `max_line` must be positive")
     mtime = source.mtime
-    if mtime is None and not source.is_stdin:
+    if mtime is None and not source.stream:
         try:
             mtime = os.stat(source.path).st_mtime
         except OSError as error:
             raise _os_error(source.path, error) from None
     previous: Batch | None = None
-    with _open_raw(source) as raw:
+    try:
+        with _open_raw(source) as raw:
 
-        def position() -> int | None:
-            return None if source.is_stdin else raw.tell()
+            def position() -> int | None:
+                return None if source.stream else raw.tell()
 
-        try:
-            for batch in _cut(
-                _decompressed(raw, source.display), source.display, mtime, batch_bytes
-            ):
+            try:
+                chunks = _decompressed(raw, source.display)
+                for batch in _cut(chunks, source.display, mtime, batch_bytes, max_line=max_line):
+                    if previous is not None:
+                        yield previous
+                    previous = replace(batch, raw_end=position())
+            except TruncatedInputError:
                 if previous is not None:
-                    yield previous
-                previous = replace(batch, raw_end=position())
-        except TruncatedInputError:
-            if previous is not None:
-                yield replace(previous, final=True, raw_end=position())
-            raise
-        except OSError as error:
-            raise _os_error(source.path, error) from None
-        end = position()
+                    yield replace(previous, final=True, raw_end=position())
+                raise
+            except OSError as error:
+                raise _os_error(source.display, error) from None
+            end = position()
+    finally:
+        if source._handle is not None:
+            source._handle.close()
+            source._handle = None
     if previous is not None:
         yield replace(previous, final=True, raw_end=end)
 
@@ -465,20 +598,55 @@ def _line_cut(parts: list[bytes], limit: int) -> tuple[int, int] | None:
     return None
 
 
+def _pieces(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """`chunks` cut so that none is longer than `size` (a line inside one is then short)."""
+    for chunk in chunks:
+        if len(chunk) <= size:
+            yield chunk
+            continue
+        view = memoryview(chunk)
+        for start in range(0, len(chunk), size):
+            yield bytes(view[start : start + size])
+
+
+@dataclass
+class _Skipping:
+    """A line found longer than the limit, being passed over up to its newline."""
+
+    line: int
+    offset: int
+    length: int
+    head: bytes
+
+    def done(self, *, ended: bool) -> LongLine:
+        return LongLine(self.line, self.offset, self.length, self.head, ended)
+
+
 def _cut(
-    chunks: Iterator[bytes], path: str, mtime: float | None, batch_bytes: int
+    chunks: Iterator[bytes],
+    path: str,
+    mtime: float | None,
+    batch_bytes: int,
+    *,
+    max_line: int = MAX_LINE_BYTES,
 ) -> Iterator[Batch]:
     """Batches (all marked not final) from decompressed chunks; a cut line waits for its end.
 
     Chunks are gathered until a batch's worth is there, then joined once, up to the last line
-    end that fits: each byte is copied once, and its newlines are counted once.
+    end that fits: each byte is copied once, and its newlines are counted once. No chunk
+    handled is longer than `max_line`, so that only the line that runs on from one chunk into
+    the next can grow too long: then the lines before it become a batch, and it is passed over
+    (its head kept) up to its newline.
     """
     parts: list[bytes] = []
     size = 0
+    tail = 0  # bytes of the unfinished line at the end of `parts`
     line = 1
     offset = 0
     damage: TruncatedInputError | None = None
     waiting = False  # for the end of a line longer than a batch
+    skipping: _Skipping | None = None
+    long_lines: list[LongLine] = []  # passed over since the last batch
 
     def batch(data: bytes) -> Batch:
         nonlocal line, offset
@@ -491,16 +659,47 @@ def _cut(
             final=False,
             mtime=mtime,
             newlines=newlines,
+            long_lines=tuple(long_lines),
         )
+        long_lines.clear()
         line += newlines
         offset += len(data)
         return made
 
+    def pass_over(line_end: int) -> None:
+        """The line at `line` (its `skipping` record) ended at `line_end` bytes into it."""
+        nonlocal line, offset, skipping
+        assert skipping is not None
+        skipping.length += line_end
+        long_lines.append(skipping.done(ended=True))
+        line += 1
+        offset = skipping.offset + skipping.length + 1
+        skipping = None
+
     try:
-        for chunk in chunks:
+        for chunk in _pieces(chunks, max_line):
+            first = chunk.find(b"\n")
+            if skipping is None and tail + (first if first >= 0 else len(chunk)) > max_line:
+                # The unfinished line grows too long: the whole lines before it are a batch.
+                whole = b"".join(parts)
+                if size > tail:
+                    yield batch(whole[: size - tail])
+                start = whole[size - tail :] + (chunk if first < 0 else chunk[:first])
+                skipping = _Skipping(line, offset, tail, start[:LONG_LINE_HEAD])
+                parts, size, tail, waiting = [], 0, 0, False
+            if skipping is not None:
+                if first < 0:
+                    skipping.length += len(chunk)
+                    continue
+                pass_over(first)
+                chunk = chunk[first + 1 :]
+                if not chunk:
+                    continue
+                first = chunk.find(b"\n")
             parts.append(chunk)
             size += len(chunk)
-            if waiting and b"\n" not in chunk:
+            tail = tail + len(chunk) if first < 0 else len(chunk) - chunk.rfind(b"\n") - 1
+            if waiting and first < 0:
                 continue
             while size >= batch_bytes:
                 cut = _line_cut(parts, batch_bytes)
@@ -516,8 +715,11 @@ def _cut(
                 yield batch(data)
     except TruncatedInputError as error:
         damage = error
-    if size:
-        # The rest: the last line without its newline, or what was decoded before damage.
+    if skipping is not None:
+        long_lines.append(skipping.done(ended=False))
+    if size or long_lines:
+        # The rest: the last line without its newline, or what was decoded before damage; or
+        # only the lines passed over since the last batch.
         yield batch(b"".join(parts))
     if damage is not None:
         raise damage
@@ -605,3 +807,55 @@ class Resume:
 ResumeFn = Callable[[InputFile, bytes], Resume | None]
 
 __all__ += ["Resume", "ResumeFn"]
+
+
+# --- complete or still written ----------------------------------------------------------------
+
+
+def may_grow(source: InputFile, *, now: datetime) -> bool:
+    """Whether `source` may still be written: a plain (uncompressed) regular file modified
+    less than `QUIET_SECONDS` before `now`. Streams and compressed files are complete."""
+    if source.stream:
+        return False
+    try:
+        info = os.stat(source.path)
+        with open(source.path, "rb") as raw:
+            start = raw.read(8)
+    except OSError:
+        return False
+    if detect_compression(start) != "plain":
+        return False
+    return info.st_mtime > now.timestamp() - QUIET_SECONDS
+
+
+def ends_a_json_document(last_line: bytes) -> bool:
+    """Whether a final line without newline is the end of a JSON document: a closing bracket
+    at the start of the line (a pretty-printed document's last line), or JSON by itself."""
+    text = last_line.rstrip(b" \t\r")
+    if text in (b"]", b"}"):
+        return True
+    if not text.lstrip().startswith((b"{", b"[")) or len(text) > MAX_LINE_BYTES:
+        return False
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def long_line_rows(batch: Batch) -> pl.DataFrame:
+    """The lines of `batch` passed over as too long, as malformed rows (origin, reason, raw)."""
+    rows = [
+        {
+            "origin": f"{batch.path}:{long.line}",
+            "reason": f"line too long ({long.length:,} bytes; the limit is {MAX_LINE_BYTES:,})",
+            "raw": long.head.replace(b"\x00", b"").decode("utf-8", "replace"),
+        }
+        for long in batch.long_lines
+    ]
+    return pl.DataFrame(
+        rows, schema={"origin": pl.String(), "reason": pl.String(), "raw": pl.String()}
+    )
+
+
+__all__ += ["long_line_rows"]

@@ -4,9 +4,14 @@ Framing (`DocumentFramer`) cuts batches of lines into JSON documents without par
 per line it counts the brackets outside strings (vectorized: a JSON string cannot span lines),
 and a running depth says where each document starts and ends. NDJSON (one document per line)
 and pretty-printed documents (an array POSTed by a webhook, spread over many lines and batches)
-come out alike. A document still open at the end of a batch is carried into the next one; it is
-bounded by `MAX_DOCUMENT_BYTES` (webhook bodies are a few MB), past which it is set aside as
-malformed, so memory stays bounded. A line written from the first column that is a balanced
+come out alike. A document still open at the end of a batch is carried into the next one. A
+top-level array is streamed: once more than `FLUSH_BYTES` of it are held, its elements complete
+so far go on (a piece, decoded as an array whose positions count on from the elements before
+it) and only the element still open is kept; so an array of any size (a 1M-event export, 500 MB
+pretty-printed) is read element by element in bounded memory. Anything else still open is
+bounded by `MAX_DOCUMENT_BYTES`, past which it is set aside as malformed. An event whose JSON is
+longer than `MAX_RECORD_BYTES` is set aside too (`record too long`), as is a line longer than
+that (by the reading layer). A line written from the first column that is a balanced
 object or array by itself always starts a new document, so that a truncated NDJSON line spoils
 only itself; the price is that an array whose compact elements are written unindented on their
 own lines (`[` / `{...},` / `{...}` / `]`) is cut apart and partly reported as malformed.
@@ -29,12 +34,20 @@ import polars as pl
 from polars._typing import PolarsDataType
 
 from bounce_analyzer import schema
-from bounce_analyzer.reading import Batch
+from bounce_analyzer.reading import MAX_LINE_BYTES, Batch
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 
-#: A document (a JSON value, possibly spread over lines) longer than this is set aside.
-MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+#: A document (a JSON value, possibly spread over lines) longer than this is set aside; a
+#: top-level array is streamed instead (see FLUSH_BYTES), so only an object or one element of
+#: an array can reach it.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+#: The elements of a top-level array held are passed on once they are more than this.
+FLUSH_BYTES = 4 * 1024 * 1024
+
+#: An event (one JSON object) longer than this is set aside: the same bound as for a line.
+MAX_RECORD_BYTES = MAX_LINE_BYTES
 
 #: Bytes of JSON text decoded at once.
 DECODE_CHUNK_BYTES = 4 * 1024 * 1024
@@ -47,6 +60,7 @@ DOCUMENT_SCHEMA: dict[str, pl.DataType] = {
     "doc": pl.Int64(),  # running document number within the run
     "line": pl.Int64(),  # 1-based line where the document starts
     "text": pl.String(),  # the document, stripped
+    "base": pl.Int64(),  # the position of its first element (a piece of a streamed array)
 }
 
 # A JSON string (the lines are searched for brackets outside strings).
@@ -66,16 +80,30 @@ class _Pending:
     line: int = 0
     depth: int = 0
     parts: list[str] = field(default_factory=list)
+    depths: list[int] = field(default_factory=list)  # the depth after each of `parts`
     size: int = 0
+    #: A streamed array: the number of the document its pieces carry (None: not streamed yet),
+    #: and the position its next piece starts at.
+    doc: int | None = None
+    base: int = 0
 
 
 class DocumentFramer:
     """Cuts batches of lines into JSON documents; keeps an open document across batches."""
 
-    def __init__(self, *, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
+    def __init__(
+        self, *, max_document_bytes: int = MAX_DOCUMENT_BYTES, flush_bytes: int = FLUSH_BYTES
+    ) -> None:
         self._max = max_document_bytes
+        self._flush = flush_bytes
         self._pending = _Pending()
         self._next_doc = 0
+
+    def advance(self, doc: int, count: int) -> None:
+        """`count` elements of the piece of document `doc` were read: the next piece of that
+        array (if it is still open) starts after them."""
+        if self._pending.doc == doc:
+            self._pending.base += count
 
     def feed(self, batch: Batch) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The documents complete in `batch` (DOCUMENT_SCHEMA) and overlong ones (malformed)."""
@@ -149,10 +177,18 @@ class DocumentFramer:
             .group_by("doc", maintain_order=True)
             .agg(pl.col("line").first(), pl.col("text").str.join("\n"))
         )
+        multi = multi.with_columns(base=pl.lit(0, pl.Int64))
+        streamed: tuple[int, int] | None = None  # the rest of a streamed array: (doc, base)
         if carry.depth and multi.height and int(multi["doc"][0]) == 0:
+            start = "\n".join(carry.parts)
+            if carry.doc is not None:
+                # The rest of a streamed array: its elements after the pieces passed on.
+                start = "[" + start.lstrip(", \t\r\n")
+                streamed = (carry.doc, carry.base)
             head = multi.head(1).with_columns(
                 line=pl.lit(carry.line, pl.Int64),
-                text=pl.lit("\n".join(carry.parts)) + "\n" + pl.col("text"),
+                text=pl.lit(start) + "\n" + pl.col("text"),
+                base=pl.lit(carry.base, pl.Int64),
             )
             multi = pl.concat([head, multi.slice(1)])
             carry = self._pending = _Pending()
@@ -162,10 +198,23 @@ class DocumentFramer:
             malformed.append(_malformed_row(carry.path, carry.line, "unterminated JSON", carry))
             carry = self._pending = _Pending()
         docs = (
-            pl.concat([single.select("doc", "line", "text"), multi.select("doc", "line", "text")])
+            pl.concat(
+                [
+                    single.select("doc", "line", "text", base=pl.lit(0, pl.Int64)),
+                    multi.select("doc", "line", "text", "base"),
+                ]
+            )
             .sort("doc")
             .with_columns(pl.col("doc") + self._next_doc)
         )
+        if streamed is not None:
+            # (its pieces went on with the number it was given then)
+            first = pl.int_range(pl.len()) == 0
+            docs = docs.with_columns(
+                doc=pl.when(first).then(pl.lit(streamed[0], pl.Int64)).otherwise("doc")
+            )
+        if docs.height:
+            self._next_doc = max(self._next_doc, int(docs["doc"].max()) + 1)  # type: ignore[arg-type]
         new_pending = _Pending()
         if open_doc is not None:
             if open_doc == 0 and carry.depth:
@@ -174,7 +223,13 @@ class DocumentFramer:
                 new_pending = _Pending(path=batch.path, line=int(tail["line"][0]))
             new_pending.depth = last_after
             new_pending.parts.extend(tail["text"].to_list())
+            new_pending.depths.extend(tail["after"].to_list())
             new_pending.size += int(tail["text"].str.len_bytes().sum()) + tail.height
+            streaming = new_pending.doc is not None or new_pending.parts[0].startswith("[")
+            if new_pending.size > self._flush and streaming:
+                piece = self._piece(new_pending)
+                if piece is not None:
+                    docs = pl.concat([docs, pl.DataFrame([piece], schema=DOCUMENT_SCHEMA)])
             if new_pending.size > self._max:
                 reason = f"JSON document longer than {self._max} bytes (unbalanced brackets?)"
                 malformed.append(
@@ -183,6 +238,28 @@ class DocumentFramer:
                 new_pending = _Pending()
         self._pending = new_pending
         return self._finish(batch, new_pending, docs, malformed)
+
+    def _piece(self, pending: _Pending) -> dict[str, object] | None:
+        """Pass on the whole elements of the open top-level array `pending`: the document of
+        them (None if there is none), and `pending` keeps only the element still open."""
+        if pending.doc is None:
+            pending.doc = self._next_doc
+            self._next_doc += 1
+        # The last line after which only the array is open (depth 1): "  }," or "  {...},".
+        if 1 not in pending.depths:
+            return None
+        end = len(pending.depths) - 1 - pending.depths[::-1].index(1)
+        lines = pending.parts[: end + 1]
+        del pending.parts[: end + 1]
+        del pending.depths[: end + 1]
+        pending.size = len("\n".join(pending.parts).encode()) + 1 if pending.parts else 0
+        text = "\n".join(lines)
+        if pending.base == 0 and text.startswith("["):
+            text = text[1:]
+        text = text.strip(", \t\r\n")
+        if not text:
+            return None
+        return {"doc": pending.doc, "line": pending.line, "text": f"[{text}]", "base": pending.base}
 
     def _finish(
         self,
@@ -276,14 +353,22 @@ def _decode_chunks(texts: pl.DataFrame, dtype: pl.DataType) -> Iterator[tuple[pl
 
 
 def decode_documents(
-    docs: pl.DataFrame, element: pl.Struct, path: str
+    docs: pl.DataFrame,
+    element: pl.Struct,
+    path: str,
+    *,
+    counts: dict[int, int] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decode `docs` into one row per top-level JSON object, and the malformed documents.
 
     The elements frame has `doc`, `line`, `multi` (the document holds an array or several
-    values, so origins carry an index), `pos` (0-based index of the element in its document)
-    and `element` (a struct of `element`'s fields; fields not named there are ignored).
+    values, so origins carry an index), `pos` (0-based index of the element in its document:
+    the document's `base` on) and `element` (a struct of `element`'s fields; fields not named
+    there are ignored). `counts`, when given, receives the positions each array document
+    took (an undecodable one takes one): where the next piece of a streamed array starts.
     """
+    if "base" not in docs.columns:
+        docs = docs.with_columns(base=pl.lit(0, pl.Int64))
     as_list = pl.List(element)
     good: list[pl.DataFrame] = []
     bad: list[pl.DataFrame] = []
@@ -302,16 +387,27 @@ def decode_documents(
         (good if ok else bad).append(frame)
     elements += [
         frame.filter(pl.col("element").list.len() > 0)
-        .with_columns(pos=pl.int_ranges(0, pl.col("element").list.len(), dtype=pl.Int64))
+        .with_columns(
+            pos=pl.int_ranges(
+                pl.col("base"), pl.col("base") + pl.col("element").list.len(), dtype=pl.Int64
+            )
+        )
         .explode("element", "pos")
         .select("doc", "line", pl.lit(True).alias("multi"), "pos", "element")
         for frame in good
     ]
+    if counts is not None:
+        for frame in good:
+            sizes = frame.group_by("doc").agg(pl.col("element").list.len().sum())
+            for doc, size in sizes.iter_rows():
+                counts[doc] = counts.get(doc, 0) + size
     malformed: list[dict[str, str]] = []
     retry: list[dict[str, Any]] = []
     for frame in bad:
         # Python json, once per rejected document (not in the hot path).
-        for doc, line, text in frame.select("doc", "line", "text").iter_rows():
+        for doc, line, text, base in frame.select("doc", "line", "text", "base").iter_rows():
+            if counts is not None and text.startswith("["):
+                counts[doc] = counts.get(doc, 0) + 1  # (the items found replace this one)
             try:
                 values = _split_values(text)
             except RecursionError:
@@ -326,7 +422,9 @@ def decode_documents(
             for value in values:
                 items.extend(value if isinstance(value, list) else [value])
             multi = len(values) > 1 or text.startswith("[")
-            for pos, item in enumerate(items):
+            if counts is not None and text.startswith("["):
+                counts[doc] += len(items) - 1
+            for pos, item in enumerate(items, start=base):
                 origin = f"{path}:{line}#{pos}" if multi else f"{path}:{line}"
                 problem = _type_problem(item, element)
                 if problem:
@@ -473,14 +571,25 @@ def split_outcomes(
     raw: str,
     facts: Callable[[pl.DataFrame], pl.DataFrame],
     set_aside: Sequence[pl.DataFrame],
+    check_size: bool = False,
 ) -> SourceOutput:
     """Decoded events -> SourceOutput.
 
     `frame` has `origin`, `problem` (why the event cannot be read, else null), `outcome` (the
     event kind, null for events that are not delivery outcomes) and the struct column `raw`;
     `set_aside` are malformed rows found before decoding. Every event is counted once: as an
-    event, skipped, or malformed.
+    event, skipped, or malformed. `check_size`: some document was longer than
+    `MAX_RECORD_BYTES`, so an event may be: one that is set aside (`record too long`).
     """
+    if check_size:
+        size = pl.col(raw).struct.json_encode().str.len_bytes()
+        frame = frame.with_columns(
+            problem=pl.when(pl.col("problem").is_null() & (size > MAX_RECORD_BYTES))
+            .then(
+                pl.format(f"record too long ({{}} bytes; the limit is {MAX_RECORD_BYTES:,})", size)
+            )
+            .otherwise("problem")
+        )
     invalid = frame.filter(pl.col("problem").is_not_null()).select(
         "origin",
         pl.col("problem").alias("reason"),
@@ -506,15 +615,36 @@ class JsonSource:
     `tz` is accepted for the common interface and not used.
     """
 
-    def __init__(self, *, tz: str | None = None) -> None:
+    def __init__(self, *, tz: str | None = None, framer: DocumentFramer | None = None) -> None:
         self.tz = tz
-        self._framer = DocumentFramer()
+        self._framer = framer or DocumentFramer()
+        #: Positions each array document of the current batch took (see `decode_documents`).
+        self._counts: dict[int, int] = {}
 
     def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
         """One output per batch: the events of the documents complete in it."""
         for batch in batches:
             docs, overlong = self._framer.feed(batch)
-            yield self._parse_documents(docs, overlong, batch.path)
+            output = self._parse_documents(docs, overlong, batch.path)
+            for doc, count in self._counts.items():
+                self._framer.advance(doc, count)
+            self._counts.clear()
+            yield output
+
+    def _outcomes(
+        self,
+        frame: pl.DataFrame,
+        docs: pl.DataFrame,
+        *,
+        raw: str,
+        facts: Callable[[pl.DataFrame], pl.DataFrame],
+        set_aside: Sequence[pl.DataFrame],
+    ) -> SourceOutput:
+        """`split_outcomes`, sizing the events when a document of `docs` is longer than an
+        event may be."""
+        longest = docs["text"].str.len_bytes().max() if docs.height else 0
+        long = isinstance(longest, int) and longest > MAX_RECORD_BYTES
+        return split_outcomes(frame, raw=raw, facts=facts, set_aside=set_aside, check_size=long)
 
     def _parse_documents(
         self, docs: pl.DataFrame, overlong: pl.DataFrame, path: str

@@ -148,7 +148,10 @@ class Mailgun(_json.JsonSource):
             docs.filter(~is_json & ~is_form), path, "neither JSON nor a form-encoded webhook body"
         )
         elements, bad = _json.decode_documents(
-            pl.concat([docs.filter(is_json), forms]), ELEMENT, path
+            pl.concat([docs.filter(is_json), forms], how="diagonal_relaxed"),
+            ELEMENT,
+            path,
+            counts=self._counts,
         )
         frame = _events(elements).select(
             _json.origin(path),
@@ -156,7 +159,8 @@ class Mailgun(_json.JsonSource):
             pl.col("ev").struct.unnest(),
         )
         frame = _outcomes(frame)
-        return _json.split_outcomes(frame, raw="ev", facts=_facts, set_aside=[overlong, junk, bad])
+        set_aside = [overlong, junk, bad]
+        return self._outcomes(frame, docs, raw="ev", facts=_facts, set_aside=set_aside)
 
 
 def _events(elements: pl.DataFrame) -> pl.DataFrame:

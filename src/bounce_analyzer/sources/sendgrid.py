@@ -103,7 +103,7 @@ class SendGrid(_json.JsonSource):
         not_json = docs.filter(~pl.col("text").str.contains(r"^[\[{]"))
         junk = _json.not_json_rows(not_json, path, "not JSON")
         elements, bad = _json.decode_documents(
-            docs.filter(pl.col("text").str.contains(r"^[\[{]")), ELEMENT, path
+            docs.filter(pl.col("text").str.contains(r"^[\[{]")), ELEMENT, path, counts=self._counts
         )
         # [{"email":"a@example.com","event":"bounce","timestamp":1513299569,...}, ...]
         frame = elements.select(
@@ -127,9 +127,8 @@ class SendGrid(_json.JsonSource):
             .then(pl.concat_str(pl.col("name"), pl.lit(' event without a valid "timestamp"')))
         )
         frame = frame.with_columns(mapped.alias("outcome"), problem.alias("problem"))
-        return _json.split_outcomes(
-            frame, raw="element", facts=_facts, set_aside=[overlong, junk, bad]
-        )
+        set_aside = [overlong, junk, bad]
+        return self._outcomes(frame, docs, raw="element", facts=_facts, set_aside=set_aside)
 
 
 def _facts(frame: pl.DataFrame) -> pl.DataFrame:
