@@ -20,7 +20,8 @@ notes, queue runs, daemon starts) is read and skipped. Decisions:
 
 The sender and Message-ID of each `<=` line are kept on the instance, keyed by Exim message id,
 until the message's `Completed` line, so that they join onto delivery lines in later batches and
-files. The table is capped at `MAX_OPEN_MESSAGES` (oldest dropped first).
+files. The table is capped at `MAX_OPEN_MESSAGES` (oldest dropped first). Identical lines are
+numbered (`_carry.Repeats`): a line written twice is two events, each with its own id.
 
 `parse` runs in two stages, in two threads: `_cut` reads a batch as far as it goes alone (lines,
 kinds, arrivals, events without their sender), then `Exim._outcomes` joins the senders known
@@ -48,6 +49,7 @@ from bounce_analyzer.smtp import (
     known_zone,
     local_zone,
 )
+from bounce_analyzer.sources._carry import Repeats
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
@@ -221,6 +223,8 @@ class _Cut:
     malformed: pl.DataFrame
     read: int
     skipped: int
+    start: int  # the batch's first byte in its input
+    end: int  # its last byte + 1
 
 
 class Exim:
@@ -233,6 +237,7 @@ class Exim:
             raise UsageError(f"unknown time zone {tz!r}: use an IANA name such as Europe/Berlin")
         self._tz = tz if tz is not None else local_zone()
         self._open = pl.DataFrame(schema=_OPEN_SCHEMA)
+        self._repeats = Repeats(self.name)
 
     def sniff(self, head: bytes) -> bool:
         """Whether `head` has an Exim mainlog delivery/arrival line or an Exim reject line."""
@@ -262,6 +267,7 @@ class Exim:
             pl.coalesce(pl.col(name), found[name]).alias(name)
             for name in ("sender", "message_id", "sender_domain")
         )
+        events = self._repeats.number(events, "line", start=cut.start, end=cut.end)
         self._remember(known, cut.completed)
         return SourceOutput(
             events=schema.conform(events),
@@ -317,6 +323,8 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         malformed=malformed,
         read=frame.height,
         skipped=frame.height - joined.height - malformed.height,
+        start=batch.offset,
+        end=batch.offset + len(batch.data),
     )
 
 
