@@ -367,6 +367,20 @@ def test_open_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert source._open.height == 2
 
 
+def test_open_messages_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 KB senders, room for two: the oldest of three messages is gone when its bounce comes."""
+    monkeypatch.setattr(exim_module, "MAX_STATE_BYTES", 2500)
+    long = "s" * 1000 + "@shop.example"
+    arrival = ARRIVAL.replace("s@shop.example", long)
+    arrivals = [arrival.replace("0001Ab", f"000{n}Ab") for n in range(3)]
+    bounces = [BOUNCE.replace("0001Ab", f"000{n}Ab") for n in range(3)]
+    data = "".join(line + "\n" for line in [*arrivals, *bounces]).encode()
+    source = Exim(tz="UTC")
+    events = merge(list(source.parse(batches_of(data, [0, 1, 2])))).events
+    assert events["sender"].is_not_null().to_list() == [False, True, True]
+    assert source._open["arrived"].to_list() == ["1tE3xY-0001Ab-Cd", "1tE3xY-0002Ab-Cd"]
+
+
 REPEATED = [
     # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
     "2026-11-28 10:00:12 H=c.example [192.0.2.9] F=<s@x.example> rejected RCPT <a@y.example>: "

@@ -682,6 +682,26 @@ def test_open_queue_ids_are_bounded() -> None:
     assert events["sender"].to_list() == [None]  # the older id was evicted
 
 
+def test_open_queue_ids_are_bounded_in_bytes() -> None:
+    """1 KB senders, room for two: the oldest of three ids is gone when its bounce comes."""
+    long = "s" * 1000 + "@example.org"
+    arrived = [
+        f"Nov 27 10:00:0{n} mx postfix/qmgr[9]: A000{n}: from=<{long}>, size=1, nrcpt=1 "
+        "(queue active)\n"
+        for n in range(3)
+    ]
+    bounced = "".join(
+        f"Nov 27 10:01:0{n} mx postfix/smtp[5]: A000{n}: to=<r{n}@example.com>, relay=none, "
+        "delay=1, dsn=5.4.4, status=bounced (Host not found)\n"
+        for n in range(3)
+    )
+    source = Postfix(tz="UTC", max_state_bytes=2500)
+    chunks = [line.encode() for line in [*arrived, bounced]]
+    events = merge(list(source.parse(consecutive_batches(*chunks, path="m")))).events
+    assert events["sender"].is_not_null().to_list() == [False, True, True]
+    assert sorted(source._open["message_ref"]) == ["A0001", "A0002"]
+
+
 #: Nov 27 10:00:02 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: ...
 REJECT = (
     "Nov 27 10:00:02 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: "

@@ -1,8 +1,10 @@
-"""What a log source carries from one batch to the next.
+"""What a log source carries from one batch to the next, and from one run to the next.
 
 `Repeats` numbers identical records of one input, so that each gets its own event id (a
 record repeated in a log is an event that happened again), and carries the counts it needs
-across batches.
+across batches and runs. `newest_within` bounds a carried table by rows and by bytes, the
+oldest rows going first. `state_frame` and `state_part` put the tables a source carries into
+the one frame `Source.export_state` gives (and take them out of it again).
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ import polars as pl
 
 from bounce_analyzer import schema
 
-__all__ = ["MAX_REPEAT_ROWS", "REPEATS_SCHEMA", "REPEAT_WINDOW", "Repeats"]
+__all__ = [
+    "MAX_REPEAT_ROWS",
+    "REPEATS_SCHEMA",
+    "REPEAT_WINDOW",
+    "Repeats",
+    "newest_within",
+    "state_bytes",
+    "state_frame",
+    "state_part",
+]
 
 #: Identical records have the same stamp, so a record can only repeat while its stamp is about
 #: the latest one read: the counts of records this much older than the latest are forgotten.
@@ -32,6 +43,14 @@ REPEATS_SCHEMA: dict[str, pl.DataType] = {
     "count": pl.Int64(),
 }
 
+#: The column of a state frame that names the table each row belongs to.
+_PART = "part"
+
+#: What polars holds per value beyond a string's bytes: a 16-byte view per string, 8 bytes
+#: per other value.
+_VIEW_BYTES = 16
+_VALUE_BYTES = 8
+
 
 class Repeats:
     """Numbers the identical records of each input read by one source.
@@ -47,8 +66,9 @@ class Repeats:
     id of a first occurrence, as every record did before repeats were counted. Counting is
     vectorized: a batch's identical records are numbered among themselves, after the counts
     carried from the stretch of the input read before it (the batch that ended where this one
-    starts). Only the counts of records within the window are carried, at most
-    `MAX_REPEAT_ROWS` of them, so the numbers do not depend on where batches were cut.
+    starts, in this run or an earlier one: `export_state`). Only the counts of records within
+    the window are carried, at most `MAX_REPEAT_ROWS` of them, so the numbers do not depend on
+    where batches or runs were cut.
     """
 
     def __init__(self, source: str) -> None:
@@ -98,6 +118,15 @@ class Repeats:
         )
         return events.with_columns(numbered)
 
+    def export_state(self) -> pl.DataFrame:
+        """The counts carried (`REPEATS_SCHEMA`): the table `repeats` of a source's state."""
+        return self._counts
+
+    def import_state(self, state: pl.DataFrame) -> None:
+        """Carry the counts of the table `repeats` of `state` (a source's `state_frame`)."""
+        counts = state_part(state, "repeats", REPEATS_SCHEMA)
+        self._counts = counts.sort("timestamp", maintain_order=True).tail(MAX_REPEAT_ROWS)
+
 
 def _still_counting(carried: pl.DataFrame, counted: pl.DataFrame, end: int) -> pl.DataFrame:
     """The counts to carry to the stretch of the input that starts at byte `end`: those of
@@ -116,4 +145,52 @@ def _still_counting(carried: pl.DataFrame, counted: pl.DataFrame, end: int) -> p
         .group_by("event_id", maintain_order=True)
         .agg(pl.col("timestamp").first(), pl.col("count").sum())
         .select(pl.lit(end, pl.Int64()).alias("offset"), "event_id", "timestamp", "count")
+    )
+
+
+def _row_bytes(columns: pl.Schema) -> pl.Expr:
+    """About how many bytes polars holds for each row of a frame of `columns`."""
+    strings = [name for name, dtype in columns.items() if dtype == pl.String()]
+    fixed = _VIEW_BYTES * len(strings) + _VALUE_BYTES * (len(columns) - len(strings))
+    if not strings:
+        return pl.lit(fixed, pl.Int64())
+    return pl.sum_horizontal(pl.col(strings).str.len_bytes().fill_null(0)) + fixed
+
+
+def state_bytes(frame: pl.DataFrame) -> int:
+    """About how many bytes polars holds for `frame` (strings: their bytes and a view each)."""
+    if not frame.height:
+        return 0
+    return int(frame.select(_row_bytes(frame.schema).sum()).item())
+
+
+def newest_within(frame: pl.DataFrame, *, rows: int, size: int) -> pl.DataFrame:
+    """The last rows of `frame` (ordered oldest first) that fit in `rows` rows and `size` bytes,
+    counted as `state_bytes` counts them."""
+    frame = frame.tail(rows)
+    if state_bytes(frame) <= size:
+        return frame
+    return frame.filter(_row_bytes(frame.schema).reverse().cum_sum().reverse() <= size)
+
+
+def state_frame(**parts: pl.DataFrame) -> pl.DataFrame:
+    """The tables a source carries as one frame: their columns side by side (null where a row's
+    table has no such column) and `part`, the name of each row's table."""
+    return pl.concat(
+        [frame.with_columns(pl.lit(name).alias(_PART)) for name, frame in parts.items()],
+        how="diagonal_relaxed",
+    )
+
+
+def state_part(state: pl.DataFrame, name: str, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The table `name` of a `state_frame`, with `columns` (missing ones null; values of another
+    type null too: a state written by another version is taken as far as it fits)."""
+    if _PART not in state.columns:
+        return pl.DataFrame(schema=columns)
+    rows = state.filter(pl.col(_PART).cast(pl.String(), strict=False) == name)
+    return rows.select(
+        pl.col(column).cast(dtype, strict=False)
+        if column in rows.columns
+        else pl.lit(None, dtype).alias(column)
+        for column, dtype in columns.items()
     )

@@ -20,8 +20,10 @@ notes, queue runs, daemon starts) is read and skipped. Decisions:
 
 The sender and Message-ID of each `<=` line are kept on the instance, keyed by Exim message id,
 until the message's `Completed` line, so that they join onto delivery lines in later batches and
-files. The table is capped at `MAX_OPEN_MESSAGES` (oldest dropped first). Identical lines are
-numbered (`_carry.Repeats`): a line written twice is two events, each with its own id.
+files. The table is capped at `MAX_OPEN_MESSAGES` rows and `MAX_STATE_BYTES` bytes (oldest
+dropped first: a later line of a dropped message is an event without a sender). An ingest keeps
+it with the store for its next run (`export_state`, `import_state`), with the counts that number
+identical lines (`_carry.Repeats`: a line written twice is two events, each with its own id).
 
 `parse` runs in two stages, in two threads: `_cut` reads a batch as far as it goes alone (lines,
 kinds, arrivals, events without their sender), then `Exim._outcomes` joins the senders known
@@ -49,14 +51,16 @@ from bounce_analyzer.smtp import (
     known_zone,
     local_zone,
 )
-from bounce_analyzer.sources._carry import Repeats
+from bounce_analyzer.sources._carry import Repeats, newest_within, state_frame, state_part
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
-__all__ = ["MAX_OPEN_MESSAGES", "Exim"]
+__all__ = ["MAX_OPEN_MESSAGES", "MAX_STATE_BYTES", "Exim"]
 
-#: At most this many arrived-but-not-completed messages are remembered across batches.
+#: At most this many arrived-but-not-completed messages are remembered across batches...
 MAX_OPEN_MESSAGES = 250_000
+#: ... and at most this many bytes of them (with their senders and Message-IDs).
+MAX_STATE_BYTES = 256 * 2**20
 
 # 1tE3xY-0001Ab-Cd (6-6-2, before 4.97) or 1tE3xY-000000001Ab-Cdef (6-11-4, 4.97 and later;
 # a 10-character middle part is accepted too, as written in some documentation)
@@ -279,7 +283,21 @@ class Exim:
     def _remember(self, known: pl.DataFrame, completed: pl.Series) -> None:
         """Keep the open messages' senders for later batches; forget completed messages."""
         still_open = known.filter(~pl.col("arrived").is_in(completed.implode()))
-        self._open = still_open.tail(MAX_OPEN_MESSAGES)
+        self._open = newest_within(still_open, rows=MAX_OPEN_MESSAGES, size=MAX_STATE_BYTES)
+
+    def export_state(self) -> pl.DataFrame:
+        """The open messages and the counts of repeated lines (`CarriesState`)."""
+        return state_frame(messages=self._open, repeats=self._repeats.export_state())
+
+    def import_state(self, state: pl.DataFrame) -> None:
+        """Carry on from an earlier run's `export_state` (before the first batch)."""
+        messages = state_part(state, "messages", _OPEN_SCHEMA)
+        self._open = newest_within(
+            messages.filter(pl.col("arrived").is_not_null()),
+            rows=MAX_OPEN_MESSAGES,
+            size=MAX_STATE_BYTES,
+        )
+        self._repeats.import_state(state)
 
 
 def _cut(batch: Batch, tz: str) -> _Cut:

@@ -14,9 +14,11 @@ One event per record that states an outcome:
 
 qmgr `from=<...>` and cleanup `message-id=<...>` lines give the sender and Message-ID of a
 queue id; they are remembered across batches and files (on the instance, until qmgr logs
-`removed`; at most `max_open_ids` ids, the oldest dropped first) and joined onto the events.
-Identical syslog lines are numbered (`_carry.Repeats`): a line written twice is two events,
-each with its own id.
+`removed`; at most `max_open_ids` ids and `max_state_bytes` bytes of them, the oldest dropped
+first: a later line of a dropped id is an event without a sender) and joined onto the events.
+An ingest keeps them with the store for its next run (`export_state`, `import_state`), with the
+counts that number identical syslog lines (`_carry.Repeats`: a line written twice is two
+events, each with its own id).
 Everything else a Postfix log holds (connects, TLS, `host ... said` lines that precede the
 status line, bounce notifications...) is skipped; lines that are not syslog lines at all, or
 status lines that cannot be read, are malformed.
@@ -42,11 +44,20 @@ from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
-from bounce_analyzer.sources._carry import Repeats
+from bounce_analyzer.sources._carry import (
+    Repeats,
+    newest_within,
+    state_bytes,
+    state_frame,
+    state_part,
+)
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
-__all__ = ["Postfix"]
+__all__ = ["MAX_STATE_BYTES", "Postfix"]
+
+#: At most this many bytes of open queue ids (with their senders and Message-IDs) are kept.
+MAX_STATE_BYTES = 256 * 2**20
 
 # --- patterns -----------------------------------------------------------------------------
 
@@ -166,12 +177,21 @@ class Postfix:
 
     name: ClassVar[str] = "postfix"
 
-    def __init__(self, *, tz: str | None = None, max_open_ids: int = 1_000_000) -> None:
-        """`tz`: zone of classic syslog stamps (None: the machine's); `max_open_ids`: map bound."""
+    def __init__(
+        self,
+        *,
+        tz: str | None = None,
+        max_open_ids: int = 1_000_000,
+        max_state_bytes: int | None = None,
+    ) -> None:
+        """`tz`: zone of classic syslog stamps (None: the machine's); `max_open_ids` and
+        `max_state_bytes` (default `MAX_STATE_BYTES`): the bounds of the map of open queue ids
+        (the oldest go first)."""
         if tz is not None and not known_zone(tz):
             raise UsageError(f"unknown time zone {tz!r}: use an IANA name like Europe/Paris")
         self.tz = tz if tz is not None else local_zone()
         self.max_open_ids = max_open_ids
+        self.max_state_bytes = MAX_STATE_BYTES if max_state_bytes is None else max_state_bytes
         self._open = pl.DataFrame(schema=_OPEN)
         self._repeats = Repeats(self.name)
         self._batches = 0
@@ -301,6 +321,32 @@ class Postfix:
         frame, skipped = _kinds(records, self._next_seq_base())
         return _Kinds(frame, path, records.height, skipped)
 
+    # --- state carried to the next run -------------------------------------------------------
+
+    def export_state(self) -> pl.DataFrame:
+        """The open queue ids and the counts of repeated lines (`CarriesState`)."""
+        return state_frame(queue_ids=self._open, repeats=self._repeats.export_state())
+
+    def import_state(self, state: pl.DataFrame) -> None:
+        """Carry on from an earlier run's `export_state` (before the first batch)."""
+        open_ids = state_part(state, "queue_ids", _OPEN).filter(pl.col("message_ref").is_not_null())
+        # The lines of an earlier run come before every line of this one: their `seq` becomes
+        # 0, 1, ... in their order (this run's lines start at 1 << 32).
+        self._open = self._bounded(
+            open_ids.sort("seq", nulls_last=False, maintain_order=True).with_columns(
+                seq=pl.int_range(pl.len(), dtype=pl.Int64())
+            )
+        )
+        self._repeats.import_state(state)
+
+    def _bounded(self, open_ids: pl.DataFrame) -> pl.DataFrame:
+        """`open_ids` within `max_open_ids` rows and `max_state_bytes` bytes, the oldest gone."""
+        if open_ids.height > self.max_open_ids or state_bytes(open_ids) > self.max_state_bytes:
+            open_ids = newest_within(
+                open_ids.sort("seq"), rows=self.max_open_ids, size=self.max_state_bytes
+            )
+        return open_ids
+
     # --- records -> outcomes ------------------------------------------------------------------
 
     def _outcomes(self, kinds: _Kinds) -> SourceOutput:
@@ -413,9 +459,7 @@ class Postfix:
         still_open = known.filter(
             pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq"))
         )
-        if still_open.height > self.max_open_ids:
-            still_open = still_open.sort("seq").tail(self.max_open_ids)
-        self._open = still_open.select(list(_OPEN)).cast(_OPEN)  # type: ignore[arg-type]
+        self._open = self._bounded(still_open.select(list(_OPEN)).cast(_OPEN))  # type: ignore[arg-type]
         return events.drop("open_sender", "open_message_id", "known_seq", "removed_seq")
 
 
