@@ -3,8 +3,9 @@
 `Repeats` numbers identical records of one input, so that each gets its own event id (a
 record repeated in a log is an event that happened again), and carries the counts it needs
 across batches and runs. `newest_within` bounds a carried table by rows and by bytes, the
-oldest rows going first. `state_frame` and `state_part` put the tables a source carries into
-the one frame `Source.export_state` gives (and take them out of it again).
+oldest rows going first; `compact` makes a carried table's bytes its own. `state_frame` and
+`state_part` put the tables a source carries into the one frame `Source.export_state` gives
+(and take them out of it again).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "REPEATS_SCHEMA",
     "REPEAT_WINDOW",
     "Repeats",
+    "compact",
     "newest_within",
     "state_bytes",
     "state_frame",
@@ -110,7 +112,7 @@ class Repeats:
                 .select("row", schema.event_id(self._source, pl.col(record), pl.col("occurrence")))
             )
             numbered = numbered.scatter(renamed["row"], renamed["event_id"])
-        still = _still_counting(carried, counted, end)
+        still = compact(_still_counting(carried, counted, end))
         self._counts = (
             pl.concat([counts.filter(pl.col("offset") != start), still])
             .sort("timestamp", maintain_order=True)
@@ -171,6 +173,17 @@ def newest_within(frame: pl.DataFrame, *, rows: int, size: int) -> pl.DataFrame:
     if state_bytes(frame) <= size:
         return frame
     return frame.filter(_row_bytes(frame.schema).reverse().cum_sum().reverse() <= size)
+
+
+def compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with its strings copied out of the buffers they share: a value cut from a line
+    (`str.slice`) keeps the whole buffer of the batch's lines alive, and a carried table
+    outlives its batch."""
+    return frame.with_columns(
+        pl.concat_str([pl.col(name), pl.lit("")]).alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String()
+    )
 
 
 def state_frame(**parts: pl.DataFrame) -> pl.DataFrame:

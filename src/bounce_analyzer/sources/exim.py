@@ -51,7 +51,7 @@ from bounce_analyzer.smtp import (
     known_zone,
     local_zone,
 )
-from bounce_analyzer.sources._carry import Repeats, newest_within, state_frame, state_part
+from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
@@ -259,7 +259,9 @@ class Exim:
 
     def _outcomes(self, cut: _Cut) -> SourceOutput:
         """The batch's events with the sender and Message-ID of their messages joined on."""
-        known = pl.concat([self._open, cut.arrivals]).unique(
+        # (only the open messages the batch names are looked up: the table is never copied whole)
+        named = cut.events["arrived"].drop_nulls().unique().implode()
+        known = pl.concat([self._open.filter(pl.col("arrived").is_in(named)), cut.arrivals]).unique(
             "arrived", keep="last", maintain_order=True
         )
         # (the key alone is joined: a join copies the columns of both sides)
@@ -272,7 +274,7 @@ class Exim:
             for name in ("sender", "message_id", "sender_domain")
         )
         events = self._repeats.number(events, "line", start=cut.start, end=cut.end)
-        self._remember(known, cut.completed)
+        self._remember(cut.arrivals, cut.completed)
         return SourceOutput(
             events=schema.conform(events),
             malformed=cut.malformed,
@@ -280,9 +282,23 @@ class Exim:
             skipped=cut.skipped,
         )
 
-    def _remember(self, known: pl.DataFrame, completed: pl.Series) -> None:
-        """Keep the open messages' senders for later batches; forget completed messages."""
-        still_open = known.filter(~pl.col("arrived").is_in(completed.implode()))
+    def _remember(self, arrivals: pl.DataFrame, completed: pl.Series) -> None:
+        """Keep the open messages' senders for later batches; forget completed messages.
+
+        The table is in the order the messages arrived (a message that arrives again moves to
+        the end), so that the oldest go first when it is full.
+        """
+        if not arrivals.height and not completed.len():
+            return
+        new = arrivals.unique("arrived", keep="last", maintain_order=True)
+        done = completed.implode()
+        replaced = pl.concat([new["arrived"], completed]).implode()
+        still_open = pl.concat(
+            [
+                self._open.filter(~pl.col("arrived").is_in(replaced)),
+                compact(new.filter(~pl.col("arrived").is_in(done))),
+            ]
+        )
         self._open = newest_within(still_open, rows=MAX_OPEN_MESSAGES, size=MAX_STATE_BYTES)
 
     def export_state(self) -> pl.DataFrame:

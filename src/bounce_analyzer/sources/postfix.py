@@ -44,13 +44,7 @@ from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
-from bounce_analyzer.sources._carry import (
-    Repeats,
-    newest_within,
-    state_bytes,
-    state_frame,
-    state_part,
-)
+from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
@@ -340,12 +334,9 @@ class Postfix:
         self._repeats.import_state(state)
 
     def _bounded(self, open_ids: pl.DataFrame) -> pl.DataFrame:
-        """`open_ids` within `max_open_ids` rows and `max_state_bytes` bytes, the oldest gone."""
-        if open_ids.height > self.max_open_ids or state_bytes(open_ids) > self.max_state_bytes:
-            open_ids = newest_within(
-                open_ids.sort("seq"), rows=self.max_open_ids, size=self.max_state_bytes
-            )
-        return open_ids
+        """`open_ids` (in `seq` order) within `max_open_ids` rows and `max_state_bytes` bytes,
+        the oldest gone."""
+        return newest_within(open_ids, rows=self.max_open_ids, size=self.max_state_bytes)
 
     # --- records -> outcomes ------------------------------------------------------------------
 
@@ -404,7 +395,12 @@ class Postfix:
         )
 
     def _join_open_ids(self, frame: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-        """Join sender and Message-ID by queue id; update the map of open queue ids."""
+        """Join sender and Message-ID by queue id; update the map of open queue ids.
+
+        The map (`_open`) is in `seq` order, oldest first. Only the ids the batch names are
+        looked up and only those it changes are replaced (moved to the end): the map is never
+        grouped or copied whole, so a batch costs about the same however many ids are open.
+        """
         kind, body = pl.col("kind"), pl.col("body")
         state = frame.filter(kind.is_in(["from", "message_id", "removed"])).select(
             message_ref="qid",
@@ -423,10 +419,13 @@ class Postfix:
             # ...qmgr[9]: 3F2A1B2C3D: removed
             removed_seq=pl.when(kind == "removed").then(pl.col("seq")),
         )
+        changed = state["message_ref"].unique().implode()
+        named = pl.concat([state["message_ref"], events["message_ref"]]).drop_nulls().unique()
+        prior = self._open.filter(pl.col("message_ref").is_in(named.implode()))
         # Per queue id: the last sender and Message-ID (in line order), the last line that
         # gave one, the last "removed".
         known = (
-            pl.concat([self._open.with_columns(removed_seq=pl.lit(None, pl.Int64())), state])
+            pl.concat([prior.with_columns(removed_seq=pl.lit(None, pl.Int64())), state])
             .group_by("message_ref")
             .agg(
                 pl.col("sender").drop_nulls().last(),
@@ -456,10 +455,15 @@ class Postfix:
             sender=pl.coalesce("sender", pl.when(current).then(pl.col("open_sender"))),
             message_id=pl.when(current).then(pl.col("open_message_id")),
         )
-        still_open = known.filter(
-            pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq"))
-        )
-        self._open = self._bounded(still_open.select(list(_OPEN)).cast(_OPEN))  # type: ignore[arg-type]
+        if state.height:
+            still_open = known.filter(
+                pl.col("message_ref").is_in(changed)
+                & (pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq")))
+            )
+            # (a changed id's `seq` is of this batch: after every id left as it was)
+            unchanged = self._open.filter(~pl.col("message_ref").is_in(changed))
+            updated = still_open.select(list(_OPEN)).cast(_OPEN).sort("seq")  # type: ignore[arg-type]
+            self._open = self._bounded(pl.concat([unchanged, compact(updated)]))
         return events.drop("open_sender", "open_message_id", "known_seq", "removed_seq")
 
 
