@@ -97,13 +97,19 @@ def ingest_run(
     """Ingest the chunks of the run `make_run(resume)` returns (`ingest_paths` makes a ParseRun).
 
     `resume` is the store's catalogue lookup: the run calls it for each input, to start where
-    the last run that read that input stopped.
+    the last run that read that input stopped. A `ParseRun`'s sources carry on from the state
+    the last run left in the store, and leave theirs for the next.
     """
     with store.staging(wait=wait, now=now) as staging:
         run = make_run(lambda _input, head: find_resume(staging.catalogue, head))
+        if isinstance(run, ParseRun):
+            run.import_state(staging.carried_state())
         for chunk in run:
             staging.add(chunk.events, chunk.malformed)
-        committed = staging.commit(_catalogue(staging.catalogue, run.summaries, staging.read_at))
+        committed = staging.commit(
+            _catalogue(staging.catalogue, run.summaries, staging.read_at),
+            state=run.export_state() if isinstance(run, ParseRun) else None,
+        )
     return IngestResult(
         run_id=committed.run_id,
         events_by_type=committed.events_by_type,

@@ -2,13 +2,14 @@
 
 The pipeline owns the per-run state: one instance of each source for the whole run, so that
 state spanning files (a Postfix queue id whose sender sits in yesterday's rotated log) carries
-over, and the per-file accounting the `parse` summary and `ingest` report.
+over, and the per-file accounting the `parse` summary and `ingest` report. An ingest also
+carries the sources' state from one run to the next (`import_state`, `export_state`).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ from bounce_analyzer.reading import Batch, Resume, ResumeFn
 from bounce_analyzer.rules import Rules, load_rules
 from bounce_analyzer.sources import Source, get_source
 from bounce_analyzer.sources import detect as detect_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, CarriesState
 from bounce_analyzer.stages import ahead
 
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format
@@ -134,6 +135,7 @@ class ParseRun:
         self._instances: dict[str, Source] = {}
         #: Malformed rows of the lines the reader passed over, from the thread reading ahead.
         self._long_lines: deque[pl.DataFrame] = deque()
+        self._carried: Mapping[str, pl.DataFrame] = {}
         self._resume = resume
         self._hold_partial = hold_partial
         self._now = now
@@ -149,8 +151,23 @@ class ParseRun:
 
     def _instance(self, name: str) -> Source:
         if name not in self._instances:
-            self._instances[name] = get_source(name, tz=self._tz)
+            instance = get_source(name, tz=self._tz)
+            if name in self._carried and isinstance(instance, CarriesState):
+                instance.import_state(self._carried[name])
+            self._instances[name] = instance
         return self._instances[name]
+
+    def import_state(self, state: Mapping[str, pl.DataFrame]) -> None:
+        """Before the run: what each source carried out of an earlier run (`export_state`)."""
+        self._carried = state
+
+    def export_state(self) -> dict[str, pl.DataFrame]:
+        """After the run: what each source it used carries to the next (`CarriesState`)."""
+        return {
+            name: instance.export_state()
+            for name, instance in self._instances.items()
+            if isinstance(instance, CarriesState)
+        }
 
     def __iter__(self) -> Iterator[Chunk]:
         """The chunks, classified a chunk ahead of the caller in a thread of their own: what

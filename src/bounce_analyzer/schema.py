@@ -82,18 +82,23 @@ def dictionary_columns(arrow_schema: pa.Schema) -> list[str]:
     ]
 
 
-def event_id(source: str, record: pl.Expr) -> pl.Expr:
+def event_id(source: str, record: pl.Expr, occurrence: pl.Expr | None = None) -> pl.Expr:
     """The deterministic event id: xxh3-128 of the source name and the raw record, as 32 hex digits.
 
     `record` is the raw line (log sources) or the ESP's own event id where it has one, with
     whatever else makes it unique (a recipient index for multi-recipient records). The same
     input always gets the same id, whatever the polars version, so that re-reading a file
-    duplicates nothing.
+    duplicates nothing. `occurrence` (n >= 1) is given for the n-th repeat of an identical
+    record in the same input (`sources._carry.Repeats`): it is hashed after a newline, which
+    no log line holds, so a repeat's id is no other record's; a first occurrence has none, so its
+    id is the one it always had.
     """
     import polars_hash as plh  # lazy: a plugin, loaded only where ids are made
 
-    keyed = pl.concat_str([pl.lit(source + "\x1f"), record])
-    digest = plh.NonCryptographicHashingNameSpace(keyed).xxh3_128(
+    parts = [pl.lit(source + "\x1f"), record]
+    if occurrence is not None:
+        parts += [pl.lit("\n"), occurrence.cast(pl.String())]
+    digest = plh.NonCryptographicHashingNameSpace(pl.concat_str(parts)).xxh3_128(
         return_binary=True, byte_order="big"
     )
     return digest.bin.encode("hex").alias("event_id")

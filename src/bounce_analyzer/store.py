@@ -6,15 +6,17 @@ Layout (docs/STORE.md gives the reasons)::
     <store>/events/date=YYYY-MM-DD/part-<run-id>-<n>.parquet      the event table, by UTC day
     <store>/quarantine/date=YYYY-MM-DD/part-<run-id>-<n>.parquet  malformed records, by day read
     <store>/catalogue.json                    each input read: its identity and how far
+    <store>/state/<source>-<run-id>.parquet   what a source carries to the next run
     <store>/lock                              flock'ed by the run that writes
     <store>/tmp/<run-id>/                     a run's files before they are moved into place
 
 The store only stores: `ingest.py` drives a run into it. Under the lock (`Store.staging`), a
 run stages its events to Parquet files under `tmp/`; `Staging.commit` drops events whose
-`event_id` is already stored, then moves the files into place and writes the new catalogue,
-each step with `os.replace`. A run killed at any point leaves either the old state or whole
-files whose events the next run de-duplicates. `scan_events` reads the partitions a time
-window needs, lazily.
+`event_id` is already stored, then moves the files into place, writes the state the sources
+carry to the next run (`Staging.carried_state` reads it back) and the new catalogue, which
+names it, each step with `os.replace` or a file of its own. A run killed at any point leaves
+either the old state or whole files whose events the next run de-duplicates. `scan_events`
+reads the partitions a time window needs, lazily.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -212,12 +214,16 @@ class CatalogueEntry:
         )
 
 
-def _write_catalogue(root: Path, entries: list[CatalogueEntry]) -> None:
-    data = {
+def _write_catalogue(
+    root: Path, entries: list[CatalogueEntry], *, state: dict[str, str] | None = None
+) -> None:
+    data: dict[str, Any] = {
         "format": "bounce-analyzer-catalogue",
         "version": CATALOGUE_VERSION,
         "inputs": [asdict(entry) for entry in entries],
     }
+    if state:
+        data["state"] = state  # the file in `state/` of each source's carried state
     _write_json_atomically(root / "catalogue.json", data)
 
 
@@ -264,6 +270,80 @@ def with_input(
     )
     kept = [old for old in entries if not (old.matches(head) and old.offset <= entry.offset)]
     return [*kept, entry]
+
+
+# --- the state the sources carry from run to run ------------------------------------------------
+
+#: The folder of the state files (`state/<source>-<run-id>.parquet`).
+STATE_DIR = "state"
+
+
+def _state_files(root: Path) -> dict[str, str]:
+    """The state file of each source, as the catalogue names it (in `state/`); {} for none."""
+    path = root / "catalogue.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # (`Store.catalogue` reports a damaged catalogue)
+    files = data.get("state", {}) if isinstance(data, dict) else {}
+    if not isinstance(files, dict) or not all(
+        isinstance(name, str) and isinstance(file, str) and _is_state_file(file)
+        for name, file in files.items()
+    ):
+        raise StoreError(f"{path} is damaged (its state is not a map of file names in state/)")
+    return files
+
+
+def _is_state_file(name: str) -> bool:
+    return name == Path(name).name and name.endswith(".parquet") and not name.startswith(".")
+
+
+def _read_state(root: Path, files: Mapping[str, str]) -> dict[str, pl.DataFrame]:
+    """The state frame of each source from its file; a file removed by hand carries nothing."""
+    state = {}
+    for source, name in files.items():
+        path = root / STATE_DIR / name
+        try:
+            state[source] = pl.read_parquet(path)
+        except FileNotFoundError:
+            continue
+        except (OSError, pl.exceptions.PolarsError) as error:
+            detail = " ".join(str(error).split())
+            raise StoreError(
+                f"{path}: unreadable state ({detail}); remove it to go on without it"
+            ) from None
+    return state
+
+
+def _write_state(root: Path, run_id: str, state: Mapping[str, pl.DataFrame]) -> dict[str, str]:
+    """Write each source's state to a file of this run in `state/` (synced); their names."""
+    folder = root / STATE_DIR
+    folder.mkdir(exist_ok=True)
+    files = {}
+    for source, frame in state.items():
+        name = f"{source}-{run_id}.parquet"
+        frame.write_parquet(folder / name, compression="zstd")
+        handle = os.open(folder / name, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        files[source] = name
+    return files
+
+
+def _remove_other_state(root: Path, files: Mapping[str, str]) -> None:
+    """Remove the files in `state/` that `files` does not name (older runs', killed runs')."""
+    folder = root / STATE_DIR
+    if not folder.is_dir():
+        return
+    kept = set(files.values())
+    for path in folder.iterdir():
+        if path.name not in kept:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -843,11 +923,23 @@ class Staging:
         self._events.abort()
         self._quarantine.abort()
 
-    def commit(self, catalogue: list[CatalogueEntry]) -> Committed:
+    def carried_state(self) -> dict[str, pl.DataFrame]:
+        """The state each source carried out of the last run that committed (`CarriesState`)."""
+        root = self.store.path
+        return _read_state(root, _state_files(root))
+
+    def commit(
+        self,
+        catalogue: list[CatalogueEntry],
+        *,
+        state: Mapping[str, pl.DataFrame] | None = None,
+    ) -> Committed:
         """Put what was staged into the store, each event once, then write `catalogue`.
 
         Staged rows whose key the store (or this run) already has are dropped; the files left
-        are moved into place whole, one rename each; the catalogue is written last.
+        are moved into place whole, one rename each; the catalogue is written last. `state`:
+        what each source carries to the next run, written to files of this run that the new
+        catalogue names (a source not in it keeps the state it had).
         """
         root = self.store.path
         staged_events = self._events.finish()
@@ -889,7 +981,9 @@ class Staging:
             for path in files:
                 os.replace(path, folder / path.name)
                 between_steps()
-        _write_catalogue(root, catalogue)
+        state_files = {**_state_files(root), **_write_state(root, self.run_id, state or {})}
+        _write_catalogue(root, catalogue, state=state_files)
+        _remove_other_state(root, state_files)
         return result
 
 

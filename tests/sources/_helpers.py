@@ -23,10 +23,12 @@ def consecutive_batches(*chunks: bytes, path: str) -> list[Batch]:
     """`chunks` as consecutive batches of one input (each a run of whole lines)."""
     batches = []
     line = 1
+    offset = 0
     for number, data in enumerate(chunks):
         final = number == len(chunks) - 1
-        batches.append(Batch(data=data, path=path, first_line=line, final=final))
+        batches.append(Batch(data=data, path=path, first_line=line, offset=offset, final=final))
         line += data.count(b"\n")
+        offset += len(data)
     return batches
 
 

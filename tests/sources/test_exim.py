@@ -367,6 +367,56 @@ def test_open_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert source._open.height == 2
 
 
+def test_open_messages_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 KB senders, room for two: the oldest of three messages is gone when its bounce comes."""
+    monkeypatch.setattr(exim_module, "MAX_STATE_BYTES", 2500)
+    long = "s" * 1000 + "@shop.example"
+    arrival = ARRIVAL.replace("s@shop.example", long)
+    arrivals = [arrival.replace("0001Ab", f"000{n}Ab") for n in range(3)]
+    bounces = [BOUNCE.replace("0001Ab", f"000{n}Ab") for n in range(3)]
+    data = "".join(line + "\n" for line in [*arrivals, *bounces]).encode()
+    source = Exim(tz="UTC")
+    events = merge(list(source.parse(batches_of(data, [0, 1, 2])))).events
+    assert events["sender"].is_not_null().to_list() == [False, True, True]
+    assert source._open["arrived"].to_list() == ["1tE3xY-0001Ab-Cd", "1tE3xY-0002Ab-Cd"]
+
+
+REPEATED = [
+    # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
+    "2026-11-28 10:00:12 H=c.example [192.0.2.9] F=<s@x.example> rejected RCPT <a@y.example>: "
+    "relay not permitted",
+    ARRIVAL,
+    BOUNCE,
+]
+
+
+def test_identical_lines_get_ids_of_their_own_in_any_batches() -> None:
+    """A reject, an arrival and a bounce three times each: six events, each with its own id,
+    whatever the batches; the first of each keeps the id of a single line."""
+    lines = [line for line in REPEATED for _ in range(3)]
+    data = "".join(line + "\n" for line in lines).encode()
+    whole = parse_batches([Batch(data=data, path="mainlog")])
+    assert whole.events.height == 6
+    assert whole.events["event_id"].n_unique() == 6
+    single = parse_batches([Batch(data=(REPEATED[0] + "\n").encode(), path="other")])
+    assert whole.events["event_id"][0] == single.events["event_id"][0]
+    for cuts in ([0], [1], [4], list(range(8))):
+        assert_frame_equal(parse_batches(batches_of(data, cuts)).events, whole.events)
+
+
+def test_a_line_repeated_after_the_clock_went_back_keeps_its_first_id() -> None:
+    """Repeats are counted while their stamp is within a minute of the latest one read: one
+    further behind (a log whose clock went back, or logs run together) keeps the id of a
+    first occurrence, whatever the batches."""
+    later = REPEATED[0].replace("10:00:12", "10:05:00")
+    data = "".join(f"{line}\n" for line in [REPEATED[0], later, REPEATED[0]]).encode()
+    whole = parse_batches([Batch(data=data, path="mainlog")])
+    ids = whole.events["event_id"].to_list()
+    assert ids[0] == ids[2] != ids[1]
+    for cuts in ([0], [1], [0, 1]):
+        assert_frame_equal(parse_batches(batches_of(data, cuts)).events, whole.events)
+
+
 # timestamp text, tz, expected UTC (None: the line is malformed)
 TIMES = [
     ("2026-11-28 10:00:00", "UTC", utc(2026, 11, 28, 10, 0, 0)),

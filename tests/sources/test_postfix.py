@@ -19,7 +19,7 @@ from bounce_analyzer.sources import detect, get_source
 from bounce_analyzer.sources.base import Source, SourceOutput
 from bounce_analyzer.sources.postfix import Postfix
 
-from ._helpers import event_at, merge, utc
+from ._helpers import consecutive_batches, event_at, merge, utc
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "postfix"
 CORPUS = DATA / "corpus"
@@ -680,6 +680,51 @@ def test_open_queue_ids_are_bounded() -> None:
     batches = [Batch(data=d, path="m", mtime=MTIME) for d in (lines[1], other, lines[4])]
     events = merge(list(source.parse(batches))).events
     assert events["sender"].to_list() == [None]  # the older id was evicted
+
+
+def test_open_queue_ids_are_bounded_in_bytes() -> None:
+    """1 KB senders, room for two: the oldest of three ids is gone when its bounce comes."""
+    long = "s" * 1000 + "@example.org"
+    arrived = [
+        f"Nov 27 10:00:0{n} mx postfix/qmgr[9]: A000{n}: from=<{long}>, size=1, nrcpt=1 "
+        "(queue active)\n"
+        for n in range(3)
+    ]
+    bounced = "".join(
+        f"Nov 27 10:01:0{n} mx postfix/smtp[5]: A000{n}: to=<r{n}@example.com>, relay=none, "
+        "delay=1, dsn=5.4.4, status=bounced (Host not found)\n"
+        for n in range(3)
+    )
+    source = Postfix(tz="UTC", max_state_bytes=2500)
+    chunks = [line.encode() for line in [*arrived, bounced]]
+    events = merge(list(source.parse(consecutive_batches(*chunks, path="m")))).events
+    assert events["sender"].is_not_null().to_list() == [False, True, True]
+    assert sorted(source._open["message_ref"]) == ["A0001", "A0002"]
+
+
+#: Nov 27 10:00:02 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: ...
+REJECT = (
+    "Nov 27 10:00:02 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: "
+    "554 5.7.1 <a@example.com>: Relay access denied; from=<s@example.org> to=<a@example.com> "
+    "proto=ESMTP helo=<c>"
+)
+
+
+def test_identical_lines_get_ids_of_their_own_in_any_batches() -> None:
+    """A reject and a bounce three times each: six events, six ids, whatever the batches (a
+    journal record, unlike a line, is one entry however often it is exported)."""
+    bounce = MESSAGE.splitlines(keepends=True)[4].decode()
+    lines = [line for line in (REJECT + "\n", bounce) for _ in range(3)]
+
+    def ids(size: int) -> list[str]:
+        chunks = ["".join(lines[i : i + size]).encode() for i in range(0, len(lines), size)]
+        out = merge(list(Postfix(tz="UTC").parse(consecutive_batches(*chunks, path="m"))))
+        return list(out.events["event_id"])
+
+    whole = ids(len(lines))
+    assert len(set(whole)) == 6
+    for size in (1, 2, 4):
+        assert ids(size) == whole
 
 
 # --- time ---------------------------------------------------------------------------------------

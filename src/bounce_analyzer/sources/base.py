@@ -42,7 +42,8 @@ class Source(Protocol):
     """A log or event format bounce-analyzer reads.
 
     One instance serves one run: state that spans batches and files (Postfix queue ids waiting
-    for their recipients) lives on the instance. Accounting: for every output,
+    for their recipients) lives on the instance; a source that also has the methods of
+    `CarriesState` keeps it from one run to the next. Accounting: for every output,
     `read == events.height_of_records + skipped + malformed` where a record that yields several
     events (one per recipient) counts once in `read`.
     """
@@ -59,4 +60,23 @@ class Source(Protocol):
 
     def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
         """Turn batches into frames of facts, in order."""
+        ...
+
+
+@runtime_checkable
+class CarriesState(Protocol):
+    """What a source that keeps its state across runs has besides `Source` (optional).
+
+    An ingest calls `import_state` with what the last run's `export_state` gave (kept with the
+    store) before the first batch, and `export_state` after the last one; the store keeps the
+    frame as it is. The state is bounded (rows and bytes, the oldest going first), as it is
+    within a run.
+    """
+
+    def export_state(self) -> pl.DataFrame:
+        """What the source carries to the next run, as one frame of its own columns."""
+        ...
+
+    def import_state(self, state: pl.DataFrame) -> None:
+        """Carry on from `state` (an `export_state` frame of an earlier run)."""
         ...

@@ -20,7 +20,10 @@ notes, queue runs, daemon starts) is read and skipped. Decisions:
 
 The sender and Message-ID of each `<=` line are kept on the instance, keyed by Exim message id,
 until the message's `Completed` line, so that they join onto delivery lines in later batches and
-files. The table is capped at `MAX_OPEN_MESSAGES` (oldest dropped first).
+files. The table is capped at `MAX_OPEN_MESSAGES` rows and `MAX_STATE_BYTES` bytes (oldest
+dropped first: a later line of a dropped message is an event without a sender). An ingest keeps
+it with the store for its next run (`export_state`, `import_state`), with the counts that number
+identical lines (`_carry.Repeats`: a line written twice is two events, each with its own id).
 
 `parse` runs in two stages, in two threads: `_cut` reads a batch as far as it goes alone (lines,
 kinds, arrivals, events without their sender), then `Exim._outcomes` joins the senders known
@@ -48,13 +51,16 @@ from bounce_analyzer.smtp import (
     known_zone,
     local_zone,
 )
+from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
-__all__ = ["MAX_OPEN_MESSAGES", "Exim"]
+__all__ = ["MAX_OPEN_MESSAGES", "MAX_STATE_BYTES", "Exim"]
 
-#: At most this many arrived-but-not-completed messages are remembered across batches.
+#: At most this many arrived-but-not-completed messages are remembered across batches...
 MAX_OPEN_MESSAGES = 250_000
+#: ... and at most this many bytes of them (with their senders and Message-IDs).
+MAX_STATE_BYTES = 256 * 2**20
 
 # 1tE3xY-0001Ab-Cd (6-6-2, before 4.97) or 1tE3xY-000000001Ab-Cdef (6-11-4, 4.97 and later;
 # a 10-character middle part is accepted too, as written in some documentation)
@@ -221,6 +227,8 @@ class _Cut:
     malformed: pl.DataFrame
     read: int
     skipped: int
+    start: int  # the batch's first byte in its input
+    end: int  # its last byte + 1
 
 
 class Exim:
@@ -233,6 +241,7 @@ class Exim:
             raise UsageError(f"unknown time zone {tz!r}: use an IANA name such as Europe/Berlin")
         self._tz = tz if tz is not None else local_zone()
         self._open = pl.DataFrame(schema=_OPEN_SCHEMA)
+        self._repeats = Repeats(self.name)
 
     def sniff(self, head: bytes) -> bool:
         """Whether `head` has an Exim mainlog delivery/arrival line or an Exim reject line."""
@@ -250,7 +259,9 @@ class Exim:
 
     def _outcomes(self, cut: _Cut) -> SourceOutput:
         """The batch's events with the sender and Message-ID of their messages joined on."""
-        known = pl.concat([self._open, cut.arrivals]).unique(
+        # (only the open messages the batch names are looked up: the table is never copied whole)
+        named = cut.events["arrived"].drop_nulls().unique().implode()
+        known = pl.concat([self._open.filter(pl.col("arrived").is_in(named)), cut.arrivals]).unique(
             "arrived", keep="last", maintain_order=True
         )
         # (the key alone is joined: a join copies the columns of both sides)
@@ -262,7 +273,8 @@ class Exim:
             pl.coalesce(pl.col(name), found[name]).alias(name)
             for name in ("sender", "message_id", "sender_domain")
         )
-        self._remember(known, cut.completed)
+        events = self._repeats.number(events, "line", start=cut.start, end=cut.end)
+        self._remember(cut.arrivals, cut.completed)
         return SourceOutput(
             events=schema.conform(events),
             malformed=cut.malformed,
@@ -270,10 +282,38 @@ class Exim:
             skipped=cut.skipped,
         )
 
-    def _remember(self, known: pl.DataFrame, completed: pl.Series) -> None:
-        """Keep the open messages' senders for later batches; forget completed messages."""
-        still_open = known.filter(~pl.col("arrived").is_in(completed.implode()))
-        self._open = still_open.tail(MAX_OPEN_MESSAGES)
+    def _remember(self, arrivals: pl.DataFrame, completed: pl.Series) -> None:
+        """Keep the open messages' senders for later batches; forget completed messages.
+
+        The table is in the order the messages arrived (a message that arrives again moves to
+        the end), so that the oldest go first when it is full.
+        """
+        if not arrivals.height and not completed.len():
+            return
+        new = arrivals.unique("arrived", keep="last", maintain_order=True)
+        done = completed.implode()
+        replaced = pl.concat([new["arrived"], completed]).implode()
+        still_open = pl.concat(
+            [
+                self._open.filter(~pl.col("arrived").is_in(replaced)),
+                compact(new.filter(~pl.col("arrived").is_in(done))),
+            ]
+        )
+        self._open = newest_within(still_open, rows=MAX_OPEN_MESSAGES, size=MAX_STATE_BYTES)
+
+    def export_state(self) -> pl.DataFrame:
+        """The open messages and the counts of repeated lines (`CarriesState`)."""
+        return state_frame(messages=self._open, repeats=self._repeats.export_state())
+
+    def import_state(self, state: pl.DataFrame) -> None:
+        """Carry on from an earlier run's `export_state` (before the first batch)."""
+        messages = state_part(state, "messages", _OPEN_SCHEMA)
+        self._open = newest_within(
+            messages.filter(pl.col("arrived").is_not_null()),
+            rows=MAX_OPEN_MESSAGES,
+            size=MAX_STATE_BYTES,
+        )
+        self._repeats.import_state(state)
 
 
 def _cut(batch: Batch, tz: str) -> _Cut:
@@ -317,6 +357,8 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         malformed=malformed,
         read=frame.height,
         skipped=frame.height - joined.height - malformed.height,
+        start=batch.offset,
+        end=batch.offset + len(batch.data),
     )
 
 

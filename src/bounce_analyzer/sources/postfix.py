@@ -14,7 +14,11 @@ One event per record that states an outcome:
 
 qmgr `from=<...>` and cleanup `message-id=<...>` lines give the sender and Message-ID of a
 queue id; they are remembered across batches and files (on the instance, until qmgr logs
-`removed`; at most `max_open_ids` ids, the oldest dropped first) and joined onto the events.
+`removed`; at most `max_open_ids` ids and `max_state_bytes` bytes of them, the oldest dropped
+first: a later line of a dropped id is an event without a sender) and joined onto the events.
+An ingest keeps them with the store for its next run (`export_state`, `import_state`), with the
+counts that number identical syslog lines (`_carry.Repeats`: a line written twice is two
+events, each with its own id).
 Everything else a Postfix log holds (connects, TLS, `host ... said` lines that precede the
 status line, bounce notifications...) is skipped; lines that are not syslog lines at all, or
 status lines that cannot be read, are malformed.
@@ -31,7 +35,7 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -40,10 +44,14 @@ from bounce_analyzer import schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
+from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
-__all__ = ["Postfix"]
+__all__ = ["MAX_STATE_BYTES", "Postfix"]
+
+#: At most this many bytes of open queue ids (with their senders and Message-IDs) are kept.
+MAX_STATE_BYTES = 256 * 2**20
 
 # --- patterns -----------------------------------------------------------------------------
 
@@ -136,6 +144,18 @@ _OPEN = {
 }
 
 
+class _Kinds(NamedTuple):
+    """The records of a stretch of one input that matter (`_kinds`), and its counts."""
+
+    frame: pl.DataFrame
+    path: str
+    read: int
+    skipped: int
+    #: The stretch's first and last byte + 1, for syslog lines, which `Repeats` numbers (None
+    #: for journal records: two identical ones are one journal entry, exported twice).
+    span: tuple[int, int] | None = None
+
+
 def _json_field(key: str) -> pl.Expr:
     """The string value of `key` in a one-line JSON object, decoded; null when absent."""
     found = pl.col("line").str.extract(f'"{re.escape(key)}"\\s*:\\s*{_JSON_STRING}', 1)
@@ -151,13 +171,23 @@ class Postfix:
 
     name: ClassVar[str] = "postfix"
 
-    def __init__(self, *, tz: str | None = None, max_open_ids: int = 1_000_000) -> None:
-        """`tz`: zone of classic syslog stamps (None: the machine's); `max_open_ids`: map bound."""
+    def __init__(
+        self,
+        *,
+        tz: str | None = None,
+        max_open_ids: int = 1_000_000,
+        max_state_bytes: int | None = None,
+    ) -> None:
+        """`tz`: zone of classic syslog stamps (None: the machine's); `max_open_ids` and
+        `max_state_bytes` (default `MAX_STATE_BYTES`): the bounds of the map of open queue ids
+        (the oldest go first)."""
         if tz is not None and not known_zone(tz):
             raise UsageError(f"unknown time zone {tz!r}: use an IANA name like Europe/Paris")
         self.tz = tz if tz is not None else local_zone()
         self.max_open_ids = max_open_ids
+        self.max_state_bytes = MAX_STATE_BYTES if max_state_bytes is None else max_state_bytes
         self._open = pl.DataFrame(schema=_OPEN)
+        self._repeats = Repeats(self.name)
         self._batches = 0
         self._format: tuple[str, str] = ("", "syslog")  # (path, format) of the current input
         self._carry: pl.DataFrame | None = None  # an unfinished journal export record
@@ -178,11 +208,11 @@ class Postfix:
         Two stages in two threads: lines to the lines that matter (`_kinds_of`), then those
         to events with the sender and Message-ID joined (`_outcomes`, which holds the state).
         """
-        for frame, path, read, skipped in ahead(self._kinds_of(batches)):
-            yield self._outcomes(frame, path, read=read, skipped=skipped)
+        for kinds in ahead(self._kinds_of(batches)):
+            yield self._outcomes(kinds)
 
-    def _kinds_of(self, batches: Iterable[Batch]) -> Iterator[tuple[pl.DataFrame, str, int, int]]:
-        """Per batch: (the records that matter, path, records read, records skipped).
+    def _kinds_of(self, batches: Iterable[Batch]) -> Iterator[_Kinds]:
+        """Per batch: the records that matter, and the counts.
 
         Blank lines that start an input wait for the next batch, so that they are counted as
         the format that follows them says (a journal export does not count them), whatever
@@ -192,11 +222,13 @@ class Postfix:
             if self._carry is not None and self._carry_path != batch.path:
                 yield self._flush_carry()
             lines = batch_lines(batch)
+            start = batch.offset
             if self._blank is not None:
                 held, blank = self._blank
                 self._blank = None
                 if held.path == batch.path:
                     lines = pl.concat([blank, lines])
+                    start = held.offset
                 else:
                     yield self._syslog(held, blank)
             kind = self._input_format(batch, lines)
@@ -206,7 +238,7 @@ class Postfix:
                     continue
                 kind = "syslog"
             if kind == "syslog":
-                yield self._syslog(batch, lines)
+                yield self._syslog(batch, lines, start=start)
                 continue
             seq_base = self._next_seq_base()
             if kind == "json":
@@ -214,17 +246,19 @@ class Postfix:
             else:
                 records = self._export_records(batch, lines)
             frame, skipped = _kinds(records, seq_base)
-            yield frame, batch.path, records.height, skipped
+            yield _Kinds(frame, batch.path, records.height, skipped)
         if self._blank is not None:
             yield self._syslog(*self._blank)
             self._blank = None
         if self._carry is not None:
             yield self._flush_carry()
 
-    def _syslog(self, batch: Batch, lines: pl.DataFrame) -> tuple[pl.DataFrame, str, int, int]:
+    def _syslog(self, batch: Batch, lines: pl.DataFrame, *, start: int | None = None) -> _Kinds:
+        """`_Kinds` of syslog `lines`: those of `batch`, after the blank ones from `start` on."""
         seq_base = self._next_seq_base()
         frame, skipped = _syslog_kinds(lines, self.tz, self._reference(batch), seq_base)
-        return frame, batch.path, lines.height, skipped
+        span = (batch.offset if start is None else start, batch.offset + len(batch.data))
+        return _Kinds(frame, batch.path, lines.height, skipped, span)
 
     def _next_seq_base(self) -> int:
         """A base for `seq` (line order across batches): batch number << 32, plus line_no."""
@@ -273,18 +307,42 @@ class Postfix:
             lines = lines.filter(pl.col("record") != last)
         return _export_frame(lines)
 
-    def _flush_carry(self) -> tuple[pl.DataFrame, str, int, int]:
+    def _flush_carry(self) -> _Kinds:
         assert self._carry is not None
         carry, path = self._carry, self._carry_path
         self._carry = None
         records = _export_frame(carry.with_columns(record=pl.lit(0, pl.UInt32())))
         frame, skipped = _kinds(records, self._next_seq_base())
-        return frame, path, records.height, skipped
+        return _Kinds(frame, path, records.height, skipped)
+
+    # --- state carried to the next run -------------------------------------------------------
+
+    def export_state(self) -> pl.DataFrame:
+        """The open queue ids and the counts of repeated lines (`CarriesState`)."""
+        return state_frame(queue_ids=self._open, repeats=self._repeats.export_state())
+
+    def import_state(self, state: pl.DataFrame) -> None:
+        """Carry on from an earlier run's `export_state` (before the first batch)."""
+        open_ids = state_part(state, "queue_ids", _OPEN).filter(pl.col("message_ref").is_not_null())
+        # The lines of an earlier run come before every line of this one: their `seq` becomes
+        # 0, 1, ... in their order (this run's lines start at 1 << 32).
+        self._open = self._bounded(
+            open_ids.sort("seq", nulls_last=False, maintain_order=True).with_columns(
+                seq=pl.int_range(pl.len(), dtype=pl.Int64())
+            )
+        )
+        self._repeats.import_state(state)
+
+    def _bounded(self, open_ids: pl.DataFrame) -> pl.DataFrame:
+        """`open_ids` (in `seq` order) within `max_open_ids` rows and `max_state_bytes` bytes,
+        the oldest gone."""
+        return newest_within(open_ids, rows=self.max_open_ids, size=self.max_state_bytes)
 
     # --- records -> outcomes ------------------------------------------------------------------
 
-    def _outcomes(self, frame: pl.DataFrame, path: str, *, read: int, skipped: int) -> SourceOutput:
+    def _outcomes(self, kinds: _Kinds) -> SourceOutput:
         """Events and malformed records from the lines `_kinds` kept; `skipped` the rest."""
+        frame, path, read, skipped = kinds.frame, kinds.path, kinds.read, kinds.skipped
         recipients, recipient_skips, recipient_bad = _recipient_events(
             frame.filter(pl.col("kind") == "recipient")
         )
@@ -297,16 +355,23 @@ class Postfix:
             how="diagonal_relaxed",
         )
         events = self._join_open_ids(frame, events)
-        events = events.with_columns(
-            source=pl.lit(self.name),
-            origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
-            recipient=_empty_to_null(pl.col("recipient").str.to_lowercase()),
-            original_recipient=_empty_to_null(pl.col("original_recipient")),
-        ).with_columns(
-            schema.event_id(self.name, pl.col("raw")),
-            recipient_domain=domain_of(pl.col("recipient")),
-            sender_domain=domain_of(pl.col("sender")),
+        events = (
+            events.with_columns(
+                source=pl.lit(self.name),
+                origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
+                recipient=_empty_to_null(pl.col("recipient").str.to_lowercase()),
+                original_recipient=_empty_to_null(pl.col("original_recipient")),
+            )
+            .with_columns(
+                schema.event_id(self.name, pl.col("raw")),
+                recipient_domain=domain_of(pl.col("recipient")),
+                sender_domain=domain_of(pl.col("sender")),
+            )
+            .sort("line_no")
         )
+        if kinds.span is not None:
+            start, end = kinds.span
+            events = self._repeats.number(events, "raw", start=start, end=end)
         malformed = pl.concat(
             [
                 frame.filter(pl.col("kind") == "bad").select("line_no", "raw", reason="bad"),
@@ -319,7 +384,7 @@ class Postfix:
         ).sort("line_no")
         skipped += frame.filter(pl.col("kind").is_in(["from", "message_id", "removed"])).height
         return SourceOutput(
-            events=schema.conform(events.sort("line_no")),
+            events=schema.conform(events),
             malformed=malformed.select(
                 origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
                 reason=pl.col("reason"),
@@ -330,7 +395,12 @@ class Postfix:
         )
 
     def _join_open_ids(self, frame: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-        """Join sender and Message-ID by queue id; update the map of open queue ids."""
+        """Join sender and Message-ID by queue id; update the map of open queue ids.
+
+        The map (`_open`) is in `seq` order, oldest first. Only the ids the batch names are
+        looked up and only those it changes are replaced (moved to the end): the map is never
+        grouped or copied whole, so a batch costs about the same however many ids are open.
+        """
         kind, body = pl.col("kind"), pl.col("body")
         state = frame.filter(kind.is_in(["from", "message_id", "removed"])).select(
             message_ref="qid",
@@ -349,10 +419,13 @@ class Postfix:
             # ...qmgr[9]: 3F2A1B2C3D: removed
             removed_seq=pl.when(kind == "removed").then(pl.col("seq")),
         )
+        changed = state["message_ref"].unique().implode()
+        named = pl.concat([state["message_ref"], events["message_ref"]]).drop_nulls().unique()
+        prior = self._open.filter(pl.col("message_ref").is_in(named.implode()))
         # Per queue id: the last sender and Message-ID (in line order), the last line that
         # gave one, the last "removed".
         known = (
-            pl.concat([self._open.with_columns(removed_seq=pl.lit(None, pl.Int64())), state])
+            pl.concat([prior.with_columns(removed_seq=pl.lit(None, pl.Int64())), state])
             .group_by("message_ref")
             .agg(
                 pl.col("sender").drop_nulls().last(),
@@ -382,12 +455,15 @@ class Postfix:
             sender=pl.coalesce("sender", pl.when(current).then(pl.col("open_sender"))),
             message_id=pl.when(current).then(pl.col("open_message_id")),
         )
-        still_open = known.filter(
-            pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq"))
-        )
-        if still_open.height > self.max_open_ids:
-            still_open = still_open.sort("seq").tail(self.max_open_ids)
-        self._open = still_open.select(list(_OPEN)).cast(_OPEN)  # type: ignore[arg-type]
+        if state.height:
+            still_open = known.filter(
+                pl.col("message_ref").is_in(changed)
+                & (pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq")))
+            )
+            # (a changed id's `seq` is of this batch: after every id left as it was)
+            unchanged = self._open.filter(~pl.col("message_ref").is_in(changed))
+            updated = still_open.select(list(_OPEN)).cast(_OPEN).sort("seq")  # type: ignore[arg-type]
+            self._open = self._bounded(pl.concat([unchanged, compact(updated)]))
         return events.drop("open_sender", "open_message_id", "known_seq", "removed_seq")
 
 
