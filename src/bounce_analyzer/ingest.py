@@ -101,7 +101,7 @@ def ingest_run(
     with store.staging(wait=wait, now=now) as staging:
         run = make_run(lambda _input, head: find_resume(staging.catalogue, head))
         for chunk in run:
-            staging.add(chunk.events, chunk.malformed)
+            staging.add(chunk.events, chunk.malformed, input_head=chunk.head, input_path=chunk.path)
         committed = staging.commit(_catalogue(staging.catalogue, run.summaries, staging.read_at))
     return IngestResult(
         run_id=committed.run_id,

@@ -59,6 +59,7 @@ class Chunk:
     path: str
     events: pl.DataFrame
     malformed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MALFORMED_SCHEMA))
+    head: bytes = b""  # the input's first bytes (its identity, as `FileSummary.head`)
 
 
 class ParseRun:
@@ -199,7 +200,12 @@ class ParseRun:
             joined = pl.concat(events)
             if joined.height:
                 joined = classify(joined, self.rules)
-            made = Chunk(path=item.display, events=joined, malformed=pl.concat(malformed))
+            made = Chunk(
+                path=item.display,
+                events=joined,
+                malformed=pl.concat(malformed),
+                head=summary.head,
+            )
             events.clear()
             malformed.clear()
             return made

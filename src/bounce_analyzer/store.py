@@ -54,6 +54,7 @@ __all__ = [
     "between_steps",
     "count_quarantined",
     "find_resume",
+    "input_identity",
     "open_store",
     "partition_files",
     "scan_events",
@@ -89,6 +90,13 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "run_id": pl.String(),
     "read_at": pl.Datetime("us", "UTC"),
 }
+
+#: The quarantine as stored: its columns and `location`, the key that de-duplicates a record:
+#: the identity of its input (`input_identity`, as the catalogue knows it) and the record's
+#: place in it (its origin without the file name, `7` or `12#3`). The same record read again
+#: under another name (a copy, a rotated file) has the same location; an identical record
+#: elsewhere has another. Readers leave the column out (`scan_quarantine`).
+_STORED_QUARANTINE_SCHEMA: dict[str, pl.DataType] = {**QUARANTINE_SCHEMA, "location": pl.String()}
 
 #: Buffered rows (all days together) before the biggest buffer is written out early.
 _MAX_BUFFERED_ROWS = 2 * ROW_GROUP_ROWS
@@ -212,6 +220,11 @@ class CatalogueEntry:
         )
 
 
+def input_identity(head: bytes) -> str:
+    """An input's identity: the sha256 (hex) of its first `PREFIX_BYTES` decompressed bytes."""
+    return hashlib.sha256(head[:PREFIX_BYTES]).hexdigest()
+
+
 def _write_catalogue(root: Path, entries: list[CatalogueEntry]) -> None:
     data = {
         "format": "bounce-analyzer-catalogue",
@@ -252,10 +265,9 @@ def with_input(
     """`entries` with one more input: the one that starts with `head`, read up to `offset` (the
     end of its line `line`). The entries it was resumed from (the same leading bytes, read less
     far) are superseded by the new one."""
-    prefix_len = min(len(head), PREFIX_BYTES)
     entry = CatalogueEntry(
-        prefix_len=prefix_len,
-        prefix_hash=hashlib.sha256(head[:prefix_len]).hexdigest(),
+        prefix_len=min(len(head), PREFIX_BYTES),
+        prefix_hash=input_identity(head),
         offset=offset,
         line=line,
         path=path,
@@ -287,8 +299,25 @@ class Committed:
 # --- staging ----------------------------------------------------------------------------------
 
 
+def _stored_columns(table: Table) -> dict[str, pl.DataType]:
+    return schema.EVENT_SCHEMA if table == "events" else _STORED_QUARANTINE_SCHEMA
+
+
+def _scan_files(files: list[Path], table: Table) -> pl.LazyFrame:
+    """The stored files `files` of `table`, lazily, with the table's columns as stored (those
+    missing from older files are null)."""
+    return pl.scan_parquet(
+        files,
+        hive_partitioning=False,
+        glob=False,
+        schema=_stored_columns(table),
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
 def _arrow_schema(table: Table) -> pa.Schema:
-    columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
+    columns = _stored_columns(table)
     arrow: pa.Schema = pl.DataFrame(schema=columns).to_arrow().schema
     return arrow.with_metadata(
         {
@@ -304,7 +333,7 @@ def _parquet_writer(path: Path, arrow_schema: pa.Schema) -> pq.ParquetWriter:
         str(path),
         arrow_schema,
         compression="zstd",
-        use_dictionary=schema.dictionary_columns(arrow_schema),
+        use_dictionary=[c for c in schema.dictionary_columns(arrow_schema) if c != "location"],
         write_statistics=True,
     )
 
@@ -430,14 +459,21 @@ def _rewrite_keeping(path: Path, keep: pl.Series, arrow_schema: pa.Schema) -> No
     os.replace(rewritten, path)
 
 
+#: What makes two rows of a table the same record: events by their id, set-aside records by
+#: their location and text.
+_KEYS: dict[Table, pl.Expr] = {
+    "events": pl.col("event_id"),
+    "quarantine": pl.concat_str([pl.col("location"), pl.col("raw")], separator="\x1f"),
+}
+
+
 def _dedup_day(
     staged: list[Path],
     existing: list[Path],
-    key: pl.Expr,
-    arrow_schema: pa.Schema,
+    table: Table,
     counts: dict[str, int] | None,
 ) -> tuple[list[Path], int]:
-    """Drop staged rows whose key is in `existing` files or earlier in `staged`.
+    """Drop staged rows of `table` whose key is in `existing` files or earlier in `staged`.
 
     Reads only the key columns. Returns the staged files left (a file with no row left is
     removed) and the number of rows dropped; `counts` gets the kept rows by `event`.
@@ -447,16 +483,15 @@ def _dedup_day(
     repeats within the run are compared by their text, so a hash collision drops nothing.
     """
     # A row without a key cannot be matched: it is kept (its hash stays null).
+    key = _KEYS[table]
     hashed = pl.when(key.is_not_null()).then(key.hash()).alias("hash")
     stored = (
-        _collect(pl.scan_parquet(existing, hive_partitioning=False, glob=False).select(hashed))
+        _collect(_scan_files(existing, table).select(hashed))
         if existing
         else pl.DataFrame(schema={"hash": pl.UInt64()})
     )["hash"]
     run = (
-        _collect(pl.scan_parquet(staged, hive_partitioning=False, glob=False).select(hashed))
-        if staged
-        else stored.clear().to_frame()
+        _collect(_scan_files(staged, table).select(hashed)) if staged else stored.clear().to_frame()
     )["hash"]
     suspects = (
         run.filter((run.is_duplicated() | run.is_in(stored.implode())) & run.is_not_null())
@@ -466,7 +501,7 @@ def _dedup_day(
     del run, stored
     heights = [pq.ParquetFile(str(path)).metadata.num_rows for path in staged]
     if suspects.list.len().item():
-        drop = _rows_to_drop(staged, heights, existing, key, suspects)
+        drop = _rows_to_drop(staged, heights, existing, table, suspects)
     else:
         drop = [pl.Series("row", [], dtype=pl.UInt32()) for _ in staged]
     kept_files: list[Path] = []
@@ -489,7 +524,7 @@ def _dedup_day(
             continue
         if rows.len():
             keep = ~pl.int_range(height, dtype=pl.UInt32, eager=True).is_in(rows.implode())
-            _rewrite_keeping(path, keep, arrow_schema)
+            _rewrite_keeping(path, keep, _arrow_schema(table))
         kept_files.append(path)
     return kept_files, dropped
 
@@ -498,7 +533,7 @@ def _rows_to_drop(
     staged: list[Path],
     heights: list[int],
     existing: list[Path],
-    key: pl.Expr,
+    table: Table,
     suspects: pl.Series,
 ) -> list[pl.Series]:
     """For each staged file (of `heights` rows), the rows (indices) whose key is stored or came
@@ -507,16 +542,14 @@ def _rows_to_drop(
     Only rows whose key hash is in `suspects` (a one-row list column) can be dropped; their
     keys are read and compared as text.
     """
+    key = _KEYS[table]
     suspect = pl.col("key").is_not_null() & pl.col("key").hash().is_in(suspects)
     candidates = (
-        pl.scan_parquet(staged, hive_partitioning=False, glob=False)
-        .select(key.alias("key"))
-        .with_row_index("row")
-        .filter(suspect)
+        _scan_files(staged, table).select(key.alias("key")).with_row_index("row").filter(suspect)
     )
     if existing:
         stored = (
-            pl.scan_parquet(existing, hive_partitioning=False, glob=False)
+            _scan_files(existing, table)
             .select(pl.lit(None, pl.UInt32).alias("row"), key.alias("key"))
             .filter(suspect)
         )
@@ -820,9 +853,21 @@ class Staging:
         self._quarantine = _Stager(folder / "quarantine", run_id, "quarantine", counter)
         folder.mkdir(parents=True)
 
-    def add(self, events: pl.DataFrame, malformed: pl.DataFrame) -> None:
+    def add(
+        self,
+        events: pl.DataFrame,
+        malformed: pl.DataFrame,
+        *,
+        input_head: bytes = b"",
+        input_path: str = "",
+    ) -> None:
         """Stage events (by the UTC day of their timestamp) and malformed records (by the day
-        they are read)."""
+        they are read).
+
+        The malformed records come from the input `input_path` that starts with `input_head`:
+        each is known by that identity and its origin without the path (its location), so that
+        it is set aside once however often and under whatever name its input is read.
+        """
         if events.height:
             self._events.add(
                 schema.conform(events, schema.EVENT_SCHEMA),
@@ -832,9 +877,13 @@ class Staging:
             set_aside = malformed.with_columns(
                 pl.lit(self.run_id).alias("run_id"),
                 pl.lit(self.read_at, pl.Datetime("us", "UTC")).alias("read_at"),
+                pl.concat_str(
+                    pl.lit(input_identity(input_head) + ":"),
+                    pl.col("origin").str.strip_prefix(f"{input_path}:"),
+                ).alias("location"),
             )
             self._quarantine.add(
-                schema.conform(set_aside, QUARANTINE_SCHEMA),
+                schema.conform(set_aside, _STORED_QUARANTINE_SCHEMA),
                 pl.lit(self.read_at.strftime("%Y-%m-%d")),
             )
 
@@ -859,25 +908,13 @@ class Staging:
         final: list[tuple[Table, str, list[Path]]] = []
         for day, files in staged_events.items():
             existing = _day_files(root, "events", day)
-            kept, dropped = _dedup_day(
-                files,
-                existing,
-                pl.col("event_id"),
-                _arrow_schema("events"),
-                result.events_by_type,
-            )
+            kept, dropped = _dedup_day(files, existing, "events", result.events_by_type)
             result.duplicates += dropped
             final.append(("events", day, kept))
         if staged_quarantine:
             every_quarantined = partition_files(root, table="quarantine")
             for day, files in staged_quarantine.items():
-                kept, _ = _dedup_day(
-                    files,
-                    every_quarantined,
-                    pl.concat_str([pl.col("origin"), pl.col("raw")], separator="\x1f"),
-                    _arrow_schema("quarantine"),
-                    None,
-                )
+                kept, _ = _dedup_day(files, every_quarantined, "quarantine", None)
                 result.malformed += sum(pq.ParquetFile(str(p)).metadata.num_rows for p in kept)
                 final.append(("quarantine", day, kept))
         between_steps()
