@@ -7,13 +7,23 @@ timestamps no clock could have written.
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import Result
 
 from _samples import BOUNCED, BROKEN
 from bounce_analyzer.store import scan_quarantine
-from test_faults import invoke, write_log
+from test_faults import invoke, snapshot, write_log
 
 
 def quarantined(root: Path) -> list[tuple[str, str]]:
@@ -70,3 +80,330 @@ def test_identical_records_in_different_places_all_count(tmp_path: Path) -> None
     again = invoke("ingest", "--store", str(root), "--tz", "UTC", str(one), str(other))
     assert "0 malformed set aside" in again.output
     assert len(quarantined(root)) == 3
+
+
+# --- damaged, unreadable and racing store files -----------------------------------------------
+
+#: What a damaged part file's error ends with: what to do.
+ADVICE = "; move it out of the store, or prune its day (docs/STORE.md, Damage)\n"
+
+
+def postfix_days(path: Path, days: range, per_day: int = 3) -> Path:
+    """A Postfix log with `per_day` bounces on each November day of `days` (2026, UTC)."""
+    lines = [
+        BOUNCED.replace("Nov 27", f"Nov {day:2d}")
+        .replace("3F2A1B2C3D", f"{day:02d}{number:08X}")
+        .replace("a@example.com", f"u{day}.{number}@example.com")
+        for day in days
+        for number in range(per_day)
+    ]
+    return write_log(path, ("\n".join(lines) + "\n").encode())
+
+
+@pytest.fixture
+def day_store(tmp_path: Path) -> Path:
+    """A store of 3 bounces a day from 20 to 27 November 2026: one part file a day."""
+    root = tmp_path / "store"
+    log = postfix_days(tmp_path / "days.log", range(20, 28))
+    result = invoke("ingest", "--store", str(root), "--tz", "UTC", str(log))
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def part_file(root: Path, day: str) -> Path:
+    (found,) = (root / "events" / f"date={day}").glob("part-*.parquet")
+    return found
+
+
+def report_total(root: Path, *, since: str = "2026-11-01") -> int:
+    result = invoke("report", "--store", str(root), "--since", since, "--format", "json")
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["totals"]
+    return int(totals[0]["total"]) if totals else 0
+
+
+def stored_files(root: Path) -> dict[str, bytes]:
+    """The store's data files and their bytes (not its locks and catalogue)."""
+    return {
+        name: data
+        for name, data in snapshot(root).items()
+        if not name.endswith("lock") and name != "catalogue.json"
+    }
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def flip_page_headers(path: Path) -> None:
+    """Set the first bytes of the header of the first data page of `timestamp` and `event_id`
+    (what reports and exports read, and what ingest's de-duplication reads)."""
+    metadata = pq.read_metadata(path).row_group(0)
+    data = bytearray(path.read_bytes())
+    for i in range(metadata.num_columns):
+        column = metadata.column(i)
+        if column.path_in_schema in ("timestamp", "event_id"):
+            start = column.data_page_offset
+            data[start : start + 4] = b"\xff" * 4
+    path.write_bytes(bytes(data))
+
+
+def run_on_damage(command: str, root: Path, tmp_path: Path) -> Result:
+    """`command` over a store with a damaged day: report, export, or an ingest that stages
+    events of that day (the log read again after its catalogue entry was lost)."""
+    if command == "ingest":
+        (root / "catalogue.json").unlink()
+        args = ["--tz", "UTC", str(tmp_path / "days.log")]
+    elif command == "export":
+        args = ["--since", "2026-11-01", "-o", str(tmp_path / "out.parquet")]
+    else:
+        args = ["--since", "2026-11-01"]
+    return invoke(command, "--store", str(root), *args)
+
+
+@pytest.mark.parametrize("command", ["report", "export", "ingest"])
+def test_a_truncated_part_file_is_named_with_what_to_do(
+    command: str, day_store: Path, tmp_path: Path
+) -> None:
+    damaged = part_file(day_store, "2026-11-24")
+    truncate(damaged)
+    before = stored_files(day_store)
+    result = run_on_damage(command, day_store, tmp_path)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {damaged} is damaged (parquet: File out of specification: The file must end "
+        f"with PAR1 or PARE){ADVICE}"
+    )
+    assert stored_files(day_store) == before
+    assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.parametrize("command", ["report", "export", "ingest"])
+def test_a_bit_flipped_part_file_is_named(command: str, day_store: Path, tmp_path: Path) -> None:
+    damaged = part_file(day_store, "2026-11-24")
+    flip_page_headers(damaged)
+    result = run_on_damage(command, day_store, tmp_path)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {damaged} is damaged (")
+    assert result.output.endswith(ADVICE)
+    assert result.output.count("\n") == 1
+
+
+def test_prune_removes_a_damaged_day_without_reading_it(day_store: Path) -> None:
+    truncate(part_file(day_store, "2026-11-20"))
+    flip_page_headers(part_file(day_store, "2026-11-21"))
+    result = invoke("prune", "--store", str(day_store), "--older-than", "1d")
+    assert result.exit_code == 0, result.output
+    # The truncated file's footer is gone: its 3 events are not counted, but it goes.
+    assert result.output == "removed 21 events older than 1d\n"
+    assert not (day_store / "events").exists() or not any((day_store / "events").iterdir())
+    assert report_total(day_store) == 0
+
+
+def drop_file_access() -> None:
+    """In a child process before it runs (as root): give up reading what one may not read.
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH leave the bounding set, so the program run next
+    has neither, and a file of mode 000 is as unreadable to it as to anyone else."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_part_file_without_read_permission_is_named(day_store: Path) -> None:
+    """Runs as root too: the CLI runs in a process without root's right to read anything."""
+    unreadable = part_file(day_store, "2026-11-22")
+    unreadable.chmod(0)
+    command = [sys.executable, "-m", "bounce_analyzer", "report", "--store", str(day_store)]
+    result = subprocess.run(
+        [*command, "--since", "2026-11-01"],
+        capture_output=True,
+        text=True,
+        preexec_fn=drop_file_access if os.geteuid() == 0 else None,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == f"Error: cannot read the store file {unreadable}: Permission denied\n"
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ({"prefix_len": "4096"}, "input 1: prefix_len is not a whole number >= 0"),
+        ({"offset": -5}, "input 1: offset is not a whole number >= 0"),
+        ({"line": True}, "input 1: line is not a whole number >= 0"),
+        ({"source": 7}, "input 1: source is not text or null"),
+        ({"prefix_hash": None}, "input 1: prefix_hash is not text"),
+    ],
+)
+def test_a_catalogue_entry_of_the_wrong_type_is_named(
+    entry: dict[str, object], why: str, day_store: Path, tmp_path: Path
+) -> None:
+    catalogue = day_store / "catalogue.json"
+    data = json.loads(catalogue.read_text())
+    data["inputs"][0].update(entry)
+    catalogue.write_text(json.dumps(data))
+    result = invoke("ingest", "--store", str(day_store), "--tz", "UTC", str(tmp_path / "days.log"))
+    assert result.exit_code == 1
+    assert result.output == f"Error: {catalogue} is damaged ({why}); remove it to re-read\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [({"inputs": {}}, "no list of inputs"), ({"inputs": [3]}, "input 1 is not an object")],
+)
+def test_a_catalogue_that_is_not_a_list_of_objects_is_named(
+    data: object, why: str, day_store: Path, tmp_path: Path
+) -> None:
+    catalogue = day_store / "catalogue.json"
+    catalogue.write_text(json.dumps(data))
+    result = invoke("ingest", "--store", str(day_store), str(tmp_path / "days.log"))
+    assert result.exit_code == 1
+    assert result.output == f"Error: {catalogue} is damaged ({why}); remove it to re-read\n"
+
+
+#: Run the CLI in a process of its own (argv after the script), after `{setup}`.
+CLI_SCRIPT = """
+import sys, time
+from pathlib import Path
+from bounce_analyzer import store
+{setup}
+from bounce_analyzer.cli import main
+sys.argv = ["bounce-analyzer", *sys.argv[1:]]
+main()
+"""
+
+#: A report that sleeps once it has listed its files, and says so in the file `{flag}`.
+SLOW_LISTING = """
+listing = store.partition_files
+def partition_files(*args, **kwargs):
+    files = listing(*args, **kwargs)
+    Path({flag!r}).touch()
+    time.sleep(1.5)
+    return files
+store.partition_files = partition_files
+"""
+
+#: A prune that sleeps after each day it moves out.
+SLOW_PRUNE = "store.between_steps = lambda: time.sleep(0.4)"
+
+
+def cli_process(*args: str, setup: str = "") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI_SCRIPT.format(setup=setup), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[str, str]:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return out, err
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_report_sees_the_store_before_a_prune_that_comes_while_it_reads(
+    day_store: Path, tmp_path: Path
+) -> None:
+    """The report has listed its files when the prune starts: the prune waits for it."""
+    before = report_total(day_store)
+    flag = tmp_path / "listed"
+    report = cli_process(
+        "report", "--store", str(day_store), "--since", "2026-11-01", "--format", "json",
+        setup=SLOW_LISTING.format(flag=str(flag)),
+    )  # fmt: skip
+    wait_for(flag.exists)
+    prune = cli_process("prune", "--store", str(day_store), "--older-than", "1d")
+    out, _ = finish(report)
+    assert json.loads(out)["totals"][0]["total"] == before == 24
+    assert finish(prune)[1] == "removed 24 events older than 1d\n"
+    assert report_total(day_store) == 0
+
+
+def test_a_report_that_comes_during_a_prune_sees_the_store_after_it(day_store: Path) -> None:
+    """The prune has moved some days out when the report starts: the report waits for it."""
+    prune = cli_process("prune", "--store", str(day_store), "--older-than", "1d", setup=SLOW_PRUNE)
+    wait_for(lambda: not (day_store / "events" / "date=2026-11-20").exists())
+    assert prune.poll() is None  # seven days still to go
+    assert report_total(day_store) == 0
+    assert finish(prune)[1] == "removed 24 events older than 1d\n"
+
+
+#: Open the store only once the file `{go}` exists, so that all processes open it at once.
+AT_ONCE = """
+from bounce_analyzer import ingest
+number = sys.argv.pop()
+def open_store(*args, **kwargs):
+    Path({go!r} + "-" + number).touch()
+    while not Path({go!r}).exists():
+        time.sleep(0.0002)
+    return store.open_store(*args, **kwargs)
+ingest.open_store = open_store
+"""
+
+
+def test_first_ingests_into_a_new_folder_at_once_all_succeed(tmp_path: Path) -> None:
+    """Four ingests start together into a folder that does not exist yet: each opens (or makes)
+    the same store, and the log's events are stored once."""
+    log = postfix_days(tmp_path / "days.log", range(26, 28))
+    root = tmp_path / "new" / "store"
+    go = tmp_path / "go"
+    processes = [
+        cli_process(
+            "ingest",
+            "--wait",
+            "--store",
+            str(root),
+            "--tz",
+            "UTC",
+            str(log),
+            str(number),
+            setup=AT_ONCE.format(go=str(go)),
+        )  # fmt: skip
+        for number in range(4)
+    ]
+    wait_for(lambda: len(list(tmp_path.glob("go-*"))) == 4)
+    go.touch()
+    outputs = [finish(process)[1] for process in processes]
+    assert sorted(outputs)[-1] == (
+        "ingested 1 file: 6 new events (6 bounced), 0 malformed set aside, 0 duplicates dropped\n"
+    )
+    assert sorted(outputs)[:-1] == ["ingested 1 file: 0 new events, 0 malformed set aside, "
+                                    "0 duplicates dropped\n"] * 3  # fmt: skip
+    assert report_total(root) == 6
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest", "--source", "sendmail", "LOG"],
+        ["ingest", "--tz", "Mars/Olympus", "LOG"],
+        ["ingest", "--rules", "NOWHERE", "LOG"],
+        ["ingest", "NOWHERE"],
+        ["report", "--since", "banana"],
+        ["report", "--by", "planet"],
+        ["export", "--since", "-7d", "-o", "OUT"],
+        ["export", "--partition-by", "month", "-o", "OUT"],
+        ["prune", "--older-than", "soon"],
+    ],
+)
+def test_a_usage_error_makes_no_store(args: list[str], tmp_path: Path) -> None:
+    log = write_log(tmp_path / "mail.log", f"{BOUNCED}\n".encode())
+    root = tmp_path / "store"
+    where = {"LOG": str(log), "NOWHERE": str(tmp_path / "nowhere"), "OUT": str(tmp_path / "o")}
+    result = invoke(*[where.get(a, a) for a in args], "--store", str(root))
+    assert result.exit_code in (1, 2), result.output
+    assert result.output.startswith("Error: ")
+    assert result.output.count("\n") == 1
+    assert not root.exists()

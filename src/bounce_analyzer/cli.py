@@ -322,13 +322,12 @@ def ingest(
     Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
     from bounce_analyzer.ingest import ingest_paths  # lazy: pyarrow
-    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import store_path  # lazy: pyarrow
 
-    inputs = expand_inputs(paths)  # a missing input fails before a store is made
-    opened = open_store(store_path(store), create=True)
+    inputs = expand_inputs(paths)
     with _progress(total_size(inputs), quiet=quiet) as update:
         result = ingest_paths(
-            opened,
+            store_path(store),  # made once the options and inputs are checked
             paths,
             source=source,
             tz=tz,
@@ -395,22 +394,20 @@ def report(
                 rules=loaded, progress=update,
             )  # fmt: skip
         _echo_problems(files)
+        text = render_report(summary, fmt)
     else:
-        from bounce_analyzer.store import (  # lazy: pyarrow
-            count_quarantined,
-            open_store,
-            scan_events,
-            store_path,
-        )
+        from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
         opened = open_store(store_path(store), create=False)
-        summary = summarize(
-            scan_events(opened.path, since=start, until=end),
-            since=start, until=end, by=groups, top=top,
-            malformed=count_quarantined(opened.path, since=start, until=end),
-            categories=_rules(rules).categories,
-        )  # fmt: skip
-    typer.echo(render_report(summary, fmt), nl=False)
+        with opened.reading() as view:  # a consistent view; a damaged file is named
+            summary = summarize(
+                view.scan_events(since=start, until=end),
+                since=start, until=end, by=groups, top=top,
+                malformed=view.count_quarantined(since=start, until=end),
+                categories=_rules(rules).categories,
+            )  # fmt: skip
+            text = render_report(summary, fmt)  # rendering reads values too
+    typer.echo(text, nl=False)
 
 
 @app.command()
@@ -439,18 +436,19 @@ def export(
 
     Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
     """
-    from bounce_analyzer.store import open_store, scan_events, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
     now = _now()
     start = parse_since(since, now=now)
     end = parse_until(until, now=now) if until else None
     by_date = parse_partition_by(partition_by)
     opened = open_store(store_path(store), create=False)
-    rows = export_events(
-        scan_events(opened.path, since=start, until=end), Path(output), what=what,
-        fmt=export_format_for(output, fmt), partition_by_date=by_date,
-        rules=_rules(rules) if what is ExportKind.events else None,  # rule text: events only
-    )  # fmt: skip
+    with opened.reading() as view:  # a consistent view; a damaged file is named
+        rows = export_events(
+            view.scan_events(since=start, until=end), Path(output), what=what,
+            fmt=export_format_for(output, fmt), partition_by_date=by_date,
+            rules=_rules(rules) if what is ExportKind.events else None,  # rule text: events only
+        )  # fmt: skip
     typer.echo(f"exported {rows:,} rows to {output}", err=True)
 
 

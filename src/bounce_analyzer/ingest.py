@@ -26,7 +26,14 @@ from bounce_analyzer.reading import ResumeFn
 from bounce_analyzer.report import Report, summarize
 from bounce_analyzer.rules import Rules
 from bounce_analyzer.schema import EVENT_SCHEMA
-from bounce_analyzer.store import CatalogueEntry, Committed, Store, find_resume, with_input
+from bounce_analyzer.store import (
+    CatalogueEntry,
+    Committed,
+    Store,
+    find_resume,
+    open_store,
+    with_input,
+)
 from bounce_analyzer.writers import EventFormat, EventWriter
 
 __all__ = ["IngestResult", "RunLike", "ingest_paths", "ingest_run", "summarize_paths"]
@@ -48,7 +55,7 @@ class RunLike(Protocol):
 
 
 def ingest_paths(
-    store: Store,
+    store: Store | str | Path,
     paths: Sequence[str],
     *,
     source: str | None = None,
@@ -63,6 +70,9 @@ def ingest_paths(
 
     Parameters
     ----------
+    store
+        A store, or its folder: opened, or made there, once the options and inputs are
+        checked (an unknown source or zone, a missing file, make no store).
     paths
         Files, globs, directories or `-`, as for `ParseRun`.
     source, tz, strict, rules, progress
@@ -70,18 +80,21 @@ def ingest_paths(
     wait, now
         As for `Store.staging`: wait for another run's lock; when the run happens.
     """
+    run = ParseRun(
+        paths,
+        source=source,
+        tz=tz,
+        strict=strict,
+        rules=rules,
+        progress=progress,
+        hold_partial=True,
+    )
+    if not isinstance(store, Store):
+        store = open_store(store, create=True)
 
     def make_run(resume: ResumeFn) -> ParseRun:
-        return ParseRun(
-            paths,
-            source=source,
-            tz=tz,
-            strict=strict,
-            rules=rules,
-            progress=progress,
-            resume=resume,
-            hold_partial=True,
-        )
+        run.resume = resume
+        return run
 
     return ingest_run(store, make_run, wait=wait, now=now)
 

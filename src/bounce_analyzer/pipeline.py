@@ -16,7 +16,7 @@ from bounce_analyzer import reading, schema
 from bounce_analyzer.errors import ParseError
 from bounce_analyzer.reading import Resume, ResumeFn
 from bounce_analyzer.rules import Rules, load_rules
-from bounce_analyzer.sources import Source, get_source
+from bounce_analyzer.sources import SOURCES, Source, get_source
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, Batch
 from bounce_analyzer.stages import ahead
@@ -99,17 +99,18 @@ class ParseRun:
         hold_partial: bool = False,
         classify_rows: int = 25_000,
     ) -> None:
-        if source is not None:
-            get_source(source)  # fails fast on an unknown name
-        self._inputs = reading.expand_inputs(paths)
         self._source = source
         self._tz = tz
+        self._instances: dict[str, Source] = {}
+        for name in [source] if source is not None else SOURCES:
+            self._instance(name)  # an unknown name or zone fails now, before anything is read
+        self._inputs = reading.expand_inputs(paths)
         self._strict = strict
         #: The rules the events are classified with.
         self.rules = load_rules() if rules is None else rules
         self._batch_bytes = batch_bytes
-        self._instances: dict[str, Source] = {}
-        self._resume = resume
+        #: Where to start each input (also settable later, as `progress` is).
+        self.resume = resume
         self._hold_partial = hold_partial
         self._classify_rows = classify_rows
         self.summaries: list[FileSummary] = []
@@ -143,7 +144,7 @@ class ParseRun:
                 # A compressed file cut before its first line is damage, not a strange format.
                 summary.damage = reading.damage(item) if len(head) < _HEAD_BYTES else None
                 continue  # else the summary says the format was not recognised
-            start = self._resume(item, head) if self._resume is not None else None
+            start = self.resume(item, head) if self.resume is not None else None
             yield from self._parse_file(item, self._instance(name), summary, start or Resume(0, 0))
 
     def _batches(

@@ -7,6 +7,7 @@ Layout (docs/STORE.md gives the reasons)::
     <store>/quarantine/date=YYYY-MM-DD/part-<run-id>-<n>.parquet  malformed records, by day read
     <store>/catalogue.json                    each input read: its identity and how far
     <store>/lock                              flock'ed by the run that writes
+    <store>/read.lock                         flock'ed by readers (shared) and prune (exclusive)
     <store>/tmp/<run-id>/                     a run's files before they are moved into place
 
 The store only stores: `ingest.py` drives a run into it. Under the lock (`Store.staging`), a
@@ -14,7 +15,8 @@ run stages its events to Parquet files under `tmp/`; `Staging.commit` drops even
 `event_id` is already stored, then moves the files into place and writes the new catalogue,
 each step with `os.replace`. A run killed at any point leaves either the old state or whole
 files whose events the next run de-duplicates. `scan_events` reads the partitions a time
-window needs, lazily.
+window needs, lazily; inside `Store.reading()` a reader sees the store before a prune or after
+it, never between, and a damaged file is named.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bounce_analyzer import schema
-from bounce_analyzer.errors import StoreError
+from bounce_analyzer.errors import BounceAnalyzerError, StoreError
 from bounce_analyzer.reading import Resume
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "Committed",
     "Staging",
     "Store",
+    "StoreReader",
     "between_steps",
     "count_quarantined",
     "find_resume",
@@ -164,8 +167,16 @@ def _check_marker(root: Path) -> None:
         )
 
 
+def _is_marker_in_making(name: str) -> bool:
+    """Whether `name` is the temporary file of a store.json being written."""
+    return name.startswith(".store.json.") and name.endswith(".tmp")
+
+
 def open_store(path: str | Path, *, create: bool) -> Store:
     """The store in the folder `path`; with `create`, a new store there if there is none.
+
+    Creating is atomic and idempotent: processes that create the same store at once all open
+    it (the marker is written beside and renamed into place, and is a store's first file).
 
     Raises `StoreError` when `path` exists but is not a store (a folder with other files and no
     store.json, or a store.json of another format or version), or when there is no store and
@@ -175,19 +186,23 @@ def open_store(path: str | Path, *, create: bool) -> Store:
     marker = root / "store.json"
     if root.exists() and not root.is_dir():
         raise _not_a_store(root, "not a folder")
-    if root.is_dir() and marker.exists():
-        _check_marker(root)
-        return Store(root)
-    empty = not root.exists() or not any(root.iterdir())
-    if not empty:
-        raise _not_a_store(root, "no store.json")
-    if not create:
-        raise StoreError(f"no store at {root}: run `bounce-analyzer ingest` first")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(marker, _marker())
-    except OSError as error:
-        raise StoreError(f"cannot create a store at {root}: {_reason(error)}") from None
+    if not marker.exists():
+        # Files without a marker are someone else's, unless another process is making this
+        # store now: its marker being written, or the marker (and what follows it) come since.
+        others = root.is_dir() and any(
+            not _is_marker_in_making(child.name) for child in root.iterdir()
+        )
+        if others and not marker.exists():
+            raise _not_a_store(root, "no store.json")
+        if not create and not marker.exists():
+            raise StoreError(f"no store at {root}: run `bounce-analyzer ingest` first")
+        if not marker.exists():
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                _write_json_atomically(marker, _marker())
+            except OSError as error:
+                raise StoreError(f"cannot create a store at {root}: {_reason(error)}") from None
+    _check_marker(root)
     return Store(root)
 
 
@@ -223,6 +238,40 @@ class CatalogueEntry:
 def input_identity(head: bytes) -> str:
     """An input's identity: the sha256 (hex) of its first `PREFIX_BYTES` decompressed bytes."""
     return hashlib.sha256(head[:PREFIX_BYTES]).hexdigest()
+
+
+#: The fields of a catalogue entry, and what each must be.
+_ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "prefix_len": (int,),
+    "prefix_hash": (str,),
+    "offset": (int,),
+    "line": (int,),
+    "path": (str,),
+    "source": (str, type(None)),
+    "read_at": (str,),
+}
+
+_KIND_NAMES = {int: "a whole number >= 0", str: "text", type(None): "null"}
+
+
+def _catalogue_entries(data: object) -> list[CatalogueEntry]:
+    """The entries of a catalogue read from JSON; `ValueError` saying which entry is wrong
+    and how (fields it does not know are ignored: a later version may add some)."""
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if not isinstance(inputs, list):
+        raise ValueError("no list of inputs")
+    entries = []
+    for number, item in enumerate(inputs, 1):
+        if not isinstance(item, dict):
+            raise ValueError(f"input {number} is not an object")
+        for name, kinds in _ENTRY_FIELDS.items():
+            value = item.get(name)
+            wrong = not isinstance(value, kinds) or isinstance(value, bool)
+            if name not in item or wrong or (isinstance(value, int) and value < 0):
+                expected = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+                raise ValueError(f"input {number}: {name} is not {expected}")
+        entries.append(CatalogueEntry(**{name: item[name] for name in _ENTRY_FIELDS}))
+    return entries
 
 
 def _write_catalogue(root: Path, entries: list[CatalogueEntry]) -> None:
@@ -328,13 +377,15 @@ def _arrow_schema(table: Table) -> pa.Schema:
 
 
 def _parquet_writer(path: Path, arrow_schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer with the store's settings: zstd, statistics, dictionary strings."""
+    """A Parquet writer with the store's settings: zstd, statistics, dictionary strings, page
+    checksums."""
     return pq.ParquetWriter(
         str(path),
         arrow_schema,
         compression="zstd",
         use_dictionary=[c for c in schema.dictionary_columns(arrow_schema) if c != "location"],
         write_statistics=True,
+        write_page_checksum=True,  # so that a damaged page can be found (`_damage`)
     )
 
 
@@ -635,10 +686,14 @@ def _scan(
     column: str,
     since: datetime | None,
     until: datetime | None,
+    seen: list[Path] | None = None,
 ) -> pl.LazyFrame:
+    """The rows of `table` with `since <= column < until`; the files it reads go to `seen`."""
     open_store(store, create=False)  # a clear error for a missing folder or a non-store
     columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
     files = partition_files(store, since=since, until=until, table=table)
+    if seen is not None:
+        seen.extend(files)
     if not files:
         return pl.LazyFrame(schema=columns)
     frame = pl.scan_parquet(
@@ -681,6 +736,109 @@ def count_quarantined(
 ) -> int:
     """How many malformed records were set aside between `since` and `until` (by `read_at`)."""
     return int(scan_quarantine(store, since=since, until=until).select(pl.len()).collect().item())
+
+
+# --- damage ---------------------------------------------------------------------------------
+
+#: What reading a damaged Parquet file raises, besides the errors of its values (a
+#: timestamp out of range): polars' errors and panics, pyarrow's, the system's.
+_READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, pa.ArrowException, OSError)
+
+
+def _detail(error: BaseException) -> str:
+    """An error's message on one short line of printable text."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _day_range(path: Path) -> tuple[str, datetime, datetime] | None:
+    """(column, start, end): the time column of a stored file and the UTC day its partition
+    folder names, which its values lie in; None for `date=unknown`."""
+    day = _day(path.parent.name.removeprefix("date="))
+    if day is None:
+        return None
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    column = "timestamp" if path.parent.parent.name == "events" else "read_at"
+    return column, start, start + timedelta(days=1)
+
+
+def _damage(path: Path) -> StoreError | None:
+    """Why the stored file `path` cannot be read, as a `StoreError` naming it; None when it
+    reads whole: every value decodes (and matches its page checksum, where the file has them)
+    and every time lies in the day of its partition."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        return StoreError(f"cannot read the store file {path}: {_reason(error)}")
+    try:
+        frame = pl.scan_parquet(path, hive_partitioning=False)
+        _collect(frame.select(pl.all().hash().sum()))
+        with pq.ParquetFile(str(path), page_checksum_verification=True) as pages:
+            for _ in pages.iter_batches(batch_size=ROW_GROUP_ROWS):
+                pass
+        bounds = _day_range(path)
+        if bounds is not None:
+            column, start, end = bounds
+            value = pl.col(column)
+            outside = _collect(frame.select(((value < start) | (value >= end)).sum())).item()
+            if outside:
+                raise ValueError(f"{outside} values of {column} outside the day of its folder")
+    except (*_READ_ERRORS, ValueError) as error:
+        return StoreError(
+            f"{path} is damaged ({_detail(error)}); move it out of the store, or prune its "
+            "day (docs/STORE.md, Damage)"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _naming_damage(files: Sequence[Path]) -> Iterator[None]:
+    """Turn an error while reading `files` into a `StoreError` naming the first of them that
+    cannot be read (each is read again alone); an error no file explains goes on as it is.
+    `files` may grow while the block runs: it is looked at when an error comes."""
+    try:
+        yield
+    except BounceAnalyzerError:
+        raise
+    except (Exception, pl.exceptions.PanicException):
+        for path in files:
+            damage = _damage(path)
+            if damage is not None:
+                raise damage from None
+        raise
+
+
+class StoreReader:
+    """One reader's view of a store (see `Store.reading`): the scans of a report or export.
+
+    Each scan lists its files once; they stay in place until the reading block ends.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        #: The files the scans have listed so far.
+        self.files: list[Path] = []
+
+    def scan_events(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> pl.LazyFrame:
+        """As `scan_events`, for this reader."""
+        return _scan(self.store.path, "events", "timestamp", since, until, self.files)
+
+    def scan_quarantine(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> pl.LazyFrame:
+        """As `scan_quarantine`, for this reader."""
+        return _scan(self.store.path, "quarantine", "read_at", since, until, self.files)
+
+    def count_quarantined(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> int:
+        """As `count_quarantined`, for this reader."""
+        frame = self.scan_quarantine(since=since, until=until).select(pl.len())
+        return int(frame.collect().item())
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -746,9 +904,8 @@ class Store:
         except OSError as error:
             raise StoreError(f"cannot read {path}: {_reason(error)}") from None
         try:
-            data = json.loads(text)
-            return [CatalogueEntry(**item) for item in data["inputs"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            return _catalogue_entries(json.loads(text))
+        except ValueError as error:  # json.JSONDecodeError is one
             detail = " ".join(str(error).split())
             raise StoreError(f"{path} is damaged ({detail}); remove it to re-read") from None
 
@@ -789,14 +946,59 @@ class Store:
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
 
+    # -- reading
+
+    @contextlib.contextmanager
+    def _readers_lock(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold `<store>/read.lock`: shared by readers, exclusive while a prune moves days out.
+
+        A reader that can neither open nor create the file (a store it may not write, made
+        before the file existed) reads without it.
+        """
+        path = self.path / "read.lock"
+        try:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            if exclusive:
+                raise StoreError(f"cannot lock the store {self.path}: {_reason(error)}") from None
+            try:
+                handle = os.open(path, os.O_RDONLY)
+            except OSError:
+                yield
+                return
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            except OSError as error:
+                raise StoreError(f"cannot lock the store {self.path}: {_reason(error)}") from None
+            yield
+        finally:
+            os.close(handle)  # and with it the lock
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[StoreReader]:
+        """A consistent view of the store for one reader (a report, an export) while the block
+        runs: scan through the `StoreReader` it gives, and collect inside the block.
+
+        A prune waits until the block ends, and the block until a prune has moved its days out,
+        so a reader sees the store as it was before a prune or after it, never between. An error
+        reading a file the scans listed becomes a `StoreError` that names the file (damaged,
+        cut short, unreadable) and what to do.
+        """
+        with self._readers_lock(exclusive=False):
+            reader = StoreReader(self)
+            with _naming_damage(reader.files):
+                yield reader
+
     # -- pruning
 
     def prune(self, older_than: timedelta, *, now: datetime, wait: bool = False) -> int:
         """Remove the day partitions (events and quarantine) wholly older than `now - older_than`.
 
         A day is removed when it ends at or before the cut-off, so no event newer than the
-        cut-off goes. Returns the number of events removed. The catalogue is kept: inputs read
-        before are not read again.
+        cut-off goes. Returns the number of events removed (as the files' footers say: a damaged
+        file is removed without being read, and counts none). The catalogue is kept: inputs
+        read before are not read again. Readers (`reading`) see all the old days or none.
         """
         cutoff = (_utc(now, "now") or now) - older_than
         removed = 0
@@ -804,18 +1006,25 @@ class Store:
             self._clear_tmp()
             trash = self.path / "tmp" / f"prune-{secrets.token_hex(4)}"
             try:
-                for table in ("events", "quarantine"):
-                    for text, folder in _partition_dirs(self.path, table):
-                        day = _day(text)
-                        if day is None or day >= cutoff.date():
-                            continue
-                        if table == "events":
-                            removed += sum(
-                                pq.ParquetFile(str(p)).metadata.num_rows
-                                for p in folder.glob("part-*.parquet")
-                            )
-                        trash.mkdir(parents=True, exist_ok=True)
-                        os.replace(folder, trash / f"{table}-{folder.name}")
+                old = [
+                    (table, folder)
+                    for table in ("events", "quarantine")
+                    for text, folder in _partition_dirs(self.path, table)
+                    if (day := _day(text)) is not None and day < cutoff.date()
+                ]
+                removed = sum(
+                    _footer_rows(path)
+                    for table, folder in old
+                    if table == "events"
+                    for path in folder.glob("part-*.parquet")
+                )
+                if old:
+                    trash.mkdir(parents=True, exist_ok=True)
+                    # One rename a day, while no reader reads.
+                    with self._readers_lock(exclusive=True):
+                        for table, folder in old:
+                            os.replace(folder, trash / f"{table}-{folder.name}")
+                            between_steps()
             except OSError as error:
                 raise StoreError(f"cannot prune the store {self.path}: {_reason(error)}") from None
             finally:
@@ -823,10 +1032,19 @@ class Store:
         return removed
 
 
+def _footer_rows(path: Path) -> int:
+    """The rows of a stored Parquet file, as its footer says; 0 when it cannot be read."""
+    try:
+        return int(pq.read_metadata(str(path)).num_rows)
+    except _READ_ERRORS:
+        return 0
+
+
 def between_steps() -> None:
-    """Called between the steps of a commit: after staging, after de-duplication and after each
-    file moved into place. It does nothing; the crash tests (tests/test_ingest_kill.py) put a
-    pause here, so that a kill can land in each window."""
+    """Called between the steps of a commit (after staging, after de-duplication and after each
+    file moved into place) and of a prune (after each day moved out). It does nothing; the
+    crash and race tests (tests/test_ingest_kill.py, test_store_faults.py) put a pause here, so
+    that a kill or a reader can land in each window."""
 
 
 class Staging:
@@ -908,13 +1126,15 @@ class Staging:
         final: list[tuple[Table, str, list[Path]]] = []
         for day, files in staged_events.items():
             existing = _day_files(root, "events", day)
-            kept, dropped = _dedup_day(files, existing, "events", result.events_by_type)
+            with _naming_damage(existing):
+                kept, dropped = _dedup_day(files, existing, "events", result.events_by_type)
             result.duplicates += dropped
             final.append(("events", day, kept))
         if staged_quarantine:
             every_quarantined = partition_files(root, table="quarantine")
             for day, files in staged_quarantine.items():
-                kept, _ = _dedup_day(files, every_quarantined, "quarantine", None)
+                with _naming_damage(every_quarantined):
+                    kept, _ = _dedup_day(files, every_quarantined, "quarantine", None)
                 result.malformed += sum(pq.ParquetFile(str(p)).metadata.num_rows for p in kept)
                 final.append(("quarantine", day, kept))
         between_steps()
