@@ -407,3 +407,60 @@ def test_a_usage_error_makes_no_store(args: list[str], tmp_path: Path) -> None:
     assert result.output.startswith("Error: ")
     assert result.output.count("\n") == 1
     assert not root.exists()
+
+
+# --- prune asks before it empties a store -----------------------------------------------------
+
+
+def test_an_age_before_the_year_1_is_a_usage_error(day_store: Path) -> None:
+    before = stored_files(day_store)
+    result = invoke("prune", "--store", str(day_store), "--older-than", "9999999w")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: invalid --older-than value '9999999w': it reaches back before the year 1\n"
+    )
+    assert stored_files(day_store) == before
+
+
+def test_a_dry_run_lists_the_days_and_removes_nothing(day_store: Path, tmp_path: Path) -> None:
+    broken = write_log(tmp_path / "broken.log", f"{BROKEN}\n".encode())
+    assert invoke("ingest", "--store", str(day_store), str(broken)).exit_code == 0
+    # The malformed record is filed under the day it was read (today): give it an old day.
+    (quarantined_day,) = (day_store / "quarantine").iterdir()
+    quarantined_day.rename(quarantined_day.with_name("date=2026-11-21"))
+    before = stored_files(day_store)
+    result = invoke("prune", "--store", str(day_store), "--older-than", "1d", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "".join(
+        f"2026-11-{day}: 3 events, {1 if day == 21 else 0} malformed\n" for day in range(20, 28)
+    )
+    assert result.stderr == (
+        "would remove 24 events (8 days) older than 1d; nothing removed (--dry-run)\n"
+    )
+    assert stored_files(day_store) == before
+
+
+@pytest.mark.parametrize("age", ["0d", "23h", "90m", "0m"])
+def test_an_age_under_a_day_needs_yes(age: str, day_store: Path) -> None:
+    before = stored_files(day_store)
+    refused = invoke("prune", "--store", str(day_store), "--older-than", age)
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"Error: --older-than {age} is less than a day, which prunes nearly the whole store: "
+        "add --yes if you mean it (--dry-run lists the days it would remove)\n"
+    )
+    assert stored_files(day_store) == before
+    listed = invoke("prune", "--store", str(day_store), "--older-than", age, "--dry-run")
+    assert listed.exit_code == 0
+    assert listed.stderr.startswith("would remove 24 events (8 days)")
+    assert stored_files(day_store) == before
+    done = invoke("prune", "--store", str(day_store), "--older-than", age, "--yes")
+    assert done.exit_code == 0
+    assert done.output == f"removed 24 events older than {age}\n"
+    assert report_total(day_store) == 0
+
+
+def test_an_age_of_a_day_or_more_needs_no_yes(day_store: Path) -> None:
+    result = invoke("prune", "--store", str(day_store), "--older-than", "24h")
+    assert result.exit_code == 0
+    assert result.output == "removed 24 events older than 24h\n"

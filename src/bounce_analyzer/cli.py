@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -458,6 +458,12 @@ def prune(
     older_than: Annotated[
         str, typer.Option("--older-than", help="Remove days older than this: 90d, 12w.")
     ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the days that would go; remove nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm an --older-than of less than a day.")
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """Remove whole days of events (and set-aside records) older than a duration.
@@ -466,9 +472,25 @@ def prune(
     """
     from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
-    age = parse_duration(older_than)
+    now = _now()
+    age = parse_duration(older_than, now=now)
+    if age < timedelta(days=1) and not (yes or dry_run):
+        raise UsageError(
+            f"--older-than {older_than} is less than a day, which prunes nearly the whole "
+            "store: add --yes if you mean it (--dry-run lists the days it would remove)"
+        )
     opened = open_store(store_path(store), create=False)
-    removed = opened.prune(age, now=_now())
+    if dry_run:
+        days = opened.old_days(age, now=now)
+        for day in days:
+            typer.echo(f"{day.day}: {day.events:,} events, {day.malformed:,} malformed")
+        typer.echo(
+            f"would remove {sum(day.events for day in days):,} events ({len(days)} days) "
+            f"older than {older_than}; nothing removed (--dry-run)",
+            err=True,
+        )
+        return
+    removed = opened.prune(age, now=now)
     typer.echo(f"removed {removed:,} events older than {older_than}", err=True)
 
 

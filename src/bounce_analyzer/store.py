@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import platformdirs
 import polars as pl
@@ -51,6 +51,7 @@ __all__ = [
     "STORE_VERSION",
     "CatalogueEntry",
     "Committed",
+    "OldDay",
     "Staging",
     "Store",
     "StoreReader",
@@ -992,29 +993,46 @@ class Store:
 
     # -- pruning
 
+    def _old_partitions(self, cutoff: datetime) -> list[tuple[Table, date, Path]]:
+        """The day folders (of both tables) that end at or before `cutoff`."""
+        return [
+            (table, day, folder)
+            for table in get_args(Table)
+            for text, folder in _partition_dirs(self.path, table)
+            if (day := _day(text)) is not None and day < cutoff.date()
+        ]
+
+    def old_days(self, older_than: timedelta, *, now: datetime) -> list[OldDay]:
+        """The days `prune(older_than, now=now)` would remove, oldest first, with the events
+        and set-aside records they hold (as the files' footers say). Removes nothing."""
+        counts: dict[date, dict[Table, int]] = {}
+        for table, day, folder in self._old_partitions(_cutoff(now, older_than)):
+            rows = sum(_footer_rows(path) for path in folder.glob("part-*.parquet"))
+            counts.setdefault(day, {"events": 0, "quarantine": 0})[table] += rows
+        return [
+            OldDay(day, events=rows["events"], malformed=rows["quarantine"])
+            for day, rows in sorted(counts.items())
+        ]
+
     def prune(self, older_than: timedelta, *, now: datetime, wait: bool = False) -> int:
         """Remove the day partitions (events and quarantine) wholly older than `now - older_than`.
 
         A day is removed when it ends at or before the cut-off, so no event newer than the
-        cut-off goes. Returns the number of events removed (as the files' footers say: a damaged
-        file is removed without being read, and counts none). The catalogue is kept: inputs
-        read before are not read again. Readers (`reading`) see all the old days or none.
+        cut-off goes (a cut-off before the year 1 removes nothing). Returns the number of
+        events removed (as the files' footers say: a damaged file is removed without being
+        read, and counts none). The catalogue is kept: inputs read before are not read again.
+        Readers (`reading`) see all the old days or none.
         """
-        cutoff = (_utc(now, "now") or now) - older_than
+        cutoff = _cutoff(now, older_than)
         removed = 0
         with self._locked(wait=wait):
             self._clear_tmp()
             trash = self.path / "tmp" / f"prune-{secrets.token_hex(4)}"
             try:
-                old = [
-                    (table, folder)
-                    for table in ("events", "quarantine")
-                    for text, folder in _partition_dirs(self.path, table)
-                    if (day := _day(text)) is not None and day < cutoff.date()
-                ]
+                old = self._old_partitions(cutoff)
                 removed = sum(
                     _footer_rows(path)
-                    for table, folder in old
+                    for table, _, folder in old
                     if table == "events"
                     for path in folder.glob("part-*.parquet")
                 )
@@ -1022,7 +1040,7 @@ class Store:
                     trash.mkdir(parents=True, exist_ok=True)
                     # One rename a day, while no reader reads.
                     with self._readers_lock(exclusive=True):
-                        for table, folder in old:
+                        for table, _, folder in old:
                             os.replace(folder, trash / f"{table}-{folder.name}")
                             between_steps()
             except OSError as error:
@@ -1030,6 +1048,23 @@ class Store:
             finally:
                 shutil.rmtree(trash, ignore_errors=True)
         return removed
+
+
+@dataclass(frozen=True)
+class OldDay:
+    """A day that a prune removes, and what it holds."""
+
+    day: date
+    events: int = 0
+    malformed: int = 0  # records set aside that day
+
+
+def _cutoff(now: datetime, older_than: timedelta) -> datetime:
+    """`now - older_than` in UTC; the earliest moment when that is before the year 1."""
+    try:
+        return (_utc(now, "now") or now) - older_than
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _footer_rows(path: Path) -> int:
