@@ -51,6 +51,7 @@ __all__ = [
     "STORE_VERSION",
     "CatalogueEntry",
     "Committed",
+    "DayWriter",
     "OldDay",
     "Staging",
     "Store",
@@ -101,9 +102,6 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 #: under another name (a copy, a rotated file) has the same location; an identical record
 #: elsewhere has another. Readers leave the column out (`scan_quarantine`).
 _STORED_QUARANTINE_SCHEMA: dict[str, pl.DataType] = {**QUARANTINE_SCHEMA, "location": pl.String()}
-
-#: Buffered rows (all days together) before the biggest buffer is written out early.
-_MAX_BUFFERED_ROWS = 2 * ROW_GROUP_ROWS
 
 #: Parquet files a run keeps open at once (one per day being written).
 _MAX_OPEN_WRITERS = 32
@@ -400,33 +398,46 @@ class _DayFile:
     pending_rows: int = 0
 
 
-class _Stager:
-    """Writes frames to Parquet files under `directory/date=<day>/`, a day at a time.
+class DayWriter:
+    """Writes frames to Parquet files under `directory/date=<day>/`, a day at a time (the
+    store's staging, and exports partitioned by date).
 
-    Rows wait in memory until a whole row group (32k rows) is there, or until too many rows
-    wait in all; then the biggest buffer is written. At most `_MAX_OPEN_WRITERS` files are
-    open: when a run spans more days at once, the least recently used file is finished and a
-    new one started for that day when it comes back.
+    Rows wait in memory until a whole row group (`row_group_rows`, default `ROW_GROUP_ROWS`)
+    is there, or until two groups' worth wait in all; then the biggest buffer is written. At
+    most `_MAX_OPEN_WRITERS` files are open: when the rows span more days at once, the least
+    recently used file is finished and a new one started for that day when it comes back.
+    Files are named `<prefix>-<n>.parquet`, `n` counting from `counter[0]`; they are written
+    with the store's settings (`_parquet_writer`) and `arrow_schema`'s columns.
     """
 
-    def __init__(self, directory: Path, run_id: str, table: Table, counter: list[int]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        arrow_schema: pa.Schema,
+        *,
+        prefix: str = "part",
+        counter: list[int] | None = None,
+        row_group_rows: int | None = None,
+    ) -> None:
         self._directory = directory
-        self._run_id = run_id
-        self._schema = _arrow_schema(table)
-        self._counter = counter  # shared between stagers: part numbers are unique in a run
+        self._schema = arrow_schema
+        self._prefix = prefix
+        self._counter = [0] if counter is None else counter  # may be shared between writers
+        self._group = row_group_rows or ROW_GROUP_ROWS
         self._open: dict[str, _DayFile] = {}  # insertion order = least recently used first
         self.files: dict[str, list[Path]] = {}
 
     def add(self, frame: pl.DataFrame, day: pl.Expr) -> None:
-        """Stage the rows of `frame` (already in the table's columns), split by `day`."""
+        """Write the rows of `frame` (its columns of the schema, cast), split by `day`."""
         if frame.height == 0:
             return
         days = frame.select(day.fill_null(UNKNOWN_DATE).alias("__day")).to_series()
+        rows = frame.select(self._schema.names)
         if days.n_unique() == 1:
             # The usual case, a chunk within one day: partitioning would copy every row.
-            self._add_day(str(days[0]), frame.to_arrow().cast(self._schema))
+            self._add_day(str(days[0]), rows.to_arrow().cast(self._schema))
             return
-        keyed = frame.with_columns(days)
+        keyed = rows.with_columns(days)
         for key, part in keyed.partition_by("__day", as_dict=True, include_key=False).items():
             self._add_day(str(key[0]), part.to_arrow().cast(self._schema))
 
@@ -437,9 +448,9 @@ class _Stager:
         self._open[day] = current  # now the most recently used
         current.pending.append(rows)
         current.pending_rows += rows.num_rows
-        if current.pending_rows >= ROW_GROUP_ROWS:
+        if current.pending_rows >= self._group:
             self._flush(current, whole_groups_only=True)
-        if sum(f.pending_rows for f in self._open.values()) > _MAX_BUFFERED_ROWS:
+        if sum(f.pending_rows for f in self._open.values()) > 2 * self._group:
             self._flush(max(self._open.values(), key=lambda f: f.pending_rows))
 
     def _new_file(self, day: str) -> _DayFile:
@@ -450,7 +461,7 @@ class _Stager:
         folder.mkdir(parents=True, exist_ok=True)
         number = self._counter[0]
         self._counter[0] += 1
-        path = folder / f"part-{self._run_id}-{number}.parquet"
+        path = folder / f"{self._prefix}-{number}.parquet"
         self.files.setdefault(day, []).append(path)
         return _DayFile(path=path)
 
@@ -460,10 +471,10 @@ class _Stager:
         rows = pa.concat_tables(day_file.pending)
         cut = rows.num_rows
         if whole_groups_only:
-            cut -= rows.num_rows % ROW_GROUP_ROWS
+            cut -= rows.num_rows % self._group
         if day_file.writer is None:
             day_file.writer = _parquet_writer(day_file.path, self._schema)
-        day_file.writer.write_table(rows.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        day_file.writer.write_table(rows.slice(0, cut), row_group_size=self._group)
         rest = rows.slice(cut)
         day_file.pending = [rest] if rest.num_rows else []
         day_file.pending_rows = rest.num_rows
@@ -1102,8 +1113,13 @@ class Staging:
         self.read_at = read_at
         self.catalogue = catalogue
         counter = [0]  # part numbers are unique in a run, across both tables
-        self._events = _Stager(folder / "events", run_id, "events", counter)
-        self._quarantine = _Stager(folder / "quarantine", run_id, "quarantine", counter)
+        prefix = f"part-{run_id}"
+        self._events = DayWriter(
+            folder / "events", _arrow_schema("events"), prefix=prefix, counter=counter
+        )
+        self._quarantine = DayWriter(
+            folder / "quarantine", _arrow_schema("quarantine"), prefix=prefix, counter=counter
+        )
         folder.mkdir(parents=True)
 
     def add(
