@@ -15,13 +15,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import Result
 
 from _samples import BOUNCED, BROKEN
+from bounce_analyzer.pipeline import set_aside_implausible
 from bounce_analyzer.store import scan_quarantine
 from test_faults import invoke, snapshot, write_log
 
@@ -464,3 +467,134 @@ def test_an_age_of_a_day_or_more_needs_no_yes(day_store: Path) -> None:
     result = invoke("prune", "--store", str(day_store), "--older-than", "24h")
     assert result.exit_code == 0
     assert result.output == "removed 24 events older than 24h\n"
+
+
+# --- timestamps no clock could have written ---------------------------------------------------
+
+
+def sendgrid_bounce(number: int, timestamp: int) -> str:
+    return json.dumps(
+        {
+            "email": f"u{number}@example.com",
+            "timestamp": timestamp,
+            "event": "bounce",
+            "sg_event_id": f"event-{number}",
+            "sg_message_id": f"message-{number}",
+            "reason": "550 5.1.1 no such user",
+            "status": "5.1.1",
+            "type": "bounce",
+        }
+    )
+
+
+def journal_bounce(number: int, realtime_us: str) -> str:
+    """A `journalctl -o json` record of a Postfix bounce, stamped `realtime_us`."""
+    message = BOUNCED.split(": ", 1)[1].replace("a@example.com", f"u{number}@example.com")
+    return json.dumps(
+        {
+            "__REALTIME_TIMESTAMP": realtime_us,
+            "_HOSTNAME": "mx1",
+            "SYSLOG_IDENTIFIER": "postfix/smtp",
+            "SYSLOG_PID": "2",
+            "MESSAGE": message,
+        }
+    )
+
+
+def store_days(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "events").iterdir())
+
+
+def test_a_sendgrid_event_of_year_5138_is_set_aside(tmp_path: Path) -> None:
+    good = 1795651448  # 2026-11-26
+    events = tmp_path / "events.ndjson"
+    events.write_text(f"{sendgrid_bounce(1, 99999999999)}\n{sendgrid_bounce(2, good)}\n")
+    root = tmp_path / "store"
+    result = invoke("ingest", "--store", str(root), str(events))
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "ingested 1 file: 1 new events (1 bounced), 1 malformed set aside, 0 duplicates dropped\n"
+    )
+    assert store_days(root) == ["date=2026-11-26"]
+    assert quarantined(root) == [
+        (f"{events}:1", "5138-11-16 09:46:39.000000+00:00 bounced u1@example.com")
+    ]
+    reasons = scan_quarantine(root).select("reason").collect()["reason"].to_list()
+    assert reasons == ["implausible timestamp: more than a day after the run"]
+    assert report_total(root, since="2026-01-01") == 1
+
+
+def test_a_postfix_journal_line_of_1969_is_set_aside(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.json"
+    lines = [
+        journal_bounce(1, "-1000000"),  # 1969-12-31 23:59:59 UTC
+        journal_bounce(2, "-62135596800000001"),  # 0000-12-31 23:59:59.999999 UTC
+        journal_bounce(3, "1795767129000137"),  # 2026-11-27 05:32:09 UTC
+    ]
+    journal.write_text("\n".join(lines) + "\n")
+    root = tmp_path / "store"
+    result = invoke("ingest", "--store", str(root), str(journal))
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("1 new events (1 bounced), 2 malformed set aside, "
+                                  "0 duplicates dropped\n")  # fmt: skip
+    assert store_days(root) == ["date=2026-11-27"]
+    assert scan_quarantine(root).select("origin", "reason", "raw").collect().sort(
+        "origin"
+    ).rows() == [
+        (f"{journal}:1", "implausible timestamp: before 1970-01-01 UTC",
+         "1969-12-31 23:59:59.000000+00:00 bounced u1@example.com"),
+        (f"{journal}:2", "implausible timestamp: before 1970-01-01 UTC",
+         "0000-12-31 23:59:59.999999+00:00 bounced u2@example.com"),
+    ]  # fmt: skip
+
+
+def test_the_latest_plausible_time_is_a_day_after_the_run(tmp_path: Path) -> None:
+    """Measured against the clock of the run (the CLI passes it): 12 hours ahead is a host's
+    clock that drifts or a zone set wrong, 2 days ahead is not a time the event happened."""
+    now = int(time.time())
+    events = tmp_path / "events.ndjson"
+    events.write_text(
+        f"{sendgrid_bounce(1, now + 12 * 3600)}\n{sendgrid_bounce(2, now + 2 * 86400)}\n"
+    )
+    result = invoke("parse", str(events))
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["recipient"] for line in result.stdout.splitlines()] == [
+        "u1@example.com"
+    ]
+    assert result.stderr == f"{events}: sendgrid, 2 read, 1 events, 0 skipped, 1 malformed\n"
+
+
+def test_the_syslog_year_is_still_inferred_from_the_file(tmp_path: Path) -> None:
+    """Classic stamps have no year: a log written on 2 January holds the last lines of the
+    old year and the first of the new one, each in its own year."""
+    december = BOUNCED.replace("Nov 27 10:00:01", "Dec 31 23:59:59")
+    january = BOUNCED.replace("Nov 27 10:00:01", "Jan  1 00:00:01").replace("a@", "b@")
+    log = tmp_path / "mail.log.1"
+    log.write_text(f"{december}\n{january}\n")
+    written = datetime(2026, 1, 2, 6, 25, tzinfo=UTC).timestamp()
+    os.utime(log, (written, written))
+    root = tmp_path / "store"
+    result = invoke("ingest", "--store", str(root), "--tz", "UTC", str(log))
+    assert result.exit_code == 0, result.output
+    assert "2 new events" in result.output
+    assert store_days(root) == ["date=2025-12-31", "date=2026-01-01"]
+
+
+@pytest.mark.parametrize(
+    ("stamp", "kept"),
+    [
+        (datetime(1970, 1, 1, tzinfo=UTC), True),
+        (datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), False),
+        (datetime(2026, 11, 29, 12, tzinfo=UTC), True),  # now + 1 day
+        (datetime(2026, 11, 29, 12, 0, 0, 1, tzinfo=UTC), False),
+        (None, True),  # no timestamp: the `date=unknown` partition
+    ],
+)
+def test_the_bounds_of_a_plausible_time(stamp: datetime | None, kept: bool) -> None:
+    events = pl.DataFrame(
+        {"timestamp": [stamp], "event": ["bounced"], "recipient": ["a@example.com"],
+         "origin": ["x.log:1"]},
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )  # fmt: skip
+    plausible, aside = set_aside_implausible(events, now=datetime(2026, 11, 28, 12, tzinfo=UTC))
+    assert (plausible.height, aside.height) == ((1, 0) if kept else (0, 1))

@@ -78,7 +78,8 @@ def ingest_paths(
     source, tz, strict, rules, progress
         As for `ParseRun`.
     wait, now
-        As for `Store.staging`: wait for another run's lock; when the run happens.
+        As for `Store.staging`: wait for another run's lock; when the run happens (also
+        what `ParseRun` sets implausibly dated events aside against).
     """
     run = ParseRun(
         paths,
@@ -88,6 +89,7 @@ def ingest_paths(
         rules=rules,
         progress=progress,
         hold_partial=True,
+        now=now,
     )
     if not isinstance(store, Store):
         store = open_store(store, create=True)
@@ -155,13 +157,14 @@ def summarize_paths(
     tz: str | None = None,
     rules: Rules | None = None,
     progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
 ) -> tuple[Report, list[FileSummary]]:
     """The report straight from log or event files, without a store; and what each input gave.
 
-    `source, tz, rules, progress` are as for `ParseRun`; the other options as for `summarize`,
-    with each category's description and advice from `rules`.
+    `source, tz, rules, progress, now` are as for `ParseRun`; the other options as for
+    `summarize`, with each category's description and advice from `rules`.
     """
-    run = ParseRun(paths, source=source, tz=tz, rules=rules, progress=progress)
+    run = ParseRun(paths, source=source, tz=tz, rules=rules, progress=progress, now=now)
     with tempfile.TemporaryDirectory(prefix="bounce-analyzer-") as folder:
         staged = Path(folder) / "events.parquet"
         with staged.open("wb") as stream:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -52,6 +53,49 @@ class FileSummary:
         return self.partial or (self.source is None and not self.in_directory)
 
 
+#: Events dated before this are set aside: no mail log or ESP event is older than Unix time.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: How far past the run's clock an event may be dated (hosts' clocks drift, zones are
+#: misconfigured); later ones are set aside.
+AHEAD = timedelta(days=1)
+
+
+def set_aside_implausible(
+    events: pl.DataFrame, *, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`events` without those dated implausibly, and those set aside as malformed records (one
+    per origin), for every source alike: before 1970-01-01 UTC (`EARLIEST`), or more than a
+    day (`AHEAD`) after `now`. Such a date is a misread or forged stamp (a SendGrid timestamp
+    in milliseconds, a journal stamp of 0 - 1 s): stored, it would make a day no reader can
+    name (`date=+10000-01-01`) or count in every later window. Events without a timestamp
+    are kept. The record's `raw` is its date, event and recipient (the events keep no text).
+    """
+    stamp = pl.col("timestamp")
+    early = stamp < EARLIEST
+    late = stamp > now.astimezone(UTC) + AHEAD
+    wrong = (early | late).fill_null(False)
+    if not events.select(wrong.any()).item():
+        return events, pl.DataFrame(schema=MALFORMED_SCHEMA)
+    aside = (
+        events.filter(wrong)
+        .unique("origin", keep="first", maintain_order=True)
+        .select(
+            "origin",
+            pl.when(early)
+            .then(pl.lit("implausible timestamp: before 1970-01-01 UTC"))
+            .otherwise(pl.lit("implausible timestamp: more than a day after the run"))
+            .alias("reason"),
+            pl.concat_str(
+                [stamp.dt.to_string(), pl.col("event"), pl.col("recipient")],
+                separator=" ",
+                ignore_nulls=True,
+            ).alias("raw"),
+        )
+    )
+    return events.filter(~wrong), aside
+
+
 @dataclass
 class Chunk:
     """Classified events and set-aside records from one stretch of one input."""
@@ -83,6 +127,9 @@ class ParseRun:
         Where to start each input (an ingest asks its store's catalogue).
     hold_partial
         Hold back a final line without its newline (a live log being written).
+    now
+        When the run happens (default: the clock when the run is made): events dated more
+        than a day after it are set aside (`set_aside_implausible`).
     """
 
     def __init__(
@@ -98,7 +145,9 @@ class ParseRun:
         resume: ResumeFn | None = None,
         hold_partial: bool = False,
         classify_rows: int = 25_000,
+        now: datetime | None = None,
     ) -> None:
+        self._now = datetime.now(UTC) if now is None else now
         self._source = source
         self._tz = tz
         self._instances: dict[str, Source] = {}
@@ -214,16 +263,19 @@ class ParseRun:
         try:
             batches = ahead(self._batches(item, summary, start))
             for output in ahead(source.parse(batches)):
+                conformed, implausible = set_aside_implausible(
+                    schema.conform(output.events), now=self._now
+                )
+                set_aside = pl.concat([output.malformed, implausible])
                 summary.read += output.read
                 summary.skipped += output.skipped
-                summary.malformed += output.malformed_count
-                if self._strict and output.malformed_count:
-                    first = output.malformed.row(0, named=True)
+                summary.malformed += set_aside.height
+                if self._strict and set_aside.height:
+                    first = set_aside.row(0, named=True)
                     raise ParseError(f"{first['origin']}: {first['reason']}")
-                conformed = schema.conform(output.events)
                 summary.events += conformed.height
                 events.append(conformed)
-                malformed.append(output.malformed)
+                malformed.append(set_aside)
                 # Classification has a fixed cost per call and works per distinct text and
                 # key: the events of several batches are classified at once.
                 if sum(frame.height for frame in events) >= self._classify_rows:
