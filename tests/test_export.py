@@ -147,3 +147,38 @@ def test_rule_text_falls_back_to_the_category() -> None:
         (text["user_unknown"]["description"], text["user_unknown"]["advice"]),
     ]
     assert joined.columns == [*EVENT_SCHEMA, "meaning", "solution"]
+
+
+def test_a_partitioned_export_replaces_the_dates_it_writes(tmp_path: Path) -> None:
+    """Like pyarrow's `delete_matching`: a date written again is replaced whole, others stay."""
+    first = _events(
+        {"timestamp": _at(0), "recipient": "a@gmail.com", "event": "delivered"},
+        {"timestamp": _at(26), "recipient": "b@gmail.com", "event": "delivered"},
+    )
+    output = tmp_path / "out"
+    assert write_export(first.lazy(), output, partition_by_date=True) == 2
+    again = _events({"timestamp": _at(27), "recipient": "c@gmail.com", **_HARD})
+    assert write_export(again.lazy(), output, partition_by_date=True) == 1
+    back = pl.read_parquet(output / "**" / "*.parquet", hive_partitioning=True)
+    assert sorted(back.select(pl.col("date").cast(pl.String), "recipient").rows()) == [
+        ("2026-11-26", "a@gmail.com"),
+        ("2026-11-27", "c@gmail.com"),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside
+
+
+@pytest.mark.parametrize("fmt", [ExportFormat.csv, ExportFormat.parquet])
+def test_an_export_of_no_rows_has_the_columns(fmt: ExportFormat, tmp_path: Path) -> None:
+    output = tmp_path / f"events.{fmt}"
+    assert write_export(_events().lazy(), output, fmt=fmt) == 0
+    back = pl.read_csv(output) if fmt is ExportFormat.csv else pl.read_parquet(output)
+    assert back.height == 0
+    assert back.columns == list(EVENT_SCHEMA)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [output.name]
+
+
+def test_an_export_makes_the_folders_it_is_written_in(tmp_path: Path) -> None:
+    events = _events({"timestamp": _at(0), "recipient": "a@gmail.com", "event": "delivered"})
+    assert write_export(events.lazy(), tmp_path / "a" / "b" / "events.csv", fmt=ExportFormat.csv)
+    assert write_export(events.lazy(), tmp_path / "c" / "d", partition_by_date=True) == 1
+    assert [p.name for p in (tmp_path / "c" / "d").iterdir()] == ["date=2026-11-26"]

@@ -622,6 +622,12 @@ def test_prune_at_midnight_keeps_the_day_that_starts_there(week_store: Store) ->
     assert [p.parent.name for p in partition_files(week_store.path)] == ["date=2026-11-26"]
 
 
+def test_prune_of_an_age_before_the_year_1_removes_nothing(week_store: Store) -> None:
+    assert week_store.prune(timedelta(days=999_999_999), now=utc(2026, 11, 28, 12)) == 0
+    assert week_store.old_days(timedelta(days=999_999_999), now=utc(2026, 11, 28, 12)) == []
+    assert len(partition_files(week_store.path)) == 7
+
+
 # --- locks and failures -----------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, overload
 
@@ -425,13 +425,12 @@ def ingest(
     Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
     from bounce_analyzer.ingest import ingest_paths  # lazy: pyarrow
-    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import store_path  # lazy: pyarrow
 
-    inputs = expand_inputs(paths)  # a missing input fails before a store is made
-    opened = open_store(store_path(store), create=True)
+    inputs = expand_inputs(paths)
     with _progress(total_size(inputs), quiet=quiet) as update:
         result = ingest_paths(
-            opened,
+            store_path(store),  # made once the options and inputs are checked
             paths,
             source=source,
             tz=tz,
@@ -500,22 +499,20 @@ def report(
             )  # fmt: skip
         _echo_summaries(files, all_of_them=False)
         failed = run_failed(files)
+        text = render_report(summary, fmt)
     else:
-        from bounce_analyzer.store import (  # lazy: pyarrow
-            count_quarantined,
-            open_store,
-            scan_events,
-            store_path,
-        )
+        from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
         opened = open_store(store_path(store), create=False)
-        summary = summarize(
-            scan_events(opened.path, since=start, until=end),
-            since=start, until=end, by=groups, top=top,
-            malformed=count_quarantined(opened.path, since=start, until=end),
-            categories=_rules(rules).categories,
-        )  # fmt: skip
-    typer.echo(render_report(summary, fmt), nl=False)
+        with opened.reading() as view:  # a consistent view; a damaged file is named
+            summary = summarize(
+                view.scan_events(since=start, until=end),
+                since=start, until=end, by=groups, top=top,
+                malformed=view.count_quarantined(since=start, until=end),
+                categories=_rules(rules).categories,
+            )  # fmt: skip
+            text = render_report(summary, fmt)  # rendering reads values too
+    typer.echo(text, nl=False)
     if failed:
         raise typer.Exit(1)
 
@@ -546,16 +543,17 @@ def export(
 
     Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
     """
-    from bounce_analyzer.store import open_store, scan_events, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
     start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
     opened = open_store(store_path(store), create=False)
-    rows = export_events(
-        scan_events(opened.path, since=start, until=end), Path(output), what=what,
-        fmt=export_format_for(output, fmt), partition_by_date=by_date,
-        rules=_rules(rules) if what is ExportKind.events else None,  # rule text: events only
-    )  # fmt: skip
+    with opened.reading() as view:  # a consistent view; a damaged file is named
+        rows = export_events(
+            view.scan_events(since=start, until=end), Path(output), what=what,
+            fmt=export_format_for(output, fmt), partition_by_date=by_date,
+            rules=_rules(rules) if what is ExportKind.events else None,  # rule text: events only
+        )  # fmt: skip
     typer.echo(f"exported {rows:,} rows to {output}", err=True)
 
 
@@ -565,6 +563,12 @@ def prune(
     older_than: Annotated[
         str, typer.Option("--older-than", help="Remove days older than this: 90d, 12w.")
     ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the days that would go; remove nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm an --older-than of less than a day.")
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """Remove whole days of events (and set-aside records) older than a duration.
@@ -573,9 +577,25 @@ def prune(
     """
     from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
-    age = parse_duration(older_than)
+    now = _now()
+    age = parse_duration(older_than, now=now)
+    if age < timedelta(days=1) and not (yes or dry_run):
+        raise UsageError(
+            f"--older-than {older_than} is less than a day, which prunes nearly the whole "
+            "store: add --yes if you mean it (--dry-run lists the days it would remove)"
+        )
     opened = open_store(store_path(store), create=False)
-    removed = opened.prune(age, now=_now())
+    if dry_run:
+        days = opened.old_days(age, now=now)
+        for day in days:
+            typer.echo(f"{day.day}: {day.events:,} events, {day.malformed:,} malformed")
+        typer.echo(
+            f"would remove {sum(day.events for day in days):,} events ({len(days)} days) "
+            f"older than {older_than}; nothing removed (--dry-run)",
+            err=True,
+        )
+        return
+    removed = opened.prune(age, now=now)
     typer.echo(f"removed {removed:,} events older than {older_than}", err=True)
 
 

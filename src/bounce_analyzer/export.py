@@ -9,6 +9,11 @@ as `store.scan_events` returns); none reads the store.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +22,7 @@ import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.schema import FAILURES
+from bounce_analyzer.stages import ahead
 from bounce_analyzer.writers import neutralize_formulas, output_file
 
 if TYPE_CHECKING:
@@ -155,50 +161,118 @@ def write_export(
     fmt: ExportFormat = ExportFormat.parquet,
     partition_by_date: bool = False,
 ) -> int:
-    """Write `frame` to `output` (a file, or a directory of date partitions); return rows."""
-    data = frame.collect()
-    if partition_by_date:
-        if fmt is not ExportFormat.parquet:
-            raise UsageError("--partition-by date needs --format parquet")
-        import pyarrow.dataset as ds  # lazy: pyarrow is heavy, and only writing Parquet needs it
+    """Write `frame` to `output` (a file, or a directory of date partitions); return rows.
 
-        if "date" not in data.columns:
-            data = data.with_columns(pl.col("timestamp").dt.date().alias("date"))
-        output.mkdir(parents=True, exist_ok=True)
-        ds.write_dataset(
-            data.to_arrow(),
-            output,
-            format="parquet",
-            partitioning=["date"],
-            partitioning_flavor="hive",
-            existing_data_behavior="delete_matching",
-            max_rows_per_group=ROW_GROUP_SIZE,
-            file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
-        )
-        return data.height
+    Memory stays bounded whatever the window: polars' streaming engine reads, joins and
+    writes the rows to one Parquet file beside `output`, a piece at a time; that file then
+    becomes the output, or is read back `_READ_ROWS` at a time into CSV or the partitions.
+    A file output takes its place only when whole; a partition replaces the folder of its
+    date in `output` (others are left).
+    """
+    if partition_by_date and fmt is not ExportFormat.parquet:
+        raise UsageError("--partition-by date needs --format parquet")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
-        pass  # `output_file` names the path and the reason
+        pass  # `output_file` (or the partitions' folder) names the path and the reason
+    if partition_by_date:
+        if "date" not in frame.collect_schema():
+            frame = frame.with_columns(pl.col("timestamp").dt.date().alias("date"))
+        with _beside(output) as staged:
+            rows = _stage(frame, staged)
+            _write_partitions(staged, output)
+        return rows
     with output_file(output) as written:
-        _write_file(data, written, fmt)
-    return data.height
+        return _write_file(frame, written, fmt)
 
 
-def _write_file(data: pl.DataFrame, output: Path, fmt: ExportFormat) -> None:
-    if fmt is ExportFormat.csv:
-        neutralize_formulas(data).write_csv(output)
-    else:
-        import pyarrow.parquet as pq  # lazy: pyarrow is heavy, and only writing Parquet needs it
+def _write_file(frame: pl.LazyFrame, output: Path, fmt: ExportFormat) -> int:
+    """Stream `frame` into the file `output`; the rows written."""
+    if fmt is ExportFormat.parquet:
+        return _stage(frame, output)
+    with _beside(output) as staged:
+        rows = _stage(frame, staged)
+        _write_csv(staged, output)
+    return rows
 
-        pq.write_table(
-            data.to_arrow(),
-            output,
-            compression="zstd",
-            use_dictionary=True,
-            write_statistics=True,
-            row_group_size=ROW_GROUP_SIZE,
+
+def _stage(frame: pl.LazyFrame, path: Path) -> int:
+    """Stream `frame` into the Parquet file `path` (the export's settings); the rows."""
+    frame.sink_parquet(path, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE)
+    return _parquet_rows(path)
+
+
+@contextlib.contextmanager
+def _beside(output: Path) -> Iterator[Path]:
+    """A temporary path beside `output` (in its folder, so that a rename moves it into place),
+    removed when the block ends if it is still there."""
+    temporary = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
+    try:
+        yield temporary
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+
+
+#: Rows read back at a time from the staged file (16k rows of events are about 10 MB).
+_READ_ROWS = 16 * 1024
+
+
+def _parquet_rows(path: Path) -> int:
+    """The rows of a Parquet file, as its footer says."""
+    import pyarrow.parquet as pq  # lazy: pyarrow is heavy, and only writing exports needs it
+
+    return int(pq.read_metadata(path).num_rows)
+
+
+def _batches(staged: Path) -> Iterator[pl.DataFrame]:
+    """The rows of the Parquet file `staged`, `_READ_ROWS` at a time."""
+    import pyarrow.parquet as pq  # lazy: pyarrow is heavy, and only writing exports needs it
+
+    with pq.ParquetFile(str(staged), pre_buffer=False) as source:
+        for batch in source.iter_batches(batch_size=_READ_ROWS):
+            yield pl.DataFrame(batch)
+
+
+def _write_csv(staged: Path, output: Path) -> None:
+    """The rows of the Parquet file `staged` as CSV in `output`, with spreadsheet formulas
+    neutralized."""
+    with output.open("wb") as stream:
+        header = True
+        # Reading and neutralizing the next batch overlaps writing this one.
+        for rows in ahead(neutralize_formulas(rows) for rows in _batches(staged)):
+            rows.write_csv(stream, include_header=header)
+            header = False
+        if header:  # no rows: the header alone
+            pl.DataFrame(schema=pl.read_parquet_schema(staged)).write_csv(stream)
+
+
+def _write_partitions(staged: Path, output: Path) -> None:
+    """The rows of the Parquet file `staged` in hive folders `output/date=YYYY-MM-DD/`. Each
+    date is written beside `output` first, then replaces that date's folder there whole."""
+    import pyarrow.parquet as pq  # lazy: pyarrow is heavy, and only writing exports needs it
+
+    from bounce_analyzer.store import DayWriter  # lazy: pyarrow
+
+    columns = pq.read_schema(staged)
+    output.mkdir(parents=True, exist_ok=True)
+    with _beside(output) as folder:
+        writer = DayWriter(
+            folder, columns.remove(columns.get_field_index("date")), row_group_rows=ROW_GROUP_SIZE
         )
+        try:
+            for rows in _batches(staged):
+                writer.add(rows, pl.col("date").cast(pl.String))
+        except BaseException:
+            writer.abort()
+            raise
+        for day in writer.finish():
+            target = output / f"date={day}"
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(folder / target.name, target)
 
 
 def export_events(

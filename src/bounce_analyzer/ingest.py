@@ -26,7 +26,14 @@ from bounce_analyzer.reading import ResumeFn
 from bounce_analyzer.report import Report, summarize
 from bounce_analyzer.rules import Rules
 from bounce_analyzer.schema import EVENT_SCHEMA
-from bounce_analyzer.store import CatalogueEntry, Committed, Store, find_resume, with_input
+from bounce_analyzer.store import (
+    CatalogueEntry,
+    Committed,
+    Store,
+    find_resume,
+    open_store,
+    with_input,
+)
 from bounce_analyzer.writers import EventFormat, EventWriter
 
 __all__ = ["IngestResult", "RunLike", "ingest_paths", "ingest_run", "summarize_paths"]
@@ -48,7 +55,7 @@ class RunLike(Protocol):
 
 
 def ingest_paths(
-    store: Store,
+    store: Store | str | Path,
     paths: Sequence[str],
     *,
     source: str | None = None,
@@ -63,26 +70,33 @@ def ingest_paths(
 
     Parameters
     ----------
+    store
+        A store, or its folder: opened, or made there, once the options and inputs are
+        checked (an unknown source or zone, a missing file, make no store).
     paths
         Files, globs, directories or `-`, as for `ParseRun`.
     source, tz, strict, rules, progress
         As for `ParseRun`.
     wait, now
-        As for `Store.staging`: wait for another run's lock; when the run happens.
+        As for `Store.staging`: wait for another run's lock; when the run happens (also
+        what `ParseRun` sets implausibly dated events aside against).
     """
+    run = ParseRun(
+        paths,
+        source=source,
+        tz=tz,
+        strict=strict,
+        rules=rules,
+        progress=progress,
+        hold_partial=True,
+        now=now,
+    )
+    if not isinstance(store, Store):
+        store = open_store(store, create=True)
 
     def make_run(resume: ResumeFn) -> ParseRun:
-        return ParseRun(
-            paths,
-            source=source,
-            tz=tz,
-            strict=strict,
-            rules=rules,
-            progress=progress,
-            resume=resume,
-            hold_partial=True,
-            now=now,
-        )
+        run.resume = resume
+        return run
 
     return ingest_run(store, make_run, wait=wait, now=now)
 
@@ -105,7 +119,7 @@ def ingest_run(
         if isinstance(run, ParseRun):
             run.import_state(staging.carried_state())
         for chunk in run:
-            staging.add(chunk.events, chunk.malformed)
+            staging.add(chunk.events, chunk.malformed, input_head=chunk.head, input_path=chunk.path)
         committed = staging.commit(
             _catalogue(staging.catalogue, run.summaries, staging.read_at),
             state=run.export_state() if isinstance(run, ParseRun) else None,
@@ -149,13 +163,14 @@ def summarize_paths(
     tz: str | None = None,
     rules: Rules | None = None,
     progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
 ) -> tuple[Report, list[FileSummary]]:
     """The report straight from log or event files, without a store; and what each input gave.
 
-    `source, tz, rules, progress` are as for `ParseRun`; the other options as for `summarize`,
-    with each category's description and advice from `rules`.
+    `source, tz, rules, progress, now` are as for `ParseRun`; the other options as for
+    `summarize`, with each category's description and advice from `rules`.
     """
-    run = ParseRun(paths, source=source, tz=tz, rules=rules, progress=progress)
+    run = ParseRun(paths, source=source, tz=tz, rules=rules, progress=progress, now=now)
     with tempfile.TemporaryDirectory(prefix="bounce-analyzer-") as folder:
         staged = Path(folder) / "events.parquet"
         with staged.open("wb") as stream:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -19,7 +19,7 @@ from bounce_analyzer import reading, schema
 from bounce_analyzer.errors import ParseError
 from bounce_analyzer.reading import Batch, Resume, ResumeFn
 from bounce_analyzer.rules import Rules, load_rules
-from bounce_analyzer.sources import Source, get_source
+from bounce_analyzer.sources import SOURCES, Source, get_source
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, CarriesState
 from bounce_analyzer.stages import ahead
@@ -74,6 +74,49 @@ def run_failed(summaries: Sequence[FileSummary]) -> bool:
     return not events and any(summary.misread for summary in summaries)
 
 
+#: Events dated before this are set aside: no mail log or ESP event is older than Unix time.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: How far past the run's clock an event may be dated (hosts' clocks drift, zones are
+#: misconfigured); later ones are set aside.
+AHEAD = timedelta(days=1)
+
+
+def set_aside_implausible(
+    events: pl.DataFrame, *, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`events` without those dated implausibly, and those set aside as malformed records (one
+    per origin), for every source alike: before 1970-01-01 UTC (`EARLIEST`), or more than a
+    day (`AHEAD`) after `now`. Such a date is a misread or forged stamp (a SendGrid timestamp
+    in milliseconds, a journal stamp of 0 - 1 s): stored, it would make a day no reader can
+    name (`date=+10000-01-01`) or count in every later window. Events without a timestamp
+    are kept. The record's `raw` is its date, event and recipient (the events keep no text).
+    """
+    stamp = pl.col("timestamp")
+    early = stamp < EARLIEST
+    late = stamp > now.astimezone(UTC) + AHEAD
+    wrong = (early | late).fill_null(False)
+    if not events.select(wrong.any()).item():
+        return events, pl.DataFrame(schema=MALFORMED_SCHEMA)
+    aside = (
+        events.filter(wrong)
+        .unique("origin", keep="first", maintain_order=True)
+        .select(
+            "origin",
+            pl.when(early)
+            .then(pl.lit("implausible timestamp: before 1970-01-01 UTC"))
+            .otherwise(pl.lit("implausible timestamp: more than a day after the run"))
+            .alias("reason"),
+            pl.concat_str(
+                [stamp.dt.to_string(), pl.col("event"), pl.col("recipient")],
+                separator=" ",
+                ignore_nulls=True,
+            ).alias("raw"),
+        )
+    )
+    return events.filter(~wrong), aside
+
+
 @dataclass
 class Chunk:
     """Classified events and set-aside records from one stretch of one input."""
@@ -81,6 +124,7 @@ class Chunk:
     path: str
     events: pl.DataFrame
     malformed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MALFORMED_SCHEMA))
+    head: bytes = b""  # the input's first bytes (its identity, as `FileSummary.head`)
 
 
 class ParseRun:
@@ -104,8 +148,12 @@ class ParseRun:
         Where to start each input (an ingest asks its store's catalogue).
     hold_partial
         Hold back a final line without its newline when the input may still be written
-        (`reading.may_grow` at `now`, default: the clock) and the line does not end a JSON
-        document: it is read next time.
+        (`reading.may_grow` at `now`) and the line does not end a JSON document: it is read
+        next time.
+    now
+        When the run happens (default: the clock when the run is made): events dated more
+        than a day after it are set aside (`set_aside_implausible`), and a plain file
+        modified shortly before it may still grow.
     """
 
     def __init__(
@@ -123,22 +171,23 @@ class ParseRun:
         classify_rows: int = 25_000,
         now: datetime | None = None,
     ) -> None:
-        if source is not None:
-            get_source(source)  # fails fast on an unknown name
-        self._inputs = reading.expand_inputs(paths)
+        self._now = datetime.now(UTC) if now is None else now
         self._source = source
         self._tz = tz
+        self._instances: dict[str, Source] = {}
+        self._carried: Mapping[str, pl.DataFrame] = {}  # state for sources made later
+        for name in [source] if source is not None else SOURCES:
+            self._instance(name)  # an unknown name or zone fails now, before anything is read
+        self._inputs = reading.expand_inputs(paths)
         self._strict = strict
         #: The rules the events are classified with.
         self.rules = load_rules() if rules is None else rules
         self._batch_bytes = batch_bytes
-        self._instances: dict[str, Source] = {}
         #: Malformed rows of the lines the reader passed over, from the thread reading ahead.
         self._long_lines: deque[pl.DataFrame] = deque()
-        self._carried: Mapping[str, pl.DataFrame] = {}
-        self._resume = resume
+        #: Where to start each input (also settable later, as `progress` is).
+        self.resume = resume
         self._hold_partial = hold_partial
-        self._now = now
         self._classify_rows = classify_rows
         self.summaries: list[FileSummary] = []
         #: Called with the bytes read for each batch, counted as stored on disk (compressed
@@ -160,13 +209,19 @@ class ParseRun:
     def import_state(self, state: Mapping[str, pl.DataFrame]) -> None:
         """Before the run: what each source carried out of an earlier run (`export_state`)."""
         self._carried = state
+        for name, instance in self._instances.items():  # those made to check the options
+            if name in state and isinstance(instance, CarriesState):
+                instance.import_state(state[name])
 
     def export_state(self) -> dict[str, pl.DataFrame]:
         """After the run: what each source it used carries to the next (`CarriesState`)."""
+        # (the sources this run read, and those whose state it was given: not every source
+        # made to check the options)
+        kept = {summary.source for summary in self.summaries} | set(self._carried)
         return {
             name: instance.export_state()
             for name, instance in self._instances.items()
-            if isinstance(instance, CarriesState)
+            if name in kept and isinstance(instance, CarriesState)
         }
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -187,7 +242,7 @@ class ParseRun:
                 summary.damage = reading.damage(item) if len(head) < _HEAD_BYTES else None
                 summary.empty = not head and summary.damage is None
                 continue  # else the summary says the format was not recognised (or empty)
-            start = self._resume(item, head) if self._resume is not None else None
+            start = self.resume(item, head) if self.resume is not None else None
             yield from self._parse_file(item, self._instance(name), summary, start or Resume(0, 0))
 
     def _batches(
@@ -198,7 +253,7 @@ class ParseRun:
         summary.start_offset = summary.end_offset = start.offset
         summary.end_line = start.line
         raw_read = 0
-        hold = self._hold_partial and reading.may_grow(item, now=self._now or datetime.now(UTC))
+        hold = self._hold_partial and reading.may_grow(item, now=self._now)
         for batch in reading.read_batches(item, batch_bytes=self._batch_bytes):
             end = batch.offset + len(batch.data)
             if self.progress is not None:
@@ -271,7 +326,12 @@ class ParseRun:
             joined = pl.concat(events) if events else schema.empty_facts()
             if joined.height:
                 joined = classify(joined, self.rules)
-            made = Chunk(path=item.display, events=joined, malformed=pl.concat(malformed))
+            made = Chunk(
+                path=item.display,
+                events=joined,
+                malformed=pl.concat(malformed),
+                head=summary.head,
+            )
             events.clear()
             malformed.clear()
             return made
@@ -280,16 +340,19 @@ class ParseRun:
             batches = ahead(self._batches(item, summary, start))
             for output in ahead(source.parse(batches)):
                 set_aside_long_lines()
+                conformed, implausible = set_aside_implausible(
+                    schema.conform(output.events), now=self._now
+                )
+                set_aside = pl.concat([output.malformed, implausible])
                 summary.read += output.read
                 summary.skipped += output.skipped
-                summary.malformed += output.malformed_count
-                if self._strict and output.malformed_count:
-                    first = output.malformed.row(0, named=True)
+                summary.malformed += set_aside.height
+                if self._strict and set_aside.height:
+                    first = set_aside.row(0, named=True)
                     raise ParseError(f"{first['origin']}: {first['reason']}")
-                conformed = schema.conform(output.events)
                 summary.events += conformed.height
                 events.append(conformed)
-                malformed.append(output.malformed)
+                malformed.append(set_aside)
                 # Classification has a fixed cost per call and works per distinct text and
                 # key: the events of several batches are classified at once.
                 if sum(frame.height for frame in events) >= self._classify_rows:

@@ -8,6 +8,7 @@ Layout (docs/STORE.md gives the reasons)::
     <store>/catalogue.json                    each input read: its identity and how far
     <store>/state/<source>-<run-id>.parquet   what a source carries to the next run
     <store>/lock                              flock'ed by the run that writes
+    <store>/read.lock                         flock'ed by readers (shared) and prune (exclusive)
     <store>/tmp/<run-id>/                     a run's files before they are moved into place
 
 The store only stores: `ingest.py` drives a run into it. Under the lock (`Store.staging`), a
@@ -16,7 +17,8 @@ run stages its events to Parquet files under `tmp/`; `Staging.commit` drops even
 carry to the next run (`Staging.carried_state` reads it back) and the new catalogue, which
 names it, each step with `os.replace` or a file of its own. A run killed at any point leaves
 either the old state or whole files whose events the next run de-duplicates. `scan_events`
-reads the partitions a time window needs, lazily.
+reads the partitions a time window needs, lazily; inside `Store.reading()` a reader sees the
+store before a prune or after it, never between, and a damaged file is named.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import platformdirs
 import polars as pl
@@ -41,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bounce_analyzer import schema
-from bounce_analyzer.errors import StoreError
+from bounce_analyzer.errors import BounceAnalyzerError, StoreError
 from bounce_analyzer.reading import Resume
 
 __all__ = [
@@ -51,11 +53,15 @@ __all__ = [
     "STORE_VERSION",
     "CatalogueEntry",
     "Committed",
+    "DayWriter",
+    "OldDay",
     "Staging",
     "Store",
+    "StoreReader",
     "between_steps",
     "count_quarantined",
     "find_resume",
+    "input_identity",
     "open_store",
     "partition_files",
     "scan_events",
@@ -92,8 +98,12 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "read_at": pl.Datetime("us", "UTC"),
 }
 
-#: Buffered rows (all days together) before the biggest buffer is written out early.
-_MAX_BUFFERED_ROWS = 2 * ROW_GROUP_ROWS
+#: The quarantine as stored: its columns and `location`, the key that de-duplicates a record:
+#: the identity of its input (`input_identity`, as the catalogue knows it) and the record's
+#: place in it (its origin without the file name, `7` or `12#3`). The same record read again
+#: under another name (a copy, a rotated file) has the same location; an identical record
+#: elsewhere has another. Readers leave the column out (`scan_quarantine`).
+_STORED_QUARANTINE_SCHEMA: dict[str, pl.DataType] = {**QUARANTINE_SCHEMA, "location": pl.String()}
 
 #: Parquet files a run keeps open at once (one per day being written).
 _MAX_OPEN_WRITERS = 32
@@ -158,8 +168,16 @@ def _check_marker(root: Path) -> None:
         )
 
 
+def _is_marker_in_making(name: str) -> bool:
+    """Whether `name` is the temporary file of a store.json being written."""
+    return name.startswith(".store.json.") and name.endswith(".tmp")
+
+
 def open_store(path: str | Path, *, create: bool) -> Store:
     """The store in the folder `path`; with `create`, a new store there if there is none.
+
+    Creating is atomic and idempotent: processes that create the same store at once all open
+    it (the marker is written beside and renamed into place, and is a store's first file).
 
     Raises `StoreError` when `path` exists but is not a store (a folder with other files and no
     store.json, or a store.json of another format or version), or when there is no store and
@@ -169,19 +187,23 @@ def open_store(path: str | Path, *, create: bool) -> Store:
     marker = root / "store.json"
     if root.exists() and not root.is_dir():
         raise _not_a_store(root, "not a folder")
-    if root.is_dir() and marker.exists():
-        _check_marker(root)
-        return Store(root)
-    empty = not root.exists() or not any(root.iterdir())
-    if not empty:
-        raise _not_a_store(root, "no store.json")
-    if not create:
-        raise StoreError(f"no store at {root}: run `bounce-analyzer ingest` first")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(marker, _marker())
-    except OSError as error:
-        raise StoreError(f"cannot create a store at {root}: {_reason(error)}") from None
+    if not marker.exists():
+        # Files without a marker are someone else's, unless another process is making this
+        # store now: its marker being written, or the marker (and what follows it) come since.
+        others = root.is_dir() and any(
+            not _is_marker_in_making(child.name) for child in root.iterdir()
+        )
+        if others and not marker.exists():
+            raise _not_a_store(root, "no store.json")
+        if not create and not marker.exists():
+            raise StoreError(f"no store at {root}: run `bounce-analyzer ingest` first")
+        if not marker.exists():
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                _write_json_atomically(marker, _marker())
+            except OSError as error:
+                raise StoreError(f"cannot create a store at {root}: {_reason(error)}") from None
+    _check_marker(root)
     return Store(root)
 
 
@@ -212,6 +234,45 @@ class CatalogueEntry:
             self.prefix_len <= len(head)
             and hashlib.sha256(head[: self.prefix_len]).hexdigest() == self.prefix_hash
         )
+
+
+def input_identity(head: bytes) -> str:
+    """An input's identity: the sha256 (hex) of its first `PREFIX_BYTES` decompressed bytes."""
+    return hashlib.sha256(head[:PREFIX_BYTES]).hexdigest()
+
+
+#: The fields of a catalogue entry, and what each must be.
+_ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "prefix_len": (int,),
+    "prefix_hash": (str,),
+    "offset": (int,),
+    "line": (int,),
+    "path": (str,),
+    "source": (str, type(None)),
+    "read_at": (str,),
+}
+
+_KIND_NAMES = {int: "a whole number >= 0", str: "text", type(None): "null"}
+
+
+def _catalogue_entries(data: object) -> list[CatalogueEntry]:
+    """The entries of a catalogue read from JSON; `ValueError` saying which entry is wrong
+    and how (fields it does not know are ignored: a later version may add some)."""
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if not isinstance(inputs, list):
+        raise ValueError("no list of inputs")
+    entries = []
+    for number, item in enumerate(inputs, 1):
+        if not isinstance(item, dict):
+            raise ValueError(f"input {number} is not an object")
+        for name, kinds in _ENTRY_FIELDS.items():
+            value = item.get(name)
+            wrong = not isinstance(value, kinds) or isinstance(value, bool)
+            if name not in item or wrong or (isinstance(value, int) and value < 0):
+                expected = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+                raise ValueError(f"input {number}: {name} is not {expected}")
+        entries.append(CatalogueEntry(**{name: item[name] for name in _ENTRY_FIELDS}))
+    return entries
 
 
 def _write_catalogue(
@@ -258,10 +319,9 @@ def with_input(
     """`entries` with one more input: the one that starts with `head`, read up to `offset` (the
     end of its line `line`). The entries it was resumed from (the same leading bytes, read less
     far) are superseded by the new one."""
-    prefix_len = min(len(head), PREFIX_BYTES)
     entry = CatalogueEntry(
-        prefix_len=prefix_len,
-        prefix_hash=hashlib.sha256(head[:prefix_len]).hexdigest(),
+        prefix_len=min(len(head), PREFIX_BYTES),
+        prefix_hash=input_identity(head),
         offset=offset,
         line=line,
         path=path,
@@ -367,8 +427,25 @@ class Committed:
 # --- staging ----------------------------------------------------------------------------------
 
 
+def _stored_columns(table: Table) -> dict[str, pl.DataType]:
+    return schema.EVENT_SCHEMA if table == "events" else _STORED_QUARANTINE_SCHEMA
+
+
+def _scan_files(files: list[Path], table: Table) -> pl.LazyFrame:
+    """The stored files `files` of `table`, lazily, with the table's columns as stored (those
+    missing from older files are null)."""
+    return pl.scan_parquet(
+        files,
+        hive_partitioning=False,
+        glob=False,
+        schema=_stored_columns(table),
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
 def _arrow_schema(table: Table) -> pa.Schema:
-    columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
+    columns = _stored_columns(table)
     arrow: pa.Schema = pl.DataFrame(schema=columns).to_arrow().schema
     return arrow.with_metadata(
         {
@@ -379,13 +456,15 @@ def _arrow_schema(table: Table) -> pa.Schema:
 
 
 def _parquet_writer(path: Path, arrow_schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer with the store's settings: zstd, statistics, dictionary strings."""
+    """A Parquet writer with the store's settings: zstd, statistics, dictionary strings, page
+    checksums."""
     return pq.ParquetWriter(
         str(path),
         arrow_schema,
         compression="zstd",
-        use_dictionary=schema.dictionary_columns(arrow_schema),
+        use_dictionary=[c for c in schema.dictionary_columns(arrow_schema) if c != "location"],
         write_statistics=True,
+        write_page_checksum=True,  # so that a damaged page can be found (`_damage`)
     )
 
 
@@ -399,33 +478,46 @@ class _DayFile:
     pending_rows: int = 0
 
 
-class _Stager:
-    """Writes frames to Parquet files under `directory/date=<day>/`, a day at a time.
+class DayWriter:
+    """Writes frames to Parquet files under `directory/date=<day>/`, a day at a time (the
+    store's staging, and exports partitioned by date).
 
-    Rows wait in memory until a whole row group (32k rows) is there, or until too many rows
-    wait in all; then the biggest buffer is written. At most `_MAX_OPEN_WRITERS` files are
-    open: when a run spans more days at once, the least recently used file is finished and a
-    new one started for that day when it comes back.
+    Rows wait in memory until a whole row group (`row_group_rows`, default `ROW_GROUP_ROWS`)
+    is there, or until two groups' worth wait in all; then the biggest buffer is written. At
+    most `_MAX_OPEN_WRITERS` files are open: when the rows span more days at once, the least
+    recently used file is finished and a new one started for that day when it comes back.
+    Files are named `<prefix>-<n>.parquet`, `n` counting from `counter[0]`; they are written
+    with the store's settings (`_parquet_writer`) and `arrow_schema`'s columns.
     """
 
-    def __init__(self, directory: Path, run_id: str, table: Table, counter: list[int]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        arrow_schema: pa.Schema,
+        *,
+        prefix: str = "part",
+        counter: list[int] | None = None,
+        row_group_rows: int | None = None,
+    ) -> None:
         self._directory = directory
-        self._run_id = run_id
-        self._schema = _arrow_schema(table)
-        self._counter = counter  # shared between stagers: part numbers are unique in a run
+        self._schema = arrow_schema
+        self._prefix = prefix
+        self._counter = [0] if counter is None else counter  # may be shared between writers
+        self._group = row_group_rows or ROW_GROUP_ROWS
         self._open: dict[str, _DayFile] = {}  # insertion order = least recently used first
         self.files: dict[str, list[Path]] = {}
 
     def add(self, frame: pl.DataFrame, day: pl.Expr) -> None:
-        """Stage the rows of `frame` (already in the table's columns), split by `day`."""
+        """Write the rows of `frame` (its columns of the schema, cast), split by `day`."""
         if frame.height == 0:
             return
         days = frame.select(day.fill_null(UNKNOWN_DATE).alias("__day")).to_series()
+        rows = frame.select(self._schema.names)
         if days.n_unique() == 1:
             # The usual case, a chunk within one day: partitioning would copy every row.
-            self._add_day(str(days[0]), frame.to_arrow().cast(self._schema))
+            self._add_day(str(days[0]), rows.to_arrow().cast(self._schema))
             return
-        keyed = frame.with_columns(days)
+        keyed = rows.with_columns(days)
         for key, part in keyed.partition_by("__day", as_dict=True, include_key=False).items():
             self._add_day(str(key[0]), part.to_arrow().cast(self._schema))
 
@@ -436,9 +528,9 @@ class _Stager:
         self._open[day] = current  # now the most recently used
         current.pending.append(rows)
         current.pending_rows += rows.num_rows
-        if current.pending_rows >= ROW_GROUP_ROWS:
+        if current.pending_rows >= self._group:
             self._flush(current, whole_groups_only=True)
-        if sum(f.pending_rows for f in self._open.values()) > _MAX_BUFFERED_ROWS:
+        if sum(f.pending_rows for f in self._open.values()) > 2 * self._group:
             self._flush(max(self._open.values(), key=lambda f: f.pending_rows))
 
     def _new_file(self, day: str) -> _DayFile:
@@ -449,7 +541,7 @@ class _Stager:
         folder.mkdir(parents=True, exist_ok=True)
         number = self._counter[0]
         self._counter[0] += 1
-        path = folder / f"part-{self._run_id}-{number}.parquet"
+        path = folder / f"{self._prefix}-{number}.parquet"
         self.files.setdefault(day, []).append(path)
         return _DayFile(path=path)
 
@@ -459,10 +551,10 @@ class _Stager:
         rows = pa.concat_tables(day_file.pending)
         cut = rows.num_rows
         if whole_groups_only:
-            cut -= rows.num_rows % ROW_GROUP_ROWS
+            cut -= rows.num_rows % self._group
         if day_file.writer is None:
             day_file.writer = _parquet_writer(day_file.path, self._schema)
-        day_file.writer.write_table(rows.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        day_file.writer.write_table(rows.slice(0, cut), row_group_size=self._group)
         rest = rows.slice(cut)
         day_file.pending = [rest] if rest.num_rows else []
         day_file.pending_rows = rest.num_rows
@@ -510,14 +602,21 @@ def _rewrite_keeping(path: Path, keep: pl.Series, arrow_schema: pa.Schema) -> No
     os.replace(rewritten, path)
 
 
+#: What makes two rows of a table the same record: events by their id, set-aside records by
+#: their location and text.
+_KEYS: dict[Table, pl.Expr] = {
+    "events": pl.col("event_id"),
+    "quarantine": pl.concat_str([pl.col("location"), pl.col("raw")], separator="\x1f"),
+}
+
+
 def _dedup_day(
     staged: list[Path],
     existing: list[Path],
-    key: pl.Expr,
-    arrow_schema: pa.Schema,
+    table: Table,
     counts: dict[str, int] | None,
 ) -> tuple[list[Path], int]:
-    """Drop staged rows whose key is in `existing` files or earlier in `staged`.
+    """Drop staged rows of `table` whose key is in `existing` files or earlier in `staged`.
 
     Reads only the key columns. Returns the staged files left (a file with no row left is
     removed) and the number of rows dropped; `counts` gets the kept rows by `event`.
@@ -527,16 +626,15 @@ def _dedup_day(
     repeats within the run are compared by their text, so a hash collision drops nothing.
     """
     # A row without a key cannot be matched: it is kept (its hash stays null).
+    key = _KEYS[table]
     hashed = pl.when(key.is_not_null()).then(key.hash()).alias("hash")
     stored = (
-        _collect(pl.scan_parquet(existing, hive_partitioning=False, glob=False).select(hashed))
+        _collect(_scan_files(existing, table).select(hashed))
         if existing
         else pl.DataFrame(schema={"hash": pl.UInt64()})
     )["hash"]
     run = (
-        _collect(pl.scan_parquet(staged, hive_partitioning=False, glob=False).select(hashed))
-        if staged
-        else stored.clear().to_frame()
+        _collect(_scan_files(staged, table).select(hashed)) if staged else stored.clear().to_frame()
     )["hash"]
     suspects = (
         run.filter((run.is_duplicated() | run.is_in(stored.implode())) & run.is_not_null())
@@ -546,7 +644,7 @@ def _dedup_day(
     del run, stored
     heights = [pq.ParquetFile(str(path)).metadata.num_rows for path in staged]
     if suspects.list.len().item():
-        drop = _rows_to_drop(staged, heights, existing, key, suspects)
+        drop = _rows_to_drop(staged, heights, existing, table, suspects)
     else:
         drop = [pl.Series("row", [], dtype=pl.UInt32()) for _ in staged]
     kept_files: list[Path] = []
@@ -569,7 +667,7 @@ def _dedup_day(
             continue
         if rows.len():
             keep = ~pl.int_range(height, dtype=pl.UInt32, eager=True).is_in(rows.implode())
-            _rewrite_keeping(path, keep, arrow_schema)
+            _rewrite_keeping(path, keep, _arrow_schema(table))
         kept_files.append(path)
     return kept_files, dropped
 
@@ -578,7 +676,7 @@ def _rows_to_drop(
     staged: list[Path],
     heights: list[int],
     existing: list[Path],
-    key: pl.Expr,
+    table: Table,
     suspects: pl.Series,
 ) -> list[pl.Series]:
     """For each staged file (of `heights` rows), the rows (indices) whose key is stored or came
@@ -587,16 +685,14 @@ def _rows_to_drop(
     Only rows whose key hash is in `suspects` (a one-row list column) can be dropped; their
     keys are read and compared as text.
     """
+    key = _KEYS[table]
     suspect = pl.col("key").is_not_null() & pl.col("key").hash().is_in(suspects)
     candidates = (
-        pl.scan_parquet(staged, hive_partitioning=False, glob=False)
-        .select(key.alias("key"))
-        .with_row_index("row")
-        .filter(suspect)
+        _scan_files(staged, table).select(key.alias("key")).with_row_index("row").filter(suspect)
     )
     if existing:
         stored = (
-            pl.scan_parquet(existing, hive_partitioning=False, glob=False)
+            _scan_files(existing, table)
             .select(pl.lit(None, pl.UInt32).alias("row"), key.alias("key"))
             .filter(suspect)
         )
@@ -682,10 +778,14 @@ def _scan(
     column: str,
     since: datetime | None,
     until: datetime | None,
+    seen: list[Path] | None = None,
 ) -> pl.LazyFrame:
+    """The rows of `table` with `since <= column < until`; the files it reads go to `seen`."""
     open_store(store, create=False)  # a clear error for a missing folder or a non-store
     columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
     files = partition_files(store, since=since, until=until, table=table)
+    if seen is not None:
+        seen.extend(files)
     if not files:
         return pl.LazyFrame(schema=columns)
     frame = pl.scan_parquet(
@@ -728,6 +828,109 @@ def count_quarantined(
 ) -> int:
     """How many malformed records were set aside between `since` and `until` (by `read_at`)."""
     return int(scan_quarantine(store, since=since, until=until).select(pl.len()).collect().item())
+
+
+# --- damage ---------------------------------------------------------------------------------
+
+#: What reading a damaged Parquet file raises, besides the errors of its values (a
+#: timestamp out of range): polars' errors and panics, pyarrow's, the system's.
+_READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, pa.ArrowException, OSError)
+
+
+def _detail(error: BaseException) -> str:
+    """An error's message on one short line of printable text."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _day_range(path: Path) -> tuple[str, datetime, datetime] | None:
+    """(column, start, end): the time column of a stored file and the UTC day its partition
+    folder names, which its values lie in; None for `date=unknown`."""
+    day = _day(path.parent.name.removeprefix("date="))
+    if day is None:
+        return None
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    column = "timestamp" if path.parent.parent.name == "events" else "read_at"
+    return column, start, start + timedelta(days=1)
+
+
+def _damage(path: Path) -> StoreError | None:
+    """Why the stored file `path` cannot be read, as a `StoreError` naming it; None when it
+    reads whole: every value decodes (and matches its page checksum, where the file has them)
+    and every time lies in the day of its partition."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        return StoreError(f"cannot read the store file {path}: {_reason(error)}")
+    try:
+        frame = pl.scan_parquet(path, hive_partitioning=False)
+        _collect(frame.select(pl.all().hash().sum()))
+        with pq.ParquetFile(str(path), page_checksum_verification=True) as pages:
+            for _ in pages.iter_batches(batch_size=ROW_GROUP_ROWS):
+                pass
+        bounds = _day_range(path)
+        if bounds is not None:
+            column, start, end = bounds
+            value = pl.col(column)
+            outside = _collect(frame.select(((value < start) | (value >= end)).sum())).item()
+            if outside:
+                raise ValueError(f"{outside} values of {column} outside the day of its folder")
+    except (*_READ_ERRORS, ValueError) as error:
+        return StoreError(
+            f"{path} is damaged ({_detail(error)}); move it out of the store, or prune its "
+            "day (docs/STORE.md, Damage)"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _naming_damage(files: Sequence[Path]) -> Iterator[None]:
+    """Turn an error while reading `files` into a `StoreError` naming the first of them that
+    cannot be read (each is read again alone); an error no file explains goes on as it is.
+    `files` may grow while the block runs: it is looked at when an error comes."""
+    try:
+        yield
+    except BounceAnalyzerError:
+        raise
+    except (Exception, pl.exceptions.PanicException):
+        for path in files:
+            damage = _damage(path)
+            if damage is not None:
+                raise damage from None
+        raise
+
+
+class StoreReader:
+    """One reader's view of a store (see `Store.reading`): the scans of a report or export.
+
+    Each scan lists its files once; they stay in place until the reading block ends.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        #: The files the scans have listed so far.
+        self.files: list[Path] = []
+
+    def scan_events(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> pl.LazyFrame:
+        """As `scan_events`, for this reader."""
+        return _scan(self.store.path, "events", "timestamp", since, until, self.files)
+
+    def scan_quarantine(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> pl.LazyFrame:
+        """As `scan_quarantine`, for this reader."""
+        return _scan(self.store.path, "quarantine", "read_at", since, until, self.files)
+
+    def count_quarantined(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> int:
+        """As `count_quarantined`, for this reader."""
+        frame = self.scan_quarantine(since=since, until=until).select(pl.len())
+        return int(frame.collect().item())
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -793,9 +996,8 @@ class Store:
         except OSError as error:
             raise StoreError(f"cannot read {path}: {_reason(error)}") from None
         try:
-            data = json.loads(text)
-            return [CatalogueEntry(**item) for item in data["inputs"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            return _catalogue_entries(json.loads(text))
+        except ValueError as error:  # json.JSONDecodeError is one
             detail = " ".join(str(error).split())
             raise StoreError(f"{path} is damaged ({detail}); remove it to re-read") from None
 
@@ -836,33 +1038,102 @@ class Store:
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
 
+    # -- reading
+
+    @contextlib.contextmanager
+    def _readers_lock(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold `<store>/read.lock`: shared by readers, exclusive while a prune moves days out.
+
+        A reader that can neither open nor create the file (a store it may not write, made
+        before the file existed) reads without it.
+        """
+        path = self.path / "read.lock"
+        try:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            if exclusive:
+                raise StoreError(f"cannot lock the store {self.path}: {_reason(error)}") from None
+            try:
+                handle = os.open(path, os.O_RDONLY)
+            except OSError:
+                yield
+                return
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            except OSError as error:
+                raise StoreError(f"cannot lock the store {self.path}: {_reason(error)}") from None
+            yield
+        finally:
+            os.close(handle)  # and with it the lock
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[StoreReader]:
+        """A consistent view of the store for one reader (a report, an export) while the block
+        runs: scan through the `StoreReader` it gives, and collect inside the block.
+
+        A prune waits until the block ends, and the block until a prune has moved its days out,
+        so a reader sees the store as it was before a prune or after it, never between. An error
+        reading a file the scans listed becomes a `StoreError` that names the file (damaged,
+        cut short, unreadable) and what to do.
+        """
+        with self._readers_lock(exclusive=False):
+            reader = StoreReader(self)
+            with _naming_damage(reader.files):
+                yield reader
+
     # -- pruning
+
+    def _old_partitions(self, cutoff: datetime) -> list[tuple[Table, date, Path]]:
+        """The day folders (of both tables) that end at or before `cutoff`."""
+        return [
+            (table, day, folder)
+            for table in get_args(Table)
+            for text, folder in _partition_dirs(self.path, table)
+            if (day := _day(text)) is not None and day < cutoff.date()
+        ]
+
+    def old_days(self, older_than: timedelta, *, now: datetime) -> list[OldDay]:
+        """The days `prune(older_than, now=now)` would remove, oldest first, with the events
+        and set-aside records they hold (as the files' footers say). Removes nothing."""
+        counts: dict[date, dict[Table, int]] = {}
+        for table, day, folder in self._old_partitions(_cutoff(now, older_than)):
+            rows = sum(_footer_rows(path) for path in folder.glob("part-*.parquet"))
+            counts.setdefault(day, {"events": 0, "quarantine": 0})[table] += rows
+        return [
+            OldDay(day, events=rows["events"], malformed=rows["quarantine"])
+            for day, rows in sorted(counts.items())
+        ]
 
     def prune(self, older_than: timedelta, *, now: datetime, wait: bool = False) -> int:
         """Remove the day partitions (events and quarantine) wholly older than `now - older_than`.
 
         A day is removed when it ends at or before the cut-off, so no event newer than the
-        cut-off goes. Returns the number of events removed. The catalogue is kept: inputs read
-        before are not read again.
+        cut-off goes (a cut-off before the year 1 removes nothing). Returns the number of
+        events removed (as the files' footers say: a damaged file is removed without being
+        read, and counts none). The catalogue is kept: inputs read before are not read again.
+        Readers (`reading`) see all the old days or none.
         """
-        cutoff = (_utc(now, "now") or now) - older_than
+        cutoff = _cutoff(now, older_than)
         removed = 0
         with self._locked(wait=wait):
             self._clear_tmp()
             trash = self.path / "tmp" / f"prune-{secrets.token_hex(4)}"
             try:
-                for table in ("events", "quarantine"):
-                    for text, folder in _partition_dirs(self.path, table):
-                        day = _day(text)
-                        if day is None or day >= cutoff.date():
-                            continue
-                        if table == "events":
-                            removed += sum(
-                                pq.ParquetFile(str(p)).metadata.num_rows
-                                for p in folder.glob("part-*.parquet")
-                            )
-                        trash.mkdir(parents=True, exist_ok=True)
-                        os.replace(folder, trash / f"{table}-{folder.name}")
+                old = self._old_partitions(cutoff)
+                removed = sum(
+                    _footer_rows(path)
+                    for table, _, folder in old
+                    if table == "events"
+                    for path in folder.glob("part-*.parquet")
+                )
+                if old:
+                    trash.mkdir(parents=True, exist_ok=True)
+                    # One rename a day, while no reader reads.
+                    with self._readers_lock(exclusive=True):
+                        for table, _, folder in old:
+                            os.replace(folder, trash / f"{table}-{folder.name}")
+                            between_steps()
             except OSError as error:
                 raise StoreError(f"cannot prune the store {self.path}: {_reason(error)}") from None
             finally:
@@ -870,10 +1141,36 @@ class Store:
         return removed
 
 
+@dataclass(frozen=True)
+class OldDay:
+    """A day that a prune removes, and what it holds."""
+
+    day: date
+    events: int = 0
+    malformed: int = 0  # records set aside that day
+
+
+def _cutoff(now: datetime, older_than: timedelta) -> datetime:
+    """`now - older_than` in UTC; the earliest moment when that is before the year 1."""
+    try:
+        return (_utc(now, "now") or now) - older_than
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _footer_rows(path: Path) -> int:
+    """The rows of a stored Parquet file, as its footer says; 0 when it cannot be read."""
+    try:
+        return int(pq.read_metadata(str(path)).num_rows)
+    except _READ_ERRORS:
+        return 0
+
+
 def between_steps() -> None:
-    """Called between the steps of a commit: after staging, after de-duplication and after each
-    file moved into place. It does nothing; the crash tests (tests/test_ingest_kill.py) put a
-    pause here, so that a kill can land in each window."""
+    """Called between the steps of a commit (after staging, after de-duplication and after each
+    file moved into place) and of a prune (after each day moved out). It does nothing; the
+    crash and race tests (tests/test_ingest_kill.py, test_store_faults.py) put a pause here, so
+    that a kill or a reader can land in each window."""
 
 
 class Staging:
@@ -896,13 +1193,30 @@ class Staging:
         self.read_at = read_at
         self.catalogue = catalogue
         counter = [0]  # part numbers are unique in a run, across both tables
-        self._events = _Stager(folder / "events", run_id, "events", counter)
-        self._quarantine = _Stager(folder / "quarantine", run_id, "quarantine", counter)
+        prefix = f"part-{run_id}"
+        self._events = DayWriter(
+            folder / "events", _arrow_schema("events"), prefix=prefix, counter=counter
+        )
+        self._quarantine = DayWriter(
+            folder / "quarantine", _arrow_schema("quarantine"), prefix=prefix, counter=counter
+        )
         folder.mkdir(parents=True)
 
-    def add(self, events: pl.DataFrame, malformed: pl.DataFrame) -> None:
+    def add(
+        self,
+        events: pl.DataFrame,
+        malformed: pl.DataFrame,
+        *,
+        input_head: bytes = b"",
+        input_path: str = "",
+    ) -> None:
         """Stage events (by the UTC day of their timestamp) and malformed records (by the day
-        they are read)."""
+        they are read).
+
+        The malformed records come from the input `input_path` that starts with `input_head`:
+        each is known by that identity and its origin without the path (its location), so that
+        it is set aside once however often and under whatever name its input is read.
+        """
         if events.height:
             self._events.add(
                 schema.conform(events, schema.EVENT_SCHEMA),
@@ -912,9 +1226,13 @@ class Staging:
             set_aside = malformed.with_columns(
                 pl.lit(self.run_id).alias("run_id"),
                 pl.lit(self.read_at, pl.Datetime("us", "UTC")).alias("read_at"),
+                pl.concat_str(
+                    pl.lit(input_identity(input_head) + ":"),
+                    pl.col("origin").str.strip_prefix(f"{input_path}:"),
+                ).alias("location"),
             )
             self._quarantine.add(
-                schema.conform(set_aside, QUARANTINE_SCHEMA),
+                schema.conform(set_aside, _STORED_QUARANTINE_SCHEMA),
                 pl.lit(self.read_at.strftime("%Y-%m-%d")),
             )
 
@@ -951,25 +1269,15 @@ class Staging:
         final: list[tuple[Table, str, list[Path]]] = []
         for day, files in staged_events.items():
             existing = _day_files(root, "events", day)
-            kept, dropped = _dedup_day(
-                files,
-                existing,
-                pl.col("event_id"),
-                _arrow_schema("events"),
-                result.events_by_type,
-            )
+            with _naming_damage(existing):
+                kept, dropped = _dedup_day(files, existing, "events", result.events_by_type)
             result.duplicates += dropped
             final.append(("events", day, kept))
         if staged_quarantine:
             every_quarantined = partition_files(root, table="quarantine")
             for day, files in staged_quarantine.items():
-                kept, _ = _dedup_day(
-                    files,
-                    every_quarantined,
-                    pl.concat_str([pl.col("origin"), pl.col("raw")], separator="\x1f"),
-                    _arrow_schema("quarantine"),
-                    None,
-                )
+                with _naming_damage(every_quarantined):
+                    kept, _ = _dedup_day(files, every_quarantined, "quarantine", None)
                 result.malformed += sum(pq.ParquetFile(str(p)).metadata.num_rows for p in kept)
                 final.append(("quarantine", day, kept))
         between_steps()

@@ -107,12 +107,22 @@ def parse_until(text: str, *, now: datetime) -> datetime:
     return moment
 
 
-def parse_duration(text: str, *, option: str = "--older-than") -> timedelta:
+def parse_duration(
+    text: str, *, option: str = "--older-than", now: datetime | None = None
+) -> timedelta:
     """A length of time: `90d`, `12w`, `24h`, `90m` (for `prune --older-than`).
 
-    Raises `UsageError` naming `option` when `text` is not a valid duration.
+    Raises `UsageError` naming `option` when `text` is not a valid duration, or (given `now`)
+    when it reaches back from `now` to before the year 1.
     """
     duration = _duration(text.strip().lower())
     if duration is None:
         raise UsageError(f"invalid {option} value {text!r}: use 90d, 12w, 24h or 90m")
+    if now is not None:
+        try:
+            _utc_now(now) - duration
+        except OverflowError:
+            raise UsageError(
+                f"invalid {option} value {text!r}: it reaches back before the year 1"
+            ) from None
     return duration
