@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,12 @@ def test_attempts_count_every_try_final_outcomes_one_per_recipient() -> None:
     }  # fmt: skip
     assert totals["final outcomes"] == {
         "view": "final outcomes", "total": 2, "delivered": 1, "deferred": 0, "failed": 1,
-        "hard": 1, "soft": 0, "complained": 0, "failure_rate": 0.5,
+        "hard": 1, "soft": 0, "complained": 1, "failure_rate": 0.5,
     }  # fmt: skip
+    # the complaint is counted beside the delivery it is about, not as a message
     assert report.groups.to_dicts() == [
         {"provider": "google", "messages": 2, "delivered": 1, "deferred": 0, "failed": 1,
-         "hard": 1, "soft": 0, "complained": 0, "attempts": 6, "deferrals": 3,
+         "hard": 1, "soft": 0, "complained": 1, "attempts": 6, "deferrals": 3,
          "failure_rate": 0.5},
     ]  # fmt: skip
 
@@ -144,6 +145,96 @@ def test_a_message_wide_expiry_ends_each_recipient_still_deferred() -> None:
         ("Q4", None, None, "other", "expired", None, T0 + timedelta(days=5)),
     ]  # fmt: skip
     assert final.columns == list(EVENT_SCHEMA)
+
+
+def test_a_message_wide_expiry_is_an_attempt_of_each_recipient_it_ends() -> None:
+    """Counted once per recipient in both views, so no group has fewer attempts than messages;
+    the failure texts count it as often as the categories do."""
+    events = _events(
+        *[
+            {"timestamp": T0, "event": "deferred", "message_ref": "Q3", "recipient": r,
+             "provider": p, **_QUOTA, "diagnostic": "452 4.2.2 mailbox full"}
+            for r, p in (("d@gmail.com", "google"), ("e@yahoo.com", "yahoo"))
+        ],
+        {"timestamp": T0 + timedelta(days=5), "event": "expired", "message_ref": "Q3",
+         "provider": "other", "category": "expired", "bounce_type": "soft",
+         "diagnostic": "returned to sender"},
+    )  # fmt: skip
+    report = summarize(events.lazy(), by=["provider", "category"])
+    rows = report.groups.select("provider", "category", "messages", "attempts").sort("provider")
+    assert rows.rows() == [
+        ("google", "expired", 1, 1),
+        ("google", "mailbox_full", 0, 1),
+        ("yahoo", "expired", 1, 1),
+        ("yahoo", "mailbox_full", 0, 1),
+    ]
+    expired = report.categories.filter(pl.col("category") == "expired").row(0, named=True)
+    assert (expired["count"], expired["failed"], expired["soft"]) == (2, 2, 2)
+    assert report.messages.filter(pl.col("category") == "expired")["count"].to_list() == [2]
+
+
+def test_a_failure_without_bounce_type_is_soft_in_every_view() -> None:
+    """hard is what the classification calls hard; every other failure is soft, so that hard
+    and soft always add up to failed, and a deferral is neither."""
+    events = _events(
+        {"timestamp": T0, "event": "rejected", "message_ref": "Q1", "recipient": "a@gmail.com",
+         "category": "on_hold", "diagnostic": "554 go away"},
+        {"timestamp": T0, "event": "deferred", "message_ref": "Q2", "recipient": "b@gmail.com",
+         **_QUOTA},
+    )  # fmt: skip
+    report = summarize(events.lazy())
+    for frame in (report.totals, report.groups, report.categories, report.recipient_domains,
+                  report.sender_domains):  # fmt: skip
+        assert (frame["hard"] + frame["soft"] == frame["failed"]).all()
+        assert (
+            frame.filter(pl.col("failed") > 0)["soft"].to_list()
+            == [1] * frame.filter(pl.col("failed") > 0).height
+        )
+
+
+def test_a_recipient_who_complains_twice_is_one_complaint_of_the_final_view() -> None:
+    events = _deferred_three_times_then_delivered()
+    again = events.tail(1).with_columns(pl.lit("e999").alias("event_id"))
+    report = summarize(pl.concat([events, again]).lazy())
+    totals = _totals(report)
+    assert (totals["attempts"]["complained"], totals["final outcomes"]["complained"]) == (2, 1)
+    assert totals["final outcomes"]["total"] == 2
+
+
+def test_top_cuts_the_growing_tables_and_says_how_much() -> None:
+    report = summarize(_mixed().lazy(), by=["recipient_domain", "event"], top=2)
+    assert report.groups.height == 2
+    assert report.recipient_domains.height == 2
+    assert report.omitted == {
+        "groups": summarize(
+            _mixed().lazy(), by=["recipient_domain", "event"], top=100
+        ).groups.height
+        - 2,
+        "messages": 1,
+        "recipient_domains": 1,
+        "sender_domains": 0,
+    }
+    assert report.categories.height == 3  # a closed set: never cut
+
+
+def test_an_empty_window_says_which_days_there_are() -> None:
+    events = _deferred_three_times_then_delivered().lazy()
+    later = T0 + timedelta(days=3)
+    report = summarize(events, since=later)
+    assert report.notes == [
+        "no events between 2026-11-30 09:00 UTC and now; the input holds 2026-11-27 .. "
+        "2026-11-27 (1 day)"
+    ]
+    held = [date(2026, 11, 2), date(2026, 11, 30), date(2026, 11, 3)]
+    report = summarize(events, since=later, until=later, held=held, holder="the store")
+    assert report.notes == [
+        "no events between 2026-11-30 09:00 UTC and 2026-11-30 09:00 UTC; the store holds "
+        "2026-11-02 .. 2026-11-30 (3 days)"
+    ]
+    assert summarize(events.clear(), since=later, held=[]).notes == [
+        "no events between 2026-11-30 09:00 UTC and now; the input holds none"
+    ]
+    assert summarize(events, since=T0).notes == []
 
 
 @pytest.mark.parametrize("column", GROUPABLE)
@@ -331,7 +422,7 @@ def _assert_same_report(left: Report, right: Report) -> None:
 def test_final_outcome_counts_are_the_rows_of_final_outcomes(by: list[str]) -> None:
     """The report counts final outcomes without building them, but counts the same rows."""
     events = _mixed().lazy()
-    report = summarize(events, by=by)
+    report = summarize(events, by=by, top=1000)
     dated = events.with_columns(pl.col("timestamp").dt.date().alias("date"))
     expected = final_outcomes(dated).group_by(by).agg(pl.len().alias("messages")).collect()
     counted = report.groups.filter(pl.col("messages") > 0).select(*by, "messages")

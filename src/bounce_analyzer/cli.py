@@ -461,7 +461,12 @@ def report(
         str, typer.Option("--since", help="Start of the window: 7d, 24h, 2w or 2026-11-01.")
     ] = "7d",
     until: Annotated[
-        str | None, typer.Option("--until", help="End of the window (default: now).")
+        str | None,
+        typer.Option(
+            "--until",
+            help="End of the window, exclusive: --since 2026-11-01 --until 2026-11-02 is "
+            "1 November (default: now).",
+        ),
     ] = None,
     by: Annotated[
         str | None,
@@ -474,7 +479,16 @@ def report(
     fmt: Annotated[
         ReportFormat, typer.Option("--format", help="table, markdown, csv or json.")
     ] = ReportFormat.table,
-    top: Annotated[int, typer.Option("--top", min=1, help="Rows in each top list.")] = 10,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            help="Rows of each table that grows with the data, in every format: the --by "
+            "table, the top messages of each category, the recipient and sender domains. "
+            "The totals, the category table and the daily trend are always whole.",
+        ),
+    ] = 10,
     store: StoreOption = None,
     source: SourceOption = None,
     tz: TzOption = None,
@@ -509,10 +523,13 @@ def report(
                 view.scan_events(since=start, until=end),
                 since=start, until=end, by=groups, top=top,
                 malformed=view.count_quarantined(since=start, until=end),
-                categories=_rules(rules).categories,
+                categories=_rules(rules).categories, held=opened.days(), holder="the store",
             )  # fmt: skip
             text = render_report(summary, fmt)  # rendering reads values too
     typer.echo(text, nl=False)
+    if fmt is ReportFormat.csv:  # the other formats show the notes; a CSV holds only its rows
+        for note in summary.notes:
+            typer.echo(printable(note), err=True)
     if failed:
         raise typer.Exit(1)
 

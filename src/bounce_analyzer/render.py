@@ -16,10 +16,10 @@ from typing import Any
 
 import polars as pl
 
-from bounce_analyzer.report import Report
+from bounce_analyzer.report import BOUNCE_TYPES, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2
 
 
 class ReportFormat(StrEnum):
@@ -86,33 +86,46 @@ def _window(report: Report) -> str:
     return f"{stamp(report.since)} to {end}"
 
 
-def _sections(report: Report) -> list[tuple[str, pl.DataFrame]]:
+#: The line under the totals that says what hard and soft mean (the same in every view).
+_BOUNCE_TYPES = f"hard = {BOUNCE_TYPES['hard']}; soft = {BOUNCE_TYPES['soft']}."
+
+
+def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
+    """(title, table, the key of `Report.omitted` when `--top` cuts the table)."""
     by = ", ".join(report.by)
     return [
         ("Totals (attempts: every try; final outcomes: one per message and recipient)",
          report.totals.select(
              "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
              "hard", "soft", "complained", "failure_rate",
-         )),
+         ), None),
         (f"By {by} (final outcomes; attempts and deferrals count every try)",
          report.groups.select(
-             *report.by, "messages", "delivered", "failed", "hard", "soft", "failure_rate",
-             "attempts", "deferrals",
-         )),
-        ("Failure categories (attempts: bounces and deferrals)",
+             *report.by, "messages", "delivered", "failed", "hard", "soft", "complained",
+             "failure_rate", "attempts", "deferrals",
+         ), "groups"),
+        ("Failure categories (attempts: bounces and deferrals; hard and soft split the failed)",
          report.categories.select(
              "category", "category_group", "count", "share", "failed", "deferred", "hard", "soft"
-         )),
-        ("Daily trend (attempts)", report.daily),
+         ), None),
+        ("Daily trend (attempts)", report.daily, None),
         ("Top recipient domains (final outcomes)",
          report.recipient_domains.select(
              "recipient_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
-         )),
+         ), "recipient_domains"),
         ("Top sender domains (final outcomes)",
          report.sender_domains.select(
              "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
-         )),
+         ), "sender_domains"),
     ]  # fmt: skip
+
+
+def _more(report: Report, key: str | None) -> str | None:
+    """The line under a table that `--top` cut: how many rows it left out."""
+    left_out = report.omitted.get(key, 0) if key else 0
+    if not left_out:
+        return None
+    return f"... and {left_out:,} more row{'s' if left_out != 1 else ''} (--top)"
 
 
 def _printable(report: Report) -> Report:
@@ -136,17 +149,23 @@ def render_table(report: Report, *, width: int = 100) -> str:
     """The report for a person at a terminal: aligned, plain, within `width` columns."""
     report = _printable(report)
     out = [f"bounce-analyzer report: {_window(report)}", ""]
-    for title, frame in _sections(report):
+    if report.notes:
+        out.extend([*report.notes, ""])
+    for title, frame, key in _sections(report):
         out.append(title)
         if frame.height == 0:
             out.extend(["  (none)", ""])
             continue
         out.extend(_text_table(frame, width=width))
+        more = _more(report, key)
+        if more:
+            out.append(f"  {more}")
+        if title.startswith("Totals"):
+            out.append(_wrap(_BOUNCE_TYPES, width=width, indent="  "))
         out.append("")
         if title.startswith("Failure categories"):
             out.extend(_category_details(report, width=width))
     out.append(f"Malformed records set aside: {report.malformed:,}")
-    out.extend(report.notes)
     return "\n".join(out) + "\n"
 
 
@@ -169,6 +188,9 @@ def _category_details(report: Report, *, width: int) -> list[str]:
         for count, message in group.select("count", "message").rows():
             text = f"    {count:>7,}  {message}"
             out.append(text if len(text) <= width else text[: width - 1] + "…")
+    more = _more(report, "messages")
+    if more:
+        out.append(f"  {more}")
     out.append("")
     return out
 
@@ -181,7 +203,9 @@ def render_markdown(report: Report) -> str:
     """The report as Markdown tables (for tickets, wikis and chat)."""
     report = _printable(report)
     out = [f"# bounce-analyzer report: {_window(report)}", ""]
-    for title, frame in _sections(report):
+    if report.notes:
+        out.extend([*report.notes, ""])
+    for title, frame, key in _sections(report):
         out.extend([f"## {title}", ""])
         if frame.height == 0:
             out.extend(["(none)", ""])
@@ -196,10 +220,18 @@ def render_markdown(report: Report) -> str:
             ]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+        more = _more(report, key)
+        if more:
+            out.extend([more, ""])
+        if title.startswith("Totals"):
+            out.extend([_BOUNCE_TYPES, ""])
     out.extend(["## Top messages by category", ""])
     for category, count, message in report.messages.select("category", "count", "message").rows():
         quoted = message.replace("`", "'")
         out.append(f"- **{category}** ({count:,}): `{quoted}`")
+    more = _more(report, "messages")
+    if more:
+        out.extend(["", more])
     out.extend(["", f"Malformed records set aside: {report.malformed:,}"])
     return "\n".join(out) + "\n"
 
@@ -230,12 +262,15 @@ def render_json(report: Report) -> str:
         "since": report.since.isoformat() if report.since else None,
         "until": report.until.isoformat() if report.until else None,
         "by": report.by,
+        "notes": report.notes,
+        "bounce_types": BOUNCE_TYPES,
         "totals": _records(report.totals),
         "groups": _records(report.groups),
         "categories": _records(categories),
         "daily": _records(report.daily),
         "recipient_domains": _records(report.recipient_domains),
         "sender_domains": _records(report.sender_domains),
+        "omitted": report.omitted,
         "malformed": report.malformed,
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"

@@ -12,8 +12,9 @@ so a report holds little more than those counts and one group-by over messages i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import polars as pl
 
@@ -53,7 +54,19 @@ class Report:
     recipient_domains: pl.DataFrame
     sender_domains: pl.DataFrame
     malformed: int = 0
+    #: Rows that `top` left out of each cut table ("groups", "messages", "recipient_domains",
+    #: "sender_domains").
+    omitted: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+#: What hard and soft mean, in every view: a failure is hard when the classification says the
+#: address itself is bad (`bounce_type` hard); every other failure is soft.
+BOUNCE_TYPES = {
+    "hard": "the address itself is bad (suppress it)",
+    "soft": "any other failure, a block of our IP or domain included however permanent (fix "
+    "the cause, or let it retry)",
+}
 
 
 def parse_by(text: str | None) -> list[str]:
@@ -113,6 +126,35 @@ def _message() -> pl.Expr:
     return pl.coalesce(pl.col("message_ref"), pl.col("event_id")).alias("_message")
 
 
+#: The columns that name a message (with `_message`).
+_MESSAGE_KEYS = ["source", "host", "_message"]
+
+
+def _whole() -> pl.Expr:
+    """A whole-message event: one that names its message but no recipient (Postfix's qmgr
+    `status=expired, returned to sender`); complaints aside."""
+    return (
+        pl.col("recipient").is_null()
+        & pl.col("message_ref").is_not_null()
+        & (pl.col("event") != "complained")
+    )
+
+
+def _failed() -> pl.Expr:
+    """A final failure of delivery."""
+    return pl.col("event").is_in(FAILURES)
+
+
+def _hard() -> pl.Expr:
+    """A hard failure: the address itself is bad (`bounce_type` hard, as classified)."""
+    return _failed() & pl.col("bounce_type").eq_missing("hard")
+
+
+def _soft() -> pl.Expr:
+    """A soft failure: every other failure, a block of our IP however permanent included."""
+    return _failed() & pl.col("bounce_type").eq_missing("hard").not_()
+
+
 def _last_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
     """`_row` of each message and recipient's last event (complaints aside).
 
@@ -122,10 +164,61 @@ def _last_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
     return (
         numbered.filter(pl.col("event") != "complained")
         .select("_row", "source", "host", _message(), "recipient", "timestamp", "event", "event_id")
-        .group_by("source", "host", "_message", "recipient")
+        .group_by(*_MESSAGE_KEYS, "recipient")
         .agg(pl.col("_row").sort_by("timestamp", pl.col("event") != "deferred", "event_id").last())
         .select("_row")
     )
+
+
+def _complaint_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
+    """`_row` of each message and recipient's first complaint: a recipient who complains about
+    a message counts once in the final-outcome view, beside its delivery."""
+    return (
+        numbered.filter(pl.col("event") == "complained")
+        .select("_row", "source", "host", _message(), "recipient")
+        .group_by(*_MESSAGE_KEYS, "recipient")
+        .agg(pl.col("_row").min())
+        .select("_row")
+    )
+
+
+def _given_to_recipients(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """`rows` (every event of some messages) with each message's whole-message events given to
+    the recipients they end.
+
+    A recipient whose last event (complaints aside) is a deferral no later than the message's
+    last whole-message event takes that event: it keeps its address, domain and provider and
+    takes the rest (event, time, text, category ...). The whole-message events of a message
+    that ends some recipient go; those of a message that ends none stay as they are, a message
+    of their own without a recipient.
+    """
+    columns = rows.collect_schema().names()
+    own = [c for c in _RECIPIENT_COLUMNS if c in columns]
+    taken = [c for c in columns if c not in ("source", "host", *own)]
+    keyed = rows.with_columns(_message())
+    ends = (
+        keyed.filter(_whole())
+        .sort("timestamp", "event_id")
+        .unique(subset=_MESSAGE_KEYS, keep="last", maintain_order=True)
+    )
+    lasts = (
+        keyed.filter(~_whole() & (pl.col("event") != "complained"))
+        .sort("timestamp", pl.col("event") != "deferred", "event_id")
+        .unique(subset=[*_MESSAGE_KEYS, "recipient"], keep="last", maintain_order=True)
+    )
+    ended = lasts.join(
+        ends.select(*_MESSAGE_KEYS, pl.col("timestamp").alias("_end_at")),
+        on=_MESSAGE_KEYS,
+        nulls_equal=True,
+    ).filter((pl.col("event") == "deferred") & (pl.col("_end_at") >= pl.col("timestamp")))
+    copies = ended.select(*_MESSAGE_KEYS, *own).join(
+        ends.select(*_MESSAGE_KEYS, *taken), on=_MESSAGE_KEYS, nulls_equal=True
+    )
+    used = ended.select(*_MESSAGE_KEYS).unique().with_columns(pl.lit(True).alias("_used"))
+    kept = keyed.join(used, on=_MESSAGE_KEYS, how="left", nulls_equal=True).filter(
+        ~(_whole() & pl.col("_used").fill_null(False))
+    )
+    return pl.concat([kept.select(columns), copies.select(columns)])
 
 
 def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -135,100 +228,118 @@ def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
     the `** retry timeout exceeded` together) are ordered deferral first, so the outcome is
     the final event. An event of a whole message, without a recipient (Postfix's qmgr
     `status=expired, returned to sender`), ends each recipient of that message still deferred
-    before it: the recipient keeps its address, domain and provider and takes the event.
-    `events` is read twice and must give its rows in the same order each time.
+    before it (`_given_to_recipients`); when it ends none, it is a message of its own. The
+    events are collected: `summarize` counts the same rows without building them.
     """
-    keys = ["source", "host", "_message"]
-    columns = events.collect_schema().names()
-    numbered = events.with_row_index("_row")
-    last = (
-        numbered.join(_last_rows(numbered), on="_row", how="semi")
-        .drop("_row")
-        .with_columns(_message())
-    )
-    whole = pl.col("recipient").is_null() & pl.col("message_ref").is_not_null()
-    ends = last.filter(whole)
-    taken = [c for c in columns if c not in (*keys, *_RECIPIENT_COLUMNS)]
-    rest = last.filter(~whole)
-    # Only the (few) messages with a whole-message event need the join.
-    untouched = rest.join(ends.select(keys), on=keys, how="anti", nulls_equal=True)
-    joined = rest.join(ends.select(keys), on=keys, how="semi", nulls_equal=True).join(
-        ends.select(*keys, *(pl.col(c).alias(f"{c}_end") for c in taken)),
-        on=keys,
-        how="left",
-        nulls_equal=True,
-    )
-    ended = (pl.col("event") == "deferred") & (pl.col("timestamp_end") >= pl.col("timestamp"))
-    joined = joined.with_columns(
-        *(pl.when(ended).then(pl.col(f"{c}_end")).otherwise(pl.col(c)).alias(c) for c in taken),
-        ended.fill_null(False).alias("_ended"),
-    )
-    used = joined.filter(pl.col("_ended")).select(keys).unique()
-    unused = ends.join(used, on=keys, how="anti", nulls_equal=True)
-    return pl.concat([untouched.select(columns), joined.select(columns), unused.select(columns)])
+    numbered = _given_to_recipients(events).collect().lazy().with_row_index("_row")
+    return numbered.join(_last_rows(numbered), on="_row", how="semi").drop("_row")
 
 
-def _count_pass(
+def _count_rows(
     numbered: pl.LazyFrame, counted: list[str], final_counted: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` columns.
-
-    A first read finds each message and recipient's last row, and the messages with a
-    whole-message event; a second counts every row as an attempt and the last rows as final
-    outcomes. The rows of the messages with a whole-message event (few: Postfix's expiries)
-    are counted through `final_outcomes` instead, which gives that event to the recipients it
-    ends.
-    """
-    last = _last_rows(numbered).collect(engine="streaming").get_column("_row")
-    wholes = (
-        numbered.filter(
-            pl.col("recipient").is_null()
-            & pl.col("message_ref").is_not_null()
-            & (pl.col("event") != "complained")
+    """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` and
+    `final_counted` columns, with no whole-message event to resolve."""
+    final = pl.concat([_last_rows(numbered), _complaint_rows(numbered)])
+    chosen = final.collect(engine="streaming").get_column("_row")
+    counts = (
+        numbered.group_by(counted)
+        .agg(
+            pl.len().alias("_events"), pl.col("_row").is_in(chosen.implode()).sum().alias("_final")
         )
-        .select("source", "host", pl.col("message_ref").alias("_message"))
-        .unique()
         .collect(engine="streaming")
     )
-    marked = numbered.with_columns(pl.col("_row").is_in(last.implode()).alias("_last"))
-    is_final = pl.col("_last")
-    queries = []
-    if not wholes.is_empty():
-        marked = marked.with_columns(_message()).join(
-            wholes.lazy().with_columns(pl.lit(True).alias("_whole")),
-            on=["source", "host", "_message"],
-            how="left",
-            nulls_equal=True,
-        )
-        is_final = is_final & pl.col("_whole").is_null()
-        outcome_columns = list(dict.fromkeys([*_OUTCOME_COLUMNS, *final_counted]))
-        queries.append(marked.filter(pl.col("_whole")).select(outcome_columns))
-    counted_rows = marked.group_by(counted).agg(
-        pl.len().alias("_events"), is_final.sum().alias("_final")
-    )
-    counts, *special = pl.collect_all([counted_rows, *queries], engine="streaming")
+    return _split_counts(counts, final_counted)
+
+
+def _split_counts(
+    counts: pl.DataFrame, final_counted: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(attempts, final outcomes) of counts holding `_events` and `_final` per row."""
     attempts = counts.drop("_final")
     final = counts.filter(pl.col("_final") > 0).select(
         *final_counted, pl.col("_final").alias("_events")
     )
-    # collected first: `final_outcomes` reads its input twice, in the same order each time
-    ended = [
-        final_outcomes(rows.lazy()).group_by(final_counted).agg(pl.len().alias("_events")).collect()
-        for rows in special
-    ]
-    return attempts, pl.concat([final, *ended])
+    return attempts, final
 
 
-def _text_pass(numbered: pl.LazyFrame, normalize: pl.Expr | None) -> pl.DataFrame:
+def _count_pass(
+    numbered: pl.LazyFrame, counted: list[str], final_counted: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` columns; and
+    the weight of each whole-message event given to several recipients (`event_id`,
+    `_weight`), for the failure texts to count it as often.
+
+    A first read finds each message and recipient's last row (and first complaint), and the
+    messages with a whole-message event; a second counts every row as an attempt and the
+    chosen rows as final outcomes. The rows of the messages with a whole-message event (few:
+    Postfix's expiries) are collected and counted apart, once the event is given to the
+    recipients it ends (`_given_to_recipients`): in both views it then counts once for each
+    of them.
+    """
+    chosen, wholes = pl.collect_all(
+        [
+            pl.concat([_last_rows(numbered), _complaint_rows(numbered)]),
+            numbered.filter(_whole())
+            .select("source", "host", pl.col("message_ref").alias("_message"))
+            .unique(),
+        ],
+        engine="streaming",
+    )
+    marked = numbered.with_columns(
+        pl.col("_row").is_in(chosen.get_column("_row").implode()).alias("_final")
+    )
+    special: list[pl.LazyFrame] = []
+    if not wholes.is_empty():
+        marked = marked.with_columns(_message()).join(
+            wholes.lazy().with_columns(pl.lit(True).alias("_whole")),
+            on=_MESSAGE_KEYS,
+            how="left",
+            nulls_equal=True,
+        )
+        needed = list(dict.fromkeys([*_OUTCOME_COLUMNS, *_RECIPIENT_COLUMNS, *counted]))
+        special.append(marked.filter(pl.col("_whole")).select(needed))
+        marked = marked.filter(pl.col("_whole").is_null())
+    query = marked.group_by(counted).agg(pl.len().alias("_events"), pl.col("_final").sum())
+    counts, *rows = pl.collect_all([query, *special], engine="streaming")
+    attempts, final = _split_counts(counts, final_counted)
+    weights = pl.DataFrame(schema={"event_id": pl.String(), "_weight": pl.UInt32()})
+    if rows:
+        # collected first: the rows are read twice and must come in the same order each time
+        given = _given_to_recipients(rows[0].lazy()).collect().lazy().with_row_index("_row")
+        more_attempts, more_final = _count_rows(given, counted, final_counted)
+        attempts = pl.concat([attempts, more_attempts])
+        final = pl.concat([final, more_final])
+        weights = (
+            given.join(
+                rows[0].lazy().filter(_whole()).select("event_id"), on="event_id", how="semi"
+            )
+            .group_by("event_id")
+            .agg(pl.len().alias("_weight"))
+            .collect()
+        )
+    return attempts, final, weights
+
+
+def _text_pass(
+    numbered: pl.LazyFrame, normalize: pl.Expr | None, weights: pl.DataFrame
+) -> pl.DataFrame:
     """The failures and deferrals of `numbered` by (category, message): count, first row, text.
 
-    Grouped first by distinct text and codes, so that the masking runs once per text.
+    Grouped first by distinct text and codes, so that the masking runs once per text. A
+    whole-message event given to several recipients counts once for each (`weights`), as in
+    the category counts.
     """
+    failures = numbered.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED)).select(
+        "_row", "event_id", *_TEXT_COLUMNS
+    )
+    weight = pl.len()
+    if not weights.is_empty():
+        failures = failures.join(weights.lazy(), on="event_id", how="left")
+        weight = pl.col("_weight").fill_null(1).sum()
     texts = (
-        numbered.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED))
-        .select("_row", *_TEXT_COLUMNS)
-        .group_by(_TEXT_COLUMNS)
-        .agg(pl.len().alias("count"), pl.col("_row").min())
+        failures.group_by(_TEXT_COLUMNS)
+        .agg(weight.alias("count"), pl.col("_row").min())
         .collect(engine="streaming")
     )
     if normalize is None:
@@ -245,20 +356,45 @@ def _text_pass(numbered: pl.LazyFrame, normalize: pl.Expr | None) -> pl.DataFram
     )
 
 
-def _counts(counted: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """The event counts of each group of `keys`; `counted` holds `_events` events per row."""
+def _counts(counted: pl.DataFrame, keys: list[str], *, outcomes: bool = False) -> pl.DataFrame:
+    """The event counts of each group of `keys`; `counted` holds `_events` events per row.
+
+    `total` counts every event, or with `outcomes` (the final-outcome view) every outcome: a
+    complaint is counted beside the delivery it is about, not as a message of its own.
+    """
     rows = pl.col("_events")
     event = pl.col("event")
-    failed = event.is_in(FAILURES)
     return counted.group_by(keys).agg(
-        rows.sum().alias("total"),
+        (rows.filter(event != "complained") if outcomes else rows).sum().alias("total"),
         rows.filter(event == "delivered").sum().alias("delivered"),
         rows.filter(event == "deferred").sum().alias("deferred"),
-        rows.filter(failed).sum().alias("failed"),
-        rows.filter(failed & (pl.col("bounce_type") == "hard")).sum().alias("hard"),
-        rows.filter(failed & (pl.col("bounce_type") == "soft")).sum().alias("soft"),
+        rows.filter(_failed()).sum().alias("failed"),
+        rows.filter(_hard()).sum().alias("hard"),
+        rows.filter(_soft()).sum().alias("soft"),
         rows.filter(event == "complained").sum().alias("complained"),
     )
+
+
+def _days(events: pl.LazyFrame) -> list[date]:
+    """The UTC days `events` holds, in order."""
+    days = events.select(pl.col("timestamp").dt.date().drop_nulls().unique().sort())
+    return days.collect(engine="streaming").to_series().to_list()
+
+
+def _empty_window(
+    since: datetime | None, until: datetime | None, days: Sequence[date], holder: str
+) -> str:
+    """What a report of an empty window says: the window, and the days `holder` holds."""
+
+    def stamp(moment: datetime | None, default: str) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else default
+
+    window = f"no events between {stamp(since, 'the beginning')} and {stamp(until, 'now')}"
+    if not days:
+        return f"{window}; {holder} holds none"
+    first, last = min(days), max(days)
+    count = f"{len(days)} day{'s' if len(days) != 1 else ''}"
+    return f"{window}; {holder} holds {first} .. {last} ({count})"
 
 
 def _rate(numerator: str, denominator: str) -> pl.Expr:
@@ -280,6 +416,8 @@ def summarize(
     malformed: int = 0,
     normalize: pl.Expr | None = None,
     categories: pl.DataFrame | None = None,
+    held: Sequence[date] | None = None,
+    holder: str = "the input",
 ) -> Report:
     """Summarize classified events (a LazyFrame of the event table) within [since, until).
 
@@ -290,6 +428,10 @@ def summarize(
     distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
     description, advice: `Rules.categories`) gives the category table its description and
     advice columns. `malformed` is the number of records set aside, for the report to show.
+    `top` cuts every table whose rows grow with the data (the `--by` table, the top messages
+    of each category, the domain tables); the category table and the daily trend are whole.
+    When the window holds no event, a note says which UTC days `holder` holds: `held` (a
+    store's day partitions), else the days of `events` itself.
     """
     keys = by or ["provider"]
     lf = events
@@ -300,30 +442,40 @@ def summarize(
     numbered = _with_date(lf).with_row_index("_row")
     counted = list(dict.fromkeys([*keys, *_COUNTED]))
     final_counted = list(dict.fromkeys([*keys, *_FINAL_COUNTED]))
-    passes = max(1, -(-int(lf.select(pl.len()).collect().item()) // _PASS_EVENTS))
-    attempt_parts, final_parts, text_parts = [], [], []
+    size = int(lf.select(pl.len()).collect().item())
+    passes = max(1, -(-size // _PASS_EVENTS))
+    attempt_parts, final_parts, weight_parts = [], [], []
     for part in range(passes):
         # a pass counts the events of a share of the messages (all the events of a message
-        # together, as its final outcome needs) and the failure texts of a share of the texts
-        messages, failures = numbered, numbered
+        # together, as its final outcome needs)
+        messages = numbered
         if passes > 1:
             messages = numbered.filter(
                 pl.struct("source", "host", _message()).hash() % passes == part
             )
-            failures = numbered.filter(pl.col("diagnostic").hash() % passes == part)
-        attempted, ended = _count_pass(messages, counted, final_counted)
+        attempted, ended, weights = _count_pass(messages, counted, final_counted)
         attempt_parts.append(attempted)
         final_parts.append(ended)
-        text_parts.append(_text_pass(failures, normalize))
+        weight_parts.append(weights)
+    weights = pl.concat(weight_parts)
+    text_parts = []
+    for part in range(passes):
+        # and the failure texts of a share of the texts
+        failures = numbered
+        if passes > 1:
+            failures = numbered.filter(pl.col("diagnostic").hash() % passes == part)
+        text_parts.append(_text_pass(failures, normalize, weights))
     attempts, final = pl.concat(attempt_parts), pl.concat(final_parts)
     totals = pl.concat(
         [
             _counts(attempts.with_columns(pl.lit("attempts").alias("view")), ["view"]),
-            _counts(final.with_columns(pl.lit("final outcomes").alias("view")), ["view"]),
+            _counts(
+                final.with_columns(pl.lit("final outcomes").alias("view")), ["view"], outcomes=True
+            ),
         ]
     ).with_columns(_rate("failed", "total").alias("failure_rate"))
     groups = (
-        _counts(final, keys)
+        _counts(final, keys, outcomes=True)
         .rename({"total": "messages"})
         .join(
             _counts(attempts, keys).select(
@@ -345,10 +497,10 @@ def summarize(
         .group_by("category", "category_group")
         .agg(
             rows.sum().alias("count"),
-            rows.filter(event.is_in(FAILURES)).sum().alias("failed"),
+            rows.filter(_failed()).sum().alias("failed"),
             rows.filter(event == "deferred").sum().alias("deferred"),
-            rows.filter(pl.col("bounce_type") == "hard").sum().alias("hard"),
-            rows.filter(pl.col("bounce_type") == "soft").sum().alias("soft"),
+            rows.filter(_hard()).sum().alias("hard"),
+            rows.filter(_soft()).sum().alias("soft"),
         )
         .with_columns((pl.col("count") / pl.col("count").sum()).round(4).alias("share"))
         .sort(["count", "category"], descending=[True, False])
@@ -356,20 +508,19 @@ def summarize(
     if categories is not None:
         text = categories.select("category", "description", "advice")
         by_category = by_category.join(text, on="category", how="left")
-    top_messages = (
+    all_messages = (
         pl.concat(text_parts)
         .group_by("category", "message")
         .agg(pl.col("count").sum(), pl.col("example").sort_by("_row").first())
         .sort(["category", "count", "message"], descending=[False, True, False])
-        .group_by("category", maintain_order=True)
-        .head(top)
     )
+    top_messages = all_messages.group_by("category", maintain_order=True).head(top)
     daily = (
         attempts.group_by("date")
         .agg(
             rows.filter(event == "delivered").sum().alias("delivered"),
             rows.filter(event == "deferred").sum().alias("deferred"),
-            rows.filter(event.is_in(FAILURES)).sum().alias("failed"),
+            rows.filter(_failed()).sum().alias("failed"),
             rows.filter(event == "complained").sum().alias("complained"),
         )
         .sort("date")
@@ -377,23 +528,38 @@ def summarize(
 
     def top_domains(column: str) -> pl.DataFrame:
         return (
-            _counts(final.filter(pl.col(column).is_not_null()), [column])
+            _counts(final.filter(pl.col(column).is_not_null()), [column], outcomes=True)
             .rename({"total": "messages"})
             .with_columns(_rate("failed", "messages").alias("failure_rate"))
             .sort(["failed", "messages", column], descending=[True, True, False])
-            .head(top)
         )
 
+    recipient_domains, sender_domains = (
+        top_domains("recipient_domain"),
+        top_domains("sender_domain"),
+    )
+    omitted = {
+        "groups": max(0, groups.height - top),
+        "messages": all_messages.height - top_messages.height,
+        "recipient_domains": max(0, recipient_domains.height - top),
+        "sender_domains": max(0, sender_domains.height - top),
+    }
+    notes = []
+    if size == 0 and (since is not None or until is not None):
+        days = _days(events) if held is None else list(held)
+        notes.append(_empty_window(since, until, days, holder))
     return Report(
         since=since,
         until=until,
         totals=totals,
         by=keys,
-        groups=groups,
+        groups=groups.head(top),
         categories=by_category,
         messages=top_messages,
         daily=daily,
-        recipient_domains=top_domains("recipient_domain"),
-        sender_domains=top_domains("sender_domain"),
+        recipient_domains=recipient_domains.head(top),
+        sender_domains=sender_domains.head(top),
         malformed=malformed,
+        omitted=omitted,
+        notes=notes,
     )

@@ -1,0 +1,237 @@
+"""The report's figures through the real command line (issue 13): what hard and soft mean,
+complaints in both views, Postfix's message-wide expiries, `--top`, the window.
+
+The inputs are the bundled sample logs (copied and dated as the golden-file tests date them)
+and logs of the seeded generator, which writes lines as Postfix writes them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner, Result
+
+from bounce_analyzer.cli import app
+
+#: The modification time of every log here: classic syslog stamps ("Nov 27") take its year.
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+WINDOW = ["--since", "2026-11-20", "--until", "2026-11-28T12:00", "--tz", "UTC", "--quiet"]
+
+
+def invoke(*args: str) -> Result:
+    result = CliRunner().invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def _dated(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (NOW.timestamp(), NOW.timestamp()))
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of sample_logs/ whose files are dated 2026-11-28."""
+    folder = tmp_path_factory.mktemp("report") / "sample_logs"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "sample_logs", folder)
+    (folder / "README.md").unlink()
+    _dated(folder)
+    return folder
+
+
+def _json(*args: str) -> dict[str, Any]:
+    result = invoke("report", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+# --- hard and soft ------------------------------------------------------------------------------
+
+
+def test_hard_and_soft_split_the_failures_the_same_way_in_every_view(samples: Path) -> None:
+    """hard + soft = failed in the totals, the --by table, the categories and the domains: a
+    deferral is neither (the category table once counted deferrals as soft)."""
+    document = _json(str(samples), *WINDOW, "--top", "100")
+    rows = [
+        *document["totals"],
+        *document["groups"],
+        *document["categories"],
+        *document["recipient_domains"],
+        *document["sender_domains"],
+    ]
+    assert all(row["hard"] + row["soft"] == row["failed"] for row in rows)
+    blocked = next(row for row in document["categories"] if row["category"] == "blocked")
+    assert (blocked["count"], blocked["failed"], blocked["deferred"]) == (57, 36, 21)
+    assert (blocked["hard"], blocked["soft"]) == (0, 36)  # a block of our IP is soft
+    attempts, final = document["totals"]
+    assert (attempts["hard"], attempts["soft"]) == (final["hard"], final["soft"]) == (80, 178)
+    assert document["bounce_types"] == {
+        "hard": "the address itself is bad (suppress it)",
+        "soft": "any other failure, a block of our IP or domain included however permanent "
+        "(fix the cause, or let it retry)",
+    }
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_the_report_says_what_hard_and_soft_mean(samples: Path, fmt: str) -> None:
+    result = invoke("report", str(samples), *WINDOW, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "hard = the address itself is bad (suppress it); soft = any other failure, a block " in (
+        text
+    )
+
+
+# --- complaints ---------------------------------------------------------------------------------
+
+
+def test_complaints_are_counted_in_the_final_outcome_view_too(samples: Path) -> None:
+    """The samples hold 3 complaints (a SendGrid spamreport, Mailgun complaints): each is
+    counted beside the delivery it is about, not as a message of its own."""
+    document = _json(str(samples), *WINDOW)
+    attempts, final = document["totals"]
+    assert attempts["complained"] == final["complained"] == 3
+    assert sum(group["complained"] for group in document["groups"]) == 3
+    assert final["total"] == final["delivered"] + final["deferred"] + final["failed"]
+    assert sum(group["messages"] for group in document["groups"]) == final["total"]
+
+
+# --- Postfix's message-wide expiry --------------------------------------------------------------
+
+
+def _generated(folder: Path, seed: int) -> Path:
+    log = folder / f"postfix-{seed}.log"
+    if not log.exists():
+        subprocess.run(
+            [sys.executable, "-m", "bounce_analyzer.generate", "postfix", "--lines", "200000",
+             "--seed", str(seed), "--days", "2", "--tz", "UTC", "-o", str(log)],
+            check=True,
+        )  # fmt: skip
+        _dated(folder)
+    return log
+
+
+def _csv(*args: str) -> pl.DataFrame:
+    result = invoke("report", *args, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    return pl.read_csv(io.StringIO(result.stdout), infer_schema_length=None)
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(seed=st.integers(min_value=1, max_value=10_000))
+def test_attempts_are_never_fewer_than_messages(seed: int, tmp_path: Path) -> None:
+    """A qmgr `status=expired, returned to sender` line names no recipient: it is the final
+    outcome of each recipient still deferred, and is counted as an attempt for each of them,
+    so that no group has fewer attempts than messages, and no row without a recipient domain
+    holds attempts without messages (once: 0 messages, 1,585 attempts)."""
+    log = _generated(tmp_path, seed)
+    window = ["--since", "2026-01-01", "--tz", "UTC", "--quiet", "--top", "100000"]
+    groups = _csv(str(log), *window, "--by", "provider,category")
+    assert groups.height > 20
+    assert groups.filter(pl.col("attempts") < pl.col("messages")).is_empty()
+    expired = groups.filter(pl.col("category") == "expired")
+    assert expired["messages"].sum() > 0
+    assert expired["attempts"].sum() >= expired["messages"].sum()
+    domains = _csv(str(log), *window, "--by", "recipient_domain")
+    assert domains.filter(pl.col("attempts") < pl.col("messages")).is_empty()
+    # what has no recipient (an expiry that ends no recipient seen) is a message of its own
+    without = domains.filter(pl.col("recipient_domain").is_null())
+    assert without.filter(pl.col("attempts") != pl.col("messages")).is_empty()
+    totals = {row["view"]: row for row in _json(str(log), *window)["totals"]}
+    assert domains["messages"].sum() == totals["final outcomes"]["total"]
+    assert domains["attempts"].sum() == totals["attempts"]["total"]
+
+
+# --- --top --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
+def test_top_cuts_the_by_table_in_every_format(samples: Path, fmt: str) -> None:
+    args = [str(samples), *WINDOW, "--by", "recipient_domain", "--top", "3"]
+    whole = _json(str(samples), *WINDOW, "--by", "recipient_domain", "--top", "1000")
+    domains = [group["recipient_domain"] for group in whole["groups"]]
+    assert len(domains) == 26
+    result = invoke("report", *args, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    if fmt == "csv":
+        assert pl.read_csv(io.StringIO(result.stdout))["recipient_domain"].to_list() == domains[:3]
+        return
+    if fmt == "json":
+        document = json.loads(result.stdout)
+        assert [group["recipient_domain"] for group in document["groups"]] == domains[:3]
+        assert document["omitted"]["groups"] == 23
+        assert len(document["recipient_domains"]) == 3
+        assert all(len(c["top_messages"]) <= 3 for c in document["categories"])
+        return
+    by = result.stdout.split("By recipient_domain")[1].split("Failure categories")[0]
+    assert [d for d in domains if d in by] == domains[:3]
+    assert "... and 23 more rows (--top)" in by
+
+
+def test_top_help_says_where_it_does_not_cut() -> None:
+    result = invoke("report", "--help")
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "The totals, the category table and the daily trend are always whole." in text
+    assert "End of the window, exclusive: --since 2026-11-01 --until 2026-11-02 is 1 November" in (
+        text
+    )
+
+
+# --- the window ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "store"
+    result = invoke("ingest", "--store", str(path), "--tz", "UTC", "--quiet", str(samples))
+    assert result.exit_code == 0, result.output
+    return path
+
+
+EMPTY = (
+    "no events between 2026-12-01 00:00 UTC and 2026-12-02 00:00 UTC; the store holds "
+    "2026-11-26 .. 2026-11-27 (2 days)"
+)
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
+def test_an_empty_window_says_which_days_the_store_holds(store: Path, fmt: str) -> None:
+    result = invoke(
+        "report", "--store", str(store), "--since", "2026-12-01", "--until", "2026-12-02",
+        "--format", fmt,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    if fmt == "csv":
+        assert result.stderr == EMPTY + "\n"
+    elif fmt == "json":
+        assert json.loads(result.stdout)["notes"] == [EMPTY]
+    else:
+        assert EMPTY in result.stdout.splitlines()[2]
+
+
+def test_an_empty_window_over_files_says_which_days_they_hold(samples: Path) -> None:
+    result = invoke("report", str(samples / "postfix"), "--since", "2026-11-28", "--tz", "UTC")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[2].startswith(
+        "no events between 2026-11-28 00:00 UTC and now; the input holds 2026-11-26 .. "
+        "2026-11-27 (2 days)"
+    )
