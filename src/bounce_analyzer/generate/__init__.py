@@ -12,13 +12,8 @@ the world says is data beside the code: domains and people (world.toml), the rep
 servers (replies.toml), how our server delivers into our own mailboxes (mailboxes.toml), the
 lines between messages (noise.toml).
 
-The Postfix and Exim logs are a mid-size server's, in both directions: 78% of the lines are our
-outbound messages (with, in Postfix, the amavis content filter's hop for mail that people send,
-about 10% of all lines, and each bounce notice delivered into its sender's mailbox, about 3%),
-10% are other servers' messages delivered into our mailboxes (Postfix: lmtp to Dovecot,
-virtual, pipe, local; Exim: dovecot_lmtp, local_delivery), and 12% are the lines between
-messages (connections, scanners, and our refusals of other servers' clients). The truth counts
-events by direction too (outbound, inbound, internal: the filter's hop).
+The Postfix and Exim logs are a mid-size server's, in both directions (the shares of their
+lines are in the command's help, `cli`).
 
 Example: ``python -m bounce_analyzer.generate postfix --lines 1000000 --seed 1 -o /tmp/x.log
 --truth /tmp/x.truth.json``

@@ -10,7 +10,14 @@ from typing import Unpack
 
 import polars as pl
 
-from bounce_analyzer.generate.mta import Lines, add_noise, fitted_plan, inbound_plan, noise
+from bounce_analyzer.generate.mta import (
+    Lines,
+    add_noise,
+    fitted_plan,
+    inbound_kind,
+    inbound_plan,
+    noise,
+)
 from bounce_analyzer.generate.output import Format, Options, Output, Segment, Window, write
 from bounce_analyzer.generate.plan import US, timed_plan
 from bounce_analyzer.generate.rng import BASE62, HEX_LOWER, Rng, encode
@@ -22,13 +29,11 @@ from bounce_analyzer.generate.world import (
     MAILBOX_TEXTS,
     NOISE,
     REPLIES,
-    SENDERS,
     TEXT_DSN,
     MailboxText,
     Reply,
     format_reply,
-    mailbox_text,
-    own_domain_of,
+    mailbox_texts_by_sender,
     per_reply,
 )
 
@@ -46,19 +51,8 @@ _ROUTE = "R=dnslookup T=remote_smtp"
 _CONNECT_FAILURE = [r.local and not r.remote_relay and r.status == "deferred" for r in REPLIES]
 #: The texts of the lines about our own mailboxes.
 _TEXTS: tuple[MailboxText, ...] = MAILBOX_TEXTS["exim"]
-#: Per sender (world.SENDERS), the delivery into its mailbox (an index of _TEXTS) ...
-_SENT_TO_SENDER = [
-    _TEXTS.index(mailbox_text("exim", own_domain_of(domain).exim, "sent")) for _, domain in SENDERS
-]
-#: ... and the deferral its mailbox can give (-1: none).
-_DEFER_TO_SENDER = [
-    -1 if text is None else _TEXTS.index(text)
-    for text in (
-        mailbox_text("exim", own_domain_of(domain).exim, "deferred") for _, domain in SENDERS
-    )
-]
-#: The share of inbound deliveries that are deferred first (where the mailbox can defer).
-_INBOUND_DEFERRED = 0.03
+#: Per sender (world.SENDERS), the delivery into its mailbox and the deferral it can give.
+_SENT_TO_SENDER, _DEFER_TO_SENDER = mailbox_texts_by_sender("exim")
 
 
 def generate_exim(
@@ -202,23 +196,14 @@ def _lines_per_message(msgs: pl.DataFrame, att: pl.DataFrame) -> pl.Series:
     )
 
 
-def _inbound_kind(inb: pl.DataFrame) -> pl.DataFrame:
-    """Inbound messages with the delivery they get: a deferral first (defer: an index of
-    _TEXTS, or null), then a delivery (sent: an index of _TEXTS)."""
-    defer = pl.lit(pl.Series(_DEFER_TO_SENDER, dtype=pl.Int64)).gather(pl.col("rcpt_i"))
-    return inb.with_columns(
-        pl.lit(pl.Series(_SENT_TO_SENDER, dtype=pl.Int64)).gather(pl.col("rcpt_i")).alias("sent"),
-        pl.when((pl.col("u_defer") < _INBOUND_DEFERRED) & (defer >= 0))
-        .then(defer)
-        .otherwise(None)
-        .alias("defer"),
-    )
-
-
 def _inbound_lines(inb: pl.DataFrame) -> pl.Series:
     """How many lines each inbound message writes: arrival, delivery, completion, and a
     deferral before the delivery where there is one."""
-    return _inbound_kind(inb).select(3 + pl.col("defer").is_not_null().cast(pl.Int64)).to_series()
+    return (
+        inbound_kind(inb, _SENT_TO_SENDER, _DEFER_TO_SENDER)
+        .select(3 + pl.col("defer").is_not_null().cast(pl.Int64))
+        .to_series()
+    )
 
 
 def _ids(n: int, segment: int, t0: pl.Expr, new_ids: bool, *, first: int = 0) -> pl.Expr:
@@ -325,7 +310,7 @@ def _inbound(
     """Other servers' messages delivered into our mailboxes, and their truth rows: arrival,
     a deferral where the mailbox is full (delivered at a later queue run), delivery,
     completion. `first` numbers the messages' ids apart from the others'."""
-    inb = _inbound_kind(inb)
+    inb = inbound_kind(inb, _SENT_TO_SENDER, _DEFER_TO_SENDER)
     n = inb.height
     inb = inb.with_columns(
         _ids(n, window.index, pl.col("t0"), new_ids, first=first).alias("id"),

@@ -38,6 +38,8 @@ INBOUND_PERCENT = 10
 INBOUND_MSG = 5_000_000
 #: The longest wait before a deferred inbound delivery is tried again, in seconds.
 _RETRY_S = 600
+#: The share of inbound deliveries that are deferred first (where the mailbox can defer).
+INBOUND_DEFERRED = 0.03
 
 
 def fitted_plan(
@@ -181,3 +183,17 @@ def add_noise(
     rendered = render_by_template(noise, texts, "text")
     lines.add(rendered, pl.col("ts"), 0, None)
     return noise_events(rendered, table)
+
+
+def inbound_kind(inb: pl.DataFrame, sent: Sequence[int], deferred: Sequence[int]) -> pl.DataFrame:
+    """Inbound messages with the delivery they get, as indices of an MTA's mailbox texts (per
+    recipient, `world.mailbox_texts_by_sender`): a deferral first (defer, or null), then a
+    delivery (sent)."""
+    defer = pl.lit(pl.Series(list(deferred), dtype=pl.Int64)).gather(pl.col("rcpt_i"))
+    return inb.with_columns(
+        pl.lit(pl.Series(list(sent), dtype=pl.Int64)).gather(pl.col("rcpt_i")).alias("sent"),
+        pl.when((pl.col("u_defer") < INBOUND_DEFERRED) & (defer >= 0))
+        .then(defer)
+        .otherwise(None)
+        .alias("defer"),
+    )

@@ -11,7 +11,14 @@ from typing import Unpack
 
 import polars as pl
 
-from bounce_analyzer.generate.mta import Lines, add_noise, fitted_plan, inbound_plan, noise
+from bounce_analyzer.generate.mta import (
+    Lines,
+    add_noise,
+    fitted_plan,
+    inbound_kind,
+    inbound_plan,
+    noise,
+)
 from bounce_analyzer.generate.output import Format, Options, Output, Segment, Window, write
 from bounce_analyzer.generate.plan import (
     US,
@@ -33,11 +40,9 @@ from bounce_analyzer.generate.world import (
     OUR_IP,
     REPLIES,
     SENDER_IS_PERSON,
-    SENDERS,
     MailboxText,
     format_reply,
-    mailbox_text,
-    own_domain_of,
+    mailbox_texts_by_sender,
     per_reply,
 )
 
@@ -49,20 +54,8 @@ _AMAVIS_PIDS = ["19833", "19834"]
 #: The texts of the lines about our own mailboxes, and the content filter's.
 _TEXTS: tuple[MailboxText, ...] = MAILBOX_TEXTS["postfix"]
 _HOP = next(i for i, text in enumerate(_TEXTS) if text.kind == "content_filter")
-#: Per sender (world.SENDERS), the Postfix delivery into its mailbox (an index of _TEXTS).
-_SENT_TO_SENDER = [
-    _TEXTS.index(mailbox_text("postfix", own_domain_of(domain).postfix, "sent"))
-    for _, domain in SENDERS
-]
-#: Per sender, the deferral its mailbox can give (-1: none).
-_DEFER_TO_SENDER = [
-    -1 if text is None else _TEXTS.index(text)
-    for text in (
-        mailbox_text("postfix", own_domain_of(domain).postfix, "deferred") for _, domain in SENDERS
-    )
-]
-#: The share of inbound deliveries that are deferred first (where the mailbox can defer).
-_INBOUND_DEFERRED = 0.03
+#: Per sender (world.SENDERS), the delivery into its mailbox and the deferral it can give.
+_SENT_TO_SENDER, _DEFER_TO_SENDER = mailbox_texts_by_sender("postfix")
 
 
 def generate_postfix(
@@ -278,24 +271,11 @@ def _lines_per_message(msgs: pl.DataFrame, att: pl.DataFrame) -> pl.Series:
     return counted.select(lines.alias("n")).to_series()
 
 
-def _inbound_kind(inb: pl.DataFrame) -> pl.DataFrame:
-    """Inbound messages with the delivery they get: a deferral first (defer: an index of
-    _TEXTS, or null), then a delivery (sent: an index of _TEXTS)."""
-    defer = pl.lit(pl.Series(_DEFER_TO_SENDER, dtype=pl.Int64)).gather(pl.col("rcpt_i"))
-    return inb.with_columns(
-        pl.lit(pl.Series(_SENT_TO_SENDER, dtype=pl.Int64)).gather(pl.col("rcpt_i")).alias("sent"),
-        pl.when((pl.col("u_defer") < _INBOUND_DEFERRED) & (defer >= 0))
-        .then(defer)
-        .otherwise(None)
-        .alias("defer"),
-    )
-
-
 def _inbound_lines(inb: pl.DataFrame) -> pl.Series:
     """How many lines each inbound message writes: postscreen's CONNECT and PASS OLD, smtpd's
     connect, client and disconnect, cleanup, qmgr, the delivery (and Dovecot's line for LMTP),
     removal; a deferral adds its line and qmgr's line for the retry."""
-    inb = _inbound_kind(inb)
+    inb = inbound_kind(inb, _SENT_TO_SENDER, _DEFER_TO_SENDER)
     lmtp = pl.lit(pl.Series([t.agent == "lmtp" for t in _TEXTS], dtype=pl.Boolean))
     return inb.select(
         9
@@ -654,7 +634,7 @@ def _inbound(
     lets the client through, smtpd and cleanup take the message, qmgr hands it to our
     mailbox's delivery agent (a full Dovecot mailbox defers it first: qmgr tries again), qmgr
     removes it. `first` numbers the messages' queue ids apart from the others'."""
-    inb = _inbound_kind(inb)
+    inb = inbound_kind(inb, _SENT_TO_SENDER, _DEFER_TO_SENDER)
     n = inb.height
     qmgr_pid = 1200 + segment
     inb = inb.with_columns(

@@ -208,6 +208,20 @@ def own_domain_of(sender_domain: str) -> OwnDomain:
     return next(d for d in OWN_DOMAINS if d.name == sender_domain)
 
 
+def mailbox_texts_by_sender(mta: str) -> tuple[list[int], list[int]]:
+    """Per sender (SENDERS), the index in MAILBOX_TEXTS[mta] of the delivery into its
+    mailbox, and of the deferral its mailbox can give (-1: none)."""
+    texts = MAILBOX_TEXTS[mta]
+    sent: list[int] = []
+    deferred: list[int] = []
+    for _, domain in SENDERS:
+        kind = getattr(own_domain_of(domain), mta)
+        sent.append(texts.index(mailbox_text(mta, kind, "sent")))
+        defer = mailbox_text(mta, kind, "deferred")
+        deferred.append(-1 if defer is None else texts.index(defer))
+    return sent, deferred
+
+
 #: The lines between messages, by source (postfix, exim).
 NOISE: dict[str, tuple[NoiseLine, ...]] = {
     source: tuple(_noise_line(line) for line in lines)
