@@ -67,7 +67,11 @@ _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
 #: Events whose category the event decides: their text is not classified.
 _EVENT_DECIDED = ("delivered", "complained")
-_ADDED = ["provider", "category", "category_group", "bounce_type", "permanent", "rule_id"]
+#: What step 4 gives each event.
+_ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
+#: Verdicts of schema version 2 the engine does not give yet: null.
+_NOT_YET = ["direction", "blocklist"]
+_ADDED = ["provider", *_ANSWERS, *_NOT_YET]
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -703,7 +707,7 @@ def _per_event(
         .join(prepared.categories.lazy(), on="category", how="left", maintain_order="left")
         .with_columns(_permanent().alias("permanent"))
         .with_columns(_bounce_type().alias("bounce_type"))
-        .select("smtp_code", "enhanced_code", "hex_code", *[c for c in _ADDED if c != "provider"])
+        .select("smtp_code", "enhanced_code", "hex_code", *_ANSWERS)
         .collect(engine=_ENGINE)
     )
 
@@ -770,7 +774,12 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
-    columns = {c.name: c for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"])}
+    verdicts = [pl.repeat(None, frame.height, dtype=pl.String(), eager=True) for _ in _NOT_YET]
+    verdicts = [column.alias(name) for column, name in zip(verdicts, _NOT_YET, strict=True)]
+    columns = {
+        c.name: c
+        for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], *verdicts)
+    }
     return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED)])
 
 
