@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
 from bounce_analyzer.prefilter import is_plain, required_literals
@@ -70,8 +71,8 @@ _EVENT_DECIDED = ("delivered", "complained")
 #: What step 4 gives each event.
 _ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
 #: Verdicts of schema version 2 the engine does not give yet: null.
-_NOT_YET = ["direction", "blocklist"]
-_ADDED = ["provider", *_ANSWERS, *_NOT_YET]
+_NOT_YET = ["blocklist"]
+_ADDED = ["provider", *_ANSWERS, "direction", *_NOT_YET]
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -776,6 +777,8 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         extra.append("hex_code")
     verdicts = [pl.repeat(None, frame.height, dtype=pl.String(), eager=True) for _ in _NOT_YET]
     verdicts = [column.alias(name) for column, name in zip(verdicts, _NOT_YET, strict=True)]
+    # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
+    verdicts.append(directions(frame, rules.direction))
     columns = {
         c.name: c
         for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], *verdicts)

@@ -359,20 +359,14 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     if bad_time.height:
         deliveries = deliveries.filter(pl.col("timestamp").is_not_null())
     delivered, bad_delivery = _deliveries(deliveries)
-    rejects = parts["skip"].filter(
-        # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
-        pl.col("body").str.starts_with("H=")
-        & pl.col("body").str.contains(" rejected RCPT <", literal=True)
-    )
+    # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
     # 2026-11-28 10:07:00 1tE3yB-0002Bd-Fg H=(c.example) [192.0.2.88] F=<s@x> rejected after
     #   DATA: Your message scored 15.2 SpamAssassin points.   (the message id is optional)
-    data_rejects = parts["skip"].filter(
-        pl.col("body").str.starts_with("H=")
-        & pl.col("body").str.contains(" rejected after DATA", literal=True)
-    )
+    clients = parts["skip"].filter(pl.col("body").str.starts_with("H="))
     if bad_time.height:
-        rejects = rejects.filter(pl.col("timestamp").is_not_null())
-        data_rejects = data_rejects.filter(pl.col("timestamp").is_not_null())
+        clients = clients.filter(pl.col("timestamp").is_not_null())
+    rejects = clients.filter(pl.col("body").str.contains(" rejected RCPT <", literal=True))
+    data_rejects = clients.filter(pl.col("body").str.contains(" rejected after DATA", literal=True))
     rejected, bad_reject = _rejects(rejects)
     data_rejected, bad_data_reject = _data_rejects(data_rejects)
     joined = pl.concat([delivered, rejected, data_rejected]).sort("index")

@@ -646,20 +646,22 @@ def _syslog_kinds(
     # Only events need a time and a host (the stamp is valid: _FAST_START and _gap_pattern
     # say so). A log has few distinct stamps: each is read once.
     event_queued = pl.when(pl.col("kind").is_in(_EVENT_KINDS)).then(queued)
-    # mx postfix/smtp[5]: 3F2A1B2C3D:   (after the stamp: the host, then the program and pid)
-    after_stamp = event_queued.str.slice(_CLASSIC_LENGTH + 1).str.splitn(" ", 2)
+    # mx postfix/smtp[5]: 3F2A1B2C3D:   (after the stamp: the host and the program, up to its
+    # pid; a log has a few of them: each is read once, as the stamps are)
     fast = fast.with_columns(
         stamp=event_queued.str.head(_CLASSIC_LENGTH),
-        host=after_stamp.struct.field("field_0"),
-        program=after_stamp.struct.field("field_1").str.splitn("[", 2).struct.field("field_0"),
+        writer=event_queued.str.slice(_CLASSIC_LENGTH + 1)
+        .str.splitn("[", 2)
+        .struct.field("field_0"),
     )
     stamps = fast.select(pl.col("stamp").unique().drop_nulls())
     # (a stamp of the common shape has no fraction: _FAST_START)
     times = _zoned(_classic_time(pl.col("stamp"), reference, fraction=False), tz)
     stamps = stamps.with_columns(timestamp=times)
-    # (a log has a few programs: each is read once)
-    programs = fast.select(pl.col("program").unique().drop_nulls())
-    programs = programs.with_columns(transport=_service(pl.col("program")))
+    writer = pl.col("writer").str.splitn(" ", 2)
+    writers = fast.select(pl.col("writer").unique().drop_nulls()).with_columns(
+        host=writer.struct.field("field_0"), transport=_service(writer.struct.field("field_1"))
+    )
     fast = fast.select(
         "line_no",
         seq=pl.col("line_no") + seq_base,
@@ -670,9 +672,11 @@ def _syslog_kinds(
             default=None,
             return_dtype=stamps["timestamp"].dtype,
         ),
-        host="host",
-        transport=pl.col("program").replace_strict(
-            programs["program"], programs["transport"], default=None, return_dtype=pl.String()
+        host=pl.col("writer").replace_strict(
+            writers["writer"], writers["host"], default=None, return_dtype=pl.String()
+        ),
+        transport=pl.col("writer").replace_strict(
+            writers["writer"], writers["transport"], default=None, return_dtype=pl.String()
         ),
         qid=queued.str.extract(r"[0-9A-Za-z]+: $", 0).str.head(-2),
         body="body",
