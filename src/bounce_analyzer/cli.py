@@ -522,12 +522,14 @@ def report(
         from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
         opened = open_store(store_path(store), create=False)
+        loaded = _rules(rules)
         with opened.reading() as view:  # a consistent view; a damaged file is named
             summary = summarize(
-                view.scan_events(since=start, until=end),
+                # (the rules' direction.toml decides the direction of events of schema 1)
+                view.scan_events(since=start, until=end, direction=loaded.direction),
                 since=start, until=end, by=groups, top=top,
                 malformed=view.count_quarantined(since=start, until=end),
-                categories=_rules(rules).categories,
+                categories=loaded.categories,
             )  # fmt: skip
             text = render_report(summary, fmt)  # rendering reads values too
     typer.echo(text, nl=False)
@@ -566,11 +568,12 @@ def export(
     start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
     opened = open_store(store_path(store), create=False)
+    loaded = _rules(rules)
     with opened.reading() as view:  # a consistent view; a damaged file is named
         rows = export_events(
-            view.scan_events(since=start, until=end), Path(output), what=what,
-            fmt=export_format_for(output, fmt), partition_by_date=by_date,
-            rules=_rules(rules) if what is ExportKind.events else None,  # rule text: events only
+            view.scan_events(since=start, until=end, direction=loaded.direction), Path(output),
+            what=what, fmt=export_format_for(output, fmt), partition_by_date=by_date,
+            rules=loaded if what is ExportKind.events else None,  # rule text: events only
         )  # fmt: skip
     typer.echo(f"exported {rows:,} rows to {output}", err=True)
 
