@@ -15,9 +15,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner, Result
 
-from bounce_analyzer.cli import app
+from _cli import invoke
 from bounce_analyzer.direction import FACTS as DIRECTION_FACTS
 from bounce_analyzer.direction import direction_of
 from bounce_analyzer.errors import SettingsError
@@ -29,15 +28,6 @@ DATA = Path(__file__).resolve().parent / "data"
 DIRECTION = DATA / "direction"
 #: Classic syslog stamps take their year from the file: Nov 28 is 2026.
 MTIME = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> Result:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 def copy_log(tmp_path: Path, source: Path) -> Path:

@@ -16,9 +16,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner, Result
 
-from bounce_analyzer.cli import app
+from _cli import invoke
 from bounce_analyzer.rules import DirectionSettings
 from bounce_analyzer.store import open_store, scan_events
 
@@ -30,14 +29,6 @@ STORED = {"delivered": 12, "deferred": 5, "bounced": 5, "expired": 1, "rejected"
 #: 127.0.0.1 (no transport: taken for the content filter's hop) and an Exim deferral into a
 #: full maildir (no transport, no host: a failure, which may be remote).
 UNTOLD = {"postfix-debian.log:43": "internal", "exim-debian.log:15": "outbound"}
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> Result:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 @pytest.fixture

@@ -893,22 +893,8 @@ def _rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             ]
         )
     bad = parsed.filter(pl.col("address").is_null())
-    events = (
-        parsed.filter(pl.col("address").is_not_null())
-        .with_columns(
-            pl.lit("rejected").alias("event"),
-            pl.col("ref").alias("message_ref"),
-            pl.col("address").str.to_lowercase().alias("recipient"),
-            pl.lit(None, pl.String()).alias("message_id"),
-            pl.lit(None, pl.String()).alias("arrived"),
-            pl.lit(None, pl.String()).alias("original_recipient"),
-            pl.lit(None, pl.Float64()).alias("delay_s"),
-            _client(pl.col("client")),
-        )
-        .pipe(_with_codes)
-        .unnest("client", "codes")
-    )
-    return _with_sender_domain(_with_recipient_domain(events)).select(_EVENT_COLUMNS), bad
+    refused = parsed.filter(pl.col("address").is_not_null())
+    return _refused(refused, pl.col("address").str.to_lowercase()), bad
 
 
 def _data_rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -921,12 +907,18 @@ def _data_rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         "r"
     )
     bad = parsed.filter(pl.col("diagnostic").is_null()).select(frame.columns)
+    refused = parsed.filter(pl.col("diagnostic").is_not_null())
+    return _refused(refused, pl.lit(None, pl.String())), bad
+
+
+def _refused(parsed: pl.DataFrame, recipient: pl.Expr) -> pl.DataFrame:
+    """The `rejected` events of reject lines cut into `ref`, `client`, `sender` and
+    `diagnostic`, for `recipient` (`_EVENT_COLUMNS`)."""
     events = (
-        parsed.filter(pl.col("diagnostic").is_not_null())
-        .with_columns(
+        parsed.with_columns(
             pl.lit("rejected").alias("event"),
             pl.col("ref").alias("message_ref"),
-            pl.lit(None, pl.String()).alias("recipient"),
+            recipient.alias("recipient"),
             pl.lit(None, pl.String()).alias("message_id"),
             pl.lit(None, pl.String()).alias("arrived"),
             pl.lit(None, pl.String()).alias("original_recipient"),
@@ -936,7 +928,7 @@ def _data_rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .pipe(_with_codes)
         .unnest("client", "codes")
     )
-    return _with_sender_domain(_with_recipient_domain(events)).select(_EVENT_COLUMNS), bad
+    return _with_sender_domain(_with_recipient_domain(events)).select(_EVENT_COLUMNS)
 
 
 def _client(client: pl.Expr) -> pl.Expr:
