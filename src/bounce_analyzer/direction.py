@@ -65,16 +65,29 @@ EXIM_INBOUND_TRANSPORTS = (
 FACTS = ("source", "event", "transport", "relay_host", "relay_ip", "recipient", "recipient_domain")
 
 _ESPS = [name for name in SOURCE_NAMES if name not in LOG_SOURCES]
-#: 127.0.0.0/8, ::1 and IPv4-mapped 127.x, as Postfix and Exim write them.
-_LOOPBACK = r"^(?:127\.|::1$|::ffff:127\.)"
 _OUTBOUND, _INBOUND, _INTERNAL = "outbound", "inbound", "internal"
 
 
 def _names(names: Sequence[str], column: pl.Expr) -> pl.Expr:
-    """Whether `column` is one of `names`, where `*` matches any run of characters."""
+    """Whether `column` is one of `names`, where `*` matches any run of characters.
+
+    (`x*`, `*x` and `*x*` are literal tests, several times cheaper than a pattern.)
+    """
     exact = [name for name in names if "*" not in name]
-    patterns = [re.escape(name).replace(r"\*", ".*") for name in names if "*" in name]
     found = column.is_in(exact) if exact else pl.lit(False)
+    patterns = []
+    for name in names:
+        inner = name.strip("*")
+        if "*" not in name or not inner:
+            continue
+        if "*" in inner:
+            patterns.append(re.escape(name).replace(r"\*", ".*"))
+        elif name.startswith("*") and name.endswith("*"):
+            found = found | column.str.contains(inner, literal=True)
+        elif name.endswith("*"):
+            found = found | column.str.starts_with(inner)
+        else:
+            found = found | column.str.ends_with(inner)
     if patterns:
         found = found | column.str.contains(f"^(?:{'|'.join(patterns)})$")
     return found
@@ -138,7 +151,12 @@ def direction_of(settings: DirectionSettings) -> pl.Expr:
     module docstring, first row that fits)."""
     source, event, transport = pl.col("source"), pl.col("event"), pl.col("transport")
     relay_host, relay_ip = pl.col("relay_host"), pl.col("relay_ip")
-    loopback = relay_ip.str.contains(_LOOPBACK)
+    # 127.0.0.0/8, ::1 and IPv4-mapped 127.x, as Postfix and Exim write them
+    loopback = (
+        relay_ip.str.starts_with("127.")
+        | (relay_ip == "::1")
+        | relay_ip.str.starts_with("::ffff:127.")
+    )
     # relay=mx1.example.com[private/dovecot-lmtp]: a socket, which has no address (or, when
     # Postfix could not connect, the socket's path where an address would be)
     socket = relay_ip.is_null() | relay_ip.str.contains("/", literal=True)
