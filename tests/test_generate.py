@@ -386,7 +386,7 @@ def test_exim_truth_matches_plain_counting() -> None:
                 event = "expired" if rest.endswith("retry timeout exceeded") else "bounced"
             events[event] += 1
             domains[(m.group(2).rsplit("@", 1)[1], event)] += 1
-        elif " rejected RCPT " in rest:
+        elif " rejected RCPT " in rest or " rejected after DATA: " in rest:
             events["rejected"] += 1
     assert {e: n for e, n in truth.events.items() if n} == dict(events)
     flat = {(d, e): n for d, per in truth.by_domain.items() for e, n in per.items() if n}

@@ -35,8 +35,9 @@ class Truth:
     `records` is what was written (lines, or JSON events); `event_records` how many of them
     give an event (the rest are `skipped`: connects, queue bookkeeping, opens...). `events`
     counts events by type (every name in `schema.EVENTS`); `by_domain` by recipient domain and
-    type; `by_code` by (event, smtp_code, enhanced_code), where smtp_code is the remote
-    server's reply code (None for the MTA's own failures: timeouts, DNS, expiry) and
+    type (events of a whole message, which name no recipient, are not in it); `by_code` by
+    (event, smtp_code, enhanced_code), where smtp_code is the remote server's reply code
+    (None for the MTA's own failures: timeouts, DNS, expiry) and
     enhanced_code is Postfix's dsn=, the ESP's status / enhanced-code, or the code in the text.
     `templates` gives, per distinct diagnostic template, its event, codes, count and the
     category it obviously belongs to (None where not obvious). `by_direction` counts events by
@@ -90,6 +91,8 @@ class Truth:
         for direction, event, n in events.group_by("direction", "event").len().iter_rows():
             self.by_direction[str(direction)][str(event)] += int(n)
         for domain, event, n in events.group_by("domain", "event").len().iter_rows():
+            if domain is None:  # an event of a whole message (Exim's rejected after DATA)
+                continue
             per = self.by_domain.setdefault(str(domain), dict.fromkeys(EVENTS, 0))
             per[str(event)] += int(n)
         for event, code, enhanced, n in (
@@ -195,7 +198,9 @@ def noise_events(noise: pl.DataFrame, table: Sequence[NoiseLine]) -> pl.DataFram
     domains = {k: v.domain for k, v in REJECTS.items() if v.domain is not None}
     return rejects.select(
         pl.lit("rejected").alias("event"),
-        pl.when(pl.col("template").str.ends_with(".relay"))
+        pl.when(pl.col("template").str.contains(".after_data", literal=True))
+        .then(None)
+        .when(pl.col("template").str.ends_with(".relay"))
         .then(pl.col("helo"))
         .otherwise(pl.col("template").replace_strict(domains, default=pl.lit("example.com")))
         .alias("domain"),
