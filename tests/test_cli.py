@@ -242,4 +242,4 @@ def test_parse_reads_compressed_stdin(sample_logs_path: Path) -> None:
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["source"] for e in events} == {"exim"}
     assert events[0]["origin"].startswith("<stdin>:")
-    assert result.stderr == "<stdin>: exim, 600 read, 245 events, 355 skipped, 0 malformed\n"
+    assert result.stderr == "<stdin>: exim, 625 read, 258 events, 367 skipped, 0 malformed\n"

