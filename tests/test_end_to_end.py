@@ -87,8 +87,11 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> Nightly:
     return Nightly(folder, store.path, inputs, truths, ingested)
 
 
-def _report(nightly: Nightly, by: list[str]) -> dict[str, Any]:
-    report = report_store(str(nightly.store), since=SINCE, until=NOW, by=by, top=100_000)
+def _report(nightly: Nightly, by: list[str], direction: str = "all") -> dict[str, Any]:
+    """The report of every direction by default: the truths count every event."""
+    report = report_store(
+        str(nightly.store), since=SINCE, until=NOW, by=by, top=100_000, direction=direction
+    )
     document: dict[str, Any] = json.loads(render_report(report, ReportFormat.json))
     return document
 
@@ -156,6 +159,30 @@ def test_report_totals_match_the_truth(nightly: Nightly) -> None:
     assert (final["hard"], final["soft"]) == (attempts["hard"], attempts["soft"])
     assert document["malformed"] == 0
     assert [row["date"] for row in document["daily"]] == [d.isoformat() for d in DAYS]
+
+
+@pytest.mark.parametrize("direction", ["outbound", "inbound"])
+def test_each_direction_counts_the_truths_events_of_that_direction(
+    nightly: Nightly, direction: str
+) -> None:
+    """The generator knows which way each event's mail went (issue 13): a report of one
+    direction counts those events, and says how many of the others it left out."""
+    document = _report(nightly, ["provider"], direction)
+    expected = {
+        event: sum(truth.by_direction[direction][event] for truth in nightly.truths.values())
+        for event in EVENTS
+    }
+    attempts = document["totals"][0]
+    assert attempts["delivered"] == expected["delivered"]
+    assert attempts["deferred"] == expected["deferred"]
+    assert attempts["failed"] == sum(expected[event] for event in FAILURES)
+    assert attempts["complained"] == expected["complained"]
+    held = {
+        name: sum(sum(truth.by_direction[name].values()) for truth in nightly.truths.values())
+        for name in ("outbound", "inbound", "internal")
+    }
+    assert document["directions"] == {name: n for name, n in held.items() if n}
+    assert (document["inbound"] is None) == (direction == "outbound")
 
 
 def _still_deferred_sendgrid(path: Path) -> int:
@@ -516,7 +543,7 @@ def test_cli_nightly_job(nightly: Nightly, tmp_path: Path) -> None:
     report = runner.invoke(
         app,
         ["report", "--store", str(store), "--since", "2026-11-01", "--until", "2026-11-10",
-         "--by", "source", "--format", "json"],
+         "--by", "source", "--format", "json", "--direction", "all"],
     )  # fmt: skip
     assert report.exit_code == 0, report.output
     cli_groups = _groups(json.loads(report.stdout))
@@ -570,5 +597,5 @@ def test_cli_report_by_an_unknown_column(nightly: Nightly) -> None:
     assert result.output == (
         "Error: cannot group by mood: choose from provider, category, category_group, source, "
         "recipient_domain, sender_domain, smtp_code, enhanced_code, date, event, bounce_type, "
-        "host\n"
+        "host, direction, blocklist, transport, client_host, client_ip, reject_reason\n"
     )

@@ -19,6 +19,7 @@ from bounce_analyzer.report import (
     Report,
     final_outcomes,
     parse_by,
+    reject_reason,
     summarize,
 )
 from bounce_analyzer.schema import EVENT_SCHEMA, conform
@@ -29,6 +30,7 @@ T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 _DEFAULTS: dict[str, Any] = {
     "source": "postfix",
     "host": "mx1",
+    "direction": "outbound",
     "sender": "news@shop.example.com",
     "sender_domain": "shop.example.com",
     "provider": "google",
@@ -267,7 +269,8 @@ def test_parse_by() -> None:
         parse_by("provider,colour")
     assert str(raised.value) == (
         "cannot group by colour: choose from provider, category, category_group, source, "
-        "recipient_domain, sender_domain, smtp_code, enhanced_code, date, event, bounce_type, host"
+        "recipient_domain, sender_domain, smtp_code, enhanced_code, date, event, bounce_type, "
+        "host, direction, blocklist, transport, client_host, client_ip, reject_reason"
     )
     with pytest.raises(UsageError, match=r"^cannot group by ',': choose from provider, "):
         parse_by(",")
@@ -519,3 +522,189 @@ def test_report_on_a_store_joins_the_category_advice(tmp_path: Path) -> None:
     )  # fmt: skip
     assert row["advice"].startswith("Remove the address from your list now")
     assert report.malformed == 0
+
+
+# --- direction -----------------------------------------------------------------------------------
+
+#: What the sources and the classification make of the lines of a Debian server that sends
+#: its users' mail and receives mail for example.com (tests/data/direction/postfix-debian.log).
+_SPAMHAUS = {"category": "blocked", "category_group": "reputation", "bounce_type": "soft",
+             "blocklist": "spamhaus"}  # fmt: skip
+
+
+def _both_directions() -> pl.DataFrame:
+    at = T0
+    inbound = {"direction": "inbound", "provider": "other"}
+    rejected = {**inbound, "event": "rejected", "transport": "smtpd"}
+    return _events(
+        # outbound: delivered, bounced at Gmail, blocked at Outlook (our IP on Spamhaus)
+        {"timestamp": at, "event": "delivered", "message_ref": "1A2B3C4D5E",
+         "recipient": "jane.doe@gmail.com", "category": "delivered", "transport": "smtp"},
+        {"timestamp": at, "event": "bounced", "message_ref": "1A2B3C4D5E",
+         "recipient": "nobody@example.org", "provider": "other", **_UNKNOWN, "transport": "smtp",
+         "diagnostic": "550 5.1.1 <nobody@example.org>: Recipient address rejected: User "
+         "unknown in virtual mailbox table"},
+        {"timestamp": at, "event": "bounced", "message_ref": "1A2B3C4D5E",
+         "recipient": "john.roe@outlook.com", "provider": "microsoft", **_SPAMHAUS,
+         "transport": "smtp", "diagnostic": "550 5.7.1 Service unavailable, Client host "
+         "[198.51.100.7] blocked using Spamhaus."},
+        # inbound: postscreen and smtpd rejects, a local delivery, a full mailbox
+        {"timestamp": at, **rejected, "transport": "postscreen", **_SPAMHAUS,
+         "client_ip": "203.0.113.45", "sender_domain": "offers.example.net",
+         "diagnostic": "550 5.7.1 Service unavailable; client [203.0.113.45] blocked using "
+         "zen.spamhaus.org"},
+        {"timestamp": at, **rejected, **_SPAMHAUS, "recipient": "bob@example.com",
+         "client_host": "unknown", "client_ip": "203.0.113.77",
+         "sender_domain": "bulk.example.net", "diagnostic": "554 5.7.1 Service unavailable; "
+         "Client host [203.0.113.77] blocked using zen.spamhaus.org"},
+        {"timestamp": at + timedelta(seconds=1), **rejected, **_SPAMHAUS,
+         "recipient": "bob@example.com", "client_host": "unknown", "client_ip": "203.0.113.77",
+         "sender_domain": "bulk.example.net", "diagnostic": "554 5.7.1 Service unavailable; "
+         "Client host [203.0.113.77] blocked using zen.spamhaus.org"},
+        {"timestamp": at, **rejected, **_UNKNOWN, "recipient": "nobody@example.com",
+         "client_host": "mail.example.org", "client_ip": "192.0.2.25",
+         "sender_domain": "example.org", "diagnostic": "550 5.1.1 <nobody@example.com>: "
+         "Recipient address rejected: User unknown in local recipient table"},
+        {"timestamp": at, **rejected, "recipient": "victim@example.net", "category":
+         "no_relaying", "bounce_type": "soft", "client_host": "unknown",
+         "client_ip": "203.0.113.9", "sender_domain": "example.net",
+         "diagnostic": "454 4.7.1 <victim@example.net>: Relay access denied"},
+        {"timestamp": at, **rejected, "recipient": "carol@example.com", "category": "blocked",
+         "category_group": "reputation", "bounce_type": "soft", "client_host": "unknown",
+         "client_ip": "203.0.113.12",
+         "diagnostic": "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified "
+         "hostname"},
+        {"timestamp": at, **rejected, "transport": "cleanup", "recipient": "frank@example.com",
+         "category": "spam_detected", "bounce_type": "soft", "client_host": "unknown",
+         "client_ip": "203.0.113.88", "diagnostic": "5.7.1 Spam message rejected"},
+        {"timestamp": at, **inbound, "event": "delivered", "message_ref": "2B3C4D5E6F",
+         "recipient": "news@example.com", "transport": "local", "category": "delivered"},
+        {"timestamp": at, **inbound, "event": "bounced", "message_ref": "6D7E8F9A0B",
+         "recipient": "dave@example.com", "transport": "lmtp", **_QUOTA, "bounce_type": "soft",
+         "smtp_code": 552, "enhanced_code": "5.2.2",
+         "diagnostic": "552 5.2.2 <dave@example.com> Quota exceeded"},
+        # internal: to the content filter, whose mail comes back
+        {"timestamp": at, "direction": "internal", "event": "delivered",
+         "message_ref": "4B1C2D3E4F", "recipient": "alice@example.com", "transport": "smtp",
+         "category": "delivered"},
+    )  # fmt: skip
+
+
+def test_an_outbound_report_leaves_out_inbound_rejects_and_says_so() -> None:
+    report = summarize(_both_directions().lazy(), by=["recipient_domain"])
+    assert (report.direction, report.inbound) == ("outbound", None)
+    assert report.directions == {"outbound": 3, "inbound": 9, "internal": 1}
+    attempts = _totals(report)["attempts"]
+    assert (attempts["total"], attempts["failed"]) == (3, 2)
+    # our own domain and the spammers' are not "our" recipients or senders
+    assert set(report.groups["recipient_domain"]) == {"gmail.com", "example.org", "outlook.com"}
+    assert "bulk.example.net" not in set(report.sender_domains["sender_domain"])
+
+
+def test_an_inbound_report_has_its_own_section() -> None:
+    report = summarize(_both_directions().lazy(), direction="inbound", top=2)
+    assert _totals(report)["attempts"]["failed"] == 8
+    assert report.inbound is not None
+    assert report.inbound.rejects.rows() == [
+        ("blocklist", "spamhaus", 3, 0.4286),
+        ("relay access denied", None, 1, 0.1429),
+        ("helo/ptr checks", None, 1, 0.1429),
+        ("unknown user", None, 1, 0.1429),
+        ("content/milter", None, 1, 0.1429),
+    ]
+    assert report.inbound.clients.rows() == [
+        ("unknown", "203.0.113.77", 2),
+        ("mail.example.org", "192.0.2.25", 1),
+    ]
+    assert report.omitted["clients"] == 4
+    assert report.inbound.recipients.rows(named=True)[0] == {
+        "recipient": "bob@example.com", "rejected": 2, "delivered": 0, "deferred": 0,
+        "failed": 0,
+    }  # fmt: skip
+    assert report.inbound.deliveries.rows() == [("local", 1, 0, 0), ("lmtp", 0, 0, 1)]
+
+
+def test_all_counts_every_direction_and_keeps_the_inbound_section() -> None:
+    report = summarize(_both_directions().lazy(), direction="all")
+    assert _totals(report)["attempts"]["total"] == 13
+    assert report.inbound is not None
+    blocked = report.categories.filter(pl.col("category") == "blocked")
+    assert sorted(blocked.select("direction", "count").rows()) == [
+        ("inbound", 4),
+        ("outbound", 1),
+    ]
+
+
+def test_the_advice_is_written_for_the_direction() -> None:
+    """A client on Spamhaus is not our IP: an inbound block gets the inbound advice."""
+    categories = pl.DataFrame(
+        {
+            "category": ["blocked", "user_unknown"],
+            "description": ["blocked", "unknown"],
+            "advice": ["Delist your IP.", "Remove the address."],
+            "advice_inbound": ["Nothing to delist: the client is listed.", ""],
+        }
+    )
+    report = summarize(_both_directions().lazy(), direction="all", categories=categories)
+    advice = {
+        (c, d): a for c, d, a in report.categories.select("category", "direction", "advice").rows()
+    }
+    assert advice[("blocked", "outbound")] == "Delist your IP."
+    assert advice[("blocked", "inbound")] == "Nothing to delist: the client is listed."
+    assert advice[("user_unknown", "outbound")] == "Remove the address."
+    assert advice[("user_unknown", "inbound")] is None
+    without = summarize(
+        _both_directions().lazy(), direction="inbound", categories=categories.drop("advice_inbound")
+    )
+    assert without.categories["advice"].to_list() == [None] * without.categories.height
+
+
+def test_an_unknown_direction_is_a_usage_error() -> None:
+    with pytest.raises(
+        UsageError, match=r"^invalid direction 'sideways': choose from outbound, inbound, all$"
+    ):
+        summarize(_both_directions().lazy(), direction="sideways")
+
+
+def test_reject_reasons_over_real_reject_texts() -> None:
+    """Texts of Postfix and Exim rejects as servers log them (tests/data/direction/, and the
+    corpus's fail2ban, pflogsumm and postfix_exporter test logs)."""
+    texts = {
+        "554 5.7.1 <spam@example.com>: Relay access denied": "relay access denied",
+        "rejected RCPT <victim@example.net>: relay not permitted": "relay access denied",
+        "450 4.2.0 <a@example.com>: Recipient address rejected: Greylisted, see "
+        "http://postgrey.schweikert.ch/help/example.com.html": "greylisting",
+        "4.7.1 Greylisting in action, try again later": "greylisting",
+        "450 4.7.1 : Helo command rejected: Host not found": "helo/ptr checks",
+        "450 4.7.1 Client host rejected: cannot find your hostname, [93.184.216.34]":
+            "helo/ptr checks",
+        "450 4.1.8 <some@nonexistant.tld>: Sender address rejected: Domain not found":
+            "sender/domain checks",
+        "550 5.1.1 : Recipient address rejected: User unknown in local recipient table":
+            "unknown user",
+        "rejected RCPT <nobody@example.com>: Unrouteable address": "unknown user",
+        "rejected after DATA: Your message scored 15.2 SpamAssassin points. Report follows:":
+            "content/milter",
+        "rejected RCPT <bob@example.com>: 203.0.113.77 is listed at zen.spamhaus.org":
+            "blocklist",
+        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
+        "dnsbl.private.example": "blocklist",
+        "550 5.7.1 Client host rejected: Access denied": "other",
+    }  # fmt: skip
+    frame = pl.DataFrame(
+        {"diagnostic": list(texts), "event": "rejected", "direction": "inbound",
+         "transport": "smtpd", "blocklist": None},
+        schema_overrides={"blocklist": pl.String()},
+    )  # fmt: skip
+    reasons = frame.select(reject_reason()).to_series().to_list()
+    assert dict(zip(texts, reasons, strict=True)) == texts
+    # postscreen's own tests, and a milter at the cleanup stage
+    frame = frame.head(1).with_columns(diagnostic=pl.lit("550 5.5.1 Protocol error"))
+    assert frame.with_columns(transport=pl.lit("postscreen")).select(reject_reason()).item() == (
+        "postscreen"
+    )
+    assert frame.with_columns(transport=pl.lit("cleanup")).select(reject_reason()).item() == (
+        "content/milter"
+    )
+    # other events have no reason
+    assert frame.with_columns(direction=pl.lit("outbound")).select(reject_reason()).item() is None

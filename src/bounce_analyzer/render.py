@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from bounce_analyzer.report import BOUNCE_TYPES, Report
+from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
 REPORT_FORMAT_VERSION = 2
@@ -38,6 +38,18 @@ _HEADINGS = {
     "recipient_domain": "recipient domain",
     "sender_domain": "sender domain",
     "category_group": "group",
+    "client_host": "client host",
+    "client_ip": "client IP",
+    "reject_reason": "reason",
+}
+
+#: How the header names the events of each direction that a report leaves out (one, several),
+#: and the `--direction` that shows them.
+_LEFT_OUT = {
+    "outbound": ("outbound event", "outbound events", "outbound"),
+    "inbound": ("inbound reject or delivery", "inbound rejects and deliveries", "inbound"),
+    "internal": ("internal hop", "internal hops", "all"),
+    "unknown": ("event of no direction", "events of no direction", "all"),
 }
 
 
@@ -78,6 +90,21 @@ def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") ->
     return [fmt(heads), *(fmt(r) for r in rows)]
 
 
+def _direction(report: Report) -> str:
+    """The header's second line: which mail the report shows, and what it left out."""
+    counts = report.directions
+    if report.direction == "all":
+        held = [f"{counts[name]:,} {name}" for name in _LEFT_OUT if counts.get(name)]
+        return f"all mail: {', '.join(held) if held else 'no'} events"
+    left_out = [
+        f"{count:,} {one if count == 1 else several}, --direction {option}"
+        for name, (one, several, option) in _LEFT_OUT.items()
+        if name != report.direction and (count := counts.get(name, 0))
+    ]
+    shown = f"{report.direction} mail"
+    return f"{shown} (not counted: {'; '.join(left_out)})" if left_out else shown
+
+
 def _window(report: Report) -> str:
     def stamp(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M UTC") if value else "the beginning"
@@ -93,6 +120,8 @@ _BOUNCE_TYPES = f"hard = {BOUNCE_TYPES['hard']}; soft = {BOUNCE_TYPES['soft']}."
 def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
     """(title, table, the key of `Report.omitted` when `--top` cuts the table)."""
     by = ", ".join(report.by)
+    directed = ["direction"] if report.direction == "all" else []
+    inbound = [] if report.inbound is None else _inbound_sections(report.inbound)
     return [
         ("Totals (attempts: every try; final outcomes: one per message and recipient)",
          report.totals.select(
@@ -106,7 +135,8 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
          ), "groups"),
         ("Failure categories (attempts: bounces and deferrals; hard and soft split the failed)",
          report.categories.select(
-             "category", "category_group", "count", "share", "failed", "deferred", "hard", "soft"
+             "category", "category_group", *directed, "count", "share", "failed", "deferred",
+             "hard", "soft",
          ), None),
         ("Daily trend (attempts)", report.daily, None),
         ("Top recipient domains (final outcomes)",
@@ -117,6 +147,19 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
          report.sender_domains.select(
              "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
          ), "sender_domains"),
+        *inbound,
+    ]  # fmt: skip
+
+
+def _inbound_sections(inbound: Inbound) -> list[tuple[str, pl.DataFrame, str | None]]:
+    return [
+        ("Inbound: our server's rejects by reason (the blocklist the reply names)",
+         inbound.rejects, None),
+        ("Inbound: clients refused most", inbound.clients, "clients"),
+        ("Inbound: local recipients aimed at most (rejected for them, delivered to them)",
+         inbound.recipients, "recipients"),
+        ("Inbound: deliveries into our mailboxes by transport (attempts)",
+         inbound.deliveries, None),
     ]  # fmt: skip
 
 
@@ -142,13 +185,25 @@ def _printable(report: Report) -> Report:
         recipient_domains=printable_frame(report.recipient_domains),
         sender_domains=printable_frame(report.sender_domains),
         notes=[printable(note) for note in report.notes],
+        inbound=None
+        if report.inbound is None
+        else Inbound(
+            rejects=printable_frame(report.inbound.rejects),
+            clients=printable_frame(report.inbound.clients),
+            recipients=printable_frame(report.inbound.recipients),
+            deliveries=printable_frame(report.inbound.deliveries),
+        ),
     )
 
 
 def render_table(report: Report, *, width: int = 100) -> str:
     """The report for a person at a terminal: aligned, plain, within `width` columns."""
     report = _printable(report)
-    out = [f"bounce-analyzer report: {_window(report)}", ""]
+    out = [
+        f"bounce-analyzer report: {_window(report)}",
+        textwrap.fill(_direction(report), width=width, subsequent_indent="  "),
+        "",
+    ]
     if report.notes:
         out.extend([*report.notes, ""])
     for title, frame, key in _sections(report):
@@ -171,20 +226,15 @@ def render_table(report: Report, *, width: int = 100) -> str:
 
 def _category_details(report: Report, *, width: int) -> list[str]:
     out = ["Top messages by category (masked: addresses, ids and numbers as placeholders)"]
-    advice = dict(
-        zip(
-            report.categories.get_column("category").to_list(),
-            report.categories.get_column("advice").to_list()
-            if "advice" in report.categories.columns
-            else [None] * report.categories.height,
-            strict=True,
-        )
-    )
-    for category, group in report.messages.group_by("category", maintain_order=True):
-        name = str(category[0])
-        out.append(f"  {name}")
-        if advice.get(name):
-            out.append(_wrap(f"advice: {advice[name]}", width=width, indent="    "))
+    advice = _advice(report)
+    for (category, direction), group in report.messages.group_by(
+        "category", "direction", maintain_order=True
+    ):
+        out.append(f"  {_category_name(report, category, direction)}")
+        if advice.get((category, direction)):
+            out.append(
+                _wrap(f"advice: {advice[(category, direction)]}", width=width, indent="    ")
+            )
         for count, message in group.select("count", "message").rows():
             text = f"    {count:>7,}  {message}"
             out.append(text if len(text) <= width else text[: width - 1] + "…")
@@ -195,6 +245,19 @@ def _category_details(report: Report, *, width: int) -> list[str]:
     return out
 
 
+def _advice(report: Report) -> dict[tuple[Any, Any], Any]:
+    """Each (category, direction)'s advice, where the report has it."""
+    if "advice" not in report.categories.columns:
+        return {}
+    rows = report.categories.select("category", "direction", "advice").rows()
+    return {(category, direction): advice for category, direction, advice in rows}
+
+
+def _category_name(report: Report, category: Any, direction: Any) -> str:
+    """A category as the top messages name it: with its direction in a report of all mail."""
+    return f"{category} ({direction})" if report.direction == "all" else str(category)
+
+
 def _wrap(text: str, *, width: int, indent: str) -> str:
     return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ")
 
@@ -202,7 +265,7 @@ def _wrap(text: str, *, width: int, indent: str) -> str:
 def render_markdown(report: Report) -> str:
     """The report as Markdown tables (for tickets, wikis and chat)."""
     report = _printable(report)
-    out = [f"# bounce-analyzer report: {_window(report)}", ""]
+    out = [f"# bounce-analyzer report: {_window(report)}", "", _direction(report), ""]
     if report.notes:
         out.extend([*report.notes, ""])
     for title, frame, key in _sections(report):
@@ -226,9 +289,12 @@ def render_markdown(report: Report) -> str:
         if title.startswith("Totals"):
             out.extend([_BOUNCE_TYPES, ""])
     out.extend(["## Top messages by category", ""])
-    for category, count, message in report.messages.select("category", "count", "message").rows():
+    for category, direction, count, message in report.messages.select(
+        "category", "direction", "count", "message"
+    ).rows():
         quoted = message.replace("`", "'")
-        out.append(f"- **{category}** ({count:,}): `{quoted}`")
+        name = _category_name(report, category, direction)
+        out.append(f"- **{name}** ({count:,}): `{quoted}`")
     more = _more(report, "messages")
     if more:
         out.extend(["", more])
@@ -252,16 +318,28 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 def render_json(report: Report) -> str:
     """The whole report as one JSON document (layout: docs/REPORTS.md)."""
-    messages = report.messages.group_by("category", maintain_order=True).agg(
+    messages = report.messages.group_by("category", "direction", maintain_order=True).agg(
         pl.struct("message", "count", "example").alias("top_messages")
     )
-    categories = report.categories.join(messages, on="category", how="left")
+    categories = report.categories.join(
+        messages, on=["category", "direction"], how="left", nulls_equal=True
+    )
+    inbound = None
+    if report.inbound is not None:
+        inbound = {
+            "rejects": _records(report.inbound.rejects),
+            "clients": _records(report.inbound.clients),
+            "recipients": _records(report.inbound.recipients),
+            "deliveries": _records(report.inbound.deliveries),
+        }
     document = {
         "format": "bounce-analyzer-report",
         "version": REPORT_FORMAT_VERSION,
         "since": report.since.isoformat() if report.since else None,
         "until": report.until.isoformat() if report.until else None,
         "by": report.by,
+        "direction": report.direction,
+        "directions": report.directions,
         "notes": report.notes,
         "bounce_types": BOUNCE_TYPES,
         "totals": _records(report.totals),
@@ -270,6 +348,7 @@ def render_json(report: Report) -> str:
         "daily": _records(report.daily),
         "recipient_domains": _records(report.recipient_domains),
         "sender_domains": _records(report.sender_domains),
+        "inbound": inbound,
         "omitted": report.omitted,
         "malformed": report.malformed,
     }

@@ -1,5 +1,10 @@
 """Summaries of classified events: the frames behind `bounce-analyzer report`. Never prints.
 
+A report is about one direction of mail (`direction`: outbound by default, inbound, or all):
+the other events of the window are counted, not summarized. Inbound mail also gets its own
+section (`Inbound`): our server's refusals by reason, the clients refused, the local
+recipients aimed at, and the deliveries into our mailboxes.
+
 Two views of the same events, both labelled in every rendering:
 - attempts: every row counts (a message deferred three times counts three deferrals);
 - final outcomes: one per message and recipient, its last event (deferred three times, then
@@ -15,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.normalize import message_keys, with_event_codes
-from bounce_analyzer.schema import FAILURES
+from bounce_analyzer.schema import DIRECTIONS, FAILURES
 
 #: Columns `--by` may group by.
 GROUPABLE = (
@@ -36,7 +42,93 @@ GROUPABLE = (
     "event",
     "bounce_type",
     "host",
+    "direction",
+    "blocklist",
+    "transport",
+    "client_host",
+    "client_ip",
+    "reject_reason",
 )
+
+
+class ReportDirection(StrEnum):
+    """The directions a report shows (`--direction`): outbound or inbound mail, or all of it
+    (internal hops between our own programs included)."""
+
+    outbound = "outbound"
+    inbound = "inbound"
+    all = "all"
+
+
+REPORT_DIRECTIONS = tuple(direction.value for direction in ReportDirection)
+
+#: Why our server refused a client: each reason with what the refusal's text says, tried in
+#: this order after the blocklist the classification named (`blocklist`) and after
+#: postscreen's own tests (`transport` postscreen); the first that matches is the reason. The
+#: texts are those Postfix and Exim write (and the usual policy services and milters):
+#: `Relay access denied`, `relay not permitted`; `Greylisted`, Exim's greylisting ACL's `is not
+#: yet authorized to deliver mail from`; `Helo command rejected`,
+#: `Client host rejected: cannot find your hostname`; `Sender address rejected: Domain not
+#: found`; `User unknown in local recipient table`, `Unrouteable address`; `milter-reject`,
+#: `rejected after DATA: ... spam`. docs/REPORTS.md lists them.
+_REJECT_REASONS = (
+    ("relay access denied", r"relay access denied|relay not permitted|relaying denied"),
+    ("greylisting", r"greyl|grayl|not yet authorized to deliver"),
+    (
+        "helo/ptr checks",
+        r"helo command rejected|invalid helo|helo name|cannot find your (?:reverse )?hostname"
+        r"|reverse dns|reverse hostname|\bptr\b",
+    ),
+    (
+        "sender/domain checks",
+        r"sender address rejected|sender domain|sender verify failed|unverifiable sender"
+        r"|domain not found|\bspf\b",
+    ),
+    (
+        "unknown user",
+        r"user unknown|unknown user|no such user|unrouteable address|mailbox unavailable"
+        r"|undeliverable address|invalid recipient|unknown in (?:local|virtual|relay)",
+    ),
+    ("content/milter", r"spam|virus|malware|milter|content|attachment|message rejected"),
+)
+
+#: Every value of `reject_reason`, in the order of the table (blocklist and postscreen first).
+REJECT_REASONS = (
+    "blocklist",
+    "postscreen",
+    *(reason for reason, _ in _REJECT_REASONS),
+    "other",
+)
+
+#: A blocklist a text names without the blocklist table knowing the list (a private zone).
+_UNNAMED_BLOCKLIST = r"blocked using|listed at|listed in|\bdnsbl\b|\brbl\b"
+
+
+def reject_reason() -> pl.Expr:
+    """Why our server refused a client (one of `REJECT_REASONS`), for an inbound reject; null
+    for every other event. One expression over the whole frame."""
+    text = pl.col("diagnostic").fill_null("").str.to_lowercase()
+    cases = [
+        (pl.col("blocklist").is_not_null() | text.str.contains(_UNNAMED_BLOCKLIST), "blocklist"),
+        (pl.col("transport") == "postscreen", "postscreen"),
+        *((text.str.contains(pattern), reason) for reason, pattern in _REJECT_REASONS),
+        (pl.col("transport") == "cleanup", "content/milter"),  # a milter or header check
+    ]
+    reason: pl.Expr = pl.lit("other")
+    for condition, name in reversed(cases):
+        reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
+    rejected = (pl.col("direction") == "inbound") & (pl.col("event") == "rejected")
+    return pl.when(rejected).then(reason)
+
+
+@dataclass
+class Inbound:
+    """The inbound section: what our server refused, and what it delivered to our mailboxes."""
+
+    rejects: pl.DataFrame  # reject_reason, blocklist, rejects, share
+    clients: pl.DataFrame  # client_host, client_ip, rejects (the clients refused most)
+    recipients: pl.DataFrame  # recipient, rejected, delivered, deferred, failed (no relaying)
+    deliveries: pl.DataFrame  # transport, delivered, deferred, failed (attempts)
 
 
 @dataclass
@@ -55,9 +147,15 @@ class Report:
     sender_domains: pl.DataFrame
     malformed: int = 0
     #: Rows that `top` left out of each cut table ("groups", "messages", "recipient_domains",
-    #: "sender_domains").
+    #: "sender_domains", and "clients", "recipients" of the inbound section).
     omitted: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The direction shown: one of `REPORT_DIRECTIONS`.
+    direction: str = "outbound"
+    #: The events of the window by direction (`unknown` for those without), shown or not.
+    directions: dict[str, int] = field(default_factory=dict)
+    #: The inbound section, for the inbound and all directions.
+    inbound: Inbound | None = None
 
 
 #: What hard and soft mean, in every view: a failure is hard when the classification says the
@@ -84,8 +182,12 @@ def parse_by(text: str | None) -> list[str]:
     return names
 
 
-def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
-    return lf.with_columns(pl.col("timestamp").dt.date().alias("date"))
+def _with_derived(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """`lf` with the columns a report derives: `date`, and `reject_reason` when grouped by."""
+    derived = [pl.col("timestamp").dt.date().alias("date")]
+    if "reject_reason" in keys:
+        derived.append(reject_reason().alias("reject_reason"))
+    return lf.with_columns(derived)
 
 
 #: Columns that belong to the recipient: a whole-message event does not replace them.
@@ -94,6 +196,7 @@ _RECIPIENT_COLUMNS = ("recipient", "recipient_domain", "original_recipient", "pr
 #: The columns the counts are kept by, besides the `--by` columns (every table sums them).
 _COUNTED = (
     "date",
+    "direction",
     "event",
     "bounce_type",
     "category",
@@ -103,13 +206,13 @@ _COUNTED = (
 )
 
 #: Of those, the ones the final-outcome tables need.
-_FINAL_COUNTED = ("event", "bounce_type", "recipient_domain", "sender_domain")
+_FINAL_COUNTED = ("direction", "event", "bounce_type", "recipient_domain", "sender_domain")
 
 #: The columns that find each message and recipient's last event.
 _OUTCOME_COLUMNS = ("source", "host", "message_ref", "event_id", "recipient", "timestamp", "event")
 
 #: The columns the top messages are grouped by.
-_TEXT_COLUMNS = ("category", "smtp_code", "enhanced_code", "diagnostic")
+_TEXT_COLUMNS = ("direction", "category", "smtp_code", "enhanced_code", "diagnostic")
 
 #: Events whose text `categories` and `messages` count: failures and deferrals.
 _FAILED_OR_DEFERRED = (*FAILURES, "deferred")
@@ -347,7 +450,7 @@ def _text_pass(
         normalize = with_event_codes(pl.col("_key"))
     return (
         texts.with_columns(normalize.fill_null("(no text)").alias("message"))
-        .group_by("category", "message")
+        .group_by("direction", "category", "message")
         .agg(
             pl.col("count").sum(),
             pl.col("diagnostic").sort_by("_row").first().alias("example"),
@@ -373,6 +476,85 @@ def _counts(counted: pl.DataFrame, keys: list[str], *, outcomes: bool = False) -
         rows.filter(_soft()).sum().alias("soft"),
         rows.filter(event == "complained").sum().alias("complained"),
     )
+
+
+#: The columns that tell one row of the category table from another.
+_CATEGORY_KEYS = ("category", "category_group", "direction")
+
+
+def _with_advice(by_category: pl.DataFrame, categories: pl.DataFrame) -> pl.DataFrame:
+    """The category table with each category's description and the advice of its direction:
+    `advice_inbound` for inbound rows (none where the rules have no such column or leave it
+    empty: a client on a blocklist is not our IP to delist), `advice` for the others."""
+    inbound = (
+        pl.col("advice_inbound")
+        if "advice_inbound" in categories.columns
+        else pl.lit(None, pl.String())
+    )
+    text = categories.select("category", "description", inbound.alias("_inbound"), "advice")
+    advice = pl.when(pl.col("direction") == "inbound").then("_inbound").otherwise("advice")
+    return (
+        by_category.join(text, on="category", how="left")
+        .with_columns(advice.replace("", None).alias("advice"))
+        .drop("_inbound")
+    )
+
+
+def _inbound(events: pl.LazyFrame, top: int) -> tuple[Inbound, dict[str, int]]:
+    """The inbound section of the inbound `events` of the window; the rows `top` left out of
+    its clients and recipients."""
+    event = pl.col("event")
+    rejected = event == "rejected"
+    events = events.with_columns(reject_reason().alias("reject_reason"))
+    rejects = events.filter(rejected)
+    # a relay attempt aims at someone else's address, not at one of our mailboxes
+    relayed = pl.col("reject_reason").eq_missing("relay access denied")
+    queries = [
+        rejects.group_by("reject_reason", "blocklist").agg(pl.len().alias("rejects")),
+        rejects.group_by("client_host", "client_ip")
+        .agg(pl.len().alias("rejects"))
+        .sort(["rejects", "client_ip", "client_host"], descending=[True, False, False]),
+        events.filter(pl.col("recipient").is_not_null() & (event != "complained") & ~relayed)
+        .group_by("recipient")
+        .agg(
+            rejected.sum().alias("rejected"),
+            (event == "delivered").sum().alias("delivered"),
+            (event == "deferred").sum().alias("deferred"),
+            (_failed() & ~rejected).sum().alias("failed"),
+        )
+        .sort(
+            ["rejected", "delivered", "recipient"], descending=[True, True, False], nulls_last=True
+        ),
+        events.filter(~rejected & (event != "complained"))
+        .group_by("transport")
+        .agg(
+            (event == "delivered").sum().alias("delivered"),
+            (event == "deferred").sum().alias("deferred"),
+            _failed().sum().alias("failed"),
+        )
+        .sort(["delivered", "transport"], descending=[True, False], nulls_last=True),
+    ]
+    reasons, clients, recipients, deliveries = pl.collect_all(queries, engine="streaming")
+    order = {reason: rank for rank, reason in enumerate(REJECT_REASONS)}
+    reasons = (
+        reasons.with_columns(
+            (pl.col("rejects") / pl.col("rejects").sum()).round(4).alias("share"),
+            pl.col("reject_reason").replace_strict(order, return_dtype=pl.Int32).alias("_rank"),
+        )
+        .sort(["_rank", "rejects", "blocklist"], descending=[False, True, False])
+        .drop("_rank")
+    )
+    left_out = {
+        "clients": max(0, clients.height - top),
+        "recipients": max(0, recipients.height - top),
+    }
+    section = Inbound(
+        rejects=reasons,
+        clients=clients.head(top),
+        recipients=recipients.head(top),
+        deliveries=deliveries,
+    )
+    return section, left_out
 
 
 def _days(events: pl.LazyFrame) -> list[date]:
@@ -418,6 +600,7 @@ def summarize(
     categories: pl.DataFrame | None = None,
     held: Sequence[date] | None = None,
     holder: str = "the input",
+    direction: str = "outbound",
 ) -> Report:
     """Summarize classified events (a LazyFrame of the event table) within [since, until).
 
@@ -426,24 +609,40 @@ def summarize(
     over a share of the messages, so that memory does not grow with the input. `normalize`
     replaces `normalize.message_with_codes` as the message of a failure; it is evaluated once per
     distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
-    description, advice: `Rules.categories`) gives the category table its description and
-    advice columns. `malformed` is the number of records set aside, for the report to show.
-    `top` cuts every table whose rows grow with the data (the `--by` table, the top messages
-    of each category, the domain tables); the category table and the daily trend are whole.
-    When the window holds no event, a note says which UTC days `holder` holds: `held` (a
-    store's day partitions), else the days of `events` itself.
+    description, advice and, where the rules have it, advice_inbound: `Rules.categories`)
+    gives the category table its description and the advice of its direction. `malformed` is
+    the number of records set aside, for the report to show. `direction` (one of
+    `REPORT_DIRECTIONS`) chooses the events summarized; the others of the window are only
+    counted (`Report.directions`), and the inbound and all directions add the inbound
+    section. `top` cuts every table whose rows grow with the data (the `--by` table, the top
+    messages of each category, the domain tables, the inbound clients and recipients); the
+    category table, the daily trend and the inbound reasons and transports are whole. When
+    the window holds no event, a note says which UTC days `holder` holds: `held` (a store's
+    day partitions), else the days of `events` itself.
     """
+    if direction not in REPORT_DIRECTIONS:
+        raise UsageError(
+            f"invalid direction {direction!r}: choose from {', '.join(REPORT_DIRECTIONS)}"
+        )
+    direction = str(direction)
     keys = by or ["provider"]
-    lf = events
+    window = events
     if since is not None:
-        lf = lf.filter(pl.col("timestamp") >= since)
+        window = window.filter(pl.col("timestamp") >= since)
     if until is not None:
-        lf = lf.filter(pl.col("timestamp") < until)
-    numbered = _with_date(lf).with_row_index("_row")
+        window = window.filter(pl.col("timestamp") < until)
+    counts = window.group_by("direction").len().collect(engine="streaming").iter_rows()
+    found = {str(name or "unknown"): int(count) for name, count in counts}
+    directions = {name: found[name] for name in (*DIRECTIONS, "unknown") if name in found}
+    lf = window
+    if direction != "all":
+        lf = window.filter(pl.col("direction") == direction)
+    numbered = _with_derived(lf, keys).with_row_index("_row")
     counted = list(dict.fromkeys([*keys, *_COUNTED]))
     final_counted = list(dict.fromkeys([*keys, *_FINAL_COUNTED]))
-    size = int(lf.select(pl.len()).collect().item())
-    passes = max(1, -(-size // _PASS_EVENTS))
+    size = sum(directions.values())
+    shown = size if direction == "all" else directions.get(direction, 0)
+    passes = max(1, -(-shown // _PASS_EVENTS))
     attempt_parts, final_parts, weight_parts = [], [], []
     for part in range(passes):
         # a pass counts the events of a share of the messages (all the events of a message
@@ -494,7 +693,7 @@ def summarize(
     event = pl.col("event")
     by_category = (
         attempts.filter(event.is_in(_FAILED_OR_DEFERRED))
-        .group_by("category", "category_group")
+        .group_by("direction", "category", "category_group")
         .agg(
             rows.sum().alias("count"),
             rows.filter(_failed()).sum().alias("failed"),
@@ -503,18 +702,19 @@ def summarize(
             rows.filter(_soft()).sum().alias("soft"),
         )
         .with_columns((pl.col("count") / pl.col("count").sum()).round(4).alias("share"))
-        .sort(["count", "category"], descending=[True, False])
+        .sort(["count", "category", "direction"], descending=[True, False, False])
+        .select("category", "category_group", "direction", pl.exclude(_CATEGORY_KEYS))
     )
     if categories is not None:
-        text = categories.select("category", "description", "advice")
-        by_category = by_category.join(text, on="category", how="left")
+        by_category = _with_advice(by_category, categories)
     all_messages = (
         pl.concat(text_parts)
-        .group_by("category", "message")
+        .group_by("direction", "category", "message")
         .agg(pl.col("count").sum(), pl.col("example").sort_by("_row").first())
-        .sort(["category", "count", "message"], descending=[False, True, False])
+        .sort(["category", "direction", "count", "message"], descending=[False, False, True, False])
+        .select("category", "direction", "message", "count", "example")
     )
-    top_messages = all_messages.group_by("category", maintain_order=True).head(top)
+    top_messages = all_messages.group_by("category", "direction", maintain_order=True).head(top)
     daily = (
         attempts.group_by("date")
         .agg(
@@ -544,6 +744,10 @@ def summarize(
         "recipient_domains": max(0, recipient_domains.height - top),
         "sender_domains": max(0, sender_domains.height - top),
     }
+    inbound = None
+    if direction in ("inbound", "all"):
+        inbound, left_out = _inbound(window.filter(pl.col("direction") == "inbound"), top)
+        omitted.update(left_out)
     notes = []
     if size == 0 and (since is not None or until is not None):
         days = _days(events) if held is None else list(held)
@@ -562,4 +766,7 @@ def summarize(
         malformed=malformed,
         omitted=omitted,
         notes=notes,
+        direction=direction,
+        directions=directions,
+        inbound=inbound,
     )
