@@ -284,6 +284,30 @@ def test_user_folder_layers_over_builtin(tmp_path: Path) -> None:
     ]
 
 
+def test_advice_inbound_is_optional_in_a_user_folder(tmp_path: Path) -> None:
+    builtin = write_rules(tmp_path / "builtin")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "categories.toml").write_text(
+        "[categories.user_unknown]\n"
+        'description = "No such mailbox."\n'
+        'advice = "Remove it."\n'
+        'advice_inbound = "A probe of addresses that do not exist here."\n'
+        'group = "invalid_address"\n'
+        'hard = "always"\n',
+        encoding="utf-8",
+    )
+    rules = load_rules(user, builtin_dir=builtin)
+    advice = rules.categories.select("category", "advice", "advice_inbound")
+    assert advice.filter(category="user_unknown").row(0) == (
+        "user_unknown",
+        "Remove it.",
+        "A probe of addresses that do not exist here.",
+    )
+    # the built-in test folder has no advice_inbound: empty, as a missing advice is
+    assert advice.filter(category="mailbox_full").row(0) == ("mailbox_full", "", "")
+
+
 def test_user_rules_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(RULES_ENV, raising=False)
     assert user_rules_dir(None) is None
@@ -326,6 +350,37 @@ def test_builtin_rules_load() -> None:
     rules = load_rules()
     assert rules.categories.height > 0
     assert set(rules.codes["table"].unique()) >= {"enhanced", "reply"}
+
+
+@needs_builtin
+def test_every_builtin_category_has_advice_for_both_directions() -> None:
+    categories = load_rules().categories
+    assert categories.columns == [
+        "category", "description", "advice", "advice_inbound", "group", "hard",
+    ]  # fmt: skip
+    blank = pl.col("advice").str.strip_chars() == ""
+    empty = categories.filter(blank | (pl.col("advice_inbound").str.strip_chars() == ""))
+    assert empty["category"].to_list() == []
+    assert categories.filter(pl.col("advice") == pl.col("advice_inbound")).height == 0
+
+
+@needs_builtin
+def test_block_advice_knows_whose_ip_is_listed() -> None:
+    """Outbound, the listed IP is ours: delist it. Inbound, it is the client's: nothing to
+    delist (issue 13: the advice told us to delist our IP for a client on Spamhaus)."""
+    advice = {
+        row["category"]: row
+        for row in load_rules()
+        .categories.filter(pl.col("category").is_in(["blocked", "bad_reputation"]))
+        .iter_rows(named=True)
+    }
+    assert "Your own sending IP" in advice["blocked"]["advice"]
+    assert "delisting steps" in advice["blocked"]["advice"]
+    assert "your own sending IP" in advice["bad_reputation"]["advice"]
+    for name in ("blocked", "bad_reputation"):
+        inbound = advice[name]["advice_inbound"]
+        assert "the client's, not yours" in inbound
+        assert "nothing to delist" in inbound
 
 
 @needs_builtin

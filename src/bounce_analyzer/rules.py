@@ -76,7 +76,7 @@ CODE_COLUMNS: dict[str, pl.DataType] = {
 }
 
 _TABLE_KINDS = ("provider", "enhanced", "reply", "reference")
-_CATEGORY_KEYS = {"description", "advice", "group", "hard"}
+_CATEGORY_KEYS = {"description", "advice", "advice_inbound", "group", "hard"}
 _PROVIDER_KEYS = {"label", "domains", "hosts"}
 _PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note"}
 _TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
@@ -87,7 +87,8 @@ _HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
 class Rules:
     """Everything the engine knows, as polars frames (see docs/RULES.md for each file).
 
-    - ``categories``: category, description, advice, group, hard
+    - ``categories``: category, description, advice (for mail we sent), advice_inbound (for
+      mail sent to us), group, hard
     - ``groups``: group, description
     - ``providers``: provider, label (in lookup order)
     - ``provider_domains``: domain, provider (one row per domain, first provider wins)
@@ -279,6 +280,7 @@ def _load_categories(builtin: Path, user: Path | None) -> tuple[pl.DataFrame, pl
                 "category": name,
                 "description": _text(path, entry, item, "description", required=True),
                 "advice": _text(path, entry, item, "advice", required=False) or "",
+                "advice_inbound": _text(path, entry, item, "advice_inbound", required=False) or "",
                 "group": group,
                 "hard": hard,
             }
@@ -292,6 +294,7 @@ def _load_categories(builtin: Path, user: Path | None) -> tuple[pl.DataFrame, pl
             "category": pl.String,
             "description": pl.String,
             "advice": pl.String,
+            "advice_inbound": pl.String,
             "group": pl.String,
             "hard": pl.String,
         },
