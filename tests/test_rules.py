@@ -10,6 +10,7 @@ import pytest
 
 from bounce_analyzer.errors import RulesError
 from bounce_analyzer.rules import (
+    BLOCKLIST_COLUMNS,
     CODE_COLUMNS,
     ENGINE_CATEGORIES,
     RULES_ENV,
@@ -93,6 +94,14 @@ GMAIL = (
     "user_unknown,true,\n"
 )
 
+BLOCKLISTS = """
+[blocklists.inhouse]
+label = "Ours"
+lists = ["ip"]
+lookup = "https://rbl.example.net/"
+zones = ["rbl.example.net"]
+"""
+
 REPLIES = """id,smtp_code,meaning,solution,category,from_seed,note
 550,550,Mailbox unavailable,,user_unknown,false,
 """
@@ -138,6 +147,9 @@ def test_load_small_folder(tmp_path: Path) -> None:
         ("reply:550", "reply", None, 550, "user_unknown"),
     ]
     assert rules.replies["rule_id"].to_list() == ["reply:550"]
+    # blocklists.toml is optional: without it, no reply names a list
+    assert rules.blocklists.schema == pl.Schema(BLOCKLIST_COLUMNS)
+    assert rules.blocklists.height == 0
 
 
 def test_load_is_cached_until_a_file_changes(tmp_path: Path) -> None:
@@ -231,6 +243,37 @@ BROKEN = [
         "codes__tables_toml",
         TABLES.replace('provider = "google"', 'provider = "aol"'),
         "codes/tables.toml: table 'gmail': unknown provider 'aol'",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS + 'colour = "red"\n',
+        "blocklists.toml: blocklist 'inhouse': unknown key 'colour'",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('["ip"]', '["ips"]'),
+        "blocklists.toml: blocklist 'inhouse': 'lists' must name what it holds: ip, domain, url",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('"rbl.example.net"', '"rbl"'),
+        "blocklists.toml: blocklist 'inhouse': 'rbl': a zone or text must be ASCII and at least "
+        "5 characters long",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('zones = ["rbl.example.net"]', "zones = []"),
+        "blocklists.toml: blocklist 'inhouse': give the 'zones' or 'texts' that name it",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('lookup = "https://rbl.example.net/"\n', ""),
+        "blocklists.toml: blocklist 'inhouse': missing 'lookup'",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS + BLOCKLISTS.replace("inhouse", "other").replace('"Ours"', '"Theirs"'),
+        "blocklists.toml: blocklist 'other': 'rbl.example.net' already names 'inhouse'",
     ),
 ]
 

@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
 from bounce_analyzer.prefilter import is_plain, required_literals
@@ -766,12 +767,19 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
 
     # 4. per event
     answers = _per_event(rows, facts, decided, prepared)
-    keep = [c for c in original if c not in _ADDED]
+    # the list the diagnostic names, whatever decided the category (rules/blocklists.toml)
+    blocklist = frame.select(
+        blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist")
+    ).to_series()
+    keep = [c for c in original if c not in (*_ADDED, "blocklist")]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
-    columns = {c.name: c for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"])}
-    return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED)])
+    columns = {
+        c.name: c
+        for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], blocklist)
+    }
+    return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED, "blocklist")])
 
 
 def classify_lazy(

@@ -4,7 +4,8 @@ An input is a diagnostic as a server wrote it (``550-5.1.1 The email account ...
 code (``5.7.26``, ``421``, ``0x800CCC0F``), optionally with the reply code, enhanced code,
 recipient, relay host or provider given apart. The answer is the engine's decision plus what
 the deciding rule says: a code table row's meaning and solution, else the category's
-description and advice.
+description and advice. Where the text names a DNS blocklist or reputation list
+(rules/blocklists.toml), the answer names it too, with the page to look an address up on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ EXPLAIN_COLUMNS = (
     "solution",
     "description",
     "advice",
+    "blocklist",
+    "blocklist_label",
+    "blocklist_lookup",
+    "blocklist_note",
 )
 
 #: The keys a JSON input line may have (others are ignored).
@@ -94,11 +99,18 @@ def explain_frame(inputs: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         )
     )
     categories = rules.categories.lazy().select("category", "description", "advice")
+    blocklists = rules.blocklists.lazy().select(
+        "blocklist",
+        pl.col("label").alias("blocklist_label"),
+        pl.col("lookup").alias("blocklist_lookup"),
+        pl.col("note").alias("blocklist_note"),
+    )
     return (
         classified.with_row_index("_row")
         .join(row_text, on="rule_id", how="left")
         .join(hex_text, on="hex_code", how="left")
         .join(categories, on="category", how="left")
+        .join(blocklists, on="blocklist", how="left")
         .sort("_row")
         .with_columns(
             pl.coalesce("meaning", "hex_meaning", "description").alias("meaning"),
@@ -213,6 +225,9 @@ _LABELS = (
     ("meaning", "meaning"),
     ("solution", "solution"),
     ("advice", "advice"),
+    ("blocklist_named", "blocklist"),
+    ("blocklist_lookup", "look up"),
+    ("blocklist_note", "list note"),
 )
 
 
@@ -224,7 +239,10 @@ def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
     codes = " ".join(
         str(result[key]) for key in ("smtp_code", "enhanced_code", "hex_code") if result.get(key)
     )
-    values = {**result, "bounce": bounce or "-", "codes": codes or "-"}
+    named = None
+    if result.get("blocklist"):
+        named = f"{result['blocklist']}: {result.get('blocklist_label') or result['blocklist']}"
+    values = {**result, "bounce": bounce or "-", "codes": codes or "-", "blocklist_named": named}
     if values.get("advice") == values.get("solution"):
         values["advice"] = None
     out = []

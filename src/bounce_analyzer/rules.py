@@ -75,11 +75,28 @@ CODE_COLUMNS: dict[str, pl.DataType] = {
     "order": pl.Int32(),
 }
 
+#: The columns of the blocklist frame (`Rules.blocklists`), in order: `names` holds the
+#: entry's zones and texts, lower-cased, as `blocklists.blocklist_of` matches them.
+BLOCKLIST_COLUMNS: dict[str, pl.DataType] = {
+    "blocklist": pl.String(),
+    "label": pl.String(),
+    "lists": pl.List(pl.String()),
+    "lookup": pl.String(),
+    "note": pl.String(),
+    "names": pl.List(pl.String()),
+    "user": pl.Boolean(),
+}
+#: What a blocklist may hold (its `lists` key).
+BLOCKLIST_HOLDS = ("ip", "domain", "url")
+#: A zone or text shorter than this would match inside other words.
+BLOCKLIST_NAME_MIN = 5
+
 _TABLE_KINDS = ("provider", "enhanced", "reply", "reference")
 _CATEGORY_KEYS = {"description", "advice", "advice_inbound", "group", "hard"}
 _PROVIDER_KEYS = {"label", "domains", "hosts"}
 _PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note"}
 _TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
+_BLOCKLIST_KEYS = {"label", "lists", "lookup", "zones", "texts", "note"}
 _HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
 
 
@@ -97,6 +114,8 @@ class Rules:
       (in matching order: user patterns first)
     - ``tables``: table, file, title, provider, source, kind
     - ``codes``: every code-table row, columns `CODE_COLUMNS`
+    - ``blocklists``: the DNS blocklists and reputation lists replies name, columns
+      `BLOCKLIST_COLUMNS` (user lists first)
 
     A `Rules` object is equal only to itself and hashes by identity, so that the engine can
     keep what it derives from one beside it (classify.py) for as long as the object lives.
@@ -110,6 +129,7 @@ class Rules:
     patterns: pl.DataFrame
     tables: pl.DataFrame
     codes: pl.DataFrame
+    blocklists: pl.DataFrame
 
     @property
     def replies(self) -> pl.DataFrame:
@@ -229,6 +249,13 @@ def _text(path: Path | None, entry: str, item: dict[str, Any], key: str, *, requ
     return value
 
 
+def _strings(path: Path | None, entry: str, item: dict[str, Any], key: str) -> list[str]:
+    values = item.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise RulesError(f"{path}: {entry}: '{key}' must be a list of strings")
+    return values
+
+
 def _all_valid(regexes: list[str]) -> bool:
     """Whether polars accepts every one of `regexes`, checked in one call (start-up stays
     light); `_regex_problem` then says what is wrong with which."""
@@ -326,22 +353,19 @@ def _load_providers(
         **user_entries,
         **{k: v for k, v in builtin_entries.items() if k not in user_entries},
     }
-    providers, domains, hosts = [], [], []
+    providers, domains = [], []
+    hosts: list[dict[str, Any]] = []
     seen_domains: set[str] = set()
     for name, (path, item) in ordered.items():
         entry = f"provider '{name}'"
         label = _text(path, entry, item, "label", required=False) or name
         providers.append({"provider": name, "label": label})
-        for key in ("domains", "hosts"):
-            values = item.get(key, [])
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise RulesError(f"{path}: {entry}: '{key}' must be a list of strings")
-        for domain in item.get("domains", []):
+        for domain in _strings(path, entry, item, "domains"):
             domain = domain.lower().strip(".")
             if domain not in seen_domains:
                 seen_domains.add(domain)
                 domains.append({"domain": domain, "provider": name})
-        for regex in item.get("hosts", []):
+        for regex in _strings(path, entry, item, "hosts"):
             hosts.append({"provider": name, "regex": regex, "_path": path, "_entry": entry})
     if not _all_valid([host["regex"] for host in hosts]):
         for host in hosts:
@@ -588,6 +612,60 @@ def _load_codes(
     return codes, table_frame
 
 
+# --- blocklists ------------------------------------------------------------------------------
+
+
+def _blocklist_row(path: Path | None, name: str, item: object, *, user: bool) -> dict[str, Any]:
+    entry = f"blocklist '{name}'"
+    item = _check_keys(path, entry, item, _BLOCKLIST_KEYS)
+    lists = _strings(path, entry, item, "lists")
+    if not lists or any(kind not in BLOCKLIST_HOLDS for kind in lists):
+        raise RulesError(f"{path}: {entry}: 'lists' must name what it holds: ip, domain, url")
+    names = [
+        text.strip().lower()
+        for text in _strings(path, entry, item, "zones") + _strings(path, entry, item, "texts")
+    ]
+    if not names:
+        raise RulesError(f"{path}: {entry}: give the 'zones' or 'texts' that name it")
+    for text in names:
+        if len(text) < BLOCKLIST_NAME_MIN or not text.isascii():
+            raise RulesError(
+                f"{path}: {entry}: {text!r}: a zone or text must be ASCII and at least "
+                f"{BLOCKLIST_NAME_MIN} characters long"
+            )
+    return {
+        "blocklist": name,
+        "label": _text(path, entry, item, "label", required=True),
+        "lists": lists,
+        "lookup": _text(path, entry, item, "lookup", required=True),
+        "note": _text(path, entry, item, "note", required=False),
+        "names": list(dict.fromkeys(names)),
+        "user": user,
+    }
+
+
+def _load_blocklists(builtin: Path, user: Path | None) -> pl.DataFrame:
+    """rules/blocklists.toml (optional in both folders), user lists first: a user entry
+    replaces the built-in one of its name, and a user's zone or text wins over a built-in
+    list that names it too."""
+    layers = [
+        (_optional_toml(user, "blocklists.toml"), True),
+        (_optional_toml(builtin, "blocklists.toml"), False),
+    ]
+    rows: dict[str, dict[str, Any]] = {}
+    for (path, data), is_user in layers:
+        named: dict[str, str] = {}  # a name -> the list it names, within this file
+        for name, item in _section(path, data, "blocklists").items():
+            row = _blocklist_row(path, name, item, user=is_user)
+            for text in row["names"]:
+                if named.setdefault(text, name) != name:
+                    raise RulesError(
+                        f"{path}: blocklist '{name}': {text!r} already names '{named[text]}'"
+                    )
+            rows.setdefault(name, row)
+    return pl.DataFrame(list(rows.values()), schema=BLOCKLIST_COLUMNS)
+
+
 def _load(builtin: Path, user: Path | None) -> Rules:
     categories, groups = _load_categories(builtin, user)
     providers, domains, hosts = _load_providers(builtin, user)
@@ -604,4 +682,5 @@ def _load(builtin: Path, user: Path | None) -> Rules:
         patterns=patterns,
         tables=tables,
         codes=codes,
+        blocklists=_load_blocklists(builtin, user),
     )
