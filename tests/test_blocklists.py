@@ -161,3 +161,77 @@ def test_explain_without_a_named_list_says_nothing_of_lists() -> None:
     assert not [line for line in result.output.splitlines() if line.startswith("blocklist:")]
     answer = json.loads(runner.invoke(app, ["explain", "--json", "421"]).output)
     assert answer["blocklist"] is None
+
+
+SPAMHAUS_REJECT = (
+    "554 5.7.1 Service unavailable; Client host [198.51.100.195] blocked using "
+    "zen.spamhaus.org; https://www.spamhaus.org/query/ip/198.51.100.195"
+)
+
+
+def test_explain_gives_the_advice_of_the_direction(rules: Rules) -> None:
+    """Issue 13: a client on Spamhaus is not our IP. `explain --direction inbound` says so;
+    outbound (the default) tells us to delist our own IP."""
+    advice = rules.categories.filter(category="blocked").row(0, named=True)
+
+    outbound = runner.invoke(app, ["explain", "--json", SPAMHAUS_REJECT])
+    assert outbound.exit_code == 0, outbound.output
+    answer = json.loads(outbound.output)
+    assert (answer["direction"], answer["category"], answer["blocklist"]) == (
+        "outbound",
+        "blocked",
+        "spamhaus",
+    )
+    assert answer["solution"] == answer["advice"] == advice["advice"]
+
+    inbound = runner.invoke(app, ["explain", "--json", "--direction", "inbound", SPAMHAUS_REJECT])
+    assert inbound.exit_code == 0, inbound.output
+    answer = json.loads(inbound.output)
+    assert answer["direction"] == "inbound"
+    assert answer["solution"] == answer["advice"] == advice["advice_inbound"]
+    assert "nothing to delist" in answer["solution"]
+
+    text = runner.invoke(app, ["explain", "--direction", "inbound", SPAMHAUS_REJECT]).output
+    lines = text.splitlines()
+    assert "advice for:   mail sent to us (inbound: our server refused or received it)" in lines
+    assert "delisting steps" not in text
+    assert "blocklist:    spamhaus: Spamhaus ZEN (SBL, CSS, XBL with the CBL, PBL)" in lines
+
+
+def test_explain_inbound_drops_a_rows_solution_for_senders(rules: Rules) -> None:
+    """A code-table row's solution tells the sender what to fix (Gmail's 5.7.26: set up SPF
+    and DKIM); for mail sent to us the category's inbound advice replaces it."""
+    outbound = json.loads(runner.invoke(app, ["explain", "--json", "5.7.26"]).output)
+    inbound = json.loads(
+        runner.invoke(app, ["explain", "--json", "--direction", "inbound", "5.7.26"]).output
+    )
+    assert outbound["rule_id"] == inbound["rule_id"]
+    assert outbound["meaning"] == inbound["meaning"]
+    assert inbound["category"] == "auth_failure"
+    category = rules.categories.filter(category="auth_failure").row(0, named=True)
+    assert inbound["solution"] == category["advice_inbound"]
+    assert outbound["solution"] != category["advice_inbound"]
+
+
+def test_explain_stdin_takes_each_lines_direction() -> None:
+    lines = [
+        SPAMHAUS_REJECT,
+        json.dumps({"diagnostic": SPAMHAUS_REJECT, "direction": "outbound"}),
+        json.dumps({"diagnostic": SPAMHAUS_REJECT, "direction": " Inbound "}),
+    ]
+    result = runner.invoke(
+        app, ["explain", "-", "--direction", "inbound"], input="\n".join(lines) + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.output.splitlines()]
+    assert [a["direction"] for a in answers] == ["inbound", "outbound", "inbound"]
+    assert ["nothing to delist" in a["solution"] for a in answers] == [True, False, True]
+
+
+def test_explain_stdin_refuses_an_unknown_direction_naming_the_line() -> None:
+    lines = ["421", json.dumps({"diagnostic": "421", "direction": "sideways"})]
+    result = runner.invoke(app, ["explain", "-"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "Error: <stdin>:2: direction must be inbound or outbound, not 'sideways'"
+    )

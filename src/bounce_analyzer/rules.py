@@ -15,6 +15,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,21 @@ class Rules:
     def category_names(self) -> set[str]:
         """The closed vocabulary of categories."""
         return set(self.categories["category"].to_list())
+
+
+class Direction(StrEnum):
+    """The directions a category has advice for (`advice_for`)."""
+
+    outbound = "outbound"  # we (or an ESP for us) sent it: the receiver refused us
+    inbound = "inbound"  # another server sent it to us: our server refused or received it
+
+
+def advice_for(direction: pl.Expr) -> pl.Expr:
+    """A category's advice for an event going `direction`, from the columns of
+    `Rules.categories`: `advice_inbound` for inbound mail (our server refused a client, or
+    delivered into or failed at one of our mailboxes), `advice` for the rest (mail we sent)."""
+    inbound = direction == Direction.inbound.value
+    return pl.when(inbound).then(pl.col("advice_inbound")).otherwise(pl.col("advice"))
 
 
 def builtin_rules_dir() -> Path:
