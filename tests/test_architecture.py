@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("schema", "smtp", "stages", "timewindow", "prefilter"),
     ("reading", "extract", "normalize", "rules", "blocklists"),
     ("sources",),
+    ("direction",),
     ("classify",),
     ("pipeline", "writers", "report"),
     ("store",),

@@ -151,8 +151,6 @@ def test_parse_writes_parquet_that_round_trips(data_path: Path, tmp_path: Path) 
     result = runner.invoke(app, ["parse", str(log), "-o", str(out), "--tz", "UTC"])
     assert result.exit_code == 0, result.output
     frame = pl.read_parquet(out)
-    # TEMPORARY, until schema version 2 (branch i13src) declares `blocklist`
-    frame = frame.drop("blocklist")
     assert dict(frame.schema) == EVENT_SCHEMA
     assert frame.height == 11
 
@@ -244,4 +242,4 @@ def test_parse_reads_compressed_stdin(sample_logs_path: Path) -> None:
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["source"] for e in events} == {"exim"}
     assert events[0]["origin"].startswith("<stdin>:")
-    assert result.stderr == "<stdin>: exim, 600 read, 245 events, 355 skipped, 0 malformed\n"
+    assert result.stderr == "<stdin>: exim, 625 read, 258 events, 367 skipped, 0 malformed\n"

@@ -137,13 +137,10 @@ def test_parse_of_a_log_without_events_writes_the_event_table_columns(
         result = invoke("parse", "--tz", "UTC", "--format", fmt, "-o", str(out), *map(str, inputs))
         assert result.exit_code == 0, result.output
         if fmt == "parquet":
-            # TEMPORARY, until schema version 2 (branch i13src) declares `blocklist`
-            written = pl.read_parquet(out)
-            assert dict(written.drop("blocklist", strict=False).schema) == EVENT_SCHEMA
+            assert dict(pl.read_parquet(out).schema) == EVENT_SCHEMA
             assert pl.read_parquet(out).height == rows
         elif fmt == "csv":
-            header = out.read_text().splitlines()[0].removesuffix(",blocklist")
-            assert header == ",".join(EVENT_SCHEMA)
+            assert out.read_text().splitlines()[0] == ",".join(EVENT_SCHEMA)
             assert len(out.read_text().splitlines()) == 1 + rows
         else:
             assert len(out.read_text().splitlines()) == rows + (fmt == "table" and rows)

@@ -18,25 +18,17 @@ from typing import Any
 import polars as pl
 import pytest
 import zstandard
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
+from _cli import invoke
 from _samples import BOUNCED, BROKEN, EXIM_BOUNCED
 from bounce_analyzer import store as store_module
 from bounce_analyzer.cli import app
 from bounce_analyzer.pipeline import ParseRun
 from bounce_analyzer.store import scan_events, scan_quarantine
 
-runner = CliRunner()
-
 #: The modification time of every log written here: the year of "Nov 27" is 2026.
 MTIME = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
-
-
-def invoke(*args: str) -> Result:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 def write_log(path: Path, data: bytes) -> Path:

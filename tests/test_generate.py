@@ -92,6 +92,18 @@ def test_record_count_is_exact(source: str, size: int) -> None:
     assert set(truth.events) == set(EVENTS)
 
 
+#: A queue id our own clients submitted a message under (smtpd from an application server,
+#: or pickup): one per message of the plan.
+SUBMITTED = re.compile(
+    r"postfix/(?:smtpd\[\d+\]: (\w+): client=(?:app0[12]|crm)\.example\.com"
+    r"|pickup\[\d+\]: (\w+): uid=33 )"
+)
+
+
+def _submitted(data: bytes) -> set[str]:
+    return {a or b for a, b in SUBMITTED.findall(data.decode())}
+
+
 def test_segments_join_without_repeating_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large outputs are built in segments; ids stay unique and time keeps increasing."""
     monkeypatch.setattr(output, "SEGMENT", 3_000)
@@ -99,12 +111,18 @@ def test_segments_join_without_repeating_ids(monkeypatch: pytest.MonkeyPatch) ->
     lines = _records(data)
     assert len(lines) == 10_000
     qids_per_sender: dict[str, set[str]] = {}
+    removed: Counter[str] = Counter()
     for line in lines:
         m = re.search(r"qmgr\[\d+\]: ([0-9A-F]+): from=<([^>]*)>, size", line)
         if m:
             qids_per_sender.setdefault(m.group(1), set()).add(m.group(2))
+        if m := re.search(r"qmgr\[\d+\]: ([0-9A-F]+): removed", line):
+            removed[m.group(1)] += 1
     assert all(len(senders) == 1 for senders in qids_per_sender.values())
-    assert len(qids_per_sender) == truth.messages
+    # every queue id (a message, its re-injection by the filter, a bounce notice, a message
+    # from outside) is taken and removed once
+    assert set(removed) == set(qids_per_sender) and set(removed.values()) == {1}
+    assert len(_submitted(data)) == truth.messages
     _assert_monotonic_classic(lines)
 
 
@@ -113,12 +131,15 @@ def test_segments_join_without_repeating_ids(monkeypatch: pytest.MonkeyPatch) ->
 
 
 POSTFIX_LINE = re.compile(
-    r"^(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) mx1 postfix/"
-    r"(?P<prog>smtpd|smtp|qmgr|cleanup|pickup|bounce|postscreen|anvil)\[\d+\]: (?P<msg>.+)$"
+    r"^(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) mx1 (?:postfix/"
+    r"(?P<prog>smtpd|smtp|lmtp|local|virtual|pipe|qmgr|cleanup|pickup|bounce|postscreen|anvil)"
+    r"\[\d+\]|amavis\[\d+\]|dovecot): (?P<msg>.+)$"
 )
 POSTFIX_QUEUED = re.compile(r"^(?P<qid>[0-9A-F]{10,11}): ")
+#: relay=: a remote MX, amavis on 127.0.0.1:10024, Dovecot's LMTP socket, or a local agent.
 POSTFIX_STATUS = re.compile(
-    r"^[0-9A-F]{10,11}: to=<(?P<rcpt>[^>]+)>, relay=(?P<relay>none|[a-z0-9.-]+\[[0-9.]+\]:25), "
+    r"^[0-9A-F]{10,11}: to=<(?P<rcpt>[^>]+)>, relay=(?P<relay>none|[a-z0-9.-]+\[[0-9.]+\]:\d+"
+    r"|mx1\.example\.com\[private/dovecot-lmtp\]|local|virtual|dovecot), "
     r"delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), "
     r"status=(?P<status>sent|deferred|bounced) \((?P<text>.+)\)$"
 )
@@ -139,6 +160,8 @@ def test_postfix_lines_have_the_syslog_shape() -> None:
             assert POSTFIX_STATUS.match(msg), line
         elif m.group("prog") in ("qmgr", "cleanup", "bounce", "pickup"):
             assert POSTFIX_QUEUED.match(msg), line
+        elif m.group("prog") is None:
+            assert re.match(r"\(\d+-\d\d\) Passed CLEAN |lmtp\(\S+@\S+\)<\d+><\w+>: ", msg), line
 
 
 def test_postfix_timestamps_are_monotonic_and_in_the_window() -> None:
@@ -157,8 +180,11 @@ def test_postfix_rfc3339_timestamps_in_a_zone() -> None:
 
 def test_postfix_long_queue_ids() -> None:
     data, truth = _postfix(800, 14, long_queue_ids=True)
-    qids = set(re.findall(r"qmgr\[\d+\]: ([0-9A-Za-z]+): removed", data.decode()))
-    assert len(qids) == truth.messages
+    text = data.decode()
+    qids = set(re.findall(r"qmgr\[\d+\]: ([0-9A-Za-z]+): removed", text))
+    qids |= set(re.findall(r"cleanup\[\d+\]: ([0-9A-Za-z]+): milter-reject", text))
+    assert len(_submitted(data)) == truth.messages
+    assert _submitted(data) <= qids
     assert all(
         re.fullmatch(
             r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{4}", q
@@ -194,12 +220,15 @@ def _postfix_counts(lines: list[str]) -> tuple[Counter[str], Counter[tuple[str, 
             events["expired"] += 1
             by_domain[(domain, "expired")] += 1
             by_code[("expired", None, None)] += 1
-        elif "NOQUEUE: reject:" in msg:
-            m2 = re.search(r": (\d{3}) (\d\.\d\.\d{1,3}) .*; from=<[^>]*> to=<[^@]+@([^>]+)>", msg)
+        elif "NOQUEUE: reject:" in msg or "milter-reject:" in msg:
+            m2 = re.search(
+                r": (?:(\d{3}) )?(\d\.\d\.\d{1,3}) .*; from=<[^>]*>,? to=<[^@]+@([^>]+)>", msg
+            )
             assert m2, line
             events["rejected"] += 1
             by_domain[(m2.group(3), "rejected")] += 1
-            by_code[("rejected", int(m2.group(1)), m2.group(2))] += 1
+            code = int(m2.group(1)) if m2.group(1) else None
+            by_code[("rejected", code, m2.group(2))] += 1
     return events, by_domain, by_code
 
 
@@ -211,7 +240,7 @@ def test_postfix_truth_matches_plain_counting() -> None:
     assert flat == dict(by_domain)
     assert truth.by_code == dict(by_code)
     assert truth.event_records == sum(events.values())
-    assert truth.messages == len(set(re.findall(r": ([0-9A-F]{10,11}): removed", data.decode())))
+    assert truth.messages == len(_submitted(data))
 
 
 def test_postfix_templates_know_their_category() -> None:
@@ -290,9 +319,12 @@ def test_postfix_first_delivery_line_exactly() -> None:
     data, _ = _postfix(40, 1)
     line = next(x for x in _records(data) if "status=" in x)
     assert line == (
-        "Nov 27 01:04:12 mx1 postfix/smtp[32110]: 9C737963E7: to=<l.silva@mail.ru>, "
-        "relay=mxs.mail.ru[94.100.68.154]:25, delay=2.0, delays=0.4/0.2/1.1/0.25, dsn=2.0.0, "
-        "status=sent (250 OK id=x5KzZG-Bo0YZ4-hC)"
+        "Nov 27 03:44:03 mx1 postfix/smtp[60434]: 3F805963E7: to=<felix.lindqvist69@hotmail.com>, "
+        "relay=hotmail-com.olc.protection.outlook.com[52.101.21.209]:25, delay=2.0, "
+        "delays=0.4/0.35/0.32/0.94, dsn=2.6.0, status=sent (250 2.6.0 "
+        "<20261127034401.d3b218cc@example.com> [InternalId=57288986849810, "
+        "Hostname=AM4PEPF000E3538.eurprd04.prod.outlook.com] 239498 bytes in 0.920, 27.920 KB/sec "
+        "Queued mail for delivery -> 250 2.1.5)"
     )
 
 
@@ -301,12 +333,19 @@ def test_postfix_first_delivery_line_exactly() -> None:
 
 EXIM_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?:(?P<id>[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}) "
-    r"(?P<rest>.+)|(?:SMTP connection|no host name|Start queue|End queue|H=\().+)$"
+    r"(?P<rest>.+)|(?:SMTP connection|no host name|Start queue|End queue|H=\(|rejected EHLO).+)$"
 )
 EXIM_REST = re.compile(
     r"^(?:<= \S+ (?:H=|U=).+ S=\d+ id=\S+|(?:=>|->) \S+ R=dnslookup T=remote_smtp H=\S+ \[[0-9.]+\]"
     r' .+ C=".+"|== \S+ R=dnslookup T=remote_smtp defer \(-?\d+\).*: .+|\*\* \S+(?: R=dnslookup'
-    r" T=remote_smtp H=\S+ \[[0-9.]+\] .+)?: .+|H=\S+ \[[0-9.]+\] .+|Completed)$"
+    r" T=remote_smtp H=\S+ \[[0-9.]+\] .+)?: .+|H=\S+ \[[0-9.]+\] .+|Completed"
+    # a bounce message, and deliveries into our own mailboxes
+    r"|<= <> R=\S+ U=Debian-exim P=local S=\d+"
+    r'|=> \S+@\S+ R=dovecot_user T=dovecot_lmtp C="250 2\.0\.0 <\S+> \w+ Saved"'
+    r"|=> \S+@\S+ R=localuser T=local_delivery"
+    r"|== \S+@\S+ R=localuser T=local_delivery defer \(-22\): mailbox is full .+"
+    # content scanning, at the end of DATA
+    r"|H=\(\S+\) \[[0-9.]+\]:\d+ F=<\S+> rejected after DATA: .+)$"
 )
 
 
@@ -324,10 +363,14 @@ def test_exim_lines_have_the_mainlog_shape() -> None:
 
 def test_exim_new_ids() -> None:
     data, truth = _exim(600, 32, new_ids=True)
-    ids = set(
-        re.findall(r" ([0-9A-Za-z]{6}-[0-9A-Za-z]{11}-[0-9A-Za-z]{4}) Completed", data.decode())
+    new_id = r"[0-9A-Za-z]{6}-[0-9A-Za-z]{11}-[0-9A-Za-z]{4}"
+    completed = re.findall(rf" ({new_id}) Completed", data.decode())
+    assert len(completed) == len(set(completed))
+    ours = re.findall(
+        rf" ({new_id}) <= \S+ (?:H=(?:app0[12]|crm)\.example\.com |U=www-data)", data.decode()
     )
-    assert len(ids) == truth.messages
+    assert set(ours) <= set(completed)
+    assert len(ours) == truth.messages
 
 
 def test_exim_truth_matches_plain_counting() -> None:
@@ -343,11 +386,223 @@ def test_exim_truth_matches_plain_counting() -> None:
                 event = "expired" if rest.endswith("retry timeout exceeded") else "bounced"
             events[event] += 1
             domains[(m.group(2).rsplit("@", 1)[1], event)] += 1
-        elif " rejected RCPT " in rest:
+        elif " rejected RCPT " in rest or " rejected after DATA: " in rest:
             events["rejected"] += 1
     assert {e: n for e, n in truth.events.items() if n} == dict(events)
     flat = {(d, e): n for d, per in truth.by_domain.items() for e, n in per.items() if n}
     assert {k: v for k, v in flat.items() if k[1] != "rejected"} == dict(domains)
+
+
+# ---------------------------------------------------------------------------------------------
+# Both directions: our mail out, other servers' mail in, the content filter's hop
+
+#: How each of our domains' mail is delivered into its mailboxes (world.toml's own_domains).
+POSTFIX_RELAY_OF = {
+    "example.com": "mx1.example.com[private/dovecot-lmtp]",
+    "news.example.com": "virtual",
+    "shop.example.com": "dovecot",
+    "status.example.com": "local",
+}
+EXIM_ROUTE_OF = {
+    "example.com": "R=dovecot_user T=dovecot_lmtp",
+    "news.example.com": "R=dovecot_user T=dovecot_lmtp",
+    "shop.example.com": "R=dovecot_user T=dovecot_lmtp",
+    "status.example.com": "R=localuser T=local_delivery",
+}
+POSTFIX_QID_LINE = re.compile(r"postfix/(\w+)\[\d+\]: (\w+): (.*)$")
+
+
+def _postfix_by_qid(lines: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each queue id's (program, text) lines, in order."""
+    by_qid: dict[str, list[tuple[str, str]]] = {}
+    for line in lines:
+        if m := POSTFIX_QID_LINE.search(line):
+            by_qid.setdefault(m.group(2), []).append((m.group(1), m.group(3)))
+    return by_qid
+
+
+def _sender(entries: list[tuple[str, str]]) -> str:
+    return next(
+        m.group(1) for prog, text in entries if (m := re.match(r"from=<([^>]*)>, size", text))
+    )
+
+
+def _direction(relay: str) -> str:
+    if relay.startswith("127.0.0.1[127.0.0.1]:10024"):
+        return "internal"
+    if relay in POSTFIX_RELAY_OF.values():
+        return "inbound"
+    return "outbound"
+
+
+def test_postfix_truth_by_direction_matches_plain_counting() -> None:
+    data, truth = _postfix(20_000, 61)
+    counted: Counter[tuple[str, str]] = Counter()
+    names = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
+    for line in _records(data):
+        msg = line.split(": ", 1)[1]
+        if m := POSTFIX_STATUS.match(msg):
+            counted[(_direction(m.group("relay")), names[m.group("status")])] += 1
+        elif "status=expired" in msg:
+            counted[("outbound", "expired")] += 1
+        elif "reject:" in msg:
+            counted[("inbound", "rejected")] += 1
+    flat = {(d, e): n for d, per in truth.by_direction.items() for e, n in per.items() if n}
+    assert flat == dict(counted)
+    # a mid-size server: most events are our outbound mail, every direction is there
+    outbound = sum(truth.by_direction["outbound"].values())
+    assert outbound > truth.event_records / 2
+    assert truth.by_direction["inbound"]["delivered"] > 100
+    assert truth.by_direction["inbound"]["deferred"] > 0
+    assert truth.by_direction["internal"]["delivered"] > 100
+
+
+def test_postfix_content_filter_hop_gives_the_message_back_under_a_new_queue_id() -> None:
+    data, _ = _postfix(20_000, 62)
+    lines = _records(data)
+    by_qid = _postfix_by_qid(lines)
+    people = {
+        f"{s[0]}@{s[1]}"
+        for s, person in zip(world.SENDERS, world.SENDER_IS_PERSON, strict=True)
+        if person
+    }
+    hops = 0
+    for qid, entries in by_qid.items():
+        queued = [
+            (m.group(1), m.group(2))
+            for prog, text in entries
+            if (
+                m := re.match(
+                    r"to=<([^>]+)>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:10024, .*"
+                    r"status=sent \(250 2\.0\.0 from MTA\(smtp:\[127\.0\.0\.1\]:10025\): "
+                    r"250 2\.0\.0 Ok: queued as (\w+)\)$",
+                    text,
+                )
+            )
+        ]
+        if not queued:
+            continue
+        hops += 1
+        assert _sender(entries) in people
+        assert entries[-1] == ("qmgr", "removed")
+        (back,) = {new for _, new in queued}
+        again = by_qid[back]
+        assert again[0] == ("smtpd", "client=localhost[127.0.0.1]")
+        assert _sender(again) == _sender(entries)
+        message_ids = {text for prog, text in entries + again if prog == "cleanup"}
+        assert len(message_ids) == 1  # the same Message-ID under both ids
+        delivered_to = {
+            m.group(1) for prog, text in again if (m := re.match(r"to=<([^>]+)>, relay=", text))
+        }
+        assert delivered_to == {rcpt for rcpt, _ in queued}
+        assert any(
+            f"Queue-ID: {qid}, " in line and f"queued_as: {back}, " in line for line in lines
+        )
+    assert hops > 50
+
+
+def test_postfix_bounce_notices_reach_their_senders_mailboxes() -> None:
+    data, truth = _postfix(20_000, 63)
+    by_qid = _postfix_by_qid(_records(data))
+    notices = 0
+    for entries in by_qid.values():
+        for prog, text in entries:
+            if prog != "bounce":
+                continue
+            notices += 1
+            notice = by_qid[text.rsplit(" ", 1)[1]]
+            sender = _sender(entries)
+            assert notice[0][0] == "cleanup"
+            assert (
+                notice[0][1].startswith("message-id=<2026") and "@mx1.example.com>" in notice[0][1]
+            )
+            assert _sender(notice) == ""
+            (status,) = [t for p, t in notice if t.startswith("to=<")]
+            relay = POSTFIX_RELAY_OF[sender.split("@")[1]]
+            assert status.startswith(f"to=<{sender}>, relay={relay}, ") and "status=sent" in status
+            assert notice[-1] == ("qmgr", "removed")
+    assert notices == truth.events["bounced"] + truth.events[
+        "expired"
+    ] - _bounced_recipients_beyond_one(by_qid)
+    assert notices > 50
+
+
+def _bounced_recipients_beyond_one(by_qid: dict[str, list[tuple[str, str]]]) -> int:
+    """Failed recipients past the first of their message (a message has one notice)."""
+    extra = 0
+    for entries in by_qid.values():
+        failed = sum(
+            1 for _, text in entries if "status=bounced" in text or "status=expired" in text
+        )
+        extra += max(0, failed - 1)
+    return extra
+
+
+def test_postfix_mail_from_outside_is_delivered_into_our_mailboxes() -> None:
+    data, _ = _postfix(20_000, 64)
+    by_qid = _postfix_by_qid(_records(data))
+    clients = {f"client={c[0]}[{c[1]}]" for c in world.CORRESPONDENTS}
+    inbound = 0
+    for entries in by_qid.values():
+        if entries[0][1] not in clients:
+            continue
+        inbound += 1
+        statuses = [t for p, t in entries if t.startswith("to=<")]
+        rcpt = statuses[0][4:].split(">", 1)[0]
+        relay = POSTFIX_RELAY_OF[rcpt.split("@")[1]]
+        assert all(s.startswith(f"to=<{rcpt}>, relay={relay}, ") for s in statuses)
+        assert "status=sent" in statuses[-1]
+        assert all("status=deferred" in s and "Quota exceeded" in s for s in statuses[:-1])
+    assert inbound > 100
+
+
+def test_postscreen_rejects_only_when_enforced() -> None:
+    plain, _ = _postfix(20_000, 65)
+    assert b"postscreen" in plain and not re.search(rb"postscreen\[\d+\]: NOQUEUE: reject", plain)
+    data, truth = _postfix(20_000, 65, postscreen_enforce=True)
+    rejects = re.findall(
+        r"postscreen\[\d+\]: NOQUEUE: reject: RCPT from \[[0-9.]+\]:\d+: 550 5\.(7\.1 Service "
+        r"unavailable; client \[[0-9.]+\] blocked using zen\.spamhaus\.org|5\.1 Protocol error); "
+        r"from=<[^>]+>, to=<[^>]+@example\.com>, proto=ESMTP, helo=<[^>]+>",
+        data.decode(),
+    )
+    assert len(rejects) > 20
+    assert len(rejects) == sum(
+        int(str(truth.templates[name]["count"]))
+        for name in ("postfix.postscreen.dnsbl", "postfix.postscreen.pregreet")
+    )
+
+
+def test_exim_bounce_messages_and_mail_from_outside_reach_our_mailboxes() -> None:
+    data, truth = _exim(20_000, 66)
+    lines = [line[20:] for line in _records(data)]
+    by_id: dict[str, list[str]] = {}
+    for rest in lines:
+        if m := re.match(r"(\w{6}-\w{6}-\w{2}) (.*)$", rest):
+            by_id.setdefault(m.group(1), []).append(m.group(2))
+    senders = {i: e[0].split()[1] for i, e in by_id.items() if e[0].startswith("<= ")}
+    bounces = inbound = 0
+    for entries in by_id.values():
+        if m := re.match(r"<= <> R=(\S+) U=Debian-exim P=local S=\d+$", entries[0]):
+            bounces += 1
+            parent = by_id[m.group(1)]
+            assert any(e.startswith("** ") for e in parent)
+            sender = senders[m.group(1)]
+            route = EXIM_ROUTE_OF[sender.split("@")[1]]
+            assert entries[1].startswith(f"=> {sender} {route}")
+            assert entries[2:] == ["Completed"]
+        elif " H=" in entries[0] and any(
+            f"H={c[0]} [{c[1]}] " in entries[0] for c in world.CORRESPONDENTS
+        ):
+            inbound += 1
+            rcpt = entries[-2].split()[1]
+            assert entries[-2].startswith(f"=> {rcpt} {EXIM_ROUTE_OF[rcpt.split('@')[1]]}")
+            assert all(e.startswith(f"== {rcpt} ") for e in entries[1:-2])
+            assert entries[-1] == "Completed"
+    assert bounces > 50 and inbound > 100
+    assert truth.by_direction["inbound"]["delivered"] == bounces + inbound
+    assert truth.by_direction["inbound"]["rejected"] == truth.events["rejected"]
+    assert truth.by_direction["internal"] == dict.fromkeys(EVENTS, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,6 +733,7 @@ GOLDEN_CASES: dict[str, tuple[str, int, int, dict[str, object], int | None]] = {
     "postfix-quarter-day": ("postfix", 60, 5, {"days": 0.25, "start": NOV_26}, None),
     "postfix-segments": ("postfix", 10_000, 5, {}, 3_000),
     "postfix-segments-cover-long": ("postfix", 7_000, 6, COVER_LONG_RFC3339, 2_500),
+    "postfix-postscreen-enforce": ("postfix", 3_000, 15, {"postscreen_enforce": True}, None),
     "exim-0": ("exim", 0, 1, {}, None),
     "exim-1": ("exim", 1, 1, {}, None),
     "exim-9": ("exim", 9, 3, {}, None),

@@ -40,6 +40,7 @@ def test_wheel_contains_the_rules_and_the_generator_data(wheel: Path) -> None:
         "bounce_analyzer/generate/replies.toml",
         "bounce_analyzer/generate/world.toml",
         "bounce_analyzer/generate/noise.toml",
+        "bounce_analyzer/generate/mailboxes.toml",
     ):
         assert name in names
 

@@ -33,6 +33,7 @@ from typing import Final
 import polars as pl
 
 from bounce_analyzer.blocklists import blocklist_of
+from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
 from bounce_analyzer.prefilter import is_plain, required_literals
@@ -68,7 +69,9 @@ _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
 #: Events whose category the event decides: their text is not classified.
 _EVENT_DECIDED = ("delivered", "complained")
-_ADDED = ["provider", "category", "category_group", "bounce_type", "permanent", "rule_id"]
+#: What step 4 gives each event.
+_ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
+_ADDED = ["provider", *_ANSWERS, "direction", "blocklist"]
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -704,7 +707,7 @@ def _per_event(
         .join(prepared.categories.lazy(), on="category", how="left", maintain_order="left")
         .with_columns(_permanent().alias("permanent"))
         .with_columns(_bounce_type().alias("bounce_type"))
-        .select("smtp_code", "enhanced_code", "hex_code", *[c for c in _ADDED if c != "provider"])
+        .select("smtp_code", "enhanced_code", "hex_code", *_ANSWERS)
         .collect(engine=_ENGINE)
     )
 
@@ -771,15 +774,17 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     blocklist = frame.select(
         blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist")
     ).to_series()
-    keep = [c for c in original if c not in (*_ADDED, "blocklist")]
+    keep = [c for c in original if c not in _ADDED]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
+    # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
+    verdicts = [directions(frame, rules.direction), blocklist]
     columns = {
         c.name: c
-        for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], blocklist)
+        for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], *verdicts)
     }
-    return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED, "blocklist")])
+    return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED)])
 
 
 def classify_lazy(

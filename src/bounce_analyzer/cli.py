@@ -126,9 +126,24 @@ RulesOption = Annotated[
 ]
 
 
-def _rules(option: str | None) -> Rules:
-    """The built-in rules with the `--rules` folder (else $BOUNCE_ANALYZER_RULES) laid over."""
-    return load_rules(user_rules_dir(Path(option) if option else None))
+LocalDomainsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--local-domains",
+        help="Our own domains, comma-separated (.example.com: its subdomains): mail to them is "
+        "inbound whatever carried it. Added to the local_domains of the rules' direction.toml.",
+        show_default=False,
+    ),
+]
+
+
+def _rules(option: str | None, *, local_domains: str | None = None) -> Rules:
+    """The built-in rules with the `--rules` folder (else $BOUNCE_ANALYZER_RULES) laid over,
+    and the `--local-domains` added to their direction settings."""
+    loaded = load_rules(user_rules_dir(Path(option) if option else None))
+    if local_domains is not None:
+        loaded = loaded.with_local_domains(local_domains.split(","))
+    return loaded
 
 
 @overload
@@ -342,6 +357,7 @@ def parse(
         ),
     ] = None,
     rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Read logs or ESP events and write one classified event per recipient and attempt.
@@ -349,7 +365,8 @@ def parse(
     Example: bounce-analyzer parse /var/log/mail.log --format csv -o bounces.csv
     """
     event_format = event_format_for(output, fmt)
-    run = ParseRun(paths, source=source, tz=tz, strict=strict, rules=_rules(rules))
+    loaded = _rules(rules, local_domains=local_domains)
+    run = ParseRun(paths, source=source, tz=tz, strict=strict, rules=loaded)
     inputs = [item.path for item in expand_inputs(paths)]
     refuse_inputs({"--output": output, "--malformed": malformed}, inputs)
     with ExitStack() as outputs:
@@ -425,6 +442,7 @@ def ingest(
     tz: TzOption = None,
     strict: StrictOption = False,
     rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for another run's lock instead of stopping.")
     ] = False,
@@ -445,7 +463,7 @@ def ingest(
             source=source,
             tz=tz,
             strict=strict,
-            rules=_rules(rules),
+            rules=_rules(rules, local_domains=local_domains),
             progress=update,
             wait=wait,
             now=_now(),
@@ -514,12 +532,14 @@ def report(
         from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
         opened = open_store(store_path(store), create=False)
+        loaded = _rules(rules)
         with opened.reading() as view:  # a consistent view; a damaged file is named
             summary = summarize(
-                view.scan_events(since=start, until=end),
+                # (the rules' direction.toml decides the direction of events of schema 1)
+                view.scan_events(since=start, until=end, direction=loaded.direction),
                 since=start, until=end, by=groups, top=top,
                 malformed=view.count_quarantined(since=start, until=end),
-                categories=_rules(rules).categories,
+                categories=loaded.categories,
             )  # fmt: skip
             text = render_report(summary, fmt)  # rendering reads values too
     typer.echo(text, nl=False)
@@ -558,11 +578,12 @@ def export(
     start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
     opened = open_store(store_path(store), create=False)
+    loaded = _rules(rules)
     with opened.reading() as view:  # a consistent view; a damaged file is named
         rows = export_events(
-            view.scan_events(since=start, until=end), Path(output), what=what,
-            fmt=export_format_for(output, fmt), partition_by_date=by_date,
-            rules=_rules(rules) if what is ExportKind.events else None,  # rule text: events only
+            view.scan_events(since=start, until=end, direction=loaded.direction), Path(output),
+            what=what, fmt=export_format_for(output, fmt), partition_by_date=by_date,
+            rules=loaded if what is ExportKind.events else None,  # rule text: events only
         )  # fmt: skip
     typer.echo(f"exported {rows:,} rows to {output}", err=True)
 

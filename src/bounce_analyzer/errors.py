@@ -19,6 +19,13 @@ class RulesError(BounceAnalyzerError):
     """A rules file is missing, unreadable or invalid."""
 
 
+class SettingsError(RulesError):
+    """A setting of the rules folder (`direction.toml`) is invalid: like a bad option, a usage
+    error (exit code 2)."""
+
+    exit_code = 2
+
+
 class UnknownSourceError(UsageError):
     """A --source name that no source module claims."""
 

@@ -325,7 +325,8 @@ class ParseRun:
         def chunk() -> Chunk:
             joined = pl.concat(events) if events else schema.empty_facts()
             if joined.height:
-                joined = classify(joined, self.rules)
+                # (the event table's columns in order: a verdict no stage gave yet is null)
+                joined = schema.conform(classify(joined, self.rules), schema.EVENT_SCHEMA)
             made = Chunk(
                 path=item.display,
                 events=joined,

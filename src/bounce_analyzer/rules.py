@@ -10,10 +10,13 @@ each of them.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.resources
+import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from bounce_analyzer.errors import RulesError
+from bounce_analyzer.errors import RulesError, SettingsError, UsageError
 from bounce_analyzer.schema import SOURCE_NAMES
 from bounce_analyzer.smtp import ENHANCED_CODE
 
@@ -101,6 +104,28 @@ _BLOCKLIST_KEYS = {"label", "lists", "lookup", "zones", "texts", "note"}
 _HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
 
 
+@dataclass(frozen=True)
+class DirectionSettings:
+    """What `direction.toml` says about the mail whose direction a log cannot tell.
+
+    docs/SCHEMA.md (Direction) gives the decision these take part in. Entries are checked
+    when loaded (`_load_direction`) and kept lower-cased, but transports, whose names are
+    case-sensitive:
+
+    - ``local_domains``: the domains we receive mail for (`example.com`: that domain;
+      `.example.com`: its subdomains);
+    - ``inbound_relays``: the internal servers a gateway hands inbound mail to with smtp: host
+      names (`.example.com` for subdomains), IP addresses, networks (`192.0.2.0/24`);
+    - ``inbound_transports``, ``outbound_transports``: transport names (`*` matches any run of
+      characters) whose deliveries go the one way or the other.
+    """
+
+    local_domains: tuple[str, ...] = ()
+    inbound_relays: tuple[str, ...] = ()
+    inbound_transports: tuple[str, ...] = ()
+    outbound_transports: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, eq=False)
 class Rules:
     """Everything the engine knows, as polars frames (see docs/RULES.md for each file).
@@ -131,6 +156,7 @@ class Rules:
     tables: pl.DataFrame
     codes: pl.DataFrame
     blocklists: pl.DataFrame
+    direction: DirectionSettings
 
     @property
     def replies(self) -> pl.DataFrame:
@@ -140,6 +166,20 @@ class Rules:
     def category_names(self) -> set[str]:
         """The closed vocabulary of categories."""
         return set(self.categories["category"].to_list())
+
+    def with_local_domains(self, domains: Iterable[str]) -> Rules:
+        """These rules, with `domains` (checked as `local_domains` entries) added to the local
+        domains of `direction.toml`: what `--local-domains` gives."""
+        added = []
+        for value in domains:
+            domain = _domain_entry(value)
+            if domain is None:
+                raise UsageError(f"--local-domains: {value!r} {_NOT_A_DOMAIN}")
+            added.append(domain)
+        local = tuple(dict.fromkeys([*self.direction.local_domains, *added]))
+        return dataclasses.replace(
+            self, direction=dataclasses.replace(self.direction, local_domains=local)
+        )
 
 
 class Direction(StrEnum):
@@ -682,6 +722,80 @@ def _load_blocklists(builtin: Path, user: Path | None) -> pl.DataFrame:
     return pl.DataFrame(list(rows.values()), schema=BLOCKLIST_COLUMNS)
 
 
+# --- direction ---------------------------------------------------------------------------------
+
+_DIRECTION_KEYS = ("local_domains", "inbound_relays", "inbound_transports", "outbound_transports")
+_NOT_A_DOMAIN = "is not a domain name (write example.com, or .example.com for its subdomains)"
+#: A domain name (labels of anything but space, `@`, `.`, brackets, `*`, `/`, `:` and `,`), or
+#: `.` and a domain name (its subdomains).
+_DOMAIN_ENTRY = re.compile(r"^\.?(?:[^\s@.\[\]*/:,]+\.)*[^\s@.\[\]*/:,]+$")
+#: A transport name (Postfix service, Exim transport or router), with `*` wildcards.
+_TRANSPORT_ENTRY = re.compile(r"^[\w.+*-]+$")
+
+
+def _domain_entry(value: str) -> str | None:
+    """`value` as a domain entry (lower case, without a final dot), or None if it is none."""
+    domain = value.strip().lower().removesuffix(".")
+    return domain if _DOMAIN_ENTRY.match(domain) else None
+
+
+def _relay_entry(path: Path, value: str) -> str:
+    """An `inbound_relays` entry: an address or network in its usual form, or a host name."""
+    text = value.strip()
+    if "/" in text or ":" in text or text.replace(".", "").isdigit():
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError as error:
+            raise SettingsError(f"{path}: inbound_relays: {value!r}: {error}") from None
+        return str(network.network_address) if "/" not in text else str(network)
+    host = _domain_entry(text)
+    if host is None:
+        raise SettingsError(
+            f"{path}: inbound_relays: {value!r} is not a host name, IP address or network"
+        )
+    return host
+
+
+def _load_direction(builtin: Path, user: Path | None) -> DirectionSettings:
+    """`direction.toml` of the user folder if it has one (it replaces the built-in one, whose
+    lists are empty), else the built-in one; without either, empty lists (the logs decide)."""
+    path, data = _optional_toml(user, "direction.toml")
+    if path is None:
+        path, data = _optional_toml(builtin, "direction.toml")
+    if path is None:
+        return DirectionSettings()
+    unknown = sorted(set(data) - set(_DIRECTION_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"{path}: unknown key '{unknown[0]}' (expected {', '.join(_DIRECTION_KEYS)})"
+        )
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in _DIRECTION_KEYS:
+        values = data.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise SettingsError(f"{path}: {key} must be a list of strings")
+        entries = []
+        for value in values:
+            if key == "local_domains":
+                entry = _domain_entry(value)
+                if entry is None:
+                    raise SettingsError(f"{path}: {key}: {value!r} {_NOT_A_DOMAIN}")
+            elif key == "inbound_relays":
+                entry = _relay_entry(path, value)
+            else:
+                entry = value.strip()
+                if not _TRANSPORT_ENTRY.match(entry):
+                    raise SettingsError(f"{path}: {key}: {value!r} is not a transport name")
+            entries.append(entry)
+        lists[key] = tuple(dict.fromkeys(entries))
+    both = sorted(set(lists["inbound_transports"]) & set(lists["outbound_transports"]))
+    if both:
+        raise SettingsError(
+            f"{path}: transport {both[0]!r} is in both inbound_transports and outbound_transports"
+        )
+    return DirectionSettings(**lists)
+
+
 def _load(builtin: Path, user: Path | None) -> Rules:
     categories, groups = _load_categories(builtin, user)
     providers, domains, hosts = _load_providers(builtin, user)
@@ -699,4 +813,5 @@ def _load(builtin: Path, user: Path | None) -> Rules:
         tables=tables,
         codes=codes,
         blocklists=_load_blocklists(builtin, user),
+        direction=_load_direction(builtin, user),
     )

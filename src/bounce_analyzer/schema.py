@@ -1,4 +1,4 @@
-"""The event table (schema version 1): one row per recipient per delivery attempt or ESP event.
+"""The event table (schema version 2): one row per recipient per delivery attempt or ESP event.
 
 Defined once here, as a polars schema and the matching Arrow schema. docs/SCHEMA.md explains
 each column and why the schema is shaped as it is.
@@ -13,7 +13,7 @@ import polars as pl
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The values of the `event` column.
 EVENTS = ("delivered", "deferred", "bounced", "expired", "dropped", "rejected", "complained")
@@ -23,6 +23,12 @@ FAILURES = ("bounced", "expired", "rejected", "dropped")
 
 #: The values of the `source` column.
 SOURCE_NAMES = ("postfix", "exim", "sendgrid", "mailgun")
+
+#: The sources that are our own server's log (the others are ESPs sending for us).
+LOG_SOURCES = ("postfix", "exim")
+
+#: The values of the `direction` column: which way the mail went (docs/SCHEMA.md, Direction).
+DIRECTIONS = ("outbound", "inbound", "internal")
 
 #: Columns a source fills in (facts read from the input).
 FACT_SCHEMA: dict[str, pl.DataType] = {
@@ -40,6 +46,9 @@ FACT_SCHEMA: dict[str, pl.DataType] = {
     "original_recipient": pl.String(),
     "relay_host": pl.String(),
     "relay_ip": pl.String(),
+    "client_host": pl.String(),
+    "client_ip": pl.String(),
+    "transport": pl.String(),
     "smtp_code": pl.Int16(),
     "enhanced_code": pl.String(),
     "diagnostic": pl.String(),
@@ -57,6 +66,8 @@ CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
     "bounce_type": pl.String(),
     "permanent": pl.Boolean(),
     "rule_id": pl.String(),
+    "direction": pl.String(),
+    "blocklist": pl.String(),
 }
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {**FACT_SCHEMA, **CLASSIFICATION_SCHEMA}

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bounce_analyzer import schema
+from bounce_analyzer.direction import DirectionSettings, direction_of
 from bounce_analyzer.errors import BounceAnalyzerError, StoreError
 from bounce_analyzer.reading import Resume
 
@@ -58,6 +59,7 @@ __all__ = [
     "Staging",
     "Store",
     "StoreReader",
+    "as_current",
     "between_steps",
     "count_quarantined",
     "find_resume",
@@ -779,8 +781,11 @@ def _scan(
     since: datetime | None,
     until: datetime | None,
     seen: list[Path] | None = None,
+    direction: DirectionSettings | None = None,
 ) -> pl.LazyFrame:
-    """The rows of `table` with `since <= column < until`; the files it reads go to `seen`."""
+    """The rows of `table` with `since <= column < until`; the files it reads go to `seen`.
+    Events of files written by an older schema are read as the current one has them
+    (`as_current`, with `direction`)."""
     open_store(store, create=False)  # a clear error for a missing folder or a non-store
     columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
     files = partition_files(store, since=since, until=until, table=table)
@@ -788,32 +793,82 @@ def _scan(
         seen.extend(files)
     if not files:
         return pl.LazyFrame(schema=columns)
-    frame = pl.scan_parquet(
-        files,
-        hive_partitioning=False,
-        glob=False,
-        schema=columns,
-        missing_columns="insert",
-        extra_columns="ignore",
-    )
-    start = _utc(since, "since")
-    end = _utc(until, "until")
-    if start is not None:
-        frame = frame.filter(pl.col(column) >= start)
-    if end is not None:
-        frame = frame.filter(pl.col(column) < end)
-    return frame
+    older = [path for path in files if table == "events" and _schema_version(path) == 1]
+    current = [path for path in files if path not in older] if older else files
+    frames = []
+    for group in (current, older):
+        if not group:
+            continue
+        frame = pl.scan_parquet(
+            group,
+            hive_partitioning=False,
+            glob=False,
+            schema=columns,
+            missing_columns="insert",
+            extra_columns="ignore",
+        )
+        start = _utc(since, "since")
+        end = _utc(until, "until")
+        if start is not None:
+            frame = frame.filter(pl.col(column) >= start)
+        if end is not None:
+            frame = frame.filter(pl.col(column) < end)
+        frames.append(as_current(frame, direction) if group is older else frame)
+    return frames[0] if len(frames) == 1 else pl.concat(frames)
+
+
+def _schema_version(path: Path) -> int:
+    """The schema version a stored file was written by (its footer says; version 1 wrote it
+    too). An unreadable footer is left to the scan, which names the damaged file."""
+    try:
+        metadata = pq.read_schema(str(path)).metadata or {}
+    except (pa.ArrowException, OSError):
+        return schema.SCHEMA_VERSION
+    version = metadata.get(b"bounce_analyzer.schema_version", b"1")
+    return int(version) if version.isdigit() else schema.SCHEMA_VERSION
 
 
 def scan_events(
-    store: str | Path, *, since: datetime | None = None, until: datetime | None = None
+    store: str | Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    direction: DirectionSettings | None = None,
 ) -> pl.LazyFrame:
-    """The stored events with `since <= timestamp < until`, lazily (only those days are read).
+    """The stored events with `since <= timestamp < until`, lazily (only those days are read),
+    as the current schema has them: the events of files written by schema version 1 are read
+    as version 2 (`as_current`, with `direction`: the settings that decide their direction,
+    default none).
 
     An empty store gives an empty frame with the event table's columns. Raises `StoreError`
     when there is no store at `store`.
     """
-    return _scan(store, "events", "timestamp", since, until)
+    return _scan(store, "events", "timestamp", since, until, direction=direction)
+
+
+def as_current(events: pl.LazyFrame, direction: DirectionSettings | None = None) -> pl.LazyFrame:
+    """Events of schema version 1 (with the event table's columns, the new ones null) as
+    version 2 has them, from the facts version 1 kept, with the expressions the classification
+    uses (docs/STORE.md, Versions):
+
+    - the client our server refused: on a `rejected` event of Postfix or Exim, version 1 put it
+      in `relay_host`/`relay_ip` (an empty host where postscreen names none); it moves to
+      `client_host`/`client_ip`, and `relay_*` become null;
+    - `direction`: `direction.direction_of` with `direction` (the reader's settings, default
+      none), over the facts (no `transport`: the decision tells local deliveries by their relay);
+    - `transport` stays null (version 1 did not keep the program), and so does `blocklist`.
+    """
+    settings = DirectionSettings() if direction is None else direction
+    refused = (
+        pl.col("source").is_in(schema.LOG_SOURCES) & (pl.col("event") == "rejected")
+    ).fill_null(False)
+    relay_host = pl.col("relay_host")
+    return events.with_columns(
+        client_host=pl.when(refused).then(pl.when(relay_host != "").then(relay_host)),
+        client_ip=pl.when(refused).then(pl.col("relay_ip")),
+        relay_host=pl.when(~refused).then(relay_host),
+        relay_ip=pl.when(~refused).then(pl.col("relay_ip")),
+    ).with_columns(direction_of(settings))
 
 
 def scan_quarantine(
@@ -914,10 +969,16 @@ class StoreReader:
         self.files: list[Path] = []
 
     def scan_events(
-        self, *, since: datetime | None = None, until: datetime | None = None
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        direction: DirectionSettings | None = None,
     ) -> pl.LazyFrame:
         """As `scan_events`, for this reader."""
-        return _scan(self.store.path, "events", "timestamp", since, until, self.files)
+        return _scan(
+            self.store.path, "events", "timestamp", since, until, self.files, direction=direction
+        )
 
     def scan_quarantine(
         self, *, since: datetime | None = None, until: datetime | None = None

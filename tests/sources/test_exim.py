@@ -77,7 +77,7 @@ BILL_ID = "1tE3yA-0002Bc-De"
 
 # realistic.log is read with tz="Europe/Berlin" (UTC+1 in November).
 # line, timestamp, event, message_ref, message_id, sender, recipient, original_recipient,
-#   relay_host, relay_ip, smtp_code, enhanced_code, diagnostic, delay_s
+#   peer_host, peer_ip (`_with_peer`), smtp_code, enhanced_code, diagnostic, delay_s
 REALISTIC = [
     (2, utc(2026, 11, 28, 9, 0, 2), "bounced", NEWS_ID, NEWS_MSGID, "news@shop.example",
      "jane.doe@gmail.com", None, "gmail-smtp-in.l.google.com", "142.250.27.26", 550, "5.1.1",
@@ -116,9 +116,19 @@ REALISTIC = [
 ]  # fmt: skip
 REALISTIC_FIELDS = (
     "timestamp", "event", "message_ref", "message_id", "sender", "recipient",
-    "original_recipient", "relay_host", "relay_ip", "smtp_code", "enhanced_code", "diagnostic",
+    "original_recipient", "peer_host", "peer_ip", "smtp_code", "enhanced_code", "diagnostic",
     "delay_s",
 )  # fmt: skip
+
+
+def _with_peer(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with `peer_host` and `peer_ip`: the server we handed the mail to (relay_*), or on a
+    reject the client our server refused (client_*, and then relay_* are null: issue 13)."""
+    if row["event"] == "rejected":
+        assert (row["relay_host"], row["relay_ip"]) == (None, None)
+        return {**row, "peer_host": row["client_host"], "peer_ip": row["client_ip"]}
+    assert (row["client_host"], row["client_ip"]) == (None, None)
+    return {**row, "peer_host": row["relay_host"], "peer_ip": row["relay_ip"]}
 
 
 @pytest.mark.parametrize(
@@ -126,7 +136,7 @@ REALISTIC_FIELDS = (
 )
 def test_realistic(line: int, expected: tuple[Any, ...]) -> None:
     out = parse_file("realistic.log", tz="Europe/Berlin")
-    row = event_at(out, f"realistic.log:{line}")
+    row = _with_peer(event_at(out, f"realistic.log:{line}"))
     assert {f: row[f] for f in REALISTIC_FIELDS} == dict(
         zip(REALISTIC_FIELDS, expected, strict=True)
     )
@@ -141,8 +151,8 @@ def test_realistic(line: int, expected: tuple[Any, ...]) -> None:
     assert row["sender_domain"] == (row["sender"].rpartition("@")[2] or None)
 
 
-# file, line, timestamp, event, message_ref, sender, recipient, original_recipient, relay_host,
-#   relay_ip, smtp_code, enhanced_code, diagnostic
+# file, line, timestamp, event, message_ref, sender, recipient, original_recipient, peer_host,
+#   peer_ip (`_with_peer`), smtp_code, enhanced_code, diagnostic
 CORPUS = [
     ("Exim-exim__test_log_0023.log", 44, T99, "rejected", None, "userx@test.ex",
      "cond-rhubarb@test.ex", None, None, "56.56.57.57", None, None,
@@ -202,7 +212,7 @@ CORPUS = [
 ]  # fmt: skip
 CORPUS_FIELDS = (
     "timestamp", "event", "message_ref", "sender", "recipient", "original_recipient",
-    "relay_host", "relay_ip", "smtp_code", "enhanced_code", "diagnostic",
+    "peer_host", "peer_ip", "smtp_code", "enhanced_code", "diagnostic",
 )  # fmt: skip
 
 
@@ -212,7 +222,7 @@ CORPUS_FIELDS = (
     ids=[f"{r[0][:22]}:{r[1]}" for r in CORPUS],
 )
 def test_corpus(name: str, line: int, expected: tuple[Any, ...]) -> None:
-    row = event_at(parse_file(name), f"{name}:{line}")
+    row = _with_peer(event_at(parse_file(name), f"{name}:{line}"))
     assert {f: row[f] for f in CORPUS_FIELDS} == dict(zip(CORPUS_FIELDS, expected, strict=True))
 
 
@@ -225,7 +235,8 @@ COUNTS = [
     ("Exim-exim__test_log_0106.log", 6, 2, 4, 0),
     ("Exim-exim__test_log_0135.log", 28, 12, 16, 0),
     ("Exim-exim__test_log_0160.log", 14, 3, 11, 0),
-    ("Exim-exim__test_log_0227.log", 20, 11, 9, 0),
+    # (lines 12 and 13: rejected after DATA, events since issue 13)
+    ("Exim-exim__test_log_0227.log", 20, 13, 7, 0),
     (GPB01, 5, 3, 2, 0),
     (GPB02, 8, 4, 4, 0),
     (LOGSTASH, 6, 1, 5, 0),
@@ -252,7 +263,6 @@ SKIPPED = [
     ("Exim-exim__test_log_0135.log", 15),  # == ... defer (-53): Retry time not yet reached
     ("Exim-exim__test_log_0135.log", 27),  # b@known.ex: error ignored
     ("Exim-exim__test_log_0227.log", 1),  # H=... sender verify fail for <bad@localhost>: ...
-    ("Exim-exim__test_log_0227.log", 12),  # 10HmaX-0005vi-00 H=... rejected after DATA: ...
     ("Exim-exim__test_log_0036.log", 2),  # Start queue run: pid=pppp -qf
     (GPB01, 3),  # <= <> R=1RookS-000Pg8-VO U=mailnull P=local S=3958
     (GPB01, 4),  # Completed
@@ -722,8 +732,14 @@ def test_rejects_are_read_as_the_pattern_reads_them(texts: list[str]) -> None:
             .str.extract_groups(exim_module._HOST)
             .struct.field("relay_host", "relay_ip"),
         )
+        # (the H= of a reject names the client our server refused: issue 13)
+        .rename({"relay_host": "client_host", "relay_ip": "client_ip"})
     )
-    columns = ["origin", "sender", "recipient", "diagnostic", "relay_host", "relay_ip"]
+    columns = ["origin", "sender", "recipient", "diagnostic", "client_host", "client_ip"]
+    assert out.events.select(pl.col("relay_host", "relay_ip").null_count()).row(0) == (
+        out.events.height,
+        out.events.height,
+    )
     assert_frame_equal(out.events.select(columns), expected.select(columns))
 
 
@@ -799,6 +815,70 @@ def test_relays(text: str, host: str | None, ip: str | None, diagnostic: str) ->
     ]
 
 
+# Both directions on one Debian/Ubuntu server (tests/data/direction/exim-debian.log):
+# line -> event, transport, recipient, message_ref, relay_ip, client_host, client_ip, sender
+DEBIAN = [
+    (2, "delivered", "remote_smtp", "jane.doe@gmail.com", "1tE3xY-0001Ab-Cd", "192.0.2.27",
+     None, None, "news@example.com"),
+    (3, "bounced", "remote_smtp", "nobody@example.org", "1tE3xY-0001Ab-Cd", "192.0.2.25", None,
+     None, "news@example.com"),
+    # the bounce notice of line 3, delivered into a local mailbox
+    (6, "delivered", "mail_spool", "news", "1tE3xZ-0001Ac-De", None, None, None, ""),
+    (9, "deferred", "remote_smtp_smarthost", "sam@yahoo.com", "1tE3yC-0002Ca-Aa", "192.0.2.50",
+     None, None, "billing@example.com"),
+    (11, "delivered", "maildir_home", "alice", "1tE3yA-0002Bc-Ef", None, None, None,
+     "friend@gmail.com"),
+    (12, "delivered", "dovecot_lmtp", "carol", "1tE3yA-0002Bc-Ef", None, None, None,
+     "friend@gmail.com"),
+    (13, "delivered", "address_pipe", "|/usr/bin/procmail", "1tE3yA-0002Bc-Ef", None, None, None,
+     "friend@gmail.com"),
+    # => :blackhole: <devnull@example.com> R=system_aliases   (no T=: the router)
+    (14, "delivered", "system_aliases", ":blackhole:", "1tE3yA-0002Bc-Ef", None, None, None,
+     "friend@gmail.com"),
+    (15, "deferred", "maildir_home", "dave@example.com", "1tE3yA-0002Bc-Ef", None, None, None,
+     "friend@gmail.com"),
+    (17, "rejected", None, "bob@example.com", None, None, None, "203.0.113.77",
+     "promo@bulk.example.net"),
+    (18, "rejected", None, "nobody@example.com", None, None, "mail.example.org", "192.0.2.25",
+     "newsletter@example.org"),
+    (19, "rejected", None, "victim@example.net", None, None, None, "203.0.113.9",
+     "spam@example.net"),
+    # rejected after DATA: the whole message's event (no recipient), with or without an id
+    (20, "rejected", None, None, "1tE3yB-0002Bd-Fg", None, None, "203.0.113.88",
+     "win@prize.example.net"),
+    (21, "rejected", None, None, None, None, None, "203.0.113.89", "win@prize.example.net"),
+    (23, "delivered", "amavis_smtp", "erin@example.com", "1tE3yD-0002Da-Bb", "127.0.0.1", None,
+     None, "news@example.com"),
+]  # fmt: skip
+DEBIAN_FIELDS = (
+    "event", "transport", "recipient", "message_ref", "relay_ip", "client_host", "client_ip",
+    "sender",
+)  # fmt: skip
+
+
+def test_the_transport_and_the_peer_of_each_event_issue_13() -> None:
+    name = "exim-debian.log"
+    out = parse((DATA.parent / "direction" / name).read_bytes(), path=name)
+    got = {
+        int(row["origin"].rsplit(":", 1)[1]): tuple(row[f] for f in DEBIAN_FIELDS)
+        for row in out.events.to_dicts()
+    }
+    assert got == {line: tuple(fields) for line, *fields in DEBIAN}
+    assert (out.read, out.skipped, out.malformed_count) == (24, 9, 0)
+    after_data = event_at(out, f"{name}:20")
+    assert after_data["diagnostic"] == (
+        "rejected after DATA: Your message scored 15.2 SpamAssassin points. Report follows:"
+    )
+    assert (after_data["recipient_domain"], after_data["relay_host"]) == (None, None)
+
+
+def test_an_unreadable_rejected_after_data_line_is_malformed() -> None:
+    # H= and the words, but no "F=<...> rejected after DATA" Exim writes after the client
+    out = parse("2026-11-28 10:07:00 H=[192.0.2.1] said rejected after DATAx\n")
+    assert (out.read, out.events.height, out.malformed_count) == (1, 0, 1)
+    assert out.malformed["reason"].to_list() == ["unreadable rejected after DATA line"]
+
+
 def test_lines_beyond_ascii_take_the_patterns() -> None:
     """A character beyond ASCII or a NUL byte in a batch changes nothing in its other lines."""
     lines = [
@@ -815,5 +895,7 @@ def test_lines_beyond_ascii_take_the_patterns() -> None:
     for data in ("\n".join(lines) + "\n", "\n".join(lines) + "\n\x00 not exim\n"):
         out = parse(data)
         assert_adds_up(out)
-        got = out.events.select("sender", "recipient", "diagnostic", "relay_ip").rows()
+        # (the reject's address is its client's: issue 13)
+        peer = pl.coalesce("relay_ip", "client_ip")
+        got = out.events.select("sender", "recipient", "diagnostic", peer).rows()
         assert got == expected

@@ -261,6 +261,9 @@ def test_legacy_form_encoded_body() -> None:
         "original_recipient": None,
         "relay_host": None,
         "relay_ip": None,
+        "client_host": None,
+        "client_ip": None,
+        "transport": None,  # an ESP's event: no program of ours logged it
         "smtp_code": 550,
         "enhanced_code": "5.1.1",
         "diagnostic": "5.1.1 The email account that you tried to reach does not exist",

@@ -106,6 +106,9 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
             "original_recipient": None,
             "relay_host": "gmail-smtp-in.l.google.com",
             "relay_ip": "2001:db8:4860::1b",
+            "client_host": None,
+            "client_ip": None,
+            "transport": "smtp",
             "smtp_code": 550,
             "enhanced_code": "5.1.1",
             "diagnostic": "host gmail-smtp-in.l.google.com[2001:db8:4860::1b] said: 550-5.1.1 "
@@ -153,6 +156,7 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
         9,
         {
             "event": "deferred",
+            "transport": "error",
             "relay_host": "mta5.am0.yahoodns.net",
             "relay_ip": "192.0.2.55",
             "smtp_code": 421,
@@ -188,6 +192,7 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
         12,
         {
             "event": "bounced",
+            "transport": "lmtp",
             "relay_host": "mail.example.org",
             "relay_ip": None,
             "smtp_code": 552,
@@ -202,8 +207,12 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
             "message_ref": None,
             "sender": "spam@example.net",
             "recipient": "x@example.com",
-            "relay_host": "unknown",
-            "relay_ip": "2001:db8::25",
+            # the client our server refused (relay_* until issue 13)
+            "relay_host": None,
+            "relay_ip": None,
+            "client_host": "unknown",
+            "client_ip": "2001:db8::25",
+            "transport": "smtpd",
             "smtp_code": 554,
             "enhanced_code": "5.7.1",
             "diagnostic": "554 5.7.1 <x@example.com>: Relay access denied",
@@ -217,8 +226,11 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
             "message_ref": "6A7B8C9D0E",
             "sender": "s@example.net",
             "recipient": "r@example.com",
-            "relay_host": "client.example.net",
-            "relay_ip": "192.0.2.99",
+            "relay_host": None,
+            "relay_ip": None,
+            "client_host": "client.example.net",
+            "client_ip": "192.0.2.99",
+            "transport": "cleanup",
             "smtp_code": None,
             "enhanced_code": "5.7.1",
             "diagnostic": "5.7.1 Message content rejected",
@@ -299,8 +311,10 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
             "message_id": "20210206095814.2B34E19A19F6@host.sender.domain",
             "sender": "user2@example.com",
             "recipient": "some.dest@destdomain.com",
-            "relay_host": "unknown",
-            "relay_ip": "99.88.77.66",
+            "relay_host": None,
+            "relay_ip": None,
+            "client_host": "unknown",
+            "client_ip": "99.88.77.66",
             "smtp_code": None,
             "enhanced_code": "4.7.1",
             "diagnostic": "4.7.1 Greylisting in action, try again later",
@@ -315,6 +329,7 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
             "timestamp": utc(2013, 6, 15, 16, 28, 52, 123000),
             "host": "gds39d",
             "event": "expired",
+            "transport": "qmgr",
             "message_ref": "3bYscs22wBz37Dv",
             "message_id": "98494.321.654@test-mail-module",
             "sender": "no-reply@directmail.fg.cz",
@@ -355,7 +370,7 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
-        # local delivery with orig_to
+        # a content filter hop (amavis on 127.0.0.1:10024) with orig_to
         "corpus/pixelpark-postfix-logsums__tests_mail.log__excerpt.log",
         15,
         {
@@ -366,6 +381,8 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
             "recipient": "user01.test@uhu-banane.net",
             "relay_host": "127.0.0.1",
             "relay_ip": "127.0.0.1",
+            # postfix/amavis/smtp: a content filter's smtp client, named by its syslog_name
+            "transport": "smtp",
         },
     ),
     (
@@ -377,8 +394,10 @@ EXPECTED: list[tuple[str, int, dict[str, Any]]] = [
             "event": "rejected",
             "sender": "john@example.com",
             "recipient": "smtp@example.org",
-            "relay_host": "1-2-3-4-example.com",
-            "relay_ip": "1.2.3.4",
+            "relay_host": None,
+            "relay_ip": None,
+            "client_host": "1-2-3-4-example.com",
+            "client_ip": "1.2.3.4",
             "smtp_code": 554,
             "enhanced_code": "5.7.1",
             "diagnostic": "554 5.7.1 <smtp@example.com>: Relay access denied",
@@ -498,12 +517,60 @@ FAIL2BAN = [
 ]
 
 
+# Both directions on one Debian/Ubuntu server (tests/data/direction/postfix-debian.log):
+# line -> event, transport, recipient, relay_host, relay_ip, client_host, client_ip
+DEBIAN = [
+    # postscreen: "NOQUEUE: reject: RCPT from [ip]:port: ...; from=<s>, to=<a>, proto=ESMTP"
+    (5, "rejected", "postscreen", "alice@example.com", None, None, None, "203.0.113.45"),
+    (12, "delivered", "smtp", "jane.doe@gmail.com", "gmail-smtp-in.l.google.com", "192.0.2.27",
+     None, None),
+    (13, "bounced", "smtp", "nobody@example.org", "mx.example.org", "192.0.2.25", None, None),
+    (14, "bounced", "smtp", "john.roe@outlook.com", "outlook-com.olc.protection.outlook.com",
+     "192.0.2.44", None, None),
+    # the bounce notice of line 13, delivered into a local mailbox
+    (19, "delivered", "local", "news@example.com", "local", None, None, None),
+    (22, "rejected", "smtpd", "bob@example.com", None, None, "unknown", "203.0.113.77"),
+    (24, "rejected", "smtpd", "nobody@example.com", None, None, "mail.example.org",
+     "192.0.2.25"),
+    (25, "rejected", "smtpd", "victim@example.net", None, None, "unknown", "203.0.113.9"),
+    (26, "rejected", "smtpd", "carol@example.com", None, None, "unknown", "203.0.113.12"),
+    # postfix/submission/smtpd
+    (27, "rejected", "smtpd", "friend@example.org", None, None, "unknown", "203.0.113.50"),
+    # the content filter hop, then dovecot's lmtp socket
+    (33, "delivered", "smtp", "alice@example.com", "127.0.0.1", "127.0.0.1", None, None),
+    (40, "delivered", "lmtp", "alice@example.com", "mx1.example.com", None, None, None),
+    (43, "bounced", "lmtp", "dave@example.com", "127.0.0.1", "127.0.0.1", None, None),
+    (46, "delivered", "virtual", "erin@example.net", "virtual", None, None, None),
+    (47, "deferred", "pipe", "frank@example.com", "dovecot", None, None, None),
+    (48, "bounced", "local", "olduser@mx1.example.com", "local", None, None, None),
+    (49, "rejected", "cleanup", "frank@example.com", None, None, "unknown", "203.0.113.88"),
+    (50, "deferred", "error", "sales@example.net", "mx.example.net", "192.0.2.5", None, None),
+    (51, "expired", "qmgr", None, None, None, None, None),
+    # postfix-out/smtp (a second instance)
+    (52, "deferred", "smtp", "sam@yahoo.com", "mta5.am0.yahoodns.net", "192.0.2.55", None, None),
+]  # fmt: skip
+DEBIAN_FIELDS = (
+    "event", "transport", "recipient", "relay_host", "relay_ip", "client_host", "client_ip",
+)  # fmt: skip
+
+
+def test_the_program_and_the_peer_of_each_event_issue_13() -> None:
+    log = DATA.parent / "direction" / "postfix-debian.log"
+    out = parse_bytes(log.read_bytes(), path="postfix-debian.log")
+    got = {
+        int(row["origin"].rsplit(":", 1)[1]): tuple(row[f] for f in DEBIAN_FIELDS)
+        for row in out.events.to_dicts()
+    }
+    assert got == {line: tuple(fields) for line, *fields in DEBIAN}
+    assert (out.read, out.skipped, out.malformed_count) == (52, 32, 0)
+
+
 def test_fail2ban_rejects() -> None:
     out = parse_file(CORPUS / "fail2ban-fail2ban__fail2ban_tests_files_logs_postfix.log")
     got = [
         (
             int(row["origin"].rsplit(":", 1)[1]),
-            row["relay_ip"],
+            row["client_ip"],  # (relay_ip until issue 13)
             (row["timestamp"].month, row["timestamp"].day)
             + (row["timestamp"].hour, row["timestamp"].minute, row["timestamp"].second),
         )

@@ -9,7 +9,11 @@ One loop serves every source (`output.write`): the plan of messages and their de
 attempts is made the same way for all (`plan`), and each source's `Format` writes it
 (`postfix`, `exim`, `sendgrid`, `mailgun`; `mta` and `esp` hold what two of them share). What
 the world says is data beside the code: domains and people (world.toml), the replies of their
-servers (replies.toml), the lines between messages (noise.toml).
+servers (replies.toml), how our server delivers into our own mailboxes (mailboxes.toml), the
+lines between messages (noise.toml).
+
+The Postfix and Exim logs are a mid-size server's, in both directions (the shares of their
+lines are in the command's help, `cli`).
 
 Example: ``python -m bounce_analyzer.generate postfix --lines 1000000 --seed 1 -o /tmp/x.log
 --truth /tmp/x.truth.json``

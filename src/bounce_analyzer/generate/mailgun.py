@@ -262,6 +262,7 @@ class Mailgun(esp.Esp):
                     pl.col("code").alias("smtp_code"),
                     pl.col("dsn").alias("enhanced_code"),
                     per_reply([r.id for r in REPLIES], pl.String).alias("template"),
+                    pl.lit("outbound").alias("direction"),
                 ),
                 # 605 is Mailgun's, not an SMTP reply
                 event_rows(dropped.filter(kept), "dropped"),

@@ -1,6 +1,7 @@
 """The generator's world, read from the data files beside this module: the receiving domains
 and their MX hosts (world.toml), the replies their servers give (replies.toml), the people and
-hosts on both sides (world.toml), and the lines between messages (noise.toml)."""
+hosts on both sides and our own domains (world.toml), how our server delivers into our own
+mailboxes (mailboxes.toml), and the lines between messages (noise.toml)."""
 
 from __future__ import annotations
 
@@ -51,22 +52,51 @@ class Reply:
 
 @dataclass(frozen=True)
 class Reject:
-    """What a reject line among the noise is: a `rejected` event with these facts."""
+    """What a reject line among the noise is: a `rejected` event with these facts; `domain`:
+    its recipient's domain (None: example.com, or the HELO name for relay attempts)."""
 
     id: str
     smtp_code: int | None
     enhanced_code: str | None
     category: str
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
+class OwnDomain:
+    """One of our own domains and the kind of delivery into its mailboxes, per MTA."""
+
+    name: str
+    postfix: str
+    exim: str
+
+
+@dataclass(frozen=True)
+class MailboxText:
+    """A line of our server about our own mailboxes (or the content filter's hop)."""
+
+    id: str
+    kind: str
+    status: str  # "sent" | "deferred"
+    text: str
+    code: int | None = None
+    dsn: str | None = None
+    category: str | None = None
+    agent: str | None = None  # Postfix's delivery agent
+    relay: str | None = None  # Postfix's relay=
+    route: str | None = None  # Exim's router and transport
 
 
 @dataclass(frozen=True)
 class NoiseLine:
-    """One shape of line between messages, and how often it is drawn."""
+    """One shape of line between messages, and how often it is drawn; `option`: drawn only
+    when the generator is given this option (else never)."""
 
     weight: float
     text: str
     process: str | None = None  # Postfix's daemon
     reject: Reject | None = None
+    option: str | None = None
 
 
 def _reply(table: dict[str, Any]) -> Reply:
@@ -99,15 +129,33 @@ def _noise_line(table: dict[str, Any]) -> NoiseLine:
             smtp_code=reject.get("smtp_code"),
             enhanced_code=reject.get("enhanced_code"),
             category=reject["category"],
+            domain=reject.get("domain"),
         ),
+        option=table.get("option"),
+    )
+
+
+def _mailbox_text(table: dict[str, Any]) -> MailboxText:
+    return MailboxText(
+        id=table["id"],
+        kind=table["kind"],
+        status=table["status"],
+        text=table["text"],
+        code=table.get("code"),
+        dsn=table.get("dsn"),
+        category=table.get("category"),
+        agent=table.get("agent"),
+        relay=table.get("relay"),
+        route=table.get("route"),
     )
 
 
 _WORLD = _load("world.toml")
 
-#: The sending server's public address (TEST-NET-3) and host name.
+#: The sending server's public address (TEST-NET-3), syslog host name and full name.
 OUR_IP: str = _WORLD["our_ip"]
 HOST: str = _WORLD["host"]
+MYHOSTNAME: str = _WORLD["myhostname"]
 
 DOMAINS = tuple(
     Domain(d["name"], float(d["weight"]), d["provider"], tuple(d["mx"]), d["ip_prefix"])
@@ -115,8 +163,18 @@ DOMAINS = tuple(
 )
 FIRST_NAMES: tuple[str, ...] = tuple(_WORLD["first_names"])
 LAST_NAMES: tuple[str, ...] = tuple(_WORLD["last_names"])
-#: Our senders: (local part, domain).
+#: Our senders: (local part, domain); the same addresses receive other servers' mail.
 SENDERS: tuple[tuple[str, str], ...] = tuple((s[0], s[1]) for s in _WORLD["senders"])
+#: Whether each sender is a person (whose mail passes the content filter).
+SENDER_IS_PERSON: tuple[bool, ...] = tuple(s[2] == "person" for s in _WORLD["senders"])
+#: How often each sender's address is the recipient of other servers' mail.
+INBOUND_WEIGHTS: tuple[float, ...] = tuple(float(w) for w in _WORLD["inbound_weights"])
+#: Our own domains, with what delivers into their mailboxes.
+OWN_DOMAINS: tuple[OwnDomain, ...] = tuple(OwnDomain(*d) for d in _WORLD["own_domains"])
+#: The servers whose mail comes to us: (client name, address, sender's domain).
+CORRESPONDENTS: tuple[tuple[str, str, str], ...] = tuple(
+    (c[0], c[1], c[2]) for c in _WORLD["correspondents"]
+)
 #: The clients that hand mail to us: (name, address).
 CLIENTS: tuple[tuple[str, str], ...] = tuple((c[0], c[1]) for c in _WORLD["clients"])
 #: The client that submits locally (Postfix's pickup, Exim's P=local), not over SMTP: the last.
@@ -130,6 +188,39 @@ REPLIES_BY_PROVIDER: dict[str, tuple[Reply, ...]] = {
 REPLIES: tuple[Reply, ...] = tuple(r for rs in REPLIES_BY_PROVIDER.values() for r in rs)
 REPLY_INDEX = {r.id: i for i, r in enumerate(REPLIES)}
 PROVIDERS = tuple(REPLIES_BY_PROVIDER)
+
+#: Our server's lines about our own mailboxes and the content filter, by MTA (postfix, exim).
+MAILBOX_TEXTS: dict[str, tuple[MailboxText, ...]] = {
+    mta: tuple(_mailbox_text(text) for text in texts)
+    for mta, texts in _load("mailboxes.toml").items()
+}
+MAILBOX_INDEX = {text.id: text for texts in MAILBOX_TEXTS.values() for text in texts}
+
+
+def mailbox_text(mta: str, kind: str, status: str) -> MailboxText | None:
+    """The text `mta` writes for a delivery of `kind` with `status` (None: it has none)."""
+    found = [t for t in MAILBOX_TEXTS[mta] if t.kind == kind and t.status == status]
+    return found[0] if found else None
+
+
+def own_domain_of(sender_domain: str) -> OwnDomain:
+    """Our own domain of that name."""
+    return next(d for d in OWN_DOMAINS if d.name == sender_domain)
+
+
+def mailbox_texts_by_sender(mta: str) -> tuple[list[int], list[int]]:
+    """Per sender (SENDERS), the index in MAILBOX_TEXTS[mta] of the delivery into its
+    mailbox, and of the deferral its mailbox can give (-1: none)."""
+    texts = MAILBOX_TEXTS[mta]
+    sent: list[int] = []
+    deferred: list[int] = []
+    for _, domain in SENDERS:
+        kind = getattr(own_domain_of(domain), mta)
+        sent.append(texts.index(mailbox_text(mta, kind, "sent")))
+        defer = mailbox_text(mta, kind, "deferred")
+        deferred.append(-1 if defer is None else texts.index(defer))
+    return sent, deferred
+
 
 #: The lines between messages, by source (postfix, exim).
 NOISE: dict[str, tuple[NoiseLine, ...]] = {

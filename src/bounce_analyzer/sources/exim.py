@@ -1,4 +1,4 @@
-"""Exim mainlog: one event per delivery outcome line and per rejected RCPT.
+"""Exim mainlog: one event per delivery outcome line, per rejected RCPT, per rejected message.
 
 A mainlog line is `date time [+zone] [[pid]] [message-id] text`:
 
@@ -6,15 +6,25 @@ A mainlog line is `date time [+zone] [[pid]] [message-id] text`:
     2026-11-28 10:00:01 +0100 [4242] 1tE3xY-000000001Ab-Cdef ** rcpt@example.com R=dnslookup
         T=remote_smtp H=mx.example.com [192.0.2.1]: SMTP error from remote mail server after ...
 
-Events: `=>` and `->` delivered, `**` bounced, `==` deferred, `H=... rejected RCPT <a>`
-rejected. Everything else (`<=` arrivals, `*>` suppressed deliveries, `Completed`, per-host
-notes, queue runs, daemon starts) is read and skipped. Decisions:
+Events: `=>` and `->` delivered, `**` bounced, `==` deferred, `H=... rejected RCPT <a>` and
+`H=... rejected after DATA` rejected. Everything else (`<=` arrivals, `*>` suppressed
+deliveries, `Completed`, per-host notes, queue runs, daemon starts) is read and skipped.
+Decisions:
 
 - `== a@b ... defer (-53|-54): retry time not (yet) reached ...` is skipped: Exim made no
   attempt, it only notes that the previous deferral still stands.
 - `** a@b: retry timeout exceeded` (and the other "gave up after retrying" texts) is
   `expired`, like Postfix's `status=expired`; every other `**` line is `bounced`.
-- `rejected after DATA` and `sender verify` lines are skipped (no recipient).
+- `H=client [ip] F=<s> rejected after DATA: text` (an ACL refused the message after its data,
+  with or without its message id) names no recipient, and the recipients of a refused message
+  are logged nowhere else (it gets no `<=` line): it is one `rejected` event of the whole
+  message, with a null recipient. Counts of recipients leave such rows out
+  (docs/SCHEMA.md, `recipient`); they count as one refused message.
+- `sender verify` lines are skipped (no recipient, and no refusal of mail yet).
+- The client of a reject (`H=`) is `client_host`/`client_ip`: our server refused it;
+  `relay_host`/`relay_ip` name only a server we handed mail to (`H=` of a delivery line).
+- `transport` is the `T=` of a delivery line, else its router `R=` (a line without a
+  transport, such as `=> :blackhole: <a@b> R=system_aliases`); null on rejects.
 - `<= <>` (null envelope sender) gives sender "" on later lines; an unseen `<=` gives null.
 - original_recipient is the `<top-level address>` where logged, else the `(parent)`.
 
@@ -129,6 +139,23 @@ _REJECT = (
     r"(?P<diagnostic>(?:temporarily )?rejected RCPT <(?P<address>[^>]*)>.*)$"
 )
 
+# R=dnslookup T=remote_smtp   R=local_user T=mail_spool   R=system_aliases   (after the address:
+# the router, and the transport where the line names one)
+_DRIVERS = r"^R=(?P<router>[^\s:]+)(?: T=(?P<transport>[^\s:]+))?"
+
+#: How many characters after the address `_DRIVERS` is given where a line has no `H=` to end
+#: them (Exim's driver names are short; the error text that follows does not matter).
+_DRIVERS_LENGTH = 128
+
+# H=(prize.example.net) [192.0.2.88] I=[198.51.100.7]:25 F=<win@example.net> rejected after
+#   DATA: Your message scored 15.2 SpamAssassin points.
+# (as _REJECT: the client, `key=value` fields, which may be quoted, and the text)
+_FIELD = r'\S+=(?:"(?:[^"\\]|\\.)*"|\S*) '
+_DATA_REJECT = (
+    rf"^H=(?P<client>.*?) (?:{_FIELD})*?(?:F=<(?P<sender>[^>]*)> )?(?:{_FIELD})*?"
+    r"(?P<diagnostic>(?:temporarily )?rejected after DATA(?::? .*)?)$"
+)
+
 # H=mx.example.com [192.0.2.1]:25   H=(helo.example.net) [192.0.2.9]   H=[192.0.2.9]
 _HOST = r"(?:^|\s)H=(?:(?P<relay_host>[^\s\[(]\S*) )?(?:\([^)]*\) ?)?\[(?P<relay_ip>[^\]]+)\]"
 
@@ -210,6 +237,9 @@ _EVENT_COLUMNS = [
     "original_recipient",
     "relay_host",
     "relay_ip",
+    "client_host",
+    "client_ip",
+    "transport",
     "smtp_code",
     "enhanced_code",
     "diagnostic",
@@ -329,15 +359,20 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     if bad_time.height:
         deliveries = deliveries.filter(pl.col("timestamp").is_not_null())
     delivered, bad_delivery = _deliveries(deliveries)
-    rejects = parts["skip"].filter(
-        # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
-        pl.col("body").str.starts_with("H=")
-        & pl.col("body").str.contains(" rejected RCPT <", literal=True)
-    )
+    # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
+    # 2026-11-28 10:07:00 1tE3yB-0002Bd-Fg H=(c.example) [192.0.2.88] F=<s@x> rejected after
+    #   DATA: Your message scored 15.2 SpamAssassin points.   (the message id is optional)
+    clients = parts["skip"].filter(pl.col("body").str.starts_with("H="))
     if bad_time.height:
-        rejects = rejects.filter(pl.col("timestamp").is_not_null())
+        clients = clients.filter(pl.col("timestamp").is_not_null())
+    rejects = clients.filter(pl.col("body").str.contains(" rejected RCPT <", literal=True))
+    data_rejects = clients.filter(pl.col("body").str.contains(" rejected after DATA", literal=True))
     rejected, bad_reject = _rejects(rejects)
-    joined = pl.concat([delivered, rejected]).sort("index")
+    if data_rejects.height:
+        data_rejected, bad_data_reject = _data_rejects(data_rejects)
+    else:  # (the usual case: spare the fixed cost of the calls)
+        data_rejected, bad_data_reject = delivered.clear(), data_rejects
+    joined = pl.concat([delivered, rejected, data_rejected]).sort("index")
     origin = _origin(batch)
     malformed = pl.concat(
         [
@@ -345,6 +380,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
             _malformed(bad_time, origin, "invalid timestamp"),
             _malformed(bad_delivery, origin, "no address"),
             _malformed(bad_reject, origin, "no address"),
+            _malformed(bad_data_reject, origin, "unreadable rejected after DATA line"),
         ]
     )
     completed = parts["completed"].filter(pl.col("body") == "Completed")["ref"]
@@ -600,13 +636,19 @@ def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """
     body = pl.col("body")
     rest = pl.col("rest")
-    cut = frame.with_columns(
-        body.str.slice(3).alias("rest"),
-        (body.str.contains(_SIMPLE_DELIVERY) & ~_odd(body)).alias("simple"),
-    ).with_columns(
-        # ** rcpt@example.com: Unrouteable address   (the address, with the colon it may have)
-        rest.str.slice(0, rest.str.find(" ", literal=True)).str.strip_suffix(":").alias("address"),
-        rest.str.find(" H=", literal=True).alias("host_at"),
+    cut = (
+        frame.with_columns(
+            body.str.slice(3).alias("rest"),
+            (body.str.contains(_SIMPLE_DELIVERY) & ~_odd(body)).alias("simple"),
+        )
+        .with_columns(
+            rest.str.find(" ", literal=True).alias("space_at"),
+            rest.str.find(" H=", literal=True).alias("host_at"),
+        )
+        .with_columns(
+            # ** rcpt@example.com: Unrouteable address   (the address, with the colon it may have)
+            rest.str.slice(0, pl.col("space_at")).str.strip_suffix(":").alias("address"),
+        )
     )
     host = pl.col("host")
     cut = (
@@ -659,6 +701,12 @@ def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     else:
         # (without an H= the host's fields are null, as they would be without a match)
         relay = [pl.col("host_name").alias("relay_host"), pl.col("host_ip").alias("relay_ip")]
+    # => a@b R=dnslookup T=remote_smtp H=...   (what follows the address, up to the host: a few
+    # distinct texts, each read once; a line without H= gives its first characters)
+    space_at, host_at = pl.col("space_at"), pl.col("host_at")
+    drivers = rest.str.slice(space_at + 1, pl.coalesce(host_at - space_at - 1, _DRIVERS_LENGTH))
+    fast = fast.with_columns(drivers.alias("drivers"))
+    fast = _per_distinct(fast, "drivers", _transport("drivers"))
     events = fast.select(
         "index",
         "line",
@@ -669,6 +717,7 @@ def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.lit(None, pl.String()).alias("original_recipient"),
         "diagnostic",
         *relay,
+        "transport",
         "codes",
         "delay_s",
     ).unnest("codes")
@@ -682,6 +731,8 @@ def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.lit(None, pl.String()).alias("sender"),
         pl.lit(None, pl.String()).alias("message_id"),
         pl.lit(None, pl.String()).alias("sender_domain"),
+        pl.lit(None, pl.String()).alias("client_host"),
+        pl.lit(None, pl.String()).alias("client_ip"),
     ).select(_EVENT_COLUMNS), bad
 
 
@@ -779,6 +830,8 @@ def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             _relay(tail, pl.col("diagnostic")),
             _codes(pl.col("diagnostic"), _CODES),
             _queue_seconds(pl.col("qt")),
+            # (R= and T= follow the address and its parent and original, after a space)
+            _transport(pl.when(pl.col("separator") == " ").then(tail)),
         )
         .unnest("relay", "codes")
     )
@@ -843,25 +896,59 @@ def _rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             ]
         )
     bad = parsed.filter(pl.col("address").is_null())
+    refused = parsed.filter(pl.col("address").is_not_null())
+    return _refused(refused, pl.col("address").str.to_lowercase()), bad
+
+
+def _data_rejects(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events of `H=... F=<s> [temporarily ]rejected after DATA: reason` lines, and bad lines.
+
+    The line names no recipient: its event is the whole message's (recipient null), refused
+    by our server after it had the recipients (docs/SCHEMA.md, `recipient`).
+    """
+    parsed = frame.with_columns(pl.col("body").str.extract_groups(_DATA_REJECT).alias("r")).unnest(
+        "r"
+    )
+    bad = parsed.filter(pl.col("diagnostic").is_null()).select(frame.columns)
+    refused = parsed.filter(pl.col("diagnostic").is_not_null())
+    return _refused(refused, pl.lit(None, pl.String())), bad
+
+
+def _refused(parsed: pl.DataFrame, recipient: pl.Expr) -> pl.DataFrame:
+    """The `rejected` events of reject lines cut into `ref`, `client`, `sender` and
+    `diagnostic`, for `recipient` (`_EVENT_COLUMNS`)."""
     events = (
-        parsed.filter(pl.col("address").is_not_null())
-        .with_columns(
+        parsed.with_columns(
             pl.lit("rejected").alias("event"),
             pl.col("ref").alias("message_ref"),
-            pl.col("address").str.to_lowercase().alias("recipient"),
+            recipient.alias("recipient"),
             pl.lit(None, pl.String()).alias("message_id"),
             pl.lit(None, pl.String()).alias("arrived"),
             pl.lit(None, pl.String()).alias("original_recipient"),
             pl.lit(None, pl.Float64()).alias("delay_s"),
-            # H=(helo.example.net) [192.0.2.9] names the SMTP client, which is the peer here
-            pl.concat_str([pl.lit("H="), pl.col("client")])
-            .str.extract_groups(_HOST)
-            .alias("relay"),
+            _client(pl.col("client")),
         )
         .pipe(_with_codes)
-        .unnest("relay", "codes")
+        .unnest("client", "codes")
     )
-    return _with_sender_domain(_with_recipient_domain(events)).select(_EVENT_COLUMNS), bad
+    return _with_sender_domain(_with_recipient_domain(events)).select(_EVENT_COLUMNS)
+
+
+def _client(client: pl.Expr) -> pl.Expr:
+    """`client_host`, `client_ip` and a null `relay_*` and `transport` (a struct `client`) of
+    the `H=` text of a line where our server refused an SMTP client.
+
+    H=(helo.example.net) [192.0.2.9] names the client that connected to us, not a server we
+    handed mail to: relay_host and relay_ip stay null, and no transport of ours was involved.
+    """
+    host = pl.concat_str([pl.lit("H="), client]).str.extract_groups(_HOST)
+    return pl.struct(
+        host.struct.field("relay_host").alias("client_host"),
+        host.struct.field("relay_ip").alias("client_ip"),
+        pl.lit(None, pl.String()).alias("relay_host"),
+        pl.lit(None, pl.String()).alias("relay_ip"),
+        pl.lit(None, pl.String()).alias("transport"),
+    ).alias("client")
 
 
 def _odd(text: pl.Expr) -> pl.Expr:
@@ -891,6 +978,15 @@ def _relay(tail: pl.Expr, diagnostic: pl.Expr) -> pl.Expr:
         .otherwise(in_text.struct.field("relay_host"))
         .alias("relay_host"),
     ).alias("relay")
+
+
+def _transport(fields: pl.Expr | str) -> pl.Expr:
+    """The transport of `R=router T=transport ...` (`_DRIVERS`), else the router of a line
+    that names no transport (`== a@b R=bydns defer (-1): ...`); null where neither starts it."""
+    found = (pl.col(fields) if isinstance(fields, str) else fields).str.extract_groups(_DRIVERS)
+    return pl.coalesce(found.struct.field("transport"), found.struct.field("router")).alias(
+        "transport"
+    )
 
 
 def _host_in_text(diagnostic: pl.Expr) -> pl.Expr:

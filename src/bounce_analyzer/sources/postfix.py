@@ -9,8 +9,13 @@ One event per record that states an outcome:
   whole message: recipient null). `status=deliverable/undeliverable` come from address
   verification probes, not from mail: skipped.
 - smtpd/cleanup `reject:` and `milter-reject:` lines, before (`NOQUEUE`) or after a queue id
-  was given (header/body checks) -> rejected. `reject_warning`, `filter`, `hold`, `discard`:
+  was given (header/body checks), and postscreen's `NOQUEUE: reject:` -> rejected: our server
+  refused a client, whose host and address are `client_host` and `client_ip` (never `relay_*`,
+  which name only a server we handed mail to). `reject_warning`, `filter`, `hold`, `discard`:
   skipped.
+
+Every event's `transport` is the Postfix service that logged it: the last part of the syslog
+program (`postfix/smtp`, `postfix-out/smtp` -> smtp; `postfix/submission/smtpd` -> smtpd).
 
 qmgr `from=<...>` and cleanup `message-id=<...>` lines give the sender and Message-ID of a
 queue id; they are remembered across batches and files (on the instance, until qmgr logs
@@ -103,7 +108,8 @@ _CONTENT_REJECT = (
     r"(?: proto=\S+)?(?: helo=<[^>]*>)?: (?P<diagnostic>.*)$"
 )
 _CLIENT = r" from (?P<client_host>[^\s\[\]]*)\[(?P<client_ip>[^\]]+)\]"
-_ENVELOPE = r"; from=<(?P<sender>[^>]*)>(?: to=<(?P<recipient>[^>]*)>)?"
+#: `; from=<s> to=<a> proto=...` (smtpd, cleanup); `; from=<s>, to=<a>, proto=...` (postscreen)
+_ENVELOPE = r"; from=<(?P<sender>[^>]*)>,?(?: to=<(?P<recipient>[^>]*)>)?"
 
 #: A JSON string value (validated, so that decoding it cannot fail).
 _JSON_STRING = r'"((?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*)"'
@@ -538,7 +544,14 @@ def _with_body_kind(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 #: The columns of the lines that matter (events, sender/Message-ID state, malformed).
-_KEPT = ("line_no", "seq", "raw", "timestamp", "host", "qid", "body", "kind", "bad")
+_KEPT = ("line_no", "seq", "raw", "timestamp", "host", "transport", "qid", "body", "kind", "bad")
+
+
+def _service(program: pl.Expr) -> pl.Expr:
+    """The Postfix service of a syslog program: its last part (`postfix/smtp`, `postfix-out/smtp`
+    and `postfix/amavis/smtp` are `smtp`, `postfix/submission/smtpd` is `smtpd`); null for a
+    program without one."""
+    return program.str.extract(r"/([^/]+)$", 1)
 
 
 def _kinds(records: pl.DataFrame, seq_base: int) -> tuple[pl.DataFrame, int]:
@@ -549,6 +562,7 @@ def _kinds(records: pl.DataFrame, seq_base: int) -> tuple[pl.DataFrame, int]:
     ).with_columns(body=pl.col("message").str.slice(pl.col("qid").str.len_chars() + 2))
     frame = _with_body_kind(frame).with_columns(
         seq=pl.col("line_no") + seq_base,
+        transport=pl.when(pl.col("kind").is_in(_EVENT_KINDS)).then(_service(pl.col("program"))),
         kind=pl.when(pl.col("bad").is_not_null())
         .then(pl.lit("bad", _KIND))
         .when(~pl.col("postfix").fill_null(False) | pl.col("qid").is_null())
@@ -632,14 +646,22 @@ def _syslog_kinds(
     # Only events need a time and a host (the stamp is valid: _FAST_START and _gap_pattern
     # say so). A log has few distinct stamps: each is read once.
     event_queued = pl.when(pl.col("kind").is_in(_EVENT_KINDS)).then(queued)
+    # mx postfix/smtp[5]: 3F2A1B2C3D:   (after the stamp: the host and the program, up to its
+    # pid; a log has a few of them: each is read once, as the stamps are)
     fast = fast.with_columns(
         stamp=event_queued.str.head(_CLASSIC_LENGTH),
-        host=event_queued.str.slice(_CLASSIC_LENGTH + 1).str.splitn(" ", 2).struct.field("field_0"),
+        writer=event_queued.str.slice(_CLASSIC_LENGTH + 1)
+        .str.splitn("[", 2)
+        .struct.field("field_0"),
     )
     stamps = fast.select(pl.col("stamp").unique().drop_nulls())
     # (a stamp of the common shape has no fraction: _FAST_START)
     times = _zoned(_classic_time(pl.col("stamp"), reference, fraction=False), tz)
     stamps = stamps.with_columns(timestamp=times)
+    writer = pl.col("writer").str.splitn(" ", 2)
+    writers = fast.select(pl.col("writer").unique().drop_nulls()).with_columns(
+        host=writer.struct.field("field_0"), transport=_service(writer.struct.field("field_1"))
+    )
     fast = fast.select(
         "line_no",
         seq=pl.col("line_no") + seq_base,
@@ -650,7 +672,12 @@ def _syslog_kinds(
             default=None,
             return_dtype=stamps["timestamp"].dtype,
         ),
-        host="host",
+        host=pl.col("writer").replace_strict(
+            writers["writer"], writers["host"], default=None, return_dtype=pl.String()
+        ),
+        transport=pl.col("writer").replace_strict(
+            writers["writer"], writers["transport"], default=None, return_dtype=pl.String()
+        ),
         qid=queued.str.extract(r"[0-9A-Za-z]+: $", 0).str.head(-2),
         body="body",
         kind="kind",
@@ -919,6 +946,7 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         "recipient",
         "original_recipient",
         "diagnostic",
+        "transport",
         message_ref="qid",
         relay_host=pl.when(no_relay)
         .then(pl.col("remote").struct.field("remote_host"))
@@ -947,6 +975,7 @@ def _expired_events(frame: pl.DataFrame) -> pl.DataFrame:
         "raw",
         "timestamp",
         "host",
+        "transport",
         event=pl.lit("expired"),
         message_ref="qid",
         sender=pl.col("body").str.extract(r"^from=<([^>]*)>", 1),
@@ -959,6 +988,9 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
     body = pl.col("body")
     # ...smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 <a@example.com>:
     #   Relay access denied; from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>
+    # ...postscreen[6]: NOQUEUE: reject: RCPT from [192.0.2.1]:4711: 550 5.7.1 Service
+    #   unavailable; client [192.0.2.1] blocked using zen.spamhaus.org; from=<s@example.org>,
+    #   to=<a@example.com>, proto=ESMTP, helo=<c>
     # ...cleanup[8]: 3F2A1B2C3D: milter-reject: END-OF-MESSAGE from c[192.0.2.1]: 4.7.1
     #   Greylisting in action; from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>
     # The text: after the stage and client, up to the first "; from=<" or "; proto=".
@@ -987,10 +1019,12 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
         "timestamp",
         "host",
         "diagnostic",
+        "transport",
         event=pl.lit("rejected"),
         message_ref=pl.when(pl.col("qid") == "NOQUEUE").then(None).otherwise(pl.col("qid")),
-        relay_host=pl.col("client").struct.field("client_host"),
-        relay_ip=pl.col("client").struct.field("client_ip"),
+        # the client our server refused (postscreen names no host: "RCPT from [192.0.2.1]")
+        client_host=_empty_to_null(pl.col("client").struct.field("client_host")),
+        client_ip=pl.col("client").struct.field("client_ip"),
         sender=pl.col("envelope").struct.field("sender"),
         recipient=pl.col("envelope").struct.field("recipient"),
         smtp_code=pl.col("codes").struct.field("code").cast(pl.Int16()),
