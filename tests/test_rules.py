@@ -407,6 +407,13 @@ def test_every_builtin_category_has_advice_for_both_directions() -> None:
     assert categories.filter(pl.col("advice") == pl.col("advice_inbound")).height == 0
 
 
+def test_the_directions_with_advice_are_the_event_tables() -> None:
+    from bounce_analyzer.rules import Direction
+    from bounce_analyzer.schema import DIRECTIONS
+
+    assert [direction.value for direction in Direction] == list(DIRECTIONS[:2])
+
+
 @needs_builtin
 def test_block_advice_knows_whose_ip_is_listed() -> None:
     """Outbound, the listed IP is ours: delist it. Inbound, it is the client's: nothing to

@@ -23,7 +23,7 @@ import polars as pl
 
 from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.rules import Direction, Rules, advice_for, load_rules
+from bounce_analyzer.rules import Direction, Rules, advice_for, load_rules, solution_for
 from bounce_analyzer.smtp import domain_of
 from bounce_analyzer.writers import printable
 
@@ -134,11 +134,9 @@ def explain_frame(
         .with_columns(pl.col("_asked").alias("direction"))
         .with_columns(
             pl.coalesce("meaning", "hex_meaning", "description").alias("meaning"),
-            # a row's solution tells a sender what to do: inbound, the category's advice only
-            pl.when(pl.col("direction") == Direction.inbound.value)
-            .then(advice)
-            .otherwise(pl.coalesce("solution", "hex_solution", advice))
-            .alias("solution"),
+            solution_for(pl.col("direction"), pl.coalesce("solution", "hex_solution")).alias(
+                "solution"
+            ),
             advice.alias("advice"),
         )
         .select(EXPLAIN_COLUMNS)

@@ -197,6 +197,19 @@ def advice_for(direction: pl.Expr) -> pl.Expr:
     return pl.when(inbound).then(pl.col("advice_inbound")).otherwise(pl.col("advice"))
 
 
+def solution_for(direction: pl.Expr, row_solution: pl.Expr) -> pl.Expr:
+    """What to do about an event going `direction` whose deciding rule says `row_solution`
+    (a code-table row's solution, or null): for mail we sent, that solution, else the
+    category's `advice`; for inbound mail, the category's `advice_inbound` only, since a row's
+    solution is written for the sender as well."""
+    inbound = direction == Direction.inbound.value
+    return (
+        pl.when(inbound)
+        .then(advice_for(direction))
+        .otherwise(pl.coalesce(row_solution, advice_for(direction)))
+    )
+
+
 def builtin_rules_dir() -> Path:
     """The built-in rules: packaged in the wheel (`bounce_analyzer/rules`), else the checkout's."""
     packaged = importlib.resources.files("bounce_analyzer").joinpath("rules")
