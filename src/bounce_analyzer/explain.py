@@ -99,7 +99,9 @@ def explain_frame(
         )
         .collect()
     )
-    _check_directions(facts["_asked"])
+    bad = _bad_direction(facts["_asked"])
+    if bad is not None:
+        raise UsageError(_BAD_DIRECTION.format(bad[1]))
     classified = classify(facts, rules, keep_hex=True).lazy()
     row_text = rules.codes.lazy().select(
         "rule_id", pl.coalesce("meaning", "message").alias("meaning"), "solution"
@@ -150,16 +152,14 @@ def _directions(given: pl.Expr, default: Direction) -> pl.Expr:
     return pl.coalesce(own, pl.lit(Direction(default).value))
 
 
-def _first_bad_direction(directions: pl.Series) -> int | None:
-    """The position of the first value of `directions` that is not a `Direction`, or None."""
+#: What a direction other than inbound or outbound is told.
+_BAD_DIRECTION = "direction must be inbound or outbound, not {!r}"
+
+
+def _bad_direction(directions: pl.Series) -> tuple[int, str] | None:
+    """The position and value of the first of `directions` that is not a `Direction`."""
     bad = (~directions.is_in([d.value for d in Direction])).arg_true()
-    return None if bad.is_empty() else int(bad[0])
-
-
-def _check_directions(directions: pl.Series) -> None:
-    at = _first_bad_direction(directions)
-    if at is not None:
-        raise UsageError(f"direction must be inbound or outbound, not {directions[at]!r}")
+    return None if bad.is_empty() else (int(bad[0]), directions[int(bad[0])])
 
 
 def read_explain_lines(
@@ -192,12 +192,10 @@ def read_explain_lines(
     merged = pl.concat([texts, decoded], how="diagonal_relaxed").sort("line_number")
     if "direction" in merged.columns:
         asked = merged.select(_directions(pl.col("direction"), Direction.outbound)).to_series()
-        at = _first_bad_direction(asked)
-        if at is not None:
-            raise UsageError(
-                f"{name}:{merged['line_number'][at]}: direction must be inbound or outbound, "
-                f"not {asked[at]!r}"
-            )
+        bad = _bad_direction(asked)
+        if bad is not None:
+            number = merged["line_number"][bad[0]]
+            raise UsageError(f"{name}:{number}: " + _BAD_DIRECTION.format(bad[1]))
     return merged.select(
         pl.col("diagnostic").fill_null("").alias("input"),
         *[
