@@ -484,10 +484,11 @@ def test_suppressions_are_the_hard_bounced_recipients_not_delivered_to_since(
             WHERE bounce_type = 'hard'
               AND event IN ('bounced', 'expired', 'rejected', 'dropped')
               AND recipient IS NOT NULL
+              AND direction = 'outbound'
             GROUP BY recipient),
         delivered AS (
             SELECT recipient, max("timestamp") AS at FROM events
-            WHERE event = 'delivered' GROUP BY recipient)
+            WHERE event = 'delivered' AND direction = 'outbound' GROUP BY recipient)
         SELECT hard.recipient, hard_bounces, last_reason, last_bounce
         FROM hard LEFT JOIN delivered USING (recipient)
         WHERE delivered.at IS NULL OR delivered.at < hard.last_bounce
@@ -496,6 +497,13 @@ def test_suppressions_are_the_hard_bounced_recipients_not_delivered_to_since(
     ).pl()
     assert got.height == expected.height > 100
     assert got["recipient"].to_list() == expected["recipient"].to_list()
+    # issue 13: only our outbound mail: never an address of our own domains, whose hard
+    # failures are our server refusing other people's mail (inbound rejects)
+    ours = pl.col("recipient").str.contains(r"@(.+\.)?example\.com$")
+    assert got.filter(ours).height == 0
+    events = pl.read_parquet(events_export)
+    refused = events.filter(ours & (pl.col("bounce_type") == "hard"))
+    assert set(refused["direction"]) == {"inbound"} and refused.height > 10
     assert got["hard_bounces"].cast(pl.Int64).to_list() == expected["hard_bounces"].to_list()
     assert got["last_reason"].to_list() == expected["last_reason"].to_list()
     assert (

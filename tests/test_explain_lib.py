@@ -33,7 +33,7 @@ def test_read_explain_lines_text_and_json() -> None:
             '  {"diagnostic": "452 mailbox full", "smtp_code": 452, "recipient": "a@b.example"}',
             '{"diagnostic": "blocked", "provider": "google", '
             '"relay_host": "mx.google.com", "x": 0}',
-            '{"enhanced_code": "5.7.26"}',
+            '{"enhanced_code": "5.7.26", "direction": "inbound"}',
         ]
     )
     assert frame.columns == [
@@ -43,12 +43,13 @@ def test_read_explain_lines_text_and_json() -> None:
         "recipient",
         "relay_host",
         "provider",
+        "direction",
     ]
     assert frame.rows() == [
-        ("550 5.1.1 user unknown", None, None, None, None, None),
-        ("452 mailbox full", "452", None, "a@b.example", None, None),
-        ("blocked", None, None, None, "mx.google.com", "google"),
-        ("", None, "5.7.26", None, None, None),
+        ("550 5.1.1 user unknown", None, None, None, None, None, None),
+        ("452 mailbox full", "452", None, "a@b.example", None, None, None),
+        ("blocked", None, None, None, "mx.google.com", "google", None),
+        ("", None, "5.7.26", None, None, None, "inbound"),
     ]
 
 

@@ -33,7 +33,7 @@ _SOFT = {"event": "bounced", "bounce_type": "soft", "category": "mailbox_full",
 def _events(*rows: dict[str, Any]) -> pl.DataFrame:
     full = [
         {"event_id": f"e{i:03d}", "source": "postfix", "provider": "google",
-         "category": "delivered", **row}
+         "category": "delivered", "direction": "outbound", **row}
         for i, row in enumerate(rows)
     ]  # fmt: skip
     frame = pl.DataFrame(full, schema_overrides={"timestamp": pl.Datetime("us", "UTC")})
@@ -60,6 +60,15 @@ def test_suppressions_are_hard_bounces_not_delivered_to_afterwards() -> None:
         {"timestamp": _at(1), "recipient": "e@gmail.com", **_HARD, "event": "deferred"},
         # a hard failure without a recipient cannot be suppressed
         {"timestamp": _at(1), **_HARD},
+        # our own server refusing mail to an address of ours, or to one it never had: not
+        # our mail, so nobody's suppression (issue 13: 720 addresses of our own domain)
+        {"timestamp": _at(1), "recipient": "old.user@example.com", **_HARD,
+         "event": "rejected", "direction": "inbound"},
+        # a hop between our own programs is not our mail to a recipient either
+        {"timestamp": _at(1), "recipient": "f@gmail.com", **_HARD, "direction": "internal"},
+        # a delivery into our own mailbox does not bring back an address we mailed
+        {"timestamp": _at(6), "recipient": "a@gmail.com", "event": "delivered",
+         "direction": "inbound"},
     )  # fmt: skip
     got = suppressions(events.lazy()).collect()
     assert got.select("recipient", "hard_bounces", "last_reason", "last_bounce").rows() == [
@@ -147,6 +156,25 @@ def test_rule_text_falls_back_to_the_category() -> None:
         (text["user_unknown"]["description"], text["user_unknown"]["advice"]),
     ]
     assert joined.columns == [*EVENT_SCHEMA, "meaning", "solution"]
+
+
+def test_rule_text_of_inbound_events_is_the_inbound_advice() -> None:
+    """A table row's solution is written for the sender (Gmail's 5.1.1: check the address);
+    an inbound event, our server refusing a client, gets the category's inbound advice."""
+    rules = load_rules(user_rules_dir(None))
+    row = rules.codes.filter(pl.col("rule_id") == "gmail:gmail-035").row(0, named=True)
+    events = _events(
+        {"timestamp": _at(0), "recipient": "a@gmail.com", **_HARD, "rule_id": "gmail:gmail-035"},
+        {"timestamp": _at(0), "recipient": "b@example.com", **_HARD, "rule_id": "gmail:gmail-035",
+         "event": "rejected", "direction": "inbound"},
+    )  # fmt: skip
+    joined = with_rule_text(events.lazy(), rule_text(rules), rules.categories).collect()
+    advice = rules.categories.filter(category="user_unknown").row(0, named=True)
+    meaning = row["meaning"] or row["message"]  # the row's meaning is the text Gmail sends
+    assert joined.select("meaning", "solution").rows() == [
+        (meaning, row["solution"]),
+        (meaning, advice["advice_inbound"]),
+    ]
 
 
 def test_a_partitioned_export_replaces_the_dates_it_writes(tmp_path: Path) -> None:

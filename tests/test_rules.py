@@ -10,6 +10,7 @@ import pytest
 
 from bounce_analyzer.errors import RulesError
 from bounce_analyzer.rules import (
+    BLOCKLIST_COLUMNS,
     CODE_COLUMNS,
     ENGINE_CATEGORIES,
     RULES_ENV,
@@ -93,6 +94,14 @@ GMAIL = (
     "user_unknown,true,\n"
 )
 
+BLOCKLISTS = """
+[blocklists.inhouse]
+label = "Ours"
+lists = ["ip"]
+lookup = "https://rbl.example.net/"
+zones = ["rbl.example.net"]
+"""
+
 REPLIES = """id,smtp_code,meaning,solution,category,from_seed,note
 550,550,Mailbox unavailable,,user_unknown,false,
 """
@@ -138,6 +147,9 @@ def test_load_small_folder(tmp_path: Path) -> None:
         ("reply:550", "reply", None, 550, "user_unknown"),
     ]
     assert rules.replies["rule_id"].to_list() == ["reply:550"]
+    # blocklists.toml is optional: without it, no reply names a list
+    assert rules.blocklists.schema == pl.Schema(BLOCKLIST_COLUMNS)
+    assert rules.blocklists.height == 0
 
 
 def test_load_is_cached_until_a_file_changes(tmp_path: Path) -> None:
@@ -232,6 +244,37 @@ BROKEN = [
         TABLES.replace('provider = "google"', 'provider = "aol"'),
         "codes/tables.toml: table 'gmail': unknown provider 'aol'",
     ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS + 'colour = "red"\n',
+        "blocklists.toml: blocklist 'inhouse': unknown key 'colour'",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('["ip"]', '["ips"]'),
+        "blocklists.toml: blocklist 'inhouse': 'lists' must name what it holds: ip, domain, url",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('"rbl.example.net"', '"rbl"'),
+        "blocklists.toml: blocklist 'inhouse': 'rbl': a zone or text must be ASCII and at least "
+        "5 characters long",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('zones = ["rbl.example.net"]', "zones = []"),
+        "blocklists.toml: blocklist 'inhouse': give the 'zones' or 'texts' that name it",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS.replace('lookup = "https://rbl.example.net/"\n', ""),
+        "blocklists.toml: blocklist 'inhouse': missing 'lookup'",
+    ),
+    (
+        "blocklists_toml",
+        BLOCKLISTS + BLOCKLISTS.replace("inhouse", "other").replace('"Ours"', '"Theirs"'),
+        "blocklists.toml: blocklist 'other': 'rbl.example.net' already names 'inhouse'",
+    ),
 ]
 
 
@@ -284,6 +327,30 @@ def test_user_folder_layers_over_builtin(tmp_path: Path) -> None:
     ]
 
 
+def test_advice_inbound_is_optional_in_a_user_folder(tmp_path: Path) -> None:
+    builtin = write_rules(tmp_path / "builtin")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "categories.toml").write_text(
+        "[categories.user_unknown]\n"
+        'description = "No such mailbox."\n'
+        'advice = "Remove it."\n'
+        'advice_inbound = "A probe of addresses that do not exist here."\n'
+        'group = "invalid_address"\n'
+        'hard = "always"\n',
+        encoding="utf-8",
+    )
+    rules = load_rules(user, builtin_dir=builtin)
+    advice = rules.categories.select("category", "advice", "advice_inbound")
+    assert advice.filter(category="user_unknown").row(0) == (
+        "user_unknown",
+        "Remove it.",
+        "A probe of addresses that do not exist here.",
+    )
+    # the built-in test folder has no advice_inbound: empty, as a missing advice is
+    assert advice.filter(category="mailbox_full").row(0) == ("mailbox_full", "", "")
+
+
 def test_user_rules_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(RULES_ENV, raising=False)
     assert user_rules_dir(None) is None
@@ -326,6 +393,44 @@ def test_builtin_rules_load() -> None:
     rules = load_rules()
     assert rules.categories.height > 0
     assert set(rules.codes["table"].unique()) >= {"enhanced", "reply"}
+
+
+@needs_builtin
+def test_every_builtin_category_has_advice_for_both_directions() -> None:
+    categories = load_rules().categories
+    assert categories.columns == [
+        "category", "description", "advice", "advice_inbound", "group", "hard",
+    ]  # fmt: skip
+    blank = pl.col("advice").str.strip_chars() == ""
+    empty = categories.filter(blank | (pl.col("advice_inbound").str.strip_chars() == ""))
+    assert empty["category"].to_list() == []
+    assert categories.filter(pl.col("advice") == pl.col("advice_inbound")).height == 0
+
+
+def test_the_directions_with_advice_are_the_event_tables() -> None:
+    from bounce_analyzer.rules import Direction
+    from bounce_analyzer.schema import DIRECTIONS
+
+    assert [direction.value for direction in Direction] == list(DIRECTIONS[:2])
+
+
+@needs_builtin
+def test_block_advice_knows_whose_ip_is_listed() -> None:
+    """Outbound, the listed IP is ours: delist it. Inbound, it is the client's: nothing to
+    delist (issue 13: the advice told us to delist our IP for a client on Spamhaus)."""
+    advice = {
+        row["category"]: row
+        for row in load_rules()
+        .categories.filter(pl.col("category").is_in(["blocked", "bad_reputation"]))
+        .iter_rows(named=True)
+    }
+    assert "Your own sending IP" in advice["blocked"]["advice"]
+    assert "delisting steps" in advice["blocked"]["advice"]
+    assert "your own sending IP" in advice["bad_reputation"]["advice"]
+    for name in ("blocked", "bad_reputation"):
+        inbound = advice[name]["advice_inbound"]
+        assert "the client's, not yours" in inbound
+        assert "nothing to delist" in inbound
 
 
 @needs_builtin

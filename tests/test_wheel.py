@@ -33,6 +33,7 @@ def test_wheel_contains_the_rules_and_the_generator_data(wheel: Path) -> None:
         "bounce_analyzer/rules/categories.toml",
         "bounce_analyzer/rules/providers.toml",
         "bounce_analyzer/rules/patterns.toml",
+        "bounce_analyzer/rules/blocklists.toml",
         "bounce_analyzer/rules/codes/gmail.csv",
         "bounce_analyzer/rules/codes/enhanced.csv",
         "bounce_analyzer/rules/codes/tables.toml",

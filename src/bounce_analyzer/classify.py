@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
@@ -70,9 +71,7 @@ _FINAL_EVENTS = ("bounced", "rejected", "dropped")
 _EVENT_DECIDED = ("delivered", "complained")
 #: What step 4 gives each event.
 _ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
-#: Verdicts of schema version 2 the engine does not give yet: null.
-_NOT_YET = ["blocklist"]
-_ADDED = ["provider", *_ANSWERS, "direction", *_NOT_YET]
+_ADDED = ["provider", *_ANSWERS, "direction", "blocklist"]
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -771,14 +770,16 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
 
     # 4. per event
     answers = _per_event(rows, facts, decided, prepared)
+    # the list the diagnostic names, whatever decided the category (rules/blocklists.toml)
+    blocklist = frame.select(
+        blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist")
+    ).to_series()
     keep = [c for c in original if c not in _ADDED]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
-    verdicts = [pl.repeat(None, frame.height, dtype=pl.String(), eager=True) for _ in _NOT_YET]
-    verdicts = [column.alias(name) for column, name in zip(verdicts, _NOT_YET, strict=True)]
     # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
-    verdicts.append(directions(frame, rules.direction))
+    verdicts = [directions(frame, rules.direction), blocklist]
     columns = {
         c.name: c
         for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], *verdicts)

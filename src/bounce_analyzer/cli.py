@@ -38,7 +38,7 @@ from bounce_analyzer.pipeline import FileSummary, ParseRun, run_failed
 from bounce_analyzer.reading import expand_inputs, total_size
 from bounce_analyzer.render import ReportFormat, render_report
 from bounce_analyzer.report import GROUPABLE, ReportDirection, parse_by, summarize
-from bounce_analyzer.rules import Rules, load_rules, user_rules_dir
+from bounce_analyzer.rules import Direction, Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until
@@ -182,6 +182,15 @@ def explain(
     relay_host: Annotated[
         str | None, typer.Option("--relay-host", help="The remote server's host name.")
     ] = None,
+    direction: Annotated[
+        Direction,
+        typer.Option(
+            "--direction",
+            help="Whose refusal it is, for the advice: outbound (mail we sent, refused by the "
+            "receiver) or inbound (mail sent to us, refused or delivered by our server; a "
+            "listed IP is then the client's). A JSON line's own `direction` wins.",
+        ),
+    ] = Direction.outbound,
     as_json: Annotated[bool, typer.Option("--json", help="Write JSON instead of text.")] = False,
     rules: RulesOption = None,
 ) -> None:
@@ -197,7 +206,7 @@ def explain(
         # Bytes that are not UTF-8 are read as U+FFFD, and the answers written as UTF-8.
         lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         out = _stdout()
-        for chunk in explaining.explain_stream(lines, rules=_rules(rules)):
+        for chunk in explaining.explain_stream(lines, rules=_rules(rules), direction=direction):
             out.write(chunk.encode("utf-8"))
         out.flush()
         return
@@ -210,6 +219,7 @@ def explain(
         provider=_utf8(provider),
         recipient=_utf8(recipient),
         relay_host=_utf8(relay_host),
+        direction=direction,
         rules=_rules(rules),
     )
     if as_json:

@@ -2,9 +2,13 @@
 
 An input is a diagnostic as a server wrote it (``550-5.1.1 The email account ...``) or a bare
 code (``5.7.26``, ``421``, ``0x800CCC0F``), optionally with the reply code, enhanced code,
-recipient, relay host or provider given apart. The answer is the engine's decision plus what
-the deciding rule says: a code table row's meaning and solution, else the category's
-description and advice.
+recipient, relay host or provider given apart, and the direction of the mail (outbound by
+default). The answer is the engine's decision plus what the deciding rule says: a code table
+row's meaning and solution, else the category's description and advice. For inbound mail (our
+server refused a client, or failed at one of our mailboxes) the solution is the category's
+`advice_inbound`: a row's solution, like the category's `advice`, is written for a sender.
+Where the text names a DNS blocklist or reputation list (rules/blocklists.toml), the answer
+names it too, with the page to look an address up on.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import polars as pl
 
 from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.rules import Rules, load_rules
+from bounce_analyzer.rules import Direction, Rules, advice_for, load_rules, solution_for
 from bounce_analyzer.smtp import domain_of
 from bounce_analyzer.writers import printable
 
 #: The columns of `explain_frame`'s answer, in order.
 EXPLAIN_COLUMNS = (
     "input",
+    "direction",
     "smtp_code",
     "enhanced_code",
     "hex_code",
@@ -39,6 +44,10 @@ EXPLAIN_COLUMNS = (
     "solution",
     "description",
     "advice",
+    "blocklist",
+    "blocklist_label",
+    "blocklist_lookup",
+    "blocklist_note",
 )
 
 #: The keys a JSON input line may have (others are ignored).
@@ -49,17 +58,22 @@ JSON_FIELDS: dict[str, pl.DataType] = {
     "recipient": pl.String(),
     "relay_host": pl.String(),
     "provider": pl.String(),
+    "direction": pl.String(),
 }
 
-_OPTIONAL = ("smtp_code", "enhanced_code", "recipient", "relay_host", "provider")
+_OPTIONAL = ("smtp_code", "enhanced_code", "recipient", "relay_host", "provider", "direction")
 
 
-def explain_frame(inputs: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+def explain_frame(
+    inputs: pl.DataFrame, rules: Rules, *, direction: Direction = Direction.outbound
+) -> pl.DataFrame:
     """Classify each row of `inputs` and say why (columns `EXPLAIN_COLUMNS`, in input order).
 
     `inputs` has an `input` column (the text) and optionally `smtp_code`, `enhanced_code`,
-    `recipient` (an address or a bare domain), `relay_host` and `provider`; a given provider
-    wins over the one found from the recipient and relay host.
+    `recipient` (an address or a bare domain), `relay_host`, `provider` and `direction`; a
+    given provider wins over the one found from the recipient and relay host, and a row's
+    direction over `direction`. A direction other than ``inbound`` or ``outbound`` raises
+    `UsageError`.
     """
     names = inputs.columns
     column = {
@@ -67,19 +81,28 @@ def explain_frame(inputs: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         for name in _OPTIONAL
     }
     recipient = column["recipient"].str.strip_chars(" <>")
-    facts = inputs.lazy().select(
-        pl.col("input").cast(pl.String),
-        pl.col("input").cast(pl.String).alias("diagnostic"),
-        column["smtp_code"].str.strip_chars().cast(pl.Int16, strict=False).alias("smtp_code"),
-        column["enhanced_code"].str.strip_chars().replace("", None).alias("enhanced_code"),
-        pl.when(recipient.str.contains("@"))
-        .then(domain_of(recipient))
-        .otherwise(recipient)
-        .alias("recipient_domain"),
-        column["relay_host"].alias("relay_host"),
-        column["provider"].str.strip_chars().replace("", None).alias("provider"),
+    facts = (
+        inputs.lazy()
+        .select(
+            pl.col("input").cast(pl.String),
+            pl.col("input").cast(pl.String).alias("diagnostic"),
+            column["smtp_code"].str.strip_chars().cast(pl.Int16, strict=False).alias("smtp_code"),
+            column["enhanced_code"].str.strip_chars().replace("", None).alias("enhanced_code"),
+            pl.when(recipient.str.contains("@"))
+            .then(domain_of(recipient))
+            .otherwise(recipient)
+            .alias("recipient_domain"),
+            column["relay_host"].alias("relay_host"),
+            column["provider"].str.strip_chars().replace("", None).alias("provider"),
+            # asked for, not derived: the engine's own `direction` (from log facts) is not used
+            _directions(column["direction"], direction).alias("_asked"),
+        )
+        .collect()
     )
-    classified = classify(facts.collect(), rules, keep_hex=True).lazy()
+    bad = _bad_direction(facts["_asked"])
+    if bad is not None:
+        raise UsageError(_BAD_DIRECTION.format(bad[1]))
+    classified = classify(facts, rules, keep_hex=True).lazy()
     row_text = rules.codes.lazy().select(
         "rule_id", pl.coalesce("meaning", "message").alias("meaning"), "solution"
     )
@@ -93,20 +116,50 @@ def explain_frame(inputs: pl.DataFrame, rules: Rules) -> pl.DataFrame:
             pl.col("solution").alias("hex_solution"),
         )
     )
-    categories = rules.categories.lazy().select("category", "description", "advice")
+    categories = rules.categories.lazy().select(
+        "category", "description", "advice", "advice_inbound"
+    )
+    blocklists = rules.blocklists.lazy().select(
+        "blocklist",
+        pl.col("label").alias("blocklist_label"),
+        pl.col("lookup").alias("blocklist_lookup"),
+        pl.col("note").alias("blocklist_note"),
+    )
+    advice = advice_for(pl.col("direction"))
     return (
         classified.with_row_index("_row")
         .join(row_text, on="rule_id", how="left")
         .join(hex_text, on="hex_code", how="left")
         .join(categories, on="category", how="left")
+        .join(blocklists, on="blocklist", how="left")
         .sort("_row")
+        .with_columns(pl.col("_asked").alias("direction"))
         .with_columns(
             pl.coalesce("meaning", "hex_meaning", "description").alias("meaning"),
-            pl.coalesce("solution", "hex_solution", "advice").alias("solution"),
+            solution_for(pl.col("direction"), pl.coalesce("solution", "hex_solution")).alias(
+                "solution"
+            ),
+            advice.alias("advice"),
         )
         .select(EXPLAIN_COLUMNS)
         .collect()
     )
+
+
+def _directions(given: pl.Expr, default: Direction) -> pl.Expr:
+    """The direction each input asks for: its own, else `default` (blank counts as none)."""
+    own = given.str.strip_chars().str.to_lowercase().replace("", None)
+    return pl.coalesce(own, pl.lit(Direction(default).value))
+
+
+#: What a direction other than inbound or outbound is told.
+_BAD_DIRECTION = "direction must be inbound or outbound, not {!r}"
+
+
+def _bad_direction(directions: pl.Series) -> tuple[int, str] | None:
+    """The position and value of the first of `directions` that is not a `Direction`."""
+    bad = (~directions.is_in([d.value for d in Direction])).arg_true()
+    return None if bad.is_empty() else (int(bad[0]), directions[int(bad[0])])
 
 
 def read_explain_lines(
@@ -137,6 +190,12 @@ def read_explain_lines(
         "line_number", pl.col("line").str.strip_chars_end("\r\n").alias("diagnostic")
     )
     merged = pl.concat([texts, decoded], how="diagonal_relaxed").sort("line_number")
+    if "direction" in merged.columns:
+        asked = merged.select(_directions(pl.col("direction"), Direction.outbound)).to_series()
+        bad = _bad_direction(asked)
+        if bad is not None:
+            number = merged["line_number"][bad[0]]
+            raise UsageError(f"{name}:{number}: " + _BAD_DIRECTION.format(bad[1]))
     return merged.select(
         pl.col("diagnostic").fill_null("").alias("input"),
         *[
@@ -167,10 +226,11 @@ def explain_one(
     provider: str | None = None,
     recipient: str | None = None,
     relay_host: str | None = None,
+    direction: Direction = Direction.outbound,
     rules: Rules | None = None,
 ) -> dict[str, object]:
     """Explain one message (or bare code), with any context given apart, as a dict, by
-    `rules` (default: the built-in rules)."""
+    `rules` (default: the built-in rules), with the advice for mail going `direction`."""
     inputs = pl.DataFrame(
         {
             "input": [text],
@@ -179,6 +239,7 @@ def explain_one(
             "recipient": [recipient],
             "relay_host": [relay_host],
             "provider": [provider],
+            "direction": [Direction(direction).value],
         },
         schema=dict.fromkeys(("input", *_OPTIONAL), pl.String),
     )
@@ -186,9 +247,14 @@ def explain_one(
 
 
 def explain_stream(
-    stream: TextIO, *, rules: Rules | None = None, lines_per_chunk: int = 50_000
+    stream: TextIO,
+    *,
+    rules: Rules | None = None,
+    direction: Direction = Direction.outbound,
+    lines_per_chunk: int = 50_000,
 ) -> Iterator[str]:
-    """Explain a stream of input lines in chunks; yield JSON lines, in input order."""
+    """Explain a stream of input lines in chunks; yield JSON lines, in input order. A JSON
+    line's own `direction` wins over `direction`."""
     rules = load_rules() if rules is None else rules
     offset = 0
     while True:
@@ -200,7 +266,7 @@ def explain_stream(
         finally:
             offset += len(lines)
         if inputs.height:
-            yield explain_frame(inputs, rules).write_ndjson()
+            yield explain_frame(inputs, rules, direction=direction).write_ndjson()
 
 
 _LABELS = (
@@ -211,9 +277,20 @@ _LABELS = (
     ("codes", "codes"),
     ("rule_id", "rule"),
     ("meaning", "meaning"),
+    ("direction", "advice for"),
     ("solution", "solution"),
     ("advice", "advice"),
+    ("blocklist_named", "blocklist"),
+    ("blocklist_lookup", "look up"),
+    ("blocklist_note", "list note"),
 )
+
+
+#: What the advice is for, in the words of a person's explanation.
+_FOR = {
+    Direction.outbound.value: "mail we sent (outbound: the receiver refused us)",
+    Direction.inbound.value: "mail sent to us (inbound: our server refused or received it)",
+}
 
 
 def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
@@ -224,7 +301,16 @@ def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
     codes = " ".join(
         str(result[key]) for key in ("smtp_code", "enhanced_code", "hex_code") if result.get(key)
     )
-    values = {**result, "bounce": bounce or "-", "codes": codes or "-"}
+    named = None
+    if result.get("blocklist"):
+        named = f"{result['blocklist']}: {result.get('blocklist_label') or result['blocklist']}"
+    values = {
+        **result,
+        "bounce": bounce or "-",
+        "codes": codes or "-",
+        "blocklist_named": named,
+        "direction": _FOR.get(str(result.get("direction"))),
+    }
     if values.get("advice") == values.get("solution"):
         values["advice"] = None
     out = []

@@ -16,17 +16,14 @@ import shutil
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
+from bounce_analyzer.rules import Direction, Rules, solution_for
 from bounce_analyzer.schema import FAILURES
 from bounce_analyzer.stages import ahead
 from bounce_analyzer.writers import neutralize_formulas, output_file
-
-if TYPE_CHECKING:
-    from bounce_analyzer.rules import Rules
 
 ROW_GROUP_SIZE = 128 * 1024
 
@@ -98,10 +95,19 @@ def daily_aggregates(events: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def suppressions(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Recipients that hard-bounced, with the last reason and date: feed these back into the
-    sender's suppression list. A recipient delivered to after its last hard bounce is left out
-    (the address works again)."""
-    recipients = events.filter(pl.col("recipient").is_not_null())
+    """Recipients of our mail that hard-bounced, with the last reason and date: feed these back
+    into the sender's suppression list.
+
+    Only outbound mail counts (`direction` outbound: we, or an ESP for us, sent it): an
+    inbound refusal is our own server turning a client away, and its recipient is one of our
+    own addresses, or one that never existed here; it belongs on nobody's suppression list.
+    Only hard failures count: the address itself is bad (a blocked IP is soft, however
+    permanent). A recipient we delivered to after its last hard bounce is left out (the
+    address works again).
+    """
+    recipients = events.filter(
+        pl.col("recipient").is_not_null() & (pl.col("direction") == Direction.outbound.value)
+    )
     last_hard = (
         recipients.filter(pl.col("event").is_in(FAILURES) & (pl.col("bounce_type") == "hard"))
         .sort("timestamp", "event_id")
@@ -135,22 +141,25 @@ def with_rule_text(
 ) -> pl.LazyFrame:
     """Join each event's rule meaning and solution (`explanations`: rule_id, meaning, solution).
 
-    Decisions that no table row or pattern made (`event:delivered`, `event:expired` ...) take
-    their category's description and advice from `categories` (category, description, advice).
+    With `categories` (`Rules.categories`), decisions that no table row or pattern made
+    (`event:delivered`, `event:expired` ...) take their category's description and advice,
+    and inbound events (our server refused a client, or delivered to one of our mailboxes)
+    take the category's inbound advice as their solution, whatever the row says: a row's
+    solution, like `advice`, is written for the sender (`rules.solution_for`).
     """
     joined = events.join(explanations.lazy(), on="rule_id", how="left", maintain_order="left")
     if categories is None:
         return joined
     text = categories.lazy().select(
-        "category", pl.col("description").alias("_meaning"), pl.col("advice").alias("_solution")
+        "category", pl.col("description").alias("_meaning"), "advice", "advice_inbound"
     )
     return (
         joined.join(text, on="category", how="left", maintain_order="left")
         .with_columns(
             pl.coalesce("meaning", "_meaning").alias("meaning"),
-            pl.coalesce("solution", "_solution").alias("solution"),
+            solution_for(pl.col("direction"), pl.col("solution")).alias("solution"),
         )
-        .drop("_meaning", "_solution")
+        .drop("_meaning", "advice", "advice_inbound")
     )
 
 

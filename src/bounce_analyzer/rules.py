@@ -18,6 +18,7 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,28 @@ CODE_COLUMNS: dict[str, pl.DataType] = {
     "order": pl.Int32(),
 }
 
+#: The columns of the blocklist frame (`Rules.blocklists`), in order: `names` holds the
+#: entry's zones and texts, lower-cased, as `blocklists.blocklist_of` matches them.
+BLOCKLIST_COLUMNS: dict[str, pl.DataType] = {
+    "blocklist": pl.String(),
+    "label": pl.String(),
+    "lists": pl.List(pl.String()),
+    "lookup": pl.String(),
+    "note": pl.String(),
+    "names": pl.List(pl.String()),
+    "user": pl.Boolean(),
+}
+#: What a blocklist may hold (its `lists` key).
+BLOCKLIST_HOLDS = ("ip", "domain", "url")
+#: A zone or text shorter than this would match inside other words.
+BLOCKLIST_NAME_MIN = 5
+
 _TABLE_KINDS = ("provider", "enhanced", "reply", "reference")
-_CATEGORY_KEYS = {"description", "advice", "group", "hard"}
+_CATEGORY_KEYS = {"description", "advice", "advice_inbound", "group", "hard"}
 _PROVIDER_KEYS = {"label", "domains", "hosts"}
 _PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note"}
 _TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
+_BLOCKLIST_KEYS = {"label", "lists", "lookup", "zones", "texts", "note"}
 _HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
 
 
@@ -112,7 +130,8 @@ class DirectionSettings:
 class Rules:
     """Everything the engine knows, as polars frames (see docs/RULES.md for each file).
 
-    - ``categories``: category, description, advice, group, hard
+    - ``categories``: category, description, advice (for mail we sent), advice_inbound (for
+      mail sent to us), group, hard
     - ``groups``: group, description
     - ``providers``: provider, label (in lookup order)
     - ``provider_domains``: domain, provider (one row per domain, first provider wins)
@@ -121,6 +140,8 @@ class Rules:
       (in matching order: user patterns first)
     - ``tables``: table, file, title, provider, source, kind
     - ``codes``: every code-table row, columns `CODE_COLUMNS`
+    - ``blocklists``: the DNS blocklists and reputation lists replies name, columns
+      `BLOCKLIST_COLUMNS` (user lists first)
 
     A `Rules` object is equal only to itself and hashes by identity, so that the engine can
     keep what it derives from one beside it (classify.py) for as long as the object lives.
@@ -134,6 +155,7 @@ class Rules:
     patterns: pl.DataFrame
     tables: pl.DataFrame
     codes: pl.DataFrame
+    blocklists: pl.DataFrame
     direction: DirectionSettings
 
     @property
@@ -158,6 +180,34 @@ class Rules:
         return dataclasses.replace(
             self, direction=dataclasses.replace(self.direction, local_domains=local)
         )
+
+
+class Direction(StrEnum):
+    """The directions a category has advice for (`advice_for`)."""
+
+    outbound = "outbound"  # we (or an ESP for us) sent it: the receiver refused us
+    inbound = "inbound"  # another server sent it to us: our server refused or received it
+
+
+def advice_for(direction: pl.Expr) -> pl.Expr:
+    """A category's advice for an event going `direction`, from the columns of
+    `Rules.categories`: `advice_inbound` for inbound mail (our server refused a client, or
+    delivered into or failed at one of our mailboxes), `advice` for the rest (mail we sent)."""
+    inbound = direction == Direction.inbound.value
+    return pl.when(inbound).then(pl.col("advice_inbound")).otherwise(pl.col("advice"))
+
+
+def solution_for(direction: pl.Expr, row_solution: pl.Expr) -> pl.Expr:
+    """What to do about an event going `direction` whose deciding rule says `row_solution`
+    (a code-table row's solution, or null): for mail we sent, that solution, else the
+    category's `advice`; for inbound mail, the category's `advice_inbound` only, since a row's
+    solution is written for the sender as well."""
+    inbound = direction == Direction.inbound.value
+    return (
+        pl.when(inbound)
+        .then(advice_for(direction))
+        .otherwise(pl.coalesce(row_solution, advice_for(direction)))
+    )
 
 
 def builtin_rules_dir() -> Path:
@@ -268,6 +318,13 @@ def _text(path: Path | None, entry: str, item: dict[str, Any], key: str, *, requ
     return value
 
 
+def _strings(path: Path | None, entry: str, item: dict[str, Any], key: str) -> list[str]:
+    values = item.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise RulesError(f"{path}: {entry}: '{key}' must be a list of strings")
+    return values
+
+
 def _all_valid(regexes: list[str]) -> bool:
     """Whether polars accepts every one of `regexes`, checked in one call (start-up stays
     light); `_regex_problem` then says what is wrong with which."""
@@ -319,6 +376,7 @@ def _load_categories(builtin: Path, user: Path | None) -> tuple[pl.DataFrame, pl
                 "category": name,
                 "description": _text(path, entry, item, "description", required=True),
                 "advice": _text(path, entry, item, "advice", required=False) or "",
+                "advice_inbound": _text(path, entry, item, "advice_inbound", required=False) or "",
                 "group": group,
                 "hard": hard,
             }
@@ -332,6 +390,7 @@ def _load_categories(builtin: Path, user: Path | None) -> tuple[pl.DataFrame, pl
             "category": pl.String,
             "description": pl.String,
             "advice": pl.String,
+            "advice_inbound": pl.String,
             "group": pl.String,
             "hard": pl.String,
         },
@@ -363,22 +422,19 @@ def _load_providers(
         **user_entries,
         **{k: v for k, v in builtin_entries.items() if k not in user_entries},
     }
-    providers, domains, hosts = [], [], []
+    providers, domains = [], []
+    hosts: list[dict[str, Any]] = []
     seen_domains: set[str] = set()
     for name, (path, item) in ordered.items():
         entry = f"provider '{name}'"
         label = _text(path, entry, item, "label", required=False) or name
         providers.append({"provider": name, "label": label})
-        for key in ("domains", "hosts"):
-            values = item.get(key, [])
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise RulesError(f"{path}: {entry}: '{key}' must be a list of strings")
-        for domain in item.get("domains", []):
+        for domain in _strings(path, entry, item, "domains"):
             domain = domain.lower().strip(".")
             if domain not in seen_domains:
                 seen_domains.add(domain)
                 domains.append({"domain": domain, "provider": name})
-        for regex in item.get("hosts", []):
+        for regex in _strings(path, entry, item, "hosts"):
             hosts.append({"provider": name, "regex": regex, "_path": path, "_entry": entry})
     if not _all_valid([host["regex"] for host in hosts]):
         for host in hosts:
@@ -625,6 +681,60 @@ def _load_codes(
     return codes, table_frame
 
 
+# --- blocklists ------------------------------------------------------------------------------
+
+
+def _blocklist_row(path: Path | None, name: str, item: object, *, user: bool) -> dict[str, Any]:
+    entry = f"blocklist '{name}'"
+    item = _check_keys(path, entry, item, _BLOCKLIST_KEYS)
+    lists = _strings(path, entry, item, "lists")
+    if not lists or any(kind not in BLOCKLIST_HOLDS for kind in lists):
+        raise RulesError(f"{path}: {entry}: 'lists' must name what it holds: ip, domain, url")
+    names = [
+        text.strip().lower()
+        for text in _strings(path, entry, item, "zones") + _strings(path, entry, item, "texts")
+    ]
+    if not names:
+        raise RulesError(f"{path}: {entry}: give the 'zones' or 'texts' that name it")
+    for text in names:
+        if len(text) < BLOCKLIST_NAME_MIN or not text.isascii():
+            raise RulesError(
+                f"{path}: {entry}: {text!r}: a zone or text must be ASCII and at least "
+                f"{BLOCKLIST_NAME_MIN} characters long"
+            )
+    return {
+        "blocklist": name,
+        "label": _text(path, entry, item, "label", required=True),
+        "lists": lists,
+        "lookup": _text(path, entry, item, "lookup", required=True),
+        "note": _text(path, entry, item, "note", required=False),
+        "names": list(dict.fromkeys(names)),
+        "user": user,
+    }
+
+
+def _load_blocklists(builtin: Path, user: Path | None) -> pl.DataFrame:
+    """rules/blocklists.toml (optional in both folders), user lists first: a user entry
+    replaces the built-in one of its name, and a user's zone or text wins over a built-in
+    list that names it too."""
+    layers = [
+        (_optional_toml(user, "blocklists.toml"), True),
+        (_optional_toml(builtin, "blocklists.toml"), False),
+    ]
+    rows: dict[str, dict[str, Any]] = {}
+    for (path, data), is_user in layers:
+        named: dict[str, str] = {}  # a name -> the list it names, within this file
+        for name, item in _section(path, data, "blocklists").items():
+            row = _blocklist_row(path, name, item, user=is_user)
+            for text in row["names"]:
+                if named.setdefault(text, name) != name:
+                    raise RulesError(
+                        f"{path}: blocklist '{name}': {text!r} already names '{named[text]}'"
+                    )
+            rows.setdefault(name, row)
+    return pl.DataFrame(list(rows.values()), schema=BLOCKLIST_COLUMNS)
+
+
 # --- direction ---------------------------------------------------------------------------------
 
 _DIRECTION_KEYS = ("local_domains", "inbound_relays", "inbound_transports", "outbound_transports")
@@ -715,5 +825,6 @@ def _load(builtin: Path, user: Path | None) -> Rules:
         patterns=patterns,
         tables=tables,
         codes=codes,
+        blocklists=_load_blocklists(builtin, user),
         direction=_load_direction(builtin, user),
     )
