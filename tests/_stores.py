@@ -19,6 +19,7 @@ def report_store(
     until: datetime | None = None,
     by: list[str] | None = None,
     top: int = 10,
+    direction: str = "outbound",
 ) -> Report:
     """The report over a store's events in [since, until), with the built-in rules' advice."""
     return summarize(
@@ -29,6 +30,7 @@ def report_store(
         top=top,
         malformed=count_quarantined(store, since=since, until=until),
         categories=load_rules().categories,
+        direction=direction,
     )
 
 

@@ -31,16 +31,28 @@ FILES = {
 }
 
 
+#: The fixed `now` of the golden reports, and the sample logs' file date.
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+#: The golden files of the report of every direction (with the inbound section).
+ALL_FILES = {ReportFormat.table: "report-all.txt", ReportFormat.json: "report-all.json"}
+
+
 @pytest.fixture(scope="module")
-def sample_report(tmp_path_factory: pytest.TempPathFactory, sample_logs_path: Path) -> Report:
-    """The report on a copy of sample_logs/ whose files are dated the fixed `now`."""
-    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+def samples(tmp_path_factory: pytest.TempPathFactory, sample_logs_path: Path) -> Path:
+    """A copy of sample_logs/ whose files are dated the fixed `now`."""
     folder = tmp_path_factory.mktemp("samples") / "sample_logs"
     shutil.copytree(sample_logs_path, folder)
     for path in folder.rglob("*"):
         # classic syslog stamps take their year from the file's date
-        os.utime(path, (now.timestamp(), now.timestamp()))
-    report, files = summarize_paths([str(folder)], since=SINCE, until=now, tz="UTC")
+        os.utime(path, (NOW.timestamp(), NOW.timestamp()))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sample_report(samples: Path) -> Report:
+    """The report on the sample logs (outbound, the default)."""
+    report, files = summarize_paths([str(samples)], since=SINCE, until=NOW, tz="UTC")
     assert sum(f.malformed for f in files) == 0
     assert sorted(f.source for f in files if f.source) == [
         "exim", "mailgun", "mailgun", "postfix", "postfix", "postfix", "sendgrid", "sendgrid",
@@ -53,19 +65,39 @@ def sample_logs_path() -> Path:
     return Path(__file__).resolve().parents[1] / "sample_logs"
 
 
-@pytest.mark.parametrize("fmt", list(FILES))
-def test_report_matches_its_golden_file(
-    fmt: ReportFormat, sample_report: Report, update_golden: bool
-) -> None:
-    text = render_report(sample_report, fmt)
-    golden = GOLDEN / FILES[fmt]
+@pytest.fixture(scope="module")
+def all_report(samples: Path) -> Report:
+    """The report of every direction on the sample logs, with the inbound section."""
+    report, _ = summarize_paths([str(samples)], since=SINCE, until=NOW, tz="UTC", direction="all")
+    return report
+
+
+def _check_golden(text: str, name: str, update_golden: bool) -> None:
+    """`text` is the golden file `name`'s (which `--update-golden` rewrites instead)."""
+    golden = GOLDEN / name
     if update_golden:
         GOLDEN.mkdir(exist_ok=True)
         golden.write_text(text, encoding="utf-8")
     assert text == golden.read_text(encoding="utf-8")
 
 
-def test_table_fits_in_100_columns(sample_report: Report) -> None:
+@pytest.mark.parametrize("fmt", list(FILES))
+def test_report_matches_its_golden_file(
+    fmt: ReportFormat, sample_report: Report, update_golden: bool
+) -> None:
+    _check_golden(render_report(sample_report, fmt), FILES[fmt], update_golden)
+
+
+@pytest.mark.parametrize("fmt", list(ALL_FILES))
+def test_the_report_of_every_direction_matches_its_golden_file(
+    fmt: ReportFormat, all_report: Report, update_golden: bool
+) -> None:
+    _check_golden(render_report(all_report, fmt), ALL_FILES[fmt], update_golden)
+
+
+def test_table_fits_in_100_columns(sample_report: Report, all_report: Report) -> None:
+    lines = render_report(all_report, ReportFormat.table).splitlines()
+    assert max(len(line) for line in lines) <= 100
     lines = render_report(sample_report, ReportFormat.table).splitlines()
     assert max(len(line) for line in lines) <= 100
     assert lines[0] == "bounce-analyzer report: 2026-11-20 00:00 UTC to 2026-11-28 12:00 UTC"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from bounce_analyzer.report import (
     Report,
     final_outcomes,
     parse_by,
+    reject_reason,
     summarize,
 )
 from bounce_analyzer.schema import EVENT_SCHEMA, conform
@@ -29,6 +30,7 @@ T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 _DEFAULTS: dict[str, Any] = {
     "source": "postfix",
     "host": "mx1",
+    "direction": "outbound",
     "sender": "news@shop.example.com",
     "sender_domain": "shop.example.com",
     "provider": "google",
@@ -90,11 +92,12 @@ def test_attempts_count_every_try_final_outcomes_one_per_recipient() -> None:
     }  # fmt: skip
     assert totals["final outcomes"] == {
         "view": "final outcomes", "total": 2, "delivered": 1, "deferred": 0, "failed": 1,
-        "hard": 1, "soft": 0, "complained": 0, "failure_rate": 0.5,
+        "hard": 1, "soft": 0, "complained": 1, "failure_rate": 0.5,
     }  # fmt: skip
+    # the complaint is counted beside the delivery it is about, not as a message
     assert report.groups.to_dicts() == [
         {"provider": "google", "messages": 2, "delivered": 1, "deferred": 0, "failed": 1,
-         "hard": 1, "soft": 0, "complained": 0, "attempts": 6, "deferrals": 3,
+         "hard": 1, "soft": 0, "complained": 1, "attempts": 6, "deferrals": 3,
          "failure_rate": 0.5},
     ]  # fmt: skip
 
@@ -146,6 +149,96 @@ def test_a_message_wide_expiry_ends_each_recipient_still_deferred() -> None:
     assert final.columns == list(EVENT_SCHEMA)
 
 
+def test_a_message_wide_expiry_is_an_attempt_of_each_recipient_it_ends() -> None:
+    """Counted once per recipient in both views, so no group has fewer attempts than messages;
+    the failure texts count it as often as the categories do."""
+    events = _events(
+        *[
+            {"timestamp": T0, "event": "deferred", "message_ref": "Q3", "recipient": r,
+             "provider": p, **_QUOTA, "diagnostic": "452 4.2.2 mailbox full"}
+            for r, p in (("d@gmail.com", "google"), ("e@yahoo.com", "yahoo"))
+        ],
+        {"timestamp": T0 + timedelta(days=5), "event": "expired", "message_ref": "Q3",
+         "provider": "other", "category": "expired", "bounce_type": "soft",
+         "diagnostic": "returned to sender"},
+    )  # fmt: skip
+    report = summarize(events.lazy(), by=["provider", "category"])
+    rows = report.groups.select("provider", "category", "messages", "attempts").sort("provider")
+    assert rows.rows() == [
+        ("google", "expired", 1, 1),
+        ("google", "mailbox_full", 0, 1),
+        ("yahoo", "expired", 1, 1),
+        ("yahoo", "mailbox_full", 0, 1),
+    ]
+    expired = report.categories.filter(pl.col("category") == "expired").row(0, named=True)
+    assert (expired["count"], expired["failed"], expired["soft"]) == (2, 2, 2)
+    assert report.messages.filter(pl.col("category") == "expired")["count"].to_list() == [2]
+
+
+def test_a_failure_without_bounce_type_is_soft_in_every_view() -> None:
+    """hard is what the classification calls hard; every other failure is soft, so that hard
+    and soft always add up to failed, and a deferral is neither."""
+    events = _events(
+        {"timestamp": T0, "event": "rejected", "message_ref": "Q1", "recipient": "a@gmail.com",
+         "category": "on_hold", "diagnostic": "554 go away"},
+        {"timestamp": T0, "event": "deferred", "message_ref": "Q2", "recipient": "b@gmail.com",
+         **_QUOTA},
+    )  # fmt: skip
+    report = summarize(events.lazy())
+    for frame in (report.totals, report.groups, report.categories, report.recipient_domains,
+                  report.sender_domains):  # fmt: skip
+        assert (frame["hard"] + frame["soft"] == frame["failed"]).all()
+        assert (
+            frame.filter(pl.col("failed") > 0)["soft"].to_list()
+            == [1] * frame.filter(pl.col("failed") > 0).height
+        )
+
+
+def test_a_recipient_who_complains_twice_is_one_complaint_of_the_final_view() -> None:
+    events = _deferred_three_times_then_delivered()
+    again = events.tail(1).with_columns(pl.lit("e999").alias("event_id"))
+    report = summarize(pl.concat([events, again]).lazy())
+    totals = _totals(report)
+    assert (totals["attempts"]["complained"], totals["final outcomes"]["complained"]) == (2, 1)
+    assert totals["final outcomes"]["total"] == 2
+
+
+def test_top_cuts_the_growing_tables_and_says_how_much() -> None:
+    report = summarize(_mixed().lazy(), by=["recipient_domain", "event"], top=2)
+    assert report.groups.height == 2
+    assert report.recipient_domains.height == 2
+    assert report.omitted == {
+        "groups": summarize(
+            _mixed().lazy(), by=["recipient_domain", "event"], top=100
+        ).groups.height
+        - 2,
+        "messages": 1,
+        "recipient_domains": 1,
+        "sender_domains": 0,
+    }
+    assert report.categories.height == 3  # a closed set: never cut
+
+
+def test_an_empty_window_says_which_days_there_are() -> None:
+    events = _deferred_three_times_then_delivered().lazy()
+    later = T0 + timedelta(days=3)
+    report = summarize(events, since=later)
+    assert report.notes == [
+        "no events between 2026-11-30 09:00 UTC and now; the input holds 2026-11-27 .. "
+        "2026-11-27 (1 day)"
+    ]
+    held = [date(2026, 11, 2), date(2026, 11, 30), date(2026, 11, 3)]
+    report = summarize(events, since=later, until=later, held=held, holder="the store")
+    assert report.notes == [
+        "no events between 2026-11-30 09:00 UTC and 2026-11-30 09:00 UTC; the store holds "
+        "2026-11-02 .. 2026-11-30 (3 days)"
+    ]
+    assert summarize(events.clear(), since=later, held=[]).notes == [
+        "no events between 2026-11-30 09:00 UTC and now; the input holds none"
+    ]
+    assert summarize(events, since=T0).notes == []
+
+
 @pytest.mark.parametrize("column", GROUPABLE)
 def test_every_by_column_groups(column: str) -> None:
     events = _deferred_three_times_then_delivered()
@@ -176,7 +269,8 @@ def test_parse_by() -> None:
         parse_by("provider,colour")
     assert str(raised.value) == (
         "cannot group by colour: choose from provider, category, category_group, source, "
-        "recipient_domain, sender_domain, smtp_code, enhanced_code, date, event, bounce_type, host"
+        "recipient_domain, sender_domain, smtp_code, enhanced_code, date, event, bounce_type, "
+        "host, direction, blocklist, transport, client_host, client_ip, reject_reason"
     )
     with pytest.raises(UsageError, match=r"^cannot group by ',': choose from provider, "):
         parse_by(",")
@@ -331,7 +425,7 @@ def _assert_same_report(left: Report, right: Report) -> None:
 def test_final_outcome_counts_are_the_rows_of_final_outcomes(by: list[str]) -> None:
     """The report counts final outcomes without building them, but counts the same rows."""
     events = _mixed().lazy()
-    report = summarize(events, by=by)
+    report = summarize(events, by=by, top=1000)
     dated = events.with_columns(pl.col("timestamp").dt.date().alias("date"))
     expected = final_outcomes(dated).group_by(by).agg(pl.len().alias("messages")).collect()
     counted = report.groups.filter(pl.col("messages") > 0).select(*by, "messages")
@@ -428,3 +522,189 @@ def test_report_on_a_store_joins_the_category_advice(tmp_path: Path) -> None:
     )  # fmt: skip
     assert row["advice"].startswith("Remove the address from your list now")
     assert report.malformed == 0
+
+
+# --- direction -----------------------------------------------------------------------------------
+
+#: What the sources and the classification make of the lines of a Debian server that sends
+#: its users' mail and receives mail for example.com (tests/data/direction/postfix-debian.log).
+_SPAMHAUS = {"category": "blocked", "category_group": "reputation", "bounce_type": "soft",
+             "blocklist": "spamhaus"}  # fmt: skip
+
+
+def _both_directions() -> pl.DataFrame:
+    at = T0
+    inbound = {"direction": "inbound", "provider": "other"}
+    rejected = {**inbound, "event": "rejected", "transport": "smtpd"}
+    return _events(
+        # outbound: delivered, bounced at Gmail, blocked at Outlook (our IP on Spamhaus)
+        {"timestamp": at, "event": "delivered", "message_ref": "1A2B3C4D5E",
+         "recipient": "jane.doe@gmail.com", "category": "delivered", "transport": "smtp"},
+        {"timestamp": at, "event": "bounced", "message_ref": "1A2B3C4D5E",
+         "recipient": "nobody@example.org", "provider": "other", **_UNKNOWN, "transport": "smtp",
+         "diagnostic": "550 5.1.1 <nobody@example.org>: Recipient address rejected: User "
+         "unknown in virtual mailbox table"},
+        {"timestamp": at, "event": "bounced", "message_ref": "1A2B3C4D5E",
+         "recipient": "john.roe@outlook.com", "provider": "microsoft", **_SPAMHAUS,
+         "transport": "smtp", "diagnostic": "550 5.7.1 Service unavailable, Client host "
+         "[198.51.100.7] blocked using Spamhaus."},
+        # inbound: postscreen and smtpd rejects, a local delivery, a full mailbox
+        {"timestamp": at, **rejected, "transport": "postscreen", **_SPAMHAUS,
+         "client_ip": "203.0.113.45", "sender_domain": "offers.example.net",
+         "diagnostic": "550 5.7.1 Service unavailable; client [203.0.113.45] blocked using "
+         "zen.spamhaus.org"},
+        {"timestamp": at, **rejected, **_SPAMHAUS, "recipient": "bob@example.com",
+         "client_host": "unknown", "client_ip": "203.0.113.77",
+         "sender_domain": "bulk.example.net", "diagnostic": "554 5.7.1 Service unavailable; "
+         "Client host [203.0.113.77] blocked using zen.spamhaus.org"},
+        {"timestamp": at + timedelta(seconds=1), **rejected, **_SPAMHAUS,
+         "recipient": "bob@example.com", "client_host": "unknown", "client_ip": "203.0.113.77",
+         "sender_domain": "bulk.example.net", "diagnostic": "554 5.7.1 Service unavailable; "
+         "Client host [203.0.113.77] blocked using zen.spamhaus.org"},
+        {"timestamp": at, **rejected, **_UNKNOWN, "recipient": "nobody@example.com",
+         "client_host": "mail.example.org", "client_ip": "192.0.2.25",
+         "sender_domain": "example.org", "diagnostic": "550 5.1.1 <nobody@example.com>: "
+         "Recipient address rejected: User unknown in local recipient table"},
+        {"timestamp": at, **rejected, "recipient": "victim@example.net", "category":
+         "no_relaying", "bounce_type": "soft", "client_host": "unknown",
+         "client_ip": "203.0.113.9", "sender_domain": "example.net",
+         "diagnostic": "454 4.7.1 <victim@example.net>: Relay access denied"},
+        {"timestamp": at, **rejected, "recipient": "carol@example.com", "category": "blocked",
+         "category_group": "reputation", "bounce_type": "soft", "client_host": "unknown",
+         "client_ip": "203.0.113.12",
+         "diagnostic": "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified "
+         "hostname"},
+        {"timestamp": at, **rejected, "transport": "cleanup", "recipient": "frank@example.com",
+         "category": "spam_detected", "bounce_type": "soft", "client_host": "unknown",
+         "client_ip": "203.0.113.88", "diagnostic": "5.7.1 Spam message rejected"},
+        {"timestamp": at, **inbound, "event": "delivered", "message_ref": "2B3C4D5E6F",
+         "recipient": "news@example.com", "transport": "local", "category": "delivered"},
+        {"timestamp": at, **inbound, "event": "bounced", "message_ref": "6D7E8F9A0B",
+         "recipient": "dave@example.com", "transport": "lmtp", **_QUOTA, "bounce_type": "soft",
+         "smtp_code": 552, "enhanced_code": "5.2.2",
+         "diagnostic": "552 5.2.2 <dave@example.com> Quota exceeded"},
+        # internal: to the content filter, whose mail comes back
+        {"timestamp": at, "direction": "internal", "event": "delivered",
+         "message_ref": "4B1C2D3E4F", "recipient": "alice@example.com", "transport": "smtp",
+         "category": "delivered"},
+    )  # fmt: skip
+
+
+def test_an_outbound_report_leaves_out_inbound_rejects_and_says_so() -> None:
+    report = summarize(_both_directions().lazy(), by=["recipient_domain"])
+    assert (report.direction, report.inbound) == ("outbound", None)
+    assert report.directions == {"outbound": 3, "inbound": 9, "internal": 1}
+    attempts = _totals(report)["attempts"]
+    assert (attempts["total"], attempts["failed"]) == (3, 2)
+    # our own domain and the spammers' are not "our" recipients or senders
+    assert set(report.groups["recipient_domain"]) == {"gmail.com", "example.org", "outlook.com"}
+    assert "bulk.example.net" not in set(report.sender_domains["sender_domain"])
+
+
+def test_an_inbound_report_has_its_own_section() -> None:
+    report = summarize(_both_directions().lazy(), direction="inbound", top=2)
+    assert _totals(report)["attempts"]["failed"] == 8
+    assert report.inbound is not None
+    assert report.inbound.rejects.rows() == [
+        ("blocklist", "spamhaus", 3, 0.4286),
+        ("relay access denied", None, 1, 0.1429),
+        ("helo/ptr checks", None, 1, 0.1429),
+        ("unknown user", None, 1, 0.1429),
+        ("content/milter", None, 1, 0.1429),
+    ]
+    assert report.inbound.clients.rows() == [
+        ("unknown", "203.0.113.77", 2),
+        ("mail.example.org", "192.0.2.25", 1),
+    ]
+    assert report.omitted["clients"] == 4
+    assert report.inbound.recipients.rows(named=True)[0] == {
+        "recipient": "bob@example.com", "rejected": 2, "delivered": 0, "deferred": 0,
+        "failed": 0,
+    }  # fmt: skip
+    assert report.inbound.deliveries.rows() == [("local", 1, 0, 0), ("lmtp", 0, 0, 1)]
+
+
+def test_all_counts_every_direction_and_keeps_the_inbound_section() -> None:
+    report = summarize(_both_directions().lazy(), direction="all")
+    assert _totals(report)["attempts"]["total"] == 13
+    assert report.inbound is not None
+    blocked = report.categories.filter(pl.col("category") == "blocked")
+    assert sorted(blocked.select("direction", "count").rows()) == [
+        ("inbound", 4),
+        ("outbound", 1),
+    ]
+
+
+def test_the_advice_is_written_for_the_direction() -> None:
+    """A client on Spamhaus is not our IP: an inbound block gets the inbound advice."""
+    categories = pl.DataFrame(
+        {
+            "category": ["blocked", "user_unknown"],
+            "description": ["blocked", "unknown"],
+            "advice": ["Delist your IP.", "Remove the address."],
+            "advice_inbound": ["Nothing to delist: the client is listed.", ""],
+        }
+    )
+    report = summarize(_both_directions().lazy(), direction="all", categories=categories)
+    advice = {
+        (c, d): a for c, d, a in report.categories.select("category", "direction", "advice").rows()
+    }
+    assert advice[("blocked", "outbound")] == "Delist your IP."
+    assert advice[("blocked", "inbound")] == "Nothing to delist: the client is listed."
+    assert advice[("user_unknown", "outbound")] == "Remove the address."
+    assert advice[("user_unknown", "inbound")] is None
+    without = summarize(
+        _both_directions().lazy(), direction="inbound", categories=categories.drop("advice_inbound")
+    )
+    assert without.categories["advice"].to_list() == [None] * without.categories.height
+
+
+def test_an_unknown_direction_is_a_usage_error() -> None:
+    with pytest.raises(
+        UsageError, match=r"^invalid direction 'sideways': choose from outbound, inbound, all$"
+    ):
+        summarize(_both_directions().lazy(), direction="sideways")
+
+
+def test_reject_reasons_over_real_reject_texts() -> None:
+    """Texts of Postfix and Exim rejects as servers log them (tests/data/direction/, and the
+    corpus's fail2ban, pflogsumm and postfix_exporter test logs)."""
+    texts = {
+        "554 5.7.1 <spam@example.com>: Relay access denied": "relay access denied",
+        "rejected RCPT <victim@example.net>: relay not permitted": "relay access denied",
+        "450 4.2.0 <a@example.com>: Recipient address rejected: Greylisted, see "
+        "http://postgrey.schweikert.ch/help/example.com.html": "greylisting",
+        "4.7.1 Greylisting in action, try again later": "greylisting",
+        "450 4.7.1 : Helo command rejected: Host not found": "helo/ptr checks",
+        "450 4.7.1 Client host rejected: cannot find your hostname, [93.184.216.34]":
+            "helo/ptr checks",
+        "450 4.1.8 <some@nonexistant.tld>: Sender address rejected: Domain not found":
+            "sender/domain checks",
+        "550 5.1.1 : Recipient address rejected: User unknown in local recipient table":
+            "unknown user",
+        "rejected RCPT <nobody@example.com>: Unrouteable address": "unknown user",
+        "rejected after DATA: Your message scored 15.2 SpamAssassin points. Report follows:":
+            "content/milter",
+        "rejected RCPT <bob@example.com>: 203.0.113.77 is listed at zen.spamhaus.org":
+            "blocklist",
+        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
+        "dnsbl.private.example": "blocklist",
+        "550 5.7.1 Client host rejected: Access denied": "other",
+    }  # fmt: skip
+    frame = pl.DataFrame(
+        {"diagnostic": list(texts), "event": "rejected", "direction": "inbound",
+         "transport": "smtpd", "blocklist": None},
+        schema_overrides={"blocklist": pl.String()},
+    )  # fmt: skip
+    reasons = frame.select(reject_reason()).to_series().to_list()
+    assert dict(zip(texts, reasons, strict=True)) == texts
+    # postscreen's own tests, and a milter at the cleanup stage
+    frame = frame.head(1).with_columns(diagnostic=pl.lit("550 5.5.1 Protocol error"))
+    assert frame.with_columns(transport=pl.lit("postscreen")).select(reject_reason()).item() == (
+        "postscreen"
+    )
+    assert frame.with_columns(transport=pl.lit("cleanup")).select(reject_reason()).item() == (
+        "content/milter"
+    )
+    # other events have no reason
+    assert frame.with_columns(direction=pl.lit("outbound")).select(reject_reason()).item() is None

@@ -37,7 +37,7 @@ from bounce_analyzer.export import (
 from bounce_analyzer.pipeline import FileSummary, ParseRun, run_failed
 from bounce_analyzer.reading import expand_inputs, total_size
 from bounce_analyzer.render import ReportFormat, render_report
-from bounce_analyzer.report import parse_by, summarize
+from bounce_analyzer.report import GROUPABLE, ReportDirection, parse_by, summarize
 from bounce_analyzer.rules import Direction, Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
 from bounce_analyzer.sources import detect as detect_source
@@ -489,24 +489,48 @@ def report(
         str, typer.Option("--since", help="Start of the window: 7d, 24h, 2w or 2026-11-01.")
     ] = "7d",
     until: Annotated[
-        str | None, typer.Option("--until", help="End of the window (default: now).")
+        str | None,
+        typer.Option(
+            "--until",
+            help="End of the window, exclusive: --since 2026-11-01 --until 2026-11-02 is "
+            "1 November (default: now).",
+        ),
     ] = None,
     by: Annotated[
         str | None,
         typer.Option(
             "--by",
-            help="Group by any of provider, category, category_group, source, "
-            "recipient_domain, sender_domain, smtp_code, enhanced_code, date (comma-separated).",
+            help=f"Group by any of {', '.join(GROUPABLE)} (comma-separated).",
         ),
     ] = None,
     fmt: Annotated[
         ReportFormat, typer.Option("--format", help="table, markdown, csv or json.")
     ] = ReportFormat.table,
-    top: Annotated[int, typer.Option("--top", min=1, help="Rows in each top list.")] = 10,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            help="Rows of each table that grows with the data, in every format: the --by "
+            "table, the top messages of each category, the recipient and sender domains, the "
+            "inbound clients and recipients. The totals, the category table, the daily trend "
+            "and the inbound reasons and transports are always whole.",
+        ),
+    ] = 10,
+    direction: Annotated[
+        ReportDirection,
+        typer.Option(
+            "--direction",
+            help="outbound: mail we (or an ESP for us) sent to other servers; inbound: our "
+            "server's refusals of other servers and deliveries into our mailboxes, with a "
+            "section of their own; all: both, and the internal hops between our programs.",
+        ),
+    ] = ReportDirection.outbound,
     store: StoreOption = None,
     source: SourceOption = None,
     tz: TzOption = None,
     rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Summarise bounces by provider and category: counts, rates, top messages, advice.
@@ -515,15 +539,15 @@ def report(
     """
     start, end = _window(since, until)
     groups = parse_by(by)
+    loaded = _rules(rules, local_domains=local_domains)
     failed = False
     if paths:
         from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
 
-        loaded = _rules(rules)
         with _progress(None, quiet=quiet) as update:
             summary, files = summarize_paths(
                 paths, since=start, until=end, by=groups, top=top, source=source, tz=tz,
-                rules=loaded, progress=update,
+                rules=loaded, progress=update, direction=direction,
             )  # fmt: skip
         _echo_summaries(files, all_of_them=False)
         failed = run_failed(files)
@@ -532,17 +556,20 @@ def report(
         from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
         opened = open_store(store_path(store), create=False)
-        loaded = _rules(rules)
         with opened.reading() as view:  # a consistent view; a damaged file is named
             summary = summarize(
                 # (the rules' direction.toml decides the direction of events of schema 1)
                 view.scan_events(since=start, until=end, direction=loaded.direction),
                 since=start, until=end, by=groups, top=top,
                 malformed=view.count_quarantined(since=start, until=end),
-                categories=loaded.categories,
+                categories=loaded.categories, held=opened.days(), holder="the store",
+                direction=direction,
             )  # fmt: skip
             text = render_report(summary, fmt)  # rendering reads values too
     typer.echo(text, nl=False)
+    if fmt is ReportFormat.csv:  # the other formats show the notes; a CSV holds only its rows
+        for note in summary.notes:
+            typer.echo(printable(note), err=True)
     if failed:
         raise typer.Exit(1)
 

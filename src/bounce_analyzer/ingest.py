@@ -164,6 +164,7 @@ def summarize_paths(
     rules: Rules | None = None,
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
+    direction: str = "outbound",
 ) -> tuple[Report, list[FileSummary]]:
     """The report straight from log or event files, without a store; and what each input gave.
 
@@ -186,5 +187,6 @@ def summarize_paths(
             top=top,
             malformed=sum(summary.malformed for summary in run.summaries),
             categories=run.rules.categories,
+            direction=direction,
         )
     return report, run.summaries

@@ -16,10 +16,10 @@ from typing import Any
 
 import polars as pl
 
-from bounce_analyzer.report import Report
+from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2
 
 
 class ReportFormat(StrEnum):
@@ -38,6 +38,18 @@ _HEADINGS = {
     "recipient_domain": "recipient domain",
     "sender_domain": "sender domain",
     "category_group": "group",
+    "client_host": "client host",
+    "client_ip": "client IP",
+    "reject_reason": "reason",
+}
+
+#: How the header names the events of each direction that a report leaves out (one, several),
+#: and the `--direction` that shows them.
+_LEFT_OUT = {
+    "outbound": ("outbound event", "outbound events", "outbound"),
+    "inbound": ("inbound reject or delivery", "inbound rejects and deliveries", "inbound"),
+    "internal": ("internal hop", "internal hops", "all"),
+    "unknown": ("event of no direction", "events of no direction", "all"),
 }
 
 
@@ -78,6 +90,21 @@ def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") ->
     return [fmt(heads), *(fmt(r) for r in rows)]
 
 
+def _direction(report: Report) -> str:
+    """The header's second line: which mail the report shows, and what it left out."""
+    counts = report.directions
+    if report.direction == "all":
+        held = [f"{counts[name]:,} {name}" for name in _LEFT_OUT if counts.get(name)]
+        return f"all mail: {', '.join(held) if held else 'no'} events"
+    left_out = [
+        f"{count:,} {one if count == 1 else several}, --direction {option}"
+        for name, (one, several, option) in _LEFT_OUT.items()
+        if name != report.direction and (count := counts.get(name, 0))
+    ]
+    shown = f"{report.direction} mail"
+    return f"{shown} (not counted: {'; '.join(left_out)})" if left_out else shown
+
+
 def _window(report: Report) -> str:
     def stamp(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M UTC") if value else "the beginning"
@@ -86,33 +113,62 @@ def _window(report: Report) -> str:
     return f"{stamp(report.since)} to {end}"
 
 
-def _sections(report: Report) -> list[tuple[str, pl.DataFrame]]:
+#: The line under the totals that says what hard and soft mean (the same in every view).
+_BOUNCE_TYPES = f"hard = {BOUNCE_TYPES['hard']}; soft = {BOUNCE_TYPES['soft']}."
+
+
+def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
+    """(title, table, the key of `Report.omitted` when `--top` cuts the table)."""
     by = ", ".join(report.by)
+    directed = ["direction"] if report.direction == "all" else []
+    inbound = [] if report.inbound is None else _inbound_sections(report.inbound)
     return [
         ("Totals (attempts: every try; final outcomes: one per message and recipient)",
          report.totals.select(
              "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
              "hard", "soft", "complained", "failure_rate",
-         )),
+         ), None),
         (f"By {by} (final outcomes; attempts and deferrals count every try)",
          report.groups.select(
-             *report.by, "messages", "delivered", "failed", "hard", "soft", "failure_rate",
-             "attempts", "deferrals",
-         )),
-        ("Failure categories (attempts: bounces and deferrals)",
+             *report.by, "messages", "delivered", "failed", "hard", "soft", "complained",
+             "failure_rate", "attempts", "deferrals",
+         ), "groups"),
+        ("Failure categories (attempts: bounces and deferrals; hard and soft split the failed)",
          report.categories.select(
-             "category", "category_group", "count", "share", "failed", "deferred", "hard", "soft"
-         )),
-        ("Daily trend (attempts)", report.daily),
+             "category", "category_group", *directed, "count", "share", "failed", "deferred",
+             "hard", "soft",
+         ), None),
+        ("Daily trend (attempts)", report.daily, None),
         ("Top recipient domains (final outcomes)",
          report.recipient_domains.select(
              "recipient_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
-         )),
+         ), "recipient_domains"),
         ("Top sender domains (final outcomes)",
          report.sender_domains.select(
              "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
-         )),
+         ), "sender_domains"),
+        *inbound,
     ]  # fmt: skip
+
+
+def _inbound_sections(inbound: Inbound) -> list[tuple[str, pl.DataFrame, str | None]]:
+    return [
+        ("Inbound: our server's rejects by reason (the blocklist the reply names)",
+         inbound.rejects, None),
+        ("Inbound: clients refused most", inbound.clients, "clients"),
+        ("Inbound: local recipients aimed at most (rejected for them, delivered to them)",
+         inbound.recipients, "recipients"),
+        ("Inbound: deliveries into our mailboxes by transport (attempts)",
+         inbound.deliveries, None),
+    ]  # fmt: skip
+
+
+def _more(report: Report, key: str | None) -> str | None:
+    """The line under a table that `--top` cut: how many rows it left out."""
+    left_out = report.omitted.get(key, 0) if key else 0
+    if not left_out:
+        return None
+    return f"... and {left_out:,} more row{'s' if left_out != 1 else ''} (--top)"
 
 
 def _printable(report: Report) -> Report:
@@ -129,48 +185,77 @@ def _printable(report: Report) -> Report:
         recipient_domains=printable_frame(report.recipient_domains),
         sender_domains=printable_frame(report.sender_domains),
         notes=[printable(note) for note in report.notes],
+        inbound=None
+        if report.inbound is None
+        else Inbound(
+            rejects=printable_frame(report.inbound.rejects),
+            clients=printable_frame(report.inbound.clients),
+            recipients=printable_frame(report.inbound.recipients),
+            deliveries=printable_frame(report.inbound.deliveries),
+        ),
     )
 
 
 def render_table(report: Report, *, width: int = 100) -> str:
     """The report for a person at a terminal: aligned, plain, within `width` columns."""
     report = _printable(report)
-    out = [f"bounce-analyzer report: {_window(report)}", ""]
-    for title, frame in _sections(report):
+    out = [
+        f"bounce-analyzer report: {_window(report)}",
+        textwrap.fill(_direction(report), width=width, subsequent_indent="  "),
+        "",
+    ]
+    if report.notes:
+        out.extend([*report.notes, ""])
+    for title, frame, key in _sections(report):
         out.append(title)
         if frame.height == 0:
             out.extend(["  (none)", ""])
             continue
         out.extend(_text_table(frame, width=width))
+        more = _more(report, key)
+        if more:
+            out.append(f"  {more}")
+        if title.startswith("Totals"):
+            out.append(_wrap(_BOUNCE_TYPES, width=width, indent="  "))
         out.append("")
         if title.startswith("Failure categories"):
             out.extend(_category_details(report, width=width))
     out.append(f"Malformed records set aside: {report.malformed:,}")
-    out.extend(report.notes)
     return "\n".join(out) + "\n"
 
 
 def _category_details(report: Report, *, width: int) -> list[str]:
     out = ["Top messages by category (masked: addresses, ids and numbers as placeholders)"]
-    advice = dict(
-        zip(
-            report.categories.get_column("category").to_list(),
-            report.categories.get_column("advice").to_list()
-            if "advice" in report.categories.columns
-            else [None] * report.categories.height,
-            strict=True,
-        )
-    )
-    for category, group in report.messages.group_by("category", maintain_order=True):
-        name = str(category[0])
-        out.append(f"  {name}")
-        if advice.get(name):
-            out.append(_wrap(f"advice: {advice[name]}", width=width, indent="    "))
+    advice = _advice(report)
+    for (category, direction), group in report.messages.group_by(
+        "category", "direction", maintain_order=True
+    ):
+        out.append(f"  {_category_name(report, category, direction)}")
+        if advice.get((category, direction)):
+            out.append(
+                _wrap(f"advice: {advice[(category, direction)]}", width=width, indent="    ")
+            )
         for count, message in group.select("count", "message").rows():
             text = f"    {count:>7,}  {message}"
             out.append(text if len(text) <= width else text[: width - 1] + "…")
+    more = _more(report, "messages")
+    if more:
+        out.append(f"  {more}")
     out.append("")
     return out
+
+
+def _advice(report: Report) -> dict[tuple[Any, Any], Any]:
+    """Each (category, direction)'s advice, where the report has it."""
+    if "advice" not in report.categories.columns:
+        return {}
+    rows = report.categories.select("category", "direction", "advice").rows()
+    return {(category, direction): advice for category, direction, advice in rows}
+
+
+def _category_name(report: Report, category: Any, direction: Any) -> str:
+    """A category as the top messages name it: with its direction in a report of all mail."""
+    return f"{category} ({direction})" if report.direction == "all" else str(category)
 
 
 def _wrap(text: str, *, width: int, indent: str) -> str:
@@ -180,8 +265,10 @@ def _wrap(text: str, *, width: int, indent: str) -> str:
 def render_markdown(report: Report) -> str:
     """The report as Markdown tables (for tickets, wikis and chat)."""
     report = _printable(report)
-    out = [f"# bounce-analyzer report: {_window(report)}", ""]
-    for title, frame in _sections(report):
+    out = [f"# bounce-analyzer report: {_window(report)}", "", _direction(report), ""]
+    if report.notes:
+        out.extend([*report.notes, ""])
+    for title, frame, key in _sections(report):
         out.extend([f"## {title}", ""])
         if frame.height == 0:
             out.extend(["(none)", ""])
@@ -196,10 +283,21 @@ def render_markdown(report: Report) -> str:
             ]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+        more = _more(report, key)
+        if more:
+            out.extend([more, ""])
+        if title.startswith("Totals"):
+            out.extend([_BOUNCE_TYPES, ""])
     out.extend(["## Top messages by category", ""])
-    for category, count, message in report.messages.select("category", "count", "message").rows():
+    for category, direction, count, message in report.messages.select(
+        "category", "direction", "count", "message"
+    ).rows():
         quoted = message.replace("`", "'")
-        out.append(f"- **{category}** ({count:,}): `{quoted}`")
+        name = _category_name(report, category, direction)
+        out.append(f"- **{name}** ({count:,}): `{quoted}`")
+    more = _more(report, "messages")
+    if more:
+        out.extend(["", more])
     out.extend(["", f"Malformed records set aside: {report.malformed:,}"])
     return "\n".join(out) + "\n"
 
@@ -220,22 +318,38 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 def render_json(report: Report) -> str:
     """The whole report as one JSON document (layout: docs/REPORTS.md)."""
-    messages = report.messages.group_by("category", maintain_order=True).agg(
+    messages = report.messages.group_by("category", "direction", maintain_order=True).agg(
         pl.struct("message", "count", "example").alias("top_messages")
     )
-    categories = report.categories.join(messages, on="category", how="left")
+    categories = report.categories.join(
+        messages, on=["category", "direction"], how="left", nulls_equal=True
+    )
+    inbound = None
+    if report.inbound is not None:
+        inbound = {
+            "rejects": _records(report.inbound.rejects),
+            "clients": _records(report.inbound.clients),
+            "recipients": _records(report.inbound.recipients),
+            "deliveries": _records(report.inbound.deliveries),
+        }
     document = {
         "format": "bounce-analyzer-report",
         "version": REPORT_FORMAT_VERSION,
         "since": report.since.isoformat() if report.since else None,
         "until": report.until.isoformat() if report.until else None,
         "by": report.by,
+        "direction": report.direction,
+        "directions": report.directions,
+        "notes": report.notes,
+        "bounce_types": BOUNCE_TYPES,
         "totals": _records(report.totals),
         "groups": _records(report.groups),
         "categories": _records(categories),
         "daily": _records(report.daily),
         "recipient_domains": _records(report.recipient_domains),
         "sender_domains": _records(report.sender_domains),
+        "inbound": inbound,
+        "omitted": report.omitted,
         "malformed": report.malformed,
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"

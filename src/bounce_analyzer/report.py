@@ -1,5 +1,10 @@
 """Summaries of classified events: the frames behind `bounce-analyzer report`. Never prints.
 
+A report is about one direction of mail (`direction`: outbound by default, inbound, or all):
+the other events of the window are counted, not summarized. Inbound mail also gets its own
+section (`Inbound`): our server's refusals by reason, the clients refused, the local
+recipients aimed at, and the deliveries into our mailboxes.
+
 Two views of the same events, both labelled in every rendering:
 - attempts: every row counts (a message deferred three times counts three deferrals);
 - final outcomes: one per message and recipient, its last event (deferred three times, then
@@ -12,14 +17,16 @@ so a report holds little more than those counts and one group-by over messages i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
 
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.normalize import message_keys, with_event_codes
-from bounce_analyzer.schema import FAILURES
+from bounce_analyzer.schema import DIRECTIONS, FAILURES
 
 #: Columns `--by` may group by.
 GROUPABLE = (
@@ -35,7 +42,93 @@ GROUPABLE = (
     "event",
     "bounce_type",
     "host",
+    "direction",
+    "blocklist",
+    "transport",
+    "client_host",
+    "client_ip",
+    "reject_reason",
 )
+
+
+class ReportDirection(StrEnum):
+    """The directions a report shows (`--direction`): outbound or inbound mail, or all of it
+    (internal hops between our own programs included)."""
+
+    outbound = "outbound"
+    inbound = "inbound"
+    all = "all"
+
+
+REPORT_DIRECTIONS = tuple(direction.value for direction in ReportDirection)
+
+#: Why our server refused a client: each reason with what the refusal's text says, tried in
+#: this order after the blocklist the classification named (`blocklist`) and after
+#: postscreen's own tests (`transport` postscreen); the first that matches is the reason. The
+#: texts are those Postfix and Exim write (and the usual policy services and milters):
+#: `Relay access denied`, `relay not permitted`; `Greylisted`, Exim's greylisting ACL's `is not
+#: yet authorized to deliver mail from`; `Helo command rejected`,
+#: `Client host rejected: cannot find your hostname`; `Sender address rejected: Domain not
+#: found`; `User unknown in local recipient table`, `Unrouteable address`; `milter-reject`,
+#: `rejected after DATA: ... spam`. docs/REPORTS.md lists them.
+_REJECT_REASONS = (
+    ("relay access denied", r"relay access denied|relay not permitted|relaying denied"),
+    ("greylisting", r"greyl|grayl|not yet authorized to deliver"),
+    (
+        "helo/ptr checks",
+        r"helo command rejected|invalid helo|helo name|cannot find your (?:reverse )?hostname"
+        r"|reverse dns|reverse hostname|\bptr\b",
+    ),
+    (
+        "sender/domain checks",
+        r"sender address rejected|sender domain|sender verify failed|unverifiable sender"
+        r"|domain not found|\bspf\b",
+    ),
+    (
+        "unknown user",
+        r"user unknown|unknown user|no such user|unrouteable address|mailbox unavailable"
+        r"|undeliverable address|invalid recipient|unknown in (?:local|virtual|relay)",
+    ),
+    ("content/milter", r"spam|virus|malware|milter|content|attachment|message rejected"),
+)
+
+#: Every value of `reject_reason`, in the order of the table (blocklist and postscreen first).
+REJECT_REASONS = (
+    "blocklist",
+    "postscreen",
+    *(reason for reason, _ in _REJECT_REASONS),
+    "other",
+)
+
+#: A blocklist a text names without the blocklist table knowing the list (a private zone).
+_UNNAMED_BLOCKLIST = r"blocked using|listed at|listed in|\bdnsbl\b|\brbl\b"
+
+
+def reject_reason() -> pl.Expr:
+    """Why our server refused a client (one of `REJECT_REASONS`), for an inbound reject; null
+    for every other event. One expression over the whole frame."""
+    text = pl.col("diagnostic").fill_null("").str.to_lowercase()
+    cases = [
+        (pl.col("blocklist").is_not_null() | text.str.contains(_UNNAMED_BLOCKLIST), "blocklist"),
+        (pl.col("transport") == "postscreen", "postscreen"),
+        *((text.str.contains(pattern), reason) for reason, pattern in _REJECT_REASONS),
+        (pl.col("transport") == "cleanup", "content/milter"),  # a milter or header check
+    ]
+    reason: pl.Expr = pl.lit("other")
+    for condition, name in reversed(cases):
+        reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
+    rejected = (pl.col("direction") == "inbound") & (pl.col("event") == "rejected")
+    return pl.when(rejected).then(reason)
+
+
+@dataclass
+class Inbound:
+    """The inbound section: what our server refused, and what it delivered to our mailboxes."""
+
+    rejects: pl.DataFrame  # reject_reason, blocklist, rejects, share
+    clients: pl.DataFrame  # client_host, client_ip, rejects (the clients refused most)
+    recipients: pl.DataFrame  # recipient, rejected, delivered, deferred, failed (no relaying)
+    deliveries: pl.DataFrame  # transport, delivered, deferred, failed (attempts)
 
 
 @dataclass
@@ -53,7 +146,25 @@ class Report:
     recipient_domains: pl.DataFrame
     sender_domains: pl.DataFrame
     malformed: int = 0
+    #: Rows that `top` left out of each cut table ("groups", "messages", "recipient_domains",
+    #: "sender_domains", and "clients", "recipients" of the inbound section).
+    omitted: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The direction shown: one of `REPORT_DIRECTIONS`.
+    direction: str = "outbound"
+    #: The events of the window by direction (`unknown` for those without), shown or not.
+    directions: dict[str, int] = field(default_factory=dict)
+    #: The inbound section, for the inbound and all directions.
+    inbound: Inbound | None = None
+
+
+#: What hard and soft mean, in every view: a failure is hard when the classification says the
+#: address itself is bad (`bounce_type` hard); every other failure is soft.
+BOUNCE_TYPES = {
+    "hard": "the address itself is bad (suppress it)",
+    "soft": "any other failure, a block of our IP or domain included however permanent (fix "
+    "the cause, or let it retry)",
+}
 
 
 def parse_by(text: str | None) -> list[str]:
@@ -71,8 +182,12 @@ def parse_by(text: str | None) -> list[str]:
     return names
 
 
-def _with_date(lf: pl.LazyFrame) -> pl.LazyFrame:
-    return lf.with_columns(pl.col("timestamp").dt.date().alias("date"))
+def _with_derived(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """`lf` with the columns a report derives: `date`, and `reject_reason` when grouped by."""
+    derived = [pl.col("timestamp").dt.date().alias("date")]
+    if "reject_reason" in keys:
+        derived.append(reject_reason().alias("reject_reason"))
+    return lf.with_columns(derived)
 
 
 #: Columns that belong to the recipient: a whole-message event does not replace them.
@@ -81,6 +196,7 @@ _RECIPIENT_COLUMNS = ("recipient", "recipient_domain", "original_recipient", "pr
 #: The columns the counts are kept by, besides the `--by` columns (every table sums them).
 _COUNTED = (
     "date",
+    "direction",
     "event",
     "bounce_type",
     "category",
@@ -90,13 +206,13 @@ _COUNTED = (
 )
 
 #: Of those, the ones the final-outcome tables need.
-_FINAL_COUNTED = ("event", "bounce_type", "recipient_domain", "sender_domain")
+_FINAL_COUNTED = ("direction", "event", "bounce_type", "recipient_domain", "sender_domain")
 
 #: The columns that find each message and recipient's last event.
 _OUTCOME_COLUMNS = ("source", "host", "message_ref", "event_id", "recipient", "timestamp", "event")
 
 #: The columns the top messages are grouped by.
-_TEXT_COLUMNS = ("category", "smtp_code", "enhanced_code", "diagnostic")
+_TEXT_COLUMNS = ("direction", "category", "smtp_code", "enhanced_code", "diagnostic")
 
 #: Events whose text `categories` and `messages` count: failures and deferrals.
 _FAILED_OR_DEFERRED = (*FAILURES, "deferred")
@@ -113,6 +229,35 @@ def _message() -> pl.Expr:
     return pl.coalesce(pl.col("message_ref"), pl.col("event_id")).alias("_message")
 
 
+#: The columns that name a message (with `_message`).
+_MESSAGE_KEYS = ["source", "host", "_message"]
+
+
+def _whole() -> pl.Expr:
+    """A whole-message event: one that names its message but no recipient (Postfix's qmgr
+    `status=expired, returned to sender`); complaints aside."""
+    return (
+        pl.col("recipient").is_null()
+        & pl.col("message_ref").is_not_null()
+        & (pl.col("event") != "complained")
+    )
+
+
+def _failed() -> pl.Expr:
+    """A final failure of delivery."""
+    return pl.col("event").is_in(FAILURES)
+
+
+def _hard() -> pl.Expr:
+    """A hard failure: the address itself is bad (`bounce_type` hard, as classified)."""
+    return _failed() & pl.col("bounce_type").eq_missing("hard")
+
+
+def _soft() -> pl.Expr:
+    """A soft failure: every other failure, a block of our IP however permanent included."""
+    return _failed() & pl.col("bounce_type").eq_missing("hard").not_()
+
+
 def _last_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
     """`_row` of each message and recipient's last event (complaints aside).
 
@@ -122,10 +267,61 @@ def _last_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
     return (
         numbered.filter(pl.col("event") != "complained")
         .select("_row", "source", "host", _message(), "recipient", "timestamp", "event", "event_id")
-        .group_by("source", "host", "_message", "recipient")
+        .group_by(*_MESSAGE_KEYS, "recipient")
         .agg(pl.col("_row").sort_by("timestamp", pl.col("event") != "deferred", "event_id").last())
         .select("_row")
     )
+
+
+def _complaint_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
+    """`_row` of each message and recipient's first complaint: a recipient who complains about
+    a message counts once in the final-outcome view, beside its delivery."""
+    return (
+        numbered.filter(pl.col("event") == "complained")
+        .select("_row", "source", "host", _message(), "recipient")
+        .group_by(*_MESSAGE_KEYS, "recipient")
+        .agg(pl.col("_row").min())
+        .select("_row")
+    )
+
+
+def _given_to_recipients(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """`rows` (every event of some messages) with each message's whole-message events given to
+    the recipients they end.
+
+    A recipient whose last event (complaints aside) is a deferral no later than the message's
+    last whole-message event takes that event: it keeps its address, domain and provider and
+    takes the rest (event, time, text, category ...). The whole-message events of a message
+    that ends some recipient go; those of a message that ends none stay as they are, a message
+    of their own without a recipient.
+    """
+    columns = rows.collect_schema().names()
+    own = [c for c in _RECIPIENT_COLUMNS if c in columns]
+    taken = [c for c in columns if c not in ("source", "host", *own)]
+    keyed = rows.with_columns(_message())
+    ends = (
+        keyed.filter(_whole())
+        .sort("timestamp", "event_id")
+        .unique(subset=_MESSAGE_KEYS, keep="last", maintain_order=True)
+    )
+    lasts = (
+        keyed.filter(~_whole() & (pl.col("event") != "complained"))
+        .sort("timestamp", pl.col("event") != "deferred", "event_id")
+        .unique(subset=[*_MESSAGE_KEYS, "recipient"], keep="last", maintain_order=True)
+    )
+    ended = lasts.join(
+        ends.select(*_MESSAGE_KEYS, pl.col("timestamp").alias("_end_at")),
+        on=_MESSAGE_KEYS,
+        nulls_equal=True,
+    ).filter((pl.col("event") == "deferred") & (pl.col("_end_at") >= pl.col("timestamp")))
+    copies = ended.select(*_MESSAGE_KEYS, *own).join(
+        ends.select(*_MESSAGE_KEYS, *taken), on=_MESSAGE_KEYS, nulls_equal=True
+    )
+    used = ended.select(*_MESSAGE_KEYS).unique().with_columns(pl.lit(True).alias("_used"))
+    kept = keyed.join(used, on=_MESSAGE_KEYS, how="left", nulls_equal=True).filter(
+        ~(_whole() & pl.col("_used").fill_null(False))
+    )
+    return pl.concat([kept.select(columns), copies.select(columns)])
 
 
 def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -135,100 +331,118 @@ def final_outcomes(events: pl.LazyFrame) -> pl.LazyFrame:
     the `** retry timeout exceeded` together) are ordered deferral first, so the outcome is
     the final event. An event of a whole message, without a recipient (Postfix's qmgr
     `status=expired, returned to sender`), ends each recipient of that message still deferred
-    before it: the recipient keeps its address, domain and provider and takes the event.
-    `events` is read twice and must give its rows in the same order each time.
+    before it (`_given_to_recipients`); when it ends none, it is a message of its own. The
+    events are collected: `summarize` counts the same rows without building them.
     """
-    keys = ["source", "host", "_message"]
-    columns = events.collect_schema().names()
-    numbered = events.with_row_index("_row")
-    last = (
-        numbered.join(_last_rows(numbered), on="_row", how="semi")
-        .drop("_row")
-        .with_columns(_message())
-    )
-    whole = pl.col("recipient").is_null() & pl.col("message_ref").is_not_null()
-    ends = last.filter(whole)
-    taken = [c for c in columns if c not in (*keys, *_RECIPIENT_COLUMNS)]
-    rest = last.filter(~whole)
-    # Only the (few) messages with a whole-message event need the join.
-    untouched = rest.join(ends.select(keys), on=keys, how="anti", nulls_equal=True)
-    joined = rest.join(ends.select(keys), on=keys, how="semi", nulls_equal=True).join(
-        ends.select(*keys, *(pl.col(c).alias(f"{c}_end") for c in taken)),
-        on=keys,
-        how="left",
-        nulls_equal=True,
-    )
-    ended = (pl.col("event") == "deferred") & (pl.col("timestamp_end") >= pl.col("timestamp"))
-    joined = joined.with_columns(
-        *(pl.when(ended).then(pl.col(f"{c}_end")).otherwise(pl.col(c)).alias(c) for c in taken),
-        ended.fill_null(False).alias("_ended"),
-    )
-    used = joined.filter(pl.col("_ended")).select(keys).unique()
-    unused = ends.join(used, on=keys, how="anti", nulls_equal=True)
-    return pl.concat([untouched.select(columns), joined.select(columns), unused.select(columns)])
+    numbered = _given_to_recipients(events).collect().lazy().with_row_index("_row")
+    return numbered.join(_last_rows(numbered), on="_row", how="semi").drop("_row")
 
 
-def _count_pass(
+def _count_rows(
     numbered: pl.LazyFrame, counted: list[str], final_counted: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` columns.
-
-    A first read finds each message and recipient's last row, and the messages with a
-    whole-message event; a second counts every row as an attempt and the last rows as final
-    outcomes. The rows of the messages with a whole-message event (few: Postfix's expiries)
-    are counted through `final_outcomes` instead, which gives that event to the recipients it
-    ends.
-    """
-    last = _last_rows(numbered).collect(engine="streaming").get_column("_row")
-    wholes = (
-        numbered.filter(
-            pl.col("recipient").is_null()
-            & pl.col("message_ref").is_not_null()
-            & (pl.col("event") != "complained")
+    """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` and
+    `final_counted` columns, with no whole-message event to resolve."""
+    final = pl.concat([_last_rows(numbered), _complaint_rows(numbered)])
+    chosen = final.collect(engine="streaming").get_column("_row")
+    counts = (
+        numbered.group_by(counted)
+        .agg(
+            pl.len().alias("_events"), pl.col("_row").is_in(chosen.implode()).sum().alias("_final")
         )
-        .select("source", "host", pl.col("message_ref").alias("_message"))
-        .unique()
         .collect(engine="streaming")
     )
-    marked = numbered.with_columns(pl.col("_row").is_in(last.implode()).alias("_last"))
-    is_final = pl.col("_last")
-    queries = []
-    if not wholes.is_empty():
-        marked = marked.with_columns(_message()).join(
-            wholes.lazy().with_columns(pl.lit(True).alias("_whole")),
-            on=["source", "host", "_message"],
-            how="left",
-            nulls_equal=True,
-        )
-        is_final = is_final & pl.col("_whole").is_null()
-        outcome_columns = list(dict.fromkeys([*_OUTCOME_COLUMNS, *final_counted]))
-        queries.append(marked.filter(pl.col("_whole")).select(outcome_columns))
-    counted_rows = marked.group_by(counted).agg(
-        pl.len().alias("_events"), is_final.sum().alias("_final")
-    )
-    counts, *special = pl.collect_all([counted_rows, *queries], engine="streaming")
+    return _split_counts(counts, final_counted)
+
+
+def _split_counts(
+    counts: pl.DataFrame, final_counted: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(attempts, final outcomes) of counts holding `_events` and `_final` per row."""
     attempts = counts.drop("_final")
     final = counts.filter(pl.col("_final") > 0).select(
         *final_counted, pl.col("_final").alias("_events")
     )
-    # collected first: `final_outcomes` reads its input twice, in the same order each time
-    ended = [
-        final_outcomes(rows.lazy()).group_by(final_counted).agg(pl.len().alias("_events")).collect()
-        for rows in special
-    ]
-    return attempts, pl.concat([final, *ended])
+    return attempts, final
 
 
-def _text_pass(numbered: pl.LazyFrame, normalize: pl.Expr | None) -> pl.DataFrame:
+def _count_pass(
+    numbered: pl.LazyFrame, counted: list[str], final_counted: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` columns; and
+    the weight of each whole-message event given to several recipients (`event_id`,
+    `_weight`), for the failure texts to count it as often.
+
+    A first read finds each message and recipient's last row (and first complaint), and the
+    messages with a whole-message event; a second counts every row as an attempt and the
+    chosen rows as final outcomes. The rows of the messages with a whole-message event (few:
+    Postfix's expiries) are collected and counted apart, once the event is given to the
+    recipients it ends (`_given_to_recipients`): in both views it then counts once for each
+    of them.
+    """
+    chosen, wholes = pl.collect_all(
+        [
+            pl.concat([_last_rows(numbered), _complaint_rows(numbered)]),
+            numbered.filter(_whole())
+            .select("source", "host", pl.col("message_ref").alias("_message"))
+            .unique(),
+        ],
+        engine="streaming",
+    )
+    marked = numbered.with_columns(
+        pl.col("_row").is_in(chosen.get_column("_row").implode()).alias("_final")
+    )
+    special: list[pl.LazyFrame] = []
+    if not wholes.is_empty():
+        marked = marked.with_columns(_message()).join(
+            wholes.lazy().with_columns(pl.lit(True).alias("_whole")),
+            on=_MESSAGE_KEYS,
+            how="left",
+            nulls_equal=True,
+        )
+        needed = list(dict.fromkeys([*_OUTCOME_COLUMNS, *_RECIPIENT_COLUMNS, *counted]))
+        special.append(marked.filter(pl.col("_whole")).select(needed))
+        marked = marked.filter(pl.col("_whole").is_null())
+    query = marked.group_by(counted).agg(pl.len().alias("_events"), pl.col("_final").sum())
+    counts, *rows = pl.collect_all([query, *special], engine="streaming")
+    attempts, final = _split_counts(counts, final_counted)
+    weights = pl.DataFrame(schema={"event_id": pl.String(), "_weight": pl.UInt32()})
+    if rows:
+        # collected first: the rows are read twice and must come in the same order each time
+        given = _given_to_recipients(rows[0].lazy()).collect().lazy().with_row_index("_row")
+        more_attempts, more_final = _count_rows(given, counted, final_counted)
+        attempts = pl.concat([attempts, more_attempts])
+        final = pl.concat([final, more_final])
+        weights = (
+            given.join(
+                rows[0].lazy().filter(_whole()).select("event_id"), on="event_id", how="semi"
+            )
+            .group_by("event_id")
+            .agg(pl.len().alias("_weight"))
+            .collect()
+        )
+    return attempts, final, weights
+
+
+def _text_pass(
+    numbered: pl.LazyFrame, normalize: pl.Expr | None, weights: pl.DataFrame
+) -> pl.DataFrame:
     """The failures and deferrals of `numbered` by (category, message): count, first row, text.
 
-    Grouped first by distinct text and codes, so that the masking runs once per text.
+    Grouped first by distinct text and codes, so that the masking runs once per text. A
+    whole-message event given to several recipients counts once for each (`weights`), as in
+    the category counts.
     """
+    failures = numbered.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED)).select(
+        "_row", "event_id", *_TEXT_COLUMNS
+    )
+    weight = pl.len()
+    if not weights.is_empty():
+        failures = failures.join(weights.lazy(), on="event_id", how="left")
+        weight = pl.col("_weight").fill_null(1).sum()
     texts = (
-        numbered.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED))
-        .select("_row", *_TEXT_COLUMNS)
-        .group_by(_TEXT_COLUMNS)
-        .agg(pl.len().alias("count"), pl.col("_row").min())
+        failures.group_by(_TEXT_COLUMNS)
+        .agg(weight.alias("count"), pl.col("_row").min())
         .collect(engine="streaming")
     )
     if normalize is None:
@@ -236,7 +450,7 @@ def _text_pass(numbered: pl.LazyFrame, normalize: pl.Expr | None) -> pl.DataFram
         normalize = with_event_codes(pl.col("_key"))
     return (
         texts.with_columns(normalize.fill_null("(no text)").alias("message"))
-        .group_by("category", "message")
+        .group_by("direction", "category", "message")
         .agg(
             pl.col("count").sum(),
             pl.col("diagnostic").sort_by("_row").first().alias("example"),
@@ -245,20 +459,124 @@ def _text_pass(numbered: pl.LazyFrame, normalize: pl.Expr | None) -> pl.DataFram
     )
 
 
-def _counts(counted: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """The event counts of each group of `keys`; `counted` holds `_events` events per row."""
+def _counts(counted: pl.DataFrame, keys: list[str], *, outcomes: bool = False) -> pl.DataFrame:
+    """The event counts of each group of `keys`; `counted` holds `_events` events per row.
+
+    `total` counts every event, or with `outcomes` (the final-outcome view) every outcome: a
+    complaint is counted beside the delivery it is about, not as a message of its own.
+    """
     rows = pl.col("_events")
     event = pl.col("event")
-    failed = event.is_in(FAILURES)
     return counted.group_by(keys).agg(
-        rows.sum().alias("total"),
+        (rows.filter(event != "complained") if outcomes else rows).sum().alias("total"),
         rows.filter(event == "delivered").sum().alias("delivered"),
         rows.filter(event == "deferred").sum().alias("deferred"),
-        rows.filter(failed).sum().alias("failed"),
-        rows.filter(failed & (pl.col("bounce_type") == "hard")).sum().alias("hard"),
-        rows.filter(failed & (pl.col("bounce_type") == "soft")).sum().alias("soft"),
+        rows.filter(_failed()).sum().alias("failed"),
+        rows.filter(_hard()).sum().alias("hard"),
+        rows.filter(_soft()).sum().alias("soft"),
         rows.filter(event == "complained").sum().alias("complained"),
     )
+
+
+#: The columns that tell one row of the category table from another.
+_CATEGORY_KEYS = ("category", "category_group", "direction")
+
+
+def _with_advice(by_category: pl.DataFrame, categories: pl.DataFrame) -> pl.DataFrame:
+    """The category table with each category's description and the advice of its direction:
+    `advice_inbound` for inbound rows (none where the rules have no such column or leave it
+    empty: a client on a blocklist is not our IP to delist), `advice` for the others."""
+    inbound = (
+        pl.col("advice_inbound")
+        if "advice_inbound" in categories.columns
+        else pl.lit(None, pl.String())
+    )
+    text = categories.select("category", "description", inbound.alias("_inbound"), "advice")
+    advice = pl.when(pl.col("direction") == "inbound").then("_inbound").otherwise("advice")
+    return (
+        by_category.join(text, on="category", how="left")
+        .with_columns(advice.replace("", None).alias("advice"))
+        .drop("_inbound")
+    )
+
+
+def _inbound(events: pl.LazyFrame, top: int) -> tuple[Inbound, dict[str, int]]:
+    """The inbound section of the inbound `events` of the window; the rows `top` left out of
+    its clients and recipients."""
+    event = pl.col("event")
+    rejected = event == "rejected"
+    events = events.with_columns(reject_reason().alias("reject_reason"))
+    rejects = events.filter(rejected)
+    # a relay attempt aims at someone else's address, not at one of our mailboxes
+    relayed = pl.col("reject_reason").eq_missing("relay access denied")
+    queries = [
+        rejects.group_by("reject_reason", "blocklist").agg(pl.len().alias("rejects")),
+        rejects.group_by("client_host", "client_ip")
+        .agg(pl.len().alias("rejects"))
+        .sort(["rejects", "client_ip", "client_host"], descending=[True, False, False]),
+        events.filter(pl.col("recipient").is_not_null() & (event != "complained") & ~relayed)
+        .group_by("recipient")
+        .agg(
+            rejected.sum().alias("rejected"),
+            (event == "delivered").sum().alias("delivered"),
+            (event == "deferred").sum().alias("deferred"),
+            (_failed() & ~rejected).sum().alias("failed"),
+        )
+        .sort(
+            ["rejected", "delivered", "recipient"], descending=[True, True, False], nulls_last=True
+        ),
+        events.filter(~rejected & (event != "complained"))
+        .group_by("transport")
+        .agg(
+            (event == "delivered").sum().alias("delivered"),
+            (event == "deferred").sum().alias("deferred"),
+            _failed().sum().alias("failed"),
+        )
+        .sort(["delivered", "transport"], descending=[True, False], nulls_last=True),
+    ]
+    reasons, clients, recipients, deliveries = pl.collect_all(queries, engine="streaming")
+    order = {reason: rank for rank, reason in enumerate(REJECT_REASONS)}
+    reasons = (
+        reasons.with_columns(
+            (pl.col("rejects") / pl.col("rejects").sum()).round(4).alias("share"),
+            pl.col("reject_reason").replace_strict(order, return_dtype=pl.Int32).alias("_rank"),
+        )
+        .sort(["_rank", "rejects", "blocklist"], descending=[False, True, False])
+        .drop("_rank")
+    )
+    left_out = {
+        "clients": max(0, clients.height - top),
+        "recipients": max(0, recipients.height - top),
+    }
+    section = Inbound(
+        rejects=reasons,
+        clients=clients.head(top),
+        recipients=recipients.head(top),
+        deliveries=deliveries,
+    )
+    return section, left_out
+
+
+def _days(events: pl.LazyFrame) -> list[date]:
+    """The UTC days `events` holds, in order."""
+    days = events.select(pl.col("timestamp").dt.date().drop_nulls().unique().sort())
+    return days.collect(engine="streaming").to_series().to_list()
+
+
+def _empty_window(
+    since: datetime | None, until: datetime | None, days: Sequence[date], holder: str
+) -> str:
+    """What a report of an empty window says: the window, and the days `holder` holds."""
+
+    def stamp(moment: datetime | None, default: str) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else default
+
+    window = f"no events between {stamp(since, 'the beginning')} and {stamp(until, 'now')}"
+    if not days:
+        return f"{window}; {holder} holds none"
+    first, last = min(days), max(days)
+    count = f"{len(days)} day{'s' if len(days) != 1 else ''}"
+    return f"{window}; {holder} holds {first} .. {last} ({count})"
 
 
 def _rate(numerator: str, denominator: str) -> pl.Expr:
@@ -280,6 +598,9 @@ def summarize(
     malformed: int = 0,
     normalize: pl.Expr | None = None,
     categories: pl.DataFrame | None = None,
+    held: Sequence[date] | None = None,
+    holder: str = "the input",
+    direction: str = "outbound",
 ) -> Report:
     """Summarize classified events (a LazyFrame of the event table) within [since, until).
 
@@ -288,42 +609,72 @@ def summarize(
     over a share of the messages, so that memory does not grow with the input. `normalize`
     replaces `normalize.message_with_codes` as the message of a failure; it is evaluated once per
     distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
-    description, advice: `Rules.categories`) gives the category table its description and
-    advice columns. `malformed` is the number of records set aside, for the report to show.
+    description, advice and, where the rules have it, advice_inbound: `Rules.categories`)
+    gives the category table its description and the advice of its direction. `malformed` is
+    the number of records set aside, for the report to show. `direction` (one of
+    `REPORT_DIRECTIONS`) chooses the events summarized; the others of the window are only
+    counted (`Report.directions`), and the inbound and all directions add the inbound
+    section. `top` cuts every table whose rows grow with the data (the `--by` table, the top
+    messages of each category, the domain tables, the inbound clients and recipients); the
+    category table, the daily trend and the inbound reasons and transports are whole. When
+    the window holds no event, a note says which UTC days `holder` holds: `held` (a store's
+    day partitions), else the days of `events` itself.
     """
+    if direction not in REPORT_DIRECTIONS:
+        raise UsageError(
+            f"invalid direction {direction!r}: choose from {', '.join(REPORT_DIRECTIONS)}"
+        )
+    direction = str(direction)
     keys = by or ["provider"]
-    lf = events
+    window = events
     if since is not None:
-        lf = lf.filter(pl.col("timestamp") >= since)
+        window = window.filter(pl.col("timestamp") >= since)
     if until is not None:
-        lf = lf.filter(pl.col("timestamp") < until)
-    numbered = _with_date(lf).with_row_index("_row")
+        window = window.filter(pl.col("timestamp") < until)
+    counts = window.group_by("direction").len().collect(engine="streaming").iter_rows()
+    found = {str(name or "unknown"): int(count) for name, count in counts}
+    directions = {name: found[name] for name in (*DIRECTIONS, "unknown") if name in found}
+    lf = window
+    if direction != "all":
+        lf = window.filter(pl.col("direction") == direction)
+    numbered = _with_derived(lf, keys).with_row_index("_row")
     counted = list(dict.fromkeys([*keys, *_COUNTED]))
     final_counted = list(dict.fromkeys([*keys, *_FINAL_COUNTED]))
-    passes = max(1, -(-int(lf.select(pl.len()).collect().item()) // _PASS_EVENTS))
-    attempt_parts, final_parts, text_parts = [], [], []
+    size = sum(directions.values())
+    shown = size if direction == "all" else directions.get(direction, 0)
+    passes = max(1, -(-shown // _PASS_EVENTS))
+    attempt_parts, final_parts, weight_parts = [], [], []
     for part in range(passes):
         # a pass counts the events of a share of the messages (all the events of a message
-        # together, as its final outcome needs) and the failure texts of a share of the texts
-        messages, failures = numbered, numbered
+        # together, as its final outcome needs)
+        messages = numbered
         if passes > 1:
             messages = numbered.filter(
                 pl.struct("source", "host", _message()).hash() % passes == part
             )
-            failures = numbered.filter(pl.col("diagnostic").hash() % passes == part)
-        attempted, ended = _count_pass(messages, counted, final_counted)
+        attempted, ended, weights = _count_pass(messages, counted, final_counted)
         attempt_parts.append(attempted)
         final_parts.append(ended)
-        text_parts.append(_text_pass(failures, normalize))
+        weight_parts.append(weights)
+    weights = pl.concat(weight_parts)
+    text_parts = []
+    for part in range(passes):
+        # and the failure texts of a share of the texts
+        failures = numbered
+        if passes > 1:
+            failures = numbered.filter(pl.col("diagnostic").hash() % passes == part)
+        text_parts.append(_text_pass(failures, normalize, weights))
     attempts, final = pl.concat(attempt_parts), pl.concat(final_parts)
     totals = pl.concat(
         [
             _counts(attempts.with_columns(pl.lit("attempts").alias("view")), ["view"]),
-            _counts(final.with_columns(pl.lit("final outcomes").alias("view")), ["view"]),
+            _counts(
+                final.with_columns(pl.lit("final outcomes").alias("view")), ["view"], outcomes=True
+            ),
         ]
     ).with_columns(_rate("failed", "total").alias("failure_rate"))
     groups = (
-        _counts(final, keys)
+        _counts(final, keys, outcomes=True)
         .rename({"total": "messages"})
         .join(
             _counts(attempts, keys).select(
@@ -342,34 +693,34 @@ def summarize(
     event = pl.col("event")
     by_category = (
         attempts.filter(event.is_in(_FAILED_OR_DEFERRED))
-        .group_by("category", "category_group")
+        .group_by("direction", "category", "category_group")
         .agg(
             rows.sum().alias("count"),
-            rows.filter(event.is_in(FAILURES)).sum().alias("failed"),
+            rows.filter(_failed()).sum().alias("failed"),
             rows.filter(event == "deferred").sum().alias("deferred"),
-            rows.filter(pl.col("bounce_type") == "hard").sum().alias("hard"),
-            rows.filter(pl.col("bounce_type") == "soft").sum().alias("soft"),
+            rows.filter(_hard()).sum().alias("hard"),
+            rows.filter(_soft()).sum().alias("soft"),
         )
         .with_columns((pl.col("count") / pl.col("count").sum()).round(4).alias("share"))
-        .sort(["count", "category"], descending=[True, False])
+        .sort(["count", "category", "direction"], descending=[True, False, False])
+        .select("category", "category_group", "direction", pl.exclude(_CATEGORY_KEYS))
     )
     if categories is not None:
-        text = categories.select("category", "description", "advice")
-        by_category = by_category.join(text, on="category", how="left")
-    top_messages = (
+        by_category = _with_advice(by_category, categories)
+    all_messages = (
         pl.concat(text_parts)
-        .group_by("category", "message")
+        .group_by("direction", "category", "message")
         .agg(pl.col("count").sum(), pl.col("example").sort_by("_row").first())
-        .sort(["category", "count", "message"], descending=[False, True, False])
-        .group_by("category", maintain_order=True)
-        .head(top)
+        .sort(["category", "direction", "count", "message"], descending=[False, False, True, False])
+        .select("category", "direction", "message", "count", "example")
     )
+    top_messages = all_messages.group_by("category", "direction", maintain_order=True).head(top)
     daily = (
         attempts.group_by("date")
         .agg(
             rows.filter(event == "delivered").sum().alias("delivered"),
             rows.filter(event == "deferred").sum().alias("deferred"),
-            rows.filter(event.is_in(FAILURES)).sum().alias("failed"),
+            rows.filter(_failed()).sum().alias("failed"),
             rows.filter(event == "complained").sum().alias("complained"),
         )
         .sort("date")
@@ -377,23 +728,45 @@ def summarize(
 
     def top_domains(column: str) -> pl.DataFrame:
         return (
-            _counts(final.filter(pl.col(column).is_not_null()), [column])
+            _counts(final.filter(pl.col(column).is_not_null()), [column], outcomes=True)
             .rename({"total": "messages"})
             .with_columns(_rate("failed", "messages").alias("failure_rate"))
             .sort(["failed", "messages", column], descending=[True, True, False])
-            .head(top)
         )
 
+    recipient_domains, sender_domains = (
+        top_domains("recipient_domain"),
+        top_domains("sender_domain"),
+    )
+    omitted = {
+        "groups": max(0, groups.height - top),
+        "messages": all_messages.height - top_messages.height,
+        "recipient_domains": max(0, recipient_domains.height - top),
+        "sender_domains": max(0, sender_domains.height - top),
+    }
+    inbound = None
+    if direction in ("inbound", "all"):
+        inbound, left_out = _inbound(window.filter(pl.col("direction") == "inbound"), top)
+        omitted.update(left_out)
+    notes = []
+    if size == 0 and (since is not None or until is not None):
+        days = _days(events) if held is None else list(held)
+        notes.append(_empty_window(since, until, days, holder))
     return Report(
         since=since,
         until=until,
         totals=totals,
         by=keys,
-        groups=groups,
+        groups=groups.head(top),
         categories=by_category,
         messages=top_messages,
         daily=daily,
-        recipient_domains=top_domains("recipient_domain"),
-        sender_domains=top_domains("sender_domain"),
+        recipient_domains=recipient_domains.head(top),
+        sender_domains=sender_domains.head(top),
         malformed=malformed,
+        omitted=omitted,
+        notes=notes,
+        direction=direction,
+        directions=directions,
+        inbound=inbound,
     )

@@ -1201,6 +1201,15 @@ class Store:
                 shutil.rmtree(trash, ignore_errors=True)
         return removed
 
+    def days(self) -> list[date]:
+        """The UTC days the store holds events of (its `date=` folders that hold a Parquet
+        file), oldest first: for a report to say which days there are. Reads no file."""
+        return [
+            day
+            for text, folder in _partition_dirs(self.path, "events")
+            if (day := _day(text)) is not None and any(folder.glob("part-*.parquet"))
+        ]
+
 
 @dataclass(frozen=True)
 class OldDay:
