@@ -19,6 +19,7 @@ from bounce_analyzer.export import (
     with_rule_text,
     write_export,
 )
+from bounce_analyzer.report import summarize
 from bounce_analyzer.rules import load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, conform
 
@@ -99,6 +100,31 @@ def test_daily_aggregates_sum_to_the_events() -> None:
     ]  # fmt: skip
     assert int(daily["events"].sum()) == events.height
     assert int(daily["complained"].sum()) == 1
+
+
+def test_daily_aggregates_split_failures_as_the_report_does_issue_13() -> None:
+    # a failure the rules left without a bounce_type is soft, as in every report view
+    # (docs/REPORTS.md, Hard and soft): hard + soft = failed, and the report agrees
+    events = _events(
+        {"timestamp": _at(0), "recipient": "a@gmail.com", **_HARD},
+        {"timestamp": _at(1), "recipient": "b@gmail.com", **_SOFT},
+        {"timestamp": _at(2), "recipient": "c@gmail.com", **_SOFT, "bounce_type": None,
+         "category": "unknown", "smtp_code": 554, "enhanced_code": None},
+        {"timestamp": _at(3), "recipient": "d@gmail.com", "event": "deferred",
+         "bounce_type": None, "category": "unknown"},
+    )  # fmt: skip
+    daily = daily_aggregates(events.lazy()).collect()
+    assert daily.select("category", "bounced", "deferred", "hard", "soft").rows() == [
+        ("mailbox_full", 1, 0, 0, 1),
+        ("unknown", 1, 1, 0, 1),
+        ("user_unknown", 1, 0, 1, 0),
+    ]
+    totals = summarize(events.lazy()).totals.row(0, named=True)
+    assert (totals["failed"], totals["hard"], totals["soft"]) == (
+        int(daily["bounced"].sum()),
+        int(daily["hard"].sum()),
+        int(daily["soft"].sum()),
+    )
 
 
 def test_csv_export_neutralizes_formulas(tmp_path: Path) -> None:

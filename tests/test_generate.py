@@ -25,7 +25,7 @@ from bounce_analyzer.generate import (
     output,
     world,
 )
-from bounce_analyzer.schema import EVENTS
+from bounce_analyzer.schema import DIRECTIONS, EVENTS
 
 START = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -455,6 +455,13 @@ def test_postfix_truth_by_direction_matches_plain_counting() -> None:
     assert truth.by_direction["inbound"]["delivered"] > 100
     assert truth.by_direction["inbound"]["deferred"] > 0
     assert truth.by_direction["internal"]["delivered"] > 100
+
+
+def test_the_truth_counts_the_directions_of_the_schema() -> None:
+    # one definition of the directions: the truth counts by schema.DIRECTIONS, the values the
+    # engine gives, and defines none of its own
+    assert tuple(Truth(source="postfix", seed=1).by_direction) == DIRECTIONS
+    assert generate.truth.DIRECTIONS is DIRECTIONS
 
 
 def test_postfix_content_filter_hop_gives_the_message_back_under_a_new_queue_id() -> None:

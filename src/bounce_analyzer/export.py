@@ -21,7 +21,7 @@ import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.rules import Direction, Rules, solution_for
-from bounce_analyzer.schema import FAILURES
+from bounce_analyzer.schema import hard_failure, soft_failure
 from bounce_analyzer.stages import ahead
 from bounce_analyzer.writers import neutralize_formulas, output_file
 
@@ -83,12 +83,9 @@ def daily_aggregates(events: pl.LazyFrame) -> pl.LazyFrame:
             (pl.col("event") == "rejected").sum().alias("rejected"),
             (pl.col("event") == "dropped").sum().alias("dropped"),
             (pl.col("event") == "complained").sum().alias("complained"),
-            (pl.col("event").is_in(FAILURES) & (pl.col("bounce_type") == "hard"))
-            .sum()
-            .alias("hard"),
-            (pl.col("event").is_in(FAILURES) & (pl.col("bounce_type") == "soft"))
-            .sum()
-            .alias("soft"),
+            # (hard and soft as in every report view: docs/REPORTS.md, Hard and soft)
+            hard_failure().sum().alias("hard"),
+            soft_failure().sum().alias("soft"),
         )
         .sort("date", "source", "provider", "category", nulls_last=True)
     )
@@ -109,7 +106,7 @@ def suppressions(events: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("recipient").is_not_null() & (pl.col("direction") == Direction.outbound.value)
     )
     last_hard = (
-        recipients.filter(pl.col("event").is_in(FAILURES) & (pl.col("bounce_type") == "hard"))
+        recipients.filter(hard_failure())
         .sort("timestamp", "event_id")
         .group_by("recipient")
         .agg(

@@ -26,7 +26,7 @@ import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.normalize import message_keys, with_event_codes
-from bounce_analyzer.schema import DIRECTIONS, FAILURES
+from bounce_analyzer.schema import DIRECTIONS, FAILURES, failed, hard_failure, soft_failure
 
 #: Columns `--by` may group by.
 GROUPABLE = (
@@ -243,21 +243,6 @@ def _whole() -> pl.Expr:
     )
 
 
-def _failed() -> pl.Expr:
-    """A final failure of delivery."""
-    return pl.col("event").is_in(FAILURES)
-
-
-def _hard() -> pl.Expr:
-    """A hard failure: the address itself is bad (`bounce_type` hard, as classified)."""
-    return _failed() & pl.col("bounce_type").eq_missing("hard")
-
-
-def _soft() -> pl.Expr:
-    """A soft failure: every other failure, a block of our IP however permanent included."""
-    return _failed() & pl.col("bounce_type").eq_missing("hard").not_()
-
-
 def _last_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
     """`_row` of each message and recipient's last event (complaints aside).
 
@@ -471,9 +456,9 @@ def _counts(counted: pl.DataFrame, keys: list[str], *, outcomes: bool = False) -
         (rows.filter(event != "complained") if outcomes else rows).sum().alias("total"),
         rows.filter(event == "delivered").sum().alias("delivered"),
         rows.filter(event == "deferred").sum().alias("deferred"),
-        rows.filter(_failed()).sum().alias("failed"),
-        rows.filter(_hard()).sum().alias("hard"),
-        rows.filter(_soft()).sum().alias("soft"),
+        rows.filter(failed()).sum().alias("failed"),
+        rows.filter(hard_failure()).sum().alias("hard"),
+        rows.filter(soft_failure()).sum().alias("soft"),
         rows.filter(event == "complained").sum().alias("complained"),
     )
 
@@ -520,7 +505,7 @@ def _inbound(events: pl.LazyFrame, top: int) -> tuple[Inbound, dict[str, int]]:
             rejected.sum().alias("rejected"),
             (event == "delivered").sum().alias("delivered"),
             (event == "deferred").sum().alias("deferred"),
-            (_failed() & ~rejected).sum().alias("failed"),
+            (failed() & ~rejected).sum().alias("failed"),
         )
         .sort(
             ["rejected", "delivered", "recipient"], descending=[True, True, False], nulls_last=True
@@ -530,7 +515,7 @@ def _inbound(events: pl.LazyFrame, top: int) -> tuple[Inbound, dict[str, int]]:
         .agg(
             (event == "delivered").sum().alias("delivered"),
             (event == "deferred").sum().alias("deferred"),
-            _failed().sum().alias("failed"),
+            failed().sum().alias("failed"),
         )
         .sort(["delivered", "transport"], descending=[True, False], nulls_last=True),
     ]
@@ -696,10 +681,10 @@ def summarize(
         .group_by("direction", "category", "category_group")
         .agg(
             rows.sum().alias("count"),
-            rows.filter(_failed()).sum().alias("failed"),
+            rows.filter(failed()).sum().alias("failed"),
             rows.filter(event == "deferred").sum().alias("deferred"),
-            rows.filter(_hard()).sum().alias("hard"),
-            rows.filter(_soft()).sum().alias("soft"),
+            rows.filter(hard_failure()).sum().alias("hard"),
+            rows.filter(soft_failure()).sum().alias("soft"),
         )
         .with_columns((pl.col("count") / pl.col("count").sum()).round(4).alias("share"))
         .sort(["count", "category", "direction"], descending=[True, False, False])
@@ -720,7 +705,7 @@ def summarize(
         .agg(
             rows.filter(event == "delivered").sum().alias("delivered"),
             rows.filter(event == "deferred").sum().alias("deferred"),
-            rows.filter(_failed()).sum().alias("failed"),
+            rows.filter(failed()).sum().alias("failed"),
             rows.filter(event == "complained").sum().alias("complained"),
         )
         .sort("date")

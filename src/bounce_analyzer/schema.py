@@ -21,6 +21,23 @@ EVENTS = ("delivered", "deferred", "bounced", "expired", "dropped", "rejected", 
 #: The events that are a final failure of delivery (reports count them as failed).
 FAILURES = ("bounced", "expired", "rejected", "dropped")
 
+
+def failed() -> pl.Expr:
+    """A final failure of delivery (`FAILURES`)."""
+    return pl.col("event").is_in(FAILURES)
+
+
+def hard_failure() -> pl.Expr:
+    """A hard failure: the address itself is bad (`bounce_type` hard, as classified)."""
+    return failed() & pl.col("bounce_type").eq_missing("hard")
+
+
+def soft_failure() -> pl.Expr:
+    """A soft failure: every other failure (a block of our IP however permanent, and a failure
+    the rules left without a `bounce_type`), so that hard + soft = failed in every view."""
+    return failed() & pl.col("bounce_type").eq_missing("hard").not_()
+
+
 #: The values of the `source` column.
 SOURCE_NAMES = ("postfix", "exim", "sendgrid", "mailgun")
 

@@ -160,9 +160,9 @@ CORPUS = [
     ("Exim-exim__test_log_0023.log", 51, T99, "rejected", None, "rcpttest@test.ex",
      "bad1@test.ex", None, None, "56.56.58.58", None, None, "rejected RCPT <bad1@test.ex>"),
     ("Exim-exim__test_log_0023.log", 55, T99, "delivered", "10HmbN-0005vi-00", "rcpttest@test.ex",
-     "ok1", "ok1@test.ex", None, None, None, None, None),
+     "ok1@test.ex", "ok1@test.ex", None, None, None, None, None),
     ("Exim-exim__test_log_0023.log", 56, T99, "delivered", "10HmbN-0005vi-00", "rcpttest@test.ex",
-     "ok2", "ok2@test.ex", None, None, None, None, None),
+     "ok2@test.ex", "ok2@test.ex", None, None, None, None, None),
     ("Exim-exim__test_log_0036.log", 3, T99, "delivered", "10HmaX-0005vi-00",
      "CALLER@myhost.test.ex", "abcd@eximtesthost.test.ex", "abcd@eximtesthost",
      "eximtesthost.test.ex", "ip4.ip4.ip4.ip4", 250, None, "250 OK id=10HmaY-0005vi-00"),
@@ -823,14 +823,14 @@ DEBIAN = [
     (3, "bounced", "remote_smtp", "nobody@example.org", "1tE3xY-0001Ab-Cd", "192.0.2.25", None,
      None, "news@example.com"),
     # the bounce notice of line 3, delivered into a local mailbox
-    (6, "delivered", "mail_spool", "news", "1tE3xZ-0001Ac-De", None, None, None, ""),
+    (6, "delivered", "mail_spool", "news@example.com", "1tE3xZ-0001Ac-De", None, None, None, ""),
     (9, "deferred", "remote_smtp_smarthost", "sam@yahoo.com", "1tE3yC-0002Ca-Aa", "192.0.2.50",
      None, None, "billing@example.com"),
-    (11, "delivered", "maildir_home", "alice", "1tE3yA-0002Bc-Ef", None, None, None,
+    (11, "delivered", "maildir_home", "alice@example.com", "1tE3yA-0002Bc-Ef", None, None, None,
      "friend@gmail.com"),
-    (12, "delivered", "dovecot_lmtp", "carol", "1tE3yA-0002Bc-Ef", None, None, None,
+    (12, "delivered", "dovecot_lmtp", "carol@example.com", "1tE3yA-0002Bc-Ef", None, None, None,
      "friend@gmail.com"),
-    (13, "delivered", "address_pipe", "|/usr/bin/procmail", "1tE3yA-0002Bc-Ef", None, None, None,
+    (13, "delivered", "address_pipe", "bob@example.com", "1tE3yA-0002Bc-Ef", None, None, None,
      "friend@gmail.com"),
     # => :blackhole: <devnull@example.com> R=system_aliases   (no T=: the router)
     (14, "delivered", "system_aliases", ":blackhole:", "1tE3yA-0002Bc-Ef", None, None, None,
@@ -899,3 +899,40 @@ def test_lines_beyond_ascii_take_the_patterns() -> None:
         peer = pl.coalesce("relay_ip", "client_ip")
         got = out.events.select("sender", "recipient", "diagnostic", peer).rows()
         assert got == expected
+
+
+# A delivery into a local mailbox, pipe or file names the local part, not an address
+# (Debian's exim4 with its default local_user router; the chain of an alias, as Exim logs it)
+# line -> recipient, recipient_domain, original_recipient
+LOCAL_DELIVERIES = [
+    ("=> jana <jana.kraus@example.com> R=local_user T=mail_spool",
+     "jana.kraus@example.com", "example.com", "jana.kraus@example.com"),
+    ("=> news <News@Example.com> R=local_user T=mail_spool",
+     "news@example.com", "example.com", "News@Example.com"),
+    # sales@ is an alias of info@, which the local_user router delivers to jana: the parent
+    ("=> jana (info@example.com) <sales@example.com> R=local_user T=mail_spool",
+     "info@example.com", "example.com", "sales@example.com"),
+    ("=> |/usr/bin/procmail (bob@example.com) <bob@example.com> R=userforward T=address_pipe",
+     "bob@example.com", "example.com", "bob@example.com"),
+    ("=> /home/bob/mbox <bob@example.com> R=userforward T=address_file",
+     "bob@example.com", "example.com", "bob@example.com"),
+    # thrown away: no mailbox got it
+    ("=> :blackhole: <devnull@example.com> R=system_aliases",
+     ":blackhole:", None, "devnull@example.com"),
+    # an address stays the recipient, as before
+    ("=> jana.kraus@example.com <info@example.com> R=dnslookup T=remote_smtp H=mx.example.com"
+     " [192.0.2.1]", "jana.kraus@example.com", "example.com", "info@example.com"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "recipient", "domain", "original"), LOCAL_DELIVERIES)
+def test_a_local_delivery_is_for_the_address_it_came_from_issue_13(
+    text: str, recipient: str, domain: str | None, original: str
+) -> None:
+    out = parse(f"2026-11-28 10:00:00 1tE3xY-0001Ab-Cd {text}\n")
+    row = event_at(out, "mainlog:1")
+    assert (row["recipient"], row["recipient_domain"], row["original_recipient"]) == (
+        recipient,
+        domain,
+        original,
+    )

@@ -17,15 +17,10 @@ from bounce_analyzer.generate.world import (
     NoiseLine,
     per_reply,
 )
-from bounce_analyzer.schema import EVENTS
+from bounce_analyzer.schema import DIRECTIONS, EVENTS
 
 #: The event a reply's status gives.
 EVENT_OF = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
-
-#: Which way the mail of an event went: we (or an ESP for us) sent it to another server; another
-#: server sent it to us (our refusals of clients, deliveries into our own mailboxes); a hop
-#: between our own programs (the content filter's).
-DIRECTIONS = ("outbound", "inbound", "internal")
 
 
 @dataclass
@@ -41,7 +36,7 @@ class Truth:
     enhanced_code is Postfix's dsn=, the ESP's status / enhanced-code, or the code in the text.
     `templates` gives, per distinct diagnostic template, its event, codes, count and the
     category it obviously belongs to (None where not obvious). `by_direction` counts events by
-    the way their mail went (`DIRECTIONS`) and type.
+    the way their mail went (`schema.DIRECTIONS`) and type.
     """
 
     source: str

@@ -27,6 +27,13 @@ Decisions:
   transport, such as `=> :blackhole: <a@b> R=system_aliases`); null on rejects.
 - `<= <>` (null envelope sender) gives sender "" on later lines; an unseen `<=` gives null.
 - original_recipient is the `<top-level address>` where logged, else the `(parent)`.
+- A delivery to a local part, a pipe or a file names no address: `=> jana
+  <jana.kraus@example.com> R=local_user T=mail_spool`. Its recipient (and recipient_domain)
+  is the address it came from: the `(parent)` where that is an address, else the
+  `<top-level address>` (so `jana.kraus@example.com`, and original_recipient too). The local
+  part, the pipe or the file is kept in no column, only in the line (`origin`): it is how our
+  server delivered, not whom the mail was for. `=> :blackhole: <a@b>` keeps `:blackhole:`
+  (the mail was thrown away, into no mailbox).
 
 The sender and Message-ID of each `<=` line are kept on the instance, keyed by Exim message id,
 until the message's `Completed` line, so that they join onto delivery lines in later batches and
@@ -796,6 +803,27 @@ def _attempted() -> pl.Expr:
     )
 
 
+def _recipient() -> pl.Expr:
+    """The lower-case recipient of a delivery line cut by `_DELIVERY`: its address, or, for a
+    local part or a pipe or file (no `@`), the nearest address it came from."""
+    address = pl.col("address")
+    # => jana <jana.kraus@example.com> R=local_user T=mail_spool   (the top-level address)
+    # => |/usr/bin/procmail (bob@example.com) <bob@example.com> R=userforward T=address_pipe
+    # (the parent, the address the pipe or local part was made from, before the top level;
+    # `:blackhole:` stays itself: no mailbox got the mail)
+    came_from = pl.coalesce(
+        pl.when(pl.col("parent").str.contains("@", literal=True)).then(pl.col("parent")),
+        pl.when(pl.col("orig").str.contains("@", literal=True)).then(pl.col("orig")),
+    )
+    local = ~address.str.contains("@", literal=True) & (address != ":blackhole:")
+    return (
+        pl.when(local & came_from.is_not_null())
+        .then(came_from)
+        .otherwise(address)
+        .str.to_lowercase()
+    )
+
+
 def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`_deliveries` for lines of another shape: events (not yet joined) and bad lines."""
     parsed = (
@@ -819,7 +847,7 @@ def _regex_deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         parsed.filter(pl.col("flag").is_not_null())
         .with_columns(
             pl.col("ref").alias("message_ref"),
-            pl.col("address").str.to_lowercase().alias("recipient"),
+            _recipient().alias("recipient"),
             pl.coalesce(pl.col("orig"), pl.col("parent")).alias("original_recipient"),
             pl.when(is_delivered).then(confirmation).otherwise(error_text).alias("diagnostic"),
             tail.str.extract_groups(_QUEUE_TIME).alias("qt"),
