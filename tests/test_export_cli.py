@@ -90,3 +90,24 @@ def test_events_export_gives_inbound_events_the_inbound_advice(
         (pl.col("category") == "user_unknown") & (pl.col("direction") == "inbound")
     )
     assert set(unknown["solution"]) == {advice["user_unknown"]["advice_inbound"]}
+
+
+def test_partitions_over_an_existing_file_are_one_usage_error(
+    data_path: Path, tmp_path: Path
+) -> None:
+    # `--partition-by date` writes a folder: a file of that name is a usage error, said in
+    # one line before anything is read, and the file is left as it was (it was a traceback)
+    _ingest(data_path / "postfix" / "synthetic" / "both-directions.log", tmp_path / "store")
+    existing = tmp_path / "exists.txt"
+    existing.write_text("keep me\n")
+    result = runner.invoke(
+        app,
+        ["export", "--store", str(tmp_path / "store"), "--since", "2026-11-01",
+         "--partition-by", "date", "--format", "parquet", "-o", str(existing)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"Error: {existing}: --partition-by date writes a folder, and it is a file\n"
+    )
+    assert existing.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.txt", "store"]

@@ -182,6 +182,8 @@ def write_export(
     except OSError:
         pass  # `output_file` (or the partitions' folder) names the path and the reason
     if partition_by_date:
+        if output.exists() and not output.is_dir():
+            raise UsageError(f"{output}: --partition-by date writes a folder, and it is a file")
         if "date" not in frame.collect_schema():
             frame = frame.with_columns(pl.col("timestamp").dt.date().alias("date"))
         with _beside(output) as staged:
