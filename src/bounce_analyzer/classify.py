@@ -7,7 +7,8 @@ millions of times, so the engine works on distinct values and joins the answers 
 2. per distinct (recipient_domain, relay_host): the receiving mailbox provider;
 3. per distinct (reply code, enhanced code, hex code, normalized text, provider, source,
    class): the category, in the five steps of the decision order;
-4. per event: what depends on the event itself (delivered, complained, permanence, bounce type).
+4. per event: what depends on the event itself (delivered, complained, permanence, bounce type),
+   and the provider a provider's own pattern names when step 2 found none.
 
 Events whose category the event itself decides (delivered, complained) skip the text work of
 steps 1 and 3. Every step is a polars expression over a whole frame; the only Python loops are
@@ -78,24 +79,39 @@ def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     """Add `provider` to a frame with `recipient_domain` and `relay_host` columns.
 
     The recipient domain or its nearest parent in a provider's `domains`, else the first
-    provider whose `hosts` pattern matches the relay host, else ``other``.
+    provider whose `hosts` pattern matches the relay host, else the first whose `hosts`
+    pattern matches the recipient domain, else ``other``. (`classify` then lets a
+    provider's own pattern name the provider of an ``other`` event; see docs/RULES.md.)
     """
     prepared = _prepared(rules)
-    by_host: pl.Expr = pl.lit(None, pl.String)
-    for regex, provider in reversed(prepared.hosts.select("host_regex", "host_provider").rows()):
-        by_host = pl.when(_HOST_NAME.str.contains(regex)).then(pl.lit(provider)).otherwise(by_host)
     return frame.with_columns(
-        pl.coalesce(prepared.by_domain, by_host, pl.lit("other")).alias("provider")
+        pl.coalesce(
+            prepared.by_domain,
+            _by_hosts(_HOST_NAME, prepared),
+            _by_hosts(_DOMAIN_NAME, prepared),
+            pl.lit(OTHER),
+        ).alias("provider")
     )
 
 
-#: The relay host as the `hosts` patterns see it.
+def _by_hosts(name: pl.Expr, prepared: _Prepared) -> pl.Expr:
+    """The provider of the first `hosts` pattern matching `name`, or null."""
+    found: pl.Expr = pl.lit(None, pl.String)
+    for regex, provider in reversed(prepared.hosts.select("host_regex", "host_provider").rows()):
+        found = pl.when(name.str.contains(regex)).then(pl.lit(provider)).otherwise(found)
+    return found
+
+
+#: The provider of events that nothing names.
+OTHER: Final = "other"
+#: The relay host and the recipient domain as the `hosts` patterns see them.
 _HOST_NAME = pl.col("relay_host").str.to_lowercase().str.strip_chars(". ")
+_DOMAIN_NAME = pl.col("recipient_domain").str.to_lowercase().str.strip_chars(". ")
 
 
 def _by_domain(rules: Rules) -> pl.Expr:
     """The provider of the recipient domain or its nearest parent in `domains`, or null."""
-    domain = pl.col("recipient_domain").str.to_lowercase().str.strip_chars(". ")
+    domain = _DOMAIN_NAME
     mapping = rules.provider_domains
     old, new = mapping["domain"].to_list(), mapping["provider"].to_list()
 
@@ -136,7 +152,7 @@ class _Prepared:
     table_rows: pl.DataFrame  # deciding code-table rows, with normalized message and its words
     # (rows, key columns, row columns, found by hex code): the joins that find a key's rows
     table_joins: list[tuple[pl.DataFrame, list[str], list[str], bool]]
-    patterns: pl.DataFrame  # pattern_index, pattern_id, regex, pattern_provider, classes, ...
+    patterns: pl.DataFrame  # pattern_index, pattern_id, regex, pattern_provider, pattern_of, ...
     literals: pl.DataFrame  # literal, pattern_index: the pattern is tried where its literal is
     literal_list: list[str]
     unfiltered: pl.DataFrame  # pattern_index of the patterns tried on every message
@@ -262,6 +278,11 @@ def _prepare(rules: Rules) -> _Prepared:
         .with_columns(tokens(pl.col("row_message")).alias("row_tokens"))
     )
     regexes = rules.patterns["regex"].to_list()
+    owned = (
+        rules.providers.select("provider", pl.col("patterns").alias("id"))
+        .explode("id")
+        .drop_nulls()
+    )
     plain = [index for index, regex in enumerate(regexes) if is_plain(regex)]
     literals = _literal_frame(regexes, "pattern_index")
     patterns = rules.patterns.with_row_index("pattern_index").select(
@@ -269,6 +290,10 @@ def _prepare(rules: Rules) -> _Prepared:
         pl.col("id").alias("pattern_id"),
         ("(?i)" + pl.col("regex")).alias("regex"),
         pl.col("provider").alias("pattern_provider"),
+        # the provider whose `patterns` lists it (providers.toml)
+        pl.col("id")
+        .replace_strict(owned["id"], owned["provider"], default=None)
+        .alias("pattern_of"),
         "classes",
         pl.col("category").alias("pattern_category"),
         pl.col("pattern_index").is_in(pl.Series(plain, dtype=pl.UInt32).implode()).alias("plain"),
@@ -452,7 +477,9 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         .group_by("_key")
         .agg(pl.col("pattern_index").min())
         .join(
-            prepared.patterns.lazy().select("pattern_index", "pattern_id", "pattern_category"),
+            prepared.patterns.lazy().select(
+                "pattern_index", "pattern_id", "pattern_category", "pattern_of"
+            ),
             on="pattern_index",
         )
     )
@@ -484,6 +511,9 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
             "reply_rule",
             pl.lit("default:") + default,
         ).alias("key_rule"),
+        # the provider the deciding rule is of: only a pattern (step 2) can decide for a key
+        # whose provider is other, and then only if no table row decided before it
+        pl.when(pl.col("table_category").is_null()).then(pl.col("pattern_of")).alias("key_of"),
     ).collect(engine=_ENGINE)
 
 
@@ -524,9 +554,20 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     the hosts holding one of its required literals (found for all patterns at once), on hosts
     that are not plain ASCII, and, for patterns without such literals, on every host.
     """
-    named = pairs.with_columns(prepared.by_domain.alias("_by_domain"), _HOST_NAME.alias("_host"))
-    asked = named.filter(pl.col("_by_domain").is_null() & pl.col("_host").is_not_null())
-    hosts = asked.select("_host").unique().lazy()
+    named = pairs.with_columns(
+        prepared.by_domain.alias("_by_domain"),
+        _HOST_NAME.alias("_relay"),
+        _DOMAIN_NAME.alias("_domain"),
+    )
+    asked = named.filter(pl.col("_by_domain").is_null())
+    # the relay host and, after it, the recipient domain: a domain that is itself a
+    # provider's host name (exchangelabs.com, contoso.onmicrosoft.com) is that provider's
+    hosts = (
+        pl.concat([asked.select(pl.col(name).alias("_host")) for name in ("_relay", "_domain")])
+        .drop_nulls()
+        .unique()
+        .lazy()
+    )
     ascii_only = pl.col("_host").str.len_bytes() == pl.col("_host").str.len_chars()
     tried = [
         hosts.filter(ascii_only).join(prepared.host_unfiltered.lazy(), how="cross"),
@@ -558,8 +599,20 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         .group_by("_host")
         .agg(pl.col("host_provider").sort_by("host_index").first())
     )
-    return named.join(by_host, on="_host", how="left").select(
-        *_HOST, pl.coalesce("_by_domain", "host_provider", pl.lit("other")).alias("provider")
+    return (
+        named.join(by_host, left_on="_relay", right_on="_host", how="left")
+        .join(
+            by_host.rename({"host_provider": "_domain_provider"}),
+            left_on="_domain",
+            right_on="_host",
+            how="left",
+        )
+        .select(
+            *_HOST,
+            pl.coalesce("_by_domain", "host_provider", "_domain_provider", pl.lit(OTHER)).alias(
+                "provider"
+            ),
+        )
     )
 
 
@@ -765,7 +818,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         keys.select("_key", "_row")
         .join(_decide(keys.drop("_row"), prepared), on="_key")
         .explode("_row")
-        .select("_row", "key_category", "key_rule")
+        .select("_row", "key_category", "key_rule", "key_of")
     )
 
     # 4. per event
@@ -780,9 +833,16 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         extra.append("hex_code")
     # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
     verdicts = [directions(frame, rules.direction), blocklist]
+    # a provider's own pattern names the provider when nothing else did (docs/RULES.md)
+    (rule_of,) = _spread(decided, ["key_of"], rows.height)
+    provider = rows.select(
+        pl.when(pl.col("provider") == OTHER)
+        .then(pl.coalesce(rule_of, pl.col("provider")))
+        .otherwise(pl.col("provider"))
+        .alias("provider")
+    ).to_series()
     columns = {
-        c.name: c
-        for c in (*frame.get_columns(), *answers.get_columns(), rows["provider"], *verdicts)
+        c.name: c for c in (*frame.get_columns(), *answers.get_columns(), provider, *verdicts)
     }
     return pl.DataFrame([columns[name] for name in (*keep, *extra, *_ADDED)])
 

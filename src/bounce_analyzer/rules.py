@@ -97,7 +97,7 @@ BLOCKLIST_NAME_MIN = 5
 
 _TABLE_KINDS = ("provider", "enhanced", "reply", "reference")
 _CATEGORY_KEYS = {"description", "advice", "advice_inbound", "group", "hard"}
-_PROVIDER_KEYS = {"label", "domains", "hosts"}
+_PROVIDER_KEYS = {"label", "domains", "hosts", "patterns"}
 _PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note"}
 _TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
 _BLOCKLIST_KEYS = {"label", "lists", "lookup", "zones", "texts", "note"}
@@ -133,7 +133,8 @@ class Rules:
     - ``categories``: category, description, advice (for mail we sent), advice_inbound (for
       mail sent to us), group, hard
     - ``groups``: group, description
-    - ``providers``: provider, label (in lookup order)
+    - ``providers``: provider, label, patterns (the ids of the patterns whose text only
+      this provider sends; in lookup order)
     - ``provider_domains``: domain, provider (one row per domain, first provider wins)
     - ``provider_hosts``: provider, regex (in lookup order)
     - ``patterns``: id, regex, category, provider, classes (list of reply classes), example
@@ -410,7 +411,9 @@ def _load_categories(builtin: Path, user: Path | None) -> tuple[pl.DataFrame, pl
 
 def _load_providers(
     builtin: Path, user: Path | None
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Path | None]]:
+    """The providers, their domains and their host patterns (see `Rules`), and the file that
+    defines each provider (for later messages)."""
     layers = [_required_toml(builtin, "providers.toml"), _optional_toml(user, "providers.toml")]
     user_entries: dict[str, tuple[Path | None, dict[str, Any]]] = {}
     builtin_entries: dict[str, tuple[Path | None, dict[str, Any]]] = {}
@@ -428,7 +431,9 @@ def _load_providers(
     for name, (path, item) in ordered.items():
         entry = f"provider '{name}'"
         label = _text(path, entry, item, "label", required=False) or name
-        providers.append({"provider": name, "label": label})
+        providers.append(
+            {"provider": name, "label": label, "patterns": _strings(path, entry, item, "patterns")}
+        )
         for domain in _strings(path, entry, item, "domains"):
             domain = domain.lower().strip(".")
             if domain not in seen_domains:
@@ -446,9 +451,13 @@ def _load_providers(
     for host in hosts:
         del host["_path"], host["_entry"]
     return (
-        pl.DataFrame(providers, schema={"provider": pl.String, "label": pl.String}),
+        pl.DataFrame(
+            providers,
+            schema={"provider": pl.String, "label": pl.String, "patterns": pl.List(pl.String)},
+        ),
         pl.DataFrame(domains, schema={"domain": pl.String, "provider": pl.String}),
         pl.DataFrame(hosts, schema={"provider": pl.String, "regex": pl.String}),
+        {name: path for name, (path, _) in ordered.items()},
     )
 
 
@@ -809,12 +818,32 @@ def _load_direction(builtin: Path, user: Path | None) -> DirectionSettings:
     return DirectionSettings(**lists)
 
 
+def _check_provider_patterns(
+    files: dict[str, Path | None], providers: pl.DataFrame, pattern_ids: set[str]
+) -> None:
+    """Each pattern id a provider's `patterns` lists is a pattern's, and one provider's."""
+    owners: dict[str, str] = {}
+    for name, listed in providers.select("provider", "patterns").rows():
+        for pattern_id in listed:
+            if pattern_id not in pattern_ids:
+                raise RulesError(
+                    f"{files[name]}: provider '{name}': unknown pattern '{pattern_id}'"
+                )
+            if pattern_id in owners:
+                raise RulesError(
+                    f"{files[name]}: provider '{name}': pattern "
+                    f"'{pattern_id}' is already provider '{owners[pattern_id]}''s"
+                )
+            owners[pattern_id] = name
+
+
 def _load(builtin: Path, user: Path | None) -> Rules:
     categories, groups = _load_categories(builtin, user)
-    providers, domains, hosts = _load_providers(builtin, user)
+    providers, domains, hosts, files = _load_providers(builtin, user)
     category_names = set(categories["category"].to_list())
     provider_names = set(providers["provider"].to_list())
     patterns = _load_patterns(builtin, user, category_names, provider_names)
+    _check_provider_patterns(files, providers, set(patterns["id"].to_list()))
     codes, tables = _load_codes(builtin, user, category_names, provider_names)
     return Rules(
         categories=categories,
