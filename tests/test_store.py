@@ -853,7 +853,8 @@ STORED_ROWS = [
             "relay_host": "outlook-com.olc.protection.outlook.com",
             "relay_ip": "52.101.1.1",
             "smtp_code": 250,
-            "enhanced_code": "2.6.0",
+            # the dsn= Postfix logged, not the 2.6.0 of the reply text (issue 14)
+            "enhanced_code": "2.0.0",
             "diagnostic": "250 2.6.0 <20261127111540.7B3C2D1E0F@mx1.example.com> "
             "[InternalId=1] Queued mail for delivery",
             "attempt": None,

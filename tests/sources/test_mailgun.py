@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _cli import invoke
 from bounce_analyzer.sources import detect, get_source
 from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.mailgun import Mailgun
@@ -329,7 +330,7 @@ OUTCOMES = [
     ({"event": "rejected", "severity": None, "reason": None, "delivery-status": None,
       "reject": {"reason": "Sandbox subdomains are for test purposes only",
                  "description": ""}},
-     "rejected", "rejected/Sandbox subdomains are for test purposes only", None,
+     "dropped", "rejected/Sandbox subdomains are for test purposes only", None,
      "Sandbox subdomains are for test purposes only"),
     ({"event": "delivered", "delivery-status": {"code": 250, "message": "OK", "attempt-no": 1}},
      "delivered", None, 250, "OK"),
@@ -348,6 +349,42 @@ def test_event_mapping(
     out = parse_bytes(json.dumps(body).encode())
     assert out.events.select("event", "esp_classification", "smtp_code", "diagnostic").rows() == [
         (event, classification, code, diagnostic)
+    ]
+
+
+def test_a_mailgun_rejected_is_dropped_like_a_sendgrid_drop_14(
+    tmp_path: Path, sample_logs_path: Path, data_path: Path
+) -> None:
+    """Mailgun's `rejected` (Mailgun refused to send) is `dropped`, as SendGrid's drop; it was
+    `rejected`, the event of a refusal at SMTP time. Permanent and soft, as the drop is."""
+    # The hand-added `rejected` webhook of sample_logs/mailgun/webhooks.ndjson (line 251: the
+    # 429 text of Mailgun's sending limit, sample_logs/README.md).
+    limit = (sample_logs_path / "mailgun" / "webhooks.ndjson").read_text().splitlines()
+    # A `rejected` event with the words of the Symfony suppress-bounce fixture
+    # (tests/data/mailgun/symfony__permanent_failure_suppress_bounce.json) in its `reject`.
+    suppressed = failed(
+        event="rejected",
+        severity=None,
+        reason=None,
+        **{"delivery-status": None},
+        reject={"reason": "Not delivering to previously bounced address", "description": ""},
+    )
+    events = tmp_path / "mailgun.ndjson"
+    events.write_text(f"{limit[250]}\n{json.dumps({'event-data': suppressed})}\n")
+    # SendGrid's drop of an earlier bounce (the Symfony fixture, tests/data/sendgrid/).
+    drop = data_path / "sendgrid" / "symfony__dropped.json"
+    result = invoke("parse", str(events), str(drop), "--tz", "UTC", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    fields = ("source", "event", "category", "bounce_type", "permanent", "direction")
+    assert [tuple(row[name] for name in fields) for row in rows] == [
+        ("mailgun", "dropped", "rate_limited", "soft", True, "outbound"),
+        ("mailgun", "dropped", "suppressed", "soft", True, "outbound"),
+        ("sendgrid", "dropped", "suppressed", "soft", True, "outbound"),
+    ]
+    assert [row["esp_classification"] for row in rows[:2]] == [
+        "rejected/" + json.loads(limit[250])["event-data"]["reject"]["reason"],
+        "rejected/Not delivering to previously bounced address",
     ]
 
 

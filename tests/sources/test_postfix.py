@@ -453,6 +453,47 @@ def test_codes_and_domains_are_the_smtp_vocabulary(
     )
 
 
+# The Verizon line of issue 14: the reply's enhanced code (4.2.1) disagrees in class with its
+# reply code (550), so Postfix wrote its own dsn=5.0.0. The reply text is the one the issue
+# quotes from a user's log; the line around it is Postfix's status line as above, with the
+# address and the relay's address replaced.
+VERIZON_14 = (
+    "Nov 28 10:00:00 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a.user@verizon.net>,"
+    " relay=relay.verizon.net[192.0.2.25]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.0.0,"
+    " status=bounced (host relay.verizon.net[192.0.2.25] said: 550 4.2.1 mailbox temporarily"
+    " disabled: a.user@verizon.net (in reply to RCPT TO command))\n"
+)
+
+
+def test_the_dsn_wins_over_the_code_in_the_text_14() -> None:
+    """The event's enhanced code is the dsn Postfix logged, not the reply's 4.2.1 (it was)."""
+    row = event_at(parse_bytes(VERIZON_14.encode()), ":1")
+    assert (row["event"], row["smtp_code"], row["enhanced_code"]) == ("bounced", 550, "5.0.0")
+
+
+# dsn, status, reply -> enhanced_code: the dsn wins whenever the line has one
+DSN_WINS = [
+    # the classes agree: Postfix copied the reply's code, the two are the same
+    ("5.1.1", "bounced", "550 5.1.1", "5.1.1"),
+    # soft_bounce=yes: Postfix defers the 5xx and writes its dsn with class 4
+    ("4.1.1", "deferred", "550 5.1.1", "4.1.1"),
+    # the reply gives no enhanced code: Postfix writes X.0.0 of the reply's class
+    ("4.0.0", "deferred", "451", "4.0.0"),
+]
+
+
+@pytest.mark.parametrize(("dsn", "status", "reply", "enhanced"), DSN_WINS)
+def test_the_dsn_is_the_enhanced_code(dsn: str, status: str, reply: str, enhanced: str) -> None:
+    line = STATUS.format(to="a@b.example", dsn=dsn, reply=reply).replace("=bounced", "=" + status)
+    assert event_at(parse_bytes(line.encode()), ":1")["enhanced_code"] == enhanced
+
+
+def test_without_a_dsn_the_code_in_the_text_counts() -> None:
+    """Postfix before 2.3 wrote no dsn=: the reply's enhanced code is the event's."""
+    line = STATUS.replace(" dsn={dsn},", "").format(to="a@b.example", reply="550 5.1.1")
+    assert event_at(parse_bytes(line.encode()), ":1")["enhanced_code"] == "5.1.1"
+
+
 def test_a_dsn_that_is_no_enhanced_code_is_malformed() -> None:
     """`dsn=3.0.0` is no status Postfix writes: the line is unreadable (it was an event before)."""
     out = parse_bytes(STATUS.format(to="a@b.example", dsn="3.0.0", reply="550 5.1.1").encode())

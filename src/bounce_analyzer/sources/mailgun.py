@@ -22,13 +22,17 @@ Events and what they become (`event` column):
 | failed, reason old (retry period exceeded)                  | expired    |
 | failed, severity permanent                                  | bounced    |
 | failed, severity temporary                                  | deferred   |
-| rejected                                                    | rejected   |
+| rejected (Mailgun refused to send the message)              | dropped    |
 | complained                                                  | complained |
 | legacy bounced                                              | bounced    |
 | legacy dropped (reason old: expired)                        | dropped    |
 | accepted, opened, clicked, unsubscribed, stored, any other  | skipped    |
 
 A `failed` event with neither a suppress/old reason nor a severity is malformed.
+
+Mailgun's `rejected` is Mailgun itself refusing to send (a sandbox domain, a sending limit,
+a suppressed address): no receiving server was asked, as with SendGrid's `dropped`, so it is
+`dropped`, not `rejected` (a refusal at SMTP time). `esp_classification` keeps Mailgun's word.
 
 Fields: `timestamp` (Unix seconds as a number or numeric text, or an RFC 2822 date),
 `recipient` (else `envelope.targets`), `recipient-domain` (else the recipient's domain),
@@ -238,9 +242,10 @@ def _outcomes(frame: pl.DataFrame) -> pl.DataFrame:
         # "event": "failed", "severity": "temporary", "reason": "generic"
         .when((name == "failed") & (severity == "temporary"))
         .then(pl.lit("deferred"))
-        # "event": "rejected", "reject": {"reason": "...", "description": "..."}
+        # "event": "rejected", "reject": {"reason": "...", "description": "..."}: Mailgun
+        # refused to send, as SendGrid drops
         .when(name == "rejected")
-        .then(pl.lit("rejected"))
+        .then(pl.lit("dropped"))
         # "event": "complained"
         .when(name == "complained")
         .then(pl.lit("complained"))

@@ -955,11 +955,16 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         .then(pl.col("remote").struct.field("remote_ip"))
         .otherwise(pl.col("relay_ip")),
         smtp_code=pl.coalesce(pl.col("said").struct.field("code"), "leading_code").cast(pl.Int16()),
+        # The dsn is the status Postfix recorded, so it wins over a code in the text:
+        # Postfix copies the reply's enhanced code into it only when their classes agree,
+        # and writes X.0.0 of the reply's class otherwise (`said: 550 4.2.1 mailbox
+        # temporarily disabled` is logged `dsn=5.0.0`); soft_bounce turns a 5 into a 4.
+        # The text's code counts only on lines without a dsn (Postfix before 2.3).
         enhanced_code=pl.coalesce(
-            pl.col("said").struct.field("enhanced"),
-            "leading_enhanced",
             "dsn",
             "dsn_alone",
+            pl.col("said").struct.field("enhanced"),
+            "leading_enhanced",
         ),
         delay_s=pl.col("delay").cast(pl.Float64(), strict=False),
         sender=pl.lit(None, pl.String()),
