@@ -23,7 +23,8 @@ import polars as pl
 
 from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.rules import Direction, Rules, advice_for, load_rules, solution_for
+from bounce_analyzer.rules import Direction, Rules, load_rules, solution_for
+from bounce_analyzer.schema import advice_for
 from bounce_analyzer.smtp import domain_of
 from bounce_analyzer.writers import printable
 

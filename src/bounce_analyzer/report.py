@@ -26,7 +26,14 @@ import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.normalize import message_keys, with_event_codes
-from bounce_analyzer.schema import DIRECTIONS, FAILURES, failed, hard_failure, soft_failure
+from bounce_analyzer.schema import (
+    DIRECTIONS,
+    FAILURES,
+    advice_for,
+    failed,
+    hard_failure,
+    soft_failure,
+)
 
 #: Columns `--by` may group by.
 GROUPABLE = (
@@ -474,14 +481,13 @@ def _with_advice(by_category: pl.DataFrame, categories: pl.DataFrame) -> pl.Data
     inbound = (
         pl.col("advice_inbound")
         if "advice_inbound" in categories.columns
-        else pl.lit(None, pl.String())
+        else pl.lit(None, pl.String()).alias("advice_inbound")
     )
-    text = categories.select("category", "description", inbound.alias("_inbound"), "advice")
-    advice = pl.when(pl.col("direction") == "inbound").then("_inbound").otherwise("advice")
+    text = categories.select("category", "description", "advice", inbound)
     return (
         by_category.join(text, on="category", how="left")
-        .with_columns(advice.replace("", None).alias("advice"))
-        .drop("_inbound")
+        .with_columns(advice_for(pl.col("direction")).replace("", None).alias("advice"))
+        .drop("advice_inbound")
     )
 
 

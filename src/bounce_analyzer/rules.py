@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from bounce_analyzer.errors import RulesError, SettingsError, UsageError
-from bounce_analyzer.schema import SOURCE_NAMES
+from bounce_analyzer.schema import SOURCE_NAMES, advice_for
 from bounce_analyzer.smtp import ENHANCED_CODE
 
 #: The environment variable naming a user rules folder (the `--rules` option wins over it).
@@ -190,22 +190,13 @@ class Direction(StrEnum):
     inbound = "inbound"  # another server sent it to us: our server refused or received it
 
 
-def advice_for(direction: pl.Expr) -> pl.Expr:
-    """A category's advice for an event going `direction`, from the columns of
-    `Rules.categories`: `advice_inbound` for inbound mail (our server refused a client, or
-    delivered into or failed at one of our mailboxes), `advice` for the rest (mail we sent)."""
-    inbound = direction == Direction.inbound.value
-    return pl.when(inbound).then(pl.col("advice_inbound")).otherwise(pl.col("advice"))
-
-
 def solution_for(direction: pl.Expr, row_solution: pl.Expr) -> pl.Expr:
     """What to do about an event going `direction` whose deciding rule says `row_solution`
     (a code-table row's solution, or null): for mail we sent, that solution, else the
     category's `advice`; for inbound mail, the category's `advice_inbound` only, since a row's
     solution is written for the sender as well."""
-    inbound = direction == Direction.inbound.value
     return (
-        pl.when(inbound)
+        pl.when(direction == Direction.inbound.value)
         .then(advice_for(direction))
         .otherwise(pl.coalesce(row_solution, advice_for(direction)))
     )

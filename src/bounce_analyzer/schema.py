@@ -22,6 +22,16 @@ EVENTS = ("delivered", "deferred", "bounced", "expired", "dropped", "rejected", 
 FAILURES = ("bounced", "expired", "rejected", "dropped")
 
 
+def advice_for(direction: pl.Expr) -> pl.Expr:
+    """A category's advice for an event going `direction`, from the columns of the rules'
+    category table (`Rules.categories`): `advice_inbound` for inbound mail (our server refused
+    a client, or delivered into or failed at one of our mailboxes), `advice` for the rest (mail
+    we sent). Defined here, below the rules and the report, so that both use this one."""
+    return (
+        pl.when(direction == "inbound").then(pl.col("advice_inbound")).otherwise(pl.col("advice"))
+    )
+
+
 def failed() -> pl.Expr:
     """A final failure of delivery (`FAILURES`)."""
     return pl.col("event").is_in(FAILURES)
