@@ -557,10 +557,12 @@ needs_real = pytest.mark.skipif(
 
 
 def _labelled() -> list[dict[str, str]]:
-    if not MESSAGES.is_file():
-        return []
-    with MESSAGES.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    """The rows of every labelled file beside messages.tsv (same columns; README.md there)."""
+    rows: list[dict[str, str]] = []
+    for path in sorted(MESSAGES.parent.glob("*.tsv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows += csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+    return rows
 
 
 @needs_real

@@ -1,0 +1,325 @@
+"""How far the engine agrees with other people's labels on bounce texts (issue 14).
+
+Two public sets, read from the shared corpus (never copied into the tests, which have their own
+labelled rows in tests/data/diagnostics/messages.tsv):
+
+1. `classification/patterns.tsv`: message fragments and provider messages with the reason Sisimai
+   assigns (its own tests and rhost tables). Sisimai's reason names are ours without the
+   underscores, so the label maps one to one. Rows of a provider's rhost table get a relay host of
+   that provider, as a log line of that provider's server would have.
+2. `classification/other-rules/`: KumoMTA's community bounce classes and the RFC 3463 codes that
+   PHP-Bounce-Handler and bounce-email give phrases. Their labels are coarser than our
+   categories, so each maps to the set of our categories that agree with it (`LABELS` below:
+   one of several is right). Rows that are regular expressions or that say "use the code from the
+   text" are left out: they are not messages.
+
+The engine reads each text as `explain -` does (`explain_frame`, the codes the set gives apart
+passed apart), with no recipient unless the row names a provider. Printed: agreement overall
+and per expected category, hard/soft agreement where the set says, the most frequent
+confusions, and (with --wrong) every disagreement.
+
+    python bench/agreement.py                      # both sets, summary
+    python bench/agreement.py --set sisimai --wrong
+    python bench/agreement.py --corpus ../shared/corpus/classification --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from bounce_analyzer.explain import explain_frame
+from bounce_analyzer.rules import load_rules
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CORPUS = HERE.parent.parent / "shared" / "corpus" / "classification"
+
+#: Sisimai's rhost modules and lhost names: a host of that provider's (what a log would show as
+#: the relay) and the provider of ours that it is. `None` as a host: an MTA, not a provider.
+RHOSTS: dict[str, tuple[str | None, str]] = {
+    "Microsoft": ("example-com.mail.protection.outlook.com", "microsoft"),
+    "Outlook": ("outlook-com.olc.protection.outlook.com", "microsoft"),
+    "Google": ("gmail-smtp-in.l.google.com", "google"),
+    "GSuite": ("aspmx.l.google.com", "google"),
+    "lhost:GoogleWorkspace": ("aspmx.l.google.com", "google"),
+    "Mimecast": ("eu-smtp-inbound-1.mimecast.com", "mimecast"),
+    "Cox": ("cxr.mx.a.cloudfilter.net", "cox"),
+    "GoDaddy": ("smtp.secureserver.net", "godaddy"),
+    "Facebook": ("mx-out.facebook.com", "facebook"),
+    "FrancePTT": ("smtp-in.orange.fr", "orange"),
+    "MessageLabs": ("cluster1.eu.messagelabs.com", "messagelabs"),
+    "Spectrum": ("dnvrco-cmedge-mx.charter.net", "spectrum"),
+    "Tencent": ("mx3.qq.com", "qq"),
+    "YahooInc": ("mta5.am0.yahoodns.net", "yahoo"),
+    "Aol": ("mx-aol.mail.gm0.yahoodns.net", "yahoo"),
+    "Apple": ("mx01.mail.icloud.com", "apple"),
+    "IUA": ("mx.i.ua", "iua"),
+    "Zoho": ("mx.zoho.com", "zoho"),
+    "NTTDOCOMO": ("mfsmax.docomo.ne.jp", "docomo"),
+    "KDDI": ("lsean.ezweb.ne.jp", "kddi"),
+    "Cloudflare": ("route1.mx.cloudflare.net", "cloudflare"),
+    "lhost:AmazonSES": (None, "other"),
+}
+
+#: The other projects' labels, and which of our categories agree with each.
+LABELS: dict[str, set[str]] = {
+    # KumoMTA classes
+    "InvalidRecipient": {"user_unknown"},
+    "InactiveMailbox": {"suspend", "user_unknown"},
+    "QuotaIssues": {"mailbox_full", "system_full"},
+    "SpamBlock": {"blocked", "bad_reputation", "spam_detected"},
+    "SpamContent": {"spam_detected", "content_error", "virus_detected"},
+    "AuthenticationFailed": {"auth_failure", "require_ptr"},
+    "PolicyRelated": {"policy_violation", "rejected", "blocked", "filtered", "not_compliant_rfc"},
+    "RoutingErrors": {"host_unknown", "no_relaying", "not_accept", "network_error"},
+    "BadDomain": {"host_unknown", "not_accept"},
+    "DNSFailure": {"host_unknown", "network_error"},
+    "BadConnection": {"network_error"},
+    "NoAnswerFromHost": {"network_error", "expired"},
+    "InvalidSender": {"rejected"},
+    "MessageExpired": {"expired"},
+    "ProtocolErrors": {"syntax_error", "not_compliant_rfc", "mailer_error"},
+    "TooManyRecipients": {"rate_limited", "policy_violation"},
+    "TransientFailure": {"system_error", "rate_limited", "on_hold", "network_error"},
+    # RFC 3463 codes (PHP-Bounce-Handler, bounce-email)
+    "5.1.1": {"user_unknown"},
+    "5.1.2": {"host_unknown"},
+    "5.1.6": {"has_moved"},
+    "5.1.8": {"rejected"},
+    "5.2.0": {"mailbox_full", "suspend"},
+    "5.2.1": {"suspend", "user_unknown"},
+    "5.2.2": {"mailbox_full"},
+    "4.2.2": {"mailbox_full"},
+    "4.2.0": {"mailbox_full", "suspend", "system_error", "rate_limited"},
+    "4.3.2": {"system_error", "rate_limited", "system_full"},
+    "4.4.7": {"expired"},
+    "5.4.4": {"host_unknown", "network_error"},
+    "5.4.6": {"network_error", "system_error"},
+    "5.5.0": {"user_unknown", "syntax_error"},
+    "5.6.2": {"content_error"},
+    "5.7.1": {
+        "blocked",
+        "rejected",
+        "policy_violation",
+        "spam_detected",
+        "security_error",
+        "filtered",
+        "no_relaying",
+        "bad_reputation",
+    },
+}
+
+#: Hard or soft, as other projects' labels imply (only where they say it plainly).
+HARD_LABELS = {"InvalidRecipient": True, "BadDomain": True, "5.1.1": True, "5.1.2": True}
+
+# rows that are not messages: regular expressions with their syntax, code placeholders
+_REGEX_SYNTAX = re.compile(r"\\[dswbSWD.]|\[[^\]]*\]|\(\?|\.\+|\.\*|\{\d|[()|]|^\^")
+
+
+def _sisimai_rows(corpus: Path) -> pl.DataFrame:
+    rows = []
+    with (corpus / "patterns.tsv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            reason = row["expected_reason"]
+            if not reason:
+                continue
+            host, provider = RHOSTS.get(row["provider"], (None, "other"))
+            rows.append(
+                {
+                    "input": row["diagnostic"],
+                    "smtp_code": row["smtp_code"] or None,
+                    "enhanced_code": row["enhanced_code"] or None,
+                    "relay_host": host,
+                    "expected": [_category(reason)],
+                    "expected_hard": {"1": True, "0": False}.get(row["expected_hard"]),
+                    "expected_provider": provider,
+                    "label": reason,
+                    "origin": row["provider"] or row["scheme"],
+                }
+            )
+    return pl.DataFrame(rows, schema_overrides={"relay_host": pl.String})
+
+
+def _category(reason: str) -> str:
+    """Sisimai's reason name as our category name."""
+    return {
+        "userunknown": "user_unknown",
+        "hostunknown": "host_unknown",
+        "hasmoved": "has_moved",
+        "notaccept": "not_accept",
+        "mailboxfull": "mailbox_full",
+        "badreputation": "bad_reputation",
+        "spamdetected": "spam_detected",
+        "virusdetected": "virus_detected",
+        "contenterror": "content_error",
+        "emailtoolarge": "email_too_large",
+        "exceedlimit": "email_too_large",
+        "notcompliantrfc": "not_compliant_rfc",
+        "policyviolation": "policy_violation",
+        "ratelimited": "rate_limited",
+        "toomanyconn": "rate_limited",
+        "authfailure": "auth_failure",
+        "requireptr": "require_ptr",
+        "failedstarttls": "failed_starttls",
+        "securityerror": "security_error",
+        "norelaying": "no_relaying",
+        "networkerror": "network_error",
+        "systemerror": "system_error",
+        "systemfull": "system_full",
+        "mailererror": "mailer_error",
+        "syntaxerror": "syntax_error",
+        "onhold": "on_hold",
+    }.get(reason, reason)
+
+
+def _as_message(pattern: str) -> str | None:
+    """A simple regular expression as the message it stands for (``^552.+mailbox not found``
+    as ``552 ... mailbox not found``), or None where it is more than a phrase with gaps."""
+    text = pattern.removeprefix("^").removesuffix("$")
+    text = re.sub(r"\.[+*]\??", " ... ", text).replace("\\.", ".").replace("\\s", " ")
+    if _REGEX_SYNTAX.search(text):
+        return None
+    return re.sub(r" +", " ", text).strip()
+
+
+def _other_rows(corpus: Path) -> pl.DataFrame:
+    rows = []
+    for path in sorted((corpus / "other-rules").glob("*.tsv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+                label = row["their_label"]
+                text = _as_message(row["diagnostic"].replace("\\\\", "\\"))
+                if label not in LABELS or text is None:
+                    continue
+                rows.append(
+                    {
+                        "input": text,
+                        "smtp_code": None,
+                        "enhanced_code": None,
+                        "relay_host": None,
+                        "expected": sorted(LABELS[label]),
+                        "expected_hard": HARD_LABELS.get(label),
+                        "expected_provider": None,
+                        "label": label,
+                        "origin": path.stem,
+                    }
+                )
+    return pl.DataFrame(
+        rows, schema_overrides={"relay_host": pl.String, "expected_provider": pl.String}
+    )
+
+
+def measure(rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` with the engine's `category`, `bounce_type`, `provider`, `rule_id` and `agrees`."""
+    got = explain_frame(
+        rows.select("input", "smtp_code", "enhanced_code", "relay_host"), load_rules()
+    )
+    return pl.concat(
+        [rows, got.select("category", "bounce_type", "provider", "rule_id")], how="horizontal"
+    ).with_columns(agrees=pl.col("expected").list.contains(pl.col("category")))
+
+
+def summary(name: str, result: pl.DataFrame, *, wrong: bool, top: int) -> dict[str, object]:
+    total = result.height
+    agreed = int(result["agrees"].sum())
+    hard = result.filter(pl.col("expected_hard").is_not_null()).with_columns(
+        got_hard=pl.col("bounce_type") == "hard"
+    )
+    hard_agreed = int((hard["got_hard"] == hard["expected_hard"]).sum())
+    providers = result.filter(pl.col("expected_provider").is_not_null())
+    provider_agreed = int((providers["provider"] == providers["expected_provider"]).sum())
+    per = (
+        result.with_columns(first=pl.col("expected").list.first())
+        .group_by("label")
+        .agg(rows=pl.len(), agree=pl.col("agrees").sum())
+        .with_columns(share=pl.col("agree") / pl.col("rows"))
+        .sort(["share", "rows"], descending=[False, True])
+    )
+    confusions = Counter(
+        (label, category)
+        for label, category, ok in result.select("label", "category", "agrees").iter_rows()
+        if not ok
+    )
+    print(f"== {name}: {agreed}/{total} = {agreed / max(total, 1):.1%} agree")
+    if hard.height:
+        print(f"   hard/soft: {hard_agreed}/{hard.height} = {hard_agreed / hard.height:.1%}")
+    if providers.height:
+        print(
+            f"   provider (rows that name one): {provider_agreed}/{providers.height}"
+            f" = {provider_agreed / providers.height:.1%}"
+        )
+    print("   per label (label: agree/rows):")
+    for label, rows_, agree, share in per.iter_rows():
+        print(f"     {label:<22} {agree:>4}/{rows_:<4} {share:6.1%}")
+    print(f"   most frequent confusions (label -> ours), top {top}:")
+    for (label, category), count in confusions.most_common(top):
+        print(f"     {count:>4}  {label} -> {category}")
+    if wrong:
+        print("   disagreements:")
+        for row in result.filter(~pl.col("agrees")).iter_rows(named=True):
+            print(
+                f"     [{row['label']} -> {row['category']} by {row['rule_id']}]"
+                f" {row['origin']}: {row['input'][:150]!r}"
+                f" {row['smtp_code'] or ''} {row['enhanced_code'] or ''}"
+            )
+        if providers.height:
+            for row in providers.filter(
+                pl.col("provider") != pl.col("expected_provider")
+            ).iter_rows(named=True):
+                print(
+                    f"     [provider {row['expected_provider']} -> {row['provider']}]"
+                    f" {row['relay_host']}: {row['input'][:100]!r}"
+                )
+    return {
+        "rows": total,
+        "agree": agreed,
+        "hard_rows": hard.height,
+        "hard_agree": hard_agreed,
+        "provider_rows": providers.height,
+        "provider_agree": provider_agreed,
+        "per_label": per.to_dicts(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--set", choices=["sisimai", "other", "both"], default="both")
+    parser.add_argument("--wrong", action="store_true", help="list every disagreement")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the output, not an error
+    if not (args.corpus / "patterns.tsv").is_file():
+        print(f"Error: no patterns.tsv in {args.corpus} (--corpus)", file=sys.stderr)
+        return 2
+    figures = {}
+    if args.set in ("sisimai", "both"):
+        figures["sisimai"] = summary(
+            "set 1, Sisimai's labels",
+            measure(_sisimai_rows(args.corpus)),
+            wrong=args.wrong,
+            top=args.top,
+        )
+    if args.set in ("other", "both"):
+        figures["other"] = summary(
+            "set 2, other projects' labels",
+            measure(_other_rows(args.corpus)),
+            wrong=args.wrong,
+            top=args.top,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
