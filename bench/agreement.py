@@ -289,6 +289,20 @@ def summary(name: str, result: pl.DataFrame, *, wrong: bool, top: int) -> dict[s
     }
 
 
+def _turned_wrong(before: pl.DataFrame, now: pl.DataFrame) -> int:
+    """Print the rows that agreed in `before` and do not now; return how many."""
+    keys = ["set", "origin", "input", "smtp_code", "enhanced_code", "label"]
+    joined = before.unique(keys).join(now.unique(keys), on=keys, suffix="_now")
+    worse = joined.filter(pl.col("agrees") & ~pl.col("agrees_now"))
+    print(f"== rows right in {len(before)} earlier answers and wrong now: {worse.height}")
+    for row in worse.iter_rows(named=True):
+        print(
+            f"     [{row['label']}: {row['category']} -> {row['category_now']}]"
+            f" {row['origin']}: {row['input'][:120]!r}"
+        )
+    return worse.height
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -296,26 +310,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrong", action="store_true", help="list every disagreement")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        help="write every row's answer here (Parquet), to compare a later run with --against",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a --rows file of an earlier run: list the rows right then and wrong now",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the output, not an error
     if not (args.corpus / "patterns.tsv").is_file():
         print(f"Error: no patterns.tsv in {args.corpus} (--corpus)", file=sys.stderr)
         return 2
     figures = {}
+    answers = []
     if args.set in ("sisimai", "both"):
+        result = measure(_sisimai_rows(args.corpus))
+        answers.append(result.with_columns(set=pl.lit("sisimai")))
         figures["sisimai"] = summary(
-            "set 1, Sisimai's labels",
-            measure(_sisimai_rows(args.corpus)),
-            wrong=args.wrong,
-            top=args.top,
+            "set 1, Sisimai's labels", result, wrong=args.wrong, top=args.top
         )
     if args.set in ("other", "both"):
+        result = measure(_other_rows(args.corpus))
+        answers.append(result.with_columns(set=pl.lit("other")))
         figures["other"] = summary(
-            "set 2, other projects' labels",
-            measure(_other_rows(args.corpus)),
-            wrong=args.wrong,
-            top=args.top,
+            "set 2, other projects' labels", result, wrong=args.wrong, top=args.top
         )
+    rows = pl.concat(answers).select(
+        "set", "origin", "input", "smtp_code", "enhanced_code", "label", "category", "agrees"
+    )
+    if args.rows:
+        rows.write_parquet(args.rows)
+    if args.against:
+        figures["turned_wrong"] = _turned_wrong(pl.read_parquet(args.against), rows)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0
