@@ -412,3 +412,34 @@ def test_our_domains_and_spammers_are_not_in_the_outbound_tables(tmp_path: Path)
     assert outbound["directions"]["inbound"] > 0
     everything = _json(str(logs), *window, "--by", "recipient_domain", "--direction", "all")
     assert {g["recipient_domain"] for g in everything["groups"]} & ours  # they were there
+
+
+def test_blocks_are_grouped_by_the_list_the_reply_names(samples: Path) -> None:
+    # issue 14: the sample logs' outbound refusals that name Microsoft's block list, Proofpoint
+    # and Spamhaus, counted by list with the providers refused and the page to look up
+    events = _events(samples).filter(pl.col("timestamp").str.starts_with("2026-11-2"))
+    outbound = events.filter(
+        (pl.col("direction") == "outbound")
+        & pl.col("blocklist").is_not_null()
+        & pl.col("event").is_in(["bounced", "deferred", "rejected", "expired", "dropped"])
+    )
+    document = _json(str(samples), *WINDOW)
+    rows = {row["blocklist"]: row for row in document["blocklists"]}
+    assert set(rows) == set(outbound["blocklist"]) >= {"microsoft", "proofpoint", "spamhaus"}
+    for name, count in outbound.group_by("blocklist").len().iter_rows():
+        assert rows[name]["attempts"] == count
+        assert rows[name]["failed"] + rows[name]["deferred"] == count
+    assert rows["microsoft"]["providers"].split(", ")[0] == "microsoft"
+    assert rows["spamhaus"]["lookup"] == "https://check.spamhaus.org/"
+    assert [row["attempts"] for row in document["blocklists"]] == sorted(
+        (row["attempts"] for row in document["blocklists"]), reverse=True
+    )
+    table = invoke("report", str(samples), *WINDOW)
+    assert table.exit_code == 0, table.output
+    section = table.stdout.split("Blocks by list")[1].split("\n\n")[0]
+    assert "https://check.spamhaus.org/" in section and "microsoft" in section
+    # an inbound report lists the clients' lists, a report of all mail names the direction
+    inbound = _json(str(samples), *WINDOW, "--direction", "inbound")["blocklists"]
+    assert {row["direction"] for row in inbound} == {"inbound"}
+    every = _json(str(samples), *WINDOW, "--direction", "all")["blocklists"]
+    assert {row["direction"] for row in every} == {"inbound", "outbound"}

@@ -562,7 +562,8 @@ def report(
                 view.scan_events(since=start, until=end, direction=loaded.direction),
                 since=start, until=end, by=groups, top=top,
                 malformed=view.count_quarantined(since=start, until=end),
-                categories=loaded.categories, held=opened.days(), holder="the store",
+                categories=loaded.categories, blocklists=loaded.blocklists,
+                held=opened.days(), holder="the store",
                 direction=direction,
             )  # fmt: skip
             text = render_report(summary, fmt)  # rendering reads values too

@@ -187,6 +187,7 @@ def summarize_paths(
             top=top,
             malformed=sum(summary.malformed for summary in run.summaries),
             categories=run.rules.categories,
+            blocklists=run.rules.blocklists,
             direction=direction,
         )
     return report, run.summaries

@@ -147,6 +147,10 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
          report.sender_domains.select(
              "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
          ), "sender_domains"),
+        ("Blocks by list (failures and deferrals whose reply names a blocklist; attempts)",
+         report.blocklists.select(
+             *directed, "blocklist", "attempts", "failed", "deferred", "providers", "lookup",
+         ), None),
         *inbound,
     ]  # fmt: skip
 
@@ -184,6 +188,7 @@ def _printable(report: Report) -> Report:
         daily=printable_frame(report.daily),
         recipient_domains=printable_frame(report.recipient_domains),
         sender_domains=printable_frame(report.sender_domains),
+        blocklists=printable_frame(report.blocklists),
         notes=[printable(note) for note in report.notes],
         inbound=None
         if report.inbound is None
@@ -348,6 +353,7 @@ def render_json(report: Report) -> str:
         "daily": _records(report.daily),
         "recipient_domains": _records(report.recipient_domains),
         "sender_domains": _records(report.sender_domains),
+        "blocklists": _records(report.blocklists),
         "inbound": inbound,
         "omitted": report.omitted,
         "malformed": report.malformed,

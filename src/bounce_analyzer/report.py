@@ -138,6 +138,19 @@ class Inbound:
     deliveries: pl.DataFrame  # transport, delivered, deferred, failed (attempts)
 
 
+#: The columns of `Report.blocklists`.
+BLOCKS_SCHEMA: dict[str, pl.DataType] = {
+    "direction": pl.String(),
+    "blocklist": pl.String(),
+    "attempts": pl.UInt32(),
+    "failed": pl.UInt32(),
+    "deferred": pl.UInt32(),
+    "providers": pl.String(),
+    "label": pl.String(),
+    "lookup": pl.String(),
+}
+
+
 @dataclass
 class Report:
     """Everything one report shows, as frames; `render.py` turns it into text."""
@@ -163,6 +176,10 @@ class Report:
     directions: dict[str, int] = field(default_factory=dict)
     #: The inbound section, for the inbound and all directions.
     inbound: Inbound | None = None
+    #: Failures and deferrals whose text names a blocklist, by list (attempts): direction,
+    #: blocklist, attempts, failed, deferred, providers (those refused most, up to three),
+    #: label and lookup (the page to look the address up on, where the rules know the list).
+    blocklists: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BLOCKS_SCHEMA))
 
 
 #: What hard and soft mean, in every view: a failure is hard when the classification says the
@@ -548,6 +565,44 @@ def _inbound(events: pl.LazyFrame, top: int) -> tuple[Inbound, dict[str, int]]:
     return section, left_out
 
 
+def _blocks(events: pl.LazyFrame, lists: pl.DataFrame | None) -> pl.DataFrame:
+    """`Report.blocklists` of `events`: one streaming group-by of the failures and deferrals
+    that name a list (few keys: list, direction, provider), so memory stays flat."""
+    named = events.filter(
+        pl.col("blocklist").is_not_null() & pl.col("event").is_in(_FAILED_OR_DEFERRED)
+    )
+    by_provider = (
+        named.group_by("direction", "blocklist", pl.col("provider").fill_null("other"))
+        .agg(
+            pl.len().alias("attempts"),
+            failed().sum().cast(pl.UInt32).alias("failed"),
+            (pl.col("event") == "deferred").sum().cast(pl.UInt32).alias("deferred"),
+        )
+        .collect(engine="streaming")
+    )
+    table = (
+        by_provider.sort(["attempts", "provider"], descending=[True, False])
+        .group_by("direction", "blocklist", maintain_order=True)
+        .agg(
+            pl.col("attempts", "failed", "deferred").sum(),
+            pl.col("provider").head(_BLOCK_PROVIDERS).str.join(", ").alias("providers"),
+        )
+    )
+    names = (lists if lists is not None else pl.DataFrame(schema=BLOCKS_SCHEMA)).select(
+        "blocklist", pl.col("label").cast(pl.String), pl.col("lookup").cast(pl.String)
+    )
+    return (
+        table.join(names, on="blocklist", how="left")
+        .sort(["attempts", "blocklist", "direction"], descending=[True, False, False])
+        .select(list(BLOCKS_SCHEMA))
+        .cast(BLOCKS_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+#: How many providers a row of the blocks-by-list table names.
+_BLOCK_PROVIDERS = 3
+
+
 def _days(events: pl.LazyFrame) -> list[date]:
     """The UTC days `events` holds, in order."""
     days = events.select(pl.col("timestamp").dt.date().drop_nulls().unique().sort())
@@ -589,6 +644,7 @@ def summarize(
     malformed: int = 0,
     normalize: pl.Expr | None = None,
     categories: pl.DataFrame | None = None,
+    blocklists: pl.DataFrame | None = None,
     held: Sequence[date] | None = None,
     holder: str = "the input",
     direction: str = "outbound",
@@ -601,7 +657,9 @@ def summarize(
     replaces `normalize.message_with_codes` as the message of a failure; it is evaluated once per
     distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
     description, advice and, where the rules have it, advice_inbound: `Rules.categories`)
-    gives the category table its description and the advice of its direction. `malformed` is
+    gives the category table its description and the advice of its direction; `blocklists`
+    (blocklist, label, lookup: `Rules.blocklists`) names the lists of the blocks-by-list
+    table and their lookup pages. `malformed` is
     the number of records set aside, for the report to show. `direction` (one of
     `REPORT_DIRECTIONS`) chooses the events summarized; the others of the window are only
     counted (`Report.directions`), and the inbound and all directions add the inbound
@@ -760,4 +818,5 @@ def summarize(
         direction=direction,
         directions=directions,
         inbound=inbound,
+        blocklists=_blocks(lf, blocklists),
     )
