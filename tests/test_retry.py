@@ -65,26 +65,50 @@ def test_distinct_texts_are_read_once_and_spread_back_in_order() -> None:
     assert waits.to_list() == [5100, None, 300, 5100, None]
 
 
-def test_parse_gives_each_event_its_wait(tmp_path: Path) -> None:
+#: The waits of tests/data/retry, by line (its README says why).
+WAITS = {
+    "mail.log:1": 900,
+    "mail.log:2": None,
+    "mail.log:3": None,
+    "mail.log:4": 300,
+    "mail.log:5": 60,
+    "mail.log:6": 300,
+    "mainlog:1": 5100,
+}
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> list[str]:
+    """The logs of tests/data/retry, dated as its README says."""
     paths = []
     for name in ("mail.log", "mainlog"):
         path = tmp_path / name
         path.write_bytes((DATA / name).read_bytes())
         os.utime(path, (MTIME, MTIME))
         paths.append(str(path))
-    result = invoke("parse", *paths, "--tz", "UTC", "--format", "jsonl", "--quiet")
+    return paths
+
+
+def _by_line(origins: list[str], waits: list[int | None]) -> dict[str, int | None]:
+    return {origin.rsplit("/", 1)[-1]: wait for origin, wait in zip(origins, waits, strict=True)}
+
+
+def test_parse_gives_each_event_its_wait(logs: list[str]) -> None:
+    result = invoke("parse", *logs, "--tz", "UTC", "--format", "jsonl", "--quiet")
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    waits = {event["origin"].rsplit("/", 1)[-1]: event["retry_after"] for event in events}
-    assert waits == {
-        "mail.log:1": 900,
-        "mail.log:2": None,
-        "mail.log:3": None,
-        "mail.log:4": 300,
-        "mail.log:5": 60,
-        "mail.log:6": 300,
-        "mainlog:1": 5100,
-    }
+    assert _by_line([e["origin"] for e in events], [e["retry_after"] for e in events]) == WAITS
+
+
+def test_the_store_keeps_the_wait_and_export_gives_it(logs: list[str], tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    assert invoke("ingest", *logs, "--store", store, "--tz", "UTC", "--quiet").exit_code == 0
+    output = tmp_path / "events.csv"
+    args = ("--store", store, "--since", "2026-11-28", "--until", "2026-11-29", "-o", str(output))
+    assert invoke("export", *args).exit_code == 0
+    exported = pl.read_csv(output)
+    assert exported.schema["retry_after"].is_integer()
+    assert _by_line(exported["origin"].to_list(), exported["retry_after"].to_list()) == WAITS
 
 
 def test_explain_says_the_wait() -> None:
