@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "bounce_analyzer"
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("schema", "smtp", "stages", "timewindow", "prefilter"),
-    ("reading", "extract", "normalize", "rules", "blocklists"),
+    ("reading", "extract", "normalize", "rules", "blocklists", "retry"),
     ("sources",),
     ("direction",),
     ("classify",),

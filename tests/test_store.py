@@ -170,7 +170,7 @@ def test_new_store_layout(tmp_path: Path) -> None:
     assert json.loads((root / "store.json").read_text()) == {
         "format": "bounce-analyzer-store",
         "version": 1,
-        "schema_version": 2,
+        "schema_version": 3,  # (issue 14: retry_after)
     }
     assert open_store(root, create=False).path == root
 
@@ -366,7 +366,9 @@ def test_parquet_files_use_the_store_settings(
     assert columns["event"].dictionary_page_offset is not None  # dictionary-encoded
     assert columns["event_id"].dictionary_page_offset is None  # unique: plain
     assert parquet.schema_arrow.remove_metadata() == schema.arrow_schema()
-    assert parquet.schema_arrow.metadata[b"bounce_analyzer.schema_version"] == b"2"
+    assert (
+        parquet.schema_arrow.metadata[b"bounce_analyzer.schema_version"] == b"3"
+    )  # (issue 14: retry_after)
 
 
 # --- idempotence (fake runs) ------------------------------------------------------------------

@@ -141,7 +141,8 @@ def test_a_store_of_both_versions(v1_store: Path, tmp_path: Path) -> None:
         path.parent.name: pq.read_schema(path).metadata[b"bounce_analyzer.schema_version"]
         for path in (v1_store / "events").rglob("*.parquet")
     }
-    assert versions == {"date=2026-11-28": b"1", "date=2026-11-29": b"2"}
+    # (version 3 since retry_after: the new day is written by the current schema)
+    assert versions == {"date=2026-11-28": b"1", "date=2026-11-29": b"3"}
     with open_store(v1_store, create=False).reading() as view:
         events = view.scan_events(since=datetime(2026, 11, 28, tzinfo=UTC)).collect()
     assert events.height == 35
@@ -159,3 +160,35 @@ def test_a_store_of_both_versions(v1_store: Path, tmp_path: Path) -> None:
     output = tmp_path / "suppressions.csv"
     args = ("export", "--store", str(v1_store), "--since", "2026-11-28", "--what", "suppressions")
     assert invoke(*args, "-o", str(output)).exit_code == 0
+
+
+# --- version 2: before retry_after ----------------------------------------------------------
+
+
+@pytest.fixture
+def v2_store(tmp_path: Path) -> Path:
+    """A copy of the version-2 store (tests/data/store_v2, written before retry_after)."""
+    return Path(shutil.copytree(DATA / "store_v2", tmp_path / "store"))
+
+
+def test_the_store_is_of_version_2() -> None:
+    [path] = (DATA / "store_v2" / "events").rglob("*.parquet")
+    assert pq.read_schema(path).metadata[b"bounce_analyzer.schema_version"] == b"2"
+    assert "retry_after" not in pq.read_schema(path).names
+
+
+def test_export_of_a_version_2_store_has_a_null_retry_after(v2_store: Path, tmp_path: Path) -> None:
+    output = tmp_path / "events.parquet"
+    args = ("export", "--store", str(v2_store), "--since", "2026-11-28", "--until", "2026-11-29")
+    result = invoke(*args, "-o", str(output))
+    assert result.exit_code == 0, result.output
+    assert result.output == f"exported 7 rows to {output}\n"
+    read = pl.read_parquet(output)
+    assert read.schema["retry_after"] == pl.Int32
+    assert read["retry_after"].null_count() == 7
+    # every column version 2 wrote is read as written
+    [path] = (v2_store / "events").rglob("*.parquet")
+    written = pl.read_parquet(path)
+    assert read.select(written.columns).sort("event_id").equals(written.sort("event_id"))
+    report = invoke("report", "--store", str(v2_store), "--since", "2026-11-28", "--format", "json")
+    assert report.exit_code == 0, report.output

@@ -38,6 +38,7 @@ from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
 from bounce_analyzer.prefilter import is_plain, required_literals
+from bounce_analyzer.retry import retry_after_of
 from bounce_analyzer.rules import (
     EVENT_CATEGORIES,
     NON_FAILURE_CATEGORIES,
@@ -72,7 +73,7 @@ _FINAL_EVENTS = ("bounced", "rejected", "dropped")
 _EVENT_DECIDED = ("delivered", "complained")
 #: What step 4 gives each event.
 _ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
-_ADDED = ["provider", *_ANSWERS, "direction", "blocklist"]
+_ADDED = ["provider", *_ANSWERS, "direction", "blocklist", "retry_after"]
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -832,7 +833,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     if keep_hex:
         extra.append("hex_code")
     # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
-    verdicts = [directions(frame, rules.direction), blocklist]
+    verdicts = [directions(frame, rules.direction), blocklist, retry_after_of(frame["diagnostic"])]
     # a provider's own pattern names the provider when nothing else did (docs/RULES.md)
     (rule_of,) = _spread(decided, ["key_of"], rows.height)
     provider = rows.select(

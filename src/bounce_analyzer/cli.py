@@ -36,8 +36,14 @@ from bounce_analyzer.export import (
 )
 from bounce_analyzer.pipeline import FileSummary, ParseRun, run_failed
 from bounce_analyzer.reading import expand_inputs, total_size
-from bounce_analyzer.render import ReportFormat, render_report
-from bounce_analyzer.report import GROUPABLE, ReportDirection, parse_by, summarize
+from bounce_analyzer.render import ReportFormat, render_report, render_unclassified
+from bounce_analyzer.report import (
+    GROUPABLE,
+    ReportDirection,
+    parse_by,
+    summarize,
+    unclassified_texts,
+)
 from bounce_analyzer.rules import Direction, Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
 from bounce_analyzer.sources import detect as detect_source
@@ -164,7 +170,8 @@ def explain(
         list[str] | None,
         typer.Argument(
             help="A diagnostic message or a bare code (550, 5.7.26, 0x800CCC0F); "
-            "`-` reads one per line from stdin and writes JSON lines.",
+            "`-` reads one per line from stdin and writes JSON lines. With --unclassified: "
+            "log or event files, globs or folders (none: the store).",
             show_default=False,
         ),
     ] = None,
@@ -193,15 +200,62 @@ def explain(
     ] = Direction.outbound,
     as_json: Annotated[bool, typer.Option("--json", help="Write JSON instead of text.")] = False,
     rules: RulesOption = None,
+    unclassified: Annotated[
+        bool,
+        typer.Option(
+            "--unclassified",
+            help="Instead of explaining a message, list the texts of failures and deferrals "
+            "that no rule read (decided by a code alone or the default), masked, most frequent "
+            "first: from the files, globs or folders given, else from the store.",
+        ),
+    ] = False,
+    store: StoreOption = None,
+    since: Annotated[
+        str, typer.Option("--since", help="With --unclassified: start of the window (7d, 24h).")
+    ] = "7d",
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="With --unclassified: end of the window (default: now)."),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", min=1, help="With --unclassified: the texts to list.")
+    ] = 10,
+    source: SourceOption = None,
+    tz: TzOption = None,
 ) -> None:
     """Explain a bounce message: category, hard/soft, provider, the rule and what to do.
 
     Example: bounce-analyzer explain "550-5.1.1 The email account that you tried to reach
-    does not exist"
+    does not exist"   (or: bounce-analyzer explain --unclassified --since 30d)
     """
+    words = text or []
+    if unclassified:
+        given = {"--code": code, "--enhanced": enhanced, "--provider": provider,
+                 "--recipient": recipient, "--relay-host": relay_host}  # fmt: skip
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise UsageError(f"--unclassified lists texts; it takes no {', '.join(named)}")
+        start, end = _window(since, until)
+        found, left_out, failed = _unclassified(
+            words, store=store, since=start, until=end, top=top, direction=direction,
+            source=source, tz=tz, rules=_rules(rules),
+        )  # fmt: skip
+        typer.echo(
+            render_unclassified(
+                found,
+                omitted=left_out,
+                as_json=as_json,
+                since=start,
+                until=end,
+                direction=direction.value,
+            ),  # fmt: skip
+            nl=False,
+        )
+        if failed:
+            raise typer.Exit(1)
+        return
     from bounce_analyzer import explain as explaining  # lazy: the engine, for this command only
 
-    words = text or []
     if words == ["-"]:
         # Bytes that are not UTF-8 are read as U+FFFD, and the answers written as UTF-8.
         lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
@@ -226,6 +280,39 @@ def explain(
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         typer.echo(explaining.render_explanation(result), nl=False)
+
+
+def _unclassified(
+    paths: list[str],
+    *,
+    store: str | None,
+    since: datetime,
+    until: datetime | None,
+    top: int,
+    direction: Direction,
+    source: str | None,
+    tz: str | None,
+    rules: Rules,
+) -> tuple[pl.DataFrame, int, bool]:
+    """The unclassified texts of `paths` (else of the store), the rows `top` left out, and
+    whether an input failed (its summary is on stderr)."""
+    if paths:
+        from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
+
+        summary, files = summarize_paths(
+            paths, since=since, until=until, top=top, source=source, tz=tz, rules=rules,
+            direction=direction.value,
+        )  # fmt: skip
+        _echo_summaries(files, all_of_them=False)
+        return summary.unclassified, summary.omitted["unclassified"], run_failed(files)
+    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+
+    with open_store(store_path(store), create=False).reading() as view:
+        found = unclassified_texts(
+            view.scan_events(since=since, until=until, direction=rules.direction),
+            direction=direction.value,
+        )
+    return found.head(top), max(0, found.height - top), False
 
 
 PathsArgument = Annotated[

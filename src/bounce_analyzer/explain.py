@@ -8,7 +8,8 @@ row's meaning and solution, else the category's description and advice. For inbo
 server refused a client, or failed at one of our mailboxes) the solution is the category's
 `advice_inbound`: a row's solution, like the category's `advice`, is written for a sender.
 Where the text names a DNS blocklist or reputation list (rules/blocklists.toml), the answer
-names it too, with the page to look an address up on.
+names it too, with the page to look an address up on; where it says how long to wait before
+trying again (``try again in 5 minutes``), the wait in seconds (`retry_after`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ EXPLAIN_COLUMNS = (
     "category_group",
     "bounce_type",
     "permanent",
+    "retry_after",
     "provider",
     "rule_id",
     "meaning",
@@ -276,6 +278,7 @@ _LABELS = (
     ("bounce", "bounce type"),
     ("provider", "provider"),
     ("codes", "codes"),
+    ("wait", "retry after"),
     ("rule_id", "rule"),
     ("meaning", "meaning"),
     ("direction", "advice for"),
@@ -294,6 +297,19 @@ _FOR = {
 }
 
 
+def _wait(seconds: object) -> str | None:
+    """`5100` -> ``5100 s (1 h 25 min)``: the wait the server asked for, for a person."""
+    if not isinstance(seconds, int):
+        return None
+    parts, left = [], seconds
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if left >= size:
+            parts.append(f"{left // size} {unit}")
+            left %= size
+    shown = " ".join(parts) or "0 s"
+    return f"{seconds} s" if shown == f"{seconds} s" else f"{seconds} s ({shown})"
+
+
 def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
     """An explanation for a person: one labelled line each, long text wrapped."""
     permanent = result.get("permanent")
@@ -309,6 +325,7 @@ def render_explanation(result: dict[str, object], *, width: int = 100) -> str:
         **result,
         "bounce": bounce or "-",
         "codes": codes or "-",
+        "wait": _wait(result.get("retry_after")),
         "blocklist_named": named,
         "direction": _FOR.get(str(result.get("direction"))),
     }

@@ -41,6 +41,9 @@ _HEADINGS = {
     "client_host": "client host",
     "client_ip": "client IP",
     "reject_reason": "reason",
+    "rule_id": "rule",
+    "median_wait_s": "median wait s",
+    "max_wait_s": "max wait s",
 }
 
 #: How the header names the events of each direction that a report leaves out (one, several),
@@ -138,6 +141,8 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
              "category", "category_group", *directed, "count", "share", "failed", "deferred",
              "hard", "soft",
          ), None),
+        ("Advised waits (seconds the replies asked us to wait: failed and deferred attempts)",
+         report.waits, None),
         ("Daily trend (attempts)", report.daily, None),
         ("Top recipient domains (final outcomes)",
          report.recipient_domains.select(
@@ -151,8 +156,54 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
          report.blocklists.select(
              *directed, "blocklist", "attempts", "failed", "deferred", "providers", "lookup",
          ), None),
+        (UNCLASSIFIED_TITLE, _unclassified_table(report.unclassified), "unclassified"),
         *inbound,
     ]  # fmt: skip
+
+
+#: The title of the unclassified texts, in the report and in `explain --unclassified`.
+UNCLASSIFIED_TITLE = (
+    "Unclassified texts (decided by a code or the default, not by words: rules to write)"
+)
+
+
+def _unclassified_table(texts: pl.DataFrame) -> pl.DataFrame:
+    return texts.select("count", "provider", "rule_id", "message")
+
+
+def render_unclassified(
+    texts: pl.DataFrame,
+    *,
+    omitted: int,
+    as_json: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    direction: str = "outbound",
+    width: int = 100,
+) -> str:
+    """`explain --unclassified`: the texts that fell to a fallback rule
+    (`report.unclassified_texts`), as an aligned table, or as one JSON document with each
+    text's example (layout: docs/REPORTS.md)."""
+    if as_json:
+        document = {
+            "format": "bounce-analyzer-unclassified",
+            "version": 1,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "direction": direction,
+            "texts": _records(texts),
+            "omitted": omitted,
+        }
+        return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    shown = printable_frame(texts)
+    out = [UNCLASSIFIED_TITLE]
+    if shown.height == 0:
+        out.append("  (none)")
+    else:
+        out.extend(_text_table(_unclassified_table(shown), width=width))
+    if omitted:
+        out.append(f"  ... and {omitted:,} more row{'s' if omitted != 1 else ''} (--top)")
+    return "\n".join(out) + "\n"
 
 
 def _inbound_sections(inbound: Inbound) -> list[tuple[str, pl.DataFrame, str | None]]:
@@ -189,6 +240,8 @@ def _printable(report: Report) -> Report:
         recipient_domains=printable_frame(report.recipient_domains),
         sender_domains=printable_frame(report.sender_domains),
         blocklists=printable_frame(report.blocklists),
+        waits=printable_frame(report.waits),
+        unclassified=printable_frame(report.unclassified),
         notes=[printable(note) for note in report.notes],
         inbound=None
         if report.inbound is None
@@ -355,6 +408,8 @@ def render_json(report: Report) -> str:
         "sender_domains": _records(report.sender_domains),
         "blocklists": _records(report.blocklists),
         "inbound": inbound,
+        "waits": _records(report.waits),
+        "unclassified": _records(report.unclassified),
         "omitted": report.omitted,
         "malformed": report.malformed,
     }

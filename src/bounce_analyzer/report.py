@@ -150,6 +150,24 @@ BLOCKS_SCHEMA: dict[str, pl.DataType] = {
     "lookup": pl.String(),
 }
 
+#: The columns of the advised-waits table (`waits`).
+WAITS_SCHEMA: dict[str, pl.DataType] = {
+    "provider": pl.String(),
+    "category": pl.String(),
+    "attempts": pl.UInt32(),
+    "median_wait_s": pl.Int32(),
+    "max_wait_s": pl.Int32(),
+}
+
+#: The columns of the unclassified texts (`unclassified_texts`).
+UNCLASSIFIED_SCHEMA: dict[str, pl.DataType] = {
+    "message": pl.String(),
+    "count": pl.UInt32(),
+    "provider": pl.String(),
+    "rule_id": pl.String(),
+    "example": pl.String(),
+}
+
 
 @dataclass
 class Report:
@@ -180,6 +198,12 @@ class Report:
     #: blocklist, attempts, failed, deferred, providers (those refused most, up to three),
     #: label and lookup (the page to look the address up on, where the rules know the list).
     blocklists: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BLOCKS_SCHEMA))
+    #: The waits the servers asked for (`retry_after`) by provider and category: `waits`.
+    waits: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=WAITS_SCHEMA))
+    #: The texts that fell to a fallback rule, most frequent first: `unclassified_texts`.
+    unclassified: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=UNCLASSIFIED_SCHEMA)
+    )
 
 
 #: What hard and soft mean, in every view: a failure is hard when the classification says the
@@ -603,6 +627,100 @@ def _blocks(events: pl.LazyFrame, lists: pl.DataFrame | None) -> pl.DataFrame:
 _BLOCK_PROVIDERS = 3
 
 
+def fell_through() -> pl.Expr:
+    """An event whose text no rule read: decided by the engine's default (`default:on_hold`,
+    `default:undefined`) or by a code alone, a reply code's row (`reply:421`) or an enhanced
+    code's (`enhanced:enhanced-046`, a row of the X.y.z table), never by the words."""
+    rule = pl.col("rule_id")
+    return (
+        rule.str.starts_with("default:")
+        | rule.str.starts_with("reply:")
+        | rule.str.starts_with("enhanced:")
+    ).fill_null(False)
+
+
+def waits(events: pl.LazyFrame) -> pl.DataFrame:
+    """The waits the servers asked for, by provider and category: the failed and deferred
+    attempts whose text states one (`retry_after`), with its median and largest value in
+    seconds; most attempts first. Small: one row per provider and category."""
+    wait = pl.col("retry_after")
+    return (
+        events.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED) & wait.is_not_null())
+        .group_by("provider", "category")
+        .agg(
+            pl.len().alias("attempts"),
+            wait.median().round(0).cast(pl.Int32).alias("median_wait_s"),
+            wait.max().cast(pl.Int32).alias("max_wait_s"),
+        )
+        .sort(["attempts", "provider", "category"], descending=[True, False, False])
+        .collect(engine="streaming")
+        .cast(pl.Schema(WAITS_SCHEMA))
+    )
+
+
+def unclassified_texts(
+    events: pl.LazyFrame,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    direction: str = "outbound",
+) -> pl.DataFrame:
+    """The failed and deferred attempts of `direction` within [since, until) whose text fell to
+    a fallback rule (`fell_through`), by masked message (the top messages' masking, with the
+    event's codes in front): `count`, the provider and the rule of most of them, and one
+    original text (`example`); most frequent first. These are the texts to write rules for.
+
+    Grouped first by distinct text, codes, provider and rule, so that the masking runs once per
+    text; memory grows with the distinct texts that fell through, not with the events.
+    """
+    if direction not in REPORT_DIRECTIONS:
+        raise UsageError(
+            f"invalid direction {direction!r}: choose from {', '.join(REPORT_DIRECTIONS)}"
+        )
+    if since is not None:
+        events = events.filter(pl.col("timestamp") >= since)
+    if until is not None:
+        events = events.filter(pl.col("timestamp") < until)
+    if direction != "all":
+        events = events.filter(pl.col("direction") == direction)
+    texts = (
+        events.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED) & fell_through())
+        .group_by("smtp_code", "enhanced_code", "diagnostic", "provider", "rule_id")
+        .agg(pl.len().alias("count"))
+        .collect(engine="streaming")
+    )
+    keyed = message_keys(texts).with_columns(
+        with_event_codes(pl.col("_key")).fill_null("(no text)").alias("message")
+    )
+    most = pl.col("count").sum()
+
+    def commonest(column: str) -> pl.Expr:
+        # the value of `column` with the most events (ties: the first in order of value)
+        return pl.col(column).sort_by(pl.col("count"), pl.col(column), descending=[True, False])
+
+    provider = keyed.group_by("message", "provider").agg(most.alias("count"))
+    rule = keyed.group_by("message", "rule_id").agg(most.alias("count"))
+    return (
+        keyed.group_by("message")
+        .agg(
+            most,
+            pl.col("diagnostic")
+            .sort_by(pl.col("count"), pl.col("diagnostic"), descending=[True, False])
+            .first()
+            .alias("example"),
+        )
+        .join(
+            provider.group_by("message").agg(commonest("provider").first()),
+            on="message",
+            how="left",
+        )
+        .join(rule.group_by("message").agg(commonest("rule_id").first()), on="message", how="left")
+        .sort(["count", "message"], descending=[True, False])
+        .select(list(UNCLASSIFIED_SCHEMA))
+        .cast(pl.Schema(UNCLASSIFIED_SCHEMA))
+    )
+
+
 def _days(events: pl.LazyFrame) -> list[date]:
     """The UTC days `events` holds, in order."""
     days = events.select(pl.col("timestamp").dt.date().drop_nulls().unique().sort())
@@ -793,6 +911,8 @@ def summarize(
         "recipient_domains": max(0, recipient_domains.height - top),
         "sender_domains": max(0, sender_domains.height - top),
     }
+    unclassified = unclassified_texts(lf, direction="all")  # (lf: the direction shown)
+    omitted["unclassified"] = max(0, unclassified.height - top)
     inbound = None
     if direction in ("inbound", "all"):
         inbound, left_out = _inbound(window.filter(pl.col("direction") == "inbound"), top)
@@ -819,4 +939,6 @@ def summarize(
         directions=directions,
         inbound=inbound,
         blocklists=_blocks(lf, blocklists),
+        waits=waits(lf),
+        unclassified=unclassified.head(top),
     )

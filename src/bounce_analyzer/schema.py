@@ -1,4 +1,4 @@
-"""The event table (schema version 2): one row per recipient per delivery attempt or ESP event.
+"""The event table (schema version 3): one row per recipient per delivery attempt or ESP event.
 
 Defined once here, as a polars schema and the matching Arrow schema. docs/SCHEMA.md explains
 each column and why the schema is shaped as it is.
@@ -13,7 +13,7 @@ import polars as pl
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The values of the `event` column.
 EVENTS = ("delivered", "deferred", "bounced", "expired", "dropped", "rejected", "complained")
@@ -95,6 +95,7 @@ CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
     "rule_id": pl.String(),
     "direction": pl.String(),
     "blocklist": pl.String(),
+    "retry_after": pl.Int32(),
 }
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {**FACT_SCHEMA, **CLASSIFICATION_SCHEMA}

@@ -837,8 +837,9 @@ def scan_events(
 ) -> pl.LazyFrame:
     """The stored events with `since <= timestamp < until`, lazily (only those days are read),
     as the current schema has them: the events of files written by schema version 1 are read
-    as version 2 (`as_current`, with `direction`: the settings that decide their direction,
-    default none).
+    as the current version (`as_current`, with `direction`: the settings that decide their
+    direction, default none); those of version 2 with a null `retry_after`, as every file
+    lacking a column.
 
     An empty store gives an empty frame with the event table's columns. Raises `StoreError`
     when there is no store at `store`.
@@ -847,16 +848,21 @@ def scan_events(
 
 
 def as_current(events: pl.LazyFrame, direction: DirectionSettings | None = None) -> pl.LazyFrame:
-    """Events of schema version 1 (with the event table's columns, the new ones null) as
-    version 2 has them, from the facts version 1 kept, with the expressions the classification
-    uses (docs/STORE.md, Versions):
+    """Events of schema version 1 (with the event table's columns, the new ones null) as the
+    current version has them, from the facts version 1 kept, with the expressions the
+    classification uses (docs/STORE.md, Versions):
 
     - the client our server refused: on a `rejected` event of Postfix or Exim, version 1 put it
       in `relay_host`/`relay_ip` (an empty host where postscreen names none); it moves to
       `client_host`/`client_ip`, and `relay_*` become null;
     - `direction`: `direction.direction_of` with `direction` (the reader's settings, default
       none), over the facts (no `transport`: the decision tells local deliveries by their relay);
-    - `transport` stays null (version 1 did not keep the program), and so does `blocklist`.
+    - `transport` stays null (version 1 did not keep the program), and so do `blocklist` and
+      `retry_after` (verdicts read from the diagnostic by the engine, which the store does not
+      know).
+
+    Files of version 2 need none of this: they lack only `retry_after`, which the scan adds
+    as null.
     """
     settings = DirectionSettings() if direction is None else direction
     refused = (
