@@ -11,9 +11,12 @@ in tests/data/diagnostics/providers.tsv (read by test_classify.py::test_labelled
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
+from _cli import invoke
 from bounce_analyzer.classify import provider_of
 from bounce_analyzer.explain import explain_frame
 from bounce_analyzer.rules import load_rules
@@ -157,6 +160,37 @@ def test_every_provider_listed_pattern_names_its_provider() -> None:
     got = list(zip(explained["rule_id"], explained["provider"], strict=True))
     want = [(f"pattern:{pattern}", provider) for pattern, provider, _ in listed]
     assert [pair for pair in zip(want, got, strict=True) if pair[0] != pair[1]] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "provider", "category"),
+    [
+        (
+            "421 mwinf5c15 ME Trop de connexions, veuillez verifier votre configuration. "
+            "Too many connections, slow down. OFR005_104 [104]",
+            "orange",
+            "rate_limited",
+        ),
+        (
+            "550 5.7.511 Access denied, banned sender[192.0.2.1]. To request removal from this "
+            "list, forward this message to delist@microsoft.com.",
+            "microsoft",
+            "blocked",
+        ),
+        (
+            "451 The incorrect hostname used for inbounds - "
+            "https://community.mimecast.com/docs/DOC-1369#451",
+            "mimecast",
+            "network_error",
+        ),
+    ],
+)
+def test_explain_provider_text_alone_names_it(text: str, provider: str, category: str) -> None:
+    # through the real command, as a user asks it: no --recipient, no --relay-host
+    result = invoke("explain", "--json", text)
+    assert result.exit_code == 0, result.output
+    explained = json.loads(result.stdout)
+    assert (explained["provider"], explained["category"]) == (provider, category)
 
 
 def test_cox_code_without_a_cox_host_names_no_provider() -> None:
