@@ -193,6 +193,30 @@ def test_explain_provider_text_alone_names_it(text: str, provider: str, category
     assert (explained["provider"], explained["category"]) == (provider, category)
 
 
+@pytest.mark.parametrize(
+    ("text", "recipient", "category"),
+    [
+        ("550 5.7.1 Service unavailable", "someone@outlook.com", "blocked"),
+        (
+            "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred - 4.16.56.1; see "
+            "https://postmaster.yahooinc.com/error-codes",
+            "someone@yahoo.com",
+            "bad_reputation",
+        ),
+    ],
+)
+def test_explain_issue_14_provider_replies_get_no_auth_advice(
+    text: str, recipient: str, category: str
+) -> None:
+    # issue 14: both got security_error ("Check the SMTP AUTH credentials") from the bare
+    # X.7.0/X.7.1 code; their provider's own reading of its reply decides
+    result = invoke("explain", "--json", text, "--recipient", recipient)
+    assert result.exit_code == 0, result.output
+    explained = json.loads(result.stdout)
+    assert explained["category"] == category
+    assert "AUTH" not in explained["advice"]
+
+
 def test_cox_code_without_a_cox_host_names_no_provider() -> None:
     # Cox's short AUP# codes apply to Cox's replies only: elsewhere they decide nothing
     inputs = pl.DataFrame(
