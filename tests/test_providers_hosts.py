@@ -39,6 +39,8 @@ RELAY_HOSTS = [
     ("mx02.mail.icloud.com", "apple"),
     ("cxr.mx.a.cloudfilter.net", "cox"),
     ("cxr.mx.b.cloudfilter.net", "cox"),
+    # cloudfilter.net also serves other ISPs than Cox, under other names
+    ("mx.example-isp.cloudfilter.net", "other"),
     ("smtp.secureserver.net", "godaddy"),
     ("mailstore1.secureserver.net", "godaddy"),
     ("smtpin.vvv.facebook.com", "facebook"),
@@ -215,6 +217,23 @@ def test_explain_issue_14_provider_replies_get_no_auth_advice(
     explained = json.loads(result.stdout)
     assert explained["category"] == category
     assert "AUTH" not in explained["advice"]
+
+
+def test_gmail_multi_line_reply_matches_its_pattern() -> None:
+    # Postfix joins Gmail's reply lines, each with its code, so a continuation code can stand
+    # between two words of a pattern: "an unusual rate of 421-4.7.0 unsolicited mail"
+    text = (
+        "421-4.7.0 [192.0.2.1      15] Our system has detected an unusual rate of 421-4.7.0 "
+        "unsolicited mail originating from your IP address. To protect our 421-4.7.0 users "
+        "from spam, mail sent from your IP address has been temporarily 421-4.7.0 rate "
+        "limited. a42si85499772wrx.219 - gsmtp"
+    )
+    explained = explain_frame(pl.DataFrame({"input": [text]}), load_rules())
+    assert explained.select("rule_id", "category", "provider").row(0) == (
+        "pattern:google.unusual_rate",
+        "blocked",
+        "google",
+    )
 
 
 def test_cox_code_without_a_cox_host_names_no_provider() -> None:
