@@ -175,7 +175,10 @@ def run_once(command: list[str], source: Path, out: Path) -> tuple[float, float]
 
 
 def measure(name: str, command: list[str], source: Path, out: Path, repeat: int) -> dict[str, Any]:
-    """Time `command` `repeat` times; its medians and every run."""
+    """Time `command` `repeat` times, after one run that is not timed; its medians and every
+    run."""
+    # the untimed run brings the input, the program and its libraries into the page cache
+    run_once(command, source, out)
     walls, cpus = [], []
     for run in range(repeat):
         wall, cpu = run_once(command, source, out)
