@@ -4,36 +4,26 @@ Sisimai's `match` where perl can load it, else says it skipped it) and writes it
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _bench import run_smoke
 
 
 def test_explain_speed_smoke_writes_its_figures(tmp_path: Path) -> None:
-    figures_path = tmp_path / "speed.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "explain_speed.py"), "--smoke",
-         "--out", str(tmp_path / "work"), "--json", str(figures_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    figures = json.loads(figures_path.read_text(encoding="utf-8"))
+    work = tmp_path / "work"
+    figures, printed = run_smoke("explain_speed.py", tmp_path / "speed.json", "--out", str(work))
     built = figures["input"]
     assert built["messages"] == 2_000
     assert 1_000 < built["distinct"] <= 2_000  # addresses, IPs and ids vary, as in real logs
     assert built["logged_pool"] > 0 and built["labelled_pool"] > 0
-    messages = (tmp_path / "work" / "messages.txt").read_text(encoding="utf-8").splitlines()
+    messages = (work / "messages.txt").read_text(encoding="utf-8").splitlines()
     assert len(messages) == 2_000 and all(message.strip() for message in messages)
     ours = figures["runs"][0]
     assert ours["name"] == "bounce-analyzer" and ours["output_lines"] == 2_000
     assert ours["wall_s"] > 0 and ours["cpu_s"] > 0
-    answers = (tmp_path / "work" / "explain.ndjson").read_text(encoding="utf-8").splitlines()
+    answers = (work / "explain.ndjson").read_text(encoding="utf-8").splitlines()
     assert [json.loads(answer)["input"] for answer in answers] == messages
-    lines = done.stdout.splitlines()
+    lines = printed.splitlines()
     assert lines[0].startswith("input 2,000 messages (")
     if figures["skipped"] is None:
         sisimai = figures["runs"][1]
