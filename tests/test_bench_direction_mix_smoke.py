@@ -3,25 +3,13 @@ thousand generated lines plus the samples, and its figures add up."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _bench import run_smoke
 
 
 def test_direction_mix_smoke_prints_figures_that_add_up(tmp_path: Path) -> None:
-    figures_path = tmp_path / "mix.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "direction_mix.py"), "--smoke",
-         "--json", str(figures_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    figures = json.loads(figures_path.read_text(encoding="utf-8"))
+    figures, printed = run_smoke("direction_mix.py", tmp_path / "mix.json")
     assert (figures["postfix_lines"], figures["exim_lines"]) == (3_000, 2_000)
     assert figures["sample_lines"] == 1_016 + 625
     assert 0 < figures["failed"] < figures["events"]
@@ -30,7 +18,7 @@ def test_direction_mix_smoke_prints_figures_that_add_up(tmp_path: Path) -> None:
     assert figures["failed_outbound"] <= figures["failed"]
     assert 0 <= figures["suppression_rows_own_domains"] <= figures["suppression_rows"]
     assert {"example.com", "news.example.com", "mx1.example.com"} <= set(figures["own_domains"])
-    lines = done.stdout.splitlines()
+    lines = printed.splitlines()
     assert lines[0].startswith("input ") and "3,000 Postfix + 2,000 Exim lines" in lines[0]
     assert lines[-1].split() == ["for", "our", "own", "domains",
                                  f"{figures['suppression_rows_own_domains']:,}"]  # fmt: skip

@@ -260,8 +260,7 @@ def explain(
         # Bytes that are not UTF-8 are read as U+FFFD, and the answers written as UTF-8.
         lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         out = _stdout()
-        for chunk in explaining.explain_stream(lines, rules=_rules(rules), direction=direction):
-            out.write(chunk.encode("utf-8"))
+        explaining.write_explanations(lines, out, rules=_rules(rules), direction=direction)
         out.flush()
         return
     if not words and code is None and enhanced is None:
