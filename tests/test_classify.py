@@ -145,6 +145,14 @@ X.2.2,X.2.2,Mailbox full,,,mailbox_full,true,
 5.7.26,5.7.26,Authentication failed,,,auth_failure,false,
 X.0.0,X.0.0,Other,,,undefined,true,
 """,
+    "blocklists.toml": """
+[blocklists.spamhaus]
+label = "Spamhaus ZEN"
+lists = ["ip"]
+lookup = "https://check.spamhaus.org/"
+zones = ["zen.spamhaus.org"]
+texts = ["spamhaus.org/query/ip"]
+""",
     "codes/replies.csv": """id,smtp_code,meaning,solution,category,from_seed,note
 550,550,Mailbox unavailable,,user_unknown,false,
 421,421,Service not available,,blocked,false,
@@ -235,6 +243,22 @@ STEPS = [
         "postfix",
         ("other", "blocked", "hard", True, "outlook:outlook-001"),
     ),
+    # the only row with both codes decides without words, but after the patterns (step 4):
+    # words that say what happened outvote a code that says a class
+    (
+        "bounced",
+        "550 5.1.1 Something else entirely",
+        "gmail.com",
+        "postfix",
+        ("google", "user_unknown", "hard", True, "gmail:gmail-001"),
+    ),
+    (
+        "bounced",
+        "550 5.1.1 Sorry, the mailbox is full",
+        "gmail.com",
+        "postfix",
+        ("google", "mailbox_full", "soft", True, "pattern:generic.full"),
+    ),
     # 2. patterns, in order, with provider and class filters
     (
         "deferred",
@@ -264,7 +288,30 @@ STEPS = [
         "postfix",
         ("other", "user_unknown", "hard", True, "reply:550"),
     ),
-    # 3. the enhanced status code table: exact, then X.Y.Z
+    # 3. a text naming a list of blocklists.toml is blocked, before any code's own table row
+    (
+        "bounced",
+        "554 5.2.2 Rejected: 192.0.2.1 found in zen.spamhaus.org",
+        "example.org",
+        "postfix",
+        ("other", "blocked", "hard", True, "blocklist:spamhaus"),
+    ),
+    (
+        "bounced",
+        "550 5.1.1 Sorry, see https://www.spamhaus.org/query/ip/192.0.2.1",
+        "gmail.com",
+        "postfix",
+        ("google", "blocked", "hard", True, "blocklist:spamhaus"),
+    ),
+    # ... but a pattern's words come first
+    (
+        "deferred",
+        "452 4.2.2 Mailbox full (zen.spamhaus.org lookups are slow today)",
+        "example.org",
+        "postfix",
+        ("other", "mailbox_full", "soft", False, "pattern:generic.full"),
+    ),
+    # 5. the enhanced status code table: exact, then X.Y.Z
     (
         "bounced",
         "5.2.2 quota",
@@ -294,7 +341,7 @@ STEPS = [
         "postfix",
         ("other", "user_unknown", "hard", True, "reply:550"),
     ),
-    # 4. the reply code alone
+    # 6. the reply code alone
     (
         "bounced",
         "550 what",
@@ -302,7 +349,7 @@ STEPS = [
         "postfix",
         ("other", "user_unknown", "hard", True, "reply:550"),
     ),
-    # 5. nothing matched
+    # 7. nothing matched
     (
         "bounced",
         "something odd",
