@@ -645,6 +645,20 @@ def test_every_pattern_matches_its_example() -> None:
 
 
 @needs_real
+def test_no_pattern_matches_every_text() -> None:
+    # an empty alternative ('a||b', '(|a)') matches any text and would decide every message
+    rules = load_rules()
+    empty = rules.patterns.filter(
+        pl.col("regex").str.contains(r"(^|[^\\])\|\||^\||[^\\]\|$|\(\||\|\)")
+    )
+    assert empty["id"].to_list() == []
+    assert (
+        rules.patterns.filter(pl.lit("").str.contains("(?i)" + pl.col("regex")))["id"].to_list()
+        == []
+    )
+
+
+@needs_real
 def test_tables_toml_names_known_files() -> None:
     with (builtin_rules_dir() / "codes" / "tables.toml").open("rb") as handle:
         tables = tomllib.load(handle)["tables"]
