@@ -666,9 +666,13 @@ def test_tables_toml_names_known_files() -> None:
         assert (builtin_rules_dir() / "codes" / table["file"]).is_file()
 
 
-@needs_real
-@pytest.mark.skipif(not MESSAGES.is_file(), reason="messages.tsv not written yet")
-def test_labelled_messages() -> None:
+#: What a labelled row expects and what the engine gave: category, bounce type, permanence,
+#: provider (and, for the engine, the rule that decided).
+_Verdict = tuple[str, ...]
+
+
+def _labelled_verdicts() -> list[tuple[str, _Verdict, _Verdict]]:
+    """(diagnostic, expected, got) for every labelled row, classified as one frame."""
     rows = _labelled()
     frame = pl.DataFrame(rows).with_columns(
         pl.col("smtp_code").replace("", None).cast(pl.Int16),
@@ -684,21 +688,61 @@ def test_labelled_messages() -> None:
     )
     result = classify(conform(events), load_rules())
     got = result.select(
-        "diagnostic",
         "category",
         pl.col("bounce_type").fill_null(""),
         pl.col("permanent").cast(pl.String).str.to_lowercase().fill_null(""),
         "provider",
         "rule_id",
     )
-    wrong = []
-    for expected, actual in zip(frame.iter_rows(named=True), got.iter_rows(), strict=True):
-        want = (
-            expected["expected_category"],
-            expected["expected_bounce_type"],
-            expected["expected_permanent"].lower(),
-            expected["expected_provider"],
+    return [
+        (
+            expected["diagnostic"],
+            (
+                expected["expected_category"],
+                expected["expected_bounce_type"],
+                expected["expected_permanent"].lower(),
+                expected["expected_provider"],
+            ),
+            actual,
         )
-        if want != actual[1:5]:
-            wrong.append((expected["diagnostic"][:70], want, actual[1:]))
+        for expected, actual in zip(frame.iter_rows(named=True), got.iter_rows(), strict=True)
+    ]
+
+
+@needs_real
+@pytest.mark.skipif(not MESSAGES.is_file(), reason="messages.tsv not written yet")
+def test_labelled_messages() -> None:
+    wrong = [(text[:70], want, got) for text, want, got in _labelled_verdicts() if want != got[:4]]
     assert wrong == []
+
+
+@needs_real
+@pytest.mark.skipif(not MESSAGES.is_file(), reason="messages.tsv not written yet")
+def test_agreement_per_category() -> None:
+    """Agreement on the category, per expected category, printed so that a regression shows
+    which family it hit (`pytest -s -k agreement_per_category`, or the failure's output)."""
+    verdicts = _labelled_verdicts()
+    table = (
+        pl.DataFrame(
+            {
+                "category": [want[0] for _, want, _ in verdicts],
+                "agrees": [want[0] == got[0] for _, want, got in verdicts],
+            }
+        )
+        .group_by("category")
+        .agg(rows=pl.len(), agree=pl.col("agrees").sum())
+        .with_columns(share=pl.col("agree") / pl.col("rows"))
+        .sort(["share", "category"])
+    )
+    lines = [f"{'category':<18} {'rows':>5} {'agree':>6} {'share':>7}"]
+    lines += [
+        f"{category:<18} {rows:>5} {agree:>6} {share:>7.1%}"
+        for category, rows, agree, share in table.iter_rows()
+    ]
+    total = int(table["agree"].sum())
+    lines.append(f"{'all':<18} {len(verdicts):>5} {total:>6} {total / len(verdicts):>7.1%}")
+    print("\n" + "\n".join(lines))
+    disagreeing = [
+        (text[:70], want[0], got[0], got[4]) for text, want, got in verdicts if want[0] != got[0]
+    ]
+    assert disagreeing == [], "\n".join(lines)
