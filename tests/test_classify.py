@@ -645,6 +645,37 @@ def test_every_pattern_matches_its_example() -> None:
 
 
 @needs_real
+@pytest.mark.skipif(not MESSAGES.is_file(), reason="messages.tsv not written yet")
+def test_labelled_phrases_decide_the_same_inside_a_whole_reply() -> None:
+    # a rule written from a phrase must decide a whole reply that holds it, as Postfix and Exim
+    # log it: the host name, its address and the SMTP stage are words a loose gap could reach
+    # ('host mx.ab.io[192.0.2.1] said: 550 User not found' is not a host not found)
+    envelopes = [
+        "host mx.ab.io[192.0.2.1] said: {text} (in reply to RCPT TO command)",
+        "SMTP error from remote mail server after RCPT TO:<someone@example.com>: {text}",
+    ]
+    phrases = [
+        row
+        for row in _labelled()
+        if row["expected_provider"] == "other"
+        and not row["relay_host"]
+        # an ESP's suppression and an auto-reply are not SMTP replies
+        and row["expected_category"] not in ("suppressed", "vacation")
+        and not row["diagnostic"].lower().startswith(("host ", "smtp error", "connect to"))
+    ]
+    texts = [envelope.format(text=row["diagnostic"]) for row in phrases for envelope in envelopes]
+    expected = [row["expected_category"] for row in phrases for _ in envelopes]
+    events = pl.DataFrame({"event": "bounced", "diagnostic": texts, "source": "postfix"})
+    got = classify(conform(events), load_rules())["category"].to_list()
+    wrong = [
+        (text, want, had)
+        for text, want, had in zip(texts, expected, got, strict=True)
+        if want != had
+    ]
+    assert wrong == []
+
+
+@needs_real
 def test_no_pattern_matches_every_text() -> None:
     # an empty alternative ('a||b', '(|a)') matches any text and would decide every message
     rules = load_rules()
