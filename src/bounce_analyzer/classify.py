@@ -6,7 +6,7 @@ millions of times, so the engine works on distinct values and joins the answers 
 1. per distinct (diagnostic, given codes): codes found in the text, and the normalized text;
 2. per distinct (recipient_domain, relay_host): the receiving mailbox provider;
 3. per distinct (reply code, enhanced code, hex code, normalized text, provider, source,
-   class): the category, in the five steps of the decision order;
+   class): the category, in the seven steps of the decision order;
 4. per event: what depends on the event itself (delivered, complained, permanence, bounce type),
    and the provider a provider's own pattern names when step 2 found none.
 
@@ -36,10 +36,17 @@ import polars as pl
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
-from bounce_analyzer.normalize import normalize_message, tokens, with_normalized, words
+from bounce_analyzer.normalize import (
+    joined_lines,
+    normalize_message,
+    tokens,
+    with_normalized,
+    words,
+)
 from bounce_analyzer.prefilter import is_plain, required_literals
 from bounce_analyzer.retry import retry_after_of
 from bounce_analyzer.rules import (
+    BLOCKED,
     EVENT_CATEGORIES,
     NON_FAILURE_CATEGORIES,
     ON_HOLD,
@@ -347,14 +354,23 @@ def _prepare(rules: Rules) -> _Prepared:
 
 
 def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
-    """Step 1: the provider's or source's own table (and any table's Outlook hex codes).
+    """Steps 1 and 4: the provider's or source's own table (and any table's Outlook hex codes).
 
     `keys` has `_key`, the codes, `provider`, `source` and `normalized`; the answer has
-    `_key`, `table_rule` and `table_category` for the keys a row decides.
+    `_key`, `table_rule`, `table_category` and `table_by_text` for the keys a row decides.
+    `table_by_text` is true where the row's words are in the text (or its hex code is): step
+    1; false where the row is only the key's one row with both its codes: step 4, which
+    comes after the patterns and the blocklists, since a code says a class, not what
+    happened.
     """
     if not prepared.table_joins:
         return pl.LazyFrame(
-            schema={"_key": pl.UInt64, "table_rule": pl.String, "table_category": pl.String}
+            schema={
+                "_key": pl.UInt64,
+                "table_rule": pl.String,
+                "table_category": pl.String,
+                "table_by_text": pl.Boolean,
+            }
         )
     probe = keys.select("_key", "smtp_code", "enhanced_code", "hex_code", "provider", "source")
     candidates = pl.concat(
@@ -386,18 +402,17 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
         .otherwise(overlap)
         .alias("score"),
     ).with_columns(
-        (contained | (pl.col("score") >= 0.75) | (both_codes & sole) | pl.col("via_hex")).alias(
-            "accepted"
-        )
+        (contained | (pl.col("score") >= 0.75) | pl.col("via_hex")).alias("by_text"),
     )
     return (
-        scored.filter(pl.col("accepted"))
+        scored.filter(pl.col("by_text") | (both_codes & sole))
         .sort(["score", "user", "order"], descending=[True, True, False])
         .unique(subset=["_key"], keep="first", maintain_order=True)
         .select(
             "_key",
             pl.col("rule_id").alias("table_rule"),
             pl.col("row_category").alias("table_category"),
+            pl.col("by_text").alias("table_by_text"),
         )
     )
 
@@ -457,11 +472,15 @@ def _pattern_candidates(
 
 
 def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
-    """Category and rule_id for each distinct key (steps 1 to 5)."""
+    """Category and rule_id for each distinct key (steps 1 to 7 of docs/RULES.md).
+
+    `keys` has `named_list`: the blocklist its text names (step 3), or null.
+    """
     lazy = keys.lazy()
     found = _step_tables(lazy, prepared).collect(engine=_ENGINE)
     if prepared.patterns.height:
-        undecided = keys.join(found, on="_key", how="anti").lazy()
+        by_text = found.filter(pl.col("table_by_text"))
+        undecided = keys.join(by_text, on="_key", how="anti").lazy()
         plain, tried = _pattern_candidates(undecided, prepared)
     else:
         plain = pl.DataFrame(schema={"_key": pl.UInt64, "pattern_index": pl.UInt32})
@@ -494,27 +513,32 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
     has_text = pl.col("text").str.strip_chars().str.len_chars().fill_null(0) > 0
     default = pl.when(has_text).then(pl.lit(ON_HOLD)).otherwise(pl.lit(UNDEFINED))
+    by_words = pl.col("table_by_text").fill_null(False)
+    # step 3 needs the category (a user's categories.toml may lack it)
+    named = pl.col("named_list").is_not_null() & pl.lit(
+        prepared.categories["category"].is_in([BLOCKED]).any()
+    )
+    # the order of docs/RULES.md: what the words say, then what the codes alone say
+    steps = [
+        (pl.when(by_words).then("table_category"), pl.when(by_words).then("table_rule")),
+        ("pattern_category", pl.lit("pattern:") + pl.col("pattern_id")),
+        (
+            pl.when(named).then(pl.lit(BLOCKED)),
+            pl.when(named).then(pl.lit("blocklist:") + pl.col("named_list")),
+        ),
+        (pl.when(~by_words).then("table_category"), pl.when(~by_words).then("table_rule")),
+        ("exact_category", "exact_rule"),
+        ("x_category", "x_rule"),
+        ("reply_category", "reply_rule"),
+        (default, pl.lit("default:") + default),
+    ]
     return decided.select(
         "_key",
-        pl.coalesce(
-            "table_category",
-            "pattern_category",
-            "exact_category",
-            "x_category",
-            "reply_category",
-            default,
-        ).alias("key_category"),
-        pl.coalesce(
-            "table_rule",
-            pl.lit("pattern:") + pl.col("pattern_id"),
-            "exact_rule",
-            "x_rule",
-            "reply_rule",
-            pl.lit("default:") + default,
-        ).alias("key_rule"),
+        pl.coalesce(category for category, _ in steps).alias("key_category"),
+        pl.coalesce(rule for _, rule in steps).alias("key_rule"),
         # the provider the deciding rule is of: only a pattern (step 2) can decide for a key
-        # whose provider is other, and then only if no table row decided before it
-        pl.when(pl.col("table_category").is_null()).then(pl.col("pattern_of")).alias("key_of"),
+        # whose provider is other, and then only if no table row's words decided before it
+        pl.when(~by_words).then(pl.col("pattern_of")).alias("key_of"),
     ).collect(engine=_ENGINE)
 
 
@@ -814,7 +838,13 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         .with_row_index("_key")
         .with_columns(pl.col("_key").cast(pl.UInt64))
     )
-    keys = keys.with_columns(rows["diagnostic"].gather(keys["_row"].list.min()).alias("text"))
+    keys = keys.with_columns(
+        rows["diagnostic"].gather(keys["_row"].list.min()).alias("text")
+    ).with_columns(
+        # the patterns read a multi-line reply as one run of words
+        joined_lines(pl.col("text")),
+        blocklist_of(pl.col("text"), rules.blocklists).alias("named_list"),
+    )
     decided = (
         keys.select("_key", "_row")
         .join(_decide(keys.drop("_row"), prepared), on="_key")

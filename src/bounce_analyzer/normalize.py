@@ -77,7 +77,17 @@ def with_normalized(texts: pl.DataFrame) -> pl.DataFrame:
     for pattern, replacement, need in _MASKS:
         if need is None or present[need]:
             text = text.str.replace_all(pattern, replacement)
-    return lowered.with_columns(text.str.strip_chars())
+    return lowered.with_columns(joined_lines(text).str.strip_chars())
+
+
+def joined_lines(text: pl.Expr) -> pl.Expr:
+    """A multi-line reply as one run of words, for the classification's patterns: Exim's
+    escaped line breaks (``rate of\\n421-4.7.28 unsolicited``) become spaces, and the code that
+    starts each line but the last (``421-4.7.28 ``, ``550-``) goes, so that a phrase split
+    across two lines reads as it does on one. The codes were found before (`extract`)."""
+    return text.str.replace_all(r"\\n([245]\d\d[ -])", " $1").str.replace_all(
+        r"(^|\s)[245]\d\d-(?:[245]\.\d{1,3}\.\d{1,3}(?:\s|$))?", "$1"
+    )
 
 
 def words(text: pl.Expr) -> pl.Expr:

@@ -49,6 +49,10 @@ EVENT_CATEGORIES = {
 ON_HOLD = "on_hold"
 #: ... and without any.
 UNDEFINED = "undefined"
+#: The category of a text that names a blocklist (rules/blocklists.toml) when no pattern and
+#: no table row's words decided: the list refused the sender (docs/RULES.md, step 3). Rules
+#: whose categories.toml lacks it skip that step.
+BLOCKED = "blocked"
 #: Categories a table row may name that do not decide: the row explains, later steps decide.
 UNDECIDED_CATEGORIES = (UNDEFINED, ON_HOLD)
 #: Categories that are not failures: they get no bounce_type and no permanence.
@@ -161,7 +165,7 @@ class Rules:
 
     @property
     def replies(self) -> pl.DataFrame:
-        """The reply-code-alone rows (step 4)."""
+        """The reply-code-alone rows (step 6 of the decision order)."""
         return self.codes.filter(pl.col("kind") == "reply")
 
     def category_names(self) -> set[str]:
