@@ -10,21 +10,18 @@ a day of the seeded generator's Postfix log ingested into a store.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from bounce_analyzer.cli import app
+from _cli import invoke
+from _samples import copy_sample_logs
+from _stores import generated_store
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 #: Both days of the samples, and the second alone (whose previous day is the first).
 WINDOW = ["--since", "2026-11-20", "--until", "2026-11-28T12:00", "--tz", "UTC"]
 DAY = ["--since", "2026-11-27", "--until", "2026-11-28", "--tz", "UTC"]
@@ -32,26 +29,10 @@ DAY = ["--since", "2026-11-27", "--until", "2026-11-28", "--tz", "UTC"]
 STATUS_LINE = re.compile(r"BOUNCE (OK|WARNING|CRITICAL|UNKNOWN) - (.*?)(?: \| (.*))?")
 
 
-def invoke(*args: str) -> Result:
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
-
-
-def _dated(folder: Path) -> None:
-    for path in [folder, *folder.rglob("*")]:
-        os.utime(path, (NOW.timestamp(), NOW.timestamp()))
-
-
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of sample_logs/ whose files are dated 2026-11-28."""
-    folder = tmp_path_factory.mktemp("check") / "sample_logs"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "sample_logs", folder)
-    (folder / "README.md").unlink()
-    _dated(folder)
-    return folder
+    return copy_sample_logs(tmp_path_factory.mktemp("check"))
 
 
 def _report(*args: str) -> dict[str, Any]:
@@ -314,15 +295,7 @@ def test_a_window_without_messages_names_the_days_there_are(samples: Path) -> No
 def test_check_on_a_store_of_a_generated_log(tmp_path: Path) -> None:
     """A generated Postfix day (50,000 lines) ingested into a store: the check reads the
     store's days as `report --store` does, and agrees with it."""
-    log = tmp_path / "mail.log"
-    subprocess.run(
-        [sys.executable, "-m", "bounce_analyzer.generate", "postfix", "--lines", "50000",
-         "--seed", "1", "--start", "2026-12-05", "--days", "1", "--tz", "UTC", "-o", str(log)],
-        check=True,
-    )  # fmt: skip
-    store = tmp_path / "store"
-    ingested = invoke("ingest", "--store", str(store), "--tz", "UTC", "--quiet", str(log))
-    assert ingested.exit_code == 0, ingested.output
+    store = generated_store(tmp_path, seed=1, lines=50_000, start="2026-12-05")
     window = ["--store", str(store), "--since", "2026-12-05", "--until", "2026-12-06"]
     final = _final(_report(*window))
     assert final["total"] > 1000 and final["failed"] > 0

@@ -8,10 +8,6 @@ them) and a day of the seeded generator's Postfix log ingested into a store.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,32 +17,20 @@ import polars as pl
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from typer.testing import CliRunner, Result
 
-from bounce_analyzer.cli import app
+from _cli import invoke
+from _samples import copy_sample_logs
+from _stores import generated_store
 from bounce_analyzer.metrics import known_codes, render_metrics
 from bounce_analyzer.schema import EVENT_SCHEMA
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 UNTIL = ["--until", "2026-11-28T12:00", "--tz", "UTC", "--quiet"]
-
-
-def invoke(*args: str) -> Result:
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of sample_logs/ whose files are dated 2026-11-28."""
-    folder = tmp_path_factory.mktemp("metrics") / "sample_logs"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "sample_logs", folder)
-    (folder / "README.md").unlink()
-    for path in [folder, *folder.rglob("*")]:
-        os.utime(path, (NOW.timestamp(), NOW.timestamp()))
-    return folder
+    return copy_sample_logs(tmp_path_factory.mktemp("metrics"))
 
 
 def _samples_of(text: str) -> dict[str, list[Sample]]:
@@ -202,14 +186,7 @@ def test_the_output_file_is_replaced_whole(samples: Path, tmp_path: Path) -> Non
 
 def test_metrics_of_a_store_of_a_generated_log(tmp_path: Path) -> None:
     """A generated Postfix day in a store: the counters equal `report --store`'s attempts."""
-    log = tmp_path / "mail.log"
-    subprocess.run(
-        [sys.executable, "-m", "bounce_analyzer.generate", "postfix", "--lines", "50000",
-         "--seed", "2", "--start", "2026-12-05", "--days", "1", "--tz", "UTC", "-o", str(log)],
-        check=True,
-    )  # fmt: skip
-    store = tmp_path / "store"
-    assert invoke("ingest", "--store", str(store), "--tz", "UTC", "-q", str(log)).exit_code == 0
+    store = generated_store(tmp_path, seed=2, lines=50_000, start="2026-12-05")
     result = invoke("metrics", "--store", str(store))
     assert result.exit_code == 0, result.output
     families = _samples_of(result.stdout)
