@@ -234,6 +234,22 @@ def test_the_options_win_over_the_file(samples: Path, tmp_path: Path) -> None:
     assert "failure_rate=0.3045;0.05;0.9 " in result.stdout
 
 
+def test_a_table_has_its_own_minimum(samples: Path, tmp_path: Path) -> None:
+    """A provider's own min_messages (0 included) wins over the file's."""
+    path = tmp_path / "thresholds.toml"
+    path.write_text(
+        'min_messages = 1000\n[provider.gmx]\nwarn = "10%"\nmin_messages = 0\n'
+        '[provider.google]\nwarn = "10%"\n',
+        encoding="utf-8",
+    )
+    result = invoke("check", str(samples), *DAY, "--thresholds", str(path))
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[1:] == [
+        "WARNING: outbound failure rate at gmx 31.6% >= 10.0% (6 of 19 messages, 2026-11-27 to "
+        "2026-11-28 UTC)"
+    ]
+
+
 def test_few_messages_page_no_one(samples: Path) -> None:
     """Under min_messages a rate is not judged: 102 failures of 335 are no alarm when 1,000
     messages are the least worth judging."""
@@ -253,6 +269,8 @@ def test_few_messages_page_no_one(samples: Path) -> None:
         ("[overall]\nwarning = 0.05\n", "overall: unknown key 'warning'"),
         ("[blocklist]\nspamhaus = { warn = 0.5 }\n", "blocklist.spamhaus.warn: 0.5 is not a count"),
         ("[providers.google]\nwarn = 0.05\n", "unknown key 'providers'"),
+        ("[provider.gogle]\nwarn = 0.05\n", "provider.gogle: not named in the rules"),
+        ("[blocklist]\nspamhouse = { warn = 1 }\n", "blocklist.spamhouse: not named in the rules"),
     ],
 )
 def test_a_bad_thresholds_file_is_one_error_line_naming_it(
@@ -312,3 +330,8 @@ def test_check_on_a_store_of_a_generated_log(tmp_path: Path) -> None:
         f"({final['failed']:,} of {final['total']:,} messages, 2026-12-05 to 2026-12-06 UTC)"
         in (result.stdout)
     )
+    empty = invoke("check", "--store", str(store), "--since", "2026-10-01", "--until",
+                   "2026-10-02", "--warn", "5%")  # fmt: skip
+    assert empty.exit_code == 3, empty.output
+    note = "no events between 2026-10-01 00:00 UTC and 2026-10-02 00:00 UTC; the store holds "
+    assert f"{note}2026-12-05" in empty.stdout

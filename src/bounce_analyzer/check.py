@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,24 @@ class Thresholds:
             rise=self.rise,
             min_messages=self.min_messages if min_messages is None else min_messages,
         )
+
+    def least(self, limit: Limit) -> int:
+        """The fewest messages `limit` judges a rate of: its own minimum, else the thresholds'."""
+        return self.min_messages if limit.min_messages is None else limit.min_messages
+
+    def unknown_names(
+        self, *, providers: set[str], categories: set[str], blocklists: set[str]
+    ) -> list[str]:
+        """The provider, category and blocklist tables that name none the rules know (a
+        typing error would never fire), as `provider.gogle`."""
+        tables = [
+            ("provider", self.providers, providers | {EVERY, "other"}),
+            ("category", self.categories, categories | {EVERY}),
+            ("blocklist", self.blocklists, blocklists | {ANY_LIST}),
+        ]
+        return [
+            f"{kind}.{name}" for kind, names, known in tables for name in names if name not in known
+        ]
 
     def is_empty(self) -> bool:
         """True when nothing would be judged."""
@@ -258,7 +277,14 @@ def _figures(report: Report) -> tuple[int, int]:
     return int(final["total"].sum()), int(final["failed"].sum())
 
 
-def _summarize(events: pl.LazyFrame, since: datetime, until: datetime, direction: str) -> Report:
+def _summarize(
+    events: pl.LazyFrame,
+    since: datetime,
+    until: datetime,
+    direction: str,
+    held: Sequence[date] | None = None,
+    holder: str = "the input",
+) -> Report:
     return summarize(
         events,
         since=since,
@@ -266,6 +292,8 @@ def _summarize(events: pl.LazyFrame, since: datetime, until: datetime, direction
         by=["provider", "category"],
         top=2**31,  # every row: the thresholds name any provider or category
         direction=direction,
+        held=held,
+        holder=holder,
     )
 
 
@@ -282,15 +310,19 @@ def check(
     since: datetime,
     until: datetime,
     direction: str = "outbound",
+    held: Sequence[date] | None = None,
+    holder: str = "the input",
 ) -> CheckResult:
     """Judge the events of [since, until) of `direction` against `thresholds`.
 
     `events` must hold the previous window too (from `first_instant`) when a rise is judged.
+    `held` and `holder` are as for `report.summarize`: what an empty window's line says is
+    there (a store's days).
     """
-    report = _summarize(events, since, until, direction)
+    report = _summarize(events, since, until, direction, held, holder)
     messages, failures = _figures(report)
     window = _window_text(since, until)
-    least = thresholds.overall.min_messages or thresholds.min_messages
+    least = thresholds.least(thresholds.overall)
     rate = failures / messages if messages else 0.0
     perfdata = [
         _perf("failure_rate", round(rate, 4), thresholds.overall),
@@ -324,7 +356,7 @@ def check(
     )
     for name, limit in _named(thresholds.providers, list(counted)):
         sent, lost = counted.get(name, (0, 0))
-        if sent >= (limit.min_messages or thresholds.min_messages):
+        if sent >= thresholds.least(limit):
             judge(
                 limit,
                 lost / sent,
@@ -338,11 +370,11 @@ def check(
         .sort("category")
     )
     failed_as = dict(zip(by_category["category"], by_category["failed"], strict=True))
-    if messages >= least:
-        for name, limit in _named(
-            thresholds.categories, sorted(set(failed_as) | set(thresholds.categories) - {EVERY})
-        ):
-            lost = int(failed_as.get(name, 0))
+    for name, limit in _named(
+        thresholds.categories, sorted(set(failed_as) | set(thresholds.categories) - {EVERY})
+    ):
+        lost = int(failed_as.get(name, 0))
+        if messages >= thresholds.least(limit):
             judge(
                 limit,
                 lost / messages,
@@ -359,7 +391,7 @@ def check(
         before = previous_start(since, until)
         earlier = _summarize(events, before, since, direction)
         sent, lost = _figures(earlier)
-        rise_least = thresholds.rise.min_messages or thresholds.min_messages
+        rise_least = thresholds.least(thresholds.rise)
         if sent >= rise_least and messages >= rise_least:
             rise = rate - lost / sent
             perfdata.append(_perf("failure_rate_rise", round(rise, 4), thresholds.rise))

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, overload
 
@@ -698,10 +698,11 @@ def _window_events(
     tz: str | None,
     loaded: Rules,
     quiet: bool,
-) -> Iterator[tuple[pl.LazyFrame, list[FileSummary]]]:
+) -> Iterator[tuple[pl.LazyFrame, list[FileSummary], list[date] | None]]:
     """The events `report` would read, as a scan valid while the block runs: those of `paths`
-    (staged in a temporary file), else of the store's days in [since, until); and what each
-    input gave (nothing, for a store)."""
+    (staged in a temporary file), else of the store's days in [since, until); what each
+    input gave (nothing, for a store); and the store's days (None for paths), for the note
+    on an empty window (`report.summarize`'s `held`)."""
     if paths:
         from bounce_analyzer.ingest import staged_events  # lazy: pyarrow
 
@@ -712,13 +713,14 @@ def _window_events(
                 run,
             ),
         ):
-            yield events, run.summaries
+            yield events, run.summaries, None
         return
     from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
     opened = open_store(store_path(store), create=False)
     with opened.reading() as view:  # a consistent view; a damaged file is named
-        yield view.scan_events(since=since, until=until, direction=loaded.direction), []
+        scan = view.scan_events(since=since, until=until, direction=loaded.direction)
+        yield scan, [], opened.days()
 
 
 InputsArgument = Annotated[
@@ -800,11 +802,21 @@ def check(
     start, end = _window(since, until)
     end = end or _now()
     loaded = _rules(rules, local_domains=local_domains)
+    unknown = limits.unknown_names(
+        providers=set(loaded.providers["provider"]),
+        categories=loaded.category_names(),
+        blocklists=set(loaded.blocklists["blocklist"]),
+    )
+    if unknown:
+        raise UsageError(f"{thresholds}: {', '.join(unknown)}: not named in the rules")
     with _window_events(
         paths, store=store, since=checking.first_instant(limits, start, end), until=end,
         source=source, tz=tz, loaded=loaded, quiet=True,
-    ) as (events, files):  # fmt: skip
-        result = checking.check(events, limits, since=start, until=end, direction=direction)
+    ) as (events, files, held):  # fmt: skip
+        result = checking.check(
+            events, limits, since=start, until=end, direction=direction,
+            held=held, holder="the input" if held is None else "the store",
+        )  # fmt: skip
     if run_failed(files):
         _echo_summaries(files, all_of_them=False)
         if result.status is checking.Status.OK:
@@ -858,7 +870,7 @@ def metrics(
     with _window_events(
         paths, store=store, since=start, until=end, source=source, tz=tz, loaded=loaded,
         quiet=quiet,
-    ) as (events, files):  # fmt: skip
+    ) as (events, files, _):  # fmt: skip
         text = render_metrics(
             events, since=start, until=end, codes=known_codes(loaded.codes["enhanced_code"])
         )
