@@ -294,9 +294,9 @@ def test_an_empty_log_is_unknown(tmp_path: Path) -> None:
     log.write_bytes(b"")
     result = invoke("check", str(log), *DAY, "--warn", "5%")
     assert result.exit_code == 3, result.output
-    assert result.stdout.startswith(
+    assert result.stdout == (
         "BOUNCE UNKNOWN - no outbound messages to judge: no events between 2026-11-27 00:00 UTC "
-        "and 2026-11-28 00:00 UTC; the input holds none |"
+        "and 2026-11-28 00:00 UTC; the input holds none | messages=0 failed=0\n"
     )
 
 

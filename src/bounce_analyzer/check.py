@@ -333,8 +333,9 @@ def check(
     described = f"{direction} failure rate {_percent(rate)} ({of_messages})"
     if messages == 0:
         note = report.notes[0] if report.notes else f"no events between {window}"
+        # no rate to report: a failure rate of 0 would draw a false point on a graph
         return CheckResult(
-            Status.UNKNOWN, f"no {direction} messages to judge: {note}", [], perfdata
+            Status.UNKNOWN, f"no {direction} messages to judge: {note}", [], perfdata[1:]
         )
     findings: list[Finding] = []
 
