@@ -96,6 +96,27 @@ def test_exit_code_is_the_nagios_status(
     assert done.stderr == ""
 
 
+def test_unknown_is_exit_code_3_in_a_real_process(samples: Path) -> None:
+    """A window without messages, and a command line the parser refuses, are UNKNOWN (3)."""
+    for args, first in [
+        (["--since", "2026-10-01", "--until", "2026-10-02", "--tz", "UTC", "--warn", "5%"],
+         "BOUNCE UNKNOWN - no outbound messages to judge: no events between 2026-10-01 00:00 "
+         "UTC and 2026-10-02 00:00 UTC; the input holds 2026-11-26 .. 2026-11-27 (2 days) "
+         "| messages=0 failed=0"),
+        ([*WINDOW, "--warn", "5%", "--critical", "10%"],
+         "BOUNCE UNKNOWN - No such option: --critical"),
+    ]:  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bounce_analyzer", "check", str(samples), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert done.stdout.splitlines()[0].startswith(first), done.stdout
+        assert "Traceback" not in done.stderr
+
+
 def test_a_usage_error_is_unknown_not_critical(samples: Path) -> None:
     """A plugin's exit code 2 means CRITICAL, so a bad option is UNKNOWN (3), with its reason
     on stdout for the monitoring system and the usual `Error:` line on stderr."""
