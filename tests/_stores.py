@@ -3,13 +3,30 @@ for the tests that check their figures without going through the command line.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
 from bounce_analyzer.export import ExportFormat, ExportKind, export_events
+from bounce_analyzer.ingest import ingest_paths
 from bounce_analyzer.report import Report, summarize
 from bounce_analyzer.rules import load_rules
 from bounce_analyzer.store import count_quarantined, scan_events
+
+
+def generated_store(folder: Path, *, seed: int, lines: int, start: str) -> Path:
+    """A store in `folder` holding a day of the seeded generator's Postfix log (`lines`
+    lines from `start`, UTC), written by the generator's command line and ingested."""
+    log = folder / f"postfix-{seed}.log"
+    subprocess.run(
+        [sys.executable, "-m", "bounce_analyzer.generate", "postfix", "--lines", str(lines),
+         "--seed", str(seed), "--start", start, "--days", "1", "--tz", "UTC", "-o", str(log)],
+        check=True,
+    )  # fmt: skip
+    store = folder / "store"
+    ingest_paths(store, [str(log)], tz="UTC")
+    return store
 
 
 def report_store(

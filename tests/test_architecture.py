@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("classify",),
     ("pipeline", "writers", "report"),
     ("store",),
-    ("ingest", "render", "export", "explain"),
+    ("ingest", "render", "export", "explain", "check", "metrics"),
     ("cli", "__init__"),
     ("__main__",),
 ]

@@ -225,7 +225,16 @@ def test_parse_a_file_of_no_known_format(tmp_path: Path) -> None:
 def test_every_command_has_help_and_is_in_the_readme(repo_path: Path) -> None:
     readme = (repo_path / "README.md").read_text()
     names = [command.name or command.callback.__name__ for command in app.registered_commands]
-    assert sorted(names) == ["explain", "export", "ingest", "parse", "prune", "report"]
+    assert sorted(names) == [
+        "check",
+        "explain",
+        "export",
+        "ingest",
+        "metrics",
+        "parse",
+        "prune",
+        "report",
+    ]
     for name in names:
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0, result.output

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +20,20 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner, Result
 
-from bounce_analyzer.cli import app
+from _cli import invoke
+from _samples import copy_sample_logs, date_files
 
-#: The modification time of every log here: classic syslog stamps ("Nov 27") take its year.
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 WINDOW = ["--since", "2026-11-20", "--until", "2026-11-28T12:00", "--tz", "UTC", "--quiet"]
 
-
-def invoke(*args: str) -> Result:
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
-
-
-def _dated(folder: Path) -> None:
-    for path in [folder, *folder.rglob("*")]:
-        os.utime(path, (NOW.timestamp(), NOW.timestamp()))
+#: Every log here is dated so: classic syslog stamps ("Nov 27") take its year.
+_dated = date_files
 
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of sample_logs/ whose files are dated 2026-11-28."""
-    folder = tmp_path_factory.mktemp("report") / "sample_logs"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "sample_logs", folder)
-    (folder / "README.md").unlink()
-    _dated(folder)
-    return folder
+    return copy_sample_logs(tmp_path_factory.mktemp("report"))
 
 
 def _json(*args: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, overload
 
@@ -60,6 +60,13 @@ from bounce_analyzer.writers import (
 if TYPE_CHECKING:
     from bounce_analyzer.ingest import IngestResult
 
+try:  # a command line the parser refuses (an unknown option): typer carries its own click now
+    from typer._click.exceptions import UsageError as CommandLineError
+except ImportError:  # pragma: no cover (a typer that runs on click itself)
+    from click.exceptions import (  # type: ignore[no-redef]
+        UsageError as CommandLineError,
+    )
+
 
 class _Commands(TyperGroup):
     """The commands, run so that a `BounceAnalyzerError` becomes `Error: ...` on stderr and the
@@ -70,7 +77,12 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except BounceAnalyzerError as error:
             typer.echo(f"Error: {printable(str(error))}", err=True)
-            raise typer.Exit(error.exit_code) from None
+            raise typer.Exit(_exit_code(ctx, error.exit_code, str(error))) from None
+        except CommandLineError as error:
+            if ctx.invoked_subcommand not in _PLUGINS:
+                raise
+            error.show()  # as click shows it, then the plugin's verdict
+            raise typer.Exit(_exit_code(ctx, error.exit_code, error.format_message())) from None
         except OSError as error:
             if not is_broken_pipe(error):
                 raise
@@ -78,6 +90,23 @@ class _Commands(TyperGroup):
             # with the exit code a shell gives a command that a closed pipe stopped.
             _silence_output()
             raise typer.Exit(_BROKEN_PIPE) from None
+
+
+#: The commands that monitoring systems run as plugins: whatever stops them (a bad option, a
+#: missing store, a bad thresholds file) is UNKNOWN, exit code 3, with a status line on stdout,
+#: instead of the usage (2) or failure (1) codes of the other commands, since a plugin's 1 and
+#: 2 mean WARNING and CRITICAL (docs/MONITORING.md).
+_PLUGINS = {"check"}
+
+
+def _exit_code(ctx: Any, code: int, message: str) -> int:
+    """The exit code of a command stopped by an error of exit code `code`."""
+    if ctx.invoked_subcommand not in _PLUGINS:
+        return code
+    from bounce_analyzer.check import Status
+
+    typer.echo(f"BOUNCE UNKNOWN - {printable(message)}")
+    return int(Status.UNKNOWN)
 
 
 #: 128 + SIGPIPE: what a shell reports for a command stopped by a closed pipe (`yes | head`).
@@ -742,6 +771,202 @@ def prune(
         return
     removed = opened.prune(age, now=now)
     typer.echo(f"removed {removed:,} events older than {older_than}", err=True)
+
+
+@contextmanager
+def _window_events(
+    paths: list[str] | None,
+    *,
+    store: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    source: str | None,
+    tz: str | None,
+    loaded: Rules,
+    quiet: bool,
+) -> Iterator[tuple[pl.LazyFrame, list[FileSummary], list[date] | None]]:
+    """The events `report` would read, as a scan valid while the block runs: those of `paths`
+    (staged in a temporary file), else of the store's days in [since, until); what each
+    input gave (nothing, for a store); and the store's days (None for paths), for the note
+    on an empty window (`report.summarize`'s `held`)."""
+    if paths:
+        from bounce_analyzer.ingest import staged_events  # lazy: pyarrow
+
+        with (
+            _progress(None, quiet=quiet) as update,
+            staged_events(paths, source=source, tz=tz, rules=loaded, progress=update) as (
+                events,
+                run,
+            ),
+        ):
+            yield events, run.summaries, None
+        return
+    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+
+    opened = open_store(store_path(store), create=False)
+    with opened.reading() as view:  # a consistent view; a damaged file is named
+        scan = view.scan_events(since=since, until=until, direction=loaded.direction)
+        yield scan, [], opened.days()
+
+
+InputsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Read these inputs directly, without a store.", show_default=False),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option("--until", help="End of the window, exclusive (default: now)."),
+]
+ReportDirectionOption = Annotated[
+    ReportDirection,
+    typer.Option("--direction", help="outbound, inbound or all, as for `report`."),
+]
+
+
+def _rate_option(value: str | None, option: str) -> float | None:
+    from bounce_analyzer.check import parse_rate
+
+    return None if value is None else parse_rate(value, name=option)
+
+
+@app.command()
+def check(
+    paths: InputsArgument = None,
+    *,
+    warn: Annotated[
+        str | None,
+        typer.Option("--warn", help="Warn at this failure rate (final outcomes): 5% or 0.05."),
+    ] = None,
+    crit: Annotated[
+        str | None, typer.Option("--crit", help="Critical at this failure rate: 10% or 0.1.")
+    ] = None,
+    thresholds: Annotated[
+        str | None,
+        typer.Option(
+            "--thresholds",
+            help="A TOML file of thresholds: overall, per provider, per category, blocklists, "
+            "a rise against the previous window (docs/MONITORING.md).",
+            show_default=False,
+        ),
+    ] = None,
+    min_messages: Annotated[
+        int | None,
+        typer.Option(
+            "--min-messages",
+            min=0,
+            help="Judge no failure rate of fewer messages than this (default: the file's, "
+            "else 20).",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        str, typer.Option("--since", help="Start of the window: 24h, 7d or 2026-11-01.")
+    ] = "24h",
+    until: UntilOption = None,
+    direction: ReportDirectionOption = ReportDirection.outbound,
+    store: StoreOption = None,
+    source: SourceOption = None,
+    tz: TzOption = None,
+    rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
+) -> None:
+    """Judge the failure rates against thresholds, for cron and monitoring (a Nagios plugin).
+
+    Exit code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no messages in the window, or an error).
+    Example: bounce-analyzer check --since 24h --warn 5% --crit 10%
+    """
+    from bounce_analyzer import check as checking
+
+    limits = checking.load_thresholds(Path(thresholds)) if thresholds else checking.Thresholds()
+    limits = limits.with_overall(
+        warn=_rate_option(warn, "--warn"),
+        crit=_rate_option(crit, "--crit"),
+        min_messages=min_messages,
+    )
+    if limits.is_empty():
+        raise UsageError("nothing to check: give --warn and/or --crit, or --thresholds FILE")
+    start, end = _window(since, until)
+    end = end or _now()
+    loaded = _rules(rules, local_domains=local_domains)
+    unknown = limits.unknown_names(
+        providers=set(loaded.providers["provider"]),
+        categories=loaded.category_names(),
+        blocklists=set(loaded.blocklists["blocklist"]),
+    )
+    if unknown:
+        raise UsageError(f"{thresholds}: {', '.join(unknown)}: not named in the rules")
+    with _window_events(
+        paths, store=store, since=checking.first_instant(limits, start, end), until=end,
+        source=source, tz=tz, loaded=loaded, quiet=True,
+    ) as (events, files, held):  # fmt: skip
+        result = checking.check(
+            events, limits, since=start, until=end, direction=direction,
+            held=held, holder="the input" if held is None else "the store",
+        )  # fmt: skip
+    if run_failed(files):
+        _echo_summaries(files, all_of_them=False)
+        if result.status is checking.Status.OK:
+            result.status = checking.Status.UNKNOWN
+            result.summary += "; an input could not be read whole (see stderr)"
+    typer.echo(result.text(), nl=False)
+    raise typer.Exit(int(result.status))
+
+
+@app.command()
+def metrics(
+    paths: InputsArgument = None,
+    *,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write here (whole, by a rename, as node_exporter's textfile collector needs) "
+            "instead of stdout.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Count from here: 7d, 2026-11-01 (default: every event there is)."
+        ),
+    ] = None,
+    until: UntilOption = None,
+    store: StoreOption = None,
+    source: SourceOption = None,
+    tz: TzOption = None,
+    rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Write counts of events as Prometheus text exposition (node_exporter textfile collector).
+
+    Example: bounce-analyzer metrics -o /var/lib/node_exporter/textfile/bounces.prom
+    """
+    from bounce_analyzer.metrics import known_codes, render_metrics
+
+    now = _now()
+    start = None
+    if since is not None:
+        start, _ = _window(since, until)
+    end = parse_until(until, now=now) if until else now
+    loaded = _rules(rules, local_domains=local_domains)
+    if output:
+        refuse_inputs({"--output": output}, [item.path for item in expand_inputs(paths or [])])
+    with _window_events(
+        paths, store=store, since=start, until=end, source=source, tz=tz, loaded=loaded,
+        quiet=quiet,
+    ) as (events, files, _):  # fmt: skip
+        text = render_metrics(
+            events, since=start, until=end, codes=known_codes(loaded.codes["enhanced_code"])
+        )
+    with ExitStack() as outputs:
+        stream = _open_output(outputs, output) if output else _stdout()
+        stream.write(text.encode("utf-8"))
+        stream.flush()
+    _echo_summaries(files, all_of_them=False)
+    if run_failed(files):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -7,13 +7,15 @@ it already has, moves the files into place and writes the new catalogue, in whic
 read is remembered by its leading bytes and how far it was read.
 
 `summarize_paths` is the report straight from inputs, without a store: the events are staged
-in a temporary Parquet file, so memory stays bounded however large the inputs are.
+in a temporary Parquet file (`staged_events`, which `check` and `metrics` read too), so memory
+stays bounded however large the inputs are.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +38,14 @@ from bounce_analyzer.store import (
 )
 from bounce_analyzer.writers import EventFormat, EventWriter
 
-__all__ = ["IngestResult", "RunLike", "ingest_paths", "ingest_run", "summarize_paths"]
+__all__ = [
+    "IngestResult",
+    "RunLike",
+    "ingest_paths",
+    "ingest_run",
+    "staged_events",
+    "summarize_paths",
+]
 
 
 @dataclass
@@ -152,6 +161,32 @@ def _catalogue(
     return entries
 
 
+@contextmanager
+def staged_events(
+    paths: Sequence[str],
+    *,
+    source: str | None = None,
+    tz: str | None = None,
+    rules: Rules | None = None,
+    progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+) -> Iterator[tuple[pl.LazyFrame, ParseRun]]:
+    """The events of log or event files, staged in a temporary Parquet file (so memory stays
+    bounded), as a scan valid while the block runs; and the run, with what each input gave.
+
+    `source, tz, rules, progress, now` are as for `ParseRun`.
+    """
+    run = ParseRun(paths, source=source, tz=tz, rules=rules, progress=progress, now=now)
+    with tempfile.TemporaryDirectory(prefix="bounce-analyzer-") as folder:
+        staged = Path(folder) / "events.parquet"
+        with staged.open("wb") as stream:
+            writer = EventWriter(stream, EventFormat.parquet)
+            for chunk in run:
+                writer.write(chunk.events)
+            writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
+        yield pl.scan_parquet(staged), run
+
+
 def summarize_paths(
     paths: Sequence[str],
     *,
@@ -171,16 +206,12 @@ def summarize_paths(
     `source, tz, rules, progress, now` are as for `ParseRun`; the other options as for
     `summarize`, with each category's description and advice from `rules`.
     """
-    run = ParseRun(paths, source=source, tz=tz, rules=rules, progress=progress, now=now)
-    with tempfile.TemporaryDirectory(prefix="bounce-analyzer-") as folder:
-        staged = Path(folder) / "events.parquet"
-        with staged.open("wb") as stream:
-            writer = EventWriter(stream, EventFormat.parquet)
-            for chunk in run:
-                writer.write(chunk.events)
-            writer.close(empty=pl.DataFrame(schema=EVENT_SCHEMA))
+    with staged_events(paths, source=source, tz=tz, rules=rules, progress=progress, now=now) as (
+        events,
+        run,
+    ):
         report = summarize(
-            pl.scan_parquet(staged),
+            events,
             since=since,
             until=until,
             by=by,
