@@ -46,7 +46,8 @@ background:#fff;line-height:1.4}
 main{max-width:1100px;margin:0 auto;padding:12px}
 h1{font-size:1.4em;margin:.4em 0}h2{font-size:1.15em;margin:1.4em 0 .4em}
 h3{font-size:1em;margin:.8em 0 .3em}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,480px),1fr));gap:12px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,480px),1fr));gap:12px;
+align-items:start}
 figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px}
 figcaption{font-weight:600;margin-bottom:4px}
 figure svg{display:block;max-width:100%;height:auto}
