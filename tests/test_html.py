@@ -111,3 +111,36 @@ def test_output_never_overwrites_an_input(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert result.output.startswith("Error: ")
     assert log.read_text(encoding="utf-8") == BOUNCED + "\n"
+
+
+def test_the_delay_chart_takes_the_median_and_p95_of_delivered_attempts() -> None:
+    """Deliveries only (a bounce's delay is not a delivery's), by provider and by domain,
+    within the window and of the direction shown; every hour of the day is in the hourly
+    figure, empty ones with zeros."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from bounce_analyzer.series import chart_series
+
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    delays = [1.0, 2.0, 3.0, 4.0, 100.0]
+    events = pl.LazyFrame(
+        {
+            "timestamp": [at] * 7 + [datetime(2026, 11, 1, tzinfo=UTC)],
+            "event": ["delivered"] * 5 + ["bounced", "delivered", "delivered"],
+            "direction": ["outbound"] * 6 + ["inbound", "outbound"],
+            "provider": ["google"] * 8,
+            "recipient_domain": ["gmail.com"] * 8,
+            "delay_s": [*delays, 5000.0, 7000.0, 9000.0],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )
+    series = chart_series(events, since=datetime(2026, 11, 20, tzinfo=UTC))
+    # p95 of 1, 2, 3, 4, 100: 4 + 0.8 * 96
+    assert series.provider_delays.rows()[0][0] == "google"
+    assert series.provider_delays.rows()[0][1:] == pytest.approx((5, 3.0, 80.8))
+    assert series.domain_delays.rows()[0][1:] == pytest.approx((5, 3.0, 80.8))
+    assert series.hourly.height == 24
+    assert series.hourly.filter(pl.col("hour") == 10).rows() == [(10, 5, 0, 1, 0)]
+    assert series.provider_daily.rows() == [(at.date(), "google", 6, 1, 0.1667)]

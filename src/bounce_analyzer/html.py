@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -61,18 +60,6 @@ td.text{min-width:16em}
 .advice{margin:.2em 0 .4em;padding:4px 8px;background:#f2f7fb;border-left:3px solid #0072b2}
 code{font-size:.95em;word-break:break-word}
 """
-
-
-def _cell(value: Any, column: str, *, rates: Sequence[str]) -> str:
-    if value is None:
-        return "-" if column in rates else ""
-    if column in rates:
-        return f"{100 * value:.1f}%"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
 
 
 def _table(
@@ -283,19 +270,17 @@ def render_html(
     header: Sequence[str],
     tables: Sequence[Table],
     notes: Sequence[str] = (),
+    cell: Callable[[Any, str], str],
+    headings: Callable[[str], str],
     advice: dict[tuple[Any, Any], Any] | None = None,
-    headings: Callable[[str], str] = lambda c: c.replace("_", " "),
-    rates: Sequence[str] = ("failure_rate", "share"),
     messages_more: str | None = None,
     footer: str = "",
 ) -> str:
     """The page: `header` (the window and what it shows), the charts, then `tables` as the
-    text report has them, the top messages of each category under `advice`, and `footer`.
+    text report has them (each value shown as `cell(value, column)` under the heading
+    `headings(column)`), the top messages of each category under `advice`, and `footer`.
     `report` and `tables` hold text as the logs wrote it (control characters already made
     printable); it is escaped here."""
-
-    def cell(value: Any, column: str) -> str:
-        return _cell(value, column, rates=rates)
 
     title = escape(header[0])
     out = [

@@ -449,9 +449,9 @@ def render_html(report: Report, series: Series) -> str:
         header=[f"bounce-analyzer report: {_window(report)}", _direction(report)],
         tables=tables,
         notes=report.notes,
-        advice=_advice(report),
+        cell=_cell,
         headings=lambda c: _HEADINGS.get(c, c.replace("_", " ")),
-        rates=_RATE_COLUMNS,
+        advice=_advice(report),
         messages_more=_more(report, "messages"),
         footer=f"Malformed records set aside: {report.malformed:,}",
     )

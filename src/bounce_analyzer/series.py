@@ -13,6 +13,7 @@ from datetime import datetime
 
 import polars as pl
 
+from bounce_analyzer.report import in_window
 from bounce_analyzer.schema import failed
 
 #: The outcomes a chart stacks, in their order (bottom first).
@@ -72,14 +73,9 @@ def chart_series(
     """The charts' figures for the events of [since, until) of `direction` (`all`: every
     event), as `report.summarize` chooses them. `top` providers get a failure-rate line and
     a delay bar; `top` recipient domains a delay bar."""
-    window = events
-    if since is not None:
-        window = window.filter(pl.col("timestamp") >= since)
-    if until is not None:
-        window = window.filter(pl.col("timestamp") < until)
-    if direction != "all":
-        window = window.filter(pl.col("direction") == direction)
-    window = window.select("timestamp", "event", "provider", "recipient_domain", "delay_s")
+    window = in_window(events, since=since, until=until, direction=direction).select(
+        "timestamp", "event", "provider", "recipient_domain", "delay_s"
+    )
     busiest = (
         window.filter(pl.col("provider").is_not_null())
         .group_by("provider")
