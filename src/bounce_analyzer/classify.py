@@ -534,8 +534,8 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     ]
     return decided.select(
         "_key",
-        pl.coalesce(category for category, _ in steps).alias("key_category"),
-        pl.coalesce(rule for _, rule in steps).alias("key_rule"),
+        pl.coalesce([category for category, _ in steps]).alias("key_category"),
+        pl.coalesce([rule for _, rule in steps]).alias("key_rule"),
         # the provider the deciding rule is of: only a pattern (step 2) can decide for a key
         # whose provider is other, and then only if no table row's words decided before it
         pl.when(~by_words).then(pl.col("pattern_of")).alias("key_of"),

@@ -39,6 +39,7 @@ from bounce_analyzer.reading import expand_inputs, total_size
 from bounce_analyzer.render import ReportFormat, render_report, render_unclassified
 from bounce_analyzer.report import (
     GROUPABLE,
+    Report,
     ReportDirection,
     parse_by,
     summarize,
@@ -591,6 +592,18 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _report_text(summary: Report, events: pl.LazyFrame, fmt: ReportFormat) -> str:
+    """`summary` rendered as `fmt`; the HTML page also draws the charts of `events`."""
+    series = None
+    if fmt is ReportFormat.html:
+        from bounce_analyzer.series import chart_series
+
+        series = chart_series(
+            events, since=summary.since, until=summary.until, direction=summary.direction
+        )
+    return render_report(summary, fmt, series=series)
+
+
 @app.command()
 def report(
     paths: Annotated[
@@ -619,8 +632,21 @@ def report(
         ),
     ] = None,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="table, markdown, csv or json.")
+        ReportFormat,
+        typer.Option(
+            "--format",
+            help="table, markdown, csv, json, or html (one self-contained page with charts: "
+            "use -o).",
+        ),
     ] = ReportFormat.table,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report here (whole, by a rename) instead of stdout.",
+        ),
+    ] = None,
     top: Annotated[
         int,
         typer.Option(
@@ -655,34 +681,42 @@ def report(
     start, end = _window(since, until)
     groups = parse_by(by)
     loaded = _rules(rules, local_domains=local_domains)
+    if output:
+        refuse_inputs({"--output": output}, [item.path for item in expand_inputs(paths or [])])
     failed = False
     if paths:
-        from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
-
-        with _progress(None, quiet=quiet) as update:
-            summary, files = summarize_paths(
-                paths, since=start, until=end, by=groups, top=top, source=source, tz=tz,
-                rules=loaded, progress=update, direction=direction,
+        with _window_events(
+            paths, store=store, since=start, until=end, source=source, tz=tz, loaded=loaded,
+            quiet=quiet,
+        ) as (events, files, _):  # fmt: skip
+            summary = summarize(
+                events, since=start, until=end, by=groups, top=top,
+                malformed=sum(file.malformed for file in files),
+                categories=loaded.categories, blocklists=loaded.blocklists, direction=direction,
             )  # fmt: skip
+            text = _report_text(summary, events, fmt)
         _echo_summaries(files, all_of_them=False)
         failed = run_failed(files)
-        text = render_report(summary, fmt)
     else:
         from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
         opened = open_store(store_path(store), create=False)
         with opened.reading() as view:  # a consistent view; a damaged file is named
+            # (the rules' direction.toml decides the direction of events of schema 1)
+            events = view.scan_events(since=start, until=end, direction=loaded.direction)
             summary = summarize(
-                # (the rules' direction.toml decides the direction of events of schema 1)
-                view.scan_events(since=start, until=end, direction=loaded.direction),
-                since=start, until=end, by=groups, top=top,
+                events, since=start, until=end, by=groups, top=top,
                 malformed=view.count_quarantined(since=start, until=end),
                 categories=loaded.categories, blocklists=loaded.blocklists,
                 held=opened.days(), holder="the store",
                 direction=direction,
             )  # fmt: skip
-            text = render_report(summary, fmt)  # rendering reads values too
-    typer.echo(text, nl=False)
+            text = _report_text(summary, events, fmt)  # rendering reads values too
+    if output:
+        with ExitStack() as outputs:
+            _open_output(outputs, output).write(text.encode("utf-8"))
+    else:
+        typer.echo(text, nl=False)
     if fmt is ReportFormat.csv:  # the other formats show the notes; a CSV holds only its rows
         for note in summary.notes:
             typer.echo(printable(note), err=True)
@@ -818,6 +852,7 @@ UntilOption = Annotated[
     typer.Option("--until", help="End of the window, exclusive (default: now)."),
 ]
 ReportDirectionOption = Annotated[
+    ReportDirection,
     ReportDirection,
     typer.Option("--direction", help="outbound, inbound or all, as for `report`."),
 ]

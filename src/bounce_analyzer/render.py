@@ -12,12 +12,15 @@ import textwrap
 from dataclasses import replace
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
+
+if TYPE_CHECKING:
+    from bounce_analyzer.series import Series
 
 REPORT_FORMAT_VERSION = 2
 
@@ -29,6 +32,7 @@ class ReportFormat(StrEnum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
+    html = "html"
 
 
 _RATE_COLUMNS = ("failure_rate", "share")
@@ -416,8 +420,51 @@ def render_json(report: Report) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def render_report(report: Report, fmt: ReportFormat, *, width: int = 100) -> str:
-    """Render in one of the four formats."""
+#: The name (`data-table`) of each HTML table whose section `_sections` gives no key.
+_TABLE_NAMES = {
+    "Totals": "totals",
+    "Failure categories": "categories",
+    "Advised waits": "waits",
+    "Daily trend": "daily",
+    "Blocks by list": "blocklists",
+    "Inbound: our server's rejects": "inbound_rejects",
+    "Inbound: deliveries": "inbound_deliveries",
+}
+
+
+def render_html(report: Report, series: Series) -> str:
+    """The report as one self-contained HTML page with charts (`html.py`), holding the
+    tables of the text report."""
+    from bounce_analyzer.html import render_html as page  # lazy: matplotlib
+
+    report = _printable(report)
+    tables = []
+    for title, frame, key in _sections(report):
+        name = key or next(n for p, n in _TABLE_NAMES.items() if title.startswith(p))
+        more = _BOUNCE_TYPES if name == "totals" else _more(report, key)
+        tables.append((title, name, frame, more))
+    return page(
+        report,
+        series,
+        header=[f"bounce-analyzer report: {_window(report)}", _direction(report)],
+        tables=tables,
+        notes=report.notes,
+        cell=_cell,
+        headings=lambda c: _HEADINGS.get(c, c.replace("_", " ")),
+        advice=_advice(report),
+        messages_more=_more(report, "messages"),
+        footer=f"Malformed records set aside: {report.malformed:,}",
+    )
+
+
+def render_report(
+    report: Report, fmt: ReportFormat, *, width: int = 100, series: Series | None = None
+) -> str:
+    """Render in one of the five formats; HTML draws `series` (`series.chart_series`)."""
+    if fmt is ReportFormat.html:
+        if series is None:
+            raise ValueError("the HTML report needs the charts' series")
+        return render_html(report, series)
     if fmt is ReportFormat.table:
         return render_table(report, width=width)
     if fmt is ReportFormat.markdown:

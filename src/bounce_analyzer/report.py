@@ -658,6 +658,23 @@ def waits(events: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
+def in_window(
+    events: pl.LazyFrame,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    direction: str = "outbound",
+) -> pl.LazyFrame:
+    """The events of [since, until) of `direction` (`all`: of every direction)."""
+    if since is not None:
+        events = events.filter(pl.col("timestamp") >= since)
+    if until is not None:
+        events = events.filter(pl.col("timestamp") < until)
+    if direction != "all":
+        events = events.filter(pl.col("direction") == direction)
+    return events
+
+
 def unclassified_texts(
     events: pl.LazyFrame,
     *,
@@ -677,12 +694,7 @@ def unclassified_texts(
         raise UsageError(
             f"invalid direction {direction!r}: choose from {', '.join(REPORT_DIRECTIONS)}"
         )
-    if since is not None:
-        events = events.filter(pl.col("timestamp") >= since)
-    if until is not None:
-        events = events.filter(pl.col("timestamp") < until)
-    if direction != "all":
-        events = events.filter(pl.col("direction") == direction)
+    events = in_window(events, since=since, until=until, direction=direction)
     texts = (
         events.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED) & fell_through())
         .group_by("smtp_code", "enhanced_code", "diagnostic", "provider", "rule_id")

@@ -1,0 +1,146 @@
+"""`report --format html` and `report -o FILE` through the real command line: the page's
+structure (a golden outline: headings, tables and their headers, charts and their titles; not
+the SVG's bytes, which change with matplotlib's version), that it needs nothing outside
+itself, that log texts are escaped, and where the file goes.
+
+The browser's view of the page is tests/test_html_browser.py's. After an intended change of
+the page, rewrite the outline with `pytest tests/test_html.py --update-golden` and review the
+diff of tests/golden/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from _cli import invoke
+from _samples import BOUNCED, copy_sample_logs, date_files
+from bounce_analyzer.html import CHARTS, structure
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+WINDOW = ["--since", "2026-11-20", "--until", "2026-11-28T12:00", "--tz", "UTC", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of sample_logs/ whose files are dated 2026-11-28."""
+    return copy_sample_logs(tmp_path_factory.mktemp("html"))
+
+
+def _page(samples: Path, tmp_path: Path, *options: str) -> str:
+    target = tmp_path / "report.html"
+    result = invoke(
+        "report", str(samples), *WINDOW, "--format", "html", "-o", str(target), *options
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # the page went to the file
+    return target.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("direction", "golden"),
+    [("outbound", "report-html.txt"), ("all", "report-all-html.txt")],
+)
+def test_the_page_has_the_structure_of_its_golden_outline(
+    samples: Path, tmp_path: Path, update_golden: bool, direction: str, golden: str
+) -> None:
+    outline = "\n".join(structure(_page(samples, tmp_path, "--direction", direction))) + "\n"
+    if update_golden:
+        (GOLDEN / golden).write_text(outline, encoding="utf-8")
+    assert outline == (GOLDEN / golden).read_text(encoding="utf-8")
+
+
+def test_the_page_needs_nothing_outside_itself(samples: Path, tmp_path: Path) -> None:
+    page = _page(samples, tmp_path)
+    assert page.startswith("<!doctype html>")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "<script" not in page.lower()  # readable where no script runs (a mail client)
+    # nothing fetched: no link, no source, no url() (the SVG's own namespaces are names only)
+    assert not re.search(r"<link|\ssrc=|url\(\s*['\"]?(?:https?:)?//", page, flags=re.I)
+    assert "default-src 'none'" in page
+    assert page.count("<svg") == len(CHARTS)
+    for name, title in CHARTS:
+        assert f'<figure data-chart="{name}"><figcaption>{title}</figcaption><svg' in page
+
+
+def test_texts_from_remote_servers_are_escaped(tmp_path: Path) -> None:
+    """A reply can hold any text a remote server chose to write: markup in it is shown as
+    text, never run or drawn."""
+    line = BOUNCED.replace(
+        "550 5.1.1 User unknown",
+        '550 5.1.1 <img src=x onerror="alert(1)"> User unknown <b>&amp;</b>',
+    )
+    log = tmp_path / "mail.log"
+    log.write_text(line + "\n", encoding="utf-8")
+    date_files(tmp_path)
+    page = _page(log, tmp_path)
+    assert "<img" not in page and "<b>" not in page
+    # (the message as the report masks it: lower case, numbers as #)
+    assert (
+        "<code>[550 5.1.1] &lt;img src=x onerror=&quot;alert(#)&quot;&gt; user unknown "
+        "&lt;b&gt;&amp;amp;&lt;/b&gt;</code>"
+    ) in page
+
+
+def test_output_to_a_missing_folder_is_one_error_line(samples: Path, tmp_path: Path) -> None:
+    target = tmp_path / "no such folder" / "report.html"
+    result = invoke("report", str(samples), *WINDOW, "--format", "html", "-o", str(target))
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: cannot write {target}: no such file or directory"
+    assert not target.parent.exists()
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
+def test_output_writes_every_format_as_stdout_would_show_it(
+    samples: Path, tmp_path: Path, fmt: str
+) -> None:
+    shown = invoke("report", str(samples), *WINDOW, "--format", fmt)
+    target = tmp_path / f"report.{fmt}"
+    written = invoke("report", str(samples), *WINDOW, "--format", fmt, "-o", str(target))
+    assert shown.exit_code == written.exit_code == 0, written.output
+    assert target.read_text(encoding="utf-8") == shown.stdout
+    assert list(tmp_path.iterdir()) == [target]  # no temporary file left beside it
+
+
+def test_output_never_overwrites_an_input(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(BOUNCED + "\n", encoding="utf-8")
+    result = invoke("report", str(log), *WINDOW, "--format", "html", "-o", str(log))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ")
+    assert log.read_text(encoding="utf-8") == BOUNCED + "\n"
+
+
+def test_the_delay_chart_takes_the_median_and_p95_of_delivered_attempts() -> None:
+    """Deliveries only (a bounce's delay is not a delivery's), by provider and by domain,
+    within the window and of the direction shown; every hour of the day is in the hourly
+    figure, empty ones with zeros."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from bounce_analyzer.series import chart_series
+
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    delays = [1.0, 2.0, 3.0, 4.0, 100.0]
+    events = pl.LazyFrame(
+        {
+            "timestamp": [at] * 7 + [datetime(2026, 11, 1, tzinfo=UTC)],
+            "event": ["delivered"] * 5 + ["bounced", "delivered", "delivered"],
+            "direction": ["outbound"] * 6 + ["inbound", "outbound"],
+            "provider": ["google"] * 8,
+            "recipient_domain": ["gmail.com"] * 8,
+            "delay_s": [*delays, 5000.0, 7000.0, 9000.0],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )
+    series = chart_series(events, since=datetime(2026, 11, 20, tzinfo=UTC))
+    # p95 of 1, 2, 3, 4, 100: 4 + 0.8 * 96
+    assert series.provider_delays.rows()[0][0] == "google"
+    assert series.provider_delays.rows()[0][1:] == pytest.approx((5, 3.0, 80.8))
+    assert series.domain_delays.rows()[0][1:] == pytest.approx((5, 3.0, 80.8))
+    assert series.hourly.height == 24
+    assert series.hourly.filter(pl.col("hour") == 10).rows() == [(10, 5, 0, 1, 0)]
+    assert series.provider_daily.rows() == [(at.date(), "google", 6, 1, 0.1667)]
