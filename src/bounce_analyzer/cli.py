@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -373,6 +374,36 @@ QuietOption = Annotated[
     typer.Option("--quiet", "-q", help="No progress bar and no summary: only problems, on stderr."),
 ]
 
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=1,
+        help="Columns of the table (default: $COLUMNS, else the terminal's, else 100 when "
+        "the output is not a terminal; 80 at least).",
+        show_default=False,
+    ),
+]
+
+#: The table's width when nothing says one (a pipe, a file, cron): stable output.
+DEFAULT_WIDTH = 100
+#: The narrowest table drawn: below it, columns would be cut to nothing.
+MIN_WIDTH = 80
+
+
+def _width(option: int | None) -> int:
+    """The columns a table may use: `--width`, else `$COLUMNS`, else the terminal's when
+    stdout is one, else `DEFAULT_WIDTH`; never under `MIN_WIDTH`."""
+    if option is None:
+        columns = os.environ.get("COLUMNS", "").strip()
+        if columns.isdigit() and int(columns) > 0:
+            option = int(columns)
+        elif sys.stdout.isatty():
+            option = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+        else:
+            option = DEFAULT_WIDTH
+    return max(option, MIN_WIDTH)
+
 
 @contextmanager
 def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
@@ -473,6 +504,7 @@ def parse(
     ] = None,
     rules: RulesOption = None,
     local_domains: LocalDomainsOption = None,
+    width: WidthOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Read logs or ESP events and write one classified event per recipient and attempt.
@@ -487,7 +519,7 @@ def parse(
     with ExitStack() as outputs:
         stream = _open_output(outputs, output) if output else _stdout()
         set_aside = _open_output(outputs, malformed) if malformed else None
-        writer = EventWriter(stream, event_format)
+        writer = EventWriter(stream, event_format, width=_width(width))
         with _progress(run.total_bytes(), quiet=quiet) as update:
             run.progress = update
             for chunk in run:
@@ -646,6 +678,7 @@ def report(
     tz: TzOption = None,
     rules: RulesOption = None,
     local_domains: LocalDomainsOption = None,
+    width: WidthOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Summarise bounces by provider and category: counts, rates, top messages, advice.
@@ -655,6 +688,7 @@ def report(
     start, end = _window(since, until)
     groups = parse_by(by)
     loaded = _rules(rules, local_domains=local_domains)
+    columns = _width(width)
     failed = False
     if paths:
         from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
@@ -666,7 +700,7 @@ def report(
             )  # fmt: skip
         _echo_summaries(files, all_of_them=False)
         failed = run_failed(files)
-        text = render_report(summary, fmt)
+        text = render_report(summary, fmt, width=columns)
     else:
         from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
@@ -681,7 +715,7 @@ def report(
                 held=opened.days(), holder="the store",
                 direction=direction,
             )  # fmt: skip
-            text = render_report(summary, fmt)  # rendering reads values too
+            text = render_report(summary, fmt, width=columns)  # rendering reads values too
     typer.echo(text, nl=False)
     if fmt is ReportFormat.csv:  # the other formats show the notes; a CSV holds only its rows
         for note in summary.notes:

@@ -68,29 +68,61 @@ def _cell(value: Any, column: str) -> str:
     return str(value)
 
 
-def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
-    """Align a frame's cells; numbers right, text left; the last text column is cut to fit."""
-    columns = frame.columns
-    numeric = [frame.schema[c].is_numeric() for c in columns]
-    heads = [_HEADINGS.get(c, c.replace("_", " ")) for c in columns]
-    rows = [[_cell(v, c) for v, c in zip(row, columns, strict=True)] for row in frame.rows()]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
-    room = width - len(indent) - sum(widths) - 2 * (len(widths) - 1)
-    if room < 0:
-        text_columns = [i for i, is_number in enumerate(numeric) if not is_number]
-        if text_columns:
-            last = text_columns[-1]
-            widths[last] = max(len(heads[last]), widths[last] + room, 12)
+#: The columns a narrow table leaves out first, least useful first: each has its figure
+#: elsewhere (attempts and deferrals in the totals, hard and soft sum to failed, the group in
+#: the category's name) or matters less than the columns kept (failed, the rate, the name).
+_LEAST_USEFUL = (
+    "complained", "deferrals", "attempts", "providers", "category_group", "rule_id", "hard",
+    "soft", "deferred", "delivered", "direction", "share",
+)  # fmt: skip
 
-    def fmt(cells: list[str]) -> str:
+#: The narrowest a cut text column gets.
+_NARROWEST_TEXT = 12
+
+
+def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
+    """Align a frame's cells; numbers right, text left; within `width` columns. A table too
+    wide leaves out its least useful columns (`_LEAST_USEFUL`, said under it), then cuts its
+    last text column with `…`."""
+    columns = frame.columns
+    heads = {c: _HEADINGS.get(c, c.replace("_", " ")) for c in columns}
+    cells = {c: [_cell(v, c) for v in frame.get_column(c)] for c in columns}
+    widths = {c: max([len(heads[c]), *map(len, cells[c])]) for c in columns}
+
+    def needed(shown: list[str]) -> int:
+        return len(indent) + sum(widths[c] for c in shown) + 2 * (len(shown) - 1)
+
+    shown = list(columns)
+    for column in _LEAST_USEFUL:
+        if needed(shown) <= width:
+            break
+        if column in shown and len(shown) > 2:
+            shown.remove(column)
+    room = width - needed(shown)
+    text = [c for c in shown if not frame.schema[c].is_numeric()]
+    if room < 0 and text:
+        widths[text[-1]] = max(len(heads[text[-1]]), widths[text[-1]] + room, _NARROWEST_TEXT)
+
+    def fmt(row: list[str]) -> str:
         parts = []
-        for i, cell in enumerate(cells):
-            if len(cell) > widths[i]:
-                cell = cell[: widths[i] - 1] + "…"
-            parts.append(cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]))
+        for column, cell in zip(shown, row, strict=True):
+            size = widths[column]
+            if len(cell) > size:
+                cell = cell[: size - 1] + "…"
+            numeric = frame.schema[column].is_numeric()
+            parts.append(cell.rjust(size) if numeric else cell.ljust(size))
         return (indent + "  ".join(parts)).rstrip()
 
-    return [fmt(heads), *(fmt(r) for r in rows)]
+    out = [fmt([heads[c] for c in shown])]
+    out.extend(fmt([cells[c][i] for c in shown]) for i in range(frame.height))
+    left_out = [heads[c] for c in columns if c not in shown]
+    if left_out:
+        note = (
+            f"(left out at {width} columns: {', '.join(left_out)}; "
+            f"--width {needed(list(columns))} shows them)"
+        )
+        out.append(_wrap(note, width=width, indent=indent))
+    return out
 
 
 def _direction(report: Report) -> str:
@@ -263,9 +295,9 @@ def render_table(report: Report, *, width: int = 100) -> str:
         "",
     ]
     if report.notes:
-        out.extend([*report.notes, ""])
+        out.extend([*(_wrap(note, width=width, indent="") for note in report.notes), ""])
     for title, frame, key in _sections(report):
-        out.append(title)
+        out.append(_wrap(title, width=width, indent=""))
         if frame.height == 0:
             out.extend(["  (none)", ""])
             continue
@@ -282,8 +314,11 @@ def render_table(report: Report, *, width: int = 100) -> str:
     return "\n".join(out) + "\n"
 
 
+_MESSAGES_TITLE = "Top messages by category (masked: addresses, ids and numbers as placeholders)"
+
+
 def _category_details(report: Report, *, width: int) -> list[str]:
-    out = ["Top messages by category (masked: addresses, ids and numbers as placeholders)"]
+    out = [_wrap(_MESSAGES_TITLE, width=width, indent="")]
     advice = _advice(report)
     for (category, direction), group in report.messages.group_by(
         "category", "direction", maintain_order=True
