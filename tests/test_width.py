@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from _cli import runner
 from _samples import copy_sample_logs
@@ -110,3 +112,89 @@ def test_parse_table_shows_the_whole_reply_at_any_width(samples: Path, width: in
             assert under.pop(0) == recipient  # too long for the row: a line of its own
         diagnostic = printable(str(event["diagnostic"] or ""))  # a newline shows as \n
         assert "".join("".join(under).split()) == "".join(diagnostic.split())
+
+
+# --- Markdown: the report the README mails ------------------------------------------------------
+
+
+def _blocks(tokens: list[Token], kind: str) -> list[list[Token]]:
+    """The tokens of each `kind` block (`table`, `bullet_list`), opening to closing."""
+    blocks: list[list[Token]] = []
+    for token in tokens:
+        if token.type == f"{kind}_open" and token.level == 0:
+            blocks.append([])
+        if blocks and (blocks[-1] == [] or blocks[-1][-1].type != f"{kind}_close"):
+            blocks[-1].append(token)
+    return blocks
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("direction", ["outbound", "all"])
+def test_markdown_mails_well(samples: Path, direction: str) -> None:
+    """Every line within 100 characters; the tables' pipes line up in monospace and parse as
+    GitHub-flavoured Markdown tables with the JSON report's figures; each category's advice and
+    its top messages, whole, as the JSON report has them."""
+    args = [str(samples), *WINDOW, "--direction", direction, "--top", "100"]
+    text = _run("report", *args, "--format", "markdown")
+    document = json.loads(_run("report", *args, "--format", "json"))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    # monospace: in each table, every line has its pipes in the same columns
+    tables: list[list[str]] = []
+    for previous, line in zip(["", *lines], lines, strict=False):
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+    assert len(tables) >= 8
+    for table in tables:
+        pipes = {tuple(i for i, c in enumerate(line) if c == "|" and line[i - 1] != "\\")
+                 for line in table}  # fmt: skip
+        assert len(pipes) == 1, table
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    parsed = _blocks(tokens, "table")
+    assert len(parsed) == len(tables)
+    # the --by table: a header row, then a row per provider with its figures
+    cells = [
+        [t.content for t in row if t.type == "inline"]
+        for row in _split_rows(next(t for t in parsed if _header(t)[0] == "provider"))
+    ]
+    assert cells[0][:3] == ["provider", "messages", "delivered"]
+    assert [(row[0], int(row[1]), int(row[3])) for row in cells[1:]] == [
+        (g["provider"], g["messages"], g["failed"]) for g in document["groups"]
+    ]
+    # each category's advice, then its top messages whole
+    starts = [i for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h3"]
+    shown = [c for c in document["categories"] if c["top_messages"]]
+    assert len(starts) == len(shown)
+    for start, end in zip(starts, [*starts[1:], len(tokens)], strict=True):
+        name = tokens[start + 1].content  # "user_unknown", or "user_unknown (inbound)"
+        category, _, named = name.partition(" (")
+        key = (category, named.rstrip(")") or direction)
+        row = next(c for c in shown if (c["category"], c["direction"]) == key)
+        assert _words(tokens[start + 4].content) == _words(f"Advice: {row['advice']}")
+        items = [
+            _words(child.content)
+            for t in tokens[start:end]
+            if t.type == "inline" and t.children and t.level > 1  # in the list
+            for child in t.children
+            if child.type == "code_inline"
+        ]
+        assert items == [_words(m["message"]).replace("`", "'") for m in row["top_messages"]]
+
+
+def _header(table: list[Token]) -> list[str]:
+    return [t.content for t in _split_rows(table)[0] if t.type == "inline"]
+
+
+def _split_rows(table: list[Token]) -> list[list[Token]]:
+    rows: list[list[Token]] = []
+    for token in table:
+        if token.type == "tr_open":
+            rows.append([])
+        elif rows:
+            rows[-1].append(token)
+    return rows
