@@ -55,6 +55,21 @@ def test_the_report_table_fits_the_width(samples: Path, width: int, direction: s
     assert lines[by_provider + 2].split()[:2] == first
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_by_table_of_four_text_columns_fits_too(samples: Path, width: int) -> None:
+    """Four text columns (a client's host and IP, the reason, the list) leave too little room
+    for the counts at 80: the widest text columns are cut (marked …), the counts stay."""
+    by = "client_host,client_ip,reject_reason,blocklist"
+    text = _run("report", str(samples), *WINDOW, "--direction", "all", "--by", by,
+                "--width", str(width))  # fmt: skip
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    head = next(line for line in lines if line.startswith("  client host"))
+    assert {"messages", "failed", "fail", "%"} <= set(head.split())
+    rows = lines[lines.index(head) + 1 :]
+    assert any("…" in row for row in rows[:10]) == (width < 132)
+
+
 def test_narrow_tables_say_which_columns_they_left_out(samples: Path) -> None:
     """At 80 columns the --by table leaves out its least useful columns and says so; at 132
     it shows them all, as the JSON report has them."""

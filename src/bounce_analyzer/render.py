@@ -84,7 +84,7 @@ _NARROWEST_TEXT = 12
 def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
     """Align a frame's cells; numbers right, text left; within `width` columns. A table too
     wide leaves out its least useful columns (`_LEAST_USEFUL`, said under it), then cuts its
-    last text column with `…`."""
+    widest text columns with `…`, then leaves out its last columns."""
     columns = frame.columns
     heads = {c: _HEADINGS.get(c, c.replace("_", " ")) for c in columns}
     cells = {c: [_cell(v, c) for v in frame.get_column(c)] for c in columns}
@@ -93,16 +93,25 @@ def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") ->
     def needed(shown: list[str]) -> int:
         return len(indent) + sum(widths[c] for c in shown) + 2 * (len(shown) - 1)
 
+    whole = needed(columns)
     shown = list(columns)
     for column in _LEAST_USEFUL:
         if needed(shown) <= width:
             break
         if column in shown and len(shown) > 2:
             shown.remove(column)
-    room = width - needed(shown)
-    text = [c for c in shown if not frame.schema[c].is_numeric()]
-    if room < 0 and text:
-        widths[text[-1]] = max(len(heads[text[-1]]), widths[text[-1]] + room, _NARROWEST_TEXT)
+    while needed(shown) > width:
+        # cut the widest text column that can still give room; failing that, leave out the
+        # last column (never the first two: the name and its first figure)
+        floors = {c: max(len(heads[c]), _NARROWEST_TEXT) for c in shown}
+        cuttable = [c for c in shown if not frame.schema[c].is_numeric() and widths[c] > floors[c]]
+        if cuttable:
+            widest = max(cuttable, key=lambda c: widths[c])
+            widths[widest] = max(floors[widest], widths[widest] - (needed(shown) - width))
+        elif len(shown) > 2:
+            shown.pop()
+        else:
+            break
 
     def fmt(row: list[str]) -> str:
         parts = []
@@ -118,10 +127,7 @@ def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") ->
     out.extend(fmt([cells[c][i] for c in shown]) for i in range(frame.height))
     left_out = [heads[c] for c in columns if c not in shown]
     if left_out:
-        note = (
-            f"(left out at {width} columns: {', '.join(left_out)}; "
-            f"--width {needed(list(columns))} shows them)"
-        )
+        note = f"(left out at {width} columns: {', '.join(left_out)}; --width {whole} shows them)"
         out.append(_wrap(note, width=width, indent=indent))
     return out
 
