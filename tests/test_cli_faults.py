@@ -145,8 +145,10 @@ def test_parse_of_a_log_without_events_writes_the_event_table_columns(
         elif fmt == "csv":
             assert out.read_text().splitlines()[0] == ",".join(EVENT_SCHEMA)
             assert len(out.read_text().splitlines()) == 1 + rows
+        elif fmt == "table":  # two header lines; each event's row with its reply under it
+            assert len(out.read_text().splitlines()) == (2 + 2 * rows if rows else 0)
         else:
-            assert len(out.read_text().splitlines()) == rows + (fmt == "table" and rows)
+            assert len(out.read_text().splitlines()) == rows
 
 
 def test_ingest_quiet_is_silent_unless_something_is_wrong(tmp_path: Path) -> None:
@@ -612,9 +614,12 @@ def test_parse_table_and_summary_lines_escape_control_and_format_characters(
     result = invoke("parse", "--format", "table", str(hostile_hook))
     assert result.exit_code == 0, result.output
     assert not any(char in result.output for char in RAW)
-    header, row = result.stdout.splitlines()  # no forged row
+    _, _, row, *under = result.stdout.splitlines()  # the two header lines; no forged row
     assert f"a@{SHOWN_DOMAIN}" in row
-    assert row.endswith("550 5.1.1 \\x1b]0;pwn")  # the diagnostic, cut to the width
+    assert all(line.startswith("    ") for line in under)  # the whole diagnostic, wrapped
+    assert " ".join(line.strip() for line in under) == (
+        "550 5.1.1 \\x1b]0;pwned\\x07\\x1b[31mno such user\\u202e\\nforged | 1 | row"
+    )
     assert result.stderr == (
         f"{shown(hostile_hook)}: sendgrid, 1 read, 1 events, 0 skipped, 0 malformed\n"
     )

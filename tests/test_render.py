@@ -35,7 +35,11 @@ FILES = {
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 #: The golden files of the report of every direction (with the inbound section).
-ALL_FILES = {ReportFormat.table: "report-all.txt", ReportFormat.json: "report-all.json"}
+ALL_FILES = {
+    ReportFormat.table: "report-all.txt",
+    ReportFormat.markdown: "report-all.md",
+    ReportFormat.json: "report-all.json",
+}
 
 
 @pytest.fixture(scope="module")

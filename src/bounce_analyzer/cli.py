@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -374,6 +375,36 @@ QuietOption = Annotated[
     typer.Option("--quiet", "-q", help="No progress bar and no summary: only problems, on stderr."),
 ]
 
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=1,
+        help="Columns of the table (default: $COLUMNS, else the terminal's, else 100 when "
+        "the output is not a terminal; 80 at least).",
+        show_default=False,
+    ),
+]
+
+#: The table's width when nothing says one (a pipe, a file, cron): stable output.
+DEFAULT_WIDTH = 100
+#: The narrowest table drawn: below it, columns would be cut to nothing.
+MIN_WIDTH = 80
+
+
+def _width(option: int | None) -> int:
+    """The columns a table may use: `--width`, else `$COLUMNS`, else the terminal's when
+    stdout is one, else `DEFAULT_WIDTH`; never under `MIN_WIDTH`."""
+    if option is None:
+        columns = os.environ.get("COLUMNS", "").strip()
+        if columns.isdigit() and int(columns) > 0:
+            option = int(columns)
+        elif sys.stdout.isatty():
+            option = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+        else:
+            option = DEFAULT_WIDTH
+    return max(option, MIN_WIDTH)
+
 
 @contextmanager
 def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
@@ -474,6 +505,7 @@ def parse(
     ] = None,
     rules: RulesOption = None,
     local_domains: LocalDomainsOption = None,
+    width: WidthOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Read logs or ESP events and write one classified event per recipient and attempt.
@@ -488,7 +520,7 @@ def parse(
     with ExitStack() as outputs:
         stream = _open_output(outputs, output) if output else _stdout()
         set_aside = _open_output(outputs, malformed) if malformed else None
-        writer = EventWriter(stream, event_format)
+        writer = EventWriter(stream, event_format, width=_width(width))
         with _progress(run.total_bytes(), quiet=quiet) as update:
             run.progress = update
             for chunk in run:
@@ -592,8 +624,9 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _report_text(summary: Report, events: pl.LazyFrame, fmt: ReportFormat) -> str:
-    """`summary` rendered as `fmt`; the HTML page also draws the charts of `events`."""
+def _report_text(summary: Report, events: pl.LazyFrame, fmt: ReportFormat, *, width: int) -> str:
+    """`summary` rendered as `fmt` (a table within `width` columns); the HTML page also
+    draws the charts of `events`."""
     series = None
     if fmt is ReportFormat.html:
         from bounce_analyzer.series import chart_series
@@ -601,7 +634,7 @@ def _report_text(summary: Report, events: pl.LazyFrame, fmt: ReportFormat) -> st
         series = chart_series(
             events, since=summary.since, until=summary.until, direction=summary.direction
         )
-    return render_report(summary, fmt, series=series)
+    return render_report(summary, fmt, width=width, series=series)
 
 
 @app.command()
@@ -672,6 +705,7 @@ def report(
     tz: TzOption = None,
     rules: RulesOption = None,
     local_domains: LocalDomainsOption = None,
+    width: WidthOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Summarise bounces by provider and category: counts, rates, top messages, advice.
@@ -683,6 +717,7 @@ def report(
     loaded = _rules(rules, local_domains=local_domains)
     if output:
         refuse_inputs({"--output": output}, [item.path for item in expand_inputs(paths or [])])
+    columns = _width(width)
     failed = False
     if paths:
         with _window_events(
@@ -694,7 +729,7 @@ def report(
                 malformed=sum(file.malformed for file in files),
                 categories=loaded.categories, blocklists=loaded.blocklists, direction=direction,
             )  # fmt: skip
-            text = _report_text(summary, events, fmt)
+            text = _report_text(summary, events, fmt, width=columns)
         _echo_summaries(files, all_of_them=False)
         failed = run_failed(files)
     else:
@@ -711,7 +746,7 @@ def report(
                 held=opened.days(), holder="the store",
                 direction=direction,
             )  # fmt: skip
-            text = _report_text(summary, events, fmt)  # rendering reads values too
+            text = _report_text(summary, events, fmt, width=columns)  # rendering reads values too
     if output:
         with ExitStack() as outputs:
             _open_output(outputs, output).write(text.encode("utf-8"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import textwrap
 from dataclasses import replace
 from datetime import date, datetime
@@ -72,29 +73,67 @@ def _cell(value: Any, column: str) -> str:
     return str(value)
 
 
-def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
-    """Align a frame's cells; numbers right, text left; the last text column is cut to fit."""
-    columns = frame.columns
-    numeric = [frame.schema[c].is_numeric() for c in columns]
-    heads = [_HEADINGS.get(c, c.replace("_", " ")) for c in columns]
-    rows = [[_cell(v, c) for v, c in zip(row, columns, strict=True)] for row in frame.rows()]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
-    room = width - len(indent) - sum(widths) - 2 * (len(widths) - 1)
-    if room < 0:
-        text_columns = [i for i, is_number in enumerate(numeric) if not is_number]
-        if text_columns:
-            last = text_columns[-1]
-            widths[last] = max(len(heads[last]), widths[last] + room, 12)
+#: The columns a narrow table leaves out first, least useful first: each has its figure
+#: elsewhere (attempts and deferrals in the totals, hard and soft sum to failed, the group in
+#: the category's name) or matters less than the columns kept (failed, the rate, the name).
+_LEAST_USEFUL = (
+    "complained", "deferrals", "attempts", "providers", "category_group", "rule_id", "hard",
+    "soft", "deferred", "delivered", "direction", "share",
+)  # fmt: skip
 
-    def fmt(cells: list[str]) -> str:
+#: The narrowest a cut text column gets.
+_NARROWEST_TEXT = 12
+
+
+def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
+    """Align a frame's cells; numbers right, text left; within `width` columns. A table too
+    wide leaves out its least useful columns (`_LEAST_USEFUL`, said under it), then cuts its
+    widest text columns with `…`, then leaves out its last columns."""
+    columns = frame.columns
+    heads = {c: _HEADINGS.get(c, c.replace("_", " ")) for c in columns}
+    cells = {c: [_cell(v, c) for v in frame.get_column(c)] for c in columns}
+    widths = {c: max([len(heads[c]), *map(len, cells[c])]) for c in columns}
+
+    def needed(shown: list[str]) -> int:
+        return len(indent) + sum(widths[c] for c in shown) + 2 * (len(shown) - 1)
+
+    whole = needed(columns)
+    shown = list(columns)
+    for column in _LEAST_USEFUL:
+        if needed(shown) <= width:
+            break
+        if column in shown and len(shown) > 2:
+            shown.remove(column)
+    while needed(shown) > width:
+        # cut the widest text column that can still give room; failing that, leave out the
+        # last column (never the first two: the name and its first figure)
+        floors = {c: max(len(heads[c]), _NARROWEST_TEXT) for c in shown}
+        cuttable = [c for c in shown if not frame.schema[c].is_numeric() and widths[c] > floors[c]]
+        if cuttable:
+            widest = max(cuttable, key=lambda c: widths[c])
+            widths[widest] = max(floors[widest], widths[widest] - (needed(shown) - width))
+        elif len(shown) > 2:
+            shown.pop()
+        else:
+            break
+
+    def fmt(row: list[str]) -> str:
         parts = []
-        for i, cell in enumerate(cells):
-            if len(cell) > widths[i]:
-                cell = cell[: widths[i] - 1] + "…"
-            parts.append(cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]))
+        for column, cell in zip(shown, row, strict=True):
+            size = widths[column]
+            if len(cell) > size:
+                cell = cell[: size - 1] + "…"
+            numeric = frame.schema[column].is_numeric()
+            parts.append(cell.rjust(size) if numeric else cell.ljust(size))
         return (indent + "  ".join(parts)).rstrip()
 
-    return [fmt(heads), *(fmt(r) for r in rows)]
+    out = [fmt([heads[c] for c in shown])]
+    out.extend(fmt([cells[c][i] for c in shown]) for i in range(frame.height))
+    left_out = [heads[c] for c in columns if c not in shown]
+    if left_out:
+        note = f"(left out at {width} columns: {', '.join(left_out)}; --width {whole} shows them)"
+        out.append(_wrap(note, width=width, indent=indent))
+    return out
 
 
 def _direction(report: Report) -> str:
@@ -267,9 +306,9 @@ def render_table(report: Report, *, width: int = 100) -> str:
         "",
     ]
     if report.notes:
-        out.extend([*report.notes, ""])
+        out.extend([*(_wrap(note, width=width, indent="") for note in report.notes), ""])
     for title, frame, key in _sections(report):
-        out.append(title)
+        out.append(_wrap(title, width=width, indent=""))
         if frame.height == 0:
             out.extend(["  (none)", ""])
             continue
@@ -286,8 +325,11 @@ def render_table(report: Report, *, width: int = 100) -> str:
     return "\n".join(out) + "\n"
 
 
+_MESSAGES_TITLE = "Top messages by category (masked: addresses, ids and numbers as placeholders)"
+
+
 def _category_details(report: Report, *, width: int) -> list[str]:
-    out = ["Top messages by category (masked: addresses, ids and numbers as placeholders)"]
+    out = [_wrap(_MESSAGES_TITLE, width=width, indent="")]
     advice = _advice(report)
     for (category, direction), group in report.messages.group_by(
         "category", "direction", maintain_order=True
@@ -324,43 +366,132 @@ def _wrap(text: str, *, width: int, indent: str) -> str:
     return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ")
 
 
+#: The widest line of the Markdown report: it is mailed, and a plain-text mail reader shows
+#: it as it is, in monospace (RFC 5322 asks for lines of 78 characters, and allows 998).
+MARKDOWN_WIDTH = 100
+
+#: What starts a block when it begins a line (a list item, a quote, a heading, a fence, a
+#: table row, a setext underline, HTML): a wrapped line must not begin with it, or the text
+#: it continues would end there.
+_BLOCK_START = re.compile(r"[-+*>#=|`~<]|\d{1,9}[.)](?:\s|$)")
+
+
+def _markdown_lines(text: str, *, width: int = MARKDOWN_WIDTH, indent: str = "") -> list[str]:
+    """`text` wrapped at spaces into lines of at most `width` characters, the lines after the
+    first indented by `indent` (a list item's continuation). No wrapped line begins with what
+    would start another block: the word before it moves down with it. A word longer than a
+    line is broken."""
+    room = width - len(indent)
+    words: list[str] = []
+    for word in text.split():
+        words.extend(word[i : i + room] for i in range(0, len(word), room))
+    lines: list[list[str]] = []
+    for word in words:
+        line = lines[-1] if lines else None
+        if line is not None and len(" ".join([*line, word])) <= room:
+            line.append(word)
+        elif line is not None and _BLOCK_START.match(word) and len(line) > 1:
+            carried = [word]  # with the words before it, until one that starts no block
+            while len(line) > 1 and _BLOCK_START.match(carried[0]):
+                carried.insert(0, line.pop())
+            if len(" ".join(carried)) > room:  # pragma: no cover - long words: the width wins
+                lines.extend([w] for w in carried)
+            else:
+                lines.append(carried)
+        else:
+            lines.append([word])
+    return [(indent if i else "") + " ".join(line) for i, line in enumerate(lines)] or [""]
+
+
+def _markdown_table(frame: pl.DataFrame, *, width: int = MARKDOWN_WIDTH) -> list[str]:
+    """A GitHub-flavoured Markdown table whose pipes line up in monospace: each cell padded
+    to its column, numbers right-aligned. Wider than `width`, the cells lose the space after
+    the pipe before them; still wider, its widest text column is cut with `…`."""
+    columns = frame.columns
+    numeric = [frame.schema[c].is_numeric() for c in columns]
+    heads = [_HEADINGS.get(c, c.replace("_", " ")) for c in columns]
+    rows = [
+        [_cell(v, c).replace("|", "\\|") for v, c in zip(row, columns, strict=True)]
+        for row in frame.rows()
+    ]
+    widths = [max(3, len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    before = " " if sum(widths) + 3 * len(widths) + 1 <= width else ""
+    over = sum(widths) + (2 + len(before)) * len(widths) + 1 - width
+    text = [i for i, is_number in enumerate(numeric) if not is_number]
+    if over > 0 and text:
+        widest = max(text, key=lambda i: widths[i])
+        widths[widest] = max(len(heads[widest]), widths[widest] - over, _NARROWEST_TEXT)
+
+    def line(cells: list[str]) -> str:
+        parts = []
+        for i, cell in enumerate(cells):
+            if len(cell) > widths[i]:
+                cell = cell[: widths[i] - 1].removesuffix("\\") + "…"
+            parts.append(cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]))
+        return "|" + "|".join(f"{before}{part} " for part in parts) + "|"
+
+    rule = [("-" * (w - 1) + ":") if n else "-" * w for w, n in zip(widths, numeric, strict=True)]
+    return [line(heads), line(rule), *(line(r) for r in rows)]
+
+
+def _markdown_unclassified(texts: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The unclassified texts as a table that numbers them, and the whole texts as a
+    numbered list under it: a text is too long for a table cell within the width."""
+    table = texts.select("count", "provider", "rule_id").with_columns(
+        text=pl.int_range(1, texts.height + 1)  # the number of its text in the list
+    )
+    listed = [
+        line
+        for number, message in enumerate(texts.get_column("message"), start=1)
+        for line in _markdown_lines(f"{number}. {_code(message)}", indent="   ")
+    ]
+    return table, listed
+
+
+def _code(text: str) -> str:
+    """`text` as an inline code span (its backquotes made quotes: the span has no escape)."""
+    return f"`{text.replace('`', chr(39))}`"
+
+
 def render_markdown(report: Report) -> str:
-    """The report as Markdown tables (for tickets, wikis and chat)."""
+    """The report as Markdown (for mail, tickets, wikis and chat): tables that line up in
+    monospace, the advice and the top messages whole, every line within `MARKDOWN_WIDTH`."""
     report = _printable(report)
-    out = [f"# bounce-analyzer report: {_window(report)}", "", _direction(report), ""]
-    if report.notes:
-        out.extend([*report.notes, ""])
+    out = [f"# bounce-analyzer report: {_window(report)}", ""]
+    out.extend([*_markdown_lines(_direction(report)), ""])
+    for note in report.notes:
+        out.extend([*_markdown_lines(note), ""])
     for title, frame, key in _sections(report):
         out.extend([f"## {title}", ""])
         if frame.height == 0:
             out.extend(["(none)", ""])
             continue
-        heads = [_HEADINGS.get(c, c.replace("_", " ")) for c in frame.columns]
-        out.append("| " + " | ".join(heads) + " |")
-        numeric = [frame.schema[c].is_numeric() for c in frame.columns]
-        out.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
-        for row in frame.rows():
-            cells = [
-                _cell(v, c).replace("|", "\\|") for v, c in zip(row, frame.columns, strict=True)
-            ]
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+        listed: list[str] = []
+        if title == UNCLASSIFIED_TITLE:
+            frame, listed = _markdown_unclassified(report.unclassified)
+        out.extend([*_markdown_table(frame), ""])
+        if listed:
+            out.extend([*listed, ""])
         more = _more(report, key)
         if more:
             out.extend([more, ""])
         if title.startswith("Totals"):
-            out.extend([_BOUNCE_TYPES, ""])
-    out.extend(["## Top messages by category", ""])
-    for category, direction, count, message in report.messages.select(
-        "category", "direction", "count", "message"
-    ).rows():
-        quoted = message.replace("`", "'")
-        name = _category_name(report, category, direction)
-        out.append(f"- **{name}** ({count:,}): `{quoted}`")
+            out.extend([*_markdown_lines(_BOUNCE_TYPES), ""])
+    out.extend([f"## {_MESSAGES_TITLE}", ""])
+    advice = _advice(report)
+    for (category, direction), group in report.messages.group_by(
+        "category", "direction", maintain_order=True
+    ):
+        out.extend([f"### {_category_name(report, category, direction)}", ""])
+        if advice.get((category, direction)):
+            out.extend([*_markdown_lines(f"Advice: {advice[(category, direction)]}"), ""])
+        for count, message in group.select("count", "message").rows():
+            out.extend(_markdown_lines(f"- {count:,} × {_code(message)}", indent="  "))
+        out.append("")
     more = _more(report, "messages")
     if more:
-        out.extend(["", more])
-    out.extend(["", f"Malformed records set aside: {report.malformed:,}"])
+        out.extend([more, ""])
+    out.append(f"Malformed records set aside: {report.malformed:,}")
     return "\n".join(out) + "\n"
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path, PurePath
@@ -247,44 +247,81 @@ def printable(text: str) -> str:
     return str(frame.item())
 
 
-_TABLE_COLUMNS = ("timestamp", "event", "recipient", "smtp_code", "enhanced_code", "category")
+#: The indent of the lines under an event's row: the whole reply, and a recipient too long
+#: for the row.
+_UNDER = "    "
+#: The widest event name: the column stays put from one batch to the next.
+_EVENT_WIDTH = max(len(name) for name in schema.EVENTS)
 
 
-def render_event_table(frame: pl.DataFrame, *, width: int = 100) -> str:
-    """A compact, aligned view of events for a person at a terminal."""
-    view = frame.select(
-        pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S").fill_null(""),
-        pl.col("event").fill_null(""),
-        pl.col("recipient").fill_null(""),
-        pl.col("smtp_code").cast(pl.String).fill_null(""),
-        pl.col("enhanced_code").fill_null(""),
-        pl.col("category").fill_null(""),
-        pl.col("diagnostic").fill_null(""),
+def wrap_expr(text: pl.Expr, *, width: int, indent: str = "") -> pl.Expr:
+    """`text` wrapped into lines of at most `width` characters, each after `indent`, joined
+    by newlines; a word longer than a line is broken. Nothing is cut. Vectorized: one regex
+    takes, from each point, the longest stretch that ends before a space (or at the end),
+    else `width` characters."""
+    room = max(width - len(indent), 1)
+    pieces = text.str.extract_all(rf".{{1,{room}}}(?:\s|$)|.{{{room}}}")
+    lines = pieces.list.eval(pl.element().str.strip_chars()).list.join("\n" + indent)
+    return pl.lit(indent) + lines
+
+
+def render_event_table(frame: pl.DataFrame, *, width: int = 100, header: bool = True) -> str:
+    """Events for a person at a terminal, within `width` columns: a row per event (time,
+    event, reply codes, category, recipient), and under it the remote server's whole reply,
+    wrapped, never cut. A recipient that does not fit on the row gets a line of its own."""
+    view = printable_frame(
+        frame.select(
+            pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S").fill_null(""),
+            pl.col("event").fill_null(""),
+            pl.concat_str(
+                pl.col("smtp_code").cast(pl.String), pl.col("enhanced_code"), separator=" "
+            )
+            .fill_null(pl.coalesce(pl.col("smtp_code").cast(pl.String), "enhanced_code"))
+            .fill_null("")
+            .alias("code"),
+            pl.col("category").fill_null(""),
+            pl.col("recipient").fill_null(""),
+            pl.col("diagnostic").fill_null(""),
+        )
     )
-    rows = printable_frame(view).rows()
-    widths = [len(name) for name in _TABLE_COLUMNS]
-    for row in rows:
-        for index in range(len(_TABLE_COLUMNS)):
-            widths[index] = min(max(widths[index], len(row[index])), 32)
-    used = sum(widths) + 2 * len(widths)
-    rest = max(width - used, 20)
-
-    def line(cells: Iterable[str]) -> str:
-        parts = list(cells)
-        fixed = "  ".join(cell[: widths[i]].ljust(widths[i]) for i, cell in enumerate(parts[:-1]))
-        return f"{fixed}  {parts[-1][:rest]}".rstrip()
-
-    out = [line([*_TABLE_COLUMNS, "diagnostic"])]
-    out.extend(line(row) for row in rows)
-    return "\n".join(out) + "\n"
+    heads = {"timestamp": 19, "event": _EVENT_WIDTH, "code": 4, "category": 8}
+    longest = view.select(pl.col(*heads).str.len_chars().max().fill_null(0)).row(0)
+    widths = {
+        name: max(least, int(most))
+        for (name, least), most in zip(heads.items(), longest, strict=True)
+    }
+    row = pl.concat_str(
+        [pl.col(name).str.pad_end(size) for name, size in widths.items()], separator="  "
+    )
+    fits = (row.str.len_chars() + 2 + pl.col("recipient").str.len_chars()) <= width
+    lines = view.select(
+        pl.when(fits)
+        .then(pl.concat_str(row, pl.col("recipient"), separator="  "))
+        .otherwise(
+            pl.concat_str(
+                row.str.strip_chars_end(),
+                wrap_expr(pl.col("recipient"), width=width, indent=_UNDER),
+                separator="\n",
+            )
+        )
+        .str.strip_chars_end()
+        .alias("row"),
+        pl.when(pl.col("diagnostic") != "")
+        .then(wrap_expr(pl.col("diagnostic"), width=width, indent=_UNDER))
+        .alias("under"),
+    ).select(pl.concat_str("row", "under", separator="\n", ignore_nulls=True))
+    head = "  ".join(name.ljust(size) for name, size in widths.items())
+    body = "".join(f"{line}\n" for line in lines.to_series().str.join("\n"))  # one string
+    return f"{head}  recipient\n{_UNDER}diagnostic\n{body}" if header else body
 
 
 class EventWriter:
     """Writes frames one after another to a binary stream in one format."""
 
-    def __init__(self, stream: IO[bytes], fmt: EventFormat) -> None:
+    def __init__(self, stream: IO[bytes], fmt: EventFormat, *, width: int = 100) -> None:
         self._stream = stream
         self._fmt = fmt
+        self._width = width  # the table's columns
         self._parquet: pq.ParquetWriter | None = None
         self._header_done = False
         self.rows = 0
@@ -323,9 +360,7 @@ class EventWriter:
                 )
             self._parquet.write_table(table)
         elif self._fmt is EventFormat.table:
-            text = render_event_table(frame)
-            if self._header_done:
-                text = text.split("\n", 1)[1]
+            text = render_event_table(frame, width=self._width, header=not self._header_done)
             self._header_done = True
             self._stream.write(text.encode("utf-8"))
         else:  # pragma: no cover - the enum is closed
