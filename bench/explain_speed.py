@@ -40,6 +40,7 @@ Standard library only, plus the project and polars (which it depends on).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -97,22 +98,24 @@ def compile_package() -> None:
     has none, and then compiles every module from source at each start: 0.1 s of CPU that
     an installed bounce-analyzer does not spend.
     """
+    # best effort: where the folder cannot be written (a read-only install), the modules
+    # are compiled at each start, as before
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(package_dir())],
-        check=True,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
     )
 
 
 def package_dir() -> Path:
-    """The folder of the `bounce_analyzer` package the console script imports."""
-    found = subprocess.run(
-        [sys.executable, "-c", "import bounce_analyzer; print(bounce_analyzer.__file__)"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return Path(found.stdout.strip()).parent
+    """The folder of the `bounce_analyzer` package the console script imports (the console
+    script runs this interpreter)."""
+    spec = importlib.util.find_spec("bounce_analyzer")
+    if spec is None or spec.origin is None:
+        raise SystemExit("bounce_analyzer is not installed in this interpreter's environment")
+    return Path(spec.origin).parent
 
 
 def logged_failures(work: Path, lines: int, seed: int) -> list[str]:
