@@ -21,6 +21,7 @@ def test_explain_speed_smoke_writes_its_figures(tmp_path: Path) -> None:
     ours = figures["runs"][0]
     assert ours["name"] == "bounce-analyzer" and ours["output_lines"] == 2_000
     assert ours["wall_s"] > 0 and ours["cpu_s"] > 0
+    assert len(figures["load_average_start"]) == 3 and len(figures["load_average_end"]) == 3
     answers = (work / "explain.ndjson").read_text(encoding="utf-8").splitlines()
     assert [json.loads(answer)["input"] for answer in answers] == messages
     lines = printed.splitlines()

@@ -21,6 +21,10 @@ LITERALS = [
     ("mailbox full.*later", {"mailbox full"}, False),
     (r"yahoodns\.net$", {"yahoodns.net"}, False),
     ("(?i)blocked", {"blocked"}, False),
+    # a branch that needs a character no ASCII text holds needs no literal (the engine tries
+    # every pattern on texts that are not ASCII); the Kelvin sign matches an ASCII k
+    ("annuaire domino|ディレクトリのリストにありません", {"annuaire domino"}, False),
+    ("\u212aelvin|abcd", {"elvin", "abcd"}, False),
     # unknown: a branch too short to look for, an escape or a mode the analysis does not follow
     ("ab|cde", None, False),
     (r"\x41bc", None, False),

@@ -6,7 +6,8 @@ millions of times, so the engine works on distinct values and joins the answers 
 1. per distinct (diagnostic, given codes): codes found in the text, and the normalized text;
 2. per distinct (recipient_domain, relay_host): the receiving mailbox provider;
 3. per distinct (reply code, enhanced code, hex code, normalized text, provider, source,
-   class): the category, in the seven steps of the decision order;
+   class): the category, in the seven steps of the decision order (texts that differ only in
+   the numbers of the host that answered, `mx3.shop41.example`, are one key);
 4. per event: what depends on the event itself (delivered, complained, permanence, bounce type),
    and the provider a provider's own pattern names when step 2 found none.
 
@@ -39,6 +40,7 @@ from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import (
     joined_lines,
     normalize_message,
+    numbered_hosts_alike,
     tokens,
     with_normalized,
     words,
@@ -72,7 +74,9 @@ INPUT_COLUMNS: dict[str, pl.DataType] = {
     "esp_classification": pl.String(),
 }
 
-_KEY = ["smtp_code", "enhanced_code", "hex_code", "normalized", "provider", "source", "class"]
+#: What a key is: `_grouped` is the normalized text with the numbers of the host that answered
+#: masked (`numbered_hosts_alike`).
+_KEY = ["smtp_code", "enhanced_code", "hex_code", "_grouped", "provider", "source", "class"]
 _TEXT = ["diagnostic", "smtp_code", "enhanced_code"]
 _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
@@ -824,7 +828,13 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     )
     texts = _text_facts(work.group_by(_TEXT).agg("_row", textual.any()))
     facts = texts.select(
-        "_row", "smtp_code", "enhanced_code", "hex_code", "normalized", "class"
+        "_row",
+        "smtp_code",
+        "enhanced_code",
+        "hex_code",
+        "normalized",
+        numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
+        "class",
     ).explode("_row")
 
     # 3. per distinct key: category and rule, decided on the text of the key's first event
@@ -832,9 +842,11 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     keyed = facts.with_columns(
         rows["provider"].gather(at), rows["source"].gather(at), rows["_textual"].gather(at)
     ).filter(textual)
+    # (texts that differ only in the number of the host that answered are one key: its
+    # normalized text is the first event's, as its text is)
     keys = (
         keyed.group_by(_KEY)
-        .agg("_row")
+        .agg("_row", pl.col("normalized").get(pl.col("_row").arg_min()))
         .with_row_index("_key")
         .with_columns(pl.col("_key").cast(pl.UInt64))
     )

@@ -90,6 +90,35 @@ def joined_lines(text: pl.Expr) -> pl.Expr:
     )
 
 
+#: A normalized text that starts with the host that answered: `host mx3.shop41.example[<ip>]
+#: said: ` (Postfix), `<<address>>: host mx1.<id>.example [<ip>]: ` (Exim); the name is the
+#: middle group. (Anchored at the start: three times faster than looking for it anywhere.)
+_ANSWERING_HOST = r"^((?:<?<address>>?: )?host )([^\s\[]+)( ?\[.*)$"
+
+
+def numbered_hosts_alike(normalized: pl.Expr) -> pl.Expr:
+    """A normalized text with the digits in the name of the host that answered masked
+    (``host mx#.shop#.example[<ip>] said: ...``), so that the replies of numbered servers of one
+    site are one text.
+
+    The classification groups texts by it: which host answered does not decide the category
+    (the provider is found from the relay host apart), and the letters of the name are kept,
+    so that a rule that reads a word of the wrapping reads the same words in each text of a
+    group.
+    """
+    parts = normalized.str.extract_groups(_ANSWERING_HOST)
+    host = parts.struct.field("2")
+    return (
+        pl.when(host.is_not_null())
+        .then(
+            pl.concat_str(
+                parts.struct.field("1"), host.str.replace_all(r"\d+", "#"), parts.struct.field("3")
+            )
+        )
+        .otherwise(normalized)
+    )
+
+
 def words(text: pl.Expr) -> pl.Expr:
     """The words of four letters or more of a normalized text."""
     return text.str.extract_all(r"[a-z]{4,}")

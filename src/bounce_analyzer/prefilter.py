@@ -23,9 +23,13 @@ class _Unsupported(Exception):
 
 
 def required_literals(regex: str) -> frozenset[str] | None:
-    """Lower-cased literals one of which every match of `regex` contains, or None if unknown.
+    """Lower-cased literals one of which every match of `regex` in an ASCII text contains, or
+    None if unknown.
 
     ``account (is )?disabled|mailbox disabled`` gives ``{"account ", "mailbox disabled"}``.
+    A branch that needs a character no ASCII text holds, whatever the case
+    (``ディレクトリのリストにありません``), needs no literal: it never matches a text the
+    literals are looked for in (the engine tries every pattern on the other texts).
     Only plain characters count; a construct the analysis does not follow (escapes such as
     ``\\x41`` or ``\\pL``, nested classes, verbose mode) gives None, which is always safe: the
     pattern is then tried on every message.
@@ -69,6 +73,7 @@ def _concatenation(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
             found.append(frozenset(["".join(run)]))
         run.clear()
 
+    never_ascii = False  # the branch needs a character that no ASCII text holds
     while at < len(regex) and regex[at] not in "|)":
         char = regex[at]
         literal: str | None = None
@@ -89,13 +94,50 @@ def _concatenation(regex: str, at: int) -> tuple[frozenset[str] | None, int]:
             run.append(literal.lower())
             continue
         close_run()
-        if inner is not None and (least is None or least >= 1):
+        needed = least is None or least >= 1
+        if needed and (inner == frozenset() or (literal is not None and _never_ascii(literal))):
+            never_ascii = True
+        if inner is not None and needed:
             found.append(inner)
     close_run()
+    if never_ascii:
+        return frozenset(), at
     usable = [option for option in found if option and min(map(len, option)) >= _MIN_LITERAL]
     if not usable:
         return None, at
-    return max(usable, key=lambda option: (min(map(len, option)), -len(option))), at
+    # a literal the MTA's wrapping holds is found in most texts, and so spares no regex run
+    return max(
+        usable,
+        key=lambda option: (not _in_wrapping(option), min(map(len, option)), -len(option)),
+    ), at
+
+
+#: What Postfix and Exim write around every remote reply, lower-cased: a literal found in it
+#: is in nearly every logged text (``reply`` of ``auto-reply``).
+_WRAPPING = (
+    "host mx.example[192.0.2.1] said: ",
+    "host mx.example[192.0.2.1] refused to talk to me: ",
+    " (in reply to rcpt to command)",
+    " (in reply to mail from command)",
+    " (in reply to end of data command)",
+    "smtp error from remote mail server after rcpt to:<a@b.example>: ",
+    "smtp error from remote mail server after mail from:<a@b.example> size=1234: ",
+    "smtp error from remote mail server after end of data: ",
+)
+
+
+def _in_wrapping(option: frozenset[str]) -> bool:
+    """Whether one of the literals `option` is made of is in `_WRAPPING`."""
+    return any(literal in wrapping for literal in option for wrapping in _WRAPPING)
+
+
+def _never_ascii(char: str) -> bool:
+    """Whether no ASCII character matches `char` without regard to case (``K``, the Kelvin
+    sign, matches ``k``)."""
+    return not any(
+        folded.isascii() or any(part.isascii() for part in folded)
+        for folded in (char, char.lower(), char.upper(), char.casefold())
+    )
 
 
 def _group(regex: str, at: int) -> tuple[frozenset[str] | None, int]:

@@ -1,0 +1,75 @@
+"""`bounce-analyzer explain -` with no other option runs without the option parser (issue 14,
+speed of `explain -`): the same answers, errors and exit codes as through it, in a real
+process (the parser's path is taken as soon as any option is given)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# real replies (tests/data/diagnostics/messages.tsv) and a JSON line, as a pipeline feeds them
+LINES = [
+    "host gmail-smtp-in.l.google.com[142.250.153.27] said: 550-5.1.1 The email account that "
+    "you tried to reach does not exist. (in reply to RCPT TO command)",
+    '{"diagnostic": "452 4.2.2 Mailbox full", "recipient": "anna@yahoo.com"}',
+    "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+]
+
+
+def _explain(
+    stdin: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bounce_analyzer", "explain", "-", *options],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_the_quick_path_answers_as_the_parser_path() -> None:
+    quick = _explain("\n".join(LINES) + "\n")
+    parsed = _explain("\n".join(LINES) + "\n", "--direction", "outbound")
+    assert quick.returncode == 0, quick.stderr
+    assert quick.stdout == parsed.stdout
+    answers = [json.loads(line) for line in quick.stdout.splitlines()]
+    assert [answer["category"] for answer in answers] == ["user_unknown", "mailbox_full", "blocked"]
+    assert answers[2]["blocklist"] == "spamhaus"
+
+
+def test_the_quick_path_does_not_run_the_parser() -> None:
+    without_parser = (
+        "import sys, bounce_analyzer.cli as cli; cli.app = None; "
+        "sys.argv = ['bounce-analyzer', 'explain', '-']; cli.main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", without_parser],
+        input=LINES[0] + "\n",
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["category"] == "user_unknown"
+
+
+def test_the_quick_path_reports_errors_as_the_parser_path(tmp_path: Path) -> None:
+    bad_line = "550 5.1.1 User unknown\n{not json\n"
+    quick = _explain(bad_line)
+    parsed = _explain(bad_line, "--direction", "outbound")
+    assert (quick.returncode, quick.stderr) == (parsed.returncode, parsed.stderr)
+    assert quick.returncode == 2
+    assert quick.stderr == "Error: <stdin>:2: not a JSON object: {not json\n"
+    missing = {"BOUNCE_ANALYZER_RULES": str(tmp_path / "nowhere")}
+    quick = _explain("550 5.1.1 User unknown\n", env=missing)
+    parsed = _explain("550 5.1.1 User unknown\n", "--direction", "outbound", env=missing)
+    assert (quick.returncode, quick.stderr) == (parsed.returncode, parsed.stderr)
+    assert quick.stderr == f"Error: {tmp_path / 'nowhere'}: rules folder does not exist\n"
+    assert quick.returncode != 0 and "Traceback" not in quick.stderr
