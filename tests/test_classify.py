@@ -471,6 +471,17 @@ def test_provider(small_rules: Rules, domain: str | None, relay: str | None, pro
             "see https://support.google.com/mail/? <id>",
         ),
         ("Queue 4F3A21B5C AS(201806281) on 2026-11-28", "queue <id> as(<id>) on <date>"),
+        # providers' reason codes (letters, then one to four digits) are kept, so that Cox's
+        # link list and IP list codes do not share a text (and so one answer); ids, hashes
+        # and server names that mix letters and digits otherwise are still masked
+        (
+            "554 AUP#URLBL011 ; AUP#IPBL0010 ; S3140 ; OFR_405",
+            "554 aup#urlbl011 ; aup#ipbl0010 ; s3140 ; ofr_405",
+        ),
+        (
+            "[SN1PR0101MB1234.namprd01.prod.outlook.com] id abcdefgh12345 mx12345678",
+            "[<id>.<id>.prod.outlook.com] id <id> <id>",
+        ),
     ],
 )
 def test_normalize_message(text: str, normalized: str) -> None:
