@@ -482,6 +482,11 @@ def test_provider(small_rules: Rules, domain: str | None, relay: str | None, pro
             "[SN1PR0101MB1234.namprd01.prod.outlook.com] id abcdefgh12345 mx12345678",
             "[<id>.<id>.prod.outlook.com] id <id> <id>",
         ),
+        # Exchange 2003's error codes (00 and six hex digits) are kept; other numbers are not
+        (
+            "EXCH 0 (000C05A6) ; EXCH 0 (00120270) ; 00123 ; 0012345678",
+            "exch 0 (000c05a6) ; exch 0 (00120270) ; <id> ; <id>",
+        ),
     ],
 )
 def test_normalize_message(text: str, normalized: str) -> None:

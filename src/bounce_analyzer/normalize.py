@@ -34,6 +34,12 @@ _LONG_MIXED_WORD = (
     )
     + ")"
 )
+# a word of five characters or more that starts with a digit, other than 00 and six hex digits
+_DIGIT_WORD = (
+    r"\b(?:[1-9][a-z0-9_]{4,}|0[1-9a-z_][a-z0-9_]{3,}|00[a-z0-9_]{3,5}\b|00[a-z0-9_]{7,}|"
+    + "|".join(f"00[0-9a-f]{{{k}}}[g-z_][a-z0-9_]{{{5 - k}}}" for k in range(6))
+    + ")"
+)
 #: What every timestamp and date mask match holds.
 _DATED = r"\d{4}-\d{2}-\d{2}"
 # 2026-11-28T10:45:12.311Z ; 2026-11-28 10:45:12+01:00 (Outlook puts one in every reply); either
@@ -55,7 +61,10 @@ _MASKS = (
     (r"\b\d{4}-\d{2}-\d{2}\b", "<date>", _DATED),
     # queue ids and numbers: 4F3A21B5C, 201806281, d9443c01a7336-1f3a1ed8b6esi ; ids with letters
     (_LONG_MIXED_WORD + r"(?:-[a-z0-9_]+)*\b", "<id>", None),
-    (r"\b\d[a-z0-9_]{4,}(?:-[a-z0-9_]+)*\b", "<id>", None),
+    # ... and words of five or more that start with a digit, except Exchange 2003's error codes
+    # (eight hex digits starting 00: "MSEXCH:IMS:... 0 (000C05A6) Unknown Recipient"), which
+    # patterns tell apart: masked are those starting 1-9, 0 and not 0, or 00 and not eight hex
+    (_DIGIT_WORD + r"(?:-[a-z0-9_]+)*\b", "<id>", None),
     # white space runs to one space: only runs of two or more, and single tabs or newlines, are
     # rewritten (the same result as replacing every \s+, five times faster: most gaps are " ")
     (r"\s{2,}|[^\S ]", " ", None),
