@@ -34,11 +34,13 @@ _LONG_MIXED_WORD = (
     )
     + ")"
 )
-# a word of five characters or more that starts with a digit, other than 00 and six hex digits
+# a word of five characters or more that starts with a digit, other than 00 and six hex digits:
+# one that starts 1-9; 0 and not 0; 00 and five to seven characters, or nine or more; or 00 and
+# a letter past f (g-z, _) with enough characters to make five (the `\b` that ends the mask
+# stops a shorter match inside a longer word)
 _DIGIT_WORD = (
-    r"\b(?:[1-9][a-z0-9_]{4,}|0[1-9a-z_][a-z0-9_]{3,}|00[a-z0-9_]{3,5}\b|00[a-z0-9_]{7,}|"
-    + "|".join(f"00[0-9a-f]{{{k}}}[g-z_][a-z0-9_]{{{5 - k}}}" for k in range(6))
-    + ")"
+    r"\b(?:[1-9][a-z0-9_]{4,}|0[1-9a-z_][a-z0-9_]{3,}|00[a-z0-9_]{3,5}|00[a-z0-9_]{7,}"
+    r"|00[g-z_][a-z0-9_]{2,}|00[0-9a-f][g-z_][a-z0-9_]+|00[0-9a-f]{2,}[g-z_][a-z0-9_]*)"
 )
 #: What every timestamp and date mask match holds.
 _DATED = r"\d{4}-\d{2}-\d{2}"
