@@ -471,6 +471,22 @@ def test_provider(small_rules: Rules, domain: str | None, relay: str | None, pro
             "see https://support.google.com/mail/? <id>",
         ),
         ("Queue 4F3A21B5C AS(201806281) on 2026-11-28", "queue <id> as(<id>) on <date>"),
+        # providers' reason codes (letters, then one to four digits) are kept, so that Cox's
+        # link list and IP list codes do not share a text (and so one answer); ids, hashes
+        # and server names that mix letters and digits otherwise are still masked
+        (
+            "554 AUP#URLBL011 ; AUP#IPBL0010 ; S3140 ; OFR_405",
+            "554 aup#urlbl011 ; aup#ipbl0010 ; s3140 ; ofr_405",
+        ),
+        (
+            "[SN1PR0101MB1234.namprd01.prod.outlook.com] id abcdefgh12345 mx12345678",
+            "[<id>.<id>.prod.outlook.com] id <id> <id>",
+        ),
+        # Exchange 2003's error codes (00 and six hex digits) are kept; other numbers are not
+        (
+            "EXCH 0 (000C05A6) ; EXCH 0 (00120270) ; 00123 ; 0012345678",
+            "exch 0 (000c05a6) ; exch 0 (00120270) ; <id> ; <id>",
+        ),
     ],
 )
 def test_normalize_message(text: str, normalized: str) -> None:

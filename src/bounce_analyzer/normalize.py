@@ -15,12 +15,32 @@ import polars as pl
 from bounce_analyzer.smtp import COMPLETION_REPLY_CODE, ENHANCED_CODE
 
 _STOPWORDS = ["that", "this", "with", "from", "have", "been", "your", "their", "please", "more"]
-# a word of eight characters or more that starts with a letter and holds a digit (short ones such
-# as TSS04, I1340 or SC-001 are codes that patterns tell apart, so they are kept)
+# A word of eight characters or more that starts with a letter and holds a digit is an id
+# (queue ids, hashes, server names: d9443c01a7336, SN1PR0101MB1234, EURPRD04, abcdefgh12345)
+# and is masked, except a provider's reason code: up to five letters (or `_`) and then one to
+# four digits, nothing after (Cox's URLBL011 and IPBL0010, Outlook.com's S3140, Yahoo's TSS04,
+# Orange's OFR_405). Patterns tell those codes apart (URLBL is a link list, IPBL an IP list),
+# so two of them must not share a normalized text. Shorter words (SC-001, I1340) are kept too.
+# Without look-around, the masked words are spelt out by the number of their leading letters
+# (k) and of the digits that follow (m): six letters or more; five digits or more; or one to
+# four digits and then a letter, with enough characters after it to make eight.
 _LONG_MIXED_WORD = (
-    r"\b(?:"
-    + "|".join(f"[a-z_]{{{k}}}\\d[a-z0-9_]{{{7 - k},}}" for k in range(1, 7))
-    + r"|[a-z_]{7,}\d[a-z0-9_]*)"
+    r"\b(?:[a-z_]{6,}\d[a-z0-9_]+|[a-z_]{7,}\d"
+    r"|[a-z_]\d{5,}[a-z0-9_]{2,}|[a-z_]{2}\d{5,}[a-z0-9_]+|[a-z_]{3,5}\d{5,}[a-z0-9_]*|"
+    + "|".join(
+        f"[a-z_]{{{k}}}\\d{{{m}}}[a-z_][a-z0-9_]{{{max(0, 7 - k - m)},}}"
+        for k in range(1, 6)
+        for m in range(1, 5)
+    )
+    + ")"
+)
+# a word of five characters or more that starts with a digit, other than 00 and six hex digits:
+# one that starts 1-9; 0 and not 0; 00 and five to seven characters, or nine or more; or 00 and
+# a letter past f (g-z, _) with enough characters to make five (the `\b` that ends the mask
+# stops a shorter match inside a longer word)
+_DIGIT_WORD = (
+    r"\b(?:[1-9][a-z0-9_]{4,}|0[1-9a-z_][a-z0-9_]{3,}|00[a-z0-9_]{3,5}|00[a-z0-9_]{7,}"
+    r"|00[g-z_][a-z0-9_]{2,}|00[0-9a-f][g-z_][a-z0-9_]+|00[0-9a-f]{2,}[g-z_][a-z0-9_]*)"
 )
 #: What every timestamp and date mask match holds.
 _DATED = r"\d{4}-\d{2}-\d{2}"
@@ -43,7 +63,10 @@ _MASKS = (
     (r"\b\d{4}-\d{2}-\d{2}\b", "<date>", _DATED),
     # queue ids and numbers: 4F3A21B5C, 201806281, d9443c01a7336-1f3a1ed8b6esi ; ids with letters
     (_LONG_MIXED_WORD + r"(?:-[a-z0-9_]+)*\b", "<id>", None),
-    (r"\b\d[a-z0-9_]{4,}(?:-[a-z0-9_]+)*\b", "<id>", None),
+    # ... and words of five or more that start with a digit, except Exchange 2003's error codes
+    # (eight hex digits starting 00: "MSEXCH:IMS:... 0 (000C05A6) Unknown Recipient"), which
+    # patterns tell apart: masked are those starting 1-9, 0 and not 0, or 00 and not eight hex
+    (_DIGIT_WORD + r"(?:-[a-z0-9_]+)*\b", "<id>", None),
     # white space runs to one space: only runs of two or more, and single tabs or newlines, are
     # rewritten (the same result as replacing every \s+, five times faster: most gaps are " ")
     (r"\s{2,}|[^\S ]", " ", None),
