@@ -306,7 +306,7 @@ def test_per_message_tokens_are_masked_so_one_reason_is_one_line(nightly: Nightl
     assert len(gmail) == 1
     assert gmail[0][0] == "user_unknown"
     assert gmail[0][2] == truth_gmail
-    assert gmail[0][1].endswith("go to https://support.google.com/mail/? <id> - gsmtp")
+    assert gmail[0][1].endswith("go to https://support.google.com/mail/?p=nosuchuser <id> - gsmtp")
     # GMX says when to retry: one line whatever the delay
     bomb = lines("[450 4.3.2] too many mails (mail bomb), try again in # hour(s) # minute(s)")
     assert [count for _, _, count in bomb] == [

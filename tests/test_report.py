@@ -326,7 +326,7 @@ def test_message_key_masks_per_message_tokens() -> None:
     assert _keys(gmail) == [
         "the email account that you tried to reach does not exist. please try double-checking "
         "the recipient's email address for typos or unnecessary spaces. for more information, "
-        "go to https://support.google.com/mail/? <id> - gsmtp"
+        "go to https://support.google.com/mail/?p=nosuchuser <id> - gsmtp"
     ]
     gmx = [GMX.format(minutes=m, n=n) for m, n in ((38, 101), (2, 114), (17, 205))]
     assert _keys(gmx) == [

@@ -30,7 +30,7 @@ EXPECTED = [
     (2, "other", "enhanced:enhanced-017", "[451 4.3.0] <address>: please come back in the morning"),
     (2, "other", "default:on_hold", "unknown mail transport error"),
     (1, "microsoft", "reply:554",
-     "[554 5.0.0] your message could not be processed for <ip> (ref <id>)"),
+     "[554 5.0.0] your message could not be processed for 198.51.100.7 (ref <id>)"),
 ]  # fmt: skip
 
 

@@ -697,7 +697,7 @@ def unclassified_texts(
     events = in_window(events, since=since, until=until, direction=direction)
     texts = (
         events.filter(pl.col("event").is_in(_FAILED_OR_DEFERRED) & fell_through())
-        .group_by("smtp_code", "enhanced_code", "diagnostic", "provider", "rule_id")
+        .group_by("direction", "smtp_code", "enhanced_code", "diagnostic", "provider", "rule_id")
         .agg(pl.len().alias("count"))
         .collect(engine="streaming")
     )
