@@ -94,13 +94,24 @@ def _masked_with(
     *,
     answering_ip_only: pl.Expr | bool = False,
 ) -> pl.Expr:
-    """`text` lower-cased, with `masks` applied in order and the ends stripped.
+    """`text` lower-cased, with `masks` applied in order (`_applied`) and the ends stripped."""
+    return _applied(
+        text.str.to_lowercase(), masks, answering_ip_only=answering_ip_only
+    ).str.strip_chars()
+
+
+def _applied(
+    masked: pl.Expr,
+    masks: tuple[tuple[str, str, str | None], ...],
+    *,
+    answering_ip_only: pl.Expr | bool = False,
+) -> pl.Expr:
+    """`masked` (lower-cased) with `masks` applied in order: the one loop over the masks.
 
     Where `answering_ip_only` holds (a flag, or a boolean column), `_ANSWERING_IPV4` replaces
     `_IPV4`: the IPv4 addresses other than the answering host's stay. Only that mask differs
     between the rows: the others run once over every text.
     """
-    masked = text.str.to_lowercase()
     for mask in masks:
         pattern, replacement, _ = mask
         if mask is _IPV4 and answering_ip_only is not False:
@@ -114,7 +125,7 @@ def _masked_with(
             )
         else:
             masked = masked.str.replace_all(pattern, replacement)
-    return masked.str.strip_chars()
+    return masked
 
 
 def with_normalized(texts: pl.DataFrame) -> pl.DataFrame:
@@ -125,10 +136,8 @@ def with_normalized(texts: pl.DataFrame) -> pl.DataFrame:
     present = lowered.select(
         pl.col("normalized").str.contains(need).any().alias(need) for need in needs
     ).row(0, named=True)
-    text = pl.col("normalized")
-    for pattern, replacement, need in _MASKS:
-        if need is None or present[need]:
-            text = text.str.replace_all(pattern, replacement)
+    needed = tuple(mask for mask in _MASKS if mask[2] is None or present[mask[2]])
+    text = _applied(pl.col("normalized"), needed)
     return lowered.with_columns(joined_lines(text).str.strip_chars())
 
 
