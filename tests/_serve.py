@@ -102,10 +102,12 @@ def start_server(
     *args: str,
     environ: Mapping[str, str] | None = None,
     log: Path | None = None,
+    port: int | None = None,
     timeout: float = 30,
 ) -> Server:
-    """`bounce-analyzer serve --spool SPOOL --port <free> ARGS`, answering /healthz."""
-    port = free_port()
+    """`bounce-analyzer serve --spool SPOOL --port PORT ARGS` (a free port unless given),
+    answering /healthz."""
+    port = port or free_port()
     log = log or spool.parent / f"serve-{port}.log"
     env = {
         key: value for key, value in os.environ.items() if not key.startswith("BOUNCE_ANALYZER_")
