@@ -5,7 +5,11 @@ reaches the store through `ingest` of the spool."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -357,10 +361,27 @@ def test_insecure_no_verify_warns_at_every_start(tmp_path: Path) -> None:
     assert logs.count("--insecure-no-verify: sendgrid and mailgun posts are accepted without") == 2
 
 
-def test_second_server_on_one_spool_is_refused(tmp_path: Path, signer: Signer) -> None:
-    with running(tmp_path / "spool", environ=signer.environ()):
-        with pytest.raises(AssertionError, match="another server is using this spool"):
+def test_second_server_on_one_spool_or_port_is_refused(tmp_path: Path, signer: Signer) -> None:
+    with running(tmp_path / "spool", environ=signer.environ()) as first:
+        with pytest.raises(AssertionError, match="serve exited 2"):
             start_server(tmp_path / "spool", environ=signer.environ(), log=tmp_path / "2.log")
+        assert (tmp_path / "2.log").read_text() == (
+            f"Error: {tmp_path / 'spool'}: another server is using this spool\n"
+        )
+        port = first.url.rpartition(":")[2]
+        done = subprocess.run(
+            [sys.executable, "-m", "bounce_analyzer", "serve", "--spool", str(tmp_path / "other")]
+            + ["--port", port],
+            env={**os.environ, **signer.environ()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        assert "address already in use" in done.stderr and "Traceback" not in done.stderr
+        assert done.stderr.endswith("Error: the server did not start (see the line above)\n")
+        # The first one goes on serving.
+        assert httpx.get(first.url + "/healthz").status_code == 200
 
 
 def test_torn_last_line_after_a_kill_is_set_aside(tmp_path: Path, signer: Signer) -> None:
@@ -432,3 +453,23 @@ def test_spool_file_names(server: Server) -> None:
         assert source in {"sendgrid", "mailgun"}
         assert datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC) < datetime.now(UTC)
         assert pid == str(server.process.pid)
+
+
+def test_a_failed_write_is_500_and_its_retry_is_stored(tmp_path: Path, signer: Signer) -> None:
+    spool = tmp_path / "spool"
+    with running(spool, environ=signer.environ()) as server:
+        shutil.rmtree(spool)  # the disk fails under the server: no file can be made
+        body = json.dumps([_event("after-failure")]).encode()
+        headers = signer.sendgrid_headers(body)
+        url = server.url + "/webhooks/sendgrid"
+        failed = httpx.post(url, content=body, headers=headers)
+        assert (failed.status_code, failed.text) == (500, "internal error\n")
+        spool.mkdir()
+        # The ESP sends the same request again: it was never stored, so it is not a duplicate.
+        again = httpx.post(url, content=body, headers=headers)
+        assert (again.status_code, again.text) == (200, "stored 1 event\n")
+        _stop_cleanly(server)
+    log = server.output()
+    assert "500 internal-error endpoint=sendgrid client=127.0.0.1 error=FileNotFoundError" in log
+    assert "Traceback" not in log
+    assert b'"after-failure"' in b"".join(path.read_bytes() for path in spool_files(spool))

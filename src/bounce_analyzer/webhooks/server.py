@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -176,8 +178,8 @@ def build_app(
     *,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
-    """The ASGI application: the two webhook routes, /healthz and /metrics. The spool is
-    opened when the application starts and closed when it stops (its lifespan)."""
+    """The ASGI application: the two webhook routes, /healthz and /metrics. `spool` must be
+    open; it is closed when the application stops (its lifespan), after the last request."""
     metrics = _Metrics()
     replays = _Replays(ReplayCache())
     started = time.monotonic()
@@ -207,7 +209,7 @@ def build_app(
             line = body.replace(b"\r", b" ").replace(b"\n", b" ") + b"\n"
             await replays.store(key, spool.write("sendgrid", line))
         metrics.accepted["sendgrid"] += len(events)
-        return _ok(f"stored {len(events)} events")
+        return _ok(f"stored {len(events)} event{'' if len(events) == 1 else 's'}")
 
     async def mailgun(request: Request) -> Response:
         body = await _body(request, options.max_body, json_only=False)
@@ -287,7 +289,6 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        spool.open()
         worker = None
         if options.store is not None and options.ingest_every is not None:
             worker = _IngestWorker(options.store, spool, options.ingest_every, metrics)
@@ -298,7 +299,6 @@ def build_app(
             spool.close()  # uvicorn has answered the last request: sync and close the files
             if worker is not None:
                 worker.stop()  # its last run reads them to the end and removes them
-            spool.release()
             log.info("stopped: spool synced and closed")
 
     routes = [
@@ -313,8 +313,6 @@ def build_app(
 def serve(options: ServeOptions, environ: Mapping[str, str]) -> None:
     """Run the server until SIGTERM or SIGINT: in-flight requests finish, the spool is synced
     and closed. Raises `UsageError` when it must not start (see `prepare`)."""
-    import uvicorn
-
     keys, warnings = prepare(options, environ)
     _log_to_stderr()
     for warning in warnings:
@@ -325,31 +323,50 @@ def serve(options: ServeOptions, environ: Mapping[str, str]) -> None:
         rotate_bytes=options.rotate_bytes,
         rotate_s=options.rotate_s,
     )
-    app = build_app(options, keys, spool)
-    config = uvicorn.Config(
-        app,
-        host=options.host,
-        port=options.port,
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        # The body limit is ours (413); uvicorn's h11 gets a little more than it, for headers.
-        h11_max_incomplete_event_size=max(64 * 1024, options.max_body + 64 * 1024),
-    )
-    server = uvicorn.Server(config)
-    log.info(
-        "listening on http://%s:%d (sendgrid %s, mailgun %s), spool %s",
-        options.host,
-        options.port,
-        options.sendgrid_path,
-        options.mailgun_path,
-        options.spool,
-    )
-    server.run()
-    if not server.started:
-        # uvicorn said why on stderr (the port is taken, the spool is not usable).
-        raise _StartFailed()
+    spool.open()  # here, so that a spool in use is one `Error:` line, not a traceback
+    try:
+        config = uvicorn.Config(
+            build_app(options, keys, spool),
+            host=options.host,
+            port=options.port,
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            # The body limit is ours (413); uvicorn's h11 gets a little more, for headers.
+            h11_max_incomplete_event_size=max(64 * 1024, options.max_body + 64 * 1024),
+        )
+        server = _Server(config, options)
+        try:
+            server.run()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind, which it logged
+            raise _StartFailed() from None
+        if not server.started:
+            raise _StartFailed()
+    finally:
+        spool.close()
+        spool.release()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which says where it listens once it does."""
+
+    def __init__(self, config: uvicorn.Config, options: ServeOptions) -> None:
+        super().__init__(config)
+        self.options = options
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            options = self.options
+            log.info(
+                "listening on http://%s:%d (sendgrid %s, mailgun %s), spool %s",
+                options.host,
+                options.port,
+                options.sendgrid_path,
+                options.mailgun_path,
+                options.spool,
+            )
 
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -365,7 +382,7 @@ def parse_size(text: str, *, option: str) -> int:
 
 
 class _StartFailed(BounceAnalyzerError):
-    """The server did not start; uvicorn or the spool logged why."""
+    """The server did not start; uvicorn logged why (a port in use)."""
 
     def __init__(self) -> None:
         super().__init__("the server did not start (see the line above)")

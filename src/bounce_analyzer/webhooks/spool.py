@@ -117,7 +117,8 @@ class Spool:
     # --- life ---------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Take the folder (made if missing), end torn lines, count its bytes, start writing."""
+        """Take the folder (made if missing), end torn lines, count its bytes, start writing.
+        Raises `UsageError` when the folder cannot be used or another server has it."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             lock_fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
@@ -235,8 +236,13 @@ class Spool:
                     stopping = True
                 else:
                     jobs.append(job)
-            if jobs:
+            if not jobs:
+                continue
+            try:
                 self._commit(jobs)
+            except Exception as error:  # a bug: these requests fail, later ones still run
+                for job in jobs:
+                    job.done(error)
 
     def _commit(self, jobs: list[_Job]) -> None:
         touched: dict[str, _Open] = {}
