@@ -49,6 +49,15 @@ def _post_sendgrid(server: Server, signer: Signer, body: bytes) -> httpx.Respons
     )
 
 
+def _post_unsigned(server: Server, body: bytes) -> httpx.Response:
+    """A SendGrid post without the signature headers."""
+    return httpx.post(
+        server.url + "/webhooks/sendgrid",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+
 def _mailgun_body(signer: Signer, event: dict[str, object], **signature: str) -> bytes:
     block = signer.mailgun_signature()
     block.update(signature)
@@ -189,12 +198,7 @@ def test_bad_signature_is_403(server: Server, signer: Signer) -> None:
 
 
 def test_missing_signature_is_401(server: Server, signer: Signer) -> None:
-    body = json.dumps([_event("no-sig")]).encode()
-    answer = httpx.post(
-        server.url + "/webhooks/sendgrid",
-        content=body,
-        headers={"Content-Type": "application/json"},
-    )
+    answer = _post_unsigned(server, json.dumps([_event("no-sig")]).encode())
     assert answer.status_code == 401
     answer = _post_mailgun(server, json.dumps({"event-data": {"event": "failed"}}).encode())
     assert answer.status_code == 401
@@ -350,12 +354,7 @@ def test_insecure_no_verify_warns_at_every_start(tmp_path: Path) -> None:
     logs = ""
     for _ in range(2):
         with running(tmp_path / "spool", "--insecure-no-verify") as server:
-            body = json.dumps([_event("unsigned")]).encode()
-            answer = httpx.post(
-                server.url + "/webhooks/sendgrid",
-                content=body,
-                headers={"Content-Type": "application/json"},
-            )
+            answer = _post_unsigned(server, json.dumps([_event("unsigned")]).encode())
             assert answer.status_code == 200
         logs += server.output()
     assert logs.count("--insecure-no-verify: sendgrid and mailgun posts are accepted without") == 2
@@ -473,3 +472,24 @@ def test_a_failed_write_is_500_and_its_retry_is_stored(tmp_path: Path, signer: S
     assert "500 internal-error endpoint=sendgrid client=127.0.0.1 error=FileNotFoundError" in log
     assert "Traceback" not in log
     assert b'"after-failure"' in b"".join(path.read_bytes() for path in spool_files(spool))
+
+
+def test_spool_files_rotate_by_size_and_each_is_read_once(tmp_path: Path, signer: Signer) -> None:
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    with running(spool, "--rotate-size", "2k", environ=signer.environ()) as server:
+        for index in range(10):
+            body = json.dumps([_event(f"rotated-{index}-{n}") for n in range(3)]).encode()
+            assert _post_sendgrid(server, signer, body).status_code == 200
+            if index == 4:  # a run in the middle, while the files grow and rotate
+                middle = invoke("ingest", "--store", str(store), str(spool))
+                assert middle.exit_code == 0, middle.output
+        _stop_cleanly(server)
+    files = spool_files(spool)
+    assert len(files) >= 3
+    # Closed at about the size, each file's first line naming it.
+    assert all(path.stat().st_size < 2048 + 1024 for path in files)
+    assert all(path.name.encode() in path.read_bytes().split(b"\n", 1)[0] for path in files)
+    result = invoke("ingest", "--store", str(store), str(spool))
+    assert result.exit_code == 0, result.output
+    assert "0 duplicates dropped" in result.output
+    assert scan_events(store).collect().height == 30

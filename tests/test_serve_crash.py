@@ -61,7 +61,7 @@ class _Sender(threading.Thread):
                 self.posted += ids
                 # An ESP keeps the request it failed to deliver and sends it again as it was.
                 headers = self.signer.sendgrid_headers(body)
-                while True:
+                while not self.stop.is_set():
                     try:
                         answer = client.post(self.url, content=body, headers=headers)
                     except httpx.TransportError:  # killed, or not up yet
@@ -114,3 +114,25 @@ def test_every_acknowledged_event_is_stored_once_across_kills(tmp_path: Path) ->
     assert len(acknowledged) >= THREADS * EVENTS_PER_BATCH * KILLS
     assert "Traceback" not in server.output()
     assert "Error" not in result.output and "held back" not in result.output
+
+
+def test_sigterm_under_load_answers_what_it_took_and_closes_the_spool(tmp_path: Path) -> None:
+    signer, spool, store = Signer(), tmp_path / "spool", tmp_path / "store"
+    server = start_server(spool, environ=signer.environ())
+    stop = threading.Event()
+    senders = [_Sender(n, server.url + "/webhooks/sendgrid", signer, stop) for n in range(THREADS)]
+    for sender in senders:
+        sender.start()
+    time.sleep(1.0)
+    assert server.stop() in (0, -signal.SIGTERM)
+    stop.set()
+    for sender in senders:
+        sender.join(30)
+    log = server.output()
+    assert log.rstrip().endswith("stopped: spool synced and closed") and "Traceback" not in log
+    assert all(path.read_bytes().endswith(b"\n") for path in spool.glob("*.ndjson"))
+    result = invoke("ingest", "--store", str(store), str(spool))
+    assert "0 malformed set aside" in result.output, result.output
+    stored = set(scan_events(store).select("message_ref").collect()["message_ref"].to_list())
+    acknowledged = {event for sender in senders for event in sender.acknowledged}
+    assert acknowledged and acknowledged <= stored

@@ -1073,6 +1073,12 @@ def serve(
             "--spool-max", help="Refuse events (429, the ESP retries) once the spool holds this."
         ),
     ] = "1G",
+    rotate_size: Annotated[
+        str, typer.Option("--rotate-size", help="Start a new spool file past this size.")
+    ] = "64M",
+    rotate_every: Annotated[
+        str, typer.Option("--rotate-every", help="Start a new spool file this often (1h, 30m).")
+    ] = "1h",
     ingest_every: Annotated[
         str | None,
         typer.Option(
@@ -1112,6 +1118,8 @@ def serve(
         mailgun_path=mailgun_path,
         max_body=parse_size(max_body, option="--max-body"),
         spool_max=parse_size(spool_max, option="--spool-max"),
+        rotate_bytes=parse_size(rotate_size, option="--rotate-size"),
+        rotate_s=parse_duration(rotate_every, option="--rotate-every").total_seconds(),
         ingest_every=every,
         store=store_path(store) if every is not None else None,
         insecure_no_verify=insecure_no_verify,
