@@ -89,15 +89,6 @@ class ServeOptions:
     insecure_no_verify: bool = False
 
 
-class _Refused(Exception):
-    """A request answered with a 4xx: its status, a machine word and a one-line message."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
 class _Metrics:
     """Counters for /metrics (touched from the event loop only)."""
 
@@ -196,10 +187,10 @@ def build_app(
         elif insecure:
             key = "sg:" + body_digest.hex()
         else:
-            raise _Refused(404, "not-configured", "no SendGrid key is configured")
+            raise Rejected(404, "not-configured", "no SendGrid key is configured")
         events = _json(body)
         if not isinstance(events, list) or not all(isinstance(item, dict) for item in events):
-            raise _Refused(400, "malformed", "the body is not a JSON array of event objects")
+            raise Rejected(400, "malformed", "the body is not a JSON array of event objects")
         spool.check_room()
         if not await replays.is_new(key, body_digest, now):
             metrics.duplicates["sendgrid"] += 1
@@ -229,9 +220,9 @@ def build_app(
         elif insecure:
             key = "mg:" + (token or body_digest.hex())
         else:
-            raise _Refused(404, "not-configured", "no Mailgun key is configured")
+            raise Rejected(404, "not-configured", "no Mailgun key is configured")
         if not isinstance(event, dict) or not event:
-            raise _Refused(400, "malformed", 'the body holds no "event-data" object')
+            raise Rejected(400, "malformed", 'the body holds no "event-data" object')
         spool.check_room()
         if not await replays.is_new(key, body_digest, now):
             metrics.duplicates["mailgun"] += 1
@@ -266,10 +257,7 @@ def build_app(
                 if post:
                     _only(request, "POST")
                 response = await handler(request)
-            except Rejected as rejected:
-                response = _refusal(metrics, name, client, rejected.status, rejected.reason,
-                                    str(rejected))  # fmt: skip
-            except _Refused as refused:
+            except Rejected as refused:  # verify's, and ours: 400, 404, 405, 413, 415
                 response = _refusal(metrics, name, client, refused.status, refused.reason,
                                     str(refused))  # fmt: skip
                 if refused.status == 405:
@@ -393,7 +381,7 @@ class _StartFailed(BounceAnalyzerError):
 
 def _only(request: Request, *methods: str) -> None:
     if request.method not in methods:
-        raise _Refused(405, "method", f"{request.method} is not allowed here")
+        raise Rejected(405, "method", f"{request.method} is not allowed here")
 
 
 def _media_type(request: Request) -> str:
@@ -405,16 +393,16 @@ async def _body(request: Request, limit: int, *, json_only: bool) -> bytes:
     kind = _media_type(request)
     allowed = ("application/json",) if json_only else ("application/json", *_FORM_TYPES)
     if kind not in allowed:
-        raise _Refused(415, "content-type", f"content type must be {' or '.join(allowed)}")
+        raise Rejected(415, "content-type", f"content type must be {' or '.join(allowed)}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Refused(413, "too-large", f"the body is over {limit} bytes")
+        raise Rejected(413, "too-large", f"the body is over {limit} bytes")
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _Refused(413, "too-large", f"the body is over {limit} bytes")
+            raise Rejected(413, "too-large", f"the body is over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -423,7 +411,7 @@ def _json(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise _Refused(400, "malformed", "the body is not JSON in UTF-8") from None
+        raise Rejected(400, "malformed", "the body is not JSON in UTF-8") from None
 
 
 async def _form(request: Request, body: bytes, kind: str) -> dict[str, str]:
@@ -432,7 +420,7 @@ async def _form(request: Request, body: bytes, kind: str) -> dict[str, str]:
         try:
             return dict(parse_qsl(body.decode("utf-8"), strict_parsing=bool(body)))
         except (UnicodeDecodeError, ValueError):
-            raise _Refused(400, "malformed", "the form body does not parse") from None
+            raise Rejected(400, "malformed", "the form body does not parse") from None
 
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -440,7 +428,7 @@ async def _form(request: Request, body: bytes, kind: str) -> dict[str, str]:
     try:
         form = await Request(request.scope, replay).form()
     except Exception:  # python-multipart's and Starlette's parse errors have no common base
-        raise _Refused(400, "malformed", "the multipart body does not parse") from None
+        raise Rejected(400, "malformed", "the multipart body does not parse") from None
     return {
         name: value
         for name, value in form.multi_items()

@@ -132,7 +132,11 @@ class Spool:
         self._lock_fd = lock_fd
         total = 0
         for path in spool_files(self.folder):
-            total += _end_torn_line(path)
+            try:
+                total += _end_torn_line(path)
+            except OSError as error:
+                os.close(lock_fd)
+                raise UsageError(f"{path}: cannot read or repair: {error.strerror}") from None
         self._bytes = total
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
