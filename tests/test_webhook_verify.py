@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.webhooks.verify import (
@@ -717,3 +719,42 @@ def test_replay_cache_when_the_clock_goes_back() -> None:
     _rejected(lambda: cache.check("stepped-back", digest(b"c"), 700.0), 403, "replay")
     assert cache.check("stepped-back", digest(b"c"), 800.0) == "new"
     assert cache.check("early", digest(b"a"), 800.0) == "duplicate"
+
+
+# --- whatever a client sends ---------------------------------------------------------------
+
+FIELDS = ("timestamp", "token", "signature")
+HEADER = st.none() | st.text(max_size=120) | st.sampled_from(["1600112502", "=", "MEUC"])
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=200), signature=HEADER, timestamp=HEADER)
+def test_sendgrid_refuses_anything_with_rejected_only(
+    body: bytes, signature: str | None, timestamp: str | None
+) -> None:
+    verifier = SendgridVerifier.from_text(SENDGRID_KEY)
+    with pytest.raises(Rejected) as caught:
+        verifier.verify(body, signature, timestamp, 1_600_112_502.0)
+    assert caught.value.status in (401, 403)
+    assert "\n" not in str(caught.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=JSON
+    | st.fixed_dictionaries({"signature": st.dictionaries(st.sampled_from(FIELDS), JSON)}),
+    now=st.floats(min_value=0, max_value=2e9),
+)
+def test_mailgun_refuses_any_json_with_rejected_only(payload: Any, now: float) -> None:
+    verifier = MailgunVerifier.from_text(MAILGUN["signing_key"])
+    fields = mailgun_fields_json(payload)
+    assert all(field is None or isinstance(field, str) for field in fields)
+    with pytest.raises(Rejected) as caught:
+        verifier.verify(*fields, now=now)
+    assert caught.value.status in (401, 403)
+    assert "\n" not in str(caught.value)

@@ -89,6 +89,9 @@ class Rejected(BounceAnalyzerError):
     """A request that fails verification: `status` is the HTTP status to answer, `reason` a
     short word for logs and metrics; the message is one line and never holds an address."""
 
+    status: int
+    reason: str
+
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.status = status
