@@ -415,20 +415,25 @@ def test_ingest_every_moves_the_spool_into_the_store(tmp_path: Path, signer: Sig
         server.stop(signal.SIGKILL)
     left = spool_files(spool)
     assert len(left) == 1
-    args = ["--ingest-every", "1h", "--store", str(store)]
+    # The rules of `ingest` apply: here a user's pattern (tests/data/rules_user).
+    rules = str(DATA / "rules_user")
+    args = ["--ingest-every", "1h", "--store", str(store), "--rules", rules]
     with running(spool, *args, environ=signer.environ()) as server:
         # At start: what the last run left goes into the store, and its file away.
         deadline = time.monotonic() + 30
         while left[0].exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not left[0].exists()
-        body = json.dumps([_event("at-stop-1")]).encode()
+        crm = {**_event("at-stop-1"), "reason": "550 No such CRM contact here", "status": ""}
+        body = json.dumps([crm]).encode()
         assert _post_sendgrid(server, signer, body).status_code == 200
         _stop_cleanly(server)
     # At stop: the rest, and the spool is empty.
     assert spool_files(spool) == []
     stored = scan_events(store).collect()
     assert stored.height == 3
+    crm_rows = stored.filter(pl.col("diagnostic").str.contains("CRM"))
+    assert crm_rows["rule_id"].to_list() == ["pattern:user.crm_unknown"]
     assert "ingested the spool: 2 new events" in server.output()
 
 

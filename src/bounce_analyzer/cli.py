@@ -1089,6 +1089,8 @@ def serve(
         ),
     ] = None,
     store: StoreOption = None,
+    rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
     insecure_no_verify: Annotated[
         bool,
         typer.Option(
@@ -1122,6 +1124,7 @@ def serve(
         rotate_s=parse_duration(rotate_every, option="--rotate-every").total_seconds(),
         ingest_every=every,
         store=store_path(store) if every is not None else None,
+        rules=_rules(rules, local_domains=local_domains) if every is not None else None,
         insecure_no_verify=insecure_no_verify,
     )
     run_server(options, os.environ)

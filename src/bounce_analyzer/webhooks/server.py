@@ -49,6 +49,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from bounce_analyzer.errors import BounceAnalyzerError, UsageError
+from bounce_analyzer.rules import Rules
 from bounce_analyzer.webhooks.spool import Spool, SpoolFull
 from bounce_analyzer.webhooks.verify import (
     SENDGRID_SIGNATURE_HEADER,
@@ -86,6 +87,7 @@ class ServeOptions:
     rotate_s: float = 3600.0
     ingest_every: float | None = None
     store: Path | None = None
+    rules: Rules | None = None  # what the ingest worker classifies with (default: built-in)
     insecure_no_verify: bool = False
 
 
@@ -279,7 +281,7 @@ def build_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         worker = None
         if options.store is not None and options.ingest_every is not None:
-            worker = _IngestWorker(options.store, spool, options.ingest_every, metrics)
+            worker = _IngestWorker(options, spool, metrics)
             worker.start()
         try:
             yield
@@ -518,10 +520,13 @@ class _IngestWorker:
     """Every `every` seconds, the spool into the store, in a thread of its own (requests go on
     meanwhile); then the closed spool files read to their end are deleted."""
 
-    def __init__(self, store: Path, spool: Spool, every: float, metrics: _Metrics) -> None:
-        self.store = store
+    def __init__(self, options: ServeOptions, spool: Spool, metrics: _Metrics) -> None:
+        if options.store is None or options.ingest_every is None:
+            raise ValueError("the ingest worker needs a store and an interval")
+        self.store = options.store
+        self.rules = options.rules
         self.spool = spool
-        self.every = every
+        self.every = options.ingest_every
         self.metrics = metrics
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-ingest", daemon=True)
@@ -557,7 +562,11 @@ class _IngestWorker:
 
         closed = {str(path): path for path in self.spool.closed_files()}
         result = ingest_paths(
-            self.store, [str(self.spool.folder)], wait=True, now=datetime.now(UTC)
+            self.store,
+            [str(self.spool.folder)],
+            rules=self.rules,
+            wait=True,
+            now=datetime.now(UTC),
         )
         finished = [
             closed[summary.path]
