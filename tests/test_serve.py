@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -498,3 +499,28 @@ def test_spool_files_rotate_by_size_and_each_is_read_once(tmp_path: Path, signer
     assert result.exit_code == 0, result.output
     assert "0 duplicates dropped" in result.output
     assert scan_events(store).collect().height == 30
+
+
+def test_garbage_never_gets_a_500(server: Server, signer: Signer) -> None:
+    rng = random.Random(16)
+    bodies = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 400))) for _ in range(10)]
+    bodies += [b"null", b"[]" * 3, b'{"signature": 5}', b'{"signature": {"token": []}}', b"[{}]"]
+    types = [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "multipart/form-data",
+        "application/json; charset=latin-1",
+        "",
+    ]
+    seen = set()
+    for body in bodies:
+        for kind in types:
+            for path in ("/webhooks/sendgrid", "/webhooks/mailgun"):
+                headers = {**signer.sendgrid_headers(body), "Content-Type": kind}
+                answer = httpx.post(server.url + path, content=body, headers=headers)
+                seen.add(answer.status_code)
+                assert answer.status_code in {200, 400, 401, 403, 415}, (path, kind, body)
+                assert answer.text.count("\n") == 1
+    assert {400, 401, 415} <= seen
+    assert "Traceback" not in server.output()
