@@ -524,3 +524,28 @@ def test_garbage_never_gets_a_500(server: Server, signer: Signer) -> None:
                 assert answer.text.count("\n") == 1
     assert {400, 401, 415} <= seen
     assert "Traceback" not in server.output()
+
+
+def test_a_retry_that_starts_a_new_file_does_not_hide_the_file(
+    tmp_path: Path, signer: Signer
+) -> None:
+    """The store knows an input by its first 4 kB: a new spool file that began with the same
+    batch as an older one (an ESP's retry after a restart) would be taken for the old file
+    grown, and read from where that one ended, but for the line that names each file."""
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    batch = json.dumps([_event(f"first-{n}") for n in range(40)]).encode()
+    assert len(batch) > 4096
+    with running(spool, environ=signer.environ()) as server:
+        assert _post_sendgrid(server, signer, batch).status_code == 200  # its 200 lost, say
+        other = json.dumps([_event(f"other-{n}") for n in range(80)]).encode()
+        assert _post_sendgrid(server, signer, other).status_code == 200
+        server.stop(signal.SIGKILL)
+    assert invoke("ingest", "--store", str(store), str(spool)).exit_code == 0
+    with running(spool, environ=signer.environ()) as server:
+        assert _post_sendgrid(server, signer, batch).status_code == 200  # the ESP's retry
+        later = json.dumps([_event(f"later-{n}") for n in range(40)]).encode()
+        assert _post_sendgrid(server, signer, later).status_code == 200
+        _stop_cleanly(server)
+    result = invoke("ingest", "--store", str(store), str(spool))
+    assert "40 new events" in result.output and "40 duplicates dropped" in result.output
+    assert scan_events(store).collect().height == 160
