@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),
     ("html",),
     ("ingest", "render", "export", "explain", "check", "metrics"),
+    ("webhooks",),
     ("cli", "__init__"),
     ("__main__",),
 ]
