@@ -125,7 +125,7 @@ def _nothing(axes: Axes) -> None:
 
 def _stacked(frame: pl.DataFrame, key: str, labels: list[str]) -> Callable[[Axes], None]:
     def draw(axes: Axes) -> None:
-        if frame.height == 0:
+        if not any(frame.get_column(outcome).sum() for outcome in OUTCOMES):  # (24 empty hours)
             _nothing(axes)
             return
         bottom = [0] * frame.height
