@@ -334,3 +334,22 @@ def test_sending_hosts_count_a_whole_message_event_for_each_recipient_it_ends() 
 )  # fmt: skip
 def test_durations_read_as_a_person_reads_them(seconds: float, shown: str) -> None:
     assert duration(seconds) == shown
+
+
+def test_a_report_in_several_passes_has_the_same_delays(
+    postfix: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above `_PASS_EVENTS` events the resolutions split the messages into the report's
+    passes: the tables stay the same."""
+    from datetime import UTC, datetime
+
+    from bounce_analyzer import report as report_module
+    from bounce_analyzer.ingest import summarize_paths
+
+    since = datetime(2026, 11, 20, tzinfo=UTC)
+    whole, _ = summarize_paths([str(postfix)], since=since, tz="UTC")
+    monkeypatch.setattr(report_module, "_PASS_EVENTS", 3)
+    split, _ = summarize_paths([str(postfix)], since=since, tz="UTC")
+    assert split.delays.resolutions.height == 3
+    for name in ("resolutions", "hourly", "sending_hosts", "provider_delays", "queue_times"):
+        assert getattr(split.delays, name).equals(getattr(whole.delays, name)), name
