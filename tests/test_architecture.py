@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sources",),
     ("direction",),
     ("classify",),
+    ("delays",),
     ("pipeline", "writers", "report"),
     ("series",),
     ("store",),
@@ -85,7 +86,7 @@ def test_every_import_runs_downward(path: Path) -> None:
 
 
 def test_report_is_a_pure_function_of_events() -> None:
-    assert _imports(PACKAGE / "report.py") <= {"errors", "normalize", "schema"}
+    assert _imports(PACKAGE / "report.py") <= {"delays", "errors", "normalize", "schema"}
 
 
 def test_store_only_stores() -> None:

@@ -24,6 +24,7 @@ import pytest
 from _cli import invoke
 from _samples import copy_sample_logs
 from bounce_analyzer.html import CHARTS
+from bounce_analyzer.render import DURATION_COLUMNS, duration
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -219,4 +220,38 @@ def test_each_category_shows_its_advice_and_top_messages(
     ]  # (in the order of the text report: by category)
     assert shown == expected
     assert all(advice for _, advice, _ in shown)  # the sample's categories all have advice
+    page.context.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "columns"),
+    [
+        ("hourly", ("hour", "attempts", "delivered", "deferred", "failed", "failure_rate")),
+        ("provider_delays", ("provider", "delivered", "median_delay_s", "p95_delay_s")),
+        ("domain_delays", ("recipient_domain", "delivered", "median_delay_s", "max_delay_s")),
+        ("queue_times", ("queue_time", "delivered", "share")),
+        ("resolutions", ("provider", "deferred", "delivered", "failed", "median_to_delivery_s")),
+        ("sending_hosts", ("source", "host", "attempts", "failed", "blocks", "failure_rate")),
+    ],
+)
+def test_the_delays_in_the_page_are_the_json_reports(
+    pages: tuple[Path, dict[str, Any]], browser: Any, table: str, columns: tuple[str, ...]
+) -> None:
+    """The delay, hourly and sending-host tables (issue 15): durations as the text report
+    shows them (`render.duration`), the hours with traffic (the JSON has all 24)."""
+    page_file, document = pages
+    page, problems = _open(browser, page_file, *WIDTHS["desktop"])
+    shown = _numbers(page, table)
+    rows = [row for row in document[table] if table != "hourly" or row["attempts"]]
+    assert rows, f"the sample report has no {table}: nothing to compare"
+
+    def as_shown(value: Any, column: str) -> str:
+        if column in DURATION_COLUMNS:
+            return "-" if value is None else duration(value)
+        return _shown(value, column)
+
+    assert [{c: row[c] for c in columns} for row in shown] == [
+        {c: as_shown(row[c], c) for c in columns} for row in rows
+    ]
+    assert problems == []
     page.context.close()

@@ -125,7 +125,7 @@ def _nothing(axes: Axes) -> None:
 
 def _stacked(frame: pl.DataFrame, key: str, labels: list[str]) -> Callable[[Axes], None]:
     def draw(axes: Axes) -> None:
-        if frame.height == 0:
+        if not any(frame.get_column(outcome).sum() for outcome in OUTCOMES):  # (24 empty hours)
             _nothing(axes)
             return
         bottom = [0] * frame.height
@@ -208,6 +208,21 @@ def _delays(frame: pl.DataFrame, key: str) -> Callable[[Axes], None]:
     return draw
 
 
+def _queue_times(frame: pl.DataFrame) -> Callable[[Axes], None]:
+    """The queue-time histogram (`delays.queue_times`): delivered attempts per bucket."""
+
+    def draw(axes: Axes) -> None:
+        if frame.height == 0:
+            _nothing(axes)
+            return
+        names = [str(name) for name in frame.get_column("queue_time").to_list()]
+        axes.bar(names, frame.get_column("delivered").to_list(), color=_COLOURS["delivered"])
+        axes.set_xlabel("time from our receipt of the message to its delivery")
+        axes.set_ylabel("delivered attempts")
+
+    return draw
+
+
 #: The charts: (name, title). docs/REPORTS.md says what each shows and how to read it.
 CHARTS = (
     ("daily", "Daily outcomes (attempts, stacked)"),
@@ -216,6 +231,7 @@ CHARTS = (
     ("hourly", "Volume by hour of the day (UTC, attempts, stacked)"),
     ("provider_delays", "Delivery delay by provider (median and p95)"),
     ("domain_delays", "Delivery delay by recipient domain (median and p95)"),
+    ("queue_times", "Queue time of delivered attempts (histogram)"),
 )
 
 
@@ -225,9 +241,10 @@ def _charts(report: Report, series: Series) -> str:
         "daily": _stacked(daily, "date", [d.isoformat()[5:] for d in daily["date"].to_list()]),
         "provider_rates": _rates(series.provider_daily),
         "categories": _categories(report.categories, with_direction=report.direction == "all"),
-        "hourly": _stacked(series.hourly, "hour", [str(h) for h in range(24)]),
+        "hourly": _stacked(report.delays.hourly, "hour", [str(h) for h in range(24)]),
         "provider_delays": _delays(series.provider_delays, "provider"),
         "domain_delays": _delays(series.domain_delays, "recipient_domain"),
+        "queue_times": _queue_times(report.delays.queue_times),
     }
     heights = {"categories": 0.3 * report.categories.height + 1.2}
     figures = []

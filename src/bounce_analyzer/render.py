@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from bounce_analyzer.delays import informative_hosts
 from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
@@ -63,7 +64,9 @@ _LEFT_OUT = {
 
 def _cell(value: Any, column: str) -> str:
     if value is None:
-        return "-" if column in _RATE_COLUMNS else ""
+        return "-" if column in _RATE_COLUMNS or column in DURATION_COLUMNS else ""
+    if column in DURATION_COLUMNS:
+        return duration(value)
     if column in _RATE_COLUMNS:
         return f"{100 * value:.1f}%"
     if isinstance(value, float):
@@ -187,6 +190,7 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
         ("Advised waits (seconds the replies asked us to wait: failed and deferred attempts)",
          report.waits, None),
         ("Daily trend (attempts)", report.daily, None),
+        *_delay_sections(report),
         ("Top recipient domains (final outcomes)",
          report.recipient_domains.select(
              "recipient_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
@@ -202,6 +206,71 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
         (UNCLASSIFIED_TITLE, _unclassified_table(report.unclassified), "unclassified"),
         *inbound,
     ]  # fmt: skip
+
+
+#: The columns that hold seconds, shown as a duration (`duration`) to people, as numbers in
+#: JSON.
+DURATION_COLUMNS = frozenset(
+    {"median_delay_s", "p95_delay_s", "max_delay_s", "median_to_delivery_s",
+     "p95_to_delivery_s", "median_to_failure_s"}
+)  # fmt: skip
+
+_HEADINGS |= {
+    "median_delay_s": "median",
+    "p95_delay_s": "p95",
+    "max_delay_s": "max",
+    "median_to_delivery_s": "to delivery",
+    "p95_to_delivery_s": "p95",
+    "median_to_failure_s": "to failure",
+    "queue_time": "queue time",
+}
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: `0.4s`, `4.2s`, `42s`, `3m10s`, `2h05m`, `1d03h`."""
+    if seconds < 9.95:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3_600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    minutes = round(seconds / 60)
+    if minutes < 1_440:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    hours = round(seconds / 3_600)
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+#: What `delay_s` is, in the delay sections' titles.
+_DELAY_IS = "time from our receipt: Postfix delay=, Exim QT="
+
+
+def _delay_sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
+    """The delays, hourly traffic and sending hosts (`Report.delays`): (title, table, key).
+
+    The text forms show only the hours with traffic (the JSON has all 24), and the sending
+    hosts only when they say something (`delays.informative_hosts`)."""
+    tables = report.delays
+    hosts = printable_frame(tables.sending_hosts)
+    sections: list[tuple[str, pl.DataFrame, str | None]] = [
+        ("Hourly traffic (attempts by hour of the day, UTC; hours with traffic)",
+         tables.hourly.filter(pl.col("attempts") > 0), "hourly"),
+        (f"Delivery delay by provider (delivered attempts; {_DELAY_IS})",
+         printable_frame(tables.provider_delays), "provider_delays"),
+        ("Delivery delay by recipient domain (the same)",
+         printable_frame(tables.domain_delays), "domain_delays"),
+        (f"Queue time of delivered attempts ({_DELAY_IS})", tables.queue_times, "queue_times"),
+        ("Deferrals resolved (recipients deferred at least once; median time from the first "
+         "deferral)", printable_frame(tables.resolutions), "resolutions"),
+    ]  # fmt: skip
+    if informative_hosts(hosts):
+        sections.append(
+            ("By sending host (attempts; Postfix: the syslog host; SendGrid, Mailgun: the sending "
+             "IP)",
+             hosts, "sending_hosts")
+        )  # fmt: skip
+    return sections
 
 
 #: The title of the unclassified texts, in the report and in `explain --unclassified`.
@@ -545,10 +614,24 @@ def render_json(report: Report) -> str:
         "inbound": inbound,
         "waits": _records(report.waits),
         "unclassified": _records(report.unclassified),
+        **{name: _records(frame) for name, frame in _delay_records(report)},
         "omitted": report.omitted,
         "malformed": report.malformed,
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def _delay_records(report: Report) -> list[tuple[str, pl.DataFrame]]:
+    """The JSON report's keys of `Report.delays`, whole (24 hours, every sending host)."""
+    tables = report.delays
+    return [
+        ("provider_delays", tables.provider_delays),
+        ("domain_delays", tables.domain_delays),
+        ("queue_times", tables.queue_times),
+        ("resolutions", tables.resolutions),
+        ("hourly", tables.hourly),
+        ("sending_hosts", tables.sending_hosts),
+    ]
 
 
 #: The name (`data-table`) of each HTML table whose section `_sections` gives no key.

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 import polars as pl
 
+from bounce_analyzer.delays import Delays, summarize_delays
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.normalize import message_keys, with_event_codes
 from bounce_analyzer.schema import (
@@ -204,6 +205,9 @@ class Report:
     unclassified: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=UNCLASSIFIED_SCHEMA)
     )
+    #: Delivery delays, the queue-time histogram, deferral resolutions, hourly traffic and
+    #: the sending hosts (`delays.summarize_delays`).
+    delays: Delays = field(default_factory=Delays)
 
 
 #: What hard and soft mean, in every view: a failure is hard when the classification says the
@@ -929,6 +933,16 @@ def summarize(
     if direction in ("inbound", "all"):
         inbound, left_out = _inbound(window.filter(pl.col("direction") == "inbound"), top)
         omitted.update(left_out)
+    # delays, hours and hosts: the same events, message keys and weights as the tables above
+    delays = summarize_delays(
+        lf.with_columns(_message()),
+        message=_MESSAGE_KEYS,
+        whole=_whole(),
+        weights=weights,
+        passes=passes,
+        top=top,
+    )
+    omitted.update(delays.omitted)
     notes = []
     if size == 0 and (since is not None or until is not None):
         days = _days(events) if held is None else list(held)
@@ -953,4 +967,5 @@ def summarize(
         blocklists=_blocks(lf, blocklists),
         waits=waits(lf),
         unclassified=unclassified.head(top),
+        delays=delays,
     )
