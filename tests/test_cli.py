@@ -234,6 +234,7 @@ def test_every_command_has_help_and_is_in_the_readme(repo_path: Path) -> None:
         "parse",
         "prune",
         "report",
+        "serve",
     ]
     for name in names:
         result = runner.invoke(app, [name, "--help"])

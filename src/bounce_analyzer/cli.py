@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 try:  # a command line the parser refuses (an unknown option): typer carries its own click now
     from typer._click.exceptions import UsageError as CommandLineError
 except ImportError:  # pragma: no cover (a typer that runs on click itself)
-    from click.exceptions import (  # type: ignore[no-redef]
+    from click.exceptions import (  # type: ignore[no-redef, assignment, unused-ignore]
         UsageError as CommandLineError,
     )
 
@@ -1044,6 +1044,90 @@ def metrics(
     _echo_summaries(files, all_of_them=False)
     if run_failed(files):
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    *,
+    spool: Annotated[
+        Path,
+        typer.Option(
+            "--spool",
+            help="The spool folder: every event is written and synced here before the 2xx.",
+        ),
+    ],
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port.")] = 8025,
+    sendgrid_path: Annotated[
+        str, typer.Option("--sendgrid-path", help="Where SendGrid's Event Webhook posts.")
+    ] = "/webhooks/sendgrid",
+    mailgun_path: Annotated[
+        str, typer.Option("--mailgun-path", help="Where Mailgun's webhooks post.")
+    ] = "/webhooks/mailgun",
+    max_body: Annotated[
+        str, typer.Option("--max-body", help="The largest body accepted (413 above): 5M, 500k.")
+    ] = "5M",
+    spool_max: Annotated[
+        str,
+        typer.Option(
+            "--spool-max", help="Refuse events (429, the ESP retries) once the spool holds this."
+        ),
+    ] = "1G",
+    rotate_size: Annotated[
+        str, typer.Option("--rotate-size", help="Start a new spool file past this size.")
+    ] = "64M",
+    rotate_every: Annotated[
+        str, typer.Option("--rotate-every", help="Start a new spool file this often (1h, 30m).")
+    ] = "1h",
+    ingest_every: Annotated[
+        str | None,
+        typer.Option(
+            "--ingest-every",
+            help="With --store: move the spool into the store at start, this often (5m, 1h), "
+            "and at stop; spool files read to their end are then deleted.",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOption = None,
+    rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
+    insecure_no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-verify",
+            help="Start without webhook keys, accepting unsigned posts (for a trial only).",
+        ),
+    ] = False,
+) -> None:
+    """Receive SendGrid and Mailgun webhooks: verify, spool to disk, acknowledge.
+
+    Keys come from the environment only: BOUNCE_ANALYZER_SENDGRID_PUBLIC_KEY and
+    BOUNCE_ANALYZER_MAILGUN_SIGNING_KEY, or their _FILE variants (docs/WEBHOOKS.md).
+    Example: bounce-analyzer serve --spool /var/spool/bounce-analyzer --ingest-every 5m
+    """
+    from bounce_analyzer.store import store_path  # lazy: pyarrow
+    from bounce_analyzer.webhooks.server import ServeOptions, parse_size
+    from bounce_analyzer.webhooks.server import serve as run_server
+
+    every = None
+    if ingest_every is not None:
+        every = parse_duration(ingest_every, option="--ingest-every").total_seconds()
+    options = ServeOptions(
+        spool=spool,
+        host=host,
+        port=port,
+        sendgrid_path=sendgrid_path,
+        mailgun_path=mailgun_path,
+        max_body=parse_size(max_body, option="--max-body"),
+        spool_max=parse_size(spool_max, option="--spool-max"),
+        rotate_bytes=parse_size(rotate_size, option="--rotate-size"),
+        rotate_s=parse_duration(rotate_every, option="--rotate-every").total_seconds(),
+        ingest_every=every,
+        store=store_path(store) if every is not None else None,
+        rules=_rules(rules, local_domains=local_domains) if every is not None else None,
+        insecure_no_verify=insecure_no_verify,
+    )
+    run_server(options, os.environ)
 
 
 def _explain_stdin(rules: str | None, direction: Direction) -> None:
