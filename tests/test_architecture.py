@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("direction",),
     ("classify",),
     ("pipeline", "writers", "report"),
-    ("series",),
+    ("series", "compare"),
     ("store",),
     ("html",),
     ("ingest", "render", "export", "explain", "check", "metrics"),
