@@ -396,6 +396,16 @@ def test_a_previous_period_without_events_is_one_note_and_no_columns(
     assert "prev" not in heads and "change" not in heads
 
 
+def test_a_previous_period_without_events_of_the_direction_says_which(log: Path) -> None:
+    """The previous week holds outbound mail, none inbound: an inbound report says so."""
+    document = _json(str(log), *WEEK, "--compare", "--direction", "inbound")
+    assert document["notes"] == [
+        "previous period: no inbound events from 2026-11-14 00:00 UTC to 2026-11-21 00:00 UTC; "
+        "nothing to compare with"
+    ]
+    assert document["previous"]["directions"] == {"outbound": 15}
+
+
 # --- groups that differ only past the cut --------------------------------------------------------
 
 

@@ -160,7 +160,7 @@ def with_previous(report: Report, previous: Report) -> Report:
     window = _stamp(previous.since, previous.until)
     if _events(previous) == 0:
         shown = "events" if report.direction == "all" else f"{report.direction} events"
-        found = previous.notes[0] if previous.notes else f"no {shown} between {window}"
+        found = previous.notes[0] if previous.notes else f"no {shown} from {window}"
         note = f"previous period: {found}; nothing to compare with"
         return replace(report, previous=previous, notes=[*report.notes, note])
     tables: dict[str, Any] = {
