@@ -38,12 +38,13 @@ class ReportFormat(StrEnum):
 
 
 _RATE_COLUMNS = ("failure_rate", "share", "previous_failure_rate", "previous_share")
-#: The changes against the previous period (`--compare`): of a rate, in points; of a count.
-_POINT_CHANGES = ("failure_rate_change", "share_change")
-_COUNT_CHANGES = ("previous_attempts", "attempts_change")
+#: The columns a report compared with the previous period has (`compare.with_previous`): the
+#: previous period's figure, and the change (of a rate in points, of attempts in attempts).
+_PREVIOUS = ("previous_failure_rate", "previous_share", "previous_attempts")
+_CHANGES = ("failure_rate_change", "share_change", "attempts_change")
 _HEADINGS = {
-    **dict.fromkeys(("previous_failure_rate", "previous_share", "previous_attempts"), "prev"),
-    **dict.fromkeys(("failure_rate_change", "share_change", "attempts_change"), "change"),
+    **dict.fromkeys(_PREVIOUS, "prev"),
+    **dict.fromkeys(_CHANGES, "change"),
     "failure_rate": "fail %",
     "share": "share",
     "recipient_domain": "recipient domain",
@@ -69,11 +70,11 @@ _LEFT_OUT = {
 
 def _cell(value: Any, column: str) -> str:
     if value is None:
-        return "-" if column in (*_RATE_COLUMNS, *_POINT_CHANGES, *_COUNT_CHANGES) else ""
-    if column in _POINT_CHANGES:
-        return f"{100 * value:+.1f} pt"
+        return "-" if column in (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES) else ""
     if column == "attempts_change":
         return f"{value:+,}"
+    if column in _CHANGES:
+        return f"{100 * value:+.1f} pt"
     if column in _RATE_COLUMNS:
         return f"{100 * value:.1f}%"
     if isinstance(value, float):
@@ -219,7 +220,7 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
 def _compared(frame: pl.DataFrame) -> list[str]:
     """The previous period's figure and the change, in a table compared with it (`--compare`,
     `compare.with_previous`); none in another."""
-    return [c for c in frame.columns if c in _HEADINGS and _HEADINGS[c] in ("prev", "change")]
+    return [c for c in frame.columns if c in (*_PREVIOUS, *_CHANGES)]
 
 
 #: The title of the unclassified texts, in the report and in `explain --unclassified`.
