@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from _cli import invoke
-from _samples import date_files
+from _samples import copy_sample_logs, date_files
 from bounce_analyzer import cli
 from bounce_analyzer.compare import distinguish
 
@@ -201,6 +201,8 @@ def test_json_sets_the_previous_week_beside_each_rate(where: str, log: Path, sto
     assert [row["provider"] for row in groups] == ["google", "yahoo"]
     domains = document["recipient_domains"]
     assert _compared(_row(domains, recipient_domain="gmail.com"), "failure_rate") == GOOGLE
+    senders = document["sender_domains"]
+    assert _compared(_row(senders, sender_domain="example.com"), "failure_rate") == FINAL
     categories = document["categories"]
     assert _compared(_row(categories, category="user_unknown"), "share") == USER_UNKNOWN
     assert _compared(_row(categories, category="auth_failure"), "share") == (
@@ -349,6 +351,7 @@ def test_html_shows_the_same_columns(log: Path, tmp_path: Path) -> None:
         *[("categories", text) for text in ("-", "-", "-35.7 pt", "-")],
         ("recipient_domains", "+31.7 pt"),
         ("recipient_domains", "-"),
+        ("sender_domains", "+24.2 pt"),  # example.com: every message
         ("blocklists", "-1"),
     ]
     assert ("categories", "previous_share", "50.0%") in parser.cells
@@ -404,6 +407,43 @@ def test_a_previous_period_without_events_of_the_direction_says_which(log: Path)
         "nothing to compare with"
     ]
     assert document["previous"]["directions"] == {"outbound": 15}
+
+
+#: What tells the rows of each compared table apart, and the figure compared.
+_TABLES = {
+    "totals": (["view"], "failure_rate"),
+    "groups": (["provider"], "failure_rate"),
+    "categories": (["category", "direction"], "share"),
+    "recipient_domains": (["recipient_domain"], "failure_rate"),
+    "sender_domains": (["sender_domain"], "failure_rate"),
+    "blocklists": (["direction", "blocklist"], "attempts"),
+}
+
+
+def test_every_previous_figure_is_the_previous_reports_own(tmp_path: Path) -> None:
+    """The bundled samples' second day compared with their first, in both directions: each
+    row's previous figure is the figure of the first day's own report, the inbound section's
+    rejects by reason included, and each change is this day's figure less it."""
+    samples = copy_sample_logs(tmp_path)
+    common = [str(samples), "--tz", "UTC", "--quiet", "--direction", "all", "--top", "1000"]
+    compared = _json(*common, "--since", "2026-11-27", "--until", "2026-11-28", "--compare")
+    before = _json(*common, "--since", "2026-11-26", "--until", "2026-11-27")
+    tables = {name: (compared[name], before[name]) for name in _TABLES}
+    tables["rejects"] = (compared["inbound"]["rejects"], before["inbound"]["rejects"])
+    checked = 0
+    for name, (rows, earlier) in tables.items():
+        keys, figure = _TABLES.get(name, (["reject_reason", "blocklist"], "share"))
+        figures = {tuple(row[k] for k in keys): row[figure] for row in earlier}
+        assert len(figures) == len(earlier)
+        for row in rows:
+            key = tuple(row[k] for k in keys)
+            previous, change = row[f"previous_{figure}"], row[f"{figure}_change"]
+            assert previous == figures.get(key), (name, key)
+            if previous is not None and row[figure] is not None:
+                assert change == pytest.approx(row[figure] - previous, abs=1.5e-4), (name, key)
+                checked += 1
+    assert checked > 40
+    assert compared["previous"]["totals"] == before["totals"]
 
 
 # --- groups that differ only past the cut --------------------------------------------------------

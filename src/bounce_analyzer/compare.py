@@ -7,8 +7,9 @@ store reads only the previous period's days for it. `with_previous` then sets, b
 figure a person compares, the previous period's and the change:
 
 - the failure rate of each view of the totals, of each row of the `--by` table and of each top
-  recipient domain: `previous_failure_rate` and `failure_rate_change`;
-- each category's share of the failed and deferred attempts: `previous_share`, `share_change`;
+  recipient and sender domain: `previous_failure_rate` and `failure_rate_change`;
+- each category's share of the failed and deferred attempts, and (inbound) each reason's share
+  of our server's refusals: `previous_share`, `share_change`;
 - each blocklist's attempts: `previous_attempts`, `attempts_change`.
 
 A change of a rate is a difference of rates (0.012 is 1.2 points, shown `+1.2 pt`); a change of
@@ -53,8 +54,12 @@ _COMPARED: tuple[tuple[str, str, bool, pl.Expr | None], ...] = (
     ("groups", "failure_rate", False, _failure_rate("messages")),
     ("categories", "share", True, pl.col("count") / pl.col("count").sum()),
     ("recipient_domains", "failure_rate", False, _failure_rate("messages")),
+    ("sender_domains", "failure_rate", False, _failure_rate("messages")),
     ("blocklists", "attempts", True, None),
 )
+
+#: The inbound section's rejects by reason: each reason's share of our server's refusals.
+_REJECTS = ("share", pl.col("rejects") / pl.col("rejects").sum())
 
 
 #: The columns that describe a row's key (the rules' words for a category or a blocklist): a
@@ -174,6 +179,17 @@ def with_previous(report: Report, previous: Report) -> Report:
         )
         for name, figure, whole, exact in _COMPARED
     }
+    if report.inbound is not None and previous.inbound is not None:
+        figure, exact = _REJECTS
+        rejects = _beside(
+            report.inbound.rejects,
+            previous.inbound.rejects,
+            ["reject_reason", "blocklist"],
+            figure,
+            whole=True,
+            exact=exact,
+        )
+        tables["inbound"] = replace(report.inbound, rejects=rejects)
     note = (
         f"compared with the previous period, {window}: prev is its figure, change "
         "the difference (points of a rate, attempts of a blocklist)"
@@ -188,6 +204,7 @@ def _keys(report: Report, table: str) -> list[str]:
         "groups": report.by,
         "categories": ["category", "category_group", "direction"],
         "recipient_domains": ["recipient_domain"],
+        "sender_domains": ["sender_domain"],
         "blocklists": ["direction", "blocklist"],
     }[table]
 

@@ -205,7 +205,8 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
          ), "recipient_domains"),
         ("Top sender domains (final outcomes)",
          report.sender_domains.select(
-             "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
+             "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate",
+             *_compared(report.sender_domains),
          ), "sender_domains"),
         ("Blocks by list (failures and deferrals whose reply names a blocklist; attempts)",
          report.blocklists.select(
