@@ -497,3 +497,22 @@ def test_distinguish_shows_where_texts_cut_alike_differ() -> None:
     assert "first" in shown[0] and "second" in shown[1]
     assert shown[0].startswith("the same words for a ") and "… " in shown[0]
     assert shown[2] == start[:59] + "…"  # (the start of the others: it differs where it ends)
+
+
+def test_a_script_compares_through_the_package_names(store: Path) -> None:
+    """`import bounce_analyzer as ba`: the same figures as `report --compare`; a report
+    without an end to its window cannot be compared (its length is unknown)."""
+    import bounce_analyzer as ba
+
+    rules = ba.load_rules()
+    since, until = datetime(2026, 11, 21, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)
+    events = ba.scan_events(str(store))
+    report = ba.summarize(events, since=since, until=until, categories=rules.categories)
+    previous = ba.summarize_previous(events, report, categories=rules.categories)
+    compared = ba.with_previous(report, previous)
+    final = compared.totals.filter(view="final outcomes").row(0, named=True)
+    assert _compared(final, "failure_rate") == FINAL
+    assert compared.previous is previous and previous.since == datetime(2026, 11, 14, tzinfo=UTC)
+    open_ended = ba.summarize(events, since=since)
+    with pytest.raises(ba.UsageError, match="needs since and until"):
+        ba.summarize_previous(events, open_ended)

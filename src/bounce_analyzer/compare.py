@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from bounce_analyzer.errors import UsageError
 from bounce_analyzer.report import Report, summarize
 from bounce_analyzer.timewindow import previous_start
 
@@ -80,11 +81,11 @@ def summarize_previous(
     direction over [since - (until - since), since), every row of every table.
 
     `events` must hold that period (a store's scan of its days, or the same files); the other
-    arguments are `summarize`'s. `report` needs a window with both ends (the command line
-    gives `until` the current time).
+    arguments are `summarize`'s. `report` needs a window with both ends, else `UsageError`
+    (the command line gives `until` the current time).
     """
     if report.since is None or report.until is None:
-        raise ValueError("a report compared with its previous period needs since and until")
+        raise UsageError("a report compared with its previous period needs since and until")
     return summarize(
         events,
         since=previous_start(report.since, report.until),
@@ -161,7 +162,7 @@ def with_previous(report: Report, previous: Report) -> Report:
     change: the module's docstring lists them. A `previous` of no event of the direction shown
     adds a note instead."""
     if previous.since is None or previous.until is None:
-        raise ValueError("the previous period needs since and until (`summarize_previous`)")
+        raise UsageError("the previous period needs since and until (`summarize_previous`)")
     window = _stamp(previous.since, previous.until)
     if _events(previous) == 0:
         shown = "events" if report.direction == "all" else f"{report.direction} events"
