@@ -255,9 +255,12 @@ def distinguish(texts: Sequence[str], width: int) -> list[str]:
     for members in alike.values():
         if len(members) < 2:
             continue
-        for index in members:
+        # in sorted order, the text sharing the longest start with a text is next to it
+        ordered = sorted(members, key=lambda index: texts[index])
+        shared = [_common(texts[a], texts[b]) for a, b in zip(ordered, ordered[1:], strict=False)]
+        for place, index in enumerate(ordered):
             text = texts[index]
-            at = max(_common(text, texts[other]) for other in members if other != index)
+            at = max(shared[max(0, place - 1) : place + 1])
             if at >= len(text):  # (a start of another text: the cut shows all it has)
                 continue
             cuts[index] = _around(text, at, width)
