@@ -497,6 +497,7 @@ def test_distinguish_shows_where_texts_cut_alike_differ() -> None:
     assert "first" in shown[0] and "second" in shown[1]
     assert shown[0].startswith("the same words for a ") and "… " in shown[0]
     assert shown[2] == start[:59] + "…"  # (the start of the others: it differs where it ends)
+    assert distinguish(texts, 30) == [text[:29] + "…" for text in texts]  # (too narrow)
 
 
 def test_a_script_compares_through_the_package_names(store: Path) -> None:

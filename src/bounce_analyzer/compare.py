@@ -14,11 +14,11 @@ figure a person compares, the previous period's and the change:
 
 A change of a rate is a difference of rates (0.012 is 1.2 points, shown `+1.2 pt`); a change of
 attempts is a difference of counts. A row of one period alone shows what it has: a provider new
-in this period has no previous figure and no change (`-`); a category or a blocklist of the
-previous period alone (the totals, the categories and the blocks by list are whole tables) is
-added with no event in this one. The tables that `--top` cuts (the `--by` table, the domains)
-show this period's top rows only. A previous period of no event of the direction shown adds one
-note and no column.
+in this period has no previous figure and no change (`-`); a category, blocklist or reject
+reason of the previous period alone (the totals, the categories, the blocks by list and the
+rejects by reason are whole tables) is added with no event in this one. The tables that
+`--top` cuts (the `--by` table, the domains) show this period's top rows only. A previous
+period of no event of the direction shown adds one note and no column.
 """
 
 from __future__ import annotations
@@ -215,6 +215,9 @@ def _keys(report: Report, table: str) -> list[str]:
 #: Characters shown, at most, before the place where a text differs from those cut alike.
 _CONTEXT = 16
 
+#: The narrowest width at which texts cut alike are told apart (narrower, they are only cut).
+_NARROWEST = 40
+
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -246,9 +249,12 @@ def distinguish(texts: Sequence[str], width: int) -> list[str]:
     A text too long is cut with `…`. Texts that would be cut alike (the Gmail 5.7.26 replies
     that name the failing sender domain after the ninetieth character) show instead their
     start, `…`, and the words where each differs from the others cut alike, so that every row
-    reads differently and keeps its own count.
+    reads differently and keeps its own count. Below `_NARROWEST` characters they are only
+    cut (the table report's messages have 67 at least).
     """
     cuts = [_cut(text, width) for text in texts]
+    if width < _NARROWEST:
+        return cuts
     alike: dict[str, list[int]] = {}
     for index, cut in enumerate(cuts):
         alike.setdefault(cut, []).append(index)
