@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("classify",),
     ("delays",),
     ("pipeline", "writers", "report"),
-    ("series",),
+    ("series", "compare"),
     ("store",),
     ("html",),
     ("ingest", "render", "export", "explain", "check", "metrics"),

@@ -11,6 +11,13 @@ ingests, summarizes and renders with the names below, for example::
     report = ba.summarize(ba.scan_events(store.path), categories=rules.categories)
     print(ba.render_report(report, ba.ReportFormat.table))
 
+and compares a window with the one of equal length before it, as `report --compare` does::
+
+    events = ba.scan_events(store.path)
+    report = ba.summarize(events, since=since, until=until, categories=rules.categories)
+    previous = ba.summarize_previous(events, report, categories=rules.categories)
+    report = ba.with_previous(report, previous)
+
 The names are imported when first used, so that `import bounce_analyzer` stays light. The
 engine itself is `bounce_analyzer.classify.classify` (a package-level `classify` would be
 hidden by the module of that name once it is imported).
@@ -36,6 +43,7 @@ from bounce_analyzer.errors import (
 # type checkers take any name TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from bounce_analyzer.compare import summarize_previous, with_previous
     from bounce_analyzer.explain import explain_frame, explain_one, explain_stream
     from bounce_analyzer.export import ExportFormat, ExportKind, export_events
     from bounce_analyzer.ingest import IngestResult, ingest_paths, summarize_paths
@@ -49,6 +57,8 @@ if TYPE_CHECKING:
 
 #: Each public name and the module it comes from.
 _HOMES = {
+    "summarize_previous": "compare",
+    "with_previous": "compare",
     "explain_frame": "explain",
     "explain_one": "explain",
     "explain_stream": "explain",
@@ -112,6 +122,8 @@ __all__ = [
     "scan_quarantine",
     "summarize",
     "summarize_paths",
+    "summarize_previous",
+    "with_previous",
 ]
 
 

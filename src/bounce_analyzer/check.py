@@ -22,6 +22,7 @@ import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.report import Report, summarize
+from bounce_analyzer.timewindow import previous_start
 
 
 class Status(IntEnum):
@@ -235,11 +236,6 @@ class CheckResult:
         return "".join(f"{line}\n" for line in [head, *(f.line for f in self.findings)])
 
 
-def previous_start(since: datetime, until: datetime) -> datetime:
-    """The start of the previous window of equal length (the window a rise compares with)."""
-    return since - (until - since)
-
-
 def first_instant(thresholds: Thresholds, since: datetime, until: datetime) -> datetime:
     """The earliest instant `check` reads: the previous window's start when a rise is judged."""
     return previous_start(since, until) if thresholds.rise is not None else since
@@ -431,5 +427,4 @@ __all__ = [
     "first_instant",
     "load_thresholds",
     "parse_rate",
-    "previous_start",
 ]

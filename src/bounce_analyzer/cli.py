@@ -51,7 +51,7 @@ from bounce_analyzer.report import (
 from bounce_analyzer.rules import Direction, Rules, load_rules, user_rules_dir
 from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
 from bounce_analyzer.sources import detect as detect_source
-from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until
+from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until, previous_start
 from bounce_analyzer.writers import (
     EventWriter,
     event_format_for,
@@ -644,6 +644,19 @@ def _report_text(summary: Report, events: pl.LazyFrame, fmt: ReportFormat, *, wi
     return render_report(summary, fmt, width=width, series=series)
 
 
+def _with_previous(
+    summary: Report, events: pl.LazyFrame, loaded: Rules, *, held: list[date] | None = None
+) -> Report:
+    """`summary` compared with the previous period of `events` (`report --compare`)."""
+    from bounce_analyzer.compare import summarize_previous, with_previous
+
+    previous = summarize_previous(
+        events, summary, categories=loaded.categories, blocklists=loaded.blocklists,
+        held=held, holder="the input" if held is None else "the store",
+    )  # fmt: skip
+    return with_previous(summary, previous)
+
+
 @app.command()
 def report(
     paths: Annotated[
@@ -707,6 +720,14 @@ def report(
             "section of their own; all: both, and the internal hops between our programs.",
         ),
     ] = ReportDirection.outbound,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Show each rate beside the previous period's (the window of equal length "
+            "before --since) and the change in points.",
+        ),
+    ] = False,
     store: StoreOption = None,
     source: SourceOption = None,
     tz: TzOption = None,
@@ -720,6 +741,10 @@ def report(
     Example: bounce-analyzer report --since 7d
     """
     start, end = _window(since, until)
+    earlier = None  # the previous period's window, with --compare
+    if compare:  # (its length needs an end to this one)
+        end = end or _now()
+        earlier = (previous_start(start, end), start)
     groups = parse_by(by)
     loaded = _rules(rules, local_domains=local_domains)
     if output:
@@ -736,6 +761,8 @@ def report(
                 malformed=sum(file.malformed for file in files),
                 categories=loaded.categories, blocklists=loaded.blocklists, direction=direction,
             )  # fmt: skip
+            if compare:  # the same files: their events of the previous period
+                summary = _with_previous(summary, events, loaded)
             text = _report_text(summary, events, fmt, width=columns)
         _echo_summaries(files, all_of_them=False)
         failed = run_failed(files)
@@ -753,6 +780,11 @@ def report(
                 held=opened.days(), holder="the store",
                 direction=direction,
             )  # fmt: skip
+            if earlier:  # a scan of the previous period's days alone
+                before = view.scan_events(
+                    since=earlier[0], until=earlier[1], direction=loaded.direction
+                )
+                summary = _with_previous(summary, before, loaded, held=opened.days())
             text = _report_text(summary, events, fmt, width=columns)  # rendering reads values too
     if output:
         with ExitStack() as outputs:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from bounce_analyzer.compare import distinguish
 from bounce_analyzer.delays import informative_hosts
 from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
@@ -37,8 +38,14 @@ class ReportFormat(StrEnum):
     html = "html"
 
 
-_RATE_COLUMNS = ("failure_rate", "share")
+_RATE_COLUMNS = ("failure_rate", "share", "previous_failure_rate", "previous_share")
+#: The columns a report compared with the previous period has (`compare.with_previous`): the
+#: previous period's figure, and the change (of a rate in points, of attempts in attempts).
+_PREVIOUS = ("previous_failure_rate", "previous_share", "previous_attempts")
+_CHANGES = ("failure_rate_change", "share_change", "attempts_change")
 _HEADINGS = {
+    **dict.fromkeys(_PREVIOUS, "prev"),
+    **dict.fromkeys(_CHANGES, "change"),
     "failure_rate": "fail %",
     "share": "share",
     "recipient_domain": "recipient domain",
@@ -64,9 +71,14 @@ _LEFT_OUT = {
 
 def _cell(value: Any, column: str) -> str:
     if value is None:
-        return "-" if column in _RATE_COLUMNS or column in DURATION_COLUMNS else ""
+        dashed = (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES, *DURATION_COLUMNS)
+        return "-" if column in dashed else ""
     if column in DURATION_COLUMNS:
         return duration(value)
+    if column == "attempts_change":
+        return f"{value:+,}"
+    if column in _CHANGES:
+        return f"{100 * value:+.1f} pt"
     if column in _RATE_COLUMNS:
         return f"{100 * value:.1f}%"
     if isinstance(value, float):
@@ -175,17 +187,17 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
         ("Totals (attempts: every try; final outcomes: one per message and recipient)",
          report.totals.select(
              "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
-             "hard", "soft", "complained", "failure_rate",
+             "hard", "soft", "complained", "failure_rate", *_compared(report.totals),
          ), None),
         (f"By {by} (final outcomes; attempts and deferrals count every try)",
          report.groups.select(
              *report.by, "messages", "delivered", "failed", "hard", "soft", "complained",
-             "failure_rate", "attempts", "deferrals",
+             "failure_rate", *_compared(report.groups), "attempts", "deferrals",
          ), "groups"),
         ("Failure categories (attempts: bounces and deferrals; hard and soft split the failed)",
          report.categories.select(
-             "category", "category_group", *directed, "count", "share", "failed", "deferred",
-             "hard", "soft",
+             "category", "category_group", *directed, "count", "share",
+             *_compared(report.categories), "failed", "deferred", "hard", "soft",
          ), None),
         ("Advised waits (seconds the replies asked us to wait: failed and deferred attempts)",
          report.waits, None),
@@ -193,15 +205,18 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
         *_delay_sections(report),
         ("Top recipient domains (final outcomes)",
          report.recipient_domains.select(
-             "recipient_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
+             "recipient_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate",
+             *_compared(report.recipient_domains),
          ), "recipient_domains"),
         ("Top sender domains (final outcomes)",
          report.sender_domains.select(
-             "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate"
+             "sender_domain", "messages", "delivered", "failed", "hard", "soft", "failure_rate",
+             *_compared(report.sender_domains),
          ), "sender_domains"),
         ("Blocks by list (failures and deferrals whose reply names a blocklist; attempts)",
          report.blocklists.select(
-             *directed, "blocklist", "attempts", "failed", "deferred", "providers", "lookup",
+             *directed, "blocklist", "attempts", *_compared(report.blocklists), "failed",
+             "deferred", "providers", "lookup",
          ), None),
         (UNCLASSIFIED_TITLE, _unclassified_table(report.unclassified), "unclassified"),
         *inbound,
@@ -271,6 +286,12 @@ def _delay_sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]
              hosts, "sending_hosts")
         )  # fmt: skip
     return sections
+
+
+def _compared(frame: pl.DataFrame) -> list[str]:
+    """The previous period's figure and the change, in a table compared with it (`--compare`,
+    `compare.with_previous`); none in another."""
+    return [c for c in frame.columns if c in (*_PREVIOUS, *_CHANGES)]
 
 
 #: The title of the unclassified texts, in the report and in `explain --unclassified`.
@@ -408,9 +429,10 @@ def _category_details(report: Report, *, width: int) -> list[str]:
             out.append(
                 _wrap(f"advice: {advice[(category, direction)]}", width=width, indent="    ")
             )
-        for count, message in group.select("count", "message").rows():
-            text = f"    {count:>7,}  {message}"
-            out.append(text if len(text) <= width else text[: width - 1] + "…")
+        counts, messages = group.get_column("count"), group.get_column("message").to_list()
+        room = width - 6 - max(7, *(len(f"{count:,}") for count in counts))  # (indent, count)
+        for count, message in zip(counts, distinguish(messages, room), strict=True):
+            out.append(f"    {count:>7,}  {message}")
     more = _more(report, "messages")
     if more:
         out.append(f"  {more}")
@@ -472,10 +494,14 @@ def _markdown_lines(text: str, *, width: int = MARKDOWN_WIDTH, indent: str = "")
     return [(indent if i else "") + " ".join(line) for i, line in enumerate(lines)] or [""]
 
 
-def _markdown_table(frame: pl.DataFrame, *, width: int = MARKDOWN_WIDTH) -> list[str]:
+def _markdown_table(
+    frame: pl.DataFrame, *, width: int = MARKDOWN_WIDTH, left_out: tuple[str, ...] = ()
+) -> list[str]:
     """A GitHub-flavoured Markdown table whose pipes line up in monospace: each cell padded
     to its column, numbers right-aligned. Wider than `width`, the cells lose the space after
-    the pipe before them; still wider, its widest text column is cut with `…`."""
+    the pipe before them; still wider (a report compared with the previous period), it leaves
+    out its least useful columns (`_LEAST_USEFUL`; `left_out`: those left out so far), said
+    in a paragraph under it; still wider, its widest text column is cut with `…`."""
     columns = frame.columns
     numeric = [frame.schema[c].is_numeric() for c in columns]
     heads = [_HEADINGS.get(c, c.replace("_", " ")) for c in columns]
@@ -484,6 +510,10 @@ def _markdown_table(frame: pl.DataFrame, *, width: int = MARKDOWN_WIDTH) -> list
         for row in frame.rows()
     ]
     widths = [max(3, len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    spare = [c for c in _LEAST_USEFUL if c in columns]
+    if sum(widths) + 2 * len(widths) + 1 > width and spare and len(columns) > 2:
+        heading = _HEADINGS.get(spare[0], spare[0].replace("_", " "))
+        return _markdown_table(frame.drop(spare[0]), width=width, left_out=(*left_out, heading))
     before = " " if sum(widths) + 3 * len(widths) + 1 <= width else ""
     over = sum(widths) + (2 + len(before)) * len(widths) + 1 - width
     text = [i for i, is_number in enumerate(numeric) if not is_number]
@@ -500,7 +530,11 @@ def _markdown_table(frame: pl.DataFrame, *, width: int = MARKDOWN_WIDTH) -> list
         return "|" + "|".join(f"{before}{part} " for part in parts) + "|"
 
     rule = [("-" * (w - 1) + ":") if n else "-" * w for w, n in zip(widths, numeric, strict=True)]
-    return [line(heads), line(rule), *(line(r) for r in rows)]
+    table = [line(heads), line(rule), *(line(r) for r in rows)]
+    if left_out:
+        note = f"(left out at {width} columns: {', '.join(left_out)}; the JSON report has them)"
+        table.extend(["", *_markdown_lines(note, width=width)])
+    return table
 
 
 def _markdown_unclassified(texts: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
@@ -578,6 +612,18 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def _previous(previous: Report | None) -> dict[str, Any] | None:
+    """The JSON's `previous`: the period a compared report is compared with, and its totals."""
+    if previous is None:
+        return None
+    return {
+        "since": previous.since.isoformat() if previous.since else None,
+        "until": previous.until.isoformat() if previous.until else None,
+        "directions": previous.directions,
+        "totals": _records(previous.totals),
+    }
+
+
 def render_json(report: Report) -> str:
     """The whole report as one JSON document (layout: docs/REPORTS.md)."""
     messages = report.messages.group_by("category", "direction", maintain_order=True).agg(
@@ -612,6 +658,7 @@ def render_json(report: Report) -> str:
         "sender_domains": _records(report.sender_domains),
         "blocklists": _records(report.blocklists),
         "inbound": inbound,
+        "previous": _previous(report.previous),
         "waits": _records(report.waits),
         "unclassified": _records(report.unclassified),
         **{name: _records(frame) for name, frame in _delay_records(report)},

@@ -189,6 +189,9 @@ class Report:
     #: "sender_domains", and "clients", "recipients" of the inbound section).
     omitted: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The report of the previous period of equal length, where this one is compared with it
+    #: (`compare.with_previous`, `report --compare`).
+    previous: Report | None = None
     #: The direction shown: one of `REPORT_DIRECTIONS`.
     direction: str = "outbound"
     #: The events of the window by direction (`unknown` for those without), shown or not.

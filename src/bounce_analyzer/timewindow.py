@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from bounce_analyzer.errors import UsageError
 
-__all__ = ["parse_duration", "parse_since", "parse_until"]
+__all__ = ["parse_duration", "parse_since", "parse_until", "previous_start"]
 
 #: `7d`, `24h`, `2w`, `90m`: a whole number and a unit.
 _DURATION = re.compile(r"(?P<count>\d{1,7})(?P<unit>[mhdw])")
@@ -126,3 +126,10 @@ def parse_duration(
                 f"invalid {option} value {text!r}: it reaches back before the year 1"
             ) from None
     return duration
+
+
+def previous_start(since: datetime, until: datetime) -> datetime:
+    """The start of the window of equal length just before [since, until): the previous
+    period that `report --compare` shows beside this one and `check` measures a rise against.
+    It ends where this one starts, `since`."""
+    return since - (until - since)
