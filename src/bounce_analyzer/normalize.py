@@ -151,10 +151,11 @@ def joined_lines(text: pl.Expr) -> pl.Expr:
     )
 
 
-#: A normalized text that starts with the host that answered: `host mx3.shop41.example[<ip>]
-#: said: ` (Postfix), `<<address>>: host mx1.<id>.example [<ip>]: ` (Exim); the name is the
-#: middle group. (Anchored at the start: three times faster than looking for it anywhere.)
-_ANSWERING_HOST = r"^((?:<?<address>>?: )?host )([^\s\[]+)( ?\[.*)$"
+#: The start of a normalized text that names the host that answered, up to the end of the
+#: name: `host mx3.shop41.example[<ip>] said: ` (Postfix), `<<address>>: host mx1.<id>.example
+#: [<ip>]: ` (Exim). (Anchored at the start, and ending where the name ends: a capture of the
+#: rest of the text made the regex engine walk all of it.)
+_ANSWERING_HOST = r"^((?:<?<address>>?: )?host [^\s\[]+) ?\["
 
 
 def numbered_hosts_alike(normalized: pl.Expr) -> pl.Expr:
@@ -165,15 +166,16 @@ def numbered_hosts_alike(normalized: pl.Expr) -> pl.Expr:
     The classification groups texts by it: which host answered does not decide the category
     (the provider is found from the relay host apart), and the letters of the name are kept,
     so that a rule that reads a word of the wrapping reads the same words in each text of a
-    group.
+    group. A text holding a line break is left as it is (a normalized text holds none).
     """
-    parts = normalized.str.extract_groups(_ANSWERING_HOST)
-    host = parts.struct.field("2")
+    # the words before the name hold no digit: masking the digits of the whole start masks
+    # those of the name
+    start = normalized.str.extract(_ANSWERING_HOST, 1)
     return (
-        pl.when(host.is_not_null())
+        pl.when(start.is_not_null() & ~normalized.str.contains("\n", literal=True))
         .then(
             pl.concat_str(
-                parts.struct.field("1"), host.str.replace_all(r"\d+", "#"), parts.struct.field("3")
+                start.str.replace_all(r"\d+", "#"), normalized.str.slice(start.str.len_chars())
             )
         )
         .otherwise(normalized)
