@@ -829,6 +829,26 @@ def _per_event(
     )
 
 
+def _named_and_asked(
+    rows: pl.DataFrame, facts: pl.DataFrame, rules: Rules
+) -> tuple[pl.Series, pl.Series]:
+    """`blocklist` and `retry_after` of each of `rows`, in order: from the `facts` of its text,
+    or, for the few events whose text was not worked on (delivered, complained), from their
+    own text."""
+    blocklist, retry, worked = _spread(
+        facts.with_columns(pl.lit(True).alias("_in_work")),
+        ["blocklist", "retry_after", "_in_work"],
+        rows.height,
+    )
+    alone = worked.is_null().arg_true()
+    if len(alone):
+        texts = rows["diagnostic"].gather(alone)
+        named = texts.to_frame().select(blocklist_of(pl.col("diagnostic"), rules.blocklists))
+        blocklist = blocklist.scatter(alone, named.to_series())
+        retry = retry.scatter(alone, retry_after_of(texts))
+    return blocklist, retry
+
+
 def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.DataFrame:
     """The engine over one eager frame (see `classify`)."""
     prepared = _prepared(rules)
@@ -870,6 +890,9 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         "normalized",
         numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
         "class",
+        # what the text names and asks for, whatever decides the category
+        blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
+        retry_after_of(texts["diagnostic"]),
     ).explode("_row")
 
     # 3. per distinct key: category and rule, decided on the text of the key's first event
@@ -881,7 +904,13 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     # normalized text is the first event's, as its text is)
     keys = (
         keyed.group_by(_KEY)
-        .agg("_row", pl.col("normalized").get(pl.col("_row").arg_min()))
+        .agg(
+            "_row",
+            *(
+                pl.col(name).get(pl.col("_row").arg_min()).alias(alias)
+                for name, alias in (("normalized", "normalized"), ("blocklist", "named_list"))
+            ),
+        )
         .with_row_index("_key")
         .with_columns(pl.col("_key").cast(pl.UInt64))
     )
@@ -889,8 +918,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         rows["diagnostic"].gather(keys["_row"].list.min()).alias("text")
     ).with_columns(
         # the patterns read a multi-line reply as one run of words
-        joined_lines(pl.col("text")),
-        blocklist_of(pl.col("text"), rules.blocklists).alias("named_list"),
+        joined_lines(pl.col("text"))
     )
     decided = (
         keys.select("_key", "_row")
@@ -901,16 +929,12 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
 
     # 4. per event
     answers = _per_event(rows, facts, decided, prepared)
-    # the list the diagnostic names, whatever decided the category (rules/blocklists.toml)
-    blocklist = frame.select(
-        blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist")
-    ).to_series()
     keep = [c for c in original if c not in _ADDED]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
     # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
-    verdicts = [directions(frame, rules.direction), blocklist, retry_after_of(frame["diagnostic"])]
+    verdicts = [directions(frame, rules.direction), *_named_and_asked(rows, facts, rules)]
     # a provider's own pattern names the provider when nothing else did (docs/RULES.md)
     (rule_of,) = _spread(decided, ["key_of"], rows.height)
     provider = rows.select(
