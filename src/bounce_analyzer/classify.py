@@ -431,11 +431,15 @@ def _pattern_candidates(
     all patterns at once, Aho-Corasick), on texts that are not plain ASCII, and, for patterns
     without such literals, on every text; so each regex runs over a few texts, not all.
     """
-    texts = keys.filter(pl.col("text").is_not_null()).select("_key", "text", "provider", "class")
     ascii_only = pl.col("text").str.len_bytes() == pl.col("text").str.len_chars()
+    texts = (
+        keys.filter(pl.col("text").is_not_null())
+        .select("_key", "text", "provider", "class", ascii_only.alias("ascii"))
+        .collect(engine=_ENGINE)
+    )
+    plain_texts = texts.filter("ascii").select("_key", "text")
     pairs = [
-        texts.filter(ascii_only)
-        .select(
+        plain_texts.select(
             "_key",
             pl.col("text")
             .str.to_lowercase()
@@ -443,23 +447,29 @@ def _pattern_candidates(
             .alias("literal"),
         )
         .explode("literal")
-        .unique()
-        .join(prepared.literals.lazy(), on="literal")
+        .join(prepared.literals, on="literal")
         .select("_key", "pattern_index"),
-        texts.filter(ascii_only).select("_key").join(prepared.unfiltered.lazy(), how="cross"),
-        texts.filter(~ascii_only)
+        plain_texts.select("_key").join(prepared.unfiltered, how="cross"),
+        texts.filter(~pl.col("ascii"))
         .select("_key")
-        .join(prepared.patterns.lazy().select("pattern_index"), how="cross"),
+        .join(prepared.patterns.select("pattern_index"), how="cross"),
     ]
     eligible = (
         pl.col("pattern_provider").is_null() | (pl.col("pattern_provider") == pl.col("provider"))
     ) & (pl.col("classes").is_null() | pl.col("classes").list.contains(pl.col("class")))
+    # what a pair's eligibility depends on first; the texts and regexes only for the pairs to try
     candidates = (
-        pl.concat(pairs)
+        pl.concat([pair.lazy() for pair in pairs])
         .unique()
-        .join(texts.with_columns(ascii_only.alias("ascii")), on="_key")
-        .join(prepared.patterns.lazy(), on="pattern_index")
+        .join(texts.lazy().select("_key", "provider", "class", "ascii"), on="_key")
+        .join(
+            prepared.patterns.lazy().select(
+                "pattern_index", "pattern_provider", "classes", "plain"
+            ),
+            on="pattern_index",
+        )
         .filter(eligible)
+        .select("_key", "pattern_index", "plain", "ascii")
         .collect(engine=_ENGINE)
     )
     # a plain pattern found by its literal in an ASCII text matches: no regex to run; a regex
@@ -467,10 +477,14 @@ def _pattern_candidates(
     sure = pl.col("plain") & pl.col("ascii")
     known = candidates.filter(sure).group_by("_key").agg(pl.col("pattern_index").min())
     tried = (
-        candidates.filter(~sure)
-        .join(known.rename({"pattern_index": "known"}), on="_key", how="left")
+        candidates.lazy()
+        .filter(~sure)
+        .join(known.lazy().rename({"pattern_index": "known"}), on="_key", how="left")
         .filter(pl.col("known").is_null() | (pl.col("pattern_index") < pl.col("known")))
-        .select("_key", "pattern_index", "text", "regex")
+        .select("_key", "pattern_index")
+        .join(texts.lazy().select("_key", "text"), on="_key")
+        .join(prepared.patterns.lazy().select("pattern_index", "regex"), on="pattern_index")
+        .collect(engine=_ENGINE)
     )
     return known, tried
 
@@ -882,18 +896,24 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         | pl.col("enhanced_code").is_null()
     )
     texts = _text_facts(work.group_by(_TEXT).agg("_row", textual.any()))
-    facts = texts.select(
-        "_row",
-        "smtp_code",
-        "enhanced_code",
-        "hex_code",
-        "normalized",
-        numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
-        "class",
-        # what the text names and asks for, whatever decides the category
-        blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
-        retry_after_of(texts["diagnostic"]),
-    ).explode("_row")
+    # (lazy: the plan computes an expression used twice once, an eager select twice)
+    facts = (
+        texts.lazy()
+        .select(
+            "_row",
+            "smtp_code",
+            "enhanced_code",
+            "hex_code",
+            "normalized",
+            numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
+            "class",
+            # what the text names and asks for, whatever decides the category
+            blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
+            retry_after_of(texts["diagnostic"]),
+        )
+        .collect(engine=_ENGINE)
+        .explode("_row")
+    )
 
     # 3. per distinct key: category and rule, decided on the text of the key's first event
     at = facts["_row"]
