@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from bounce_analyzer import cache, rules
+from bounce_analyzer import cache, classify, rules
+from bounce_analyzer.prefilter import required_literals
 from bounce_analyzer.rules import builtin_rules_dir, load_rules
 
 
@@ -117,3 +118,23 @@ def test_only_the_builtin_rules_alone_are_cached(folder: Path, tmp_path: Path) -
     load_rules(user)
     load_rules(builtin_dir=builtin_rules_dir())
     assert not folder.exists()
+
+
+def test_the_literals_of_patterns_come_back_from_the_cache(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    regexes = ["over quota|quota exceeded", r"user (is )?unknown", r"\d+"]
+    first = classify._literals_of(regexes)
+    assert first == {regex: required_literals(regex) for regex in regexes}
+
+    def not_again(regex: str) -> None:
+        raise AssertionError(f"{regex} analysed again")
+
+    monkeypatch.setattr(classify, "required_literals", not_again)
+    assert classify._literals_of(regexes) == first
+    # a regex the cache does not hold is analysed, and kept beside the others
+    monkeypatch.undo()
+    monkeypatch.setenv(cache.CACHE_ENV, str(folder))
+    assert classify._literals_of(["mailbox full"]) == {"mailbox full": frozenset({"mailbox full"})}
+    monkeypatch.setattr(classify, "required_literals", not_again)
+    assert classify._literals_of([*regexes, "mailbox full"])["mailbox full"] is not None

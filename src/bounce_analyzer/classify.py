@@ -30,10 +30,12 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import polars as pl
 
+from bounce_analyzer import cache, prefilter
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
@@ -259,14 +261,36 @@ def _table_joins(
 
 def _literal_frame(regexes: list[str], index: str) -> pl.DataFrame:
     """(`literal`, `index`): the required literals of each of `regexes`, by its position."""
+    found = _literals_of(regexes)
     return pl.DataFrame(
         [
             {"literal": literal, index: position}
             for position, regex in enumerate(regexes)
-            for literal in sorted(required_literals(regex) or ())
+            for literal in sorted(found[regex] or ())
         ],
         schema={"literal": pl.String, index: pl.UInt32},
     ).unique()
+
+
+def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
+    """`required_literals` of each of `regexes`, kept on disk between starts (cache.py): the
+    analysis runs in Python, a hundredth of a second for the built-in patterns at each start."""
+    key = cache.fingerprint([Path(prefilter.__file__)], "required_literals")
+    stored = cache.load("literals", key)
+    known = stored if isinstance(stored, dict) else {}
+    found = {
+        regex: known.get(regex) if regex in known else required_literals(regex) for regex in regexes
+    }
+    if found.keys() - known.keys():
+        # the patterns and the host patterns of every rules folder in use are kept, up to a
+        # bound: past it, only these
+        kept = {**known, **found} if len(known) < _LITERALS_KEPT else found
+        cache.store("literals", key, kept)
+    return found
+
+
+#: How many regexes' literals the disk cache keeps at most (the built-in rules have 400).
+_LITERALS_KEPT = 5000
 
 
 def _prepare(rules: Rules) -> _Prepared:
