@@ -722,24 +722,29 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     """Per distinct text: its codes (given ones kept), Outlook hex code, class and normalized text.
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
-    searched for a hex code, and only texts an event is classified by are normalized.
+    searched for a hex code (by the extraction or apart), and only texts an event is
+    classified by are normalized.
     """
     missing = pl.col("smtp_code").is_null() | pl.col("enhanced_code").is_null()
-    lazy = texts.lazy()
-    complete = lazy.filter(~missing)
     hexish = (
         pl.col("diagnostic").str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False)
     )
+    lazy = texts.lazy().with_columns(hexish.alias("_hexish"))
+    complete = lazy.filter(~missing)
     coded = (
         pl.concat(
             [
-                with_codes(lazy.filter(missing)),
-                complete.filter(hexish).with_columns(
+                with_codes(lazy.filter(missing & pl.col("_hexish"))),
+                with_codes(lazy.filter(missing & ~pl.col("_hexish")), hex_code=False),
+                complete.filter("_hexish").with_columns(
                     extract_hex_code(pl.col("diagnostic")).alias("hex_code")
                 ),
-                complete.filter(~hexish).with_columns(pl.lit(None, pl.String).alias("hex_code")),
+                complete.filter(~pl.col("_hexish")).with_columns(
+                    pl.lit(None, pl.String).alias("hex_code")
+                ),
             ]
         )
+        .drop("_hexish")
         .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
         .collect(engine=_ENGINE)
     )
