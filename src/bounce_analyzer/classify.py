@@ -42,9 +42,9 @@ from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import (
     joined_lines,
     normalize_message,
+    normalized_for,
     numbered_hosts_alike,
     tokens,
-    with_normalized,
     words,
 )
 from bounce_analyzer.prefilter import is_plain, required_literals
@@ -746,15 +746,16 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
         )
         .drop("_hexish")
         .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
-        .collect(engine=_ENGINE)
     )
     textual = pl.col("_textual")
+    # one plan for the codes and the normalized text: no frame in between
+    normalized = normalized_for(texts.filter(textual)["diagnostic"])
     return pl.concat(
         [
-            with_normalized(coded.filter(textual)),
+            coded.filter(textual).with_columns(normalized.alias("normalized")),
             coded.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
         ]
-    )
+    ).collect(engine=_ENGINE)
 
 
 # --- per event -------------------------------------------------------------------------------
