@@ -189,12 +189,13 @@ def read_explain_lines(
     `diagnostic` and any of `JSON_FIELDS`. A line that starts with ``{`` but is not a JSON
     object raises `UsageError`: ``<stdin>:3: not a JSON object: {"diagnostic": ...``.
     """
+    # (regexes, not stripped copies of the lines: a test that allocates nothing)
     frame = (
         pl.DataFrame({"line": lines}, schema={"line": pl.String})
         .with_row_index("line_number", offset=first_line)
-        .filter(pl.col("line").str.strip_chars().str.len_chars() > 0)
+        .filter(pl.col("line").str.contains(r"\S"))
     )
-    is_json = pl.col("line").str.strip_chars_start().str.starts_with("{")
+    is_json = pl.col("line").str.contains(r"^\s*\{")
     objects = frame.filter(is_json)
     try:
         decoded = objects.select(
@@ -207,7 +208,11 @@ def read_explain_lines(
     texts = frame.filter(~is_json).select(
         "line_number", pl.col("line").str.strip_chars_end("\r\n").alias("diagnostic")
     )
-    merged = pl.concat([texts, decoded], how="diagonal_relaxed").sort("line_number")
+    merged = (
+        pl.concat([texts, decoded], how="diagonal_relaxed").sort("line_number")
+        if decoded.height
+        else texts
+    )
     if "direction" in merged.columns:
         asked = merged.select(_directions(pl.col("direction"), Direction.outbound)).to_series()
         bad = _bad_direction(asked)
