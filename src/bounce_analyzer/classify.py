@@ -748,14 +748,16 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
         .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
     )
     textual = pl.col("_textual")
-    # one plan for the codes and the normalized text: no frame in between
+    # one plan for the codes and the normalized text: no frame in between; streaming, since
+    # it is some twenty regex passes over every distinct text, which that engine spreads over
+    # the cores for the same CPU time
     normalized = normalized_for(texts.filter(textual)["diagnostic"])
     return pl.concat(
         [
             coded.filter(textual).with_columns(normalized.alias("normalized")),
             coded.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
         ]
-    ).collect(engine=_ENGINE)
+    ).collect(engine="streaming")
 
 
 # --- per event -------------------------------------------------------------------------------
