@@ -138,3 +138,19 @@ def test_the_literals_of_patterns_come_back_from_the_cache(
     assert classify._literals_of(["mailbox full"]) == {"mailbox full": frozenset({"mailbox full"})}
     monkeypatch.setattr(classify, "required_literals", not_again)
     assert classify._literals_of([*regexes, "mailbox full"])["mailbox full"] is not None
+
+
+def test_no_home_folder_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cache.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    assert cache.cache_dir() is None
+
+
+def test_a_value_that_cannot_be_stored_is_not(folder: Path) -> None:
+    cache.store("thing", "key", lambda: None)  # functions defined in place do not pickle
+    assert cache.load("thing", "key") is None

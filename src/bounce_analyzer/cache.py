@@ -30,7 +30,12 @@ def cache_dir() -> Path | None:
     chosen = os.environ.get(CACHE_ENV)
     if chosen is not None:
         return Path(chosen) if chosen else None
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no home folder to be found: no cache
+            return None
     return Path(base) / "bounce-analyzer"
 
 
@@ -38,7 +43,11 @@ def fingerprint(paths: Iterable[Path], *extra: object) -> str:
     """A digest of each of `paths` (its name, size and modification time) and of `extra`."""
     parts: list[object] = []
     for path in paths:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:  # (a module inside an archive): its name alone
+            parts.append(str(path))
+            continue
         parts.append((str(path), stat.st_size, stat.st_mtime_ns))
     return hashlib.sha256(repr((parts, extra)).encode()).hexdigest()
 
@@ -72,5 +81,5 @@ def store(name: str, key: str, value: object) -> None:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-    except OSError:
+    except Exception:  # a folder that cannot be written, a value that does not pickle: no cache
         return
