@@ -47,7 +47,12 @@ from bounce_analyzer.normalize import (
     tokens,
     words,
 )
-from bounce_analyzer.prefilter import is_plain, required_literals
+from bounce_analyzer.prefilter import (
+    CASE_TRAPS,
+    is_plain,
+    lowercase_equivalent,
+    required_literals,
+)
 from bounce_analyzer.retry import retry_after_of
 from bounce_analyzer.rules import (
     BLOCKED,
@@ -166,7 +171,9 @@ class _Prepared:
     table_rows: pl.DataFrame  # deciding code-table rows, with normalized message and its words
     # (rows, key columns, row columns, found by hex code): the joins that find a key's rows
     table_joins: list[tuple[pl.DataFrame, list[str], list[str], bool]]
-    patterns: pl.DataFrame  # pattern_index, pattern_id, regex, pattern_provider, pattern_of, ...
+    # pattern_index, pattern_id, regex, lower_regex (the regex without (?i) where that is the
+    # same on a lower-case text), pattern_provider, pattern_of, ...
+    patterns: pl.DataFrame
     literals: pl.DataFrame  # literal, pattern_index: the pattern is tried where its literal is
     literal_list: list[str]
     unfiltered: pl.DataFrame  # pattern_index of the patterns tried on every message
@@ -320,11 +327,15 @@ def _prepare(rules: Rules) -> _Prepared:
         .drop_nulls()
     )
     plain = [index for index, regex in enumerate(regexes) if is_plain(regex)]
+    lowercase = [regex for regex in regexes if lowercase_equivalent(regex)]
     literals = _literal_frame(regexes, "pattern_index")
     patterns = rules.patterns.with_row_index("pattern_index").select(
         "pattern_index",
         pl.col("id").alias("pattern_id"),
         ("(?i)" + pl.col("regex")).alias("regex"),
+        pl.when(pl.col("regex").is_in(pl.Series(lowercase, dtype=pl.String).implode()))
+        .then(pl.col("regex"))
+        .alias("lower_regex"),
         pl.col("provider").alias("pattern_provider"),
         # the provider whose `patterns` lists it (providers.toml)
         pl.col("id")
@@ -458,15 +469,23 @@ def _pattern_candidates(
     ascii_only = pl.col("text").str.len_bytes() == pl.col("text").str.len_chars()
     texts = (
         keys.filter(pl.col("text").is_not_null())
-        .select("_key", "text", "provider", "class", ascii_only.alias("ascii"))
+        .select(
+            "_key",
+            "text",
+            "provider",
+            "class",
+            ascii_only.alias("ascii"),
+            pl.col("text").str.to_lowercase().alias("lower"),
+            # whether a pattern's lower-case form may be matched against the lower-case text
+            (~pl.col("text").str.contains_any(list(CASE_TRAPS))).alias("foldable"),
+        )
         .collect(engine=_ENGINE)
     )
-    plain_texts = texts.filter("ascii").select("_key", "text")
+    plain_texts = texts.filter("ascii").select("_key", "lower")
     pairs = [
         plain_texts.select(
             "_key",
-            pl.col("text")
-            .str.to_lowercase()
+            pl.col("lower")
             .str.extract_many(prepared.literal_list, overlapping=True)
             .alias("literal"),
         )
@@ -506,8 +525,24 @@ def _pattern_candidates(
         .join(known.lazy().rename({"pattern_index": "known"}), on="_key", how="left")
         .filter(pl.col("known").is_null() | (pl.col("pattern_index") < pl.col("known")))
         .select("_key", "pattern_index")
-        .join(texts.lazy().select("_key", "text"), on="_key")
-        .join(prepared.patterns.lazy().select("pattern_index", "regex"), on="pattern_index")
+        .join(texts.lazy().select("_key", "text", "lower", "foldable"), on="_key")
+        .join(
+            prepared.patterns.lazy().select("pattern_index", "regex", "lower_regex"),
+            on="pattern_index",
+        )
+        # a regex without (?i) against the lower-case text where that is the same (half the
+        # time to compile: prefilter.lowercase_equivalent)
+        .select(
+            "_key",
+            "pattern_index",
+            *(
+                pl.when(pl.col("lower_regex").is_not_null() & pl.col("foldable"))
+                .then(lower)
+                .otherwise(given)
+                .alias(given)
+                for lower, given in (("lower", "text"), ("lower_regex", "regex"))
+            ),
+        )
         .collect(engine=_ENGINE)
     )
     return known, tried
