@@ -519,32 +519,39 @@ def _pattern_candidates(
     # only runs where no earlier pattern is already known to match
     sure = pl.col("plain") & pl.col("ascii")
     known = candidates.filter(sure).group_by("_key").agg(pl.col("pattern_index").min())
-    tried = (
+    to_try = (
         candidates.lazy()
         .filter(~sure)
         .join(known.lazy().rename({"pattern_index": "known"}), on="_key", how="left")
         .filter(pl.col("known").is_null() | (pl.col("pattern_index") < pl.col("known")))
         .select("_key", "pattern_index")
-        .join(texts.lazy().select("_key", "text", "lower", "foldable"), on="_key")
-        .join(
-            prepared.patterns.lazy().select("pattern_index", "regex", "lower_regex"),
-            on="pattern_index",
-        )
-        # a regex without (?i) against the lower-case text where that is the same (half the
-        # time to compile: prefilter.lowercase_equivalent)
+        .join(texts.lazy().select("_key", "foldable"), on="_key")
+        .join(prepared.patterns.lazy().select("pattern_index", "lower_regex"), on="pattern_index")
         .select(
             "_key",
             "pattern_index",
-            *(
-                pl.when(pl.col("lower_regex").is_not_null() & pl.col("foldable"))
-                .then(lower)
-                .otherwise(given)
-                .alias(given)
-                for lower, given in (("lower", "text"), ("lower_regex", "regex"))
-            ),
+            (pl.col("foldable") & pl.col("lower_regex").is_not_null()).alias("lowered"),
         )
-        .collect(engine=_ENGINE)
     )
+    # a regex without (?i) against the lower-case text where that is the same (half the time
+    # to compile: prefilter.lowercase_equivalent); each pair joined to the columns it reads, so
+    # that the pairs share the texts' and regexes' strings
+    lowered = pl.col("lowered")
+    tried = pl.concat(
+        [
+            to_try.filter(lowered)
+            .join(texts.lazy().select("_key", pl.col("lower").alias("text")), on="_key")
+            .join(
+                prepared.patterns.lazy().select(
+                    "pattern_index", pl.col("lower_regex").alias("regex")
+                ),
+                on="pattern_index",
+            ),
+            to_try.filter(~lowered)
+            .join(texts.lazy().select("_key", "text"), on="_key")
+            .join(prepared.patterns.lazy().select("pattern_index", "regex"), on="pattern_index"),
+        ]
+    ).collect(engine=_ENGINE)
     return known, tried
 
 
