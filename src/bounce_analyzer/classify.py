@@ -698,6 +698,9 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     the hosts holding one of its required literals (found for all patterns at once), on hosts
     that are not plain ASCII, and, for patterns without such literals, on every host.
     """
+    if pairs.select(pl.all_horizontal(pl.col(_HOST).is_null()).all()).item():
+        # nothing names a provider (`explain` of bare texts): no lookup to prepare
+        return pairs.with_columns(pl.lit(OTHER).alias("provider"))
     named = pairs.with_columns(
         prepared.by_domain.alias("_by_domain"),
         _HOST_NAME.alias("_relay"),
