@@ -1,9 +1,14 @@
 """A small on-disk cache of what the program derives from files, so that a start reads it back.
 
 `explain -` in a pipeline starts once per batch of messages: loading and checking the rules
-(TOML and CSV parsed, every regex compiled once to check it) took a tenth of a second at each
-start. `rules.load_rules` keeps the built-in rules here once loaded, and reads them back while
-none of their files, and none of the modules that load them, has changed.
+(TOML and CSV parsed, every regex compiled once to check it) took 0.045 s of CPU at each start,
+and the prefilter's analysis of the patterns 0.013 s more. `rules.load_rules` keeps the
+built-in rules here once loaded, and reads them back while none of their files, and none of
+the modules that load them, has changed; the classification keeps the patterns' required
+literals here.
+
+The values are pickled: the folder is made readable and writable by its owner alone, and what
+it holds is trusted as the program's own files are.
 
 A value is stored under a name with the fingerprint of what it was derived from; reading it
 back with another fingerprint finds nothing, and the next store replaces it, so the folder
