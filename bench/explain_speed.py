@@ -23,11 +23,13 @@ Half come from each kind. Then it times, `--repeat` times, on the same file:
 
 Before timing, it writes the bytecode of the package's modules (`python -m compileall`), as
 installing a wheel does: an editable install under PYTHONDONTWRITEBYTECODE has none and would
-compile each module at every start. It prints the median wall-clock and CPU time (user +
-sys) of each, the ratio (Sisimai's time / ours: > 1 means ours is faster) and the load
-average, and writes the same as JSON. Sisimai is not a
-dependency of the project; install it for the measurement with `apt-get install -y
-libsisimai-perl` (Debian's package). When perl cannot load it, the script prints one line
+compile each module at every start. One untimed run of each command comes first: it brings the
+input and the programs into the page cache and fills bounce-analyzer's cache of the loaded
+rules (cache.py), as any earlier start on the machine would. It prints the median wall-clock
+and CPU time (user + sys) of each, the ratio (Sisimai's time / ours: > 1 means ours is faster)
+and the load average, and writes the same as JSON. Sisimai is not a dependency of the
+project; install it for the measurement with `apt-get install -y libsisimai-perl` (Debian's
+package). When perl cannot load it, the script prints one line
 (`SKIPPED sisimai: ...`) and times bounce-analyzer alone.
 
     python bench/explain_speed.py                      # 100k messages, 3 runs each
@@ -208,7 +210,8 @@ def run_once(command: list[str], source: Path, out: Path) -> tuple[float, float]
 def measure(name: str, command: list[str], source: Path, out: Path, repeat: int) -> dict[str, Any]:
     """Time `command` `repeat` times, after one run that is not timed; its medians and every
     run."""
-    # the untimed run brings the input, the program and its libraries into the page cache
+    # the untimed run brings the input, the program and its libraries into the page cache,
+    # and fills the rules cache (bounce-analyzer's cache.py)
     run_once(command, source, out)
     walls, cpus = [], []
     for run in range(repeat):

@@ -30,22 +30,29 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import polars as pl
 
+from bounce_analyzer import cache, prefilter
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import (
     joined_lines,
     normalize_message,
+    normalized_for,
     numbered_hosts_alike,
     tokens,
-    with_normalized,
     words,
 )
-from bounce_analyzer.prefilter import is_plain, required_literals
+from bounce_analyzer.prefilter import (
+    CASE_TRAPS,
+    is_plain,
+    lowercase_equivalent,
+    required_literals,
+)
 from bounce_analyzer.retry import retry_after_of
 from bounce_analyzer.rules import (
     BLOCKED,
@@ -164,7 +171,9 @@ class _Prepared:
     table_rows: pl.DataFrame  # deciding code-table rows, with normalized message and its words
     # (rows, key columns, row columns, found by hex code): the joins that find a key's rows
     table_joins: list[tuple[pl.DataFrame, list[str], list[str], bool]]
-    patterns: pl.DataFrame  # pattern_index, pattern_id, regex, pattern_provider, pattern_of, ...
+    # pattern_index, pattern_id, regex, lower_regex (the regex without (?i) where that is the
+    # same on a lower-case text), pattern_provider, pattern_of, ...
+    patterns: pl.DataFrame
     literals: pl.DataFrame  # literal, pattern_index: the pattern is tried where its literal is
     literal_list: list[str]
     unfiltered: pl.DataFrame  # pattern_index of the patterns tried on every message
@@ -259,14 +268,36 @@ def _table_joins(
 
 def _literal_frame(regexes: list[str], index: str) -> pl.DataFrame:
     """(`literal`, `index`): the required literals of each of `regexes`, by its position."""
+    found = _literals_of(regexes)
     return pl.DataFrame(
         [
             {"literal": literal, index: position}
             for position, regex in enumerate(regexes)
-            for literal in sorted(required_literals(regex) or ())
+            for literal in sorted(found[regex] or ())
         ],
         schema={"literal": pl.String, index: pl.UInt32},
     ).unique()
+
+
+def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
+    """`required_literals` of each of `regexes`, kept on disk between starts (cache.py): the
+    analysis runs in Python, a hundredth of a second for the built-in patterns at each start."""
+    key = cache.fingerprint([Path(prefilter.__file__)], "required_literals")
+    stored = cache.load("literals", key)
+    known = stored if isinstance(stored, dict) else {}
+    found = {
+        regex: known.get(regex) if regex in known else required_literals(regex) for regex in regexes
+    }
+    if found.keys() - known.keys():
+        # the patterns and the host patterns of every rules folder in use are kept, up to a
+        # bound: past it, only these
+        kept = {**known, **found} if len(known) < _LITERALS_KEPT else found
+        cache.store("literals", key, kept)
+    return found
+
+
+#: How many regexes' literals the disk cache keeps at most (the built-in rules have 400).
+_LITERALS_KEPT = 5000
 
 
 def _prepare(rules: Rules) -> _Prepared:
@@ -296,11 +327,15 @@ def _prepare(rules: Rules) -> _Prepared:
         .drop_nulls()
     )
     plain = [index for index, regex in enumerate(regexes) if is_plain(regex)]
+    lowercase = [regex for regex in regexes if lowercase_equivalent(regex)]
     literals = _literal_frame(regexes, "pattern_index")
     patterns = rules.patterns.with_row_index("pattern_index").select(
         "pattern_index",
         pl.col("id").alias("pattern_id"),
         ("(?i)" + pl.col("regex")).alias("regex"),
+        pl.when(pl.col("regex").is_in(pl.Series(lowercase, dtype=pl.String).implode()))
+        .then(pl.col("regex"))
+        .alias("lower_regex"),
         pl.col("provider").alias("pattern_provider"),
         # the provider whose `patterns` lists it (providers.toml)
         pl.col("id")
@@ -431,48 +466,134 @@ def _pattern_candidates(
     all patterns at once, Aho-Corasick), on texts that are not plain ASCII, and, for patterns
     without such literals, on every text; so each regex runs over a few texts, not all.
     """
-    texts = keys.filter(pl.col("text").is_not_null()).select("_key", "text", "provider", "class")
     ascii_only = pl.col("text").str.len_bytes() == pl.col("text").str.len_chars()
-    pairs = [
-        texts.filter(ascii_only)
+    texts = (
+        keys.filter(pl.col("text").is_not_null())
         .select(
             "_key",
-            pl.col("text")
-            .str.to_lowercase()
+            "text",
+            "provider",
+            "class",
+            ascii_only.alias("ascii"),
+            pl.col("text").str.to_lowercase().alias("lower"),
+            # whether a pattern's lower-case form may be matched against the lower-case text
+            (~pl.col("text").str.contains_any(list(CASE_TRAPS))).alias("foldable"),
+        )
+        .collect(engine=_ENGINE)
+    )
+    plain_texts = texts.filter("ascii").select("_key", "lower")
+    pairs = [
+        plain_texts.select(
+            "_key",
+            pl.col("lower")
             .str.extract_many(prepared.literal_list, overlapping=True)
             .alias("literal"),
         )
         .explode("literal")
-        .unique()
-        .join(prepared.literals.lazy(), on="literal")
+        .join(prepared.literals, on="literal")
         .select("_key", "pattern_index"),
-        texts.filter(ascii_only).select("_key").join(prepared.unfiltered.lazy(), how="cross"),
-        texts.filter(~ascii_only)
+        plain_texts.select("_key").join(prepared.unfiltered, how="cross"),
+        texts.filter(~pl.col("ascii"))
         .select("_key")
-        .join(prepared.patterns.lazy().select("pattern_index"), how="cross"),
+        .join(prepared.patterns.select("pattern_index"), how="cross"),
     ]
     eligible = (
         pl.col("pattern_provider").is_null() | (pl.col("pattern_provider") == pl.col("provider"))
     ) & (pl.col("classes").is_null() | pl.col("classes").list.contains(pl.col("class")))
+    # what a pair's eligibility depends on first; the texts and regexes only for the pairs to try
     candidates = (
-        pl.concat(pairs)
+        pl.concat([pair.lazy() for pair in pairs])
         .unique()
-        .join(texts.with_columns(ascii_only.alias("ascii")), on="_key")
-        .join(prepared.patterns.lazy(), on="pattern_index")
+        .join(texts.lazy().select("_key", "provider", "class", "ascii"), on="_key")
+        .join(
+            prepared.patterns.lazy().select(
+                "pattern_index", "pattern_provider", "classes", "plain"
+            ),
+            on="pattern_index",
+        )
         .filter(eligible)
+        .select("_key", "pattern_index", "plain", "ascii")
         .collect(engine=_ENGINE)
     )
     # a plain pattern found by its literal in an ASCII text matches: no regex to run; a regex
     # only runs where no earlier pattern is already known to match
     sure = pl.col("plain") & pl.col("ascii")
     known = candidates.filter(sure).group_by("_key").agg(pl.col("pattern_index").min())
-    tried = (
-        candidates.filter(~sure)
-        .join(known.rename({"pattern_index": "known"}), on="_key", how="left")
+    to_try = (
+        candidates.lazy()
+        .filter(~sure)
+        .join(known.lazy().rename({"pattern_index": "known"}), on="_key", how="left")
         .filter(pl.col("known").is_null() | (pl.col("pattern_index") < pl.col("known")))
-        .select("_key", "pattern_index", "text", "regex")
+        .select("_key", "pattern_index")
+        .join(texts.lazy().select("_key", "foldable"), on="_key")
+        .join(prepared.patterns.lazy().select("pattern_index", "lower_regex"), on="pattern_index")
+        .select(
+            "_key",
+            "pattern_index",
+            (pl.col("foldable") & pl.col("lower_regex").is_not_null()).alias("lowered"),
+        )
     )
+    # a regex without (?i) against the lower-case text where that is the same (half the time
+    # to compile: prefilter.lowercase_equivalent); each pair joined to the columns it reads, so
+    # that the pairs share the texts' and regexes' strings
+    lowered = pl.col("lowered")
+    tried = pl.concat(
+        [
+            to_try.filter(lowered)
+            .join(texts.lazy().select("_key", pl.col("lower").alias("text")), on="_key")
+            .join(
+                prepared.patterns.lazy().select(
+                    "pattern_index", pl.col("lower_regex").alias("regex")
+                ),
+                on="pattern_index",
+            ),
+            to_try.filter(~lowered)
+            .join(texts.lazy().select("_key", "text"), on="_key")
+            .join(prepared.patterns.lazy().select("pattern_index", "regex"), on="pattern_index"),
+        ]
+    ).collect(engine=_ENGINE)
     return known, tried
+
+
+#: The bands `_first_matches` tries the (key, pattern) pairs in.
+_BANDS = 8
+
+
+def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
+    """(`_key`, `pattern_index`) of the pairs of `tried` whose regex matches the text, for at
+    least the first pattern in order that matches each key.
+
+    The pairs go in bands of about an eighth of them each, in pattern order, and a key that
+    matched in a band is not tried in later ones: only its first match counts, and on
+    bounce texts most keys match early, so about half the regex runs are spared.
+    """
+    tried = tried.sort("pattern_index")
+    # a band ends where a pattern ends: each regex is compiled once, in the one band that has it
+    index = tried["pattern_index"]
+    size = tried.height // _BANDS + 1
+    ends = sorted(
+        {
+            int(index.search_sorted(index[end], side="right"))
+            for end in range(size - 1, tried.height, size)
+        }
+        | {tried.height}
+    )
+    found: list[pl.DataFrame] = []
+    done = pl.Series("_key", [], dtype=pl.UInt64)
+    start = 0
+    for end in ends:
+        band = tried.slice(start, end - start)
+        if done.len():
+            band = band.filter(~pl.col("_key").is_in(done.implode()))
+        # eager, in pattern order: each regex is compiled once, not once per text (a lazy
+        # plan would move the filter before the sort)
+        matches = band.filter(pl.col("text").str.contains(pl.col("regex"))).select(
+            "_key", "pattern_index"
+        )
+        found.append(matches)
+        done = pl.concat([done, matches["_key"]])
+        start = end
+    return pl.concat(found) if found else tried.select("_key", "pattern_index")
 
 
 def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
@@ -489,13 +610,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     else:
         plain = pl.DataFrame(schema={"_key": pl.UInt64, "pattern_index": pl.UInt32})
         tried = plain.with_columns(text=pl.lit(None, pl.String), regex=pl.lit(None, pl.String))
-    # eager, in pattern order: each regex is compiled once, not once per text (a lazy plan
-    # would move the filter before the sort)
-    matched = (
-        tried.sort("pattern_index")
-        .filter(pl.col("text").str.contains(pl.col("regex")))
-        .select("_key", "pattern_index")
-    )
+    matched = _first_matches(tried)
     patterns = (
         pl.concat([plain.lazy(), matched.lazy()])
         .group_by("_key")
@@ -583,6 +698,9 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     the hosts holding one of its required literals (found for all patterns at once), on hosts
     that are not plain ASCII, and, for patterns without such literals, on every host.
     """
+    if pairs.select(pl.all_horizontal(pl.col(_HOST).is_null()).all()).item():
+        # nothing names a provider (`explain` of bare texts): no lookup to prepare
+        return pairs.with_columns(pl.lit(OTHER).alias("provider"))
     named = pairs.with_columns(
         prepared.by_domain.alias("_by_domain"),
         _HOST_NAME.alias("_relay"),
@@ -649,34 +767,42 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     """Per distinct text: its codes (given ones kept), Outlook hex code, class and normalized text.
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
-    searched for a hex code, and only texts an event is classified by are normalized.
+    searched for a hex code (by the extraction or apart), and only texts an event is
+    classified by are normalized.
     """
     missing = pl.col("smtp_code").is_null() | pl.col("enhanced_code").is_null()
-    lazy = texts.lazy()
-    complete = lazy.filter(~missing)
     hexish = (
         pl.col("diagnostic").str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False)
     )
+    lazy = texts.lazy().with_columns(hexish.alias("_hexish"))
+    complete = lazy.filter(~missing)
     coded = (
         pl.concat(
             [
-                with_codes(lazy.filter(missing)),
-                complete.filter(hexish).with_columns(
+                with_codes(lazy.filter(missing & pl.col("_hexish"))),
+                with_codes(lazy.filter(missing & ~pl.col("_hexish")), hex_code=False),
+                complete.filter("_hexish").with_columns(
                     extract_hex_code(pl.col("diagnostic")).alias("hex_code")
                 ),
-                complete.filter(~hexish).with_columns(pl.lit(None, pl.String).alias("hex_code")),
+                complete.filter(~pl.col("_hexish")).with_columns(
+                    pl.lit(None, pl.String).alias("hex_code")
+                ),
             ]
         )
+        .drop("_hexish")
         .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
-        .collect(engine=_ENGINE)
     )
     textual = pl.col("_textual")
+    # one plan for the codes and the normalized text: no frame in between; streaming, since
+    # it is some twenty regex passes over every distinct text, which that engine spreads over
+    # the cores for the same CPU time
+    normalized = normalized_for(texts.filter(textual)["diagnostic"])
     return pl.concat(
         [
-            with_normalized(coded.filter(textual)),
+            coded.filter(textual).with_columns(normalized.alias("normalized")),
             coded.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
         ]
-    )
+    ).collect(engine="streaming")
 
 
 # --- per event -------------------------------------------------------------------------------
@@ -794,6 +920,26 @@ def _per_event(
     )
 
 
+def _named_and_asked(
+    rows: pl.DataFrame, facts: pl.DataFrame, rules: Rules
+) -> tuple[pl.Series, pl.Series]:
+    """`blocklist` and `retry_after` of each of `rows`, in order: from the `facts` of its text,
+    or, for the few events whose text was not worked on (delivered, complained), from their
+    own text."""
+    blocklist, retry, worked = _spread(
+        facts.with_columns(pl.lit(True).alias("_in_work")),
+        ["blocklist", "retry_after", "_in_work"],
+        rows.height,
+    )
+    alone = worked.is_null().arg_true()
+    if len(alone):
+        texts = rows["diagnostic"].gather(alone)
+        named = texts.to_frame().select(blocklist_of(pl.col("diagnostic"), rules.blocklists))
+        blocklist = blocklist.scatter(alone, named.to_series())
+        retry = retry.scatter(alone, retry_after_of(texts))
+    return blocklist, retry
+
+
 def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.DataFrame:
     """The engine over one eager frame (see `classify`)."""
     prepared = _prepared(rules)
@@ -827,15 +973,24 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         | pl.col("enhanced_code").is_null()
     )
     texts = _text_facts(work.group_by(_TEXT).agg("_row", textual.any()))
-    facts = texts.select(
-        "_row",
-        "smtp_code",
-        "enhanced_code",
-        "hex_code",
-        "normalized",
-        numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
-        "class",
-    ).explode("_row")
+    # (lazy: the plan computes an expression used twice once, an eager select twice)
+    facts = (
+        texts.lazy()
+        .select(
+            "_row",
+            "smtp_code",
+            "enhanced_code",
+            "hex_code",
+            "normalized",
+            numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
+            "class",
+            # what the text names and asks for, whatever decides the category
+            blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
+            retry_after_of(texts["diagnostic"]),
+        )
+        .collect(engine=_ENGINE)
+        .explode("_row")
+    )
 
     # 3. per distinct key: category and rule, decided on the text of the key's first event
     at = facts["_row"]
@@ -846,7 +1001,13 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     # normalized text is the first event's, as its text is)
     keys = (
         keyed.group_by(_KEY)
-        .agg("_row", pl.col("normalized").get(pl.col("_row").arg_min()))
+        .agg(
+            "_row",
+            *(
+                pl.col(name).get(pl.col("_row").arg_min()).alias(alias)
+                for name, alias in (("normalized", "normalized"), ("blocklist", "named_list"))
+            ),
+        )
         .with_row_index("_key")
         .with_columns(pl.col("_key").cast(pl.UInt64))
     )
@@ -854,8 +1015,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         rows["diagnostic"].gather(keys["_row"].list.min()).alias("text")
     ).with_columns(
         # the patterns read a multi-line reply as one run of words
-        joined_lines(pl.col("text")),
-        blocklist_of(pl.col("text"), rules.blocklists).alias("named_list"),
+        joined_lines(pl.col("text"))
     )
     decided = (
         keys.select("_key", "_row")
@@ -866,16 +1026,12 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
 
     # 4. per event
     answers = _per_event(rows, facts, decided, prepared)
-    # the list the diagnostic names, whatever decided the category (rules/blocklists.toml)
-    blocklist = frame.select(
-        blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist")
-    ).to_series()
     keep = [c for c in original if c not in _ADDED]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
     # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
-    verdicts = [directions(frame, rules.direction), blocklist, retry_after_of(frame["diagnostic"])]
+    verdicts = [directions(frame, rules.direction), *_named_and_asked(rows, facts, rules)]
     # a provider's own pattern names the provider when nothing else did (docs/RULES.md)
     (rule_of,) = _spread(decided, ["key_of"], rows.height)
     provider = rows.select(

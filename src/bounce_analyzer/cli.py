@@ -13,6 +13,7 @@ the commands that need them import them when they run, so that `--help`, `--vers
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -1180,6 +1181,9 @@ def main() -> None:
         # the option parser, which builds a validator for each of the command's 16 parameters
         # at every start (typer's pydantic adapters: 0.1 s of CPU, a twentieth of explaining
         # 100k messages). Errors are reported as the commands report them (`_reported`).
+        # The objects of the imports live as long as the run: the collector need not walk
+        # them again at each of its passes (gc.freeze: 2% of the CPU time on 100k messages).
+        gc.freeze()
         try:
             with _reported(lambda: "explain"):
                 _explain_stdin(None, Direction.outbound)

@@ -100,11 +100,12 @@ def code_class(smtp_code: pl.Expr, enhanced_code: pl.Expr) -> pl.Expr:
     )
 
 
-def with_codes(frame: FrameT, *, text: str = "diagnostic") -> FrameT:
+def with_codes(frame: FrameT, *, text: str = "diagnostic", hex_code: bool = True) -> FrameT:
     """Fill null `smtp_code` / `enhanced_code` (and add `hex_code`) from the `text` column.
 
     Explicit values are kept. An extracted value whose class disagrees with an explicit one is
-    dropped; when both are extracted, the enhanced code follows the reply code's class.
+    dropped; when both are extracted, the enhanced code follows the reply code's class. Without
+    `hex_code`, the texts are known to hold none (no ``0x``): `hex_code` is null.
     """
     columns = frame.collect_schema().names()
     body = pl.col(text).cast(pl.String)
@@ -136,6 +137,9 @@ def with_codes(frame: FrameT, *, text: str = "diagnostic") -> FrameT:
     return (
         frame.with_columns(_without_versions(body).alias(working))
         .with_columns(smtp.alias("smtp_code"))
-        .with_columns(enhanced.alias("enhanced_code"), extract_hex_code(body).alias("hex_code"))
+        .with_columns(
+            enhanced.alias("enhanced_code"),
+            (extract_hex_code(body) if hex_code else pl.lit(None, pl.String)).alias("hex_code"),
+        )
         .drop(working)
     )

@@ -1,7 +1,7 @@
 """Message normalization: what differs from one message to the next, masked, in one place.
 
 Two rooms use it. The classification engine groups events by `normalize_message` of their
-diagnostic and matches code-table rows against it (`with_normalized`, `words`, `tokens`).
+diagnostic and matches code-table rows against it (`normalized_for`, `words`, `tokens`).
 Reports group failures by `message_key`: the same masking, then the MTA's wrapping and the
 repeated reply codes taken out, so that one reason is one line whichever source logged it.
 Everything is a polars expression over a whole column, or a frame of distinct texts: nothing
@@ -128,17 +128,22 @@ def _applied(
     return masked
 
 
-def with_normalized(texts: pl.DataFrame) -> pl.DataFrame:
-    """`texts` with `normalized`: `normalize_message` of `diagnostic`, without the masks that no
-    text needs (see `_MASKS`)."""
-    lowered = texts.with_columns(pl.col("diagnostic").str.to_lowercase().alias("normalized"))
-    needs = sorted({need for _, _, need in _MASKS if need is not None})
-    present = lowered.select(
-        pl.col("normalized").str.contains(need).any().alias(need) for need in needs
-    ).row(0, named=True)
-    needed = tuple(mask for mask in _MASKS if mask[2] is None or present[mask[2]])
-    text = _applied(pl.col("normalized"), needed)
-    return lowered.with_columns(joined_lines(text).str.strip_chars())
+def normalized_for(texts: pl.Series) -> pl.Expr:
+    """The classification's normalized text of a column `texts` is a part of (the first
+    occurrence of them: `diagnostic`): `normalize_message` without the masks no text of `texts`
+    needs (see `_MASKS`), and with `joined_lines`."""
+    # (a `need` looked for in the text as written, regardless of case: whatever the lower-cased
+    # text holds, the text holds in some case)
+    present = texts.to_frame("text").select(
+        pl.col("text").str.contains(f"(?i){need}").any().alias(need) for need in _NEEDS
+    )
+    needed = tuple(mask for mask in _MASKS if mask[2] is None or present[mask[2]].item())
+    text = _applied(pl.col(texts.name).str.to_lowercase(), needed)
+    return joined_lines(text).str.strip_chars()
+
+
+#: What the masks need (`_MASKS`), each once.
+_NEEDS = sorted({need for _, _, need in _MASKS if need is not None})
 
 
 def joined_lines(text: pl.Expr) -> pl.Expr:
@@ -151,10 +156,11 @@ def joined_lines(text: pl.Expr) -> pl.Expr:
     )
 
 
-#: A normalized text that starts with the host that answered: `host mx3.shop41.example[<ip>]
-#: said: ` (Postfix), `<<address>>: host mx1.<id>.example [<ip>]: ` (Exim); the name is the
-#: middle group. (Anchored at the start: three times faster than looking for it anywhere.)
-_ANSWERING_HOST = r"^((?:<?<address>>?: )?host )([^\s\[]+)( ?\[.*)$"
+#: The start of a normalized text that names the host that answered, up to the end of the
+#: name: `host mx3.shop41.example[<ip>] said: ` (Postfix), `<<address>>: host mx1.<id>.example
+#: [<ip>]: ` (Exim). (Anchored at the start, and ending where the name ends: a capture of the
+#: rest of the text made the regex engine walk all of it.)
+_ANSWERING_HOST = r"^((?:<?<address>>?: )?host [^\s\[]+) ?\["
 
 
 def numbered_hosts_alike(normalized: pl.Expr) -> pl.Expr:
@@ -165,15 +171,16 @@ def numbered_hosts_alike(normalized: pl.Expr) -> pl.Expr:
     The classification groups texts by it: which host answered does not decide the category
     (the provider is found from the relay host apart), and the letters of the name are kept,
     so that a rule that reads a word of the wrapping reads the same words in each text of a
-    group.
+    group. A text holding a line break is left as it is (a normalized text holds none).
     """
-    parts = normalized.str.extract_groups(_ANSWERING_HOST)
-    host = parts.struct.field("2")
+    # the words before the name hold no digit: masking the digits of the whole start masks
+    # those of the name
+    start = normalized.str.extract(_ANSWERING_HOST, 1)
     return (
-        pl.when(host.is_not_null())
+        pl.when(start.is_not_null() & ~normalized.str.contains("\n", literal=True))
         .then(
             pl.concat_str(
-                parts.struct.field("1"), host.str.replace_all(r"\d+", "#"), parts.struct.field("3")
+                start.str.replace_all(r"\d+", "#"), normalized.str.slice(start.str.len_chars())
             )
         )
         .otherwise(normalized)

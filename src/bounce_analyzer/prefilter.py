@@ -203,3 +203,69 @@ def _quantifier(regex: str, at: int) -> tuple[int | None, int]:
     if regex.startswith("?", at):
         at += 1
     return least, at
+
+
+#: Characters a text may hold that case-insensitive matching and lower-casing treat apart: the
+#: long s and the Kelvin sign fold to ASCII letters (``(?i)s`` matches ``ſ``, whose lower case
+#: is itself), and the lower case of the dotted capital I is two characters.
+CASE_TRAPS = ("\u017f", "\u212a", "\u0130")
+
+#: The escapes `lowercase_equivalent` accepts: they read no case (word boundaries and the
+#: Perl classes, which case folding maps onto themselves).
+_CASELESS_ESCAPES = frozenset("bBdDsSwW")
+
+
+def lowercase_equivalent(regex: str) -> bool:
+    """Whether ``(?i)`` + `regex` matches a text that holds none of `CASE_TRAPS` exactly where
+    `regex` matches the text's lower case.
+
+    Compiling a regex without ``(?i)`` takes about half the time (the classification compiles
+    a few hundred at each start). True for ASCII regexes without upper-case letters, whose
+    escapes are ``\\b \\B \\d \\D \\s \\S \\w \\W`` or escaped punctuation, whose groups are
+    plain or ``(?:``, and whose classes hold no range but of lower-case letters or of digits
+    (``[^a-z]``, ``[0-9]``; not ``[ -a]``, which holds upper-case letters and only one lower-case
+    one), no POSIX class, no nested class and no set operation. Whatever else answers False,
+    which is always safe: the regex is then matched case-insensitively against the text as
+    written.
+    """
+    if not regex.isascii():
+        return False
+    at, in_class, class_start = 0, False, 0
+    previous: str | None = None  # the last character of a class, if a range may start at it
+    while at < len(regex):
+        char = regex[at]
+        if char == "\\":
+            escaped = regex[at + 1 : at + 2]
+            caseless = escaped in _CASELESS_ESCAPES and not (in_class and escaped in "bB")
+            if not (caseless or (escaped and not escaped.isalnum())):
+                return False
+            # (a range from an escape, `[\.-z]`, is no range of letters or digits)
+            at, previous = at + 2, "\\"
+            continue
+        if char.isupper():
+            return False
+        if in_class:
+            if char == "[" or regex.startswith(("--", "&&", "~~"), at):
+                return False
+            if char == "]" and at > class_start:
+                in_class = False
+            elif char == "-" and previous is not None and regex[at + 1 : at + 2] not in ("", "]"):
+                end = regex[at + 1]
+                same_kind = (previous.islower() and end.islower()) or (
+                    previous.isdigit() and end.isdigit()
+                )
+                if not same_kind:
+                    return False
+                at, previous = at + 2, None
+                continue
+            previous = char
+        elif char == "[":
+            in_class, previous = True, None
+            # a leading ^ negates, and a ] right after the opening (or after ^) is literal
+            class_start = at + (2 if regex.startswith("^", at + 1) else 1)
+            at = class_start
+            continue
+        elif char == "(" and regex.startswith("(?", at) and not regex.startswith("(?:", at):
+            return False
+        at += 1
+    return not in_class

@@ -74,16 +74,24 @@ _ASKING_WORDS = ["try", "again", "retr", "resend", "come", "check", "wait", "gre
 
 
 def retry_after_of(diagnostics: pl.Series) -> pl.Series:
-    """`retry_after` of each of `diagnostics`, worked out once per distinct text."""
-    texts = diagnostics.cast(pl.String).rename("text")
-    asking = pl.col("text").str.contains_any(_ASKING_WORDS, ascii_case_insensitive=True)
-    distinct = texts.unique().to_frame().filter(asking)
+    """`retry_after` of each of `diagnostics` (named ``retry_after``), in order.
+
+    The regular expressions only run on the texts that hold one of the asking words (one
+    Aho-Corasick pass finds them); the classification passes its distinct texts.
+    """
+    texts = diagnostics.cast(pl.String)
+    asking = (
+        texts.str.contains_any(_ASKING_WORDS, ascii_case_insensitive=True)
+        .fill_null(False)
+        .arg_true()
+    )
     # the span apart first: each unit's figure is read from it, not from the whole text again
-    waits = distinct.with_columns(_span(pl.col("text")).alias("span")).select(
-        "text", _seconds(pl.col("span")).alias("retry_after")
+    waits = (
+        texts.gather(asking)
+        .to_frame("text")
+        .select(_span(pl.col("text")).alias("span"))
+        .select(_seconds(pl.col("span")))
+        .to_series()
     )
-    return (
-        texts.to_frame()
-        .join(waits, on="text", how="left", nulls_equal=True, maintain_order="left")
-        .get_column("retry_after")
-    )
+    found = pl.Series("retry_after", dtype=pl.Int32).extend_constant(None, len(texts))
+    return found.scatter(asking, waits) if len(asking) else found

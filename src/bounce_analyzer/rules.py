@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import importlib.resources
 import ipaddress
 import os
@@ -24,6 +25,7 @@ from typing import Any
 
 import polars as pl
 
+from bounce_analyzer import __version__, cache, schema, smtp
 from bounce_analyzer.errors import RulesError, SettingsError, UsageError
 from bounce_analyzer.schema import SOURCE_NAMES, advice_for
 from bounce_analyzer.smtp import ENHANCED_CODE
@@ -234,7 +236,9 @@ _CACHE: dict[tuple[object, ...], Rules] = {}
 def load_rules(user_dir: Path | None = None, *, builtin_dir: Path | None = None) -> Rules:
     """Load the built-in rules with `user_dir` layered over them (cached until a file changes).
 
-    `builtin_dir` replaces the built-in folder (tests and tools; users pass `user_dir`).
+    `builtin_dir` replaces the built-in folder (tests and tools; users pass `user_dir`). The
+    built-in rules alone are also kept on disk (cache.py), so that the next start reads them
+    back instead of parsing and checking every file again.
     """
     builtin = builtin_rules_dir() if builtin_dir is None else Path(builtin_dir)
     dirs = [builtin] if user_dir is None else [builtin, Path(user_dir)]
@@ -243,11 +247,29 @@ def load_rules(user_dir: Path | None = None, *, builtin_dir: Path | None = None)
     key = tuple((str(d), _signature(d)) for d in dirs)
     cached = _CACHE.get(key)
     if cached is None:
-        cached = _load(builtin, None if user_dir is None else Path(user_dir))
+        if user_dir is None and builtin_dir is None:
+            cached = _builtin_from_disk(builtin, key)
+        else:
+            cached = _load(builtin, None if user_dir is None else Path(user_dir))
         if len(_CACHE) >= 8:
             _CACHE.clear()
         _CACHE[key] = cached
     return cached
+
+
+def _builtin_from_disk(builtin: Path, signature: tuple[object, ...]) -> Rules:
+    """The built-in rules in `builtin` (of `signature`), from the disk cache if they are there
+    (cache.py), else loaded and stored there for the next start."""
+    # what the loaded rules depend on besides their files: the code that loads them
+    loaders = [Path(module) for module in (__file__, schema.__file__, smtp.__file__)]
+    name = "rules-" + hashlib.sha256(str(builtin).encode()).hexdigest()[:16]
+    key = cache.fingerprint(loaders, signature, __version__, pl.__version__)
+    found = cache.load(name, key)
+    if isinstance(found, Rules):
+        return found
+    rules = _load(builtin, None)
+    cache.store(name, key, rules)
+    return rules
 
 
 def _signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
