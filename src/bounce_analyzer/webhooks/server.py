@@ -313,7 +313,15 @@ def serve(options: ServeOptions, environ: Mapping[str, str]) -> None:
         rotate_bytes=options.rotate_bytes,
         rotate_s=options.rotate_s,
     )
-    spool.open()  # here, so that a spool in use is one `Error:` line, not a traceback
+    # Here, so that a spool in use is one `Error:` line, not a traceback.
+    for tail in spool.open():
+        log.warning(
+            "%s: a crash cut its last line, never acknowledged (the ESP sends it again): "
+            "%d bytes moved to %s",
+            tail.path,
+            tail.size,
+            tail.aside,
+        )
     try:
         config = uvicorn.Config(
             build_app(options, keys, spool),
