@@ -454,13 +454,55 @@ def test_ingest_every_moves_the_spool_into_the_store(tmp_path: Path, signer: Sig
     assert "ingested the spool: 2 new events" in server.output()
 
 
-def _stop_cleanly(server: Server) -> None:
-    """SIGTERM: in-flight requests finish, the spool is synced and closed (uvicorn then ends
-    by the signal it caught, as systemd expects of a stopped service)."""
-    assert server.stop() in (0, -signal.SIGTERM)
+def _stop_cleanly(server: Server, sig: int = signal.SIGTERM) -> None:
+    """SIGTERM (or SIGINT): in-flight requests finish, the spool is synced and closed, and
+    the server exits 0 (issue 16: it died by the signal, 143, which a supervisor other than
+    systemd, or a script, reads as a failure)."""
+    assert server.stop(sig) == 0
     log = server.output()
     assert log.rstrip().endswith("stopped: spool synced and closed"), log
     assert "Traceback" not in log
+
+
+def test_ctrl_c_stops_cleanly_too(tmp_path: Path, signer: Signer) -> None:
+    with running(tmp_path / "spool", environ=signer.environ()) as server:
+        body = json.dumps([_event("before-ctrl-c")]).encode()
+        assert _post_sendgrid(server, signer, body).status_code == 200
+        _stop_cleanly(server, signal.SIGINT)
+    assert "Aborted" not in server.output()
+
+
+def test_ingest_every_takes_seconds(tmp_path: Path, signer: Signer) -> None:
+    """Issue 16: the shortest interval was 1m, since durations had no seconds unit."""
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    args = ["--ingest-every", "1s", "--store", str(store)]
+    with running(spool, *args, environ=signer.environ()) as server:
+        body = json.dumps([_event("every-second-1"), _event("every-second-2")]).encode()
+        assert _post_sendgrid(server, signer, body).status_code == 200
+        deadline = time.monotonic() + 30
+        while "ingested the spool: 2 new events" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        _stop_cleanly(server)
+    assert scan_events(store).collect().height == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--ingest-every", "0s", "it must be longer than 0s"),
+        ("--rotate-every", "0m", "it must be longer than 0s"),
+        ("--ingest-every", "5 minutes", "use 30s, 5m or 1h"),
+    ],
+)
+def test_a_bad_interval_is_one_line(tmp_path: Path, option: str, value: str, why: str) -> None:
+    spool = tmp_path / "spool"
+    result = invoke("serve", "--spool", str(spool), "--store", str(tmp_path), option, value)
+    assert (result.exit_code, result.output) == (
+        2,
+        f"Error: invalid {option} value {value!r}: {why}\n",
+    )
+    assert not spool.exists()
 
 
 def _spool_of(server: Server) -> Path:
