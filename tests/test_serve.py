@@ -485,6 +485,9 @@ def test_ingest_every_takes_seconds(tmp_path: Path, signer: Signer) -> None:
             time.sleep(0.1)
         _stop_cleanly(server)
     assert scan_events(store).collect().height == 2
+    log = server.output()
+    assert f"spool {spool}, ingested into {store} every 1 s\n" in log
+    assert f"INFO stopping: a last ingest of the spool into {store}\n" in log
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,13 @@ def test_rotation_counts_the_folder_again(tmp_path: Path) -> None:
         spool.release()
 
 
+def test_a_file_is_no_spool(tmp_path: Path) -> None:
+    (tmp_path / "spool").touch()
+    with pytest.raises(UsageError) as caught:
+        Spool(tmp_path / "spool", max_bytes=10**6).open()
+    assert str(caught.value) == f"{tmp_path / 'spool'}: cannot use as the spool: not a folder"
+
+
 def test_one_spool_one_server(tmp_path: Path) -> None:
     first = Spool(tmp_path, max_bytes=10**6)
     first.open()

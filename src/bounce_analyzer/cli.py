@@ -1116,7 +1116,7 @@ def serve(
         str | None,
         typer.Option(
             "--ingest-every",
-            help="With --store: move the spool into the store at start, this often "
+            help="Move the spool into the store (--store) at start, this often "
             "(30s, 5m, 1h), and at stop; spool files read to their end are then deleted.",
             show_default=False,
         ),

@@ -291,6 +291,8 @@ def build_app(
         finally:
             spool.close()  # uvicorn has answered the last request: sync and close the files
             if worker is not None:
+                # It may take a while: say why the stop waits.
+                log.info("stopping: a last ingest of the spool into %s", options.store)
                 worker.stop()  # its last run reads them to the end and removes them
             log.info("stopped: spool synced and closed")
 
@@ -386,12 +388,15 @@ class _Server(uvicorn.Server):
         if self.started:
             options = self.options
             log.info(
-                "listening on http://%s:%d (sendgrid %s, mailgun %s), spool %s",
+                "listening on http://%s:%d (sendgrid %s, mailgun %s), spool %s%s",
                 options.host,
                 options.port,
                 options.sendgrid_path,
                 options.mailgun_path,
                 options.spool,
+                ""
+                if options.store is None or options.ingest_every is None
+                else f", ingested into {options.store} every {options.ingest_every:g} s",
             )
 
 

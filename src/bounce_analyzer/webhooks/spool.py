@@ -144,6 +144,8 @@ class Spool:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             lock_fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(f"{self.folder}: cannot use as the spool: not a folder") from None
         except OSError as error:
             raise UsageError(f"{self.folder}: cannot use as the spool: {error.strerror}") from None
         try:
