@@ -20,7 +20,7 @@ spool holds whole lines only and `ingest` never meets the torn one (`TornTail`).
 The spool's size, which `max_bytes` bounds, is counted from the folder at `open`, at each
 rotation, and when the limit is reached and the folder changed since the last count: files
 removed by anyone (an operator, an `ingest` with a clean-up of its own) free their room
-without a restart, and no request pays for a listing of the folder.
+without a restart, and only a request refused for want of room pays for a listing.
 
 A lock file (`.lock`, hidden from `ingest DIR`, as `.torn/` is) keeps a second server off the
 same folder.
@@ -127,6 +127,7 @@ class Spool:
         self.stats = SyncStats()
         self._bytes = 0  # bytes of spool files in the folder (ours and those left before)
         self._counted_at: int | None = None  # the folder's change time at the last count
+        self._counted_when = 0  # and when that count was made (both in ns of the clock)
         self._open: dict[str, _Open] = {}
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -199,7 +200,10 @@ class Spool:
         if files were added or removed since the last count)."""
         if self._bytes < self.max_bytes:
             return
-        if _changed_at(self.folder) != self._counted_at:
+        changed_at = _changed_at(self.folder)
+        # A folder's change time moves in clock ticks of a few milliseconds: a change in the
+        # tick of the last count may not move it, so a count that close is not trusted.
+        if changed_at != self._counted_at or self._counted_when - (changed_at or 0) < 10**9:
             self._recount()
         if self._bytes >= self.max_bytes:
             raise SpoolFull(f"spool holds {self._bytes} bytes, the limit is {self.max_bytes}")
@@ -225,6 +229,7 @@ class Spool:
                 total += size
             self._bytes = total
             self._counted_at = changed_at
+            self._counted_when = time.time_ns()
 
     async def write(self, source: str, data: bytes) -> None:
         """Append `data` (whole lines, each ending in a newline) to `source`'s file; return
