@@ -361,6 +361,18 @@ def test_insecure_no_verify_warns_at_every_start(tmp_path: Path) -> None:
     assert logs.count("--insecure-no-verify: sendgrid and mailgun posts are accepted without") == 2
 
 
+def test_a_provider_without_a_key_is_said_at_start(tmp_path: Path, signer: Signer) -> None:
+    environ = {"BOUNCE_ANALYZER_SENDGRID_PUBLIC_KEY": signer.sendgrid_public}
+    with running(tmp_path / "spool", environ=environ) as server:
+        event = {"event": "failed", "id": "no-key", "recipient": "a@example.net"}
+        answer = _post_mailgun(server, _mailgun_body(signer, event))
+        assert (answer.status_code, answer.text) == (404, "no Mailgun key is configured\n")
+    assert (
+        "WARNING no mailgun key (BOUNCE_ANALYZER_MAILGUN_SIGNING_KEY or "
+        "BOUNCE_ANALYZER_MAILGUN_SIGNING_KEY_FILE): its posts are refused (404 not-configured)\n"
+    ) in server.output()
+
+
 def test_second_server_on_one_spool_or_port_is_refused(tmp_path: Path, signer: Signer) -> None:
     with running(tmp_path / "spool", environ=signer.environ()) as first:
         with pytest.raises(AssertionError, match="serve exited 2"):

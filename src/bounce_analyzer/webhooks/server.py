@@ -162,6 +162,16 @@ def prepare(options: ServeOptions, environ: Mapping[str, str]) -> tuple[Keys, li
             f"--insecure-no-verify: {' and '.join(unverified)} posts are accepted "
             "without a signature check; anyone who can reach this port can forge events"
         )
+    elif unverified:
+        # Said at start: otherwise a key left out shows only as the ESP's retries.
+        [name] = unverified
+        variable = f"BOUNCE_ANALYZER_{name.upper()}_" + (
+            "PUBLIC_KEY" if name == "sendgrid" else "SIGNING_KEY"
+        )
+        warnings.append(
+            f"no {name} key ({variable} or {variable}_FILE): its posts are refused "
+            "(404 not-configured)"
+        )
     if options.ingest_every is not None and options.store is None:
         raise UsageError("--ingest-every needs --store")
     return keys, warnings
