@@ -1,0 +1,255 @@
+"""An input is never resumed at another input's offset (issue 16), through the CLI.
+
+The catalogue knows an input by its first 4096 decompressed bytes, and remembers the bytes
+before the point where it was left (its tail). Two inputs that share their first bytes but
+differ later (saved webhook payloads, logs with a long identical preamble, a log truncated in
+place and written again, `copytruncate`) are two inputs: the second is read from its start,
+and what the first already stored is dropped as duplicates. A log that grew, and its rotated
+copies, compressed or not, are still resumed where they were left.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from bounce_analyzer.cli import app
+from bounce_analyzer.generate import generate_postfix
+from bounce_analyzer.store import PREFIX_BYTES, scan_events
+
+runner = CliRunner()
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+#: The modification time of every file written here (the year of "Nov 27" is 2026; files
+#: modified long ago are complete: their last line is never held back).
+MTIME = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
+
+#: `ingested 1 file: 12 new events (...), 0 malformed set aside, 3 duplicates dropped`
+INGESTED = re.compile(r"ingested \d+ files?: ([\d,]+) new events.*, ([\d,]+) duplicates dropped")
+
+
+def invoke(*args: str, stdin: bytes | None = None) -> Result:
+    result = runner.invoke(app, list(args), input=stdin)
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def write(path: Path, data: bytes, *, compress: bool = False) -> Path:
+    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    os.utime(path, (MTIME, MTIME))
+    return path
+
+
+def ingest(store: Path, path: Path | str, *, stdin: bytes | None = None) -> tuple[int, int]:
+    """Ingest one input: (new events, duplicates dropped), as the summary line says them."""
+    result = invoke("ingest", "--store", str(store), "--tz", "UTC", str(path), stdin=stdin)
+    assert result.exit_code == 0, result.output
+    match = INGESTED.search(result.output)
+    assert match is not None, result.output
+    return int(match[1].replace(",", "")), int(match[2].replace(",", ""))
+
+
+def parsed_ids(data: bytes, tmp_path: Path) -> set[str]:
+    """The event ids of `data` read by itself (as `parse` gives them)."""
+    path = write(tmp_path / "parsed.input", data)
+    result = invoke("parse", "--tz", "UTC", "--format", "jsonl", str(path))
+    assert result.exit_code == 0, result.output
+    return {json.loads(line)["event_id"] for line in result.stdout.splitlines()}
+
+
+def stored_ids(store: Path) -> list[str]:
+    return scan_events(store).collect()["event_id"].to_list()
+
+
+def lines_of(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
+def shared_start(lines: list[bytes]) -> int:
+    """How many of `lines` make just more than the catalogue's prefix."""
+    size = 0
+    for number, line in enumerate(lines, 1):
+        size += len(line)
+        if size > PREFIX_BYTES:
+            return number
+    raise AssertionError("too few lines")
+
+
+@pytest.fixture(scope="module")
+def payloads() -> list[bytes]:
+    """Real SendGrid events, one JSON object a line, as a saved webhook payload holds them."""
+    return lines_of((ROOT / "sample_logs" / "sendgrid" / "events.ndjson").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def postfix(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], list[bytes]]:
+    """Two generated Postfix logs of a day (other seeds: other messages), as lines."""
+    folder = tmp_path_factory.mktemp("generated")
+    logs = []
+    for seed in (1, 2):
+        path = folder / f"mail-{seed}.log"
+        generate_postfix(path, lines=3_000, seed=seed, start=datetime(2026, 11, 27), tz="UTC")
+        logs.append(lines_of(path.read_bytes()))
+    return logs[0], logs[1]
+
+
+# --- inputs that share their first 4096 bytes ---------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["file", "gzip", "stdin"])
+def test_two_payloads_with_the_same_start_are_both_read_whole(
+    payloads: list[bytes], tmp_path: Path, how: str
+) -> None:
+    same = shared_start(payloads)
+    first = b"".join(payloads[: same + 60])
+    second = b"".join(payloads[:same] + payloads[same + 200 : same + 230])  # shorter
+    assert first[:PREFIX_BYTES] == second[:PREFIX_BYTES] and len(second) < len(first)
+    first_ids, second_ids = parsed_ids(first, tmp_path), parsed_ids(second, tmp_path)
+    assert len(second_ids - first_ids) >= 10
+
+    store = tmp_path / "store"
+    assert ingest(store, write(tmp_path / "batch-1.json", first)) == (len(first_ids), 0)
+    if how == "stdin":
+        new, duplicates = ingest(store, "-", stdin=second)
+    else:
+        new, duplicates = ingest(store, write(tmp_path / "b.json", second, compress=how == "gzip"))
+    # Read from its start: its new events stored, what the first had dropped as duplicates.
+    assert (new, duplicates) == (len(second_ids - first_ids), len(second_ids & first_ids))
+    assert sorted(stored_ids(store)) == sorted(first_ids | second_ids)
+    catalogue = json.loads((store / "catalogue.json").read_text())
+    assert catalogue["version"] == 2
+    assert len({entry["prefix_hash"] for entry in catalogue["inputs"]}) == 1
+    assert sorted(entry["offset"] for entry in catalogue["inputs"]) == [len(second), len(first)]
+
+    # Each is known again: the first grown is resumed where it was left, not at the second's
+    # offset nor from its start.
+    grown = first + b"".join(payloads[same + 300 : same + 320])
+    new, duplicates = ingest(store, write(tmp_path / "batch-1.json", grown))
+    assert (new, duplicates) == (len(parsed_ids(grown, tmp_path) - first_ids), 0)
+    assert ingest(store, write(tmp_path / "c.json", second)) == (0, 0)
+
+
+@pytest.mark.parametrize("how", ["gzip", "stdin"])
+def test_a_stream_resumes_at_an_earlier_place_when_a_later_one_is_another_input(
+    postfix: tuple[list[bytes], list[bytes]], tmp_path: Path, how: str
+) -> None:
+    """A compressed file or a stream is checked as it is decompressed: past the place of
+    another input with its prefix, which it does not hold, it goes back to the place it holds
+    (a compressed file is read again; a stream's bytes since that place were kept). The
+    places lie in different pieces of the decompressed stream (64 KiB and more)."""
+    old, new_lines = postfix
+    same = shared_start(old)
+    first = b"".join(old[:200])
+    other = b"".join(old[:same] + new_lines[:1_000])
+    grown = b"".join(old[:2_500])
+    assert len(first) < 65536 < len(other) < len(grown)
+    store = tmp_path / "store"
+    ingest(store, write(tmp_path / "first.log", first))
+    ingest(store, write(tmp_path / "other.log", other))
+    expected = len(parsed_ids(grown, tmp_path) - parsed_ids(first, tmp_path))
+    if how == "stdin":
+        new, duplicates = ingest(store, "-", stdin=grown)
+    else:
+        new, duplicates = ingest(store, write(tmp_path / "first.log.1.gz", grown, compress=True))
+    assert (new, duplicates) == (expected, 0)
+    ids = stored_ids(store)
+    assert len(ids) == len(set(ids))
+
+
+# --- one log's life: grown, rotated, truncated in place -----------------------------------------
+
+
+def test_a_grown_log_is_resumed_and_its_rotated_copies_add_nothing(
+    postfix: tuple[list[bytes], list[bytes]], tmp_path: Path
+) -> None:
+    lines, _ = postfix
+    whole = b"".join(lines)
+    start = b"".join(lines[:2_000])
+    store = tmp_path / "store"
+    log = write(tmp_path / "mail.log", start)
+    first, _ = ingest(store, log)
+    # Grown: only the new lines are read (re-reading the start would drop duplicates).
+    new, duplicates = ingest(store, write(log, whole))
+    assert duplicates == 0
+    assert first + new == len(parsed_ids(whole, tmp_path))
+    # Rotated: renamed and compressed, or piped in; nothing new, nothing read again.
+    rotated = write(tmp_path / "mail.log.1.gz", whole, compress=True)
+    log.unlink()
+    assert ingest(store, rotated) == (0, 0)
+    assert ingest(store, "-", stdin=whole) == (0, 0)
+    assert sorted(stored_ids(store)) == sorted(parsed_ids(whole, tmp_path))
+
+
+@pytest.mark.parametrize("regrown", ["shorter", "longer"])
+def test_a_log_truncated_in_place_and_rewritten_is_read_from_its_start(
+    postfix: tuple[list[bytes], list[bytes]], tmp_path: Path, regrown: str
+) -> None:
+    """`copytruncate`: mail.log copied to mail.log.1, then truncated, and written again with
+    the same first lines (a long identical preamble) and new ones, shorter than where the
+    last run left it or longer: every new event stored, none twice."""
+    old, new_lines = postfix
+    same = shared_start(old)
+    before = b"".join(old[:1_500])
+    store = tmp_path / "store"
+    log = write(tmp_path / "mail.log", before)
+    ingest(store, log)
+    count = 300 if regrown == "shorter" else 2_000
+    after = b"".join(old[:same] + new_lines[:count])
+    assert (len(after) < len(before)) == (regrown == "shorter")
+    assert after[:PREFIX_BYTES] == before[:PREFIX_BYTES]
+    shutil.copy(log, tmp_path / "mail.log.1")
+    write(log, after)
+
+    before_ids, after_ids = parsed_ids(before, tmp_path), parsed_ids(after, tmp_path)
+    assert len(after_ids - before_ids) > 20
+    new, duplicates = ingest(store, log)
+    assert (new, duplicates) == (len(after_ids - before_ids), len(after_ids & before_ids))
+    # The copy is the old log: known, nothing to add.
+    assert ingest(store, tmp_path / "mail.log.1") == (0, 0)
+    # Written to again: resumed where this run left it.
+    again = after + b"".join(new_lines[count : count + 200])
+    new, duplicates = ingest(store, write(log, again))
+    assert duplicates == 0
+    assert new == len(parsed_ids(again, tmp_path) - after_ids - before_ids)
+    ids = stored_ids(store)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == before_ids | parsed_ids(again, tmp_path)
+
+
+# --- a catalogue of version 1 -------------------------------------------------------------------
+
+
+def test_a_catalogue_of_version_1_still_resumes_and_is_then_written_whole(tmp_path: Path) -> None:
+    """Its entries have no tail: trusted by their prefix, as version 1 did; the entry of an
+    input read again is written with its tail, the others are kept as they were."""
+    store = Path(shutil.copytree(DATA / "store_v1", tmp_path / "store"))
+    old = json.loads((store / "catalogue.json").read_text())
+    assert old["version"] == 1 and all("tail_len" not in entry for entry in old["inputs"])
+    data = (DATA / "direction" / "postfix-debian.log").read_bytes()
+    log = write(tmp_path / "postfix-debian.log", data)
+    assert ingest(store, log) == (0, 0)  # resumed at its end: nothing read
+
+    catalogue = json.loads((store / "catalogue.json").read_text())
+    assert catalogue["version"] == 2
+    entries = {entry["path"].rsplit("/", 1)[-1]: entry for entry in catalogue["inputs"]}
+    assert entries.keys() == {"postfix-debian.log", "exim-debian.log"}
+    assert entries["postfix-debian.log"]["offset"] == len(data)
+    assert entries["postfix-debian.log"]["tail_len"] == 4096
+    assert "tail_len" not in entries["exim-debian.log"]
+
+    # Grown by three deliveries of the next day: only the new lines are read.
+    deliveries = [line for line in lines_of(data) if b" status=" in line][:3]
+    grown = data + b"".join(deliveries).replace(b"Nov 28 ", b"Nov 29 ")
+    new, duplicates = ingest(store, write(log, grown))
+    assert duplicates == 0
+    assert new == len(parsed_ids(grown, tmp_path) - parsed_ids(data, tmp_path)) == 3
