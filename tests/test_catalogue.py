@@ -11,10 +11,13 @@ copies, compressed or not, are still resumed where they were left.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import json
 import os
 import re
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from typer.testing import CliRunner, Result
 
 from bounce_analyzer.cli import app
 from bounce_analyzer.generate import generate_postfix
+from bounce_analyzer.reading import START, TAIL_BYTES, InputFile, Resume, read_batches
 from bounce_analyzer.store import PREFIX_BYTES, scan_events
 
 runner = CliRunner()
@@ -253,3 +257,91 @@ def test_a_catalogue_of_version_1_still_resumes_and_is_then_written_whole(tmp_pa
     new, duplicates = ingest(store, write(log, grown))
     assert duplicates == 0
     assert new == len(parsed_ids(grown, tmp_path) - parsed_ids(data, tmp_path)) == 3
+
+
+# --- where reading resumes (reading.read_batches) -----------------------------------------------
+
+
+def place(data: bytes, offset: int, *, tail: bool = True) -> Resume:
+    """The place `offset` bytes into `data` (a line end), as a catalogue entry gives it."""
+    before = data[max(0, offset - TAIL_BYTES) : offset]
+    if not tail:
+        return Resume(offset, data[:offset].count(b"\n"))
+    return Resume(
+        offset,
+        data[:offset].count(b"\n"),
+        len(before),
+        hashlib.sha256(before).hexdigest(),
+    )
+
+
+def line_end(data: bytes, near: int) -> int:
+    return data.index(b"\n", near) + 1
+
+
+def read_from(
+    data: bytes, places: list[Resume], how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Resume, bytes, bytes, int]:
+    """Read `data` (a plain file, gzip-compressed, or on stdin) resuming at one of `places`:
+    where it started, the bytes before, what was read and the first batch's first line."""
+    if how == "stdin":
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        source = InputFile(path="-")
+    else:
+        source = InputFile(path=str(write(tmp_path / "input", data, compress=how == "gzip")))
+    started: list[tuple[Resume, bytes]] = []
+    batches = list(
+        read_batches(
+            source,
+            batch_bytes=50_000,
+            resume=places,
+            resumed=lambda start, before: started.append((start, before)),
+        )
+    )
+    [(start, before)] = started
+    assert all(batch.offset == start.offset + len(b"".join(b.data for b in batches[:n]))
+               for n, batch in enumerate(batches))  # fmt: skip
+    return start, before, b"".join(batch.data for batch in batches), batches[0].first_line
+
+
+HOW = pytest.mark.parametrize("how", ["plain", "gzip", "stdin"])
+
+
+@HOW
+def test_the_furthest_place_the_input_holds_is_taken(
+    postfix: tuple[list[bytes], list[bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    lines, other_lines = postfix
+    data = b"".join(lines)
+    other = b"".join(lines[:100] + other_lines)
+    near, far = line_end(data, 100_000), line_end(data, 300_000)
+    places = [place(other, line_end(other, 400_000)), place(data, far), place(data, near)]
+    start, before, read, first_line = read_from(data, places, how, tmp_path, monkeypatch)
+    assert (start, before, read) == (places[1], data[far - TAIL_BYTES : far], data[far:])
+    assert first_line == data[:far].count(b"\n") + 1
+    # Beyond its end, or not what it held there: from the start.
+    places = [place(data + b"more\n", len(data) + 5), places[0]]
+    assert read_from(data, places, how, tmp_path, monkeypatch)[:3] == (START, b"", data)
+
+
+@HOW
+def test_a_place_of_an_old_catalogue_is_trusted_if_the_input_reaches_it(
+    postfix: tuple[list[bytes], list[bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    lines, other_lines = postfix
+    data = b"".join(lines)
+    other = b"".join(other_lines)
+    offset = line_end(other, 200_000)  # (another input: no tail to tell)
+    start, _, read, _ = read_from(
+        data, [place(other, offset, tail=False)], how, tmp_path, monkeypatch
+    )
+    assert (start.offset, read) == (offset, data[offset:])
+    beyond = place(data, len(data), tail=False)
+    short = data[: line_end(data, 10_000)]
+    assert read_from(short, [beyond], how, tmp_path, monkeypatch)[:3] == (START, b"", short)

@@ -149,7 +149,8 @@ class ParseRun:
     progress
         Called with the bytes read for each batch (also settable later, see `progress`).
     resume
-        Where to start each input (an ingest asks its store's catalogue).
+        Where each input may have been left (an ingest asks its store's catalogue): it is
+        read from the furthest place it still holds (`reading.read_batches`), else whole.
     hold_partial
         Hold back a final line without its newline when the input may still be written
         (`reading.may_grow` at `now`) and the line does not end a JSON document: it is read

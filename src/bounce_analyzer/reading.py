@@ -2,7 +2,9 @@
 
 `expand_inputs` turns the paths a user gives (files, globs, directories, `-` for stdin) into
 `InputFile`s, rotated logs oldest first. `head` returns the decompressed start of an input (for
-source detection); `read_batches` cuts the decompressed stream into `Batch`es of whole lines.
+source detection); `read_batches` cuts the decompressed stream into `Batch`es of whole lines,
+from the start or from the furthest place a `Resume` gives that the input still holds (the
+bytes before it checked by their hash: docs/STORE.md, "Reading only what is new").
 Compression is recognised by content (magic bytes), never by name: gzip (several members
 too), bzip2, xz, zstd, or none.
 
