@@ -26,7 +26,14 @@ from typer.testing import CliRunner, Result
 
 from bounce_analyzer.cli import app
 from bounce_analyzer.generate import generate_postfix
-from bounce_analyzer.reading import START, TAIL_BYTES, InputFile, Resume, read_batches
+from bounce_analyzer.reading import (
+    START,
+    TAIL_BYTES,
+    InputFile,
+    Resume,
+    TruncatedInputError,
+    read_batches,
+)
 from bounce_analyzer.store import PREFIX_BYTES, scan_events
 
 runner = CliRunner()
@@ -345,3 +352,34 @@ def test_a_place_of_an_old_catalogue_is_trusted_if_the_input_reaches_it(
     beyond = place(data, len(data), tail=False)
     short = data[: line_end(data, 10_000)]
     assert read_from(short, [beyond], how, tmp_path, monkeypatch)[:3] == (START, b"", short)
+
+
+@pytest.mark.parametrize("how", ["gzip", "stdin"])
+def test_a_compressed_input_damaged_before_the_place_is_read_up_to_the_damage(
+    postfix: tuple[list[bytes], list[bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """A cut copy of another input with the same start: its lines before the damage are
+    read (not passed over as if they were the other's), then the damage is reported."""
+    lines, _ = postfix
+    data = b"".join(lines)
+    packed = gzip.compress(data, mtime=0)
+    cut = packed[: len(packed) // 2]
+    other = data[:200_000] + b"another input from here\n" + data[200_000:]
+    far = place(other, line_end(other, 400_000))
+    if how == "stdin":
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(cut)))
+        source = InputFile(path="-")
+    else:
+        path = tmp_path / "mail.log.1.gz"
+        path.write_bytes(cut)
+        source = InputFile(path=str(path))
+    batches = []
+    with pytest.raises(TruncatedInputError, match="ends early"):
+        for batch in read_batches(source, batch_bytes=50_000, resume=[far]):
+            batches.append(batch)
+    read = b"".join(batch.data for batch in batches)
+    assert batches[0].offset == 0 and 100_000 < len(read) < 400_000
+    assert data.startswith(read)

@@ -672,31 +672,44 @@ def _passed_over(
     window = b""  # the last `TAIL_BYTES` bytes before `position`
     position = 0
     waiting = list(reversed(places))  # the next place last
-    for chunk in chunks:
-        end = position + len(chunk)
-        keep = 0  # where the bytes from `start` on begin in `chunk`
-        while waiting and waiting[-1].offset <= end:
-            place = waiting.pop()
-            cut = place.offset - position
-            seen = (window + chunk[max(0, cut - TAIL_BYTES) : cut])[-TAIL_BYTES:]
-            if place.follows(seen):
-                start, before, keep = place, seen, cut
-                if spool is not None:
-                    spool.seek(0)
-                    spool.truncate()
-        if not waiting:
-            rest = _replayed(spool, chunk[keep:], chunks)
-            return rest, start, before, spool is None and start.offset < position
-        if spool is not None:
-            spool.write(memoryview(chunk)[keep:])
-        window = (window + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
-        position = end
-    # The input ends before the places left: it is shorter than their offsets.
-    return _replayed(spool, b"", chunks), start, before, spool is None and start.offset < position
+    try:
+        for chunk in chunks:
+            end = position + len(chunk)
+            keep = 0  # where the bytes from `start` on begin in `chunk`
+            while waiting and waiting[-1].offset <= end:
+                place = waiting.pop()
+                cut = place.offset - position
+                seen = (window + chunk[max(0, cut - TAIL_BYTES) : cut])[-TAIL_BYTES:]
+                if place.follows(seen):
+                    start, before, keep = place, seen, cut
+                    if spool is not None:
+                        spool.seek(0)
+                        spool.truncate()
+            if not waiting:
+                rest = _replayed(spool, chunk[keep:], chunks)
+                return rest, start, before, spool is None and start.offset < position
+            if spool is not None:
+                spool.write(memoryview(chunk)[keep:])
+            window = (window + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
+            position = end
+    except TruncatedInputError as error:
+        # Damaged before the places left: as if it ended there (read what came before them,
+        # then report the damage).
+        rest = _replayed(spool, b"", (), damage=error)
+    else:
+        # The input ends before the places left: it is shorter than their offsets.
+        rest = _replayed(spool, b"", chunks)
+    return rest, start, before, spool is None and start.offset < position
 
 
-def _replayed(spool: _Spool | None, first: bytes, chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """What `spool` kept, then `first`, then `chunks`."""
+def _replayed(
+    spool: _Spool | None,
+    first: bytes,
+    chunks: Iterable[bytes],
+    *,
+    damage: TruncatedInputError | None = None,
+) -> Iterator[bytes]:
+    """What `spool` kept, then `first`, then `chunks`; then `damage` is raised, if given."""
     if spool is not None:
         spool.seek(0)
         while piece := spool.read(_PLAIN_CHUNK):
@@ -704,6 +717,8 @@ def _replayed(spool: _Spool | None, first: bytes, chunks: Iterable[bytes]) -> It
     if first:
         yield first
     yield from chunks
+    if damage is not None:
+        raise damage
 
 
 def _line_cut(parts: list[bytes], limit: int) -> tuple[int, int] | None:
