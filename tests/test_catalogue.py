@@ -18,13 +18,13 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from bounce_analyzer.cli import app
+from _cli import invoke
 from bounce_analyzer.generate import generate_postfix
 from bounce_analyzer.reading import (
     START,
@@ -36,8 +36,6 @@ from bounce_analyzer.reading import (
 )
 from bounce_analyzer.store import PREFIX_BYTES, scan_events
 
-runner = CliRunner()
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 #: The modification time of every file written here (the year of "Nov 27" is 2026; files
@@ -46,13 +44,6 @@ MTIME = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
 
 #: `ingested 1 file: 12 new events (...), 0 malformed set aside, 3 duplicates dropped`
 INGESTED = re.compile(r"ingested \d+ files?: ([\d,]+) new events.*, ([\d,]+) duplicates dropped")
-
-
-def invoke(*args: str, stdin: bytes | None = None) -> Result:
-    result = runner.invoke(app, list(args), input=stdin)
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 def write(path: Path, data: bytes, *, compress: bool = False) -> Path:
@@ -286,72 +277,72 @@ def line_end(data: bytes, near: int) -> int:
     return data.index(b"\n", near) + 1
 
 
-def read_from(
-    data: bytes, places: list[Resume], how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Resume, bytes, bytes, int]:
-    """Read `data` (a plain file, gzip-compressed, or on stdin) resuming at one of `places`:
-    where it started, the bytes before, what was read and the first batch's first line."""
-    if how == "stdin":
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
-        source = InputFile(path="-")
-    else:
-        source = InputFile(path=str(write(tmp_path / "input", data, compress=how == "gzip")))
-    started: list[tuple[Resume, bytes]] = []
-    batches = list(
-        read_batches(
-            source,
-            batch_bytes=50_000,
-            resume=places,
-            resumed=lambda start, before: started.append((start, before)),
+#: Read `data` (a plain file, gzip-compressed, or on stdin: `how`) resuming at one of
+#: `places`: where it started, the bytes before, what was read, the first batch's first line.
+Reader = Callable[[bytes, list[Resume], str], tuple[Resume, bytes, bytes, int]]
+
+
+@pytest.fixture
+def read_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Reader:
+    def read(data: bytes, places: list[Resume], how: str) -> tuple[Resume, bytes, bytes, int]:
+        if how == "stdin":
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+            source = InputFile(path="-")
+        else:
+            source = InputFile(path=str(write(tmp_path / "input", data, compress=how == "gzip")))
+        started: list[tuple[Resume, bytes]] = []
+        batches = list(
+            read_batches(
+                source,
+                batch_bytes=50_000,
+                resume=places,
+                resumed=lambda start, before: started.append((start, before)),
+            )
         )
-    )
-    [(start, before)] = started
-    assert all(batch.offset == start.offset + len(b"".join(b.data for b in batches[:n]))
-               for n, batch in enumerate(batches))  # fmt: skip
-    return start, before, b"".join(batch.data for batch in batches), batches[0].first_line
+        [(start, before)] = started
+        assert all(batch.offset == start.offset + len(b"".join(b.data for b in batches[:n]))
+                   for n, batch in enumerate(batches))  # fmt: skip
+        return start, before, b"".join(batch.data for batch in batches), batches[0].first_line
+
+    return read
 
 
 HOW = pytest.mark.parametrize("how", ["plain", "gzip", "stdin"])
 
 
+@pytest.fixture
+def texts(postfix: tuple[list[bytes], list[bytes]]) -> tuple[bytes, bytes]:
+    """The two generated logs whole."""
+    return b"".join(postfix[0]), b"".join(postfix[1])
+
+
 @HOW
 def test_the_furthest_place_the_input_holds_is_taken(
-    postfix: tuple[list[bytes], list[bytes]],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    how: str,
+    texts: tuple[bytes, bytes], read_from: Reader, how: str
 ) -> None:
-    lines, other_lines = postfix
-    data = b"".join(lines)
-    other = b"".join(lines[:100] + other_lines)
+    data, other = texts
+    other = data[: line_end(data, 10_000)] + other  # (its start is the data's)
     near, far = line_end(data, 100_000), line_end(data, 300_000)
     places = [place(other, line_end(other, 400_000)), place(data, far), place(data, near)]
-    start, before, read, first_line = read_from(data, places, how, tmp_path, monkeypatch)
+    start, before, read, first_line = read_from(data, places, how)
     assert (start, before, read) == (places[1], data[far - TAIL_BYTES : far], data[far:])
     assert first_line == data[:far].count(b"\n") + 1
     # Beyond its end, or not what it held there: from the start.
     places = [place(data + b"more\n", len(data) + 5), places[0]]
-    assert read_from(data, places, how, tmp_path, monkeypatch)[:3] == (START, b"", data)
+    assert read_from(data, places, how)[:3] == (START, b"", data)
 
 
 @HOW
 def test_a_place_of_an_old_catalogue_is_trusted_if_the_input_reaches_it(
-    postfix: tuple[list[bytes], list[bytes]],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    how: str,
+    texts: tuple[bytes, bytes], read_from: Reader, how: str
 ) -> None:
-    lines, other_lines = postfix
-    data = b"".join(lines)
-    other = b"".join(other_lines)
+    data, other = texts
     offset = line_end(other, 200_000)  # (another input: no tail to tell)
-    start, _, read, _ = read_from(
-        data, [place(other, offset, tail=False)], how, tmp_path, monkeypatch
-    )
+    start, _, read, _ = read_from(data, [place(other, offset, tail=False)], how)
     assert (start.offset, read) == (offset, data[offset:])
     beyond = place(data, len(data), tail=False)
     short = data[: line_end(data, 10_000)]
-    assert read_from(short, [beyond], how, tmp_path, monkeypatch)[:3] == (START, b"", short)
+    assert read_from(short, [beyond], how)[:3] == (START, b"", short)
 
 
 @pytest.mark.parametrize("how", ["gzip", "stdin"])
