@@ -374,3 +374,17 @@ def test_a_compressed_input_damaged_before_the_place_is_read_up_to_the_damage(
     read = b"".join(batch.data for batch in batches)
     assert batches[0].offset == 0 and 100_000 < len(read) < 400_000
     assert data.startswith(read)
+
+
+def test_an_entry_with_half_a_tail_is_damage(tmp_path: Path) -> None:
+    store = Path(shutil.copytree(DATA / "store_v1", tmp_path / "store"))
+    catalogue = json.loads((store / "catalogue.json").read_text())
+    catalogue["inputs"][1]["tail_len"] = 4096  # (and no tail_hash)
+    (store / "catalogue.json").write_text(json.dumps(catalogue))
+    log = write(tmp_path / "mail.log", (DATA / "direction" / "postfix-debian.log").read_bytes())
+    result = invoke("ingest", "--store", str(store), "--tz", "UTC", str(log))
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {store}/catalogue.json is damaged (input 2: tail_hash is not text); "
+        "remove it to re-read\n"
+    )
