@@ -81,7 +81,8 @@ def numbered_events(
 class FakeRun:
     """A `ParseRun` stand-in: each input is (path, content); its frame's row i is line i+1.
 
-    It asks the store's `resume` function like the real pipeline and skips the lines read
+    It asks the store's `resume` function like the real pipeline, takes the furthest place
+    whose tail its content holds (as `reading.read_batches` does) and skips the lines read
     before, so that catalogue behaviour can be tested without a source.
     """
 
@@ -95,19 +96,25 @@ class FakeRun:
         self._inputs = inputs
         self._malformed = malformed
         self.summaries: list[FileSummary] = []
-        self.resumed: list[Resume | None] = []
+        self.resumed: list[Resume | None] = []  # the place each input resumed at
 
     def __iter__(self) -> Iterator[Chunk]:
         for path, content, frame in self._inputs:
             head = content[:65536]
             summary = FileSummary(path=path, source="postfix", head=head)
             self.summaries.append(summary)
-            start = self._resume(None, head)  # type: ignore[arg-type]
+            places = self._resume(None, head)  # type: ignore[arg-type]
+            held = (
+                p for p in places if p.offset <= len(content) and p.follows(content[: p.offset])
+            )
+            start = next(held, None)
             self.resumed.append(start)
             skip = start.line if start else 0
             summary.start_offset = start.offset if start else 0
+            summary.resumed_from = start
             summary.end_offset = len(content)
             summary.end_line = content.count(b"\n")
+            summary.tail = content[-4096:]
             new = frame.slice(skip)
             summary.events = summary.read = new.height
             malformed = self._malformed
@@ -381,7 +388,7 @@ def test_the_same_input_twice_adds_nothing(new_store: Store) -> None:
     assert run.resumed == [None]
     assert first.events == 50
     second, run = ingest_fake(new_store, [("mail.log", content, frame)])
-    assert run.resumed == [Resume(len(content), 50)]
+    assert [(r.offset, r.line) for r in run.resumed if r] == [(len(content), 50)]
     assert second.events == 0 and second.duplicates == 0
     assert stored_ids(new_store.path) == sorted(frame["event_id"].to_list())
 
@@ -391,7 +398,7 @@ def test_a_grown_input_adds_only_its_new_lines(new_store: Store) -> None:
     pad = "x" * 60  # 80 lines are more than the 4096 bytes of a catalogue prefix
     ingest_fake(new_store, [("mail.log", content_of(30, pad), frame.head(30))])
     result, run = ingest_fake(new_store, [("mail.log", content_of(80, pad), frame)])
-    assert run.resumed == [Resume(len(content_of(30, pad)), 30)]
+    assert [(r.offset, r.line) for r in run.resumed if r] == [(len(content_of(30, pad)), 30)]
     assert result.events == 50
     assert stored_ids(new_store.path) == sorted(frame["event_id"].to_list())
     (entry,) = new_store.catalogue()  # the grown entry replaced the first one
@@ -464,9 +471,9 @@ def test_find_resume_takes_the_furthest_matching_entry() -> None:
         entry(b"something else entirely", 9999),
         entry(head + b"more than the head", 99999),
     ]
-    assert find_resume(entries, head) == Resume(270, 27)
-    assert find_resume(entries, b"") is None
-    assert find_resume(entries, b"other") is None
+    assert find_resume(entries, head) == [Resume(270, 27), Resume(100, 10)]
+    assert find_resume(entries, b"") == []
+    assert find_resume(entries, b"other") == []
 
 
 def test_catalogue_records_each_input(new_store: Store) -> None:
@@ -476,7 +483,7 @@ def test_catalogue_records_each_input(new_store: Store) -> None:
     content = content_of(3)
     assert data == {
         "format": "bounce-analyzer-catalogue",
-        "version": 1,
+        "version": 2,
         "inputs": [
             {
                 "prefix_len": len(content),
@@ -486,6 +493,8 @@ def test_catalogue_records_each_input(new_store: Store) -> None:
                 "path": "/var/log/mail.log",
                 "source": "postfix",
                 "read_at": "2026-11-28T12:00:00+00:00",
+                "tail_len": len(content),
+                "tail_hash": hashlib.sha256(content).hexdigest(),
             }
         ],
     }

@@ -4,7 +4,8 @@
 `ParseRun` with the options of the run (`source, tz, strict, rules, progress`) and the store's
 catalogue lookup as its resume function, stages each chunk, and commits: the store drops what
 it already has, moves the files into place and writes the new catalogue, in which each input
-read is remembered by its leading bytes and how far it was read.
+read is remembered by its leading bytes, how far it was read and the bytes before that point
+(which the next run checks the input still holds before it resumes there).
 
 `summarize_paths` is the report straight from inputs, without a store: the events are staged
 in a temporary Parquet file (`staged_events`, which `check` and `metrics` read too), so memory
@@ -154,6 +155,8 @@ def _catalogue(
             summary.head,
             offset=summary.end_offset,
             line=summary.end_line,
+            tail=summary.tail,
+            resumed_from=summary.resumed_from,
             path=summary.path,
             source=summary.source,
             read_at=read_at,

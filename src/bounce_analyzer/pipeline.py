@@ -46,6 +46,10 @@ class FileSummary:
     end_offset: int = 0  # the end of the last whole line read
     end_line: int = 0  # the number of that line
     held_back: int = 0  # bytes of a final line without newline left for the next run
+    #: The bytes before `end_offset` (up to `reading.TAIL_BYTES`; fewer after a line passed
+    #: over as too long, whose end is not kept): what a resume checks the input still holds.
+    tail: bytes = b""
+    resumed_from: Resume | None = None  # the place reading resumed at (None: the start)
 
     @property
     def partial(self) -> bool:
@@ -145,7 +149,8 @@ class ParseRun:
     progress
         Called with the bytes read for each batch (also settable later, see `progress`).
     resume
-        Where to start each input (an ingest asks its store's catalogue).
+        Where each input may have been left (an ingest asks its store's catalogue): it is
+        read from the furthest place it still holds (`reading.read_batches`), else whole.
     hold_partial
         Hold back a final line without its newline when the input may still be written
         (`reading.may_grow` at `now`) and the line does not end a JSON document: it is read
@@ -242,20 +247,28 @@ class ParseRun:
                 summary.damage = reading.damage(item) if len(head) < _HEAD_BYTES else None
                 summary.empty = not head and summary.damage is None
                 continue  # else the summary says the format was not recognised (or empty)
-            start = self.resume(item, head) if self.resume is not None else None
-            yield from self._parse_file(item, self._instance(name), summary, start or Resume(0, 0))
+            places = self.resume(item, head) if self.resume is not None else ()
+            yield from self._parse_file(item, self._instance(name), summary, places)
 
     def _batches(
-        self, item: reading.InputFile, summary: FileSummary, start: Resume
+        self, item: reading.InputFile, summary: FileSummary, places: Sequence[Resume]
     ) -> Iterator[Batch]:
-        """The input's batches from `start` on; a final line without its newline is held
-        back when `hold_partial` (a live log being written: it is read next time)."""
-        summary.start_offset = summary.end_offset = start.offset
-        summary.end_line = start.line
+        """The input's batches from the furthest of `places` it holds (else its start); a
+        final line without its newline is held back when `hold_partial` (a live log being
+        written: it is read next time)."""
+
+        def resumed(start: Resume, before: bytes) -> None:
+            summary.start_offset = summary.end_offset = start.offset
+            summary.end_line = start.line
+            summary.tail = before
+            summary.resumed_from = start if start.offset else None
+
         raw_read = 0
         hold = self._hold_partial and reading.may_grow(item, now=self._now)
-        for batch in reading.read_batches(item, batch_bytes=self._batch_bytes):
-            end = batch.offset + len(batch.data)
+        batches = reading.read_batches(
+            item, batch_bytes=self._batch_bytes, resume=places, resumed=resumed
+        )
+        for batch in batches:
             if self.progress is not None:
                 # Bytes as stored, to match `total_bytes` (sizes on disk) for compressed files.
                 if batch.raw_end is None:
@@ -263,22 +276,12 @@ class ParseRun:
                 else:
                     self.progress(batch.raw_end - raw_read)
                     raw_read = batch.raw_end
-            if end <= start.offset:
-                continue
             if batch.long_lines:
-                kept = tuple(long for long in batch.long_lines if long.offset >= start.offset)
-                if hold and batch.final and not batch.data and kept and not kept[-1].ended:
+                kept = batch.long_lines
+                if hold and batch.final and not batch.data and not kept[-1].ended:
                     summary.held_back = kept[-1].length  # a long line still being written
                     kept = kept[:-1]
                 batch = replace(batch, long_lines=kept)
-            if batch.offset < start.offset:
-                batch = replace(
-                    batch,
-                    data=batch.data[start.offset - batch.offset :],
-                    offset=start.offset,
-                    first_line=start.line + 1,
-                    newlines=None,
-                )
             data = batch.data
             if batch.final and hold and data and not data.endswith(b"\n"):
                 kept_end = data.rfind(b"\n") + 1
@@ -287,12 +290,15 @@ class ParseRun:
                     data = data[:kept_end]
                     batch = replace(batch, data=data, newlines=None)
             summary.bytes_read += len(data)
+            if batch.long_lines:
+                summary.tail = b""  # (the end of a line passed over is not kept)
             if batch.long_lines and not data:
                 summary.end_offset = batch.long_lines[-1].end
                 summary.end_line = batch.long_lines[-1].line
             else:
                 summary.end_offset = batch.offset + len(data)
                 summary.end_line = batch.first_line - 1 + batch.line_ends()
+                summary.tail = (summary.tail + data[-reading.TAIL_BYTES :])[-reading.TAIL_BYTES :]
             if data and not data.endswith(b"\n"):
                 summary.end_line += 1
             if batch.long_lines:
@@ -304,7 +310,7 @@ class ParseRun:
         item: reading.InputFile,
         source: Source,
         summary: FileSummary,
-        start: Resume,
+        places: Sequence[Resume],
     ) -> Iterator[Chunk]:
         from bounce_analyzer.classify import classify  # lazy: `--help` starts without the engine
 
@@ -338,7 +344,7 @@ class ParseRun:
             return made
 
         try:
-            batches = ahead(self._batches(item, summary, start))
+            batches = ahead(self._batches(item, summary, places))
             for output in ahead(source.parse(batches)):
                 set_aside_long_lines()
                 conformed, implausible = set_aside_implausible(

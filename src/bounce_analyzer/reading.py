@@ -2,7 +2,9 @@
 
 `expand_inputs` turns the paths a user gives (files, globs, directories, `-` for stdin) into
 `InputFile`s, rotated logs oldest first. `head` returns the decompressed start of an input (for
-source detection); `read_batches` cuts the decompressed stream into `Batch`es of whole lines.
+source detection); `read_batches` cuts the decompressed stream into `Batch`es of whole lines,
+from the start or from the furthest place a `Resume` gives that the input still holds (the
+bytes before it checked by their hash: docs/STORE.md, "Reading only what is new").
 Compression is recognised by content (magic bytes), never by name: gzip (several members
 too), bzip2, xz, zstd, or none.
 
@@ -26,7 +28,9 @@ modified within `QUIET_SECONDS` may still be written (`may_grow`).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import glob
+import hashlib
 import io
 import json
 import lzma
@@ -34,8 +38,9 @@ import os
 import re
 import stat
 import sys
+import tempfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import BinaryIO, Protocol
@@ -356,10 +361,9 @@ def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
     first = raw.read(_CHUNK)
     kind = detect_compression(first)
     if kind == "plain":
-        chunk = first
-        while chunk:
-            yield chunk
-            chunk = raw.read(_PLAIN_CHUNK)
+        if first:
+            yield first
+            yield from _plain_chunks(raw)
         return
     factory = _FACTORIES[kind]
     errors = _decompressor_errors(kind)
@@ -402,6 +406,12 @@ def _decompressed(raw: BinaryIO, path: str) -> Iterator[bytes]:
             pending = rest + pending
         else:
             consumed += len(chunk)
+
+
+def _plain_chunks(raw: BinaryIO) -> Iterator[bytes]:
+    """The rest of an uncompressed `raw`, from where it stands."""
+    while chunk := raw.read(_PLAIN_CHUNK):
+        yield chunk
 
 
 def _inflate(decompressor: _Decompressor, chunk: bytes) -> Iterator[bytes]:
@@ -526,7 +536,12 @@ def _decoded_prefix_stream(raw: BinaryIO, path: str, size: int) -> bytes:
 
 
 def read_batches(
-    source: InputFile, *, batch_bytes: int = 32 * 2**20, max_line: int = MAX_LINE_BYTES
+    source: InputFile,
+    *,
+    batch_bytes: int = 32 * 2**20,
+    max_line: int = MAX_LINE_BYTES,
+    resume: Sequence[Resume] = (),
+    resumed: Callable[[Resume, bytes], None] | None = None,
 ) -> Iterator[Batch]:
     """Cut the decompressed content of `source` into batches of whole lines.
 
@@ -535,6 +550,15 @@ def read_batches(
     `offset` in the decompressed stream). The last batch is `final`. Batches are `Batch`es
     carrying the file's `mtime` (None for streams). An empty input yields no batch. A line
     longer than `max_line` bytes is passed over (see `LongLine`): the batch after it says so.
+
+    `resume`: places where the input may have been left (`ResumeFn`). The batches start at
+    the furthest one the input reaches whose tail (`Resume.follows`) it holds, else at its
+    start. A plain file is checked with a seek and a read per place, furthest first, and read
+    from there; a compressed input or a stream is decompressed up to the places, the bytes
+    before each kept as they pass (a stream's bytes since the last place it holds are kept
+    too, in memory up to `_SPOOL_MEMORY` and then in a temporary file, since it cannot be
+    read again). `resumed`, when given, is called once before the first batch with where
+    reading starts and the bytes just before it (up to `TAIL_BYTES`).
 
     Raises `TruncatedInputError` after the last good batch when compressed data is damaged.
     """
@@ -548,14 +572,25 @@ def read_batches(
             raise _os_error(source.path, error) from None
     previous: Batch | None = None
     try:
-        with _open_raw(source) as raw:
+        with _open_raw(source) as raw, contextlib.ExitStack() as opened:
 
             def position() -> int | None:
                 return None if source.stream else raw.tell()
 
             try:
-                chunks = _decompressed(raw, source.display)
-                for batch in _cut(chunks, source.display, mtime, batch_bytes, max_line=max_line):
+                chunks, start, before = _started(source, raw, resume, opened)
+                if resumed is not None:
+                    resumed(start, before)
+                cut = _cut(
+                    chunks,
+                    source.display,
+                    mtime,
+                    batch_bytes,
+                    max_line=max_line,
+                    first_line=start.line + 1,
+                    offset=start.offset,
+                )
+                for batch in cut:
                     if previous is not None:
                         yield previous
                     previous = replace(batch, raw_end=position())
@@ -572,6 +607,118 @@ def read_batches(
             source._handle = None
     if previous is not None:
         yield replace(previous, final=True, raw_end=end)
+
+
+#: How many bytes of a stream passed over while looking for its resume point are held in
+#: memory (more go to a temporary file): what is read again if the point is not the furthest.
+_SPOOL_MEMORY = 16 * 2**20
+
+
+def _started(
+    source: InputFile, raw: BinaryIO, resume: Sequence[Resume], opened: contextlib.ExitStack
+) -> tuple[Iterator[bytes], Resume, bytes]:
+    """The decompressed chunks of `raw` from where reading resumes (`read_batches`), that
+    place, and the bytes before it. Files opened on the way are closed with `opened`."""
+    places = sorted((place for place in resume if place.offset > 0), key=lambda p: p.offset)
+    if not places:
+        return _decompressed(raw, source.display), START, b""
+    if not source.stream:
+        kind = detect_compression(raw.read(8))
+        raw.seek(0)
+        if kind == "plain":
+            start, before = _plain_start(raw, places)
+            raw.seek(start.offset)
+            return _plain_chunks(raw), start, before
+    spool: _Spool | None = None
+    if source.stream:
+        spool = opened.enter_context(tempfile.SpooledTemporaryFile(_SPOOL_MEMORY))
+    chunks, start, before, behind = _passed_over(_decompressed(raw, source.display), places, spool)
+    if behind:
+        # A compressed file resumed before where its check stopped (rare: a place it holds
+        # before one it does not): decompress it again, up to there.
+        again = opened.enter_context(_open_raw(source))
+        chunks = _decompressed(again, source.display)
+        if start.offset:
+            chunks, *_ = _passed_over(chunks, [replace(start, tail_len=None)], None)
+    return chunks, start, before
+
+
+_Spool = tempfile.SpooledTemporaryFile[bytes]
+
+
+def _plain_start(raw: BinaryIO, places: Sequence[Resume]) -> tuple[Resume, bytes]:
+    """The furthest of `places` (by offset) that the plain file `raw` holds, and the bytes
+    before it: one seek and one read each, from the furthest; else the start."""
+    size = os.fstat(raw.fileno()).st_size
+    for place in reversed(places):
+        if place.offset > size:
+            continue
+        length = min(place.offset, TAIL_BYTES)
+        raw.seek(place.offset - length)
+        before = raw.read(length)
+        if place.follows(before):
+            return place, before
+    return START, b""
+
+
+def _passed_over(
+    chunks: Iterator[bytes], places: Sequence[Resume], spool: _Spool | None
+) -> tuple[Iterator[bytes], Resume, bytes, bool]:
+    """Pass over `chunks` up to the last of `places` (by offset), checking each place's tail
+    on the way: the chunks from the last place held on (else from the start), that place, the
+    bytes before it, and whether those chunks are lost (behind where the check stopped, and
+    no `spool` kept them)."""
+    start, before = START, b""
+    window = b""  # the last `TAIL_BYTES` bytes before `position`
+    position = 0
+    waiting = list(reversed(places))  # the next place last
+    try:
+        for chunk in chunks:
+            end = position + len(chunk)
+            keep = 0  # where the bytes from `start` on begin in `chunk`
+            while waiting and waiting[-1].offset <= end:
+                place = waiting.pop()
+                cut = place.offset - position
+                seen = (window + chunk[max(0, cut - TAIL_BYTES) : cut])[-TAIL_BYTES:]
+                if place.follows(seen):
+                    start, before, keep = place, seen, cut
+                    if spool is not None:
+                        spool.seek(0)
+                        spool.truncate()
+            if not waiting:
+                rest = _replayed(spool, chunk[keep:], chunks)
+                return rest, start, before, spool is None and start.offset < position
+            if spool is not None:
+                spool.write(memoryview(chunk)[keep:])
+            window = (window + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
+            position = end
+    except TruncatedInputError as error:
+        # Damaged before the places left: as if it ended there (read what came before them,
+        # then report the damage).
+        rest = _replayed(spool, b"", (), damage=error)
+    else:
+        # The input ends before the places left: it is shorter than their offsets.
+        rest = _replayed(spool, b"", chunks)
+    return rest, start, before, spool is None and start.offset < position
+
+
+def _replayed(
+    spool: _Spool | None,
+    first: bytes,
+    chunks: Iterable[bytes],
+    *,
+    damage: TruncatedInputError | None = None,
+) -> Iterator[bytes]:
+    """What `spool` kept, then `first`, then `chunks`; then `damage` is raised, if given."""
+    if spool is not None:
+        spool.seek(0)
+        while piece := spool.read(_PLAIN_CHUNK):
+            yield piece
+    if first:
+        yield first
+    yield from chunks
+    if damage is not None:
+        raise damage
 
 
 def _line_cut(parts: list[bytes], limit: int) -> tuple[int, int] | None:
@@ -629,8 +776,11 @@ def _cut(
     batch_bytes: int,
     *,
     max_line: int = MAX_LINE_BYTES,
+    first_line: int = 1,
+    offset: int = 0,
 ) -> Iterator[Batch]:
     """Batches (all marked not final) from decompressed chunks; a cut line waits for its end.
+    The chunks start at line `first_line`, `offset` bytes into the input.
 
     Chunks are gathered until a batch's worth is there, then joined once, up to the last line
     end that fits: each byte is copied once, and its newlines are counted once. No chunk
@@ -641,8 +791,7 @@ def _cut(
     parts: list[bytes] = []
     size = 0
     tail = 0  # bytes of the unfinished line at the end of `parts`
-    line = 1
-    offset = 0
+    line = first_line
     damage: TruncatedInputError | None = None
     waiting = False  # for the end of a line longer than a batch
     skipping: _Skipping | None = None
@@ -794,19 +943,41 @@ def batch_lines(batch: Batch) -> pl.DataFrame:
 # --- resuming ---------------------------------------------------------------------------------
 
 
+#: How many bytes before a resume point are checked: the end of what was read there.
+TAIL_BYTES = 4096
+
+
 @dataclass(frozen=True)
 class Resume:
-    """Where to pick an input up again: bytes and lines already read (a line boundary)."""
+    """Where to pick an input up again: bytes and lines already read (a line boundary), and
+    what the input held just before: the sha256 (hex) of its last `tail_len` bytes before
+    `offset`. `tail_len` None: not known (an entry of an older catalogue): only an input
+    shorter than `offset` is then taken for another."""
 
     offset: int
     line: int
+    tail_len: int | None = None
+    tail_hash: str = ""
+
+    def follows(self, before: bytes) -> bool:
+        """Whether an input whose bytes up to `offset` end with `before` is the one read."""
+        if self.tail_len is None:
+            return True
+        if len(before) < self.tail_len:
+            return False
+        tail = before[len(before) - self.tail_len :]
+        return hashlib.sha256(tail).hexdigest() == self.tail_hash
 
 
-#: Given an input and the first bytes of its decompressed content, where to start reading
-#: (None: from the beginning). An ingest asks its store's catalogue, to read only what is new.
-ResumeFn = Callable[[InputFile, bytes], Resume | None]
+#: From the start: no resume point, nothing before it.
+START = Resume(0, 0, 0, hashlib.sha256(b"").hexdigest())
 
-__all__ += ["Resume", "ResumeFn"]
+#: Given an input and the first bytes of its decompressed content, the places where it may
+#: have been left (furthest first; none: read it from the start). `read_batches` resumes at
+#: the furthest whose tail the input holds. An ingest asks its store's catalogue.
+ResumeFn = Callable[[InputFile, bytes], Sequence[Resume]]
+
+__all__ += ["START", "TAIL_BYTES", "Resume", "ResumeFn"]
 
 
 # --- complete or still written ----------------------------------------------------------------

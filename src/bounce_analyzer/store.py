@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from bounce_analyzer import schema
 from bounce_analyzer.direction import DirectionSettings, direction_of
 from bounce_analyzer.errors import BounceAnalyzerError, StoreError
-from bounce_analyzer.reading import Resume
+from bounce_analyzer.reading import TAIL_BYTES, Resume
 
 __all__ = [
     "CATALOGUE_VERSION",
@@ -74,7 +74,7 @@ __all__ = [
 
 STORE_FORMAT = "bounce-analyzer-store"
 STORE_VERSION = 1
-CATALOGUE_VERSION = 1
+CATALOGUE_VERSION = 2
 
 #: Environment variable naming the store when --store is not given.
 STORE_ENV = "BOUNCE_ANALYZER_STORE"
@@ -220,22 +220,32 @@ def _reason(error: OSError) -> str:
 
 @dataclass(frozen=True)
 class CatalogueEntry:
-    """One input read into the store: its identity (leading bytes) and how far it was read."""
+    """One input read into the store: its identity (leading bytes), how far it was read, and
+    what it held just before that point (its tail)."""
 
     prefix_len: int  # min(len(head), 4096): how many leading decompressed bytes are hashed
     prefix_hash: str  # sha256 (hex) of those bytes
     offset: int  # decompressed bytes read (the end of the last whole line)
     line: int  # lines read
-    path: str  # where it was read from (for people; identity is the prefix)
+    path: str  # where it was read from (for people; identity is the prefix and the tail)
     source: str | None
     read_at: str  # ISO 8601, UTC
+    #: How many bytes before `offset` are hashed (up to 4096); None in an entry written by a
+    #: version before 2, which did not keep them: the prefix alone identifies the input then.
+    tail_len: int | None = None
+    tail_hash: str | None = None  # sha256 (hex) of those bytes
 
     def matches(self, head: bytes) -> bool:
-        """Whether an input starting with `head` is this input (or a grown or rotated copy)."""
+        """Whether an input starting with `head` may be this input (or a grown or rotated
+        copy): their first bytes are the same (`Resume.follows` checks the tail)."""
         return (
             self.prefix_len <= len(head)
             and hashlib.sha256(head[: self.prefix_len]).hexdigest() == self.prefix_hash
         )
+
+    def place(self) -> Resume:
+        """Where an input that is this one is resumed, and what it must hold before."""
+        return Resume(self.offset, self.line, self.tail_len, self.tail_hash or "")
 
 
 def input_identity(head: bytes) -> str:
@@ -254,12 +264,16 @@ _ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
     "read_at": (str,),
 }
 
+#: The fields catalogue version 2 added, absent from the entries of version 1 (both or none).
+_TAIL_FIELDS: dict[str, tuple[type, ...]] = {"tail_len": (int,), "tail_hash": (str,)}
+
 _KIND_NAMES = {int: "a whole number >= 0", str: "text", type(None): "null"}
 
 
 def _catalogue_entries(data: object) -> list[CatalogueEntry]:
     """The entries of a catalogue read from JSON; `ValueError` saying which entry is wrong
-    and how (fields it does not know are ignored: a later version may add some)."""
+    and how (fields it does not know are ignored: a later version may add some). An entry
+    without a tail (written by version 1) is kept without one."""
     inputs = data.get("inputs") if isinstance(data, dict) else None
     if not isinstance(inputs, list):
         raise ValueError("no list of inputs")
@@ -267,45 +281,55 @@ def _catalogue_entries(data: object) -> list[CatalogueEntry]:
     for number, item in enumerate(inputs, 1):
         if not isinstance(item, dict):
             raise ValueError(f"input {number} is not an object")
-        for name, kinds in _ENTRY_FIELDS.items():
+        fields = _ENTRY_FIELDS
+        if any(name in item for name in _TAIL_FIELDS):
+            fields = {**_ENTRY_FIELDS, **_TAIL_FIELDS}
+        for name, kinds in fields.items():
             value = item.get(name)
             wrong = not isinstance(value, kinds) or isinstance(value, bool)
             if name not in item or wrong or (isinstance(value, int) and value < 0):
                 expected = " or ".join(_KIND_NAMES[kind] for kind in kinds)
                 raise ValueError(f"input {number}: {name} is not {expected}")
-        entries.append(CatalogueEntry(**{name: item[name] for name in _ENTRY_FIELDS}))
+        entries.append(CatalogueEntry(**{name: item[name] for name in fields}))
     return entries
 
 
 def _write_catalogue(
     root: Path, entries: list[CatalogueEntry], *, state: dict[str, str] | None = None
 ) -> None:
+    inputs = []
+    for entry in entries:
+        fields = asdict(entry)
+        if entry.tail_len is None:  # (an entry of version 1, kept as it was)
+            del fields["tail_len"], fields["tail_hash"]
+        inputs.append(fields)
     data: dict[str, Any] = {
         "format": "bounce-analyzer-catalogue",
         "version": CATALOGUE_VERSION,
-        "inputs": [asdict(entry) for entry in entries],
+        "inputs": inputs,
     }
     if state:
         data["state"] = state  # the file in `state/` of each source's carried state
     _write_json_atomically(root / "catalogue.json", data)
 
 
-def find_resume(entries: Sequence[CatalogueEntry], head: bytes) -> Resume | None:
-    """Where to go on reading an input that starts with `head`: the furthest matching entry."""
+def find_resume(entries: Sequence[CatalogueEntry], head: bytes) -> list[Resume]:
+    """Where an input that starts with `head` may have been left: the places of the entries
+    whose prefix it has, furthest first (`reading.read_batches` takes the furthest whose
+    tail the input holds). Several inputs may share a prefix; one entry each."""
     if not head:
-        return None
+        return []
     hashes: dict[int, str] = {}
-    best: CatalogueEntry | None = None
+    found: list[CatalogueEntry] = []
     for entry in entries:
         if entry.prefix_len > len(head) or entry.prefix_len == 0:
             continue
         if entry.prefix_len not in hashes:
             hashes[entry.prefix_len] = hashlib.sha256(head[: entry.prefix_len]).hexdigest()
-        if hashes[entry.prefix_len] == entry.prefix_hash and (
-            best is None or entry.offset > best.offset
-        ):
-            best = entry
-    return None if best is None else Resume(best.offset, best.line)
+        if hashes[entry.prefix_len] == entry.prefix_hash:
+            found.append(entry)
+    found.sort(key=lambda entry: entry.offset, reverse=True)
+    return [entry.place() for entry in found]
 
 
 def with_input(
@@ -314,13 +338,22 @@ def with_input(
     *,
     offset: int,
     line: int,
+    tail: bytes,
+    resumed_from: Resume | None,
     path: str,
     source: str | None,
     read_at: datetime,
 ) -> list[CatalogueEntry]:
-    """`entries` with one more input: the one that starts with `head`, read up to `offset` (the
-    end of its line `line`). The entries it was resumed from (the same leading bytes, read less
-    far) are superseded by the new one."""
+    """`entries` with one more input: the one that starts with `head`, read up to `offset`
+    (the end of its line `line`), which `tail` ends (up to `TAIL_BYTES` of the bytes before).
+
+    The new entry supersedes the entries it grew from: the one it was resumed from
+    (`resumed_from`), an entry of version 1 with the same prefix read less far (trusted, as
+    that version did), and one with the same prefix, offset and tail (the same input read
+    again from its start). Other entries with the same prefix are other inputs, or what an
+    input rewritten in place held before (its rotated copy may still come): they stay.
+    """
+    tail = tail[-TAIL_BYTES:]
     entry = CatalogueEntry(
         prefix_len=min(len(head), PREFIX_BYTES),
         prefix_hash=input_identity(head),
@@ -329,9 +362,22 @@ def with_input(
         path=path,
         source=source,
         read_at=read_at.isoformat(),
+        tail_len=len(tail),
+        tail_hash=hashlib.sha256(tail).hexdigest(),
     )
-    kept = [old for old in entries if not (old.matches(head) and old.offset <= entry.offset)]
-    return [*kept, entry]
+
+    def superseded(old: CatalogueEntry) -> bool:
+        if not old.matches(head) or old.offset > entry.offset:
+            return False
+        if old.tail_len is None or old.place() == resumed_from:
+            return True
+        return (old.offset, old.tail_len, old.tail_hash) == (
+            entry.offset,
+            entry.tail_len,
+            entry.tail_hash,
+        )
+
+    return [*(old for old in entries if not superseded(old)), entry]
 
 
 # --- the state the sources carry from run to run ------------------------------------------------
