@@ -361,6 +361,18 @@ def test_insecure_no_verify_warns_at_every_start(tmp_path: Path) -> None:
     assert logs.count("--insecure-no-verify: sendgrid and mailgun posts are accepted without") == 2
 
 
+def test_a_provider_without_a_key_is_said_at_start(tmp_path: Path, signer: Signer) -> None:
+    environ = {"BOUNCE_ANALYZER_SENDGRID_PUBLIC_KEY": signer.sendgrid_public}
+    with running(tmp_path / "spool", environ=environ) as server:
+        event = {"event": "failed", "id": "no-key", "recipient": "a@example.net"}
+        answer = _post_mailgun(server, _mailgun_body(signer, event))
+        assert (answer.status_code, answer.text) == (404, "no Mailgun key is configured\n")
+    assert (
+        "WARNING no mailgun key (BOUNCE_ANALYZER_MAILGUN_SIGNING_KEY or "
+        "BOUNCE_ANALYZER_MAILGUN_SIGNING_KEY_FILE): its posts are refused (404 not-configured)\n"
+    ) in server.output()
+
+
 def test_second_server_on_one_spool_or_port_is_refused(tmp_path: Path, signer: Signer) -> None:
     with running(tmp_path / "spool", environ=signer.environ()) as first:
         with pytest.raises(AssertionError, match="serve exited 2"):
@@ -384,28 +396,44 @@ def test_second_server_on_one_spool_or_port_is_refused(tmp_path: Path, signer: S
         assert httpx.get(first.url + "/healthz").status_code == 200
 
 
-def test_torn_last_line_after_a_kill_is_set_aside(tmp_path: Path, signer: Signer) -> None:
+def test_a_torn_line_after_a_kill_is_moved_aside_and_the_nightly_ingest_passes(
+    tmp_path: Path, signer: Signer
+) -> None:
+    """Issue 16: the torn line, ended with a newline at the next start, was the only new
+    record for the next `ingest`: read as malformed, the spool file looked misread, and a
+    nightly job failed (exit 1) after every crash."""
     spool, store = tmp_path / "spool", tmp_path / "store"
     with running(spool, environ=signer.environ()) as server:
         body = json.dumps([_event("before-kill-1"), _event("before-kill-2")]).encode()
         assert _post_sendgrid(server, signer, body).status_code == 200
+        nightly = invoke("ingest", "--quiet", "--store", str(store), str(spool))
+        assert (nightly.exit_code, nightly.output) == (0, "")
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     # What a crash in the middle of an unacknowledged append leaves.
-    [torn] = spool_files(spool)
-    with torn.open("ab") as stream:
-        stream.write(b'[{"event":"bounce","email":"late@example.net","sg_event_id":"torn"')
+    [cut] = spool_files(spool)
+    whole = cut.read_bytes()
+    tail = b'[{"event":"bounce","email":"late@example.net","sg_event_id":"torn"'
+    with cut.open("ab") as stream:
+        stream.write(tail)
     # The reader alone holds such a line back (it may still be completed) ...
     held = invoke("ingest", "--store", str(store), str(spool))
+    assert held.exit_code == 0, held.output
     assert "held back 1 partial line" in held.output
-    # ... and the next start of the server ends it, so that it is set aside as malformed.
-    with running(spool, environ=signer.environ()):
+    # ... and the next start of the server moves it aside, saying so in one line.
+    with running(spool, environ=signer.environ()) as server:
         pass
-    assert torn.read_bytes().endswith(b'"sg_event_id":"torn"\n')
-    result = invoke("ingest", "--store", str(tmp_path / "another"), str(spool))
-    assert result.exit_code == 0, result.output
-    assert "2 new events" in result.output and "1 malformed set aside" in result.output
-    ids = scan_events(tmp_path / "another").collect()["recipient"].to_list()
-    assert sorted(ids) == ["someone@example.net", "someone@example.net"]
+    aside = spool / ".torn" / f"{cut.stem}.torn"
+    assert (cut.read_bytes(), aside.read_bytes()) == (whole, tail)
+    assert (
+        f"WARNING {cut}: a crash cut its last line, never acknowledged (the ESP sends it "
+        f"again): {len(tail)} bytes moved to {aside}\n"
+    ) in server.output()
+    nightly = invoke("ingest", "--quiet", "--store", str(store), str(spool))
+    assert (nightly.exit_code, nightly.output) == (0, "")
+    fresh = invoke("ingest", "--store", str(tmp_path / "another"), str(spool))
+    assert fresh.exit_code == 0, fresh.output
+    assert "2 new events" in fresh.output and "0 malformed set aside" in fresh.output
+    assert scan_events(store).collect()["recipient"].to_list() == ["someone@example.net"] * 2
 
 
 def test_ingest_every_moves_the_spool_into_the_store(tmp_path: Path, signer: Signer) -> None:
@@ -438,13 +466,58 @@ def test_ingest_every_moves_the_spool_into_the_store(tmp_path: Path, signer: Sig
     assert "ingested the spool: 2 new events" in server.output()
 
 
-def _stop_cleanly(server: Server) -> None:
-    """SIGTERM: in-flight requests finish, the spool is synced and closed (uvicorn then ends
-    by the signal it caught, as systemd expects of a stopped service)."""
-    assert server.stop() in (0, -signal.SIGTERM)
+def _stop_cleanly(server: Server, sig: int = signal.SIGTERM) -> None:
+    """SIGTERM (or SIGINT): in-flight requests finish, the spool is synced and closed, and
+    the server exits 0 (issue 16: it died by the signal, 143, which a supervisor other than
+    systemd, or a script, reads as a failure)."""
+    assert server.stop(sig) == 0
     log = server.output()
     assert log.rstrip().endswith("stopped: spool synced and closed"), log
     assert "Traceback" not in log
+
+
+def test_ctrl_c_stops_cleanly_too(tmp_path: Path, signer: Signer) -> None:
+    with running(tmp_path / "spool", environ=signer.environ()) as server:
+        body = json.dumps([_event("before-ctrl-c")]).encode()
+        assert _post_sendgrid(server, signer, body).status_code == 200
+        _stop_cleanly(server, signal.SIGINT)
+    assert "Aborted" not in server.output()
+
+
+def test_ingest_every_takes_seconds(tmp_path: Path, signer: Signer) -> None:
+    """Issue 16: the shortest interval was 1m, since durations had no seconds unit."""
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    args = ["--ingest-every", "1s", "--store", str(store)]
+    with running(spool, *args, environ=signer.environ()) as server:
+        body = json.dumps([_event("every-second-1"), _event("every-second-2")]).encode()
+        assert _post_sendgrid(server, signer, body).status_code == 200
+        deadline = time.monotonic() + 30
+        while "ingested the spool: 2 new events" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        _stop_cleanly(server)
+    assert scan_events(store).collect().height == 2
+    log = server.output()
+    assert f"spool {spool}, ingested into {store} every 1 s\n" in log
+    assert f"INFO stopping: a last ingest of the spool into {store}\n" in log
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--ingest-every", "0s", "it must be longer than 0s"),
+        ("--rotate-every", "0m", "it must be longer than 0s"),
+        ("--ingest-every", "5 minutes", "use 30s, 5m or 1h"),
+    ],
+)
+def test_a_bad_interval_is_one_line(tmp_path: Path, option: str, value: str, why: str) -> None:
+    spool = tmp_path / "spool"
+    result = invoke("serve", "--spool", str(spool), "--store", str(tmp_path), option, value)
+    assert (result.exit_code, result.output) == (
+        2,
+        f"Error: invalid {option} value {value!r}: {why}\n",
+    )
+    assert not spool.exists()
 
 
 def _spool_of(server: Server) -> Path:

@@ -124,7 +124,7 @@ def test_sigterm_under_load_answers_what_it_took_and_closes_the_spool(tmp_path: 
     for sender in senders:
         sender.start()
     time.sleep(1.0)
-    assert server.stop() in (0, -signal.SIGTERM)
+    assert server.stop() == 0  # a clean stop
     stop.set()
     for sender in senders:
         sender.join(30)

@@ -9,7 +9,7 @@ import pytest
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.sources import detect
-from bounce_analyzer.webhooks.spool import Spool, SpoolFull, first_line, spool_files
+from bounce_analyzer.webhooks.spool import Spool, SpoolFull, TornTail, first_line, spool_files
 
 LINE = b'[{"event":"bounce","email":"a@example.net","timestamp":1764547200,"sg_event_id":"x"}]\n'
 
@@ -51,15 +51,74 @@ def test_full_spool_refuses_room(tmp_path: Path) -> None:
         spool.release()
 
 
-def test_open_ends_a_torn_line_and_counts_it(tmp_path: Path) -> None:
+def test_open_moves_a_torn_tail_aside_and_keeps_the_whole_lines(tmp_path: Path) -> None:
     torn = tmp_path / "sendgrid-20261207T000000000000Z-1.ndjson"
-    torn.write_bytes(LINE + b'[{"event":"bou')
+    tail = b'[{"event":"bou' + b"x" * 100_000  # longer than a block read back from the end
+    torn.write_bytes(LINE * 3 + tail)
+    whole = tmp_path / "mailgun-20261207T000000000000Z-1.ndjson"
+    whole.write_bytes(LINE)
     spool = Spool(tmp_path, max_bytes=10**6)
-    spool.open()
+    moved = spool.open()
     spool.close()
     spool.release()
-    assert torn.read_bytes() == LINE + b'[{"event":"bou\n'
-    assert spool.size == torn.stat().st_size
+    aside = tmp_path / ".torn" / "sendgrid-20261207T000000000000Z-1.torn"
+    assert moved == [TornTail(path=torn, aside=aside, size=len(tail))]
+    assert torn.read_bytes() == LINE * 3
+    assert aside.read_bytes() == tail
+    assert whole.read_bytes() == LINE
+    assert spool.size == len(LINE) * 4  # the tail set aside is not the spool's
+
+
+def test_a_file_cut_in_its_first_line_is_moved_aside_whole(tmp_path: Path) -> None:
+    torn = tmp_path / "mailgun-20261207T000000000000Z-1.ndjson"
+    torn.write_bytes(b'{"event-data":{"ev')
+    spool = Spool(tmp_path, max_bytes=10**6)
+    [moved] = spool.open()
+    spool.close()
+    spool.release()
+    assert not torn.exists() and spool_files(tmp_path) == []
+    assert moved.aside.read_bytes() == b'{"event-data":{"ev'
+
+
+def test_files_removed_by_others_free_room_without_a_restart(tmp_path: Path) -> None:
+    """Issue 16: the count was of the bytes the server wrote, so spool files deleted by an
+    operator (or an ingest and clean-up of one's own) still filled the spool until a restart."""
+    left = tmp_path / "sendgrid-20261206T000000000000Z-1.ndjson"
+    left.write_bytes(LINE * 4)
+    spool = Spool(tmp_path, max_bytes=len(LINE) * 5)
+    spool.open()
+    try:
+        spool.write_blocking("sendgrid", LINE)
+        with pytest.raises(SpoolFull):
+            spool.check_room()
+        left.unlink()  # an operator's clean-up
+        spool.check_room()  # the limit is reached: the folder is counted again
+        assert spool.size == sum(path.stat().st_size for path in spool_files(tmp_path))
+    finally:
+        spool.close()
+        spool.release()
+
+
+def test_rotation_counts_the_folder_again(tmp_path: Path) -> None:
+    left = tmp_path / "sendgrid-20261206T000000000000Z-1.ndjson"
+    left.write_bytes(LINE * 4)
+    spool = Spool(tmp_path, max_bytes=10**6, rotate_s=0)  # every write opens a new file
+    spool.open()
+    try:
+        spool.write_blocking("sendgrid", LINE)
+        left.unlink()
+        spool.write_blocking("sendgrid", LINE)
+        assert spool.size == sum(path.stat().st_size for path in spool_files(tmp_path))
+    finally:
+        spool.close()
+        spool.release()
+
+
+def test_a_file_is_no_spool(tmp_path: Path) -> None:
+    (tmp_path / "spool").touch()
+    with pytest.raises(UsageError) as caught:
+        Spool(tmp_path / "spool", max_bytes=10**6).open()
+    assert str(caught.value) == f"{tmp_path / 'spool'}: cannot use as the spool: not a folder"
 
 
 def test_one_spool_one_server(tmp_path: Path) -> None:

@@ -1116,8 +1116,8 @@ def serve(
         str | None,
         typer.Option(
             "--ingest-every",
-            help="With --store: move the spool into the store at start, this often (5m, 1h), "
-            "and at stop; spool files read to their end are then deleted.",
+            help="Move the spool into the store (--store) at start, this often "
+            "(30s, 5m, 1h), and at stop; spool files read to their end are then deleted.",
             show_default=False,
         ),
     ] = None,
@@ -1139,12 +1139,12 @@ def serve(
     Example: bounce-analyzer serve --spool /var/spool/bounce-analyzer --ingest-every 5m
     """
     from bounce_analyzer.store import store_path  # lazy: pyarrow
-    from bounce_analyzer.webhooks.server import ServeOptions, parse_size
+    from bounce_analyzer.webhooks.server import ServeOptions, parse_interval, parse_size
     from bounce_analyzer.webhooks.server import serve as run_server
 
     every = None
     if ingest_every is not None:
-        every = parse_duration(ingest_every, option="--ingest-every").total_seconds()
+        every = parse_interval(ingest_every, option="--ingest-every")
     options = ServeOptions(
         spool=spool,
         host=host,
@@ -1154,7 +1154,7 @@ def serve(
         max_body=parse_size(max_body, option="--max-body"),
         spool_max=parse_size(spool_max, option="--spool-max"),
         rotate_bytes=parse_size(rotate_size, option="--rotate-size"),
-        rotate_s=parse_duration(rotate_every, option="--rotate-every").total_seconds(),
+        rotate_s=parse_interval(rotate_every, option="--rotate-every"),
         ingest_every=every,
         store=store_path(store) if every is not None else None,
         rules=_rules(rules, local_domains=local_domains) if every is not None else None,

@@ -2,9 +2,9 @@
 
 Every result is a timezone-aware datetime in UTC. The rules, stated once:
 
-- A relative value counts back from `now`: `90m`, `24h`, `7d`, `2w` (minutes, hours, days,
-  weeks; upper or lower case). `--since 7d` is "from seven days ago"; `--until 1d` is "up to a
-  day ago".
+- A relative value counts back from `now`: `30s`, `90m`, `24h`, `7d`, `2w` (seconds, minutes,
+  hours, days, weeks; upper or lower case). `--since 7d` is "from seven days ago"; `--until 1d`
+  is "up to a day ago".
 - A date means midnight UTC at its start: `2026-11-01` is `2026-11-01T00:00:00+00:00`, for
   `--since` and `--until` alike. The window is half-open, `since <= timestamp < until`, so
   `--since 2026-11-01 --until 2026-11-02` is exactly 1 November (UTC).
@@ -24,8 +24,8 @@ from bounce_analyzer.errors import UsageError
 
 __all__ = ["parse_duration", "parse_since", "parse_until", "previous_start"]
 
-#: `7d`, `24h`, `2w`, `90m`: a whole number and a unit.
-_DURATION = re.compile(r"(?P<count>\d{1,7})(?P<unit>[mhdw])")
+#: `7d`, `24h`, `2w`, `90m`, `30s`: a whole number and a unit.
+_DURATION = re.compile(r"(?P<count>\d{1,7})(?P<unit>[smhdw])")
 
 #: `2026-11-01`, `2026-11-01T10:00`, `2026-11-01 10:00:00`, `2026-11-01T10:00:00+01:00`, `...Z`.
 _DATE = re.compile(
@@ -33,7 +33,7 @@ _DATE = re.compile(
     r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
 )
 
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 _HINT = "use 7d, 24h, 2w or a date like 2026-11-01"
 
@@ -108,16 +108,21 @@ def parse_until(text: str, *, now: datetime) -> datetime:
 
 
 def parse_duration(
-    text: str, *, option: str = "--older-than", now: datetime | None = None
+    text: str,
+    *,
+    option: str = "--older-than",
+    examples: str = "90d, 12w, 24h or 90m",
+    now: datetime | None = None,
 ) -> timedelta:
-    """A length of time: `90d`, `12w`, `24h`, `90m` (for `prune --older-than`).
+    """A length of time: `90d`, `12w`, `24h`, `90m`, `30s` (for `prune --older-than`, and
+    the intervals of `serve`).
 
-    Raises `UsageError` naming `option` when `text` is not a valid duration, or (given `now`)
-    when it reaches back from `now` to before the year 1.
+    Raises `UsageError` naming `option` (and suggesting `examples`) when `text` is not a valid
+    duration, or (given `now`) when it reaches back from `now` to before the year 1.
     """
     duration = _duration(text.strip().lower())
     if duration is None:
-        raise UsageError(f"invalid {option} value {text!r}: use 90d, 12w, 24h or 90m")
+        raise UsageError(f"invalid {option} value {text!r}: use {examples}")
     if now is not None:
         try:
             _utc_now(now) - duration

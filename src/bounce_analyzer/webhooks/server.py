@@ -28,15 +28,17 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -50,6 +52,7 @@ from starlette.types import Message
 
 from bounce_analyzer.errors import BounceAnalyzerError, UsageError
 from bounce_analyzer.rules import Rules
+from bounce_analyzer.timewindow import parse_duration
 from bounce_analyzer.webhooks.spool import Spool, SpoolFull
 from bounce_analyzer.webhooks.verify import (
     SENDGRID_SIGNATURE_HEADER,
@@ -63,7 +66,7 @@ from bounce_analyzer.webhooks.verify import (
     mailgun_fields_json,
 )
 
-__all__ = ["ServeOptions", "build_app", "parse_size", "prepare", "serve"]
+__all__ = ["ServeOptions", "build_app", "parse_interval", "parse_size", "prepare", "serve"]
 
 log = logging.getLogger("bounce_analyzer.serve")
 
@@ -158,6 +161,16 @@ def prepare(options: ServeOptions, environ: Mapping[str, str]) -> tuple[Keys, li
         warnings.append(
             f"--insecure-no-verify: {' and '.join(unverified)} posts are accepted "
             "without a signature check; anyone who can reach this port can forge events"
+        )
+    elif unverified:
+        # Said at start: otherwise a key left out shows only as the ESP's retries.
+        [name] = unverified
+        variable = f"BOUNCE_ANALYZER_{name.upper()}_" + (
+            "PUBLIC_KEY" if name == "sendgrid" else "SIGNING_KEY"
+        )
+        warnings.append(
+            f"no {name} key ({variable} or {variable}_FILE): its posts are refused "
+            "(404 not-configured)"
         )
     if options.ingest_every is not None and options.store is None:
         raise UsageError("--ingest-every needs --store")
@@ -288,6 +301,8 @@ def build_app(
         finally:
             spool.close()  # uvicorn has answered the last request: sync and close the files
             if worker is not None:
+                # It may take a while: say why the stop waits.
+                log.info("stopping: a last ingest of the spool into %s", options.store)
                 worker.stop()  # its last run reads them to the end and removes them
             log.info("stopped: spool synced and closed")
 
@@ -302,7 +317,7 @@ def build_app(
 
 def serve(options: ServeOptions, environ: Mapping[str, str]) -> None:
     """Run the server until SIGTERM or SIGINT: in-flight requests finish, the spool is synced
-    and closed. Raises `UsageError` when it must not start (see `prepare`)."""
+    and closed, and it returns. Raises `UsageError` when it must not start (see `prepare`)."""
     keys, warnings = prepare(options, environ)
     _log_to_stderr()
     for warning in warnings:
@@ -313,7 +328,15 @@ def serve(options: ServeOptions, environ: Mapping[str, str]) -> None:
         rotate_bytes=options.rotate_bytes,
         rotate_s=options.rotate_s,
     )
-    spool.open()  # here, so that a spool in use is one `Error:` line, not a traceback
+    # Here, so that a spool in use is one `Error:` line, not a traceback.
+    for tail in spool.open():
+        log.warning(
+            "%s: a crash cut its last line, never acknowledged (the ESP sends it again): "
+            "%d bytes moved to %s",
+            tail.path,
+            tail.size,
+            tail.aside,
+        )
     try:
         config = uvicorn.Config(
             build_app(options, keys, spool),
@@ -328,7 +351,8 @@ def serve(options: ServeOptions, environ: Mapping[str, str]) -> None:
         )
         server = _Server(config, options)
         try:
-            server.run()
+            with _clean_stop(server):
+                server.run()
         except SystemExit:  # uvicorn's answer to a port it cannot bind, which it logged
             raise _StartFailed() from None
         if not server.started:
@@ -336,6 +360,30 @@ def serve(options: ServeOptions, environ: Mapping[str, str]) -> None:
     finally:
         spool.close()
         spool.release()
+
+
+@contextmanager
+def _clean_stop(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM and SIGINT stop `server` as uvicorn stops it, and then `serve` returns (exit
+    code 0) instead of dying by the signal (143, 130).
+
+    uvicorn takes both signals while it runs, stops gracefully, puts back the handlers it
+    found and sends itself the signal again, for them: ours are those handlers, and they only
+    note the stop (as uvicorn's do, should a signal come before uvicorn has taken them).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; uvicorn does the same
+        return
+
+    def stop(_signal: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    found = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in found.items():
+            signal.signal(number, handler)
 
 
 class _Server(uvicorn.Server):
@@ -350,12 +398,15 @@ class _Server(uvicorn.Server):
         if self.started:
             options = self.options
             log.info(
-                "listening on http://%s:%d (sendgrid %s, mailgun %s), spool %s",
+                "listening on http://%s:%d (sendgrid %s, mailgun %s), spool %s%s",
                 options.host,
                 options.port,
                 options.sendgrid_path,
                 options.mailgun_path,
                 options.spool,
+                ""
+                if options.store is None or options.ingest_every is None
+                else f", ingested into {options.store} every {options.ingest_every:g} s",
             )
 
 
@@ -369,6 +420,15 @@ def parse_size(text: str, *, option: str) -> int:
     if match is None or int(match[1]) == 0:
         raise UsageError(f"invalid {option} value {text!r}: use a size like 5M, 500k or 1G")
     return int(match[1]) * _SIZE_UNITS[match[2]]
+
+
+def parse_interval(text: str, *, option: str) -> float:
+    """A time between two runs, in seconds: `30s`, `5m`, `1h`, `1d`. Raises `UsageError`
+    naming `option` when it is not a duration, or is 0."""
+    seconds = parse_duration(text, option=option, examples="30s, 5m or 1h").total_seconds()
+    if seconds == 0:
+        raise UsageError(f"invalid {option} value {text!r}: it must be longer than 0s")
+    return seconds
 
 
 class _StartFailed(BounceAnalyzerError):

@@ -13,10 +13,17 @@ lets many concurrent requests share the cost of a sync.
 
 A file is rotated (closed, never written again, a new one opened) once it holds `rotate_bytes`
 or is `rotate_s` old. After a crash a file may end in a torn line (never acknowledged: a
-request is answered only after its whole lines are synced); `open` ends each such line with a
-newline, so the reader sets it aside as malformed instead of waiting for its end for ever.
+request is answered only after its whole lines are synced, so the ESP sends it again); `open`
+moves such a tail into `.torn/` and cuts the file after its last whole line, so that the
+spool holds whole lines only and `ingest` never meets the torn one (`TornTail`).
 
-A lock file (`.lock`, hidden from `ingest DIR`) keeps a second server off the same folder.
+The spool's size, which `max_bytes` bounds, is counted from the folder at `open`, at each
+rotation, and when the limit is reached and the folder changed since the last count: files
+removed by anyone (an operator, an `ingest` with a clean-up of its own) free their room
+without a restart, and only a request refused for want of room pays for a listing.
+
+A lock file (`.lock`, hidden from `ingest DIR`, as `.torn/` is) keeps a second server off the
+same folder.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ from pathlib import Path
 
 from bounce_analyzer.errors import UsageError
 
-__all__ = ["Spool", "SpoolFull", "first_line", "spool_files"]
+__all__ = ["Spool", "SpoolFull", "TornTail", "first_line", "spool_files"]
 
 #: The name of spool files: `<source>-<UTC timestamp>-<pid>.ndjson`.
 SUFFIX = ".ndjson"
 LOCK_NAME = ".lock"
+#: The folder, in the spool, of the torn tails `open` moved out of spool files.
+TORN_FOLDER = ".torn"
 
 
 class SpoolFull(Exception):
@@ -51,6 +60,15 @@ def spool_files(folder: Path) -> list[Path]:
     return sorted(
         path for path in folder.iterdir() if path.suffix == SUFFIX and not path.name[0] == "."
     )
+
+
+@dataclass(frozen=True)
+class TornTail:
+    """The last line of a spool file that a crash cut, moved out of it by `Spool.open`."""
+
+    path: Path  # the spool file, which now ends with its last whole line
+    aside: Path  # where the torn bytes are kept: `.torn/<the file's stem>.torn`
+    size: int  # how many bytes
 
 
 @dataclass
@@ -108,20 +126,27 @@ class Spool:
         self.rotate_s = rotate_s
         self.stats = SyncStats()
         self._bytes = 0  # bytes of spool files in the folder (ours and those left before)
+        self._counted_at: int | None = None  # the folder's change time at the last count
+        self._counted_when = 0  # and when that count was made (both in ns of the clock)
         self._open: dict[str, _Open] = {}
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
-        self._guard = threading.Lock()  # `_open` and `_bytes`, shared with remove()
+        # `_open`, the sizes in it and `_bytes`, changed together: a count of the folder
+        # (`_recount`, from any thread) sees each write in both or in neither.
+        self._guard = threading.Lock()
 
     # --- life ---------------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Take the folder (made if missing), end torn lines, count its bytes, start writing.
-        Raises `UsageError` when the folder cannot be used or another server has it."""
+    def open(self) -> list[TornTail]:
+        """Take the folder (made if missing), move torn tails aside, count its bytes, start
+        writing; the torn tails moved. Raises `UsageError` when the folder cannot be used or
+        another server has it."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             lock_fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(f"{self.folder}: cannot use as the spool: not a folder") from None
         except OSError as error:
             raise UsageError(f"{self.folder}: cannot use as the spool: {error.strerror}") from None
         try:
@@ -130,16 +155,19 @@ class Spool:
             os.close(lock_fd)
             raise UsageError(f"{self.folder}: another server is using this spool") from None
         self._lock_fd = lock_fd
-        total = 0
+        torn = []
         for path in spool_files(self.folder):
             try:
-                total += _end_torn_line(path)
+                tail = _move_torn_tail(path, self.folder / TORN_FOLDER)
             except OSError as error:
-                os.close(lock_fd)
+                self.release()
                 raise UsageError(f"{path}: cannot read or repair: {error.strerror}") from None
-        self._bytes = total
+            if tail is not None:
+                torn.append(tail)
+        self._recount()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
+        return torn
 
     def close(self) -> None:
         """Finish the writes queued, sync and close the files (all of them closed now); the
@@ -168,9 +196,40 @@ class Spool:
         return self._bytes
 
     def check_room(self) -> None:
-        """Raise `SpoolFull` when the folder holds `max_bytes` or more."""
+        """Raise `SpoolFull` when the folder holds `max_bytes` or more (counted again first
+        if files were added or removed since the last count)."""
+        if self._bytes < self.max_bytes:
+            return
+        changed_at = _changed_at(self.folder)
+        # A folder's change time moves in clock ticks of a few milliseconds: a change in the
+        # tick of the last count may not move it, so a count that close is not trusted.
+        if changed_at != self._counted_at or self._counted_when - (changed_at or 0) < 10**9:
+            self._recount()
         if self._bytes >= self.max_bytes:
             raise SpoolFull(f"spool holds {self._bytes} bytes, the limit is {self.max_bytes}")
+
+    def _recount(self) -> None:
+        """Count the bytes of the spool files in the folder again. The files being written
+        count by what was written to them, the others by their size on disk."""
+        with self._guard:
+            changed_at = _changed_at(self.folder)
+            written = {entry.path: entry.size for entry in self._open.values()}
+            total = 0
+            try:
+                paths = spool_files(self.folder)
+            except OSError:  # a folder gone or unreadable: writes fail and say so
+                return
+            for path in paths:
+                size = written.get(path)
+                if size is None:
+                    try:
+                        size = path.stat().st_size
+                    except FileNotFoundError:  # removed meanwhile
+                        continue
+                total += size
+            self._bytes = total
+            self._counted_at = changed_at
+            self._counted_when = time.time_ns()
 
     async def write(self, source: str, data: bytes) -> None:
         """Append `data` (whole lines, each ending in a newline) to `source`'s file; return
@@ -260,8 +319,8 @@ class Spool:
             except OSError as error:
                 failed[job.source] = error
                 continue
-            current.size += len(job.data)
             with self._guard:
+                current.size += len(job.data)
                 self._bytes += len(job.data)
             touched[job.source] = current
         for source, current in touched.items():
@@ -289,8 +348,7 @@ class Spool:
             current = None
         if current is None:
             current = self._create(source, now)
-            with self._guard:
-                self._open[source] = current
+            self._recount()  # at each rotation: what others removed meanwhile frees room
         return current
 
     def _create(self, source: str, now: float) -> _Open:
@@ -307,10 +365,16 @@ class Spool:
         # The new name must survive a crash too: sync the folder's entry.
         _sync_folder(self.folder)
         first = first_line(source, name, int(stamp.timestamp()))
-        _write_all(fd, first)
+        current = _Open(path=path, fd=fd, size=len(first), opened=now)
         with self._guard:
+            try:
+                _write_all(fd, first)
+            except OSError:
+                os.close(fd)
+                raise
+            self._open[source] = current
             self._bytes += len(first)
-        return _Open(path=path, fd=fd, size=len(first), opened=now)
+        return current
 
 
 def first_line(source: str, name: str, timestamp: int) -> bytes:
@@ -354,16 +418,51 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _end_torn_line(path: Path) -> int:
-    """End a last line a crash left without its newline; the file's size after."""
+def _changed_at(folder: Path) -> int | None:
+    """When a file was last added to or removed from `folder` (nanoseconds; None when the
+    folder cannot be looked at)."""
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _move_torn_tail(path: Path, aside_folder: Path) -> TornTail | None:
+    """Move the bytes after the last newline of `path` (a line a crash cut) into
+    `aside_folder`, synced there before the file is cut after its last newline; a file with
+    no whole line left is removed. None when the file ends with a newline."""
     with path.open("r+b") as stream:
         size = stream.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        stream.seek(size - 1)
-        if stream.read(1) == b"\n":
-            return size
-        stream.write(b"\n")
+        cut = size
+        # Back from the end, a block at a time, to the last newline (a torn line is at most
+        # one request's body).
+        while cut > 0:
+            start = max(0, cut - 65536)
+            stream.seek(start)
+            newline = stream.read(cut - start).rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            cut = start
+        if cut == size:
+            return None
+        stream.seek(cut)
+        tail = stream.read()
+        aside_folder.mkdir(mode=0o700, exist_ok=True)
+        aside = aside_folder / f"{path.stem}.torn"
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, tail)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _sync_folder(aside_folder)
+        # Only now, with the bytes safe elsewhere, cut them off (a crash before this point
+        # leaves the file as it was, and the next start does it all again).
+        stream.truncate(cut)
         stream.flush()
         os.fsync(stream.fileno())
-        return size + 1
+    if cut == 0:
+        path.unlink()
+        _sync_folder(path.parent)
+    return TornTail(path=path, aside=aside, size=len(tail))
