@@ -510,6 +510,29 @@ def test_a_misread_file_whose_format_is_not_known_is_said(tmp_path: Path) -> Non
     )
 
 
+def test_a_lone_bad_line_added_to_a_read_input_is_set_aside_not_a_misread(
+    tmp_path: Path,
+) -> None:
+    """A writer killed mid-line (a spool of `serve` whose server is not yet restarted, a
+    crashed exporter) leaves one bad record after what the last ingest read: the nightly
+    ingest counts it and exits 0, where it once judged the whole input misread (exit 1)."""
+    event = {"event": "bounce", "email": "someone@example.net", "timestamp": 1764151200,
+             "sg_event_id": "one", "reason": "550 5.1.1 no such user"}  # fmt: skip
+    saved = write_log(tmp_path / "events.ndjson", json.dumps(event) + "\n")
+    store = tmp_path / "store"
+    first = invoke("ingest", "--quiet", "--store", str(store), str(saved))
+    assert (first.exit_code, first.output) == (0, "")
+    with saved.open("a") as stream:
+        stream.write('{"event": "bounce", "email": "late@exa\n')
+    torn = invoke("ingest", "--store", str(store), str(saved))
+    assert torn.exit_code == 0, torn.output
+    assert "0 new events" in torn.output and "1 malformed set aside" in torn.output
+    assert "warning" not in torn.stderr
+    # Read from its start, the same input is judged as before: more events than bad lines.
+    again = invoke("parse", "--format", "jsonl", str(saved))
+    assert again.exit_code == 0, again.output
+
+
 @pytest.mark.parametrize("command", ["parse", "ingest", "report"])
 @pytest.mark.parametrize(
     ("inputs", "code"),

@@ -64,7 +64,12 @@ class FileSummary:
     @property
     def misread(self) -> bool:
         """Read as a source whose records these are not, it seems: more than half of the
-        records malformed and none an event (`--source exim` on a Postfix log)."""
+        records malformed and none an event (`--source exim` on a Postfix log). The new part
+        of a resumed input is judged so only when it holds more than one record: its format
+        was read before, and a lone bad record there is a torn last line (a writer killed
+        mid-line), counted and set aside like any malformed record, not a wrong format."""
+        if self.resumed_from is not None and self.read < 2:
+            return False
         return self.events == 0 and self.malformed > 0 and 2 * self.malformed > self.read
 
 
