@@ -517,3 +517,14 @@ def test_a_script_compares_through_the_package_names(store: Path) -> None:
     open_ended = ba.summarize(events, since=since)
     with pytest.raises(ba.UsageError, match="needs since and until"):
         ba.summarize_previous(events, open_ended)
+
+
+def test_distinguish_fills_the_row_when_the_texts_end_soon_after_they_differ() -> None:
+    """The words before the place they differ are shown as far as the width allows: more
+    than the few that lead to it when the texts end soon after."""
+    start = "the same words for a long while, " * 4
+    shown = distinguish([start + "zone alpha", start + "zone bravo"], 60)
+    assert shown == [
+        "the same words for a … words for a long while, zone alpha",
+        "the same words for a … words for a long while, zone bravo",
+    ]

@@ -427,3 +427,43 @@ def test_blocks_are_grouped_by_the_list_the_reply_names(samples: Path) -> None:
     assert {row["direction"] for row in inbound} == {"inbound"}
     every = _json(str(samples), *WINDOW, "--direction", "all")["blocklists"]
     assert {row["direction"] for row in every} == {"inbound", "outbound"}
+
+
+# --- unclassified texts that differ past the cut -------------------------------------------------
+
+
+def _refused(number: int, zone: str) -> str:
+    """A Postfix bounce whose reply no rule reads (its 550 decides it), long enough that the
+    table cuts it before the words that tell it from the others: the zone named at its end."""
+    return (
+        f"Nov 28 10:0{number}:11 mx1 postfix/smtp[510{number}]: {number}A2B3C4D5E: "
+        f"to=<u{number}@example.net>, relay=mx.example.net[198.51.100.20]:25, delay=0.9, "
+        f"delays=0.1/0/0.4/0.4, dsn=5.0.0, status=bounced (host mx.example.net[198.51.100.20] "
+        f"said: 550 5.0.0 <u{number}@example.net>... Refused by the site rules of this system, "
+        f"which the postmaster keeps in the file of zone {zone} (in reply to RCPT TO command))"
+    )
+
+
+@pytest.mark.parametrize("width", ["80", "100"])
+def test_unclassified_texts_that_differ_past_the_cut_read_differently(
+    tmp_path: Path, width: str
+) -> None:
+    """Issue 15: the unclassified texts, cut at the width as the top messages are, showed two
+    identical rows; each now shows the zone its text names, and keeps its count."""
+    log = tmp_path / "mail.log"
+    lines = [_refused(1, "alpha"), _refused(2, "alpha"), _refused(3, "bravo")]
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _dated(tmp_path)
+    window = ["--since", "2026-11-28", "--until", "2026-11-29", "--tz", "UTC", "--quiet"]
+    document = _json(str(log), *window)
+    assert [(t["count"], t["rule_id"]) for t in document["unclassified"]] == [
+        (2, "reply:550"),
+        (1, "reply:550"),
+    ]
+    result = invoke("report", str(log), *window, "--width", width)
+    assert result.exit_code == 0, result.output
+    section = result.stdout.split("Unclassified texts")[1].split("\n\n")[0]
+    rows = [line for line in section.splitlines() if re.match(r" +\d+  other ", line)]
+    assert len(rows) == 2 and all(len(row) <= int(width) for row in rows), section
+    assert [(row.split()[0], row.split()[-1]) for row in rows] == [("2", "alpha"), ("1", "bravo")]
+    assert all("[550 5.0.0] <address>... " in row and "…" in row for row in rows)

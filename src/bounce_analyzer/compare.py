@@ -231,16 +231,17 @@ def _common(a: str, b: str) -> int:
 
 def _around(text: str, at: int, width: int) -> str:
     """`text` within `width`: its start, `…`, and the words from shortly before `at` (where it
-    differs from another text)."""
+    differs from another text), or from earlier when the rest of the text leaves room."""
     head = text[: width * 2 // 5]
     if " " in head[len(head) // 2 :]:
         head = head[: head.rindex(" ") + 1]  # (whole words)
-    room = width - len(head) - 2
-    start = max(len(head), at - _CONTEXT)
-    space = text.find(" ", start, at)
+    gap = "… " if head.endswith(" ") else " … "
+    room = width - len(head) - len(gap)
+    start = max(len(head), min(at - _CONTEXT, len(text) - room))
+    space = text.find(" ", start - 1, at)
     if space >= 0:
         start = space + 1  # (from the first whole word)
-    return head + "… " + _cut(text[start:], room)
+    return head + gap + _cut(text[start:], room)
 
 
 def distinguish(texts: Sequence[str], width: int) -> list[str]:

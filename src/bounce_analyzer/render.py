@@ -103,7 +103,8 @@ _NARROWEST_TEXT = 12
 def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
     """Align a frame's cells; numbers right, text left; within `width` columns. A table too
     wide leaves out its least useful columns (`_LEAST_USEFUL`, said under it), then cuts its
-    widest text columns with `…`, then leaves out its last columns."""
+    widest text columns with `…` (cells that the cut would make alike are told apart:
+    `compare.distinguish`), then leaves out its last columns."""
     columns = frame.columns
     heads = {c: _HEADINGS.get(c, c.replace("_", " ")) for c in columns}
     cells = {c: [_cell(v, c) for v in frame.get_column(c)] for c in columns}
@@ -131,13 +132,15 @@ def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") ->
             shown.pop()
         else:
             break
+    for column in shown:
+        if any(len(cell) > widths[column] for cell in cells[column]):
+            # cells the cut would make alike (texts that differ past it) are told apart
+            cells[column] = distinguish(cells[column], widths[column])
 
     def fmt(row: list[str]) -> str:
         parts = []
         for column, cell in zip(shown, row, strict=True):
             size = widths[column]
-            if len(cell) > size:
-                cell = cell[: size - 1] + "…"
             numeric = frame.schema[column].is_numeric()
             parts.append(cell.rjust(size) if numeric else cell.ljust(size))
         return (indent + "  ".join(parts)).rstrip()
