@@ -528,3 +528,32 @@ def test_distinguish_fills_the_row_when_the_texts_end_soon_after_they_differ() -
         "the same words for a … words for a long while, zone alpha",
         "the same words for a … words for a long while, zone bravo",
     ]
+
+
+def _chart_labels(page: str, chart: str) -> list[str]:
+    """The texts of a chart (matplotlib writes each beside its glyphs as an SVG comment)."""
+    start = page.index(f'<figure data-chart="{chart}">')
+    return re.findall(r"<!-- (.*?) -->", page[start : page.index("</figure>", start)])
+
+
+def test_html_categories_chart_leaves_out_the_previous_periods_alone(
+    log: Path, tmp_path: Path
+) -> None:
+    """Issue 15: blocked, a category of the week before alone, drew an empty bar; its table
+    row stays, with no attempt."""
+    page = tmp_path / "report.html"
+    result = invoke("report", str(log), *WEEK, "--compare", "--format", "html", "-o", str(page))
+    assert result.exit_code == 0, result.output
+    text = page.read_text(encoding="utf-8")
+    labels = _chart_labels(text, "categories")
+    assert {"auth_failure", "mailbox_full", "user_unknown"} <= set(labels)
+    assert "blocked" not in labels
+    parser = _Cells()
+    parser.feed(text)
+    categories = [cell for cell in parser.cells if cell[0] == "categories"]
+    assert ("categories", "category", "blocked") in categories
+    assert categories[categories.index(("categories", "category", "blocked")) + 2] == (
+        "categories",
+        "count",
+        "0",
+    )

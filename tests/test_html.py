@@ -147,3 +147,28 @@ def test_the_delay_chart_takes_the_median_and_p95_of_delivered_attempts() -> Non
     assert hours.height == 24
     assert hours.filter(pl.col("hour") == 10).rows() == [(10, 6, 5, 0, 1, 0, 0.1667)]
     assert series.provider_daily.rows() == [(at.date(), "google", 6, 1, 0.1667)]
+
+
+def _chart_texts(page: str, chart: str) -> list[str]:
+    """The texts of a chart (matplotlib writes each beside its glyphs as an SVG comment)."""
+    start = page.index(f'<figure data-chart="{chart}">')
+    return re.findall(r"<!-- (.*?) -->", page[start : page.index("</figure>", start)])
+
+
+def test_an_empty_chart_says_what_the_window_lacks(samples: Path, tmp_path: Path) -> None:
+    """SendGrid's events carry no delay: its delay charts say so, not that the window has no
+    events; a window of deliveries alone has no failure category to draw."""
+    page = _page(samples / "sendgrid", tmp_path)
+    for chart in ("provider_delays", "domain_delays", "queue_times"):
+        assert _chart_texts(page, chart) == ["no delivered attempt with a delay in the window"]
+    assert "no events in the window" not in _chart_texts(page, "daily")
+    delivered = tmp_path / "logs" / "mail.log"
+    delivered.parent.mkdir()
+    delivered.write_text(
+        BOUNCED.replace("dsn=5.1.1, status=bounced", "dsn=2.0.0, status=sent") + "\n",
+        encoding="utf-8",
+    )
+    date_files(delivered.parent)
+    page = _page(delivered.parent, tmp_path)
+    assert _chart_texts(page, "categories") == ["no failed or deferred attempts in the window"]
+    assert "delivered" in _chart_texts(page, "daily")

@@ -118,8 +118,8 @@ def _svg(draw: Callable[[Axes], None], title: str, *, height: float = 3.2) -> st
     )
 
 
-def _nothing(axes: Axes) -> None:
-    axes.text(0.5, 0.5, "no events in the window", ha="center", va="center", color="#555")
+def _nothing(axes: Axes, what: str = "no events in the window") -> None:
+    axes.text(0.5, 0.5, what, ha="center", va="center", color="#555")
     axes.set_axis_off()
 
 
@@ -174,7 +174,7 @@ def _rates(frame: pl.DataFrame) -> Callable[[Axes], None]:
 def _categories(frame: pl.DataFrame, *, with_direction: bool) -> Callable[[Axes], None]:
     def draw(axes: Axes) -> None:
         if frame.height == 0:
-            _nothing(axes)
+            _nothing(axes, "no failed or deferred attempts in the window")
             return
         names = [
             f"{category} ({direction})" if with_direction else str(category)
@@ -193,7 +193,7 @@ def _categories(frame: pl.DataFrame, *, with_direction: bool) -> Callable[[Axes]
 def _delays(frame: pl.DataFrame, key: str) -> Callable[[Axes], None]:
     def draw(axes: Axes) -> None:
         if frame.height == 0:
-            _nothing(axes)
+            _nothing(axes, "no delivered attempt with a delay in the window")
             return
         names = [str(name) for name in frame.get_column(key).to_list()][::-1]
         positions = list(range(len(names)))
@@ -213,7 +213,7 @@ def _queue_times(frame: pl.DataFrame) -> Callable[[Axes], None]:
 
     def draw(axes: Axes) -> None:
         if frame.height == 0:
-            _nothing(axes)
+            _nothing(axes, "no delivered attempt with a delay in the window")
             return
         names = [str(name) for name in frame.get_column("queue_time").to_list()]
         axes.bar(names, frame.get_column("delivered").to_list(), color=_COLOURS["delivered"])
@@ -237,16 +237,19 @@ CHARTS = (
 
 def _charts(report: Report, series: Series) -> str:
     daily = report.daily
+    # a category of the previous period alone (`--compare`) stays in its table, at zero; it
+    # has no bar to draw
+    categories = report.categories.filter(pl.col("count") > 0)
     draws = {
         "daily": _stacked(daily, "date", [d.isoformat()[5:] for d in daily["date"].to_list()]),
         "provider_rates": _rates(series.provider_daily),
-        "categories": _categories(report.categories, with_direction=report.direction == "all"),
+        "categories": _categories(categories, with_direction=report.direction == "all"),
         "hourly": _stacked(report.delays.hourly, "hour", [str(h) for h in range(24)]),
         "provider_delays": _delays(series.provider_delays, "provider"),
         "domain_delays": _delays(series.domain_delays, "recipient_domain"),
         "queue_times": _queue_times(report.delays.queue_times),
     }
-    heights = {"categories": 0.3 * report.categories.height + 1.2}
+    heights = {"categories": 0.3 * categories.height + 1.2}
     figures = []
     for name, title in CHARTS:
         svg = _svg(draws[name], title, height=max(3.2, heights.get(name, 0)))
