@@ -111,3 +111,23 @@ def test_partitions_over_an_existing_file_are_one_usage_error(
     )
     assert existing.read_text() == "keep me\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.txt", "store"]
+
+
+def test_partitions_in_a_folder_that_cannot_be_made_are_one_error_line(
+    data_path: Path, tmp_path: Path
+) -> None:
+    # issue 15: the folder is made before anything is read; one it cannot make (under a
+    # file) was a FileNotFoundError traceback after the whole window had been read
+    _ingest(data_path / "postfix" / "synthetic" / "both-directions.log", tmp_path / "store")
+    under = tmp_path / "a file"
+    under.write_text("keep me\n")
+    target = under / "partitions"
+    result = runner.invoke(
+        app,
+        ["export", "--store", str(tmp_path / "store"), "--since", "2026-11-01",
+         "--partition-by", "date", "-o", str(target)],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.output == f"Error: cannot write {target}: not a directory\n"
+    assert under.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "store"]

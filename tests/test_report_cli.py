@@ -467,3 +467,30 @@ def test_unclassified_texts_that_differ_past_the_cut_read_differently(
     assert len(rows) == 2 and all(len(row) <= int(width) for row in rows), section
     assert [(row.split()[0], row.split()[-1]) for row in rows] == [("2", "alpha"), ("1", "bravo")]
     assert all("[550 5.0.0] <address>... " in row and "…" in row for row in rows)
+
+
+# --- outputs that cannot be written ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [["report"], ["report", "--format", "html", "--compare"], ["metrics"]]
+)
+def test_an_output_that_cannot_be_written_fails_before_any_reading(
+    samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """Issue 15: `report -o DIR/missing/out.html` said so only after the whole report was
+    computed. The output is now made first, as `parse -o` makes it: nothing is read (the
+    inputs or the store are never opened) when it cannot be."""
+    from bounce_analyzer import cli
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read before the output was made")
+
+    monkeypatch.setattr(cli, "_window_events", never)
+    monkeypatch.setattr(cli, "summarize", never)
+    target = tmp_path / "missing" / "out.html"
+    for inputs in ([str(samples)], ["--store", str(tmp_path / "no store")]):
+        result = invoke(*command, *inputs, *WINDOW, "-o", str(target))
+        assert result.exit_code == 1, result.output
+        assert result.output == f"Error: cannot write {target}: no such file or directory\n"
+    assert sorted(tmp_path.iterdir()) == []
