@@ -172,3 +172,14 @@ def test_an_empty_chart_says_what_the_window_lacks(samples: Path, tmp_path: Path
     page = _page(delivered.parent, tmp_path)
     assert _chart_texts(page, "categories") == ["no failed or deferred attempts in the window"]
     assert "delivered" in _chart_texts(page, "daily")
+
+
+def test_the_delay_charts_read_in_durations_on_a_log_scale(samples: Path, tmp_path: Path) -> None:
+    """A median of two seconds beside a p95 of twenty minutes: on seconds in a straight line
+    the median's bar was too thin to see. The axis is logarithmic, its ticks durations up to
+    twice the longest p95 (the sample logs': 24m16s, Yahoo)."""
+    page = _page(samples, tmp_path)
+    for chart in ("provider_delays", "domain_delays"):
+        texts = _chart_texts(page, chart)
+        assert [t for t in texts if t[0].isdigit()] == ["1s", "10s", "1m", "10m"], texts
+        assert "time from our receipt of the message to its delivery (log scale)" in texts

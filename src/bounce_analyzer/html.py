@@ -190,6 +190,13 @@ def _categories(frame: pl.DataFrame, *, with_direction: bool) -> Callable[[Axes]
     return draw
 
 
+#: The delay charts' ticks: (seconds, label).
+_DELAY_TICKS = (
+    (1, "1s"), (10, "10s"), (60, "1m"), (600, "10m"), (3_600, "1h"), (21_600, "6h"),
+    (86_400, "1d"), (604_800, "1w"),
+)  # fmt: skip
+
+
 def _delays(frame: pl.DataFrame, key: str) -> Callable[[Axes], None]:
     def draw(axes: Axes) -> None:
         if frame.height == 0:
@@ -202,8 +209,15 @@ def _delays(frame: pl.DataFrame, key: str) -> Callable[[Axes], None]:
         axes.barh([p + 0.2 for p in positions], median, height=0.4, color="#0072b2", label="median")
         axes.barh([p - 0.2 for p in positions], p95, height=0.4, color="#e69f00", label="p95")
         axes.set_yticks(positions, names)
-        axes.set_xlabel("seconds from receipt to delivery")
-        axes.legend(loc="lower right", frameon=False, fontsize=8)
+        # a logarithmic scale: a median of seconds beside a p95 of half an hour both show
+        axes.set_xscale("log")
+        longest = max([1.0, *(value for value in p95 if value is not None)])
+        axes.set_xlim(0.1, longest * 2)
+        ticks = [(tick, label) for tick, label in _DELAY_TICKS if tick <= longest * 2]
+        axes.set_xticks([tick for tick, _ in ticks], [label for _, label in ticks])
+        axes.minorticks_off()
+        axes.set_xlabel("time from our receipt of the message to its delivery (log scale)")
+        axes.legend(loc="lower left", bbox_to_anchor=(0, 1), frameon=False, fontsize=8, ncols=2)
 
     return draw
 
