@@ -385,7 +385,7 @@ def test_a_previous_period_without_events_is_one_note_and_no_columns(
     holder = "the input" if where == "paths" else "the store"
     note = (
         "previous period: no events between 2026-11-23 00:00 UTC and 2026-11-24 00:00 UTC; "
-        f"{holder} holds 2026-11-17 .. 2026-11-24 (2 days); nothing to compare with"
+        f"{holder} holds 2026-11-17, 2026-11-24 (2 days); nothing to compare with"
     )
     document = _json(*inputs, *day, "--compare")
     assert document["notes"] == [note]
@@ -557,3 +557,22 @@ def test_html_categories_chart_leaves_out_the_previous_periods_alone(
         "count",
         "0",
     )
+
+
+def test_an_unchanged_rate_reads_as_no_change(tmp_path: Path) -> None:
+    """The same week twice: every change is nought, shown `0.0 pt` (it read `+0.0 pt`, and a
+    fall of less than 0.05 point `-0.0 pt`)."""
+    lines: list[str] = []
+    for day in (17, 24):
+        for n in range(4):
+            outcome = ("5.1.1", f"bounced ({_NO_SUCH_USER})") if n == 0 else _sent()
+            lines += _message(day, n, f"user{n}@gmail.com", _GMAIL, outcome)
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    date_files(tmp_path)
+    text = _report(str(log), *WEEK, "--compare", fmt="table")
+    totals = text.split("Totals")[1].split("\n\n")[0].splitlines()[2:4]
+    assert [row.split()[-4:] for row in totals] == [["25.0%", "25.0%", "0.0", "pt"]] * 2
+    assert "+0.0 pt" not in text and "-0.0 pt" not in text
+    markdown = _report(str(log), *WEEK, "--compare", fmt="markdown")
+    assert "| 0.0 pt |" in markdown and "0.0 pt" in markdown.split("## By provider")[1]

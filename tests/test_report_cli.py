@@ -494,3 +494,24 @@ def test_an_output_that_cannot_be_written_fails_before_any_reading(
         assert result.exit_code == 1, result.output
         assert result.output == f"Error: cannot write {target}: no such file or directory\n"
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_the_daily_trend_gives_each_days_attempts_and_failure_rate(samples: Path) -> None:
+    """Days of unequal volume compare by their rate, as the hourly traffic's hours do: the
+    text forms add each day's attempts and failure rate to the JSON's counts."""
+    document = _json(str(samples), *WINDOW)
+    expected = []
+    for day in document["daily"]:
+        attempts = day["delivered"] + day["deferred"] + day["failed"] + day["complained"]
+        rate = f"{100 * day['failed'] / attempts:.1f}%"
+        expected.append([day["date"], str(attempts), str(day["failed"]), rate])
+    assert len(expected) == 2
+    table = invoke("report", str(samples), *WINDOW).stdout
+    section = table.split("Daily trend (attempts by UTC day)\n")[1].split("\n\n")[0]
+    head, *rows = section.splitlines()
+    assert head.split() == ["date", "attempts", "delivered", "deferred", "failed", "complained",
+                            "fail", "%"]  # fmt: skip
+    assert [[r.split()[i] for i in (0, 1, 4, 6)] for r in rows] == expected
+    # and the sending hosts' rows of no host (Exim's mainlog names none) read `-`, not blank
+    hosts = table.split("By sending host")[1].split("\n\n")[0].splitlines()
+    assert [row.split()[:2] for row in hosts if row.split()[0] == "exim"] == [["exim", "-"]]

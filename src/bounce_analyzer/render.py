@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from bounce_analyzer.compare import distinguish
-from bounce_analyzer.delays import informative_hosts
+from bounce_analyzer.delays import failure_rate, informative_hosts
 from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
@@ -71,14 +71,15 @@ _LEFT_OUT = {
 
 def _cell(value: Any, column: str) -> str:
     if value is None:
-        dashed = (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES, *DURATION_COLUMNS)
+        dashed = (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES, *DURATION_COLUMNS, "host")
         return "-" if column in dashed else ""
     if column in DURATION_COLUMNS:
         return duration(value)
     if column == "attempts_change":
         return f"{value:+,}"
     if column in _CHANGES:
-        return f"{100 * value:+.1f} pt"
+        points = round(100 * value, 1)
+        return f"{points:+.1f} pt" if points else "0.0 pt"  # (not -0.0, nor +0.0)
     if column in _RATE_COLUMNS:
         return f"{100 * value:.1f}%"
     if isinstance(value, float):
@@ -204,7 +205,7 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
          ), None),
         ("Advised waits (seconds the replies asked us to wait: failed and deferred attempts)",
          report.waits, None),
-        ("Daily trend (attempts)", report.daily, None),
+        ("Daily trend (attempts by UTC day)", _daily(report.daily), None),
         *_delay_sections(report),
         ("Top recipient domains (final outcomes)",
          report.recipient_domains.select(
@@ -224,6 +225,15 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
         (UNCLASSIFIED_TITLE, _unclassified_table(report.unclassified), "unclassified"),
         *inbound,
     ]  # fmt: skip
+
+
+def _daily(daily: pl.DataFrame) -> pl.DataFrame:
+    """The daily trend as the hourly traffic shows its hours: with each day's attempts and
+    failure rate, so that days of unequal volume compare."""
+    outcomes = ["delivered", "deferred", "failed", "complained"]
+    return daily.with_columns(attempts=pl.sum_horizontal(outcomes)).select(
+        "date", "attempts", *outcomes, failure_rate()
+    )
 
 
 #: The columns that hold seconds, shown as a duration (`duration`) to people, as numbers in
@@ -260,8 +270,9 @@ def duration(seconds: float) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
-#: What `delay_s` is, in the delay sections' titles.
-_DELAY_IS = "time from our receipt: Postfix delay=, Exim QT="
+#: What the delay sections count, in their titles: only Postfix and Exim log a delay, so a
+#: provider has fewer deliveries there than in the `--by` table when an ESP sent for us too.
+_DELAY_IS = "from our receipt; deliveries that log it: Postfix delay=, Exim QT="
 
 
 def _delay_sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
@@ -274,18 +285,19 @@ def _delay_sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]
     sections: list[tuple[str, pl.DataFrame, str | None]] = [
         ("Hourly traffic (attempts by hour of the day, UTC; hours with traffic)",
          tables.hourly.filter(pl.col("attempts") > 0), "hourly"),
-        (f"Delivery delay by provider (delivered attempts; {_DELAY_IS})",
+        (f"Delivery delay by provider ({_DELAY_IS})",
          printable_frame(tables.provider_delays), "provider_delays"),
         ("Delivery delay by recipient domain (the same)",
          printable_frame(tables.domain_delays), "domain_delays"),
-        (f"Queue time of delivered attempts ({_DELAY_IS})", tables.queue_times, "queue_times"),
+        ("Queue time of delivered attempts (the same deliveries)", tables.queue_times,
+         "queue_times"),
         ("Deferrals resolved (recipients deferred at least once; median time from the first "
          "deferral)", printable_frame(tables.resolutions), "resolutions"),
     ]  # fmt: skip
     if informative_hosts(hosts):
         sections.append(
-            ("By sending host (attempts; Postfix: the syslog host; SendGrid, Mailgun: the sending "
-             "IP)",
+            ("By sending host (attempts; Postfix: syslog host; SendGrid, Mailgun: sending IP; -: "
+             "none logged)",
              hosts, "sending_hosts")
         )  # fmt: skip
     return sections
