@@ -122,11 +122,24 @@ def test_json_and_csv_agree(sample_report: Report) -> None:
 
 def test_an_empty_report_renders_in_every_format() -> None:
     report = summarize(pl.LazyFrame(schema=EVENT_SCHEMA), since=SINCE)
+    # the header, the note that says the window is empty, the empty totals: no list of empty
+    # tables (a nightly mail of a quiet day once held fifteen `(none)`)
     table = render_report(report, ReportFormat.table)
-    assert "By provider (final outcomes; attempts and deferrals count every try)\n  (none)\n" in (
-        table
-    )
-    assert table.endswith("Malformed records set aside: 0\n")
+    assert table.splitlines()[2:] == [
+        "",
+        "no events between 2026-11-20 00:00 UTC and now; the input holds none",
+        "",
+        "Totals (attempts: every try; final outcomes: one per message and recipient)",
+        "  (none)",
+        "",
+        "Malformed records set aside: 0",
+    ]
+    markdown = render_report(report, ReportFormat.markdown)
+    assert [line for line in markdown.splitlines() if line.startswith("#")] == [
+        "# bounce-analyzer report: 2026-11-20 00:00 UTC to now",
+        "## Totals (attempts: every try; final outcomes: one per message and recipient)",
+    ]
+    assert markdown.endswith("(none)\n\nMalformed records set aside: 0\n")
     assert render_report(report, ReportFormat.csv) == (
         "provider,messages,delivered,deferred,failed,hard,soft,complained,attempts,deferrals,"
         "failure_rate\n"

@@ -309,10 +309,12 @@ def render_html(
     advice: dict[tuple[Any, Any], Any] | None = None,
     messages_more: str | None = None,
     footer: str = "",
+    charts: bool = True,
 ) -> str:
     """The page: `header` (the window and what it shows), the charts, then `tables` as the
     text report has them (each value shown as `cell(value, column)` under the heading
-    `headings(column)`), the top messages of each category under `advice`, and `footer`.
+    `headings(column)`), the top messages of each category under `advice`, and `footer`;
+    without the charts when `charts` is false.
     `report` and `tables` hold text as the logs wrote it (control characters already made
     printable); it is escaped here."""
 
@@ -328,9 +330,9 @@ def render_html(
         f"<h1>{title}</h1>",
         *(f"<p>{escape(line)}</p>" for line in header[1:]),
         *(f"<p class=note>{escape(note)}</p>" for note in notes),
-        "<h2>Charts</h2>",
-        _charts(report, series),
     ]
+    if charts:  # (not for a window without events: seven charts of nothing)
+        out.extend(["<h2>Charts</h2>", _charts(report, series)])
     for heading, name, frame, more in tables:
         out.append(f"<h2>{escape(heading)}</h2>")
         if frame.height == 0:

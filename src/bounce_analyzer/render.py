@@ -182,17 +182,31 @@ def _window(report: Report) -> str:
 _BOUNCE_TYPES = f"hard = {BOUNCE_TYPES['hard']}; soft = {BOUNCE_TYPES['soft']}."
 
 
+def _is_empty(report: Report) -> bool:
+    """Whether the window holds no event of the direction shown: the report is then its
+    header, its notes (which say so, and what there is) and the empty totals, not a list of
+    empty tables."""
+    return bool(report.totals.get_column("total").sum() == 0)
+
+
 def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
-    """(title, table, the key of `Report.omitted` when `--top` cuts the table)."""
+    """(title, table, the key of `Report.omitted` when `--top` cuts the table); the totals
+    alone for an empty report (`_is_empty`)."""
     by = ", ".join(report.by)
     directed = ["direction"] if report.direction == "all" else []
     inbound = [] if report.inbound is None else _inbound_sections(report.inbound)
+    totals: tuple[str, pl.DataFrame, str | None] = (
+        "Totals (attempts: every try; final outcomes: one per message and recipient)",
+        report.totals.select(
+            "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
+            "hard", "soft", "complained", "failure_rate", *_compared(report.totals),
+        ),
+        None,
+    )  # fmt: skip
+    if _is_empty(report):
+        return [totals]
     return [
-        ("Totals (attempts: every try; final outcomes: one per message and recipient)",
-         report.totals.select(
-             "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
-             "hard", "soft", "complained", "failure_rate", *_compared(report.totals),
-         ), None),
+        totals,
         (f"By {by} (final outcomes; attempts and deferrals count every try)",
          report.groups.select(
              *report.by, "messages", "delivered", "failed", "hard", "soft", "complained",
@@ -595,7 +609,15 @@ def render_markdown(report: Report) -> str:
             out.extend([more, ""])
         if title.startswith("Totals"):
             out.extend([*_markdown_lines(_BOUNCE_TYPES), ""])
-    out.extend([f"## {_MESSAGES_TITLE}", ""])
+    if not _is_empty(report):
+        out.extend(_markdown_messages(report))
+    out.append(f"Malformed records set aside: {report.malformed:,}")
+    return "\n".join(out) + "\n"
+
+
+def _markdown_messages(report: Report) -> list[str]:
+    """The top messages of each category, under its advice, as Markdown."""
+    out = [f"## {_MESSAGES_TITLE}", ""]
     advice = _advice(report)
     for (category, direction), group in report.messages.group_by(
         "category", "direction", maintain_order=True
@@ -609,8 +631,7 @@ def render_markdown(report: Report) -> str:
     more = _more(report, "messages")
     if more:
         out.extend([more, ""])
-    out.append(f"Malformed records set aside: {report.malformed:,}")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def render_csv(report: Report) -> str:
@@ -730,6 +751,7 @@ def render_html(report: Report, series: Series) -> str:
         advice=_advice(report),
         messages_more=_more(report, "messages"),
         footer=f"Malformed records set aside: {report.malformed:,}",
+        charts=not _is_empty(report),
     )
 
 
