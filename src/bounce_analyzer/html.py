@@ -81,9 +81,10 @@ def _table(
             for v, c, n in zip(row, frame.columns, numeric, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
+    body = "\n".join(rows)  # (a row a line: see `_fold`)
     return (
         f'<div class=scroll><table data-table="{escape(name)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f"<tbody>\n{body}\n</tbody></table></div>"
     )
 
 
@@ -285,16 +286,16 @@ def _messages(report: Report, advice: dict[tuple[Any, Any], Any]) -> str:
         out.append(f'<h3 data-category="{escape(str(category))}">{escape(name)}</h3>')
         if advice.get((category, direction)):
             out.append(f"<p class=advice>{escape(str(advice[(category, direction)]))}</p>")
-        rows = "".join(
+        rows = "\n".join(
             f'<tr><td class=n data-column="count">{count:,}</td>'
             f"<td class=text><code>{escape(message)}</code></td></tr>"
             for count, message in group.select("count", "message").rows()
         )
         out.append(
             '<div class=scroll><table data-table="messages"><thead><tr><th class=n>count</th>'
-            f"<th>message (masked)</th></tr></thead><tbody>{rows}</tbody></table></div>"
+            f"<th>message (masked)</th></tr></thead><tbody>\n{rows}\n</tbody></table></div>"
         )
-    return "".join(out)
+    return "\n".join(out)
 
 
 def render_html(
@@ -349,7 +350,32 @@ def render_html(
     if footer:
         out.append(f"<p class=more>{escape(footer)}</p>")
     out.append("</main></body></html>")
-    return "\n".join(out) + "\n"
+    return _fold("\n".join(out)) + "\n"
+
+
+#: The longest line of the page, in bytes of UTF-8. A mail's lines may not pass 998 octets
+#: (RFC 5322), and an MTA breaks a longer one where it counts to its limit (Postfix's
+#: smtp_line_length_limit), in the middle of a tag or a word: the cron line mails the page.
+_LONGEST = 998
+
+
+def _fold(page: str) -> str:
+    """`page` with each line longer than `_LONGEST` bytes broken at its last space within
+    them (a space and a line break are the same white space in HTML outside `pre`; a table
+    row or a path of the charts is a line of its own, so only a message of about a thousand
+    characters is broken, between two of its words). A line with no space to break at is
+    left whole."""
+    lines = []
+    for line in page.split("\n"):
+        while len(line.encode()) > _LONGEST:
+            room = len(line.encode()[:_LONGEST].decode(errors="ignore"))  # (whole characters)
+            space = line.rfind(" ", 0, room)
+            if space <= 0:
+                break
+            lines.append(line[:space])
+            line = line[space + 1 :]
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def structure(page: str) -> list[str]:
