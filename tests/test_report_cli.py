@@ -178,8 +178,12 @@ def test_top_help_says_where_it_does_not_cut() -> None:
     result = invoke("report", "--help")
     text = " ".join(result.stdout.replace("│", " ").split())
     assert (
-        "The totals, the category table, the daily trend and the inbound reasons and "
-        "transports are always whole."
+        "The totals, the category table, the advised waits, the daily trend, the hourly "
+        "traffic, the queue times and the inbound reasons and transports are always whole."
+    ) in text
+    assert (
+        "the unclassified texts, the delivery delays, the deferrals resolved, the sending "
+        "hosts, the inbound clients and recipients."
     ) in text
     assert "End of the window, exclusive: --since 2026-11-01 --until 2026-11-02 is 1 November" in (
         text

@@ -708,8 +708,10 @@ def report(
             min=1,
             help="Rows of each table that grows with the data, in every format: the --by "
             "table, the top messages of each category, the recipient and sender domains, the "
-            "inbound clients and recipients. The totals, the category table, the daily trend "
-            "and the inbound reasons and transports are always whole.",
+            "unclassified texts, the delivery delays, the deferrals resolved, the sending "
+            "hosts, the inbound clients and recipients. The totals, the category table, the "
+            "advised waits, the daily trend, the hourly traffic, the queue times and the "
+            "inbound reasons and transports are always whole.",
         ),
     ] = 10,
     direction: Annotated[
