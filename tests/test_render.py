@@ -166,3 +166,23 @@ def test_printable_escapes_every_control_and_format_character() -> None:
         "text": ["ok", None, "x\\ny"],
         "number": [1, 2, 3],
     }
+
+
+def test_a_markdown_heading_too_long_gives_its_brackets_a_paragraph(samples: Path) -> None:
+    """Every line within 100 characters: the title of a `--by` of three columns was a
+    heading of 109."""
+    from _cli import invoke
+
+    window = ["--since", "2026-11-20", "--until", "2026-11-28T12:00", "--tz", "UTC", "--quiet"]
+    by = ["--by", "recipient_domain,sender_domain,enhanced_code"]
+    result = invoke("report", str(samples), *window, *by, "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 100
+    at = lines.index("## By recipient_domain, sender_domain, enhanced_code")
+    assert lines[at + 1 : at + 4] == [
+        "",
+        "(final outcomes; attempts and deferrals count every try)",
+        "",
+    ]
+    assert lines[at + 4].startswith("|recipient domain")

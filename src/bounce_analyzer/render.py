@@ -594,7 +594,7 @@ def render_markdown(report: Report) -> str:
     for note in report.notes:
         out.extend([*_markdown_lines(note), ""])
     for title, frame, key in _sections(report):
-        out.extend([f"## {title}", ""])
+        out.extend(_markdown_heading(title))
         if frame.height == 0:
             out.extend(["(none)", ""])
             continue
@@ -613,6 +613,16 @@ def render_markdown(report: Report) -> str:
         out.extend(_markdown_messages(report))
     out.append(f"Malformed records set aside: {report.malformed:,}")
     return "\n".join(out) + "\n"
+
+
+def _markdown_heading(title: str) -> list[str]:
+    """A section's heading, and a blank line. A heading is one line, so one too long (a
+    `--by` of several columns) keeps its name and gives the words in brackets a paragraph."""
+    heading = f"## {title}"
+    if len(heading) <= MARKDOWN_WIDTH or " (" not in title:
+        return [heading, ""]
+    name, said = title.split(" (", 1)
+    return [f"## {name}", "", *_markdown_lines(f"({said}"), ""]
 
 
 def _markdown_messages(report: Report) -> list[str]:
