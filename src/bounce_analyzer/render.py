@@ -82,6 +82,8 @@ def _cell(value: Any, column: str) -> str:
         return f"{points:+.1f} pt" if points else "0.0 pt"  # (not -0.0, nor +0.0)
     if column in _RATE_COLUMNS:
         return f"{100 * value:.1f}%"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"  # (27,828: as the top messages' counts)
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, datetime | date):
