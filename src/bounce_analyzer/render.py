@@ -69,9 +69,14 @@ _LEFT_OUT = {
 }
 
 
+#: Hosts a log may not name (Exim's mainlog names no sending host, postscreen no client
+#: host): `-` for none, where an empty cell would read as a row cut short.
+_NAMELESS = ("host", "client_host")
+
+
 def _cell(value: Any, column: str) -> str:
     if value is None:
-        dashed = (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES, *DURATION_COLUMNS, "host")
+        dashed = (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES, *DURATION_COLUMNS, *_NAMELESS)
         return "-" if column in dashed else ""
     if column in DURATION_COLUMNS:
         return duration(value)
