@@ -210,10 +210,11 @@ def test_json_sets_the_previous_week_beside_each_rate(where: str, log: Path, sto
         None,
         None,
     )
-    # a category of the previous week alone: no attempt this week, its previous share
+    # a category of the previous week alone: no attempt this week, a share of nought, its
+    # previous share and the fall (as a list's attempts fall to 0 below)
     blocked = _row(categories, category="blocked")
     assert (blocked["count"], blocked["failed"], blocked["top_messages"]) == (0, 0, None)
-    assert _compared(blocked, "share") == (None, 0.5, None)
+    assert _compared(blocked, "share") == (0.0, 0.5, -0.5)
     # and the blocklist that refused us the week before, none this week: one fewer attempt
     spamhaus = _row(document["blocklists"], blocklist="spamhaus")
     assert _compared(spamhaus, "attempts") == (0, 1, -1)
@@ -268,7 +269,7 @@ def test_table_shows_prev_and_change_beside_each_rate(log: Path) -> None:
     shares = {row[0]: row[at : at + 3] for row in rows}
     assert shares["user_unknown"] == ["14.3%", "50.0%", "-35.7 pt"]
     assert shares["auth_failure"] == ["71.4%", "-", "-"]
-    assert shares["blocked"] == ["-", "50.0%", "-"]
+    assert shares["blocked"] == ["0.0%", "50.0%", "-50.0 pt"]
     heads, _ = _columns(text, "Blocks by list")
     assert heads[:4] == ["blocklist", "attempts", "prev", "change"]
     blocks = text.split("Blocks by list", 1)[1].splitlines()[2]
@@ -347,8 +348,8 @@ def test_html_shows_the_same_columns(log: Path, tmp_path: Path) -> None:
         ("groups", "+31.7 pt"),
         ("groups", "-"),
         # auth_failure and mailbox_full are new, user_unknown fell, blocked is of the week
-        # before alone
-        *[("categories", text) for text in ("-", "-", "-35.7 pt", "-")],
+        # before alone: none of this week's
+        *[("categories", text) for text in ("-", "-", "-35.7 pt", "-50.0 pt")],
         ("recipient_domains", "+31.7 pt"),
         ("recipient_domains", "-"),
         ("sender_domains", "+24.2 pt"),  # example.com: every message

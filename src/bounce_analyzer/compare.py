@@ -16,7 +16,8 @@ A change of a rate is a difference of rates (0.012 is 1.2 points, shown `+1.2 pt
 attempts is a difference of counts. A row of one period alone shows what it has: a provider new
 in this period has no previous figure and no change (`-`); a category, blocklist or reject
 reason of the previous period alone (the totals, the categories, the blocks by list and the
-rejects by reason are whole tables) is added with no event in this one. The tables that
+rejects by reason are whole tables) is added with no event in this one (a share of nought, and
+the change to it). The tables that
 `--top` cuts (the `--by` table, the domains) show this period's top rows only. A previous
 period of no event of the direction shown adds one note and no column.
 """
@@ -146,6 +147,8 @@ def _beside(
             pl.col(counts).fill_null(0),
             *(pl.coalesce(c, f"_previous_{c}").alias(c) for c in described),
         )
+        if figure == "share" and current.height:  # none of this period's whole: a share of 0
+            joined = joined.with_columns(pl.col(figure, "_now").fill_null(0.0))
     if exact is not None:
         difference = (pl.col("_now") - pl.col("_before")).round(4)
     else:
