@@ -210,10 +210,11 @@ def test_json_sets_the_previous_week_beside_each_rate(where: str, log: Path, sto
         None,
         None,
     )
-    # a category of the previous week alone: no attempt this week, its previous share
+    # a category of the previous week alone: no attempt this week, a share of nought, its
+    # previous share and the fall (as a list's attempts fall to 0 below)
     blocked = _row(categories, category="blocked")
     assert (blocked["count"], blocked["failed"], blocked["top_messages"]) == (0, 0, None)
-    assert _compared(blocked, "share") == (None, 0.5, None)
+    assert _compared(blocked, "share") == (0.0, 0.5, -0.5)
     # and the blocklist that refused us the week before, none this week: one fewer attempt
     spamhaus = _row(document["blocklists"], blocklist="spamhaus")
     assert _compared(spamhaus, "attempts") == (0, 1, -1)
@@ -268,7 +269,7 @@ def test_table_shows_prev_and_change_beside_each_rate(log: Path) -> None:
     shares = {row[0]: row[at : at + 3] for row in rows}
     assert shares["user_unknown"] == ["14.3%", "50.0%", "-35.7 pt"]
     assert shares["auth_failure"] == ["71.4%", "-", "-"]
-    assert shares["blocked"] == ["-", "50.0%", "-"]
+    assert shares["blocked"] == ["0.0%", "50.0%", "-50.0 pt"]
     heads, _ = _columns(text, "Blocks by list")
     assert heads[:4] == ["blocklist", "attempts", "prev", "change"]
     blocks = text.split("Blocks by list", 1)[1].splitlines()[2]
@@ -347,8 +348,8 @@ def test_html_shows_the_same_columns(log: Path, tmp_path: Path) -> None:
         ("groups", "+31.7 pt"),
         ("groups", "-"),
         # auth_failure and mailbox_full are new, user_unknown fell, blocked is of the week
-        # before alone
-        *[("categories", text) for text in ("-", "-", "-35.7 pt", "-")],
+        # before alone: none of this week's
+        *[("categories", text) for text in ("-", "-", "-35.7 pt", "-50.0 pt")],
         ("recipient_domains", "+31.7 pt"),
         ("recipient_domains", "-"),
         ("sender_domains", "+24.2 pt"),  # example.com: every message
@@ -385,7 +386,7 @@ def test_a_previous_period_without_events_is_one_note_and_no_columns(
     holder = "the input" if where == "paths" else "the store"
     note = (
         "previous period: no events between 2026-11-23 00:00 UTC and 2026-11-24 00:00 UTC; "
-        f"{holder} holds 2026-11-17 .. 2026-11-24 (2 days); nothing to compare with"
+        f"{holder} holds 2026-11-17, 2026-11-24 (2 days); nothing to compare with"
     )
     document = _json(*inputs, *day, "--compare")
     assert document["notes"] == [note]
@@ -517,3 +518,62 @@ def test_a_script_compares_through_the_package_names(store: Path) -> None:
     open_ended = ba.summarize(events, since=since)
     with pytest.raises(ba.UsageError, match="needs since and until"):
         ba.summarize_previous(events, open_ended)
+
+
+def test_distinguish_fills_the_row_when_the_texts_end_soon_after_they_differ() -> None:
+    """The words before the place they differ are shown as far as the width allows: more
+    than the few that lead to it when the texts end soon after."""
+    start = "the same words for a long while, " * 4
+    shown = distinguish([start + "zone alpha", start + "zone bravo"], 60)
+    assert shown == [
+        "the same words for a … words for a long while, zone alpha",
+        "the same words for a … words for a long while, zone bravo",
+    ]
+
+
+def _chart_labels(page: str, chart: str) -> list[str]:
+    """The texts of a chart (matplotlib writes each beside its glyphs as an SVG comment)."""
+    start = page.index(f'<figure data-chart="{chart}">')
+    return re.findall(r"<!-- (.*?) -->", page[start : page.index("</figure>", start)])
+
+
+def test_html_categories_chart_leaves_out_the_previous_periods_alone(
+    log: Path, tmp_path: Path
+) -> None:
+    """Issue 15: blocked, a category of the week before alone, drew an empty bar; its table
+    row stays, with no attempt."""
+    page = tmp_path / "report.html"
+    result = invoke("report", str(log), *WEEK, "--compare", "--format", "html", "-o", str(page))
+    assert result.exit_code == 0, result.output
+    text = page.read_text(encoding="utf-8")
+    labels = _chart_labels(text, "categories")
+    assert {"auth_failure", "mailbox_full", "user_unknown"} <= set(labels)
+    assert "blocked" not in labels
+    parser = _Cells()
+    parser.feed(text)
+    categories = [cell for cell in parser.cells if cell[0] == "categories"]
+    assert ("categories", "category", "blocked") in categories
+    assert categories[categories.index(("categories", "category", "blocked")) + 2] == (
+        "categories",
+        "count",
+        "0",
+    )
+
+
+def test_an_unchanged_rate_reads_as_no_change(tmp_path: Path) -> None:
+    """The same week twice: every change is nought, shown `0.0 pt` (it read `+0.0 pt`, and a
+    fall of less than 0.05 point `-0.0 pt`)."""
+    lines: list[str] = []
+    for day in (17, 24):
+        for n in range(4):
+            outcome = ("5.1.1", f"bounced ({_NO_SUCH_USER})") if n == 0 else _sent()
+            lines += _message(day, n, f"user{n}@gmail.com", _GMAIL, outcome)
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    date_files(tmp_path)
+    text = _report(str(log), *WEEK, "--compare", fmt="table")
+    totals = text.split("Totals")[1].split("\n\n")[0].splitlines()[2:4]
+    assert [row.split()[-4:] for row in totals] == [["25.0%", "25.0%", "0.0", "pt"]] * 2
+    assert "+0.0 pt" not in text and "-0.0 pt" not in text
+    markdown = _report(str(log), *WEEK, "--compare", fmt="markdown")
+    assert "| 0.0 pt |" in markdown and "0.0 pt" in markdown.split("## By provider")[1]

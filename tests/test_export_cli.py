@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from bounce_analyzer.cli import app
@@ -92,22 +93,30 @@ def test_events_export_gives_inbound_events_the_inbound_advice(
     assert set(unknown["solution"]) == {advice["user_unknown"]["advice_inbound"]}
 
 
-def test_partitions_over_an_existing_file_are_one_usage_error(
-    data_path: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("under", "code", "error"),
+    [
+        # `--partition-by date` writes a folder: a file of that name is a usage error (it was
+        # a FileExistsError traceback)
+        (False, 2, "Error: {target}: --partition-by date writes a folder, and it is a file\n"),
+        # issue 15: a folder it cannot make (under a file) is said at once (it was a
+        # FileNotFoundError traceback after the whole window had been read)
+        (True, 1, "Error: cannot write {target}: not a directory\n"),
+    ],
+)
+def test_partitions_that_cannot_be_written_are_one_line_before_anything_is_read(
+    data_path: Path, tmp_path: Path, under: bool, code: int, error: str
 ) -> None:
-    # `--partition-by date` writes a folder: a file of that name is a usage error, said in
-    # one line before anything is read, and the file is left as it was (it was a traceback)
     _ingest(data_path / "postfix" / "synthetic" / "both-directions.log", tmp_path / "store")
     existing = tmp_path / "exists.txt"
     existing.write_text("keep me\n")
+    target = existing / "partitions" if under else existing
     result = runner.invoke(
         app,
         ["export", "--store", str(tmp_path / "store"), "--since", "2026-11-01",
-         "--partition-by", "date", "--format", "parquet", "-o", str(existing)],
+         "--partition-by", "date", "--format", "parquet", "-o", str(target)],
     )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    assert result.output == (
-        f"Error: {existing}: --partition-by date writes a folder, and it is a file\n"
-    )
-    assert existing.read_text() == "keep me\n"
+    assert result.exit_code == code, result.output
+    assert result.output == error.format(target=target)
+    assert existing.read_text() == "keep me\n"  # left as it was, and nothing beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.txt", "store"]

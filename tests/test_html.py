@@ -147,3 +147,103 @@ def test_the_delay_chart_takes_the_median_and_p95_of_delivered_attempts() -> Non
     assert hours.height == 24
     assert hours.filter(pl.col("hour") == 10).rows() == [(10, 6, 5, 0, 1, 0, 0.1667)]
     assert series.provider_daily.rows() == [(at.date(), "google", 6, 1, 0.1667)]
+
+
+def _chart_texts(page: str, chart: str) -> list[str]:
+    """The texts of a chart (matplotlib writes each beside its glyphs as an SVG comment)."""
+    start = page.index(f'<figure data-chart="{chart}">')
+    return re.findall(r"<!-- (.*?) -->", page[start : page.index("</figure>", start)])
+
+
+def test_an_empty_chart_says_what_the_window_lacks(samples: Path, tmp_path: Path) -> None:
+    """SendGrid's events carry no delay: its delay charts say so, not that the window has no
+    events; a window of deliveries alone has no failure category to draw."""
+    page = _page(samples / "sendgrid", tmp_path)
+    for chart in ("provider_delays", "domain_delays", "queue_times"):
+        assert _chart_texts(page, chart) == ["no delivered attempt with a delay in the window"]
+    assert "no events in the window" not in _chart_texts(page, "daily")
+    delivered = tmp_path / "logs" / "mail.log"
+    delivered.parent.mkdir()
+    delivered.write_text(
+        BOUNCED.replace("dsn=5.1.1, status=bounced", "dsn=2.0.0, status=sent") + "\n",
+        encoding="utf-8",
+    )
+    date_files(delivered.parent)
+    page = _page(delivered.parent, tmp_path)
+    assert _chart_texts(page, "categories") == ["no failed or deferred attempts in the window"]
+    assert "delivered" in _chart_texts(page, "daily")
+
+
+def test_the_delay_charts_read_in_durations_on_a_log_scale(samples: Path, tmp_path: Path) -> None:
+    """A median of two seconds beside a p95 of twenty minutes: on seconds in a straight line
+    the median's bar was too thin to see. The axis is logarithmic, its ticks durations up to
+    twice the longest p95 (the sample logs': 24m16s, Yahoo)."""
+    page = _page(samples, tmp_path)
+    for chart in ("provider_delays", "domain_delays"):
+        texts = _chart_texts(page, chart)
+        assert [t for t in texts if t[0].isdigit()] == ["1s", "10s", "1m", "10m"], texts
+        assert "time from our receipt of the message to its delivery (log scale)" in texts
+
+
+def test_no_line_of_the_page_passes_what_a_mail_may_hold(samples: Path, tmp_path: Path) -> None:
+    """The README's cron line mails the page as it is: a mail's lines may not pass 998
+    characters (RFC 5322), and Postfix breaks a longer one at its limit, in the middle of a
+    tag. Each table was one line of up to 25,616 characters; now a row is a line, and a reply
+    of a thousand characters is broken between its words, reading the same."""
+    page = _page(samples, tmp_path)
+    assert max(map(len, page.encode().splitlines())) <= 998
+    # 2,400 characters of words the masking keeps (no digits), each with a character of two
+    # bytes: a line of 998 characters would be more octets
+    words = " ".join(f"wörd{chr(97 + n % 26)}{chr(97 + n // 26)}" for n in range(300))
+    log = tmp_path / "long" / "mail.log"
+    log.parent.mkdir()
+    log.write_text(BOUNCED.replace("User unknown", f"User unknown {words}") + "\n", "utf-8")
+    date_files(log.parent)
+    page = _page(log.parent, tmp_path)
+    assert max(map(len, page.encode().splitlines())) <= 998
+    code = re.search(r"<code>(\[550 5\.1\.1\] user unknown w.*?)</code>", page, flags=re.S)
+    assert code is not None and "\n" in code.group(1)
+    assert " ".join(code.group(1).split()) == f"[550 5.1.1] user unknown {words}"
+
+
+def test_the_readmes_cron_line_mails_the_page_as_a_mail_reader_opens_it(
+    samples: Path, tmp_path: Path
+) -> None:
+    """The README's line that mails the HTML report, run by a shell as cron runs it, with
+    this test's store, logs and window, and a file for sendmail: one text/html part in UTF-8
+    whose lines a mail may hold, the page whole."""
+    import email
+    import os
+    import subprocess
+    import sys
+    from email.message import Message
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if line.endswith("/usr/sbin/sendmail -t"))
+    command = line.split(" ", 5)[5]  # (after cron's five time fields)
+    mail = tmp_path / "mail.eml"
+    for theirs, ours in (
+        ("/srv/bounces", str(tmp_path / "store")),
+        ("/var/log/mail.log*", f"{samples}/postfix/mail.log*"),
+        ("--since 24h", "--since 2026-11-20 --until 2026-11-28"),
+        ("/var/tmp/bounces.html", str(tmp_path / "bounces.html")),
+        ("/usr/sbin/sendmail -t", f"cat > {mail}"),
+    ):
+        assert theirs in command
+        command = command.replace(theirs, ours)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(
+        ["/bin/sh", "-c", command], env={**os.environ, "PATH": path}, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    message: Message = email.message_from_bytes(mail.read_bytes())
+    assert (message["To"], message["Subject"]) == ("postmaster", "bounces")
+    assert message.get_content_type() == "text/html"
+    assert message.get_content_charset() == "utf-8"
+    assert message["Content-Transfer-Encoding"] == "8bit"
+    body = message.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    page = body.decode("utf-8")
+    assert page == (tmp_path / "bounces.html").read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and page.count("<svg") == len(CHARTS)
+    assert max(map(len, mail.read_bytes().splitlines())) <= 998

@@ -122,11 +122,24 @@ def test_json_and_csv_agree(sample_report: Report) -> None:
 
 def test_an_empty_report_renders_in_every_format() -> None:
     report = summarize(pl.LazyFrame(schema=EVENT_SCHEMA), since=SINCE)
+    # the header, the note that says the window is empty, the empty totals: no list of empty
+    # tables (a nightly mail of a quiet day once held fifteen `(none)`)
     table = render_report(report, ReportFormat.table)
-    assert "By provider (final outcomes; attempts and deferrals count every try)\n  (none)\n" in (
-        table
-    )
-    assert table.endswith("Malformed records set aside: 0\n")
+    assert table.splitlines()[2:] == [
+        "",
+        "no events between 2026-11-20 00:00 UTC and now; the input holds none",
+        "",
+        "Totals (attempts: every try; final outcomes: one per message and recipient)",
+        "  (none)",
+        "",
+        "Malformed records set aside: 0",
+    ]
+    markdown = render_report(report, ReportFormat.markdown)
+    assert [line for line in markdown.splitlines() if line.startswith("#")] == [
+        "# bounce-analyzer report: 2026-11-20 00:00 UTC to now",
+        "## Totals (attempts: every try; final outcomes: one per message and recipient)",
+    ]
+    assert markdown.endswith("(none)\n\nMalformed records set aside: 0\n")
     assert render_report(report, ReportFormat.csv) == (
         "provider,messages,delivered,deferred,failed,hard,soft,complained,attempts,deferrals,"
         "failure_rate\n"
@@ -153,3 +166,23 @@ def test_printable_escapes_every_control_and_format_character() -> None:
         "text": ["ok", None, "x\\ny"],
         "number": [1, 2, 3],
     }
+
+
+def test_a_markdown_heading_too_long_gives_its_brackets_a_paragraph(samples: Path) -> None:
+    """Every line within 100 characters: the title of a `--by` of three columns was a
+    heading of 109."""
+    from _cli import invoke
+
+    window = ["--since", "2026-11-20", "--until", "2026-11-28T12:00", "--tz", "UTC", "--quiet"]
+    by = ["--by", "recipient_domain,sender_domain,enhanced_code"]
+    result = invoke("report", str(samples), *window, *by, "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 100
+    at = lines.index("## By recipient_domain, sender_domain, enhanced_code")
+    assert lines[at + 1 : at + 4] == [
+        "",
+        "(final outcomes; attempts and deferrals count every try)",
+        "",
+    ]
+    assert lines[at + 4].startswith("|recipient domain")

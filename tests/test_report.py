@@ -230,15 +230,23 @@ def test_an_empty_window_says_which_days_there_are() -> None:
     later = T0 + timedelta(days=3)
     report = summarize(events, since=later)
     assert report.notes == [
-        "no events between 2026-11-30 09:00 UTC and now; the input holds 2026-11-27 .. "
-        "2026-11-27 (1 day)"
+        "no events between 2026-11-30 09:00 UTC and now; the input holds 2026-11-27 (1 day)"
     ]
     held = [date(2026, 11, 2), date(2026, 11, 30), date(2026, 11, 3)]
     report = summarize(events, since=later, until=later, held=held, holder="the store")
     assert report.notes == [
         "no events between 2026-11-30 09:00 UTC and 2026-11-30 09:00 UTC; the store holds "
-        "2026-11-02 .. 2026-11-30 (3 days)"
+        "2026-11-02 .. 2026-11-03, 2026-11-30 (3 days)"
     ]
+    # runs of days, not a span that reads as a month of them; more than three runs, a span
+    held = [date(2026, 11, 2), date(2026, 11, 9), date(2026, 11, 16), date(2026, 11, 23)]
+    report = summarize(events, since=later, held=held, holder="the store")
+    assert report.notes[0].endswith("the store holds 2026-11-02 .. 2026-11-23 (4 days)")
+    held = [date(2025, 12, 8), date(2025, 12, 9), date(2026, 11, 27), date(2026, 11, 28)]
+    report = summarize(events, since=later, held=held, holder="the input")
+    assert report.notes[0].endswith(
+        "the input holds 2025-12-08 .. 2025-12-09, 2026-11-27 .. 2026-11-28 (4 days)"
+    )
     assert summarize(events.clear(), since=later, held=[]).notes == [
         "no events between 2026-11-30 09:00 UTC and now; the input holds none"
     ]

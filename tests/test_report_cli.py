@@ -178,8 +178,12 @@ def test_top_help_says_where_it_does_not_cut() -> None:
     result = invoke("report", "--help")
     text = " ".join(result.stdout.replace("│", " ").split())
     assert (
-        "The totals, the category table, the daily trend and the inbound reasons and "
-        "transports are always whole."
+        "The totals, the category table, the advised waits, the daily trend, the hourly "
+        "traffic, the queue times and the inbound reasons and transports are always whole."
+    ) in text
+    assert (
+        "the unclassified texts, the delivery delays, the deferrals resolved, the sending "
+        "hosts, the inbound clients and recipients."
     ) in text
     assert "End of the window, exclusive: --since 2026-11-01 --until 2026-11-02 is 1 November" in (
         text
@@ -427,3 +431,91 @@ def test_blocks_are_grouped_by_the_list_the_reply_names(samples: Path) -> None:
     assert {row["direction"] for row in inbound} == {"inbound"}
     every = _json(str(samples), *WINDOW, "--direction", "all")["blocklists"]
     assert {row["direction"] for row in every} == {"inbound", "outbound"}
+
+
+# --- unclassified texts that differ past the cut -------------------------------------------------
+
+
+def _refused(number: int, zone: str) -> str:
+    """A Postfix bounce whose reply no rule reads (its 550 decides it), long enough that the
+    table cuts it before the words that tell it from the others: the zone named at its end."""
+    return (
+        f"Nov 28 10:0{number}:11 mx1 postfix/smtp[510{number}]: {number}A2B3C4D5E: "
+        f"to=<u{number}@example.net>, relay=mx.example.net[198.51.100.20]:25, delay=0.9, "
+        f"delays=0.1/0/0.4/0.4, dsn=5.0.0, status=bounced (host mx.example.net[198.51.100.20] "
+        f"said: 550 5.0.0 <u{number}@example.net>... Refused by the site rules of this system, "
+        f"which the postmaster keeps in the file of zone {zone} (in reply to RCPT TO command))"
+    )
+
+
+@pytest.mark.parametrize("width", ["80", "100"])
+def test_unclassified_texts_that_differ_past_the_cut_read_differently(
+    tmp_path: Path, width: str
+) -> None:
+    """Issue 15: the unclassified texts, cut at the width as the top messages are, showed two
+    identical rows; each now shows the zone its text names, and keeps its count."""
+    log = tmp_path / "mail.log"
+    lines = [_refused(1, "alpha"), _refused(2, "alpha"), _refused(3, "bravo")]
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _dated(tmp_path)
+    window = ["--since", "2026-11-28", "--until", "2026-11-29", "--tz", "UTC", "--quiet"]
+    document = _json(str(log), *window)
+    assert [(t["count"], t["rule_id"]) for t in document["unclassified"]] == [
+        (2, "reply:550"),
+        (1, "reply:550"),
+    ]
+    result = invoke("report", str(log), *window, "--width", width)
+    assert result.exit_code == 0, result.output
+    section = result.stdout.split("Unclassified texts")[1].split("\n\n")[0]
+    rows = [line for line in section.splitlines() if re.match(r" +\d+  other ", line)]
+    assert len(rows) == 2 and all(len(row) <= int(width) for row in rows), section
+    assert [(row.split()[0], row.split()[-1]) for row in rows] == [("2", "alpha"), ("1", "bravo")]
+    assert all("[550 5.0.0] <address>... " in row and "…" in row for row in rows)
+
+
+# --- outputs that cannot be written ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [["report"], ["report", "--format", "html", "--compare"], ["metrics"]]
+)
+def test_an_output_that_cannot_be_written_fails_before_any_reading(
+    samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """Issue 15: `report -o DIR/missing/out.html` said so only after the whole report was
+    computed. The output is now made first, as `parse -o` makes it: nothing is read (the
+    inputs or the store are never opened) when it cannot be."""
+    from bounce_analyzer import cli
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read before the output was made")
+
+    monkeypatch.setattr(cli, "_window_events", never)
+    monkeypatch.setattr(cli, "summarize", never)
+    target = tmp_path / "missing" / "out.html"
+    for inputs in ([str(samples)], ["--store", str(tmp_path / "no store")]):
+        result = invoke(*command, *inputs, *WINDOW, "-o", str(target))
+        assert result.exit_code == 1, result.output
+        assert result.output == f"Error: cannot write {target}: no such file or directory\n"
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_the_daily_trend_gives_each_days_attempts_and_failure_rate(samples: Path) -> None:
+    """Days of unequal volume compare by their rate, as the hourly traffic's hours do: the
+    text forms add each day's attempts and failure rate to the JSON's counts."""
+    document = _json(str(samples), *WINDOW)
+    expected = []
+    for day in document["daily"]:
+        attempts = day["delivered"] + day["deferred"] + day["failed"] + day["complained"]
+        rate = f"{100 * day['failed'] / attempts:.1f}%"
+        expected.append([day["date"], str(attempts), str(day["failed"]), rate])
+    assert len(expected) == 2
+    table = invoke("report", str(samples), *WINDOW).stdout
+    section = table.split("Daily trend (attempts by UTC day)\n")[1].split("\n\n")[0]
+    head, *rows = section.splitlines()
+    assert head.split() == ["date", "attempts", "delivered", "deferred", "failed", "complained",
+                            "fail", "%"]  # fmt: skip
+    assert [[r.split()[i] for i in (0, 1, 4, 6)] for r in rows] == expected
+    # and the sending hosts' rows of no host (Exim's mainlog names none) read `-`, not blank
+    hosts = table.split("By sending host")[1].split("\n\n")[0].splitlines()
+    assert [row.split()[:2] for row in hosts if row.split()[0] == "exim"] == [["exim", "-"]]

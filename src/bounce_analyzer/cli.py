@@ -708,8 +708,10 @@ def report(
             min=1,
             help="Rows of each table that grows with the data, in every format: the --by "
             "table, the top messages of each category, the recipient and sender domains, the "
-            "inbound clients and recipients. The totals, the category table, the daily trend "
-            "and the inbound reasons and transports are always whole.",
+            "unclassified texts, the delivery delays, the deferrals resolved, the sending "
+            "hosts, the inbound clients and recipients. The totals, the category table, the "
+            "advised waits, the daily trend, the hourly traffic, the queue times and the "
+            "inbound reasons and transports are always whole.",
         ),
     ] = 10,
     direction: Annotated[
@@ -752,46 +754,49 @@ def report(
         refuse_inputs({"--output": output}, [item.path for item in expand_inputs(paths or [])])
     columns = _width(width)
     failed = False
-    if paths:
-        with _window_events(
-            paths, store=store, since=start, until=end, source=source, tz=tz, loaded=loaded,
-            quiet=quiet,
-        ) as (events, files, _):  # fmt: skip
-            summary = summarize(
-                events, since=start, until=end, by=groups, top=top,
-                malformed=sum(file.malformed for file in files),
-                categories=loaded.categories, blocklists=loaded.blocklists, direction=direction,
-            )  # fmt: skip
-            if compare:  # the same files: their events of the previous period
-                summary = _with_previous(summary, events, loaded)
-            text = _report_text(summary, events, fmt, width=columns)
-        _echo_summaries(files, all_of_them=False)
-        failed = run_failed(files)
-    else:
-        from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+    with ExitStack() as outputs:
+        # the output is made first: a path that cannot be written fails before any reading
+        target = _open_output(outputs, output) if output else None
+        if paths:
+            with _window_events(
+                paths, store=store, since=start, until=end, source=source, tz=tz,
+                loaded=loaded, quiet=quiet,
+            ) as (events, files, _):  # fmt: skip
+                summary = summarize(
+                    events, since=start, until=end, by=groups, top=top,
+                    malformed=sum(file.malformed for file in files),
+                    categories=loaded.categories, blocklists=loaded.blocklists,
+                    direction=direction,
+                )  # fmt: skip
+                if compare:  # the same files: their events of the previous period
+                    summary = _with_previous(summary, events, loaded)
+                text = _report_text(summary, events, fmt, width=columns)
+            _echo_summaries(files, all_of_them=False)
+            failed = run_failed(files)
+        else:
+            from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
-        opened = open_store(store_path(store), create=False)
-        with opened.reading() as view:  # a consistent view; a damaged file is named
-            # (the rules' direction.toml decides the direction of events of schema 1)
-            events = view.scan_events(since=start, until=end, direction=loaded.direction)
-            summary = summarize(
-                events, since=start, until=end, by=groups, top=top,
-                malformed=view.count_quarantined(since=start, until=end),
-                categories=loaded.categories, blocklists=loaded.blocklists,
-                held=opened.days(), holder="the store",
-                direction=direction,
-            )  # fmt: skip
-            if earlier:  # a scan of the previous period's days alone
-                before = view.scan_events(
-                    since=earlier[0], until=earlier[1], direction=loaded.direction
-                )
-                summary = _with_previous(summary, before, loaded, held=opened.days())
-            text = _report_text(summary, events, fmt, width=columns)  # rendering reads values too
-    if output:
-        with ExitStack() as outputs:
-            _open_output(outputs, output).write(text.encode("utf-8"))
-    else:
-        typer.echo(text, nl=False)
+            opened = open_store(store_path(store), create=False)
+            with opened.reading() as view:  # a consistent view; a damaged file is named
+                # (the rules' direction.toml decides the direction of events of schema 1)
+                events = view.scan_events(since=start, until=end, direction=loaded.direction)
+                summary = summarize(
+                    events, since=start, until=end, by=groups, top=top,
+                    malformed=view.count_quarantined(since=start, until=end),
+                    categories=loaded.categories, blocklists=loaded.blocklists,
+                    held=opened.days(), holder="the store",
+                    direction=direction,
+                )  # fmt: skip
+                if earlier:  # a scan of the previous period's days alone
+                    before = view.scan_events(
+                        since=earlier[0], until=earlier[1], direction=loaded.direction
+                    )
+                    summary = _with_previous(summary, before, loaded, held=opened.days())
+                text = _report_text(summary, events, fmt, width=columns)  # (reads values too)
+        if target is not None:
+            target.write(text.encode("utf-8"))
+        else:
+            typer.echo(text, nl=False)
     if fmt is ReportFormat.csv:  # the other formats show the notes; a CSV holds only its rows
         for note in summary.notes:
             typer.echo(printable(note), err=True)
@@ -1063,15 +1068,16 @@ def metrics(
     loaded = _rules(rules, local_domains=local_domains)
     if output:
         refuse_inputs({"--output": output}, [item.path for item in expand_inputs(paths or [])])
-    with _window_events(
-        paths, store=store, since=start, until=end, source=source, tz=tz, loaded=loaded,
-        quiet=quiet,
-    ) as (events, files, _):  # fmt: skip
-        text = render_metrics(
-            events, since=start, until=end, codes=known_codes(loaded.codes["enhanced_code"])
-        )
     with ExitStack() as outputs:
+        # the output is made first: a path that cannot be written fails before any reading
         stream = _open_output(outputs, output) if output else _stdout()
+        with _window_events(
+            paths, store=store, since=start, until=end, source=source, tz=tz, loaded=loaded,
+            quiet=quiet,
+        ) as (events, files, _):  # fmt: skip
+            text = render_metrics(
+                events, since=start, until=end, codes=known_codes(loaded.codes["enhanced_code"])
+            )
         stream.write(text.encode("utf-8"))
         stream.flush()
     _echo_summaries(files, all_of_them=False)

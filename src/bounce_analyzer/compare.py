@@ -16,7 +16,8 @@ A change of a rate is a difference of rates (0.012 is 1.2 points, shown `+1.2 pt
 attempts is a difference of counts. A row of one period alone shows what it has: a provider new
 in this period has no previous figure and no change (`-`); a category, blocklist or reject
 reason of the previous period alone (the totals, the categories, the blocks by list and the
-rejects by reason are whole tables) is added with no event in this one. The tables that
+rejects by reason are whole tables) is added with no event in this one (a share of nought, and
+the change to it). The tables that
 `--top` cuts (the `--by` table, the domains) show this period's top rows only. A previous
 period of no event of the direction shown adds one note and no column.
 """
@@ -146,6 +147,8 @@ def _beside(
             pl.col(counts).fill_null(0),
             *(pl.coalesce(c, f"_previous_{c}").alias(c) for c in described),
         )
+        if figure == "share" and current.height:  # none of this period's whole: a share of 0
+            joined = joined.with_columns(pl.col(figure, "_now").fill_null(0.0))
     if exact is not None:
         difference = (pl.col("_now") - pl.col("_before")).round(4)
     else:
@@ -231,16 +234,17 @@ def _common(a: str, b: str) -> int:
 
 def _around(text: str, at: int, width: int) -> str:
     """`text` within `width`: its start, `…`, and the words from shortly before `at` (where it
-    differs from another text)."""
+    differs from another text), or from earlier when the rest of the text leaves room."""
     head = text[: width * 2 // 5]
     if " " in head[len(head) // 2 :]:
         head = head[: head.rindex(" ") + 1]  # (whole words)
-    room = width - len(head) - 2
-    start = max(len(head), at - _CONTEXT)
-    space = text.find(" ", start, at)
+    gap = "… " if head.endswith(" ") else " … "
+    room = width - len(head) - len(gap)
+    start = max(len(head), min(at - _CONTEXT, len(text) - room))
+    space = text.find(" ", start - 1, at)
     if space >= 0:
         start = space + 1  # (from the first whole word)
-    return head + "… " + _cut(text[start:], room)
+    return head + gap + _cut(text[start:], room)
 
 
 def distinguish(texts: Sequence[str], width: int) -> list[str]:

@@ -221,7 +221,9 @@ def _outcomes(weight: pl.Expr) -> list[pl.Expr]:
     ]
 
 
-def _failure_rate() -> pl.Expr:
+def failure_rate() -> pl.Expr:
+    """`failure_rate`: the failed share of a row's `attempts` (null without any), rounded to 4
+    places, as the hourly traffic, the sending hosts and the daily trend show it."""
     attempts = pl.col("attempts")
     return pl.when(attempts > 0).then(pl.col("failed") / attempts).round(4).alias("failure_rate")
 
@@ -236,7 +238,7 @@ def hourly(events: pl.LazyFrame, weights: pl.DataFrame | None = None) -> pl.Lazy
     return (
         hours.join(counted.with_columns(pl.col("hour").cast(pl.Int8)), on="hour", how="left")
         .with_columns(pl.col(pl.UInt32).fill_null(0))
-        .with_columns(_failure_rate())
+        .with_columns(failure_rate())
         .sort("hour")
         .select(list(HOURLY_SCHEMA))
         .cast(HOURLY_SCHEMA)  # type: ignore[arg-type]
@@ -253,7 +255,7 @@ def sending_hosts(events: pl.LazyFrame, weights: pl.DataFrame | None = None) -> 
     return (
         weighted.group_by("source", "host")
         .agg(*_outcomes(weight), weight.filter(blocked).sum().cast(pl.UInt32).alias("blocks"))
-        .with_columns(_failure_rate())
+        .with_columns(failure_rate())
         .sort(["attempts", "source", "host"], descending=[True, False, False], nulls_last=True)
         .select(list(HOSTS_SCHEMA))
         .cast(HOSTS_SCHEMA)  # type: ignore[arg-type]

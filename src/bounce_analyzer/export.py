@@ -23,7 +23,7 @@ from bounce_analyzer.errors import UsageError
 from bounce_analyzer.rules import Direction, Rules, solution_for
 from bounce_analyzer.schema import hard_failure, soft_failure
 from bounce_analyzer.stages import ahead
-from bounce_analyzer.writers import neutralize_formulas, output_file
+from bounce_analyzer.writers import neutralize_formulas, output_file, writing
 
 ROW_GROUP_SIZE = 128 * 1024
 
@@ -184,6 +184,8 @@ def write_export(
     if partition_by_date:
         if output.exists() and not output.is_dir():
             raise UsageError(f"{output}: --partition-by date writes a folder, and it is a file")
+        with writing(output):  # a folder that cannot be made fails now, before any reading
+            output.mkdir(parents=True, exist_ok=True)
         if "date" not in frame.collect_schema():
             frame = frame.with_columns(pl.col("timestamp").dt.date().alias("date"))
         with _beside(output) as staged:
@@ -265,7 +267,6 @@ def _write_partitions(staged: Path, output: Path) -> None:
     from bounce_analyzer.store import DayWriter  # lazy: pyarrow
 
     columns = pq.read_schema(staged)
-    output.mkdir(parents=True, exist_ok=True)
     with _beside(output) as folder:
         writer = DayWriter(
             folder, columns.remove(columns.get_field_index("date")), row_group_rows=ROW_GROUP_SIZE

@@ -81,9 +81,10 @@ def _table(
             for v, c, n in zip(row, frame.columns, numeric, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
+    body = "\n".join(rows)  # (a row a line: see `_fold`)
     return (
         f'<div class=scroll><table data-table="{escape(name)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f"<tbody>\n{body}\n</tbody></table></div>"
     )
 
 
@@ -118,8 +119,8 @@ def _svg(draw: Callable[[Axes], None], title: str, *, height: float = 3.2) -> st
     )
 
 
-def _nothing(axes: Axes) -> None:
-    axes.text(0.5, 0.5, "no events in the window", ha="center", va="center", color="#555")
+def _nothing(axes: Axes, what: str = "no events in the window") -> None:
+    axes.text(0.5, 0.5, what, ha="center", va="center", color="#555")
     axes.set_axis_off()
 
 
@@ -174,7 +175,7 @@ def _rates(frame: pl.DataFrame) -> Callable[[Axes], None]:
 def _categories(frame: pl.DataFrame, *, with_direction: bool) -> Callable[[Axes], None]:
     def draw(axes: Axes) -> None:
         if frame.height == 0:
-            _nothing(axes)
+            _nothing(axes, "no failed or deferred attempts in the window")
             return
         names = [
             f"{category} ({direction})" if with_direction else str(category)
@@ -190,10 +191,17 @@ def _categories(frame: pl.DataFrame, *, with_direction: bool) -> Callable[[Axes]
     return draw
 
 
+#: The delay charts' ticks: (seconds, label).
+_DELAY_TICKS = (
+    (1, "1s"), (10, "10s"), (60, "1m"), (600, "10m"), (3_600, "1h"), (21_600, "6h"),
+    (86_400, "1d"), (604_800, "1w"),
+)  # fmt: skip
+
+
 def _delays(frame: pl.DataFrame, key: str) -> Callable[[Axes], None]:
     def draw(axes: Axes) -> None:
         if frame.height == 0:
-            _nothing(axes)
+            _nothing(axes, "no delivered attempt with a delay in the window")
             return
         names = [str(name) for name in frame.get_column(key).to_list()][::-1]
         positions = list(range(len(names)))
@@ -202,8 +210,15 @@ def _delays(frame: pl.DataFrame, key: str) -> Callable[[Axes], None]:
         axes.barh([p + 0.2 for p in positions], median, height=0.4, color="#0072b2", label="median")
         axes.barh([p - 0.2 for p in positions], p95, height=0.4, color="#e69f00", label="p95")
         axes.set_yticks(positions, names)
-        axes.set_xlabel("seconds from receipt to delivery")
-        axes.legend(loc="lower right", frameon=False, fontsize=8)
+        # a logarithmic scale: a median of seconds beside a p95 of half an hour both show
+        axes.set_xscale("log")
+        longest = max([1.0, *(value for value in p95 if value is not None)])
+        axes.set_xlim(0.1, longest * 2)
+        ticks = [(tick, label) for tick, label in _DELAY_TICKS if tick <= longest * 2]
+        axes.set_xticks([tick for tick, _ in ticks], [label for _, label in ticks])
+        axes.minorticks_off()
+        axes.set_xlabel("time from our receipt of the message to its delivery (log scale)")
+        axes.legend(loc="lower left", bbox_to_anchor=(0, 1), frameon=False, fontsize=8, ncols=2)
 
     return draw
 
@@ -213,7 +228,7 @@ def _queue_times(frame: pl.DataFrame) -> Callable[[Axes], None]:
 
     def draw(axes: Axes) -> None:
         if frame.height == 0:
-            _nothing(axes)
+            _nothing(axes, "no delivered attempt with a delay in the window")
             return
         names = [str(name) for name in frame.get_column("queue_time").to_list()]
         axes.bar(names, frame.get_column("delivered").to_list(), color=_COLOURS["delivered"])
@@ -237,16 +252,19 @@ CHARTS = (
 
 def _charts(report: Report, series: Series) -> str:
     daily = report.daily
+    # a category of the previous period alone (`--compare`) stays in its table, at zero; it
+    # has no bar to draw
+    categories = report.categories.filter(pl.col("count") > 0)
     draws = {
         "daily": _stacked(daily, "date", [d.isoformat()[5:] for d in daily["date"].to_list()]),
         "provider_rates": _rates(series.provider_daily),
-        "categories": _categories(report.categories, with_direction=report.direction == "all"),
+        "categories": _categories(categories, with_direction=report.direction == "all"),
         "hourly": _stacked(report.delays.hourly, "hour", [str(h) for h in range(24)]),
         "provider_delays": _delays(series.provider_delays, "provider"),
         "domain_delays": _delays(series.domain_delays, "recipient_domain"),
         "queue_times": _queue_times(report.delays.queue_times),
     }
-    heights = {"categories": 0.3 * report.categories.height + 1.2}
+    heights = {"categories": 0.3 * categories.height + 1.2}
     figures = []
     for name, title in CHARTS:
         svg = _svg(draws[name], title, height=max(3.2, heights.get(name, 0)))
@@ -268,16 +286,16 @@ def _messages(report: Report, advice: dict[tuple[Any, Any], Any]) -> str:
         out.append(f'<h3 data-category="{escape(str(category))}">{escape(name)}</h3>')
         if advice.get((category, direction)):
             out.append(f"<p class=advice>{escape(str(advice[(category, direction)]))}</p>")
-        rows = "".join(
+        rows = "\n".join(
             f'<tr><td class=n data-column="count">{count:,}</td>'
             f"<td class=text><code>{escape(message)}</code></td></tr>"
             for count, message in group.select("count", "message").rows()
         )
         out.append(
             '<div class=scroll><table data-table="messages"><thead><tr><th class=n>count</th>'
-            f"<th>message (masked)</th></tr></thead><tbody>{rows}</tbody></table></div>"
+            f"<th>message (masked)</th></tr></thead><tbody>\n{rows}\n</tbody></table></div>"
         )
-    return "".join(out)
+    return "\n".join(out)
 
 
 def render_html(
@@ -292,10 +310,12 @@ def render_html(
     advice: dict[tuple[Any, Any], Any] | None = None,
     messages_more: str | None = None,
     footer: str = "",
+    charts: bool = True,
 ) -> str:
     """The page: `header` (the window and what it shows), the charts, then `tables` as the
     text report has them (each value shown as `cell(value, column)` under the heading
-    `headings(column)`), the top messages of each category under `advice`, and `footer`.
+    `headings(column)`), the top messages of each category under `advice`, and `footer`;
+    without the charts when `charts` is false.
     `report` and `tables` hold text as the logs wrote it (control characters already made
     printable); it is escaped here."""
 
@@ -311,9 +331,9 @@ def render_html(
         f"<h1>{title}</h1>",
         *(f"<p>{escape(line)}</p>" for line in header[1:]),
         *(f"<p class=note>{escape(note)}</p>" for note in notes),
-        "<h2>Charts</h2>",
-        _charts(report, series),
     ]
+    if charts:  # (not for a window without events: seven charts of nothing)
+        out.extend(["<h2>Charts</h2>", _charts(report, series)])
     for heading, name, frame, more in tables:
         out.append(f"<h2>{escape(heading)}</h2>")
         if frame.height == 0:
@@ -330,7 +350,32 @@ def render_html(
     if footer:
         out.append(f"<p class=more>{escape(footer)}</p>")
     out.append("</main></body></html>")
-    return "\n".join(out) + "\n"
+    return _fold("\n".join(out)) + "\n"
+
+
+#: The longest line of the page, in bytes of UTF-8. A mail's lines may not pass 998 octets
+#: (RFC 5322), and an MTA breaks a longer one where it counts to its limit (Postfix's
+#: smtp_line_length_limit), in the middle of a tag or a word: the cron line mails the page.
+_LONGEST = 998
+
+
+def _fold(page: str) -> str:
+    """`page` with each line longer than `_LONGEST` bytes broken at its last space within
+    them (a space and a line break are the same white space in HTML outside `pre`; a table
+    row or a path of the charts is a line of its own, so only a message of about a thousand
+    characters is broken, between two of its words). A line with no space to break at is
+    left whole."""
+    lines = []
+    for line in page.split("\n"):
+        while len(line.encode()) > _LONGEST:
+            room = len(line.encode()[:_LONGEST].decode(errors="ignore"))  # (whole characters)
+            space = line.rfind(" ", 0, room)
+            if space <= 0:
+                break
+            lines.append(line[:space])
+            line = line[space + 1 :]
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def structure(page: str) -> list[str]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from bounce_analyzer.compare import distinguish
-from bounce_analyzer.delays import informative_hosts
+from bounce_analyzer.delays import failure_rate, informative_hosts
 from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
@@ -69,18 +69,26 @@ _LEFT_OUT = {
 }
 
 
+#: Hosts a log may not name (Exim's mainlog names no sending host, postscreen no client
+#: host): `-` for none, where an empty cell would read as a row cut short.
+_NAMELESS = ("host", "client_host")
+
+
 def _cell(value: Any, column: str) -> str:
     if value is None:
-        dashed = (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES, *DURATION_COLUMNS)
+        dashed = (*_RATE_COLUMNS, *_PREVIOUS, *_CHANGES, *DURATION_COLUMNS, *_NAMELESS)
         return "-" if column in dashed else ""
     if column in DURATION_COLUMNS:
         return duration(value)
     if column == "attempts_change":
         return f"{value:+,}"
     if column in _CHANGES:
-        return f"{100 * value:+.1f} pt"
+        points = round(100 * value, 1)
+        return f"{points:+.1f} pt" if points else "0.0 pt"  # (not -0.0, nor +0.0)
     if column in _RATE_COLUMNS:
         return f"{100 * value:.1f}%"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"  # (27,828: as the top messages' counts)
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, datetime | date):
@@ -103,7 +111,8 @@ _NARROWEST_TEXT = 12
 def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") -> list[str]:
     """Align a frame's cells; numbers right, text left; within `width` columns. A table too
     wide leaves out its least useful columns (`_LEAST_USEFUL`, said under it), then cuts its
-    widest text columns with `…`, then leaves out its last columns."""
+    widest text columns with `…` (cells that the cut would make alike are told apart:
+    `compare.distinguish`), then leaves out its last columns."""
     columns = frame.columns
     heads = {c: _HEADINGS.get(c, c.replace("_", " ")) for c in columns}
     cells = {c: [_cell(v, c) for v in frame.get_column(c)] for c in columns}
@@ -131,13 +140,15 @@ def _text_table(frame: pl.DataFrame, *, width: int = 100, indent: str = "  ") ->
             shown.pop()
         else:
             break
+    for column in shown:
+        if any(len(cell) > widths[column] for cell in cells[column]):
+            # cells the cut would make alike (texts that differ past it) are told apart
+            cells[column] = distinguish(cells[column], widths[column])
 
     def fmt(row: list[str]) -> str:
         parts = []
         for column, cell in zip(shown, row, strict=True):
             size = widths[column]
-            if len(cell) > size:
-                cell = cell[: size - 1] + "…"
             numeric = frame.schema[column].is_numeric()
             parts.append(cell.rjust(size) if numeric else cell.ljust(size))
         return (indent + "  ".join(parts)).rstrip()
@@ -178,17 +189,31 @@ def _window(report: Report) -> str:
 _BOUNCE_TYPES = f"hard = {BOUNCE_TYPES['hard']}; soft = {BOUNCE_TYPES['soft']}."
 
 
+def _is_empty(report: Report) -> bool:
+    """Whether the window holds no event of the direction shown: the report is then its
+    header, its notes (which say so, and what there is) and the empty totals, not a list of
+    empty tables."""
+    return bool(report.totals.get_column("total").sum() == 0)
+
+
 def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
-    """(title, table, the key of `Report.omitted` when `--top` cuts the table)."""
+    """(title, table, the key of `Report.omitted` when `--top` cuts the table); the totals
+    alone for an empty report (`_is_empty`)."""
     by = ", ".join(report.by)
     directed = ["direction"] if report.direction == "all" else []
     inbound = [] if report.inbound is None else _inbound_sections(report.inbound)
+    totals: tuple[str, pl.DataFrame, str | None] = (
+        "Totals (attempts: every try; final outcomes: one per message and recipient)",
+        report.totals.select(
+            "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
+            "hard", "soft", "complained", "failure_rate", *_compared(report.totals),
+        ),
+        None,
+    )  # fmt: skip
+    if _is_empty(report):
+        return [totals]
     return [
-        ("Totals (attempts: every try; final outcomes: one per message and recipient)",
-         report.totals.select(
-             "view", pl.col("total").alias("events"), "delivered", "deferred", "failed",
-             "hard", "soft", "complained", "failure_rate", *_compared(report.totals),
-         ), None),
+        totals,
         (f"By {by} (final outcomes; attempts and deferrals count every try)",
          report.groups.select(
              *report.by, "messages", "delivered", "failed", "hard", "soft", "complained",
@@ -201,7 +226,7 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
          ), None),
         ("Advised waits (seconds the replies asked us to wait: failed and deferred attempts)",
          report.waits, None),
-        ("Daily trend (attempts)", report.daily, None),
+        ("Daily trend (attempts by UTC day)", _daily(report.daily), None),
         *_delay_sections(report),
         ("Top recipient domains (final outcomes)",
          report.recipient_domains.select(
@@ -221,6 +246,15 @@ def _sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
         (UNCLASSIFIED_TITLE, _unclassified_table(report.unclassified), "unclassified"),
         *inbound,
     ]  # fmt: skip
+
+
+def _daily(daily: pl.DataFrame) -> pl.DataFrame:
+    """The daily trend as the hourly traffic shows its hours: with each day's attempts and
+    failure rate, so that days of unequal volume compare."""
+    outcomes = ["delivered", "deferred", "failed", "complained"]
+    return daily.with_columns(attempts=pl.sum_horizontal(outcomes)).select(
+        "date", "attempts", *outcomes, failure_rate()
+    )
 
 
 #: The columns that hold seconds, shown as a duration (`duration`) to people, as numbers in
@@ -257,8 +291,9 @@ def duration(seconds: float) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
-#: What `delay_s` is, in the delay sections' titles.
-_DELAY_IS = "time from our receipt: Postfix delay=, Exim QT="
+#: What the delay sections count, in their titles: only Postfix and Exim log a delay, so a
+#: provider has fewer deliveries there than in the `--by` table when an ESP sent for us too.
+_DELAY_IS = "from our receipt; deliveries that log it: Postfix delay=, Exim QT="
 
 
 def _delay_sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]]:
@@ -271,18 +306,19 @@ def _delay_sections(report: Report) -> list[tuple[str, pl.DataFrame, str | None]
     sections: list[tuple[str, pl.DataFrame, str | None]] = [
         ("Hourly traffic (attempts by hour of the day, UTC; hours with traffic)",
          tables.hourly.filter(pl.col("attempts") > 0), "hourly"),
-        (f"Delivery delay by provider (delivered attempts; {_DELAY_IS})",
+        (f"Delivery delay by provider ({_DELAY_IS})",
          printable_frame(tables.provider_delays), "provider_delays"),
         ("Delivery delay by recipient domain (the same)",
          printable_frame(tables.domain_delays), "domain_delays"),
-        (f"Queue time of delivered attempts ({_DELAY_IS})", tables.queue_times, "queue_times"),
+        ("Queue time of delivered attempts (the same deliveries)", tables.queue_times,
+         "queue_times"),
         ("Deferrals resolved (recipients deferred at least once; median time from the first "
          "deferral)", printable_frame(tables.resolutions), "resolutions"),
     ]  # fmt: skip
     if informative_hosts(hosts):
         sections.append(
-            ("By sending host (attempts; Postfix: the syslog host; SendGrid, Mailgun: the sending "
-             "IP)",
+            ("By sending host (attempts; Postfix: syslog host; SendGrid, Mailgun: sending IP; -: "
+             "none logged)",
              hosts, "sending_hosts")
         )  # fmt: skip
     return sections
@@ -565,7 +601,7 @@ def render_markdown(report: Report) -> str:
     for note in report.notes:
         out.extend([*_markdown_lines(note), ""])
     for title, frame, key in _sections(report):
-        out.extend([f"## {title}", ""])
+        out.extend(_markdown_heading(title))
         if frame.height == 0:
             out.extend(["(none)", ""])
             continue
@@ -580,7 +616,25 @@ def render_markdown(report: Report) -> str:
             out.extend([more, ""])
         if title.startswith("Totals"):
             out.extend([*_markdown_lines(_BOUNCE_TYPES), ""])
-    out.extend([f"## {_MESSAGES_TITLE}", ""])
+    if not _is_empty(report):
+        out.extend(_markdown_messages(report))
+    out.append(f"Malformed records set aside: {report.malformed:,}")
+    return "\n".join(out) + "\n"
+
+
+def _markdown_heading(title: str) -> list[str]:
+    """A section's heading, and a blank line. A heading is one line, so one too long (a
+    `--by` of several columns) keeps its name and gives the words in brackets a paragraph."""
+    heading = f"## {title}"
+    if len(heading) <= MARKDOWN_WIDTH or " (" not in title:
+        return [heading, ""]
+    name, said = title.split(" (", 1)
+    return [f"## {name}", "", *_markdown_lines(f"({said}"), ""]
+
+
+def _markdown_messages(report: Report) -> list[str]:
+    """The top messages of each category, under its advice, as Markdown."""
+    out = [f"## {_MESSAGES_TITLE}", ""]
     advice = _advice(report)
     for (category, direction), group in report.messages.group_by(
         "category", "direction", maintain_order=True
@@ -594,8 +648,7 @@ def render_markdown(report: Report) -> str:
     more = _more(report, "messages")
     if more:
         out.extend([more, ""])
-    out.append(f"Malformed records set aside: {report.malformed:,}")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def render_csv(report: Report) -> str:
@@ -715,6 +768,7 @@ def render_html(report: Report, series: Series) -> str:
         advice=_advice(report),
         messages_more=_more(report, "messages"),
         footer=f"Malformed records set aside: {report.malformed:,}",
+        charts=not _is_empty(report),
     )
 
 

@@ -757,9 +757,28 @@ def _empty_window(
     window = f"no events between {stamp(since, 'the beginning')} and {stamp(until, 'now')}"
     if not days:
         return f"{window}; {holder} holds none"
-    first, last = min(days), max(days)
     count = f"{len(days)} day{'s' if len(days) != 1 else ''}"
-    return f"{window}; {holder} holds {first} .. {last} ({count})"
+    return f"{window}; {holder} holds {_spans(days)} ({count})"
+
+
+#: The most runs of days the note on an empty window names; more are said as one span.
+_SPANS = 3
+
+
+def _spans(days: Sequence[date]) -> str:
+    """`days` as runs of consecutive days (`2025-12-08 .. 2025-12-10, 2026-11-27 ..
+    2026-12-07`), so that a gap (logs of last year beside this year's) does not read as a
+    year of days; first .. last when there are more than `_SPANS` runs."""
+    ordered = sorted(days)
+    runs = [[ordered[0], ordered[0]]]
+    for day in ordered[1:]:
+        if (day - runs[-1][1]).days == 1:
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    if len(runs) > _SPANS:
+        runs = [[ordered[0], ordered[-1]]]
+    return ", ".join(f"{first} .. {last}" if first != last else str(first) for first, last in runs)
 
 
 def _rate(numerator: str, denominator: str) -> pl.Expr:

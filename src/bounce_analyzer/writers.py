@@ -154,7 +154,7 @@ def output_file(path: str | Path) -> Iterator[Path]:
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise OutputError(f"cannot write {path}: {os.strerror(errno.EISDIR).lower()}")
     if info is not None and not stat.S_ISREG(info.st_mode):
-        with _writing(path):
+        with writing(path):
             yield target
         return
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
@@ -169,7 +169,7 @@ def output_file(path: str | Path) -> Iterator[Path]:
     except OSError as error:
         raise OutputError(f"cannot write {path}: {_reason(error)}") from None
     try:
-        with _writing(path):
+        with writing(path):
             yield temporary
             os.replace(temporary, target)
     finally:
@@ -178,7 +178,7 @@ def output_file(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
-def _writing(path: str | Path) -> Iterator[None]:
+def writing(path: str | Path) -> Iterator[None]:
     """An OS error raised while writing `path` (not a broken pipe) -> `OutputError`."""
     try:
         yield
