@@ -206,12 +206,15 @@ def test_no_line_of_the_page_passes_what_a_mail_may_hold(samples: Path, tmp_path
     assert " ".join(code.group(1).split()) == f"[550 5.1.1] user unknown {words}"
 
 
+@pytest.mark.parametrize(
+    ("fmt", "suffix", "mime"), [("html", "html", "text/html"), ("markdown", "md", "text/plain")]
+)
 def test_the_readmes_cron_line_mails_the_page_as_a_mail_reader_opens_it(
-    samples: Path, tmp_path: Path
+    samples: Path, tmp_path: Path, fmt: str, suffix: str, mime: str
 ) -> None:
-    """The README's line that mails the HTML report, run by a shell as cron runs it, with
-    this test's store, logs and window, and a file for sendmail: one text/html part in UTF-8
-    whose lines a mail may hold, the page whole."""
+    """The README's lines that mail the HTML and the Markdown report, run by a shell as cron
+    runs them, with this test's store, logs and window, and a file for sendmail: one part of
+    its type in UTF-8 whose lines a mail may hold, the report whole."""
     import email
     import os
     import subprocess
@@ -219,14 +222,18 @@ def test_the_readmes_cron_line_mails_the_page_as_a_mail_reader_opens_it(
     from email.message import Message
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    line = next(line for line in readme.splitlines() if line.endswith("/usr/sbin/sendmail -t"))
+    line = next(
+        line
+        for line in readme.splitlines()
+        if line.endswith("/usr/sbin/sendmail -t") and f"--format {fmt} " in line
+    )
     command = line.split(" ", 5)[5]  # (after cron's five time fields)
     mail = tmp_path / "mail.eml"
     for theirs, ours in (
         ("/srv/bounces", str(tmp_path / "store")),
         ("/var/log/mail.log*", f"{samples}/postfix/mail.log*"),
         ("--since 24h", "--since 2026-11-20 --until 2026-11-28"),
-        ("/var/tmp/bounces.html", str(tmp_path / "bounces.html")),
+        (f"/var/tmp/bounces.{suffix}", str(tmp_path / f"bounces.{suffix}")),
         ("/usr/sbin/sendmail -t", f"cat > {mail}"),
     ):
         assert theirs in command
@@ -238,12 +245,15 @@ def test_the_readmes_cron_line_mails_the_page_as_a_mail_reader_opens_it(
     assert done.returncode == 0, done.stderr
     message: Message = email.message_from_bytes(mail.read_bytes())
     assert (message["To"], message["Subject"]) == ("postmaster", "bounces")
-    assert message.get_content_type() == "text/html"
+    assert message.get_content_type() == mime
     assert message.get_content_charset() == "utf-8"
     assert message["Content-Transfer-Encoding"] == "8bit"
     body = message.get_payload(decode=True)
     assert isinstance(body, bytes)
     page = body.decode("utf-8")
-    assert page == (tmp_path / "bounces.html").read_text(encoding="utf-8")
-    assert page.startswith("<!doctype html>") and page.count("<svg") == len(CHARTS)
+    assert page == (tmp_path / f"bounces.{suffix}").read_text(encoding="utf-8")
+    if fmt == "html":
+        assert page.startswith("<!doctype html>") and page.count("<svg") == len(CHARTS)
+    else:
+        assert page.startswith("# bounce-analyzer report") and "×" in page  # not ASCII
     assert max(map(len, mail.read_bytes().splitlines())) <= 998
