@@ -143,6 +143,7 @@ def test_parse_postfix_to_jsonl_with_summary(data_path: Path) -> None:
 
 def test_parse_writes_parquet_that_round_trips(data_path: Path, tmp_path: Path) -> None:
     import polars as pl
+    import pyarrow.parquet as pq
 
     from bounce_analyzer.schema import EVENT_SCHEMA
 
@@ -153,6 +154,12 @@ def test_parse_writes_parquet_that_round_trips(data_path: Path, tmp_path: Path) 
     frame = pl.read_parquet(out)
     assert dict(frame.schema) == EVENT_SCHEMA
     assert frame.height == 11
+    # min/max statistics on the timestamp only, the one column readers select rows by
+    group = pq.read_metadata(out).row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert [name for name, chunk in chunks.items() if chunk.is_stats_set] == ["timestamp"]
+    stamps = chunks["timestamp"].statistics
+    assert (stamps.min, stamps.max) == (frame["timestamp"].min(), frame["timestamp"].max())
 
 
 def test_parse_csv_neutralizes_formulas(tmp_path: Path) -> None:

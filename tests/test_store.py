@@ -370,6 +370,10 @@ def test_parquet_files_use_the_store_settings(
     }
     assert all(column.compression == "ZSTD" for column in columns.values())
     assert columns["timestamp"].statistics.has_min_max
+    assert columns["timestamp"].statistics.min == utc(2026, 11, 1)
+    assert columns["timestamp"].statistics.max == utc(2026, 11, 1, 0, 1, 39)
+    # statistics only where readers filter (schema.FILTERED_COLUMNS): they cost write time
+    assert [name for name, column in columns.items() if column.is_stats_set] == ["timestamp"]
     assert columns["event"].dictionary_page_offset is not None  # dictionary-encoded
     assert columns["event_id"].dictionary_page_offset is None  # unique: plain
     assert parquet.schema_arrow.remove_metadata() == schema.arrow_schema()

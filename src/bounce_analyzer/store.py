@@ -504,14 +504,14 @@ def _arrow_schema(table: Table) -> pa.Schema:
 
 
 def _parquet_writer(path: Path, arrow_schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer with the store's settings: zstd, statistics, dictionary strings, page
-    checksums."""
+    """A Parquet writer with the store's settings: zstd, statistics on the columns readers
+    filter on, dictionary strings, page checksums."""
     return pq.ParquetWriter(
         str(path),
         arrow_schema,
         compression="zstd",
         use_dictionary=[c for c in schema.dictionary_columns(arrow_schema) if c != "location"],
-        write_statistics=True,
+        write_statistics=schema.statistics_columns(arrow_schema),
         write_page_checksum=True,  # so that a damaged page can be found (`_damage`)
     )
 

@@ -356,6 +356,7 @@ class EventWriter:
                     table.schema,
                     compression="zstd",
                     use_dictionary=schema.dictionary_columns(table.schema),
+                    write_statistics=schema.statistics_columns(table.schema),
                     store_schema=False,
                 )
             self._parquet.write_table(table)
