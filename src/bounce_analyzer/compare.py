@@ -33,6 +33,7 @@ import polars as pl
 
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.report import Report, summarize
+from bounce_analyzer.schema import failed_share
 from bounce_analyzer.timewindow import previous_start
 
 __all__ = ["distinguish", "summarize_previous", "with_previous"]
@@ -42,21 +43,16 @@ __all__ = ["distinguish", "summarize_previous", "with_previous"]
 _EVERY_ROW = 2**31
 
 
-def _failure_rate(messages: str) -> pl.Expr:
-    """A table's failure rate, unrounded: failed of `messages` (or of the view's `total`)."""
-    return pl.when(pl.col(messages) > 0).then(pl.col("failed") / pl.col(messages))
-
-
 #: The compared tables of a `Report`: (attribute, the figure compared, whole, the figure
 #: unrounded when it is a rate: a change is the difference of the exact rates, rounded once).
 #: A whole table takes the rows of the previous period alone too; a cut one (`--top`) keeps
 #: its own rows.
 _COMPARED: tuple[tuple[str, str, bool, pl.Expr | None], ...] = (
-    ("totals", "failure_rate", True, _failure_rate("total")),
-    ("groups", "failure_rate", False, _failure_rate("messages")),
+    ("totals", "failure_rate", True, failed_share("total")),
+    ("groups", "failure_rate", False, failed_share("messages")),
     ("categories", "share", True, pl.col("count") / pl.col("count").sum()),
-    ("recipient_domains", "failure_rate", False, _failure_rate("messages")),
-    ("sender_domains", "failure_rate", False, _failure_rate("messages")),
+    ("recipient_domains", "failure_rate", False, failed_share("messages")),
+    ("sender_domains", "failure_rate", False, failed_share("messages")),
     ("blocklists", "attempts", True, None),
 )
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from bounce_analyzer.schema import failed
+from bounce_analyzer.schema import failed, failed_share
 
 #: The queue-time histogram's buckets (eximstats' limits): name, upper bound in seconds.
 QUEUE_TIMES = (
@@ -224,8 +224,7 @@ def _outcomes(weight: pl.Expr) -> list[pl.Expr]:
 def failure_rate() -> pl.Expr:
     """`failure_rate`: the failed share of a row's `attempts` (null without any), rounded to 4
     places, as the hourly traffic, the sending hosts and the daily trend show it."""
-    attempts = pl.col("attempts")
-    return pl.when(attempts > 0).then(pl.col("failed") / attempts).round(4).alias("failure_rate")
+    return failed_share("attempts").round(4).alias("failure_rate")
 
 
 def hourly(events: pl.LazyFrame, weights: pl.DataFrame | None = None) -> pl.LazyFrame:

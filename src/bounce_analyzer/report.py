@@ -32,6 +32,7 @@ from bounce_analyzer.schema import (
     FAILURES,
     advice_for,
     failed,
+    failed_share,
     hard_failure,
     soft_failure,
 )
@@ -781,15 +782,6 @@ def _spans(days: Sequence[date]) -> str:
     return ", ".join(f"{first} .. {last}" if first != last else str(first) for first, last in runs)
 
 
-def _rate(numerator: str, denominator: str) -> pl.Expr:
-    return (
-        pl.when(pl.col(denominator) > 0)
-        .then(pl.col(numerator) / pl.col(denominator))
-        .otherwise(None)
-        .round(4)
-    )
-
-
 def summarize(
     events: pl.LazyFrame,
     *,
@@ -877,7 +869,7 @@ def summarize(
                 final.with_columns(pl.lit("final outcomes").alias("view")), ["view"], outcomes=True
             ),
         ]
-    ).with_columns(_rate("failed", "total").alias("failure_rate"))
+    ).with_columns(failed_share("total").round(4).alias("failure_rate"))
     groups = (
         _counts(final, keys, outcomes=True)
         .rename({"total": "messages"})
@@ -891,7 +883,7 @@ def summarize(
             nulls_equal=True,
         )
         .with_columns(pl.col(pl.UInt32, pl.Int64).fill_null(0))
-        .with_columns(_rate("failed", "messages").alias("failure_rate"))
+        .with_columns(failed_share("messages").round(4).alias("failure_rate"))
         .sort(["failed", "attempts", *keys], descending=[True, True, *([False] * len(keys))])
     )
     rows = pl.col("_events")
@@ -935,7 +927,7 @@ def summarize(
         return (
             _counts(final.filter(pl.col(column).is_not_null()), [column], outcomes=True)
             .rename({"total": "messages"})
-            .with_columns(_rate("failed", "messages").alias("failure_rate"))
+            .with_columns(failed_share("messages").round(4).alias("failure_rate"))
             .sort(["failed", "messages", column], descending=[True, True, False])
         )
 

@@ -37,6 +37,12 @@ def failed() -> pl.Expr:
     return pl.col("event").is_in(FAILURES)
 
 
+def failed_share(of: str) -> pl.Expr:
+    """The failure rate of a counted row: its `failed` count over the count `of` (`attempts`,
+    `messages`, a view's `total`), unrounded; null where `of` is 0. Every table's rate."""
+    return pl.when(pl.col(of) > 0).then(pl.col("failed") / pl.col(of))
+
+
 def hard_failure() -> pl.Expr:
     """A hard failure: the address itself is bad (`bounce_type` hard, as classified)."""
     return failed() & pl.col("bounce_type").eq_missing("hard")

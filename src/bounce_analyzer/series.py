@@ -17,7 +17,7 @@ import polars as pl
 
 from bounce_analyzer.delays import delivery_delays
 from bounce_analyzer.report import in_window
-from bounce_analyzer.schema import failed
+from bounce_analyzer.schema import failed, failed_share
 
 #: The outcomes a chart stacks, in their order (bottom first).
 OUTCOMES = ("delivered", "deferred", "failed", "complained")
@@ -62,7 +62,7 @@ def chart_series(
         window.join(busiest, on="provider", how="semi")
         .group_by(pl.col("timestamp").dt.date().alias("date"), "provider")
         .agg(pl.len().cast(pl.UInt32).alias("attempts"), failed().sum().alias("failed"))
-        .with_columns((pl.col("failed") / pl.col("attempts")).round(4).alias("failure_rate"))
+        .with_columns(failed_share("attempts").round(4).alias("failure_rate"))
         .sort("date", "provider")
     )
     frames = pl.collect_all(
