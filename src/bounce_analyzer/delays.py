@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from bounce_analyzer.schema import failed, failed_share
+from bounce_analyzer.schema import failed, failed_share, outcome_order
 
 #: The queue-time histogram's buckets (eximstats' limits): name, upper bound in seconds.
 QUEUE_TIMES = (
@@ -307,7 +307,7 @@ def resolutions(
     """
     keys = list(message)
     event = pl.col("event")
-    order = (pl.col("timestamp"), event != "deferred", pl.col("event_id"))
+    order = outcome_order()
     parts: list[pl.DataFrame] = []
     for part in range(passes):
         share = events

@@ -34,6 +34,7 @@ from bounce_analyzer.schema import (
     failed,
     failed_share,
     hard_failure,
+    outcome_order,
     soft_failure,
 )
 
@@ -309,7 +310,7 @@ def _last_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
         numbered.filter(pl.col("event") != "complained")
         .select("_row", "source", "host", _message(), "recipient", "timestamp", "event", "event_id")
         .group_by(*_MESSAGE_KEYS, "recipient")
-        .agg(pl.col("_row").sort_by("timestamp", pl.col("event") != "deferred", "event_id").last())
+        .agg(pl.col("_row").sort_by(*outcome_order()).last())
         .select("_row")
     )
 

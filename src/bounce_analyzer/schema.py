@@ -43,6 +43,13 @@ def failed_share(of: str) -> pl.Expr:
     return pl.when(pl.col(of) > 0).then(pl.col("failed") / pl.col(of))
 
 
+def outcome_order() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """The order of one message and recipient's events whose last is its final outcome: by
+    time, a deferral before another event of the same second, then by event id (a stable
+    tie-break)."""
+    return pl.col("timestamp"), pl.col("event") != "deferred", pl.col("event_id")
+
+
 def hard_failure() -> pl.Expr:
     """A hard failure: the address itself is bad (`bounce_type` hard, as classified)."""
     return failed() & pl.col("bounce_type").eq_missing("hard")
