@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "bounce_analyzer"
 #: The layers, lowest first (as docs/ARCHITECTURE.md draws them).
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("schema", "smtp", "stages", "timewindow", "prefilter", "cache"),
+    ("schema", "smtp", "stages", "timewindow", "prefilter", "cache", "native"),
     ("reading", "extract", "normalize", "rules", "blocklists", "retry"),
     ("sources",),
     ("direction",),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from _samples import BOUNCED, BROKEN
@@ -17,7 +18,19 @@ runner = CliRunner()
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"bounce-analyzer {__version__}"
+    first, parser = result.output.strip().splitlines()
+    assert first == f"bounce-analyzer {__version__}"
+    assert parser.startswith("parser: ")
+
+
+def test_version_says_when_the_environment_forces_the_polars_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
+    result = runner.invoke(app, ["--version"])
+    assert result.output.strip().splitlines()[1] == (
+        "parser: polars path (BOUNCE_ANALYZER_NATIVE=0)"
+    )
 
 
 def test_no_arguments_shows_help() -> None:

@@ -150,7 +150,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"bounce-analyzer {__version__}")
+        from bounce_analyzer import native
+
+        typer.echo(f"bounce-analyzer {__version__}\n{native.describe()}")
         raise typer.Exit()
 
 

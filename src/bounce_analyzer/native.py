@@ -1,0 +1,59 @@
+"""Which path a log source runs: its optional C tokenizer or the polars reference path.
+
+The C extensions (`native/*.c`, compiled at install by `hatch_build.py`; docs/NATIVE.md) are
+optional: a machine without a compiler installs and runs the polars path, which stays the
+reference that the differential tests hold the C path to. `BOUNCE_ANALYZER_NATIVE=0` forces
+the polars path; `bounce-analyzer --version` says which path is active.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+__all__ = ["ENV", "describe", "disabled", "module"]
+
+#: The environment variable that turns the C path off (`0`).
+ENV = "BOUNCE_ANALYZER_NATIVE"
+#: Each source with a C tokenizer -> (its extension module, the interface version it must say).
+_MODULES = {
+    "postfix": ("bounce_analyzer._postfix_c", 1),
+    "exim": ("bounce_analyzer._exim_c", 1),
+}
+
+
+def disabled() -> bool:
+    """Whether the environment turns the C path off."""
+    return os.environ.get(ENV, "").strip() == "0"
+
+
+def _load(source: str) -> ModuleType | None:
+    name, abi = _MODULES[source]
+    try:
+        loaded = importlib.import_module(name)
+    except ImportError:
+        return None
+    return loaded if getattr(loaded, "ABI_VERSION", 0) == abi else None
+
+
+def module(source: str) -> ModuleType | None:
+    """The C tokenizer of `source` (a key of the sources' registry), or None: not built, of
+    another interface version, not written for that source, or turned off by the environment."""
+    if disabled() or source not in _MODULES:
+        return None
+    return _load(source)
+
+
+def describe() -> str:
+    """One line: which path the log sources run, and why."""
+    if disabled():
+        return f"parser: polars path ({ENV}=0)"
+    native = [source for source in _MODULES if _load(source) is not None]
+    if not native:
+        return "parser: polars path (no C extension built)"
+    rest = [source for source in _MODULES if source not in native]
+    line = f"parser: C path for {', '.join(native)}"
+    if rest:
+        line += f", polars path for {', '.join(rest)}"
+    return line + f" ({ENV}=0 forces the polars path)"
