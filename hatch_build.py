@@ -56,6 +56,7 @@ def compile_extension(root: Path, module: str, sources: list[str], out_dir: Path
         "-fPIC",
         "-shared",
         "-fvisibility=hidden",
+        f"-I{root / 'native'}",
         f"-I{sysconfig.get_paths()['include']}",
         *(str(root / s) for s in sources),
         "-o",
