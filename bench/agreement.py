@@ -40,7 +40,16 @@ from bounce_analyzer.explain import explain_frame
 from bounce_analyzer.rules import load_rules
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_CORPUS = HERE.parent.parent / "shared" / "corpus" / "classification"
+#: The shared corpus beside the checkout: /work/shared for /work/main and for a worktree
+#: /work/wt/NAME alike (the first ancestor of the checkout with a shared/corpus folder).
+DEFAULT_CORPUS = next(
+    (
+        folder / "shared" / "corpus" / "classification"
+        for folder in HERE.parents
+        if (folder / "shared" / "corpus" / "classification").is_dir()
+    ),
+    HERE.parent.parent / "shared" / "corpus" / "classification",
+)
 
 #: Sisimai's rhost modules and lhost names: a host of that provider's (what a log would show as
 #: the relay) and the provider of ours that it is. `None` as a host: an MTA, not a provider.
@@ -120,6 +129,12 @@ LABELS: dict[str, set[str]] = {
 #: Hard or soft, as other projects' labels imply (only where they say it plainly).
 HARD_LABELS = {"InvalidRecipient": True, "BadDomain": True, "5.1.1": True, "5.1.2": True}
 
+#: Columns typed as text even where every row of a set leaves them empty (set 2 gives no codes):
+#: a column of nulls would be of type Null, which cannot be joined with an earlier run's text.
+_TEXT_COLUMNS = dict.fromkeys(
+    ("smtp_code", "enhanced_code", "relay_host", "expected_provider"), pl.String
+)
+
 # rows that are not messages: regular expressions with their syntax, code placeholders
 _REGEX_SYNTAX = re.compile(r"\\[dswbSWD.]|\[[^\]]*\]|\(\?|\.\+|\.\*|\{\d|[()|]|^\^")
 
@@ -145,7 +160,7 @@ def _sisimai_rows(corpus: Path) -> pl.DataFrame:
                     "origin": row["provider"] or row["scheme"],
                 }
             )
-    return pl.DataFrame(rows, schema_overrides={"relay_host": pl.String})
+    return pl.DataFrame(rows, schema_overrides=_TEXT_COLUMNS)
 
 
 def _category(reason: str) -> str:
@@ -212,9 +227,7 @@ def _other_rows(corpus: Path) -> pl.DataFrame:
                         "origin": path.stem,
                     }
                 )
-    return pl.DataFrame(
-        rows, schema_overrides={"relay_host": pl.String, "expected_provider": pl.String}
-    )
+    return pl.DataFrame(rows, schema_overrides=_TEXT_COLUMNS)
 
 
 def measure(rows: pl.DataFrame) -> pl.DataFrame:
