@@ -37,6 +37,9 @@ RELAY_HOSTS = [
     # the national clouds: Microsoft Cloud Deutschland, US Government GCC High / DoD
     ("contoso-com.mail.protection.outlook.de", "microsoft"),
     ("contoso-com.mail.protection.office365.us", "microsoft"),
+    ("contoso-com.mail.eo.outlook.com", "microsoft"),
+    ("mail.messaging.microsoft.com", "microsoft"),
+    ("mail.global.frontbridge.com", "microsoft"),
     ("contoso-com.p-v1.mx.microsoft", "microsoft"),
     ("mta5.am0.yahoodns.net", "yahoo"),
     ("mta7.am0.yahoodns.net", "yahoo"),
@@ -91,6 +94,12 @@ RELAY_HOSTS = [
     ("mx.zoho.com.cn", "zoho"),
     ("mx0a-00123401.pphosted.com", "proofpoint"),
     ("d1.ess.barracudanetworks.com", "barracuda"),
+    ("d123456a.ess.barracudanetworks.com", "barracuda"),
+    ("mx1.barracuda.com", "barracuda"),
+    ("mx1.proofpoint.com", "proofpoint"),
+    ("msmx.au.com", "kddi"),
+    ("mailin-01.mx.aol.com", "yahoo"),
+    ("smtpin.zoho.com", "zoho"),
     ("mx.example.com", "other"),
 ]
 
