@@ -40,7 +40,16 @@ from bounce_analyzer.explain import explain_frame
 from bounce_analyzer.rules import load_rules
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_CORPUS = HERE.parent.parent / "shared" / "corpus" / "classification"
+#: The shared corpus beside the checkout: /work/shared for /work/main and for a worktree
+#: /work/wt/NAME alike (the first ancestor of the checkout with a shared/corpus folder).
+DEFAULT_CORPUS = next(
+    (
+        folder / "shared" / "corpus" / "classification"
+        for folder in HERE.parents
+        if (folder / "shared" / "corpus" / "classification").is_dir()
+    ),
+    HERE.parent.parent / "shared" / "corpus" / "classification",
+)
 
 #: Sisimai's rhost modules and lhost names: a host of that provider's (what a log would show as
 #: the relay) and the provider of ours that it is. `None` as a host: an MTA, not a provider.
@@ -77,7 +86,12 @@ LABELS: dict[str, set[str]] = {
     "QuotaIssues": {"mailbox_full", "system_full"},
     "SpamBlock": {"blocked", "bad_reputation", "spam_detected"},
     "SpamContent": {"spam_detected", "content_error", "virus_detected"},
-    "AuthenticationFailed": {"auth_failure", "require_ptr"},
+    # KumoMTA's class is the sender failing to prove who it is, in all three of the ways that
+    # our categories tell apart: SPF/DKIM/DMARC or PTR (its rows "DMARC", "reverse DNS"), SMTP
+    # AUTH ("Authentication required", "turn on SMTP Authentication": security_error, as
+    # Sisimai's SecurityError reads them) and the sender domain's DNS ("Sender Domain Resolve
+    # Fail", "envelope sender domain must exist": rejected, as Sisimai's Rejected reads them)
+    "AuthenticationFailed": {"auth_failure", "require_ptr", "security_error", "rejected"},
     "PolicyRelated": {"policy_violation", "rejected", "blocked", "filtered", "not_compliant_rfc"},
     "RoutingErrors": {"host_unknown", "no_relaying", "not_accept", "network_error"},
     "BadDomain": {"host_unknown", "not_accept"},
@@ -91,7 +105,11 @@ LABELS: dict[str, set[str]] = {
     "TransientFailure": {"system_error", "rate_limited", "on_hold", "network_error"},
     # RFC 3463 codes (PHP-Bounce-Handler, bounce-email)
     "5.1.1": {"user_unknown"},
-    "5.1.2": {"host_unknown"},
+    # X.1.2 (RFC 3463): "the destination system specified in the address does not exist or is
+    # incapable of accepting mail"; a server that refuses to relay says that it is not a
+    # destination for the address's domain, and PHP-Bounce-Handler gives each of its relay
+    # phrases ("Relay access denied", "we do not relay", "Unable to relay") this code
+    "5.1.2": {"host_unknown", "no_relaying"},
     "5.1.6": {"has_moved"},
     "5.1.8": {"rejected"},
     "5.2.0": {"mailbox_full", "suspend"},
@@ -105,7 +123,11 @@ LABELS: dict[str, set[str]] = {
     "5.4.6": {"network_error", "system_error"},
     "5.5.0": {"user_unknown", "syntax_error"},
     "5.6.2": {"content_error"},
+    # X.7.1 is any refusal by the receiver's policy; before RFC 7372 registered X.7.20 to
+    # X.7.26 (2014), SPF, DKIM and DomainKeys failures were refused with it, and the phrase
+    # tables that label them 5.7.1 predate those codes
     "5.7.1": {
+        "auth_failure",
         "blocked",
         "rejected",
         "policy_violation",
@@ -120,6 +142,12 @@ LABELS: dict[str, set[str]] = {
 #: Hard or soft, as other projects' labels imply (only where they say it plainly).
 HARD_LABELS = {"InvalidRecipient": True, "BadDomain": True, "5.1.1": True, "5.1.2": True}
 
+#: Columns typed as text even where every row of a set leaves them empty (set 2 gives no codes):
+#: a column of nulls would be of type Null, which cannot be joined with an earlier run's text.
+_TEXT_COLUMNS = dict.fromkeys(
+    ("smtp_code", "enhanced_code", "relay_host", "expected_provider"), pl.String
+)
+
 # rows that are not messages: regular expressions with their syntax, code placeholders
 _REGEX_SYNTAX = re.compile(r"\\[dswbSWD.]|\[[^\]]*\]|\(\?|\.\+|\.\*|\{\d|[()|]|^\^")
 
@@ -131,7 +159,9 @@ def _sisimai_rows(corpus: Path) -> pl.DataFrame:
             reason = row["expected_reason"]
             if not reason:
                 continue
-            host, provider = RHOSTS.get(row["provider"], (None, "other"))
+            # a row of no provider's table names no provider to check: a provider's own words
+            # in it may rightly name that provider (`pattern:google.user_unknown` is Gmail's)
+            host, provider = RHOSTS.get(row["provider"], (None, None))
             rows.append(
                 {
                     "input": row["diagnostic"],
@@ -145,7 +175,7 @@ def _sisimai_rows(corpus: Path) -> pl.DataFrame:
                     "origin": row["provider"] or row["scheme"],
                 }
             )
-    return pl.DataFrame(rows, schema_overrides={"relay_host": pl.String})
+    return pl.DataFrame(rows, schema_overrides=_TEXT_COLUMNS)
 
 
 def _category(reason: str) -> str:
@@ -185,6 +215,8 @@ def _as_message(pattern: str) -> str | None:
     as ``552 ... mailbox not found``), or None where it is more than a phrase with gaps."""
     text = pattern.removeprefix("^").removesuffix("$")
     text = re.sub(r"\.[+*]\??", " ... ", text).replace("\\.", ".").replace("\\s", " ")
+    # an optional letter or space (`over ?quota`, `blocke?d?`) stands for the message with it
+    text = re.sub(r"(?<=[^\\])\?", "", text)
     if _REGEX_SYNTAX.search(text):
         return None
     return re.sub(r" +", " ", text).strip()
@@ -212,9 +244,7 @@ def _other_rows(corpus: Path) -> pl.DataFrame:
                         "origin": path.stem,
                     }
                 )
-    return pl.DataFrame(
-        rows, schema_overrides={"relay_host": pl.String, "expected_provider": pl.String}
-    )
+    return pl.DataFrame(rows, schema_overrides=_TEXT_COLUMNS)
 
 
 def measure(rows: pl.DataFrame) -> pl.DataFrame:

@@ -21,6 +21,7 @@ from bounce_analyzer.classify import (
     normalize_message,
     provider_of,
 )
+from bounce_analyzer.explain import explain_frame
 from bounce_analyzer.rules import Rules, builtin_rules_dir, load_rules
 from bounce_analyzer.schema import CLASSIFICATION_SCHEMA, EVENTS, FACT_SCHEMA, conform
 
@@ -420,6 +421,23 @@ def test_explicit_codes_win(small_rules: Rules) -> None:
         recipient_domain="example.org",
     )
     assert result == ("other", "user_unknown", "hard", True, "enhanced:X.1.1")
+
+
+@pytest.mark.parametrize(
+    ("diagnostic", "category", "rule"),
+    [
+        # RFC 5321: a 550's "mailbox unavailable" is a missing mailbox, a 450's a busy one
+        ("550 Requested action not taken: mailbox unavailable", "user_unknown", "pattern:"),
+        ("450 Requested action not taken: mailbox unavailable", "system_error", "reply:450"),
+        # no code at all: the words are all there is, and they are the 550's
+        ("Requested action not taken: mailbox unavailable", "user_unknown", "pattern:"),
+    ],
+)
+def test_pattern_classes_hold_back_other_classes_only(
+    diagnostic: str, category: str, rule: str
+) -> None:
+    got = explain_frame(pl.DataFrame({"input": [diagnostic]}), load_rules()).row(0, named=True)
+    assert (got["category"], got["rule_id"][: len(rule)]) == (category, rule)
 
 
 @pytest.mark.parametrize(

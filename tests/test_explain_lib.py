@@ -131,7 +131,8 @@ def test_given_fields_are_used(rules: Rules) -> None:
     )
     result = explain_frame(inputs, rules).select("smtp_code", "provider", "rule_id").rows()
     assert result[0][:2] == (550, "other")
-    assert result[1] == (None, "other", "default:on_hold")
+    # no code given or found: the words decide, a pattern for 5xx replies included
+    assert result[1] == (None, "other", "pattern:generic.user_unknown.mailbox_unavailable")
     assert [row[1] for row in result[2:]] == ["google", "yahoo"]
 
 

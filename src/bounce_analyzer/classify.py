@@ -499,7 +499,11 @@ def _pattern_candidates(
     ]
     eligible = (
         pl.col("pattern_provider").is_null() | (pl.col("pattern_provider") == pl.col("provider"))
-    ) & (pl.col("classes").is_null() | pl.col("classes").list.contains(pl.col("class")))
+    ) & (
+        pl.col("classes").is_null()
+        | pl.col("class").is_null()
+        | pl.col("classes").list.contains(pl.col("class"))
+    )
     # what a pair's eligibility depends on first; the texts and regexes only for the pairs to try
     candidates = (
         pl.concat([pair.lazy() for pair in pairs])
