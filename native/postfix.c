@@ -60,12 +60,19 @@ enum {
     /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`) */
     C_SENDER,
     C_MESSAGE_ID,
+    /* a reject's fields (`_reject_fields`) */
+    C_STAGE,
+    C_CLIENT_HOST,
+    C_CLIENT_IP,
+    C_ENVELOPE_SENDER,
+    C_ENVELOPE_RECIPIENT,
     N_VIEWS
 };
 static const char *const VIEW_NAMES[N_VIEWS] = {
     "raw",   "host", "transport", "qid",       "body",   "recipient", "original_recipient",
     "relay", "delay", "dsn",      "dsn_alone", "status", "rest", "relay_host", "relay_ip",
-    "state_sender", "state_message_id",
+    "state_sender", "state_message_id", "stage", "client_host", "client_ip",
+    "envelope_sender", "envelope_recipient",
 };
 
 /* A field of a line: `s` NULL for none (a null). */
@@ -303,6 +310,77 @@ static void recipient_fields(const char *b, int64_t n, line_fields *out) {
     for (int v = C_RECIPIENT; v <= C_RELAY_IP; v++) out->f[v] = got[v];
 }
 
+/* The first `lit` (of `k` bytes) in `b[from, n)`: its index, or -1. */
+static int64_t find(const char *b, int64_t n, int64_t from, const char *lit, int64_t k) {
+    for (int64_t i = from; i + k <= n; i++) {
+        const char *hit = memchr(b + i, lit[0], (size_t)(n - k + 1 - i));
+        if (hit == NULL) return -1;
+        i = hit - b;
+        if (memcmp(hit, lit, (size_t)k) == 0) return i;
+    }
+    return -1;
+}
+#define FIND(b, n, from, lit) find((b), (n), (from), (lit), (int64_t)(sizeof(lit) - 1))
+
+/* A reject's fields, as `_reject_fields` cuts them:
+ * reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 <a@example.com>: Relay access denied;
+ *   from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c> */
+static void reject_fields(const char *b, int64_t n, line_fields *out) {
+    /* `_STAGE_REJECT`: (milter-)reject: STAGE from host[address](:port): , then the text up
+     * to the first "; from=<", then up to the first "; proto=" */
+    int64_t i = STARTS(b, n, "milter-reject: ") ? 15 : 8;
+    int64_t start = i;
+    while (i < n && ((b[i] >= 'A' && b[i] <= 'Z') || b[i] == '-')) i++;
+    if (i > start && STARTS(b + i, n - i, " from ")) {
+        i += 6;
+        while (i < n && !is_space(b[i]) && b[i] != '[' && b[i] != ']') i++;
+        const char *close = i < n && b[i] == '[' ? memchr(b + i, ']', (size_t)(n - i)) : NULL;
+        if (close != NULL) {
+            i = close - b + 1;
+            if (i < n && b[i] == ':' && i + 1 < n && is_digit(b[i + 1])) {
+                int64_t port = ++i;
+                while (i < n && is_digit(b[i])) i++;
+                if (!STARTS(b + i, n - i, ": ")) i = port - 1; /* `(?::\d+)?` left out */
+            }
+            if (STARTS(b + i, n - i, ": ")) {
+                i += 2;
+                int64_t end = FIND(b, n, i, "; from=<");
+                if (end < 0) end = n;
+                int64_t proto = FIND(b, end, i, "; proto=");
+                if (proto >= 0) end = proto;
+                out->f[C_STAGE] = (field){b + i, (int32_t)(end - i)};
+            }
+        }
+    }
+    /* `_CLIENT`: the first " from host[address]" */
+    for (int64_t at = FIND(b, n, 0, " from "); at >= 0; at = FIND(b, n, at + 1, " from ")) {
+        int64_t j = at + 6, host = j;
+        while (j < n && !is_space(b[j]) && b[j] != '[' && b[j] != ']') j++;
+        if (j >= n || b[j] != '[') continue;
+        const char *close = memchr(b + j + 1, ']', (size_t)(n - j - 1));
+        if (close == NULL || close == b + j + 1) continue;
+        out->f[C_CLIENT_HOST] = (field){b + host, (int32_t)(j - host)};
+        out->f[C_CLIENT_IP] = (field){b + j + 1, (int32_t)(close - b - j - 1)};
+        break;
+    }
+    /* `_ENVELOPE`: the first "; from=<sender>" with a ">", then ",? to=<recipient>" */
+    int64_t at = FIND(b, n, 0, "; from=<");
+    if (at >= 0) {
+        int64_t j = at + 8;
+        const char *close = memchr(b + j, '>', (size_t)(n - j));
+        if (close != NULL) {
+            out->f[C_ENVELOPE_SENDER] = (field){b + j, (int32_t)(close - b - j)};
+            j = close - b + 1;
+            if (j < n && b[j] == ',') j++;
+            if (STARTS(b + j, n - j, " to=<")) {
+                const char *end = memchr(b + j + 5, '>', (size_t)(n - j - 5));
+                if (end != NULL)
+                    out->f[C_ENVELOPE_RECIPIENT] = (field){b + j + 5, (int32_t)(end - b - j - 5)};
+            }
+        }
+    }
+}
+
 /* 1 when the `n` bytes at `s` are printable ASCII or tabs: the bytes the C path reads as
  * the polars path does (no NUL, which reading drops; no CR; nothing that regex `\s` or
  * UTF-8 decoding reads otherwise). Eight bytes at a time. */
@@ -403,6 +481,7 @@ static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps
             out->f[C_TRANSPORT] = (field){s + last, (int32_t)(program_end - last)};
     }
     if (kind == K_RECIPIENT) recipient_fields(body, body_len, out);
+    if (kind == K_REJECT) reject_fields(body, body_len, out);
     if (kind == K_FROM) {
         /* from=<s@example.org>, size=4303, ...: `^from=<[^>]*` (body_kind found the ">") */
         const char *close = memchr(body + 6, '>', (size_t)(body_len - 6));

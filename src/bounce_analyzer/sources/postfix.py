@@ -293,8 +293,8 @@ class Postfix:
             kept, others_skipped = _syslog_kinds(others, self.tz, reference, seq_base)
             skipped += others_skipped
             if kept.height:
-                kept = _state_fields(_recipient_fields(kept)).select(frame.columns)
-                frame = pl.concat([frame, kept]).sort("line_no")
+                kept = _reject_fields(_state_fields(_recipient_fields(kept)))
+                frame = pl.concat([frame, kept.select(frame.columns)]).sort("line_no")
         span = (batch.offset, batch.offset + len(batch.data))
         return _Kinds(frame, batch.path, cut["lines"], skipped, span)
 
@@ -1069,7 +1069,14 @@ def _expired_events(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
+#: The fields `_reject_fields` adds (the C tokenizer cuts the same).
+_REJECT_FIELDS = ("stage", "client_host", "client_ip", "envelope_sender", "envelope_recipient")
+
+
+def _reject_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with a reject's `stage` text (null when the line has no stage and client),
+    `client_host` and `client_ip` (`_CLIENT`), `envelope_sender` and `envelope_recipient`
+    (`_ENVELOPE`), cut from `body`."""
     body = pl.col("body")
     # ...smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 <a@example.com>:
     #   Relay access denied; from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>
@@ -1082,20 +1089,35 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
     stage = body.str.strip_prefix(body.str.extract(_STAGE_REJECT, 0))
     stage = stage.str.splitn("; from=<", 2).struct.field("field_0")
     stage = stage.str.splitn("; proto=", 2).struct.field("field_0")
+    client, envelope = pl.col("client").struct, pl.col("envelope").struct
+    return (
+        frame.with_columns(
+            stage=stage,
+            client=body.str.extract_groups(_CLIENT),
+            envelope=body.str.extract_groups(_ENVELOPE),
+        )
+        .with_columns(
+            client_host=client.field("client_host"),
+            client_ip=client.field("client_ip"),
+            envelope_sender=envelope.field("sender"),
+            envelope_recipient=envelope.field("recipient"),
+        )
+        .drop("client", "envelope")
+    )
+
+
+def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
+    if "stage" not in frame.columns:
+        frame = _reject_fields(frame)
+    body = pl.col("body")
     # ...cleanup[8]: 3F2A1B2C3D: reject: header Subject: win from c[192.0.2.1];
     #   from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>: 5.7.1 Spam rejected
     # (rare: read only where the stage is not; a null is not searched)
     content = pl.when(pl.col("stage").is_null()).then(body).str.extract(_CONTENT_REJECT, 1)
     # Anything else: all that follows "reject: ".
     anything = body.str.splitn("reject: ", 2).struct.field("field_1")
-    parsed = (
-        frame.with_columns(stage=stage)
-        .with_columns(
-            diagnostic=pl.coalesce("stage", content, anything),
-            client=body.str.extract_groups(_CLIENT),
-            envelope=body.str.extract_groups(_ENVELOPE),
-        )
-        .with_columns(codes=pl.col("diagnostic").str.extract_groups(_LEADING_CODES))
+    parsed = frame.with_columns(diagnostic=pl.coalesce("stage", content, anything)).with_columns(
+        codes=pl.col("diagnostic").str.extract_groups(_LEADING_CODES)
     )
     return parsed.select(
         "line_no",
@@ -1108,10 +1130,10 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
         event=pl.lit("rejected"),
         message_ref=pl.when(pl.col("qid") == "NOQUEUE").then(None).otherwise(pl.col("qid")),
         # the client our server refused (postscreen names no host: "RCPT from [192.0.2.1]")
-        client_host=_empty_to_null(pl.col("client").struct.field("client_host")),
-        client_ip=pl.col("client").struct.field("client_ip"),
-        sender=pl.col("envelope").struct.field("sender"),
-        recipient=pl.col("envelope").struct.field("recipient"),
+        client_host=_empty_to_null(pl.col("client_host")),
+        client_ip="client_ip",
+        sender="envelope_sender",
+        recipient="envelope_recipient",
         smtp_code=pl.col("codes").struct.field("code").cast(pl.Int16()),
         enhanced_code=pl.col("codes").struct.field("enhanced"),
     )
@@ -1185,7 +1207,8 @@ def _native_frame(
     def strings(name: str) -> pl.Series:
         return string_column(name, count, cut[name], data, cut[f"{name}_valid"])
 
-    views = ("raw", "host", "transport", "qid", "body", *_RECIPIENT_FIELDS, *_STATE_FIELDS)
+    fields = (*_RECIPIENT_FIELDS, *_STATE_FIELDS, *_REJECT_FIELDS)
+    views = ("raw", "host", "transport", "qid", "body", *fields)
     frame = pl.DataFrame(
         [
             _int_column(cut["line_no"], count, pa.int64()).alias("line_no"),
@@ -1212,6 +1235,5 @@ def _native_frame(
         "body",
         kind.alias("kind"),
         pl.lit(None, pl.String()).alias("bad"),
-        *_RECIPIENT_FIELDS,
-        *_STATE_FIELDS,
+        *fields,
     )
