@@ -788,6 +788,12 @@ def _classic_time(classic: pl.Expr, reference: datetime, *, fraction: bool = Tru
     in_leap_year = pl.concat_str([pl.lit(f"{_LEAP_YEAR} "), classic]).str.strptime(
         pl.Datetime("us"), fmt, strict=False
     )
+    return _in_reference_year(in_leap_year, reference)
+
+
+def _in_reference_year(in_leap_year: pl.Expr, reference: datetime) -> pl.Expr:
+    """A time of `_LEAP_YEAR` moved to the year of `reference`, or to the year before (see
+    `_classic_time`)."""
     this_year = in_leap_year.dt.offset_by(f"{reference.year - _LEAP_YEAR}y")
     year_before = in_leap_year.dt.offset_by(f"{reference.year - 1 - _LEAP_YEAR}y")
     limit = reference + timedelta(days=1)
@@ -1170,31 +1176,17 @@ def _int_column(data: Any, count: int, dtype: pa.DataType) -> pl.Series:
     return series
 
 
-#: `stamp_key`'s parts (native/postfix.c, classic_stamp): ((month * 32 + day) * 24 + hour)
-#: * 3600 + minute * 60 + second.
-_KEY_HOUR = pl.col("key") // 3600
-
-
 def _stamp_times(keys: pl.Series, tz: str, reference: datetime) -> pl.DataFrame:
-    """The distinct `stamp_key`s -> their UTC times, read as the polars path reads the stamps
-    (`_classic_time`, then `_zoned`)."""
-    month = (_KEY_HOUR // 24 // 32).cast(pl.UInt32)
-    text = pl.format(
-        "{} {} {}:{}:{}",
-        month.replace_strict(range(1, 13), _MONTHS, return_dtype=pl.String()),
-        ((_KEY_HOUR // 24) % 32).cast(pl.String).str.pad_start(2, "0"),
-        (_KEY_HOUR % 24).cast(pl.String).str.pad_start(2, "0"),
-        (pl.col("key") % 3600 // 60).cast(pl.String).str.pad_start(2, "0"),
-        (pl.col("key") % 60).cast(pl.String).str.pad_start(2, "0"),
+    """The distinct `stamp_key`s (native/postfix.c: ((month * 32 + day) * 24 + hour) * 3600
+    + minute * 60 + second, of a real day and time) -> their UTC times, as the polars path
+    reads the stamps (`_classic_time`, then `_zoned`)."""
+    key = pl.col("key")
+    hours = key // 3600
+    in_leap_year = pl.datetime(
+        _LEAP_YEAR, hours // 24 // 32, hours // 24 % 32, hours % 24, key % 3600 // 60, key % 60
     )
-    times = _zoned(_classic_time(pl.col("stamp"), reference, fraction=False), tz)
-    return (
-        keys.unique()
-        .drop_nulls()
-        .to_frame("key")
-        .with_columns(stamp=text)
-        .select("key", timestamp=times)
-    )
+    times = _zoned(_in_reference_year(in_leap_year, reference), tz)
+    return keys.unique().drop_nulls().to_frame("key").select("key", timestamp=times)
 
 
 def _native_frame(
@@ -1221,9 +1213,7 @@ def _native_frame(
     timestamp = pl.col("key").replace_strict(
         times["key"], times["timestamp"], default=None, return_dtype=pl.Datetime("us", "UTC")
     )
-    kind = pl.col("kind").replace_strict(
-        range(len(_KIND.categories)), _KIND.categories, return_dtype=_KIND
-    )
+    kind = pl.lit(pl.Series(_KIND.categories, dtype=_KIND)).gather(pl.col("kind"))
     return frame.select(
         "line_no",
         (pl.col("line_no") + seq_base).alias("seq"),
