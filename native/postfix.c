@@ -57,6 +57,14 @@ enum {
     C_REST,
     C_RELAY_HOST,
     C_RELAY_IP,
+    /* the text in the parentheses after the status, and the codes and host in it */
+    C_DIAGNOSTIC,
+    C_SAID_CODE,
+    C_SAID_ENHANCED,
+    C_LEADING_CODE,
+    C_LEADING_ENHANCED,
+    C_REMOTE_HOST,
+    C_REMOTE_IP,
     /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`) */
     C_SENDER,
     C_MESSAGE_ID,
@@ -71,6 +79,8 @@ enum {
 static const char *const VIEW_NAMES[N_VIEWS] = {
     "raw",   "host", "transport", "qid",       "body",   "recipient", "original_recipient",
     "relay", "delay", "dsn",      "dsn_alone", "status", "rest", "relay_host", "relay_ip",
+    "diagnostic", "said_code", "said_enhanced", "leading_code", "leading_enhanced",
+    "remote_host", "remote_ip",
     "state_sender", "state_message_id", "stage", "client_host", "client_ip",
     "envelope_sender", "envelope_recipient",
 };
@@ -225,6 +235,108 @@ static int64_t enhanced_code(const char *b, int64_t n, int64_t i) {
     return STARTS(b + i, n - i, ", ") ? i : -1;
 }
 
+/* `smtp.REPLY_CODE` ([2-5][0-5][0-9]) at `b[i]`. */
+static int reply_code(const char *b, int64_t n, int64_t i) {
+    return i + 3 <= n && b[i] >= '2' && b[i] <= '5' && b[i + 1] >= '0' && b[i + 1] <= '5' &&
+           is_digit(b[i + 2]);
+}
+
+/* `smtp.ENHANCED_CODE` at `b[i]`, its digit runs as long as they go (up to 3): the index
+ * after it, or -1. */
+static int64_t enhanced_at(const char *b, int64_t n, int64_t i) {
+    if (i >= n || (b[i] != '2' && b[i] != '4' && b[i] != '5')) return -1;
+    i++;
+    for (int part = 0; part < 2; part++) {
+        if (i >= n || b[i] != '.') return -1;
+        int64_t digits = ++i;
+        while (i < n && is_digit(b[i]) && i - digits < 3) i++;
+        if (i == digits) return -1;
+    }
+    return i;
+}
+
+/* The fields `_recipient_fields` reads in the diagnostic: the text in the outer parentheses
+ * after the status (`rest`), the codes that lead it (`_LEADING_CODES_SHAPE`), the codes a
+ * server "said" (`_SAID`), and where there is no relay, the host of `_REMOTE`. */
+static void diagnostic_fields(field *got) {
+    const field rest = got[C_REST];
+    if (rest.len < 2 || rest.s[0] != ' ' || rest.s[1] != '(') return;
+    const char *d = rest.s + 2;
+    int64_t n = rest.len - 2;
+    if (n > 0 && d[n - 1] == ')') {
+        n--;
+    } else {
+        /* (rare) the longest start that ends with ")", without it; else all of it */
+        int64_t close = n - 1;
+        while (close >= 0 && d[close] != ')') close--;
+        if (close >= 0) n = close;
+    }
+    got[C_DIAGNOSTIC] = (field){d, (int32_t)n};
+    /* `^(?:code)?[ -]?(?:enhanced)?(?:\s|$)`: each part there or not, the first way that
+     * ends at a space or the end (the regex's order of trying) */
+    for (int way = 0; way < 8; way++) {
+        int with_code = !(way & 4), with_sep = !(way & 2), with_enhanced = !(way & 1);
+        int64_t i = 0, enhanced = -1;
+        if (with_code) {
+            if (!reply_code(d, n, 0)) continue;
+            i = 3;
+        }
+        if (with_sep) {
+            if (i >= n || (d[i] != ' ' && d[i] != '-')) continue;
+            i++;
+        }
+        if (with_enhanced) {
+            int64_t end = enhanced_at(d, n, i);
+            if (end < 0) continue;
+            enhanced = i;
+            i = end;
+        }
+        if (i < n && !is_space(d[i])) continue;
+        if (with_code) got[C_LEADING_CODE] = (field){d, 3};
+        if (enhanced >= 0) got[C_LEADING_ENHANCED] = (field){d + enhanced, (int32_t)(i - enhanced)};
+        break;
+    }
+    /* `_SAID`: the first "said: " or "refused to talk to me: " followed by a code */
+    for (int64_t i = 0; i + 6 <= n; i++) {
+        int64_t after;
+        if (d[i] == 's' && memcmp(d + i, "said: ", 6) == 0)
+            after = i + 6;
+        else if (d[i] == 'r' && starts(d + i, n - i, "refused to talk to me: ", 23))
+            after = i + 23;
+        else
+            continue;
+        if (!reply_code(d, n, after)) continue;
+        got[C_SAID_CODE] = (field){d + after, 3};
+        int64_t j = after + 3;
+        if (j < n && (d[j] == ' ' || d[j] == '-')) {
+            int64_t end = enhanced_at(d, n, j + 1);
+            if (end >= 0) got[C_SAID_ENHANCED] = (field){d + j + 1, (int32_t)(end - j - 1)};
+        }
+        break;
+    }
+    /* `_REMOTE`, where the relay names no host: the first "host h[a]" or "connect to h[a]" */
+    const field relay_host = got[C_RELAY_HOST];
+    if (relay_host.s != NULL && !(relay_host.len == 4 && memcmp(relay_host.s, "none", 4) == 0))
+        return;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j;
+        if (d[i] == 'h' && starts(d + i, n - i, "host ", 5))
+            j = i + 5;
+        else if (d[i] == 'c' && starts(d + i, n - i, "connect to ", 11))
+            j = i + 11;
+        else
+            continue;
+        int64_t host = j;
+        while (j < n && !is_space(d[j]) && d[j] != '[' && d[j] != ']') j++;
+        if (j == host || j >= n || d[j] != '[') continue;
+        const char *close = memchr(d + j + 1, ']', (size_t)(n - j - 1));
+        if (close == NULL || close == d + j + 1) continue;
+        got[C_REMOTE_HOST] = (field){d + host, (int32_t)(j - host)};
+        got[C_REMOTE_IP] = (field){d + j + 1, (int32_t)(close - d - j - 1)};
+        break;
+    }
+}
+
 /* A recipient status line's fields, as `_RECIPIENT` cuts them (all null when it does not
  * match: the line is unreadable):
  * to=<a@example.com>, orig_to=<b@example.com>, relay=mx.example.com[192.0.2.7]:25,
@@ -307,7 +419,8 @@ static void recipient_fields(const char *b, int64_t n, line_fields *out) {
             break;
         }
     }
-    for (int v = C_RECIPIENT; v <= C_RELAY_IP; v++) out->f[v] = got[v];
+    diagnostic_fields(got);
+    for (int v = C_RECIPIENT; v <= C_REMOTE_IP; v++) out->f[v] = got[v];
 }
 
 /* The first `lit` (of `k` bytes) in `b[from, n)`: its index, or -1. */

@@ -441,7 +441,26 @@ def test_a_recipient_status_line_is_cut_into_its_fields(tokenizer: ModuleType) -
         "dsn": "5.1.1",
         "status": "bounced",
         "rest": line[line.index(" (host") :],
+        "diagnostic": line[line.index("(host") + 1 : -1],
+        "said_code": "550",
+        "said_enhanced": "5.1.1",
     }
+    # relay=none: the host is the one the text names; the codes may lead the text.
+    line = (
+        "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=none,"
+        " delay=30, delays=0/0/30/0, dsn=4.4.1, status=deferred (connect to"
+        " mx.example.com[192.0.2.7]:25: Connection timed out)"
+    )
+    [row] = _cut(tokenizer, line)["rows"]
+    assert (row["remote_host"], row["remote_ip"]) == ("mx.example.com", "192.0.2.7")
+    line = line.replace("(connect to", "(451-4.7.1 greylisted (try later), see host x[y]")
+    [row] = _cut(tokenizer, line)["rows"]
+    assert row["diagnostic"].endswith("Connection timed out")
+    assert (row["leading_code"], row["leading_enhanced"], row["remote_host"]) == (
+        "451",
+        "4.7.1",
+        "x",
+    )
 
 
 def test_a_status_line_of_another_shape_keeps_no_fields(tokenizer: ModuleType) -> None:

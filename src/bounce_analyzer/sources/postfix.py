@@ -932,36 +932,7 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
     # ...smtp[5]: 3F2A1B2C3D: to=<a@example.com>, ..., status=undeliverable (...)  (a probe)
     skips = parsed.filter(pl.col("status").is_in(_PROBE_STATUSES)).height
     good = parsed.filter(pl.col("event").is_not_null())
-    # The whole text in the outer parentheses (which nest) after the status, whatever follows
-    # them.
-    rest = pl.col("rest")
-    good = good.with_columns(
-        diagnostic=pl.when(rest.str.starts_with(" (")).then(rest.str.slice(2))
-    ).with_columns(
-        diagnostic=pl.when(pl.col("diagnostic").str.ends_with(")"))
-        .then(pl.col("diagnostic").str.head(-1))
-        .otherwise(
-            pl.coalesce(
-                # The longest start that ends with ")", without it (rare: found only there).
-                pl.when(~pl.col("diagnostic").str.ends_with(")"))
-                .then(pl.col("diagnostic"))
-                .str.extract(r"^.*\)", 0)
-                .str.head(-1),
-                pl.col("diagnostic"),
-            )
-        )
-    )
-    diagnostic = pl.col("diagnostic")
-    # 250 2.0.0 Ok: queued as 4F2A   (the codes that lead the text; its first characters)
-    leading = diagnostic.str.extract(_LEADING_CODES_SHAPE, 0)
-    good = good.with_columns(
-        said=diagnostic.str.extract_groups(_SAID),
-        leading_code=leading.str.extract(f"^{REPLY_CODE}", 0),
-        leading_enhanced=leading.str.extract(ENHANCED_CODE, 0),
-    )
-    # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
     no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")
-    good = good.with_columns(remote=pl.when(no_relay).then(diagnostic).str.extract_groups(_REMOTE))
     events = good.select(
         "line_no",
         "seq",
@@ -974,13 +945,10 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         "diagnostic",
         "transport",
         message_ref="qid",
-        relay_host=pl.when(no_relay)
-        .then(pl.col("remote").struct.field("remote_host"))
-        .otherwise(pl.col("relay_host")),
-        relay_ip=pl.when(no_relay)
-        .then(pl.col("remote").struct.field("remote_ip"))
-        .otherwise(pl.col("relay_ip")),
-        smtp_code=pl.coalesce(pl.col("said").struct.field("code"), "leading_code").cast(pl.Int16()),
+        # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
+        relay_host=pl.when(no_relay).then(pl.col("remote_host")).otherwise(pl.col("relay_host")),
+        relay_ip=pl.when(no_relay).then(pl.col("remote_ip")).otherwise(pl.col("relay_ip")),
+        smtp_code=pl.coalesce("said_code", "leading_code").cast(pl.Int16()),
         # The dsn is the status Postfix recorded, so it wins over a code in the text:
         # Postfix copies the reply's enhanced code into it only when their classes agree,
         # and writes X.0.0 of the reply's class otherwise (`said: 550 4.2.1 mailbox
@@ -989,7 +957,7 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         enhanced_code=pl.coalesce(
             "dsn",
             "dsn_alone",
-            pl.col("said").struct.field("enhanced"),
+            "said_enhanced",
             "leading_enhanced",
         ),
         delay_s=pl.col("delay").cast(pl.Float64(), strict=False),
@@ -1010,13 +978,23 @@ _RECIPIENT_FIELDS = (
     "rest",
     "relay_host",
     "relay_ip",
+    "diagnostic",
+    "said_code",
+    "said_enhanced",
+    "leading_code",
+    "leading_enhanced",
+    "remote_host",
+    "remote_ip",
 )
 
 
 def _recipient_fields(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` with the fields of `_RECIPIENT` cut from `body` (all null where it does not
-    match), and `rest`: the body after them."""
-    return (
+    match), `rest` (the body after them), the relay's host and address, and what the
+    diagnostic says: the text, the codes that lead it or that a server said, and where the
+    relay names no host, the host in the text."""
+    rest, diagnostic = pl.col("rest"), pl.col("diagnostic")
+    frame = (
         frame.with_columns(fields=pl.col("body").str.extract_groups(_RECIPIENT))
         .unnest("fields")
         # (A literal cut: byte-exact, where a `find` offset would be read as characters.)
@@ -1029,6 +1007,43 @@ def _recipient_fields(frame: pl.DataFrame) -> pl.DataFrame:
             .str.head(-1),
         )
         .drop("head")
+        # The whole text in the outer parentheses (which nest) after the status, whatever
+        # follows them.
+        .with_columns(diagnostic=pl.when(rest.str.starts_with(" (")).then(rest.str.slice(2)))
+        .with_columns(
+            diagnostic=pl.when(diagnostic.str.ends_with(")"))
+            .then(diagnostic.str.head(-1))
+            .otherwise(
+                pl.coalesce(
+                    # The longest start that ends with ")", without it (rare: found only there).
+                    pl.when(~diagnostic.str.ends_with(")"))
+                    .then(diagnostic)
+                    .str.extract(r"^.*\)", 0)
+                    .str.head(-1),
+                    diagnostic,
+                )
+            )
+        )
+    )
+    # 250 2.0.0 Ok: queued as 4F2A   (the codes that lead the text; its first characters)
+    leading = diagnostic.str.extract(_LEADING_CODES_SHAPE, 0)
+    # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
+    no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")
+    said, remote = pl.col("said").struct, pl.col("remote").struct
+    return (
+        frame.with_columns(
+            said=diagnostic.str.extract_groups(_SAID),
+            leading_code=leading.str.extract(f"^{REPLY_CODE}", 0),
+            leading_enhanced=leading.str.extract(ENHANCED_CODE, 0),
+            remote=pl.when(no_relay).then(diagnostic).str.extract_groups(_REMOTE),
+        )
+        .with_columns(
+            said_code=said.field("code"),
+            said_enhanced=said.field("enhanced"),
+            remote_host=remote.field("remote_host"),
+            remote_ip=remote.field("remote_ip"),
+        )
+        .drop("said", "remote")
     )
 
 
