@@ -1029,22 +1029,14 @@ def _recipient_fields(frame: pl.DataFrame) -> pl.DataFrame:
     leading = diagnostic.str.extract(_LEADING_CODES_SHAPE, 0)
     # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
     no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")
-    said, remote = pl.col("said").struct, pl.col("remote").struct
-    return (
-        frame.with_columns(
-            said=diagnostic.str.extract_groups(_SAID),
-            leading_code=leading.str.extract(f"^{REPLY_CODE}", 0),
-            leading_enhanced=leading.str.extract(ENHANCED_CODE, 0),
-            remote=pl.when(no_relay).then(diagnostic).str.extract_groups(_REMOTE),
-        )
-        .with_columns(
-            said_code=said.field("code"),
-            said_enhanced=said.field("enhanced"),
-            remote_host=remote.field("remote_host"),
-            remote_ip=remote.field("remote_ip"),
-        )
-        .drop("said", "remote")
-    )
+    return frame.with_columns(
+        said=diagnostic.str.extract_groups(_SAID).struct.rename_fields(
+            ["said_code", "said_enhanced"]
+        ),
+        leading_code=leading.str.extract(f"^{REPLY_CODE}", 0),
+        leading_enhanced=leading.str.extract(ENHANCED_CODE, 0),
+        remote=pl.when(no_relay).then(diagnostic).str.extract_groups(_REMOTE),
+    ).unnest("said", "remote")
 
 
 #: The fields `_state_fields` adds (the C tokenizer cuts the same).
@@ -1110,21 +1102,12 @@ def _reject_fields(frame: pl.DataFrame) -> pl.DataFrame:
     stage = body.str.strip_prefix(body.str.extract(_STAGE_REJECT, 0))
     stage = stage.str.splitn("; from=<", 2).struct.field("field_0")
     stage = stage.str.splitn("; proto=", 2).struct.field("field_0")
-    client, envelope = pl.col("client").struct, pl.col("envelope").struct
-    return (
-        frame.with_columns(
-            stage=stage,
-            client=body.str.extract_groups(_CLIENT),
-            envelope=body.str.extract_groups(_ENVELOPE),
-        )
-        .with_columns(
-            client_host=client.field("client_host"),
-            client_ip=client.field("client_ip"),
-            envelope_sender=envelope.field("sender"),
-            envelope_recipient=envelope.field("recipient"),
-        )
-        .drop("client", "envelope")
-    )
+    envelope = body.str.extract_groups(_ENVELOPE).struct
+    return frame.with_columns(
+        stage=stage,
+        client=body.str.extract_groups(_CLIENT),
+        envelope=envelope.rename_fields(["envelope_sender", "envelope_recipient"]),
+    ).unnest("client", "envelope")
 
 
 def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
