@@ -1,23 +1,823 @@
 /* bounce_analyzer._postfix_c: the C tokenizer of the Postfix source (issue 18; docs/NATIVE.md).
  *
- * A skeleton: the module imports and says its interface version. The tokenizer itself comes
- * with issue 18's work; until then the polars path runs for Postfix.
+ * `tokenize(data, first_line, gaps)` cuts every line of one batch of a syslog file in one
+ * pass, as the polars path's `_syslog_kinds` (sources/postfix.py) reads the common shape:
+ *
+ *     Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=...
+ *
+ * Each line is one of three things:
+ * - kept: a Postfix line with a queue id whose text after it (the body) may matter; its kind
+ *   (recipient status line, expired, reject, qmgr from=, cleanup message-id=, removed, a
+ *   damaged status line) and its fields are cut as Arrow string views into `data`;
+ * - skipped: a blank line, or a line of the common shape that does not matter;
+ * - not for the C path: every other line (another shape of stamp or prefix, a stamp in an
+ *   hour the clocks skip, a byte that is not printable ASCII or a tab, a NUL, a stray CR).
+ *   Those lines are handed back, their bytes as they were, for the polars path to read: the
+ *   C path never has to agree with it on anything but the common shape.
+ *
+ * The kinds' numbers are the order of `_KIND` in sources/postfix.py. The GIL is released
+ * while scanning; the outputs are bytearrays that Python wraps as Arrow buffers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "views.h"
+
+enum {
+    K_RECIPIENT = 0,
+    K_EXPIRED = 1,
+    K_REJECT = 2,
+    K_FROM = 3,
+    K_MESSAGE_ID = 4,
+    K_REMOVED = 5,
+    K_BAD = 6,
+    K_BAD_STATUS = 7,
+    K_SKIP = 8,
+    K_OTHER = 9, /* not for the C path */
+};
+
+/* The output columns that are string views, in this order. */
+enum {
+    C_RAW,
+    C_HOST,
+    C_TRANSPORT,
+    C_QID,
+    C_BODY,
+    /* a recipient status line's fields (`_RECIPIENT`); `rest`: the body after them */
+    C_RECIPIENT,
+    C_ORIGINAL_RECIPIENT,
+    C_RELAY,
+    C_DELAY,
+    C_DSN,
+    C_DSN_ALONE,
+    C_STATUS,
+    C_REST,
+    C_RELAY_HOST,
+    C_RELAY_IP,
+    /* the text in the parentheses after the status, and the codes and host in it */
+    C_DIAGNOSTIC,
+    C_SAID_CODE,
+    C_SAID_ENHANCED,
+    C_LEADING_CODE,
+    C_LEADING_ENHANCED,
+    C_REMOTE_HOST,
+    C_REMOTE_IP,
+    /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`) */
+    C_SENDER,
+    C_MESSAGE_ID,
+    /* a reject's fields (`_reject_fields`) */
+    C_STAGE,
+    C_CLIENT_HOST,
+    C_CLIENT_IP,
+    C_ENVELOPE_SENDER,
+    C_ENVELOPE_RECIPIENT,
+    N_VIEWS
+};
+static const char *const VIEW_NAMES[N_VIEWS] = {
+    "raw",   "host", "transport", "qid",       "body",   "recipient", "original_recipient",
+    "relay", "delay", "dsn",      "dsn_alone", "status", "rest", "relay_host", "relay_ip",
+    "diagnostic", "said_code", "said_enhanced", "leading_code", "leading_enhanced",
+    "remote_host", "remote_ip",
+    "state_sender", "state_message_id", "stage", "client_host", "client_ip",
+    "envelope_sender", "envelope_recipient",
+};
+
+/* A field of a line: `s` NULL for none (a null). */
+typedef struct {
+    const char *s;
+    int32_t len;
+} field;
+
+/* What a kept line gives. */
+typedef struct {
+    int kind;
+    int32_t stamp; /* month, day and time of day as one number (`stamp_key`), events only */
+    field f[N_VIEWS];
+} line_fields;
+
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+static inline int is_space(char c) { return c == ' ' || c == '\t'; }
+static inline int is_alnum(char c) {
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+static inline int starts(const char *s, int64_t n, const char *lit, int64_t k) {
+    return n >= k && memcmp(s, lit, (size_t)k) == 0;
+}
+#define STARTS(s, n, lit) starts((s), (n), (lit), (int64_t)(sizeof(lit) - 1))
+
+/* Month number 1-12 of a three-letter name, with the days it may have; 0 if none. */
+static int month_of(const char *s, int *days) {
+    static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    static const int month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    for (int m = 0; m < 12; m++) {
+        if (memcmp(s, names + 3 * m, 3) == 0) {
+            *days = month_days[m];
+            return m + 1;
+        }
+    }
+    return 0;
+}
+
+/* `Nov 28 10:00:03 ` (a classic stamp of a real day and time, 16 bytes with its space), as
+ * `_FAST_START` reads it; -1 if it is not one, else its `stamp_key`. */
+static int32_t classic_stamp(const char *s, int64_t n) {
+    if (n < 16 || s[3] != ' ' || s[6] != ' ' || s[9] != ':' || s[12] != ':' || s[15] != ' ')
+        return -1;
+    int days;
+    int month = month_of(s, &days);
+    if (month == 0) return -1;
+    int day;
+    char d0 = s[4], d1 = s[5];
+    if ((d0 == ' ' || d0 == '0') && d1 >= '1' && d1 <= '9')
+        day = d1 - '0';
+    else if ((d0 == '1' || d0 == '2') && is_digit(d1))
+        day = (d0 - '0') * 10 + (d1 - '0');
+    else if (d0 == '3' && (d1 == '0' || d1 == '1'))
+        day = 30 + (d1 - '0');
+    else
+        return -1;
+    if (day > days) return -1;
+    if (!is_digit(s[7]) || !is_digit(s[8]) || !is_digit(s[10]) || !is_digit(s[11]) ||
+        !is_digit(s[13]) || !is_digit(s[14]))
+        return -1;
+    int hour = (s[7] - '0') * 10 + (s[8] - '0');
+    int minute = (s[10] - '0') * 10 + (s[11] - '0');
+    int second = (s[13] - '0') * 10 + (s[14] - '0');
+    if (hour > 23 || minute > 59 || second > 59) return -1;
+    /* The key Python reads back (sources/postfix.py, `_stamp_text`). */
+    return ((month * 32 + day) * 24 + hour) * 3600 + minute * 60 + second;
+}
+
+/* `_POSTFIX_PROGRAM`: postfix/smtp, postfix-out/smtp, or a custom syslog_name followed by a
+ * Postfix service name. */
+static int postfix_program(const char *p, int64_t n) {
+    static const char *const services[] = {
+        "smtp",  "lmtp",  "local", "virtual", "pipe",  "error",      "retry",
+        "discard", "bounce", "defer", "trace", "qmgr",  "nqmgr",      "cleanup",
+        "smtpd", "postscreen", "pickup", "verify", "anvil", "tlsproxy",
+    };
+    if (STARTS(p, n, "postfix")) {
+        /* postfix[^/]*  then, if there is a "/", at least one byte after it */
+        const char *slash = memchr(p + 7, '/', (size_t)(n - 7));
+        if (slash == NULL || slash < p + n - 1) return 1;
+    }
+    for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+        int64_t k = (int64_t)strlen(services[i]);
+        if (n > k + 1 && p[n - k - 1] == '/' && memcmp(p + n - k, services[i], (size_t)k) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* `_DAMAGED_STATUS`: `^\S+=<[^>]*>.*, status=[a-z]+` (a status line whose to=<...> is
+ * damaged). The first "=<" in the leading word leaves the most text after its ">". */
+static int damaged_status(const char *b, int64_t n) {
+    int64_t word = 0;
+    while (word < n && !is_space(b[word])) word++;
+    int64_t eq = -1;
+    for (int64_t i = 1; i + 1 < word; i++) {
+        if (b[i] == '=' && b[i + 1] == '<') {
+            eq = i;
+            break;
+        }
+    }
+    if (eq < 0) return 0;
+    const char *close = memchr(b + eq + 2, '>', (size_t)(n - eq - 2));
+    if (close == NULL) return 0;
+    static const char needle[] = ", status=";
+    const int64_t k = sizeof(needle) - 1;
+    for (int64_t i = (close - b) + 1; i + k < n; i++) {
+        if (b[i] == ',' && memcmp(b + i, needle, (size_t)k) == 0 && b[i + k] >= 'a' &&
+            b[i + k] <= 'z')
+            return 1;
+    }
+    return 0;
+}
+
+/* The kind a body says (`_BODY_START`, `_KIND_BY_END`, then `_DAMAGED_STATUS`). */
+static int body_kind(const char *b, int64_t n) {
+    /* 3F2A1B2C3D: to=<a@example.com>, relay=..., status=bounced (...) */
+    if (STARTS(b, n, "to=<")) return K_RECIPIENT;
+    if (STARTS(b, n, "from=<")) {
+        const char *close = memchr(b + 6, '>', (size_t)(n - 6));
+        if (close != NULL) {
+            int64_t at = close - b + 1;
+            /* 3F2A1B2C3D: from=<s@example.org>, status=expired, returned to sender */
+            if (STARTS(b + at, n - at, ", status=expired")) return K_EXPIRED;
+            /* 3F2A1B2C3D: from=<s@example.org>, size=4303, nrcpt=1 (queue active) */
+            if (STARTS(b + at, n - at, ", size=")) return K_FROM;
+        }
+    }
+    /* 3F2A1B2C3D: message-id=<20261128.abc@example.org> */
+    if (STARTS(b, n, "message-id=")) return K_MESSAGE_ID;
+    /* 3F2A1B2C3D: removed */
+    if (n == 7 && memcmp(b, "removed", 7) == 0) return K_REMOVED;
+    /* NOQUEUE: reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 ... */
+    if (STARTS(b, n, "reject: ") || STARTS(b, n, "milter-reject: ")) return K_REJECT;
+    return damaged_status(b, n) ? K_BAD_STATUS : K_SKIP;
+}
+
+/* `[245]\.[0-9]{1,3}\.[0-9]{1,3}` (smtp.ENHANCED_CODE) at `b[i]`, followed by ", ": the
+ * index after the code, or -1. */
+static int64_t enhanced_code(const char *b, int64_t n, int64_t i) {
+    if (i >= n || (b[i] != '2' && b[i] != '4' && b[i] != '5')) return -1;
+    i++;
+    for (int part = 0; part < 2; part++) {
+        if (i >= n || b[i] != '.') return -1;
+        i++;
+        int64_t digits = i;
+        while (i < n && is_digit(b[i]) && i - digits < 3) i++;
+        if (i == digits) return -1;
+    }
+    return STARTS(b + i, n - i, ", ") ? i : -1;
+}
+
+/* `smtp.REPLY_CODE` ([2-5][0-5][0-9]) at `b[i]`. */
+static int reply_code(const char *b, int64_t n, int64_t i) {
+    return i + 3 <= n && b[i] >= '2' && b[i] <= '5' && b[i + 1] >= '0' && b[i + 1] <= '5' &&
+           is_digit(b[i + 2]);
+}
+
+/* `smtp.ENHANCED_CODE` at `b[i]`, its digit runs as long as they go (up to 3): the index
+ * after it, or -1. */
+static int64_t enhanced_at(const char *b, int64_t n, int64_t i) {
+    if (i >= n || (b[i] != '2' && b[i] != '4' && b[i] != '5')) return -1;
+    i++;
+    for (int part = 0; part < 2; part++) {
+        if (i >= n || b[i] != '.') return -1;
+        int64_t digits = ++i;
+        while (i < n && is_digit(b[i]) && i - digits < 3) i++;
+        if (i == digits) return -1;
+    }
+    return i;
+}
+
+/* The fields `_recipient_fields` reads in the diagnostic: the text in the outer parentheses
+ * after the status (`rest`), the codes that lead it (`_LEADING_CODES_SHAPE`), the codes a
+ * server "said" (`_SAID`), and where there is no relay, the host of `_REMOTE`. */
+static void diagnostic_fields(field *got) {
+    const field rest = got[C_REST];
+    if (rest.len < 2 || rest.s[0] != ' ' || rest.s[1] != '(') return;
+    const char *d = rest.s + 2;
+    int64_t n = rest.len - 2;
+    if (n > 0 && d[n - 1] == ')') {
+        n--;
+    } else {
+        /* (rare) the longest start that ends with ")", without it; else all of it */
+        int64_t close = n - 1;
+        while (close >= 0 && d[close] != ')') close--;
+        if (close >= 0) n = close;
+    }
+    got[C_DIAGNOSTIC] = (field){d, (int32_t)n};
+    /* `^(?:code)?[ -]?(?:enhanced)?(?:\s|$)`: each part there or not, the first way that
+     * ends at a space or the end (the regex's order of trying) */
+    for (int way = 0; way < 8; way++) {
+        int with_code = !(way & 4), with_sep = !(way & 2), with_enhanced = !(way & 1);
+        int64_t i = 0, enhanced = -1;
+        if (with_code) {
+            if (!reply_code(d, n, 0)) continue;
+            i = 3;
+        }
+        if (with_sep) {
+            if (i >= n || (d[i] != ' ' && d[i] != '-')) continue;
+            i++;
+        }
+        if (with_enhanced) {
+            int64_t end = enhanced_at(d, n, i);
+            if (end < 0) continue;
+            enhanced = i;
+            i = end;
+        }
+        if (i < n && !is_space(d[i])) continue;
+        if (with_code) got[C_LEADING_CODE] = (field){d, 3};
+        if (enhanced >= 0) got[C_LEADING_ENHANCED] = (field){d + enhanced, (int32_t)(i - enhanced)};
+        break;
+    }
+    /* `_SAID`: the first "said: " or "refused to talk to me: " followed by a code */
+    for (int64_t i = 0; i + 6 <= n; i++) {
+        int64_t after;
+        if (d[i] == 's' && memcmp(d + i, "said: ", 6) == 0)
+            after = i + 6;
+        else if (d[i] == 'r' && starts(d + i, n - i, "refused to talk to me: ", 23))
+            after = i + 23;
+        else
+            continue;
+        if (!reply_code(d, n, after)) continue;
+        got[C_SAID_CODE] = (field){d + after, 3};
+        int64_t j = after + 3;
+        if (j < n && (d[j] == ' ' || d[j] == '-')) {
+            int64_t end = enhanced_at(d, n, j + 1);
+            if (end >= 0) got[C_SAID_ENHANCED] = (field){d + j + 1, (int32_t)(end - j - 1)};
+        }
+        break;
+    }
+    /* `_REMOTE`, where the relay names no host: the first "host h[a]" or "connect to h[a]" */
+    const field relay_host = got[C_RELAY_HOST];
+    if (relay_host.s != NULL && !(relay_host.len == 4 && memcmp(relay_host.s, "none", 4) == 0))
+        return;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j;
+        if (d[i] == 'h' && starts(d + i, n - i, "host ", 5))
+            j = i + 5;
+        else if (d[i] == 'c' && starts(d + i, n - i, "connect to ", 11))
+            j = i + 11;
+        else
+            continue;
+        int64_t host = j;
+        while (j < n && !is_space(d[j]) && d[j] != '[' && d[j] != ']') j++;
+        if (j == host || j >= n || d[j] != '[') continue;
+        const char *close = memchr(d + j + 1, ']', (size_t)(n - j - 1));
+        if (close == NULL || close == d + j + 1) continue;
+        got[C_REMOTE_HOST] = (field){d + host, (int32_t)(j - host)};
+        got[C_REMOTE_IP] = (field){d + j + 1, (int32_t)(close - d - j - 1)};
+        break;
+    }
+}
+
+/* A recipient status line's fields, as `_RECIPIENT` cuts them (all null when it does not
+ * match: the line is unreadable):
+ * to=<a@example.com>, orig_to=<b@example.com>, relay=mx.example.com[192.0.2.7]:25,
+ * conn_use=2, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, status=bounced (...) */
+static void recipient_fields(const char *b, int64_t n, line_fields *out) {
+    field got[N_VIEWS];
+    memset(got, 0, sizeof got);
+    int64_t i = 4; /* after "to=<" */
+    const char *close = memchr(b + i, '>', (size_t)(n - i));
+    if (close == NULL) return;
+    got[C_RECIPIENT] = (field){b + i, (int32_t)(close - b - i)};
+    i = close - b + 1;
+    if (!STARTS(b + i, n - i, ", ")) return;
+    i += 2;
+    if (STARTS(b + i, n - i, "orig_to=<")) {
+        const char *end = memchr(b + i + 9, '>', (size_t)(n - i - 9));
+        if (end == NULL) return;
+        got[C_ORIGINAL_RECIPIENT] = (field){b + i + 9, (int32_t)(end - b - i - 9)};
+        i = end - b + 1;
+        if (!STARTS(b + i, n - i, ", ")) return;
+        i += 2;
+    }
+    if (!STARTS(b + i, n - i, "relay=")) return;
+    i += 6;
+    int64_t start = i;
+    while (i < n && b[i] != ',' && !is_space(b[i])) i++;
+    if (i == start || !STARTS(b + i, n - i, ", ")) return;
+    got[C_RELAY] = (field){b + start, (int32_t)(i - start)};
+    i += 2;
+    if (STARTS(b + i, n - i, "conn_use=")) {
+        start = i += 9;
+        while (i < n && is_digit(b[i])) i++;
+        if (i == start || !STARTS(b + i, n - i, ", ")) return;
+        i += 2;
+    }
+    if (!STARTS(b + i, n - i, "delay=")) return;
+    start = i += 6;
+    while (i < n && (is_digit(b[i]) || b[i] == '.')) i++;
+    if (i == start || !STARTS(b + i, n - i, ", ")) return;
+    got[C_DELAY] = (field){b + start, (int32_t)(i - start)};
+    i += 2;
+    if (STARTS(b + i, n - i, "delays=")) {
+        start = i += 7;
+        while (i < n && (is_digit(b[i]) || b[i] == '.' || b[i] == '/')) i++;
+        if (i == start || !STARTS(b + i, n - i, ", ")) return;
+        i += 2;
+        if (STARTS(b + i, n - i, "dsn=")) {
+            int64_t end = enhanced_code(b, n, i + 4);
+            if (end < 0) return;
+            got[C_DSN] = (field){b + i + 4, (int32_t)(end - i - 4)};
+            i = end + 2;
+        }
+    } else if (STARTS(b + i, n - i, "dsn=")) {
+        int64_t end = enhanced_code(b, n, i + 4);
+        if (end < 0) return;
+        got[C_DSN_ALONE] = (field){b + i + 4, (int32_t)(end - i - 4)};
+        i = end + 2;
+    }
+    if (!STARTS(b + i, n - i, "status=")) return;
+    start = i += 7;
+    while (i < n && b[i] >= 'a' && b[i] <= 'z') i++;
+    if (i == start) return;
+    got[C_STATUS] = (field){b + start, (int32_t)(i - start)};
+    got[C_REST] = (field){b + i, (int32_t)(n - i)};
+    /* relay=mx.example.com[192.0.2.7]:25: the host `^[^\[\]:]+`, the address in the first
+     * `\[[0-9A-Fa-f:.]+\]` */
+    const field relay = got[C_RELAY];
+    int32_t k = 0;
+    while (k < relay.len && relay.s[k] != '[' && relay.s[k] != ']' && relay.s[k] != ':') k++;
+    if (k > 0) got[C_RELAY_HOST] = (field){relay.s, k};
+    for (int32_t open = 0; open < relay.len; open++) {
+        if (relay.s[open] != '[') continue;
+        int32_t j = open + 1;
+        while (j < relay.len && (is_digit(relay.s[j]) || (relay.s[j] >= 'a' && relay.s[j] <= 'f') ||
+                                 (relay.s[j] >= 'A' && relay.s[j] <= 'F') || relay.s[j] == ':' ||
+                                 relay.s[j] == '.'))
+            j++;
+        if (j > open + 1 && j < relay.len && relay.s[j] == ']') {
+            got[C_RELAY_IP] = (field){relay.s + open + 1, j - open - 1};
+            break;
+        }
+    }
+    diagnostic_fields(got);
+    for (int v = C_RECIPIENT; v <= C_REMOTE_IP; v++) out->f[v] = got[v];
+}
+
+/* The first `lit` (of `k` bytes) in `b[from, n)`: its index, or -1. */
+static int64_t find(const char *b, int64_t n, int64_t from, const char *lit, int64_t k) {
+    for (int64_t i = from; i + k <= n; i++) {
+        const char *hit = memchr(b + i, lit[0], (size_t)(n - k + 1 - i));
+        if (hit == NULL) return -1;
+        i = hit - b;
+        if (memcmp(hit, lit, (size_t)k) == 0) return i;
+    }
+    return -1;
+}
+#define FIND(b, n, from, lit) find((b), (n), (from), (lit), (int64_t)(sizeof(lit) - 1))
+
+/* A reject's fields, as `_reject_fields` cuts them:
+ * reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 <a@example.com>: Relay access denied;
+ *   from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c> */
+static void reject_fields(const char *b, int64_t n, line_fields *out) {
+    /* `_STAGE_REJECT`: (milter-)reject: STAGE from host[address](:port): , then the text up
+     * to the first "; from=<", then up to the first "; proto=" */
+    int64_t i = STARTS(b, n, "milter-reject: ") ? 15 : 8;
+    int64_t start = i;
+    while (i < n && ((b[i] >= 'A' && b[i] <= 'Z') || b[i] == '-')) i++;
+    if (i > start && STARTS(b + i, n - i, " from ")) {
+        i += 6;
+        while (i < n && !is_space(b[i]) && b[i] != '[' && b[i] != ']') i++;
+        const char *close = i < n && b[i] == '[' ? memchr(b + i, ']', (size_t)(n - i)) : NULL;
+        if (close != NULL) {
+            i = close - b + 1;
+            if (i < n && b[i] == ':' && i + 1 < n && is_digit(b[i + 1])) {
+                int64_t port = ++i;
+                while (i < n && is_digit(b[i])) i++;
+                if (!STARTS(b + i, n - i, ": ")) i = port - 1; /* `(?::\d+)?` left out */
+            }
+            if (STARTS(b + i, n - i, ": ")) {
+                i += 2;
+                int64_t end = FIND(b, n, i, "; from=<");
+                if (end < 0) end = n;
+                int64_t proto = FIND(b, end, i, "; proto=");
+                if (proto >= 0) end = proto;
+                out->f[C_STAGE] = (field){b + i, (int32_t)(end - i)};
+            }
+        }
+    }
+    /* `_CLIENT`: the first " from host[address]" */
+    for (int64_t at = FIND(b, n, 0, " from "); at >= 0; at = FIND(b, n, at + 1, " from ")) {
+        int64_t j = at + 6, host = j;
+        while (j < n && !is_space(b[j]) && b[j] != '[' && b[j] != ']') j++;
+        if (j >= n || b[j] != '[') continue;
+        const char *close = memchr(b + j + 1, ']', (size_t)(n - j - 1));
+        if (close == NULL || close == b + j + 1) continue;
+        out->f[C_CLIENT_HOST] = (field){b + host, (int32_t)(j - host)};
+        out->f[C_CLIENT_IP] = (field){b + j + 1, (int32_t)(close - b - j - 1)};
+        break;
+    }
+    /* `_ENVELOPE`: the first "; from=<sender>" with a ">", then ",? to=<recipient>" */
+    int64_t at = FIND(b, n, 0, "; from=<");
+    if (at >= 0) {
+        int64_t j = at + 8;
+        const char *close = memchr(b + j, '>', (size_t)(n - j));
+        if (close != NULL) {
+            out->f[C_ENVELOPE_SENDER] = (field){b + j, (int32_t)(close - b - j)};
+            j = close - b + 1;
+            if (j < n && b[j] == ',') j++;
+            if (STARTS(b + j, n - j, " to=<")) {
+                const char *end = memchr(b + j + 5, '>', (size_t)(n - j - 5));
+                if (end != NULL)
+                    out->f[C_ENVELOPE_RECIPIENT] = (field){b + j + 5, (int32_t)(end - b - j - 5)};
+            }
+        }
+    }
+}
+
+/* 1 when the `n` bytes at `s` are printable ASCII or tabs: the bytes the C path reads as
+ * the polars path does (no NUL, which reading drops; no CR; nothing that regex `\s` or
+ * UTF-8 decoding reads otherwise). Eight bytes at a time. */
+static int plain_ascii(const char *s, int64_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        /* a byte >= 0x80, < 0x20, or 0x7F (0x7F + 1 = 0x80) */
+        uint64_t odd = (w | ((w - ones * 0x20) & ~w) | (w + ones)) & highs;
+        if (odd) {
+            for (int k = 0; k < 8; k++) {
+                unsigned char c = (unsigned char)s[i + k];
+                if ((c < 0x20 && c != '\t') || c > 0x7E) return 0;
+            }
+        }
+    }
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c > 0x7E) return 0;
+    }
+    return 1;
+}
+
+/* One line (without its newline and the CR of a CRLF end). */
+static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps_len,
+                     line_fields *out) {
+    if (n == 0) return K_SKIP;
+    if (!plain_ascii(s, n)) return K_OTHER;
+    /* _FAST_ANY: stamp, host, program[pid]: */
+    int32_t stamp = classic_stamp(s, n);
+    if (stamp < 0) {
+        for (int64_t i = 0; i < n; i++)
+            if (!is_space(s[i])) return K_OTHER;
+        return K_SKIP; /* spaces only: read and skipped, as the polars path does */
+    }
+    int64_t p = 16;
+    const int64_t host = p;
+    while (p < n && !is_space(s[p])) p++;
+    if (p == host || p >= n || s[p] != ' ') return K_OTHER;
+    const int64_t host_end = p++;
+    const int64_t program = p;
+    while (p < n && !is_space(s[p]) && s[p] != '[' && s[p] != ']' && s[p] != ':') p++;
+    if (p == program || p >= n) return K_OTHER;
+    if (s[p] == ':' && p + 1 < n && s[p + 1] == ' ') {
+        /* Nov 28 10:00:13 mx dovecot: lmtp(a@example.com)<53706><PLel2i>: saved mail to INBOX
+         * (no pid: the polars path reads another program's line as skipped; a Postfix one
+         * is left to it) */
+        for (int64_t g = 0; g + 10 <= gaps_len; g += 10)
+            if (memcmp(s, gaps + g, 10) == 0) return K_OTHER;
+        return postfix_program(s + program, p - program) ? K_OTHER : K_SKIP;
+    }
+    if (s[p] != '[') return K_OTHER;
+    const int64_t program_end = p++;
+    const int64_t pid = p;
+    while (p < n && is_digit(s[p])) p++;
+    if (p == pid || p + 2 >= n || s[p] != ']' || s[p + 1] != ':' || s[p + 2] != ' ')
+        return K_OTHER;
+    /* A stamp in an hour the clocks skip: the polars path says it is invalid. */
+    for (int64_t g = 0; g + 10 <= gaps_len; g += 10)
+        if (memcmp(s, gaps + g, 10) == 0) return K_OTHER;
+    /* _FAST_QUEUED: a Postfix program, then `<queue id>: ` */
+    if (!postfix_program(s + program, program_end - program)) return K_SKIP;
+    p += 2;
+    while (p < n && s[p] == ' ') p++;
+    const int64_t qid = p;
+    int digit = 0, upper_hex = 1;
+    while (p < n && is_alnum(s[p])) {
+        char c = s[p];
+        if (is_digit(c)) digit = 1;
+        else if (!(c >= 'A' && c <= 'F')) upper_hex = 0;
+        p++;
+    }
+    const int64_t qid_len = p - qid;
+    if (qid_len == 0 || p + 1 >= n || s[p] != ':' || s[p + 1] != ' ') return K_SKIP;
+    if (!digit && !(upper_hex && qid_len >= 5) &&
+        !(qid_len == 7 && memcmp(s + qid, "NOQUEUE", 7) == 0))
+        return K_SKIP;
+    const char *body = s + p + 2;
+    const int64_t body_len = n - p - 2;
+    const int kind = body_kind(body, body_len);
+    if (kind == K_SKIP) return K_SKIP;
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    out->f[C_RAW] = (field){s, (int32_t)n};
+    out->f[C_QID] = (field){s + qid, (int32_t)qid_len};
+    out->f[C_BODY] = (field){body, (int32_t)body_len};
+    out->stamp = -1;
+    if (kind == K_RECIPIENT || kind == K_EXPIRED || kind == K_REJECT) {
+        /* Only events need a time, a host and a transport (the service: the program's last
+         * part, `_service`). */
+        out->stamp = stamp;
+        out->f[C_HOST] = (field){s + host, (int32_t)(host_end - host)};
+        int64_t last = program_end;
+        while (last > program && s[last - 1] != '/') last--;
+        if (last > program && last < program_end)
+            out->f[C_TRANSPORT] = (field){s + last, (int32_t)(program_end - last)};
+    }
+    if (kind == K_RECIPIENT) recipient_fields(body, body_len, out);
+    if (kind == K_REJECT) reject_fields(body, body_len, out);
+    if (kind == K_FROM) {
+        /* from=<s@example.org>, size=4303, ...: `^from=<[^>]*` (body_kind found the ">") */
+        const char *close = memchr(body + 6, '>', (size_t)(body_len - 6));
+        out->f[C_SENDER] = (field){body + 6, (int32_t)(close - body - 6)};
+    }
+    if (kind == K_MESSAGE_ID) {
+        /* message-id=<20261128.abc@example.org>: `^message-id=<?[^<>\s]*`, null when empty */
+        int64_t i = 11, start;
+        if (i < body_len && body[i] == '<') i++;
+        start = i;
+        while (i < body_len && body[i] != '<' && body[i] != '>' && !is_space(body[i])) i++;
+        if (i > start) out->f[C_MESSAGE_ID] = (field){body + start, (int32_t)(i - start)};
+    }
+    return kind;
+}
+
+typedef struct {
+    Py_buffer data;
+    /* outputs: per kept row */
+    int64_t *line_no;
+    uint8_t *kind;
+    int32_t *stamp;
+    uint8_t *views[N_VIEWS];
+    uint8_t *valid[N_VIEWS];
+    int64_t kept;
+    /* lines not for the C path: line numbers and [start, end) in data */
+    int64_t *other_line_no;
+    int64_t *other_span;
+    int64_t others;
+    int64_t other_bytes;
+    int64_t lines;
+} scan_state;
+
+static void scan(scan_state *st, int64_t first_line, const char *gaps, Py_ssize_t gaps_len) {
+    const char *base = (const char *)st->data.buf;
+    const int64_t len = (int64_t)st->data.len;
+    int64_t pos = 0, index = 0;
+    while (pos < len) {
+        const char *nl = memchr(base + pos, '\n', (size_t)(len - pos));
+        int64_t end = nl ? nl - base : len;
+        int64_t n = end - pos;
+        const char *s = base + pos;
+        if (n > 0 && s[n - 1] == '\r') n--; /* CRLF */
+        line_fields f;
+        int kind = scan_line(s, n, gaps, gaps_len, &f);
+        int64_t line_no = first_line + index;
+        if (kind == K_OTHER) {
+            st->other_line_no[st->others] = line_no;
+            st->other_span[2 * st->others] = pos;
+            st->other_span[2 * st->others + 1] = end;
+            st->other_bytes += end - pos + 1;
+            st->others++;
+        } else if (kind != K_SKIP) {
+            int64_t r = st->kept++;
+            st->line_no[r] = line_no;
+            st->kind[r] = (uint8_t)kind;
+            st->stamp[r] = f.stamp;
+            for (int v = 0; v < N_VIEWS; v++) {
+                const field *x = &f.f[v];
+                view_set(st->views[v] + r * VIEW_SIZE, base, x->s ? x->s : s, x->len);
+                valid_set(st->valid[v], r, x->s != NULL);
+            }
+        }
+        index++;
+        pos = end + 1;
+    }
+    st->lines = index;
+}
+
+/* A bytearray of `size` bytes, or NULL with an exception set. Not zeroed: the scan writes
+ * every byte of the rows it keeps (views whole, validity bits one by one), and the arrays
+ * are cut to those rows; pages it never reaches are never touched. */
+static PyObject *new_array(Py_ssize_t size) { return PyByteArray_FromStringAndSize(NULL, size); }
+
+static int set_item(PyObject *dict, const char *key, PyObject *value) {
+    if (value == NULL) return -1;
+    int rc = PyDict_SetItemString(dict, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+PyDoc_STRVAR(tokenize_doc,
+             "tokenize(data, first_line, gaps) -> dict\n\n"
+             "Cut the syslog lines of one batch (`data`: whole lines; `first_line`: the number "
+             "of its first line; `gaps`: 10-byte stamp starts, `Mar 29 02:`, of hours the "
+             "clocks skip). Returns `lines` (read), `kept` (rows), per kept row `line_no` "
+             "(int64), `kind` (uint8, `_KIND`'s order), `stamp` (int32 `stamp_key`, -1: "
+             "none), the string views `raw`, `host`, `transport`, `qid`, `body`, and of "
+             "recipient status lines `recipient`, `original_recipient`, `relay`, `delay`, "
+             "`dsn`, `dsn_alone`, `status`, `rest`, each with its validity bitmap "
+             "(`<name>_valid`); and the lines not for the C "
+             "path: `others` (count), `other_line_no` (int64) and `other_data` (their bytes, "
+             "each followed by a newline).");
+
+static PyObject *tokenize(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *source;
+    long long first_line;
+    const char *gaps;
+    Py_ssize_t gaps_len;
+    if (!PyArg_ParseTuple(args, "OLy#:tokenize", &source, &first_line, &gaps, &gaps_len))
+        return NULL;
+    scan_state st;
+    memset(&st, 0, sizeof st);
+    if (PyObject_GetBuffer(source, &st.data, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *result = NULL, *arrays[2 * N_VIEWS + 3] = {NULL};
+    if (st.data.len >= INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "a batch must be under 2 GiB");
+        goto done;
+    }
+    /* Lines: the newlines, plus a last line without one. */
+    const char *base = (const char *)st.data.buf;
+    int64_t capacity = 0;
+    for (const char *p = base, *end = base + st.data.len; p < end; capacity++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    /* arrays[]: line_no, kind, stamp, the views, their validity bitmaps (bytearrays). */
+    PyObject *line_no = new_array(capacity * 8), *kind = new_array(capacity);
+    PyObject *stamp = new_array(capacity * 4);
+    arrays[0] = line_no;
+    arrays[1] = kind;
+    arrays[2] = stamp;
+    for (int v = 0; v < N_VIEWS; v++) arrays[3 + v] = new_array(capacity * VIEW_SIZE);
+    for (int v = 0; v < N_VIEWS; v++) arrays[3 + N_VIEWS + v] = new_array((capacity + 7) / 8);
+    for (int a = 0; a < 2 * N_VIEWS + 3; a++)
+        if (arrays[a] == NULL) goto done;
+    st.line_no = (int64_t *)PyByteArray_AS_STRING(line_no);
+    st.kind = (uint8_t *)PyByteArray_AS_STRING(kind);
+    st.stamp = (int32_t *)PyByteArray_AS_STRING(stamp);
+    for (int v = 0; v < N_VIEWS; v++) st.views[v] = (uint8_t *)PyByteArray_AS_STRING(arrays[3 + v]);
+    for (int v = 0; v < N_VIEWS; v++) {
+        st.valid[v] = (uint8_t *)PyByteArray_AS_STRING(arrays[3 + N_VIEWS + v]);
+        memset(st.valid[v], 0, (size_t)((capacity + 7) / 8)); /* (the bits after the rows) */
+    }
+    st.other_line_no = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
+    st.other_span = PyMem_RawMalloc((size_t)(capacity + 1) * 16);
+    if (st.other_line_no == NULL || st.other_span == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS scan(&st, (int64_t)first_line, gaps, gaps_len);
+    Py_END_ALLOW_THREADS
+
+    /* The lines not for the C path, each with its newline. */
+    PyObject *other_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)st.other_bytes);
+    if (other_data == NULL) goto done;
+    char *out = PyBytes_AS_STRING(other_data);
+    for (int64_t i = 0; i < st.others; i++) {
+        int64_t start = st.other_span[2 * i], end = st.other_span[2 * i + 1];
+        memcpy(out, base + start, (size_t)(end - start));
+        out += end - start;
+        *out++ = '\n';
+    }
+    PyObject *other_line_no = PyByteArray_FromStringAndSize((const char *)st.other_line_no,
+                                                            (Py_ssize_t)(st.others * 8));
+    if (other_line_no == NULL) {
+        Py_DECREF(other_data);
+        goto done;
+    }
+    if (PyByteArray_Resize(line_no, st.kept * 8) < 0 || PyByteArray_Resize(kind, st.kept) < 0 ||
+        PyByteArray_Resize(stamp, st.kept * 4) < 0)
+        goto fail_others;
+    for (int v = 0; v < N_VIEWS; v++)
+        if (PyByteArray_Resize(arrays[3 + v], st.kept * VIEW_SIZE) < 0) goto fail_others;
+    result = PyDict_New();
+    if (result == NULL) goto fail_others;
+    if (set_item(result, "lines", PyLong_FromLongLong(st.lines)) < 0 ||
+        set_item(result, "kept", PyLong_FromLongLong(st.kept)) < 0 ||
+        set_item(result, "others", PyLong_FromLongLong(st.others)) < 0 ||
+        PyDict_SetItemString(result, "line_no", line_no) < 0 ||
+        PyDict_SetItemString(result, "kind", kind) < 0 ||
+        PyDict_SetItemString(result, "stamp", stamp) < 0)
+        goto fail_result;
+    for (int v = 0; v < N_VIEWS; v++) {
+        char valid_name[64];
+        snprintf(valid_name, sizeof valid_name, "%s_valid", VIEW_NAMES[v]);
+        if (PyDict_SetItemString(result, VIEW_NAMES[v], arrays[3 + v]) < 0 ||
+            PyDict_SetItemString(result, valid_name, arrays[3 + N_VIEWS + v]) < 0)
+            goto fail_result;
+    }
+    if (set_item(result, "other_data", other_data) < 0) {
+        other_data = NULL;
+        goto fail_result;
+    }
+    other_data = NULL;
+    if (set_item(result, "other_line_no", other_line_no) < 0) {
+        other_line_no = NULL;
+        goto fail_result;
+    }
+    other_line_no = NULL;
+    goto done;
+fail_result:
+    Py_CLEAR(result);
+fail_others:
+    Py_XDECREF(other_data);
+    Py_XDECREF(other_line_no);
+done:
+    for (int a = 0; a < 2 * N_VIEWS + 3; a++) Py_XDECREF(arrays[a]);
+    PyMem_RawFree(st.other_line_no);
+    PyMem_RawFree(st.other_span);
+    PyBuffer_Release(&st.data);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"tokenize", tokenize, METH_VARARGS, tokenize_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bounce_analyzer._postfix_c",
     .m_doc = "The C tokenizer of the Postfix source (optional; the polars path is the reference).",
     .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__postfix_c(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    /* 0: no tokenizer yet (native.module() then answers None and the polars path runs). */
-    if (PyModule_AddIntConstant(m, "ABI_VERSION", 0) < 0) {
+    /* 1: the tokenizer is usable (native.module("postfix") returns this module). */
+    if (PyModule_AddIntConstant(m, "ABI_VERSION", 1) < 0) {
         Py_DECREF(m);
         return NULL;
     }

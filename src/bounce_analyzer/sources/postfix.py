@@ -40,16 +40,18 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 from zoneinfo import ZoneInfo
 
 import polars as pl
+import pyarrow as pa
 
-from bounce_analyzer import schema
+from bounce_analyzer import native, schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
+from bounce_analyzer.sources._views import string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
@@ -200,6 +202,8 @@ class Postfix:
         self._carry_path = ""
         # The blank lines that start an input, held until a line says its format.
         self._blank: tuple[Batch, pl.DataFrame] | None = None
+        # The C tokenizer of syslog lines (None: the polars path for every line).
+        self._tokenizer = native.module(self.name)
 
     # --- the Source interface ---------------------------------------------------------------
 
@@ -227,6 +231,12 @@ class Postfix:
         for batch in batches:
             if self._carry is not None and self._carry_path != batch.path:
                 yield self._flush_carry()
+            if self._tokenizer is not None and self._blank is None:
+                # The C path: syslog lines cut from the batch's bytes (docs/NATIVE.md).
+                head = _first_line(batch)
+                if self._input_format(batch, head) == "syslog":
+                    yield self._native_syslog(batch)
+                    continue
             lines = batch_lines(batch)
             start = batch.offset
             if self._blank is not None:
@@ -237,7 +247,7 @@ class Postfix:
                     start = held.offset
                 else:
                     yield self._syslog(held, blank)
-            kind = self._input_format(batch, lines)
+            kind = self._input_format(batch, _first_text(lines))
             if kind is None:
                 if not batch.final and lines.height < _MAX_HELD_BLANK:
                     self._blank = (batch, lines)
@@ -266,6 +276,28 @@ class Postfix:
         span = (batch.offset if start is None else start, batch.offset + len(batch.data))
         return _Kinds(frame, batch.path, lines.height, skipped, span)
 
+    def _native_syslog(self, batch: Batch) -> _Kinds:
+        """`_Kinds` of a batch of syslog lines, cut by the C tokenizer; the lines it leaves
+        go down the polars path (`_syslog_kinds`), which reads them as it would read them in
+        the whole batch."""
+        seq_base = self._next_seq_base()
+        reference = self._reference(batch)
+        gaps = "".join(_gap_hours(self.tz, reference.year)).encode()
+        cut = self._tokenizer.tokenize(batch.data, batch.first_line, gaps)  # type: ignore[union-attr]
+        frame = _native_frame(batch.data, cut, self.tz, reference, seq_base)
+        skipped = cut["lines"] - cut["kept"] - cut["others"]
+        if cut["others"]:
+            others = batch_lines(Batch(cut["other_data"], batch.path)).with_columns(
+                line_no=_int_column(cut["other_line_no"], cut["others"], pa.int64())
+            )
+            kept, others_skipped = _syslog_kinds(others, self.tz, reference, seq_base)
+            skipped += others_skipped
+            if kept.height:
+                kept = _reject_fields(_state_fields(_recipient_fields(kept)))
+                frame = pl.concat([frame, kept.select(frame.columns)]).sort("line_no")
+        span = (batch.offset, batch.offset + len(batch.data))
+        return _Kinds(frame, batch.path, cut["lines"], skipped, span)
+
     def _next_seq_base(self) -> int:
         """A base for `seq` (line order across batches): batch number << 32, plus line_no."""
         self._batches += 1
@@ -273,16 +305,14 @@ class Postfix:
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def _input_format(self, batch: Batch, lines: pl.DataFrame) -> str | None:
-        """syslog, json or export, as the first line that is not blank says; None when no line
-        of this input has said yet (the lines so far are blank)."""
+    def _input_format(self, batch: Batch, start: str | None) -> str | None:
+        """syslog, json or export, as `start` (the first line of the input that is not blank)
+        says; None when no line of this input has said yet (the lines so far are blank)."""
         path, kind = self._format
         if path == batch.path and batch.first_line > 1:
             return kind
-        first = lines.filter(pl.col("line") != "").head(1)["line"].to_list()
-        if not first:
+        if start is None:
             return None
-        start = first[0]
         if start.startswith("{"):
             # {"__CURSOR":"s=...","MESSAGE":"...","SYSLOG_IDENTIFIER":"postfix/smtp",...}
             kind = "json"
@@ -407,20 +437,14 @@ class Postfix:
         looked up and only those it changes are replaced (moved to the end): the map is never
         grouped or copied whole, so a batch costs about the same however many ids are open.
         """
-        kind, body = pl.col("kind"), pl.col("body")
-        state = frame.filter(kind.is_in(["from", "message_id", "removed"])).select(
+        kind = pl.col("kind")
+        state = frame.filter(kind.is_in(["from", "message_id", "removed"]))
+        if "state_sender" not in state.columns:
+            state = _state_fields(state)
+        state = state.select(
             message_ref="qid",
-            # ...qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, size=4303, nrcpt=1 (queue active)
-            # (whole matches, then their known lead cut off: cheaper than a group)
-            sender=pl.when(kind == "from").then(body).str.extract(r"^from=<[^>]*", 0).str.slice(6),
-            # ...cleanup[8]: 3F2A1B2C3D: message-id=<20261128.abc@example.org>
-            message_id=_empty_to_null(
-                pl.when(kind == "message_id")
-                .then(body)
-                .str.extract(r"^message-id=<?[^<>\s]*", 0)
-                .str.slice(11)
-                .str.strip_prefix("<")
-            ),
+            sender="state_sender",
+            message_id="state_message_id",
             seq=pl.when(kind != "removed").then(pl.col("seq")),
             # ...qmgr[9]: 3F2A1B2C3D: removed
             removed_seq=pl.when(kind == "removed").then(pl.col("seq")),
@@ -764,6 +788,12 @@ def _classic_time(classic: pl.Expr, reference: datetime, *, fraction: bool = Tru
     in_leap_year = pl.concat_str([pl.lit(f"{_LEAP_YEAR} "), classic]).str.strptime(
         pl.Datetime("us"), fmt, strict=False
     )
+    return _in_reference_year(in_leap_year, reference)
+
+
+def _in_reference_year(in_leap_year: pl.Expr, reference: datetime) -> pl.Expr:
+    """A time of `_LEAP_YEAR` moved to the year of `reference`, or to the year before (see
+    `_classic_time`)."""
     this_year = in_leap_year.dt.offset_by(f"{reference.year - _LEAP_YEAR}y")
     year_before = in_leap_year.dt.offset_by(f"{reference.year - 1 - _LEAP_YEAR}y")
     limit = reference + timedelta(days=1)
@@ -882,13 +912,11 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
     #   relay=mx.example.com[192.0.2.7]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1,
     #   status=bounced (host mx.example.com[192.0.2.7] said: 550 5.1.1 <a@example.com>:
     #   Recipient address rejected: User unknown (in reply to RCPT TO command))
-    parsed = (
-        frame.with_columns(fields=pl.col("body").str.extract_groups(_RECIPIENT))
-        .unnest("fields")
-        .with_columns(
-            event=pl.col("status").replace_strict(
-                _STATUS_EVENTS, default=None, return_dtype=pl.String()
-            ),
+    if "status" not in frame.columns:
+        frame = _recipient_fields(frame)
+    parsed = frame.with_columns(
+        event=pl.col("status").replace_strict(
+            _STATUS_EVENTS, default=None, return_dtype=pl.String()
         )
     )
     bad = parsed.filter(
@@ -904,38 +932,7 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
     # ...smtp[5]: 3F2A1B2C3D: to=<a@example.com>, ..., status=undeliverable (...)  (a probe)
     skips = parsed.filter(pl.col("status").is_in(_PROBE_STATUSES)).height
     good = parsed.filter(pl.col("event").is_not_null())
-    # The whole text in the outer parentheses (which nest) after the status, whatever follows
-    # them. (A literal cut: byte-exact, where a `find` offset would be read as characters.)
-    rest = pl.col("body").str.strip_prefix(pl.col("head"))
-    good = good.with_columns(
-        diagnostic=pl.when(rest.str.starts_with(" (")).then(rest.str.slice(2))
-    ).with_columns(
-        diagnostic=pl.when(pl.col("diagnostic").str.ends_with(")"))
-        .then(pl.col("diagnostic").str.head(-1))
-        .otherwise(
-            pl.coalesce(
-                # The longest start that ends with ")", without it (rare: found only there).
-                pl.when(~pl.col("diagnostic").str.ends_with(")"))
-                .then(pl.col("diagnostic"))
-                .str.extract(r"^.*\)", 0)
-                .str.head(-1),
-                pl.col("diagnostic"),
-            )
-        )
-    )
-    diagnostic = pl.col("diagnostic")
-    # 250 2.0.0 Ok: queued as 4F2A   (the codes that lead the text; its first characters)
-    leading = diagnostic.str.extract(_LEADING_CODES_SHAPE, 0)
-    good = good.with_columns(
-        relay_host=pl.col("relay").str.extract(r"^[^\[\]:]+", 0),
-        relay_ip=pl.col("relay").str.extract(r"\[[0-9A-Fa-f:.]+\]", 0).str.slice(1).str.head(-1),
-        said=diagnostic.str.extract_groups(_SAID),
-        leading_code=leading.str.extract(f"^{REPLY_CODE}", 0),
-        leading_enhanced=leading.str.extract(ENHANCED_CODE, 0),
-    )
-    # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
     no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")
-    good = good.with_columns(remote=pl.when(no_relay).then(diagnostic).str.extract_groups(_REMOTE))
     events = good.select(
         "line_no",
         "seq",
@@ -948,13 +945,10 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         "diagnostic",
         "transport",
         message_ref="qid",
-        relay_host=pl.when(no_relay)
-        .then(pl.col("remote").struct.field("remote_host"))
-        .otherwise(pl.col("relay_host")),
-        relay_ip=pl.when(no_relay)
-        .then(pl.col("remote").struct.field("remote_ip"))
-        .otherwise(pl.col("relay_ip")),
-        smtp_code=pl.coalesce(pl.col("said").struct.field("code"), "leading_code").cast(pl.Int16()),
+        # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
+        relay_host=pl.when(no_relay).then(pl.col("remote_host")).otherwise(pl.col("relay_host")),
+        relay_ip=pl.when(no_relay).then(pl.col("remote_ip")).otherwise(pl.col("relay_ip")),
+        smtp_code=pl.coalesce("said_code", "leading_code").cast(pl.Int16()),
         # The dsn is the status Postfix recorded, so it wins over a code in the text:
         # Postfix copies the reply's enhanced code into it only when their classes agree,
         # and writes X.0.0 of the reply's class otherwise (`said: 550 4.2.1 mailbox
@@ -963,13 +957,112 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         enhanced_code=pl.coalesce(
             "dsn",
             "dsn_alone",
-            pl.col("said").struct.field("enhanced"),
+            "said_enhanced",
             "leading_enhanced",
         ),
         delay_s=pl.col("delay").cast(pl.Float64(), strict=False),
         sender=pl.lit(None, pl.String()),
     )
     return events, skips, bad
+
+
+#: The fields `_recipient_fields` adds (the C tokenizer cuts the same: native/postfix.c).
+_RECIPIENT_FIELDS = (
+    "recipient",
+    "original_recipient",
+    "relay",
+    "delay",
+    "dsn",
+    "dsn_alone",
+    "status",
+    "rest",
+    "relay_host",
+    "relay_ip",
+    "diagnostic",
+    "said_code",
+    "said_enhanced",
+    "leading_code",
+    "leading_enhanced",
+    "remote_host",
+    "remote_ip",
+)
+
+
+def _recipient_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with the fields of `_RECIPIENT` cut from `body` (all null where it does not
+    match), `rest` (the body after them), the relay's host and address, and what the
+    diagnostic says: the text, the codes that lead it or that a server said, and where the
+    relay names no host, the host in the text."""
+    rest, diagnostic = pl.col("rest"), pl.col("diagnostic")
+    frame = (
+        frame.with_columns(fields=pl.col("body").str.extract_groups(_RECIPIENT))
+        .unnest("fields")
+        # (A literal cut: byte-exact, where a `find` offset would be read as characters.)
+        .with_columns(
+            rest=pl.col("body").str.strip_prefix(pl.col("head")),
+            relay_host=pl.col("relay").str.extract(r"^[^\[\]:]+", 0),
+            relay_ip=pl.col("relay")
+            .str.extract(r"\[[0-9A-Fa-f:.]+\]", 0)
+            .str.slice(1)
+            .str.head(-1),
+        )
+        .drop("head")
+        # The whole text in the outer parentheses (which nest) after the status, whatever
+        # follows them.
+        .with_columns(diagnostic=pl.when(rest.str.starts_with(" (")).then(rest.str.slice(2)))
+        .with_columns(
+            diagnostic=pl.when(diagnostic.str.ends_with(")"))
+            .then(diagnostic.str.head(-1))
+            .otherwise(
+                pl.coalesce(
+                    # The longest start that ends with ")", without it (rare: found only there).
+                    pl.when(~diagnostic.str.ends_with(")"))
+                    .then(diagnostic)
+                    .str.extract(r"^.*\)", 0)
+                    .str.head(-1),
+                    diagnostic,
+                )
+            )
+        )
+    )
+    # 250 2.0.0 Ok: queued as 4F2A   (the codes that lead the text; its first characters)
+    leading = diagnostic.str.extract(_LEADING_CODES_SHAPE, 0)
+    # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
+    no_relay = pl.col("relay_host").is_null() | (pl.col("relay_host") == "none")
+    return frame.with_columns(
+        said=diagnostic.str.extract_groups(_SAID).struct.rename_fields(
+            ["said_code", "said_enhanced"]
+        ),
+        leading_code=leading.str.extract(f"^{REPLY_CODE}", 0),
+        leading_enhanced=leading.str.extract(ENHANCED_CODE, 0),
+        remote=pl.when(no_relay).then(diagnostic).str.extract_groups(_REMOTE),
+    ).unnest("said", "remote")
+
+
+#: The fields `_state_fields` adds (the C tokenizer cuts the same).
+_STATE_FIELDS = ("state_sender", "state_message_id")
+
+
+def _state_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with the sender of qmgr's from= lines and the Message-ID of cleanup's
+    message-id= lines (null on other lines; a Message-ID that is empty is null)."""
+    kind, body = pl.col("kind"), pl.col("body")
+    return frame.with_columns(
+        # ...qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, size=4303, nrcpt=1 (queue active)
+        # (whole matches, then their known lead cut off: cheaper than a group)
+        state_sender=pl.when(kind == "from")
+        .then(body)
+        .str.extract(r"^from=<[^>]*", 0)
+        .str.slice(6),
+        # ...cleanup[8]: 3F2A1B2C3D: message-id=<20261128.abc@example.org>
+        state_message_id=_empty_to_null(
+            pl.when(kind == "message_id")
+            .then(body)
+            .str.extract(r"^message-id=<?[^<>\s]*", 0)
+            .str.slice(11)
+            .str.strip_prefix("<")
+        ),
+    )
 
 
 def _expired_events(frame: pl.DataFrame) -> pl.DataFrame:
@@ -989,7 +1082,14 @@ def _expired_events(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
+#: The fields `_reject_fields` adds (the C tokenizer cuts the same).
+_REJECT_FIELDS = ("stage", "client_host", "client_ip", "envelope_sender", "envelope_recipient")
+
+
+def _reject_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with a reject's `stage` text (null when the line has no stage and client),
+    `client_host` and `client_ip` (`_CLIENT`), `envelope_sender` and `envelope_recipient`
+    (`_ENVELOPE`), cut from `body`."""
     body = pl.col("body")
     # ...smtpd[7]: NOQUEUE: reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 <a@example.com>:
     #   Relay access denied; from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>
@@ -1002,20 +1102,26 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
     stage = body.str.strip_prefix(body.str.extract(_STAGE_REJECT, 0))
     stage = stage.str.splitn("; from=<", 2).struct.field("field_0")
     stage = stage.str.splitn("; proto=", 2).struct.field("field_0")
+    envelope = body.str.extract_groups(_ENVELOPE).struct
+    return frame.with_columns(
+        stage=stage,
+        client=body.str.extract_groups(_CLIENT),
+        envelope=envelope.rename_fields(["envelope_sender", "envelope_recipient"]),
+    ).unnest("client", "envelope")
+
+
+def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
+    if "stage" not in frame.columns:
+        frame = _reject_fields(frame)
+    body = pl.col("body")
     # ...cleanup[8]: 3F2A1B2C3D: reject: header Subject: win from c[192.0.2.1];
     #   from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>: 5.7.1 Spam rejected
     # (rare: read only where the stage is not; a null is not searched)
     content = pl.when(pl.col("stage").is_null()).then(body).str.extract(_CONTENT_REJECT, 1)
     # Anything else: all that follows "reject: ".
     anything = body.str.splitn("reject: ", 2).struct.field("field_1")
-    parsed = (
-        frame.with_columns(stage=stage)
-        .with_columns(
-            diagnostic=pl.coalesce("stage", content, anything),
-            client=body.str.extract_groups(_CLIENT),
-            envelope=body.str.extract_groups(_ENVELOPE),
-        )
-        .with_columns(codes=pl.col("diagnostic").str.extract_groups(_LEADING_CODES))
+    parsed = frame.with_columns(diagnostic=pl.coalesce("stage", content, anything)).with_columns(
+        codes=pl.col("diagnostic").str.extract_groups(_LEADING_CODES)
     )
     return parsed.select(
         "line_no",
@@ -1028,10 +1134,94 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
         event=pl.lit("rejected"),
         message_ref=pl.when(pl.col("qid") == "NOQUEUE").then(None).otherwise(pl.col("qid")),
         # the client our server refused (postscreen names no host: "RCPT from [192.0.2.1]")
-        client_host=_empty_to_null(pl.col("client").struct.field("client_host")),
-        client_ip=pl.col("client").struct.field("client_ip"),
-        sender=pl.col("envelope").struct.field("sender"),
-        recipient=pl.col("envelope").struct.field("recipient"),
+        client_host=_empty_to_null(pl.col("client_host")),
+        client_ip="client_ip",
+        sender="envelope_sender",
+        recipient="envelope_recipient",
         smtp_code=pl.col("codes").struct.field("code").cast(pl.Int16()),
         enhanced_code=pl.col("codes").struct.field("enhanced"),
+    )
+
+
+# --- the C path (native/postfix.c) ----------------------------------------------------------
+
+
+def _first_line(batch: Batch) -> str | None:
+    """The first line of `batch` as `batch_lines` reads it, when it is not blank and plainly
+    cut (None: let the lines say; the polars path reads the batch)."""
+    head = bytes(memoryview(batch.data)[:65536])
+    end = head.find(b"\n")
+    if end < 0 and len(head) < len(batch.data):
+        return None
+    first = (head if end < 0 else head[:end]).replace(b"\x00", b"")
+    if first.endswith(b"\r"):
+        first = first[:-1]
+    if not first or b"\r" in first:
+        return None
+    return first.decode("utf-8", "replace")
+
+
+def _first_text(lines: pl.DataFrame) -> str | None:
+    """The first line of `lines` that is not blank."""
+    first = lines.filter(pl.col("line") != "").head(1)["line"].to_list()
+    return first[0] if first else None
+
+
+def _int_column(data: Any, count: int, dtype: pa.DataType) -> pl.Series:
+    """`count` integers of `dtype` in `data` (native byte order) as a polars column."""
+    series = pl.from_arrow(pa.Array.from_buffers(dtype, count, [None, pa.py_buffer(data)]))
+    assert isinstance(series, pl.Series)
+    return series
+
+
+def _stamp_times(keys: pl.Series, tz: str, reference: datetime) -> pl.DataFrame:
+    """The distinct `stamp_key`s (native/postfix.c: ((month * 32 + day) * 24 + hour) * 3600
+    + minute * 60 + second, of a real day and time) -> their UTC times, as the polars path
+    reads the stamps (`_classic_time`, then `_zoned`)."""
+    key = pl.col("key")
+    hours = key // 3600
+    in_leap_year = pl.datetime(
+        _LEAP_YEAR, hours // 24 // 32, hours // 24 % 32, hours % 24, key % 3600 // 60, key % 60
+    )
+    times = _zoned(_in_reference_year(in_leap_year, reference), tz)
+    return keys.unique().drop_nulls().to_frame("key").select("key", timestamp=times)
+
+
+def _native_frame(
+    data: bytes, cut: dict[str, Any], tz: str, reference: datetime, seq_base: int
+) -> pl.DataFrame:
+    """The kept rows of `tokenize` as `_syslog_kinds` gives them (its `_KEPT` columns), with
+    the fields of `_recipient_fields` and `_state_fields`."""
+    count = cut["kept"]
+
+    def strings(name: str) -> pl.Series:
+        return string_column(name, count, cut[name], data, cut[f"{name}_valid"])
+
+    fields = (*_RECIPIENT_FIELDS, *_STATE_FIELDS, *_REJECT_FIELDS)
+    views = ("raw", "host", "transport", "qid", "body", *fields)
+    frame = pl.DataFrame(
+        [
+            _int_column(cut["line_no"], count, pa.int64()).alias("line_no"),
+            _int_column(cut["stamp"], count, pa.int32()).alias("key"),
+            _int_column(cut["kind"], count, pa.uint8()).alias("kind"),
+            *(strings(name) for name in views),
+        ]
+    ).with_columns(key=pl.when(pl.col("key") >= 0).then("key"))
+    times = _stamp_times(frame["key"], tz, reference)
+    timestamp = pl.col("key").replace_strict(
+        times["key"], times["timestamp"], default=None, return_dtype=pl.Datetime("us", "UTC")
+    )
+    kind = pl.lit(pl.Series(_KIND.categories, dtype=_KIND)).gather(pl.col("kind"))
+    return frame.select(
+        "line_no",
+        (pl.col("line_no") + seq_base).alias("seq"),
+        "raw",
+        timestamp.alias("timestamp"),
+        "host",
+        "transport",
+        "qid",
+        "body",
+        kind.alias("kind"),
+        pl.lit(None, pl.String()).alias("bad"),
+        *fields,
     )

@@ -1,0 +1,578 @@
+"""The C tokenizer of the Postfix source (native/postfix.c) against the polars path (issue 18).
+
+The polars path is the reference: the same inputs read with `BOUNCE_ANALYZER_NATIVE=0` and
+with the C path must give identical outputs, batch by batch (events, malformed records,
+counts) and the same state carried to the next run. Inputs: every Postfix file of
+sample_logs/ and tests/data/postfix/, generated logs (several seeds, a week crossing the
+clock changes of Europe/Paris), and generated lines mutated in the ways real logs are
+damaged. Then the tokenizer itself on hand-written lines of each kind.
+
+Without the extension (no compiler at install) these tests are skipped; under CI=true, whose
+build always compiles it, they fail instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from _cli import invoke
+from bounce_analyzer import native
+from bounce_analyzer.generate import generate_postfix
+from bounce_analyzer.reading import expand_inputs, read_batches
+from bounce_analyzer.sources._views import string_column
+from bounce_analyzer.sources.base import SourceOutput
+from bounce_analyzer.sources.postfix import _KIND, Postfix
+
+REPO = Path(__file__).resolve().parent.parent
+#: Every Postfix file the repository holds (sample logs, corpus copies, synthetic logs).
+POSTFIX_FILES = sorted(
+    [
+        *(REPO / "sample_logs" / "postfix").iterdir(),
+        *(REPO / "tests" / "data" / "postfix" / "corpus").glob("*.log"),
+        *(REPO / "tests" / "data" / "postfix" / "synthetic").iterdir(),
+    ]
+)
+#: The night after the generated logs: classic stamps take their year from the file's date.
+MTIME = datetime(2026, 11, 5, 3, tzinfo=UTC).timestamp()
+
+
+def _extension() -> ModuleType | None:
+    try:
+        module = importlib.import_module("bounce_analyzer._postfix_c")
+    except ImportError:
+        return None
+    return module if getattr(module, "ABI_VERSION", 0) == 1 else None
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> ModuleType:
+    """The extension; skipped when it is not built, a failure under CI (which builds it)."""
+    module = _extension()
+    if module is None:
+        reason = "the C extension bounce_analyzer._postfix_c is not built (no compiler?)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI builds the C extension, yet: {reason}")
+        pytest.skip(reason)
+    return module
+
+
+# --- running both paths -------------------------------------------------------------------
+
+
+def _run(
+    path: Path, *, tz: str, batch_bytes: int, use_c: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[SourceOutput], pl.DataFrame]:
+    """The source's outputs over `path` (and the state it would carry to the next run)."""
+    with monkeypatch.context() as patch:
+        patch.setenv(native.ENV, "1" if use_c else "0")
+        source = Postfix(tz=tz)
+    assert (source._tokenizer is not None) == use_c
+    batches = read_batches(expand_inputs([str(path)])[0], batch_bytes=batch_bytes)
+    outputs = list(source.parse(batches))
+    return outputs, source.export_state()
+
+
+def assert_same(
+    path: Path, monkeypatch: pytest.MonkeyPatch, *, tz: str = "UTC", batch_bytes: int = 2**20
+) -> int:
+    """Both paths over `path` give identical outputs; returns the lines compared."""
+    polars_outputs, polars_state = _run(
+        path, tz=tz, batch_bytes=batch_bytes, use_c=False, monkeypatch=monkeypatch
+    )
+    c_outputs, c_state = _run(
+        path, tz=tz, batch_bytes=batch_bytes, use_c=True, monkeypatch=monkeypatch
+    )
+    assert len(c_outputs) == len(polars_outputs)
+    for number, (expected, got) in enumerate(zip(polars_outputs, c_outputs, strict=True)):
+        where = f"{path.name}, output {number}"
+        assert_frame_equal(got.events, expected.events, check_exact=True)
+        assert_frame_equal(got.malformed, expected.malformed, check_exact=True)
+        assert (got.read, got.skipped) == (expected.read, expected.skipped), where
+    assert_frame_equal(c_state, polars_state, check_exact=True)
+    return sum(out.read for out in polars_outputs)
+
+
+def _with_mtime(path: Path) -> Path:
+    os.utime(path, (MTIME, MTIME))
+    return path
+
+
+# --- differential: files, generated logs, batch sizes -------------------------------------
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("path", POSTFIX_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_postfix_file_reads_the_same(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert assert_same(path, monkeypatch) > 0
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize(("batch_bytes", "count"), [(1, 30), (333, 60), (4096, 2000)])
+def test_sample_logs_in_small_batches(
+    batch_bytes: int, count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 byte: every batch is one line; 333 and 4096 bytes end batches all over the lines.
+    # (A batch has a fixed cost of some milliseconds: `count` lines of each file.)
+    for name in ("mail.log", "mail.log.1", "journal.json"):
+        lines = (REPO / "sample_logs" / "postfix" / name).read_bytes().split(b"\n")
+        path = tmp_path / name
+        path.write_bytes(b"\n".join(lines[100 : 100 + count]))
+        _with_mtime(path)
+        assert_same(path, monkeypatch, tz="Europe/Paris", batch_bytes=batch_bytes)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Generated logs: three seeds in UTC, and a week crossing Europe/Paris' spring change
+    (with long queue ids and postscreen rejects)."""
+    folder = tmp_path_factory.mktemp("generated")
+    logs = {}
+    for seed in (1, 2, 3):
+        path = folder / f"seed{seed}.log"
+        generate_postfix(
+            path, lines=20_000, seed=seed, start=datetime(2026, 11, 3, tzinfo=UTC), days=2
+        )
+        logs[f"seed{seed}"] = _with_mtime(path)
+    paris = folder / "paris.log"
+    generate_postfix(
+        paris,
+        lines=20_000,
+        seed=7,
+        tz="Europe/Paris",
+        start=datetime(2026, 3, 26, tzinfo=UTC),
+        days=7,
+        long_queue_ids=True,
+        postscreen_enforce=True,
+    )
+    os.utime(paris, (datetime(2026, 4, 3, tzinfo=UTC).timestamp(),) * 2)
+    logs["paris"] = paris
+    return logs
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("name", ["seed1", "seed2", "seed3", "paris"])
+@pytest.mark.parametrize("batch_bytes", [300_000, 2**22])
+def test_generated_logs_read_the_same(
+    generated: dict[str, Path], name: str, batch_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tz = "Europe/Paris" if name == "paris" else "UTC"
+    assert assert_same(generated[name], monkeypatch, tz=tz, batch_bytes=batch_bytes) == 20_000
+
+
+@pytest.mark.usefixtures("tokenizer")
+def test_the_c_path_takes_almost_every_generated_line(
+    tokenizer: ModuleType, generated: dict[str, Path]
+) -> None:
+    # The differential tests would pass just as well if every line went down the polars
+    # path: the lines the C path leaves must be the odd ones only.
+    data = generated["seed1"].read_bytes()
+    cut = tokenizer.tokenize(data, 1, b"")
+    assert cut["lines"] == 20_000
+    assert cut["others"] == 0
+    assert cut["kept"] > 5_000
+
+
+# --- differential: mutated lines ----------------------------------------------------------
+
+#: Lines a syslog file holds beside the generated ones, and shapes the C path leaves.
+ODD_LINES = [
+    "",
+    "   ",
+    "\t",
+    "Nov  4 10:00:00 mx1 dovecot: lmtp(a@example.com)<5><X>: saved mail to INBOX",
+    "Nov  4 10:00:00 mx1 postfix/smtp: 3F2A1B2C3D: to=<a@example.com>, relay=none, delay=1,"
+    " status=deferred (connect to mx.example.com[192.0.2.7]:25: Connection timed out)",
+    "Nov 04 10:00:00 mx1 postfix/qmgr[9]: 3F2A1B2C3D: removed",
+    "Nov  4 10:00:00  mx1 postfix/qmgr[9]: 3F2A1B2C3D: removed",
+    "Feb 30 10:00:00 mx1 postfix/qmgr[9]: 3F2A1B2C3D: removed",
+    "Mar 29 02:30:00 mx1 postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=none, delay=1,"
+    " status=bounced (host said: 550 5.1.1 no)",
+    "Mar 29 02:30:00 mx1 dovecot: in an hour Europe/Paris skips",
+    "Nov  4 24:00:00 mx1 postfix/qmgr[9]: 3F2A1B2C3D: removed",
+    "2026-11-04T10:00:00.123456+01:00 mx1 postfix/qmgr[9]: 3F2A1B2C3D: removed",
+    "<22>Nov  4 10:00:00 mx1 postfix/qmgr[9]: 3F2A1B2C3D: removed",
+    "Nov  4 10:00:00 mx1 postfix/smtp[5]: 3F2A1B2C3D: tox=<a@example.com>, status=sent (x)",
+    "Nov  4 10:00:00 mx1 postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=local,"
+    " delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (delivered to maildir)",
+    "Nov  4 10:00:00 mx1 postfix/smtp[5]: 3F2A1B2C3D: to=<>, orig_to=<b@example.com>,"
+    " relay=[192.0.2.7]:25, conn_use=3, delay=1, dsn=4.4.1, status=deferred (lost (x)) y",
+    "Nov  4 10:00:00 mx1 postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=x, delay=1,"
+    " delays=1/2/3/4, dsn=5.1234.1, status=bounced (x)",
+    "Nov  4 10:00:00 mx1 postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=x, delay=1,"
+    " dsn=5.1.1, status=undeliverable (probe)",
+    "Nov  4 10:00:00 mx1 postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=x, delay=1,"
+    " status=weird (x)",
+    "Nov  4 10:00:00 mx1 postfix/qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, status=expired,"
+    " returned to sender",
+    "Nov  4 10:00:00 mx1 postfix/cleanup[8]: 3F2A1B2C3D: message-id=<<>",
+    "Nov  4 10:00:00 mx1 postfix/cleanup[8]: 3F2A1B2C3D: message-id=plain@id tail",
+    "Nov  4 10:00:00 mx1 postfix/smtpd[7]: NOQUEUE: reject: RCPT from [192.0.2.1]:4711: 550"
+    " 5.7.1 Service unavailable; from=<s@example.org>, to=<a@example.com>, proto=ESMTP",
+    "Nov  4 10:00:00 mx1 postfix/cleanup[8]: 3F2A1B2C3D: reject: header Subject: win from"
+    " c[192.0.2.1]; from=<s@example.org> to=<a@example.com> proto=ESMTP helo=<c>: 5.7.1 Spam",
+    "Nov  4 10:00:00 mx1 postfix/: 3F2A1B2C3D: removed",
+    "Nov  4 10:00:00 mx1 postfix/[9]: 3F2A1B2C3D: removed",
+    "Nov  4 10:00:00 mx1 mail/qmgr[9]: ABCDE: removed",
+    "Nov  4 10:00:00 mx1 mail/qmgr[9]: abcde: removed",
+    "Nov  4 10:00:00 mx1 postfix-out/smtp[5]:    NOQUEUE: reject: x",
+    "Nov  4 10:00:00 mx1 postfix/smtp[5]:3F2A1B2C3D: removed",
+]
+
+
+def _mutations(lines: list[bytes], seed: int) -> Iterator[bytes]:
+    """Each of `lines`, damaged one way or another (or not at all)."""
+    rng = random.Random(seed)
+    for line in lines:
+        how = rng.randrange(12)
+        cut = rng.randrange(len(line) + 1)
+        if how == 0:
+            yield line[:cut]  # truncated anywhere
+        elif how == 1:
+            yield line[:cut] + "é".encode() + line[cut:]  # non-ASCII (valid UTF-8)
+        elif how == 2:
+            yield line[:cut] + b"\xff\xfe" + line[cut:]  # invalid UTF-8
+        elif how == 3:
+            yield line[:cut] + b"\x00\x00" + line[cut:]  # NUL bytes (a crashed syslogd)
+        elif how == 4:
+            yield line + b"\r"  # CRLF
+        elif how == 5:
+            yield line[:cut] + b"\r" + line[cut:]  # a stray CR
+        elif how == 6:
+            yield line[:cut] + b"\t" + line[cut:]
+        elif how == 7 and rng.random() < 0.05:
+            yield line + b" " + b"x" * 70_000  # very long
+        elif how == 8:
+            yield line[:cut] + b" " + line[cut:]
+        else:
+            yield line
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize(("batch_bytes", "count"), [(1, 30), (65536, 1500), (2**20, 1500)])
+def test_mutated_lines_read_the_same(
+    generated: dict[str, Path],
+    seed: int,
+    batch_bytes: int,
+    count: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = generated[f"seed{seed - 10}"].read_bytes().split(b"\n")[:count]
+    lines = [*_mutations(taken, seed), *(line.encode() for line in ODD_LINES)]
+    random.Random(seed).shuffle(lines)
+    # (no newline after the last line, as a log cut while written ends)
+    lines.append(b"Nov  4 10:00:00 mx1 postfix/qmgr[9]: 3F2A1B2C3D: removed")
+    path = tmp_path / "mutated.log"
+    path.write_bytes(b"\n".join(lines))
+    _with_mtime(path)
+    for tz in ("Europe/Paris",) if batch_bytes == 1 else ("UTC", "Europe/Paris"):
+        assert assert_same(path, monkeypatch, tz=tz, batch_bytes=batch_bytes) == len(lines)
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize(
+    "start",
+    [b"", b"\n\n", b"\r\n", b"\x00\n", b"\xef\xbb\xbf", b"   \n"],
+    ids=["plain", "blank", "crlf", "nul", "bom", "spaces"],
+)
+def test_how_an_input_starts(
+    generated: dict[str, Path], start: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The C path decides an input's format from its first line's bytes; the polars path from
+    # its first line that is not blank.
+    path = tmp_path / "start.log"
+    path.write_bytes(start + b"\n".join(generated["seed2"].read_bytes().split(b"\n")[:12]))
+    _with_mtime(path)
+    for batch_bytes in (1, 2**20):
+        assert_same(path, monkeypatch, batch_bytes=batch_bytes)
+
+
+@pytest.mark.usefixtures("tokenizer")
+def test_state_carried_from_run_to_run(
+    generated: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A log read in two runs (the second resumes with the first's state) reads the same.
+    data = generated["seed3"].read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    first.write_bytes(data[:middle])
+    second.write_bytes(data[middle:])
+    events = {}
+    for use_c in (False, True):
+        with monkeypatch.context() as patch:
+            patch.setenv(native.ENV, "1" if use_c else "0")
+            one, two = Postfix(tz="UTC"), Postfix(tz="UTC")
+        runs = []
+        for source, path in ((one, first), (two, second)):
+            if source is two:
+                two.import_state(one.export_state())
+            batches = read_batches(expand_inputs([str(_with_mtime(path))])[0])
+            runs.extend(out.events for out in source.parse(batches))
+        events[use_c] = pl.concat(runs)
+    assert events[True]["sender"].null_count() < events[True].height  # (the join did join)
+    assert_frame_equal(events[True], events[False], check_exact=True)
+
+
+# --- end to end: parse through the command line --------------------------------------------
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize(
+    "path",
+    [
+        REPO / "sample_logs" / "postfix" / "mail.log",
+        REPO
+        / "tests"
+        / "data"
+        / "postfix"
+        / "corpus"
+        / "vignemail1-pflogsumm-go__testdata_sample.log",
+    ],
+    ids=lambda p: p.name,
+)
+def test_parse_writes_the_same(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv(native.ENV, flag)
+        out = tmp_path / f"events-{flag}.parquet"
+        bad = tmp_path / f"malformed-{flag}.jsonl"
+        result = invoke(
+            "parse",
+            "--source",
+            "postfix",
+            "--tz",
+            "UTC",
+            "-q",
+            str(path),
+            "-o",
+            str(out),
+            "--malformed",
+            str(bad),
+        )
+        assert result.exit_code == 0, result.output
+        written[flag] = (pl.read_parquet(out), bad.read_text(encoding="utf-8"))
+    assert written["1"][0].height > 0
+    assert_frame_equal(written["1"][0], written["0"][0], check_exact=True)
+    assert written["1"][1] == written["0"][1]
+
+
+@pytest.mark.usefixtures("tokenizer")
+def test_parse_of_a_generated_log_writes_the_same(
+    generated: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv(native.ENV, flag)
+        out = tmp_path / f"events-{flag}.parquet"
+        path = str(generated["paris"])
+        result = invoke(
+            "parse", "--source", "postfix", "--tz", "Europe/Paris", "-q", path, "-o", str(out)
+        )
+        assert result.exit_code == 0, result.output
+        written[flag] = pl.read_parquet(out)
+    assert_frame_equal(written["1"], written["0"], check_exact=True)
+
+
+# --- the tokenizer itself ------------------------------------------------------------------
+
+
+def _cut(tokenizer: ModuleType, text: str, gaps: bytes = b"") -> dict[str, Any]:
+    """`tokenize` over `text`: the kept rows as dicts (kind by name), the lines left."""
+    data = text.encode()
+    cut = tokenizer.tokenize(data, 1, gaps)
+    count = cut["kept"]
+    names = [name for name in cut if name.endswith("_valid") and name.removesuffix("_valid") in cut]
+    columns = {
+        name.removesuffix("_valid"): string_column(
+            name, count, cut[name.removesuffix("_valid")], data, cut[name]
+        ).to_list()
+        for name in names
+    }
+    kinds = list(bytes(cut["kind"]))
+    rows = [
+        {
+            "kind": _KIND.categories[kinds[i]],
+            **{k: v[i] for k, v in columns.items() if v[i] is not None},
+        }
+        for i in range(count)
+    ]
+    return {
+        "rows": rows,
+        "lines": cut["lines"],
+        "others": cut["other_data"].decode("utf-8", "replace"),
+    }
+
+
+def test_a_recipient_status_line_is_cut_into_its_fields(tokenizer: ModuleType) -> None:
+    line = (
+        "Nov 28 10:00:03 mx postfix-out/smtp[5]: 3F2A1B2C3D: to=<a@example.com>,"
+        " orig_to=<b@example.com>, relay=mx.example.com[192.0.2.7]:25, conn_use=2, delay=1.2,"
+        " delays=0.1/0/0.5/0.6, dsn=5.1.1, status=bounced (host mx.example.com[192.0.2.7]"
+        " said: 550 5.1.1 <a@example.com>: User unknown (in reply to RCPT TO command))"
+    )
+    got = _cut(tokenizer, line + "\n")
+    assert got["lines"] == 1 and got["others"] == ""
+    [row] = got["rows"]
+    assert row == {
+        "kind": "recipient",
+        "raw": line,
+        "host": "mx",
+        "transport": "smtp",
+        "qid": "3F2A1B2C3D",
+        "body": line[line.index("to=<") :],
+        "recipient": "a@example.com",
+        "original_recipient": "b@example.com",
+        "relay": "mx.example.com[192.0.2.7]:25",
+        "relay_host": "mx.example.com",
+        "relay_ip": "192.0.2.7",
+        "delay": "1.2",
+        "dsn": "5.1.1",
+        "status": "bounced",
+        "rest": line[line.index(" (host") :],
+        "diagnostic": line[line.index("(host") + 1 : -1],
+        "said_code": "550",
+        "said_enhanced": "5.1.1",
+    }
+    # relay=none: the host is the one the text names; the codes may lead the text.
+    line = (
+        "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=none,"
+        " delay=30, delays=0/0/30/0, dsn=4.4.1, status=deferred (connect to"
+        " mx.example.com[192.0.2.7]:25: Connection timed out)"
+    )
+    [row] = _cut(tokenizer, line)["rows"]
+    assert (row["remote_host"], row["remote_ip"]) == ("mx.example.com", "192.0.2.7")
+    line = line.replace("(connect to", "(451-4.7.1 greylisted (try later), see host x[y]")
+    [row] = _cut(tokenizer, line)["rows"]
+    assert row["diagnostic"].endswith("Connection timed out")
+    assert (row["leading_code"], row["leading_enhanced"], row["remote_host"]) == (
+        "451",
+        "4.7.1",
+        "x",
+    )
+
+
+def test_a_status_line_of_another_shape_keeps_no_fields(tokenizer: ModuleType) -> None:
+    # ...dsn=5.1234.1 is no enhanced code: the line is unreadable (all its fields null).
+    line = (
+        "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=none,"
+        " delay=1, dsn=5.1234.1, status=bounced (x)"
+    )
+    [row] = _cut(tokenizer, line)["rows"]
+    assert row["kind"] == "recipient"
+    assert "status" not in row and "recipient" not in row
+    # Postfix before 2.3: a dsn without delays=, and relay=none keeps no host of its own.
+    line = (
+        "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<>, relay=none, delay=1,"
+        " dsn=4.4.1, status=deferred"
+    )
+    [row] = _cut(tokenizer, line)["rows"]
+    assert (row["recipient"], row["relay_host"], row["dsn_alone"], row["status"], row["rest"]) == (
+        "",
+        "none",
+        "4.4.1",
+        "deferred",
+        "",
+    )
+    assert "relay_ip" not in row and "dsn" not in row
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "fields"),
+    [
+        (
+            "from=<s@example.org>, size=4303, nrcpt=1 (queue active)",
+            "from",
+            {"state_sender": "s@example.org"},
+        ),
+        ("from=<>, size=4303, nrcpt=1 (queue active)", "from", {"state_sender": ""}),
+        (
+            "from=<s@example.org>, status=expired, returned to sender",
+            "expired",
+            {"transport": "qmgr"},
+        ),
+        (
+            "message-id=<20261128.abc@example.org>",
+            "message_id",
+            {"state_message_id": "20261128.abc@example.org"},
+        ),
+        ("message-id=<>", "message_id", {}),
+        ("removed", "removed", {}),
+        (
+            "reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 Relay access denied",
+            "reject",
+            {"transport": "qmgr"},
+        ),
+        ("milter-reject: END-OF-MESSAGE from c[192.0.2.1]: 4.7.1 Greylisting", "reject", {}),
+        ("tox=<a@example.com>, relay=x, status=sent (ok)", "bad_status", {}),
+    ],
+)
+def test_each_kind_of_line(
+    tokenizer: ModuleType, body: str, kind: str, fields: dict[str, str]
+) -> None:
+    line = f"Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: {body}"
+    [row] = _cut(tokenizer, line)["rows"]
+    assert row["kind"] == kind
+    assert row["qid"] == "3F2A1B2C3D" and row["body"] == body
+    for name, value in fields.items():
+        assert row[name] == value
+    # Only events have a host and a transport.
+    assert ("host" in row) == (kind in ("recipient", "expired", "reject"))
+
+
+#: Lines read and skipped, and (True) lines left to the polars path, every one of its bytes.
+SKIPPED_OR_LEFT = [
+    ("Nov 28 10:00:03 mx postfix/smtpd[7]: connect from c.example[192.0.2.1]", False),
+    ("Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, nrcpt=1", False),
+    ("Nov 28 10:00:03 mx dovecot: lmtp(a@example.com): saved mail to INBOX", False),
+    ("Nov 28 10:00:03 mx amavis[12]: (12345-01) Passed CLEAN, <s@example.org> -> <a@b.c>", False),
+    ("Nov 28 10:00:03 mx postfix/qmgr[9]: queue: removed", False),
+    ("   ", False),
+    ("", False),
+    ("2026-11-28T10:00:03.123+01:00 mx postfix/qmgr[9]: 3F2A1B2C3D: removed", True),
+    ("<22>Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: removed", True),
+    ("Nov 31 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: removed", True),
+    ("Nov 28 10:00:03 mx postfix/qmgr: 3F2A1B2C3D: removed", True),
+    ("Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: removed \u00e9", True),
+    ("Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: rem\x00oved", True),
+    ("Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D:\rremoved", True),
+    ("not a syslog line", True),
+]
+
+
+@pytest.mark.parametrize(("line", "left"), SKIPPED_OR_LEFT)
+def test_lines_skipped_or_left_to_the_polars_path(
+    tokenizer: ModuleType, line: str, *, left: bool
+) -> None:
+    got = _cut(tokenizer, line + "\n")
+    assert (got["rows"], got["lines"]) == ([], 1)
+    assert got["others"] == (line + "\n" if left else "")
+
+
+def test_a_stamp_in_a_skipped_hour_is_left_to_the_polars_path(tokenizer: ModuleType) -> None:
+    line = "Mar 29 02:30:00 mx postfix/qmgr[9]: 3F2A1B2C3D: removed"
+    assert _cut(tokenizer, line, gaps=b"Mar 29 02:Mar 29 03:")["others"] == line + "\n"
+    assert [row["kind"] for row in _cut(tokenizer, line)["rows"]] == ["removed"]
+
+
+def test_line_numbers_crlf_and_a_last_line_without_newline(tokenizer: ModuleType) -> None:
+    removed = "Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: removed"
+    data = f"{removed}\r\n\nnot syslog\r\n{removed}".encode()
+    cut = tokenizer.tokenize(data, 41, b"")
+    assert (cut["lines"], cut["kept"], cut["others"]) == (4, 2, 1)
+    assert list(memoryview(cut["line_no"]).cast("q")) == [41, 44]
+    assert list(memoryview(cut["other_line_no"]).cast("q")) == [43]
+    assert cut["other_data"] == b"not syslog\r\n"
+    raw = string_column("raw", 2, cut["raw"], data, cut["raw_valid"]).to_list()
+    assert raw == [removed, removed]
