@@ -10,6 +10,7 @@ removed when the block ends; they hold only the columns the caller selected.
 
 from __future__ import annotations
 
+import errno
 import io
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -76,21 +77,43 @@ def split_by_hash(frame: pl.LazyFrame, key: pl.Expr, shares: int) -> Iterator[Sh
     own: the rows of a share keep their order in `frame`. `frame` is read once, by the
     streaming engine. The files go when the block ends.
 
-    Raises `OutputError` when the temporary folder cannot take them (a full disk: set
-    `TMPDIR` to a folder with room).
+    Raises `OutputError` when the temporary folder cannot be made or is full (set `TMPDIR` to
+    a folder with room).
     """
-    with tempfile.TemporaryDirectory(prefix="bounce-analyzer-shares-") as folder:
+    with ExitStack() as stack:
+        try:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix=_PREFIX))
+        except OSError as error:
+            raise _no_room(tempfile.gettempdir(), error) from None
         paths = [Path(folder) / f"share-{index}.parquet" for index in range(shares)]
-        columns = frame.collect_schema()
-        schema = pl.DataFrame(schema=columns).to_arrow().schema
+        schema = pl.DataFrame(schema=frame.collect_schema()).to_arrow().schema
         try:
             _write_shares(frame.with_columns(share_of(key, shares).alias(_SHARE)), paths, schema)
-        except OSError as error:
-            raise OutputError(
-                f"cannot write a report's working files in {folder}: "
-                f"{error.strerror or error}; set TMPDIR to a folder with room"
-            ) from None
+        except (OSError, pl.exceptions.PolarsError) as error:
+            # a full disk; any other error (a damaged input file) is the reader's to name
+            if not _is_full(error):
+                raise
+            raise _no_room(folder, error) from None
         yield Shares(paths)
+
+
+#: The temporary folder's name starts with this.
+_PREFIX = "bounce-analyzer-shares-"
+
+
+def _is_full(error: BaseException) -> bool:
+    """Whether `error` says that the disk (or the user's quota) is full."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "no space left on device" in str(error).lower()
+
+
+def _no_room(folder: str, error: BaseException) -> OutputError:
+    why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return OutputError(
+        f"cannot write a report's working files in {folder}: {why}; "
+        "set TMPDIR to a folder with room"
+    )
 
 
 def _write_shares(frame: pl.LazyFrame, paths: list[Path], schema: pa.Schema) -> None:
