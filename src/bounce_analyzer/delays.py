@@ -377,8 +377,11 @@ def summarize_delays(
     already chosen), `top` keys of the delay tables, the resolutions and the sending hosts
     (the rows left out in `omitted`). `message`, `whole`, `weights` and `shares` are the
     report's (`resolutions`, `hourly`)."""
-    tables = pl.collect_all(
-        [
+    # one after the other: collected together, polars keeps the read they share in memory
+    # (a 30-day window's columns), where each alone holds only its groups
+    tables = [
+        table.collect(engine="streaming")
+        for table in (
             delivery_delays(events, "provider", top),
             delivery_delays(events, "recipient_domain", top),
             _keys(events, "provider"),
@@ -386,9 +389,8 @@ def summarize_delays(
             queue_times(events),
             hourly(events, weights),
             sending_hosts(events, weights),
-        ],
-        engine="streaming",
-    )
+        )
+    ]
     providers, domains, provider_keys, domain_keys, buckets, hours, hosts = tables
     resolved = resolutions(events, message=message, whole=whole, shares=shares)
     omitted = {
