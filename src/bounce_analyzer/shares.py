@@ -23,7 +23,7 @@ import polars as pl
 from bounce_analyzer.errors import OutputError
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    pass
 
 #: Rows of a record batch of the first file: a batch is what the split holds at once (a few
 #: tens of MB of a report's narrow columns), and each share gets a record batch of about
@@ -86,9 +86,8 @@ def split_by_hash(frame: pl.LazyFrame, key: pl.Expr, shares: int) -> Iterator[Sh
         except OSError as error:
             raise _no_room(tempfile.gettempdir(), error) from None
         paths = [Path(folder) / f"share-{index}.parquet" for index in range(shares)]
-        schema = pl.DataFrame(schema=frame.collect_schema()).to_arrow().schema
         try:
-            _write_shares(frame.with_columns(share_of(key, shares).alias(_SHARE)), paths, schema)
+            _write_shares(frame.with_columns(share_of(key, shares).alias(_SHARE)), paths)
         except (OSError, pl.exceptions.PolarsError) as error:
             # a full disk; any other error (a damaged input file) is the reader's to name
             if not _is_full(error):
@@ -116,14 +115,15 @@ def _no_room(folder: str, error: BaseException) -> OutputError:
     )
 
 
-def _write_shares(frame: pl.LazyFrame, paths: list[Path], schema: pa.Schema) -> None:
-    """Write the rows of `frame` (with `_SHARE`) to `paths[share]`, each an IPC file of
-    `schema` (an empty one for a share without rows).
+def _write_shares(frame: pl.LazyFrame, paths: list[Path]) -> None:
+    """Write the rows of `frame` (with `_SHARE`) to `paths[share]`, each a Parquet file (an
+    empty one for a share without rows).
 
     The streaming engine first writes every row to one file (a native sink: the read is held
     back when the write lags); that file is then read a record batch at a time, each batch
-    split among the shares. Splitting while the engine reads (`collect_batches`) would let the
-    read run ahead of the writes and hold the whole window in memory.
+    sorted by share (stable: rows keep their order) and cut into one slice per share.
+    Splitting while the engine reads (`collect_batches`) would let the read run ahead of the
+    writes and hold the whole window in memory.
     """
     import pyarrow.ipc  # lazy: only a split report needs it
     import pyarrow.parquet
@@ -131,6 +131,9 @@ def _write_shares(frame: pl.LazyFrame, paths: list[Path], schema: pa.Schema) -> 
     whole = paths[0].with_name("all.arrow")
     frame.sink_ipc(whole, compression="lz4", record_batch_size=_BATCH_ROWS, engine="streaming")
     with ExitStack() as files:
+        source = files.enter_context(pyarrow.OSFile(str(whole)))
+        reader = pyarrow.ipc.open_file(source)
+        schema = pl.DataFrame(schema=frame.drop(_SHARE).collect_schema()).to_arrow().schema
         writers = [
             files.enter_context(
                 pyarrow.parquet.ParquetWriter(
@@ -139,15 +142,16 @@ def _write_shares(frame: pl.LazyFrame, paths: list[Path], schema: pa.Schema) -> 
             )
             for path in paths
         ]
-        source = files.enter_context(pyarrow.OSFile(str(whole)))
-        reader = pyarrow.ipc.open_file(source)
         for index in range(reader.num_record_batches):
             chunk = pl.from_arrow(reader.get_batch(index))
             assert isinstance(chunk, pl.DataFrame)
-            parts = chunk.partition_by(_SHARE, as_dict=True, include_key=False)
-            for (share, *_), part in parts.items():
-                table = part.to_arrow()
-                if table.schema != schema:
-                    table = table.cast(schema)
-                writers[int(share)].write_table(table)
+            ordered = chunk.sort(_SHARE, maintain_order=True)
+            counts = ordered.group_by(_SHARE, maintain_order=True).len().rows()
+            table = ordered.drop(_SHARE).to_arrow()
+            if table.schema != schema:
+                table = table.cast(schema)
+            start = 0
+            for share, rows in counts:
+                writers[share].write_table(table.slice(start, rows))
+                start += rows
     whole.unlink()
