@@ -12,7 +12,7 @@ Each window is run by today's code (`after`) and, with `--baseline REF` (default
 the code of that git ref (`before`: its `src/` and `rules/` taken with `git archive` into the
 work folder and run with this interpreter). `--pass-events N` sets `report._PASS_EVENTS` of
 the `after` runs, so that a small store can stand for a large one (a store of 3M events with
-`--pass-events 100000` splits as one of 30M with the default 1M); `--baseline-pass-events`
+`--pass-events 50000` splits as one of 30M with the default 500,000); `--baseline-pass-events`
 does the same for `before`, whose passes (of 3M events) each read the whole window (300000
 for a store of 3M that stands for 30M); `--one-pass` adds `after` runs that never split.
 Every run of a window must print the same report (JSON), or the script fails. Prints wall

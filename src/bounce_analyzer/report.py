@@ -283,9 +283,10 @@ _FAILED_OR_DEFERRED = (*FAILURES, "deferred")
 #: written to temporary files (`shares.split_by_hash`), and each share is summarized alone, its
 #: counts added to the others'. The group-by over messages and recipients holds a pass's keys,
 #: so the peak follows the size of a share, not of the window: a 30-day window costs about
-#: what a one-day window of a million events does (docs/STORE.md, "Reports in bounded
-#: memory"). Below this size the split would cost a write and save little.
-_PASS_EVENTS = 1_000_000
+#: what a one-day window of a million events does, shares being smaller than such a day
+#: (docs/STORE.md, "Reports in bounded memory"). Below this size the split would cost a
+#: write and save little.
+_PASS_EVENTS = 500_000
 
 
 def _message() -> pl.Expr:
