@@ -840,10 +840,10 @@ def summarize(
     `events` is read a few times and must give its rows in the same order each time (a scan
     of files or a frame does). Above `_PASS_EVENTS` events its messages are split into shares
     in temporary files (`TMPDIR`), each summarized alone, so that memory does not grow with
-    the input. `normalize`
-    replaces `normalize.message_with_codes` as the message of a failure; it is evaluated once per
-    distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
-    description, advice and, where the rules have it, advice_inbound: `Rules.categories`)
+    the input. `normalize` replaces `normalize.message_with_codes` as the message of a
+    failure; it is evaluated once per distinct (category, smtp_code, enhanced_code,
+    diagnostic). `categories` (category, description, advice and, where the rules have it,
+    advice_inbound: `Rules.categories`)
     gives the category table its description and the advice of its direction; `blocklists`
     (blocklist, label, lookup: `Rules.blocklists`) names the lists of the blocks-by-list
     table and their lookup pages. `malformed` is

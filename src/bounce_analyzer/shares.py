@@ -4,7 +4,7 @@ What a report uses when its window holds more events than one pass should hold i
 (docs/STORE.md, "Reports in bounded memory"): the rows that must be seen together (a
 message's, for its final outcome) land in the same share, and each share is then read alone,
 so that what a pass holds (its messages' keys) depends on the size of a share, not on the
-size of the window. The shares are Arrow IPC files (LZ4) in a temporary folder (`TMPDIR`),
+size of the window. The shares are Parquet files (LZ4) in a temporary folder (`TMPDIR`),
 removed when the block ends; they hold only the columns the caller selected.
 """
 
@@ -16,18 +16,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from bounce_analyzer.errors import OutputError
 
-if TYPE_CHECKING:
-    pass
-
-#: Rows of a record batch of the first file: a batch is what the split holds at once (a few
-#: tens of MB of a report's narrow columns), and each share gets a record batch of about
-#: `_BATCH_ROWS / shares` rows from it.
+#: Rows of a record batch of the window's file: a batch is what the split holds at once (a
+#: few tens of MB of a report's narrow columns), and each share gets a row group of about
+#: `_BATCH_ROWS / shares` rows from it (larger batches cost more memory, and no less time).
 _BATCH_ROWS = 65_536
 
 #: The shares' compression: fast to write and read, and the texts compress well.
@@ -56,9 +52,10 @@ def share_of(key: pl.Expr, shares: int) -> pl.Expr:
 
 
 class Shares:
-    """The shares of a split frame (`split_by_hash`), read one at a time: iterating gives each
-    share's rows as a LazyFrame over a frame read whole from its file (not memory-mapped, so
-    that a share read is gone once the next is read), in the order of the shares."""
+    """The shares of a split frame (`split_by_hash`): iterating gives a scan of each share's
+    file, in the order of the shares, for the caller to read one at a time. (Arrow IPC files
+    would be memory-mapped by polars' scan, and the pages read would count as the process's
+    memory.)"""
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self._paths = list(paths)
