@@ -23,12 +23,13 @@ Mailgun events carry no delay.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from bounce_analyzer.schema import failed, failed_share, outcome_order
+from bounce_analyzer.shares import detached
 
 #: The queue-time histogram's buckets (eximstats' limits): name, upper bound in seconds.
 QUEUE_TIMES = (
@@ -284,7 +285,7 @@ def resolutions(
     *,
     message: Sequence[str],
     whole: pl.Expr,
-    passes: int = 1,
+    shares: Iterable[pl.LazyFrame] | None = None,
 ) -> pl.DataFrame:
     """What became of the recipients that were deferred, per provider: one row per provider
     with `deferred` (message and recipient pairs deferred at least once), how many were then
@@ -302,17 +303,14 @@ def resolutions(
     groups the events of those messages alone by message and recipient, so the peak is about
     200 bytes for each deferred message and recipient of the window (a 30-day window of a
     server that defers 2 % of 10 million recipients: 200,000 pairs, some 40 MB), never the
-    events. `passes` > 1 splits the messages by a hash of their key into as many reads, as
-    the report's passes do, each holding a share of the pairs.
+    events. `shares` (the report's shares of `events`, each holding every event of its
+    messages) are read one at a time instead of `events`, each holding its share of the pairs.
     """
     keys = list(message)
     event = pl.col("event")
     order = outcome_order()
     parts: list[pl.DataFrame] = []
-    for part in range(passes):
-        share = events
-        if passes > 1:
-            share = events.filter(pl.struct(*keys).hash() % passes == part)
+    for share in [events] if shares is None else shares:
         deferred = share.filter(event == "deferred").select(keys).unique()
         mine = share.join(deferred, on=keys, how="semi", nulls_equal=True)
         pairs = (
@@ -336,16 +334,15 @@ def resolutions(
         )
         found, ended = pl.collect_all([pairs, ends], engine="streaming")
         given = (pl.col("_event") == "deferred") & (pl.col("_end_at") >= pl.col("_at"))
-        parts.append(
-            found.join(ended, on=keys, how="left", nulls_equal=True).select(
-                "provider",
-                pl.when(given).then(pl.col("_end")).otherwise(pl.col("_event")).alias("event"),
-                (pl.when(given).then(pl.col("_end_at")).otherwise(pl.col("_at")) - pl.col("_first"))
-                .dt.total_microseconds()
-                .truediv(1_000_000)
-                .alias("_took"),
-            )
+        outcome = found.join(ended, on=keys, how="left", nulls_equal=True).select(
+            "provider",
+            pl.when(given).then(pl.col("_end")).otherwise(pl.col("_event")).alias("event"),
+            (pl.when(given).then(pl.col("_end_at")).otherwise(pl.col("_at")) - pl.col("_first"))
+            .dt.total_microseconds()
+            .truediv(1_000_000)
+            .alias("_took"),
         )
+        parts.append(detached(outcome))  # (not a view into the share's texts)
     outcomes = pl.concat(parts) if parts else pl.DataFrame()
     if outcomes.is_empty():
         return _empty(RESOLUTION_SCHEMA)
@@ -373,15 +370,18 @@ def summarize_delays(
     message: Sequence[str],
     whole: pl.Expr,
     weights: pl.DataFrame | None = None,
-    passes: int = 1,
+    shares: Iterable[pl.LazyFrame] | None = None,
     top: int = 10,
 ) -> Delays:
     """Every table of this module for the events of one report (the window and direction
     already chosen), `top` keys of the delay tables, the resolutions and the sending hosts
-    (the rows left out in `omitted`). `message`, `whole`, `weights` and `passes` are the
+    (the rows left out in `omitted`). `message`, `whole`, `weights` and `shares` are the
     report's (`resolutions`, `hourly`)."""
-    tables = pl.collect_all(
-        [
+    # one after the other: collected together, polars keeps the read they share in memory
+    # (a 30-day window's columns), where each alone holds only its groups
+    tables = [
+        table.collect(engine="streaming")
+        for table in (
             delivery_delays(events, "provider", top),
             delivery_delays(events, "recipient_domain", top),
             _keys(events, "provider"),
@@ -389,11 +389,10 @@ def summarize_delays(
             queue_times(events),
             hourly(events, weights),
             sending_hosts(events, weights),
-        ],
-        engine="streaming",
-    )
+        )
+    ]
     providers, domains, provider_keys, domain_keys, buckets, hours, hosts = tables
-    resolved = resolutions(events, message=message, whole=whole, passes=passes)
+    resolved = resolutions(events, message=message, whole=whole, shares=shares)
     omitted = {
         "provider_delays": max(0, int(provider_keys.item()) - top),
         "domain_delays": max(0, int(domain_keys.item()) - top),

@@ -12,12 +12,15 @@ Two views of the same events, both labelled in every rendering:
 
 Neither view is built row by row: the events are streamed (polars' streaming engine) into
 counts by the few columns the tables show, and the failure texts into counts per distinct text,
-so a report holds little more than those counts and one group-by over messages in memory.
+so a report holds little more than those counts and one group-by over messages in memory; a
+window of more than `_PASS_EVENTS` events is split by message into shares on disk, one
+group-by each (`shares.py`), so that this group-by does not grow with the window either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -37,6 +40,7 @@ from bounce_analyzer.schema import (
     outcome_order,
     soft_failure,
 )
+from bounce_analyzer.shares import detached, split_by_hash
 
 #: Columns `--by` may group by.
 GROUPABLE = (
@@ -274,11 +278,15 @@ _TEXT_COLUMNS = ("direction", "category", "smtp_code", "enhanced_code", "diagnos
 #: Events whose text `categories` and `messages` count: failures and deferrals.
 _FAILED_OR_DEFERRED = (*FAILURES, "deferred")
 
-#: At most this many events are summarized in one pass; more are split into passes by message
-#: (a hash of its key), each reading the window again. The group-by over messages and
-#: recipients takes about 300 bytes a key, so a pass stays under 1 GB; below this size, more
-#: passes would cost a read each and save little (docs/REPORTS.md).
-_PASS_EVENTS = 3_000_000
+#: At most this many events are summarized in one pass. A window with more is split in one
+#: read into shares by message (a hash of its key: every event of a message in one share),
+#: written to temporary files (`shares.split_by_hash`), and each share is summarized alone, its
+#: counts added to the others'. The group-by over messages and recipients holds a pass's keys,
+#: so the peak follows the size of a share, not of the window: a 30-day window costs about
+#: what a one-day window of a million events does, shares being smaller than such a day
+#: (docs/STORE.md, "Reports in bounded memory"). Below this size the split would cost a
+#: write and save little.
+_PASS_EVENTS = 500_000
 
 
 def _message() -> pl.Expr:
@@ -464,6 +472,35 @@ def _count_pass(
             .collect()
         )
     return attempts, final, weights
+
+
+def _added(total: pl.DataFrame | None, part: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The counts (`_events`, and `_final` where there is one) of `total` and `part` added up by
+    `keys`: one row per group of either. With no `total`, `part` as it is."""
+    if total is None:
+        return part
+    sums = [c for c in ("_events", "_final") if c in part.columns]
+    return (
+        pl.concat([total, part])
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col(sums).sum())
+        .cast({c: part.schema[c] for c in sums})
+    )
+
+
+def _added_texts(total: pl.DataFrame | None, part: pl.DataFrame) -> pl.DataFrame:
+    """The failure texts of `total` and `part` (`_text_pass`) by direction, category and
+    message: counts added up, the example and row of the first."""
+    both = part if total is None else pl.concat([total, part])
+    return (
+        both.group_by("direction", "category", "message")
+        .agg(
+            pl.col("count").sum(),
+            pl.col("example").sort_by("_row").first(),
+            pl.col("_row").min(),
+        )
+        .cast({"count": part.schema["count"]})
+    )
 
 
 def _text_pass(
@@ -801,11 +838,12 @@ def summarize(
     """Summarize classified events (a LazyFrame of the event table) within [since, until).
 
     `events` is read a few times and must give its rows in the same order each time (a scan
-    of files or a frame does). Above `_PASS_EVENTS` events it is read in several passes, each
-    over a share of the messages, so that memory does not grow with the input. `normalize`
-    replaces `normalize.message_with_codes` as the message of a failure; it is evaluated once per
-    distinct (category, smtp_code, enhanced_code, diagnostic). `categories` (category,
-    description, advice and, where the rules have it, advice_inbound: `Rules.categories`)
+    of files or a frame does). Above `_PASS_EVENTS` events its messages are split into shares
+    in temporary files (`TMPDIR`), each summarized alone, so that memory does not grow with
+    the input. `normalize` replaces `normalize.message_with_codes` as the message of a
+    failure; it is evaluated once per distinct (category, smtp_code, enhanced_code,
+    diagnostic). `categories` (category, description, advice and, where the rules have it,
+    advice_inbound: `Rules.categories`)
     gives the category table its description and the advice of its direction; `blocklists`
     (blocklist, label, lookup: `Rules.blocklists`) names the lists of the blocks-by-list
     table and their lookup pages. `malformed` is
@@ -841,28 +879,41 @@ def summarize(
     size = sum(directions.values())
     shown = size if direction == "all" else directions.get(direction, 0)
     passes = max(1, -(-shown // _PASS_EVENTS))
-    attempt_parts, final_parts, weight_parts = [], [], []
-    for part in range(passes):
-        # a pass counts the events of a share of the messages (all the events of a message
-        # together, as its final outcome needs)
-        messages = numbered
+    with ExitStack() as spill:
+        shares: Iterable[pl.LazyFrame] = [numbered]
         if passes > 1:
-            messages = numbered.filter(
-                pl.struct("source", "host", _message()).hash() % passes == part
+            # the messages split into shares on disk in one read, each share then read alone:
+            # a pass holds the keys of a share's messages, whatever the window's size
+            needed = ["_row", *counted, *_OUTCOME_COLUMNS, *_RECIPIENT_COLUMNS, *_TEXT_COLUMNS]
+            shares = spill.enter_context(
+                split_by_hash(
+                    numbered.select(list(dict.fromkeys(needed))),
+                    pl.struct("source", "host", _message()),
+                    passes,
+                )
             )
-        attempted, ended, weights = _count_pass(messages, counted, final_counted)
-        attempt_parts.append(attempted)
-        final_parts.append(ended)
-        weight_parts.append(weights)
-    weights = pl.concat(weight_parts)
-    text_parts = []
-    for part in range(passes):
-        # and the failure texts of a share of the texts
-        failures = numbered
-        if passes > 1:
-            failures = numbered.filter(pl.col("diagnostic").hash() % passes == part)
-        text_parts.append(_text_pass(failures, normalize, weights))
-    attempts, final = pl.concat(attempt_parts), pl.concat(final_parts)
+        attempts = final = texts = None
+        weight_parts = []
+        for messages in shares:
+            # a pass counts the events of a share of the messages (all the events of a message
+            # together, as its final outcome needs), and their failure texts; its counts are
+            # added to those of the passes before, so that what is kept is one set of counts
+            attempted, ended, weights = _count_pass(messages, counted, final_counted)
+            attempts = detached(_added(attempts, attempted, counted))
+            final = detached(_added(final, ended, final_counted))
+            texts = detached(_added_texts(texts, _text_pass(messages, normalize, weights)))
+            weight_parts.append(detached(weights))
+        weights = pl.concat(weight_parts)
+        # delays, hours and hosts: the same events, message keys and weights as the tables
+        delays = summarize_delays(
+            lf.with_columns(_message()),
+            message=_MESSAGE_KEYS,
+            whole=_whole(),
+            weights=weights,
+            shares=(share.with_columns(_message()) for share in shares),
+            top=top,
+        )
+    assert attempts is not None and final is not None and texts is not None  # (a pass ran)
     totals = pl.concat(
         [
             _counts(attempts.with_columns(pl.lit("attempts").alias("view")), ["view"]),
@@ -905,13 +956,9 @@ def summarize(
     )
     if categories is not None:
         by_category = _with_advice(by_category, categories)
-    all_messages = (
-        pl.concat(text_parts)
-        .group_by("direction", "category", "message")
-        .agg(pl.col("count").sum(), pl.col("example").sort_by("_row").first())
-        .sort(["category", "direction", "count", "message"], descending=[False, False, True, False])
-        .select("category", "direction", "message", "count", "example")
-    )
+    all_messages = texts.sort(
+        ["category", "direction", "count", "message"], descending=[False, False, True, False]
+    ).select("category", "direction", "message", "count", "example")
     top_messages = all_messages.group_by("category", "direction", maintain_order=True).head(top)
     daily = (
         attempts.group_by("date")
@@ -948,15 +995,6 @@ def summarize(
     if direction in ("inbound", "all"):
         inbound, left_out = _inbound(window.filter(pl.col("direction") == "inbound"), top)
         omitted.update(left_out)
-    # delays, hours and hosts: the same events, message keys and weights as the tables above
-    delays = summarize_delays(
-        lf.with_columns(_message()),
-        message=_MESSAGE_KEYS,
-        whole=_whole(),
-        weights=weights,
-        passes=passes,
-        top=top,
-    )
     omitted.update(delays.omitted)
     notes = []
     if size == 0 and (since is not None or until is not None):
