@@ -1,23 +1,627 @@
 /* bounce_analyzer._exim_c: the C tokenizer of the Exim source (issue 18; docs/NATIVE.md).
  *
- * A skeleton: the module imports and says its interface version. The tokenizer itself comes
- * with issue 18's work; until then the polars path runs for Exim.
+ * `cut(data)` reads one batch (whole lines, as reading.Batch holds them) in one pass: it cuts
+ * each line into its stamp, message id and text, tells its kind, and cuts the delivery lines
+ * (`=>`, `->`, `**`, `==`) of the usual shape into the fields sources/exim.py's polars path
+ * extracts from them. It claims a line only where it gives exactly what the polars path gives
+ * (the reference); any other line is of kind FALLBACK and the polars path reads it. It answers
+ * None for a batch it does not cut at all (a NUL byte, a `\r`, or bytes that are not UTF-8:
+ * the polars path reads lines there in its own ways).
+ *
+ * Fields are Arrow string views into the batch (views.h). Lines it claims are printable ASCII,
+ * so that byte offsets are character offsets and no regular expression's Unicode classes
+ * differ from the byte tests made here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "views.h"
+
+/* Line kinds (sources/exim.py has the same numbers). */
+enum {
+    K_FALLBACK = 0,  /* the polars path reads the line */
+    K_UNDATED = 1,   /* no `2026-11-28 10:00:00 ` at the start */
+    K_ARRIVAL = 2,   /* <= sender ... */
+    K_COMPLETED = 3, /* Completed */
+    K_DELIVERY = 4,  /* =>, ->, ** or == the polars path cuts (not of the usual shape) */
+    K_CUT = 5,       /* a delivery cut here: a row of the delivery columns */
+    K_CLIENT = 6,    /* H=... rejected RCPT <a> / H=... rejected after DATA */
+    K_SKIP = 7,      /* anything else with a stamp (and `== ... retry time not reached`) */
+};
+
+/* Events of cut deliveries (sources/exim.py has the same names in this order). */
+enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3 };
+
+typedef struct {
+    const char *s;
+    int64_t n;
+} span;
+
+static const span NONE = {NULL, -1};
+
+static inline int has(span x) { return x.n >= 0; }
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+static inline int alnum(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* The first `needle` in `hay` (its offset), or -1. */
+static int64_t find(span hay, const char *needle) {
+    size_t k = strlen(needle);
+    if (hay.n < (int64_t)k) return -1;
+    const char *end = hay.s + hay.n - k;
+    for (const char *p = hay.s; p <= end; p++) {
+        p = memchr(p, needle[0], (size_t)(end - p + 1));
+        if (p == NULL) return -1;
+        if (memcmp(p, needle, k) == 0) return p - hay.s;
+    }
+    return -1;
+}
+
+static inline span from(span x, int64_t at) { return (span){x.s + at, x.n - at}; }
+static inline span upto(span x, int64_t n) { return (span){x.s, n}; }
+
+static int starts(span x, const char *prefix) {
+    size_t k = strlen(prefix);
+    return x.n >= (int64_t)k && memcmp(x.s, prefix, k) == 0;
+}
+
+/* Case-insensitive (ASCII) prefix test. */
+static int starts_nocase(span x, const char *prefix) {
+    size_t k = strlen(prefix);
+    if (x.n < (int64_t)k) return 0;
+    for (size_t i = 0; i < k; i++) {
+        char c = x.s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != prefix[i]) return 0;
+    }
+    return 1;
+}
+
+/* The length of an Exim message id (_ID: 6-11-4, 6-10-4 or 6-6-2 alphanumerics) at `s`
+ * followed by a space, or 0. */
+static int message_id(span x) {
+    static const int shapes[3][3] = {{6, 11, 4}, {6, 10, 4}, {6, 6, 2}};
+    for (int k = 0; k < 3; k++) {
+        int64_t at = 0;
+        int ok = 1;
+        for (int part = 0; part < 3 && ok; part++) {
+            for (int i = 0; i < shapes[k][part]; i++, at++)
+                if (at >= x.n || !alnum(x.s[at])) {
+                    ok = 0;
+                    break;
+                }
+            if (ok && part < 2) {
+                if (at >= x.n || x.s[at] != '-') ok = 0;
+                at++;
+            }
+        }
+        if (ok && at < x.n && x.s[at] == ' ') return (int)at;
+    }
+    return 0;
+}
+
+/* `\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}` at the start. */
+static int stamp(span x) {
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    if (x.n < 19) return 0;
+    for (int i = 0; i < 19; i++) {
+        if (shape[i] == 'd' ? !is_digit(x.s[i]) : x.s[i] != shape[i]) return 0;
+    }
+    return 1;
+}
+
+/* A completion reply (`[245][0-5][0-9]`, then ` 5.1.1` or `-5.1.1` optionally, then a space,
+ * a `-` or the end) at `at` in `x`, as _CODES reads it: 1 and the code and enhanced code. */
+static int reply_at(span x, int64_t at, int *code, span *enhanced) {
+    const char *s = x.s + at;
+    int64_t n = x.n - at;
+    if (n < 3 || !(s[0] == '2' || s[0] == '4' || s[0] == '5') || !(s[1] >= '0' && s[1] <= '5') ||
+        !is_digit(s[2]))
+        return 0;
+    int value = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    /* (?:[ -]([245]\.\d{1,3}\.\d{1,3}))? then (?:[ -]|$) */
+    if (n > 4 && (s[3] == ' ' || s[3] == '-') && (s[4] == '2' || s[4] == '4' || s[4] == '5')) {
+        int64_t i = 5;
+        if (i < n && s[i] == '.') {
+            i++;
+            int64_t first = i;
+            while (i < n && is_digit(s[i]) && i - first < 4) i++;
+            int64_t run = i - first;
+            if (run >= 1 && run <= 3 && i < n && s[i] == '.') {
+                i++;
+                int64_t second = i;
+                while (i < n && is_digit(s[i]) && i - second < 4) i++;
+                run = i - second;
+                if (run >= 1 && run <= 3 && (i == n || s[i] == ' ' || s[i] == '-')) {
+                    *code = value;
+                    *enhanced = (span){s + 4, i - 4};
+                    return 1;
+                }
+            }
+        }
+    }
+    if (n == 3 || s[3] == ' ' || s[3] == '-') {
+        *code = value;
+        *enhanced = NONE;
+        return 1;
+    }
+    return 0;
+}
+
+/* The first reply _REPLY finds in `x` (`(?:^|: )` then a reply). */
+static void first_reply(span x, int *code, span *enhanced) {
+    *code = -1;
+    *enhanced = NONE;
+    if (reply_at(x, 0, code, enhanced)) return;
+    for (int64_t p = 0; p + 2 <= x.n; p++) {
+        const char *c = memchr(x.s + p, ':', (size_t)(x.n - p));
+        if (c == NULL) break;
+        p = c - x.s;
+        if (p + 1 < x.n && x.s[p + 1] == ' ' && reply_at(x, p + 2, code, enhanced)) return;
+    }
+    *code = -1;
+    *enhanced = NONE;
+}
+
+/* A run of digits at `at` (at most `most`; 0 when longer, as a fallback). */
+static int64_t digit_run(span x, int64_t at, int64_t most, int *too_long) {
+    int64_t i = at;
+    while (i < x.n && is_digit(x.s[i])) i++;
+    if (i - at > most) *too_long = 1;
+    return i - at;
+}
+
+static double number(const char *s, int64_t n) {
+    char buffer[32];
+    memcpy(buffer, s, (size_t)n);
+    buffer[n] = '\0';
+    return strtod(buffer, NULL);
+}
+
+/* `QT=1h2m3s` read as _QT_VALUE reads it, in seconds: 1 with `*seconds`, 0 without any part,
+ * -1 where the polars path should decide (long numbers; a fraction beside other parts, whose
+ * sum polars may round in another order). */
+static int queue_time(span x, double *seconds) {
+    static const char units[3] = {'d', 'h', 'm'};
+    static const double factors[3] = {86400.0, 3600.0, 60.0};
+    int64_t at = 0;
+    int parts = 0, too_long = 0;
+    double total = 0.0;
+    for (int u = 0; u < 3; u++) {
+        int64_t run = digit_run(x, at, 9, &too_long);
+        if (run >= 1 && at + run < x.n && x.s[at + run] == units[u]) {
+            if (too_long) return -1;
+            total += number(x.s + at, run) * factors[u];
+            at += run + 1;
+            parts++;
+        }
+        too_long = 0;
+    }
+    int64_t run = digit_run(x, at, 9, &too_long);
+    if (run >= 1) {
+        int64_t end = at + run;
+        int fraction = 0;
+        if (end + 1 < x.n && x.s[end] == '.' && is_digit(x.s[end + 1])) {
+            int64_t more = digit_run(x, end + 1, 9, &too_long);
+            if (end + 1 + more < x.n && x.s[end + 1 + more] == 's') {
+                end = end + 1 + more;
+                fraction = 1;
+            }
+        }
+        if (end < x.n && x.s[end] == 's') {
+            if (too_long || (fraction && parts)) return -1;
+            total += number(x.s + at, end - at);
+            parts++;
+        }
+    }
+    if (!parts) return 0;
+    *seconds = total;
+    return 1;
+}
+
+/* `^R=(router)(?: T=(transport))?` in `x` (`[^\s:]+` names): the transport, else the router. */
+static span drivers(span x) {
+    if (!starts(x, "R=")) return NONE;
+    int64_t i = 2;
+    while (i < x.n && x.s[i] != ' ' && x.s[i] != ':') i++;
+    if (i == 2) return NONE;
+    span router = {x.s + 2, i - 2};
+    if (i + 3 < x.n && x.s[i] == ' ' && x.s[i + 1] == 'T' && x.s[i + 2] == '=') {
+        int64_t j = i + 3;
+        while (j < x.n && x.s[j] != ' ' && x.s[j] != ':') j++;
+        if (j > i + 3) return (span){x.s + i + 3, j - i - 3};
+    }
+    return router;
+}
+
+/* One cut delivery. */
+typedef struct {
+    int event;
+    span address, diagnostic, relay_host, relay_ip, transport, enhanced;
+    int code; /* -1: none */
+    int has_delay;
+    double delay;
+} delivery;
+
+/* A delivery's text (`=> a@b R=... H=... C="..."`, `body`) cut as _deliveries' literal path
+ * cuts lines of the usual shape: 1 (a `delivery`), 0 (skipped: no attempt was made), or -1
+ * (the polars path reads the line). */
+static int cut_delivery(span body, delivery *d) {
+    char f0 = body.s[0], f1 = body.s[1];
+    int delivered = (f0 == '=' || f0 == '-') && f1 == '>';
+    span rest = from(body, 3);
+    /* _SIMPLE_DELIVERY: `[!-9;-~]+` then `: `, or a space and no `(` or `<`, or the end */
+    int64_t run = 0;
+    while (run < rest.n && rest.s[run] != ' ' && rest.s[run] != ':') run++;
+    if (run == 0) return -1;
+    if (run < rest.n) {
+        char next = rest.s[run];
+        if (next == ':') {
+            if (run + 1 >= rest.n || rest.s[run + 1] != ' ') return -1;
+        } else if (run + 1 < rest.n && (rest.s[run + 1] == '(' || rest.s[run + 1] == '<')) {
+            return -1;
+        }
+    }
+    d->address = upto(rest, run);
+    int64_t space_at = find(rest, " ");
+    int64_t host_at = find(rest, " H=");
+    d->relay_host = d->relay_ip = NONE;
+    if (host_at >= 0) {
+        /* _SIMPLE_HOST: `[!-'\)-Z\\-~][!-~]* \[[^\]]+\]` */
+        span h = from(rest, host_at + 3);
+        if (h.n < 1 || h.s[0] == ' ' || h.s[0] == '(' || h.s[0] == '[') return -1;
+        int64_t i = 1;
+        while (i < h.n && h.s[i] != ' ') i++;
+        if (i + 2 >= h.n || h.s[i + 1] != '[' || h.s[i + 2] == ']') return -1;
+        const char *close = memchr(h.s + i + 2, ']', (size_t)(h.n - i - 2));
+        if (close == NULL) return -1;
+        d->relay_host = upto(h, i);
+        d->relay_ip = (span){h.s + i + 2, close - (h.s + i + 2)};
+    }
+    /* QT= (the first ` QT=`) */
+    d->has_delay = 0;
+    int64_t qt = find(rest, " QT=");
+    if (qt >= 0) {
+        int found = queue_time(from(rest, qt + 4), &d->delay);
+        if (found < 0) return -1;
+        d->has_delay = found;
+    }
+    d->code = -1;
+    d->enhanced = NONE;
+    if (delivered) {
+        d->event = E_DELIVERED;
+        d->diagnostic = NONE;
+        int64_t c = find(rest, " C=\"");
+        if (c >= 0) {
+            span quoted = from(rest, c + 4);
+            const char *close = memchr(quoted.s, '"', (size_t)quoted.n);
+            if (close == NULL) return -1;
+            d->diagnostic = upto(quoted, close - quoted.s);
+            if (memchr(d->diagnostic.s, '\\', (size_t)d->diagnostic.n) != NULL) return -1;
+            /* _CODES_AT_START, else a text with `: ` goes to _CODES on the polars path */
+            if (!reply_at(d->diagnostic, 0, &d->code, &d->enhanced)) {
+                d->code = -1;
+                d->enhanced = NONE;
+                if (find(d->diagnostic, ": ") >= 0) return -1;
+            }
+        }
+    } else {
+        int64_t colon = find(rest, ": ");
+        d->diagnostic = colon >= 0 ? from(rest, colon + 2) : NONE;
+        int failed = f0 == '*';
+        d->event = failed ? E_BOUNCED : E_DEFERRED;
+        if (has(d->diagnostic)) {
+            span t = d->diagnostic;
+            if (!failed && (starts_nocase(t, "retry time not reached") ||
+                            starts_nocase(t, "retry time not yet reached")))
+                return 0;
+            if (failed) {
+                if (starts_nocase(t, "retry timeout exceeded") ||
+                    starts_nocase(t, "retry time not reached for any host after a long failure "
+                                     "period")) {
+                    d->event = E_EXPIRED;
+                } else if (starts_nocase(t, "all hosts for ")) {
+                    int64_t i = 14;
+                    while (i < t.n && t.s[i] != ' ') i++;
+                    if (i > 14 && starts_nocase(from(t, i), " have been failing for a long time"))
+                        d->event = E_EXPIRED;
+                }
+            }
+            first_reply(t, &d->code, &d->enhanced);
+        }
+    }
+    /* Exim < 4.8x names the host in the text (`: host name [ip]:`): the polars path reads it */
+    if (host_at < 0 && has(d->diagnostic) && find(d->diagnostic, ": host ") >= 0) return -1;
+    /* R=router T=transport: from after the address up to the H= (else 128 characters) */
+    d->transport = NONE;
+    if (space_at >= 0) {
+        int64_t length = host_at >= 0 ? host_at - space_at - 1 : 128;
+        if (length < 0) return -1;
+        span window = from(rest, space_at + 1);
+        if (window.n > length) window.n = length;
+        d->transport = drivers(window);
+    }
+    return 1;
+}
+
+/* The columns being filled: per line, and per cut delivery. */
+typedef struct {
+    const char *base;
+    uint8_t *kind;
+    uint8_t *line, *ref, *ref_valid, *body;
+    /* deliveries */
+    uint32_t *row;
+    uint8_t *event;
+    uint8_t *address, *diagnostic, *diagnostic_valid, *relay_host, *relay_ip, *relay_valid;
+    uint8_t *transport, *transport_valid, *enhanced, *enhanced_valid, *code_valid, *delay_valid;
+    int16_t *code;
+    double *delay;
+    int64_t deliveries;
+} columns;
+
+static void set(uint8_t *views, int64_t i, const char *base, span x) {
+    view_set(views + i * VIEW_SIZE, base, x.s, x.n < 0 ? 0 : (int32_t)x.n);
+}
+
+static void set_nullable(uint8_t *views, uint8_t *valid, int64_t i, const char *base, span x) {
+    set(views, i, base, x);
+    valid_set(valid, i, has(x));
+}
+
+/* Whether every byte is printable ASCII (a space to a `~`). */
+static int printable(span x) {
+    for (int64_t i = 0; i < x.n; i++) {
+        unsigned char c = (unsigned char)x.s[i];
+        if (c < 0x20 || c > 0x7e) return 0;
+    }
+    return 1;
+}
+
+/* Line `i`: its kind, and its fields. */
+static void cut_line(columns *c, int64_t i, span line) {
+    const char *base = c->base;
+    set(c->line, i, base, line);
+    set_nullable(c->ref, c->ref_valid, i, base, NONE);
+    set(c->body, i, base, NONE);
+    c->kind[i] = K_FALLBACK;
+    if (!printable(line)) return;
+    if (!stamp(line)) {
+        c->kind[i] = K_UNDATED;
+        return;
+    }
+    /* _PLAIN: the stamp, a space, then a message id and a space or one more character that
+     * no zone or pid starts with (the other lines are _LINE's: the polars path reads them) */
+    if (line.n < 21 || line.s[19] != ' ') return;
+    span after = from(line, 20);
+    int id = message_id(after);
+    span ref = NONE, body;
+    if (id) {
+        ref = upto(after, id);
+        body = from(after, id + 1);
+    } else {
+        char first = after.s[0];
+        if (first == '+' || first == '-' || first == '[') return;
+        body = after;
+    }
+    set_nullable(c->ref, c->ref_valid, i, base, ref);
+    set(c->body, i, base, body);
+    int client = starts(body, "H=") &&
+                 (find(body, " rejected RCPT <") >= 0 || find(body, " rejected after DATA") >= 0);
+    if (!has(ref)) {
+        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        return;
+    }
+    if (starts(body, "<= ")) {
+        c->kind[i] = K_ARRIVAL;
+        return;
+    }
+    if (starts(body, "Com")) {
+        c->kind[i] = body.n == 9 && memcmp(body.s, "Completed", 9) == 0 ? K_COMPLETED : K_SKIP;
+        return;
+    }
+    if (!(starts(body, "=> ") || starts(body, "-> ") || starts(body, "** ") ||
+          starts(body, "== "))) {
+        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        return;
+    }
+    delivery d;
+    int cut = cut_delivery(body, &d);
+    if (cut < 0) {
+        c->kind[i] = K_DELIVERY;
+        return;
+    }
+    if (cut == 0) {
+        c->kind[i] = K_SKIP;
+        return;
+    }
+    c->kind[i] = K_CUT;
+    int64_t k = c->deliveries++;
+    c->row[k] = (uint32_t)i;
+    c->event[k] = (uint8_t)d.event;
+    set(c->address, k, base, d.address);
+    set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
+    set_nullable(c->relay_host, c->relay_valid, k, base, d.relay_host);
+    set(c->relay_ip, k, base, d.relay_ip);
+    set_nullable(c->transport, c->transport_valid, k, base, d.transport);
+    set_nullable(c->enhanced, c->enhanced_valid, k, base, d.enhanced);
+    c->code[k] = (int16_t)(d.code < 0 ? 0 : d.code);
+    valid_set(c->code_valid, k, d.code >= 0);
+    c->delay[k] = d.has_delay ? d.delay : 0.0;
+    valid_set(c->delay_valid, k, d.has_delay);
+}
+
+/* The batch cut: 1, or 0 where the polars path must read it whole. */
+static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) {
+    if (memchr(data, '\0', (size_t)size) != NULL || memchr(data, '\r', (size_t)size) != NULL ||
+        !utf8_valid((const unsigned char *)data, size))
+        return 0;
+    const char *p = data, *end = data + size;
+    for (int64_t i = 0; i < lines; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl != NULL ? nl : end;
+        cut_line(c, i, (span){p, stop - p});
+        p = stop + 1;
+    }
+    return 1;
+}
+
+/* Names of the buffers `cut` returns, in the order of the tuple. */
+enum {
+    B_KIND,
+    B_LINE,
+    B_REF,
+    B_REF_VALID,
+    B_BODY,
+    B_ROW,
+    B_EVENT,
+    B_ADDRESS,
+    B_DIAGNOSTIC,
+    B_DIAGNOSTIC_VALID,
+    B_RELAY_HOST,
+    B_RELAY_IP,
+    B_RELAY_VALID,
+    B_TRANSPORT,
+    B_TRANSPORT_VALID,
+    B_ENHANCED,
+    B_ENHANCED_VALID,
+    B_CODE,
+    B_CODE_VALID,
+    B_DELAY,
+    B_DELAY_VALID,
+    B_COUNT
+};
+
+static PyObject *cut(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const char *data = view.buf;
+    int64_t size = view.len;
+    if (size >= INT32_MAX) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    int64_t lines = 0;
+    for (const char *p = data, *end = data + size; p < end; lines++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            lines++;
+            break;
+        }
+        p = nl + 1;
+    }
+    int64_t bitmap = (lines + 7) / 8;
+    Py_ssize_t sizes[B_COUNT] = {
+        [B_KIND] = lines,
+        [B_LINE] = lines * VIEW_SIZE,
+        [B_REF] = lines * VIEW_SIZE,
+        [B_REF_VALID] = bitmap,
+        [B_BODY] = lines * VIEW_SIZE,
+        [B_ROW] = lines * 4,
+        [B_EVENT] = lines,
+        [B_ADDRESS] = lines * VIEW_SIZE,
+        [B_DIAGNOSTIC] = lines * VIEW_SIZE,
+        [B_DIAGNOSTIC_VALID] = bitmap,
+        [B_RELAY_HOST] = lines * VIEW_SIZE,
+        [B_RELAY_IP] = lines * VIEW_SIZE,
+        [B_RELAY_VALID] = bitmap,
+        [B_TRANSPORT] = lines * VIEW_SIZE,
+        [B_TRANSPORT_VALID] = bitmap,
+        [B_ENHANCED] = lines * VIEW_SIZE,
+        [B_ENHANCED_VALID] = bitmap,
+        [B_CODE] = lines * 2,
+        [B_CODE_VALID] = bitmap,
+        [B_DELAY] = lines * 8,
+        [B_DELAY_VALID] = bitmap,
+    };
+    PyObject *buffers[B_COUNT] = {NULL};
+    for (int b = 0; b < B_COUNT; b++) {
+        buffers[b] = PyByteArray_FromStringAndSize(NULL, sizes[b]);
+        if (buffers[b] == NULL) goto fail;
+        if (sizes[b]) memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
+    }
+#define BUF(b) ((uint8_t *)PyByteArray_AS_STRING(buffers[b]))
+    columns c = {
+        .base = data,
+        .kind = BUF(B_KIND),
+        .line = BUF(B_LINE),
+        .ref = BUF(B_REF),
+        .ref_valid = BUF(B_REF_VALID),
+        .body = BUF(B_BODY),
+        .row = (uint32_t *)BUF(B_ROW),
+        .event = BUF(B_EVENT),
+        .address = BUF(B_ADDRESS),
+        .diagnostic = BUF(B_DIAGNOSTIC),
+        .diagnostic_valid = BUF(B_DIAGNOSTIC_VALID),
+        .relay_host = BUF(B_RELAY_HOST),
+        .relay_ip = BUF(B_RELAY_IP),
+        .relay_valid = BUF(B_RELAY_VALID),
+        .transport = BUF(B_TRANSPORT),
+        .transport_valid = BUF(B_TRANSPORT_VALID),
+        .enhanced = BUF(B_ENHANCED),
+        .enhanced_valid = BUF(B_ENHANCED_VALID),
+        .code_valid = BUF(B_CODE_VALID),
+        .delay_valid = BUF(B_DELAY_VALID),
+        .code = (int16_t *)BUF(B_CODE),
+        .delay = (double *)BUF(B_DELAY),
+        .deliveries = 0,
+    };
+#undef BUF
+    int done;
+    Py_BEGIN_ALLOW_THREADS;
+    done = cut_batch(&c, data, size, lines);
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&view);
+    if (!done) {
+        for (int b = 0; b < B_COUNT; b++) Py_DECREF(buffers[b]);
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyTuple_New(B_COUNT + 2);
+    if (result == NULL) goto fail_released;
+    PyTuple_SET_ITEM(result, 0, PyLong_FromLongLong(lines));
+    PyTuple_SET_ITEM(result, 1, PyLong_FromLongLong(c.deliveries));
+    for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 2, buffers[b]);
+    for (int b = 0; b < B_COUNT + 2; b++)
+        if (PyTuple_GET_ITEM(result, b) == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    return result;
+fail:
+    PyBuffer_Release(&view);
+fail_released:
+    for (int b = 0; b < B_COUNT; b++) Py_XDECREF(buffers[b]);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"cut", cut, METH_O,
+     "cut(data) -> (lines, deliveries, kind, line, ref, ref_valid, body, row, event, address, "
+     "diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid, transport, "
+     "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid) or None.\n\n"
+     "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
+     "the line, message id and text; per delivery cut (kind 5) its row and fields. None: the "
+     "batch has a NUL, a carriage return or bytes that are not UTF-8 (the polars path reads "
+     "it)."},
+    {NULL, NULL, 0, NULL},
+};
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bounce_analyzer._exim_c",
     .m_doc = "The C tokenizer of the Exim source (optional; the polars path is the reference).",
     .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__exim_c(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    /* 0: no tokenizer yet (native.module() then answers None and the polars path runs). */
-    if (PyModule_AddIntConstant(m, "ABI_VERSION", 0) < 0) {
+    if (PyModule_AddIntConstant(m, "ABI_VERSION", 1) < 0) {
         Py_DECREF(m);
         return NULL;
     }
