@@ -30,10 +30,13 @@ enum {
     K_CUT = 5,       /* a delivery cut here: a row of the delivery columns */
     K_CLIENT = 6,    /* H=... rejected RCPT <a> / H=... rejected after DATA */
     K_SKIP = 7,      /* anything else with a stamp (and `== ... retry time not reached`) */
+    K_ARRIVED = 8,   /* an arrival cut here: a row of the cut columns */
 };
 
-/* Events of cut deliveries (sources/exim.py has the same names in this order). */
-enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3 };
+/* What a row of the cut columns is: the event of a delivery (sources/exim.py has the same
+ * names in this order), or an arrival (its sender in `address`, its Message-ID in
+ * `diagnostic`). */
+enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_ARRIVAL = 4 };
 
 typedef struct {
     const char *s;
@@ -348,6 +351,28 @@ static int cut_delivery(span body, delivery *d) {
     return 1;
 }
 
+/* An arrival's text (`<= sender ... id=<message-id>`, `body`) cut as _arrivals' literal path
+ * cuts it: 1 with the sender (NONE where empty) and Message-ID (NONE without ` id=`), or 0
+ * (`id=<>` and the like: the polars path looks further). */
+static int cut_arrival(span body, span *sender, span *message) {
+    span rest = from(body, 3);
+    int64_t space = find(rest, " ");
+    *sender = space >= 0 ? upto(rest, space) : rest;
+    if (sender->n == 2 && memcmp(sender->s, "<>", 2) == 0)
+        *sender = upto(rest, 0); /* the null sender: "" */
+    else if (sender->n == 0)
+        *sender = NONE;
+    int64_t id = find(body, " id=");
+    *message = NONE;
+    if (id < 0) return 1;
+    span after = from(body, id + 4);
+    if (after.n > 0 && after.s[0] == '<') after = from(after, 1);
+    int64_t end = 0;
+    while (end < after.n && after.s[end] != ' ' && after.s[end] != '>') end++;
+    *message = upto(after, end);
+    return end > 0;
+}
+
 /* The columns being filled: per line, and per cut delivery. */
 typedef struct {
     const char *base;
@@ -356,7 +381,7 @@ typedef struct {
     /* deliveries */
     uint32_t *row;
     uint8_t *event;
-    uint8_t *address, *diagnostic, *diagnostic_valid, *relay_host, *relay_ip, *relay_valid;
+    uint8_t *address, *address_valid, *diagnostic, *diagnostic_valid, *relay_host, *relay_ip, *relay_valid;
     uint8_t *transport, *transport_valid, *enhanced, *enhanced_valid, *code_valid, *delay_valid;
     int16_t *code;
     double *delay;
@@ -372,23 +397,28 @@ static void set_nullable(uint8_t *views, uint8_t *valid, int64_t i, const char *
     valid_set(valid, i, has(x));
 }
 
-/* Whether every byte is printable ASCII (a space to a `~`). */
+/* Whether every byte is printable ASCII (a space to a `~`); 8 bytes at a time. */
 static int printable(span x) {
-    for (int64_t i = 0; i < x.n; i++) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    int64_t i = 0;
+    for (; i + 8 <= x.n; i += 8) {
+        uint64_t w;
+        memcpy(&w, x.s + i, 8);
+        /* a high bit, a byte below 0x20, or a 0x7f (DEL) */
+        uint64_t below = (w - ones * 0x20) & ~w;
+        uint64_t del = w ^ (ones * 0x7f);
+        if ((w & highs) || (below & highs) || ((del - ones) & ~del & highs)) return 0;
+    }
+    for (; i < x.n; i++) {
         unsigned char c = (unsigned char)x.s[i];
         if (c < 0x20 || c > 0x7e) return 0;
     }
     return 1;
 }
 
-/* Line `i`: its kind, and its fields. */
-static void cut_line(columns *c, int64_t i, span line) {
+/* The kind and fields of line `i`, of printable ASCII. */
+static void cut_fields(columns *c, int64_t i, span line) {
     const char *base = c->base;
-    set(c->line, i, base, line);
-    set_nullable(c->ref, c->ref_valid, i, base, NONE);
-    set(c->body, i, base, NONE);
-    c->kind[i] = K_FALLBACK;
-    if (!printable(line)) return;
     if (!stamp(line)) {
         c->kind[i] = K_UNDATED;
         return;
@@ -416,7 +446,24 @@ static void cut_line(columns *c, int64_t i, span line) {
         return;
     }
     if (starts(body, "<= ")) {
-        c->kind[i] = K_ARRIVAL;
+        span sender, message;
+        if (!cut_arrival(body, &sender, &message)) {
+            c->kind[i] = K_ARRIVAL;
+            return;
+        }
+        c->kind[i] = K_ARRIVED;
+        int64_t k = c->deliveries++;
+        c->row[k] = (uint32_t)i;
+        c->event[k] = E_ARRIVAL;
+        set_nullable(c->address, c->address_valid, k, base, sender);
+        set_nullable(c->diagnostic, c->diagnostic_valid, k, base, message);
+        /* (the delivery columns of an arrival's row: null, and each view written) */
+        set(c->relay_host, k, base, NONE);
+        set(c->relay_ip, k, base, NONE);
+        set(c->transport, k, base, NONE);
+        set(c->enhanced, k, base, NONE);
+        c->code[k] = 0;
+        c->delay[k] = 0.0;
         return;
     }
     if (starts(body, "Com")) {
@@ -442,7 +489,7 @@ static void cut_line(columns *c, int64_t i, span line) {
     int64_t k = c->deliveries++;
     c->row[k] = (uint32_t)i;
     c->event[k] = (uint8_t)d.event;
-    set(c->address, k, base, d.address);
+    set_nullable(c->address, c->address_valid, k, base, d.address);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
     set_nullable(c->relay_host, c->relay_valid, k, base, d.relay_host);
     set(c->relay_ip, k, base, d.relay_ip);
@@ -454,16 +501,30 @@ static void cut_line(columns *c, int64_t i, span line) {
     valid_set(c->delay_valid, k, d.has_delay);
 }
 
+/* Line `i`: its kind, and its fields. 0 where the batch is the polars path's (a NUL, a `\r`,
+ * bytes that are not UTF-8), else 1. */
+static int cut_line(columns *c, int64_t i, span line) {
+    const char *base = c->base;
+    set(c->line, i, base, line);
+    set_nullable(c->ref, c->ref_valid, i, base, NONE);
+    set(c->body, i, base, NONE);
+    c->kind[i] = K_FALLBACK;
+    if (!printable(line)) {
+        return memchr(line.s, '\0', (size_t)line.n) == NULL &&
+               memchr(line.s, '\r', (size_t)line.n) == NULL &&
+               utf8_valid((const unsigned char *)line.s, line.n);
+    }
+    cut_fields(c, i, line);
+    return 1;
+}
+
 /* The batch cut: 1, or 0 where the polars path must read it whole. */
 static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) {
-    if (memchr(data, '\0', (size_t)size) != NULL || memchr(data, '\r', (size_t)size) != NULL ||
-        !utf8_valid((const unsigned char *)data, size))
-        return 0;
     const char *p = data, *end = data + size;
     for (int64_t i = 0; i < lines; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *stop = nl != NULL ? nl : end;
-        cut_line(c, i, (span){p, stop - p});
+        if (!cut_line(c, i, (span){p, stop - p})) return 0;
         p = stop + 1;
     }
     return 1;
@@ -479,6 +540,7 @@ enum {
     B_ROW,
     B_EVENT,
     B_ADDRESS,
+    B_ADDRESS_VALID,
     B_DIAGNOSTIC,
     B_DIAGNOSTIC_VALID,
     B_RELAY_HOST,
@@ -524,6 +586,7 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_ROW] = lines * 4,
         [B_EVENT] = lines,
         [B_ADDRESS] = lines * VIEW_SIZE,
+        [B_ADDRESS_VALID] = bitmap,
         [B_DIAGNOSTIC] = lines * VIEW_SIZE,
         [B_DIAGNOSTIC_VALID] = bitmap,
         [B_RELAY_HOST] = lines * VIEW_SIZE,
@@ -542,7 +605,9 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     for (int b = 0; b < B_COUNT; b++) {
         buffers[b] = PyByteArray_FromStringAndSize(NULL, sizes[b]);
         if (buffers[b] == NULL) goto fail;
-        if (sizes[b]) memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
+        /* (bitmaps start cleared; every other row is written whole before it is read) */
+        if (sizes[b] && sizes[b] == bitmap)
+            memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
 #define BUF(b) ((uint8_t *)PyByteArray_AS_STRING(buffers[b]))
     columns c = {
@@ -555,6 +620,7 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         .row = (uint32_t *)BUF(B_ROW),
         .event = BUF(B_EVENT),
         .address = BUF(B_ADDRESS),
+        .address_valid = BUF(B_ADDRESS_VALID),
         .diagnostic = BUF(B_DIAGNOSTIC),
         .diagnostic_valid = BUF(B_DIAGNOSTIC_VALID),
         .relay_host = BUF(B_RELAY_HOST),
@@ -600,11 +666,13 @@ fail_released:
 
 static PyMethodDef methods[] = {
     {"cut", cut, METH_O,
-     "cut(data) -> (lines, deliveries, kind, line, ref, ref_valid, body, row, event, address, "
+     "cut(data) -> (lines, rows, kind, line, ref, ref_valid, body, row, event, address, "
+     "address_valid, "
      "diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid, transport, "
      "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid) or None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
-     "the line, message id and text; per delivery cut (kind 5) its row and fields. None: the "
+     "the line, message id and text; per delivery or arrival cut (kinds 5 and 8) its line and "
+     "fields. None: the "
      "batch has a NUL, a carriage return or bytes that are not UTF-8 (the polars path reads "
      "it)."},
     {NULL, NULL, 0, NULL},

@@ -105,7 +105,8 @@ def claimed(tokenizer: ModuleType, data: bytes) -> dict[str, int]:
     kinds = bytes(tokens[2])
     return {
         "deliveries": kinds.count(exim._K_CUT),
-        "left": kinds.count(exim._K_FALLBACK) + kinds.count(exim._K_DELIVERY),
+        "arrivals": kinds.count(exim._K_ARRIVED),
+        "left": sum(kinds.count(k) for k in (exim._K_FALLBACK, exim._K_DELIVERY, exim._K_ARRIVAL)),
         "lines": len(kinds),
     }
 
@@ -172,7 +173,7 @@ def test_generated_logs_give_the_same_frames(
     data = generated(3000, seed=seed, tz=tz, **options)
     path.write_bytes(data)
     counts = claimed(tokenizer, data)
-    assert counts["deliveries"] > 800 and counts["left"] == 0
+    assert counts["deliveries"] > 800 and counts["arrivals"] > 400 and counts["left"] == 0
     outputs = assert_same_on_both_paths(path, batch_bytes=131072 if seed == 3 else 2**25, tz=tz)
     assert sum(out.events.height for out in outputs) > 800
 
@@ -376,7 +377,7 @@ def tokens(tokenizer: ModuleType, *lines: str) -> tuple[list[int], list[dict[str
     data = ("\n".join(lines) + "\n").encode()
     cut = tokenizer.cut(data)
     assert cut is not None
-    _, _, _, deliveries = exim._tokenized(cut, data, "UTC")
+    deliveries = exim._tokenized(cut, data, "UTC")[3]
     columns = ["index", "event", "recipient", "relay_host", "relay_ip", "transport"]
     columns += ["smtp_code", "enhanced_code", "diagnostic", "delay_s"]
     return list(bytes(cut[2])), deliveries.sort("index").select(columns).to_dicts()
@@ -389,6 +390,7 @@ def test_kinds_of_lines(tokenizer: ModuleType) -> None:
     kinds, _ = tokens(
         tokenizer,
         f"{STAMP} <= s@example.org H=h [192.0.2.1] S=1 id=m@x",
+        f"{STAMP} <= s@example.org H=h [192.0.2.1] S=1 id=<>",
         f"{STAMP} Completed",
         f"{STAMP} Completed QT=1s",
         f"{STAMP} => a@b R=r T=t H=mx [192.0.2.1]",
@@ -403,15 +405,16 @@ def test_kinds_of_lines(tokenizer: ModuleType) -> None:
         f"{STAMP} => andré@example.com R=r T=t",
     )
     assert kinds == [
-        exim._K_ARRIVAL,
+        exim._K_ARRIVED,
+        exim._K_ARRIVAL,  # an empty Message-ID: the polars path looks further
         exim._K_COMPLETED,
-        7,  # skipped: only `Completed` itself completes a message
+        exim._K_SKIP,  # only `Completed` itself completes a message
         exim._K_CUT,
         exim._K_DELIVERY,  # a local part and its top-level address: the polars path
-        7,  # no attempt was made: skipped
+        exim._K_SKIP,  # no attempt was made
         exim._K_CLIENT,
         exim._K_CLIENT,
-        7,
+        exim._K_SKIP,
         exim._K_UNDATED,
         exim._K_UNDATED,
         exim._K_FALLBACK,  # a pid: the polars path reads the stamp
@@ -493,6 +496,28 @@ def test_deliveries_cut(tokenizer: ModuleType) -> None:
             "delay_s": None,
         },
     ]
+
+
+def test_arrivals_cut(tokenizer: ModuleType) -> None:
+    data = "\n".join(
+        [
+            f"{STAMP} <= S@Example.org H=h [192.0.2.1] P=esmtp S=1 id=<20261128.1@example.org>",
+            "2026-11-28 10:00:01 1tE3xZ-0001Ab-Cd <= <> R=1tE3xY-0001Ab-Cd U=mailnull P=local",
+            "2026-11-28 10:00:02 1tE3y0-0001Ab-Cd <= a@b id=m@x",
+            "2026-11-28 10:00:03 1tE3y1-0001Ab-Cd <=  id=m2@x",
+            f"{STAMP} <= a@b id=<>",
+        ]
+    ).encode()
+    cut = tokenizer.cut(data)
+    arrivals = exim._tokenized(cut, data, "UTC")[4]
+    assert arrivals.to_dicts() == [
+        {"index": 0, "arrived": "1tE3xY-0001Ab-Cd", "sender": "S@Example.org",
+         "message_id": "20261128.1@example.org"},
+        {"index": 1, "arrived": "1tE3xZ-0001Ab-Cd", "sender": "", "message_id": None},
+        {"index": 2, "arrived": "1tE3y0-0001Ab-Cd", "sender": "a@b", "message_id": "m@x"},
+        {"index": 3, "arrived": "1tE3y1-0001Ab-Cd", "sender": None, "message_id": "m2@x"},
+    ]  # fmt: skip
+    assert bytes(cut[2])[4] == exim._K_ARRIVAL  # `id=<>`: the polars path reads it
 
 
 @pytest.mark.parametrize(

@@ -369,12 +369,17 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         heads = _heads(frame, tz)
         parts = _kinds(heads)
         cut_deliveries = None
+        arrivals = None
     else:
-        read, heads, parts, cut_deliveries = _tokenized(tokens, batch.data, tz)
+        read, heads, parts, cut_deliveries, cut_arrivals = _tokenized(tokens, batch.data, tz)
+        if parts["arrival"].height:
+            cut_arrivals = pl.concat([cut_arrivals, _arrival_rows(parts["arrival"])]).sort("index")
+        arrivals = _with_sender_domain(cut_arrivals.drop("index"))
     # Lines with no Exim timestamp, or a timestamp that is not a time, are not skipped.
     bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
     no_stamp = parts["other"].filter(pl.col("line") != "")
-    arrivals = _arrivals(parts["arrival"])
+    if arrivals is None:
+        arrivals = _arrivals(parts["arrival"])
     deliveries = parts["delivery"]
     if bad_time.height:
         deliveries = deliveries.filter(pl.col("timestamp").is_not_null())
@@ -429,24 +434,35 @@ def _cut(batch: Batch, tz: str) -> _Cut:
 # --- the C tokenizer's output (native/exim.c; docs/NATIVE.md) ----------------------------------
 
 #: Line kinds of native/exim.c's `cut` (its enum, in order).
-_K_FALLBACK, _K_UNDATED, _K_ARRIVAL, _K_COMPLETED, _K_DELIVERY, _K_CUT, _K_CLIENT = range(7)
-#: The events of the deliveries it cuts, by their number.
+(
+    _K_FALLBACK,
+    _K_UNDATED,
+    _K_ARRIVAL,
+    _K_COMPLETED,
+    _K_DELIVERY,
+    _K_CUT,
+    _K_CLIENT,
+    _K_SKIP,
+    _K_ARRIVED,
+) = range(9)
+#: The events of the deliveries it cuts, by their number (then 4: an arrival it cut).
 _CUT_EVENTS = ["delivered", "bounced", "deferred", "expired"]
+_E_ARRIVAL = len(_CUT_EVENTS)
 
 
 def _tokenized(
     tokens: tuple[Any, ...], data: bytes, tz: str
-) -> tuple[int, pl.DataFrame, dict[str, pl.DataFrame], pl.DataFrame]:
+) -> tuple[int, pl.DataFrame, dict[str, pl.DataFrame], pl.DataFrame, pl.DataFrame]:
     """What `_cut` needs of a batch the C tokenizer cut: the line count, the heads of the dated
-    lines (as `_heads`), the lines by kind (as `_kinds`) and the deliveries it cut whole
-    (`_EVENT_COLUMNS`, in no particular order). The lines it left (kind FALLBACK) are read by
-    `_heads` and `_kinds` here, and their parts joined to its own in line order."""
+    lines (as `_heads`), the lines by kind (as `_kinds`), the deliveries it cut whole
+    (`_EVENT_COLUMNS`, in no particular order) and the arrivals it cut (as `_arrival_rows`).
+    The lines it left (kind FALLBACK) are read by `_heads` and `_kinds` here, and their parts
+    joined to its own in line order."""
     count, cut_count = tokens[0], tokens[1]
-    (kind, line, ref, ref_valid, body, row, event, address, diagnostic, diagnostic_valid) = tokens[
-        2:12
-    ]
-    (relay_host, relay_ip, relay_valid, transport, transport_valid) = tokens[12:17]
-    (enhanced, enhanced_valid, code, code_valid, delay, delay_valid) = tokens[17:23]
+    (kind, line, ref, ref_valid, body, row, event, address, address_valid) = tokens[2:11]
+    (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[11:16]
+    (transport, transport_valid, enhanced, enhanced_valid) = tokens[16:20]
+    (code, code_valid, delay, delay_valid) = tokens[20:24]
     frame = pl.DataFrame(
         [
             string_column("line", count, line, data),
@@ -489,14 +505,15 @@ def _tokenized(
             parts[name] = joined.sort("index") if "index" in joined.columns else joined
     rows = _numbers("row", pa.uint32(), cut_count, row)
     found = frame.select("index", "line", "timestamp", "ref").gather(rows)
+    events = _numbers("event", pa.uint8(), cut_count, event)
     cut = pl.DataFrame(
         [
             found["index"],
             found["line"],
             found["timestamp"],
-            pl.Series("event", _CUT_EVENTS).gather(_numbers("event", pa.uint8(), cut_count, event)),
+            events,
             found["ref"].alias("message_ref"),
-            string_column("recipient", cut_count, address, data).str.to_lowercase(),
+            string_column("recipient", cut_count, address, data, address_valid),
             string_column("relay_host", cut_count, relay_host, data, relay_valid),
             string_column("relay_ip", cut_count, relay_ip, data, relay_valid),
             string_column("transport", cut_count, transport, data, transport_valid),
@@ -505,6 +522,17 @@ def _tokenized(
             string_column("diagnostic", cut_count, diagnostic, data, diagnostic_valid),
             _numbers("delay_s", pa.float64(), cut_count, delay, delay_valid),
         ]
+    )
+    arrived = pl.col("event") == _E_ARRIVAL
+    arrivals = cut.filter(arrived).select(
+        "index",
+        pl.col("message_ref").alias("arrived"),
+        pl.col("recipient").alias("sender"),
+        pl.col("diagnostic").alias("message_id"),
+    )
+    cut = cut.filter(~arrived).with_columns(
+        pl.lit(pl.Series(_CUT_EVENTS)).gather(pl.col("event")).alias("event"),
+        pl.col("recipient").str.to_lowercase(),
     )
     cut = _with_recipient_domain(cut).with_columns(
         pl.col("message_ref").alias("arrived"),
@@ -515,7 +543,7 @@ def _tokenized(
         pl.lit(None, pl.String()).alias("client_host"),
         pl.lit(None, pl.String()).alias("client_ip"),
     )
-    return count, heads, parts, cut.select(_EVENT_COLUMNS)
+    return count, heads, parts, cut.select(_EVENT_COLUMNS), arrivals
 
 
 def _numbers(
@@ -708,7 +736,12 @@ def _timestamp(tz: str) -> pl.Expr:
 
 
 def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
-    """`_OPEN_SCHEMA` rows of `<= sender@example.org ... id=<message-id>` lines, in line order.
+    """`_OPEN_SCHEMA` rows of `<= sender@example.org ... id=<message-id>` lines, in line order."""
+    return _with_sender_domain(_arrival_rows(frame).drop("index"))
+
+
+def _arrival_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """index, arrived, sender and message_id of arrival lines, in line order (`_arrivals`).
 
     Lines of printable ASCII (not `_odd`) are cut with literal searches; the others
     take the regular expressions.
@@ -751,7 +784,7 @@ def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
     others = cut.filter(~pl.col("exact"))
     if others.height == 0:
         # (in line order whatever order the lines came in: `_heads` gives them in none)
-        return _with_sender_domain(fast.sort("index").drop("index"))
+        return fast.sort("index")
     sender = body.str.extract(r"^<= (\S+)")
     slow = others.select(
         pl.col("index"),
@@ -759,7 +792,7 @@ def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
         pl.when(sender == "<>").then(pl.lit("")).otherwise(sender).alias("sender"),
         body.str.extract(r"\sid=<?([^\s>]+)>?").alias("message_id"),
     )
-    return _with_sender_domain(pl.concat([fast, slow]).sort("index").drop("index"))
+    return pl.concat([fast, slow]).sort("index")
 
 
 def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
