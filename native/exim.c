@@ -378,6 +378,8 @@ typedef struct {
     const char *base;
     uint8_t *kind;
     uint8_t *line, *ref, *ref_valid, *body;
+    uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
+    int64_t zoned_lines, lines;
     /* deliveries */
     uint32_t *row;
     uint8_t *event;
@@ -416,6 +418,57 @@ static int printable(span x) {
     return 1;
 }
 
+/* The head of a line _PLAIN does not take, as _LINE reads it: the stamp, a fraction of a
+ * second (`.123`), a zone offset (` +0100`) and a pid (` [4242]`, ` [4242:1]`), each where
+ * it is followed by a space, then a space and a message id if one follows with its space.
+ * 1 with `ref` and `body` (and the line's time and offset for its timestamp), or 0: the line
+ * has no Exim head (undated). */
+static int zoned_head(columns *c, int64_t i, span line, span *ref, span *body) {
+    int64_t at = 19;
+    if (at < line.n && line.s[at] == '.') {
+        int64_t run = 0;
+        while (at + 1 + run < line.n && is_digit(line.s[at + 1 + run])) run++;
+        if (run < 1 || run > 9 || at + 1 + run >= line.n || line.s[at + 1 + run] != ' ')
+            return 0;
+        at += 1 + run;
+    }
+    if (at >= line.n || line.s[at] != ' ') return 0;
+    span time = {line.s + 11, at - 11}, offset = NONE;
+    /* ` +0100` then a space */
+    if (at + 6 < line.n && (line.s[at + 1] == '+' || line.s[at + 1] == '-') &&
+        is_digit(line.s[at + 2]) && is_digit(line.s[at + 3]) && is_digit(line.s[at + 4]) &&
+        is_digit(line.s[at + 5]) && line.s[at + 6] == ' ') {
+        offset = (span){line.s + at + 1, 5};
+        at += 6;
+    }
+    /* ` [4242]` or ` [4242:1]` then a space */
+    if (at + 1 < line.n && line.s[at + 1] == '[') {
+        int64_t j = at + 2, start = j;
+        while (j < line.n && is_digit(line.s[j])) j++;
+        int ok = j > start;
+        if (ok && j < line.n && line.s[j] == ':') {
+            int64_t more = ++j;
+            while (j < line.n && is_digit(line.s[j])) j++;
+            ok = j > more;
+        }
+        if (ok && j + 1 < line.n && line.s[j] == ']' && line.s[j + 1] == ' ') at = j + 1;
+    }
+    at++; /* the space before the message id or the text */
+    span after = from(line, at);
+    int id = message_id(after);
+    *ref = id ? upto(after, id) : NONE;
+    *body = id ? from(after, id + 1) : after;
+    if (c->zoned_lines++ == 0) {
+        /* (the first such line: every line gets an empty time and offset, read or not) */
+        memset(c->time, 0, (size_t)(c->lines * VIEW_SIZE));
+        memset(c->offset, 0, (size_t)(c->lines * VIEW_SIZE));
+    }
+    c->zoned[i] = 1;
+    set(c->time, i, c->base, time);
+    set_nullable(c->offset, c->offset_valid, i, c->base, offset);
+    return 1;
+}
+
 /* The kind and fields of line `i`, of printable ASCII. */
 static void cut_fields(columns *c, int64_t i, span line) {
     const char *base = c->base;
@@ -424,18 +477,18 @@ static void cut_fields(columns *c, int64_t i, span line) {
         return;
     }
     /* _PLAIN: the stamp, a space, then a message id and a space or one more character that
-     * no zone or pid starts with (the other lines are _LINE's: the polars path reads them) */
-    if (line.n < 21 || line.s[19] != ' ') return;
-    span after = from(line, 20);
-    int id = message_id(after);
-    span ref = NONE, body;
+     * no zone or pid starts with */
+    span ref = NONE, body = NONE;
+    int id = line.n >= 21 && line.s[19] == ' ' ? message_id(from(line, 20)) : 0;
     if (id) {
-        ref = upto(after, id);
-        body = from(after, id + 1);
-    } else {
-        char first = after.s[0];
-        if (first == '+' || first == '-' || first == '[') return;
-        body = after;
+        ref = (span){line.s + 20, id};
+        body = from(line, 21 + id);
+    } else if (line.n >= 21 && line.s[19] == ' ' && line.s[20] != '+' && line.s[20] != '-' &&
+               line.s[20] != '[') {
+        body = from(line, 20);
+    } else if (!zoned_head(c, i, line, &ref, &body)) {
+        c->kind[i] = K_UNDATED;
+        return;
     }
     set_nullable(c->ref, c->ref_valid, i, base, ref);
     set(c->body, i, base, body);
@@ -554,6 +607,10 @@ enum {
     B_CODE_VALID,
     B_DELAY,
     B_DELAY_VALID,
+    B_ZONED,
+    B_TIME,
+    B_OFFSET,
+    B_OFFSET_VALID,
     B_COUNT
 };
 
@@ -600,13 +657,17 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_CODE_VALID] = bitmap,
         [B_DELAY] = lines * 8,
         [B_DELAY_VALID] = bitmap,
+        [B_ZONED] = lines,
+        [B_TIME] = lines * VIEW_SIZE,
+        [B_OFFSET] = lines * VIEW_SIZE,
+        [B_OFFSET_VALID] = bitmap,
     };
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {
         buffers[b] = PyByteArray_FromStringAndSize(NULL, sizes[b]);
         if (buffers[b] == NULL) goto fail;
         /* (bitmaps start cleared; every other row is written whole before it is read) */
-        if (sizes[b] && sizes[b] == bitmap)
+        if (sizes[b] && (sizes[b] == bitmap || b == B_ZONED))
             memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
 #define BUF(b) ((uint8_t *)PyByteArray_AS_STRING(buffers[b]))
@@ -635,6 +696,12 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         .code = (int16_t *)BUF(B_CODE),
         .delay = (double *)BUF(B_DELAY),
         .deliveries = 0,
+        .zoned = BUF(B_ZONED),
+        .time = BUF(B_TIME),
+        .offset = BUF(B_OFFSET),
+        .offset_valid = BUF(B_OFFSET_VALID),
+        .zoned_lines = 0,
+        .lines = lines,
     };
 #undef BUF
     int done;
@@ -646,12 +713,13 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         for (int b = 0; b < B_COUNT; b++) Py_DECREF(buffers[b]);
         Py_RETURN_NONE;
     }
-    PyObject *result = PyTuple_New(B_COUNT + 2);
+    PyObject *result = PyTuple_New(B_COUNT + 3);
     if (result == NULL) goto fail_released;
     PyTuple_SET_ITEM(result, 0, PyLong_FromLongLong(lines));
     PyTuple_SET_ITEM(result, 1, PyLong_FromLongLong(c.deliveries));
-    for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 2, buffers[b]);
-    for (int b = 0; b < B_COUNT + 2; b++)
+    PyTuple_SET_ITEM(result, 2, PyLong_FromLongLong(c.zoned_lines));
+    for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 3, buffers[b]);
+    for (int b = 0; b < B_COUNT + 3; b++)
         if (PyTuple_GET_ITEM(result, b) == NULL) {
             Py_DECREF(result);
             return NULL;
@@ -666,13 +734,14 @@ fail_released:
 
 static PyMethodDef methods[] = {
     {"cut", cut, METH_O,
-     "cut(data) -> (lines, rows, kind, line, ref, ref_valid, body, row, event, address, "
+     "cut(data) -> (lines, rows, zoned_lines, kind, line, ref, ref_valid, body, row, event, address, "
      "address_valid, "
      "diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid, transport, "
-     "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid) or None.\n\n"
+     "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid, zoned, "
+     "time, offset, offset_valid) or None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
-     "the line, message id and text; per delivery or arrival cut (kinds 5 and 8) its line and "
-     "fields. None: the "
+     "the line, message id and text (and, for a head with a fraction, zone or pid, its time and "
+     "offset); per delivery or arrival cut (kinds 5 and 8) its line and fields. None: the "
      "batch has a NUL, a carriage return or bytes that are not UTF-8 (the polars path reads "
      "it)."},
     {NULL, NULL, 0, NULL},

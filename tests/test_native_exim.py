@@ -102,7 +102,7 @@ def claimed(tokenizer: ModuleType, data: bytes) -> dict[str, int]:
     tokens = tokenizer.cut(data)
     if tokens is None:
         return {"declined": data.count(b"\n")}
-    kinds = bytes(tokens[2])
+    kinds = bytes(tokens[3])
     return {
         "deliveries": kinds.count(exim._K_CUT),
         "arrivals": kinds.count(exim._K_ARRIVED),
@@ -300,8 +300,9 @@ def test_mutated_lines_give_the_same_frames(
     sample = (sample_logs_path / "exim" / "mainlog").read_text(encoding="utf-8").splitlines()
     kinds = ["<=", "=>", "->", "**", "==", "Completed", "rejected RCPT", "rejected after DATA"]
     bases = [next(line for line in sample if f" {kind}" in line) for kind in kinds]
-    lines = [*sample[:40], *EDGES]
-    for base in bases + EDGES[:10]:
+    realistic = (DATA / "exim" / "realistic.log").read_text(encoding="utf-8").splitlines()
+    lines = [*sample[:40], *EDGES, *realistic]
+    for base in bases + EDGES[:10] + realistic[:8]:
         lines += mutations(base)
     data = ("\n".join(lines) + "\n").encode()
     path = tmp_path / "mainlog"
@@ -380,7 +381,7 @@ def tokens(tokenizer: ModuleType, *lines: str) -> tuple[list[int], list[dict[str
     deliveries = exim._tokenized(cut, data, "UTC")[3]
     columns = ["index", "event", "recipient", "relay_host", "relay_ip", "transport"]
     columns += ["smtp_code", "enhanced_code", "diagnostic", "delay_s"]
-    return list(bytes(cut[2])), deliveries.sort("index").select(columns).to_dicts()
+    return list(bytes(cut[3])), deliveries.sort("index").select(columns).to_dicts()
 
 
 STAMP = "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd"
@@ -402,6 +403,7 @@ def test_kinds_of_lines(tokenizer: ModuleType) -> None:
         "not a log line",
         "",
         "2026-11-28 10:00:00 [4242] 1tE3xY-0001Ab-Cd => a@b R=r T=t",
+        "2026-11-28 10:00:00.1234567890 1tE3xY-0001Ab-Cd => a@b R=r T=t",
         f"{STAMP} => andré@example.com R=r T=t",
     )
     assert kinds == [
@@ -417,7 +419,8 @@ def test_kinds_of_lines(tokenizer: ModuleType) -> None:
         exim._K_SKIP,
         exim._K_UNDATED,
         exim._K_UNDATED,
-        exim._K_FALLBACK,  # a pid: the polars path reads the stamp
+        exim._K_CUT,  # with a pid
+        exim._K_UNDATED,  # a fraction of ten digits: no Exim head
         exim._K_FALLBACK,  # beyond ASCII: the polars path
     ]
 
@@ -498,6 +501,30 @@ def test_deliveries_cut(tokenizer: ModuleType) -> None:
     ]
 
 
+def test_heads_with_a_fraction_zone_or_pid(tokenizer: ModuleType) -> None:
+    """(log_selector +millisec and +pid, log_timezone)"""
+    data = "\n".join(
+        [
+            "2026-11-28 10:00:00.250 +0100 [4242] 1tE3xY-0001Ab-Cd => a@b R=r T=t",
+            "2026-11-28 10:00:01 [4242:7] 1tE3xY-0001Ab-Cd ** a@b: x",
+            "2026-11-28 10:00:02 -0500 1tE3xY-0001Ab-Cd == a@b R=r defer (-1): y",
+            "2026-11-28 10:00:03 +01000 1tE3xY-0001Ab-Cd => a@b R=r T=t",
+            "2026-11-28 10:00:04 [x] 1tE3xY-0001Ab-Cd => a@b R=r T=t",
+        ]
+    ).encode()
+    cut = tokenizer.cut(data)
+    assert cut[2] == 5
+    deliveries = exim._tokenized(cut, data, "UTC")[3].sort("index")
+    assert deliveries["timestamp"].to_list()[:3] == [
+        datetime(2026, 11, 28, 9, 0, 0, 250000, tzinfo=UTC),
+        datetime(2026, 11, 28, 10, 0, 1, tzinfo=UTC),
+        datetime(2026, 11, 28, 15, 0, 2, tzinfo=UTC),
+    ]
+    assert deliveries["event"].to_list() == ["delivered", "bounced", "deferred"]
+    # ` +01000` and ` [x]` are no zone and no pid: the text starts there, with no message id
+    assert bytes(cut[3])[3:] == bytes([exim._K_SKIP, exim._K_SKIP])
+
+
 def test_arrivals_cut(tokenizer: ModuleType) -> None:
     data = "\n".join(
         [
@@ -517,7 +544,7 @@ def test_arrivals_cut(tokenizer: ModuleType) -> None:
         {"index": 2, "arrived": "1tE3y0-0001Ab-Cd", "sender": "a@b", "message_id": "m@x"},
         {"index": 3, "arrived": "1tE3y1-0001Ab-Cd", "sender": None, "message_id": "m2@x"},
     ]  # fmt: skip
-    assert bytes(cut[2])[4] == exim._K_ARRIVAL  # `id=<>`: the polars path reads it
+    assert bytes(cut[3])[4] == exim._K_ARRIVAL  # `id=<>`: the polars path reads it
 
 
 @pytest.mark.parametrize(
@@ -534,7 +561,7 @@ def test_lines_and_views(tokenizer: ModuleType) -> None:
     assert tokenizer.cut(b"")[0] == 0
     data = f"{STAMP} Completed\n\n{STAMP} => a@b.example R=r T=transport_name".encode()
     cut = tokenizer.cut(data)
-    assert cut[0] == 3 and cut[1] == 1
+    assert cut[:3] == (3, 1, 0)
     kinds, deliveries = tokens(tokenizer, *data.decode().split("\n"))
     assert kinds == [exim._K_COMPLETED, exim._K_UNDATED, exim._K_CUT]
     assert deliveries[0]["transport"] == "transport_name"

@@ -458,11 +458,11 @@ def _tokenized(
     (`_EVENT_COLUMNS`, in no particular order) and the arrivals it cut (as `_arrival_rows`).
     The lines it left (kind FALLBACK) are read by `_heads` and `_kinds` here, and their parts
     joined to its own in line order."""
-    count, cut_count = tokens[0], tokens[1]
-    (kind, line, ref, ref_valid, body, row, event, address, address_valid) = tokens[2:11]
-    (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[11:16]
-    (transport, transport_valid, enhanced, enhanced_valid) = tokens[16:20]
-    (code, code_valid, delay, delay_valid) = tokens[20:24]
+    count, cut_count, zoned_count = tokens[:3]
+    (kind, line, ref, ref_valid, body, row, event, address, address_valid) = tokens[3:12]
+    (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[12:17]
+    (transport, transport_valid, enhanced, enhanced_valid) = tokens[17:21]
+    (code, code_valid, delay, delay_valid, zoned, time, offset, offset_valid) = tokens[21:29]
     frame = pl.DataFrame(
         [
             string_column("line", count, line, data),
@@ -471,11 +471,24 @@ def _tokenized(
             _numbers("kind", pa.uint8(), count, kind),
         ]
     ).with_row_index("index")
-    # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps)
-    frame = frame.with_columns(
-        _run_timestamps(frame["line"].str.head(19), tz).alias("timestamp"),
-        pl.lit(True).alias("dated"),
-    )
+    # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps; the
+    # heads `_LINE` reads, with a fraction, a zone or a pid, from their own time and zone)
+    stamps = _run_timestamps(frame["line"].str.head(19), tz)
+    if zoned_count:
+        heads = (
+            pl.DataFrame(
+                [
+                    frame["index"],
+                    frame["line"].str.head(10).alias("date"),
+                    string_column("time", count, time, data),
+                    string_column("offset", count, offset, data, offset_valid),
+                ]
+            )
+            .filter(_numbers("zoned", pa.uint8(), count, zoned) == 1)
+            .with_columns(_timestamp(tz))
+        )
+        stamps = stamps.scatter(heads["index"], heads["timestamp"])
+    frame = frame.with_columns(stamps.alias("timestamp"), pl.lit(True).alias("dated"))
     kind_column = pl.col("kind")
     heads = frame.filter(kind_column >= _K_ARRIVAL).select(
         "index", "line", "ref", "body", "dated", "timestamp"
