@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,22 +381,60 @@ static int cut_arrival(span body, span *sender, span *message) {
     return end > 0;
 }
 
-/* The columns being filled: per line, and per cut delivery. */
+/* Names of the buffers `cut` returns, in the order of the tuple. */
+enum {
+    B_KIND,
+    B_LINE,
+    B_REF,
+    B_REF_VALID,
+    B_BODY,
+    B_ROW,
+    B_EVENT,
+    B_ADDRESS,
+    B_ADDRESS_VALID,
+    B_DIAGNOSTIC,
+    B_DIAGNOSTIC_VALID,
+    B_RELAY_HOST,
+    B_RELAY_IP,
+    B_RELAY_VALID,
+    B_TRANSPORT,
+    B_TRANSPORT_VALID,
+    B_ENHANCED,
+    B_ENHANCED_VALID,
+    B_CODE,
+    B_CODE_VALID,
+    B_DELAY,
+    B_DELAY_VALID,
+    B_ZONED,
+    B_TIME,
+    B_OFFSET,
+    B_OFFSET_VALID,
+    B_COUNT
+};
+
+/* The columns being filled: per line, and per line cut whole (`row`: its line). */
 typedef struct {
     const char *base;
-    uint8_t *kind;
-    uint8_t *line, *ref, *ref_valid, *body;
-    uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
-    int64_t zoned_lines, lines;
-    /* deliveries */
-    uint32_t *row;
-    uint8_t *event;
-    uint8_t *address, *address_valid, *diagnostic, *diagnostic_valid, *relay_host, *relay_ip, *relay_valid;
-    uint8_t *transport, *transport_valid, *enhanced, *enhanced_valid, *code_valid, *delay_valid;
-    int16_t *code;
-    double *delay;
-    int64_t deliveries;
+    int64_t lines, zoned_lines, deliveries;
+    union {
+        struct { /* (in the order of the buffers) */
+            uint8_t *kind, *line, *ref, *ref_valid, *body;
+            uint8_t *row, *event, *address, *address_valid, *diagnostic, *diagnostic_valid;
+            uint8_t *relay_host, *relay_ip, *relay_valid, *transport, *transport_valid;
+            uint8_t *enhanced, *enhanced_valid, *code, *code_valid, *delay, *delay_valid;
+            uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
+        };
+        uint8_t *buffer[B_COUNT];
+    };
 } columns;
+
+_Static_assert(offsetof(columns, offset_valid) == offsetof(columns, buffer[B_OFFSET_VALID]),
+               "the named buffers are in the order of the tuple");
+
+/* Fixed-width values at row `k` (the buffers of a bytearray need no alignment here). */
+static inline void put_row(uint8_t *b, int64_t k, uint32_t v) { memcpy(b + 4 * k, &v, 4); }
+static inline void put_code(uint8_t *b, int64_t k, int16_t v) { memcpy(b + 2 * k, &v, 2); }
+static inline void put_delay(uint8_t *b, int64_t k, double v) { memcpy(b + 8 * k, &v, 8); }
 
 static void set(uint8_t *views, int64_t i, const char *base, span x) {
     view_set(views + i * VIEW_SIZE, base, x.s, x.n < 0 ? 0 : (int32_t)x.n);
@@ -513,7 +552,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
         }
         c->kind[i] = K_ARRIVED;
         int64_t k = c->deliveries++;
-        c->row[k] = (uint32_t)i;
+        put_row(c->row, k, (uint32_t)i);
         c->event[k] = E_ARRIVAL;
         set_nullable(c->address, c->address_valid, k, base, sender);
         set_nullable(c->diagnostic, c->diagnostic_valid, k, base, message);
@@ -522,8 +561,8 @@ static void cut_fields(columns *c, int64_t i, span line) {
         set(c->relay_ip, k, base, NONE);
         set(c->transport, k, base, NONE);
         set(c->enhanced, k, base, NONE);
-        c->code[k] = 0;
-        c->delay[k] = 0.0;
+        put_code(c->code, k, 0);
+        put_delay(c->delay, k, 0.0);
         return;
     }
     if (starts(body, "Com")) {
@@ -547,7 +586,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
     }
     c->kind[i] = K_CUT;
     int64_t k = c->deliveries++;
-    c->row[k] = (uint32_t)i;
+    put_row(c->row, k, (uint32_t)i);
     c->event[k] = (uint8_t)d.event;
     set_nullable(c->address, c->address_valid, k, base, d.address);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
@@ -555,9 +594,9 @@ static void cut_fields(columns *c, int64_t i, span line) {
     set(c->relay_ip, k, base, d.relay_ip);
     set_nullable(c->transport, c->transport_valid, k, base, d.transport);
     set_nullable(c->enhanced, c->enhanced_valid, k, base, d.enhanced);
-    c->code[k] = (int16_t)(d.code < 0 ? 0 : d.code);
+    put_code(c->code, k, (int16_t)(d.code < 0 ? 0 : d.code));
     valid_set(c->code_valid, k, d.code >= 0);
-    c->delay[k] = d.has_delay ? d.delay : 0.0;
+    put_delay(c->delay, k, d.has_delay ? d.delay : 0.0);
     valid_set(c->delay_valid, k, d.has_delay);
 }
 
@@ -590,36 +629,6 @@ static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) 
     return 1;
 }
 
-/* Names of the buffers `cut` returns, in the order of the tuple. */
-enum {
-    B_KIND,
-    B_LINE,
-    B_REF,
-    B_REF_VALID,
-    B_BODY,
-    B_ROW,
-    B_EVENT,
-    B_ADDRESS,
-    B_ADDRESS_VALID,
-    B_DIAGNOSTIC,
-    B_DIAGNOSTIC_VALID,
-    B_RELAY_HOST,
-    B_RELAY_IP,
-    B_RELAY_VALID,
-    B_TRANSPORT,
-    B_TRANSPORT_VALID,
-    B_ENHANCED,
-    B_ENHANCED_VALID,
-    B_CODE,
-    B_CODE_VALID,
-    B_DELAY,
-    B_DELAY_VALID,
-    B_ZONED,
-    B_TIME,
-    B_OFFSET,
-    B_OFFSET_VALID,
-    B_COUNT
-};
 
 static PyObject *cut(PyObject *self, PyObject *arg) {
     (void)self;
@@ -677,40 +686,8 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         if (sizes[b] && (sizes[b] == bitmap || b == B_ZONED))
             memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
-#define BUF(b) ((uint8_t *)PyByteArray_AS_STRING(buffers[b]))
-    columns c = {
-        .base = data,
-        .kind = BUF(B_KIND),
-        .line = BUF(B_LINE),
-        .ref = BUF(B_REF),
-        .ref_valid = BUF(B_REF_VALID),
-        .body = BUF(B_BODY),
-        .row = (uint32_t *)BUF(B_ROW),
-        .event = BUF(B_EVENT),
-        .address = BUF(B_ADDRESS),
-        .address_valid = BUF(B_ADDRESS_VALID),
-        .diagnostic = BUF(B_DIAGNOSTIC),
-        .diagnostic_valid = BUF(B_DIAGNOSTIC_VALID),
-        .relay_host = BUF(B_RELAY_HOST),
-        .relay_ip = BUF(B_RELAY_IP),
-        .relay_valid = BUF(B_RELAY_VALID),
-        .transport = BUF(B_TRANSPORT),
-        .transport_valid = BUF(B_TRANSPORT_VALID),
-        .enhanced = BUF(B_ENHANCED),
-        .enhanced_valid = BUF(B_ENHANCED_VALID),
-        .code_valid = BUF(B_CODE_VALID),
-        .delay_valid = BUF(B_DELAY_VALID),
-        .code = (int16_t *)BUF(B_CODE),
-        .delay = (double *)BUF(B_DELAY),
-        .deliveries = 0,
-        .zoned = BUF(B_ZONED),
-        .time = BUF(B_TIME),
-        .offset = BUF(B_OFFSET),
-        .offset_valid = BUF(B_OFFSET_VALID),
-        .zoned_lines = 0,
-        .lines = lines,
-    };
-#undef BUF
+    columns c = {.base = data, .lines = lines};
+    for (int b = 0; b < B_COUNT; b++) c.buffer[b] = (uint8_t *)PyByteArray_AS_STRING(buffers[b]);
     int done;
     Py_BEGIN_ALLOW_THREADS;
     done = cut_batch(&c, data, size, lines);

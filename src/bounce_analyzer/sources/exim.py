@@ -547,16 +547,8 @@ def _tokenized(
         pl.lit(pl.Series(_CUT_EVENTS)).gather(pl.col("event")).alias("event"),
         pl.col("recipient").str.to_lowercase(),
     )
-    cut = _with_recipient_domain(cut).with_columns(
-        pl.col("message_ref").alias("arrived"),
-        pl.lit(None, pl.String()).alias("original_recipient"),
-        pl.lit(None, pl.String()).alias("sender"),
-        pl.lit(None, pl.String()).alias("message_id"),
-        pl.lit(None, pl.String()).alias("sender_domain"),
-        pl.lit(None, pl.String()).alias("client_host"),
-        pl.lit(None, pl.String()).alias("client_ip"),
-    )
-    return count, heads, parts, cut.select(_EVENT_COLUMNS), arrivals
+    cut = cut.with_columns(pl.lit(None, pl.String()).alias("original_recipient"))
+    return count, heads, parts, _delivery_events(cut), arrivals
 
 
 def _numbers(
@@ -908,14 +900,25 @@ def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         events = pl.concat([events, slow.select(events.columns)])
     else:
         bad = others
-    return _with_recipient_domain(events).with_columns(
-        pl.col("message_ref").alias("arrived"),
-        pl.lit(None, pl.String()).alias("sender"),
-        pl.lit(None, pl.String()).alias("message_id"),
-        pl.lit(None, pl.String()).alias("sender_domain"),
-        pl.lit(None, pl.String()).alias("client_host"),
-        pl.lit(None, pl.String()).alias("client_ip"),
-    ).select(_EVENT_COLUMNS), bad
+    return _delivery_events(events), bad
+
+
+def _delivery_events(events: pl.DataFrame) -> pl.DataFrame:
+    """Deliveries cut into their own fields as `_EVENT_COLUMNS`: the recipient's domain, the
+    message id to join the sender on (`arrived`), and nulls for what `_outcomes` joins on and
+    for the client fields of rejects."""
+    return (
+        _with_recipient_domain(events)
+        .with_columns(
+            pl.col("message_ref").alias("arrived"),
+            pl.lit(None, pl.String()).alias("sender"),
+            pl.lit(None, pl.String()).alias("message_id"),
+            pl.lit(None, pl.String()).alias("sender_domain"),
+            pl.lit(None, pl.String()).alias("client_host"),
+            pl.lit(None, pl.String()).alias("client_ip"),
+        )
+        .select(_EVENT_COLUMNS)
+    )
 
 
 def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
