@@ -409,6 +409,9 @@ enum {
     B_TIME,
     B_OFFSET,
     B_OFFSET_VALID,
+    B_RECIPIENT,
+    B_DOMAIN,
+    B_DOMAIN_VALID,
     B_COUNT
 };
 
@@ -416,6 +419,10 @@ enum {
 typedef struct {
     const char *base;
     int64_t lines, zoned_lines, deliveries;
+    /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
+    char *lowered;
+    int64_t lowered_size, lowered_capacity;
+    int out_of_memory;
     union {
         struct { /* (in the order of the buffers) */
             uint8_t *kind, *line, *ref, *ref_valid, *body;
@@ -423,18 +430,77 @@ typedef struct {
             uint8_t *relay_host, *relay_ip, *relay_valid, *transport, *transport_valid;
             uint8_t *enhanced, *enhanced_valid, *code, *code_valid, *delay, *delay_valid;
             uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
+            uint8_t *recipient, *domain, *domain_valid;     /* lower-cased, of deliveries */
         };
         uint8_t *buffer[B_COUNT];
     };
 } columns;
 
-_Static_assert(offsetof(columns, offset_valid) == offsetof(columns, buffer[B_OFFSET_VALID]),
+_Static_assert(offsetof(columns, domain_valid) == offsetof(columns, buffer[B_DOMAIN_VALID]),
                "the named buffers are in the order of the tuple");
 
 /* Fixed-width values at row `k` (the buffers of a bytearray need no alignment here). */
 static inline void put_row(uint8_t *b, int64_t k, uint32_t v) { memcpy(b + 4 * k, &v, 4); }
 static inline void put_code(uint8_t *b, int64_t k, int16_t v) { memcpy(b + 2 * k, &v, 2); }
 static inline void put_delay(uint8_t *b, int64_t k, double v) { memcpy(b + 8 * k, &v, 8); }
+
+/* The view of `len` bytes at `s`, which are at `offset` in data buffer `buffer` (views.h's
+ * `view_set` points into buffer 0, the batch; buffer 1 holds the lower-cased addresses). */
+static void view_in(uint8_t *view, int32_t buffer, int64_t offset, const char *s, int32_t len) {
+    memcpy(view, &len, 4);
+    if (len <= 12) {
+        memset(view + 4, 0, 12);
+        if (len > 0) memcpy(view + 4, s, (size_t)len);
+    } else {
+        const int32_t at = (int32_t)offset;
+        memcpy(view + 4, s, 4);
+        memcpy(view + 8, &buffer, 4);
+        memcpy(view + 12, &at, 4);
+    }
+}
+
+/* Row `k`'s recipient, the address lower-cased (`str.to_lowercase`, ASCII here), and its
+ * domain as `smtp.domain_of` reads it: what follows the last `@`, less one closing `>`; null
+ * where that is empty or holds another `>`. */
+static void put_recipient(columns *c, int64_t k, span address) {
+    int capital = 0;
+    for (int64_t j = 0; j < address.n && !capital; j++)
+        capital = address.s[j] >= 'A' && address.s[j] <= 'Z';
+    const char *text = address.s; /* where the lower-cased address is */
+    int32_t buffer = 0;
+    int64_t offset = address.s - c->base;
+    if (capital) {
+        if (c->lowered_size + address.n > c->lowered_capacity) {
+            int64_t capacity = 2 * c->lowered_capacity + address.n + 4096;
+            char *grown = realloc(c->lowered, (size_t)capacity);
+            if (grown == NULL) {
+                c->out_of_memory = 1;
+                return;
+            }
+            c->lowered = grown;
+            c->lowered_capacity = capacity;
+        }
+        char *copy = c->lowered + c->lowered_size;
+        for (int64_t j = 0; j < address.n; j++) {
+            char ch = address.s[j];
+            copy[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
+        text = copy;
+        buffer = 1;
+        offset = c->lowered_size;
+        c->lowered_size += address.n;
+    }
+    view_in(c->recipient + k * VIEW_SIZE, buffer, offset, text, (int32_t)address.n);
+    const char *at = NULL;
+    for (int64_t j = address.n - 1; j >= 0 && at == NULL; j--)
+        if (text[j] == '@') at = text + j;
+    int64_t start = at == NULL ? 0 : at + 1 - text, n = at == NULL ? 0 : address.n - start;
+    if (n > 0 && text[start + n - 1] == '>') n--;
+    int valid = at != NULL && n > 0 && memchr(text + start, '>', (size_t)n) == NULL;
+    view_in(c->domain + k * VIEW_SIZE, buffer, valid ? offset + start : 0, text + start,
+            valid ? (int32_t)n : 0);
+    valid_set(c->domain_valid, k, valid);
+}
 
 static void set(uint8_t *views, int64_t i, const char *base, span x) {
     view_set(views + i * VIEW_SIZE, base, x.s, x.n < 0 ? 0 : (int32_t)x.n);
@@ -561,6 +627,8 @@ static void cut_fields(columns *c, int64_t i, span line) {
         set(c->relay_ip, k, base, NONE);
         set(c->transport, k, base, NONE);
         set(c->enhanced, k, base, NONE);
+        set(c->recipient, k, base, NONE);
+        set(c->domain, k, base, NONE);
         put_code(c->code, k, 0);
         put_delay(c->delay, k, 0.0);
         return;
@@ -589,6 +657,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
     put_row(c->row, k, (uint32_t)i);
     c->event[k] = (uint8_t)d.event;
     set_nullable(c->address, c->address_valid, k, base, d.address);
+    put_recipient(c, k, d.address);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
     set_nullable(c->relay_host, c->relay_valid, k, base, d.relay_host);
     set(c->relay_ip, k, base, d.relay_ip);
@@ -677,6 +746,9 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_TIME] = lines * VIEW_SIZE,
         [B_OFFSET] = lines * VIEW_SIZE,
         [B_OFFSET_VALID] = bitmap,
+        [B_RECIPIENT] = lines * VIEW_SIZE,
+        [B_DOMAIN] = lines * VIEW_SIZE,
+        [B_DOMAIN_VALID] = bitmap,
     };
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {
@@ -686,24 +758,34 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         if (sizes[b] && (sizes[b] == bitmap || b == B_ZONED))
             memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
-    columns c = {.base = data, .lines = lines};
+    columns c = {.base = data, .lines = lines, .lowered = NULL};
     for (int b = 0; b < B_COUNT; b++) c.buffer[b] = (uint8_t *)PyByteArray_AS_STRING(buffers[b]);
     int done;
     Py_BEGIN_ALLOW_THREADS;
     done = cut_batch(&c, data, size, lines);
     Py_END_ALLOW_THREADS;
     PyBuffer_Release(&view);
-    if (!done) {
+    PyObject *lowered = NULL;
+    if (done && !c.out_of_memory)
+        lowered = PyBytes_FromStringAndSize(c.lowered != NULL ? c.lowered : "",
+                                            (Py_ssize_t)c.lowered_size);
+    free(c.lowered);
+    if (!done || lowered == NULL) {
         for (int b = 0; b < B_COUNT; b++) Py_DECREF(buffers[b]);
-        Py_RETURN_NONE;
+        if (!done) Py_RETURN_NONE;
+        return c.out_of_memory ? PyErr_NoMemory() : NULL;
     }
-    PyObject *result = PyTuple_New(B_COUNT + 3);
-    if (result == NULL) goto fail_released;
+    PyObject *result = PyTuple_New(B_COUNT + 4);
+    if (result == NULL) {
+        Py_DECREF(lowered);
+        goto fail_released;
+    }
     PyTuple_SET_ITEM(result, 0, PyLong_FromLongLong(lines));
     PyTuple_SET_ITEM(result, 1, PyLong_FromLongLong(c.deliveries));
     PyTuple_SET_ITEM(result, 2, PyLong_FromLongLong(c.zoned_lines));
     for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 3, buffers[b]);
-    for (int b = 0; b < B_COUNT + 3; b++)
+    PyTuple_SET_ITEM(result, B_COUNT + 3, lowered);
+    for (int b = 0; b < B_COUNT + 4; b++)
         if (PyTuple_GET_ITEM(result, b) == NULL) {
             Py_DECREF(result);
             return NULL;
@@ -722,7 +804,7 @@ static PyMethodDef methods[] = {
      "address_valid, "
      "diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid, transport, "
      "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid, zoned, "
-     "time, offset, offset_valid) or None.\n\n"
+     "time, offset, offset_valid, recipient, domain, domain_valid, lowered) or None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
      "the line, message id and text (and, for a head with a fraction, zone or pid, its time and "
      "offset); per delivery or arrival cut (kinds 5 and 8) its line and fields. None: the "

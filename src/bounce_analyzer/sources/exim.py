@@ -463,6 +463,7 @@ def _tokenized(
     (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[12:17]
     (transport, transport_valid, enhanced, enhanced_valid) = tokens[17:21]
     (code, code_valid, delay, delay_valid, zoned, time, offset, offset_valid) = tokens[21:29]
+    (recipient, domain, domain_valid, lowered) = tokens[29:33]
     frame = pl.DataFrame(
         [
             string_column("line", count, line, data),
@@ -526,7 +527,9 @@ def _tokenized(
             found["timestamp"],
             events,
             found["ref"].alias("message_ref"),
-            string_column("recipient", cut_count, address, data, address_valid),
+            string_column("address", cut_count, address, data, address_valid),
+            _lowered("recipient", cut_count, recipient, data, lowered),
+            _lowered("recipient_domain", cut_count, domain, data, lowered, domain_valid),
             string_column("relay_host", cut_count, relay_host, data, relay_valid),
             string_column("relay_ip", cut_count, relay_ip, data, relay_valid),
             string_column("transport", cut_count, transport, data, transport_valid),
@@ -540,15 +543,23 @@ def _tokenized(
     arrivals = cut.filter(arrived).select(
         "index",
         pl.col("message_ref").alias("arrived"),
-        pl.col("recipient").alias("sender"),
+        pl.col("address").alias("sender"),
         pl.col("diagnostic").alias("message_id"),
     )
     cut = cut.filter(~arrived).with_columns(
-        pl.lit(pl.Series(_CUT_EVENTS)).gather(pl.col("event")).alias("event"),
-        pl.col("recipient").str.to_lowercase(),
+        pl.lit(pl.Series(_CUT_EVENTS)).gather(pl.col("event")).alias("event")
     )
     cut = cut.with_columns(pl.lit(None, pl.String()).alias("original_recipient"))
     return count, heads, parts, _delivery_events(cut), arrivals
+
+
+def _lowered(
+    name: str, count: int, views: Any, data: bytes, lowered: bytes, validity: Any = None
+) -> pl.Series:
+    """The String column of the C tokenizer's `views` into the batch (`data`, buffer 0) and
+    into its lower-cased copies of addresses (`lowered`, buffer 1): `string_column` with a
+    second data buffer."""
+    return _arrow_column(name, pa.string_view(), count, [validity, views, data, lowered])
 
 
 def _numbers(
@@ -556,10 +567,13 @@ def _numbers(
 ) -> pl.Series:
     """The first `count` fixed-width `values` of the C tokenizer, as a polars column (null
     where the `validity` bitmap, if given, has a 0 bit)."""
+    return _arrow_column(name, kind, count, [validity, values])
+
+
+def _arrow_column(name: str, kind: pa.DataType, count: int, buffers: list[Any]) -> pl.Series:
+    """The polars column of an Arrow array of `count` rows made over `buffers` (no copy)."""
     array = pa.Array.from_buffers(
-        kind,
-        count,
-        [None if validity is None else pa.py_buffer(validity), pa.py_buffer(values)],
+        kind, count, [None if buffer is None else pa.py_buffer(buffer) for buffer in buffers]
     )
     series = pl.from_arrow(array)
     assert isinstance(series, pl.Series)
@@ -900,25 +914,21 @@ def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         events = pl.concat([events, slow.select(events.columns)])
     else:
         bad = others
-    return _delivery_events(events), bad
+    return _delivery_events(_with_recipient_domain(events)), bad
 
 
 def _delivery_events(events: pl.DataFrame) -> pl.DataFrame:
-    """Deliveries cut into their own fields as `_EVENT_COLUMNS`: the recipient's domain, the
-    message id to join the sender on (`arrived`), and nulls for what `_outcomes` joins on and
-    for the client fields of rejects."""
-    return (
-        _with_recipient_domain(events)
-        .with_columns(
-            pl.col("message_ref").alias("arrived"),
-            pl.lit(None, pl.String()).alias("sender"),
-            pl.lit(None, pl.String()).alias("message_id"),
-            pl.lit(None, pl.String()).alias("sender_domain"),
-            pl.lit(None, pl.String()).alias("client_host"),
-            pl.lit(None, pl.String()).alias("client_ip"),
-        )
-        .select(_EVENT_COLUMNS)
-    )
+    """Deliveries cut into their own fields as `_EVENT_COLUMNS`: the message id to join the
+    sender on (`arrived`), and nulls for what `_outcomes` joins on and for the client fields
+    of rejects."""
+    return events.with_columns(
+        pl.col("message_ref").alias("arrived"),
+        pl.lit(None, pl.String()).alias("sender"),
+        pl.lit(None, pl.String()).alias("message_id"),
+        pl.lit(None, pl.String()).alias("sender_domain"),
+        pl.lit(None, pl.String()).alias("client_host"),
+        pl.lit(None, pl.String()).alias("client_ip"),
+    ).select(_EVENT_COLUMNS)
 
 
 def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
