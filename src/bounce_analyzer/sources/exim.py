@@ -45,6 +45,10 @@ identical lines (`_carry.Repeats`: a line written twice is two events, each with
 `parse` runs in two stages, in two threads: `_cut` reads a batch as far as it goes alone (lines,
 kinds, arrivals, events without their sender), then `Exim._outcomes` joins the senders known
 so far onto the events. Only the second stage touches the instance.
+
+Where the C tokenizer is built (native/exim.c; docs/NATIVE.md), `_cut` takes its cut of the
+batch's lines (`_tokenized`): the lines and batches it leaves go the polars way below, which
+stays the reference, and the frames are the same either way (tests/test_native_exim.py).
 """
 
 from __future__ import annotations
