@@ -1,23 +1,830 @@
 /* bounce_analyzer._exim_c: the C tokenizer of the Exim source (issue 18; docs/NATIVE.md).
  *
- * A skeleton: the module imports and says its interface version. The tokenizer itself comes
- * with issue 18's work; until then the polars path runs for Exim.
+ * `cut(data)` reads one batch (whole lines, as reading.Batch holds them) in one pass: it cuts
+ * each line into its stamp, message id and text, tells its kind, and cuts the delivery lines
+ * (`=>`, `->`, `**`, `==`) of the usual shape into the fields sources/exim.py's polars path
+ * extracts from them. It claims a line only where it gives exactly what the polars path gives
+ * (the reference); any other line is of kind FALLBACK and the polars path reads it. It answers
+ * None for a batch it does not cut at all (a NUL byte, a `\r`, or bytes that are not UTF-8:
+ * the polars path reads lines there in its own ways).
+ *
+ * Fields are Arrow string views into the batch (views.h). Lines it claims are printable ASCII,
+ * so that byte offsets are character offsets and no regular expression's Unicode classes
+ * differ from the byte tests made here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "views.h"
+
+/* Line kinds (sources/exim.py has the same numbers). */
+enum {
+    K_FALLBACK = 0,  /* the polars path reads the line */
+    K_UNDATED = 1,   /* no `2026-11-28 10:00:00 ` at the start */
+    K_ARRIVAL = 2,   /* <= sender ... */
+    K_COMPLETED = 3, /* Completed */
+    K_DELIVERY = 4,  /* =>, ->, ** or == the polars path cuts (not of the usual shape) */
+    K_CUT = 5,       /* a delivery cut here: a row of the delivery columns */
+    K_CLIENT = 6,    /* H=... rejected RCPT <a> / H=... rejected after DATA */
+    K_SKIP = 7,      /* anything else with a stamp (and `== ... retry time not reached`) */
+    K_ARRIVED = 8,   /* an arrival cut here: a row of the cut columns */
+};
+
+/* What a row of the cut columns is: the event of a delivery (sources/exim.py has the same
+ * names in this order), or an arrival (its sender in `address`, its Message-ID in
+ * `diagnostic`). */
+enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_ARRIVAL = 4 };
+
+typedef struct {
+    const char *s;
+    int64_t n;
+} span;
+
+static const span NONE = {NULL, -1};
+
+static inline int has(span x) { return x.n >= 0; }
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+static inline int alnum(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* The first `needle` (of two bytes or more) in `hay` (its offset), or -1. */
+static inline int64_t find(span hay, const char *needle) {
+    size_t k = strlen(needle);
+    if (hay.n < (int64_t)k) return -1;
+    const char *end = hay.s + hay.n - k;
+    for (const char *p = hay.s; p <= end; p++) {
+        p = memchr(p, needle[0], (size_t)(end - p + 1));
+        if (p == NULL) return -1;
+        /* (the second byte first: most candidates fail there, without a call) */
+        if (p[1] == needle[1] && memcmp(p + 2, needle + 2, k - 2) == 0) return p - hay.s;
+    }
+    return -1;
+}
+
+/* The first space in `hay`, or -1. */
+static inline int64_t find_space(span hay) {
+    const char *p = memchr(hay.s, ' ', (size_t)hay.n);
+    return p == NULL ? -1 : p - hay.s;
+}
+
+static inline span from(span x, int64_t at) { return (span){x.s + at, x.n - at}; }
+static inline span upto(span x, int64_t n) { return (span){x.s, n}; }
+
+static int starts(span x, const char *prefix) {
+    size_t k = strlen(prefix);
+    return x.n >= (int64_t)k && memcmp(x.s, prefix, k) == 0;
+}
+
+/* Case-insensitive (ASCII) prefix test. */
+static int starts_nocase(span x, const char *prefix) {
+    size_t k = strlen(prefix);
+    if (x.n < (int64_t)k) return 0;
+    for (size_t i = 0; i < k; i++) {
+        char c = x.s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != prefix[i]) return 0;
+    }
+    return 1;
+}
+
+/* The length of an Exim message id (_ID: 6-11-4, 6-10-4 or 6-6-2 alphanumerics) at `s`
+ * followed by a space, or 0. */
+static int message_id(span x) {
+    static const int shapes[3][3] = {{6, 11, 4}, {6, 10, 4}, {6, 6, 2}};
+    for (int k = 0; k < 3; k++) {
+        int64_t at = 0;
+        int ok = 1;
+        for (int part = 0; part < 3 && ok; part++) {
+            for (int i = 0; i < shapes[k][part]; i++, at++)
+                if (at >= x.n || !alnum(x.s[at])) {
+                    ok = 0;
+                    break;
+                }
+            if (ok && part < 2) {
+                if (at >= x.n || x.s[at] != '-') ok = 0;
+                at++;
+            }
+        }
+        if (ok && at < x.n && x.s[at] == ' ') return (int)at;
+    }
+    return 0;
+}
+
+/* `\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}` at the start. */
+static int stamp(span x) {
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    if (x.n < 19) return 0;
+    for (int i = 0; i < 19; i++) {
+        if (shape[i] == 'd' ? !is_digit(x.s[i]) : x.s[i] != shape[i]) return 0;
+    }
+    return 1;
+}
+
+/* A completion reply (`[245][0-5][0-9]`, then ` 5.1.1` or `-5.1.1` optionally, then a space,
+ * a `-` or the end) at `at` in `x`, as _CODES reads it: 1 and the code and enhanced code. */
+static int reply_at(span x, int64_t at, int *code, span *enhanced) {
+    const char *s = x.s + at;
+    int64_t n = x.n - at;
+    if (n < 3 || !(s[0] == '2' || s[0] == '4' || s[0] == '5') || !(s[1] >= '0' && s[1] <= '5') ||
+        !is_digit(s[2]))
+        return 0;
+    int value = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    /* (?:[ -]([245]\.\d{1,3}\.\d{1,3}))? then (?:[ -]|$) */
+    if (n > 4 && (s[3] == ' ' || s[3] == '-') && (s[4] == '2' || s[4] == '4' || s[4] == '5')) {
+        int64_t i = 5;
+        if (i < n && s[i] == '.') {
+            i++;
+            int64_t first = i;
+            while (i < n && is_digit(s[i]) && i - first < 4) i++;
+            int64_t run = i - first;
+            if (run >= 1 && run <= 3 && i < n && s[i] == '.') {
+                i++;
+                int64_t second = i;
+                while (i < n && is_digit(s[i]) && i - second < 4) i++;
+                run = i - second;
+                if (run >= 1 && run <= 3 && (i == n || s[i] == ' ' || s[i] == '-')) {
+                    *code = value;
+                    *enhanced = (span){s + 4, i - 4};
+                    return 1;
+                }
+            }
+        }
+    }
+    if (n == 3 || s[3] == ' ' || s[3] == '-') {
+        *code = value;
+        *enhanced = NONE;
+        return 1;
+    }
+    return 0;
+}
+
+/* The first reply _REPLY finds in `x` (`(?:^|: )` then a reply). */
+static void first_reply(span x, int *code, span *enhanced) {
+    *code = -1;
+    *enhanced = NONE;
+    if (reply_at(x, 0, code, enhanced)) return;
+    for (int64_t p = 0; p + 2 <= x.n; p++) {
+        const char *c = memchr(x.s + p, ':', (size_t)(x.n - p));
+        if (c == NULL) break;
+        p = c - x.s;
+        if (p + 1 < x.n && x.s[p + 1] == ' ' && reply_at(x, p + 2, code, enhanced)) return;
+    }
+    *code = -1;
+    *enhanced = NONE;
+}
+
+/* A run of digits at `at` (at most `most`; 0 when longer, as a fallback). */
+static int64_t digit_run(span x, int64_t at, int64_t most, int *too_long) {
+    int64_t i = at;
+    while (i < x.n && is_digit(x.s[i])) i++;
+    if (i - at > most) *too_long = 1;
+    return i - at;
+}
+
+static double number(const char *s, int64_t n) {
+    char buffer[32];
+    memcpy(buffer, s, (size_t)n);
+    buffer[n] = '\0';
+    return strtod(buffer, NULL);
+}
+
+/* `QT=1h2m3s` read as _QT_VALUE reads it, in seconds: 1 with `*seconds`, 0 without any part,
+ * -1 where the polars path should decide (long numbers; a fraction beside other parts, whose
+ * sum polars may round in another order). */
+static int queue_time(span x, double *seconds) {
+    static const char units[3] = {'d', 'h', 'm'};
+    static const double factors[3] = {86400.0, 3600.0, 60.0};
+    int64_t at = 0;
+    int parts = 0, too_long = 0;
+    double total = 0.0;
+    for (int u = 0; u < 3; u++) {
+        int64_t run = digit_run(x, at, 9, &too_long);
+        if (run >= 1 && at + run < x.n && x.s[at + run] == units[u]) {
+            if (too_long) return -1;
+            total += number(x.s + at, run) * factors[u];
+            at += run + 1;
+            parts++;
+        }
+        too_long = 0;
+    }
+    int64_t run = digit_run(x, at, 9, &too_long);
+    if (run >= 1) {
+        int64_t end = at + run;
+        int fraction = 0;
+        if (end + 1 < x.n && x.s[end] == '.' && is_digit(x.s[end + 1])) {
+            int64_t more = digit_run(x, end + 1, 9, &too_long);
+            if (end + 1 + more < x.n && x.s[end + 1 + more] == 's') {
+                end = end + 1 + more;
+                fraction = 1;
+            }
+        }
+        if (end < x.n && x.s[end] == 's') {
+            if (too_long || (fraction && parts)) return -1;
+            total += number(x.s + at, end - at);
+            parts++;
+        }
+    }
+    if (!parts) return 0;
+    *seconds = total;
+    return 1;
+}
+
+/* `^R=(router)(?: T=(transport))?` in `x` (`[^\s:]+` names): the transport, else the router. */
+static span drivers(span x) {
+    if (!starts(x, "R=")) return NONE;
+    int64_t i = 2;
+    while (i < x.n && x.s[i] != ' ' && x.s[i] != ':') i++;
+    if (i == 2) return NONE;
+    span router = {x.s + 2, i - 2};
+    if (i + 3 < x.n && x.s[i] == ' ' && x.s[i + 1] == 'T' && x.s[i + 2] == '=') {
+        int64_t j = i + 3;
+        while (j < x.n && x.s[j] != ' ' && x.s[j] != ':') j++;
+        if (j > i + 3) return (span){x.s + i + 3, j - i - 3};
+    }
+    return router;
+}
+
+/* One cut delivery. */
+typedef struct {
+    int event;
+    span address, diagnostic, relay_host, relay_ip, transport, enhanced;
+    int code; /* -1: none */
+    int has_delay;
+    double delay;
+} delivery;
+
+/* A delivery's text (`=> a@b R=... H=... C="..."`, `body`) cut as _deliveries' literal path
+ * cuts lines of the usual shape: 1 (a `delivery`), 0 (skipped: no attempt was made), or -1
+ * (the polars path reads the line). */
+static int cut_delivery(span body, delivery *d) {
+    char f0 = body.s[0], f1 = body.s[1];
+    int delivered = (f0 == '=' || f0 == '-') && f1 == '>';
+    span rest = from(body, 3);
+    /* _SIMPLE_DELIVERY: `[!-9;-~]+` then `: `, or a space and no `(` or `<`, or the end */
+    int64_t run = 0;
+    while (run < rest.n && rest.s[run] != ' ' && rest.s[run] != ':') run++;
+    if (run == 0) return -1;
+    if (run < rest.n) {
+        char next = rest.s[run];
+        if (next == ':') {
+            if (run + 1 >= rest.n || rest.s[run + 1] != ' ') return -1;
+        } else if (run + 1 < rest.n && (rest.s[run + 1] == '(' || rest.s[run + 1] == '<')) {
+            return -1;
+        }
+    }
+    d->address = upto(rest, run);
+    int64_t space_at = find_space(rest);
+    int64_t host_at = find(rest, " H=");
+    d->relay_host = d->relay_ip = NONE;
+    if (host_at >= 0) {
+        /* _SIMPLE_HOST: `[!-'\)-Z\\-~][!-~]* \[[^\]]+\]` */
+        span h = from(rest, host_at + 3);
+        if (h.n < 1 || h.s[0] == ' ' || h.s[0] == '(' || h.s[0] == '[') return -1;
+        int64_t i = 1;
+        while (i < h.n && h.s[i] != ' ') i++;
+        if (i + 2 >= h.n || h.s[i + 1] != '[' || h.s[i + 2] == ']') return -1;
+        const char *close = memchr(h.s + i + 2, ']', (size_t)(h.n - i - 2));
+        if (close == NULL) return -1;
+        d->relay_host = upto(h, i);
+        d->relay_ip = (span){h.s + i + 2, close - (h.s + i + 2)};
+    }
+    /* QT= (the first ` QT=`) */
+    d->has_delay = 0;
+    int64_t qt = find(rest, " QT=");
+    if (qt >= 0) {
+        int found = queue_time(from(rest, qt + 4), &d->delay);
+        if (found < 0) return -1;
+        d->has_delay = found;
+    }
+    d->code = -1;
+    d->enhanced = NONE;
+    if (delivered) {
+        d->event = E_DELIVERED;
+        d->diagnostic = NONE;
+        int64_t c = find(rest, " C=\"");
+        if (c >= 0) {
+            span quoted = from(rest, c + 4);
+            const char *close = memchr(quoted.s, '"', (size_t)quoted.n);
+            if (close == NULL) return -1;
+            d->diagnostic = upto(quoted, close - quoted.s);
+            if (memchr(d->diagnostic.s, '\\', (size_t)d->diagnostic.n) != NULL) return -1;
+            /* _CODES_AT_START, else a text with `: ` goes to _CODES on the polars path */
+            if (!reply_at(d->diagnostic, 0, &d->code, &d->enhanced)) {
+                d->code = -1;
+                d->enhanced = NONE;
+                if (find(d->diagnostic, ": ") >= 0) return -1;
+            }
+        }
+    } else {
+        int64_t colon = find(rest, ": ");
+        d->diagnostic = colon >= 0 ? from(rest, colon + 2) : NONE;
+        int failed = f0 == '*';
+        d->event = failed ? E_BOUNCED : E_DEFERRED;
+        if (has(d->diagnostic)) {
+            span t = d->diagnostic;
+            if (!failed && (starts_nocase(t, "retry time not reached") ||
+                            starts_nocase(t, "retry time not yet reached")))
+                return 0;
+            if (failed) {
+                if (starts_nocase(t, "retry timeout exceeded") ||
+                    starts_nocase(t, "retry time not reached for any host after a long failure "
+                                     "period")) {
+                    d->event = E_EXPIRED;
+                } else if (starts_nocase(t, "all hosts for ")) {
+                    int64_t i = 14;
+                    while (i < t.n && t.s[i] != ' ') i++;
+                    if (i > 14 && starts_nocase(from(t, i), " have been failing for a long time"))
+                        d->event = E_EXPIRED;
+                }
+            }
+            first_reply(t, &d->code, &d->enhanced);
+        }
+    }
+    /* Exim < 4.8x names the host in the text (`: host name [ip]:`): the polars path reads it */
+    if (host_at < 0 && has(d->diagnostic) && find(d->diagnostic, ": host ") >= 0) return -1;
+    /* R=router T=transport: from after the address up to the H= (else 128 characters) */
+    d->transport = NONE;
+    if (space_at >= 0) {
+        int64_t length = host_at >= 0 ? host_at - space_at - 1 : 128;
+        if (length < 0) return -1;
+        span window = from(rest, space_at + 1);
+        if (window.n > length) window.n = length;
+        d->transport = drivers(window);
+    }
+    return 1;
+}
+
+/* An arrival's text (`<= sender ... id=<message-id>`, `body`) cut as _arrivals' literal path
+ * cuts it: 1 with the sender (NONE where empty) and Message-ID (NONE without ` id=`), or 0
+ * (`id=<>` and the like: the polars path looks further). */
+static int cut_arrival(span body, span *sender, span *message) {
+    span rest = from(body, 3);
+    int64_t space = find_space(rest);
+    *sender = space >= 0 ? upto(rest, space) : rest;
+    if (sender->n == 2 && memcmp(sender->s, "<>", 2) == 0)
+        *sender = upto(rest, 0); /* the null sender: "" */
+    else if (sender->n == 0)
+        *sender = NONE;
+    int64_t id = find(body, " id=");
+    *message = NONE;
+    if (id < 0) return 1;
+    span after = from(body, id + 4);
+    if (after.n > 0 && after.s[0] == '<') after = from(after, 1);
+    int64_t end = 0;
+    while (end < after.n && after.s[end] != ' ' && after.s[end] != '>') end++;
+    *message = upto(after, end);
+    return end > 0;
+}
+
+/* Names of the buffers `cut` returns, in the order of the tuple. */
+enum {
+    B_KIND,
+    B_LINE,
+    B_REF,
+    B_REF_VALID,
+    B_BODY,
+    B_ROW,
+    B_EVENT,
+    B_ADDRESS,
+    B_ADDRESS_VALID,
+    B_DIAGNOSTIC,
+    B_DIAGNOSTIC_VALID,
+    B_RELAY_HOST,
+    B_RELAY_IP,
+    B_RELAY_VALID,
+    B_TRANSPORT,
+    B_TRANSPORT_VALID,
+    B_ENHANCED,
+    B_ENHANCED_VALID,
+    B_CODE,
+    B_CODE_VALID,
+    B_DELAY,
+    B_DELAY_VALID,
+    B_ZONED,
+    B_TIME,
+    B_OFFSET,
+    B_OFFSET_VALID,
+    B_RECIPIENT,
+    B_DOMAIN,
+    B_DOMAIN_VALID,
+    B_COUNT
+};
+
+/* The columns being filled: per line, and per line cut whole (`row`: its line). */
+typedef struct {
+    const char *base;
+    int64_t lines, zoned_lines, deliveries;
+    /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
+    char *lowered;
+    int64_t lowered_size, lowered_capacity;
+    int out_of_memory;
+    union {
+        struct { /* (in the order of the buffers) */
+            uint8_t *kind, *line, *ref, *ref_valid, *body;
+            uint8_t *row, *event, *address, *address_valid, *diagnostic, *diagnostic_valid;
+            uint8_t *relay_host, *relay_ip, *relay_valid, *transport, *transport_valid;
+            uint8_t *enhanced, *enhanced_valid, *code, *code_valid, *delay, *delay_valid;
+            uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
+            uint8_t *recipient, *domain, *domain_valid;     /* lower-cased, of deliveries */
+        };
+        uint8_t *buffer[B_COUNT];
+    };
+} columns;
+
+_Static_assert(offsetof(columns, domain_valid) == offsetof(columns, buffer[B_DOMAIN_VALID]),
+               "the named buffers are in the order of the tuple");
+
+/* Fixed-width values at row `k` (the buffers of a bytearray need no alignment here). */
+static inline void put_row(uint8_t *b, int64_t k, uint32_t v) { memcpy(b + 4 * k, &v, 4); }
+static inline void put_code(uint8_t *b, int64_t k, int16_t v) { memcpy(b + 2 * k, &v, 2); }
+static inline void put_delay(uint8_t *b, int64_t k, double v) { memcpy(b + 8 * k, &v, 8); }
+
+/* The view of `len` bytes at `s`, which are at `offset` in data buffer `buffer` (views.h's
+ * `view_set` points into buffer 0, the batch; buffer 1 holds the lower-cased addresses). */
+static void view_in(uint8_t *view, int32_t buffer, int64_t offset, const char *s, int32_t len) {
+    memcpy(view, &len, 4);
+    if (len <= 12) {
+        memset(view + 4, 0, 12);
+        if (len > 0) memcpy(view + 4, s, (size_t)len);
+    } else {
+        const int32_t at = (int32_t)offset;
+        memcpy(view + 4, s, 4);
+        memcpy(view + 8, &buffer, 4);
+        memcpy(view + 12, &at, 4);
+    }
+}
+
+/* Row `k`'s recipient, the address lower-cased (`str.to_lowercase`, ASCII here), and its
+ * domain as `smtp.domain_of` reads it: what follows the last `@`, less one closing `>`; null
+ * where that is empty or holds another `>`. */
+static void put_recipient(columns *c, int64_t k, span address) {
+    int capital = 0;
+    for (int64_t j = 0; j < address.n && !capital; j++)
+        capital = address.s[j] >= 'A' && address.s[j] <= 'Z';
+    const char *text = address.s; /* where the lower-cased address is */
+    int32_t buffer = 0;
+    int64_t offset = address.s - c->base;
+    if (capital) {
+        if (c->lowered_size + address.n > c->lowered_capacity) {
+            int64_t capacity = 2 * c->lowered_capacity + address.n + 4096;
+            char *grown = realloc(c->lowered, (size_t)capacity);
+            if (grown == NULL) {
+                c->out_of_memory = 1;
+                return;
+            }
+            c->lowered = grown;
+            c->lowered_capacity = capacity;
+        }
+        char *copy = c->lowered + c->lowered_size;
+        for (int64_t j = 0; j < address.n; j++) {
+            char ch = address.s[j];
+            copy[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
+        text = copy;
+        buffer = 1;
+        offset = c->lowered_size;
+        c->lowered_size += address.n;
+    }
+    view_in(c->recipient + k * VIEW_SIZE, buffer, offset, text, (int32_t)address.n);
+    const char *at = NULL;
+    for (int64_t j = address.n - 1; j >= 0 && at == NULL; j--)
+        if (text[j] == '@') at = text + j;
+    int64_t start = at == NULL ? 0 : at + 1 - text, n = at == NULL ? 0 : address.n - start;
+    if (n > 0 && text[start + n - 1] == '>') n--;
+    int valid = at != NULL && n > 0 && memchr(text + start, '>', (size_t)n) == NULL;
+    view_in(c->domain + k * VIEW_SIZE, buffer, valid ? offset + start : 0, text + start,
+            valid ? (int32_t)n : 0);
+    valid_set(c->domain_valid, k, valid);
+}
+
+static void set(uint8_t *views, int64_t i, const char *base, span x) {
+    view_set(views + i * VIEW_SIZE, base, x.s, x.n < 0 ? 0 : (int32_t)x.n);
+}
+
+static void set_nullable(uint8_t *views, uint8_t *valid, int64_t i, const char *base, span x) {
+    set(views, i, base, x);
+    valid_set(valid, i, has(x));
+}
+
+/* Whether every byte is printable ASCII (a space to a `~`); 8 bytes at a time. */
+static int printable(span x) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    int64_t i = 0;
+    for (; i + 8 <= x.n; i += 8) {
+        uint64_t w;
+        memcpy(&w, x.s + i, 8);
+        /* a high bit, a byte below 0x20, or a 0x7f (DEL) */
+        uint64_t below = (w - ones * 0x20) & ~w;
+        uint64_t del = w ^ (ones * 0x7f);
+        if ((w & highs) || (below & highs) || ((del - ones) & ~del & highs)) return 0;
+    }
+    for (; i < x.n; i++) {
+        unsigned char c = (unsigned char)x.s[i];
+        if (c < 0x20 || c > 0x7e) return 0;
+    }
+    return 1;
+}
+
+/* The head of a line _PLAIN does not take, as _LINE reads it: the stamp, a fraction of a
+ * second (`.123`), a zone offset (` +0100`) and a pid (` [4242]`, ` [4242:1]`), each where
+ * it is followed by a space, then a space and a message id if one follows with its space.
+ * 1 with `ref` and `body` (and the line's time and offset for its timestamp), or 0: the line
+ * has no Exim head (undated). */
+static int zoned_head(columns *c, int64_t i, span line, span *ref, span *body) {
+    int64_t at = 19;
+    if (at < line.n && line.s[at] == '.') {
+        int64_t run = 0;
+        while (at + 1 + run < line.n && is_digit(line.s[at + 1 + run])) run++;
+        if (run < 1 || run > 9 || at + 1 + run >= line.n || line.s[at + 1 + run] != ' ')
+            return 0;
+        at += 1 + run;
+    }
+    if (at >= line.n || line.s[at] != ' ') return 0;
+    span time = {line.s + 11, at - 11}, offset = NONE;
+    /* ` +0100` then a space */
+    if (at + 6 < line.n && (line.s[at + 1] == '+' || line.s[at + 1] == '-') &&
+        is_digit(line.s[at + 2]) && is_digit(line.s[at + 3]) && is_digit(line.s[at + 4]) &&
+        is_digit(line.s[at + 5]) && line.s[at + 6] == ' ') {
+        offset = (span){line.s + at + 1, 5};
+        at += 6;
+    }
+    /* ` [4242]` or ` [4242:1]` then a space */
+    if (at + 1 < line.n && line.s[at + 1] == '[') {
+        int64_t j = at + 2, start = j;
+        while (j < line.n && is_digit(line.s[j])) j++;
+        int ok = j > start;
+        if (ok && j < line.n && line.s[j] == ':') {
+            int64_t more = ++j;
+            while (j < line.n && is_digit(line.s[j])) j++;
+            ok = j > more;
+        }
+        if (ok && j + 1 < line.n && line.s[j] == ']' && line.s[j + 1] == ' ') at = j + 1;
+    }
+    at++; /* the space before the message id or the text */
+    span after = from(line, at);
+    int id = message_id(after);
+    *ref = id ? upto(after, id) : NONE;
+    *body = id ? from(after, id + 1) : after;
+    if (c->zoned_lines++ == 0) {
+        /* (the first such line: every line gets an empty time and offset, read or not) */
+        memset(c->time, 0, (size_t)(c->lines * VIEW_SIZE));
+        memset(c->offset, 0, (size_t)(c->lines * VIEW_SIZE));
+    }
+    c->zoned[i] = 1;
+    set(c->time, i, c->base, time);
+    set_nullable(c->offset, c->offset_valid, i, c->base, offset);
+    return 1;
+}
+
+/* The kind and fields of line `i`, of printable ASCII. */
+static void cut_fields(columns *c, int64_t i, span line) {
+    const char *base = c->base;
+    if (!stamp(line)) {
+        c->kind[i] = K_UNDATED;
+        return;
+    }
+    /* _PLAIN: the stamp, a space, then a message id and a space or one more character that
+     * no zone or pid starts with */
+    span ref = NONE, body = NONE;
+    int id = line.n >= 21 && line.s[19] == ' ' ? message_id(from(line, 20)) : 0;
+    if (id) {
+        ref = (span){line.s + 20, id};
+        body = from(line, 21 + id);
+    } else if (line.n >= 21 && line.s[19] == ' ' && line.s[20] != '+' && line.s[20] != '-' &&
+               line.s[20] != '[') {
+        body = from(line, 20);
+    } else if (!zoned_head(c, i, line, &ref, &body)) {
+        c->kind[i] = K_UNDATED;
+        return;
+    }
+    set_nullable(c->ref, c->ref_valid, i, base, ref);
+    set(c->body, i, base, body);
+    int client = starts(body, "H=") &&
+                 (find(body, " rejected RCPT <") >= 0 || find(body, " rejected after DATA") >= 0);
+    if (!has(ref)) {
+        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        return;
+    }
+    if (starts(body, "<= ")) {
+        span sender, message;
+        if (!cut_arrival(body, &sender, &message)) {
+            c->kind[i] = K_ARRIVAL;
+            return;
+        }
+        c->kind[i] = K_ARRIVED;
+        int64_t k = c->deliveries++;
+        put_row(c->row, k, (uint32_t)i);
+        c->event[k] = E_ARRIVAL;
+        set_nullable(c->address, c->address_valid, k, base, sender);
+        set_nullable(c->diagnostic, c->diagnostic_valid, k, base, message);
+        /* (the delivery columns of an arrival's row: null, and each view written) */
+        set(c->relay_host, k, base, NONE);
+        set(c->relay_ip, k, base, NONE);
+        set(c->transport, k, base, NONE);
+        set(c->enhanced, k, base, NONE);
+        set(c->recipient, k, base, NONE);
+        set(c->domain, k, base, NONE);
+        put_code(c->code, k, 0);
+        put_delay(c->delay, k, 0.0);
+        return;
+    }
+    if (starts(body, "Com")) {
+        c->kind[i] = body.n == 9 && memcmp(body.s, "Completed", 9) == 0 ? K_COMPLETED : K_SKIP;
+        return;
+    }
+    if (!(starts(body, "=> ") || starts(body, "-> ") || starts(body, "** ") ||
+          starts(body, "== "))) {
+        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        return;
+    }
+    delivery d;
+    int cut = cut_delivery(body, &d);
+    if (cut < 0) {
+        c->kind[i] = K_DELIVERY;
+        return;
+    }
+    if (cut == 0) {
+        c->kind[i] = K_SKIP;
+        return;
+    }
+    c->kind[i] = K_CUT;
+    int64_t k = c->deliveries++;
+    put_row(c->row, k, (uint32_t)i);
+    c->event[k] = (uint8_t)d.event;
+    set_nullable(c->address, c->address_valid, k, base, d.address);
+    put_recipient(c, k, d.address);
+    set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
+    set_nullable(c->relay_host, c->relay_valid, k, base, d.relay_host);
+    set(c->relay_ip, k, base, d.relay_ip);
+    set_nullable(c->transport, c->transport_valid, k, base, d.transport);
+    set_nullable(c->enhanced, c->enhanced_valid, k, base, d.enhanced);
+    put_code(c->code, k, (int16_t)(d.code < 0 ? 0 : d.code));
+    valid_set(c->code_valid, k, d.code >= 0);
+    put_delay(c->delay, k, d.has_delay ? d.delay : 0.0);
+    valid_set(c->delay_valid, k, d.has_delay);
+}
+
+/* Line `i`: its kind, and its fields. 0 where the batch is the polars path's (a NUL, a `\r`,
+ * bytes that are not UTF-8), else 1. */
+static int cut_line(columns *c, int64_t i, span line) {
+    const char *base = c->base;
+    set(c->line, i, base, line);
+    set_nullable(c->ref, c->ref_valid, i, base, NONE);
+    set(c->body, i, base, NONE);
+    c->kind[i] = K_FALLBACK;
+    if (!printable(line)) {
+        return memchr(line.s, '\0', (size_t)line.n) == NULL &&
+               memchr(line.s, '\r', (size_t)line.n) == NULL &&
+               utf8_valid((const unsigned char *)line.s, line.n);
+    }
+    cut_fields(c, i, line);
+    return 1;
+}
+
+/* The batch cut: 1, or 0 where the polars path must read it whole. */
+static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) {
+    const char *p = data, *end = data + size;
+    for (int64_t i = 0; i < lines; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl != NULL ? nl : end;
+        if (!cut_line(c, i, (span){p, stop - p})) return 0;
+        p = stop + 1;
+    }
+    return 1;
+}
+
+
+static PyObject *cut(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const char *data = view.buf;
+    int64_t size = view.len;
+    if (size >= INT32_MAX) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    int64_t lines = 0;
+    for (const char *p = data, *end = data + size; p < end; lines++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            lines++;
+            break;
+        }
+        p = nl + 1;
+    }
+    int64_t bitmap = (lines + 7) / 8;
+    Py_ssize_t sizes[B_COUNT] = {
+        [B_KIND] = lines,
+        [B_LINE] = lines * VIEW_SIZE,
+        [B_REF] = lines * VIEW_SIZE,
+        [B_REF_VALID] = bitmap,
+        [B_BODY] = lines * VIEW_SIZE,
+        [B_ROW] = lines * 4,
+        [B_EVENT] = lines,
+        [B_ADDRESS] = lines * VIEW_SIZE,
+        [B_ADDRESS_VALID] = bitmap,
+        [B_DIAGNOSTIC] = lines * VIEW_SIZE,
+        [B_DIAGNOSTIC_VALID] = bitmap,
+        [B_RELAY_HOST] = lines * VIEW_SIZE,
+        [B_RELAY_IP] = lines * VIEW_SIZE,
+        [B_RELAY_VALID] = bitmap,
+        [B_TRANSPORT] = lines * VIEW_SIZE,
+        [B_TRANSPORT_VALID] = bitmap,
+        [B_ENHANCED] = lines * VIEW_SIZE,
+        [B_ENHANCED_VALID] = bitmap,
+        [B_CODE] = lines * 2,
+        [B_CODE_VALID] = bitmap,
+        [B_DELAY] = lines * 8,
+        [B_DELAY_VALID] = bitmap,
+        [B_ZONED] = lines,
+        [B_TIME] = lines * VIEW_SIZE,
+        [B_OFFSET] = lines * VIEW_SIZE,
+        [B_OFFSET_VALID] = bitmap,
+        [B_RECIPIENT] = lines * VIEW_SIZE,
+        [B_DOMAIN] = lines * VIEW_SIZE,
+        [B_DOMAIN_VALID] = bitmap,
+    };
+    PyObject *buffers[B_COUNT] = {NULL};
+    for (int b = 0; b < B_COUNT; b++) {
+        buffers[b] = PyByteArray_FromStringAndSize(NULL, sizes[b]);
+        if (buffers[b] == NULL) goto fail;
+        /* (bitmaps start cleared; every other row is written whole before it is read) */
+        if (sizes[b] && (sizes[b] == bitmap || b == B_ZONED))
+            memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
+    }
+    columns c = {.base = data, .lines = lines, .lowered = NULL};
+    for (int b = 0; b < B_COUNT; b++) c.buffer[b] = (uint8_t *)PyByteArray_AS_STRING(buffers[b]);
+    int done;
+    Py_BEGIN_ALLOW_THREADS;
+    done = cut_batch(&c, data, size, lines);
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&view);
+    PyObject *lowered = NULL;
+    if (done && !c.out_of_memory)
+        lowered = PyBytes_FromStringAndSize(c.lowered != NULL ? c.lowered : "",
+                                            (Py_ssize_t)c.lowered_size);
+    free(c.lowered);
+    if (!done || lowered == NULL) {
+        for (int b = 0; b < B_COUNT; b++) Py_DECREF(buffers[b]);
+        if (!done) Py_RETURN_NONE;
+        return c.out_of_memory ? PyErr_NoMemory() : NULL;
+    }
+    PyObject *result = PyTuple_New(B_COUNT + 4);
+    if (result == NULL) {
+        Py_DECREF(lowered);
+        goto fail_released;
+    }
+    PyTuple_SET_ITEM(result, 0, PyLong_FromLongLong(lines));
+    PyTuple_SET_ITEM(result, 1, PyLong_FromLongLong(c.deliveries));
+    PyTuple_SET_ITEM(result, 2, PyLong_FromLongLong(c.zoned_lines));
+    for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 3, buffers[b]);
+    PyTuple_SET_ITEM(result, B_COUNT + 3, lowered);
+    for (int b = 0; b < B_COUNT + 4; b++)
+        if (PyTuple_GET_ITEM(result, b) == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    return result;
+fail:
+    PyBuffer_Release(&view);
+fail_released:
+    for (int b = 0; b < B_COUNT; b++) Py_XDECREF(buffers[b]);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"cut", cut, METH_O,
+     "cut(data) -> (lines, rows, zoned_lines, kind, line, ref, ref_valid, body, row, event, address, "
+     "address_valid, "
+     "diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid, transport, "
+     "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid, zoned, "
+     "time, offset, offset_valid, recipient, domain, domain_valid, lowered) or None.\n\n"
+     "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
+     "the line, message id and text (and, for a head with a fraction, zone or pid, its time and "
+     "offset); per delivery or arrival cut (kinds 5 and 8) its line and fields. None: the "
+     "batch has a NUL, a carriage return or bytes that are not UTF-8 (the polars path reads "
+     "it)."},
+    {NULL, NULL, 0, NULL},
+};
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bounce_analyzer._exim_c",
     .m_doc = "The C tokenizer of the Exim source (optional; the polars path is the reference).",
     .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__exim_c(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    /* 0: no tokenizer yet (native.module() then answers None and the polars path runs). */
-    if (PyModule_AddIntConstant(m, "ABI_VERSION", 0) < 0) {
+    if (PyModule_AddIntConstant(m, "ABI_VERSION", 1) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -45,6 +45,10 @@ identical lines (`_carry.Repeats`: a line written twice is two events, each with
 `parse` runs in two stages, in two threads: `_cut` reads a batch as far as it goes alone (lines,
 kinds, arrivals, events without their sender), then `Exim._outcomes` joins the senders known
 so far onto the events. Only the second stage touches the instance.
+
+Where the C tokenizer is built (native/exim.c; docs/NATIVE.md), `_cut` takes its cut of the
+batch's lines (`_tokenized`): the lines and batches it leaves go the polars way below, which
+stays the reference, and the frames are the same either way (tests/test_native_exim.py).
 """
 
 from __future__ import annotations
@@ -52,13 +56,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bounce_analyzer import schema
+from bounce_analyzer import native, schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import (
@@ -69,6 +73,7 @@ from bounce_analyzer.smtp import (
     local_zone,
 )
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
+from bounce_analyzer.sources._views import string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
@@ -354,18 +359,42 @@ class Exim:
 
 
 def _cut(batch: Batch, tz: str) -> _Cut:
-    """The events, arrivals, completed messages and malformed lines of one batch."""
-    frame = _lines(batch).to_frame().with_row_index("index")
-    heads = _heads(frame, tz)
+    """The events, arrivals, completed messages and malformed lines of one batch.
+
+    Where the C tokenizer runs (`native.module("exim")`), it cuts the lines and the deliveries
+    of the usual shape (`_tokenized`); the polars path reads whatever it leaves, and the whole
+    batch where it declines it. Both give the same frames (tests/test_native_exim.py).
+    """
+    tokenizer = native.module(Exim.name)
+    tokens = tokenizer.cut(batch.data) if tokenizer is not None else None
+    if tokens is None:
+        frame = _lines(batch).to_frame().with_row_index("index")
+        read = frame.height
+        heads = _heads(frame, tz)
+        parts = _kinds(heads)
+        cut_deliveries = None
+        arrivals = None
+    else:
+        read, heads, parts, cut_deliveries, cut_arrivals = _tokenized(tokens, batch.data, tz)
+        if parts["arrival"].height:
+            cut_arrivals = pl.concat([cut_arrivals, _arrival_rows(parts["arrival"])]).sort("index")
+        arrivals = _with_sender_domain(cut_arrivals.drop("index"))
     # Lines with no Exim timestamp, or a timestamp that is not a time, are not skipped.
     bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
-    parts = _kinds(heads)
     no_stamp = parts["other"].filter(pl.col("line") != "")
-    arrivals = _arrivals(parts["arrival"])
+    if arrivals is None:
+        arrivals = _arrivals(parts["arrival"])
     deliveries = parts["delivery"]
     if bad_time.height:
         deliveries = deliveries.filter(pl.col("timestamp").is_not_null())
-    delivered, bad_delivery = _deliveries(deliveries)
+    if cut_deliveries is None or deliveries.height:
+        delivered, bad_delivery = _deliveries(deliveries)
+    else:  # (the C tokenizer cut every delivery: spare the fixed cost of the calls)
+        delivered, bad_delivery = cut_deliveries.clear(), deliveries
+    if cut_deliveries is not None:
+        if bad_time.height:
+            cut_deliveries = cut_deliveries.filter(pl.col("timestamp").is_not_null())
+        delivered = pl.concat([cut_deliveries, delivered])
     # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
     # 2026-11-28 10:07:00 1tE3yB-0002Bd-Fg H=(c.example) [192.0.2.88] F=<s@x> rejected after
     #   DATA: Your message scored 15.2 SpamAssassin points.   (the message id is optional)
@@ -379,7 +408,8 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         data_rejected, bad_data_reject = _data_rejects(data_rejects)
     else:  # (the usual case: spare the fixed cost of the calls)
         data_rejected, bad_data_reject = delivered.clear(), data_rejects
-    joined = pl.concat([delivered, rejected, data_rejected]).sort("index")
+    # (stable: a line both rejected RCPT and after DATA gives its two events in this order)
+    joined = pl.concat([delivered, rejected, data_rejected]).sort("index", maintain_order=True)
     origin = _origin(batch)
     malformed = pl.concat(
         [
@@ -398,11 +428,160 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         arrivals=arrivals,
         completed=completed,
         malformed=malformed,
-        read=frame.height,
-        skipped=frame.height - joined.height - malformed.height,
+        read=read,
+        skipped=read - joined.height - malformed.height,
         start=batch.offset,
         end=batch.offset + len(batch.data),
     )
+
+
+# --- the C tokenizer's output (native/exim.c; docs/NATIVE.md) ----------------------------------
+
+#: Line kinds of native/exim.c's `cut` (its enum, in order).
+(
+    _K_FALLBACK,
+    _K_UNDATED,
+    _K_ARRIVAL,
+    _K_COMPLETED,
+    _K_DELIVERY,
+    _K_CUT,
+    _K_CLIENT,
+    _K_SKIP,
+    _K_ARRIVED,
+) = range(9)
+#: The events of the deliveries it cuts, by their number (then 4: an arrival it cut).
+_CUT_EVENTS = ["delivered", "bounced", "deferred", "expired"]
+_E_ARRIVAL = len(_CUT_EVENTS)
+
+
+def _tokenized(
+    tokens: tuple[Any, ...], data: bytes, tz: str
+) -> tuple[int, pl.DataFrame, dict[str, pl.DataFrame], pl.DataFrame, pl.DataFrame]:
+    """What `_cut` needs of a batch the C tokenizer cut: the line count, the heads of the dated
+    lines (as `_heads`), the lines by kind (as `_kinds`), the deliveries it cut whole
+    (`_EVENT_COLUMNS`, in no particular order) and the arrivals it cut (as `_arrival_rows`).
+    The lines it left (kind FALLBACK) are read by `_heads` and `_kinds` here, and their parts
+    joined to its own in line order."""
+    count, cut_count, zoned_count = tokens[:3]
+    (kind, line, ref, ref_valid, body, row, event, address, address_valid) = tokens[3:12]
+    (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[12:17]
+    (transport, transport_valid, enhanced, enhanced_valid) = tokens[17:21]
+    (code, code_valid, delay, delay_valid, zoned, time, offset, offset_valid) = tokens[21:29]
+    (recipient, domain, domain_valid, lowered) = tokens[29:33]
+    frame = pl.DataFrame(
+        [
+            string_column("line", count, line, data),
+            string_column("ref", count, ref, data, ref_valid),
+            string_column("body", count, body, data),
+            _numbers("kind", pa.uint8(), count, kind),
+        ]
+    ).with_row_index("index")
+    # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps; the
+    # heads `_LINE` reads, with a fraction, a zone or a pid, from their own time and zone)
+    stamps = _run_timestamps(frame["line"].str.head(19), tz)
+    if zoned_count:
+        heads = (
+            pl.DataFrame(
+                [
+                    frame["index"],
+                    frame["line"].str.head(10).alias("date"),
+                    string_column("time", count, time, data),
+                    string_column("offset", count, offset, data, offset_valid),
+                ]
+            )
+            .filter(_numbers("zoned", pa.uint8(), count, zoned) == 1)
+            .with_columns(_timestamp(tz))
+        )
+        stamps = stamps.scatter(heads["index"], heads["timestamp"])
+    frame = frame.with_columns(stamps.alias("timestamp"), pl.lit(True).alias("dated"))
+    kind_column = pl.col("kind")
+    heads = frame.filter(kind_column >= _K_ARRIVAL).select(
+        "index", "line", "ref", "body", "dated", "timestamp"
+    )
+    parts = {
+        "other": frame.filter(kind_column == _K_UNDATED).select("index", "line"),
+        "arrival": frame.filter(kind_column == _K_ARRIVAL).select("index", "ref", "body"),
+        "completed": frame.filter(kind_column == _K_COMPLETED).select("ref", "body"),
+        "delivery": frame.filter(kind_column == _K_DELIVERY).select(
+            "index",
+            "line",
+            "ref",
+            "body",
+            "timestamp",
+            pl.col("body").str.head(3).alias("flag"),
+        ),
+        "skip": frame.filter(kind_column == _K_CLIENT).select(
+            "index", "line", "ref", "body", "timestamp"
+        ),
+    }
+    left = frame.filter(kind_column == _K_FALLBACK).select("index", "line")
+    if left.height:
+        left_heads = _heads(left, tz)
+        heads = pl.concat([heads, left_heads])
+        for name, part in _kinds(left_heads).items():
+            joined = pl.concat([parts[name], part])
+            parts[name] = joined.sort("index") if "index" in joined.columns else joined
+    rows = _numbers("row", pa.uint32(), cut_count, row)
+    found = frame.select("index", "line", "timestamp", "ref").gather(rows)
+    events = _numbers("event", pa.uint8(), cut_count, event)
+    cut = pl.DataFrame(
+        [
+            found["index"],
+            found["line"],
+            found["timestamp"],
+            events,
+            found["ref"].alias("message_ref"),
+            string_column("address", cut_count, address, data, address_valid),
+            _lowered("recipient", cut_count, recipient, data, lowered),
+            _lowered("recipient_domain", cut_count, domain, data, lowered, domain_valid),
+            string_column("relay_host", cut_count, relay_host, data, relay_valid),
+            string_column("relay_ip", cut_count, relay_ip, data, relay_valid),
+            string_column("transport", cut_count, transport, data, transport_valid),
+            _numbers("smtp_code", pa.int16(), cut_count, code, code_valid),
+            string_column("enhanced_code", cut_count, enhanced, data, enhanced_valid),
+            string_column("diagnostic", cut_count, diagnostic, data, diagnostic_valid),
+            _numbers("delay_s", pa.float64(), cut_count, delay, delay_valid),
+        ]
+    )
+    arrived = pl.col("event") == _E_ARRIVAL
+    arrivals = cut.filter(arrived).select(
+        "index",
+        pl.col("message_ref").alias("arrived"),
+        pl.col("address").alias("sender"),
+        pl.col("diagnostic").alias("message_id"),
+    )
+    cut = cut.filter(~arrived).with_columns(
+        pl.lit(pl.Series(_CUT_EVENTS)).gather(pl.col("event")).alias("event")
+    )
+    cut = cut.with_columns(pl.lit(None, pl.String()).alias("original_recipient"))
+    return count, heads, parts, _delivery_events(cut), arrivals
+
+
+def _lowered(
+    name: str, count: int, views: Any, data: bytes, lowered: bytes, validity: Any = None
+) -> pl.Series:
+    """The String column of the C tokenizer's `views` into the batch (`data`, buffer 0) and
+    into its lower-cased copies of addresses (`lowered`, buffer 1): `string_column` with a
+    second data buffer."""
+    return _arrow_column(name, pa.string_view(), count, [validity, views, data, lowered])
+
+
+def _numbers(
+    name: str, kind: pa.DataType, count: int, values: Any, validity: Any = None
+) -> pl.Series:
+    """The first `count` fixed-width `values` of the C tokenizer, as a polars column (null
+    where the `validity` bitmap, if given, has a 0 bit)."""
+    return _arrow_column(name, kind, count, [validity, values])
+
+
+def _arrow_column(name: str, kind: pa.DataType, count: int, buffers: list[Any]) -> pl.Series:
+    """The polars column of an Arrow array of `count` rows made over `buffers` (no copy)."""
+    array = pa.Array.from_buffers(
+        kind, count, [None if buffer is None else pa.py_buffer(buffer) for buffer in buffers]
+    )
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)
+    return series.alias(name)
 
 
 def _lines(batch: Batch) -> pl.Series:
@@ -580,7 +759,12 @@ def _timestamp(tz: str) -> pl.Expr:
 
 
 def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
-    """`_OPEN_SCHEMA` rows of `<= sender@example.org ... id=<message-id>` lines, in line order.
+    """`_OPEN_SCHEMA` rows of `<= sender@example.org ... id=<message-id>` lines, in line order."""
+    return _with_sender_domain(_arrival_rows(frame).drop("index"))
+
+
+def _arrival_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """index, arrived, sender and message_id of arrival lines, in line order (`_arrivals`).
 
     Lines of printable ASCII (not `_odd`) are cut with literal searches; the others
     take the regular expressions.
@@ -622,7 +806,8 @@ def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
     )
     others = cut.filter(~pl.col("exact"))
     if others.height == 0:
-        return _with_sender_domain(fast.drop("index"))
+        # (in line order whatever order the lines came in: `_heads` gives them in none)
+        return fast.sort("index")
     sender = body.str.extract(r"^<= (\S+)")
     slow = others.select(
         pl.col("index"),
@@ -630,7 +815,7 @@ def _arrivals(frame: pl.DataFrame) -> pl.DataFrame:
         pl.when(sender == "<>").then(pl.lit("")).otherwise(sender).alias("sender"),
         body.str.extract(r"\sid=<?([^\s>]+)>?").alias("message_id"),
     )
-    return _with_sender_domain(pl.concat([fast, slow]).sort("index").drop("index"))
+    return pl.concat([fast, slow]).sort("index")
 
 
 def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -733,14 +918,21 @@ def _deliveries(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         events = pl.concat([events, slow.select(events.columns)])
     else:
         bad = others
-    return _with_recipient_domain(events).with_columns(
+    return _delivery_events(_with_recipient_domain(events)), bad
+
+
+def _delivery_events(events: pl.DataFrame) -> pl.DataFrame:
+    """Deliveries cut into their own fields as `_EVENT_COLUMNS`: the message id to join the
+    sender on (`arrived`), and nulls for what `_outcomes` joins on and for the client fields
+    of rejects."""
+    return events.with_columns(
         pl.col("message_ref").alias("arrived"),
         pl.lit(None, pl.String()).alias("sender"),
         pl.lit(None, pl.String()).alias("message_id"),
         pl.lit(None, pl.String()).alias("sender_domain"),
         pl.lit(None, pl.String()).alias("client_host"),
         pl.lit(None, pl.String()).alias("client_ip"),
-    ).select(_EVENT_COLUMNS), bad
+    ).select(_EVENT_COLUMNS)
 
 
 def _delivered(frame: pl.DataFrame) -> pl.DataFrame:
