@@ -201,7 +201,7 @@ def measure_once(
     measure_.rss_kb.append(rss)
     path = f"[{measure_.path}]" if measure_.path else ""
     log(
-        f"  {measure_.name:<20} {path:<8} {measure_.source or '':<8} {measure_.size or '':>9} "
+        f"  {measure_.name:<28} {path:<8} {measure_.source or '':<8} {measure_.size or '':>9} "
         f"run {i + 1}/{repeat}: {wall:7.2f} s wall, {cpu:7.2f} s cpu, {rss / 1024:7.0f} MiB"
     )
 

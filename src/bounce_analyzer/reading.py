@@ -6,7 +6,9 @@ source detection); `read_batches` cuts the decompressed stream into `Batch`es of
 from the start or from the furthest place a `Resume` gives that the input still holds (the
 bytes before it checked by their hash: docs/STORE.md, "Reading only what is new").
 Compression is recognised by content (magic bytes), never by name: gzip (several members
-too), bzip2, xz, zstd, or none.
+too), bzip2, xz, zstd, or none. A plain regular file is read batch by batch, each batch with
+one `os.pread` of exactly its bytes (`_cut_file`); compressed data and streams come in pieces
+that `_cut` gathers into the same batches.
 
 Damaged compressed data: `read_batches` first yields every line decoded before the damage
 (the last, possibly cut, line included, in a batch marked `final`), then raises
