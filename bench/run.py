@@ -171,16 +171,10 @@ def run_once(
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def measure(
-    measure_: Measure,
-    repeat: int,
-    *,
-    before: Any = None,
-    env: dict[str, str] | None = None,
-    capture: bool = False,
-) -> Measure:
+def measure(measure_: Measure, repeat: int, **options: Any) -> Measure:
+    """`repeat` runs of `measure_` (`options`: those of `measure_once`)."""
     for i in range(repeat):
-        measure_once(measure_, i, repeat, before=before, env=env, capture=capture)
+        measure_once(measure_, i, repeat, **options)
     return measure_
 
 

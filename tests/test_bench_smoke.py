@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+
+import _scripts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def test_bench_smoke_window_ratios_and_targets(smoke: tuple[dict[str, Any], str,
 
 
 def test_paths_choose_the_environment_of_our_commands() -> None:
-    bench = _load_bench()
+    bench = _scripts.load("bench_run", "bench/run.py")
     assert bench.path_env("polars")[bench.NATIVE_ENV] == "0"
     assert bench.NATIVE_ENV not in bench.path_env("native")
     rows = [
@@ -117,15 +118,6 @@ def test_paths_choose_the_environment_of_our_commands() -> None:
     assert bench.find(rows, "ingest", "exim", 5, "polars")["wall_s"] == 3.0
     assert bench.find(rows, "ingest", "exim", 5)["wall_s"] == 2.0
     assert bench.find(rows, "grep -c", "exim", 5, "polars")["wall_s"] == 1.0
-
-
-def _load_bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow

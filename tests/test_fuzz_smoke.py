@@ -6,38 +6,24 @@ The long run (`python tools/fuzz.py --seconds 600 --seed 1`) is described in the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import polars as pl
 import pytest
 
 import _samples as samples
+import _scripts
 from bounce_analyzer import native
 from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.exim import Exim
 from bounce_analyzer.sources.postfix import Postfix
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_fuzz() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz", REPO / "tools" / "fuzz.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
+fuzz = _scripts.load("fuzz", "tools/fuzz.py")
 
 BOUNCED = samples.BOUNCED.encode()
 
@@ -170,7 +156,7 @@ def test_an_enhanced_code_in_other_digits_is_a_violation(monkeypatch: pytest.Mon
 
 def test_a_short_differential_run_finds_no_difference() -> None:
     seeds = fuzz.load_seeds(generated=False, max_bytes=2048)
-    summary = fuzz.run_differential(seed=20261207, iterations=12, seeds=seeds)
+    summary = fuzz.run_differential(fuzz.Budget(iterations=12), seed=20261207, seeds=seeds)
     assert summary.iterations == 12
     assert set(summary.inputs_per_source) <= set(fuzz.DIFFERENTIAL_SOURCES)
     assert sum(summary.inputs_per_source.values()) == 12
@@ -203,8 +189,9 @@ def test_a_c_path_that_differs_is_found_and_saved(
     ]
     seeds = [fuzz.Seed("bounced", "postfix", BOUNCED + b"\n" + samples.EXIM_BOUNCED.encode())]
     summary = fuzz.run_differential(
-        seed=1, iterations=2, seeds=seeds, crash_dir=tmp_path, shrink_seconds=3
-    )
+        fuzz.Budget(iterations=2), seed=1, seeds=seeds, crash_dir=tmp_path,
+        options={"shrink_seconds": 3},
+    )  # fmt: skip
     assert summary.differences == 2
     assert len(summary.saved) == 2
     saved = json.loads(Path(summary.saved[0] + ".json").read_text())

@@ -13,33 +13,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 import _samples as samples
+import _scripts
 from bounce_analyzer import native
 from bounce_analyzer.generate import generate_exim, generate_postfix
 
-REPO = Path(__file__).resolve().parents[1]
 MODULES = {"postfix": "bounce_analyzer._postfix_c", "exim": "bounce_analyzer._exim_c"}
 
 
-def _load_fuzz() -> ModuleType:
-    if "fuzz" in sys.modules:
-        return sys.modules["fuzz"]
-    spec = importlib.util.spec_from_file_location("fuzz", REPO / "tools" / "fuzz.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
+fuzz = _scripts.load("fuzz", "tools/fuzz.py")
 
 LINES = {"postfix": samples.BOUNCED.encode(), "exim": samples.EXIM_BOUNCED.encode()}
 
@@ -103,6 +89,6 @@ def test_a_generated_log_gives_the_same_frames_on_both_paths(source: str) -> Non
 
 def test_a_small_differential_fuzz_run_finds_no_difference() -> None:
     seeds = fuzz.load_seeds(generated=False, max_bytes=4096)
-    summary = fuzz.run_differential(seed=18, iterations=10, seeds=seeds)
+    summary = fuzz.run_differential(fuzz.Budget(iterations=10), seed=18, seeds=seeds)
     assert summary.iterations == 10
     assert (summary.differences, summary.crashes) == (0, 0), summary.figures()

@@ -113,25 +113,21 @@ def test_resuming_a_plain_file_reads_from_the_place_it_holds(tmp_path: Path) -> 
     assert direct[0].offset == cut and direct[0].first_line == place.line + 1
 
 
-def test_a_file_cut_shorter_while_read_ends_where_it_ends(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["cut shorter", "written to"])
+def test_a_file_changed_while_read_is_read_to_its_new_end(tmp_path: Path, change: str) -> None:
+    """Cut shorter (copytruncate, or a writer that starts over) or written to, mid-read."""
     data = _log(400)
     path = tmp_path / "mail.log"
     path.write_bytes(data)
     batches = read_batches(InputFile(str(path)), batch_bytes=4096)
     first = next(batches)
-    os.truncate(path, 10_000)  # copytruncate, or a writer that starts over, mid-read
+    if change == "cut shorter":
+        os.truncate(path, 10_000)
+        expected = data[:10_000]
+    else:
+        with path.open("ab") as log:
+            log.write(data[:5000])
+        expected = data + data[:5000]
     rest = list(batches)
-    assert first.data + b"".join(batch.data for batch in rest) == data[:10_000]
+    assert first.data + b"".join(batch.data for batch in rest) == expected
     assert rest[-1].final
-
-
-def test_a_file_written_to_while_read_is_read_to_its_new_end(tmp_path: Path) -> None:
-    data = _log(400)
-    path = tmp_path / "mail.log"
-    path.write_bytes(data)
-    batches = read_batches(InputFile(str(path)), batch_bytes=4096)
-    first = next(batches)
-    with path.open("ab") as log:
-        log.write(data[:5000])
-    rest = list(batches)
-    assert first.data + b"".join(batch.data for batch in rest) == data + data[:5000]

@@ -823,6 +823,13 @@ class Summary:
     distinct: dict[str, int] = field(default_factory=dict)  # "kind where check" -> count
     saved: list[str] = field(default_factory=list)
 
+    @property
+    def failed(self) -> bool:
+        return bool(self.crashes or self.violations)
+
+    def found(self) -> str:
+        return f"{self.crashes} crashes, {self.violations} violations"
+
     def figures(self) -> str:
         per_source = ", ".join(f"{k} {v:,}" for k, v in sorted(self.inputs_per_source.items()))
         lines = [
@@ -1169,6 +1176,13 @@ class DiffSummary:
     crashes: int = 0
     saved: list[str] = field(default_factory=list)
 
+    @property
+    def failed(self) -> bool:
+        return bool(self.differences)
+
+    def found(self) -> str:
+        return f"{self.differences} differences"
+
     def figures(self) -> str:
         per_source = ", ".join(f"{k} {v:,}" for k, v in sorted(self.inputs_per_source.items()))
         paths = ", ".join(f"{k}: {'C' if v else 'no C path'}" for k, v in self.c_paths.items())
@@ -1205,29 +1219,43 @@ def _differs(case: DiffCase) -> Callable[[bytes], bool]:
     return fails
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How long a differential run goes on: `iterations` inputs or `seconds`, the first
+    reached."""
+
+    iterations: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.seconds is None:
+            raise ValueError("give `iterations` or `seconds`")
+
+    def spent(self, inputs: int, started: float) -> bool:
+        return (self.iterations is not None and inputs >= self.iterations) or (
+            self.seconds is not None and time.monotonic() - started >= self.seconds
+        )
+
+
 def run_differential(
+    budget: Budget,
     *,
     seed: int = 0,
-    iterations: int | None = None,
-    seconds: float | None = None,
     crash_dir: Path | None = None,
     seeds: list[Seed] | None = None,
-    shrink_seconds: float = 30.0,
-    long_lines: bool = False,
+    options: dict[str, Any] | None = None,
     progress: Callable[[DiffSummary], None] | None = None,
 ) -> DiffSummary:
     """Mutated Postfix and Exim logs through both paths of their source, frames compared
-    exactly; each input that differs (or crashes one path) is saved, shrunk, to `crash_dir`."""
-    if iterations is None and seconds is None:
-        raise ValueError("give `iterations` or `seconds`")
+    exactly; each input that differs (or crashes one path) is saved, shrunk, to `crash_dir`.
+    `options`: `shrink_seconds` (default 30), `long_lines` (allow 1 MB lines; default no)."""
+    settings = {"shrink_seconds": 30.0, "long_lines": False} | (options or {})
     rng = random.Random(seed)
     corpus = seeds if seeds is not None else load_seeds()
     summary = DiffSummary(seed=seed, c_paths=c_paths())
     started = time.monotonic()
-    while not (iterations is not None and summary.iterations >= iterations) and not (
-        seconds is not None and time.monotonic() - started >= seconds
-    ):
-        case = make_diff_case(rng, corpus, long_lines=long_lines)
+    while not budget.spent(summary.iterations, started):
+        case = make_diff_case(rng, corpus, long_lines=settings["long_lines"])
         try:
             found, rows = compare_paths(case.source, _diff_batches(case, case.data), tz=case.tz)
         except Exception as error:  # noqa: BLE001 - a crash of either path is a finding
@@ -1240,7 +1268,7 @@ def run_differential(
         if found:
             summary.differences += 1
             if crash_dir is not None:
-                small = shrink(case.data, _differs(case), budget=shrink_seconds)
+                small = shrink(case.data, _differs(case), budget=settings["shrink_seconds"])
                 number = len(summary.saved)
                 summary.saved.append(_save_difference(crash_dir, number, case, found, small))
         if progress is not None and summary.iterations % 100 == 0:
@@ -1266,51 +1294,31 @@ def main(argv: list[str] | None = None) -> int:
         help="compare the C path with the polars path on mutated Postfix and Exim logs",
     )  # fmt: skip
     args = parser.parse_args(argv)
+
+    def report(summary: Summary | DiffSummary) -> None:
+        print(f"{summary.iterations:,} inputs, {summary.seconds:.0f} s, {summary.found()}",
+              file=sys.stderr)  # fmt: skip
+
+    summary: Summary | DiffSummary
     if args.differential:
-        return _main_differential(args)
-
-    def report(summary: Summary) -> None:
-        print(
-            f"{summary.iterations:,} inputs, {summary.seconds:.0f} s, "
-            f"{summary.crashes} crashes, {summary.violations} violations",
-            file=sys.stderr,
+        budget = Budget(args.iterations, args.seconds)
+        summary = run_differential(budget, seed=args.seed, crash_dir=args.crash_dir,
+                                   progress=report)  # fmt: skip
+    else:
+        summary = run(
+            seed=args.seed,
+            iterations=args.iterations,
+            seconds=args.seconds,
+            crash_dir=args.crash_dir,
+            progress=report,
         )
-
-    summary = run(
-        seed=args.seed,
-        iterations=args.iterations,
-        seconds=args.seconds,
-        crash_dir=args.crash_dir,
-        progress=report,
-    )
-    print(summary.figures())
-    if args.summary is not None:
-        args.summary.write_text(json.dumps(asdict(summary), indent=1) + "\n")
-    return 1 if summary.crashes or summary.violations else 0
-
-
-def _main_differential(args: argparse.Namespace) -> int:
-    def report(summary: DiffSummary) -> None:
-        print(
-            f"{summary.iterations:,} inputs, {summary.seconds:.0f} s, "
-            f"{summary.differences} differences",
-            file=sys.stderr,
-        )
-
-    summary = run_differential(
-        seed=args.seed,
-        iterations=args.iterations,
-        seconds=args.seconds,
-        crash_dir=args.crash_dir,
-        progress=report,
-    )
-    if not all(summary.c_paths.values()):
+    if isinstance(summary, DiffSummary) and not all(summary.c_paths.values()):
         missing = [name for name, c in summary.c_paths.items() if not c]
         print(f"warning: no C path for {', '.join(missing)}: compared with itself", file=sys.stderr)
     print(summary.figures())
     if args.summary is not None:
         args.summary.write_text(json.dumps(asdict(summary), indent=1) + "\n")
-    return 1 if summary.differences else 0
+    return 1 if summary.failed else 0
 
 
 if __name__ == "__main__":

@@ -586,22 +586,12 @@ def read_batches(
                 if not source.stream and _plain(raw):
                     # A plain file: each batch is read straight into its bytes (`_cut_file`).
                     start, before = _plain_start(raw, _places(resume)) if resume else (START, b"")
-                    if resumed is not None:
-                        resumed(start, before)
                     cut = _cut_file(
-                        raw.fileno(),
-                        source.display,
-                        mtime,
-                        batch_bytes,
-                        max_line=max_line,
-                        first_line=start.line + 1,
-                        offset=start.offset,
+                        raw.fileno(), source.display, mtime, batch_bytes, max_line, start
                     )
                     position = None  # (each batch says where it ends)
                 else:
                     chunks, start, before = _started(source, raw, resume, opened)
-                    if resumed is not None:
-                        resumed(start, before)
                     cut = _cut(
                         chunks,
                         source.display,
@@ -611,6 +601,8 @@ def read_batches(
                         first_line=start.line + 1,
                         offset=start.offset,
                     )
+                if resumed is not None:
+                    resumed(start, before)
                 for batch in cut:
                     if previous is not None:
                         yield previous
@@ -905,16 +897,9 @@ _PROBE = 1 << 16
 
 
 def _cut_file(
-    fd: int,
-    path: str,
-    mtime: float | None,
-    batch_bytes: int,
-    *,
-    max_line: int = MAX_LINE_BYTES,
-    first_line: int = 1,
-    offset: int = 0,
+    fd: int, path: str, mtime: float | None, batch_bytes: int, max_line: int, start: Resume
 ) -> Iterator[Batch]:
-    """The batches `_cut` makes of a plain file from `offset` (line `first_line`), each read
+    """The batches `_cut` makes of a plain file from `start` (after its line), each read
     with one `os.pread` of exactly its bytes: no chunks gathered and joined, no copy of a
     batch but the kernel's (measured: a quarter of the CPU of reading in 1 MiB pieces; memory
     mapping costs the same but a file truncated while mapped kills the process with SIGBUS,
@@ -924,7 +909,7 @@ def _cut_file(
     line longer than `max_line` is found in the batch read (a few `rfind`s of `max_line`
     each), and passed over through reads of `max_line` bytes, never held whole.
     """
-    line = first_line
+    line, offset = start.line + 1, start.offset
     size = os.fstat(fd).st_size
     long_lines: list[LongLine] = []
     while True:
