@@ -15,6 +15,11 @@ with a message.
     python bench/run.py                                # 1M and 5M lines, 3 runs each, peers
     python bench/run.py --sizes 1000000 --repeat 5 --no-peers
     python bench/run.py --smoke                        # tiny, 1 run, no peers: seconds
+    python bench/run.py --sizes 200000 --paths polars  # only the polars reference path
+
+Our commands (parse, ingest, report) run on each parser path (`--paths`, default both: the C
+tokenizers, and the polars path that `BOUNCE_ANALYZER_NATIVE=0` forces), side by side: run i
+of each path before run i + 1 of any, so that a busy moment of the machine falls on both.
 
 Each command runs under `os.wait4`, which returns the resources of that one child alone:
 its CPU time and its own peak RSS (not a maximum over every child the script ever ran).
@@ -70,6 +75,15 @@ PEERS = {"postfix": ("pflogsumm", "pflogsumm"), "exim": ("eximstats", "exim4-bas
 SEED = 1
 SMOKE_SIZES = (20_000,)
 SMOKE_DAY_LINES = 300
+#: The parser paths our commands run on, side by side (issue 18): the C tokenizers where
+#: built, and the polars reference path that `BOUNCE_ANALYZER_NATIVE=0` forces.
+PATHS = ("native", "polars")
+NATIVE_ENV = "BOUNCE_ANALYZER_NATIVE"
+#: Our commands (each run on every path); the rest are peers and reference programs.
+OURS = ("parse -> parquet", "ingest", "report --since 7d")
+#: Targets of issue 18: the whole pipeline against both peers at 1M and 5M lines.
+TARGET_PEERS_1M = 7.0
+TARGET_PEERS_5M = 10.0
 #: Targets of issue 5.
 TARGET_PFLOGSUMM_SMALL = 10.0
 TARGET_PFLOGSUMM_LARGE = 20.0
@@ -87,6 +101,7 @@ class Measure:
     size: int | None
     source: str | None
     command: list[str]
+    path: str | None = None  # the parser path of our commands (PATHS); None for the others
     wall_s: list[float] = field(default_factory=list)
     cpu_s: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
@@ -98,6 +113,7 @@ class Measure:
             "name": self.name,
             "size": self.size,
             "source": self.source,
+            "path": self.path,
             "command": self.command,
             "runs": len(self.wall_s),
             "wall_s": wall,
@@ -155,26 +171,52 @@ def run_once(
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def measure(
+def measure(measure_: Measure, repeat: int, **options: Any) -> Measure:
+    """`repeat` runs of `measure_` (`options`: those of `measure_once`)."""
+    for i in range(repeat):
+        measure_once(measure_, i, repeat, **options)
+    return measure_
+
+
+def measure_once(
     measure_: Measure,
+    i: int,
     repeat: int,
     *,
     before: Any = None,
     env: dict[str, str] | None = None,
     capture: bool = False,
-) -> Measure:
-    for i in range(repeat):
-        if before is not None:
-            before()
-        wall, cpu, rss = run_once(measure_.command, env=env, capture=capture)
-        measure_.wall_s.append(wall)
-        measure_.cpu_s.append(cpu)
-        measure_.rss_kb.append(rss)
-        log(
-            f"  {measure_.name:<28} {measure_.source or '':<8} {measure_.size or '':>9} "
-            f"run {i + 1}/{repeat}: {wall:7.2f} s wall, {cpu:7.2f} s cpu, {rss / 1024:7.0f} MiB"
+) -> None:
+    if before is not None:
+        before()
+    wall, cpu, rss = run_once(measure_.command, env=env, capture=capture)
+    measure_.wall_s.append(wall)
+    measure_.cpu_s.append(cpu)
+    measure_.rss_kb.append(rss)
+    path = f"[{measure_.path}]" if measure_.path else ""
+    log(
+        f"  {measure_.name:<28} {path:<8} {measure_.source or '':<8} {measure_.size or '':>9} "
+        f"run {i + 1}/{repeat}: {wall:7.2f} s wall, {cpu:7.2f} s cpu, {rss / 1024:7.0f} MiB"
+    )
+
+
+def path_env(path: str) -> dict[str, str]:
+    """The environment of our commands on `path`: the polars path forced, or left on."""
+    env = {key: value for key, value in os.environ.items() if key != NATIVE_ENV}
+    if path == "polars":
+        env[NATIVE_ENV] = "0"
+    return env
+
+
+def describe_paths(paths: list[str]) -> dict[str, str]:
+    """What `bounce-analyzer --version` says each path runs (the C path may not be built)."""
+    said = {}
+    for path in paths:
+        done = subprocess.run(
+            project("--version"), env=path_env(path), capture_output=True, text=True, check=True
         )
-    return measure_
+        said[path] = done.stdout.strip().splitlines()[-1]
+    return said
 
 
 def project(*args: str) -> list[str]:
@@ -325,20 +367,23 @@ def bench_size(
     repeat: int,
     peer: str | None,
     start: datetime,
+    paths: tuple[str, ...] = PATHS,
 ) -> list[dict[str, Any]]:
-    """Every command on one generated log; the summaries."""
+    """Every command on one generated log (ours on each of `paths`, side by side: run i of
+    each path before run i + 1 of any); the summaries."""
     path = out / f"{source}-{size}.log"
     generate(source, path, lines=size, start=start, days=1)
     size_bytes = path.stat().st_size
     plain = {**os.environ, "LC_ALL": "C"}
-    store = out / f"store-{source}-{size}"
-    parquet = out / f"{source}-{size}.parquet"
     rows: list[dict[str, Any]] = []
+
+    def summarize(m: Measure) -> None:
+        counted = None if m.name.startswith("report") else size
+        rows.append(m.summary(counted, None if counted is None else size_bytes))
 
     def add(m: Measure, **kwargs: Any) -> None:
         measure(m, repeat, **kwargs)
-        counted = None if m.name.startswith("report") else size
-        rows.append(m.summary(counted, None if counted is None else size_bytes))
+        summarize(m)
 
     add(Measure("wc -l", size, source, ["wc", "-l", str(path)]), env=plain, capture=True)
     grep = ["grep", "-c", "-F", GREP_PATTERN[source], str(path)]
@@ -350,31 +395,26 @@ def bench_size(
     add(Measure("polars, one regex + group-by", size, source, one_regex), capture=True)
     if peer is not None:
         add(Measure(Path(peer).name, size, source, [peer, str(path)]))
-    add(
-        Measure(
-            "parse -> parquet",
-            size,
-            source,
-            project("parse", str(path), "--tz", "UTC", "--quiet", "-o", str(parquet)),
-        )
-    )
-    add(
-        Measure(
-            "ingest",
-            size,
-            source,
-            project("ingest", "--store", str(store), "--tz", "UTC", "--quiet", str(path)),
-        ),
-        before=lambda: remove(store),
-    )
-    add(
-        Measure(
-            "report --since 7d",
-            size,
-            source,
-            project("report", "--store", str(store), "--since", "7d"),
-        )
-    )
+    for name in OURS:
+        measures = []
+        for on in paths:
+            store = out / f"store-{source}-{size}-{on}"
+            parquet = out / f"{source}-{size}-{on}.parquet"
+            command = {
+                "parse -> parquet": project(
+                    "parse", str(path), "--tz", "UTC", "--quiet", "-o", str(parquet)
+                ),
+                "ingest": project("ingest", "--store", str(store), "--tz", "UTC", "--quiet",
+                                  str(path)),
+                "report --since 7d": project("report", "--store", str(store), "--since", "7d"),
+            }[name]  # fmt: skip
+            before = (lambda store=store: remove(store)) if name == "ingest" else None
+            measures.append((Measure(name, size, source, command, path=on), before))
+        for i in range(repeat):
+            for m, before in measures:
+                measure_once(m, i, repeat, before=before, env=path_env(m.path or ""))
+        for m, _ in measures:
+            summarize(m)
     return rows
 
 
@@ -415,50 +455,57 @@ def created_paths(out: Path, sizes: list[int]) -> list[Path]:
     paths = []
     for source in SOURCES:
         for size in sizes:
-            paths += [out / f"{source}-{size}{suffix}" for suffix in (".log", ".parquet")]
-            paths.append(out / f"store-{source}-{size}")
+            paths.append(out / f"{source}-{size}.log")
+            for on in PATHS:
+                paths += [
+                    out / f"{source}-{size}-{on}.parquet",
+                    out / f"store-{source}-{size}-{on}",
+                ]
     for days in (1, 60):
         paths += [out / f"window-{days}d.log", out / f"store-window-{days}d"]
     return paths
 
 
-def find(rows: list[dict[str, Any]], name: str, source: str, size: int) -> dict[str, Any] | None:
+def find(
+    rows: list[dict[str, Any]], name: str, source: str, size: int, path: str | None = None
+) -> dict[str, Any] | None:
+    """The row of a command (of ours: on `path`, else on the first path measured)."""
     for row in rows:
         if row["name"] == name and row["source"] == source and row["size"] == size:
-            return row
+            if path is None or row.get("path") in (None, path):
+                return row
     return None
 
 
+def paths_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The parser paths our commands ran on, in the order measured."""
+    return list(dict.fromkeys(row["path"] for row in rows if row.get("path")))
+
+
 def ratios(rows: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, Any]]:
-    """How many times faster bounce-analyzer is than each peer (> 1: faster)."""
+    """How many times faster bounce-analyzer is than each peer (> 1: faster), on each path."""
     result = []
-    for size in sizes:
-        for source in SOURCES:
-            peer_name = PEERS[source][0]
-            for ours in ("parse -> parquet", "ingest"):
-                mine = find(rows, ours, source, size)
-                if mine is None:
+    references = ("python loop, one regex", "polars, one regex + group-by", "wc -l", "grep -c")
+    for size, source, path in ((z, s, p) for z in sizes for s in SOURCES for p in paths_of(rows)):
+        for ours in ("parse -> parquet", "ingest"):
+            mine = find(rows, ours, source, size, path)
+            if mine is None:
+                continue
+            for theirs in (PEERS[source][0], *references):
+                other = find(rows, theirs, source, size)
+                if other is None:
                     continue
-                for theirs in (
-                    peer_name,
-                    "python loop, one regex",
-                    "polars, one regex + group-by",
-                    "wc -l",
-                    "grep -c",
-                ):
-                    other = find(rows, theirs, source, size)
-                    if other is None:
-                        continue
-                    result.append(
-                        {
-                            "size": size,
-                            "source": source,
-                            "ours": ours,
-                            "peer": theirs,
-                            "speedup_wall": other["wall_s"] / mine["wall_s"],
-                            "speedup_cpu": other["cpu_s"] / mine["cpu_s"],
-                        }
-                    )
+                result.append(
+                    {
+                        "size": size,
+                        "source": source,
+                        "path": path,
+                        "ours": ours,
+                        "peer": theirs,
+                        "speedup_wall": other["wall_s"] / mine["wall_s"],
+                        "speedup_cpu": other["cpu_s"] / mine["cpu_s"],
+                    }
+                )
     return result
 
 
@@ -468,14 +515,15 @@ def scaling(rows: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, Any]
         return []
     small, large = min(sizes), max(sizes)
     result = []
-    for source in SOURCES:
+    for source, path in ((s, p) for s in SOURCES for p in paths_of(rows)):
         for name in ("parse -> parquet", "ingest"):
-            a, b = find(rows, name, source, small), find(rows, name, source, large)
+            a, b = find(rows, name, source, small, path), find(rows, name, source, large, path)
             if a is None or b is None:
                 continue
             result.append(
                 {
                     "source": source,
+                    "path": path,
                     "name": name,
                     "small": small,
                     "large": large,
@@ -499,18 +547,16 @@ def targets(
     window: dict[str, Any],
     sizes: list[int],
 ) -> list[dict[str, Any]]:
-    """Issue 5's targets, each with the measured figures (wall and CPU) and whether it is met."""
+    """Issue 18's and issue 5's targets on each path (named `[native]` or `[polars]`), each
+    with the measured figures (wall and CPU) and whether it is met."""
     result: list[dict[str, Any]] = []
     small, large = min(sizes), max(sizes)
 
-    def speedup(source: str, size: int, peer: str) -> dict[str, Any] | None:
+    def speedup(source: str, size: int, peer: str, path: str) -> dict[str, Any] | None:
         for r in ratio_rows:
-            if (r["source"], r["size"], r["ours"], r["peer"]) == (
-                source,
-                size,
-                "parse -> parquet",
-                peer,
-            ):
+            if (r["source"], r["size"], r["ours"], r["peer"], r["path"]) == (
+                source, size, "parse -> parquet", peer, path,
+            ):  # fmt: skip
                 return r
         return None
 
@@ -531,45 +577,57 @@ def targets(
             }
         )
 
-    checks = [
-        ("postfix", small, TARGET_PFLOGSUMM_SMALL),
-        ("postfix", large, TARGET_PFLOGSUMM_LARGE),
-        ("exim", large, TARGET_EXIMSTATS_LARGE),
-    ]
-    for source, size, goal in checks:
-        peer = PEERS[source][0]
-        r = speedup(source, size, peer)
-        add(
-            f"parse {source} {size:,} lines >= {goal:g}x {peer}",
-            goal,
-            r and r["speedup_wall"],
-            r and r["speedup_cpu"],
-            True,
-        )
-    for source in SOURCES:
+    for path in paths_of(rows):
+        on = f" [{path}]"
+        # Issue 18: >= 7x both peers at 1M lines, >= 10x at 5M (the sizes measured).
         for size in sorted(set(sizes)):
-            r = speedup(source, size, "python loop, one regex")
-            add(
-                f"parse {source} {size:,} lines faster than a Python loop with one regex",
-                1.0,
-                r and r["speedup_wall"],
-                r and r["speedup_cpu"],
-                True,
-            )
-    for source in SOURCES:
-        row = find(rows, "parse -> parquet", source, large)
-        rss = row and row["peak_rss_bytes"] / TARGET_RSS_BYTES
-        add(f"parse {source} {large:,} lines: peak RSS < 1 GiB (GiB)", 1.0, rss, rss, False)
-    for s in scale_rows:
-        if s["name"] == "parse -> parquet":
-            growth = s["peak_rss_growth"]
-            add(
-                f"parse {s['source']}: peak RSS at {large:,} <= 1.2x at {small:,}",
-                TARGET_RSS_GROWTH,
-                growth,
-                growth,
-                False,
-            )
+            goal = TARGET_PEERS_5M if size >= 5_000_000 else TARGET_PEERS_1M
+            for source in SOURCES:
+                peer = PEERS[source][0]
+                r = speedup(source, size, peer, path)
+                add(
+                    f"parse {source} {size:,} lines >= {goal:g}x {peer}{on}",
+                    goal,
+                    r and r["speedup_wall"],
+                    r and r["speedup_cpu"],
+                    True,
+                )
+        # Issue 5.
+        checks = [
+            ("postfix", small, TARGET_PFLOGSUMM_SMALL),
+            ("postfix", large, TARGET_PFLOGSUMM_LARGE),
+            ("exim", large, TARGET_EXIMSTATS_LARGE),
+        ]
+        for source, size, goal in checks:
+            peer = PEERS[source][0]
+            r = speedup(source, size, peer, path)
+            name = f"parse {source} {size:,} lines >= {goal:g}x {peer}{on}"
+            if not any(t["target"] == name for t in result):
+                add(name, goal, r and r["speedup_wall"], r and r["speedup_cpu"], True)
+        for source in SOURCES:
+            for size in sorted(set(sizes)):
+                r = speedup(source, size, "python loop, one regex", path)
+                add(
+                    f"parse {source} {size:,} lines faster than a Python loop with one regex{on}",
+                    1.0,
+                    r and r["speedup_wall"],
+                    r and r["speedup_cpu"],
+                    True,
+                )
+        for source in SOURCES:
+            row = find(rows, "parse -> parquet", source, large, path)
+            rss = row and row["peak_rss_bytes"] / TARGET_RSS_BYTES
+            add(f"parse {source} {large:,} lines: peak RSS < 1 GiB (GiB){on}", 1.0, rss, rss, False)
+        for s in scale_rows:
+            if s["name"] == "parse -> parquet" and s["path"] == path:
+                growth = s["peak_rss_growth"]
+                add(
+                    f"parse {s['source']}: peak RSS at {large:,} <= 1.2x at {small:,}{on}",
+                    TARGET_RSS_GROWTH,
+                    growth,
+                    growth,
+                    False,
+                )
     add(
         "report 1d window: 60-day store within 1.5x of 1-day store",
         TARGET_WINDOW_RATIO,
@@ -590,16 +648,20 @@ def _num(value: float | None, fmt: str) -> str:
 
 def table(results: dict[str, Any]) -> str:
     rows = results["runs"]
-    peers_by = {(r["size"], r["source"], r["ours"], r["peer"]): r for r in results["ratios"]}
+    peers_by = {
+        (r["size"], r["source"], r["ours"], r["peer"], r["path"]): r for r in results["ratios"]
+    }
     lines = [
-        f"{'source':<8} {'lines':>9} {'command':<28} {'wall s':>8} {'cpu s':>8} "
+        f"{'source':<8} {'lines':>9} {'command':<28} {'path':<6} {'wall s':>8} {'cpu s':>8} "
         f"{'lines/s':>10} {'MB/s':>7} {'RSS MiB':>8}  {'x peer (wall/cpu)':>17}"
     ]
     for row in rows:
-        peer = peers_by.get((row["size"], row["source"], row["name"], PEERS[row["source"]][0]))
+        key = (row["size"], row["source"], row["name"], PEERS[row["source"]][0], row.get("path"))
+        peer = peers_by.get(key)
         speed = "" if peer is None else f"{peer['speedup_wall']:.1f} / {peer['speedup_cpu']:.1f}"
         lines.append(
-            f"{row['source']:<8} {row['size']:>9,} {row['name']:<28} {row['wall_s']:>8.2f} "
+            f"{row['source']:<8} {row['size']:>9,} {row['name']:<28} {row.get('path') or '':<6} "
+            f"{row['wall_s']:>8.2f} "
             f"{row['cpu_s']:>8.2f} {_num(row['lines_per_s'], ',.0f'):>10} "
             f"{_num(row['mb_per_s'], '.1f'):>7} {row['peak_rss_bytes'] / 2**20:>8.0f}  {speed:>17}"
         )
@@ -607,7 +669,7 @@ def table(results: dict[str, Any]) -> str:
     lines.append("bounce-analyzer vs each peer (x faster; wall / cpu):")
     for r in results["ratios"]:
         lines.append(
-            f"  {r['source']:<8} {r['size']:>9,} {r['ours']:<17} vs {r['peer']:<10} "
+            f"  {r['source']:<8} {r['size']:>9,} {r['ours']:<17} [{r['path']}] vs {r['peer']:<10} "
             f"{r['speedup_wall']:7.3g} / {r['speedup_cpu']:.3g}"
         )
     window = results["window"]
@@ -628,7 +690,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append("scaling (largest size vs smallest; per-line cost growth > 1 is superlinear):")
         for s in results["scaling"]:
             lines.append(
-                f"  {s['source']:<8} {s['name']:<17} per-line cost "
+                f"  {s['source']:<8} {s['name']:<17} [{s['path']}] per-line cost "
                 f"{s['per_line_cost_growth_wall']:.2f}x wall, "
                 f"{s['per_line_cost_growth_cpu']:.2f}x cpu; peak RSS {s['peak_rss_growth']:.2f}x"
             )
@@ -647,6 +709,8 @@ def table(results: dict[str, Any]) -> str:
         )
     for note in results["skipped"]:
         lines.append(f"skipped: {note}")
+    for path, said in results.get("paths", {}).items():
+        lines.append(f"path {path}: {said}")
     return "\n".join(lines)
 
 
@@ -674,7 +738,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated logs and stores")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 run, no peers")
+    parser.add_argument(
+        "--paths",
+        default=",".join(PATHS),
+        help="parser paths our commands run on, side by side (default native,polars)",
+    )
     args = parser.parse_args(argv)
+    paths = list(dict.fromkeys(p.strip() for p in args.paths.split(",") if p.strip()))
+    if not paths or set(paths) - set(PATHS):
+        parser.error(f"--paths takes one or more of {', '.join(PATHS)}")
     if args.smoke:
         sizes, repeat, peers, day_lines = list(SMOKE_SIZES), 1, False, SMOKE_DAY_LINES
     else:
@@ -706,7 +778,11 @@ def main(argv: list[str] | None = None) -> int:
             "day_lines": day_lines,
             "smoke": args.smoke,
             "data_end": end.isoformat(),
+            "paths": paths,
         },
+        # What `--version` says each path runs: "native" is the polars path where no C
+        # extension is built.
+        "paths": describe_paths(paths),
         "complete": False,
         "skipped": skipped,
         "runs": [],
@@ -716,7 +792,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             for source in SOURCES:
                 start = end - timedelta(days=1)
-                results["runs"] += bench_size(size, source, out, repeat, found[source], start)
+                results["runs"] += bench_size(
+                    size, source, out, repeat, found[source], start, tuple(paths)
+                )
                 # Written after every block, so an interrupted run keeps what it measured.
                 finish(results, sizes, json_path)
         results["window"] = bench_window(out, repeat, day_lines, end)

@@ -6,36 +6,24 @@ The long run (`python tools/fuzz.py --seconds 600 --seed 1`) is described in the
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import random
-import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import polars as pl
 import pytest
 
 import _samples as samples
+import _scripts
+from bounce_analyzer import native
 from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.exim import Exim
 from bounce_analyzer.sources.postfix import Postfix
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_fuzz() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz", REPO / "tools" / "fuzz.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
+fuzz = _scripts.load("fuzz", "tools/fuzz.py")
 
 BOUNCED = samples.BOUNCED.encode()
 
@@ -161,3 +149,76 @@ def test_an_enhanced_code_in_other_digits_is_a_violation(monkeypatch: pytest.Mon
     findings = fuzz.check_source("postfix", BOUNCED + b"\n", random.Random(1))
     assert [(f.kind, f.check) for f in findings] == [("violation", "enhanced code not ASCII")] * 2
     assert findings[0].detail.endswith("[\"fuzz.log:1: '5.1.\u0661'\"]")
+
+
+# --- the differential mode (issue 18): the C path against the polars path ----------------------
+
+
+def test_a_short_differential_run_finds_no_difference() -> None:
+    seeds = fuzz.load_seeds(generated=False, max_bytes=2048)
+    summary = fuzz.run_differential(fuzz.Budget(iterations=12), seed=20261207, seeds=seeds)
+    assert summary.iterations == 12
+    assert set(summary.inputs_per_source) <= set(fuzz.DIFFERENTIAL_SOURCES)
+    assert sum(summary.inputs_per_source.values()) == 12
+    assert summary.rows_compared > 0 and summary.lines > 0
+    assert summary.c_paths.keys() == {"postfix", "exim"}
+    assert (summary.differences, summary.crashes) == (0, 0), summary.figures()
+
+
+def _c_path_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Postfix's parse made to give another recipient when the C path is on."""
+    real = Postfix.parse
+
+    def wrong_when_native(self: Postfix, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
+        for out in real(self, batches):
+            if not native.disabled():
+                out.events = out.events.with_columns(pl.col("recipient").str.to_uppercase())
+            yield out
+
+    monkeypatch.setattr(Postfix, "parse", wrong_when_native)
+
+
+def test_a_c_path_that_differs_is_found_and_saved(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _c_path_differs(monkeypatch)
+    found, rows = fuzz.compare_paths("postfix", fuzz.split_batches(BOUNCED + b"\n", 100))
+    assert rows == 1
+    assert found == [
+        "events: row 0, column recipient: 'a@example.com' (polars) != 'A@EXAMPLE.COM' (C)"
+    ]
+    seeds = [fuzz.Seed("bounced", "postfix", BOUNCED + b"\n" + samples.EXIM_BOUNCED.encode())]
+    summary = fuzz.run_differential(
+        fuzz.Budget(iterations=2), seed=1, seeds=seeds, crash_dir=tmp_path,
+        options={"shrink_seconds": 3},
+    )  # fmt: skip
+    assert summary.differences == 2
+    assert len(summary.saved) == 2
+    saved = json.loads(Path(summary.saved[0] + ".json").read_text())
+    assert saved["source"] == "postfix" and saved["differences"][0].startswith("events: row")
+    # The shrunk input is shorter and still differs.
+    shrunk = Path(summary.saved[0] + ".min").read_bytes()
+    assert len(shrunk) < len(Path(summary.saved[0] + ".input").read_bytes())
+    assert fuzz.compare_paths("postfix", fuzz.split_batches(shrunk, 100))[0] != []
+    # The Exim source, untouched, still agrees with itself on the same input.
+    assert fuzz.compare_paths("exim", fuzz.split_batches(seeds[0].data, 50))[0] == []
+
+
+def test_frame_difference_names_counts_columns_and_nulls() -> None:
+    a = pl.DataFrame({"x": [1, None], "y": ["p", "q"]})
+    assert fuzz.frame_difference("f", a, a.clone()) is None
+    assert fuzz.frame_difference("f", a, a.head(1)) == "f: 2 rows != 1 rows"
+    assert fuzz.frame_difference("f", a, a.with_columns(pl.col("x").fill_null(0))) == (
+        "f: row 1, column x: None (polars) != 0 (C)"
+    )
+    assert fuzz.frame_difference("f", a, a.cast({"x": pl.Int32})).startswith("f: columns")
+
+
+def test_the_environment_chooses_the_path_while_a_source_runs() -> None:
+    seen = []
+    with fuzz._path(False):
+        seen.append(native.disabled())
+        with fuzz._path(True):
+            seen.append(native.disabled())
+        seen.append(native.disabled())
+    assert seen == [True, False, True]

@@ -22,6 +22,13 @@ reported with its offset after exactly the lines before the damage.
 
     python tools/fuzz.py --seconds 600 --seed 1 --summary fuzz-summary.json
     python tools/fuzz.py --iterations 2000 --seed 7 --crash-dir fuzz-crashes
+    python tools/fuzz.py --differential --seconds 600 --seed 1
+
+`--differential` (issue 18) runs mutated Postfix and Exim logs, cut into random batches and
+read in several zones, through both paths of their source (the C tokenizer and the polars
+reference, `BOUNCE_ANALYZER_NATIVE=0`), in-process through the sources' public `parse`, and
+requires identical frames: events, malformed records, counts and carried state. An input that
+differs is saved (whole, shrunk, and its differences as JSON) to `--crash-dir`.
 
 Crashing or violating inputs are saved (shrunk) to `--crash-dir`; the exit code is 1 if any
 were found. `run()` is the core the test suite calls for a few hundred iterations.
@@ -30,6 +37,7 @@ were found. `run()` is the core the test suite calls for a few hundred iteration
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import io
 import json
@@ -50,12 +58,12 @@ from typing import Any
 
 import polars as pl
 
-from bounce_analyzer import generate, reading
+from bounce_analyzer import generate, native, reading
 from bounce_analyzer.errors import BounceAnalyzerError
 from bounce_analyzer.pipeline import ParseRun
 from bounce_analyzer.reading import Batch
 from bounce_analyzer.sources import SOURCES, get_source
-from bounce_analyzer.sources.base import SourceOutput
+from bounce_analyzer.sources.base import CarriesState, SourceOutput
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
@@ -815,6 +823,13 @@ class Summary:
     distinct: dict[str, int] = field(default_factory=dict)  # "kind where check" -> count
     saved: list[str] = field(default_factory=list)
 
+    @property
+    def failed(self) -> bool:
+        return bool(self.crashes or self.violations)
+
+    def found(self) -> str:
+        return f"{self.crashes} crashes, {self.violations} violations"
+
     def figures(self) -> str:
         per_source = ", ".join(f"{k} {v:,}" for k, v in sorted(self.inputs_per_source.items()))
         lines = [
@@ -1012,6 +1027,257 @@ def run(
     return summary
 
 
+# --- differential: the C path against the polars path (issue 18) ---------------------------------
+
+#: The sources with a C path (`native.module`), and the zones their stamps are read in.
+DIFFERENTIAL_SOURCES: tuple[str, ...] = ("postfix", "exim")
+DIFFERENTIAL_ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe")
+#: Mutations that make sense for a line-based log (the JSON ones leave it unchanged).
+_LINE_MUTATORS = tuple(name for name in MUTATORS if not name.endswith("json"))
+
+
+@contextlib.contextmanager
+def _path(c_path: bool) -> Iterator[None]:
+    """The C path on (the environment does not turn it off) or off (`native.ENV=0`)."""
+    before = os.environ.get(native.ENV)
+    if c_path:
+        os.environ.pop(native.ENV, None)
+    else:
+        os.environ[native.ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(native.ENV, None)
+        else:
+            os.environ[native.ENV] = before
+
+
+@dataclass
+class Parsed:
+    """Everything one path made of a run of batches: frames joined, counts summed."""
+
+    events: pl.DataFrame
+    malformed: pl.DataFrame
+    read: int
+    skipped: int
+    state: pl.DataFrame | None  # what the source carries to the next run, if it carries any
+
+
+def parse_path(name: str, batches: list[Batch], *, c_path: bool, tz: str = "UTC") -> Parsed:
+    """`name`'s public `parse` over `batches`, its instance made and run on one path."""
+    with _path(c_path):
+        source = get_source(name, tz=tz)
+        outputs = list(source.parse(batches))
+        state = source.export_state() if isinstance(source, CarriesState) else None
+    events = [out.events for out in outputs]
+    malformed = [out.malformed for out in outputs]
+    return Parsed(
+        events=pl.concat(events, how="vertical") if events else pl.DataFrame(),
+        malformed=pl.concat(malformed, how="vertical") if malformed else pl.DataFrame(),
+        read=sum(out.read for out in outputs),
+        skipped=sum(out.skipped for out in outputs),
+        state=state,
+    )
+
+
+def frame_difference(what: str, reference: pl.DataFrame, other: pl.DataFrame) -> str | None:
+    """None when the two frames are identical (columns, types, rows in order, nulls where
+    nulls are), else where they first differ."""
+    if reference.schema != other.schema:
+        return f"{what}: columns {dict(reference.schema)} != {dict(other.schema)}"
+    if reference.height != other.height:
+        return f"{what}: {reference.height} rows != {other.height} rows"
+    if reference.equals(other, null_equal=True):
+        return None
+    for column in reference.columns:
+        same = reference.get_column(column).eq_missing(other.get_column(column))
+        if not same.all():
+            row = int(same.arg_min() or 0)
+            return (
+                f"{what}: row {row}, column {column}: "
+                f"{reference[row, column]!r} (polars) != {other[row, column]!r} (C)"
+            )
+    return f"{what}: frames differ"  # pragma: no cover - a difference is in some column
+
+
+def compare_paths(name: str, batches: list[Batch], *, tz: str = "UTC") -> tuple[list[str], int]:
+    """Both paths of `name` over the same batches: (their differences, rows compared)."""
+    polars_path = parse_path(name, batches, c_path=False, tz=tz)
+    c_path = parse_path(name, batches, c_path=True, tz=tz)
+    differences = []
+    for what in ("read", "skipped"):
+        if getattr(polars_path, what) != getattr(c_path, what):
+            found = f"{getattr(polars_path, what)} (polars) != {getattr(c_path, what)} (C)"
+            differences.append(f"{what}: {found}")
+    pairs = [("events", polars_path.events, c_path.events)]
+    pairs.append(("malformed", polars_path.malformed, c_path.malformed))
+    if polars_path.state is not None and c_path.state is not None:
+        pairs.append(("carried state", polars_path.state, c_path.state))
+    for what, reference, other in pairs:
+        found = frame_difference(what, reference, other)
+        if found is not None:
+            differences.append(found)
+    rows = polars_path.events.height + polars_path.malformed.height
+    return differences, rows
+
+
+def c_paths() -> dict[str, bool]:
+    """Which sources have a C path here (else the differential mode compares polars with
+    itself)."""
+    with _path(True):
+        return {name: native.module(name) is not None for name in DIFFERENTIAL_SOURCES}
+
+
+@dataclass
+class DiffCase:
+    """One differential input: its seed, mutations, zone and batch size."""
+
+    seed: str
+    source: str
+    mutations: list[str]
+    tz: str
+    batch_bytes: int
+    data: bytes
+
+
+def make_diff_case(rng: random.Random, seeds: list[Seed], *, long_lines: bool = False) -> DiffCase:
+    """A Postfix or Exim seed, zero to three line mutations, a zone and a batch size."""
+    seed = rng.choice([s for s in seeds if s.source in DIFFERENTIAL_SOURCES])
+    names = [
+        name
+        for name in rng.choices(_LINE_MUTATORS, k=rng.randint(0, 3))
+        if long_lines or name != "long_line"
+    ]
+    data = seed.data
+    for name in names:
+        data = MUTATORS[name](rng, data, seeds)
+    tz = rng.choice(DIFFERENTIAL_ZONES)
+    size = max(rng.choice(BATCH_SIZES), len(data) // MAX_BATCHES)
+    return DiffCase(seed.name, seed.source, names, tz, size, data)
+
+
+def _diff_batches(case: DiffCase, data: bytes) -> list[Batch]:
+    return split_batches(data, case.batch_bytes if data else 1)
+
+
+@dataclass
+class DiffSummary:
+    """What a differential run compared and found (`--summary` writes it as JSON)."""
+
+    seed: int
+    c_paths: dict[str, bool] = field(default_factory=dict)
+    iterations: int = 0
+    seconds: float = 0.0
+    inputs_per_source: dict[str, int] = field(default_factory=dict)
+    lines: int = 0
+    rows_compared: int = 0
+    differences: int = 0
+    crashes: int = 0
+    saved: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.differences)
+
+    def found(self) -> str:
+        return f"{self.differences} differences"
+
+    def figures(self) -> str:
+        per_source = ", ".join(f"{k} {v:,}" for k, v in sorted(self.inputs_per_source.items()))
+        paths = ", ".join(f"{k}: {'C' if v else 'no C path'}" for k, v in self.c_paths.items())
+        return "\n".join(
+            [
+                f"differential fuzz seed {self.seed}: {self.iterations:,} inputs in "
+                f"{self.seconds:.0f} s ({paths})",
+                f"  inputs: {per_source}; lines {self.lines:,}; rows compared "
+                f"{self.rows_compared:,}",
+                f"  differences: {self.differences}, crashes: {self.crashes}",
+            ]
+        )
+
+
+def _save_difference(crash_dir: Path, number: int, case: DiffCase, found: list[str],
+                     shrunk: bytes) -> str:  # fmt: skip
+    crash_dir.mkdir(parents=True, exist_ok=True)
+    stem = crash_dir / f"{number:04d}-differential-{case.source}"
+    stem.with_suffix(".input").write_bytes(case.data)
+    stem.with_suffix(".min").write_bytes(shrunk)
+    info = {"differences": found} | {k: v for k, v in asdict(case).items() if k != "data"}
+    stem.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
+    return str(stem)
+
+
+def _differs(case: DiffCase) -> Callable[[bytes], bool]:
+    def fails(data: bytes) -> bool:
+        try:
+            found, _ = compare_paths(case.source, _diff_batches(case, data), tz=case.tz)
+        except Exception:  # noqa: BLE001 - a crash on a smaller input still reproduces
+            return True
+        return bool(found)
+
+    return fails
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a differential run goes on: `iterations` inputs or `seconds`, the first
+    reached."""
+
+    iterations: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.seconds is None:
+            raise ValueError("give `iterations` or `seconds`")
+
+    def spent(self, inputs: int, started: float) -> bool:
+        return (self.iterations is not None and inputs >= self.iterations) or (
+            self.seconds is not None and time.monotonic() - started >= self.seconds
+        )
+
+
+def run_differential(
+    budget: Budget,
+    *,
+    seed: int = 0,
+    crash_dir: Path | None = None,
+    seeds: list[Seed] | None = None,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[DiffSummary], None] | None = None,
+) -> DiffSummary:
+    """Mutated Postfix and Exim logs through both paths of their source, frames compared
+    exactly; each input that differs (or crashes one path) is saved, shrunk, to `crash_dir`.
+    `options`: `shrink_seconds` (default 30), `long_lines` (allow 1 MB lines; default no)."""
+    settings = {"shrink_seconds": 30.0, "long_lines": False} | (options or {})
+    rng = random.Random(seed)
+    corpus = seeds if seeds is not None else load_seeds()
+    summary = DiffSummary(seed=seed, c_paths=c_paths())
+    started = time.monotonic()
+    while not budget.spent(summary.iterations, started):
+        case = make_diff_case(rng, corpus, long_lines=settings["long_lines"])
+        try:
+            found, rows = compare_paths(case.source, _diff_batches(case, case.data), tz=case.tz)
+        except Exception as error:  # noqa: BLE001 - a crash of either path is a finding
+            found, rows = [f"crash: {traceback.format_exception_only(error)[-1].strip()}"], 0
+            summary.crashes += 1
+        summary.iterations += 1
+        summary.inputs_per_source[case.source] = summary.inputs_per_source.get(case.source, 0) + 1
+        summary.lines += _line_count(case.data)
+        summary.rows_compared += rows
+        if found:
+            summary.differences += 1
+            if crash_dir is not None:
+                small = shrink(case.data, _differs(case), budget=settings["shrink_seconds"])
+                number = len(summary.saved)
+                summary.saved.append(_save_difference(crash_dir, number, case, found, small))
+        if progress is not None and summary.iterations % 100 == 0:
+            summary.seconds = time.monotonic() - started
+            progress(summary)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     limit = parser.add_mutually_exclusive_group(required=True)
@@ -1023,26 +1289,36 @@ def main(argv: list[str] | None = None) -> int:
         help="where crashing inputs go (default ./fuzz-crashes)",
     )  # fmt: skip
     parser.add_argument("--summary", type=Path, help="write the figures here as JSON")
+    parser.add_argument(
+        "--differential", action="store_true",
+        help="compare the C path with the polars path on mutated Postfix and Exim logs",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
-    def report(summary: Summary) -> None:
-        print(
-            f"{summary.iterations:,} inputs, {summary.seconds:.0f} s, "
-            f"{summary.crashes} crashes, {summary.violations} violations",
-            file=sys.stderr,
-        )
+    def report(summary: Summary | DiffSummary) -> None:
+        print(f"{summary.iterations:,} inputs, {summary.seconds:.0f} s, {summary.found()}",
+              file=sys.stderr)  # fmt: skip
 
-    summary = run(
-        seed=args.seed,
-        iterations=args.iterations,
-        seconds=args.seconds,
-        crash_dir=args.crash_dir,
-        progress=report,
-    )
+    summary: Summary | DiffSummary
+    if args.differential:
+        budget = Budget(args.iterations, args.seconds)
+        summary = run_differential(budget, seed=args.seed, crash_dir=args.crash_dir,
+                                   progress=report)  # fmt: skip
+    else:
+        summary = run(
+            seed=args.seed,
+            iterations=args.iterations,
+            seconds=args.seconds,
+            crash_dir=args.crash_dir,
+            progress=report,
+        )
+    if isinstance(summary, DiffSummary) and not all(summary.c_paths.values()):
+        missing = [name for name, c in summary.c_paths.items() if not c]
+        print(f"warning: no C path for {', '.join(missing)}: compared with itself", file=sys.stderr)
     print(summary.figures())
     if args.summary is not None:
         args.summary.write_text(json.dumps(asdict(summary), indent=1) + "\n")
-    return 1 if summary.crashes or summary.violations else 0
+    return 1 if summary.failed else 0
 
 
 if __name__ == "__main__":

@@ -25,45 +25,28 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, overload
 
-import polars as pl
 import typer
 from typer.core import TyperGroup
 
 from bounce_analyzer import __version__
 from bounce_analyzer.errors import BounceAnalyzerError, UsageError
-from bounce_analyzer.export import (
+from bounce_analyzer.options import (
+    GROUPABLE,
+    Direction,
     ExportFormat,
     ExportKind,
-    export_events,
-    export_format_for,
-    parse_partition_by,
-)
-from bounce_analyzer.pipeline import FileSummary, ParseRun, run_failed
-from bounce_analyzer.reading import expand_inputs, total_size
-from bounce_analyzer.render import ReportFormat, render_report, render_unclassified
-from bounce_analyzer.report import (
-    GROUPABLE,
-    Report,
     ReportDirection,
-    parse_by,
-    summarize,
-    unclassified_texts,
+    ReportFormat,
 )
-from bounce_analyzer.rules import Direction, Rules, load_rules, user_rules_dir
-from bounce_analyzer.schema import EVENT_SCHEMA, EVENTS
-from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.timewindow import parse_duration, parse_since, parse_until, previous_start
-from bounce_analyzer.writers import (
-    EventWriter,
-    event_format_for,
-    is_broken_pipe,
-    output_file,
-    printable,
-    refuse_inputs,
-)
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from bounce_analyzer.ingest import IngestResult
+    from bounce_analyzer.pipeline import FileSummary
+    from bounce_analyzer.report import Report
+    from bounce_analyzer.rules import Rules
 
 try:  # a command line the parser refuses (an unknown option): typer carries its own click now
     from typer._click.exceptions import UsageError as CommandLineError
@@ -87,6 +70,8 @@ class _Commands(TyperGroup):
 def _reported(command: Callable[[], str | None]) -> Iterator[None]:
     """Run a command (`command()` names it), turning the errors it stops on into their message
     and exit code."""
+    from bounce_analyzer.writers import is_broken_pipe, printable
+
     try:
         yield
     except BounceAnalyzerError as error:
@@ -115,6 +100,8 @@ _PLUGINS = {"check"}
 
 def _exit_code(command: str | None, code: int, message: str) -> int:
     """The exit code of `command` stopped by an error of exit code `code`."""
+    from bounce_analyzer.writers import printable
+
     if command not in _PLUGINS:
         return code
     from bounce_analyzer.check import Status
@@ -191,6 +178,8 @@ LocalDomainsOption = Annotated[
 def _rules(option: str | None, *, local_domains: str | None = None) -> Rules:
     """The built-in rules with the `--rules` folder (else $BOUNCE_ANALYZER_RULES) laid over,
     and the `--local-domains` added to their direction settings."""
+    from bounce_analyzer.rules import load_rules, user_rules_dir
+
     loaded = load_rules(user_rules_dir(Path(option) if option else None))
     if local_domains is not None:
         loaded = loaded.with_local_domains(local_domains.split(","))
@@ -273,6 +262,8 @@ def explain(
     Example: bounce-analyzer explain "550-5.1.1 The email account that you tried to reach
     does not exist"   (or: bounce-analyzer explain --unclassified --since 30d)
     """
+    from bounce_analyzer.render import render_unclassified
+
     words = text or []
     if unclassified:
         given = {"--code": code, "--enhanced": enhanced, "--provider": provider,
@@ -336,6 +327,9 @@ def _unclassified(
 ) -> tuple[pl.DataFrame, int, bool]:
     """The unclassified texts of `paths` (else of the store), the rows `top` left out, and
     whether an input failed (its summary is on stderr)."""
+    from bounce_analyzer.pipeline import run_failed
+    from bounce_analyzer.report import unclassified_texts
+
     if paths:
         from bounce_analyzer.ingest import summarize_paths  # lazy: pyarrow
 
@@ -432,6 +426,8 @@ def _echo_summaries(summaries: list[FileSummary], *, all_of_them: bool) -> None:
     """On stderr, the summary line of each input (`all_of_them`), or only of each input that
     was damaged, not read or misread: quiet means silent unless something is wrong. A
     misread input is followed by a warning that names the format it looks like."""
+    from bounce_analyzer.writers import printable
+
     for summary in summaries:
         problem = (
             summary.partial or summary.misread or (summary.source is None and not summary.empty)
@@ -443,6 +439,8 @@ def _echo_summaries(summaries: list[FileSummary], *, all_of_them: bool) -> None:
 
 
 def _misread_warning(summary: FileSummary) -> str:
+    from bounce_analyzer.sources import detect as detect_source
+
     looks_like = detect_source(summary.head)
     text = (
         f"warning: {summary.path}: {summary.malformed:,} of {summary.read:,} records malformed "
@@ -486,6 +484,8 @@ def _stdout() -> IO[bytes]:
 def _open_output(outputs: ExitStack, path: str) -> IO[bytes]:
     """`path` opened for writing, whole or not at all (`writers.output_file`), until
     `outputs` closes."""
+    from bounce_analyzer.writers import output_file
+
     return outputs.enter_context(open(outputs.enter_context(output_file(path)), "wb"))
 
 
@@ -522,6 +522,13 @@ def parse(
 
     Example: bounce-analyzer parse /var/log/mail.log --format csv -o bounces.csv
     """
+    import polars as pl
+
+    from bounce_analyzer.pipeline import ParseRun, run_failed
+    from bounce_analyzer.reading import expand_inputs
+    from bounce_analyzer.schema import EVENT_SCHEMA
+    from bounce_analyzer.writers import EventWriter, event_format_for, refuse_inputs
+
     event_format = event_format_for(output, fmt)
     loaded = _rules(rules, local_domains=local_domains)
     run = ParseRun(paths, source=source, tz=tz, strict=strict, rules=loaded)
@@ -570,6 +577,8 @@ def _window(since: str, until: str | None) -> tuple[datetime, datetime | None]:
 
 
 def _ingest_line(result: IngestResult) -> str:
+    from bounce_analyzer.schema import EVENTS
+
     kinds = ", ".join(
         f"{result.events_by_type[name]:,} {name}"
         for name in EVENTS
@@ -611,6 +620,8 @@ def ingest(
     Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
     from bounce_analyzer.ingest import ingest_paths  # lazy: pyarrow
+    from bounce_analyzer.pipeline import run_failed
+    from bounce_analyzer.reading import expand_inputs, total_size
     from bounce_analyzer.store import store_path  # lazy: pyarrow
 
     inputs = expand_inputs(paths)
@@ -637,6 +648,8 @@ def ingest(
 def _report_text(summary: Report, events: pl.LazyFrame, fmt: ReportFormat, *, width: int) -> str:
     """`summary` rendered as `fmt` (a table within `width` columns); the HTML page also
     draws the charts of `events`."""
+    from bounce_analyzer.render import render_report
+
     series = None
     if fmt is ReportFormat.html:
         from bounce_analyzer.series import chart_series
@@ -745,6 +758,11 @@ def report(
 
     Example: bounce-analyzer report --since 7d
     """
+    from bounce_analyzer.pipeline import run_failed
+    from bounce_analyzer.reading import expand_inputs
+    from bounce_analyzer.report import parse_by, summarize
+    from bounce_analyzer.writers import printable, refuse_inputs
+
     start, end = _window(since, until)
     earlier = None  # the previous period's window, with --compare
     if compare:  # (its length needs an end to this one)
@@ -832,6 +850,7 @@ def export(
 
     Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
     """
+    from bounce_analyzer.export import export_events, export_format_for, parse_partition_by
     from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
 
     start, end = _window(since, until)
@@ -993,6 +1012,7 @@ def check(
     Example: bounce-analyzer check --since 24h --warn 5% --crit 10%
     """
     from bounce_analyzer import check as checking
+    from bounce_analyzer.pipeline import run_failed
 
     limits = checking.load_thresholds(Path(thresholds)) if thresholds else checking.Thresholds()
     limits = limits.with_overall(
@@ -1061,6 +1081,9 @@ def metrics(
     Example: bounce-analyzer metrics -o /var/lib/node_exporter/textfile/bounces.prom
     """
     from bounce_analyzer.metrics import known_codes, render_metrics
+    from bounce_analyzer.pipeline import run_failed
+    from bounce_analyzer.reading import expand_inputs
+    from bounce_analyzer.writers import refuse_inputs
 
     now = _now()
     start = None

@@ -14,33 +14,19 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
 
 import polars as pl
 
 from bounce_analyzer.errors import UsageError
+from bounce_analyzer.options import ExportFormat as ExportFormat  # (defined there: see options)
+from bounce_analyzer.options import ExportKind as ExportKind
 from bounce_analyzer.rules import Direction, Rules, solution_for
 from bounce_analyzer.schema import hard_failure, soft_failure
 from bounce_analyzer.stages import ahead
 from bounce_analyzer.writers import neutralize_formulas, output_file, writing
 
 ROW_GROUP_SIZE = 128 * 1024
-
-
-class ExportKind(StrEnum):
-    """What `export` writes."""
-
-    events = "events"
-    daily = "daily"
-    suppressions = "suppressions"
-
-
-class ExportFormat(StrEnum):
-    """The file format of an export."""
-
-    parquet = "parquet"
-    csv = "csv"
 
 
 #: The format an export's name suffix says, where no format is given (no suffix: Parquet).

@@ -12,13 +12,13 @@ import re
 import textwrap
 from dataclasses import replace
 from datetime import date, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from bounce_analyzer.compare import distinguish
 from bounce_analyzer.delays import failure_rate, informative_hosts
+from bounce_analyzer.options import ReportFormat as ReportFormat  # (defined there: see options)
 from bounce_analyzer.report import BOUNCE_TYPES, Inbound, Report
 from bounce_analyzer.writers import neutralize_formulas, printable, printable_frame
 
@@ -26,16 +26,6 @@ if TYPE_CHECKING:
     from bounce_analyzer.series import Series
 
 REPORT_FORMAT_VERSION = 2
-
-
-class ReportFormat(StrEnum):
-    """Output formats of `report`."""
-
-    table = "table"
-    markdown = "markdown"
-    csv = "csv"
-    json = "json"
-    html = "html"
 
 
 _RATE_COLUMNS = ("failure_rate", "share", "previous_failure_rate", "previous_share")

@@ -23,13 +23,14 @@ from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from enum import StrEnum
 
 import polars as pl
 
 from bounce_analyzer.delays import Delays, summarize_delays
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.normalize import message_keys, with_event_codes
+from bounce_analyzer.options import GROUPABLE as GROUPABLE  # (defined there: see options)
+from bounce_analyzer.options import ReportDirection as ReportDirection
 from bounce_analyzer.schema import (
     DIRECTIONS,
     FAILURES,
@@ -41,38 +42,6 @@ from bounce_analyzer.schema import (
     soft_failure,
 )
 from bounce_analyzer.shares import detached, split_by_hash
-
-#: Columns `--by` may group by.
-GROUPABLE = (
-    "provider",
-    "category",
-    "category_group",
-    "source",
-    "recipient_domain",
-    "sender_domain",
-    "smtp_code",
-    "enhanced_code",
-    "date",
-    "event",
-    "bounce_type",
-    "host",
-    "direction",
-    "blocklist",
-    "transport",
-    "client_host",
-    "client_ip",
-    "reject_reason",
-)
-
-
-class ReportDirection(StrEnum):
-    """The directions a report shows (`--direction`): outbound or inbound mail, or all of it
-    (internal hops between our own programs included)."""
-
-    outbound = "outbound"
-    inbound = "inbound"
-    all = "all"
-
 
 REPORT_DIRECTIONS = tuple(direction.value for direction in ReportDirection)
 

@@ -19,7 +19,6 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import polars as pl
 
 from bounce_analyzer import __version__, cache, schema, smtp
 from bounce_analyzer.errors import RulesError, SettingsError, UsageError
+from bounce_analyzer.options import Direction as Direction  # (defined there: see options)
 from bounce_analyzer.schema import SOURCE_NAMES, advice_for
 from bounce_analyzer.smtp import ENHANCED_CODE
 
@@ -187,13 +187,6 @@ class Rules:
         return dataclasses.replace(
             self, direction=dataclasses.replace(self.direction, local_domains=local)
         )
-
-
-class Direction(StrEnum):
-    """The directions a category has advice for (`advice_for`)."""
-
-    outbound = "outbound"  # we (or an ESP for us) sent it: the receiver refused us
-    inbound = "inbound"  # another server sent it to us: our server refused or received it
 
 
 def solution_for(direction: pl.Expr, row_solution: pl.Expr) -> pl.Expr:

@@ -1,0 +1,94 @@
+"""The C tokenizers on the inputs that break tokenizers, through the sources' public `parse`,
+each compared with the polars path (issue 18; docs/NATIVE.md "Testing").
+
+In the ordinary suite this is a differential test of the edges; `tools/sanitizers.py` (which
+.ci/run calls) runs it again against a build with AddressSanitizer and UBSan, where a read one
+byte past a batch, or an overflowing offset, stops the run. It goes through `parse` (not the
+modules' own entry points) so that it holds whatever the tokenizers' internals are; until a
+source has a C path (its module at interface version 1), both runs are the polars path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+import _samples as samples
+import _scripts
+from bounce_analyzer import native
+from bounce_analyzer.generate import generate_exim, generate_postfix
+
+MODULES = {"postfix": "bounce_analyzer._postfix_c", "exim": "bounce_analyzer._exim_c"}
+
+
+fuzz = _scripts.load("fuzz", "tools/fuzz.py")
+
+LINES = {"postfix": samples.BOUNCED.encode(), "exim": samples.EXIM_BOUNCED.encode()}
+
+
+def _edges(line: bytes) -> dict[str, bytes]:
+    """Inputs at a tokenizer's edges, made from one good line of the source."""
+    stamp_end = line.index(b" ", 16)  # "Nov 27 10:00:01 " / "2026-11-27 10:00:01 "
+    return {
+        "empty": b"",
+        "one newline": b"\n",
+        "blank lines": b"\n\r\n\n",
+        "no final newline": line,
+        "crlf": line + b"\r\n" + line + b"\r\n",
+        "cut in the stamp": line[:9],
+        "cut after the stamp": line[: stamp_end + 1],
+        "stamp only, newline": line[:stamp_end] + b"\n",
+        "cut in every place": b"\n".join(line[:i] for i in range(0, len(line), 7)),
+        "nul bytes": line.replace(b" ", b"\x00", 3) + b"\n" + b"\x00" * 40,
+        "invalid utf-8": line.replace(b"example", b"ex\xff\xfeample") + b"\n",
+        "valid utf-8": line.replace(b"example", "exämple".encode()) + b"\n",
+        "utf-8 cut at the end": line + "é".encode()[:1],
+        "a 70 kB line": line + b"x" * 70_000 + b"\n" + line + b"\n",
+        "only spaces": b" " * 300 + b"\n",
+        "key without value": line.rsplit(b"=", 1)[0] + b"=\n",
+        "field repeated": line + b", " + line[stamp_end:] + b"\n",
+    }
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_the_module_imports_and_says_its_interface(source: str) -> None:
+    try:
+        module = importlib.import_module(MODULES[source])
+    except ImportError:
+        pytest.skip(f"{MODULES[source]} is not built here (the polars path runs)")
+    assert isinstance(module.ABI_VERSION, int)
+    # native.module gives it exactly when it speaks the interface the source expects.
+    with fuzz._path(True):
+        assert (native.module(source) is module) == (module.ABI_VERSION == 1)
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+@pytest.mark.parametrize("size", [1, 1 << 20])
+def test_edges_give_the_same_frames_on_both_paths(source: str, size: int) -> None:
+    for name, data in _edges(LINES[source]).items():
+        batches = fuzz.split_batches(data, size) if data else []
+        found, _ = fuzz.compare_paths(source, batches)
+        assert found == [], f"{source}, {name!r}, batches of {size} bytes: {found}"
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_a_generated_log_gives_the_same_frames_on_both_paths(source: str) -> None:
+    out = io.BytesIO()
+    make = generate_postfix if source == "postfix" else generate_exim
+    make(out, lines=600, seed=18, start=datetime(2026, 3, 28, 23, tzinfo=UTC))
+    data = out.getvalue()
+    for tz, size in (("Europe/Berlin", 4096), ("UTC", 1 << 20), ("America/New_York", 20_000)):
+        found, rows = fuzz.compare_paths(source, fuzz.split_batches(data, size), tz=tz)
+        assert found == [], f"{source}, {tz}, batches of {size} bytes: {found}"
+        assert rows > 100
+
+
+def test_a_small_differential_fuzz_run_finds_no_difference() -> None:
+    seeds = fuzz.load_seeds(generated=False, max_bytes=4096)
+    summary = fuzz.run_differential(fuzz.Budget(iterations=10), seed=18, seeds=seeds)
+    assert summary.iterations == 10
+    assert (summary.differences, summary.crashes) == (0, 0), summary.figures()

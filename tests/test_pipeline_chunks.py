@@ -1,0 +1,53 @@
+"""How many events `ParseRun` classifies at once (issue 18: large calls, bounded by memory):
+a chunk ends at `classify_rows` events or with the events of `classify_bytes` of input,
+whichever comes first; the events are the same however they are cut."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bounce_analyzer.generate import generate_exim
+from bounce_analyzer.pipeline import CLASSIFY_BYTES, CLASSIFY_ROWS, ParseRun
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("chunks") / "mainlog"
+    with path.open("wb") as out:
+        generate_exim(out, lines=3000, seed=18, start=datetime(2026, 11, 27, tzinfo=UTC))
+    return path
+
+
+def _chunks(path: Path, **options: int) -> list[pl.DataFrame]:
+    run = ParseRun([str(path)], tz="UTC", now=NOW, **options)
+    return [chunk.events for chunk in run]
+
+
+def test_the_defaults_are_large_calls_bounded_by_input() -> None:
+    assert CLASSIFY_ROWS >= 100_000
+    assert CLASSIFY_BYTES == 3 * 16 * 2**20  # three of `parse`'s batches
+
+
+def test_chunks_end_with_the_events_of_classify_bytes_of_input(log: Path) -> None:
+    batches = _chunks(log, batch_bytes=32768, classify_bytes=1 << 30)
+    whole = _chunks(log, batch_bytes=32768, classify_bytes=3 * 32768)
+    one = _chunks(log, batch_bytes=32768, classify_bytes=1)
+    assert len(batches) == 1
+    assert len(one) > 10 and len(whole) == -(-len(one) // 3)
+    reference = pl.concat(batches)
+    for cut in (whole, one):
+        assert pl.concat(cut).equals(reference, null_equal=True)
+
+
+def test_chunks_end_at_classify_rows(log: Path) -> None:
+    chunks = _chunks(log, batch_bytes=32768, classify_rows=250, classify_bytes=1 << 30)
+    heights = [frame.height for frame in chunks]
+    assert len(heights) > 3
+    # Each but the last ends with the batch that took it to 250 events or more.
+    assert all(height >= 250 for height in heights[:-1])
