@@ -131,11 +131,12 @@ def set_aside_implausible(
 #: lines: 1.16 s of CPU in calls of 25k rows, 0.43 s of 100k, 0.31 s of 200k). But a chunk's
 #: events are held until written, and those of the C path keep their whole input batches
 #: alive (their columns point into them): a chunk also ends with the events of
-#: `CLASSIFY_BYTES` of input (three batches of `parse`: about 50k Postfix or 100k Exim
-#: events), which bounds what it holds on every path (issue 18: 100k-row chunks, six Postfix
-#: batches, raised the C path's peak RSS at 5M lines from 556 to 877 MiB).
+#: `CLASSIFY_BYTES` of input (two batches of `parse`), which bounds what it holds on every
+#: path. Measured with `ingest` of 5M generated Exim lines on the C path (peak RSS, wall):
+#: 48 MiB 1,154 MB and 14.6-16.1 s; 32 MiB 935-957 MB and 16.4-17.0 s; 24 MiB 835 MB and
+#: 20.7 s. 48 MiB took Exim past 1 GiB; 32 MiB keeps both sources and both paths under it.
 CLASSIFY_ROWS = 200_000
-CLASSIFY_BYTES = 48 * 2**20
+CLASSIFY_BYTES = 32 * 2**20
 
 
 @dataclass
