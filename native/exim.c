@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "module.h"
 #include "views.h"
 
 /* Line kinds (sources/exim.py has the same numbers). */
@@ -813,20 +814,5 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "bounce_analyzer._exim_c",
-    .m_doc = "The C tokenizer of the Exim source (optional; the polars path is the reference).",
-    .m_size = -1,
-    .m_methods = methods,
-};
-
-PyMODINIT_FUNC PyInit__exim_c(void) {
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL) return NULL;
-    if (PyModule_AddIntConstant(m, "ABI_VERSION", 1) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
-}
+/* ABI_VERSION 1: the tokenizer is usable (native.module returns this module). */
+TOKENIZER_MODULE(_exim_c, "The C tokenizer of the Exim source (optional; the polars path is the reference).", methods, 1)

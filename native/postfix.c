@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "module.h"
 #include "views.h"
 
 enum {
@@ -805,21 +806,5 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "bounce_analyzer._postfix_c",
-    .m_doc = "The C tokenizer of the Postfix source (optional; the polars path is the reference).",
-    .m_size = -1,
-    .m_methods = methods,
-};
-
-PyMODINIT_FUNC PyInit__postfix_c(void) {
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL) return NULL;
-    /* 1: the tokenizer is usable (native.module("postfix") returns this module). */
-    if (PyModule_AddIntConstant(m, "ABI_VERSION", 1) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
-}
+/* ABI_VERSION 1: the tokenizer is usable (native.module returns this module). */
+TOKENIZER_MODULE(_postfix_c, "The C tokenizer of the Postfix source (optional; the polars path is the reference).", methods, 1)

@@ -25,6 +25,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from _cli import invoke
+from _native import extension_or_skip
 from bounce_analyzer import native
 from bounce_analyzer.generate import generate_exim
 from bounce_analyzer.reading import expand_inputs, read_batches
@@ -49,13 +50,7 @@ EXIM_LOGS = sorted(
 def tokenizer(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The C tokenizer; the test skips without it (fails under CI, which builds it)."""
     monkeypatch.delenv(native.ENV, raising=False)
-    module = native.module("exim")
-    if module is None:
-        message = "the C extension _exim_c is not built (pip install -e . with a C compiler)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}: CI builds it")
-        pytest.skip(message)
-    return module
+    return extension_or_skip("exim")
 
 
 # --- running both paths -----------------------------------------------------------------------

@@ -13,7 +13,6 @@ build always compiles it, they fail instead.
 
 from __future__ import annotations
 
-import importlib
 import os
 import random
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from _cli import invoke
+from _native import extension_or_skip
 from bounce_analyzer import native
 from bounce_analyzer.generate import generate_postfix
 from bounce_analyzer.reading import expand_inputs, read_batches
@@ -47,24 +47,10 @@ POSTFIX_FILES = sorted(
 MTIME = datetime(2026, 11, 5, 3, tzinfo=UTC).timestamp()
 
 
-def _extension() -> ModuleType | None:
-    try:
-        module = importlib.import_module("bounce_analyzer._postfix_c")
-    except ImportError:
-        return None
-    return module if getattr(module, "ABI_VERSION", 0) == 1 else None
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> ModuleType:
     """The extension; skipped when it is not built, a failure under CI (which builds it)."""
-    module = _extension()
-    if module is None:
-        reason = "the C extension bounce_analyzer._postfix_c is not built (no compiler?)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI builds the C extension, yet: {reason}")
-        pytest.skip(reason)
-    return module
+    return extension_or_skip("postfix")
 
 
 # --- running both paths -------------------------------------------------------------------

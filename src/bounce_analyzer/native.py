@@ -12,7 +12,7 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["ENV", "describe", "disabled", "module"]
+__all__ = ["ENV", "built", "describe", "disabled", "module"]
 
 #: The environment variable that turns the C path off (`0`).
 ENV = "BOUNCE_ANALYZER_NATIVE"
@@ -28,7 +28,9 @@ def disabled() -> bool:
     return os.environ.get(ENV, "").strip() == "0"
 
 
-def _load(source: str) -> ModuleType | None:
+def built(source: str) -> ModuleType | None:
+    """The C tokenizer of `source` if it is built and of the interface version this code
+    expects, whatever the environment says (`module` is what the sources use)."""
     name, abi = _MODULES[source]
     try:
         loaded = importlib.import_module(name)
@@ -42,14 +44,14 @@ def module(source: str) -> ModuleType | None:
     another interface version, not written for that source, or turned off by the environment."""
     if disabled() or source not in _MODULES:
         return None
-    return _load(source)
+    return built(source)
 
 
 def describe() -> str:
     """One line: which path the log sources run, and why."""
     if disabled():
         return f"parser: polars path ({ENV}=0)"
-    native = [source for source in _MODULES if _load(source) is not None]
+    native = [source for source in _MODULES if built(source) is not None]
     if not native:
         return "parser: polars path (no C extension built)"
     rest = [source for source in _MODULES if source not in native]
