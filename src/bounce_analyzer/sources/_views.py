@@ -13,26 +13,44 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["string_column"]
+__all__ = ["arrow_column", "number_column", "string_column"]
 
 #: Anything with the buffer protocol (bytes, bytearray, memoryview, mmap).
 Buffer = Any
 
 
-def string_column(
-    name: str, count: int, views: Buffer, data: Buffer, validity: Buffer | None = None
+def arrow_column(
+    name: str, kind: pa.DataType, count: int, buffers: list[Buffer | None]
 ) -> pl.Series:
-    """The String column of `count` rows whose 16-byte `views` point into `data` (null rows
-    where the `validity` bitmap, if given, has a 0 bit)."""
+    """The polars column `name` of the Arrow array of `kind` and `count` rows laid over
+    `buffers` (Arrow's buffer order for `kind`; None for an absent validity bitmap): no copy."""
     array = pa.Array.from_buffers(
-        pa.string_view(),
-        count,
-        [
-            None if validity is None else pa.py_buffer(validity),
-            pa.py_buffer(views),
-            pa.py_buffer(data),
-        ],
+        kind, count, [None if buffer is None else pa.py_buffer(buffer) for buffer in buffers]
     )
     series = pl.from_arrow(array)
     assert isinstance(series, pl.Series)
     return series.alias(name)
+
+
+def string_column(
+    name: str,
+    count: int,
+    views: Buffer,
+    data: Buffer,
+    validity: Buffer | None = None,
+    *,
+    second: Buffer | None = None,
+) -> pl.Series:
+    """The String column of `count` rows whose 16-byte `views` point into `data` (buffer 0)
+    and, if given, into a `second` data buffer (buffer 1); null rows where the `validity`
+    bitmap, if given, has a 0 bit."""
+    buffers = [validity, views, data] + ([] if second is None else [second])
+    return arrow_column(name, pa.string_view(), count, buffers)
+
+
+def number_column(
+    name: str, kind: pa.DataType, count: int, values: Buffer, validity: Buffer | None = None
+) -> pl.Series:
+    """The column of the first `count` fixed-width `values` of `kind` (native byte order),
+    null where the `validity` bitmap, if given, has a 0 bit."""
+    return arrow_column(name, kind, count, [validity, values])

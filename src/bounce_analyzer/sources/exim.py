@@ -73,7 +73,7 @@ from bounce_analyzer.smtp import (
     local_zone,
 )
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
-from bounce_analyzer.sources._views import string_column
+from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
@@ -473,7 +473,7 @@ def _tokenized(
             string_column("line", count, line, data),
             string_column("ref", count, ref, data, ref_valid),
             string_column("body", count, body, data),
-            _numbers("kind", pa.uint8(), count, kind),
+            number_column("kind", pa.uint8(), count, kind),
         ]
     ).with_row_index("index")
     # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps; the
@@ -489,7 +489,7 @@ def _tokenized(
                     string_column("offset", count, offset, data, offset_valid),
                 ]
             )
-            .filter(_numbers("zoned", pa.uint8(), count, zoned) == 1)
+            .filter(number_column("zoned", pa.uint8(), count, zoned) == 1)
             .with_columns(_timestamp(tz))
         )
         stamps = stamps.scatter(heads["index"], heads["timestamp"])
@@ -521,9 +521,9 @@ def _tokenized(
         for name, part in _kinds(left_heads).items():
             joined = pl.concat([parts[name], part])
             parts[name] = joined.sort("index") if "index" in joined.columns else joined
-    rows = _numbers("row", pa.uint32(), cut_count, row)
+    rows = number_column("row", pa.uint32(), cut_count, row)
     found = frame.select("index", "line", "timestamp", "ref").gather(rows)
-    events = _numbers("event", pa.uint8(), cut_count, event)
+    events = number_column("event", pa.uint8(), cut_count, event)
     cut = pl.DataFrame(
         [
             found["index"],
@@ -532,15 +532,17 @@ def _tokenized(
             events,
             found["ref"].alias("message_ref"),
             string_column("address", cut_count, address, data, address_valid),
-            _lowered("recipient", cut_count, recipient, data, lowered),
-            _lowered("recipient_domain", cut_count, domain, data, lowered, domain_valid),
+            string_column("recipient", cut_count, recipient, data, second=lowered),
+            string_column(
+                "recipient_domain", cut_count, domain, data, domain_valid, second=lowered
+            ),
             string_column("relay_host", cut_count, relay_host, data, relay_valid),
             string_column("relay_ip", cut_count, relay_ip, data, relay_valid),
             string_column("transport", cut_count, transport, data, transport_valid),
-            _numbers("smtp_code", pa.int16(), cut_count, code, code_valid),
+            number_column("smtp_code", pa.int16(), cut_count, code, code_valid),
             string_column("enhanced_code", cut_count, enhanced, data, enhanced_valid),
             string_column("diagnostic", cut_count, diagnostic, data, diagnostic_valid),
-            _numbers("delay_s", pa.float64(), cut_count, delay, delay_valid),
+            number_column("delay_s", pa.float64(), cut_count, delay, delay_valid),
         ]
     )
     arrived = pl.col("event") == _E_ARRIVAL
@@ -555,33 +557,6 @@ def _tokenized(
     )
     cut = cut.with_columns(pl.lit(None, pl.String()).alias("original_recipient"))
     return count, heads, parts, _delivery_events(cut), arrivals
-
-
-def _lowered(
-    name: str, count: int, views: Any, data: bytes, lowered: bytes, validity: Any = None
-) -> pl.Series:
-    """The String column of the C tokenizer's `views` into the batch (`data`, buffer 0) and
-    into its lower-cased copies of addresses (`lowered`, buffer 1): `string_column` with a
-    second data buffer."""
-    return _arrow_column(name, pa.string_view(), count, [validity, views, data, lowered])
-
-
-def _numbers(
-    name: str, kind: pa.DataType, count: int, values: Any, validity: Any = None
-) -> pl.Series:
-    """The first `count` fixed-width `values` of the C tokenizer, as a polars column (null
-    where the `validity` bitmap, if given, has a 0 bit)."""
-    return _arrow_column(name, kind, count, [validity, values])
-
-
-def _arrow_column(name: str, kind: pa.DataType, count: int, buffers: list[Any]) -> pl.Series:
-    """The polars column of an Arrow array of `count` rows made over `buffers` (no copy)."""
-    array = pa.Array.from_buffers(
-        kind, count, [None if buffer is None else pa.py_buffer(buffer) for buffer in buffers]
-    )
-    series = pl.from_arrow(array)
-    assert isinstance(series, pl.Series)
-    return series.alias(name)
 
 
 def _lines(batch: Batch) -> pl.Series:

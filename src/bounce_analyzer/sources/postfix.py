@@ -51,7 +51,7 @@ from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
-from bounce_analyzer.sources._views import string_column
+from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
 
@@ -288,7 +288,7 @@ class Postfix:
         skipped = cut["lines"] - cut["kept"] - cut["others"]
         if cut["others"]:
             others = batch_lines(Batch(cut["other_data"], batch.path)).with_columns(
-                line_no=_int_column(cut["other_line_no"], cut["others"], pa.int64())
+                line_no=number_column("line_no", pa.int64(), cut["others"], cut["other_line_no"])
             )
             kept, others_skipped = _syslog_kinds(others, self.tz, reference, seq_base)
             skipped += others_skipped
@@ -1167,13 +1167,6 @@ def _first_text(lines: pl.DataFrame) -> str | None:
     return first[0] if first else None
 
 
-def _int_column(data: Any, count: int, dtype: pa.DataType) -> pl.Series:
-    """`count` integers of `dtype` in `data` (native byte order) as a polars column."""
-    series = pl.from_arrow(pa.Array.from_buffers(dtype, count, [None, pa.py_buffer(data)]))
-    assert isinstance(series, pl.Series)
-    return series
-
-
 def _stamp_times(keys: pl.Series, tz: str, reference: datetime) -> pl.DataFrame:
     """The distinct `stamp_key`s (native/postfix.c: ((month * 32 + day) * 24 + hour) * 3600
     + minute * 60 + second, of a real day and time) -> their UTC times, as the polars path
@@ -1201,9 +1194,9 @@ def _native_frame(
     views = ("raw", "host", "transport", "qid", "body", *fields)
     frame = pl.DataFrame(
         [
-            _int_column(cut["line_no"], count, pa.int64()).alias("line_no"),
-            _int_column(cut["stamp"], count, pa.int32()).alias("key"),
-            _int_column(cut["kind"], count, pa.uint8()).alias("kind"),
+            number_column("line_no", pa.int64(), count, cut["line_no"]),
+            number_column("key", pa.int32(), count, cut["stamp"]),
+            number_column("kind", pa.uint8(), count, cut["kind"]),
             *(strings(name) for name in views),
         ]
     ).with_columns(key=pl.when(pl.col("key") >= 0).then("key"))
