@@ -56,7 +56,10 @@ __all__ = [
     "Committed",
     "DayWriter",
     "OldDay",
+    "StagedFiles",
+    "StagedWriter",
     "Staging",
+    "StagingTarget",
     "Store",
     "StoreReader",
     "as_current",
@@ -1295,34 +1298,53 @@ def between_steps() -> None:
     that a kill or a reader can land in each window."""
 
 
-class Staging:
-    """One writing run's files under `tmp/<run-id>/`, until `commit` moves them into place.
+@dataclass(frozen=True)
+class StagedFiles:
+    """Files a `StagedWriter` wrote, by table and day, that `Staging.adopt` takes into a run.
 
-    `Store.staging` makes it and holds the store's lock while it is open. `catalogue` is the
-    catalogue as it was when the lock was taken: where each input read before was left.
+    Plain data (paths as text), so that it crosses processes: a worker of another process (a
+    Dask worker, `bounce_analyzer.cluster`) returns it to the process that commits.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        folder: Path,
-        run_id: str,
-        read_at: datetime,
-        catalogue: list[CatalogueEntry],
-    ) -> None:
-        self.store = store
+    events: dict[str, list[str]] = field(default_factory=dict)
+    quarantine: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StagingTarget:
+    """Where a worker stages its part of a run, and with what run identity (picklable).
+
+    `Staging.target(name)` gives one per worker task; `writer()` opens a `StagedWriter` in the
+    process that calls it. Its files enter the store only when the run's `Staging` adopts them
+    and commits: a worker never writes the catalogue, the state or the table itself.
+    """
+
+    folder: str
+    run_id: str
+    read_at: datetime
+    name: str
+
+    def writer(self) -> StagedWriter:
+        return StagedWriter(Path(self.folder), self.run_id, self.read_at, prefix=self.name)
+
+
+class StagedWriter:
+    """Stages events (by the UTC day of their timestamp) and malformed records (by the day they
+    are read) to Parquet files under one folder: what `Staging.add` does for the process that
+    holds the store's lock, and what a worker does for its part of a run (`StagingTarget`)."""
+
+    def __init__(self, folder: Path, run_id: str, read_at: datetime, *, prefix: str = "") -> None:
         self.run_id = run_id
         self.read_at = read_at
-        self.catalogue = catalogue
-        counter = [0]  # part numbers are unique in a run, across both tables
-        prefix = f"part-{run_id}"
+        counter = [0]  # part numbers are unique in a writer, across both tables
+        name = f"part-{run_id}-{prefix}" if prefix else f"part-{run_id}"
+        folder.mkdir(parents=True, exist_ok=True)
         self._events = DayWriter(
-            folder / "events", _arrow_schema("events"), prefix=prefix, counter=counter
+            folder / "events", _arrow_schema("events"), prefix=name, counter=counter
         )
         self._quarantine = DayWriter(
-            folder / "quarantine", _arrow_schema("quarantine"), prefix=prefix, counter=counter
+            folder / "quarantine", _arrow_schema("quarantine"), prefix=name, counter=counter
         )
-        folder.mkdir(parents=True)
 
     def add(
         self,
@@ -1332,13 +1354,7 @@ class Staging:
         input_head: bytes = b"",
         input_path: str = "",
     ) -> None:
-        """Stage events (by the UTC day of their timestamp) and malformed records (by the day
-        they are read).
-
-        The malformed records come from the input `input_path` that starts with `input_head`:
-        each is known by that identity and its origin without the path (its location), so that
-        it is set aside once however often and under whatever name its input is read.
-        """
+        """Stage events and malformed records (see `Staging.add`)."""
         if events.height:
             self._events.add(
                 schema.conform(events, schema.EVENT_SCHEMA),
@@ -1358,10 +1374,82 @@ class Staging:
                 pl.lit(self.read_at.strftime("%Y-%m-%d")),
             )
 
+    def finish(self) -> StagedFiles:
+        """Close every file; what was staged."""
+        events = self._events.finish()
+        quarantine = self._quarantine.finish()
+        return StagedFiles(
+            events={day: [str(p) for p in paths] for day, paths in events.items()},
+            quarantine={day: [str(p) for p in paths] for day, paths in quarantine.items()},
+        )
+
     def abort(self) -> None:
-        """Close the staged files without writing what waits (`Store.staging` removes them)."""
+        """Close the open files without writing what waits (the caller removes them)."""
         self._events.abort()
         self._quarantine.abort()
+
+
+class Staging:
+    """One writing run's files under `tmp/<run-id>/`, until `commit` moves them into place.
+
+    `Store.staging` makes it and holds the store's lock while it is open. `catalogue` is the
+    catalogue as it was when the lock was taken: where each input read before was left.
+    Workers of other processes stage parts of the run under targets it gives (`target`), and
+    it takes their files in (`adopt`) before `commit`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        folder: Path,
+        run_id: str,
+        read_at: datetime,
+        catalogue: list[CatalogueEntry],
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.read_at = read_at
+        self.catalogue = catalogue
+        self._folder = folder
+        self._writer = StagedWriter(folder / "run", run_id, read_at)
+        self._adopted: list[StagedFiles] = []
+
+    def add(
+        self,
+        events: pl.DataFrame,
+        malformed: pl.DataFrame,
+        *,
+        input_head: bytes = b"",
+        input_path: str = "",
+    ) -> None:
+        """Stage events (by the UTC day of their timestamp) and malformed records (by the day
+        they are read).
+
+        The malformed records come from the input `input_path` that starts with `input_head`:
+        each is known by that identity and its origin without the path (its location), so that
+        it is set aside once however often and under whatever name its input is read.
+        """
+        self._writer.add(events, malformed, input_head=input_head, input_path=input_path)
+
+    def target(self, name: str) -> StagingTarget:
+        """A place for a worker to stage a part of this run (`name`: unique in the run, made of
+        letters, digits and `-`), on the store's file system."""
+        if not name or not all(c.isalnum() or c == "-" for c in name) or name == "run":
+            raise ValueError(f"invalid staging target name {name!r}")
+        return StagingTarget(str(self._folder / name), self.run_id, self.read_at, name)
+
+    def adopt(self, files: StagedFiles) -> None:
+        """Take into this run the files a worker staged under one of its targets; they are
+        de-duplicated and committed with the run's own, in the order adopted (after its own)."""
+        for paths in (*files.events.values(), *files.quarantine.values()):
+            for path in paths:
+                if Path(path).parent.parent.parent.parent != self._folder:
+                    raise ValueError(f"{path} was not staged under this run's targets")
+        self._adopted.append(files)
+
+    def abort(self) -> None:
+        """Close the staged files without writing what waits (`Store.staging` removes them)."""
+        self._writer.abort()
 
     def carried_state(self) -> dict[str, pl.DataFrame]:
         """The state each source carried out of the last run that committed (`CarriesState`)."""
@@ -1382,8 +1470,7 @@ class Staging:
         catalogue names (a source not in it keeps the state it had).
         """
         root = self.store.path
-        staged_events = self._events.finish()
-        staged_quarantine = self._quarantine.finish()
+        staged_events, staged_quarantine = self._staged()
         between_steps()
 
         # The safety net: drop what the store (or this run) already has.
@@ -1415,6 +1502,23 @@ class Staging:
         _write_catalogue(root, catalogue, state=state_files)
         _remove_other_state(root, state_files)
         return result
+
+    def _staged(self) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+        """Every staged file of the run (its own, then the adopted), by table and day."""
+        return _merge_staged([self._writer.finish(), *self._adopted])
+
+
+def _merge_staged(
+    parts: Sequence[StagedFiles],
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """The staged files of several writers, by table and day, in the order of `parts`."""
+    events: dict[str, list[Path]] = {}
+    quarantine: dict[str, list[Path]] = {}
+    for part in parts:
+        for merged, days in ((events, part.events), (quarantine, part.quarantine)):
+            for day, paths in days.items():
+                merged.setdefault(day, []).extend(Path(p) for p in paths)
+    return events, quarantine
 
 
 def _day_files(store: Path, table: Table, day: str) -> list[Path]:
