@@ -73,6 +73,6 @@ def test_files_staged_elsewhere_are_refused(tmp_path: Path) -> None:
     with store.staging() as staging, pytest.raises(ValueError, match="not staged under"):
         staging.adopt(StagedFiles(events={"2026-11-20": [str(tmp_path / "x.parquet")]}))
     with store.staging() as staging:
-        for bad in ("", "run", "a/b", "../x"):
+        for bad in ("", "a/b", "../x", "a.b"):
             with pytest.raises(ValueError, match="invalid staging target"):
                 staging.target(bad)

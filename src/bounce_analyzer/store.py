@@ -1411,7 +1411,7 @@ class Staging:
         self.read_at = read_at
         self.catalogue = catalogue
         self._folder = folder
-        self._writer = StagedWriter(folder / "run", run_id, read_at)
+        self._writer = StagedWriter(folder, run_id, read_at)
         self._adopted: list[StagedFiles] = []
 
     def add(
@@ -1434,16 +1434,16 @@ class Staging:
     def target(self, name: str) -> StagingTarget:
         """A place for a worker to stage a part of this run (`name`: unique in the run, made of
         letters, digits and `-`), on the store's file system."""
-        if not name or not all(c.isalnum() or c == "-" for c in name) or name == "run":
+        if not name or not all(c.isalnum() or c == "-" for c in name):
             raise ValueError(f"invalid staging target name {name!r}")
-        return StagingTarget(str(self._folder / name), self.run_id, self.read_at, name)
+        return StagingTarget(str(self._folder / "workers" / name), self.run_id, self.read_at, name)
 
     def adopt(self, files: StagedFiles) -> None:
         """Take into this run the files a worker staged under one of its targets; they are
         de-duplicated and committed with the run's own, in the order adopted (after its own)."""
         for paths in (*files.events.values(), *files.quarantine.values()):
             for path in paths:
-                if Path(path).parent.parent.parent.parent != self._folder:
+                if Path(path).parent.parent.parent.parent != self._folder / "workers":
                     raise ValueError(f"{path} was not staged under this run's targets")
         self._adopted.append(files)
 
