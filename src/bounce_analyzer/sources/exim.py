@@ -54,7 +54,7 @@ stays the reference, and the frames are the same either way (tests/test_native_e
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -72,7 +72,14 @@ from bounce_analyzer.smtp import (
     known_zone,
     local_zone,
 )
-from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
+from bounce_analyzer.sources._carry import (
+    Repeats,
+    compact,
+    merged_table,
+    newest_within,
+    state_frame,
+    state_part,
+)
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
@@ -356,6 +363,28 @@ class Exim:
             size=MAX_STATE_BYTES,
         )
         self._repeats.import_state(state)
+
+    @classmethod
+    def merge_state(
+        cls, carried: pl.DataFrame | None, parts: Sequence[pl.DataFrame]
+    ) -> pl.DataFrame:
+        """The state of a run read in parts, each by an instance that imported `carried` (None:
+        nothing), from what each part exported (`CarriesState`, `_carry.merged_table`)."""
+        before = cls(tz="UTC")
+        if carried is not None:
+            before.import_state(carried)
+        start = before.export_state()
+        merged = cls(tz="UTC")
+        merged.import_state(
+            state_frame(
+                messages=merged_table(
+                    state_part(start, "messages", _OPEN_SCHEMA),
+                    [state_part(part, "messages", _OPEN_SCHEMA) for part in parts],
+                ),
+                repeats=Repeats.merged(start, parts),
+            )
+        )
+        return merged.export_state()
 
 
 def _cut(batch: Batch, tz: str) -> _Cut:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple
 from zoneinfo import ZoneInfo
@@ -50,7 +50,14 @@ from bounce_analyzer import native, schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
-from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
+from bounce_analyzer.sources._carry import (
+    Repeats,
+    compact,
+    merged_table,
+    newest_within,
+    state_frame,
+    state_part,
+)
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
@@ -368,6 +375,30 @@ class Postfix:
             )
         )
         self._repeats.import_state(state)
+
+    @classmethod
+    def merge_state(
+        cls, carried: pl.DataFrame | None, parts: Sequence[pl.DataFrame]
+    ) -> pl.DataFrame:
+        """The state of a run read in parts, each by an instance that imported `carried` (None:
+        nothing), from what each part exported (`CarriesState`, `_carry.merged_table`)."""
+        before = cls(tz="UTC")
+        if carried is not None:
+            before.import_state(carried)
+        start = before.export_state()
+        queue_ids = merged_table(
+            state_part(start, "queue_ids", _OPEN),
+            [state_part(part, "queue_ids", _OPEN) for part in parts],
+        )
+        merged = cls(tz="UTC")
+        # (each part numbered its lines from the same start: the merged order is the table's)
+        merged.import_state(
+            state_frame(
+                queue_ids=queue_ids.with_columns(seq=pl.int_range(pl.len(), dtype=pl.Int64())),
+                repeats=Repeats.merged(start, parts),
+            )
+        )
+        return merged.export_state()
 
     def _bounded(self, open_ids: pl.DataFrame) -> pl.DataFrame:
         """`open_ids` (in `seq` order) within `max_open_ids` rows and `max_state_bytes` bytes,
