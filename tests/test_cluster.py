@@ -23,7 +23,7 @@ from bounce_analyzer.cluster import ingest_on_cluster, log_sets
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.generate import generate_exim, generate_postfix
 from bounce_analyzer.ingest import IngestResult, ingest_paths
-from bounce_analyzer.reading import InputFile, expand_inputs
+from bounce_analyzer.reading import InputFile, expand_inputs, total_size
 from bounce_analyzer.sources import get_source
 from bounce_analyzer.store import open_store, scan_events, scan_quarantine
 
@@ -144,10 +144,18 @@ def test_four_servers_on_two_workers_store_what_one_process_stores(
     logs = tmp_path / "logs"
     growth = make_logs(logs)
     paths = [str(logs)]
-    one = ingest_paths(tmp_path / "one", paths, tz="UTC", now=NOW)
+    counted: dict[str, list[int]] = {"one": [], "cluster": []}
+    one = ingest_paths(tmp_path / "one", paths, tz="UTC", now=NOW, progress=counted["one"].append)
     on_cluster = ingest_on_cluster(
-        tmp_path / "cluster", paths, address=scheduler, tz="UTC", now=NOW
+        tmp_path / "cluster",
+        paths,
+        address=scheduler,
+        tz="UTC",
+        now=NOW,
+        progress=counted["cluster"].append,
     )
+    # Progress counts the bytes read as a single run does (the bar's total: sizes on disk).
+    assert sum(counted["cluster"]) == sum(counted["one"]) == total_size(expand_inputs(paths))
     assert len(on_cluster.files) == 16 and on_cluster.events > 4 * 500
     assert on_cluster.malformed == 1 and on_cluster.duplicates == 0
     same_result(on_cluster, one)
@@ -232,3 +240,55 @@ def test_an_ordinary_ingest_imports_nothing_of_dask(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
     assert scan_events(tmp_path / "s").select(pl.len()).collect().item() > 0
+
+
+def test_options_that_cannot_run_on_a_cluster_are_usage_errors(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    generate_postfix(log, lines=100, seed=1, start=datetime(2026, 11, 20))
+    runner = CliRunner()
+    store = ["--store", str(tmp_path / "s")]
+    both = runner.invoke(
+        app, ["ingest", *store, "--workers", "2", "--cluster", "tcp://h:8786", str(log)]
+    )
+    assert (both.exit_code, both.stderr) == (2, "Error: give either --workers or --cluster\n")
+    piped = runner.invoke(app, ["ingest", *store, "--workers", "2", "-"], input=log.read_bytes())
+    assert piped.exit_code == 2
+    assert piped.stderr == (
+        "Error: <stdin>: --workers and --cluster read files (a worker cannot read this "
+        "process's stdin or pipes)\n"
+    )
+    assert not (tmp_path / "s").exists()  # (nothing made before the options are checked)
+
+
+def test_a_scheduler_that_cannot_be_reached_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bounce_analyzer import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    log = tmp_path / "mail.log"
+    generate_postfix(log, lines=100, seed=1, start=datetime(2026, 11, 20))
+    result = CliRunner().invoke(
+        app, ["ingest", "--store", str(tmp_path / "s"), "--cluster", "tcp://127.0.0.1:9", str(log)]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: cannot reach the Dask scheduler at tcp://127.0.0.1:9: ")
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "s").exists()
+
+
+def test_files_a_worker_staged_out_of_sight_stop_the_run(tmp_path: Path) -> None:
+    from bounce_analyzer import cluster
+    from bounce_analyzer.errors import ClusterError
+    from bounce_analyzer.store import StagedFiles
+
+    here = tmp_path / "part-0.parquet"
+    here.write_bytes(b"")
+    elsewhere = str(tmp_path / "not-here" / "part-1.parquet")
+    seen = cluster._Done(StagedFiles(events={"2026-11-20": [str(here)]}), [], {}, 0)
+    cluster._check_shared([seen])  # (a file this machine sees; and one at a URL)
+    at_url = StagedFiles(events={"2026-11-20": ["s3://bucket/store/events/part-1.parquet"]})
+    cluster._check_shared([cluster._Done(at_url, [], {}, 0)])
+    unseen = cluster._Done(StagedFiles(quarantine={"2026-11-20": [elsewhere]}), [], {}, 0)
+    with pytest.raises(ClusterError, match="must be on a file system every worker shares"):
+        cluster._check_shared([seen, unseen])

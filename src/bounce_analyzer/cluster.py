@@ -188,9 +188,9 @@ def ingest_on_cluster(
     # is made or a cluster started.
     checked = ParseRun(inputs, source=source, tz=tz, strict=strict, rules=rules, now=now)
     sets = log_sets(inputs)
-    if not isinstance(store, Store):
-        store = open_store(store, create=True)
     with _client(workers=workers, address=address) as client:
+        if not isinstance(store, Store):
+            store = open_store(store, create=True)  # (once the cluster is there)
         with store.staging(wait=wait, now=now) as staging:
             carried = staging.carried_state()
             shared = _Shared(
@@ -357,12 +357,13 @@ def _failure(task: _Task, error: BaseException | None) -> BaseException:
 
 
 def _check_shared(parts: Sequence[_Done]) -> None:
-    """`ClusterError` when the files the workers staged are not on this machine's file system
-    (workers elsewhere, with the store on a path of their own)."""
+    """`ClusterError` when the files the workers staged in a folder are not on this machine's
+    file system (workers elsewhere, with the store on a path of their own). Files at a URL
+    (`s3://...`) are where every machine sees them."""
     for part in parts:
         for paths in (*part.files.events.values(), *part.files.quarantine.values()):
             for path in paths:
-                if not os.path.exists(path):
+                if "://" not in path and not os.path.exists(path):
                     raise ClusterError(
                         f"{path}: a worker staged this file where this process cannot see it; "
                         "the store and the inputs must be on a file system every worker shares"
