@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import polars as pl
 
@@ -63,7 +63,7 @@ from bounce_analyzer.store import (
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["ingest_on_cluster", "log_sets"]
+__all__ = ["IngestOptions", "ingest_on_cluster", "log_sets", "merge_states"]
 
 #: How long to wait for the scheduler at `--cluster` before giving up.
 CONNECT_TIMEOUT = "30s"
@@ -153,45 +153,47 @@ def _read_log_set(task: _Task, shared: _Shared) -> _Done:
     return _Done(writer.finish(), run.summaries, run.export_state(), progressed)
 
 
+class IngestOptions(TypedDict, total=False):
+    """The options of `ingest.ingest_paths` that a run on a cluster takes as they are: `source,
+    tz, strict, rules, progress` (called in a thread of Dask's client), `wait`, `now`."""
+
+    source: str | None
+    tz: str | None
+    strict: bool
+    rules: Rules | None
+    progress: Callable[[int], None] | None
+    wait: bool
+    now: datetime | None
+
+
 def ingest_on_cluster(
     store: Store | str | Path,
     paths: Sequence[str],
     *,
     workers: int | None = None,
     address: str | None = None,
-    source: str | None = None,
-    tz: str | None = None,
-    strict: bool = False,
-    rules: Rules | None = None,
-    progress: Callable[[int], None] | None = None,
-    wait: bool = False,
-    now: datetime | None = None,
+    **options: Unpack[IngestOptions],
 ) -> IngestResult:
-    """Read `paths` into `store` as `ingest.ingest_paths` does, each log set on a worker.
-
-    Parameters
-    ----------
-    workers
-        Start a local Dask cluster of this many worker processes for the run.
-    address
-        Or use the cluster whose scheduler is there (`tcp://host:8786`); one of the two.
-    store, paths, source, tz, strict, rules, progress, wait, now
-        As for `ingest.ingest_paths` (`progress` is called in a thread of Dask's client).
-    """
+    """Read `paths` into `store` as `ingest.ingest_paths` does (with its `options`), each log
+    set on a worker of a local Dask cluster of `workers` processes, or of the cluster whose
+    scheduler is at `address` (`tcp://host:8786`): one of the two."""
     if (workers is None) == (address is None):
         raise UsageError("give either --workers or --cluster")
     if workers is not None and workers < 1:
         raise UsageError(f"invalid --workers {workers}: give 1 or more")
-    now = datetime.now(UTC) if now is None else now
+    source, tz, strict = options.get("source"), options.get("tz"), options.get("strict", False)
+    now = options.get("now") or datetime.now(UTC)
     inputs = expand_inputs(paths)
     # The options and the inputs are checked here as a single run checks them, before a store
     # is made or a cluster started.
-    checked = ParseRun(inputs, source=source, tz=tz, strict=strict, rules=rules, now=now)
+    checked = ParseRun(
+        inputs, source=source, tz=tz, strict=strict, rules=options.get("rules"), now=now
+    )
     sets = log_sets(inputs)
     with _client(workers=workers, address=address) as client:
         if not isinstance(store, Store):
             store = open_store(store, create=True)  # (once the cluster is there)
-        with store.staging(wait=wait, now=now) as staging:
+        with store.staging(wait=options.get("wait", False), now=now) as staging:
             carried = staging.carried_state()
             shared = _Shared(
                 catalogue=staging.catalogue,
@@ -203,7 +205,7 @@ def ingest_on_cluster(
                 now=now,
                 topic=f"bounce-analyzer-progress-{staging.run_id}",
             )
-            parts = _run(client, staging, sets, shared, progress)
+            parts = _run(client, staging, sets, shared, options.get("progress"))
             for part in parts:
                 staging.adopt(part.files)
             summaries = [summary for part in parts for summary in part.summaries]

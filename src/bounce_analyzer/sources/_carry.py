@@ -11,12 +11,13 @@ oldest rows going first; `compact` makes a carried table's bytes its own. `state
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import polars as pl
 
 from bounce_analyzer import schema
+from bounce_analyzer.sources.base import CarriesState
 
 __all__ = [
     "MAX_REPEAT_ROWS",
@@ -24,6 +25,7 @@ __all__ = [
     "REPEAT_WINDOW",
     "Repeats",
     "compact",
+    "merged_state",
     "merged_table",
     "newest_within",
     "state_bytes",
@@ -228,6 +230,35 @@ def merged_table(before: pl.DataFrame, parts: Sequence[pl.DataFrame]) -> pl.Data
         for part in parts
     ]
     return pl.concat([kept, *added])
+
+
+def merged_state(
+    make: Callable[[], CarriesState],
+    carried: pl.DataFrame | None,
+    parts: Sequence[pl.DataFrame],
+    *,
+    table: str,
+    columns: dict[str, pl.DataType],
+    order: str | None = None,
+) -> pl.DataFrame:
+    """A source's `merge_state`: the state of a run read in parts, each part by an instance
+    (`make()`) that imported `carried` (None: nothing), from what each part exported. The
+    source's own table `table` (of `columns`) and the counts of repeated lines are each merged
+    by `merged_table`; `order`, a column that numbers the table's rows in their order (each
+    part numbered its own from the same start), is numbered again in the merged order. The
+    result is within the source's bounds (it is imported once more)."""
+    before = make()
+    if carried is not None:
+        before.import_state(carried)
+    start = before.export_state()
+    rows = merged_table(
+        state_part(start, table, columns), [state_part(part, table, columns) for part in parts]
+    )
+    if order is not None:
+        rows = rows.with_columns(pl.int_range(pl.len(), dtype=pl.Int64()).alias(order))
+    merged = make()
+    merged.import_state(state_frame(**{table: rows}, repeats=Repeats.merged(start, parts)))
+    return merged.export_state()
 
 
 def state_part(state: pl.DataFrame, name: str, columns: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -72,14 +72,8 @@ from bounce_analyzer.smtp import (
     known_zone,
     local_zone,
 )
-from bounce_analyzer.sources._carry import (
-    Repeats,
-    compact,
-    merged_table,
-    newest_within,
-    state_frame,
-    state_part,
-)
+from bounce_analyzer.sources import _carry
+from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
@@ -369,22 +363,11 @@ class Exim:
         cls, carried: pl.DataFrame | None, parts: Sequence[pl.DataFrame]
     ) -> pl.DataFrame:
         """The state of a run read in parts, each by an instance that imported `carried` (None:
-        nothing), from what each part exported (`CarriesState`, `_carry.merged_table`)."""
-        before = cls(tz="UTC")
-        if carried is not None:
-            before.import_state(carried)
-        start = before.export_state()
-        merged = cls(tz="UTC")
-        merged.import_state(
-            state_frame(
-                messages=merged_table(
-                    state_part(start, "messages", _OPEN_SCHEMA),
-                    [state_part(part, "messages", _OPEN_SCHEMA) for part in parts],
-                ),
-                repeats=Repeats.merged(start, parts),
-            )
+        nothing), from what each part exported (`CarriesState`): the open messages in order of
+        arrival, those no part touched first."""
+        return _carry.merged_state(
+            lambda: cls(tz="UTC"), carried, parts, table="messages", columns=_OPEN_SCHEMA
         )
-        return merged.export_state()
 
 
 def _cut(batch: Batch, tz: str) -> _Cut:

@@ -50,14 +50,8 @@ from bounce_analyzer import native, schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
-from bounce_analyzer.sources._carry import (
-    Repeats,
-    compact,
-    merged_table,
-    newest_within,
-    state_frame,
-    state_part,
-)
+from bounce_analyzer.sources import _carry
+from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
 from bounce_analyzer.stages import ahead
@@ -381,24 +375,11 @@ class Postfix:
         cls, carried: pl.DataFrame | None, parts: Sequence[pl.DataFrame]
     ) -> pl.DataFrame:
         """The state of a run read in parts, each by an instance that imported `carried` (None:
-        nothing), from what each part exported (`CarriesState`, `_carry.merged_table`)."""
-        before = cls(tz="UTC")
-        if carried is not None:
-            before.import_state(carried)
-        start = before.export_state()
-        queue_ids = merged_table(
-            state_part(start, "queue_ids", _OPEN),
-            [state_part(part, "queue_ids", _OPEN) for part in parts],
+        nothing), from what each part exported (`CarriesState`): the open queue ids, those no
+        part touched first, `seq` numbered again in that order."""
+        return _carry.merged_state(
+            lambda: cls(tz="UTC"), carried, parts, table="queue_ids", columns=_OPEN, order="seq"
         )
-        merged = cls(tz="UTC")
-        # (each part numbered its lines from the same start: the merged order is the table's)
-        merged.import_state(
-            state_frame(
-                queue_ids=queue_ids.with_columns(seq=pl.int_range(pl.len(), dtype=pl.Int64())),
-                repeats=Repeats.merged(start, parts),
-            )
-        )
-        return merged.export_state()
 
     def _bounded(self, open_ids: pl.DataFrame) -> pl.DataFrame:
         """`open_ids` (in `seq` order) within `max_open_ids` rows and `max_state_bytes` bytes,
