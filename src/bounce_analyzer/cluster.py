@@ -97,7 +97,7 @@ class _Shared:
     tz: str | None
     strict: bool
     now: datetime
-    topic: str  # the progress events' topic
+    topic: str | None  # the progress events' topic (None: no progress is shown)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ def _read_log_set(task: _Task, shared: _Shared) -> _Done:
     def progress(size: int) -> None:
         nonlocal progressed
         progressed += size
-        worker.log_event(shared.topic, (task.name, size))
+        if shared.topic is not None:
+            worker.log_event(shared.topic, (task.name, size))
 
     run = ParseRun(
         task.inputs,
@@ -183,6 +184,7 @@ def ingest_on_cluster(
         raise UsageError(f"invalid --workers {workers}: give 1 or more")
     source, tz, strict = options.get("source"), options.get("tz"), options.get("strict", False)
     now = options.get("now") or datetime.now(UTC)
+    progress = options.get("progress")
     inputs = expand_inputs(paths)
     # The options and the inputs are checked here as a single run checks them, before a store
     # is made or a cluster started.
@@ -203,9 +205,9 @@ def ingest_on_cluster(
                 tz=tz,
                 strict=strict,
                 now=now,
-                topic=f"bounce-analyzer-progress-{staging.run_id}",
+                topic=None if progress is None else f"bounce-analyzer-{staging.run_id}",
             )
-            parts = _run(client, staging, sets, shared, options.get("progress"))
+            parts = _run(client, staging, sets, shared, progress)
             for part in parts:
                 staging.adopt(part.files)
             summaries = [summary for part in parts for summary in part.summaries]
@@ -295,18 +297,24 @@ def _run(
     counted: dict[str, int] = {task.name: 0 for task in tasks}
     finished: set[str] = set()
 
-    def report(name: str, size: int) -> None:
+    def report(name: str, size: int, *, total: bool = False) -> None:
+        """Count `size` bytes more read by the task `name`, or (`total`) its last figure."""
         with lock:
-            if name in finished or progress is None:
-                return
+            if name in finished:
+                return  # (an event that came after the task's result)
+            if total:
+                size -= counted[name]
+                finished.add(name)
             counted[name] += size
-            progress(size)
+            if progress is not None and size:
+                progress(size)
 
     def on_event(event: tuple[float, Any]) -> None:
         name, size = event[1]
         report(name, size)
 
-    client.subscribe_topic(shared.topic, on_event)
+    if shared.topic is not None:
+        client.subscribe_topic(shared.topic, on_event)
     futures: list[Future[_Done]] = []
     try:
         on_workers = client.scatter(shared, broadcast=True, hash=False)
@@ -324,19 +332,20 @@ def _run(
         done: list[_Done | None] = [None] * len(tasks)
         for future in as_completed(futures, loop=client.loop):
             number = index[future.key]
-            if future.status != "finished":
+            if future.status == "error":
                 raise _failure(tasks[number], future.exception())
+            if future.status != "finished":  # (cancelled, or lost with the scheduler)
+                raise _failure(tasks[number], None)
             part: _Done = future.result()
             # (the events of the task still on their way are not waited for)
-            report(tasks[number].name, part.progressed - counted[tasks[number].name])
-            with lock:
-                finished.add(tasks[number].name)
+            report(tasks[number].name, part.progressed, total=True)
             done[number] = part
     except BaseException:
         client.cancel(futures)
         raise
     finally:
-        client.unsubscribe_topic(shared.topic)
+        if shared.topic is not None:
+            client.unsubscribe_topic(shared.topic)
     parts = [part for part in done if part is not None]
     _check_shared(parts)
     return parts
