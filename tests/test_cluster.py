@@ -292,3 +292,23 @@ def test_files_a_worker_staged_out_of_sight_stop_the_run(tmp_path: Path) -> None
     unseen = cluster._Done(StagedFiles(quarantine={"2026-11-20": [elsewhere]}), [], {}, 0)
     with pytest.raises(ClusterError, match="must be on a file system every worker shares"):
         cluster._check_shared([seen, unseen])
+
+
+def test_merged_table_keeps_what_no_part_touched_then_each_parts_changes() -> None:
+    from bounce_analyzer.sources._carry import merged_table
+
+    def table(*rows: tuple[str, str | None]) -> pl.DataFrame:
+        return pl.DataFrame(rows, schema={"id": pl.String(), "sender": pl.String()}, orient="row")
+
+    before = table(("a", "s1"), ("b", None), ("c", "s3"))
+    # One part closed b and opened x; the other gave b a sender (moved to the end) and
+    # opened y; a third touched nothing.
+    parts = [
+        table(("a", "s1"), ("c", "s3"), ("x", "s4")),
+        table(("a", "s1"), ("c", "s3"), ("b", "s2"), ("y", None)),
+        before,
+    ]
+    assert_frame_equal(
+        merged_table(before, parts),
+        table(("a", "s1"), ("c", "s3"), ("x", "s4"), ("b", "s2"), ("y", None)),
+    )

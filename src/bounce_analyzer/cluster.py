@@ -32,8 +32,10 @@ both must be on a file system every worker shares (docs/SCALE.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,6 +70,9 @@ __all__ = ["IngestOptions", "ingest_on_cluster", "log_sets", "merge_states"]
 #: How long to wait for the scheduler at `--cluster` before giving up.
 CONNECT_TIMEOUT = "30s"
 
+#: How long a failed run waits for its other tasks to stop (each stops after its chunk).
+STOP_WAIT = 120
+
 
 def log_sets(inputs: Sequence[InputFile]) -> list[list[InputFile]]:
     """`inputs` in log sets (a folder and a name without its rotation suffix:
@@ -98,6 +103,7 @@ class _Shared:
     strict: bool
     now: datetime
     topic: str | None  # the progress events' topic (None: no progress is shown)
+    stop: str  # the name of the Dask `Event` set when the run fails: the tasks stop
 
 
 @dataclass(frozen=True)
@@ -119,11 +125,16 @@ class _Done:
     progressed: int  # the bytes its progress events counted
 
 
-def _read_log_set(task: _Task, shared: _Shared) -> _Done:
-    """On a worker: read, parse and classify one log set into its staging target."""
-    from distributed import get_worker
+def _read_log_set(task: _Task, shared: _Shared) -> _Done | None:
+    """On a worker: read, parse and classify one log set into its staging target. None when
+    the run failed elsewhere (its stop event was set) before the task was done: it stops
+    after the chunk it is writing."""
+    from distributed import Event, get_worker
 
     worker = get_worker()
+    stop = Event(shared.stop)
+    if stop.is_set():
+        return None
     progressed = 0
 
     def progress(size: int) -> None:
@@ -148,6 +159,9 @@ def _read_log_set(task: _Task, shared: _Shared) -> _Done:
     try:
         for chunk in run:
             writer.add(chunk.events, chunk.malformed, input_head=chunk.head, input_path=chunk.path)
+            if stop.is_set():
+                writer.abort()
+                return None
     except BaseException:
         writer.abort()
         raise
@@ -206,6 +220,7 @@ def ingest_on_cluster(
                 strict=strict,
                 now=now,
                 topic=None if progress is None else f"bounce-analyzer-{staging.run_id}",
+                stop=f"bounce-analyzer-{staging.run_id}-stop",
             )
             parts = _run(client, staging, sets, shared, progress)
             for part in parts:
@@ -286,8 +301,13 @@ def _run(
     shared: _Shared,
     progress: Callable[[int], None] | None,
 ) -> list[_Done]:
-    """Every log set read by a task of the cluster; what each gave, in the sets' order."""
-    from distributed import as_completed
+    """Every log set read by a task of the cluster; what each gave, in the sets' order.
+
+    When a task fails, the others are told to stop (`_Shared.stop`), and waited for (at most
+    `STOP_WAIT`) before the error is raised, so that none is still writing into the staging
+    folder when it is removed.
+    """
+    from distributed import Event, as_completed
 
     tasks = [
         _Task(f"set-{index}", inputs, staging.target(f"set-{index}"))
@@ -315,7 +335,7 @@ def _run(
 
     if shared.topic is not None:
         client.subscribe_topic(shared.topic, on_event)
-    futures: list[Future[_Done]] = []
+    futures: list[Future[_Done | None]] = []
     try:
         on_workers = client.scatter(shared, broadcast=True, hash=False)
         futures = [
@@ -336,11 +356,18 @@ def _run(
                 raise _failure(tasks[number], future.exception())
             if future.status != "finished":  # (cancelled, or lost with the scheduler)
                 raise _failure(tasks[number], None)
-            part: _Done = future.result()
+            part: _Done | None = future.result()
+            if part is None:  # (stopped: not before a failure, which raised)
+                raise _failure(tasks[number], None)
             # (the events of the task still on their way are not waited for)
             report(tasks[number].name, part.progressed, total=True)
             done[number] = part
     except BaseException:
+        Event(shared.stop, client=client).set()
+        deadline = time.monotonic() + STOP_WAIT
+        for future in futures:  # (each done, failed or stopped; or the time is up)
+            with contextlib.suppress(Exception):
+                future.exception(timeout=max(0.0, deadline - time.monotonic()))
         client.cancel(futures)
         raise
     finally:
