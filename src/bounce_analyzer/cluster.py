@@ -21,10 +21,9 @@ changed from those it left), its chunks staged by a `StagedWriter` under `Stagin
 A task returns its staged files, the summary of each input and the state its sources export.
 When every task is done, the coordinator adopts their files (log set after log set), builds
 the catalogue from the summaries (in the inputs' order), merges the sources' state and commits
-once. A task that fails fails the run: the other tasks are cancelled, nothing is committed
-(the staging folder goes; a task of a remote cluster that was already running may still leave
-files there, which the next run clears), and the error is the task's, or a `ClusterError`
-when the cluster was lost or a worker died.
+once. A task that fails fails the run: the other tasks are told to stop and waited for,
+nothing is committed, the staging folder goes, and the error is the task's, or a
+`ClusterError` when the cluster was lost or a worker died.
 
 Workers read the inputs at the paths the coordinator has, and write where the store is:
 both must be on a file system every worker shares (docs/SCALE.md).
