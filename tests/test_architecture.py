@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),
     ("html",),
     ("ingest", "render", "export", "explain", "check", "metrics"),
-    ("webhooks",),
+    ("webhooks", "cluster"),
     ("cli", "__init__"),
     ("__main__",),
 ]
