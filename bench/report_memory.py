@@ -15,6 +15,10 @@ the `after` runs, so that a small store can stand for a large one (a store of 3M
 `--pass-events 50000` splits as one of 30M with the default 500,000); `--baseline-pass-events`
 does the same for `before`, whose passes (of 3M events) each read the whole window (300000
 for a store of 3M that stands for 30M); `--one-pass` adds `after` runs that never split.
+`--baseline-python PY` runs `before` with another interpreter instead (a worktree of the
+baseline with its own venv: `git worktree add --detach W 769801a^1`); `--runs` and
+`--windows` choose what runs (several invocations on one store compare by `--now`, which fixes
+the 30-day window). Issue 17's store of 33M events is made by `bench/store_copies.py`.
 Every run of a window must print the same report (JSON), or the script fails. Prints wall
 time, CPU time and peak RSS of each run, and the ratios the issue sets goals for: the 30-day
 peak against the one-day peak (<= 1.2), under 1 GiB, and the 30-day time against the
