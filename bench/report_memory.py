@@ -15,6 +15,10 @@ the `after` runs, so that a small store can stand for a large one (a store of 3M
 `--pass-events 50000` splits as one of 30M with the default 500,000); `--baseline-pass-events`
 does the same for `before`, whose passes (of 3M events) each read the whole window (300000
 for a store of 3M that stands for 30M); `--one-pass` adds `after` runs that never split.
+`--baseline-python PY` runs `before` with another interpreter instead (a worktree of the
+baseline with its own venv: `git worktree add --detach W 769801a^1`); `--runs` and
+`--windows` choose what runs (several invocations on one store compare by `--now`, which fixes
+the 30-day window). Issue 17's store of 33M events is made by `bench/store_copies.py`.
 Every run of a window must print the same report (JSON), or the script fails. Prints wall
 time, CPU time and peak RSS of each run, and the ratios the issue sets goals for: the 30-day
 peak against the one-day peak (<= 1.2), under 1 GiB, and the 30-day time against the
@@ -46,6 +50,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 GNU_TIME = "/usr/bin/time"
 LIMIT_MB = 1024
+
+#: The runs `--runs` chooses from, by their names there.
+RUN_NAMES = {"before": "before", "after": "after", "one-pass": "after, one pass"}
 
 #: Runs the command line with `report._PASS_EVENTS` from the environment, when it is set.
 RUNNER = (
@@ -95,16 +102,23 @@ def baseline_code(ref: str, work: Path) -> Path:
 
 
 def measured(
-    window: list[str], store: Path, output: Path, *, code: Path | None, pass_events: int | None
+    window: list[str],
+    store: Path,
+    output: Path,
+    *,
+    code: Path | None,
+    pass_events: int | None,
+    python: str = sys.executable,
 ) -> dict[str, float]:
-    """`report --format json` over `window` under GNU time: wall and CPU seconds, peak RSS."""
+    """`report --format json` over `window` under GNU time, run by `python`: wall and CPU
+    seconds, peak RSS."""
     env = dict(os.environ)
     env.pop("BENCH_PASS_EVENTS", None)
     if pass_events is not None:
         env["BENCH_PASS_EVENTS"] = str(pass_events)
     if code is not None:  # the baseline's package first on the path
         env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")]).rstrip(":")
-    command = [sys.executable, "-c", RUNNER, "report", "--store", str(store), *window,
+    command = [python, "-c", RUNNER, "report", "--store", str(store), *window,
                "--format", "json", "--output", str(output)]  # fmt: skip
     done = subprocess.run(
         [GNU_TIME, "-v", *command], capture_output=True, text=True, env=env, check=False
@@ -134,6 +148,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--day", help="the one-day window (default: the store's middle day)")
     parser.add_argument("--baseline", default="main", help="git ref of `before` ('' for none)")
+    parser.add_argument(
+        "--baseline-python",
+        help="the interpreter of a checkout of `before` (its venv's python): run `before` "
+        "with it, instead of `--baseline`'s code with this interpreter",
+    )
+    parser.add_argument(
+        "--runs", help="which runs, comma-separated: before, after, one-pass (default: all set)"
+    )
+    parser.add_argument("--windows", default="30d,1d", help="which windows: 30d, 1d or both")
+    parser.add_argument(
+        "--now", help="the moment `--since 30d` counts back from (ISO; default: the start)"
+    )
     parser.add_argument("--pass-events", type=int, help="report._PASS_EVENTS of `after`")
     parser.add_argument(
         "--baseline-pass-events", type=int, help="report._PASS_EVENTS of `before` (scaled)"
@@ -147,7 +173,8 @@ def main() -> None:
         options.lines, options.pass_events, options.one_pass = 20_000, 2_000, True
     work = options.work or Path(tempfile.mkdtemp(prefix="report-memory-"))
     work.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = datetime.fromisoformat(options.now) if options.now else datetime.now(UTC)
+    now = now.replace(microsecond=0)
     first = now.date() - timedelta(days=options.days)
     store = options.store or work / "store"
     events = None
@@ -155,23 +182,33 @@ def main() -> None:
         events = build_store(store, work, source=options.source, lines=options.lines,
                              days=options.days, start=first)  # fmt: skip
     day = date.fromisoformat(options.day) if options.day else first + timedelta(options.days // 2)
-    windows = {
+    every_window = {
         "30d": ["--since", (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S")],
         "1d": ["--since", day.isoformat(), "--until", (day + timedelta(days=1)).isoformat()],
     }
-    runs: list[tuple[str, Path | None, int | None]] = [("after", None, options.pass_events)]
+    windows = {name: every_window[name] for name in options.windows.split(",")}
+    runs: list[tuple[str, Path | None, int | None, str]] = [
+        ("after", None, options.pass_events, sys.executable)
+    ]
     if options.one_pass:
-        runs.append(("after, one pass", None, 10**12))
-    if options.baseline:
+        runs.append(("after, one pass", None, 10**12, sys.executable))
+    if options.baseline_python:
+        runs.insert(0, ("before", None, options.baseline_pass_events, options.baseline_python))
+    elif options.baseline:
         code = baseline_code(options.baseline, work)
-        runs.insert(0, ("before", code, options.baseline_pass_events))
+        runs.insert(0, ("before", code, options.baseline_pass_events, sys.executable))
+    if options.runs:
+        chosen = {RUN_NAMES[name] for name in options.runs.split(",")}
+        runs = [run for run in runs if run[0] in chosen]
     results: dict[str, dict[str, dict[str, float]]] = {}
     print(f"{'window':7} {'run':16} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>12}")
     for window, arguments in windows.items():
         texts = {}
-        for name, code, pass_events in runs:
+        for name, code, pass_events, python in runs:
             output = work / f"report-{window}-{name.replace(', ', '-').replace(' ', '-')}.json"
-            figures = measured(arguments, store, output, code=code, pass_events=pass_events)
+            figures = measured(
+                arguments, store, output, code=code, pass_events=pass_events, python=python
+            )
             results.setdefault(window, {})[name] = figures
             texts[name] = output.read_text(encoding="utf-8")
             print(f"{window:7} {name:16} {figures['wall_s']:>7} {figures['cpu_s']:>7} "
@@ -179,13 +216,15 @@ def main() -> None:
         if len(set(texts.values())) != 1:
             raise SystemExit(f"the runs of the {window} window printed different reports: "
                              f"{', '.join(texts)} (in {work})")  # fmt: skip
-    after_30, after_1 = results["30d"]["after"], results["1d"]["after"]
-    goals: dict[str, object] = {
-        "peak_30d_over_1d": round(after_30["peak_rss_mb"] / after_1["peak_rss_mb"], 2),
-        "peak_30d_under_1_gib": after_30["peak_rss_mb"] < LIMIT_MB,
-    }
-    if options.baseline:
-        before = results["30d"]["before"]
+    goals: dict[str, object] = {}
+    after_30 = results.get("30d", {}).get("after")
+    after_1 = results.get("1d", {}).get("after")
+    if after_30 is not None:
+        goals["peak_30d_under_1_gib"] = after_30["peak_rss_mb"] < LIMIT_MB
+    if after_30 is not None and after_1 is not None:
+        goals["peak_30d_over_1d"] = round(after_30["peak_rss_mb"] / after_1["peak_rss_mb"], 2)
+    before = results.get("30d", {}).get("before")
+    if after_30 is not None and before is not None:
         goals["wall_30d_over_before"] = round(after_30["wall_s"] / before["wall_s"], 2)
         goals["cpu_30d_over_before"] = round(after_30["cpu_s"] / max(before["cpu_s"], 0.01), 2)
     for name, value in goals.items():

@@ -21,6 +21,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from bounce_analyzer import report as report_module
+from bounce_analyzer import shares as shares_module
 from bounce_analyzer.errors import OutputError
 from bounce_analyzer.ingest import ingest_paths
 from bounce_analyzer.report import Report, summarize
@@ -159,6 +160,26 @@ def test_the_split_keeps_each_key_in_one_share_in_its_order() -> None:
     assert owners.height == 37  # each key in one share
     assert all(part["row"].is_sorted() for part in parts)
     assert sum(part.height > 0 for part in parts) > 1
+
+
+def test_a_share_written_as_several_files_keeps_its_rows_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # files of 100 rows at most, row groups of 16: a share of ~700 rows is 7 or more files
+    monkeypatch.setattr(shares_module, "_FILE_ROWS", 100)
+    monkeypatch.setattr(shares_module, "_GROUP_ROWS", 16)
+    keys = [f"m{i % 5}" for i in range(5000)]
+    frame = pl.DataFrame({"key": keys, "row": range(5000), "text": [f"t{i}" for i in range(5000)]})
+    with split_by_hash(frame.lazy(), pl.col("key"), 9) as shares:
+        folders = [len(list(path.glob("*.parquet"))) for path in shares._paths]
+        parts = [share.collect() for share in shares]
+    assert max(folders) >= 7
+    assert sum(part.height for part in parts) == 5000
+    assert all(part["row"].is_sorted() for part in parts)
+    assert_frame_equal(pl.concat(parts).sort("row"), frame)
+    # 5 keys in 9 shares: some shares are empty, with the frame's columns
+    empty = [part for part in parts if part.is_empty()]
+    assert empty and all(part.schema == frame.schema for part in empty)
 
 
 def test_the_shares_are_removed_after_the_report(

@@ -16,18 +16,30 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
 from bounce_analyzer.errors import OutputError
 
-#: Rows of a record batch of the window's file: a batch is what the split holds at once (a
-#: few tens of MB of a report's narrow columns), and each share gets a row group of about
-#: `_BATCH_ROWS / shares` rows from it (larger batches cost more memory, and no less time).
-_BATCH_ROWS = 65_536
+if TYPE_CHECKING:
+    from polars.io.partition import FileProviderArgs
+
+#: Rows of a row group of a share's file. The split writes every share at once, each
+#: through a writer that holds a row group in the making: this many rows of a report's narrow
+#: columns times the shares is what the writers hold. Measured on a 30-day window of 25M
+#: events split in 50 shares: 480 MB peak with 4,096 rows, 700 MB with 16,384; 2,048 rows
+#: cost 1.4x the CPU.
+_GROUP_ROWS = 4_096
+
+#: Rows of a file of a share: a share is written as files of at most this many rows. A
+#: writer left open holds more with every row group it writes: the same 25M events split
+#: into one file per share grew from 450 to 790 MB (and took 1.7x the time); files of 65,536
+#: rows peaked at 549 MB, of 16,384 rows at 489 MB, for the same CPU.
+_FILE_ROWS = 16_384
 
 #: The shares' compression: fast to write and read, and the texts compress well.
-_COMPRESSION = "lz4"
+_COMPRESSION: Final = "lz4"
 
 #: The column that holds a row's share while it is split (never written).
 _SHARE = "__share"
@@ -53,7 +65,7 @@ def share_of(key: pl.Expr, shares: int) -> pl.Expr:
 
 class Shares:
     """The shares of a split frame (`split_by_hash`): iterating gives a scan of each share's
-    file, in the order of the shares, for the caller to read one at a time. (Arrow IPC files
+    files, in the order of the shares, for the caller to read one at a time. (Arrow IPC files
     would be memory-mapped by polars' scan, and the pages read would count as the process's
     memory.)"""
 
@@ -64,8 +76,8 @@ class Shares:
         return len(self._paths)
 
     def __iter__(self) -> Iterator[pl.LazyFrame]:
-        for path in self._paths:
-            yield pl.scan_parquet(path, glob=False)
+        for path in self._paths:  # (a share's folder: its files in the order written)
+            yield pl.scan_parquet(sorted(path.glob("*.parquet")), glob=False)
 
 
 @contextmanager
@@ -82,9 +94,10 @@ def split_by_hash(frame: pl.LazyFrame, key: pl.Expr, shares: int) -> Iterator[Sh
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix=_PREFIX))
         except OSError as error:
             raise _no_room(tempfile.gettempdir(), error) from None
-        paths = [Path(folder) / f"share-{index}.parquet" for index in range(shares)]
         try:
-            _write_shares(frame.with_columns(share_of(key, shares).alias(_SHARE)), paths)
+            paths = _write_shares(
+                frame.with_columns(share_of(key, shares).alias(_SHARE)), Path(folder), shares
+            )
         except (OSError, pl.exceptions.PolarsError) as error:
             # a full disk; any other error (a damaged input file) is the reader's to name
             if not _is_full(error):
@@ -112,43 +125,41 @@ def _no_room(folder: str, error: BaseException) -> OutputError:
     )
 
 
-def _write_shares(frame: pl.LazyFrame, paths: list[Path]) -> None:
-    """Write the rows of `frame` (with `_SHARE`) to `paths[share]`, each a Parquet file (an
-    empty one for a share without rows).
+def _write_shares(frame: pl.LazyFrame, folder: Path, shares: int) -> list[Path]:
+    """Write the rows of `frame` (with `_SHARE`) to Parquet files, a folder per share in
+    `folder` (files of `_FILE_ROWS` rows at most, numbered in the order written; an empty file
+    for a share without rows); the folders, in the order of the shares.
 
-    The streaming engine first writes every row to one file (a native sink: the read is held
-    back when the write lags); that file is then read a record batch at a time, each batch
-    sorted by share (stable: rows keep their order) and cut into one slice per share.
-    Splitting while the engine reads (`collect_batches`) would let the read run ahead of the
-    writes and hold the whole window in memory.
+    One native streaming sink partitioned by `_SHARE` (polars' `PartitionBy`): the read is
+    held back when the writes lag, and rows keep their order within a share. It replaced a
+    sink of the whole window to one Arrow file, then split a record batch at a time into
+    pyarrow writers: every row was written and read twice (on a day of 1.5M events split in
+    4 shares: 5.6 s against 1.8 s, for a peak of 433 MB against 407 MB).
     """
-    import pyarrow.ipc  # lazy: only a split report needs it
-    import pyarrow.parquet
 
-    whole = paths[0].with_name("all.arrow")
-    frame.sink_ipc(whole, compression="lz4", record_batch_size=_BATCH_ROWS, engine="streaming")
-    with ExitStack() as files:
-        source = files.enter_context(pyarrow.OSFile(str(whole)))
-        reader = pyarrow.ipc.open_file(source)
-        schema = pl.DataFrame(schema=frame.drop(_SHARE).collect_schema()).to_arrow().schema
-        writers = [
-            files.enter_context(
-                pyarrow.parquet.ParquetWriter(
-                    str(path), schema, compression=_COMPRESSION, write_statistics=False
-                )
-            )
-            for path in paths
-        ]
-        for index in range(reader.num_record_batches):
-            chunk = pl.from_arrow(reader.get_batch(index))
-            assert isinstance(chunk, pl.DataFrame)
-            ordered = chunk.sort(_SHARE, maintain_order=True)
-            counts = ordered.group_by(_SHARE, maintain_order=True).len().rows()
-            table = ordered.drop(_SHARE).to_arrow()
-            if table.schema != schema:
-                table = table.cast(schema)
-            start = 0
-            for share, rows in counts:
-                writers[share].write_table(table.slice(start, rows))
-                start += rows
-    whole.unlink()
+    def share_file(args: FileProviderArgs) -> Path:
+        share = int(args.partition_keys.item(0, _SHARE))
+        return folder / f"share-{share}" / f"{args.index_in_partition:08d}.parquet"
+
+    paths = [folder / f"share-{index}" for index in range(shares)]
+    for path in paths:
+        path.mkdir()
+    frame.sink_parquet(
+        pl.PartitionBy(
+            folder,
+            key=_SHARE,
+            include_key=False,
+            file_path_provider=share_file,
+            max_rows_per_file=_FILE_ROWS,
+            approximate_bytes_per_file=None,
+        ),
+        compression=_COMPRESSION,
+        statistics=False,
+        row_group_size=_GROUP_ROWS,
+        engine="streaming",
+    )
+    schema = frame.drop(_SHARE).collect_schema()
+    for path in paths:
+        if not any(path.iterdir()):
+            pl.DataFrame(schema=schema).write_parquet(path / f"{0:08d}.parquet")
+    return paths
