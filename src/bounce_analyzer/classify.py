@@ -40,10 +40,10 @@ from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
 from bounce_analyzer.normalize import (
+    hosts_alike_texts,
     joined_lines,
     normalize_message,
-    normalized_for,
-    numbered_hosts_alike,
+    normalized_texts,
     tokens,
     words,
 )
@@ -778,7 +778,12 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     hexish = (
         pl.col("diagnostic").str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False)
     )
-    lazy = texts.lazy().with_columns(hexish.alias("_hexish"))
+    # (the normalized text of the texts an event is classified by: normalize.py, in C where
+    # it is built)
+    textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
+    lazy = texts.lazy().with_columns(
+        hexish.alias("_hexish"), normalized_texts(textual).alias("normalized")
+    )
     complete = lazy.filter(~missing)
     coded = (
         pl.concat(
@@ -796,17 +801,8 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
         .drop("_hexish")
         .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
     )
-    textual = pl.col("_textual")
-    # one plan for the codes and the normalized text: no frame in between; streaming, since
-    # it is some twenty regex passes over every distinct text, which that engine spreads over
-    # the cores for the same CPU time
-    normalized = normalized_for(texts.filter(textual)["diagnostic"])
-    return pl.concat(
-        [
-            coded.filter(textual).with_columns(normalized.alias("normalized")),
-            coded.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
-        ]
-    ).collect(engine="streaming")
+    # streaming: the engine spreads the regex passes of the codes over the cores
+    return coded.collect(engine="streaming")
 
 
 # --- per event -------------------------------------------------------------------------------
@@ -986,7 +982,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
             "enhanced_code",
             "hex_code",
             "normalized",
-            numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
+            hosts_alike_texts(texts["normalized"]).alias("_grouped"),
             "class",
             # what the text names and asks for, whatever decides the category
             blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
