@@ -32,12 +32,14 @@ enum {
     C_PATH = 32,    /* [^\s?#] */
     C_QUERY = 64,   /* [^\s)\]>\"'] */
     C_V6 = 128,     /* [0-9a-f:]: where an IPv6 address may start */
+    C_BEFORE = 256, /* [\s#(\[=\-\"':<;,]: what may stand before an enhanced code */
+    C_OPEN = 512,   /* ["'(\[]: what may stand before a reply code */
 };
-static uchar classes[256];
+static uint16_t classes[256];
 
 static void fill_classes(void) {
     for (int c = 0; c < 256; c++) {
-        uchar k = 0;
+        uint16_t k = 0;
         int space = c == ' ' || (c >= '\t' && c <= '\r');
         if (space) k |= C_SPACE;
         if (c >= '0' && c <= '9') k |= C_DIGIT | C_HEX;
@@ -47,6 +49,8 @@ static void fill_classes(void) {
         if (!space && c != '?' && c != '#') k |= C_PATH;
         if (!space && !(c != 0 && strchr(")]>\"'", c))) k |= C_QUERY;
         if ((k & C_HEX) || c == ':') k |= C_V6;
+        if (space || (c != 0 && strchr("#([=-\"':<;,", c))) k |= C_BEFORE;
+        if (c != 0 && strchr("\"'([", c)) k |= C_OPEN;
         classes[c] = k;
     }
 }
@@ -235,7 +239,7 @@ static size_t ipv6_at(const uchar *in, size_t n, size_t i) {
 }
 
 /* Every leftmost-first match of `at` replaced by `with`. */
-static size_t mask_matches(const uchar *in, size_t n, uchar *out, match_at at, uchar first,
+static size_t mask_matches(const uchar *in, size_t n, uchar *out, match_at at, uint16_t first,
                            const char *with) {
     size_t o = 0, i = 0, w = strlen(with);
     while (i < n) {
@@ -621,12 +625,221 @@ static PyObject *hosts_alike(PyObject *self, PyObject *texts) {
     return answers;
 }
 
+/* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
+
+/* [A-Za-z0-9_]: a word character of the text as written */
+static inline int is_word_any_case(uchar c) {
+    return is_word(c) || (c >= 'A' && c <= 'Z');
+}
+static inline uchar lower(uchar c) { return (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c; }
+static int starts_caseless(const uchar *s, size_t n, size_t p, const char *word) {
+    size_t len = strlen(word);
+    if (p + len > n) return 0;
+    for (size_t q = 0; q < len; q++)
+        if (lower(s[p + q]) != (uchar)word[q]) return 0;
+    return 1;
+}
+static size_t skip_spaces(const uchar *s, size_t n, size_t p) {
+    while (p < n && is_space(s[p])) p++;
+    return p;
+}
+
+/* extract._VERSION: (?i)\b(?:version|release|ver\.?|v)\s*\d+(?:\.\d+)+ -> " ". After the word,
+ * the digits must run to a dot (a shorter run leaves a digit next), so only the alternation
+ * backtracks: each alternative in order, `ver.` before `ver`. The end of a match at i, or 0. */
+static size_t version_rest(const uchar *s, size_t n, size_t p) {
+    p = skip_spaces(s, n, p);
+    if (p >= n || !is_digit(s[p])) return 0;
+    while (p < n && is_digit(s[p])) p++;
+    int groups = 0;
+    while (p + 1 < n && s[p] == '.' && is_digit(s[p + 1])) {
+        p += 1;
+        while (p < n && is_digit(s[p])) p++;
+        groups++;
+    }
+    return groups ? p : 0;
+}
+static size_t version_at(const uchar *s, size_t n, size_t i) {
+    if (i > 0 && is_word_any_case(s[i - 1])) return 0;
+    size_t end = 0;
+    if (starts_caseless(s, n, i, "version") && (end = version_rest(s, n, i + 7))) return end;
+    if (starts_caseless(s, n, i, "release") && (end = version_rest(s, n, i + 7))) return end;
+    if (starts_caseless(s, n, i, "ver.") && (end = version_rest(s, n, i + 4))) return end;
+    if (starts_caseless(s, n, i, "ver") && (end = version_rest(s, n, i + 3))) return end;
+    if (starts_caseless(s, n, i, "v") && (end = version_rest(s, n, i + 1))) return end;
+    return 0;
+}
+static size_t without_versions(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, i = 0;
+    while (i < n) {
+        uchar c = lower(in[i]);
+        size_t end = (c == 'v' || c == 'r') ? version_at(in, n, i) : 0;
+        if (end > i) {
+            out[o++] = ' ';
+            i = end;
+        } else {
+            out[o++] = in[i++];
+        }
+    }
+    return o;
+}
+
+/* extract._REPLY: (?:^\s*|said:\s*|:\s+|["'(\[]\s*)([245][0-5][0-9])(?:[\s\-]|$): the first
+ * match's code, or -1. */
+static int reply_code_at(const uchar *s, size_t n, size_t p) {
+    if (p + 3 > n || !(s[p] == '2' || s[p] == '4' || s[p] == '5') || !(s[p + 1] >= '0' && s[p + 1] <= '5') ||
+        !is_digit(s[p + 2]))
+        return -1;
+    if (p + 3 < n && !is_space(s[p + 3]) && s[p + 3] != '-') return -1;
+    return (s[p] - '0') * 100 + (s[p + 1] - '0') * 10 + (s[p + 2] - '0');
+}
+static int reply_code(const uchar *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int code;
+        if (i == 0 && (code = reply_code_at(s, n, skip_spaces(s, n, 0))) >= 0) return code;
+        if (s[i] == 's' && n - i >= 5 && memcmp(s + i, "said:", 5) == 0 &&
+            (code = reply_code_at(s, n, skip_spaces(s, n, i + 5))) >= 0)
+            return code;
+        if (s[i] == ':' && i + 1 < n && is_space(s[i + 1]) &&
+            (code = reply_code_at(s, n, skip_spaces(s, n, i + 1))) >= 0)
+            return code;
+        if ((classes[s[i]] & C_OPEN) &&
+            (code = reply_code_at(s, n, skip_spaces(s, n, i + 1))) >= 0)
+            return code;
+    }
+    return -1;
+}
+
+/* extract._ENHANCED_CANDIDATE, found one after another (each match takes the character that
+ * ends it): (?:^|[\s#(\[=\-"':<;,])([245]\.[0-7]\.[0-9]{1,3})(?:$|[^0-9.]|\.(?:$|[^0-9])).
+ * The end of the code at p (its detail's digits must number one to three, a longer run leaves
+ * a digit next), or 0; *end: where the match ends. */
+static size_t enhanced_at(const uchar *s, size_t n, size_t p, size_t *end) {
+    if (p + 5 > n || !(s[p] == '2' || s[p] == '4' || s[p] == '5') || s[p + 1] != '.' ||
+        !(s[p + 2] >= '0' && s[p + 2] <= '7') || s[p + 3] != '.')
+        return 0;
+    size_t q = p + 4;
+    while (q < n && is_digit(s[q])) q++;
+    if (q == p + 4 || q - (p + 4) > 3) return 0;
+    if (q == n) *end = q;
+    else if (s[q] != '.') *end = q + 1;
+    else if (q + 1 == n) *end = q + 1;
+    else if (!is_digit(s[q + 1])) *end = q + 2;
+    else return 0;
+    return q;
+}
+static inline int enhanced_delimiter(uchar c) { return classes[c] & C_BEFORE; }
+
+/* codes(texts) -> (reply codes, first enhanced code, first of class 2, of 4, of 5): for each
+ * ASCII str, the reply code extract._reply_code finds in its text without versions (None if
+ * none) and the first of extract._enhanced_candidates, of all and of each class; for
+ * anything else -1 and Nones (the caller runs the polars expressions). */
+static PyObject *codes(PyObject *self, PyObject *texts) {
+    (void)self;
+    if (!PyList_Check(texts)) {
+        PyErr_SetString(PyExc_TypeError, "codes() takes a list");
+        return NULL;
+    }
+    static int ready = 0;
+    if (!ready) {
+        fill_classes();
+        ready = 1;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(texts);
+    PyObject *lists[5] = {NULL, NULL, NULL, NULL, NULL};
+    uchar *work = NULL;
+    size_t size = 0;
+    for (int k = 0; k < 5; k++) {
+        if ((lists[k] = PyList_New(count)) == NULL) goto failed;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(lists[k], i, Py_None);
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        if (!(PyUnicode_Check(text) && PyUnicode_IS_ASCII(text))) {
+            PyObject *none = PyLong_FromLong(-1);
+            if (none == NULL) goto failed;
+            PyList_SetItem(lists[0], i, none);
+            continue;
+        }
+        const uchar *s = PyUnicode_DATA(text);
+        size_t n = (size_t)PyUnicode_GET_LENGTH(text);
+        if (n + 1 > size) {
+            uchar *grown = realloc(work, n + 1);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto failed;
+            }
+            work = grown;
+            size = n + 1;
+        }
+        /* (a copy only where a version is to be taken out) */
+        const uchar *versionless = s;
+        size_t len = n;
+        for (size_t v = 0; v < n; v++) {
+            uchar c = lower(s[v]);
+            if ((c == 'v' || c == 'r') && version_at(s, n, v)) {
+                len = without_versions(s, n, work);
+                versionless = work;
+                break;
+            }
+        }
+        int reply = reply_code(versionless, len);
+        if (reply >= 0) {
+            PyObject *value = PyLong_FromLong(reply);
+            if (value == NULL) goto failed;
+            PyList_SetItem(lists[0], i, value);
+        }
+        /* the first candidate of all, then of classes 2, 4, 5 (lists 1 to 4) */
+        /* the codes' first dots, in order: a code at p is found where p is 0, or where a
+         * character that may stand before one is at p - 1 and the match before ended there
+         * or earlier */
+        int wanted = 4;
+        size_t done = 0;
+        const uchar *dot = versionless;
+        while (wanted > 0 && (dot = memchr(dot, '.', (size_t)(versionless + len - dot))) != NULL) {
+            size_t code = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
+            dot++;
+            if (dot - 1 == versionless) continue;
+            if (!(code == 0 || (code - 1 >= done && enhanced_delimiter(versionless[code - 1]))))
+                continue;
+            size_t stop = enhanced_at(versionless, len, code, &end);
+            if (!stop) continue;
+            int slot = versionless[code] == '2' ? 2 : versionless[code] == '4' ? 3 : 4;
+            for (int k = 1; k <= 4; k++) {
+                if ((k == 1 || k == slot) && PyList_GET_ITEM(lists[k], i) == Py_None) {
+                    PyObject *value = PyUnicode_FromStringAndSize(
+                        (const char *)versionless + code, (Py_ssize_t)(stop - code));
+                    if (value == NULL) goto failed;
+                    PyList_SetItem(lists[k], i, value);
+                    wanted--;
+                }
+            }
+            done = end;
+            dot = versionless + end;
+        }
+    }
+    free(work);
+    PyObject *answer = PyTuple_Pack(5, lists[0], lists[1], lists[2], lists[3], lists[4]);
+    for (int k = 0; k < 5; k++) Py_DECREF(lists[k]);
+    return answer;
+failed:
+    free(work);
+    for (int k = 0; k < 5; k++) Py_XDECREF(lists[k]);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
      "normalize(texts: list) -> list: the normalized text of each ASCII str, else None"},
     {"hosts_alike", hosts_alike, METH_O,
      "hosts_alike(texts: list) -> list: normalize.numbered_hosts_alike of each ASCII str, "
      "else None"},
+    {"codes", codes, METH_O,
+     "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
+     "extract.py finds in each ASCII str (-1 and Nones for anything else)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,10 +1,12 @@
-"""The C normalizer (native/normalize.c, issue 14's speed of `explain -`) gives the text the
-polars expressions give (normalize.py stays the reference): the classification's normalized
-text and the masked digits of the answering host, over real replies, whole log lines,
-generated logs' lines, hand-made cases of each mask and seeded mutations of all of them."""
+"""The C helper (native/normalize.c, issue 14's speed of `explain -`) gives what the polars
+expressions give (normalize.py and extract.py stay the reference): the classification's
+normalized text, the masked digits of the answering host and the codes found in a text, over
+real replies, whole log lines, generated logs' lines, hand-made cases of each mask and code
+and seeded mutations of all of them."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -13,7 +15,7 @@ from types import ModuleType
 import polars as pl
 import pytest
 
-from bounce_analyzer import normalize
+from bounce_analyzer import extract, native
 from bounce_analyzer.generate.cli import main as generate
 from bounce_analyzer.normalize import (
     hosts_alike_texts,
@@ -49,6 +51,11 @@ CASES = [
     "550-5.1.1 The email account\\n550-5.1.1 that you tried\\n550 5.1.1 to reach\t\t x  y",
     "  421-4.7.0 [TSS04] Messages\n421-4.7.0 from 203.0.113.5 421-4.7.0 temporarily deferred",
     "550-5.1.1\n550-5.1.1 550-x 250-5.7.1234 550-5.7.1 550-5.7.1x 550-",
+    # codes: versions taken out first, where a reply code may stand, enhanced codes one after
+    # another (each match takes the character after it), of each class
+    "Version 2.4.1 550 x; ver.2.1 550-5.1.1; v.1.2 said:550 4.7.0; release 1.2.3.4 421",
+    "xv1.2 550 VER 1.2 (550 5.1.1) '550' \"421 x :  550 : 550x #5.1.1. =5.1.1.x 4.7.12345",
+    "5.1.1 5.1.2 4.2.2 -2.0.0 ,4.4.7 ;5.8.1 say 5.1.1.2 5.1.10 .5.1.1 2.0.0-4.4.4 5.8.1",
     # the answering host, as Postfix and Exim wrap a reply
     "host mx3.shop41.example[198.51.7.9] said: 550 5.1.1 user unknown",
     "<a@b.example>: host mx1.mail2.example [192.0.2.1]: 550 rejected",
@@ -74,11 +81,16 @@ PIECES = [
     " 550 5.1.1 ",
     "host mx1.a[",
     "<address>: ",
+    "version ",
+    "ver.",
+    "said:",
+    "4.",
+    ".5",
 ]
 
 
 def _normalizer_or_skip() -> ModuleType:
-    module = normalize._normalizer()
+    module = native.helper("normalize")
     if module is None:
         reason = "the C normalizer is not built (no C compiler?) or is turned off"
         if os.environ.get("CI") == "true" and os.environ.get("BOUNCE_ANALYZER_NATIVE") != "0":
@@ -143,6 +155,36 @@ def test_the_answering_hosts_are_masked_as_in_polars(texts: list[str]) -> None:
     assert module.hosts_alike(normalized) == expected.to_series().to_list()
 
 
+def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
+    module = _normalizer_or_skip()
+    series = pl.Series("diagnostic", texts)
+    expected = extract._found_by_polars(series)
+    reply, *enhanced = module.codes(texts)
+    read = [row for row, code in enumerate(reply) if code != -1]
+    assert len(read) > 0.95 * len(texts)
+    got = pl.DataFrame(
+        [
+            pl.Series("_found_smtp", reply, dtype=pl.Int16),
+            *(
+                pl.Series(name, column, dtype=pl.String)
+                for name, column in zip(extract.FOUND_CODES[1:], enhanced, strict=True)
+            ),
+        ]
+    )[read]
+    assert expected[read]["_found_smtp"].count() > 1000  # codes were found, and compared
+    mismatched = (
+        pl.concat([got, expected[read].rename(lambda name: name + "_polars")], how="horizontal")
+        .with_columns(pl.Series("text", texts)[read])
+        .filter(
+            pl.any_horizontal(
+                pl.col(name).ne_missing(pl.col(name + "_polars")) for name in extract.FOUND_CODES
+            )
+        )
+    )
+    assert mismatched.to_dicts() == []
+    assert extract.found_codes(series).equals(expected)
+
+
 def test_texts_the_c_path_leaves_go_the_polars_way() -> None:
     _normalizer_or_skip()
     # not ASCII (C leaves them), a null, and ASCII: each as the expressions give it
@@ -171,6 +213,34 @@ def test_texts_the_c_path_leaves_go_the_polars_way() -> None:
 
 def test_the_environment_turns_the_c_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
-    assert normalize._normalizer() is None
+    assert native.helper("normalize") is None
     texts = pl.Series("diagnostic", ["host mx2.example[192.0.2.9] said: 550 5.1.1 a@b.example"])
     assert normalized_texts(texts).to_list() == ["host mx2.example[<ip>] said: 550 5.1.1 <address>"]
+
+
+def test_explain_answers_the_same_on_both_paths(
+    texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`explain -`'s answers, byte for byte, with the C helper and with the polars path alone,
+    on a sample of the texts above (each classified whole: codes, keys, rules, answers)."""
+    _normalizer_or_skip()
+    from bounce_analyzer.explain import write_explanations
+    from bounce_analyzer.rules import load_rules
+
+    rules = load_rules()
+    # (a line that starts with `{` is a JSON input: the sample logs' JSON lines are not)
+    lines = [
+        " ".join(text.split()).lstrip("{") or "-" for text in random.Random(18).sample(texts, 6000)
+    ]
+    source = "\n".join(lines) + "\n"
+
+    def answers() -> bytes:
+        out = io.BytesIO()
+        write_explanations(io.StringIO(source), out, rules=rules)
+        return out.getvalue()
+
+    with_c = answers()
+    monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
+    assert native.helper("normalize") is None
+    assert answers() == with_c
+    assert with_c.count(b"\n") == len(lines)

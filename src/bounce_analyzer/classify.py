@@ -38,7 +38,13 @@ import polars as pl
 from bounce_analyzer import cache, prefilter
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
-from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
+from bounce_analyzer.extract import (
+    FOUND_CODES,
+    code_class,
+    extract_hex_code,
+    found_codes,
+    with_codes,
+)
 from bounce_analyzer.normalize import (
     hosts_alike_texts,
     joined_lines,
@@ -781,8 +787,10 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     # (the normalized text of the texts an event is classified by: normalize.py, in C where
     # it is built)
     textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
+    # (and the codes in the texts missing one: extract.py, in C where it is built)
+    found = found_codes(texts.select(pl.when(missing).then("diagnostic")).to_series())
     lazy = texts.lazy().with_columns(
-        hexish.alias("_hexish"), normalized_texts(textual).alias("normalized")
+        hexish.alias("_hexish"), normalized_texts(textual).alias("normalized"), *found
     )
     complete = lazy.filter(~missing)
     coded = (
@@ -796,9 +804,10 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
                 complete.filter(~pl.col("_hexish")).with_columns(
                     pl.lit(None, pl.String).alias("hex_code")
                 ),
-            ]
+            ],
+            how="diagonal",
         )
-        .drop("_hexish")
+        .drop("_hexish", *FOUND_CODES, strict=False)
         .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
     )
     # streaming: the engine spreads the regex passes of the codes over the cores

@@ -12,7 +12,7 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["ENV", "built", "describe", "disabled", "module"]
+__all__ = ["ENV", "built", "describe", "disabled", "helper", "module"]
 
 #: The environment variable that turns the C path off (`0`).
 ENV = "BOUNCE_ANALYZER_NATIVE"
@@ -45,6 +45,24 @@ def module(source: str) -> ModuleType | None:
     if disabled() or source not in _MODULES:
         return None
     return built(source)
+
+
+#: The C helpers of the classification (not a source's tokenizer) -> (module, interface version).
+_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 1)}
+
+
+def helper(name: str) -> ModuleType | None:
+    """The C helper `name` (native/normalize.c: the normalized text and the codes of ASCII
+    texts, for normalize.py and extract.py) if it is built, of the interface version this code
+    expects, and not turned off by the environment; else None (the polars expressions run)."""
+    if disabled():
+        return None
+    module_name, abi = _HELPERS[name]
+    try:
+        loaded = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return loaded if getattr(loaded, "ABI_VERSION", 0) == abi else None
 
 
 def describe() -> str:

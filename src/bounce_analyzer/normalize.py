@@ -10,9 +10,7 @@ runs per message in Python.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from types import ModuleType
 
 import polars as pl
 
@@ -175,7 +173,7 @@ def _in_c_or_polars(
     """`function` of the C normalizer over `texts`, with `expression(texts)` (an expression
     over the column) for the texts it leaves (None: not ASCII) and for all of them without
     it."""
-    fast = _normalizer()
+    fast = native.helper("normalize")
     if fast is None:
         return texts.to_frame().select(expression(texts)).to_series().alias(texts.name)
     found = pl.Series(texts.name, getattr(fast, function)(texts.to_list()), dtype=pl.String)
@@ -184,22 +182,6 @@ def _in_c_or_polars(
         rest = texts.gather(left)
         found = found.scatter(left, rest.to_frame().select(expression(rest)).to_series())
     return found
-
-
-def _normalizer() -> ModuleType | None:
-    """The C normalizer (`bounce_analyzer._normalize_c`) if it is built, of the interface
-    version this module was written for, and not turned off; else None."""
-    if native.disabled():
-        return None
-    try:
-        loaded = importlib.import_module("bounce_analyzer._normalize_c")
-    except ImportError:
-        return None
-    return loaded if getattr(loaded, "ABI_VERSION", 0) == _NORMALIZER_ABI else None
-
-
-#: The interface version of native/normalize.c this module calls.
-_NORMALIZER_ABI = 1
 
 
 def joined_lines(text: pl.Expr) -> pl.Expr:
