@@ -1,11 +1,13 @@
 /* bounce_analyzer._normalize_c: the classification's normalized text of ASCII texts in C
  * (issue 14, the speed of `explain -`; docs/NATIVE.md).
  *
- * `normalize(texts)` takes a list and returns a list of the same length: for each item that is
- * a str of ASCII characters only, the text `normalize.normalized_for` gives it (lower-cased,
+ * `normalize(texts)` takes a list and returns two lists of the same length: for each item that
+ * is a str of ASCII characters only, the text `normalize.normalized_for` gives it (lower-cased,
  * the masks of normalize._MASKS in order, the codes that start the lines of a multi-line reply
- * taken out, the ends stripped); for anything else (None, a text with a character past
- * U+007F) None, and the caller runs the polars expressions on those. On ASCII text the
+ * taken out, the ends stripped), and that text with the digits of the answering host masked
+ * (`normalize.numbered_hosts_alike`); for anything else (None, a text with a character past
+ * U+007F) None, and the caller runs the polars expressions on those. `hosts_alike` and
+ * `codes` (extract.py's codes) are below. On ASCII text the
  * regexes' classes are simple: `\s` is tab, LF, VT, FF, CR and space, `\d` is 0-9, and a word
  * character (`\b`) is a lower-case letter, a digit or `_` once the text is lower-cased. Each
  * mask below quotes its regex and says how its leftmost-first matches are found; the
@@ -504,52 +506,6 @@ static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **res
     return (Py_ssize_t)(len - start);
 }
 
-static PyObject *normalize(PyObject *self, PyObject *texts) {
-    (void)self;
-    if (!PyList_Check(texts)) {
-        PyErr_SetString(PyExc_TypeError, "normalize() takes a list");
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(texts);
-    PyObject *answers = PyList_New(count);
-    if (answers == NULL) return NULL;
-    static int ready = 0;
-    if (!ready) {
-        fill_classes();
-        ready = 1;
-    }
-    buffers work = {NULL, NULL, 0};
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text = PyList_GET_ITEM(texts, i);
-        PyObject *answer = Py_None;
-        if (PyUnicode_Check(text) && PyUnicode_IS_ASCII(text)) {
-            uchar *out = NULL;
-            Py_ssize_t len = normalized((const char *)PyUnicode_DATA(text),
-                                        (size_t)PyUnicode_GET_LENGTH(text), &work, &out);
-            if (len < 0) {
-                free(work.a);
-                free(work.b);
-                Py_DECREF(answers);
-                return PyErr_NoMemory();
-            }
-            answer = PyUnicode_New(len, 127);
-            if (answer == NULL) {
-                free(work.a);
-                free(work.b);
-                Py_DECREF(answers);
-                return NULL;
-            }
-            memcpy(PyUnicode_DATA(answer), out, (size_t)len);
-        } else {
-            Py_INCREF(answer);
-        }
-        PyList_SET_ITEM(answers, i, answer);
-    }
-    free(work.a);
-    free(work.b);
-    return answers;
-}
-
 /* normalize.numbered_hosts_alike: in a text that starts `^((?:<?<address>>?: )?host [^\s\[]+) ?\[`
  * (and holds no line break), each run of digits of that start (the name of the host that
  * answered) becomes `#`. The length of the start, or 0 when the text does not start so. */
@@ -574,6 +530,32 @@ static size_t answering_host(const uchar *s, size_t n) {
     return 0;
 }
 
+/* `text` (an ASCII str) with the digits of its answering host masked: a new reference (`text`
+ * itself when there is nothing to mask), or NULL when memory runs out. */
+static PyObject *hosts_masked(PyObject *text) {
+    const uchar *s = PyUnicode_DATA(text);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(text);
+    size_t start = memchr(s, '\n', n) ? 0 : answering_host(s, n);
+    int digits = 0;
+    for (size_t p = 0; p < start && !digits; p++) digits = is_digit(s[p]);
+    if (!digits) {
+        Py_INCREF(text);
+        return text;
+    }
+    size_t len = 0;
+    for (size_t p = 0; p < start; p++) len += !(is_digit(s[p]) && p > 0 && is_digit(s[p - 1]));
+    PyObject *answer = PyUnicode_New((Py_ssize_t)(len + n - start), 127);
+    if (answer == NULL) return NULL;
+    uchar *out = PyUnicode_DATA(answer);
+    size_t o = 0;
+    for (size_t p = 0; p < start; p++) {
+        if (!is_digit(s[p])) out[o++] = s[p];
+        else if (p == 0 || !is_digit(s[p - 1])) out[o++] = '#';
+    }
+    memcpy(out + o, s + start, n - start);
+    return answer;
+}
+
 static PyObject *hosts_alike(PyObject *self, PyObject *texts) {
     (void)self;
     if (!PyList_Check(texts)) {
@@ -592,30 +574,10 @@ static PyObject *hosts_alike(PyObject *self, PyObject *texts) {
         PyObject *text = PyList_GET_ITEM(texts, i);
         PyObject *answer = Py_None;
         if (PyUnicode_Check(text) && PyUnicode_IS_ASCII(text)) {
-            const uchar *s = PyUnicode_DATA(text);
-            size_t n = (size_t)PyUnicode_GET_LENGTH(text);
-            size_t start = memchr(s, '\n', n) ? 0 : answering_host(s, n);
-            int digits = 0;
-            for (size_t p = 0; p < start && !digits; p++) digits = is_digit(s[p]);
-            if (!digits) {
-                answer = text;
-                Py_INCREF(answer);
-            } else {
-                size_t len = 0;
-                for (size_t p = 0; p < start; p++)
-                    len += !(is_digit(s[p]) && p > 0 && is_digit(s[p - 1]));
-                answer = PyUnicode_New((Py_ssize_t)(len + n - start), 127);
-                if (answer == NULL) {
-                    Py_DECREF(answers);
-                    return NULL;
-                }
-                uchar *out = PyUnicode_DATA(answer);
-                size_t o = 0;
-                for (size_t p = 0; p < start; p++) {
-                    if (!is_digit(s[p])) out[o++] = s[p];
-                    else if (p == 0 || !is_digit(s[p - 1])) out[o++] = '#';
-                }
-                memcpy(out + o, s + start, n - start);
+            answer = hosts_masked(text);
+            if (answer == NULL) {
+                Py_DECREF(answers);
+                return NULL;
             }
         } else {
             Py_INCREF(answer);
@@ -623,6 +585,55 @@ static PyObject *hosts_alike(PyObject *self, PyObject *texts) {
         PyList_SET_ITEM(answers, i, answer);
     }
     return answers;
+}
+
+static PyObject *normalize(PyObject *self, PyObject *texts) {
+    (void)self;
+    if (!PyList_Check(texts)) {
+        PyErr_SetString(PyExc_TypeError, "normalize() takes a list");
+        return NULL;
+    }
+    static int ready = 0;
+    if (!ready) {
+        fill_classes();
+        ready = 1;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(texts);
+    PyObject *answers = PyList_New(count), *grouped = PyList_New(count), *pair = NULL;
+    buffers work = {NULL, NULL, 0};
+    if (answers == NULL || grouped == NULL) goto failed;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        PyObject *answer = Py_None, *masked = Py_None;
+        if (PyUnicode_Check(text) && PyUnicode_IS_ASCII(text)) {
+            uchar *out = NULL;
+            Py_ssize_t len = normalized((const char *)PyUnicode_DATA(text),
+                                        (size_t)PyUnicode_GET_LENGTH(text), &work, &out);
+            if (len < 0) {
+                PyErr_NoMemory();
+                goto failed;
+            }
+            if ((answer = PyUnicode_New(len, 127)) == NULL) goto failed;
+            memcpy(PyUnicode_DATA(answer), out, (size_t)len);
+            if ((masked = hosts_masked(answer)) == NULL) {
+                Py_DECREF(answer);
+                goto failed;
+            }
+        } else {
+            Py_INCREF(answer);
+            Py_INCREF(masked);
+        }
+        PyList_SET_ITEM(answers, i, answer);
+        PyList_SET_ITEM(grouped, i, masked);
+    }
+    pair = PyTuple_Pack(2, answers, grouped);
+failed:
+    free(work.a);
+    free(work.b);
+    /* (a list's unset items are NULL, which its deallocation passes over) */
+    Py_XDECREF(answers);
+    Py_XDECREF(grouped);
+    return pair;
 }
 
 /* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
@@ -833,7 +844,8 @@ failed:
 
 static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
-     "normalize(texts: list) -> list: the normalized text of each ASCII str, else None"},
+     "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
+     "and that with its answering host's digits masked, else Nones"},
     {"hosts_alike", hosts_alike, METH_O,
      "hosts_alike(texts: list) -> list: normalize.numbered_hosts_alike of each ASCII str, "
      "else None"},

@@ -17,12 +17,7 @@ import pytest
 
 from bounce_analyzer import extract, native
 from bounce_analyzer.generate.cli import main as generate
-from bounce_analyzer.normalize import (
-    hosts_alike_texts,
-    normalized_for,
-    normalized_texts,
-    numbered_hosts_alike,
-)
+from bounce_analyzer.normalize import normalized_for, normalized_texts, numbered_hosts_alike
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -139,16 +134,18 @@ def test_the_normalized_text_is_the_polars_one(texts: list[str]) -> None:
     module = _normalizer_or_skip()
     series = pl.Series("diagnostic", texts)
     expected = series.to_frame().select(normalized_for(series)).to_series().to_list()
-    got = module.normalize(texts)
+    got, grouped = module.normalize(texts)
     compared = [(text, want, have) for text, want, have in zip(texts, expected, got, strict=True)]
     done = [row for row in compared if row[2] is not None]
     assert len(done) > 0.95 * len(texts)  # the ASCII ones: all but a few
     assert [row for row in done if row[1] != row[2]] == []
+    # and the answering host's digits masked in the same call, as hosts_alike masks them
+    assert grouped == [None if text is None else module.hosts_alike([text])[0] for text in got]
 
 
 def test_the_answering_hosts_are_masked_as_in_polars(texts: list[str]) -> None:
     module = _normalizer_or_skip()
-    normalized = [text for text in module.normalize(texts) if text is not None]
+    normalized = [text for text in module.normalize(texts)[0] if text is not None]
     normalized += [text.replace("<ip>", "x") for text in normalized[:5000]]
     series = pl.Series("normalized", normalized)
     expected = series.to_frame().select(numbered_hosts_alike(pl.col("normalized")))
@@ -198,24 +195,26 @@ def test_texts_the_c_path_leaves_go_the_polars_way() -> None:
         ],
     )
     expected = texts.to_frame().select(normalized_for(texts)).to_series()
-    assert normalized_texts(texts).to_list() == expected.to_list()
-    assert normalized_texts(texts)[0] == "550 5.1.1 benutzer unbekannt: <address> <date>"
-    hosts = hosts_alike_texts(expected)
+    normalized, grouped = normalized_texts(texts)
+    assert normalized.to_list() == expected.to_list()
+    assert normalized[0] == "550 5.1.1 benutzer unbekannt: <address> <date>"
     assert (
-        hosts.to_list()
+        grouped.to_list()
         == expected.to_frame()
         .select(numbered_hosts_alike(pl.col("diagnostic")))
         .to_series()
         .to_list()
     )
-    assert hosts[2] == "host mx#.example[<ip>] said: 550 no such user"
+    assert grouped[2] == "host mx#.example[<ip>] said: 550 no such user"
 
 
 def test_the_environment_turns_the_c_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
     assert native.helper("normalize") is None
     texts = pl.Series("diagnostic", ["host mx2.example[192.0.2.9] said: 550 5.1.1 a@b.example"])
-    assert normalized_texts(texts).to_list() == ["host mx2.example[<ip>] said: 550 5.1.1 <address>"]
+    assert normalized_texts(texts)[0].to_list() == [
+        "host mx2.example[<ip>] said: 550 5.1.1 <address>"
+    ]
 
 
 def test_explain_answers_the_same_on_both_paths(

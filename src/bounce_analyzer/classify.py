@@ -46,7 +46,6 @@ from bounce_analyzer.extract import (
     with_codes,
 )
 from bounce_analyzer.normalize import (
-    hosts_alike_texts,
     joined_lines,
     normalize_message,
     normalized_texts,
@@ -774,7 +773,8 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
 
 
 def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
-    """Per distinct text: its codes (given ones kept), Outlook hex code, class and normalized text.
+    """Per distinct text: its codes (given ones kept), Outlook hex code, class, normalized text
+    and that with the answering host's digits masked (`_grouped`).
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
     searched for a hex code (by the extraction or apart), and only texts an event is
@@ -789,8 +789,12 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
     # (and the codes in the texts missing one: extract.py, in C where it is built)
     found = found_codes(texts.select(pl.when(missing).then("diagnostic")).to_series())
+    normalized, grouped = normalized_texts(textual)
     lazy = texts.lazy().with_columns(
-        hexish.alias("_hexish"), normalized_texts(textual).alias("normalized"), *found
+        hexish.alias("_hexish"),
+        normalized.alias("normalized"),
+        grouped.alias("_grouped"),
+        *found,
     )
     complete = lazy.filter(~missing)
     coded = (
@@ -991,7 +995,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
             "enhanced_code",
             "hex_code",
             "normalized",
-            hosts_alike_texts(texts["normalized"]).alias("_grouped"),
+            "_grouped",
             "class",
             # what the text names and asks for, whatever decides the category
             blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),

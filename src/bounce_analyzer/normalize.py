@@ -10,8 +10,6 @@ runs per message in Python.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import polars as pl
 
 from bounce_analyzer import native
@@ -149,39 +147,36 @@ def normalized_for(texts: pl.Series) -> pl.Expr:
 _NEEDS = sorted({need for _, _, need in _MASKS if need is not None})
 
 
-def normalized_texts(texts: pl.Series) -> pl.Series:
-    """The classification's normalized text (`normalized_for`) of each of `texts`, in order;
-    a null stays null.
+def normalized_texts(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """The classification's normalized text (`normalized_for`) of each of `texts`, and that
+    text with the digits of the answering host masked (`numbered_hosts_alike`), in order; a
+    null stays null.
 
-    Where the C normalizer is built (native/normalize.c; `BOUNCE_ANALYZER_NATIVE=0` turns it
-    off), it does the ASCII texts in one pass each, a tenth of the twenty regex passes' CPU
-    time; the other texts, and every text without it, go through the polars expressions,
-    which stay the reference (tests/test_normalize_native.py holds the two to the same text).
+    Where the C helper is built (native/normalize.c; `BOUNCE_ANALYZER_NATIVE=0` turns it off),
+    it does the ASCII texts, one pass per mask instead of some twenty regex passes over every
+    text; the other texts, and every text without it, go through the polars expressions, which
+    stay the reference (tests/test_native_normalize.py holds the two to the same texts).
     """
-    return _in_c_or_polars(texts, "normalize", normalized_for)
-
-
-def hosts_alike_texts(normalized: pl.Series) -> pl.Series:
-    """`numbered_hosts_alike` of each of the `normalized` texts, in order (a null stays null):
-    in C where it is built, as `normalized_texts`."""
-    return _in_c_or_polars(normalized, "hosts_alike", lambda _: numbered_hosts_alike(pl.first()))
-
-
-def _in_c_or_polars(
-    texts: pl.Series, function: str, expression: Callable[[pl.Series], pl.Expr]
-) -> pl.Series:
-    """`function` of the C normalizer over `texts`, with `expression(texts)` (an expression
-    over the column) for the texts it leaves (None: not ASCII) and for all of them without
-    it."""
     fast = native.helper("normalize")
     if fast is None:
-        return texts.to_frame().select(expression(texts)).to_series().alias(texts.name)
-    found = pl.Series(texts.name, getattr(fast, function)(texts.to_list()), dtype=pl.String)
-    left = (found.is_null() & texts.is_not_null()).arg_true()
+        normalized = _by_polars(texts)
+        return normalized, _hosts_alike_by_polars(normalized)
+    found = [
+        pl.Series(texts.name, column, dtype=pl.String) for column in fast.normalize(texts.to_list())
+    ]
+    left = (found[0].is_null() & texts.is_not_null()).arg_true()
     if left.len():
-        rest = texts.gather(left)
-        found = found.scatter(left, rest.to_frame().select(expression(rest)).to_series())
-    return found
+        rest = _by_polars(texts.gather(left))
+        found = [found[0].scatter(left, rest), found[1].scatter(left, _hosts_alike_by_polars(rest))]
+    return found[0], found[1]
+
+
+def _by_polars(texts: pl.Series) -> pl.Series:
+    return texts.to_frame().select(normalized_for(texts)).to_series()
+
+
+def _hosts_alike_by_polars(normalized: pl.Series) -> pl.Series:
+    return normalized.to_frame().select(numbered_hosts_alike(pl.col(normalized.name))).to_series()
 
 
 def joined_lines(text: pl.Expr) -> pl.Expr:
