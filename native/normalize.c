@@ -6,8 +6,8 @@
  * the masks of normalize._MASKS in order, the codes that start the lines of a multi-line reply
  * taken out, the ends stripped), and that text with the digits of the answering host masked
  * (`normalize.numbered_hosts_alike`); for anything else (None, a text with a character past
- * U+007F) None, and the caller runs the polars expressions on those. `hosts_alike` and
- * `codes` (extract.py's codes) are below. On ASCII text the
+ * U+007F) None, and the caller runs the polars expressions on those. `codes` (extract.py's
+ * codes) is below. On ASCII text the
  * regexes' classes are simple: `\s` is tab, LF, VT, FF, CR and space, `\d` is 0-9, and a word
  * character (`\b`) is a lower-case letter, a digit or `_` once the text is lower-cased. Each
  * mask below quotes its regex and says how its leftmost-first matches are found; the
@@ -556,48 +556,22 @@ static PyObject *hosts_masked(PyObject *text) {
     return answer;
 }
 
-static PyObject *hosts_alike(PyObject *self, PyObject *texts) {
-    (void)self;
-    if (!PyList_Check(texts)) {
-        PyErr_SetString(PyExc_TypeError, "hosts_alike() takes a list");
-        return NULL;
-    }
+/* Whether `texts` is a list (else a TypeError naming `function`), with the byte classes
+ * filled on the first call. */
+static int takes_list(PyObject *texts, const char *function) {
     static int ready = 0;
     if (!ready) {
         fill_classes();
         ready = 1;
     }
-    Py_ssize_t count = PyList_GET_SIZE(texts);
-    PyObject *answers = PyList_New(count);
-    if (answers == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text = PyList_GET_ITEM(texts, i);
-        PyObject *answer = Py_None;
-        if (PyUnicode_Check(text) && PyUnicode_IS_ASCII(text)) {
-            answer = hosts_masked(text);
-            if (answer == NULL) {
-                Py_DECREF(answers);
-                return NULL;
-            }
-        } else {
-            Py_INCREF(answer);
-        }
-        PyList_SET_ITEM(answers, i, answer);
-    }
-    return answers;
+    if (PyList_Check(texts)) return 1;
+    PyErr_Format(PyExc_TypeError, "%s() takes a list", function);
+    return 0;
 }
 
 static PyObject *normalize(PyObject *self, PyObject *texts) {
     (void)self;
-    if (!PyList_Check(texts)) {
-        PyErr_SetString(PyExc_TypeError, "normalize() takes a list");
-        return NULL;
-    }
-    static int ready = 0;
-    if (!ready) {
-        fill_classes();
-        ready = 1;
-    }
+    if (!takes_list(texts, "normalize")) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(texts);
     PyObject *answers = PyList_New(count), *grouped = PyList_New(count), *pair = NULL;
     buffers work = {NULL, NULL, 0};
@@ -747,15 +721,7 @@ static inline int enhanced_delimiter(uchar c) { return classes[c] & C_BEFORE; }
  * anything else -1 and Nones (the caller runs the polars expressions). */
 static PyObject *codes(PyObject *self, PyObject *texts) {
     (void)self;
-    if (!PyList_Check(texts)) {
-        PyErr_SetString(PyExc_TypeError, "codes() takes a list");
-        return NULL;
-    }
-    static int ready = 0;
-    if (!ready) {
-        fill_classes();
-        ready = 1;
-    }
+    if (!takes_list(texts, "codes")) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(texts);
     PyObject *lists[5] = {NULL, NULL, NULL, NULL, NULL};
     uchar *work = NULL;
@@ -846,9 +812,6 @@ static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
      "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
      "and that with its answering host's digits masked, else Nones"},
-    {"hosts_alike", hosts_alike, METH_O,
-     "hosts_alike(texts: list) -> list: normalize.numbered_hosts_alike of each ASCII str, "
-     "else None"},
     {"codes", codes, METH_O,
      "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
      "extract.py finds in each ASCII str (-1 and Nones for anything else)"},

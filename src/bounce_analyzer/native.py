@@ -31,7 +31,11 @@ def disabled() -> bool:
 def built(source: str) -> ModuleType | None:
     """The C tokenizer of `source` if it is built and of the interface version this code
     expects, whatever the environment says (`module` is what the sources use)."""
-    name, abi = _MODULES[source]
+    return _loaded(*_MODULES[source])
+
+
+def _loaded(name: str, abi: int) -> ModuleType | None:
+    """The extension module `name` if it is built and says interface version `abi`."""
     try:
         loaded = importlib.import_module(name)
     except ImportError:
@@ -55,14 +59,7 @@ def helper(name: str) -> ModuleType | None:
     """The C helper `name` (native/normalize.c: the normalized text and the codes of ASCII
     texts, for normalize.py and extract.py) if it is built, of the interface version this code
     expects, and not turned off by the environment; else None (the polars expressions run)."""
-    if disabled():
-        return None
-    module_name, abi = _HELPERS[name]
-    try:
-        loaded = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    return loaded if getattr(loaded, "ABI_VERSION", 0) == abi else None
+    return None if disabled() else _loaded(*_HELPERS[name])
 
 
 def describe() -> str:
