@@ -239,3 +239,10 @@ def test_explain_answers_the_same_on_both_paths(
     assert native.helper("normalize") is None
     assert answers() == with_c
     assert with_c.count(b"\n") == len(lines)
+
+
+def test_the_version_line_names_the_helper() -> None:
+    _normalizer_or_skip()
+    line = native.describe()
+    assert line.startswith("parser: C path for ") and "the classification's texts" in line
+    assert "polars path for the classification's texts" not in line

@@ -63,14 +63,20 @@ def helper(name: str) -> ModuleType | None:
 
 
 def describe() -> str:
-    """One line: which path the log sources run, and why."""
+    """One line: which path the log sources and the classification's text work run, and why."""
     if disabled():
         return f"parser: polars path ({ENV}=0)"
+    parts = [*_MODULES, *(_HELPED[name] for name in _HELPERS)]
     native = [source for source in _MODULES if built(source) is not None]
+    native += [_HELPED[name] for name in _HELPERS if helper(name) is not None]
     if not native:
         return "parser: polars path (no C extension built)"
-    rest = [source for source in _MODULES if source not in native]
+    rest = [part for part in parts if part not in native]
     line = f"parser: C path for {', '.join(native)}"
     if rest:
         line += f", polars path for {', '.join(rest)}"
     return line + f" ({ENV}=0 forces the polars path)"
+
+
+#: What each C helper does, as the `--version` line names it.
+_HELPED = {"normalize": "the classification's texts"}
