@@ -11,7 +11,7 @@
  * regexes' classes are simple: `\s` is tab, LF, VT, FF, CR and space, `\d` is 0-9, and a word
  * character (`\b`) is a lower-case letter, a digit or `_` once the text is lower-cased. Each
  * mask below quotes its regex and says how its leftmost-first matches are found; the
- * differential test (tests/test_normalize_native.py) holds the two paths to the same text.
+ * differential test (tests/test_native_normalize.py) holds the two paths to the same text.
  */
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN

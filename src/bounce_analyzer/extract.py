@@ -126,7 +126,7 @@ def found_codes(texts: pl.Series) -> pl.DataFrame:
 
     Where the C helper is built (native/normalize.c; `BOUNCE_ANALYZER_NATIVE=0` turns it off)
     it reads the ASCII texts, one pass each instead of the regex passes; the polars
-    expressions read the others, and all of them without it (tests/test_normalize_native.py
+    expressions read the others, and all of them without it (tests/test_native_normalize.py
     holds the two to the same codes).
     """
     fast = native.helper("normalize")
