@@ -27,6 +27,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 EXTENSIONS: dict[str, list[str]] = {
     "_postfix_c": ["native/postfix.c"],
     "_exim_c": ["native/exim.c"],
+    "_normalize_c": ["native/normalize.c"],
 }
 OPT_FLAGS = "-O2"
 

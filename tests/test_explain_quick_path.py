@@ -1,6 +1,7 @@
-"""`bounce-analyzer explain -` with no other option runs without the option parser (issue 14,
-speed of `explain -`): the same answers, errors and exit codes as through it, in a real
-process (the parser's path is taken as soon as any option is given)."""
+"""`bounce-analyzer explain -` with no other option runs without the command line's modules and
+their option parser (issue 14, speed of `explain -`; `__main__.main`): the same answers, errors
+and exit codes as through them, in a real process (the parser's path is taken as soon as any
+option is given)."""
 
 from __future__ import annotations
 
@@ -43,13 +44,16 @@ def test_the_quick_path_answers_as_the_parser_path() -> None:
     assert answers[2]["blocklist"] == "spamhaus"
 
 
-def test_the_quick_path_does_not_run_the_parser() -> None:
-    without_parser = (
-        "import sys, bounce_analyzer.cli as cli; cli.app = None; "
-        "sys.argv = ['bounce-analyzer', 'explain', '-']; cli.main()"
+def test_the_quick_path_does_not_load_the_command_line() -> None:
+    # the console script's entry, as the installed script runs it
+    quick = (
+        "import sys; from bounce_analyzer.__main__ import main; "
+        "sys.argv = ['bounce-analyzer', 'explain', '-']; main(); "
+        "print(sorted(m for m in ('typer', 'bounce_analyzer.cli') if m in sys.modules), "
+        "file=sys.stderr)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", without_parser],
+        [sys.executable, "-c", quick],
         input=LINES[0] + "\n",
         capture_output=True,
         text=True,
@@ -58,6 +62,7 @@ def test_the_quick_path_does_not_run_the_parser() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["category"] == "user_unknown"
+    assert done.stderr.strip() == "[]"
 
 
 def test_the_quick_path_reports_errors_as_the_parser_path(tmp_path: Path) -> None:

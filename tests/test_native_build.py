@@ -21,7 +21,7 @@ import pytest
 from bounce_analyzer import native
 
 REPO = Path(__file__).resolve().parents[1]
-MODULES = ("_postfix_c", "_exim_c")
+MODULES = ("_postfix_c", "_exim_c", "_normalize_c")
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 
 

@@ -38,12 +38,17 @@ import polars as pl
 from bounce_analyzer import cache, prefilter
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
-from bounce_analyzer.extract import code_class, extract_hex_code, with_codes
+from bounce_analyzer.extract import (
+    FOUND_CODES,
+    code_class,
+    extract_hex_code,
+    found_codes,
+    with_codes,
+)
 from bounce_analyzer.normalize import (
     joined_lines,
     normalize_message,
-    normalized_for,
-    numbered_hosts_alike,
+    normalized_texts,
     tokens,
     words,
 )
@@ -768,7 +773,8 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
 
 
 def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
-    """Per distinct text: its codes (given ones kept), Outlook hex code, class and normalized text.
+    """Per distinct text: its codes (given ones kept), Outlook hex code, class, normalized text
+    and that with the answering host's digits masked (`_grouped`).
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
     searched for a hex code (by the extraction or apart), and only texts an event is
@@ -778,7 +784,18 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     hexish = (
         pl.col("diagnostic").str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False)
     )
-    lazy = texts.lazy().with_columns(hexish.alias("_hexish"))
+    # (the normalized text of the texts an event is classified by: normalize.py, in C where
+    # it is built)
+    textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
+    # (and the codes in the texts missing one: extract.py, in C where it is built)
+    found = found_codes(texts.select(pl.when(missing).then("diagnostic")).to_series())
+    normalized, grouped = normalized_texts(textual)
+    lazy = texts.lazy().with_columns(
+        hexish.alias("_hexish"),
+        normalized.alias("normalized"),
+        grouped.alias("_grouped"),
+        *found,
+    )
     complete = lazy.filter(~missing)
     coded = (
         pl.concat(
@@ -791,22 +808,14 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
                 complete.filter(~pl.col("_hexish")).with_columns(
                     pl.lit(None, pl.String).alias("hex_code")
                 ),
-            ]
+            ],
+            how="diagonal",
         )
-        .drop("_hexish")
+        .drop("_hexish", *FOUND_CODES, strict=False)
         .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
     )
-    textual = pl.col("_textual")
-    # one plan for the codes and the normalized text: no frame in between; streaming, since
-    # it is some twenty regex passes over every distinct text, which that engine spreads over
-    # the cores for the same CPU time
-    normalized = normalized_for(texts.filter(textual)["diagnostic"])
-    return pl.concat(
-        [
-            coded.filter(textual).with_columns(normalized.alias("normalized")),
-            coded.filter(~textual).with_columns(pl.lit(None, pl.String).alias("normalized")),
-        ]
-    ).collect(engine="streaming")
+    # streaming: the engine spreads the regex passes of the codes over the cores
+    return coded.collect(engine="streaming")
 
 
 # --- per event -------------------------------------------------------------------------------
@@ -986,7 +995,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
             "enhanced_code",
             "hex_code",
             "normalized",
-            numbered_hosts_alike(pl.col("normalized")).alias("_grouped"),
+            "_grouped",
             "class",
             # what the text names and asks for, whatever decides the category
             blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),

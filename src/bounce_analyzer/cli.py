@@ -3,8 +3,8 @@
 Errors the library raises on purpose (`BounceAnalyzerError`) become one `Error: ...` line on
 stderr and the error's exit code, in one place (`_reported`, around every command); anything
 else is a bug and keeps its traceback (without locals, which hold e-mail addresses).
-`explain -` with no option, the command line a pipeline runs most, skips the option parser
-(`main`), which costs 0.1 s of CPU at every start.
+`explain -` with no option, the command line a pipeline runs most, skips this module and its
+option parser (`__main__.main`), which cost 0.1 s of CPU at every start.
 
 The store and ingest modules load pyarrow, and the explain module the classification engine:
 the commands that need them import them when they run, so that `--help`, `--version` and
@@ -13,7 +13,6 @@ the commands that need them import them when they run, so that `--help`, `--vers
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 import os
@@ -472,13 +471,10 @@ def _summary_line(summary: FileSummary) -> str:
 
 
 def _stdout() -> IO[bytes]:
-    """Standard output for bytes. Under PYTHONUNBUFFERED it is a raw file, whose `write` may
-    write only a part (to a pipe closed meanwhile, silently): then a buffered writer of the
-    same descriptor, which writes all or raises."""
-    stream: IO[bytes] = sys.stdout.buffer
-    if isinstance(stream, io.RawIOBase):
-        return open(stream.fileno(), "wb", closefd=False)
-    return stream
+    """Standard output for bytes (`writers.stdout_bytes`)."""
+    from bounce_analyzer.writers import stdout_bytes
+
+    return stdout_bytes()
 
 
 def _open_output(outputs: ExitStack, path: str) -> IO[bytes]:
@@ -1222,31 +1218,25 @@ def serve(
 
 def _explain_stdin(rules: str | None, direction: Direction) -> None:
     """`explain -`: the answers to the lines of stdin, as JSON lines on stdout."""
-    from bounce_analyzer.explain import write_explanations
+    from bounce_analyzer.explain import explain_bytes
 
-    # Bytes that are not UTF-8 are read as U+FFFD, and the answers written as UTF-8.
-    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    out = _stdout()
-    write_explanations(lines, out, rules=_rules(rules), direction=direction)
-    out.flush()
+    explain_bytes(sys.stdin.buffer, _stdout(), rules=_rules(rules), direction=direction)
+
+
+def exit_code_after(command: str, error: Exception) -> int:
+    """The exit code of `command` stopped by `error`, reported as every command reports it
+    (`_reported`); an error that is a bug is raised again, with its traceback. For the quick
+    path of `explain -` (`__main__.main`), which runs without this module until it fails."""
+    try:
+        with _reported(lambda: command):
+            raise error
+    except typer.Exit as stopped:
+        return stopped.exit_code
+    raise AssertionError("unreachable: _reported stops every error")  # pragma: no cover
 
 
 def main() -> None:
-    """Console-script entry point."""
-    if sys.argv[1:] == ["explain", "-"]:
-        # The command line a pipeline runs most, with every option at its default: run without
-        # the option parser, which builds a validator for each of the command's 16 parameters
-        # at every start (typer's pydantic adapters: 0.1 s of CPU, a twentieth of explaining
-        # 100k messages). Errors are reported as the commands report them (`_reported`).
-        # The objects of the imports live as long as the run: the collector need not walk
-        # them again at each of its passes (gc.freeze: 2% of the CPU time on 100k messages).
-        gc.freeze()
-        try:
-            with _reported(lambda: "explain"):
-                _explain_stdin(None, Direction.outbound)
-        except typer.Exit as stopped:
-            raise SystemExit(stopped.exit_code) from None
-        return
+    """The command line, parsed (`__main__.main` runs `explain -` alone without it)."""
     app(prog_name="bounce-analyzer")
 
 

@@ -14,6 +14,7 @@ trying again (``try again in 5 minutes``), the wait in seconds (`retry_after`).
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from collections.abc import Iterator
@@ -309,6 +310,20 @@ def write_explanations(
         # polars writing to the file is the cheapest way (a str would be encoded again, a
         # buffer of the chunk's 100 MB of JSON mapped afresh): 40% less CPU than into buffers
         answers.write_ndjson(out)
+
+
+def explain_bytes(
+    source: IO[bytes],
+    out: IO[bytes],
+    *,
+    rules: Rules | None = None,
+    direction: Direction = Direction.outbound,
+) -> None:
+    """`explain -`: the answers to the lines of `source` as JSON lines on `out`, flushed
+    (`write_explanations`). Bytes that are not UTF-8 are read as U+FFFD."""
+    lines = io.TextIOWrapper(source, encoding="utf-8", errors="replace")
+    write_explanations(lines, out, rules=rules, direction=direction)
+    out.flush()
 
 
 def _explained_chunks(

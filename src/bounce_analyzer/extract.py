@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import polars as pl
 
+from bounce_analyzer import native
 from bounce_analyzer.smtp import COMPLETION_REPLY_CODE, ENHANCED_CODE_KNOWN
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
@@ -100,12 +101,69 @@ def code_class(smtp_code: pl.Expr, enhanced_code: pl.Expr) -> pl.Expr:
     )
 
 
+#: What `found_codes` gives each text, before the given codes are weighed: the reply code in
+#: its text without versions, and the first enhanced code in it, of all and of each class.
+FOUND_CODES = ("_found_smtp", "_found_enhanced", "_found_2", "_found_4", "_found_5")
+
+
+def _found_in(versionless: pl.Expr) -> list[pl.Expr]:
+    """The `FOUND_CODES` of a text without versions, as polars expressions (the reference)."""
+    candidates = _enhanced_candidates(versionless)
+    return [
+        _reply_code(versionless).alias("_found_smtp"),
+        candidates.list.first().alias("_found_enhanced"),
+        *(
+            candidates.list.eval(pl.element().filter(pl.element().str.starts_with(digit)))
+            .list.first()
+            .alias(f"_found_{digit}")
+            for digit in "245"
+        ),
+    ]
+
+
+def found_codes(texts: pl.Series) -> pl.DataFrame:
+    """The `FOUND_CODES` of each of `texts`, in order (nothing found in a null).
+
+    Where the C helper is built (native/normalize.c; `BOUNCE_ANALYZER_NATIVE=0` turns it off)
+    it reads the ASCII texts, one pass each instead of the regex passes; the polars
+    expressions read the others, and all of them without it (tests/test_native_normalize.py
+    holds the two to the same codes).
+    """
+    fast = native.helper("normalize")
+    if fast is None:
+        return _found_by_polars(texts)
+    reply, *enhanced = fast.codes(texts.to_list())
+    found = pl.DataFrame(
+        [
+            pl.Series("_found_smtp", reply, dtype=pl.Int16),
+            *(
+                pl.Series(name, column, dtype=pl.String)
+                for name, column in zip(FOUND_CODES[1:], enhanced, strict=True)
+            ),
+        ]
+    )
+    # -1: a text the C helper leaves (None, or not ASCII)
+    unread = found["_found_smtp"] == -1
+    found = found.with_columns(pl.when(~unread).then("_found_smtp").alias("_found_smtp"))
+    left = (unread & texts.is_not_null()).arg_true()
+    if left.len():
+        rest = _found_by_polars(texts.gather(left))
+        found = found.with_columns(found[name].scatter(left, rest[name]) for name in FOUND_CODES)
+    return found
+
+
+def _found_by_polars(texts: pl.Series) -> pl.DataFrame:
+    versionless = texts.to_frame("text").select(_without_versions(pl.col("text")))
+    return versionless.select(_found_in(pl.col("text")))
+
+
 def with_codes(frame: FrameT, *, text: str = "diagnostic", hex_code: bool = True) -> FrameT:
     """Fill null `smtp_code` / `enhanced_code` (and add `hex_code`) from the `text` column.
 
     Explicit values are kept. An extracted value whose class disagrees with an explicit one is
     dropped; when both are extracted, the enhanced code follows the reply code's class. Without
-    `hex_code`, the texts are known to hold none (no ``0x``): `hex_code` is null.
+    `hex_code`, the texts are known to hold none (no ``0x``): `hex_code` is null. Where `frame`
+    already has the `FOUND_CODES` columns (`found_codes` of the texts), they are used.
     """
     columns = frame.collect_schema().names()
     body = pl.col(text).cast(pl.String)
@@ -117,29 +175,33 @@ def with_codes(frame: FrameT, *, text: str = "diagnostic", hex_code: bool = True
         if "enhanced_code" in columns
         else pl.lit(None, pl.String)
     )
-    # the text without versions, in a working column: found once for both codes
-    working = "_versionless"
-    while working in columns:
-        working += "_"
-    versionless = pl.col(working)
-    found_smtp = _reply_code(versionless)
+    if FOUND_CODES[0] not in columns:
+        # the text without versions, in a working column: found once for every code
+        working = "_versionless"
+        while working in columns:
+            working += "_"
+        frame = (
+            frame.with_columns(_without_versions(body).alias(working))
+            .with_columns(_found_in(pl.col(working)))
+            .drop(working)
+        )
+    found_smtp = pl.col("_found_smtp")
     given_class = given_enhanced.str.slice(0, 1).cast(pl.Int16, strict=False)
     smtp = pl.coalesce(
         given_smtp,
         pl.when(given_class.is_null() | (found_smtp // 100 == given_class)).then(found_smtp),
     )
-    enhanced = pl.coalesce(
-        given_enhanced.replace("", None),
-        _first_of_class(
-            _enhanced_candidates(versionless), pl.col("smtp_code").cast(pl.Int16) // 100
-        ),
-    )
+    reply_class = pl.col("smtp_code").cast(pl.Int16) // 100
+    chosen: pl.Expr = pl.lit(None, pl.String)
+    for digit in "245":
+        chosen = pl.when(reply_class == int(digit)).then(f"_found_{digit}").otherwise(chosen)
+    of_class = pl.when(reply_class.is_null()).then("_found_enhanced").otherwise(chosen)
+    enhanced = pl.coalesce(given_enhanced.replace("", None), of_class)
     return (
-        frame.with_columns(_without_versions(body).alias(working))
-        .with_columns(smtp.alias("smtp_code"))
+        frame.with_columns(smtp.alias("smtp_code"))
         .with_columns(
             enhanced.alias("enhanced_code"),
             (extract_hex_code(body) if hex_code else pl.lit(None, pl.String)).alias("hex_code"),
         )
-        .drop(working)
+        .drop(FOUND_CODES)
     )

@@ -12,7 +12,7 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["ENV", "built", "describe", "disabled", "module"]
+__all__ = ["ENV", "built", "describe", "disabled", "helper", "module"]
 
 #: The environment variable that turns the C path off (`0`).
 ENV = "BOUNCE_ANALYZER_NATIVE"
@@ -31,7 +31,11 @@ def disabled() -> bool:
 def built(source: str) -> ModuleType | None:
     """The C tokenizer of `source` if it is built and of the interface version this code
     expects, whatever the environment says (`module` is what the sources use)."""
-    name, abi = _MODULES[source]
+    return _loaded(*_MODULES[source])
+
+
+def _loaded(name: str, abi: int) -> ModuleType | None:
+    """The extension module `name` if it is built and says interface version `abi`."""
     try:
         loaded = importlib.import_module(name)
     except ImportError:
@@ -47,15 +51,32 @@ def module(source: str) -> ModuleType | None:
     return built(source)
 
 
+#: The C helpers of the classification (not a source's tokenizer) -> (module, interface version).
+_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 1)}
+
+
+def helper(name: str) -> ModuleType | None:
+    """The C helper `name` (native/normalize.c: the normalized text and the codes of ASCII
+    texts, for normalize.py and extract.py) if it is built, of the interface version this code
+    expects, and not turned off by the environment; else None (the polars expressions run)."""
+    return None if disabled() else _loaded(*_HELPERS[name])
+
+
 def describe() -> str:
-    """One line: which path the log sources run, and why."""
+    """One line: which path the log sources and the classification's text work run, and why."""
     if disabled():
         return f"parser: polars path ({ENV}=0)"
+    parts = [*_MODULES, *(_HELPED[name] for name in _HELPERS)]
     native = [source for source in _MODULES if built(source) is not None]
+    native += [_HELPED[name] for name in _HELPERS if helper(name) is not None]
     if not native:
         return "parser: polars path (no C extension built)"
-    rest = [source for source in _MODULES if source not in native]
+    rest = [part for part in parts if part not in native]
     line = f"parser: C path for {', '.join(native)}"
     if rest:
         line += f", polars path for {', '.join(rest)}"
     return line + f" ({ENV}=0 forces the polars path)"
+
+
+#: What each C helper does, as the `--version` line names it.
+_HELPED = {"normalize": "the classification's texts"}

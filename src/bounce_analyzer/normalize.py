@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from bounce_analyzer import native
 from bounce_analyzer.smtp import COMPLETION_REPLY_CODE, ENHANCED_CODE
 
 _STOPWORDS = ["that", "this", "with", "from", "have", "been", "your", "their", "please", "more"]
@@ -144,6 +145,38 @@ def normalized_for(texts: pl.Series) -> pl.Expr:
 
 #: What the masks need (`_MASKS`), each once.
 _NEEDS = sorted({need for _, _, need in _MASKS if need is not None})
+
+
+def normalized_texts(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """The classification's normalized text (`normalized_for`) of each of `texts`, and that
+    text with the digits of the answering host masked (`numbered_hosts_alike`), in order; a
+    null stays null.
+
+    Where the C helper is built (native/normalize.c; `BOUNCE_ANALYZER_NATIVE=0` turns it off),
+    it does the ASCII texts, one pass per mask instead of some twenty regex passes over every
+    text; the other texts, and every text without it, go through the polars expressions, which
+    stay the reference (tests/test_native_normalize.py holds the two to the same texts).
+    """
+    fast = native.helper("normalize")
+    if fast is None:
+        normalized = _by_polars(texts)
+        return normalized, _hosts_alike_by_polars(normalized)
+    found = [
+        pl.Series(texts.name, column, dtype=pl.String) for column in fast.normalize(texts.to_list())
+    ]
+    left = (found[0].is_null() & texts.is_not_null()).arg_true()
+    if left.len():
+        rest = _by_polars(texts.gather(left))
+        found = [found[0].scatter(left, rest), found[1].scatter(left, _hosts_alike_by_polars(rest))]
+    return found[0], found[1]
+
+
+def _by_polars(texts: pl.Series) -> pl.Series:
+    return texts.to_frame().select(normalized_for(texts)).to_series()
+
+
+def _hosts_alike_by_polars(normalized: pl.Series) -> pl.Series:
+    return normalized.to_frame().select(numbered_hosts_alike(pl.col(normalized.name))).to_series()
 
 
 def joined_lines(text: pl.Expr) -> pl.Expr:

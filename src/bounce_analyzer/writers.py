@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
@@ -76,6 +77,16 @@ def _either(names: list[str]) -> str:
 
 #: polars words an OS error as `Broken pipe (os error 32)`, without `errno`.
 _OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)$")
+
+
+def stdout_bytes() -> IO[bytes]:
+    """Standard output for bytes. Under PYTHONUNBUFFERED it is a raw file, whose `write` may
+    write only a part (to a pipe closed meanwhile, silently): then a buffered writer of the
+    same descriptor, which writes all or raises."""
+    stream: IO[bytes] = sys.stdout.buffer
+    if isinstance(stream, io.RawIOBase):
+        return open(stream.fileno(), "wb", closefd=False)
+    return stream
 
 
 def os_error_number(error: OSError) -> int | None:

@@ -1,0 +1,822 @@
+/* bounce_analyzer._normalize_c: the classification's normalized text of ASCII texts in C
+ * (issue 14, the speed of `explain -`; docs/NATIVE.md).
+ *
+ * `normalize(texts)` takes a list and returns two lists of the same length: for each item that
+ * is a str of ASCII characters only, the text `normalize.normalized_for` gives it (lower-cased,
+ * the masks of normalize._MASKS in order, the codes that start the lines of a multi-line reply
+ * taken out, the ends stripped), and that text with the digits of the answering host masked
+ * (`normalize.numbered_hosts_alike`); for anything else (None, a text with a character past
+ * U+007F) None, and the caller runs the polars expressions on those. `codes` (extract.py's
+ * codes) is below. On ASCII text the
+ * regexes' classes are simple: `\s` is tab, LF, VT, FF, CR and space, `\d` is 0-9, and a word
+ * character (`\b`) is a lower-case letter, a digit or `_` once the text is lower-cased. Each
+ * mask below quotes its regex and says how its leftmost-first matches are found; the
+ * differential test (tests/test_native_normalize.py) holds the two paths to the same text.
+ */
+#define _GNU_SOURCE /* memmem */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "module.h"
+
+typedef unsigned char uchar;
+
+/* What each byte is, for the classes below: filled once (`fill_classes`). */
+enum {
+    C_SPACE = 1,    /* \s */
+    C_DIGIT = 2,    /* \d */
+    C_LETTER = 4,   /* [a-z_] */
+    C_HEX = 8,      /* [0-9a-f] */
+    C_ADDRESS = 16, /* [^\s<>()\[\]\"',;:] */
+    C_PATH = 32,    /* [^\s?#] */
+    C_QUERY = 64,   /* [^\s)\]>\"'] */
+    C_V6 = 128,     /* [0-9a-f:]: where an IPv6 address may start */
+    C_BEFORE = 256, /* [\s#(\[=\-\"':<;,]: what may stand before an enhanced code */
+    C_OPEN = 512,   /* ["'(\[]: what may stand before a reply code */
+};
+static uint16_t classes[256];
+
+static void fill_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        uint16_t k = 0;
+        int space = c == ' ' || (c >= '\t' && c <= '\r');
+        if (space) k |= C_SPACE;
+        if (c >= '0' && c <= '9') k |= C_DIGIT | C_HEX;
+        if ((c >= 'a' && c <= 'z') || c == '_') k |= C_LETTER;
+        if (c >= 'a' && c <= 'f') k |= C_HEX;
+        if (!space && !(c != 0 && strchr("<>()[]\"',;:", c))) k |= C_ADDRESS;
+        if (!space && c != '?' && c != '#') k |= C_PATH;
+        if (!space && !(c != 0 && strchr(")]>\"'", c))) k |= C_QUERY;
+        if ((k & C_HEX) || c == ':') k |= C_V6;
+        if (space || (c != 0 && strchr("#([=-\"':<;,", c))) k |= C_BEFORE;
+        if (c != 0 && strchr("\"'([", c)) k |= C_OPEN;
+        classes[c] = k;
+    }
+}
+
+static inline int is_space(uchar c) { return classes[c] & C_SPACE; }
+static inline int is_digit(uchar c) { return classes[c] & C_DIGIT; }
+/* [a-z_] */
+static inline int is_letter(uchar c) { return classes[c] & C_LETTER; }
+/* a word character of lower-cased ASCII text: [a-z0-9_] */
+static inline int is_word(uchar c) { return classes[c] & (C_LETTER | C_DIGIT); }
+static inline int is_hex(uchar c) { return classes[c] & C_HEX; }
+static inline int in_address(uchar c) { return classes[c] & C_ADDRESS; }
+/* \b before position i of s[0..n) */
+static inline int boundary(const uchar *s, size_t n, size_t i) {
+    int before = i > 0 && is_word(s[i - 1]);
+    int after = i < n && is_word(s[i]);
+    return before != after;
+}
+
+/* The masks: each reads in[0..n) and writes to out (room for 3n + 16 bytes: no mask more
+ * than triples a text), returning the length written. */
+
+/* [^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+ -> <address>
+ * Both sides are the same class, which holds `@`: the leftmost match starts where a run of the
+ * class starts and takes the whole run, if the run has an `@` that is neither its first nor
+ * its last character; else no match starts in the run. */
+static size_t mask_address(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, done = 0, from = 0;
+    const uchar *at;
+    while (from < n && (at = memchr(in + from, '@', n - from)) != NULL) {
+        size_t p = (size_t)(at - in), start = p, end = p + 1;
+        while (start > done && in_address(in[start - 1])) start--;
+        while (end < n && in_address(in[end])) end++;
+        int found = 0;
+        for (size_t q = start + 1; q + 1 < end; q++) {
+            if (in[q] == '@') {
+                found = 1;
+                break;
+            }
+        }
+        if (found) {
+            memcpy(out + o, in + done, start - done);
+            o += start - done;
+            memcpy(out + o, "<address>", 9);
+            o += 9;
+            done = end;
+        }
+        from = end;
+    }
+    memcpy(out + o, in + done, n - done);
+    return o + n - done;
+}
+
+/* (https?://[^\s?#]*)[?#][^\s)\]>\"']* -> $1?
+ * At each `http://` or `https://`: the path runs to the first white space, `?` or `#`; a match
+ * when that is `?` or `#`, which then drops the rest up to white space or one of )]>"'. */
+static size_t mask_url_query(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, done = 0, from = 0;
+    const uchar *found;
+    while (from < n && (found = memmem(in + from, n - from, "://", 3)) != NULL) {
+        size_t k = (size_t)(found - in), i = 0;
+        int http = 0;
+        if (k >= 5 && k - 5 >= done && memcmp(in + k - 5, "https", 5) == 0) {
+            i = k - 5;
+            http = 1;
+        } else if (k >= 4 && k - 4 >= done && memcmp(in + k - 4, "http", 4) == 0) {
+            i = k - 4;
+            http = 1;
+        }
+        from = k + 1;
+        if (!http) continue;
+        size_t p = k + 3;
+        while (p < n && (classes[in[p]] & C_PATH)) p++;
+        if (p < n && (in[p] == '?' || in[p] == '#')) {
+            memcpy(out + o, in + done, p - done);
+            o += p - done;
+            out[o++] = '?';
+            size_t q = p + 1;
+            while (q < n && (classes[in[q]] & C_QUERY)) q++;
+            done = from = q;
+        }
+    }
+    memcpy(out + o, in + done, n - done);
+    return o + n - done;
+}
+
+/* `count` digits at in[p..]: whether they are there */
+static inline int digits_at(const uchar *in, size_t n, size_t p, size_t count) {
+    if (p + count > n) return 0;
+    for (size_t q = p; q < p + count; q++)
+        if (!is_digit(in[q])) return 0;
+    return 1;
+}
+
+/* [245]\d\d followed by `after_a` or `after_b` at s[p..] */
+static inline int line_code(const uchar *s, size_t n, size_t p, uchar after_a, uchar after_b) {
+    return p + 4 <= n && s[p] >= '2' && s[p] <= '5' && s[p] != '3' && is_digit(s[p + 1]) &&
+           is_digit(s[p + 2]) && (s[p + 3] == after_a || s[p + 3] == after_b);
+}
+
+/* \b\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})? -> <time>
+ * (lower-cased: `t`, `z`). The end of a match at i, or 0. */
+static size_t time_at(const uchar *in, size_t n, size_t i) {
+    if (!boundary(in, n, i) || n - i < 19) return 0;
+    const uchar *s = in + i;
+    if (!(digits_at(in, n, i, 4) && s[4] == '-' && digits_at(in, n, i + 5, 2) && s[7] == '-' &&
+          digits_at(in, n, i + 8, 2) && (s[10] == 't' || s[10] == ' ') &&
+          digits_at(in, n, i + 11, 2) && s[13] == ':' && digits_at(in, n, i + 14, 2) &&
+          s[16] == ':' && digits_at(in, n, i + 17, 2)))
+        return 0;
+    size_t p = i + 19;
+    if (p + 1 < n && (in[p] == '.' || in[p] == ',') && is_digit(in[p + 1])) {
+        p += 1;
+        while (p < n && is_digit(in[p])) p++;
+    }
+    if (p < n && in[p] == 'z') {
+        p += 1;
+    } else if (p < n && (in[p] == '+' || in[p] == '-') && digits_at(in, n, p + 1, 2)) {
+        if (p + 3 < n && in[p + 3] == ':' && digits_at(in, n, p + 4, 2)) p += 6;
+        else if (digits_at(in, n, p + 3, 2)) p += 5;
+    }
+    return p;
+}
+
+/* \b\d{1,3}(?:\.\d{1,3}){3}\b -> <ip>: the groups of digits tried longest first, as the
+ * greedy quantifiers backtrack. The end of a match of the groups from `group` on at p, or 0. */
+static size_t ipv4_from(const uchar *in, size_t n, size_t p, int group) {
+    if (group > 0) {
+        if (p >= n || in[p] != '.') return 0;
+        p += 1;
+    }
+    size_t run = 0;
+    while (run < 3 && p + run < n && is_digit(in[p + run])) run++;
+    for (size_t take = run; take >= 1; take--) {
+        size_t end = p + take;
+        if (group == 3) {
+            if (boundary(in, n, end)) return end;
+        } else {
+            size_t found = ipv4_from(in, n, end, group + 1);
+            if (found) return found;
+        }
+    }
+    return 0;
+}
+
+/* \b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{1,4}\b -> <ip>. A group takes the whole run of hex
+ * digits before its `:` (the colon must follow the digits), so only the number of groups
+ * backtracks: as many as there are, then fewer. The end of a match at i, or 0. */
+static size_t hex_run(const uchar *in, size_t n, size_t p) {
+    size_t q = p;
+    while (q < n && is_hex(in[q])) q++;
+    return q - p;
+}
+static size_t ipv6_from(const uchar *in, size_t n, size_t p, int groups) {
+    size_t run = hex_run(in, n, p);
+    if (groups < 7 && run <= 4 && p + run < n && in[p + run] == ':') {
+        size_t found = ipv6_from(in, n, p + run + 1, groups + 1);
+        if (found) return found;
+    }
+    if (groups >= 2 && run >= 1) {
+        /* [0-9a-f]{1,4}\b: within a longer run no boundary follows */
+        size_t take = run < 4 ? run : 4;
+        if (boundary(in, n, p + take)) return p + take;
+    }
+    return 0;
+}
+
+/* \b\d{4}-\d{2}-\d{2}\b -> <date> */
+static size_t date_at(const uchar *in, size_t n, size_t i) {
+    if (!boundary(in, n, i) || n - i < 10) return 0;
+    if (digits_at(in, n, i, 4) && in[i + 4] == '-' && digits_at(in, n, i + 5, 2) &&
+        in[i + 7] == '-' && digits_at(in, n, i + 8, 2) && boundary(in, n, i + 10))
+        return i + 10;
+    return 0;
+}
+
+typedef size_t (*match_at)(const uchar *in, size_t n, size_t i);
+
+static size_t ipv4_at(const uchar *in, size_t n, size_t i) {
+    if (!boundary(in, n, i)) return 0;
+    return ipv4_from(in, n, i, 0);
+}
+static size_t ipv6_at(const uchar *in, size_t n, size_t i) {
+    if (!boundary(in, n, i)) return 0;
+    return ipv6_from(in, n, i, 0);
+}
+
+/* Every leftmost-first match of `at` replaced by `with`. */
+static size_t mask_matches(const uchar *in, size_t n, uchar *out, match_at at, uint16_t first,
+                           const char *with) {
+    size_t o = 0, i = 0, w = strlen(with);
+    while (i < n) {
+        size_t gap = i;
+        while (gap < n && !(classes[in[gap]] & first)) gap++;
+        memcpy(out + o, in + i, gap - i);
+        o += gap - i;
+        i = gap;
+        if (i == n) break;
+        size_t end = at(in, n, i);
+        if (end > i) {
+            memcpy(out + o, with, w);
+            o += w;
+            i = end;
+        } else {
+            out[o++] = in[i++];
+        }
+    }
+    return o;
+}
+
+/* normalize._LONG_MIXED_WORD: a word (w[0..len), [a-z0-9_]) that the alternation matches
+ * whole. k: its leading [a-z_]; m: the digits after them. */
+static int long_mixed(const uchar *w, size_t len) {
+    size_t k = 0, m = 0;
+    while (k < len && is_letter(w[k])) k++;
+    while (k + m < len && is_digit(w[k + m])) m++;
+    /* [a-z_]{6,}\d[a-z0-9_]+ */
+    if (k >= 6 && m >= 1 && len >= k + 2) return 1;
+    /* [a-z_]{7,}\d */
+    if (k >= 7 && m == 1 && len == k + 1) return 1;
+    /* [a-z_]\d{5,}[a-z0-9_]{2,} ; [a-z_]{2}\d{5,}[a-z0-9_]+ */
+    if ((k == 1 || k == 2) && m >= 5 && len >= 8) return 1;
+    /* [a-z_]{3,5}\d{5,}[a-z0-9_]* */
+    if (k >= 3 && k <= 5 && m >= 5) return 1;
+    /* [a-z_]{k}\d{m}[a-z_][a-z0-9_]{max(0, 7 - k - m),} for k 1-5, m 1-4 */
+    if (k >= 1 && k <= 5 && m >= 1 && m <= 4 && k + m < len && is_letter(w[k + m])) {
+        size_t rest = k + m >= 7 ? 0 : 7 - k - m;
+        if (len >= k + m + 1 + rest) return 1;
+    }
+    return 0;
+}
+
+/* normalize._DIGIT_WORD: a word that the alternation matches whole. */
+static int digit_word(const uchar *w, size_t len) {
+    if (len < 5) return 0;
+    /* [1-9][a-z0-9_]{4,} */
+    if (w[0] >= '1' && w[0] <= '9') return 1;
+    if (w[0] != '0') return 0;
+    /* 0[1-9a-z_][a-z0-9_]{3,} */
+    if (w[1] != '0') return is_letter(w[1]) || is_digit(w[1]);
+    /* 00[a-z0-9_]{3,5} ; 00[a-z0-9_]{7,} */
+    if (len <= 7 || len >= 9) return 1;
+    /* 00[g-z_][a-z0-9_]{2,} */
+    if (!is_hex(w[2])) return 1;
+    /* 00[0-9a-f][g-z_][a-z0-9_]+ */
+    if (!is_hex(w[3])) return 1;
+    /* 00[0-9a-f]{2,}[g-z_][a-z0-9_]*: the first character past the hex digits is g-z or _ */
+    size_t p = 2;
+    while (p < len && is_hex(w[p])) p++;
+    return p < len;
+}
+
+/* The two masks of ids, `(?:_LONG_MIXED_WORD)(?:-[a-z0-9_]+)*\b -> <id>` and then
+ * `(?:_DIGIT_WORD)(?:-[a-z0-9_]+)*\b -> <id>`, in one pass. A mask's alternation must match a
+ * word to its end (a boundary follows the match, and within a word none does), then the
+ * hyphenated words after it go with it; words start where \b does. In one pass the second
+ * mask's word stops before a hyphenated word the first mask takes: the first pass would have
+ * made that `<id>`, where a hyphen is not followed by a word character. */
+static size_t word_end(const uchar *in, size_t n, size_t j, int *digit) {
+    while (j < n && is_word(in[j])) *digit |= is_digit(in[j++]);
+    return j;
+}
+static size_t mask_ids(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, i = 0;
+    while (i < n) {
+        size_t gap = i;
+        while (gap < n && !is_word(in[gap])) gap++;
+        memcpy(out + o, in + i, gap - i);
+        o += gap - i;
+        i = gap;
+        if (i == n) break;
+        int digit = 0;
+        size_t j = word_end(in, n, i, &digit);
+        /* (every word either mask takes holds a digit) */
+        int mixed = digit && long_mixed(in + i, j - i);
+        if (mixed || (digit && digit_word(in + i, j - i))) {
+            while (j + 1 < n && in[j] == '-' && is_word(in[j + 1])) {
+                int more = 0;
+                size_t next = word_end(in, n, j + 1, &more);
+                if (!mixed && more && long_mixed(in + j + 1, next - j - 1)) break;
+                j = next;
+            }
+            memcpy(out + o, "<id>", 4);
+            o += 4;
+        } else {
+            memcpy(out + o, in + i, j - i);
+            o += j - i;
+        }
+        i = j;
+    }
+    return o;
+}
+
+/* What a mask's every match holds, looked for before a pass: \d{4}-\d{2}-\d{2} (times,
+ * dates); \d\.\d (IPv4); :[0-9a-f]{0,4}: (IPv6); [245]\d\d- (the codes of joined lines). */
+static int has_dated(const uchar *in, size_t n) {
+    for (const uchar *at = in; (at = memchr(at, '-', (size_t)(in + n - at))) != NULL; at++) {
+        size_t p = (size_t)(at - in);
+        if (p >= 4 && digits_at(in, n, p - 4, 4) && digits_at(in, n, p + 1, 2) && p + 3 < n &&
+            in[p + 3] == '-' && digits_at(in, n, p + 4, 2))
+            return 1;
+    }
+    return 0;
+}
+static int has_dotted(const uchar *in, size_t n) {
+    for (const uchar *at = in; (at = memchr(at, '.', (size_t)(in + n - at))) != NULL; at++) {
+        size_t p = (size_t)(at - in);
+        if (p >= 1 && p + 1 < n && is_digit(in[p - 1]) && is_digit(in[p + 1])) return 1;
+    }
+    return 0;
+}
+static int has_colons(const uchar *in, size_t n) {
+    for (const uchar *at = in; (at = memchr(at, ':', (size_t)(in + n - at))) != NULL; at++) {
+        size_t p = (size_t)(at - in) + 1, run = 0;
+        while (run < 4 && p + run < n && is_hex(in[p + run])) run++;
+        if (p + run < n && in[p + run] == ':') return 1;
+    }
+    return 0;
+}
+static int has_line_code(const uchar *in, size_t n) {
+    for (const uchar *at = in; (at = memchr(at, '-', (size_t)(in + n - at))) != NULL; at++) {
+        size_t p = (size_t)(at - in);
+        if (p >= 3 && line_code(in, n, p - 3, '-', '-')) return 1;
+    }
+    return 0;
+}
+
+/* \s{2,}|[^\S ] -> " ": every run of white space becomes one space */
+static size_t mask_spaces(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, i = 0;
+    while (i < n) {
+        size_t gap = i;
+        /* a single space is left as it is */
+        while (gap < n && (!is_space(in[gap]) ||
+                           (in[gap] == ' ' && (gap + 1 == n || !is_space(in[gap + 1])))))
+            gap++;
+        memcpy(out + o, in + i, gap - i);
+        o += gap - i;
+        i = gap;
+        if (i == n) break;
+        while (i < n && is_space(in[i])) i++;
+        out[o++] = ' ';
+    }
+    return o;
+}
+
+/* normalize.joined_lines, first: \\n([245]\d\d[ -]) -> " $1" (the matches cannot overlap:
+ * the four characters after `\n` hold no backslash) */
+static size_t join_escaped(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, i = 0;
+    while (i < n) {
+        if (in[i] == '\\' && i + 1 < n && in[i + 1] == 'n' && line_code(in, n, i + 2, ' ', '-')) {
+            out[o++] = ' ';
+            i += 2;
+        } else {
+            out[o++] = in[i++];
+        }
+    }
+    return o;
+}
+
+/* normalize.joined_lines, then: (^|\s)[245]\d\d-(?:[245]\.\d{1,3}\.\d{1,3}(?:\s|$))? -> $1.
+ * The end of the optional part at p (after its white space), or 0. */
+static size_t enhanced_tail(const uchar *in, size_t n, size_t p) {
+    if (!(p + 2 <= n && in[p] >= '2' && in[p] <= '5' && in[p] != '3' && in[p + 1] == '.'))
+        return 0;
+    p += 2;
+    size_t run = 0;
+    while (p + run < n && is_digit(in[p + run])) run++;
+    if (run < 1 || run > 3 || p + run >= n || in[p + run] != '.') return 0;
+    p += run + 1;
+    run = 0;
+    while (p + run < n && is_digit(in[p + run])) run++;
+    if (run < 1 || run > 3) return 0;
+    p += run;
+    if (p == n) return p;
+    return is_space(in[p]) ? p + 1 : 0;
+}
+static size_t drop_line_codes(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, i = 0;
+    while (i < n) {
+        /* ^ first (at the start only), then \s */
+        size_t code = 0, keep = 0;
+        if (i == 0 && line_code(in, n, 0, '-', '-')) {
+            code = 0;
+            keep = 0;
+        } else if (is_space(in[i]) && line_code(in, n, i + 1, '-', '-')) {
+            code = i + 1;
+            keep = 1;
+        } else {
+            out[o++] = in[i++];
+            continue;
+        }
+        if (keep) out[o++] = in[i];
+        size_t end = code + 4;
+        size_t tail = enhanced_tail(in, n, end);
+        i = tail ? tail : end;
+    }
+    return o;
+}
+
+/* The normalized text of s[0..n) (ASCII) into *out (grown as needed); its length, or -1 when
+ * memory runs out. */
+typedef struct {
+    uchar *a, *b;
+    size_t size;
+} buffers;
+
+static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **result) {
+    size_t need = 3 * n + 16;
+    if (need > work->size) {
+        uchar *a = realloc(work->a, need), *b = NULL;
+        if (a != NULL) work->a = a;
+        b = realloc(work->b, need);
+        if (b != NULL) work->b = b;
+        if (a == NULL || b == NULL) return -1;
+        work->size = need;
+    }
+    uchar *x = work->a, *y = work->b, *t;
+    for (size_t i = 0; i < n; i++) {
+        uchar c = (uchar)s[i];
+        x[i] = (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c;
+    }
+    size_t len = n;
+#define PASS(call)        \
+    do {                  \
+        len = (call);     \
+        t = x;            \
+        x = y;            \
+        y = t;            \
+    } while (0)
+    /* a pass runs where the text holds what each of its matches holds (in order: no mask
+     * writes one of those characters but `<address>`'s `d`s and the spaces) */
+    int digits = 0;
+    for (size_t i = 0; i < len && !digits; i++) digits = is_digit(x[i]);
+    if (memchr(x, '@', len)) PASS(mask_address(x, len, y));
+    if (memchr(x, '/', len)) PASS(mask_url_query(x, len, y));
+    if (digits && has_dated(x, len)) PASS(mask_matches(x, len, y, time_at, C_DIGIT, "<time>"));
+    if (digits && has_dotted(x, len)) PASS(mask_matches(x, len, y, ipv4_at, C_DIGIT, "<ip>"));
+    if (has_colons(x, len)) PASS(mask_matches(x, len, y, ipv6_at, C_V6, "<ip>"));
+    if (digits && has_dated(x, len)) PASS(mask_matches(x, len, y, date_at, C_DIGIT, "<date>"));
+    if (digits) PASS(mask_ids(x, len, y));
+    PASS(mask_spaces(x, len, y));
+    if (memchr(x, '\\', len)) PASS(join_escaped(x, len, y));
+    if (digits && has_line_code(x, len)) PASS(drop_line_codes(x, len, y));
+#undef PASS
+    size_t start = 0;
+    while (start < len && is_space(x[start])) start++;
+    while (len > start && is_space(x[len - 1])) len--;
+    *result = x + start;
+    return (Py_ssize_t)(len - start);
+}
+
+/* normalize.numbered_hosts_alike: in a text that starts `^((?:<?<address>>?: )?host [^\s\[]+) ?\[`
+ * (and holds no line break), each run of digits of that start (the name of the host that
+ * answered) becomes `#`. The length of the start, or 0 when the text does not start so. */
+static size_t answering_host(const uchar *s, size_t n) {
+    static const char *prefixes[] = {"<<address>>: ", "<<address>: ", "<address>>: ", "<address>: "};
+    /* `<?` and `>?` are greedy: the prefixes in the order the regex tries them, then none */
+    for (int tried = 0; tried <= 4; tried++) {
+        size_t p = 0;
+        if (tried < 4) {
+            size_t len = strlen(prefixes[tried]);
+            if (n < len || memcmp(s, prefixes[tried], len) != 0) continue;
+            p = len;
+        }
+        if (n - p < 5 || memcmp(s + p, "host ", 5) != 0) continue;
+        size_t end = p + 5;
+        while (end < n && !is_space(s[end]) && s[end] != '[') end++;
+        if (end == p + 5) continue;
+        size_t q = end;
+        if (q < n && s[q] == ' ') q++;
+        if (q < n && s[q] == '[') return end;
+    }
+    return 0;
+}
+
+/* `text` (an ASCII str) with the digits of its answering host masked: a new reference (`text`
+ * itself when there is nothing to mask), or NULL when memory runs out. */
+static PyObject *hosts_masked(PyObject *text) {
+    const uchar *s = PyUnicode_DATA(text);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(text);
+    size_t start = memchr(s, '\n', n) ? 0 : answering_host(s, n);
+    int digits = 0;
+    for (size_t p = 0; p < start && !digits; p++) digits = is_digit(s[p]);
+    if (!digits) {
+        Py_INCREF(text);
+        return text;
+    }
+    size_t len = 0;
+    for (size_t p = 0; p < start; p++) len += !(is_digit(s[p]) && p > 0 && is_digit(s[p - 1]));
+    PyObject *answer = PyUnicode_New((Py_ssize_t)(len + n - start), 127);
+    if (answer == NULL) return NULL;
+    uchar *out = PyUnicode_DATA(answer);
+    size_t o = 0;
+    for (size_t p = 0; p < start; p++) {
+        if (!is_digit(s[p])) out[o++] = s[p];
+        else if (p == 0 || !is_digit(s[p - 1])) out[o++] = '#';
+    }
+    memcpy(out + o, s + start, n - start);
+    return answer;
+}
+
+/* Whether `texts` is a list (else a TypeError naming `function`), with the byte classes
+ * filled on the first call. */
+static int takes_list(PyObject *texts, const char *function) {
+    static int ready = 0;
+    if (!ready) {
+        fill_classes();
+        ready = 1;
+    }
+    if (PyList_Check(texts)) return 1;
+    PyErr_Format(PyExc_TypeError, "%s() takes a list", function);
+    return 0;
+}
+
+static PyObject *normalize(PyObject *self, PyObject *texts) {
+    (void)self;
+    if (!takes_list(texts, "normalize")) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(texts);
+    PyObject *answers = PyList_New(count), *grouped = PyList_New(count), *pair = NULL;
+    buffers work = {NULL, NULL, 0};
+    if (answers == NULL || grouped == NULL) goto failed;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        PyObject *answer = Py_None, *masked = Py_None;
+        if (PyUnicode_Check(text) && PyUnicode_IS_ASCII(text)) {
+            uchar *out = NULL;
+            Py_ssize_t len = normalized((const char *)PyUnicode_DATA(text),
+                                        (size_t)PyUnicode_GET_LENGTH(text), &work, &out);
+            if (len < 0) {
+                PyErr_NoMemory();
+                goto failed;
+            }
+            if ((answer = PyUnicode_New(len, 127)) == NULL) goto failed;
+            memcpy(PyUnicode_DATA(answer), out, (size_t)len);
+            if ((masked = hosts_masked(answer)) == NULL) {
+                Py_DECREF(answer);
+                goto failed;
+            }
+        } else {
+            Py_INCREF(answer);
+            Py_INCREF(masked);
+        }
+        PyList_SET_ITEM(answers, i, answer);
+        PyList_SET_ITEM(grouped, i, masked);
+    }
+    pair = PyTuple_Pack(2, answers, grouped);
+failed:
+    free(work.a);
+    free(work.b);
+    /* (a list's unset items are NULL, which its deallocation passes over) */
+    Py_XDECREF(answers);
+    Py_XDECREF(grouped);
+    return pair;
+}
+
+/* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
+
+/* [A-Za-z0-9_]: a word character of the text as written */
+static inline int is_word_any_case(uchar c) {
+    return is_word(c) || (c >= 'A' && c <= 'Z');
+}
+static inline uchar lower(uchar c) { return (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c; }
+static int starts_caseless(const uchar *s, size_t n, size_t p, const char *word) {
+    size_t len = strlen(word);
+    if (p + len > n) return 0;
+    for (size_t q = 0; q < len; q++)
+        if (lower(s[p + q]) != (uchar)word[q]) return 0;
+    return 1;
+}
+static size_t skip_spaces(const uchar *s, size_t n, size_t p) {
+    while (p < n && is_space(s[p])) p++;
+    return p;
+}
+
+/* extract._VERSION: (?i)\b(?:version|release|ver\.?|v)\s*\d+(?:\.\d+)+ -> " ". After the word,
+ * the digits must run to a dot (a shorter run leaves a digit next), so only the alternation
+ * backtracks: each alternative in order, `ver.` before `ver`. The end of a match at i, or 0. */
+static size_t version_rest(const uchar *s, size_t n, size_t p) {
+    p = skip_spaces(s, n, p);
+    if (p >= n || !is_digit(s[p])) return 0;
+    while (p < n && is_digit(s[p])) p++;
+    int groups = 0;
+    while (p + 1 < n && s[p] == '.' && is_digit(s[p + 1])) {
+        p += 1;
+        while (p < n && is_digit(s[p])) p++;
+        groups++;
+    }
+    return groups ? p : 0;
+}
+static size_t version_at(const uchar *s, size_t n, size_t i) {
+    if (i > 0 && is_word_any_case(s[i - 1])) return 0;
+    size_t end = 0;
+    if (starts_caseless(s, n, i, "version") && (end = version_rest(s, n, i + 7))) return end;
+    if (starts_caseless(s, n, i, "release") && (end = version_rest(s, n, i + 7))) return end;
+    if (starts_caseless(s, n, i, "ver.") && (end = version_rest(s, n, i + 4))) return end;
+    if (starts_caseless(s, n, i, "ver") && (end = version_rest(s, n, i + 3))) return end;
+    if (starts_caseless(s, n, i, "v") && (end = version_rest(s, n, i + 1))) return end;
+    return 0;
+}
+static size_t without_versions(const uchar *in, size_t n, uchar *out) {
+    size_t o = 0, i = 0;
+    while (i < n) {
+        uchar c = lower(in[i]);
+        size_t end = (c == 'v' || c == 'r') ? version_at(in, n, i) : 0;
+        if (end > i) {
+            out[o++] = ' ';
+            i = end;
+        } else {
+            out[o++] = in[i++];
+        }
+    }
+    return o;
+}
+
+/* extract._REPLY: (?:^\s*|said:\s*|:\s+|["'(\[]\s*)([245][0-5][0-9])(?:[\s\-]|$): the first
+ * match's code, or -1. */
+static int reply_code_at(const uchar *s, size_t n, size_t p) {
+    if (p + 3 > n || !(s[p] == '2' || s[p] == '4' || s[p] == '5') || !(s[p + 1] >= '0' && s[p + 1] <= '5') ||
+        !is_digit(s[p + 2]))
+        return -1;
+    if (p + 3 < n && !is_space(s[p + 3]) && s[p + 3] != '-') return -1;
+    return (s[p] - '0') * 100 + (s[p + 1] - '0') * 10 + (s[p + 2] - '0');
+}
+static int reply_code(const uchar *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int code;
+        if (i == 0 && (code = reply_code_at(s, n, skip_spaces(s, n, 0))) >= 0) return code;
+        if (s[i] == 's' && n - i >= 5 && memcmp(s + i, "said:", 5) == 0 &&
+            (code = reply_code_at(s, n, skip_spaces(s, n, i + 5))) >= 0)
+            return code;
+        if (s[i] == ':' && i + 1 < n && is_space(s[i + 1]) &&
+            (code = reply_code_at(s, n, skip_spaces(s, n, i + 1))) >= 0)
+            return code;
+        if ((classes[s[i]] & C_OPEN) &&
+            (code = reply_code_at(s, n, skip_spaces(s, n, i + 1))) >= 0)
+            return code;
+    }
+    return -1;
+}
+
+/* extract._ENHANCED_CANDIDATE, found one after another (each match takes the character that
+ * ends it): (?:^|[\s#(\[=\-"':<;,])([245]\.[0-7]\.[0-9]{1,3})(?:$|[^0-9.]|\.(?:$|[^0-9])).
+ * The end of the code at p (its detail's digits must number one to three, a longer run leaves
+ * a digit next), or 0; *end: where the match ends. */
+static size_t enhanced_at(const uchar *s, size_t n, size_t p, size_t *end) {
+    if (p + 5 > n || !(s[p] == '2' || s[p] == '4' || s[p] == '5') || s[p + 1] != '.' ||
+        !(s[p + 2] >= '0' && s[p + 2] <= '7') || s[p + 3] != '.')
+        return 0;
+    size_t q = p + 4;
+    while (q < n && is_digit(s[q])) q++;
+    if (q == p + 4 || q - (p + 4) > 3) return 0;
+    if (q == n) *end = q;
+    else if (s[q] != '.') *end = q + 1;
+    else if (q + 1 == n) *end = q + 1;
+    else if (!is_digit(s[q + 1])) *end = q + 2;
+    else return 0;
+    return q;
+}
+static inline int enhanced_delimiter(uchar c) { return classes[c] & C_BEFORE; }
+
+/* codes(texts) -> (reply codes, first enhanced code, first of class 2, of 4, of 5): for each
+ * ASCII str, the reply code extract._reply_code finds in its text without versions (None if
+ * none) and the first of extract._enhanced_candidates, of all and of each class; for
+ * anything else -1 and Nones (the caller runs the polars expressions). */
+static PyObject *codes(PyObject *self, PyObject *texts) {
+    (void)self;
+    if (!takes_list(texts, "codes")) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(texts);
+    PyObject *lists[5] = {NULL, NULL, NULL, NULL, NULL};
+    uchar *work = NULL;
+    size_t size = 0;
+    for (int k = 0; k < 5; k++) {
+        if ((lists[k] = PyList_New(count)) == NULL) goto failed;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(lists[k], i, Py_None);
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        if (!(PyUnicode_Check(text) && PyUnicode_IS_ASCII(text))) {
+            PyObject *none = PyLong_FromLong(-1);
+            if (none == NULL) goto failed;
+            PyList_SetItem(lists[0], i, none);
+            continue;
+        }
+        const uchar *s = PyUnicode_DATA(text);
+        size_t n = (size_t)PyUnicode_GET_LENGTH(text);
+        if (n + 1 > size) {
+            uchar *grown = realloc(work, n + 1);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto failed;
+            }
+            work = grown;
+            size = n + 1;
+        }
+        /* (a copy only where a version is to be taken out) */
+        const uchar *versionless = s;
+        size_t len = n;
+        for (size_t v = 0; v < n; v++) {
+            uchar c = lower(s[v]);
+            if ((c == 'v' || c == 'r') && version_at(s, n, v)) {
+                len = without_versions(s, n, work);
+                versionless = work;
+                break;
+            }
+        }
+        int reply = reply_code(versionless, len);
+        if (reply >= 0) {
+            PyObject *value = PyLong_FromLong(reply);
+            if (value == NULL) goto failed;
+            PyList_SetItem(lists[0], i, value);
+        }
+        /* the first candidate of all, then of classes 2, 4, 5 (lists 1 to 4) */
+        /* the codes' first dots, in order: a code at p is found where p is 0, or where a
+         * character that may stand before one is at p - 1 and the match before ended there
+         * or earlier */
+        int wanted = 4;
+        size_t done = 0;
+        const uchar *dot = versionless;
+        while (wanted > 0 && (dot = memchr(dot, '.', (size_t)(versionless + len - dot))) != NULL) {
+            size_t code = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
+            dot++;
+            if (dot - 1 == versionless) continue;
+            if (!(code == 0 || (code - 1 >= done && enhanced_delimiter(versionless[code - 1]))))
+                continue;
+            size_t stop = enhanced_at(versionless, len, code, &end);
+            if (!stop) continue;
+            int slot = versionless[code] == '2' ? 2 : versionless[code] == '4' ? 3 : 4;
+            for (int k = 1; k <= 4; k++) {
+                if ((k == 1 || k == slot) && PyList_GET_ITEM(lists[k], i) == Py_None) {
+                    PyObject *value = PyUnicode_FromStringAndSize(
+                        (const char *)versionless + code, (Py_ssize_t)(stop - code));
+                    if (value == NULL) goto failed;
+                    PyList_SetItem(lists[k], i, value);
+                    wanted--;
+                }
+            }
+            done = end;
+            dot = versionless + end;
+        }
+    }
+    free(work);
+    PyObject *answer = PyTuple_Pack(5, lists[0], lists[1], lists[2], lists[3], lists[4]);
+    for (int k = 0; k < 5; k++) Py_DECREF(lists[k]);
+    return answer;
+failed:
+    free(work);
+    for (int k = 0; k < 5; k++) Py_XDECREF(lists[k]);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"normalize", normalize, METH_O,
+     "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
+     "and that with its answering host's digits masked, else Nones"},
+    {"codes", codes, METH_O,
+     "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
+     "extract.py finds in each ASCII str (-1 and Nones for anything else)"},
+    {NULL, NULL, 0, NULL},
+};
+
+TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
+                 methods, 1)

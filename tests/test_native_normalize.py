@@ -1,0 +1,248 @@
+"""The C helper (native/normalize.c, issue 14's speed of `explain -`) gives what the polars
+expressions give (normalize.py and extract.py stay the reference): the classification's
+normalized text, the masked digits of the answering host and the codes found in a text, over
+real replies, whole log lines, generated logs' lines, hand-made cases of each mask and code
+and seeded mutations of all of them."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from types import ModuleType
+
+import polars as pl
+import pytest
+
+from bounce_analyzer import extract, native
+from bounce_analyzer.generate.cli import main as generate
+from bounce_analyzer.normalize import normalized_for, normalized_texts, numbered_hosts_alike
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared" / "corpus" / "classification" / "patterns.tsv"
+
+#: What each mask and step reads, written to hit its edges (the regexes are in normalize.py).
+CASES = [
+    # addresses: the run around `@`, an `@` at either end of a run, a NUL inside one
+    "550 <Anna.Smith@Example.COM>: user unknown; a@b @x y@ @@ a@@b x\x00@y",
+    # URLs: a query or fragment, none, one in brackets, https, a second one
+    "see https://support.google.com/mail/?p=NoSuchUser&hl=en) and http://x.example/a#frag",
+    "http://no-query.example/path https://a.example/?q=1 xhttp://b.example/?z",
+    # times and dates: fractions, zones with and without a colon, a date alone, near misses
+    "at 2026-11-28T10:45:12.311Z 2026-11-28 10:45:12+01:00 2026-11-28 10:45:12-0130 x",
+    "2026-11-28T10:45:12,5 12026-11-28 2026-11-280 a2026-11-28 2026-1-28 2026-11-28_",
+    # IPv4: the greedy groups backing off, too many digits, a boundary missing
+    "[192.0.2.1] 1234.5.6.7 1.2.3.4567 1.2.3.456 10.0.0.1a 10.0.0.1.5 _1.2.3.4 256.1.1.1",
+    # IPv6 and times: leading colons, seven groups and more, hex runs of five
+    "2001:db8::1 fe80::1%eth0 ::1 a::1 10:45:12 1:2:3:4:5:6:7:8:9 abcde:1:2 1:2:3g x::",
+    # ids: long mixed words, provider reason codes, digit words, Exchange's hex codes
+    "SN1PR0101MB1234 URLBL011 IPBL0010 S3140 TSS04 OFR_405 abcdefgh12345 a12345bc ab12345c",
+    "d9443c01a7336-1f3a1ed8b6esi 4F3A21B5C 201806281 000C05A6 00abcdefg 0012345 00123456",
+    "00ab1g 00abg 0abcd 012345 12345-abcdefgh1 12345-abc-abcdefgh1-x a1b2c3d4e5 abcdefg1",
+    "abc1defgh abcd12efgh ab1cdefgh1 abcde1234f abcde12345 x_1234567 ____1abc 1____",
+    # white space, escaped line breaks and the codes that start a reply's lines
+    "550-5.1.1 The email account\\n550-5.1.1 that you tried\\n550 5.1.1 to reach\t\t x  y",
+    "  421-4.7.0 [TSS04] Messages\n421-4.7.0 from 203.0.113.5 421-4.7.0 temporarily deferred",
+    "550-5.1.1\n550-5.1.1 550-x 250-5.7.1234 550-5.7.1 550-5.7.1x 550-",
+    # codes: versions taken out first, where a reply code may stand, enhanced codes one after
+    # another (each match takes the character after it), of each class
+    "Version 2.4.1 550 x; ver.2.1 550-5.1.1; v.1.2 said:550 4.7.0; release 1.2.3.4 421",
+    "xv1.2 550 VER 1.2 (550 5.1.1) '550' \"421 x :  550 : 550x #5.1.1. =5.1.1.x 4.7.12345",
+    "5.1.1 5.1.2 4.2.2 -2.0.0 ,4.4.7 ;5.8.1 say 5.1.1.2 5.1.10 .5.1.1 2.0.0-4.4.4 5.8.1",
+    # the answering host, as Postfix and Exim wrap a reply
+    "host mx3.shop41.example[198.51.7.9] said: 550 5.1.1 user unknown",
+    "<a@b.example>: host mx1.mail2.example [192.0.2.1]: 550 rejected",
+    "<<a@b.example>>: host 1a2b [x] host mx9.example[",
+    "",
+    "   ",
+]
+
+#: What the mutations insert: pieces of every mask, and the characters the masks stop at.
+PIECES = [
+    *"aZ09_-.:@/?#\\ \t\n<>()[]\"',;xXfF5",
+    "550-5.1.1 ",
+    "\\n421-4.7.0 ",
+    "2026-11-28T10:45:12.311Z",
+    "10:45:12",
+    "192.0.2.1",
+    "fe80::1",
+    "https://x.example/a?b=c",
+    "d9443c01a7336-1f3a1ed8b6esi",
+    "000C05A6",
+    "00abcdefg",
+    "SN1PR0101MB1234",
+    " 550 5.1.1 ",
+    "host mx1.a[",
+    "<address>: ",
+    "version ",
+    "ver.",
+    "said:",
+    "4.",
+    ".5",
+]
+
+
+def _normalizer_or_skip() -> ModuleType:
+    module = native.helper("normalize")
+    if module is None:
+        reason = "the C normalizer is not built (no C compiler?) or is turned off"
+        if os.environ.get("CI") == "true" and os.environ.get("BOUNCE_ANALYZER_NATIVE") != "0":
+            pytest.fail(f"CI builds the C extensions, yet {reason}")
+        pytest.skip(reason)
+    return module
+
+
+def _diagnostics(path: Path) -> list[str]:
+    rows = pl.read_csv(path, separator="\t", quote_char=None, infer_schema=False)
+    return rows.get_column("diagnostic").drop_nulls().to_list()
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Real replies (labelled rows, the shared corpus when it is there), every line of the
+    sample logs and of small generated Postfix and Exim logs, the cases above, and seeded
+    mutations of all of them."""
+    found = [*CASES]
+    for path in sorted((HERE / "data" / "diagnostics").glob("*.tsv")):
+        found += _diagnostics(path)
+    if SHARED.exists():
+        found += _diagnostics(SHARED)
+    for path in sorted((REPO / "sample_logs").rglob("*")):
+        if path.is_file() and path.name != "README.md":
+            found += path.read_text(encoding="utf-8", errors="replace").splitlines()
+    work = tmp_path_factory.mktemp("logs")
+    for seed, source in enumerate(("postfix", "exim")):
+        log = work / f"{source}.log"
+        generate([source, "--lines", "3000", "--seed", str(seed), "-o", str(log)])
+        found += log.read_text(encoding="utf-8").splitlines()
+    draw = random.Random(14)
+    for _ in range(20_000):
+        text = list(draw.choice(found)[:300])
+        for _ in range(draw.randrange(1, 6)):
+            at = draw.randrange(len(text) + 1)
+            if draw.random() < 0.3 and text:
+                del text[min(at, len(text) - 1)]
+            else:
+                text.insert(at, draw.choice(PIECES))
+        found.append("".join(text))
+    return found
+
+
+def test_the_normalized_text_is_the_polars_one(texts: list[str]) -> None:
+    module = _normalizer_or_skip()
+    series = pl.Series("diagnostic", texts)
+    expected = series.to_frame().select(normalized_for(series)).to_series().to_list()
+    got, grouped = module.normalize(texts)
+    compared = [(text, want, have) for text, want, have in zip(texts, expected, got, strict=True)]
+    done = [row for row in compared if row[2] is not None]
+    assert len(done) > 0.95 * len(texts)  # the ASCII ones: all but a few
+    assert [row for row in done if row[1] != row[2]] == []
+    # and the answering host's digits masked in the same call
+    masked = pl.Series("normalized", expected)
+    masked = masked.to_frame().select(numbered_hosts_alike(pl.col("normalized"))).to_series()
+    assert [
+        row for row in zip(got, grouped, masked, strict=True) if row[0] and row[1] != row[2]
+    ] == []
+    assert sum(1 for text in grouped if text and text.startswith("host ") and "#" in text) > 50
+
+
+def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
+    module = _normalizer_or_skip()
+    series = pl.Series("diagnostic", texts)
+    expected = extract._found_by_polars(series)
+    reply, *enhanced = module.codes(texts)
+    read = [row for row, code in enumerate(reply) if code != -1]
+    assert len(read) > 0.95 * len(texts)
+    got = pl.DataFrame(
+        [
+            pl.Series("_found_smtp", reply, dtype=pl.Int16),
+            *(
+                pl.Series(name, column, dtype=pl.String)
+                for name, column in zip(extract.FOUND_CODES[1:], enhanced, strict=True)
+            ),
+        ]
+    )[read]
+    assert expected[read]["_found_smtp"].count() > 1000  # codes were found, and compared
+    mismatched = (
+        pl.concat([got, expected[read].rename(lambda name: name + "_polars")], how="horizontal")
+        .with_columns(pl.Series("text", texts)[read])
+        .filter(
+            pl.any_horizontal(
+                pl.col(name).ne_missing(pl.col(name + "_polars")) for name in extract.FOUND_CODES
+            )
+        )
+    )
+    assert mismatched.to_dicts() == []
+    assert extract.found_codes(series).equals(expected)
+
+
+def test_texts_the_c_path_leaves_go_the_polars_way() -> None:
+    _normalizer_or_skip()
+    # not ASCII (C leaves them), a null, and ASCII: each as the expressions give it
+    texts = pl.Series(
+        "diagnostic",
+        [
+            "550 5.1.1 Benutzer unbekannt: müller@example.de 2026-11-28",
+            None,
+            "host MX1.Example[192.0.2.1] said: 550 No such user",
+            "421 4.7.0 Ａ 2001:db8::1",
+        ],
+    )
+    expected = texts.to_frame().select(normalized_for(texts)).to_series()
+    normalized, grouped = normalized_texts(texts)
+    assert normalized.to_list() == expected.to_list()
+    assert normalized[0] == "550 5.1.1 benutzer unbekannt: <address> <date>"
+    assert (
+        grouped.to_list()
+        == expected.to_frame()
+        .select(numbered_hosts_alike(pl.col("diagnostic")))
+        .to_series()
+        .to_list()
+    )
+    assert grouped[2] == "host mx#.example[<ip>] said: 550 no such user"
+
+
+def test_the_environment_turns_the_c_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
+    assert native.helper("normalize") is None
+    texts = pl.Series("diagnostic", ["host mx2.example[192.0.2.9] said: 550 5.1.1 a@b.example"])
+    assert normalized_texts(texts)[0].to_list() == [
+        "host mx2.example[<ip>] said: 550 5.1.1 <address>"
+    ]
+
+
+def test_explain_answers_the_same_on_both_paths(
+    texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`explain -`'s answers, byte for byte, with the C helper and with the polars path alone,
+    on a sample of the texts above (each classified whole: codes, keys, rules, answers)."""
+    _normalizer_or_skip()
+    from bounce_analyzer.explain import write_explanations
+    from bounce_analyzer.rules import load_rules
+
+    rules = load_rules()
+    # (a line that starts with `{` is a JSON input: the sample logs' JSON lines are not)
+    lines = [
+        " ".join(text.split()).lstrip("{") or "-" for text in random.Random(18).sample(texts, 6000)
+    ]
+    source = "\n".join(lines) + "\n"
+
+    def answers() -> bytes:
+        out = io.BytesIO()
+        write_explanations(io.StringIO(source), out, rules=rules)
+        return out.getvalue()
+
+    with_c = answers()
+    monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
+    assert native.helper("normalize") is None
+    assert answers() == with_c
+    assert with_c.count(b"\n") == len(lines)
+
+
+def test_the_version_line_names_the_helper() -> None:
+    _normalizer_or_skip()
+    line = native.describe()
+    assert line.startswith("parser: C path for ") and "the classification's texts" in line
+    assert "polars path for the classification's texts" not in line
