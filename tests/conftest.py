@@ -14,6 +14,14 @@ from bounce_analyzer import smtp
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_terminal_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without `$COLUMNS` and `$LINES`, as under a plain `pytest` in CI:
+    pytest-xdist's workers inherit COLUMNS=80, which would narrow the tables the CLI prints."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 @pytest.fixture
 def repo_path() -> Path:
     return REPO
