@@ -57,6 +57,7 @@ from bounce_analyzer.retry import retry_after_of
 from bounce_analyzer.rules import (
     BLOCKED,
     EVENT_CATEGORIES,
+    LIST_BACKED,
     NON_FAILURE_CATEGORIES,
     ON_HOLD,
     UNDECIDED_CATEGORIES,
@@ -186,6 +187,7 @@ class _Prepared:
     host_literals: pl.DataFrame  # literal, host_index: the pattern is tried where its literal is
     host_literal_list: list[str]
     host_unfiltered: pl.DataFrame  # host_index of the patterns tried on every host
+    ip_lists: list[str]  # the blocklists that list sending IP addresses (step 2a)
     memory: _Memory
 
 
@@ -377,6 +379,9 @@ def _prepare(rules: Rules) -> _Prepared:
         host_unfiltered=hosts.filter(
             ~pl.col("host_index").is_in(host_literals["host_index"].implode())
         ).select("host_index"),
+        ip_lists=rules.blocklists.filter(pl.col("lists").list.contains("ip"))[
+            "blocklist"
+        ].to_list(),
         memory=_Memory(
             hosts=pl.DataFrame(
                 schema={
@@ -641,9 +646,25 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     named = pl.col("named_list").is_not_null() & pl.lit(
         prepared.categories["category"].is_in([BLOCKED]).any()
     )
+    # a list of sending IPs says who is refused and why before a pattern's words (`Mail
+    # refused - see cbl.abuseat.org` is a block, not a policy), except words about the
+    # sender's address or the message's links (`mailfrom domain is listed in spamhaus`,
+    # `URL listed at ...`), which a list's name backs; lists of domains and links come after
+    # the patterns
+    named_ip = (
+        named
+        & pl.col("named_list").is_in(prepared.ip_lists)
+        # a pattern that says `blocked` itself keeps its rule (a provider's, more exact)
+        & ~pl.col("pattern_category").fill_null("").is_in([BLOCKED, *LIST_BACKED])
+    )
+    by_list = (
+        pl.when(named_ip).then(pl.lit(BLOCKED)),
+        pl.when(named_ip).then(pl.lit("blocklist:") + pl.col("named_list")),
+    )
     # the order of docs/RULES.md: what the words say, then what the codes alone say
     steps = [
         (pl.when(by_words).then("table_category"), pl.when(by_words).then("table_rule")),
+        by_list,
         ("pattern_category", pl.lit("pattern:") + pl.col("pattern_id")),
         (
             pl.when(named).then(pl.lit(BLOCKED)),
