@@ -109,6 +109,11 @@ provider = "microsoft"
 classes = [5]
 example = "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)"
 [[patterns]]
+id = "generic.recipient"
+regex = 'recipient refused'
+category = "user_unknown"
+example = "550 5.1.1 <a@b.example>: Recipient refused"
+[[patterns]]
 id = "generic.sender"
 regex = 'sender address rejected'
 category = "rejected"
@@ -313,14 +318,21 @@ STEPS = [
         "postfix",
         ("google", "blocked", "hard", True, "blocklist:spamhaus"),
     ),
-    # ... and a list of sending IPs before a pattern's words ...
+    # ... and a list of sending IPs before a generic pattern's words ...
     (
         "bounced",
-        "554 5.7.1 <a@outlook.com>: Recipient address rejected: Access denied; 192.0.2.1 "
-        "listed at zen.spamhaus.org",
+        "554 5.7.1 <a@example.org>: Recipient refused: 192.0.2.1 listed at zen.spamhaus.org",
+        "example.org",
+        "postfix",
+        ("other", "blocked", "hard", True, "blocklist:spamhaus"),
+    ),
+    # ... but not before a provider's own text ...
+    (
+        "bounced",
+        "550 5.4.1 Recipient address rejected: Access denied; 192.0.2.1 listed at zen.spamhaus.org",
         "outlook.com",
         "postfix",
-        ("microsoft", "blocked", "hard", True, "blocklist:spamhaus"),
+        ("microsoft", "user_unknown", "hard", True, "pattern:microsoft.access_denied"),
     ),
     # ... except words that say which of the sender's parts was refused (LIST_BACKED)
     (

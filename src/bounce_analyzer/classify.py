@@ -626,7 +626,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         .agg(pl.col("pattern_index").min())
         .join(
             prepared.patterns.lazy().select(
-                "pattern_index", "pattern_id", "pattern_category", "pattern_of"
+                "pattern_index", "pattern_id", "pattern_category", "pattern_of", "pattern_provider"
             ),
             on="pattern_index",
         )
@@ -646,15 +646,17 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     named = pl.col("named_list").is_not_null() & pl.lit(
         prepared.categories["category"].is_in([BLOCKED]).any()
     )
-    # a list of sending IPs says who is refused and why before a pattern's words (`Mail
-    # refused - see cbl.abuseat.org` is a block, not a policy), except words about the
+    # a list of sending IPs says who is refused and why before a generic pattern's words
+    # (`Mail refused - see cbl.abuseat.org` is a block, not a policy), except words about the
     # sender's address or the message's links (`mailfrom domain is listed in spamhaus`,
-    # `URL listed at ...`), which a list's name backs; lists of domains and links come after
-    # the patterns
+    # `URL listed at ...`), which a list's name backs; a provider's own text (its patterns,
+    # `SC-001 ... on our block list`) and a pattern that says `blocked` keep their more exact
+    # rule; lists of domains and links come after the patterns
+    generic = pl.col("pattern_provider").is_null() & pl.col("pattern_of").is_null()
     named_ip = (
         named
         & pl.col("named_list").is_in(prepared.ip_lists)
-        # a pattern that says `blocked` itself keeps its rule (a provider's, more exact)
+        & (generic | pl.col("pattern_category").is_null())
         & ~pl.col("pattern_category").fill_null("").is_in([BLOCKED, *LIST_BACKED])
     )
     by_list = (
