@@ -187,7 +187,7 @@ class _Prepared:
     host_literals: pl.DataFrame  # literal, host_index: the pattern is tried where its literal is
     host_literal_list: list[str]
     host_unfiltered: pl.DataFrame  # host_index of the patterns tried on every host
-    ip_lists: list[str]  # the blocklists that list sending IP addresses (step 2a)
+    ip_lists: list[str]  # the blocklists of sending IP addresses (docs/RULES.md, step 2)
     memory: _Memory
 
 
@@ -652,11 +652,12 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     # `URL listed at ...`), which a list's name backs; a provider's own text (its patterns,
     # `SC-001 ... on our block list`) and a pattern that says `blocked` keep their more exact
     # rule; lists of domains and links come after the patterns
+    # (a key no pattern matched has no pattern provider either: `generic` holds)
     generic = pl.col("pattern_provider").is_null() & pl.col("pattern_of").is_null()
     named_ip = (
         named
         & pl.col("named_list").is_in(prepared.ip_lists)
-        & (generic | pl.col("pattern_category").is_null())
+        & generic
         & ~pl.col("pattern_category").fill_null("").is_in([BLOCKED, *LIST_BACKED])
     )
     by_list = (
