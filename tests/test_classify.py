@@ -47,6 +47,10 @@ hard = "never"
 description = "Blocked."
 group = "policy"
 hard = "if_permanent"
+[categories.rejected]
+description = "The sender was refused."
+group = "policy"
+hard = "never"
 [categories.auth_failure]
 description = "Authentication failed."
 group = "policy"
@@ -104,6 +108,16 @@ category = "user_unknown"
 provider = "microsoft"
 classes = [5]
 example = "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)"
+[[patterns]]
+id = "generic.recipient"
+regex = 'recipient refused'
+category = "user_unknown"
+example = "550 5.1.1 <a@b.example>: Recipient refused"
+[[patterns]]
+id = "generic.sender"
+regex = 'sender address rejected'
+category = "rejected"
+example = "554 5.7.1 <a@b.example>: Sender address rejected: Access denied"
 """,
     "codes/tables.toml": """
 [tables.gmail]
@@ -304,13 +318,29 @@ STEPS = [
         "postfix",
         ("google", "blocked", "hard", True, "blocklist:spamhaus"),
     ),
-    # ... but a pattern's words come first
+    # ... and a list of sending IPs before a generic pattern's words ...
     (
-        "deferred",
-        "452 4.2.2 Mailbox full (zen.spamhaus.org lookups are slow today)",
+        "bounced",
+        "554 5.7.1 <a@example.org>: Recipient refused: 192.0.2.1 listed at zen.spamhaus.org",
         "example.org",
         "postfix",
-        ("other", "mailbox_full", "soft", False, "pattern:generic.full"),
+        ("other", "blocked", "hard", True, "blocklist:spamhaus"),
+    ),
+    # ... but not before a provider's own text ...
+    (
+        "bounced",
+        "550 5.4.1 Recipient address rejected: Access denied; 192.0.2.1 listed at zen.spamhaus.org",
+        "outlook.com",
+        "postfix",
+        ("microsoft", "user_unknown", "hard", True, "pattern:microsoft.access_denied"),
+    ),
+    # ... except words that say which of the sender's parts was refused (LIST_BACKED)
+    (
+        "bounced",
+        "554 5.7.1 <s@b.example>: Sender address rejected: b.example is listed in zen.spamhaus.org",
+        "example.org",
+        "postfix",
+        ("other", "rejected", "soft", True, "pattern:generic.sender"),
     ),
     # 5. the enhanced status code table: exact, then X.Y.Z
     (

@@ -26,6 +26,7 @@ RELAY_HOSTS = [
     ("alt1.aspmx.l.google.com", "google"),
     ("smtp.google.com", "google"),
     ("aspmx.googlemail.com", "google"),
+    ("wr-in-f26.1e100.net", "google"),
     ("contoso-com.mail.protection.outlook.com", "microsoft"),
     ("hotmail-com.olc.protection.outlook.com", "microsoft"),
     ("am4pr01mb1234.eurprd01.prod.exchangelabs.com", "microsoft"),

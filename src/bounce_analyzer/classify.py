@@ -62,6 +62,7 @@ from bounce_analyzer.retry import retry_after_of
 from bounce_analyzer.rules import (
     BLOCKED,
     EVENT_CATEGORIES,
+    LIST_BACKED,
     NON_FAILURE_CATEGORIES,
     ON_HOLD,
     UNDECIDED_CATEGORIES,
@@ -191,6 +192,7 @@ class _Prepared:
     host_literals: pl.DataFrame  # literal, host_index: the pattern is tried where its literal is
     host_literal_list: list[str]
     host_unfiltered: pl.DataFrame  # host_index of the patterns tried on every host
+    ip_lists: list[str]  # the blocklists of sending IP addresses (docs/RULES.md, step 2)
     memory: _Memory
 
 
@@ -382,6 +384,9 @@ def _prepare(rules: Rules) -> _Prepared:
         host_unfiltered=hosts.filter(
             ~pl.col("host_index").is_in(host_literals["host_index"].implode())
         ).select("host_index"),
+        ip_lists=rules.blocklists.filter(pl.col("lists").list.contains("ip"))[
+            "blocklist"
+        ].to_list(),
         memory=_Memory(
             hosts=pl.DataFrame(
                 schema={
@@ -626,7 +631,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         .agg(pl.col("pattern_index").min())
         .join(
             prepared.patterns.lazy().select(
-                "pattern_index", "pattern_id", "pattern_category", "pattern_of"
+                "pattern_index", "pattern_id", "pattern_category", "pattern_of", "pattern_provider"
             ),
             on="pattern_index",
         )
@@ -646,9 +651,28 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     named = pl.col("named_list").is_not_null() & pl.lit(
         prepared.categories["category"].is_in([BLOCKED]).any()
     )
+    # a list of sending IPs says who is refused and why before a generic pattern's words
+    # (`Mail refused - see cbl.abuseat.org` is a block, not a policy), except words about the
+    # sender's address or the message's links (`mailfrom domain is listed in spamhaus`,
+    # `URL listed at ...`), which a list's name backs; a provider's own text (its patterns,
+    # `SC-001 ... on our block list`) and a pattern that says `blocked` keep their more exact
+    # rule; lists of domains and links come after the patterns
+    # (a key no pattern matched has no pattern provider either: `generic` holds)
+    generic = pl.col("pattern_provider").is_null() & pl.col("pattern_of").is_null()
+    named_ip = (
+        named
+        & pl.col("named_list").is_in(prepared.ip_lists)
+        & generic
+        & ~pl.col("pattern_category").fill_null("").is_in([BLOCKED, *LIST_BACKED])
+    )
+    by_list = (
+        pl.when(named_ip).then(pl.lit(BLOCKED)),
+        pl.when(named_ip).then(pl.lit("blocklist:") + pl.col("named_list")),
+    )
     # the order of docs/RULES.md: what the words say, then what the codes alone say
     steps = [
         (pl.when(by_words).then("table_category"), pl.when(by_words).then("table_rule")),
+        by_list,
         ("pattern_category", pl.lit("pattern:") + pl.col("pattern_id")),
         (
             pl.when(named).then(pl.lit(BLOCKED)),

@@ -55,6 +55,10 @@ UNDEFINED = "undefined"
 #: no table row's words decided: the list refused the sender (docs/RULES.md, step 3). Rules
 #: whose categories.toml lacks it skip that step.
 BLOCKED = "blocked"
+#: The categories of patterns that a list of sending IPs named in the same text does not
+#: overrule: the words say which of the sender's parts was refused (its address or domain,
+#: the message's links) and the list backs them (docs/RULES.md, step 2).
+LIST_BACKED = ("rejected", "spam_detected")
 #: Categories a table row may name that do not decide: the row explains, later steps decide.
 UNDECIDED_CATEGORIES = (UNDEFINED, ON_HOLD)
 #: Categories that are not failures: they get no bounce_type and no permanence.
