@@ -67,3 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """Whether golden-file tests rewrite their expected files instead of comparing."""
     return bool(request.config.getoption("--update-golden"))
+
+
+# The S3-compatible server of the tests of stores on S3 (tests/_s3.py).
+from _s3 import bucket, s3_endpoint  # noqa: E402, F401
