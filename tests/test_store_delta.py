@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,13 +26,19 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from _cli import invoke
+from bounce_analyzer import ingest as ingest_module
 from bounce_analyzer import store as store_module
 from bounce_analyzer.errors import StoreError
-from bounce_analyzer.ingest import ingest_paths
+from bounce_analyzer.generate import generate_postfix
+from bounce_analyzer.ingest import _catalogue, ingest_paths, ingest_run
 from bounce_analyzer.migrate import migrate_store
+from bounce_analyzer.pipeline import Chunk, FileSummary, ParseRun
 from bounce_analyzer.store import (
+    DeltaStaging,
     DeltaStore,
+    LostRace,
     Store,
+    find_resume,
     open_store,
     scan_events,
     scan_quarantine,
@@ -39,16 +46,11 @@ from bounce_analyzer.store import (
 
 
 def _log(folder: Path, seed: int, *, lines: int = 2000, host: str = "mx1") -> Path:
-    """A generated Postfix log of two UTC days (the generator's command line)."""
+    """A generated Postfix log of two UTC days, from host `host`."""
     path = folder / f"{host}-{seed}.log"
-    subprocess.run(
-        [sys.executable, "-m", "bounce_analyzer.generate", "postfix", "--lines", str(lines),
-         "--seed", str(seed), "--start", "2026-11-20T00:00:00", "--days", "2", "--tz", "UTC",
-         "-o", str(path)],
-        check=True,
-    )  # fmt: skip
-    if host != "mx1":
-        path.write_text(path.read_text().replace(" mx1 ", f" {host} "))
+    generate_postfix(
+        path, lines=lines, seed=seed, start=datetime(2026, 11, 20), days=2, tz="UTC", host=host
+    )
     return path
 
 
@@ -223,7 +225,8 @@ import sys, time
 from pathlib import Path
 from bounce_analyzer import store
 from bounce_analyzer.errors import StoreError
-from bounce_analyzer.ingest import ingest_paths
+from bounce_analyzer.generate import generate_postfix
+from bounce_analyzer.ingest import _catalogue, ingest_paths, ingest_run
 store.between_steps = lambda: time.sleep(0.05)
 go, target, *paths = sys.argv[1:]
 while not Path(go).exists():
@@ -330,3 +333,47 @@ def test_migrate_refuses_a_store_with_events_of_its_own(tmp_path: Path, data_pat
     result = invoke("store", "migrate", str(data_path / "store_v2"), str(target))
     assert result.exit_code == 1
     assert result.output == f"Error: {target} holds events of its own: migrate into a new store\n"
+
+
+# --- the optimistic lock ------------------------------------------------------------------------
+
+
+def test_of_two_runs_that_read_one_catalogue_the_second_to_commit_loses(tmp_path: Path) -> None:
+    a, b = _log(tmp_path, 21, lines=600), _log(tmp_path, 22, lines=600, host="mx2")
+    store = open_store(tmp_path / "store", create=True)
+    assert isinstance(store, DeltaStore)
+
+    def stage(staging: DeltaStaging, log: Path) -> list[FileSummary]:
+        run = ParseRun([str(log)], tz="UTC", hold_partial=True)
+        run.resume = lambda _input, head: find_resume(staging.catalogue, head)
+        for chunk in run:
+            staging.add(chunk.events, chunk.malformed, input_head=chunk.head, input_path=chunk.path)
+        return run.summaries
+
+    with store.staging() as first, store.staging() as second:
+        first_read, second_read = stage(first, a), stage(second, b)
+        first.commit(_catalogue(first.catalogue, first_read, first.read_at))
+        written = sorted((tmp_path / "store" / "events").glob("date=*/part-*.parquet"))
+        with pytest.raises(LostRace):
+            second.commit(_catalogue(second.catalogue, second_read, second.read_at))
+    # the loser's files are gone; the winner's are the table's
+    assert sorted((tmp_path / "store" / "events").glob("date=*/part-*.parquet")) == written
+    assert [entry.path for entry in store.catalogue()] == [str(a)]
+    # standard input cannot be read again: a run of it that loses stops, saying so
+    monkey = pytest.MonkeyPatch()
+    with monkey.context() as patch:
+        patch.setattr(DeltaStaging, "commit", lambda *_, **__: (_ for _ in ()).throw(LostRace("x")))
+        patch.setattr(ingest_module.time, "sleep", lambda _: None)
+        with pytest.raises(StoreError, match="while this one read standard input"):
+            ingest_run(store, lambda resume: Nothing(), again=False)
+        with pytest.raises(StoreError, match="20 other ingests committed while this one ran"):
+            ingest_run(store, lambda resume: Nothing())
+
+
+class Nothing:
+    """A run that reads nothing (`ingest.RunLike`)."""
+
+    summaries: list[FileSummary] = []
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return iter(())

@@ -117,7 +117,8 @@ def ingest_paths(
         run.resume = resume
         return run
 
-    return ingest_run(opened, make_run, wait=wait, now=now)
+    # Standard input cannot be read a second time: a run of it that loses a race stops.
+    return ingest_run(opened, make_run, wait=wait, now=now, again="-" not in paths)
 
 
 #: How often an ingest into a Delta store goes again after other runs committed first.
@@ -130,6 +131,7 @@ def ingest_run(
     *,
     wait: bool = False,
     now: datetime | None = None,
+    again: bool = True,
 ) -> IngestResult:
     """Ingest the chunks of the run `make_run(resume)` returns (`ingest_paths` makes a ParseRun).
 
@@ -139,13 +141,20 @@ def ingest_run(
 
     Into a Delta store, runs do not lock each other out: when another run committed a new
     catalogue first (`LostRace`), this run's files are gone and it goes again with a new run
-    from `make_run`, which then finds what the other run read already read.
+    from `make_run`, which then finds what the other run read already read. With `again`
+    false (inputs that cannot be read twice, such as standard input), a lost race is a
+    `StoreError`: nothing of the run was stored, and it can be run again.
     """
     set_aside = 0  # records committed to the quarantine by runs that lost a race
     for attempt in range(MAX_ATTEMPTS):
         try:
             result = _ingest_once(store, make_run, wait=wait, now=now)
         except LostRace as lost:
+            if not again:
+                raise StoreError(
+                    f"{store.path}: another ingest committed while this one read standard "
+                    "input; its events were not stored: run it again"
+                ) from None
             set_aside += lost.malformed
             time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # let the winners pass
             continue
