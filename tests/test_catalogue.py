@@ -18,14 +18,13 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from _cli import invoke
-from bounce_analyzer import store as store_module
 from bounce_analyzer.generate import generate_postfix
 from bounce_analyzer.reading import (
     START,
@@ -37,14 +36,9 @@ from bounce_analyzer.reading import (
 )
 from bounce_analyzer.store import PREFIX_BYTES, scan_events
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _folder_layout() -> Iterator[None]:
-    """These tests look into the version-1 folder layout (catalogue.json, state/): the stores
-    they make are of that layout (tests/test_store_delta.py tests the Delta store)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "NEW_STORE_VERSION", 1)
-        yield
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,21 +22,15 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner, Result
 
-from bounce_analyzer import store as store_module
 from bounce_analyzer.cli import app
 from bounce_analyzer.generate import generate_exim, generate_postfix
 from bounce_analyzer.sources import exim as exim_module
 from bounce_analyzer.sources import postfix as postfix_module
 from bounce_analyzer.store import scan_events
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _folder_layout() -> Iterator[None]:
-    """These tests look into the version-1 folder layout (catalogue.json, state/): the stores
-    they make are of that layout (tests/test_store_delta.py tests the Delta store)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "NEW_STORE_VERSION", 1)
-        yield
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
 
 
 runner = CliRunner()

@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from bounce_analyzer import schema, store
-from bounce_analyzer import store as store_module
 from bounce_analyzer.errors import StoreError
 from bounce_analyzer.ingest import IngestResult, ingest_paths, ingest_run
 from bounce_analyzer.pipeline import Chunk, FileSummary
@@ -45,14 +44,9 @@ from bounce_analyzer.store import (
     store_path,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _folder_layout() -> Iterator[None]:
-    """These tests are of the version-1 folder layout's internals (flock, tmp/, catalogue.json):
-    the stores they make are of that layout (tests/test_store_delta.py tests the Delta store)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "NEW_STORE_VERSION", 1)
-        yield
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
 
 
 READ_AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,19 +24,13 @@ import pytest
 from typer.testing import Result
 
 from _samples import BOUNCED, BROKEN
-from bounce_analyzer import store as store_module
 from bounce_analyzer.pipeline import set_aside_implausible
 from bounce_analyzer.store import scan_quarantine
 from test_faults import invoke, snapshot, write_log
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _folder_layout() -> Iterator[None]:
-    """These tests are of the version-1 folder layout's internals (flock, tmp/, catalogue.json):
-    the stores they make are of that layout (tests/test_store_delta.py tests the Delta store)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "NEW_STORE_VERSION", 1)
-        yield
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
 
 
 def quarantined(root: Path) -> list[tuple[str, str]]:

@@ -158,17 +158,8 @@ def _marker() -> dict[str, Any]:
 
 def _write_json_atomically(path: Path, data: object) -> None:
     """Write `data` to a temporary file beside `path`, sync it, and rename it over `path`."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    _LOCAL.write_bytes(path, text.encode())
 
 
 def _not_a_store(root: Path, why: str) -> StoreError:
