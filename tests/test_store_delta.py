@@ -377,3 +377,17 @@ class Nothing:
 
     def __iter__(self) -> Iterator[Chunk]:
         return iter(())
+
+
+def test_a_killed_runs_catalogue_of_the_same_version_is_not_taken(tmp_path: Path) -> None:
+    """A run killed after writing its catalogue file, before its commit, leaves a file of the
+    version another run committed: the log's commit says which file is current."""
+    log = _log(tmp_path, 23, lines=300)
+    store = tmp_path / "store"
+    ingest_paths(store, [str(log)], tz="UTC")
+    meta = store / "_bounce_analyzer"
+    (current,) = meta.glob("catalogue-00000001-*.json")
+    (meta / "catalogue-00000001-20261207T000000Z-deadbeef.json").write_text('{"inputs": []}')
+    assert [entry.path for entry in open_store(store, create=False).catalogue()] == [str(log)]
+    assert ingest_paths(store, [str(log)], tz="UTC").events == 0
+    assert current.name in {path.name for path in meta.glob("catalogue-*.json")}
