@@ -37,6 +37,12 @@ def write_log(path: Path, data: bytes) -> Path:
     return path
 
 
+#: The faults of the store here are those of the version-1 folder layout (its renames, its
+#: catalogue.json): the stores these tests make are of that layout; tests/test_store_delta.py
+#: has the Delta store's.
+pytestmark = pytest.mark.usefixtures("folder_layout")
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file of a store and its bytes (the lock file aside: it is empty and stays)."""
     return {

@@ -10,6 +10,7 @@ polars read the table; a bad URL, a missing bucket are one line.
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import duckdb
@@ -391,3 +393,30 @@ def test_a_killed_runs_catalogue_of_the_same_version_is_not_taken(tmp_path: Path
     assert [entry.path for entry in open_store(store, create=False).catalogue()] == [str(log)]
     assert ingest_paths(store, [str(log)], tz="UTC").events == 0
     assert current.name in {path.name for path in meta.glob("catalogue-*.json")}
+
+
+def test_a_full_disk_while_writing_leaves_the_delta_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _log(tmp_path, 24, lines=400), _log(tmp_path, 25, lines=400, host="mx2")
+    root = tmp_path / "store"
+    assert invoke("ingest", "--store", str(root), "--tz", "UTC", str(first)).exit_code == 0
+    before = sorted(_ids(root))
+    files = sorted(root.rglob("*"))
+    real = store_module._parquet_writer
+    calls = [0]
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "_parquet_writer", full)
+    result = invoke("ingest", "--store", str(root), "--tz", "UTC", str(second))
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot write to the store {root}: No space left on device\n"
+    assert sorted(_ids(root)) == before
+    assert sorted(root.rglob("*")) == files  # what the run wrote is gone
+    monkeypatch.undo()
+    assert ingest_paths(root, [str(second)], tz="UTC").events > 0
