@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from _cli import invoke
 from _samples import BOUNCED, BROKEN, EXIM_BOUNCED
+from bounce_analyzer import location as location_module
 from bounce_analyzer import store as store_module
 from bounce_analyzer.cli import app
 from bounce_analyzer.pipeline import ParseRun
@@ -367,7 +368,7 @@ def test_disk_full_while_writing_the_catalogue(
     full = OSError(errno.ENOSPC, "No space left on device")
     real_open = open
     monkeypatch.setattr(
-        store_module,
+        location_module,  # (where the store writes a file whole)
         "open",
         failing_after(0, full, real_open, lambda p: ".catalogue.json." in str(p)),
         raising=False,
