@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),
     ("html",),
     ("ingest", "render", "export", "explain", "check", "metrics", "migrate"),
-    ("webhooks",),
+    ("webhooks", "cluster"),
     ("cli", "__init__"),
     ("__main__",),
 ]

@@ -1,3 +1,4 @@
 from bounce_analyzer.cli import main
 
-main()
+if __name__ == "__main__":  # (not when a process Dask spawns imports it: `ingest --workers`)
+    main()

@@ -614,6 +614,25 @@ def ingest(
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for another run's lock instead of stopping.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Parse each log set (a log and its rotated files) on a local Dask cluster of "
+            "this many processes (the `cluster` extra).",
+            show_default=False,
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Or on the workers of the Dask scheduler at this address (tcp://host:8786), "
+            "which must see the inputs and the store at the same paths (docs/SCALE.md).",
+            show_default=False,
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Parse, classify and add new events to the store; each event is stored once.
@@ -625,9 +644,16 @@ def ingest(
     from bounce_analyzer.reading import expand_inputs, total_size
     from bounce_analyzer.store import store_location  # lazy: pyarrow
 
+    run = ingest_paths
+    if workers is not None or cluster is not None:
+        from functools import partial
+
+        from bounce_analyzer.cluster import ingest_on_cluster  # Dask only when asked for
+
+        run = partial(ingest_on_cluster, workers=workers, address=cluster)
     inputs = expand_inputs(paths)
     with _progress(total_size(inputs), quiet=quiet) as update:
-        result = ingest_paths(
+        result = run(
             store_location(store),  # made once the options and inputs are checked
             paths,
             source=source,

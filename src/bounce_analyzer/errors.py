@@ -44,3 +44,7 @@ class ParseError(BounceAnalyzerError):
 
 class StoreError(BounceAnalyzerError):
     """The event store is missing, locked or damaged."""
+
+
+class ClusterError(BounceAnalyzerError):
+    """The Dask cluster of an ingest cannot be reached or started, or lost a worker."""

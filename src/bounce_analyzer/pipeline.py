@@ -155,7 +155,8 @@ class ParseRun:
     Parameters
     ----------
     paths
-        Files, globs, directories or `-` for stdin (`reading.expand_inputs`).
+        Files, globs, directories or `-` for stdin, or inputs already expanded
+        (`reading.expand_inputs`).
     source
         The source of every input (default: detected per input).
     tz
@@ -185,7 +186,7 @@ class ParseRun:
 
     def __init__(
         self,
-        paths: Sequence[str],
+        paths: Sequence[str | reading.InputFile],
         *,
         source: str | None = None,
         tz: str | None = None,

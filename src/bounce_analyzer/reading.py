@@ -64,6 +64,7 @@ __all__ = [
     "ends_a_json_document",
     "expand_inputs",
     "head",
+    "log_set",
     "may_grow",
     "read_batches",
 ]
@@ -238,6 +239,13 @@ def _ordered(paths: list[str]) -> list[str]:
     return sorted(paths, key=lambda p: (_rotation_key(p), p))
 
 
+def log_set(path: str) -> str:
+    """The log set an input belongs to: its folder and name without the rotation suffix
+    (`mx1/mail.log` for `mx1/mail.log`, `mx1/mail.log.1`, `mx1/mail.log.2.gz` and
+    `mx1/mail.log-20261120`), as the rotation order (`expand_inputs`) sorts it."""
+    return _rotation_key(path)[0]
+
+
 def _os_error(path: str, error: OSError) -> InputError:
     reason = (error.strerror or str(error)).lower()
     return InputError(f"{path}: {reason}")
@@ -277,11 +285,13 @@ def _directory_files(path: str) -> list[str]:
     return _ordered(found)
 
 
-def expand_inputs(paths: Sequence[str]) -> list[InputFile]:
+def expand_inputs(paths: Sequence[str | InputFile]) -> list[InputFile]:
     """The inputs named by `paths`: files, globs, directories (their files) and `-` (stdin).
 
     Rotated sets (`mail.log.2.gz`, `mail.log.1`, `mail.log`) come oldest first. A path that
-    does not exist or cannot be read raises `InputError("<path>: <reason>")`.
+    does not exist or cannot be read raises `InputError("<path>: <reason>")`. An `InputFile`
+    (one this function gave: a cluster's worker is handed its part of the inputs so) is taken
+    as it is.
     """
     inputs: list[InputFile] = []
     seen: set[str] = set()
@@ -293,6 +303,9 @@ def expand_inputs(paths: Sequence[str]) -> list[InputFile]:
             inputs.append(candidate)
 
     for path in paths:
+        if isinstance(path, InputFile):
+            add(path)
+            continue
         if path == "-":
             add(InputFile(path="-"))
             continue

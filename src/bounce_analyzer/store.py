@@ -1647,13 +1647,17 @@ CATALOGUE_KEY = "bounce_analyzer.catalogue"
 VACUUM_RETENTION_HOURS = 24
 
 
-class LostRace(Exception):
+class LostRace(StoreError):
     """Another ingest committed a new catalogue since this run read its own: the run's files
-    were removed; it goes again from the new catalogue. `malformed`: the records it had
-    committed to the quarantine all the same (its own transaction, before)."""
+    were removed; `ingest.ingest_run` goes again from the new catalogue (a caller that does
+    not reports it as this error). `malformed`: the records it had committed to the
+    quarantine all the same (its own transaction, before)."""
 
     def __init__(self, run_id: str, malformed: int = 0) -> None:
-        super().__init__(run_id)
+        super().__init__(
+            f"another ingest committed to the store while run {run_id} ran; nothing of this "
+            "run's events was stored: run it again"
+        )
         self.malformed = malformed
 
 
@@ -1925,7 +1929,7 @@ class DeltaStore:
             with self._guarded("write to"):
                 yield staging
         except BaseException:
-            staging.discard()
+            staging.discard(sweep=True)
             raise
 
     # -- reading
@@ -2034,9 +2038,7 @@ def _store_errors(what: str) -> Iterator[None]:
     """OSErrors and Delta errors as one `StoreError` line: `<what>: <why>`."""
     try:
         yield
-    except BounceAnalyzerError:
-        raise
-    except LostRace:
+    except BounceAnalyzerError:  # (LostRace among them)
         raise
     except _delta_errors() as error:
         raise StoreError(f"{what}: {describe(error)}") from None
@@ -2118,9 +2120,13 @@ class DeltaStaging(Staging):
                 ) from None
         return state
 
-    def discard(self) -> None:
-        """Remove every file the run wrote (none of them is committed)."""
+    def discard(self, *, sweep: bool = False) -> None:
+        """Remove every file the run wrote (none of them is committed); with `sweep`, also
+        those its workers wrote and the run did not adopt (a failed run: the tables' folders
+        are listed for the run's names)."""
         self._writer.abort()
+        if sweep:
+            self._sweep()
         for path in self._writer.paths():
             with contextlib.suppress(OSError):
                 self._where.unlink(path)
@@ -2132,6 +2138,27 @@ class DeltaStaging(Staging):
         for path in self._mine:
             with contextlib.suppress(OSError):
                 self._where.unlink(path)
+
+    def _sweep(self) -> None:
+        """Remove the files named after this run in the tables' day folders."""
+        import pyarrow.fs as pafs
+
+        where = self._where
+        prefix = f"part-{self.run_id}-"
+        for table in get_args(Table):
+            folder = where.path(table)
+            if where.filesystem is None:
+                found = list(folder.glob(f"date=*/{prefix}*"))
+            else:
+                selector = pafs.FileSelector(str(folder), recursive=True, allow_not_found=True)
+                found = [
+                    Path(info.path)
+                    for info in where.filesystem.get_file_info(selector)
+                    if Path(info.path).name.startswith(prefix)
+                ]
+            for path in found:
+                with contextlib.suppress(OSError):
+                    where.unlink(path)
 
     def commit(
         self,

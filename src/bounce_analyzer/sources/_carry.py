@@ -5,16 +5,19 @@ record repeated in a log is an event that happened again), and carries the count
 across batches and runs. `newest_within` bounds a carried table by rows and by bytes, the
 oldest rows going first; `compact` makes a carried table's bytes its own. `state_frame` and
 `state_part` put the tables a source carries into the one frame `Source.export_state` gives
-(and take them out of it again).
+(and take them out of it again). `merged_table` joins what the parts of one run carried out
+(a cluster's log sets, each read by a source of its own: `bounce_analyzer.cluster`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import polars as pl
 
 from bounce_analyzer import schema
+from bounce_analyzer.sources.base import CarriesState
 
 __all__ = [
     "MAX_REPEAT_ROWS",
@@ -22,6 +25,8 @@ __all__ = [
     "REPEAT_WINDOW",
     "Repeats",
     "compact",
+    "merged_state",
+    "merged_table",
     "newest_within",
     "state_bytes",
     "state_frame",
@@ -129,6 +134,15 @@ class Repeats:
         counts = state_part(state, "repeats", REPEATS_SCHEMA)
         self._counts = counts.sort("timestamp", maintain_order=True).tail(MAX_REPEAT_ROWS)
 
+    @staticmethod
+    def merged(before: pl.DataFrame, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+        """The counts of the table `repeats` that the parts of a run carry out together, each
+        part having started from the state `before` (`merged_table`)."""
+        return merged_table(
+            state_part(before, "repeats", REPEATS_SCHEMA),
+            [state_part(part, "repeats", REPEATS_SCHEMA) for part in parts],
+        )
+
 
 def _still_counting(carried: pl.DataFrame, counted: pl.DataFrame, end: int) -> pl.DataFrame:
     """The counts to carry to the stretch of the input that starts at byte `end`: those of
@@ -193,6 +207,58 @@ def state_frame(**parts: pl.DataFrame) -> pl.DataFrame:
         [frame.with_columns(pl.lit(name).alias(_PART)) for name, frame in parts.items()],
         how="diagonal_relaxed",
     )
+
+
+def merged_table(before: pl.DataFrame, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """One table of the state that the parts of one run carry out together, each part read by
+    a source of its own that started from `before` (as it imported it).
+
+    A part leaves the rows it did not touch as they were, and changes, adds or drops (or
+    forgets, over its bounds) the others: the rows of `before` that every part left, in their
+    order, then the rows each part changed or added, part after part. That is the table one
+    source reading the parts one after the other ends with, when no two parts touch the same
+    row (their inputs are other hosts' logs: other queue ids, other message ids, other lines).
+    """
+    columns = before.columns
+    kept = before
+    for part in parts:
+        kept = kept.join(part, on=columns, how="semi", nulls_equal=True, maintain_order="left")
+    added = [
+        part.select(columns).join(
+            before, on=columns, how="anti", nulls_equal=True, maintain_order="left"
+        )
+        for part in parts
+    ]
+    return pl.concat([kept, *added])
+
+
+def merged_state(
+    make: Callable[[], CarriesState],
+    carried: pl.DataFrame | None,
+    parts: Sequence[pl.DataFrame],
+    *,
+    table: str,
+    columns: dict[str, pl.DataType],
+    order: str | None = None,
+) -> pl.DataFrame:
+    """A source's `merge_state`: the state of a run read in parts, each part by an instance
+    (`make()`) that imported `carried` (None: nothing), from what each part exported. The
+    source's own table `table` (of `columns`) and the counts of repeated lines are each merged
+    by `merged_table`; `order`, a column that numbers the table's rows in their order (each
+    part numbered its own from the same start), is numbered again in the merged order. The
+    result is within the source's bounds (it is imported once more)."""
+    before = make()
+    if carried is not None:
+        before.import_state(carried)
+    start = before.export_state()
+    rows = merged_table(
+        state_part(start, table, columns), [state_part(part, table, columns) for part in parts]
+    )
+    if order is not None:
+        rows = rows.with_columns(pl.int_range(pl.len(), dtype=pl.Int64()).alias(order))
+    merged = make()
+    merged.import_state(state_frame(**{table: rows}, repeats=Repeats.merged(start, parts)))
+    return merged.export_state()
 
 
 def state_part(state: pl.DataFrame, name: str, columns: dict[str, pl.DataType]) -> pl.DataFrame:

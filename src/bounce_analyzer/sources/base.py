@@ -7,7 +7,7 @@ category: `bounce_analyzer.classify` does that over whole frames.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -79,4 +79,13 @@ class CarriesState(Protocol):
 
     def import_state(self, state: pl.DataFrame) -> None:
         """Carry on from `state` (an `export_state` frame of an earlier run)."""
+        ...
+
+    @classmethod
+    def merge_state(
+        cls, carried: pl.DataFrame | None, parts: Sequence[pl.DataFrame]
+    ) -> pl.DataFrame:
+        """The state one run leaves when its inputs were read in parts (a cluster's log sets),
+        each by an instance that imported `carried` (None: nothing): `parts` are what each
+        exported. Equal to the state of one instance reading the parts one after the other."""
         ...

@@ -54,7 +54,7 @@ stays the reference, and the frames are the same either way (tests/test_native_e
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -72,6 +72,7 @@ from bounce_analyzer.smtp import (
     known_zone,
     local_zone,
 )
+from bounce_analyzer.sources import _carry
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
@@ -356,6 +357,17 @@ class Exim:
             size=MAX_STATE_BYTES,
         )
         self._repeats.import_state(state)
+
+    @classmethod
+    def merge_state(
+        cls, carried: pl.DataFrame | None, parts: Sequence[pl.DataFrame]
+    ) -> pl.DataFrame:
+        """The state of a run read in parts, each by an instance that imported `carried` (None:
+        nothing), from what each part exported (`CarriesState`): the open messages in order of
+        arrival, those no part touched first."""
+        return _carry.merged_state(
+            lambda: cls(tz="UTC"), carried, parts, table="messages", columns=_OPEN_SCHEMA
+        )
 
 
 def _cut(batch: Batch, tz: str) -> _Cut:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple
 from zoneinfo import ZoneInfo
@@ -50,6 +50,7 @@ from bounce_analyzer import native, schema
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.reading import Batch, batch_lines
 from bounce_analyzer.smtp import ENHANCED_CODE, REPLY_CODE, domain_of, known_zone, local_zone
+from bounce_analyzer.sources import _carry
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
@@ -368,6 +369,17 @@ class Postfix:
             )
         )
         self._repeats.import_state(state)
+
+    @classmethod
+    def merge_state(
+        cls, carried: pl.DataFrame | None, parts: Sequence[pl.DataFrame]
+    ) -> pl.DataFrame:
+        """The state of a run read in parts, each by an instance that imported `carried` (None:
+        nothing), from what each part exported (`CarriesState`): the open queue ids, those no
+        part touched first, `seq` numbered again in that order."""
+        return _carry.merged_state(
+            lambda: cls(tz="UTC"), carried, parts, table="queue_ids", columns=_OPEN, order="seq"
+        )
 
     def _bounded(self, open_ids: pl.DataFrame) -> pl.DataFrame:
         """`open_ids` (in `seq` order) within `max_open_ids` rows and `max_state_bytes` bytes,
