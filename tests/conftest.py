@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,3 +75,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """Whether golden-file tests rewrite their expected files instead of comparing."""
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture(scope="module")
+def folder_layout() -> Iterator[None]:
+    """New stores are made in the version-1 folder layout, for the tests of its internals
+    (`pytestmark = pytest.mark.usefixtures("folder_layout")`)."""
+    from bounce_analyzer import store
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "NEW_STORE_VERSION", 1)
+        yield
+
+
+# The S3-compatible server of the tests of stores on S3 (tests/_s3.py).
+from _s3 import bucket, s3_endpoint  # noqa: E402, F401

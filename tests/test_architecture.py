@@ -17,7 +17,17 @@ PACKAGE = Path(__file__).parent.parent / "src" / "bounce_analyzer"
 #: The layers, lowest first (as docs/ARCHITECTURE.md draws them).
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "options"),
-    ("schema", "smtp", "stages", "shares", "timewindow", "prefilter", "cache", "native"),
+    (
+        "schema",
+        "smtp",
+        "stages",
+        "shares",
+        "timewindow",
+        "prefilter",
+        "cache",
+        "native",
+        "location",
+    ),
     ("reading", "extract", "normalize", "rules", "blocklists", "retry"),
     ("sources",),
     ("direction",),
@@ -27,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("series", "compare"),
     ("store",),
     ("html",),
-    ("ingest", "render", "export", "explain", "check", "metrics"),
+    ("ingest", "render", "export", "explain", "check", "metrics", "migrate"),
     ("webhooks", "cluster"),
     ("cli", "__init__"),
     ("__main__",),

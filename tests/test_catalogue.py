@@ -36,6 +36,11 @@ from bounce_analyzer.reading import (
 )
 from bounce_analyzer.store import PREFIX_BYTES, scan_events
 
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
+
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 #: The modification time of every file written here (the year of "Nov 27" is 2026; files

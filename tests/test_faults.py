@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from _cli import invoke
 from _samples import BOUNCED, BROKEN, EXIM_BOUNCED
+from bounce_analyzer import location as location_module
 from bounce_analyzer import store as store_module
 from bounce_analyzer.cli import app
 from bounce_analyzer.pipeline import ParseRun
@@ -35,6 +36,12 @@ def write_log(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     os.utime(path, (MTIME, MTIME))
     return path
+
+
+#: The faults of the store here are those of the version-1 folder layout (its renames, its
+#: catalogue.json): the stores these tests make are of that layout; tests/test_store_delta.py
+#: has the Delta store's.
+pytestmark = pytest.mark.usefixtures("folder_layout")
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -361,7 +368,7 @@ def test_disk_full_while_writing_the_catalogue(
     full = OSError(errno.ENOSPC, "No space left on device")
     real_open = open
     monkeypatch.setattr(
-        store_module,
+        location_module,  # (where the store writes a file whole)
         "open",
         failing_after(0, full, real_open, lambda p: ".catalogue.json." in str(p)),
         raising=False,

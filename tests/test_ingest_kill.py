@@ -62,7 +62,7 @@ class Run:
 
 
 for store in sys.argv[1:]:
-    ingest_run(open_store(store, create=True), Run)
+    ingest_run(open_store(store, create=True, version=VERSION), Run)
 """
 
 REAL_INGEST = """
@@ -71,7 +71,7 @@ from bounce_analyzer.ingest import ingest_paths
 from bounce_analyzer.store import open_store
 
 for store in sys.argv[2:]:
-    ingest_paths(open_store(store, create=True), [sys.argv[1]], tz="UTC")
+    ingest_paths(open_store(store, create=True, version=VERSION), [sys.argv[1]], tz="UTC")
 """
 
 #: Put before a script: a pause of {seconds} after each step of a commit.
@@ -101,7 +101,12 @@ def postfix_log(path: Path) -> Path:
     return path
 
 
-def start(script: str, *args: Path | str, pause: float = 0.0) -> subprocess.Popen[bytes]:
+def start(
+    script: str, *args: Path | str, pause: float = 0.0, version: int = 1
+) -> subprocess.Popen[bytes]:
+    """The script in a process of its own; stores it makes are of `version` (1: the folder
+    layout, whose kill points are below; 2: the Delta store)."""
+    script = f"VERSION = {version}\n" + script
     if pause:
         script = PAUSE.format(seconds=pause) + script
     return subprocess.Popen(
@@ -166,14 +171,15 @@ def stored_ids(store: Path) -> list[str]:
     return sorted(scan_events(store).select("event_id").collect()["event_id"].to_list())
 
 
-def recover(script: str, *args: Path | str, stores: list[Path]) -> None:
+def recover(script: str, *args: Path | str, stores: list[Path], version: int = 1) -> None:
     """One clean run over each store (in one process); then each opens with no leftovers."""
-    process = start(script, *args, *stores)
+    process = start(script, *args, *stores, version=version)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err.decode()
     for store in stores:
         assert len(open_store(store, create=False).catalogue()) == 1
-        assert list((store / "tmp").iterdir()) == []
+        if version == 1:
+            assert list((store / "tmp").iterdir()) == []
 
 
 def test_kill_at_each_stage_and_at_random_then_recover(tmp_path: Path) -> None:
@@ -205,3 +211,44 @@ def test_kill_real_ingest_while_moving_then_recover(tmp_path: Path) -> None:
     expected = stored_ids(reference)
     assert len(expected) == 1200
     assert stored_ids(store) == expected
+
+
+# --- the Delta store: a commit is one transaction of the table's log -----------------------------
+
+
+def delta_commits(store: Path) -> int:
+    """The commits of the events table after the one that made it."""
+    return len(list((store / "events" / "_delta_log").glob("*.json"))) - 1
+
+
+DELTA_KILL_POINTS: dict[str, KillPoint] = {
+    # its files are in the table's folders, and no commit names them
+    "while-writing": lambda store: bool(event_files(store)) and delta_commits(store) == 0,
+    # the catalogue of the new version is written; the commit that makes it current is not
+    "before-commit": lambda store: (
+        any((store / "_bounce_analyzer").glob("catalogue-00000001-*.json"))
+        and delta_commits(store) == 0
+    ),
+}
+
+
+def test_kill_a_delta_ingest_at_each_stage_then_recover(tmp_path: Path) -> None:
+    runs = {
+        name: (start(FAKE_INGEST, tmp_path / name, pause=0.15, version=2), tmp_path / name, point)
+        for name, point in DELTA_KILL_POINTS.items()
+    }
+    delay = random.uniform(0.1, 1.0)
+    name = f"random-after-{delay:.3f}s"
+    runs[name] = (start(FAKE_INGEST, tmp_path / name, pause=0.1, version=2), tmp_path / name,
+                  after(delay))  # fmt: skip
+    ended = kill_when(runs)
+    assert not set(ended) & set(DELTA_KILL_POINTS)
+    for name in runs:  # the old state or the whole new one: never part of a run
+        if (tmp_path / name / "quarantine" / "_delta_log").exists():
+            assert len(stored_ids(tmp_path / name)) in (0, 6000), name
+    reference = tmp_path / "reference"
+    recover(FAKE_INGEST, stores=[reference, *(tmp_path / name for name in runs)], version=2)
+    expected = stored_ids(reference)
+    assert len(expected) == 6000
+    for name in runs:
+        assert stored_ids(tmp_path / name) == expected, name

@@ -492,8 +492,10 @@ def test_message_keys_are_worked_out_once_per_text() -> None:
 
 
 def _store_with_days(tmp_path: Path) -> Store:
-    """A store with one delivery on each of 25-29 November 2026."""
-    store = open_store(tmp_path / "store", create=True)
+    """A store with one delivery on each of 25-29 November 2026 (of the version-1 folder layout,
+    whose day folders the tests write files into)."""
+    store = open_store(tmp_path / "store", create=True, version=1)
+    assert isinstance(store, Store)
     for day in range(25, 30):
         folder = store.path / "events" / f"date=2026-11-{day}"
         folder.mkdir(parents=True)

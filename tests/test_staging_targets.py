@@ -1,6 +1,7 @@
 """Workers' staging (`Staging.target`, `StagedWriter`, `Staging.adopt`): a run whose inputs are
 parsed in parts, each part staged by its own writer (as a worker process of a cluster does),
-commits the same store as one run over the same inputs; a staged file from elsewhere is refused.
+commits the same store as one run over the same inputs (in a local store, and in a Delta store
+on moto's S3 server); a staged file from elsewhere is refused.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _log(folder: Path, seed: int, host: str) -> Path:
     return path
 
 
-def _in_parts(store_dir: Path, groups: list[list[str]]) -> IngestResult:
+def _in_parts(store_dir: Path | str, groups: list[list[str]]) -> IngestResult:
     store = open_store(store_dir, create=True)
     summaries = []
     with store.staging() as staging:
@@ -76,3 +77,18 @@ def test_files_staged_elsewhere_are_refused(tmp_path: Path) -> None:
         for bad in ("", "a/b", "../x", "a.b"):
             with pytest.raises(ValueError, match="invalid staging target"):
                 staging.target(bad)
+
+
+def test_workers_write_their_parts_into_a_delta_store_on_s3(tmp_path: Path, bucket: str) -> None:
+    """A worker on another machine writes its part straight into the store's tables: its
+    target's folder is the store's s3:// location; the run commits the parts once."""
+    logs = [str(_log(tmp_path, seed, f"mx{seed}")) for seed in (4, 5)]
+    url = f"s3://{bucket}/parts"
+    assert _in_parts(url, [logs[:1], logs[1:]]).events > 0
+    one = ingest_paths(tmp_path / "one", logs, tz="UTC")
+    order = ["event_id"]
+    assert_frame_equal(
+        scan_events(url).collect().sort(order), scan_events(tmp_path / "one").collect().sort(order)
+    )
+    assert one.events == scan_events(url).select(pl.len()).collect().item()
+    assert ingest_paths(url, logs, tz="UTC").events == 0

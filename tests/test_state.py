@@ -28,6 +28,11 @@ from bounce_analyzer.sources import exim as exim_module
 from bounce_analyzer.sources import postfix as postfix_module
 from bounce_analyzer.store import scan_events
 
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
+
+
 runner = CliRunner()
 
 #: The modification time of every log written here: the year of "Nov 27" is 2026.

@@ -44,6 +44,11 @@ from bounce_analyzer.store import (
     store_path,
 )
 
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
+
+
 READ_AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 

@@ -28,6 +28,10 @@ from bounce_analyzer.pipeline import set_aside_implausible
 from bounce_analyzer.store import scan_quarantine
 from test_faults import invoke, snapshot, write_log
 
+#: These tests look into the version-1 folder layout (catalogue.json, state/, tmp/, flock):
+#: the stores they make are of that layout (tests/test_store_delta.py tests the Delta store).
+pytestmark = pytest.mark.usefixtures("folder_layout")
+
 
 def quarantined(root: Path) -> list[tuple[str, str]]:
     """(origin, raw) of each record the store set aside, sorted."""
@@ -273,6 +277,7 @@ CLI_SCRIPT = """
 import sys, time
 from pathlib import Path
 from bounce_analyzer import store
+store.NEW_STORE_VERSION = 1  # (the folder layout's internals: see `_folder_layout`)
 {setup}
 from bounce_analyzer.cli import main
 sys.argv = ["bounce-analyzer", *sys.argv[1:]]

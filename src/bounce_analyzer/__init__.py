@@ -8,12 +8,12 @@ ingests, summarizes and renders with the names below, for example::
     rules = ba.load_rules()
     store = ba.open_store("bounces", create=True)
     ba.ingest_paths(store, ["/var/log/mail.log"], rules=rules)
-    report = ba.summarize(ba.scan_events(store.path), categories=rules.categories)
+    report = ba.summarize(ba.scan_events(store), categories=rules.categories)
     print(ba.render_report(report, ba.ReportFormat.table))
 
 and compares a window with the one of equal length before it, as `report --compare` does::
 
-    events = ba.scan_events(store.path)
+    events = ba.scan_events(store)
     report = ba.summarize(events, since=since, until=until, categories=rules.categories)
     previous = ba.summarize_previous(events, report, categories=rules.categories)
     report = ba.with_previous(report, previous)
@@ -51,7 +51,13 @@ if TYPE_CHECKING:
     from bounce_analyzer.render import ReportFormat, render_report
     from bounce_analyzer.report import Report, summarize
     from bounce_analyzer.rules import Rules, load_rules
-    from bounce_analyzer.store import Store, open_store, scan_events, scan_quarantine
+    from bounce_analyzer.store import (
+        DeltaStore,
+        Store,
+        open_store,
+        scan_events,
+        scan_quarantine,
+    )
     from bounce_analyzer.timewindow import parse_since, parse_until
     from bounce_analyzer.writers import EventFormat, EventWriter
 
@@ -78,6 +84,7 @@ _HOMES = {
     "Rules": "rules",
     "load_rules": "rules",
     "Store": "store",
+    "DeltaStore": "store",
     "open_store": "store",
     "scan_events": "store",
     "scan_quarantine": "store",
@@ -104,6 +111,7 @@ __all__ = [
     "Rules",
     "RulesError",
     "Store",
+    "DeltaStore",
     "StoreError",
     "UnknownSourceError",
     "UsageError",

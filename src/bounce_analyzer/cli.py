@@ -338,9 +338,9 @@ def _unclassified(
         )  # fmt: skip
         _echo_summaries(files, all_of_them=False)
         return summary.unclassified, summary.omitted["unclassified"], run_failed(files)
-    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
-    with open_store(store_path(store), create=False).reading() as view:
+    with open_store(store_location(store), create=False).reading() as view:
         found = unclassified_texts(
             view.scan_events(since=since, until=until, direction=rules.direction),
             direction=direction.value,
@@ -550,7 +550,8 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help="The store folder (default: $BOUNCE_ANALYZER_STORE, else the user data directory).",
+        help="The store: a folder, or s3://bucket/prefix (default: $BOUNCE_ANALYZER_STORE, "
+        "else the user data directory).",
         show_default=False,
     ),
 ]
@@ -637,7 +638,7 @@ def ingest(
     from bounce_analyzer.ingest import ingest_paths  # lazy: pyarrow
     from bounce_analyzer.pipeline import run_failed
     from bounce_analyzer.reading import expand_inputs, total_size
-    from bounce_analyzer.store import store_path  # lazy: pyarrow
+    from bounce_analyzer.store import store_location  # lazy: pyarrow
 
     run = ingest_paths
     if workers is not None or cluster is not None:
@@ -649,7 +650,7 @@ def ingest(
     inputs = expand_inputs(paths)
     with _progress(total_size(inputs), quiet=quiet) as update:
         result = run(
-            store_path(store),  # made once the options and inputs are checked
+            store_location(store),  # made once the options and inputs are checked
             paths,
             source=source,
             tz=tz,
@@ -816,9 +817,9 @@ def report(
             _echo_summaries(files, all_of_them=False)
             failed = run_failed(files)
         else:
-            from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+            from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
-            opened = open_store(store_path(store), create=False)
+            opened = open_store(store_location(store), create=False)
             with opened.reading() as view:  # a consistent view; a damaged file is named
                 # (the rules' direction.toml decides the direction of events of schema 1)
                 events = view.scan_events(since=start, until=end, direction=loaded.direction)
@@ -873,11 +874,11 @@ def export(
     Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
     """
     from bounce_analyzer.export import export_events, export_format_for, parse_partition_by
-    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
     start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
-    opened = open_store(store_path(store), create=False)
+    opened = open_store(store_location(store), create=False)
     loaded = _rules(rules)
     with opened.reading() as view:  # a consistent view; a damaged file is named
         rows = export_events(
@@ -906,7 +907,7 @@ def prune(
 
     Example: bounce-analyzer prune --older-than 90d
     """
-    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
     now = _now()
     age = parse_duration(older_than, now=now)
@@ -915,7 +916,7 @@ def prune(
             f"--older-than {older_than} is less than a day, which prunes nearly the whole "
             "store: add --yes if you mean it (--dry-run lists the days it would remove)"
         )
-    opened = open_store(store_path(store), create=False)
+    opened = open_store(store_location(store), create=False)
     if dry_run:
         days = opened.old_days(age, now=now)
         for day in days:
@@ -928,6 +929,45 @@ def prune(
         return
     removed = opened.prune(age, now=now)
     typer.echo(f"removed {removed:,} events older than {older_than}", err=True)
+
+
+store_app = typer.Typer(
+    name="store", help="Look after the store itself.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(store_app)
+
+
+@store_app.command("migrate")
+def store_migrate(
+    source: Annotated[str, typer.Argument(help="The store of version 1 (a folder).")],
+    target: Annotated[
+        str, typer.Argument(help="The new Delta store: a new folder, or s3://bucket/prefix.")
+    ],
+    *,
+    rules: RulesOption = None,
+    local_domains: LocalDomainsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Move a store of the version-1 folder layout into a new Delta store (resumable; the old
+    store is only read).
+
+    Example: bounce-analyzer store migrate ~/.local/share/bounce-analyzer/store s3://mail/bounces
+    """
+    from bounce_analyzer.migrate import migrate_store  # lazy: pyarrow, deltalake
+
+    loaded = _rules(rules, local_domains=local_domains)
+    done = migrate_store(
+        source,
+        target,
+        direction=loaded.direction,
+        progress=None if quiet else (lambda step: typer.echo(f"migrated {step}", err=True)),
+    )
+    typer.echo(
+        f"migrated {sum(done.events.values()):,} events over {done.days} days, "
+        f"{done.malformed:,} set-aside records and {done.catalogue_inputs:,} catalogue inputs "
+        f"into {target}; the counts of every day match",
+        err=True,
+    )
 
 
 @contextmanager
@@ -958,9 +998,9 @@ def _window_events(
         ):
             yield events, run.summaries, None
         return
-    from bounce_analyzer.store import open_store, store_path  # lazy: pyarrow
+    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
-    opened = open_store(store_path(store), create=False)
+    opened = open_store(store_location(store), create=False)
     with opened.reading() as view:  # a consistent view; a damaged file is named
         scan = view.scan_events(since=since, until=until, direction=loaded.direction)
         yield scan, [], opened.days()

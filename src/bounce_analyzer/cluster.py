@@ -53,6 +53,7 @@ from bounce_analyzer.sources import get_source
 from bounce_analyzer.sources.base import CarriesState
 from bounce_analyzer.store import (
     CatalogueEntry,
+    DeltaStore,
     StagedFiles,
     Staging,
     StagingTarget,
@@ -181,7 +182,7 @@ class IngestOptions(TypedDict, total=False):
 
 
 def ingest_on_cluster(
-    store: Store | str | Path,
+    store: Store | DeltaStore | str | Path,
     paths: Sequence[str],
     *,
     workers: int | None = None,
@@ -206,9 +207,9 @@ def ingest_on_cluster(
     )
     sets = log_sets(inputs)
     with _client(workers=workers, address=address) as client:
-        if not isinstance(store, Store):
-            store = open_store(store, create=True)  # (once the cluster is there)
-        with store.staging(wait=options.get("wait", False), now=now) as staging:
+        # (made once the cluster is there)
+        opened = store if isinstance(store, Store | DeltaStore) else open_store(store, create=True)
+        with opened.staging(wait=options.get("wait", False), now=now) as staging:
             carried = staging.carried_state()
             shared = _Shared(
                 catalogue=staging.catalogue,

@@ -14,7 +14,9 @@ stays bounded however large the inputs are.
 
 from __future__ import annotations
 
+import random
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import Protocol
 
 import polars as pl
 
+from bounce_analyzer.errors import StoreError
 from bounce_analyzer.pipeline import Chunk, FileSummary, ParseRun
 from bounce_analyzer.reading import ResumeFn
 from bounce_analyzer.report import Report, summarize
@@ -32,6 +35,8 @@ from bounce_analyzer.schema import EVENT_SCHEMA
 from bounce_analyzer.store import (
     CatalogueEntry,
     Committed,
+    DeltaStore,
+    LostRace,
     Store,
     find_resume,
     open_store,
@@ -65,7 +70,7 @@ class RunLike(Protocol):
 
 
 def ingest_paths(
-    store: Store | str | Path,
+    store: Store | DeltaStore | str | Path,
     paths: Sequence[str],
     *,
     source: str | None = None,
@@ -91,39 +96,82 @@ def ingest_paths(
         As for `Store.staging`: wait for another run's lock; when the run happens (also
         what `ParseRun` sets implausibly dated events aside against).
     """
-    run = ParseRun(
-        paths,
-        source=source,
-        tz=tz,
-        strict=strict,
-        rules=rules,
-        progress=progress,
-        hold_partial=True,
-        now=now,
-    )
-    if not isinstance(store, Store):
-        store = open_store(store, create=True)
+
+    def new_run() -> ParseRun:
+        return ParseRun(
+            paths,
+            source=source,
+            tz=tz,
+            strict=strict,
+            rules=rules,
+            progress=progress,
+            hold_partial=True,
+            now=now,
+        )
+
+    first = [new_run()]  # checks the options and inputs before a store is made
+    opened = store if isinstance(store, Store | DeltaStore) else open_store(store, create=True)
 
     def make_run(resume: ResumeFn) -> ParseRun:
+        run = first.pop() if first else new_run()  # a new run after a lost race
         run.resume = resume
         return run
 
-    return ingest_run(store, make_run, wait=wait, now=now)
+    # Standard input cannot be read a second time: a run of it that loses a race stops.
+    return ingest_run(opened, make_run, wait=wait, now=now, again="-" not in paths)
+
+
+#: How often an ingest into a Delta store goes again after other runs committed first.
+MAX_ATTEMPTS = 20
 
 
 def ingest_run(
-    store: Store,
+    store: Store | DeltaStore,
     make_run: Callable[[ResumeFn], RunLike],
     *,
     wait: bool = False,
     now: datetime | None = None,
+    again: bool = True,
 ) -> IngestResult:
     """Ingest the chunks of the run `make_run(resume)` returns (`ingest_paths` makes a ParseRun).
 
     `resume` is the store's catalogue lookup: the run calls it for each input, to start where
     the last run that read that input stopped. A `ParseRun`'s sources carry on from the state
     the last run left in the store, and leave theirs for the next.
+
+    Into a Delta store, runs do not lock each other out: when another run committed a new
+    catalogue first (`LostRace`), this run's files are gone and it goes again with a new run
+    from `make_run`, which then finds what the other run read already read. With `again`
+    false (inputs that cannot be read twice, such as standard input), a lost race is a
+    `StoreError`: nothing of the run was stored, and it can be run again.
     """
+    set_aside = 0  # records committed to the quarantine by runs that lost a race
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            result = _ingest_once(store, make_run, wait=wait, now=now)
+        except LostRace as lost:
+            if not again:
+                raise StoreError(
+                    f"{store.path}: another ingest committed while this one read standard "
+                    "input; its events were not stored: run it again"
+                ) from None
+            set_aside += lost.malformed
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # let the winners pass
+            continue
+        result.malformed += set_aside
+        return result
+    raise StoreError(
+        f"{store.path}: {MAX_ATTEMPTS} other ingests committed while this one ran; run it again"
+    )
+
+
+def _ingest_once(
+    store: Store | DeltaStore,
+    make_run: Callable[[ResumeFn], RunLike],
+    *,
+    wait: bool,
+    now: datetime | None,
+) -> IngestResult:
     with store.staging(wait=wait, now=now) as staging:
         run = make_run(lambda _input, head: find_resume(staging.catalogue, head))
         if isinstance(run, ParseRun):

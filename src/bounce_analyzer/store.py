@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from bounce_analyzer import schema
 from bounce_analyzer.direction import DirectionSettings, direction_of
 from bounce_analyzer.errors import BounceAnalyzerError, StoreError
+from bounce_analyzer.location import Location, describe, is_url, locate
 from bounce_analyzer.reading import TAIL_BYTES, Resume
 
 __all__ = [
@@ -55,6 +56,9 @@ __all__ = [
     "CatalogueEntry",
     "Committed",
     "DayWriter",
+    "DeltaStaging",
+    "DeltaStore",
+    "LostRace",
     "OldDay",
     "StagedFiles",
     "StagedWriter",
@@ -71,12 +75,16 @@ __all__ = [
     "partition_files",
     "scan_events",
     "scan_quarantine",
+    "store_location",
     "store_path",
     "with_input",
 ]
 
 STORE_FORMAT = "bounce-analyzer-store"
 STORE_VERSION = 1
+#: The layout of a store made without a `version`: 2, the Delta store (1: the folder layout
+#: of version 1, which the tests of its internals make).
+NEW_STORE_VERSION = 2
 CATALOGUE_VERSION = 2
 
 #: Environment variable naming the store when --store is not given.
@@ -115,18 +123,29 @@ _MAX_OPEN_WRITERS = 32
 
 Table = Literal["events", "quarantine"]
 
+#: The local file system, for the stores and files that are local folders.
+_LOCAL = Location(uri="/", root=Path("/"))
+
 
 # --- where the store is ---------------------------------------------------------------------
 
 
-def store_path(option: str | None) -> Path:
-    """The store's folder: `--store`, else $BOUNCE_ANALYZER_STORE, else the user data dir."""
-    if option:
-        return Path(option).expanduser()
-    from_env = os.environ.get(STORE_ENV)
-    if from_env:
-        return Path(from_env).expanduser()
+def store_location(option: str | None) -> str | Path:
+    """Where the store is: `--store`, else $BOUNCE_ANALYZER_STORE, else the user data dir; a
+    folder's path, or a URL (`s3://bucket/prefix`) as given."""
+    chosen = option or os.environ.get(STORE_ENV)
+    if chosen:
+        return chosen if is_url(chosen) else Path(chosen).expanduser()
     return Path(platformdirs.user_data_path("bounce-analyzer")) / "store"
+
+
+def store_path(option: str | None) -> Path:
+    """The store's folder, for what needs a local one (`serve`'s ingest worker): as
+    `store_location`, and a `StoreError` for a URL."""
+    where = store_location(option)
+    if isinstance(where, str):
+        raise StoreError(f"{where}: this command needs a store in a local folder")
+    return where
 
 
 def _marker() -> dict[str, Any]:
@@ -139,17 +158,8 @@ def _marker() -> dict[str, Any]:
 
 def _write_json_atomically(path: Path, data: object) -> None:
     """Write `data` to a temporary file beside `path`, sync it, and rename it over `path`."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    _LOCAL.write_bytes(path, text.encode())
 
 
 def _not_a_store(root: Path, why: str) -> StoreError:
@@ -178,30 +188,40 @@ def _is_marker_in_making(name: str) -> bool:
     return name.startswith(".store.json.") and name.endswith(".tmp")
 
 
-def open_store(path: str | Path, *, create: bool) -> Store:
-    """The store in the folder `path`; with `create`, a new store there if there is none.
+def open_store(path: str | Path, *, create: bool, version: int | None = None) -> Store | DeltaStore:
+    """The store at `path` (a folder, or `s3://bucket/prefix`); with `create`, a new store
+    there if there is none: a Delta store (`DeltaStore`), or with `version=1` a store of the
+    version-1 folder layout (`Store`). A folder holding a version-1 store opens as one.
 
     Creating is atomic and idempotent: processes that create the same store at once all open
     it (the marker is written beside and renamed into place, and is a store's first file).
 
     Raises `StoreError` when `path` exists but is not a store (a folder with other files and no
-    store.json, or a store.json of another format or version), or when there is no store and
-    `create` is false.
+    store.json, or a store.json of another format or version), when there is no store and
+    `create` is false, or when the place cannot be reached (a missing bucket, denied access).
     """
+    where = locate(path)
+    if not where.local:
+        return _open_delta(where, create=create)
     root = Path(path)
     marker = root / "store.json"
     if root.exists() and not root.is_dir():
         raise _not_a_store(root, "not a folder")
+    if (root / META_DIR / "store.json").exists():
+        return _open_delta(where, create=create)
     if not marker.exists():
         # Files without a marker are someone else's, unless another process is making this
         # store now: its marker being written, or the marker (and what follows it) come since.
         others = root.is_dir() and any(
-            not _is_marker_in_making(child.name) for child in root.iterdir()
+            not _is_marker_in_making(child.name) and child.name != META_DIR
+            for child in root.iterdir()
         )
-        if others and not marker.exists():
+        if others and not marker.exists() and not (root / META_DIR / "store.json").exists():
             raise _not_a_store(root, "no store.json")
         if not create and not marker.exists():
             raise StoreError(f"no store at {root}: run `bounce-analyzer ingest` first")
+        if (version or NEW_STORE_VERSION) != 1:
+            return _open_delta(where, create=create)
         if not marker.exists():
             try:
                 root.mkdir(parents=True, exist_ok=True)
@@ -300,20 +320,8 @@ def _catalogue_entries(data: object) -> list[CatalogueEntry]:
 def _write_catalogue(
     root: Path, entries: list[CatalogueEntry], *, state: dict[str, str] | None = None
 ) -> None:
-    inputs = []
-    for entry in entries:
-        fields = asdict(entry)
-        if entry.tail_len is None:  # (an entry of version 1, kept as it was)
-            del fields["tail_len"], fields["tail_hash"]
-        inputs.append(fields)
-    data: dict[str, Any] = {
-        "format": "bounce-analyzer-catalogue",
-        "version": CATALOGUE_VERSION,
-        "inputs": inputs,
-    }
-    if state:
-        data["state"] = state  # the file in `state/` of each source's carried state
-    _write_json_atomically(root / "catalogue.json", data)
+    # `state`: the file in `state/` of each source's carried state
+    _LOCAL.write_bytes(root / "catalogue.json", _catalogue_json(entries, state or {}))
 
 
 def find_resume(entries: Sequence[CatalogueEntry], head: bytes) -> list[Resume]:
@@ -398,6 +406,11 @@ def _state_files(root: Path) -> dict[str, str]:
         return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}  # (`Store.catalogue` reports a damaged catalogue)
+    return _state_map(data, str(path))
+
+
+def _state_map(data: object, path: str) -> dict[str, str]:
+    """The state file of each source that the catalogue `data` (read from `path`) names."""
     files = data.get("state", {}) if isinstance(data, dict) else {}
     if not isinstance(files, dict) or not all(
         isinstance(name, str) and isinstance(file, str) and _is_state_file(file)
@@ -482,11 +495,13 @@ def _stored_columns(table: Table) -> dict[str, pl.DataType]:
     return schema.EVENT_SCHEMA if table == "events" else _STORED_QUARANTINE_SCHEMA
 
 
-def _scan_files(files: list[Path], table: Table) -> pl.LazyFrame:
-    """The stored files `files` of `table`, lazily, with the table's columns as stored (those
-    missing from older files are null)."""
+def _scan_files(files: list[Path], table: Table, where: Location | None = None) -> pl.LazyFrame:
+    """The stored files `files` of `table` (at `where`, default local), lazily, with the
+    table's columns as stored (those missing from older files are null)."""
+    where = where or _LOCAL
     return pl.scan_parquet(
-        files,
+        [where.uri_of(path) for path in files],
+        storage_options=where.options(),
         hive_partitioning=False,
         glob=False,
         schema=_stored_columns(table),
@@ -506,12 +521,15 @@ def _arrow_schema(table: Table) -> pa.Schema:
     )
 
 
-def _parquet_writer(path: Path, arrow_schema: pa.Schema) -> pq.ParquetWriter:
+def _parquet_writer(
+    path: Path, arrow_schema: pa.Schema, where: Location | None = None
+) -> pq.ParquetWriter:
     """A Parquet writer with the store's settings: zstd, statistics on the columns readers
     filter on, dictionary strings, page checksums."""
     return pq.ParquetWriter(
         str(path),
         arrow_schema,
+        filesystem=None if where is None else where.filesystem,
         compression="zstd",
         use_dictionary=[c for c in schema.dictionary_columns(arrow_schema) if c != "location"],
         write_statistics=schema.statistics_columns(arrow_schema),
@@ -549,7 +567,10 @@ class DayWriter:
         prefix: str = "part",
         counter: list[int] | None = None,
         row_group_rows: int | None = None,
+        where: Location | None = None,
     ) -> None:
+        self._where = where or _LOCAL  # (`directory` is a path of its file system)
+        self._written: set[Path] = set()
         self._directory = directory
         self._schema = arrow_schema
         self._prefix = prefix
@@ -589,7 +610,7 @@ class DayWriter:
             oldest = next(iter(self._open))
             self._close(self._open.pop(oldest))
         folder = self._directory / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
+        self._where.mkdir(folder)
         number = self._counter[0]
         self._counter[0] += 1
         path = folder / f"{self._prefix}-{number}.parquet"
@@ -604,7 +625,8 @@ class DayWriter:
         if whole_groups_only:
             cut -= rows.num_rows % self._group
         if day_file.writer is None:
-            day_file.writer = _parquet_writer(day_file.path, self._schema)
+            day_file.writer = _parquet_writer(day_file.path, self._schema, self._where)
+            self._written.add(day_file.path)
         day_file.writer.write_table(rows.slice(0, cut), row_group_size=self._group)
         rest = rows.slice(cut)
         day_file.pending = [rest] if rest.num_rows else []
@@ -620,7 +642,11 @@ class DayWriter:
         """Write what waits, close every file; the staged files by day, in writing order."""
         while self._open:
             self._close(self._open.pop(next(iter(self._open))))
-        return {day: [p for p in paths if p.exists()] for day, paths in self.files.items()}
+        return {
+            day: kept
+            for day, paths in self.files.items()
+            if (kept := [p for p in paths if p in self._written])
+        }
 
     def abort(self) -> None:
         """Close the open files without writing what waits (the caller removes them)."""
@@ -634,12 +660,12 @@ class DayWriter:
 # --- de-duplication ---------------------------------------------------------------------------
 
 
-def _rewrite_keeping(path: Path, keep: pl.Series, arrow_schema: pa.Schema) -> None:
+def _rewrite_keeping(path: Path, keep: pl.Series, arrow_schema: pa.Schema, where: Location) -> None:
     """Rewrite the staged file `path` with only the rows where `keep` is true (row group by
     row group, so memory stays at one group)."""
     rewritten = path.with_name(path.name + ".dedup")
-    source = pq.ParquetFile(str(path))
-    writer = _parquet_writer(rewritten, arrow_schema)
+    source = where.parquet(path)
+    writer = _parquet_writer(rewritten, arrow_schema, where)
     try:
         start = 0
         for index in range(source.num_row_groups):
@@ -650,7 +676,7 @@ def _rewrite_keeping(path: Path, keep: pl.Series, arrow_schema: pa.Schema) -> No
     finally:
         writer.close()
         source.close()
-    os.replace(rewritten, path)
+    where.replace(rewritten, path)
 
 
 #: What makes two rows of a table the same record: events by their id, set-aside records by
@@ -666,6 +692,8 @@ def _dedup_day(
     existing: list[Path],
     table: Table,
     counts: dict[str, int] | None,
+    where: Location | None = None,
+    existing_where: Location | None = None,
 ) -> tuple[list[Path], int]:
     """Drop staged rows of `table` whose key is in `existing` files or earlier in `staged`.
 
@@ -677,15 +705,19 @@ def _dedup_day(
     repeats within the run are compared by their text, so a hash collision drops nothing.
     """
     # A row without a key cannot be matched: it is kept (its hash stays null).
+    where = where or _LOCAL
+    existing_where = existing_where or where
     key = _KEYS[table]
     hashed = pl.when(key.is_not_null()).then(key.hash()).alias("hash")
     stored = (
-        _collect(_scan_files(existing, table).select(hashed))
+        _collect(_scan_files(existing, table, existing_where).select(hashed))
         if existing
         else pl.DataFrame(schema={"hash": pl.UInt64()})
     )["hash"]
     run = (
-        _collect(_scan_files(staged, table).select(hashed)) if staged else stored.clear().to_frame()
+        _collect(_scan_files(staged, table, where).select(hashed))
+        if staged
+        else stored.clear().to_frame()
     )["hash"]
     suspects = (
         run.filter((run.is_duplicated() | run.is_in(stored.implode())) & run.is_not_null())
@@ -693,9 +725,9 @@ def _dedup_day(
         .implode()
     )
     del run, stored
-    heights = [pq.ParquetFile(str(path)).metadata.num_rows for path in staged]
+    heights = [where.parquet(path).metadata.num_rows for path in staged]
     if suspects.list.len().item():
-        drop = _rows_to_drop(staged, heights, existing, table, suspects)
+        drop = _rows_to_drop(staged, heights, existing, table, suspects, where, existing_where)
     else:
         drop = [pl.Series("row", [], dtype=pl.UInt32()) for _ in staged]
     kept_files: list[Path] = []
@@ -704,7 +736,7 @@ def _dedup_day(
         dropped += rows.len()
         if counts is not None and rows.len() < height:
             by_event = (
-                pl.scan_parquet(path, hive_partitioning=False)
+                _scan_files([path], table, where)
                 .select("event")
                 .with_row_index("row")
                 .filter(~pl.col("row").is_in(rows.implode()))
@@ -714,11 +746,11 @@ def _dedup_day(
             for event, number in _collect(by_event).iter_rows():
                 counts[str(event)] = counts.get(str(event), 0) + int(number)
         if rows.len() == height:
-            path.unlink()
+            where.unlink(path)
             continue
         if rows.len():
             keep = ~pl.int_range(height, dtype=pl.UInt32, eager=True).is_in(rows.implode())
-            _rewrite_keeping(path, keep, _arrow_schema(table))
+            _rewrite_keeping(path, keep, _arrow_schema(table), where)
         kept_files.append(path)
     return kept_files, dropped
 
@@ -729,6 +761,8 @@ def _rows_to_drop(
     existing: list[Path],
     table: Table,
     suspects: pl.Series,
+    where: Location,
+    existing_where: Location,
 ) -> list[pl.Series]:
     """For each staged file (of `heights` rows), the rows (indices) whose key is stored or came
     earlier in the run.
@@ -739,11 +773,14 @@ def _rows_to_drop(
     key = _KEYS[table]
     suspect = pl.col("key").is_not_null() & pl.col("key").hash().is_in(suspects)
     candidates = (
-        _scan_files(staged, table).select(key.alias("key")).with_row_index("row").filter(suspect)
+        _scan_files(staged, table, where)
+        .select(key.alias("key"))
+        .with_row_index("row")
+        .filter(suspect)
     )
     if existing:
         stored = (
-            _scan_files(existing, table)
+            _scan_files(existing, table, existing_where)
             .select(pl.lit(None, pl.UInt32).alias("row"), key.alias("key"))
             .filter(suspect)
         )
@@ -808,48 +845,56 @@ def partition_files(
     Days are UTC days. The `date=unknown` partition (rows without a timestamp) is listed only
     when there is no window at all.
     """
-    start = _utc(since, "since")
-    end = _utc(until, "until")
-    last = None if end is None else (end - timedelta(microseconds=1)).date()
-    files: list[Path] = []
-    for text, folder in _partition_dirs(Path(store), table):
-        day = _day(text)
-        if day is None:
-            if text != UNKNOWN_DATE or start is not None or end is not None:
-                continue
-        elif (start is not None and day < start.date()) or (last is not None and day > last):
-            continue
-        files.extend(sorted(folder.glob("part-*.parquet")))
-    return files
+    if not is_url(store) and not (Path(store) / META_DIR / "store.json").exists():
+        start = _utc(since, "since")
+        end = _utc(until, "until")
+        files: list[Path] = []
+        for text, folder in _partition_dirs(Path(store), table):
+            if _day_in_window(text, start, end):
+                files.extend(sorted(folder.glob("part-*.parquet")))
+        return files
+    opened = open_store(store, create=False)
+    assert isinstance(opened, DeltaStore)
+    return opened.window_files(table, since, until)
 
 
 def _scan(
-    store: str | Path,
+    store: str | Path | Store | DeltaStore,
     table: Table,
     column: str,
     since: datetime | None,
     until: datetime | None,
     seen: list[Path] | None = None,
     direction: DirectionSettings | None = None,
+    snapshots: dict[Table, _Snapshot] | None = None,
 ) -> pl.LazyFrame:
     """The rows of `table` with `since <= column < until`; the files it reads go to `seen`.
     Events of files written by an older schema are read as the current one has them
-    (`as_current`, with `direction`)."""
-    open_store(store, create=False)  # a clear error for a missing folder or a non-store
+    (`as_current`, with `direction`). A Delta store's files are those of one version of the
+    table (`snapshots` keeps it for a reader's later scans)."""
+    # (a clear error for a missing folder or a non-store)
+    opened = store if isinstance(store, Store | DeltaStore) else open_store(store, create=False)
     columns = schema.EVENT_SCHEMA if table == "events" else QUARANTINE_SCHEMA
-    files = partition_files(store, since=since, until=until, table=table)
-    if seen is not None:
+    where = _LOCAL
+    if isinstance(opened, DeltaStore):
+        where = opened.where
+        files = opened.window_files(table, since, until, snapshots)
+        older: list[Path] = []  # (a Delta store holds files of the current schema: migrated)
+    else:
+        files = partition_files(opened.path, since=since, until=until, table=table)
+        older = [path for path in files if table == "events" and _schema_version(path) == 1]
+    if seen is not None and where.local:
         seen.extend(files)
     if not files:
         return pl.LazyFrame(schema=columns)
-    older = [path for path in files if table == "events" and _schema_version(path) == 1]
     current = [path for path in files if path not in older] if older else files
     frames = []
     for group in (current, older):
         if not group:
             continue
         frame = pl.scan_parquet(
-            group,
+            group if where.local else [where.uri_of(path) for path in group],
+            storage_options=where.options(),
             hive_partitioning=False,
             glob=False,
             schema=columns,
@@ -878,7 +923,7 @@ def _schema_version(path: Path) -> int:
 
 
 def scan_events(
-    store: str | Path,
+    store: str | Path | Store | DeltaStore,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -927,14 +972,20 @@ def as_current(events: pl.LazyFrame, direction: DirectionSettings | None = None)
 
 
 def scan_quarantine(
-    store: str | Path, *, since: datetime | None = None, until: datetime | None = None
+    store: str | Path | Store | DeltaStore,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> pl.LazyFrame:
     """The malformed records set aside, read between `since` and `until` (by `read_at`)."""
     return _scan(store, "quarantine", "read_at", since, until)
 
 
 def count_quarantined(
-    store: str | Path, *, since: datetime | None = None, until: datetime | None = None
+    store: str | Path | Store | DeltaStore,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> int:
     """How many malformed records were set aside between `since` and `until` (by `read_at`)."""
     return int(scan_quarantine(store, since=since, until=until).select(pl.len()).collect().item())
@@ -1018,10 +1069,12 @@ class StoreReader:
     Each scan lists its files once; they stay in place until the reading block ends.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store | DeltaStore) -> None:
         self.store = store
         #: The files the scans have listed so far.
         self.files: list[Path] = []
+        #: The version of each Delta table the scans read (the first scan of a table sets it).
+        self._snapshots: dict[Table, _Snapshot] = {}
 
     def scan_events(
         self,
@@ -1032,14 +1085,23 @@ class StoreReader:
     ) -> pl.LazyFrame:
         """As `scan_events`, for this reader."""
         return _scan(
-            self.store.path, "events", "timestamp", since, until, self.files, direction=direction
+            self.store,
+            "events",
+            "timestamp",
+            since,
+            until,
+            self.files,
+            direction=direction,
+            snapshots=self._snapshots,
         )
 
     def scan_quarantine(
         self, *, since: datetime | None = None, until: datetime | None = None
     ) -> pl.LazyFrame:
         """As `scan_quarantine`, for this reader."""
-        return _scan(self.store.path, "quarantine", "read_at", since, until, self.files)
+        return _scan(
+            self.store, "quarantine", "read_at", since, until, self.files, snapshots=self._snapshots
+        )
 
     def count_quarantined(
         self, *, since: datetime | None = None, until: datetime | None = None
@@ -1325,6 +1387,11 @@ class StagingTarget:
     name: str
 
     def writer(self) -> StagedWriter:
+        if is_url(self.folder):  # a Delta store on S3: the worker writes into its tables
+            where = locate(self.folder)
+            return StagedWriter(
+                where.root, self.run_id, self.read_at, prefix=self.name, where=where
+            )
         return StagedWriter(Path(self.folder), self.run_id, self.read_at, prefix=self.name)
 
 
@@ -1333,17 +1400,29 @@ class StagedWriter:
     are read) to Parquet files under one folder: what `Staging.add` does for the process that
     holds the store's lock, and what a worker does for its part of a run (`StagingTarget`)."""
 
-    def __init__(self, folder: Path, run_id: str, read_at: datetime, *, prefix: str = "") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        run_id: str,
+        read_at: datetime,
+        *,
+        prefix: str = "",
+        where: Location | None = None,
+    ) -> None:
         self.run_id = run_id
         self.read_at = read_at
         counter = [0]  # part numbers are unique in a writer, across both tables
         name = f"part-{run_id}-{prefix}" if prefix else f"part-{run_id}"
-        folder.mkdir(parents=True, exist_ok=True)
+        (where or _LOCAL).mkdir(folder)
         self._events = DayWriter(
-            folder / "events", _arrow_schema("events"), prefix=name, counter=counter
+            folder / "events", _arrow_schema("events"), prefix=name, counter=counter, where=where
         )
         self._quarantine = DayWriter(
-            folder / "quarantine", _arrow_schema("quarantine"), prefix=name, counter=counter
+            folder / "quarantine",
+            _arrow_schema("quarantine"),
+            prefix=name,
+            counter=counter,
+            where=where,
         )
 
     def add(
@@ -1388,6 +1467,15 @@ class StagedWriter:
         self._events.abort()
         self._quarantine.abort()
 
+    def paths(self) -> list[Path]:
+        """Every file the writer started (written or not)."""
+        return [
+            path
+            for days in (self._events.files, self._quarantine.files)
+            for paths in days.values()
+            for path in paths
+        ]
+
 
 class Staging:
     """One writing run's files under `tmp/<run-id>/`, until `commit` moves them into place.
@@ -1397,6 +1485,8 @@ class Staging:
     Workers of other processes stage parts of the run under targets it gives (`target`), and
     it takes their files in (`adopt`) before `commit`.
     """
+
+    store: Store | DeltaStore
 
     def __init__(
         self,
@@ -1453,6 +1543,7 @@ class Staging:
 
     def carried_state(self) -> dict[str, pl.DataFrame]:
         """The state each source carried out of the last run that committed (`CarriesState`)."""
+        assert isinstance(self.store, Store)
         root = self.store.path
         return _read_state(root, _state_files(root))
 
@@ -1469,6 +1560,7 @@ class Staging:
         what each source carries to the next run, written to files of this run that the new
         catalogue names (a source not in it keeps the state it had).
         """
+        assert isinstance(self.store, Store)
         root = self.store.path
         staged_events, staged_quarantine = self._staged()
         between_steps()
@@ -1524,3 +1616,683 @@ def _merge_staged(
 def _day_files(store: Path, table: Table, day: str) -> list[Path]:
     """The committed files of one day partition."""
     return sorted((store / table / f"date={day}").glob("part-*.parquet"))
+
+
+# --- the Delta store (version 2) ----------------------------------------------------------------
+#
+#     <store>/_bounce_analyzer/store.json           {"format": ..., "version": 2, ...}
+#     <store>/_bounce_analyzer/catalogue-<n>-<run-id>.json   the catalogue of version n
+#     <store>/_bounce_analyzer/state/<source>-<run-id>.parquet
+#     <store>/events/_delta_log/ ...  date=YYYY-MM-DD/part-<run-id>-<n>.parquet   (a Delta table)
+#     <store>/quarantine/_delta_log/ ...  date=YYYY-MM-DD/part-...                 (a Delta table)
+#
+# docs/STORE.md gives the reasons. A run writes its files straight into the tables' folders
+# (a file no commit names is invisible to every reader), then commits them in one Delta
+# transaction of the events table that also carries the catalogue: the app transaction
+# `CATALOGUE_APP` counts the catalogue's versions, and a run that read version n commits n + 1
+# only if no other run did first (an optimistic lock; the loser goes again).
+
+#: The store's own files, beside the tables.
+META_DIR = "_bounce_analyzer"
+#: The version of the Delta layout in its marker.
+DELTA_STORE_VERSION = 2
+#: The app transaction that counts the catalogue's versions in the events table.
+CATALOGUE_APP = "bounce-analyzer/catalogue"
+#: The app transaction that counts the days `store migrate` committed, in each table.
+MIGRATE_APP = "bounce-analyzer/migrate"
+#: The commit metadata key naming the catalogue file a commit made current.
+CATALOGUE_KEY = "bounce_analyzer.catalogue"
+#: How long a file a prune removed stays for readers still reading it (and how old a file no
+#: commit names must be before it goes: a run still writing is younger).
+VACUUM_RETENTION_HOURS = 24
+
+
+class LostRace(StoreError):
+    """Another ingest committed a new catalogue since this run read its own: the run's files
+    were removed; `ingest.ingest_run` goes again from the new catalogue (a caller that does
+    not reports it as this error). `malformed`: the records it had committed to the
+    quarantine all the same (its own transaction, before)."""
+
+    def __init__(self, run_id: str, malformed: int = 0) -> None:
+        super().__init__(
+            f"another ingest committed to the store while run {run_id} ran; nothing of this "
+            "run's events was stored: run it again"
+        )
+        self.malformed = malformed
+
+
+def _delta_marker() -> dict[str, Any]:
+    return {
+        "format": STORE_FORMAT,
+        "version": DELTA_STORE_VERSION,
+        "table_format": "delta",
+        "schema_version": schema.SCHEMA_VERSION,
+    }
+
+
+def _table_schema(table: Table) -> pa.Schema:
+    """A table's Delta schema: the stored columns and the partition column `date`."""
+    arrow = _arrow_schema(table)
+    return pa.schema([*arrow, pa.field("date", pa.string())])
+
+
+def _delta_errors() -> tuple[type[BaseException], ...]:
+    from deltalake.exceptions import DeltaError
+
+    return (OSError, DeltaError, pa.ArrowException)
+
+
+def _open_delta(where: Location, *, create: bool) -> DeltaStore:
+    store = DeltaStore(where)
+    marker = where.path(META_DIR, "store.json")
+    try:
+        if where.exists(marker):
+            _check_delta_marker(where, marker)
+        elif not where.local and _bucket_missing(where):
+            raise StoreError(f"cannot open the store {where.uri}: the bucket does not exist")
+        elif not create:
+            raise StoreError(f"no store at {where.uri}: run `bounce-analyzer ingest` first")
+        else:
+            if not where.local:
+                others = [n for n in _top_names(where) if n != META_DIR]
+                if others:
+                    raise _not_a_store(Path(where.uri), "no _bounce_analyzer/store.json")
+            where.write_bytes(marker, (json.dumps(_delta_marker(), indent=1) + "\n").encode())
+        store._ensure_tables()
+    except _delta_errors() as error:
+        raise StoreError(f"cannot open the store {where.uri}: {describe(error)}") from None
+    return store
+
+
+def _bucket_missing(where: Location) -> bool:
+    import pyarrow.fs as pafs
+
+    assert where.filesystem is not None
+    bucket = where.root.parts[0]
+    return bool(where.filesystem.get_file_info(bucket).type == pafs.FileType.NotFound)
+
+
+def _top_names(where: Location) -> list[str]:
+    assert where.filesystem is not None
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(str(where.root), allow_not_found=True)
+    return [Path(info.path).name for info in where.filesystem.get_file_info(selector)]
+
+
+def _check_delta_marker(where: Location, marker: Path) -> None:
+    try:
+        data = json.loads(where.read_bytes(marker))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _not_a_store(Path(where.uri), "unreadable _bounce_analyzer/store.json") from None
+    if not isinstance(data, dict) or data.get("format") != STORE_FORMAT:
+        raise _not_a_store(Path(where.uri), f"store.json is not of format {STORE_FORMAT}")
+    if data.get("version") != DELTA_STORE_VERSION:
+        raise _not_a_store(
+            Path(where.uri),
+            f"store.json says version {data.get('version')!r}, this program reads 1 and 2",
+        )
+
+
+def _millis(moment: datetime, *, up: bool) -> str:
+    """A time for Delta's statistics, in whole milliseconds (readers may truncate to them):
+    rounded down for a minimum, up for a maximum."""
+    moment = moment.astimezone(UTC)
+    rest = moment.microsecond % 1000
+    if rest:
+        moment -= timedelta(microseconds=rest)
+        if up:
+            moment += timedelta(milliseconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _add_action(where: Location, table_root: Path, path: Path, day: str, column: str) -> Any:
+    """The Delta add action of a written file, with its row count and the min/max/null count
+    of its time column (from its footer), so that other engines skip files outside a window."""
+    from deltalake.transaction import AddAction
+
+    with where.parquet(path) as parquet:
+        metadata = parquet.metadata
+        index = parquet.schema_arrow.get_field_index(column)
+    low: datetime | None = None
+    high: datetime | None = None
+    nulls = 0
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None:
+            continue
+        nulls += stats.null_count or 0
+        if stats.has_min_max:
+            low = stats.min if low is None else min(low, stats.min)
+            high = stats.max if high is None else max(high, stats.max)
+    record: dict[str, Any] = {"numRecords": metadata.num_rows, "nullCount": {column: nulls}}
+    if low is not None and high is not None:
+        record["minValues"] = {column: _millis(low, up=False)}
+        record["maxValues"] = {column: _millis(high, up=True)}
+    size, modified = where.size_and_time(path)
+    return AddAction(
+        path.relative_to(table_root).as_posix(),
+        size,
+        {"date": day},
+        modified,
+        True,
+        json.dumps(record),
+    )
+
+
+#: The time column of each table (statistics, windows).
+_TIME_COLUMN: dict[Table, str] = {"events": "timestamp", "quarantine": "read_at"}
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One version of a Delta table: its committed files by day, with their rows."""
+
+    table: Any  # deltalake.DeltaTable, at that version
+    files: list[tuple[str, Path, int]]  # (day, path, rows)
+
+    def by_day(self) -> dict[str, list[Path]]:
+        days: dict[str, list[Path]] = {}
+        for day, path, _ in self.files:
+            days.setdefault(day, []).append(path)
+        return days
+
+
+class DeltaStore:
+    """A bounce-analyzer store of two Delta tables (`events`, `quarantine`), local or on S3
+    (open it with `open_store`). It has `Store`'s face: `catalogue`, `staging`, `reading`,
+    `days`, `old_days`, `prune`."""
+
+    def __init__(self, where: Location) -> None:
+        self.where = where
+        #: The store's place: a local folder's path, or its `s3://` URL.
+        self.path: Path | str = where.root if where.local else where.uri
+
+    def __repr__(self) -> str:
+        return f"DeltaStore({self.where.uri!r})"
+
+    @property
+    def uri(self) -> str:
+        return self.where.uri
+
+    def table_uri(self, table: Table) -> str:
+        """The URI of one of the store's Delta tables (for other engines: Spark, DuckDB)."""
+        return self.where.uri_of(self.where.path(table))
+
+    def _ensure_tables(self) -> None:
+        from deltalake import DeltaTable
+
+        for table in get_args(Table):
+            uri = self.table_uri(table)
+            log = self.where.path(table, "_delta_log")
+            if self.where.names(log):  # (listed through pyarrow, which frees the GIL)
+                continue
+            try:
+                DeltaTable.create(
+                    uri,
+                    _table_schema(table),
+                    mode="ignore",
+                    partition_by=["date"],
+                    storage_options=self.where.options(),
+                )
+            except _delta_errors():
+                if not self.where.names(log):
+                    raise  # (another process made it meanwhile, or this is a real error)
+
+    def _snapshot(self, table: Table, version: int | None = None) -> _Snapshot:
+        from deltalake import DeltaTable
+
+        delta = DeltaTable(
+            self.table_uri(table), version=version, storage_options=self.where.options()
+        )
+        actions = pa.table(delta.get_add_actions(flatten=True))
+        columns = actions.select(["path", "partition.date", "num_records"]).to_pydict()
+        root = self.where.path(table)
+        files = [
+            (str(day), root / str(path), int(rows or 0))
+            for path, day, rows in zip(
+                columns["path"], columns["partition.date"], columns["num_records"], strict=True
+            )
+        ]
+        files.sort(key=lambda item: (item[0], item[1].name))
+        return _Snapshot(delta, files)
+
+    def _guarded(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _store_errors(f"cannot {what} the store {self.where.uri}")
+
+    # -- the catalogue
+
+    def _catalogue_of(self, events: _Snapshot) -> tuple[int, dict[str, Any]]:
+        """The catalogue version the events table is at, and that catalogue's content."""
+        version = events.table.transaction_version(CATALOGUE_APP) or 0
+        if not version:
+            return 0, {"inputs": []}
+        prefix = f"catalogue-{version:08d}-"
+        folder = self.where.path(META_DIR)
+        names = [name for name in self.where.names(folder) if name.startswith(prefix)]
+        if len(names) != 1:  # a killed run's file of the same version: the log says which
+            names = [
+                str(commit[CATALOGUE_KEY])
+                for commit in events.table.history()
+                if str(commit.get(CATALOGUE_KEY, "")).startswith(prefix)
+            ][:1]
+        path = folder / (names[0] if names else f"{prefix}*.json")
+        try:
+            data = json.loads(self.where.read_bytes(path))
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.where.uri_of(path)} is missing: the store's catalogue of version "
+                f"{version} is lost; `store migrate` cannot help, re-ingest into a new store"
+            ) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise StoreError(f"{self.where.uri_of(path)} is damaged ({_detail(error)})") from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.where.uri_of(path)} is damaged (not an object)")
+        data["__file__"] = path.name
+        return version, data
+
+    def _entries(self, data: dict[str, Any]) -> list[CatalogueEntry]:
+        try:
+            return _catalogue_entries(data)
+        except ValueError as error:
+            name = data.get("__file__", "catalogue")
+            raise StoreError(
+                f"{self.where.uri_of(self.where.path(META_DIR, str(name)))} is damaged "
+                f"({_detail(error)})"
+            ) from None
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        """The inputs read so far, and how far (the catalogue of the events table's version)."""
+        with self._guarded("read"):
+            _, data = self._catalogue_of(self._snapshot("events"))
+        return self._entries(data)
+
+    # -- writing
+
+    @contextlib.contextmanager
+    def staging(self, *, wait: bool = False, now: datetime | None = None) -> Iterator[DeltaStaging]:
+        """One writing run (see `Store.staging`). No lock: the run reads the tables at their
+        current version; `DeltaStaging.commit` raises `LostRace` when another run committed a
+        catalogue first (`ingest.ingest_run` then goes again). `wait` is accepted for the
+        same face as `Store.staging`: nothing is waited for."""
+        del wait
+        read_at = _utc(now, "now") or datetime.now(UTC)
+        run_id = f"{read_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(4)}"
+        with self._guarded("read"):
+            events = self._snapshot("events")
+            quarantine = self._snapshot("quarantine")
+            version, data = self._catalogue_of(events)
+        staging = DeltaStaging(
+            self, run_id, read_at, self._entries(data), events, quarantine, version, data
+        )
+        try:
+            with self._guarded("write to"):
+                yield staging
+        except BaseException:
+            staging.discard(sweep=True)
+            raise
+
+    # -- reading
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[StoreReader]:
+        """A consistent view for one reader: its scans read one version of each table, whatever
+        commits and prunes happen meanwhile (a pruned file stays for
+        `VACUUM_RETENTION_HOURS`). A damaged local file is named."""
+        reader = StoreReader(self)
+        with _naming_damage(reader.files):
+            yield reader
+
+    def window_files(
+        self,
+        table: Table,
+        since: datetime | None,
+        until: datetime | None,
+        snapshots: dict[Table, _Snapshot] | None = None,
+    ) -> list[Path]:
+        """The committed files of the days a window touches (as `partition_files`)."""
+        if snapshots is not None and table in snapshots:
+            snapshot = snapshots[table]
+        else:
+            with self._guarded("read"):
+                snapshot = self._snapshot(table)
+            if snapshots is not None:
+                snapshots[table] = snapshot
+        start = _utc(since, "since")
+        end = _utc(until, "until")
+        return [path for day, path, _ in snapshot.files if _day_in_window(day, start, end)]
+
+    def days(self) -> list[date]:
+        """The UTC days the store holds events of, oldest first (from the table's log)."""
+        with self._guarded("read"):
+            snapshot = self._snapshot("events")
+        found = {day for text, _, _ in snapshot.files if (day := _day(text)) is not None}
+        return sorted(found)
+
+    def old_days(self, older_than: timedelta, *, now: datetime) -> list[OldDay]:
+        """The days `prune` would remove, with their events and set-aside records."""
+        cutoff = _cutoff(now, older_than)
+        counts: dict[date, dict[Table, int]] = {}
+        with self._guarded("read"):
+            for table in get_args(Table):
+                for text, _, rows in self._snapshot(table).files:
+                    day = _day(text)
+                    if day is not None and day < cutoff.date():
+                        counts.setdefault(day, {"events": 0, "quarantine": 0})[table] += rows
+        return [
+            OldDay(day, events=rows["events"], malformed=rows["quarantine"])
+            for day, rows in sorted(counts.items())
+        ]
+
+    def prune(self, older_than: timedelta, *, now: datetime, wait: bool = False) -> int:
+        """Remove the days wholly older than `now - older_than` (see `Store.prune`): one Delta
+        `delete` of their partitions per table, then a `vacuum` of the files removed more than
+        `VACUUM_RETENTION_HOURS` ago. A reader that read the table before the delete reads its
+        files still. Returns the events removed (from the log's row counts)."""
+        del wait
+        from deltalake.exceptions import CommitFailedError
+
+        cutoff = _cutoff(now, older_than)
+        removed = 0
+        with self._guarded("prune"):
+            for table in get_args(Table):
+                for attempt in range(5):
+                    snapshot = self._snapshot(table)
+                    old = sorted(
+                        {
+                            text
+                            for text, _, _ in snapshot.files
+                            if (day := _day(text)) is not None and day < cutoff.date()
+                        }
+                    )
+                    if not old:
+                        break
+                    rows = sum(n for text, _, n in snapshot.files if text in set(old))
+                    listed = ", ".join(f"'{day}'" for day in old)
+                    try:
+                        snapshot.table.delete(f"date IN ({listed})")
+                    except CommitFailedError:
+                        if attempt == 4:
+                            raise
+                        continue
+                    if table == "events":
+                        removed += rows
+                    between_steps()
+                    break
+                self._vacuum(table)
+        return removed
+
+    def _vacuum(self, table: Table) -> None:
+        from deltalake import DeltaTable
+
+        delta = DeltaTable(self.table_uri(table), storage_options=self.where.options())
+        delta.vacuum(
+            retention_hours=VACUUM_RETENTION_HOURS,
+            dry_run=False,
+            enforce_retention_duration=False,
+        )
+
+
+@contextlib.contextmanager
+def _store_errors(what: str) -> Iterator[None]:
+    """OSErrors and Delta errors as one `StoreError` line: `<what>: <why>`."""
+    try:
+        yield
+    except BounceAnalyzerError:  # (LostRace among them)
+        raise
+    except _delta_errors() as error:
+        raise StoreError(f"{what}: {describe(error)}") from None
+
+
+def _day_in_window(text: str, start: datetime | None, end: datetime | None) -> bool:
+    """Whether the day partition `text` holds times of the window [start, end); `unknown`
+    only when there is no window."""
+    day = _day(text)
+    if day is None:
+        return text == UNKNOWN_DATE and start is None and end is None
+    last = None if end is None else (end - timedelta(microseconds=1)).date()
+    return not ((start is not None and day < start.date()) or (last is not None and day > last))
+
+
+class DeltaStaging(Staging):
+    """One writing run of a `DeltaStore`: files written straight into the tables' folders,
+    invisible until `commit` names them in one transaction with the new catalogue."""
+
+    def __init__(
+        self,
+        store: DeltaStore,
+        run_id: str,
+        read_at: datetime,
+        catalogue: list[CatalogueEntry],
+        events: _Snapshot,
+        quarantine: _Snapshot,
+        version: int,
+        data: dict[str, Any],
+    ) -> None:
+        where = store.where
+        self.store = store
+        self.delta = store
+        self.run_id = run_id
+        self.read_at = read_at
+        self.catalogue = catalogue
+        self._folder = where.root
+        self._where = where
+        self._writer = StagedWriter(where.root, run_id, read_at, where=where)
+        self._adopted: list[StagedFiles] = []
+        self._events = events
+        self._quarantine = quarantine
+        self._version = version
+        self._state = _state_map(data, where.uri_of(where.path(META_DIR, "catalogue")))
+        self._mine: list[Path] = []  # what this run wrote outside the tables (state, catalogue)
+
+    def target(self, name: str) -> StagingTarget:
+        """A place for a worker to write a part of this run: the store itself (its files are
+        named after the run and `name`, and are invisible until the run commits them)."""
+        if not name or not all(c.isalnum() or c == "-" for c in name):
+            raise ValueError(f"invalid staging target name {name!r}")
+        return StagingTarget(self._where.uri, self.run_id, self.read_at, name)
+
+    def adopt(self, files: StagedFiles) -> None:
+        for paths in (*files.events.values(), *files.quarantine.values()):
+            for path in paths:
+                here = Path(path)
+                if here.parent.parent.parent != self._folder or not here.name.startswith(
+                    f"part-{self.run_id}-"
+                ):
+                    raise ValueError(f"{path} was not staged under this run's targets")
+        self._adopted.append(files)
+
+    def carried_state(self) -> dict[str, pl.DataFrame]:
+        where = self._where
+        state = {}
+        for source, name in self._state.items():
+            path = where.path(META_DIR, STATE_DIR, name)
+            try:
+                state[source] = pl.read_parquet(where.uri_of(path), storage_options=where.options())
+            except FileNotFoundError:
+                continue
+            except (OSError, pl.exceptions.PolarsError) as error:
+                if not where.exists(path):
+                    continue
+                raise StoreError(
+                    f"{where.uri_of(path)}: unreadable state ({_detail(error)}); "
+                    "remove it to go on without it"
+                ) from None
+        return state
+
+    def discard(self, *, sweep: bool = False) -> None:
+        """Remove every file the run wrote (none of them is committed); with `sweep`, also
+        those its workers wrote and the run did not adopt (a failed run: the tables' folders
+        are listed for the run's names)."""
+        self._writer.abort()
+        if sweep:
+            self._sweep()
+        for path in self._writer.paths():
+            with contextlib.suppress(OSError):
+                self._where.unlink(path)
+        events, quarantine = _merge_staged(self._adopted)
+        for paths in (*events.values(), *quarantine.values()):
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    self._where.unlink(path)
+        for path in self._mine:
+            with contextlib.suppress(OSError):
+                self._where.unlink(path)
+
+    def _sweep(self) -> None:
+        """Remove the files named after this run in the tables' day folders."""
+        import pyarrow.fs as pafs
+
+        where = self._where
+        prefix = f"part-{self.run_id}-"
+        for table in get_args(Table):
+            folder = where.path(table)
+            if where.filesystem is None:
+                found = list(folder.glob(f"date=*/{prefix}*"))
+            else:
+                selector = pafs.FileSelector(str(folder), recursive=True, allow_not_found=True)
+                found = [
+                    Path(info.path)
+                    for info in where.filesystem.get_file_info(selector)
+                    if Path(info.path).name.startswith(prefix)
+                ]
+            for path in found:
+                with contextlib.suppress(OSError):
+                    where.unlink(path)
+
+    def commit(
+        self,
+        catalogue: list[CatalogueEntry],
+        *,
+        state: Mapping[str, pl.DataFrame] | None = None,
+    ) -> Committed:
+        """Commit what was written, each event once, with `catalogue`, in one transaction of
+        the events table (the set-aside records first, in one of the quarantine's).
+
+        Raises `LostRace` (having removed what the run wrote) when another run committed a
+        catalogue since this run read its own."""
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties, Transaction
+
+        where = self._where
+        staged_events, staged_quarantine = self._staged()
+        between_steps()
+        local = where.local
+        result = Committed(run_id=self.run_id)
+        stored = self._events.by_day()
+        kept_events: list[tuple[str, Path]] = []
+        for day, files in staged_events.items():
+            existing = stored.get(day, [])
+            with _naming_damage(existing if local else []):
+                kept, dropped = _dedup_day(files, existing, "events", result.events_by_type, where)
+            result.duplicates += dropped
+            kept_events.extend((day, path) for path in kept)
+        kept_quarantine: list[tuple[str, Path]] = []
+        if staged_quarantine:
+            every = [path for _, path, _ in self._quarantine.files]
+            for day, files in staged_quarantine.items():
+                with _naming_damage(every if local else []):
+                    kept, _ = _dedup_day(files, every, "quarantine", None, where)
+                result.malformed += sum(where.parquet(p).metadata.num_rows for p in kept)
+                kept_quarantine.extend((day, path) for path in kept)
+        between_steps()
+
+        if kept_quarantine:  # a blind append: set-aside records are de-duplicated by key
+            actions = [
+                _add_action(where, where.path("quarantine"), path, day, "read_at")
+                for day, path in kept_quarantine
+            ]
+            self._quarantine.table.create_write_transaction(
+                actions, "append", _table_schema("quarantine"), partition_by=["date"]
+            )
+            between_steps()
+
+        written = _write_delta_state(where, self.run_id, state or {})
+        self._mine.extend(where.path(META_DIR, STATE_DIR, name) for name in written.values())
+        state_files = {**self._state, **written}
+        version = self._version + 1
+        name = f"catalogue-{version:08d}-{self.run_id}.json"
+        self._mine.append(where.path(META_DIR, name))
+        where.write_bytes(where.path(META_DIR, name), _catalogue_json(catalogue, state_files))
+        actions = [
+            _add_action(where, where.path("events"), path, day, "timestamp")
+            for day, path in kept_events
+        ]
+        between_steps()
+        try:
+            self._events.table.create_write_transaction(
+                actions,
+                "append",
+                _table_schema("events"),
+                partition_by=["date"],
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(CATALOGUE_APP, version)],
+                    custom_metadata={CATALOGUE_KEY: name},
+                ),
+            )
+        except CommitFailedError:
+            for _, path in kept_events:
+                where.unlink(path)
+            self.discard()
+            raise LostRace(self.run_id, result.malformed) from None
+        self._mine.clear()
+        between_steps()
+        # What the new catalogue supersedes: the state files only the old one named, and
+        # the catalogue before the old one (the old one stays for a run reading it now).
+        for path in [
+            *(
+                where.path(META_DIR, STATE_DIR, old)
+                for old in set(self._state.values()) - set(state_files.values())
+            ),
+            *(
+                where.path(META_DIR, other)
+                for other in where.names(where.path(META_DIR))
+                if other.startswith("catalogue-")
+                and other[len("catalogue-") :].split("-")[0].isdigit()
+                and int(other[len("catalogue-") :].split("-")[0]) < self._version
+            ),
+        ]:
+            with contextlib.suppress(OSError):
+                where.unlink(path)
+        return result
+
+
+def _catalogue_json(entries: list[CatalogueEntry], state: Mapping[str, str]) -> bytes:
+    inputs = []
+    for entry in entries:
+        fields = asdict(entry)
+        if entry.tail_len is None:  # (an entry of version 1, kept as it was)
+            del fields["tail_len"], fields["tail_hash"]
+        inputs.append(fields)
+    data: dict[str, Any] = {
+        "format": "bounce-analyzer-catalogue",
+        "version": CATALOGUE_VERSION,
+        "inputs": inputs,
+    }
+    if state:
+        data["state"] = dict(state)
+    return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def _write_delta_state(
+    where: Location, run_id: str, state: Mapping[str, pl.DataFrame]
+) -> dict[str, str]:
+    """Write each source's state to a file of this run in `_bounce_analyzer/state/`."""
+    files = {}
+    for source, frame in state.items():
+        name = f"{source}-{run_id}.parquet"
+        path = where.path(META_DIR, STATE_DIR, name)
+        where.mkdir(path.parent)
+        if where.local:
+            frame.write_parquet(path, compression="zstd")
+            handle = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(handle)
+            finally:
+                os.close(handle)
+        else:
+            frame.write_parquet(
+                where.uri_of(path), compression="zstd", storage_options=where.options()
+            )
+        files[source] = name
+    return files
