@@ -234,7 +234,9 @@ DELTA_KILL_POINTS: dict[str, KillPoint] = {
 
 def test_kill_a_delta_ingest_at_each_stage_then_recover(tmp_path: Path) -> None:
     runs = {
-        name: (start(FAKE_INGEST, tmp_path / name, pause=0.15, version=2), tmp_path / name, point)
+        # Each step lasts 0.4 s: the window before the commit is that one pause, which a loaded
+        # machine (the suite on every core) may otherwise not give the watcher time to see.
+        name: (start(FAKE_INGEST, tmp_path / name, pause=0.4, version=2), tmp_path / name, point)
         for name, point in DELTA_KILL_POINTS.items()
     }
     delay = random.uniform(0.1, 1.0)
