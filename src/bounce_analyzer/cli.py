@@ -963,7 +963,8 @@ def store_migrate(
         progress=None if quiet else (lambda step: typer.echo(f"migrated {step}", err=True)),
     )
     typer.echo(
-        f"migrated {sum(done.events.values()):,} events over {done.days} days, "
+        f"migrated {sum(done.events.values()):,} events over {done.days:,} "
+        f"{'day' if done.days == 1 else 'days'}, "
         f"{done.malformed:,} set-aside records and {done.catalogue_inputs:,} catalogue inputs "
         f"into {target}; the counts of every day match",
         err=True,
