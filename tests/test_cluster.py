@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -25,7 +26,7 @@ from bounce_analyzer.generate import generate_exim, generate_postfix
 from bounce_analyzer.ingest import IngestResult, ingest_paths
 from bounce_analyzer.reading import InputFile, expand_inputs, total_size
 from bounce_analyzer.sources import get_source
-from bounce_analyzer.store import open_store, scan_events, scan_quarantine
+from bounce_analyzer.store import DeltaStaging, open_store, scan_events, scan_quarantine
 
 distributed = pytest.importorskip("distributed")
 
@@ -317,3 +318,47 @@ def test_merged_table_keeps_what_no_part_touched_then_each_parts_changes() -> No
         merged_table(before, parts),
         table(("a", "s1"), ("c", "s3"), ("x", "s4"), ("b", "s2"), ("y", None)),
     )
+
+
+def test_a_run_that_loses_the_race_to_commit_goes_again(
+    tmp_path: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another ingest commits to the Delta store while the cluster's run is about to: the
+    cluster's commit loses, its files go, and it reads its log sets again from the catalogue
+    the other left; the store ends as the two runs one after the other leave it."""
+    logs = tmp_path / "logs"
+    make_logs(logs)
+    servers = sorted(str(path) for path in logs.iterdir())
+    mine, other = [servers[0], servers[1]], [servers[1], servers[2]]  # one server in both
+    expected = tmp_path / "expected"
+    ingest_paths(expected, other, tz="UTC", now=NOW)
+    ingest_paths(expected, mine, tz="UTC", now=NOW)
+
+    commits: list[str] = []
+    real_commit = DeltaStaging.commit
+
+    def commit_after_another(self: DeltaStaging, *args: Any, **kwargs: Any) -> Any:
+        commits.append(self.run_id)
+        if len(commits) == 1:  # the first attempt: another run commits first
+            ingest_paths(self.store.path, other, tz="UTC", now=NOW)
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaStaging, "commit", commit_after_another)
+    store = tmp_path / "store"
+    result = ingest_on_cluster(store, mine, address=scheduler, tz="UTC", now=NOW)
+    # The cluster's first attempt (lost), the other run's (which went through the same
+    # method), the cluster's second (committed).
+    assert len(commits) == 3 and commits[2] not in commits[:2]
+    # The server both read was stored once, by the other run: the second attempt found its
+    # logs read.
+    assert result.duplicates == 0
+    assert_frame_equal(
+        scan_events(store).collect().sort("event_id"),
+        scan_events(expected).collect().sort("event_id"),
+    )
+    assert open_store(store, create=False).catalogue() == (
+        open_store(expected, create=False).catalogue()
+    )
+    # The lost attempt's files (its workers wrote them into the table's folders) are gone.
+    assert list(store.glob(f"events/date=*/part-{commits[2]}-set-*.parquet"))
+    assert not list(store.glob(f"events/date=*/part-{commits[0]}-*.parquet"))

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 import polars as pl
 
 from bounce_analyzer.errors import BounceAnalyzerError, ClusterError, UsageError
-from bounce_analyzer.ingest import IngestResult, _catalogue
+from bounce_analyzer.ingest import IngestResult, _catalogue, again_after_races
 from bounce_analyzer.pipeline import FileSummary, ParseRun
 from bounce_analyzer.reading import InputFile, expand_inputs, log_set
 from bounce_analyzer.rules import Rules
@@ -198,7 +198,6 @@ def ingest_on_cluster(
         raise UsageError(f"invalid --workers {workers}: give 1 or more")
     source, tz, strict = options.get("source"), options.get("tz"), options.get("strict", False)
     now = options.get("now") or datetime.now(UTC)
-    progress = options.get("progress")
     inputs = expand_inputs(paths)
     # The options and the inputs are checked here as a single run checks them, before a store
     # is made or a cluster started.
@@ -209,30 +208,53 @@ def ingest_on_cluster(
     with _client(workers=workers, address=address) as client:
         # (made once the cluster is there)
         opened = store if isinstance(store, Store | DeltaStore) else open_store(store, create=True)
-        with opened.staging(wait=options.get("wait", False), now=now) as staging:
-            carried = staging.carried_state()
-            shared = _Shared(
-                catalogue=staging.catalogue,
-                state=carried,
-                rules=checked.rules,
-                source=source,
-                tz=tz,
-                strict=strict,
-                now=now,
-                topic=None if progress is None else f"bounce-analyzer-{staging.run_id}",
-                stop=f"bounce-analyzer-{staging.run_id}-stop",
-            )
-            parts = _run(client, staging, sets, shared, progress)
-            for part in parts:
-                staging.adopt(part.files)
-            summaries = [summary for part in parts for summary in part.summaries]
-            order = {id(item): index for index, item in enumerate(inputs)}
-            positions = [order[id(item)] for group in sets for item in group]
-            summaries = [summary for _, summary in sorted(zip(positions, summaries, strict=True))]
-            committed = staging.commit(
-                _catalogue(staging.catalogue, summaries, staging.read_at),
-                state=merge_states(carried, [part.state for part in parts]),
-            )
+
+        def once() -> IngestResult:
+            return _once_on_cluster(client, opened, inputs, sets, checked.rules, now, options)
+
+        # Another ingest that commits to a Delta store first: the log sets are read again from
+        # the catalogue it left, as a single-process run goes again.
+        return again_after_races(opened, once)
+
+
+def _once_on_cluster(
+    client: Client,
+    store: Store | DeltaStore,
+    inputs: Sequence[InputFile],
+    sets: list[list[InputFile]],
+    rules: Rules,
+    now: datetime,
+    options: IngestOptions,
+) -> IngestResult:
+    """One attempt of `ingest_on_cluster`: the log sets read on the workers from the store's
+    catalogue, their files adopted and committed once (`LostRace` when another run committed
+    first)."""
+    source, tz, strict = options.get("source"), options.get("tz"), options.get("strict", False)
+    progress = options.get("progress")
+    with store.staging(wait=options.get("wait", False), now=now) as staging:
+        carried = staging.carried_state()
+        shared = _Shared(
+            catalogue=staging.catalogue,
+            state=carried,
+            rules=rules,
+            source=source,
+            tz=tz,
+            strict=strict,
+            now=now,
+            topic=None if progress is None else f"bounce-analyzer-{staging.run_id}",
+            stop=f"bounce-analyzer-{staging.run_id}-stop",
+        )
+        parts = _run(client, staging, sets, shared, progress)
+        for part in parts:
+            staging.adopt(part.files)
+        summaries = [summary for part in parts for summary in part.summaries]
+        order = {id(item): index for index, item in enumerate(inputs)}
+        positions = [order[id(item)] for group in sets for item in group]
+        summaries = [summary for _, summary in sorted(zip(positions, summaries, strict=True))]
+        committed = staging.commit(
+            _catalogue(staging.catalogue, summaries, staging.read_at),
+            state=merge_states(carried, [part.state for part in parts]),
+        )
     return IngestResult(
         run_id=committed.run_id,
         events_by_type=committed.events_by_type,

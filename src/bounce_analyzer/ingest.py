@@ -47,6 +47,7 @@ from bounce_analyzer.writers import EventFormat, EventWriter
 __all__ = [
     "IngestResult",
     "RunLike",
+    "again_after_races",
     "ingest_paths",
     "ingest_run",
     "staged_events",
@@ -145,10 +146,22 @@ def ingest_run(
     false (inputs that cannot be read twice, such as standard input), a lost race is a
     `StoreError`: nothing of the run was stored, and it can be run again.
     """
+    return again_after_races(
+        store, lambda: _ingest_once(store, make_run, wait=wait, now=now), again=again
+    )
+
+
+def again_after_races(
+    store: Store | DeltaStore, once: Callable[[], IngestResult], *, again: bool = True
+) -> IngestResult:
+    """`once()`, a whole ingest from the store's catalogue to its commit, run again (up to
+    `MAX_ATTEMPTS` times, after a short random wait) while it loses the race to commit to
+    another run (`LostRace`); with `again` false a lost race is a `StoreError` at once (see
+    `ingest_run`). `cluster.ingest_on_cluster` goes again the same way."""
     set_aside = 0  # records committed to the quarantine by runs that lost a race
     for attempt in range(MAX_ATTEMPTS):
         try:
-            result = _ingest_once(store, make_run, wait=wait, now=now)
+            result = once()
         except LostRace as lost:
             if not again:
                 raise StoreError(
