@@ -142,11 +142,8 @@ def _migrate_day(
                     frame = as_current(frame.lazy(), direction).collect()
                 writer.add(frame, pl.lit(day))
     written = writer.finish()
-    column = "timestamp" if table == "events" else "read_at"
     actions = [
-        _add_action(where, folder, path, text, column)
-        for text, paths in written.items()
-        for path in paths
+        _add_action(where, table, path, text) for text, paths in written.items() for path in paths
     ]
     delta = DeltaTable(new.table_uri(table), storage_options=where.options())
     delta.create_write_transaction(

@@ -441,19 +441,27 @@ def _read_state(root: Path, files: Mapping[str, str]) -> dict[str, pl.DataFrame]
     return state
 
 
-def _write_state(root: Path, run_id: str, state: Mapping[str, pl.DataFrame]) -> dict[str, str]:
-    """Write each source's state to a file of this run in `state/` (synced); their names."""
-    folder = root / STATE_DIR
-    folder.mkdir(exist_ok=True)
+def _write_state(
+    where: Location, folder: Path, run_id: str, state: Mapping[str, pl.DataFrame]
+) -> dict[str, str]:
+    """Write each source's state to a file of this run in `folder` (synced when local: the
+    catalogue that names it comes after); their names."""
+    where.mkdir(folder)
     files = {}
     for source, frame in state.items():
         name = f"{source}-{run_id}.parquet"
-        frame.write_parquet(folder / name, compression="zstd")
-        handle = os.open(folder / name, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+        path = folder / name
+        if where.local:
+            frame.write_parquet(path, compression="zstd")
+            handle = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(handle)
+            finally:
+                os.close(handle)
+        else:
+            frame.write_parquet(
+                where.uri_of(path), compression="zstd", storage_options=where.options()
+            )
         files[source] = name
     return files
 
@@ -1477,6 +1485,12 @@ class StagedWriter:
         ]
 
 
+def _check_target_name(name: str) -> None:
+    """A worker's target name is letters, digits and `-` (it goes into file names)."""
+    if not name or not all(c.isalnum() or c == "-" for c in name):
+        raise ValueError(f"invalid staging target name {name!r}")
+
+
 class Staging:
     """One writing run's files under `tmp/<run-id>/`, until `commit` moves them into place.
 
@@ -1524,8 +1538,7 @@ class Staging:
     def target(self, name: str) -> StagingTarget:
         """A place for a worker to stage a part of this run (`name`: unique in the run, made of
         letters, digits and `-`), on the store's file system."""
-        if not name or not all(c.isalnum() or c == "-" for c in name):
-            raise ValueError(f"invalid staging target name {name!r}")
+        _check_target_name(name)
         return StagingTarget(str(self._folder / "workers" / name), self.run_id, self.read_at, name)
 
     def adopt(self, files: StagedFiles) -> None:
@@ -1590,7 +1603,8 @@ class Staging:
             for path in files:
                 os.replace(path, folder / path.name)
                 between_steps()
-        state_files = {**_state_files(root), **_write_state(root, self.run_id, state or {})}
+        written = _write_state(_LOCAL, root / STATE_DIR, self.run_id, state or {})
+        state_files = {**_state_files(root), **written}
         _write_catalogue(root, catalogue, state=state_files)
         _remove_other_state(root, state_files)
         return result
@@ -1746,11 +1760,13 @@ def _millis(moment: datetime, *, up: bool) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _add_action(where: Location, table_root: Path, path: Path, day: str, column: str) -> Any:
-    """The Delta add action of a written file, with its row count and the min/max/null count
-    of its time column (from its footer), so that other engines skip files outside a window."""
+def _add_action(where: Location, table: Table, path: Path, day: str) -> Any:
+    """The Delta add action of a file written into `table`, with its row count and the
+    min/max/null count of its time column (from its footer), so that other engines skip files
+    outside a window."""
     from deltalake.transaction import AddAction
 
+    column = _TIME_COLUMN[table]
     with where.parquet(path) as parquet:
         metadata = parquet.metadata
         index = parquet.schema_arrow.get_field_index(column)
@@ -1771,7 +1787,7 @@ def _add_action(where: Location, table_root: Path, path: Path, day: str, column:
         record["maxValues"] = {column: _millis(high, up=True)}
     size, modified = where.size_and_time(path)
     return AddAction(
-        path.relative_to(table_root).as_posix(),
+        path.relative_to(where.path(table)).as_posix(),
         size,
         {"date": day},
         modified,
@@ -2088,8 +2104,7 @@ class DeltaStaging(Staging):
     def target(self, name: str) -> StagingTarget:
         """A place for a worker to write a part of this run: the store itself (its files are
         named after the run and `name`, and are invisible until the run commits them)."""
-        if not name or not all(c.isalnum() or c == "-" for c in name):
-            raise ValueError(f"invalid staging target name {name!r}")
+        _check_target_name(name)
         return StagingTarget(self._where.uri, self.run_id, self.read_at, name)
 
     def adopt(self, files: StagedFiles) -> None:
@@ -2198,26 +2213,20 @@ class DeltaStaging(Staging):
         between_steps()
 
         if kept_quarantine:  # a blind append: set-aside records are de-duplicated by key
-            actions = [
-                _add_action(where, where.path("quarantine"), path, day, "read_at")
-                for day, path in kept_quarantine
-            ]
+            actions = [_add_action(where, "quarantine", path, day) for day, path in kept_quarantine]
             self._quarantine.table.create_write_transaction(
                 actions, "append", _table_schema("quarantine"), partition_by=["date"]
             )
             between_steps()
 
-        written = _write_delta_state(where, self.run_id, state or {})
+        written = _write_state(where, where.path(META_DIR, STATE_DIR), self.run_id, state or {})
         self._mine.extend(where.path(META_DIR, STATE_DIR, name) for name in written.values())
         state_files = {**self._state, **written}
         version = self._version + 1
         name = f"catalogue-{version:08d}-{self.run_id}.json"
         self._mine.append(where.path(META_DIR, name))
         where.write_bytes(where.path(META_DIR, name), _catalogue_json(catalogue, state_files))
-        actions = [
-            _add_action(where, where.path("events"), path, day, "timestamp")
-            for day, path in kept_events
-        ]
+        actions = [_add_action(where, "events", path, day) for day, path in kept_events]
         between_steps()
         try:
             self._events.table.create_write_transaction(
@@ -2231,9 +2240,7 @@ class DeltaStaging(Staging):
                 ),
             )
         except CommitFailedError:
-            for _, path in kept_events:
-                where.unlink(path)
-            self.discard()
+            self.discard()  # (the kept files among them: each is the run's own or adopted)
             raise LostRace(self.run_id, result.malformed) from None
         self._mine.clear()
         between_steps()
@@ -2272,27 +2279,3 @@ def _catalogue_json(entries: list[CatalogueEntry], state: Mapping[str, str]) -> 
     if state:
         data["state"] = dict(state)
     return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()
-
-
-def _write_delta_state(
-    where: Location, run_id: str, state: Mapping[str, pl.DataFrame]
-) -> dict[str, str]:
-    """Write each source's state to a file of this run in `_bounce_analyzer/state/`."""
-    files = {}
-    for source, frame in state.items():
-        name = f"{source}-{run_id}.parquet"
-        path = where.path(META_DIR, STATE_DIR, name)
-        where.mkdir(path.parent)
-        if where.local:
-            frame.write_parquet(path, compression="zstd")
-            handle = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(handle)
-            finally:
-                os.close(handle)
-        else:
-            frame.write_parquet(
-                where.uri_of(path), compression="zstd", storage_options=where.options()
-            )
-        files[source] = name
-    return files
