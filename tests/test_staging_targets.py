@@ -46,7 +46,7 @@ def _in_parts(store_dir: Path | str, groups: list[list[str]]) -> IngestResult:
             staging.adopt(writer.finish())
             summaries.extend(run.summaries)
         committed = staging.commit(_catalogue(staging.catalogue, summaries, staging.read_at))
-    return IngestResult(**vars(committed), files=summaries)
+    return IngestResult.of(committed, summaries)
 
 
 def test_parts_staged_by_workers_commit_the_store_of_one_run(tmp_path: Path) -> None:

@@ -255,13 +255,7 @@ def _once_on_cluster(
             _catalogue(staging.catalogue, summaries, staging.read_at),
             state=merge_states(carried, [part.state for part in parts]),
         )
-    return IngestResult(
-        run_id=committed.run_id,
-        events_by_type=committed.events_by_type,
-        malformed=committed.malformed,
-        duplicates=committed.duplicates,
-        files=summaries,
-    )
+    return IngestResult.of(committed, summaries)
 
 
 def merge_states(

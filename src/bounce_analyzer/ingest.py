@@ -61,6 +61,11 @@ class IngestResult(Committed):
 
     files: list[FileSummary] = field(default_factory=list)  # as the pipeline counted them
 
+    @classmethod
+    def of(cls, committed: Committed, files: list[FileSummary]) -> IngestResult:
+        """The result of a run that committed `committed` from the inputs `files` describe."""
+        return cls(**vars(committed), files=files)
+
 
 class RunLike(Protocol):
     """What `ingest_run` drives: a `ParseRun`, or a stand-in with the same face."""
@@ -195,13 +200,7 @@ def _ingest_once(
             _catalogue(staging.catalogue, run.summaries, staging.read_at),
             state=run.export_state() if isinstance(run, ParseRun) else None,
         )
-    return IngestResult(
-        run_id=committed.run_id,
-        events_by_type=committed.events_by_type,
-        malformed=committed.malformed,
-        duplicates=committed.duplicates,
-        files=run.summaries,
-    )
+    return IngestResult.of(committed, run.summaries)
 
 
 def _catalogue(
