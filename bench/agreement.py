@@ -361,7 +361,8 @@ def summary(name: str, result: pl.DataFrame, *, wrong: bool, top: int) -> dict[s
 def _turned_wrong(before: pl.DataFrame, now: pl.DataFrame) -> int:
     """Print the rows that agreed in `before` and do not now; return how many."""
     keys = ["set", "origin", "input", "smtp_code", "enhanced_code", "label"]
-    joined = before.unique(keys).join(now.unique(keys), on=keys, suffix="_now")
+    # most rows have no code given apart: a null must meet a null, or they are never compared
+    joined = before.unique(keys).join(now.unique(keys), on=keys, suffix="_now", nulls_equal=True)
     worse = joined.filter(pl.col("agrees") & ~pl.col("agrees_now"))
     print(f"== rows right in {len(before)} earlier answers and wrong now: {worse.height}")
     for row in worse.iter_rows(named=True):
