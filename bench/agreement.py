@@ -161,6 +161,9 @@ LABELS: dict[str, set[str]] = {
     },
 }
 
+#: PHP-Bounce-Handler's phrase table (the file's name in other-rules/): one PHP array.
+PHP_TABLE = "php-bounce-handler-responses"
+
 #: Where one project's label covers more than the label's own meaning, as the rows that project
 #: gives it show (README of tests/data/diagnostics, "How bench/agreement.py maps ...").
 PROJECT_LABELS: dict[tuple[str, str], set[str]] = {
@@ -168,7 +171,7 @@ PROJECT_LABELS: dict[tuple[str, str], set[str]] = {
     # disabled", "user disabled", "User is suspended", "This address no longer accepts mail",
     # "Destinatario sconosciuto o mailbox disatttivata"): its 5.1.1 is "the address takes no
     # mail", a missing or a disabled mailbox
-    ("php-bounce-handler-responses", "5.1.1"): {"user_unknown", "suspend"},
+    (PHP_TABLE, "5.1.1"): {"user_unknown", "suspend"},
 }
 
 #: Hard or soft, as other projects' labels imply (only where they say it plainly).
@@ -262,7 +265,7 @@ def _other_rows(corpus: Path) -> pl.DataFrame:
                 (row["diagnostic"], row["their_label"])
                 for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
             ]
-        if path.stem.startswith("php-"):
+        if path.stem == PHP_TABLE:
             # PHP-Bounce-Handler's table is one PHP array of phrase => code: a phrase given
             # twice keeps only its last code (PHP overwrites the earlier value of a key)
             labelled = list(dict(labelled).items())
