@@ -81,7 +81,10 @@ RHOSTS: dict[str, tuple[str | None, str]] = {
 #: The other projects' labels, and which of our categories agree with each.
 LABELS: dict[str, set[str]] = {
     # KumoMTA classes
-    "InvalidRecipient": {"user_unknown"},
+    # KumoMTA gives it domains as well as mailboxes: "556 ... Invalid account. Tenant or Domain
+    # not found", and its code table (bounce_classifier/iana.toml) files X.1.1 to X.1.4, X.1.2
+    # "bad destination system address" among them, under it
+    "InvalidRecipient": {"user_unknown", "host_unknown"},
     "InactiveMailbox": {"suspend", "user_unknown"},
     "QuotaIssues": {"mailbox_full", "system_full"},
     "SpamBlock": {"blocked", "bad_reputation", "spam_detected"},
