@@ -10,8 +10,10 @@ labelled rows in tests/data/diagnostics/messages.tsv):
 2. `classification/other-rules/`: KumoMTA's community bounce classes and the RFC 3463 codes that
    PHP-Bounce-Handler and bounce-email give phrases. Their labels are coarser than our
    categories, so each maps to the set of our categories that agree with it (`LABELS` below:
-   one of several is right). Rows that are regular expressions or that say "use the code from the
-   text" are left out: they are not messages.
+   one of several is right; `PROJECT_LABELS` where one project uses a label more widely, as its
+   own rows show). Rows that are regular expressions or that say "use the code from the text" are
+   left out: they are not messages. PHP-Bounce-Handler's table is a PHP array, so a phrase it
+   gives twice keeps its last code.
 
 The engine reads each text as `explain -` does (`explain_frame`, the codes the set gives apart
 passed apart), with no recipient unless the row names a provider. Printed: agreement overall
