@@ -10,8 +10,10 @@ labelled rows in tests/data/diagnostics/messages.tsv):
 2. `classification/other-rules/`: KumoMTA's community bounce classes and the RFC 3463 codes that
    PHP-Bounce-Handler and bounce-email give phrases. Their labels are coarser than our
    categories, so each maps to the set of our categories that agree with it (`LABELS` below:
-   one of several is right). Rows that are regular expressions or that say "use the code from the
-   text" are left out: they are not messages.
+   one of several is right; `PROJECT_LABELS` where one project uses a label more widely, as its
+   own rows show). Rows that are regular expressions or that say "use the code from the text" are
+   left out: they are not messages. PHP-Bounce-Handler's table is a PHP array, so a phrase it
+   gives twice keeps its last code.
 
 The engine reads each text as `explain -` does (`explain_frame`, the codes the set gives apart
 passed apart), with no recipient unless the row names a provider. Printed: agreement overall
@@ -81,7 +83,10 @@ RHOSTS: dict[str, tuple[str | None, str]] = {
 #: The other projects' labels, and which of our categories agree with each.
 LABELS: dict[str, set[str]] = {
     # KumoMTA classes
-    "InvalidRecipient": {"user_unknown"},
+    # KumoMTA gives it domains as well as mailboxes: "556 ... Invalid account. Tenant or Domain
+    # not found", and its code table (bounce_classifier/iana.toml) files X.1.1 to X.1.4, X.1.2
+    # "bad destination system address" among them, under it
+    "InvalidRecipient": {"user_unknown", "host_unknown"},
     "InactiveMailbox": {"suspend", "user_unknown"},
     "QuotaIssues": {"mailbox_full", "system_full"},
     "SpamBlock": {"blocked", "bad_reputation", "spam_detected"},
@@ -109,15 +114,37 @@ LABELS: dict[str, set[str]] = {
     # incapable of accepting mail"; a server that refuses to relay says that it is not a
     # destination for the address's domain, and PHP-Bounce-Handler gives each of its relay
     # phrases ("Relay access denied", "we do not relay", "Unable to relay") this code
-    "5.1.2": {"host_unknown", "no_relaying"},
+    # and both projects give it DNS routing failures ("unrouteable mail domain", "PERM_FAILURE:
+    # DNS Error: Domain name not found"), which 5.4.4 below maps to host_unknown or
+    # network_error (Sisimai's NetworkError holds "unrouteable mail domain")
+    "5.1.2": {"host_unknown", "no_relaying", "network_error"},
     "5.1.6": {"has_moved"},
     "5.1.8": {"rejected"},
-    "5.2.0": {"mailbox_full", "suspend"},
+    # X.2.0 is "other or undefined mailbox status"; bounce-email gives it only missing or
+    # unavailable mailboxes ("No such mailbox", "mailbox unavailable", "The account or domain
+    # may not exist"), and PHP-Bounce-Handler uses it as its most generic code (its comment on
+    # that row: "5.2.0 seemed most generic") for "Delivery failed", "mail can not be delivered":
+    # a failure of no stated kind, which is what on_hold says
+    "5.2.0": {"mailbox_full", "suspend", "user_unknown", "on_hold"},
     "5.2.1": {"suspend", "user_unknown"},
     "5.2.2": {"mailbox_full"},
     "4.2.2": {"mailbox_full"},
-    "4.2.0": {"mailbox_full", "suspend", "system_error", "rate_limited"},
-    "4.3.2": {"system_error", "rate_limited", "system_full"},
+    # both projects give 4.2.0 to delay notices ("not yet been delivered", "Delivery attempts
+    # will continue to be made for", "Message will be retried for"), which we call expired as
+    # Sisimai's Expired does
+    "4.2.0": {"mailbox_full", "suspend", "system_error", "rate_limited", "expired"},
+    # PHP-Bounce-Handler's comment on its 4.3.2 rows: "4.3.2 is a more generic 'defer'"; its
+    # rows and bounce-email's ("Technical details of temporary failure") are deferrals of any
+    # kind: a delay notice, greylisting, a busy server, Postfix's "delivery temporarily
+    # suspended" after failed connections
+    "4.3.2": {
+        "system_error",
+        "rate_limited",
+        "system_full",
+        "network_error",
+        "expired",
+        "on_hold",
+    },
     "4.4.7": {"expired"},
     "5.4.4": {"host_unknown", "network_error"},
     "5.4.6": {"network_error", "system_error"},
@@ -137,6 +164,19 @@ LABELS: dict[str, set[str]] = {
         "no_relaying",
         "bad_reputation",
     },
+}
+
+#: PHP-Bounce-Handler's phrase table (the file's name in other-rules/): one PHP array.
+PHP_TABLE = "php-bounce-handler-responses"
+
+#: Where one project's label covers more than the label's own meaning, as the rows that project
+#: gives it show (README of tests/data/diagnostics, "How bench/agreement.py maps ...").
+PROJECT_LABELS: dict[tuple[str, str], set[str]] = {
+    # PHP-Bounce-Handler files disabled and suspended accounts under 5.1.1 ("This account is
+    # disabled", "user disabled", "User is suspended", "This address no longer accepts mail",
+    # "Destinatario sconosciuto o mailbox disatttivata"): its 5.1.1 is "the address takes no
+    # mail", a missing or a disabled mailbox
+    (PHP_TABLE, "5.1.1"): {"user_unknown", "suspend"},
 }
 
 #: Hard or soft, as other projects' labels imply (only where they say it plainly).
@@ -226,24 +266,31 @@ def _other_rows(corpus: Path) -> pl.DataFrame:
     rows = []
     for path in sorted((corpus / "other-rules").glob("*.tsv")):
         with path.open(encoding="utf-8", newline="") as handle:
-            for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
-                label = row["their_label"]
-                text = _as_message(row["diagnostic"].replace("\\\\", "\\"))
-                if label not in LABELS or text is None:
-                    continue
-                rows.append(
-                    {
-                        "input": text,
-                        "smtp_code": None,
-                        "enhanced_code": None,
-                        "relay_host": None,
-                        "expected": sorted(LABELS[label]),
-                        "expected_hard": HARD_LABELS.get(label),
-                        "expected_provider": None,
-                        "label": label,
-                        "origin": path.stem,
-                    }
-                )
+            labelled = [
+                (row["diagnostic"], row["their_label"])
+                for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            ]
+        if path.stem == PHP_TABLE:
+            # PHP-Bounce-Handler's table is one PHP array of phrase => code: a phrase given
+            # twice keeps only its last code (PHP overwrites the earlier value of a key)
+            labelled = list(dict(labelled).items())
+        for diagnostic, label in labelled:
+            text = _as_message(diagnostic.replace("\\\\", "\\"))
+            if label not in LABELS or text is None:
+                continue
+            rows.append(
+                {
+                    "input": text,
+                    "smtp_code": None,
+                    "enhanced_code": None,
+                    "relay_host": None,
+                    "expected": sorted(PROJECT_LABELS.get((path.stem, label), LABELS[label])),
+                    "expected_hard": HARD_LABELS.get(label),
+                    "expected_provider": None,
+                    "label": label,
+                    "origin": path.stem,
+                }
+            )
     return pl.DataFrame(rows, schema_overrides=_TEXT_COLUMNS)
 
 
@@ -322,7 +369,8 @@ def summary(name: str, result: pl.DataFrame, *, wrong: bool, top: int) -> dict[s
 def _turned_wrong(before: pl.DataFrame, now: pl.DataFrame) -> int:
     """Print the rows that agreed in `before` and do not now; return how many."""
     keys = ["set", "origin", "input", "smtp_code", "enhanced_code", "label"]
-    joined = before.unique(keys).join(now.unique(keys), on=keys, suffix="_now")
+    # most rows have no code given apart: a null must meet a null, or they are never compared
+    joined = before.unique(keys).join(now.unique(keys), on=keys, suffix="_now", nulls_equal=True)
     worse = joined.filter(pl.col("agrees") & ~pl.col("agrees_now"))
     print(f"== rows right in {len(before)} earlier answers and wrong now: {worse.height}")
     for row in worse.iter_rows(named=True):

@@ -61,3 +61,49 @@ def test_agreement_figures_and_a_second_run_against_the_first(tmp_path: Path) ->
     assert both["sisimai"]["rows"] == 2 and both["sisimai"]["provider_rows"] == 1
     assert both["sisimai"]["provider_agree"] == 1
     assert both["turned_wrong"] == 0
+
+
+# PHP-Bounce-Handler's rows (bounce_responses.php): a phrase given twice, a disabled account
+# under 5.1.1, and a text the engine reads otherwise than its label ("Delivery failed" is on
+# hold, not a full mailbox)
+PHP_TABLE = (
+    "diagnostic\ttheir_label\tsource_path\n"
+    "mailbox is full\t4.2.2\tbounce_responses.php:L20\n"
+    "mailbox unavailable\t5.1.1\tbounce_responses.php:L76\n"
+    "user disabled\t5.1.1\tbounce_responses.php:L111\n"
+    "Delivery failed\t4.2.2\tbounce_responses.php\n"
+    "mailbox unavailable\t5.2.0\tbounce_responses.php:L147\n"
+)
+
+
+def test_php_table_reads_as_php_does_and_rows_without_codes_are_compared(
+    tmp_path: Path,
+) -> None:
+    import polars as pl
+
+    corpus = tmp_path / "classification"
+    (corpus / "other-rules").mkdir(parents=True)
+    (corpus / "patterns.tsv").write_text(PATTERNS, encoding="utf-8")
+    (corpus / "other-rules" / "php-bounce-handler-responses.tsv").write_text(
+        PHP_TABLE, encoding="utf-8"
+    )
+    rows = tmp_path / "rows.parquet"
+    _run(corpus, "--set", "other", "--rows", str(rows), "--json", str(tmp_path / "a.json"))
+    answers = pl.read_parquet(rows)
+    # the phrase given twice keeps its last code only, as a PHP array keeps a key's last value
+    assert answers.height == 4
+    assert answers.filter(pl.col("input") == "mailbox unavailable")["label"].to_list() == ["5.2.0"]
+    agrees = dict(zip(answers["input"], answers["agrees"], strict=True))
+    assert agrees == {
+        "mailbox is full": True,
+        "mailbox unavailable": True,
+        "user disabled": True,  # this project's 5.1.1 holds disabled accounts
+        "Delivery failed": False,
+    }
+    # an earlier run in which "Delivery failed" agreed: it is right then and wrong now, although
+    # none of these rows gives a code apart (nulls in the joined columns)
+    earlier = tmp_path / "earlier.parquet"
+    answers.with_columns(agrees=pl.lit(True)).write_parquet(earlier)
+    done = _run(corpus, "--set", "other", "--against", str(earlier))
+    assert "earlier answers and wrong now: 1" in done.stdout
+    assert "'Delivery failed'" in done.stdout

@@ -65,6 +65,7 @@ from bounce_analyzer.rules import (
     LIST_BACKED,
     NON_FAILURE_CATEGORIES,
     ON_HOLD,
+    RECIPIENT_MISSING,
     UNDECIDED_CATEGORIES,
     UNDEFINED,
     Rules,
@@ -74,6 +75,9 @@ from bounce_analyzer.rules import (
 # The engine's plans are many small steps over a few thousand distinct values: the in-memory
 # engine runs them with less CPU than the streaming one (the default of polars 2).
 _ENGINE: Final = "in-memory"
+
+#: The enhanced codes that name the sender's address as the bad one (RFC 3463 X.1.7, X.1.8).
+_SENDER_ADDRESS_CODE: Final = r"^[45]\.1\.[78]$"
 
 #: The fact columns the engine reads (others pass through untouched).
 INPUT_COLUMNS: dict[str, pl.DataType] = {
@@ -669,11 +673,23 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         pl.when(named_ip).then(pl.lit(BLOCKED)),
         pl.when(named_ip).then(pl.lit("blocklist:") + pl.col("named_list")),
     )
+    # an enhanced code of the sender's address (X.1.7, X.1.8) says whose address the generic
+    # words of a missing address or domain are about (`550 5.1.7 Invalid address`): the code
+    # table's sender row decides, not the recipient's pattern
+    of_sender = (
+        generic
+        & pl.col("pattern_category").is_in(RECIPIENT_MISSING)
+        & pl.col("enhanced_code").str.contains(_SENDER_ADDRESS_CODE).fill_null(False)
+    )
+    by_pattern = (
+        pl.when(~of_sender).then("pattern_category"),
+        pl.when(~of_sender).then(pl.lit("pattern:") + pl.col("pattern_id")),
+    )
     # the order of docs/RULES.md: what the words say, then what the codes alone say
     steps = [
         (pl.when(by_words).then("table_category"), pl.when(by_words).then("table_rule")),
         by_list,
-        ("pattern_category", pl.lit("pattern:") + pl.col("pattern_id")),
+        by_pattern,
         (
             pl.when(named).then(pl.lit(BLOCKED)),
             pl.when(named).then(pl.lit("blocklist:") + pl.col("named_list")),

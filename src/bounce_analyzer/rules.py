@@ -59,6 +59,10 @@ BLOCKED = "blocked"
 #: overrule: the words say which of the sender's parts was refused (its address or domain,
 #: the message's links) and the list backs them (docs/RULES.md, step 2).
 LIST_BACKED = ("rejected", "spam_detected")
+#: The categories of generic patterns about a missing address or domain, which do not decide
+#: for a reply whose enhanced code names the sender's address (X.1.7, X.1.8; docs/RULES.md,
+#: step 2): the code table's sender row does.
+RECIPIENT_MISSING = ("user_unknown", "host_unknown")
 #: Categories a table row may name that do not decide: the row explains, later steps decide.
 UNDECIDED_CATEGORIES = (UNDEFINED, ON_HOLD)
 #: Categories that are not failures: they get no bounce_type and no permanence.
