@@ -356,3 +356,56 @@ def test_a_report_in_several_passes_has_the_same_delays(
     assert split.delays.resolutions.height == 3
     for name in ("resolutions", "hourly", "sending_hosts", "provider_delays", "queue_times"):
         assert getattr(split.delays, name).equals(getattr(whole.delays, name)), name
+
+
+def test_resolutions_counted_by_distinct_time_give_the_medians_of_the_pairs() -> None:
+    """The resolutions keep counts per provider, outcome and distinct time taken, share by
+    share: their medians and 95th percentiles are those polars computes over the pairs
+    themselves, with times to the microsecond and shares that split the providers' pairs."""
+    from datetime import UTC, datetime, timedelta
+
+    from bounce_analyzer.delays import resolutions
+    from bounce_analyzer.report import _MESSAGE_KEYS, _message, _whole
+
+    rng = random.Random(7)
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    rows, pairs = [], []
+    for n in range(3000):
+        provider = rng.choice(["gmail", "microsoft", "yahoo", None])
+        first = start + timedelta(seconds=rng.randrange(86_400))
+        # whole seconds for most, microseconds for some: repeated and distinct times
+        took = float(rng.randrange(1, 4000)) if n % 3 else round(rng.uniform(1, 4000), 6)
+        end = rng.choice(["delivered", "bounced", "deferred"])
+        message = {"source": "postfix", "host": "mx1", "message_ref": f"Q{n}",
+                   "recipient": f"r{n}@example.com", "provider": provider}  # fmt: skip
+        rows.append({**message, "event_id": f"e{n}a", "event": "deferred", "timestamp": first})
+        rows.append({**message, "event_id": f"e{n}b", "event": end,
+                     "timestamp": first + timedelta(seconds=took)})  # fmt: skip
+        pairs.append({"provider": provider or "other", "event": end, "took": took})
+    events = pl.DataFrame(rows).lazy().with_columns(_message())
+    expected = (
+        pl.DataFrame(pairs)
+        .group_by("provider")
+        .agg(
+            pl.len().alias("deferred"),
+            pl.col("took").filter(pl.col("event") == "delivered").median().round(2).alias("m"),
+            pl.col("took")
+            .filter(pl.col("event") == "delivered")
+            .quantile(0.95, "linear")
+            .round(2)
+            .alias("p95"),
+            pl.col("took").filter(pl.col("event") == "bounced").median().round(2).alias("f"),
+        )
+        .sort("provider")
+    )
+    shares = [events.filter(pl.col("_message").hash() % 4 == n) for n in range(4)]
+    for found in (
+        resolutions(events, message=_MESSAGE_KEYS, whole=_whole()),
+        resolutions(events, message=_MESSAGE_KEYS, whole=_whole(), shares=shares),
+    ):
+        got = found.sort("provider")
+        assert got["provider"].to_list() == expected["provider"].to_list()
+        assert got["deferred"].to_list() == expected["deferred"].to_list()
+        assert got["median_to_delivery_s"].to_list() == expected["m"].to_list()
+        assert got["p95_to_delivery_s"].to_list() == expected["p95"].to_list()
+        assert got["median_to_failure_s"].to_list() == expected["f"].to_list()

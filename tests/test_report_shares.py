@@ -182,6 +182,27 @@ def test_a_share_written_as_several_files_keeps_its_rows_in_order(
     assert empty and all(part.schema == frame.schema for part in empty)
 
 
+def test_more_shares_than_one_sink_writes_are_written_in_rounds_with_the_same_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 2 partitions a sink: 9 shares take three rounds (parts of 5, 3 and 1 shares)
+    keys = [f"m{i % 41}" for i in range(5000)]
+    frame = pl.DataFrame({"key": keys, "row": range(5000), "text": [f"t{i}" for i in range(5000)]})
+    with split_by_hash(frame.lazy(), pl.col("key"), 9) as shares:
+        at_once = [share.collect() for share in shares]
+    monkeypatch.setattr(shares_module, "_FAN_OUT", 2)
+    monkeypatch.setattr(shares_module, "_FILE_ROWS", 100)
+    with split_by_hash(frame.lazy(), pl.col("key"), 9) as shares:
+        in_rounds = [share.collect() for share in shares]
+        folder = shares._paths[0].parent
+        left = [path for path in folder.rglob("*.parquet") if path.parent not in shares._paths]
+    assert left == []  # each part removed once written into its shares
+    assert len(in_rounds) == 9
+    for one, other in zip(at_once, in_rounds, strict=True):
+        assert_frame_equal(one, other)
+    assert sum(part.height > 0 for part in in_rounds) > 5
+
+
 def test_the_shares_are_removed_after_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -121,17 +121,26 @@ def _delivered_with_delay(events: pl.LazyFrame) -> pl.LazyFrame:
     return events.filter((pl.col("event") == "delivered") & pl.col("delay_s").is_not_null())
 
 
-def _quantile(q: float) -> pl.Expr:
-    """Within a group of rows (`delay_s`, `_n`, `_cum`: `_n` deliveries of each distinct
-    delay, `_cum` their running total in the order of the delays), the `q` quantile of the
-    deliveries' delays, interpolated linearly as polars' `quantile(q, "linear")` and `median`
-    are."""
+def _quantile(q: float, value: str = "delay_s") -> pl.Expr:
+    """Within a group of rows (`value`, `_n`, `_cum`: `_n` rows of each distinct `value`,
+    `_cum` their running total in the order of the values), the `q` quantile of the rows'
+    values, interpolated linearly as polars' `quantile(q, "linear")` and `median` are."""
     position = q * (pl.col("_n").sum() - 1)
     low, high = position.floor(), position.ceil()
-    # the smallest delay whose running total passes the position (min: no order needed here)
-    below = pl.col("delay_s").filter(pl.col("_cum") > low).min()
-    above = pl.col("delay_s").filter(pl.col("_cum") > high).min()
+    # the smallest value whose running total passes the position (min: no order needed here)
+    below = pl.col(value).filter(pl.col("_cum") > low).min()
+    above = pl.col(value).filter(pl.col("_cum") > high).min()
     return below + (position - low) * (above - below)
+
+
+def _spread(counted: pl.LazyFrame, key: str, value: str) -> pl.LazyFrame:
+    """`counted` (`key`, `value`, `_n`: rows per distinct value) with `_cum`, each key's
+    running total of `_n` in the order of the values, for `_quantile`."""
+    return (
+        counted.filter(pl.col(value).is_not_null())
+        .sort(key, value)
+        .with_columns(pl.col("_n").cum_sum().over(key).alias("_cum"))
+    )
 
 
 def delivery_delays(events: pl.LazyFrame, key: str, top: int) -> pl.LazyFrame:
@@ -150,12 +159,13 @@ def delivery_delays(events: pl.LazyFrame, key: str, top: int) -> pl.LazyFrame:
         .head(top)
         .select(key)
     )
-    return (
+    counted = (
         delivered.join(busiest, on=key, how="semi")
         .group_by(key, "delay_s")
         .agg(pl.len().alias("_n"))
-        .sort(key, "delay_s")
-        .with_columns(pl.col("_n").cum_sum().over(key).alias("_cum"))
+    )
+    return (
+        _spread(counted, key, "delay_s")
         .group_by(key)
         .agg(
             pl.col("_n").sum().cast(pl.UInt32).alias("delivered"),
@@ -301,15 +311,17 @@ def resolutions(
 
     Memory: a first streaming read keeps the messages with a deferral (their keys); a second
     groups the events of those messages alone by message and recipient, so the peak is about
-    200 bytes for each deferred message and recipient of the window (a 30-day window of a
-    server that defers 2 % of 10 million recipients: 200,000 pairs, some 40 MB), never the
-    events. `shares` (the report's shares of `events`, each holding every event of its
-    messages) are read one at a time instead of `events`, each holding its share of the pairs.
+    200 bytes for each deferred message and recipient read (a 30-day window of a server that
+    defers 2 % of 10 million recipients: 200,000 pairs, some 40 MB), never the events.
+    `shares` (the report's shares of `events`, each holding every event of its messages) are
+    read one at a time instead of `events`, each holding its share of the pairs; what is kept
+    from one share to the next is the pairs counted by provider, outcome and distinct time
+    taken, so that the peak follows a share, not the window.
     """
     keys = list(message)
     event = pl.col("event")
     order = outcome_order()
-    parts: list[pl.DataFrame] = []
+    counted: pl.DataFrame | None = None
     for share in [events] if shares is None else shares:
         deferred = share.filter(event == "deferred").select(keys).unique()
         mine = share.join(deferred, on=keys, how="semi", nulls_equal=True)
@@ -342,25 +354,45 @@ def resolutions(
             .truediv(1_000_000)
             .alias("_took"),
         )
-        parts.append(detached(outcome))  # (not a view into the share's texts)
-    outcomes = pl.concat(parts) if parts else pl.DataFrame()
-    if outcomes.is_empty():
+        # the pairs counted by provider, outcome and distinct time taken: what is kept from
+        # share to share grows with the distinct times (whole seconds in most logs), not
+        # with the pairs of the window; the medians stay exact (`_quantile`)
+        part = outcome.group_by("provider", "event", "_took").agg(pl.len().alias("_n"))
+        both = part if counted is None else pl.concat([counted, part])
+        counted = detached(
+            both.group_by("provider", "event", "_took").agg(pl.col("_n").sum())
+        )  # (not a view into the share's texts)
+    if counted is None or counted.is_empty():
         return _empty(RESOLUTION_SCHEMA)
-    took = pl.col("_took")
+    n = pl.col("_n")
     delivered, failing = event == "delivered", failed()
-    return (
-        outcomes.group_by("provider")
+    totals = counted.group_by("provider").agg(
+        n.sum().alias("deferred"),
+        n.filter(delivered).sum().alias("delivered"),
+        n.filter(failing).sum().alias("failed"),
+        n.filter(event == "deferred").sum().alias("pending"),
+    )
+    to_delivery = (
+        _spread(counted.lazy().filter(delivered), "provider", "_took")
+        .group_by("provider")
         .agg(
-            pl.len().alias("deferred"),
-            delivered.sum().alias("delivered"),
-            failing.sum().alias("failed"),
-            (event == "deferred").sum().alias("pending"),
-            took.filter(delivered).median().round(2).alias("median_to_delivery_s"),
-            took.filter(delivered).quantile(0.95, "linear").round(2).alias("p95_to_delivery_s"),
-            took.filter(failing).median().round(2).alias("median_to_failure_s"),
+            _quantile(0.5, "_took").round(2).alias("median_to_delivery_s"),
+            _quantile(0.95, "_took").round(2).alias("p95_to_delivery_s"),
         )
+    )
+    to_failure = (
+        _spread(counted.lazy().filter(failing), "provider", "_took")
+        .group_by("provider")
+        .agg(_quantile(0.5, "_took").round(2).alias("median_to_failure_s"))
+    )
+    return (
+        totals.lazy()
+        .join(to_delivery, on="provider", how="left")
+        .join(to_failure, on="provider", how="left")
         .sort(["deferred", "provider"], descending=[True, False])
+        .select(list(RESOLUTION_SCHEMA))
         .cast(RESOLUTION_SCHEMA)  # type: ignore[arg-type]
+        .collect()
     )
 
 

@@ -223,19 +223,12 @@ def _with_derived(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
 #: Columns that belong to the recipient: a whole-message event does not replace them.
 _RECIPIENT_COLUMNS = ("recipient", "recipient_domain", "original_recipient", "provider")
 
-#: The columns the counts are kept by, besides the `--by` columns (every table sums them).
-_COUNTED = (
-    "date",
-    "direction",
-    "event",
-    "bounce_type",
-    "category",
-    "category_group",
-    "recipient_domain",
-    "sender_domain",
-)
+#: The columns the attempts are counted by, besides the `--by` columns (every table of
+#: attempts sums them). Not the domains: a table of attempts by day and domain would grow
+#: with the window's days times its domains; the domain tables count final outcomes.
+_COUNTED = ("date", "direction", "event", "bounce_type", "category", "category_group")
 
-#: Of those, the ones the final-outcome tables need.
+#: The columns the final outcomes are counted by, besides the `--by` columns.
 _FINAL_COUNTED = ("direction", "event", "bounce_type", "recipient_domain", "sender_domain")
 
 #: The columns that find each message and recipient's last event.
@@ -364,25 +357,20 @@ def _count_rows(
     `final_counted` columns, with no whole-message event to resolve."""
     final = pl.concat([_last_rows(numbered), _complaint_rows(numbered)])
     chosen = final.collect(engine="streaming").get_column("_row")
-    counts = (
-        numbered.group_by(counted)
-        .agg(
-            pl.len().alias("_events"), pl.col("_row").is_in(chosen.implode()).sum().alias("_final")
-        )
-        .collect(engine="streaming")
-    )
-    return _split_counts(counts, final_counted)
+    marked = numbered.with_columns(pl.col("_row").is_in(chosen.implode()).alias("_final"))
+    attempts, ended = pl.collect_all(_tallies(marked, counted, final_counted), engine="streaming")
+    return attempts, ended
 
 
-def _split_counts(
-    counts: pl.DataFrame, final_counted: list[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(attempts, final outcomes) of counts holding `_events` and `_final` per row."""
-    attempts = counts.drop("_final")
-    final = counts.filter(pl.col("_final") > 0).select(
-        *final_counted, pl.col("_final").alias("_events")
-    )
-    return attempts, final
+def _tallies(
+    marked: pl.LazyFrame, counted: list[str], final_counted: list[str]
+) -> list[pl.LazyFrame]:
+    """The attempts of `marked` (every row) by `counted` columns and its final outcomes (the
+    rows marked `_final`) by `final_counted` columns, `_events` each."""
+    return [
+        marked.group_by(counted).agg(pl.len().alias("_events")),
+        marked.filter(pl.col("_final")).group_by(final_counted).agg(pl.len().alias("_events")),
+    ]
 
 
 def _count_pass(
@@ -419,12 +407,12 @@ def _count_pass(
             how="left",
             nulls_equal=True,
         )
-        needed = list(dict.fromkeys([*_OUTCOME_COLUMNS, *_RECIPIENT_COLUMNS, *counted]))
+        needed = [*_OUTCOME_COLUMNS, *_RECIPIENT_COLUMNS, *counted, *final_counted]
+        needed = list(dict.fromkeys(needed))
         special.append(marked.filter(pl.col("_whole")).select(needed))
         marked = marked.filter(pl.col("_whole").is_null())
-    query = marked.group_by(counted).agg(pl.len().alias("_events"), pl.col("_final").sum())
-    counts, *rows = pl.collect_all([query, *special], engine="streaming")
-    attempts, final = _split_counts(counts, final_counted)
+    tallies = _tallies(marked, counted, final_counted)
+    attempts, final, *rows = pl.collect_all([*tallies, *special], engine="streaming")
     weights = pl.DataFrame(schema={"event_id": pl.String(), "_weight": pl.UInt32()})
     if rows:
         # collected first: the rows are read twice and must come in the same order each time
@@ -853,7 +841,10 @@ def summarize(
         if passes > 1:
             # the messages split into shares on disk in one read, each share then read alone:
             # a pass holds the keys of a share's messages, whatever the window's size
-            needed = ["_row", *counted, *_OUTCOME_COLUMNS, *_RECIPIENT_COLUMNS, *_TEXT_COLUMNS]
+            needed = [
+                "_row", *counted, *final_counted, *_OUTCOME_COLUMNS, *_RECIPIENT_COLUMNS,
+                *_TEXT_COLUMNS,
+            ]  # fmt: skip
             shares = spill.enter_context(
                 split_by_hash(
                     numbered.select(list(dict.fromkeys(needed))),

@@ -28,10 +28,11 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -1580,20 +1581,13 @@ class Staging:
 
         # The safety net: drop what the store (or this run) already has.
         result = Committed(run_id=self.run_id)
-        final: list[tuple[Table, str, list[Path]]] = []
-        for day, files in staged_events.items():
-            existing = _day_files(root, "events", day)
-            with _naming_damage(existing):
-                kept, dropped = _dedup_day(files, existing, "events", result.events_by_type)
-            result.duplicates += dropped
-            final.append(("events", day, kept))
-        if staged_quarantine:
-            every_quarantined = partition_files(root, table="quarantine")
-            for day, files in staged_quarantine.items():
-                with _naming_damage(every_quarantined):
-                    kept, _ = _dedup_day(files, every_quarantined, "quarantine", None)
-                result.malformed += sum(pq.ParquetFile(str(p)).metadata.num_rows for p in kept)
-                final.append(("quarantine", day, kept))
+        final = _new_rows(
+            result,
+            staged_events,
+            staged_quarantine,
+            stored=lambda day: _day_files(root, "events", day),
+            quarantined=lambda: partition_files(root, table="quarantine"),
+        )
         between_steps()
 
         # Commit: whole files into place, one rename each.
@@ -1625,6 +1619,37 @@ def _merge_staged(
             for day, paths in days.items():
                 merged.setdefault(day, []).extend(Path(p) for p in paths)
     return events, quarantine
+
+
+def _new_rows(
+    result: Committed,
+    events: Mapping[str, list[Path]],
+    quarantine: Mapping[str, list[Path]],
+    *,
+    stored: Callable[[str], list[Path]],
+    quarantined: Callable[[], list[Path]],
+    where: Location = _LOCAL,
+) -> list[tuple[Table, str, list[Path]]]:
+    """The staged files of each table and day (`events`, `quarantine`) once the rows the
+    store or the run already has are dropped (`_dedup_day`): the store's files of a day are
+    `stored(day)`, every set-aside file `quarantined()`. The duplicates dropped, the kept
+    events by type and the set-aside records kept are counted in `result`. A damaged stored
+    file is named where the store is local."""
+    kept_files: list[tuple[Table, str, list[Path]]] = []
+    for day, files in events.items():
+        existing = stored(day)
+        with _naming_damage(existing if where.local else []):
+            kept, dropped = _dedup_day(files, existing, "events", result.events_by_type, where)
+        result.duplicates += dropped
+        kept_files.append(("events", day, kept))
+    if quarantine:
+        every = quarantined()
+        for day, files in quarantine.items():
+            with _naming_damage(every if where.local else []):
+                kept, _ = _dedup_day(files, every, "quarantine", None, where)
+            result.malformed += sum(where.parquet(path).metadata.num_rows for path in kept)
+            kept_files.append(("quarantine", day, kept))
+    return kept_files
 
 
 def _day_files(store: Path, table: Table, day: str) -> list[Path]:
@@ -2192,24 +2217,22 @@ class DeltaStaging(Staging):
         where = self._where
         staged_events, staged_quarantine = self._staged()
         between_steps()
-        local = where.local
         result = Committed(run_id=self.run_id)
         stored = self._events.by_day()
-        kept_events: list[tuple[str, Path]] = []
-        for day, files in staged_events.items():
-            existing = stored.get(day, [])
-            with _naming_damage(existing if local else []):
-                kept, dropped = _dedup_day(files, existing, "events", result.events_by_type, where)
-            result.duplicates += dropped
-            kept_events.extend((day, path) for path in kept)
-        kept_quarantine: list[tuple[str, Path]] = []
-        if staged_quarantine:
-            every = [path for _, path, _ in self._quarantine.files]
-            for day, files in staged_quarantine.items():
-                with _naming_damage(every if local else []):
-                    kept, _ = _dedup_day(files, every, "quarantine", None, where)
-                result.malformed += sum(where.parquet(p).metadata.num_rows for p in kept)
-                kept_quarantine.extend((day, path) for path in kept)
+        kept = _new_rows(
+            result,
+            staged_events,
+            staged_quarantine,
+            stored=lambda day: stored.get(day, []),
+            quarantined=lambda: [path for _, path, _ in self._quarantine.files],
+            where=where,
+        )
+        kept_events = [
+            (day, path) for table, day, paths in kept if table == "events" for path in paths
+        ]
+        kept_quarantine = [
+            (day, path) for table, day, paths in kept if table == "quarantine" for path in paths
+        ]
         between_steps()
 
         if kept_quarantine:  # a blind append: set-aside records are de-duplicated by key
@@ -2254,14 +2277,19 @@ class DeltaStaging(Staging):
             *(
                 where.path(META_DIR, other)
                 for other in where.names(where.path(META_DIR))
-                if other.startswith("catalogue-")
-                and other[len("catalogue-") :].split("-")[0].isdigit()
-                and int(other[len("catalogue-") :].split("-")[0]) < self._version
+                if _catalogue_version(other) < self._version
             ),
         ]:
             with contextlib.suppress(OSError):
                 where.unlink(path)
         return result
+
+
+def _catalogue_version(name: str) -> float:
+    """The version a file of the store's folder `META_DIR` is the catalogue of
+    (`catalogue-<version>-<run>.json`); infinity for any other file."""
+    number = name.removeprefix("catalogue-").split("-")[0]
+    return int(number) if name.startswith("catalogue-") and number.isdigit() else math.inf
 
 
 def _catalogue_json(entries: list[CatalogueEntry], state: Mapping[str, str]) -> bytes:
