@@ -77,6 +77,13 @@ enum {
      * sender and Message-ID */
     C_KNOWN_SENDER,
     C_KNOWN_MESSAGE_ID,
+    /* an event's recipient lower-cased (null when empty) and its domain, the domain of the
+     * sender the line names itself and of the sender the batch's state lines give
+     * (`smtp.domain_of`): views into the batch or into the lower-cased copies */
+    C_LOWER_RECIPIENT,
+    C_LOWER_RECIPIENT_DOMAIN,
+    C_OWN_SENDER_DOMAIN,
+    C_KNOWN_SENDER_DOMAIN,
     N_EVENT_VIEWS,
     /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`): state rows only */
     C_SENDER = N_EVENT_VIEWS,
@@ -89,6 +96,7 @@ static const char *const VIEW_NAMES[N_EVENT_VIEWS] = {
     "diagnostic", "said_code", "said_enhanced", "leading_code", "leading_enhanced",
     "remote_host", "remote_ip", "stage", "client_host", "client_ip",
     "envelope_sender", "envelope_recipient", "known_sender", "known_message_id",
+    "lower_recipient", "lower_recipient_domain", "own_sender_domain", "known_sender_domain",
 };
 
 /* A field of a line: `s` NULL for none (a null). */
@@ -740,6 +748,10 @@ typedef struct {
     uint8_t *col[N_COLUMNS]; /* the outputs (bytearrays' bytes) */
     int64_t rows[N_TABLES];
     int64_t *event_id; /* per event row: its queue id's index in `ids`, -1: none */
+    /* the lower-cased copies of strings with a capital letter (data buffer 1) */
+    char *lower;
+    int64_t lower_len, lower_capacity;
+    int failed; /* 1: out of memory for `lower` */
     id_table ids;
     /* lines not for the C path: line numbers and [start, end) in data */
     int64_t *other_line_no;
@@ -766,6 +778,60 @@ static inline void put_event_view(scan_state *st, int v, int64_t r, field x) {
     const char *base = (const char *)st->data.buf;
     view_set(st->col[E_VIEWS + v] + r * VIEW_SIZE, base, x.s ? x.s : base, x.s ? x.len : 0);
     valid_set(st->col[E_VALID + v], r, x.s != NULL);
+}
+
+/* `smtp.domain_of` of the `n` bytes at `s` (which are printable ASCII or tabs): what follows
+ * the last `@`, when it is a run of bytes that are not `@`, white space or `>`, followed by
+ * nothing but white space and one `>` at most (`@[^@\s>]+\s*>?\s*$`); s NULL: none. Not yet
+ * lower-cased. */
+static field domain_of(const char *s, int32_t n) {
+    const field none = {NULL, 0};
+    int32_t at = n - 1;
+    while (at >= 0 && s[at] != '@') at--;
+    if (at < 0) return none;
+    int32_t end = at + 1;
+    while (end < n && s[end] != '@' && !is_space(s[end]) && s[end] != '>') end++;
+    if (end == at + 1) return none;
+    int32_t i = end;
+    while (i < n && is_space(s[i])) i++;
+    if (i < n && s[i] == '>') i++;
+    while (i < n && is_space(s[i])) i++;
+    return i == n ? (field){s + at + 1, end - at - 1} : none;
+}
+
+/* Event view `v` of row `r`: the string `x` lower-cased (a copy in `lower` when it has a
+ * capital letter; ASCII only, as every line the C path takes), null when `x` is none. */
+static void put_lowered(scan_state *st, int v, int64_t r, field x) {
+    uint8_t *view = st->col[E_VIEWS + v] + r * VIEW_SIZE;
+    const char *base = (const char *)st->data.buf;
+    valid_set(st->col[E_VALID + v], r, x.s != NULL);
+    if (x.s == NULL) {
+        view_set_in(view, base, 0, 0, 0);
+        return;
+    }
+    int32_t capital = 0;
+    while (capital < x.len && !(x.s[capital] >= 'A' && x.s[capital] <= 'Z')) capital++;
+    if (capital == x.len) {
+        view_set_in(view, x.s, x.len, 0, (int32_t)(x.s - base));
+        return;
+    }
+    if (st->lower_len + x.len > st->lower_capacity) {
+        int64_t capacity = 2 * st->lower_capacity + x.len + 4096;
+        char *grown = PyMem_RawRealloc(st->lower, (size_t)capacity);
+        if (grown == NULL || capacity >= INT32_MAX) {
+            st->failed = 1;
+            valid_set(st->col[E_VALID + v], r, 0);
+            view_set_in(view, base, 0, 0, 0);
+            return;
+        }
+        st->lower = grown;
+        st->lower_capacity = capacity;
+    }
+    char *copy = st->lower + st->lower_len;
+    for (int32_t i = 0; i < x.len; i++)
+        copy[i] = (char)(x.s[i] >= 'A' && x.s[i] <= 'Z' ? x.s[i] + 32 : x.s[i]);
+    view_set_in(view, copy, x.len, 1, (int32_t)st->lower_len);
+    st->lower_len += x.len;
 }
 
 /* One line's outputs: a row of events (and its queue id) or of state lines. */
@@ -796,6 +862,26 @@ static void keep(scan_state *st, const line_fields *f, int kind, int64_t line_no
     st->col[E_KIND][r] = (uint8_t)kind;
     memcpy(st->col[E_STAMP] + r * 4, &f->stamp, 4);
     for (int v = 0; v < N_EVENT_VIEWS; v++) put_event_view(st, v, r, f->f[v]);
+    /* The recipient an event names (`to=<...>`, a reject's envelope `to=<...>`) lower-cased,
+     * null when empty, and its domain; the domain of the sender it names itself (qmgr's
+     * `from=<...>` of an expired message, a reject's envelope `from=<...>`). */
+    const field none = {NULL, 0};
+    field recipient = kind == K_RECIPIENT ? f->f[C_RECIPIENT]
+                      : kind == K_REJECT  ? f->f[C_ENVELOPE_RECIPIENT]
+                                          : none;
+    if (recipient.s != NULL && recipient.len == 0) recipient = none;
+    put_lowered(st, C_LOWER_RECIPIENT, r, recipient);
+    put_lowered(st, C_LOWER_RECIPIENT_DOMAIN, r,
+                recipient.s ? domain_of(recipient.s, recipient.len) : none);
+    field sender = none;
+    if (kind == K_REJECT) sender = f->f[C_ENVELOPE_SENDER];
+    if (kind == K_EXPIRED) {
+        /* from=<s@example.org>, status=expired, ... (body_kind found the ">") */
+        const field body = f->f[C_BODY];
+        const char *close = memchr(body.s + 6, '>', (size_t)(body.len - 6));
+        sender = (field){body.s + 6, (int32_t)(close - body.s - 6)};
+    }
+    put_lowered(st, C_OWN_SENDER_DOMAIN, r, sender.s ? domain_of(sender.s, sender.len) : none);
     /* NOQUEUE: reject: ... names no queue id (its message_ref is null) */
     int noqueue = kind == K_REJECT && qid.len == 7 && memcmp(qid.s, "NOQUEUE", 7) == 0;
     st->event_id[r] = kind == K_BAD_STATUS || noqueue ? -1 : id_index(&st->ids, qid.s, qid.len);
@@ -809,6 +895,9 @@ static void join_state(scan_state *st) {
         const field none = {NULL, 0};
         put_event_view(st, C_KNOWN_SENDER, r, id ? id->sender : none);
         put_event_view(st, C_KNOWN_MESSAGE_ID, r, id ? id->message_id : none);
+        const field sender = id ? id->sender : none;
+        put_lowered(st, C_KNOWN_SENDER_DOMAIN, r,
+                    sender.s ? domain_of(sender.s, sender.len) : none);
         put_int64(st, E_KNOWN_SEQ, r, id ? id->seq : -1);
         put_int64(st, E_KNOWN_REMOVED, r, id ? id->removed : -1);
     }
@@ -889,7 +978,7 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     memset(&st, 0, sizeof st);
     if (PyObject_GetBuffer(source, &st.data, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *result = NULL, *arrays[N_COLUMNS] = {NULL};
-    PyObject *other_data = NULL, *other_line_no = NULL;
+    PyObject *other_data = NULL, *other_line_no = NULL, *lower = NULL;
     column_spec spec[N_COLUMNS];
     column_specs(spec);
     if (st.data.len >= INT32_MAX) {
@@ -943,6 +1032,12 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     other_line_no = PyByteArray_FromStringAndSize((const char *)st.other_line_no,
                                                   (Py_ssize_t)(st.others * 8));
     if (other_line_no == NULL) goto done;
+    if (st.failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    lower = PyBytes_FromStringAndSize(st.lower ? st.lower : "", (Py_ssize_t)st.lower_len);
+    if (lower == NULL) goto done;
     for (int c = 0; c < N_COLUMNS; c++) {
         int64_t rows = st.rows[spec[c].table];
         if (spec[c].width && PyByteArray_Resize(arrays[c], rows * spec[c].width) < 0) goto done;
@@ -955,7 +1050,8 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
         set_item(result, "ids", PyLong_FromLongLong(st.rows[T_IDS])) < 0 ||
         set_item(result, "others", PyLong_FromLongLong(st.others)) < 0 ||
         PyDict_SetItemString(result, "other_data", other_data) < 0 ||
-        PyDict_SetItemString(result, "other_line_no", other_line_no) < 0)
+        PyDict_SetItemString(result, "other_line_no", other_line_no) < 0 ||
+        PyDict_SetItemString(result, "lower", lower) < 0)
         goto fail;
     for (int c = 0; c < N_COLUMNS; c++)
         if (PyDict_SetItemString(result, spec[c].name, arrays[c]) < 0) goto fail;
@@ -966,6 +1062,8 @@ done:
     for (int c = 0; c < N_COLUMNS; c++) Py_XDECREF(arrays[c]);
     Py_XDECREF(other_data);
     Py_XDECREF(other_line_no);
+    Py_XDECREF(lower);
+    PyMem_RawFree(st.lower);
     PyMem_RawFree(st.ids.slots);
     PyMem_RawFree(st.ids.ids);
     PyMem_RawFree(st.event_id);

@@ -33,6 +33,22 @@ static inline void view_set(uint8_t *view, const char *base, const char *s, int3
     }
 }
 
+/* The view of the `len` bytes at `s`, which lie at `offset` in data buffer `buffer` (0: the
+ * batch; 1: a second buffer of bytes a tokenizer made, lower-cased copies say). `s` gives the
+ * bytes a view holds itself (all of them up to 12, else the first 4). */
+static inline void view_set_in(uint8_t *view, const char *s, int32_t len, int32_t buffer,
+                               int32_t offset) {
+    memcpy(view, &len, 4);
+    if (len <= 12) {
+        memset(view + 4, 0, 12);
+        if (len > 0) memcpy(view + 4, s, (size_t)len);
+    } else {
+        memcpy(view + 4, s, 4);
+        memcpy(view + 8, &buffer, 4);
+        memcpy(view + 12, &offset, 4);
+    }
+}
+
 /* Row `i` of a validity bitmap (one bit a row, least significant first) set or cleared. */
 static inline void valid_set(uint8_t *bitmap, int64_t i, int valid) {
     if (valid)

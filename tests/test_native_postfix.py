@@ -489,7 +489,9 @@ def _table(cut: dict[str, Any], data: bytes, prefix: str, count: int) -> list[di
         if base in _NUMBERS:
             column = number_column(base, pa.int64(), count, cut[base], cut[name])
         else:
-            column = string_column(base, count, cut[base], data, cut[name])
+            # (views into the batch, or into its lower-cased copies)
+            second = cut["lower"] if prefix == "" else None
+            column = string_column(base, count, cut[base], data, cut[name], second=second)
         # (a state line's fields keep their names: `state_sender`, as `_state_fields` says)
         columns[base.removeprefix("id_")] = column.to_list()
     kinds = list(bytes(cut[f"{prefix}kind"])) if f"{prefix}kind" in cut else []
@@ -558,6 +560,8 @@ def test_a_recipient_status_line_is_cut_into_its_fields(tokenizer: ModuleType) -
         "diagnostic": line[line.index("(host") + 1 : -1],
         "said_code": "550",
         "said_enhanced": "5.1.1",
+        "lower_recipient": "a@example.com",
+        "lower_recipient_domain": "example.com",
     }
     # relay=none: the host is the one the text names; the codes may lead the text.
     line = (
@@ -723,6 +727,7 @@ def test_the_batch_joins_its_own_state_lines(tokenizer: ModuleType) -> None:
     ] == [
         {
             "known_sender": "s@example.org",
+            "known_sender_domain": "example.org",
             "known_message_id": "m1@example.org",
             "known_seq": 4,  # (line numbers: the empty Message-ID's line counts)
             "known_removed": 5,
@@ -742,3 +747,77 @@ def test_the_batch_joins_its_own_state_lines(tokenizer: ModuleType) -> None:
         {"qid": "4B4B4B4B4B", "sender": "", "seq": 6, "state": 1},
         {"qid": "9C9C9C9C9C", "state": 0},
     ]
+
+
+#: Queue ids' lines whose addresses have capitals, and domains of every shape `domain_of`
+#: reads: the recipient and the domains come lower-cased from the C path.
+CAPITALS = [
+    "Nov  4 10:00:0{s} mx1 postfix/cleanup[8]: {q}: message-id=<M.{q}@Example.ORG>",
+    "Nov  4 10:00:0{s} mx1 postfix/qmgr[9]: {q}: from=<{sender}>, size=1, nrcpt=2 (queue active)",
+    "Nov  4 10:00:0{s} mx1 postfix/smtp[5]: {q}: to=<{recipient}>, relay=none, delay=1,"
+    " delays=0/0/1/0, dsn=5.1.1, status=bounced (host x[192.0.2.7] said: 550 5.1.1 no)",
+    "Nov  4 10:00:0{s} mx1 postfix/qmgr[9]: {q}: from=<{sender}>, status=expired, returned to"
+    " sender",
+    "Nov  4 10:00:0{s} mx1 postfix/smtpd[7]: NOQUEUE: reject: RCPT from c[192.0.2.1]: 554 5.7.1"
+    " <{recipient}>: Relay access denied; from=<{sender}> to=<{recipient}> proto=ESMTP helo=<c>",
+    "Nov  4 10:00:0{s} mx1 postfix/qmgr[9]: {q}: removed",
+]
+ADDRESSES = [
+    "Bob.Smith@Example.COM",
+    "bob@example.com",
+    "MAILER-DAEMON",
+    "",
+    "a@@Example.com",
+    "a@",
+    "@B.C",
+    "a b@Ex ample.com",
+    "x@Y.Z ",
+    "ALL@CAPS.EXAMPLE.NET",
+    "a@b@C.D",
+    "tab\t@Example.COM",
+    "x" * 20 + "@" + "Y" * 20 + ".com",
+]
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("batch_bytes", [1, 700, 2**20])
+def test_capitals_and_domains_read_the_same(
+    batch_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(5)
+    lines = []
+    for number, sender in enumerate(ADDRESSES):
+        queue_id = f"{number + 0xA0000:X}"
+        for recipient in rng.sample(ADDRESSES, 2):
+            for second, line in enumerate(CAPITALS):
+                lines.append(line.format(s=second, q=queue_id, sender=sender, recipient=recipient))
+    path = tmp_path / "capitals.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _with_mtime(path)
+    assert assert_same(path, monkeypatch, batch_bytes=batch_bytes) == len(lines)
+    outputs, _ = _run(path, tz="UTC", batch_bytes=batch_bytes, use_c=True, monkeypatch=monkeypatch)
+    events = pl.concat([out.events for out in outputs])
+    # (the C path did lower-case: capitals were read, none is left)
+    assert "example.com" in set(events["recipient_domain"])
+    assert "example.com" in set(events["sender_domain"])
+    assert not events["recipient"].drop_nulls().str.contains("[A-Z]").any()
+
+
+def test_the_recipient_and_the_domains_come_lower_cased(tokenizer: ModuleType) -> None:
+    line = (
+        "Nov 28 10:00:03 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c[192.0.2.1]: 554"
+        " 5.7.1 Denied; from=<Bob@Sender.Example.ORG> to=<Carol.Jones@Example.COM> proto=SMTP"
+    )
+    [row] = _cut(tokenizer, line)["rows"]
+    assert (row["envelope_recipient"], row["envelope_sender"]) == (
+        "Carol.Jones@Example.COM",
+        "Bob@Sender.Example.ORG",
+    )
+    assert (
+        row["lower_recipient"],
+        row["lower_recipient_domain"],
+        row["own_sender_domain"],
+    ) == ("carol.jones@example.com", "example.com", "sender.example.org")
+    # Already lower-case: views into the batch, no copy.
+    cut = tokenizer.tokenize(line.lower().replace("nov", "Nov").encode(), 1, b"")
+    assert cut["lower"] == b""

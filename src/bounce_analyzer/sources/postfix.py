@@ -304,7 +304,7 @@ class Postfix:
                 # it, its state lines among the others (rare: lines of another shape).
                 kept = _reject_fields(_state_fields(_recipient_fields(kept)))
                 state = _native_state(batch.data, cut, seq_base)
-                frame = pl.concat([frame.drop(*_KNOWN), state, kept], how="diagonal").select(
+                frame = pl.concat([frame.drop(*_CARRIED), state, kept], how="diagonal").select(
                     _NATIVE_COLUMNS
                 )
                 skipped -= state.height
@@ -416,21 +416,23 @@ class Postfix:
             how="diagonal_relaxed",
         )
         if kinds.ids is None:
-            events = self._join_open_ids(frame, events)
+            events = self._join_open_ids(frame, events).with_columns(
+                recipient=_empty_to_null(pl.col("recipient").str.to_lowercase())
+            )
+            events = events.with_columns(
+                recipient_domain=domain_of(pl.col("recipient")),
+                sender_domain=domain_of(pl.col("sender")),
+            )
         else:
+            # (the recipient and the domains came lower-cased from the C path)
             events = self._join_batch_ids(kinds.ids, events)
         events = (
             events.with_columns(
                 source=pl.lit(self.name),
                 origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
-                recipient=_empty_to_null(pl.col("recipient").str.to_lowercase()),
                 original_recipient=_empty_to_null(pl.col("original_recipient")),
             )
-            .with_columns(
-                schema.event_id(self.name, pl.col("raw")),
-                recipient_domain=domain_of(pl.col("recipient")),
-                sender_domain=domain_of(pl.col("sender")),
-            )
+            .with_columns(schema.event_id(self.name, pl.col("raw")))
             .sort("line_no")
         )
         if kinds.span is not None:
@@ -472,6 +474,7 @@ class Postfix:
                     prior_sender="sender",
                     prior_message_id="message_id",
                     prior_seq="seq",
+                    prior_sender_domain=domain_of(pl.col("sender")),
                 ),
                 on="message_ref",
                 how="left",
@@ -482,6 +485,7 @@ class Postfix:
                 prior_sender=pl.lit(None, pl.String()),
                 prior_message_id=pl.lit(None, pl.String()),
                 prior_seq=pl.lit(None, pl.Int64()),
+                prior_sender_domain=pl.lit(None, pl.String()),
             )
         # Per queue id: the last sender and Message-ID, the last line that gave one (the
         # batch's, else the map's), the batch's last "removed".
@@ -489,13 +493,23 @@ class Postfix:
         known_seq = pl.coalesce("known_seq", "prior_seq")
         # A line after qmgr's "removed" (and no newer from=/message-id=) gets nothing.
         current = removed.is_null() | (pl.col("seq") < removed) | (known_seq > removed)
+        own, batch_sender = pl.col("sender").is_not_null(), pl.col("known_sender").is_not_null()
         events = events.with_columns(
             sender=pl.coalesce(
                 "sender",
                 pl.when(current).then(pl.coalesce("known_sender", "prior_sender")),
             ),
             message_id=pl.when(current).then(pl.coalesce("known_message_id", "prior_message_id")),
-        ).drop(*_KNOWN, "prior_sender", "prior_message_id", "prior_seq")
+            # the domain of that sender, whichever it is
+            sender_domain=pl.when(own)
+            .then("own_sender_domain")
+            .when(current & batch_sender)
+            .then("known_sender_domain")
+            .when(current)
+            .then("prior_sender_domain"),
+            recipient="lower_recipient",
+            recipient_domain="lower_recipient_domain",
+        ).drop(*_CARRIED, "prior_sender", "prior_message_id", "prior_seq", "prior_sender_domain")
         changed = ids.filter(pl.col("state"))
         if changed.height:
             before = prior.select(
@@ -1279,14 +1293,20 @@ def _stamp_times(keys: pl.Series, tz: str, reference: datetime) -> pl.DataFrame:
 #: `known_*`): the last sender and Message-ID, the `seq` of the last line that gave one, of
 #: the last `removed`.
 _KNOWN = ("known_sender", "known_message_id", "known_seq", "known_removed")
+#: What the C path gives an event beside (`tokenize`): the recipient lower-cased (null when
+#: empty) and its domain, the domain of the sender the line names itself and of `known_sender`
+#: (`smtp.domain_of`).
+_LOWERED = ("lower_recipient", "lower_recipient_domain", "own_sender_domain", "known_sender_domain")
+#: The columns the C path's events carry through `_recipient_events` and the others.
+_CARRIED = (*_KNOWN, *_LOWERED)
 #: The columns of the lines that matter on the C path when the batch is joined as the
 #: polars path joins it (`_KEPT` and the fields the C tokenizer cuts).
 _NATIVE_COLUMNS = (*_KEPT, *_RECIPIENT_FIELDS, *_STATE_FIELDS, *_REJECT_FIELDS)
 
 
 def _known(frame: pl.DataFrame) -> list[str]:
-    """The `_KNOWN` columns `frame` has (those of the C path's events), to be carried along."""
-    return [name for name in _KNOWN if name in frame.columns]
+    """The `_CARRIED` columns `frame` has (those of the C path's events), to be carried along."""
+    return [name for name in _CARRIED if name in frame.columns]
 
 
 def _native_frame(
@@ -1303,6 +1323,12 @@ def _native_frame(
     def seqs(name: str) -> pl.Expr:
         return pl.col(name) + seq_base
 
+    def lowered(name: str) -> pl.Series:
+        # (views into the batch, or into its lower-cased copies: `lower`)
+        return string_column(
+            name, count, cut[name], data, cut[f"{name}_valid"], second=cut["lower"]
+        )
+
     fields = (*_RECIPIENT_FIELDS, *_REJECT_FIELDS)
     views = ("raw", "host", "transport", "qid", "body", *fields, "known_sender", "known_message_id")
     frame = pl.DataFrame(
@@ -1315,6 +1341,7 @@ def _native_frame(
                 number_column(name, pa.int64(), count, cut[name], cut[f"{name}_valid"])
                 for name in ("known_seq", "known_removed")
             ),
+            *(lowered(name) for name in _LOWERED),
         ]
     ).with_columns(key=pl.when(pl.col("key") >= 0).then("key"))
     times = _stamp_times(frame["key"], tz, reference)
@@ -1338,6 +1365,7 @@ def _native_frame(
         "known_message_id",
         seqs("known_seq"),
         seqs("known_removed"),
+        *_LOWERED,
     )
 
 
