@@ -468,7 +468,9 @@ class Postfix:
         every line the map has seen); the map is updated as `_join_open_ids` updates it."""
         prior = self._open.filter(pl.col("message_ref").is_in(ids["message_ref"].implode()))
         if prior.height:
-            events = events.join(
+            # (the map holds an id once: one row per event, in the events' order; only the
+            # ids are joined, the events' other columns are left where they are)
+            found = events.select("message_ref").join(
                 prior.select(
                     "message_ref",
                     prior_sender="sender",
@@ -480,6 +482,7 @@ class Postfix:
                 how="left",
                 maintain_order="left",
             )
+            events = events.hstack(found.drop("message_ref"))
         else:
             events = events.with_columns(
                 prior_sender=pl.lit(None, pl.String()),
