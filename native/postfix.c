@@ -15,6 +15,12 @@
  *   Those lines are handed back, their bytes as they were, for the polars path to read: the
  *   C path never has to agree with it on anything but the common shape.
  *
+ * The kept lines go to two tables: events (and damaged status lines), and the state lines
+ * (qmgr from=, cleanup message-id=, removed), which are also joined to the events of the
+ * same batch by queue id (`join_state`: what `_join_open_ids` does within one batch; the map
+ * of ids carried from earlier batches is joined in Python). Events get their recipient and
+ * the senders' domains lower-cased too (`domain_of`, `put_lowered`).
+ *
  * The kinds' numbers are the order of `_KIND` in sources/postfix.py. The GIL is released
  * while scanning; the outputs are bytearrays that Python wraps as Arrow buffers.
  */
@@ -958,7 +964,11 @@ PyDoc_STRVAR(tokenize_doc,
              "(string views: 16 bytes a row; bitmaps `<name>_valid`): `kept` rows of events "
              "and damaged status lines (`line_no`, `kind`, `stamp`, the fields' views, and what "
              "the batch's state lines say of the row's queue id: `known_sender`, "
-             "`known_message_id`, `known_seq`, `known_removed`); `state` rows of qmgr from=, "
+             "`known_message_id`, `known_seq`, `known_removed`; the recipient lower-cased, "
+             "its domain, the domains of the line's own sender and of `known_sender`: "
+             "`lower_recipient`, `lower_recipient_domain`, `own_sender_domain`, "
+             "`known_sender_domain`, whose views may point into `lower`, the lower-cased "
+             "copies: data buffer 1); `state` rows of qmgr from=, "
              "cleanup message-id= and removed lines (`state_line_no`, `state_kind`, "
              "`state_qid`, `state_sender`, `state_message_id`); `ids` queue ids the batch "
              "names (`id_qid`, `id_sender`, `id_message_id`, `id_seq`, `id_removed`, "

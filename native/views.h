@@ -2,9 +2,10 @@
  *
  * A view is 16 bytes (Arrow's BinaryView layout, which polars' String is built on): the
  * length (int32), then either the bytes themselves when they fit in 12, or their first 4
- * bytes, the index of the data buffer (always 0: the batch) and their offset in it. Python
- * makes the column with `sources._views.string_column` (no copy of the batch's bytes; the
- * column keeps the batch alive). Offsets are int32: a batch must be under 2 GiB, which
+ * bytes, the index of the data buffer (0: the batch, `view_set`; a tokenizer's own second
+ * buffer, `view_set_in`) and their offset in it. Python makes the column with
+ * `sources._views.string_column` (no copy of the batch's bytes; the column keeps the batch
+ * alive). Offsets are int32: a batch must be under 2 GiB, which
  * reading.py's batches are by far.
  *
  * polars does not check UTF-8 when it imports views: a tokenizer only ever points a view at

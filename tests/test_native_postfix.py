@@ -91,6 +91,15 @@ def assert_same(
     return sum(out.read for out in polars_outputs)
 
 
+def _in_two(log: Path, first: Path, second: Path) -> tuple[Path, Path]:
+    """`log` cut at the line end nearest its middle, written to `first` and `second`."""
+    data = log.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    first.write_bytes(data[:middle])
+    second.write_bytes(data[middle:])
+    return first, second
+
+
 def _with_mtime(path: Path) -> Path:
     os.utime(path, (MTIME, MTIME))
     return path
@@ -292,11 +301,7 @@ def test_state_carried_from_run_to_run(
     generated: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A log read in two runs (the second resumes with the first's state) reads the same.
-    data = generated["seed3"].read_bytes()
-    middle = data.index(b"\n", len(data) // 2) + 1
-    first, second = tmp_path / "first.log", tmp_path / "second.log"
-    first.write_bytes(data[:middle])
-    second.write_bytes(data[middle:])
+    first, second = _in_two(generated["seed3"], tmp_path / "first.log", tmp_path / "second.log")
     events = {}
     for use_c in (False, True):
         with monkeypatch.context() as patch:
@@ -398,11 +403,7 @@ def test_state_across_files_over_clock_changes(
 ) -> None:
     # The week over Europe/Paris' spring change, cut in two files read in one run, read in
     # its own zone and in another (stamps in an hour the clocks skip go the polars way).
-    data = generated["paris"].read_bytes()
-    middle = data.index(b"\n", len(data) // 2) + 1
-    first, second = tmp_path / "mail.log.1", tmp_path / "mail.log"
-    first.write_bytes(data[:middle])
-    second.write_bytes(data[middle:])
+    first, second = _in_two(generated["paris"], tmp_path / "mail.log.1", tmp_path / "mail.log")
     for path in (first, second):
         os.utime(path, (datetime(2026, 4, 3, tzinfo=UTC).timestamp(),) * 2)
     assert_inputs_same([first, second], monkeypatch, tz=tz, batch_bytes=200_000)
