@@ -15,6 +15,12 @@
  *   Those lines are handed back, their bytes as they were, for the polars path to read: the
  *   C path never has to agree with it on anything but the common shape.
  *
+ * The kept lines go to two tables: events (and damaged status lines), and the state lines
+ * (qmgr from=, cleanup message-id=, removed), which are also joined to the events of the
+ * same batch by queue id (`join_state`: what `_join_open_ids` does within one batch; the map
+ * of ids carried from earlier batches is joined in Python). Events get their recipient and
+ * the senders' domains lower-cased too (`domain_of`, `put_lowered`).
+ *
  * The kinds' numbers are the order of `_KIND` in sources/postfix.py. The GIL is released
  * while scanning; the outputs are bytearrays that Python wraps as Arrow buffers.
  */
@@ -40,7 +46,8 @@ enum {
     K_OTHER = 9, /* not for the C path */
 };
 
-/* The output columns that are string views, in this order. */
+/* The output columns that are string views, in this order: those of the rows of events (and
+ * damaged status lines) first (`N_EVENT_VIEWS`), then those only the state lines have. */
 enum {
     C_RAW,
     C_HOST,
@@ -66,24 +73,36 @@ enum {
     C_LEADING_ENHANCED,
     C_REMOTE_HOST,
     C_REMOTE_IP,
-    /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`) */
-    C_SENDER,
-    C_MESSAGE_ID,
     /* a reject's fields (`_reject_fields`) */
     C_STAGE,
     C_CLIENT_HOST,
     C_CLIENT_IP,
     C_ENVELOPE_SENDER,
     C_ENVELOPE_RECIPIENT,
+    /* what the batch's state lines say of the row's queue id (`join_state`): the last
+     * sender and Message-ID */
+    C_KNOWN_SENDER,
+    C_KNOWN_MESSAGE_ID,
+    /* an event's recipient lower-cased (null when empty) and its domain, the domain of the
+     * sender the line names itself and of the sender the batch's state lines give
+     * (`smtp.domain_of`): views into the batch or into the lower-cased copies */
+    C_LOWER_RECIPIENT,
+    C_LOWER_RECIPIENT_DOMAIN,
+    C_OWN_SENDER_DOMAIN,
+    C_KNOWN_SENDER_DOMAIN,
+    N_EVENT_VIEWS,
+    /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`): state rows only */
+    C_SENDER = N_EVENT_VIEWS,
+    C_MESSAGE_ID,
     N_VIEWS
 };
-static const char *const VIEW_NAMES[N_VIEWS] = {
+static const char *const VIEW_NAMES[N_EVENT_VIEWS] = {
     "raw",   "host", "transport", "qid",       "body",   "recipient", "original_recipient",
     "relay", "delay", "dsn",      "dsn_alone", "status", "rest", "relay_host", "relay_ip",
     "diagnostic", "said_code", "said_enhanced", "leading_code", "leading_enhanced",
-    "remote_host", "remote_ip",
-    "state_sender", "state_message_id", "stage", "client_host", "client_ip",
-    "envelope_sender", "envelope_recipient",
+    "remote_host", "remote_ip", "stage", "client_host", "client_ip",
+    "envelope_sender", "envelope_recipient", "known_sender", "known_message_id",
+    "lower_recipient", "lower_recipient_domain", "own_sender_domain", "known_sender_domain",
 };
 
 /* A field of a line: `s` NULL for none (a null). */
@@ -612,15 +631,134 @@ static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps
     return kind;
 }
 
+/* A queue id the batch names, with what its state lines say of it (`_join_open_ids` within
+ * one batch: the last sender, the last Message-ID, the last line that gave one, the last
+ * `removed`). */
+typedef struct {
+    const char *qid;
+    int32_t qid_len;
+    uint64_t hash;
+    field sender, message_id; /* the last of each in line order (s NULL: none) */
+    int64_t seq;              /* the line number of its last from= or message-id= line, -1 */
+    int64_t removed;          /* the line number of its last `removed`, -1 */
+    uint8_t state;            /* 1 when a state line names it */
+} queue_id;
+
+/* The queue ids of a batch: open addressing over `slots` (indices into `ids`, -1 empty),
+ * `ids` in the order the batch first names them. */
+typedef struct {
+    queue_id *ids;
+    int64_t count;
+    int32_t *slots;
+    uint64_t mask;
+} id_table;
+
+/* The index of queue id `q` (`n` bytes) in `t`, added if new. The table holds at most one
+ * id a line, and has twice as many slots as lines: it never fills up. */
+static int64_t id_index(id_table *t, const char *q, int32_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (int32_t i = 0; i < n; i++) h = (h ^ (unsigned char)q[i]) * 1099511628211ULL;
+    for (uint64_t slot = h & t->mask;; slot = (slot + 1) & t->mask) {
+        int32_t at = t->slots[slot];
+        if (at < 0) {
+            queue_id *id = &t->ids[t->count];
+            memset(id, 0, sizeof *id);
+            id->qid = q;
+            id->qid_len = n;
+            id->hash = h;
+            id->seq = id->removed = -1;
+            t->slots[slot] = (int32_t)t->count;
+            return t->count++;
+        }
+        const queue_id *id = &t->ids[at];
+        if (id->hash == h && id->qid_len == n && memcmp(id->qid, q, (size_t)n) == 0) return at;
+    }
+}
+
+/* The output columns, in three tables: the rows of events and damaged status lines (E), the
+ * state lines (S: qmgr from=, cleanup message-id=, removed), the queue ids (Q). */
+enum { T_EVENTS, T_STATE, T_IDS, N_TABLES };
+typedef struct {
+    const char *name;
+    int table;
+    int width; /* bytes a row; 0: a validity bitmap (a bit a row) */
+} column_spec;
+
+/* Event rows: line_no, kind, stamp, the views (each with its bitmap), the known seq and
+ * removed line numbers (with bitmaps). */
+enum {
+    E_LINE_NO,
+    E_KIND,
+    E_STAMP,
+    E_VIEWS,
+    E_VALID = E_VIEWS + N_EVENT_VIEWS,
+    E_KNOWN_SEQ = E_VALID + N_EVENT_VIEWS,
+    E_KNOWN_SEQ_VALID,
+    E_KNOWN_REMOVED,
+    E_KNOWN_REMOVED_VALID,
+    S_LINE_NO,
+    S_KIND,
+    S_QID,
+    S_SENDER,
+    S_SENDER_VALID,
+    S_MESSAGE_ID,
+    S_MESSAGE_ID_VALID,
+    Q_QID,
+    Q_SENDER,
+    Q_SENDER_VALID,
+    Q_MESSAGE_ID,
+    Q_MESSAGE_ID_VALID,
+    Q_SEQ,
+    Q_SEQ_VALID,
+    Q_REMOVED,
+    Q_REMOVED_VALID,
+    Q_STATE,
+    N_COLUMNS
+};
+
+static void column_specs(column_spec *c) {
+    static char valid_names[N_EVENT_VIEWS][48];
+    c[E_LINE_NO] = (column_spec){"line_no", T_EVENTS, 8};
+    c[E_KIND] = (column_spec){"kind", T_EVENTS, 1};
+    c[E_STAMP] = (column_spec){"stamp", T_EVENTS, 4};
+    for (int v = 0; v < N_EVENT_VIEWS; v++) {
+        snprintf(valid_names[v], sizeof valid_names[v], "%s_valid", VIEW_NAMES[v]);
+        c[E_VIEWS + v] = (column_spec){VIEW_NAMES[v], T_EVENTS, VIEW_SIZE};
+        c[E_VALID + v] = (column_spec){valid_names[v], T_EVENTS, 0};
+    }
+    c[E_KNOWN_SEQ] = (column_spec){"known_seq", T_EVENTS, 8};
+    c[E_KNOWN_SEQ_VALID] = (column_spec){"known_seq_valid", T_EVENTS, 0};
+    c[E_KNOWN_REMOVED] = (column_spec){"known_removed", T_EVENTS, 8};
+    c[E_KNOWN_REMOVED_VALID] = (column_spec){"known_removed_valid", T_EVENTS, 0};
+    c[S_LINE_NO] = (column_spec){"state_line_no", T_STATE, 8};
+    c[S_KIND] = (column_spec){"state_kind", T_STATE, 1};
+    c[S_QID] = (column_spec){"state_qid", T_STATE, VIEW_SIZE};
+    c[S_SENDER] = (column_spec){"state_sender", T_STATE, VIEW_SIZE};
+    c[S_SENDER_VALID] = (column_spec){"state_sender_valid", T_STATE, 0};
+    c[S_MESSAGE_ID] = (column_spec){"state_message_id", T_STATE, VIEW_SIZE};
+    c[S_MESSAGE_ID_VALID] = (column_spec){"state_message_id_valid", T_STATE, 0};
+    c[Q_QID] = (column_spec){"id_qid", T_IDS, VIEW_SIZE};
+    c[Q_SENDER] = (column_spec){"id_sender", T_IDS, VIEW_SIZE};
+    c[Q_SENDER_VALID] = (column_spec){"id_sender_valid", T_IDS, 0};
+    c[Q_MESSAGE_ID] = (column_spec){"id_message_id", T_IDS, VIEW_SIZE};
+    c[Q_MESSAGE_ID_VALID] = (column_spec){"id_message_id_valid", T_IDS, 0};
+    c[Q_SEQ] = (column_spec){"id_seq", T_IDS, 8};
+    c[Q_SEQ_VALID] = (column_spec){"id_seq_valid", T_IDS, 0};
+    c[Q_REMOVED] = (column_spec){"id_removed", T_IDS, 8};
+    c[Q_REMOVED_VALID] = (column_spec){"id_removed_valid", T_IDS, 0};
+    c[Q_STATE] = (column_spec){"id_state", T_IDS, 1};
+}
+
 typedef struct {
     Py_buffer data;
-    /* outputs: per kept row */
-    int64_t *line_no;
-    uint8_t *kind;
-    int32_t *stamp;
-    uint8_t *views[N_VIEWS];
-    uint8_t *valid[N_VIEWS];
-    int64_t kept;
+    uint8_t *col[N_COLUMNS]; /* the outputs (bytearrays' bytes) */
+    int64_t rows[N_TABLES];
+    int64_t *event_id; /* per event row: its queue id's index in `ids`, -1: none */
+    /* the lower-cased copies of strings with a capital letter (data buffer 1) */
+    char *lower;
+    int64_t lower_len, lower_capacity;
+    int failed; /* 1: out of memory for `lower` */
+    id_table ids;
     /* lines not for the C path: line numbers and [start, end) in data */
     int64_t *other_line_no;
     int64_t *other_span;
@@ -628,6 +766,159 @@ typedef struct {
     int64_t other_bytes;
     int64_t lines;
 } scan_state;
+
+static inline void put_view(scan_state *st, int column, int64_t r, field x) {
+    const char *base = (const char *)st->data.buf;
+    view_set(st->col[column] + r * VIEW_SIZE, base, x.s ? x.s : base, x.s ? x.len : 0);
+    valid_set(st->col[column + 1], r, x.s != NULL);
+}
+
+static inline void put_int64(scan_state *st, int column, int64_t r, int64_t value) {
+    const int64_t stored = value >= 0 ? value : 0;
+    memcpy(st->col[column] + r * 8, &stored, 8);
+    valid_set(st->col[column + 1], r, value >= 0);
+}
+
+/* View `v` of event row `r` (its bitmap is among the event columns' bitmaps). */
+static inline void put_event_view(scan_state *st, int v, int64_t r, field x) {
+    const char *base = (const char *)st->data.buf;
+    view_set(st->col[E_VIEWS + v] + r * VIEW_SIZE, base, x.s ? x.s : base, x.s ? x.len : 0);
+    valid_set(st->col[E_VALID + v], r, x.s != NULL);
+}
+
+/* `smtp.domain_of` of the `n` bytes at `s` (which are printable ASCII or tabs): what follows
+ * the last `@`, when it is a run of bytes that are not `@`, white space or `>`, followed by
+ * nothing but white space and one `>` at most (`@[^@\s>]+\s*>?\s*$`); s NULL: none. Not yet
+ * lower-cased. */
+static field domain_of(const char *s, int32_t n) {
+    const field none = {NULL, 0};
+    int32_t at = n - 1;
+    while (at >= 0 && s[at] != '@') at--;
+    if (at < 0) return none;
+    int32_t end = at + 1;
+    while (end < n && s[end] != '@' && !is_space(s[end]) && s[end] != '>') end++;
+    if (end == at + 1) return none;
+    int32_t i = end;
+    while (i < n && is_space(s[i])) i++;
+    if (i < n && s[i] == '>') i++;
+    while (i < n && is_space(s[i])) i++;
+    return i == n ? (field){s + at + 1, end - at - 1} : none;
+}
+
+/* Event view `v` of row `r`: the string `x` lower-cased (a copy in `lower` when it has a
+ * capital letter; ASCII only, as every line the C path takes), null when `x` is none. */
+static void put_lowered(scan_state *st, int v, int64_t r, field x) {
+    uint8_t *view = st->col[E_VIEWS + v] + r * VIEW_SIZE;
+    const char *base = (const char *)st->data.buf;
+    valid_set(st->col[E_VALID + v], r, x.s != NULL);
+    if (x.s == NULL) {
+        view_set_in(view, base, 0, 0, 0);
+        return;
+    }
+    int32_t capital = 0;
+    while (capital < x.len && !(x.s[capital] >= 'A' && x.s[capital] <= 'Z')) capital++;
+    if (capital == x.len) {
+        view_set_in(view, x.s, x.len, 0, (int32_t)(x.s - base));
+        return;
+    }
+    if (st->lower_len + x.len > st->lower_capacity) {
+        int64_t capacity = 2 * st->lower_capacity + x.len + 4096;
+        char *grown = PyMem_RawRealloc(st->lower, (size_t)capacity);
+        if (grown == NULL || capacity >= INT32_MAX) {
+            st->failed = 1;
+            valid_set(st->col[E_VALID + v], r, 0);
+            view_set_in(view, base, 0, 0, 0);
+            return;
+        }
+        st->lower = grown;
+        st->lower_capacity = capacity;
+    }
+    char *copy = st->lower + st->lower_len;
+    for (int32_t i = 0; i < x.len; i++)
+        copy[i] = (char)(x.s[i] >= 'A' && x.s[i] <= 'Z' ? x.s[i] + 32 : x.s[i]);
+    view_set_in(view, copy, x.len, 1, (int32_t)st->lower_len);
+    st->lower_len += x.len;
+}
+
+/* One line's outputs: a row of events (and its queue id) or of state lines. */
+static void keep(scan_state *st, const line_fields *f, int kind, int64_t line_no) {
+    const char *base = (const char *)st->data.buf;
+    const field qid = f->f[C_QID];
+    if (kind == K_FROM || kind == K_MESSAGE_ID || kind == K_REMOVED) {
+        int64_t r = st->rows[T_STATE]++;
+        memcpy(st->col[S_LINE_NO] + r * 8, &line_no, 8);
+        st->col[S_KIND][r] = (uint8_t)kind;
+        view_set(st->col[S_QID] + r * VIEW_SIZE, base, qid.s, qid.len);
+        put_view(st, S_SENDER, r, f->f[C_SENDER]);
+        put_view(st, S_MESSAGE_ID, r, f->f[C_MESSAGE_ID]);
+        /* The batch's state lines in line order: the last of each wins. */
+        queue_id *id = &st->ids.ids[id_index(&st->ids, qid.s, qid.len)];
+        id->state = 1;
+        if (kind == K_REMOVED) {
+            id->removed = line_no;
+        } else {
+            id->seq = line_no;
+            if (kind == K_FROM) id->sender = f->f[C_SENDER];
+            if (f->f[C_MESSAGE_ID].s != NULL) id->message_id = f->f[C_MESSAGE_ID];
+        }
+        return;
+    }
+    int64_t r = st->rows[T_EVENTS]++;
+    memcpy(st->col[E_LINE_NO] + r * 8, &line_no, 8);
+    st->col[E_KIND][r] = (uint8_t)kind;
+    memcpy(st->col[E_STAMP] + r * 4, &f->stamp, 4);
+    for (int v = 0; v < N_EVENT_VIEWS; v++) put_event_view(st, v, r, f->f[v]);
+    /* The recipient an event names (`to=<...>`, a reject's envelope `to=<...>`) lower-cased,
+     * null when empty, and its domain; the domain of the sender it names itself (qmgr's
+     * `from=<...>` of an expired message, a reject's envelope `from=<...>`). */
+    const field none = {NULL, 0};
+    field recipient = kind == K_RECIPIENT ? f->f[C_RECIPIENT]
+                      : kind == K_REJECT  ? f->f[C_ENVELOPE_RECIPIENT]
+                                          : none;
+    if (recipient.s != NULL && recipient.len == 0) recipient = none;
+    put_lowered(st, C_LOWER_RECIPIENT, r, recipient);
+    put_lowered(st, C_LOWER_RECIPIENT_DOMAIN, r,
+                recipient.s ? domain_of(recipient.s, recipient.len) : none);
+    field sender = none;
+    if (kind == K_REJECT) sender = f->f[C_ENVELOPE_SENDER];
+    if (kind == K_EXPIRED) {
+        /* from=<s@example.org>, status=expired, ... (body_kind found the ">") */
+        const field body = f->f[C_BODY];
+        const char *close = memchr(body.s + 6, '>', (size_t)(body.len - 6));
+        sender = (field){body.s + 6, (int32_t)(close - body.s - 6)};
+    }
+    put_lowered(st, C_OWN_SENDER_DOMAIN, r, sender.s ? domain_of(sender.s, sender.len) : none);
+    /* NOQUEUE: reject: ... names no queue id (its message_ref is null) */
+    int noqueue = kind == K_REJECT && qid.len == 7 && memcmp(qid.s, "NOQUEUE", 7) == 0;
+    st->event_id[r] = kind == K_BAD_STATUS || noqueue ? -1 : id_index(&st->ids, qid.s, qid.len);
+}
+
+/* Each event row with what the batch's state lines say of its queue id, and the table of
+ * queue ids. */
+static void join_state(scan_state *st) {
+    for (int64_t r = 0; r < st->rows[T_EVENTS]; r++) {
+        const queue_id *id = st->event_id[r] >= 0 ? &st->ids.ids[st->event_id[r]] : NULL;
+        const field none = {NULL, 0};
+        put_event_view(st, C_KNOWN_SENDER, r, id ? id->sender : none);
+        put_event_view(st, C_KNOWN_MESSAGE_ID, r, id ? id->message_id : none);
+        const field sender = id ? id->sender : none;
+        put_lowered(st, C_KNOWN_SENDER_DOMAIN, r,
+                    sender.s ? domain_of(sender.s, sender.len) : none);
+        put_int64(st, E_KNOWN_SEQ, r, id ? id->seq : -1);
+        put_int64(st, E_KNOWN_REMOVED, r, id ? id->removed : -1);
+    }
+    const char *base = (const char *)st->data.buf;
+    for (int64_t i = 0; i < st->ids.count; i++) {
+        const queue_id *id = &st->ids.ids[i];
+        view_set(st->col[Q_QID] + i * VIEW_SIZE, base, id->qid, id->qid_len);
+        put_view(st, Q_SENDER, i, id->sender);
+        put_view(st, Q_MESSAGE_ID, i, id->message_id);
+        put_int64(st, Q_SEQ, i, id->seq);
+        put_int64(st, Q_REMOVED, i, id->removed);
+        st->col[Q_STATE][i] = id->state;
+    }
+    st->rows[T_IDS] = st->ids.count;
+}
 
 static void scan(scan_state *st, int64_t first_line, const char *gaps, Py_ssize_t gaps_len) {
     const char *base = (const char *)st->data.buf;
@@ -649,26 +940,14 @@ static void scan(scan_state *st, int64_t first_line, const char *gaps, Py_ssize_
             st->other_bytes += end - pos + 1;
             st->others++;
         } else if (kind != K_SKIP) {
-            int64_t r = st->kept++;
-            st->line_no[r] = line_no;
-            st->kind[r] = (uint8_t)kind;
-            st->stamp[r] = f.stamp;
-            for (int v = 0; v < N_VIEWS; v++) {
-                const field *x = &f.f[v];
-                view_set(st->views[v] + r * VIEW_SIZE, base, x->s ? x->s : s, x->len);
-                valid_set(st->valid[v], r, x->s != NULL);
-            }
+            keep(st, &f, kind, line_no);
         }
         index++;
         pos = end + 1;
     }
     st->lines = index;
+    join_state(st);
 }
-
-/* A bytearray of `size` bytes, or NULL with an exception set. Not zeroed: the scan writes
- * every byte of the rows it keeps (views whole, validity bits one by one), and the arrays
- * are cut to those rows; pages it never reaches are never touched. */
-static PyObject *new_array(Py_ssize_t size) { return PyByteArray_FromStringAndSize(NULL, size); }
 
 static int set_item(PyObject *dict, const char *key, PyObject *value) {
     if (value == NULL) return -1;
@@ -681,14 +960,21 @@ PyDoc_STRVAR(tokenize_doc,
              "tokenize(data, first_line, gaps) -> dict\n\n"
              "Cut the syslog lines of one batch (`data`: whole lines; `first_line`: the number "
              "of its first line; `gaps`: 10-byte stamp starts, `Mar 29 02:`, of hours the "
-             "clocks skip). Returns `lines` (read), `kept` (rows), per kept row `line_no` "
-             "(int64), `kind` (uint8, `_KIND`'s order), `stamp` (int32 `stamp_key`, -1: "
-             "none), the string views `raw`, `host`, `transport`, `qid`, `body`, and of "
-             "recipient status lines `recipient`, `original_recipient`, `relay`, `delay`, "
-             "`dsn`, `dsn_alone`, `status`, `rest`, each with its validity bitmap "
-             "(`<name>_valid`); and the lines not for the C "
-             "path: `others` (count), `other_line_no` (int64) and `other_data` (their bytes, "
-             "each followed by a newline).");
+             "clocks skip). Returns `lines` (read) and three tables of bytearray columns "
+             "(string views: 16 bytes a row; bitmaps `<name>_valid`): `kept` rows of events "
+             "and damaged status lines (`line_no`, `kind`, `stamp`, the fields' views, and what "
+             "the batch's state lines say of the row's queue id: `known_sender`, "
+             "`known_message_id`, `known_seq`, `known_removed`; the recipient lower-cased, "
+             "its domain, the domains of the line's own sender and of `known_sender`: "
+             "`lower_recipient`, `lower_recipient_domain`, `own_sender_domain`, "
+             "`known_sender_domain`, whose views may point into `lower`, the lower-cased "
+             "copies: data buffer 1); `state` rows of qmgr from=, "
+             "cleanup message-id= and removed lines (`state_line_no`, `state_kind`, "
+             "`state_qid`, `state_sender`, `state_message_id`); `ids` queue ids the batch "
+             "names (`id_qid`, `id_sender`, `id_message_id`, `id_seq`, `id_removed`, "
+             "`id_state`: 1 when a state line names it); and the lines not for the C path: "
+             "`others` (count), `other_line_no` (int64) and `other_data` (their bytes, each "
+             "followed by a newline).");
 
 static PyObject *tokenize(PyObject *self, PyObject *args) {
     (void)self;
@@ -701,7 +987,10 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     scan_state st;
     memset(&st, 0, sizeof st);
     if (PyObject_GetBuffer(source, &st.data, PyBUF_SIMPLE) < 0) return NULL;
-    PyObject *result = NULL, *arrays[2 * N_VIEWS + 3] = {NULL};
+    PyObject *result = NULL, *arrays[N_COLUMNS] = {NULL};
+    PyObject *other_data = NULL, *other_line_no = NULL, *lower = NULL;
+    column_spec spec[N_COLUMNS];
+    column_specs(spec);
     if (st.data.len >= INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "a batch must be under 2 GiB");
         goto done;
@@ -713,35 +1002,35 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         p = nl ? nl + 1 : end;
     }
-    /* arrays[]: line_no, kind, stamp, the views, their validity bitmaps (bytearrays). */
-    PyObject *line_no = new_array(capacity * 8), *kind = new_array(capacity);
-    PyObject *stamp = new_array(capacity * 4);
-    arrays[0] = line_no;
-    arrays[1] = kind;
-    arrays[2] = stamp;
-    for (int v = 0; v < N_VIEWS; v++) arrays[3 + v] = new_array(capacity * VIEW_SIZE);
-    for (int v = 0; v < N_VIEWS; v++) arrays[3 + N_VIEWS + v] = new_array((capacity + 7) / 8);
-    for (int a = 0; a < 2 * N_VIEWS + 3; a++)
-        if (arrays[a] == NULL) goto done;
-    st.line_no = (int64_t *)PyByteArray_AS_STRING(line_no);
-    st.kind = (uint8_t *)PyByteArray_AS_STRING(kind);
-    st.stamp = (int32_t *)PyByteArray_AS_STRING(stamp);
-    for (int v = 0; v < N_VIEWS; v++) st.views[v] = (uint8_t *)PyByteArray_AS_STRING(arrays[3 + v]);
-    for (int v = 0; v < N_VIEWS; v++) {
-        st.valid[v] = (uint8_t *)PyByteArray_AS_STRING(arrays[3 + N_VIEWS + v]);
-        memset(st.valid[v], 0, (size_t)((capacity + 7) / 8)); /* (the bits after the rows) */
+    /* Every table has room for a row a line. Not zeroed: the scan writes every byte of the
+     * rows it keeps (bitmaps excepted, which are cleared), and the arrays are cut to those
+     * rows; pages it never reaches are never touched. */
+    for (int c = 0; c < N_COLUMNS; c++) {
+        Py_ssize_t size = spec[c].width ? capacity * spec[c].width : (capacity + 7) / 8;
+        arrays[c] = PyByteArray_FromStringAndSize(NULL, size);
+        if (arrays[c] == NULL) goto done;
+        st.col[c] = (uint8_t *)PyByteArray_AS_STRING(arrays[c]);
+        if (!spec[c].width) memset(st.col[c], 0, (size_t)size);
     }
+    uint64_t slots = 16;
+    while (slots < 2 * (uint64_t)capacity) slots <<= 1;
+    st.ids.mask = slots - 1;
+    st.ids.slots = PyMem_RawMalloc(slots * sizeof(int32_t));
+    st.ids.ids = PyMem_RawMalloc((size_t)(capacity + 1) * sizeof(queue_id));
+    st.event_id = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
     st.other_line_no = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
     st.other_span = PyMem_RawMalloc((size_t)(capacity + 1) * 16);
-    if (st.other_line_no == NULL || st.other_span == NULL) {
+    if (st.other_line_no == NULL || st.other_span == NULL || st.ids.slots == NULL ||
+        st.ids.ids == NULL || st.event_id == NULL) {
         PyErr_NoMemory();
         goto done;
     }
+    memset(st.ids.slots, 0xFF, slots * sizeof(int32_t));
     Py_BEGIN_ALLOW_THREADS scan(&st, (int64_t)first_line, gaps, gaps_len);
     Py_END_ALLOW_THREADS
 
     /* The lines not for the C path, each with its newline. */
-    PyObject *other_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)st.other_bytes);
+    other_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)st.other_bytes);
     if (other_data == NULL) goto done;
     char *out = PyBytes_AS_STRING(other_data);
     for (int64_t i = 0; i < st.others; i++) {
@@ -750,51 +1039,44 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
         out += end - start;
         *out++ = '\n';
     }
-    PyObject *other_line_no = PyByteArray_FromStringAndSize((const char *)st.other_line_no,
-                                                            (Py_ssize_t)(st.others * 8));
-    if (other_line_no == NULL) {
-        Py_DECREF(other_data);
+    other_line_no = PyByteArray_FromStringAndSize((const char *)st.other_line_no,
+                                                  (Py_ssize_t)(st.others * 8));
+    if (other_line_no == NULL) goto done;
+    if (st.failed) {
+        PyErr_NoMemory();
         goto done;
     }
-    if (PyByteArray_Resize(line_no, st.kept * 8) < 0 || PyByteArray_Resize(kind, st.kept) < 0 ||
-        PyByteArray_Resize(stamp, st.kept * 4) < 0)
-        goto fail_others;
-    for (int v = 0; v < N_VIEWS; v++)
-        if (PyByteArray_Resize(arrays[3 + v], st.kept * VIEW_SIZE) < 0) goto fail_others;
+    lower = PyBytes_FromStringAndSize(st.lower ? st.lower : "", (Py_ssize_t)st.lower_len);
+    if (lower == NULL) goto done;
+    for (int c = 0; c < N_COLUMNS; c++) {
+        int64_t rows = st.rows[spec[c].table];
+        if (spec[c].width && PyByteArray_Resize(arrays[c], rows * spec[c].width) < 0) goto done;
+    }
     result = PyDict_New();
-    if (result == NULL) goto fail_others;
+    if (result == NULL) goto done;
     if (set_item(result, "lines", PyLong_FromLongLong(st.lines)) < 0 ||
-        set_item(result, "kept", PyLong_FromLongLong(st.kept)) < 0 ||
+        set_item(result, "kept", PyLong_FromLongLong(st.rows[T_EVENTS])) < 0 ||
+        set_item(result, "state", PyLong_FromLongLong(st.rows[T_STATE])) < 0 ||
+        set_item(result, "ids", PyLong_FromLongLong(st.rows[T_IDS])) < 0 ||
         set_item(result, "others", PyLong_FromLongLong(st.others)) < 0 ||
-        PyDict_SetItemString(result, "line_no", line_no) < 0 ||
-        PyDict_SetItemString(result, "kind", kind) < 0 ||
-        PyDict_SetItemString(result, "stamp", stamp) < 0)
-        goto fail_result;
-    for (int v = 0; v < N_VIEWS; v++) {
-        char valid_name[64];
-        snprintf(valid_name, sizeof valid_name, "%s_valid", VIEW_NAMES[v]);
-        if (PyDict_SetItemString(result, VIEW_NAMES[v], arrays[3 + v]) < 0 ||
-            PyDict_SetItemString(result, valid_name, arrays[3 + N_VIEWS + v]) < 0)
-            goto fail_result;
-    }
-    if (set_item(result, "other_data", other_data) < 0) {
-        other_data = NULL;
-        goto fail_result;
-    }
-    other_data = NULL;
-    if (set_item(result, "other_line_no", other_line_no) < 0) {
-        other_line_no = NULL;
-        goto fail_result;
-    }
-    other_line_no = NULL;
+        PyDict_SetItemString(result, "other_data", other_data) < 0 ||
+        PyDict_SetItemString(result, "other_line_no", other_line_no) < 0 ||
+        PyDict_SetItemString(result, "lower", lower) < 0)
+        goto fail;
+    for (int c = 0; c < N_COLUMNS; c++)
+        if (PyDict_SetItemString(result, spec[c].name, arrays[c]) < 0) goto fail;
     goto done;
-fail_result:
+fail:
     Py_CLEAR(result);
-fail_others:
+done:
+    for (int c = 0; c < N_COLUMNS; c++) Py_XDECREF(arrays[c]);
     Py_XDECREF(other_data);
     Py_XDECREF(other_line_no);
-done:
-    for (int a = 0; a < 2 * N_VIEWS + 3; a++) Py_XDECREF(arrays[a]);
+    Py_XDECREF(lower);
+    PyMem_RawFree(st.lower);
+    PyMem_RawFree(st.ids.slots);
+    PyMem_RawFree(st.ids.ids);
+    PyMem_RawFree(st.event_id);
     PyMem_RawFree(st.other_line_no);
     PyMem_RawFree(st.other_span);
     PyBuffer_Release(&st.data);
@@ -806,5 +1088,5 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* ABI_VERSION 1: the tokenizer is usable (native.module returns this module). */
-TOKENIZER_MODULE(_postfix_c, "The C tokenizer of the Postfix source (optional; the polars path is the reference).", methods, 1)
+/* ABI_VERSION 2: the tables of events, state lines and queue ids (1: one table of kept lines). */
+TOKENIZER_MODULE(_postfix_c, "The C tokenizer of the Postfix source (optional; the polars path is the reference).", methods, 2)

@@ -2,9 +2,10 @@
  *
  * A view is 16 bytes (Arrow's BinaryView layout, which polars' String is built on): the
  * length (int32), then either the bytes themselves when they fit in 12, or their first 4
- * bytes, the index of the data buffer (always 0: the batch) and their offset in it. Python
- * makes the column with `sources._views.string_column` (no copy of the batch's bytes; the
- * column keeps the batch alive). Offsets are int32: a batch must be under 2 GiB, which
+ * bytes, the index of the data buffer (0: the batch, `view_set`; a tokenizer's own second
+ * buffer, `view_set_in`) and their offset in it. Python makes the column with
+ * `sources._views.string_column` (no copy of the batch's bytes; the column keeps the batch
+ * alive). Offsets are int32: a batch must be under 2 GiB, which
  * reading.py's batches are by far.
  *
  * polars does not check UTF-8 when it imports views: a tokenizer only ever points a view at
@@ -27,6 +28,22 @@ static inline void view_set(uint8_t *view, const char *base, const char *s, int3
     } else {
         const int32_t buffer = 0;
         const int32_t offset = (int32_t)(s - base);
+        memcpy(view + 4, s, 4);
+        memcpy(view + 8, &buffer, 4);
+        memcpy(view + 12, &offset, 4);
+    }
+}
+
+/* The view of the `len` bytes at `s`, which lie at `offset` in data buffer `buffer` (0: the
+ * batch; 1: a second buffer of bytes a tokenizer made, lower-cased copies say). `s` gives the
+ * bytes a view holds itself (all of them up to 12, else the first 4). */
+static inline void view_set_in(uint8_t *view, const char *s, int32_t len, int32_t buffer,
+                               int32_t offset) {
+    memcpy(view, &len, 4);
+    if (len <= 12) {
+        memset(view + 4, 0, 12);
+        if (len > 0) memcpy(view + 4, s, (size_t)len);
+    } else {
         memcpy(view + 4, s, 4);
         memcpy(view + 8, &buffer, 4);
         memcpy(view + 12, &offset, 4);

@@ -13,6 +13,7 @@ build always compiles it, they fail instead.
 
 from __future__ import annotations
 
+import heapq
 import os
 import random
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -30,7 +32,7 @@ from _native import extension_or_skip
 from bounce_analyzer import native
 from bounce_analyzer.generate import generate_postfix
 from bounce_analyzer.reading import expand_inputs, read_batches
-from bounce_analyzer.sources._views import string_column
+from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import SourceOutput
 from bounce_analyzer.sources.postfix import _KIND, Postfix
 
@@ -87,6 +89,15 @@ def assert_same(
         assert (got.read, got.skipped) == (expected.read, expected.skipped), where
     assert_frame_equal(c_state, polars_state, check_exact=True)
     return sum(out.read for out in polars_outputs)
+
+
+def _in_two(log: Path, first: Path, second: Path) -> tuple[Path, Path]:
+    """`log` cut at the line end nearest its middle, written to `first` and `second`."""
+    data = log.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    first.write_bytes(data[:middle])
+    second.write_bytes(data[middle:])
+    return first, second
 
 
 def _with_mtime(path: Path) -> Path:
@@ -166,7 +177,7 @@ def test_the_c_path_takes_almost_every_generated_line(
     cut = tokenizer.tokenize(data, 1, b"")
     assert cut["lines"] == 20_000
     assert cut["others"] == 0
-    assert cut["kept"] > 5_000
+    assert cut["kept"] > 3_000 and cut["state"] > 5_000
 
 
 # --- differential: mutated lines ----------------------------------------------------------
@@ -290,11 +301,7 @@ def test_state_carried_from_run_to_run(
     generated: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A log read in two runs (the second resumes with the first's state) reads the same.
-    data = generated["seed3"].read_bytes()
-    middle = data.index(b"\n", len(data) // 2) + 1
-    first, second = tmp_path / "first.log", tmp_path / "second.log"
-    first.write_bytes(data[:middle])
-    second.write_bytes(data[middle:])
+    first, second = _in_two(generated["seed3"], tmp_path / "first.log", tmp_path / "second.log")
     events = {}
     for use_c in (False, True):
         with monkeypatch.context() as patch:
@@ -309,6 +316,97 @@ def test_state_carried_from_run_to_run(
         events[use_c] = pl.concat(runs)
     assert events[True]["sender"].null_count() < events[True].height  # (the join did join)
     assert_frame_equal(events[True], events[False], check_exact=True)
+
+
+def _run_inputs(
+    paths: list[Path], *, tz: str, batch_bytes: int, use_c: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[SourceOutput], pl.DataFrame]:
+    """One source over several inputs, one after the other (as `ParseRun` reads them)."""
+    with monkeypatch.context() as patch:
+        patch.setenv(native.ENV, "1" if use_c else "0")
+        source = Postfix(tz=tz)
+    outputs = []
+    for path in paths:
+        batches = read_batches(expand_inputs([str(path)])[0], batch_bytes=batch_bytes)
+        outputs.extend(source.parse(batches))
+    return outputs, source.export_state()
+
+
+def assert_inputs_same(
+    paths: list[Path], monkeypatch: pytest.MonkeyPatch, *, tz: str = "UTC", batch_bytes: int
+) -> list[SourceOutput]:
+    """Both paths over `paths` in one run give identical outputs and state; the C path's."""
+    expected, expected_state = _run_inputs(
+        paths, tz=tz, batch_bytes=batch_bytes, use_c=False, monkeypatch=monkeypatch
+    )
+    got, got_state = _run_inputs(
+        paths, tz=tz, batch_bytes=batch_bytes, use_c=True, monkeypatch=monkeypatch
+    )
+    assert len(got) == len(expected)
+    for one, other in zip(got, expected, strict=True):
+        assert_frame_equal(one.events, other.events, check_exact=True)
+        assert_frame_equal(one.malformed, other.malformed, check_exact=True)
+        assert (one.read, one.skipped) == (other.read, other.skipped)
+    assert_frame_equal(got_state, expected_state, check_exact=True)
+    return got
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("batch_bytes", [2500, 2**20])
+def test_a_queue_id_split_by_batches_and_files(
+    generated: dict[str, Path], batch_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A log rotated in the middle of messages, read in one run: a queue id's cleanup and qmgr
+    # lines in one file or batch, its recipient and `removed` lines in the next (the C path
+    # joins a batch's own lines; what came before, the map of open ids, is joined after).
+    lines = generated["seed1"].read_bytes().split(b"\n")[:1500]
+    paths = []
+    for number, part in enumerate((lines[:500], lines[500:1100], lines[1100:])):
+        path = tmp_path / f"mail.log.{number}"
+        path.write_bytes(b"\n".join(part) + b"\n")
+        paths.append(_with_mtime(path))
+    got = assert_inputs_same(paths, monkeypatch, batch_bytes=batch_bytes)
+    events = pl.concat([out.events for out in got])
+    # The join did join, across batches and files: events with a sender and a Message-ID.
+    assert events["message_id"].null_count() < events.height // 2
+    assert events["sender"].null_count() < events.height // 2
+
+
+@pytest.mark.usefixtures("tokenizer")
+def test_several_hosts_in_one_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three servers logging to one file (a central syslog): their lines interleaved by time,
+    # each with its own queue ids, hosts and Message-IDs.
+    logs = []
+    for seed, host in ((21, "mx1"), (22, "mx2"), (23, "relay.example.net")):
+        path = tmp_path / f"{host}.log"
+        generate_postfix(
+            path, lines=3000, seed=seed, start=datetime(2026, 11, 3, tzinfo=UTC), days=1, host=host
+        )
+        logs.append(path.read_bytes().splitlines(keepends=True))
+    path = tmp_path / "central.log"
+    path.write_bytes(b"".join(heapq.merge(*logs, key=lambda line: line[:15])))
+    _with_mtime(path)
+    for batch_bytes in (60_000, 2**20):
+        assert assert_same(path, monkeypatch, batch_bytes=batch_bytes) == 9000
+    outputs, _ = _run(path, tz="UTC", batch_bytes=2**20, use_c=True, monkeypatch=monkeypatch)
+    assert set(pl.concat([out.events for out in outputs])["host"]) == {
+        "mx1",
+        "mx2",
+        "relay.example.net",
+    }
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("tz", ["Europe/Paris", "America/New_York"])
+def test_state_across_files_over_clock_changes(
+    generated: dict[str, Path], tz: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The week over Europe/Paris' spring change, cut in two files read in one run, read in
+    # its own zone and in another (stamps in an hour the clocks skip go the polars way).
+    first, second = _in_two(generated["paris"], tmp_path / "mail.log.1", tmp_path / "mail.log")
+    for path in (first, second):
+        os.utime(path, (datetime(2026, 4, 3, tzinfo=UTC).timestamp(),) * 2)
+    assert_inputs_same([first, second], monkeypatch, tz=tz, batch_bytes=200_000)
 
 
 # --- end to end: parse through the command line --------------------------------------------
@@ -374,28 +472,61 @@ def test_parse_of_a_generated_log_writes_the_same(
 # --- the tokenizer itself ------------------------------------------------------------------
 
 
-def _cut(tokenizer: ModuleType, text: str, gaps: bytes = b"") -> dict[str, Any]:
-    """`tokenize` over `text`: the kept rows as dicts (kind by name), the lines left."""
-    data = text.encode()
-    cut = tokenizer.tokenize(data, 1, gaps)
-    count = cut["kept"]
-    names = [name for name in cut if name.endswith("_valid") and name.removesuffix("_valid") in cut]
-    columns = {
-        name.removesuffix("_valid"): string_column(
-            name, count, cut[name.removesuffix("_valid")], data, cut[name]
-        ).to_list()
-        for name in names
-    }
-    kinds = list(bytes(cut["kind"]))
-    rows = [
+#: The integer columns of `tokenize`'s tables (the others ending in `_valid` are bitmaps of
+#: string views).
+_NUMBERS = {"known_seq", "known_removed", "id_seq", "id_removed"}
+
+
+def _table(cut: dict[str, Any], data: bytes, prefix: str, count: int) -> list[dict[str, Any]]:
+    """The rows of one of `tokenize`'s tables (its columns start with `prefix`) as dicts,
+    without their nulls; strings and numbers by name (less `id_`), `kind` by its name."""
+    columns: dict[str, list[Any]] = {}
+    for name in cut:
+        base = name.removesuffix("_valid")
+        if base == name or base not in cut or not base.startswith(prefix):
+            continue
+        if prefix == "" and base.startswith(("state_", "id_")):
+            continue
+        if base in _NUMBERS:
+            column = number_column(base, pa.int64(), count, cut[base], cut[name])
+        else:
+            # (views into the batch, or into its lower-cased copies)
+            second = cut["lower"] if prefix == "" else None
+            column = string_column(base, count, cut[base], data, cut[name], second=second)
+        # (a state line's fields keep their names: `state_sender`, as `_state_fields` says)
+        columns[base.removeprefix("id_")] = column.to_list()
+    kinds = list(bytes(cut[f"{prefix}kind"])) if f"{prefix}kind" in cut else []
+    if prefix == "state_":
+        columns["qid"] = string_column("qid", count, cut["state_qid"], data).to_list()
+        columns["line_no"] = list(memoryview(cut["state_line_no"]).cast("q"))
+    elif prefix == "":
+        columns["line_no"] = list(memoryview(cut["line_no"]).cast("q"))
+    else:
+        columns = {
+            "qid": string_column("qid", count, cut["id_qid"], data).to_list(),
+            **columns,
+            "state": list(bytes(cut["id_state"])),
+        }
+    return [
         {
-            "kind": _KIND.categories[kinds[i]],
+            **({"kind": _KIND.categories[kinds[i]]} if kinds else {}),
             **{k: v[i] for k, v in columns.items() if v[i] is not None},
         }
         for i in range(count)
     ]
+
+
+def _cut(tokenizer: ModuleType, text: str, gaps: bytes = b"") -> dict[str, Any]:
+    """`tokenize` over `text`: the kept rows as dicts (kind by name; the rows of events and
+    of state lines in line order), the queue ids, the lines left."""
+    data = text.encode()
+    cut = tokenizer.tokenize(data, 1, gaps)
+    events = _table(cut, data, "", cut["kept"])
+    state = _table(cut, data, "state_", cut["state"])
+    rows = sorted(events + state, key=lambda row: row.pop("line_no"))
     return {
         "rows": rows,
+        "ids": _table(cut, data, "id_", cut["ids"]),
         "lines": cut["lines"],
         "others": cut["other_data"].decode("utf-8", "replace"),
     }
@@ -430,6 +561,8 @@ def test_a_recipient_status_line_is_cut_into_its_fields(tokenizer: ModuleType) -
         "diagnostic": line[line.index("(host") + 1 : -1],
         "said_code": "550",
         "said_enhanced": "5.1.1",
+        "lower_recipient": "a@example.com",
+        "lower_recipient_domain": "example.com",
     }
     # relay=none: the host is the one the text names; the codes may lead the text.
     line = (
@@ -510,7 +643,9 @@ def test_each_kind_of_line(
     line = f"Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: {body}"
     [row] = _cut(tokenizer, line)["rows"]
     assert row["kind"] == kind
-    assert row["qid"] == "3F2A1B2C3D" and row["body"] == body
+    assert row["qid"] == "3F2A1B2C3D"
+    # (the state lines' rows carry their qid and what they say, no body)
+    assert row.get("body") == (None if kind in ("from", "message_id", "removed") else body)
     for name, value in fields.items():
         assert row[name] == value
     # Only events have a host and a transport.
@@ -556,9 +691,134 @@ def test_line_numbers_crlf_and_a_last_line_without_newline(tokenizer: ModuleType
     removed = "Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: removed"
     data = f"{removed}\r\n\nnot syslog\r\n{removed}".encode()
     cut = tokenizer.tokenize(data, 41, b"")
-    assert (cut["lines"], cut["kept"], cut["others"]) == (4, 2, 1)
-    assert list(memoryview(cut["line_no"]).cast("q")) == [41, 44]
+    assert (cut["lines"], cut["kept"], cut["state"], cut["others"]) == (4, 0, 2, 1)
+    assert list(memoryview(cut["state_line_no"]).cast("q")) == [41, 44]
     assert list(memoryview(cut["other_line_no"]).cast("q")) == [43]
     assert cut["other_data"] == b"not syslog\r\n"
+    bounced = removed.replace("qmgr[9]", "smtp[5]").replace(
+        "removed", "to=<a@b.c>, relay=none, delay=1, status=bounced (x)"
+    )
+    data = f"{bounced}\r\n\nnot syslog\r\n{bounced}".encode()
+    cut = tokenizer.tokenize(data, 41, b"")
+    assert (cut["lines"], cut["kept"], cut["state"], cut["others"]) == (4, 2, 0, 1)
+    assert list(memoryview(cut["line_no"]).cast("q")) == [41, 44]
     raw = string_column("raw", 2, cut["raw"], data, cut["raw_valid"]).to_list()
-    assert raw == [removed, removed]
+    assert raw == [bounced, bounced]
+
+
+def test_the_batch_joins_its_own_state_lines(tokenizer: ModuleType) -> None:
+    # What a batch's state lines say of each queue id, as `_join_open_ids` reads them: the
+    # last sender (`from=<>` is the null sender, ""), the last Message-ID that is not empty,
+    # the line of the last of them, the line of the last `removed`; for every event row.
+    head = "Nov 28 10:00:0{} mx postfix/{}: {}: {}"
+    lines = [
+        head.format(1, "cleanup[8]", "3F2A1B2C3D", "message-id=<m1@example.org>"),
+        head.format(1, "qmgr[9]", "3F2A1B2C3D", "from=<s@example.org>, size=1, nrcpt=1 (x)"),
+        head.format(2, "smtp[5]", "3F2A1B2C3D", "to=<a@b.c>, relay=none, delay=1, status=sent (x)"),
+        head.format(3, "cleanup[8]", "3F2A1B2C3D", "message-id=<>"),
+        head.format(3, "qmgr[9]", "3F2A1B2C3D", "removed"),
+        head.format(4, "qmgr[9]", "4B4B4B4B4B", "from=<>, size=1, nrcpt=1 (x)"),
+        head.format(5, "smtp[5]", "9C9C9C9C9C", "to=<a@b.c>, relay=none, delay=1, status=sent (x)"),
+        head.format(6, "smtpd[7]", "NOQUEUE", "reject: RCPT from c[192.0.2.1]: 550 no; from=<x@y>"),
+    ]
+    got = _cut(tokenizer, "\n".join(lines))
+    events = [row for row in got["rows"] if row["kind"] in ("recipient", "reject")]
+    assert [
+        {key: value for key, value in row.items() if key.startswith("known_")} for row in events
+    ] == [
+        {
+            "known_sender": "s@example.org",
+            "known_sender_domain": "example.org",
+            "known_message_id": "m1@example.org",
+            "known_seq": 4,  # (line numbers: the empty Message-ID's line counts)
+            "known_removed": 5,
+        },
+        {},  # a queue id no state line names
+        {},  # NOQUEUE names none
+    ]
+    assert got["ids"] == [
+        {
+            "qid": "3F2A1B2C3D",
+            "sender": "s@example.org",
+            "message_id": "m1@example.org",
+            "seq": 4,
+            "removed": 5,
+            "state": 1,
+        },
+        {"qid": "4B4B4B4B4B", "sender": "", "seq": 6, "state": 1},
+        {"qid": "9C9C9C9C9C", "state": 0},
+    ]
+
+
+#: Queue ids' lines whose addresses have capitals, and domains of every shape `domain_of`
+#: reads: the recipient and the domains come lower-cased from the C path.
+CAPITALS = [
+    "Nov  4 10:00:0{s} mx1 postfix/cleanup[8]: {q}: message-id=<M.{q}@Example.ORG>",
+    "Nov  4 10:00:0{s} mx1 postfix/qmgr[9]: {q}: from=<{sender}>, size=1, nrcpt=2 (queue active)",
+    "Nov  4 10:00:0{s} mx1 postfix/smtp[5]: {q}: to=<{recipient}>, relay=none, delay=1,"
+    " delays=0/0/1/0, dsn=5.1.1, status=bounced (host x[192.0.2.7] said: 550 5.1.1 no)",
+    "Nov  4 10:00:0{s} mx1 postfix/qmgr[9]: {q}: from=<{sender}>, status=expired, returned to"
+    " sender",
+    "Nov  4 10:00:0{s} mx1 postfix/smtpd[7]: NOQUEUE: reject: RCPT from c[192.0.2.1]: 554 5.7.1"
+    " <{recipient}>: Relay access denied; from=<{sender}> to=<{recipient}> proto=ESMTP helo=<c>",
+    "Nov  4 10:00:0{s} mx1 postfix/qmgr[9]: {q}: removed",
+]
+ADDRESSES = [
+    "Bob.Smith@Example.COM",
+    "bob@example.com",
+    "MAILER-DAEMON",
+    "",
+    "a@@Example.com",
+    "a@",
+    "@B.C",
+    "a b@Ex ample.com",
+    "x@Y.Z ",
+    "ALL@CAPS.EXAMPLE.NET",
+    "a@b@C.D",
+    "tab\t@Example.COM",
+    "x" * 20 + "@" + "Y" * 20 + ".com",
+]
+
+
+@pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("batch_bytes", [1, 700, 2**20])
+def test_capitals_and_domains_read_the_same(
+    batch_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(5)
+    lines = []
+    for number, sender in enumerate(ADDRESSES):
+        queue_id = f"{number + 0xA0000:X}"
+        for recipient in rng.sample(ADDRESSES, 2):
+            for second, line in enumerate(CAPITALS):
+                lines.append(line.format(s=second, q=queue_id, sender=sender, recipient=recipient))
+    path = tmp_path / "capitals.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _with_mtime(path)
+    assert assert_same(path, monkeypatch, batch_bytes=batch_bytes) == len(lines)
+    outputs, _ = _run(path, tz="UTC", batch_bytes=batch_bytes, use_c=True, monkeypatch=monkeypatch)
+    events = pl.concat([out.events for out in outputs])
+    # (the C path did lower-case: capitals were read, none is left)
+    assert "example.com" in set(events["recipient_domain"])
+    assert "example.com" in set(events["sender_domain"])
+    assert not events["recipient"].drop_nulls().str.contains("[A-Z]").any()
+
+
+def test_the_recipient_and_the_domains_come_lower_cased(tokenizer: ModuleType) -> None:
+    line = (
+        "Nov 28 10:00:03 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from c[192.0.2.1]: 554"
+        " 5.7.1 Denied; from=<Bob@Sender.Example.ORG> to=<Carol.Jones@Example.COM> proto=SMTP"
+    )
+    [row] = _cut(tokenizer, line)["rows"]
+    assert (row["envelope_recipient"], row["envelope_sender"]) == (
+        "Carol.Jones@Example.COM",
+        "Bob@Sender.Example.ORG",
+    )
+    assert (
+        row["lower_recipient"],
+        row["lower_recipient_domain"],
+        row["own_sender_domain"],
+    ) == ("carol.jones@example.com", "example.com", "sender.example.org")
+    # Already lower-case: views into the batch, no copy.
+    cut = tokenizer.tokenize(line.lower().replace("nov", "Nov").encode(), 1, b"")
+    assert cut["lower"] == b""

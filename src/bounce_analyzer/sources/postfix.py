@@ -163,6 +163,10 @@ class _Kinds(NamedTuple):
     #: The stretch's first and last byte + 1, for syslog lines, which `Repeats` numbers (None
     #: for journal records: two identical ones are one journal entry, exported twice).
     span: tuple[int, int] | None = None
+    #: The C path's queue ids of the batch, with what its state lines say of each
+    #: (`_native_ids`); `frame` then holds no state lines, and its events what those lines
+    #: say of their queue id (`_KNOWN`). None: the state lines are in `frame`.
+    ids: pl.DataFrame | None = None
 
 
 def _json_field(key: str) -> pl.Expr:
@@ -286,7 +290,9 @@ class Postfix:
         gaps = "".join(_gap_hours(self.tz, reference.year)).encode()
         cut = self._tokenizer.tokenize(batch.data, batch.first_line, gaps)  # type: ignore[union-attr]
         frame = _native_frame(batch.data, cut, self.tz, reference, seq_base)
+        # (the state lines are counted as skipped: they make no event)
         skipped = cut["lines"] - cut["kept"] - cut["others"]
+        span = (batch.offset, batch.offset + len(batch.data))
         if cut["others"]:
             others = batch_lines(Batch(cut["other_data"], batch.path)).with_columns(
                 line_no=number_column("line_no", pa.int64(), cut["others"], cut["other_line_no"])
@@ -294,10 +300,17 @@ class Postfix:
             kept, others_skipped = _syslog_kinds(others, self.tz, reference, seq_base)
             skipped += others_skipped
             if kept.height:
+                # Lines the polars path kept: the batch is joined as the polars path joins
+                # it, its state lines among the others (rare: lines of another shape).
                 kept = _reject_fields(_state_fields(_recipient_fields(kept)))
-                frame = pl.concat([frame, kept.select(frame.columns)]).sort("line_no")
-        span = (batch.offset, batch.offset + len(batch.data))
-        return _Kinds(frame, batch.path, cut["lines"], skipped, span)
+                state = _native_state(batch.data, cut, seq_base)
+                frame = pl.concat([frame.drop(*_CARRIED), state, kept], how="diagonal").select(
+                    _NATIVE_COLUMNS
+                )
+                skipped -= state.height
+                return _Kinds(frame.sort("line_no"), batch.path, cut["lines"], skipped, span)
+        ids = _native_ids(batch.data, cut, seq_base)
+        return _Kinds(frame, batch.path, cut["lines"], skipped, span, ids)
 
     def _next_seq_base(self) -> int:
         """A base for `seq` (line order across batches): batch number << 32, plus line_no."""
@@ -402,19 +415,24 @@ class Postfix:
             ],
             how="diagonal_relaxed",
         )
-        events = self._join_open_ids(frame, events)
+        if kinds.ids is None:
+            events = self._join_open_ids(frame, events).with_columns(
+                recipient=_empty_to_null(pl.col("recipient").str.to_lowercase())
+            )
+            events = events.with_columns(
+                recipient_domain=domain_of(pl.col("recipient")),
+                sender_domain=domain_of(pl.col("sender")),
+            )
+        else:
+            # (the recipient and the domains came lower-cased from the C path)
+            events = self._join_batch_ids(kinds.ids, events)
         events = (
             events.with_columns(
                 source=pl.lit(self.name),
                 origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
-                recipient=_empty_to_null(pl.col("recipient").str.to_lowercase()),
                 original_recipient=_empty_to_null(pl.col("original_recipient")),
             )
-            .with_columns(
-                schema.event_id(self.name, pl.col("raw")),
-                recipient_domain=domain_of(pl.col("recipient")),
-                sender_domain=domain_of(pl.col("sender")),
-            )
+            .with_columns(schema.event_id(self.name, pl.col("raw")))
             .sort("line_no")
         )
         if kinds.span is not None:
@@ -441,6 +459,85 @@ class Postfix:
             read=read,
             skipped=skipped + recipient_skips,
         )
+
+    def _join_batch_ids(self, ids: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+        """`_join_open_ids` where the C path has joined the batch's own state lines: `ids`
+        (`_native_ids`) holds what they say of each queue id the batch names, and `events`
+        what they say of its queue id (`_KNOWN`). What the map of open ids held before the
+        batch is taken where the batch says nothing newer (a batch's lines come after
+        every line the map has seen); the map is updated as `_join_open_ids` updates it."""
+        prior = self._open.filter(pl.col("message_ref").is_in(ids["message_ref"].implode()))
+        if prior.height:
+            # (the map holds an id once: one row per event, in the events' order; only the
+            # ids are joined, the events' other columns are left where they are)
+            found = events.select("message_ref").join(
+                prior.select(
+                    "message_ref",
+                    prior_sender="sender",
+                    prior_message_id="message_id",
+                    prior_seq="seq",
+                    prior_sender_domain=domain_of(pl.col("sender")),
+                ),
+                on="message_ref",
+                how="left",
+                maintain_order="left",
+            )
+            events = events.hstack(found.drop("message_ref"))
+        else:
+            events = events.with_columns(
+                prior_sender=pl.lit(None, pl.String()),
+                prior_message_id=pl.lit(None, pl.String()),
+                prior_seq=pl.lit(None, pl.Int64()),
+                prior_sender_domain=pl.lit(None, pl.String()),
+            )
+        # Per queue id: the last sender and Message-ID, the last line that gave one (the
+        # batch's, else the map's), the batch's last "removed".
+        removed = pl.col("known_removed")
+        known_seq = pl.coalesce("known_seq", "prior_seq")
+        # A line after qmgr's "removed" (and no newer from=/message-id=) gets nothing.
+        current = removed.is_null() | (pl.col("seq") < removed) | (known_seq > removed)
+        own, batch_sender = pl.col("sender").is_not_null(), pl.col("known_sender").is_not_null()
+        events = events.with_columns(
+            sender=pl.coalesce(
+                "sender",
+                pl.when(current).then(pl.coalesce("known_sender", "prior_sender")),
+            ),
+            message_id=pl.when(current).then(pl.coalesce("known_message_id", "prior_message_id")),
+            # the domain of that sender, whichever it is
+            sender_domain=pl.when(own)
+            .then("own_sender_domain")
+            .when(current & batch_sender)
+            .then("known_sender_domain")
+            .when(current)
+            .then("prior_sender_domain"),
+            recipient="lower_recipient",
+            recipient_domain="lower_recipient_domain",
+        ).drop(*_CARRIED, "prior_sender", "prior_message_id", "prior_seq", "prior_sender_domain")
+        changed = ids.filter(pl.col("state"))
+        if changed.height:
+            before = prior.select(
+                "message_ref",
+                prior_sender="sender",
+                prior_message_id="message_id",
+                prior_seq="seq",
+            )
+            known = changed.join(before, on="message_ref", how="left").select(
+                "message_ref",
+                sender=pl.coalesce("sender", "prior_sender"),
+                message_id=pl.coalesce("message_id", "prior_message_id"),
+                seq=pl.coalesce("seq", "prior_seq"),
+                removed_seq="removed_seq",
+            )
+            still_open = known.filter(
+                pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq"))
+            )
+            # (a changed id's `seq` is of this batch: after every id left as it was)
+            unchanged = self._open.filter(
+                ~pl.col("message_ref").is_in(changed["message_ref"].implode())
+            )
+            updated = still_open.select(list(_OPEN)).cast(_OPEN).sort("seq")  # type: ignore[arg-type]
+            self._open = self._bounded(pl.concat([unchanged, compact(updated)]))
+        return events
 
     def _join_open_ids(self, frame: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         """Join sender and Message-ID by queue id; update the map of open queue ids.
@@ -956,6 +1053,7 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         "original_recipient",
         "diagnostic",
         "transport",
+        *_known(good),
         message_ref="qid",
         # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
         relay_host=pl.when(no_relay).then(pl.col("remote_host")).otherwise(pl.col("relay_host")),
@@ -1086,6 +1184,7 @@ def _expired_events(frame: pl.DataFrame) -> pl.DataFrame:
         "timestamp",
         "host",
         "transport",
+        *_known(frame),
         event=pl.lit("expired"),
         message_ref="qid",
         sender=pl.col("body").str.extract(r"^from=<([^>]*)>", 1),
@@ -1143,6 +1242,7 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
         "host",
         "diagnostic",
         "transport",
+        *_known(parsed),
         event=pl.lit("rejected"),
         message_ref=pl.when(pl.col("qid") == "NOQUEUE").then(None).otherwise(pl.col("qid")),
         # the client our server refused (postscreen names no host: "RCPT from [192.0.2.1]")
@@ -1192,24 +1292,59 @@ def _stamp_times(keys: pl.Series, tz: str, reference: datetime) -> pl.DataFrame:
     return keys.unique().drop_nulls().to_frame("key").select("key", timestamp=times)
 
 
+#: What the C path says of an event's queue id from the batch's state lines (`tokenize`'s
+#: `known_*`): the last sender and Message-ID, the `seq` of the last line that gave one, of
+#: the last `removed`.
+_KNOWN = ("known_sender", "known_message_id", "known_seq", "known_removed")
+#: What the C path gives an event beside (`tokenize`): the recipient lower-cased (null when
+#: empty) and its domain, the domain of the sender the line names itself and of `known_sender`
+#: (`smtp.domain_of`).
+_LOWERED = ("lower_recipient", "lower_recipient_domain", "own_sender_domain", "known_sender_domain")
+#: The columns the C path's events carry through `_recipient_events` and the others.
+_CARRIED = (*_KNOWN, *_LOWERED)
+#: The columns of the lines that matter on the C path when the batch is joined as the
+#: polars path joins it (`_KEPT` and the fields the C tokenizer cuts).
+_NATIVE_COLUMNS = (*_KEPT, *_RECIPIENT_FIELDS, *_STATE_FIELDS, *_REJECT_FIELDS)
+
+
+def _known(frame: pl.DataFrame) -> list[str]:
+    """The `_CARRIED` columns `frame` has (those of the C path's events), to be carried along."""
+    return [name for name in _CARRIED if name in frame.columns]
+
+
 def _native_frame(
     data: bytes, cut: dict[str, Any], tz: str, reference: datetime, seq_base: int
 ) -> pl.DataFrame:
-    """The kept rows of `tokenize` as `_syslog_kinds` gives them (its `_KEPT` columns), with
-    the fields of `_recipient_fields` and `_state_fields`."""
+    """The rows of events and damaged status lines of `tokenize` as `_syslog_kinds` gives
+    them (its `_KEPT` columns), with the fields of `_recipient_fields` and `_reject_fields`
+    and what the batch's state lines say of their queue id (`_KNOWN`)."""
     count = cut["kept"]
 
     def strings(name: str) -> pl.Series:
         return string_column(name, count, cut[name], data, cut[f"{name}_valid"])
 
-    fields = (*_RECIPIENT_FIELDS, *_STATE_FIELDS, *_REJECT_FIELDS)
-    views = ("raw", "host", "transport", "qid", "body", *fields)
+    def seqs(name: str) -> pl.Expr:
+        return pl.col(name) + seq_base
+
+    def lowered(name: str) -> pl.Series:
+        # (views into the batch, or into its lower-cased copies: `lower`)
+        return string_column(
+            name, count, cut[name], data, cut[f"{name}_valid"], second=cut["lower"]
+        )
+
+    fields = (*_RECIPIENT_FIELDS, *_REJECT_FIELDS)
+    views = ("raw", "host", "transport", "qid", "body", *fields, "known_sender", "known_message_id")
     frame = pl.DataFrame(
         [
             number_column("line_no", pa.int64(), count, cut["line_no"]),
             number_column("key", pa.int32(), count, cut["stamp"]),
             number_column("kind", pa.uint8(), count, cut["kind"]),
             *(strings(name) for name in views),
+            *(
+                number_column(name, pa.int64(), count, cut[name], cut[f"{name}_valid"])
+                for name in ("known_seq", "known_removed")
+            ),
+            *(lowered(name) for name in _LOWERED),
         ]
     ).with_columns(key=pl.when(pl.col("key") >= 0).then("key"))
     times = _stamp_times(frame["key"], tz, reference)
@@ -1219,7 +1354,7 @@ def _native_frame(
     kind = pl.lit(pl.Series(_KIND.categories, dtype=_KIND)).gather(pl.col("kind"))
     return frame.select(
         "line_no",
-        (pl.col("line_no") + seq_base).alias("seq"),
+        seqs("line_no").alias("seq"),
         "raw",
         timestamp.alias("timestamp"),
         "host",
@@ -1229,4 +1364,54 @@ def _native_frame(
         kind.alias("kind"),
         pl.lit(None, pl.String()).alias("bad"),
         *fields,
+        "known_sender",
+        "known_message_id",
+        seqs("known_seq"),
+        seqs("known_removed"),
+        *_LOWERED,
+    )
+
+
+def _native_state(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame:
+    """The state lines of `tokenize` (qmgr from=, cleanup message-id=, removed) as
+    `_syslog_kinds` and `_state_fields` give them (their `raw` and `body` left null: the
+    state join reads neither)."""
+    count = cut["state"]
+    line_no = number_column("line_no", pa.int64(), count, cut["state_line_no"])
+    kind = pl.lit(pl.Series(_KIND.categories, dtype=_KIND)).gather(pl.col("kind"))
+    return pl.DataFrame(
+        [
+            line_no,
+            number_column("kind", pa.uint8(), count, cut["state_kind"]),
+            string_column("qid", count, cut["state_qid"], data),
+            *(
+                string_column(name, count, cut[name], data, cut[f"{name}_valid"])
+                for name in _STATE_FIELDS
+            ),
+        ]
+    ).with_columns((pl.col("line_no") + seq_base).alias("seq"), kind.alias("kind"))
+
+
+def _native_ids(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame:
+    """The queue ids a batch names (`tokenize`'s `ids`), with what its state lines say of
+    each: `message_ref`, the last `sender` and `message_id`, the `seq` of the last line that
+    gave one and the `removed_seq` of the last `removed`; `state`: whether a state line names
+    it."""
+    count = cut["ids"]
+
+    def strings(name: str, key: str) -> pl.Series:
+        return string_column(name, count, cut[key], data, cut.get(f"{key}_valid"))
+
+    def seqs(name: str, key: str) -> pl.Series:
+        return number_column(name, pa.int64(), count, cut[key], cut[f"{key}_valid"]) + seq_base
+
+    return pl.DataFrame(
+        [
+            strings("message_ref", "id_qid"),
+            strings("sender", "id_sender"),
+            strings("message_id", "id_message_id"),
+            seqs("seq", "id_seq"),
+            seqs("removed_seq", "id_removed"),
+            number_column("state", pa.uint8(), count, cut["id_state"]).cast(pl.Boolean()),
+        ]
     )
