@@ -808,6 +808,66 @@ failed:
     return NULL;
 }
 
+
+/* --- explain.py's writer: answer lines joined from their two halves ------------------------ */
+
+/* answer_lines(heads, tails, index, out, line, offset) -> (written, line, offset): the answer
+ * lines of `explain -` from their two halves, into the writable buffer `out`. `heads` (a
+ * buffer) holds JSON lines, each `{...}\n`: the fields of an answer that differ from one input
+ * to the next; `tails` a list of bytes, each `,...}\n`: the fields an answer takes from the
+ * texts of its rule and category, worked out once per distinct combination; `index` a list
+ * of ints, the tail of each line. Line `line` of `heads` starts at byte `offset`; the lines
+ * from there are written whole (the head without its `}`, then its tail) as long as they fit.
+ * Returns the bytes written and where the next line starts (written 0: the next line alone
+ * does not fit). Each byte is copied once, into a buffer the caller reuses, so the answers
+ * of a chunk are never all in memory at once. */
+static PyObject *answer_lines(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer heads, out;
+    PyObject *tails, *index;
+    Py_ssize_t line, offset;
+    if (!PyArg_ParseTuple(args, "y*O!O!w*nn", &heads, &PyList_Type, &tails, &PyList_Type,
+                          &index, &out, &line, &offset))
+        return NULL;
+    const char *in = heads.buf;
+    char *to = out.buf;
+    Py_ssize_t size = heads.len, room = out.len, written = 0;
+    Py_ssize_t lines = PyList_GET_SIZE(index), count = PyList_GET_SIZE(tails);
+    PyObject *answer = NULL;
+    if (line < 0 || offset < 0 || offset > size) {
+        PyErr_SetString(PyExc_ValueError, "answer_lines: line or offset out of range");
+        goto done;
+    }
+    while (line < lines && offset < size) {
+        const char *start = in + offset;
+        const char *end = memchr(start, '\n', (size_t)(size - offset));
+        if (end == NULL || end == start || end[-1] != '}') {
+            PyErr_Format(PyExc_ValueError, "answer_lines: head line %zd is not a JSON object",
+                         line);
+            goto done;
+        }
+        Py_ssize_t which = PyLong_AsSsize_t(PyList_GET_ITEM(index, line));
+        if (which == -1 && PyErr_Occurred()) goto done;
+        if (which < 0 || which >= count || !PyBytes_Check(PyList_GET_ITEM(tails, which))) {
+            PyErr_Format(PyExc_ValueError, "answer_lines: no tail %zd for line %zd", which, line);
+            goto done;
+        }
+        PyObject *tail = PyList_GET_ITEM(tails, which);
+        Py_ssize_t kept = (Py_ssize_t)(end - start) - 1, more = PyBytes_GET_SIZE(tail);
+        if (kept + more > room - written) break;
+        memcpy(to + written, start, (size_t)kept);
+        memcpy(to + written + kept, PyBytes_AS_STRING(tail), (size_t)more);
+        written += kept + more;
+        offset += kept + 2;
+        line++;
+    }
+    answer = Py_BuildValue("nnn", written, line, offset);
+done:
+    PyBuffer_Release(&heads);
+    PyBuffer_Release(&out);
+    return answer;
+}
+
 static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
      "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
@@ -815,8 +875,11 @@ static PyMethodDef methods[] = {
     {"codes", codes, METH_O,
      "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
      "extract.py finds in each ASCII str (-1 and Nones for anything else)"},
+    {"answer_lines", answer_lines, METH_VARARGS,
+     "answer_lines(heads, tails, index, out, line, offset) -> (written, line, offset): "
+     "explain's answer lines joined from their heads and tails into `out`"},
     {NULL, NULL, 0, NULL},
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 1)
+                 methods, 2)

@@ -246,3 +246,24 @@ def test_the_version_line_names_the_helper() -> None:
     line = native.describe()
     assert line.startswith("parser: C path for ") and "the classification's texts" in line
     assert "polars path for the classification's texts" not in line
+
+
+def test_the_joiner_refuses_what_is_not_its_input() -> None:
+    """native/normalize.c's `answer_lines` raises on inputs that are not what the writer
+    gives it, rather than reading past them."""
+    fast = _normalizer_or_skip()
+    out = bytearray(64)
+    heads = b'{"a":1}\n{"a":2}\n'
+    tails = [b',"b":1}\n', b',"b":2}\n']
+    assert fast.answer_lines(heads, tails, [1, 0], out, 0, 0) == (28, 2, 16)
+    assert bytes(out[:28]) == b'{"a":1,"b":2}\n{"a":2,"b":1}\n'
+    # as many whole lines as fit, and where the next one starts
+    assert fast.answer_lines(heads, tails, [1, 0], bytearray(20), 0, 0) == (14, 1, 8)
+    assert fast.answer_lines(heads, tails, [1, 0], bytearray(10), 0, 0) == (0, 0, 0)
+    for index, data in (([2, 0], heads), ([-1, 0], heads), ([0, 0], b'{"a":1\n'), ([0], b"x")):
+        with pytest.raises(ValueError):
+            fast.answer_lines(data, tails, index, out, 0, 0)
+    with pytest.raises(ValueError):
+        fast.answer_lines(heads, tails, [0, 0], out, 0, 99)
+    with pytest.raises(TypeError):
+        fast.answer_lines(heads, tails, (0, 0), out, 0, 0)
