@@ -345,55 +345,65 @@ def write_explanations(
             explain_frame(inputs, rules, direction=direction).write_ndjson(out)
             continue
         classified, texts = _classified(inputs, rules, direction=direction)
-        tails = texts(classified).collect().with_row_index("_tail")
-        heads = (
-            classified.join(
-                tails.lazy().select(*_ANSWER_KEY, "_tail"),
+        keyed = classified.with_columns(pl.col("_asked").alias("direction"))
+        # each distinct combination of an answer's fields but its input, once (thousands in a
+        # large input: the codes, rule, provider, wait and list), with its texts
+        combinations = keyed.select(_REST_KEY).unique().collect().with_row_index("_rest")
+        rests = (
+            combinations.lazy()
+            .join(
+                texts(combinations.lazy()),
                 on=_ANSWER_KEY,
                 how="left",
                 nulls_equal=True,
                 maintain_order="left",
             )
-            .with_columns(pl.col("_asked").alias("direction"))
-            .select(*_HEAD, "_tail")
+            .select(_REST)
             .collect()
         )
-        _join_halves(fast, heads, tails, out)
+        rows = (
+            keyed.join(
+                combinations.lazy(),
+                on=_REST_KEY,
+                how="left",
+                nulls_equal=True,
+                maintain_order="left",
+            )
+            .select("input", "_rest")
+            .collect()
+        )
+        _write_lines(fast, rows, rests, out)
 
 
-#: The columns of an answer written per row, then those written once per combination of
-#: what they depend on (`_ANSWER_KEY`).
-_HEAD = EXPLAIN_COLUMNS[: EXPLAIN_COLUMNS.index("meaning")]
-_TAIL = EXPLAIN_COLUMNS[len(_HEAD) :]
-#: The rows whose answers `write_explanations` joins at a time, and the bytes it writes at once
-#: (more for a longer line): the memory of a few rows, used again, not the chunk's answers.
+#: The columns of an answer but its input, written once per distinct combination of the
+#: classified columns among them (and of the direction asked for, which decides the advice).
+_REST = EXPLAIN_COLUMNS[1:]
+_REST_KEY = [*EXPLAIN_COLUMNS[1 : EXPLAIN_COLUMNS.index("meaning")], "blocklist", "_asked"]
+#: The rows whose answers `write_explanations` makes at a time, and the bytes it writes at
+#: once (more for a longer line): the memory of a few rows, used again.
 _ROWS_AT_ONCE = 8192
 _WRITTEN_AT_ONCE = 1 << 20
 
 
-def _join_halves(
-    fast: ModuleType, heads: pl.DataFrame, tails: pl.DataFrame, out: IO[bytes]
-) -> None:
-    """Write the answer lines of `heads` (its `_HEAD` columns, `_tail`: its row of `tails`)
-    with the `_TAIL` columns of `tails` to `out`, as polars writes the whole rows."""
-    ends = io.BytesIO()
-    tails.select(_TAIL).write_ndjson(ends)
-    # `{"meaning":...}` -> `,"meaning":...}`: what follows a head without its `}` (a line
+def _write_lines(fast: ModuleType, rows: pl.DataFrame, rests: pl.DataFrame, out: IO[bytes]) -> None:
+    """Write the answer lines of `rows` (`input`, and `_rest`: its row of `rests`) to `out`:
+    each input as JSON, then the `_REST` columns of its row of `rests` as polars writes them
+    (native/normalize.c's `answer_lines`): the bytes polars writes for the whole rows."""
+    written = io.BytesIO()
+    rests.write_ndjson(written)
+    # `{"direction":...}` -> `,"direction":...}`: what follows an answer's input (a line
     # break is escaped inside a JSON string: each line is one object)
-    ends_of = [b"," + line[1:] + b"\n" for line in ends.getvalue().split(b"\n")[:-1]]
+    ends = [b"," + line[1:] + b"\n" for line in written.getvalue().split(b"\n")[:-1]]
     buffer = bytearray(_WRITTEN_AT_ONCE)
-    for rows in heads.iter_slices(_ROWS_AT_ONCE):
-        written = io.BytesIO()
-        rows.select(_HEAD).write_ndjson(written)
-        index = rows["_tail"].to_list()
-        line = offset = 0
-        with written.getbuffer() as view:
-            while line < len(index):
-                size, line, offset = fast.answer_lines(view, ends_of, index, buffer, line, offset)
-                if size == 0:  # one line longer than the buffer: a buffer twice as long
-                    buffer = bytearray(2 * len(buffer))
-                    continue
-                out.write(memoryview(buffer)[:size])
+    for some in rows.iter_slices(_ROWS_AT_ONCE):
+        inputs, index = some["input"].to_list(), some["_rest"].to_list()
+        line = 0
+        while line < len(inputs):
+            size, line = fast.answer_lines(inputs, ends, index, buffer, line)
+            if size == 0:  # one line longer than the buffer: a buffer twice as long
+                buffer = bytearray(2 * len(buffer))
+                continue
+            out.write(memoryview(buffer)[:size])
 
 
 def explain_bytes(
