@@ -25,11 +25,12 @@ Before timing, it writes the bytecode of the package's modules (`python -m compi
 installing a wheel does: an editable install under PYTHONDONTWRITEBYTECODE has none and would
 compile each module at every start. One untimed run of each command comes first: it brings the
 input and the programs into the page cache and fills bounce-analyzer's cache of the loaded
-rules (cache.py), as any earlier start on the machine would. It prints the median wall-clock
-and CPU time (user + sys) of each, the ratio (Sisimai's time / ours: > 1 means ours is faster)
-and the load average, and writes the same as JSON. Sisimai is not a dependency of the
-project; install it for the measurement with `apt-get install -y libsisimai-perl` (Debian's
-package). When perl cannot load it, the script prints one line
+rules (cache.py), as any earlier start on the machine would; that cache is a folder of the
+run's own (`OUT/cache`), which no other checkout's program, run meanwhile, replaces. It
+prints the median wall-clock and CPU time (user + sys) of each, the ratio (Sisimai's time /
+ours: > 1 means ours is faster) and the load average, and writes the same as JSON. Sisimai
+is not a dependency of the project; install it for the measurement with `apt-get install -y
+libsisimai-perl` (Debian's package). When perl cannot load it, the script prints one line
 (`SKIPPED sisimai: ...`) and times bounce-analyzer alone.
 
     python bench/explain_speed.py                      # 100k messages, 3 runs each
@@ -191,11 +192,16 @@ def build_messages(path: Path, count: int, seed: int, log_lines: int) -> dict[st
     }
 
 
-def run_once(command: list[str], source: Path, out: Path) -> tuple[float, float]:
-    """Run `command` with `source` as stdin and `out` as stdout; (wall s, user+sys s)."""
+def run_once(
+    command: list[str], source: Path, out: Path, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """Run `command` with `source` as stdin and `out` as stdout (and the environment `env`, or
+    this one); (wall s, user+sys s)."""
     with source.open("rb") as stdin, out.open("wb") as stdout:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env
+        )
         assert child.stderr is not None
         errors = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
@@ -207,15 +213,22 @@ def run_once(command: list[str], source: Path, out: Path) -> tuple[float, float]
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def measure(name: str, command: list[str], source: Path, out: Path, repeat: int) -> dict[str, Any]:
+def measure(
+    name: str,
+    command: list[str],
+    source: Path,
+    out: Path,
+    repeat: int,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Time `command` `repeat` times, after one run that is not timed; its medians and every
     run."""
     # the untimed run brings the input, the program and its libraries into the page cache,
     # and fills the rules cache (bounce-analyzer's cache.py)
-    run_once(command, source, out)
+    run_once(command, source, out, env)
     walls, cpus = [], []
     for run in range(repeat):
-        wall, cpu = run_once(command, source, out)
+        wall, cpu = run_once(command, source, out, env)
         walls.append(wall)
         cpus.append(cpu)
         log(f"  {name:<16} run {run + 1}/{repeat}: {wall:7.2f} s wall, {cpu:7.2f} s cpu")
@@ -289,7 +302,10 @@ def run(args: argparse.Namespace, out: Path, json_path: Path) -> int:
         "load_average_start": os.getloadavg(),
     }
     results["settings"]["json"] = str(json_path)
-    runs = [measure("bounce-analyzer", ours, messages, out / "explain.ndjson", args.repeat)]
+    # a cache folder of the run's own: the untimed run fills it, and no other program run
+    # meanwhile (another checkout's, with other rules) replaces what it holds
+    cached = {**os.environ, "BOUNCE_ANALYZER_CACHE": str(out / "cache")}
+    runs = [measure("bounce-analyzer", ours, messages, out / "explain.ndjson", args.repeat, cached)]
     skipped = "--no-sisimai" if args.no_sisimai else sisimai_missing()
     if skipped is None:
         results["sisimai_version"] = sisimai_version()

@@ -808,6 +808,115 @@ failed:
     return NULL;
 }
 
+
+/* --- explain.py's writer: answer lines from their input and the rest ----------------------- */
+
+/* What JSON writes for each byte of a string (polars' writer, as serde_json): 0 the byte
+ * itself, else the letter of a short escape (`\n`), or 'u' for `\u00XX`. */
+static char json_escapes[256];
+
+static void fill_json_escapes(void) {
+    for (int c = 0; c < 0x20; c++) json_escapes[c] = 'u';
+    json_escapes['\b'] = 'b';
+    json_escapes['\t'] = 't';
+    json_escapes['\n'] = 'n';
+    json_escapes['\f'] = 'f';
+    json_escapes['\r'] = 'r';
+    json_escapes['"'] = '"';
+    json_escapes['\\'] = '\\';
+}
+
+/* s[0..n) as the inside of a JSON string, at out (room for 6n bytes); the length written */
+static size_t json_escaped(const uchar *s, size_t n, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && !json_escapes[s[run]]) run++;
+        memcpy(out + o, s + i, run - i);
+        o += run - i;
+        i = run;
+        if (i == n) break;
+        char e = json_escapes[s[i]];
+        out[o++] = '\\';
+        if (e == 'u') {
+            memcpy(out + o, "u00", 3);
+            out[o + 3] = hex[s[i] >> 4];
+            out[o + 4] = hex[s[i] & 15];
+            o += 5;
+        } else {
+            out[o++] = e;
+        }
+        i++;
+    }
+    return o;
+}
+
+/* answer_lines(inputs, rests, index, out, line) -> (written, line): the answer lines of
+ * `explain -` from line `line` on, into the writable buffer `out`, as many whole ones as fit.
+ * Line i is `{"input":"<inputs[i] as JSON>"` and then rests[index[i]]: a bytes object
+ * `,"direction":...}\n`, the fields of an answer other than its input, which polars wrote once
+ * per distinct combination of them (most of an answer's bytes are the texts of its rule and
+ * category). Returns the bytes written and the next line (written 0: that line alone does not
+ * fit). Each byte is written once, into a buffer the caller uses again, so the answers of a
+ * chunk are never all in memory at once. */
+static PyObject *answer_lines(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *inputs, *rests, *index;
+    Py_buffer out;
+    Py_ssize_t line;
+    if (!PyArg_ParseTuple(args, "O!O!O!w*n", &PyList_Type, &inputs, &PyList_Type, &rests,
+                          &PyList_Type, &index, &out, &line))
+        return NULL;
+    static int ready = 0;
+    if (!ready) {
+        fill_json_escapes();
+        ready = 1;
+    }
+    static const char start[] = "{\"input\":\"";
+    const Py_ssize_t start_len = (Py_ssize_t)sizeof start - 1;
+    char *to = out.buf;
+    Py_ssize_t room = out.len, written = 0;
+    Py_ssize_t lines = PyList_GET_SIZE(inputs), count = PyList_GET_SIZE(rests);
+    PyObject *answer = NULL;
+    if (PyList_GET_SIZE(index) != lines || line < 0 || line > lines) {
+        PyErr_SetString(PyExc_ValueError, "answer_lines: index or line out of range");
+        goto done;
+    }
+    for (; line < lines; line++) {
+        PyObject *text = PyList_GET_ITEM(inputs, line);
+        Py_ssize_t which = PyLong_AsSsize_t(PyList_GET_ITEM(index, line));
+        if (which == -1 && PyErr_Occurred()) goto done;
+        if (which < 0 || which >= count || !PyBytes_Check(PyList_GET_ITEM(rests, which))) {
+            PyErr_Format(PyExc_ValueError, "answer_lines: no rest %zd for line %zd", which, line);
+            goto done;
+        }
+        if (!PyUnicode_Check(text)) {
+            PyErr_Format(PyExc_TypeError, "answer_lines: input %zd is not a str", line);
+            goto done;
+        }
+        Py_ssize_t size;
+        const char *bytes = PyUnicode_AsUTF8AndSize(text, &size);
+        if (bytes == NULL) goto done;
+        PyObject *rest = PyList_GET_ITEM(rests, which);
+        Py_ssize_t more = PyBytes_GET_SIZE(rest);
+        /* (the escaped input takes at most six bytes a byte) */
+        if (size > (PY_SSIZE_T_MAX - start_len - 1 - more) / 6 ||
+            start_len + 6 * size + 1 + more > room - written)
+            break;
+        char *at = to + written;
+        memcpy(at, start, (size_t)start_len);
+        size_t o = (size_t)start_len + json_escaped((const uchar *)bytes, (size_t)size, at + start_len);
+        at[o++] = '"';
+        memcpy(at + o, PyBytes_AS_STRING(rest), (size_t)more);
+        written += (Py_ssize_t)o + more;
+    }
+    answer = Py_BuildValue("nn", written, line);
+done:
+    PyBuffer_Release(&out);
+    return answer;
+}
+
 static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
      "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
@@ -815,8 +924,11 @@ static PyMethodDef methods[] = {
     {"codes", codes, METH_O,
      "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
      "extract.py finds in each ASCII str (-1 and Nones for anything else)"},
+    {"answer_lines", answer_lines, METH_VARARGS,
+     "answer_lines(inputs, rests, index, out, line) -> (written, line): explain's answer "
+     "lines, each its input as JSON and the rest of its fields, into `out`"},
     {NULL, NULL, 0, NULL},
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 1)
+                 methods, 2)

@@ -24,6 +24,8 @@ def test_explain_speed_smoke_writes_its_figures(tmp_path: Path) -> None:
     assert len(figures["load_average_start"]) == 3 and len(figures["load_average_end"]) == 3
     answers = (work / "explain.ndjson").read_text(encoding="utf-8").splitlines()
     assert [json.loads(answer)["input"] for answer in answers] == messages
+    # bounce-analyzer's cache (the loaded rules) is the run's own, not the machine's
+    assert (work / "cache").is_dir() and any((work / "cache").iterdir())
     lines = printed.splitlines()
     assert lines[0].startswith("input 2,000 messages (")
     if figures["skipped"] is None:

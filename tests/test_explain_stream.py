@@ -12,8 +12,15 @@ import polars as pl
 import pytest
 
 from _cli import runner
+from bounce_analyzer import native
 from bounce_analyzer.cli import app
-from bounce_analyzer.explain import explain_frame, explain_stream, write_explanations
+from bounce_analyzer.explain import (
+    explain_frame,
+    explain_stream,
+    read_explain_lines,
+    write_explanations,
+)
+from bounce_analyzer.generate.cli import main as generate
 from bounce_analyzer.rules import Rules, load_rules
 
 LABELLED = Path(__file__).parent / "data" / "diagnostics" / "messages.tsv"
@@ -83,3 +90,53 @@ def test_explain_stdin_writes_what_the_library_writes(rules: Rules) -> None:
     result = runner.invoke(app, ["explain", "-"], input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
     assert result.stdout_bytes == _written(lines, rules)
+
+
+def _reference(lines: list[str], rules: Rules, lines_per_chunk: int) -> bytes:
+    """What polars writes for the answers of `lines`, whole rows at once, chunk by chunk (the
+    reference of the writer that joins each answer from its two halves)."""
+    out = io.BytesIO()
+    for start in range(0, len(lines), lines_per_chunk):
+        chunk = read_explain_lines(lines[start : start + lines_per_chunk])
+        if chunk.height:
+            explain_frame(chunk, rules).write_ndjson(out)
+    return out.getvalue()
+
+
+def _generated_lines(tmp_path: Path) -> list[str]:
+    """The lines of small generated Postfix and Exim logs: the texts servers write, with
+    their addresses, IPs and ids, inside the lines the MTAs log."""
+    found = []
+    for seed, source in enumerate(("postfix", "exim")):
+        log = tmp_path / f"{source}.log"
+        generate([source, "--lines", "3000", "--seed", str(seed), "-o", str(log)])
+        found += log.read_text(encoding="utf-8").splitlines()
+    return found
+
+
+def test_the_joined_halves_are_the_rows_polars_writes(rules: Rules, tmp_path: Path) -> None:
+    """Where the C helper joins each answer line from the part polars writes per row and the
+    part it writes once per rule and category, the bytes are those of the whole rows: on
+    labelled and generated texts, JSON inputs with their own fields and direction, texts JSON
+    must escape (quotes, backslashes, control characters, U+2028, non-ASCII), a line longer
+    than the writer's buffer, and chunks of a few lines (slices of a chunk and chunks alike)."""
+    if native.helper("normalize") is None:
+        pytest.skip("the C helper is not built here (polars writes the answers itself)")
+    long_line = "550 5.1.1 " + 'no such user \\ "x" ' * 60_000
+    lines = [
+        *_lines(),
+        *_generated_lines(tmp_path),
+        '550 5.7.1 "quoted" \\ back\tslash \x01\x1f control \u2028 sep',
+        "421 4.7.0 Überlastung, später erneut versuchen / 稍后再试",
+        json.dumps({"diagnostic": "452 4.2.2 mailbox full", "smtp_code": "452",
+                    "enhanced_code": "4.2.2", "provider": "gmail", "direction": "inbound"}),
+        json.dumps({"diagnostic": "0x800CCC0F", "recipient": "<a@contoso.onmicrosoft.com>"}),
+        long_line,
+        "5.7.26",
+    ]  # fmt: skip
+    whole = _reference(lines, rules, len(lines))
+    assert _written(lines, rules) == whole
+    assert _written(lines, rules, lines_per_chunk=333) == _reference(lines, rules, 333)
+    # a head line longer than the buffer of joined answers (1 MiB) makes it grow
+    assert len(long_line) > 1 << 20
+    assert whole.count(b"\n") == len([line for line in lines if line.strip()])

@@ -246,3 +246,43 @@ def test_the_version_line_names_the_helper() -> None:
     line = native.describe()
     assert line.startswith("parser: C path for ") and "the classification's texts" in line
     assert "polars path for the classification's texts" not in line
+
+
+def test_the_answer_lines_are_polars_json() -> None:
+    """native/normalize.c's `answer_lines` writes each input as polars writes a JSON string
+    (every ASCII character, escaped or not, and others), then the rest of its answer; as many
+    whole lines as fit; and refuses what is not its input rather than reading past it."""
+    fast = _normalizer_or_skip()
+    inputs = [
+        "".join(chr(code) for code in range(128)),
+        "Überlastung \u2028 \ufffd 稍后再试 \U0001f600 \x7f",
+        "",
+        '550 5.1.1 "x" \\',
+    ]
+    rests = [b',"n":1}\n', b',"n":null}\n']
+    index = [1, 0, 1, 0]
+    frame = pl.DataFrame(
+        {"input": inputs, "n": [None, 1, None, 1]}, schema_overrides={"n": pl.Int64}
+    )
+    expected = io.BytesIO()
+    frame.write_ndjson(expected)
+    out = bytearray(4096)
+    size, line = fast.answer_lines(inputs, rests, index, out, 0)
+    assert (bytes(out[:size]), line) == (expected.getvalue(), 4)
+    # whole lines, as many as surely fit (an input takes at most six bytes a byte), from the
+    # line asked for
+    for room in (800, 1000, 1200):
+        some = bytearray(room)
+        size, line = fast.answer_lines(inputs, rests, index, some, 1)
+        assert 1 <= line - 1 <= 3
+        lines = expected.getvalue().split(b"\n")[1:line]
+        assert bytes(some[:size]) == b"".join(part + b"\n" for part in lines)
+    assert fast.answer_lines(inputs, rests, index, bytearray(8), 0) == (0, 0)
+    assert fast.answer_lines(inputs, rests, index, out, 4) == (0, 4)
+    for bad_index, line in (([2, 0, 0, 0], 0), ([-1, 0, 0, 0], 0), ([0], 0), (index, 5)):
+        with pytest.raises(ValueError):
+            fast.answer_lines(inputs, rests, bad_index, out, line)
+    with pytest.raises(TypeError):
+        fast.answer_lines([None], rests, [0], out, 0)
+    with pytest.raises(TypeError):
+        fast.answer_lines(inputs, rests, tuple(index), out, 0)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import io
 import json
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
+from types import ModuleType
 from typing import IO, TextIO
 
 import polars as pl
 
+from bounce_analyzer import native
 from bounce_analyzer.classify import classify
 from bounce_analyzer.errors import UsageError
 from bounce_analyzer.rules import Direction, Rules, load_rules, solution_for
@@ -68,17 +70,15 @@ JSON_FIELDS: dict[str, pl.DataType] = {
 _OPTIONAL = ("smtp_code", "enhanced_code", "recipient", "relay_host", "provider", "direction")
 
 
-def explain_frame(
-    inputs: pl.DataFrame, rules: Rules, *, direction: Direction = Direction.outbound
-) -> pl.DataFrame:
-    """Classify each row of `inputs` and say why (columns `EXPLAIN_COLUMNS`, in input order).
+#: The texts of the answers to some classified rows (`_answer_texts`).
+_Texts = Callable[[pl.LazyFrame], pl.LazyFrame]
 
-    `inputs` has an `input` column (the text) and optionally `smtp_code`, `enhanced_code`,
-    `recipient` (an address or a bare domain), `relay_host`, `provider` and `direction`; a
-    given provider wins over the one found from the recipient and relay host, and a row's
-    direction over `direction`. A direction other than ``inbound`` or ``outbound`` raises
-    `UsageError`.
-    """
+
+def _classified(
+    inputs: pl.DataFrame, rules: Rules, *, direction: Direction
+) -> tuple[pl.LazyFrame, _Texts]:
+    """`explain_frame` in two halves: the classified rows of `inputs` (with `_asked`, the
+    direction asked for), and what makes the texts of their answers."""
     names = inputs.columns
     column = {
         name: (pl.col(name) if name in names else pl.lit(None)).cast(pl.String)
@@ -106,7 +106,12 @@ def explain_frame(
     bad = _bad_direction(facts["_asked"])
     if bad is not None:
         raise UsageError(_BAD_DIRECTION.format(bad[1]))
-    classified = classify(facts, rules, keep_hex=True).lazy()
+    return classify(facts, rules, keep_hex=True).lazy(), _answer_texts(rules)
+
+
+def _answer_texts(rules: Rules) -> _Texts:
+    """The texts of an answer (meaning, solution, advice, the list's page) of each distinct
+    combination of what they depend on (`_ANSWER_KEY`), as a function of the classified rows."""
     row_text = rules.codes.lazy().select(
         "rule_id", pl.coalesce("meaning", "message").alias("meaning"), "solution"
     )
@@ -130,31 +135,50 @@ def explain_frame(
         pl.col("note").alias("blocklist_note"),
     )
     advice = advice_for(pl.col("direction"))
-    # the texts of an answer depend on these alone: worked out once per distinct combination
-    # (a few hundred in a large input), then joined to the rows
-    texts = (
-        classified.select(_ANSWER_KEY)
-        .unique()
-        .join(row_text, on="rule_id", how="left")
-        .join(hex_text, on="hex_code", how="left")
-        .join(categories, on="category", how="left")
-        .join(blocklists, on="blocklist", how="left")
-        .with_columns(pl.col("_asked").alias("direction"))
-        .select(
-            *_ANSWER_KEY,
-            pl.coalesce("meaning", "hex_meaning", "description").alias("meaning"),
-            solution_for(pl.col("direction"), pl.coalesce("solution", "hex_solution")).alias(
-                "solution"
-            ),
-            "description",
-            advice.alias("advice"),
-            "blocklist_label",
-            "blocklist_lookup",
-            "blocklist_note",
+
+    def texts(classified: pl.LazyFrame) -> pl.LazyFrame:
+        # worked out once per distinct combination (a few hundred in a large input)
+        return (
+            classified.select(_ANSWER_KEY)
+            .unique()
+            .join(row_text, on="rule_id", how="left")
+            .join(hex_text, on="hex_code", how="left")
+            .join(categories, on="category", how="left")
+            .join(blocklists, on="blocklist", how="left")
+            .with_columns(pl.col("_asked").alias("direction"))
+            .select(
+                *_ANSWER_KEY,
+                pl.coalesce("meaning", "hex_meaning", "description").alias("meaning"),
+                solution_for(pl.col("direction"), pl.coalesce("solution", "hex_solution")).alias(
+                    "solution"
+                ),
+                "description",
+                advice.alias("advice"),
+                "blocklist_label",
+                "blocklist_lookup",
+                "blocklist_note",
+            )
         )
-    )
+
+    return texts
+
+
+def explain_frame(
+    inputs: pl.DataFrame, rules: Rules, *, direction: Direction = Direction.outbound
+) -> pl.DataFrame:
+    """Classify each row of `inputs` and say why (columns `EXPLAIN_COLUMNS`, in input order).
+
+    `inputs` has an `input` column (the text) and optionally `smtp_code`, `enhanced_code`,
+    `recipient` (an address or a bare domain), `relay_host`, `provider` and `direction`; a
+    given provider wins over the one found from the recipient and relay host, and a row's
+    direction over `direction`. A direction other than ``inbound`` or ``outbound`` raises
+    `UsageError`.
+    """
+    classified, texts = _classified(inputs, rules, direction=direction)
     return (
-        classified.join(texts, on=_ANSWER_KEY, how="left", nulls_equal=True, maintain_order="left")
+        classified.join(
+            texts(classified), on=_ANSWER_KEY, how="left", nulls_equal=True, maintain_order="left"
+        )
         .with_columns(pl.col("_asked").alias("direction"))
         .select(EXPLAIN_COLUMNS)
         .collect()
@@ -301,15 +325,86 @@ def write_explanations(
     lines_per_chunk: int = LINES_PER_CHUNK,
 ) -> None:
     """Explain a stream of input lines as `explain_stream` does, writing the JSON lines to
-    `out` as UTF-8: polars writes each chunk's answers to `out` itself."""
-    for answers in _explained_chunks(
-        stream, rules=rules, direction=direction, lines_per_chunk=lines_per_chunk
-    ):
+    `out` as UTF-8.
+
+    Most of an answer's bytes are the texts of its rule and category (`_answer_texts`), and an
+    answer's fields other than its input take few distinct combinations (706 in 100k answers
+    to bounce messages): where the C helper is built, polars writes each combination once, and
+    the helper writes each line as its input, escaped as polars escapes JSON, then its
+    combination, into a buffer of `_WRITTEN_AT_ONCE` bytes that is written and used again
+    (native/normalize.c, `answer_lines`). Without it, polars writes each chunk's
+    `explain_frame` to `out` itself. The bytes are the same (tests/test_explain_stream.py).
+    """
+    rules = load_rules() if rules is None else rules
+    fast = native.helper("normalize")
+    for inputs in _input_chunks(stream, lines_per_chunk):
         # what `out` holds goes first: polars may write to the file `out` is
         out.flush()
-        # polars writing to the file is the cheapest way (a str would be encoded again, a
-        # buffer of the chunk's 100 MB of JSON mapped afresh): 40% less CPU than into buffers
-        answers.write_ndjson(out)
+        if fast is None:
+            # polars writing to the file is the cheapest way (a str would be encoded again, a
+            # buffer of the chunk's 100 MB of JSON mapped afresh)
+            explain_frame(inputs, rules, direction=direction).write_ndjson(out)
+            continue
+        classified, texts = _classified(inputs, rules, direction=direction)
+        keyed = classified.with_columns(pl.col("_asked").alias("direction"))
+        # each distinct combination of an answer's fields but its input, once (the codes, rule,
+        # provider, wait and list: hundreds in a large input), with its texts
+        combinations = keyed.select(_REST_KEY).unique().collect().with_row_index("_rest")
+        rests = (
+            combinations.lazy()
+            .join(
+                texts(combinations.lazy()),
+                on=_ANSWER_KEY,
+                how="left",
+                nulls_equal=True,
+                maintain_order="left",
+            )
+            .select(_REST)
+            .collect()
+        )
+        rows = (
+            keyed.join(
+                combinations.lazy(),
+                on=_REST_KEY,
+                how="left",
+                nulls_equal=True,
+                maintain_order="left",
+            )
+            .select("input", "_rest")
+            .collect()
+        )
+        _write_lines(fast, rows, rests, out)
+
+
+#: The columns of an answer but its input, written once per distinct combination of the
+#: classified columns among them (and of the direction asked for, which decides the advice).
+_REST = EXPLAIN_COLUMNS[1:]
+_REST_KEY = [*EXPLAIN_COLUMNS[1 : EXPLAIN_COLUMNS.index("meaning")], "blocklist", "_asked"]
+#: The rows whose answers `write_explanations` makes at a time, and the bytes it writes at
+#: once (more for a longer line): the memory of a few rows, used again.
+_ROWS_AT_ONCE = 8192
+_WRITTEN_AT_ONCE = 1 << 20
+
+
+def _write_lines(fast: ModuleType, rows: pl.DataFrame, rests: pl.DataFrame, out: IO[bytes]) -> None:
+    """Write the answer lines of `rows` (`input`, and `_rest`: its row of `rests`) to `out`:
+    each input as JSON, then the `_REST` columns of its row of `rests` as polars writes them
+    (native/normalize.c's `answer_lines`): the bytes polars writes for the whole rows."""
+    written = io.BytesIO()
+    rests.write_ndjson(written)
+    # `{"direction":...}` -> `,"direction":...}`: what follows an answer's input (a line
+    # break is escaped inside a JSON string: each line is one object)
+    ends = [b"," + line[1:] + b"\n" for line in written.getvalue().split(b"\n")[:-1]]
+    buffer = bytearray(_WRITTEN_AT_ONCE)
+    for some in rows.iter_slices(_ROWS_AT_ONCE):
+        inputs, index = some["input"].to_list(), some["_rest"].to_list()
+        line = 0
+        while line < len(inputs):
+            size, line = fast.answer_lines(inputs, ends, index, buffer, line)
+            if size == 0:  # one line longer than the buffer: a buffer twice as long
+                buffer = bytearray(2 * len(buffer))
+                continue
+            out.write(memoryview(buffer)[:size])
 
 
 def explain_bytes(
@@ -326,11 +421,8 @@ def explain_bytes(
     out.flush()
 
 
-def _explained_chunks(
-    stream: TextIO, *, rules: Rules | None, direction: Direction, lines_per_chunk: int
-) -> Iterator[pl.DataFrame]:
-    """`explain_frame` of each chunk of `lines_per_chunk` lines that holds an input."""
-    rules = load_rules() if rules is None else rules
+def _input_chunks(stream: TextIO, lines_per_chunk: int) -> Iterator[pl.DataFrame]:
+    """`read_explain_lines` of each chunk of `lines_per_chunk` lines that holds an input."""
     offset = 0
     while True:
         lines = list(islice(stream, lines_per_chunk))
@@ -340,8 +432,18 @@ def _explained_chunks(
             inputs = read_explain_lines(lines, name="<stdin>", first_line=offset + 1)
         finally:
             offset += len(lines)
+        del lines  # (the frame holds the texts: the strings go before the classification)
         if inputs.height:
-            yield explain_frame(inputs, rules, direction=direction)
+            yield inputs
+
+
+def _explained_chunks(
+    stream: TextIO, *, rules: Rules | None, direction: Direction, lines_per_chunk: int
+) -> Iterator[pl.DataFrame]:
+    """`explain_frame` of each chunk of `lines_per_chunk` lines that holds an input."""
+    rules = load_rules() if rules is None else rules
+    for inputs in _input_chunks(stream, lines_per_chunk):
+        yield explain_frame(inputs, rules, direction=direction)
 
 
 _LABELS = (
