@@ -33,12 +33,13 @@ enum {
     K_CLIENT = 6,    /* H=... rejected RCPT <a> / H=... rejected after DATA */
     K_SKIP = 7,      /* anything else with a stamp (and `== ... retry time not reached`) */
     K_ARRIVED = 8,   /* an arrival cut here: a row of the cut columns */
+    K_REJECTED = 9,  /* a client reject cut here (`rejected RCPT`, `rejected after DATA`) */
 };
 
 /* What a row of the cut columns is: the event of a delivery (sources/exim.py has the same
- * names in this order), or an arrival (its sender in `address`, its Message-ID in
- * `diagnostic`). */
-enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_ARRIVAL = 4 };
+ * names in this order), an arrival (its sender in `address`, its Message-ID in
+ * `diagnostic`), or a client's reject (its envelope sender in `address`). */
+enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_ARRIVAL = 4, E_REJECTED = 5 };
 
 typedef struct {
     const char *s;
@@ -413,6 +414,13 @@ enum {
     B_RECIPIENT,
     B_DOMAIN,
     B_DOMAIN_VALID,
+    B_RECIPIENT_VALID,
+    B_SENDER_DOMAIN,
+    B_SENDER_DOMAIN_VALID,
+    B_CLIENT_HOST,
+    B_CLIENT_HOST_VALID,
+    B_CLIENT_IP,
+    B_CLIENT_IP_VALID,
     B_COUNT
 };
 
@@ -432,12 +440,14 @@ typedef struct {
             uint8_t *enhanced, *enhanced_valid, *code, *code_valid, *delay, *delay_valid;
             uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
             uint8_t *recipient, *domain, *domain_valid;     /* lower-cased, of deliveries */
+            uint8_t *recipient_valid, *sender_domain, *sender_domain_valid; /* and rejects */
+            uint8_t *client_host, *client_host_valid, *client_ip, *client_ip_valid;
         };
         uint8_t *buffer[B_COUNT];
     };
 } columns;
 
-_Static_assert(offsetof(columns, domain_valid) == offsetof(columns, buffer[B_DOMAIN_VALID]),
+_Static_assert(offsetof(columns, client_ip_valid) == offsetof(columns, buffer[B_CLIENT_IP_VALID]),
                "the named buffers are in the order of the tuple");
 
 /* Fixed-width values at row `k` (the buffers of a bytearray need no alignment here). */
@@ -460,47 +470,86 @@ static void view_in(uint8_t *view, int32_t buffer, int64_t offset, const char *s
     }
 }
 
-/* Row `k`'s recipient, the address lower-cased (`str.to_lowercase`, ASCII here), and its
- * domain as `smtp.domain_of` reads it: what follows the last `@`, less one closing `>`; null
- * where that is empty or holds another `>`. */
-static void put_recipient(columns *c, int64_t k, span address) {
+/* The domain `smtp.domain_of` finds in the `n` bytes at `s` (printable ASCII, the only white
+ * space a space): `@[^@\s>]+\s*>?\s*$`, less its `@`: what follows the last `@` up to a space
+ * or `>`, where only spaces, one `>` and spaces follow to the end. 1 with its offset and
+ * length, or 0 (null). */
+static int domain_in(const char *s, int64_t n, int64_t *start, int64_t *len) {
+    int64_t at = n - 1;
+    while (at >= 0 && s[at] != '@') at--;
+    if (at < 0) return 0;
+    int64_t i = at + 1;
+    while (i < n && s[i] != ' ' && s[i] != '>') i++;
+    if (i == at + 1) return 0;
+    int64_t j = i;
+    while (j < n && s[j] == ' ') j++;
+    if (j < n && s[j] == '>') j++;
+    while (j < n && s[j] == ' ') j++;
+    if (j != n) return 0;
+    *start = at + 1;
+    *len = i - at - 1;
+    return 1;
+}
+
+/* `x` lower-cased (ASCII): where it has a capital letter, a copy in the batch's lowered
+ * addresses (data buffer 1; `*buffer` 1 and `*offset` there), else `x` itself in the batch
+ * (buffer 0). The text to point at, or NULL when memory ran out. */
+static const char *lowered(columns *c, span x, int32_t *buffer, int64_t *offset) {
     int capital = 0;
-    for (int64_t j = 0; j < address.n && !capital; j++)
-        capital = address.s[j] >= 'A' && address.s[j] <= 'Z';
-    const char *text = address.s; /* where the lower-cased address is */
-    int32_t buffer = 0;
-    int64_t offset = address.s - c->base;
-    if (capital) {
-        if (c->lowered_size + address.n > c->lowered_capacity) {
-            int64_t capacity = 2 * c->lowered_capacity + address.n + 4096;
-            char *grown = realloc(c->lowered, (size_t)capacity);
-            if (grown == NULL) {
-                c->out_of_memory = 1;
-                return;
-            }
-            c->lowered = grown;
-            c->lowered_capacity = capacity;
-        }
-        char *copy = c->lowered + c->lowered_size;
-        for (int64_t j = 0; j < address.n; j++) {
-            char ch = address.s[j];
-            copy[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-        }
-        text = copy;
-        buffer = 1;
-        offset = c->lowered_size;
-        c->lowered_size += address.n;
+    for (int64_t j = 0; j < x.n && !capital; j++) capital = x.s[j] >= 'A' && x.s[j] <= 'Z';
+    if (!capital) {
+        *buffer = 0;
+        *offset = x.s - c->base;
+        return x.s;
     }
-    view_in(c->recipient + k * VIEW_SIZE, buffer, offset, text, (int32_t)address.n);
-    const char *at = NULL;
-    for (int64_t j = address.n - 1; j >= 0 && at == NULL; j--)
-        if (text[j] == '@') at = text + j;
-    int64_t start = at == NULL ? 0 : at + 1 - text, n = at == NULL ? 0 : address.n - start;
-    if (n > 0 && text[start + n - 1] == '>') n--;
-    int valid = at != NULL && n > 0 && memchr(text + start, '>', (size_t)n) == NULL;
-    view_in(c->domain + k * VIEW_SIZE, buffer, valid ? offset + start : 0, text + start,
-            valid ? (int32_t)n : 0);
-    valid_set(c->domain_valid, k, valid);
+    if (c->lowered_size + x.n > c->lowered_capacity) {
+        int64_t capacity = 2 * c->lowered_capacity + x.n + 4096;
+        char *grown = realloc(c->lowered, (size_t)capacity);
+        if (grown == NULL) {
+            c->out_of_memory = 1;
+            return NULL;
+        }
+        c->lowered = grown;
+        c->lowered_capacity = capacity;
+    }
+    char *copy = c->lowered + c->lowered_size;
+    for (int64_t j = 0; j < x.n; j++) {
+        char ch = x.s[j];
+        copy[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+    }
+    *buffer = 1;
+    *offset = c->lowered_size;
+    c->lowered_size += x.n;
+    return copy;
+}
+
+/* Row `k`'s lower-cased domain of `address` (`smtp.domain_of`) in `views` and `valid`. */
+static void put_domain(columns *c, uint8_t *views, uint8_t *valid, int64_t k, span address) {
+    int64_t start = 0, n = 0;
+    int found = has(address) && domain_in(address.s, address.n, &start, &n);
+    int32_t buffer = 0;
+    int64_t offset = 0;
+    const char *text = "";
+    if (found) {
+        text = lowered(c, (span){address.s + start, n}, &buffer, &offset);
+        if (text == NULL) found = 0;
+    }
+    view_in(views + k * VIEW_SIZE, buffer, found ? offset : 0, found ? text : "",
+            found ? (int32_t)n : 0);
+    valid_set(valid, k, found);
+}
+
+/* Row `k`'s recipient, the address lower-cased (`str.to_lowercase`, ASCII here; null for
+ * NONE), and its domain (`put_domain`). */
+static void put_recipient(columns *c, int64_t k, span address) {
+    int32_t buffer = 0;
+    int64_t offset = 0;
+    const char *text = has(address) ? lowered(c, address, &buffer, &offset) : NULL;
+    int valid = text != NULL;
+    view_in(c->recipient + k * VIEW_SIZE, buffer, valid ? offset : 0, valid ? text : "",
+            valid ? (int32_t)address.n : 0);
+    valid_set(c->recipient_valid, k, valid);
+    put_domain(c, c->domain, c->domain_valid, k, address);
 }
 
 static void set(uint8_t *views, int64_t i, const char *base, span x) {
@@ -582,6 +631,155 @@ static int zoned_head(columns *c, int64_t i, span line, span *ref, span *body) {
     return 1;
 }
 
+/* A new row `k` of the cut columns for line `i`, what it is `event`: every column null
+ * (each view written) until the caller sets its own. */
+static int64_t new_row(columns *c, int64_t i, uint8_t event) {
+    int64_t k = c->deliveries++;
+    const char *base = c->base;
+    put_row(c->row, k, (uint32_t)i);
+    c->event[k] = event;
+    set_nullable(c->address, c->address_valid, k, base, NONE);
+    set_nullable(c->diagnostic, c->diagnostic_valid, k, base, NONE);
+    set_nullable(c->relay_host, c->relay_valid, k, base, NONE);
+    set(c->relay_ip, k, base, NONE);
+    set_nullable(c->transport, c->transport_valid, k, base, NONE);
+    set_nullable(c->enhanced, c->enhanced_valid, k, base, NONE);
+    set_nullable(c->recipient, c->recipient_valid, k, base, NONE);
+    set_nullable(c->domain, c->domain_valid, k, base, NONE);
+    set_nullable(c->sender_domain, c->sender_domain_valid, k, base, NONE);
+    set_nullable(c->client_host, c->client_host_valid, k, base, NONE);
+    set_nullable(c->client_ip, c->client_ip_valid, k, base, NONE);
+    put_code(c->code, k, 0);
+    valid_set(c->code_valid, k, 0);
+    put_delay(c->delay, k, 0.0);
+    valid_set(c->delay_valid, k, 0);
+    return k;
+}
+
+/* Row `k`'s reply code (-1: none) and enhanced code. */
+static void put_codes(columns *c, int64_t k, int code, span enhanced) {
+    set_nullable(c->enhanced, c->enhanced_valid, k, c->base, enhanced);
+    put_code(c->code, k, (int16_t)(code < 0 ? 0 : code));
+    valid_set(c->code_valid, k, code >= 0);
+}
+
+/* `\[([^\]]+)\]` at `at` in `x`: 1 with the text between the brackets. */
+static int bracketed(span x, int64_t at, span *inside) {
+    if (at >= x.n || x.s[at] != '[') return 0;
+    const char *close = memchr(x.s + at + 1, ']', (size_t)(x.n - at - 1));
+    if (close == NULL || close == x.s + at + 1) return 0;
+    *inside = (span){x.s + at + 1, close - (x.s + at + 1)};
+    return 1;
+}
+
+/* `(?:\([^)]*\) ?)?\[([^\]]+)\]` at `at` in `x` (the HELO name in parentheses, then the
+ * address), as a backtracking engine tries it: with the parentheses and the space, with the
+ * parentheses alone, without them. */
+static int helo_then_ip(span x, int64_t at, span *ip) {
+    if (at < x.n && x.s[at] == '(') {
+        const char *close = memchr(x.s + at + 1, ')', (size_t)(x.n - at - 1));
+        if (close != NULL) {
+            int64_t after = close + 1 - x.s;
+            if (after < x.n && x.s[after] == ' ' && bracketed(x, after + 1, ip)) return 1;
+            if (bracketed(x, after, ip)) return 1;
+        }
+    }
+    return bracketed(x, at, ip);
+}
+
+/* _HOST searched in `x` (printable ASCII: `\s` is a space, `\S` any other byte):
+ * `(?:^|\s)H=(?:([^\s\[(]\S*) )?(?:\([^)]*\) ?)?\[([^\]]+)\]`, its first match from the left.
+ * 1 with the host (NONE where the group did not take part) and the address, or 0. */
+static int host_field(span x, span *host, span *ip) {
+    for (int64_t p = 0; p + 1 < x.n; p++) {
+        if (x.s[p] != 'H' || x.s[p + 1] != '=' || (p > 0 && x.s[p - 1] != ' ')) continue;
+        int64_t q = p + 2;
+        if (q < x.n && x.s[q] != ' ' && x.s[q] != '[' && x.s[q] != '(') {
+            /* the name: its whole run of non-spaces (a shorter one is not followed by a space) */
+            const char *space = memchr(x.s + q, ' ', (size_t)(x.n - q));
+            if (space != NULL && helo_then_ip(x, space + 1 - x.s, ip)) {
+                *host = (span){x.s + q, space - (x.s + q)};
+                return 1;
+            }
+        }
+        if (helo_then_ip(x, q, ip)) {
+            *host = NONE;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The client and envelope sender of a reject's text (`body`, `H=client ... F=<sender> ...`)
+ * where the client (up to the first ` F=<`) holds no `=` and not `phrase`: 1 with the client
+ * (after `H=`, as `_client` reads it from `H=` and it), the sender and the text after its
+ * `>` (`*after`), or 0. (Where the client holds no `=` nor the phrase that starts the text,
+ * the patterns _REJECT and _DATA_REJECT can split the line nowhere before that ` F=<`: no
+ * shorter client leaves a `key=value` field, an `F=<` or the phrase behind it.) */
+static int client_and_sender(span body, const char *phrase, span *client, span *sender,
+                             span *after) {
+    int64_t at = find(body, " F=<");
+    if (at < 0 || memchr(body.s + 2, '=', (size_t)(at - 2)) != NULL) return 0;
+    if (find(upto(body, at), phrase) >= 0) return 0;
+    span rest = from(body, at + 4);
+    const char *gt = memchr(rest.s, '>', (size_t)rest.n);
+    if (gt == NULL) return 0;
+    *client = (span){body.s + 2, at - 2};
+    *sender = upto(rest, gt - rest.s);
+    *after = from(rest, gt + 1 - rest.s);
+    return 1;
+}
+
+/* A client's reject (`body` starts with `H=` and names `rejected RCPT <` or `rejected after
+ * DATA`) cut as `_rejects`' literal path cuts the usual `rejected RCPT` line, or as
+ * _DATA_REJECT reads `H=client F=<sender> [temporarily ]rejected after DATA[: text]`: a row
+ * of the cut columns and K_REJECTED, or K_CLIENT (the polars path reads it; also every line
+ * that names both). */
+static uint8_t cut_client(columns *c, int64_t i, span body) {
+    int rcpt = find(body, " rejected RCPT <") >= 0, data = find(body, " rejected after DATA") >= 0;
+    span client, sender, after, address = NONE, diagnostic;
+    if (rcpt == data) return K_CLIENT;
+    if (rcpt) {
+        /* H=(helo.example.net) [192.0.2.9]:4711 F=<s@example.net> rejected RCPT <a@b>: text */
+        if (!client_and_sender(body, "rejected RCPT <", &client, &sender, &after)) return K_CLIENT;
+        if (!starts(after, " rejected RCPT <") && !starts(after, " temporarily rejected RCPT <"))
+            return K_CLIENT;
+        const char *lt = memchr(after.s, '<', (size_t)after.n);
+        span rcpt_text = from(after, lt + 1 - after.s);
+        const char *gt = memchr(rcpt_text.s, '>', (size_t)rcpt_text.n);
+        if (gt == NULL) return K_CLIENT;
+        address = upto(rcpt_text, gt - rcpt_text.s);
+        diagnostic = from(after, 1);
+    } else {
+        /* H=(c.example) [192.0.2.88] F=<w@example.net> rejected after DATA: spam */
+        if (!client_and_sender(body, "rejected after DATA", &client, &sender, &after))
+            return K_CLIENT;
+        if (!starts(after, " ")) return K_CLIENT;
+        diagnostic = from(after, 1);
+        span text = diagnostic;
+        if (starts(text, "temporarily ")) text = from(text, 12);
+        if (!starts(text, "rejected after DATA")) return K_CLIENT;
+        span tail = from(text, 19);
+        if (!(tail.n == 0 || tail.s[0] == ' ' || starts(tail, ": "))) return K_CLIENT;
+    }
+    const char *base = c->base;
+    int64_t k = new_row(c, i, E_REJECTED);
+    set_nullable(c->address, c->address_valid, k, base, sender);
+    put_domain(c, c->sender_domain, c->sender_domain_valid, k, sender);
+    if (has(address)) put_recipient(c, k, address);
+    set_nullable(c->diagnostic, c->diagnostic_valid, k, base, diagnostic);
+    span host = NONE, ip = NONE;
+    if (host_field((span){body.s, client.s + client.n - body.s}, &host, &ip)) {
+        set_nullable(c->client_host, c->client_host_valid, k, base, host);
+        set_nullable(c->client_ip, c->client_ip_valid, k, base, ip);
+    }
+    int code;
+    span enhanced;
+    first_reply(diagnostic, &code, &enhanced);
+    put_codes(c, k, code, enhanced);
+    return K_REJECTED;
+}
+
 /* The kind and fields of line `i`, of printable ASCII. */
 static void cut_fields(columns *c, int64_t i, span line) {
     const char *base = c->base;
@@ -608,7 +806,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
     int client = starts(body, "H=") &&
                  (find(body, " rejected RCPT <") >= 0 || find(body, " rejected after DATA") >= 0);
     if (!has(ref)) {
-        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        c->kind[i] = client ? cut_client(c, i, body) : K_SKIP;
         return;
     }
     if (starts(body, "<= ")) {
@@ -618,20 +816,10 @@ static void cut_fields(columns *c, int64_t i, span line) {
             return;
         }
         c->kind[i] = K_ARRIVED;
-        int64_t k = c->deliveries++;
-        put_row(c->row, k, (uint32_t)i);
-        c->event[k] = E_ARRIVAL;
+        int64_t k = new_row(c, i, E_ARRIVAL);
         set_nullable(c->address, c->address_valid, k, base, sender);
         set_nullable(c->diagnostic, c->diagnostic_valid, k, base, message);
-        /* (the delivery columns of an arrival's row: null, and each view written) */
-        set(c->relay_host, k, base, NONE);
-        set(c->relay_ip, k, base, NONE);
-        set(c->transport, k, base, NONE);
-        set(c->enhanced, k, base, NONE);
-        set(c->recipient, k, base, NONE);
-        set(c->domain, k, base, NONE);
-        put_code(c->code, k, 0);
-        put_delay(c->delay, k, 0.0);
+        put_domain(c, c->sender_domain, c->sender_domain_valid, k, sender);
         return;
     }
     if (starts(body, "Com")) {
@@ -640,7 +828,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
     }
     if (!(starts(body, "=> ") || starts(body, "-> ") || starts(body, "** ") ||
           starts(body, "== "))) {
-        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        c->kind[i] = client ? cut_client(c, i, body) : K_SKIP;
         return;
     }
     delivery d;
@@ -654,18 +842,13 @@ static void cut_fields(columns *c, int64_t i, span line) {
         return;
     }
     c->kind[i] = K_CUT;
-    int64_t k = c->deliveries++;
-    put_row(c->row, k, (uint32_t)i);
-    c->event[k] = (uint8_t)d.event;
-    set_nullable(c->address, c->address_valid, k, base, d.address);
+    int64_t k = new_row(c, i, (uint8_t)d.event);
     put_recipient(c, k, d.address);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
     set_nullable(c->relay_host, c->relay_valid, k, base, d.relay_host);
     set(c->relay_ip, k, base, d.relay_ip);
     set_nullable(c->transport, c->transport_valid, k, base, d.transport);
-    set_nullable(c->enhanced, c->enhanced_valid, k, base, d.enhanced);
-    put_code(c->code, k, (int16_t)(d.code < 0 ? 0 : d.code));
-    valid_set(c->code_valid, k, d.code >= 0);
+    put_codes(c, k, d.code, d.enhanced);
     put_delay(c->delay, k, d.has_delay ? d.delay : 0.0);
     valid_set(c->delay_valid, k, d.has_delay);
 }
@@ -750,6 +933,13 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_RECIPIENT] = lines * VIEW_SIZE,
         [B_DOMAIN] = lines * VIEW_SIZE,
         [B_DOMAIN_VALID] = bitmap,
+        [B_RECIPIENT_VALID] = bitmap,
+        [B_SENDER_DOMAIN] = lines * VIEW_SIZE,
+        [B_SENDER_DOMAIN_VALID] = bitmap,
+        [B_CLIENT_HOST] = lines * VIEW_SIZE,
+        [B_CLIENT_HOST_VALID] = bitmap,
+        [B_CLIENT_IP] = lines * VIEW_SIZE,
+        [B_CLIENT_IP_VALID] = bitmap,
     };
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {

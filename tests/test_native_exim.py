@@ -101,7 +101,11 @@ def claimed(tokenizer: ModuleType, data: bytes) -> dict[str, int]:
     return {
         "deliveries": kinds.count(exim._K_CUT),
         "arrivals": kinds.count(exim._K_ARRIVED),
-        "left": sum(kinds.count(k) for k in (exim._K_FALLBACK, exim._K_DELIVERY, exim._K_ARRIVAL)),
+        "rejects": kinds.count(exim._K_REJECTED),
+        "left": sum(
+            kinds.count(k)
+            for k in (exim._K_FALLBACK, exim._K_DELIVERY, exim._K_ARRIVAL, exim._K_CLIENT)
+        ),
         "lines": len(kinds),
     }
 
@@ -260,6 +264,40 @@ EDGES = [
     "2026-11-28 10:00:00 H=(c) [192.0.2.9] F=<s@x> rejected RCPT <a@y>: rejected after DATA",
     "2026-11-28 10:00:00 H=(c) [192.0.2.9] F=<s@x> rejected RCPT",
     "2026-11-28 10:00:00 H=c [192.0.2.9] rejected after DATA: x",
+    # rejects the C tokenizer cuts, and those at the edges of what it cuts
+    "2026-11-28 10:00:00 H=mx.c.example (helo) [192.0.2.9]:25 F=<S@X.Example> rejected RCPT "
+    "<A.B@Y.EXAMPLE>: 550 5.7.1 relay not permitted",
+    "2026-11-28 10:00:00 H=mx.c.example [192.0.2.9] F=<> rejected RCPT <>: no",
+    "2026-11-28 10:00:00 H=[192.0.2.9] F=<s@x> rejected RCPT <a b@y z>: spaces",
+    "2026-11-28 10:00:00 H=[192.0.2.9] F=<s@x > rejected RCPT <a@y >: spaces at the end",
+    "2026-11-28 10:00:00 H=[192.0.2.9] F=<s@ x> rejected RCPT <a@>: nothing after the @",
+    "2026-11-28 10:00:00 H=(helo)[192.0.2.9] F=<s@x> rejected RCPT <a@y>: no space",
+    "2026-11-28 10:00:00 H=name(x) [192.0.2.9] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=name (x [192.0.2.9] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=name [] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=name F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H= F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a H=[192.0.2.7] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] I=[192.0.2.1]:25 F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a rejected RCPT <b> [192.0.2.9] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> rejected RCPT <a@y",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> temporarily rejected RCPT <a@y>: 451-4.7.1 "
+    "greylisted",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> X=y rejected RCPT <a@y>: a field",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> rejected RCPT <a@y>: and rejected after DATA",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<S@X> temporarily rejected after "
+    "DATA: 451 4.7.1 try later",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATA:x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATA more",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATAx",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATA:",
+    '2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> X="a b" rejected after DATA',
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x>rejected after DATA: x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a rejected after DATA [1.2.3.4] F=<s@x> rejected "
+    "after DATA: x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> temporarily x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> temporarily rejected after",
     "2026-11-28 10:00:00 SMTP connection from [192.0.2.9]:4711 (TCP/IP connection count = 1)",
     "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd",
     "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd ",
@@ -307,13 +345,14 @@ def test_mutated_lines_give_the_same_frames(
     bases = [next(line for line in sample if f" {kind}" in line) for kind in kinds]
     realistic = (DATA / "exim" / "realistic.log").read_text(encoding="utf-8").splitlines()
     lines = [*sample[:40], *EDGES, *realistic]
-    for base in bases + EDGES[:10] + realistic[:8]:
+    rejects = [line for line in EDGES if "F=<S@X" in line]  # (cut by the C tokenizer)
+    for base in bases + EDGES[:10] + realistic[:8] + rejects:
         lines += mutations(base)
     data = ("\n".join(lines) + "\n").encode()
     path = tmp_path / "mainlog"
     path.write_bytes(data)
     counts = claimed(tokenizer, data)
-    assert counts["deliveries"] > 500 and counts["left"] > 500
+    assert counts["deliveries"] > 500 and counts["left"] > 500 and counts["rejects"] > 100
     for tz in ("UTC", "Europe/Paris"):
         (out,) = assert_same_on_both_paths(path, tz=tz)
         assert out.events.height > 500 and out.malformed.height > 50
@@ -419,8 +458,8 @@ def test_kinds_of_lines(tokenizer: ModuleType) -> None:
         exim._K_CUT,
         exim._K_DELIVERY,  # a local part and its top-level address: the polars path
         exim._K_SKIP,  # no attempt was made
-        exim._K_CLIENT,
-        exim._K_CLIENT,
+        exim._K_REJECTED,
+        exim._K_REJECTED,
         exim._K_SKIP,
         exim._K_UNDATED,
         exim._K_UNDATED,
@@ -544,10 +583,13 @@ def test_arrivals_cut(tokenizer: ModuleType) -> None:
     arrivals = exim._tokenized(cut, data, "UTC")[4]
     assert arrivals.to_dicts() == [
         {"index": 0, "arrived": "1tE3xY-0001Ab-Cd", "sender": "S@Example.org",
-         "message_id": "20261128.1@example.org"},
-        {"index": 1, "arrived": "1tE3xZ-0001Ab-Cd", "sender": "", "message_id": None},
-        {"index": 2, "arrived": "1tE3y0-0001Ab-Cd", "sender": "a@b", "message_id": "m@x"},
-        {"index": 3, "arrived": "1tE3y1-0001Ab-Cd", "sender": None, "message_id": "m2@x"},
+         "message_id": "20261128.1@example.org", "sender_domain": "example.org"},
+        {"index": 1, "arrived": "1tE3xZ-0001Ab-Cd", "sender": "", "message_id": None,
+         "sender_domain": None},
+        {"index": 2, "arrived": "1tE3y0-0001Ab-Cd", "sender": "a@b", "message_id": "m@x",
+         "sender_domain": "b"},
+        {"index": 3, "arrived": "1tE3y1-0001Ab-Cd", "sender": None, "message_id": "m2@x",
+         "sender_domain": None},
     ]  # fmt: skip
     assert bytes(cut[3])[4] == exim._K_ARRIVAL  # `id=<>`: the polars path reads it
 
@@ -572,3 +614,34 @@ def test_lines_and_views(tokenizer: ModuleType) -> None:
     assert deliveries[0]["transport"] == "transport_name"
     with pytest.raises(TypeError):
         tokenizer.cut("not bytes")
+
+
+def test_rejects_cut(tokenizer: ModuleType) -> None:
+    """A client refused at RCPT (its recipient lower-cased) and after DATA (no recipient)."""
+    data = "\n".join(
+        [
+            "2026-11-28 10:00:00 H=mx.c.example (helo) [192.0.2.9]:25 F=<S@X.Example> rejected "
+            "RCPT <A.B@Y.EXAMPLE>: 550 5.7.1 relay not permitted",
+            f"{STAMP} H=(c) [192.0.2.88] F=<> temporarily rejected after DATA: 451 try later",
+            "2026-11-28 10:00:00 H=a X=1 F=<s@x> rejected RCPT <a@y>: a field: the polars path",
+        ]
+    ).encode()
+    cut = tokenizer.cut(data)
+    assert list(bytes(cut[3])) == [exim._K_REJECTED, exim._K_REJECTED, exim._K_CLIENT]
+    events = exim._tokenized(cut, data, "UTC")[3].drop("line", "timestamp")
+    assert events.to_dicts() == [
+        {"index": 0, "event": "rejected", "message_ref": None, "arrived": None,
+         "sender": "S@X.Example", "sender_domain": "x.example", "message_id": None,
+         "recipient": "a.b@y.example", "recipient_domain": "y.example",
+         "original_recipient": None, "relay_host": None, "relay_ip": None,
+         "client_host": "mx.c.example", "client_ip": "192.0.2.9", "transport": None,
+         "smtp_code": 550, "enhanced_code": "5.7.1",
+         "diagnostic": "rejected RCPT <A.B@Y.EXAMPLE>: 550 5.7.1 relay not permitted",
+         "delay_s": None},
+        {"index": 1, "event": "rejected", "message_ref": "1tE3xY-0001Ab-Cd", "arrived": None,
+         "sender": "", "sender_domain": None, "message_id": None, "recipient": None,
+         "recipient_domain": None, "original_recipient": None, "relay_host": None,
+         "relay_ip": None, "client_host": None, "client_ip": "192.0.2.88", "transport": None,
+         "smtp_code": 451, "enhanced_code": None,
+         "diagnostic": "temporarily rejected after DATA: 451 try later", "delay_s": None},
+    ]  # fmt: skip

@@ -389,8 +389,9 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     else:
         read, heads, parts, cut_deliveries, cut_arrivals = _tokenized(tokens, batch.data, tz)
         if parts["arrival"].height:
-            cut_arrivals = pl.concat([cut_arrivals, _arrival_rows(parts["arrival"])]).sort("index")
-        arrivals = _with_sender_domain(cut_arrivals.drop("index"))
+            left = _with_sender_domain(_arrival_rows(parts["arrival"])).select(cut_arrivals.columns)
+            cut_arrivals = pl.concat([cut_arrivals, left]).sort("index")
+        arrivals = cut_arrivals.drop("index")
     # Lines with no Exim timestamp, or a timestamp that is not a time, are not skipped.
     bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
     no_stamp = parts["other"].filter(pl.col("line") != "")
@@ -415,7 +416,10 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         clients = clients.filter(pl.col("timestamp").is_not_null())
     rejects = clients.filter(pl.col("body").str.contains(" rejected RCPT <", literal=True))
     data_rejects = clients.filter(pl.col("body").str.contains(" rejected after DATA", literal=True))
-    rejected, bad_reject = _rejects(rejects)
+    if rejects.height:
+        rejected, bad_reject = _rejects(rejects)
+    else:  # (the C tokenizer cut them all: spare the fixed cost of the calls)
+        rejected, bad_reject = delivered.clear(), rejects
     if data_rejects.height:
         data_rejected, bad_data_reject = _data_rejects(data_rejects)
     else:  # (the usual case: spare the fixed cost of the calls)
@@ -460,10 +464,12 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     _K_CLIENT,
     _K_SKIP,
     _K_ARRIVED,
-) = range(9)
-#: The events of the deliveries it cuts, by their number (then 4: an arrival it cut).
-_CUT_EVENTS = ["delivered", "bounced", "deferred", "expired"]
-_E_ARRIVAL = len(_CUT_EVENTS)
+    _K_REJECTED,
+) = range(10)
+#: The events of the rows it cuts, by their number (4: an arrival, which is no event).
+_CUT_EVENTS = ["delivered", "bounced", "deferred", "expired", None, "rejected"]
+_E_ARRIVAL = _CUT_EVENTS.index(None)
+_E_REJECTED = _CUT_EVENTS.index("rejected")
 
 
 def _tokenized(
@@ -479,7 +485,9 @@ def _tokenized(
     (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[12:17]
     (transport, transport_valid, enhanced, enhanced_valid) = tokens[17:21]
     (code, code_valid, delay, delay_valid, zoned, time, offset, offset_valid) = tokens[21:29]
-    (recipient, domain, domain_valid, lowered) = tokens[29:33]
+    (recipient, domain, domain_valid, recipient_valid) = tokens[29:33]
+    (sender_domain, sender_domain_valid, client_host, client_host_valid) = tokens[33:37]
+    (client_ip, client_ip_valid, lowered) = tokens[37:40]
     frame = pl.DataFrame(
         [
             string_column("line", count, line, data),
@@ -536,6 +544,7 @@ def _tokenized(
     rows = number_column("row", pa.uint32(), cut_count, row)
     found = frame.select("index", "line", "timestamp", "ref").gather(rows)
     events = number_column("event", pa.uint8(), cut_count, event)
+    # (the views of lower-cased text point into the batch, or into `lowered`, data buffer 1)
     cut = pl.DataFrame(
         [
             found["index"],
@@ -543,13 +552,23 @@ def _tokenized(
             found["timestamp"],
             events,
             found["ref"].alias("message_ref"),
-            string_column("address", cut_count, address, data, address_valid),
-            string_column("recipient", cut_count, recipient, data, second=lowered),
+            string_column("sender", cut_count, address, data, address_valid),
+            string_column(
+                "sender_domain",
+                cut_count,
+                sender_domain,
+                data,
+                sender_domain_valid,
+                second=lowered,
+            ),
+            string_column("recipient", cut_count, recipient, data, recipient_valid, second=lowered),
             string_column(
                 "recipient_domain", cut_count, domain, data, domain_valid, second=lowered
             ),
             string_column("relay_host", cut_count, relay_host, data, relay_valid),
             string_column("relay_ip", cut_count, relay_ip, data, relay_valid),
+            string_column("client_host", cut_count, client_host, data, client_host_valid),
+            string_column("client_ip", cut_count, client_ip, data, client_ip_valid),
             string_column("transport", cut_count, transport, data, transport_valid),
             number_column("smtp_code", pa.int16(), cut_count, code, code_valid),
             string_column("enhanced_code", cut_count, enhanced, data, enhanced_valid),
@@ -561,14 +580,18 @@ def _tokenized(
     arrivals = cut.filter(arrived).select(
         "index",
         pl.col("message_ref").alias("arrived"),
-        pl.col("address").alias("sender"),
+        "sender",
         pl.col("diagnostic").alias("message_id"),
+        "sender_domain",
     )
+    # (a delivery's sender is joined on by its message id, `arrived`; a reject has its own)
     cut = cut.filter(~arrived).with_columns(
-        pl.lit(pl.Series(_CUT_EVENTS)).gather(pl.col("event")).alias("event")
+        pl.lit(pl.Series(_CUT_EVENTS, dtype=pl.String())).gather(pl.col("event")).alias("event"),
+        pl.when(pl.col("event") != _E_REJECTED).then(pl.col("message_ref")).alias("arrived"),
+        pl.lit(None, pl.String()).alias("message_id"),
+        pl.lit(None, pl.String()).alias("original_recipient"),
     )
-    cut = cut.with_columns(pl.lit(None, pl.String()).alias("original_recipient"))
-    return count, heads, parts, _delivery_events(cut), arrivals
+    return count, heads, parts, cut.select(_EVENT_COLUMNS), arrivals
 
 
 def _lines(batch: Batch) -> pl.Series:
