@@ -54,11 +54,20 @@ static inline int alnum(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/* The first `needle` (of two bytes or more) in `hay` (its offset), or -1. */
+/* The first `needle` (of two bytes or more) in `hay` (its offset), or -1. A needle that
+ * starts with a space (` H=`, ` QT=`) is looked for by its second byte, rarer in text. */
 static inline int64_t find(span hay, const char *needle) {
     size_t k = strlen(needle);
     if (hay.n < (int64_t)k) return -1;
     const char *end = hay.s + hay.n - k;
+    if (needle[0] == ' ') {
+        for (const char *p = hay.s + 1; p <= end + 1; p++) {
+            p = memchr(p, needle[1], (size_t)(end + 1 - p + 1));
+            if (p == NULL) return -1;
+            if (p[-1] == ' ' && memcmp(p + 1, needle + 2, k - 2) == 0) return p - 1 - hay.s;
+        }
+        return -1;
+    }
     for (const char *p = hay.s; p <= end; p++) {
         p = memchr(p, needle[0], (size_t)(end - p + 1));
         if (p == NULL) return -1;
@@ -421,6 +430,9 @@ enum {
     B_CLIENT_HOST_VALID,
     B_CLIENT_IP,
     B_CLIENT_IP_VALID,
+    B_ARRIVAL,
+    B_ARRIVAL_VALID,
+    B_STAYS,
     B_COUNT
 };
 
@@ -442,12 +454,13 @@ typedef struct {
             uint8_t *recipient, *domain, *domain_valid;     /* lower-cased, of deliveries */
             uint8_t *recipient_valid, *sender_domain, *sender_domain_valid; /* and rejects */
             uint8_t *client_host, *client_host_valid, *client_ip, *client_ip_valid;
+            uint8_t *arrival, *arrival_valid, *stays; /* the join of a message's lines */
         };
         uint8_t *buffer[B_COUNT];
     };
 } columns;
 
-_Static_assert(offsetof(columns, client_ip_valid) == offsetof(columns, buffer[B_CLIENT_IP_VALID]),
+_Static_assert(offsetof(columns, stays) == offsetof(columns, buffer[B_STAYS]),
                "the named buffers are in the order of the tuple");
 
 /* Fixed-width values at row `k` (the buffers of a bytearray need no alignment here). */
@@ -882,6 +895,156 @@ static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) 
     return 1;
 }
 
+/* The message ids of the batch's arrivals, in an open-addressing table of 32-byte slots: per
+ * id its bytes (a message id has at most 23), the cut row of its last arrival and which
+ * arrival that is (counted from 0), and whether a `Completed` line names it. */
+typedef struct {
+    char id[23];
+    uint8_t length;        /* 0: a free slot */
+    uint32_t last_row;     /* the cut row of the id's last arrival, | COMPLETED */
+    int32_t last_arrival;  /* the number of that arrival among the arrivals */
+} message;
+
+#define COMPLETED 0x80000000u /* a `Completed` line of the batch names the id */
+
+#define ID_BYTES 23
+#define AHEAD 12 /* how many lookups ahead a slot is fetched into the cache */
+
+typedef struct {
+    message *slots;
+    uint64_t mask;
+} messages;
+
+/* The text of row `i`'s view in `views` (inline, or in the batch: data buffer 0). */
+static const char *view_text(const columns *c, const uint8_t *views, int64_t i, int32_t *len) {
+    const uint8_t *view = views + i * VIEW_SIZE;
+    memcpy(len, view, 4);
+    if (*len <= 12) return (const char *)view + 4;
+    int32_t offset;
+    memcpy(&offset, view + 12, 4);
+    return c->base + offset;
+}
+
+/* The message id of line `i` as a slot holds it (zero-padded), and its hash. */
+static uint64_t line_id(const columns *c, int64_t i, message *key) {
+    int32_t length;
+    const char *id = view_text(c, c->ref, i, &length);
+    memset(key->id, 0, ID_BYTES);
+    memcpy(key->id, id, (size_t)length); /* (message_id: 16, 22 or 23 bytes) */
+    key->length = (uint8_t)length;
+    uint64_t words[3];
+    memcpy(words, key, 24);
+    uint64_t hash = (words[0] * 0x9e3779b97f4a7c15ULL) ^ (words[1] * 0xc2b2ae3d27d4eb4fULL) ^
+                    (words[2] * 0x165667b19e3779f9ULL);
+    hash ^= hash >> 29;
+    hash *= 0xbf58476d1ce4e5b9ULL;
+    return hash ^ (hash >> 32);
+}
+
+/* The slot of `key` (of hash `hash`): its own, or (`claim`) the free one it then takes, or
+ * NULL. (Linear probing.) */
+static message *message_slot(messages *t, const message *key, uint64_t hash, int claim) {
+    for (uint64_t at = hash & t->mask;; at = (at + 1) & t->mask) {
+        message *m = &t->slots[at];
+        if (m->length == 0) {
+            if (!claim) return NULL;
+            memcpy(m, key, 24);
+            m->last_row = 0;
+            m->last_arrival = -1;
+            return m;
+        }
+        if (memcmp(m, key, 24) == 0) return m;
+    }
+}
+
+/* A message id as a slot holds it, and its hash. */
+typedef struct {
+    message key;
+    uint64_t hash;
+} looked_up;
+
+/* What `Exim._outcomes` and `Exim._remember` need of the batch's own arrivals, where the
+ * cut columns hold every arrival of the batch (no line of it left to the polars path as an
+ * arrival, or as a line of any kind the polars path might read as one): per delivery row the
+ * arrival it takes its sender from (`arrival`: the message's last arrival in the batch, which
+ * `_outcomes`' keep-last join takes over any carried one; null where the batch has none),
+ * and per arrival row whether it stays open after the batch (`stays`: the message's last
+ * arrival, and no `Completed` line for it). 1 where it did that, 0 where the polars path
+ * must join the batch (a line left to it; out of memory).
+ *
+ * The table is larger than the caches: each pass hashes its ids first, then fetches the slot
+ * of the id AHEAD lookups on while it looks one up, so that the fetches overlap. */
+static int join_arrivals(columns *c) {
+    if (memchr(c->kind, K_FALLBACK, (size_t)c->lines) != NULL ||
+        memchr(c->kind, K_ARRIVAL, (size_t)c->lines) != NULL)
+        return 0;
+    int64_t arrivals = 0, completed = 0;
+    for (int64_t k = 0; k < c->deliveries; k++) arrivals += c->event[k] == E_ARRIVAL;
+    for (int64_t i = 0; i < c->lines; i++) completed += c->kind[i] == K_COMPLETED;
+    uint64_t capacity = 16;
+    while (capacity < 2 * (uint64_t)arrivals) capacity <<= 1;
+    int64_t most = c->deliveries > completed ? c->deliveries : completed;
+    messages t = {.slots = calloc(capacity, sizeof(message)), .mask = capacity - 1};
+    looked_up *ids = malloc((size_t)(most + 1) * sizeof(looked_up));
+    int64_t *lines = malloc((size_t)(most + 1) * sizeof(int64_t));
+    if (t.slots == NULL || ids == NULL || lines == NULL) {
+        free(t.slots);
+        free(ids);
+        free(lines);
+        return 0;
+    }
+    /* every row's line (arrivals and deliveries), then the Completed lines */
+    for (int pass = 0; pass < 3; pass++) {
+        int64_t n = 0;
+        if (pass == 1) {
+            for (int64_t i = 0; i < c->lines; i++)
+                if (c->kind[i] == K_COMPLETED) lines[n++] = i;
+        } else {
+            for (int64_t k = 0; k < c->deliveries; k++) {
+                uint32_t line;
+                memcpy(&line, c->row + 4 * k, 4);
+                uint8_t event = c->event[k];
+                /* (pass 0: arrivals; pass 2: every row, rejects need no id) */
+                lines[n++] = (event == E_ARRIVAL || (pass == 2 && event <= E_EXPIRED))
+                                 ? (int64_t)line
+                                 : -1;
+            }
+        }
+        for (int64_t j = 0; j < n; j++)
+            if (lines[j] >= 0) ids[j].hash = line_id(c, lines[j], &ids[j].key);
+        int32_t arrival = 0;
+        for (int64_t j = 0; j < n; j++) {
+            int64_t ahead = j + AHEAD;
+            if (ahead < n && lines[ahead] >= 0)
+                __builtin_prefetch(&t.slots[ids[ahead].hash & t.mask]);
+            if (pass == 2) {
+                c->stays[j] = 0;
+                int32_t found = -1;
+                if (lines[j] >= 0) {
+                    message *m = message_slot(&t, &ids[j].key, ids[j].hash, 0);
+                    if (c->event[j] == E_ARRIVAL)
+                        c->stays[j] = m->last_row == (uint32_t)j; /* (and not COMPLETED) */
+                    else if (m != NULL)
+                        found = m->last_arrival;
+                }
+                memcpy(c->arrival + 4 * j, &found, 4);
+                valid_set(c->arrival_valid, j, found >= 0);
+            } else if (lines[j] >= 0) {
+                message *m = message_slot(&t, &ids[j].key, ids[j].hash, pass == 0);
+                if (pass == 0) {
+                    m->last_row = (uint32_t)j;
+                    m->last_arrival = arrival++;
+                } else if (m != NULL) {
+                    m->last_row |= COMPLETED;
+                }
+            }
+        }
+    }
+    free(t.slots);
+    free(ids);
+    free(lines);
+    return 1;
+}
 
 static PyObject *cut(PyObject *self, PyObject *arg) {
     (void)self;
@@ -940,6 +1103,9 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_CLIENT_HOST_VALID] = bitmap,
         [B_CLIENT_IP] = lines * VIEW_SIZE,
         [B_CLIENT_IP_VALID] = bitmap,
+        [B_ARRIVAL] = lines * 4,
+        [B_ARRIVAL_VALID] = bitmap,
+        [B_STAYS] = lines,
     };
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {
@@ -951,9 +1117,10 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     }
     columns c = {.base = data, .lines = lines, .lowered = NULL};
     for (int b = 0; b < B_COUNT; b++) c.buffer[b] = (uint8_t *)PyByteArray_AS_STRING(buffers[b]);
-    int done;
+    int done, joined = 0;
     Py_BEGIN_ALLOW_THREADS;
     done = cut_batch(&c, data, size, lines);
+    if (done) joined = join_arrivals(&c);
     Py_END_ALLOW_THREADS;
     PyBuffer_Release(&view);
     PyObject *lowered = NULL;
@@ -966,7 +1133,7 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         if (!done) Py_RETURN_NONE;
         return c.out_of_memory ? PyErr_NoMemory() : NULL;
     }
-    PyObject *result = PyTuple_New(B_COUNT + 4);
+    PyObject *result = PyTuple_New(B_COUNT + 5);
     if (result == NULL) {
         Py_DECREF(lowered);
         goto fail_released;
@@ -976,7 +1143,8 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     PyTuple_SET_ITEM(result, 2, PyLong_FromLongLong(c.zoned_lines));
     for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 3, buffers[b]);
     PyTuple_SET_ITEM(result, B_COUNT + 3, lowered);
-    for (int b = 0; b < B_COUNT + 4; b++)
+    PyTuple_SET_ITEM(result, B_COUNT + 4, PyBool_FromLong(joined));
+    for (int b = 0; b < B_COUNT + 5; b++)
         if (PyTuple_GET_ITEM(result, b) == NULL) {
             Py_DECREF(result);
             return NULL;

@@ -422,7 +422,7 @@ def tokens(tokenizer: ModuleType, *lines: str) -> tuple[list[int], list[dict[str
     data = ("\n".join(lines) + "\n").encode()
     cut = tokenizer.cut(data)
     assert cut is not None
-    deliveries = exim._tokenized(cut, data, "UTC")[3]
+    deliveries = exim._tokenized(cut, data, "UTC").events
     columns = ["index", "event", "recipient", "relay_host", "relay_ip", "transport"]
     columns += ["smtp_code", "enhanced_code", "diagnostic", "delay_s"]
     return list(bytes(cut[3])), deliveries.sort("index").select(columns).to_dicts()
@@ -558,7 +558,7 @@ def test_heads_with_a_fraction_zone_or_pid(tokenizer: ModuleType) -> None:
     ).encode()
     cut = tokenizer.cut(data)
     assert cut[2] == 5
-    deliveries = exim._tokenized(cut, data, "UTC")[3].sort("index")
+    deliveries = exim._tokenized(cut, data, "UTC").events.sort("index")
     assert deliveries["timestamp"].to_list()[:3] == [
         datetime(2026, 11, 28, 9, 0, 0, 250000, tzinfo=UTC),
         datetime(2026, 11, 28, 10, 0, 1, tzinfo=UTC),
@@ -580,7 +580,7 @@ def test_arrivals_cut(tokenizer: ModuleType) -> None:
         ]
     ).encode()
     cut = tokenizer.cut(data)
-    arrivals = exim._tokenized(cut, data, "UTC")[4]
+    arrivals = exim._tokenized(cut, data, "UTC").arrivals
     assert arrivals.to_dicts() == [
         {"index": 0, "arrived": "1tE3xY-0001Ab-Cd", "sender": "S@Example.org",
          "message_id": "20261128.1@example.org", "sender_domain": "example.org"},
@@ -628,7 +628,7 @@ def test_rejects_cut(tokenizer: ModuleType) -> None:
     ).encode()
     cut = tokenizer.cut(data)
     assert list(bytes(cut[3])) == [exim._K_REJECTED, exim._K_REJECTED, exim._K_CLIENT]
-    events = exim._tokenized(cut, data, "UTC")[3].drop("line", "timestamp")
+    events = exim._tokenized(cut, data, "UTC").events.drop("line", "timestamp")
     assert events.to_dicts() == [
         {"index": 0, "event": "rejected", "message_ref": None, "arrived": None,
          "sender": "S@X.Example", "sender_domain": "x.example", "message_id": None,
@@ -645,3 +645,120 @@ def test_rejects_cut(tokenizer: ModuleType) -> None:
          "smtp_code": 451, "enhanced_code": None,
          "diagnostic": "temporarily rejected after DATA: 451 try later", "delay_s": None},
     ]  # fmt: skip
+
+
+# --- the join of a message's lines, within a batch and across batches, files and runs ---------
+
+
+def _parse_runs(
+    runs: list[list[Path]], *, native_path: bool, tz: str, batch_bytes: int
+) -> tuple[list[SourceOutput], pl.DataFrame]:
+    """Each run's files read in order by a source of its own, which carries on from the state
+    the run before it exported (as `ingest` does between runs)."""
+    previous = os.environ.get(native.ENV)
+    os.environ[native.ENV] = "1" if native_path else "0"
+    outputs: list[SourceOutput] = []
+    state = None
+    try:
+        for paths in runs:
+            source = exim.Exim(tz=tz)
+            if state is not None:
+                source.import_state(state)
+            for path in paths:
+                batches = read_batches(expand_inputs([str(path)])[0], batch_bytes=batch_bytes)
+                outputs += source.parse(batches)
+            state = source.export_state()
+    finally:
+        if previous is None:
+            del os.environ[native.ENV]
+        else:
+            os.environ[native.ENV] = previous
+    assert state is not None
+    return outputs, state
+
+
+def assert_runs_alike(
+    runs: list[list[Path]], *, tz: str = "UTC", batch_bytes: int = 4096
+) -> list[SourceOutput]:
+    """Both paths read `runs` (`_parse_runs`): the same frames, counts and state."""
+    reference, reference_state = _parse_runs(
+        runs, native_path=False, tz=tz, batch_bytes=batch_bytes
+    )
+    fast, fast_state = _parse_runs(runs, native_path=True, tz=tz, batch_bytes=batch_bytes)
+    assert len(fast) == len(reference)
+    for number, (want, got) in enumerate(zip(reference, fast, strict=True)):
+        try:
+            assert_frame_equal(got.events, want.events)
+            assert_frame_equal(got.malformed, want.malformed)
+        except AssertionError as error:
+            raise AssertionError(f"output {number}: {error}") from None
+        assert (got.read, got.skipped) == (want.read, want.skipped), number
+    assert_frame_equal(fast_state, reference_state)
+    return reference
+
+
+def test_senders_joined_within_and_across_files_and_runs(
+    tokenizer: ModuleType, tmp_path: Path
+) -> None:
+    """A message's last arrival in a batch wins over one carried (even where it comes after
+    the delivery), a message completed in a batch is forgotten (even where it arrives again
+    after its `Completed` line), and the others are carried to the next file and run."""
+    a, b, c, d = "1tE3xA-0001Ab-Cd", "1tE3xB-0001Ab-Cd", "1tE3xC-0001Ab-Cd", "1tE3xD-0001Ab-Cd"
+    t = "2026-11-28 10:00:0"
+    files = [
+        [f"{t}0 {a} <= s1@one.example id=m1@x", f"{t}0 {c} <= S3@Three.Example id=m3@x"],
+        [
+            f"{t}1 {a} ** r@y.example: 550 5.1.1 unknown",
+            f"{t}1 {a} <= s2@two.example id=m2@x",
+            f"{t}1 {a} <= <> id=m2b@x",
+            f"{t}1 {b} Completed",
+            f"{t}1 {b} <= sb@b.example id=mb@x",
+            f"{t}1 {c} == r@y.example R=r T=t defer (-1): 451 4.7.1 later",
+            f"{t}1 {d} <= sd@d.example id=md@x",
+        ],
+        [f"{t}2 {a} => r@y.example R=r T=t", f"{t}2 {b} => r@y.example R=r T=t"],
+        [f"{t}3 {c} => r@y.example R=r T=t", f"{t}3 {d} => r@y.example R=r T=t"],
+    ]
+    paths = []
+    for number, lines in enumerate(files):
+        path = tmp_path / f"mainlog.{number}"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    # (every file's arrivals are the C path's: its senders are found in C)
+    assert all(claimed(tokenizer, path.read_bytes())["left"] == 0 for path in paths)
+    outputs = assert_runs_alike([paths[:2], paths[2:3], paths[3:]])
+    events = pl.concat([out.events for out in outputs])
+    assert events.select("message_ref", "sender", "message_id").rows() == [
+        (a, "", "m2b@x"),  # the batch's last arrival, which follows the bounce
+        (c, "S3@Three.Example", "m3@x"),  # carried from the file before
+        (a, "", "m2b@x"),  # carried to the next run
+        (b, None, None),  # completed in its batch: forgotten
+        (c, "S3@Three.Example", "m3@x"),
+        (d, "sd@d.example", "md@x"),
+    ]
+    assert events["sender_domain"].to_list() == [None, "three.example", None, None,
+                                                 "three.example", "d.example"]  # fmt: skip
+
+
+@pytest.mark.parametrize("batch_bytes", [4096, 65536])
+def test_several_hosts_logs_carried_across_files_and_runs(
+    tokenizer: ModuleType, tmp_path: Path, batch_bytes: int
+) -> None:
+    """Two hosts' generated logs (other seeds, one with 4.97's ids, one Europe/Paris across
+    the autumn change), each cut in two files, read in runs that carry the state on; a line
+    the polars path reads in some batches, so that both ways of joining meet."""
+    paths = []
+    for seed, options in ((11, {}), (12, {"new_ids": True})):
+        data = generated(1500, seed=seed, tz="Europe/Paris", start=datetime(2026, 10, 24, 23,
+                         tzinfo=UTC), days=2, **options).splitlines(keepends=True)  # fmt: skip
+        if seed == 12:
+            data.insert(700, "2026-10-25 02:30:00 1tE3xY-0001Ab-Cd <= andré@example.org\n".encode())
+        for half, lines in enumerate((data[:800], data[800:])):
+            path = tmp_path / f"host{seed}.log.{half}"
+            path.write_bytes(b"".join(lines))
+            paths.append(path)
+    runs = [paths[:1], paths[1:3], paths[3:]]
+    outputs = assert_runs_alike(runs, tz="Europe/Paris", batch_bytes=batch_bytes)
+    events = pl.concat([out.events for out in outputs])
+    assert events.height > 800
+    assert events["sender"].null_count() < events.height // 2

@@ -266,6 +266,8 @@ class _Cut:
 
     events: pl.DataFrame  # in line order; deliveries still lack their sender (`arrived` set)
     arrivals: pl.DataFrame  # _OPEN_SCHEMA rows, in line order
+    #: the arrivals that stay open after the batch where the C tokenizer found them, else None
+    staying: pl.DataFrame | None
     completed: pl.Series  # the message ids of `Completed` lines
     malformed: pl.DataFrame
     read: int
@@ -303,21 +305,26 @@ class Exim:
     def _outcomes(self, cut: _Cut) -> SourceOutput:
         """The batch's events with the sender and Message-ID of their messages joined on."""
         # (only the open messages the batch names are looked up: the table is never copied whole)
-        named = cut.events["arrived"].drop_nulls().unique().implode()
-        known = pl.concat([self._open.filter(pl.col("arrived").is_in(named)), cut.arrivals]).unique(
-            "arrived", keep="last", maintain_order=True
-        )
-        # (the key alone is joined: a join copies the columns of both sides)
-        found = cut.events.select("arrived").join(
-            known, on="arrived", how="left", maintain_order="left"
-        )
-        events = cut.events.with_columns(
-            # (a reject has its own sender and no `arrived`, a delivery only the joined one)
-            pl.coalesce(pl.col(name), found[name]).alias(name)
-            for name in ("sender", "message_id", "sender_domain")
-        )
+        events = cut.events
+        named = events["arrived"].drop_nulls().unique()
+        if named.len():
+            # (the batch's last arrival of a message, else the one carried; the senders of the
+            # C path's events whose message arrived in the batch are already there)
+            wanted = pl.col("arrived").is_in(named.implode())
+            known = pl.concat([self._open.filter(wanted), cut.arrivals.filter(wanted)]).unique(
+                "arrived", keep="last", maintain_order=True
+            )
+            # (the key alone is joined: a join copies the columns of both sides)
+            found = events.select("arrived").join(
+                known, on="arrived", how="left", maintain_order="left"
+            )
+            events = events.with_columns(
+                # (a reject has its own sender and no `arrived`, a delivery only the joined one)
+                pl.coalesce(pl.col(name), found[name]).alias(name)
+                for name in ("sender", "message_id", "sender_domain")
+            )
         events = self._repeats.number(events, "line", start=cut.start, end=cut.end)
-        self._remember(cut.arrivals, cut.completed)
+        self._remember(cut.arrivals, cut.completed, cut.staying)
         return SourceOutput(
             events=schema.conform(events),
             malformed=cut.malformed,
@@ -325,22 +332,24 @@ class Exim:
             skipped=cut.skipped,
         )
 
-    def _remember(self, arrivals: pl.DataFrame, completed: pl.Series) -> None:
+    def _remember(
+        self, arrivals: pl.DataFrame, completed: pl.Series, staying: pl.DataFrame | None
+    ) -> None:
         """Keep the open messages' senders for later batches; forget completed messages.
 
         The table is in the order the messages arrived (a message that arrives again moves to
-        the end), so that the oldest go first when it is full.
+        the end), so that the oldest go first when it is full. `staying`, where the C
+        tokenizer found them, are the batch's arrivals that stay open: each message's last
+        arrival, where no `Completed` line of the batch names it.
         """
         if not arrivals.height and not completed.len():
             return
-        new = arrivals.unique("arrived", keep="last", maintain_order=True)
-        done = completed.implode()
-        replaced = pl.concat([new["arrived"], completed]).implode()
+        if staying is None:
+            new = arrivals.unique("arrived", keep="last", maintain_order=True)
+            staying = new.filter(~pl.col("arrived").is_in(completed.implode()))
+        replaced = pl.concat([arrivals["arrived"], completed]).implode()
         still_open = pl.concat(
-            [
-                self._open.filter(~pl.col("arrived").is_in(replaced)),
-                compact(new.filter(~pl.col("arrived").is_in(done))),
-            ]
+            [self._open.filter(~pl.col("arrived").is_in(replaced)), compact(staying)]
         )
         self._open = newest_within(still_open, rows=MAX_OPEN_MESSAGES, size=MAX_STATE_BYTES)
 
@@ -379,6 +388,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     """
     tokenizer = native.module(Exim.name)
     tokens = tokenizer.cut(batch.data) if tokenizer is not None else None
+    staying = None
     if tokens is None:
         frame = _lines(batch).to_frame().with_row_index("index")
         read = frame.height
@@ -387,7 +397,9 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         cut_deliveries = None
         arrivals = None
     else:
-        read, heads, parts, cut_deliveries, cut_arrivals = _tokenized(tokens, batch.data, tz)
+        cut = _tokenized(tokens, batch.data, tz)
+        read, heads, parts, staying = cut.read, cut.heads, cut.parts, cut.staying
+        cut_deliveries, cut_arrivals = cut.events, cut.arrivals
         if parts["arrival"].height:
             left = _with_sender_domain(_arrival_rows(parts["arrival"])).select(cut_arrivals.columns)
             cut_arrivals = pl.concat([cut_arrivals, left]).sort("index")
@@ -407,7 +419,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     if cut_deliveries is not None:
         if bad_time.height:
             cut_deliveries = cut_deliveries.filter(pl.col("timestamp").is_not_null())
-        delivered = pl.concat([cut_deliveries, delivered])
+        delivered = pl.concat([cut_deliveries, delivered]) if delivered.height else cut_deliveries
     # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
     # 2026-11-28 10:07:00 1tE3yB-0002Bd-Fg H=(c.example) [192.0.2.88] F=<s@x> rejected after
     #   DATA: Your message scored 15.2 SpamAssassin points.   (the message id is optional)
@@ -425,7 +437,11 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     else:  # (the usual case: spare the fixed cost of the calls)
         data_rejected, bad_data_reject = delivered.clear(), data_rejects
     # (stable: a line both rejected RCPT and after DATA gives its two events in this order)
-    joined = pl.concat([delivered, rejected, data_rejected]).sort("index", maintain_order=True)
+    nonempty = [frame for frame in (delivered, rejected, data_rejected) if frame.height]
+    if len(nonempty) == 1 and nonempty[0] is cut_deliveries:
+        joined = cut_deliveries  # (the C tokenizer's events alone: in line order already)
+    else:
+        joined = pl.concat([delivered, rejected, data_rejected]).sort("index", maintain_order=True)
     origin = _origin(batch)
     malformed = pl.concat(
         [
@@ -442,6 +458,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
             origin, schema.event_id(Exim.name, pl.col("line")), pl.lit(Exim.name).alias("source")
         ),
         arrivals=arrivals,
+        staying=staying,
         completed=completed,
         malformed=malformed,
         read=read,
@@ -472,9 +489,7 @@ _E_ARRIVAL = _CUT_EVENTS.index(None)
 _E_REJECTED = _CUT_EVENTS.index("rejected")
 
 
-def _tokenized(
-    tokens: tuple[Any, ...], data: bytes, tz: str
-) -> tuple[int, pl.DataFrame, dict[str, pl.DataFrame], pl.DataFrame, pl.DataFrame]:
+def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
     """What `_cut` needs of a batch the C tokenizer cut: the line count, the heads of the dated
     lines (as `_heads`), the lines by kind (as `_kinds`), the deliveries it cut whole
     (`_EVENT_COLUMNS`, in no particular order) and the arrivals it cut (as `_arrival_rows`).
@@ -487,7 +502,8 @@ def _tokenized(
     (code, code_valid, delay, delay_valid, zoned, time, offset, offset_valid) = tokens[21:29]
     (recipient, domain, domain_valid, recipient_valid) = tokens[29:33]
     (sender_domain, sender_domain_valid, client_host, client_host_valid) = tokens[33:37]
-    (client_ip, client_ip_valid, lowered) = tokens[37:40]
+    (client_ip, client_ip_valid, arrival, arrival_valid, stays) = tokens[37:42]
+    (lowered, every_arrival) = tokens[42:44]
     frame = pl.DataFrame(
         [
             string_column("line", count, line, data),
@@ -515,7 +531,8 @@ def _tokenized(
         stamps = stamps.scatter(heads["index"], heads["timestamp"])
     frame = frame.with_columns(stamps.alias("timestamp"), pl.lit(True).alias("dated"))
     kind_column = pl.col("kind")
-    heads = frame.filter(kind_column >= _K_ARRIVAL).select(
+    # (of the dated lines, only those `_cut` looks for: a stamp that is no time)
+    heads = frame.filter((kind_column >= _K_ARRIVAL) & pl.col("timestamp").is_null()).select(
         "index", "line", "ref", "body", "dated", "timestamp"
     )
     parts = {
@@ -543,14 +560,14 @@ def _tokenized(
             parts[name] = joined.sort("index") if "index" in joined.columns else joined
     rows = number_column("row", pa.uint32(), cut_count, row)
     found = frame.select("index", "line", "timestamp", "ref").gather(rows)
-    events = number_column("event", pa.uint8(), cut_count, event)
+    event_numbers = number_column("event", pa.uint8(), cut_count, event)
     # (the views of lower-cased text point into the batch, or into `lowered`, data buffer 1)
     cut = pl.DataFrame(
         [
             found["index"],
             found["line"],
             found["timestamp"],
-            events,
+            event_numbers,
             found["ref"].alias("message_ref"),
             string_column("sender", cut_count, address, data, address_valid),
             string_column(
@@ -584,14 +601,47 @@ def _tokenized(
         pl.col("diagnostic").alias("message_id"),
         "sender_domain",
     )
-    # (a delivery's sender is joined on by its message id, `arrived`; a reject has its own)
-    cut = cut.filter(~arrived).with_columns(
+    is_event = cut["event"] != _E_ARRIVAL
+    events = cut.filter(is_event).with_columns(
         pl.lit(pl.Series(_CUT_EVENTS, dtype=pl.String())).gather(pl.col("event")).alias("event"),
-        pl.when(pl.col("event") != _E_REJECTED).then(pl.col("message_ref")).alias("arrived"),
         pl.lit(None, pl.String()).alias("message_id"),
         pl.lit(None, pl.String()).alias("original_recipient"),
     )
-    return count, heads, parts, cut.select(_EVENT_COLUMNS), arrivals
+    # (a delivery's sender is joined on by its message id, `arrived`; a reject has its own)
+    delivery = pl.col("event") != "rejected"
+    staying = None
+    if every_arrival:
+        # (the C tokenizer found the arrivals of the batch's own messages: only the deliveries
+        # of messages that arrived before the batch keep an `arrived` to join in `_outcomes`)
+        rows = number_column("arrival", pa.int32(), cut_count, arrival, arrival_valid)
+        own = arrivals.select("sender", "message_id", "sender_domain").gather(rows.filter(is_event))
+        events = events.with_columns(
+            pl.coalesce("sender", own["sender"]),
+            own["message_id"],
+            pl.coalesce("sender_domain", own["sender_domain"]),
+            pl.when(delivery & rows.filter(is_event).is_null())
+            .then(pl.col("message_ref"))
+            .alias("arrived"),
+        )
+        stay = number_column("stays", pa.uint8(), cut_count, stays).filter(~is_event)
+        staying = arrivals.filter(stay == 1).drop("index")
+    else:
+        events = events.with_columns(pl.when(delivery).then(pl.col("message_ref")).alias("arrived"))
+    return _Tokens(count, heads, parts, events.select(_EVENT_COLUMNS), arrivals, staying)
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """What `_cut` takes of a batch the C tokenizer cut (`_tokenized`)."""
+
+    read: int  # lines
+    heads: pl.DataFrame  # of the dated lines whose stamp is no time (at least), as `_heads`
+    parts: dict[str, pl.DataFrame]  # the lines by kind, as `_kinds`
+    events: pl.DataFrame  # the deliveries and rejects it cut (`_EVENT_COLUMNS`, line order)
+    arrivals: pl.DataFrame  # the arrivals it cut (as `_arrival_rows`, with `sender_domain`)
+    #: where it cut every arrival of the batch: the `_OPEN_SCHEMA` rows that stay open after
+    #: the batch (a message's last arrival in it, not completed in it), else None
+    staying: pl.DataFrame | None
 
 
 def _lines(batch: Batch) -> pl.Series:
