@@ -36,10 +36,10 @@ enum {
     K_REJECTED = 9,  /* a client reject cut here (`rejected RCPT`, `rejected after DATA`) */
 };
 
-/* What a row of the cut columns is: the event of a delivery (sources/exim.py has the same
- * names in this order), an arrival (its sender in `address`, its Message-ID in
- * `diagnostic`), or a client's reject (its envelope sender in `address`). */
-enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_ARRIVAL = 4, E_REJECTED = 5 };
+/* What a row of the event columns is: the event of a delivery (sources/exim.py has the same
+ * names in this order), or a client's reject (its envelope sender in `sender`). Arrivals
+ * have columns of their own. */
+enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_REJECTED = 4 };
 
 typedef struct {
     const char *s;
@@ -401,8 +401,8 @@ enum {
     B_BODY,
     B_ROW,
     B_EVENT,
-    B_ADDRESS,
-    B_ADDRESS_VALID,
+    B_SENDER,
+    B_SENDER_VALID,
     B_DIAGNOSTIC,
     B_DIAGNOSTIC_VALID,
     B_RELAY_HOST,
@@ -430,8 +430,17 @@ enum {
     B_CLIENT_HOST_VALID,
     B_CLIENT_IP,
     B_CLIENT_IP_VALID,
-    B_ARRIVAL,
-    B_ARRIVAL_VALID,
+    B_MESSAGE_ID,
+    B_MESSAGE_ID_VALID,
+    B_ARRIVED,
+    B_ARRIVED_VALID,
+    B_ARRIVAL_LINE,
+    B_ARRIVAL_SENDER,
+    B_ARRIVAL_SENDER_VALID,
+    B_ARRIVAL_MESSAGE_ID,
+    B_ARRIVAL_MESSAGE_ID_VALID,
+    B_ARRIVAL_DOMAIN,
+    B_ARRIVAL_DOMAIN_VALID,
     B_STAYS,
     B_COUNT
 };
@@ -439,7 +448,7 @@ enum {
 /* The columns being filled: per line, and per line cut whole (`row`: its line). */
 typedef struct {
     const char *base;
-    int64_t lines, zoned_lines, deliveries;
+    int64_t lines, zoned_lines, deliveries, arrivals; /* (deliveries: every event row) */
     /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
     char *lowered;
     int64_t lowered_size, lowered_capacity;
@@ -447,14 +456,18 @@ typedef struct {
     union {
         struct { /* (in the order of the buffers) */
             uint8_t *kind, *line, *ref, *ref_valid, *body;
-            uint8_t *row, *event, *address, *address_valid, *diagnostic, *diagnostic_valid;
+            uint8_t *row, *event, *sender, *sender_valid, *diagnostic, *diagnostic_valid;
             uint8_t *relay_host, *relay_ip, *relay_valid, *transport, *transport_valid;
             uint8_t *enhanced, *enhanced_valid, *code, *code_valid, *delay, *delay_valid;
             uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
             uint8_t *recipient, *domain, *domain_valid;     /* lower-cased, of deliveries */
             uint8_t *recipient_valid, *sender_domain, *sender_domain_valid; /* and rejects */
             uint8_t *client_host, *client_host_valid, *client_ip, *client_ip_valid;
-            uint8_t *arrival, *arrival_valid, *stays; /* the join of a message's lines */
+            uint8_t *message_id, *message_id_valid, *arrived, *arrived_valid; /* the join */
+            /* the arrivals' own columns: their line, sender, Message-ID, sender's domain */
+            uint8_t *arrival_line, *arrival_sender, *arrival_sender_valid;
+            uint8_t *arrival_message_id, *arrival_message_id_valid;
+            uint8_t *arrival_domain, *arrival_domain_valid, *stays;
         };
         uint8_t *buffer[B_COUNT];
     };
@@ -462,6 +475,9 @@ typedef struct {
 
 _Static_assert(offsetof(columns, stays) == offsetof(columns, buffer[B_STAYS]),
                "the named buffers are in the order of the tuple");
+
+/* Row `i` of a validity bitmap. */
+static inline int valid_get(const uint8_t *bitmap, int64_t i) { return (bitmap[i >> 3] >> (i & 7)) & 1; }
 
 /* Fixed-width values at row `k` (the buffers of a bytearray need no alignment here). */
 static inline void put_row(uint8_t *b, int64_t k, uint32_t v) { memcpy(b + 4 * k, &v, 4); }
@@ -651,7 +667,9 @@ static int64_t new_row(columns *c, int64_t i, uint8_t event) {
     const char *base = c->base;
     put_row(c->row, k, (uint32_t)i);
     c->event[k] = event;
-    set_nullable(c->address, c->address_valid, k, base, NONE);
+    set_nullable(c->sender, c->sender_valid, k, base, NONE);
+    set_nullable(c->message_id, c->message_id_valid, k, base, NONE);
+    set_nullable(c->arrived, c->arrived_valid, k, base, NONE);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, NONE);
     set_nullable(c->relay_host, c->relay_valid, k, base, NONE);
     set(c->relay_ip, k, base, NONE);
@@ -777,7 +795,7 @@ static uint8_t cut_client(columns *c, int64_t i, span body) {
     }
     const char *base = c->base;
     int64_t k = new_row(c, i, E_REJECTED);
-    set_nullable(c->address, c->address_valid, k, base, sender);
+    set_nullable(c->sender, c->sender_valid, k, base, sender);
     put_domain(c, c->sender_domain, c->sender_domain_valid, k, sender);
     if (has(address)) put_recipient(c, k, address);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, diagnostic);
@@ -829,10 +847,11 @@ static void cut_fields(columns *c, int64_t i, span line) {
             return;
         }
         c->kind[i] = K_ARRIVED;
-        int64_t k = new_row(c, i, E_ARRIVAL);
-        set_nullable(c->address, c->address_valid, k, base, sender);
-        set_nullable(c->diagnostic, c->diagnostic_valid, k, base, message);
-        put_domain(c, c->sender_domain, c->sender_domain_valid, k, sender);
+        int64_t k = c->arrivals++;
+        put_row(c->arrival_line, k, (uint32_t)i);
+        set_nullable(c->arrival_sender, c->arrival_sender_valid, k, base, sender);
+        set_nullable(c->arrival_message_id, c->arrival_message_id_valid, k, base, message);
+        put_domain(c, c->arrival_domain, c->arrival_domain_valid, k, sender);
         return;
     }
     if (starts(body, "Com")) {
@@ -856,6 +875,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
     }
     c->kind[i] = K_CUT;
     int64_t k = new_row(c, i, (uint8_t)d.event);
+    set_nullable(c->arrived, c->arrived_valid, k, base, ref); /* (until joined in C) */
     put_recipient(c, k, d.address);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
     set_nullable(c->relay_host, c->relay_valid, k, base, d.relay_host);
@@ -964,13 +984,13 @@ typedef struct {
 } looked_up;
 
 /* What `Exim._outcomes` and `Exim._remember` need of the batch's own arrivals, where the
- * cut columns hold every arrival of the batch (no line of it left to the polars path as an
- * arrival, or as a line of any kind the polars path might read as one): per delivery row the
- * arrival it takes its sender from (`arrival`: the message's last arrival in the batch, which
- * `_outcomes`' keep-last join takes over any carried one; null where the batch has none),
- * and per arrival row whether it stays open after the batch (`stays`: the message's last
- * arrival, and no `Completed` line for it). 1 where it did that, 0 where the polars path
- * must join the batch (a line left to it; out of memory).
+ * arrival columns hold every arrival of the batch (no line of it left to the polars path as
+ * an arrival, or as a line of any kind the polars path might read as one): each delivery of
+ * a message that arrived in the batch gets the sender, Message-ID and sender's domain of the
+ * message's last arrival in it (which `_outcomes`' keep-last join takes over any carried
+ * one) and no `arrived` (nothing left to join); and per arrival whether it stays open after
+ * the batch (`stays`: the message's last arrival, and no `Completed` line for it). 1 where it
+ * did that, 0 where the polars path must join the batch (a line left to it; no memory).
  *
  * The table is larger than the caches: each pass hashes its ids first, then fetches the slot
  * of the id AHEAD lookups on while it looks one up, so that the fetches overlap. */
@@ -978,12 +998,13 @@ static int join_arrivals(columns *c) {
     if (memchr(c->kind, K_FALLBACK, (size_t)c->lines) != NULL ||
         memchr(c->kind, K_ARRIVAL, (size_t)c->lines) != NULL)
         return 0;
-    int64_t arrivals = 0, completed = 0;
-    for (int64_t k = 0; k < c->deliveries; k++) arrivals += c->event[k] == E_ARRIVAL;
+    int64_t completed = 0;
     for (int64_t i = 0; i < c->lines; i++) completed += c->kind[i] == K_COMPLETED;
     uint64_t capacity = 16;
-    while (capacity < 2 * (uint64_t)arrivals) capacity <<= 1;
-    int64_t most = c->deliveries > completed ? c->deliveries : completed;
+    while (capacity < 2 * (uint64_t)c->arrivals) capacity <<= 1;
+    int64_t most = c->deliveries;
+    if (c->arrivals > most) most = c->arrivals;
+    if (completed > most) most = completed;
     messages t = {.slots = calloc(capacity, sizeof(message)), .mask = capacity - 1};
     looked_up *ids = malloc((size_t)(most + 1) * sizeof(looked_up));
     int64_t *lines = malloc((size_t)(most + 1) * sizeof(int64_t));
@@ -993,50 +1014,53 @@ static int join_arrivals(columns *c) {
         free(lines);
         return 0;
     }
-    /* every row's line (arrivals and deliveries), then the Completed lines */
-    for (int pass = 0; pass < 3; pass++) {
+    /* the arrivals; the Completed lines; the deliveries (rejects need no sender); the
+     * arrivals again (which stay open) */
+    for (int pass = 0; pass < 4; pass++) {
         int64_t n = 0;
+        uint32_t line;
         if (pass == 1) {
             for (int64_t i = 0; i < c->lines; i++)
                 if (c->kind[i] == K_COMPLETED) lines[n++] = i;
-        } else {
+        } else if (pass == 2) {
             for (int64_t k = 0; k < c->deliveries; k++) {
-                uint32_t line;
                 memcpy(&line, c->row + 4 * k, 4);
-                uint8_t event = c->event[k];
-                /* (pass 0: arrivals; pass 2: every row, rejects need no id) */
-                lines[n++] = (event == E_ARRIVAL || (pass == 2 && event <= E_EXPIRED))
-                                 ? (int64_t)line
-                                 : -1;
+                lines[n++] = c->event[k] <= E_EXPIRED ? (int64_t)line : -1;
+            }
+        } else {
+            for (int64_t k = 0; k < c->arrivals; k++) {
+                memcpy(&line, c->arrival_line + 4 * k, 4);
+                lines[n++] = line;
             }
         }
         for (int64_t j = 0; j < n; j++)
             if (lines[j] >= 0) ids[j].hash = line_id(c, lines[j], &ids[j].key);
-        int32_t arrival = 0;
         for (int64_t j = 0; j < n; j++) {
             int64_t ahead = j + AHEAD;
             if (ahead < n && lines[ahead] >= 0)
                 __builtin_prefetch(&t.slots[ids[ahead].hash & t.mask]);
-            if (pass == 2) {
-                c->stays[j] = 0;
-                int32_t found = -1;
-                if (lines[j] >= 0) {
-                    message *m = message_slot(&t, &ids[j].key, ids[j].hash, 0);
-                    if (c->event[j] == E_ARRIVAL)
-                        c->stays[j] = m->last_row == (uint32_t)j; /* (and not COMPLETED) */
-                    else if (m != NULL)
-                        found = m->last_arrival;
-                }
-                memcpy(c->arrival + 4 * j, &found, 4);
-                valid_set(c->arrival_valid, j, found >= 0);
-            } else if (lines[j] >= 0) {
-                message *m = message_slot(&t, &ids[j].key, ids[j].hash, pass == 0);
-                if (pass == 0) {
-                    m->last_row = (uint32_t)j;
-                    m->last_arrival = arrival++;
-                } else if (m != NULL) {
-                    m->last_row |= COMPLETED;
-                }
+            if (lines[j] < 0) continue;
+            message *m = message_slot(&t, &ids[j].key, ids[j].hash, pass == 0);
+            if (pass == 0) {
+                m->last_row = (uint32_t)j;
+                m->last_arrival = (int32_t)j;
+            } else if (pass == 1) {
+                if (m != NULL) m->last_row |= COMPLETED;
+            } else if (pass == 2) {
+                if (m == NULL) continue;
+                /* (the views and validity of the arrival's columns, copied) */
+                int64_t a = m->last_arrival;
+                memcpy(c->sender + j * VIEW_SIZE, c->arrival_sender + a * VIEW_SIZE, VIEW_SIZE);
+                valid_set(c->sender_valid, j, valid_get(c->arrival_sender_valid, a));
+                memcpy(c->message_id + j * VIEW_SIZE, c->arrival_message_id + a * VIEW_SIZE,
+                       VIEW_SIZE);
+                valid_set(c->message_id_valid, j, valid_get(c->arrival_message_id_valid, a));
+                memcpy(c->sender_domain + j * VIEW_SIZE, c->arrival_domain + a * VIEW_SIZE,
+                       VIEW_SIZE);
+                valid_set(c->sender_domain_valid, j, valid_get(c->arrival_domain_valid, a));
+                set_nullable(c->arrived, c->arrived_valid, j, c->base, NONE);
+            } else {
+                c->stays[j] = m->last_row == (uint32_t)j; /* (and not COMPLETED) */
             }
         }
     }
@@ -1074,8 +1098,8 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_BODY] = lines * VIEW_SIZE,
         [B_ROW] = lines * 4,
         [B_EVENT] = lines,
-        [B_ADDRESS] = lines * VIEW_SIZE,
-        [B_ADDRESS_VALID] = bitmap,
+        [B_SENDER] = lines * VIEW_SIZE,
+        [B_SENDER_VALID] = bitmap,
         [B_DIAGNOSTIC] = lines * VIEW_SIZE,
         [B_DIAGNOSTIC_VALID] = bitmap,
         [B_RELAY_HOST] = lines * VIEW_SIZE,
@@ -1103,8 +1127,17 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_CLIENT_HOST_VALID] = bitmap,
         [B_CLIENT_IP] = lines * VIEW_SIZE,
         [B_CLIENT_IP_VALID] = bitmap,
-        [B_ARRIVAL] = lines * 4,
-        [B_ARRIVAL_VALID] = bitmap,
+        [B_MESSAGE_ID] = lines * VIEW_SIZE,
+        [B_MESSAGE_ID_VALID] = bitmap,
+        [B_ARRIVED] = lines * VIEW_SIZE,
+        [B_ARRIVED_VALID] = bitmap,
+        [B_ARRIVAL_LINE] = lines * 4,
+        [B_ARRIVAL_SENDER] = lines * VIEW_SIZE,
+        [B_ARRIVAL_SENDER_VALID] = bitmap,
+        [B_ARRIVAL_MESSAGE_ID] = lines * VIEW_SIZE,
+        [B_ARRIVAL_MESSAGE_ID_VALID] = bitmap,
+        [B_ARRIVAL_DOMAIN] = lines * VIEW_SIZE,
+        [B_ARRIVAL_DOMAIN_VALID] = bitmap,
         [B_STAYS] = lines,
     };
     PyObject *buffers[B_COUNT] = {NULL};
@@ -1133,7 +1166,7 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         if (!done) Py_RETURN_NONE;
         return c.out_of_memory ? PyErr_NoMemory() : NULL;
     }
-    PyObject *result = PyTuple_New(B_COUNT + 5);
+    PyObject *result = PyTuple_New(B_COUNT + 6);
     if (result == NULL) {
         Py_DECREF(lowered);
         goto fail_released;
@@ -1144,7 +1177,8 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 3, buffers[b]);
     PyTuple_SET_ITEM(result, B_COUNT + 3, lowered);
     PyTuple_SET_ITEM(result, B_COUNT + 4, PyBool_FromLong(joined));
-    for (int b = 0; b < B_COUNT + 5; b++)
+    PyTuple_SET_ITEM(result, B_COUNT + 5, PyLong_FromLongLong(c.arrivals));
+    for (int b = 0; b < B_COUNT + 6; b++)
         if (PyTuple_GET_ITEM(result, b) == NULL) {
             Py_DECREF(result);
             return NULL;
@@ -1159,16 +1193,16 @@ fail_released:
 
 static PyMethodDef methods[] = {
     {"cut", cut, METH_O,
-     "cut(data) -> (lines, rows, zoned_lines, kind, line, ref, ref_valid, body, row, event, address, "
-     "address_valid, "
-     "diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid, transport, "
-     "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid, zoned, "
-     "time, offset, offset_valid, recipient, domain, domain_valid, lowered) or None.\n\n"
+     "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals) or "
+     "None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
      "the line, message id and text (and, for a head with a fraction, zone or pid, its time and "
-     "offset); per delivery or arrival cut (kinds 5 and 8) its line and fields. None: the "
-     "batch has a NUL, a carriage return or bytes that are not UTF-8 (the polars path reads "
-     "it)."},
+     "offset); per event cut (deliveries, rejects) its line and fields; per arrival cut its "
+     "line, sender, Message-ID and sender's domain. The buffers are in the order of the "
+     "B_... names (sources/exim.py, _BUFFERS); `lowered` holds lower-cased copies (data "
+     "buffer 1 of the views that may point there); `joined`: the senders of the messages that "
+     "arrived in the batch are joined on (every arrival cut). None: the batch has a NUL, a "
+     "carriage return or bytes that are not UTF-8 (the polars path reads it)."},
     {NULL, NULL, 0, NULL},
 };
 

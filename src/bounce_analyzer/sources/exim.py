@@ -483,33 +483,35 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     _K_ARRIVED,
     _K_REJECTED,
 ) = range(10)
-#: The events of the rows it cuts, by their number (4: an arrival, which is no event).
-_CUT_EVENTS = ["delivered", "bounced", "deferred", "expired", None, "rejected"]
-_E_ARRIVAL = _CUT_EVENTS.index(None)
-_E_REJECTED = _CUT_EVENTS.index("rejected")
+#: The events of the rows it cuts, by their number.
+_CUT_EVENTS = ["delivered", "bounced", "deferred", "expired", "rejected"]
+
+
+#: The buffers `cut` returns after its three counts, in order (native/exim.c, `B_...`).
+_BUFFERS = (
+    "kind line ref ref_valid body row event sender sender_valid diagnostic diagnostic_valid "
+    "relay_host relay_ip relay_valid transport transport_valid enhanced enhanced_valid code "
+    "code_valid delay delay_valid zoned time offset offset_valid recipient domain domain_valid "
+    "recipient_valid sender_domain sender_domain_valid client_host client_host_valid client_ip "
+    "client_ip_valid message_id message_id_valid arrived arrived_valid arrival_line "
+    "arrival_sender arrival_sender_valid arrival_message_id arrival_message_id_valid "
+    "arrival_domain arrival_domain_valid stays"
+).split()
 
 
 def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
-    """What `_cut` needs of a batch the C tokenizer cut: the line count, the heads of the dated
-    lines (as `_heads`), the lines by kind (as `_kinds`), the deliveries it cut whole
-    (`_EVENT_COLUMNS`, in no particular order) and the arrivals it cut (as `_arrival_rows`).
-    The lines it left (kind FALLBACK) are read by `_heads` and `_kinds` here, and their parts
-    joined to its own in line order."""
+    """What `_cut` needs of a batch the C tokenizer cut (`_Tokens`). The lines it left (kind
+    FALLBACK) are read by `_heads` and `_kinds` here, and their parts joined to its own in
+    line order."""
     count, cut_count, zoned_count = tokens[:3]
-    (kind, line, ref, ref_valid, body, row, event, address, address_valid) = tokens[3:12]
-    (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[12:17]
-    (transport, transport_valid, enhanced, enhanced_valid) = tokens[17:21]
-    (code, code_valid, delay, delay_valid, zoned, time, offset, offset_valid) = tokens[21:29]
-    (recipient, domain, domain_valid, recipient_valid) = tokens[29:33]
-    (sender_domain, sender_domain_valid, client_host, client_host_valid) = tokens[33:37]
-    (client_ip, client_ip_valid, arrival, arrival_valid, stays) = tokens[37:42]
-    (lowered, every_arrival) = tokens[42:44]
+    b = dict(zip(_BUFFERS, tokens[3 : 3 + len(_BUFFERS)], strict=True))
+    lowered, every_arrival, arrival_count = tokens[3 + len(_BUFFERS) :]
     frame = pl.DataFrame(
         [
-            string_column("line", count, line, data),
-            string_column("ref", count, ref, data, ref_valid),
-            string_column("body", count, body, data),
-            number_column("kind", pa.uint8(), count, kind),
+            string_column("line", count, b["line"], data),
+            string_column("ref", count, b["ref"], data, b["ref_valid"]),
+            string_column("body", count, b["body"], data),
+            number_column("kind", pa.uint8(), count, b["kind"]),
         ]
     ).with_row_index("index")
     # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps; the
@@ -521,11 +523,11 @@ def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
                 [
                     frame["index"],
                     frame["line"].str.head(10).alias("date"),
-                    string_column("time", count, time, data),
-                    string_column("offset", count, offset, data, offset_valid),
+                    string_column("time", count, b["time"], data),
+                    string_column("offset", count, b["offset"], data, b["offset_valid"]),
                 ]
             )
-            .filter(number_column("zoned", pa.uint8(), count, zoned) == 1)
+            .filter(number_column("zoned", pa.uint8(), count, b["zoned"]) == 1)
             .with_columns(_timestamp(tz))
         )
         stamps = stamps.scatter(heads["index"], heads["timestamp"])
@@ -558,76 +560,61 @@ def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
         for name, part in _kinds(left_heads).items():
             joined = pl.concat([parts[name], part])
             parts[name] = joined.sort("index") if "index" in joined.columns else joined
-    rows = number_column("row", pa.uint32(), cut_count, row)
-    found = frame.select("index", "line", "timestamp", "ref").gather(rows)
-    event_numbers = number_column("event", pa.uint8(), cut_count, event)
-    # (the views of lower-cased text point into the batch, or into `lowered`, data buffer 1)
-    cut = pl.DataFrame(
+
+    def strings(name: str, buffer: str, count: int, *, lower: bool = False) -> pl.Series:
+        valid = b.get(f"{buffer}_valid")
+        second = lowered if lower else None
+        return string_column(name, count, b[buffer], data, valid, second=second)
+
+    found = frame.select("index", "line", "timestamp", "ref").gather(
+        number_column("row", pa.uint32(), cut_count, b["row"])
+    )
+    # (the views of lower-cased text point into the batch, or into `lowered`, data buffer 1;
+    # a delivery's sender is joined on by its message id, `arrived`, where the C tokenizer
+    # did not find it in the batch; a reject has its own)
+    events = pl.DataFrame(
         [
             found["index"],
             found["line"],
             found["timestamp"],
-            event_numbers,
+            pl.Series("event", _CUT_EVENTS, dtype=pl.String()).gather(
+                number_column("event", pa.uint8(), cut_count, b["event"])
+            ),
             found["ref"].alias("message_ref"),
-            string_column("sender", cut_count, address, data, address_valid),
-            string_column(
-                "sender_domain",
-                cut_count,
-                sender_domain,
-                data,
-                sender_domain_valid,
-                second=lowered,
-            ),
-            string_column("recipient", cut_count, recipient, data, recipient_valid, second=lowered),
-            string_column(
-                "recipient_domain", cut_count, domain, data, domain_valid, second=lowered
-            ),
-            string_column("relay_host", cut_count, relay_host, data, relay_valid),
-            string_column("relay_ip", cut_count, relay_ip, data, relay_valid),
-            string_column("client_host", cut_count, client_host, data, client_host_valid),
-            string_column("client_ip", cut_count, client_ip, data, client_ip_valid),
-            string_column("transport", cut_count, transport, data, transport_valid),
-            number_column("smtp_code", pa.int16(), cut_count, code, code_valid),
-            string_column("enhanced_code", cut_count, enhanced, data, enhanced_valid),
-            string_column("diagnostic", cut_count, diagnostic, data, diagnostic_valid),
-            number_column("delay_s", pa.float64(), cut_count, delay, delay_valid),
+            strings("arrived", "arrived", cut_count),
+            strings("sender", "sender", cut_count),
+            strings("sender_domain", "sender_domain", cut_count, lower=True),
+            strings("message_id", "message_id", cut_count),
+            strings("recipient", "recipient", cut_count, lower=True),
+            strings("recipient_domain", "domain", cut_count, lower=True),
+            pl.repeat(None, cut_count, dtype=pl.String(), eager=True).alias("original_recipient"),
+            string_column("relay_host", cut_count, b["relay_host"], data, b["relay_valid"]),
+            string_column("relay_ip", cut_count, b["relay_ip"], data, b["relay_valid"]),
+            strings("client_host", "client_host", cut_count),
+            strings("client_ip", "client_ip", cut_count),
+            strings("transport", "transport", cut_count),
+            number_column("smtp_code", pa.int16(), cut_count, b["code"], b["code_valid"]),
+            strings("enhanced_code", "enhanced", cut_count),
+            strings("diagnostic", "diagnostic", cut_count),
+            number_column("delay_s", pa.float64(), cut_count, b["delay"], b["delay_valid"]),
         ]
     )
-    arrived = pl.col("event") == _E_ARRIVAL
-    arrivals = cut.filter(arrived).select(
-        "index",
-        pl.col("message_ref").alias("arrived"),
-        "sender",
-        pl.col("diagnostic").alias("message_id"),
-        "sender_domain",
+    arrival_rows = number_column("line", pa.uint32(), arrival_count, b["arrival_line"])
+    arrivals = pl.DataFrame(
+        [
+            frame["index"].gather(arrival_rows),
+            frame["ref"].gather(arrival_rows).alias("arrived"),
+            strings("sender", "arrival_sender", arrival_count),
+            strings("message_id", "arrival_message_id", arrival_count),
+            strings("sender_domain", "arrival_domain", arrival_count, lower=True),
+        ]
     )
-    is_event = cut["event"] != _E_ARRIVAL
-    events = cut.filter(is_event).with_columns(
-        pl.lit(pl.Series(_CUT_EVENTS, dtype=pl.String())).gather(pl.col("event")).alias("event"),
-        pl.lit(None, pl.String()).alias("message_id"),
-        pl.lit(None, pl.String()).alias("original_recipient"),
-    )
-    # (a delivery's sender is joined on by its message id, `arrived`; a reject has its own)
-    delivery = pl.col("event") != "rejected"
     staying = None
     if every_arrival:
-        # (the C tokenizer found the arrivals of the batch's own messages: only the deliveries
-        # of messages that arrived before the batch keep an `arrived` to join in `_outcomes`)
-        rows = number_column("arrival", pa.int32(), cut_count, arrival, arrival_valid)
-        own = arrivals.select("sender", "message_id", "sender_domain").gather(rows.filter(is_event))
-        events = events.with_columns(
-            pl.coalesce("sender", own["sender"]),
-            own["message_id"],
-            pl.coalesce("sender_domain", own["sender_domain"]),
-            pl.when(delivery & rows.filter(is_event).is_null())
-            .then(pl.col("message_ref"))
-            .alias("arrived"),
-        )
-        stay = number_column("stays", pa.uint8(), cut_count, stays).filter(~is_event)
-        staying = arrivals.filter(stay == 1).drop("index")
-    else:
-        events = events.with_columns(pl.when(delivery).then(pl.col("message_ref")).alias("arrived"))
-    return _Tokens(count, heads, parts, events.select(_EVENT_COLUMNS), arrivals, staying)
+        # (where the C tokenizer found every arrival of the batch: those that stay open)
+        stays = number_column("stays", pa.uint8(), arrival_count, b["stays"])
+        staying = arrivals.filter(stays == 1).drop("index")
+    return _Tokens(count, heads, parts, events, arrivals, staying)
 
 
 @dataclass(frozen=True)
