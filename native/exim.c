@@ -916,24 +916,27 @@ static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) 
 }
 
 /* The message ids of the batch's arrivals, in an open-addressing table of 32-byte slots: per
- * id its bytes (a message id has at most 23), the cut row of its last arrival and which
- * arrival that is (counted from 0), and whether a `Completed` line names it. */
+ * id its bytes (a message id has 16, 22 or 23) and length, the number of its last arrival
+ * among the arrivals, and whether a `Completed` line names it. */
 typedef struct {
-    char id[23];
-    uint8_t length;        /* 0: a free slot */
-    uint32_t last_row;     /* the cut row of the id's last arrival, | COMPLETED */
-    int32_t last_arrival;  /* the number of that arrival among the arrivals */
+    uint64_t id[3];        /* the id's bytes, zero-padded, its length in the last byte */
+    uint32_t last_arrival; /* | COMPLETED */
+    uint32_t used;         /* 0: a free slot */
 } message;
 
 #define COMPLETED 0x80000000u /* a `Completed` line of the batch names the id */
-
-#define ID_BYTES 23
-#define AHEAD 12 /* how many lookups ahead a slot is fetched into the cache */
+#define AHEAD 8               /* how many lookups ahead a slot is fetched into the cache */
 
 typedef struct {
     message *slots;
     uint64_t mask;
 } messages;
+
+/* A message id as a slot holds it, and its hash. */
+typedef struct {
+    uint64_t id[3];
+    uint64_t hash;
+} key;
 
 /* The text of row `i`'s view in `views` (inline, or in the batch: data buffer 0). */
 static const char *view_text(const columns *c, const uint8_t *views, int64_t i, int32_t *len) {
@@ -945,43 +948,54 @@ static const char *view_text(const columns *c, const uint8_t *views, int64_t i, 
     return c->base + offset;
 }
 
-/* The message id of line `i` as a slot holds it (zero-padded), and its hash. */
-static uint64_t line_id(const columns *c, int64_t i, message *key) {
+/* The key of the message id of line `i` (message_id: 16, 22 or 23 bytes). */
+static void line_key(const columns *c, int64_t i, key *k) {
     int32_t length;
     const char *id = view_text(c, c->ref, i, &length);
-    memset(key->id, 0, ID_BYTES);
-    memcpy(key->id, id, (size_t)length); /* (message_id: 16, 22 or 23 bytes) */
-    key->length = (uint8_t)length;
-    uint64_t words[3];
-    memcpy(words, key, 24);
-    uint64_t hash = (words[0] * 0x9e3779b97f4a7c15ULL) ^ (words[1] * 0xc2b2ae3d27d4eb4fULL) ^
-                    (words[2] * 0x165667b19e3779f9ULL);
+    memcpy(&k->id[0], id, 8);
+    memcpy(&k->id[1], id + 8, 8);
+    k->id[2] = 0;
+    if (length == 23)
+        memcpy(&k->id[2], id + 16, 7);
+    else if (length == 22)
+        memcpy(&k->id[2], id + 16, 6);
+    k->id[2] |= (uint64_t)length << 56;
+    uint64_t hash = (k->id[0] * 0x9e3779b97f4a7c15ULL) ^ (k->id[1] * 0xc2b2ae3d27d4eb4fULL) ^
+                    (k->id[2] * 0x165667b19e3779f9ULL);
     hash ^= hash >> 29;
     hash *= 0xbf58476d1ce4e5b9ULL;
-    return hash ^ (hash >> 32);
+    k->hash = hash ^ (hash >> 32);
 }
 
-/* The slot of `key` (of hash `hash`): its own, or (`claim`) the free one it then takes, or
- * NULL. (Linear probing.) */
-static message *message_slot(messages *t, const message *key, uint64_t hash, int claim) {
-    for (uint64_t at = hash & t->mask;; at = (at + 1) & t->mask) {
+/* The slot of `k`: its own, or (`claim`) the free one it then takes, or NULL (linear
+ * probing). */
+static message *message_slot(messages *t, const key *k, int claim) {
+    for (uint64_t at = k->hash & t->mask;; at = (at + 1) & t->mask) {
         message *m = &t->slots[at];
-        if (m->length == 0) {
+        if (!m->used) {
             if (!claim) return NULL;
-            memcpy(m, key, 24);
-            m->last_row = 0;
-            m->last_arrival = -1;
+            memcpy(m->id, k->id, sizeof m->id);
+            m->used = 1;
+            m->last_arrival = 0;
             return m;
         }
-        if (memcmp(m, key, 24) == 0) return m;
+        if (m->id[0] == k->id[0] && m->id[1] == k->id[1] && m->id[2] == k->id[2]) return m;
     }
 }
 
-/* A message id as a slot holds it, and its hash. */
-typedef struct {
-    message key;
-    uint64_t hash;
-} looked_up;
+/* The line whose message id pass `pass` of `join_arrivals` looks up at its step `j`, or -1
+ * (nothing to look up there). */
+static int64_t pass_line(const columns *c, int pass, int64_t j) {
+    uint32_t line;
+    if (pass == 1) return c->kind[j] == K_COMPLETED ? j : -1;
+    if (pass == 2) {
+        if (c->event[j] > E_EXPIRED) return -1; /* (a reject: no sender to join) */
+        memcpy(&line, c->row + 4 * j, 4);
+        return line;
+    }
+    memcpy(&line, c->arrival_line + 4 * j, 4);
+    return line;
+}
 
 /* What `Exim._outcomes` and `Exim._remember` need of the batch's own arrivals, where the
  * arrival columns hold every arrival of the batch (no line of it left to the polars path as
@@ -992,81 +1006,57 @@ typedef struct {
  * the batch (`stays`: the message's last arrival, and no `Completed` line for it). 1 where it
  * did that, 0 where the polars path must join the batch (a line left to it; no memory).
  *
- * The table is larger than the caches: each pass hashes its ids first, then fetches the slot
- * of the id AHEAD lookups on while it looks one up, so that the fetches overlap. */
+ * The table is larger than the caches: each pass fetches the slot of the id AHEAD steps on
+ * while it looks one up, so that the fetches overlap. */
 static int join_arrivals(columns *c) {
     if (memchr(c->kind, K_FALLBACK, (size_t)c->lines) != NULL ||
         memchr(c->kind, K_ARRIVAL, (size_t)c->lines) != NULL)
         return 0;
-    int64_t completed = 0;
-    for (int64_t i = 0; i < c->lines; i++) completed += c->kind[i] == K_COMPLETED;
     uint64_t capacity = 16;
     while (capacity < 2 * (uint64_t)c->arrivals) capacity <<= 1;
-    int64_t most = c->deliveries;
-    if (c->arrivals > most) most = c->arrivals;
-    if (completed > most) most = completed;
     messages t = {.slots = calloc(capacity, sizeof(message)), .mask = capacity - 1};
-    looked_up *ids = malloc((size_t)(most + 1) * sizeof(looked_up));
-    int64_t *lines = malloc((size_t)(most + 1) * sizeof(int64_t));
-    if (t.slots == NULL || ids == NULL || lines == NULL) {
-        free(t.slots);
-        free(ids);
-        free(lines);
-        return 0;
-    }
-    /* the arrivals; the Completed lines; the deliveries (rejects need no sender); the
-     * arrivals again (which stay open) */
+    if (t.slots == NULL) return 0;
+    key ring[AHEAD];
+    int64_t ring_line[AHEAD];
+    /* the arrivals; the Completed lines; the deliveries; the arrivals again */
     for (int pass = 0; pass < 4; pass++) {
-        int64_t n = 0;
-        uint32_t line;
-        if (pass == 1) {
-            for (int64_t i = 0; i < c->lines; i++)
-                if (c->kind[i] == K_COMPLETED) lines[n++] = i;
-        } else if (pass == 2) {
-            for (int64_t k = 0; k < c->deliveries; k++) {
-                memcpy(&line, c->row + 4 * k, 4);
-                lines[n++] = c->event[k] <= E_EXPIRED ? (int64_t)line : -1;
+        int64_t n = pass == 1 ? c->lines : pass == 2 ? c->deliveries : c->arrivals;
+        for (int64_t j = 0; j < n + AHEAD - 1; j++) {
+            if (j < n) {
+                int64_t line = pass_line(c, pass, j);
+                ring_line[j % AHEAD] = line;
+                if (line >= 0) {
+                    line_key(c, line, &ring[j % AHEAD]);
+                    __builtin_prefetch(&t.slots[ring[j % AHEAD].hash & t.mask]);
+                }
             }
-        } else {
-            for (int64_t k = 0; k < c->arrivals; k++) {
-                memcpy(&line, c->arrival_line + 4 * k, 4);
-                lines[n++] = line;
-            }
-        }
-        for (int64_t j = 0; j < n; j++)
-            if (lines[j] >= 0) ids[j].hash = line_id(c, lines[j], &ids[j].key);
-        for (int64_t j = 0; j < n; j++) {
-            int64_t ahead = j + AHEAD;
-            if (ahead < n && lines[ahead] >= 0)
-                __builtin_prefetch(&t.slots[ids[ahead].hash & t.mask]);
-            if (lines[j] < 0) continue;
-            message *m = message_slot(&t, &ids[j].key, ids[j].hash, pass == 0);
+            int64_t at = j - AHEAD + 1; /* (the step whose slot was asked for AHEAD - 1 ago) */
+            if (at < 0 || ring_line[at % AHEAD] < 0) continue;
+            const key *k = &ring[at % AHEAD];
+            message *m = message_slot(&t, k, pass == 0);
             if (pass == 0) {
-                m->last_row = (uint32_t)j;
-                m->last_arrival = (int32_t)j;
+                m->last_arrival = (uint32_t)at;
             } else if (pass == 1) {
-                if (m != NULL) m->last_row |= COMPLETED;
+                if (m != NULL) m->last_arrival |= COMPLETED;
             } else if (pass == 2) {
                 if (m == NULL) continue;
                 /* (the views and validity of the arrival's columns, copied) */
-                int64_t a = m->last_arrival;
-                memcpy(c->sender + j * VIEW_SIZE, c->arrival_sender + a * VIEW_SIZE, VIEW_SIZE);
-                valid_set(c->sender_valid, j, valid_get(c->arrival_sender_valid, a));
-                memcpy(c->message_id + j * VIEW_SIZE, c->arrival_message_id + a * VIEW_SIZE,
+                int64_t a = m->last_arrival & ~COMPLETED;
+                memcpy(c->sender + at * VIEW_SIZE, c->arrival_sender + a * VIEW_SIZE, VIEW_SIZE);
+                valid_set(c->sender_valid, at, valid_get(c->arrival_sender_valid, a));
+                memcpy(c->message_id + at * VIEW_SIZE, c->arrival_message_id + a * VIEW_SIZE,
                        VIEW_SIZE);
-                valid_set(c->message_id_valid, j, valid_get(c->arrival_message_id_valid, a));
-                memcpy(c->sender_domain + j * VIEW_SIZE, c->arrival_domain + a * VIEW_SIZE,
+                valid_set(c->message_id_valid, at, valid_get(c->arrival_message_id_valid, a));
+                memcpy(c->sender_domain + at * VIEW_SIZE, c->arrival_domain + a * VIEW_SIZE,
                        VIEW_SIZE);
-                valid_set(c->sender_domain_valid, j, valid_get(c->arrival_domain_valid, a));
-                set_nullable(c->arrived, c->arrived_valid, j, c->base, NONE);
+                valid_set(c->sender_domain_valid, at, valid_get(c->arrival_domain_valid, a));
+                set_nullable(c->arrived, c->arrived_valid, at, c->base, NONE);
             } else {
-                c->stays[j] = m->last_row == (uint32_t)j; /* (and not COMPLETED) */
+                c->stays[at] = m->last_arrival == (uint32_t)at; /* (and not COMPLETED) */
             }
         }
     }
     free(t.slots);
-    free(ids);
-    free(lines);
     return 1;
 }
 
