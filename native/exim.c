@@ -442,6 +442,8 @@ enum {
     B_ARRIVAL_DOMAIN,
     B_ARRIVAL_DOMAIN_VALID,
     B_STAYS,
+    B_RUN,
+    B_RUN_START,
     B_COUNT
 };
 
@@ -449,6 +451,7 @@ enum {
 typedef struct {
     const char *base;
     int64_t lines, zoned_lines, deliveries, arrivals; /* (deliveries: every event row) */
+    int64_t runs; /* of equal stamps */
     /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
     char *lowered;
     int64_t lowered_size, lowered_capacity;
@@ -468,12 +471,13 @@ typedef struct {
             uint8_t *arrival_line, *arrival_sender, *arrival_sender_valid;
             uint8_t *arrival_message_id, *arrival_message_id_valid;
             uint8_t *arrival_domain, *arrival_domain_valid, *stays;
+            uint8_t *run, *run_start; /* each line's run of equal stamps; each run's first line */
         };
         uint8_t *buffer[B_COUNT];
     };
 } columns;
 
-_Static_assert(offsetof(columns, stays) == offsetof(columns, buffer[B_STAYS]),
+_Static_assert(offsetof(columns, run_start) == offsetof(columns, buffer[B_RUN_START]),
                "the named buffers are in the order of the tuple");
 
 /* Row `i` of a validity bitmap. */
@@ -903,13 +907,29 @@ static int cut_line(columns *c, int64_t i, span line) {
     return 1;
 }
 
+/* Line `i`'s run of equal stamps (`_run_timestamps`: lines whose first 19 characters are
+ * equal, parsed once): the run of the line `before` it where both are printable ASCII and
+ * their first 19 bytes (or all, if shorter) are the same, else a new run. (Cutting runs where
+ * the polars path would not is no harm: each run's lines have the same first characters.) */
+static void stamp_run(columns *c, int64_t i, span line, span before) {
+    int64_t n = line.n < 19 ? line.n : 19;
+    int same = i > 0 && c->kind[i] != K_FALLBACK && c->kind[i - 1] != K_FALLBACK &&
+               (before.n < 19 ? before.n : 19) == n && memcmp(line.s, before.s, (size_t)n) == 0;
+    if (!same) put_row(c->run_start, c->runs++, (uint32_t)i);
+    put_row(c->run, i, (uint32_t)(c->runs - 1));
+}
+
 /* The batch cut: 1, or 0 where the polars path must read it whole. */
 static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) {
     const char *p = data, *end = data + size;
+    span before = NONE;
     for (int64_t i = 0; i < lines; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *stop = nl != NULL ? nl : end;
-        if (!cut_line(c, i, (span){p, stop - p})) return 0;
+        span line = {p, stop - p};
+        if (!cut_line(c, i, line)) return 0;
+        stamp_run(c, i, line, before);
+        before = line;
         p = stop + 1;
     }
     return 1;
@@ -1129,6 +1149,8 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         [B_ARRIVAL_DOMAIN] = lines * VIEW_SIZE,
         [B_ARRIVAL_DOMAIN_VALID] = bitmap,
         [B_STAYS] = lines,
+        [B_RUN] = lines * 4,
+        [B_RUN_START] = lines * 4,
     };
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {
@@ -1156,7 +1178,7 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         if (!done) Py_RETURN_NONE;
         return c.out_of_memory ? PyErr_NoMemory() : NULL;
     }
-    PyObject *result = PyTuple_New(B_COUNT + 6);
+    PyObject *result = PyTuple_New(B_COUNT + 7);
     if (result == NULL) {
         Py_DECREF(lowered);
         goto fail_released;
@@ -1168,7 +1190,8 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     PyTuple_SET_ITEM(result, B_COUNT + 3, lowered);
     PyTuple_SET_ITEM(result, B_COUNT + 4, PyBool_FromLong(joined));
     PyTuple_SET_ITEM(result, B_COUNT + 5, PyLong_FromLongLong(c.arrivals));
-    for (int b = 0; b < B_COUNT + 6; b++)
+    PyTuple_SET_ITEM(result, B_COUNT + 6, PyLong_FromLongLong(c.runs));
+    for (int b = 0; b < B_COUNT + 7; b++)
         if (PyTuple_GET_ITEM(result, b) == NULL) {
             Py_DECREF(result);
             return NULL;
@@ -1183,7 +1206,8 @@ fail_released:
 
 static PyMethodDef methods[] = {
     {"cut", cut, METH_O,
-     "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals) or "
+     "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
+     "or "
      "None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
      "the line, message id and text (and, for a head with a fraction, zone or pid, its time and "

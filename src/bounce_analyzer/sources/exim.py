@@ -495,7 +495,7 @@ _BUFFERS = (
     "recipient_valid sender_domain sender_domain_valid client_host client_host_valid client_ip "
     "client_ip_valid message_id message_id_valid arrived arrived_valid arrival_line "
     "arrival_sender arrival_sender_valid arrival_message_id arrival_message_id_valid "
-    "arrival_domain arrival_domain_valid stays"
+    "arrival_domain arrival_domain_valid stays run run_start"
 ).split()
 
 
@@ -505,7 +505,7 @@ def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
     line order."""
     count, cut_count, zoned_count = tokens[:3]
     b = dict(zip(_BUFFERS, tokens[3 : 3 + len(_BUFFERS)], strict=True))
-    lowered, every_arrival, arrival_count = tokens[3 + len(_BUFFERS) :]
+    lowered, every_arrival, arrival_count, run_count = tokens[3 + len(_BUFFERS) :]
     frame = pl.DataFrame(
         [
             string_column("line", count, b["line"], data),
@@ -514,9 +514,13 @@ def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
             number_column("kind", pa.uint8(), count, b["kind"]),
         ]
     ).with_row_index("index")
-    # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps; the
-    # heads `_LINE` reads, with a fraction, a zone or a pid, from their own time and zone)
-    stamps = _run_timestamps(frame["line"].str.head(19), tz)
+    # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps that
+    # the C tokenizer found; the heads `_LINE` reads, with a fraction, a zone or a pid, from
+    # their own time and zone)
+    starts = number_column("start", pa.uint32(), run_count, b["run_start"])
+    stamps = _stamps(frame["line"].gather(starts).str.head(19), tz).gather(
+        number_column("run", pa.uint32(), count, b["run"])
+    )
     if zoned_count:
         heads = (
             pl.DataFrame(
@@ -736,16 +740,20 @@ def _run_timestamps(stamp: pl.Series, tz: str) -> pl.Series:
     """`2026-11-28 10:00:00` stamps local to `tz`, as UTC; each run of equal stamps parsed once."""
     runs = stamp.rle()
     lengths = runs.struct.field("len")
-    parsed = (
-        # (no `%.f`: the stamps have no fraction, and this format takes polars' fast path)
-        runs.struct.field("value")
-        .str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
-        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
-    )
+    parsed = _stamps(runs.struct.field("value"), tz)
     # each line's run: a 1 where a run starts, summed (cheaper than `rle_id` on the stamps)
     starts = pl.zeros(stamp.len(), pl.UInt32(), eager=True).scatter(lengths.cum_sum().head(-1), 1)
     return parsed.gather(starts.cum_sum())
+
+
+def _stamps(stamp: pl.Series, tz: str) -> pl.Series:
+    """`2026-11-28 10:00:00` stamps local to `tz`, as UTC (null where no such time)."""
+    return (
+        # (no `%.f`: the stamps have no fraction, and this format takes polars' fast path)
+        stamp.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
+        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
 
 
 def _kinds(heads: pl.DataFrame) -> dict[str, pl.DataFrame]:
