@@ -447,6 +447,20 @@ enum {
     B_COUNT
 };
 
+/* The bytes per row of each buffer: a view (0), a bit (BITS: validity), or a number. */
+#define BITS (-1)
+static const int WIDTH[B_COUNT] = {
+    [B_KIND] = 1, [B_EVENT] = 1, [B_ZONED] = 1, [B_STAYS] = 1, [B_CODE] = 2, [B_ROW] = 4,
+    [B_ARRIVAL_LINE] = 4, [B_RUN] = 4, [B_RUN_START] = 4, [B_DELAY] = 8,
+    [B_REF_VALID] = BITS, [B_SENDER_VALID] = BITS, [B_DIAGNOSTIC_VALID] = BITS,
+    [B_RELAY_VALID] = BITS, [B_TRANSPORT_VALID] = BITS, [B_ENHANCED_VALID] = BITS,
+    [B_CODE_VALID] = BITS, [B_DELAY_VALID] = BITS, [B_OFFSET_VALID] = BITS,
+    [B_DOMAIN_VALID] = BITS, [B_RECIPIENT_VALID] = BITS, [B_SENDER_DOMAIN_VALID] = BITS,
+    [B_CLIENT_HOST_VALID] = BITS, [B_CLIENT_IP_VALID] = BITS, [B_MESSAGE_ID_VALID] = BITS,
+    [B_ARRIVED_VALID] = BITS, [B_ARRIVAL_SENDER_VALID] = BITS,
+    [B_ARRIVAL_MESSAGE_ID_VALID] = BITS, [B_ARRIVAL_DOMAIN_VALID] = BITS,
+};
+
 /* The columns being filled: per line, and per line cut whole (`row`: its line). */
 typedef struct {
     const char *base;
@@ -1100,64 +1114,15 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         p = nl + 1;
     }
     int64_t bitmap = (lines + 7) / 8;
-    Py_ssize_t sizes[B_COUNT] = {
-        [B_KIND] = lines,
-        [B_LINE] = lines * VIEW_SIZE,
-        [B_REF] = lines * VIEW_SIZE,
-        [B_REF_VALID] = bitmap,
-        [B_BODY] = lines * VIEW_SIZE,
-        [B_ROW] = lines * 4,
-        [B_EVENT] = lines,
-        [B_SENDER] = lines * VIEW_SIZE,
-        [B_SENDER_VALID] = bitmap,
-        [B_DIAGNOSTIC] = lines * VIEW_SIZE,
-        [B_DIAGNOSTIC_VALID] = bitmap,
-        [B_RELAY_HOST] = lines * VIEW_SIZE,
-        [B_RELAY_IP] = lines * VIEW_SIZE,
-        [B_RELAY_VALID] = bitmap,
-        [B_TRANSPORT] = lines * VIEW_SIZE,
-        [B_TRANSPORT_VALID] = bitmap,
-        [B_ENHANCED] = lines * VIEW_SIZE,
-        [B_ENHANCED_VALID] = bitmap,
-        [B_CODE] = lines * 2,
-        [B_CODE_VALID] = bitmap,
-        [B_DELAY] = lines * 8,
-        [B_DELAY_VALID] = bitmap,
-        [B_ZONED] = lines,
-        [B_TIME] = lines * VIEW_SIZE,
-        [B_OFFSET] = lines * VIEW_SIZE,
-        [B_OFFSET_VALID] = bitmap,
-        [B_RECIPIENT] = lines * VIEW_SIZE,
-        [B_DOMAIN] = lines * VIEW_SIZE,
-        [B_DOMAIN_VALID] = bitmap,
-        [B_RECIPIENT_VALID] = bitmap,
-        [B_SENDER_DOMAIN] = lines * VIEW_SIZE,
-        [B_SENDER_DOMAIN_VALID] = bitmap,
-        [B_CLIENT_HOST] = lines * VIEW_SIZE,
-        [B_CLIENT_HOST_VALID] = bitmap,
-        [B_CLIENT_IP] = lines * VIEW_SIZE,
-        [B_CLIENT_IP_VALID] = bitmap,
-        [B_MESSAGE_ID] = lines * VIEW_SIZE,
-        [B_MESSAGE_ID_VALID] = bitmap,
-        [B_ARRIVED] = lines * VIEW_SIZE,
-        [B_ARRIVED_VALID] = bitmap,
-        [B_ARRIVAL_LINE] = lines * 4,
-        [B_ARRIVAL_SENDER] = lines * VIEW_SIZE,
-        [B_ARRIVAL_SENDER_VALID] = bitmap,
-        [B_ARRIVAL_MESSAGE_ID] = lines * VIEW_SIZE,
-        [B_ARRIVAL_MESSAGE_ID_VALID] = bitmap,
-        [B_ARRIVAL_DOMAIN] = lines * VIEW_SIZE,
-        [B_ARRIVAL_DOMAIN_VALID] = bitmap,
-        [B_STAYS] = lines,
-        [B_RUN] = lines * 4,
-        [B_RUN_START] = lines * 4,
-    };
+    Py_ssize_t sizes[B_COUNT];
+    for (int b = 0; b < B_COUNT; b++)
+        sizes[b] = WIDTH[b] == BITS ? bitmap : lines * (WIDTH[b] ? WIDTH[b] : VIEW_SIZE);
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {
         buffers[b] = PyByteArray_FromStringAndSize(NULL, sizes[b]);
         if (buffers[b] == NULL) goto fail;
         /* (bitmaps start cleared; every other row is written whole before it is read) */
-        if (sizes[b] && (sizes[b] == bitmap || b == B_ZONED))
+        if (sizes[b] && (WIDTH[b] == BITS || b == B_ZONED))
             memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
     columns c = {.base = data, .lines = lines, .lowered = NULL};

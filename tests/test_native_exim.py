@@ -77,19 +77,28 @@ def assert_same_on_both_paths(
     path: Path, *, batch_bytes: int = 32 * 2**20, tz: str = "UTC"
 ) -> list[SourceOutput]:
     """Parse `path` on each path; every batch's frames and counts and the final state equal."""
-    reference, reference_state = _parse(path, native_path=False, batch_bytes=batch_bytes, tz=tz)
-    fast, fast_state = _parse(path, native_path=True, batch_bytes=batch_bytes, tz=tz)
-    assert len(fast) == len(reference)
-    for number, (want, got) in enumerate(zip(reference, fast, strict=True)):
-        where = f"{path.name}, batch {number}"
+    reference = _parse(path, native_path=False, batch_bytes=batch_bytes, tz=tz)
+    fast = _parse(path, native_path=True, batch_bytes=batch_bytes, tz=tz)
+    assert_alike(reference, fast, f"{path.name}, batch")
+    return reference[0]
+
+
+def assert_alike(
+    reference: tuple[list[SourceOutput], pl.DataFrame],
+    fast: tuple[list[SourceOutput], pl.DataFrame],
+    where: str,
+) -> None:
+    """The outputs and state of the polars path (`reference`) and the C path (`fast`) are
+    equal: every output's frames and counts (the first that differs is named), the state."""
+    assert len(fast[0]) == len(reference[0])
+    for number, (want, got) in enumerate(zip(reference[0], fast[0], strict=True)):
         try:
             assert_frame_equal(got.events, want.events)
             assert_frame_equal(got.malformed, want.malformed)
         except AssertionError as error:
-            raise AssertionError(f"{where}: {error}") from None
-        assert (got.read, got.skipped) == (want.read, want.skipped), where
-    assert_frame_equal(fast_state, reference_state)
-    return reference
+            raise AssertionError(f"{where} {number}: {error}") from None
+        assert (got.read, got.skipped) == (want.read, want.skipped), f"{where} {number}"
+    assert_frame_equal(fast[1], reference[1])
 
 
 def claimed(tokenizer: ModuleType, data: bytes) -> dict[str, int]:
@@ -681,20 +690,10 @@ def assert_runs_alike(
     runs: list[list[Path]], *, tz: str = "UTC", batch_bytes: int = 4096
 ) -> list[SourceOutput]:
     """Both paths read `runs` (`_parse_runs`): the same frames, counts and state."""
-    reference, reference_state = _parse_runs(
-        runs, native_path=False, tz=tz, batch_bytes=batch_bytes
-    )
-    fast, fast_state = _parse_runs(runs, native_path=True, tz=tz, batch_bytes=batch_bytes)
-    assert len(fast) == len(reference)
-    for number, (want, got) in enumerate(zip(reference, fast, strict=True)):
-        try:
-            assert_frame_equal(got.events, want.events)
-            assert_frame_equal(got.malformed, want.malformed)
-        except AssertionError as error:
-            raise AssertionError(f"output {number}: {error}") from None
-        assert (got.read, got.skipped) == (want.read, want.skipped), number
-    assert_frame_equal(fast_state, reference_state)
-    return reference
+    reference = _parse_runs(runs, native_path=False, tz=tz, batch_bytes=batch_bytes)
+    fast = _parse_runs(runs, native_path=True, tz=tz, batch_bytes=batch_bytes)
+    assert_alike(reference, fast, "output")
+    return reference[0]
 
 
 def test_senders_joined_within_and_across_files_and_runs(
