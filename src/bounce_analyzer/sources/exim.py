@@ -47,8 +47,11 @@ kinds, arrivals, events without their sender), then `Exim._outcomes` joins the s
 so far onto the events. Only the second stage touches the instance.
 
 Where the C tokenizer is built (native/exim.c; docs/NATIVE.md), `_cut` takes its cut of the
-batch's lines (`_tokenized`): the lines and batches it leaves go the polars way below, which
-stays the reference, and the frames are the same either way (tests/test_native_exim.py).
+batch's lines (`_tokenized`): events, arrivals, and, where it cut every arrival of the batch,
+the senders of the batch's own messages joined on and the arrivals that stay open (so that
+`_outcomes` joins only the messages of earlier batches). The lines and batches it leaves go
+the polars way below, which stays the reference, and the frames are the same either way
+(tests/test_native_exim.py).
 """
 
 from __future__ import annotations
@@ -264,7 +267,7 @@ _EVENT_COLUMNS = [
 class _Cut:
     """One batch read as far as it goes without the messages of earlier batches (`_cut`)."""
 
-    events: pl.DataFrame  # in line order; deliveries still lack their sender (`arrived` set)
+    events: pl.DataFrame  # in line order; `arrived` set where the sender is still to join
     arrivals: pl.DataFrame  # _OPEN_SCHEMA rows, in line order
     #: the arrivals that stay open after the batch where the C tokenizer found them, else None
     staying: pl.DataFrame | None
@@ -382,9 +385,10 @@ class Exim:
 def _cut(batch: Batch, tz: str) -> _Cut:
     """The events, arrivals, completed messages and malformed lines of one batch.
 
-    Where the C tokenizer runs (`native.module("exim")`), it cuts the lines and the deliveries
-    of the usual shape (`_tokenized`); the polars path reads whatever it leaves, and the whole
-    batch where it declines it. Both give the same frames (tests/test_native_exim.py).
+    Where the C tokenizer runs (`native.module("exim")`), it cuts the lines, and the
+    deliveries, rejects and arrivals of the usual shapes (`_tokenized`); the polars path reads
+    whatever it leaves, and the whole batch where it declines it. Both give the same frames
+    (tests/test_native_exim.py).
     """
     tokenizer = native.module(Exim.name)
     tokens = tokenizer.cut(batch.data) if tokenizer is not None else None
