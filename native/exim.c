@@ -33,12 +33,13 @@ enum {
     K_CLIENT = 6,    /* H=... rejected RCPT <a> / H=... rejected after DATA */
     K_SKIP = 7,      /* anything else with a stamp (and `== ... retry time not reached`) */
     K_ARRIVED = 8,   /* an arrival cut here: a row of the cut columns */
+    K_REJECTED = 9,  /* a client reject cut here (`rejected RCPT`, `rejected after DATA`) */
 };
 
-/* What a row of the cut columns is: the event of a delivery (sources/exim.py has the same
- * names in this order), or an arrival (its sender in `address`, its Message-ID in
- * `diagnostic`). */
-enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_ARRIVAL = 4 };
+/* What a row of the event columns is: the event of a delivery (sources/exim.py has the same
+ * names in this order), or a client's reject (its envelope sender in `sender`). Arrivals
+ * have columns of their own. */
+enum { E_DELIVERED = 0, E_BOUNCED = 1, E_DEFERRED = 2, E_EXPIRED = 3, E_REJECTED = 4 };
 
 typedef struct {
     const char *s;
@@ -53,11 +54,20 @@ static inline int alnum(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/* The first `needle` (of two bytes or more) in `hay` (its offset), or -1. */
+/* The first `needle` (of two bytes or more) in `hay` (its offset), or -1. A needle that
+ * starts with a space (` H=`, ` QT=`) is looked for by its second byte, rarer in text. */
 static inline int64_t find(span hay, const char *needle) {
     size_t k = strlen(needle);
     if (hay.n < (int64_t)k) return -1;
     const char *end = hay.s + hay.n - k;
+    if (needle[0] == ' ') {
+        for (const char *p = hay.s + 1; p <= end + 1; p++) {
+            p = memchr(p, needle[1], (size_t)(end + 1 - p + 1));
+            if (p == NULL) return -1;
+            if (p[-1] == ' ' && memcmp(p + 1, needle + 2, k - 2) == 0) return p - 1 - hay.s;
+        }
+        return -1;
+    }
     for (const char *p = hay.s; p <= end; p++) {
         p = memchr(p, needle[0], (size_t)(end - p + 1));
         if (p == NULL) return -1;
@@ -391,8 +401,8 @@ enum {
     B_BODY,
     B_ROW,
     B_EVENT,
-    B_ADDRESS,
-    B_ADDRESS_VALID,
+    B_SENDER,
+    B_SENDER_VALID,
     B_DIAGNOSTIC,
     B_DIAGNOSTIC_VALID,
     B_RELAY_HOST,
@@ -413,13 +423,49 @@ enum {
     B_RECIPIENT,
     B_DOMAIN,
     B_DOMAIN_VALID,
+    B_RECIPIENT_VALID,
+    B_SENDER_DOMAIN,
+    B_SENDER_DOMAIN_VALID,
+    B_CLIENT_HOST,
+    B_CLIENT_HOST_VALID,
+    B_CLIENT_IP,
+    B_CLIENT_IP_VALID,
+    B_MESSAGE_ID,
+    B_MESSAGE_ID_VALID,
+    B_ARRIVED,
+    B_ARRIVED_VALID,
+    B_ARRIVAL_LINE,
+    B_ARRIVAL_SENDER,
+    B_ARRIVAL_SENDER_VALID,
+    B_ARRIVAL_MESSAGE_ID,
+    B_ARRIVAL_MESSAGE_ID_VALID,
+    B_ARRIVAL_DOMAIN,
+    B_ARRIVAL_DOMAIN_VALID,
+    B_STAYS,
+    B_RUN,
+    B_RUN_START,
     B_COUNT
+};
+
+/* The bytes per row of each buffer: a view (0), a bit (BITS: validity), or a number. */
+#define BITS (-1)
+static const int WIDTH[B_COUNT] = {
+    [B_KIND] = 1, [B_EVENT] = 1, [B_ZONED] = 1, [B_STAYS] = 1, [B_CODE] = 2, [B_ROW] = 4,
+    [B_ARRIVAL_LINE] = 4, [B_RUN] = 4, [B_RUN_START] = 4, [B_DELAY] = 8,
+    [B_REF_VALID] = BITS, [B_SENDER_VALID] = BITS, [B_DIAGNOSTIC_VALID] = BITS,
+    [B_RELAY_VALID] = BITS, [B_TRANSPORT_VALID] = BITS, [B_ENHANCED_VALID] = BITS,
+    [B_CODE_VALID] = BITS, [B_DELAY_VALID] = BITS, [B_OFFSET_VALID] = BITS,
+    [B_DOMAIN_VALID] = BITS, [B_RECIPIENT_VALID] = BITS, [B_SENDER_DOMAIN_VALID] = BITS,
+    [B_CLIENT_HOST_VALID] = BITS, [B_CLIENT_IP_VALID] = BITS, [B_MESSAGE_ID_VALID] = BITS,
+    [B_ARRIVED_VALID] = BITS, [B_ARRIVAL_SENDER_VALID] = BITS,
+    [B_ARRIVAL_MESSAGE_ID_VALID] = BITS, [B_ARRIVAL_DOMAIN_VALID] = BITS,
 };
 
 /* The columns being filled: per line, and per line cut whole (`row`: its line). */
 typedef struct {
     const char *base;
-    int64_t lines, zoned_lines, deliveries;
+    int64_t lines, zoned_lines, deliveries, arrivals; /* (deliveries: every event row) */
+    int64_t runs; /* of equal stamps */
     /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
     char *lowered;
     int64_t lowered_size, lowered_capacity;
@@ -427,18 +473,29 @@ typedef struct {
     union {
         struct { /* (in the order of the buffers) */
             uint8_t *kind, *line, *ref, *ref_valid, *body;
-            uint8_t *row, *event, *address, *address_valid, *diagnostic, *diagnostic_valid;
+            uint8_t *row, *event, *sender, *sender_valid, *diagnostic, *diagnostic_valid;
             uint8_t *relay_host, *relay_ip, *relay_valid, *transport, *transport_valid;
             uint8_t *enhanced, *enhanced_valid, *code, *code_valid, *delay, *delay_valid;
             uint8_t *zoned, *time, *offset, *offset_valid; /* _LINE's heads */
             uint8_t *recipient, *domain, *domain_valid;     /* lower-cased, of deliveries */
+            uint8_t *recipient_valid, *sender_domain, *sender_domain_valid; /* and rejects */
+            uint8_t *client_host, *client_host_valid, *client_ip, *client_ip_valid;
+            uint8_t *message_id, *message_id_valid, *arrived, *arrived_valid; /* the join */
+            /* the arrivals' own columns: their line, sender, Message-ID, sender's domain */
+            uint8_t *arrival_line, *arrival_sender, *arrival_sender_valid;
+            uint8_t *arrival_message_id, *arrival_message_id_valid;
+            uint8_t *arrival_domain, *arrival_domain_valid, *stays;
+            uint8_t *run, *run_start; /* each line's run of equal stamps; each run's first line */
         };
         uint8_t *buffer[B_COUNT];
     };
 } columns;
 
-_Static_assert(offsetof(columns, domain_valid) == offsetof(columns, buffer[B_DOMAIN_VALID]),
+_Static_assert(offsetof(columns, run_start) == offsetof(columns, buffer[B_RUN_START]),
                "the named buffers are in the order of the tuple");
+
+/* Row `i` of a validity bitmap. */
+static inline int valid_get(const uint8_t *bitmap, int64_t i) { return (bitmap[i >> 3] >> (i & 7)) & 1; }
 
 /* Fixed-width values at row `k` (the buffers of a bytearray need no alignment here). */
 static inline void put_row(uint8_t *b, int64_t k, uint32_t v) { memcpy(b + 4 * k, &v, 4); }
@@ -460,47 +517,86 @@ static void view_in(uint8_t *view, int32_t buffer, int64_t offset, const char *s
     }
 }
 
-/* Row `k`'s recipient, the address lower-cased (`str.to_lowercase`, ASCII here), and its
- * domain as `smtp.domain_of` reads it: what follows the last `@`, less one closing `>`; null
- * where that is empty or holds another `>`. */
-static void put_recipient(columns *c, int64_t k, span address) {
+/* The domain `smtp.domain_of` finds in the `n` bytes at `s` (printable ASCII, the only white
+ * space a space): `@[^@\s>]+\s*>?\s*$`, less its `@`: what follows the last `@` up to a space
+ * or `>`, where only spaces, one `>` and spaces follow to the end. 1 with its offset and
+ * length, or 0 (null). */
+static int domain_in(const char *s, int64_t n, int64_t *start, int64_t *len) {
+    int64_t at = n - 1;
+    while (at >= 0 && s[at] != '@') at--;
+    if (at < 0) return 0;
+    int64_t i = at + 1;
+    while (i < n && s[i] != ' ' && s[i] != '>') i++;
+    if (i == at + 1) return 0;
+    int64_t j = i;
+    while (j < n && s[j] == ' ') j++;
+    if (j < n && s[j] == '>') j++;
+    while (j < n && s[j] == ' ') j++;
+    if (j != n) return 0;
+    *start = at + 1;
+    *len = i - at - 1;
+    return 1;
+}
+
+/* `x` lower-cased (ASCII): where it has a capital letter, a copy in the batch's lowered
+ * addresses (data buffer 1; `*buffer` 1 and `*offset` there), else `x` itself in the batch
+ * (buffer 0). The text to point at, or NULL when memory ran out. */
+static const char *lowered(columns *c, span x, int32_t *buffer, int64_t *offset) {
     int capital = 0;
-    for (int64_t j = 0; j < address.n && !capital; j++)
-        capital = address.s[j] >= 'A' && address.s[j] <= 'Z';
-    const char *text = address.s; /* where the lower-cased address is */
-    int32_t buffer = 0;
-    int64_t offset = address.s - c->base;
-    if (capital) {
-        if (c->lowered_size + address.n > c->lowered_capacity) {
-            int64_t capacity = 2 * c->lowered_capacity + address.n + 4096;
-            char *grown = realloc(c->lowered, (size_t)capacity);
-            if (grown == NULL) {
-                c->out_of_memory = 1;
-                return;
-            }
-            c->lowered = grown;
-            c->lowered_capacity = capacity;
-        }
-        char *copy = c->lowered + c->lowered_size;
-        for (int64_t j = 0; j < address.n; j++) {
-            char ch = address.s[j];
-            copy[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-        }
-        text = copy;
-        buffer = 1;
-        offset = c->lowered_size;
-        c->lowered_size += address.n;
+    for (int64_t j = 0; j < x.n && !capital; j++) capital = x.s[j] >= 'A' && x.s[j] <= 'Z';
+    if (!capital) {
+        *buffer = 0;
+        *offset = x.s - c->base;
+        return x.s;
     }
-    view_in(c->recipient + k * VIEW_SIZE, buffer, offset, text, (int32_t)address.n);
-    const char *at = NULL;
-    for (int64_t j = address.n - 1; j >= 0 && at == NULL; j--)
-        if (text[j] == '@') at = text + j;
-    int64_t start = at == NULL ? 0 : at + 1 - text, n = at == NULL ? 0 : address.n - start;
-    if (n > 0 && text[start + n - 1] == '>') n--;
-    int valid = at != NULL && n > 0 && memchr(text + start, '>', (size_t)n) == NULL;
-    view_in(c->domain + k * VIEW_SIZE, buffer, valid ? offset + start : 0, text + start,
-            valid ? (int32_t)n : 0);
-    valid_set(c->domain_valid, k, valid);
+    if (c->lowered_size + x.n > c->lowered_capacity) {
+        int64_t capacity = 2 * c->lowered_capacity + x.n + 4096;
+        char *grown = realloc(c->lowered, (size_t)capacity);
+        if (grown == NULL) {
+            c->out_of_memory = 1;
+            return NULL;
+        }
+        c->lowered = grown;
+        c->lowered_capacity = capacity;
+    }
+    char *copy = c->lowered + c->lowered_size;
+    for (int64_t j = 0; j < x.n; j++) {
+        char ch = x.s[j];
+        copy[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+    }
+    *buffer = 1;
+    *offset = c->lowered_size;
+    c->lowered_size += x.n;
+    return copy;
+}
+
+/* Row `k`'s lower-cased domain of `address` (`smtp.domain_of`) in `views` and `valid`. */
+static void put_domain(columns *c, uint8_t *views, uint8_t *valid, int64_t k, span address) {
+    int64_t start = 0, n = 0;
+    int found = has(address) && domain_in(address.s, address.n, &start, &n);
+    int32_t buffer = 0;
+    int64_t offset = 0;
+    const char *text = "";
+    if (found) {
+        text = lowered(c, (span){address.s + start, n}, &buffer, &offset);
+        if (text == NULL) found = 0;
+    }
+    view_in(views + k * VIEW_SIZE, buffer, found ? offset : 0, found ? text : "",
+            found ? (int32_t)n : 0);
+    valid_set(valid, k, found);
+}
+
+/* Row `k`'s recipient, the address lower-cased (`str.to_lowercase`, ASCII here; null for
+ * NONE), and its domain (`put_domain`). */
+static void put_recipient(columns *c, int64_t k, span address) {
+    int32_t buffer = 0;
+    int64_t offset = 0;
+    const char *text = has(address) ? lowered(c, address, &buffer, &offset) : NULL;
+    int valid = text != NULL;
+    view_in(c->recipient + k * VIEW_SIZE, buffer, valid ? offset : 0, valid ? text : "",
+            valid ? (int32_t)address.n : 0);
+    valid_set(c->recipient_valid, k, valid);
+    put_domain(c, c->domain, c->domain_valid, k, address);
 }
 
 static void set(uint8_t *views, int64_t i, const char *base, span x) {
@@ -582,6 +678,157 @@ static int zoned_head(columns *c, int64_t i, span line, span *ref, span *body) {
     return 1;
 }
 
+/* A new row `k` of the cut columns for line `i`, what it is `event`: every column null
+ * (each view written) until the caller sets its own. */
+static int64_t new_row(columns *c, int64_t i, uint8_t event) {
+    int64_t k = c->deliveries++;
+    const char *base = c->base;
+    put_row(c->row, k, (uint32_t)i);
+    c->event[k] = event;
+    set_nullable(c->sender, c->sender_valid, k, base, NONE);
+    set_nullable(c->message_id, c->message_id_valid, k, base, NONE);
+    set_nullable(c->arrived, c->arrived_valid, k, base, NONE);
+    set_nullable(c->diagnostic, c->diagnostic_valid, k, base, NONE);
+    set_nullable(c->relay_host, c->relay_valid, k, base, NONE);
+    set(c->relay_ip, k, base, NONE);
+    set_nullable(c->transport, c->transport_valid, k, base, NONE);
+    set_nullable(c->enhanced, c->enhanced_valid, k, base, NONE);
+    set_nullable(c->recipient, c->recipient_valid, k, base, NONE);
+    set_nullable(c->domain, c->domain_valid, k, base, NONE);
+    set_nullable(c->sender_domain, c->sender_domain_valid, k, base, NONE);
+    set_nullable(c->client_host, c->client_host_valid, k, base, NONE);
+    set_nullable(c->client_ip, c->client_ip_valid, k, base, NONE);
+    put_code(c->code, k, 0);
+    valid_set(c->code_valid, k, 0);
+    put_delay(c->delay, k, 0.0);
+    valid_set(c->delay_valid, k, 0);
+    return k;
+}
+
+/* Row `k`'s reply code (-1: none) and enhanced code. */
+static void put_codes(columns *c, int64_t k, int code, span enhanced) {
+    set_nullable(c->enhanced, c->enhanced_valid, k, c->base, enhanced);
+    put_code(c->code, k, (int16_t)(code < 0 ? 0 : code));
+    valid_set(c->code_valid, k, code >= 0);
+}
+
+/* `\[([^\]]+)\]` at `at` in `x`: 1 with the text between the brackets. */
+static int bracketed(span x, int64_t at, span *inside) {
+    if (at >= x.n || x.s[at] != '[') return 0;
+    const char *close = memchr(x.s + at + 1, ']', (size_t)(x.n - at - 1));
+    if (close == NULL || close == x.s + at + 1) return 0;
+    *inside = (span){x.s + at + 1, close - (x.s + at + 1)};
+    return 1;
+}
+
+/* `(?:\([^)]*\) ?)?\[([^\]]+)\]` at `at` in `x` (the HELO name in parentheses, then the
+ * address), as a backtracking engine tries it: with the parentheses and the space, with the
+ * parentheses alone, without them. */
+static int helo_then_ip(span x, int64_t at, span *ip) {
+    if (at < x.n && x.s[at] == '(') {
+        const char *close = memchr(x.s + at + 1, ')', (size_t)(x.n - at - 1));
+        if (close != NULL) {
+            int64_t after = close + 1 - x.s;
+            if (after < x.n && x.s[after] == ' ' && bracketed(x, after + 1, ip)) return 1;
+            if (bracketed(x, after, ip)) return 1;
+        }
+    }
+    return bracketed(x, at, ip);
+}
+
+/* _HOST searched in `x` (printable ASCII: `\s` is a space, `\S` any other byte):
+ * `(?:^|\s)H=(?:([^\s\[(]\S*) )?(?:\([^)]*\) ?)?\[([^\]]+)\]`, its first match from the left.
+ * 1 with the host (NONE where the group did not take part) and the address, or 0. */
+static int host_field(span x, span *host, span *ip) {
+    for (int64_t p = 0; p + 1 < x.n; p++) {
+        if (x.s[p] != 'H' || x.s[p + 1] != '=' || (p > 0 && x.s[p - 1] != ' ')) continue;
+        int64_t q = p + 2;
+        if (q < x.n && x.s[q] != ' ' && x.s[q] != '[' && x.s[q] != '(') {
+            /* the name: its whole run of non-spaces (a shorter one is not followed by a space) */
+            const char *space = memchr(x.s + q, ' ', (size_t)(x.n - q));
+            if (space != NULL && helo_then_ip(x, space + 1 - x.s, ip)) {
+                *host = (span){x.s + q, space - (x.s + q)};
+                return 1;
+            }
+        }
+        if (helo_then_ip(x, q, ip)) {
+            *host = NONE;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The client and envelope sender of a reject's text (`body`, `H=client ... F=<sender> ...`)
+ * where the client (up to the first ` F=<`) holds no `=` and not `phrase`: 1 with the client
+ * (after `H=`, as `_client` reads it from `H=` and it), the sender and the text after its
+ * `>` (`*after`), or 0. (Where the client holds no `=` nor the phrase that starts the text,
+ * the patterns _REJECT and _DATA_REJECT can split the line nowhere before that ` F=<`: no
+ * shorter client leaves a `key=value` field, an `F=<` or the phrase behind it.) */
+static int client_and_sender(span body, const char *phrase, span *client, span *sender,
+                             span *after) {
+    int64_t at = find(body, " F=<");
+    if (at < 0 || memchr(body.s + 2, '=', (size_t)(at - 2)) != NULL) return 0;
+    if (find(upto(body, at), phrase) >= 0) return 0;
+    span rest = from(body, at + 4);
+    const char *gt = memchr(rest.s, '>', (size_t)rest.n);
+    if (gt == NULL) return 0;
+    *client = (span){body.s + 2, at - 2};
+    *sender = upto(rest, gt - rest.s);
+    *after = from(rest, gt + 1 - rest.s);
+    return 1;
+}
+
+/* A client's reject (`body` starts with `H=` and names `rejected RCPT <` or `rejected after
+ * DATA`) cut as `_rejects`' literal path cuts the usual `rejected RCPT` line, or as
+ * _DATA_REJECT reads `H=client F=<sender> [temporarily ]rejected after DATA[: text]`: a row
+ * of the cut columns and K_REJECTED, or K_CLIENT (the polars path reads it; also every line
+ * that names both). */
+static uint8_t cut_client(columns *c, int64_t i, span body) {
+    int rcpt = find(body, " rejected RCPT <") >= 0, data = find(body, " rejected after DATA") >= 0;
+    span client, sender, after, address = NONE, diagnostic;
+    if (rcpt == data) return K_CLIENT;
+    if (rcpt) {
+        /* H=(helo.example.net) [192.0.2.9]:4711 F=<s@example.net> rejected RCPT <a@b>: text */
+        if (!client_and_sender(body, "rejected RCPT <", &client, &sender, &after)) return K_CLIENT;
+        if (!starts(after, " rejected RCPT <") && !starts(after, " temporarily rejected RCPT <"))
+            return K_CLIENT;
+        const char *lt = memchr(after.s, '<', (size_t)after.n);
+        span rcpt_text = from(after, lt + 1 - after.s);
+        const char *gt = memchr(rcpt_text.s, '>', (size_t)rcpt_text.n);
+        if (gt == NULL) return K_CLIENT;
+        address = upto(rcpt_text, gt - rcpt_text.s);
+        diagnostic = from(after, 1);
+    } else {
+        /* H=(c.example) [192.0.2.88] F=<w@example.net> rejected after DATA: spam */
+        if (!client_and_sender(body, "rejected after DATA", &client, &sender, &after))
+            return K_CLIENT;
+        if (!starts(after, " ")) return K_CLIENT;
+        diagnostic = from(after, 1);
+        span text = diagnostic;
+        if (starts(text, "temporarily ")) text = from(text, 12);
+        if (!starts(text, "rejected after DATA")) return K_CLIENT;
+        span tail = from(text, 19);
+        if (!(tail.n == 0 || tail.s[0] == ' ' || starts(tail, ": "))) return K_CLIENT;
+    }
+    const char *base = c->base;
+    int64_t k = new_row(c, i, E_REJECTED);
+    set_nullable(c->sender, c->sender_valid, k, base, sender);
+    put_domain(c, c->sender_domain, c->sender_domain_valid, k, sender);
+    if (has(address)) put_recipient(c, k, address);
+    set_nullable(c->diagnostic, c->diagnostic_valid, k, base, diagnostic);
+    span host = NONE, ip = NONE;
+    if (host_field((span){body.s, client.s + client.n - body.s}, &host, &ip)) {
+        set_nullable(c->client_host, c->client_host_valid, k, base, host);
+        set_nullable(c->client_ip, c->client_ip_valid, k, base, ip);
+    }
+    int code;
+    span enhanced;
+    first_reply(diagnostic, &code, &enhanced);
+    put_codes(c, k, code, enhanced);
+    return K_REJECTED;
+}
+
 /* The kind and fields of line `i`, of printable ASCII. */
 static void cut_fields(columns *c, int64_t i, span line) {
     const char *base = c->base;
@@ -608,7 +855,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
     int client = starts(body, "H=") &&
                  (find(body, " rejected RCPT <") >= 0 || find(body, " rejected after DATA") >= 0);
     if (!has(ref)) {
-        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        c->kind[i] = client ? cut_client(c, i, body) : K_SKIP;
         return;
     }
     if (starts(body, "<= ")) {
@@ -618,20 +865,11 @@ static void cut_fields(columns *c, int64_t i, span line) {
             return;
         }
         c->kind[i] = K_ARRIVED;
-        int64_t k = c->deliveries++;
-        put_row(c->row, k, (uint32_t)i);
-        c->event[k] = E_ARRIVAL;
-        set_nullable(c->address, c->address_valid, k, base, sender);
-        set_nullable(c->diagnostic, c->diagnostic_valid, k, base, message);
-        /* (the delivery columns of an arrival's row: null, and each view written) */
-        set(c->relay_host, k, base, NONE);
-        set(c->relay_ip, k, base, NONE);
-        set(c->transport, k, base, NONE);
-        set(c->enhanced, k, base, NONE);
-        set(c->recipient, k, base, NONE);
-        set(c->domain, k, base, NONE);
-        put_code(c->code, k, 0);
-        put_delay(c->delay, k, 0.0);
+        int64_t k = c->arrivals++;
+        put_row(c->arrival_line, k, (uint32_t)i);
+        set_nullable(c->arrival_sender, c->arrival_sender_valid, k, base, sender);
+        set_nullable(c->arrival_message_id, c->arrival_message_id_valid, k, base, message);
+        put_domain(c, c->arrival_domain, c->arrival_domain_valid, k, sender);
         return;
     }
     if (starts(body, "Com")) {
@@ -640,7 +878,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
     }
     if (!(starts(body, "=> ") || starts(body, "-> ") || starts(body, "** ") ||
           starts(body, "== "))) {
-        c->kind[i] = client ? K_CLIENT : K_SKIP;
+        c->kind[i] = client ? cut_client(c, i, body) : K_SKIP;
         return;
     }
     delivery d;
@@ -654,18 +892,14 @@ static void cut_fields(columns *c, int64_t i, span line) {
         return;
     }
     c->kind[i] = K_CUT;
-    int64_t k = c->deliveries++;
-    put_row(c->row, k, (uint32_t)i);
-    c->event[k] = (uint8_t)d.event;
-    set_nullable(c->address, c->address_valid, k, base, d.address);
+    int64_t k = new_row(c, i, (uint8_t)d.event);
+    set_nullable(c->arrived, c->arrived_valid, k, base, ref); /* (until joined in C) */
     put_recipient(c, k, d.address);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, d.diagnostic);
     set_nullable(c->relay_host, c->relay_valid, k, base, d.relay_host);
     set(c->relay_ip, k, base, d.relay_ip);
     set_nullable(c->transport, c->transport_valid, k, base, d.transport);
-    set_nullable(c->enhanced, c->enhanced_valid, k, base, d.enhanced);
-    put_code(c->code, k, (int16_t)(d.code < 0 ? 0 : d.code));
-    valid_set(c->code_valid, k, d.code >= 0);
+    put_codes(c, k, d.code, d.enhanced);
     put_delay(c->delay, k, d.has_delay ? d.delay : 0.0);
     valid_set(c->delay_valid, k, d.has_delay);
 }
@@ -687,18 +921,178 @@ static int cut_line(columns *c, int64_t i, span line) {
     return 1;
 }
 
+/* Line `i`'s run of equal stamps (`_run_timestamps`: lines whose first 19 characters are
+ * equal, parsed once): the run of the line `before` it where both are printable ASCII and
+ * their first 19 bytes (or all, if shorter) are the same, else a new run. (Cutting runs where
+ * the polars path would not is no harm: each run's lines have the same first characters.) */
+static void stamp_run(columns *c, int64_t i, span line, span before) {
+    int64_t n = line.n < 19 ? line.n : 19;
+    int same = i > 0 && c->kind[i] != K_FALLBACK && c->kind[i - 1] != K_FALLBACK &&
+               (before.n < 19 ? before.n : 19) == n && memcmp(line.s, before.s, (size_t)n) == 0;
+    if (!same) put_row(c->run_start, c->runs++, (uint32_t)i);
+    put_row(c->run, i, (uint32_t)(c->runs - 1));
+}
+
 /* The batch cut: 1, or 0 where the polars path must read it whole. */
 static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) {
     const char *p = data, *end = data + size;
+    span before = NONE;
     for (int64_t i = 0; i < lines; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *stop = nl != NULL ? nl : end;
-        if (!cut_line(c, i, (span){p, stop - p})) return 0;
+        span line = {p, stop - p};
+        if (!cut_line(c, i, line)) return 0;
+        stamp_run(c, i, line, before);
+        before = line;
         p = stop + 1;
     }
     return 1;
 }
 
+/* The message ids of the batch's arrivals, in an open-addressing table of 32-byte slots: per
+ * id its bytes (a message id has 16, 22 or 23) and length, the number of its last arrival
+ * among the arrivals, and whether a `Completed` line names it. */
+typedef struct {
+    uint64_t id[3];        /* the id's bytes, zero-padded, its length in the last byte */
+    uint32_t last_arrival; /* | COMPLETED */
+    uint32_t used;         /* 0: a free slot */
+} message;
+
+#define COMPLETED 0x80000000u /* a `Completed` line of the batch names the id */
+#define AHEAD 8               /* how many lookups ahead a slot is fetched into the cache */
+
+typedef struct {
+    message *slots;
+    uint64_t mask;
+} messages;
+
+/* A message id as a slot holds it, and its hash. */
+typedef struct {
+    uint64_t id[3];
+    uint64_t hash;
+} key;
+
+/* The text of row `i`'s view in `views` (inline, or in the batch: data buffer 0). */
+static const char *view_text(const columns *c, const uint8_t *views, int64_t i, int32_t *len) {
+    const uint8_t *view = views + i * VIEW_SIZE;
+    memcpy(len, view, 4);
+    if (*len <= 12) return (const char *)view + 4;
+    int32_t offset;
+    memcpy(&offset, view + 12, 4);
+    return c->base + offset;
+}
+
+/* The key of the message id of line `i` (message_id: 16, 22 or 23 bytes). */
+static void line_key(const columns *c, int64_t i, key *k) {
+    int32_t length;
+    const char *id = view_text(c, c->ref, i, &length);
+    memcpy(&k->id[0], id, 8);
+    memcpy(&k->id[1], id + 8, 8);
+    k->id[2] = 0;
+    if (length == 23)
+        memcpy(&k->id[2], id + 16, 7);
+    else if (length == 22)
+        memcpy(&k->id[2], id + 16, 6);
+    k->id[2] |= (uint64_t)length << 56;
+    uint64_t hash = (k->id[0] * 0x9e3779b97f4a7c15ULL) ^ (k->id[1] * 0xc2b2ae3d27d4eb4fULL) ^
+                    (k->id[2] * 0x165667b19e3779f9ULL);
+    hash ^= hash >> 29;
+    hash *= 0xbf58476d1ce4e5b9ULL;
+    k->hash = hash ^ (hash >> 32);
+}
+
+/* The slot of `k`: its own, or (`claim`) the free one it then takes, or NULL (linear
+ * probing). */
+static message *message_slot(messages *t, const key *k, int claim) {
+    for (uint64_t at = k->hash & t->mask;; at = (at + 1) & t->mask) {
+        message *m = &t->slots[at];
+        if (!m->used) {
+            if (!claim) return NULL;
+            memcpy(m->id, k->id, sizeof m->id);
+            m->used = 1;
+            m->last_arrival = 0;
+            return m;
+        }
+        if (m->id[0] == k->id[0] && m->id[1] == k->id[1] && m->id[2] == k->id[2]) return m;
+    }
+}
+
+/* The line whose message id pass `pass` of `join_arrivals` looks up at its step `j`, or -1
+ * (nothing to look up there). */
+static int64_t pass_line(const columns *c, int pass, int64_t j) {
+    uint32_t line;
+    if (pass == 1) return c->kind[j] == K_COMPLETED ? j : -1;
+    if (pass == 2) {
+        if (c->event[j] > E_EXPIRED) return -1; /* (a reject: no sender to join) */
+        memcpy(&line, c->row + 4 * j, 4);
+        return line;
+    }
+    memcpy(&line, c->arrival_line + 4 * j, 4);
+    return line;
+}
+
+/* What `Exim._outcomes` and `Exim._remember` need of the batch's own arrivals, where the
+ * arrival columns hold every arrival of the batch (no line of it left to the polars path as
+ * an arrival, or as a line of any kind the polars path might read as one): each delivery of
+ * a message that arrived in the batch gets the sender, Message-ID and sender's domain of the
+ * message's last arrival in it (which `_outcomes`' keep-last join takes over any carried
+ * one) and no `arrived` (nothing left to join); and per arrival whether it stays open after
+ * the batch (`stays`: the message's last arrival, and no `Completed` line for it). 1 where it
+ * did that, 0 where the polars path must join the batch (a line left to it; no memory).
+ *
+ * The table is larger than the caches: each pass fetches the slot of the id AHEAD steps on
+ * while it looks one up, so that the fetches overlap. */
+static int join_arrivals(columns *c) {
+    if (memchr(c->kind, K_FALLBACK, (size_t)c->lines) != NULL ||
+        memchr(c->kind, K_ARRIVAL, (size_t)c->lines) != NULL)
+        return 0;
+    uint64_t capacity = 16;
+    while (capacity < 2 * (uint64_t)c->arrivals) capacity <<= 1;
+    messages t = {.slots = calloc(capacity, sizeof(message)), .mask = capacity - 1};
+    if (t.slots == NULL) return 0;
+    key ring[AHEAD];
+    int64_t ring_line[AHEAD];
+    /* the arrivals; the Completed lines; the deliveries; the arrivals again */
+    for (int pass = 0; pass < 4; pass++) {
+        int64_t n = pass == 1 ? c->lines : pass == 2 ? c->deliveries : c->arrivals;
+        for (int64_t j = 0; j < n + AHEAD - 1; j++) {
+            if (j < n) {
+                int64_t line = pass_line(c, pass, j);
+                ring_line[j % AHEAD] = line;
+                if (line >= 0) {
+                    line_key(c, line, &ring[j % AHEAD]);
+                    __builtin_prefetch(&t.slots[ring[j % AHEAD].hash & t.mask]);
+                }
+            }
+            int64_t at = j - AHEAD + 1; /* (the step whose slot was asked for AHEAD - 1 ago) */
+            if (at < 0 || ring_line[at % AHEAD] < 0) continue;
+            const key *k = &ring[at % AHEAD];
+            message *m = message_slot(&t, k, pass == 0);
+            if (pass == 0) {
+                m->last_arrival = (uint32_t)at;
+            } else if (pass == 1) {
+                if (m != NULL) m->last_arrival |= COMPLETED;
+            } else if (pass == 2) {
+                if (m == NULL) continue;
+                /* (the views and validity of the arrival's columns, copied) */
+                int64_t a = m->last_arrival & ~COMPLETED;
+                memcpy(c->sender + at * VIEW_SIZE, c->arrival_sender + a * VIEW_SIZE, VIEW_SIZE);
+                valid_set(c->sender_valid, at, valid_get(c->arrival_sender_valid, a));
+                memcpy(c->message_id + at * VIEW_SIZE, c->arrival_message_id + a * VIEW_SIZE,
+                       VIEW_SIZE);
+                valid_set(c->message_id_valid, at, valid_get(c->arrival_message_id_valid, a));
+                memcpy(c->sender_domain + at * VIEW_SIZE, c->arrival_domain + a * VIEW_SIZE,
+                       VIEW_SIZE);
+                valid_set(c->sender_domain_valid, at, valid_get(c->arrival_domain_valid, a));
+                set_nullable(c->arrived, c->arrived_valid, at, c->base, NONE);
+            } else {
+                c->stays[at] = m->last_arrival == (uint32_t)at; /* (and not COMPLETED) */
+            }
+        }
+    }
+    free(t.slots);
+    return 1;
+}
 
 static PyObject *cut(PyObject *self, PyObject *arg) {
     (void)self;
@@ -720,50 +1114,23 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         p = nl + 1;
     }
     int64_t bitmap = (lines + 7) / 8;
-    Py_ssize_t sizes[B_COUNT] = {
-        [B_KIND] = lines,
-        [B_LINE] = lines * VIEW_SIZE,
-        [B_REF] = lines * VIEW_SIZE,
-        [B_REF_VALID] = bitmap,
-        [B_BODY] = lines * VIEW_SIZE,
-        [B_ROW] = lines * 4,
-        [B_EVENT] = lines,
-        [B_ADDRESS] = lines * VIEW_SIZE,
-        [B_ADDRESS_VALID] = bitmap,
-        [B_DIAGNOSTIC] = lines * VIEW_SIZE,
-        [B_DIAGNOSTIC_VALID] = bitmap,
-        [B_RELAY_HOST] = lines * VIEW_SIZE,
-        [B_RELAY_IP] = lines * VIEW_SIZE,
-        [B_RELAY_VALID] = bitmap,
-        [B_TRANSPORT] = lines * VIEW_SIZE,
-        [B_TRANSPORT_VALID] = bitmap,
-        [B_ENHANCED] = lines * VIEW_SIZE,
-        [B_ENHANCED_VALID] = bitmap,
-        [B_CODE] = lines * 2,
-        [B_CODE_VALID] = bitmap,
-        [B_DELAY] = lines * 8,
-        [B_DELAY_VALID] = bitmap,
-        [B_ZONED] = lines,
-        [B_TIME] = lines * VIEW_SIZE,
-        [B_OFFSET] = lines * VIEW_SIZE,
-        [B_OFFSET_VALID] = bitmap,
-        [B_RECIPIENT] = lines * VIEW_SIZE,
-        [B_DOMAIN] = lines * VIEW_SIZE,
-        [B_DOMAIN_VALID] = bitmap,
-    };
+    Py_ssize_t sizes[B_COUNT];
+    for (int b = 0; b < B_COUNT; b++)
+        sizes[b] = WIDTH[b] == BITS ? bitmap : lines * (WIDTH[b] ? WIDTH[b] : VIEW_SIZE);
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {
         buffers[b] = PyByteArray_FromStringAndSize(NULL, sizes[b]);
         if (buffers[b] == NULL) goto fail;
         /* (bitmaps start cleared; every other row is written whole before it is read) */
-        if (sizes[b] && (sizes[b] == bitmap || b == B_ZONED))
+        if (sizes[b] && (WIDTH[b] == BITS || b == B_ZONED))
             memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
     columns c = {.base = data, .lines = lines, .lowered = NULL};
     for (int b = 0; b < B_COUNT; b++) c.buffer[b] = (uint8_t *)PyByteArray_AS_STRING(buffers[b]);
-    int done;
+    int done, joined = 0;
     Py_BEGIN_ALLOW_THREADS;
     done = cut_batch(&c, data, size, lines);
+    if (done) joined = join_arrivals(&c);
     Py_END_ALLOW_THREADS;
     PyBuffer_Release(&view);
     PyObject *lowered = NULL;
@@ -776,7 +1143,7 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         if (!done) Py_RETURN_NONE;
         return c.out_of_memory ? PyErr_NoMemory() : NULL;
     }
-    PyObject *result = PyTuple_New(B_COUNT + 4);
+    PyObject *result = PyTuple_New(B_COUNT + 7);
     if (result == NULL) {
         Py_DECREF(lowered);
         goto fail_released;
@@ -786,7 +1153,10 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     PyTuple_SET_ITEM(result, 2, PyLong_FromLongLong(c.zoned_lines));
     for (int b = 0; b < B_COUNT; b++) PyTuple_SET_ITEM(result, b + 3, buffers[b]);
     PyTuple_SET_ITEM(result, B_COUNT + 3, lowered);
-    for (int b = 0; b < B_COUNT + 4; b++)
+    PyTuple_SET_ITEM(result, B_COUNT + 4, PyBool_FromLong(joined));
+    PyTuple_SET_ITEM(result, B_COUNT + 5, PyLong_FromLongLong(c.arrivals));
+    PyTuple_SET_ITEM(result, B_COUNT + 6, PyLong_FromLongLong(c.runs));
+    for (int b = 0; b < B_COUNT + 7; b++)
         if (PyTuple_GET_ITEM(result, b) == NULL) {
             Py_DECREF(result);
             return NULL;
@@ -801,16 +1171,17 @@ fail_released:
 
 static PyMethodDef methods[] = {
     {"cut", cut, METH_O,
-     "cut(data) -> (lines, rows, zoned_lines, kind, line, ref, ref_valid, body, row, event, address, "
-     "address_valid, "
-     "diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid, transport, "
-     "transport_valid, enhanced, enhanced_valid, code, code_valid, delay, delay_valid, zoned, "
-     "time, offset, offset_valid, recipient, domain, domain_valid, lowered) or None.\n\n"
+     "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
+     "or "
+     "None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
      "the line, message id and text (and, for a head with a fraction, zone or pid, its time and "
-     "offset); per delivery or arrival cut (kinds 5 and 8) its line and fields. None: the "
-     "batch has a NUL, a carriage return or bytes that are not UTF-8 (the polars path reads "
-     "it)."},
+     "offset); per event cut (deliveries, rejects) its line and fields; per arrival cut its "
+     "line, sender, Message-ID and sender's domain. The buffers are in the order of the "
+     "B_... names (sources/exim.py, _BUFFERS); `lowered` holds lower-cased copies (data "
+     "buffer 1 of the views that may point there); `joined`: the senders of the messages that "
+     "arrived in the batch are joined on (every arrival cut). None: the batch has a NUL, a "
+     "carriage return or bytes that are not UTF-8 (the polars path reads it)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -77,19 +77,28 @@ def assert_same_on_both_paths(
     path: Path, *, batch_bytes: int = 32 * 2**20, tz: str = "UTC"
 ) -> list[SourceOutput]:
     """Parse `path` on each path; every batch's frames and counts and the final state equal."""
-    reference, reference_state = _parse(path, native_path=False, batch_bytes=batch_bytes, tz=tz)
-    fast, fast_state = _parse(path, native_path=True, batch_bytes=batch_bytes, tz=tz)
-    assert len(fast) == len(reference)
-    for number, (want, got) in enumerate(zip(reference, fast, strict=True)):
-        where = f"{path.name}, batch {number}"
+    reference = _parse(path, native_path=False, batch_bytes=batch_bytes, tz=tz)
+    fast = _parse(path, native_path=True, batch_bytes=batch_bytes, tz=tz)
+    assert_alike(reference, fast, f"{path.name}, batch")
+    return reference[0]
+
+
+def assert_alike(
+    reference: tuple[list[SourceOutput], pl.DataFrame],
+    fast: tuple[list[SourceOutput], pl.DataFrame],
+    where: str,
+) -> None:
+    """The outputs and state of the polars path (`reference`) and the C path (`fast`) are
+    equal: every output's frames and counts (the first that differs is named), the state."""
+    assert len(fast[0]) == len(reference[0])
+    for number, (want, got) in enumerate(zip(reference[0], fast[0], strict=True)):
         try:
             assert_frame_equal(got.events, want.events)
             assert_frame_equal(got.malformed, want.malformed)
         except AssertionError as error:
-            raise AssertionError(f"{where}: {error}") from None
-        assert (got.read, got.skipped) == (want.read, want.skipped), where
-    assert_frame_equal(fast_state, reference_state)
-    return reference
+            raise AssertionError(f"{where} {number}: {error}") from None
+        assert (got.read, got.skipped) == (want.read, want.skipped), f"{where} {number}"
+    assert_frame_equal(fast[1], reference[1])
 
 
 def claimed(tokenizer: ModuleType, data: bytes) -> dict[str, int]:
@@ -101,7 +110,11 @@ def claimed(tokenizer: ModuleType, data: bytes) -> dict[str, int]:
     return {
         "deliveries": kinds.count(exim._K_CUT),
         "arrivals": kinds.count(exim._K_ARRIVED),
-        "left": sum(kinds.count(k) for k in (exim._K_FALLBACK, exim._K_DELIVERY, exim._K_ARRIVAL)),
+        "rejects": kinds.count(exim._K_REJECTED),
+        "left": sum(
+            kinds.count(k)
+            for k in (exim._K_FALLBACK, exim._K_DELIVERY, exim._K_ARRIVAL, exim._K_CLIENT)
+        ),
         "lines": len(kinds),
     }
 
@@ -260,6 +273,40 @@ EDGES = [
     "2026-11-28 10:00:00 H=(c) [192.0.2.9] F=<s@x> rejected RCPT <a@y>: rejected after DATA",
     "2026-11-28 10:00:00 H=(c) [192.0.2.9] F=<s@x> rejected RCPT",
     "2026-11-28 10:00:00 H=c [192.0.2.9] rejected after DATA: x",
+    # rejects the C tokenizer cuts, and those at the edges of what it cuts
+    "2026-11-28 10:00:00 H=mx.c.example (helo) [192.0.2.9]:25 F=<S@X.Example> rejected RCPT "
+    "<A.B@Y.EXAMPLE>: 550 5.7.1 relay not permitted",
+    "2026-11-28 10:00:00 H=mx.c.example [192.0.2.9] F=<> rejected RCPT <>: no",
+    "2026-11-28 10:00:00 H=[192.0.2.9] F=<s@x> rejected RCPT <a b@y z>: spaces",
+    "2026-11-28 10:00:00 H=[192.0.2.9] F=<s@x > rejected RCPT <a@y >: spaces at the end",
+    "2026-11-28 10:00:00 H=[192.0.2.9] F=<s@ x> rejected RCPT <a@>: nothing after the @",
+    "2026-11-28 10:00:00 H=(helo)[192.0.2.9] F=<s@x> rejected RCPT <a@y>: no space",
+    "2026-11-28 10:00:00 H=name(x) [192.0.2.9] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=name (x [192.0.2.9] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=name [] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=name F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H= F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a H=[192.0.2.7] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] I=[192.0.2.1]:25 F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a rejected RCPT <b> [192.0.2.9] F=<s@x> rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x rejected RCPT <a@y>: x",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> rejected RCPT <a@y",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> temporarily rejected RCPT <a@y>: 451-4.7.1 "
+    "greylisted",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> X=y rejected RCPT <a@y>: a field",
+    "2026-11-28 10:00:00 H=a [192.0.2.9] F=<s@x> rejected RCPT <a@y>: and rejected after DATA",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<S@X> temporarily rejected after "
+    "DATA: 451 4.7.1 try later",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATA:x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATA more",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATAx",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> rejected after DATA:",
+    '2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> X="a b" rejected after DATA',
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x>rejected after DATA: x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a rejected after DATA [1.2.3.4] F=<s@x> rejected "
+    "after DATA: x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> temporarily x",
+    "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd H=a [192.0.2.9] F=<s@x> temporarily rejected after",
     "2026-11-28 10:00:00 SMTP connection from [192.0.2.9]:4711 (TCP/IP connection count = 1)",
     "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd",
     "2026-11-28 10:00:00 1tE3xY-0001Ab-Cd ",
@@ -307,13 +354,14 @@ def test_mutated_lines_give_the_same_frames(
     bases = [next(line for line in sample if f" {kind}" in line) for kind in kinds]
     realistic = (DATA / "exim" / "realistic.log").read_text(encoding="utf-8").splitlines()
     lines = [*sample[:40], *EDGES, *realistic]
-    for base in bases + EDGES[:10] + realistic[:8]:
+    rejects = [line for line in EDGES if "F=<S@X" in line]  # (cut by the C tokenizer)
+    for base in bases + EDGES[:10] + realistic[:8] + rejects:
         lines += mutations(base)
     data = ("\n".join(lines) + "\n").encode()
     path = tmp_path / "mainlog"
     path.write_bytes(data)
     counts = claimed(tokenizer, data)
-    assert counts["deliveries"] > 500 and counts["left"] > 500
+    assert counts["deliveries"] > 500 and counts["left"] > 500 and counts["rejects"] > 100
     for tz in ("UTC", "Europe/Paris"):
         (out,) = assert_same_on_both_paths(path, tz=tz)
         assert out.events.height > 500 and out.malformed.height > 50
@@ -383,7 +431,7 @@ def tokens(tokenizer: ModuleType, *lines: str) -> tuple[list[int], list[dict[str
     data = ("\n".join(lines) + "\n").encode()
     cut = tokenizer.cut(data)
     assert cut is not None
-    deliveries = exim._tokenized(cut, data, "UTC")[3]
+    deliveries = exim._tokenized(cut, data, "UTC").events
     columns = ["index", "event", "recipient", "relay_host", "relay_ip", "transport"]
     columns += ["smtp_code", "enhanced_code", "diagnostic", "delay_s"]
     return list(bytes(cut[3])), deliveries.sort("index").select(columns).to_dicts()
@@ -419,8 +467,8 @@ def test_kinds_of_lines(tokenizer: ModuleType) -> None:
         exim._K_CUT,
         exim._K_DELIVERY,  # a local part and its top-level address: the polars path
         exim._K_SKIP,  # no attempt was made
-        exim._K_CLIENT,
-        exim._K_CLIENT,
+        exim._K_REJECTED,
+        exim._K_REJECTED,
         exim._K_SKIP,
         exim._K_UNDATED,
         exim._K_UNDATED,
@@ -519,7 +567,7 @@ def test_heads_with_a_fraction_zone_or_pid(tokenizer: ModuleType) -> None:
     ).encode()
     cut = tokenizer.cut(data)
     assert cut[2] == 5
-    deliveries = exim._tokenized(cut, data, "UTC")[3].sort("index")
+    deliveries = exim._tokenized(cut, data, "UTC").events.sort("index")
     assert deliveries["timestamp"].to_list()[:3] == [
         datetime(2026, 11, 28, 9, 0, 0, 250000, tzinfo=UTC),
         datetime(2026, 11, 28, 10, 0, 1, tzinfo=UTC),
@@ -541,13 +589,16 @@ def test_arrivals_cut(tokenizer: ModuleType) -> None:
         ]
     ).encode()
     cut = tokenizer.cut(data)
-    arrivals = exim._tokenized(cut, data, "UTC")[4]
+    arrivals = exim._tokenized(cut, data, "UTC").arrivals
     assert arrivals.to_dicts() == [
         {"index": 0, "arrived": "1tE3xY-0001Ab-Cd", "sender": "S@Example.org",
-         "message_id": "20261128.1@example.org"},
-        {"index": 1, "arrived": "1tE3xZ-0001Ab-Cd", "sender": "", "message_id": None},
-        {"index": 2, "arrived": "1tE3y0-0001Ab-Cd", "sender": "a@b", "message_id": "m@x"},
-        {"index": 3, "arrived": "1tE3y1-0001Ab-Cd", "sender": None, "message_id": "m2@x"},
+         "message_id": "20261128.1@example.org", "sender_domain": "example.org"},
+        {"index": 1, "arrived": "1tE3xZ-0001Ab-Cd", "sender": "", "message_id": None,
+         "sender_domain": None},
+        {"index": 2, "arrived": "1tE3y0-0001Ab-Cd", "sender": "a@b", "message_id": "m@x",
+         "sender_domain": "b"},
+        {"index": 3, "arrived": "1tE3y1-0001Ab-Cd", "sender": None, "message_id": "m2@x",
+         "sender_domain": None},
     ]  # fmt: skip
     assert bytes(cut[3])[4] == exim._K_ARRIVAL  # `id=<>`: the polars path reads it
 
@@ -572,3 +623,141 @@ def test_lines_and_views(tokenizer: ModuleType) -> None:
     assert deliveries[0]["transport"] == "transport_name"
     with pytest.raises(TypeError):
         tokenizer.cut("not bytes")
+
+
+def test_rejects_cut(tokenizer: ModuleType) -> None:
+    """A client refused at RCPT (its recipient lower-cased) and after DATA (no recipient)."""
+    data = "\n".join(
+        [
+            "2026-11-28 10:00:00 H=mx.c.example (helo) [192.0.2.9]:25 F=<S@X.Example> rejected "
+            "RCPT <A.B@Y.EXAMPLE>: 550 5.7.1 relay not permitted",
+            f"{STAMP} H=(c) [192.0.2.88] F=<> temporarily rejected after DATA: 451 try later",
+            "2026-11-28 10:00:00 H=a X=1 F=<s@x> rejected RCPT <a@y>: a field: the polars path",
+        ]
+    ).encode()
+    cut = tokenizer.cut(data)
+    assert list(bytes(cut[3])) == [exim._K_REJECTED, exim._K_REJECTED, exim._K_CLIENT]
+    events = exim._tokenized(cut, data, "UTC").events.drop("line", "timestamp")
+    assert events.to_dicts() == [
+        {"index": 0, "event": "rejected", "message_ref": None, "arrived": None,
+         "sender": "S@X.Example", "sender_domain": "x.example", "message_id": None,
+         "recipient": "a.b@y.example", "recipient_domain": "y.example",
+         "original_recipient": None, "relay_host": None, "relay_ip": None,
+         "client_host": "mx.c.example", "client_ip": "192.0.2.9", "transport": None,
+         "smtp_code": 550, "enhanced_code": "5.7.1",
+         "diagnostic": "rejected RCPT <A.B@Y.EXAMPLE>: 550 5.7.1 relay not permitted",
+         "delay_s": None},
+        {"index": 1, "event": "rejected", "message_ref": "1tE3xY-0001Ab-Cd", "arrived": None,
+         "sender": "", "sender_domain": None, "message_id": None, "recipient": None,
+         "recipient_domain": None, "original_recipient": None, "relay_host": None,
+         "relay_ip": None, "client_host": None, "client_ip": "192.0.2.88", "transport": None,
+         "smtp_code": 451, "enhanced_code": None,
+         "diagnostic": "temporarily rejected after DATA: 451 try later", "delay_s": None},
+    ]  # fmt: skip
+
+
+# --- the join of a message's lines, within a batch and across batches, files and runs ---------
+
+
+def _parse_runs(
+    runs: list[list[Path]], *, native_path: bool, tz: str, batch_bytes: int
+) -> tuple[list[SourceOutput], pl.DataFrame]:
+    """Each run's files read in order by a source of its own, which carries on from the state
+    the run before it exported (as `ingest` does between runs)."""
+    previous = os.environ.get(native.ENV)
+    os.environ[native.ENV] = "1" if native_path else "0"
+    outputs: list[SourceOutput] = []
+    state = None
+    try:
+        for paths in runs:
+            source = exim.Exim(tz=tz)
+            if state is not None:
+                source.import_state(state)
+            for path in paths:
+                batches = read_batches(expand_inputs([str(path)])[0], batch_bytes=batch_bytes)
+                outputs += source.parse(batches)
+            state = source.export_state()
+    finally:
+        if previous is None:
+            del os.environ[native.ENV]
+        else:
+            os.environ[native.ENV] = previous
+    assert state is not None
+    return outputs, state
+
+
+def assert_runs_alike(
+    runs: list[list[Path]], *, tz: str = "UTC", batch_bytes: int = 4096
+) -> list[SourceOutput]:
+    """Both paths read `runs` (`_parse_runs`): the same frames, counts and state."""
+    reference = _parse_runs(runs, native_path=False, tz=tz, batch_bytes=batch_bytes)
+    fast = _parse_runs(runs, native_path=True, tz=tz, batch_bytes=batch_bytes)
+    assert_alike(reference, fast, "output")
+    return reference[0]
+
+
+def test_senders_joined_within_and_across_files_and_runs(
+    tokenizer: ModuleType, tmp_path: Path
+) -> None:
+    """A message's last arrival in a batch wins over one carried (even where it comes after
+    the delivery), a message completed in a batch is forgotten (even where it arrives again
+    after its `Completed` line), and the others are carried to the next file and run."""
+    a, b, c, d = "1tE3xA-0001Ab-Cd", "1tE3xB-0001Ab-Cd", "1tE3xC-0001Ab-Cd", "1tE3xD-0001Ab-Cd"
+    t = "2026-11-28 10:00:0"
+    files = [
+        [f"{t}0 {a} <= s1@one.example id=m1@x", f"{t}0 {c} <= S3@Three.Example id=m3@x"],
+        [
+            f"{t}1 {a} ** r@y.example: 550 5.1.1 unknown",
+            f"{t}1 {a} <= s2@two.example id=m2@x",
+            f"{t}1 {a} <= <> id=m2b@x",
+            f"{t}1 {b} Completed",
+            f"{t}1 {b} <= sb@b.example id=mb@x",
+            f"{t}1 {c} == r@y.example R=r T=t defer (-1): 451 4.7.1 later",
+            f"{t}1 {d} <= sd@d.example id=md@x",
+        ],
+        [f"{t}2 {a} => r@y.example R=r T=t", f"{t}2 {b} => r@y.example R=r T=t"],
+        [f"{t}3 {c} => r@y.example R=r T=t", f"{t}3 {d} => r@y.example R=r T=t"],
+    ]
+    paths = []
+    for number, lines in enumerate(files):
+        path = tmp_path / f"mainlog.{number}"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    # (every file's arrivals are the C path's: its senders are found in C)
+    assert all(claimed(tokenizer, path.read_bytes())["left"] == 0 for path in paths)
+    outputs = assert_runs_alike([paths[:2], paths[2:3], paths[3:]])
+    events = pl.concat([out.events for out in outputs])
+    assert events.select("message_ref", "sender", "message_id").rows() == [
+        (a, "", "m2b@x"),  # the batch's last arrival, which follows the bounce
+        (c, "S3@Three.Example", "m3@x"),  # carried from the file before
+        (a, "", "m2b@x"),  # carried to the next run
+        (b, None, None),  # completed in its batch: forgotten
+        (c, "S3@Three.Example", "m3@x"),
+        (d, "sd@d.example", "md@x"),
+    ]
+    assert events["sender_domain"].to_list() == [None, "three.example", None, None,
+                                                 "three.example", "d.example"]  # fmt: skip
+
+
+@pytest.mark.parametrize("batch_bytes", [4096, 65536])
+def test_several_hosts_logs_carried_across_files_and_runs(
+    tokenizer: ModuleType, tmp_path: Path, batch_bytes: int
+) -> None:
+    """Two hosts' generated logs (other seeds, one with 4.97's ids, one Europe/Paris across
+    the autumn change), each cut in two files, read in runs that carry the state on; a line
+    the polars path reads in some batches, so that both ways of joining meet."""
+    paths = []
+    for seed, options in ((11, {}), (12, {"new_ids": True})):
+        data = generated(1500, seed=seed, tz="Europe/Paris", start=datetime(2026, 10, 24, 23,
+                         tzinfo=UTC), days=2, **options).splitlines(keepends=True)  # fmt: skip
+        if seed == 12:
+            data.insert(700, "2026-10-25 02:30:00 1tE3xY-0001Ab-Cd <= andré@example.org\n".encode())
+        for half, lines in enumerate((data[:800], data[800:])):
+            path = tmp_path / f"host{seed}.log.{half}"
+            path.write_bytes(b"".join(lines))
+            paths.append(path)
+    runs = [paths[:1], paths[1:3], paths[3:]]
+    outputs = assert_runs_alike(runs, tz="Europe/Paris", batch_bytes=batch_bytes)
+    events = pl.concat([out.events for out in outputs])
+    assert events.height > 800
+    assert events["sender"].null_count() < events.height // 2

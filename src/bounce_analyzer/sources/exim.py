@@ -47,8 +47,11 @@ kinds, arrivals, events without their sender), then `Exim._outcomes` joins the s
 so far onto the events. Only the second stage touches the instance.
 
 Where the C tokenizer is built (native/exim.c; docs/NATIVE.md), `_cut` takes its cut of the
-batch's lines (`_tokenized`): the lines and batches it leaves go the polars way below, which
-stays the reference, and the frames are the same either way (tests/test_native_exim.py).
+batch's lines (`_tokenized`): events, arrivals, and, where it cut every arrival of the batch,
+the senders of the batch's own messages joined on and the arrivals that stay open (so that
+`_outcomes` joins only the messages of earlier batches). The lines and batches it leaves go
+the polars way below, which stays the reference, and the frames are the same either way
+(tests/test_native_exim.py).
 """
 
 from __future__ import annotations
@@ -264,8 +267,10 @@ _EVENT_COLUMNS = [
 class _Cut:
     """One batch read as far as it goes without the messages of earlier batches (`_cut`)."""
 
-    events: pl.DataFrame  # in line order; deliveries still lack their sender (`arrived` set)
+    events: pl.DataFrame  # in line order; `arrived` set where the sender is still to join
     arrivals: pl.DataFrame  # _OPEN_SCHEMA rows, in line order
+    #: the arrivals that stay open after the batch where the C tokenizer found them, else None
+    staying: pl.DataFrame | None
     completed: pl.Series  # the message ids of `Completed` lines
     malformed: pl.DataFrame
     read: int
@@ -303,21 +308,26 @@ class Exim:
     def _outcomes(self, cut: _Cut) -> SourceOutput:
         """The batch's events with the sender and Message-ID of their messages joined on."""
         # (only the open messages the batch names are looked up: the table is never copied whole)
-        named = cut.events["arrived"].drop_nulls().unique().implode()
-        known = pl.concat([self._open.filter(pl.col("arrived").is_in(named)), cut.arrivals]).unique(
-            "arrived", keep="last", maintain_order=True
-        )
-        # (the key alone is joined: a join copies the columns of both sides)
-        found = cut.events.select("arrived").join(
-            known, on="arrived", how="left", maintain_order="left"
-        )
-        events = cut.events.with_columns(
-            # (a reject has its own sender and no `arrived`, a delivery only the joined one)
-            pl.coalesce(pl.col(name), found[name]).alias(name)
-            for name in ("sender", "message_id", "sender_domain")
-        )
+        events = cut.events
+        named = events["arrived"].drop_nulls().unique()
+        if named.len():
+            # (the batch's last arrival of a message, else the one carried; the senders of the
+            # C path's events whose message arrived in the batch are already there)
+            wanted = pl.col("arrived").is_in(named.implode())
+            known = pl.concat([self._open.filter(wanted), cut.arrivals.filter(wanted)]).unique(
+                "arrived", keep="last", maintain_order=True
+            )
+            # (the key alone is joined: a join copies the columns of both sides)
+            found = events.select("arrived").join(
+                known, on="arrived", how="left", maintain_order="left"
+            )
+            events = events.with_columns(
+                # (a reject has its own sender and no `arrived`, a delivery only the joined one)
+                pl.coalesce(pl.col(name), found[name]).alias(name)
+                for name in ("sender", "message_id", "sender_domain")
+            )
         events = self._repeats.number(events, "line", start=cut.start, end=cut.end)
-        self._remember(cut.arrivals, cut.completed)
+        self._remember(cut.arrivals, cut.completed, cut.staying)
         return SourceOutput(
             events=schema.conform(events),
             malformed=cut.malformed,
@@ -325,22 +335,24 @@ class Exim:
             skipped=cut.skipped,
         )
 
-    def _remember(self, arrivals: pl.DataFrame, completed: pl.Series) -> None:
+    def _remember(
+        self, arrivals: pl.DataFrame, completed: pl.Series, staying: pl.DataFrame | None
+    ) -> None:
         """Keep the open messages' senders for later batches; forget completed messages.
 
         The table is in the order the messages arrived (a message that arrives again moves to
-        the end), so that the oldest go first when it is full.
+        the end), so that the oldest go first when it is full. `staying`, where the C
+        tokenizer found them, are the batch's arrivals that stay open: each message's last
+        arrival, where no `Completed` line of the batch names it.
         """
         if not arrivals.height and not completed.len():
             return
-        new = arrivals.unique("arrived", keep="last", maintain_order=True)
-        done = completed.implode()
-        replaced = pl.concat([new["arrived"], completed]).implode()
+        if staying is None:
+            new = arrivals.unique("arrived", keep="last", maintain_order=True)
+            staying = new.filter(~pl.col("arrived").is_in(completed.implode()))
+        replaced = pl.concat([arrivals["arrived"], completed]).implode()
         still_open = pl.concat(
-            [
-                self._open.filter(~pl.col("arrived").is_in(replaced)),
-                compact(new.filter(~pl.col("arrived").is_in(done))),
-            ]
+            [self._open.filter(~pl.col("arrived").is_in(replaced)), compact(staying)]
         )
         self._open = newest_within(still_open, rows=MAX_OPEN_MESSAGES, size=MAX_STATE_BYTES)
 
@@ -373,12 +385,14 @@ class Exim:
 def _cut(batch: Batch, tz: str) -> _Cut:
     """The events, arrivals, completed messages and malformed lines of one batch.
 
-    Where the C tokenizer runs (`native.module("exim")`), it cuts the lines and the deliveries
-    of the usual shape (`_tokenized`); the polars path reads whatever it leaves, and the whole
-    batch where it declines it. Both give the same frames (tests/test_native_exim.py).
+    Where the C tokenizer runs (`native.module("exim")`), it cuts the lines, and the
+    deliveries, rejects and arrivals of the usual shapes (`_tokenized`); the polars path reads
+    whatever it leaves, and the whole batch where it declines it. Both give the same frames
+    (tests/test_native_exim.py).
     """
     tokenizer = native.module(Exim.name)
     tokens = tokenizer.cut(batch.data) if tokenizer is not None else None
+    staying = None
     if tokens is None:
         frame = _lines(batch).to_frame().with_row_index("index")
         read = frame.height
@@ -387,10 +401,13 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         cut_deliveries = None
         arrivals = None
     else:
-        read, heads, parts, cut_deliveries, cut_arrivals = _tokenized(tokens, batch.data, tz)
+        cut = _tokenized(tokens, batch.data, tz)
+        read, heads, parts, staying = cut.read, cut.heads, cut.parts, cut.staying
+        cut_deliveries, cut_arrivals = cut.events, cut.arrivals
         if parts["arrival"].height:
-            cut_arrivals = pl.concat([cut_arrivals, _arrival_rows(parts["arrival"])]).sort("index")
-        arrivals = _with_sender_domain(cut_arrivals.drop("index"))
+            left = _with_sender_domain(_arrival_rows(parts["arrival"])).select(cut_arrivals.columns)
+            cut_arrivals = pl.concat([cut_arrivals, left]).sort("index")
+        arrivals = cut_arrivals.drop("index")
     # Lines with no Exim timestamp, or a timestamp that is not a time, are not skipped.
     bad_time = heads.filter(pl.col("dated") & pl.col("timestamp").is_null())
     no_stamp = parts["other"].filter(pl.col("line") != "")
@@ -406,7 +423,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     if cut_deliveries is not None:
         if bad_time.height:
             cut_deliveries = cut_deliveries.filter(pl.col("timestamp").is_not_null())
-        delivered = pl.concat([cut_deliveries, delivered])
+        delivered = pl.concat([cut_deliveries, delivered]) if delivered.height else cut_deliveries
     # 2026-11-28 10:00:12 H=mx.example.net [192.0.2.9] F=<s@x> rejected RCPT <a@y>: ...
     # 2026-11-28 10:07:00 1tE3yB-0002Bd-Fg H=(c.example) [192.0.2.88] F=<s@x> rejected after
     #   DATA: Your message scored 15.2 SpamAssassin points.   (the message id is optional)
@@ -415,13 +432,20 @@ def _cut(batch: Batch, tz: str) -> _Cut:
         clients = clients.filter(pl.col("timestamp").is_not_null())
     rejects = clients.filter(pl.col("body").str.contains(" rejected RCPT <", literal=True))
     data_rejects = clients.filter(pl.col("body").str.contains(" rejected after DATA", literal=True))
-    rejected, bad_reject = _rejects(rejects)
+    if rejects.height:
+        rejected, bad_reject = _rejects(rejects)
+    else:  # (the C tokenizer cut them all: spare the fixed cost of the calls)
+        rejected, bad_reject = delivered.clear(), rejects
     if data_rejects.height:
         data_rejected, bad_data_reject = _data_rejects(data_rejects)
     else:  # (the usual case: spare the fixed cost of the calls)
         data_rejected, bad_data_reject = delivered.clear(), data_rejects
     # (stable: a line both rejected RCPT and after DATA gives its two events in this order)
-    joined = pl.concat([delivered, rejected, data_rejected]).sort("index", maintain_order=True)
+    nonempty = [frame for frame in (delivered, rejected, data_rejected) if frame.height]
+    if len(nonempty) == 1 and nonempty[0] is cut_deliveries:
+        joined = cut_deliveries  # (the C tokenizer's events alone: in line order already)
+    else:
+        joined = pl.concat([delivered, rejected, data_rejected]).sort("index", maintain_order=True)
     origin = _origin(batch)
     malformed = pl.concat(
         [
@@ -438,6 +462,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
             origin, schema.event_id(Exim.name, pl.col("line")), pl.lit(Exim.name).alias("source")
         ),
         arrivals=arrivals,
+        staying=staying,
         completed=completed,
         malformed=malformed,
         read=read,
@@ -460,54 +485,64 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     _K_CLIENT,
     _K_SKIP,
     _K_ARRIVED,
-) = range(9)
-#: The events of the deliveries it cuts, by their number (then 4: an arrival it cut).
-_CUT_EVENTS = ["delivered", "bounced", "deferred", "expired"]
-_E_ARRIVAL = len(_CUT_EVENTS)
+    _K_REJECTED,
+) = range(10)
+#: The events of the rows it cuts, by their number.
+_CUT_EVENTS = ["delivered", "bounced", "deferred", "expired", "rejected"]
 
 
-def _tokenized(
-    tokens: tuple[Any, ...], data: bytes, tz: str
-) -> tuple[int, pl.DataFrame, dict[str, pl.DataFrame], pl.DataFrame, pl.DataFrame]:
-    """What `_cut` needs of a batch the C tokenizer cut: the line count, the heads of the dated
-    lines (as `_heads`), the lines by kind (as `_kinds`), the deliveries it cut whole
-    (`_EVENT_COLUMNS`, in no particular order) and the arrivals it cut (as `_arrival_rows`).
-    The lines it left (kind FALLBACK) are read by `_heads` and `_kinds` here, and their parts
-    joined to its own in line order."""
+#: The buffers `cut` returns after its three counts, in order (native/exim.c, `B_...`).
+_BUFFERS = (
+    "kind line ref ref_valid body row event sender sender_valid diagnostic diagnostic_valid "
+    "relay_host relay_ip relay_valid transport transport_valid enhanced enhanced_valid code "
+    "code_valid delay delay_valid zoned time offset offset_valid recipient domain domain_valid "
+    "recipient_valid sender_domain sender_domain_valid client_host client_host_valid client_ip "
+    "client_ip_valid message_id message_id_valid arrived arrived_valid arrival_line "
+    "arrival_sender arrival_sender_valid arrival_message_id arrival_message_id_valid "
+    "arrival_domain arrival_domain_valid stays run run_start"
+).split()
+
+
+def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
+    """What `_cut` needs of a batch the C tokenizer cut (`_Tokens`). The lines it left (kind
+    FALLBACK) are read by `_heads` and `_kinds` here, and their parts joined to its own in
+    line order."""
     count, cut_count, zoned_count = tokens[:3]
-    (kind, line, ref, ref_valid, body, row, event, address, address_valid) = tokens[3:12]
-    (diagnostic, diagnostic_valid, relay_host, relay_ip, relay_valid) = tokens[12:17]
-    (transport, transport_valid, enhanced, enhanced_valid) = tokens[17:21]
-    (code, code_valid, delay, delay_valid, zoned, time, offset, offset_valid) = tokens[21:29]
-    (recipient, domain, domain_valid, lowered) = tokens[29:33]
+    b = dict(zip(_BUFFERS, tokens[3 : 3 + len(_BUFFERS)], strict=True))
+    lowered, every_arrival, arrival_count, run_count = tokens[3 + len(_BUFFERS) :]
     frame = pl.DataFrame(
         [
-            string_column("line", count, line, data),
-            string_column("ref", count, ref, data, ref_valid),
-            string_column("body", count, body, data),
-            number_column("kind", pa.uint8(), count, kind),
+            string_column("line", count, b["line"], data),
+            string_column("ref", count, b["ref"], data, b["ref_valid"]),
+            string_column("body", count, b["body"], data),
+            number_column("kind", pa.uint8(), count, b["kind"]),
         ]
     ).with_row_index("index")
-    # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps; the
-    # heads `_LINE` reads, with a fraction, a zone or a pid, from their own time and zone)
-    stamps = _run_timestamps(frame["line"].str.head(19), tz)
+    # (as `_heads`: every line's first 19 characters, parsed once per run of equal stamps that
+    # the C tokenizer found; the heads `_LINE` reads, with a fraction, a zone or a pid, from
+    # their own time and zone)
+    starts = number_column("start", pa.uint32(), run_count, b["run_start"])
+    stamps = _stamps(frame["line"].gather(starts).str.head(19), tz).gather(
+        number_column("run", pa.uint32(), count, b["run"])
+    )
     if zoned_count:
         heads = (
             pl.DataFrame(
                 [
                     frame["index"],
                     frame["line"].str.head(10).alias("date"),
-                    string_column("time", count, time, data),
-                    string_column("offset", count, offset, data, offset_valid),
+                    string_column("time", count, b["time"], data),
+                    string_column("offset", count, b["offset"], data, b["offset_valid"]),
                 ]
             )
-            .filter(number_column("zoned", pa.uint8(), count, zoned) == 1)
+            .filter(number_column("zoned", pa.uint8(), count, b["zoned"]) == 1)
             .with_columns(_timestamp(tz))
         )
         stamps = stamps.scatter(heads["index"], heads["timestamp"])
     frame = frame.with_columns(stamps.alias("timestamp"), pl.lit(True).alias("dated"))
     kind_column = pl.col("kind")
-    heads = frame.filter(kind_column >= _K_ARRIVAL).select(
+    # (of the dated lines, only those `_cut` looks for: a stamp that is no time)
+    heads = frame.filter((kind_column >= _K_ARRIVAL) & pl.col("timestamp").is_null()).select(
         "index", "line", "ref", "body", "dated", "timestamp"
     )
     parts = {
@@ -533,42 +568,75 @@ def _tokenized(
         for name, part in _kinds(left_heads).items():
             joined = pl.concat([parts[name], part])
             parts[name] = joined.sort("index") if "index" in joined.columns else joined
-    rows = number_column("row", pa.uint32(), cut_count, row)
-    found = frame.select("index", "line", "timestamp", "ref").gather(rows)
-    events = number_column("event", pa.uint8(), cut_count, event)
-    cut = pl.DataFrame(
+
+    def strings(name: str, buffer: str, count: int, *, lower: bool = False) -> pl.Series:
+        valid = b.get(f"{buffer}_valid")
+        second = lowered if lower else None
+        return string_column(name, count, b[buffer], data, valid, second=second)
+
+    found = frame.select("index", "line", "timestamp", "ref").gather(
+        number_column("row", pa.uint32(), cut_count, b["row"])
+    )
+    # (the views of lower-cased text point into the batch, or into `lowered`, data buffer 1;
+    # a delivery's sender is joined on by its message id, `arrived`, where the C tokenizer
+    # did not find it in the batch; a reject has its own)
+    events = pl.DataFrame(
         [
             found["index"],
             found["line"],
             found["timestamp"],
-            events,
-            found["ref"].alias("message_ref"),
-            string_column("address", cut_count, address, data, address_valid),
-            string_column("recipient", cut_count, recipient, data, second=lowered),
-            string_column(
-                "recipient_domain", cut_count, domain, data, domain_valid, second=lowered
+            pl.Series("event", _CUT_EVENTS, dtype=pl.String()).gather(
+                number_column("event", pa.uint8(), cut_count, b["event"])
             ),
-            string_column("relay_host", cut_count, relay_host, data, relay_valid),
-            string_column("relay_ip", cut_count, relay_ip, data, relay_valid),
-            string_column("transport", cut_count, transport, data, transport_valid),
-            number_column("smtp_code", pa.int16(), cut_count, code, code_valid),
-            string_column("enhanced_code", cut_count, enhanced, data, enhanced_valid),
-            string_column("diagnostic", cut_count, diagnostic, data, diagnostic_valid),
-            number_column("delay_s", pa.float64(), cut_count, delay, delay_valid),
+            found["ref"].alias("message_ref"),
+            strings("arrived", "arrived", cut_count),
+            strings("sender", "sender", cut_count),
+            strings("sender_domain", "sender_domain", cut_count, lower=True),
+            strings("message_id", "message_id", cut_count),
+            strings("recipient", "recipient", cut_count, lower=True),
+            strings("recipient_domain", "domain", cut_count, lower=True),
+            pl.repeat(None, cut_count, dtype=pl.String(), eager=True).alias("original_recipient"),
+            string_column("relay_host", cut_count, b["relay_host"], data, b["relay_valid"]),
+            string_column("relay_ip", cut_count, b["relay_ip"], data, b["relay_valid"]),
+            strings("client_host", "client_host", cut_count),
+            strings("client_ip", "client_ip", cut_count),
+            strings("transport", "transport", cut_count),
+            number_column("smtp_code", pa.int16(), cut_count, b["code"], b["code_valid"]),
+            strings("enhanced_code", "enhanced", cut_count),
+            strings("diagnostic", "diagnostic", cut_count),
+            number_column("delay_s", pa.float64(), cut_count, b["delay"], b["delay_valid"]),
         ]
     )
-    arrived = pl.col("event") == _E_ARRIVAL
-    arrivals = cut.filter(arrived).select(
-        "index",
-        pl.col("message_ref").alias("arrived"),
-        pl.col("address").alias("sender"),
-        pl.col("diagnostic").alias("message_id"),
+    arrival_rows = number_column("line", pa.uint32(), arrival_count, b["arrival_line"])
+    arrivals = pl.DataFrame(
+        [
+            frame["index"].gather(arrival_rows),
+            frame["ref"].gather(arrival_rows).alias("arrived"),
+            strings("sender", "arrival_sender", arrival_count),
+            strings("message_id", "arrival_message_id", arrival_count),
+            strings("sender_domain", "arrival_domain", arrival_count, lower=True),
+        ]
     )
-    cut = cut.filter(~arrived).with_columns(
-        pl.lit(pl.Series(_CUT_EVENTS)).gather(pl.col("event")).alias("event")
-    )
-    cut = cut.with_columns(pl.lit(None, pl.String()).alias("original_recipient"))
-    return count, heads, parts, _delivery_events(cut), arrivals
+    staying = None
+    if every_arrival:
+        # (where the C tokenizer found every arrival of the batch: those that stay open)
+        stays = number_column("stays", pa.uint8(), arrival_count, b["stays"])
+        staying = arrivals.filter(stays == 1).drop("index")
+    return _Tokens(count, heads, parts, events, arrivals, staying)
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """What `_cut` takes of a batch the C tokenizer cut (`_tokenized`)."""
+
+    read: int  # lines
+    heads: pl.DataFrame  # of the dated lines whose stamp is no time (at least), as `_heads`
+    parts: dict[str, pl.DataFrame]  # the lines by kind, as `_kinds`
+    events: pl.DataFrame  # the deliveries and rejects it cut (`_EVENT_COLUMNS`, line order)
+    arrivals: pl.DataFrame  # the arrivals it cut (as `_arrival_rows`, with `sender_domain`)
+    #: where it cut every arrival of the batch: the `_OPEN_SCHEMA` rows that stay open after
+    #: the batch (a message's last arrival in it, not completed in it), else None
+    staying: pl.DataFrame | None
 
 
 def _lines(batch: Batch) -> pl.Series:
@@ -676,16 +744,20 @@ def _run_timestamps(stamp: pl.Series, tz: str) -> pl.Series:
     """`2026-11-28 10:00:00` stamps local to `tz`, as UTC; each run of equal stamps parsed once."""
     runs = stamp.rle()
     lengths = runs.struct.field("len")
-    parsed = (
-        # (no `%.f`: the stamps have no fraction, and this format takes polars' fast path)
-        runs.struct.field("value")
-        .str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
-        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
-    )
+    parsed = _stamps(runs.struct.field("value"), tz)
     # each line's run: a 1 where a run starts, summed (cheaper than `rle_id` on the stamps)
     starts = pl.zeros(stamp.len(), pl.UInt32(), eager=True).scatter(lengths.cum_sum().head(-1), 1)
     return parsed.gather(starts.cum_sum())
+
+
+def _stamps(stamp: pl.Series, tz: str) -> pl.Series:
+    """`2026-11-28 10:00:00` stamps local to `tz`, as UTC (null where no such time)."""
+    return (
+        # (no `%.f`: the stamps have no fraction, and this format takes polars' fast path)
+        stamp.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
+        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
 
 
 def _kinds(heads: pl.DataFrame) -> dict[str, pl.DataFrame]:
