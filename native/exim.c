@@ -1185,5 +1185,5 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* ABI_VERSION 1: the tokenizer is usable (native.module returns this module). */
-TOKENIZER_MODULE(_exim_c, "The C tokenizer of the Exim source (optional; the polars path is the reference).", methods, 1)
+/* ABI_VERSION 2: a table per kind of row (events, arrivals), the batch join, stamp runs (1: one table of kept lines). */
+TOKENIZER_MODULE(_exim_c, "The C tokenizer of the Exim source (optional; the polars path is the reference).", methods, 2)

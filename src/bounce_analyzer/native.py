@@ -19,7 +19,7 @@ ENV = "BOUNCE_ANALYZER_NATIVE"
 #: Each source with a C tokenizer -> (its extension module, the interface version it must say).
 _MODULES = {
     "postfix": ("bounce_analyzer._postfix_c", 2),
-    "exim": ("bounce_analyzer._exim_c", 1),
+    "exim": ("bounce_analyzer._exim_c", 2),
 }
 
 
