@@ -51,3 +51,38 @@ def test_the_engine_acts_on_the_options_the_command_line_declares() -> None:
     assert export.ExportKind is options.ExportKind
     assert export.ExportFormat is options.ExportFormat
     assert rules.Direction is options.Direction
+
+
+ALLOCATOR = (
+    "import os, sys, runpy\n"
+    "sys.argv = ['bounce-analyzer', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('bounce_analyzer', run_name='__main__')\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print(os.environ.get('_RJEM_MALLOC_CONF', '(none)'), file=sys.stderr)\n"
+)
+
+
+def _allocator(*argv: str, env: dict[str, str] | None = None) -> str:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    done = subprocess.run(
+        [sys.executable, "-c", ALLOCATOR, *argv],
+        capture_output=True, text=True, check=True, env={**environ, **(env or {})},
+    )  # fmt: skip
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_a_report_runs_with_the_allocator_returning_freed_pages() -> None:
+    """`report` sets polars' allocator to give freed pages back (set before polars starts, so
+    that it reads it: polars puts its own defaults first and lets what is set win); other
+    commands keep polars' defaults, and a setting of the user's wins."""
+    from bounce_analyzer.__main__ import REPORT_ALLOCATOR
+
+    assert _allocator("report", "--help").endswith(REPORT_ALLOCATOR)
+    for argv in (["parse", "--help"], ["explain", "--help"], ["--version"]):
+        assert REPORT_ALLOCATOR not in _allocator(*argv)
+    mine = _allocator("report", "--help", env={"_RJEM_MALLOC_CONF": "narenas:2"})
+    assert mine.endswith("narenas:2") and REPORT_ALLOCATOR not in mine
