@@ -55,18 +55,16 @@ LIMIT_MB = 1024
 RUN_NAMES = {"before": "before", "after": "after", "one-pass": "after, one pass"}
 
 #: Runs the command line as the console script does (with the allocator settings it gives
-#: `report`, where the code has them: `__main__.allocator_settings`), with
-#: `report._PASS_EVENTS` from the environment, when it is set.
+#: `report`, where the code has them: `__main__.set_allocator`), with `report._PASS_EVENTS`
+#: from the environment, when it is set.
 RUNNER = (
     "import os, sys\n"
     "try:\n"
-    "    from bounce_analyzer.__main__ import ALLOCATOR_ENV, allocator_settings\n"
+    "    from bounce_analyzer.__main__ import set_allocator\n"
     "except ImportError:  # (a baseline older than the setting)\n"
     "    pass\n"
     "else:\n"
-    "    settings = allocator_settings(sys.argv[1:])\n"
-    "    if settings is not None:\n"
-    "        os.environ.setdefault(ALLOCATOR_ENV, settings)\n"
+    "    set_allocator(sys.argv[1:])\n"
     "import bounce_analyzer.report as report\n"
     "if os.environ.get('BENCH_PASS_EVENTS'):\n"
     "    report._PASS_EVENTS = int(os.environ['BENCH_PASS_EVENTS'])\n"

@@ -36,11 +36,17 @@ def allocator_settings(argv: list[str]) -> str | None:
     return REPORT_ALLOCATOR if command == "report" else None
 
 
-def main() -> None:
-    """Console-script entry point."""
-    settings = allocator_settings(sys.argv[1:])
+def set_allocator(argv: list[str]) -> None:
+    """Put `allocator_settings(argv)` in the environment where it has none and polars has
+    not started yet (it reads them once, when it is imported)."""
+    settings = allocator_settings(argv)
     if settings is not None and "polars" not in sys.modules:
         os.environ.setdefault(ALLOCATOR_ENV, settings)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    set_allocator(sys.argv[1:])
     if sys.argv[1:] != ["explain", "-"]:
         from bounce_analyzer.cli import main as command_line
 

@@ -160,29 +160,19 @@ _PART = "__part"
 
 def _write_range(frame: pl.LazyFrame, folder: Path, first: int, end: int) -> None:
     """Write the rows of `frame`, all of shares `first` .. `end` - 1, into their shares'
-    folders in `folder`: in one sink when they are `_FAN_OUT` shares at most, else into parts
-    of at most `_FAN_OUT` parts' worth of neighbouring shares, each then written alone."""
+    folders in `folder`: in one sink when they are `_FAN_OUT` shares at most, else first into
+    at most `_FAN_OUT` parts, each a run of neighbouring shares, then each part alone."""
     count = end - first
     if count <= _FAN_OUT:
-
-        def share_file(args: FileProviderArgs) -> Path:
-            share = int(args.partition_keys.item(0, _SHARE))
-            return folder / f"share-{share}" / f"{args.index_in_partition:08d}.parquet"
-
-        _sink(frame, _SHARE, folder, share_file)
+        _sink(frame, _SHARE, folder, lambda share: folder / f"share-{share}")
         return
     width = -(-count // _FAN_OUT)  # shares of a part
     parts = -(-count // width)
     round_folder = folder / f"parts-{first}-{end}"
     for part in range(parts):
         (round_folder / f"{part}").mkdir(parents=True)
-
-    def part_file(args: FileProviderArgs) -> Path:
-        part = int(args.partition_keys.item(0, _PART))
-        return round_folder / f"{part}" / f"{args.index_in_partition:08d}.parquet"
-
     part_of = ((pl.col(_SHARE) - first) // width).alias(_PART)
-    _sink(frame.with_columns(part_of), _PART, round_folder, part_file)
+    _sink(frame.with_columns(part_of), _PART, round_folder, lambda part: round_folder / f"{part}")
     for part in range(parts):
         files = sorted((round_folder / f"{part}").glob("*.parquet"))
         if files:  # (a part without rows has no file)
@@ -193,11 +183,15 @@ def _write_range(frame: pl.LazyFrame, folder: Path, first: int, end: int) -> Non
                 file.unlink()
 
 
-def _sink(
-    frame: pl.LazyFrame, key: str, folder: Path, path_of: Callable[[FileProviderArgs], Path]
-) -> None:
-    """Write `frame` partitioned by `key` (not written) to the files in `folder` that
-    `path_of` names (their folders made beforehand)."""
+def _sink(frame: pl.LazyFrame, key: str, folder: Path, folder_of: Callable[[int], Path]) -> None:
+    """Write `frame` partitioned by its integer column `key` (not written) into `folder`:
+    the rows of key k as files numbered in the order written in `folder_of(k)` (made
+    beforehand)."""
+
+    def path_of(args: FileProviderArgs) -> Path:
+        value = int(args.partition_keys.item(0, key))
+        return folder_of(value) / f"{args.index_in_partition:08d}.parquet"
+
     frame.sink_parquet(
         pl.PartitionBy(
             folder,
