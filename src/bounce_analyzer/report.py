@@ -355,11 +355,23 @@ def _count_rows(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Attempts and final outcomes of `numbered`, counted (`_events`) by `counted` and
     `final_counted` columns, with no whole-message event to resolve."""
-    final = pl.concat([_last_rows(numbered), _complaint_rows(numbered)])
-    chosen = final.collect(engine="streaming").get_column("_row")
-    marked = numbered.with_columns(pl.col("_row").is_in(chosen.implode()).alias("_final"))
+    chosen = _final_rows(numbered).collect(engine="streaming")
+    marked = _marked_final(numbered, chosen)
     attempts, ended = pl.collect_all(_tallies(marked, counted, final_counted), engine="streaming")
     return attempts, ended
+
+
+def _final_rows(numbered: pl.LazyFrame) -> pl.LazyFrame:
+    """The `_row` of each message and recipient's final outcome (its last row) and of its
+    first complaint: the rows a report counts as outcomes."""
+    return pl.concat([_last_rows(numbered), _complaint_rows(numbered)])
+
+
+def _marked_final(numbered: pl.LazyFrame, chosen: pl.DataFrame) -> pl.LazyFrame:
+    """`numbered` with `_final`: whether its `_row` is one of `chosen`'s."""
+    return numbered.with_columns(
+        pl.col("_row").is_in(chosen.get_column("_row").implode()).alias("_final")
+    )
 
 
 def _tallies(
@@ -389,16 +401,14 @@ def _count_pass(
     """
     chosen, wholes = pl.collect_all(
         [
-            pl.concat([_last_rows(numbered), _complaint_rows(numbered)]),
+            _final_rows(numbered),
             numbered.filter(_whole())
             .select("source", "host", pl.col("message_ref").alias("_message"))
             .unique(),
         ],
         engine="streaming",
     )
-    marked = numbered.with_columns(
-        pl.col("_row").is_in(chosen.get_column("_row").implode()).alias("_final")
-    )
+    marked = _marked_final(numbered, chosen)
     special: list[pl.LazyFrame] = []
     if not wholes.is_empty():
         marked = marked.with_columns(_message()).join(
