@@ -87,9 +87,10 @@ enum {
 };
 
 /* The string views of an event row: the event's own columns as `_recipient_events`,
- * `_expired_events` and `_reject_events` give them, then what the batch's state lines say
- * of its queue id (`join_state`). `recipient`, `recipient_domain`, `own_sender_domain` and
- * `known_sender_domain` are lower-cased (views into the batch or into `lower`). */
+ * `_expired_events` and `_reject_events` give them, then its sender, the sender's domain and
+ * its Message-ID as the batch's own state lines give them (`join_state`). `recipient`,
+ * `recipient_domain` and `sender_domain` are lower-cased (views into the batch or into
+ * `lower`). */
 enum {
     O_RAW,
     O_HOST,
@@ -106,18 +107,16 @@ enum {
     O_ENHANCED_CODE,
     O_DELAY,
     O_SENDER,
-    O_OWN_SENDER_DOMAIN,
-    O_KNOWN_SENDER,
-    O_KNOWN_MESSAGE_ID,
-    O_KNOWN_SENDER_DOMAIN,
+    O_SENDER_DOMAIN,
+    O_MESSAGE_ID,
     N_EVENT_VIEWS
 };
 static const char *const VIEW_NAMES[N_EVENT_VIEWS] = {
     "raw",         "host",          "transport",         "message_ref",
     "recipient",   "recipient_domain", "original_recipient", "diagnostic",
     "relay_host",  "relay_ip",      "client_host",       "client_ip",
-    "enhanced_code", "delay",       "sender",            "own_sender_domain",
-    "known_sender", "known_message_id", "known_sender_domain",
+    "enhanced_code", "delay",       "sender",            "sender_domain",
+    "message_id",
 };
 
 /* The events, by their number in the `event` column (sources/postfix.py, `_NATIVE_EVENTS`). */
@@ -730,10 +729,9 @@ enum {
     E_VALID = E_VIEWS + N_EVENT_VIEWS,
     E_SMTP_CODE = E_VALID + N_EVENT_VIEWS,
     E_SMTP_CODE_VALID,
-    E_KNOWN_SEQ,
-    E_KNOWN_SEQ_VALID,
-    E_KNOWN_REMOVED,
-    E_KNOWN_REMOVED_VALID,
+    E_SENDER_OWN,
+    E_SENDER_OPEN,
+    E_MESSAGE_ID_OPEN,
     B_LINE_NO,
     B_RAW,
     B_REASON,
@@ -756,6 +754,7 @@ enum {
     Q_REMOVED,
     Q_REMOVED_VALID,
     Q_STATE,
+    Q_OPEN,
     N_COLUMNS
 };
 
@@ -771,10 +770,9 @@ static void column_specs(column_spec *c) {
     }
     c[E_SMTP_CODE] = (column_spec){"smtp_code", T_EVENTS, 2};
     c[E_SMTP_CODE_VALID] = (column_spec){"smtp_code_valid", T_EVENTS, 0};
-    c[E_KNOWN_SEQ] = (column_spec){"known_seq", T_EVENTS, 8};
-    c[E_KNOWN_SEQ_VALID] = (column_spec){"known_seq_valid", T_EVENTS, 0};
-    c[E_KNOWN_REMOVED] = (column_spec){"known_removed", T_EVENTS, 8};
-    c[E_KNOWN_REMOVED_VALID] = (column_spec){"known_removed_valid", T_EVENTS, 0};
+    c[E_SENDER_OWN] = (column_spec){"sender_own", T_EVENTS, 1};
+    c[E_SENDER_OPEN] = (column_spec){"sender_open", T_EVENTS, 1};
+    c[E_MESSAGE_ID_OPEN] = (column_spec){"message_id_open", T_EVENTS, 1};
     c[B_LINE_NO] = (column_spec){"bad_line_no", T_BAD, 8};
     c[B_RAW] = (column_spec){"bad_raw", T_BAD, VIEW_SIZE};
     c[B_REASON] = (column_spec){"bad_reason", T_BAD, 1};
@@ -797,6 +795,7 @@ static void column_specs(column_spec *c) {
     c[Q_REMOVED] = (column_spec){"id_removed", T_IDS, 8};
     c[Q_REMOVED_VALID] = (column_spec){"id_removed_valid", T_IDS, 0};
     c[Q_STATE] = (column_spec){"id_state", T_IDS, 1};
+    c[Q_OPEN] = (column_spec){"id_open", T_IDS, 1};
 }
 
 typedef struct {
@@ -804,6 +803,7 @@ typedef struct {
     uint8_t *col[N_COLUMNS]; /* the outputs (bytearrays' bytes) */
     int64_t rows[N_TABLES];
     int64_t *event_id; /* per event row: its queue id's index in `ids`, -1: none */
+    field *own_sender; /* per event row: the sender the line names itself (s NULL: none) */
     /* the lower-cased copies of strings with a capital letter (data buffer 1) */
     char *lower;
     int64_t lower_len, lower_capacity;
@@ -1019,39 +1019,49 @@ static void keep(scan_state *st, const line_fields *f, int kind, int64_t line_no
         recipient = f->f[C_ENVELOPE_RECIPIENT];
         sender = f->f[C_ENVELOPE_SENDER];
     }
-    out[O_SENDER] = sender;
     const int64_t r = st->rows[T_EVENTS]++;
     memcpy(st->col[E_LINE_NO] + r * 8, &line_no, 8);
     st->col[E_EVENT][r] = (uint8_t)event;
     memcpy(st->col[E_STAMP] + r * 4, &f->stamp, 4);
     put_code(st, r, code);
     for (int v = 0; v < O_RECIPIENT; v++) put_event_view(st, v, r, out[v]);
-    for (int v = O_ORIGINAL_RECIPIENT; v <= O_SENDER; v++) put_event_view(st, v, r, out[v]);
+    for (int v = O_ORIGINAL_RECIPIENT; v < O_SENDER; v++) put_event_view(st, v, r, out[v]);
     /* The recipient an event names (`to=<...>`, a reject's envelope `to=<...>`) lower-cased,
-     * null when empty, and its domain; the domain of the sender it names itself (qmgr's
-     * `from=<...>` of an expired message, a reject's envelope `from=<...>`). */
+     * null when empty, and its domain. */
     if (recipient.s != NULL && recipient.len == 0) recipient = none;
     put_lowered(st, O_RECIPIENT, r, recipient);
     put_lowered(st, O_RECIPIENT_DOMAIN, r,
                 recipient.s ? domain_of(recipient.s, recipient.len) : none);
-    put_lowered(st, O_OWN_SENDER_DOMAIN, r, sender.s ? domain_of(sender.s, sender.len) : none);
+    st->own_sender[r] = sender;
     /* NOQUEUE: reject: ... names no queue id (its message_ref is null) */
     st->event_id[r] = out[O_MESSAGE_REF].s == NULL ? -1 : id_index(&st->ids, qid.s, qid.len);
 }
 
-/* Each event row with what the batch's state lines say of its queue id, and the table of
- * queue ids. */
+/* Each event row with its sender, the sender's domain and its Message-ID as
+ * `_join_open_ids` joins them from the batch's state lines (the map of open ids carried from
+ * earlier batches left out), and whether the map's sender or Message-ID is to be taken where
+ * it has the queue id; and the table of queue ids. */
 static void join_state(scan_state *st) {
+    const field none = {NULL, 0};
     for (int64_t r = 0; r < st->rows[T_EVENTS]; r++) {
         const queue_id *id = st->event_id[r] >= 0 ? &st->ids.ids[st->event_id[r]] : NULL;
-        const field none = {NULL, 0};
-        put_event_view(st, O_KNOWN_SENDER, r, id ? id->sender : none);
-        put_event_view(st, O_KNOWN_MESSAGE_ID, r, id ? id->message_id : none);
-        const field sender = id ? id->sender : none;
-        put_lowered(st, O_KNOWN_SENDER_DOMAIN, r,
-                    sender.s ? domain_of(sender.s, sender.len) : none);
-        put_int64(st, E_KNOWN_SEQ, r, id ? id->seq : -1);
-        put_int64(st, E_KNOWN_REMOVED, r, id ? id->removed : -1);
+        const field own = st->own_sender[r];
+        const field known_sender = id ? id->sender : none;
+        const field known_message_id = id ? id->message_id : none;
+        const int64_t seq = id ? id->seq : -1, removed = id ? id->removed : -1;
+        int64_t line_no;
+        memcpy(&line_no, st->col[E_LINE_NO] + r * 8, 8);
+        /* A line after qmgr's "removed" (and no newer from=/message-id=) gets nothing. (The
+         * map's lines all come before the batch's: where the batch names no from= or
+         * message-id= of the id, the map's cannot be newer than a `removed` of the batch.) */
+        const int current = removed < 0 || line_no < removed || seq > removed;
+        const field sender = own.s ? own : current ? known_sender : none;
+        put_event_view(st, O_SENDER, r, sender);
+        put_lowered(st, O_SENDER_DOMAIN, r, sender.s ? domain_of(sender.s, sender.len) : none);
+        put_event_view(st, O_MESSAGE_ID, r, current ? known_message_id : none);
+        st->col[E_SENDER_OWN][r] = (uint8_t)(own.s != NULL);
+        st->col[E_SENDER_OPEN][r] = (uint8_t)(current && !own.s && !known_sender.s);
+        st->col[E_MESSAGE_ID_OPEN][r] = (uint8_t)(current && !known_message_id.s);
     }
     const char *base = (const char *)st->data.buf;
     for (int64_t i = 0; i < st->ids.count; i++) {
@@ -1062,6 +1072,8 @@ static void join_state(scan_state *st) {
         put_int64(st, Q_SEQ, i, id->seq);
         put_int64(st, Q_REMOVED, i, id->removed);
         st->col[Q_STATE][i] = id->state;
+        /* a state line names it, and it is not `removed` after its last from=/message-id= */
+        st->col[Q_OPEN][i] = (uint8_t)(id->state && (id->removed < 0 || id->removed < id->seq));
     }
     st->rows[T_IDS] = st->ids.count;
 }
@@ -1112,16 +1124,18 @@ PyDoc_STRVAR(tokenize_doc,
              "`stamp`, `event`: the number of its name, `smtp_code` int16, and views: `raw`, "
              "`host`, `transport`, `message_ref`, `recipient` and `recipient_domain` "
              "lower-cased, `original_recipient`, `diagnostic`, `relay_host`, `relay_ip`, "
-             "`client_host`, `client_ip`, `enhanced_code`, `delay`, `sender`, "
-             "`own_sender_domain`), and what the batch's state lines say of the event's queue "
-             "id (`known_sender`, `known_message_id`, `known_sender_domain`, `known_seq`, "
-             "`known_removed`); lower-cased views may point into `lower`, the lower-cased "
+             "`client_host`, `client_ip`, `enhanced_code`, `delay`; `sender`, "
+             "`sender_domain` and `message_id` as the batch's state lines give them, "
+             "`sender_own`: 1 where the line names its sender itself, `sender_open` and "
+             "`message_id_open`: 1 where the map of open ids is to give them); lower-cased "
+             "views may point into `lower`, the lower-cased "
              "copies: data buffer 1; `bad` malformed lines (`bad_line_no`, `bad_raw`, "
              "`bad_reason`, `bad_status`); `state` rows of qmgr from=, "
              "cleanup message-id= and removed lines (`state_line_no`, `state_kind`, "
              "`state_qid`, `state_sender`, `state_message_id`); `ids` queue ids the batch "
              "names (`id_qid`, `id_sender`, `id_message_id`, `id_seq`, `id_removed`, "
-             "`id_state`: 1 when a state line names it); and the lines not for the C path: "
+             "`id_state`: 1 when a state line names it, `id_open`: 1 when it stays open); "
+             "and the lines not for the C path: "
              "`others` (count), `other_line_no` (int64) and `other_data` (their bytes, each "
              "followed by a newline).");
 
@@ -1167,10 +1181,11 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     st.ids.slots = PyMem_RawMalloc(slots * sizeof(int32_t));
     st.ids.ids = PyMem_RawMalloc((size_t)(capacity + 1) * sizeof(queue_id));
     st.event_id = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
+    st.own_sender = PyMem_RawMalloc((size_t)(capacity + 1) * sizeof(field));
     st.other_line_no = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
     st.other_span = PyMem_RawMalloc((size_t)(capacity + 1) * 16);
     if (st.other_line_no == NULL || st.other_span == NULL || st.ids.slots == NULL ||
-        st.ids.ids == NULL || st.event_id == NULL) {
+        st.ids.ids == NULL || st.event_id == NULL || st.own_sender == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1227,6 +1242,7 @@ done:
     PyMem_RawFree(st.ids.slots);
     PyMem_RawFree(st.ids.ids);
     PyMem_RawFree(st.event_id);
+    PyMem_RawFree(st.own_sender);
     PyMem_RawFree(st.other_line_no);
     PyMem_RawFree(st.other_span);
     PyBuffer_Release(&st.data);

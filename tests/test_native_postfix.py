@@ -35,7 +35,13 @@ from bounce_analyzer.generate import generate_postfix
 from bounce_analyzer.reading import expand_inputs, read_batches
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import SourceOutput
-from bounce_analyzer.sources.postfix import _KIND, _NATIVE_EVENTS, _NATIVE_REASONS, Postfix
+from bounce_analyzer.sources.postfix import (
+    _CARRIED,
+    _KIND,
+    _NATIVE_EVENTS,
+    _NATIVE_REASONS,
+    Postfix,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 #: Every Postfix file the repository holds (sample logs, corpus copies, synthetic logs).
@@ -544,6 +550,8 @@ def _table(cut: dict[str, Any], data: bytes, prefix: str, count: int) -> list[di
         columns["line_no"] = list(memoryview(cut["state_line_no"]).cast("q"))
     elif prefix == "":
         named["event"] = [_NATIVE_EVENTS[event] for event in bytes(cut["event"])]
+        for flag in _CARRIED:
+            named[flag] = list(bytes(cut[flag]))
         columns["line_no"] = list(memoryview(cut["line_no"]).cast("q"))
     elif prefix == "bad_":
         named["reason"] = [_NATIVE_REASONS[reason] for reason in bytes(cut["bad_reason"])]
@@ -554,6 +562,7 @@ def _table(cut: dict[str, Any], data: bytes, prefix: str, count: int) -> list[di
             "qid": string_column("qid", count, cut["id_qid"], data).to_list(),
             **columns,
             "state": list(bytes(cut["id_state"])),
+            "open": list(bytes(cut["id_open"])),
         }
     return [
         {
@@ -606,6 +615,10 @@ def test_a_recipient_status_line_is_cut_into_its_event(tokenizer: ModuleType) ->
         "enhanced_code": "5.1.1",
         "diagnostic": line[line.index("(host") + 1 : -1],
         "smtp_code": 550,
+        # (no state line of the batch names its queue id: the map of open ids may)
+        "sender_own": 0,
+        "sender_open": 1,
+        "message_id_open": 1,
     }
     # relay=none: the host is the one the text names; the codes may lead the text.
     line = (
@@ -675,7 +688,7 @@ def test_a_status_line_of_another_shape_is_malformed_or_skipped(tokenizer: Modul
             {
                 "transport": "qmgr",
                 "sender": "s@Example.org",
-                "own_sender_domain": "example.org",
+                "sender_domain": "example.org",
                 "diagnostic": "returned to sender",
             },
         ),
@@ -788,46 +801,63 @@ def test_line_numbers_crlf_and_a_last_line_without_newline(tokenizer: ModuleType
 
 
 def test_the_batch_joins_its_own_state_lines(tokenizer: ModuleType) -> None:
-    # What a batch's state lines say of each queue id, as `_join_open_ids` reads them: the
-    # last sender (`from=<>` is the null sender, ""), the last Message-ID that is not empty,
-    # the line of the last of them, the line of the last `removed`; for every event row.
+    # What a batch's state lines say of each event's queue id, as `_join_open_ids` reads
+    # them: the last sender (`from=<>` is the null sender, ""), the last Message-ID that is
+    # not empty; nothing for a line after the last `removed`; and where the map of open ids
+    # (carried from earlier batches) is to be asked instead. Then each queue id the batch
+    # names: the last of each, the line of the last of them, of the last `removed`.
     head = "Nov 28 10:00:0{} mx postfix/{}: {}: {}"
+    sent = "to=<a@b.c>, relay=none, delay=1, status=sent (x)"
     lines = [
         head.format(1, "cleanup[8]", "3F2A1B2C3D", "message-id=<m1@example.org>"),
-        head.format(1, "qmgr[9]", "3F2A1B2C3D", "from=<s@example.org>, size=1, nrcpt=1 (x)"),
-        head.format(2, "smtp[5]", "3F2A1B2C3D", "to=<a@b.c>, relay=none, delay=1, status=sent (x)"),
+        head.format(1, "qmgr[9]", "3F2A1B2C3D", "from=<s@Example.org>, size=1, nrcpt=1 (x)"),
+        head.format(2, "smtp[5]", "3F2A1B2C3D", sent),
         head.format(3, "cleanup[8]", "3F2A1B2C3D", "message-id=<>"),
         head.format(3, "qmgr[9]", "3F2A1B2C3D", "removed"),
         head.format(4, "qmgr[9]", "4B4B4B4B4B", "from=<>, size=1, nrcpt=1 (x)"),
-        head.format(5, "smtp[5]", "9C9C9C9C9C", "to=<a@b.c>, relay=none, delay=1, status=sent (x)"),
+        head.format(5, "smtp[5]", "9C9C9C9C9C", sent),
         head.format(6, "smtpd[7]", "NOQUEUE", "reject: RCPT from c[192.0.2.1]: 550 no; from=<x@y>"),
+        head.format(7, "smtp[5]", "3F2A1B2C3D", sent),
     ]
     got = _cut(tokenizer, "\n".join(lines))
     events = [row for row in got["rows"] if "event" in row]
+    joined = ("sender", "sender_domain", "message_id", "sender_own", "sender_open")
     assert [
-        {key: value for key, value in row.items() if key.startswith("known_")} for row in events
+        {key: row[key] for key in (*joined, "message_id_open") if key in row} for row in events
     ] == [
         {
-            "known_sender": "s@example.org",
-            "known_sender_domain": "example.org",
-            "known_message_id": "m1@example.org",
-            "known_seq": 4,  # (line numbers: the empty Message-ID's line counts)
-            "known_removed": 5,
+            "sender": "s@Example.org",
+            "sender_domain": "example.org",
+            "message_id": "m1@example.org",
+            "sender_own": 0,
+            "sender_open": 0,
+            "message_id_open": 0,
         },
-        {},  # a queue id no state line names
-        {},  # NOQUEUE names none
+        # a queue id no state line of the batch names: the map's, if it has it
+        {"sender_own": 0, "sender_open": 1, "message_id_open": 1},
+        # NOQUEUE names none; the reject names its sender
+        {
+            "sender": "x@y",
+            "sender_domain": "y",
+            "sender_own": 1,
+            "sender_open": 0,
+            "message_id_open": 1,
+        },
+        # after qmgr's "removed": nothing, not even the map's
+        {"sender_own": 0, "sender_open": 0, "message_id_open": 0},
     ]
     assert got["ids"] == [
         {
             "qid": "3F2A1B2C3D",
-            "sender": "s@example.org",
+            "sender": "s@Example.org",
             "message_id": "m1@example.org",
-            "seq": 4,
+            "seq": 4,  # (line numbers: the empty Message-ID's line counts)
             "removed": 5,
             "state": 1,
+            "open": 0,
         },
-        {"qid": "4B4B4B4B4B", "sender": "", "seq": 6, "state": 1},
-        {"qid": "9C9C9C9C9C", "state": 0},
+        {"qid": "4B4B4B4B4B", "sender": "", "seq": 6, "state": 1, "open": 1},
+        {"qid": "9C9C9C9C9C", "state": 0, "open": 0},
     ]
 
 
@@ -891,7 +921,7 @@ def test_the_recipient_and_the_domains_come_lower_cased(tokenizer: ModuleType) -
         " 5.7.1 Denied; from=<Bob@Sender.Example.ORG> to=<Carol.Jones@Example.COM> proto=SMTP"
     )
     [row] = _cut(tokenizer, line)["rows"]
-    assert (row["recipient"], row["recipient_domain"], row["sender"], row["own_sender_domain"]) == (
+    assert (row["recipient"], row["recipient_domain"], row["sender"], row["sender_domain"]) == (
         "carol.jones@example.com",
         "example.com",
         "Bob@Sender.Example.ORG",

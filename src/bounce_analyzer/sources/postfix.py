@@ -319,9 +319,11 @@ class Postfix:
                         ),
                     ]
                 ).sort("line_no")
-                events = pl.concat([events.drop(*_CARRIED), more], how="diagonal_relaxed").sort(
-                    "line_no"
+                # (the C path's events with the sender they name themselves, as the others)
+                own = events.with_columns(sender=pl.when("sender_own").then("sender")).drop(
+                    *_CARRIED, "message_id", "sender_domain"
                 )
+                events = pl.concat([own, more], how="diagonal_relaxed").sort("line_no")
                 malformed = pl.concat([malformed, more_malformed]).sort("line_no")
                 skipped += more_skipped
                 return _Kinds(
@@ -471,77 +473,61 @@ class Postfix:
     def _join_batch_ids(self, ids: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         """`_join_open_ids` where the C path has joined the batch's own state lines: `ids`
         (`_native_ids`) holds what they say of each queue id the batch names, and `events`
-        what they say of its queue id (`_CARRIED`). What the map of open ids held before the
-        batch is taken where the batch says nothing newer (a batch's lines come after
-        every line the map has seen); the map is updated as `_join_open_ids` updates it."""
+        their sender, its domain and Message-ID as those lines give them, and where the map
+        of open ids is to give them instead (`_CARRIED`: the batch says nothing newer, and a
+        batch's lines come after every line the map has seen). The map is updated as
+        `_join_open_ids` updates it."""
         prior = self._open.filter(pl.col("message_ref").is_in(ids["message_ref"].implode()))
         if prior.height:
-            # (the map holds an id once: one row per event, in the events' order; only the
-            # ids are joined, the events' other columns are left where they are)
-            found = events.select("message_ref").join(
-                prior.select(
-                    "message_ref",
-                    prior_sender="sender",
-                    prior_message_id="message_id",
-                    prior_seq="seq",
-                    prior_sender_domain=domain_of(pl.col("sender")),
-                ),
-                on="message_ref",
-                how="left",
-                maintain_order="left",
+            # (the map holds an id once: the rows of the events whose queue id it has, and
+            # what it says of it; a few, put in place in the events' columns)
+            found = (
+                events.select("message_ref", "sender_open", "message_id_open")
+                .with_row_index("row")
+                .join(
+                    prior.select(
+                        "message_ref",
+                        prior_sender="sender",
+                        prior_message_id="message_id",
+                        prior_sender_domain=domain_of(pl.col("sender")),
+                    ),
+                    on="message_ref",
+                    how="inner",
+                )
             )
-            events = events.hstack(found.drop("message_ref"))
-        else:
+            senders = found.filter("sender_open")
+            message_ids = found.filter("message_id_open")
             events = events.with_columns(
-                prior_sender=pl.lit(None, pl.String()),
-                prior_message_id=pl.lit(None, pl.String()),
-                prior_seq=pl.lit(None, pl.Int64()),
-                prior_sender_domain=pl.lit(None, pl.String()),
+                events["sender"].scatter(senders["row"], senders["prior_sender"]),
+                events["sender_domain"].scatter(senders["row"], senders["prior_sender_domain"]),
+                events["message_id"].scatter(message_ids["row"], message_ids["prior_message_id"]),
             )
-        # Per queue id: the last sender and Message-ID, the last line that gave one (the
-        # batch's, else the map's), the batch's last "removed".
-        removed = pl.col("known_removed")
-        known_seq = pl.coalesce("known_seq", "prior_seq")
-        # A line after qmgr's "removed" (and no newer from=/message-id=) gets nothing.
-        current = removed.is_null() | (pl.col("seq") < removed) | (known_seq > removed)
-        own, batch_sender = pl.col("sender").is_not_null(), pl.col("known_sender").is_not_null()
-        events = events.with_columns(
-            sender=pl.coalesce(
-                "sender",
-                pl.when(current).then(pl.coalesce("known_sender", "prior_sender")),
-            ),
-            message_id=pl.when(current).then(pl.coalesce("known_message_id", "prior_message_id")),
-            # the domain of that sender, whichever it is
-            sender_domain=pl.when(own)
-            .then("own_sender_domain")
-            .when(current & batch_sender)
-            .then("known_sender_domain")
-            .when(current)
-            .then("prior_sender_domain"),
-        ).drop(*_CARRIED, "prior_sender", "prior_message_id", "prior_seq", "prior_sender_domain")
+        events = events.drop(*_CARRIED)
         changed = ids.filter(pl.col("state"))
         if changed.height:
-            before = prior.select(
-                "message_ref",
-                prior_sender="sender",
-                prior_message_id="message_id",
-                prior_seq="seq",
-            )
-            known = changed.join(before, on="message_ref", how="left").select(
-                "message_ref",
-                sender=pl.coalesce("sender", "prior_sender"),
-                message_id=pl.coalesce("message_id", "prior_message_id"),
-                seq=pl.coalesce("seq", "prior_seq"),
-                removed_seq="removed_seq",
-            )
-            still_open = known.filter(
-                pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq"))
+            # Per queue id that stays open: the last sender and Message-ID (the batch's, else
+            # the map's) and the batch's last line that gave one.
+            still_open = (
+                ids.filter(pl.col("open"))
+                .join(
+                    prior.select(
+                        "message_ref", prior_sender="sender", prior_message_id="message_id"
+                    ),
+                    on="message_ref",
+                    how="left",
+                )
+                .select(
+                    "message_ref",
+                    sender=pl.coalesce("sender", "prior_sender"),
+                    message_id=pl.coalesce("message_id", "prior_message_id"),
+                    seq="seq",
+                )
             )
             # (a changed id's `seq` is of this batch: after every id left as it was)
             unchanged = self._open.filter(
                 ~pl.col("message_ref").is_in(changed["message_ref"].implode())
             )
-            updated = still_open.select(list(_OPEN)).cast(_OPEN).sort("seq")  # type: ignore[arg-type]
+            updated = still_open.cast(_OPEN).sort("seq")  # type: ignore[arg-type]
             self._open = self._bounded(pl.concat([unchanged, compact(updated)]))
         return events
 
@@ -1304,18 +1290,11 @@ def _stamp_times(keys: pl.Series, tz: str, reference: datetime) -> pl.DataFrame:
     return keys.unique().drop_nulls().to_frame("key").select("key", timestamp=times)
 
 
-#: What the C path's events carry beside their own columns (`tokenize`): what the batch's
-#: state lines say of the event's queue id (the last sender and Message-ID, the `seq` of the
-#: last line that gave one, of the last `removed`), the domain of that sender and of the
-#: sender the line names itself (`smtp.domain_of`, lower-cased).
-_CARRIED = (
-    "known_sender",
-    "known_message_id",
-    "known_seq",
-    "known_removed",
-    "own_sender_domain",
-    "known_sender_domain",
-)
+#: What the C path's events carry beside their own columns (`tokenize`), whose `sender`,
+#: `sender_domain` and `message_id` are those the batch's state lines give: whether the
+#: line names its sender itself, and whether the map of open ids is to give its sender (and
+#: the sender's domain) and its Message-ID where it has the event's queue id.
+_CARRIED = ("sender_own", "sender_open", "message_id_open")
 #: The events of `tokenize`'s `event` column, by number (native/postfix.c, `EV_...`).
 _NATIVE_EVENTS = ("delivered", "deferred", "bounced", "expired", "rejected")
 #: Why `tokenize` put a line among the malformed, by number (`R_...`): the reasons
@@ -1331,8 +1310,8 @@ def _native_events(
     data: bytes, cut: dict[str, Any], tz: str, reference: datetime, seq_base: int
 ) -> pl.DataFrame:
     """The events of `tokenize` with the columns `_recipient_events`, `_expired_events` and
-    `_reject_events` give, in line order, the recipient and its domain lower-cased, and
-    what the batch's state lines say of their queue id (`_CARRIED`)."""
+    `_reject_events` give, in line order, the recipient and its domain lower-cased, and the
+    sender, its domain and the Message-ID the batch's own state lines give (`_CARRIED`)."""
     count = cut["kept"]
 
     def strings(name: str) -> pl.Series:
@@ -1360,10 +1339,8 @@ def _native_events(
         "enhanced_code",
         "delay",
         "sender",
-        "own_sender_domain",
-        "known_sender",
-        "known_message_id",
-        "known_sender_domain",
+        "sender_domain",
+        "message_id",
     )
     frame = pl.DataFrame(
         [
@@ -1372,8 +1349,10 @@ def _native_events(
             number_column("event", pa.uint8(), count, cut["event"]),
             *(strings(name) for name in views),
             numbers("smtp_code", pa.int16()),
-            numbers("known_seq", pa.int64()),
-            numbers("known_removed", pa.int64()),
+            *(
+                number_column(name, pa.uint8(), count, cut[name]).cast(pl.Boolean())
+                for name in _CARRIED
+            ),
         ]
     )
     times = _stamp_times(frame["key"], tz, reference)
@@ -1387,17 +1366,11 @@ def _native_events(
         seq,
         timestamp.alias("timestamp"),
         event.alias("event"),
-        *views[:13],
+        *views,
+        "smtp_code",
+        *_CARRIED,
         delay_s=pl.col("delay").cast(pl.Float64(), strict=False),
-        smtp_code="smtp_code",
-        sender="sender",
-        own_sender_domain="own_sender_domain",
-        known_sender="known_sender",
-        known_message_id="known_message_id",
-        known_seq=pl.col("known_seq") + seq_base,
-        known_removed=pl.col("known_removed") + seq_base,
-        known_sender_domain="known_sender_domain",
-    )
+    ).drop("delay")
 
 
 def _native_malformed(data: bytes, cut: dict[str, Any]) -> pl.DataFrame:
@@ -1452,7 +1425,8 @@ def _native_ids(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame
     """The queue ids a batch names (`tokenize`'s `ids`), with what its state lines say of
     each: `message_ref`, the last `sender` and `message_id`, the `seq` of the last line that
     gave one and the `removed_seq` of the last `removed`; `state`: whether a state line names
-    it."""
+    it; `open`: whether it stays open after the batch (no `removed` after its last from= or
+    message-id=)."""
     count = cut["ids"]
 
     def strings(name: str, key: str) -> pl.Series:
@@ -1469,5 +1443,6 @@ def _native_ids(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame
             seqs("seq", "id_seq"),
             seqs("removed_seq", "id_removed"),
             number_column("state", pa.uint8(), count, cut["id_state"]).cast(pl.Boolean()),
+            number_column("open", pa.uint8(), count, cut["id_open"]).cast(pl.Boolean()),
         ]
     )
