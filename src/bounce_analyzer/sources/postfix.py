@@ -477,7 +477,7 @@ class Postfix:
         of open ids is to give them instead (`_CARRIED`: the batch says nothing newer, and a
         batch's lines come after every line the map has seen). The map is updated as
         `_join_open_ids` updates it."""
-        prior = self._open.filter(pl.col("message_ref").is_in(ids["message_ref"].implode()))
+        prior = self._open.filter(_carry.named_in(self._open, "message_ref", ids["message_ref"]))
         if prior.height:
             # (the map holds an id once: the rows of the events whose queue id it has, and
             # what it says of it; a few, put in place in the events' columns)
@@ -525,7 +525,7 @@ class Postfix:
             )
             # (a changed id's `seq` is of this batch: after every id left as it was)
             unchanged = self._open.filter(
-                ~pl.col("message_ref").is_in(changed["message_ref"].implode())
+                ~_carry.named_in(self._open, "message_ref", changed["message_ref"])
             )
             updated = still_open.cast(_OPEN).sort("seq")  # type: ignore[arg-type]
             self._open = self._bounded(pl.concat([unchanged, compact(updated)]))
