@@ -461,9 +461,18 @@ static const int WIDTH[B_COUNT] = {
     [B_ARRIVAL_MESSAGE_ID_VALID] = BITS, [B_ARRIVAL_DOMAIN_VALID] = BITS,
 };
 
+/* A message id as a slot holds it, and its hash. */
+typedef struct {
+    uint64_t id[3];
+    uint64_t hash;
+} key;
+
 /* The columns being filled: per line, and per line cut whole (`row`: its line). */
 typedef struct {
     const char *base;
+    /* per line with a message id: its key (`message_key`), made while the line is read, so
+     * that the join's passes read keys in order rather than each line's id again */
+    key *keys;
     int64_t lines, zoned_lines, deliveries, arrivals; /* (deliveries: every event row) */
     int64_t runs; /* of equal stamps */
     /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
@@ -493,6 +502,24 @@ typedef struct {
 
 _Static_assert(offsetof(columns, run_start) == offsetof(columns, buffer[B_RUN_START]),
                "the named buffers are in the order of the tuple");
+
+/* The key of a message id (`message_id`: 16, 22 or 23 bytes at `id`): its bytes, zero-padded,
+ * its length in the last byte, and their hash. */
+static void message_key(const char *id, int64_t length, key *k) {
+    memcpy(&k->id[0], id, 8);
+    memcpy(&k->id[1], id + 8, 8);
+    k->id[2] = 0;
+    if (length == 23)
+        memcpy(&k->id[2], id + 16, 7);
+    else if (length == 22)
+        memcpy(&k->id[2], id + 16, 6);
+    k->id[2] |= (uint64_t)length << 56;
+    uint64_t hash = (k->id[0] * 0x9e3779b97f4a7c15ULL) ^ (k->id[1] * 0xc2b2ae3d27d4eb4fULL) ^
+                    (k->id[2] * 0x165667b19e3779f9ULL);
+    hash ^= hash >> 29;
+    hash *= 0xbf58476d1ce4e5b9ULL;
+    k->hash = hash ^ (hash >> 32);
+}
 
 /* Row `i` of a validity bitmap. */
 static inline int valid_get(const uint8_t *bitmap, int64_t i) { return (bitmap[i >> 3] >> (i & 7)) & 1; }
@@ -851,6 +878,7 @@ static void cut_fields(columns *c, int64_t i, span line) {
         return;
     }
     set_nullable(c->ref, c->ref_valid, i, base, ref);
+    if (has(ref)) message_key(ref.s, ref.n, &c->keys[i]);
     set(c->body, i, base, body);
     int client = starts(body, "H=") &&
                  (find(body, " rejected RCPT <") >= 0 || find(body, " rejected after DATA") >= 0);
@@ -966,40 +994,8 @@ typedef struct {
     uint64_t mask;
 } messages;
 
-/* A message id as a slot holds it, and its hash. */
-typedef struct {
-    uint64_t id[3];
-    uint64_t hash;
-} key;
-
-/* The text of row `i`'s view in `views` (inline, or in the batch: data buffer 0). */
-static const char *view_text(const columns *c, const uint8_t *views, int64_t i, int32_t *len) {
-    const uint8_t *view = views + i * VIEW_SIZE;
-    memcpy(len, view, 4);
-    if (*len <= 12) return (const char *)view + 4;
-    int32_t offset;
-    memcpy(&offset, view + 12, 4);
-    return c->base + offset;
-}
-
-/* The key of the message id of line `i` (message_id: 16, 22 or 23 bytes). */
-static void line_key(const columns *c, int64_t i, key *k) {
-    int32_t length;
-    const char *id = view_text(c, c->ref, i, &length);
-    memcpy(&k->id[0], id, 8);
-    memcpy(&k->id[1], id + 8, 8);
-    k->id[2] = 0;
-    if (length == 23)
-        memcpy(&k->id[2], id + 16, 7);
-    else if (length == 22)
-        memcpy(&k->id[2], id + 16, 6);
-    k->id[2] |= (uint64_t)length << 56;
-    uint64_t hash = (k->id[0] * 0x9e3779b97f4a7c15ULL) ^ (k->id[1] * 0xc2b2ae3d27d4eb4fULL) ^
-                    (k->id[2] * 0x165667b19e3779f9ULL);
-    hash ^= hash >> 29;
-    hash *= 0xbf58476d1ce4e5b9ULL;
-    k->hash = hash ^ (hash >> 32);
-}
+/* The key of line `i`'s message id (`message_key`, made by `cut_line`). */
+static inline void line_key(const columns *c, int64_t i, key *k) { *k = c->keys[i]; }
 
 /* The slot of `k`: its own, or (`claim`) the free one it then takes, or NULL (linear
  * probing). */
@@ -1126,12 +1122,18 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
             memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
     columns c = {.base = data, .lines = lines, .lowered = NULL};
+    c.keys = PyMem_RawMalloc((size_t)(lines + 1) * sizeof(key));
+    if (c.keys == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     for (int b = 0; b < B_COUNT; b++) c.buffer[b] = (uint8_t *)PyByteArray_AS_STRING(buffers[b]);
     int done, joined = 0;
     Py_BEGIN_ALLOW_THREADS;
     done = cut_batch(&c, data, size, lines);
     if (done) joined = join_arrivals(&c);
     Py_END_ALLOW_THREADS;
+    PyMem_RawFree(c.keys);
     PyBuffer_Release(&view);
     PyObject *lowered = NULL;
     if (done && !c.out_of_memory)

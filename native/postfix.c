@@ -15,11 +15,13 @@
  *   Those lines are handed back, their bytes as they were, for the polars path to read: the
  *   C path never has to agree with it on anything but the common shape.
  *
- * The kept lines go to two tables: events (and damaged status lines), and the state lines
- * (qmgr from=, cleanup message-id=, removed), which are also joined to the events of the
- * same batch by queue id (`join_state`: what `_join_open_ids` does within one batch; the map
- * of ids carried from earlier batches is joined in Python). Events get their recipient and
- * the senders' domains lower-cased too (`domain_of`, `put_lowered`).
+ * The kept lines go to three tables: events, made as the polars path's `_recipient_events`,
+ * `_expired_events` and `_reject_events` make them (`keep`); malformed lines (damaged or
+ * unreadable status lines, unknown statuses); and the state lines (qmgr from=, cleanup
+ * message-id=, removed), which are also joined to the events of the same batch by queue id
+ * (`join_state`: what `_join_open_ids` does within one batch; the map of ids carried from
+ * earlier batches is joined in Python). Events get their recipient and the senders' domains
+ * lower-cased too (`domain_of`, `put_lowered`).
  *
  * The kinds' numbers are the order of `_KIND` in sources/postfix.py. The GIL is released
  * while scanning; the outputs are bytearrays that Python wraps as Arrow buffers.
@@ -46,8 +48,7 @@ enum {
     K_OTHER = 9, /* not for the C path */
 };
 
-/* The output columns that are string views, in this order: those of the rows of events (and
- * damaged status lines) first (`N_EVENT_VIEWS`), then those only the state lines have. */
+/* The fields a kept line is cut into (`line_fields.f`), as the polars path names them. */
 enum {
     C_RAW,
     C_HOST,
@@ -79,31 +80,50 @@ enum {
     C_CLIENT_IP,
     C_ENVELOPE_SENDER,
     C_ENVELOPE_RECIPIENT,
-    /* what the batch's state lines say of the row's queue id (`join_state`): the last
-     * sender and Message-ID */
-    C_KNOWN_SENDER,
-    C_KNOWN_MESSAGE_ID,
-    /* an event's recipient lower-cased (null when empty) and its domain, the domain of the
-     * sender the line names itself and of the sender the batch's state lines give
-     * (`smtp.domain_of`): views into the batch or into the lower-cased copies */
-    C_LOWER_RECIPIENT,
-    C_LOWER_RECIPIENT_DOMAIN,
-    C_OWN_SENDER_DOMAIN,
-    C_KNOWN_SENDER_DOMAIN,
-    N_EVENT_VIEWS,
-    /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`): state rows only */
-    C_SENDER = N_EVENT_VIEWS,
+    /* qmgr's from=<...> and cleanup's message-id=<...> (`_state_fields`) */
+    C_SENDER,
     C_MESSAGE_ID,
-    N_VIEWS
+    N_FIELDS
+};
+
+/* The string views of an event row: the event's own columns as `_recipient_events`,
+ * `_expired_events` and `_reject_events` give them, then its sender, the sender's domain and
+ * its Message-ID as the batch's own state lines give them (`join_state`). `recipient`,
+ * `recipient_domain` and `sender_domain` are lower-cased (views into the batch or into
+ * `lower`). */
+enum {
+    O_RAW,
+    O_HOST,
+    O_TRANSPORT,
+    O_MESSAGE_REF,
+    O_RECIPIENT,
+    O_RECIPIENT_DOMAIN,
+    O_ORIGINAL_RECIPIENT,
+    O_DIAGNOSTIC,
+    O_RELAY_HOST,
+    O_RELAY_IP,
+    O_CLIENT_HOST,
+    O_CLIENT_IP,
+    O_ENHANCED_CODE,
+    O_DELAY,
+    O_SENDER,
+    O_SENDER_DOMAIN,
+    O_MESSAGE_ID,
+    N_EVENT_VIEWS
 };
 static const char *const VIEW_NAMES[N_EVENT_VIEWS] = {
-    "raw",   "host", "transport", "qid",       "body",   "recipient", "original_recipient",
-    "relay", "delay", "dsn",      "dsn_alone", "status", "rest", "relay_host", "relay_ip",
-    "diagnostic", "said_code", "said_enhanced", "leading_code", "leading_enhanced",
-    "remote_host", "remote_ip", "stage", "client_host", "client_ip",
-    "envelope_sender", "envelope_recipient", "known_sender", "known_message_id",
-    "lower_recipient", "lower_recipient_domain", "own_sender_domain", "known_sender_domain",
+    "raw",         "host",          "transport",         "message_ref",
+    "recipient",   "recipient_domain", "original_recipient", "diagnostic",
+    "relay_host",  "relay_ip",      "client_host",       "client_ip",
+    "enhanced_code", "delay",       "sender",            "sender_domain",
+    "message_id",
 };
+
+/* The events, by their number in the `event` column (sources/postfix.py, `_NATIVE_EVENTS`). */
+enum { EV_DELIVERED, EV_DEFERRED, EV_BOUNCED, EV_EXPIRED, EV_REJECTED };
+
+/* Why a row of the table of malformed lines is there (`_NATIVE_REASONS`). */
+enum { R_DAMAGED_STATUS, R_UNREADABLE, R_UNKNOWN_STATUS };
 
 /* A field of a line: `s` NULL for none (a null). */
 typedef struct {
@@ -115,7 +135,7 @@ typedef struct {
 typedef struct {
     int kind;
     int32_t stamp; /* month, day and time of day as one number (`stamp_key`), events only */
-    field f[N_VIEWS];
+    field f[N_FIELDS];
 } line_fields;
 
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -275,25 +295,12 @@ static int64_t enhanced_at(const char *b, int64_t n, int64_t i) {
     return i;
 }
 
-/* The fields `_recipient_fields` reads in the diagnostic: the text in the outer parentheses
- * after the status (`rest`), the codes that lead it (`_LEADING_CODES_SHAPE`), the codes a
- * server "said" (`_SAID`), and where there is no relay, the host of `_REMOTE`. */
-static void diagnostic_fields(field *got) {
-    const field rest = got[C_REST];
-    if (rest.len < 2 || rest.s[0] != ' ' || rest.s[1] != '(') return;
-    const char *d = rest.s + 2;
-    int64_t n = rest.len - 2;
-    if (n > 0 && d[n - 1] == ')') {
-        n--;
-    } else {
-        /* (rare) the longest start that ends with ")", without it; else all of it */
-        int64_t close = n - 1;
-        while (close >= 0 && d[close] != ')') close--;
-        if (close >= 0) n = close;
-    }
-    got[C_DIAGNOSTIC] = (field){d, (int32_t)n};
-    /* `^(?:code)?[ -]?(?:enhanced)?(?:\s|$)`: each part there or not, the first way that
-     * ends at a space or the end (the regex's order of trying) */
+/* The codes that lead a text `d` (`n` bytes): `_LEADING_CODES`,
+ * `^(?P<code>reply)?[ -]?(?P<enhanced>enhanced)?(?:\s|$)`, each part there or not, the first
+ * way that ends at a space or the end (the regex's order of trying: an enhanced code's digits
+ * cannot back off to a shorter run, a digit is no space); `code` and `enhanced` are left as
+ * they are where the way found has none. */
+static void leading_codes(const char *d, int64_t n, field *code, field *enhanced_code) {
     for (int way = 0; way < 8; way++) {
         int with_code = !(way & 4), with_sep = !(way & 2), with_enhanced = !(way & 1);
         int64_t i = 0, enhanced = -1;
@@ -312,10 +319,30 @@ static void diagnostic_fields(field *got) {
             i = end;
         }
         if (i < n && !is_space(d[i])) continue;
-        if (with_code) got[C_LEADING_CODE] = (field){d, 3};
-        if (enhanced >= 0) got[C_LEADING_ENHANCED] = (field){d + enhanced, (int32_t)(i - enhanced)};
-        break;
+        if (with_code) *code = (field){d, 3};
+        if (enhanced >= 0) *enhanced_code = (field){d + enhanced, (int32_t)(i - enhanced)};
+        return;
     }
+}
+
+/* The fields `_recipient_fields` reads in the diagnostic: the text in the outer parentheses
+ * after the status (`rest`), the codes that lead it (`_LEADING_CODES_SHAPE`), the codes a
+ * server "said" (`_SAID`), and where there is no relay, the host of `_REMOTE`. */
+static void diagnostic_fields(field *got) {
+    const field rest = got[C_REST];
+    if (rest.len < 2 || rest.s[0] != ' ' || rest.s[1] != '(') return;
+    const char *d = rest.s + 2;
+    int64_t n = rest.len - 2;
+    if (n > 0 && d[n - 1] == ')') {
+        n--;
+    } else {
+        /* (rare) the longest start that ends with ")", without it; else all of it */
+        int64_t close = n - 1;
+        while (close >= 0 && d[close] != ')') close--;
+        if (close >= 0) n = close;
+    }
+    got[C_DIAGNOSTIC] = (field){d, (int32_t)n};
+    leading_codes(d, n, &got[C_LEADING_CODE], &got[C_LEADING_ENHANCED]);
     /* `_SAID`: the first "said: " or "refused to talk to me: " followed by a code */
     for (int64_t i = 0; i + 6 <= n; i++) {
         int64_t after;
@@ -362,7 +389,7 @@ static void diagnostic_fields(field *got) {
  * to=<a@example.com>, orig_to=<b@example.com>, relay=mx.example.com[192.0.2.7]:25,
  * conn_use=2, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, status=bounced (...) */
 static void recipient_fields(const char *b, int64_t n, line_fields *out) {
-    field got[N_VIEWS];
+    field got[N_FIELDS];
     memset(got, 0, sizeof got);
     int64_t i = 4; /* after "to=<" */
     const char *close = memchr(b + i, '>', (size_t)(n - i));
@@ -614,7 +641,13 @@ static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps
             out->f[C_TRANSPORT] = (field){s + last, (int32_t)(program_end - last)};
     }
     if (kind == K_RECIPIENT) recipient_fields(body, body_len, out);
-    if (kind == K_REJECT) reject_fields(body, body_len, out);
+    if (kind == K_REJECT) {
+        reject_fields(body, body_len, out);
+        /* ...cleanup[8]: 3F2A1B2C3D: reject: header Subject: win from c[192.0.2.1]; ...: 5.7.1
+         * (no stage text: the diagnostic is `_CONTENT_REJECT`'s or all after "reject: ",
+         * which the polars path reads; rare) */
+        if (out->f[C_STAGE].s == NULL) return K_OTHER;
+    }
     if (kind == K_FROM) {
         /* from=<s@example.org>, size=4303, ...: `^from=<[^>]*` (body_kind found the ">") */
         const char *close = memchr(body + 6, '>', (size_t)(body_len - 6));
@@ -675,27 +708,35 @@ static int64_t id_index(id_table *t, const char *q, int32_t n) {
     }
 }
 
-/* The output columns, in three tables: the rows of events and damaged status lines (E), the
- * state lines (S: qmgr from=, cleanup message-id=, removed), the queue ids (Q). */
-enum { T_EVENTS, T_STATE, T_IDS, N_TABLES };
+/* The output columns, in four tables: the events (E), the malformed lines (B: damaged and
+ * unreadable status lines, unknown statuses), the state lines (S: qmgr from=, cleanup
+ * message-id=, removed), the queue ids (Q). */
+enum { T_EVENTS, T_BAD, T_STATE, T_IDS, N_TABLES };
 typedef struct {
     const char *name;
     int table;
     int width; /* bytes a row; 0: a validity bitmap (a bit a row) */
 } column_spec;
 
-/* Event rows: line_no, kind, stamp, the views (each with its bitmap), the known seq and
- * removed line numbers (with bitmaps). */
+/* Event rows: line_no, stamp, event, the views (each with its bitmap), smtp_code, the known
+ * seq and removed line numbers (with bitmaps); malformed rows (B): line_no, raw, reason and
+ * the status an unknown status line names. */
 enum {
     E_LINE_NO,
-    E_KIND,
     E_STAMP,
+    E_EVENT,
     E_VIEWS,
     E_VALID = E_VIEWS + N_EVENT_VIEWS,
-    E_KNOWN_SEQ = E_VALID + N_EVENT_VIEWS,
-    E_KNOWN_SEQ_VALID,
-    E_KNOWN_REMOVED,
-    E_KNOWN_REMOVED_VALID,
+    E_SMTP_CODE = E_VALID + N_EVENT_VIEWS,
+    E_SMTP_CODE_VALID,
+    E_SENDER_OWN,
+    E_SENDER_OPEN,
+    E_MESSAGE_ID_OPEN,
+    B_LINE_NO,
+    B_RAW,
+    B_REASON,
+    B_STATUS,
+    B_STATUS_VALID,
     S_LINE_NO,
     S_KIND,
     S_QID,
@@ -713,23 +754,30 @@ enum {
     Q_REMOVED,
     Q_REMOVED_VALID,
     Q_STATE,
+    Q_OPEN,
     N_COLUMNS
 };
 
 static void column_specs(column_spec *c) {
     static char valid_names[N_EVENT_VIEWS][48];
     c[E_LINE_NO] = (column_spec){"line_no", T_EVENTS, 8};
-    c[E_KIND] = (column_spec){"kind", T_EVENTS, 1};
     c[E_STAMP] = (column_spec){"stamp", T_EVENTS, 4};
+    c[E_EVENT] = (column_spec){"event", T_EVENTS, 1};
     for (int v = 0; v < N_EVENT_VIEWS; v++) {
         snprintf(valid_names[v], sizeof valid_names[v], "%s_valid", VIEW_NAMES[v]);
         c[E_VIEWS + v] = (column_spec){VIEW_NAMES[v], T_EVENTS, VIEW_SIZE};
         c[E_VALID + v] = (column_spec){valid_names[v], T_EVENTS, 0};
     }
-    c[E_KNOWN_SEQ] = (column_spec){"known_seq", T_EVENTS, 8};
-    c[E_KNOWN_SEQ_VALID] = (column_spec){"known_seq_valid", T_EVENTS, 0};
-    c[E_KNOWN_REMOVED] = (column_spec){"known_removed", T_EVENTS, 8};
-    c[E_KNOWN_REMOVED_VALID] = (column_spec){"known_removed_valid", T_EVENTS, 0};
+    c[E_SMTP_CODE] = (column_spec){"smtp_code", T_EVENTS, 2};
+    c[E_SMTP_CODE_VALID] = (column_spec){"smtp_code_valid", T_EVENTS, 0};
+    c[E_SENDER_OWN] = (column_spec){"sender_own", T_EVENTS, 1};
+    c[E_SENDER_OPEN] = (column_spec){"sender_open", T_EVENTS, 1};
+    c[E_MESSAGE_ID_OPEN] = (column_spec){"message_id_open", T_EVENTS, 1};
+    c[B_LINE_NO] = (column_spec){"bad_line_no", T_BAD, 8};
+    c[B_RAW] = (column_spec){"bad_raw", T_BAD, VIEW_SIZE};
+    c[B_REASON] = (column_spec){"bad_reason", T_BAD, 1};
+    c[B_STATUS] = (column_spec){"bad_status", T_BAD, VIEW_SIZE};
+    c[B_STATUS_VALID] = (column_spec){"bad_status_valid", T_BAD, 0};
     c[S_LINE_NO] = (column_spec){"state_line_no", T_STATE, 8};
     c[S_KIND] = (column_spec){"state_kind", T_STATE, 1};
     c[S_QID] = (column_spec){"state_qid", T_STATE, VIEW_SIZE};
@@ -747,6 +795,7 @@ static void column_specs(column_spec *c) {
     c[Q_REMOVED] = (column_spec){"id_removed", T_IDS, 8};
     c[Q_REMOVED_VALID] = (column_spec){"id_removed_valid", T_IDS, 0};
     c[Q_STATE] = (column_spec){"id_state", T_IDS, 1};
+    c[Q_OPEN] = (column_spec){"id_open", T_IDS, 1};
 }
 
 typedef struct {
@@ -754,6 +803,7 @@ typedef struct {
     uint8_t *col[N_COLUMNS]; /* the outputs (bytearrays' bytes) */
     int64_t rows[N_TABLES];
     int64_t *event_id; /* per event row: its queue id's index in `ids`, -1: none */
+    field *own_sender; /* per event row: the sender the line names itself (s NULL: none) */
     /* the lower-cased copies of strings with a capital letter (data buffer 1) */
     char *lower;
     int64_t lower_len, lower_capacity;
@@ -840,10 +890,40 @@ static void put_lowered(scan_state *st, int v, int64_t r, field x) {
     st->lower_len += x.len;
 }
 
-/* One line's outputs: a row of events (and its queue id) or of state lines. */
+/* 1 when `x` is the `k` bytes of `lit`. */
+static inline int equals(field x, const char *lit, int32_t k) {
+    return x.s != NULL && x.len == k && memcmp(x.s, lit, (size_t)k) == 0;
+}
+#define EQUALS(x, lit) equals((x), (lit), (int32_t)(sizeof(lit) - 1))
+
+/* A row of the malformed lines. */
+static void put_bad(scan_state *st, const line_fields *f, int reason, int64_t line_no) {
+    const int64_t r = st->rows[T_BAD]++;
+    const char *base = (const char *)st->data.buf;
+    memcpy(st->col[B_LINE_NO] + r * 8, &line_no, 8);
+    view_set(st->col[B_RAW] + r * VIEW_SIZE, base, f->f[C_RAW].s, f->f[C_RAW].len);
+    st->col[B_REASON][r] = (uint8_t)reason;
+    put_view(st, B_STATUS, r, reason == R_UNKNOWN_STATUS ? f->f[C_STATUS] : (field){NULL, 0});
+}
+
+/* `smtp_code` of event row `r`: the three digits of `code` (a `REPLY_CODE`), null if none. */
+static inline void put_code(scan_state *st, int64_t r, field code) {
+    int16_t value = 0;
+    if (code.s != NULL)
+        value = (int16_t)((code.s[0] - '0') * 100 + (code.s[1] - '0') * 10 + (code.s[2] - '0'));
+    memcpy(st->col[E_SMTP_CODE] + r * 2, &value, 2);
+    valid_set(st->col[E_SMTP_CODE_VALID], r, code.s != NULL);
+}
+
+static inline field first_of(field a, field b) { return a.s != NULL ? a : b; }
+
+/* One line's outputs: an event (and its queue id), a malformed line, or a state line. The
+ * event's columns are those the polars path's `_recipient_events`, `_expired_events` and
+ * `_reject_events` give (sources/postfix.py). */
 static void keep(scan_state *st, const line_fields *f, int kind, int64_t line_no) {
     const char *base = (const char *)st->data.buf;
     const field qid = f->f[C_QID];
+    const field none = {NULL, 0};
     if (kind == K_FROM || kind == K_MESSAGE_ID || kind == K_REMOVED) {
         int64_t r = st->rows[T_STATE]++;
         memcpy(st->col[S_LINE_NO] + r * 8, &line_no, 8);
@@ -863,49 +943,125 @@ static void keep(scan_state *st, const line_fields *f, int kind, int64_t line_no
         }
         return;
     }
-    int64_t r = st->rows[T_EVENTS]++;
-    memcpy(st->col[E_LINE_NO] + r * 8, &line_no, 8);
-    st->col[E_KIND][r] = (uint8_t)kind;
-    memcpy(st->col[E_STAMP] + r * 4, &f->stamp, 4);
-    for (int v = 0; v < N_EVENT_VIEWS; v++) put_event_view(st, v, r, f->f[v]);
-    /* The recipient an event names (`to=<...>`, a reject's envelope `to=<...>`) lower-cased,
-     * null when empty, and its domain; the domain of the sender it names itself (qmgr's
-     * `from=<...>` of an expired message, a reject's envelope `from=<...>`). */
-    const field none = {NULL, 0};
-    field recipient = kind == K_RECIPIENT ? f->f[C_RECIPIENT]
-                      : kind == K_REJECT  ? f->f[C_ENVELOPE_RECIPIENT]
-                                          : none;
-    if (recipient.s != NULL && recipient.len == 0) recipient = none;
-    put_lowered(st, C_LOWER_RECIPIENT, r, recipient);
-    put_lowered(st, C_LOWER_RECIPIENT_DOMAIN, r,
-                recipient.s ? domain_of(recipient.s, recipient.len) : none);
-    field sender = none;
-    if (kind == K_REJECT) sender = f->f[C_ENVELOPE_SENDER];
-    if (kind == K_EXPIRED) {
-        /* from=<s@example.org>, status=expired, ... (body_kind found the ">") */
+    /* ...smtp[5]: 3F2A1B2C3D: tox=<a@example.com>, relay=..., status=sent  (damaged) */
+    if (kind == K_BAD_STATUS) {
+        put_bad(st, f, R_DAMAGED_STATUS, line_no);
+        return;
+    }
+    int event = EV_REJECTED;
+    if (kind == K_EXPIRED) event = EV_EXPIRED;
+    if (kind == K_RECIPIENT) {
+        /* `_STATUS_EVENTS`; a probe's status=deliverable/undeliverable is skipped; any other
+         * status, or none (the line did not read as `_RECIPIENT`), is malformed */
+        const field status = f->f[C_STATUS];
+        if (status.s == NULL) {
+            put_bad(st, f, R_UNREADABLE, line_no);
+            return;
+        }
+        if (EQUALS(status, "sent"))
+            event = EV_DELIVERED;
+        else if (EQUALS(status, "deferred"))
+            event = EV_DEFERRED;
+        else if (EQUALS(status, "bounced"))
+            event = EV_BOUNCED;
+        else if (EQUALS(status, "expired"))
+            event = EV_EXPIRED;
+        else if (EQUALS(status, "deliverable") || EQUALS(status, "undeliverable"))
+            return;
+        else {
+            put_bad(st, f, R_UNKNOWN_STATUS, line_no);
+            return;
+        }
+    }
+    field out[N_EVENT_VIEWS];
+    memset(out, 0, sizeof out);
+    out[O_RAW] = f->f[C_RAW];
+    out[O_HOST] = f->f[C_HOST];
+    out[O_TRANSPORT] = f->f[C_TRANSPORT];
+    out[O_MESSAGE_REF] = qid;
+    field code = none, recipient = none, sender = none;
+    if (kind == K_RECIPIENT) {
+        recipient = f->f[C_RECIPIENT];
+        out[O_ORIGINAL_RECIPIENT] = f->f[C_ORIGINAL_RECIPIENT];
+        out[O_DIAGNOSTIC] = f->f[C_DIAGNOSTIC];
+        /* relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25") */
+        const field relay_host = f->f[C_RELAY_HOST];
+        if (relay_host.s == NULL || EQUALS(relay_host, "none")) {
+            out[O_RELAY_HOST] = f->f[C_REMOTE_HOST];
+            out[O_RELAY_IP] = f->f[C_REMOTE_IP];
+        } else {
+            out[O_RELAY_HOST] = relay_host;
+            out[O_RELAY_IP] = f->f[C_RELAY_IP];
+        }
+        code = first_of(f->f[C_SAID_CODE], f->f[C_LEADING_CODE]);
+        /* the dsn first: the status Postfix recorded (see `_recipient_events`) */
+        out[O_ENHANCED_CODE] =
+            first_of(first_of(f->f[C_DSN], f->f[C_DSN_ALONE]),
+                     first_of(f->f[C_SAID_ENHANCED], f->f[C_LEADING_ENHANCED]));
+        out[O_DELAY] = f->f[C_DELAY];
+    } else if (kind == K_EXPIRED) {
+        /* ...qmgr[9]: 3F2A1B2C3D: from=<s@example.org>, status=expired, returned to sender
+         * (body_kind found the ">"; the diagnostic: after the first ", status=expired, ") */
         const field body = f->f[C_BODY];
         const char *close = memchr(body.s + 6, '>', (size_t)(body.len - 6));
         sender = (field){body.s + 6, (int32_t)(close - body.s - 6)};
+        int64_t at = FIND(body.s, body.len, 0, ", status=expired, ");
+        if (at >= 0) out[O_DIAGNOSTIC] = (field){body.s + at + 18, (int32_t)(body.len - at - 18)};
+    } else {
+        /* a reject: its stage text (scan_line sent the others to the polars path), the codes
+         * that lead it (`_LEADING_CODES`), the client, the envelope */
+        const field stage = f->f[C_STAGE];
+        out[O_DIAGNOSTIC] = stage;
+        leading_codes(stage.s, stage.len, &code, &out[O_ENHANCED_CODE]);
+        if (EQUALS(qid, "NOQUEUE")) out[O_MESSAGE_REF] = none;
+        if (f->f[C_CLIENT_HOST].len > 0) out[O_CLIENT_HOST] = f->f[C_CLIENT_HOST];
+        out[O_CLIENT_IP] = f->f[C_CLIENT_IP];
+        recipient = f->f[C_ENVELOPE_RECIPIENT];
+        sender = f->f[C_ENVELOPE_SENDER];
     }
-    put_lowered(st, C_OWN_SENDER_DOMAIN, r, sender.s ? domain_of(sender.s, sender.len) : none);
+    const int64_t r = st->rows[T_EVENTS]++;
+    memcpy(st->col[E_LINE_NO] + r * 8, &line_no, 8);
+    st->col[E_EVENT][r] = (uint8_t)event;
+    memcpy(st->col[E_STAMP] + r * 4, &f->stamp, 4);
+    put_code(st, r, code);
+    for (int v = 0; v < O_RECIPIENT; v++) put_event_view(st, v, r, out[v]);
+    for (int v = O_ORIGINAL_RECIPIENT; v < O_SENDER; v++) put_event_view(st, v, r, out[v]);
+    /* The recipient an event names (`to=<...>`, a reject's envelope `to=<...>`) lower-cased,
+     * null when empty, and its domain. */
+    if (recipient.s != NULL && recipient.len == 0) recipient = none;
+    put_lowered(st, O_RECIPIENT, r, recipient);
+    put_lowered(st, O_RECIPIENT_DOMAIN, r,
+                recipient.s ? domain_of(recipient.s, recipient.len) : none);
+    st->own_sender[r] = sender;
     /* NOQUEUE: reject: ... names no queue id (its message_ref is null) */
-    int noqueue = kind == K_REJECT && qid.len == 7 && memcmp(qid.s, "NOQUEUE", 7) == 0;
-    st->event_id[r] = kind == K_BAD_STATUS || noqueue ? -1 : id_index(&st->ids, qid.s, qid.len);
+    st->event_id[r] = out[O_MESSAGE_REF].s == NULL ? -1 : id_index(&st->ids, qid.s, qid.len);
 }
 
-/* Each event row with what the batch's state lines say of its queue id, and the table of
- * queue ids. */
+/* Each event row with its sender, the sender's domain and its Message-ID as
+ * `_join_open_ids` joins them from the batch's state lines (the map of open ids carried from
+ * earlier batches left out), and whether the map's sender or Message-ID is to be taken where
+ * it has the queue id; and the table of queue ids. */
 static void join_state(scan_state *st) {
+    const field none = {NULL, 0};
     for (int64_t r = 0; r < st->rows[T_EVENTS]; r++) {
         const queue_id *id = st->event_id[r] >= 0 ? &st->ids.ids[st->event_id[r]] : NULL;
-        const field none = {NULL, 0};
-        put_event_view(st, C_KNOWN_SENDER, r, id ? id->sender : none);
-        put_event_view(st, C_KNOWN_MESSAGE_ID, r, id ? id->message_id : none);
-        const field sender = id ? id->sender : none;
-        put_lowered(st, C_KNOWN_SENDER_DOMAIN, r,
-                    sender.s ? domain_of(sender.s, sender.len) : none);
-        put_int64(st, E_KNOWN_SEQ, r, id ? id->seq : -1);
-        put_int64(st, E_KNOWN_REMOVED, r, id ? id->removed : -1);
+        const field own = st->own_sender[r];
+        const field known_sender = id ? id->sender : none;
+        const field known_message_id = id ? id->message_id : none;
+        const int64_t seq = id ? id->seq : -1, removed = id ? id->removed : -1;
+        int64_t line_no;
+        memcpy(&line_no, st->col[E_LINE_NO] + r * 8, 8);
+        /* A line after qmgr's "removed" (and no newer from=/message-id=) gets nothing. (The
+         * map's lines all come before the batch's: where the batch names no from= or
+         * message-id= of the id, the map's cannot be newer than a `removed` of the batch.) */
+        const int current = removed < 0 || line_no < removed || seq > removed;
+        const field sender = own.s ? own : current ? known_sender : none;
+        put_event_view(st, O_SENDER, r, sender);
+        put_lowered(st, O_SENDER_DOMAIN, r, sender.s ? domain_of(sender.s, sender.len) : none);
+        put_event_view(st, O_MESSAGE_ID, r, current ? known_message_id : none);
+        st->col[E_SENDER_OWN][r] = (uint8_t)(own.s != NULL);
+        st->col[E_SENDER_OPEN][r] = (uint8_t)(current && !own.s && !known_sender.s);
+        st->col[E_MESSAGE_ID_OPEN][r] = (uint8_t)(current && !known_message_id.s);
     }
     const char *base = (const char *)st->data.buf;
     for (int64_t i = 0; i < st->ids.count; i++) {
@@ -916,6 +1072,8 @@ static void join_state(scan_state *st) {
         put_int64(st, Q_SEQ, i, id->seq);
         put_int64(st, Q_REMOVED, i, id->removed);
         st->col[Q_STATE][i] = id->state;
+        /* a state line names it, and it is not `removed` after its last from=/message-id= */
+        st->col[Q_OPEN][i] = (uint8_t)(id->state && (id->removed < 0 || id->removed < id->seq));
     }
     st->rows[T_IDS] = st->ids.count;
 }
@@ -960,19 +1118,24 @@ PyDoc_STRVAR(tokenize_doc,
              "tokenize(data, first_line, gaps) -> dict\n\n"
              "Cut the syslog lines of one batch (`data`: whole lines; `first_line`: the number "
              "of its first line; `gaps`: 10-byte stamp starts, `Mar 29 02:`, of hours the "
-             "clocks skip). Returns `lines` (read) and three tables of bytearray columns "
-             "(string views: 16 bytes a row; bitmaps `<name>_valid`): `kept` rows of events "
-             "and damaged status lines (`line_no`, `kind`, `stamp`, the fields' views, and what "
-             "the batch's state lines say of the row's queue id: `known_sender`, "
-             "`known_message_id`, `known_seq`, `known_removed`; the recipient lower-cased, "
-             "its domain, the domains of the line's own sender and of `known_sender`: "
-             "`lower_recipient`, `lower_recipient_domain`, `own_sender_domain`, "
-             "`known_sender_domain`, whose views may point into `lower`, the lower-cased "
-             "copies: data buffer 1); `state` rows of qmgr from=, "
+             "clocks skip). Returns `lines` (read) and four tables of bytearray columns "
+             "(string views: 16 bytes a row; bitmaps `<name>_valid`): `kept` events, in line "
+             "order, with the columns the polars path's event builders give (`line_no`, "
+             "`stamp`, `event`: the number of its name, `smtp_code` int16, and views: `raw`, "
+             "`host`, `transport`, `message_ref`, `recipient` and `recipient_domain` "
+             "lower-cased, `original_recipient`, `diagnostic`, `relay_host`, `relay_ip`, "
+             "`client_host`, `client_ip`, `enhanced_code`, `delay`; `sender`, "
+             "`sender_domain` and `message_id` as the batch's state lines give them, "
+             "`sender_own`: 1 where the line names its sender itself, `sender_open` and "
+             "`message_id_open`: 1 where the map of open ids is to give them); lower-cased "
+             "views may point into `lower`, the lower-cased "
+             "copies: data buffer 1; `bad` malformed lines (`bad_line_no`, `bad_raw`, "
+             "`bad_reason`, `bad_status`); `state` rows of qmgr from=, "
              "cleanup message-id= and removed lines (`state_line_no`, `state_kind`, "
              "`state_qid`, `state_sender`, `state_message_id`); `ids` queue ids the batch "
              "names (`id_qid`, `id_sender`, `id_message_id`, `id_seq`, `id_removed`, "
-             "`id_state`: 1 when a state line names it); and the lines not for the C path: "
+             "`id_state`: 1 when a state line names it, `id_open`: 1 when it stays open); "
+             "and the lines not for the C path: "
              "`others` (count), `other_line_no` (int64) and `other_data` (their bytes, each "
              "followed by a newline).");
 
@@ -1018,10 +1181,11 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     st.ids.slots = PyMem_RawMalloc(slots * sizeof(int32_t));
     st.ids.ids = PyMem_RawMalloc((size_t)(capacity + 1) * sizeof(queue_id));
     st.event_id = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
+    st.own_sender = PyMem_RawMalloc((size_t)(capacity + 1) * sizeof(field));
     st.other_line_no = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
     st.other_span = PyMem_RawMalloc((size_t)(capacity + 1) * 16);
     if (st.other_line_no == NULL || st.other_span == NULL || st.ids.slots == NULL ||
-        st.ids.ids == NULL || st.event_id == NULL) {
+        st.ids.ids == NULL || st.event_id == NULL || st.own_sender == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1056,6 +1220,7 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     if (result == NULL) goto done;
     if (set_item(result, "lines", PyLong_FromLongLong(st.lines)) < 0 ||
         set_item(result, "kept", PyLong_FromLongLong(st.rows[T_EVENTS])) < 0 ||
+        set_item(result, "bad", PyLong_FromLongLong(st.rows[T_BAD])) < 0 ||
         set_item(result, "state", PyLong_FromLongLong(st.rows[T_STATE])) < 0 ||
         set_item(result, "ids", PyLong_FromLongLong(st.rows[T_IDS])) < 0 ||
         set_item(result, "others", PyLong_FromLongLong(st.others)) < 0 ||
@@ -1077,6 +1242,7 @@ done:
     PyMem_RawFree(st.ids.slots);
     PyMem_RawFree(st.ids.ids);
     PyMem_RawFree(st.event_id);
+    PyMem_RawFree(st.own_sender);
     PyMem_RawFree(st.other_line_no);
     PyMem_RawFree(st.other_span);
     PyBuffer_Release(&st.data);
@@ -1088,5 +1254,6 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* ABI_VERSION 2: the tables of events, state lines and queue ids (1: one table of kept lines). */
-TOKENIZER_MODULE(_postfix_c, "The C tokenizer of the Postfix source (optional; the polars path is the reference).", methods, 2)
+/* ABI_VERSION 3: final event columns, and a table of malformed lines (2: the fields of the
+ * kept lines, and tables of state lines and queue ids; 1: one table of kept lines). */
+TOKENIZER_MODULE(_postfix_c, "The C tokenizer of the Postfix source (optional; the polars path is the reference).", methods, 3)

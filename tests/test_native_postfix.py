@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import os
 import random
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,13 @@ from bounce_analyzer.generate import generate_postfix
 from bounce_analyzer.reading import expand_inputs, read_batches
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import SourceOutput
-from bounce_analyzer.sources.postfix import _KIND, Postfix
+from bounce_analyzer.sources.postfix import (
+    _CARRIED,
+    _KIND,
+    _NATIVE_EVENTS,
+    _NATIVE_REASONS,
+    Postfix,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 #: Every Postfix file the repository holds (sample logs, corpus copies, synthetic logs).
@@ -279,6 +286,38 @@ def test_mutated_lines_read_the_same(
 
 
 @pytest.mark.usefixtures("tokenizer")
+@pytest.mark.parametrize("batch_bytes", [4096, 2**20])
+def test_batches_with_lines_of_both_paths_join_alike(
+    generated: dict[str, Path], batch_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A header check's reject names no stage: the C path leaves it to the polars path, and
+    # the batch's events of both paths are joined with its state lines (and the map's) as
+    # the polars path joins them. Each such line here names the queue id of a line near it.
+    lines = generated["seed1"].read_text(encoding="utf-8").split("\n")[:6000]
+    mixed = []
+    for number, line in enumerate(lines):
+        mixed.append(line)
+        queued = re.search(r"\]: ([0-9A-F]{6,}): ", line)
+        if number % 40 == 7 and queued:
+            queue_id = queued.group(1)
+            mixed.append(
+                f"{line[:15]} mx1 postfix/cleanup[8]: {queue_id}: reject: header Subject: win"
+                " from c[192.0.2.1]; from=<s@Example.org> to=<A@example.com> proto=ESMTP: 5.7.1"
+                " Spam"
+            )
+    path = tmp_path / "mixed.log"
+    path.write_text("\n".join(mixed), encoding="utf-8")
+    _with_mtime(path)
+    assert assert_same(path, monkeypatch, batch_bytes=batch_bytes) == len(mixed)
+    outputs, _ = _run(path, tz="UTC", batch_bytes=batch_bytes, use_c=True, monkeypatch=monkeypatch)
+    events = pl.concat([out.events for out in outputs])
+    rejected = events.filter(pl.col("diagnostic") == "5.7.1 Spam")
+    assert rejected.height == len(mixed) - len(lines)
+    # (some of them found their message's sender in the state lines of the C path)
+    assert rejected["sender"].is_not_null().sum() > rejected.height // 2
+
+
+@pytest.mark.usefixtures("tokenizer")
 @pytest.mark.parametrize(
     "start",
     [b"", b"\n\n", b"\r\n", b"\x00\n", b"\xef\xbb\xbf", b"   \n"],
@@ -474,42 +513,60 @@ def test_parse_of_a_generated_log_writes_the_same(
 
 #: The integer columns of `tokenize`'s tables (the others ending in `_valid` are bitmaps of
 #: string views).
-_NUMBERS = {"known_seq", "known_removed", "id_seq", "id_removed"}
+_NUMBERS = {
+    "smtp_code": pa.int16(),
+    "known_seq": pa.int64(),
+    "known_removed": pa.int64(),
+    "id_seq": pa.int64(),
+    "id_removed": pa.int64(),
+}
+#: The prefixes of the columns of the tables other than the events'.
+_OTHER_TABLES = ("state_", "id_", "bad_")
 
 
 def _table(cut: dict[str, Any], data: bytes, prefix: str, count: int) -> list[dict[str, Any]]:
     """The rows of one of `tokenize`'s tables (its columns start with `prefix`) as dicts,
-    without their nulls; strings and numbers by name (less `id_`), `kind` by its name."""
+    without their nulls; strings and numbers by name (less `id_` or `bad_`), a state line's `kind`
+    and an event's `event` by name."""
     columns: dict[str, list[Any]] = {}
     for name in cut:
         base = name.removesuffix("_valid")
         if base == name or base not in cut or not base.startswith(prefix):
             continue
-        if prefix == "" and base.startswith(("state_", "id_")):
+        if prefix == "" and base.startswith(_OTHER_TABLES):
             continue
         if base in _NUMBERS:
-            column = number_column(base, pa.int64(), count, cut[base], cut[name])
+            column = number_column(base, _NUMBERS[base], count, cut[base], cut[name])
         else:
             # (views into the batch, or into its lower-cased copies)
             second = cut["lower"] if prefix == "" else None
             column = string_column(base, count, cut[base], data, cut[name], second=second)
         # (a state line's fields keep their names: `state_sender`, as `_state_fields` says)
-        columns[base.removeprefix("id_")] = column.to_list()
-    kinds = list(bytes(cut[f"{prefix}kind"])) if f"{prefix}kind" in cut else []
+        columns[base.removeprefix("id_").removeprefix("bad_")] = column.to_list()
+    named: dict[str, list[Any]] = {}
     if prefix == "state_":
+        named["kind"] = [_KIND.categories[kind] for kind in bytes(cut["state_kind"])]
         columns["qid"] = string_column("qid", count, cut["state_qid"], data).to_list()
         columns["line_no"] = list(memoryview(cut["state_line_no"]).cast("q"))
     elif prefix == "":
+        named["event"] = [_NATIVE_EVENTS[event] for event in bytes(cut["event"])]
+        for flag in _CARRIED:
+            named[flag] = list(bytes(cut[flag]))
         columns["line_no"] = list(memoryview(cut["line_no"]).cast("q"))
+    elif prefix == "bad_":
+        named["reason"] = [_NATIVE_REASONS[reason] for reason in bytes(cut["bad_reason"])]
+        columns["raw"] = string_column("raw", count, cut["bad_raw"], data).to_list()
+        columns["line_no"] = list(memoryview(cut["bad_line_no"]).cast("q"))
     else:
         columns = {
             "qid": string_column("qid", count, cut["id_qid"], data).to_list(),
             **columns,
             "state": list(bytes(cut["id_state"])),
+            "open": list(bytes(cut["id_open"])),
         }
     return [
         {
-            **({"kind": _KIND.categories[kinds[i]]} if kinds else {}),
+            **{k: v[i] for k, v in named.items()},
             **{k: v[i] for k, v in columns.items() if v[i] is not None},
         }
         for i in range(count)
@@ -517,13 +574,14 @@ def _table(cut: dict[str, Any], data: bytes, prefix: str, count: int) -> list[di
 
 
 def _cut(tokenizer: ModuleType, text: str, gaps: bytes = b"") -> dict[str, Any]:
-    """`tokenize` over `text`: the kept rows as dicts (kind by name; the rows of events and
-    of state lines in line order), the queue ids, the lines left."""
+    """`tokenize` over `text`: its rows as dicts, in line order (events by `event`, state
+    lines by `kind`, malformed lines by `reason`), the queue ids, the lines left."""
     data = text.encode()
     cut = tokenizer.tokenize(data, 1, gaps)
     events = _table(cut, data, "", cut["kept"])
     state = _table(cut, data, "state_", cut["state"])
-    rows = sorted(events + state, key=lambda row: row.pop("line_no"))
+    bad = _table(cut, data, "bad_", cut["bad"])
+    rows = sorted(events + state + bad, key=lambda row: row.pop("line_no"))
     return {
         "rows": rows,
         "ids": _table(cut, data, "id_", cut["ids"]),
@@ -532,9 +590,9 @@ def _cut(tokenizer: ModuleType, text: str, gaps: bytes = b"") -> dict[str, Any]:
     }
 
 
-def test_a_recipient_status_line_is_cut_into_its_fields(tokenizer: ModuleType) -> None:
+def test_a_recipient_status_line_is_cut_into_its_event(tokenizer: ModuleType) -> None:
     line = (
-        "Nov 28 10:00:03 mx postfix-out/smtp[5]: 3F2A1B2C3D: to=<a@example.com>,"
+        "Nov 28 10:00:03 mx postfix-out/smtp[5]: 3F2A1B2C3D: to=<A@Example.com>,"
         " orig_to=<b@example.com>, relay=mx.example.com[192.0.2.7]:25, conn_use=2, delay=1.2,"
         " delays=0.1/0/0.5/0.6, dsn=5.1.1, status=bounced (host mx.example.com[192.0.2.7]"
         " said: 550 5.1.1 <a@example.com>: User unknown (in reply to RCPT TO command))"
@@ -543,26 +601,24 @@ def test_a_recipient_status_line_is_cut_into_its_fields(tokenizer: ModuleType) -
     assert got["lines"] == 1 and got["others"] == ""
     [row] = got["rows"]
     assert row == {
-        "kind": "recipient",
+        "event": "bounced",
         "raw": line,
         "host": "mx",
         "transport": "smtp",
-        "qid": "3F2A1B2C3D",
-        "body": line[line.index("to=<") :],
+        "message_ref": "3F2A1B2C3D",
         "recipient": "a@example.com",
+        "recipient_domain": "example.com",
         "original_recipient": "b@example.com",
-        "relay": "mx.example.com[192.0.2.7]:25",
         "relay_host": "mx.example.com",
         "relay_ip": "192.0.2.7",
         "delay": "1.2",
-        "dsn": "5.1.1",
-        "status": "bounced",
-        "rest": line[line.index(" (host") :],
+        "enhanced_code": "5.1.1",
         "diagnostic": line[line.index("(host") + 1 : -1],
-        "said_code": "550",
-        "said_enhanced": "5.1.1",
-        "lower_recipient": "a@example.com",
-        "lower_recipient_domain": "example.com",
+        "smtp_code": 550,
+        # (no state line of the batch names its queue id: the map of open ids may)
+        "sender_own": 0,
+        "sender_open": 1,
+        "message_id_open": 1,
     }
     # relay=none: the host is the one the text names; the codes may lead the text.
     line = (
@@ -571,40 +627,50 @@ def test_a_recipient_status_line_is_cut_into_its_fields(tokenizer: ModuleType) -
         " mx.example.com[192.0.2.7]:25: Connection timed out)"
     )
     [row] = _cut(tokenizer, line)["rows"]
-    assert (row["remote_host"], row["remote_ip"]) == ("mx.example.com", "192.0.2.7")
+    assert (row["event"], row["relay_host"], row["relay_ip"]) == (
+        "deferred",
+        "mx.example.com",
+        "192.0.2.7",
+    )
+    assert "smtp_code" not in row
     line = line.replace("(connect to", "(451-4.7.1 greylisted (try later), see host x[y]")
     [row] = _cut(tokenizer, line)["rows"]
     assert row["diagnostic"].endswith("Connection timed out")
-    assert (row["leading_code"], row["leading_enhanced"], row["remote_host"]) == (
-        "451",
-        "4.7.1",
-        "x",
-    )
+    # (the dsn is the status Postfix recorded: it wins over the text's enhanced code)
+    assert (row["smtp_code"], row["enhanced_code"], row["relay_host"]) == (451, "4.4.1", "x")
+    # Postfix before 2.3: no dsn, the text's codes.
+    line = line.replace(" dsn=4.4.1,", "").replace("delays=0/0/30/0, ", "")
+    [row] = _cut(tokenizer, line)["rows"]
+    assert (row["smtp_code"], row["enhanced_code"]) == (451, "4.7.1")
 
 
-def test_a_status_line_of_another_shape_keeps_no_fields(tokenizer: ModuleType) -> None:
-    # ...dsn=5.1234.1 is no enhanced code: the line is unreadable (all its fields null).
+def test_a_status_line_of_another_shape_is_malformed_or_skipped(tokenizer: ModuleType) -> None:
+    # ...dsn=5.1234.1 is no enhanced code: the line is unreadable.
     line = (
         "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=none,"
         " delay=1, dsn=5.1234.1, status=bounced (x)"
     )
     [row] = _cut(tokenizer, line)["rows"]
-    assert row["kind"] == "recipient"
-    assert "status" not in row and "recipient" not in row
-    # Postfix before 2.3: a dsn without delays=, and relay=none keeps no host of its own.
+    assert row == {"reason": "unreadable recipient status line", "raw": line}
+    unknown = line.replace("dsn=5.1234.1", "dsn=5.1.1").replace("bounced", "frobbed")
+    assert _cut(tokenizer, unknown)["rows"] == [
+        {"reason": "unknown status={}", "raw": unknown, "status": "frobbed"}
+    ]
+    # ...status=undeliverable: an address verification probe, read and skipped.
+    probe = unknown.replace("frobbed", "undeliverable")
+    assert _cut(tokenizer, probe)["rows"] == []
+    # Postfix before 2.3: a dsn without delays=, and relay=none names no host of its own.
     line = (
         "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<>, relay=none, delay=1,"
         " dsn=4.4.1, status=deferred"
     )
     [row] = _cut(tokenizer, line)["rows"]
-    assert (row["recipient"], row["relay_host"], row["dsn_alone"], row["status"], row["rest"]) == (
-        "",
-        "none",
-        "4.4.1",
-        "deferred",
-        "",
-    )
-    assert "relay_ip" not in row and "dsn" not in row
+    assert {key: row.get(key) for key in ("event", "recipient", "relay_host", "enhanced_code")} == {
+        "event": "deferred",
+        "recipient": None,
+        "relay_host": None,
+        "enhanced_code": "4.4.1",
+    }
 
 
 @pytest.mark.parametrize(
@@ -617,9 +683,14 @@ def test_a_status_line_of_another_shape_keeps_no_fields(tokenizer: ModuleType) -
         ),
         ("from=<>, size=4303, nrcpt=1 (queue active)", "from", {"state_sender": ""}),
         (
-            "from=<s@example.org>, status=expired, returned to sender",
+            "from=<s@Example.org>, status=expired, returned to sender",
             "expired",
-            {"transport": "qmgr"},
+            {
+                "transport": "qmgr",
+                "sender": "s@Example.org",
+                "sender_domain": "example.org",
+                "diagnostic": "returned to sender",
+            },
         ),
         (
             "message-id=<20261128.abc@example.org>",
@@ -630,11 +701,26 @@ def test_a_status_line_of_another_shape_keeps_no_fields(tokenizer: ModuleType) -
         ("removed", "removed", {}),
         (
             "reject: RCPT from c.example[192.0.2.1]: 554 5.7.1 Relay access denied",
-            "reject",
-            {"transport": "qmgr"},
+            "rejected",
+            {
+                "transport": "qmgr",
+                "diagnostic": "554 5.7.1 Relay access denied",
+                "smtp_code": 554,
+                "enhanced_code": "5.7.1",
+                "client_host": "c.example",
+                "client_ip": "192.0.2.1",
+            },
         ),
-        ("milter-reject: END-OF-MESSAGE from c[192.0.2.1]: 4.7.1 Greylisting", "reject", {}),
-        ("tox=<a@example.com>, relay=x, status=sent (ok)", "bad_status", {}),
+        (
+            "milter-reject: END-OF-MESSAGE from [192.0.2.1]: 4.7.1 Greylisting",
+            "rejected",
+            {"diagnostic": "4.7.1 Greylisting", "enhanced_code": "4.7.1", "client_ip": "192.0.2.1"},
+        ),
+        (
+            "tox=<a@example.com>, relay=x, status=sent (ok)",
+            "status line without to=<...> or relay=",
+            {},
+        ),
     ],
 )
 def test_each_kind_of_line(
@@ -642,14 +728,16 @@ def test_each_kind_of_line(
 ) -> None:
     line = f"Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: {body}"
     [row] = _cut(tokenizer, line)["rows"]
-    assert row["kind"] == kind
-    assert row["qid"] == "3F2A1B2C3D"
-    # (the state lines' rows carry their qid and what they say, no body)
-    assert row.get("body") == (None if kind in ("from", "message_id", "removed") else body)
+    assert kind in (row.get("kind"), row.get("event"), row.get("reason"))
     for name, value in fields.items():
         assert row[name] == value
-    # Only events have a host and a transport.
-    assert ("host" in row) == (kind in ("recipient", "expired", "reject"))
+    if "kind" in row:  # (a state line: its queue id and what it says)
+        assert row["qid"] == "3F2A1B2C3D"
+    elif "event" in row:  # (an event: its queue id, host and transport; no client of its own)
+        assert (row["message_ref"], row["host"]) == ("3F2A1B2C3D", "mx")
+        assert ("client_host" in row) == ("client_host" in fields)
+    else:  # (a malformed line)
+        assert row == {"reason": kind, "raw": line}
 
 
 #: Lines read and skipped, and (True) lines left to the polars path, every one of its bytes.
@@ -669,6 +757,12 @@ SKIPPED_OR_LEFT = [
     ("Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D: rem\x00oved", True),
     ("Nov 28 10:00:03 mx postfix/qmgr[9]: 3F2A1B2C3D:\rremoved", True),
     ("not a syslog line", True),
+    # (a reject with no stage text: the polars path reads its diagnostic)
+    (
+        "Nov 28 10:00:03 mx postfix/cleanup[8]: 3F2A1B2C3D: reject: header Subject: win from"
+        " c[192.0.2.1]; from=<s@example.org> to=<a@example.com> proto=ESMTP: 5.7.1 Spam",
+        True,
+    ),
 ]
 
 
@@ -707,46 +801,63 @@ def test_line_numbers_crlf_and_a_last_line_without_newline(tokenizer: ModuleType
 
 
 def test_the_batch_joins_its_own_state_lines(tokenizer: ModuleType) -> None:
-    # What a batch's state lines say of each queue id, as `_join_open_ids` reads them: the
-    # last sender (`from=<>` is the null sender, ""), the last Message-ID that is not empty,
-    # the line of the last of them, the line of the last `removed`; for every event row.
+    # What a batch's state lines say of each event's queue id, as `_join_open_ids` reads
+    # them: the last sender (`from=<>` is the null sender, ""), the last Message-ID that is
+    # not empty; nothing for a line after the last `removed`; and where the map of open ids
+    # (carried from earlier batches) is to be asked instead. Then each queue id the batch
+    # names: the last of each, the line of the last of them, of the last `removed`.
     head = "Nov 28 10:00:0{} mx postfix/{}: {}: {}"
+    sent = "to=<a@b.c>, relay=none, delay=1, status=sent (x)"
     lines = [
         head.format(1, "cleanup[8]", "3F2A1B2C3D", "message-id=<m1@example.org>"),
-        head.format(1, "qmgr[9]", "3F2A1B2C3D", "from=<s@example.org>, size=1, nrcpt=1 (x)"),
-        head.format(2, "smtp[5]", "3F2A1B2C3D", "to=<a@b.c>, relay=none, delay=1, status=sent (x)"),
+        head.format(1, "qmgr[9]", "3F2A1B2C3D", "from=<s@Example.org>, size=1, nrcpt=1 (x)"),
+        head.format(2, "smtp[5]", "3F2A1B2C3D", sent),
         head.format(3, "cleanup[8]", "3F2A1B2C3D", "message-id=<>"),
         head.format(3, "qmgr[9]", "3F2A1B2C3D", "removed"),
         head.format(4, "qmgr[9]", "4B4B4B4B4B", "from=<>, size=1, nrcpt=1 (x)"),
-        head.format(5, "smtp[5]", "9C9C9C9C9C", "to=<a@b.c>, relay=none, delay=1, status=sent (x)"),
+        head.format(5, "smtp[5]", "9C9C9C9C9C", sent),
         head.format(6, "smtpd[7]", "NOQUEUE", "reject: RCPT from c[192.0.2.1]: 550 no; from=<x@y>"),
+        head.format(7, "smtp[5]", "3F2A1B2C3D", sent),
     ]
     got = _cut(tokenizer, "\n".join(lines))
-    events = [row for row in got["rows"] if row["kind"] in ("recipient", "reject")]
+    events = [row for row in got["rows"] if "event" in row]
+    joined = ("sender", "sender_domain", "message_id", "sender_own", "sender_open")
     assert [
-        {key: value for key, value in row.items() if key.startswith("known_")} for row in events
+        {key: row[key] for key in (*joined, "message_id_open") if key in row} for row in events
     ] == [
         {
-            "known_sender": "s@example.org",
-            "known_sender_domain": "example.org",
-            "known_message_id": "m1@example.org",
-            "known_seq": 4,  # (line numbers: the empty Message-ID's line counts)
-            "known_removed": 5,
+            "sender": "s@Example.org",
+            "sender_domain": "example.org",
+            "message_id": "m1@example.org",
+            "sender_own": 0,
+            "sender_open": 0,
+            "message_id_open": 0,
         },
-        {},  # a queue id no state line names
-        {},  # NOQUEUE names none
+        # a queue id no state line of the batch names: the map's, if it has it
+        {"sender_own": 0, "sender_open": 1, "message_id_open": 1},
+        # NOQUEUE names none; the reject names its sender
+        {
+            "sender": "x@y",
+            "sender_domain": "y",
+            "sender_own": 1,
+            "sender_open": 0,
+            "message_id_open": 1,
+        },
+        # after qmgr's "removed": nothing, not even the map's
+        {"sender_own": 0, "sender_open": 0, "message_id_open": 0},
     ]
     assert got["ids"] == [
         {
             "qid": "3F2A1B2C3D",
-            "sender": "s@example.org",
+            "sender": "s@Example.org",
             "message_id": "m1@example.org",
-            "seq": 4,
+            "seq": 4,  # (line numbers: the empty Message-ID's line counts)
             "removed": 5,
             "state": 1,
+            "open": 0,
         },
-        {"qid": "4B4B4B4B4B", "sender": "", "seq": 6, "state": 1},
-        {"qid": "9C9C9C9C9C", "state": 0},
+        {"qid": "4B4B4B4B4B", "sender": "", "seq": 6, "state": 1, "open": 1},
+        {"qid": "9C9C9C9C9C", "state": 0, "open": 0},
     ]
 
 
@@ -810,15 +921,12 @@ def test_the_recipient_and_the_domains_come_lower_cased(tokenizer: ModuleType) -
         " 5.7.1 Denied; from=<Bob@Sender.Example.ORG> to=<Carol.Jones@Example.COM> proto=SMTP"
     )
     [row] = _cut(tokenizer, line)["rows"]
-    assert (row["envelope_recipient"], row["envelope_sender"]) == (
-        "Carol.Jones@Example.COM",
+    assert (row["recipient"], row["recipient_domain"], row["sender"], row["sender_domain"]) == (
+        "carol.jones@example.com",
+        "example.com",
         "Bob@Sender.Example.ORG",
+        "sender.example.org",
     )
-    assert (
-        row["lower_recipient"],
-        row["lower_recipient_domain"],
-        row["own_sender_domain"],
-    ) == ("carol.jones@example.com", "example.com", "sender.example.org")
     # Already lower-case: views into the batch, no copy.
     cut = tokenizer.tokenize(line.lower().replace("nov", "Nov").encode(), 1, b"")
     assert cut["lower"] == b""

@@ -18,7 +18,7 @@ __all__ = ["ENV", "built", "describe", "disabled", "helper", "module"]
 ENV = "BOUNCE_ANALYZER_NATIVE"
 #: Each source with a C tokenizer -> (its extension module, the interface version it must say).
 _MODULES = {
-    "postfix": ("bounce_analyzer._postfix_c", 2),
+    "postfix": ("bounce_analyzer._postfix_c", 3),
     "exim": ("bounce_analyzer._exim_c", 2),
 }
 

@@ -27,6 +27,7 @@ __all__ = [
     "compact",
     "merged_state",
     "merged_table",
+    "named_in",
     "newest_within",
     "state_bytes",
     "state_frame",
@@ -198,6 +199,15 @@ def compact(frame: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in frame.schema.items()
         if dtype == pl.String()
     )
+
+
+def named_in(table: pl.DataFrame, column: str, names: pl.Series) -> pl.Series:
+    """Whether the `column` of each row of a carried `table` (no nulls) is one of `names`:
+    `is_in`, with the set made of the smaller side (a batch names thousands of messages, of
+    which a carried table most often holds a few; or the table is the larger)."""
+    if table.height < names.len():
+        names = names.filter(names.is_in(table[column].implode()))
+    return table[column].is_in(names.implode())
 
 
 def state_frame(**parts: pl.DataFrame) -> pl.DataFrame:

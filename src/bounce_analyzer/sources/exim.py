@@ -317,13 +317,19 @@ class Exim:
             known = pl.concat([self._open.filter(wanted), cut.arrivals.filter(wanted)]).unique(
                 "arrived", keep="last", maintain_order=True
             )
-            # (the key alone is joined: a join copies the columns of both sides)
-            found = events.select("arrived").join(
-                known, on="arrived", how="left", maintain_order="left"
+            # (the rows of the events still to join, and what is known of their message: a
+            # delivery has only the joined sender, a reject its own and no `arrived`)
+            found = (
+                events.select("arrived")
+                .with_row_index("row")
+                .filter(pl.col("arrived").is_not_null())
+                .join(known, on="arrived", how="inner")
             )
+            rows = found["row"]
             events = events.with_columns(
-                # (a reject has its own sender and no `arrived`, a delivery only the joined one)
-                pl.coalesce(pl.col(name), found[name]).alias(name)
+                events[name].scatter(
+                    rows, found.select(pl.coalesce(events[name].gather(rows), name)).to_series()
+                )
                 for name in ("sender", "message_id", "sender_domain")
             )
         events = self._repeats.number(events, "line", start=cut.start, end=cut.end)
@@ -350,10 +356,9 @@ class Exim:
         if staying is None:
             new = arrivals.unique("arrived", keep="last", maintain_order=True)
             staying = new.filter(~pl.col("arrived").is_in(completed.implode()))
-        replaced = pl.concat([arrivals["arrived"], completed]).implode()
-        still_open = pl.concat(
-            [self._open.filter(~pl.col("arrived").is_in(replaced)), compact(staying)]
-        )
+        replaced = pl.concat([arrivals["arrived"], completed])
+        gone = _carry.named_in(self._open, "arrived", replaced)
+        still_open = pl.concat([self._open.filter(~gone), compact(staying)])
         self._open = newest_within(still_open, rows=MAX_OPEN_MESSAGES, size=MAX_STATE_BYTES)
 
     def export_state(self) -> pl.DataFrame:
@@ -447,14 +452,17 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     else:
         joined = pl.concat([delivered, rejected, data_rejected]).sort("index", maintain_order=True)
     origin = _origin(batch)
+    set_aside = [
+        (no_stamp, "not an Exim log line (no timestamp)"),
+        (bad_time, "invalid timestamp"),
+        (bad_delivery, "no address"),
+        (bad_reject, "no address"),
+        (bad_data_reject, "unreadable rejected after DATA line"),
+    ]
+    # (most batches set nothing aside: spare the fixed cost of five empty frames)
     malformed = pl.concat(
-        [
-            _malformed(no_stamp, origin, "not an Exim log line (no timestamp)"),
-            _malformed(bad_time, origin, "invalid timestamp"),
-            _malformed(bad_delivery, origin, "no address"),
-            _malformed(bad_reject, origin, "no address"),
-            _malformed(bad_data_reject, origin, "unreadable rejected after DATA line"),
-        ]
+        [_malformed(lines, origin, reason) for lines, reason in set_aside if lines.height]
+        or [_malformed(no_stamp, origin, "")]
     )
     completed = parts["completed"].filter(pl.col("body") == "Completed")["ref"]
     return _Cut(

@@ -164,9 +164,15 @@ class _Kinds(NamedTuple):
     #: for journal records: two identical ones are one journal entry, exported twice).
     span: tuple[int, int] | None = None
     #: The C path's queue ids of the batch, with what its state lines say of each
-    #: (`_native_ids`); `frame` then holds no state lines, and its events what those lines
-    #: say of their queue id (`_KNOWN`). None: the state lines are in `frame`.
+    #: (`_native_ids`); the batch's events (`events`) then carry what those lines say of
+    #: their queue id (`_CARRIED`). None: the batch's state lines are in `frame`, and the
+    #: state join is `_join_open_ids`.
     ids: pl.DataFrame | None = None
+    #: The C path's events, not yet joined with the senders of earlier batches (line order),
+    #: and its malformed rows (line_no, raw, reason): `frame` then holds only state lines.
+    #: None: the events are made from `frame` (`_events_of`).
+    events: pl.DataFrame | None = None
+    malformed: pl.DataFrame | None = None
 
 
 def _json_field(key: str) -> pl.Expr:
@@ -282,16 +288,17 @@ class Postfix:
         return _Kinds(frame, batch.path, lines.height, skipped, span)
 
     def _native_syslog(self, batch: Batch) -> _Kinds:
-        """`_Kinds` of a batch of syslog lines, cut by the C tokenizer; the lines it leaves
-        go down the polars path (`_syslog_kinds`), which reads them as it would read them in
-        the whole batch."""
+        """`_Kinds` of a batch of syslog lines, cut by the C tokenizer into events, malformed
+        rows and state lines; the lines it leaves go down the polars path (`_syslog_kinds`),
+        which reads them as it would read them in the whole batch."""
         seq_base = self._next_seq_base()
         reference = self._reference(batch)
         gaps = "".join(_gap_hours(self.tz, reference.year)).encode()
         cut = self._tokenizer.tokenize(batch.data, batch.first_line, gaps)  # type: ignore[union-attr]
-        frame = _native_frame(batch.data, cut, self.tz, reference, seq_base)
-        # (the state lines are counted as skipped: they make no event)
-        skipped = cut["lines"] - cut["kept"] - cut["others"]
+        events = _native_events(batch.data, cut, self.tz, reference, seq_base)
+        malformed = _native_malformed(batch.data, cut)
+        # (the state lines and probes are counted as skipped: they make no event)
+        skipped = cut["lines"] - cut["kept"] - cut["bad"] - cut["others"]
         span = (batch.offset, batch.offset + len(batch.data))
         if cut["others"]:
             others = batch_lines(Batch(cut["other_data"], batch.path)).with_columns(
@@ -300,17 +307,38 @@ class Postfix:
             kept, others_skipped = _syslog_kinds(others, self.tz, reference, seq_base)
             skipped += others_skipped
             if kept.height:
-                # Lines the polars path kept: the batch is joined as the polars path joins
-                # it, its state lines among the others (rare: lines of another shape).
-                kept = _reject_fields(_state_fields(_recipient_fields(kept)))
-                state = _native_state(batch.data, cut, seq_base)
-                frame = pl.concat([frame.drop(*_CARRIED), state, kept], how="diagonal").select(
-                    _NATIVE_COLUMNS
+                # Lines the polars path kept: their events and malformed rows as it makes
+                # them, and the batch joined as the polars path joins it, its state lines
+                # among the others' (rare: lines of another shape).
+                more, more_malformed, more_skipped = _events_of(kept)
+                state = pl.concat(
+                    [
+                        _native_state(batch.data, cut, seq_base),
+                        _state_fields(kept.filter(pl.col("kind").is_in(_STATE_KINDS))).select(
+                            _STATE_COLUMNS
+                        ),
+                    ]
+                ).sort("line_no")
+                # (the C path's events with the sender they name themselves, as the others)
+                own = events.with_columns(sender=pl.when("sender_own").then("sender")).drop(
+                    *_CARRIED, "message_id", "sender_domain"
                 )
-                skipped -= state.height
-                return _Kinds(frame.sort("line_no"), batch.path, cut["lines"], skipped, span)
+                events = pl.concat([own, more], how="diagonal_relaxed").sort("line_no")
+                malformed = pl.concat([malformed, more_malformed]).sort("line_no")
+                skipped += more_skipped
+                return _Kinds(
+                    state,
+                    batch.path,
+                    cut["lines"],
+                    skipped,
+                    span,
+                    events=events,
+                    malformed=malformed,
+                )
         ids = _native_ids(batch.data, cut, seq_base)
-        return _Kinds(frame, batch.path, cut["lines"], skipped, span, ids)
+        return _Kinds(
+            events.clear(), batch.path, cut["lines"], skipped, span, ids, events, malformed
+        )
 
     def _next_seq_base(self) -> int:
         """A base for `seq` (line order across batches): batch number << 32, plus line_no."""
@@ -404,17 +432,11 @@ class Postfix:
     def _outcomes(self, kinds: _Kinds) -> SourceOutput:
         """Events and malformed records from the lines `_kinds` kept; `skipped` the rest."""
         frame, path, read, skipped = kinds.frame, kinds.path, kinds.read, kinds.skipped
-        recipients, recipient_skips, recipient_bad = _recipient_events(
-            frame.filter(pl.col("kind") == "recipient")
-        )
-        events = pl.concat(
-            [
-                recipients,
-                _expired_events(frame.filter(pl.col("kind") == "expired")),
-                _reject_events(frame.filter(pl.col("kind") == "reject")),
-            ],
-            how="diagonal_relaxed",
-        )
+        if kinds.events is None or kinds.malformed is None:
+            events, malformed, more_skipped = _events_of(frame)
+            skipped += more_skipped
+        else:
+            events, malformed = kinds.events, kinds.malformed
         if kinds.ids is None:
             events = self._join_open_ids(frame, events).with_columns(
                 recipient=_empty_to_null(pl.col("recipient").str.to_lowercase())
@@ -426,29 +448,17 @@ class Postfix:
         else:
             # (the recipient and the domains came lower-cased from the C path)
             events = self._join_batch_ids(kinds.ids, events)
-        events = (
-            events.with_columns(
-                source=pl.lit(self.name),
-                origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
-                original_recipient=_empty_to_null(pl.col("original_recipient")),
-            )
-            .with_columns(schema.event_id(self.name, pl.col("raw")))
-            .sort("line_no")
-        )
+        events = events.with_columns(
+            source=pl.lit(self.name),
+            origin=pl.format("{}:{}", pl.lit(path), pl.col("line_no")),
+            original_recipient=_empty_to_null(pl.col("original_recipient")),
+        ).with_columns(schema.event_id(self.name, pl.col("raw")))
+        if kinds.ids is None:
+            # (the C path's events come in line order, and its join keeps it)
+            events = events.sort("line_no")
         if kinds.span is not None:
             start, end = kinds.span
             events = self._repeats.number(events, "raw", start=start, end=end)
-        malformed = pl.concat(
-            [
-                frame.filter(pl.col("kind") == "bad").select("line_no", "raw", reason="bad"),
-                frame.filter(pl.col("kind") == "bad_status").select(
-                    "line_no", "raw", reason=pl.lit("status line without to=<...> or relay=")
-                ),
-                recipient_bad,
-            ],
-            how="diagonal_relaxed",
-        ).sort("line_no")
-        skipped += frame.filter(pl.col("kind").is_in(["from", "message_id", "removed"])).height
         return SourceOutput(
             events=schema.conform(events),
             malformed=malformed.select(
@@ -457,85 +467,67 @@ class Postfix:
                 raw=pl.col("raw").str.slice(0, 4096),
             ).cast(MALFORMED_SCHEMA),  # type: ignore[arg-type]
             read=read,
-            skipped=skipped + recipient_skips,
+            skipped=skipped,
         )
 
     def _join_batch_ids(self, ids: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         """`_join_open_ids` where the C path has joined the batch's own state lines: `ids`
         (`_native_ids`) holds what they say of each queue id the batch names, and `events`
-        what they say of its queue id (`_KNOWN`). What the map of open ids held before the
-        batch is taken where the batch says nothing newer (a batch's lines come after
-        every line the map has seen); the map is updated as `_join_open_ids` updates it."""
-        prior = self._open.filter(pl.col("message_ref").is_in(ids["message_ref"].implode()))
+        their sender, its domain and Message-ID as those lines give them, and where the map
+        of open ids is to give them instead (`_CARRIED`: the batch says nothing newer, and a
+        batch's lines come after every line the map has seen). The map is updated as
+        `_join_open_ids` updates it."""
+        prior = self._open.filter(_carry.named_in(self._open, "message_ref", ids["message_ref"]))
         if prior.height:
-            # (the map holds an id once: one row per event, in the events' order; only the
-            # ids are joined, the events' other columns are left where they are)
-            found = events.select("message_ref").join(
-                prior.select(
-                    "message_ref",
-                    prior_sender="sender",
-                    prior_message_id="message_id",
-                    prior_seq="seq",
-                    prior_sender_domain=domain_of(pl.col("sender")),
-                ),
-                on="message_ref",
-                how="left",
-                maintain_order="left",
+            # (the map holds an id once: the rows of the events whose queue id it has, and
+            # what it says of it; a few, put in place in the events' columns)
+            found = (
+                events.select("message_ref", "sender_open", "message_id_open")
+                .with_row_index("row")
+                .join(
+                    prior.select(
+                        "message_ref",
+                        prior_sender="sender",
+                        prior_message_id="message_id",
+                        prior_sender_domain=domain_of(pl.col("sender")),
+                    ),
+                    on="message_ref",
+                    how="inner",
+                )
             )
-            events = events.hstack(found.drop("message_ref"))
-        else:
+            senders = found.filter("sender_open")
+            message_ids = found.filter("message_id_open")
             events = events.with_columns(
-                prior_sender=pl.lit(None, pl.String()),
-                prior_message_id=pl.lit(None, pl.String()),
-                prior_seq=pl.lit(None, pl.Int64()),
-                prior_sender_domain=pl.lit(None, pl.String()),
+                events["sender"].scatter(senders["row"], senders["prior_sender"]),
+                events["sender_domain"].scatter(senders["row"], senders["prior_sender_domain"]),
+                events["message_id"].scatter(message_ids["row"], message_ids["prior_message_id"]),
             )
-        # Per queue id: the last sender and Message-ID, the last line that gave one (the
-        # batch's, else the map's), the batch's last "removed".
-        removed = pl.col("known_removed")
-        known_seq = pl.coalesce("known_seq", "prior_seq")
-        # A line after qmgr's "removed" (and no newer from=/message-id=) gets nothing.
-        current = removed.is_null() | (pl.col("seq") < removed) | (known_seq > removed)
-        own, batch_sender = pl.col("sender").is_not_null(), pl.col("known_sender").is_not_null()
-        events = events.with_columns(
-            sender=pl.coalesce(
-                "sender",
-                pl.when(current).then(pl.coalesce("known_sender", "prior_sender")),
-            ),
-            message_id=pl.when(current).then(pl.coalesce("known_message_id", "prior_message_id")),
-            # the domain of that sender, whichever it is
-            sender_domain=pl.when(own)
-            .then("own_sender_domain")
-            .when(current & batch_sender)
-            .then("known_sender_domain")
-            .when(current)
-            .then("prior_sender_domain"),
-            recipient="lower_recipient",
-            recipient_domain="lower_recipient_domain",
-        ).drop(*_CARRIED, "prior_sender", "prior_message_id", "prior_seq", "prior_sender_domain")
+        events = events.drop(*_CARRIED)
         changed = ids.filter(pl.col("state"))
         if changed.height:
-            before = prior.select(
-                "message_ref",
-                prior_sender="sender",
-                prior_message_id="message_id",
-                prior_seq="seq",
-            )
-            known = changed.join(before, on="message_ref", how="left").select(
-                "message_ref",
-                sender=pl.coalesce("sender", "prior_sender"),
-                message_id=pl.coalesce("message_id", "prior_message_id"),
-                seq=pl.coalesce("seq", "prior_seq"),
-                removed_seq="removed_seq",
-            )
-            still_open = known.filter(
-                pl.col("removed_seq").is_null() | (pl.col("removed_seq") < pl.col("seq"))
+            # Per queue id that stays open: the last sender and Message-ID (the batch's, else
+            # the map's) and the batch's last line that gave one.
+            still_open = (
+                ids.filter(pl.col("open"))
+                .join(
+                    prior.select(
+                        "message_ref", prior_sender="sender", prior_message_id="message_id"
+                    ),
+                    on="message_ref",
+                    how="left",
+                )
+                .select(
+                    "message_ref",
+                    sender=pl.coalesce("sender", "prior_sender"),
+                    message_id=pl.coalesce("message_id", "prior_message_id"),
+                    seq="seq",
+                )
             )
             # (a changed id's `seq` is of this batch: after every id left as it was)
             unchanged = self._open.filter(
-                ~pl.col("message_ref").is_in(changed["message_ref"].implode())
+                ~_carry.named_in(self._open, "message_ref", changed["message_ref"])
             )
-            updated = still_open.select(list(_OPEN)).cast(_OPEN).sort("seq")  # type: ignore[arg-type]
+            updated = still_open.cast(_OPEN).sort("seq")  # type: ignore[arg-type]
             self._open = self._bounded(pl.concat([unchanged, compact(updated)]))
         return events
 
@@ -1015,6 +1007,36 @@ def _export_frame(lines: pl.DataFrame) -> pl.DataFrame:
 # --- records -> events ----------------------------------------------------------------------
 
 
+def _events_of(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The lines that matter (`_kinds`) -> (their events, not yet joined with their queue
+    id's sender and Message-ID; the malformed rows, line_no, raw and reason, in line order;
+    how many of the lines are skipped: probes and state lines)."""
+    kind = pl.col("kind")
+    recipients, recipient_skips, recipient_bad = _recipient_events(
+        frame.filter(kind == "recipient")
+    )
+    events = pl.concat(
+        [
+            recipients,
+            _expired_events(frame.filter(kind == "expired")),
+            _reject_events(frame.filter(kind == "reject")),
+        ],
+        how="diagonal_relaxed",
+    )
+    malformed = pl.concat(
+        [
+            frame.filter(kind == "bad").select("line_no", "raw", reason="bad"),
+            frame.filter(kind == "bad_status").select(
+                "line_no", "raw", reason=pl.lit(_NATIVE_REASONS[0])
+            ),
+            recipient_bad,
+        ],
+        how="diagonal_relaxed",
+    ).sort("line_no")
+    skipped = recipient_skips + frame.filter(kind.is_in(_STATE_KINDS)).height
+    return events, malformed, skipped
+
+
 def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFrame]:
     """Recipient status lines -> (events, number skipped, malformed)."""
     # ...smtp[5]: 3F2A1B2C3D: to=<a@example.com>, orig_to=<b@example.com>,
@@ -1053,7 +1075,6 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         "original_recipient",
         "diagnostic",
         "transport",
-        *_known(good),
         message_ref="qid",
         # relay=none: the host is in the text ("connect to mx.example.com[192.0.2.7]:25: ...").
         relay_host=pl.when(no_relay).then(pl.col("remote_host")).otherwise(pl.col("relay_host")),
@@ -1074,28 +1095,6 @@ def _recipient_events(frame: pl.DataFrame) -> tuple[pl.DataFrame, int, pl.DataFr
         sender=pl.lit(None, pl.String()),
     )
     return events, skips, bad
-
-
-#: The fields `_recipient_fields` adds (the C tokenizer cuts the same: native/postfix.c).
-_RECIPIENT_FIELDS = (
-    "recipient",
-    "original_recipient",
-    "relay",
-    "delay",
-    "dsn",
-    "dsn_alone",
-    "status",
-    "rest",
-    "relay_host",
-    "relay_ip",
-    "diagnostic",
-    "said_code",
-    "said_enhanced",
-    "leading_code",
-    "leading_enhanced",
-    "remote_host",
-    "remote_ip",
-)
 
 
 def _recipient_fields(frame: pl.DataFrame) -> pl.DataFrame:
@@ -1149,8 +1148,13 @@ def _recipient_fields(frame: pl.DataFrame) -> pl.DataFrame:
     ).unnest("said", "remote")
 
 
-#: The fields `_state_fields` adds (the C tokenizer cuts the same).
+#: The fields `_state_fields` adds (the C tokenizer cuts the same: native/postfix.c).
 _STATE_FIELDS = ("state_sender", "state_message_id")
+
+#: The kinds of the state lines: what they say of a queue id is joined onto its events.
+_STATE_KINDS = ("from", "message_id", "removed")
+#: The columns of the state lines that `_join_open_ids` reads.
+_STATE_COLUMNS = ("line_no", "seq", "qid", "kind", *_STATE_FIELDS)
 
 
 def _state_fields(frame: pl.DataFrame) -> pl.DataFrame:
@@ -1184,17 +1188,12 @@ def _expired_events(frame: pl.DataFrame) -> pl.DataFrame:
         "timestamp",
         "host",
         "transport",
-        *_known(frame),
         event=pl.lit("expired"),
         message_ref="qid",
         sender=pl.col("body").str.extract(r"^from=<([^>]*)>", 1),
         diagnostic=pl.col("body").str.extract(r", status=expired, (.*)$", 1),
         recipient=pl.lit(None, pl.String()),
     )
-
-
-#: The fields `_reject_fields` adds (the C tokenizer cuts the same).
-_REJECT_FIELDS = ("stage", "client_host", "client_ip", "envelope_sender", "envelope_recipient")
 
 
 def _reject_fields(frame: pl.DataFrame) -> pl.DataFrame:
@@ -1242,7 +1241,6 @@ def _reject_events(frame: pl.DataFrame) -> pl.DataFrame:
         "host",
         "diagnostic",
         "transport",
-        *_known(parsed),
         event=pl.lit("rejected"),
         message_ref=pl.when(pl.col("qid") == "NOQUEUE").then(None).otherwise(pl.col("qid")),
         # the client our server refused (postscreen names no host: "RCPT from [192.0.2.1]")
@@ -1292,83 +1290,108 @@ def _stamp_times(keys: pl.Series, tz: str, reference: datetime) -> pl.DataFrame:
     return keys.unique().drop_nulls().to_frame("key").select("key", timestamp=times)
 
 
-#: What the C path says of an event's queue id from the batch's state lines (`tokenize`'s
-#: `known_*`): the last sender and Message-ID, the `seq` of the last line that gave one, of
-#: the last `removed`.
-_KNOWN = ("known_sender", "known_message_id", "known_seq", "known_removed")
-#: What the C path gives an event beside (`tokenize`): the recipient lower-cased (null when
-#: empty) and its domain, the domain of the sender the line names itself and of `known_sender`
-#: (`smtp.domain_of`).
-_LOWERED = ("lower_recipient", "lower_recipient_domain", "own_sender_domain", "known_sender_domain")
-#: The columns the C path's events carry through `_recipient_events` and the others.
-_CARRIED = (*_KNOWN, *_LOWERED)
-#: The columns of the lines that matter on the C path when the batch is joined as the
-#: polars path joins it (`_KEPT` and the fields the C tokenizer cuts).
-_NATIVE_COLUMNS = (*_KEPT, *_RECIPIENT_FIELDS, *_STATE_FIELDS, *_REJECT_FIELDS)
+#: What the C path's events carry beside their own columns (`tokenize`), whose `sender`,
+#: `sender_domain` and `message_id` are those the batch's state lines give: whether the
+#: line names its sender itself, and whether the map of open ids is to give its sender (and
+#: the sender's domain) and its Message-ID where it has the event's queue id.
+_CARRIED = ("sender_own", "sender_open", "message_id_open")
+#: The events of `tokenize`'s `event` column, by number (native/postfix.c, `EV_...`).
+_NATIVE_EVENTS = ("delivered", "deferred", "bounced", "expired", "rejected")
+#: Why `tokenize` put a line among the malformed, by number (`R_...`): the reasons
+#: `_events_of` gives (the third names the status).
+_NATIVE_REASONS = (
+    "status line without to=<...> or relay=",
+    "unreadable recipient status line",
+    "unknown status={}",
+)
 
 
-def _known(frame: pl.DataFrame) -> list[str]:
-    """The `_CARRIED` columns `frame` has (those of the C path's events), to be carried along."""
-    return [name for name in _CARRIED if name in frame.columns]
-
-
-def _native_frame(
+def _native_events(
     data: bytes, cut: dict[str, Any], tz: str, reference: datetime, seq_base: int
 ) -> pl.DataFrame:
-    """The rows of events and damaged status lines of `tokenize` as `_syslog_kinds` gives
-    them (its `_KEPT` columns), with the fields of `_recipient_fields` and `_reject_fields`
-    and what the batch's state lines say of their queue id (`_KNOWN`)."""
+    """The events of `tokenize` with the columns `_recipient_events`, `_expired_events` and
+    `_reject_events` give, in line order, the recipient and its domain lower-cased, and the
+    sender, its domain and the Message-ID the batch's own state lines give (`_CARRIED`)."""
     count = cut["kept"]
 
     def strings(name: str) -> pl.Series:
-        return string_column(name, count, cut[name], data, cut[f"{name}_valid"])
-
-    def seqs(name: str) -> pl.Expr:
-        return pl.col(name) + seq_base
-
-    def lowered(name: str) -> pl.Series:
         # (views into the batch, or into its lower-cased copies: `lower`)
         return string_column(
             name, count, cut[name], data, cut[f"{name}_valid"], second=cut["lower"]
         )
 
-    fields = (*_RECIPIENT_FIELDS, *_REJECT_FIELDS)
-    views = ("raw", "host", "transport", "qid", "body", *fields, "known_sender", "known_message_id")
+    def numbers(name: str, kind: pa.DataType) -> pl.Series:
+        return number_column(name, kind, count, cut[name], cut[f"{name}_valid"])
+
+    views = (
+        "raw",
+        "host",
+        "transport",
+        "message_ref",
+        "recipient",
+        "recipient_domain",
+        "original_recipient",
+        "diagnostic",
+        "relay_host",
+        "relay_ip",
+        "client_host",
+        "client_ip",
+        "enhanced_code",
+        "delay",
+        "sender",
+        "sender_domain",
+        "message_id",
+    )
     frame = pl.DataFrame(
         [
             number_column("line_no", pa.int64(), count, cut["line_no"]),
             number_column("key", pa.int32(), count, cut["stamp"]),
-            number_column("kind", pa.uint8(), count, cut["kind"]),
+            number_column("event", pa.uint8(), count, cut["event"]),
             *(strings(name) for name in views),
+            numbers("smtp_code", pa.int16()),
             *(
-                number_column(name, pa.int64(), count, cut[name], cut[f"{name}_valid"])
-                for name in ("known_seq", "known_removed")
+                number_column(name, pa.uint8(), count, cut[name]).cast(pl.Boolean())
+                for name in _CARRIED
             ),
-            *(lowered(name) for name in _LOWERED),
         ]
-    ).with_columns(key=pl.when(pl.col("key") >= 0).then("key"))
+    )
     times = _stamp_times(frame["key"], tz, reference)
     timestamp = pl.col("key").replace_strict(
         times["key"], times["timestamp"], default=None, return_dtype=pl.Datetime("us", "UTC")
     )
-    kind = pl.lit(pl.Series(_KIND.categories, dtype=_KIND)).gather(pl.col("kind"))
+    event = pl.lit(pl.Series(_NATIVE_EVENTS, dtype=pl.String())).gather(pl.col("event"))
+    seq = (pl.col("line_no") + seq_base).alias("seq")
     return frame.select(
         "line_no",
-        seqs("line_no").alias("seq"),
-        "raw",
+        seq,
         timestamp.alias("timestamp"),
-        "host",
-        "transport",
-        "qid",
-        "body",
-        kind.alias("kind"),
-        pl.lit(None, pl.String()).alias("bad"),
-        *fields,
-        "known_sender",
-        "known_message_id",
-        seqs("known_seq"),
-        seqs("known_removed"),
-        *_LOWERED,
+        event.alias("event"),
+        *views,
+        "smtp_code",
+        *_CARRIED,
+        delay_s=pl.col("delay").cast(pl.Float64(), strict=False),
+    ).drop("delay")
+
+
+def _native_malformed(data: bytes, cut: dict[str, Any]) -> pl.DataFrame:
+    """The malformed lines of `tokenize` (line_no, raw, reason), in line order."""
+    count = cut["bad"]
+    reason = number_column("reason", pa.uint8(), count, cut["bad_reason"])
+    status = string_column("status", count, cut["bad_status"], data, cut["bad_status_valid"])
+    named = pl.Series(_NATIVE_REASONS, dtype=pl.String()).gather(reason)
+    return pl.DataFrame(
+        [
+            number_column("line_no", pa.int64(), count, cut["bad_line_no"]),
+            string_column("raw", count, cut["bad_raw"], data),
+            named.alias("reason"),
+            status,
+        ]
+    ).select(
+        "line_no",
+        "raw",
+        reason=pl.when(pl.col("status").is_null())
+        .then("reason")
+        .otherwise(pl.format("unknown status={}", pl.col("status"))),
     )
 
 
@@ -1389,14 +1412,21 @@ def _native_state(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFra
                 for name in _STATE_FIELDS
             ),
         ]
-    ).with_columns((pl.col("line_no") + seq_base).alias("seq"), kind.alias("kind"))
+    ).select(
+        "line_no",
+        (pl.col("line_no") + seq_base).alias("seq"),
+        "qid",
+        kind.alias("kind"),
+        *_STATE_FIELDS,
+    )
 
 
 def _native_ids(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame:
     """The queue ids a batch names (`tokenize`'s `ids`), with what its state lines say of
     each: `message_ref`, the last `sender` and `message_id`, the `seq` of the last line that
     gave one and the `removed_seq` of the last `removed`; `state`: whether a state line names
-    it."""
+    it; `open`: whether it stays open after the batch (no `removed` after its last from= or
+    message-id=)."""
     count = cut["ids"]
 
     def strings(name: str, key: str) -> pl.Series:
@@ -1413,5 +1443,6 @@ def _native_ids(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame
             seqs("seq", "id_seq"),
             seqs("removed_seq", "id_removed"),
             number_column("state", pa.uint8(), count, cut["id_state"]).cast(pl.Boolean()),
+            number_column("open", pa.uint8(), count, cut["id_open"]).cast(pl.Boolean()),
         ]
     )
