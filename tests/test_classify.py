@@ -719,6 +719,57 @@ def test_every_pattern_matches_its_example() -> None:
     assert checked.filter(~pl.col("ok"))["id"].to_list() == []
 
 
+#: Client rejects that name a list of IP addresses, as Exim and Postfix log them (the first two
+#: as the generator writes them; the rest after sample_logs/), the whole line as a person
+#: pastes it into `explain`, and what the engine must answer (issue 14).
+CLIENT_REJECTS = [
+    (
+        "rejected RCPT <david.silva@example.com>: 192.0.2.253 is listed at bl.spamcop.net",
+        "blocked",
+        "spamcop",
+    ),
+    # an address and a HELO name that hold the word "sender" (the wrong answer of issue 14:
+    # `\bsender\b.{0,40}\brejected` read them as a refused sender)
+    (
+        "2026-11-27 01:36:00 H=(promo-sender.example.biz) [45.155.205.42]:52737 "
+        "F=<info@promo-sender.example.biz> rejected RCPT <anna.okafor@example.com>: "
+        "45.155.205.42 is listed at zen.spamhaus.org",
+        "blocked",
+        "spamhaus",
+    ),
+    (
+        "H=(sender) [198.51.100.39]:31554 F=<> rejected RCPT <mateo.horvat@example.com>: "
+        "198.51.100.39 is listed at zen.spamhaus.org",
+        "blocked",
+        "spamhaus",
+    ),
+    (
+        "NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 554 5.7.1 Service unavailable; Client "
+        "host [192.0.2.1] blocked using zen.spamhaus.org; from=<news@sender.example> "
+        "to=<a@example.com> proto=ESMTP helo=<sender>",
+        "blocked",
+        "spamhaus",
+    ),
+    # words about the sender's address or the message's links keep their list-backed rule
+    (
+        "554 5.7.1 <s@b.example>: Sender address rejected: b.example is listed in dbl.spamhaus.org",
+        "rejected",
+        "spamhaus_dbl",
+    ),
+    ("554 5.7.1 Message rejected: URL listed at multi.surbl.org", "spam_detected", "surbl"),
+]
+
+
+@needs_real
+@pytest.mark.parametrize(("text", "category", "blocklist"), CLIENT_REJECTS)
+def test_a_named_ip_list_decides_a_client_reject_14(
+    text: str, category: str, blocklist: str
+) -> None:
+    events = conform(pl.DataFrame({"event": ["rejected"], "diagnostic": [text]}))
+    got = classify(events, load_rules()).select("category", "blocklist").row(0)
+    assert got == (category, blocklist)
+
+
 @needs_real
 @pytest.mark.skipif(not MESSAGES.is_file(), reason="messages.tsv not written yet")
 def test_labelled_phrases_decide_the_same_inside_a_whole_reply() -> None:
