@@ -112,6 +112,11 @@ _KEY = [
 #: The help page a URL names (Google's `https://support.google.com/mail/?p=NoSuchUser`): the
 #: `p=` parameter of the first URL with a query string, as report keys keep it (normalize.py).
 _HELP_PAGE = r"https?://[^\s?#]*[?#](?:(?:[^\s)\]>\"'&;]*[&;])*?(p=[^\s&#;)\]>\"']+))?"
+#: An id the normalized text masked and the number after its dot: Gmail signs each reply with
+#: an id of its message, `d9443c01a7336-1f3a1ed8b6esi.298 - gsmtp`, whose mask leaves `.298`
+#: (the digits start no word of five): the key takes it as part of the id, or each Gmail text
+#: would be a hundred keys.
+_DOTTED_ID = (r"<id>\.\d+\b", "<id>")
 #: The masks' placeholders (normalize.py) as patterns read them: `<ip>` is `<_ip_>`, so that no
 #: pattern's word finds the placeholder's (`\bip\b.{0,40}\brejected` must not read the IP of the
 #: host that answered, `host mx.example[<ip>] said: 550 ... rejected`).
@@ -1113,7 +1118,8 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
             "smtp_code",
             "enhanced_code",
             "hex_code",
-            "_grouped",
+            # (Google's message id, `<id>.298 - gsmtp`, is one id: the key holds no number of it)
+            pl.col("_grouped").str.replace(*_DOTTED_ID),
             "class",
             # what the text names and asks for, whatever decides the category
             blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
