@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from bounce_analyzer import classify as classify_module
 from bounce_analyzer.classify import INPUT_COLUMNS, _prepared, classify
 from bounce_analyzer.explain import explain_stream
 from bounce_analyzer.generate import generate_exim, generate_postfix
@@ -287,3 +289,32 @@ def test_explain_of_one_line_alone(explain_lines: list[str]) -> None:
         if _explained([explain_lines[row]], 1, rules)[0] != expected[row]:
             differ.append(explain_lines[row])
     assert differ[:10] == []
+
+
+# --- the memory ---------------------------------------------------------------------------------
+
+
+def test_the_memory_is_bounded(
+    events: pl.DataFrame, whole: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # past its bound the memory forgets its oldest keys, and the answers stay the same
+    monkeypatch.setattr(classify_module, "_DECISIONS_REMEMBERED", 50)
+    rules = replace(load_rules())
+    chunked = _in_chunks(events, 333, rules)
+    remembered = _prepared(rules).memory.decisions
+    assert remembered is not None and remembered.height == 50
+    assert remembered.select(classify_module._KEY).is_unique().all()
+    assert _differences(whole, chunked, events["diagnostic"]) == []
+
+
+def test_calls_in_threads_share_the_memory(events: pl.DataFrame, whole: pl.DataFrame) -> None:
+    # the pipeline classifies in threads of its own: calls at the same time with one Rules
+    # object remember each key once and give the answers of one call
+    rules = replace(load_rules())
+    starts = range(0, events.height, 1000)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parts = list(pool.map(lambda start: classify(events.slice(start, 1000), rules), starts))
+    remembered = _prepared(rules).memory.decisions
+    assert remembered is not None
+    assert remembered.select(classify_module._KEY).is_unique().all()
+    assert _differences(whole, pl.concat(parts), events["diagnostic"]) == []
