@@ -771,6 +771,26 @@ def test_a_named_ip_list_decides_a_client_reject_14(
 
 
 @needs_real
+def test_the_help_page_a_url_names_is_part_of_the_key_14() -> None:
+    # Gmail tells its reasons apart by the help page it links, in the query string that the
+    # normalized text masks: texts that differ only there are two keys, in one call as alone
+    texts = [
+        "550 5.2.1 https://support.google.com/mail/?p=DisabledUser d9443c01a7336-1f3a1ed8b6esi.90"
+        " - gsmtp",
+        "550 5.2.1 https://support.google.com/mail/?hl=en&p=ReceivingRatePerm "
+        "a640c23a62f3a-a9a5e2bf7f6si.37 - gsmtp",
+        "550 5.2.1 https://support.google.com/mail/?p=$0 d9443c01a7336-1f3a1ed8b6esi.90 - gsmtp",
+    ]
+    events = conform(pl.DataFrame({"event": "bounced", "diagnostic": texts}))
+    rules = load_rules()
+    together = classify(events, rules)["rule_id"].to_list()
+    alone = [classify(events.slice(row, 1), rules)["rule_id"].item() for row in range(3)]
+    assert together == alone
+    assert together[:2] == ["pattern:google.disabled", "pattern:google.receiving_rate"]
+    assert not together[2].startswith("pattern:google.")
+
+
+@needs_real
 @pytest.mark.skipif(not MESSAGES.is_file(), reason="messages.tsv not written yet")
 def test_labelled_phrases_decide_the_same_inside_a_whole_reply() -> None:
     # a rule written from a phrase must decide a whole reply that holds it, as Postfix and Exim

@@ -680,7 +680,9 @@ def _pattern_text(grouped: pl.Expr, reason: pl.Expr) -> pl.Expr:
     placeholders spelt as `_PLACEHOLDERS` says and the help page its first URL names put
     back (`https://support.google.com/mail/?p=disableduser`)."""
     spelt = grouped.str.replace_all(*_PLACEHOLDERS)
-    return spelt.str.replace(r"(https?://[^\s?#]*\?)", pl.lit("${1}") + reason)
+    # (a `$` of the page's name is itself, not a reference to a group of the match)
+    page = reason.str.replace_all("$", "$$", literal=True)
+    return spelt.str.replace(r"(https?://[^\s?#]*\?)", pl.lit("${1}") + page)
 
 
 def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
