@@ -5,19 +5,21 @@ millions of times, so the engine works on distinct values and joins the answers 
 
 1. per distinct (diagnostic, given codes): codes found in the text, and the normalized text;
 2. per distinct (recipient_domain, relay_host): the receiving mailbox provider;
-3. per distinct (reply code, enhanced code, hex code, normalized text, provider, source,
-   class): the category, in the seven steps of the decision order (texts that differ only in
-   the numbers of the host that answered, `mx3.shop41.example`, are one key);
+3. per distinct key (reply code, enhanced code, hex code, normalized text, provider, source,
+   class, the blocklist the text names, the help page its URL names: `_KEY`): the category,
+   in the seven steps of the decision order, from the key's values alone (texts that differ
+   only in what normalization masks or in the numbers of the host that answered,
+   `mx3.shop41.example`, are one key, and the patterns read the key's text, not one of them);
 4. per event: what depends on the event itself (delivered, complained, permanence, bounce type),
    and the provider a provider's own pattern names when step 2 found none.
 
 Events whose category the event itself decides (delivered, complained) skip the text work of
 steps 1 and 3. Every step is a polars expression over a whole frame; the only Python loops are
 over rules, and what depends only on the rules is prepared once per `Rules` object. The
-providers of step 2 are also remembered with the `Rules` object (`_Memory`): the pipeline
-classifies a file in many calls, and later calls look up the pairs it has seen. Categories are
-not: a key's category may depend on the text of its first event in the call (patterns read the
-text itself, not the normalized one), so each call decides its own keys.
+providers of step 2 and the decisions of step 3 are also remembered with the `Rules` object
+(`_Memory`): the pipeline classifies a file in many calls, and `explain -` a stream in
+chunks, and later calls look up the pairs and keys seen before. Since a key's decision is a
+function of the key, an answer is the same whichever call, chunk or order meets its event.
 
 This module holds the decision order. What it builds on lives apart: the normalized text in
 normalize.py (reports build their message keys on the same masks), the literals that spare
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -46,7 +48,6 @@ from bounce_analyzer.extract import (
     with_codes,
 )
 from bounce_analyzer.normalize import (
-    joined_lines,
     normalize_message,
     normalized_texts,
     tokens,
@@ -92,8 +93,34 @@ INPUT_COLUMNS: dict[str, pl.DataType] = {
 }
 
 #: What a key is: `_grouped` is the normalized text with the numbers of the host that answered
-#: masked (`numbered_hosts_alike`).
-_KEY = ["smtp_code", "enhanced_code", "hex_code", "_grouped", "provider", "source", "class"]
+#: masked (`numbered_hosts_alike`); `blocklist` the list the text names (step 3: an address
+#: can name one, `delist@microsoft.com`, and the normalized text masks it); `_reason` the name
+#: of the help page a URL of the text points to (`?p=DisabledUser`), which the normalized
+#: text masks with the rest of the query string. A key's decision reads these values alone
+#: (`_decide`), never the text of one of its events, so it is the same in any call.
+_KEY = [
+    "smtp_code",
+    "enhanced_code",
+    "hex_code",
+    "_grouped",
+    "provider",
+    "source",
+    "class",
+    "blocklist",
+    "_reason",
+]
+#: The help page a URL names (Google's `https://support.google.com/mail/?p=NoSuchUser`): the
+#: `p=` parameter of the first URL with a query string, as report keys keep it (normalize.py).
+_HELP_PAGE = r"https?://[^\s?#]*[?#](?:(?:[^\s)\]>\"'&;]*[&;])*?(p=[^\s&#;)\]>\"']+))?"
+#: An id the normalized text masked and the number after its dot: Gmail signs each reply with
+#: an id of its message, `d9443c01a7336-1f3a1ed8b6esi.298 - gsmtp`, whose mask leaves `.298`
+#: (the digits start no word of five): the key takes it as part of the id, or each Gmail text
+#: would be a hundred keys.
+_DOTTED_ID = (r"<id>\.\d+\b", "<id>")
+#: The masks' placeholders (normalize.py) as patterns read them: `<ip>` is `<_ip_>`, so that no
+#: pattern's word finds the placeholder's (`\bip\b.{0,40}\brejected` must not read the IP of the
+#: host that answered, `host mx.example[<ip>] said: 550 ... rejected`).
+_PLACEHOLDERS = (r"<(address|ip|id|time|date)>", "<_${1}_>")
 _TEXT = ["diagnostic", "smtp_code", "enhanced_code"]
 _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
@@ -161,19 +188,28 @@ def _by_domain(rules: Rules) -> pl.Expr:
 
 #: How many (recipient domain, relay host) pairs a `Rules` object remembers: oldest go first.
 _REMEMBERED = 50_000
+#: How many keys' decisions a `Rules` object remembers: oldest go first. (A generated 1M-line
+#: Postfix log holds about 8,500 keys, which take 3 MiB.)
+_DECISIONS_REMEMBERED = 20_000
+#: What step 3 decides for a key.
+_DECIDED = ["key_category", "key_rule", "key_of"]
 
 
 @dataclass
 class _Memory:
     """Answers already found with one `Rules` object, so that later calls look them up.
 
-    The pipeline classifies a file in many calls, and the same (recipient domain, relay host)
-    pairs come back in each. An update replaces the whole frame, so a call running in another
-    thread at the same time sees the old frame or the new one (at worst it works a pair out
-    again).
+    The pipeline classifies a file in many calls, and `explain -` a stream in chunks: the same
+    (recipient domain, relay host) pairs and the same keys come back in each. A key's decision
+    is a function of the key alone (`_KEY`), so a later call decides only the keys it has not
+    seen. An update replaces the whole frame, under `lock` for the keys (two calls remember
+    them in turn), so a call running in another thread at the same time sees the old frame or
+    the new one (at worst it works a pair or a key out again).
     """
 
     hosts: pl.DataFrame  # recipient_domain, relay_host, provider
+    decisions: pl.DataFrame | None = None  # the _KEY columns and _DECIDED (None: none yet)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -409,7 +445,7 @@ def _prepare(rules: Rules) -> _Prepared:
 def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
     """Steps 1 and 4: the provider's or source's own table (and any table's Outlook hex codes).
 
-    `keys` has `_key`, the codes, `provider`, `source` and `normalized`; the answer has
+    `keys` has `_key`, the codes, `provider`, `source` and `_grouped`; the answer has
     `_key`, `table_rule`, `table_category` and `table_by_text` for the keys a row decides.
     `table_by_text` is true where the row's words are in the text (or its hex code is): step
     1; false where the row is only the key's one row with both its codes: step 4, which
@@ -438,10 +474,10 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
     # a row's tokens hold no stop word and set_intersection counts distinct words, so the key's
     # plain words give the same overlap as its tokens
     key_words = keys.join(candidates.select("_key").unique(), on="_key", how="semi").select(
-        "_key", "normalized", words(pl.col("normalized")).alias("tokens")
+        "_key", "_grouped", words(pl.col("_grouped")).alias("tokens")
     )
     candidates = candidates.join(key_words, on="_key", how="left")
-    contained = pl.col("row_message").is_not_null() & pl.col("normalized").str.contains(
+    contained = pl.col("row_message").is_not_null() & pl.col("_grouped").str.contains(
         pl.col("row_message"), literal=True
     )
     overlap = pl.col("tokens").list.set_intersection(pl.col("row_tokens")).list.len() / pl.col(
@@ -614,11 +650,49 @@ def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(found) if found else tried.select("_key", "pattern_index")
 
 
-def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
-    """Category and rule_id for each distinct key (steps 1 to 7 of docs/RULES.md).
+def _decisions(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """`_key` and `_DECIDED` for each of `keys` (`_key` and the `_KEY` columns): looked up
+    where an earlier call with the same rules decided the key, else decided (`_decide`) and
+    remembered (`_Memory`)."""
+    memory = prepared.memory
+    known = memory.decisions
+    if known is None:
+        new, found = keys, None
+    else:
+        looked_up = keys.join(known, on=_KEY, how="left", nulls_equal=True)
+        # (every decision has a rule: a null one is a key not seen before)
+        seen = pl.col("key_rule").is_not_null()
+        found = looked_up.filter(seen).select("_key", *_DECIDED)
+        new = looked_up.filter(~seen).select(keys.columns)
+        if new.height == 0:
+            return found
+    decided = _decide(new, prepared)
+    remembered = new.join(decided, on="_key").select(*_KEY, *_DECIDED)
+    with memory.lock:
+        memory.decisions = _remember(
+            memory.decisions, remembered, on=_KEY, bound=_DECISIONS_REMEMBERED
+        )
+    return decided if found is None else pl.concat([found, decided])
 
-    `keys` has `named_list`: the blocklist its text names (step 3), or null.
-    """
+
+def _pattern_text(grouped: pl.Expr, reason: pl.Expr) -> pl.Expr:
+    """What the patterns read of a key: its normalized text (`_grouped`), the masks'
+    placeholders spelt as `_PLACEHOLDERS` says and the help page its first URL names put
+    back (`https://support.google.com/mail/?p=disableduser`)."""
+    spelt = grouped.str.replace_all(*_PLACEHOLDERS)
+    # (a `$` of the page's name is itself, not a reference to a group of the match)
+    page = reason.str.replace_all("$", "$$", literal=True)
+    return spelt.str.replace(r"(https?://[^\s?#]*\?)", pl.lit("${1}") + page)
+
+
+def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """Category and rule_id for each distinct key (steps 1 to 7 of docs/RULES.md), from the
+    key's values alone (`_KEY`): its normalized text, codes, provider, source, class, the
+    blocklist its text names (step 3) and the help page its URL names."""
+    keys = keys.with_columns(
+        _pattern_text(pl.col("_grouped"), pl.col("_reason")).alias("text"),
+        pl.col("blocklist").alias("named_list"),
+    )
     lazy = keys.lazy()
     found = _step_tables(lazy, prepared).collect(engine=_ENGINE)
     if prepared.patterns.height:
@@ -713,13 +787,23 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
 # --- distinct values --------------------------------------------------------------------------
 
 
-def _remember(known: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
-    """`known` pairs with the `new` ones appended, keeping the newest `_REMEMBERED` rows."""
-    # another thread may have remembered some of them meanwhile: a pair must be there once
-    new = new.join(known, on=_HOST, how="anti", nulls_equal=True)
-    both = pl.concat([known, new])
-    if both.height > _REMEMBERED:
-        both = both.tail(_REMEMBERED)
+def _remember(
+    known: pl.DataFrame | None,
+    new: pl.DataFrame,
+    *,
+    on: list[str],
+    bound: int,
+) -> pl.DataFrame:
+    """`known` rows with the `new` ones appended (rows told apart by `on`), keeping the newest
+    `bound` rows."""
+    if known is None:
+        both = new
+    else:
+        # another thread may have remembered some of them meanwhile: a row must be there once
+        new = new.join(known, on=on, how="anti", nulls_equal=True)
+        both = pl.concat([known, new])
+    if both.height > bound:
+        both = both.tail(bound)
     # concat appends chunks: a lookup into many small chunks is slower than into one
     return both.rechunk() if both.n_chunks() > 16 else both
 
@@ -734,7 +818,9 @@ def _providers(hosts: pl.DataFrame, prepared: _Prepared) -> pl.Series:
     new = found.filter(pl.col("provider").is_null()).select(_HOST).unique()
     if new.height == 0:
         return found["provider"]
-    memory.hosts = _remember(memory.hosts, _new_providers(new, prepared))
+    memory.hosts = _remember(
+        memory.hosts, _new_providers(new, prepared), on=_HOST, bound=_REMEMBERED
+    )
     return hosts.join(memory.hosts, on=_HOST, how="left", nulls_equal=True, maintain_order="left")[
         "provider"
     ]
@@ -1034,47 +1120,37 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
             "smtp_code",
             "enhanced_code",
             "hex_code",
-            "normalized",
-            "_grouped",
+            # (Google's message id, `<id>.298 - gsmtp`, is one id: the key holds no number of it)
+            pl.col("_grouped").str.replace(*_DOTTED_ID),
             "class",
             # what the text names and asks for, whatever decides the category
             blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
             retry_after_of(texts["diagnostic"]),
+            # the help page its URL names, which the normalized text masks (`_KEY`)
+            pl.col("diagnostic").str.to_lowercase().str.extract(_HELP_PAGE, 1).alias("_reason"),
         )
         .collect(engine=_ENGINE)
         .explode("_row")
     )
 
-    # 3. per distinct key: category and rule, decided on the text of the key's first event
+    # 3. per distinct key: category and rule, decided on the key's values alone (texts that
+    # differ only in what the normalized text masks, or in the number of the host that
+    # answered, are one key), or looked up where an earlier call decided the key
     at = facts["_row"]
     keyed = facts.with_columns(
         rows["provider"].gather(at), rows["source"].gather(at), rows["_textual"].gather(at)
     ).filter(textual)
-    # (texts that differ only in the number of the host that answered are one key: its
-    # normalized text is the first event's, as its text is)
     keys = (
         keyed.group_by(_KEY)
-        .agg(
-            "_row",
-            *(
-                pl.col(name).get(pl.col("_row").arg_min()).alias(alias)
-                for name, alias in (("normalized", "normalized"), ("blocklist", "named_list"))
-            ),
-        )
+        .agg("_row")
         .with_row_index("_key")
         .with_columns(pl.col("_key").cast(pl.UInt64))
     )
-    keys = keys.with_columns(
-        rows["diagnostic"].gather(keys["_row"].list.min()).alias("text")
-    ).with_columns(
-        # the patterns read a multi-line reply as one run of words
-        joined_lines(pl.col("text"))
-    )
     decided = (
         keys.select("_key", "_row")
-        .join(_decide(keys.drop("_row"), prepared), on="_key")
+        .join(_decisions(keys.drop("_row"), prepared), on="_key")
         .explode("_row")
-        .select("_row", "key_category", "key_rule", "key_of")
+        .select("_row", *_DECIDED)
     )
 
     # 4. per event
