@@ -36,6 +36,7 @@ enum {
     C_V6 = 128,     /* [0-9a-f:]: where an IPv6 address may start */
     C_BEFORE = 256, /* [\s#(\[=\-\"':<;,]: what may stand before an enhanced code */
     C_OPEN = 512,   /* ["'(\[]: what may stand before a reply code */
+    C_BREAK = 1024, /* [^\S ]: white space other than a space */
 };
 static uint16_t classes[256];
 
@@ -44,6 +45,7 @@ static void fill_classes(void) {
         uint16_t k = 0;
         int space = c == ' ' || (c >= '\t' && c <= '\r');
         if (space) k |= C_SPACE;
+        if (space && c != ' ') k |= C_BREAK;
         if (c >= '0' && c <= '9') k |= C_DIGIT | C_HEX;
         if ((c >= 'a' && c <= 'z') || c == '_') k |= C_LETTER;
         if (c >= 'a' && c <= 'f') k |= C_HEX;
@@ -70,6 +72,26 @@ static inline int boundary(const uchar *s, size_t n, size_t i) {
     int before = i > 0 && is_word(s[i - 1]);
     int after = i < n && is_word(s[i]);
     return before != after;
+}
+
+/* Sixteen bytes (GCC's vectors: SSE2 on x86-64, the same code elsewhere; a comparison gives
+ * -1 where it holds, 0 elsewhere), and whether any of them is not 0. */
+typedef uchar v16 __attribute__((vector_size(16)));
+static inline int any(v16 v) {
+    uint64_t half[2];
+    memcpy(half, &v, 16);
+    return (half[0] | half[1]) != 0;
+}
+
+/* The first digit of in[p..n), or n: sixteen bytes at a time up to the sixteen that hold one. */
+static inline size_t next_digit(const uchar *in, size_t n, size_t p) {
+    for (; p + 16 <= n; p += 16) {
+        v16 v;
+        memcpy(&v, in + p, 16);
+        if (any((v16)((v >= '0') & (v <= '9')))) break;
+    }
+    while (p < n && !is_digit(in[p])) p++;
+    return p;
 }
 
 /* The masks: each reads in[0..n) and writes to out (room for 3n + 16 bytes: no mask more
@@ -246,6 +268,7 @@ static size_t mask_matches(const uchar *in, size_t n, uchar *out, match_at at, u
     size_t o = 0, i = 0, w = strlen(with);
     while (i < n) {
         size_t gap = i;
+        if (first == C_DIGIT) gap = next_digit(in, n, i);
         while (gap < n && !(classes[in[gap]] & first)) gap++;
         memcpy(out + o, in + i, gap - i);
         o += gap - i;
@@ -318,8 +341,10 @@ static size_t word_end(const uchar *in, size_t n, size_t j, int *digit) {
 static size_t mask_ids(const uchar *in, size_t n, uchar *out) {
     size_t o = 0, i = 0;
     while (i < n) {
-        size_t gap = i;
-        while (gap < n && !is_word(in[gap])) gap++;
+        /* (every word either mask takes holds a digit: the words before the word of the next
+         * digit are copied as they are; i is never inside a word) */
+        size_t gap = next_digit(in, n, i);
+        while (gap > i && is_word(in[gap - 1])) gap--;
         memcpy(out + o, in + i, gap - i);
         o += gap - i;
         i = gap;
@@ -433,25 +458,28 @@ static size_t enhanced_tail(const uchar *in, size_t n, size_t p) {
 }
 static size_t drop_line_codes(const uchar *in, size_t n, uchar *out) {
     size_t o = 0, i = 0;
-    while (i < n) {
-        /* ^ first (at the start only), then \s */
-        size_t code = 0, keep = 0;
-        if (i == 0 && line_code(in, n, 0, '-', '-')) {
-            code = 0;
-            keep = 0;
-        } else if (is_space(in[i]) && line_code(in, n, i + 1, '-', '-')) {
-            code = i + 1;
-            keep = 1;
-        } else {
-            out[o++] = in[i++];
-            continue;
-        }
-        if (keep) out[o++] = in[i];
-        size_t end = code + 4;
-        size_t tail = enhanced_tail(in, n, end);
-        i = tail ? tail : end;
+    /* ^ first (at the start only), then \s: a code's dash is found (memchr), and the code
+     * before it is one where white space stands before that (kept) at i or later */
+    if (line_code(in, n, 0, '-', '-')) {
+        size_t tail = enhanced_tail(in, n, 4);
+        i = tail ? tail : 4;
     }
-    return o;
+    size_t look = i + 4;
+    const uchar *dash;
+    while (look < n && (dash = memchr(in + look, '-', n - look)) != NULL) {
+        size_t code = (size_t)(dash - in) - 3;
+        if (is_space(in[code - 1]) && line_code(in, n, code, '-', '-')) {
+            memcpy(out + o, in + i, code - i);
+            o += code - i;
+            size_t tail = enhanced_tail(in, n, code + 4);
+            i = tail ? tail : code + 4;
+            look = i + 4;
+        } else {
+            look = (size_t)(dash - in) + 1;
+        }
+    }
+    memcpy(out + o, in + i, n - i);
+    return o + n - i;
 }
 
 /* The normalized text of s[0..n) (ASCII) into *out (grown as needed); its length, or -1 when
@@ -472,9 +500,34 @@ static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **res
         work->size = need;
     }
     uchar *x = work->a, *y = work->b, *t;
-    for (size_t i = 0; i < n; i++) {
+    /* lower-cased, noting the classes of its characters and whether two spaces follow each
+     * other */
+    unsigned seen = 0, doubled = 0;
+    uchar before = 0;
+    size_t i = 0;
+    /* sixteen bytes at a time (`v16`); the pairs of spaces read the next byte too */
+    v16 digit = {0}, breaks = {0}, pairs = {0};
+    for (; i + 17 <= n; i += 16) {
+        v16 v, next;
+        memcpy(&v, s + i, 16);
+        memcpy(&next, s + i + 1, 16);
+        v += (v16)((v >= 'A') & (v <= 'Z')) & 32;
+        memcpy(x + i, &v, 16);
+        digit |= (v16)((v >= '0') & (v <= '9'));
+        breaks |= (v16)((v >= '\t') & (v <= '\r'));
+        pairs |= (v16)((v == ' ') & (next == ' '));
+    }
+    if (any(digit)) seen |= C_DIGIT;
+    if (any(breaks)) seen |= C_BREAK;
+    doubled = any(pairs);
+    if (i > 0) before = x[i - 1];
+    for (; i < n; i++) {
         uchar c = (uchar)s[i];
-        x[i] = (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c;
+        c = (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c;
+        x[i] = c;
+        seen |= classes[c];
+        doubled |= (c == ' ') & (before == ' ');
+        before = c;
     }
     size_t len = n;
 #define PASS(call)        \
@@ -486,8 +539,11 @@ static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **res
     } while (0)
     /* a pass runs where the text holds what each of its matches holds (in order: no mask
      * writes one of those characters but `<address>`'s `d`s and the spaces) */
-    int digits = 0;
-    for (size_t i = 0; i < len && !digits; i++) digits = is_digit(x[i]);
+    int digits = (seen & C_DIGIT) != 0;
+    /* the spaces' pass where there is white space to rewrite (a run of two, or any but a
+     * space): the masks before it make none (each match becomes a word, whatever white space
+     * it held) */
+    int spaced = (seen & C_BREAK) || doubled;
     if (memchr(x, '@', len)) PASS(mask_address(x, len, y));
     if (memchr(x, '/', len)) PASS(mask_url_query(x, len, y));
     if (digits && has_dated(x, len)) PASS(mask_matches(x, len, y, time_at, C_DIGIT, "<time>"));
@@ -495,7 +551,7 @@ static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **res
     if (has_colons(x, len)) PASS(mask_matches(x, len, y, ipv6_at, C_V6, "<ip>"));
     if (digits && has_dated(x, len)) PASS(mask_matches(x, len, y, date_at, C_DIGIT, "<date>"));
     if (digits) PASS(mask_ids(x, len, y));
-    PASS(mask_spaces(x, len, y));
+    if (spaced) PASS(mask_spaces(x, len, y));
     if (memchr(x, '\\', len)) PASS(join_escaped(x, len, y));
     if (digits && has_line_code(x, len)) PASS(drop_line_codes(x, len, y));
 #undef PASS

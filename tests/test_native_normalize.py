@@ -55,6 +55,9 @@ CASES = [
     "host mx3.shop41.example[198.51.7.9] said: 550 5.1.1 user unknown",
     "<a@b.example>: host mx1.mail2.example [192.0.2.1]: 550 rejected",
     "<<a@b.example>>: host 1a2b [x] host mx9.example[",
+    # sixteen bytes at a time: spaces, upper case and digits at and across the blocks' edges
+    "ABCDEFGHIJKLMNO  PQRSTUVWXYZABCD  EFGHIJKLMNOPQRS\tTUVWXYZABCDEFG1 host 12345678901234567",
+    "abcdefghijklmnopqrstuvwxyzabcdef 550-5.1.1 abcdefghijklmno 550-5.1.1 xyz 421-4.7.0 ",
     "",
     "   ",
 ]
