@@ -586,30 +586,174 @@ static size_t answering_host(const uchar *s, size_t n) {
     return 0;
 }
 
-/* `text` (an ASCII str) with the digits of its answering host masked: a new reference (`text`
- * itself when there is nothing to mask), or NULL when memory runs out. */
-static PyObject *hosts_masked(PyObject *text) {
-    const uchar *s = PyUnicode_DATA(text);
-    size_t n = (size_t)PyUnicode_GET_LENGTH(text);
-    size_t start = memchr(s, '\n', n) ? 0 : answering_host(s, n);
-    int digits = 0;
-    for (size_t p = 0; p < start && !digits; p++) digits = is_digit(s[p]);
-    if (!digits) {
-        Py_INCREF(text);
-        return text;
+/* --- columns handed to polars as Arrow arrays (no Python object per text) ------------------ */
+
+/* The Arrow C data interface's structs (arrow.apache.org/docs/format/CDataInterface.html). */
+struct ArrowSchema {
+    const char *format;
+    const char *name;
+    const char *metadata;
+    int64_t flags;
+    int64_t n_children;
+    struct ArrowSchema **children;
+    struct ArrowSchema *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+struct ArrowArray {
+    int64_t length;
+    int64_t null_count;
+    int64_t offset;
+    int64_t n_buffers;
+    int64_t n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+static inline void valid_bit_set(uint8_t *bitmap, int64_t i) {
+    bitmap[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+
+/* A column of large strings (Arrow's `U`: int64 offsets) being written, row after row. */
+typedef struct {
+    uint8_t *validity; /* a bit a row, 1: a value */
+    int64_t *offsets;  /* rows + 1 */
+    uchar *data;
+    size_t size, room; /* of data */
+    int64_t rows, nulls;
+    const void *buffers[3]; /* (when handed over) */
+} column;
+
+static int column_start(column *c, Py_ssize_t rows) {
+    memset(c, 0, sizeof *c);
+    c->validity = calloc((size_t)rows / 8 + 1, 1);
+    c->offsets = malloc(((size_t)rows + 1) * sizeof(int64_t));
+    c->room = 1 << 16;
+    c->data = malloc(c->room);
+    if (c->validity == NULL || c->offsets == NULL || c->data == NULL) return -1;
+    c->offsets[0] = 0;
+    return 0;
+}
+static void column_free(column *c) {
+    free(c->validity);
+    free(c->offsets);
+    free(c->data);
+    c->validity = NULL;
+    c->offsets = NULL;
+    c->data = NULL;
+}
+/* Room for `more` bytes at the end of the data; -1 when memory runs out. */
+static int column_room(column *c, size_t more) {
+    if (c->size + more <= c->room) return 0;
+    size_t room = c->room;
+    while (room < c->size + more) room *= 2;
+    uchar *grown = realloc(c->data, room);
+    if (grown == NULL) return -1;
+    c->data = grown;
+    c->room = room;
+    return 0;
+}
+/* The next row: the `len` bytes written at the end of the data (`column_room` first). */
+static void column_end_row(column *c, size_t len) {
+    c->size += len;
+    valid_bit_set(c->validity, c->rows);
+    c->offsets[++c->rows] = (int64_t)c->size;
+}
+static void column_null(column *c) {
+    c->nulls++;
+    c->offsets[c->rows + 1] = c->offsets[c->rows];
+    c->rows++;
+}
+
+static void schema_release(struct ArrowSchema *schema) { schema->release = NULL; }
+static void array_release(struct ArrowArray *array) {
+    column *c = array->private_data;
+    column_free(c);
+    free(c);
+    array->release = NULL;
+}
+/* (a capsule whose struct polars did not take releases it itself) */
+static void schema_capsule_free(PyObject *capsule) {
+    struct ArrowSchema *schema = PyCapsule_GetPointer(capsule, "arrow_schema");
+    if (schema == NULL) return;
+    if (schema->release != NULL) schema->release(schema);
+    free(schema);
+}
+static void array_capsule_free(PyObject *capsule) {
+    struct ArrowArray *array = PyCapsule_GetPointer(capsule, "arrow_array");
+    if (array == NULL) return;
+    if (array->release != NULL) array->release(array);
+    free(array);
+}
+
+/* (schema capsule, array capsule) of `c` as Arrow's `format`: `U` (large strings: validity,
+ * offsets, data) or a fixed width (`s`: int16; validity, then the values in `data`). `c`
+ * hands its buffers over (the array releases them); NULL when memory runs out (`c` is then
+ * freed). */
+static PyObject *arrow_capsules(column *c, const char *format) {
+    int strings = strcmp(format, "U") == 0;
+    struct ArrowSchema *schema = calloc(1, sizeof *schema);
+    struct ArrowArray *array = calloc(1, sizeof *array);
+    column *owned = malloc(sizeof *owned);
+    PyObject *schema_capsule = NULL, *array_capsule = NULL, *pair = NULL;
+    if (schema == NULL || array == NULL || owned == NULL) {
+        free(schema);
+        free(array);
+        free(owned);
+        column_free(c);
+        return PyErr_NoMemory();
     }
-    size_t len = 0;
-    for (size_t p = 0; p < start; p++) len += !(is_digit(s[p]) && p > 0 && is_digit(s[p - 1]));
-    PyObject *answer = PyUnicode_New((Py_ssize_t)(len + n - start), 127);
-    if (answer == NULL) return NULL;
-    uchar *out = PyUnicode_DATA(answer);
+    *owned = *c;
+    owned->buffers[0] = owned->nulls ? owned->validity : NULL;
+    owned->buffers[1] = strings ? (const void *)owned->offsets : owned->data;
+    owned->buffers[2] = owned->data;
+    schema->format = format;
+    schema->name = "";
+    schema->flags = 2; /* ARROW_FLAG_NULLABLE */
+    schema->release = schema_release;
+    array->length = owned->rows;
+    array->null_count = owned->nulls;
+    array->n_buffers = strings ? 3 : 2;
+    array->buffers = owned->buffers;
+    array->release = array_release;
+    array->private_data = owned;
+    schema_capsule = PyCapsule_New(schema, "arrow_schema", schema_capsule_free);
+    if (schema_capsule == NULL) {
+        free(schema);
+        array_release(array);
+        free(array);
+        return NULL;
+    }
+    array_capsule = PyCapsule_New(array, "arrow_array", array_capsule_free);
+    if (array_capsule == NULL) {
+        array_release(array);
+        free(array);
+        Py_DECREF(schema_capsule);
+        return NULL;
+    }
+    pair = PyTuple_Pack(2, schema_capsule, array_capsule);
+    Py_DECREF(schema_capsule);
+    Py_DECREF(array_capsule);
+    return pair;
+}
+
+/* The normalized text s[0..n) with the digits of its answering host masked, as the next row of
+ * `c`; -1 when memory runs out. */
+static int push_hosts_masked(column *c, const uchar *s, size_t n) {
+    size_t start = memchr(s, '\n', n) ? 0 : answering_host(s, n);
+    if (column_room(c, n) < 0) return -1;
+    uchar *out = c->data + c->size;
     size_t o = 0;
     for (size_t p = 0; p < start; p++) {
         if (!is_digit(s[p])) out[o++] = s[p];
         else if (p == 0 || !is_digit(s[p - 1])) out[o++] = '#';
     }
     memcpy(out + o, s + start, n - start);
-    return answer;
+    column_end_row(c, o + n - start);
+    return 0;
 }
 
 /* Whether `texts` is a list (else a TypeError naming `function`), with the byte classes
@@ -629,41 +773,49 @@ static PyObject *normalize(PyObject *self, PyObject *texts) {
     (void)self;
     if (!takes_list(texts, "normalize")) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(texts);
-    PyObject *answers = PyList_New(count), *grouped = PyList_New(count), *pair = NULL;
+    column answers, grouped;
     buffers work = {NULL, NULL, 0};
-    if (answers == NULL || grouped == NULL) goto failed;
+    PyObject *normalized_pair = NULL, *grouped_pair = NULL, *pair = NULL;
+    int ready = column_start(&answers, count) == 0;
+    ready = column_start(&grouped, count) == 0 && ready;
+    if (!ready) {
+        PyErr_NoMemory();
+        goto failed;
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *text = PyList_GET_ITEM(texts, i);
-        PyObject *answer = Py_None, *masked = Py_None;
-        if (PyUnicode_Check(text) && PyUnicode_IS_ASCII(text)) {
-            uchar *out = NULL;
-            Py_ssize_t len = normalized((const char *)PyUnicode_DATA(text),
-                                        (size_t)PyUnicode_GET_LENGTH(text), &work, &out);
-            if (len < 0) {
-                PyErr_NoMemory();
-                goto failed;
-            }
-            if ((answer = PyUnicode_New(len, 127)) == NULL) goto failed;
-            memcpy(PyUnicode_DATA(answer), out, (size_t)len);
-            if ((masked = hosts_masked(answer)) == NULL) {
-                Py_DECREF(answer);
-                goto failed;
-            }
-        } else {
-            Py_INCREF(answer);
-            Py_INCREF(masked);
+        if (!(PyUnicode_Check(text) && PyUnicode_IS_ASCII(text))) {
+            column_null(&answers);
+            column_null(&grouped);
+            continue;
         }
-        PyList_SET_ITEM(answers, i, answer);
-        PyList_SET_ITEM(grouped, i, masked);
+        uchar *out = NULL;
+        Py_ssize_t len = normalized((const char *)PyUnicode_DATA(text),
+                                    (size_t)PyUnicode_GET_LENGTH(text), &work, &out);
+        if (len < 0 || column_room(&answers, (size_t)len) < 0 ||
+            push_hosts_masked(&grouped, out, (size_t)len) < 0) {
+            PyErr_NoMemory();
+            goto failed;
+        }
+        memcpy(answers.data + answers.size, out, (size_t)len);
+        column_end_row(&answers, (size_t)len);
     }
-    pair = PyTuple_Pack(2, answers, grouped);
+    free(work.a);
+    free(work.b);
+    work.a = work.b = NULL;
+    normalized_pair = arrow_capsules(&answers, "U");
+    grouped_pair = arrow_capsules(&grouped, "U");
+    if (normalized_pair != NULL && grouped_pair != NULL)
+        pair = PyTuple_Pack(2, normalized_pair, grouped_pair);
+    Py_XDECREF(normalized_pair);
+    Py_XDECREF(grouped_pair);
+    return pair;
 failed:
     free(work.a);
     free(work.b);
-    /* (a list's unset items are NULL, which its deallocation passes over) */
-    Py_XDECREF(answers);
-    Py_XDECREF(grouped);
-    return pair;
+    column_free(&answers);
+    column_free(&grouped);
+    return NULL;
 }
 
 /* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
@@ -772,29 +924,36 @@ static size_t enhanced_at(const uchar *s, size_t n, size_t p, size_t *end) {
 static inline int enhanced_delimiter(uchar c) { return classes[c] & C_BEFORE; }
 
 /* codes(texts) -> (reply codes, first enhanced code, first of class 2, of 4, of 5): for each
- * ASCII str, the reply code extract._reply_code finds in its text without versions (None if
+ * ASCII str, the reply code extract._reply_code finds in its text without versions (null if
  * none) and the first of extract._enhanced_candidates, of all and of each class; for
- * anything else -1 and Nones (the caller runs the polars expressions). */
+ * anything else -1 and nulls (the caller runs the polars expressions). Each an Arrow array
+ * (int16, then large strings) as (schema capsule, array capsule). */
 static PyObject *codes(PyObject *self, PyObject *texts) {
     (void)self;
     if (!takes_list(texts, "codes")) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(texts);
-    PyObject *lists[5] = {NULL, NULL, NULL, NULL, NULL};
+    column reply, found[4];
+    PyObject *pairs[5] = {NULL, NULL, NULL, NULL, NULL}, *answer = NULL;
     uchar *work = NULL;
     size_t size = 0;
-    for (int k = 0; k < 5; k++) {
-        if ((lists[k] = PyList_New(count)) == NULL) goto failed;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            Py_INCREF(Py_None);
-            PyList_SET_ITEM(lists[k], i, Py_None);
-        }
+    int ready = column_start(&reply, count) == 0;
+    for (int k = 0; k < 4; k++) ready = column_start(&found[k], count) == 0 && ready;
+    /* the reply codes' column: two bytes a row in its data, no offsets */
+    ready = ready && column_room(&reply, 2 * (size_t)count + 2) == 0;
+    if (!ready) {
+        PyErr_NoMemory();
+        goto failed;
     }
+    int16_t *replies = (int16_t *)reply.data;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *text = PyList_GET_ITEM(texts, i);
+        /* the first candidate of all, then of classes 2, 4, 5 (found[0] to found[3]) */
+        size_t at[4] = {0, 0, 0, 0}, len[4] = {0, 0, 0, 0};
+        int have[4] = {0, 0, 0, 0};
         if (!(PyUnicode_Check(text) && PyUnicode_IS_ASCII(text))) {
-            PyObject *none = PyLong_FromLong(-1);
-            if (none == NULL) goto failed;
-            PyList_SetItem(lists[0], i, none);
+            replies[i] = -1;
+            valid_bit_set(reply.validity, i);
+            for (int k = 0; k < 4; k++) column_null(&found[k]);
             continue;
         }
         const uchar *s = PyUnicode_DATA(text);
@@ -810,57 +969,73 @@ static PyObject *codes(PyObject *self, PyObject *texts) {
         }
         /* (a copy only where a version is to be taken out) */
         const uchar *versionless = s;
-        size_t len = n;
+        size_t length = n;
         for (size_t v = 0; v < n; v++) {
             uchar c = lower(s[v]);
             if ((c == 'v' || c == 'r') && version_at(s, n, v)) {
-                len = without_versions(s, n, work);
+                length = without_versions(s, n, work);
                 versionless = work;
                 break;
             }
         }
-        int reply = reply_code(versionless, len);
-        if (reply >= 0) {
-            PyObject *value = PyLong_FromLong(reply);
-            if (value == NULL) goto failed;
-            PyList_SetItem(lists[0], i, value);
-        }
-        /* the first candidate of all, then of classes 2, 4, 5 (lists 1 to 4) */
+        int code = reply_code(versionless, length);
+        replies[i] = (int16_t)(code >= 0 ? code : 0);
+        if (code >= 0) valid_bit_set(reply.validity, i);
+        else reply.nulls++;
         /* the codes' first dots, in order: a code at p is found where p is 0, or where a
          * character that may stand before one is at p - 1 and the match before ended there
          * or earlier */
         int wanted = 4;
         size_t done = 0;
         const uchar *dot = versionless;
-        while (wanted > 0 && (dot = memchr(dot, '.', (size_t)(versionless + len - dot))) != NULL) {
-            size_t code = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
+        while (wanted > 0 &&
+               (dot = memchr(dot, '.', (size_t)(versionless + length - dot))) != NULL) {
+            size_t start = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
             dot++;
             if (dot - 1 == versionless) continue;
-            if (!(code == 0 || (code - 1 >= done && enhanced_delimiter(versionless[code - 1]))))
+            if (!(start == 0 ||
+                  (start - 1 >= done && enhanced_delimiter(versionless[start - 1]))))
                 continue;
-            size_t stop = enhanced_at(versionless, len, code, &end);
+            size_t stop = enhanced_at(versionless, length, start, &end);
             if (!stop) continue;
-            int slot = versionless[code] == '2' ? 2 : versionless[code] == '4' ? 3 : 4;
-            for (int k = 1; k <= 4; k++) {
-                if ((k == 1 || k == slot) && PyList_GET_ITEM(lists[k], i) == Py_None) {
-                    PyObject *value = PyUnicode_FromStringAndSize(
-                        (const char *)versionless + code, (Py_ssize_t)(stop - code));
-                    if (value == NULL) goto failed;
-                    PyList_SetItem(lists[k], i, value);
+            int slot = versionless[start] == '2' ? 1 : versionless[start] == '4' ? 2 : 3;
+            for (int k = 0; k < 4; k++) {
+                if ((k == 0 || k == slot) && !have[k]) {
+                    have[k] = 1;
+                    at[k] = start;
+                    len[k] = stop - start;
                     wanted--;
                 }
             }
             done = end;
             dot = versionless + end;
         }
+        for (int k = 0; k < 4; k++) {
+            if (!have[k]) {
+                column_null(&found[k]);
+                continue;
+            }
+            if (column_room(&found[k], len[k]) < 0) {
+                PyErr_NoMemory();
+                goto failed;
+            }
+            memcpy(found[k].data + found[k].size, versionless + at[k], len[k]);
+            column_end_row(&found[k], len[k]);
+        }
     }
     free(work);
-    PyObject *answer = PyTuple_Pack(5, lists[0], lists[1], lists[2], lists[3], lists[4]);
-    for (int k = 0; k < 5; k++) Py_DECREF(lists[k]);
+    work = NULL;
+    reply.rows = count;
+    pairs[0] = arrow_capsules(&reply, "s");
+    for (int k = 0; k < 4; k++) pairs[k + 1] = arrow_capsules(&found[k], "U");
+    if (pairs[0] && pairs[1] && pairs[2] && pairs[3] && pairs[4])
+        answer = PyTuple_Pack(5, pairs[0], pairs[1], pairs[2], pairs[3], pairs[4]);
+    for (int k = 0; k < 5; k++) Py_XDECREF(pairs[k]);
     return answer;
 failed:
     free(work);
-    for (int k = 0; k < 5; k++) Py_XDECREF(lists[k]);
+    column_free(&reply);
+    for (int k = 0; k < 4; k++) column_free(&found[k]);
     return NULL;
 }
 
@@ -976,10 +1151,12 @@ done:
 static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
      "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
-     "and that with its answering host's digits masked, else Nones"},
+     "and that with its answering host's digits masked, else nulls: each an Arrow array of "
+     "large strings as (schema capsule, array capsule)"},
     {"codes", codes, METH_O,
      "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
-     "extract.py finds in each ASCII str (-1 and Nones for anything else)"},
+     "extract.py finds in each ASCII str (-1 and nulls for anything else), each an Arrow "
+     "array as (schema capsule, array capsule)"},
     {"answer_lines", answer_lines, METH_VARARGS,
      "answer_lines(inputs, rests, index, out, line) -> (written, line): explain's answer "
      "lines, each its input as JSON and the rest of its fields, into `out`"},
@@ -987,4 +1164,4 @@ static PyMethodDef methods[] = {
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 2)
+                 methods, 3)
