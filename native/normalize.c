@@ -756,65 +756,154 @@ static int push_hosts_masked(column *c, const uchar *s, size_t n) {
     return 0;
 }
 
-/* Whether `texts` is a list (else a TypeError naming `function`), with the byte classes
- * filled on the first call. */
-static int takes_list(PyObject *texts, const char *function) {
+struct ArrowArrayStream {
+    int (*get_schema)(struct ArrowArrayStream *, struct ArrowSchema *);
+    int (*get_next)(struct ArrowArrayStream *, struct ArrowArray *);
+    const char *(*get_last_error)(struct ArrowArrayStream *);
+    void (*release)(struct ArrowArrayStream *);
+    void *private_data;
+};
+
+/* Whether s[0..n) is ASCII: sixteen bytes at a time. */
+static int ascii(const uchar *s, size_t n) {
+    size_t i = 0;
+    v16 high = {0};
+    for (; i + 16 <= n; i += 16) {
+        v16 v;
+        memcpy(&v, s + i, 16);
+        high |= v;
+    }
+    for (; i < n; i++) high[0] |= s[i];
+    return !any(high & 0x80);
+}
+
+/* What is done with each text of a column: s[0..n), or s NULL for a null or a text that is
+ * not ASCII (the caller's polars path). -1 when memory runs out. */
+typedef int (*each_text)(void *state, const uchar *s, size_t n);
+
+/* `each` on the texts of `texts`, in order: a polars String column, read through the Arrow C
+ * stream it exports (its string views; no Python object a text), with the byte classes
+ * filled on the first call. The number of texts, or -1 with an exception set. */
+static Py_ssize_t for_each_text(PyObject *texts, const char *function, each_text each,
+                                void *state) {
     static int ready = 0;
     if (!ready) {
         fill_classes();
         ready = 1;
     }
-    if (PyList_Check(texts)) return 1;
-    PyErr_Format(PyExc_TypeError, "%s() takes a list", function);
+    PyObject *capsule = PyObject_CallMethod(texts, "__arrow_c_stream__", NULL);
+    if (capsule == NULL) return -1;
+    struct ArrowArrayStream *stream = PyCapsule_GetPointer(capsule, "arrow_array_stream");
+    if (stream == NULL) {
+        Py_DECREF(capsule);
+        return -1;
+    }
+    Py_ssize_t count = 0;
+    struct ArrowSchema schema;
+    if (stream->get_schema(stream, &schema) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): no schema from the column", function);
+        count = -1;
+        goto done;
+    }
+    int views = strcmp(schema.format, "vu") == 0;
+    if (schema.release != NULL) schema.release(&schema);
+    if (!views) {
+        PyErr_Format(PyExc_TypeError, "%s() takes a polars String column", function);
+        count = -1;
+        goto done;
+    }
+    for (;;) {
+        struct ArrowArray array;
+        if (stream->get_next(stream, &array) != 0) {
+            PyErr_Format(PyExc_ValueError, "%s(): the column's stream failed", function);
+            count = -1;
+            goto done;
+        }
+        if (array.release == NULL) break; /* the end */
+        const uint8_t *validity = array.buffers[0], *cells = array.buffers[1];
+        int64_t data_buffers = array.n_buffers - 3;
+        for (int64_t i = 0; i < array.length && count >= 0; i++, count++) {
+            int64_t j = i + array.offset;
+            const uint8_t *view = cells + 16 * j;
+            int32_t len, buffer, offset;
+            memcpy(&len, view, 4);
+            const uchar *text = view + 4;
+            if (len > 12) {
+                memcpy(&buffer, view + 8, 4);
+                memcpy(&offset, view + 12, 4);
+                text = buffer < data_buffers ? (const uchar *)array.buffers[2 + buffer] + offset
+                                              : NULL;
+            }
+            int valid = validity == NULL || ((validity[j >> 3] >> (j & 7)) & 1);
+            if (!valid || text == NULL || !ascii(text, (size_t)len)) text = NULL;
+            if (each(state, text, text ? (size_t)len : 0) < 0) {
+                PyErr_NoMemory();
+                count = -1;
+            }
+        }
+        array.release(&array);
+        if (count < 0) goto done;
+    }
+done:
+    Py_DECREF(capsule); /* (its destructor releases the stream) */
+    return count;
+}
+
+/* What `normalize` writes: the two columns, and the masks' buffers. */
+typedef struct {
+    column answers, grouped;
+    buffers work;
+} normalizing;
+
+static int normalize_one(void *state, const uchar *s, size_t n) {
+    normalizing *to = state;
+    if (s == NULL) {
+        column_null(&to->answers);
+        column_null(&to->grouped);
+        return 0;
+    }
+    uchar *out = NULL;
+    Py_ssize_t len = normalized((const char *)s, n, &to->work, &out);
+    if (len < 0 || column_room(&to->answers, (size_t)len) < 0 ||
+        push_hosts_masked(&to->grouped, out, (size_t)len) < 0)
+        return -1;
+    memcpy(to->answers.data + to->answers.size, out, (size_t)len);
+    column_end_row(&to->answers, (size_t)len);
     return 0;
 }
 
 static PyObject *normalize(PyObject *self, PyObject *texts) {
     (void)self;
-    if (!takes_list(texts, "normalize")) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(texts);
-    column answers, grouped;
-    buffers work = {NULL, NULL, 0};
+    Py_ssize_t count = PyObject_Length(texts);
+    if (count < 0) return NULL;
+    normalizing to = {.work = {NULL, NULL, 0}};
     PyObject *normalized_pair = NULL, *grouped_pair = NULL, *pair = NULL;
-    int ready = column_start(&answers, count) == 0;
-    ready = column_start(&grouped, count) == 0 && ready;
+    int ready = column_start(&to.answers, count) == 0;
+    ready = column_start(&to.grouped, count) == 0 && ready;
     if (!ready) {
         PyErr_NoMemory();
         goto failed;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text = PyList_GET_ITEM(texts, i);
-        if (!(PyUnicode_Check(text) && PyUnicode_IS_ASCII(text))) {
-            column_null(&answers);
-            column_null(&grouped);
-            continue;
-        }
-        uchar *out = NULL;
-        Py_ssize_t len = normalized((const char *)PyUnicode_DATA(text),
-                                    (size_t)PyUnicode_GET_LENGTH(text), &work, &out);
-        if (len < 0 || column_room(&answers, (size_t)len) < 0 ||
-            push_hosts_masked(&grouped, out, (size_t)len) < 0) {
-            PyErr_NoMemory();
-            goto failed;
-        }
-        memcpy(answers.data + answers.size, out, (size_t)len);
-        column_end_row(&answers, (size_t)len);
+    Py_ssize_t read = for_each_text(texts, "normalize", normalize_one, &to);
+    if (read < 0) goto failed;
+    if (read != count) {
+        PyErr_SetString(PyExc_ValueError, "normalize(): the column's length changed");
+        goto failed;
     }
-    free(work.a);
-    free(work.b);
-    work.a = work.b = NULL;
-    normalized_pair = arrow_capsules(&answers, "U");
-    grouped_pair = arrow_capsules(&grouped, "U");
+    free(to.work.a);
+    free(to.work.b);
+    normalized_pair = arrow_capsules(&to.answers, "U");
+    grouped_pair = arrow_capsules(&to.grouped, "U");
     if (normalized_pair != NULL && grouped_pair != NULL)
         pair = PyTuple_Pack(2, normalized_pair, grouped_pair);
     Py_XDECREF(normalized_pair);
     Py_XDECREF(grouped_pair);
     return pair;
 failed:
-    free(work.a);
-    free(work.b);
-    column_free(&answers);
-    column_free(&grouped);
+    free(to.work.a);
+    free(to.work.b);
+    column_free(&to.answers);
+    column_free(&to.grouped);
     return NULL;
 }
 
@@ -928,114 +1017,121 @@ static inline int enhanced_delimiter(uchar c) { return classes[c] & C_BEFORE; }
  * none) and the first of extract._enhanced_candidates, of all and of each class; for
  * anything else -1 and nulls (the caller runs the polars expressions). Each an Arrow array
  * (int16, then large strings) as (schema capsule, array capsule). */
+/* What `codes` writes: the reply codes (int16, in `reply`'s data) and the four columns of
+ * enhanced codes, and the buffer of a text without versions. */
+typedef struct {
+    column reply, found[4];
+    uchar *work;
+    size_t size;
+} coding;
+
+static int codes_one(void *state, const uchar *s, size_t n) {
+    coding *to = state;
+    int16_t *replies = (int16_t *)to->reply.data;
+    int64_t row = to->reply.rows++;
+    if (s == NULL) {
+        replies[row] = -1;
+        valid_bit_set(to->reply.validity, row);
+        for (int k = 0; k < 4; k++) column_null(&to->found[k]);
+        return 0;
+    }
+    if (n + 1 > to->size) {
+        uchar *grown = realloc(to->work, n + 1);
+        if (grown == NULL) return -1;
+        to->work = grown;
+        to->size = n + 1;
+    }
+    /* (a copy only where a version is to be taken out) */
+    const uchar *versionless = s;
+    size_t length = n;
+    for (size_t v = 0; v < n; v++) {
+        uchar c = lower(s[v]);
+        if ((c == 'v' || c == 'r') && version_at(s, n, v)) {
+            length = without_versions(s, n, to->work);
+            versionless = to->work;
+            break;
+        }
+    }
+    int code = reply_code(versionless, length);
+    replies[row] = (int16_t)(code >= 0 ? code : 0);
+    if (code >= 0) valid_bit_set(to->reply.validity, row);
+    else to->reply.nulls++;
+    /* the first candidate of all, then of classes 2, 4, 5 (found[0] to found[3]); the codes'
+     * first dots, in order: a code at p is found where p is 0, or where a character that may
+     * stand before one is at p - 1 and the match before ended there or earlier */
+    size_t at[4] = {0, 0, 0, 0}, len[4] = {0, 0, 0, 0};
+    int have[4] = {0, 0, 0, 0}, wanted = 4;
+    size_t done = 0;
+    const uchar *dot = versionless;
+    while (wanted > 0 && (dot = memchr(dot, '.', (size_t)(versionless + length - dot))) != NULL) {
+        size_t start = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
+        dot++;
+        if (dot - 1 == versionless) continue;
+        if (!(start == 0 || (start - 1 >= done && enhanced_delimiter(versionless[start - 1]))))
+            continue;
+        size_t stop = enhanced_at(versionless, length, start, &end);
+        if (!stop) continue;
+        int slot = versionless[start] == '2' ? 1 : versionless[start] == '4' ? 2 : 3;
+        for (int k = 0; k < 4; k++) {
+            if ((k == 0 || k == slot) && !have[k]) {
+                have[k] = 1;
+                at[k] = start;
+                len[k] = stop - start;
+                wanted--;
+            }
+        }
+        done = end;
+        dot = versionless + end;
+    }
+    for (int k = 0; k < 4; k++) {
+        if (!have[k]) {
+            column_null(&to->found[k]);
+            continue;
+        }
+        if (column_room(&to->found[k], len[k]) < 0) return -1;
+        memcpy(to->found[k].data + to->found[k].size, versionless + at[k], len[k]);
+        column_end_row(&to->found[k], len[k]);
+    }
+    return 0;
+}
+
+/* codes(texts) -> (reply codes, first enhanced code, first of class 2, of 4, of 5): for each
+ * ASCII text of the String column `texts`, the reply code extract._reply_code finds in its
+ * text without versions (null if none) and the first of extract._enhanced_candidates, of all
+ * and of each class; for a null or a text that is not ASCII -1 and nulls (the caller runs the
+ * polars expressions). Each an Arrow array (int16, then large strings) as (schema capsule,
+ * array capsule). */
 static PyObject *codes(PyObject *self, PyObject *texts) {
     (void)self;
-    if (!takes_list(texts, "codes")) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(texts);
-    column reply, found[4];
+    Py_ssize_t count = PyObject_Length(texts);
+    if (count < 0) return NULL;
+    coding to = {.work = NULL, .size = 0};
     PyObject *pairs[5] = {NULL, NULL, NULL, NULL, NULL}, *answer = NULL;
-    uchar *work = NULL;
-    size_t size = 0;
-    int ready = column_start(&reply, count) == 0;
-    for (int k = 0; k < 4; k++) ready = column_start(&found[k], count) == 0 && ready;
+    int ready = column_start(&to.reply, count) == 0;
+    for (int k = 0; k < 4; k++) ready = column_start(&to.found[k], count) == 0 && ready;
     /* the reply codes' column: two bytes a row in its data, no offsets */
-    ready = ready && column_room(&reply, 2 * (size_t)count + 2) == 0;
+    ready = ready && column_room(&to.reply, 2 * (size_t)count + 2) == 0;
     if (!ready) {
         PyErr_NoMemory();
         goto failed;
     }
-    int16_t *replies = (int16_t *)reply.data;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text = PyList_GET_ITEM(texts, i);
-        /* the first candidate of all, then of classes 2, 4, 5 (found[0] to found[3]) */
-        size_t at[4] = {0, 0, 0, 0}, len[4] = {0, 0, 0, 0};
-        int have[4] = {0, 0, 0, 0};
-        if (!(PyUnicode_Check(text) && PyUnicode_IS_ASCII(text))) {
-            replies[i] = -1;
-            valid_bit_set(reply.validity, i);
-            for (int k = 0; k < 4; k++) column_null(&found[k]);
-            continue;
-        }
-        const uchar *s = PyUnicode_DATA(text);
-        size_t n = (size_t)PyUnicode_GET_LENGTH(text);
-        if (n + 1 > size) {
-            uchar *grown = realloc(work, n + 1);
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto failed;
-            }
-            work = grown;
-            size = n + 1;
-        }
-        /* (a copy only where a version is to be taken out) */
-        const uchar *versionless = s;
-        size_t length = n;
-        for (size_t v = 0; v < n; v++) {
-            uchar c = lower(s[v]);
-            if ((c == 'v' || c == 'r') && version_at(s, n, v)) {
-                length = without_versions(s, n, work);
-                versionless = work;
-                break;
-            }
-        }
-        int code = reply_code(versionless, length);
-        replies[i] = (int16_t)(code >= 0 ? code : 0);
-        if (code >= 0) valid_bit_set(reply.validity, i);
-        else reply.nulls++;
-        /* the codes' first dots, in order: a code at p is found where p is 0, or where a
-         * character that may stand before one is at p - 1 and the match before ended there
-         * or earlier */
-        int wanted = 4;
-        size_t done = 0;
-        const uchar *dot = versionless;
-        while (wanted > 0 &&
-               (dot = memchr(dot, '.', (size_t)(versionless + length - dot))) != NULL) {
-            size_t start = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
-            dot++;
-            if (dot - 1 == versionless) continue;
-            if (!(start == 0 ||
-                  (start - 1 >= done && enhanced_delimiter(versionless[start - 1]))))
-                continue;
-            size_t stop = enhanced_at(versionless, length, start, &end);
-            if (!stop) continue;
-            int slot = versionless[start] == '2' ? 1 : versionless[start] == '4' ? 2 : 3;
-            for (int k = 0; k < 4; k++) {
-                if ((k == 0 || k == slot) && !have[k]) {
-                    have[k] = 1;
-                    at[k] = start;
-                    len[k] = stop - start;
-                    wanted--;
-                }
-            }
-            done = end;
-            dot = versionless + end;
-        }
-        for (int k = 0; k < 4; k++) {
-            if (!have[k]) {
-                column_null(&found[k]);
-                continue;
-            }
-            if (column_room(&found[k], len[k]) < 0) {
-                PyErr_NoMemory();
-                goto failed;
-            }
-            memcpy(found[k].data + found[k].size, versionless + at[k], len[k]);
-            column_end_row(&found[k], len[k]);
-        }
+    Py_ssize_t read = for_each_text(texts, "codes", codes_one, &to);
+    if (read < 0) goto failed;
+    if (read != count) {
+        PyErr_SetString(PyExc_ValueError, "codes(): the column's length changed");
+        goto failed;
     }
-    free(work);
-    work = NULL;
-    reply.rows = count;
-    pairs[0] = arrow_capsules(&reply, "s");
-    for (int k = 0; k < 4; k++) pairs[k + 1] = arrow_capsules(&found[k], "U");
+    free(to.work);
+    pairs[0] = arrow_capsules(&to.reply, "s");
+    for (int k = 0; k < 4; k++) pairs[k + 1] = arrow_capsules(&to.found[k], "U");
     if (pairs[0] && pairs[1] && pairs[2] && pairs[3] && pairs[4])
         answer = PyTuple_Pack(5, pairs[0], pairs[1], pairs[2], pairs[3], pairs[4]);
     for (int k = 0; k < 5; k++) Py_XDECREF(pairs[k]);
     return answer;
 failed:
-    free(work);
-    column_free(&reply);
-    for (int k = 0; k < 4; k++) column_free(&found[k]);
+    free(to.work);
+    column_free(&to.reply);
+    for (int k = 0; k < 4; k++) column_free(&to.found[k]);
     return NULL;
 }
 
@@ -1150,13 +1246,13 @@ done:
 
 static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
-     "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
-     "and that with its answering host's digits masked, else nulls: each an Arrow array of "
-     "large strings as (schema capsule, array capsule)"},
+     "normalize(texts: pl.Series) -> (normalized, grouped): the normalized text of each ASCII "
+     "text of a String column and that with its answering host's digits masked, else nulls: "
+     "each an Arrow array of large strings as (schema capsule, array capsule)"},
     {"codes", codes, METH_O,
-     "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
-     "extract.py finds in each ASCII str (-1 and nulls for anything else), each an Arrow "
-     "array as (schema capsule, array capsule)"},
+     "codes(texts: pl.Series) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the "
+     "codes extract.py finds in each ASCII text of a String column (-1 and nulls for the "
+     "others), each an Arrow array as (schema capsule, array capsule)"},
     {"answer_lines", answer_lines, METH_VARARGS,
      "answer_lines(inputs, rests, index, out, line) -> (written, line): explain's answer "
      "lines, each its input as JSON and the rest of its fields, into `out`"},

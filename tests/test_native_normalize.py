@@ -138,7 +138,7 @@ def test_the_normalized_text_is_the_polars_one(texts: list[str]) -> None:
     series = pl.Series("diagnostic", texts)
     expected = series.to_frame().select(normalized_for(series)).to_series().to_list()
     got, grouped = (
-        native.arrow_series("normalized", pair).to_list() for pair in module.normalize(texts)
+        native.arrow_series("normalized", pair).to_list() for pair in module.normalize(series)
     )
     compared = [(text, want, have) for text, want, have in zip(texts, expected, got, strict=True)]
     done = [row for row in compared if row[2] is not None]
@@ -160,22 +160,22 @@ def test_the_normalized_columns_are_arrow_arrays_polars_takes() -> None:
     module = _normalizer_or_skip()
     for texts, expected in (
         ([], []),
-        ([None, 5, "Grüße"], [None, None, None]),
+        ([None, "Grüße", None], [None, None, None]),
         (["550 User Unknown", None], ["550 user unknown", None]),
         (["A  B"] * 20_000, ["a b"] * 20_000),  # data past the first allocation
     ):
-        normalized, grouped = module.normalize(texts)
+        normalized, grouped = module.normalize(pl.Series(texts, dtype=pl.String))
         for pair in (normalized, grouped):
             column = native.arrow_series("normalized", pair)
             assert column.dtype == pl.String
             assert column.to_list() == expected
-    dropped = module.normalize(["host mx1.a[192.0.2.1] said: 550 5.1.1 no"])
+    dropped = module.normalize(pl.Series(["host mx1.a[192.0.2.1] said: 550 5.1.1 no"]))
     del dropped
     texts = ["550 5.1.1 no", "Grüße", None, "said: 421 x 4.7.0", "no code"]
     found = pl.DataFrame(
         [
             native.arrow_series(name, pair)
-            for name, pair in zip(extract.FOUND_CODES, module.codes(texts), strict=True)
+            for name, pair in zip(extract.FOUND_CODES, module.codes(pl.Series(texts)), strict=True)
         ]
     )
     assert found.rows() == [
@@ -185,7 +185,15 @@ def test_the_normalized_columns_are_arrow_arrays_polars_takes() -> None:
         (421, "4.7.0", None, "4.7.0", None),
         (None, None, None, None, None),
     ]
-    assert [len(module.codes(rows)[0]) for rows in ([], ["x"] * 3)] == [2, 2]
+    assert [len(module.codes(pl.Series(rows, dtype=pl.String))) for rows in ([], ["x"])] == [5, 5]
+    # a column of many chunks, sliced (the views' offset), long texts in the data buffers
+    chunked = pl.concat([pl.Series(["x" * 40 + " 550 5.1.1", None]), pl.Series(["421 y"] * 3)])
+    chunked = chunked.slice(1, 4)
+    assert chunked.n_chunks() == 2
+    replies = native.arrow_series("r", module.codes(chunked)[0]).to_list()
+    assert replies == [-1, 421, 421, 421]
+    with pytest.raises(TypeError, match="String column"):
+        module.codes(pl.Series([1, 2]))
 
 
 def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
@@ -195,7 +203,7 @@ def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
     got = pl.DataFrame(
         [
             native.arrow_series(name, pair)
-            for name, pair in zip(extract.FOUND_CODES, module.codes(texts), strict=True)
+            for name, pair in zip(extract.FOUND_CODES, module.codes(series), strict=True)
         ]
     )
     assert got.schema == dict.fromkeys(extract.FOUND_CODES, pl.String) | {"_found_smtp": pl.Int16}

@@ -135,7 +135,7 @@ def found_codes(texts: pl.Series) -> pl.DataFrame:
     found = pl.DataFrame(
         [
             native.arrow_series(name, pair)
-            for name, pair in zip(FOUND_CODES, fast.codes(texts.to_list()), strict=True)
+            for name, pair in zip(FOUND_CODES, fast.codes(texts.cast(pl.String)), strict=True)
         ]
     )
     # -1: a text the C helper leaves (None, or not ASCII)

@@ -161,7 +161,9 @@ def normalized_texts(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
     if fast is None:
         normalized = _by_polars(texts)
         return normalized, _hosts_alike_by_polars(normalized)
-    found = [native.arrow_series(texts.name, pair) for pair in fast.normalize(texts.to_list())]
+    found = [
+        native.arrow_series(texts.name, pair) for pair in fast.normalize(texts.cast(pl.String))
+    ]
     left = (found[0].is_null() & texts.is_not_null()).arg_true()
     if left.len():
         rest = _by_polars(texts.gather(left))
