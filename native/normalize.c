@@ -1179,9 +1179,65 @@ static size_t json_escaped(const uchar *s, size_t n, char *out) {
     return o;
 }
 
+/* The one Arrow array of a polars column (`single_array`): its Arrow C stream's schema and
+ * only chunk (none for an empty column), held until `single_array_done`. */
+typedef struct {
+    PyObject *capsule;
+    struct ArrowSchema schema;
+    struct ArrowArray array;
+} single_array;
+
+static void single_array_done(single_array *got) {
+    if (got->array.release != NULL) got->array.release(&got->array);
+    if (got->schema.release != NULL) got->schema.release(&got->schema);
+    Py_XDECREF(got->capsule); /* (its destructor releases the stream) */
+    got->capsule = NULL;
+}
+
+/* Reads `column` (a polars column of one chunk, of Arrow's `format`) into *got; -1 with an
+ * exception (TypeError: not such a column) and nothing to release. */
+static int single_array_of(PyObject *column, const char *format, single_array *got) {
+    memset(got, 0, sizeof *got);
+    if (!PyObject_HasAttrString(column, "__arrow_c_stream__")) {
+        PyErr_Format(PyExc_TypeError, "answer_lines: a column of %s expected", format);
+        return -1;
+    }
+    got->capsule = PyObject_CallMethod(column, "__arrow_c_stream__", NULL);
+    if (got->capsule == NULL) return -1;
+    struct ArrowArrayStream *stream = PyCapsule_GetPointer(got->capsule, "arrow_array_stream");
+    if (stream == NULL) goto failed;
+    if (stream->get_schema(stream, &got->schema) != 0) {
+        PyErr_SetString(PyExc_ValueError, "answer_lines: no schema from a column");
+        goto failed;
+    }
+    if (strcmp(got->schema.format, format) != 0) {
+        PyErr_Format(PyExc_TypeError, "answer_lines: a column of %s expected, not %s", format,
+                     got->schema.format);
+        goto failed;
+    }
+    if (stream->get_next(stream, &got->array) != 0) {
+        PyErr_SetString(PyExc_ValueError, "answer_lines: a column's stream failed");
+        goto failed;
+    }
+    if (got->array.release != NULL) {
+        struct ArrowArray more;
+        if (stream->get_next(stream, &more) != 0 || more.release != NULL) {
+            if (more.release != NULL) more.release(&more);
+            PyErr_SetString(PyExc_ValueError, "answer_lines: a column of one chunk expected");
+            goto failed;
+        }
+    }
+    return 0;
+failed:
+    single_array_done(got);
+    return -1;
+}
+
 /* answer_lines(inputs, rests, index, out, line) -> (written, line): the answer lines of
  * `explain -` from line `line` on, into the writable buffer `out`, as many whole ones as fit.
- * Line i is `{"input":"<inputs[i] as JSON>"` and then rests[index[i]]: a bytes object
+ * `inputs` is a polars String column of one chunk (read through the Arrow C stream it
+ * exports: no Python string a line), `index` a UInt32 column of as many rows. Line i is
+ * `{"input":"<inputs[i] as JSON>"` and then rests[index[i]]: a bytes object
  * `,"direction":...}\n`, the fields of an answer other than its input, which polars wrote once
  * per distinct combination of them (most of an answer's bytes are the texts of its rule and
  * category). Returns the bytes written and the next line (written 0: that line alone does not
@@ -1192,8 +1248,7 @@ static PyObject *answer_lines(PyObject *self, PyObject *args) {
     PyObject *inputs, *rests, *index;
     Py_buffer out;
     Py_ssize_t line;
-    if (!PyArg_ParseTuple(args, "O!O!O!w*n", &PyList_Type, &inputs, &PyList_Type, &rests,
-                          &PyList_Type, &index, &out, &line))
+    if (!PyArg_ParseTuple(args, "OO!Ow*n", &inputs, &PyList_Type, &rests, &index, &out, &line))
         return NULL;
     static int ready = 0;
     if (!ready) {
@@ -1203,33 +1258,51 @@ static PyObject *answer_lines(PyObject *self, PyObject *args) {
     static const char start[] = "{\"input\":\"";
     const Py_ssize_t start_len = (Py_ssize_t)sizeof start - 1;
     char *to = out.buf;
-    Py_ssize_t room = out.len, written = 0;
-    Py_ssize_t lines = PyList_GET_SIZE(inputs), count = PyList_GET_SIZE(rests);
+    Py_ssize_t room = out.len, written = 0, count = PyList_GET_SIZE(rests);
     PyObject *answer = NULL;
-    if (PyList_GET_SIZE(index) != lines || line < 0 || line > lines) {
+    single_array texts, which;
+    if (single_array_of(inputs, "vu", &texts) < 0) goto released;
+    if (single_array_of(index, "I", &which) < 0) {
+        single_array_done(&texts);
+        goto released;
+    }
+    Py_ssize_t lines = (Py_ssize_t)texts.array.length;
+    if ((Py_ssize_t)which.array.length != lines || line < 0 || line > lines ||
+        which.array.null_count != 0) {
         PyErr_SetString(PyExc_ValueError, "answer_lines: index or line out of range");
         goto done;
     }
+    const uint8_t *cells = lines ? texts.array.buffers[1] : NULL;
+    const uint8_t *valid = lines ? texts.array.buffers[0] : NULL;
+    const uint32_t *rest_of = lines ? which.array.buffers[1] : NULL;
+    int64_t data_buffers = texts.array.n_buffers - 3;
     for (; line < lines; line++) {
-        PyObject *text = PyList_GET_ITEM(inputs, line);
-        Py_ssize_t which = PyLong_AsSsize_t(PyList_GET_ITEM(index, line));
-        if (which == -1 && PyErr_Occurred()) goto done;
-        if (which < 0 || which >= count || !PyBytes_Check(PyList_GET_ITEM(rests, which))) {
-            PyErr_Format(PyExc_ValueError, "answer_lines: no rest %zd for line %zd", which, line);
+        int64_t j = line + texts.array.offset;
+        Py_ssize_t rest_index = (Py_ssize_t)rest_of[line + which.array.offset];
+        if (rest_index >= count || !PyBytes_Check(PyList_GET_ITEM(rests, rest_index))) {
+            PyErr_Format(PyExc_ValueError, "answer_lines: no rest %zd for line %zd", rest_index,
+                         line);
             goto done;
         }
-        if (!PyUnicode_Check(text)) {
-            PyErr_Format(PyExc_TypeError, "answer_lines: input %zd is not a str", line);
+        const uint8_t *view = cells + 16 * j;
+        int32_t size, buffer, offset;
+        memcpy(&size, view, 4);
+        const char *bytes = (const char *)view + 4;
+        if (size > 12) {
+            memcpy(&buffer, view + 8, 4);
+            memcpy(&offset, view + 12, 4);
+            bytes = buffer < data_buffers ? (const char *)texts.array.buffers[2 + buffer] + offset
+                                          : NULL;
+        }
+        if (bytes == NULL || (valid != NULL && !((valid[j >> 3] >> (j & 7)) & 1))) {
+            PyErr_Format(PyExc_ValueError, "answer_lines: input %zd is null", line);
             goto done;
         }
-        Py_ssize_t size;
-        const char *bytes = PyUnicode_AsUTF8AndSize(text, &size);
-        if (bytes == NULL) goto done;
-        PyObject *rest = PyList_GET_ITEM(rests, which);
+        PyObject *rest = PyList_GET_ITEM(rests, rest_index);
         Py_ssize_t more = PyBytes_GET_SIZE(rest);
         /* (the escaped input takes at most six bytes a byte) */
         if (size > (PY_SSIZE_T_MAX - start_len - 1 - more) / 6 ||
-            start_len + 6 * size + 1 + more > room - written)
+            start_len + 6 * (Py_ssize_t)size + 1 + more > room - written)
             break;
         char *at = to + written;
         memcpy(at, start, (size_t)start_len);
@@ -1240,6 +1313,9 @@ static PyObject *answer_lines(PyObject *self, PyObject *args) {
     }
     answer = Py_BuildValue("nn", written, line);
 done:
+    single_array_done(&texts);
+    single_array_done(&which);
+released:
     PyBuffer_Release(&out);
     return answer;
 }
@@ -1254,8 +1330,9 @@ static PyMethodDef methods[] = {
      "codes extract.py finds in each ASCII text of a String column (-1 and nulls for the "
      "others), each an Arrow array as (schema capsule, array capsule)"},
     {"answer_lines", answer_lines, METH_VARARGS,
-     "answer_lines(inputs, rests, index, out, line) -> (written, line): explain's answer "
-     "lines, each its input as JSON and the rest of its fields, into `out`"},
+     "answer_lines(inputs: pl.Series, rests: list, index: pl.Series, out, line) -> (written, "
+     "line): explain's answer lines, each its input as JSON and the rest of its fields, into "
+     "`out`"},
     {NULL, NULL, 0, NULL},
 };
 

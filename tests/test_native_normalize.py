@@ -299,16 +299,17 @@ def test_the_answer_lines_are_polars_json() -> None:
     (every ASCII character, escaped or not, and others), then the rest of its answer; as many
     whole lines as fit; and refuses what is not its input rather than reading past it."""
     fast = _normalizer_or_skip()
-    inputs = [
+    texts = [
         "".join(chr(code) for code in range(128)),
         "Überlastung \u2028 \ufffd 稍后再试 \U0001f600 \x7f",
         "",
         '550 5.1.1 "x" \\',
     ]
+    inputs = pl.Series("input", texts)
     rests = [b',"n":1}\n', b',"n":null}\n']
-    index = [1, 0, 1, 0]
+    index = pl.Series("_rest", [1, 0, 1, 0], dtype=pl.UInt32)
     frame = pl.DataFrame(
-        {"input": inputs, "n": [None, 1, None, 1]}, schema_overrides={"n": pl.Int64}
+        {"input": texts, "n": [None, 1, None, 1]}, schema_overrides={"n": pl.Int64}
     )
     expected = io.BytesIO()
     frame.write_ndjson(expected)
@@ -325,10 +326,28 @@ def test_the_answer_lines_are_polars_json() -> None:
         assert bytes(some[:size]) == b"".join(part + b"\n" for part in lines)
     assert fast.answer_lines(inputs, rests, index, bytearray(8), 0) == (0, 0)
     assert fast.answer_lines(inputs, rests, index, out, 4) == (0, 4)
-    for bad_index, line in (([2, 0, 0, 0], 0), ([-1, 0, 0, 0], 0), ([0], 0), (index, 5)):
+    # a slice of a column (the arrays' offset)
+    size, line = fast.answer_lines(inputs.slice(2, 2), rests, index.slice(1, 2), out, 0)
+    assert bytes(out[:size]) == b"".join(
+        part + b"\n"
+        for part in (b'{"input":"","n":1}', b'{"input":"550 5.1.1 \\"x\\" \\\\","n":null}')
+    )
+    assert fast.answer_lines(inputs[:0], rests, index[:0], out, 0) == (0, 0)
+    u32 = pl.UInt32
+    for bad_index, line in (
+        (pl.Series([2, 0, 0, 0], dtype=u32), 0),
+        (pl.Series([0], dtype=u32), 0),
+        (pl.Series([0, None, 0, 0], dtype=u32), 0),
+        (index, 5),
+        (index, -1),
+    ):
         with pytest.raises(ValueError):
             fast.answer_lines(inputs, rests, bad_index, out, line)
+    with pytest.raises(ValueError):
+        fast.answer_lines(pl.Series([None], dtype=pl.String), rests, index[:1], out, 0)
+    with pytest.raises(ValueError):  # two chunks
+        fast.answer_lines(pl.concat([inputs, inputs], rechunk=False), rests, index, out, 0)
     with pytest.raises(TypeError):
-        fast.answer_lines([None], rests, [0], out, 0)
+        fast.answer_lines(texts, rests, index, out, 0)
     with pytest.raises(TypeError):
-        fast.answer_lines(inputs, rests, tuple(index), out, 0)
+        fast.answer_lines(inputs, rests, index.cast(pl.Int64), out, 0)
