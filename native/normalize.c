@@ -721,17 +721,12 @@ static PyObject *arrow_capsules(column *c, const char *format) {
     array->release = array_release;
     array->private_data = owned;
     schema_capsule = PyCapsule_New(schema, "arrow_schema", schema_capsule_free);
-    if (schema_capsule == NULL) {
-        free(schema);
+    if (schema_capsule == NULL) free(schema);
+    else array_capsule = PyCapsule_New(array, "arrow_array", array_capsule_free);
+    if (array_capsule == NULL) { /* (the schema's capsule, if made, frees the schema) */
         array_release(array);
         free(array);
-        return NULL;
-    }
-    array_capsule = PyCapsule_New(array, "arrow_array", array_capsule_free);
-    if (array_capsule == NULL) {
-        array_release(array);
-        free(array);
-        Py_DECREF(schema_capsule);
+        Py_XDECREF(schema_capsule);
         return NULL;
     }
     pair = PyTuple_Pack(2, schema_capsule, array_capsule);
@@ -781,11 +776,11 @@ static int ascii(const uchar *s, size_t n) {
  * not ASCII (the caller's polars path). -1 when memory runs out. */
 typedef int (*each_text)(void *state, const uchar *s, size_t n);
 
-/* `each` on the texts of `texts`, in order: a polars String column, read through the Arrow C
- * stream it exports (its string views; no Python object a text), with the byte classes
- * filled on the first call. The number of texts, or -1 with an exception set. */
-static Py_ssize_t for_each_text(PyObject *texts, const char *function, each_text each,
-                                void *state) {
+/* `each` on the texts of `texts`, in order: a polars String column of `expected` rows, read
+ * through the Arrow C stream it exports (its string views; no Python object a text), with the
+ * byte classes filled on the first call. 0, or -1 with an exception set. */
+static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *function,
+                         each_text each, void *state) {
     static int ready = 0;
     if (!ready) {
         fill_classes();
@@ -844,9 +839,13 @@ static Py_ssize_t for_each_text(PyObject *texts, const char *function, each_text
         array.release(&array);
         if (count < 0) goto done;
     }
+    if (count != expected) {
+        PyErr_Format(PyExc_ValueError, "%s(): the column's length changed", function);
+        count = -1;
+    }
 done:
     Py_DECREF(capsule); /* (its destructor releases the stream) */
-    return count;
+    return count < 0 ? -1 : 0;
 }
 
 /* What `normalize` writes: the two columns, and the masks' buffers. */
@@ -884,12 +883,7 @@ static PyObject *normalize(PyObject *self, PyObject *texts) {
         PyErr_NoMemory();
         goto failed;
     }
-    Py_ssize_t read = for_each_text(texts, "normalize", normalize_one, &to);
-    if (read < 0) goto failed;
-    if (read != count) {
-        PyErr_SetString(PyExc_ValueError, "normalize(): the column's length changed");
-        goto failed;
-    }
+    if (for_each_text(texts, count, "normalize", normalize_one, &to) < 0) goto failed;
     free(to.work.a);
     free(to.work.b);
     normalized_pair = arrow_capsules(&to.answers, "U");
@@ -1115,12 +1109,7 @@ static PyObject *codes(PyObject *self, PyObject *texts) {
         PyErr_NoMemory();
         goto failed;
     }
-    Py_ssize_t read = for_each_text(texts, "codes", codes_one, &to);
-    if (read < 0) goto failed;
-    if (read != count) {
-        PyErr_SetString(PyExc_ValueError, "codes(): the column's length changed");
-        goto failed;
-    }
+    if (for_each_text(texts, count, "codes", codes_one, &to) < 0) goto failed;
     free(to.work);
     pairs[0] = arrow_capsules(&to.reply, "s");
     for (int k = 0; k < 4; k++) pairs[k + 1] = arrow_capsules(&to.found[k], "U");
