@@ -36,6 +36,7 @@ enum {
     C_V6 = 128,     /* [0-9a-f:]: where an IPv6 address may start */
     C_BEFORE = 256, /* [\s#(\[=\-\"':<;,]: what may stand before an enhanced code */
     C_OPEN = 512,   /* ["'(\[]: what may stand before a reply code */
+    C_BREAK = 1024, /* [^\S ]: white space other than a space */
 };
 static uint16_t classes[256];
 
@@ -44,6 +45,7 @@ static void fill_classes(void) {
         uint16_t k = 0;
         int space = c == ' ' || (c >= '\t' && c <= '\r');
         if (space) k |= C_SPACE;
+        if (space && c != ' ') k |= C_BREAK;
         if (c >= '0' && c <= '9') k |= C_DIGIT | C_HEX;
         if ((c >= 'a' && c <= 'z') || c == '_') k |= C_LETTER;
         if (c >= 'a' && c <= 'f') k |= C_HEX;
@@ -70,6 +72,26 @@ static inline int boundary(const uchar *s, size_t n, size_t i) {
     int before = i > 0 && is_word(s[i - 1]);
     int after = i < n && is_word(s[i]);
     return before != after;
+}
+
+/* Sixteen bytes (GCC's vectors: SSE2 on x86-64, the same code elsewhere; a comparison gives
+ * -1 where it holds, 0 elsewhere), and whether any of them is not 0. */
+typedef uchar v16 __attribute__((vector_size(16)));
+static inline int any(v16 v) {
+    uint64_t half[2];
+    memcpy(half, &v, 16);
+    return (half[0] | half[1]) != 0;
+}
+
+/* The first digit of in[p..n), or n: sixteen bytes at a time up to the sixteen that hold one. */
+static inline size_t next_digit(const uchar *in, size_t n, size_t p) {
+    for (; p + 16 <= n; p += 16) {
+        v16 v;
+        memcpy(&v, in + p, 16);
+        if (any((v16)((v >= '0') & (v <= '9')))) break;
+    }
+    while (p < n && !is_digit(in[p])) p++;
+    return p;
 }
 
 /* The masks: each reads in[0..n) and writes to out (room for 3n + 16 bytes: no mask more
@@ -246,6 +268,7 @@ static size_t mask_matches(const uchar *in, size_t n, uchar *out, match_at at, u
     size_t o = 0, i = 0, w = strlen(with);
     while (i < n) {
         size_t gap = i;
+        if (first == C_DIGIT) gap = next_digit(in, n, i);
         while (gap < n && !(classes[in[gap]] & first)) gap++;
         memcpy(out + o, in + i, gap - i);
         o += gap - i;
@@ -318,8 +341,10 @@ static size_t word_end(const uchar *in, size_t n, size_t j, int *digit) {
 static size_t mask_ids(const uchar *in, size_t n, uchar *out) {
     size_t o = 0, i = 0;
     while (i < n) {
-        size_t gap = i;
-        while (gap < n && !is_word(in[gap])) gap++;
+        /* (every word either mask takes holds a digit: the words before the word of the next
+         * digit are copied as they are; i is never inside a word) */
+        size_t gap = next_digit(in, n, i);
+        while (gap > i && is_word(in[gap - 1])) gap--;
         memcpy(out + o, in + i, gap - i);
         o += gap - i;
         i = gap;
@@ -433,25 +458,28 @@ static size_t enhanced_tail(const uchar *in, size_t n, size_t p) {
 }
 static size_t drop_line_codes(const uchar *in, size_t n, uchar *out) {
     size_t o = 0, i = 0;
-    while (i < n) {
-        /* ^ first (at the start only), then \s */
-        size_t code = 0, keep = 0;
-        if (i == 0 && line_code(in, n, 0, '-', '-')) {
-            code = 0;
-            keep = 0;
-        } else if (is_space(in[i]) && line_code(in, n, i + 1, '-', '-')) {
-            code = i + 1;
-            keep = 1;
-        } else {
-            out[o++] = in[i++];
-            continue;
-        }
-        if (keep) out[o++] = in[i];
-        size_t end = code + 4;
-        size_t tail = enhanced_tail(in, n, end);
-        i = tail ? tail : end;
+    /* ^ first (at the start only), then \s: a code's dash is found (memchr), and the code
+     * before it is one where white space stands before that (kept) at i or later */
+    if (line_code(in, n, 0, '-', '-')) {
+        size_t tail = enhanced_tail(in, n, 4);
+        i = tail ? tail : 4;
     }
-    return o;
+    size_t look = i + 4;
+    const uchar *dash;
+    while (look < n && (dash = memchr(in + look, '-', n - look)) != NULL) {
+        size_t code = (size_t)(dash - in) - 3;
+        if (is_space(in[code - 1]) && line_code(in, n, code, '-', '-')) {
+            memcpy(out + o, in + i, code - i);
+            o += code - i;
+            size_t tail = enhanced_tail(in, n, code + 4);
+            i = tail ? tail : code + 4;
+            look = i + 4;
+        } else {
+            look = (size_t)(dash - in) + 1;
+        }
+    }
+    memcpy(out + o, in + i, n - i);
+    return o + n - i;
 }
 
 /* The normalized text of s[0..n) (ASCII) into *out (grown as needed); its length, or -1 when
@@ -472,9 +500,34 @@ static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **res
         work->size = need;
     }
     uchar *x = work->a, *y = work->b, *t;
-    for (size_t i = 0; i < n; i++) {
+    /* lower-cased, noting the classes of its characters and whether two spaces follow each
+     * other */
+    unsigned seen = 0, doubled = 0;
+    uchar before = 0;
+    size_t i = 0;
+    /* sixteen bytes at a time (`v16`); the pairs of spaces read the next byte too */
+    v16 digit = {0}, breaks = {0}, pairs = {0};
+    for (; i + 17 <= n; i += 16) {
+        v16 v, next;
+        memcpy(&v, s + i, 16);
+        memcpy(&next, s + i + 1, 16);
+        v += (v16)((v >= 'A') & (v <= 'Z')) & 32;
+        memcpy(x + i, &v, 16);
+        digit |= (v16)((v >= '0') & (v <= '9'));
+        breaks |= (v16)((v >= '\t') & (v <= '\r'));
+        pairs |= (v16)((v == ' ') & (next == ' '));
+    }
+    if (any(digit)) seen |= C_DIGIT;
+    if (any(breaks)) seen |= C_BREAK;
+    doubled = any(pairs);
+    if (i > 0) before = x[i - 1];
+    for (; i < n; i++) {
         uchar c = (uchar)s[i];
-        x[i] = (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c;
+        c = (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c;
+        x[i] = c;
+        seen |= classes[c];
+        doubled |= (c == ' ') & (before == ' ');
+        before = c;
     }
     size_t len = n;
 #define PASS(call)        \
@@ -486,8 +539,11 @@ static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **res
     } while (0)
     /* a pass runs where the text holds what each of its matches holds (in order: no mask
      * writes one of those characters but `<address>`'s `d`s and the spaces) */
-    int digits = 0;
-    for (size_t i = 0; i < len && !digits; i++) digits = is_digit(x[i]);
+    int digits = (seen & C_DIGIT) != 0;
+    /* the spaces' pass where there is white space to rewrite (a run of two, or any but a
+     * space): the masks before it make none (each match becomes a word, whatever white space
+     * it held) */
+    int spaced = (seen & C_BREAK) || doubled;
     if (memchr(x, '@', len)) PASS(mask_address(x, len, y));
     if (memchr(x, '/', len)) PASS(mask_url_query(x, len, y));
     if (digits && has_dated(x, len)) PASS(mask_matches(x, len, y, time_at, C_DIGIT, "<time>"));
@@ -495,7 +551,7 @@ static Py_ssize_t normalized(const char *s, size_t n, buffers *work, uchar **res
     if (has_colons(x, len)) PASS(mask_matches(x, len, y, ipv6_at, C_V6, "<ip>"));
     if (digits && has_dated(x, len)) PASS(mask_matches(x, len, y, date_at, C_DIGIT, "<date>"));
     if (digits) PASS(mask_ids(x, len, y));
-    PASS(mask_spaces(x, len, y));
+    if (spaced) PASS(mask_spaces(x, len, y));
     if (memchr(x, '\\', len)) PASS(join_escaped(x, len, y));
     if (digits && has_line_code(x, len)) PASS(drop_line_codes(x, len, y));
 #undef PASS
@@ -530,84 +586,319 @@ static size_t answering_host(const uchar *s, size_t n) {
     return 0;
 }
 
-/* `text` (an ASCII str) with the digits of its answering host masked: a new reference (`text`
- * itself when there is nothing to mask), or NULL when memory runs out. */
-static PyObject *hosts_masked(PyObject *text) {
-    const uchar *s = PyUnicode_DATA(text);
-    size_t n = (size_t)PyUnicode_GET_LENGTH(text);
-    size_t start = memchr(s, '\n', n) ? 0 : answering_host(s, n);
-    int digits = 0;
-    for (size_t p = 0; p < start && !digits; p++) digits = is_digit(s[p]);
-    if (!digits) {
-        Py_INCREF(text);
-        return text;
+/* --- columns handed to polars as Arrow arrays (no Python object per text) ------------------ */
+
+/* The Arrow C data interface's structs (arrow.apache.org/docs/format/CDataInterface.html). */
+struct ArrowSchema {
+    const char *format;
+    const char *name;
+    const char *metadata;
+    int64_t flags;
+    int64_t n_children;
+    struct ArrowSchema **children;
+    struct ArrowSchema *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+struct ArrowArray {
+    int64_t length;
+    int64_t null_count;
+    int64_t offset;
+    int64_t n_buffers;
+    int64_t n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+static inline void valid_bit_set(uint8_t *bitmap, int64_t i) {
+    bitmap[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+
+/* A column of large strings (Arrow's `U`: int64 offsets) being written, row after row. */
+typedef struct {
+    uint8_t *validity; /* a bit a row, 1: a value */
+    int64_t *offsets;  /* rows + 1 */
+    uchar *data;
+    size_t size, room; /* of data */
+    int64_t rows, nulls;
+    const void *buffers[3]; /* (when handed over) */
+} column;
+
+static int column_start(column *c, Py_ssize_t rows) {
+    memset(c, 0, sizeof *c);
+    c->validity = calloc((size_t)rows / 8 + 1, 1);
+    c->offsets = malloc(((size_t)rows + 1) * sizeof(int64_t));
+    c->room = 1 << 16;
+    c->data = malloc(c->room);
+    if (c->validity == NULL || c->offsets == NULL || c->data == NULL) return -1;
+    c->offsets[0] = 0;
+    return 0;
+}
+static void column_free(column *c) {
+    free(c->validity);
+    free(c->offsets);
+    free(c->data);
+    c->validity = NULL;
+    c->offsets = NULL;
+    c->data = NULL;
+}
+/* Room for `more` bytes at the end of the data; -1 when memory runs out. */
+static int column_room(column *c, size_t more) {
+    if (c->size + more <= c->room) return 0;
+    size_t room = c->room;
+    while (room < c->size + more) room *= 2;
+    uchar *grown = realloc(c->data, room);
+    if (grown == NULL) return -1;
+    c->data = grown;
+    c->room = room;
+    return 0;
+}
+/* The next row: the `len` bytes written at the end of the data (`column_room` first). */
+static void column_end_row(column *c, size_t len) {
+    c->size += len;
+    valid_bit_set(c->validity, c->rows);
+    c->offsets[++c->rows] = (int64_t)c->size;
+}
+static void column_null(column *c) {
+    c->nulls++;
+    c->offsets[c->rows + 1] = c->offsets[c->rows];
+    c->rows++;
+}
+
+static void schema_release(struct ArrowSchema *schema) { schema->release = NULL; }
+static void array_release(struct ArrowArray *array) {
+    column *c = array->private_data;
+    column_free(c);
+    free(c);
+    array->release = NULL;
+}
+/* (a capsule whose struct polars did not take releases it itself) */
+static void schema_capsule_free(PyObject *capsule) {
+    struct ArrowSchema *schema = PyCapsule_GetPointer(capsule, "arrow_schema");
+    if (schema == NULL) return;
+    if (schema->release != NULL) schema->release(schema);
+    free(schema);
+}
+static void array_capsule_free(PyObject *capsule) {
+    struct ArrowArray *array = PyCapsule_GetPointer(capsule, "arrow_array");
+    if (array == NULL) return;
+    if (array->release != NULL) array->release(array);
+    free(array);
+}
+
+/* (schema capsule, array capsule) of `c` as Arrow's `format`: `U` (large strings: validity,
+ * offsets, data) or a fixed width (`s`: int16; validity, then the values in `data`). `c`
+ * hands its buffers over (the array releases them); NULL when memory runs out (`c` is then
+ * freed). */
+static PyObject *arrow_capsules(column *c, const char *format) {
+    int strings = strcmp(format, "U") == 0;
+    struct ArrowSchema *schema = calloc(1, sizeof *schema);
+    struct ArrowArray *array = calloc(1, sizeof *array);
+    column *owned = malloc(sizeof *owned);
+    PyObject *schema_capsule = NULL, *array_capsule = NULL, *pair = NULL;
+    if (schema == NULL || array == NULL || owned == NULL) {
+        free(schema);
+        free(array);
+        free(owned);
+        column_free(c);
+        return PyErr_NoMemory();
     }
-    size_t len = 0;
-    for (size_t p = 0; p < start; p++) len += !(is_digit(s[p]) && p > 0 && is_digit(s[p - 1]));
-    PyObject *answer = PyUnicode_New((Py_ssize_t)(len + n - start), 127);
-    if (answer == NULL) return NULL;
-    uchar *out = PyUnicode_DATA(answer);
+    *owned = *c;
+    owned->buffers[0] = owned->nulls ? owned->validity : NULL;
+    owned->buffers[1] = strings ? (const void *)owned->offsets : owned->data;
+    owned->buffers[2] = owned->data;
+    schema->format = format;
+    schema->name = "";
+    schema->flags = 2; /* ARROW_FLAG_NULLABLE */
+    schema->release = schema_release;
+    array->length = owned->rows;
+    array->null_count = owned->nulls;
+    array->n_buffers = strings ? 3 : 2;
+    array->buffers = owned->buffers;
+    array->release = array_release;
+    array->private_data = owned;
+    schema_capsule = PyCapsule_New(schema, "arrow_schema", schema_capsule_free);
+    if (schema_capsule == NULL) free(schema);
+    else array_capsule = PyCapsule_New(array, "arrow_array", array_capsule_free);
+    if (array_capsule == NULL) { /* (the schema's capsule, if made, frees the schema) */
+        array_release(array);
+        free(array);
+        Py_XDECREF(schema_capsule);
+        return NULL;
+    }
+    pair = PyTuple_Pack(2, schema_capsule, array_capsule);
+    Py_DECREF(schema_capsule);
+    Py_DECREF(array_capsule);
+    return pair;
+}
+
+/* The normalized text s[0..n) with the digits of its answering host masked, as the next row of
+ * `c`; -1 when memory runs out. */
+static int push_hosts_masked(column *c, const uchar *s, size_t n) {
+    size_t start = memchr(s, '\n', n) ? 0 : answering_host(s, n);
+    if (column_room(c, n) < 0) return -1;
+    uchar *out = c->data + c->size;
     size_t o = 0;
     for (size_t p = 0; p < start; p++) {
         if (!is_digit(s[p])) out[o++] = s[p];
         else if (p == 0 || !is_digit(s[p - 1])) out[o++] = '#';
     }
     memcpy(out + o, s + start, n - start);
-    return answer;
+    column_end_row(c, o + n - start);
+    return 0;
 }
 
-/* Whether `texts` is a list (else a TypeError naming `function`), with the byte classes
- * filled on the first call. */
-static int takes_list(PyObject *texts, const char *function) {
+struct ArrowArrayStream {
+    int (*get_schema)(struct ArrowArrayStream *, struct ArrowSchema *);
+    int (*get_next)(struct ArrowArrayStream *, struct ArrowArray *);
+    const char *(*get_last_error)(struct ArrowArrayStream *);
+    void (*release)(struct ArrowArrayStream *);
+    void *private_data;
+};
+
+/* Whether s[0..n) is ASCII: sixteen bytes at a time. */
+static int ascii(const uchar *s, size_t n) {
+    size_t i = 0;
+    v16 high = {0};
+    for (; i + 16 <= n; i += 16) {
+        v16 v;
+        memcpy(&v, s + i, 16);
+        high |= v;
+    }
+    for (; i < n; i++) high[0] |= s[i];
+    return !any(high & 0x80);
+}
+
+/* What is done with each text of a column: s[0..n), or s NULL for a null or a text that is
+ * not ASCII (the caller's polars path). -1 when memory runs out. */
+typedef int (*each_text)(void *state, const uchar *s, size_t n);
+
+/* `each` on the texts of `texts`, in order: a polars String column of `expected` rows, read
+ * through the Arrow C stream it exports (its string views; no Python object a text), with the
+ * byte classes filled on the first call. 0, or -1 with an exception set. */
+static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *function,
+                         each_text each, void *state) {
     static int ready = 0;
     if (!ready) {
         fill_classes();
         ready = 1;
     }
-    if (PyList_Check(texts)) return 1;
-    PyErr_Format(PyExc_TypeError, "%s() takes a list", function);
+    PyObject *capsule = PyObject_CallMethod(texts, "__arrow_c_stream__", NULL);
+    if (capsule == NULL) return -1;
+    struct ArrowArrayStream *stream = PyCapsule_GetPointer(capsule, "arrow_array_stream");
+    if (stream == NULL) {
+        Py_DECREF(capsule);
+        return -1;
+    }
+    Py_ssize_t count = 0;
+    struct ArrowSchema schema;
+    if (stream->get_schema(stream, &schema) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): no schema from the column", function);
+        count = -1;
+        goto done;
+    }
+    int views = strcmp(schema.format, "vu") == 0;
+    if (schema.release != NULL) schema.release(&schema);
+    if (!views) {
+        PyErr_Format(PyExc_TypeError, "%s() takes a polars String column", function);
+        count = -1;
+        goto done;
+    }
+    for (;;) {
+        struct ArrowArray array;
+        if (stream->get_next(stream, &array) != 0) {
+            PyErr_Format(PyExc_ValueError, "%s(): the column's stream failed", function);
+            count = -1;
+            goto done;
+        }
+        if (array.release == NULL) break; /* the end */
+        const uint8_t *validity = array.buffers[0], *cells = array.buffers[1];
+        int64_t data_buffers = array.n_buffers - 3;
+        for (int64_t i = 0; i < array.length && count >= 0; i++, count++) {
+            int64_t j = i + array.offset;
+            const uint8_t *view = cells + 16 * j;
+            int32_t len, buffer, offset;
+            memcpy(&len, view, 4);
+            const uchar *text = view + 4;
+            if (len > 12) {
+                memcpy(&buffer, view + 8, 4);
+                memcpy(&offset, view + 12, 4);
+                text = buffer < data_buffers ? (const uchar *)array.buffers[2 + buffer] + offset
+                                              : NULL;
+            }
+            int valid = validity == NULL || ((validity[j >> 3] >> (j & 7)) & 1);
+            if (!valid || text == NULL || !ascii(text, (size_t)len)) text = NULL;
+            if (each(state, text, text ? (size_t)len : 0) < 0) {
+                PyErr_NoMemory();
+                count = -1;
+            }
+        }
+        array.release(&array);
+        if (count < 0) goto done;
+    }
+    if (count != expected) {
+        PyErr_Format(PyExc_ValueError, "%s(): the column's length changed", function);
+        count = -1;
+    }
+done:
+    Py_DECREF(capsule); /* (its destructor releases the stream) */
+    return count < 0 ? -1 : 0;
+}
+
+/* What `normalize` writes: the two columns, and the masks' buffers. */
+typedef struct {
+    column answers, grouped;
+    buffers work;
+} normalizing;
+
+static int normalize_one(void *state, const uchar *s, size_t n) {
+    normalizing *to = state;
+    if (s == NULL) {
+        column_null(&to->answers);
+        column_null(&to->grouped);
+        return 0;
+    }
+    uchar *out = NULL;
+    Py_ssize_t len = normalized((const char *)s, n, &to->work, &out);
+    if (len < 0 || column_room(&to->answers, (size_t)len) < 0 ||
+        push_hosts_masked(&to->grouped, out, (size_t)len) < 0)
+        return -1;
+    memcpy(to->answers.data + to->answers.size, out, (size_t)len);
+    column_end_row(&to->answers, (size_t)len);
     return 0;
 }
 
 static PyObject *normalize(PyObject *self, PyObject *texts) {
     (void)self;
-    if (!takes_list(texts, "normalize")) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(texts);
-    PyObject *answers = PyList_New(count), *grouped = PyList_New(count), *pair = NULL;
-    buffers work = {NULL, NULL, 0};
-    if (answers == NULL || grouped == NULL) goto failed;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text = PyList_GET_ITEM(texts, i);
-        PyObject *answer = Py_None, *masked = Py_None;
-        if (PyUnicode_Check(text) && PyUnicode_IS_ASCII(text)) {
-            uchar *out = NULL;
-            Py_ssize_t len = normalized((const char *)PyUnicode_DATA(text),
-                                        (size_t)PyUnicode_GET_LENGTH(text), &work, &out);
-            if (len < 0) {
-                PyErr_NoMemory();
-                goto failed;
-            }
-            if ((answer = PyUnicode_New(len, 127)) == NULL) goto failed;
-            memcpy(PyUnicode_DATA(answer), out, (size_t)len);
-            if ((masked = hosts_masked(answer)) == NULL) {
-                Py_DECREF(answer);
-                goto failed;
-            }
-        } else {
-            Py_INCREF(answer);
-            Py_INCREF(masked);
-        }
-        PyList_SET_ITEM(answers, i, answer);
-        PyList_SET_ITEM(grouped, i, masked);
+    Py_ssize_t count = PyObject_Length(texts);
+    if (count < 0) return NULL;
+    normalizing to = {.work = {NULL, NULL, 0}};
+    PyObject *normalized_pair = NULL, *grouped_pair = NULL, *pair = NULL;
+    int ready = column_start(&to.answers, count) == 0;
+    ready = column_start(&to.grouped, count) == 0 && ready;
+    if (!ready) {
+        PyErr_NoMemory();
+        goto failed;
     }
-    pair = PyTuple_Pack(2, answers, grouped);
-failed:
-    free(work.a);
-    free(work.b);
-    /* (a list's unset items are NULL, which its deallocation passes over) */
-    Py_XDECREF(answers);
-    Py_XDECREF(grouped);
+    if (for_each_text(texts, count, "normalize", normalize_one, &to) < 0) goto failed;
+    free(to.work.a);
+    free(to.work.b);
+    normalized_pair = arrow_capsules(&to.answers, "U");
+    grouped_pair = arrow_capsules(&to.grouped, "U");
+    if (normalized_pair != NULL && grouped_pair != NULL)
+        pair = PyTuple_Pack(2, normalized_pair, grouped_pair);
+    Py_XDECREF(normalized_pair);
+    Py_XDECREF(grouped_pair);
     return pair;
+failed:
+    free(to.work.a);
+    free(to.work.b);
+    column_free(&to.answers);
+    column_free(&to.grouped);
+    return NULL;
 }
 
 /* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
@@ -716,95 +1007,120 @@ static size_t enhanced_at(const uchar *s, size_t n, size_t p, size_t *end) {
 static inline int enhanced_delimiter(uchar c) { return classes[c] & C_BEFORE; }
 
 /* codes(texts) -> (reply codes, first enhanced code, first of class 2, of 4, of 5): for each
- * ASCII str, the reply code extract._reply_code finds in its text without versions (None if
+ * ASCII str, the reply code extract._reply_code finds in its text without versions (null if
  * none) and the first of extract._enhanced_candidates, of all and of each class; for
- * anything else -1 and Nones (the caller runs the polars expressions). */
-static PyObject *codes(PyObject *self, PyObject *texts) {
-    (void)self;
-    if (!takes_list(texts, "codes")) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(texts);
-    PyObject *lists[5] = {NULL, NULL, NULL, NULL, NULL};
-    uchar *work = NULL;
-    size_t size = 0;
-    for (int k = 0; k < 5; k++) {
-        if ((lists[k] = PyList_New(count)) == NULL) goto failed;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            Py_INCREF(Py_None);
-            PyList_SET_ITEM(lists[k], i, Py_None);
+ * anything else -1 and nulls (the caller runs the polars expressions). Each an Arrow array
+ * (int16, then large strings) as (schema capsule, array capsule). */
+/* What `codes` writes: the reply codes (int16, in `reply`'s data) and the four columns of
+ * enhanced codes, and the buffer of a text without versions. */
+typedef struct {
+    column reply, found[4];
+    uchar *work;
+    size_t size;
+} coding;
+
+static int codes_one(void *state, const uchar *s, size_t n) {
+    coding *to = state;
+    int16_t *replies = (int16_t *)to->reply.data;
+    int64_t row = to->reply.rows++;
+    if (s == NULL) {
+        replies[row] = -1;
+        valid_bit_set(to->reply.validity, row);
+        for (int k = 0; k < 4; k++) column_null(&to->found[k]);
+        return 0;
+    }
+    if (n + 1 > to->size) {
+        uchar *grown = realloc(to->work, n + 1);
+        if (grown == NULL) return -1;
+        to->work = grown;
+        to->size = n + 1;
+    }
+    /* (a copy only where a version is to be taken out) */
+    const uchar *versionless = s;
+    size_t length = n;
+    for (size_t v = 0; v < n; v++) {
+        uchar c = lower(s[v]);
+        if ((c == 'v' || c == 'r') && version_at(s, n, v)) {
+            length = without_versions(s, n, to->work);
+            versionless = to->work;
+            break;
         }
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text = PyList_GET_ITEM(texts, i);
-        if (!(PyUnicode_Check(text) && PyUnicode_IS_ASCII(text))) {
-            PyObject *none = PyLong_FromLong(-1);
-            if (none == NULL) goto failed;
-            PyList_SetItem(lists[0], i, none);
+    int code = reply_code(versionless, length);
+    replies[row] = (int16_t)(code >= 0 ? code : 0);
+    if (code >= 0) valid_bit_set(to->reply.validity, row);
+    else to->reply.nulls++;
+    /* the first candidate of all, then of classes 2, 4, 5 (found[0] to found[3]); the codes'
+     * first dots, in order: a code at p is found where p is 0, or where a character that may
+     * stand before one is at p - 1 and the match before ended there or earlier */
+    size_t at[4] = {0, 0, 0, 0}, len[4] = {0, 0, 0, 0};
+    int have[4] = {0, 0, 0, 0}, wanted = 4;
+    size_t done = 0;
+    const uchar *dot = versionless;
+    while (wanted > 0 && (dot = memchr(dot, '.', (size_t)(versionless + length - dot))) != NULL) {
+        size_t start = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
+        dot++;
+        if (dot - 1 == versionless) continue;
+        if (!(start == 0 || (start - 1 >= done && enhanced_delimiter(versionless[start - 1]))))
+            continue;
+        size_t stop = enhanced_at(versionless, length, start, &end);
+        if (!stop) continue;
+        int slot = versionless[start] == '2' ? 1 : versionless[start] == '4' ? 2 : 3;
+        for (int k = 0; k < 4; k++) {
+            if ((k == 0 || k == slot) && !have[k]) {
+                have[k] = 1;
+                at[k] = start;
+                len[k] = stop - start;
+                wanted--;
+            }
+        }
+        done = end;
+        dot = versionless + end;
+    }
+    for (int k = 0; k < 4; k++) {
+        if (!have[k]) {
+            column_null(&to->found[k]);
             continue;
         }
-        const uchar *s = PyUnicode_DATA(text);
-        size_t n = (size_t)PyUnicode_GET_LENGTH(text);
-        if (n + 1 > size) {
-            uchar *grown = realloc(work, n + 1);
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto failed;
-            }
-            work = grown;
-            size = n + 1;
-        }
-        /* (a copy only where a version is to be taken out) */
-        const uchar *versionless = s;
-        size_t len = n;
-        for (size_t v = 0; v < n; v++) {
-            uchar c = lower(s[v]);
-            if ((c == 'v' || c == 'r') && version_at(s, n, v)) {
-                len = without_versions(s, n, work);
-                versionless = work;
-                break;
-            }
-        }
-        int reply = reply_code(versionless, len);
-        if (reply >= 0) {
-            PyObject *value = PyLong_FromLong(reply);
-            if (value == NULL) goto failed;
-            PyList_SetItem(lists[0], i, value);
-        }
-        /* the first candidate of all, then of classes 2, 4, 5 (lists 1 to 4) */
-        /* the codes' first dots, in order: a code at p is found where p is 0, or where a
-         * character that may stand before one is at p - 1 and the match before ended there
-         * or earlier */
-        int wanted = 4;
-        size_t done = 0;
-        const uchar *dot = versionless;
-        while (wanted > 0 && (dot = memchr(dot, '.', (size_t)(versionless + len - dot))) != NULL) {
-            size_t code = (size_t)(dot - versionless) - (dot > versionless ? 1 : 0), end = 0;
-            dot++;
-            if (dot - 1 == versionless) continue;
-            if (!(code == 0 || (code - 1 >= done && enhanced_delimiter(versionless[code - 1]))))
-                continue;
-            size_t stop = enhanced_at(versionless, len, code, &end);
-            if (!stop) continue;
-            int slot = versionless[code] == '2' ? 2 : versionless[code] == '4' ? 3 : 4;
-            for (int k = 1; k <= 4; k++) {
-                if ((k == 1 || k == slot) && PyList_GET_ITEM(lists[k], i) == Py_None) {
-                    PyObject *value = PyUnicode_FromStringAndSize(
-                        (const char *)versionless + code, (Py_ssize_t)(stop - code));
-                    if (value == NULL) goto failed;
-                    PyList_SetItem(lists[k], i, value);
-                    wanted--;
-                }
-            }
-            done = end;
-            dot = versionless + end;
-        }
+        if (column_room(&to->found[k], len[k]) < 0) return -1;
+        memcpy(to->found[k].data + to->found[k].size, versionless + at[k], len[k]);
+        column_end_row(&to->found[k], len[k]);
     }
-    free(work);
-    PyObject *answer = PyTuple_Pack(5, lists[0], lists[1], lists[2], lists[3], lists[4]);
-    for (int k = 0; k < 5; k++) Py_DECREF(lists[k]);
+    return 0;
+}
+
+/* codes(texts) -> (reply codes, first enhanced code, first of class 2, of 4, of 5): for each
+ * ASCII text of the String column `texts`, the reply code extract._reply_code finds in its
+ * text without versions (null if none) and the first of extract._enhanced_candidates, of all
+ * and of each class; for a null or a text that is not ASCII -1 and nulls (the caller runs the
+ * polars expressions). Each an Arrow array (int16, then large strings) as (schema capsule,
+ * array capsule). */
+static PyObject *codes(PyObject *self, PyObject *texts) {
+    (void)self;
+    Py_ssize_t count = PyObject_Length(texts);
+    if (count < 0) return NULL;
+    coding to = {.work = NULL, .size = 0};
+    PyObject *pairs[5] = {NULL, NULL, NULL, NULL, NULL}, *answer = NULL;
+    int ready = column_start(&to.reply, count) == 0;
+    for (int k = 0; k < 4; k++) ready = column_start(&to.found[k], count) == 0 && ready;
+    /* the reply codes' column: two bytes a row in its data, no offsets */
+    ready = ready && column_room(&to.reply, 2 * (size_t)count + 2) == 0;
+    if (!ready) {
+        PyErr_NoMemory();
+        goto failed;
+    }
+    if (for_each_text(texts, count, "codes", codes_one, &to) < 0) goto failed;
+    free(to.work);
+    pairs[0] = arrow_capsules(&to.reply, "s");
+    for (int k = 0; k < 4; k++) pairs[k + 1] = arrow_capsules(&to.found[k], "U");
+    if (pairs[0] && pairs[1] && pairs[2] && pairs[3] && pairs[4])
+        answer = PyTuple_Pack(5, pairs[0], pairs[1], pairs[2], pairs[3], pairs[4]);
+    for (int k = 0; k < 5; k++) Py_XDECREF(pairs[k]);
     return answer;
 failed:
-    free(work);
-    for (int k = 0; k < 5; k++) Py_XDECREF(lists[k]);
+    free(to.work);
+    column_free(&to.reply);
+    for (int k = 0; k < 4; k++) column_free(&to.found[k]);
     return NULL;
 }
 
@@ -852,9 +1168,65 @@ static size_t json_escaped(const uchar *s, size_t n, char *out) {
     return o;
 }
 
+/* The one Arrow array of a polars column (`single_array`): its Arrow C stream's schema and
+ * only chunk (none for an empty column), held until `single_array_done`. */
+typedef struct {
+    PyObject *capsule;
+    struct ArrowSchema schema;
+    struct ArrowArray array;
+} single_array;
+
+static void single_array_done(single_array *got) {
+    if (got->array.release != NULL) got->array.release(&got->array);
+    if (got->schema.release != NULL) got->schema.release(&got->schema);
+    Py_XDECREF(got->capsule); /* (its destructor releases the stream) */
+    got->capsule = NULL;
+}
+
+/* Reads `column` (a polars column of one chunk, of Arrow's `format`) into *got; -1 with an
+ * exception (TypeError: not such a column) and nothing to release. */
+static int single_array_of(PyObject *column, const char *format, single_array *got) {
+    memset(got, 0, sizeof *got);
+    if (!PyObject_HasAttrString(column, "__arrow_c_stream__")) {
+        PyErr_Format(PyExc_TypeError, "answer_lines: a column of %s expected", format);
+        return -1;
+    }
+    got->capsule = PyObject_CallMethod(column, "__arrow_c_stream__", NULL);
+    if (got->capsule == NULL) return -1;
+    struct ArrowArrayStream *stream = PyCapsule_GetPointer(got->capsule, "arrow_array_stream");
+    if (stream == NULL) goto failed;
+    if (stream->get_schema(stream, &got->schema) != 0) {
+        PyErr_SetString(PyExc_ValueError, "answer_lines: no schema from a column");
+        goto failed;
+    }
+    if (strcmp(got->schema.format, format) != 0) {
+        PyErr_Format(PyExc_TypeError, "answer_lines: a column of %s expected, not %s", format,
+                     got->schema.format);
+        goto failed;
+    }
+    if (stream->get_next(stream, &got->array) != 0) {
+        PyErr_SetString(PyExc_ValueError, "answer_lines: a column's stream failed");
+        goto failed;
+    }
+    if (got->array.release != NULL) {
+        struct ArrowArray more;
+        if (stream->get_next(stream, &more) != 0 || more.release != NULL) {
+            if (more.release != NULL) more.release(&more);
+            PyErr_SetString(PyExc_ValueError, "answer_lines: a column of one chunk expected");
+            goto failed;
+        }
+    }
+    return 0;
+failed:
+    single_array_done(got);
+    return -1;
+}
+
 /* answer_lines(inputs, rests, index, out, line) -> (written, line): the answer lines of
  * `explain -` from line `line` on, into the writable buffer `out`, as many whole ones as fit.
- * Line i is `{"input":"<inputs[i] as JSON>"` and then rests[index[i]]: a bytes object
+ * `inputs` is a polars String column of one chunk (read through the Arrow C stream it
+ * exports: no Python string a line), `index` a UInt32 column of as many rows. Line i is
+ * `{"input":"<inputs[i] as JSON>"` and then rests[index[i]]: a bytes object
  * `,"direction":...}\n`, the fields of an answer other than its input, which polars wrote once
  * per distinct combination of them (most of an answer's bytes are the texts of its rule and
  * category). Returns the bytes written and the next line (written 0: that line alone does not
@@ -865,8 +1237,7 @@ static PyObject *answer_lines(PyObject *self, PyObject *args) {
     PyObject *inputs, *rests, *index;
     Py_buffer out;
     Py_ssize_t line;
-    if (!PyArg_ParseTuple(args, "O!O!O!w*n", &PyList_Type, &inputs, &PyList_Type, &rests,
-                          &PyList_Type, &index, &out, &line))
+    if (!PyArg_ParseTuple(args, "OO!Ow*n", &inputs, &PyList_Type, &rests, &index, &out, &line))
         return NULL;
     static int ready = 0;
     if (!ready) {
@@ -876,33 +1247,51 @@ static PyObject *answer_lines(PyObject *self, PyObject *args) {
     static const char start[] = "{\"input\":\"";
     const Py_ssize_t start_len = (Py_ssize_t)sizeof start - 1;
     char *to = out.buf;
-    Py_ssize_t room = out.len, written = 0;
-    Py_ssize_t lines = PyList_GET_SIZE(inputs), count = PyList_GET_SIZE(rests);
+    Py_ssize_t room = out.len, written = 0, count = PyList_GET_SIZE(rests);
     PyObject *answer = NULL;
-    if (PyList_GET_SIZE(index) != lines || line < 0 || line > lines) {
+    single_array texts, which;
+    if (single_array_of(inputs, "vu", &texts) < 0) goto released;
+    if (single_array_of(index, "I", &which) < 0) {
+        single_array_done(&texts);
+        goto released;
+    }
+    Py_ssize_t lines = (Py_ssize_t)texts.array.length;
+    if ((Py_ssize_t)which.array.length != lines || line < 0 || line > lines ||
+        which.array.null_count != 0) {
         PyErr_SetString(PyExc_ValueError, "answer_lines: index or line out of range");
         goto done;
     }
+    const uint8_t *cells = lines ? texts.array.buffers[1] : NULL;
+    const uint8_t *valid = lines ? texts.array.buffers[0] : NULL;
+    const uint32_t *rest_of = lines ? which.array.buffers[1] : NULL;
+    int64_t data_buffers = texts.array.n_buffers - 3;
     for (; line < lines; line++) {
-        PyObject *text = PyList_GET_ITEM(inputs, line);
-        Py_ssize_t which = PyLong_AsSsize_t(PyList_GET_ITEM(index, line));
-        if (which == -1 && PyErr_Occurred()) goto done;
-        if (which < 0 || which >= count || !PyBytes_Check(PyList_GET_ITEM(rests, which))) {
-            PyErr_Format(PyExc_ValueError, "answer_lines: no rest %zd for line %zd", which, line);
+        int64_t j = line + texts.array.offset;
+        Py_ssize_t rest_index = (Py_ssize_t)rest_of[line + which.array.offset];
+        if (rest_index >= count || !PyBytes_Check(PyList_GET_ITEM(rests, rest_index))) {
+            PyErr_Format(PyExc_ValueError, "answer_lines: no rest %zd for line %zd", rest_index,
+                         line);
             goto done;
         }
-        if (!PyUnicode_Check(text)) {
-            PyErr_Format(PyExc_TypeError, "answer_lines: input %zd is not a str", line);
+        const uint8_t *view = cells + 16 * j;
+        int32_t size, buffer, offset;
+        memcpy(&size, view, 4);
+        const char *bytes = (const char *)view + 4;
+        if (size > 12) {
+            memcpy(&buffer, view + 8, 4);
+            memcpy(&offset, view + 12, 4);
+            bytes = buffer < data_buffers ? (const char *)texts.array.buffers[2 + buffer] + offset
+                                          : NULL;
+        }
+        if (bytes == NULL || (valid != NULL && !((valid[j >> 3] >> (j & 7)) & 1))) {
+            PyErr_Format(PyExc_ValueError, "answer_lines: input %zd is null", line);
             goto done;
         }
-        Py_ssize_t size;
-        const char *bytes = PyUnicode_AsUTF8AndSize(text, &size);
-        if (bytes == NULL) goto done;
-        PyObject *rest = PyList_GET_ITEM(rests, which);
+        PyObject *rest = PyList_GET_ITEM(rests, rest_index);
         Py_ssize_t more = PyBytes_GET_SIZE(rest);
         /* (the escaped input takes at most six bytes a byte) */
         if (size > (PY_SSIZE_T_MAX - start_len - 1 - more) / 6 ||
-            start_len + 6 * size + 1 + more > room - written)
+            start_len + 6 * (Py_ssize_t)size + 1 + more > room - written)
             break;
         char *at = to + written;
         memcpy(at, start, (size_t)start_len);
@@ -913,22 +1302,28 @@ static PyObject *answer_lines(PyObject *self, PyObject *args) {
     }
     answer = Py_BuildValue("nn", written, line);
 done:
+    single_array_done(&texts);
+    single_array_done(&which);
+released:
     PyBuffer_Release(&out);
     return answer;
 }
 
 static PyMethodDef methods[] = {
     {"normalize", normalize, METH_O,
-     "normalize(texts: list) -> (normalized, grouped): the normalized text of each ASCII str "
-     "and that with its answering host's digits masked, else Nones"},
+     "normalize(texts: pl.Series) -> (normalized, grouped): the normalized text of each ASCII "
+     "text of a String column and that with its answering host's digits masked, else nulls: "
+     "each an Arrow array of large strings as (schema capsule, array capsule)"},
     {"codes", codes, METH_O,
-     "codes(texts: list) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the codes "
-     "extract.py finds in each ASCII str (-1 and Nones for anything else)"},
+     "codes(texts: pl.Series) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the "
+     "codes extract.py finds in each ASCII text of a String column (-1 and nulls for the "
+     "others), each an Arrow array as (schema capsule, array capsule)"},
     {"answer_lines", answer_lines, METH_VARARGS,
-     "answer_lines(inputs, rests, index, out, line) -> (written, line): explain's answer "
-     "lines, each its input as JSON and the rest of its fields, into `out`"},
+     "answer_lines(inputs: pl.Series, rests: list, index: pl.Series, out, line) -> (written, "
+     "line): explain's answer lines, each its input as JSON and the rest of its fields, into "
+     "`out`"},
     {NULL, NULL, 0, NULL},
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 2)
+                 methods, 3)

@@ -55,6 +55,9 @@ CASES = [
     "host mx3.shop41.example[198.51.7.9] said: 550 5.1.1 user unknown",
     "<a@b.example>: host mx1.mail2.example [192.0.2.1]: 550 rejected",
     "<<a@b.example>>: host 1a2b [x] host mx9.example[",
+    # sixteen bytes at a time: spaces, upper case and digits at and across the blocks' edges
+    "ABCDEFGHIJKLMNO  PQRSTUVWXYZABCD  EFGHIJKLMNOPQRS\tTUVWXYZABCDEFG1 host 12345678901234567",
+    "abcdefghijklmnopqrstuvwxyzabcdef 550-5.1.1 abcdefghijklmno 550-5.1.1 xyz 421-4.7.0 ",
     "",
     "   ",
 ]
@@ -134,7 +137,9 @@ def test_the_normalized_text_is_the_polars_one(texts: list[str]) -> None:
     module = _normalizer_or_skip()
     series = pl.Series("diagnostic", texts)
     expected = series.to_frame().select(normalized_for(series)).to_series().to_list()
-    got, grouped = module.normalize(texts)
+    got, grouped = (
+        native.arrow_series("normalized", pair).to_list() for pair in module.normalize(series)
+    )
     compared = [(text, want, have) for text, want, have in zip(texts, expected, got, strict=True)]
     done = [row for row in compared if row[2] is not None]
     assert len(done) > 0.95 * len(texts)  # the ASCII ones: all but a few
@@ -148,22 +153,63 @@ def test_the_normalized_text_is_the_polars_one(texts: list[str]) -> None:
     assert sum(1 for text in grouped if text and text.startswith("host ") and "#" in text) > 50
 
 
+def test_the_normalized_columns_are_arrow_arrays_polars_takes() -> None:
+    """`normalize` hands its two columns over as Arrow arrays (no Python string a text): empty,
+    all null, with and without nulls; arrays polars never took are freed with their capsules
+    (the sanitizers' run checks the memory). `codes` hands its five over so too."""
+    module = _normalizer_or_skip()
+    for texts, expected in (
+        ([], []),
+        ([None, "Grüße", None], [None, None, None]),
+        (["550 User Unknown", None], ["550 user unknown", None]),
+        (["A  B"] * 20_000, ["a b"] * 20_000),  # data past the first allocation
+    ):
+        normalized, grouped = module.normalize(pl.Series(texts, dtype=pl.String))
+        for pair in (normalized, grouped):
+            column = native.arrow_series("normalized", pair)
+            assert column.dtype == pl.String
+            assert column.to_list() == expected
+    dropped = module.normalize(pl.Series(["host mx1.a[192.0.2.1] said: 550 5.1.1 no"]))
+    del dropped
+    texts = ["550 5.1.1 no", "Grüße", None, "said: 421 x 4.7.0", "no code"]
+    found = pl.DataFrame(
+        [
+            native.arrow_series(name, pair)
+            for name, pair in zip(extract.FOUND_CODES, module.codes(pl.Series(texts)), strict=True)
+        ]
+    )
+    assert found.rows() == [
+        (550, "5.1.1", None, None, "5.1.1"),
+        (-1, None, None, None, None),
+        (-1, None, None, None, None),
+        (421, "4.7.0", None, "4.7.0", None),
+        (None, None, None, None, None),
+    ]
+    assert [len(module.codes(pl.Series(rows, dtype=pl.String))) for rows in ([], ["x"])] == [5, 5]
+    # a column of many chunks, sliced (the views' offset), long texts in the data buffers
+    chunked = pl.concat([pl.Series(["x" * 40 + " 550 5.1.1", None]), pl.Series(["421 y"] * 3)])
+    chunked = chunked.slice(1, 4)
+    assert chunked.n_chunks() == 2
+    replies = native.arrow_series("r", module.codes(chunked)[0]).to_list()
+    assert replies == [-1, 421, 421, 421]
+    with pytest.raises(TypeError, match="String column"):
+        module.codes(pl.Series([1, 2]))
+
+
 def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
     module = _normalizer_or_skip()
     series = pl.Series("diagnostic", texts)
     expected = extract._found_by_polars(series)
-    reply, *enhanced = module.codes(texts)
-    read = [row for row, code in enumerate(reply) if code != -1]
-    assert len(read) > 0.95 * len(texts)
     got = pl.DataFrame(
         [
-            pl.Series("_found_smtp", reply, dtype=pl.Int16),
-            *(
-                pl.Series(name, column, dtype=pl.String)
-                for name, column in zip(extract.FOUND_CODES[1:], enhanced, strict=True)
-            ),
+            native.arrow_series(name, pair)
+            for name, pair in zip(extract.FOUND_CODES, module.codes(series), strict=True)
         ]
-    )[read]
+    )
+    assert got.schema == dict.fromkeys(extract.FOUND_CODES, pl.String) | {"_found_smtp": pl.Int16}
+    read = (got["_found_smtp"] != -1).fill_null(True).arg_true()
+    assert len(read) > 0.95 * len(texts)
+    got = got[read]
     assert expected[read]["_found_smtp"].count() > 1000  # codes were found, and compared
     mismatched = (
         pl.concat([got, expected[read].rename(lambda name: name + "_polars")], how="horizontal")
@@ -253,16 +299,17 @@ def test_the_answer_lines_are_polars_json() -> None:
     (every ASCII character, escaped or not, and others), then the rest of its answer; as many
     whole lines as fit; and refuses what is not its input rather than reading past it."""
     fast = _normalizer_or_skip()
-    inputs = [
+    texts = [
         "".join(chr(code) for code in range(128)),
         "Überlastung \u2028 \ufffd 稍后再试 \U0001f600 \x7f",
         "",
         '550 5.1.1 "x" \\',
     ]
+    inputs = pl.Series("input", texts)
     rests = [b',"n":1}\n', b',"n":null}\n']
-    index = [1, 0, 1, 0]
+    index = pl.Series("_rest", [1, 0, 1, 0], dtype=pl.UInt32)
     frame = pl.DataFrame(
-        {"input": inputs, "n": [None, 1, None, 1]}, schema_overrides={"n": pl.Int64}
+        {"input": texts, "n": [None, 1, None, 1]}, schema_overrides={"n": pl.Int64}
     )
     expected = io.BytesIO()
     frame.write_ndjson(expected)
@@ -279,10 +326,28 @@ def test_the_answer_lines_are_polars_json() -> None:
         assert bytes(some[:size]) == b"".join(part + b"\n" for part in lines)
     assert fast.answer_lines(inputs, rests, index, bytearray(8), 0) == (0, 0)
     assert fast.answer_lines(inputs, rests, index, out, 4) == (0, 4)
-    for bad_index, line in (([2, 0, 0, 0], 0), ([-1, 0, 0, 0], 0), ([0], 0), (index, 5)):
+    # a slice of a column (the arrays' offset)
+    size, line = fast.answer_lines(inputs.slice(2, 2), rests, index.slice(1, 2), out, 0)
+    assert bytes(out[:size]) == b"".join(
+        part + b"\n"
+        for part in (b'{"input":"","n":1}', b'{"input":"550 5.1.1 \\"x\\" \\\\","n":null}')
+    )
+    assert fast.answer_lines(inputs[:0], rests, index[:0], out, 0) == (0, 0)
+    u32 = pl.UInt32
+    for bad_index, line in (
+        (pl.Series([2, 0, 0, 0], dtype=u32), 0),
+        (pl.Series([0], dtype=u32), 0),
+        (pl.Series([0, None, 0, 0], dtype=u32), 0),
+        (index, 5),
+        (index, -1),
+    ):
         with pytest.raises(ValueError):
             fast.answer_lines(inputs, rests, bad_index, out, line)
+    with pytest.raises(ValueError):
+        fast.answer_lines(pl.Series([None], dtype=pl.String), rests, index[:1], out, 0)
+    with pytest.raises(ValueError):  # two chunks
+        fast.answer_lines(pl.concat([inputs, inputs], rechunk=False), rests, index, out, 0)
     with pytest.raises(TypeError):
-        fast.answer_lines([None], rests, [0], out, 0)
+        fast.answer_lines(texts, rests, index, out, 0)
     with pytest.raises(TypeError):
-        fast.answer_lines(inputs, rests, tuple(index), out, 0)
+        fast.answer_lines(inputs, rests, index.cast(pl.Int64), out, 0)

@@ -71,18 +71,24 @@ def _allocator(*argv: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [sys.executable, "-c", ALLOCATOR, *argv],
         capture_output=True, text=True, check=True, env={**environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return done.stderr.strip().splitlines()[-1]
 
 
 def test_a_report_runs_with_the_allocator_returning_freed_pages() -> None:
     """`report` sets polars' allocator to give freed pages back (set before polars starts, so
-    that it reads it: polars puts its own defaults first and lets what is set win); other
-    commands keep polars' defaults, and a setting of the user's wins."""
-    from bounce_analyzer.__main__ import REPORT_ALLOCATOR
+    that it reads it: polars puts its own defaults first and lets what is set win), `explain`
+    to keep them in one arena; other commands keep polars' defaults, and a setting of the
+    user's wins."""
+    from bounce_analyzer.__main__ import EXPLAIN_ALLOCATOR, REPORT_ALLOCATOR
 
     assert _allocator("report", "--help").endswith(REPORT_ALLOCATOR)
-    for argv in (["parse", "--help"], ["explain", "--help"], ["--version"]):
-        assert REPORT_ALLOCATOR not in _allocator(*argv)
+    assert _allocator("explain", "--help").endswith(EXPLAIN_ALLOCATOR)
+    # `explain -` runs without the command line's modules: set there too
+    assert _allocator("explain", "-").endswith(EXPLAIN_ALLOCATOR)
+    for argv in (["parse", "--help"], ["--version"]):
+        setting = _allocator(*argv)
+        assert REPORT_ALLOCATOR not in setting and EXPLAIN_ALLOCATOR not in setting
     mine = _allocator("report", "--help", env={"_RJEM_MALLOC_CONF": "narenas:2"})
     assert mine.endswith("narenas:2") and REPORT_ALLOCATOR not in mine

@@ -41,7 +41,6 @@ from bounce_analyzer import cache, prefilter
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import (
-    FOUND_CODES,
     code_class,
     extract_hex_code,
     found_codes,
@@ -903,45 +902,34 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     and that with the answering host's digits masked (`_grouped`).
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
-    searched for a hex code (by the extraction or apart), and only texts an event is
-    classified by are normalized.
+    searched for a hex code, and only texts an event is classified by are normalized; the
+    rows keep their order.
     """
     missing = pl.col("smtp_code").is_null() | pl.col("enhanced_code").is_null()
-    hexish = (
-        pl.col("diagnostic").str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False)
-    )
     # (the normalized text of the texts an event is classified by: normalize.py, in C where
     # it is built)
     textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
-    # (and the codes in the texts missing one: extract.py, in C where it is built)
+    # (and the codes in the texts missing one: extract.py, in C where it is built; a text
+    # with both codes given finds none, and `with_codes` keeps what is given)
     found = found_codes(texts.select(pl.when(missing).then("diagnostic")).to_series())
     normalized, grouped = normalized_texts(textual)
-    lazy = texts.lazy().with_columns(
-        hexish.alias("_hexish"),
-        normalized.alias("normalized"),
-        grouped.alias("_grouped"),
-        *found,
+    return with_codes(
+        texts.with_columns(normalized.alias("normalized"), grouped.alias("_grouped"), *found),
+        hex_code=False,
+    ).with_columns(
+        _hex_codes(texts["diagnostic"]),
+        code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"),
     )
-    complete = lazy.filter(~missing)
-    coded = (
-        pl.concat(
-            [
-                with_codes(lazy.filter(missing & pl.col("_hexish"))),
-                with_codes(lazy.filter(missing & ~pl.col("_hexish")), hex_code=False),
-                complete.filter("_hexish").with_columns(
-                    extract_hex_code(pl.col("diagnostic")).alias("hex_code")
-                ),
-                complete.filter(~pl.col("_hexish")).with_columns(
-                    pl.lit(None, pl.String).alias("hex_code")
-                ),
-            ],
-            how="diagonal",
-        )
-        .drop("_hexish", *FOUND_CODES, strict=False)
-        .with_columns(code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"))
-    )
-    # streaming: the engine spreads the regex passes of the codes over the cores
-    return coded.collect(engine="streaming")
+
+
+def _hex_codes(texts: pl.Series) -> pl.Series:
+    """`hex_code` of each of `texts`, in order: the texts that hold ``0x`` are searched."""
+    hexish = texts.str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False).arg_true()
+    codes = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("hex_code")
+    if hexish.is_empty():
+        return codes
+    found = texts.gather(hexish).to_frame("text").select(extract_hex_code(pl.col("text")))
+    return codes.scatter(hexish, found.to_series())
 
 
 # --- per event -------------------------------------------------------------------------------

@@ -380,9 +380,8 @@ def write_explanations(
 #: classified columns among them (and of the direction asked for, which decides the advice).
 _REST = EXPLAIN_COLUMNS[1:]
 _REST_KEY = [*EXPLAIN_COLUMNS[1 : EXPLAIN_COLUMNS.index("meaning")], "blocklist", "_asked"]
-#: The rows whose answers `write_explanations` makes at a time, and the bytes it writes at
-#: once (more for a longer line): the memory of a few rows, used again.
-_ROWS_AT_ONCE = 8192
+#: The bytes `write_explanations` writes at once (more for a longer line): the memory of a few
+#: rows, used again.
 _WRITTEN_AT_ONCE = 1 << 20
 
 
@@ -396,15 +395,15 @@ def _write_lines(fast: ModuleType, rows: pl.DataFrame, rests: pl.DataFrame, out:
     # break is escaped inside a JSON string: each line is one object)
     ends = [b"," + line[1:] + b"\n" for line in written.getvalue().split(b"\n")[:-1]]
     buffer = bytearray(_WRITTEN_AT_ONCE)
-    for some in rows.iter_slices(_ROWS_AT_ONCE):
-        inputs, index = some["input"].to_list(), some["_rest"].to_list()
-        line = 0
-        while line < len(inputs):
-            size, line = fast.answer_lines(inputs, ends, index, buffer, line)
-            if size == 0:  # one line longer than the buffer: a buffer twice as long
-                buffer = bytearray(2 * len(buffer))
-                continue
-            out.write(memoryview(buffer)[:size])
+    # (the helper reads the columns' Arrow arrays: one chunk each)
+    inputs, index = rows["input"].rechunk(), rows["_rest"].cast(pl.UInt32).rechunk()
+    line = 0
+    while line < len(inputs):
+        size, line = fast.answer_lines(inputs, ends, index, buffer, line)
+        if size == 0:  # one line longer than the buffer: a buffer twice as long
+            buffer = bytearray(2 * len(buffer))
+            continue
+        out.write(memoryview(buffer)[:size])
 
 
 def explain_bytes(

@@ -132,14 +132,10 @@ def found_codes(texts: pl.Series) -> pl.DataFrame:
     fast = native.helper("normalize")
     if fast is None:
         return _found_by_polars(texts)
-    reply, *enhanced = fast.codes(texts.to_list())
     found = pl.DataFrame(
         [
-            pl.Series("_found_smtp", reply, dtype=pl.Int16),
-            *(
-                pl.Series(name, column, dtype=pl.String)
-                for name, column in zip(FOUND_CODES[1:], enhanced, strict=True)
-            ),
+            native.arrow_series(name, pair)
+            for name, pair in zip(FOUND_CODES, fast.codes(texts.cast(pl.String)), strict=True)
         ]
     )
     # -1: a text the C helper leaves (None, or not ASCII)

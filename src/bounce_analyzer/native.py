@@ -11,8 +11,12 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-__all__ = ["ENV", "built", "describe", "disabled", "helper", "module"]
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["ENV", "arrow_series", "built", "describe", "disabled", "helper", "module"]
 
 #: The environment variable that turns the C path off (`0`).
 ENV = "BOUNCE_ANALYZER_NATIVE"
@@ -52,7 +56,7 @@ def module(source: str) -> ModuleType | None:
 
 
 #: The C helpers of the classification (not a source's tokenizer) -> (module, interface version).
-_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 2)}
+_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 3)}
 
 
 def helper(name: str) -> ModuleType | None:
@@ -60,6 +64,26 @@ def helper(name: str) -> ModuleType | None:
     texts, for normalize.py and extract.py) if it is built, of the interface version this code
     expects, and not turned off by the environment; else None (the polars expressions run)."""
     return None if disabled() else _loaded(*_HELPERS[name])
+
+
+class _Exported:
+    """An Arrow array a C helper made: (schema capsule, array capsule), as the PyCapsule
+    interface hands one to polars (which takes its buffers without a copy, and without
+    pyarrow)."""
+
+    def __init__(self, capsules: tuple[object, object]) -> None:
+        self._capsules = capsules
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        return self._capsules
+
+
+def arrow_series(name: str, capsules: tuple[object, object]) -> pl.Series:
+    """The polars column `name` of an Arrow array a C helper made (native/normalize.c's
+    `normalize` and `codes`: no Python object a row)."""
+    import polars as pl  # (this module is imported where polars is not: `--version`)
+
+    return pl.Series(values=_Exported(capsules)).alias(name)
 
 
 def describe() -> str:

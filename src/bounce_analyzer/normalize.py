@@ -162,7 +162,7 @@ def normalized_texts(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
         normalized = _by_polars(texts)
         return normalized, _hosts_alike_by_polars(normalized)
     found = [
-        pl.Series(texts.name, column, dtype=pl.String) for column in fast.normalize(texts.to_list())
+        native.arrow_series(texts.name, pair) for pair in fast.normalize(texts.cast(pl.String))
     ]
     left = (found[0].is_null() & texts.is_not_null()).arg_true()
     if left.len():
