@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from bounce_analyzer import export, options, render, report, rules
 
@@ -86,3 +87,49 @@ def test_a_report_runs_with_the_allocator_returning_freed_pages() -> None:
         assert REPORT_ALLOCATOR not in _allocator(*argv)
     mine = _allocator("report", "--help", env={"_RJEM_MALLOC_CONF": "narenas:2"})
     assert mine.endswith("narenas:2") and REPORT_ALLOCATOR not in mine
+
+
+STARTED = (
+    "import gc, os, sys, runpy\n"
+    "sys.argv = ['bounce-analyzer', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('bounce_analyzer', run_name='__main__')\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "blas = os.environ.get('OPENBLAS_NUM_THREADS', '(none)')\n"
+    "print(blas, gc.get_freeze_count() > 10000, gc.isenabled(), file=sys.stderr)\n"
+)
+
+
+def _started(*argv: str, env: dict[str, str] | None = None) -> list[str]:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run(
+        [sys.executable, "-c", STARTED, *argv],
+        capture_output=True, text=True, check=True, env={**environ, **(env or {})},
+    )  # fmt: skip
+    return done.stderr.strip().splitlines()[-1].split()
+
+
+def test_parse_and_ingest_start_with_one_blas_thread_and_the_modules_frozen(
+    tmp_path: Path,
+) -> None:
+    """`parse` and `ingest` start numpy's BLAS (pyarrow imports numpy) with one thread, whose
+    threads would spin for ~0.1 s of CPU, and leave the objects of their imports to the
+    collector's permanent generation (`gc.freeze`), the collector running again after; a
+    user's own BLAS setting wins, and other commands are left alone."""
+    log = tmp_path / "mail.log"
+    log.write_text(
+        "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, "
+        "relay=mx.example.com[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, "
+        "status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 unknown user)\n"
+    )
+    out = str(tmp_path / "events.jsonl")
+    assert _started("parse", str(log), "--tz", "UTC", "-q", "-o", out) == ["1", "True", "True"]
+    store = str(tmp_path / "store")
+    ingest = ["ingest", "--store", store, "--tz", "UTC", "--quiet", str(log)]
+    assert _started(*ingest) == ["1", "True", "True"]
+    mine = _started("parse", str(log), "-q", "-o", out, env={"OPENBLAS_NUM_THREADS": "2"})
+    assert mine[0] == "2"
+    assert _started("parse", "--help") == ["(none)", "False", "True"]
