@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bounce_analyzer import export, options, render, report, rules
 
 LOADED = (
@@ -133,3 +135,45 @@ def test_parse_and_ingest_start_with_one_blas_thread_and_the_modules_frozen(
     mine = _started("parse", str(log), "-q", "-o", out, env={"OPENBLAS_NUM_THREADS": "2"})
     assert mine[0] == "2"
     assert _started("parse", "--help") == ["(none)", "False", "True"]
+
+
+MMAPPED = (
+    "import ctypes, sys\n"
+    "class Info(ctypes.Structure):\n"
+    "    _fields_ = [(name, ctypes.c_size_t) for name in\n"
+    "                ('arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks '\n"
+    "                 'keepcost').split()]\n"
+    "libc = ctypes.CDLL(None)\n"
+    "libc.mallinfo2.restype = Info\n"
+    "if sys.argv[1] == 'fixed':\n"
+    "    from bounce_analyzer.cli import _fixed_mmap_threshold\n"
+    "    _fixed_mmap_threshold()\n"
+    "first = bytearray(8 << 20)\n"
+    "del first\n"
+    "before = libc.mallinfo2().hblks\n"
+    "second = bytearray(6 << 20)\n"
+    "print(libc.mallinfo2().hblks - before)\n"
+)
+
+
+def test_large_blocks_stay_mappings_of_their_own(tmp_path: Path) -> None:
+    """glibc raises its mmap threshold to the size of the first large block freed, and later
+    blocks under it come from its heaps (which fragment: `parse`'s peak grew through a long
+    run); `parse` and `ingest` fix it, so that a 6 MiB block after an 8 MiB one freed is
+    still a mapping of its own (given back to the system when freed)."""
+    import os
+
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
+    if not (libc or "").startswith("glibc 2.") or int((libc or "0.0").split(".")[1]) < 33:
+        pytest.skip("glibc 2.33 or later (mallinfo2) only")
+    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+
+    def mappings(mode: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", MMAPPED, mode],
+            capture_output=True, text=True, check=True, env=environ,
+        )  # fmt: skip
+        return int(done.stdout)
+
+    assert mappings("glibc") == 0
+    assert mappings("fixed") == 1

@@ -345,11 +345,9 @@ class ParseRun:
                 self._long_lines.append(reading.long_line_rows(batch))
             yield batch
 
-    def _conformed(
-        self, outputs: Iterator[SourceOutput]
-    ) -> Iterator[tuple[SourceOutput, pl.DataFrame, pl.DataFrame]]:
-        """Each output of a source with its events conformed (those dated implausibly set
-        aside with its malformed records), in the source's thread: the thread that classifies
+    def _conformed(self, outputs: Iterator[SourceOutput]) -> Iterator[SourceOutput]:
+        """Each output of a source with its events conformed and those dated implausibly set
+        aside with its malformed records, in the source's thread: the thread that classifies
         has the most to do. The events' texts are copied out of the input batch where they
         point into it (`own_texts`), so that the batch goes as soon as it is parsed."""
         try:
@@ -357,7 +355,12 @@ class ParseRun:
                 conformed, implausible = set_aside_implausible(
                     schema.conform(output.events), now=self._now
                 )
-                yield output, own_texts(conformed), pl.concat([output.malformed, implausible])
+                yield replace(
+                    output,
+                    events=own_texts(conformed),
+                    malformed=pl.concat([output.malformed, implausible]),
+                )
+                del output, conformed  # (not held while the source makes the next)
         finally:  # (stopped early, the source's own stages stop too)
             close = getattr(outputs, "close", None)
             if close is not None:
@@ -405,9 +408,14 @@ class ParseRun:
             return made
 
         try:
-            batches = ahead(self._batches(item, summary, places))
-            for output, conformed, set_aside in ahead(self._conformed(source.parse(batches))):
+            batches = self._batches(item, summary, places)
+            if not reading.is_plain_file(item):
+                # Decompression is worth a thread of its own; a plain file's batches are
+                # read where they are parsed: each batch in flight is memory.
+                batches = ahead(batches)
+            for output in ahead(self._conformed(source.parse(batches))):
                 set_aside_long_lines()
+                conformed, set_aside = output.events, output.malformed
                 summary.read += output.read
                 summary.skipped += output.skipped
                 summary.malformed += set_aside.height
