@@ -151,7 +151,7 @@ MMAPPED = (
     "first = bytearray(8 << 20)\n"
     "del first\n"
     "before = libc.mallinfo2().hblks\n"
-    "second = bytearray(6 << 20)\n"
+    "later = [bytearray(size << 20) for size in (5, 6, 7)]\n"
     "print(libc.mallinfo2().hblks - before)\n"
 )
 
@@ -159,8 +159,10 @@ MMAPPED = (
 def test_large_blocks_stay_mappings_of_their_own(tmp_path: Path) -> None:
     """glibc raises its mmap threshold to the size of the first large block freed, and later
     blocks under it come from its heaps (which fragment: `parse`'s peak grew through a long
-    run); `parse` and `ingest` fix it, so that a 6 MiB block after an 8 MiB one freed is
-    still a mapping of its own (given back to the system when freed)."""
+    run); `parse` and `ingest` fix it, so that blocks of 5-7 MiB after an 8 MiB one freed
+    are still mappings of their own (given back to the system when freed). (glibc's own way
+    is counted as fewer mappings, not as none: where its heap cannot grow in place it maps
+    memory too.)"""
     import os
 
     libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
@@ -175,5 +177,5 @@ def test_large_blocks_stay_mappings_of_their_own(tmp_path: Path) -> None:
         )  # fmt: skip
         return int(done.stdout)
 
-    assert mappings("glibc") == 0
-    assert mappings("fixed") == 1
+    assert mappings("fixed") == 3
+    assert mappings("glibc") < 3
