@@ -10,8 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bounce_analyzer.generate import generate_exim
-from bounce_analyzer.pipeline import CLASSIFY_BYTES, CLASSIFY_ROWS, ParseRun
+from _native import extension_or_skip
+from bounce_analyzer import reading
+from bounce_analyzer.generate import generate_exim, generate_postfix
+from bounce_analyzer.pipeline import CLASSIFY_BYTES, CLASSIFY_ROWS, ParseRun, own_texts
+from bounce_analyzer.sources import get_source
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -53,3 +56,49 @@ def test_chunks_end_at_classify_rows(log: Path) -> None:
     assert len(heights) > 3
     # Each but the last ends with the batch that took it to 250 events or more.
     assert all(height >= 250 for height in heights[:-1])
+
+
+def _text_buffer_bytes(frame: pl.DataFrame) -> int:
+    """The bytes of the distinct data buffers the text columns of `frame` point into."""
+    buffers: dict[int, int] = {}
+    for column in frame.iter_columns():
+        if column.dtype != pl.String:
+            continue
+        array = column.to_arrow(compat_level=pl.CompatLevel.newest())
+        for buffer in array.buffers()[2:]:  # (validity, views, then the data buffers)
+            if buffer is not None:
+                buffers[buffer.address] = buffer.size
+    return sum(buffers.values())
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_events_own_their_texts_and_not_their_batch(source: str, tmp_path: Path) -> None:
+    """The C path's events point into their whole input batch (docs/NATIVE.md), which they
+    would keep alive until written; `own_texts` copies their texts out, the same values,
+    where the buffers they point into are more than twice their texts: Postfix's events
+    (under half of their batch), not Exim's (most of it)."""
+    extension_or_skip(source)
+    path = tmp_path / "log"
+    generate = generate_postfix if source == "postfix" else generate_exim
+    with path.open("wb") as out:
+        generate(out, lines=20_000, seed=18, start=datetime(2026, 11, 27, tzinfo=UTC))
+    [item] = reading.expand_inputs([str(path)])
+    batch_bytes = path.stat().st_size
+    [output] = get_source(source, tz="UTC").parse(reading.read_batches(item, batch_bytes=2**30))
+    events = output.events
+    assert events.height > 1000
+    assert _text_buffer_bytes(events) >= batch_bytes  # the whole batch, at least
+    texts = [name for name, dtype in events.schema.items() if dtype == pl.String]
+    used = events.select(pl.sum_horizontal(pl.col(texts).str.len_bytes().sum())).item()
+    owned = own_texts(events)
+    assert owned.equals(events, null_equal=True)
+    assert owned.schema == events.schema
+    assert _text_buffer_bytes(owned) <= 2 * used
+    if source == "postfix":
+        assert used < batch_bytes / 2
+        assert _text_buffer_bytes(owned) < batch_bytes / 2  # copied: the batch can go
+    else:
+        assert used > batch_bytes / 2
+        assert _text_buffer_bytes(owned) == _text_buffer_bytes(events)  # left as it was
+    empty = events.clear()
+    assert own_texts(empty).equals(empty)

@@ -75,6 +75,17 @@ def test_each_compression_is_read_by_content(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", list(COMPRESSORS))
+def test_a_plain_file_is_told_by_content(tmp_path: Path, kind: str) -> None:
+    """`is_plain_file`: a file of uncompressed content, whatever its name (its batches are
+    read where they are parsed, without a thread of their own); not a compressed file, a
+    stream, or a file that cannot be read."""
+    source = _write(tmp_path / "mail.log.gz", COMPRESSORS[kind](LINES))
+    assert reading.is_plain_file(source) is (kind == "plain")
+    assert not reading.is_plain_file(InputFile("-"))
+    assert not reading.is_plain_file(InputFile(str(tmp_path / "gone.log")))
+
+
+@pytest.mark.parametrize("kind", list(COMPRESSORS))
 def test_progress_counts_bytes_as_stored(tmp_path: Path, kind: str) -> None:
     # A progress bar's total is the size on disk: a compressed file must not count its
     # decompressed bytes against it (the bar went past 100%).

@@ -21,7 +21,7 @@ from bounce_analyzer.reading import Batch, Resume, ResumeFn
 from bounce_analyzer.rules import Rules, load_rules
 from bounce_analyzer.sources import SOURCES, Source, get_source
 from bounce_analyzer.sources import detect as detect_source
-from bounce_analyzer.sources.base import MALFORMED_SCHEMA, CarriesState
+from bounce_analyzer.sources.base import MALFORMED_SCHEMA, CarriesState, SourceOutput
 from bounce_analyzer.stages import ahead
 
 _HEAD_BYTES = 65536  # what reading.head reads to detect the format
@@ -126,6 +126,35 @@ def set_aside_implausible(
     return events.filter(~wrong), aside
 
 
+def own_texts(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with its text columns in buffers of their own where they point into buffers
+    more than twice the size of their texts. The C path's columns are views into the whole
+    input batch (docs/NATIVE.md): a frame of Postfix events, a fifth of the batch's bytes,
+    keeps all of it alive until the frame is written; copied, the texts take the bytes they
+    need and the batch can go (the peak RSS of `parse` over 1M Postfix lines: 505 MB against
+    585 MB). Exim's events hold most of their batch's bytes: copying them (0.3 s of CPU per
+    1M lines) would free little. Texts of 12 bytes or less live inside their view."""
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    if not texts or not frame.height:
+        return frame
+    used = frame.select(pl.sum_horizontal(pl.col(texts).str.len_bytes().sum())).item()
+    if _buffer_bytes(frame.select(texts)) <= 2 * used:
+        return frame
+    return frame.with_columns(pl.col(texts) + pl.lit(""))
+
+
+def _buffer_bytes(frame: pl.DataFrame) -> int:
+    """The bytes of the distinct data buffers the (text) columns of `frame` point into."""
+    sizes: dict[int, int] = {}
+    for column in frame.iter_columns():
+        exported = column.to_arrow(compat_level=pl.CompatLevel.newest())  # (no copy)
+        for array in getattr(exported, "chunks", [exported]):
+            for buffer in array.buffers()[2:]:  # (validity, views, then the data buffers)
+                if buffer is not None:
+                    sizes[buffer.address] = buffer.size
+    return sum(sizes.values())
+
+
 #: Classification costs a few milliseconds a call whatever its size, and works once per
 #: distinct text and key: the fewer calls the better (measured on the events of 1M Postfix
 #: lines: 1.16 s of CPU in calls of 25k rows, 0.43 s of 100k, 0.31 s of 200k). But a chunk's
@@ -135,6 +164,9 @@ def set_aside_implausible(
 #: path. Measured with `ingest` of 5M generated Exim lines on the C path (peak RSS, wall):
 #: 48 MiB 1,154 MB and 14.6-16.1 s; 32 MiB 935-957 MB and 16.4-17.0 s; 24 MiB 835 MB and
 #: 20.7 s. 48 MiB took Exim past 1 GiB; 32 MiB keeps both sources and both paths under it.
+#: (Since the events own their texts (`own_texts`) a chunk no longer holds its batches, but
+#: the classification's own working memory grows with the chunk: ~200 MB for the 72k
+#: events of 32 MiB of Exim input, measured with VmHWM with and without classifying.)
 CLASSIFY_ROWS = 200_000
 CLASSIFY_BYTES = 32 * 2**20
 
@@ -330,6 +362,27 @@ class ParseRun:
                 self._long_lines.append(reading.long_line_rows(batch))
             yield batch
 
+    def _conformed(self, outputs: Iterator[SourceOutput]) -> Iterator[SourceOutput]:
+        """Each output of a source with its events conformed and those dated implausibly set
+        aside with its malformed records, in the source's thread: the thread that classifies
+        has the most to do. The events' texts are copied out of the input batch where they
+        point into it (`own_texts`), so that the batch goes as soon as it is parsed."""
+        try:
+            for output in outputs:
+                conformed, implausible = set_aside_implausible(
+                    schema.conform(output.events), now=self._now
+                )
+                yield replace(
+                    output,
+                    events=own_texts(conformed),
+                    malformed=pl.concat([output.malformed, implausible]),
+                )
+                del output, conformed  # (not held while the source makes the next)
+        finally:  # (stopped early, the source's own stages stop too)
+            close = getattr(outputs, "close", None)
+            if close is not None:
+                close()
+
     def _parse_file(
         self,
         item: reading.InputFile,
@@ -372,13 +425,14 @@ class ParseRun:
             return made
 
         try:
-            batches = ahead(self._batches(item, summary, places))
-            for output in ahead(source.parse(batches)):
+            batches = self._batches(item, summary, places)
+            if not reading.is_plain_file(item):
+                # Decompression is worth a thread of its own; a plain file's batches are
+                # read where they are parsed: each batch in flight is memory.
+                batches = ahead(batches)
+            for output in ahead(self._conformed(source.parse(batches))):
                 set_aside_long_lines()
-                conformed, implausible = set_aside_implausible(
-                    schema.conform(output.events), now=self._now
-                )
-                set_aside = pl.concat([output.malformed, implausible])
+                conformed, set_aside = output.events, output.malformed
                 summary.read += output.read
                 summary.skipped += output.skipped
                 summary.malformed += set_aside.height

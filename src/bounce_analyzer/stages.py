@@ -22,29 +22,33 @@ def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
     Reading, parsing and classifying then overlap: polars releases the interpreter lock while
     it works, so the stages run on separate cores. Items and the exception that ends `items`
     arrive in order; closing the returned iterator stops and closes `items`. At most `depth`
-    items wait, so memory stays bounded.
+    items are made and not yet taken (waiting, or being made), so memory stays bounded: the
+    producer starts on the next item once the consumer has taken one of them, rather than
+    making one more and holding it while it waits (with `depth` 1, two items alive at a
+    boundary instead of three: a batch's tables and events each, in the sources' stages).
     """
-    handoff: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    handoff: queue.Queue[tuple[str, object]] = queue.Queue()
+    slots = threading.Semaphore(depth)  # items that may be made and not yet taken
     stop = threading.Event()
 
-    def put(message: tuple[str, object]) -> bool:
+    def slot() -> bool:
         while not stop.is_set():
-            try:
-                handoff.put(message, timeout=0.1)
+            if slots.acquire(timeout=0.1):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def produce() -> None:
         try:
-            for item in items:
-                if not put(("item", item)):
+            while slot():
+                try:
+                    item = next(items)
+                except StopIteration:
+                    handoff.put(("done", None))
                     break
-            else:
-                put(("done", None))
+                handoff.put(("item", item))
+                del item  # (the consumer's now)
         except BaseException as error:  # handed over: the consumer raises it
-            put(("error", error))
+            handoff.put(("error", error))
         finally:
             close = getattr(items, "close", None)
             if close is not None:
@@ -56,7 +60,9 @@ def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
         while True:
             kind, value = handoff.get()
             if kind == "item":
+                slots.release()  # (the producer may start on the next)
                 yield value  # type: ignore[misc]
+                del value
             elif kind == "error":
                 assert isinstance(value, BaseException)
                 raise value

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Where `parse LOG -o x.parquet` spends its CPU, stage by stage, and who waits for whom
+(issue 18).
+
+Runs the pipeline in this process as `parse` does (`ParseRun`, the Parquet `EventWriter`),
+with timers put around its stages:
+
+- each thread `stages.ahead` starts (reading a compressed input, the sources' stages, the
+  pipeline's, classification) is a stage named after its iterator: the CPU of that thread
+  (`time.thread_time`), and how long its consumer waited for its items;
+- classification and the Parquet write, around their calls (CPU of the calling thread);
+- what the process spent beyond those threads: polars' and pyarrow's own threads (their
+  work for every stage), the main thread's waits and Python's bookkeeping;
+- the start of the console script itself, `bounce-analyzer parse` of a one-line log
+  (interpreter, command line, imports, rules), as a child process.
+
+    python bench/parse_stages.py LOG [--tz UTC] [--json stages.json]
+
+Standard library and the project only; run it from the environment the project is in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+LINE = (
+    "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, relay=none, "
+    "delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (unknown user)\n"
+)
+
+
+def start_up(tz: str) -> dict[str, float]:
+    """CPU and wall of the console script's `parse` of a one-line log (a child process)."""
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "one.log"
+        log.write_text(LINE)
+        command = [sys.executable, "-m", "bounce_analyzer", "parse", str(log), "--tz", tz, "-q"]
+        command += ["-o", str(Path(folder) / "one.parquet")]
+        began = time.perf_counter()
+        child = subprocess.Popen(command)
+        _, status, usage = os.wait4(child.pid, 0)
+        if status:
+            raise SystemExit(f"{' '.join(command)} failed")
+        return {"cpu": usage.ru_utime + usage.ru_stime, "wall": time.perf_counter() - began}
+
+
+def profile(log: str, tz: str) -> dict[str, Any]:
+    """The stages of `parse` over `log`: CPU and waits (seconds), as the module says."""
+    import polars as pl
+
+    from bounce_analyzer import classify, pipeline, schema, stages, writers
+    from bounce_analyzer.rules import load_rules
+
+    cpu: dict[str, float] = defaultdict(float)
+    waits: dict[str, float] = defaultdict(float)
+    lock = threading.Lock()
+    original = stages.ahead
+
+    def ahead(items: Iterator[Any], *, depth: int = 1) -> Iterator[Any]:
+        code = getattr(items, "gi_code", None)
+        name = f"thread {getattr(code, 'co_qualname', type(items).__name__)}"
+
+        def counted() -> Iterator[Any]:
+            began = time.thread_time()
+            try:
+                yield from items
+            finally:
+                with lock:
+                    cpu[name] += time.thread_time() - began
+
+        handed = original(counted(), depth=depth)
+        while True:
+            began = time.perf_counter()
+            try:
+                item = next(handed)
+            except StopIteration:
+                return
+            finally:
+                with lock:
+                    waits[name] += time.perf_counter() - began
+            yield item
+
+    def timed(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                with lock:
+                    cpu[name] += time.thread_time() - began
+
+        return call
+
+    for module in list(sys.modules.values()):  # every module that runs a stage ahead
+        if getattr(module, "__name__", "").startswith("bounce_analyzer"):
+            if getattr(module, "ahead", None) is original:
+                module.ahead = ahead  # type: ignore[attr-defined]
+    classify.classify = timed(classify.classify, "classification (calls)")
+    write = writers.EventWriter.write
+    writers.EventWriter.write = timed(write, "Parquet write (calls)")  # type: ignore[method-assign]
+
+    rules = load_rules()
+    began_cpu, began = time.process_time(), time.perf_counter()
+    run = pipeline.ParseRun([log], tz=tz, rules=rules)
+    with tempfile.TemporaryDirectory() as folder, open(Path(folder) / "x.parquet", "wb") as out:
+        writer = writers.EventWriter(out, writers.EventFormat.parquet)
+        for chunk in run:
+            writer.write(chunk.events)
+        writer.close(empty=pl.DataFrame(schema=schema.EVENT_SCHEMA))
+    total = time.process_time() - began_cpu
+    threads = sum(seconds for name, seconds in cpu.items() if name.startswith("thread"))
+    return {
+        "run": {"cpu": total, "wall": time.perf_counter() - began},
+        "cpu": dict(cpu),
+        "waits": dict(waits),
+        "other threads": total - threads - cpu["Parquet write (calls)"],
+        "events": sum(summary.events for summary in run.summaries),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("log", help="a log file (e.g. from `python -m bounce_analyzer.generate`)")
+    parser.add_argument("--tz", default="UTC")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    figures = {"start-up": start_up(args.tz), **profile(args.log, args.tz)}
+    print(f"{args.log}: {figures['events']:,} events")
+    print(
+        f"{'start-up (bounce-analyzer parse of one line)':48s} {figures['start-up']['cpu']:6.2f} s"
+    )
+    run = figures["run"]
+    print(f"{'the run (process CPU; wall)':48s} {run['cpu']:6.2f} s {run['wall']:6.2f} s wall")
+    for name, seconds in sorted(figures["cpu"].items(), key=lambda item: -item[1]):
+        waited = figures["waits"].get(name)
+        also = f"   its consumer waited {waited:5.2f} s" if waited is not None else ""
+        print(f"  {name:46s} {seconds:6.2f} s{also}")
+    print(
+        f"  {'other threads (polars, pyarrow) and the rest':46s} {figures['other threads']:6.2f} s"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
