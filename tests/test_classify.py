@@ -15,7 +15,7 @@ import pytest
 
 from bounce_analyzer import classify as classify_module
 from bounce_analyzer.classify import (
-    _HELP_PAGE,
+    _help_page,
     _pattern_text,
     _prepared,
     classify,
@@ -712,7 +712,7 @@ def test_every_pattern_matches_its_example() -> None:
     assert missing == []
     # as the engine reads it: the key's text, with its placeholders (`_pattern_text`)
     _, grouped = normalized_texts(rules.patterns["example"])
-    reason = pl.col("example").str.to_lowercase().str.extract(_HELP_PAGE, 1)
+    reason = _help_page(pl.col("example"))
     checked = rules.patterns.with_columns(
         _pattern_text(pl.lit(grouped), reason).alias("read")
     ).select("id", pl.col("read").str.contains("(?i)" + pl.col("regex")).alias("ok"))

@@ -47,6 +47,7 @@ from bounce_analyzer.extract import (
     with_codes,
 )
 from bounce_analyzer.normalize import (
+    HELP_PAGE_URL,
     normalize_message,
     normalized_texts,
     tokens,
@@ -108,9 +109,6 @@ _KEY = [
     "blocklist",
     "_reason",
 ]
-#: The help page a URL names (Google's `https://support.google.com/mail/?p=NoSuchUser`): the
-#: `p=` parameter of the first URL with a query string, as report keys keep it (normalize.py).
-_HELP_PAGE = r"https?://[^\s?#]*[?#](?:(?:[^\s)\]>\"'&;]*[&;])*?(p=[^\s&#;)\]>\"']+))?"
 #: An id the normalized text masked and the number after its dot: Gmail signs each reply with
 #: an id of its message, `d9443c01a7336-1f3a1ed8b6esi.298 - gsmtp`, whose mask leaves `.298`
 #: (the digits start no word of five): the key takes it as part of the id, or each Gmail text
@@ -674,6 +672,13 @@ def _decisions(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     return decided if found is None else pl.concat([found, decided])
 
 
+def _help_page(text: pl.Expr) -> pl.Expr:
+    """The help page the first URL of `text` with a query string names, as report keys keep
+    it (normalize.py): `p=nosuchuser` of Google's
+    `https://support.google.com/mail/?p=NoSuchUser`, lower-cased; null where it names none."""
+    return text.str.to_lowercase().str.extract(HELP_PAGE_URL, 2)
+
+
 def _pattern_text(grouped: pl.Expr, reason: pl.Expr) -> pl.Expr:
     """What the patterns read of a key: its normalized text (`_grouped`), the masks'
     placeholders spelt as `_PLACEHOLDERS` says and the help page its first URL names put
@@ -898,8 +903,8 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
 
 
 def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
-    """Per distinct text: its codes (given ones kept), Outlook hex code, class, normalized text
-    and that with the answering host's digits masked (`_grouped`).
+    """Per distinct text: its codes (given ones kept), Outlook hex code, class, and its
+    normalized text with the answering host's digits masked (`_grouped`, what keys hold).
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
     searched for a hex code, and only texts an event is classified by are normalized; the
@@ -912,9 +917,9 @@ def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
     # (and the codes in the texts missing one: extract.py, in C where it is built; a text
     # with both codes given finds none, and `with_codes` keeps what is given)
     found = found_codes(texts.select(pl.when(missing).then("diagnostic")).to_series())
-    normalized, grouped = normalized_texts(textual)
+    _, grouped = normalized_texts(textual)
     return with_codes(
-        texts.with_columns(normalized.alias("normalized"), grouped.alias("_grouped"), *found),
+        texts.with_columns(grouped.alias("_grouped"), *found),
         hex_code=False,
     ).with_columns(
         _hex_codes(texts["diagnostic"]),
@@ -1115,7 +1120,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
             blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
             retry_after_of(texts["diagnostic"]),
             # the help page its URL names, which the normalized text masks (`_KEY`)
-            pl.col("diagnostic").str.to_lowercase().str.extract(_HELP_PAGE, 1).alias("_reason"),
+            _help_page(pl.col("diagnostic")).alias("_reason"),
         )
         .collect(engine=_ENGINE)
         .explode("_row")

@@ -247,12 +247,10 @@ _WRAPPERS = (
 #: to, which says why (https://support.google.com/mail/?p=NoSuchUser&hl=en ->
 #: https://support.google.com/mail/?p=nosuchuser): Google writes the same reply text for
 #: different reasons and tells them apart only there.
-_URL_QUERY_BUT_REASON = (
-    r"(https?://[^\s?#]*)[?#](?:(?:[^\s)\]>\"'&;]*[&;])*?(p=[^\s&#;)\]>\"']+))?"
-    r"[^\s)\]>\"']*",
-    "$1?$2",
-    "://",
-)
+#: `HELP_PAGE_URL` matches a URL up to the end of that name: the URL without its query string
+#: (group 1) and `p=` with the name (group 2), if the query string holds one.
+HELP_PAGE_URL = r"(https?://[^\s?#]*)[?#](?:(?:[^\s)\]>\"'&;]*[&;])*?(p=[^\s&#;)\]>\"']+))?"
+_URL_QUERY_BUT_REASON = (HELP_PAGE_URL + r"[^\s)\]>\"']*", "$1?$2", "://")
 #: The address of the host the MTA talked to, written against its name
 #: (`mx.example.com[192.0.2.1]`, `connect to mx.example.com[192.0.2.1]:25`): one of many.
 _ANSWERING_IPV4 = (r"([\w.-])\[" + _IPV4_ADDRESS + r"\]", "$1[<ip>]", "[")
