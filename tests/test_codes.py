@@ -23,7 +23,7 @@ NO_SEED = (
     "the seed document is not beside this checkout (../shared/seeds); the coverage test needs it"
 )
 
-TABLES = ("mailgun", "gmail", "outlook", "enhanced", "sendgrid")
+TABLES = ("mailgun", "gmail", "outlook", "enhanced", "sendgrid", "microsoft")
 ALWAYS = ("id", "category", "from_seed", "note")
 COLUMNS = {
     "mailgun": ("http_status", "message", "meaning", "solution", "glossary"),
@@ -31,6 +31,8 @@ COLUMNS = {
     "outlook": ("group", "name", "hex_code", "meaning", "solution", "glossary"),
     "enhanced": ("enhanced_code", "name", "meaning", "solution"),
     "sendgrid": ("smtp_code", "name", "message", "meaning", "solution", "glossary"),
+    # not from the seed: Exchange Online's codes whose words mean another category per code
+    "microsoft": ("enhanced_code", "message", "meaning", "solution"),
 }
 
 # Used only when rules/categories.toml is absent.
