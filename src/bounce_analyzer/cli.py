@@ -360,7 +360,8 @@ def explain(
     """
     words = text or []
     if unclassified:
-        from bounce_analyzer.render import render_unclassified  # (the report's modules)
+        with startup.loading():
+            from bounce_analyzer.render import render_unclassified  # (the report's modules)
 
         given = {"--code": code, "--enhanced": enhanced, "--provider": provider,
                  "--recipient": recipient, "--relay-host": relay_host}  # fmt: skip
@@ -975,8 +976,9 @@ def export(
 
     Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
     """
-    from bounce_analyzer.export import export_events, export_format_for, parse_partition_by
-    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
+    with startup.loading():
+        from bounce_analyzer.export import export_events, export_format_for, parse_partition_by
+        from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
     start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
@@ -1009,7 +1011,8 @@ def prune(
 
     Example: bounce-analyzer prune --older-than 90d
     """
-    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
+    with startup.loading():
+        from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
     now = _now()
     age = parse_duration(older_than, now=now)
@@ -1059,7 +1062,8 @@ def store_migrate(
 
     Example: bounce-analyzer store migrate ~/.local/share/bounce-analyzer/store s3://mail/bounces
     """
-    from bounce_analyzer.migrate import migrate_store  # lazy: pyarrow, deltalake
+    with startup.loading():
+        from bounce_analyzer.migrate import migrate_store  # lazy: pyarrow, deltalake
 
     loaded = _rules(rules, local_domains=local_domains)
     done = migrate_store(
@@ -1180,8 +1184,9 @@ def check(
     Exit code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no messages in the window, or an error).
     Example: bounce-analyzer check --since 24h --warn 5% --crit 10%
     """
-    from bounce_analyzer import check as checking
-    from bounce_analyzer.pipeline import run_failed
+    with startup.loading():
+        from bounce_analyzer import check as checking
+        from bounce_analyzer.pipeline import run_failed
 
     limits = checking.load_thresholds(Path(thresholds)) if thresholds else checking.Thresholds()
     limits = limits.with_overall(
@@ -1249,10 +1254,11 @@ def metrics(
 
     Example: bounce-analyzer metrics -o /var/lib/node_exporter/textfile/bounces.prom
     """
-    from bounce_analyzer.metrics import known_codes, render_metrics
-    from bounce_analyzer.pipeline import run_failed
-    from bounce_analyzer.reading import expand_inputs
-    from bounce_analyzer.writers import refuse_inputs
+    with startup.loading():
+        from bounce_analyzer.metrics import known_codes, render_metrics
+        from bounce_analyzer.pipeline import run_failed
+        from bounce_analyzer.reading import expand_inputs
+        from bounce_analyzer.writers import refuse_inputs
 
     now = _now()
     start = None
@@ -1338,9 +1344,10 @@ def serve(
     BOUNCE_ANALYZER_MAILGUN_SIGNING_KEY, or their _FILE variants (docs/WEBHOOKS.md).
     Example: bounce-analyzer serve --spool /var/spool/bounce-analyzer --ingest-every 5m
     """
-    from bounce_analyzer.store import store_path  # lazy: pyarrow
-    from bounce_analyzer.webhooks.server import ServeOptions, parse_interval, parse_size
-    from bounce_analyzer.webhooks.server import serve as run_server
+    with startup.loading():
+        from bounce_analyzer.store import store_path  # lazy: pyarrow
+        from bounce_analyzer.webhooks.server import ServeOptions, parse_interval, parse_size
+        from bounce_analyzer.webhooks.server import serve as run_server
 
     every = None
     if ingest_every is not None:
