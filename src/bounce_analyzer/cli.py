@@ -24,6 +24,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -64,6 +65,9 @@ try:  # typer's own coercion of a value, through a pydantic validator it builds 
     from typer._coercion import RuntimeParam, build_runtime_param
 except ImportError:  # pragma: no cover (a typer that converts values with click's types)
     RuntimeParam = None  # type: ignore[assignment, misc, unused-ignore]
+else:  # (typer's private interface, as tests/test_startup.py knows it; else typer's own way)
+    if {field.name for field in fields(RuntimeParam)} != {"parameter_info", "annotation"}:
+        RuntimeParam = None  # type: ignore[assignment, misc, unused-ignore]  # pragma: no cover
 
 #: `_plain` could not take a value: typer's own coercion does.
 _NOT_PLAIN = object()
