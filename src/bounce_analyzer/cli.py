@@ -77,8 +77,8 @@ def _plain(annotation: Any, minimum: Any, maximum: Any, value: Any) -> Any:
     """The value typer gives an option of type `annotation` (str, bool, int within [`minimum`,
     `maximum`], an enum, list[str]) for `value` (a command-line word or the default), where
     it is plain: a string; a bool; digits within the bounds; an enum member or the exact value
-    of one; strings. Else `_NOT_PLAIN` (typer's pydantic validator then coerces it, or names what is
-    wrong with it, as always)."""
+    of one; strings. Else `_NOT_PLAIN` (typer's pydantic validator then coerces it, or names
+    what is wrong with it, as always)."""
     if annotation in (str, bool):  # (a str of a subclass, such as an enum's, becomes a str)
         return value if type(value) is annotation else _NOT_PLAIN
     if annotation is int:
@@ -149,7 +149,7 @@ class _PlainGroup(TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None:  # (its `--help` as its context, a child of `ctx`, will name it)
+        if command is not None:  # (its `--help` made here takes the names `ctx` gives its child)
             _plain_values(command.get_params(ctx))
         return name, command, rest
 
