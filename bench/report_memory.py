@@ -54,17 +54,20 @@ LIMIT_MB = 1024
 #: The runs `--runs` chooses from, by their names there.
 RUN_NAMES = {"before": "before", "after": "after", "one-pass": "after, one pass"}
 
-#: Runs the command line as the console script does (with the allocator settings it gives
-#: `report`, where the code has them: `__main__.set_allocator`), with `report._PASS_EVENTS`
-#: from the environment, when it is set.
+#: Runs the command line as the console script does (with the process settings it gives
+#: `report`, where the code has them: `startup.prepare`, before it `__main__.set_allocator`),
+#: with `report._PASS_EVENTS` from the environment, when it is set.
 RUNNER = (
     "import os, sys\n"
     "try:\n"
-    "    from bounce_analyzer.__main__ import set_allocator\n"
-    "except ImportError:  # (a baseline older than the setting)\n"
-    "    pass\n"
-    "else:\n"
-    "    set_allocator(sys.argv[1:])\n"
+    "    from bounce_analyzer.startup import prepare\n"
+    "except ImportError:  # (a baseline older than the module)\n"
+    "    try:\n"
+    "        from bounce_analyzer.__main__ import set_allocator as prepare\n"
+    "    except ImportError:  # (a baseline older than the setting)\n"
+    "        prepare = None\n"
+    "if prepare is not None:\n"
+    "    prepare(sys.argv[1:])\n"
     "import bounce_analyzer.report as report\n"
     "if os.environ.get('BENCH_PASS_EVENTS'):\n"
     "    report._PASS_EVENTS = int(os.environ['BENCH_PASS_EVENTS'])\n"

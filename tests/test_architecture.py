@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "bounce_analyzer"
 
 #: The layers, lowest first (as docs/ARCHITECTURE.md draws them).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "options"),
+    ("errors", "options", "startup"),
     (
         "schema",
         "smtp",

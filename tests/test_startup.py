@@ -1,50 +1,103 @@
-"""`--help` and `--version` start without the engine (issue 18, lazy imports): the command line
-module imports neither polars nor pyarrow until a command runs, and the options it declares
-are the enums the engine acts on."""
+"""Each command starts with what it needs and no more (issue 18, lazy imports; bench/RESULTS.md,
+"Start-up per command"): which modules a command line loads, in a real process started as the
+console script starts it; the process-wide settings of `startup`, in one place; and typer's
+values of our options taken without its pydantic validators, the same as typer's own."""
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
+from typer._click import Context
+from typer._click.exceptions import BadParameter
 
-from bounce_analyzer import export, options, render, report, rules
+from _samples import BOUNCED
+from bounce_analyzer import cli, export, options, render, report, rules, startup
 
+PACKAGE = Path(__file__).parent.parent / "src" / "bounce_analyzer"
+
+#: Runs the console script's entry (`__main__.main`) with the command line given, then names
+#: the modules of `HEAVY` it loaded, on stderr's last line.
 LOADED = (
     "import sys, runpy\n"
-    "sys.argv = ['bounce-analyzer', *sys.argv[1:]]\n"
+    "heavy = sys.argv[1].split()\n"
+    "sys.argv = ['bounce-analyzer', *sys.argv[2:]]\n"
     "try:\n"
     "    runpy.run_module('bounce_analyzer', run_name='__main__')\n"
     "except SystemExit:\n"
     "    pass\n"
-    "heavy = ['polars', 'pyarrow', 'bounce_analyzer.classify', 'bounce_analyzer.pipeline']\n"
-    "print(' '.join(name for name in heavy if name in sys.modules), file=sys.stderr)\n"
+    "loaded = [name for name in heavy if name in sys.modules]\n"
+    "print('loaded:', *loaded, file=sys.stderr)\n"
+)
+#: What a start may do without: the engine's libraries, typer's validators (pydantic) and its
+#: help (rich), the engine, the parse run, the report's modules.
+HEAVY = (
+    "polars pyarrow pyarrow.compute numpy pydantic rich bounce_analyzer.classify "
+    "bounce_analyzer.pipeline bounce_analyzer.render"
 )
 
 
-def _loaded(*argv: str) -> tuple[str, list[str]]:
+def _loaded(*argv: str, stdin: str | None = None) -> tuple[str, set[str]]:
     done = subprocess.run(
-        [sys.executable, "-c", LOADED, *argv], capture_output=True, text=True, check=True
-    )
-    return done.stdout, done.stderr.split()
+        [sys.executable, "-c", LOADED, HEAVY, *argv],
+        capture_output=True, text=True, check=True, input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )  # fmt: skip
+    return done.stdout, set(done.stderr.strip().splitlines()[-1].split()[1:])
 
 
 def test_version_and_help_load_no_engine() -> None:
     out, loaded = _loaded("--version")
     assert out.startswith("bounce-analyzer ") and "parser: " in out
-    assert loaded == []
+    assert loaded == set()
     out, loaded = _loaded("--help")
     assert "report" in out and "explain" in out
-    assert loaded == []
+    assert loaded == {"rich"}  # (typer draws its help with rich)
 
 
-def test_a_command_loads_what_it_needs() -> None:
+def test_explain_loads_the_engine_and_nothing_else() -> None:
     out, loaded = _loaded("explain", "--json", "550 5.1.1 user unknown")
-    assert '"category"' in out
-    assert "polars" in loaded and "bounce_analyzer.classify" in loaded
-    assert "bounce_analyzer.pipeline" not in loaded  # explain reads no log
+    assert '"category": "user_unknown"' in out
+    # the engine on polars; not pyarrow, the parse run, the report's modules or pydantic
+    assert loaded == {"polars", "bounce_analyzer.classify"}
+    out, loaded = _loaded("explain", "-", stdin="550 5.1.1 user unknown\n")
+    assert '"category":"user_unknown"' in out
+    assert loaded == {"polars", "bounce_analyzer.classify"}
+
+
+def test_parse_and_report_take_their_options_without_pydantic(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(BOUNCED + "\n")
+    events = tmp_path / "events.jsonl"
+    _, loaded = _loaded("parse", str(log), "--tz", "UTC", "-q", "-o", str(events))
+    assert '"category":"user_unknown"' in events.read_text().replace(" ", "")
+    assert "pydantic" not in loaded and "bounce_analyzer.pipeline" in loaded
+    # the C tokenizer's columns are polars' through the Arrow C data interface, without the
+    # pyarrow.compute that `pl.from_arrow` imports (sources/_views.py)
+    assert "pyarrow" in loaded and "pyarrow.compute" not in loaded
+    store = str(tmp_path / "store")
+    _loaded("ingest", "--store", store, "--tz", "UTC", "-q", str(log))
+    out, loaded = _loaded("report", "--store", store, "--since", "3650d", "--top", "5")
+    assert "user_unknown" in out
+    assert "pydantic" not in loaded and "bounce_analyzer.render" in loaded
+    # (the store's events are classified: a report from it runs no parse)
+    assert "bounce_analyzer.pipeline" not in loaded
+
+
+def test_a_bad_option_value_is_named_as_typer_names_it() -> None:
+    """A value `_plain` does not take goes to typer's own coercion, whose message it keeps."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bounce_analyzer", "explain", "--top", "0", "x"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "Invalid value for '--top': Input should be greater than or equal to 1" in done.stderr
 
 
 def test_the_engine_acts_on_the_options_the_command_line_declares() -> None:
@@ -56,47 +109,8 @@ def test_the_engine_acts_on_the_options_the_command_line_declares() -> None:
     assert rules.Direction is options.Direction
 
 
-ALLOCATOR = (
-    "import os, sys, runpy\n"
-    "sys.argv = ['bounce-analyzer', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('bounce_analyzer', run_name='__main__')\n"
-    "except SystemExit:\n"
-    "    pass\n"
-    "print(os.environ.get('_RJEM_MALLOC_CONF', '(none)'), file=sys.stderr)\n"
-)
-
-
-def _allocator(*argv: str, env: dict[str, str] | None = None) -> str:
-    import os
-
-    environ = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
-    done = subprocess.run(
-        [sys.executable, "-c", ALLOCATOR, *argv],
-        capture_output=True, text=True, check=True, env={**environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return done.stderr.strip().splitlines()[-1]
-
-
-def test_a_report_runs_with_the_allocator_returning_freed_pages() -> None:
-    """`report` sets polars' allocator to give freed pages back (set before polars starts, so
-    that it reads it: polars puts its own defaults first and lets what is set win), `explain`
-    to keep them in one arena; other commands keep polars' defaults, and a setting of the
-    user's wins."""
-    from bounce_analyzer.__main__ import EXPLAIN_ALLOCATOR, REPORT_ALLOCATOR
-
-    assert _allocator("report", "--help").endswith(REPORT_ALLOCATOR)
-    assert _allocator("explain", "--help").endswith(EXPLAIN_ALLOCATOR)
-    # `explain -` runs without the command line's modules: set there too
-    assert _allocator("explain", "-").endswith(EXPLAIN_ALLOCATOR)
-    for argv in (["parse", "--help"], ["--version"]):
-        setting = _allocator(*argv)
-        assert REPORT_ALLOCATOR not in setting and EXPLAIN_ALLOCATOR not in setting
-    mine = _allocator("report", "--help", env={"_RJEM_MALLOC_CONF": "narenas:2"})
-    assert mine.endswith("narenas:2") and REPORT_ALLOCATOR not in mine
-
-
+#: Runs the console script's entry with the command line given, then prints on stderr's last
+#: line the settings the process ended with.
 STARTED = (
     "import gc, os, sys, runpy\n"
     "sys.argv = ['bounce-analyzer', *sys.argv[1:]]\n"
@@ -104,43 +118,68 @@ STARTED = (
     "    runpy.run_module('bounce_analyzer', run_name='__main__')\n"
     "except SystemExit:\n"
     "    pass\n"
-    "blas = os.environ.get('OPENBLAS_NUM_THREADS', '(none)')\n"
-    "print(blas, gc.get_freeze_count() > 10000, gc.isenabled(), file=sys.stderr)\n"
+    "print(os.environ.get('_RJEM_MALLOC_CONF', '-'), os.environ.get('OPENBLAS_NUM_THREADS', '-'),\n"
+    "      gc.get_freeze_count() > 10000, gc.isenabled(), file=sys.stderr)\n"
 )
 
 
 def _started(*argv: str, env: dict[str, str] | None = None) -> list[str]:
-    import os
-
-    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    """The allocator's settings (after polars' own defaults, which polars puts first once it
+    is imported), the BLAS threads, whether many objects are frozen and whether the collector
+    runs, at the end of the command line `argv`."""
+    mine = ("_RJEM_MALLOC_CONF", "OPENBLAS_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_")
+    environ = {k: v for k, v in os.environ.items() if k not in mine}
     done = subprocess.run(
         [sys.executable, "-c", STARTED, *argv],
         capture_output=True, text=True, check=True, env={**environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    return done.stderr.strip().splitlines()[-1].split()
+    allocator, *rest = done.stderr.strip().splitlines()[-1].split()
+    for setting in (startup.REPORT_ALLOCATOR, startup.EXPLAIN_ALLOCATOR, "narenas:2"):
+        if allocator.endswith(setting):
+            allocator = setting
+    return [allocator, *rest]
 
 
-def test_parse_and_ingest_start_with_one_blas_thread_and_the_modules_frozen(
-    tmp_path: Path,
-) -> None:
-    """`parse` and `ingest` start numpy's BLAS (pyarrow imports numpy) with one thread, whose
-    threads would spin for ~0.1 s of CPU, and leave the objects of their imports to the
-    collector's permanent generation (`gc.freeze`), the collector running again after; a
-    user's own BLAS setting wins, and other commands are left alone."""
+def test_each_command_starts_with_its_settings(tmp_path: Path) -> None:
+    """The process-wide settings, all set by `startup.prepare` from the console script before
+    anything reads them: polars' allocator for `report` (freed pages given back) and `explain`
+    (one arena, pages kept), else polars' defaults; one BLAS thread for every command; the
+    collector paused over the engine's imports, then their objects frozen, where a command
+    loads the engine (`startup.loading`), the collector running again after. A setting of the
+    user's wins."""
     log = tmp_path / "mail.log"
-    log.write_text(
-        "Nov 28 10:00:03 mx postfix/smtp[5]: 3F2A1B2C3D: to=<a@example.com>, "
-        "relay=mx.example.com[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, "
-        "status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 unknown user)\n"
-    )
+    log.write_text(BOUNCED + "\n")
     out = str(tmp_path / "events.jsonl")
-    assert _started("parse", str(log), "--tz", "UTC", "-q", "-o", out) == ["1", "True", "True"]
+    report_, explain_ = startup.REPORT_ALLOCATOR, startup.EXPLAIN_ALLOCATOR
+    assert _started("report", "--help") == [report_, "1", "False", "True"]
+    assert _started("explain", "-") == [explain_, "1", "True", "True"]
+    assert _started("explain", "550 5.1.1 user unknown") == [explain_, "1", "True", "True"]
+    parse = ["parse", str(log), "--tz", "UTC", "-q", "-o", out]
+    defaults = _started(*parse)
+    assert report_ not in defaults[0] and explain_ not in defaults[0]
+    assert defaults[1:] == ["1", "True", "True"]
     store = str(tmp_path / "store")
     ingest = ["ingest", "--store", store, "--tz", "UTC", "--quiet", str(log)]
-    assert _started(*ingest) == ["1", "True", "True"]
-    mine = _started("parse", str(log), "-q", "-o", out, env={"OPENBLAS_NUM_THREADS": "2"})
-    assert mine[0] == "2"
-    assert _started("parse", "--help") == ["(none)", "False", "True"]
+    assert _started(*ingest)[1:] == ["1", "True", "True"]
+    assert _started("--version") == ["-", "1", "False", "True"]
+    mine = {"_RJEM_MALLOC_CONF": "narenas:2", "OPENBLAS_NUM_THREADS": "2"}
+    assert _started("report", "--help", env=mine)[:2] == ["narenas:2", "2"]
+
+
+def test_the_process_settings_have_one_place() -> None:
+    """Only `startup` sets what a library reads at its start, or the collector's state."""
+    settings = ("_RJEM_MALLOC_CONF", "OPENBLAS_NUM_THREADS", "MALLOC_", "mallopt")
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "startup.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not any(name in node.value for name in settings), path
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                called = f"{node.value.id}.{node.attr}"
+                assert called not in {"gc.freeze", "gc.disable", "gc.set_threshold"}, path
 
 
 MMAPPED = (
@@ -152,8 +191,8 @@ MMAPPED = (
     "libc = ctypes.CDLL(None)\n"
     "libc.mallinfo2.restype = Info\n"
     "if sys.argv[1] == 'fixed':\n"
-    "    from bounce_analyzer.cli import _fixed_mmap_threshold\n"
-    "    _fixed_mmap_threshold()\n"
+    "    from bounce_analyzer.startup import prepare\n"
+    "    prepare(['parse', 'mail.log'])\n"
     "first = bytearray(8 << 20)\n"
     "del first\n"
     "before = libc.mallinfo2().hblks\n"
@@ -169,8 +208,6 @@ def test_large_blocks_stay_mappings_of_their_own(tmp_path: Path) -> None:
     are still mappings of their own (given back to the system when freed). (glibc's own way
     is counted as fewer mappings, not as none: where its heap cannot grow in place it maps
     memory too.)"""
-    import os
-
     libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
     if not (libc or "").startswith("glibc 2.") or int((libc or "0.0").split(".")[1]) < 33:
         pytest.skip("glibc 2.33 or later (mallinfo2) only")
@@ -189,3 +226,56 @@ def test_large_blocks_stay_mappings_of_their_own(tmp_path: Path) -> None:
 
     assert mappings("fixed") == 3
     assert mappings("glibc") < 3
+
+
+def _params() -> list[tuple[str, Any, Context]]:
+    """Every option and argument of every command (their `--help` too), with its context."""
+    found = []
+    group = typer.main.get_command(cli.app)
+    commands: list[tuple[str, Any]] = [("", group)]
+    while commands:
+        name, command = commands.pop()
+        ctx = Context(command)
+        found += [(f"{name} {param.name}", param, ctx) for param in command.get_params(ctx)]
+        for sub, child in getattr(command, "commands", {}).items():
+            commands.append((f"{name} {sub}".strip(), child))
+    return found
+
+
+#: Values a command line gives or a default is: words, numbers in and out of range, digits
+#: typer reads and `_plain` leaves to it, choices in other cases, a byte that was not UTF-8
+#: (a lone surrogate), lists of words.
+VALUES: list[Any] = [
+    None, "", "x", "0", "1", "5", "007", "65536", "-1", " 3", "1_0", "\uff15", "4.0", 7, True,
+    False, "true", "table", "TABLE", "outbound", "inbound", "all", "parquet", "events",
+    "a\udcffb", options.ReportFormat.html, options.Direction.inbound, (), ("a", "b"),
+    ("a\udcffb",), ["c"], ("a", 1),
+]  # fmt: skip
+
+
+def _outcome(runtime: Any, value: Any, param: Any, ctx: Context) -> tuple[str, Any]:
+    try:
+        return "value", runtime.coerce(value, param=param, ctx=ctx)
+    except BadParameter as error:
+        return "error", error.format_message()
+
+
+def test_plain_values_are_what_typer_makes_of_them() -> None:
+    """Each option that `_PlainValue` coerces gives, for each value, what typer's own coercion
+    (a pydantic validator) gives: the same value of the same type, or the same error."""
+    from typer._coercion import build_runtime_param
+
+    taken = 0
+    for name, param, ctx in _params():
+        cli._plain_values([param])
+        plain = param._runtime_param
+        if not isinstance(plain, cli._PlainValue):
+            continue
+        taken += 1
+        own = build_runtime_param(param.type_descriptor)
+        for value in VALUES:
+            expected = _outcome(own, value, param, ctx)
+            got = _outcome(plain, value, param, ctx)
+            assert got == expected, (name, value)
+            assert type(got[1]) is type(expected[1]), (name, value)
+    assert taken > 100  # every command's options but `serve --spool` (a Path)

@@ -4,16 +4,19 @@ Errors the library raises on purpose (`BounceAnalyzerError`) become one `Error: 
 stderr and the error's exit code, in one place (`_reported`, around every command); anything
 else is a bug and keeps its traceback (without locals, which hold e-mail addresses).
 `explain -` with no option, the command line a pipeline runs most, skips this module and its
-option parser (`__main__.main`), which cost 0.1 s of CPU at every start.
+option parser (`__main__.main`).
 
-The store and ingest modules load pyarrow, and the explain module the classification engine:
-the commands that need them import them when they run, so that `--help`, `--version` and
-`explain` start without pyarrow.
+What a command does not need is not imported (docs/ARCHITECTURE.md, "Start-up"): this module
+loads typer and the options' enums, not polars; the store and ingest modules load pyarrow,
+and the explain module the classification engine: the commands that need them import them
+when they run, inside `startup.loading()` (the collector paused), so that `--help`,
+`--version` and `explain` start without pyarrow. typer's values of our options (strings,
+numbers, the enums of options.py, lists of strings) are taken without the pydantic
+validators typer builds for each option (`_PlainValue`: 0.1 s of CPU at every start).
 """
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 import os
@@ -21,14 +24,16 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
+from enum import Enum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, overload
+from typing import IO, TYPE_CHECKING, Annotated, Any, get_args, get_origin, overload
 
 import typer
 from typer.core import TyperGroup
 
-from bounce_analyzer import __version__
+from bounce_analyzer import __version__, startup
 from bounce_analyzer.errors import BounceAnalyzerError, UsageError
 from bounce_analyzer.options import (
     GROUPABLE,
@@ -56,7 +61,100 @@ except ImportError:  # pragma: no cover (a typer that runs on click itself)
     )
 
 
-class _Commands(TyperGroup):
+try:  # typer's own coercion of a value, through a pydantic validator it builds per option
+    from typer._coercion import RuntimeParam, build_runtime_param
+except ImportError:  # pragma: no cover (a typer that converts values with click's types)
+    RuntimeParam = None  # type: ignore[assignment, misc, unused-ignore]
+else:  # (typer's private interface, as tests/test_startup.py knows it; else typer's own way)
+    if {field.name for field in fields(RuntimeParam)} != {"parameter_info", "annotation"}:
+        RuntimeParam = None  # type: ignore[assignment, misc, unused-ignore]  # pragma: no cover
+
+#: `_plain` could not take a value: typer's own coercion does.
+_NOT_PLAIN = object()
+
+
+def _plain(annotation: Any, minimum: Any, maximum: Any, value: Any) -> Any:
+    """The value typer gives an option of type `annotation` (str, bool, int within [`minimum`,
+    `maximum`], an enum, list[str]) for `value` (a command-line word or the default), where
+    it is plain: a string; a bool; digits within the bounds; an enum member or the exact value
+    of one; strings. Else `_NOT_PLAIN` (typer's pydantic validator then coerces it, or names
+    what is wrong with it, as always)."""
+    if annotation in (str, bool):  # (a str of a subclass, such as an enum's, becomes a str)
+        return value if type(value) is annotation else _NOT_PLAIN
+    if annotation is int:
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if type(value) is not int:  # (not a bool)
+            return _NOT_PLAIN
+        low = minimum is None or value >= minimum
+        return value if low and (maximum is None or value <= maximum) else _NOT_PLAIN
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        if isinstance(value, annotation):
+            return value
+        return next((one for one in annotation if one.value == value), _NOT_PLAIN)
+    if isinstance(value, (list, tuple)) and all(type(item) is str for item in value):
+        return list(value)  # (list[str]: the only other kind `_plain_kind` lets through)
+    return _NOT_PLAIN
+
+
+def _plain_kind(annotation: Any) -> bool:
+    """Whether `_plain` knows the values of an option of type `annotation`."""
+    if annotation in (str, int, bool) or (
+        isinstance(annotation, type) and issubclass(annotation, Enum)
+    ):
+        return True
+    return get_origin(annotation) is list and get_args(annotation) == (str,)
+
+
+if RuntimeParam is not None:
+
+    class _PlainValue(RuntimeParam):
+        """typer's coercion of an option's value without its pydantic validator where the
+        value is plain (`_plain`); typer's own for any other (its error, for a bad one)."""
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            info = self.parameter_info
+            plain = _plain(self.annotation, info.min, info.max, value)
+            if plain is _NOT_PLAIN:
+                own = build_runtime_param(param.type_descriptor)
+                return own._coerce_value(value, param=param, ctx=ctx)
+            return plain
+
+
+def _plain_values(params: list[Any]) -> None:
+    """Give the options among `params` whose values `_plain` knows the coercion `_PlainValue`,
+    before typer builds them its own (pydantic's import and validators: 0.1 s of CPU)."""
+    if RuntimeParam is None:  # pragma: no cover
+        return
+    for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None or getattr(param, "_runtime_param", False) is not None:
+            continue
+        info = descriptor.parameter_info
+        if descriptor.is_file or info.parser is not None or info.clamp:
+            continue
+        if _plain_kind(descriptor.annotation):
+            param._runtime_param = _PlainValue(
+                parameter_info=info, annotation=descriptor.annotation
+            )
+
+
+class _PlainGroup(TyperGroup):
+    """A group whose options and commands take plain values without pydantic
+    (`_plain_values`; `--help` included)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _plain_values(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:  # (its `--help` made here takes the names `ctx` gives its child)
+            _plain_values(command.get_params(ctx))
+        return name, command, rest
+
+
+class _Commands(_PlainGroup):
     """The commands, run so that a `BounceAnalyzerError` becomes `Error: ...` on stderr and the
     error's exit code."""
 
@@ -264,10 +362,11 @@ def explain(
     Example: bounce-analyzer explain "550-5.1.1 The email account that you tried to reach
     does not exist"   (or: bounce-analyzer explain --unclassified --since 30d)
     """
-    from bounce_analyzer.render import render_unclassified
-
     words = text or []
     if unclassified:
+        with startup.loading():
+            from bounce_analyzer.render import render_unclassified  # (the report's modules)
+
         given = {"--code": code, "--enhanced": enhanced, "--provider": provider,
                  "--recipient": recipient, "--relay-host": relay_host}  # fmt: skip
         named = [name for name, value in given.items() if value is not None]
@@ -292,7 +391,8 @@ def explain(
         if failed:
             raise typer.Exit(1)
         return
-    from bounce_analyzer import explain as explaining  # lazy: the engine, for this command only
+    with startup.loading():
+        from bounce_analyzer import explain as explaining  # the engine, for this command only
 
     if words == ["-"]:
         _explain_stdin(rules, direction)
@@ -412,64 +512,6 @@ def _width(option: int | None) -> int:
     return max(option, MIN_WIDTH)
 
 
-#: What numpy's OpenBLAS (pyarrow imports numpy) reads for its number of threads. Its
-#: threads spin for about 0.1 s of CPU after they start, whether or not BLAS is ever used;
-#: `parse` and `ingest` never use it.
-_BLAS_THREADS = "OPENBLAS_NUM_THREADS"
-
-
-#: glibc's `mallopt` parameter (M_MMAP_THRESHOLD), the variable that sets it at start-up,
-#: and what `parse` and `ingest` set it to: every allocation of 4 MiB or more (a batch's
-#: bytes, the C tokenizers' tables) is a mapping of its own, given back to the system when
-#: freed. Left to itself glibc raises the threshold to the size of the first such block
-#: freed, and later ones come from its heaps, which fragment as blocks of many sizes come
-#: and go in five threads: the peak RSS of `parse` over 5M Exim lines grew through the run
-#: to 881 MB (814 MB with the threshold fixed; 1M lines: ~700 MB either way, and the same
-#: CPU time).
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
-_MMAP_THRESHOLD = 4 * 2**20
-
-
-def _fixed_mmap_threshold() -> None:
-    """Fix glibc's mmap threshold at `_MMAP_THRESHOLD` (unless the environment sets it, or
-    the C library is not glibc)."""
-    if _MMAP_THRESHOLD_ENV in os.environ:
-        return
-    try:
-        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
-    except (ValueError, OSError):  # no such name on this system
-        return
-    if not libc.startswith("glibc"):
-        return
-    import ctypes
-
-    ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-
-
-@contextmanager
-def _starting() -> Iterator[None]:
-    """The engine's start in `parse` and `ingest`: numpy's BLAS with one thread (unless the
-    environment says otherwise), glibc's mmap threshold fixed (`_fixed_mmap_threshold`), and
-    the garbage collector paused while the modules load (their objects are no garbage), then
-    told to leave them alone (`gc.freeze`): 0.1-0.15 s of CPU at every start. Where the
-    engine is loaded already (a test runner's process, which runs many commands) the
-    collector is left as it is."""
-    os.environ.setdefault(_BLAS_THREADS, "1")
-    _fixed_mmap_threshold()
-    if "bounce_analyzer.pipeline" in sys.modules:
-        yield
-        return
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if paused:
-            gc.enable()
-
-
 @contextmanager
 def _progress(total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
     """A tqdm byte counter on stderr when it is a terminal (its `update`), else None."""
@@ -579,7 +621,7 @@ def parse(
 
     Example: bounce-analyzer parse /var/log/mail.log --format csv -o bounces.csv
     """
-    with _starting():
+    with startup.loading():
         import polars as pl
 
         from bounce_analyzer.pipeline import ParseRun, run_failed
@@ -697,7 +739,7 @@ def ingest(
 
     Example: bounce-analyzer ingest --quiet /var/log/mail.log*   (nightly, from cron)
     """
-    with _starting():
+    with startup.loading():
         from bounce_analyzer.ingest import ingest_paths  # lazy: pyarrow
         from bounce_analyzer.pipeline import run_failed
         from bounce_analyzer.reading import expand_inputs, total_size
@@ -844,10 +886,10 @@ def report(
 
     Example: bounce-analyzer report --since 7d
     """
-    from bounce_analyzer.pipeline import run_failed
-    from bounce_analyzer.reading import expand_inputs
-    from bounce_analyzer.report import parse_by, summarize
-    from bounce_analyzer.writers import printable, refuse_inputs
+    with startup.loading():
+        from bounce_analyzer.reading import expand_inputs
+        from bounce_analyzer.report import parse_by, summarize
+        from bounce_analyzer.writers import printable, refuse_inputs
 
     start, end = _window(since, until)
     earlier = None  # the previous period's window, with --compare
@@ -864,6 +906,8 @@ def report(
         # the output is made first: a path that cannot be written fails before any reading
         target = _open_output(outputs, output) if output else None
         if paths:
+            from bounce_analyzer.pipeline import run_failed  # (inputs, not the store: parsed)
+
             with _window_events(
                 paths, store=store, since=start, until=end, source=source, tz=tz,
                 loaded=loaded, quiet=quiet,
@@ -936,8 +980,9 @@ def export(
 
     Example: bounce-analyzer export --since 30d --what suppressions -o suppressions.csv
     """
-    from bounce_analyzer.export import export_events, export_format_for, parse_partition_by
-    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
+    with startup.loading():
+        from bounce_analyzer.export import export_events, export_format_for, parse_partition_by
+        from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
     start, end = _window(since, until)
     by_date = parse_partition_by(partition_by)
@@ -970,7 +1015,8 @@ def prune(
 
     Example: bounce-analyzer prune --older-than 90d
     """
-    from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
+    with startup.loading():
+        from bounce_analyzer.store import open_store, store_location  # lazy: pyarrow
 
     now = _now()
     age = parse_duration(older_than, now=now)
@@ -995,7 +1041,11 @@ def prune(
 
 
 store_app = typer.Typer(
-    name="store", help="Look after the store itself.", no_args_is_help=True, add_completion=False
+    name="store",
+    help="Look after the store itself.",
+    cls=_PlainGroup,
+    no_args_is_help=True,
+    add_completion=False,
 )
 app.add_typer(store_app)
 
@@ -1016,7 +1066,8 @@ def store_migrate(
 
     Example: bounce-analyzer store migrate ~/.local/share/bounce-analyzer/store s3://mail/bounces
     """
-    from bounce_analyzer.migrate import migrate_store  # lazy: pyarrow, deltalake
+    with startup.loading():
+        from bounce_analyzer.migrate import migrate_store  # lazy: pyarrow, deltalake
 
     loaded = _rules(rules, local_domains=local_domains)
     done = migrate_store(
@@ -1137,8 +1188,9 @@ def check(
     Exit code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no messages in the window, or an error).
     Example: bounce-analyzer check --since 24h --warn 5% --crit 10%
     """
-    from bounce_analyzer import check as checking
-    from bounce_analyzer.pipeline import run_failed
+    with startup.loading():
+        from bounce_analyzer import check as checking
+        from bounce_analyzer.pipeline import run_failed
 
     limits = checking.load_thresholds(Path(thresholds)) if thresholds else checking.Thresholds()
     limits = limits.with_overall(
@@ -1206,10 +1258,11 @@ def metrics(
 
     Example: bounce-analyzer metrics -o /var/lib/node_exporter/textfile/bounces.prom
     """
-    from bounce_analyzer.metrics import known_codes, render_metrics
-    from bounce_analyzer.pipeline import run_failed
-    from bounce_analyzer.reading import expand_inputs
-    from bounce_analyzer.writers import refuse_inputs
+    with startup.loading():
+        from bounce_analyzer.metrics import known_codes, render_metrics
+        from bounce_analyzer.pipeline import run_failed
+        from bounce_analyzer.reading import expand_inputs
+        from bounce_analyzer.writers import refuse_inputs
 
     now = _now()
     start = None
@@ -1295,9 +1348,10 @@ def serve(
     BOUNCE_ANALYZER_MAILGUN_SIGNING_KEY, or their _FILE variants (docs/WEBHOOKS.md).
     Example: bounce-analyzer serve --spool /var/spool/bounce-analyzer --ingest-every 5m
     """
-    from bounce_analyzer.store import store_path  # lazy: pyarrow
-    from bounce_analyzer.webhooks.server import ServeOptions, parse_interval, parse_size
-    from bounce_analyzer.webhooks.server import serve as run_server
+    with startup.loading():
+        from bounce_analyzer.store import store_path  # lazy: pyarrow
+        from bounce_analyzer.webhooks.server import ServeOptions, parse_interval, parse_size
+        from bounce_analyzer.webhooks.server import serve as run_server
 
     every = None
     if ingest_every is not None:
