@@ -778,7 +778,8 @@ typedef int (*each_text)(void *state, const uchar *s, size_t n);
 
 /* `each` on the texts of `texts`, in order: a polars String column of `expected` rows, read
  * through the Arrow C stream it exports (its string views; no Python object a text), with the
- * byte classes filled on the first call. 0, or -1 with an exception set. */
+ * byte classes filled on the first call. `each` runs without the interpreter's lock (it calls
+ * no Python API: the state it writes is its caller's alone). 0, or -1 with an exception set. */
 static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *function,
                          each_text each, void *state) {
     static int ready = 0;
@@ -817,7 +818,11 @@ static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *funct
         if (array.release == NULL) break; /* the end */
         const uint8_t *validity = array.buffers[0], *cells = array.buffers[1];
         int64_t data_buffers = array.n_buffers - 3;
-        for (int64_t i = 0; i < array.length && count >= 0; i++, count++) {
+        int failed = 0;
+        /* the rows are read and written without the interpreter: another thread runs
+         * meanwhile (classify.py works out what the texts name in one) */
+        Py_BEGIN_ALLOW_THREADS
+        for (int64_t i = 0; i < array.length && !failed; i++, count++) {
             int64_t j = i + array.offset;
             const uint8_t *view = cells + 16 * j;
             int32_t len, buffer, offset;
@@ -831,13 +836,15 @@ static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *funct
             }
             int valid = validity == NULL || ((validity[j >> 3] >> (j & 7)) & 1);
             if (!valid || text == NULL || !ascii(text, (size_t)len)) text = NULL;
-            if (each(state, text, text ? (size_t)len : 0) < 0) {
-                PyErr_NoMemory();
-                count = -1;
-            }
+            if (each(state, text, text ? (size_t)len : 0) < 0) failed = 1;
         }
+        Py_END_ALLOW_THREADS
         array.release(&array);
-        if (count < 0) goto done;
+        if (failed) {
+            PyErr_NoMemory();
+            count = -1;
+            goto done;
+        }
     }
     if (count != expected) {
         PyErr_Format(PyExc_ValueError, "%s(): the column's length changed", function);

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -222,6 +223,25 @@ def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
     )
     assert mismatched.to_dicts() == []
     assert extract.found_codes(series).equals(expected)
+
+
+def test_the_helper_runs_beside_other_threads(texts: list[str]) -> None:
+    _normalizer_or_skip()
+    # `normalize` and `codes` read the rows without the interpreter's lock (classify.py runs
+    # them beside its polars work): two of each at once give what each gives alone
+    series = pl.Series("diagnostic", texts)
+    normalized, grouped = normalized_texts(series)
+    codes = extract.found_codes(series)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pending = [pool.submit(normalized_texts, series) for _ in range(2)]
+        pending += [pool.submit(extract.found_codes, series) for _ in range(2)]
+        answers = [future.result() for future in pending]
+    for got in answers[:2]:
+        assert isinstance(got, tuple)
+        assert got[0].equals(normalized) and got[1].equals(grouped)
+    for got in answers[2:]:
+        assert isinstance(got, pl.DataFrame)
+        assert got.equals(codes)
 
 
 def test_texts_the_c_path_leaves_go_the_polars_way() -> None:

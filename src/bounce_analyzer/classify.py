@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import polars as pl
 
@@ -127,6 +128,7 @@ _EVENT_DECIDED = ("delivered", "complained")
 #: What step 4 gives each event.
 _ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
 _ADDED = ["provider", *_ANSWERS, "direction", "blocklist", "retry_after"]
+_T = TypeVar("_T")
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -602,15 +604,20 @@ def _pattern_candidates(
     at, index = at.gather(rows), index.gather(rows)
     # a regex without (?i) against the lower-case text where that is the same (half the time
     # to compile: prefilter.lowercase_equivalent): each pair reads the text or its lower-case
-    # form, the regex or its lower-case form (the second half of each pair of columns)
+    # form, the regex or its lower-case form (the second half of each pair of columns, in one
+    # chunk: a gather from one chunk shares its strings, from two copies each of them)
     lowered = texts["foldable"].gather(at) & patterns["lower_regex"].gather(index).is_not_null()
     lowered = lowered.cast(pl.UInt32)
     tried = pl.DataFrame(
         [
             texts["_key"].gather(at),
             index.alias("pattern_index").set_sorted(),
-            pl.concat([texts["text"], texts["lower"]]).gather(at + lowered * count).alias("text"),
+            pl.concat([texts["text"], texts["lower"]])
+            .rechunk()
+            .gather(at + lowered * count)
+            .alias("text"),
             pl.concat([patterns["regex"], patterns["lower_regex"]])
+            .rechunk()
             .gather(index + lowered * patterns.height)
             .alias("regex"),
         ]
@@ -689,6 +696,18 @@ def _decisions(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
             memory.decisions, remembered, on=_KEY, bound=_DECISIONS_REMEMBERED
         )
     return decided if found is None else pl.concat([found, decided])
+
+
+def _help_pages(texts: pl.Series) -> pl.Series:
+    """`_help_page` of each of `texts` (named ``_reason``), in order: only the texts that hold
+    ``p=`` (in any case), which each page's name starts with, are read."""
+    named = texts.str.contains_any(["p="], ascii_case_insensitive=True).fill_null(False)
+    at = named.arg_true()
+    pages = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("_reason")
+    if at.is_empty():
+        return pages
+    found = texts.gather(at).to_frame("text").select(_help_page(pl.col("text")))
+    return pages.scatter(at, found.to_series())
 
 
 def _help_page(text: pl.Expr) -> pl.Expr:
@@ -922,29 +941,81 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
 
 
-def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
-    """Per distinct text: its codes (given ones kept), Outlook hex code, class, and its
-    normalized text with the answering host's digits masked (`_grouped`, what keys hold).
+def _text_facts(texts: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Per distinct text: its codes (given ones kept), Outlook hex code, class, its
+    normalized text with the answering host's digits masked (`_grouped`, what keys hold), and
+    what it names and asks for: the blocklist, the wait (`retry_after`) and the help page its
+    URL names (`_reason`, which the normalized text masks: `_KEY`).
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
     searched for a hex code, and only texts an event is classified by are normalized; the
-    rows keep their order.
+    rows keep their order. The codes, the blocklist and the wait are worked out in a thread of
+    their own (`_aside`) while the normalized text is: the C helper and polars run without
+    the interpreter's lock, so the two halves share the machine's cores.
     """
     missing = pl.col("smtp_code").is_null() | pl.col("enhanced_code").is_null()
+    diagnostics = texts["diagnostic"]
+    # (the codes in the texts missing one: extract.py, in C where it is built; a text with
+    # both codes given finds none, and `with_codes` keeps what is given)
+    unfound = texts.select(pl.when(missing).then("diagnostic")).to_series()
+    aside = _aside(
+        lambda: [
+            *found_codes(unfound).get_columns(),
+            diagnostics.to_frame()
+            .select(blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"))
+            .to_series(),
+            retry_after_of(diagnostics),
+        ],
+        alone=texts.height < _ASIDE_FROM,
+    )
     # (the normalized text of the texts an event is classified by: normalize.py, in C where
     # it is built)
     textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
-    # (and the codes in the texts missing one: extract.py, in C where it is built; a text
-    # with both codes given finds none, and `with_codes` keeps what is given)
-    found = found_codes(texts.select(pl.when(missing).then("diagnostic")).to_series())
     _, grouped = normalized_texts(textual)
+    hex_codes, reasons = _hex_codes(diagnostics), _help_pages(diagnostics)
+    *found, blocklist, retry = aside()
     return with_codes(
         texts.with_columns(grouped.alias("_grouped"), *found),
         hex_code=False,
     ).with_columns(
-        _hex_codes(texts["diagnostic"]),
+        hex_codes,
         code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"),
+        blocklist,
+        retry,
+        reasons,
     )
+
+
+#: Texts fewer than this are worked out in one thread (`_aside`): a thread costs more than
+#: it spares on a few texts.
+_ASIDE_FROM = 2000
+
+
+def _aside(work: Callable[[], _T], *, alone: bool = False) -> Callable[[], _T]:
+    """Start `work` in a thread of its own (or, if `alone`, run it now); the function returned
+    waits for its result, or raises its error."""
+    if alone:
+        done = work()
+        return lambda: done
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as error:  # (raised again in the caller's thread)
+            box["error"] = error
+
+    thread = threading.Thread(target=run, name="classify-aside", daemon=True)
+    thread.start()
+
+    def result() -> _T:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        value: _T = box["value"]
+        return value
+
+    return result
 
 
 def _hex_codes(texts: pl.Series) -> pl.Series:
@@ -1124,27 +1195,20 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         | pl.col("smtp_code").is_null()
         | pl.col("enhanced_code").is_null()
     )
-    texts = _text_facts(work.group_by(_TEXT).agg("_row", textual.any()))
-    # (lazy: the plan computes an expression used twice once, an eager select twice)
-    facts = (
-        texts.lazy()
-        .select(
-            "_row",
-            "smtp_code",
-            "enhanced_code",
-            "hex_code",
-            # (Google's message id, `<id>.298 - gsmtp`, is one id: the key holds no number of it)
-            pl.col("_grouped").str.replace(*_DOTTED_ID),
-            "class",
-            # what the text names and asks for, whatever decides the category
-            blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
-            retry_after_of(texts["diagnostic"]),
-            # the help page its URL names, which the normalized text masks (`_KEY`)
-            _help_page(pl.col("diagnostic")).alias("_reason"),
-        )
-        .collect(engine=_ENGINE)
-        .explode("_row")
-    )
+    texts = _text_facts(work.group_by(_TEXT).agg("_row", textual.any()), rules)
+    facts = texts.select(
+        "_row",
+        "smtp_code",
+        "enhanced_code",
+        "hex_code",
+        # (Google's message id, `<id>.298 - gsmtp`, is one id: the key holds no number of it)
+        pl.col("_grouped").str.replace(*_DOTTED_ID),
+        "class",
+        # what the text names and asks for, whatever decides the category
+        "blocklist",
+        "retry_after",
+        "_reason",
+    ).explode("_row")
 
     # 3. per distinct key: category and rule, decided on the key's values alone (texts that
     # differ only in what the normalized text masks, or in the number of the host that
