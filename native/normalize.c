@@ -855,57 +855,74 @@ done:
     return count < 0 ? -1 : 0;
 }
 
-/* What `normalize` writes: the two columns, and the masks' buffers. */
+/* What `normalize` and `grouped` write: the normalized texts' column (`normalize` only:
+ * `both`), the grouped texts' column, and the masks' buffers. */
 typedef struct {
     column answers, grouped;
     buffers work;
+    int both;
 } normalizing;
 
 static int normalize_one(void *state, const uchar *s, size_t n) {
     normalizing *to = state;
     if (s == NULL) {
-        column_null(&to->answers);
+        if (to->both) column_null(&to->answers);
         column_null(&to->grouped);
         return 0;
     }
     uchar *out = NULL;
     Py_ssize_t len = normalized((const char *)s, n, &to->work, &out);
-    if (len < 0 || column_room(&to->answers, (size_t)len) < 0 ||
+    if (len < 0 || (to->both && column_room(&to->answers, (size_t)len) < 0) ||
         push_hosts_masked(&to->grouped, out, (size_t)len) < 0)
         return -1;
-    memcpy(to->answers.data + to->answers.size, out, (size_t)len);
-    column_end_row(&to->answers, (size_t)len);
+    if (to->both) {
+        memcpy(to->answers.data + to->answers.size, out, (size_t)len);
+        column_end_row(&to->answers, (size_t)len);
+    }
     return 0;
 }
 
-static PyObject *normalize(PyObject *self, PyObject *texts) {
-    (void)self;
+/* The columns of `normalize` (both: a tuple of the normalized and the grouped texts' capsule
+ * pairs) or of `grouped` (its capsule pair alone). */
+static PyObject *normalized_columns(PyObject *texts, int both, const char *function) {
     Py_ssize_t count = PyObject_Length(texts);
     if (count < 0) return NULL;
-    normalizing to = {.work = {NULL, NULL, 0}};
-    PyObject *normalized_pair = NULL, *grouped_pair = NULL, *pair = NULL;
-    int ready = column_start(&to.answers, count) == 0;
+    normalizing to = {.work = {NULL, NULL, 0}, .both = both};
+    PyObject *normalized_pair = NULL, *grouped_pair = NULL, *answer = NULL;
+    int ready = !both || column_start(&to.answers, count) == 0;
     ready = column_start(&to.grouped, count) == 0 && ready;
     if (!ready) {
         PyErr_NoMemory();
         goto failed;
     }
-    if (for_each_text(texts, count, "normalize", normalize_one, &to) < 0) goto failed;
+    if (for_each_text(texts, count, function, normalize_one, &to) < 0) goto failed;
     free(to.work.a);
     free(to.work.b);
-    normalized_pair = arrow_capsules(&to.answers, "U");
     grouped_pair = arrow_capsules(&to.grouped, "U");
+    if (!both) return grouped_pair;
+    normalized_pair = arrow_capsules(&to.answers, "U");
     if (normalized_pair != NULL && grouped_pair != NULL)
-        pair = PyTuple_Pack(2, normalized_pair, grouped_pair);
+        answer = PyTuple_Pack(2, normalized_pair, grouped_pair);
     Py_XDECREF(normalized_pair);
     Py_XDECREF(grouped_pair);
-    return pair;
+    return answer;
 failed:
     free(to.work.a);
     free(to.work.b);
     column_free(&to.answers);
     column_free(&to.grouped);
     return NULL;
+}
+
+static PyObject *normalize(PyObject *self, PyObject *texts) {
+    (void)self;
+    return normalized_columns(texts, 1, "normalize");
+}
+
+/* `normalize`'s second column alone: the classification keeps no other (interface 4). */
+static PyObject *grouped(PyObject *self, PyObject *texts) {
+    (void)self;
+    return normalized_columns(texts, 0, "grouped");
 }
 
 /* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
@@ -1321,6 +1338,9 @@ static PyMethodDef methods[] = {
      "normalize(texts: pl.Series) -> (normalized, grouped): the normalized text of each ASCII "
      "text of a String column and that with its answering host's digits masked, else nulls: "
      "each an Arrow array of large strings as (schema capsule, array capsule)"},
+    {"grouped", grouped, METH_O,
+     "grouped(texts: pl.Series) -> grouped: normalize's second column alone, as (schema "
+     "capsule, array capsule)"},
     {"codes", codes, METH_O,
      "codes(texts: pl.Series) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the "
      "codes extract.py finds in each ASCII text of a String column (-1 and nulls for the "
@@ -1333,4 +1353,4 @@ static PyMethodDef methods[] = {
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 3)
+                 methods, 4)

@@ -49,8 +49,8 @@ from bounce_analyzer.extract import (
 )
 from bounce_analyzer.normalize import (
     HELP_PAGE_URL,
+    grouped_texts,
     normalize_message,
-    normalized_texts,
     tokens,
     words,
 )
@@ -971,7 +971,7 @@ def _text_facts(texts: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     # (the normalized text of the texts an event is classified by: normalize.py, in C where
     # it is built)
     textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
-    _, grouped = normalized_texts(textual)
+    grouped = grouped_texts(textual)
     hex_codes, reasons = _hex_codes(diagnostics), _help_pages(diagnostics)
     *found, blocklist, retry = aside()
     return with_codes(
