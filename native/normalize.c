@@ -778,7 +778,8 @@ typedef int (*each_text)(void *state, const uchar *s, size_t n);
 
 /* `each` on the texts of `texts`, in order: a polars String column of `expected` rows, read
  * through the Arrow C stream it exports (its string views; no Python object a text), with the
- * byte classes filled on the first call. 0, or -1 with an exception set. */
+ * byte classes filled on the first call. `each` runs without the interpreter's lock (it calls
+ * no Python API: the state it writes is its caller's alone). 0, or -1 with an exception set. */
 static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *function,
                          each_text each, void *state) {
     static int ready = 0;
@@ -817,7 +818,11 @@ static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *funct
         if (array.release == NULL) break; /* the end */
         const uint8_t *validity = array.buffers[0], *cells = array.buffers[1];
         int64_t data_buffers = array.n_buffers - 3;
-        for (int64_t i = 0; i < array.length && count >= 0; i++, count++) {
+        int failed = 0;
+        /* the rows are read and written without the interpreter: another thread runs
+         * meanwhile (classify.py works out what the texts name in one) */
+        Py_BEGIN_ALLOW_THREADS
+        for (int64_t i = 0; i < array.length && !failed; i++, count++) {
             int64_t j = i + array.offset;
             const uint8_t *view = cells + 16 * j;
             int32_t len, buffer, offset;
@@ -831,13 +836,15 @@ static int for_each_text(PyObject *texts, Py_ssize_t expected, const char *funct
             }
             int valid = validity == NULL || ((validity[j >> 3] >> (j & 7)) & 1);
             if (!valid || text == NULL || !ascii(text, (size_t)len)) text = NULL;
-            if (each(state, text, text ? (size_t)len : 0) < 0) {
-                PyErr_NoMemory();
-                count = -1;
-            }
+            if (each(state, text, text ? (size_t)len : 0) < 0) failed = 1;
         }
+        Py_END_ALLOW_THREADS
         array.release(&array);
-        if (count < 0) goto done;
+        if (failed) {
+            PyErr_NoMemory();
+            count = -1;
+            goto done;
+        }
     }
     if (count != expected) {
         PyErr_Format(PyExc_ValueError, "%s(): the column's length changed", function);
@@ -848,57 +855,74 @@ done:
     return count < 0 ? -1 : 0;
 }
 
-/* What `normalize` writes: the two columns, and the masks' buffers. */
+/* What `normalize` and `grouped` write: the normalized texts' column (`normalize` only:
+ * `both`), the grouped texts' column, and the masks' buffers. */
 typedef struct {
     column answers, grouped;
     buffers work;
+    int both;
 } normalizing;
 
 static int normalize_one(void *state, const uchar *s, size_t n) {
     normalizing *to = state;
     if (s == NULL) {
-        column_null(&to->answers);
+        if (to->both) column_null(&to->answers);
         column_null(&to->grouped);
         return 0;
     }
     uchar *out = NULL;
     Py_ssize_t len = normalized((const char *)s, n, &to->work, &out);
-    if (len < 0 || column_room(&to->answers, (size_t)len) < 0 ||
+    if (len < 0 || (to->both && column_room(&to->answers, (size_t)len) < 0) ||
         push_hosts_masked(&to->grouped, out, (size_t)len) < 0)
         return -1;
-    memcpy(to->answers.data + to->answers.size, out, (size_t)len);
-    column_end_row(&to->answers, (size_t)len);
+    if (to->both) {
+        memcpy(to->answers.data + to->answers.size, out, (size_t)len);
+        column_end_row(&to->answers, (size_t)len);
+    }
     return 0;
 }
 
-static PyObject *normalize(PyObject *self, PyObject *texts) {
-    (void)self;
+/* The columns of `normalize` (both: a tuple of the normalized and the grouped texts' capsule
+ * pairs) or of `grouped` (its capsule pair alone). */
+static PyObject *normalized_columns(PyObject *texts, int both, const char *function) {
     Py_ssize_t count = PyObject_Length(texts);
     if (count < 0) return NULL;
-    normalizing to = {.work = {NULL, NULL, 0}};
-    PyObject *normalized_pair = NULL, *grouped_pair = NULL, *pair = NULL;
-    int ready = column_start(&to.answers, count) == 0;
+    normalizing to = {.work = {NULL, NULL, 0}, .both = both};
+    PyObject *normalized_pair = NULL, *grouped_pair = NULL, *answer = NULL;
+    int ready = !both || column_start(&to.answers, count) == 0;
     ready = column_start(&to.grouped, count) == 0 && ready;
     if (!ready) {
         PyErr_NoMemory();
         goto failed;
     }
-    if (for_each_text(texts, count, "normalize", normalize_one, &to) < 0) goto failed;
+    if (for_each_text(texts, count, function, normalize_one, &to) < 0) goto failed;
     free(to.work.a);
     free(to.work.b);
-    normalized_pair = arrow_capsules(&to.answers, "U");
     grouped_pair = arrow_capsules(&to.grouped, "U");
+    if (!both) return grouped_pair;
+    normalized_pair = arrow_capsules(&to.answers, "U");
     if (normalized_pair != NULL && grouped_pair != NULL)
-        pair = PyTuple_Pack(2, normalized_pair, grouped_pair);
+        answer = PyTuple_Pack(2, normalized_pair, grouped_pair);
     Py_XDECREF(normalized_pair);
     Py_XDECREF(grouped_pair);
-    return pair;
+    return answer;
 failed:
     free(to.work.a);
     free(to.work.b);
     column_free(&to.answers);
     column_free(&to.grouped);
     return NULL;
+}
+
+static PyObject *normalize(PyObject *self, PyObject *texts) {
+    (void)self;
+    return normalized_columns(texts, 1, "normalize");
+}
+
+/* `normalize`'s second column alone: the classification keeps no other (interface 4). */
+static PyObject *grouped(PyObject *self, PyObject *texts) {
+    (void)self;
+    return normalized_columns(texts, 0, "grouped");
 }
 
 /* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
@@ -1314,6 +1338,9 @@ static PyMethodDef methods[] = {
      "normalize(texts: pl.Series) -> (normalized, grouped): the normalized text of each ASCII "
      "text of a String column and that with its answering host's digits masked, else nulls: "
      "each an Arrow array of large strings as (schema capsule, array capsule)"},
+    {"grouped", grouped, METH_O,
+     "grouped(texts: pl.Series) -> grouped: normalize's second column alone, as (schema "
+     "capsule, array capsule)"},
     {"codes", codes, METH_O,
      "codes(texts: pl.Series) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the "
      "codes extract.py finds in each ASCII text of a String column (-1 and nulls for the "
@@ -1326,4 +1353,4 @@ static PyMethodDef methods[] = {
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 3)
+                 methods, 4)

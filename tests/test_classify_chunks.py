@@ -318,3 +318,49 @@ def test_calls_in_threads_share_the_memory(events: pl.DataFrame, whole: pl.DataF
     assert remembered is not None
     assert remembered.select(classify_module._KEY).is_unique().all()
     assert _differences(whole, pl.concat(parts), events["diagnostic"]) == []
+
+
+# --- the work done aside -----------------------------------------------------------------------
+
+
+def test_facts_worked_out_aside_are_the_ones_of_one_thread(
+    events: pl.DataFrame, whole: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a call with many distinct texts finds their codes, blocklists and waits in a thread
+    # beside the one that normalizes them (classify._aside); in one thread, the same answers
+    assert events["diagnostic"].n_unique() > classify_module._ASIDE_FROM
+    monkeypatch.setattr(classify_module, "_ASIDE_FROM", events.height + 1)
+    alone = classify(events, replace(load_rules())).select(ANSWERS)
+    assert _differences(whole, alone, events["diagnostic"]) == []
+
+
+def test_an_error_aside_is_raised_in_the_caller(
+    events: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(texts: pl.Series) -> pl.Series:
+        raise RuntimeError(f"no wait in {len(texts)} texts")
+
+    monkeypatch.setattr(classify_module, "retry_after_of", broken)
+    with pytest.raises(RuntimeError, match="no wait in"):
+        classify(events, replace(load_rules()))
+
+
+def test_help_pages_are_read_where_a_text_holds_p_equals() -> None:
+    # only the texts holding `p=` in any case are read (`_help_pages`): the same pages as
+    # the expression over every text
+    texts = pl.Series(
+        "diagnostic",
+        [
+            "550-5.1.1 https://support.google.com/mail/?p=NoSuchUser d9443c01a7336 - gsmtp",
+            "550 5.7.1 see HTTPS://EXAMPLE.COM/HELP?LANG=EN&P=Blocked_IP for details",
+            "421 4.7.0 try again later, see https://postmaster.example/?id=7",
+            "452 p=quota but no link",
+            None,
+            "550 5.2.1 The email account that you tried to reach is disabled. "
+            "https://support.google.com/mail/?p=DisabledUser",
+        ],
+    )
+    expected = texts.to_frame().select(classify_module._help_page(pl.col("diagnostic")))
+    got = classify_module._help_pages(texts)
+    assert got.to_list() == expected.to_series().to_list()
+    assert got.to_list()[:2] == ["p=nosuchuser", "p=blocked_ip"]

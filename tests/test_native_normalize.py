@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -17,7 +18,12 @@ import pytest
 
 from bounce_analyzer import extract, native
 from bounce_analyzer.generate.cli import main as generate
-from bounce_analyzer.normalize import normalized_for, normalized_texts, numbered_hosts_alike
+from bounce_analyzer.normalize import (
+    grouped_texts,
+    normalized_for,
+    normalized_texts,
+    numbered_hosts_alike,
+)
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -222,6 +228,46 @@ def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
     )
     assert mismatched.to_dicts() == []
     assert extract.found_codes(series).equals(expected)
+
+
+@pytest.mark.parametrize("path", ["c", "polars"])
+def test_the_grouped_texts_alone_are_normalized_texts_second(
+    texts: list[str], path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the classification keeps only the grouped texts: the helper's `grouped` writes that
+    # column alone, the one `normalize` gives second (and polars the texts C leaves)
+    if path == "c":
+        _normalizer_or_skip()
+    else:
+        monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
+    series = pl.Series(
+        "diagnostic",
+        [*texts, None, "550 5.1.1 Benutzer unbekannt: müller@example.de 2026-11-28"],
+    )
+    expected = normalized_texts(series)[1]
+    got = grouped_texts(series)
+    assert got.name == expected.name
+    assert got.to_list() == expected.to_list()
+    assert got[-1] == "550 5.1.1 benutzer unbekannt: <address> <date>"
+
+
+def test_the_helper_runs_beside_other_threads(texts: list[str]) -> None:
+    _normalizer_or_skip()
+    # `normalize` and `codes` read the rows without the interpreter's lock (classify.py runs
+    # them beside its polars work): two of each at once give what each gives alone
+    series = pl.Series("diagnostic", texts)
+    normalized, grouped = normalized_texts(series)
+    codes = extract.found_codes(series)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pending = [pool.submit(normalized_texts, series) for _ in range(2)]
+        pending += [pool.submit(extract.found_codes, series) for _ in range(2)]
+        answers = [future.result() for future in pending]
+    for got in answers[:2]:
+        assert isinstance(got, tuple)
+        assert got[0].equals(normalized) and got[1].equals(grouped)
+    for got in answers[2:]:
+        assert isinstance(got, pl.DataFrame)
+        assert got.equals(codes)
 
 
 def test_texts_the_c_path_leaves_go_the_polars_way() -> None:

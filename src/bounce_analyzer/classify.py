@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import polars as pl
 
@@ -48,8 +49,8 @@ from bounce_analyzer.extract import (
 )
 from bounce_analyzer.normalize import (
     HELP_PAGE_URL,
+    grouped_texts,
     normalize_message,
-    normalized_texts,
     tokens,
     words,
 )
@@ -117,7 +118,8 @@ _DOTTED_ID = (r"<id>\.\d+\b", "<id>")
 #: The masks' placeholders (normalize.py) as patterns read them: `<ip>` is `<_ip_>`, so that no
 #: pattern's word finds the placeholder's (`\bip\b.{0,40}\brejected` must not read the IP of the
 #: host that answered, `host mx.example[<ip>] said: 550 ... rejected`).
-_PLACEHOLDERS = (r"<(address|ip|id|time|date)>", "<_${1}_>")
+_MASKED = ("address", "ip", "id", "time", "date")
+_PLACEHOLDERS = ([f"<{name}>" for name in _MASKED], [f"<_{name}_>" for name in _MASKED])
 _TEXT = ["diagnostic", "smtp_code", "enhanced_code"]
 _HOST = ["recipient_domain", "relay_host"]
 _FINAL_EVENTS = ("bounced", "rejected", "dropped")
@@ -126,6 +128,7 @@ _EVENT_DECIDED = ("delivered", "complained")
 #: What step 4 gives each event.
 _ANSWERS = ["category", "category_group", "bounce_type", "permanent", "rule_id"]
 _ADDED = ["provider", *_ANSWERS, "direction", "blocklist", "retry_after"]
+_T = TypeVar("_T")
 
 
 def provider_of(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -507,11 +510,15 @@ def _pattern_candidates(
     keys: pl.LazyFrame, prepared: _Prepared
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Step 2, without the regexes: (`_key`, `pattern_index`) of the first plain pattern found
-    in each key's text, and the (`_key`, `pattern_index`, `text`, `regex`) pairs left to try.
+    in each key's text, and the (`_key`, `pattern_index`, `text`, `regex`) pairs left to try,
+    in pattern order.
 
     A pattern is only tried on the texts that hold one of its required literals (found for
     all patterns at once, Aho-Corasick), on texts that are not plain ASCII, and, for patterns
     without such literals, on every text; so each regex runs over a few texts, not all.
+    A pair is a number (the pattern's index times the texts' count, plus the text's
+    position): the pairs are made unique and put in pattern order as numbers, and what each
+    pair reads is gathered by position, not joined.
     """
     ascii_only = pl.col("text").str.len_bytes() == pl.col("text").str.len_chars()
     texts = (
@@ -527,83 +534,104 @@ def _pattern_candidates(
             (~pl.col("text").str.contains_any(list(CASE_TRAPS))).alias("foldable"),
         )
         .collect(engine=_ENGINE)
+        .with_row_index("_at")
     )
-    plain_texts = texts.filter("ascii").select("_key", "lower")
+    count, patterns = texts.height, prepared.patterns
+    plain_texts = texts.filter("ascii").select("_at", "lower")
     pairs = [
         plain_texts.select(
-            "_key",
+            "_at",
             pl.col("lower")
             .str.extract_many(prepared.literal_list, overlapping=True)
             .alias("literal"),
         )
         .explode("literal")
         .join(prepared.literals, on="literal")
-        .select("_key", "pattern_index"),
-        plain_texts.select("_key").join(prepared.unfiltered, how="cross"),
+        .select("_at", "pattern_index"),
+        plain_texts.select("_at").join(prepared.unfiltered, how="cross"),
         texts.filter(~pl.col("ascii"))
-        .select("_key")
-        .join(prepared.patterns.select("pattern_index"), how="cross"),
+        .select("_at")
+        .join(patterns.select("pattern_index"), how="cross"),
     ]
+    # each pair once, in pattern order (then text order)
+    numbers = (
+        pl.concat([pair.select(_pair_number(count)) for pair in pairs]).to_series().unique().sort()
+    )
+    at = (numbers % count).cast(pl.UInt32)
+    index = (numbers // count).cast(pl.UInt32)
+    # whether a pattern may decide a text: the pattern's provider and classes against each
+    # distinct (provider, class) of the texts, worked out once per such combination
+    combinations = texts.select("provider", "class").unique().with_row_index("_combination")
+    combination = texts.join(
+        combinations, on=["provider", "class"], how="left", nulls_equal=True, maintain_order="left"
+    )["_combination"]
     eligible = (
-        pl.col("pattern_provider").is_null() | (pl.col("pattern_provider") == pl.col("provider"))
-    ) & (
-        pl.col("classes").is_null()
-        | pl.col("class").is_null()
-        | pl.col("classes").list.contains(pl.col("class"))
-    )
-    # what a pair's eligibility depends on first; the texts and regexes only for the pairs to try
-    candidates = (
-        pl.concat([pair.lazy() for pair in pairs])
-        .unique()
-        .join(texts.lazy().select("_key", "provider", "class", "ascii"), on="_key")
-        .join(
-            prepared.patterns.lazy().select(
-                "pattern_index", "pattern_provider", "classes", "plain"
-            ),
-            on="pattern_index",
+        combinations.join(
+            patterns.select("pattern_index", "pattern_provider", "classes"), how="cross"
         )
-        .filter(eligible)
-        .select("_key", "pattern_index", "plain", "ascii")
-        .collect(engine=_ENGINE)
+        .sort("_combination", "pattern_index")
+        .select(
+            (
+                pl.col("pattern_provider").is_null()
+                | (pl.col("pattern_provider") == pl.col("provider"))
+            )
+            & (
+                pl.col("classes").is_null()
+                | pl.col("class").is_null()
+                | pl.col("classes").list.contains(pl.col("class"))
+            )
+        )
+        .to_series()
     )
+    kept = eligible.gather(
+        combination.gather(at).cast(pl.UInt64) * patterns.height + index
+    ).arg_true()
+    at, index = at.gather(kept), index.gather(kept)
     # a plain pattern found by its literal in an ASCII text matches: no regex to run; a regex
     # only runs where no earlier pattern is already known to match
-    sure = pl.col("plain") & pl.col("ascii")
-    known = candidates.filter(sure).group_by("_key").agg(pl.col("pattern_index").min())
-    to_try = (
-        candidates.lazy()
-        .filter(~sure)
-        .join(known.lazy().rename({"pattern_index": "known"}), on="_key", how="left")
-        .filter(pl.col("known").is_null() | (pl.col("pattern_index") < pl.col("known")))
-        .select("_key", "pattern_index")
-        .join(texts.lazy().select("_key", "foldable"), on="_key")
-        .join(prepared.patterns.lazy().select("pattern_index", "lower_regex"), on="pattern_index")
-        .select(
-            "_key",
-            "pattern_index",
-            (pl.col("foldable") & pl.col("lower_regex").is_not_null()).alias("lowered"),
-        )
+    sure = (patterns["plain"].gather(index) & texts["ascii"].gather(at)).arg_true()
+    known = pl.DataFrame({"_at": at.gather(sure), "pattern_index": index.gather(sure)}).unique(
+        "_at", keep="first", maintain_order=True
     )
+    first_known = pl.repeat(None, count, dtype=pl.UInt32, eager=True).scatter(
+        known["_at"], known["pattern_index"]
+    )
+    before = first_known.gather(at)
+    left = (~patterns["plain"].gather(index) | ~texts["ascii"].gather(at)) & (
+        before.is_null() | (index < before)
+    )
+    rows = left.fill_null(False).arg_true()
+    at, index = at.gather(rows), index.gather(rows)
     # a regex without (?i) against the lower-case text where that is the same (half the time
-    # to compile: prefilter.lowercase_equivalent); each pair joined to the columns it reads, so
-    # that the pairs share the texts' and regexes' strings
-    lowered = pl.col("lowered")
-    tried = pl.concat(
+    # to compile: prefilter.lowercase_equivalent): each pair reads the text or its lower-case
+    # form, the regex or its lower-case form (the second half of each pair of columns, in one
+    # chunk: a gather from one chunk shares its strings, from two copies each of them)
+    lowered = texts["foldable"].gather(at) & patterns["lower_regex"].gather(index).is_not_null()
+    lowered = lowered.cast(pl.UInt32)
+    tried = pl.DataFrame(
         [
-            to_try.filter(lowered)
-            .join(texts.lazy().select("_key", pl.col("lower").alias("text")), on="_key")
-            .join(
-                prepared.patterns.lazy().select(
-                    "pattern_index", pl.col("lower_regex").alias("regex")
-                ),
-                on="pattern_index",
-            ),
-            to_try.filter(~lowered)
-            .join(texts.lazy().select("_key", "text"), on="_key")
-            .join(prepared.patterns.lazy().select("pattern_index", "regex"), on="pattern_index"),
+            texts["_key"].gather(at),
+            index.alias("pattern_index").set_sorted(),
+            pl.concat([texts["text"], texts["lower"]])
+            .rechunk()
+            .gather(at + lowered * count)
+            .alias("text"),
+            pl.concat([patterns["regex"], patterns["lower_regex"]])
+            .rechunk()
+            .gather(index + lowered * patterns.height)
+            .alias("regex"),
         ]
-    ).collect(engine=_ENGINE)
-    return known, tried
+    )
+    return (
+        known.select(texts["_key"].gather(known["_at"]).alias("_key"), "pattern_index"),
+        tried,
+    )
+
+
+def _pair_number(count: int) -> pl.Expr:
+    """A (text position `_at`, `pattern_index`) pair as one number: the pattern's index times
+    the texts' `count`, plus the position."""
+    return (pl.col("pattern_index").cast(pl.UInt64) * count + pl.col("_at")).alias("_pair")
 
 
 #: The bands `_first_matches` tries the (key, pattern) pairs in.
@@ -611,14 +639,13 @@ _BANDS = 8
 
 
 def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
-    """(`_key`, `pattern_index`) of the pairs of `tried` whose regex matches the text, for at
-    least the first pattern in order that matches each key.
+    """(`_key`, `pattern_index`) of the pairs of `tried` (in pattern order) whose regex matches
+    the text, for at least the first pattern in order that matches each key.
 
     The pairs go in bands of about an eighth of them each, in pattern order, and a key that
     matched in a band is not tried in later ones: only its first match counts, and on
     bounce texts most keys match early, so about half the regex runs are spared.
     """
-    tried = tried.sort("pattern_index")
     # a band ends where a pattern ends: each regex is compiled once, in the one band that has it
     index = tried["pattern_index"]
     size = tried.height // _BANDS + 1
@@ -636,8 +663,7 @@ def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
         band = tried.slice(start, end - start)
         if done.len():
             band = band.filter(~pl.col("_key").is_in(done.implode()))
-        # eager, in pattern order: each regex is compiled once, not once per text (a lazy
-        # plan would move the filter before the sort)
+        # eager, in pattern order: each regex is compiled once, not once per text
         matches = band.filter(pl.col("text").str.contains(pl.col("regex"))).select(
             "_key", "pattern_index"
         )
@@ -672,6 +698,18 @@ def _decisions(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     return decided if found is None else pl.concat([found, decided])
 
 
+def _help_pages(texts: pl.Series) -> pl.Series:
+    """`_help_page` of each of `texts` (named ``_reason``), in order: only the texts that hold
+    ``p=`` (in any case), which each page's name starts with, are read."""
+    named = texts.str.contains_any(["p="], ascii_case_insensitive=True).fill_null(False)
+    at = named.arg_true()
+    pages = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("_reason")
+    if at.is_empty():
+        return pages
+    found = texts.gather(at).to_frame("text").select(_help_page(pl.col("text")))
+    return pages.scatter(at, found.to_series())
+
+
 def _help_page(text: pl.Expr) -> pl.Expr:
     """The help page the first URL of `text` with a query string names, as report keys keep
     it (normalize.py): `p=nosuchuser` of Google's
@@ -683,7 +721,8 @@ def _pattern_text(grouped: pl.Expr, reason: pl.Expr) -> pl.Expr:
     """What the patterns read of a key: its normalized text (`_grouped`), the masks'
     placeholders spelt as `_PLACEHOLDERS` says and the help page its first URL names put
     back (`https://support.google.com/mail/?p=disableduser`)."""
-    spelt = grouped.str.replace_all(*_PLACEHOLDERS)
+    # (as plain text, all at once: Aho-Corasick, no regex)
+    spelt = grouped.str.replace_many(*_PLACEHOLDERS)
     # (a `$` of the page's name is itself, not a reference to a group of the match)
     page = reason.str.replace_all("$", "$$", literal=True)
     return spelt.str.replace(r"(https?://[^\s?#]*\?)", pl.lit("${1}") + page)
@@ -902,34 +941,86 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
 
 
-def _text_facts(texts: pl.DataFrame) -> pl.DataFrame:
-    """Per distinct text: its codes (given ones kept), Outlook hex code, class, and its
-    normalized text with the answering host's digits masked (`_grouped`, what keys hold).
+def _text_facts(texts: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Per distinct text: its codes (given ones kept), Outlook hex code, class, its
+    normalized text with the answering host's digits masked (`_grouped`, what keys hold), and
+    what it names and asks for: the blocklist, the wait (`retry_after`) and the help page its
+    URL names (`_reason`, which the normalized text masks: `_KEY`).
 
     Only texts missing a code go through the extraction, only texts holding ``0x`` are
     searched for a hex code, and only texts an event is classified by are normalized; the
-    rows keep their order.
+    rows keep their order. The codes, the blocklist and the wait are worked out in a thread of
+    their own (`_aside`) while the normalized text is: the C helper and polars run without
+    the interpreter's lock, so the two halves share the machine's cores.
     """
     missing = pl.col("smtp_code").is_null() | pl.col("enhanced_code").is_null()
+    diagnostics = texts["diagnostic"]
+    # (the codes in the texts missing one: extract.py, in C where it is built; a text with
+    # both codes given finds none, and `with_codes` keeps what is given)
+    unfound = texts.select(pl.when(missing).then("diagnostic")).to_series()
+    aside = _aside(
+        lambda: [
+            *found_codes(unfound).get_columns(),
+            diagnostics.to_frame()
+            .select(blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"))
+            .to_series(),
+            retry_after_of(diagnostics),
+        ],
+        alone=texts.height < _ASIDE_FROM,
+    )
     # (the normalized text of the texts an event is classified by: normalize.py, in C where
     # it is built)
     textual = texts.select(pl.when("_textual").then("diagnostic")).to_series()
-    # (and the codes in the texts missing one: extract.py, in C where it is built; a text
-    # with both codes given finds none, and `with_codes` keeps what is given)
-    found = found_codes(texts.select(pl.when(missing).then("diagnostic")).to_series())
-    _, grouped = normalized_texts(textual)
+    grouped = grouped_texts(textual)
+    hex_codes, reasons = _hex_codes(diagnostics), _help_pages(diagnostics)
+    *found, blocklist, retry = aside()
     return with_codes(
         texts.with_columns(grouped.alias("_grouped"), *found),
         hex_code=False,
     ).with_columns(
-        _hex_codes(texts["diagnostic"]),
+        hex_codes,
         code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"),
+        blocklist,
+        retry,
+        reasons,
     )
+
+
+#: Texts fewer than this are worked out in one thread (`_aside`): a thread costs more than
+#: it spares on a few texts.
+_ASIDE_FROM = 2000
+
+
+def _aside(work: Callable[[], _T], *, alone: bool = False) -> Callable[[], _T]:
+    """Start `work` in a thread of its own (or, if `alone`, run it now); the function returned
+    waits for its result, or raises its error."""
+    if alone:
+        done = work()
+        return lambda: done
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as error:  # (raised again in the caller's thread)
+            box["error"] = error
+
+    thread = threading.Thread(target=run, name="classify-aside", daemon=True)
+    thread.start()
+
+    def result() -> _T:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        value: _T = box["value"]
+        return value
+
+    return result
 
 
 def _hex_codes(texts: pl.Series) -> pl.Series:
     """`hex_code` of each of `texts`, in order: the texts that hold ``0x`` are searched."""
-    hexish = texts.str.contains_any(["0x"], ascii_case_insensitive=True).fill_null(False).arg_true()
+    hexish = texts.str.contains("0[xX]").fill_null(False).arg_true()
     codes = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("hex_code")
     if hexish.is_empty():
         return codes
@@ -1104,27 +1195,28 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         | pl.col("smtp_code").is_null()
         | pl.col("enhanced_code").is_null()
     )
-    texts = _text_facts(work.group_by(_TEXT).agg("_row", textual.any()))
-    # (lazy: the plan computes an expression used twice once, an eager select twice)
-    facts = (
-        texts.lazy()
-        .select(
-            "_row",
-            "smtp_code",
-            "enhanced_code",
-            "hex_code",
-            # (Google's message id, `<id>.298 - gsmtp`, is one id: the key holds no number of it)
-            pl.col("_grouped").str.replace(*_DOTTED_ID),
-            "class",
-            # what the text names and asks for, whatever decides the category
-            blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
-            retry_after_of(texts["diagnostic"]),
-            # the help page its URL names, which the normalized text masks (`_KEY`)
-            _help_page(pl.col("diagnostic")).alias("_reason"),
-        )
-        .collect(engine=_ENGINE)
-        .explode("_row")
+    # (a code column no event fills, as in `explain` of bare texts, is left out of the
+    # group-by and put back as nulls: a group-by of one string column is the cheaper)
+    empty = [name for name in _TEXT[1:] if work[name].null_count() == work.height]
+    texts = _text_facts(
+        work.group_by([name for name in _TEXT if name not in empty])
+        .agg("_row", textual.any())
+        .with_columns(pl.lit(None, rows.schema[name]).alias(name) for name in empty),
+        rules,
     )
+    facts = texts.select(
+        "_row",
+        "smtp_code",
+        "enhanced_code",
+        "hex_code",
+        # (Google's message id, `<id>.298 - gsmtp`, is one id: the key holds no number of it)
+        pl.col("_grouped").str.replace(*_DOTTED_ID),
+        "class",
+        # what the text names and asks for, whatever decides the category
+        "blocklist",
+        "retry_after",
+        "_reason",
+    ).explode("_row")
 
     # 3. per distinct key: category and rule, decided on the key's values alone (texts that
     # differ only in what the normalized text masks, or in the number of the host that

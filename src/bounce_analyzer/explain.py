@@ -349,7 +349,16 @@ def write_explanations(
         keyed = classified.with_columns(pl.col("_asked").alias("direction"))
         # each distinct combination of an answer's fields but its input, once (the codes, rule,
         # provider, wait and list: hundreds in a large input), with its texts
-        combinations = keyed.select(_REST_KEY).unique().collect().with_row_index("_rest")
+        # (grouped with the lines of each: the lines' combinations are put in place by
+        # position, not joined back on the dozen columns)
+        grouped = (
+            keyed.with_row_index("_line")
+            .group_by(_REST_KEY)
+            .agg("_line")
+            .collect()
+            .with_row_index("_rest")
+        )
+        combinations = grouped.drop("_line")
         rests = (
             combinations.lazy()
             .join(
@@ -362,17 +371,11 @@ def write_explanations(
             .select(_REST)
             .collect()
         )
-        rows = (
-            keyed.join(
-                combinations.lazy(),
-                on=_REST_KEY,
-                how="left",
-                nulls_equal=True,
-                maintain_order="left",
-            )
-            .select("input", "_rest")
-            .collect()
+        at = grouped.select("_rest", "_line").explode("_line")
+        rest = pl.repeat(0, inputs.height, dtype=pl.UInt32, eager=True).scatter(
+            at["_line"], at["_rest"]
         )
+        rows = pl.DataFrame([classified.select("input").collect().to_series(), rest.alias("_rest")])
         _write_lines(fast, rows, rests, out)
 
 

@@ -56,7 +56,7 @@ def module(source: str) -> ModuleType | None:
 
 
 #: The C helpers of the classification (not a source's tokenizer) -> (module, interface version).
-_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 3)}
+_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 4)}
 
 
 def helper(name: str) -> ModuleType | None:

@@ -171,6 +171,19 @@ def normalized_texts(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
     return found[0], found[1]
 
 
+def grouped_texts(texts: pl.Series) -> pl.Series:
+    """The second of `normalized_texts` alone: the classification keeps no other. Where the C
+    helper is built, it writes that column only (not the normalized texts as well)."""
+    fast = native.helper("normalize")
+    if fast is None:
+        return _hosts_alike_by_polars(_by_polars(texts))
+    found = native.arrow_series(texts.name, fast.grouped(texts.cast(pl.String)))
+    left = (found.is_null() & texts.is_not_null()).arg_true()
+    if left.len():
+        found = found.scatter(left, _hosts_alike_by_polars(_by_polars(texts.gather(left))))
+    return found
+
+
 def _by_polars(texts: pl.Series) -> pl.Series:
     return texts.to_frame().select(normalized_for(texts)).to_series()
 
