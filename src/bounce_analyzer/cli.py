@@ -419,16 +419,20 @@ _BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 
 
 #: glibc's `mallopt` parameter (M_MMAP_THRESHOLD), the variable that sets it at start-up,
-#: and what `parse` and `ingest` set it to: every allocation of 4 MiB or more (a batch's
+#: and what `parse` and `ingest` set it to: every allocation of 1 MiB or more (a batch's
 #: bytes, the C tokenizers' tables) is a mapping of its own, given back to the system when
 #: freed. Left to itself glibc raises the threshold to the size of the first such block
 #: freed, and later ones come from its heaps, which fragment as blocks of many sizes come
 #: and go in five threads: the peak RSS of `parse` over 5M Exim lines grew through the run
 #: to 881 MB (814 MB with the threshold fixed; 1M lines: ~700 MB either way, and the same
-#: CPU time).
+#: CPU time). At 4 MiB the tokenizers' tables of 1-4 MiB (a view of 16 bytes per line of a
+#: 16 MiB batch) still came from the heaps, made in one thread and freed in another: peak
+#: RSS still grew 1.21-1.28x from 1M to 5M lines; at 1 MiB 1.10-1.17x, 30-125 MB lower, for
+#: 2-5% more CPU (system time: the mappings' page faults; 2 MiB was no better than 4 MiB).
+#: bench/RESULTS.md, "Parquet without hopeless dictionaries, and glibc's threshold".
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
-_MMAP_THRESHOLD = 4 * 2**20
+_MMAP_THRESHOLD = 2**20
 
 
 def _fixed_mmap_threshold() -> None:
