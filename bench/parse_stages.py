@@ -9,8 +9,11 @@ with timers put around its stages:
   pipeline's, classification) is a stage named after its iterator: the CPU of that thread
   (`time.thread_time`), and how long its consumer waited for its items;
 - classification and the Parquet write, around their calls (CPU of the calling thread);
-- what the process spent beyond those threads: polars' and pyarrow's own threads (their
-  work for every stage), the main thread's waits and Python's bookkeeping;
+- the threads the process did not start in Python, by their name (Linux: /proc/self/task):
+  polars' pool (`polars-N`), which runs the expressions of every stage (a `select` or
+  `with_columns` evaluates its expressions there, in parallel), and jemalloc's background
+  threads; pyarrow's Parquet writer runs in its caller's thread;
+- what is left: the main thread's waits and Python's bookkeeping;
 - the start of the console script itself, `bounce-analyzer parse` of a one-line log
   (interpreter, command line, imports, rules), as a child process.
 
@@ -53,6 +56,31 @@ def start_up(tz: str) -> dict[str, float]:
         if status:
             raise SystemExit(f"{' '.join(command)} failed")
         return {"cpu": usage.ru_utime + usage.ru_stime, "wall": time.perf_counter() - began}
+
+
+def native_threads() -> dict[str, float]:
+    """CPU seconds so far of the process's threads not started by Python, by name without its
+    number (`polars-0` and `polars-1` are `polars`), from /proc/self/task (Linux only; else
+    nothing)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    seconds: dict[str, float] = defaultdict(float)
+    try:
+        tasks = os.listdir("/proc/self/task")
+        ours = Path("/proc/self/comm").read_text().strip()  # (Python's threads are named so)
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            stat = Path(f"/proc/self/task/{task}/stat").read_text()
+        except OSError:
+            continue  # (it ended meanwhile)
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name == ours:
+            continue
+        name = name.rstrip("0123456789").rstrip("-_")
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds[name] += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return dict(seconds)
 
 
 def profile(log: str, tz: str) -> dict[str, Any]:
@@ -111,6 +139,7 @@ def profile(log: str, tz: str) -> dict[str, Any]:
     writers.EventWriter.write = timed(write, "Parquet write (calls)")  # type: ignore[method-assign]
 
     rules = load_rules()
+    before = native_threads()
     began_cpu, began = time.process_time(), time.perf_counter()
     run = pipeline.ParseRun([log], tz=tz, rules=rules)
     with tempfile.TemporaryDirectory() as folder, open(Path(folder) / "x.parquet", "wb") as out:
@@ -119,12 +148,19 @@ def profile(log: str, tz: str) -> dict[str, Any]:
             writer.write(chunk.events)
         writer.close(empty=pl.DataFrame(schema=schema.EVENT_SCHEMA))
     total = time.process_time() - began_cpu
+    wall = time.perf_counter() - began
+    native = {
+        f"{name} threads": spent
+        for name, seconds in native_threads().items()
+        if (spent := seconds - before.get(name, 0.0)) >= 0.005
+    }
     threads = sum(seconds for name, seconds in cpu.items() if name.startswith("thread"))
     return {
-        "run": {"cpu": total, "wall": time.perf_counter() - began},
+        "run": {"cpu": total, "wall": wall},
         "cpu": dict(cpu),
         "waits": dict(waits),
-        "other threads": total - threads - cpu["Parquet write (calls)"],
+        "native threads": native,
+        "other threads": total - threads - cpu["Parquet write (calls)"] - sum(native.values()),
         "events": sum(summary.events for summary in run.summaries),
     }
 
@@ -146,9 +182,10 @@ def main() -> None:
         waited = figures["waits"].get(name)
         also = f"   its consumer waited {waited:5.2f} s" if waited is not None else ""
         print(f"  {name:46s} {seconds:6.2f} s{also}")
-    print(
-        f"  {'other threads (polars, pyarrow) and the rest':46s} {figures['other threads']:6.2f} s"
-    )
+    for name, seconds in sorted(figures["native threads"].items(), key=lambda item: -item[1]):
+        label = f"{name} (every stage's expressions)" if name == "polars threads" else name
+        print(f"  {label:46s} {seconds:6.2f} s")
+    print(f"  {'the rest (main thread, waits, Python)':46s} {figures['other threads']:6.2f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2), encoding="utf-8")
 

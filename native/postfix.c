@@ -1249,8 +1249,115 @@ done:
     return result;
 }
 
+/* compact(views, count, offset, validity, buffers, out_views, out_data) -> bytes written: the
+ * `count` string views of an Arrow string_view array (from row `offset` of `views` and of the
+ * `validity` bitmap, None: no nulls), whose data lie in the `buffers` (its data buffers, in
+ * order), laid over one data buffer that holds only their bytes, in row order: the views are
+ * written to `out_views` (16 bytes a row), the bytes to `out_data` (pipeline.own_texts; the
+ * caller allocates both, from its own memory pool). Views of 12 bytes or less hold their bytes
+ * and are kept; a null row's view is zeroed. A view that points outside its buffer, or output
+ * buffers too small, raise ValueError: nothing is read or written out of bounds. */
+static PyObject *compact(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer views = {0}, validity = {0}, out_views = {0}, out_data = {0};
+    PyObject *validity_obj, *buffer_list, *result = NULL;
+    Py_ssize_t count, offset, n_buffers = 0, got = 0;
+    Py_buffer *buffers = NULL;
+    if (!PyArg_ParseTuple(args, "y*nnOOw*w*", &views, &count, &offset, &validity_obj,
+                          &buffer_list, &out_views, &out_data))
+        return NULL;
+    if (count < 0 || offset < 0 || views.len / VIEW_SIZE < offset ||
+        views.len / VIEW_SIZE - offset < count) {
+        PyErr_SetString(PyExc_ValueError, "compact: fewer views than rows");
+        goto done;
+    }
+    if (validity_obj != Py_None) {
+        if (PyObject_GetBuffer(validity_obj, &validity, PyBUF_SIMPLE) < 0) goto done;
+        if (count && validity.len * 8 < offset + count) {
+            PyErr_SetString(PyExc_ValueError, "compact: a validity bitmap shorter than the rows");
+            goto done;
+        }
+    }
+    n_buffers = PySequence_Length(buffer_list);
+    if (n_buffers < 0) goto done;
+    buffers = PyMem_Calloc((size_t)(n_buffers ? n_buffers : 1), sizeof(Py_buffer));
+    if (buffers == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < n_buffers; got++) {
+        PyObject *item = PySequence_GetItem(buffer_list, got);
+        if (item == NULL) goto done;
+        int failed = PyObject_GetBuffer(item, &buffers[got], PyBUF_SIMPLE);
+        Py_DECREF(item);
+        if (failed < 0) goto done;
+    }
+    const uint8_t *in = (const uint8_t *)views.buf + offset * VIEW_SIZE;
+    const uint8_t *bits = validity.buf;
+    int64_t total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (bits && !(bits[(offset + i) >> 3] & (1u << ((offset + i) & 7)))) continue;
+        int32_t len, index, at;
+        memcpy(&len, in + i * VIEW_SIZE, 4);
+        if (len <= 12) {
+            if (len < 0) goto bad;
+            continue;
+        }
+        memcpy(&index, in + i * VIEW_SIZE + 8, 4);
+        memcpy(&at, in + i * VIEW_SIZE + 12, 4);
+        if (index < 0 || index >= n_buffers || at < 0 || (int64_t)at + len > buffers[index].len)
+            goto bad;
+        total += len;
+    }
+    if (total > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "compact: more than 2 GiB of text");
+        goto done;
+    }
+    if (out_views.len / VIEW_SIZE < count || out_data.len < total) {
+        PyErr_SetString(PyExc_ValueError, "compact: output buffers too small");
+        goto done;
+    }
+    uint8_t *out = (uint8_t *)out_views.buf;
+    char *data = (char *)out_data.buf;
+    Py_BEGIN_ALLOW_THREADS;
+    int32_t written = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const uint8_t *view = in + i * VIEW_SIZE;
+        uint8_t *to = out + i * VIEW_SIZE;
+        int32_t len, index, at;
+        memcpy(&len, view, 4);
+        if (bits && !(bits[(offset + i) >> 3] & (1u << ((offset + i) & 7)))) {
+            memset(to, 0, VIEW_SIZE);
+        } else if (len <= 12) {
+            memcpy(to, view, VIEW_SIZE);
+        } else {
+            memcpy(&index, view + 8, 4);
+            memcpy(&at, view + 12, 4);
+            memcpy(data + written, (const char *)buffers[index].buf + at, (size_t)len);
+            view_set_in(to, data + written, len, 0, written);
+            written += len;
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyLong_FromLongLong(total);
+    goto done;
+bad:
+    PyErr_SetString(PyExc_ValueError, "compact: a view outside its data buffer");
+done:
+    for (Py_ssize_t b = 0; b < got; b++) PyBuffer_Release(&buffers[b]);
+    PyMem_Free(buffers);
+    if (validity.obj != NULL) PyBuffer_Release(&validity);
+    PyBuffer_Release(&views);
+    PyBuffer_Release(&out_views);
+    PyBuffer_Release(&out_data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"tokenize", tokenize, METH_VARARGS, tokenize_doc},
+    {"compact", compact, METH_VARARGS,
+     "compact(views, count, offset, validity, buffers, out_views, out_data) -> bytes written\n\n"
+     "A string_view array's texts copied into one data buffer of their own, in row order."},
     {NULL, NULL, 0, NULL},
 };
 

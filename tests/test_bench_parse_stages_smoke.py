@@ -32,3 +32,7 @@ def test_parse_stages_counts_each_stage_of_a_real_log(data_path: Path, tmp_path:
     assert figures["cpu"]["classification (calls)"] > 0
     assert 0 < figures["start-up"]["cpu"] and 0 < figures["run"]["cpu"]
     assert sum(figures["cpu"].values()) > 0
+    # the threads Python did not start (polars' pool, by its name on Linux), apart from the rest
+    native = figures["native threads"]
+    assert all(name.endswith(" threads") and seconds >= 0.005 for name, seconds in native.items())
+    assert figures["other threads"] <= figures["run"]["cpu"]

@@ -113,9 +113,17 @@ CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {**FACT_SCHEMA, **CLASSIFICATION_SCHEMA}
 
-#: Columns (of events and set-aside records) whose values are all different: Parquet writers
-#: do not try dictionary encoding on them (it costs time and never pays).
-UNIQUE_COLUMNS = frozenset({"event_id", "origin", "raw"})
+#: Columns (of events and set-aside records) that Parquet writers write plain, without trying
+#: dictionary encoding: their values are all different (`event_id`, `origin`, `raw`), nearly
+#: so (`message_id`, `message_ref`, `relay_ip`: a message's or an attempt's own), or long
+#: texts most of which differ (`diagnostic`, whose dictionary outgrows its page within a few
+#: thousand rows anyway). Their dictionaries cost time and made the files bigger: measured on
+#: the events of 1M generated lines (bench/RESULTS.md, "Parquet without hopeless
+#: dictionaries"), Exim's write 0.70 -> 0.59 s of CPU and 31.5 -> 30.7 MB, Postfix's 0.21 ->
+#: 0.19 s and 12.8 -> 12.4 MB.
+PLAIN_COLUMNS = frozenset(
+    {"event_id", "origin", "raw", "message_id", "message_ref", "relay_ip", "diagnostic"}
+)
 
 #: Columns (of events and set-aside records) that readers select rows by: Parquet writers keep
 #: min/max statistics on these only. A reader skips a row group by its range of times (the
@@ -137,7 +145,7 @@ def dictionary_columns(arrow_schema: pa.Schema) -> list[str]:
     return [
         f.name
         for f in arrow_schema
-        if f.name not in UNIQUE_COLUMNS
+        if f.name not in PLAIN_COLUMNS
         and (
             pa.types.is_large_string(f.type)
             or pa.types.is_string(f.type)

@@ -22,12 +22,17 @@ wins. `bench/RESULTS.md` ("Start-up per command") has the measurements.
   OpenBLAS starts a thread per core that spins for about 0.1 s of CPU after numpy's import,
   whether or not BLAS is ever used; no command does linear algebra.
 - **glibc's mmap threshold** fixed at `MMAP_THRESHOLD` in `parse` and `ingest`: every
-  allocation of 4 MiB or more (a batch's bytes, the C tokenizers' tables) is a mapping of its
+  allocation of 1 MiB or more (a batch's bytes, the C tokenizers' tables) is a mapping of its
   own, given back to the system when freed. Left to itself glibc raises the threshold to the
   size of the first such block freed, and later ones come from its heaps, which fragment as
   blocks of many sizes come and go in five threads: the peak RSS of `parse` over 5M Exim
-  lines grew through the run to 881 MB (814 MB with the threshold fixed; 1M lines: ~700 MB
-  either way, and the same CPU time).
+  lines grew through the run to 881 MB (814 MB with the threshold fixed at 4 MiB; 1M lines:
+  ~700 MB either way, and the same CPU time). At 4 MiB the tokenizers' tables of 1-4 MiB (a
+  view of 16 bytes per line of a 16 MiB batch) still came from the heaps, made in one thread
+  and freed in another: peak RSS still grew 1.21-1.28x from 1M to 5M lines; at 1 MiB
+  1.10-1.17x, 30-125 MB lower, for 2-5% more system CPU (the mappings' page faults; 2 MiB was
+  no better than 4 MiB). bench/RESULTS.md, "Parquet without hopeless dictionaries, and
+  glibc's threshold".
 - **The collector** (`loading`, around a command's imports of the engine): paused while the
   modules load (their objects are no garbage: 0.03 s of collections for polars, pyarrow and
   the engine), then told to leave those objects alone (`gc.freeze`), so that its passes
@@ -70,7 +75,7 @@ BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
 #: The variable that sets glibc's mmap threshold at a process's start (a user's own wins).
 MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
 #: The mmap threshold of `parse` and `ingest`, in bytes.
-MMAP_THRESHOLD = 4 * 2**20
+MMAP_THRESHOLD = 2**20
 #: glibc's `mallopt` parameter M_MMAP_THRESHOLD.
 _M_MMAP_THRESHOLD = -3
 
