@@ -701,13 +701,21 @@ def _decisions(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
 def _help_pages(texts: pl.Series) -> pl.Series:
     """`_help_page` of each of `texts` (named ``_reason``), in order: only the texts that hold
     ``p=`` (in any case), which each page's name starts with, are read."""
-    named = texts.str.contains_any(["p="], ascii_case_insensitive=True).fill_null(False)
-    at = named.arg_true()
-    pages = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("_reason")
+    named = texts.str.contains_any(["p="], ascii_case_insensitive=True)
+    return _read_where(texts, named, _help_page, "_reason")
+
+
+def _read_where(
+    texts: pl.Series, marked: pl.Series, read: Callable[[pl.Expr], pl.Expr], name: str
+) -> pl.Series:
+    """`read` of each of `texts` that `marked` holds true for, null for the others (a text
+    column named `name`, in order): the texts a cheap literal search rules out are not read."""
+    at = marked.fill_null(False).arg_true()
+    found = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias(name)
     if at.is_empty():
-        return pages
-    found = texts.gather(at).to_frame("text").select(_help_page(pl.col("text")))
-    return pages.scatter(at, found.to_series())
+        return found
+    read_texts = texts.gather(at).to_frame("text").select(read(pl.col("text")))
+    return found.scatter(at, read_texts.to_series())
 
 
 def _help_page(text: pl.Expr) -> pl.Expr:
@@ -1020,12 +1028,7 @@ def _aside(work: Callable[[], _T], *, alone: bool = False) -> Callable[[], _T]:
 
 def _hex_codes(texts: pl.Series) -> pl.Series:
     """`hex_code` of each of `texts`, in order: the texts that hold ``0x`` are searched."""
-    hexish = texts.str.contains("0[xX]").fill_null(False).arg_true()
-    codes = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("hex_code")
-    if hexish.is_empty():
-        return codes
-    found = texts.gather(hexish).to_frame("text").select(extract_hex_code(pl.col("text")))
-    return codes.scatter(hexish, found.to_series())
+    return _read_where(texts, texts.str.contains("0[xX]"), extract_hex_code, "hex_code")
 
 
 # --- per event -------------------------------------------------------------------------------
