@@ -157,11 +157,12 @@ def own_texts(frame: pl.DataFrame) -> pl.DataFrame:
 def _compacted(column: pl.Series, size: int, compact: Callable[..., int]) -> pl.Series:
     """`column` (String, of `size` bytes of text) with its texts copied, in C, into one buffer
     of their own per chunk (native/postfix.c, `compact`): one pass and a copy of each text's
-    bytes, 0.07-0.12 s of
-    CPU per 1M Postfix lines where polars' own copy (`+ ""`) costs 0.14-0.23 s. The buffers
-    come from pyarrow's memory pool (peak RSS +30 MB over 1M lines against polars' copy:
-    bench/RESULTS.md); the validity bitmap is copied too, since the one polars exports keeps
-    the whole old column, and the batch, alive."""
+    bytes, 0.07-0.12 s of CPU per 1M Postfix lines where polars' own copy (`+ ""`) costs
+    0.14-0.23 s. The buffers come from pyarrow's memory pool (peak RSS +30 MB over 1M lines
+    against polars' copy: bench/RESULTS.md); the validity bitmap is copied too, since the one
+    polars exports keeps the whole old column, and the batch, alive. The chunks go back to
+    polars through the Arrow C data interface (`native.arrow_series`, as the sources' columns
+    do): `pl.from_arrow` would import pyarrow.compute, 0.03-0.04 s of every Postfix run."""
     import pyarrow as pa  # (loaded already: the C path's columns come through it)
 
     exported = column.to_arrow(compat_level=pl.CompatLevel.newest())  # (no copy)
@@ -176,10 +177,9 @@ def _compacted(column: pl.Series, size: int, compact: Callable[..., int]) -> pl.
         written = compact(views, rows, array.offset, validity, data, new_views, new_data)
         new_data.resize(written)
         bits = None if validity is None else _bits(validity, array)
-        chunks.append(pa.Array.from_buffers(pa.string_view(), rows, [bits, new_views, new_data]))
-    made = pl.from_arrow(pa.chunked_array(chunks, type=pa.string_view()))
-    assert isinstance(made, pl.Series)
-    return made.alias(column.name)
+        made = pa.Array.from_buffers(pa.string_view(), rows, [bits, new_views, new_data])
+        chunks.append(native.arrow_series(column.name, made.__arrow_c_array__()))
+    return pl.concat(chunks, rechunk=False)
 
 
 def _bits(validity: pa.Buffer, array: pa.Array) -> pa.Buffer:
