@@ -9,16 +9,19 @@ import ast
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import typer
 from typer._click import Context
 from typer._click.exceptions import BadParameter
 
 from _samples import BOUNCED
-from bounce_analyzer import cli, export, options, render, report, rules, startup
+from bounce_analyzer import cli, export, native, options, render, report, rules, startup
+from bounce_analyzer.generate import generate_postfix
 
 PACKAGE = Path(__file__).parent.parent / "src" / "bounce_analyzer"
 
@@ -88,6 +91,23 @@ def test_parse_and_report_take_their_options_without_pydantic(tmp_path: Path) ->
     assert "pydantic" not in loaded and "bounce_analyzer.render" in loaded
     # (the store's events are classified: a report from it runs no parse)
     assert "bounce_analyzer.pipeline" not in loaded
+
+
+@pytest.mark.skipif(
+    getattr(native.built("postfix"), "compact", None) is None,
+    reason="the Postfix C module (its `compact`) is not built",
+)
+def test_parse_copies_postfix_texts_without_pyarrow_compute(tmp_path: Path) -> None:
+    # a generated log's events hold a small part of their batch, so `pipeline.own_texts`
+    # copies their texts out of it in C (`_compacted`): the copy goes back to polars through
+    # the Arrow C data interface too, not `pl.from_arrow` (which imports pyarrow.compute)
+    log = tmp_path / "mail.log"
+    generate_postfix(log, lines=2_000, seed=1, start=datetime(2026, 11, 20), tz="UTC")
+    events = tmp_path / "events.parquet"
+    _, loaded = _loaded("parse", str(log), "--tz", "UTC", "-q", "-o", str(events))
+    made = pl.read_parquet(events)
+    assert made.height > 100 and made["diagnostic"].is_not_null().any()
+    assert "pyarrow" in loaded and "pyarrow.compute" not in loaded
 
 
 def test_a_bad_option_value_is_named_as_typer_names_it() -> None:
