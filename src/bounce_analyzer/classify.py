@@ -589,7 +589,8 @@ def _pattern_candidates(
     at, index = at.gather(kept), index.gather(kept)
     # a plain pattern found by its literal in an ASCII text matches: no regex to run; a regex
     # only runs where no earlier pattern is already known to match
-    sure = (patterns["plain"].gather(index) & texts["ascii"].gather(at)).arg_true()
+    matched = patterns["plain"].gather(index) & texts["ascii"].gather(at)
+    sure = matched.arg_true()
     known = pl.DataFrame({"_at": at.gather(sure), "pattern_index": index.gather(sure)}).unique(
         "_at", keep="first", maintain_order=True
     )
@@ -597,9 +598,7 @@ def _pattern_candidates(
         known["_at"], known["pattern_index"]
     )
     before = first_known.gather(at)
-    left = (~patterns["plain"].gather(index) | ~texts["ascii"].gather(at)) & (
-        before.is_null() | (index < before)
-    )
+    left = ~matched & (before.is_null() | (index < before))
     rows = left.fill_null(False).arg_true()
     at, index = at.gather(rows), index.gather(rows)
     # a regex without (?i) against the lower-case text where that is the same (half the time
