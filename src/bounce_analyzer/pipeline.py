@@ -414,6 +414,7 @@ class ParseRun:
             if batch.long_lines:
                 self._long_lines.append(reading.long_line_rows(batch))
             yield batch
+            del batch, data  # (not held while the next is read: its buffer may serve again)
 
     def _conformed(self, outputs: Iterator[SourceOutput]) -> Iterator[SourceOutput]:
         """Each output of a source with its events conformed and those dated implausibly set
