@@ -102,3 +102,33 @@ def test_events_own_their_texts_and_not_their_batch(source: str, tmp_path: Path)
         assert _text_buffer_bytes(owned) == _text_buffer_bytes(events)  # left as it was
     empty = events.clear()
     assert own_texts(empty).equals(empty)
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_no_batch_outlives_the_run(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a run's chunks are written (here: dropped), nothing holds its input batches: not
+    the sources' carried state, nor what classification remembers across calls (its keys'
+    texts were views into Exim's batches, and kept every batch of a run alive to its end),
+    so that the reused read buffers (`reading._Buffers`) find them free."""
+    extension_or_skip(source)
+    path = tmp_path / "log"
+    generate = generate_postfix if source == "postfix" else generate_exim
+    with path.open("wb") as out:
+        generate(out, lines=20_000, seed=18, start=datetime(2026, 11, 27, tzinfo=UTC))
+    pools: list[reading._Buffers] = []
+    made = reading._Buffers.__init__
+
+    def kept(self: reading._Buffers, size: int, count: int = reading._REUSED) -> None:
+        made(self, size, count)
+        pools.append(self)
+
+    monkeypatch.setattr(reading._Buffers, "__init__", kept)
+    run = ParseRun([str(path)], tz="UTC", now=NOW, batch_bytes=2**18, classify_bytes=2**19)
+    events = sum(chunk.events.height for chunk in run)
+    assert events > 1000
+    [pool] = pools
+    assert len(pool._kept) >= 3
+    held = [pool._references(index) - pool._free_count for index in range(len(pool._kept))]
+    assert held == [0] * len(pool._kept)

@@ -920,10 +920,12 @@ def _cut(
 
 #: How many bytes before a batch's intended end are read first to find its last line end.
 _PROBE = 1 << 16
-#: How many buffers a plain file's batches are read into, over and over (`_Buffers`): the
-#: batch being cut, the one `read_batches` holds back to mark the last, the one being parsed,
-#: and one whose columns are still being built from it.
-_REUSED = 4
+#: How many buffers a plain file's batches are read into, over and over (`_Buffers`), at
+#: most: a new one is made only while all of them are held, so the pool holds no more than
+#: the batches in flight. Postfix's parse needs three (the batch being read, the one
+#: `read_batches` holds back to mark the last, the one being parsed); Exim's events keep
+#: their batch until written, seven in flight at 16 MiB.
+_REUSED = 8
 
 
 class _Buffers:
