@@ -1178,7 +1178,18 @@ fail_released:
     return NULL;
 }
 
+static PyObject *release(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    for (int b = 0; b < B_COUNT; b++) kept_column_release(&kept_buffers[b]);
+    kept_scratch_release(&kept_keys);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"release", release, METH_NOARGS,
+     "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
+     "(native/reuse.h): at the end of a run."},
     {"cut", cut, METH_O,
      "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
      "or "

@@ -1366,8 +1366,19 @@ done:
     return result;
 }
 
+static PyObject *release(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    for (int c = 0; c < N_COLUMNS; c++) kept_column_release(&kept_arrays[c]);
+    for (int k = 0; k < S_COUNT; k++) kept_scratch_release(&kept[k]);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"tokenize", tokenize, METH_VARARGS, tokenize_doc},
+    {"release", release, METH_NOARGS,
+     "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
+     "(native/reuse.h): at the end of a run."},
     {"compact", compact, METH_VARARGS,
      "compact(views, count, offset, validity, buffers, out_views, out_data) -> bytes written\n\n"
      "A string_view array's texts copied into one data buffer of their own, in row order."},

@@ -10,12 +10,16 @@
  * - `kept_column`: the bytearrays handed to Python as a table's column. One is reused only when
  *   the keeper holds the one reference left (the frames, Arrow arrays and exported buffers
  *   made over it are gone: each holds a reference), so a column still read is never written.
- *   KEPT_GENERATIONS per column: a column held longer than that (events waiting for their
- *   write) is simply made new, the keeper letting go of the oldest.
+ *   Up to KEPT_GENERATIONS per column, a new one made only while all are held (Exim's event
+ *   columns live until their events are written: seven batches in flight), so the keeper
+ *   holds no more than the batches in flight did; beyond that a column is made new and the
+ *   keeper lets go of its oldest.
  * - `kept_scratch`: a working array used only within one call, handed back at its end.
  *
  * Both are taken and given back with the interpreter lock held (the scan itself runs without
- * it): two threads tokenizing at once never share one.
+ * it): two threads tokenizing at once never share one. `release` (each module's, called by
+ * the pipeline at the end of a run) lets go of what is kept: a long-lived process (a worker
+ * of a cluster) does not hold a run's tables until its next run.
  */
 #ifndef BOUNCE_ANALYZER_REUSE_H
 #define BOUNCE_ANALYZER_REUSE_H
@@ -23,7 +27,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define KEPT_GENERATIONS 3
+#define KEPT_GENERATIONS 8
 
 typedef struct {
     PyObject *kept[KEPT_GENERATIONS]; /* bytearrays, or NULL */
@@ -87,6 +91,19 @@ static void kept_scratch_give(kept_scratch *k, void *block, size_t size) {
     } else {
         PyMem_RawFree(block);
     }
+}
+
+/* The keeper lets go of its columns (those still in use live on with their users). */
+static void kept_column_release(kept_column *k) {
+    for (int g = 0; g < KEPT_GENERATIONS; g++) Py_CLEAR(k->kept[g]);
+    k->next = 0;
+}
+
+/* The block kept for the next call freed (one a call is using is given back later). */
+static void kept_scratch_release(kept_scratch *k) {
+    PyMem_RawFree(k->block);
+    k->block = NULL;
+    k->size = 0;
 }
 
 #endif

@@ -10,6 +10,7 @@ Under tools/sanitizers.py this runs with AddressSanitizer too.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import ModuleType
@@ -92,3 +93,15 @@ def test_tables_let_go_are_reused_and_read_alike(source: str) -> None:
     assert dropped & {id(table) for table in _tables(again)}, "no table was reused"
     for got, want in zip(_frames(source, data, again), expected, strict=True):
         assert_frame_equal(got, want)
+
+
+def test_release_lets_go_of_the_kept_tables(source: str) -> None:
+    module = extension_or_skip(source)
+    result = _cut(module, source)(_log(source, 9))
+    table = max(_tables(result), key=len)
+    del result
+    kept = sys.getrefcount(table)
+    module.release()
+    assert sys.getrefcount(table) == kept - 1  # (the keeper's reference gone; ours is left)
+    module.release()  # (nothing kept: nothing to do)
+    assert sys.getrefcount(table) == kept - 1

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from _native import extension_or_skip
-from bounce_analyzer import reading
+from bounce_analyzer import pipeline, reading
 from bounce_analyzer.generate import generate_exim, generate_postfix
 from bounce_analyzer.pipeline import CLASSIFY_BYTES, CLASSIFY_ROWS, ParseRun, own_texts
 from bounce_analyzer.sources import get_source
@@ -132,3 +132,17 @@ def test_no_batch_outlives_the_run(
     assert len(pool._kept) >= 3
     held = [pool._references(index) - pool._free_count for index in range(len(pool._kept))]
     assert held == [0] * len(pool._kept)
+
+
+def test_the_tokenizers_let_go_of_their_tables_when_a_run_ends(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[int] = []
+    monkeypatch.setattr(pipeline, "_release_tables", lambda: released.append(len(chunks)))
+    chunks: list[pl.DataFrame] = []
+    run = ParseRun([str(log)], tz="UTC", now=NOW, batch_bytes=2**16, classify_bytes=2**16)
+    for chunk in run:
+        chunks.append(chunk.events)
+        assert not released or len(released) == 1 and released[0] >= len(chunks) - 1
+    # (once, after the last chunk was made: the run is a chunk ahead of its reader)
+    assert len(chunks) > 2 and len(released) == 1 and released[0] >= len(chunks) - 1
