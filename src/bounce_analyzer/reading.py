@@ -186,7 +186,10 @@ class Batch:
     stored (compressed or not) had been read when the batch was cut (None for stdin): what a
     progress bar measured against the size on disk counts. `long_lines` are the lines longer
     than `MAX_LINE_BYTES` passed over just before `data` (which starts after them, and may then
-    be empty): the caller sets them aside.
+    be empty): the caller sets them aside. A plain file's `data` is a bytearray that the
+    reader fills again with a later batch once nothing refers to it any more (`_Buffers`):
+    whatever holds it (the batch, a view, an Arrow buffer over it) keeps it; it is never to be
+    changed in place.
     """
 
     data: bytes | bytearray
