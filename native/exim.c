@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "module.h"
+#include "reuse.h"
 #include "views.h"
 
 /* Line kinds (sources/exim.py has the same numbers). */
@@ -1090,6 +1091,10 @@ static int join_arrivals(columns *c) {
     return 1;
 }
 
+/* The buffers and keys of earlier batches, for the next (reuse.h). */
+static kept_column kept_buffers[B_COUNT];
+static kept_scratch kept_keys;
+
 static PyObject *cut(PyObject *self, PyObject *arg) {
     (void)self;
     Py_buffer view;
@@ -1115,14 +1120,16 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         sizes[b] = WIDTH[b] == BITS ? bitmap : lines * (WIDTH[b] ? WIDTH[b] : VIEW_SIZE);
     PyObject *buffers[B_COUNT] = {NULL};
     for (int b = 0; b < B_COUNT; b++) {
-        buffers[b] = PyByteArray_FromStringAndSize(NULL, sizes[b]);
+        /* (kept from an earlier batch where nothing reads it any more: reuse.h) */
+        buffers[b] = kept_column_take(&kept_buffers[b], sizes[b]);
         if (buffers[b] == NULL) goto fail;
         /* (bitmaps start cleared; every other row is written whole before it is read) */
         if (sizes[b] && (WIDTH[b] == BITS || b == B_ZONED))
             memset(PyByteArray_AS_STRING(buffers[b]), 0, (size_t)sizes[b]);
     }
     columns c = {.base = data, .lines = lines, .lowered = NULL};
-    c.keys = PyMem_RawMalloc((size_t)(lines + 1) * sizeof(key));
+    size_t keys_size;
+    c.keys = kept_scratch_take(&kept_keys, (size_t)(lines + 1) * sizeof(key), &keys_size);
     if (c.keys == NULL) {
         PyErr_NoMemory();
         goto fail;
@@ -1133,7 +1140,7 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     done = cut_batch(&c, data, size, lines);
     if (done) joined = join_arrivals(&c);
     Py_END_ALLOW_THREADS;
-    PyMem_RawFree(c.keys);
+    kept_scratch_give(&kept_keys, c.keys, keys_size);
     PyBuffer_Release(&view);
     PyObject *lowered = NULL;
     if (done && !c.out_of_memory)
@@ -1171,7 +1178,18 @@ fail_released:
     return NULL;
 }
 
+static PyObject *release(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    for (int b = 0; b < B_COUNT; b++) kept_column_release(&kept_buffers[b]);
+    kept_scratch_release(&kept_keys);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"release", release, METH_NOARGS,
+     "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
+     "(native/reuse.h): at the end of a run."},
     {"cut", cut, METH_O,
      "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
      "or "

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "module.h"
+#include "reuse.h"
 #include "views.h"
 
 enum {
@@ -1139,6 +1140,11 @@ PyDoc_STRVAR(tokenize_doc,
              "`others` (count), `other_line_no` (int64) and `other_data` (their bytes, each "
              "followed by a newline).");
 
+/* The tables and working arrays of earlier batches, for the next (reuse.h). */
+static kept_column kept_arrays[N_COLUMNS];
+enum { S_SLOTS, S_IDS, S_EVENT_ID, S_OWN_SENDER, S_OTHER_LINE_NO, S_OTHER_SPAN, S_COUNT };
+static kept_scratch kept[S_COUNT];
+
 static PyObject *tokenize(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *source;
@@ -1152,6 +1158,8 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     if (PyObject_GetBuffer(source, &st.data, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *result = NULL, *arrays[N_COLUMNS] = {NULL};
     PyObject *other_data = NULL, *other_line_no = NULL, *lower = NULL;
+    void *scratch[S_COUNT] = {NULL};
+    size_t scratch_size[S_COUNT] = {0};
     column_spec spec[N_COLUMNS];
     column_specs(spec);
     if (st.data.len >= INT32_MAX) {
@@ -1170,7 +1178,7 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
      * rows; pages it never reaches are never touched. */
     for (int c = 0; c < N_COLUMNS; c++) {
         Py_ssize_t size = spec[c].width ? capacity * spec[c].width : (capacity + 7) / 8;
-        arrays[c] = PyByteArray_FromStringAndSize(NULL, size);
+        arrays[c] = kept_column_take(&kept_arrays[c], size); /* (reuse.h) */
         if (arrays[c] == NULL) goto done;
         st.col[c] = (uint8_t *)PyByteArray_AS_STRING(arrays[c]);
         if (!spec[c].width) memset(st.col[c], 0, (size_t)size);
@@ -1178,12 +1186,22 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     uint64_t slots = 16;
     while (slots < 2 * (uint64_t)capacity) slots <<= 1;
     st.ids.mask = slots - 1;
-    st.ids.slots = PyMem_RawMalloc(slots * sizeof(int32_t));
-    st.ids.ids = PyMem_RawMalloc((size_t)(capacity + 1) * sizeof(queue_id));
-    st.event_id = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
-    st.own_sender = PyMem_RawMalloc((size_t)(capacity + 1) * sizeof(field));
-    st.other_line_no = PyMem_RawMalloc((size_t)(capacity + 1) * 8);
-    st.other_span = PyMem_RawMalloc((size_t)(capacity + 1) * 16);
+    /* (the working arrays of the last batch, where large enough: reuse.h) */
+    const size_t wanted[S_COUNT] = {
+        [S_SLOTS] = slots * sizeof(int32_t),
+        [S_IDS] = (size_t)(capacity + 1) * sizeof(queue_id),
+        [S_EVENT_ID] = (size_t)(capacity + 1) * 8,
+        [S_OWN_SENDER] = (size_t)(capacity + 1) * sizeof(field),
+        [S_OTHER_LINE_NO] = (size_t)(capacity + 1) * 8,
+        [S_OTHER_SPAN] = (size_t)(capacity + 1) * 16,
+    };
+    for (int k = 0; k < S_COUNT; k++) scratch[k] = kept_scratch_take(&kept[k], wanted[k], &scratch_size[k]);
+    st.ids.slots = scratch[S_SLOTS];
+    st.ids.ids = scratch[S_IDS];
+    st.event_id = scratch[S_EVENT_ID];
+    st.own_sender = scratch[S_OWN_SENDER];
+    st.other_line_no = scratch[S_OTHER_LINE_NO];
+    st.other_span = scratch[S_OTHER_SPAN];
     if (st.other_line_no == NULL || st.other_span == NULL || st.ids.slots == NULL ||
         st.ids.ids == NULL || st.event_id == NULL || st.own_sender == NULL) {
         PyErr_NoMemory();
@@ -1239,12 +1257,7 @@ done:
     Py_XDECREF(other_line_no);
     Py_XDECREF(lower);
     PyMem_RawFree(st.lower);
-    PyMem_RawFree(st.ids.slots);
-    PyMem_RawFree(st.ids.ids);
-    PyMem_RawFree(st.event_id);
-    PyMem_RawFree(st.own_sender);
-    PyMem_RawFree(st.other_line_no);
-    PyMem_RawFree(st.other_span);
+    for (int k = 0; k < S_COUNT; k++) kept_scratch_give(&kept[k], scratch[k], scratch_size[k]);
     PyBuffer_Release(&st.data);
     return result;
 }
@@ -1353,8 +1366,19 @@ done:
     return result;
 }
 
+static PyObject *release(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    for (int c = 0; c < N_COLUMNS; c++) kept_column_release(&kept_arrays[c]);
+    for (int k = 0; k < S_COUNT; k++) kept_scratch_release(&kept[k]);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"tokenize", tokenize, METH_VARARGS, tokenize_doc},
+    {"release", release, METH_NOARGS,
+     "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
+     "(native/reuse.h): at the end of a run."},
     {"compact", compact, METH_VARARGS,
      "compact(views, count, offset, validity, buffers, out_views, out_data) -> bytes written\n\n"
      "A string_view array's texts copied into one data buffer of their own, in row order."},

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from _native import extension_or_skip
-from bounce_analyzer import reading
+from bounce_analyzer import pipeline, reading
 from bounce_analyzer.generate import generate_exim, generate_postfix
 from bounce_analyzer.pipeline import CLASSIFY_BYTES, CLASSIFY_ROWS, ParseRun, own_texts
 from bounce_analyzer.sources import get_source
@@ -102,3 +102,47 @@ def test_events_own_their_texts_and_not_their_batch(source: str, tmp_path: Path)
         assert _text_buffer_bytes(owned) == _text_buffer_bytes(events)  # left as it was
     empty = events.clear()
     assert own_texts(empty).equals(empty)
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_no_batch_outlives_the_run(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a run's chunks are written (here: dropped), nothing holds its input batches: not
+    the sources' carried state, nor what classification remembers across calls (its keys'
+    texts were views into Exim's batches, and kept every batch of a run alive to its end),
+    so that the reused read buffers (`reading._Buffers`) find them free."""
+    extension_or_skip(source)
+    path = tmp_path / "log"
+    generate = generate_postfix if source == "postfix" else generate_exim
+    with path.open("wb") as out:
+        generate(out, lines=20_000, seed=18, start=datetime(2026, 11, 27, tzinfo=UTC))
+    pools: list[reading._Buffers] = []
+    made = reading._Buffers.__init__
+
+    def kept(self: reading._Buffers, size: int, count: int = reading._REUSED) -> None:
+        made(self, size, count)
+        pools.append(self)
+
+    monkeypatch.setattr(reading._Buffers, "__init__", kept)
+    run = ParseRun([str(path)], tz="UTC", now=NOW, batch_bytes=2**18, classify_bytes=2**19)
+    events = sum(chunk.events.height for chunk in run)
+    assert events > 1000
+    [pool] = pools
+    assert len(pool._kept) >= 3
+    held = [pool._references(index) - pool._free_count for index in range(len(pool._kept))]
+    assert held == [0] * len(pool._kept)
+
+
+def test_the_tokenizers_let_go_of_their_tables_when_a_run_ends(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[int] = []
+    monkeypatch.setattr(pipeline, "_release_tables", lambda: released.append(len(chunks)))
+    chunks: list[pl.DataFrame] = []
+    run = ParseRun([str(log)], tz="UTC", now=NOW, batch_bytes=2**16, classify_bytes=2**16)
+    for chunk in run:
+        chunks.append(chunk.events)
+        assert not released or len(released) == 1 and released[0] >= len(chunks) - 1
+    # (once, after the last chunk was made: the run is a chunk ahead of its reader)
+    assert len(chunks) > 2 and len(released) == 1 and released[0] >= len(chunks) - 1

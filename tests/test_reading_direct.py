@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,69 @@ def test_a_file_changed_while_read_is_read_to_its_new_end(tmp_path: Path, change
     rest = list(batches)
     assert first.data + b"".join(batch.data for batch in rest) == expected
     assert rest[-1].final
+
+
+# --- batches read into reused buffers (`reading._Buffers`) ------------------------------------
+
+
+def test_batches_let_go_are_read_into_the_same_few_buffers(tmp_path: Path) -> None:
+    """A consumer that drops each batch before the next (as the C path's Postfix parse, which
+    copies its texts out) has every batch read into a handful of buffers; the batches are
+    those the chunked reader makes."""
+    path = tmp_path / "mail.log"
+    path.write_bytes(_log(2000))
+    seen: set[int] = set()
+    keys = []
+    for batch in read_batches(InputFile(str(path)), batch_bytes=4096):
+        assert isinstance(batch.data, bytearray)
+        seen.add(id(batch.data))  # (the pool keeps its buffers alive: an id stays theirs)
+        keys.append(_key(replace(batch, data=bytes(batch.data))))
+        del batch
+    chunked = list(read_batches(InputFile(str(path), stream=True), batch_bytes=4096))
+    assert keys == [_key(batch) for batch in chunked]
+    assert len(keys) > 50 and len(seen) <= reading._REUSED
+
+
+def test_a_batch_still_referred_to_is_never_read_into(tmp_path: Path) -> None:
+    """Batches held (by the batch, or only by an Arrow buffer over its bytes, as a source's
+    columns hold it) while later ones are read keep their bytes; the others' buffers serve
+    again."""
+    import pyarrow as pa
+
+    data = _log(2000)
+    path = tmp_path / "mail.log"
+    path.write_bytes(data)
+    rng = random.Random(18)
+    held: list[tuple[int, Any]] = []
+    for batch in read_batches(InputFile(str(path)), batch_bytes=3000):
+        assert batch.data == data[batch.offset : batch.offset + len(batch.data)]
+        roll = rng.random()
+        if roll < 0.15:
+            held.append((batch.offset, batch.data))
+        elif roll < 0.3:
+            held.append((batch.offset, pa.py_buffer(batch.data)))
+        del batch
+    assert len(held) > 20
+    for offset, kept in held:
+        kept_bytes = bytes(kept) if isinstance(kept, bytes | bytearray) else kept.to_pybytes()
+        assert kept_bytes == data[offset : offset + len(kept_bytes)]
+
+
+def test_the_pool_reads_what_pread_reads(tmp_path: Path) -> None:
+    """Its reads: shorter and longer than the last, at the end of the file, past it, and
+    longer than its buffers are made for (fresh bytes then)."""
+    data = _log(300)
+    path = tmp_path / "mail.log"
+    path.write_bytes(data)
+    buffers = reading._Buffers(1000)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for length, offset in [(1000, 0), (10, 5), (999, 7), (1000, len(data) - 300),
+                               (500, len(data) + 10), (5000, 3), (1, 0)]:  # fmt: skip
+            got = buffers.read(fd, length, offset)
+            assert got == os.pread(fd, length, offset)
+            assert isinstance(got, bytes) == (length > 1000)
+            del got
+    finally:
+        os.close(fd)
+    assert len(buffers._kept) == 1

@@ -845,7 +845,10 @@ def _remember(
     bound: int,
 ) -> pl.DataFrame:
     """`known` rows with the `new` ones appended (rows told apart by `on`), keeping the newest
-    `bound` rows."""
+    `bound` rows. The new rows' texts are copied: a column of events may point into their
+    whole input batch (the C tokenizers' views), which a remembered row would keep alive for
+    the rest of the run."""
+    new = new.with_columns(pl.col(pl.String) + pl.lit(""))
     if known is None:
         both = new
     else:

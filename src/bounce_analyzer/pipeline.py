@@ -154,6 +154,16 @@ def own_texts(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _release_tables() -> None:
+    """At the end of a run: the C tokenizers let go of the tables they keep for the next
+    batch (native/reuse.h; tables still in use live on with their users), so that a
+    long-lived process does not hold them until its next run."""
+    for name in ("postfix", "exim"):
+        release = getattr(native.module(name), "release", None)
+        if release is not None:
+            release()
+
+
 def _compacted(column: pl.Series, size: int, compact: Callable[..., int]) -> pl.Series:
     """`column` (String, of `size` bytes of text) with its texts copied, in C, into one buffer
     of their own per chunk (native/postfix.c, `compact`): one pass and a copy of each text's
@@ -345,6 +355,12 @@ class ParseRun:
         return ahead(self._chunks())
 
     def _chunks(self) -> Iterator[Chunk]:
+        try:
+            yield from self._inputs_chunks()
+        finally:
+            _release_tables()
+
+    def _inputs_chunks(self) -> Iterator[Chunk]:
         for item in self._inputs:
             head = reading.head(item)
             name = self._source or detect_source(head)
@@ -414,6 +430,7 @@ class ParseRun:
             if batch.long_lines:
                 self._long_lines.append(reading.long_line_rows(batch))
             yield batch
+            del batch, data  # (not held while the next is read: its buffer may serve again)
 
     def _conformed(self, outputs: Iterator[SourceOutput]) -> Iterator[SourceOutput]:
         """Each output of a source with its events conformed and those dated implausibly set

@@ -186,10 +186,13 @@ class Batch:
     stored (compressed or not) had been read when the batch was cut (None for stdin): what a
     progress bar measured against the size on disk counts. `long_lines` are the lines longer
     than `MAX_LINE_BYTES` passed over just before `data` (which starts after them, and may then
-    be empty): the caller sets them aside.
+    be empty): the caller sets them aside. A plain file's `data` is a bytearray that the
+    reader fills again with a later batch once nothing refers to it any more (`_Buffers`):
+    whatever holds it (the batch, a view, an Arrow buffer over it) keeps it; it is never to be
+    changed in place.
     """
 
-    data: bytes
+    data: bytes | bytearray
     path: str
     first_line: int = 1
     offset: int = 0
@@ -920,6 +923,75 @@ def _cut(
 
 #: How many bytes before a batch's intended end are read first to find its last line end.
 _PROBE = 1 << 16
+#: How many buffers a plain file's batches are read into, over and over (`_Buffers`), at
+#: most: a new one is made only while all of them are held, so the pool holds no more than
+#: the batches in flight. Postfix's parse needs three (the batch being read, the one
+#: `read_batches` holds back to mark the last, the one being parsed); Exim's events keep
+#: their batch until written, seven in flight at 16 MiB.
+_REUSED = 8
+
+
+class _Buffers:
+    """The bytearrays a plain file's batches are read into, reused once nothing refers to
+    them any more: a batch read into fresh memory is a page fault for every 4 KiB the kernel
+    copies into (40,000 for 160 MB of Postfix log; glibc maps every block of 1 MiB or more
+    afresh, `startup.MMAP_THRESHOLD`), and the mapping is undone when the batch goes.
+
+    A buffer is handed out again only when this pool alone refers to it: the sources keep
+    views into their batch (the C tokenizers' columns, Arrow buffers, polars columns over
+    them), each of which holds a reference to the bytearray (an exported buffer holds one
+    too), so the count of references says whether anything still reads it. The count of a
+    free buffer is measured, not assumed (`_free_count`: the interpreter's own references
+    while it is asked differ between versions). Otherwise a batch is read into fresh bytes,
+    as without the pool; so are batches longer than `size`. Where the count is no guide
+    (another interpreter than CPython) or `os.preadv` is missing, there is no pool."""
+
+    def __init__(self, size: int, count: int = _REUSED) -> None:
+        self._size = size
+        self._count = count
+        self._kept: list[bytearray] = []
+        self._free_count = self._references_of(bytearray(1))
+        self.enabled = sys.implementation.name == "cpython" and hasattr(os, "preadv")
+
+    def _references_of(self, buffer: bytearray) -> int:
+        """The references to a buffer that the pool alone holds, as `_free` counts them."""
+        self._kept.append(buffer)
+        del buffer
+        try:
+            return self._references(len(self._kept) - 1)
+        finally:
+            self._kept.pop()
+
+    def _references(self, index: int) -> int:
+        return sys.getrefcount(self._kept[index])
+
+    def read(self, fd: int, length: int, offset: int) -> bytes | bytearray:
+        """Up to `length` bytes of `fd` from `offset` (fewer where the file ends first), in a
+        free buffer of the pool when there is one."""
+        buffer = self._buffer(length) if self.enabled and length <= self._size else None
+        if buffer is None:
+            return os.pread(fd, length, offset)
+        with memoryview(buffer) as view:
+            got = os.preadv(fd, [view], offset)
+        if got < length:
+            del buffer[got:]
+        return buffer
+
+    def _buffer(self, length: int) -> bytearray | None:
+        """A free buffer of the pool made `length` bytes long (a new one while the pool has
+        room), or None."""
+        for index in range(len(self._kept)):
+            if self._references(index) == self._free_count:
+                buffer = self._kept[index]
+                if len(buffer) > length:
+                    del buffer[length:]  # (no copy: within its allocation)
+                elif len(buffer) < length:
+                    buffer.extend(bytes(length - len(buffer)))
+                return buffer
+        if len(self._kept) < self._count:
+            self._kept.append(bytearray(length))
+            return self._kept[-1]
+        return None
 
 
 def _cut_file(
@@ -938,12 +1010,13 @@ def _cut_file(
     line, offset = start.line + 1, start.offset
     size = os.fstat(fd).st_size
     long_lines: list[LongLine] = []
+    buffers = _Buffers(batch_bytes)
     while True:
         size = max(size, os.fstat(fd).st_size)  # (a file written to as it is read grows)
         if offset >= size:
             break
         end = _batch_end(fd, offset, size, batch_bytes, max_line)
-        data = os.pread(fd, end - offset, offset)
+        data = buffers.read(fd, end - offset, offset)
         if len(data) < end - offset:  # cut shorter while read: what it holds now is all
             size = offset + len(data)
             continue
@@ -952,11 +1025,13 @@ def _cut_file(
             data = data[:long_at]
         if data:
             newlines = data.count(b"\n")
-            yield Batch(data, path, line, offset, False, mtime, newlines, offset + len(data),
+            length = len(data)
+            yield Batch(data, path, line, offset, False, mtime, newlines, offset + length,
                         tuple(long_lines))  # fmt: skip
+            data = b""  # (not held while the next batch is read: its buffer may serve again)
             long_lines = []
             line += newlines
-            offset += len(data)
+            offset += length
         if long_at is not None:
             long = _pass_over(fd, offset, line, max_line)
             long_lines.append(long)
@@ -998,7 +1073,7 @@ def _batch_end(fd: int, offset: int, size: int, batch_bytes: int, max_line: int)
     return reach
 
 
-def _long_line_at(data: bytes, max_line: int) -> int | None:
+def _long_line_at(data: bytes | bytearray, max_line: int) -> int | None:
     """Where the first line longer than `max_line` (line end not counted) starts in `data`,
     which starts at a line start; None when none is. Every line inside `max_line` + 1 bytes
     from a line start is short, so one `rfind` a stretch of that length does."""
@@ -1047,9 +1122,10 @@ def batch_lines(batch: Batch) -> pl.DataFrame:
     syslog daemon leaves runs of them), strips the `\\r` of CRLF line ends, and does not count
     the empty string after the final newline as a line.
     """
-    data = batch.data
-    if not data:
+    if not batch.data:
         return pl.DataFrame(schema={"line_no": pl.Int64(), "line": pl.String()})
+    # (polars reads `bytes`; a batch read into a reused buffer is copied, never changed)
+    data = bytes(batch.data) if isinstance(batch.data, bytearray) else batch.data
     # A last line without its newline counts even when nothing is left of it once the NUL
     # bytes are gone: give it back its newline, so that the reader sees it.
     open_end = not data.endswith(b"\n")
@@ -1150,7 +1226,7 @@ def may_grow(source: InputFile, *, now: datetime) -> bool:
     return info.st_mtime > now.timestamp() - QUIET_SECONDS
 
 
-def ends_a_json_document(last_line: bytes) -> bool:
+def ends_a_json_document(last_line: bytes | bytearray) -> bool:
     """Whether a final line without newline is the end of a JSON document: a closing bracket
     at the start of the line (a pretty-printed document's last line), or JSON by itself."""
     text = last_line.rstrip(b" \t\r")

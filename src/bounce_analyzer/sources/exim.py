@@ -510,7 +510,7 @@ _BUFFERS = (
 ).split()
 
 
-def _tokenized(tokens: tuple[Any, ...], data: bytes, tz: str) -> _Tokens:
+def _tokenized(tokens: tuple[Any, ...], data: bytes | bytearray, tz: str) -> _Tokens:
     """What `_cut` needs of a batch the C tokenizer cut (`_Tokens`). The lines it left (kind
     FALLBACK) are read by `_heads` and `_kinds` here, and their parts joined to its own in
     line order."""
@@ -658,7 +658,7 @@ def _lines(batch: Batch) -> pl.Series:
     return batch_lines(batch)["line"]
 
 
-def _split_lines(data: bytes) -> pl.Series:
+def _split_lines(data: bytes | bytearray) -> pl.Series:
     """`_lines`, split by Arrow (no Python object per line)."""
     import pyarrow.compute as pc  # (0.03 s to import: only a batch with a NUL byte needs it)
 

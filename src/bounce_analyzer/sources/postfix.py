@@ -1307,7 +1307,7 @@ _NATIVE_REASONS = (
 
 
 def _native_events(
-    data: bytes, cut: dict[str, Any], tz: str, reference: datetime, seq_base: int
+    data: bytes | bytearray, cut: dict[str, Any], tz: str, reference: datetime, seq_base: int
 ) -> pl.DataFrame:
     """The events of `tokenize` with the columns `_recipient_events`, `_expired_events` and
     `_reject_events` give, in line order, the recipient and its domain lower-cased, and the
@@ -1373,7 +1373,7 @@ def _native_events(
     ).drop("delay")
 
 
-def _native_malformed(data: bytes, cut: dict[str, Any]) -> pl.DataFrame:
+def _native_malformed(data: bytes | bytearray, cut: dict[str, Any]) -> pl.DataFrame:
     """The malformed lines of `tokenize` (line_no, raw, reason), in line order."""
     count = cut["bad"]
     reason = number_column("reason", pa.uint8(), count, cut["bad_reason"])
@@ -1395,7 +1395,7 @@ def _native_malformed(data: bytes, cut: dict[str, Any]) -> pl.DataFrame:
     )
 
 
-def _native_state(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame:
+def _native_state(data: bytes | bytearray, cut: dict[str, Any], seq_base: int) -> pl.DataFrame:
     """The state lines of `tokenize` (qmgr from=, cleanup message-id=, removed) as
     `_syslog_kinds` and `_state_fields` give them (their `raw` and `body` left null: the
     state join reads neither)."""
@@ -1421,7 +1421,7 @@ def _native_state(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFra
     )
 
 
-def _native_ids(data: bytes, cut: dict[str, Any], seq_base: int) -> pl.DataFrame:
+def _native_ids(data: bytes | bytearray, cut: dict[str, Any], seq_base: int) -> pl.DataFrame:
     """The queue ids a batch names (`tokenize`'s `ids`), with what its state lines say of
     each: `message_ref`, the last `sender` and `message_id`, the `seq` of the last line that
     gave one and the `removed_seq` of the last `removed`; `state`: whether a state line names
