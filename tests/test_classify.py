@@ -675,10 +675,18 @@ needs_real = pytest.mark.skipif(
 )
 
 
-def _labelled() -> list[dict[str, str]]:
-    """The rows of every labelled file beside messages.tsv (same columns; README.md there)."""
+#: The held-out check (tests/data/diagnostics/README.md, "documented.tsv"): replies as MTAs and
+#: providers document them, labelled before the rules were fitted to them; only a floor is held.
+DOCUMENTED = MESSAGES.parent / "documented.tsv"
+
+
+def _labelled(paths: list[Path] | None = None) -> list[dict[str, str]]:
+    """The rows of every labelled file beside messages.tsv (same columns; README.md there), but
+    the held-out documented.tsv, or of the files given."""
+    if paths is None:
+        paths = [path for path in sorted(MESSAGES.parent.glob("*.tsv")) if path != DOCUMENTED]
     rows: list[dict[str, str]] = []
-    for path in sorted(MESSAGES.parent.glob("*.tsv")):
+    for path in paths:
         with path.open(encoding="utf-8", newline="") as handle:
             rows += csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
     return rows
@@ -848,9 +856,9 @@ def test_tables_toml_names_known_files() -> None:
 _Verdict = tuple[str, ...]
 
 
-def _labelled_verdicts() -> list[tuple[str, _Verdict, _Verdict]]:
+def _labelled_verdicts(paths: list[Path] | None = None) -> list[tuple[str, _Verdict, _Verdict]]:
     """(diagnostic, expected, got) for every labelled row, classified as one frame."""
-    rows = _labelled()
+    rows = _labelled(paths)
     frame = pl.DataFrame(rows).with_columns(
         pl.col("smtp_code").replace("", None).cast(pl.Int16),
         pl.col("enhanced_code").replace("", None),
@@ -899,6 +907,42 @@ def test_agreement_per_category() -> None:
     """Agreement on the category, per expected category, printed so that a regression shows
     which family it hit (`pytest -s -k agreement_per_category`, or the failure's output)."""
     verdicts = _labelled_verdicts()
+    lines = _agreement_table(verdicts)
+    print("\n" + "\n".join(lines))
+    disagreeing = [
+        (text[:70], want[0], got[0], got[4]) for text, want, got in verdicts if want[0] != got[0]
+    ]
+    assert disagreeing == [], "\n".join(lines)
+
+
+#: The share of documented.tsv's rows whose category the engine must agree with: the figure
+#: at the end of branch agree6 (321 of 321) less four rows, so that a new rule may move a row
+#: or two whose reading is open, but not a family.
+DOCUMENTED_FLOOR = 0.985
+
+
+@needs_real
+@pytest.mark.skipif(not DOCUMENTED.is_file(), reason="documented.tsv not written yet")
+def test_documented_replies_agreement_per_category() -> None:
+    """The held-out replies: agreement per category printed (`pytest -s -k documented`), and
+    the whole held to a floor rather than to every row, since its rows were labelled before
+    the rules were written for them (the three left are label conflicts, README.md there)."""
+    verdicts = _labelled_verdicts([DOCUMENTED])
+    lines = _agreement_table(verdicts)
+    print("\n" + "\n".join(lines))
+    agree = sum(want[0] == got[0] for _, want, got in verdicts)
+    disagreeing = "\n".join(
+        f"{want[0]} <- {got[0]} ({got[4]}): {text[:90]}"
+        for text, want, got in verdicts
+        if want[0] != got[0]
+    )
+    assert agree / len(verdicts) >= DOCUMENTED_FLOOR, "\n".join(lines) + "\n" + disagreeing
+    # every category that has rows there is still read at all
+    assert all(" 0.0%" not in line for line in lines), "\n".join(lines)
+
+
+def _agreement_table(verdicts: list[tuple[str, _Verdict, _Verdict]]) -> list[str]:
+    """Rows, agreeing rows and their share per expected category, worst first, then the whole."""
     table = (
         pl.DataFrame(
             {
@@ -918,8 +962,4 @@ def test_agreement_per_category() -> None:
     ]
     total = int(table["agree"].sum())
     lines.append(f"{'all':<18} {len(verdicts):>5} {total:>6} {total / len(verdicts):>7.1%}")
-    print("\n" + "\n".join(lines))
-    disagreeing = [
-        (text[:70], want[0], got[0], got[4]) for text, want, got in verdicts if want[0] != got[0]
-    ]
-    assert disagreeing == [], "\n".join(lines)
+    return lines

@@ -28,7 +28,7 @@ WINDOW = ("--since", "2026-11-28", "--until", "2026-11-29")
 EXPECTED = [
     (3, "other", "reply:550", "[550 5.0.0] <address>... refused by site rule x9"),
     (2, "other", "enhanced:enhanced-017", "[451 4.3.0] <address>: please come back in the morning"),
-    (2, "other", "default:on_hold", "unknown mail transport error"),
+    (2, "other", "default:on_hold", "router bydns found no verdict for this address yet"),
     (1, "microsoft", "reply:554",
      "[554 5.0.0] your message could not be processed for 198.51.100.7 (ref <id>)"),
 ]  # fmt: skip
