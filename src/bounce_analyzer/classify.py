@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import polars as pl
 
@@ -313,37 +313,53 @@ def _table_joins(
     return [join for join in joins if join[0].height]
 
 
-def _literal_frame(regexes: list[str], index: str) -> pl.DataFrame:
-    """(`literal`, `index`): the required literals of each of `regexes`, by its position."""
-    found = _literals_of(regexes)
+def _literal_frame(regexes: list[str], index: str, analysed: dict[str, _Analysis]) -> pl.DataFrame:
+    """(`literal`, `index`): the required literals of each of `regexes` (`analysed`, as
+    `_analysed` gives them), by its position."""
     return pl.DataFrame(
         [
             {"literal": literal, index: position}
             for position, regex in enumerate(regexes)
-            for literal in sorted(found[regex] or ())
+            for literal in sorted(analysed[regex].literals or ())
         ],
         schema={"literal": pl.String, index: pl.UInt32},
     ).unique()
 
 
-def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
-    """`required_literals` of each of `regexes`, kept on disk between starts (cache.py): the
-    analysis runs in Python, a hundredth of a second for the built-in patterns at each start."""
-    key = cache.fingerprint([Path(prefilter.__file__)], "required_literals")
-    stored = cache.load("literals", key)
+class _Analysis(NamedTuple):
+    """What the prefilter (prefilter.py) tells of a regex."""
+
+    literals: frozenset[str] | None  # required_literals
+    plain: bool  # is_plain
+    lowercase: bool  # lowercase_equivalent
+
+
+def _analysis(regex: str) -> _Analysis:
+    return _Analysis(required_literals(regex), is_plain(regex), lowercase_equivalent(regex))
+
+
+def _analysed(regexes: list[str]) -> dict[str, _Analysis]:
+    """The prefilter's `_Analysis` of each of `regexes`, kept on disk between starts
+    (cache.py): the analysis runs in Python, about a hundredth of a second for the built-in
+    patterns at each start."""
+    key = cache.fingerprint([Path(prefilter.__file__)], "analysis")
+    stored = cache.load("prefilter", key)
     known = stored if isinstance(stored, dict) else {}
-    found = {
-        regex: known.get(regex) if regex in known else required_literals(regex) for regex in regexes
-    }
+    found = {regex: known[regex] if regex in known else _analysis(regex) for regex in regexes}
     if found.keys() - known.keys():
         # the patterns and the host patterns of every rules folder in use are kept, up to a
         # bound: past it, only these
         kept = {**known, **found} if len(known) < _LITERALS_KEPT else found
-        cache.store("literals", key, kept)
+        cache.store("prefilter", key, kept)
     return found
 
 
-#: How many regexes' literals the disk cache keeps at most (the built-in rules have 400).
+def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
+    """`required_literals` of each of `regexes` (`_analysed`)."""
+    return {regex: analysis.literals for regex, analysis in _analysed(regexes).items()}
+
+
+#: How many regexes' analyses the disk cache keeps at most (the built-in rules have 400).
 _LITERALS_KEPT = 5000
 
 
@@ -373,9 +389,11 @@ def _prepare(rules: Rules) -> _Prepared:
         .explode("id")
         .drop_nulls()
     )
-    plain = [index for index, regex in enumerate(regexes) if is_plain(regex)]
-    lowercase = [regex for regex in regexes if lowercase_equivalent(regex)]
-    literals = _literal_frame(regexes, "pattern_index")
+    host_regexes = rules.provider_hosts["regex"].to_list()
+    analysed = _analysed([*regexes, *host_regexes])
+    plain = [index for index, regex in enumerate(regexes) if analysed[regex].plain]
+    lowercase = [regex for regex in regexes if analysed[regex].lowercase]
+    literals = _literal_frame(regexes, "pattern_index", analysed)
     patterns = rules.patterns.with_row_index("pattern_index").select(
         "pattern_index",
         pl.col("id").alias("pattern_id"),
@@ -396,7 +414,7 @@ def _prepare(rules: Rules) -> _Prepared:
     hosts = rules.provider_hosts.with_row_index("host_index").select(
         "host_index", pl.col("regex").alias("host_regex"), pl.col("provider").alias("host_provider")
     )
-    host_literals = _literal_frame(hosts["host_regex"].to_list(), "host_index")
+    host_literals = _literal_frame(host_regexes, "host_index", analysed)
     enhanced = _first_rows(rules, "enhanced", "enhanced_code")
     return _Prepared(
         table_rows=table_rows,
@@ -863,6 +881,10 @@ def _providers(hosts: pl.DataFrame, prepared: _Prepared) -> pl.Series:
 
     Pairs seen in an earlier call are looked up; for new ones, see `_new_providers`.
     """
+    if hosts.height > 1 and all(hosts[name].null_count() == hosts.height for name in _HOST):
+        # nothing names a provider (`explain` of bare texts): one pair, the same for every row
+        (provider,) = _providers(hosts.head(1), prepared)
+        return pl.repeat(provider, hosts.height, dtype=pl.String, eager=True).alias("provider")
     memory = prepared.memory
     found = hosts.join(memory.hosts, on=_HOST, how="left", nulls_equal=True, maintain_order="left")
     new = found.filter(pl.col("provider").is_null()).select(_HOST).unique()
