@@ -784,7 +784,9 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
     x_form = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
     decided = (
-        lazy.join(found.lazy(), on="_key", how="left")
+        # (the columns the decision reads: each join gathers every column it carries)
+        lazy.select("_key", "smtp_code", "enhanced_code", "text", "named_list")
+        .join(found.lazy(), on="_key", how="left")
         .join(patterns, on="_key", how="left")
         .join(prepared.enhanced.lazy(), on="enhanced_code", how="left")
         .join(prepared.x_codes.lazy(), left_on=x_form, right_on="x_code", how="left")
