@@ -38,7 +38,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import polars as pl
 
-from bounce_analyzer import cache, prefilter
+from bounce_analyzer import cache, native, prefilter
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import (
@@ -222,6 +222,7 @@ class _Prepared:
     patterns: pl.DataFrame
     literals: pl.DataFrame  # literal, pattern_index: the pattern is tried where its literal is
     literal_list: list[str]
+    literal_targets: list[list[int]]  # the pattern_index of each of literal_list's patterns
     unfiltered: pl.DataFrame  # pattern_index of the patterns tried on every message
     enhanced: pl.DataFrame  # enhanced_code, exact_rule, exact_category
     x_codes: pl.DataFrame  # x_code, x_rule, x_category
@@ -416,12 +417,17 @@ def _prepare(rules: Rules) -> _Prepared:
     )
     host_literals = _literal_frame(host_regexes, "host_index", analysed)
     enhanced = _first_rows(rules, "enhanced", "enhanced_code")
+    owners: dict[str, list[int]] = {}
+    for literal, index in literals.sort("pattern_index").iter_rows():
+        owners.setdefault(literal, []).append(index)
+    literal_list = sorted(owners)
     return _Prepared(
         table_rows=table_rows,
         table_joins=_table_joins(table_rows),
         patterns=patterns,
         literals=literals,
-        literal_list=sorted(set(literals["literal"].to_list())),
+        literal_list=literal_list,
+        literal_targets=[owners[literal] for literal in literal_list],
         unfiltered=patterns.filter(~pl.col("pattern_index").is_in(sorted(filtered))).select(
             "pattern_index"
         ),
@@ -557,15 +563,7 @@ def _pattern_candidates(
     count, patterns = texts.height, prepared.patterns
     plain_texts = texts.filter("ascii").select("_at", "lower")
     pairs = [
-        plain_texts.select(
-            "_at",
-            pl.col("lower")
-            .str.extract_many(prepared.literal_list, overlapping=True)
-            .alias("literal"),
-        )
-        .explode("literal")
-        .join(prepared.literals, on="literal")
-        .select("_at", "pattern_index"),
+        _by_literals(plain_texts, prepared),
         plain_texts.select("_at").join(prepared.unfiltered, how="cross"),
         texts.filter(~pl.col("ascii"))
         .select("_at")
@@ -642,6 +640,30 @@ def _pattern_candidates(
     return (
         known.select(texts["_key"].gather(known["_at"]).alias("_key"), "pattern_index"),
         tried,
+    )
+
+
+def _by_literals(texts: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """(`_at`, `pattern_index`) of each of `texts` (`_at`, `lower`: ASCII texts lower-cased)
+    and each pattern one of whose required literals it holds: in C where the helper is built
+    (`native.literal_pairs`, each pair once), else by polars' Aho-Corasick."""
+    found = native.literal_pairs(
+        texts["lower"], prepared.literal_list, prepared.literal_targets, prepared.patterns.height
+    )
+    if found is not None:
+        return found.select(
+            texts["_at"].gather(found["_at"]), pl.col("target").alias("pattern_index")
+        )
+    return (
+        texts.select(
+            "_at",
+            pl.col("lower")
+            .str.extract_many(prepared.literal_list, overlapping=True)
+            .alias("literal"),
+        )
+        .explode("literal")
+        .join(prepared.literals, on="literal")
+        .select("_at", "pattern_index")
     )
 
 
