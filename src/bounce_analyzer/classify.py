@@ -1286,6 +1286,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         "retry_after",
         "_reason",
     ).explode("_row")
+    del work, texts  # (what is left of them is in `facts`: their memory serves the next steps)
 
     # 3. per distinct key: category and rule, decided on the key's values alone (texts that
     # differ only in what the normalized text masks, or in the number of the host that
@@ -1300,12 +1301,14 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         .with_row_index("_key")
         .with_columns(pl.col("_key").cast(pl.UInt64))
     )
+    del keyed
     decided = (
         keys.select("_key", "_row")
         .join(_decisions(keys.drop("_row"), prepared), on="_key")
         .explode("_row")
         .select("_row", *_DECIDED)
     )
+    del keys
 
     # 4. per event
     answers = _per_event(rows, facts, decided, prepared)
