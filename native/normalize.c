@@ -1161,7 +1161,7 @@ failed:
 typedef struct {
     const uchar **literals;
     size_t *lengths;
-    uint64_t *heads;
+    uint64_t *heads, *masks; /* masks: all ones over the bytes a head holds */
     Py_ssize_t count;
     int32_t *first, *by_start;
     uint8_t hashed[65536 / 8];
@@ -1207,16 +1207,16 @@ static int literal_pairs_one(void *state, const uchar *s, size_t n) {
     for (size_t i = 0; i + 3 <= n; i++) {
         size_t h = start_hash(s + i);
         if (!((in->hashed[h >> 3] >> (h & 7)) & 1)) continue;
-        /* the text's next eight bytes (fewer at its end, zeros after) against the heads */
+        /* the text's next eight bytes (fewer at its end, zeros after) against the heads, the
+         * bytes past a shorter literal masked out */
         uint64_t next = 0;
         memcpy(&next, s + i, n - i < 8 ? n - i : 8);
         for (int32_t k = in->first[h]; k < in->first[h + 1]; k++) {
             int32_t l = in->by_start[k];
             size_t len = in->lengths[l];
             if (in->literal_seen[l] == row || len > n - i) continue;
-            uint64_t head = in->heads[l];
-            head ^= len < 8 ? next & (((uint64_t)1 << (8 * len)) - 1) : next;
-            if (head != 0 || (len > 8 && memcmp(s + i + 8, in->literals[l] + 8, len - 8) != 0))
+            if (((next & in->masks[l]) ^ in->heads[l]) != 0 ||
+                (len > 8 && memcmp(s + i + 8, in->literals[l] + 8, len - 8) != 0))
                 continue;
             if (literal_found(in, l, row) < 0) return -1;
         }
@@ -1247,6 +1247,7 @@ static int literal_search_start(literal_search *in, PyObject *literals, PyObject
     in->literals = calloc(slots, sizeof *in->literals);
     in->lengths = calloc(slots, sizeof *in->lengths);
     in->heads = calloc(slots, sizeof *in->heads);
+    in->masks = calloc(slots, sizeof *in->masks);
     in->by_start = calloc(slots, sizeof *in->by_start);
     in->owned = calloc(slots, sizeof *in->owned);
     in->literal_seen = malloc(slots * sizeof *in->literal_seen);
@@ -1255,8 +1256,9 @@ static int literal_search_start(literal_search *in, PyObject *literals, PyObject
     in->room = 4096;
     in->rows = malloc(in->room * sizeof *in->rows);
     in->found = malloc(in->room * sizeof *in->found);
-    if (!in->literals || !in->lengths || !in->heads || !in->by_start || !in->owned ||
-        !in->literal_seen || !in->target_seen || !in->first || !in->rows || !in->found) {
+    if (!in->literals || !in->lengths || !in->heads || !in->masks || !in->by_start ||
+        !in->owned || !in->literal_seen || !in->target_seen || !in->first || !in->rows ||
+        !in->found) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1272,7 +1274,10 @@ static int literal_search_start(literal_search *in, PyObject *literals, PyObject
         in->literals[l] = (const uchar *)PyBytes_AS_STRING(literal);
         in->lengths[l] = (size_t)PyBytes_GET_SIZE(literal);
         in->literal_seen[l] = -1;
-        memcpy(&in->heads[l], in->literals[l], in->lengths[l] < 8 ? in->lengths[l] : 8);
+        /* (byte by byte in memory, so that any byte order compares the same bytes) */
+        size_t held = in->lengths[l] < 8 ? in->lengths[l] : 8;
+        memcpy(&in->heads[l], in->literals[l], held);
+        memset(&in->masks[l], 0xff, held);
         size_t h = start_hash(in->literals[l]);
         in->hashed[h >> 3] |= (uint8_t)(1u << (h & 7));
         in->first[h + 1]++;
@@ -1312,6 +1317,7 @@ static void literal_search_free(literal_search *in) {
     free(in->literals);
     free(in->lengths);
     free(in->heads);
+    free(in->masks);
     free(in->by_start);
     free(in->owned);
     free(in->targets);
