@@ -430,7 +430,7 @@ def explain_bytes(
     direction: Direction = Direction.outbound,
     lines_per_chunk: int = LINES_PER_CHUNK,
 ) -> None:
-    """`explain -`: the answers to the lines of `source` as JSON lines on `out`, flushed
+    r"""`explain -`: the answers to the lines of `source` as JSON lines on `out`, flushed
     (`write_explanations`). Bytes that are not UTF-8 are read as U+FFFD; a line ends at
     ``\n``, ``\r\n`` or ``\r``, as Python reads text (`_lines_of`)."""
     _write_answers(_byte_chunks(source, lines_per_chunk), out, rules=rules, direction=direction)
@@ -467,7 +467,7 @@ def _byte_chunks(source: IO[bytes], lines_per_chunk: int) -> Iterator[pl.DataFra
 
 
 def _lines_of(block: bytes) -> pl.DataFrame:
-    """The lines of `block` (whole lines of UTF-8 text) in a `line` column, without their
+    r"""The lines of `block` (whole lines of UTF-8 text) in a `line` column, without their
     ends, as Python's text reading cuts and decodes them (`io.TextIOWrapper` with
     ``errors="replace"``): bytes that are not UTF-8 read as U+FFFD, and ``\r\n`` and a lone
     ``\r`` end a line as ``\n`` does.
