@@ -1314,18 +1314,10 @@ static int literal_search_start(literal_search *in, PyObject *literals, PyObject
 }
 
 static void literal_search_free(literal_search *in) {
-    free(in->literals);
-    free(in->lengths);
-    free(in->heads);
-    free(in->masks);
-    free(in->by_start);
-    free(in->owned);
-    free(in->targets);
-    free(in->literal_seen);
-    free(in->target_seen);
-    free(in->first);
-    free(in->rows);
-    free(in->found);
+    void *held[] = {in->literals, in->lengths,      in->heads,       in->masks,
+                    in->by_start, in->owned,        in->targets,     in->literal_seen,
+                    in->target_seen, in->first,     in->rows,        in->found};
+    for (size_t k = 0; k < sizeof held / sizeof *held; k++) free(held[k]);
 }
 
 /* literal_pairs(texts, literals, targets, target_count) -> (rows, found): each (row, target)
