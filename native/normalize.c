@@ -690,7 +690,8 @@ static void array_capsule_free(PyObject *capsule) {
 }
 
 /* (schema capsule, array capsule) of `c` as Arrow's `format`: `U` (large strings: validity,
- * offsets, data) or a fixed width (`s`: int16; validity, then the values in `data`). `c`
+ * offsets, data) or a fixed width (`s`: int16, `i`: int32; validity, then the values in
+ * `data`). `c`
  * hands its buffers over (the array releases them); NULL when memory runs out (`c` is then
  * freed). */
 static PyObject *arrow_capsules(column *c, const char *format) {
@@ -1149,6 +1150,223 @@ failed:
 }
 
 
+/* --- classify.py's prefilter: which patterns' literals each text holds ----------------- */
+
+/* What `literal_pairs` looks for: the literals, by a hash of their first three bytes (each
+ * hash's literals are `by_start[first[h]] .. by_start[first[h + 1]]`; `hashed`: a bit per hash
+ * that starts one), with their first eight bytes (`heads`, zeros after a shorter one), and
+ * the targets each literal stands for (`targets[owned[l]] .. targets[owned[l + 1]]`: the
+ * patterns it is a literal of). Each (text, target) pair found is written once (`seen`: the
+ * last row a literal, and a target, was found in). */
+typedef struct {
+    const uchar **literals;
+    size_t *lengths;
+    uint64_t *heads, *masks; /* masks: all ones over the bytes a head holds */
+    Py_ssize_t count;
+    int32_t *first, *by_start;
+    uint8_t hashed[65536 / 8];
+    int32_t *owned, *targets;
+    int64_t *literal_seen, *target_seen;
+    int64_t row;
+    int32_t *rows, *found; /* the pairs */
+    size_t pairs, room;
+} literal_search;
+
+static inline size_t start_hash(const uchar *s) {
+    uint32_t three = (uint32_t)s[0] << 16 | (uint32_t)s[1] << 8 | s[2];
+    return (size_t)((three * 2654435761u) >> 16);
+}
+
+/* The pairs of literal `l`'s targets not yet found in this row. -1 when memory runs out. */
+static int literal_found(literal_search *in, int32_t l, int64_t row) {
+    in->literal_seen[l] = row;
+    for (int32_t k = in->owned[l]; k < in->owned[l + 1]; k++) {
+        int32_t target = in->targets[k];
+        if (in->target_seen[target] == row) continue;
+        in->target_seen[target] = row;
+        if (in->pairs == in->room) {
+            size_t room = 2 * in->room;
+            int32_t *rows = realloc(in->rows, room * sizeof *rows);
+            if (rows == NULL) return -1;
+            in->rows = rows;
+            int32_t *found = realloc(in->found, room * sizeof *found);
+            if (found == NULL) return -1;
+            in->found = found;
+            in->room = room;
+        }
+        in->rows[in->pairs] = (int32_t)row;
+        in->found[in->pairs++] = target;
+    }
+    return 0;
+}
+
+static int literal_pairs_one(void *state, const uchar *s, size_t n) {
+    literal_search *in = state;
+    int64_t row = in->row++;
+    if (s == NULL) return 0;
+    for (size_t i = 0; i + 3 <= n; i++) {
+        size_t h = start_hash(s + i);
+        if (!((in->hashed[h >> 3] >> (h & 7)) & 1)) continue;
+        /* the text's next eight bytes (fewer at its end, zeros after) against the heads, the
+         * bytes past a shorter literal masked out */
+        uint64_t next = 0;
+        memcpy(&next, s + i, n - i < 8 ? n - i : 8);
+        for (int32_t k = in->first[h]; k < in->first[h + 1]; k++) {
+            int32_t l = in->by_start[k];
+            size_t len = in->lengths[l];
+            if (in->literal_seen[l] == row || len > n - i) continue;
+            if (((next & in->masks[l]) ^ in->heads[l]) != 0 ||
+                (len > 8 && memcmp(s + i + 8, in->literals[l] + 8, len - 8) != 0))
+                continue;
+            if (literal_found(in, l, row) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* A column of the `count` int32 values of `values`, which it owns from then on, no nulls; -1
+ * when memory runs out (`values` is then still the caller's). */
+static int int32_column(column *c, int32_t *values, size_t count) {
+    memset(c, 0, sizeof *c);
+    c->validity = calloc(1, 1);
+    c->offsets = calloc(1, sizeof *c->offsets);
+    if (c->validity == NULL || c->offsets == NULL) {
+        column_free(c);
+        return -1;
+    }
+    c->data = (uchar *)values;
+    c->rows = (int64_t)count;
+    return 0;
+}
+
+/* Reads `literals` (bytes of three bytes or more) and `targets` (for each literal, a list of
+ * ints from 0 to `target_count` - 1) into `in`; -1 with an exception set. */
+static int literal_search_start(literal_search *in, PyObject *literals, PyObject *targets,
+                                Py_ssize_t target_count) {
+    size_t slots = (size_t)in->count + 1;
+    in->literals = calloc(slots, sizeof *in->literals);
+    in->lengths = calloc(slots, sizeof *in->lengths);
+    in->heads = calloc(slots, sizeof *in->heads);
+    in->masks = calloc(slots, sizeof *in->masks);
+    in->by_start = calloc(slots, sizeof *in->by_start);
+    in->owned = calloc(slots, sizeof *in->owned);
+    in->literal_seen = malloc(slots * sizeof *in->literal_seen);
+    in->target_seen = malloc(((size_t)target_count + 1) * sizeof *in->target_seen);
+    in->first = calloc(65537, sizeof *in->first);
+    in->room = 4096;
+    in->rows = malloc(in->room * sizeof *in->rows);
+    in->found = malloc(in->room * sizeof *in->found);
+    if (!in->literals || !in->lengths || !in->heads || !in->masks || !in->by_start ||
+        !in->owned || !in->literal_seen || !in->target_seen || !in->first || !in->rows ||
+        !in->found) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t t = 0; t < target_count; t++) in->target_seen[t] = -1;
+    size_t owners = 0;
+    for (Py_ssize_t l = 0; l < in->count; l++) {
+        PyObject *literal = PyList_GET_ITEM(literals, l), *mine = PyList_GET_ITEM(targets, l);
+        if (!PyBytes_Check(literal) || PyBytes_GET_SIZE(literal) < 3 || !PyList_Check(mine)) {
+            PyErr_SetString(PyExc_TypeError, "literal_pairs() takes a list of bytes of three "
+                                             "bytes or more and a list of lists of targets");
+            return -1;
+        }
+        in->literals[l] = (const uchar *)PyBytes_AS_STRING(literal);
+        in->lengths[l] = (size_t)PyBytes_GET_SIZE(literal);
+        in->literal_seen[l] = -1;
+        /* (byte by byte in memory, so that any byte order compares the same bytes) */
+        size_t held = in->lengths[l] < 8 ? in->lengths[l] : 8;
+        memcpy(&in->heads[l], in->literals[l], held);
+        memset(&in->masks[l], 0xff, held);
+        size_t h = start_hash(in->literals[l]);
+        in->hashed[h >> 3] |= (uint8_t)(1u << (h & 7));
+        in->first[h + 1]++;
+        owners += (size_t)PyList_GET_SIZE(mine);
+    }
+    in->targets = malloc((owners + 1) * sizeof *in->targets);
+    int32_t *placed = malloc(65536 * sizeof *placed);
+    if (in->targets == NULL || placed == NULL) {
+        free(placed);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t h = 0; h < 65536; h++) in->first[h + 1] += in->first[h];
+    memcpy(placed, in->first, 65536 * sizeof *placed);
+    size_t at = 0;
+    for (Py_ssize_t l = 0; l < in->count; l++) {
+        in->by_start[placed[start_hash(in->literals[l])]++] = (int32_t)l;
+        PyObject *mine = PyList_GET_ITEM(targets, l);
+        in->owned[l] = (int32_t)at;
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(mine); k++) {
+            long target = PyLong_AsLong(PyList_GET_ITEM(mine, k));
+            if (target < 0 || target >= target_count) {
+                free(placed);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "literal_pairs(): a target out of range");
+                return -1;
+            }
+            in->targets[at++] = (int32_t)target;
+        }
+    }
+    in->owned[in->count] = (int32_t)at;
+    free(placed);
+    return 0;
+}
+
+static void literal_search_free(literal_search *in) {
+    void *held[] = {in->literals, in->lengths,      in->heads,       in->masks,
+                    in->by_start, in->owned,        in->targets,     in->literal_seen,
+                    in->target_seen, in->first,     in->rows,        in->found};
+    for (size_t k = 0; k < sizeof held / sizeof *held; k++) free(held[k]);
+}
+
+/* literal_pairs(texts, literals, targets, target_count) -> (rows, found): each (row, target)
+ * such that the ASCII text at that row of the String column `texts` holds, byte for byte, a
+ * literal of `literals` (bytes of three bytes or more) that `targets` (for each literal, a
+ * list of ints from 0 to `target_count` - 1) gives that target, once, in the order of the
+ * rows (a null or a text that is not ASCII holds none); each an Arrow int32 array as (schema
+ * capsule, array capsule). */
+static PyObject *literal_pairs(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *texts, *literals, *targets;
+    Py_ssize_t target_count;
+    if (!PyArg_ParseTuple(args, "OO!O!n", &texts, &PyList_Type, &literals, &PyList_Type,
+                          &targets, &target_count))
+        return NULL;
+    Py_ssize_t count = PyObject_Length(texts);
+    if (count < 0) return NULL;
+    if (count >= INT32_MAX || PyList_GET_SIZE(literals) >= INT32_MAX || target_count < 0 ||
+        target_count >= INT32_MAX || PyList_GET_SIZE(targets) != PyList_GET_SIZE(literals)) {
+        PyErr_SetString(PyExc_ValueError, "literal_pairs(): bad sizes");
+        return NULL;
+    }
+    literal_search in = {.count = PyList_GET_SIZE(literals)};
+    PyObject *answer = NULL, *rows_pair = NULL, *found_pair = NULL;
+    column rows, found;
+    if (literal_search_start(&in, literals, targets, target_count) < 0) goto done;
+    /* (the list holds the literals' bytes while the texts are read without the interpreter) */
+    if (for_each_text(texts, count, "literal_pairs", literal_pairs_one, &in) < 0) goto done;
+    if (int32_column(&rows, in.rows, in.pairs) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    in.rows = NULL;
+    if (int32_column(&found, in.found, in.pairs) < 0) {
+        column_free(&rows); /* (the pairs' rows with it) */
+        PyErr_NoMemory();
+        goto done;
+    }
+    in.found = NULL;
+    rows_pair = arrow_capsules(&rows, "i");
+    found_pair = arrow_capsules(&found, "i");
+    if (rows_pair != NULL && found_pair != NULL) answer = PyTuple_Pack(2, rows_pair, found_pair);
+    Py_XDECREF(rows_pair);
+    Py_XDECREF(found_pair);
+done:
+    literal_search_free(&in);
+    return answer;
+}
+
 /* --- explain.py's writer: answer lines from their input and the rest ----------------------- */
 
 /* What JSON writes for each byte of a string (polars' writer, as serde_json): 0 the byte
@@ -1345,6 +1563,11 @@ static PyMethodDef methods[] = {
      "codes(texts: pl.Series) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the "
      "codes extract.py finds in each ASCII text of a String column (-1 and nulls for the "
      "others), each an Arrow array as (schema capsule, array capsule)"},
+    {"literal_pairs", literal_pairs, METH_VARARGS,
+     "literal_pairs(texts: pl.Series, literals: list[bytes], targets: list[list[int]], "
+     "target_count: int) -> (rows, found): each (row, target) such that the ASCII text at the "
+     "row holds a literal of that target, once; each an Arrow int32 array as (schema capsule, "
+     "array capsule)"},
     {"answer_lines", answer_lines, METH_VARARGS,
      "answer_lines(inputs: pl.Series, rests: list, index: pl.Series, out, line) -> (written, "
      "line): explain's answer lines, each its input as JSON and the rest of its fields, into "
@@ -1353,4 +1576,4 @@ static PyMethodDef methods[] = {
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 4)
+                 methods, 5)

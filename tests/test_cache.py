@@ -154,3 +154,27 @@ def test_no_home_folder_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_value_that_cannot_be_stored_is_not(folder: Path) -> None:
     cache.store("thing", "key", lambda: None)  # functions defined in place do not pickle
     assert cache.load("thing", "key") is None
+
+
+def test_the_normalized_messages_of_the_code_tables_come_back_from_the_cache(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code tables' messages, normalized and cut into tokens once (`_prepare`), are read
+    back at the next start, the same; other messages are worked out again."""
+    messages = pl.Series(["550 5.1.1 User <a@b.example> unknown", None, "Mailbox full 2026-11-28"])
+    first = classify._normalized_messages(messages)
+    assert first[0].to_list() == ["550 5.1.1 user <<address>> unknown", None, "mailbox full <date>"]
+    assert [set(words or ()) for words in first[1].to_list()] == [
+        {"user", "address", "unknown"},
+        set(),
+        {"mailbox", "full", "date"},
+    ]
+
+    def not_again(text: pl.Expr) -> pl.Expr:
+        raise AssertionError("normalized again")
+
+    monkeypatch.setattr(classify, "normalize_message", not_again)
+    again = classify._normalized_messages(messages)
+    assert all(got.equals(expected) for got, expected in zip(again, first, strict=True))
+    with pytest.raises(AssertionError, match="normalized again"):
+        classify._normalized_messages(messages.head(2))

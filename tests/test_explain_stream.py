@@ -12,9 +12,11 @@ import polars as pl
 import pytest
 
 from _cli import runner
-from bounce_analyzer import native
+from bounce_analyzer import explain, native
 from bounce_analyzer.cli import app
+from bounce_analyzer.errors import UsageError
 from bounce_analyzer.explain import (
+    explain_bytes,
     explain_frame,
     explain_stream,
     read_explain_lines,
@@ -140,3 +142,56 @@ def test_the_joined_halves_are_the_rows_polars_writes(rules: Rules, tmp_path: Pa
     # a head line longer than the buffer of joined answers (1 MiB) makes it grow
     assert len(long_line) > 1 << 20
     assert whole.count(b"\n") == len([line for line in lines if line.strip()])
+
+
+def _read_as_python_reads(data: bytes, rules: Rules) -> bytes:
+    """The answers to `data` with its lines cut and decoded by Python's text reading (the
+    reference of `explain_bytes`, which has polars cut them)."""
+    out = io.BytesIO()
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
+    write_explanations(text, out, rules=rules)
+    return out.getvalue()
+
+
+def test_the_bytes_read_are_the_lines_python_reads(
+    rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`explain -` has polars cut its input's bytes into lines (no Python string a line): the
+    lines and their text are those Python's text reading makes, whatever ends the lines
+    (``\\n``, ``\\r\\n``, a lone ``\\r``), bytes that are not UTF-8 (read as U+FFFD, also a
+    character cut short by the end of the input), a byte-order mark, blank lines and a last
+    line without its end; and a read that ends inside a line, or holds more lines than a
+    chunk, changes no answer."""
+    lines = [*_lines()[:40], "550 5.1.1 Benutzer unbekannt: Müller", "421 稍后再试"]
+    plain = "\n".join(lines).encode("utf-8") + b"\n"
+    inputs = {
+        "plain": plain,
+        "crlf": plain.replace(b"\n", b"\r\n"),
+        "lone cr and crlf": plain.replace(b"\n", b"\r", 7).replace(b"\n", b"\r\n", 5),
+        "not utf-8": b"550 5.1.1 user \xff unknown\n\xc3\n" + plain + b"421 \xe7\xa8",
+        "bom and blanks": b"\xef\xbb\xbf" + plain.replace(b"\n", b"\n\n  \n", 3),
+        "no last end": plain.rstrip(b"\n"),
+    }
+    for name, data in inputs.items():
+        expected = _read_as_python_reads(data, rules)
+        assert expected.count(b"\n") >= len(lines), name
+        out = io.BytesIO()
+        explain_bytes(io.BytesIO(data), out, rules=rules)
+        assert out.getvalue() == expected, name
+    # reads of 100 bytes, most ending inside a line (and inside a character), chunks of 3
+    monkeypatch.setattr(explain, "_READ_AT_ONCE", 100)
+    for name, data in inputs.items():
+        out = io.BytesIO()
+        explain_bytes(io.BytesIO(data), out, rules=rules, lines_per_chunk=3)
+        assert out.getvalue() == _read_as_python_reads(data, rules), name
+
+
+def test_the_bytes_read_name_the_line_of_an_error(
+    rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line that is not a JSON object is named by its number, counted over blank lines and
+    over the reads and chunks before it, as Python's reading counts it (`\\r` ends a line)."""
+    data = b"550 5.1.1 user unknown\r\n\n421 try later\r" * 40 + b'{"diagnostic": 1\n'
+    monkeypatch.setattr(explain, "_READ_AT_ONCE", 64)
+    with pytest.raises(UsageError, match=r"^<stdin>:121: not a JSON object: "):
+        explain_bytes(io.BytesIO(data), io.BytesIO(), rules=rules, lines_per_chunk=7)

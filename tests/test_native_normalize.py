@@ -16,7 +16,7 @@ from types import ModuleType
 import polars as pl
 import pytest
 
-from bounce_analyzer import extract, native
+from bounce_analyzer import classify, extract, native
 from bounce_analyzer.generate.cli import main as generate
 from bounce_analyzer.normalize import (
     grouped_texts,
@@ -24,6 +24,7 @@ from bounce_analyzer.normalize import (
     normalized_texts,
     numbered_hosts_alike,
 )
+from bounce_analyzer.rules import load_rules
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -397,3 +398,47 @@ def test_the_answer_lines_are_polars_json() -> None:
         fast.answer_lines(texts, rests, index, out, 0)
     with pytest.raises(TypeError):
         fast.answer_lines(inputs, rests, index.cast(pl.Int64), out, 0)
+
+
+def test_the_literal_pairs_are_polars_ones(texts: list[str]) -> None:
+    """The patterns whose required literals each text holds (classify's prefilter): the C
+    helper's pairs are the pairs polars' overlapping Aho-Corasick finds and joins to the
+    patterns, on real and generated texts (lower-cased, as the engine reads them), literals
+    inside others, at a text's very end, and a text of fewer bytes than a literal."""
+    module = _normalizer_or_skip()
+    rules = load_rules()
+    prepared = classify._prepared(rules)
+    lower = pl.Series(
+        "lower",
+        [*texts, "address", "ad", "", "user unknown", "x" * 3 + "quota"],
+    ).str.to_lowercase()
+    lower = lower.filter(lower.str.len_bytes() == lower.str.len_chars())
+    frame = lower.to_frame().with_row_index("_at")
+    found = native.literal_pairs(
+        lower, prepared.literal_list, prepared.literal_targets, prepared.patterns.height
+    )
+    assert found is not None
+    expected = (
+        frame.select(
+            "_at",
+            pl.col("lower").str.extract_many(prepared.literal_list, overlapping=True).alias("l"),
+        )
+        .explode("l")
+        .join(prepared.literals, left_on="l", right_on="literal")
+        .select("_at", pl.col("pattern_index").alias("target"))
+        .unique()
+        .sort("_at", "target")
+    )
+    assert expected.height > 10_000  # literals were found, and compared
+    assert found.equals(found.unique(maintain_order=True))  # each pair once
+    assert found.sort("_at", "target").equals(expected)
+    # a literal of three bytes, one inside another, and its targets, at the end of a text
+    words = [b"abc", b"abcdefghij", b"cde"]
+    rows, got = module.literal_pairs(pl.Series(["xxabcdefghij", "abc", "ab", None, "é abc"]),
+                                     words, [[0], [1, 2], [2]], 3)  # fmt: skip
+    pairs = list(zip(native.arrow_series("r", rows), native.arrow_series("t", got), strict=True))
+    assert pairs == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    with pytest.raises(TypeError, match="three bytes or more"):
+        module.literal_pairs(pl.Series(["abc"]), [b"ab"], [[0]], 1)
+    with pytest.raises(ValueError, match="out of range"):
+        module.literal_pairs(pl.Series(["abc"]), [b"abc"], [[1]], 1)

@@ -4,8 +4,9 @@
 (TOML and CSV parsed, every regex compiled once to check it) took 0.045 s of CPU at each start,
 and the prefilter's analysis of the patterns 0.013 s more. `rules.load_rules` keeps the
 built-in rules here once loaded, and reads them back while none of their files, and none of
-the modules that load them, has changed; the classification keeps the patterns' required
-literals here.
+the modules that load them, has changed; the classification keeps here the prefilter's
+analysis of the patterns (their required literals, whether they are plain, whether they may
+read the lower-cased text) and the code tables' normalized messages.
 
 The values are pickled: the folder is made readable and writable by its owner alone, and what
 it holds is trusted as the program's own files are.

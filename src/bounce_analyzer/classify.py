@@ -34,11 +34,11 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import polars as pl
 
-from bounce_analyzer import cache, prefilter
+from bounce_analyzer import cache, native, normalize, prefilter
 from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import (
@@ -222,6 +222,7 @@ class _Prepared:
     patterns: pl.DataFrame
     literals: pl.DataFrame  # literal, pattern_index: the pattern is tried where its literal is
     literal_list: list[str]
+    literal_targets: list[list[int]]  # the pattern_index of each of literal_list's patterns
     unfiltered: pl.DataFrame  # pattern_index of the patterns tried on every message
     enhanced: pl.DataFrame  # enhanced_code, exact_rule, exact_category
     x_codes: pl.DataFrame  # x_code, x_rule, x_category
@@ -313,45 +314,82 @@ def _table_joins(
     return [join for join in joins if join[0].height]
 
 
-def _literal_frame(regexes: list[str], index: str) -> pl.DataFrame:
-    """(`literal`, `index`): the required literals of each of `regexes`, by its position."""
-    found = _literals_of(regexes)
+def _literal_frame(regexes: list[str], index: str, analysed: dict[str, _Analysis]) -> pl.DataFrame:
+    """(`literal`, `index`): the required literals of each of `regexes` (`analysed`, as
+    `_analysed` gives them), by its position."""
     return pl.DataFrame(
         [
             {"literal": literal, index: position}
             for position, regex in enumerate(regexes)
-            for literal in sorted(found[regex] or ())
+            for literal in sorted(analysed[regex].literals or ())
         ],
         schema={"literal": pl.String, index: pl.UInt32},
     ).unique()
 
 
-def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
-    """`required_literals` of each of `regexes`, kept on disk between starts (cache.py): the
-    analysis runs in Python, a hundredth of a second for the built-in patterns at each start."""
-    key = cache.fingerprint([Path(prefilter.__file__)], "required_literals")
-    stored = cache.load("literals", key)
+class _Analysis(NamedTuple):
+    """What the prefilter (prefilter.py) tells of a regex."""
+
+    literals: frozenset[str] | None  # required_literals
+    plain: bool  # is_plain
+    lowercase: bool  # lowercase_equivalent
+
+
+def _analysis(regex: str) -> _Analysis:
+    return _Analysis(required_literals(regex), is_plain(regex), lowercase_equivalent(regex))
+
+
+def _analysed(regexes: list[str]) -> dict[str, _Analysis]:
+    """The prefilter's `_Analysis` of each of `regexes`, kept on disk between starts
+    (cache.py): the analysis runs in Python, about a hundredth of a second for the built-in
+    patterns at each start."""
+    key = cache.fingerprint([Path(prefilter.__file__)], "analysis")
+    stored = cache.load("prefilter", key)
     known = stored if isinstance(stored, dict) else {}
-    found = {
-        regex: known.get(regex) if regex in known else required_literals(regex) for regex in regexes
-    }
+    found = {regex: known[regex] if regex in known else _analysis(regex) for regex in regexes}
     if found.keys() - known.keys():
         # the patterns and the host patterns of every rules folder in use are kept, up to a
         # bound: past it, only these
         kept = {**known, **found} if len(known) < _LITERALS_KEPT else found
-        cache.store("literals", key, kept)
+        cache.store("prefilter", key, kept)
     return found
 
 
-#: How many regexes' literals the disk cache keeps at most (the built-in rules have 400).
+def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
+    """`required_literals` of each of `regexes` (`_analysed`)."""
+    return {regex: analysis.literals for regex, analysis in _analysed(regexes).items()}
+
+
+#: How many regexes' analyses the disk cache keeps at most (the built-in rules have 400).
 _LITERALS_KEPT = 5000
+
+
+def _normalized_messages(messages: pl.Series) -> list[pl.Series]:
+    """`row_message` and `row_tokens`: `normalize_message` of each of `messages` (the code
+    tables') and its `tokens`, kept on disk between starts (cache.py): the masks' regexes,
+    compiled for them at each start, took 0.015 s."""
+    values = messages.to_list()
+    key = cache.fingerprint([Path(normalize.__file__)], "messages", values)
+    stored = cache.load("messages", key)
+    if isinstance(stored, tuple) and len(stored) == 2:
+        normalized, found = stored
+    else:
+        frame = messages.to_frame("message").select(
+            normalize_message(pl.col("message")).alias("normalized")
+        )
+        normalized = frame["normalized"].to_list()
+        found = frame.select(tokens(pl.col("normalized")))["normalized"].to_list()
+        cache.store("messages", key, (normalized, found))
+    return [
+        pl.Series("row_message", normalized, dtype=pl.String),
+        pl.Series("row_tokens", found, dtype=pl.List(pl.String)),
+    ]
 
 
 def _prepare(rules: Rules) -> _Prepared:
     table_rows = (
-        rules.codes.filter(
-            pl.col("category").is_not_null() & ~pl.col("category").is_in(UNDECIDED_CATEGORIES)
-        )
+        rules.codes.with_columns(_normalized_messages(rules.codes["message"]))
+        .filter(pl.col("category").is_not_null() & ~pl.col("category").is_in(UNDECIDED_CATEGORIES))
         .select(
             "rule_id",
             "kind",
@@ -363,9 +401,9 @@ def _prepare(rules: Rules) -> _Prepared:
             pl.col("enhanced_code").alias("row_enhanced"),
             pl.col("hex_code").alias("row_hex"),
             pl.col("category").alias("row_category"),
-            normalize_message(pl.col("message")).alias("row_message"),
+            "row_message",
+            "row_tokens",
         )
-        .with_columns(tokens(pl.col("row_message")).alias("row_tokens"))
     )
     regexes = rules.patterns["regex"].to_list()
     owned = (
@@ -373,9 +411,11 @@ def _prepare(rules: Rules) -> _Prepared:
         .explode("id")
         .drop_nulls()
     )
-    plain = [index for index, regex in enumerate(regexes) if is_plain(regex)]
-    lowercase = [regex for regex in regexes if lowercase_equivalent(regex)]
-    literals = _literal_frame(regexes, "pattern_index")
+    host_regexes = rules.provider_hosts["regex"].to_list()
+    analysed = _analysed([*regexes, *host_regexes])
+    plain = [index for index, regex in enumerate(regexes) if analysed[regex].plain]
+    lowercase = [regex for regex in regexes if analysed[regex].lowercase]
+    literals = _literal_frame(regexes, "pattern_index", analysed)
     patterns = rules.patterns.with_row_index("pattern_index").select(
         "pattern_index",
         pl.col("id").alias("pattern_id"),
@@ -396,14 +436,19 @@ def _prepare(rules: Rules) -> _Prepared:
     hosts = rules.provider_hosts.with_row_index("host_index").select(
         "host_index", pl.col("regex").alias("host_regex"), pl.col("provider").alias("host_provider")
     )
-    host_literals = _literal_frame(hosts["host_regex"].to_list(), "host_index")
+    host_literals = _literal_frame(host_regexes, "host_index", analysed)
     enhanced = _first_rows(rules, "enhanced", "enhanced_code")
+    owners: dict[str, list[int]] = {}
+    for literal, index in literals.sort("pattern_index").iter_rows():
+        owners.setdefault(literal, []).append(index)
+    literal_list = sorted(owners)
     return _Prepared(
         table_rows=table_rows,
         table_joins=_table_joins(table_rows),
         patterns=patterns,
         literals=literals,
-        literal_list=sorted(set(literals["literal"].to_list())),
+        literal_list=literal_list,
+        literal_targets=[owners[literal] for literal in literal_list],
         unfiltered=patterns.filter(~pl.col("pattern_index").is_in(sorted(filtered))).select(
             "pattern_index"
         ),
@@ -539,15 +584,7 @@ def _pattern_candidates(
     count, patterns = texts.height, prepared.patterns
     plain_texts = texts.filter("ascii").select("_at", "lower")
     pairs = [
-        plain_texts.select(
-            "_at",
-            pl.col("lower")
-            .str.extract_many(prepared.literal_list, overlapping=True)
-            .alias("literal"),
-        )
-        .explode("literal")
-        .join(prepared.literals, on="literal")
-        .select("_at", "pattern_index"),
+        _by_literals(plain_texts, prepared),
         plain_texts.select("_at").join(prepared.unfiltered, how="cross"),
         texts.filter(~pl.col("ascii"))
         .select("_at")
@@ -624,6 +661,30 @@ def _pattern_candidates(
     return (
         known.select(texts["_key"].gather(known["_at"]).alias("_key"), "pattern_index"),
         tried,
+    )
+
+
+def _by_literals(texts: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """(`_at`, `pattern_index`) of each of `texts` (`_at`, `lower`: ASCII texts lower-cased)
+    and each pattern one of whose required literals it holds: in C where the helper is built
+    (`native.literal_pairs`, each pair once), else by polars' Aho-Corasick."""
+    found = native.literal_pairs(
+        texts["lower"], prepared.literal_list, prepared.literal_targets, prepared.patterns.height
+    )
+    if found is not None:
+        return found.select(
+            texts["_at"].gather(found["_at"]), pl.col("target").alias("pattern_index")
+        )
+    return (
+        texts.select(
+            "_at",
+            pl.col("lower")
+            .str.extract_many(prepared.literal_list, overlapping=True)
+            .alias("literal"),
+        )
+        .explode("literal")
+        .join(prepared.literals, on="literal")
+        .select("_at", "pattern_index")
     )
 
 
@@ -766,7 +827,9 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
     x_form = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
     decided = (
-        lazy.join(found.lazy(), on="_key", how="left")
+        # (the columns the decision reads: each join gathers every column it carries)
+        lazy.select("_key", "smtp_code", "enhanced_code", "text", "named_list")
+        .join(found.lazy(), on="_key", how="left")
         .join(patterns, on="_key", how="left")
         .join(prepared.enhanced.lazy(), on="enhanced_code", how="left")
         .join(prepared.x_codes.lazy(), left_on=x_form, right_on="x_code", how="left")
@@ -866,6 +929,10 @@ def _providers(hosts: pl.DataFrame, prepared: _Prepared) -> pl.Series:
 
     Pairs seen in an earlier call are looked up; for new ones, see `_new_providers`.
     """
+    if hosts.height > 1 and all(hosts[name].null_count() == hosts.height for name in _HOST):
+        # nothing names a provider (`explain` of bare texts): one pair, the same for every row
+        (provider,) = _providers(hosts.head(1), prepared)
+        return pl.repeat(provider, hosts.height, dtype=pl.String, eager=True).alias("provider")
     memory = prepared.memory
     found = hosts.join(memory.hosts, on=_HOST, how="left", nulls_equal=True, maintain_order="left")
     new = found.filter(pl.col("provider").is_null()).select(_HOST).unique()
@@ -1222,6 +1289,7 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         "retry_after",
         "_reason",
     ).explode("_row")
+    del work, texts  # (what is left of them is in `facts`: their memory serves the next steps)
 
     # 3. per distinct key: category and rule, decided on the key's values alone (texts that
     # differ only in what the normalized text masks, or in the number of the host that
@@ -1236,12 +1304,14 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
         .with_row_index("_key")
         .with_columns(pl.col("_key").cast(pl.UInt64))
     )
+    del keyed
     decided = (
         keys.select("_key", "_row")
         .join(_decisions(keys.drop("_row"), prepared), on="_key")
         .explode("_row")
         .select("_row", *_DECIDED)
     )
+    del keys
 
     # 4. per event
     answers = _per_event(rows, facts, decided, prepared)

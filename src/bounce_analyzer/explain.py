@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from types import ModuleType
 from typing import IO, TextIO
@@ -214,11 +214,15 @@ def read_explain_lines(
     `diagnostic` and any of `JSON_FIELDS`. A line that starts with ``{`` but is not a JSON
     object raises `UsageError`: ``<stdin>:3: not a JSON object: {"diagnostic": ...``.
     """
+    frame = pl.DataFrame({"line": lines}, schema={"line": pl.String})
+    return _inputs_of(frame.select(pl.col("line").str.strip_chars_end("\r\n")), name, first_line)
+
+
+def _inputs_of(lines: pl.DataFrame, name: str, first_line: int) -> pl.DataFrame:
+    """`read_explain_lines` of the `line` column of `lines`, each line without its end."""
     # (regexes, not stripped copies of the lines: a test that allocates nothing)
-    frame = (
-        pl.DataFrame({"line": lines}, schema={"line": pl.String})
-        .with_row_index("line_number", offset=first_line)
-        .filter(pl.col("line").str.contains(r"\S"))
+    frame = lines.with_row_index("line_number", offset=first_line).filter(
+        pl.col("line").str.contains(r"\S")
     )
     is_json = pl.col("line").str.contains(r"^\s*\{")
     objects = frame.filter(is_json)
@@ -230,9 +234,7 @@ def read_explain_lines(
     except pl.exceptions.PolarsError:
         _raise_first_bad_line(objects, name)
         raise  # pragma: no cover - polars refused a line that Python's json accepts
-    texts = frame.filter(~is_json).select(
-        "line_number", pl.col("line").str.strip_chars_end("\r\n").alias("diagnostic")
-    )
+    texts = frame.filter(~is_json).select("line_number", pl.col("line").alias("diagnostic"))
     merged = (
         pl.concat([texts, decoded], how="diagonal_relaxed").sort("line_number")
         if decoded.height
@@ -335,9 +337,20 @@ def write_explanations(
     (native/normalize.c, `answer_lines`). Without it, polars writes each chunk's
     `explain_frame` to `out` itself. The bytes are the same (tests/test_explain_stream.py).
     """
+    _write_answers(_input_chunks(stream, lines_per_chunk), out, rules=rules, direction=direction)
+
+
+def _write_answers(
+    chunks: Iterable[pl.DataFrame],
+    out: IO[bytes],
+    *,
+    rules: Rules | None,
+    direction: Direction,
+) -> None:
+    """`write_explanations` of the inputs of `chunks` (`read_explain_lines` frames)."""
     rules = load_rules() if rules is None else rules
     fast = native.helper("normalize")
-    for inputs in _input_chunks(stream, lines_per_chunk):
+    for inputs in chunks:
         # what `out` holds goes first: polars may write to the file `out` is
         out.flush()
         if fast is None:
@@ -415,12 +428,61 @@ def explain_bytes(
     *,
     rules: Rules | None = None,
     direction: Direction = Direction.outbound,
+    lines_per_chunk: int = LINES_PER_CHUNK,
 ) -> None:
-    """`explain -`: the answers to the lines of `source` as JSON lines on `out`, flushed
-    (`write_explanations`). Bytes that are not UTF-8 are read as U+FFFD."""
-    lines = io.TextIOWrapper(source, encoding="utf-8", errors="replace")
-    write_explanations(lines, out, rules=rules, direction=direction)
+    r"""`explain -`: the answers to the lines of `source` as JSON lines on `out`, flushed
+    (`write_explanations`). Bytes that are not UTF-8 are read as U+FFFD; a line ends at
+    ``\n``, ``\r\n`` or ``\r``, as Python reads text (`_lines_of`)."""
+    _write_answers(_byte_chunks(source, lines_per_chunk), out, rules=rules, direction=direction)
     out.flush()
+
+
+#: The bytes `explain_bytes` reads at a time (and then to the end of the line they end in):
+#: about `LINES_PER_CHUNK` lines of bounce messages (100k of the speed bench's are 15.8 MB).
+_READ_AT_ONCE = 16 << 20
+
+
+def _byte_chunks(source: IO[bytes], lines_per_chunk: int) -> Iterator[pl.DataFrame]:
+    """`_input_chunks` of the bytes of `source`: what `_READ_AT_ONCE` bytes (to the end of a
+    line) hold, cut into pieces of at most `lines_per_chunk` lines of the same size.
+
+    The lines are cut by polars from the bytes read (`_lines_of`): no Python string a line.
+    """
+    offset = 0
+    while block := source.read(_READ_AT_ONCE):
+        if not block.endswith(b"\n"):
+            block += source.readline()
+        lines = _lines_of(block)
+        del block  # (the frame holds its own copy)
+        pieces = -(-lines.height // lines_per_chunk)
+        size = -(-lines.height // pieces) if pieces else 0
+        for start in range(0, lines.height, size or 1):
+            piece = lines.slice(start, size)
+            try:
+                inputs = _inputs_of(piece, "<stdin>", offset + 1)
+            finally:
+                offset += piece.height
+            if inputs.height:
+                yield inputs
+
+
+def _lines_of(block: bytes) -> pl.DataFrame:
+    r"""The lines of `block` (whole lines of UTF-8 text) in a `line` column, without their
+    ends, as Python's text reading cuts and decodes them (`io.TextIOWrapper` with
+    ``errors="replace"``): bytes that are not UTF-8 read as U+FFFD, and ``\r\n`` and a lone
+    ``\r`` end a line as ``\n`` does.
+
+    polars cuts lines at ``\n`` (dropping a ``\r`` before it) and refuses bytes that are not
+    UTF-8: a block that holds a ``\r`` or such bytes is decoded by Python first, and its
+    line ends made ``\n``.
+    """
+    if b"\r" not in block:
+        try:
+            return pl.read_lines(block).rechunk()
+        except pl.exceptions.PolarsError:  # not UTF-8
+            pass
+    text = block.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    return pl.read_lines(text.encode("utf-8")).rechunk()
 
 
 def _input_chunks(stream: TextIO, lines_per_chunk: int) -> Iterator[pl.DataFrame]:

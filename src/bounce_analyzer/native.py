@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["ENV", "arrow_series", "built", "describe", "disabled", "helper", "module"]
+__all__ = [
+    "ENV",
+    "arrow_series",
+    "built",
+    "describe",
+    "disabled",
+    "helper",
+    "literal_pairs",
+    "module",
+]
 
 #: The environment variable that turns the C path off (`0`).
 ENV = "BOUNCE_ANALYZER_NATIVE"
@@ -56,7 +65,7 @@ def module(source: str) -> ModuleType | None:
 
 
 #: The C helpers of the classification (not a source's tokenizer) -> (module, interface version).
-_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 4)}
+_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 5)}
 
 
 def helper(name: str) -> ModuleType | None:
@@ -84,6 +93,27 @@ def arrow_series(name: str, capsules: tuple[object, object]) -> pl.Series:
     import polars as pl  # (this module is imported where polars is not: `--version`)
 
     return pl.Series(values=_Exported(capsules)).alias(name)
+
+
+def literal_pairs(
+    texts: pl.Series, literals: list[str], targets: list[list[int]], target_count: int
+) -> pl.DataFrame | None:
+    """(`_at`, `target`): each row of `texts` (its position) and each target (an int from 0
+    to `target_count` - 1) whose literals it holds, byte for byte, once, in row order:
+    `targets[i]` are the targets of `literals[i]` (three bytes or more). A null or a text that
+    is not ASCII holds none. None where the C helper does not run (native/normalize.c,
+    `literal_pairs`: one pass a text, where polars' overlapping Aho-Corasick makes a string of
+    each occurrence, to be joined to its targets)."""
+    fast = helper("normalize")
+    if fast is None:
+        return None
+    import polars as pl
+
+    words = [literal.encode() for literal in literals]
+    rows, found = fast.literal_pairs(texts, words, targets, target_count)
+    return pl.DataFrame(
+        [arrow_series("_at", rows).cast(pl.UInt32), arrow_series("target", found).cast(pl.UInt32)]
+    )
 
 
 def describe() -> str:
