@@ -307,6 +307,22 @@ def test_the_memory_is_bounded(
     assert _differences(whole, chunked, events["diagnostic"]) == []
 
 
+def test_pairs_past_the_hosts_bound_keep_their_provider(
+    events: pl.DataFrame, whole: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a call with more new (recipient domain, relay host) pairs than the memory keeps answers
+    # each from what it worked out, not from the memory, which another thread may also have
+    # replaced meanwhile (a KDDI row once got no provider under 4 threads, and so `user_unknown`
+    # for `filtered`)
+    pairs = events.select(classify_module._HOST).unique().height
+    assert pairs > 20
+    monkeypatch.setattr(classify_module, "_REMEMBERED", 10)
+    rules = replace(load_rules())
+    alone = classify(events, rules).select(ANSWERS)
+    assert _prepared(rules).memory.hosts.height == 10
+    assert _differences(whole, alone, events["diagnostic"]) == []
+
+
 def test_calls_in_threads_share_the_memory(events: pl.DataFrame, whole: pl.DataFrame) -> None:
     # the pipeline classifies in threads of its own: calls at the same time with one Rules
     # object remember each key once and give the answers of one call

@@ -938,12 +938,13 @@ def _providers(hosts: pl.DataFrame, prepared: _Prepared) -> pl.Series:
     new = found.filter(pl.col("provider").is_null()).select(_HOST).unique()
     if new.height == 0:
         return found["provider"]
-    memory.hosts = _remember(
-        memory.hosts, _new_providers(new, prepared), on=_HOST, bound=_REMEMBERED
-    )
-    return hosts.join(memory.hosts, on=_HOST, how="left", nulls_equal=True, maintain_order="left")[
-        "provider"
-    ]
+    worked_out = _new_providers(new, prepared)
+    with memory.lock:  # (two calls remember their pairs in turn: neither update is lost)
+        memory.hosts = _remember(memory.hosts, worked_out, on=_HOST, bound=_REMEMBERED)
+    # The new pairs' providers are this call's own, not read back from the memory: a call in
+    # another thread may have replaced it meanwhile, or its bound left some of them out.
+    fresh = hosts.join(worked_out, on=_HOST, how="left", nulls_equal=True, maintain_order="left")
+    return found["provider"].fill_null(fresh["provider"])
 
 
 def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
