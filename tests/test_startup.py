@@ -6,7 +6,6 @@ values of our options taken without its pydantic validators, the same as typer's
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import os
 import subprocess
 import sys
@@ -300,31 +299,3 @@ def test_plain_values_are_what_typer_makes_of_them() -> None:
             assert got == expected, (name, value)
             assert type(got[1]) is type(expected[1]), (name, value)
     assert taken > 100  # every command's options but `serve --spool` (a Path)
-
-
-DEFERRED = (
-    "import sys\n"
-    "from bounce_analyzer import startup\n"
-    "startup.prepare(sys.argv[1:])\n"
-    "import polars, importlib.metadata\n"
-    "print('email' in sys.modules)\n"
-    "from importlib.metadata import version\n"
-    "print(version('polars') == polars.__version__, importlib.metadata.version('typer'))\n"
-    "print(type(sys.modules['importlib.metadata']).__name__, 'email' in sys.modules)\n"
-)
-
-
-def test_explain_loads_importlib_metadata_at_its_first_use() -> None:
-    """polars imports `importlib.metadata` (and the `email` package with it) when it starts;
-    `explain` defers it to its first use (`startup.defer_import`), where it is the module it
-    always is; other commands import it as before."""
-
-    def run(*argv: str) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, "-c", DEFERRED, *argv], capture_output=True, text=True, check=True
-        )
-        return done.stdout.splitlines()
-
-    typer_version = importlib.metadata.version("typer")
-    assert run("explain", "-") == ["False", f"True {typer_version}", "module True"]
-    assert run("parse", "mail.log") == ["True", f"True {typer_version}", "module True"]

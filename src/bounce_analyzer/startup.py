@@ -33,11 +33,6 @@ wins. `bench/RESULTS.md` ("Start-up per command") has the measurements.
   1.10-1.17x, 30-125 MB lower, for 2-5% more system CPU (the mappings' page faults; 2 MiB was
   no better than 4 MiB). bench/RESULTS.md, "Parquet without hopeless dictionaries, and
   glibc's threshold".
-- **Modules loaded at their first use** (`defer_import`, for `explain`): polars imports
-  `importlib.metadata` when it starts (its Iceberg reader asks a package's version there),
-  and with it the `email` package, `zipfile` and `csv`: 0.02 s of CPU at each start, for a
-  module `explain` never uses. A stand-in takes its place in `sys.modules`, and imports it,
-  whole and the same, when something first reads one of its names.
 - **The collector** (`loading`, around a command's imports of the engine): paused while the
   modules load (their objects are no garbage: 0.03 s of collections for polars, pyarrow and
   the engine), then told to leave those objects alone (`gc.freeze`), so that its passes
@@ -47,13 +42,10 @@ wins. `bench/RESULTS.md` ("Start-up per command") has the measurements.
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import sys
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 __all__ = [
     "ALLOCATOR_ENV",
@@ -63,7 +55,6 @@ __all__ = [
     "MMAP_THRESHOLD_ENV",
     "REPORT_ALLOCATOR",
     "command_of",
-    "defer_import",
     "environment_for",
     "fix_mmap_threshold",
     "loading",
@@ -95,9 +86,6 @@ _ENVIRONMENT: dict[str, dict[str, str]] = {
     "report": {ALLOCATOR_ENV: REPORT_ALLOCATOR},
     "explain": {ALLOCATOR_ENV: EXPLAIN_ALLOCATOR},
 }
-#: The modules each command's libraries import at their start but the command does not use:
-#: loaded at their first use (`defer_import`).
-_DEFERRED: dict[str, tuple[str, ...]] = {"explain": ("importlib.metadata",)}
 #: The commands that run with glibc's mmap threshold fixed.
 _MMAP_FIXED = {"parse", "ingest"}
 #: The modules whose start reads the variables of `_ENVIRONMENT`: once one of them is
@@ -120,43 +108,12 @@ def environment_for(argv: list[str]) -> dict[str, str]:
 def prepare(argv: list[str]) -> None:
     """Set up the process for the command line `argv` (without the program): its variables
     (`environment_for`) where the environment and the libraries that read them have none yet,
-    glibc's mmap threshold for `parse` and `ingest`, and the modules its libraries need not
-    load at their start (`defer_import`)."""
+    and glibc's mmap threshold for `parse` and `ingest`."""
     for name, value in environment_for(argv).items():
         if _READ_BY[name] not in sys.modules:
             os.environ.setdefault(name, value)
     if command_of(argv) in _MMAP_FIXED:
         fix_mmap_threshold()
-    for name in _DEFERRED.get(command_of(argv) or "", ()):
-        defer_import(name)
-
-
-def defer_import(name: str) -> None:
-    """Make the module `name` load when one of its names is first read, not when it is
-    imported: a stand-in takes its place until then (`_Deferred`). Nothing is done where it
-    is loaded already."""
-    if name in sys.modules:
-        return
-    stand_in = _Deferred(name)
-    sys.modules[name] = stand_in
-    parent, _, child = name.rpartition(".")
-    if parent:
-        # (as an import does: `import importlib.metadata` reads it from its package)
-        setattr(sys.modules[parent], child, stand_in)
-
-
-class _Deferred(types.ModuleType):
-    """A module's stand-in in `sys.modules`: reading any of its names imports the module, which
-    takes its place (in `sys.modules` and in its package), and reads the name from it.
-
-    (Python's own `importlib.util.LazyLoader` does not do here: the import system reads a
-    module's `__spec__` when a later `import` statement finds it, and that loads it.)"""
-
-    def __getattr__(self, attribute: str) -> Any:
-        name = self.__name__
-        if sys.modules.get(name) is self:
-            del sys.modules[name]
-        return getattr(importlib.import_module(name), attribute)
 
 
 def fix_mmap_threshold() -> None:
