@@ -120,24 +120,30 @@ def test_only_the_builtin_rules_alone_are_cached(folder: Path, tmp_path: Path) -
     assert not folder.exists()
 
 
+def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
+    """The required literals of each of `regexes`, as the classification's analysis (kept
+    in the disk cache) gives them."""
+    return {regex: analysis.literals for regex, analysis in classify._analysed(regexes).items()}
+
+
 def test_the_literals_of_patterns_come_back_from_the_cache(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     regexes = ["over quota|quota exceeded", r"user (is )?unknown", r"\d+"]
-    first = classify._literals_of(regexes)
+    first = _literals_of(regexes)
     assert first == {regex: required_literals(regex) for regex in regexes}
 
     def not_again(regex: str) -> None:
         raise AssertionError(f"{regex} analysed again")
 
     monkeypatch.setattr(classify, "required_literals", not_again)
-    assert classify._literals_of(regexes) == first
+    assert _literals_of(regexes) == first
     # a regex the cache does not hold is analysed, and kept beside the others
     monkeypatch.undo()
     monkeypatch.setenv(cache.CACHE_ENV, str(folder))
-    assert classify._literals_of(["mailbox full"]) == {"mailbox full": frozenset({"mailbox full"})}
+    assert _literals_of(["mailbox full"]) == {"mailbox full": frozenset({"mailbox full"})}
     monkeypatch.setattr(classify, "required_literals", not_again)
-    assert classify._literals_of([*regexes, "mailbox full"])["mailbox full"] is not None
+    assert _literals_of([*regexes, "mailbox full"])["mailbox full"] is not None
 
 
 def test_no_home_folder_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -350,18 +350,13 @@ def _analysed(regexes: list[str]) -> dict[str, _Analysis]:
     if found.keys() - known.keys():
         # the patterns and the host patterns of every rules folder in use are kept, up to a
         # bound: past it, only these
-        kept = {**known, **found} if len(known) < _LITERALS_KEPT else found
+        kept = {**known, **found} if len(known) < _ANALYSES_KEPT else found
         cache.store("prefilter", key, kept)
     return found
 
 
-def _literals_of(regexes: list[str]) -> dict[str, frozenset[str] | None]:
-    """`required_literals` of each of `regexes` (`_analysed`)."""
-    return {regex: analysis.literals for regex, analysis in _analysed(regexes).items()}
-
-
 #: How many regexes' analyses the disk cache keeps at most (the built-in rules have 400).
-_LITERALS_KEPT = 5000
+_ANALYSES_KEPT = 5000
 
 
 def _normalized_messages(messages: pl.Series) -> list[pl.Series]:
