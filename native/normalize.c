@@ -1,12 +1,12 @@
 /* bounce_analyzer._normalize_c: the classification's normalized text of ASCII texts in C
  * (issue 14, the speed of `explain -`; docs/NATIVE.md).
  *
- * `normalize(texts)` takes a list and returns two lists of the same length: for each item that
- * is a str of ASCII characters only, the text `normalize.normalized_for` gives it (lower-cased,
- * the masks of normalize._MASKS in order, the codes that start the lines of a multi-line reply
- * taken out, the ends stripped), and that text with the digits of the answering host masked
- * (`normalize.numbered_hosts_alike`); for anything else (None, a text with a character past
- * U+007F) None, and the caller runs the polars expressions on those. `codes` (extract.py's
+ * `grouped(texts)` takes a String column and returns one of the same length: for each ASCII
+ * text, the text `normalize.normalized_for` gives it (lower-cased, the masks of
+ * normalize._MASKS in order, the codes that start the lines of a multi-line reply taken out,
+ * the ends stripped) with the digits of the answering host masked
+ * (`normalize.numbered_hosts_alike`); for anything else (a null, a text with a character past
+ * U+007F) a null, and the caller runs the polars expressions on those. `codes` (extract.py's
  * codes) is below. On ASCII text the
  * regexes' classes are simple: `\s` is tab, LF, VT, FF, CR and space, `\d` is 0-9, and a word
  * character (`\b`) is a lower-case letter, a digit or `_` once the text is lower-cased. Each
@@ -856,74 +856,44 @@ done:
     return count < 0 ? -1 : 0;
 }
 
-/* What `normalize` and `grouped` write: the normalized texts' column (`normalize` only:
- * `both`), the grouped texts' column, and the masks' buffers. */
+/* What `grouped` writes: the grouped texts' column, and the masks' buffers. */
 typedef struct {
-    column answers, grouped;
+    column grouped;
     buffers work;
-    int both;
 } normalizing;
 
 static int normalize_one(void *state, const uchar *s, size_t n) {
     normalizing *to = state;
     if (s == NULL) {
-        if (to->both) column_null(&to->answers);
         column_null(&to->grouped);
         return 0;
     }
     uchar *out = NULL;
     Py_ssize_t len = normalized((const char *)s, n, &to->work, &out);
-    if (len < 0 || (to->both && column_room(&to->answers, (size_t)len) < 0) ||
-        push_hosts_masked(&to->grouped, out, (size_t)len) < 0)
-        return -1;
-    if (to->both) {
-        memcpy(to->answers.data + to->answers.size, out, (size_t)len);
-        column_end_row(&to->answers, (size_t)len);
-    }
+    if (len < 0 || push_hosts_masked(&to->grouped, out, (size_t)len) < 0) return -1;
     return 0;
 }
 
-/* The columns of `normalize` (both: a tuple of the normalized and the grouped texts' capsule
- * pairs) or of `grouped` (its capsule pair alone). */
-static PyObject *normalized_columns(PyObject *texts, int both, const char *function) {
-    Py_ssize_t count = PyObject_Length(texts);
-    if (count < 0) return NULL;
-    normalizing to = {.work = {NULL, NULL, 0}, .both = both};
-    PyObject *normalized_pair = NULL, *grouped_pair = NULL, *answer = NULL;
-    int ready = !both || column_start(&to.answers, count) == 0;
-    ready = column_start(&to.grouped, count) == 0 && ready;
-    if (!ready) {
-        PyErr_NoMemory();
-        goto failed;
-    }
-    if (for_each_text(texts, count, function, normalize_one, &to) < 0) goto failed;
-    free(to.work.a);
-    free(to.work.b);
-    grouped_pair = arrow_capsules(&to.grouped, "U");
-    if (!both) return grouped_pair;
-    normalized_pair = arrow_capsules(&to.answers, "U");
-    if (normalized_pair != NULL && grouped_pair != NULL)
-        answer = PyTuple_Pack(2, normalized_pair, grouped_pair);
-    Py_XDECREF(normalized_pair);
-    Py_XDECREF(grouped_pair);
-    return answer;
-failed:
-    free(to.work.a);
-    free(to.work.b);
-    column_free(&to.answers);
-    column_free(&to.grouped);
-    return NULL;
-}
-
-static PyObject *normalize(PyObject *self, PyObject *texts) {
-    (void)self;
-    return normalized_columns(texts, 1, "normalize");
-}
-
-/* `normalize`'s second column alone: the classification keeps no other (interface 4). */
+/* The classification's normalized text of each ASCII text with its answering host's digits
+ * masked: the grouped texts' column, as its capsule pair. (The normalized texts alone, which
+ * `normalize` wrote beside it until interface 6, served only tests.) */
 static PyObject *grouped(PyObject *self, PyObject *texts) {
     (void)self;
-    return normalized_columns(texts, 0, "grouped");
+    Py_ssize_t count = PyObject_Length(texts);
+    if (count < 0) return NULL;
+    normalizing to = {.work = {NULL, NULL, 0}};
+    if (column_start(&to.grouped, count) != 0) {
+        column_free(&to.grouped);
+        return PyErr_NoMemory();
+    }
+    int failed = for_each_text(texts, count, "grouped", normalize_one, &to) < 0;
+    free(to.work.a);
+    free(to.work.b);
+    if (failed) {
+        column_free(&to.grouped);
+        return NULL;
+    }
+    return arrow_capsules(&to.grouped, "U");
 }
 
 /* --- extract.py's codes, on the text as written (not lower-cased) ---------------------- */
@@ -1552,13 +1522,10 @@ released:
 }
 
 static PyMethodDef methods[] = {
-    {"normalize", normalize, METH_O,
-     "normalize(texts: pl.Series) -> (normalized, grouped): the normalized text of each ASCII "
-     "text of a String column and that with its answering host's digits masked, else nulls: "
-     "each an Arrow array of large strings as (schema capsule, array capsule)"},
     {"grouped", grouped, METH_O,
-     "grouped(texts: pl.Series) -> grouped: normalize's second column alone, as (schema "
-     "capsule, array capsule)"},
+     "grouped(texts: pl.Series) -> grouped: the normalized text of each ASCII text of a String "
+     "column with its answering host's digits masked, else nulls: an Arrow array of large "
+     "strings as (schema capsule, array capsule)"},
     {"codes", codes, METH_O,
      "codes(texts: pl.Series) -> (reply, enhanced, enhanced_2, enhanced_4, enhanced_5): the "
      "codes extract.py finds in each ASCII text of a String column (-1 and nulls for the "
@@ -1576,4 +1543,4 @@ static PyMethodDef methods[] = {
 };
 
 TOKENIZER_MODULE(_normalize_c, "The classification's normalized text of ASCII texts in C.",
-                 methods, 5)
+                 methods, 6)

@@ -24,7 +24,7 @@ from bounce_analyzer.classify import (
     provider_of,
 )
 from bounce_analyzer.explain import explain_frame
-from bounce_analyzer.normalize import normalized_texts
+from bounce_analyzer.normalize import grouped_texts
 from bounce_analyzer.rules import Rules, builtin_rules_dir, load_rules
 from bounce_analyzer.schema import CLASSIFICATION_SCHEMA, EVENTS, FACT_SCHEMA, conform
 
@@ -719,7 +719,7 @@ def test_every_pattern_matches_its_example() -> None:
     missing = rules.patterns.filter(pl.col("example").is_null())["id"].to_list()
     assert missing == []
     # as the engine reads it: the key's text, with its placeholders (`_pattern_text`)
-    _, grouped = normalized_texts(rules.patterns["example"])
+    grouped = grouped_texts(rules.patterns["example"])
     reason = _help_page(pl.col("example"))
     checked = rules.patterns.with_columns(
         _pattern_text(pl.lit(grouped), reason).alias("read")

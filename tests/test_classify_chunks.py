@@ -24,7 +24,7 @@ from bounce_analyzer import classify as classify_module
 from bounce_analyzer.classify import INPUT_COLUMNS, _prepared, classify
 from bounce_analyzer.explain import explain_stream
 from bounce_analyzer.generate import generate_exim, generate_postfix
-from bounce_analyzer.normalize import normalized_texts
+from bounce_analyzer.normalize import grouped_texts
 from bounce_analyzer.pipeline import ParseRun
 from bounce_analyzer.rules import Rules, load_rules
 
@@ -128,7 +128,7 @@ def _shared_keys(texts: pl.Series, *, most: int) -> pl.Series:
     """The positions of at most `most` of `texts` that share their normalized text with a
     different text, none first of its key (the events whose answer could depend on which of
     them a call meets first; at most three of each key, spread over the keys and the texts)."""
-    _, grouped = normalized_texts(texts)
+    grouped = grouped_texts(texts)
     frame = pl.DataFrame({"text": texts, "key": grouped}).with_row_index("at")
     shared = frame.filter(
         (pl.col("text").n_unique().over("key") > 1)

@@ -15,13 +15,7 @@ from _cli import runner
 from bounce_analyzer import explain, native
 from bounce_analyzer.cli import app
 from bounce_analyzer.errors import UsageError
-from bounce_analyzer.explain import (
-    explain_bytes,
-    explain_frame,
-    explain_stream,
-    read_explain_lines,
-    write_explanations,
-)
+from bounce_analyzer.explain import explain_bytes, explain_frame, explain_stream, read_explain_lines
 from bounce_analyzer.generate.cli import main as generate
 from bounce_analyzer.rules import Rules, load_rules
 
@@ -54,8 +48,10 @@ def _lines() -> list[str]:
 
 
 def _written(lines: list[str], rules: Rules, **options: int) -> bytes:
+    """What `explain -` writes for `lines` (`explain_bytes`)."""
     out = io.BytesIO()
-    write_explanations(io.StringIO("\n".join(lines) + "\n"), out, rules=rules, **options)
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    explain_bytes(io.BytesIO(data), out, rules=rules, **options)
     return out.getvalue()
 
 
@@ -145,12 +141,10 @@ def test_the_joined_halves_are_the_rows_polars_writes(rules: Rules, tmp_path: Pa
 
 
 def _read_as_python_reads(data: bytes, rules: Rules) -> bytes:
-    """The answers to `data` with its lines cut and decoded by Python's text reading (the
-    reference of `explain_bytes`, which has polars cut them)."""
-    out = io.BytesIO()
+    """The answers to `data` with its lines cut and decoded by Python's text reading
+    (`explain_stream`, the reference of `explain_bytes`, which has polars cut them)."""
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
-    write_explanations(text, out, rules=rules)
-    return out.getvalue()
+    return "".join(explain_stream(text, rules=rules)).encode("utf-8")
 
 
 def test_the_bytes_read_are_the_lines_python_reads(

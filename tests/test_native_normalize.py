@@ -18,12 +18,7 @@ import pytest
 
 from bounce_analyzer import classify, extract, native
 from bounce_analyzer.generate.cli import main as generate
-from bounce_analyzer.normalize import (
-    grouped_texts,
-    normalized_for,
-    normalized_texts,
-    numbered_hosts_alike,
-)
+from bounce_analyzer.normalize import grouped_texts, normalized_for, numbered_hosts_alike
 from bounce_analyzer.rules import load_rules
 
 HERE = Path(__file__).parent
@@ -140,30 +135,30 @@ def texts(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return found
 
 
-def test_the_normalized_text_is_the_polars_one(texts: list[str]) -> None:
+def _grouped_by_polars(series: pl.Series) -> pl.Series:
+    """The polars path's grouped texts (the reference): the normalized text, then the answering
+    host's digits masked."""
+    normalized = series.to_frame().select(normalized_for(series)).to_series().alias("normalized")
+    return normalized.to_frame().select(numbered_hosts_alike(pl.col("normalized"))).to_series()
+
+
+def test_the_grouped_text_is_the_polars_one(texts: list[str]) -> None:
+    # the normalized text with the answering host's digits masked, in one call of the helper
     module = _normalizer_or_skip()
     series = pl.Series("diagnostic", texts)
-    expected = series.to_frame().select(normalized_for(series)).to_series().to_list()
-    got, grouped = (
-        native.arrow_series("normalized", pair).to_list() for pair in module.normalize(series)
-    )
+    expected = _grouped_by_polars(series).to_list()
+    got = native.arrow_series("grouped", module.grouped(series)).to_list()
     compared = [(text, want, have) for text, want, have in zip(texts, expected, got, strict=True)]
     done = [row for row in compared if row[2] is not None]
     assert len(done) > 0.95 * len(texts)  # the ASCII ones: all but a few
     assert [row for row in done if row[1] != row[2]] == []
-    # and the answering host's digits masked in the same call
-    masked = pl.Series("normalized", expected)
-    masked = masked.to_frame().select(numbered_hosts_alike(pl.col("normalized"))).to_series()
-    assert [
-        row for row in zip(got, grouped, masked, strict=True) if row[0] and row[1] != row[2]
-    ] == []
-    assert sum(1 for text in grouped if text and text.startswith("host ") and "#" in text) > 50
+    assert sum(1 for text in got if text and text.startswith("host ") and "#" in text) > 50
 
 
 def test_the_normalized_columns_are_arrow_arrays_polars_takes() -> None:
-    """`normalize` hands its two columns over as Arrow arrays (no Python string a text): empty,
-    all null, with and without nulls; arrays polars never took are freed with their capsules
-    (the sanitizers' run checks the memory). `codes` hands its five over so too."""
+    """`grouped` hands its column over as an Arrow array (no Python string a text): empty, all
+    null, with and without nulls; arrays polars never took are freed with their capsules (the
+    sanitizers' run checks the memory). `codes` hands its five over so too."""
     module = _normalizer_or_skip()
     for texts, expected in (
         ([], []),
@@ -171,12 +166,10 @@ def test_the_normalized_columns_are_arrow_arrays_polars_takes() -> None:
         (["550 User Unknown", None], ["550 user unknown", None]),
         (["A  B"] * 20_000, ["a b"] * 20_000),  # data past the first allocation
     ):
-        normalized, grouped = module.normalize(pl.Series(texts, dtype=pl.String))
-        for pair in (normalized, grouped):
-            column = native.arrow_series("normalized", pair)
-            assert column.dtype == pl.String
-            assert column.to_list() == expected
-    dropped = module.normalize(pl.Series(["host mx1.a[192.0.2.1] said: 550 5.1.1 no"]))
+        column = native.arrow_series("grouped", module.grouped(pl.Series(texts, dtype=pl.String)))
+        assert column.dtype == pl.String
+        assert column.to_list() == expected
+    dropped = module.grouped(pl.Series(["host mx1.a[192.0.2.1] said: 550 5.1.1 no"]))
     del dropped
     texts = ["550 5.1.1 no", "Grüße", None, "said: 421 x 4.7.0", "no code"]
     found = pl.DataFrame(
@@ -232,11 +225,11 @@ def test_the_codes_are_the_polars_ones(texts: list[str]) -> None:
 
 
 @pytest.mark.parametrize("path", ["c", "polars"])
-def test_the_grouped_texts_alone_are_normalized_texts_second(
+def test_the_grouped_texts_are_the_polars_ones_on_either_path(
     texts: list[str], path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the classification keeps only the grouped texts: the helper's `grouped` writes that
-    # column alone, the one `normalize` gives second (and polars the texts C leaves)
+    # what the classification runs (`grouped_texts`): the helper's `grouped` on the ASCII
+    # texts and polars on the texts C leaves, or polars alone
     if path == "c":
         _normalizer_or_skip()
     else:
@@ -245,27 +238,27 @@ def test_the_grouped_texts_alone_are_normalized_texts_second(
         "diagnostic",
         [*texts, None, "550 5.1.1 Benutzer unbekannt: müller@example.de 2026-11-28"],
     )
-    expected = normalized_texts(series)[1]
+    expected = _grouped_by_polars(series)
     got = grouped_texts(series)
-    assert got.name == expected.name
+    assert got.name == "diagnostic"
     assert got.to_list() == expected.to_list()
     assert got[-1] == "550 5.1.1 benutzer unbekannt: <address> <date>"
 
 
 def test_the_helper_runs_beside_other_threads(texts: list[str]) -> None:
     _normalizer_or_skip()
-    # `normalize` and `codes` read the rows without the interpreter's lock (classify.py runs
+    # `grouped` and `codes` read the rows without the interpreter's lock (classify.py runs
     # them beside its polars work): two of each at once give what each gives alone
     series = pl.Series("diagnostic", texts)
-    normalized, grouped = normalized_texts(series)
+    grouped = grouped_texts(series)
     codes = extract.found_codes(series)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        pending = [pool.submit(normalized_texts, series) for _ in range(2)]
+        pending = [pool.submit(grouped_texts, series) for _ in range(2)]
         pending += [pool.submit(extract.found_codes, series) for _ in range(2)]
         answers = [future.result() for future in pending]
     for got in answers[:2]:
-        assert isinstance(got, tuple)
-        assert got[0].equals(normalized) and got[1].equals(grouped)
+        assert isinstance(got, pl.Series)
+        assert got.equals(grouped)
     for got in answers[2:]:
         assert isinstance(got, pl.DataFrame)
         assert got.equals(codes)
@@ -283,17 +276,10 @@ def test_texts_the_c_path_leaves_go_the_polars_way() -> None:
             "421 4.7.0 Ａ 2001:db8::1",
         ],
     )
-    expected = texts.to_frame().select(normalized_for(texts)).to_series()
-    normalized, grouped = normalized_texts(texts)
-    assert normalized.to_list() == expected.to_list()
-    assert normalized[0] == "550 5.1.1 benutzer unbekannt: <address> <date>"
-    assert (
-        grouped.to_list()
-        == expected.to_frame()
-        .select(numbered_hosts_alike(pl.col("diagnostic")))
-        .to_series()
-        .to_list()
-    )
+    grouped = grouped_texts(texts)
+    assert grouped.to_list() == _grouped_by_polars(texts).to_list()
+    assert grouped[0] == "550 5.1.1 benutzer unbekannt: <address> <date>"
+    assert grouped[1] is None
     assert grouped[2] == "host mx#.example[<ip>] said: 550 no such user"
 
 
@@ -301,9 +287,7 @@ def test_the_environment_turns_the_c_path_off(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("BOUNCE_ANALYZER_NATIVE", "0")
     assert native.helper("normalize") is None
     texts = pl.Series("diagnostic", ["host mx2.example[192.0.2.9] said: 550 5.1.1 a@b.example"])
-    assert normalized_texts(texts)[0].to_list() == [
-        "host mx2.example[<ip>] said: 550 5.1.1 <address>"
-    ]
+    assert grouped_texts(texts).to_list() == ["host mx#.example[<ip>] said: 550 5.1.1 <address>"]
 
 
 def test_explain_answers_the_same_on_both_paths(
@@ -312,7 +296,7 @@ def test_explain_answers_the_same_on_both_paths(
     """`explain -`'s answers, byte for byte, with the C helper and with the polars path alone,
     on a sample of the texts above (each classified whole: codes, keys, rules, answers)."""
     _normalizer_or_skip()
-    from bounce_analyzer.explain import write_explanations
+    from bounce_analyzer.explain import explain_bytes
     from bounce_analyzer.rules import load_rules
 
     rules = load_rules()
@@ -324,7 +308,7 @@ def test_explain_answers_the_same_on_both_paths(
 
     def answers() -> bytes:
         out = io.BytesIO()
-        write_explanations(io.StringIO(source), out, rules=rules)
+        explain_bytes(io.BytesIO(source.encode("utf-8")), out, rules=rules)
         return out.getvalue()
 
     with_c = answers()

@@ -318,16 +318,15 @@ def explain_stream(
         yield answers.write_ndjson()
 
 
-def write_explanations(
-    stream: TextIO,
+def _write_answers(
+    chunks: Iterable[pl.DataFrame],
     out: IO[bytes],
     *,
-    rules: Rules | None = None,
-    direction: Direction = Direction.outbound,
-    lines_per_chunk: int = LINES_PER_CHUNK,
+    rules: Rules | None,
+    direction: Direction,
 ) -> None:
-    """Explain a stream of input lines as `explain_stream` does, writing the JSON lines to
-    `out` as UTF-8.
+    """The answers to the inputs of `chunks` (`read_explain_lines` frames) as JSON lines on
+    `out`, in order: the lines `explain_stream` yields, as UTF-8.
 
     Most of an answer's bytes are the texts of its rule and category (`_answer_texts`), and an
     answer's fields other than its input take few distinct combinations (706 in 100k answers
@@ -337,17 +336,6 @@ def write_explanations(
     (native/normalize.c, `answer_lines`). Without it, polars writes each chunk's
     `explain_frame` to `out` itself. The bytes are the same (tests/test_explain_stream.py).
     """
-    _write_answers(_input_chunks(stream, lines_per_chunk), out, rules=rules, direction=direction)
-
-
-def _write_answers(
-    chunks: Iterable[pl.DataFrame],
-    out: IO[bytes],
-    *,
-    rules: Rules | None,
-    direction: Direction,
-) -> None:
-    """`write_explanations` of the inputs of `chunks` (`read_explain_lines` frames)."""
     rules = load_rules() if rules is None else rules
     fast = native.helper("normalize")
     for inputs in chunks:
@@ -396,7 +384,7 @@ def _write_answers(
 #: classified columns among them (and of the direction asked for, which decides the advice).
 _REST = EXPLAIN_COLUMNS[1:]
 _REST_KEY = [*EXPLAIN_COLUMNS[1 : EXPLAIN_COLUMNS.index("meaning")], "blocklist", "_asked"]
-#: The bytes `write_explanations` writes at once (more for a longer line): the memory of a few
+#: The bytes `_write_answers` writes at once (more for a longer line): the memory of a few
 #: rows, used again.
 _WRITTEN_AT_ONCE = 1 << 20
 
@@ -430,9 +418,10 @@ def explain_bytes(
     direction: Direction = Direction.outbound,
     lines_per_chunk: int = LINES_PER_CHUNK,
 ) -> None:
-    r"""`explain -`: the answers to the lines of `source` as JSON lines on `out`, flushed
-    (`write_explanations`). Bytes that are not UTF-8 are read as U+FFFD; a line ends at
-    ``\n``, ``\r\n`` or ``\r``, as Python reads text (`_lines_of`)."""
+    r"""`explain -`: the answers to the lines of `source` as JSON lines on `out`, flushed: the
+    lines `explain_stream` yields for the text Python reads from `source` (`_write_answers`).
+    Bytes that are not UTF-8 are read as U+FFFD; a line ends at ``\n``, ``\r\n`` or ``\r``,
+    as Python reads text (`_lines_of`)."""
     _write_answers(_byte_chunks(source, lines_per_chunk), out, rules=rules, direction=direction)
     out.flush()
 

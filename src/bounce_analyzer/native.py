@@ -65,7 +65,7 @@ def module(source: str) -> ModuleType | None:
 
 
 #: The C helpers of the classification (not a source's tokenizer) -> (module, interface version).
-_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 5)}
+_HELPERS = {"normalize": ("bounce_analyzer._normalize_c", 6)}
 
 
 def helper(name: str) -> ModuleType | None:

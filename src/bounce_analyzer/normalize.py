@@ -147,33 +147,15 @@ def normalized_for(texts: pl.Series) -> pl.Expr:
 _NEEDS = sorted({need for _, _, need in _MASKS if need is not None})
 
 
-def normalized_texts(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """The classification's normalized text (`normalized_for`) of each of `texts`, and that
-    text with the digits of the answering host masked (`numbered_hosts_alike`), in order; a
-    null stays null.
+def grouped_texts(texts: pl.Series) -> pl.Series:
+    """The classification's normalized text (`normalized_for`) of each of `texts` with the
+    digits of the answering host masked (`numbered_hosts_alike`), in order; a null stays null.
 
     Where the C helper is built (native/normalize.c; `BOUNCE_ANALYZER_NATIVE=0` turns it off),
     it does the ASCII texts, one pass per mask instead of some twenty regex passes over every
     text; the other texts, and every text without it, go through the polars expressions, which
     stay the reference (tests/test_native_normalize.py holds the two to the same texts).
     """
-    fast = native.helper("normalize")
-    if fast is None:
-        normalized = _by_polars(texts)
-        return normalized, _hosts_alike_by_polars(normalized)
-    found = [
-        native.arrow_series(texts.name, pair) for pair in fast.normalize(texts.cast(pl.String))
-    ]
-    left = (found[0].is_null() & texts.is_not_null()).arg_true()
-    if left.len():
-        rest = _by_polars(texts.gather(left))
-        found = [found[0].scatter(left, rest), found[1].scatter(left, _hosts_alike_by_polars(rest))]
-    return found[0], found[1]
-
-
-def grouped_texts(texts: pl.Series) -> pl.Series:
-    """The second of `normalized_texts` alone: the classification keeps no other. Where the C
-    helper is built, it writes that column only (not the normalized texts as well)."""
     fast = native.helper("normalize")
     if fast is None:
         return _hosts_alike_by_polars(_by_polars(texts))
