@@ -8,6 +8,11 @@ with timers put around its stages:
 - each thread `stages.ahead` starts (reading a compressed input, the sources' stages, the
   pipeline's, classification) is a stage named after its iterator: the CPU of that thread
   (`time.thread_time`), and how long its consumer waited for its items;
+- each stage `stages.ahead_map` runs on several threads (Exim's cut of a batch, the
+  pipeline's conform of a source's output) is named after its function: the CPU of its
+  calls, and how long its consumer waited; what its threads spend advancing the items (the
+  stage before it, reading a plain file's batch, a source's stateful part) is the stage of
+  its items, named after their iterator;
 - classification and the Parquet write, around their calls (CPU of the calling thread);
 - the threads the process did not start in Python, by their name (Linux: /proc/self/task):
   polars' pool (`polars-N`), which runs the expressions of every stage (a `select` or
@@ -119,6 +124,41 @@ def profile(log: str, tz: str) -> dict[str, Any]:
                     waits[name] += time.perf_counter() - began
             yield item
 
+    original_map = stages.ahead_map
+
+    def ahead_map(
+        function: Callable[[Any], Any], items: Iterator[Any], *, workers: int = 2
+    ) -> Iterator[Any]:
+        named = getattr(function, "func", function)  # (a `functools.partial`: its function)
+        name = f"threads {getattr(named, '__qualname__', 'map')} ({workers} at once)"
+        code = getattr(items, "gi_code", None)
+        source = f"its items: {getattr(code, 'co_qualname', type(items).__name__)}"
+
+        def advanced() -> Iterator[Any]:
+            iterator = iter(items)
+            while True:
+                began = time.thread_time()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    with lock:
+                        cpu[source] += time.thread_time() - began
+                yield item
+
+        handed = original_map(timed(function, name), advanced(), workers=workers)
+        while True:
+            began = time.perf_counter()
+            try:
+                item = next(handed)
+            except StopIteration:
+                return
+            finally:
+                with lock:
+                    waits[name] += time.perf_counter() - began
+            yield item
+
     def timed(function: Callable[..., Any], name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             began = time.thread_time()
@@ -134,6 +174,8 @@ def profile(log: str, tz: str) -> dict[str, Any]:
         if getattr(module, "__name__", "").startswith("bounce_analyzer"):
             if getattr(module, "ahead", None) is original:
                 module.ahead = ahead  # type: ignore[attr-defined]
+            if getattr(module, "ahead_map", None) is original_map:
+                module.ahead_map = ahead_map  # type: ignore[attr-defined]
     classify.classify = timed(classify.classify, "classification (calls)")
     write = writers.EventWriter.write
     writers.EventWriter.write = timed(write, "Parquet write (calls)")  # type: ignore[method-assign]
@@ -154,7 +196,9 @@ def profile(log: str, tz: str) -> dict[str, Any]:
         for name, seconds in native_threads().items()
         if (spent := seconds - before.get(name, 0.0)) >= 0.005
     }
-    threads = sum(seconds for name, seconds in cpu.items() if name.startswith("thread"))
+    threads = sum(
+        seconds for name, seconds in cpu.items() if name.startswith(("thread", "its items"))
+    )
     return {
         "run": {"cpu": total, "wall": wall},
         "cpu": dict(cpu),
