@@ -124,7 +124,7 @@ def profile(log: str, tz: str) -> dict[str, Any]:
                     waits[name] += time.perf_counter() - began
             yield item
 
-    original_map = stages.ahead_map
+    original_map = getattr(stages, "ahead_map", None)  # (None: code from before it, to compare)
 
     def ahead_map(
         function: Callable[[Any], Any], items: Iterator[Any], *, workers: int = 2
@@ -174,7 +174,7 @@ def profile(log: str, tz: str) -> dict[str, Any]:
         if getattr(module, "__name__", "").startswith("bounce_analyzer"):
             if getattr(module, "ahead", None) is original:
                 module.ahead = ahead  # type: ignore[attr-defined]
-            if getattr(module, "ahead_map", None) is original_map:
+            if original_map is not None and getattr(module, "ahead_map", None) is original_map:
                 module.ahead_map = ahead_map  # type: ignore[attr-defined]
     classify.classify = timed(classify.classify, "classification (calls)")
     write = writers.EventWriter.write
