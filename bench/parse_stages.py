@@ -100,6 +100,19 @@ def profile(log: str, tz: str) -> dict[str, Any]:
     lock = threading.Lock()
     original = stages.ahead
 
+    def waited(handed: Iterator[Any], name: str) -> Iterator[Any]:
+        """`handed`, the time its consumer waits for each item counted as `name`'s."""
+        while True:
+            began = time.perf_counter()
+            try:
+                item = next(handed)
+            except StopIteration:
+                return
+            finally:
+                with lock:
+                    waits[name] += time.perf_counter() - began
+            yield item
+
     def ahead(items: Iterator[Any], *, depth: int = 1) -> Iterator[Any]:
         code = getattr(items, "gi_code", None)
         name = f"thread {getattr(code, 'co_qualname', type(items).__name__)}"
@@ -112,52 +125,27 @@ def profile(log: str, tz: str) -> dict[str, Any]:
                 with lock:
                     cpu[name] += time.thread_time() - began
 
-        handed = original(counted(), depth=depth)
-        while True:
-            began = time.perf_counter()
-            try:
-                item = next(handed)
-            except StopIteration:
-                return
-            finally:
-                with lock:
-                    waits[name] += time.perf_counter() - began
-            yield item
+        return waited(original(counted(), depth=depth), name)
 
     original_map = getattr(stages, "ahead_map", None)  # (None: code from before it, to compare)
 
     def ahead_map(
-        function: Callable[[Any], Any], items: Iterator[Any], *, workers: int = 2
+        function: Callable[[Any], Any], items: Iterator[Any], *, workers: int = 2, depth: int = 0
     ) -> Iterator[Any]:
+        assert original_map is not None
+        if workers == 1:  # (`ahead`, which runs on it: timed as such)
+            return original_map(function, items, workers=workers, depth=depth)
         named = getattr(function, "func", function)  # (a `functools.partial`: its function)
         name = f"threads {getattr(named, '__qualname__', 'map')} ({workers} at once)"
         code = getattr(items, "gi_code", None)
         source = f"its items: {getattr(code, 'co_qualname', type(items).__name__)}"
 
-        def advanced() -> Iterator[Any]:
-            iterator = iter(items)
-            while True:
-                began = time.thread_time()
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    return
-                finally:
-                    with lock:
-                        cpu[source] += time.thread_time() - began
+        def advanced() -> Iterator[Any]:  # (the threads take turns: CPU of each turn)
+            iterator, end = iter(items), object()
+            while (item := timed(next, source)(iterator, end)) is not end:
                 yield item
 
-        handed = original_map(timed(function, name), advanced(), workers=workers)
-        while True:
-            began = time.perf_counter()
-            try:
-                item = next(handed)
-            except StopIteration:
-                return
-            finally:
-                with lock:
-                    waits[name] += time.perf_counter() - began
-            yield item
+        return waited(original_map(timed(function, name), advanced(), workers=workers), name)
 
     def timed(function: Callable[..., Any], name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -174,7 +162,8 @@ def profile(log: str, tz: str) -> dict[str, Any]:
         if getattr(module, "__name__", "").startswith("bounce_analyzer"):
             if getattr(module, "ahead", None) is original:
                 module.ahead = ahead  # type: ignore[attr-defined]
-            if original_map is not None and getattr(module, "ahead_map", None) is original_map:
+            # (`stages` too: the sources, imported later, take theirs from it)
+            if getattr(module, "ahead_map", 0) is original_map:
                 module.ahead_map = ahead_map  # type: ignore[attr-defined]
     classify.classify = timed(classify.classify, "classification (calls)")
     write = writers.EventWriter.write

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -47,10 +47,23 @@ def test_the_error_that_ends_the_items_comes_after_the_items_before_it() -> None
     assert seen == [1, 2]
 
 
-def test_closing_early_stops_and_closes_the_producer() -> None:
+def _two_at_once(items: Iterator[int]) -> Iterator[int]:
+    return ahead_map(lambda number: number, items, workers=2)
+
+
+#: A stage in a thread of its own, and one on two threads at once.
+STAGES = pytest.mark.parametrize("stage", [ahead, _two_at_once], ids=["ahead", "ahead_map"])
+
+
+@STAGES
+def test_closing_early_stops_and_closes_the_producer(
+    stage: Callable[[Iterator[int]], Iterator[int]],
+) -> None:
     closed = threading.Event()
 
     def endless() -> Iterator[int]:
+        # (`ahead_map` advances it from two threads in turn: a generator advanced by two at
+        # once would raise)
         try:
             number = 0
             while True:
@@ -59,19 +72,22 @@ def test_closing_early_stops_and_closes_the_producer() -> None:
         finally:
             closed.set()
 
-    items = ahead(endless())
+    items = stage(endless())
     assert [next(items) for _ in range(3)] == [0, 1, 2]
     items.close()  # the consumer stops (an error, a break): the producer must not run on
     assert closed.wait(5)
     assert not _ahead_threads()
 
 
-def test_a_consumer_error_does_not_leave_a_thread_behind() -> None:
+@STAGES
+def test_a_consumer_error_does_not_leave_a_thread_behind(
+    stage: Callable[[Iterator[int]], Iterator[int]],
+) -> None:
     def numbers() -> Iterator[int]:
         yield from range(1000)
 
     with pytest.raises(RuntimeError):
-        for number in ahead(numbers()):
+        for number in stage(numbers()):
             if number == 5:
                 raise RuntimeError("the writer failed")
     assert not _ahead_threads()
@@ -143,31 +159,3 @@ def test_map_the_error_that_ends_the_items_comes_after_their_results() -> None:
         for number in ahead_map(lambda n: -n, failing(), workers=2):
             seen.append(number)
     assert seen == [0, -1, -2, -3, -4]
-
-
-def test_map_closing_early_stops_the_threads_and_closes_the_items() -> None:
-    closed = threading.Event()
-
-    def endless() -> Iterator[int]:
-        # (advanced by two threads in turn: a generator advanced by two at once would raise)
-        try:
-            number = 0
-            while True:
-                yield number
-                number += 1
-        finally:
-            closed.set()
-
-    results = ahead_map(lambda n: n + 1, endless(), workers=2)
-    assert [next(results) for _ in range(5)] == [1, 2, 3, 4, 5]
-    results.close()
-    assert closed.is_set()
-    assert not _ahead_threads()
-
-
-def test_map_a_consumer_error_does_not_leave_a_thread_behind() -> None:
-    with pytest.raises(RuntimeError):
-        for number in ahead_map(str, iter(range(1000)), workers=2):
-            if number == "5":
-                raise RuntimeError("the writer failed")
-    assert not _ahead_threads()

@@ -10,7 +10,6 @@ knows nothing of batches or frames.
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -30,69 +29,30 @@ def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
     making one more and holding it while it waits (with `depth` 1, two items alive at a
     boundary instead of three: a batch's tables and events each, in the sources' stages).
     """
-    handoff: queue.Queue[tuple[str, object]] = queue.Queue()
-    slots = threading.Semaphore(depth)  # items that may be made and not yet taken
-    stop = threading.Event()
+    return ahead_map(_same, items, workers=1, depth=depth)
 
-    def slot() -> bool:
-        while not stop.is_set():
-            if slots.acquire(timeout=0.1):
-                return True
-        return False
 
-    def produce() -> None:
-        try:
-            while slot():
-                try:
-                    item = next(items)
-                except StopIteration:
-                    handoff.put(("done", None))
-                    break
-                handoff.put(("item", item))
-                del item  # (the consumer's now)
-        except BaseException as error:  # handed over: the consumer raises it
-            handoff.put(("error", error))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="bounce-analyzer-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = handoff.get()
-            if kind == "item":
-                slots.release()  # (the producer may start on the next)
-                yield value  # type: ignore[misc]
-                del value
-            elif kind == "error":
-                assert isinstance(value, BaseException)
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
-        worker.join()
+def _same(item: _T) -> _T:
+    return item
 
 
 def ahead_map(
-    function: Callable[[_T], _R], items: Iterator[_T], *, workers: int = 2
+    function: Callable[[_T], _R], items: Iterator[_T], *, workers: int = 2, depth: int = 0
 ) -> Iterator[_R]:
     """`function` of each of `items`, in their order, made by `workers` threads of their own
     ahead of the consumer: the calls of consecutive items overlap one another as well as the
     consumer's work (`function` must hold no state from one item to the next; `items` is
     advanced by one thread at a time, so it may).
 
-    As `ahead` (with `depth` = `workers`): at most `workers` results made or being made and
-    not yet taken, so memory stays bounded; the error that ends `items`, or that a call
-    raises, arrives in its item's place; closing the returned iterator stops the threads
-    (each ends the call it is in) and closes `items`.
+    As `ahead`: at most `depth` results (default: `workers`) made or being made and not yet
+    taken, so memory stays bounded; the error that ends `items`, or that a call raises,
+    arrives in its item's place; closing the returned iterator stops the threads (each ends
+    the call it is in) and closes `items`.
     """
     taking = threading.Lock()  # (one thread at a time advances `items`)
     made: dict[int, tuple[str, object]] = {}  # by the item's place
     ready = threading.Condition()
-    slots = threading.Semaphore(workers)
+    slots = threading.Semaphore(depth or workers)  # results that may be made and not yet taken
     stop = threading.Event()
     places = iter(range(2**62))
     ended = threading.Event()  # `items` ended (or raised): no more places are given
