@@ -29,7 +29,7 @@ def test_parse_stages_counts_each_stage_of_a_real_log(data_path: Path, tmp_path:
     assert {
         "thread ParseRun._chunks",
         "threads ParseRun._conformed (2 at once)",
-        "threads _cut (2 at once)",
+        "threads _cut (1 at once)",
     } <= stages
     assert all(name.startswith(("thread ", "threads ")) for name in stages)
     # what the threads of a stage on several spend advancing its items (reading, the

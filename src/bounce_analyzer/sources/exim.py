@@ -87,11 +87,11 @@ __all__ = ["MAX_OPEN_MESSAGES", "MAX_STATE_BYTES", "Exim"]
 MAX_OPEN_MESSAGES = 250_000
 #: ... and at most this many bytes of them (with their senders and Message-IDs).
 MAX_STATE_BYTES = 256 * 2**20
-#: Batches cut at once (`Exim.parse`): the cut of a batch (the C tokenizer, then polars) was
-#: the head of the pipeline's chain, every later stage waiting on it, and one thread of it
-#: used 1.3 of 2 cores (bench/RESULTS.md, "Two cuts at once"). Each one more holds one more
-#: batch and its tables in flight.
-CUT_WORKERS = 2
+#: Batches cut at once (`Exim.parse`; the cut holds no state, so more threads may share it).
+#: One: with the pipeline's conforming on two threads, two cuts at once gave the same wall
+#: time at 1M lines (2.12 s both, medians of 6, quiet) for 10,000 more page faults and 27 MiB
+#: more peak RSS (bench/RESULTS.md, "The stages without state on two threads").
+CUT_WORKERS = 1
 
 # 1tE3xY-0001Ab-Cd (6-6-2, before 4.97) or 1tE3xY-000000001Ab-Cdef (6-11-4, 4.97 and later;
 # a 10-character middle part is accepted too, as written in some documentation)
@@ -304,8 +304,8 @@ class Exim:
         """One `SourceOutput` per batch; arrivals join onto later batches' deliveries.
 
         `_cut` holds no state, so that only `_outcomes` (in the consumer's thread) reads and
-        changes the open messages: it runs ahead in threads of its own, on two batches at
-        once (`CUT_WORKERS`), their cuts handed over in order.
+        changes the open messages: it runs ahead in threads of its own (`CUT_WORKERS`), on
+        several batches at once where there are more, their cuts handed over in order.
         """
         for cut in ahead_map(partial(_cut, tz=self._tz), iter(batches), workers=CUT_WORKERS):
             yield self._outcomes(cut)

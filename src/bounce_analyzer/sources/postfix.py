@@ -60,10 +60,11 @@ __all__ = ["MAX_STATE_BYTES", "Postfix"]
 
 #: At most this many bytes of open queue ids (with their senders and Message-IDs) are kept.
 MAX_STATE_BYTES = 256 * 2**20
-#: Syslog batches cut at once by the C tokenizer and the polars work after it (`parse`): one
-#: thread of it was the head of the pipeline's chain once the rest ran two at a time
-#: (bench/RESULTS.md, "Two cuts at once"). Each one more holds one more batch in flight.
-KIND_WORKERS = 2
+#: Syslog batches cut at once by the C tokenizer and the polars work after it (`parse`; the
+#: cut reads no state of the source). One: two gave the same wall time at 1M lines (1.46 s
+#: both, medians of 5, quiet) for 0.06 s more CPU, 0.15 s more system time and 23 MiB more
+#: peak RSS (bench/RESULTS.md, "The stages without state on two threads").
+KIND_WORKERS = 1
 
 # --- patterns -----------------------------------------------------------------------------
 
@@ -237,10 +238,10 @@ class Postfix:
 
         Two stages: lines to the lines that matter (`_kinds_of`), then those to events with
         the sender and Message-ID joined (`_outcomes`, which holds the state). The first runs
-        ahead on two threads (`KIND_WORKERS`): the C tokenizer's cut of a syslog batch and
-        the polars work after it hold no state, and two batches are cut at once; what does
-        hold state (the batches' numbers, a record or blank lines carried to the next batch)
-        is done one batch after another, in order.
+        ahead in threads of its own (`KIND_WORKERS`): the C tokenizer's cut of a syslog batch
+        and the polars work after it hold no state, and may run on several batches at once;
+        what does hold state (the batches' numbers, a record or blank lines carried to the
+        next batch) is done one batch after another, in order.
         """
         for kinds in ahead_map(_made, self._kinds_of(batches), workers=KIND_WORKERS):
             yield self._outcomes(kinds)
