@@ -8,6 +8,11 @@ with timers put around its stages:
 - each thread `stages.ahead` starts (reading a compressed input, the sources' stages, the
   pipeline's, classification) is a stage named after its iterator: the CPU of that thread
   (`time.thread_time`), and how long its consumer waited for its items;
+- each stage `stages.ahead_map` runs on several threads (Exim's cut of a batch, the
+  pipeline's conform of a source's output) is named after its function: the CPU of its
+  calls, and how long its consumer waited; what its threads spend advancing the items (the
+  stage before it, reading a plain file's batch, a source's stateful part) is the stage of
+  its items, named after their iterator;
 - classification and the Parquet write, around their calls (CPU of the calling thread);
 - the threads the process did not start in Python, by their name (Linux: /proc/self/task):
   polars' pool (`polars-N`), which runs the expressions of every stage (a `select` or
@@ -95,6 +100,19 @@ def profile(log: str, tz: str) -> dict[str, Any]:
     lock = threading.Lock()
     original = stages.ahead
 
+    def waited(handed: Iterator[Any], name: str) -> Iterator[Any]:
+        """`handed`, the time its consumer waits for each item counted as `name`'s."""
+        while True:
+            began = time.perf_counter()
+            try:
+                item = next(handed)
+            except StopIteration:
+                return
+            finally:
+                with lock:
+                    waits[name] += time.perf_counter() - began
+            yield item
+
     def ahead(items: Iterator[Any], *, depth: int = 1) -> Iterator[Any]:
         code = getattr(items, "gi_code", None)
         name = f"thread {getattr(code, 'co_qualname', type(items).__name__)}"
@@ -107,17 +125,27 @@ def profile(log: str, tz: str) -> dict[str, Any]:
                 with lock:
                     cpu[name] += time.thread_time() - began
 
-        handed = original(counted(), depth=depth)
-        while True:
-            began = time.perf_counter()
-            try:
-                item = next(handed)
-            except StopIteration:
-                return
-            finally:
-                with lock:
-                    waits[name] += time.perf_counter() - began
-            yield item
+        return waited(original(counted(), depth=depth), name)
+
+    original_map = getattr(stages, "ahead_map", None)  # (None: code from before it, to compare)
+
+    def ahead_map(
+        function: Callable[[Any], Any], items: Iterator[Any], *, workers: int = 2, depth: int = 0
+    ) -> Iterator[Any]:
+        assert original_map is not None
+        if getattr(function, "__module__", None) == stages.__name__:  # (`ahead`'s: timed so)
+            return original_map(function, items, workers=workers, depth=depth)
+        named = getattr(function, "func", function)  # (a `functools.partial`: its function)
+        name = f"threads {getattr(named, '__qualname__', 'map')} ({workers} at once)"
+        code = getattr(items, "gi_code", None)
+        source = f"its items: {getattr(code, 'co_qualname', type(items).__name__)}"
+
+        def advanced() -> Iterator[Any]:  # (the threads take turns: CPU of each turn)
+            iterator, end = iter(items), object()
+            while (item := timed(next, source)(iterator, end)) is not end:
+                yield item
+
+        return waited(original_map(timed(function, name), advanced(), workers=workers), name)
 
     def timed(function: Callable[..., Any], name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -134,6 +162,9 @@ def profile(log: str, tz: str) -> dict[str, Any]:
         if getattr(module, "__name__", "").startswith("bounce_analyzer"):
             if getattr(module, "ahead", None) is original:
                 module.ahead = ahead  # type: ignore[attr-defined]
+            # (`stages` too: the sources, imported later, take theirs from it)
+            if getattr(module, "ahead_map", 0) is original_map:
+                module.ahead_map = ahead_map  # type: ignore[attr-defined]
     classify.classify = timed(classify.classify, "classification (calls)")
     write = writers.EventWriter.write
     writers.EventWriter.write = timed(write, "Parquet write (calls)")  # type: ignore[method-assign]
@@ -154,7 +185,9 @@ def profile(log: str, tz: str) -> dict[str, Any]:
         for name, seconds in native_threads().items()
         if (spent := seconds - before.get(name, 0.0)) >= 0.005
     }
-    threads = sum(seconds for name, seconds in cpu.items() if name.startswith("thread"))
+    threads = sum(
+        seconds for name, seconds in cpu.items() if name.startswith(("thread", "its items"))
+    )
     return {
         "run": {"cpu": total, "wall": wall},
         "cpu": dict(cpu),

@@ -26,8 +26,15 @@ def test_parse_stages_counts_each_stage_of_a_real_log(data_path: Path, tmp_path:
     # the stages the pipeline runs ahead of each other (and the source's own), and the two
     # steps timed per call
     stages = set(figures["waits"])
-    assert {"thread ParseRun._chunks", "thread ParseRun._conformed"} < stages
-    assert all(name.startswith("thread ") for name in stages)
+    assert {
+        "thread ParseRun._chunks",
+        "threads ParseRun._conformed (2 at once)",
+        "threads _cut (1 at once)",
+    } <= stages
+    assert all(name.startswith(("thread ", "threads ")) for name in stages)
+    # what the threads of a stage on several spend advancing its items (reading, the
+    # source's stateful part), apart from their calls
+    assert {"its items: ParseRun._batches", "its items: Exim.parse"} <= set(figures["cpu"])
     assert {"classification (calls)", "Parquet write (calls)"} <= set(figures["cpu"])
     assert figures["cpu"]["classification (calls)"] > 0
     assert 0 < figures["start-up"]["cpu"] and 0 < figures["run"]["cpu"]

@@ -23,7 +23,7 @@ from bounce_analyzer.rules import Rules, load_rules
 from bounce_analyzer.sources import SOURCES, Source, get_source
 from bounce_analyzer.sources import detect as detect_source
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, CarriesState, SourceOutput
-from bounce_analyzer.stages import ahead
+from bounce_analyzer.stages import ahead, ahead_map
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -432,26 +432,18 @@ class ParseRun:
             yield batch
             del batch, data  # (not held while the next is read: its buffer may serve again)
 
-    def _conformed(self, outputs: Iterator[SourceOutput]) -> Iterator[SourceOutput]:
-        """Each output of a source with its events conformed and those dated implausibly set
-        aside with its malformed records, in the source's thread: the thread that classifies
-        has the most to do. The events' texts are copied out of the input batch where they
-        point into it (`own_texts`), so that the batch goes as soon as it is parsed."""
-        try:
-            for output in outputs:
-                conformed, implausible = set_aside_implausible(
-                    schema.conform(output.events), now=self._now
-                )
-                yield replace(
-                    output,
-                    events=own_texts(conformed),
-                    malformed=pl.concat([output.malformed, implausible]),
-                )
-                del output, conformed  # (not held while the source makes the next)
-        finally:  # (stopped early, the source's own stages stop too)
-            close = getattr(outputs, "close", None)
-            if close is not None:
-                close()
+    def _conformed(self, output: SourceOutput) -> SourceOutput:
+        """A source's output with its events conformed and those dated implausibly set aside
+        with its malformed records, in a thread of the source's stage (`_parse_file`): the
+        thread that classifies has the most to do. The events' texts are copied out of the
+        input batch where they point into it (`own_texts`), so that the batch goes as soon
+        as it is parsed."""
+        conformed, implausible = set_aside_implausible(schema.conform(output.events), now=self._now)
+        return replace(
+            output,
+            events=own_texts(conformed),
+            malformed=pl.concat([output.malformed, implausible]),
+        )
 
     def _parse_file(
         self,
@@ -500,7 +492,11 @@ class ParseRun:
                 # Decompression is worth a thread of its own; a plain file's batches are
                 # read where they are parsed: each batch in flight is memory.
                 batches = ahead(batches)
-            for output in ahead(self._conformed(source.parse(batches))):
+            # The source's outputs are made one after another (a source carries state from
+            # one batch to the next), and conformed two at a time: while one thread
+            # conforms an output, the other makes the next and conforms it.
+            parsed = ahead_map(self._conformed, iter(source.parse(batches)), workers=2)
+            for output in parsed:
                 set_aside_long_lines()
                 conformed, set_aside = output.events, output.malformed
                 summary.read += output.read

@@ -3,17 +3,19 @@
 Reading, parsing and classifying a batch are separate stages; polars releases the interpreter
 lock while it works, so a stage run ahead of the next one uses the other core. The pipeline
 runs its stages this way, and the Postfix and Exim sources split their own parse in two the
-same way. This module knows nothing of batches or frames.
+same way. A stage whose items do not depend on each other (Exim's cut of a batch) may run on
+several threads at once, its items still handed over in order (`ahead_map`). This module
+knows nothing of batches or frames.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
@@ -27,40 +29,82 @@ def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
     making one more and holding it while it waits (with `depth` 1, two items alive at a
     boundary instead of three: a batch's tables and events each, in the sources' stages).
     """
-    handoff: queue.Queue[tuple[str, object]] = queue.Queue()
-    slots = threading.Semaphore(depth)  # items that may be made and not yet taken
+    return ahead_map(_same, items, workers=1, depth=depth)
+
+
+def _same(item: _T) -> _T:
+    return item
+
+
+def ahead_map(
+    function: Callable[[_T], _R], items: Iterator[_T], *, workers: int = 2, depth: int = 0
+) -> Iterator[_R]:
+    """`function` of each of `items`, in their order, made by `workers` threads of their own
+    ahead of the consumer: the calls of consecutive items overlap one another as well as the
+    consumer's work (`function` must hold no state from one item to the next; `items` is
+    advanced by one thread at a time, so it may).
+
+    As `ahead`: at most `depth` results (default: `workers`) made or being made and not yet
+    taken, so memory stays bounded; the error that ends `items`, or that a call raises,
+    arrives in its item's place; closing the returned iterator stops the threads (each ends
+    the call it is in) and closes `items`.
+    """
+    taking = threading.Lock()  # (one thread at a time advances `items`)
+    made: dict[int, tuple[str, object]] = {}  # by the item's place
+    ready = threading.Condition()
+    slots = threading.Semaphore(depth or workers)  # results that may be made and not yet taken
     stop = threading.Event()
+    places = iter(range(2**62))
+    ended = threading.Event()  # `items` ended (or raised): no more places are given
 
     def slot() -> bool:
-        while not stop.is_set():
+        while not stop.is_set() and not ended.is_set():
             if slots.acquire(timeout=0.1):
                 return True
         return False
 
-    def produce() -> None:
-        try:
-            while slot():
+    def work() -> None:
+        while slot():
+            with taking:
+                if ended.is_set():
+                    return
+                place = next(places)
+                outcome: tuple[str, object] | None = None
                 try:
                     item = next(items)
                 except StopIteration:
-                    handoff.put(("done", None))
-                    break
-                handoff.put(("item", item))
-                del item  # (the consumer's now)
-        except BaseException as error:  # handed over: the consumer raises it
-            handoff.put(("error", error))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+                    outcome = ("done", None)
+                except BaseException as error:  # handed over: the consumer raises it
+                    outcome = ("error", error)
+                if outcome is not None:
+                    ended.set()
+            if outcome is None:
+                try:
+                    outcome = ("item", function(item))
+                except BaseException as error:
+                    outcome = ("error", error)
+                del item
+            with ready:
+                made[place] = outcome
+                ready.notify_all()
+            del outcome  # (the consumer's now)
 
-    worker = threading.Thread(target=produce, name="bounce-analyzer-ahead", daemon=True)
-    worker.start()
+    threads = [
+        threading.Thread(target=work, name="bounce-analyzer-ahead", daemon=True)
+        for _ in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
     try:
+        place = 0
         while True:
-            kind, value = handoff.get()
+            with ready:
+                while place not in made:
+                    ready.wait()
+                kind, value = made.pop(place)
+            place += 1
             if kind == "item":
-                slots.release()  # (the producer may start on the next)
+                slots.release()  # (a thread may start on the next)
                 yield value  # type: ignore[misc]
                 del value
             elif kind == "error":
@@ -70,4 +114,9 @@ def ahead(items: Iterator[_T], *, depth: int = 1) -> Iterator[_T]:
                 return
     finally:
         stop.set()
-        worker.join()
+        for thread in threads:
+            thread.join()
+        made.clear()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
