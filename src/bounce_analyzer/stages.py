@@ -3,9 +3,9 @@
 Reading, parsing and classifying a batch are separate stages; polars releases the interpreter
 lock while it works, so a stage run ahead of the next one uses the other core. The pipeline
 runs its stages this way, and the Postfix and Exim sources split their own parse in two the
-same way. A stage whose items do not depend on each other (Exim's cut of a batch) may run on
-several threads at once, its items still handed over in order (`ahead_map`). This module
-knows nothing of batches or frames.
+same way. A stage whose items do not depend on each other (the pipeline's conforming of a
+source's outputs) may run on several threads at once, its items still handed over in order
+(`ahead_map`). This module knows nothing of batches or frames.
 """
 
 from __future__ import annotations

@@ -59,7 +59,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 import polars as pl
@@ -79,7 +78,7 @@ from bounce_analyzer.sources import _carry
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
-from bounce_analyzer.stages import ahead_map
+from bounce_analyzer.stages import ahead
 
 __all__ = ["MAX_OPEN_MESSAGES", "MAX_STATE_BYTES", "Exim"]
 
@@ -87,11 +86,6 @@ __all__ = ["MAX_OPEN_MESSAGES", "MAX_STATE_BYTES", "Exim"]
 MAX_OPEN_MESSAGES = 250_000
 #: ... and at most this many bytes of them (with their senders and Message-IDs).
 MAX_STATE_BYTES = 256 * 2**20
-#: Batches cut at once (`Exim.parse`; the cut holds no state, so more threads may share it).
-#: One: with the pipeline's conforming on two threads, two cuts at once gave the same wall
-#: time at 1M lines (2.12 s both, medians of 6, quiet) for 10,000 more page faults and 27 MiB
-#: more peak RSS (bench/RESULTS.md, "The stages without state on two threads").
-CUT_WORKERS = 1
 
 # 1tE3xY-0001Ab-Cd (6-6-2, before 4.97) or 1tE3xY-000000001Ab-Cdef (6-11-4, 4.97 and later;
 # a 10-character middle part is accepted too, as written in some documentation)
@@ -303,11 +297,11 @@ class Exim:
     def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
         """One `SourceOutput` per batch; arrivals join onto later batches' deliveries.
 
-        `_cut` holds no state, so that only `_outcomes` (in the consumer's thread) reads and
-        changes the open messages: it runs ahead in threads of its own (`CUT_WORKERS`), on
-        several batches at once where there are more, their cuts handed over in order.
+        `_cut` runs a batch ahead, in a thread of its own: it holds no state, so that only
+        `_outcomes` (in the consumer's thread) reads and changes the open messages.
         """
-        for cut in ahead_map(partial(_cut, tz=self._tz), iter(batches), workers=CUT_WORKERS):
+        tz = self._tz
+        for cut in ahead(_cut(batch, tz) for batch in batches):
             yield self._outcomes(cut)
 
     def _outcomes(self, cut: _Cut) -> SourceOutput:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple
 from zoneinfo import ZoneInfo
@@ -54,17 +54,12 @@ from bounce_analyzer.sources import _carry
 from bounce_analyzer.sources._carry import Repeats, compact, newest_within, state_frame, state_part
 from bounce_analyzer.sources._views import number_column, string_column
 from bounce_analyzer.sources.base import MALFORMED_SCHEMA, SourceOutput
-from bounce_analyzer.stages import ahead_map
+from bounce_analyzer.stages import ahead
 
 __all__ = ["MAX_STATE_BYTES", "Postfix"]
 
 #: At most this many bytes of open queue ids (with their senders and Message-IDs) are kept.
 MAX_STATE_BYTES = 256 * 2**20
-#: Syslog batches cut at once by the C tokenizer and the polars work after it (`parse`; the
-#: cut reads no state of the source). One: two gave the same wall time at 1M lines (1.46 s
-#: both, medians of 5, quiet) for 0.06 s more CPU, 0.15 s more system time and 23 MiB more
-#: peak RSS (bench/RESULTS.md, "The stages without state on two threads").
-KIND_WORKERS = 1
 
 # --- patterns -----------------------------------------------------------------------------
 
@@ -158,11 +153,6 @@ _OPEN = {
 }
 
 
-def _made(kinds: _Kinds | Callable[[], _Kinds]) -> _Kinds:
-    """What `Postfix._kinds_of` gave for a batch: made already, or made now by its call."""
-    return kinds if isinstance(kinds, _Kinds) else kinds()
-
-
 class _Kinds(NamedTuple):
     """The records of a stretch of one input that matter (`_kinds`), and its counts."""
 
@@ -236,19 +226,14 @@ class Postfix:
     def parse(self, batches: Iterable[Batch]) -> Iterator[SourceOutput]:
         """One `SourceOutput` per batch (an export record cut by a batch end waits for the next).
 
-        Two stages: lines to the lines that matter (`_kinds_of`), then those to events with
-        the sender and Message-ID joined (`_outcomes`, which holds the state). The first runs
-        ahead in threads of its own (`KIND_WORKERS`): the C tokenizer's cut of a syslog batch
-        and the polars work after it hold no state, and may run on several batches at once;
-        what does hold state (the batches' numbers, a record or blank lines carried to the
-        next batch) is done one batch after another, in order.
+        Two stages in two threads: lines to the lines that matter (`_kinds_of`), then those
+        to events with the sender and Message-ID joined (`_outcomes`, which holds the state).
         """
-        for kinds in ahead_map(_made, self._kinds_of(batches), workers=KIND_WORKERS):
+        for kinds in ahead(self._kinds_of(batches)):
             yield self._outcomes(kinds)
 
-    def _kinds_of(self, batches: Iterable[Batch]) -> Iterator[_Kinds | Callable[[], _Kinds]]:
-        """Per batch: the records that matter, and the counts, or the call that makes them
-        without touching this source's state (`_made`).
+    def _kinds_of(self, batches: Iterable[Batch]) -> Iterator[_Kinds]:
+        """Per batch: the records that matter, and the counts.
 
         Blank lines that start an input wait for the next batch, so that they are counted as
         the format that follows them says (a journal export does not count them), whatever
@@ -261,9 +246,7 @@ class Postfix:
                 # The C path: syslog lines cut from the batch's bytes (docs/NATIVE.md).
                 head = _first_line(batch)
                 if self._input_format(batch, head) == "syslog":
-                    # (the batch's number and reference taken now, in order; the cut later)
-                    seq_base, reference = self._next_seq_base(), self._reference(batch)
-                    yield functools.partial(self._native_syslog, batch, seq_base, reference)
+                    yield self._native_syslog(batch)
                     continue
             lines = batch_lines(batch)
             start = batch.offset
@@ -304,12 +287,12 @@ class Postfix:
         span = (batch.offset if start is None else start, batch.offset + len(batch.data))
         return _Kinds(frame, batch.path, lines.height, skipped, span)
 
-    def _native_syslog(self, batch: Batch, seq_base: int, reference: datetime) -> _Kinds:
-        """`_Kinds` of a batch of syslog lines (`seq_base`, `reference`: its number and time,
-        `_syslog`), cut by the C tokenizer into events, malformed rows and state lines; the
-        lines it leaves go down the polars path (`_syslog_kinds`), which reads them as it
-        would read them in the whole batch. Reads no state of the source: it runs on two
-        batches at once (`parse`)."""
+    def _native_syslog(self, batch: Batch) -> _Kinds:
+        """`_Kinds` of a batch of syslog lines, cut by the C tokenizer into events, malformed
+        rows and state lines; the lines it leaves go down the polars path (`_syslog_kinds`),
+        which reads them as it would read them in the whole batch."""
+        seq_base = self._next_seq_base()
+        reference = self._reference(batch)
         gaps = "".join(_gap_hours(self.tz, reference.year)).encode()
         cut = self._tokenizer.tokenize(batch.data, batch.first_line, gaps)  # type: ignore[union-attr]
         events = _native_events(batch.data, cut, self.tz, reference, seq_base)
