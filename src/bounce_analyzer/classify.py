@@ -39,7 +39,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 import polars as pl
 
 from bounce_analyzer import cache, native, normalize, prefilter
-from bounce_analyzer.blocklists import blocklist_of
+from bounce_analyzer.blocklists import blocklist_names, blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import (
     code_class,
@@ -60,7 +60,7 @@ from bounce_analyzer.prefilter import (
     lowercase_equivalent,
     required_literals,
 )
-from bounce_analyzer.retry import retry_after_of
+from bounce_analyzer.retry import ASKING_WORDS, retry_after_of
 from bounce_analyzer.rules import (
     BLOCKED,
     EVENT_CATEGORIES,
@@ -234,6 +234,9 @@ class _Prepared:
     host_literal_list: list[str]
     host_unfiltered: pl.DataFrame  # host_index of the patterns tried on every host
     ip_lists: list[str]  # the blocklists of sending IP addresses (docs/RULES.md, step 2)
+    # the blocklists' names and the words that ask for a wait: a text without any of them
+    # names no list and asks for no wait (`_named_and_waits`)
+    named_or_asking: list[str]
     memory: _Memory
 
 
@@ -467,6 +470,7 @@ def _prepare(rules: Rules) -> _Prepared:
         ip_lists=rules.blocklists.filter(pl.col("lists").list.contains("ip"))[
             "blocklist"
         ].to_list(),
+        named_or_asking=[*blocklist_names(rules.blocklists)[0], *ASKING_WORDS],
         memory=_Memory(
             hosts=pl.DataFrame(
                 schema={
@@ -1034,10 +1038,7 @@ def _text_facts(texts: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     aside = _aside(
         lambda: [
             *found_codes(unfound).get_columns(),
-            diagnostics.to_frame()
-            .select(blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"))
-            .to_series(),
-            retry_after_of(diagnostics),
+            *_named_and_waits(diagnostics, rules),
         ],
         alone=texts.height < _ASIDE_FROM,
     )
@@ -1224,11 +1225,31 @@ def _named_and_asked(
     )
     alone = worked.is_null().arg_true()
     if len(alone):
-        texts = rows["diagnostic"].gather(alone)
-        named = texts.to_frame().select(blocklist_of(pl.col("diagnostic"), rules.blocklists))
-        blocklist = blocklist.scatter(alone, named.to_series())
-        retry = retry.scatter(alone, retry_after_of(texts))
+        named, asked = _named_and_waits(rows["diagnostic"].gather(alone), rules)
+        blocklist = blocklist.scatter(alone, named)
+        retry = retry.scatter(alone, asked)
     return blocklist, retry
+
+
+def _named_and_waits(texts: pl.Series, rules: Rules) -> tuple[pl.Series, pl.Series]:
+    """`blocklist` and `retry_after` of each of `texts`, in order (blocklists.py, retry.py).
+
+    Only the texts that hold a list's name or a word that asks for a wait are read: one
+    Aho-Corasick pass finds both, where the blocklists' search and the waits' prefilter
+    would each scan every text (most texts, such as those of deliveries, hold neither).
+    """
+    blocklist = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("blocklist")
+    retry = pl.repeat(None, len(texts), dtype=pl.Int32, eager=True).alias("retry_after")
+    at = (
+        texts.str.contains_any(_prepared(rules).named_or_asking, ascii_case_insensitive=True)
+        .fill_null(False)
+        .arg_true()
+    )
+    if at.is_empty():
+        return blocklist, retry
+    read = texts.gather(at)
+    named = read.to_frame("text").select(blocklist_of(pl.col("text"), rules.blocklists))
+    return blocklist.scatter(at, named.to_series()), retry.scatter(at, retry_after_of(read))
 
 
 def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.DataFrame:
