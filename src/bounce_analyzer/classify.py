@@ -1154,16 +1154,14 @@ def _spread(part: pl.DataFrame, names: list[str], height: int) -> list[pl.Series
     return [part[name].gather(at) for name in names]
 
 
-def _per_event(
-    rows: pl.DataFrame, facts: pl.DataFrame, decided: pl.DataFrame, prepared: _Prepared
-) -> pl.DataFrame:
-    """The answer columns of each of `rows`, in order, from the `facts` of its text (if it has
-    some) and the category `decided` for its key (if it has one)."""
-    smtp, enhanced, hex_code, worked = _spread(
-        facts.with_columns(pl.lit(True).alias("_in_work")),
-        ["smtp_code", "enhanced_code", "hex_code", "_in_work"],
-        rows.height,
-    )
+#: What step 4 reads of the facts of an event's text, at the event's row (`_in_work`: true
+#: where the event's text was worked on).
+_FROM_TEXT = ["smtp_code", "enhanced_code", "hex_code", "blocklist", "retry_after", "_in_work"]
+
+
+def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """The answer columns of each of `rows`, in order, from the facts of its text (if it has
+    some) and the category decided for its key (if it has one), `spread` at its row."""
     event = pl.col("event")
     in_work = pl.col("_in_work").fill_null(False)
     undecided = pl.col("key_category").is_in(UNDECIDED_CATEGORIES)
@@ -1182,11 +1180,9 @@ def _per_event(
     return (
         rows.select("event", "smtp_code", "enhanced_code")
         .with_columns(
-            smtp.alias("_smtp"),
-            enhanced.alias("_enhanced"),
-            hex_code,
-            worked,
-            *_spread(decided, ["key_category", "key_rule"], rows.height),
+            spread["smtp_code"].alias("_smtp"),
+            spread["enhanced_code"].alias("_enhanced"),
+            *spread.select("hex_code", "_in_work", "key_category", "key_rule").get_columns(),
         )
         .lazy()
         .with_columns(
@@ -1213,17 +1209,13 @@ def _per_event(
 
 
 def _named_and_asked(
-    rows: pl.DataFrame, facts: pl.DataFrame, rules: Rules
+    rows: pl.DataFrame, spread: pl.DataFrame, rules: Rules
 ) -> tuple[pl.Series, pl.Series]:
-    """`blocklist` and `retry_after` of each of `rows`, in order: from the `facts` of its text,
-    or, for the few events whose text was not worked on (delivered, complained), from their
-    own text."""
-    blocklist, retry, worked = _spread(
-        facts.with_columns(pl.lit(True).alias("_in_work")),
-        ["blocklist", "retry_after", "_in_work"],
-        rows.height,
-    )
-    alone = worked.is_null().arg_true()
+    """`blocklist` and `retry_after` of each of `rows`, in order: from the facts of its text
+    (`spread` at its row), or, for the events whose text was not worked on (delivered,
+    complained), from their own text."""
+    blocklist, retry = spread["blocklist"], spread["retry_after"]
+    alone = spread["_in_work"].is_null().arg_true()
     if len(alone):
         named, asked = _named_and_waits(rows["diagnostic"].gather(alone), rules)
         blocklist = blocklist.scatter(alone, named)
@@ -1330,19 +1322,25 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     )
     del keys
 
-    # 4. per event
-    answers = _per_event(rows, facts, decided, prepared)
+    # 4. per event: the facts of its text and the decision of its key, at its row
+    spread = pl.DataFrame(
+        [
+            *_spread(facts.with_columns(pl.lit(True).alias("_in_work")), _FROM_TEXT, rows.height),
+            *_spread(decided, _DECIDED, rows.height),
+        ]
+    )
+    del facts, decided
+    answers = _per_event(rows, spread, prepared)
     keep = [c for c in original if c not in _ADDED]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
     # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
-    verdicts = [directions(frame, rules.direction), *_named_and_asked(rows, facts, rules)]
+    verdicts = [directions(frame, rules.direction), *_named_and_asked(rows, spread, rules)]
     # a provider's own pattern names the provider when nothing else did (docs/RULES.md)
-    (rule_of,) = _spread(decided, ["key_of"], rows.height)
     provider = rows.select(
         pl.when(pl.col("provider") == OTHER)
-        .then(pl.coalesce(rule_of, pl.col("provider")))
+        .then(pl.coalesce(spread["key_of"], pl.col("provider")))
         .otherwise(pl.col("provider"))
         .alias("provider")
     ).to_series()
