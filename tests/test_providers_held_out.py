@@ -96,3 +96,43 @@ def test_held_out_providers_by_explain_recipient_or_relay_host(held_out: pl.Data
     ]
     summary, wrong = _agreement(held_out, _explained(lines), "explain")
     assert wrong == [], summary
+
+
+def test_held_out_hosts_named_in_the_text_by_explain(held_out: pl.DataFrame) -> None:
+    # no relay host given apart: the host is the one the text says answered, as Postfix
+    # writes it in a bounce (`host X[ip] said:`) and as users paste it into `explain`
+    hosts = held_out.filter(pl.col("kind") == "host")
+    lines = [
+        f"host {name}[192.0.2.1] said: {REPLY} (in reply to RCPT TO command)"
+        for name in hosts["name"]
+    ]
+    summary, wrong = _agreement(hosts, _explained(lines), "explain host-said text")
+    assert wrong == [], summary
+
+
+@pytest.mark.parametrize(
+    ("text", "provider"),
+    [
+        # Postfix: a connection that failed names the host it tried
+        ("connect to mx1.hotmail.com[192.0.2.1]:25: Connection timed out", "microsoft"),
+        # Exim: the address, then the host and its address apart
+        (
+            "someone@corp.example: host mx0a-00123401.pphosted.com [192.0.2.1]: 550 5.1.1 "
+            "User unknown",
+            "proofpoint",
+        ),
+        # a host named later in the text is not the one that answered
+        ("550 5.7.1 Mail from host mx.yandex.net[192.0.2.1] refused", OTHER),
+    ],
+)
+def test_explain_text_names_the_host_that_answered(text: str, provider: str) -> None:
+    result = invoke("explain", "--json", text)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["provider"] == provider
+
+
+def test_explain_relay_host_given_apart_wins_over_the_text() -> None:
+    text = f"host alt3.aspmx.l.google.com[192.0.2.1] said: {REPLY}"
+    result = invoke("explain", "--json", text, "--relay-host", "mx.example.com")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["provider"] == OTHER
