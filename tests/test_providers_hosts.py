@@ -104,6 +104,9 @@ RELAY_HOSTS = [
     ("mx.example.com", "other"),
     ("smtp-in.virgilio.it", "libero"),
     ("mx.o2.pl", "wp"),
+    ("mx1.kakao.com", "daum"),
+    ("mx.zohomail.com.au", "zoho"),
+    ("mail-4318.proton.ch", "proton"),
 ]
 
 RECIPIENT_DOMAINS = [
