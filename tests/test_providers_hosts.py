@@ -102,6 +102,11 @@ RELAY_HOSTS = [
     ("mailin-01.mx.aol.com", "yahoo"),
     ("smtpin.zoho.com", "zoho"),
     ("mx.example.com", "other"),
+    ("smtp-in.virgilio.it", "libero"),
+    ("mx.o2.pl", "wp"),
+    ("mx1.kakao.com", "daum"),
+    ("mx.zohomail.com.au", "zoho"),
+    ("mail-4318.proton.ch", "proton"),
 ]
 
 RECIPIENT_DOMAINS = [
@@ -166,6 +171,29 @@ RECIPIENT_DOMAINS = [
     ("messagelabs.com", "messagelabs"),
     ("secureserver.net", "godaddy"),
     ("example.com", "other"),
+    # Outlook.com's country domains, found by a host pattern on the recipient domain
+    ("hotmail.co.kr", "microsoft"),
+    ("live.com.pt", "microsoft"),
+    ("outlook.com.co", "microsoft"),
+    # ... but not the two-letter TLDs sold as brands: other people's domains and typo traps
+    ("live.me", "other"),
+    ("live.tv", "other"),
+    ("hotmail.co", "other"),
+    ("outlook.co", "other"),
+    ("outlook.ai", "other"),
+    # ISPs and services the providers took in (prov9, after the held-out table)
+    ("bresnan.net", "spectrum"),
+    ("insightbb.com", "spectrum"),
+    ("twcbc.com", "spectrum"),
+    ("numericable.fr", "sfr"),
+    ("noos.fr", "sfr"),
+    ("9online.fr", "sfr"),
+    ("interia.com", "interia"),
+    ("intmail.pl", "interia"),
+    ("caramail.com", "gmx"),
+    ("mopera.net", "docomo"),
+    ("auone.jp", "kddi"),
+    ("dion.ne.jp", "kddi"),
 ]
 
 

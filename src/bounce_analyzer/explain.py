@@ -69,6 +69,13 @@ JSON_FIELDS: dict[str, pl.DataType] = {
 
 _OPTIONAL = ("smtp_code", "enhanced_code", "recipient", "relay_host", "provider", "direction")
 
+#: The host a text says answered, where no relay host is given apart: its provider is the
+#: receiver's (docs/RULES.md, Providers), as for the relay host a log names. At the start of
+#: the text, as Postfix writes it (`host mx.example.com[192.0.2.1] said: 550 ...`, `connect to
+#: mx.example.com[192.0.2.1]:25: Connection refused`) and Exim (`a@b.example: host
+#: mx.example.com [192.0.2.1]: 550 ...`).
+_ANSWERING_HOST = r"^\s*(?:\S+@\S+: )?(?:host|connect to) ([^\s\[\]]+) ?\["
+
 
 #: The texts of the answers to some classified rows (`_answer_texts`).
 _Texts = Callable[[pl.LazyFrame], pl.LazyFrame]
@@ -96,7 +103,10 @@ def _classified(
             .then(domain_of(recipient))
             .otherwise(recipient)
             .alias("recipient_domain"),
-            column["relay_host"].alias("relay_host"),
+            pl.coalesce(
+                column["relay_host"],
+                pl.col("input").cast(pl.String).str.extract(_ANSWERING_HOST, 1),
+            ).alias("relay_host"),
             column["provider"].str.strip_chars().replace("", None).alias("provider"),
             # asked for, not derived: the engine's own `direction` (from log facts) is not used
             _directions(column["direction"], direction).alias("_asked"),
