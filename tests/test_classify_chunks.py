@@ -21,11 +21,13 @@ import polars as pl
 import pytest
 
 from bounce_analyzer import classify as classify_module
+from bounce_analyzer.blocklists import blocklist_of
 from bounce_analyzer.classify import INPUT_COLUMNS, _prepared, classify
 from bounce_analyzer.explain import explain_stream
 from bounce_analyzer.generate import generate_exim, generate_postfix
 from bounce_analyzer.normalize import grouped_texts
 from bounce_analyzer.pipeline import ParseRun
+from bounce_analyzer.retry import retry_after
 from bounce_analyzer.rules import Rules, load_rules
 
 TESTS = Path(__file__).resolve().parent
@@ -380,3 +382,27 @@ def test_help_pages_are_read_where_a_text_holds_p_equals() -> None:
     got = classify_module._help_pages(texts)
     assert got.to_list() == expected.to_series().to_list()
     assert got.to_list()[:2] == ["p=nosuchuser", "p=blocked_ip"]
+
+
+def test_lists_and_waits_read_where_a_name_or_an_asking_word_is(events: pl.DataFrame) -> None:
+    # `_named_and_waits` reads only the texts one pass finds a list's name or an asking word
+    # in: the same lists and waits as blocklists.py and retry.py over every text, on every
+    # event's text (deliveries' too) and the labelled rows, with names, waits, both, neither
+    rules = load_rules()
+    both = [
+        "451 4.7.1 192.0.2.1 is listed at zen.spamhaus.org, try again in 15 minutes",
+        "421 Blocked for 300 seconds: see http://www.spamcop.net/bl.shtml?192.0.2.1",
+    ]
+    texts = pl.concat([events["diagnostic"], pl.Series("diagnostic", [None, "", *both])])
+    named, waits = classify_module._named_and_waits(texts, rules)
+    expected = texts.to_frame().select(
+        blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"),
+        retry_after(pl.col("diagnostic")).alias("retry_after"),
+    )
+    assert named.to_list() == expected["blocklist"].to_list()
+    assert waits.to_list() == expected["retry_after"].to_list()
+    # (the set holds each case, and most texts hold neither)
+    assert named.drop_nulls().n_unique() > 5 and waits.drop_nulls().n_unique() > 5
+    assert named.tail(2).to_list() == ["spamhaus", "spamcop"]
+    assert waits.tail(2).to_list() == [900, 300]
+    assert (named.is_null() & waits.is_null()).sum() > len(texts) // 2

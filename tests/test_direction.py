@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 
 from _cli import invoke
+from bounce_analyzer.direction import EXIM_INBOUND_TRANSPORTS, _name_test, _names, direction_of
 from bounce_analyzer.direction import FACTS as DIRECTION_FACTS
-from bounce_analyzer.direction import direction_of
 from bounce_analyzer.errors import SettingsError
 from bounce_analyzer.rules import DirectionSettings, load_rules
 from bounce_analyzer.schema import DIRECTIONS, FACT_SCHEMA
@@ -353,3 +353,18 @@ def test_settings_match_names_domains_and_networks() -> None:
     )
     got = frame.select(direction_of(settings)).to_series().to_list()
     assert got == [expected for _, expected in rows]
+
+
+def test_transport_names_are_tested_once_per_distinct_transport() -> None:
+    # `_names` tests a batch's distinct values and looks each event's up: the same as the test
+    # over every value (`_name_test`; a null stays null), eager and in a lazy plan (the store)
+    names = (*EXIM_INBOUND_TRANSPORTS, "cyrus_*_x", "*_lmtp")
+    values = ["local_delivery", "remote_smtp", None, "dovecot_lmtp", "Dovecot", "cyrus_a_x"]
+    values += ["my_lmtp", "x_lmtp_y", "remote_smtp", None, "procmail_pipe", "maildrop"]
+    frame = pl.DataFrame({"transport": values}, schema={"transport": pl.String})
+    expected = frame.select(_name_test(names, pl.col("transport"))).to_series().to_list()
+    got = frame.select(_names(names, pl.col("transport"))).to_series().to_list()
+    lazy = frame.lazy().select(_names(names, pl.col("transport"))).collect().to_series()
+    assert got == expected == lazy.to_list()
+    assert expected[:4] == [True, False, None, True]
+    assert frame.select(_names((), pl.col("transport"))).to_series().to_list() == [False]

@@ -39,7 +39,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 import polars as pl
 
 from bounce_analyzer import cache, native, normalize, prefilter
-from bounce_analyzer.blocklists import blocklist_of
+from bounce_analyzer.blocklists import blocklist_names, blocklist_of
 from bounce_analyzer.direction import directions
 from bounce_analyzer.extract import (
     code_class,
@@ -60,7 +60,7 @@ from bounce_analyzer.prefilter import (
     lowercase_equivalent,
     required_literals,
 )
-from bounce_analyzer.retry import retry_after_of
+from bounce_analyzer.retry import ASKING_WORDS, retry_after_of
 from bounce_analyzer.rules import (
     BLOCKED,
     EVENT_CATEGORIES,
@@ -234,6 +234,9 @@ class _Prepared:
     host_literal_list: list[str]
     host_unfiltered: pl.DataFrame  # host_index of the patterns tried on every host
     ip_lists: list[str]  # the blocklists of sending IP addresses (docs/RULES.md, step 2)
+    # the blocklists' names and the words that ask for a wait: a text without any of them
+    # names no list and asks for no wait (`_named_and_waits`)
+    named_or_asking: list[str]
     memory: _Memory
 
 
@@ -467,6 +470,7 @@ def _prepare(rules: Rules) -> _Prepared:
         ip_lists=rules.blocklists.filter(pl.col("lists").list.contains("ip"))[
             "blocklist"
         ].to_list(),
+        named_or_asking=[*blocklist_names(rules.blocklists)[0], *ASKING_WORDS],
         memory=_Memory(
             hosts=pl.DataFrame(
                 schema={
@@ -1034,10 +1038,7 @@ def _text_facts(texts: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     aside = _aside(
         lambda: [
             *found_codes(unfound).get_columns(),
-            diagnostics.to_frame()
-            .select(blocklist_of(pl.col("diagnostic"), rules.blocklists).alias("blocklist"))
-            .to_series(),
-            retry_after_of(diagnostics),
+            *_named_and_waits(diagnostics, rules),
         ],
         alone=texts.height < _ASIDE_FROM,
     )
@@ -1153,16 +1154,14 @@ def _spread(part: pl.DataFrame, names: list[str], height: int) -> list[pl.Series
     return [part[name].gather(at) for name in names]
 
 
-def _per_event(
-    rows: pl.DataFrame, facts: pl.DataFrame, decided: pl.DataFrame, prepared: _Prepared
-) -> pl.DataFrame:
-    """The answer columns of each of `rows`, in order, from the `facts` of its text (if it has
-    some) and the category `decided` for its key (if it has one)."""
-    smtp, enhanced, hex_code, worked = _spread(
-        facts.with_columns(pl.lit(True).alias("_in_work")),
-        ["smtp_code", "enhanced_code", "hex_code", "_in_work"],
-        rows.height,
-    )
+#: What step 4 reads of the facts of an event's text, at the event's row (`_in_work`: true
+#: where the event's text was worked on).
+_FROM_TEXT = ["smtp_code", "enhanced_code", "hex_code", "blocklist", "retry_after", "_in_work"]
+
+
+def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """The answer columns of each of `rows`, in order, from the facts of its text (if it has
+    some) and the category decided for its key (if it has one), `spread` at its row."""
     event = pl.col("event")
     in_work = pl.col("_in_work").fill_null(False)
     undecided = pl.col("key_category").is_in(UNDECIDED_CATEGORIES)
@@ -1181,11 +1180,9 @@ def _per_event(
     return (
         rows.select("event", "smtp_code", "enhanced_code")
         .with_columns(
-            smtp.alias("_smtp"),
-            enhanced.alias("_enhanced"),
-            hex_code,
-            worked,
-            *_spread(decided, ["key_category", "key_rule"], rows.height),
+            spread["smtp_code"].alias("_smtp"),
+            spread["enhanced_code"].alias("_enhanced"),
+            *spread.select("hex_code", "_in_work", "key_category", "key_rule").get_columns(),
         )
         .lazy()
         .with_columns(
@@ -1212,23 +1209,39 @@ def _per_event(
 
 
 def _named_and_asked(
-    rows: pl.DataFrame, facts: pl.DataFrame, rules: Rules
+    rows: pl.DataFrame, spread: pl.DataFrame, rules: Rules
 ) -> tuple[pl.Series, pl.Series]:
-    """`blocklist` and `retry_after` of each of `rows`, in order: from the `facts` of its text,
-    or, for the few events whose text was not worked on (delivered, complained), from their
-    own text."""
-    blocklist, retry, worked = _spread(
-        facts.with_columns(pl.lit(True).alias("_in_work")),
-        ["blocklist", "retry_after", "_in_work"],
-        rows.height,
-    )
-    alone = worked.is_null().arg_true()
+    """`blocklist` and `retry_after` of each of `rows`, in order: from the facts of its text
+    (`spread` at its row), or, for the events whose text was not worked on (delivered,
+    complained), from their own text."""
+    blocklist, retry = spread["blocklist"], spread["retry_after"]
+    alone = spread["_in_work"].is_null().arg_true()
     if len(alone):
-        texts = rows["diagnostic"].gather(alone)
-        named = texts.to_frame().select(blocklist_of(pl.col("diagnostic"), rules.blocklists))
-        blocklist = blocklist.scatter(alone, named.to_series())
-        retry = retry.scatter(alone, retry_after_of(texts))
+        named, asked = _named_and_waits(rows["diagnostic"].gather(alone), rules)
+        blocklist = blocklist.scatter(alone, named)
+        retry = retry.scatter(alone, asked)
     return blocklist, retry
+
+
+def _named_and_waits(texts: pl.Series, rules: Rules) -> tuple[pl.Series, pl.Series]:
+    """`blocklist` and `retry_after` of each of `texts`, in order (blocklists.py, retry.py).
+
+    Only the texts that hold a list's name or a word that asks for a wait are read: one
+    Aho-Corasick pass finds both, where the blocklists' search and the waits' prefilter
+    would each scan every text (most texts, such as those of deliveries, hold neither).
+    """
+    blocklist = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("blocklist")
+    retry = pl.repeat(None, len(texts), dtype=pl.Int32, eager=True).alias("retry_after")
+    at = (
+        texts.str.contains_any(_prepared(rules).named_or_asking, ascii_case_insensitive=True)
+        .fill_null(False)
+        .arg_true()
+    )
+    if at.is_empty():
+        return blocklist, retry
+    read = texts.gather(at)
+    named = read.to_frame("text").select(blocklist_of(pl.col("text"), rules.blocklists))
+    return blocklist.scatter(at, named.to_series()), retry.scatter(at, retry_after_of(read))
 
 
 def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.DataFrame:
@@ -1309,19 +1322,25 @@ def _classify_frame(frame: pl.DataFrame, rules: Rules, *, keep_hex: bool) -> pl.
     )
     del keys
 
-    # 4. per event
-    answers = _per_event(rows, facts, decided, prepared)
+    # 4. per event: the facts of its text and the decision of its key, at its row
+    spread = pl.DataFrame(
+        [
+            *_spread(facts.with_columns(pl.lit(True).alias("_in_work")), _FROM_TEXT, rows.height),
+            *_spread(decided, _DECIDED, rows.height),
+        ]
+    )
+    del facts, decided
+    answers = _per_event(rows, spread, prepared)
     keep = [c for c in original if c not in _ADDED]
     extra = [c for c in ("smtp_code", "enhanced_code") if c not in keep]
     if keep_hex:
         extra.append("hex_code")
     # which way the mail went: the facts and the rules' direction.toml decide (direction.py)
-    verdicts = [directions(frame, rules.direction), *_named_and_asked(rows, facts, rules)]
+    verdicts = [directions(frame, rules.direction), *_named_and_asked(rows, spread, rules)]
     # a provider's own pattern names the provider when nothing else did (docs/RULES.md)
-    (rule_of,) = _spread(decided, ["key_of"], rows.height)
     provider = rows.select(
         pl.when(pl.col("provider") == OTHER)
-        .then(pl.coalesce(rule_of, pl.col("provider")))
+        .then(pl.coalesce(spread["key_of"], pl.col("provider")))
         .otherwise(pl.col("provider"))
         .alias("provider")
     ).to_series()

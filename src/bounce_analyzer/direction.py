@@ -18,7 +18,8 @@ of the decision table that fits an event decides, in the order docs/SCHEMA.md gi
 The classification engine gives every event its direction with it, and the store gives the
 events of schema version 1 theirs with the same expression (`store.py`): the verdict depends
 on facts and settings only, so it can be recomputed. Every part is vectorized; networks in
-`inbound_relays` are looked up once per distinct relay address.
+`inbound_relays` are looked up once per distinct relay address, and transport names once per
+distinct transport.
 """
 
 from __future__ import annotations
@@ -70,6 +71,23 @@ _OUTBOUND, _INBOUND, _INTERNAL = "outbound", "inbound", "internal"
 
 def _names(names: Sequence[str], column: pl.Expr) -> pl.Expr:
     """Whether `column` is one of `names`, where `*` matches any run of characters.
+
+    The names are tested on the column's distinct values (a log has a few transports, and
+    millions of events), then looked up for each event; a null stays null.
+    """
+    if not names:
+        return pl.lit(False)
+
+    def found(values: pl.Series) -> pl.Series:
+        distinct = values.unique().alias("value")
+        named = distinct.to_frame().select(_name_test(names, pl.col("value"))).to_series()
+        return values.is_in(distinct.filter(named.fill_null(False)).implode())
+
+    return column.map_batches(found, pl.Boolean(), is_elementwise=True)
+
+
+def _name_test(names: Sequence[str], column: pl.Expr) -> pl.Expr:
+    """`_names` as an expression over every value of `column`.
 
     (`x*`, `*x` and `*x*` are literal tests, several times cheaper than a pattern.)
     """

@@ -68,8 +68,9 @@ def retry_after(text: pl.Expr) -> pl.Expr:
 
 
 #: Words one of which every text that asks for a wait holds (`_ASK`): a text without any is
-#: not run through the regular expressions (one Aho-Corasick pass finds them all).
-_ASKING_WORDS = ["try", "again", "retr", "resend", "come", "check", "wait", "greyl", "grayl",
+#: not run through the regular expressions (one Aho-Corasick pass finds them all; the
+#: classification looks for them in the same pass as the blocklists' names).
+ASKING_WORDS = ["try", "again", "retr", "resend", "come", "check", "wait", "greyl", "grayl",
                  "blocked", "throttled"]  # fmt: skip
 
 
@@ -81,7 +82,7 @@ def retry_after_of(diagnostics: pl.Series) -> pl.Series:
     """
     texts = diagnostics.cast(pl.String)
     asking = (
-        texts.str.contains_any(_ASKING_WORDS, ascii_case_insensitive=True)
+        texts.str.contains_any(ASKING_WORDS, ascii_case_insensitive=True)
         .fill_null(False)
         .arg_true()
     )
