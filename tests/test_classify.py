@@ -966,6 +966,58 @@ def test_provider_docs_agreement_per_category() -> None:
     _held_out_agreement(PROVIDER_DOCS, PROVIDER_DOCS_FLOOR)
 
 
+#: Texts in words no pattern was written for, one family of the words tier or more each
+#: (README.md there, "words.tsv"): test_labelled_messages checks their labels with the rest.
+WORDS = MESSAGES.parent / "words.tsv"
+
+
+@needs_real
+def test_the_words_tier_decides_unseen_wordings_14() -> None:
+    """Each row of words.tsv is decided by the words tier (`words:<id>`), and every family of
+    the tier has a row: a family no row reaches is either dead or untested."""
+    verdicts = _labelled_verdicts([WORDS])
+    rules = [got[4] for _, _, got in verdicts]
+    assert [rule for rule in rules if not rule.startswith("words:")] == []
+    patterns = load_rules().patterns
+    families = set(patterns.filter(pl.col("rule_id").str.starts_with("words:"))["rule_id"])
+    assert families == set(rules)
+    # the tier comes after every other pattern
+    tiers = patterns["rule_id"].str.starts_with("words:").to_list()
+    assert tiers == sorted(tiers)
+
+
+@needs_real
+def test_a_specific_pattern_or_code_row_wins_over_the_words_tier_14() -> None:
+    """The tier reads a text only where nothing more exact did: a pattern of the normal tiers,
+    a provider's row or an enhanced code's row decides the same words first."""
+    inputs = pl.DataFrame(
+        {
+            "input": [
+                # the words of `words.spam_content` alone, and with an enhanced code: the
+                # X.7.1 row (a refusal of the receiver's policy) says more than a bare 550
+                "550 The mail contains inappropriate words",
+                "550 5.7.1 The mail contains inappropriate words",
+                # `words.rate` reads `too many`; the pattern of hops decides first
+                "554 Too many hops, the message was passed around",
+                # `words.recipient_missing` reads `address ... invalid`; Gmail's row decides
+                "550-5.1.1 The email account that you tried to reach does not exist, "
+                "the address is invalid",
+                # `words.later` reads `try again`: a 4xx only, so a 550 keeps its reply row
+                "550 Try again with another address",
+            ],
+            "recipient": [None, None, None, "someone@gmail.com", None],
+        }
+    )
+    got = explain_frame(inputs, load_rules()).select("category", "rule_id").rows()
+    assert got == [
+        ("spam_detected", "words:words.spam_content"),
+        ("blocked", "enhanced:enhanced-046"),
+        ("network_error", "pattern:generic.network_error.loop"),
+        ("user_unknown", "gmail:gmail-035"),
+        ("user_unknown", "reply:550"),
+    ]
+
+
 def _held_out_agreement(path: Path, floor: float) -> list[str]:
     """Agreement per category on a held-out file, printed with its disagreements; the share
     of agreeing rows held to `floor`, every row's provider to its label. Returns the table's

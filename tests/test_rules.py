@@ -179,6 +179,11 @@ BROKEN = [
     ),
     (
         "patterns_toml",
+        PATTERNS.replace("example =", 'tier = "broad"\nexample ='),
+        "patterns.toml: pattern 'generic.full': 'tier' must be \"words\"",
+    ),
+    (
+        "patterns_toml",
         PATTERNS.replace("example =", 'provider = "yahoo"\nexample ='),
         "patterns.toml: pattern 'generic.full': unknown provider 'yahoo'",
     ),
@@ -324,6 +329,27 @@ def test_user_folder_layers_over_builtin(tmp_path: Path) -> None:
         ("gmail:gmail-001", "Mine.", True),
         ("gmail:gmail-900", None, True),
         ("reply:550", None, False),
+    ]
+
+
+def test_words_tier_comes_after_every_other_pattern_14(tmp_path: Path) -> None:
+    """A words-tier pattern is tried after the normal ones whichever layer it is in (a new user
+    pattern otherwise comes first), and its rule_id says the tier."""
+    words = PATTERNS.replace("generic.full", "words.full").replace(
+        "example =", 'tier = "words"\nexample ='
+    )
+    builtin = write_rules(tmp_path / "builtin", patterns_toml=words + PATTERNS)
+    user = write_rules(
+        tmp_path / "user",
+        patterns_toml=words.replace("words.full", "user.words")
+        + PATTERNS.replace("generic.full", "user.first"),
+    )
+    rules = load_rules(user, builtin_dir=builtin)
+    assert rules.patterns.select("id", "rule_id").rows() == [
+        ("user.first", "pattern:user.first"),
+        ("generic.full", "pattern:generic.full"),
+        ("user.words", "words:user.words"),
+        ("words.full", "words:words.full"),
     ]
 
 

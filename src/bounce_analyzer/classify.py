@@ -7,7 +7,7 @@ millions of times, so the engine works on distinct values and joins the answers 
 2. per distinct (recipient_domain, relay_host): the receiving mailbox provider;
 3. per distinct key (reply code, enhanced code, hex code, normalized text, provider, source,
    class, the blocklist the text names, the help page its URL names: `_KEY`): the category,
-   in the seven steps of the decision order, from the key's values alone (texts that differ
+   in the eight steps of the decision order, from the key's values alone (texts that differ
    only in what normalization masks or in the numbers of the host that answered,
    `mx3.shop41.example`, are one key, and the patterns read the key's text, not one of them);
 4. per event: what depends on the event itself (delivered, complained, permanence, bounce type),
@@ -70,6 +70,7 @@ from bounce_analyzer.rules import (
     RECIPIENT_MISSING,
     UNDECIDED_CATEGORIES,
     UNDEFINED,
+    WORDS_TIER,
     Rules,
     load_rules,
 )
@@ -417,6 +418,8 @@ def _prepare(rules: Rules) -> _Prepared:
     patterns = rules.patterns.with_row_index("pattern_index").select(
         "pattern_index",
         pl.col("id").alias("pattern_id"),
+        pl.col("rule_id").alias("pattern_rule"),
+        pl.col("rule_id").str.starts_with(f"{WORDS_TIER}:").alias("pattern_words"),
         ("(?i)" + pl.col("regex")).alias("regex"),
         pl.when(pl.col("regex").is_in(pl.Series(lowercase, dtype=pl.String).implode()))
         .then(pl.col("regex"))
@@ -796,7 +799,7 @@ def _pattern_text(grouped: pl.Expr, reason: pl.Expr) -> pl.Expr:
 
 
 def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
-    """Category and rule_id for each distinct key (steps 1 to 7 of docs/RULES.md), from the
+    """Category and rule_id for each distinct key (steps 1 to 8 of docs/RULES.md), from the
     key's values alone (`_KEY`): its normalized text, codes, provider, source, class, the
     blocklist its text names (step 3) and the help page its URL names."""
     keys = keys.with_columns(
@@ -819,9 +822,24 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         .agg(pl.col("pattern_index").min())
         .join(
             prepared.patterns.lazy().select(
-                "pattern_index", "pattern_id", "pattern_category", "pattern_of", "pattern_provider"
+                "pattern_index",
+                "pattern_rule",
+                "pattern_words",
+                "pattern_category",
+                "pattern_of",
+                "pattern_provider",
             ),
             on="pattern_index",
+        )
+        # the words tier (its patterns come last, so a key matches one only where no other
+        # pattern matched) is a step of its own: for steps 2 and 3 no pattern matched
+        .with_columns(
+            pl.when("pattern_words").then("pattern_category").alias("words_category"),
+            pl.when("pattern_words").then("pattern_rule").alias("words_rule"),
+            *[
+                pl.when(~pl.col("pattern_words")).then(name).alias(name)
+                for name in ("pattern_rule", "pattern_category", "pattern_of", "pattern_provider")
+            ],
         )
     )
     x_form = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
@@ -867,9 +885,12 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         & pl.col("pattern_category").is_in(RECIPIENT_MISSING)
         & pl.col("enhanced_code").str.contains(_SENDER_ADDRESS_CODE).fill_null(False)
     )
+    of_sender_words = pl.col("words_category").is_in(RECIPIENT_MISSING) & pl.col(
+        "enhanced_code"
+    ).str.contains(_SENDER_ADDRESS_CODE).fill_null(False)
     by_pattern = (
         pl.when(~of_sender).then("pattern_category"),
-        pl.when(~of_sender).then(pl.lit("pattern:") + pl.col("pattern_id")),
+        pl.when(~of_sender).then("pattern_rule"),
     )
     # the order of docs/RULES.md: what the words say, then what the codes alone say
     steps = [
@@ -883,6 +904,12 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         (pl.when(~by_words).then("table_category"), pl.when(~by_words).then("table_rule")),
         ("exact_category", "exact_rule"),
         ("x_category", "x_rule"),
+        # the words tier: what the words say in general, before what the codes alone say (but
+        # not a missing address against a code of the sender's address, as in step 2)
+        (
+            pl.when(~of_sender_words).then("words_category"),
+            pl.when(~of_sender_words).then("words_rule"),
+        ),
         ("reply_category", "reply_rule"),
         (default, pl.lit("default:") + default),
     ]

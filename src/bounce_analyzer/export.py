@@ -304,9 +304,7 @@ def rule_text(rules: Rules) -> pl.DataFrame:
         pl.coalesce("meaning", "message").alias("meaning"),
         pl.col("solution"),
     )
-    patterns = rules.patterns.select(
-        pl.concat_str(pl.lit("pattern:"), pl.col("id")).alias("rule_id"), "category"
-    )
+    patterns = rules.patterns.select("rule_id", "category")
     text = rules.categories.select("category", "description", "advice")
     return (
         pl.concat([rows, patterns], how="diagonal_relaxed")

@@ -112,7 +112,11 @@ BLOCKLIST_NAME_MIN = 5
 _TABLE_KINDS = ("provider", "enhanced", "reply", "reference")
 _CATEGORY_KEYS = {"description", "advice", "advice_inbound", "group", "hard"}
 _PROVIDER_KEYS = {"label", "domains", "hosts", "patterns"}
-_PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note"}
+_PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note", "tier"}
+#: The tier of a pattern that reads only what the words of a text say in general (its `tier`
+#: key, docs/RULES.md): it decides after the code tables' rows and the blocklists, before the
+#: enhanced and reply codes alone, and its rule_id is `words:<id>`.
+WORDS_TIER = "words"
 _TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
 _BLOCKLIST_KEYS = {"label", "lists", "lookup", "zones", "texts", "note"}
 _HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
@@ -151,8 +155,9 @@ class Rules:
       this provider sends; in lookup order)
     - ``provider_domains``: domain, provider (one row per domain, first provider wins)
     - ``provider_hosts``: provider, regex (in lookup order)
-    - ``patterns``: id, regex, category, provider, classes (list of reply classes), example
-      (in matching order: user patterns first)
+    - ``patterns``: id, regex, category, provider, classes (list of reply classes), example,
+      rule_id (`pattern:<id>`, or `words:<id>` for the words tier) (in matching order: user
+      patterns first, the words tier last)
     - ``tables``: table, file, title, provider, source, kind
     - ``codes``: every code-table row, columns `CODE_COLUMNS`
     - ``blocklists``: the DNS blocklists and reputation lists replies name, columns
@@ -175,7 +180,7 @@ class Rules:
 
     @property
     def replies(self) -> pl.DataFrame:
-        """The reply-code-alone rows (step 6 of the decision order)."""
+        """The reply-code-alone rows (step 7 of the decision order)."""
         return self.codes.filter(pl.col("kind") == "reply")
 
     def category_names(self) -> set[str]:
@@ -496,6 +501,9 @@ def _read_patterns(path: Path | None, data: dict[str, Any]) -> list[dict[str, An
             not isinstance(classes, list) or not classes or any(c not in (2, 4, 5) for c in classes)
         ):
             raise RulesError(f"{path}: {entry}: 'classes' must be a list of 2, 4 and 5")
+        tier = item.get("tier")
+        if tier is not None and tier != WORDS_TIER:
+            raise RulesError(f"{path}: {entry}: 'tier' must be \"{WORDS_TIER}\"")
         rows.append(
             {
                 "id": _text(path, entry, item, "id", required=True),
@@ -504,6 +512,7 @@ def _read_patterns(path: Path | None, data: dict[str, Any]) -> list[dict[str, An
                 "provider": _text(path, entry, item, "provider", required=False),
                 "classes": classes,
                 "example": _text(path, entry, item, "example", required=False),
+                "rule_id": f"{tier or 'pattern'}:{item.get('id')}",
                 "_path": path,
                 "_entry": entry,
             }
@@ -528,6 +537,9 @@ def _load_patterns(
     # new user patterns first, then the built-in order with user replacements in place
     rows = [row for row in user_rows if row["id"] not in known]
     rows += [replacing.get(row["id"], row) for row in builtin_rows]
+    # the words tier after every other pattern, in its own order: the first pattern matched
+    # is a pattern of the normal tiers wherever one matches
+    rows.sort(key=lambda row: row["rule_id"].startswith(f"{WORDS_TIER}:"))
     all_valid = _all_valid([row["regex"] for row in rows])
     for row in rows:
         path, entry = row.pop("_path"), row.pop("_entry")
@@ -547,6 +559,7 @@ def _load_patterns(
             "provider": pl.String,
             "classes": pl.List(pl.Int8),
             "example": pl.String,
+            "rule_id": pl.String,
         },
     )
 
