@@ -322,7 +322,7 @@ def _compared(frame: pl.DataFrame) -> list[str]:
 
 #: The title of the unclassified texts, in the report and in `explain --unclassified`.
 UNCLASSIFIED_TITLE = (
-    "Unclassified texts (decided by a code or the default, not by words: rules to write)"
+    "Unclassified texts (decided by a code, the default or general words: rules to write)"
 )
 
 

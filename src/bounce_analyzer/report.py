@@ -642,13 +642,16 @@ _BLOCK_PROVIDERS = 3
 
 def fell_through() -> pl.Expr:
     """An event whose text no rule read: decided by the engine's default (`default:on_hold`,
-    `default:undefined`) or by a code alone, a reply code's row (`reply:421`) or an enhanced
-    code's (`enhanced:enhanced-046`, a row of the X.y.z table), never by the words."""
+    `default:undefined`), by a code alone, a reply code's row (`reply:421`) or an enhanced
+    code's (`enhanced:enhanced-046`, a row of the X.y.z table), or by the words tier's broad
+    families (`words:...`, docs/RULES.md): a guess from general words, never a rule written
+    for the text."""
     rule = pl.col("rule_id")
     return (
         rule.str.starts_with("default:")
         | rule.str.starts_with("reply:")
         | rule.str.starts_with("enhanced:")
+        | rule.str.starts_with("words:")
     ).fill_null(False)
 
 
