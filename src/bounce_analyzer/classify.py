@@ -953,8 +953,10 @@ def _remember(
 def _providers(hosts: pl.DataFrame, prepared: _Prepared) -> pl.Series:
     """`provider` for each row of `hosts` (`recipient_domain`, `relay_host`), in order.
 
-    Pairs seen in an earlier call are looked up; for new ones, see `_new_providers`.
+    Pairs seen in an earlier call are looked up; for new ones, see `_new_providers`. Relay
+    hosts that no `hosts` pattern can match are left out first (`_naming_host`).
     """
+    hosts = hosts.with_columns(_naming_host(prepared))
     if hosts.height > 1 and all(hosts[name].null_count() == hosts.height for name in _HOST):
         # nothing names a provider (`explain` of bare texts): one pair, the same for every row
         (provider,) = _providers(hosts.head(1), prepared)
@@ -971,6 +973,19 @@ def _providers(hosts: pl.DataFrame, prepared: _Prepared) -> pl.Series:
     # another thread may have replaced it meanwhile, or its bound left some of them out.
     fresh = hosts.join(worked_out, on=_HOST, how="left", nulls_equal=True, maintain_order="left")
     return found["provider"].fill_null(fresh["provider"])
+
+
+def _naming_host(prepared: _Prepared) -> pl.Expr:
+    """`relay_host`, or null where no `hosts` pattern can match it: a plain ASCII name holding
+    none of the patterns' required literals (in any case; the name `_HOST_NAME` makes of it
+    is a part of it). Such a host names no provider, so its pair's provider is that of the
+    recipient domain alone, and the pairs to work out are fewer (`explain -` reads a host out
+    of most texts, and most of those hosts are no provider's)."""
+    relay = pl.col("relay_host")
+    if prepared.host_unfiltered.height or not prepared.host_literal_list:
+        return relay
+    named = relay.str.contains_any(prepared.host_literal_list, ascii_case_insensitive=True)
+    return pl.when(named | (relay.str.len_bytes() != relay.str.len_chars())).then(relay)
 
 
 def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
