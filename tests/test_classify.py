@@ -684,8 +684,11 @@ SISIMAI_PM = MESSAGES.parent / "sisimai_pm.tsv"
 #: The third held-out check (README.md there, "provider_docs.tsv"): replies as the big mailbox
 #: providers, gateways and blocklists document them, labelled and scored before rules.
 PROVIDER_DOCS = MESSAGES.parent / "provider_docs.tsv"
+#: The fourth held-out check (README.md there, "mta_texts.tsv"): MTAs', local delivery agents'
+#: and content filters' own texts, labelled and scored before rules.
+MTA_TEXTS = MESSAGES.parent / "mta_texts.tsv"
 #: The files held to a floor, not to every row.
-HELD_OUT = (DOCUMENTED, SISIMAI_PM, PROVIDER_DOCS)
+HELD_OUT = (DOCUMENTED, SISIMAI_PM, PROVIDER_DOCS, MTA_TEXTS)
 
 
 def _labelled(paths: list[Path] | None = None) -> list[dict[str, str]]:
