@@ -970,8 +970,8 @@ def test_provider_docs_agreement_per_category() -> None:
 
 
 #: The share of mta_texts.tsv's rows whose category the engine must agree with: the figure
-#: after branch mta9's rules (65 of 74; 41 before them, README.md there), less two rows.
-MTA_TEXTS_FLOOR = 0.85
+#: with round 2's rows scored before their rules (76 of 100, README.md there), less two rows.
+MTA_TEXTS_FLOOR = 0.74
 
 
 @needs_real
