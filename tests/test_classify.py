@@ -970,9 +970,9 @@ def test_provider_docs_agreement_per_category() -> None:
 
 
 #: The share of mta_texts.tsv's rows whose category the engine must agree with: the figure
-#: after branch mta9's two rounds of rules (87 of 100; 40 of the first 74 and 11 of the next
-#: 26 before them, README.md there), less two rows.
-MTA_TEXTS_FLOOR = 0.85
+#: with round 3's rows scored before any rule for them (89 of 105, README.md there), less two
+#: rows.
+MTA_TEXTS_FLOOR = 0.82
 
 
 @needs_real
