@@ -24,55 +24,33 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 from collections import Counter
+from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 
 import polars as pl
 
 from bounce_analyzer.explain import explain_frame
-from bounce_analyzer.rules import load_rules
+from bounce_analyzer.rules import WORDS_TIER, Rules, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _words_entries() -> str:
-    """The `[[patterns]]` entries of this checkout's words tier, as TOML text."""
-    text = (ROOT / "rules" / "patterns.toml").read_text(encoding="utf-8")
-    patterns = tomllib.loads(text)["patterns"]
-    out = []
-    for pattern in patterns:
-        if pattern.get("tier") != "words":
-            continue
-        lines = ["[[patterns]]"]
-        for key, value in pattern.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        out.append("\n".join(lines))
-    return "\n\n".join(out) + "\n"
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, str):
-        return "'" + value + "'" if "'" not in value and "\n" not in value else repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    return str(value)
-
-
-def _rules_at(commit: str, folder: Path, *, words: bool) -> Path:
-    """The rules folder of `commit` unpacked under `folder`, with the words tier appended."""
+def _rules_at(commit: str, folder: Path) -> Path:
+    """The rules folder of `commit`, unpacked under `folder`."""
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", commit, "rules"], check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
-    if words:
-        patterns = folder / "rules" / "patterns.toml"
-        patterns.write_text(
-            patterns.read_text(encoding="utf-8") + "\n" + _words_entries(), encoding="utf-8"
-        )
     return folder / "rules"
+
+
+def _with_words(rules: Rules) -> Rules:
+    """`rules` with this checkout's words tier after its patterns, where the loader puts it."""
+    words = load_rules().patterns.filter(pl.col("rule_id").str.starts_with(f"{WORDS_TIER}:"))
+    return replace(rules, patterns=pl.concat([rules.patterns, words]))
 
 
 def _kind(rule: str) -> str:
@@ -80,7 +58,7 @@ def _kind(rule: str) -> str:
     return rule.split(":", 1)[0]
 
 
-def score(path: Path, rules_dir: Path | None) -> pl.DataFrame:
+def score(path: Path, rules: Rules) -> pl.DataFrame:
     """Each labelled row of `path` with the category and rule the rules give it."""
     rows = pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
     inputs = rows.select(
@@ -90,7 +68,6 @@ def score(path: Path, rules_dir: Path | None) -> pl.DataFrame:
         pl.col("recipient").replace("", None),
         pl.col("relay_host").replace("", None),
     )
-    rules = load_rules(builtin_dir=rules_dir) if rules_dir is not None else load_rules()
     got = explain_frame(inputs, rules)
     return rows.select("diagnostic", "expected_category").with_columns(
         got["category"], got["rule_id"]
@@ -121,13 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in args.tsv:
         if args.at is None:
-            report(score(path, None), f"{path.name} (this checkout)", wrong=args.wrong)
+            report(score(path, load_rules()), f"{path.name} (this checkout)", wrong=args.wrong)
             continue
-        for words in (False, True):
-            with tempfile.TemporaryDirectory() as folder:
-                rules_dir = _rules_at(args.at, Path(folder), words=words)
-                label = f"{path.name} @ {args.at}" + (" + words tier" if words else "")
-                report(score(path, rules_dir), label, wrong=args.wrong)
+        with tempfile.TemporaryDirectory() as folder:
+            then = load_rules(builtin_dir=_rules_at(args.at, Path(folder)))
+        label = f"{path.name} @ {args.at}"
+        report(score(path, then), label, wrong=args.wrong)
+        report(score(path, _with_words(then)), label + " + words tier", wrong=args.wrong)
     return 0
 
 
