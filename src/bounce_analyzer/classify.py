@@ -880,14 +880,9 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     # an enhanced code of the sender's address (X.1.7, X.1.8) says whose address the generic
     # words of a missing address or domain are about (`550 5.1.7 Invalid address`): the code
     # table's sender row decides, not the recipient's pattern
-    of_sender = (
-        generic
-        & pl.col("pattern_category").is_in(RECIPIENT_MISSING)
-        & pl.col("enhanced_code").str.contains(_SENDER_ADDRESS_CODE).fill_null(False)
-    )
-    of_sender_words = pl.col("words_category").is_in(RECIPIENT_MISSING) & pl.col(
-        "enhanced_code"
-    ).str.contains(_SENDER_ADDRESS_CODE).fill_null(False)
+    sender_code = pl.col("enhanced_code").str.contains(_SENDER_ADDRESS_CODE).fill_null(False)
+    of_sender = generic & pl.col("pattern_category").is_in(RECIPIENT_MISSING) & sender_code
+    of_sender_words = pl.col("words_category").is_in(RECIPIENT_MISSING) & sender_code
     by_pattern = (
         pl.when(~of_sender).then("pattern_category"),
         pl.when(~of_sender).then("pattern_rule"),
