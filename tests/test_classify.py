@@ -987,9 +987,9 @@ def test_mta_texts_agreement_per_category() -> None:
 
 
 #: The share of mta_binaries.tsv's rows whose category the engine must agree with: the figure
-#: after branch mta10's rules (127 of 137; 77 of 137 before them, README.md there), less two
-#: rows.
-MTA_BINARIES_FLOOR = 0.91
+#: with round 1's rules (143 of 161: round 1 127 of 137, from 77 before its rules; round 2 16
+#: of 24; README.md there), less two rows.
+MTA_BINARIES_FLOOR = 0.87
 
 
 @needs_real
