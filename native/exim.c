@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lines.h"
 #include "module.h"
 #include "reuse.h"
 #include "views.h"
@@ -636,25 +637,6 @@ static void set_nullable(uint8_t *views, uint8_t *valid, int64_t i, const char *
     valid_set(valid, i, has(x));
 }
 
-/* Whether every byte is printable ASCII (a space to a `~`); 8 bytes at a time. */
-static int printable(span x) {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    int64_t i = 0;
-    for (; i + 8 <= x.n; i += 8) {
-        uint64_t w;
-        memcpy(&w, x.s + i, 8);
-        /* a high bit, a byte below 0x20, or a 0x7f (DEL) */
-        uint64_t below = (w - ones * 0x20) & ~w;
-        uint64_t del = w ^ (ones * 0x7f);
-        if ((w & highs) || (below & highs) || ((del - ones) & ~del & highs)) return 0;
-    }
-    for (; i < x.n; i++) {
-        unsigned char c = (unsigned char)x.s[i];
-        if (c < 0x20 || c > 0x7e) return 0;
-    }
-    return 1;
-}
-
 /* The head of a line _PLAIN does not take, as _LINE reads it: the stamp, a fraction of a
  * second (`.123`), a zone offset (` +0100`) and a pid (` [4242]`, ` [4242:1]`), each where
  * it is followed by a space, then a space and a message id if one follows with its space.
@@ -933,15 +915,16 @@ static void cut_fields(columns *c, int64_t i, span line) {
     valid_set(c->delay_valid, k, d.has_delay);
 }
 
-/* Line `i`: its kind, and its fields. 0 where the batch is the polars path's (a NUL, a `\r`,
- * bytes that are not UTF-8), else 1. */
-static int cut_line(columns *c, int64_t i, span line) {
+/* Line `i`: its kind, and its fields; `odd`: `line_end` found a byte in it that is not
+ * printable ASCII. 0 where the batch is the polars path's (a NUL, a `\r`, bytes that are not
+ * UTF-8), else 1. */
+static int cut_line(columns *c, int64_t i, span line, int odd) {
     const char *base = c->base;
     set(c->line, i, base, line);
     set_nullable(c->ref, c->ref_valid, i, base, NONE);
     set(c->body, i, base, NONE);
     c->kind[i] = K_FALLBACK;
-    if (!printable(line)) {
+    if (odd) {
         return memchr(line.s, '\0', (size_t)line.n) == NULL &&
                memchr(line.s, '\r', (size_t)line.n) == NULL &&
                utf8_valid((const unsigned char *)line.s, line.n);
@@ -967,10 +950,11 @@ static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) 
     const char *p = data, *end = data + size;
     span before = NONE;
     for (int64_t i = 0; i < lines; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *stop = nl != NULL ? nl : end;
+        /* (the newline, and whether the line is all printable ASCII, in one pass: lines.h) */
+        int odd;
+        const char *stop = line_end(p, end, &odd);
         span line = {p, stop - p};
-        if (!cut_line(c, i, line)) return 0;
+        if (!cut_line(c, i, line, odd)) return 0;
         stamp_run(c, i, line, before);
         before = line;
         p = stop + 1;
@@ -1105,15 +1089,9 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
-    int64_t lines = 0;
-    for (const char *p = data, *end = data + size; p < end; lines++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL) {
-            lines++;
-            break;
-        }
-        p = nl + 1;
-    }
+    /* Lines: the newlines, plus a last line without one. */
+    int64_t lines = count_newlines(data, size);
+    if (size > 0 && data[size - 1] != '\n') lines++;
     int64_t bitmap = (lines + 7) / 8;
     Py_ssize_t sizes[B_COUNT];
     for (int b = 0; b < B_COUNT; b++)
@@ -1187,6 +1165,7 @@ static PyObject *release(PyObject *self, PyObject *unused) {
 }
 
 static PyMethodDef methods[] = {
+    NEWLINES_METHOD,
     {"release", release, METH_NOARGS,
      "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
      "(native/reuse.h): at the end of a run."},
@@ -1205,5 +1184,6 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* ABI_VERSION 2: a table per kind of row (events, arrivals), the batch join, stamp runs (1: one table of kept lines). */
-TOKENIZER_MODULE(_exim_c, "The C tokenizer of the Exim source (optional; the polars path is the reference).", methods, 2)
+/* ABI_VERSION 3: `newlines` (2: a table per kind of row, events and arrivals, the batch join,
+ * stamp runs; 1: one table of kept lines). */
+TOKENIZER_MODULE(_exim_c, "The C tokenizer of the Exim source (optional; the polars path is the reference).", methods, 3)
