@@ -52,8 +52,11 @@ static const span NONE = {NULL, -1};
 
 static inline int has(span x) { return x.n >= 0; }
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+/* 0-9, A-Z, a-z: a bit a byte value (one test a byte, in the loops over message ids) */
 static inline int alnum(char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    static const uint64_t bits[2] = {0x03FF000000000000ULL, 0x07FFFFFE07FFFFFEULL};
+    const unsigned char u = (unsigned char)c;
+    return u < 128 && ((bits[u >> 6] >> (u & 63)) & 1);
 }
 
 /* The first `needle` (of two bytes or more) in `hay` (its offset), or -1. A needle that
@@ -105,27 +108,27 @@ static int starts_nocase(span x, const char *prefix) {
     return 1;
 }
 
+/* The run of alphanumerics at `at` in `x`: its length, up to `most` + 1 at most. */
+static inline int64_t alnum_run(span x, int64_t at, int64_t most) {
+    int64_t i = at;
+    while (i < x.n && i - at <= most && alnum(x.s[i])) i++;
+    return i - at;
+}
+
 /* The length of an Exim message id (_ID: 6-11-4, 6-10-4 or 6-6-2 alphanumerics) at `s`
- * followed by a space, or 0. */
+ * followed by a space, or 0. Each part is followed by a byte that is no alphanumeric (`-`, a
+ * space), so each is the whole run of alphanumerics where it starts: each run is read once,
+ * and its length says which shape it can be. */
 static int message_id(span x) {
-    static const int shapes[3][3] = {{6, 11, 4}, {6, 10, 4}, {6, 6, 2}};
-    for (int k = 0; k < 3; k++) {
-        int64_t at = 0;
-        int ok = 1;
-        for (int part = 0; part < 3 && ok; part++) {
-            for (int i = 0; i < shapes[k][part]; i++, at++)
-                if (at >= x.n || !alnum(x.s[at])) {
-                    ok = 0;
-                    break;
-                }
-            if (ok && part < 2) {
-                if (at >= x.n || x.s[at] != '-') ok = 0;
-                at++;
-            }
-        }
-        if (ok && at < x.n && x.s[at] == ' ') return (int)at;
-    }
-    return 0;
+    if (alnum_run(x, 0, 6) != 6 || x.n <= 6 || x.s[6] != '-') return 0;
+    const int64_t second = alnum_run(x, 7, 11);
+    if (!(second == 11 || second == 10 || second == 6)) return 0;
+    int64_t at = 7 + second;
+    if (at >= x.n || x.s[at] != '-') return 0;
+    const int64_t third = alnum_run(x, at + 1, 4);
+    if (third != (second == 6 ? 2 : 4)) return 0;
+    at += 1 + third;
+    return at < x.n && x.s[at] == ' ' ? (int)at : 0;
 }
 
 /* `\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}` at the start. */
@@ -477,6 +480,7 @@ typedef struct {
     key *keys;
     int64_t lines, zoned_lines, deliveries, arrivals; /* (deliveries: every event row) */
     int64_t runs; /* of equal stamps */
+    const char *last_stamp; /* the last line `stamp` took, or NULL */
     /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
     char *lowered;
     int64_t lowered_size, lowered_capacity;
@@ -571,9 +575,7 @@ static int domain_in(const char *s, int64_t n, int64_t *start, int64_t *len) {
  * addresses (data buffer 1; `*buffer` 1 and `*offset` there), else `x` itself in the batch
  * (buffer 0). The text to point at, or NULL when memory ran out. */
 static const char *lowered(columns *c, span x, int32_t *buffer, int64_t *offset) {
-    int capital = 0;
-    for (int64_t j = 0; j < x.n && !capital; j++) capital = x.s[j] >= 'A' && x.s[j] <= 'Z';
-    if (!capital) {
+    if (!has_capital(x.s, x.n)) {
         *buffer = 0;
         *offset = x.s - c->base;
         return x.s;
@@ -842,9 +844,13 @@ static uint8_t cut_client(columns *c, int64_t i, span body) {
 /* The kind and fields of line `i`, of printable ASCII. */
 static void cut_fields(columns *c, int64_t i, span line) {
     const char *base = c->base;
-    if (!stamp(line)) {
-        c->kind[i] = K_UNDATED;
-        return;
+    /* (the stamp of the last dated line, which most lines repeat, is not read again) */
+    if (!(line.n >= 19 && c->last_stamp != NULL && memcmp(line.s, c->last_stamp, 19) == 0)) {
+        if (!stamp(line)) {
+            c->kind[i] = K_UNDATED;
+            return;
+        }
+        c->last_stamp = line.s;
     }
     /* _PLAIN: the stamp, a space, then a message id and a space or one more character that
      * no zone or pid starts with */

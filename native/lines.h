@@ -64,7 +64,17 @@ static int64_t count_newlines(const char *s, int64_t n) {
 static inline const char *line_end(const char *s, const char *end, int *odd) {
     const lines_i8x16 space = (lines_i8x16){0} + ' ', del = (lines_i8x16){0} + 0x7F;
     const char *p = s;
-    /* (signed bytes: 0x80 and above are negative, below a space) */
+    /* (signed bytes: 0x80 and above are negative, below a space; 32 bytes a step while none
+     * is found, then the 16 where it is) */
+    for (; end - p >= 32; p += 32) {
+        lines_i8x16 v, w;
+        memcpy(&v, p, 16);
+        memcpy(&w, p + 16, 16);
+        lines_i8x16 hit = (v < space) | (v == del) | (w < space) | (w == del);
+        uint64_t half[2];
+        memcpy(half, &hit, 16);
+        if (half[0] | half[1]) break;
+    }
     for (; end - p >= 16; p += 16) {
         lines_i8x16 v;
         memcpy(&v, p, 16);

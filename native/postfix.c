@@ -145,6 +145,33 @@ static inline int is_space(char c) { return c == ' ' || c == '\t'; }
 static inline int is_alnum(char c) {
     return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
+/* What a byte is, as the loops over a line's head ask it: one table lookup a byte, where each
+ * loop compared it with two to six bytes or ranges (`classes_init` fills it). */
+enum {
+    CL_SPACE = 1,       /* a space or a tab (`is_space`) */
+    CL_PROGRAM_END = 2, /* a space, a tab, `[`, `]` or `:`: what ends a program's name */
+    CL_ALNUM = 4,       /* `is_alnum` */
+    CL_DIGIT = 8,
+    CL_HEX_UPPER = 16,  /* a digit or A-F */
+    CL_ID_END = 32,     /* a space, a tab, `<` or `>`: what ends a bare Message-ID */
+};
+static uint8_t CLASS[256];
+
+static void classes_init(void) {
+    if (CLASS[' ']) return;
+    for (int c = 0; c < 256; c++) {
+        uint8_t k = 0;
+        if (is_space((char)c)) k |= CL_SPACE | CL_PROGRAM_END | CL_ID_END;
+        if (c == '[' || c == ']' || c == ':') k |= CL_PROGRAM_END;
+        if (is_alnum((char)c)) k |= CL_ALNUM;
+        if (is_digit((char)c)) k |= CL_DIGIT | CL_HEX_UPPER;
+        if (c >= 'A' && c <= 'F') k |= CL_HEX_UPPER;
+        if (c == '<' || c == '>') k |= CL_ID_END;
+        CLASS[c] = k;
+    }
+}
+#define CLASS_OF(c) CLASS[(unsigned char)(c)]
+
 static inline int starts(const char *s, int64_t n, const char *lit, int64_t k) {
     return n >= k && memcmp(s, lit, (size_t)k) == 0;
 }
@@ -345,14 +372,16 @@ static void diagnostic_fields(field *got) {
     }
     got[C_DIAGNOSTIC] = (field){d, (int32_t)n};
     leading_codes(d, n, &got[C_LEADING_CODE], &got[C_LEADING_ENHANCED]);
-    /* `_SAID`: the first "said: " or "refused to talk to me: " followed by a code */
-    for (int64_t i = 0; i + 6 <= n; i++) {
-        int64_t after;
-        if (d[i] == 's' && memcmp(d + i, "said: ", 6) == 0)
-            after = i + 6;
-        else if (d[i] == 'r' && starts(d + i, n - i, "refused to talk to me: ", 23))
-            after = i + 23;
-        else
+    /* `_SAID`: the first "said: " or "refused to talk to me: " followed by a code, found by
+     * their colon (rarer than their first letters), the longer one first: of two that end at
+     * two colons, the one that starts first ends first (neither holds the other's start) */
+    for (const char *colon = memchr(d, ':', (size_t)n); colon != NULL;
+         colon = memchr(colon + 1, ':', (size_t)(d + n - colon - 1))) {
+        const int64_t c = colon - d;
+        if (c + 2 > n || d[c + 1] != ' ') continue;
+        int64_t after = c + 2;
+        if (!(c >= 21 && memcmp(d + c - 21, "refused to talk to me", 21) == 0) &&
+            !(c >= 4 && memcmp(d + c - 4, "said", 4) == 0))
             continue;
         if (!reply_code(d, n, after)) continue;
         got[C_SAID_CODE] = (field){d + after, 3};
@@ -607,11 +636,11 @@ static int scan_line(const char *s, int64_t n, int odd, const char *gaps, Py_ssi
     if (last->gap) return K_OTHER;
     int64_t p = 16;
     const int64_t host = p;
-    while (p < n && !is_space(s[p])) p++;
+    while (p < n && !(CLASS_OF(s[p]) & CL_SPACE)) p++;
     if (p == host || p >= n || s[p] != ' ') return K_OTHER;
     const int64_t host_end = p++;
     const int64_t program = p;
-    while (p < n && !is_space(s[p]) && s[p] != '[' && s[p] != ']' && s[p] != ':') p++;
+    while (p < n && !(CLASS_OF(s[p]) & CL_PROGRAM_END)) p++;
     if (p == program || p >= n) return K_OTHER;
     if (s[p] == ':' && p + 1 < n && s[p + 1] == ' ') {
         /* Nov 28 10:00:13 mx dovecot: lmtp(a@example.com)<53706><PLel2i>: saved mail to INBOX
@@ -630,13 +659,12 @@ static int scan_line(const char *s, int64_t n, int odd, const char *gaps, Py_ssi
     p += 2;
     while (p < n && s[p] == ' ') p++;
     const int64_t qid = p;
-    int digit = 0, upper_hex = 1;
-    while (p < n && is_alnum(s[p])) {
-        char c = s[p];
-        if (is_digit(c)) digit = 1;
-        else if (!(c >= 'A' && c <= 'F')) upper_hex = 0;
-        p++;
+    uint8_t any = 0, all = CL_HEX_UPPER; /* (a digit in it; all digits or A-F) */
+    for (uint8_t k; p < n && ((k = CLASS_OF(s[p])) & CL_ALNUM); p++) {
+        any |= k;
+        all &= k;
     }
+    const int digit = (any & CL_DIGIT) != 0, upper_hex = (all & CL_HEX_UPPER) != 0;
     const int64_t qid_len = p - qid;
     if (qid_len == 0 || p + 1 >= n || s[p] != ':' || s[p + 1] != ' ') return K_SKIP;
     if (!digit && !(upper_hex && qid_len >= 5) &&
@@ -646,7 +674,12 @@ static int scan_line(const char *s, int64_t n, int odd, const char *gaps, Py_ssi
     const int64_t body_len = n - p - 2;
     const int kind = body_kind(body, body_len);
     if (kind == K_SKIP) return K_SKIP;
-    memset(out, 0, sizeof *out);
+    if (kind == K_RECIPIENT || kind == K_EXPIRED || kind == K_REJECT) {
+        memset(out, 0, sizeof *out);
+    } else {
+        /* (a state line or a damaged one: `keep` reads no other field) */
+        out->f[C_SENDER] = out->f[C_MESSAGE_ID] = (field){NULL, 0};
+    }
     out->kind = kind;
     out->f[C_RAW] = (field){s, (int32_t)n};
     out->f[C_QID] = (field){s + qid, (int32_t)qid_len};
@@ -680,7 +713,7 @@ static int scan_line(const char *s, int64_t n, int odd, const char *gaps, Py_ssi
         int64_t i = 11, start;
         if (i < body_len && body[i] == '<') i++;
         start = i;
-        while (i < body_len && body[i] != '<' && body[i] != '>' && !is_space(body[i])) i++;
+        while (i < body_len && !(CLASS_OF(body[i]) & CL_ID_END)) i++;
         if (i > start) out->f[C_MESSAGE_ID] = (field){body + start, (int32_t)(i - start)};
     }
     return kind;
@@ -744,8 +777,18 @@ static int id_table_grow(id_table *t) {
 /* The index of queue id `q` (`n` bytes) in `t`, added if new; -1 when out of memory. The
  * slots are at most half full: they grow before. */
 static int64_t id_index(id_table *t, const char *q, int32_t n) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (int32_t i = 0; i < n; i++) h = (h ^ (unsigned char)q[i]) * 1099511628211ULL;
+    /* (its first and last 8 bytes, or its bytes, mixed: ids are compared byte for byte) */
+    uint64_t a = 0, b = (uint64_t)n;
+    if (n >= 8) {
+        memcpy(&a, q, 8);
+        memcpy(&b, q + n - 8, 8);
+    } else {
+        for (int32_t i = 0; i < n; i++) a = (a << 8) | (unsigned char)q[i];
+    }
+    uint64_t h = (a * 0x9e3779b97f4a7c15ULL) ^ (b * 0xc2b2ae3d27d4eb4fULL) ^ (uint64_t)n;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
     for (uint64_t slot = h & t->mask;; slot = (slot + 1) & t->mask) {
         int32_t at = t->slots[slot];
         if (at < 0) {
@@ -950,9 +993,7 @@ static int lowered_view(scan_state *st, uint8_t *view, field x) {
         view_set_in(view, base, 0, 0, 0);
         return 0;
     }
-    int32_t capital = 0;
-    while (capital < x.len && !(x.s[capital] >= 'A' && x.s[capital] <= 'Z')) capital++;
-    if (capital == x.len) {
+    if (!has_capital(x.s, x.len)) {
         view_set_in(view, x.s, x.len, 0, (int32_t)(x.s - base));
         return 1;
     }
@@ -1273,6 +1314,7 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     scan_state st;
     memset(&st, 0, sizeof st);
     if (PyObject_GetBuffer(source, &st.data, PyBUF_SIMPLE) < 0) return NULL;
+    classes_init(); /* (once; with the interpreter lock held) */
     PyObject *result = NULL, *arrays[N_COLUMNS] = {NULL};
     PyObject *other_data = NULL, *other_line_no = NULL, *lower = NULL;
     void *scratch[S_COUNT] = {NULL};
