@@ -951,11 +951,14 @@ static void stamp_run(columns *c, int64_t i, span line, span before) {
     put_row(c->run, i, (uint32_t)(c->runs - 1));
 }
 
-/* The batch cut: 1, or 0 where the polars path must read it whole. */
+/* The batch cut: 1, 0 where the polars path must read it whole, or -1 where it does not hold
+ * `lines` lines (a count the caller gave that is not the batch's: the tables have a row for
+ * each of `lines`, and no more is written). */
 static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) {
     const char *p = data, *end = data + size;
     span before = NONE;
     for (int64_t i = 0; i < lines; i++) {
+        if (p >= end) return -1; /* (each line starts before the end) */
         /* (the newline, and whether the line is all printable ASCII, in one pass: lines.h) */
         int odd;
         const char *stop = line_end(p, end, &odd);
@@ -965,7 +968,7 @@ static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) 
         before = line;
         p = stop + 1;
     }
-    return 1;
+    return p < end ? -1 : 1;
 }
 
 /* The message ids of the batch's arrivals, in an open-addressing table of 32-byte slots: per
@@ -1085,8 +1088,11 @@ static int join_arrivals(columns *c) {
 static kept_column kept_buffers[B_COUNT];
 static kept_scratch kept_keys;
 
-static PyObject *cut(PyObject *self, PyObject *arg) {
+static PyObject *cut(PyObject *self, PyObject *args) {
     (void)self;
+    PyObject *arg;
+    long long newlines = -1;
+    if (!PyArg_ParseTuple(args, "O|L:cut", &arg, &newlines)) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     const char *data = view.buf;
@@ -1095,9 +1101,15 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
-    /* Lines: the newlines, plus a last line without one. */
-    int64_t lines = count_newlines(data, size);
+    /* Lines: the newlines (as the reader counted them, else counted here), plus a last line
+     * without one. */
+    int64_t lines = newlines >= 0 ? (int64_t)newlines : count_newlines(data, size);
     if (size > 0 && data[size - 1] != '\n') lines++;
+    if (lines > size) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "cut: `newlines` is not the batch's count");
+        return NULL;
+    }
     int64_t bitmap = (lines + 7) / 8;
     Py_ssize_t sizes[B_COUNT];
     for (int b = 0; b < B_COUNT; b++)
@@ -1122,17 +1134,21 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     int done, joined = 0;
     Py_BEGIN_ALLOW_THREADS;
     done = cut_batch(&c, data, size, lines);
-    if (done) joined = join_arrivals(&c);
+    if (done > 0) joined = join_arrivals(&c);
     Py_END_ALLOW_THREADS;
     kept_scratch_give(&kept_keys, c.keys, keys_size);
     PyBuffer_Release(&view);
     PyObject *lowered = NULL;
-    if (done && !c.out_of_memory)
+    if (done > 0 && !c.out_of_memory)
         lowered = PyBytes_FromStringAndSize(c.lowered != NULL ? c.lowered : "",
                                             (Py_ssize_t)c.lowered_size);
     free(c.lowered);
-    if (!done || lowered == NULL) {
+    if (done <= 0 || lowered == NULL) {
         for (int b = 0; b < B_COUNT; b++) Py_DECREF(buffers[b]);
+        if (done < 0) {
+            PyErr_SetString(PyExc_ValueError, "cut: `newlines` is not the batch's count");
+            return NULL;
+        }
         if (!done) Py_RETURN_NONE;
         return c.out_of_memory ? PyErr_NoMemory() : NULL;
     }
@@ -1175,8 +1191,8 @@ static PyMethodDef methods[] = {
     {"release", release, METH_NOARGS,
      "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
      "(native/reuse.h): at the end of a run."},
-    {"cut", cut, METH_O,
-     "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
+    {"cut", cut, METH_VARARGS,
+     "cut(data, newlines=-1) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
      "or "
      "None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
@@ -1186,7 +1202,8 @@ static PyMethodDef methods[] = {
      "B_... names (sources/exim.py, _BUFFERS); `lowered` holds lower-cased copies (data "
      "buffer 1 of the views that may point there); `joined`: the senders of the messages that "
      "arrived in the batch are joined on (every arrival cut). None: the batch has a NUL, a "
-     "carriage return or bytes that are not UTF-8 (the polars path reads it)."},
+     "carriage return or bytes that are not UTF-8 (the polars path reads it). `newlines`: the "
+     "batch's newline bytes where the reader counted them (ValueError if it is not that)."},
     {NULL, NULL, 0, NULL},
 };
 

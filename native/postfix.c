@@ -924,6 +924,8 @@ typedef struct {
     int64_t others;
     int64_t other_bytes;
     int64_t lines;
+    int64_t capacity; /* the lines the tables have a row for */
+    int miscounted;   /* 1: the batch does not hold `capacity` lines */
 } scan_state;
 
 static inline void put_view(scan_state *st, int column, int64_t r, field x) {
@@ -1241,6 +1243,10 @@ static void scan(scan_state *st, int64_t first_line, const char *gaps, Py_ssize_
     int64_t pos = 0, index = 0;
     stamp_cache last = {.key = -1};
     while (pos < len) {
+        if (index == st->capacity) { /* (more lines than `newlines` said: no row for them) */
+            st->miscounted = 1;
+            return;
+        }
         /* (the newline, and whether the line is all printable ASCII, in one pass: lines.h) */
         int odd;
         const int64_t end = line_end(base + pos, base + len, &odd) - base;
@@ -1263,6 +1269,7 @@ static void scan(scan_state *st, int64_t first_line, const char *gaps, Py_ssize_
         pos = end + 1;
     }
     st->lines = index;
+    st->miscounted = index != st->capacity;
     join_state(st);
 }
 
@@ -1274,10 +1281,11 @@ static int set_item(PyObject *dict, const char *key, PyObject *value) {
 }
 
 PyDoc_STRVAR(tokenize_doc,
-             "tokenize(data, first_line, gaps) -> dict\n\n"
+             "tokenize(data, first_line, gaps, newlines=-1) -> dict\n\n"
              "Cut the syslog lines of one batch (`data`: whole lines; `first_line`: the number "
              "of its first line; `gaps`: 10-byte stamp starts, `Mar 29 02:`, of hours the "
-             "clocks skip). Returns `lines` (read) and four tables of bytearray columns "
+             "clocks skip; `newlines`: its newline bytes where the reader counted them, else "
+             "counted here; ValueError if it is not that). Returns `lines` (read) and four tables of bytearray columns "
              "(string views: 16 bytes a row; bitmaps `<name>_valid`): `kept` events, in line "
              "order, with the columns the polars path's event builders give (`line_no`, "
              "`stamp`, `event`: the number of its name, `smtp_code` int16, and views: `raw`, "
@@ -1306,10 +1314,11 @@ static kept_scratch kept[S_COUNT];
 static PyObject *tokenize(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *source;
-    long long first_line;
+    long long first_line, newlines = -1;
     const char *gaps;
     Py_ssize_t gaps_len;
-    if (!PyArg_ParseTuple(args, "OLy#:tokenize", &source, &first_line, &gaps, &gaps_len))
+    if (!PyArg_ParseTuple(args, "OLy#|L:tokenize", &source, &first_line, &gaps, &gaps_len,
+                          &newlines))
         return NULL;
     scan_state st;
     memset(&st, 0, sizeof st);
@@ -1325,10 +1334,16 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a batch must be under 2 GiB");
         goto done;
     }
-    /* Lines: the newlines, plus a last line without one. */
+    /* Lines: the newlines (as the reader counted them, else counted here), plus a last line
+     * without one. */
     const char *base = (const char *)st.data.buf;
-    int64_t capacity = count_newlines(base, (int64_t)st.data.len);
+    int64_t capacity = newlines >= 0 ? (int64_t)newlines : count_newlines(base, st.data.len);
     if (st.data.len > 0 && base[st.data.len - 1] != '\n') capacity++;
+    if (capacity > st.data.len) {
+        PyErr_SetString(PyExc_ValueError, "tokenize: `newlines` is not the batch's count");
+        goto done;
+    }
+    st.capacity = capacity;
     /* Every table has room for a row a line. Not zeroed: the scan writes every byte of the
      * rows it keeps (bitmaps excepted, which are cleared), and the arrays are cut to those
      * rows; pages it never reaches are never touched. */
@@ -1387,6 +1402,10 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     if (other_line_no == NULL) goto done;
     if (st.failed || st.ids.failed) {
         PyErr_NoMemory();
+        goto done;
+    }
+    if (st.miscounted) {
+        PyErr_SetString(PyExc_ValueError, "tokenize: `newlines` is not the batch's count");
         goto done;
     }
     lower = PyBytes_FromStringAndSize(st.lower ? st.lower : "", (Py_ssize_t)st.lower_len);

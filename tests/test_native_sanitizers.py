@@ -120,3 +120,21 @@ def test_newlines_counts_what_bytes_count_counts(source: str) -> None:
     for turned_on in (True, False):
         with fuzz._path(turned_on):
             assert native.count_newlines(whole) == whole.count(b"\n")
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_a_count_of_newlines_that_is_not_the_batchs_is_refused(source: str) -> None:
+    # The sources pass the reader's count (`Batch.line_ends`), which sizes the tables: a
+    # wrong one is an error, never a row written past them or a row left unwritten.
+    module = _built(source)
+    data = _edges(LINES[source])["a 70 kB line"] + LINES[source]
+
+    def cut(newlines: int) -> int:
+        if source == "postfix":
+            return int(module.tokenize(data, 1, b"", newlines)["lines"])
+        return int(module.cut(data, newlines)[0])
+
+    assert cut(data.count(b"\n")) == cut(-1) == data.count(b"\n") + 1
+    for wrong in (0, data.count(b"\n") - 1, data.count(b"\n") + 1, len(data), 10**15):
+        with pytest.raises(ValueError, match="`newlines` is not the batch's count"):
+            cut(wrong)
