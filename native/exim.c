@@ -115,11 +115,36 @@ static inline int64_t alnum_run(span x, int64_t at, int64_t most) {
     return i - at;
 }
 
+/* Which of the 8 bytes at `s` are alphanumerics (bit `k`: byte `k`), 8 at a time: a byte
+ * from 0x80 up is none; below, none carries into the next as the ranges are tested. */
+static inline uint32_t alnum_bits(const char *s) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
+    uint64_t w;
+    memcpy(&w, s, 8);
+    const uint64_t low = w & ~highs, letter = low | ones * 0x20; /* (a letter lower-cased) */
+    const uint64_t digit = (low + ones * (0x80 - '0')) & ~(low + ones * (0x80 - ':'));
+    const uint64_t alpha = (letter + ones * (0x80 - 'a')) & ~(letter + ones * (0x80 - '{'));
+    const uint64_t hits = (digit | alpha) & ~w & highs;
+    return (uint32_t)(((hits >> 7) * 0x0102040810204080ULL) >> 56); /* (byte k's bit to bit k) */
+}
+
 /* The length of an Exim message id (_ID: 6-11-4, 6-10-4 or 6-6-2 alphanumerics) at `s`
  * followed by a space, or 0. Each part is followed by a byte that is no alphanumeric (`-`, a
  * space), so each is the whole run of alphanumerics where it starts: each run is read once,
- * and its length says which shape it can be. */
+ * and its length says which shape it can be (from a bit a byte of the first 24 bytes, where
+ * there are 24: the longest id and its space). */
 static int message_id(span x) {
+    if (x.n >= 24) {
+        const uint32_t bits = alnum_bits(x.s) | alnum_bits(x.s + 8) << 8 |
+                              alnum_bits(x.s + 16) << 16;
+        if ((bits & 0x7F) != 0x3F || x.s[6] != '-') return 0;
+        const int second = __builtin_ctz(~(bits >> 7)); /* (at most 17: bit 24 on is 0) */
+        if (!(second == 11 || second == 10 || second == 6) || x.s[7 + second] != '-') return 0;
+        const int third = __builtin_ctz(~(bits >> (8 + second)));
+        if (third != (second == 6 ? 2 : 4)) return 0;
+        const int at = 8 + second + third;
+        return x.s[at] == ' ' ? at : 0;
+    }
     if (alnum_run(x, 0, 6) != 6 || x.n <= 6 || x.s[6] != '-') return 0;
     const int64_t second = alnum_run(x, 7, 11);
     if (!(second == 11 || second == 10 || second == 6)) return 0;
@@ -691,7 +716,8 @@ static int zoned_head(columns *c, int64_t i, span line, span *ref, span *body) {
 }
 
 /* A new row `k` of the cut columns for line `i`, what it is `event`: every column null
- * (each view written) until the caller sets its own. */
+ * (each view written) until the caller sets its own. A delivery's caller sets all but the
+ * columns of a sender and a client, whatever it found: those alone are written here. */
 static int64_t new_row(columns *c, int64_t i, uint8_t event) {
     int64_t k = c->deliveries++;
     const char *base = c->base;
@@ -699,6 +725,10 @@ static int64_t new_row(columns *c, int64_t i, uint8_t event) {
     c->event[k] = event;
     set_nullable(c->sender, c->sender_valid, k, base, NONE);
     set_nullable(c->message_id, c->message_id_valid, k, base, NONE);
+    set_nullable(c->sender_domain, c->sender_domain_valid, k, base, NONE);
+    set_nullable(c->client_host, c->client_host_valid, k, base, NONE);
+    set_nullable(c->client_ip, c->client_ip_valid, k, base, NONE);
+    if (event != E_REJECTED) return k;
     set_nullable(c->arrived, c->arrived_valid, k, base, NONE);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, NONE);
     set_nullable(c->relay_host, c->relay_valid, k, base, NONE);
@@ -707,9 +737,6 @@ static int64_t new_row(columns *c, int64_t i, uint8_t event) {
     set_nullable(c->enhanced, c->enhanced_valid, k, base, NONE);
     set_nullable(c->recipient, c->recipient_valid, k, base, NONE);
     set_nullable(c->domain, c->domain_valid, k, base, NONE);
-    set_nullable(c->sender_domain, c->sender_domain_valid, k, base, NONE);
-    set_nullable(c->client_host, c->client_host_valid, k, base, NONE);
-    set_nullable(c->client_ip, c->client_ip_valid, k, base, NONE);
     put_code(c->code, k, 0);
     valid_set(c->code_valid, k, 0);
     put_delay(c->delay, k, 0.0);
