@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lines.h"
 #include "module.h"
 #include "reuse.h"
 #include "views.h"
@@ -51,8 +52,11 @@ static const span NONE = {NULL, -1};
 
 static inline int has(span x) { return x.n >= 0; }
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+/* 0-9, A-Z, a-z: a bit a byte value (one test a byte, in the loops over message ids) */
 static inline int alnum(char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    static const uint64_t bits[2] = {0x03FF000000000000ULL, 0x07FFFFFE07FFFFFEULL};
+    const unsigned char u = (unsigned char)c;
+    return u < 128 && ((bits[u >> 6] >> (u & 63)) & 1);
 }
 
 /* The first `needle` (of two bytes or more) in `hay` (its offset), or -1. A needle that
@@ -104,27 +108,52 @@ static int starts_nocase(span x, const char *prefix) {
     return 1;
 }
 
+/* The run of alphanumerics at `at` in `x`: its length, up to `most` + 1 at most. */
+static inline int64_t alnum_run(span x, int64_t at, int64_t most) {
+    int64_t i = at;
+    while (i < x.n && i - at <= most && alnum(x.s[i])) i++;
+    return i - at;
+}
+
+/* Which of the 8 bytes at `s` are alphanumerics (bit `k`: byte `k`), 8 at a time: a byte
+ * from 0x80 up is none; below, none carries into the next as the ranges are tested. */
+static inline uint32_t alnum_bits(const char *s) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
+    uint64_t w;
+    memcpy(&w, s, 8);
+    const uint64_t low = w & ~highs, letter = low | ones * 0x20; /* (a letter lower-cased) */
+    const uint64_t digit = (low + ones * (0x80 - '0')) & ~(low + ones * (0x80 - ':'));
+    const uint64_t alpha = (letter + ones * (0x80 - 'a')) & ~(letter + ones * (0x80 - '{'));
+    const uint64_t hits = (digit | alpha) & ~w & highs;
+    return (uint32_t)(((hits >> 7) * 0x0102040810204080ULL) >> 56); /* (byte k's bit to bit k) */
+}
+
 /* The length of an Exim message id (_ID: 6-11-4, 6-10-4 or 6-6-2 alphanumerics) at `s`
- * followed by a space, or 0. */
+ * followed by a space, or 0. Each part is followed by a byte that is no alphanumeric (`-`, a
+ * space), so each is the whole run of alphanumerics where it starts: each run is read once,
+ * and its length says which shape it can be (from a bit a byte of the first 24 bytes, where
+ * there are 24: the longest id and its space). */
 static int message_id(span x) {
-    static const int shapes[3][3] = {{6, 11, 4}, {6, 10, 4}, {6, 6, 2}};
-    for (int k = 0; k < 3; k++) {
-        int64_t at = 0;
-        int ok = 1;
-        for (int part = 0; part < 3 && ok; part++) {
-            for (int i = 0; i < shapes[k][part]; i++, at++)
-                if (at >= x.n || !alnum(x.s[at])) {
-                    ok = 0;
-                    break;
-                }
-            if (ok && part < 2) {
-                if (at >= x.n || x.s[at] != '-') ok = 0;
-                at++;
-            }
-        }
-        if (ok && at < x.n && x.s[at] == ' ') return (int)at;
+    if (x.n >= 24) {
+        const uint32_t bits = alnum_bits(x.s) | alnum_bits(x.s + 8) << 8 |
+                              alnum_bits(x.s + 16) << 16;
+        if ((bits & 0x7F) != 0x3F || x.s[6] != '-') return 0;
+        const int second = __builtin_ctz(~(bits >> 7)); /* (at most 17: bit 24 on is 0) */
+        if (!(second == 11 || second == 10 || second == 6) || x.s[7 + second] != '-') return 0;
+        const int third = __builtin_ctz(~(bits >> (8 + second)));
+        if (third != (second == 6 ? 2 : 4)) return 0;
+        const int at = 8 + second + third;
+        return x.s[at] == ' ' ? at : 0;
     }
-    return 0;
+    if (alnum_run(x, 0, 6) != 6 || x.n <= 6 || x.s[6] != '-') return 0;
+    const int64_t second = alnum_run(x, 7, 11);
+    if (!(second == 11 || second == 10 || second == 6)) return 0;
+    int64_t at = 7 + second;
+    if (at >= x.n || x.s[at] != '-') return 0;
+    const int64_t third = alnum_run(x, at + 1, 4);
+    if (third != (second == 6 ? 2 : 4)) return 0;
+    at += 1 + third;
+    return at < x.n && x.s[at] == ' ' ? (int)at : 0;
 }
 
 /* `\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}` at the start. */
@@ -476,6 +505,7 @@ typedef struct {
     key *keys;
     int64_t lines, zoned_lines, deliveries, arrivals; /* (deliveries: every event row) */
     int64_t runs; /* of equal stamps */
+    const char *last_stamp; /* the last line `stamp` took, or NULL */
     /* the lower-cased copies of addresses with a capital letter (the views' buffer 1) */
     char *lowered;
     int64_t lowered_size, lowered_capacity;
@@ -570,9 +600,7 @@ static int domain_in(const char *s, int64_t n, int64_t *start, int64_t *len) {
  * addresses (data buffer 1; `*buffer` 1 and `*offset` there), else `x` itself in the batch
  * (buffer 0). The text to point at, or NULL when memory ran out. */
 static const char *lowered(columns *c, span x, int32_t *buffer, int64_t *offset) {
-    int capital = 0;
-    for (int64_t j = 0; j < x.n && !capital; j++) capital = x.s[j] >= 'A' && x.s[j] <= 'Z';
-    if (!capital) {
+    if (!has_capital(x.s, x.n)) {
         *buffer = 0;
         *offset = x.s - c->base;
         return x.s;
@@ -636,25 +664,6 @@ static void set_nullable(uint8_t *views, uint8_t *valid, int64_t i, const char *
     valid_set(valid, i, has(x));
 }
 
-/* Whether every byte is printable ASCII (a space to a `~`); 8 bytes at a time. */
-static int printable(span x) {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    int64_t i = 0;
-    for (; i + 8 <= x.n; i += 8) {
-        uint64_t w;
-        memcpy(&w, x.s + i, 8);
-        /* a high bit, a byte below 0x20, or a 0x7f (DEL) */
-        uint64_t below = (w - ones * 0x20) & ~w;
-        uint64_t del = w ^ (ones * 0x7f);
-        if ((w & highs) || (below & highs) || ((del - ones) & ~del & highs)) return 0;
-    }
-    for (; i < x.n; i++) {
-        unsigned char c = (unsigned char)x.s[i];
-        if (c < 0x20 || c > 0x7e) return 0;
-    }
-    return 1;
-}
-
 /* The head of a line _PLAIN does not take, as _LINE reads it: the stamp, a fraction of a
  * second (`.123`), a zone offset (` +0100`) and a pid (` [4242]`, ` [4242:1]`), each where
  * it is followed by a space, then a space and a message id if one follows with its space.
@@ -707,7 +716,8 @@ static int zoned_head(columns *c, int64_t i, span line, span *ref, span *body) {
 }
 
 /* A new row `k` of the cut columns for line `i`, what it is `event`: every column null
- * (each view written) until the caller sets its own. */
+ * (each view written) until the caller sets its own. A delivery's caller sets all but the
+ * columns of a sender and a client, whatever it found: those alone are written here. */
 static int64_t new_row(columns *c, int64_t i, uint8_t event) {
     int64_t k = c->deliveries++;
     const char *base = c->base;
@@ -715,6 +725,10 @@ static int64_t new_row(columns *c, int64_t i, uint8_t event) {
     c->event[k] = event;
     set_nullable(c->sender, c->sender_valid, k, base, NONE);
     set_nullable(c->message_id, c->message_id_valid, k, base, NONE);
+    set_nullable(c->sender_domain, c->sender_domain_valid, k, base, NONE);
+    set_nullable(c->client_host, c->client_host_valid, k, base, NONE);
+    set_nullable(c->client_ip, c->client_ip_valid, k, base, NONE);
+    if (event != E_REJECTED) return k;
     set_nullable(c->arrived, c->arrived_valid, k, base, NONE);
     set_nullable(c->diagnostic, c->diagnostic_valid, k, base, NONE);
     set_nullable(c->relay_host, c->relay_valid, k, base, NONE);
@@ -723,9 +737,6 @@ static int64_t new_row(columns *c, int64_t i, uint8_t event) {
     set_nullable(c->enhanced, c->enhanced_valid, k, base, NONE);
     set_nullable(c->recipient, c->recipient_valid, k, base, NONE);
     set_nullable(c->domain, c->domain_valid, k, base, NONE);
-    set_nullable(c->sender_domain, c->sender_domain_valid, k, base, NONE);
-    set_nullable(c->client_host, c->client_host_valid, k, base, NONE);
-    set_nullable(c->client_ip, c->client_ip_valid, k, base, NONE);
     put_code(c->code, k, 0);
     valid_set(c->code_valid, k, 0);
     put_delay(c->delay, k, 0.0);
@@ -860,9 +871,13 @@ static uint8_t cut_client(columns *c, int64_t i, span body) {
 /* The kind and fields of line `i`, of printable ASCII. */
 static void cut_fields(columns *c, int64_t i, span line) {
     const char *base = c->base;
-    if (!stamp(line)) {
-        c->kind[i] = K_UNDATED;
-        return;
+    /* (the stamp of the last dated line, which most lines repeat, is not read again) */
+    if (!(line.n >= 19 && c->last_stamp != NULL && memcmp(line.s, c->last_stamp, 19) == 0)) {
+        if (!stamp(line)) {
+            c->kind[i] = K_UNDATED;
+            return;
+        }
+        c->last_stamp = line.s;
     }
     /* _PLAIN: the stamp, a space, then a message id and a space or one more character that
      * no zone or pid starts with */
@@ -933,15 +948,16 @@ static void cut_fields(columns *c, int64_t i, span line) {
     valid_set(c->delay_valid, k, d.has_delay);
 }
 
-/* Line `i`: its kind, and its fields. 0 where the batch is the polars path's (a NUL, a `\r`,
- * bytes that are not UTF-8), else 1. */
-static int cut_line(columns *c, int64_t i, span line) {
+/* Line `i`: its kind, and its fields; `odd`: `line_end` found a byte in it that is not
+ * printable ASCII. 0 where the batch is the polars path's (a NUL, a `\r`, bytes that are not
+ * UTF-8), else 1. */
+static int cut_line(columns *c, int64_t i, span line, int odd) {
     const char *base = c->base;
     set(c->line, i, base, line);
     set_nullable(c->ref, c->ref_valid, i, base, NONE);
     set(c->body, i, base, NONE);
     c->kind[i] = K_FALLBACK;
-    if (!printable(line)) {
+    if (odd) {
         return memchr(line.s, '\0', (size_t)line.n) == NULL &&
                memchr(line.s, '\r', (size_t)line.n) == NULL &&
                utf8_valid((const unsigned char *)line.s, line.n);
@@ -962,20 +978,24 @@ static void stamp_run(columns *c, int64_t i, span line, span before) {
     put_row(c->run, i, (uint32_t)(c->runs - 1));
 }
 
-/* The batch cut: 1, or 0 where the polars path must read it whole. */
+/* The batch cut: 1, 0 where the polars path must read it whole, or -1 where it does not hold
+ * `lines` lines (a count the caller gave that is not the batch's: the tables have a row for
+ * each of `lines`, and no more is written). */
 static int cut_batch(columns *c, const char *data, int64_t size, int64_t lines) {
     const char *p = data, *end = data + size;
     span before = NONE;
     for (int64_t i = 0; i < lines; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *stop = nl != NULL ? nl : end;
+        if (p >= end) return -1; /* (each line starts before the end) */
+        /* (the newline, and whether the line is all printable ASCII, in one pass: lines.h) */
+        int odd;
+        const char *stop = line_end(p, end, &odd);
         span line = {p, stop - p};
-        if (!cut_line(c, i, line)) return 0;
+        if (!cut_line(c, i, line, odd)) return 0;
         stamp_run(c, i, line, before);
         before = line;
         p = stop + 1;
     }
-    return 1;
+    return p < end ? -1 : 1;
 }
 
 /* The message ids of the batch's arrivals, in an open-addressing table of 32-byte slots: per
@@ -1095,8 +1115,11 @@ static int join_arrivals(columns *c) {
 static kept_column kept_buffers[B_COUNT];
 static kept_scratch kept_keys;
 
-static PyObject *cut(PyObject *self, PyObject *arg) {
+static PyObject *cut(PyObject *self, PyObject *args) {
     (void)self;
+    PyObject *arg;
+    long long newlines = -1;
+    if (!PyArg_ParseTuple(args, "O|L:cut", &arg, &newlines)) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     const char *data = view.buf;
@@ -1105,14 +1128,14 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
-    int64_t lines = 0;
-    for (const char *p = data, *end = data + size; p < end; lines++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL) {
-            lines++;
-            break;
-        }
-        p = nl + 1;
+    /* Lines: the newlines (as the reader counted them, else counted here), plus a last line
+     * without one. */
+    int64_t lines = newlines >= 0 ? (int64_t)newlines : count_newlines(data, size);
+    if (size > 0 && data[size - 1] != '\n') lines++;
+    if (lines > size) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "cut: `newlines` is not the batch's count");
+        return NULL;
     }
     int64_t bitmap = (lines + 7) / 8;
     Py_ssize_t sizes[B_COUNT];
@@ -1138,17 +1161,21 @@ static PyObject *cut(PyObject *self, PyObject *arg) {
     int done, joined = 0;
     Py_BEGIN_ALLOW_THREADS;
     done = cut_batch(&c, data, size, lines);
-    if (done) joined = join_arrivals(&c);
+    if (done > 0) joined = join_arrivals(&c);
     Py_END_ALLOW_THREADS;
     kept_scratch_give(&kept_keys, c.keys, keys_size);
     PyBuffer_Release(&view);
     PyObject *lowered = NULL;
-    if (done && !c.out_of_memory)
+    if (done > 0 && !c.out_of_memory)
         lowered = PyBytes_FromStringAndSize(c.lowered != NULL ? c.lowered : "",
                                             (Py_ssize_t)c.lowered_size);
     free(c.lowered);
-    if (!done || lowered == NULL) {
+    if (done <= 0 || lowered == NULL) {
         for (int b = 0; b < B_COUNT; b++) Py_DECREF(buffers[b]);
+        if (done < 0) {
+            PyErr_SetString(PyExc_ValueError, "cut: `newlines` is not the batch's count");
+            return NULL;
+        }
         if (!done) Py_RETURN_NONE;
         return c.out_of_memory ? PyErr_NoMemory() : NULL;
     }
@@ -1187,11 +1214,12 @@ static PyObject *release(PyObject *self, PyObject *unused) {
 }
 
 static PyMethodDef methods[] = {
+    NEWLINES_METHOD,
     {"release", release, METH_NOARGS,
      "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
      "(native/reuse.h): at the end of a run."},
-    {"cut", cut, METH_O,
-     "cut(data) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
+    {"cut", cut, METH_VARARGS,
+     "cut(data, newlines=-1) -> (lines, event rows, zoned lines, *buffers, lowered, joined, arrivals, runs) "
      "or "
      "None.\n\n"
      "One batch's lines cut in one pass (docs/NATIVE.md, Exim): per line its kind and views of "
@@ -1201,9 +1229,11 @@ static PyMethodDef methods[] = {
      "B_... names (sources/exim.py, _BUFFERS); `lowered` holds lower-cased copies (data "
      "buffer 1 of the views that may point there); `joined`: the senders of the messages that "
      "arrived in the batch are joined on (every arrival cut). None: the batch has a NUL, a "
-     "carriage return or bytes that are not UTF-8 (the polars path reads it)."},
+     "carriage return or bytes that are not UTF-8 (the polars path reads it). `newlines`: the "
+     "batch's newline bytes where the reader counted them (ValueError if it is not that)."},
     {NULL, NULL, 0, NULL},
 };
 
-/* ABI_VERSION 2: a table per kind of row (events, arrivals), the batch join, stamp runs (1: one table of kept lines). */
-TOKENIZER_MODULE(_exim_c, "The C tokenizer of the Exim source (optional; the polars path is the reference).", methods, 2)
+/* ABI_VERSION 3: `newlines` (2: a table per kind of row, events and arrivals, the batch join,
+ * stamp runs; 1: one table of kept lines). */
+TOKENIZER_MODULE(_exim_c, "The C tokenizer of the Exim source (optional; the polars path is the reference).", methods, 3)

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lines.h"
 #include "module.h"
 #include "reuse.h"
 #include "views.h"
@@ -144,6 +145,33 @@ static inline int is_space(char c) { return c == ' ' || c == '\t'; }
 static inline int is_alnum(char c) {
     return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
+/* What a byte is, as the loops over a line's head ask it: one table lookup a byte, where each
+ * loop compared it with two to six bytes or ranges (`classes_init` fills it). */
+enum {
+    CL_SPACE = 1,       /* a space or a tab (`is_space`) */
+    CL_PROGRAM_END = 2, /* a space, a tab, `[`, `]` or `:`: what ends a program's name */
+    CL_ALNUM = 4,       /* `is_alnum` */
+    CL_DIGIT = 8,
+    CL_HEX_UPPER = 16,  /* a digit or A-F */
+    CL_ID_END = 32,     /* a space, a tab, `<` or `>`: what ends a bare Message-ID */
+};
+static uint8_t CLASS[256];
+
+static void classes_init(void) {
+    if (CLASS[' ']) return;
+    for (int c = 0; c < 256; c++) {
+        uint8_t k = 0;
+        if (is_space((char)c)) k |= CL_SPACE | CL_PROGRAM_END | CL_ID_END;
+        if (c == '[' || c == ']' || c == ':') k |= CL_PROGRAM_END;
+        if (is_alnum((char)c)) k |= CL_ALNUM;
+        if (is_digit((char)c)) k |= CL_DIGIT | CL_HEX_UPPER;
+        if (c >= 'A' && c <= 'F') k |= CL_HEX_UPPER;
+        if (c == '<' || c == '>') k |= CL_ID_END;
+        CLASS[c] = k;
+    }
+}
+#define CLASS_OF(c) CLASS[(unsigned char)(c)]
+
 static inline int starts(const char *s, int64_t n, const char *lit, int64_t k) {
     return n >= k && memcmp(s, lit, (size_t)k) == 0;
 }
@@ -344,14 +372,16 @@ static void diagnostic_fields(field *got) {
     }
     got[C_DIAGNOSTIC] = (field){d, (int32_t)n};
     leading_codes(d, n, &got[C_LEADING_CODE], &got[C_LEADING_ENHANCED]);
-    /* `_SAID`: the first "said: " or "refused to talk to me: " followed by a code */
-    for (int64_t i = 0; i + 6 <= n; i++) {
-        int64_t after;
-        if (d[i] == 's' && memcmp(d + i, "said: ", 6) == 0)
-            after = i + 6;
-        else if (d[i] == 'r' && starts(d + i, n - i, "refused to talk to me: ", 23))
-            after = i + 23;
-        else
+    /* `_SAID`: the first "said: " or "refused to talk to me: " followed by a code, found by
+     * their colon (rarer than their first letters), the longer one first: of two that end at
+     * two colons, the one that starts first ends first (neither holds the other's start) */
+    for (const char *colon = memchr(d, ':', (size_t)n); colon != NULL;
+         colon = memchr(colon + 1, ':', (size_t)(d + n - colon - 1))) {
+        const int64_t c = colon - d;
+        if (c + 2 > n || d[c + 1] != ' ') continue;
+        int64_t after = c + 2;
+        if (!(c >= 21 && memcmp(d + c - 21, "refused to talk to me", 21) == 0) &&
+            !(c >= 4 && memcmp(d + c - 4, "said", 4) == 0))
             continue;
         if (!reply_code(d, n, after)) continue;
         got[C_SAID_CODE] = (field){d + after, 3};
@@ -390,63 +420,62 @@ static void diagnostic_fields(field *got) {
  * to=<a@example.com>, orig_to=<b@example.com>, relay=mx.example.com[192.0.2.7]:25,
  * conn_use=2, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, status=bounced (...) */
 static void recipient_fields(const char *b, int64_t n, line_fields *out) {
-    field got[N_FIELDS];
-    memset(got, 0, sizeof got);
-    int64_t i = 4; /* after "to=<" */
+    field *got = out->f; /* (scan_line zeroed them; on no match, those written are cleared) */
+    int64_t i = 4;       /* after "to=<" */
     const char *close = memchr(b + i, '>', (size_t)(n - i));
-    if (close == NULL) return;
+    if (close == NULL) goto unreadable;
     got[C_RECIPIENT] = (field){b + i, (int32_t)(close - b - i)};
     i = close - b + 1;
-    if (!STARTS(b + i, n - i, ", ")) return;
+    if (!STARTS(b + i, n - i, ", ")) goto unreadable;
     i += 2;
     if (STARTS(b + i, n - i, "orig_to=<")) {
         const char *end = memchr(b + i + 9, '>', (size_t)(n - i - 9));
-        if (end == NULL) return;
+        if (end == NULL) goto unreadable;
         got[C_ORIGINAL_RECIPIENT] = (field){b + i + 9, (int32_t)(end - b - i - 9)};
         i = end - b + 1;
-        if (!STARTS(b + i, n - i, ", ")) return;
+        if (!STARTS(b + i, n - i, ", ")) goto unreadable;
         i += 2;
     }
-    if (!STARTS(b + i, n - i, "relay=")) return;
+    if (!STARTS(b + i, n - i, "relay=")) goto unreadable;
     i += 6;
     int64_t start = i;
     while (i < n && b[i] != ',' && !is_space(b[i])) i++;
-    if (i == start || !STARTS(b + i, n - i, ", ")) return;
+    if (i == start || !STARTS(b + i, n - i, ", ")) goto unreadable;
     got[C_RELAY] = (field){b + start, (int32_t)(i - start)};
     i += 2;
     if (STARTS(b + i, n - i, "conn_use=")) {
         start = i += 9;
         while (i < n && is_digit(b[i])) i++;
-        if (i == start || !STARTS(b + i, n - i, ", ")) return;
+        if (i == start || !STARTS(b + i, n - i, ", ")) goto unreadable;
         i += 2;
     }
-    if (!STARTS(b + i, n - i, "delay=")) return;
+    if (!STARTS(b + i, n - i, "delay=")) goto unreadable;
     start = i += 6;
     while (i < n && (is_digit(b[i]) || b[i] == '.')) i++;
-    if (i == start || !STARTS(b + i, n - i, ", ")) return;
+    if (i == start || !STARTS(b + i, n - i, ", ")) goto unreadable;
     got[C_DELAY] = (field){b + start, (int32_t)(i - start)};
     i += 2;
     if (STARTS(b + i, n - i, "delays=")) {
         start = i += 7;
         while (i < n && (is_digit(b[i]) || b[i] == '.' || b[i] == '/')) i++;
-        if (i == start || !STARTS(b + i, n - i, ", ")) return;
+        if (i == start || !STARTS(b + i, n - i, ", ")) goto unreadable;
         i += 2;
         if (STARTS(b + i, n - i, "dsn=")) {
             int64_t end = enhanced_code(b, n, i + 4);
-            if (end < 0) return;
+            if (end < 0) goto unreadable;
             got[C_DSN] = (field){b + i + 4, (int32_t)(end - i - 4)};
             i = end + 2;
         }
     } else if (STARTS(b + i, n - i, "dsn=")) {
         int64_t end = enhanced_code(b, n, i + 4);
-        if (end < 0) return;
+        if (end < 0) goto unreadable;
         got[C_DSN_ALONE] = (field){b + i + 4, (int32_t)(end - i - 4)};
         i = end + 2;
     }
-    if (!STARTS(b + i, n - i, "status=")) return;
+    if (!STARTS(b + i, n - i, "status=")) goto unreadable;
     start = i += 7;
     while (i < n && b[i] >= 'a' && b[i] <= 'z') i++;
-    if (i == start) return;
+    if (i == start) goto unreadable;
     got[C_STATUS] = (field){b + start, (int32_t)(i - start)};
     got[C_REST] = (field){b + i, (int32_t)(n - i)};
     /* relay=mx.example.com[192.0.2.7]:25: the host `^[^\[\]:]+`, the address in the first
@@ -468,7 +497,9 @@ static void recipient_fields(const char *b, int64_t n, line_fields *out) {
         }
     }
     diagnostic_fields(got);
-    for (int v = C_RECIPIENT; v <= C_REMOTE_IP; v++) out->f[v] = got[v];
+    return;
+unreadable:
+    memset(&got[C_RECIPIENT], 0, (C_REMOTE_IP - C_RECIPIENT + 1) * sizeof(field));
 }
 
 /* The first `lit` (of `k` bytes) in `b[from, n)`: its index, or -1. */
@@ -567,32 +598,54 @@ static int plain_ascii(const char *s, int64_t n) {
     return 1;
 }
 
-/* One line (without its newline and the CR of a CRLF end). */
-static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps_len,
-                     line_fields *out) {
+/* The last classic stamp read: its 16 bytes (with the space after it), its `stamp_key`,
+ * and whether it is in an hour the clocks skip. Most lines follow a line of the same
+ * second: their stamp is not parsed again. */
+typedef struct {
+    char bytes[16];
+    int32_t key; /* -1: none yet */
+    int gap;
+} stamp_cache;
+
+/* One line (without its newline and the CR of a CRLF end); `odd`: `line_end` found a byte
+ * in it that is not printable ASCII (a tab, say: `plain_ascii` decides). */
+static int scan_line(const char *s, int64_t n, int odd, const char *gaps, Py_ssize_t gaps_len,
+                     stamp_cache *last, line_fields *out) {
     if (n == 0) return K_SKIP;
-    if (!plain_ascii(s, n)) return K_OTHER;
+    if (odd && !plain_ascii(s, n)) return K_OTHER;
     /* _FAST_ANY: stamp, host, program[pid]: */
-    int32_t stamp = classic_stamp(s, n);
-    if (stamp < 0) {
-        for (int64_t i = 0; i < n; i++)
-            if (!is_space(s[i])) return K_OTHER;
-        return K_SKIP; /* spaces only: read and skipped, as the polars path does */
+    int32_t stamp;
+    if (n >= 16 && last->key >= 0 && memcmp(s, last->bytes, 16) == 0) {
+        stamp = last->key; /* (`classic_stamp` reads those 16 bytes only) */
+    } else {
+        stamp = classic_stamp(s, n);
+        if (stamp < 0) {
+            for (int64_t i = 0; i < n; i++)
+                if (!is_space(s[i])) return K_OTHER;
+            return K_SKIP; /* spaces only: read and skipped, as the polars path does */
+        }
+        memcpy(last->bytes, s, 16);
+        last->key = stamp;
+        last->gap = 0;
+        for (int64_t g = 0; g + 10 <= gaps_len; g += 10)
+            if (memcmp(s, gaps + g, 10) == 0) last->gap = 1;
     }
+    /* A stamp in an hour the clocks skip: the polars path says it is invalid. (Every line
+     * with a classic stamp that is not cut below is the polars path's too: it may be looked
+     * at first.) */
+    if (last->gap) return K_OTHER;
     int64_t p = 16;
     const int64_t host = p;
-    while (p < n && !is_space(s[p])) p++;
+    while (p < n && !(CLASS_OF(s[p]) & CL_SPACE)) p++;
     if (p == host || p >= n || s[p] != ' ') return K_OTHER;
     const int64_t host_end = p++;
     const int64_t program = p;
-    while (p < n && !is_space(s[p]) && s[p] != '[' && s[p] != ']' && s[p] != ':') p++;
+    while (p < n && !(CLASS_OF(s[p]) & CL_PROGRAM_END)) p++;
     if (p == program || p >= n) return K_OTHER;
     if (s[p] == ':' && p + 1 < n && s[p + 1] == ' ') {
         /* Nov 28 10:00:13 mx dovecot: lmtp(a@example.com)<53706><PLel2i>: saved mail to INBOX
          * (no pid: the polars path reads another program's line as skipped; a Postfix one
          * is left to it) */
-        for (int64_t g = 0; g + 10 <= gaps_len; g += 10)
-            if (memcmp(s, gaps + g, 10) == 0) return K_OTHER;
         return postfix_program(s + program, p - program) ? K_OTHER : K_SKIP;
     }
     if (s[p] != '[') return K_OTHER;
@@ -601,21 +654,17 @@ static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps
     while (p < n && is_digit(s[p])) p++;
     if (p == pid || p + 2 >= n || s[p] != ']' || s[p + 1] != ':' || s[p + 2] != ' ')
         return K_OTHER;
-    /* A stamp in an hour the clocks skip: the polars path says it is invalid. */
-    for (int64_t g = 0; g + 10 <= gaps_len; g += 10)
-        if (memcmp(s, gaps + g, 10) == 0) return K_OTHER;
     /* _FAST_QUEUED: a Postfix program, then `<queue id>: ` */
     if (!postfix_program(s + program, program_end - program)) return K_SKIP;
     p += 2;
     while (p < n && s[p] == ' ') p++;
     const int64_t qid = p;
-    int digit = 0, upper_hex = 1;
-    while (p < n && is_alnum(s[p])) {
-        char c = s[p];
-        if (is_digit(c)) digit = 1;
-        else if (!(c >= 'A' && c <= 'F')) upper_hex = 0;
-        p++;
+    uint8_t any = 0, all = CL_HEX_UPPER; /* (a digit in it; all digits or A-F) */
+    for (uint8_t k; p < n && ((k = CLASS_OF(s[p])) & CL_ALNUM); p++) {
+        any |= k;
+        all &= k;
     }
+    const int digit = (any & CL_DIGIT) != 0, upper_hex = (all & CL_HEX_UPPER) != 0;
     const int64_t qid_len = p - qid;
     if (qid_len == 0 || p + 1 >= n || s[p] != ':' || s[p + 1] != ' ') return K_SKIP;
     if (!digit && !(upper_hex && qid_len >= 5) &&
@@ -625,7 +674,12 @@ static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps
     const int64_t body_len = n - p - 2;
     const int kind = body_kind(body, body_len);
     if (kind == K_SKIP) return K_SKIP;
-    memset(out, 0, sizeof *out);
+    if (kind == K_RECIPIENT || kind == K_EXPIRED || kind == K_REJECT) {
+        memset(out, 0, sizeof *out);
+    } else {
+        /* (a state line or a damaged one: `keep` reads no other field) */
+        out->f[C_SENDER] = out->f[C_MESSAGE_ID] = (field){NULL, 0};
+    }
     out->kind = kind;
     out->f[C_RAW] = (field){s, (int32_t)n};
     out->f[C_QID] = (field){s + qid, (int32_t)qid_len};
@@ -659,7 +713,7 @@ static int scan_line(const char *s, int64_t n, const char *gaps, Py_ssize_t gaps
         int64_t i = 11, start;
         if (i < body_len && body[i] == '<') i++;
         start = i;
-        while (i < body_len && body[i] != '<' && body[i] != '>' && !is_space(body[i])) i++;
+        while (i < body_len && !(CLASS_OF(body[i]) & CL_ID_END)) i++;
         if (i > start) out->f[C_MESSAGE_ID] = (field){body + start, (int32_t)(i - start)};
     }
     return kind;
@@ -676,36 +730,90 @@ typedef struct {
     int64_t seq;              /* the line number of its last from= or message-id= line, -1 */
     int64_t removed;          /* the line number of its last `removed`, -1 */
     uint8_t state;            /* 1 when a state line names it */
+    /* the views of the id, its sender, the sender's domain (lower-cased) and its Message-ID,
+     * made when the line that gives them is read: written into the events and the table of
+     * ids without reading their bytes again, far back in the batch and out of the caches */
+    uint8_t domain_valid;
+    uint8_t qid_view[VIEW_SIZE], sender_view[VIEW_SIZE], domain_view[VIEW_SIZE];
+    uint8_t message_id_view[VIEW_SIZE];
 } queue_id;
 
 /* The queue ids of a batch: open addressing over `slots` (indices into `ids`, -1 empty),
- * `ids` in the order the batch first names them. */
+ * `ids` in the order the batch first names them (room for one a line). */
 typedef struct {
+    const char *base; /* the batch */
     queue_id *ids;
     int64_t count;
     int32_t *slots;
     uint64_t mask;
+    size_t slots_size; /* bytes of `slots` (a block of reuse.h's `kept_scratch`) */
+    int failed;        /* 1: out of memory to grow `slots` */
 } id_table;
 
-/* The index of queue id `q` (`n` bytes) in `t`, added if new. The table holds at most one
- * id a line, and has twice as many slots as lines: it never fills up. */
+/* The slots of a table that starts small: a batch names a tenth as many ids as it has lines
+ * (105,719 in the 1M lines of bench's Postfix log), and a table sized for a line each (1 MiB
+ * for 100k lines) was read at random, out of the caches, and cleared for every batch. */
+#define ID_SLOTS_FIRST 16384
+
+/* `t`'s slots doubled, its ids placed again (GIL released: PyMem_Raw). 0 when out of memory
+ * (the table is left as it was). */
+static int id_table_grow(id_table *t) {
+    const uint64_t slots = 2 * (t->mask + 1);
+    int32_t *grown = PyMem_RawMalloc(slots * sizeof(int32_t));
+    if (grown == NULL) return 0;
+    memset(grown, 0xFF, slots * sizeof(int32_t));
+    for (int64_t i = 0; i < t->count; i++) {
+        uint64_t slot = t->ids[i].hash & (slots - 1);
+        while (grown[slot] >= 0) slot = (slot + 1) & (slots - 1);
+        grown[slot] = (int32_t)i;
+    }
+    PyMem_RawFree(t->slots);
+    t->slots = grown;
+    t->slots_size = slots * sizeof(int32_t);
+    t->mask = slots - 1;
+    return 1;
+}
+
+/* The index of queue id `q` (`n` bytes) in `t`, added if new; -1 when out of memory. The
+ * slots are at most half full: they grow before. */
 static int64_t id_index(id_table *t, const char *q, int32_t n) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (int32_t i = 0; i < n; i++) h = (h ^ (unsigned char)q[i]) * 1099511628211ULL;
+    /* (its first and last 8 bytes, or its bytes, mixed: ids are compared byte for byte) */
+    uint64_t a = 0, b = (uint64_t)n;
+    if (n >= 8) {
+        memcpy(&a, q, 8);
+        memcpy(&b, q + n - 8, 8);
+    } else {
+        for (int32_t i = 0; i < n; i++) a = (a << 8) | (unsigned char)q[i];
+    }
+    uint64_t h = (a * 0x9e3779b97f4a7c15ULL) ^ (b * 0xc2b2ae3d27d4eb4fULL) ^ (uint64_t)n;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
     for (uint64_t slot = h & t->mask;; slot = (slot + 1) & t->mask) {
         int32_t at = t->slots[slot];
         if (at < 0) {
+            if ((uint64_t)(t->count + 1) * 2 > t->mask + 1) {
+                if (!id_table_grow(t)) {
+                    t->failed = 1;
+                    return -1;
+                }
+                return id_index(t, q, n); /* (its slot in the grown table) */
+            }
             queue_id *id = &t->ids[t->count];
             memset(id, 0, sizeof *id);
             id->qid = q;
             id->qid_len = n;
+            view_set(id->qid_view, t->base, q, n);
             id->hash = h;
             id->seq = id->removed = -1;
             t->slots[slot] = (int32_t)t->count;
             return t->count++;
         }
         const queue_id *id = &t->ids[at];
-        if (id->hash == h && id->qid_len == n && memcmp(id->qid, q, (size_t)n) == 0) return at;
+        /* (an id of 12 bytes or less is in its view: the batch is not read again) */
+        if (id->hash == h && id->qid_len == n &&
+            memcmp(n <= 12 ? (const char *)id->qid_view + 4 : id->qid, q, (size_t)n) == 0)
+            return at;
     }
 }
 
@@ -816,6 +924,8 @@ typedef struct {
     int64_t others;
     int64_t other_bytes;
     int64_t lines;
+    int64_t capacity; /* the lines the tables have a row for */
+    int miscounted;   /* 1: the batch does not hold `capacity` lines */
 } scan_state;
 
 static inline void put_view(scan_state *st, int column, int64_t r, field x) {
@@ -828,6 +938,26 @@ static inline void put_int64(scan_state *st, int column, int64_t r, int64_t valu
     const int64_t stored = value >= 0 ? value : 0;
     memcpy(st->col[column] + r * 8, &stored, 8);
     valid_set(st->col[column + 1], r, value >= 0);
+}
+
+/* Row `r` of view column `column` (with its bitmap after it): the view made before, or null. */
+static inline void put_copy(scan_state *st, int column, int64_t r, const uint8_t *view,
+                            int valid) {
+    if (valid)
+        memcpy(st->col[column] + r * VIEW_SIZE, view, VIEW_SIZE);
+    else
+        memset(st->col[column] + r * VIEW_SIZE, 0, VIEW_SIZE);
+    valid_set(st->col[column + 1], r, valid);
+}
+
+/* View `v` of event row `r`, the view made before, or null. */
+static inline void put_event_copy(scan_state *st, int v, int64_t r, const uint8_t *view,
+                                  int valid) {
+    if (valid)
+        memcpy(st->col[E_VIEWS + v] + r * VIEW_SIZE, view, VIEW_SIZE);
+    else
+        memset(st->col[E_VIEWS + v] + r * VIEW_SIZE, 0, VIEW_SIZE);
+    valid_set(st->col[E_VALID + v], r, valid);
 }
 
 /* View `v` of event row `r` (its bitmap is among the event columns' bitmaps). */
@@ -856,30 +986,26 @@ static field domain_of(const char *s, int32_t n) {
     return i == n ? (field){s + at + 1, end - at - 1} : none;
 }
 
-/* Event view `v` of row `r`: the string `x` lower-cased (a copy in `lower` when it has a
- * capital letter; ASCII only, as every line the C path takes), null when `x` is none. */
-static void put_lowered(scan_state *st, int v, int64_t r, field x) {
-    uint8_t *view = st->col[E_VIEWS + v] + r * VIEW_SIZE;
+/* The view of the string `x` lower-cased (a copy in `lower` when it has a capital letter;
+ * ASCII only, as every line the C path takes) written at `view`: 1, or 0 (an empty view)
+ * when `x` is none or memory ran out. */
+static int lowered_view(scan_state *st, uint8_t *view, field x) {
     const char *base = (const char *)st->data.buf;
-    valid_set(st->col[E_VALID + v], r, x.s != NULL);
     if (x.s == NULL) {
         view_set_in(view, base, 0, 0, 0);
-        return;
+        return 0;
     }
-    int32_t capital = 0;
-    while (capital < x.len && !(x.s[capital] >= 'A' && x.s[capital] <= 'Z')) capital++;
-    if (capital == x.len) {
+    if (!has_capital(x.s, x.len)) {
         view_set_in(view, x.s, x.len, 0, (int32_t)(x.s - base));
-        return;
+        return 1;
     }
     if (st->lower_len + x.len > st->lower_capacity) {
         int64_t capacity = 2 * st->lower_capacity + x.len + 4096;
         char *grown = PyMem_RawRealloc(st->lower, (size_t)capacity);
         if (grown == NULL || capacity >= INT32_MAX) {
             st->failed = 1;
-            valid_set(st->col[E_VALID + v], r, 0);
             view_set_in(view, base, 0, 0, 0);
-            return;
+            return 0;
         }
         st->lower = grown;
         st->lower_capacity = capacity;
@@ -889,6 +1015,14 @@ static void put_lowered(scan_state *st, int v, int64_t r, field x) {
         copy[i] = (char)(x.s[i] >= 'A' && x.s[i] <= 'Z' ? x.s[i] + 32 : x.s[i]);
     view_set_in(view, copy, x.len, 1, (int32_t)st->lower_len);
     st->lower_len += x.len;
+    return 1;
+}
+
+/* Event view `v` of row `r`: the string `x` lower-cased (a copy in `lower` when it has a
+ * capital letter; ASCII only, as every line the C path takes), null when `x` is none. */
+static void put_lowered(scan_state *st, int v, int64_t r, field x) {
+    uint8_t *view = st->col[E_VIEWS + v] + r * VIEW_SIZE;
+    valid_set(st->col[E_VALID + v], r, lowered_view(st, view, x));
 }
 
 /* 1 when `x` is the `k` bytes of `lit`. */
@@ -933,14 +1067,25 @@ static void keep(scan_state *st, const line_fields *f, int kind, int64_t line_no
         put_view(st, S_SENDER, r, f->f[C_SENDER]);
         put_view(st, S_MESSAGE_ID, r, f->f[C_MESSAGE_ID]);
         /* The batch's state lines in line order: the last of each wins. */
-        queue_id *id = &st->ids.ids[id_index(&st->ids, qid.s, qid.len)];
+        const int64_t at = id_index(&st->ids, qid.s, qid.len);
+        if (at < 0) return; /* (out of memory: tokenize fails) */
+        queue_id *id = &st->ids.ids[at];
         id->state = 1;
         if (kind == K_REMOVED) {
             id->removed = line_no;
         } else {
             id->seq = line_no;
-            if (kind == K_FROM) id->sender = f->f[C_SENDER];
-            if (f->f[C_MESSAGE_ID].s != NULL) id->message_id = f->f[C_MESSAGE_ID];
+            if (kind == K_FROM) {
+                const field sender = f->f[C_SENDER];
+                id->sender = sender;
+                view_set(id->sender_view, base, sender.s, sender.len);
+                id->domain_valid =
+                    (uint8_t)lowered_view(st, id->domain_view, domain_of(sender.s, sender.len));
+            }
+            if (f->f[C_MESSAGE_ID].s != NULL) {
+                id->message_id = f->f[C_MESSAGE_ID];
+                view_set(id->message_id_view, base, id->message_id.s, id->message_id.len);
+            }
         }
         return;
     }
@@ -1044,7 +1189,11 @@ static void keep(scan_state *st, const line_fields *f, int kind, int64_t line_no
  * it has the queue id; and the table of queue ids. */
 static void join_state(scan_state *st) {
     const field none = {NULL, 0};
-    for (int64_t r = 0; r < st->rows[T_EVENTS]; r++) {
+    const int64_t rows = st->rows[T_EVENTS];
+    for (int64_t r = 0; r < rows; r++) {
+        /* (the ids are read at random: the one 8 rows on is fetched into the cache now) */
+        if (r + 8 < rows && st->event_id[r + 8] >= 0)
+            __builtin_prefetch(&st->ids.ids[st->event_id[r + 8]]);
         const queue_id *id = st->event_id[r] >= 0 ? &st->ids.ids[st->event_id[r]] : NULL;
         const field own = st->own_sender[r];
         const field known_sender = id ? id->sender : none;
@@ -1056,20 +1205,29 @@ static void join_state(scan_state *st) {
          * map's lines all come before the batch's: where the batch names no from= or
          * message-id= of the id, the map's cannot be newer than a `removed` of the batch.) */
         const int current = removed < 0 || line_no < removed || seq > removed;
-        const field sender = own.s ? own : current ? known_sender : none;
-        put_event_view(st, O_SENDER, r, sender);
-        put_lowered(st, O_SENDER_DOMAIN, r, sender.s ? domain_of(sender.s, sender.len) : none);
-        put_event_view(st, O_MESSAGE_ID, r, current ? known_message_id : none);
+        if (own.s != NULL) {
+            put_event_view(st, O_SENDER, r, own);
+            put_lowered(st, O_SENDER_DOMAIN, r, domain_of(own.s, own.len));
+        } else if (current && known_sender.s != NULL) {
+            put_event_copy(st, O_SENDER, r, id->sender_view, 1);
+            put_event_copy(st, O_SENDER_DOMAIN, r, id->domain_view, id->domain_valid);
+        } else {
+            put_event_view(st, O_SENDER, r, none);
+            put_lowered(st, O_SENDER_DOMAIN, r, none);
+        }
+        if (current && known_message_id.s != NULL)
+            put_event_copy(st, O_MESSAGE_ID, r, id->message_id_view, 1);
+        else
+            put_event_view(st, O_MESSAGE_ID, r, none);
         st->col[E_SENDER_OWN][r] = (uint8_t)(own.s != NULL);
         st->col[E_SENDER_OPEN][r] = (uint8_t)(current && !own.s && !known_sender.s);
         st->col[E_MESSAGE_ID_OPEN][r] = (uint8_t)(current && !known_message_id.s);
     }
-    const char *base = (const char *)st->data.buf;
     for (int64_t i = 0; i < st->ids.count; i++) {
         const queue_id *id = &st->ids.ids[i];
-        view_set(st->col[Q_QID] + i * VIEW_SIZE, base, id->qid, id->qid_len);
-        put_view(st, Q_SENDER, i, id->sender);
-        put_view(st, Q_MESSAGE_ID, i, id->message_id);
+        memcpy(st->col[Q_QID] + i * VIEW_SIZE, id->qid_view, VIEW_SIZE);
+        put_copy(st, Q_SENDER, i, id->sender_view, id->sender.s != NULL);
+        put_copy(st, Q_MESSAGE_ID, i, id->message_id_view, id->message_id.s != NULL);
         put_int64(st, Q_SEQ, i, id->seq);
         put_int64(st, Q_REMOVED, i, id->removed);
         st->col[Q_STATE][i] = id->state;
@@ -1083,14 +1241,20 @@ static void scan(scan_state *st, int64_t first_line, const char *gaps, Py_ssize_
     const char *base = (const char *)st->data.buf;
     const int64_t len = (int64_t)st->data.len;
     int64_t pos = 0, index = 0;
+    stamp_cache last = {.key = -1};
     while (pos < len) {
-        const char *nl = memchr(base + pos, '\n', (size_t)(len - pos));
-        int64_t end = nl ? nl - base : len;
+        if (index == st->capacity) { /* (more lines than `newlines` said: no row for them) */
+            st->miscounted = 1;
+            return;
+        }
+        /* (the newline, and whether the line is all printable ASCII, in one pass: lines.h) */
+        int odd;
+        const int64_t end = line_end(base + pos, base + len, &odd) - base;
         int64_t n = end - pos;
         const char *s = base + pos;
         if (n > 0 && s[n - 1] == '\r') n--; /* CRLF */
         line_fields f;
-        int kind = scan_line(s, n, gaps, gaps_len, &f);
+        int kind = scan_line(s, n, odd, gaps, gaps_len, &last, &f);
         int64_t line_no = first_line + index;
         if (kind == K_OTHER) {
             st->other_line_no[st->others] = line_no;
@@ -1105,6 +1269,7 @@ static void scan(scan_state *st, int64_t first_line, const char *gaps, Py_ssize_
         pos = end + 1;
     }
     st->lines = index;
+    st->miscounted = index != st->capacity;
     join_state(st);
 }
 
@@ -1116,10 +1281,11 @@ static int set_item(PyObject *dict, const char *key, PyObject *value) {
 }
 
 PyDoc_STRVAR(tokenize_doc,
-             "tokenize(data, first_line, gaps) -> dict\n\n"
+             "tokenize(data, first_line, gaps, newlines=-1) -> dict\n\n"
              "Cut the syslog lines of one batch (`data`: whole lines; `first_line`: the number "
              "of its first line; `gaps`: 10-byte stamp starts, `Mar 29 02:`, of hours the "
-             "clocks skip). Returns `lines` (read) and four tables of bytearray columns "
+             "clocks skip; `newlines`: its newline bytes where the reader counted them, else "
+             "counted here; ValueError if it is not that). Returns `lines` (read) and four tables of bytearray columns "
              "(string views: 16 bytes a row; bitmaps `<name>_valid`): `kept` events, in line "
              "order, with the columns the polars path's event builders give (`line_no`, "
              "`stamp`, `event`: the number of its name, `smtp_code` int16, and views: `raw`, "
@@ -1148,14 +1314,16 @@ static kept_scratch kept[S_COUNT];
 static PyObject *tokenize(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *source;
-    long long first_line;
+    long long first_line, newlines = -1;
     const char *gaps;
     Py_ssize_t gaps_len;
-    if (!PyArg_ParseTuple(args, "OLy#:tokenize", &source, &first_line, &gaps, &gaps_len))
+    if (!PyArg_ParseTuple(args, "OLy#|L:tokenize", &source, &first_line, &gaps, &gaps_len,
+                          &newlines))
         return NULL;
     scan_state st;
     memset(&st, 0, sizeof st);
     if (PyObject_GetBuffer(source, &st.data, PyBUF_SIMPLE) < 0) return NULL;
+    classes_init(); /* (once; with the interpreter lock held) */
     PyObject *result = NULL, *arrays[N_COLUMNS] = {NULL};
     PyObject *other_data = NULL, *other_line_no = NULL, *lower = NULL;
     void *scratch[S_COUNT] = {NULL};
@@ -1166,13 +1334,16 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a batch must be under 2 GiB");
         goto done;
     }
-    /* Lines: the newlines, plus a last line without one. */
+    /* Lines: the newlines (as the reader counted them, else counted here), plus a last line
+     * without one. */
     const char *base = (const char *)st.data.buf;
-    int64_t capacity = 0;
-    for (const char *p = base, *end = base + st.data.len; p < end; capacity++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        p = nl ? nl + 1 : end;
+    int64_t capacity = newlines >= 0 ? (int64_t)newlines : count_newlines(base, st.data.len);
+    if (st.data.len > 0 && base[st.data.len - 1] != '\n') capacity++;
+    if (capacity > st.data.len) {
+        PyErr_SetString(PyExc_ValueError, "tokenize: `newlines` is not the batch's count");
+        goto done;
     }
+    st.capacity = capacity;
     /* Every table has room for a row a line. Not zeroed: the scan writes every byte of the
      * rows it keeps (bitmaps excepted, which are cleared), and the arrays are cut to those
      * rows; pages it never reaches are never touched. */
@@ -1183,9 +1354,8 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
         st.col[c] = (uint8_t *)PyByteArray_AS_STRING(arrays[c]);
         if (!spec[c].width) memset(st.col[c], 0, (size_t)size);
     }
-    uint64_t slots = 16;
-    while (slots < 2 * (uint64_t)capacity) slots <<= 1;
-    st.ids.mask = slots - 1;
+    uint64_t slots = 16; /* (to grow as the batch names more ids: `id_table_grow`) */
+    while (slots < 2 * (uint64_t)capacity && slots < ID_SLOTS_FIRST) slots <<= 1;
     /* (the working arrays of the last batch, where large enough: reuse.h) */
     const size_t wanted[S_COUNT] = {
         [S_SLOTS] = slots * sizeof(int32_t),
@@ -1196,7 +1366,11 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
         [S_OTHER_SPAN] = (size_t)(capacity + 1) * 16,
     };
     for (int k = 0; k < S_COUNT; k++) scratch[k] = kept_scratch_take(&kept[k], wanted[k], &scratch_size[k]);
+    while (slots * 2 * sizeof(int32_t) <= scratch_size[S_SLOTS]) slots <<= 1; /* (grown before) */
+    st.ids.base = base;
     st.ids.slots = scratch[S_SLOTS];
+    st.ids.slots_size = scratch_size[S_SLOTS];
+    st.ids.mask = slots - 1;
     st.ids.ids = scratch[S_IDS];
     st.event_id = scratch[S_EVENT_ID];
     st.own_sender = scratch[S_OWN_SENDER];
@@ -1210,6 +1384,8 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     memset(st.ids.slots, 0xFF, slots * sizeof(int32_t));
     Py_BEGIN_ALLOW_THREADS scan(&st, (int64_t)first_line, gaps, gaps_len);
     Py_END_ALLOW_THREADS
+    scratch[S_SLOTS] = st.ids.slots; /* (grown, maybe: kept for the next batch) */
+    scratch_size[S_SLOTS] = st.ids.slots_size;
 
     /* The lines not for the C path, each with its newline. */
     other_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)st.other_bytes);
@@ -1224,8 +1400,12 @@ static PyObject *tokenize(PyObject *self, PyObject *args) {
     other_line_no = PyByteArray_FromStringAndSize((const char *)st.other_line_no,
                                                   (Py_ssize_t)(st.others * 8));
     if (other_line_no == NULL) goto done;
-    if (st.failed) {
+    if (st.failed || st.ids.failed) {
         PyErr_NoMemory();
+        goto done;
+    }
+    if (st.miscounted) {
+        PyErr_SetString(PyExc_ValueError, "tokenize: `newlines` is not the batch's count");
         goto done;
     }
     lower = PyBytes_FromStringAndSize(st.lower ? st.lower : "", (Py_ssize_t)st.lower_len);
@@ -1379,12 +1559,14 @@ static PyMethodDef methods[] = {
     {"release", release, METH_NOARGS,
      "release() -> None\n\nLet go of the tables and working arrays kept for the next batch "
      "(native/reuse.h): at the end of a run."},
+    NEWLINES_METHOD,
     {"compact", compact, METH_VARARGS,
      "compact(views, count, offset, validity, buffers, out_views, out_data) -> bytes written\n\n"
      "A string_view array's texts copied into one data buffer of their own, in row order."},
     {NULL, NULL, 0, NULL},
 };
 
-/* ABI_VERSION 3: final event columns, and a table of malformed lines (2: the fields of the
- * kept lines, and tables of state lines and queue ids; 1: one table of kept lines). */
-TOKENIZER_MODULE(_postfix_c, "The C tokenizer of the Postfix source (optional; the polars path is the reference).", methods, 3)
+/* ABI_VERSION 4: `newlines` (3: final event columns, and a table of malformed lines; 2: the
+ * fields of the kept lines, and tables of state lines and queue ids; 1: one table of kept
+ * lines). */
+TOKENIZER_MODULE(_postfix_c, "The C tokenizer of the Postfix source (optional; the polars path is the reference).", methods, 4)

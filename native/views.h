@@ -58,6 +58,23 @@ static inline void valid_set(uint8_t *bitmap, int64_t i, int valid) {
         bitmap[i >> 3] &= (uint8_t)~(1u << (i & 7));
 }
 
+/* 1 when one of the `n` ASCII bytes at `s` (none above 0x7F: the lines the tokenizers cut)
+ * is a capital letter, A to Z; 8 bytes at a time. */
+static inline int has_capital(const char *s, int64_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        /* (a byte of 0x41 or more gets its high bit from + 0x3F, one of 0x5B or more from
+         * + 0x25; no byte carries into the next, all being below 0x80) */
+        if (((w + ones * 0x3F) & ~(w + ones * 0x25)) & highs) return 1;
+    }
+    for (; i < n; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z') return 1;
+    return 0;
+}
+
 /* 1 when the `len` bytes at `s` are valid UTF-8 (no overlong forms, no surrogates, nothing
  * above U+10FFFF), 0 otherwise. ASCII is checked 8 bytes at a time. */
 static inline int utf8_valid(const unsigned char *s, int64_t len) {

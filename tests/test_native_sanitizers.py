@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import io
 from datetime import UTC, datetime
+from types import ModuleType
 
 import pytest
 
@@ -54,12 +55,18 @@ def _edges(line: bytes) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("source", ["postfix", "exim"])
-def test_the_module_imports_and_says_its_interface(source: str) -> None:
+def _built(source: str) -> ModuleType:
+    """The C tokenizer of `source`, whatever its interface version (a test without one is
+    skipped: a machine without a compiler has no C path)."""
     try:
-        module = importlib.import_module(MODULES[source])
+        return importlib.import_module(MODULES[source])
     except ImportError:
         pytest.skip(f"{MODULES[source]} is not built here (the polars path runs)")
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_the_module_imports_and_says_its_interface(source: str) -> None:
+    module = _built(source)
     assert isinstance(module.ABI_VERSION, int)
     # native.module gives it exactly when it speaks the interface the source expects.
     with fuzz._path(True):
@@ -93,3 +100,41 @@ def test_a_small_differential_fuzz_run_finds_no_difference() -> None:
     summary = fuzz.run_differential(fuzz.Budget(iterations=10), seed=18, seeds=seeds)
     assert summary.iterations == 10
     assert (summary.differences, summary.crashes) == (0, 0), summary.figures()
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_newlines_counts_what_bytes_count_counts(source: str) -> None:
+    # native/lines.h: 16 bytes at a time, lanes summed every 255 vectors, the tail byte by
+    # byte; every length and start (a memoryview of a larger buffer) up to and past those.
+    module = _built(source)
+    line = LINES[source] + b"\n"
+    whole = bytearray((line * (16 * 300 // len(line) + 2))[: 16 * 300 + 40])
+    whole[100:120] = b"\n" * 20
+    whole[5000:5010] = bytes(range(250, 256)) + b"\r\n\x00\n"
+    with memoryview(whole) as view:
+        for start in (0, 1, 7, 15, 16, 33):
+            for end in (*range(start, start + 70), 16 * 255 + 17, 16 * 256, len(whole)):
+                assert module.newlines(view[start:end]) == whole[start:end].count(b"\n")
+    assert module.newlines(b"\n" * 70_000) == 70_000
+    # reading counts its batches with it where a C path runs, with bytes.count otherwise
+    for turned_on in (True, False):
+        with fuzz._path(turned_on):
+            assert native.count_newlines(whole) == whole.count(b"\n")
+
+
+@pytest.mark.parametrize("source", ["postfix", "exim"])
+def test_a_count_of_newlines_that_is_not_the_batchs_is_refused(source: str) -> None:
+    # The sources pass the reader's count (`Batch.line_ends`), which sizes the tables: a
+    # wrong one is an error, never a row written past them or a row left unwritten.
+    module = _built(source)
+    data = _edges(LINES[source])["a 70 kB line"] + LINES[source]
+
+    def cut(newlines: int) -> int:
+        if source == "postfix":
+            return int(module.tokenize(data, 1, b"", newlines)["lines"])
+        return int(module.cut(data, newlines)[0])
+
+    assert cut(data.count(b"\n")) == cut(-1) == data.count(b"\n") + 1
+    for wrong in (0, data.count(b"\n") - 1, data.count(b"\n") + 1, len(data), 10**15):
+        with pytest.raises(ValueError, match="`newlines` is not the batch's count"):
+            cut(wrong)

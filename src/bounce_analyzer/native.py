@@ -20,6 +20,7 @@ __all__ = [
     "ENV",
     "arrow_series",
     "built",
+    "count_newlines",
     "describe",
     "disabled",
     "helper",
@@ -31,8 +32,8 @@ __all__ = [
 ENV = "BOUNCE_ANALYZER_NATIVE"
 #: Each source with a C tokenizer -> (its extension module, the interface version it must say).
 _MODULES = {
-    "postfix": ("bounce_analyzer._postfix_c", 3),
-    "exim": ("bounce_analyzer._exim_c", 2),
+    "postfix": ("bounce_analyzer._postfix_c", 4),
+    "exim": ("bounce_analyzer._exim_c", 3),
 }
 
 
@@ -54,6 +55,17 @@ def _loaded(name: str, abi: int) -> ModuleType | None:
     except ImportError:
         return None
     return loaded if getattr(loaded, "ABI_VERSION", 0) == abi else None
+
+
+def count_newlines(data: bytes | bytearray) -> int:
+    """The newline bytes of `data`: counted 16 bytes at a time by a C tokenizer's `newlines`
+    (native/lines.h) where one runs, else by `bytes.count`, which looks at each byte (a third
+    of a second per GB); the same number either way."""
+    for source in _MODULES:
+        tokenizer = module(source)
+        if tokenizer is not None:
+            return int(tokenizer.newlines(data))
+    return data.count(b"\n")
 
 
 def module(source: str) -> ModuleType | None:

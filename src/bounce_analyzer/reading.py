@@ -49,6 +49,7 @@ from typing import BinaryIO, Protocol
 
 import polars as pl
 
+from bounce_analyzer import native
 from bounce_analyzer.errors import InputError
 
 __all__ = [
@@ -204,7 +205,7 @@ class Batch:
 
     def line_ends(self) -> int:
         """The number of newline bytes in `data`."""
-        return self.newlines if self.newlines is not None else self.data.count(b"\n")
+        return self.newlines if self.newlines is not None else native.count_newlines(self.data)
 
 
 def total_size(inputs: Sequence[InputFile]) -> int | None:
@@ -846,7 +847,7 @@ def _cut(
 
     def batch(data: bytes) -> Batch:
         nonlocal line, offset
-        newlines = data.count(b"\n")
+        newlines = native.count_newlines(data)
         made = Batch(
             data=data,
             path=path,
@@ -1024,7 +1025,7 @@ def _cut_file(
         if long_at is not None:
             data = data[:long_at]
         if data:
-            newlines = data.count(b"\n")
+            newlines = native.count_newlines(data)
             length = len(data)
             yield Batch(data, path, line, offset, False, mtime, newlines, offset + length,
                         tuple(long_lines))  # fmt: skip

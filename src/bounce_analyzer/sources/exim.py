@@ -395,7 +395,7 @@ def _cut(batch: Batch, tz: str) -> _Cut:
     (tests/test_native_exim.py).
     """
     tokenizer = native.module(Exim.name)
-    tokens = tokenizer.cut(batch.data) if tokenizer is not None else None
+    tokens = tokenizer.cut(batch.data, batch.line_ends()) if tokenizer is not None else None
     staying = None
     if tokens is None:
         frame = _lines(batch).to_frame().with_row_index("index")

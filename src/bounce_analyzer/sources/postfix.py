@@ -294,7 +294,9 @@ class Postfix:
         seq_base = self._next_seq_base()
         reference = self._reference(batch)
         gaps = "".join(_gap_hours(self.tz, reference.year)).encode()
-        cut = self._tokenizer.tokenize(batch.data, batch.first_line, gaps)  # type: ignore[union-attr]
+        cut = self._tokenizer.tokenize(  # type: ignore[union-attr]
+            batch.data, batch.first_line, gaps, batch.line_ends()
+        )
         events = _native_events(batch.data, cut, self.tz, reference, seq_base)
         malformed = _native_malformed(batch.data, cut)
         # (the state lines and probes are counted as skipped: they make no event)
