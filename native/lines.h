@@ -82,12 +82,16 @@ static inline const char *line_end(const char *s, const char *end, int *odd) {
         uint64_t half[2];
         memcpy(half, &hit, 16);
         if ((half[0] | half[1]) == 0) continue;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* (the first lane is the lowest byte of `half[0]`; on a big-endian machine the byte
+         * loop below finds the byte instead) */
         int at = half[0] ? __builtin_ctzll(half[0]) / 8 : 8 + __builtin_ctzll(half[1]) / 8;
         p += at;
         if (*p == '\n') {
             *odd = 0;
             return p;
         }
+#endif
         break;
     }
     for (; p < end; p++) {
