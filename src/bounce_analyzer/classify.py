@@ -238,6 +238,10 @@ class _Prepared:
     # the blocklists' names and the words that ask for a wait: a text without any of them
     # names no list and asks for no wait (`_named_and_waits`)
     named_or_asking: list[str]
+    # what a key's first matching pattern says (`_pattern_answers`) and what `_decide` selects
+    # (`_decision`)
+    pattern_answers: pl.DataFrame
+    decision: list[str | pl.Expr]
     memory: _Memory
 
 
@@ -443,6 +447,10 @@ def _prepare(rules: Rules) -> _Prepared:
     for literal, index in literals.sort("pattern_index").iter_rows():
         owners.setdefault(literal, []).append(index)
     literal_list = sorted(owners)
+    categories = rules.categories.select(
+        "category", pl.col("group").alias("category_group"), pl.col("hard").alias("_hard")
+    )
+    ip_lists = rules.blocklists.filter(pl.col("lists").list.contains("ip"))["blocklist"].to_list()
     return _Prepared(
         table_rows=table_rows,
         table_joins=_table_joins(table_rows),
@@ -460,9 +468,7 @@ def _prepare(rules: Rules) -> _Prepared:
         replies=_first_rows(rules, "reply", "smtp_code").rename(
             {"rule_id": "reply_rule", "category": "reply_category"}
         ),
-        categories=rules.categories.select(
-            "category", pl.col("group").alias("category_group"), pl.col("hard").alias("_hard")
-        ),
+        categories=categories,
         by_domain=_by_domain(rules),
         hosts=hosts,
         host_literals=host_literals,
@@ -470,10 +476,10 @@ def _prepare(rules: Rules) -> _Prepared:
         host_unfiltered=hosts.filter(
             ~pl.col("host_index").is_in(host_literals["host_index"].implode())
         ).select("host_index"),
-        ip_lists=rules.blocklists.filter(pl.col("lists").list.contains("ip"))[
-            "blocklist"
-        ].to_list(),
+        ip_lists=ip_lists,
         named_or_asking=[*blocklist_names(rules.blocklists)[0], *ASKING_WORDS],
+        pattern_answers=_pattern_answers(patterns),
+        decision=_decision(categories, ip_lists),
         memory=_Memory(
             hosts=pl.DataFrame(
                 schema={
@@ -483,6 +489,23 @@ def _prepare(rules: Rules) -> _Prepared:
                 }
             ),
         ),
+    )
+
+
+def _pattern_answers(patterns: pl.DataFrame) -> pl.DataFrame:
+    """What a key whose first matching pattern is a row of `patterns` gets, by
+    `pattern_index`: its rule, category and providers (`pattern_*`), or, for a pattern of the
+    words tier, its category and rule as `words_*`. The words tier (its patterns come last, so
+    a key matches one only where no other pattern matched) is a step of its own: for steps 2
+    and 3 no pattern matched."""
+    return patterns.select(
+        "pattern_index",
+        pl.when("pattern_words").then("pattern_category").alias("words_category"),
+        pl.when("pattern_words").then("pattern_rule").alias("words_rule"),
+        *[
+            pl.when(~pl.col("pattern_words")).then(name).alias(name)
+            for name in ("pattern_rule", "pattern_category", "pattern_of", "pattern_provider")
+        ],
     )
 
 
@@ -698,6 +721,9 @@ def _pair_number(count: int) -> pl.Expr:
 
 #: The bands `_first_matches` tries the (key, pattern) pairs in.
 _BANDS = 8
+#: Pairs fewer than this are tried in one band: the regex runs a band would spare cost less
+#: than the band's own steps (a one-row call tries a few dozen pairs).
+_BANDED_FROM = 2000
 
 
 def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
@@ -708,6 +734,10 @@ def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
     matched in a band is not tried in later ones: only its first match counts, and on
     bounce texts most keys match early, so about half the regex runs are spared.
     """
+    if tried.height < _BANDED_FROM:
+        return tried.filter(pl.col("text").str.contains(pl.col("regex"))).select(
+            "_key", "pattern_index"
+        )
     # a band ends where a pattern ends: each regex is compiled once, in the one band that has it
     index = tried["pattern_index"]
     size = tried.height // _BANDS + 1
@@ -820,44 +850,35 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         pl.concat([plain.lazy(), matched.lazy()])
         .group_by("_key")
         .agg(pl.col("pattern_index").min())
-        .join(
-            prepared.patterns.lazy().select(
-                "pattern_index",
-                "pattern_rule",
-                "pattern_words",
-                "pattern_category",
-                "pattern_of",
-                "pattern_provider",
-            ),
-            on="pattern_index",
-        )
-        # the words tier (its patterns come last, so a key matches one only where no other
-        # pattern matched) is a step of its own: for steps 2 and 3 no pattern matched
-        .with_columns(
-            pl.when("pattern_words").then("pattern_category").alias("words_category"),
-            pl.when("pattern_words").then("pattern_rule").alias("words_rule"),
-            *[
-                pl.when(~pl.col("pattern_words")).then(name).alias(name)
-                for name in ("pattern_rule", "pattern_category", "pattern_of", "pattern_provider")
-            ],
-        )
+        .join(prepared.pattern_answers.lazy(), on="pattern_index")
     )
-    x_form = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
     decided = (
         # (the columns the decision reads: each join gathers every column it carries)
         lazy.select("_key", "smtp_code", "enhanced_code", "text", "named_list")
         .join(found.lazy(), on="_key", how="left")
         .join(patterns, on="_key", how="left")
         .join(prepared.enhanced.lazy(), on="enhanced_code", how="left")
-        .join(prepared.x_codes.lazy(), left_on=x_form, right_on="x_code", how="left")
+        .join(prepared.x_codes.lazy(), left_on=_X_FORM, right_on="x_code", how="left")
         .join(prepared.replies.lazy(), on="smtp_code", how="left")
     )
+    return decided.select(*prepared.decision).collect(engine=_ENGINE)
+
+
+#: The X form of an enhanced code (`X.1.1` of `5.1.1`), as the code tables' X rows hold it.
+_X_FORM = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
+
+
+def _decision(categories: pl.DataFrame, ip_lists: list[str]) -> list[str | pl.Expr]:
+    """What `_decide` selects of its joined key rows (`_key` and `_DECIDED`): the steps of
+    docs/RULES.md in order, as one `coalesce` each for the category and the rule. It depends
+    on the rules alone (their categories and the lists of sending IPs), so `_prepare` builds
+    it once: a call builds no expression of it."""
     has_text = pl.col("text").str.strip_chars().str.len_chars().fill_null(0) > 0
     default = pl.when(has_text).then(pl.lit(ON_HOLD)).otherwise(pl.lit(UNDEFINED))
     by_words = pl.col("table_by_text").fill_null(False)
     # step 3 needs the category (a user's categories.toml may lack it)
     named = pl.col("named_list").is_not_null() & pl.lit(
-        prepared.categories["category"].is_in([BLOCKED]).any()
+        categories["category"].is_in([BLOCKED]).any()
     )
     # a list of sending IPs says who is refused and why before a generic pattern's words
     # (`Mail refused - see cbl.abuseat.org` is a block, not a policy), except words about the
@@ -869,7 +890,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     generic = pl.col("pattern_provider").is_null() & pl.col("pattern_of").is_null()
     named_ip = (
         named
-        & pl.col("named_list").is_in(prepared.ip_lists)
+        & pl.col("named_list").is_in(ip_lists)
         & generic
         & ~pl.col("pattern_category").fill_null("").is_in([BLOCKED, *LIST_BACKED])
     )
@@ -908,14 +929,14 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         ("reply_category", "reply_rule"),
         (default, pl.lit("default:") + default),
     ]
-    return decided.select(
+    return [
         "_key",
         pl.coalesce([category for category, _ in steps]).alias("key_category"),
         pl.coalesce([rule for _, rule in steps]).alias("key_rule"),
         # the provider the deciding rule is of: only a pattern (step 2) can decide for a key
         # whose provider is other, and then only if no table row's words decided before it
         pl.when(~by_words).then(pl.col("pattern_of")).alias("key_of"),
-    ).collect(engine=_ENGINE)
+    ]
 
 
 # --- distinct values --------------------------------------------------------------------------
@@ -1196,11 +1217,10 @@ def _spread(part: pl.DataFrame, names: list[str], height: int) -> list[pl.Series
 _FROM_TEXT = ["smtp_code", "enhanced_code", "hex_code", "blocklist", "retry_after", "_in_work"]
 
 
-def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
-    """The answer columns of each of `rows`, in order, from the facts of its text (if it has
-    some) and the category decided for its key (if it has one), `spread` at its row."""
+def _by_event() -> tuple[pl.Expr, pl.Expr]:
+    """The category and rule of an event: what its key decided (`key_category`, `key_rule`),
+    but where the event itself decides."""
     event = pl.col("event")
-    in_work = pl.col("_in_work").fill_null(False)
     undecided = pl.col("key_category").is_in(UNDECIDED_CATEGORIES)
     # the event itself decides some events, and is the best evidence left when no rule decided
     by_event = {
@@ -1214,6 +1234,18 @@ def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) ->
     for name, decides in reversed(by_event.items()):
         category = pl.when(decides).then(pl.lit(EVENT_CATEGORIES[name])).otherwise(category)
         rule = pl.when(decides).then(pl.lit(f"event:{name}")).otherwise(rule)
+    return category, rule
+
+
+#: What step 4 adds of each event (its permanence, its category and rule, its bounce type):
+#: rule-independent expressions, built once.
+_PERMANENT, (_CATEGORY, _RULE), _BOUNCE_TYPE = _permanent(), _by_event(), _bounce_type()
+_IN_WORK = pl.col("_in_work").fill_null(False)
+
+
+def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """The answer columns of each of `rows`, in order, from the facts of its text (if it has
+    some) and the category decided for its key (if it has one), `spread` at its row."""
     return (
         rows.select("event", "smtp_code", "enhanced_code")
         .with_columns(
@@ -1223,23 +1255,23 @@ def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) ->
         )
         .lazy()
         .with_columns(
-            pl.when(in_work)
+            pl.when(_IN_WORK)
             .then(pl.col("_smtp"))
             .otherwise(pl.col("smtp_code"))
             .alias("smtp_code"),
-            pl.when(in_work)
+            pl.when(_IN_WORK)
             .then(pl.col("_enhanced"))
             .otherwise(pl.col("enhanced_code"))
             .alias("enhanced_code"),
         )
         .with_columns(
             code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"),
-            category.alias("category"),
-            rule.alias("rule_id"),
+            _CATEGORY.alias("category"),
+            _RULE.alias("rule_id"),
         )
         .join(prepared.categories.lazy(), on="category", how="left", maintain_order="left")
-        .with_columns(_permanent().alias("permanent"))
-        .with_columns(_bounce_type().alias("bounce_type"))
+        .with_columns(_PERMANENT.alias("permanent"))
+        .with_columns(_BOUNCE_TYPE.alias("bounce_type"))
         .select("smtp_code", "enhanced_code", "hex_code", *_ANSWERS)
         .collect(engine=_ENGINE)
     )
