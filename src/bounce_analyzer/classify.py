@@ -212,6 +212,8 @@ class _Memory:
 
     hosts: pl.DataFrame  # recipient_domain, relay_host, provider
     decisions: pl.DataFrame | None = None  # the _KEY columns and _DECIDED (None: none yet)
+    # (provider, reply class) -> whether each pattern may decide its texts (`_eligible`)
+    eligible: dict[tuple[str | None, int | None], pl.Series] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -561,7 +563,7 @@ def _pattern_answers(patterns: pl.DataFrame) -> pl.DataFrame:
 # --- the decision order, over distinct keys ---------------------------------------------------
 
 
-def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
+def _step_tables(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     """Steps 1 and 4: the provider's or source's own table (and any table's Outlook hex codes).
 
     `keys` has `_key`, the codes, `provider`, `source` and `_grouped`; the answer has
@@ -570,9 +572,20 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
     1; false where the row is only the key's one row with both its codes: step 4, which
     comes after the patterns and the blocklists, since a code says a class, not what
     happened.
+
+    A join is left out where a column of the keys holds none of the values its rows hold
+    (most keys are of no provider with a table of its own, and have no hex code): it finds
+    no row, and each join costs a few steps whatever it finds.
     """
-    if not prepared.table_joins:
-        return pl.LazyFrame(
+    joins = [
+        (table, left, right, via_hex)
+        for table, left, right, via_hex in prepared.table_joins
+        if all(
+            keys[by].is_in(table[row].implode()).any() for by, row in zip(left, right, strict=True)
+        )
+    ]
+    if not joins:
+        return pl.DataFrame(
             schema={
                 "_key": pl.UInt64,
                 "table_rule": pl.String,
@@ -580,20 +593,24 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
                 "table_by_text": pl.Boolean,
             }
         )
-    probe = keys.select("_key", "smtp_code", "enhanced_code", "hex_code", "provider", "source")
+    probe = keys.lazy().select(
+        "_key", "smtp_code", "enhanced_code", "hex_code", "provider", "source"
+    )
     candidates = pl.concat(
         [
             probe.join(table.lazy(), left_on=left, right_on=right, coalesce=False).with_columns(
                 pl.lit(via_hex).alias("via_hex")
             )
-            for table, left, right, via_hex in prepared.table_joins
+            for table, left, right, via_hex in joins
         ],
         how="diagonal_relaxed",
     )
     # a row's tokens hold no stop word and set_intersection counts distinct words, so the key's
     # plain words give the same overlap as its tokens
-    key_words = keys.join(candidates.select("_key").unique(), on="_key", how="semi").select(
-        "_key", "_grouped", words(pl.col("_grouped")).alias("tokens")
+    key_words = (
+        keys.lazy()
+        .join(candidates.select("_key").unique(), on="_key", how="semi")
+        .select("_key", "_grouped", words(pl.col("_grouped")).alias("tokens"))
     )
     candidates = candidates.join(key_words, on="_key", how="left")
     contained = pl.col("row_message").is_not_null() & pl.col("_grouped").str.contains(
@@ -622,6 +639,7 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
             pl.col("row_category").alias("table_category"),
             pl.col("by_text").alias("table_by_text"),
         )
+        .collect(engine=_ENGINE)
     )
 
 
@@ -657,17 +675,19 @@ def _pattern_candidates(
     )
     count, patterns = texts.height, prepared.patterns
     plain_texts = texts.filter("ascii").select("_at", "lower")
-    pairs = [
-        _by_literals(plain_texts, prepared),
-        plain_texts.select("_at").join(prepared.unfiltered, how="cross"),
-        texts.filter(~pl.col("ascii"))
-        .select("_at")
-        .join(patterns.select("pattern_index"), how="cross"),
-    ]
+    pairs = [_by_literals(plain_texts, prepared)]
+    # (the pairs that cannot be, with no pattern tried on every text or no text that is not
+    # plain ASCII, are not made: each step costs a call of its own, whatever its rows)
+    if prepared.unfiltered.height and plain_texts.height:
+        pairs.append(plain_texts.select("_at").join(prepared.unfiltered, how="cross"))
+    if plain_texts.height < count:
+        pairs.append(
+            texts.filter(~pl.col("ascii"))
+            .select("_at")
+            .join(patterns.select("pattern_index"), how="cross")
+        )
     # each pair once, in pattern order (then text order)
-    numbers = (
-        pl.concat([pair.select(_pair_number(count)) for pair in pairs]).to_series().unique().sort()
-    )
+    numbers = pl.concat([_pair_number(pair, count) for pair in pairs]).unique().sort()
     at = (numbers % count).cast(pl.UInt32)
     index = (numbers // count).cast(pl.UInt32)
     # whether a pattern may decide a text: the pattern's provider and classes against each
@@ -676,23 +696,14 @@ def _pattern_candidates(
     combination = texts.join(
         combinations, on=["provider", "class"], how="left", nulls_equal=True, maintain_order="left"
     )["_combination"]
-    eligible = (
-        combinations.join(
-            patterns.select("pattern_index", "pattern_provider", "classes"), how="cross"
-        )
-        .sort("_combination", "pattern_index")
-        .select(
-            (
-                pl.col("pattern_provider").is_null()
-                | (pl.col("pattern_provider") == pl.col("provider"))
-            )
-            & (
-                pl.col("classes").is_null()
-                | pl.col("class").is_null()
-                | pl.col("classes").list.contains(pl.col("class"))
-            )
-        )
-        .to_series()
+    eligible = pl.concat(
+        [
+            pl.Series(dtype=pl.Boolean),  # (no text, no combination)
+            *(
+                _eligible(prepared, provider, code_class)
+                for provider, code_class in combinations.select("provider", "class").iter_rows()
+            ),
+        ]
     )
     kept = eligible.gather(
         combination.gather(at).cast(pl.UInt64) * patterns.height + index
@@ -762,10 +773,30 @@ def _by_literals(texts: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
 
 
-def _pair_number(count: int) -> pl.Expr:
-    """A (text position `_at`, `pattern_index`) pair as one number: the pattern's index times
-    the texts' `count`, plus the position."""
-    return (pl.col("pattern_index").cast(pl.UInt64) * count + pl.col("_at")).alias("_pair")
+def _pair_number(pairs: pl.DataFrame, count: int) -> pl.Series:
+    """Each (text position `_at`, `pattern_index`) pair of `pairs` as one number: the
+    pattern's index times the texts' `count`, plus the position."""
+    return (pairs["pattern_index"].cast(pl.UInt64) * count + pairs["_at"]).alias("_pair")
+
+
+def _eligible(prepared: _Prepared, provider: str | None, code_class: int | None) -> pl.Series:
+    """Whether each pattern may decide a text of `provider` and reply class `code_class`: a
+    pattern of no provider or of that one, of no classes or of that class (or the text has
+    none). Worked out once per (provider, class) with the same rules (`_Memory`)."""
+    known = prepared.memory.eligible.get((provider, code_class))
+    if known is not None:
+        return known
+    patterns = prepared.patterns
+    owner, classes = patterns["pattern_provider"], patterns["classes"]
+    by_provider = owner.is_null() if provider is None else owner.is_null() | (owner == provider)
+    by_class = (
+        classes.is_null() | classes.list.contains(code_class)
+        if code_class is not None
+        else pl.repeat(True, patterns.height, dtype=pl.Boolean, eager=True)
+    )
+    found = by_provider & by_class
+    prepared.memory.eligible[(provider, code_class)] = found
+    return found
 
 
 #: The bands `_first_matches` tries the (key, pattern) pairs in.
@@ -886,7 +917,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         pl.col("blocklist").alias("named_list"),
     )
     lazy = keys.lazy()
-    found = _step_tables(lazy, prepared).collect(engine=_ENGINE)
+    found = _step_tables(keys, prepared)
     if prepared.patterns.height:
         by_text = found.filter(pl.col("table_by_text"))
         undecided = keys.join(by_text, on="_key", how="anti").lazy()
