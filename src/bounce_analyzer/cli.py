@@ -3,8 +3,8 @@
 Errors the library raises on purpose (`BounceAnalyzerError`) become one `Error: ...` line on
 stderr and the error's exit code, in one place (`_reported`, around every command); anything
 else is a bug and keeps its traceback (without locals, which hold e-mail addresses).
-`explain -` with no option, the command line a pipeline runs most, skips this module and its
-option parser (`__main__.main`).
+`explain -` and `explain TEXT...` with no option, the command lines run most, skip this module
+and its option parser (`__main__.main`).
 
 What a command does not need is not imported (docs/ARCHITECTURE.md, "Start-up"): this module
 loads typer and the options' enums, not polars; the store and ingest modules load pyarrow,
@@ -294,11 +294,9 @@ def _utf8(argument: str) -> str: ...
 @overload
 def _utf8(argument: None) -> None: ...
 def _utf8(argument: str | None) -> str | None:
-    """An argument as given, with the bytes that were not UTF-8 (kept by Python as lone
-    surrogates, which cannot be written) read as U+FFFD."""
-    if argument is None:
-        return None
-    return argument.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """An argument as given, with the bytes that were not UTF-8 read as U+FFFD
+    (`startup.argument`)."""
+    return None if argument is None else startup.argument(argument)
 
 
 @app.command()
@@ -1397,7 +1395,7 @@ def exit_code_after(command: str, error: Exception) -> int:
 
 
 def main() -> None:
-    """The command line, parsed (`__main__.main` runs `explain -` alone without it)."""
+    """The command line, parsed (`__main__.main` runs `explain -` and `explain TEXT...` without it)."""
     _app_for(sys.argv[1:])(prog_name="bounce-analyzer")
 
 
