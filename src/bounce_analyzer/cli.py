@@ -1395,7 +1395,8 @@ def exit_code_after(command: str, error: Exception) -> int:
 
 
 def main() -> None:
-    """The command line, parsed (`__main__.main` runs `explain -` and `explain TEXT...` without it)."""
+    """The command line, parsed (`__main__.main` runs `explain -` and `explain TEXT...`
+    without it)."""
     _app_for(sys.argv[1:])(prog_name="bounce-analyzer")
 
 
