@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -214,36 +215,40 @@ def main() -> None:
                     runs.setdefault(f"classify 1 row, {kind}", {}).setdefault(name, [])
                     runs[f"classify 1 row, {kind}"][name].append(figures)
     if options.calls:
-        print_calls(runs, repeat, options.json)
-        return
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    print(f"{'command':34s} {'code':12s} {'cpu s':>7s} {'wall s':>7s} {'peak MB':>8s}")
-    for command, by_code in runs.items():
-        for name, measured in by_code.items():
-            median = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
-            results.setdefault(command, {})[name] = median
-            print(
-                f"{command:34s} {name:12s} {median['cpu_s']:7.3f} {median['wall_s']:7.3f} "
-                f"{median['peak_rss_mb']:8.0f}"
-            )
-    print(f"medians of {repeat}; load average {os.getloadavg()[0]:.1f}")
-    if options.json:
-        options.json.write_text(json.dumps({"repeat": repeat, "results": results}, indent=2))
+        header = f"{'call':34s} {'code':12s} {'cpu ms':>7s} {'wall ms':>8s}"
+        note = f"medians of {repeat} rounds of the fastest of {CALL_ROUNDS} calls"
+        print_medians(runs, header, _call_row, note, options.json, repeat)
+    else:
+        header = f"{'command':34s} {'code':12s} {'cpu s':>7s} {'wall s':>7s} {'peak MB':>8s}"
+        print_medians(runs, header, _command_row, f"medians of {repeat}", options.json, repeat)
 
 
-def print_calls(
-    runs: dict[str, dict[str, list[dict[str, float]]]], repeat: int, path: Path | None
+def _command_row(median: dict[str, float]) -> str:
+    return f"{median['cpu_s']:7.3f} {median['wall_s']:7.3f} {median['peak_rss_mb']:8.0f}"
+
+
+def _call_row(median: dict[str, float]) -> str:
+    return f"{median['cpu_ms']:7.1f} {median['wall_ms']:8.1f}"
+
+
+def print_medians(
+    runs: dict[str, dict[str, list[dict[str, float]]]],
+    header: str,
+    row: Callable[[dict[str, float]], str],
+    note: str,
+    path: Path | None,
+    repeat: int,
 ) -> None:
-    """The `--calls` results: per kind of call and code, the medians over the rounds."""
+    """Per command (or kind of call) and code, the medians of its runs: printed (`header`,
+    then `row` of each), and written as JSON to `path`."""
     results: dict[str, dict[str, dict[str, float]]] = {}
-    print(f"{'call':34s} {'code':12s} {'cpu ms':>7s} {'wall ms':>8s}")
-    for kind, by_code in runs.items():
+    print(header)
+    for what, by_code in runs.items():
         for name, measured in by_code.items():
             median = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
-            results.setdefault(kind, {})[name] = median
-            print(f"{kind:34s} {name:12s} {median['cpu_ms']:7.1f} {median['wall_ms']:8.1f}")
-    print(f"medians of {repeat} rounds of the fastest of {CALL_ROUNDS} calls; "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+            results.setdefault(what, {})[name] = median
+            print(f"{what:34s} {name:12s} {row(median)}")
+    print(f"{note}; load average {os.getloadavg()[0]:.1f}")
     if path:
         path.write_text(json.dumps({"repeat": repeat, "results": results}, indent=2))
 
