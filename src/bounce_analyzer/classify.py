@@ -806,9 +806,6 @@ def _eligible(prepared: _Prepared, provider: str | None, code_class: int | None)
 
 #: The bands `_first_matches` tries the (key, pattern) pairs in.
 _BANDS = 8
-#: Pairs fewer than this are tried in one band: the regex runs a band would spare cost less
-#: than the band's own steps (a one-row call tries a few dozen pairs).
-_BANDED_FROM = 2000
 
 
 def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
@@ -819,10 +816,6 @@ def _first_matches(tried: pl.DataFrame) -> pl.DataFrame:
     matched in a band is not tried in later ones: only its first match counts, and on
     bounce texts most keys match early, so about half the regex runs are spared.
     """
-    if tried.height < _BANDED_FROM:
-        return tried.filter(pl.col("text").str.contains(pl.col("regex"))).select(
-            "_key", "pattern_index"
-        )
     # a band ends where a pattern ends: each regex is compiled once, in the one band that has it
     index = tried["pattern_index"]
     size = tried.height // _BANDS + 1
