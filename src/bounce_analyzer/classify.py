@@ -15,11 +15,16 @@ millions of times, so the engine works on distinct values and joins the answers 
 
 Events whose category the event itself decides (delivered, complained) skip the text work of
 steps 1 and 3. Every step is a polars expression over a whole frame; the only Python loops are
-over rules, and what depends only on the rules is prepared once per `Rules` object. The
-providers of step 2 and the decisions of step 3 are also remembered with the `Rules` object
-(`_Memory`): the pipeline classifies a file in many calls, and `explain -` a stream in
-chunks, and later calls look up the pairs and keys seen before. Since a key's decision is a
-function of the key, an answer is the same whichever call, chunk or order meets its event.
+over rules (and over the few (provider, class) combinations of a call), and what depends
+only on the rules is prepared once per `Rules` object (its tables also kept in the disk cache
+between starts, its expressions built once): a call builds no expression of the rules. A
+call's fixed cost is its count of polars steps, each a tenth of a millisecond or so whatever
+its rows, so steps that cannot find anything (a join no key can match, a cross join of no
+rows) are left out. The providers of step 2 and the decisions of step 3 are also remembered
+with the `Rules` object (`_Memory`): the pipeline classifies a file in many calls, and
+`explain -` a stream in chunks, and later calls look up the pairs and keys seen before.
+Since a key's decision is a function of the key, an answer is the same whichever call, chunk
+or order meets its event.
 
 This module holds the decision order. What it builds on lives apart: the normalized text in
 normalize.py (reports build their message keys on the same masks), the literals that spare
