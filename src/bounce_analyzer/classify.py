@@ -250,6 +250,7 @@ class _Prepared:
     # what a key's first matching pattern says (`_pattern_answers`) and what `_decide` selects
     # (`_decision`)
     pattern_answers: pl.DataFrame
+    pattern_providers: frozenset[str]  # the providers some pattern is of (`_eligible`)
     decision: list[str | pl.Expr]
     memory: _Memory
 
@@ -534,6 +535,7 @@ def _prepare(rules: Rules) -> _Prepared:
         ip_lists=ip_lists,
         named_or_asking=[*blocklist_names(rules.blocklists)[0], *ASKING_WORDS],
         pattern_answers=_pattern_answers(patterns),
+        pattern_providers=frozenset(patterns["pattern_provider"].drop_nulls().to_list()),
         decision=_decision(categories, ip_lists),
         memory=_new_memory(),
     )
@@ -792,7 +794,11 @@ def _pair_number(pairs: pl.DataFrame, count: int) -> pl.Series:
 def _eligible(prepared: _Prepared, provider: str | None, code_class: int | None) -> pl.Series:
     """Whether each pattern may decide a text of `provider` and reply class `code_class`: a
     pattern of no provider or of that one, of no classes or of that class (or the text has
-    none). Worked out once per (provider, class) with the same rules (`_Memory`)."""
+    none). Worked out once per (provider, class) with the same rules (`_Memory`); a provider
+    no pattern is of is remembered as none, whose patterns are the same (a given `provider`
+    column can hold any name: the remembered combinations stay few)."""
+    if provider not in prepared.pattern_providers:
+        provider = None
     known = prepared.memory.eligible.get((provider, code_class))
     if known is not None:
         return known
