@@ -7,14 +7,18 @@ Builds a seeded file of bounce messages, one a line, as a mail operator would fe
 - the diagnostics of the failures (every event but deliveries) in a generated Postfix and a
   generated Exim log (`python -m bounce_analyzer.generate`, parsed with the project's
   `parse`): the texts real servers return, with their own addresses, IPs and queue ids;
-- the labelled texts of tests/data/diagnostics/*.tsv and, when it is there, of the shared
-  corpus (`../shared/corpus/classification/patterns.tsv`), each written as Postfix or Exim
+- the labelled texts of tests/data/diagnostics/*.tsv as git commit `--labels-at` holds them
+  (default `LABELS_AT`, not the checkout's files, which grow from stop to stop: the input,
+  and the ratio, would move with them) and, when it is there, of the shared corpus
+  (`../shared/corpus/classification/patterns.tsv`), each written as Postfix or Exim
   would log it (`host mx7.example.net[198.51.100.23] said: ... (in reply to RCPT TO
   command)`, `SMTP error from remote mail server after RCPT TO:<...>: ...`) or bare, with
   addresses, host names and IPs drawn anew for each line, so that distinct texts are many,
   as in real logs.
 
-Half come from each kind. Then it times, `--repeat` times, on the same file:
+Half come from each kind. The sha256 of the file is printed and written with the figures (a
+stop compares with another only where the two agree); `--messages-file` times a file written
+before instead. Then it times, `--repeat` times, on the same file:
 
 - `bounce-analyzer explain - < FILE > OUT`: the installed console script beside this
   script's interpreter, start-up included;
@@ -36,6 +40,7 @@ libsisimai-perl` (Debian's package). When perl cannot load it, the script prints
     python bench/explain_speed.py                      # 100k messages, 3 runs each
     python bench/explain_speed.py --messages 200000 --repeat 5 --json /tmp/speed.json
     python bench/explain_speed.py --smoke              # 2,000 messages, 1 run: seconds
+    python bench/explain_speed.py --messages-file OLD/messages.txt   # the same input again
 
 Standard library only, plus the project and polars (which it depends on).
 """
@@ -43,7 +48,9 @@ Standard library only, plus the project and polars (which it depends on).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
+import io
 import json
 import os
 import random
@@ -58,7 +65,11 @@ from typing import Any
 import polars as pl
 
 REPO = Path(__file__).resolve().parents[1]
-LABELLED = sorted((REPO / "tests" / "data" / "diagnostics").glob("*.tsv"))
+#: Where the labelled rows are, in the repository.
+LABELLED = "tests/data/diagnostics"
+#: The commit whose labelled rows the messages draw on (main at 6ccc128, 2026-12-08: 2,033
+#: rows in 7 files). Pinned so that the input of one stop is the input of the next.
+LABELS_AT = "6ccc128"
 #: The shared corpus lies beside the repository (a worktree may sit one folder deeper).
 SHARED = next(
     (
@@ -145,13 +156,35 @@ def logged_failures(work: Path, lines: int, seed: int) -> list[str]:
     return texts
 
 
-def labelled_texts() -> list[str]:
-    """The diagnostics of the repository's labelled rows and of the shared corpus."""
-    paths = [*LABELLED, *([SHARED] if SHARED is not None else [])]
+def labelled_files(at: str) -> list[bytes]:
+    """The labelled files (`LABELLED`/*.tsv) as git commit `at` of this repository holds them,
+    in name order."""
+
+    def git(*arguments: str) -> bytes:
+        done = subprocess.run(["git", "-C", str(REPO), *arguments], capture_output=True)
+        if done.returncode != 0:
+            raise SystemExit(
+                f"cannot read the labelled rows at {at} (--labels-at): "
+                f"{done.stderr.decode(errors='replace').strip()}"
+            )
+        return done.stdout
+
+    names = sorted(git("ls-tree", "--name-only", f"{at}:{LABELLED}").decode().split())
+    return [git("show", f"{at}:{LABELLED}/{name}") for name in names if name.endswith(".tsv")]
+
+
+def labelled_texts(at: str) -> list[str]:
+    """The diagnostics of the repository's labelled rows at commit `at` and of the shared
+    corpus."""
+    files: list[bytes | Path] = [*labelled_files(at), *([SHARED] if SHARED is not None else [])]
     texts: list[str] = []
-    for path in paths:
+    for file in files:
         rows = pl.read_csv(
-            path, separator="\t", quote_char=None, infer_schema=False, columns=["diagnostic"]
+            io.BytesIO(file) if isinstance(file, bytes) else file,
+            separator="\t",
+            quote_char=None,
+            infer_schema=False,
+            columns=["diagnostic"],
         )
         texts += rows.get_column("diagnostic").drop_nulls().to_list()
     return [" ".join(text.split()) for text in texts if text.strip()]
@@ -170,12 +203,14 @@ def framed(text: str, draw: random.Random) -> str:
     return draw.choice(FRAMES).format(**values)
 
 
-def build_messages(path: Path, count: int, seed: int, log_lines: int) -> dict[str, int]:
+def build_messages(
+    path: Path, count: int, seed: int, log_lines: int, labels_at: str
+) -> dict[str, Any]:
     """Write `count` messages to `path`, one a line; return what they hold."""
     draw = random.Random(seed)
+    labelled = labelled_texts(labels_at)
     with tempfile.TemporaryDirectory(prefix="explain-speed-") as work:
         logged = logged_failures(Path(work), log_lines, seed)
-    labelled = labelled_texts()
     half = count // 2
     messages = [draw.choice(logged) for _ in range(half)]
     messages += [framed(draw.choice(labelled), draw) for _ in range(count - half)]
@@ -184,11 +219,22 @@ def build_messages(path: Path, count: int, seed: int, log_lines: int) -> dict[st
     messages = [" ".join(message.split()) or "-" for message in messages]
     path.write_text("\n".join(messages) + "\n", encoding="utf-8")
     return {
-        "messages": len(messages),
-        "distinct": len(set(messages)),
+        **described(path),
         "logged_pool": len(logged),
         "labelled_pool": len(labelled),
-        "bytes": path.stat().st_size,
+        "labels_at": labels_at,
+    }
+
+
+def described(path: Path) -> dict[str, Any]:
+    """What the messages file `path` holds, and its sha256 (which names the input)."""
+    data = path.read_bytes()
+    messages = data.decode("utf-8").splitlines()
+    return {
+        "messages": len(messages),
+        "distinct": len(set(messages)),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
 
 
@@ -275,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-lines", type=int, default=500_000, help="lines of each generated log"
     )
+    parser.add_argument(
+        "--labels-at", default=LABELS_AT, help="the git commit whose labelled rows are drawn on"
+    )
+    parser.add_argument(
+        "--messages-file", type=Path, help="time this messages file (one a line) instead"
+    )
     parser.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="results file (default: OUT/results.json)")
     parser.add_argument("--no-sisimai", action="store_true", help="time bounce-analyzer only")
@@ -291,9 +343,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, out: Path, json_path: Path) -> int:
-    messages = out / "messages.txt"
-    log(f"building {args.messages:,} messages (seed {args.seed})")
-    built = build_messages(messages, args.messages, args.seed, args.log_lines)
+    if args.messages_file is not None:
+        messages = args.messages_file
+        built = described(messages)
+    else:
+        messages = out / "messages.txt"
+        log(f"building {args.messages:,} messages (seed {args.seed}, labels at {args.labels_at})")
+        built = build_messages(messages, args.messages, args.seed, args.log_lines, args.labels_at)
     ours = [console_script(), "explain", "-"]
     compile_package()
     results: dict[str, Any] = {
@@ -324,7 +380,7 @@ def run(args: argparse.Namespace, out: Path, json_path: Path) -> int:
     results["load_average_end"] = os.getloadavg()
     print(
         f"input {built['messages']:,} messages ({built['distinct']:,} distinct, "
-        f"{built['bytes'] / 1e6:.1f} MB)"
+        f"{built['bytes'] / 1e6:.1f} MB, sha256 {built['sha256'][:16]})"
     )
     for measured in runs:
         print(

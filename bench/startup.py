@@ -4,6 +4,7 @@ smallest input (issue 18, lazy imports; bench/RESULTS.md, "Start-up per command"
     python bench/startup.py                       # this code, 7 runs of each command
     python bench/startup.py --baseline main       # and the code of git `main`, interleaved
     python bench/startup.py --smoke --json x.json # one run each (the test's)
+    python bench/startup.py --calls --baseline main   # one classification call's fixed cost
 
 Each command line runs as the installed script runs it (`__main__.main`, its process settings
 included) on a one-line Postfix log from the generator, one message for `explain -` and a store
@@ -15,6 +16,14 @@ medians, from `os.wait4` (user + system CPU, peak RSS) and the clock. A `--basel
 each code with a cache folder of its own (`BOUNCE_ANALYZER_CACHE`: the literals cache is one
 file, which two installations would take from each other). Both get their bytecode compiled
 first: a process under PYTHONDONTWRITEBYTECODE would otherwise compile the package at each start.
+
+`--calls` times, instead, what one call of `classify.classify` costs on one row (`MESSAGE`, a
+Postfix bounce) once the process has started and the rules are prepared: the fixed cost of a
+call, which the HTTP receiver's small batches and each chunk of a parse pay. In a process of
+its own per round and code, `CALL_ROUNDS` calls of each kind: a key not seen before (the
+memory of decided keys and providers emptied before each call) and a key remembered; the
+figure of a round is its fastest call (wall and process CPU, milliseconds), and the results
+are the medians over the rounds.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -45,6 +55,45 @@ SCRIPT = (
 QUIET = ["--tz", "UTC", "-q"]
 #: The message `explain` answers.
 MESSAGE = "550 5.1.1 <a@example.com>: Recipient address rejected: User unknown"
+
+
+#: Calls of each kind a `--calls` round times (its figure: the fastest).
+CALL_ROUNDS = 40
+#: A `--calls` round: one process, the calls timed, their fastest printed as JSON.
+CALLS = f"""
+import json, time
+import polars as pl
+from bounce_analyzer import classify
+from bounce_analyzer.rules import load_rules
+
+rules = load_rules()
+frame = pl.DataFrame({{"event": ["bounced"], "diagnostic": [{MESSAGE!r}],
+                      "recipient_domain": ["example.com"], "relay_host": ["mx.example.com"],
+                      "source": ["postfix"]}})
+classify.classify(frame, rules)
+memory = classify._prepared(rules).memory
+fastest = {{}}
+for kind in ("new key", "remembered"):
+    for _ in range({CALL_ROUNDS}):
+        if kind == "new key":  # (the key and its provider decided afresh)
+            memory.decisions, memory.hosts = None, memory.hosts.head(0)
+        wall, cpu = time.perf_counter(), time.process_time()
+        classify.classify(frame, rules)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        best = fastest.setdefault(kind, [wall, cpu])
+        best[:] = [min(best[0], wall), min(best[1], cpu)]
+print(json.dumps({{kind: [1000 * x for x in best] for kind, best in fastest.items()}}))
+"""
+
+
+def call_costs(env: dict[str, str]) -> dict[str, dict[str, float]]:
+    """One `--calls` round in a process with `env`: per kind of call, its fastest wall and
+    CPU milliseconds."""
+    done = subprocess.run(
+        [sys.executable, "-c", CALLS], env=env, capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout)
+    return {kind: {"wall_ms": wall, "cpu_ms": cpu} for kind, (wall, cpu) in found.items()}
 
 
 def commands(work: Path) -> dict[str, list[str]]:
@@ -135,9 +184,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=HERE / "out" / "startup")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--smoke", action="store_true", help="one timed run of each")
+    parser.add_argument("--calls", action="store_true", help="time one classification call instead")
     options = parser.parse_args()
     repeat = 1 if options.smoke else options.repeat
-    prepare(options.work)
+    if not options.calls:
+        prepare(options.work)
     codes: dict[str, Path | None] = {"this code": None}
     if options.baseline:
         codes[options.baseline] = baseline(options.baseline, options.work)
@@ -153,24 +204,53 @@ def main() -> None:
         environments[name] = env
     runs: dict[str, dict[str, list[dict[str, float]]]] = {}
     for round_ in range(repeat + 1):  # round 0 untimed: caches filled, files in memory
-        for command, argv in commands(options.work).items():
+        for command, argv in commands(options.work).items() if not options.calls else ():
             for name, env in environments.items():
                 figures = run_once(argv, env)
                 if round_:
                     runs.setdefault(command, {}).setdefault(name, []).append(figures)
+        for name, env in environments.items() if options.calls else ():
+            for kind, figures in call_costs(env).items():
+                if round_:
+                    runs.setdefault(f"classify 1 row, {kind}", {}).setdefault(name, [])
+                    runs[f"classify 1 row, {kind}"][name].append(figures)
+    if options.calls:
+        header = f"{'call':34s} {'code':12s} {'cpu ms':>7s} {'wall ms':>8s}"
+        note = f"medians of {repeat} rounds of the fastest of {CALL_ROUNDS} calls"
+        print_medians(runs, header, _call_row, note, options.json, repeat)
+    else:
+        header = f"{'command':34s} {'code':12s} {'cpu s':>7s} {'wall s':>7s} {'peak MB':>8s}"
+        print_medians(runs, header, _command_row, f"medians of {repeat}", options.json, repeat)
+
+
+def _command_row(median: dict[str, float]) -> str:
+    return f"{median['cpu_s']:7.3f} {median['wall_s']:7.3f} {median['peak_rss_mb']:8.0f}"
+
+
+def _call_row(median: dict[str, float]) -> str:
+    return f"{median['cpu_ms']:7.1f} {median['wall_ms']:8.1f}"
+
+
+def print_medians(
+    runs: dict[str, dict[str, list[dict[str, float]]]],
+    header: str,
+    row: Callable[[dict[str, float]], str],
+    note: str,
+    path: Path | None,
+    repeat: int,
+) -> None:
+    """Per command (or kind of call) and code, the medians of its runs: printed (`header`,
+    then `row` of each), and written as JSON to `path`."""
     results: dict[str, dict[str, dict[str, float]]] = {}
-    print(f"{'command':34s} {'code':12s} {'cpu s':>7s} {'wall s':>7s} {'peak MB':>8s}")
-    for command, by_code in runs.items():
+    print(header)
+    for what, by_code in runs.items():
         for name, measured in by_code.items():
             median = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
-            results.setdefault(command, {})[name] = median
-            print(
-                f"{command:34s} {name:12s} {median['cpu_s']:7.3f} {median['wall_s']:7.3f} "
-                f"{median['peak_rss_mb']:8.0f}"
-            )
-    print(f"medians of {repeat}; load average {os.getloadavg()[0]:.1f}")
-    if options.json:
-        options.json.write_text(json.dumps({"repeat": repeat, "results": results}, indent=2))
+            results.setdefault(what, {})[name] = median
+            print(f"{what:34s} {name:12s} {row(median)}")
+    print(f"{note}; load average {os.getloadavg()[0]:.1f}")
+    if path:
+        path.write_text(json.dumps({"repeat": repeat, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

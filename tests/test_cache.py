@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -184,3 +185,53 @@ def test_the_normalized_messages_of_the_code_tables_come_back_from_the_cache(
     assert all(got.equals(expected) for got, expected in zip(again, first, strict=True))
     with pytest.raises(AssertionError, match="normalized again"):
         classify._normalized_messages(messages.head(2))
+
+
+def _kept(prepared: object) -> dict[str, object]:
+    return {name: getattr(prepared, name) for name in sorted(classify._KEPT)}
+
+
+def _same(got: object, expected: object) -> bool:
+    if isinstance(expected, pl.DataFrame):
+        return isinstance(got, pl.DataFrame) and got.equals(expected)
+    if isinstance(expected, list | tuple):
+        return (
+            isinstance(got, type(expected))
+            and len(got) == len(expected)
+            and all(_same(a, b) for a, b in zip(got, expected, strict=True))
+        )
+    return got == expected
+
+
+def test_the_prepared_rules_come_back_from_the_cache(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the engine prepares of the rules (`_prepare`) is read back at the next start, the
+    same, with a memory of its own; rules whose tables differ are prepared again."""
+    loaded = load_rules()
+    fresh = classify._prepare_from_disk(loaded)
+    assert (folder / "prepared.pickle").exists()
+
+    def not_again(rules: object) -> object:
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(classify, "_prepare", not_again)
+    again = classify._prepare_from_disk(loaded)
+    assert again.memory is not fresh.memory and again.memory.decisions is None
+    assert all(
+        _same(got, expected)
+        for got, expected in zip(_kept(again).values(), _kept(fresh).values(), strict=True)
+    )
+    frame = pl.DataFrame(
+        {"diagnostic": ["550 5.1.1 <a@b.example>: User unknown", "452 4.2.2 Mailbox full"]}
+    )
+    answers = []
+    for prepared in (again, fresh):
+        monkeypatch.setattr(classify, "_PREPARED", {loaded: prepared})
+        answers.append(classify.classify(frame, loaded))
+    assert_frame_equal(*answers)
+    assert answers[0]["category"].to_list() == ["user_unknown", "mailbox_full"]
+    # one pattern fewer: another key, prepared again
+    other = replace(loaded, patterns=loaded.patterns.head(-1))
+    with pytest.raises(AssertionError, match="prepared again"):
+        classify._prepare_from_disk(other)

@@ -406,3 +406,22 @@ def test_lists_and_waits_read_where_a_name_or_an_asking_word_is(events: pl.DataF
     assert named.tail(2).to_list() == ["spamhaus", "spamcop"]
     assert waits.tail(2).to_list() == [900, 300]
     assert (named.is_null() & waits.is_null()).sum() > len(texts) // 2
+
+
+def test_given_providers_no_pattern_is_of_are_remembered_as_one() -> None:
+    """A given `provider` column can name anything (`explain -` of JSON lines): what the
+    patterns may decide for a provider that none of them is of is remembered once, as for
+    none, and answers as for a provider the engine found (other)."""
+    rules = load_rules()
+    texts = ["550 5.1.1 <a@b.example>: Recipient address rejected: User unknown"] * 60
+    named = pl.DataFrame({"diagnostic": texts, "provider": [f"acme{i}" for i in range(60)]})
+    found = pl.DataFrame({"diagnostic": texts, "recipient_domain": ["b.example"] * 60})
+    _forget(rules)
+    given = classify(named, rules)
+    assert given["provider"].to_list() == named["provider"].to_list()
+    remembered = _prepared(rules).memory.eligible
+    assert not any(provider is not None and "acme" in provider for provider, _ in remembered)
+    own = classify(found, rules)
+    assert own["provider"].unique().to_list() == ["other"]
+    assert given.drop("provider").equals(own.drop("provider", "recipient_domain"))
+    assert given["category"].unique().to_list() == ["user_unknown"]

@@ -78,3 +78,66 @@ def test_the_quick_path_reports_errors_as_the_parser_path(tmp_path: Path) -> Non
     assert (quick.returncode, quick.stderr) == (parsed.returncode, parsed.stderr)
     assert quick.stderr == f"Error: {tmp_path / 'nowhere'}: rules folder does not exist\n"
     assert quick.returncode != 0 and "Traceback" not in quick.stderr
+
+
+#: `explain TEXT...` command lines: the words of a message (joined with a space), one not
+#: UTF-8, control characters (escaped for a terminal), a bare code.
+WORDS = [
+    ["550-5.1.1", "The", "email", "account", "that", "you", "tried", "to", "reach", "does", "not"],
+    [LINES[2]],
+    ["452 4.2.2 Mailbox full for jos\udce9@example.org"],
+    ["550 rejected \x1b[31mred\x1b[0m \u202e"],
+    ["5.7.26"],
+    [""],
+]
+#: The console script's entry with the command line's parser alone: `cli.main`.
+PARSED = "import sys; from bounce_analyzer.cli import main; sys.argv[0] = 'bounce-analyzer'; main()"
+
+
+def _words(
+    *argv: str, parsed: bool, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    entry = ["-c", PARSED] if parsed else ["-m", "bounce_analyzer"]
+    return subprocess.run(
+        [sys.executable, *entry, "explain", *argv],
+        capture_output=True,
+        env={**os.environ, "COLUMNS": "100", **(env or {})},
+        timeout=120,
+    )
+
+
+def test_explain_words_quickly_as_the_parser_does() -> None:
+    """`explain TEXT...` without an option runs without the command line's modules too
+    (`__main__._plain_explain`): the same explanation, byte for byte."""
+    for words in WORDS:
+        argv = [os.fsencode(word).decode("utf-8", "surrogateescape") for word in words]
+        quick, parsed = _words(*argv, parsed=False), _words(*argv, parsed=True)
+        assert (quick.returncode, quick.stdout, quick.stderr) == (
+            parsed.returncode,
+            parsed.stdout,
+            parsed.stderr,
+        ), words
+        assert quick.returncode == 0 and b"category:" in quick.stdout, quick.stderr
+    loaded = (
+        "import sys; from bounce_analyzer.__main__ import main; "
+        "sys.argv = ['bounce-analyzer', 'explain', '550', 'user', 'unknown']; main(); "
+        "print(sorted(m for m in ('typer', 'bounce_analyzer.cli') if m in sys.modules), "
+        "file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", loaded], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+    assert "user_unknown" in done.stdout
+
+
+def test_explain_words_quickly_fails_as_the_parser_does(tmp_path: Path) -> None:
+    env = {"BOUNCE_ANALYZER_RULES": str(tmp_path / "missing")}
+    quick = _words("550", "user", "unknown", parsed=False, env=env)
+    parsed = _words("550", "user", "unknown", parsed=True, env=env)
+    assert (quick.returncode, quick.stdout, quick.stderr) == (
+        parsed.returncode,
+        parsed.stdout,
+        parsed.stderr,
+    )
+    assert quick.returncode == 1
+    assert quick.stderr.decode() == f"Error: {tmp_path / 'missing'}: rules folder does not exist\n"

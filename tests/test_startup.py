@@ -120,6 +120,42 @@ def test_a_bad_option_value_is_named_as_typer_names_it() -> None:
     assert "Invalid value for '--top': Input should be greater than or equal to 1" in done.stderr
 
 
+#: Command lines that the app of one command (`cli._app_for`) answers: help, usage errors.
+ALONE = [
+    *([name, "--help"] for name in ("explain", "parse", "ingest", "report", "export", "prune")),
+    *([name, "--help"] for name in ("check", "metrics", "serve", "store")),
+    ["store", "migrate", "--help"],
+    ["explain", "--no-such-option", "x"],
+    ["parse"],
+    ["report", "--format", "nope"],
+    ["check", "--no-such-option"],
+    ["store"],
+    ["store", "nope"],
+]
+
+
+@pytest.mark.parametrize("argv", ALONE, ids=" ".join)
+def test_a_command_alone_answers_as_all_of_them_do(argv: list[str]) -> None:
+    """The app built with the named command alone (fix10: typer builds each command it holds
+    at each start) prints the same help, usage and errors with the same exit code."""
+    from typer.testing import CliRunner
+
+    alone = cli._app_for(argv)
+    assert alone is not cli.app
+    assert [*alone.registered_commands, *alone.registered_groups] != []
+    runner = CliRunner()
+    env = {"COLUMNS": "100"}
+    full = runner.invoke(cli.app, argv, prog_name="bounce-analyzer", env=env)
+    one = runner.invoke(alone, argv, prog_name="bounce-analyzer", env=env)
+    assert (one.exit_code, one.output) == (full.exit_code, full.output)
+    assert full.exit_code in (0, 2, 3) and full.output.strip()  # (3: `check`, a plugin)
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["--version"], ["explian", "x"], ["-"]])
+def test_other_command_lines_get_every_command(argv: list[str]) -> None:
+    assert cli._app_for(argv) is cli.app
+
+
 def test_the_engine_acts_on_the_options_the_command_line_declares() -> None:
     assert render.ReportFormat is options.ReportFormat
     assert report.ReportDirection is options.ReportDirection

@@ -15,11 +15,16 @@ millions of times, so the engine works on distinct values and joins the answers 
 
 Events whose category the event itself decides (delivered, complained) skip the text work of
 steps 1 and 3. Every step is a polars expression over a whole frame; the only Python loops are
-over rules, and what depends only on the rules is prepared once per `Rules` object. The
-providers of step 2 and the decisions of step 3 are also remembered with the `Rules` object
-(`_Memory`): the pipeline classifies a file in many calls, and `explain -` a stream in
-chunks, and later calls look up the pairs and keys seen before. Since a key's decision is a
-function of the key, an answer is the same whichever call, chunk or order meets its event.
+over rules (and over the few (provider, class) combinations of a call), and what depends
+only on the rules is prepared once per `Rules` object (its tables also kept in the disk cache
+between starts, its expressions built once): a call builds no expression of the rules. A
+call's fixed cost is its count of polars steps, each a tenth of a millisecond or so whatever
+its rows, so steps that cannot find anything (a join no key can match, a cross join of no
+rows) are left out. The providers of step 2 and the decisions of step 3 are also remembered
+with the `Rules` object (`_Memory`): the pipeline classifies a file in many calls, and
+`explain -` a stream in chunks, and later calls look up the pairs and keys seen before.
+Since a key's decision is a function of the key, an answer is the same whichever call, chunk
+or order meets its event.
 
 This module holds the decision order. What it builds on lives apart: the normalized text in
 normalize.py (reports build their message keys on the same masks), the literals that spare
@@ -29,10 +34,12 @@ whose loader checks that categories.toml declares each of them.
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
@@ -210,6 +217,8 @@ class _Memory:
 
     hosts: pl.DataFrame  # recipient_domain, relay_host, provider
     decisions: pl.DataFrame | None = None  # the _KEY columns and _DECIDED (None: none yet)
+    # (provider, reply class) -> whether each pattern may decide its texts (`_eligible`)
+    eligible: dict[tuple[str | None, int | None], pl.Series] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -238,9 +247,19 @@ class _Prepared:
     # the blocklists' names and the words that ask for a wait: a text without any of them
     # names no list and asks for no wait (`_named_and_waits`)
     named_or_asking: list[str]
+    # what a key's first matching pattern says (`_pattern_answers`) and what `_decide` selects
+    # (`_decision`)
+    pattern_answers: pl.DataFrame
+    pattern_providers: frozenset[str]  # the providers some pattern is of (`_eligible`)
+    decision: list[str | pl.Expr]
     memory: _Memory
 
 
+#: What `_prepare` builds that the disk cache does not keep: expressions, built again from
+#: the rules (a few milliseconds), and the memory of a run.
+_NOT_KEPT = ("by_domain", "decision", "memory")
+#: The fields of `_Prepared` the disk cache keeps (`_prepare_from_disk`).
+_KEPT = {one.name for one in fields(_Prepared)} - set(_NOT_KEPT)
 #: What the engine derived from each `Rules` object in use: an entry goes with its object.
 _PREPARED: weakref.WeakKeyDictionary[Rules, _Prepared] = weakref.WeakKeyDictionary()
 _PREPARING = threading.Lock()
@@ -258,7 +277,48 @@ def _prepared(rules: Rules) -> _Prepared:
         with _PREPARING:
             prepared = _PREPARED.get(rules)
             if prepared is None:
-                prepared = _PREPARED[rules] = _prepare(rules)
+                prepared = _PREPARED[rules] = _prepare_from_disk(rules)
+    return prepared
+
+
+#: The rules' tables `_prepare` reads (besides `provider_domains`, which `_by_domain` reads).
+_PREPARED_FROM = (
+    "codes",
+    "patterns",
+    "providers",
+    "provider_hosts",
+    "categories",
+    "blocklists",
+)
+#: The modules whose code `_prepare` runs (its answer is theirs as well as the tables').
+_PREPARED_BY = ("classify", "prefilter", "normalize", "blocklists", "retry", "rules")
+
+
+def _prepare_from_disk(rules: Rules) -> _Prepared:
+    """`_prepare(rules)`, with its tables read back from the disk cache (cache.py) where an
+    earlier start prepared the same tables with the same code: at a start the preparation took
+    0.015-0.025 s of CPU, about 50 steps of polars over the rules' tables, and reading it back
+    0.002 s. The key is the tables' own bytes (polars' serialization, 0.4 ms), not the files
+    they came from, so it holds for user rules too, and for rules a program built itself."""
+    tables = hashlib.sha256()
+    for name in _PREPARED_FROM:
+        tables.update(getattr(rules, name).serialize())
+    modules = [sys.modules[f"bounce_analyzer.{name}"].__file__ for name in _PREPARED_BY]
+    key = cache.fingerprint(
+        [Path(module) for module in modules if module is not None],
+        pl.__version__,
+        tables.hexdigest(),
+    )
+    stored = cache.load("prepared", key)
+    if isinstance(stored, dict) and stored.keys() == _KEPT:
+        return _Prepared(
+            **stored,
+            by_domain=_by_domain(rules),
+            decision=_decision(stored["categories"], stored["ip_lists"]),
+            memory=_new_memory(),
+        )
+    prepared = _prepare(rules)
+    cache.store("prepared", key, {name: getattr(prepared, name) for name in _KEPT})
     return prepared
 
 
@@ -443,6 +503,10 @@ def _prepare(rules: Rules) -> _Prepared:
     for literal, index in literals.sort("pattern_index").iter_rows():
         owners.setdefault(literal, []).append(index)
     literal_list = sorted(owners)
+    categories = rules.categories.select(
+        "category", pl.col("group").alias("category_group"), pl.col("hard").alias("_hard")
+    )
+    ip_lists = rules.blocklists.filter(pl.col("lists").list.contains("ip"))["blocklist"].to_list()
     return _Prepared(
         table_rows=table_rows,
         table_joins=_table_joins(table_rows),
@@ -460,9 +524,7 @@ def _prepare(rules: Rules) -> _Prepared:
         replies=_first_rows(rules, "reply", "smtp_code").rename(
             {"rule_id": "reply_rule", "category": "reply_category"}
         ),
-        categories=rules.categories.select(
-            "category", pl.col("group").alias("category_group"), pl.col("hard").alias("_hard")
-        ),
+        categories=categories,
         by_domain=_by_domain(rules),
         hosts=hosts,
         host_literals=host_literals,
@@ -470,26 +532,45 @@ def _prepare(rules: Rules) -> _Prepared:
         host_unfiltered=hosts.filter(
             ~pl.col("host_index").is_in(host_literals["host_index"].implode())
         ).select("host_index"),
-        ip_lists=rules.blocklists.filter(pl.col("lists").list.contains("ip"))[
-            "blocklist"
-        ].to_list(),
+        ip_lists=ip_lists,
         named_or_asking=[*blocklist_names(rules.blocklists)[0], *ASKING_WORDS],
-        memory=_Memory(
-            hosts=pl.DataFrame(
-                schema={
-                    "recipient_domain": pl.String,
-                    "relay_host": pl.String,
-                    "provider": pl.String,
-                }
-            ),
-        ),
+        pattern_answers=_pattern_answers(patterns),
+        pattern_providers=frozenset(patterns["pattern_provider"].drop_nulls().to_list()),
+        decision=_decision(categories, ip_lists),
+        memory=_new_memory(),
+    )
+
+
+def _new_memory() -> _Memory:
+    """A `_Memory` that holds nothing yet."""
+    return _Memory(
+        hosts=pl.DataFrame(
+            schema={"recipient_domain": pl.String, "relay_host": pl.String, "provider": pl.String}
+        )
+    )
+
+
+def _pattern_answers(patterns: pl.DataFrame) -> pl.DataFrame:
+    """What a key whose first matching pattern is a row of `patterns` gets, by
+    `pattern_index`: its rule, category and providers (`pattern_*`), or, for a pattern of the
+    words tier, its category and rule as `words_*`. The words tier (its patterns come last, so
+    a key matches one only where no other pattern matched) is a step of its own: for steps 2
+    and 3 no pattern matched."""
+    return patterns.select(
+        "pattern_index",
+        pl.when("pattern_words").then("pattern_category").alias("words_category"),
+        pl.when("pattern_words").then("pattern_rule").alias("words_rule"),
+        *[
+            pl.when(~pl.col("pattern_words")).then(name).alias(name)
+            for name in ("pattern_rule", "pattern_category", "pattern_of", "pattern_provider")
+        ],
     )
 
 
 # --- the decision order, over distinct keys ---------------------------------------------------
 
 
-def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
+def _step_tables(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     """Steps 1 and 4: the provider's or source's own table (and any table's Outlook hex codes).
 
     `keys` has `_key`, the codes, `provider`, `source` and `_grouped`; the answer has
@@ -498,9 +579,20 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
     1; false where the row is only the key's one row with both its codes: step 4, which
     comes after the patterns and the blocklists, since a code says a class, not what
     happened.
+
+    A join is left out where a column of the keys holds none of the values its rows hold
+    (most keys are of no provider with a table of its own, and have no hex code): it finds
+    no row, and each join costs a few steps whatever it finds.
     """
-    if not prepared.table_joins:
-        return pl.LazyFrame(
+    joins = [
+        (table, left, right, via_hex)
+        for table, left, right, via_hex in prepared.table_joins
+        if all(
+            keys[by].is_in(table[row].implode()).any() for by, row in zip(left, right, strict=True)
+        )
+    ]
+    if not joins:
+        return pl.DataFrame(
             schema={
                 "_key": pl.UInt64,
                 "table_rule": pl.String,
@@ -508,20 +600,24 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
                 "table_by_text": pl.Boolean,
             }
         )
-    probe = keys.select("_key", "smtp_code", "enhanced_code", "hex_code", "provider", "source")
+    probe = keys.lazy().select(
+        "_key", "smtp_code", "enhanced_code", "hex_code", "provider", "source"
+    )
     candidates = pl.concat(
         [
             probe.join(table.lazy(), left_on=left, right_on=right, coalesce=False).with_columns(
                 pl.lit(via_hex).alias("via_hex")
             )
-            for table, left, right, via_hex in prepared.table_joins
+            for table, left, right, via_hex in joins
         ],
         how="diagonal_relaxed",
     )
     # a row's tokens hold no stop word and set_intersection counts distinct words, so the key's
     # plain words give the same overlap as its tokens
-    key_words = keys.join(candidates.select("_key").unique(), on="_key", how="semi").select(
-        "_key", "_grouped", words(pl.col("_grouped")).alias("tokens")
+    key_words = (
+        keys.lazy()
+        .join(candidates.select("_key").unique(), on="_key", how="semi")
+        .select("_key", "_grouped", words(pl.col("_grouped")).alias("tokens"))
     )
     candidates = candidates.join(key_words, on="_key", how="left")
     contained = pl.col("row_message").is_not_null() & pl.col("_grouped").str.contains(
@@ -550,6 +646,7 @@ def _step_tables(keys: pl.LazyFrame, prepared: _Prepared) -> pl.LazyFrame:
             pl.col("row_category").alias("table_category"),
             pl.col("by_text").alias("table_by_text"),
         )
+        .collect(engine=_ENGINE)
     )
 
 
@@ -585,42 +682,40 @@ def _pattern_candidates(
     )
     count, patterns = texts.height, prepared.patterns
     plain_texts = texts.filter("ascii").select("_at", "lower")
-    pairs = [
-        _by_literals(plain_texts, prepared),
-        plain_texts.select("_at").join(prepared.unfiltered, how="cross"),
-        texts.filter(~pl.col("ascii"))
-        .select("_at")
-        .join(patterns.select("pattern_index"), how="cross"),
-    ]
+    pairs = [_by_literals(plain_texts, prepared)]
+    # (the pairs that cannot be, with no pattern tried on every text or no text that is not
+    # plain ASCII, are not made: each step costs a call of its own, whatever its rows)
+    if prepared.unfiltered.height and plain_texts.height:
+        pairs.append(plain_texts.select("_at").join(prepared.unfiltered, how="cross"))
+    if plain_texts.height < count:
+        pairs.append(
+            texts.filter(~pl.col("ascii"))
+            .select("_at")
+            .join(patterns.select("pattern_index"), how="cross")
+        )
     # each pair once, in pattern order (then text order)
-    numbers = (
-        pl.concat([pair.select(_pair_number(count)) for pair in pairs]).to_series().unique().sort()
-    )
+    numbers = pl.concat([_pair_number(pair, count) for pair in pairs]).unique().sort()
     at = (numbers % count).cast(pl.UInt32)
     index = (numbers // count).cast(pl.UInt32)
     # whether a pattern may decide a text: the pattern's provider and classes against each
     # distinct (provider, class) of the texts, worked out once per such combination
-    combinations = texts.select("provider", "class").unique().with_row_index("_combination")
-    combination = texts.join(
-        combinations, on=["provider", "class"], how="left", nulls_equal=True, maintain_order="left"
-    )["_combination"]
-    eligible = (
-        combinations.join(
-            patterns.select("pattern_index", "pattern_provider", "classes"), how="cross"
-        )
-        .sort("_combination", "pattern_index")
-        .select(
-            (
-                pl.col("pattern_provider").is_null()
-                | (pl.col("pattern_provider") == pl.col("provider"))
-            )
-            & (
-                pl.col("classes").is_null()
-                | pl.col("class").is_null()
-                | pl.col("classes").list.contains(pl.col("class"))
-            )
-        )
-        .to_series()
+    # (a group-by that gives each combination its texts, put back by position: a join back
+    # to the texts cost four times as much on a few texts)
+    combinations = texts.group_by("provider", "class").agg("_at")
+    spread = combinations.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_combination"), "_at"
+    ).explode("_at")
+    combination = pl.repeat(0, count, dtype=pl.UInt32, eager=True).scatter(
+        spread["_at"], spread["_combination"]
+    )
+    eligible = pl.concat(
+        [
+            pl.Series(dtype=pl.Boolean),  # (no text, no combination)
+            *(
+                _eligible(prepared, provider, code_class)
+                for provider, code_class in combinations.select("provider", "class").iter_rows()
+            ),
+        ]
     )
     kept = eligible.gather(
         combination.gather(at).cast(pl.UInt64) * patterns.height + index
@@ -690,10 +785,34 @@ def _by_literals(texts: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     )
 
 
-def _pair_number(count: int) -> pl.Expr:
-    """A (text position `_at`, `pattern_index`) pair as one number: the pattern's index times
-    the texts' `count`, plus the position."""
-    return (pl.col("pattern_index").cast(pl.UInt64) * count + pl.col("_at")).alias("_pair")
+def _pair_number(pairs: pl.DataFrame, count: int) -> pl.Series:
+    """Each (text position `_at`, `pattern_index`) pair of `pairs` as one number: the
+    pattern's index times the texts' `count`, plus the position."""
+    return (pairs["pattern_index"].cast(pl.UInt64) * count + pairs["_at"]).alias("_pair")
+
+
+def _eligible(prepared: _Prepared, provider: str | None, code_class: int | None) -> pl.Series:
+    """Whether each pattern may decide a text of `provider` and reply class `code_class`: a
+    pattern of no provider or of that one, of no classes or of that class (or the text has
+    none). Worked out once per (provider, class) with the same rules (`_Memory`); a provider
+    no pattern is of is remembered as none, whose patterns are the same (a given `provider`
+    column can hold any name: the remembered combinations stay few)."""
+    if provider not in prepared.pattern_providers:
+        provider = None
+    known = prepared.memory.eligible.get((provider, code_class))
+    if known is not None:
+        return known
+    patterns = prepared.patterns
+    owner, classes = patterns["pattern_provider"], patterns["classes"]
+    by_provider = owner.is_null() if provider is None else owner.is_null() | (owner == provider)
+    by_class = (
+        classes.is_null() | classes.list.contains(code_class)
+        if code_class is not None
+        else pl.repeat(True, patterns.height, dtype=pl.Boolean, eager=True)
+    )
+    found = by_provider & by_class
+    prepared.memory.eligible[(provider, code_class)] = found
+    return found
 
 
 #: The bands `_first_matches` tries the (key, pattern) pairs in.
@@ -807,7 +926,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         pl.col("blocklist").alias("named_list"),
     )
     lazy = keys.lazy()
-    found = _step_tables(lazy, prepared).collect(engine=_ENGINE)
+    found = _step_tables(keys, prepared)
     if prepared.patterns.height:
         by_text = found.filter(pl.col("table_by_text"))
         undecided = keys.join(by_text, on="_key", how="anti").lazy()
@@ -820,44 +939,35 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         pl.concat([plain.lazy(), matched.lazy()])
         .group_by("_key")
         .agg(pl.col("pattern_index").min())
-        .join(
-            prepared.patterns.lazy().select(
-                "pattern_index",
-                "pattern_rule",
-                "pattern_words",
-                "pattern_category",
-                "pattern_of",
-                "pattern_provider",
-            ),
-            on="pattern_index",
-        )
-        # the words tier (its patterns come last, so a key matches one only where no other
-        # pattern matched) is a step of its own: for steps 2 and 3 no pattern matched
-        .with_columns(
-            pl.when("pattern_words").then("pattern_category").alias("words_category"),
-            pl.when("pattern_words").then("pattern_rule").alias("words_rule"),
-            *[
-                pl.when(~pl.col("pattern_words")).then(name).alias(name)
-                for name in ("pattern_rule", "pattern_category", "pattern_of", "pattern_provider")
-            ],
-        )
+        .join(prepared.pattern_answers.lazy(), on="pattern_index")
     )
-    x_form = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
     decided = (
         # (the columns the decision reads: each join gathers every column it carries)
         lazy.select("_key", "smtp_code", "enhanced_code", "text", "named_list")
         .join(found.lazy(), on="_key", how="left")
         .join(patterns, on="_key", how="left")
         .join(prepared.enhanced.lazy(), on="enhanced_code", how="left")
-        .join(prepared.x_codes.lazy(), left_on=x_form, right_on="x_code", how="left")
+        .join(prepared.x_codes.lazy(), left_on=_X_FORM, right_on="x_code", how="left")
         .join(prepared.replies.lazy(), on="smtp_code", how="left")
     )
+    return decided.select(*prepared.decision).collect(engine=_ENGINE)
+
+
+#: The X form of an enhanced code (`X.1.1` of `5.1.1`), as the code tables' X rows hold it.
+_X_FORM = pl.lit("X") + pl.col("enhanced_code").str.slice(1)
+
+
+def _decision(categories: pl.DataFrame, ip_lists: list[str]) -> list[str | pl.Expr]:
+    """What `_decide` selects of its joined key rows (`_key` and `_DECIDED`): the steps of
+    docs/RULES.md in order, as one `coalesce` each for the category and the rule. It depends
+    on the rules alone (their categories and the lists of sending IPs), so `_prepare` builds
+    it once: a call builds no expression of it."""
     has_text = pl.col("text").str.strip_chars().str.len_chars().fill_null(0) > 0
     default = pl.when(has_text).then(pl.lit(ON_HOLD)).otherwise(pl.lit(UNDEFINED))
     by_words = pl.col("table_by_text").fill_null(False)
     # step 3 needs the category (a user's categories.toml may lack it)
     named = pl.col("named_list").is_not_null() & pl.lit(
-        prepared.categories["category"].is_in([BLOCKED]).any()
+        categories["category"].is_in([BLOCKED]).any()
     )
     # a list of sending IPs says who is refused and why before a generic pattern's words
     # (`Mail refused - see cbl.abuseat.org` is a block, not a policy), except words about the
@@ -869,7 +979,7 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
     generic = pl.col("pattern_provider").is_null() & pl.col("pattern_of").is_null()
     named_ip = (
         named
-        & pl.col("named_list").is_in(prepared.ip_lists)
+        & pl.col("named_list").is_in(ip_lists)
         & generic
         & ~pl.col("pattern_category").fill_null("").is_in([BLOCKED, *LIST_BACKED])
     )
@@ -908,14 +1018,14 @@ def _decide(keys: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         ("reply_category", "reply_rule"),
         (default, pl.lit("default:") + default),
     ]
-    return decided.select(
+    return [
         "_key",
         pl.coalesce([category for category, _ in steps]).alias("key_category"),
         pl.coalesce([rule for _, rule in steps]).alias("key_rule"),
         # the provider the deciding rule is of: only a pattern (step 2) can decide for a key
         # whose provider is other, and then only if no table row's words decided before it
         pl.when(~by_words).then(pl.col("pattern_of")).alias("key_of"),
-    ).collect(engine=_ENGINE)
+    ]
 
 
 # --- distinct values --------------------------------------------------------------------------
@@ -999,6 +1109,9 @@ def _new_providers(pairs: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
         _DOMAIN_NAME.alias("_domain"),
     )
     asked = named.filter(pl.col("_by_domain").is_null())
+    if asked.height == 0:
+        # every domain names its provider: no host to try
+        return named.select(*_HOST, pl.col("_by_domain").alias("provider"))
     # the relay host and, after it, the recipient domain: a domain that is itself a
     # provider's host name (exchangelabs.com, contoso.onmicrosoft.com) is that provider's
     hosts = (
@@ -1196,11 +1309,10 @@ def _spread(part: pl.DataFrame, names: list[str], height: int) -> list[pl.Series
 _FROM_TEXT = ["smtp_code", "enhanced_code", "hex_code", "blocklist", "retry_after", "_in_work"]
 
 
-def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
-    """The answer columns of each of `rows`, in order, from the facts of its text (if it has
-    some) and the category decided for its key (if it has one), `spread` at its row."""
+def _by_event() -> tuple[pl.Expr, pl.Expr]:
+    """The category and rule of an event: what its key decided (`key_category`, `key_rule`),
+    but where the event itself decides."""
     event = pl.col("event")
-    in_work = pl.col("_in_work").fill_null(False)
     undecided = pl.col("key_category").is_in(UNDECIDED_CATEGORIES)
     # the event itself decides some events, and is the best evidence left when no rule decided
     by_event = {
@@ -1214,6 +1326,18 @@ def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) ->
     for name, decides in reversed(by_event.items()):
         category = pl.when(decides).then(pl.lit(EVENT_CATEGORIES[name])).otherwise(category)
         rule = pl.when(decides).then(pl.lit(f"event:{name}")).otherwise(rule)
+    return category, rule
+
+
+#: What step 4 adds of each event (its permanence, its category and rule, its bounce type):
+#: rule-independent expressions, built once.
+_PERMANENT, (_CATEGORY, _RULE), _BOUNCE_TYPE = _permanent(), _by_event(), _bounce_type()
+_IN_WORK = pl.col("_in_work").fill_null(False)
+
+
+def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) -> pl.DataFrame:
+    """The answer columns of each of `rows`, in order, from the facts of its text (if it has
+    some) and the category decided for its key (if it has one), `spread` at its row."""
     return (
         rows.select("event", "smtp_code", "enhanced_code")
         .with_columns(
@@ -1223,23 +1347,23 @@ def _per_event(rows: pl.DataFrame, spread: pl.DataFrame, prepared: _Prepared) ->
         )
         .lazy()
         .with_columns(
-            pl.when(in_work)
+            pl.when(_IN_WORK)
             .then(pl.col("_smtp"))
             .otherwise(pl.col("smtp_code"))
             .alias("smtp_code"),
-            pl.when(in_work)
+            pl.when(_IN_WORK)
             .then(pl.col("_enhanced"))
             .otherwise(pl.col("enhanced_code"))
             .alias("enhanced_code"),
         )
         .with_columns(
             code_class(pl.col("smtp_code"), pl.col("enhanced_code")).alias("class"),
-            category.alias("category"),
-            rule.alias("rule_id"),
+            _CATEGORY.alias("category"),
+            _RULE.alias("rule_id"),
         )
         .join(prepared.categories.lazy(), on="category", how="left", maintain_order="left")
-        .with_columns(_permanent().alias("permanent"))
-        .with_columns(_bounce_type().alias("bounce_type"))
+        .with_columns(_PERMANENT.alias("permanent"))
+        .with_columns(_BOUNCE_TYPE.alias("bounce_type"))
         .select("smtp_code", "enhanced_code", "hex_code", *_ANSWERS)
         .collect(engine=_ENGINE)
     )

@@ -3,8 +3,8 @@
 Errors the library raises on purpose (`BounceAnalyzerError`) become one `Error: ...` line on
 stderr and the error's exit code, in one place (`_reported`, around every command); anything
 else is a bug and keeps its traceback (without locals, which hold e-mail addresses).
-`explain -` with no option, the command line a pipeline runs most, skips this module and its
-option parser (`__main__.main`).
+`explain -` and `explain TEXT...` with no option, the command lines run most, skip this module
+and its option parser (`__main__.main`).
 
 What a command does not need is not imported (docs/ARCHITECTURE.md, "Start-up"): this module
 loads typer and the options' enums, not polars; the store and ingest modules load pyarrow,
@@ -17,6 +17,7 @@ validators typer builds for each option (`_PlainValue`: 0.1 s of CPU at every st
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -32,6 +33,8 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, get_args, get_origin, over
 
 import typer
 from typer.core import TyperGroup
+from typer.main import get_command_name
+from typer.models import TyperInfo
 
 from bounce_analyzer import __version__, startup
 from bounce_analyzer.errors import BounceAnalyzerError, UsageError
@@ -291,11 +294,9 @@ def _utf8(argument: str) -> str: ...
 @overload
 def _utf8(argument: None) -> None: ...
 def _utf8(argument: str | None) -> str | None:
-    """An argument as given, with the bytes that were not UTF-8 (kept by Python as lone
-    surrogates, which cannot be written) read as U+FFFD."""
-    if argument is None:
-        return None
-    return argument.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """An argument as given, with the bytes that were not UTF-8 read as U+FFFD
+    (`startup.argument`)."""
+    return None if argument is None else startup.argument(argument)
 
 
 @app.command()
@@ -1394,8 +1395,43 @@ def exit_code_after(command: str, error: Exception) -> int:
 
 
 def main() -> None:
-    """The command line, parsed (`__main__.main` runs `explain -` alone without it)."""
-    app(prog_name="bounce-analyzer")
+    """The command line, parsed (`__main__.main` runs `explain -` and `explain TEXT...`
+    without it)."""
+    _app_for(sys.argv[1:])(prog_name="bounce-analyzer")
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """`app`, or, where the command line `argv` starts with the name of one of its commands, a
+    copy that holds that command alone.
+
+    typer builds every command an app holds before it reads the command line (each option,
+    from the function's signature: 0.04 s of CPU at each start for all of them), and a
+    command line that starts with a command's name shows and runs that command alone: its
+    help, its errors and its usage line are the same either way. Any other (`--help`,
+    `--version`, a misspelt name, which the full app answers with its suggestions) gets them
+    all."""
+    name = argv[0] if argv else None
+    commands = [
+        command
+        for command in app.registered_commands
+        if command.callback is not None
+        and (command.name or get_command_name(command.callback.__name__)) == name
+    ]
+    groups = [group for group in app.registered_groups if _group_name(group) == name]
+    if not commands and not groups:
+        return app
+    alone = copy.copy(app)
+    alone.registered_commands, alone.registered_groups = commands, groups
+    return alone
+
+
+def _group_name(group: TyperInfo) -> str | None:
+    """The name a group of commands (`store`) has on the command line."""
+    own = group.name if isinstance(group.name, str) else None
+    if own is None and group.typer_instance is not None:
+        named = group.typer_instance.info.name
+        own = named if isinstance(named, str) else None
+    return own
 
 
 if __name__ == "__main__":  # pragma: no cover

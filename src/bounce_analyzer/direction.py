@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from functools import partial
+from functools import lru_cache, partial
 
 import polars as pl
 
@@ -79,6 +79,9 @@ def _names(names: Sequence[str], column: pl.Expr) -> pl.Expr:
         return pl.lit(False)
 
     def found(values: pl.Series) -> pl.Series:
+        if values.null_count() == len(values):
+            # (no value to test: a frame without the column, as `explain`'s)
+            return pl.repeat(None, len(values), dtype=pl.Boolean, eager=True)
         distinct = values.unique().alias("value")
         named = distinct.to_frame().select(_name_test(names, pl.col("value"))).to_series()
         return values.is_in(distinct.filter(named.fill_null(False)).implode())
@@ -164,9 +167,11 @@ def _relays(entries: Sequence[str]) -> pl.Expr:
     return found
 
 
+@lru_cache(maxsize=16)
 def direction_of(settings: DirectionSettings) -> pl.Expr:
     """The `direction` of each event: an expression of the `FACTS` columns (the table in the
-    module docstring, first row that fits)."""
+    module docstring, first row that fits). Built once per settings (a classification call
+    reads it)."""
     source, event, transport = pl.col("source"), pl.col("event"), pl.col("transport")
     relay_host, relay_ip = pl.col("relay_host"), pl.col("relay_ip")
     # 127.0.0.0/8, ::1 and IPv4-mapped 127.x, as Postfix and Exim write them

@@ -33,6 +33,8 @@ wins. `bench/RESULTS.md` ("Start-up per command") has the measurements.
   1.10-1.17x, 30-125 MB lower, for 2-5% more system CPU (the mappings' page faults; 2 MiB was
   no better than 4 MiB). bench/RESULTS.md, "Parquet without hopeless dictionaries, and
   glibc's threshold".
+- **The words of the command line** (`argument`): bytes that are not UTF-8 read as U+FFFD,
+  for the command line's parser and for the quick paths of `__main__` alike.
 - **The collector** (`loading`, around a command's imports of the engine): paused while the
   modules load (their objects are no garbage: 0.03 s of collections for polars, pyarrow and
   the engine), then told to leave those objects alone (`gc.freeze`), so that its passes
@@ -54,6 +56,7 @@ __all__ = [
     "MMAP_THRESHOLD",
     "MMAP_THRESHOLD_ENV",
     "REPORT_ALLOCATOR",
+    "argument",
     "command_of",
     "environment_for",
     "fix_mmap_threshold",
@@ -130,6 +133,12 @@ def fix_mmap_threshold() -> None:
     import ctypes
 
     ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def argument(word: str) -> str:
+    """A word of the command line as given, with the bytes that were not UTF-8 (kept by
+    Python as lone surrogates, which cannot be written) read as U+FFFD."""
+    return word.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @contextmanager
