@@ -12,12 +12,13 @@ in tests/data/diagnostics/providers.tsv (read by test_classify.py::test_labelled
 from __future__ import annotations
 
 import json
+import random
 
 import polars as pl
 import pytest
 
 from _cli import invoke
-from bounce_analyzer.classify import provider_of
+from bounce_analyzer.classify import classify, provider_of
 from bounce_analyzer.explain import explain_frame
 from bounce_analyzer.rules import load_rules
 
@@ -203,6 +204,28 @@ def _providers(domains: list[str | None], hosts: list[str | None]) -> list[str]:
         schema={"recipient_domain": pl.String, "relay_host": pl.String},
     )
     return provider_of(frame, load_rules()).collect()["provider"].to_list()
+
+
+def test_classify_gives_each_row_its_pairs_provider() -> None:
+    # classify works out each distinct (recipient domain, relay host) once and joins the
+    # answer back onto the rows: rows in any order, pairs repeated, nulls among them, each row
+    # gets what provider_of gives it alone
+    pairs = [("corp.example", host) for host, _ in RELAY_HOSTS]
+    pairs += [(domain, None) for domain, _ in RECIPIENT_DOMAINS]
+    pairs += [(None, None), (None, "mx.corp.example"), ("corp.example", "mx.corp.example")]
+    rows = random.Random(18).choices(pairs, k=4 * len(pairs))
+    frame = pl.DataFrame(
+        {
+            "source": "postfix",
+            "event": "delivered",
+            "recipient_domain": [domain for domain, _ in rows],
+            "relay_host": [host for _, host in rows],
+        },
+        schema_overrides={"recipient_domain": pl.String, "relay_host": pl.String},
+    )
+    got = classify(frame, load_rules())["provider"].to_list()
+    assert got == [_providers([domain], [host])[0] for domain, host in rows]
+    assert len(set(got)) > 10 and "other" in got
 
 
 @pytest.mark.parametrize(("host", "provider"), RELAY_HOSTS)
