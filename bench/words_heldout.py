@@ -32,7 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from bounce_analyzer.explain import explain_frame
-from bounce_analyzer.rules import WORDS_TIER, Rules, load_rules
+from bounce_analyzer.rules import WORDS_RULE, Rules, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def _rules_at(commit: str, folder: Path) -> Path:
 
 def _with_words(rules: Rules) -> Rules:
     """`rules` with this checkout's words tier after its patterns, where the loader puts it."""
-    words = load_rules().patterns.filter(pl.col("rule_id").str.starts_with(f"{WORDS_TIER}:"))
+    words = load_rules().patterns.filter(pl.col("rule_id").str.starts_with(WORDS_RULE))
     return replace(rules, patterns=pl.concat([rules.patterns, words]))
 
 

@@ -77,7 +77,7 @@ from bounce_analyzer.rules import (
     RECIPIENT_MISSING,
     UNDECIDED_CATEGORIES,
     UNDEFINED,
-    WORDS_TIER,
+    WORDS_RULE,
     Rules,
     load_rules,
 )
@@ -291,7 +291,7 @@ _PREPARED_FROM = (
     "blocklists",
 )
 #: The modules whose code `_prepare` runs (its answer is theirs as well as the tables').
-_PREPARED_BY = ("classify", "prefilter", "normalize", "blocklists", "retry", "rules")
+_PREPARED_BY = ("classify", "prefilter", "normalize", "blocklists", "retry", "rules", "schema")
 
 
 def _prepare_from_disk(rules: Rules) -> _Prepared:
@@ -479,7 +479,7 @@ def _prepare(rules: Rules) -> _Prepared:
         "pattern_index",
         pl.col("id").alias("pattern_id"),
         pl.col("rule_id").alias("pattern_rule"),
-        pl.col("rule_id").str.starts_with(f"{WORDS_TIER}:").alias("pattern_words"),
+        pl.col("rule_id").str.starts_with(WORDS_RULE).alias("pattern_words"),
         ("(?i)" + pl.col("regex")).alias("regex"),
         pl.when(pl.col("regex").is_in(pl.Series(lowercase, dtype=pl.String).implode()))
         .then(pl.col("regex"))

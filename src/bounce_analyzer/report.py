@@ -34,6 +34,7 @@ from bounce_analyzer.options import ReportDirection as ReportDirection
 from bounce_analyzer.schema import (
     DIRECTIONS,
     FAILURES,
+    WORDS_RULE,
     advice_for,
     failed,
     failed_share,
@@ -651,7 +652,7 @@ def fell_through() -> pl.Expr:
         rule.str.starts_with("default:")
         | rule.str.starts_with("reply:")
         | rule.str.starts_with("enhanced:")
-        | rule.str.starts_with("words:")
+        | rule.str.starts_with(WORDS_RULE)
     ).fill_null(False)
 
 

@@ -27,7 +27,8 @@ import polars as pl
 from bounce_analyzer import __version__, cache, schema, smtp
 from bounce_analyzer.errors import RulesError, SettingsError, UsageError
 from bounce_analyzer.options import Direction as Direction  # (defined there: see options)
-from bounce_analyzer.schema import SOURCE_NAMES, advice_for
+from bounce_analyzer.schema import SOURCE_NAMES, WORDS_TIER, advice_for
+from bounce_analyzer.schema import WORDS_RULE as WORDS_RULE  # (defined there: see schema)
 from bounce_analyzer.smtp import ENHANCED_CODE
 
 #: The environment variable naming a user rules folder (the `--rules` option wins over it).
@@ -113,10 +114,6 @@ _TABLE_KINDS = ("provider", "enhanced", "reply", "reference")
 _CATEGORY_KEYS = {"description", "advice", "advice_inbound", "group", "hard"}
 _PROVIDER_KEYS = {"label", "domains", "hosts", "patterns"}
 _PATTERN_KEYS = {"id", "regex", "category", "provider", "classes", "example", "note", "tier"}
-#: The tier of a pattern that reads only what the words of a text say in general (its `tier`
-#: key, docs/RULES.md): it decides after the code tables' rows and the blocklists, before the
-#: enhanced and reply codes alone, and its rule_id is `words:<id>`.
-WORDS_TIER = "words"
 _TABLE_KEYS = {"file", "title", "provider", "source", "kind", "note"}
 _BLOCKLIST_KEYS = {"label", "lists", "lookup", "zones", "texts", "note"}
 _HEX = re.compile(r"^0x[0-9A-Fa-f]{4,8}$")
@@ -539,7 +536,7 @@ def _load_patterns(
     rows += [replacing.get(row["id"], row) for row in builtin_rows]
     # the words tier after every other pattern, in its own order: the first pattern matched
     # is a pattern of the normal tiers wherever one matches
-    rows.sort(key=lambda row: row["rule_id"].startswith(f"{WORDS_TIER}:"))
+    rows.sort(key=lambda row: row["rule_id"].startswith(WORDS_RULE))
     all_valid = _all_valid([row["regex"] for row in rows])
     for row in rows:
         path, entry = row.pop("_path"), row.pop("_entry")

@@ -98,6 +98,15 @@ FACT_SCHEMA: dict[str, pl.DataType] = {
     "origin": pl.String(),
 }
 
+#: The tier of a pattern that reads only what the words of a text say in general (its `tier`
+#: key in the rules, docs/RULES.md): it decides after the code tables' rows and the
+#: blocklists, before the enhanced and reply codes alone.
+WORDS_TIER = "words"
+#: How the `rule_id` of an event that tier decided starts (`words:<id>`): reports count those
+#: events among the unclassified (`report.fell_through`), so the prefix is defined here, with
+#: the columns, where reading a store needs no rules.
+WORDS_RULE = f"{WORDS_TIER}:"
+
 #: Columns the classification engine adds.
 CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
     "provider": pl.String(),
